@@ -1,0 +1,86 @@
+"""Command line of pycount: `python -m pycount prepare|train|eval ...`; tools/*.py call it too.
+
+Errors the user can fix (unknown names, missing data, no disk space, untrained model) print one
+clear message and exit with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(config.DATASETS)}")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the dataset releases (e.g. ../shared/datasets)")
+
+
+def _model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="alexnet-lite", help=f"one of {', '.join(config.MODELS)}")
+    p.add_argument("--head", default="R", choices=["R", "C"], help="R: regression, C: classes")
+    p.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for the CPU")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pycount", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="write the training and validation LMDBs")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    p = sub.add_parser("train", help="train a model with a pycaffe solver")
+    _common(p)
+    _model(p)
+    p.add_argument("--iters", type=int, default=None, help="override the solver's max_iter")
+    p.add_argument("--restart", action="store_true", help="ignore snapshots, start from scratch")
+    p = sub.add_parser("eval", help="count the test images and write metrics")
+    _common(p)
+    _model(p)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    ds = config.dataset(args.dataset)
+    if args.command == "prepare":
+        from .prepare import prepare
+        prepare(ds, args.data_root, force=args.force)
+        return 0
+    model = config.model(args.model)
+    if args.command == "train":
+        from .train import Trainer
+        summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters).train(
+            resume=not args.restart)
+        print(f"trained {summary['iterations']} iterations; best validation patch MAE "
+              f"{summary['best_val_patch_mae']:.3f} at iteration {summary['best_iter']}; "
+              f"weights: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
+        return 0
+    if args.command == "eval":
+        from .evaluate import evaluate
+        from .report import metrics_table
+        m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu)
+        print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
+        print(metrics_table(m))
+        print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"
+              f"predictions.csv,heatmaps/}}")
+        return 0
+    return 2
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from .datasets import DatasetError
+    from .lmdbio import LmdbError
+    from .train import TrainError
+    try:
+        return run(args)
+    except (config.ConfigError, DatasetError, LmdbError, TrainError) as e:
+        print(f"pycount: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pycount: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

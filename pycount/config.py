@@ -1,0 +1,146 @@
+"""Every setting of pycount in one place: datasets, models, solvers, paths.
+
+Numbers that come from the paper (Xue et al. 2016, section 3.2) are marked as such; the others are
+our choices, with the reason next to them. Nothing here is written twice elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOTXT_DIR = ROOT / "prototxt"
+
+
+def data_dir() -> Path:
+    """Where generated datasets and LMDBs live (git-ignored); PYCOUNT_DATA overrides."""
+    return Path(os.environ.get("PYCOUNT_DATA", ROOT / "data"))
+
+
+def runs_dir() -> Path:
+    """Where training and evaluation runs are written; PYCOUNT_RUNS overrides."""
+    return Path(os.environ.get("PYCOUNT_RUNS", ROOT / "runs"))
+
+
+class ConfigError(ValueError):
+    """An unknown dataset, model or setting; the message lists the valid choices."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    layout: str                # which reader in pycount.datasets reads it
+    patch: int                 # square patch side, px
+    stride: int                # sliding-window stride, px (< patch / 2 per the paper)
+    rot_step: int              # rotation step for augmentation, degrees
+    train_ids: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    n_val: int                 # training *images* held out to monitor training
+    subdir: str                # folder under DATA_ROOT holding the release
+    mean_bgr: tuple[float, float, float]  # per-channel mean subtracted by the nets (see below)
+    max_patch_count: int       # C head: classes 0..max_patch_count (largest count seen + margin)
+    description: str = ""
+
+
+def _ids(first: int, last: int) -> tuple[str, ...]:
+    return tuple(f"{i:03d}" for i in range(first, last + 1))
+
+
+# The nets subtract a fixed per-dataset mean (BGR, like Caffe's transform_param) so the committed
+# prototxts do not depend on a particular LMDB; `make prepare` records the measured mean in the LMDB
+# manifest and warns when it is far from these values.
+DATASETS: dict[str, DatasetConfig] = {
+    # The embedded default: SIMCEP-like fluorescence images in the VGG-cells layout, generated on
+    # the fly. 100 images keep `make demo` within minutes on 2 cores; settings as the bacterial set.
+    "synthetic": DatasetConfig(
+        name="synthetic", layout="vgg_cells", patch=40, stride=20, rot_step=30,
+        train_ids=_ids(1, 50), test_ids=_ids(51, 100), n_val=5, subdir="synthetic",
+        mean_bgr=(85.0, 0.5, 0.5), max_patch_count=40,
+        description="synthetic fluorescence cells (SIMCEP-like), 100 images 256x256, seeded"),
+    # VGG synthetic bacterial cells (Lempitsky & Zisserman 2010). Paper: patch 40, stride 20,
+    # rotation 30. Split 001-100 / 101-200, the usual protocol (the paper used a random 100/100).
+    "bacterial": DatasetConfig(
+        name="bacterial", layout="vgg_cells", patch=40, stride=20, rot_step=30,
+        train_ids=_ids(1, 100), test_ids=_ids(101, 200), n_val=10, subdir="vgg_cells",
+        mean_bgr=(85.0, 0.5, 0.5), max_patch_count=40,
+        description="VGG cells (bacterial), 200 images 256x256"),
+}
+
+SYNTHETIC_IMAGES = 100
+SYNTHETIC_SEED = 0
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    base_lr: float
+    batch: int
+    max_iter: int
+    lr_policy: str = "step"
+    gamma: float = 0.1
+    stepsize: int = 0          # 0: two thirds of max_iter
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    test_interval: int = 500   # validation MAE on held-out images' patches
+    snapshot: int = 500
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    family: str                # net builder in pycount.nets
+    width: float = 1.0         # channel multiplier (1.0 = the published widths)
+    fc: int = 4096             # width of the two hidden fully connected layers
+    solver: SolverConfig = field(default_factory=lambda: SolverConfig(0.001, 64, 20000))
+    description: str = ""
+
+
+MODELS: dict[str, ModelConfig] = {
+    # bvlc_alexnet's shape (5 conv with LRN and groups, fc6/fc7 4096 with dropout), trained from
+    # scratch as in the paper. The paper's choices of solver are not stated; these are ours.
+    "alexnet": ModelConfig(
+        name="alexnet", family="alexnet", width=1.0, fc=4096,
+        solver=SolverConfig(base_lr=0.0005, batch=64, max_iter=20000, test_interval=1000,
+                            snapshot=1000),
+        description="AlexNet (bvlc_alexnet widths), strides adapted to small patches"),
+    # The same topology at a quarter of the widths: what `make demo` trains on 2 CPU cores in a
+    # few minutes. Not a model of the paper.
+    "alexnet-lite": ModelConfig(
+        name="alexnet-lite", family="alexnet", width=0.25, fc=256,
+        solver=SolverConfig(base_lr=0.002, batch=64, max_iter=3000, test_interval=500,
+                            snapshot=500),
+        description="AlexNet topology at 1/4 width, fc 256: the demo model"),
+}
+
+
+def _lookup(table: dict, name: str, what: str, var: str):
+    try:
+        return table[name]
+    except KeyError:
+        raise ConfigError(f"unknown {what} {name!r}; valid: {', '.join(sorted(table))} "
+                          f"(set {var}=...)") from None
+
+
+def dataset(name: str) -> DatasetConfig:
+    return _lookup(DATASETS, name, "dataset", "DATASET")
+
+
+def model(name: str) -> ModelConfig:
+    return _lookup(MODELS, name, "model", "MODEL")
+
+
+def n_classes(ds: DatasetConfig) -> int:
+    return ds.max_patch_count + 1
+
+
+def lmdb_dir(ds: DatasetConfig) -> Path:
+    return data_dir() / "lmdb" / ds.name
+
+
+def run_name(m: ModelConfig, head: str = "R") -> str:
+    """Runs of the regression head (the paper's) are named by the model; C runs get "-C"."""
+    return m.name if head == "R" else f"{m.name}-{head}"
+
+
+def run_dir(ds: DatasetConfig, m: ModelConfig, head: str = "R") -> Path:
+    return runs_dir() / ds.name / run_name(m, head)

@@ -1,0 +1,62 @@
+"""`make eval`: count every test image of a dataset with a trained run, then report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import config, density, metrics, prepare, report
+from .progress import Progress
+from .train import TrainError, predict_patches, set_device
+
+
+def load_deploy_net(run: Path, batch: int = 256):
+    """The run's deploy net with its trained weights, reshaped for batches of `batch`."""
+    import caffe
+    run = Path(run)
+    weights, deploy = run / "model.caffemodel", run / "deploy.prototxt"
+    for f in (weights, deploy):
+        if not f.exists():
+            raise TrainError(f"{f} is missing: train this model first (make train ...)")
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    shape = list(net.blobs["data"].data.shape)
+    net.blobs["data"].reshape(batch, *shape[1:])
+    net.reshape()
+    return net
+
+
+def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
+             data_root=None, gpu: int = -1, run: Path | None = None,
+             heatmaps: int = 8) -> dict:
+    """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/."""
+    run = Path(run or config.run_dir(ds, model, head))
+    set_device(gpu)
+    net = load_deploy_net(run)
+    ids = prepare.split(ds)
+    train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
+    test = prepare.load(ds, ids["test"], data_root)
+
+    def predict(rgb):
+        return predict_patches(net, rgb, ds, head)
+
+    rows = []
+    (run / "heatmaps").mkdir(exist_ok=True)
+    with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
+        for i, s in enumerate(test):
+            r = density.count_image(s.image, ds.patch, ds.stride, predict)
+            rows.append({"id": s.id, "true": s.count, "predicted": r.count,
+                         "tiling": r.tiling_count})
+            if i < heatmaps:
+                report.save_heatmap(run / "heatmaps" / f"{s.id}.png", s.image, r.heatmap,
+                                    s.count, r.count, title=f"{ds.name} {s.id}")
+            bar.update(1)
+    true = np.array([r["true"] for r in rows], float)
+    pred = np.array([r["predicted"] for r in rows])
+    tiling = np.array([r["tiling"] for r in rows])
+    out = metrics.summarize(true, pred, float(np.mean(train_counts)))
+    out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
+               tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
+               tiling_mre=metrics.mre(true, tiling))
+    report.write_predictions(run / "predictions.csv", rows)
+    report.write_metrics(run, out)
+    return out

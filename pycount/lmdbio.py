@@ -1,0 +1,161 @@
+"""Patches to Caffe LMDBs and back: Datum records, shuffled order, manifest, atomic writes.
+
+Caffe's Data layer reads an LMDB in key order and never shuffles, so the writer does: record i gets
+the key of position perm[i] in a seeded permutation, and key order is then a shuffled order.
+A database is written into a hidden temporary folder next to its destination and renamed into place
+only once complete (manifest included), so an interrupted or failed write never leaves a half LMDB
+where a good one is expected, and the previous good one stays until the new one is finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import lmdb
+import numpy as np
+
+from .progress import Progress
+
+MANIFEST = "manifest.json"
+_RECORD_OVERHEAD = 96          # bytes per record beyond the pixels: Datum fields, key, B-tree
+
+
+class LmdbError(RuntimeError):
+    """A database cannot be written or read; the message names the path and the fix."""
+
+
+def _caffe_pb2():
+    from caffe.proto import caffe_pb2   # imported lazily: only the LMDB code needs protobuf
+    return caffe_pb2
+
+
+def encode_datum(rgb: np.ndarray, label: int) -> bytes:
+    """An H x W x 3 RGB uint8 patch and its integer count -> serialized Datum (BGR, C x H x W)."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 patch, got {rgb.dtype} {rgb.shape}")
+    datum = _caffe_pb2().Datum()
+    datum.channels, datum.height, datum.width = 3, rgb.shape[0], rgb.shape[1]
+    datum.data = np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1)).tobytes()
+    datum.label = int(label)
+    return datum.SerializeToString()
+
+
+def decode_datum(raw: bytes) -> tuple[np.ndarray, int]:
+    """The inverse of encode_datum: (H x W x 3 RGB uint8, label)."""
+    datum = _caffe_pb2().Datum()
+    datum.ParseFromString(raw)
+    chw = np.frombuffer(datum.data, np.uint8).reshape(datum.channels, datum.height, datum.width)
+    return chw.transpose(1, 2, 0)[:, :, ::-1].copy(), datum.label
+
+
+def estimate_bytes(n_records: int, patch: int) -> int:
+    return n_records * (3 * patch * patch + _RECORD_OVERHEAD)
+
+
+def read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(path: Path, fingerprint: str) -> bool:
+    """True when `path` holds a complete database written with the same settings and sources."""
+    manifest = read_manifest(path)
+    return bool(manifest) and manifest.get("fingerprint") == fingerprint
+
+
+def fingerprint(obj) -> str:
+    """A stable hash of JSON-able settings (and source hashes) that identifies a database."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int, patch: int,
+               seed: int, manifest: dict, label: str = "writing LMDB") -> dict:
+    """Write up to n_max (patch, count) records to `dest` in a seeded shuffled key order.
+
+    Returns the manifest written beside the data: the caller's entries plus the number of records,
+    the count histogram and the per-channel mean (BGR) of the patches.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    need = estimate_bytes(n_max, patch)
+    free = shutil.disk_usage(dest.parent).free
+    print(f"{label}: up to {n_max} patches of {patch}x{patch}, about {need / 2**20:.0f} MiB "
+          f"-> {dest}", flush=True)
+    if need * 1.1 > free:
+        raise LmdbError(f"{dest}: needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+                        f"are free on that disk; free some space or set PYCOUNT_DATA to a folder "
+                        f"on a larger disk")
+    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    perm = np.random.default_rng(seed).permutation(n_max)
+    hist: dict[int, int] = {}
+    channel_sum = np.zeros(3)
+    n = 0
+    try:
+        env = lmdb.open(str(tmp), map_size=int(need * 1.5) + (64 << 20), subdir=True,
+                        meminit=False, map_async=True)
+        txn = env.begin(write=True)
+        with Progress(n_max, label, "patches") as bar:
+            for rgb, count in records:
+                if n >= n_max:
+                    raise LmdbError(f"{dest}: more records than the {n_max} announced (a bug)")
+                txn.put(b"%08d" % perm[n], encode_datum(rgb, count))
+                hist[int(count)] = hist.get(int(count), 0) + 1
+                channel_sum += rgb.reshape(-1, 3).mean(axis=0)[::-1]
+                n += 1
+                if n % 2000 == 0:
+                    txn.commit()
+                    txn = env.begin(write=True)
+                bar.update(1)
+        txn.commit()
+        env.sync()
+        env.close()
+        full = dict(manifest, records=n, patch=patch, shuffle_seed=seed,
+                    count_histogram={str(k): hist[k] for k in sorted(hist)},
+                    mean_bgr=[round(float(v), 3) for v in channel_sum / max(n, 1)])
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=1, sort_keys=True))
+    except lmdb.MapFullError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LmdbError(f"{dest}: LMDB map full after {n} records ({e}); this is a size "
+                        f"estimate bug, please report it") from e
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LmdbError(f"{dest}: writing failed after {n} records ({e}); nothing was replaced. "
+                        f"If the disk is full, free space or set PYCOUNT_DATA elsewhere") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _replace(tmp, dest)
+    return full
+
+
+def _replace(tmp: Path, dest: Path) -> None:
+    """Move a finished database into place; the old one is removed only after the swap."""
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_lmdb(path: Path, limit: int | None = None) -> Iterator[tuple[bytes, np.ndarray, int]]:
+    """Yield (key, RGB patch, label) in key order, i.e. the order Caffe's Data layer reads."""
+    path = Path(path)
+    if not (path / "data.mdb").exists():
+        raise LmdbError(f"{path}: no LMDB there; run `make prepare` first")
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            for i, (key, raw) in enumerate(txn.cursor()):
+                if limit is not None and i >= limit:
+                    break
+                rgb, label = decode_datum(raw)
+                yield key, rgb, label
+    finally:
+        env.close()

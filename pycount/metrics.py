@@ -1,0 +1,33 @@
+"""The paper's metrics (section 3.3): mean relative error and mean absolute error with its std."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def mae(true, pred) -> float:
+    """MAE = (1/N) sum |t_i - p_i|."""
+    return float(np.mean(np.abs(np.asarray(true, float) - np.asarray(pred, float))))
+
+
+def mae_std(true, pred) -> float:
+    """The '±std' of the paper's tables: the (population) std of the absolute errors."""
+    return float(np.std(np.abs(np.asarray(true, float) - np.asarray(pred, float))))
+
+
+def mre(true, pred) -> float:
+    """MRE = (1/N) sum |t_i - p_i| / t_i. Undefined for an image with no cells."""
+    t = np.asarray(true, float)
+    if np.any(t <= 0):
+        raise ValueError("MRE is undefined for images with a true count of 0")
+    return float(np.mean(np.abs(t - np.asarray(pred, float)) / t))
+
+
+def summarize(true, pred, train_mean: float) -> dict:
+    """Every number a run reports; `baseline_*` are those of always predicting the mean
+    training count, the bar any model must clear."""
+    true = np.asarray(true, float)
+    base = np.full_like(true, train_mean)
+    return {"n_images": int(len(true)), "mae": mae(true, pred), "mae_std": mae_std(true, pred),
+            "mre": mre(true, pred), "baseline_mae": mae(true, base),
+            "baseline_mae_std": mae_std(true, base), "baseline_mre": mre(true, base),
+            "train_mean_count": float(train_mean)}

@@ -1,0 +1,236 @@
+"""Caffe nets of pycount, generated with caffe.NetSpec, and the prototxt files written from them.
+
+Each model exists as three files under prototxt/<dataset>/<model>/: train_val.prototxt (LMDB Data
+layers for the TRAIN and TEST phases), deploy.prototxt (an Input layer, no loss) and
+solver.prototxt. They are committed; tests/test_nets.py proves they equal what this module writes.
+
+Heads: "R" ends in one output `count` with EuclideanLoss (the paper's regression); "C" ends in
+`n_classes` scores with SoftmaxWithLoss (the paper's classification baseline, classes 0..K).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+
+HEADS = ("R", "C")
+# Pixels are scaled to about unit range after the mean is subtracted; nets train from scratch.
+INPUT_SCALE = 1.0 / 64
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    """What to build: which model, for which dataset, with which head, reading which LMDBs."""
+    model: config.ModelConfig
+    dataset: config.DatasetConfig
+    head: str = "R"
+    n_classes: int = 0                 # C head only: largest training count + margin + 1
+    train_source: str = ""
+    val_source: str = ""
+
+    @property
+    def patch(self) -> int:
+        return self.dataset.patch
+
+
+def _caffe():
+    import caffe                      # lazily: the rest of pycount imports without Caffe
+    return caffe
+
+
+def alexnet_adaptation(patch: int) -> str:
+    """How AlexNet is adapted to a patch size; the name goes into the prototxt and the report."""
+    if patch >= 128:
+        return "conv1 11x11 stride 4 (as bvlc_alexnet)"
+    return "conv1 5x5 stride 1 pad 2 (adapted: patch < 128 px)"
+
+
+def _alexnet_trunk(n, data, plan: NetPlan, train: bool):
+    caffe = _caffe()
+    L, P = caffe.layers, caffe.params
+    w = plan.model.width
+
+    def ch(c):
+        return max(8, int(round(c * w)))
+
+    def conv(bottom, nout, ks, stride=1, pad=0, group=1):
+        return L.Convolution(bottom, num_output=ch(nout), kernel_size=ks, stride=stride, pad=pad,
+                             group=group, param=[dict(lr_mult=1, decay_mult=1),
+                                                 dict(lr_mult=2, decay_mult=0)],
+                             weight_filler=dict(type="msra"),
+                             bias_filler=dict(type="constant", value=0.0))
+
+    def fc(bottom, nout):
+        return L.InnerProduct(bottom, num_output=nout, param=[dict(lr_mult=1, decay_mult=1),
+                                                              dict(lr_mult=2, decay_mult=0)],
+                              weight_filler=dict(type="msra"),
+                              bias_filler=dict(type="constant", value=0.0))
+
+    def pool(bottom):
+        return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+
+    def lrn(bottom):
+        return L.LRN(bottom, local_size=5, alpha=1e-4, beta=0.75)
+
+    if plan.patch >= 128:
+        n.conv1 = conv(data, 96, 11, stride=4)
+    else:
+        n.conv1 = conv(data, 96, 5, stride=1, pad=2)
+    n.relu1 = L.ReLU(n.conv1, in_place=True)
+    n.norm1 = lrn(n.relu1)
+    n.pool1 = pool(n.norm1)
+    n.conv2 = conv(n.pool1, 256, 5, pad=2, group=2)
+    n.relu2 = L.ReLU(n.conv2, in_place=True)
+    n.norm2 = lrn(n.relu2)
+    n.pool2 = pool(n.norm2)
+    n.conv3 = conv(n.pool2, 384, 3, pad=1)
+    n.relu3 = L.ReLU(n.conv3, in_place=True)
+    n.conv4 = conv(n.relu3, 384, 3, pad=1, group=2)
+    n.relu4 = L.ReLU(n.conv4, in_place=True)
+    n.conv5 = conv(n.relu4, 256, 3, pad=1, group=2)
+    n.relu5 = L.ReLU(n.conv5, in_place=True)
+    n.pool5 = pool(n.relu5)
+    n.fc6 = fc(n.pool5, plan.model.fc)
+    n.relu6 = L.ReLU(n.fc6, in_place=True)
+    n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
+    n.fc7 = fc(n.drop6, plan.model.fc)
+    n.relu7 = L.ReLU(n.fc7, in_place=True)
+    n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
+    return n.drop7, fc
+
+
+TRUNKS = {"alexnet": _alexnet_trunk}
+
+
+def _transform(plan: NetPlan, train: bool) -> dict:
+    return dict(mean_value=list(plan.dataset.mean_bgr), scale=INPUT_SCALE, mirror=train)
+
+
+def _build(plan: NetPlan, phase: str):
+    """phase: "train_val" (Data layers for both phases, loss) or "deploy" (Input, no loss)."""
+    caffe = _caffe()
+    L, P = caffe.layers, caffe.params
+    if plan.head not in HEADS:
+        raise config.ConfigError(f"unknown head {plan.head!r}; valid: {', '.join(HEADS)} (HEAD=...)")
+    n = caffe.NetSpec()
+    if phase == "deploy":
+        n.data = L.Input(shape=dict(dim=[1, 3, plan.patch, plan.patch]))
+    else:
+        n.data, n.label = L.Data(source=plan.train_source, backend=P.Data.LMDB,
+                                 batch_size=plan.model.solver.batch, ntop=2,
+                                 transform_param=_transform(plan, True),
+                                 include=dict(phase=caffe.TRAIN))
+        # the TEST-phase twin shares the tops; NetSpec needs it under another name
+        n.val_data, n.val_label = L.Data(source=plan.val_source, backend=P.Data.LMDB,
+                                         batch_size=plan.model.solver.batch, ntop=2,
+                                         transform_param=_transform(plan, False),
+                                         include=dict(phase=caffe.TEST))
+    top, fc = TRUNKS[plan.model.family](n, n.data, plan, phase != "deploy")
+    if plan.head == "R":
+        n.count = fc(top, 1)
+        if phase != "deploy":
+            n.loss = L.EuclideanLoss(n.count, n.label)
+    else:
+        n.score = fc(top, plan.n_classes)
+        if phase == "deploy":
+            n.prob = L.Softmax(n.score)
+        else:
+            n.loss = L.SoftmaxWithLoss(n.score, n.label)
+            n.accuracy = L.Accuracy(n.score, n.label, include=dict(phase=caffe.TEST))
+    return n.to_proto()
+
+
+def net_name(plan: NetPlan) -> str:
+    name = f"{plan.model.name}-{plan.head}-p{plan.patch}"
+    if plan.model.family == "alexnet":
+        name += " | " + alexnet_adaptation(plan.patch)
+    return name
+
+
+def net_prototxt(plan: NetPlan, phase: str) -> str:
+    proto = _build(plan, phase)
+    proto.name = net_name(plan)
+    text = str(proto)
+    if phase == "train_val":
+        # NetSpec names the TEST-phase Data layer's tops val_data/val_label; Caffe needs both
+        # phases to produce the same blob names.
+        text = text.replace('top: "val_data"', 'top: "data"').replace('top: "val_label"',
+                                                                       'top: "label"')
+    return text
+
+
+def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
+    caffe_pb2 = _caffe().proto.caffe_pb2
+    s = plan.model.solver
+    sp = caffe_pb2.SolverParameter()
+    sp.net = net_path
+    sp.base_lr, sp.lr_policy, sp.gamma = s.base_lr, s.lr_policy, s.gamma
+    sp.stepsize = s.stepsize or (2 * s.max_iter) // 3
+    sp.momentum, sp.weight_decay, sp.max_iter = s.momentum, s.weight_decay, s.max_iter
+    # Validation runs from Python (pycount.train) over the held-out images' patches; the solver
+    # only builds the TEST net for it.
+    sp.test_iter.append(1)
+    sp.test_interval = s.max_iter + 1
+    sp.test_initialization = False
+    sp.display = 0
+    sp.snapshot = 0                    # pycount.train snapshots itself, atomically
+    sp.snapshot_prefix = snapshot_prefix
+    sp.random_seed = 1701
+    sp.solver_mode = caffe_pb2.SolverParameter.CPU
+    return str(sp)
+
+
+def committed_dir(plan: NetPlan) -> Path:
+    return config.PROTOTXT_DIR / plan.dataset.name / config.run_name(plan.model, plan.head)
+
+
+def default_plan(dataset: str, model: str, head: str = "R") -> NetPlan:
+    """The plan of the committed prototxts: LMDB paths relative to the repository root."""
+    ds = config.dataset(dataset)
+    lmdb_rel = f"data/lmdb/{ds.name}"
+    return NetPlan(model=config.model(model), dataset=ds, head=head,
+                   n_classes=config.n_classes(ds) if head == "C" else 0,
+                   train_source=f"{lmdb_rel}/train_lmdb", val_source=f"{lmdb_rel}/val_lmdb")
+
+
+def write_net_files(plan: NetPlan, out_dir: Path, snapshot_prefix: str,
+                    solver_net_path: str | None = None) -> dict[str, Path]:
+    """Write train_val, deploy and solver prototxts of `plan` into `out_dir`.
+
+    The solver names its net by `solver_net_path` (default: the absolute train_val path)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {phase: out_dir / f"{phase}.prototxt" for phase in ("train_val", "deploy", "solver")}
+    files["train_val"].write_text(net_prototxt(plan, "train_val"))
+    files["deploy"].write_text(net_prototxt(plan, "deploy"))
+    files["solver"].write_text(solver_prototxt(
+        plan, solver_net_path or str(files["train_val"].resolve()), snapshot_prefix))
+    return files
+
+
+def committed_plans() -> list[NetPlan]:
+    return [default_plan(d, m, h) for d in config.DATASETS for m in config.MODELS for h in HEADS]
+
+
+def write_committed(root: Path | None = None) -> list[Path]:
+    """(Re)write every committed prototxt under prototxt/ (or the same tree under `root`)."""
+    written = []
+    for plan in committed_plans():
+        rel = committed_dir(plan).relative_to(config.PROTOTXT_DIR)
+        files = write_net_files(plan, (root or config.PROTOTXT_DIR) / rel,
+                                snapshot_prefix=f"runs/{rel.as_posix()}/snapshots/snap",
+                                solver_net_path=f"prototxt/{rel.as_posix()}/train_val.prototxt")
+        written += files.values()
+    return written
+
+
+def preprocess(rgb: np.ndarray, ds: config.DatasetConfig) -> np.ndarray:
+    """RGB uint8 patches (N x H x W x 3) -> the net's input blob (N x 3 x H x W, BGR, mean
+    subtracted, scaled): what Caffe's transform_param does to the LMDB records."""
+    bgr = rgb[..., ::-1].astype(np.float32)
+    bgr -= np.asarray(ds.mean_bgr, np.float32)
+    bgr *= INPUT_SCALE
+    return bgr.transpose(0, 3, 1, 2)

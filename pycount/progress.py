@@ -1,0 +1,57 @@
+"""A dependency-free progress bar for long loops (prepare, train, eval) that prints to stderr."""
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """`with Progress(total, "writing") as bar: bar.update(1, loss=0.3)`.
+
+    Redraws at most ~10 times a second on a terminal; when stderr is not a terminal (CI, logs) it
+    prints a line every 10 % instead, so logs stay short.
+    """
+
+    def __init__(self, total: int, label: str, unit: str = "it", stream=None):
+        self.total, self.label, self.unit = max(int(total), 0), label, unit
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.n, self.info, self.start, self._last, self._decile = 0, "", time.monotonic(), 0.0, -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._draw(final=True)
+
+    def update(self, k: int = 1, **info):
+        self.n += k
+        if info:
+            self.info = "  ".join(f"{key}={val:.4g}" if isinstance(val, float) else f"{key}={val}"
+                                  for key, val in info.items())
+        self._draw()
+
+    def _draw(self, final: bool = False):
+        now = time.monotonic()
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.n / elapsed
+        frac = self.n / self.total if self.total else 1.0
+        eta = (self.total - self.n) / rate if rate > 0 and self.total else 0.0
+        text = (f"{self.label}: {self.n}/{self.total} {self.unit} ({100 * frac:3.0f}%) "
+                f"{rate:.1f} {self.unit}/s, {elapsed:.0f}s elapsed, eta {eta:.0f}s  {self.info}")
+        if self.tty:
+            if final or now - self._last > 0.1:
+                width = 24
+                fill = int(width * min(frac, 1.0))
+                self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {text}\033[K")
+                if final:
+                    self.stream.write("\n")
+                self.stream.flush()
+                self._last = now
+        else:
+            decile = int(10 * min(frac, 1.0))
+            if decile != self._decile or final:
+                if not (final and decile == self._decile):
+                    self.stream.write(text + "\n")
+                    self.stream.flush()
+                self._decile = decile

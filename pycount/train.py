@@ -1,0 +1,216 @@
+"""Training with a pycaffe solver: progress, validation, atomic snapshots, resume, logs.
+
+A run folder (runs/<dataset>/<model>/) holds the prototxts the run used, `snapshots/` with the
+solver's caffemodel/solverstate pairs, `snapshots/latest.json` naming the last complete pair (written
+after both files, atomically: a pair interrupted half-way is never resumed from), `model.caffemodel`
+(the weights with the best validation MAE), `train_log.csv` and `loss.png`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import config, lmdbio, nets
+from .progress import Progress
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or go on; the message says why and what to do."""
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _save_weights(net, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    net.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def set_device(gpu: int):
+    """CPU for gpu < 0; else the GPU, after checking one is usable (set_mode_gpu would abort)."""
+    import caffe
+    if gpu < 0:
+        caffe.set_mode_cpu()
+        return caffe
+    raise TrainError(f"GPU={gpu} asked for, but this Caffe build is CPU-only; rebuild with "
+                     f"WITH_CUDA=1 on a machine with an NVIDIA driver, or use GPU=-1")
+
+
+def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """The validation LMDB as arrays (RGB patches N x p x p x 3, counts N), at most `limit`."""
+    images, labels = [], []
+    for _, rgb, label in lmdbio.read_lmdb(path, limit=limit):
+        images.append(rgb)
+        labels.append(label)
+    if not images:
+        raise TrainError(f"{path}: the validation LMDB is empty; re-run `make prepare`")
+    return np.stack(images), np.asarray(labels, np.float64)
+
+
+def predict_patches(net, rgb: np.ndarray, ds: config.DatasetConfig, head: str,
+                    output: str | None = None) -> np.ndarray:
+    """Counts predicted by `net` (train or deploy net) for RGB patches, batch by batch.
+
+    Runs the net from its first layer after `data`, so the Data layer of a train net is bypassed.
+    """
+    out = output or ("count" if head == "R" else "score")
+    batch = net.blobs["data"].data.shape[0]
+    first = next(name for name in net._layer_names if name not in ("data", "val_data"))
+    preds = np.empty(len(rgb))
+    for i in range(0, len(rgb), batch):
+        chunk = nets.preprocess(rgb[i:i + batch], ds)
+        k = len(chunk)
+        net.blobs["data"].data[:k] = chunk
+        net.forward(start=first, end=out)
+        y = net.blobs[out].data[:k]
+        preds[i:i + k] = y.reshape(k) if head == "R" else y.argmax(axis=1)
+    return preds
+
+
+class Trainer:
+    def __init__(self, ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
+                 gpu: int = -1, run: Path | None = None, max_iter: int | None = None):
+        self.ds, self.model, self.head = ds, model, head
+        self.run = Path(run or config.run_dir(ds, model, head))
+        self.max_iter = max_iter or model.solver.max_iter
+        lmdb_root = config.lmdb_dir(ds)
+        self.train_lmdb, self.val_lmdb = lmdb_root / "train_lmdb", lmdb_root / "val_lmdb"
+        for path in (self.train_lmdb, self.val_lmdb):
+            if lmdbio.read_manifest(path) is None:
+                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}` "
+                                 f"first")
+        self.gpu = gpu
+
+    def _plan(self) -> nets.NetPlan:
+        return nets.NetPlan(model=self.model, dataset=self.ds, head=self.head,
+                            n_classes=config.n_classes(self.ds) if self.head == "C" else 0,
+                            train_source=str(self.train_lmdb.resolve()),
+                            val_source=str(self.val_lmdb.resolve()))
+
+    def train(self, resume: bool = True) -> dict:
+        caffe = set_device(self.gpu)
+        snaps = self.run / "snapshots"
+        snaps.mkdir(parents=True, exist_ok=True)
+        plan = self._plan()
+        files = nets.write_net_files(plan, self.run, snapshot_prefix=str((snaps / "snap").resolve()))
+        val_x, val_y = load_val_patches(self.val_lmdb)
+        solver = caffe.get_solver(str(files["solver"]))
+        solver.test_nets[0].share_with(solver.net)   # validation sees the weights being trained
+        latest = snaps / "latest.json"
+        log_path = self.run / "train_log.csv"
+        state = {"best_val_mae": math.inf, "best_iter": -1}
+        if resume and latest.exists():
+            state = json.loads(latest.read_text())
+            solver.restore(state["solverstate"])
+            print(f"resuming from iteration {solver.iter} ({state['solverstate']})", flush=True)
+        else:
+            log_path.unlink(missing_ok=True)
+        new_log = not log_path.exists()
+        log = open(log_path, "a", newline="")
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
+            if solver.iter == 0:             # the starting point of the curves
+                val0 = float(np.abs(predict_patches(solver.test_nets[0], val_x, self.ds,
+                                                    self.head) - val_y).mean())
+                writer.writerow([0, f"{float(solver.net.forward()['loss']):.6g}",
+                                 self.model.solver.base_lr, 0, f"{val0:.5g}"])
+        s = self.model.solver
+        display = 20
+        start, begin_iter = time.monotonic(), solver.iter
+
+        def snapshot():
+            solver.snapshot()           # writes snap_iter_N.caffemodel + .solverstate
+            it = solver.iter
+            state.update(iter=it, caffemodel=str(snaps / f"snap_iter_{it}.caffemodel"),
+                         solverstate=str(snaps / f"snap_iter_{it}.solverstate"))
+            _atomic_json(latest, state)  # only now is the pair the one to resume from
+            for old in snaps.glob("snap_iter_*"):
+                if not old.name.startswith(f"snap_iter_{it}."):
+                    old.unlink()
+
+        try:
+            with Progress(self.max_iter, f"training {self.model.name}-{self.head} on "
+                          f"{self.ds.name}", "iter") as bar:
+                bar.n = solver.iter
+                while solver.iter < self.max_iter:
+                    k = min(display, self.max_iter - solver.iter)
+                    solver.step(k)
+                    loss = float(solver.net.blobs["loss"].data)
+                    it = solver.iter
+                    lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
+                    val_mae = ""
+                    if it % s.test_interval == 0 or it == self.max_iter:
+                        pred = predict_patches(solver.test_nets[0], val_x, self.ds, self.head)
+                        val_mae = float(np.abs(pred - val_y).mean())
+                        if val_mae < state["best_val_mae"]:
+                            state.update(best_val_mae=val_mae, best_iter=it)
+                            _save_weights(solver.net, self.run / "model.caffemodel")
+                    writer.writerow([it, f"{loss:.6g}", f"{lr:.6g}",
+                                     f"{time.monotonic() - start:.1f}",
+                                     f"{val_mae:.5g}" if val_mae != "" else ""])
+                    log.flush()
+                    if it % s.snapshot == 0 or it == self.max_iter:
+                        snapshot()
+                    info = {"loss": loss}
+                    if val_mae != "":
+                        info["val_mae"] = val_mae
+                    bar.update(k, **info)
+        except KeyboardInterrupt:
+            print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
+                  flush=True)
+            snapshot()
+            raise
+        finally:
+            log.close()
+        summary = {
+            "dataset": self.ds.name, "model": self.model.name, "head": self.head,
+            "iterations": solver.iter, "best_iter": state["best_iter"],
+            "best_val_patch_mae": state["best_val_mae"],
+            "seconds": round(time.monotonic() - start, 1),
+            "iterations_this_session": solver.iter - begin_iter,
+            "init": "scratch", "net": nets.net_name(plan),
+        }
+        _atomic_json(self.run / "train.json", summary)
+        plot_log(log_path, self.run / "loss.png")
+        return summary
+
+
+def plot_log(log_path: Path, png: Path) -> None:
+    """Loss and validation MAE against iterations, from the CSV log."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(open(log_path)))
+    if not rows:
+        return
+    it = np.array([int(r["iter"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    val = [(int(r["iter"]), float(r["val_mae"])) for r in rows if r["val_mae"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(it, loss, lw=0.8, label="training loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val), "o-", color="C1", label="validation patch MAE")
+        ax2.set_ylabel("validation MAE (cells / patch)")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title(png.parent.name)
+    fig.tight_layout()
+    tmp = png.with_name(f".{png.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)

@@ -1,0 +1,198 @@
+"""Tests for pycount.datasets: synthetic generation, reading the VGG-cells layout, error reporting."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pycount.datasets import (DatasetError, Sample, generate_synthetic, read_vgg_cells,
+                              synthesize_image)
+
+REAL_ROOT = Path("/work/shared/datasets/vgg_cells")
+SMALL = dict(count_range=(20, 60), size=128)  # small images keep the generator tests fast
+
+
+def expected_image(seed, k, count_range, size):
+    """What generate_synthetic documents for image k (0-based): its own SeedSequence child."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+    n = int(rng.integers(count_range[0], count_range[1] + 1))
+    return synthesize_image(rng, n, size)
+
+
+def sorted_rows(a):
+    return a[np.lexsort((a[:, 1], a[:, 0]))]
+
+
+def file_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+# --- synthetic generator ----------------------------------------------------------------------------
+
+def test_layout_and_roundtrip(tmp_path):
+    out = generate_synthetic(tmp_path / "syn", n_images=3, seed=7, **SMALL)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["001cell.png", "001dots.png", "002cell.png", "002dots.png",
+                     "003cell.png", "003dots.png", "synthetic.json"]
+    samples = read_vgg_cells(out)
+    assert [s.id for s in samples] == ["001", "002", "003"]
+    for k, s in enumerate(samples):
+        image, centres = expected_image(7, k, SMALL["count_range"], SMALL["size"])
+        assert s.count == len(centres)
+        assert 20 <= s.count <= 60
+        assert s.centres.dtype == np.float64
+        np.testing.assert_array_equal(sorted_rows(s.centres), sorted_rows(centres))
+        np.testing.assert_array_equal(s.image, image)
+    # The dots file holds exactly one pure red pixel per cell on black.
+    dots = cv2.imread(str(out / "001dots.png"))[..., ::-1].reshape(-1, 3)
+    colours, counts = np.unique(dots, axis=0, return_counts=True)
+    assert colours.tolist() == [[0, 0, 0], [255, 0, 0]] and counts[1] == samples[0].count
+
+
+def test_synthesize_image_properties():
+    image, centres = synthesize_image(np.random.default_rng(3), 300, size=256)
+    assert image.shape == (256, 256, 3) and image.dtype == np.uint8
+    assert centres.shape == (300, 2)
+    assert np.array_equal(centres, np.rint(centres)), "centres must be integer pixels"
+    assert len(np.unique(centres, axis=0)) == 300, "centres must be distinct"
+    assert centres.min() >= 0 and centres.max() <= 255
+    # Signal is in blue, as in the real images; red and green are faint noise.
+    means = image.reshape(-1, 3).mean(axis=0)
+    assert means[2] > 40 and means[0] < 3 and means[1] < 3
+    # Cells sit brighter than the background around them.
+    blue = image[..., 2].astype(float)
+    xy = centres.astype(int)
+    assert blue[xy[:, 1], xy[:, 0]].mean() > blue.mean() + 40
+
+
+def test_deterministic_and_seed_dependent(tmp_path):
+    a = file_bytes(generate_synthetic(tmp_path / "a", n_images=3, seed=0, **SMALL))
+    b = file_bytes(generate_synthetic(tmp_path / "b", n_images=3, seed=0, **SMALL))
+    c = file_bytes(generate_synthetic(tmp_path / "c", n_images=3, seed=1, **SMALL))
+    assert a == b
+    assert all(a[f"00{i}cell.png"] != c[f"00{i}cell.png"] for i in (1, 2, 3))
+    # Image k does not depend on how many images are generated.
+    d = file_bytes(generate_synthetic(tmp_path / "d", n_images=2, seed=0, **SMALL))
+    assert all(d[name] == a[name] for name in d if name.endswith(".png"))
+
+
+def test_reuse_and_regenerate(tmp_path):
+    out = tmp_path / "syn"
+    calls = []
+    generate_synthetic(out, n_images=2, seed=0, progress=lambda i, n: calls.append((i, n)), **SMALL)
+    assert calls == [(1, 2), (2, 2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"], "no temporary folders left behind"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    first = file_bytes(out)
+
+    # Same parameters: nothing is rewritten and no progress is reported.
+    calls.clear()
+    generate_synthetic(out, n_images=2, seed=0, progress=lambda i, n: calls.append((i, n)), **SMALL)
+    assert calls == []
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+
+    # An incomplete set (a file deleted) is regenerated.
+    (out / "002dots.png").unlink()
+    generate_synthetic(out, n_images=2, seed=0, **SMALL)
+    assert file_bytes(out) == first
+
+    # Different parameters: the set is replaced and the stamp records the new ones.
+    generate_synthetic(out, n_images=2, seed=5, **SMALL)
+    assert json.loads((out / "synthetic.json").read_text())["seed"] == 5
+    assert file_bytes(out)["001cell.png"] != first["001cell.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+
+
+def test_refuses_to_overwrite_foreign_folder(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="synthetic.json"):
+        generate_synthetic(out, n_images=1, **SMALL)
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+def test_real_dataset():
+    if not REAL_ROOT.is_dir():
+        pytest.skip(f"real VGG cells dataset not present at {REAL_ROOT}")
+    samples = read_vgg_cells(REAL_ROOT)
+    counts = [s.count for s in samples]
+    assert len(samples) == 200
+    assert sum(counts) == 35192 and min(counts) == 74 and max(counts) == 317
+    assert all(s.image.shape == (256, 256, 3) and s.image.dtype == np.uint8 for s in samples)
+    subset = read_vgg_cells(REAL_ROOT, ids=["002", "001"])
+    assert [s.id for s in subset] == ["002", "001"]
+    np.testing.assert_array_equal(subset[1].centres, samples[0].centres)
+
+
+def test_dot_colour_tolerance(tmp_path):
+    image = np.zeros((8, 10, 3), np.uint8)
+    dots = np.zeros_like(image)
+    dots[1, 2] = (255, 0, 0)    # pure red
+    dots[5, 7] = (240, 10, 12)  # slightly off red still counts
+    dots[3, 3] = (0, 0, 255)    # blue is not a dot
+    dots[4, 4] = (255, 255, 255)  # neither is white
+    write_rgb(tmp_path / "001cell.png", image)
+    write_rgb(tmp_path / "001dots.png", dots)
+    (s,) = read_vgg_cells(tmp_path)
+    assert isinstance(s, Sample) and s.count == 2
+    assert sorted(map(tuple, s.centres.tolist())) == [(2.0, 1.0), (7.0, 5.0)]
+
+
+@pytest.fixture
+def tiny_set(tmp_path):
+    """Two valid 8x8 pairs in tmp_path/data."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for i in ("001", "002"):
+        write_rgb(root / f"{i}cell.png", np.zeros((8, 8, 3), np.uint8))
+        write_rgb(root / f"{i}dots.png", np.zeros((8, 8, 3), np.uint8))
+    return root
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(DatasetError, match="DATA_ROOT") as err:
+        read_vgg_cells(tmp_path / "nowhere")
+    assert "nowhere" in str(err.value) and "make data" in str(err.value)
+
+
+def test_empty_root(tmp_path):
+    with pytest.raises(DatasetError, match="no NNNcell.png"):
+        read_vgg_cells(tmp_path)
+
+
+def test_cell_without_dots(tiny_set):
+    (tiny_set / "002dots.png").unlink()
+    with pytest.raises(DatasetError, match="002cell.png"):
+        read_vgg_cells(tiny_set)
+
+
+def test_dots_without_cell(tiny_set):
+    (tiny_set / "001cell.png").unlink()
+    with pytest.raises(DatasetError, match="001dots.png"):
+        read_vgg_cells(tiny_set)
+
+
+def test_corrupt_png(tiny_set):
+    (tiny_set / "002cell.png").write_bytes(b"\x89PNG not really an image")
+    with pytest.raises(DatasetError, match="002cell.png"):
+        read_vgg_cells(tiny_set)
+
+
+def test_size_mismatch(tiny_set):
+    write_rgb(tiny_set / "001dots.png", np.zeros((8, 9, 3), np.uint8))
+    with pytest.raises(DatasetError, match="001dots.png"):
+        read_vgg_cells(tiny_set)
+
+
+def test_unknown_id(tiny_set):
+    assert [s.id for s in read_vgg_cells(tiny_set, ids=["002"])] == ["002"]
+    with pytest.raises(DatasetError, match="003cell.png"):
+        read_vgg_cells(tiny_set, ids=["003"])

@@ -1,0 +1,61 @@
+"""Density heatmaps by griddata, their integral, and the tiling cross-check."""
+import numpy as np
+import pytest
+
+from pycount import density, patches
+
+
+def exact_predictor(centres, patch, origins_of):
+    """A perfect 'net': returns the true count of each patch, looked up by its pixels' origin."""
+    def predict(stack):
+        return np.array([patches.count_in_window(centres, *origins_of[i], patch)
+                         for i in range(len(stack))], float)
+    return predict
+
+
+@pytest.mark.parametrize("h,w,patch,stride", [(256, 256, 40, 20), (500, 500, 60, 30),
+                                              (301, 257, 40, 20)])
+def test_uniform_density_integrates_to_the_true_count(h, w, patch, stride):
+    # one cell on every pixel of a regular lattice: uniform density 1/9 cells per px^2
+    ys, xs = np.mgrid[1:h:3, 1:w:3]
+    centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+    origins = patches.grid(h, w, patch, stride)
+    result = density.count_image(np.zeros((h, w, 3), np.uint8), patch, stride,
+                                 exact_predictor(centres, patch, origins))
+    assert result.heatmap.shape == (h, w)
+    assert result.heatmap.min() >= 0
+    assert result.count == pytest.approx(len(centres), rel=0.01)
+    assert result.tiling_count == pytest.approx(len(centres), rel=0.01)
+
+
+def test_constructed_patch_counts_give_the_expected_integral():
+    # a 4 x 4 grid of patch centres carrying a linear ramp of counts on a 100 x 100 image
+    patch = 40
+    origins = patches.grid(100, 100, patch, 20)
+    centres = patches.patch_centres(origins, patch)
+    counts = 1.0 + centres[:, 0] / 10.0
+    heat = density.density_map((100, 100), centres, counts, patch)
+    yy, xx = np.mgrid[0:100, 0:100]
+    lo, hi = centres.min(), centres.max()                     # hull: [19.5, 79.5] squared
+    inside = (xx >= lo) & (xx <= hi) & (yy >= lo) & (yy <= hi)
+    # inside the hull linear interpolation of a linear ramp is exact
+    assert np.allclose(heat[inside], ((1.0 + xx / 10.0) / patch**2)[inside])
+    # outside, each pixel takes the value of its nearest patch centre
+    d = (xx[..., None] - centres[:, 0]) ** 2 + (yy[..., None] - centres[:, 1]) ** 2
+    nearest = (counts / patch**2)[d.argmin(-1)]
+    assert np.allclose(heat[~inside], nearest[~inside])
+    assert heat.sum() == pytest.approx(np.where(inside, (1.0 + xx / 10.0) / patch**2,
+                                                nearest).sum())
+
+
+def test_zero_counts_give_an_empty_heatmap():
+    origins = patches.grid(80, 80, 40, 20)
+    heat = density.density_map((80, 80), patches.patch_centres(origins, 40),
+                               np.zeros(len(origins)), 40)
+    assert heat.shape == (80, 80) and not heat.any()
+
+
+def test_tiling_weights_the_overlapping_edge_tile():
+    # 100 px with 40 px tiles: tiles at 0, 40, 60; the last adds only 20 new pixels
+    starts, weights = density._tile_weights(100, 40)
+    assert starts.tolist() == [0, 40, 60] and weights.tolist() == [1.0, 1.0, 0.5]

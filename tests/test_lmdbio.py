@@ -1,0 +1,74 @@
+"""LMDB records: Datum round trip, shuffled order, atomic replacement, disk-space check."""
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import lmdbio  # noqa: E402
+
+
+def records(n, patch=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, 256, (patch, patch, 3), dtype=np.uint8), i) for i in range(n)]
+
+
+def test_datum_round_trip_keeps_pixels_label_and_bgr_layout():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200                      # pure red in RGB
+    raw = lmdbio.encode_datum(rgb, 7)
+    from caffe.proto import caffe_pb2
+    d = caffe_pb2.Datum()
+    d.ParseFromString(raw)
+    assert (d.channels, d.height, d.width, d.label) == (3, 4, 5, 7)
+    chw = np.frombuffer(d.data, np.uint8).reshape(3, 4, 5)
+    assert chw[2].min() == 200 and chw[:2].max() == 0      # red is Caffe's channel 2 (BGR)
+    back, label = lmdbio.decode_datum(raw)
+    assert label == 7 and np.array_equal(back, rgb)
+
+
+def test_write_read_round_trip_in_shuffled_order(tmp_path):
+    recs = records(200)
+    man = lmdbio.write_lmdb(tmp_path / "db", iter(recs), n_max=200, patch=6, seed=3,
+                            manifest={"fingerprint": "x"})
+    assert man["records"] == 200 and sum(man["count_histogram"].values()) == 200
+    read = list(lmdbio.read_lmdb(tmp_path / "db"))
+    labels = [label for _, _, label in read]
+    assert sorted(labels) == list(range(200))                 # every record, once
+    assert labels != list(range(200))                          # key order is not write order
+    by_label = {label: rgb for _, rgb, label in read}
+    assert all(np.array_equal(by_label[i], rgb) for rgb, i in recs)
+    # seeded: the same seed gives the same order
+    lmdbio.write_lmdb(tmp_path / "db2", iter(recs), n_max=200, patch=6, seed=3, manifest={})
+    assert [lab for _, _, lab in lmdbio.read_lmdb(tmp_path / "db2")] == labels
+
+
+def test_failed_write_keeps_the_previous_database(tmp_path):
+    dest = tmp_path / "db"
+    lmdbio.write_lmdb(dest, iter(records(10)), n_max=10, patch=6, seed=0,
+                      manifest={"fingerprint": "good"})
+
+    def broken():
+        yield from records(5)
+        raise RuntimeError("reader crashed")
+
+    with pytest.raises(RuntimeError):
+        lmdbio.write_lmdb(dest, broken(), n_max=10, patch=6, seed=0, manifest={"fingerprint": "new"})
+    assert lmdbio.is_current(dest, "good")
+    assert len(list(lmdbio.read_lmdb(dest))) == 10
+    assert [p.name for p in tmp_path.iterdir()] == ["db"]      # no partial folder left behind
+
+
+def test_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(lmdbio.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 1000))
+    with pytest.raises(lmdbio.LmdbError, match="PYCOUNT_DATA") as e:
+        lmdbio.write_lmdb(tmp_path / "db", iter(records(10)), n_max=10, patch=6, seed=0,
+                          manifest={})
+    assert str(tmp_path / "db") in str(e.value)
+    assert not (tmp_path / "db").exists()
+
+
+def test_missing_database_names_the_fix(tmp_path):
+    with pytest.raises(lmdbio.LmdbError, match="make prepare"):
+        list(lmdbio.read_lmdb(tmp_path / "nothing"))

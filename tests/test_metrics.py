@@ -1,0 +1,32 @@
+"""MRE and MAE±std against values worked out by hand."""
+import pytest
+
+from pycount import metrics
+
+TRUE = [100, 200, 50, 10]
+PRED = [110, 190, 55, 10]          # absolute errors 10, 10, 5, 0
+
+
+def test_mae_and_std_by_hand():
+    assert metrics.mae(TRUE, PRED) == pytest.approx(6.25)
+    # population std of (10, 10, 5, 0): mean 6.25, squares of deviations 14.0625*2 + 1.5625
+    # + 39.0625 = 68.75, / 4 = 17.1875
+    assert metrics.mae_std(TRUE, PRED) == pytest.approx(17.1875 ** 0.5)
+
+
+def test_mre_by_hand():
+    # 10/100 + 10/200 + 5/50 + 0/10 = 0.1 + 0.05 + 0.1 + 0 = 0.25, / 4
+    assert metrics.mre(TRUE, PRED) == pytest.approx(0.0625)
+
+
+def test_mre_refuses_empty_images():
+    with pytest.raises(ValueError, match="0"):
+        metrics.mre([0, 5], [1, 5])
+
+
+def test_summary_holds_the_mean_count_baseline():
+    s = metrics.summarize(TRUE, PRED, train_mean=90.0)
+    # baseline errors |100-90|, |200-90|, |50-90|, |10-90| = 10, 110, 40, 80 -> mean 60
+    assert s["baseline_mae"] == pytest.approx(60.0)
+    assert s["n_images"] == 4 and s["mae"] == pytest.approx(6.25)
+    assert {"mae", "mae_std", "mre", "baseline_mae", "n_images"} <= set(s)

@@ -1,0 +1,71 @@
+"""Generated nets: committed prototxts are current, every net parses in Caffe, output shapes."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import config, lmdbio, nets  # noqa: E402
+
+
+def test_committed_prototxts_equal_what_the_generator_writes(tmp_path):
+    written = nets.write_committed(tmp_path)
+    committed = sorted(p.relative_to(config.PROTOTXT_DIR)
+                       for p in config.PROTOTXT_DIR.rglob("*.prototxt"))
+    assert committed == sorted(p.relative_to(tmp_path) for p in written), \
+        "prototxt/ differs from the generator's file list: run `make prototxt` and commit"
+    for rel in committed:
+        assert (config.PROTOTXT_DIR / rel).read_text() == (tmp_path / rel).read_text(), \
+            f"prototxt/{rel} is stale: run `make prototxt` and commit"
+
+
+@pytest.mark.parametrize("plan", nets.committed_plans(),
+                         ids=lambda p: f"{p.dataset.name}-{p.model.name}-{p.head}")
+def test_deploy_net_parses_and_has_the_head_shape(plan, tmp_path):
+    caffe.set_mode_cpu()
+    path = tmp_path / "deploy.prototxt"
+    path.write_text(nets.net_prototxt(plan, "deploy"))
+    net = caffe.Net(str(path), caffe.TEST)
+    net.blobs["data"].reshape(3, 3, plan.patch, plan.patch)
+    net.reshape()
+    net.blobs["data"].data[...] = np.random.default_rng(0).normal(size=(3, 3, plan.patch,
+                                                                      plan.patch))
+    out = net.forward()
+    if plan.head == "R":
+        assert out["count"].shape == (3, 1)
+    else:
+        assert out["prob"].shape == (3, config.n_classes(plan.dataset))
+        assert np.allclose(out["prob"].sum(1), 1, atol=1e-5)
+
+
+def test_train_val_net_reads_the_lmdb_and_computes_the_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    recs = [(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), i % 5) for i in range(8)]
+    for part in ("train", "val"):
+        lmdbio.write_lmdb(tmp_path / part, iter(recs), n_max=8, patch=40, seed=0, manifest={})
+    base = nets.default_plan("synthetic", "alexnet-lite")
+    model = dataclasses.replace(base.model, solver=dataclasses.replace(base.model.solver, batch=4))
+    plan = dataclasses.replace(base, model=model, train_source=str(tmp_path / "train"),
+                               val_source=str(tmp_path / "val"))
+    files = nets.write_net_files(plan, tmp_path / "run", snapshot_prefix=str(tmp_path / "s"))
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(files["train_val"]), caffe.TEST)
+    out = net.forward()
+    assert net.blobs["count"].data.shape == (4, 1)
+    pred, label = net.blobs["count"].data.ravel(), net.blobs["label"].data.ravel()
+    assert float(out["loss"]) == pytest.approx(((pred - label) ** 2).sum() / 8, rel=1e-4)
+    assert caffe.get_solver(str(files["solver"])).iter == 0
+    # pycount.nets.preprocess (used at test time) equals Caffe's transform_param on the records
+    first = np.stack([rgb for _, rgb, _ in lmdbio.read_lmdb(tmp_path / "val", limit=4)])
+    assert np.allclose(net.blobs["data"].data, nets.preprocess(first, plan.dataset), atol=1e-5)
+
+
+def test_alexnet_adaptation_is_stated_in_the_net_name():
+    small = nets.default_plan("synthetic", "alexnet")
+    assert "adapted" in nets.net_prototxt(small, "deploy").splitlines()[0]
+
+
+def test_unknown_head_is_refused():
+    plan = dataclasses.replace(nets.default_plan("synthetic", "alexnet-lite"), head="X")
+    with pytest.raises(config.ConfigError, match="R, C"):
+        nets.net_prototxt(plan, "deploy")
