@@ -83,6 +83,8 @@ class SolverConfig:
     weight_decay: float = 5e-4
     test_interval: int = 500   # validation MAE on held-out images' patches
     snapshot: int = 500
+    type: str = "SGD"          # Caffe solver type: SGD, Adam, ...
+    clip_gradients: float = 0  # L2 norm cap on the whole gradient (0: off)
 
 
 @dataclass(frozen=True)

@@ -167,9 +167,12 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
     s = plan.model.solver
     sp = caffe_pb2.SolverParameter()
     sp.net = net_path
+    sp.type = s.type
     sp.base_lr, sp.lr_policy, sp.gamma = s.base_lr, s.lr_policy, s.gamma
     sp.stepsize = s.stepsize or (2 * s.max_iter) // 3
     sp.momentum, sp.weight_decay, sp.max_iter = s.momentum, s.weight_decay, s.max_iter
+    if s.clip_gradients:
+        sp.clip_gradients = s.clip_gradients
     # Validation runs from Python (pycount.train) over the held-out images' patches; the solver
     # only builds the TEST net for it.
     sp.test_iter.append(1)

@@ -1,0 +1,37 @@
+"""The command line: clear errors for unknown names and missing inputs, exit status 2."""
+import subprocess
+import sys
+
+import pytest
+
+from pycount import cli, config
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["prepare", "--dataset", "nope"], "valid: bacterial, synthetic"),
+    (["train", "--model", "resnet9"], "valid: alexnet, alexnet-lite"),
+])
+def test_unknown_names_list_the_valid_ones(argv, needle, capsys):
+    assert cli.main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_eval_without_a_trained_model_says_what_to_do(workdirs, capsys):
+    pytest.importorskip("caffe")
+    assert cli.main(["eval"]) == 2
+    err = capsys.readouterr().err
+    assert "model.caffemodel" in err and "make train" in err
+
+
+def test_missing_dataset_folder_names_it_and_the_fix(workdirs, tmp_path, capsys):
+    assert cli.main(["prepare", "--dataset", "bacterial", "--data-root", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "x") in err and "DATA_ROOT" in err
+
+
+def test_make_stops_on_an_unknown_dataset_before_installing_anything():
+    r = subprocess.run(["make", "-s", "prepare", "DATASET=nope"], cwd=config.ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "unknown dataset 'nope'" in r.stderr and "synthetic" in r.stderr
+    assert "[setup]" not in r.stderr and "[caffe]" not in r.stderr
