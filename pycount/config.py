@@ -93,6 +93,7 @@ class ModelConfig:
     family: str                # net builder in pycount.nets
     width: float = 1.0         # channel multiplier (1.0 = the published widths)
     fc: int = 4096             # width of the two hidden fully connected layers
+    dropout: float = 0.5       # after fc6 and fc7 (bvlc_alexnet: 0.5)
     solver: SolverConfig = field(default_factory=lambda: SolverConfig(0.001, 64, 20000))
     description: str = ""
 

@@ -93,13 +93,13 @@ def _alexnet_trunk(n, data, plan: NetPlan, train: bool):
     n.conv5 = conv(n.relu4, 256, 3, pad=1, group=2)
     n.relu5 = L.ReLU(n.conv5, in_place=True)
     n.pool5 = pool(n.relu5)
-    n.fc6 = fc(n.pool5, plan.model.fc)
-    n.relu6 = L.ReLU(n.fc6, in_place=True)
-    n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
-    n.fc7 = fc(n.drop6, plan.model.fc)
-    n.relu7 = L.ReLU(n.fc7, in_place=True)
-    n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
-    return n.drop7, fc
+    top = n.pool5
+    for i in (6, 7):
+        n[f"fc{i}"] = fc(top, plan.model.fc)
+        top = n[f"relu{i}"] = L.ReLU(n[f"fc{i}"], in_place=True)
+        if plan.model.dropout:
+            top = n[f"drop{i}"] = L.Dropout(top, dropout_ratio=plan.model.dropout, in_place=True)
+    return top, fc
 
 
 TRUNKS = {"alexnet": _alexnet_trunk}

@@ -117,7 +117,7 @@ class Trainer:
             log_path.unlink(missing_ok=True)
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
-        writer = csv.writer(log)
+        writer = csv.writer(log, lineterminator="\n")
         if new_log:
             writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
             if solver.iter == 0:             # the starting point of the curves
