@@ -6,6 +6,7 @@ clear message and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import config
@@ -71,9 +72,13 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from .datasets import DatasetError
     from .lmdbio import LmdbError
-    from .train import TrainError
+    from .train import Diverged, TrainError
     try:
         return run(args)
+    except Diverged as e:
+        print(f"pycount: error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)                  # see Diverged: Caffe's heap may be corrupt by now
     except (config.ConfigError, DatasetError, LmdbError, TrainError) as e:
         print(f"pycount: error: {e}", file=sys.stderr)
         return 2

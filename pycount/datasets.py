@@ -61,10 +61,10 @@ def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")}
     for i in sorted(cells.keys() - dots.keys()):
         raise DatasetError(f"{cells[i]} has no matching dots file {root / (i + 'dots.png')}; "
-                           "restore it or remove the image (or regenerate the data with `make data`)")
+                           "restore it or remove the image (a synthetic set regenerates when its folder is deleted)")
     for i in sorted(dots.keys() - cells.keys()):
         raise DatasetError(f"{dots[i]} has no matching cell image {root / (i + 'cell.png')}; "
-                           "restore it or remove the dots file (or regenerate the data with `make data`)")
+                           "restore it or remove the dots file (a synthetic set regenerates when its folder is deleted)")
     return {i: (cells[i], dots[i]) for i in cells}
 
 
@@ -72,7 +72,7 @@ def _imread_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"cannot decode {path}: the file is corrupt or not an image; "
-                           "replace it from the original dataset or regenerate the data with `make data`")
+                           "replace it from the original release (a synthetic set regenerates when its folder is deleted)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -88,11 +88,11 @@ def read_vgg_cells(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; set DATA_ROOT to the folder holding "
-                           "NNNcell.png/NNNdots.png, or run `make data`")
+                           "the release folders (e.g. DATA_ROOT=../shared/datasets)")
     pairs = _pairs(root)
     if not pairs:
         raise DatasetError(f"no NNNcell.png/NNNdots.png pairs found in {root}; set DATA_ROOT to the "
-                           "right folder, or run `make data`")
+                           "folder holding the release (e.g. DATA_ROOT=../shared/datasets)")
     if ids is None:
         ids = sorted(pairs)
     samples = []
@@ -105,7 +105,7 @@ def read_vgg_cells(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
         if image.shape[:2] != dots.shape[:2]:
             raise DatasetError(f"{dots_path} is {dots.shape[1]}x{dots.shape[0]} but {cell_path} is "
                                f"{image.shape[1]}x{image.shape[0]}; the pair must have the same size "
-                               "(replace the files or regenerate the data with `make data`)")
+                               "(replace the files from the original release)")
         samples.append(Sample(id=i, image=image, centres=dots_to_centres(dots)))
     return samples
 

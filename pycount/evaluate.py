@@ -10,19 +10,15 @@ from .progress import Progress
 from .train import TrainError, predict_patches, set_device
 
 
-def load_deploy_net(run: Path, batch: int = 256):
-    """The run's deploy net with its trained weights, reshaped for batches of `batch`."""
+def load_deploy_net(run: Path):
+    """The run's deploy net with its trained weights."""
     import caffe
     run = Path(run)
     weights, deploy = run / "model.caffemodel", run / "deploy.prototxt"
     for f in (weights, deploy):
         if not f.exists():
             raise TrainError(f"{f} is missing: train this model first (make train ...)")
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
-    shape = list(net.blobs["data"].data.shape)
-    net.blobs["data"].reshape(batch, *shape[1:])
-    net.reshape()
-    return net
+    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
 
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",

@@ -24,6 +24,12 @@ class TrainError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
 
 
+class Diverged(TrainError):
+    """The loss became NaN or infinite. Caffe's max pooling then writes outside its buffers (a NaN
+    never wins a comparison, so its argmax index stays -1), so the process must end without
+    running any more Caffe code, destructors included."""
+
+
 def _atomic_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
@@ -58,22 +64,22 @@ def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.nda
 
 
 def predict_patches(net, rgb: np.ndarray, ds: config.DatasetConfig, head: str,
-                    output: str | None = None) -> np.ndarray:
-    """Counts predicted by `net` (train or deploy net) for RGB patches, batch by batch.
+                    batch: int = 256) -> np.ndarray:
+    """Counts predicted by a deploy net for RGB patches (N x p x p x 3), `batch` at a time.
 
-    Runs the net from its first layer after `data`, so the Data layer of a train net is bypassed.
+    R head: the regressed count; C head: the most probable class (the paper's prediction).
     """
-    out = output or ("count" if head == "R" else "score")
-    batch = net.blobs["data"].data.shape[0]
-    first = next(name for name in net._layer_names if name not in ("data", "val_data"))
+    out = "count" if head == "R" else "prob"
     preds = np.empty(len(rgb))
+    data = net.blobs["data"]
     for i in range(0, len(rgb), batch):
         chunk = nets.preprocess(rgb[i:i + batch], ds)
-        k = len(chunk)
-        net.blobs["data"].data[:k] = chunk
-        net.forward(start=first, end=out)
-        y = net.blobs[out].data[:k]
-        preds[i:i + k] = y.reshape(k) if head == "R" else y.argmax(axis=1)
+        if data.data.shape[0] != len(chunk):       # no work spent on padding
+            data.reshape(len(chunk), *data.data.shape[1:])
+            net.reshape()
+        data.data[...] = chunk
+        y = net.forward()[out]
+        preds[i:i + len(chunk)] = y.reshape(len(chunk)) if head == "R" else y.argmax(axis=1)
     return preds
 
 
@@ -105,7 +111,8 @@ class Trainer:
         files = nets.write_net_files(plan, self.run, snapshot_prefix=str((snaps / "snap").resolve()))
         val_x, val_y = load_val_patches(self.val_lmdb)
         solver = caffe.get_solver(str(files["solver"]))
-        solver.test_nets[0].share_with(solver.net)   # validation sees the weights being trained
+        val_net = caffe.Net(str(files["deploy"]), caffe.TEST)
+        val_net.share_with(solver.net)      # validation sees the weights being trained
         latest = snaps / "latest.json"
         log_path = self.run / "train_log.csv"
         state = {"best_val_mae": math.inf, "best_iter": -1}
@@ -121,8 +128,7 @@ class Trainer:
         if new_log:
             writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
             if solver.iter == 0:             # the starting point of the curves
-                val0 = float(np.abs(predict_patches(solver.test_nets[0], val_x, self.ds,
-                                                    self.head) - val_y).mean())
+                val0 = float(np.abs(predict_patches(val_net, val_x, self.ds, self.head) - val_y).mean())
                 writer.writerow([0, f"{float(solver.net.forward()['loss']):.6g}",
                                  self.model.solver.base_lr, 0, f"{val0:.5g}"])
         s = self.model.solver
@@ -144,14 +150,21 @@ class Trainer:
                           f"{self.ds.name}", "iter") as bar:
                 bar.n = solver.iter
                 while solver.iter < self.max_iter:
-                    k = min(display, self.max_iter - solver.iter)
+                    it = solver.iter
+                    # step to the next log line, validation or snapshot, whichever comes first
+                    k = min(self.max_iter, *(it + n - it % n for n in (display, s.test_interval,
+                                                                          s.snapshot))) - it
                     solver.step(k)
                     loss = float(solver.net.blobs["loss"].data)
                     it = solver.iter
+                    if not np.isfinite(loss):
+                        raise Diverged(f"training diverged: the loss is {loss} at iteration "
+                                       f"{it}; lower base_lr in pycount/config.py, then "
+                                       f"make train RESTART=1")
                     lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:
-                        pred = predict_patches(solver.test_nets[0], val_x, self.ds, self.head)
+                        pred = predict_patches(val_net, val_x, self.ds, self.head)
                         val_mae = float(np.abs(pred - val_y).mean())
                         if val_mae < state["best_val_mae"]:
                             state.update(best_val_mae=val_mae, best_iter=it)

@@ -160,7 +160,7 @@ def tiny_set(tmp_path):
 def test_missing_root(tmp_path):
     with pytest.raises(DatasetError, match="DATA_ROOT") as err:
         read_vgg_cells(tmp_path / "nowhere")
-    assert "nowhere" in str(err.value) and "make data" in str(err.value)
+    assert "nowhere" in str(err.value) and "DATA_ROOT" in str(err.value)
 
 
 def test_empty_root(tmp_path):

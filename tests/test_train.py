@@ -16,9 +16,9 @@ def tiny(workdirs, monkeypatch):
     monkeypatch.setattr(config, "SYNTHETIC_IMAGES", 12)
     ds = dataclasses.replace(config.dataset("synthetic"), train_ids=config._ids(1, 8),
                              test_ids=config._ids(9, 12), n_val=2, rot_step=90)
-    solver = config.SolverConfig(base_lr=0.002, batch=16, max_iter=60, test_interval=30,
-                                 snapshot=30)
-    model = dataclasses.replace(config.model("alexnet-lite"), fc=64, solver=solver)
+    lite = config.model("alexnet-lite")
+    solver = dataclasses.replace(lite.solver, max_iter=60, test_interval=30, snapshot=30)
+    model = dataclasses.replace(lite, fc=64, solver=solver)
     return ds, model
 
 
@@ -73,3 +73,4 @@ def test_training_without_lmdb_says_how_to_prepare(workdirs):
 def test_gpu_request_on_cpu_build_fails_cleanly():
     with pytest.raises(train.TrainError, match="GPU"):
         train.set_device(0)
+

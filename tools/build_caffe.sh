@@ -61,7 +61,8 @@ np_ver=$("$py" -c 'import numpy; print(numpy.__version__)') || die "numpy is not
 flags=(-DBLAS=Open -Dpython_version=3 -DUSE_LEVELDB=OFF -DBUILD_docs=OFF -DCMAKE_BUILD_TYPE=Release)
 patches=("$here"/caffe-patches/01-*.patch)
 if [ "$with_cuda" = 1 ]; then
-  cuda_root=$("$here/cuda_toolchain.sh")
+  cuda_root=$(PYTHON="$py" "$here/cuda_toolchain.sh")
+  export PATH="$cuda_root/bin:$PATH"
   flags+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$cuda_arch_bin"
     -DCUDA_ARCH_PTX= "-DCUDA_TOOLKIT_ROOT_DIR=$cuda_root" -DUSE_NCCL=OFF)
   patches+=("$here"/caffe-patches/02-*.patch)
