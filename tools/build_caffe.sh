@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-venv=${1:-$root/.venv}
+venv=$(cd "${1:-$root/.venv}" 2>/dev/null && pwd) || { echo "[caffe] error: no venv at ${1:-$root/.venv}: run make setup" >&2; exit 1; }
 py=$venv/bin/python
 cache=${PYCOUNT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pycount}
 with_cuda=${WITH_CUDA:-0}
