@@ -2,6 +2,7 @@
 #   make demo                      set up, then prepare + train + eval on the synthetic default
 #   make test                      set up, then pytest
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
+#   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -11,6 +12,10 @@ HEAD      ?= R
 GPU       ?= -1
 DATA_ROOT ?= ../shared/datasets
 ITERS     ?=
+PATCH     ?=
+STRIDE    ?=
+ROT       ?=
+SIZE      ?=
 RESTART   ?= 0
 WITH_CUDA ?= 0
 VENV      ?= .venv
@@ -21,13 +26,14 @@ PY        := $(VENV)/bin/python
 CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import config as c; \
   exec('try: c.dataset(\"$(DATASET)\"); c.model(\"$(MODEL)\")\nexcept c.ConfigError as e: sys.exit(\"make: \" + str(e))')"
 
-ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT)
+ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PATCH)) \
+  $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe test demo prepare train eval prototxt check clean distclean
+.PHONY: help setup venv caffe test demo data prepare train eval bench-prepare prototxt check clean distclean
 
 help:
-	@sed -n '1,5p' Makefile | sed 's/^# \{0,1\}//'
+	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
 
 setup: venv caffe                          ## idempotent: venv with pinned packages + Caffe
 
@@ -48,6 +54,10 @@ demo: check setup
 	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS))
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
 
+data: check venv                           ## download + verify a public release into DATA_ROOT
+	$(PY) tools/data.py --dataset $(DATASET) --data-root $(DATA_ROOT) \
+	  $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(URL),--url $(URL))
+
 prepare: check setup
 	$(PY) tools/prepare.py $(ARGS)
 
@@ -57,6 +67,9 @@ train: check setup
 
 eval: check setup
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
+
+bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
+	$(PY) tools/bench_prepare.py --data-root $(DATA_ROOT)
 
 prototxt: setup                            ## rewrite the committed prototxt/ tree
 	$(PY) tools/gen_prototxt.py

@@ -16,6 +16,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(config.DATASETS)}")
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset releases (e.g. ../shared/datasets)")
+    p.add_argument("--patch", type=int, help="patch side in px (default: the paper's)")
+    p.add_argument("--stride", type=int, help="sliding-window stride in px")
+    p.add_argument("--rot", type=int, help="rotation step in degrees (0: none)")
+    p.add_argument("--size", type=int, help="resize patches to this side for the nets (224/227)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:
@@ -42,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    ds = config.dataset(args.dataset)
+    ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
+                               args.size)
     if args.command == "prepare":
         from .prepare import prepare
         prepare(ds, args.data_root, force=args.force)

@@ -5,8 +5,9 @@ our choices, with the reason next to them. Nothing here is written twice elsewhe
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,48 +28,105 @@ class ConfigError(ValueError):
     """An unknown dataset, model or setting; the message lists the valid choices."""
 
 
+SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str
-    layout: str                # which reader in pycount.datasets reads it
-    patch: int                 # square patch side, px
+    layout: str                # which reader of pycount.datasets reads it
+    patch: int                 # square patch side, px (paper, section 3.2)
     stride: int                # sliding-window stride, px (< patch / 2 per the paper)
     rot_step: int              # rotation step for augmentation, degrees
-    train_ids: tuple[str, ...]
+    train_ids: tuple[str, ...]  # the split; empty: drawn from the images found (see prepare)
     test_ids: tuple[str, ...]
     n_val: int                 # training *images* held out to monitor training
-    subdir: str                # folder under DATA_ROOT holding the release
+    subdir: str                # folder under DATA_ROOT (or data/ when generated) with the images
     mean_bgr: tuple[float, float, float]  # per-channel mean subtracted by the nets (see below)
     max_patch_count: int       # C head: classes 0..max_patch_count (largest count seen + margin)
+    generated: str = ""        # "synthetic" / "ki67": generated under data/ on first use
+    size: int = 0              # patches resized to this side for the nets (224/227); 0: native
+    encoded: bool = False      # LMDB holds PNG-encoded patches (Caffe decodes them): less disk
     description: str = ""
 
+    @property
+    def input_size(self) -> int:
+        """The side of the patches the nets see."""
+        return self.size or self.patch
 
-def _ids(first: int, last: int) -> tuple[str, ...]:
-    return tuple(f"{i:03d}" for i in range(first, last + 1))
+    @property
+    def variant(self) -> str:
+        """"" for the paper's settings; else a tag of what differs (LMDB and run folder names)."""
+        base = DATASETS.get(self.name)
+        tags = []
+        if base and (self.patch, self.stride, self.rot_step) != (base.patch, base.stride,
+                                                                  base.rot_step):
+            tags.append(f"p{self.patch}-s{self.stride}-r{self.rot_step}")
+        if self.size:
+            tags.append(f"{self.size}px")
+        return "-".join(tags)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}-{self.variant}" if self.variant else self.name
 
 
-# The nets subtract a fixed per-dataset mean (BGR, like Caffe's transform_param) so the committed
-# prototxts do not depend on a particular LMDB; `make prepare` records the measured mean in the LMDB
-# manifest and warns when it is far from these values.
+def _split(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The recorded split pycount/splits/<name>.json: (train ids, test ids)."""
+    d = json.loads((SPLITS_DIR / f"{name}.json").read_text())
+    return tuple(d["train"]), tuple(d["test"])
+
+
+# The nets subtract a fixed per-dataset mean (BGR, as Caffe's transform_param does; measured once
+# on the dataset's images) so the committed prototxts do not depend on a particular LMDB;
+# `make prepare` records the measured mean in the LMDB manifest and warns when it is far off.
 DATASETS: dict[str, DatasetConfig] = {
     # The embedded default: SIMCEP-like fluorescence images in the VGG-cells layout, generated on
     # the fly. 100 images keep `make demo` within minutes on 2 cores; settings as the bacterial set.
     "synthetic": DatasetConfig(
-        name="synthetic", layout="vgg_cells", patch=40, stride=20, rot_step=30,
-        train_ids=_ids(1, 50), test_ids=_ids(51, 100), n_val=5, subdir="synthetic",
-        mean_bgr=(85.0, 0.5, 0.5), max_patch_count=40,
+        "synthetic", "vgg_cells", 40, 20, 30, *_split("synthetic"), n_val=5, subdir="synthetic",
+        mean_bgr=(85.0, 0.5, 0.5), max_patch_count=40, generated="synthetic",
         description="synthetic fluorescence cells (SIMCEP-like), 100 images 256x256, seeded"),
     # VGG synthetic bacterial cells (Lempitsky & Zisserman 2010). Paper: patch 40, stride 20,
-    # rotation 30. Split 001-100 / 101-200, the usual protocol (the paper used a random 100/100).
+    # rotation 30.
     "bacterial": DatasetConfig(
-        name="bacterial", layout="vgg_cells", patch=40, stride=20, rot_step=30,
-        train_ids=_ids(1, 100), test_ids=_ids(101, 200), n_val=10, subdir="vgg_cells",
+        "bacterial", "vgg_cells", 40, 20, 30, *_split("bacterial"), n_val=10, subdir="vgg_cells",
         mean_bgr=(85.0, 0.5, 0.5), max_patch_count=40,
         description="VGG cells (bacterial), 200 images 256x256"),
+    # CRCHistoPhenotypes (Sirinukunwattana et al. 2016), H&E. Paper: patch 60, stride 30, rot 30.
+    "nuclei": DatasetConfig(
+        "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
+        subdir="CRCHistoPhenotypes_2016_04_28", mean_bgr=(218.5, 179.3, 211.8),
+        max_patch_count=60, description="CRCHistoPhenotypes nuclei (H&E), 100 images 500x500"),
+    # The paper's private Ki67 set, in the generic layout (images + x,y CSVs) under
+    # DATA_ROOT/ki67; split 45/10 drawn from the images found. Paper: patch 200, stride 50, rot 30.
+    # ~110 GB as raw patches at these settings: stored PNG-encoded.
+    "ki67": DatasetConfig(
+        "ki67", "generic", 200, 50, 30, (), (), n_val=5, subdir="ki67",
+        mean_bgr=(200.0, 200.0, 210.0), max_patch_count=200, encoded=True,
+        description="Ki67 IHC, 55 images 1920x2560 (private: bring your own)"),
+    # A generated stand-in for it: IHC-like 1920x2560 images with 70-4808 cells each.
+    "ki67-synthetic": DatasetConfig(
+        "ki67-synthetic", "generic", 200, 50, 30, *_split("ki67-synthetic"), n_val=5,
+        subdir="ki67-synthetic", mean_bgr=(200.0, 200.0, 210.0), max_patch_count=200,
+        generated="ki67", encoded=True,
+        description="synthetic Ki67-like IHC, 55 images 1920x2560, seeded"),
 }
 
 SYNTHETIC_IMAGES = 100
+KI67_SYNTHETIC_IMAGES = 55
 SYNTHETIC_SEED = 0
+
+
+def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
+                   rot_step: int | None = None, size: int | None = None) -> DatasetConfig:
+    """The dataset with PATCH=, STRIDE=, ROT=, SIZE= applied (None: keep the paper's value)."""
+    changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
+                                     size=size).items() if v is not None}
+    for k, v in changes.items():
+        if v < 0 or (k in ("patch", "stride") and v == 0):
+            raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")
+    return replace(ds, **changes)
 
 
 @dataclass(frozen=True)
@@ -142,7 +200,7 @@ def n_classes(ds: DatasetConfig) -> int:
 
 
 def lmdb_dir(ds: DatasetConfig) -> Path:
-    return data_dir() / "lmdb" / ds.name
+    return data_dir() / "lmdb" / ds.tag
 
 
 def run_name(m: ModelConfig, head: str = "R") -> str:
@@ -151,4 +209,4 @@ def run_name(m: ModelConfig, head: str = "R") -> str:
 
 
 def run_dir(ds: DatasetConfig, m: ModelConfig, head: str = "R") -> Path:
-    return runs_dir() / ds.name / run_name(m, head)
+    return runs_dir() / ds.tag / run_name(m, head)

@@ -28,11 +28,13 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     run = Path(run or config.run_dir(ds, model, head))
     set_device(gpu)
     net = load_deploy_net(run)
-    ids = prepare.split(ds)
+    ids = prepare.split(ds, data_root)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     test = prepare.load(ds, ids["test"], data_root)
 
     def predict(rgb):
+        if ds.size:
+            rgb = np.stack([prepare.resize_patch(p, ds) for p in rgb])
         return predict_patches(net, rgb, ds, head)
 
     rows = []

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import cv2
 import lmdb
 import numpy as np
 
@@ -33,13 +34,19 @@ def _caffe_pb2():
     return caffe_pb2
 
 
-def encode_datum(rgb: np.ndarray, label: int) -> bytes:
-    """An H x W x 3 RGB uint8 patch and its integer count -> serialized Datum (BGR, C x H x W)."""
+def encode_datum(rgb: np.ndarray, label: int, encoded: bool = False) -> bytes:
+    """An H x W x 3 RGB uint8 patch and its integer count -> serialized Datum: raw BGR C x H x W
+    bytes, or with `encoded` a lossless PNG (Caffe's Data layer decodes it with OpenCV)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 uint8 patch, got {rgb.dtype} {rgb.shape}")
     datum = _caffe_pb2().Datum()
     datum.channels, datum.height, datum.width = 3, rgb.shape[0], rgb.shape[1]
-    datum.data = np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1)).tobytes()
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    if encoded:
+        datum.data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1].tobytes()
+        datum.encoded = True
+    else:
+        datum.data = bgr.transpose(2, 0, 1).tobytes()
     datum.label = int(label)
     return datum.SerializeToString()
 
@@ -48,12 +55,21 @@ def decode_datum(raw: bytes) -> tuple[np.ndarray, int]:
     """The inverse of encode_datum: (H x W x 3 RGB uint8, label)."""
     datum = _caffe_pb2().Datum()
     datum.ParseFromString(raw)
+    if datum.encoded:
+        bgr = cv2.imdecode(np.frombuffer(datum.data, np.uint8), cv2.IMREAD_COLOR)
+        return bgr[:, :, ::-1].copy(), datum.label
     chw = np.frombuffer(datum.data, np.uint8).reshape(datum.channels, datum.height, datum.width)
     return chw.transpose(1, 2, 0)[:, :, ::-1].copy(), datum.label
 
 
-def estimate_bytes(n_records: int, patch: int) -> int:
-    return n_records * (3 * patch * patch + _RECORD_OVERHEAD)
+def record_bytes(sample_patches, encoded: bool) -> float:
+    """Mean bytes per record: exact for raw patches, measured on a sample for PNG ones."""
+    sample = list(sample_patches)
+    if not sample:
+        return _RECORD_OVERHEAD
+    if not encoded:
+        return sample[0].size + _RECORD_OVERHEAD
+    return float(np.mean([len(encode_datum(p, 0, True)) for p in sample])) + _RECORD_OVERHEAD
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -75,18 +91,24 @@ def fingerprint(obj) -> str:
 
 
 def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int, patch: int,
-               seed: int, manifest: dict, label: str = "writing LMDB") -> dict:
+               seed: int, manifest: dict, label: str = "writing LMDB", encoded: bool = False,
+               bytes_per_record: float | None = None) -> dict:
     """Write up to n_max (patch, count) records to `dest` in a seeded shuffled key order.
+
+    `patch` is the side of the stored patches; `bytes_per_record` (default: raw size) sizes the
+    disk check and the LMDB map.
 
     Returns the manifest written beside the data: the caller's entries plus the number of records,
     the count histogram and the per-channel mean (BGR) of the patches.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    need = estimate_bytes(n_max, patch)
+    per = bytes_per_record or 3 * patch * patch + _RECORD_OVERHEAD
+    # random keys leave B-tree pages about half full: the file grows to ~1.6x the payload
+    need = int(n_max * per * 1.6)
     free = shutil.disk_usage(dest.parent).free
-    print(f"{label}: up to {n_max} patches of {patch}x{patch}, about {need / 2**20:.0f} MiB "
-          f"-> {dest}", flush=True)
+    print(f"{label}: up to {n_max} patches of {patch}x{patch}{' (PNG)' if encoded else ''}, "
+          f"about {need / 2**20:.0f} MiB -> {dest}", flush=True)
     if need * 1.1 > free:
         raise LmdbError(f"{dest}: needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
                         f"are free on that disk; free some space or set PYCOUNT_DATA to a folder "
@@ -98,14 +120,14 @@ def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int
     channel_sum = np.zeros(3)
     n = 0
     try:
-        env = lmdb.open(str(tmp), map_size=int(need * 1.5) + (64 << 20), subdir=True,
+        env = lmdb.open(str(tmp), map_size=int(need * 2) + (64 << 20), subdir=True,
                         meminit=False, map_async=True)
         txn = env.begin(write=True)
         with Progress(n_max, label, "patches") as bar:
             for rgb, count in records:
                 if n >= n_max:
                     raise LmdbError(f"{dest}: more records than the {n_max} announced (a bug)")
-                txn.put(b"%08d" % perm[n], encode_datum(rgb, count))
+                txn.put(b"%08d" % perm[n], encode_datum(rgb, count, encoded))
                 hist[int(count)] = hist.get(int(count), 0) + 1
                 channel_sum += rgb.reshape(-1, 3).mean(axis=0)[::-1]
                 n += 1
@@ -116,7 +138,7 @@ def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int
         txn.commit()
         env.sync()
         env.close()
-        full = dict(manifest, records=n, patch=patch, shuffle_seed=seed,
+        full = dict(manifest, records=n, stored_patch=patch, encoded=encoded, shuffle_seed=seed,
                     count_histogram={str(k): hist[k] for k in sorted(hist)},
                     mean_bgr=[round(float(v), 3) for v in channel_sum / max(n, 1)])
         (tmp / MANIFEST).write_text(json.dumps(full, indent=1, sort_keys=True))

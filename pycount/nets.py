@@ -33,7 +33,8 @@ class NetPlan:
 
     @property
     def patch(self) -> int:
-        return self.dataset.patch
+        """The side of the nets' input (the dataset's patch, or SIZE when resized)."""
+        return self.dataset.input_size
 
 
 def _caffe():

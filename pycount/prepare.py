@@ -7,8 +7,10 @@ validation patches are not (they are what the net sees at test time).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import config, datasets, lmdbio, patches
@@ -18,36 +20,50 @@ SPLIT_SEED = 2016
 
 
 def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) -> Path:
-    """Where the dataset's files are; the synthetic set is generated there on first use."""
-    if ds.name == "synthetic":
-        root = config.data_dir() / "synthetic"
-        bar = None
+    """Where the dataset's files are; a generated set is generated there on first use."""
+    if not ds.generated:
+        return Path(data_root or config.data_dir()) / ds.subdir
+    root = config.data_dir() / ds.subdir
+    bar = None
 
-        def progress(i, n):          # a bar only when images are actually generated
-            nonlocal bar
-            bar = bar or Progress(n, "generating synthetic images", "images")
-            bar.update(1)
+    def progress(i, n):              # a bar only when images are actually generated
+        nonlocal bar
+        bar = bar or Progress(n, f"generating {ds.name} images", "images")
+        bar.update(1)
+    if ds.generated == "synthetic":
         datasets.generate_synthetic(root, n_images=config.SYNTHETIC_IMAGES,
                                     seed=config.SYNTHETIC_SEED, progress=progress)
-        if bar:
-            bar.__exit__()
-        return root
-    return Path(data_root or config.data_dir()) / ds.subdir
+    else:
+        datasets.generate_ki67_synthetic(root, n_images=config.KI67_SYNTHETIC_IMAGES,
+                                         seed=config.SYNTHETIC_SEED, progress=progress)
+    if bar:
+        bar.__exit__()
+    return root
 
 
 def load(ds: config.DatasetConfig, ids, data_root=None) -> list[datasets.Sample]:
-    root = dataset_root(ds, data_root)
-    if ds.layout == "vgg_cells":
-        return datasets.read_vgg_cells(root, ids)
-    raise config.ConfigError(f"no reader for layout {ds.layout!r}")
+    return datasets.read(ds.layout, dataset_root(ds, data_root), ids)
 
 
-def split(ds: config.DatasetConfig) -> dict[str, list[str]]:
-    """train / val / test image ids: val is a seeded draw of n_val training images."""
+def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
+    """train / val / test image ids. The recorded split of pycount/splits/ where there is one;
+    for a user's own data (ki67), a seeded draw of 10 in 55 test images over the images found.
+    Validation: a seeded draw of n_val training images."""
+    train, test = list(ds.train_ids), list(ds.test_ids)
+    if not train:
+        stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
+        if len(stems) < 3:
+            raise datasets.DatasetError(
+                f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
+                f"same-name .csv); put the dataset there or set DATA_ROOT")
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(stems))
+        n_test = max(1, round(len(stems) * 10 / 55))
+        test = sorted(stems[i] for i in order[:n_test])
+        train = sorted(stems[i] for i in order[n_test:])
     rng = np.random.default_rng(SPLIT_SEED)
-    val = sorted(rng.choice(list(ds.train_ids), size=ds.n_val, replace=False).tolist())
-    return {"train": [i for i in ds.train_ids if i not in val], "val": val,
-            "test": list(ds.test_ids)}
+    n_val = min(ds.n_val, max(1, len(train) // 4))
+    val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
+    return {"train": [i for i in train if i not in val], "val": val, "test": test}
 
 
 def content_hash(samples: list[datasets.Sample]) -> dict[str, str]:
@@ -60,22 +76,30 @@ def content_hash(samples: list[datasets.Sample]) -> dict[str, str]:
     return out
 
 
-def _records(samples, patch, stride, rot_step):
+def _records(samples, ds: config.DatasetConfig, rot_step: int):
     for s in samples:
-        for pixels, count, _, _ in patches.training_patches(s.image, s.centres, patch, stride,
-                                                            rot_step):
-            yield np.ascontiguousarray(pixels), count
+        for pixels, count, _, _ in patches.training_patches(s.image, s.centres, ds.patch,
+                                                            ds.stride, rot_step):
+            yield resize_patch(pixels, ds), count
+
+
+def resize_patch(pixels: np.ndarray, ds: config.DatasetConfig) -> np.ndarray:
+    """A patch as the nets see it: native, or resized to SIZE (the count does not change)."""
+    if ds.size and ds.size != ds.patch:
+        return cv2.resize(pixels, (ds.size, ds.size), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(pixels)
 
 
 def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False) -> dict[str, dict]:
-    """Write (or reuse) data/lmdb/<dataset>/{train,val}_lmdb; returns their manifests."""
-    ids = split(ds)
+    """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests."""
+    ids = split(ds, data_root)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
         samples = load(ds, ids[part], data_root)
-        settings = {"dataset": ds.name, "part": part, "patch": ds.patch, "stride": ds.stride,
-                    "rot_step": rot_step, "images": ids[part], "sources": content_hash(samples),
-                    "generator": datasets.GENERATOR_VERSION if ds.name == "synthetic" else None}
+        settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "patch": ds.patch,
+                    "stride": ds.stride, "rot_step": rot_step, "size": ds.input_size,
+                    "encoded": ds.encoded, "images": ids[part], "sources": content_hash(samples),
+                    "generated": ds.generated}
         fp = lmdbio.fingerprint(settings)
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
         if not force and lmdbio.is_current(dest, fp):
@@ -84,11 +108,14 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False) -> di
             continue
         n_max = sum(patches.count_training_patches(s.image.shape[0], s.image.shape[1], ds.patch,
                                                    ds.stride, rot_step) for s in samples)
+        first = (p for p, _ in _records(samples[:1], ds, rot_step))
+        per_record = lmdbio.record_bytes(itertools.islice(first, 32), ds.encoded)
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
                         split={k: v for k, v in ids.items()})
-        out[part] = lmdbio.write_lmdb(dest, _records(samples, ds.patch, ds.stride, rot_step),
-                                      n_max=n_max, patch=ds.patch, seed=SPLIT_SEED, manifest=manifest,
-                                      label=f"{ds.name} {part} patches")
+        out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
+                                      patch=ds.input_size, seed=SPLIT_SEED, manifest=manifest,
+                                      label=f"{ds.tag} {part} patches", encoded=ds.encoded,
+                                      bytes_per_record=per_record)
         measured = np.array(out[part]["mean_bgr"])
         if np.abs(measured - np.array(ds.mean_bgr)).max() > 25:
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "

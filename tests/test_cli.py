@@ -8,7 +8,7 @@ from pycount import cli, config
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["prepare", "--dataset", "nope"], "valid: bacterial, synthetic"),
+    (["prepare", "--dataset", "nope"], "valid: bacterial, ki67, ki67-synthetic, nuclei, synthetic"),
     (["train", "--model", "resnet9"], "valid: alexnet, alexnet-lite"),
 ])
 def test_unknown_names_list_the_valid_ones(argv, needle, capsys):

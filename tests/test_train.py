@@ -14,8 +14,9 @@ from pycount import config, lmdbio, patches, prepare, train  # noqa: E402
 def tiny(workdirs, monkeypatch):
     """12 synthetic images: 8 train (2 of them held out for validation), 4 test."""
     monkeypatch.setattr(config, "SYNTHETIC_IMAGES", 12)
-    ds = dataclasses.replace(config.dataset("synthetic"), train_ids=config._ids(1, 8),
-                             test_ids=config._ids(9, 12), n_val=2, rot_step=90)
+    ids = [f"{i:03d}" for i in range(1, 13)]
+    ds = dataclasses.replace(config.dataset("synthetic"), train_ids=tuple(ids[:8]),
+                             test_ids=tuple(ids[8:]), n_val=2, rot_step=90)
     lite = config.model("alexnet-lite")
     solver = dataclasses.replace(lite.solver, max_iter=60, test_interval=30, snapshot=30)
     model = dataclasses.replace(lite, fc=64, solver=solver)

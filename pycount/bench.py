@@ -1,0 +1,86 @@
+"""Benchmarks (`make bench-*`): measured rates written to bench/results/, never asserted in tests."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import config, prepare
+
+RESULTS = config.ROOT / "bench" / "results"
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def bench_prepare(names: list[str], data_root=None, max_images: dict[str, int] | None = None) -> list[dict]:
+    """Time `prepare` (training LMDB at the paper's settings) per dataset, in a scratch folder.
+
+    max_images caps the training images of a dataset (ki67 at full size is ~50 GB of patches);
+    the rates stay comparable, the totals are extrapolated and marked so.
+    """
+    rows = []
+    for name in names:
+        ds = config.dataset(name)
+        ids = prepare.split(ds, data_root)
+        cap = (max_images or {}).get(name)
+        n_train = len(ids["train"])
+        if cap and cap < n_train:
+            ds = dataclasses.replace(ds, train_ids=tuple(ids["train"][:cap] + ids["val"]))
+        prepare.dataset_root(ds, data_root)          # generate a synthetic set outside the timing
+        scratch = Path(tempfile.mkdtemp(prefix="pycount-bench-"))
+        old = os.environ.get("PYCOUNT_DATA")
+        try:
+            if ds.generated:                         # keep using the generated images
+                (scratch / ds.subdir).symlink_to(config.data_dir() / ds.subdir)
+            os.environ["PYCOUNT_DATA"] = str(scratch)
+            start = time.perf_counter()
+            manifests = prepare.prepare(ds, data_root, force=True)
+            seconds = time.perf_counter() - start
+            size = _folder_bytes(config.lmdb_dir(ds))
+        finally:
+            if old is None:
+                os.environ.pop("PYCOUNT_DATA", None)
+            else:
+                os.environ["PYCOUNT_DATA"] = old
+            shutil.rmtree(scratch, ignore_errors=True)
+        records = sum(m["records"] for m in manifests.values())
+        images = len(manifests["train"]["images"]) + len(manifests["val"]["images"])
+        rows.append({"dataset": name, "patch": ds.patch, "stride": ds.stride,
+                     "rot_step": ds.rot_step, "encoded": ds.encoded, "images": images,
+                     "all_train_images": n_train + len(ids["val"]), "patches": records,
+                     "seconds": round(seconds, 2), "patches_per_s": round(records / seconds, 1),
+                     "mb_per_s": round(size / 2**20 / seconds, 2), "lmdb_mb": round(size / 2**20, 1),
+                     "full_set_seconds_estimate": round(seconds * (n_train + len(ids["val"]))
+                                                        / images, 1)})
+    return rows
+
+
+def machine() -> dict:
+    return {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": platform.machine(),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def write_results(kind: str, rows: list[dict]) -> Path:
+    """bench/results/<date>-<host>-<kind>.json and a Markdown table beside it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    base = RESULTS / f"{stamp}-{platform.node()}-{kind}"
+    base.with_suffix(".json").write_text(json.dumps({"kind": kind, "machine": machine(),
+                                                     "utc": datetime.now(timezone.utc).isoformat(),
+                                                     "rows": rows}, indent=1))
+    keys = list(rows[0]) if rows else []
+    md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    md += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    base.with_suffix(".md").write_text(f"# {kind} benchmark, {stamp}, {platform.node()}\n\n"
+                                       + "\n".join(md) + "\n")
+    return base.with_suffix(".md")

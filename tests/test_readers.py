@@ -1,0 +1,291 @@
+"""Tests for the dataset readers (real CRC nuclei and VGG cells, generic folders), their validation,
+the layout dispatcher, and the Ki67-like synthetic generator."""
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import tifffile
+
+from pycount import datasets, patches
+from pycount.datasets import DatasetError, generate_ki67_synthetic, read, read_generic
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CRC_ROOT = SHARED / "CRCHistoPhenotypes_2016_04_28"
+VGG_ROOT = SHARED / "vgg_cells"
+KI67_SMALL = dict(size=(200, 240), count_range=(30, 80))  # small images keep most generator tests fast
+
+
+def require(root):
+    if not root.is_dir():
+        pytest.skip(f"real dataset not present at {root}")
+
+
+@pytest.fixture(scope="module")
+def crc():
+    require(CRC_ROOT)
+    return read("crc_nuclei", CRC_ROOT)
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    require(VGG_ROOT)
+    return read("vgg_cells", VGG_ROOT)
+
+
+def write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def write_xy(path, centres):
+    np.savetxt(path, centres, fmt="%.10g", delimiter=",", header="x,y", comments="")
+
+
+# --- real CRC nuclei ---------------------------------------------------------------------------------
+
+def test_crc_counts_and_ids(crc):
+    counts = [s.count for s in crc]
+    assert [s.id for s in crc] == [str(n) for n in range(1, 101)]
+    assert sum(counts) == 29756 and min(counts) == 1 and max(counts) == 1191
+    assert all(s.image.shape == (500, 500, 3) and s.image.dtype == np.uint8 for s in crc)
+    assert [s.id for s in read("crc_nuclei", CRC_ROOT, ids=["10", "2"])] == ["10", "2"]
+
+
+def test_crc_one_based_to_zero_based(crc):
+    for s in crc:
+        assert ((s.centres >= -0.5) & (s.centres < 499.5)).all(), s.id
+    raw = scipy.io.loadmat(str(CRC_ROOT / "Detection/img1/img1_detection.mat"))["detection"]
+    np.testing.assert_array_equal(crc[0].centres, raw - 1)
+    assert crc[0].centres[0, 0] == raw[0, 0] - 1 and crc[0].centres[0, 1] == raw[0, 1] - 1
+    # Image 8 has a border click at 1-based y = 0.15: 1.15 px outside after the shift, moved onto row 0.
+    raw8 = scipy.io.loadmat(str(CRC_ROOT / "Detection/img8/img8_detection.mat"))["detection"] - 1
+    row = np.argmin(raw8[:, 1])
+    assert raw8[row, 1] < -0.5 and crc[7].centres[row, 1] == 0 and crc[7].centres[row, 0] == raw8[row, 0]
+
+
+def test_crc_centre_far_outside(tmp_path):
+    folder = tmp_path / "Detection" / "img1"
+    folder.mkdir(parents=True)
+    write_rgb(folder / "img1.bmp", np.zeros((20, 30, 3), np.uint8))
+    scipy.io.savemat(folder / "img1_detection.mat", {"detection": np.array([[5.0, 5.0], [33.0, 4.0]])})
+    with pytest.raises(DatasetError, match="img1_detection.mat") as err:
+        datasets.read_crc_nuclei(tmp_path)
+    assert "(32, 3)" in str(err.value) and "30x20" in str(err.value)
+    scipy.io.savemat(folder / "img1_detection.mat", {"detection": np.zeros((0, 0))})  # empty is fine
+    assert datasets.read_crc_nuclei(tmp_path)[0].count == 0
+    (folder / "img1_detection.mat").unlink()
+    with pytest.raises(DatasetError, match="img1_detection.mat"):
+        datasets.read_crc_nuclei(tmp_path)
+
+
+# --- exact counts on real images ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, patch", [("crc", 100), ("vgg", 32)])
+def test_tiling_counts_sum_to_image_count(name, patch, request):
+    for s in request.getfixturevalue(name):
+        h, w = s.image.shape[:2]
+        assert h % patch == 0 and w % patch == 0
+        origins = patches.grid(h, w, patch, patch)
+        assert len(origins) == (h // patch) * (w // patch)  # the tiles partition the image
+        assert patches.counts_on_grid(s.centres, origins, patch).sum() == s.count, s.id
+
+
+def rotated_count(centres, cx, cy, patch, angle):
+    """Centres inside the p x p output after rotating about (cx, cy) by angle (degrees, positive =
+    counter-clockwise on screen, y down: cv2.getRotationMatrix2D's convention), (cx, cy) -> centre."""
+    a = np.deg2rad(angle)
+    dx, dy = centres[:, 0] - cx, centres[:, 1] - cy
+    u = np.cos(a) * dx + np.sin(a) * dy + (patch - 1) / 2
+    v = -np.sin(a) * dx + np.cos(a) * dy + (patch - 1) / 2
+    return int(((u >= -0.5) & (u < patch - 0.5) & (v >= -0.5) & (v < patch - 0.5)).sum())
+
+
+def test_rotation_convention_matches_cv2():
+    m = cv2.getRotationMatrix2D((0.0, 0.0), 30.0, 1.0)
+    a = np.deg2rad(30)
+    np.testing.assert_allclose(m[:, :2], [[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+
+
+def test_rotated_patch_counts_on_real_nuclei(crc):
+    rng = np.random.default_rng(0)
+    patch, checked, total = 100, 0, 0
+    for s in crc[:5]:
+        for angle in (17.0, 45.0, 90.0, 133.5, -60.0, 270.0):
+            reach = patch / 2 * (abs(np.cos(np.deg2rad(angle))) + abs(np.sin(np.deg2rad(angle))))
+            cx, cy = rng.uniform(reach, 500 - reach - 1, 2)
+            result = patches.rotated_patch(s.image, s.centres, cx, cy, patch, angle)
+            assert result is not None
+            pixels, count = result
+            assert pixels.shape == (patch, patch, 3)
+            assert count == rotated_count(s.centres, cx, cy, patch, angle), (s.id, angle, cx, cy)
+            checked, total = checked + 1, total + count
+    assert checked == 30 and total > 0
+
+
+# --- generic folders ---------------------------------------------------------------------------------
+
+def test_generic_formats_roundtrip(tmp_path):
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [3.25, 7.5], [29.0, 19.0], [12.0, 4.75]])
+    rgb = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    write_rgb(tmp_path / "a_rgb.png", rgb)
+    rgba = np.concatenate([rgb, np.full((100, 120, 1), 128, np.uint8)], axis=2)
+    assert cv2.imwrite(str(tmp_path / "b_rgba.PNG"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    grey16 = np.linspace(1000, 5000, 12000).reshape(100, 120).astype(np.uint16)
+    grey16[0, 0] = 65535  # one hot pixel must not darken the rest
+    tifffile.imwrite(tmp_path / "c_grey16.tif", grey16)
+    smooth = np.zeros((100, 120, 3), np.uint8)  # JPEG keeps smooth content: red ramp, green 60, blue 200
+    smooth[..., 0], smooth[..., 1], smooth[..., 2] = np.linspace(0, 255, 120).astype(np.uint8), 60, 200
+    write_rgb(tmp_path / "d_photo.jpg", smooth)
+    for stem in ("a_rgb", "b_rgba", "c_grey16"):
+        write_xy(tmp_path / f"{stem}.csv", centres)
+    # ImageJ Results table: unnamed row-number column, extra columns, X and Y.
+    rows = [f"{k + 1},{10 + k},{100.5 + k},{x!r},{y!r}" for k, (x, y) in enumerate(centres)]
+    (tmp_path / "d_photo.csv").write_text(" ,Area,Mean,X,Y\n" + "\n".join(rows) + "\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+
+    samples = read("generic", tmp_path)
+    assert [s.id for s in samples] == ["a_rgb", "b_rgba", "c_grey16", "d_photo"]
+    for s in samples:
+        assert s.image.shape == (100, 120, 3) and s.image.dtype == np.uint8
+        np.testing.assert_array_equal(s.centres, centres)
+    np.testing.assert_array_equal(samples[0].image, rgb)
+    np.testing.assert_array_equal(samples[1].image, rgb)  # alpha dropped, channel order kept
+    grey = samples[2].image
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 0] == grey[..., 2]).all()
+    assert grey[..., 0].min() == 0 and grey[..., 0].max() == 255
+    assert 100 < grey[50, 60, 0] < 155  # mid-range stays mid-range despite the hot pixel
+    assert (np.diff(grey[1:, :, 0].ravel().astype(int)) >= 0).all()  # monotonic mapping
+    assert np.abs(samples[3].image.astype(int) - smooth).mean() < 4  # lossy, but RGB order kept
+
+
+def test_generic_16bit_rgb_png(tmp_path):
+    rgb16 = np.zeros((10, 12, 3), np.uint16)
+    rgb16[..., 0] = 4000  # red plane bright, others dark
+    assert cv2.imwrite(str(tmp_path / "x.png"), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    write_xy(tmp_path / "x.csv", np.empty((0, 2)))
+    (s,) = read_generic(tmp_path)
+    assert s.count == 0 and (s.image[..., 0] == 255).all() and (s.image[..., 1:] == 0).all()
+
+
+@pytest.fixture
+def generic_set(tmp_path):
+    """Two valid 10x12 images with one centre each in tmp_path/data."""
+    root = tmp_path / "data"
+    root.mkdir()
+    for stem in ("001", "002"):
+        write_rgb(root / f"{stem}.png", np.zeros((10, 12, 3), np.uint8))
+        write_xy(root / f"{stem}.csv", [[1.0, 2.0]])
+    return root
+
+
+def test_generic_missing_annotation(generic_set):
+    (generic_set / "002.csv").unlink()
+    with pytest.raises(DatasetError, match="002.png") as err:
+        read_generic(generic_set)
+    assert "002.csv" in str(err.value)
+
+
+def test_generic_annotation_without_image(generic_set):
+    (generic_set / "001.png").unlink()
+    with pytest.raises(DatasetError, match="001.csv"):
+        read_generic(generic_set)
+
+
+def test_generic_corrupt_image(generic_set):
+    (generic_set / "002.png").write_bytes(b"\x89PNG not really an image")
+    with pytest.raises(DatasetError, match="002.png"):
+        read_generic(generic_set)
+    (generic_set / "002.png").unlink()
+    (generic_set / "002.tif").write_bytes(b"II*\x00 broken tiff")
+    with pytest.raises(DatasetError, match="002.tif"):
+        read_generic(generic_set)
+
+
+@pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.5), (float("nan"), 1.0)])
+def test_generic_centre_outside(generic_set, x, y):
+    write_xy(generic_set / "002.csv", [[1.0, 1.0], [x, y]])
+    if np.isnan(x):
+        (generic_set / "002.csv").write_text("x,y\n1,1\nnan,1\n")
+    with pytest.raises(DatasetError, match="002.csv") as err:
+        read_generic(generic_set)
+    assert "12x10" in str(err.value) or "nan" in str(err.value)
+    write_xy(generic_set / "002.csv", [[-0.5, -0.5], [11.49, 9.49]])  # the inclusive edges are inside
+    assert read_generic(generic_set)[1].count == 2
+
+
+@pytest.mark.parametrize("text, expected", [("a,b\n1,2\n", "x,y"), ("", "x,y"), ("x,y\n1,two\n", "line 2"),
+                                            ("x,y\n1\n", "line 2")])
+def test_generic_bad_csv(generic_set, text, expected):
+    (generic_set / "001.csv").write_text(text)
+    with pytest.raises(DatasetError, match="001.csv") as err:
+        read_generic(generic_set)
+    assert expected in str(err.value)
+
+
+def test_generic_ids_and_unknown_layout(generic_set):
+    assert [s.id for s in read_generic(generic_set, ids=["002"])] == ["002"]
+    with pytest.raises(DatasetError, match="003.png"):
+        read_generic(generic_set, ids=["003"])
+    with pytest.raises(DatasetError, match="vgg_cells, crc_nuclei, generic"):
+        read("ki67", generic_set)
+
+
+def test_vgg_reader_validation_still_applies(tmp_path):
+    write_rgb(tmp_path / "001cell.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError, match="001dots.png"):
+        read("vgg_cells", tmp_path)
+
+
+# --- Ki67-like synthetic set -------------------------------------------------------------------------
+
+def test_ki67_roundtrip_and_determinism(tmp_path):
+    out = generate_ki67_synthetic(tmp_path / "a", n_images=2, seed=3, **KI67_SMALL)
+    assert sorted(p.name for p in out.iterdir()) == ["001.csv", "001.png", "002.csv", "002.png", "synthetic.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "no temporary folders left behind"
+    samples = read_generic(out)
+    for k, s in enumerate(samples):
+        rng = datasets._image_rng(3, k)
+        n = int(rng.integers(30, 81))
+        image, centres = datasets.synthesize_ki67_image(rng, n, (200, 240))
+        assert s.count == n and s.image.shape == (200, 240, 3)
+        np.testing.assert_array_equal(s.centres, centres)
+        np.testing.assert_array_equal(s.image, image)
+        assert len(np.unique(s.centres, axis=0)) == n and np.array_equal(s.centres, np.rint(s.centres))
+    again = read_generic(generate_ki67_synthetic(tmp_path / "b", n_images=1, seed=3, **KI67_SMALL))
+    np.testing.assert_array_equal(again[0].image, samples[0].image)  # image k independent of n_images
+    other = read_generic(generate_ki67_synthetic(tmp_path / "c", n_images=1, seed=4, **KI67_SMALL))
+    assert not np.array_equal(other[0].image, samples[0].image)
+
+
+def test_ki67_reuse(tmp_path):
+    out, calls = tmp_path / "k", []
+    generate_ki67_synthetic(out, n_images=2, progress=lambda i, n: calls.append(i), **KI67_SMALL)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    generate_ki67_synthetic(out, n_images=2, progress=lambda i, n: calls.append(i), **KI67_SMALL)
+    assert calls == [1, 2] and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    with pytest.raises(ValueError, match="cannot hold"):
+        generate_ki67_synthetic(tmp_path / "dense", size=(100, 100), count_range=(10, 1000))
+
+
+def test_ki67_looks_like_ihc():
+    image, centres = datasets.synthesize_ki67_image(np.random.default_rng(5), 200, (400, 500))
+    xy = centres.astype(int)
+    at_cells = image[xy[:, 1], xy[:, 0]].astype(float)
+    background = np.median(image.reshape(-1, 3), axis=0)
+    assert (background > 190).all()                          # light background
+    assert (at_cells.mean(axis=1) < background.mean() - 40).mean() > 0.9  # nuclei are darker
+    brown = at_cells[:, 0] > at_cells[:, 2] + 10             # DAB: red above blue
+    blue = at_cells[:, 2] > at_cells[:, 0] + 10              # hematoxylin: blue above red
+    assert brown.sum() > 10 and blue.sum() > 10 and (brown | blue).mean() > 0.9
+
+
+def test_ki67_full_size(tmp_path):
+    start = time.perf_counter()
+    out = generate_ki67_synthetic(tmp_path / "full", n_images=1, seed=0, count_range=(4808, 4808))
+    elapsed = time.perf_counter() - start
+    (s,) = read_generic(out)
+    assert s.image.shape == (1920, 2560, 3) and s.count == 4808
+    assert elapsed < 10, f"{elapsed:.1f} s for one full-size image"  # ~2 s on an idle 2-core machine
