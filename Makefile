@@ -17,6 +17,8 @@ STRIDE    ?=
 ROT       ?=
 SIZE      ?=
 RESTART   ?= 0
+FINETUNE  ?=
+SCRATCH   ?= 0
 WITH_CUDA ?= 0
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -63,7 +65,8 @@ prepare: check setup
 
 train: check setup
 	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS)) \
-	  $(if $(filter 1,$(RESTART)),--restart)
+	  $(if $(filter 1,$(RESTART)),--restart) $(if $(FINETUNE),--finetune $(FINETUNE)) \
+	  $(if $(filter 1,$(SCRATCH)),--scratch)
 
 eval: check setup
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)

@@ -6,6 +6,7 @@ clear message and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -39,6 +40,10 @@ def parser() -> argparse.ArgumentParser:
     _model(p)
     p.add_argument("--iters", type=int, default=None, help="override the solver's max_iter")
     p.add_argument("--restart", action="store_true", help="ignore snapshots, start from scratch")
+    p.add_argument("--finetune", choices=["head", "all"], default=None,
+                   help="pretrained nets: train only the new head (the paper's) or all layers")
+    p.add_argument("--scratch", action="store_true",
+                   help="pretrained nets: start from random weights instead (no weights needed)")
     p = sub.add_parser("eval", help="count the test images and write metrics")
     _common(p)
     _model(p)
@@ -55,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     model = config.model(args.model)
     if args.command == "train":
         from .train import Trainer
+        if args.scratch:
+            model = dataclasses.replace(model, finetune="scratch")
+        elif args.finetune and model.family != "alexnet":
+            model = dataclasses.replace(model, finetune=args.finetune)
         summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters).train(
             resume=not args.restart)
         print(f"trained {summary['iterations']} iterations; best validation patch MAE "

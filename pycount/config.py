@@ -148,12 +148,32 @@ class SolverConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
-    family: str                # net builder in pycount.nets
-    width: float = 1.0         # channel multiplier (1.0 = the published widths)
-    fc: int = 4096             # width of the two hidden fully connected layers
-    dropout: float = 0.5       # after fc6 and fc7 (bvlc_alexnet: 0.5)
+    family: str                # net builder in pycount.nets: "alexnet" or "resnet"
+    width: float = 1.0         # AlexNet: channel multiplier (1.0 = the published widths)
+    fc: int = 4096             # AlexNet: width of the two hidden fully connected layers
+    dropout: float = 0.5       # AlexNet: after fc6 and fc7 (bvlc_alexnet: 0.5)
+    depth: int = 0             # ResNet: 50, 101 or 152
+    weights: str = ""          # ImageNet caffemodel under weights/ (see weights/README.md)
+    finetune: str = "scratch"  # "scratch": all layers trained from random init;
+    #                            "head": pretrained trunk frozen (lr_mult 0, BatchNorm global
+    #                            stats), only the new head trains (the paper's ResNets);
+    #                            "all": pretrained trunk fine-tuned too (FINETUNE=all)
     solver: SolverConfig = field(default_factory=lambda: SolverConfig(0.001, 64, 20000))
     description: str = ""
+
+    @property
+    def mean_bgr(self) -> tuple[float, float, float] | None:
+        """ImageNet models keep the mean they were trained with; None: the dataset's mean."""
+        return IMAGENET_MEAN_BGR if self.family == "resnet" else None
+
+    @property
+    def input_scale(self) -> float:
+        """Pixel scale after mean subtraction: He's ResNets take raw 0-255 values."""
+        return 1.0 if self.family == "resnet" else 1.0 / 64
+
+
+# The per-channel mean of He et al.'s released ResNets (BGR), as their deploy models subtract it.
+IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)
 
 
 # Solver choices (the paper states none): plain SGD with momentum 0.9, a step decay x0.1 at two
@@ -177,6 +197,17 @@ MODELS: dict[str, ModelConfig] = {
                             snapshot=400, clip_gradients=10),
         description="AlexNet topology at 1/4 width, fc 256, no dropout: the demo model"),
 }
+# The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)
+# head fine-tuned. A frozen trunk makes the problem a linear (R) or softmax (C) regression on the
+# pool5 features, so a larger base_lr is safe; pycount.train caches the features and trains the
+# head on them.
+for _depth in (50, 101, 152):
+    MODELS[f"resnet{_depth}"] = ModelConfig(
+        name=f"resnet{_depth}", family="resnet", depth=_depth,
+        weights=f"ResNet-{_depth}-model.caffemodel", finetune="head",
+        solver=SolverConfig(base_lr=0.01, batch=32, max_iter=6000, test_interval=500,
+                            snapshot=500, clip_gradients=10),
+        description=f"ResNet-{_depth} (He et al. 2016), ImageNet weights, new head")
 
 
 def _lookup(table: dict, name: str, what: str, var: str):

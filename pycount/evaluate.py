@@ -35,7 +35,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     def predict(rgb):
         if ds.size:
             rgb = np.stack([prepare.resize_patch(p, ds) for p in rgb])
-        return predict_patches(net, rgb, ds, head)
+        return predict_patches(net, rgb, model, ds, head)
 
     rows = []
     (run / "heatmaps").mkdir(exist_ok=True)

@@ -17,8 +17,6 @@ import numpy as np
 from . import config
 
 HEADS = ("R", "C")
-# Pixels are scaled to about unit range after the mean is subtracted; nets train from scratch.
-INPUT_SCALE = 1.0 / 64
 
 
 @dataclass(frozen=True)
@@ -106,8 +104,18 @@ def _alexnet_trunk(n, data, plan: NetPlan, train: bool):
 TRUNKS = {"alexnet": _alexnet_trunk}
 
 
+def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tuple[tuple, float]:
+    """(mean BGR, scale) that the net's input expects: ImageNet's for pretrained nets, else the
+    dataset's mean and a 1/64 scale."""
+    return (model.mean_bgr or ds.mean_bgr), model.input_scale
+
+
 def _transform(plan: NetPlan, train: bool) -> dict:
-    return dict(mean_value=list(plan.dataset.mean_bgr), scale=INPUT_SCALE, mirror=train)
+    mean, scale = input_transform(plan.model, plan.dataset)
+    t = dict(mean_value=list(mean), mirror=train)
+    if scale != 1.0:
+        t["scale"] = scale
+    return t
 
 
 def _build(plan: NetPlan, phase: str):
@@ -216,7 +224,8 @@ def write_net_files(plan: NetPlan, out_dir: Path, snapshot_prefix: str,
 
 
 def committed_plans() -> list[NetPlan]:
-    return [default_plan(d, m, h) for d in config.DATASETS for m in config.MODELS for h in HEADS]
+    return [default_plan(d, m, h) for d in config.DATASETS for m in config.MODELS for h in HEADS
+            if config.MODELS[m].family in TRUNKS]
 
 
 def write_committed(root: Path | None = None) -> list[Path]:
@@ -231,10 +240,12 @@ def write_committed(root: Path | None = None) -> list[Path]:
     return written
 
 
-def preprocess(rgb: np.ndarray, ds: config.DatasetConfig) -> np.ndarray:
+def preprocess(rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig) -> np.ndarray:
     """RGB uint8 patches (N x H x W x 3) -> the net's input blob (N x 3 x H x W, BGR, mean
     subtracted, scaled): what Caffe's transform_param does to the LMDB records."""
+    mean, scale = input_transform(model, ds)
     bgr = rgb[..., ::-1].astype(np.float32)
-    bgr -= np.asarray(ds.mean_bgr, np.float32)
-    bgr *= INPUT_SCALE
+    bgr -= np.asarray(mean, np.float32)
+    if scale != 1.0:
+        bgr *= scale
     return bgr.transpose(0, 3, 1, 2)

@@ -63,8 +63,8 @@ def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.nda
     return np.stack(images), np.asarray(labels, np.float64)
 
 
-def predict_patches(net, rgb: np.ndarray, ds: config.DatasetConfig, head: str,
-                    batch: int = 256) -> np.ndarray:
+def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
+                    head: str, batch: int = 256) -> np.ndarray:
     """Counts predicted by a deploy net for RGB patches (N x p x p x 3), `batch` at a time.
 
     R head: the regressed count; C head: the most probable class (the paper's prediction).
@@ -73,7 +73,7 @@ def predict_patches(net, rgb: np.ndarray, ds: config.DatasetConfig, head: str,
     preds = np.empty(len(rgb))
     data = net.blobs["data"]
     for i in range(0, len(rgb), batch):
-        chunk = nets.preprocess(rgb[i:i + batch], ds)
+        chunk = nets.preprocess(rgb[i:i + batch], model, ds)
         if data.data.shape[0] != len(chunk):       # no work spent on padding
             data.reshape(len(chunk), *data.data.shape[1:])
             net.reshape()
@@ -128,7 +128,7 @@ class Trainer:
         if new_log:
             writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
             if solver.iter == 0:             # the starting point of the curves
-                val0 = float(np.abs(predict_patches(val_net, val_x, self.ds, self.head) - val_y).mean())
+                val0 = float(np.abs(predict_patches(val_net, val_x, self.model, self.ds, self.head) - val_y).mean())
                 writer.writerow([0, f"{float(solver.net.forward()['loss']):.6g}",
                                  self.model.solver.base_lr, 0, f"{val0:.5g}"])
         s = self.model.solver
@@ -164,7 +164,7 @@ class Trainer:
                     lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:
-                        pred = predict_patches(val_net, val_x, self.ds, self.head)
+                        pred = predict_patches(val_net, val_x, self.model, self.ds, self.head)
                         val_mae = float(np.abs(pred - val_y).mean())
                         if val_mae < state["best_val_mae"]:
                             state.update(best_val_mae=val_mae, best_iter=it)
@@ -192,7 +192,9 @@ class Trainer:
             "best_val_patch_mae": state["best_val_mae"],
             "seconds": round(time.monotonic() - start, 1),
             "iterations_this_session": solver.iter - begin_iter,
-            "init": "scratch", "net": nets.net_name(plan),
+            "init": self.model.finetune, "weights": self.model.weights or None,
+            "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
+            "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
         }
         _atomic_json(self.run / "train.json", summary)
         plot_log(log_path, self.run / "loss.png")

@@ -72,3 +72,13 @@ def test_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
 def test_missing_database_names_the_fix(tmp_path):
     with pytest.raises(lmdbio.LmdbError, match="make prepare"):
         list(lmdbio.read_lmdb(tmp_path / "nothing"))
+
+
+def test_png_encoded_records_round_trip_and_are_smaller(tmp_path):
+    flat = [(np.full((40, 40, 3), 200, np.uint8), 3)] * 20      # compressible, like backgrounds
+    lmdbio.write_lmdb(tmp_path / "png", iter(flat), n_max=20, patch=40, seed=0, manifest={},
+                      encoded=True)
+    lmdbio.write_lmdb(tmp_path / "raw", iter(flat), n_max=20, patch=40, seed=0, manifest={})
+    read = list(lmdbio.read_lmdb(tmp_path / "png"))
+    assert all(np.array_equal(rgb, flat[0][0]) and label == 3 for _, rgb, label in read)
+    assert lmdbio.record_bytes([flat[0][0]], True) < lmdbio.record_bytes([flat[0][0]], False) / 10

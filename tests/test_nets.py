@@ -38,11 +38,13 @@ def test_deploy_net_parses_and_has_the_head_shape(plan, tmp_path):
         assert np.allclose(out["prob"].sum(1), 1, atol=1e-5)
 
 
-def test_train_val_net_reads_the_lmdb_and_computes_the_loss(tmp_path):
+@pytest.mark.parametrize("encoded", [False, True], ids=["raw", "png"])
+def test_train_val_net_reads_the_lmdb_and_computes_the_loss(tmp_path, encoded):
     rng = np.random.default_rng(0)
     recs = [(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), i % 5) for i in range(8)]
     for part in ("train", "val"):
-        lmdbio.write_lmdb(tmp_path / part, iter(recs), n_max=8, patch=40, seed=0, manifest={})
+        lmdbio.write_lmdb(tmp_path / part, iter(recs), n_max=8, patch=40, seed=0, manifest={},
+                          encoded=encoded)
     base = nets.default_plan("synthetic", "alexnet-lite")
     model = dataclasses.replace(base.model, solver=dataclasses.replace(base.model.solver, batch=4))
     plan = dataclasses.replace(base, model=model, train_source=str(tmp_path / "train"),
@@ -57,7 +59,7 @@ def test_train_val_net_reads_the_lmdb_and_computes_the_loss(tmp_path):
     assert caffe.get_solver(str(files["solver"])).iter == 0
     # pycount.nets.preprocess (used at test time) equals Caffe's transform_param on the records
     first = np.stack([rgb for _, rgb, _ in lmdbio.read_lmdb(tmp_path / "val", limit=4)])
-    assert np.allclose(net.blobs["data"].data, nets.preprocess(first, plan.dataset), atol=1e-5)
+    assert np.allclose(net.blobs["data"].data, nets.preprocess(first, plan.model, plan.dataset), atol=1e-5)
 
 
 def test_alexnet_adaptation_is_stated_in_the_net_name():

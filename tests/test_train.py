@@ -44,6 +44,22 @@ def test_prepare_writes_exact_labels_and_reuses(tiny):
     assert (lmdb_path / "data.mdb").stat().st_mtime_ns == before
 
 
+def test_size_variant_writes_resized_patches_in_its_own_folder(tiny):
+    ds, _ = tiny
+    big = config.with_overrides(ds, size=48, rot_step=0)
+    manifests = prepare.prepare(big)
+    path = config.lmdb_dir(big)
+    assert path.name == "synthetic-p40-s20-r0-48px"
+    assert manifests["train"]["stored_patch"] == 48 and manifests["train"]["patch"] == 40
+    _, rgb, _ = next(lmdbio.read_lmdb(path / "train_lmdb"))
+    assert rgb.shape == (48, 48, 3)
+
+
+def test_invalid_override_is_refused():
+    with pytest.raises(config.ConfigError, match="STRIDE"):
+        config.with_overrides(config.dataset("nuclei"), stride=0)
+
+
 def test_loss_falls_and_training_resumes(tiny):
     ds, model = tiny
     prepare.prepare(ds)
