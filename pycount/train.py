@@ -103,16 +103,64 @@ class Trainer:
                             train_source=str(self.train_lmdb.resolve()),
                             val_source=str(self.val_lmdb.resolve()))
 
+    def _pretrained(self) -> Path | None:
+        """The ImageNet weights a pretrained model starts from (checked), None from scratch."""
+        if self.model.finetune == "scratch" or not self.model.weights:
+            return None
+        from . import weights
+        return weights.resolve(self.model)
+
+    def _check_lmdb_patch(self) -> None:
+        for path in (self.train_lmdb, self.val_lmdb):
+            stored = lmdbio.read_manifest(path).get("stored_patch")
+            if stored not in (None, self.ds.input_size):
+                raise TrainError(f"{path} holds {stored} px patches but {self.model.name} on "
+                                 f"{self.ds.tag} expects {self.ds.input_size} px; run `make "
+                                 f"prepare` with the same DATASET/PATCH/SIZE as `make train`")
+
+    def _solver(self, caffe, files: dict, pretrained: Path | None):
+        """(solver, validation deploy net sharing its weights, step(k) function).
+
+        Paper mode (a frozen pretrained trunk): the solver trains a head-only net on cached trunk
+        features (pycount.features); otherwise the plain solver over the LMDB."""
+        if self.model.finetune == "head" and pretrained is not None:
+            from . import features
+            feats, labels = features.trunk_features(
+                files["deploy"], pretrained, self.train_lmdb, self.model, self.ds,
+                self.run.parent / ".feature-cache", batch=64)
+            head_net = self.run / "head.prototxt"
+            head_net.write_text(features.head_net_prototxt(
+                files["train_val"], feats.shape[1], self.model.solver.batch))
+            solver = caffe.get_solver(str(features.write_solver(
+                files["solver"], head_net.resolve(), self.run / "head_solver.prototxt")))
+
+            def step(k):
+                for _ in range(k):
+                    features.feed(solver.net, feats, labels, solver.iter * self.model.solver.batch)
+                    solver.step(1)
+            features.feed(solver.net, feats, labels, 0)   # so that a forward() sees batch 0
+            self.init_mode = "head on cached trunk features"
+        else:
+            solver = caffe.get_solver(str(files["solver"]))
+            if pretrained is not None:
+                solver.net.copy_from(str(pretrained))
+            step = solver.step
+            self.init_mode = "plain solver"
+        val_net = caffe.Net(str(files["deploy"]), caffe.TEST,
+                            **({"weights": str(pretrained)} if pretrained else {}))
+        val_net.share_with(solver.net)      # validation sees the weights being trained
+        return solver, val_net, step
+
     def train(self, resume: bool = True) -> dict:
         caffe = set_device(self.gpu)
+        self._check_lmdb_patch()
+        pretrained = self._pretrained()
         snaps = self.run / "snapshots"
         snaps.mkdir(parents=True, exist_ok=True)
         plan = self._plan()
         files = nets.write_net_files(plan, self.run, snapshot_prefix=str((snaps / "snap").resolve()))
         val_x, val_y = load_val_patches(self.val_lmdb)
-        solver = caffe.get_solver(str(files["solver"]))
-        val_net = caffe.Net(str(files["deploy"]), caffe.TEST)
-        val_net.share_with(solver.net)      # validation sees the weights being trained
+        solver, val_net, step = self._solver(caffe, files, pretrained)
         latest = snaps / "latest.json"
         log_path = self.run / "train_log.csv"
         state = {"best_val_mae": math.inf, "best_iter": -1}
@@ -125,13 +173,17 @@ class Trainer:
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
         writer = csv.writer(log, lineterminator="\n")
+        s = self.model.solver
+
+        def validate() -> float:
+            pred = predict_patches(val_net, val_x, self.model, self.ds, self.head)
+            return float(np.abs(pred - val_y).mean())
+
         if new_log:
             writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
             if solver.iter == 0:             # the starting point of the curves
-                val0 = float(np.abs(predict_patches(val_net, val_x, self.model, self.ds, self.head) - val_y).mean())
-                writer.writerow([0, f"{float(solver.net.forward()['loss']):.6g}",
-                                 self.model.solver.base_lr, 0, f"{val0:.5g}"])
-        s = self.model.solver
+                loss0 = float(solver.net.forward()["loss"])
+                writer.writerow([0, f"{loss0:.6g}", s.base_lr, 0, f"{validate():.5g}"])
         display = 20
         start, begin_iter = time.monotonic(), solver.iter
 
@@ -147,14 +199,14 @@ class Trainer:
 
         try:
             with Progress(self.max_iter, f"training {self.model.name}-{self.head} on "
-                          f"{self.ds.name}", "iter") as bar:
+                          f"{self.ds.tag} ({self.init_mode})", "iter") as bar:
                 bar.n = solver.iter
                 while solver.iter < self.max_iter:
                     it = solver.iter
                     # step to the next log line, validation or snapshot, whichever comes first
                     k = min(self.max_iter, *(it + n - it % n for n in (display, s.test_interval,
                                                                           s.snapshot))) - it
-                    solver.step(k)
+                    step(k)
                     loss = float(solver.net.blobs["loss"].data)
                     it = solver.iter
                     if not np.isfinite(loss):
@@ -164,11 +216,10 @@ class Trainer:
                     lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:
-                        pred = predict_patches(val_net, val_x, self.model, self.ds, self.head)
-                        val_mae = float(np.abs(pred - val_y).mean())
+                        val_mae = validate()
                         if val_mae < state["best_val_mae"]:
                             state.update(best_val_mae=val_mae, best_iter=it)
-                            _save_weights(solver.net, self.run / "model.caffemodel")
+                            _save_weights(val_net, self.run / "model.caffemodel")
                     writer.writerow([it, f"{loss:.6g}", f"{lr:.6g}",
                                      f"{time.monotonic() - start:.1f}",
                                      f"{val_mae:.5g}" if val_mae != "" else ""])
@@ -192,7 +243,8 @@ class Trainer:
             "best_val_patch_mae": state["best_val_mae"],
             "seconds": round(time.monotonic() - start, 1),
             "iterations_this_session": solver.iter - begin_iter,
-            "init": self.model.finetune, "weights": self.model.weights or None,
+            "init": self.model.finetune, "weights": str(pretrained) if pretrained else None,
+            "solver": self.init_mode,
             "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
             "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
         }
@@ -209,6 +261,8 @@ def plot_log(log_path: Path, png: Path) -> None:
     rows = list(csv.DictReader(open(log_path)))
     if not rows:
         return
+    it = np.array([int(r["iter"]) for r in rows])
+    rows = [r for r in rows if r["loss"]]
     it = np.array([int(r["iter"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
     val = [(int(r["iter"]), float(r["val_mae"])) for r in rows if r["val_mae"]]

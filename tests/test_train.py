@@ -2,6 +2,13 @@
 import csv
 import dataclasses
 import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +75,9 @@ def test_loss_falls_and_training_resumes(tiny):
     run = config.run_dir(ds, model)
     latest = json.loads((run / "snapshots" / "latest.json").read_text())
     assert latest["iter"] == 40 and (run / "model.caffemodel").exists()
+    # a snapshot write that was interrupted (a partial file, latest.json not yet updated) is
+    # never resumed from
+    (run / "snapshots" / "snap_iter_50.solverstate").write_bytes(b"\x00partial")
     # a second call continues from the snapshot to max_iter instead of starting again
     second = train.Trainer(ds, model).train(resume=True)
     assert second["iterations"] == 60 and second["iterations_this_session"] == 20
@@ -79,7 +89,8 @@ def test_loss_falls_and_training_resumes(tiny):
     vals = [float(r["val_mae"]) for r in rows if r["val_mae"]]
     assert vals[-1] < vals[0], f"validation MAE did not fall: {vals}"
     assert (run / "loss.png").stat().st_size > 0
-    assert len(list((run / "snapshots").glob("*.solverstate"))) == 1   # old pairs pruned
+    assert [p.name for p in (run / "snapshots").glob("*.solverstate")] == \
+        ["snap_iter_60.solverstate"]                                   # old and partial pruned
 
 
 def test_training_without_lmdb_says_how_to_prepare(workdirs):
@@ -91,3 +102,30 @@ def test_gpu_request_on_cpu_build_fails_cleanly():
     with pytest.raises(train.TrainError, match="GPU"):
         train.set_device(0)
 
+
+
+def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
+    ds, model = tiny
+    prepare.prepare(ds)
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
+    script = tmp_path / "train_forever.py"
+    script.write_text(
+        "import pickle, sys\n"
+        f"sys.path.insert(0, {str(config.ROOT)!r})\n"
+        "from pycount import train\n"
+        f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
+        "train.Trainer(ds, model, max_iter=10**6).train(resume=False)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dict(os.environ))
+    log = config.run_dir(ds, model) / "train_log.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode != 0 and "interrupted: writing a snapshot" in out
+    latest = json.loads((config.run_dir(ds, model) / "snapshots" / "latest.json").read_text())
+    assert latest["iter"] >= 40 and Path(latest["solverstate"]).exists()
+    resumed = train.Trainer(ds, model, max_iter=latest["iter"] + 20).train(resume=True)
+    assert resumed["iterations"] == latest["iter"] + 20
+    assert resumed["iterations_this_session"] == 20
