@@ -3,6 +3,7 @@
 #   make test                      set up, then pytest
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
+#   make audit                     the paper's tables beside every run present (runs/audit/)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -32,7 +33,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe test demo data prepare train eval bench-prepare prototxt check clean distclean
+.PHONY: help setup venv caffe test demo data prepare train eval audit bench-prepare prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -70,6 +71,9 @@ train: check setup
 
 eval: check setup
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
+
+audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
+	$(PY) tools/audit.py
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
 	$(PY) tools/bench_prepare.py --data-root $(DATA_ROOT)

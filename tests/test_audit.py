@@ -1,0 +1,133 @@
+"""The audit: the paper's numbers as printed, and the report built from fake runs."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pycount import audit
+
+PAPER_TXT = Path("/work/shared/paper/xue2016-cell-counting-by-regression.txt")
+VALUE = r"\d+\.\d+(?:\s*±\s*\d+\.\d+)?"
+
+
+def parse_paper(text: str) -> dict:
+    """{(table, block, row label): [3 printed values]} from the text's Tables 2-4, where block
+    is "MRE" or "MAE" (the paper prints each table as an MRE block then a MAE±std block)."""
+    out, table, block = {}, None, None
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"Table (\d)\.", line)
+        if m:
+            table, block = int(m.group(1)), None
+        elif line.startswith("MRE Nuclei-dataset"):
+            block = "MRE"
+        elif line.startswith("MAE±std Nuclei-dataset"):
+            block = "MAE"
+        elif block and table in (2, 3, 4):
+            m = re.fullmatch(rf"(.+?) ({VALUE}) ({VALUE}) ({VALUE})", line)
+            if m:
+                out[(table, block, m.group(1))] = list(m.groups()[1:])
+    return out
+
+
+def test_literal_entries():
+    rows = {(r.table, r.label): r for r in audit.PAPER}
+    assert rows[(2, "AlexNet(C)")].mae[0] == "20.7636±13.9416"
+    assert rows[(3, "ResNet-152(R)")].mre[2] == "0.0641"
+    assert rows[(4, "Le.count [16]")].mae[1] == "6.4061 ± 3.5657"
+    assert rows[(2, "ResNet(R)")].model == "resnet50"
+    assert rows[(4, "The proposed")].run == "resnet152"
+    assert rows[(2, "AlexNet(C)")].run == "alexnet-C"
+    assert audit.split_mae("71.8046 ± 51.4109") == (71.8046, 51.4109)
+    assert audit.PAPER_DATASETS["ki67"][2] == "45/10"
+
+
+@pytest.mark.skipif(not PAPER_TXT.exists(), reason="paper text not available")
+def test_every_number_matches_the_paper_text():
+    text = PAPER_TXT.read_text()
+    parsed = parse_paper(text)
+    ours = {}
+    for r in audit.PAPER:
+        ours[(r.table, "MRE", r.label)] = list(r.mre)
+        ours[(r.table, "MAE", r.label)] = list(r.mae)
+    assert len(parsed) == 22 and parsed == ours
+    for name, row in audit.PAPER_DATASETS.items():   # Table 1, line by line
+        assert " ".join(row) in text, name
+
+
+def _fake_run(runs: Path, run: str, **metrics):
+    d = runs / run
+    d.mkdir(parents=True)
+    ds, model = run.split("/")
+    head = "C" if model.endswith("-C") else "R"
+    m = dict(dataset=ds, model=model.removesuffix("-C"), head=head, n_images=100,
+             baseline_mae=40.5, baseline_mre=0.3, mae_std=3.0, mre=0.07, mae=10.0)
+    m.update(metrics)
+    (d / "metrics.json").write_text(json.dumps(m))
+
+
+def test_report_from_fake_runs(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet")
+    _fake_run(runs, "nuclei/resnet152", mae=15.0, mae_std=10.0, mre=0.17, n_images=50)
+    _fake_run(runs, "bacterial/alexnet-lite", mae=12.0)
+    report = audit.build(runs)
+    paths = audit.write(report)
+    assert paths["md"].parent == runs / "audit"
+
+    t2 = {r["label"]: r for r in report["tables"][0]["rows"]}
+    cell = t2["AlexNet(R)"]["cells"]["bacterial"]
+    assert cell["diff"]["mae"] == pytest.approx(10.0 - 9.2591)
+    assert cell["diff"]["mre"] == pytest.approx(0.07 - 0.0651)
+    assert t2["AlexNet(R)"]["cells"]["nuclei"]["ours"] is None
+    assert [m["run"] for m in report["other_runs"]] == ["bacterial/alexnet-lite"]
+    bact = next(d for d in report["datasets"] if d["folder"] == "bacterial")
+    assert bact["n_images"] == [100] and bact["baseline_mae"] == [40.5]
+
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "</html>" in page
+    assert "data:image/png;base64," in page
+    assert 'src="http' not in page and 'href="http' not in page   # no external resources
+    for text in (md, page):
+        for r in audit.PAPER:
+            assert r.label in text
+        assert "ours 10.0000 ± 3.0000" in text and "Δ +0.7409" in text     # bacterial/alexnet
+        assert "ours 0.1700" in text and "Δ +0.0034" in text               # nuclei/resnet152
+        assert "missing (run" in text and "make train MODEL=alexnet DATASET=nuclei HEAD=C" in text
+        assert "bacterial/alexnet-lite" in text and "Ki67-synthetic" in text
+    for t in (2, 3, 4):
+        png = paths[f"table{t}"]
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert not list((runs / "audit").glob(".*tmp"))   # atomic writes leave no temp files
+    # bacterial/alexnet fills one cell, nuclei/resnet152 two (Table 3 and Table 4)
+    assert "3 of 32 paper cells" in audit.summary(report)
+
+
+def test_unreadable_and_empty(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    (runs / "ki67" / "resnet50").mkdir(parents=True)
+    (runs / "ki67" / "resnet50" / "metrics.json").write_text("{not json")
+    monkeypatch.setenv("PYCOUNT_RUNS", str(runs))
+    report = audit.build()
+    t3 = {r["label"]: r for r in report["tables"][1]["rows"]}
+    assert "unreadable" in t3["ResNet-50(R)"]["cells"]["ki67"]["note"]
+    out = audit.write(report, tmp_path / "elsewhere")
+    assert out["html"].exists() and "None." in out["md"].read_text()
+
+
+def test_cli(tmp_path, capsys):
+    import runpy
+    import sys
+    _fake_run(tmp_path / "r", "ki67-synthetic/resnet152", mae=150.0, mae_std=50.0, mre=0.08)
+    sys_argv = sys.argv
+    sys.argv = ["audit.py", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
+    try:
+        with pytest.raises(SystemExit) as e:
+            runpy.run_path(str(Path(audit.__file__).parent.parent / "tools" / "audit.py"),
+                           run_name="__main__")
+    finally:
+        sys.argv = sys_argv
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "ki67-synthetic" in out and "+41.70" in out and str(tmp_path / "o") in out
