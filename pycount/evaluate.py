@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, density, metrics, prepare, report
+from . import config, density, metrics, patches, prepare, report
 from .progress import Progress
 from .train import TrainError, predict_patches, set_device
 
@@ -45,8 +45,11 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             rows.append({"id": s.id, "true": s.count, "predicted": r.count,
                          "tiling": r.tiling_count})
             if i < heatmaps:
-                report.save_heatmap(run / "heatmaps" / f"{s.id}.png", s.image, r.heatmap,
-                                    s.count, r.count, title=f"{ds.name} {s.id}")
+                origins = patches.grid(*s.image.shape[:2], ds.patch, ds.stride)
+                report.save_fig6(run / "heatmaps" / f"{s.id}.png", s.image,
+                                 patches.counts_on_grid(s.centres, origins, ds.patch),
+                                 r.patch_counts, r.heatmap, s.count, r.count,
+                                 title=f"{ds.tag} {s.id}")
             bar.update(1)
     true = np.array([r["true"] for r in rows], float)
     pred = np.array([r["predicted"] for r in rows])
@@ -57,4 +60,19 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                tiling_mre=metrics.mre(true, tiling))
     report.write_predictions(run / "predictions.csv", rows)
     report.write_metrics(run, out)
+    write_fig7(run.parent)
     return out
+
+
+def write_fig7(dataset_runs: Path) -> Path | None:
+    """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth."""
+    runs = sorted(p.parent for p in Path(dataset_runs).glob("*/predictions.csv"))
+    if not runs:
+        return None
+    cols = {r.name: report.read_predictions(r / "predictions.csv") for r in runs}
+    ref = cols[runs[0].name]
+    same = {name: c["predicted"] for name, c in cols.items() if c["id"] == ref["id"]}
+    path = Path(dataset_runs) / "fig7.png"
+    report.save_fig7(path, ref["id"], ref["true"], same,
+                     f"{Path(dataset_runs).name}: estimated vs true count per test image")
+    return path

@@ -56,12 +56,74 @@ def write_metrics(run: Path, metrics: dict) -> str:
     return md
 
 
-def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float | None,
-                 predicted: float, title: str = "") -> None:
-    """The image beside its density heatmap (cells / px^2), with the counts."""
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path, dpi: int = 80) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    _pyplot().close(fig)
+    os.replace(tmp, path)
+
+
+def save_fig6(path: Path, image: np.ndarray, true_patches: np.ndarray, pred_patches: np.ndarray,
+              heatmap: np.ndarray, true: float, predicted: float, title: str = "") -> None:
+    """The paper's Fig. 6 for one test image: the image; predicted and true counts of its
+    patches along the patch index; the density heatmap with the true and predicted totals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1.6, 1.2]})
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image")
+    axes[0].axis("off")
+    k = np.arange(len(true_patches))
+    axes[1].plot(k, true_patches, lw=1, label="true")
+    axes[1].plot(k, pred_patches, lw=1, label="predicted")
+    axes[1].set_xlabel("patch index")
+    axes[1].set_ylabel("cells in patch")
+    axes[1].set_title("patch-level prediction")
+    axes[1].legend()
+    im = axes[2].imshow(heatmap, cmap="jet")
+    axes[2].set_title(f"density: true {true:.0f}, predicted {predicted:.1f}")
+    axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def save_fig7(path: Path, ids: list[str], true: np.ndarray, estimates: dict[str, np.ndarray],
+              title: str) -> None:
+    """The paper's Fig. 7: per test image (sorted by true count), the true count and each
+    model's estimate."""
+    plt = _pyplot()
+    order = np.argsort(true, kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(np.asarray(true)[order], "k-", lw=2, label="ground truth")
+    for name, est in estimates.items():
+        ax.plot(np.asarray(est)[order], ".-", lw=0.8, ms=4, label=name)
+    ax.set_xlabel(f"test image (sorted by true count, {len(ids)} images)")
+    ax.set_ylabel("cells")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path, dpi=90)
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray | list]:
+    """A predictions.csv back as columns."""
+    rows = list(csv.DictReader(open(path)))
+    return {"id": [r["id"] for r in rows], "true": np.array([float(r["true"]) for r in rows]),
+            "predicted": np.array([float(r["predicted"]) for r in rows])}
+
+
+def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float | None,
+                 predicted: float, title: str = "") -> None:
+    """The image beside its density heatmap (cells / px^2), with the counts."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     axes[0].imshow(image)
     axes[0].set_title(title or "image")
@@ -72,8 +134,4 @@ def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)

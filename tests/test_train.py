@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import config, lmdbio, patches, prepare, train  # noqa: E402
+from pycount import config, evaluate, lmdbio, patches, prepare, train  # noqa: E402
 
 
 @pytest.fixture
@@ -91,6 +91,17 @@ def test_loss_falls_and_training_resumes(tiny):
     assert (run / "loss.png").stat().st_size > 0
     assert [p.name for p in (run / "snapshots").glob("*.solverstate")] == \
         ["snap_iter_60.solverstate"]                                   # old and partial pruned
+    # eval: every output a run promises, with counts that add up
+    m = evaluate.evaluate(ds, model)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert {"mae", "mae_std", "mre", "baseline_mae", "n_images"} <= set(saved)
+    assert saved["n_images"] == 4 and saved["mae"] == pytest.approx(m["mae"])
+    preds = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [r["id"] for r in preds] == ["009", "010", "011", "012"]
+    errors = [abs(float(r["predicted"]) - float(r["true"])) for r in preds]
+    assert np.mean(errors) == pytest.approx(saved["mae"], abs=1e-3)
+    assert len(list((run / "heatmaps").glob("*.png"))) == 4
+    assert (run.parent / "fig7.png").exists() and "MAE" in (run / "metrics.md").read_text()
 
 
 def test_training_without_lmdb_says_how_to_prepare(workdirs):
