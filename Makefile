@@ -20,6 +20,9 @@ SIZE      ?=
 RESTART   ?= 0
 FINETUNE  ?=
 SCRATCH   ?= 0
+BACKEND   ?=
+IMAGES    ?=
+RUN       ?= runs/synthetic/alexnet-lite
 WITH_CUDA ?= 0
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
@@ -33,7 +36,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe test demo data prepare train eval audit bench-prepare prototxt check clean distclean
+.PHONY: help setup venv caffe test demo data prepare train eval count audit bench-prepare prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -70,7 +73,10 @@ train: check setup
 	  $(if $(filter 1,$(SCRATCH)),--scratch)
 
 eval: check setup
-	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
+	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS) $(if $(BACKEND),--backend $(BACKEND))
+
+count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
+	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT))
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
 	$(PY) tools/audit.py

@@ -1,4 +1,5 @@
-"""Command line of pycount: `python -m pycount prepare|train|eval ...`; tools/*.py call it too.
+"""Command line of pycount: `pycount prepare|train|eval|count ...` (or `python -m pycount`);
+tools/*.py call it too.
 
 Errors the user can fix (unknown names, missing data, no disk space, untrained model) print one
 clear message and exit with status 2, never a traceback.
@@ -47,10 +48,34 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="count the test images and write metrics")
     _common(p)
     _model(p)
+    p.add_argument("--backend", choices=["cv2", "caffe"], default=None,
+                   help="inference engine (default: cv2 on the CPU, caffe on a GPU)")
+    p = sub.add_parser("count", help="count the cells of any images with a trained run",
+                       description="Count the cells of images (PNG/JPEG/TIFF, 8/16-bit, grey, "
+                       "RGBA) with a trained run folder; writes OUT/counts.csv and "
+                       "OUT/<stem>_heatmap.png. Exit status 1 if any file failed.")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="image files, or folders whose images (by suffix) are counted")
+    p.add_argument("--run", required=True, metavar="RUN_DIR",
+                   help="a run folder of `make train` (e.g. runs/synthetic/alexnet-lite)")
+    from .backends import BACKENDS, DEFAULT_BACKEND
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
+                   help=f"cv2: OpenCV DNN, caffe: pycaffe (default: {DEFAULT_BACKEND}, the "
+                   f"faster on CPU)")
+    p.add_argument("--out", default="pycount-counts", metavar="DIR",
+                   help="output folder (default: ./pycount-counts)")
+    p.add_argument("--gpu", type=int, default=-1, help="GPU id (caffe backend), -1 for the CPU")
+    p.add_argument("--recursive", action="store_true", help="also count images in subfolders")
+    p.add_argument("--expected", action="store_true",
+                   help="C-head runs: count by the expected class, not the most probable")
     return ap
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "count":
+        from .count import count
+        return count(args.inputs, args.run, backend=args.backend, out=args.out, gpu=args.gpu,
+                     recursive=args.recursive, expected=args.expected)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size)
     if args.command == "prepare":
@@ -73,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from .evaluate import evaluate
         from .report import metrics_table
-        m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu)
+        m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
+                     backend=args.backend)
         print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
         print(metrics_table(m))
         print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"

@@ -5,37 +5,32 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, density, metrics, patches, prepare, report
+from . import backends, config, density, metrics, patches, prepare, report
 from .progress import Progress
-from .train import TrainError, predict_patches, set_device
-
-
-def load_deploy_net(run: Path):
-    """The run's deploy net with its trained weights."""
-    import caffe
-    run = Path(run)
-    weights, deploy = run / "model.caffemodel", run / "deploy.prototxt"
-    for f in (weights, deploy):
-        if not f.exists():
-            raise TrainError(f"{f} is missing: train this model first (make train ...)")
-    return caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+from .train import TrainError, set_device
 
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
              data_root=None, gpu: int = -1, run: Path | None = None,
-             heatmaps: int = 8) -> dict:
-    """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/."""
+             heatmaps: int = 8, backend: str | None = None) -> dict:
+    """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
+
+    backend: "cv2" (OpenCV DNN, the faster on CPU) or "caffe" (pycaffe, the reference; the only
+    one that uses a GPU); both run the same files and agree to 1e-4 (tests/test_backends.py)."""
     run = Path(run or config.run_dir(ds, model, head))
-    set_device(gpu)
-    net = load_deploy_net(run)
+    backend = backend or ("caffe" if gpu >= 0 else backends.DEFAULT_BACKEND)
+    for f in (run / "deploy.prototxt", run / "model.caffemodel"):
+        if not f.exists():
+            raise TrainError(f"{f} is missing: train this model first (make train ...)")
+    if backend == "caffe":
+        set_device(gpu)
+    elif gpu >= 0:
+        raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
+    predict = backends.make_backend(backend, (run / "deploy.prototxt", run / "model.caffemodel"),
+                                    model, ds, head)
     ids = prepare.split(ds, data_root)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     test = prepare.load(ds, ids["test"], data_root)
-
-    def predict(rgb):
-        if ds.size:
-            rgb = np.stack([prepare.resize_patch(p, ds) for p in rgb])
-        return predict_patches(net, rgb, model, ds, head)
 
     rows = []
     (run / "heatmaps").mkdir(exist_ok=True)
@@ -56,6 +51,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     tiling = np.array([r["tiling"] for r in rows])
     out = metrics.summarize(true, pred, float(np.mean(train_counts)))
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
+               backend=backend,
                tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
                tiling_mre=metrics.mre(true, tiling))
     report.write_predictions(run / "predictions.csv", rows)

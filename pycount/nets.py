@@ -101,7 +101,97 @@ def _alexnet_trunk(n, data, plan: NetPlan, train: bool):
     return top, fc
 
 
-TRUNKS = {"alexnet": _alexnet_trunk}
+# He et al.'s bottleneck ResNets: blocks per stage (res2..res5) and (bottleneck, output) widths.
+RESNET_STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+RESNET_WIDTHS = ((64, 256), (128, 512), (256, 1024), (512, 2048))
+FINETUNE = ("head", "all", "scratch")
+
+
+def resnet_block_names(depth: int, stage: int) -> list[str]:
+    """He's block names of one stage: letters (res4a..res4f), except stages 3 and 4 of ResNet-101
+    and -152, which are numbered after the first block (res4a, res4b1..res4b22)."""
+    count = RESNET_STAGES[depth][stage - 2]
+    if depth == 50 or stage in (2, 5):
+        return [chr(ord("a") + i) for i in range(count)]
+    return ["a"] + [f"b{i}" for i in range(1, count)]
+
+
+def resnet_training(model: config.ModelConfig) -> str:
+    """How a ResNet is trained; the words go into the prototxt's name and the report."""
+    return {"head": "ImageNet trunk frozen, new head", "all": "ImageNet trunk fine-tuned, new head",
+            "scratch": "trained from scratch"}[model.finetune]
+
+
+def _resnet_trunk(n, data, plan: NetPlan, train: bool):
+    """He et al.'s ImageNet ResNet up to pool5, with the released deploy nets' layer names and
+    parameter shapes, so their caffemodels load by name (net.copy_from); pool5 pools globally, so
+    any patch of 32 px or more gives one 2048-vector."""
+    caffe = _caffe()
+    L, P = caffe.layers, caffe.params
+    m = plan.model
+    if m.depth not in RESNET_STAGES:
+        raise config.ConfigError(f"ResNet depth {m.depth} is not one of "
+                                 f"{', '.join(map(str, RESNET_STAGES))}")
+    if m.finetune not in FINETUNE:
+        raise config.ConfigError(f"unknown finetune {m.finetune!r}; valid: {', '.join(FINETUNE)}")
+    lr = 0 if m.finetune == "head" else 1      # "head": the paper's frozen trunk
+    # BatchNorm normalises with its stored statistics (and never updates them) in the deploy net
+    # and whenever the ImageNet statistics are kept: with "all" too, since fine-tuning on small
+    # batches of patches would replace them by noisy batch estimates. From scratch, Caffe's
+    # per-phase default applies: batch statistics in TRAIN, the accumulated ones in TEST.
+    keep_stats = not train or m.finetune != "scratch"
+    bn_args = dict(batch_norm_param=dict(use_global_stats=True)) if keep_stats else {}
+    bn_params = [dict(lr_mult=0, decay_mult=0)] * 3    # mean, variance, moving-average factor
+
+    def conv_bn(name, bottom, nout, ks, stride=1, pad=0, relu=True, bias=False):
+        """Convolution `name`, then in place BatchNorm, Scale (bn<x>/scale<x>: x is the name
+        without "res", or "_conv1") and optionally ReLU (<name>_relu)."""
+        params = [dict(lr_mult=lr, decay_mult=lr)]
+        extra = {}
+        if bias:
+            params.append(dict(lr_mult=2 * lr, decay_mult=0))
+            extra = dict(bias_filler=dict(type="constant", value=0.0))
+        n[name] = L.Convolution(bottom, num_output=nout, kernel_size=ks, stride=stride, pad=pad,
+                                bias_term=bias, param=params, weight_filler=dict(type="msra"),
+                                **extra)
+        x = name[3:] if name.startswith("res") else "_" + name
+        n[f"bn{x}"] = L.BatchNorm(n[name], in_place=True, param=bn_params, **bn_args)
+        top = n[f"scale{x}"] = L.Scale(n[f"bn{x}"], in_place=True, bias_term=True,
+                                       param=[dict(lr_mult=lr, decay_mult=0)] * 2)
+        if relu:
+            top = n[f"{name}_relu"] = L.ReLU(top, in_place=True)
+        return top
+
+    # the released ResNet-50 alone has a bias on conv1
+    top = conv_bn("conv1", data, 64, 7, stride=2, pad=3, bias=m.depth == 50)
+    n.pool1 = L.Pooling(top, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+    top = n.pool1
+    for stage, (mid, out) in enumerate(RESNET_WIDTHS, start=2):
+        for i, block in enumerate(resnet_block_names(m.depth, stage)):
+            res = f"res{stage}{block}"
+            # the first block of a stage projects the shortcut (branch1) and, from res3 on,
+            # halves the resolution with stride 2 on its 1x1 convolutions, as released
+            stride = 2 if i == 0 and stage > 2 else 1
+            shortcut = top
+            if i == 0:
+                shortcut = conv_bn(f"{res}_branch1", top, out, 1, stride, relu=False)
+            x = conv_bn(f"{res}_branch2a", top, mid, 1, stride)
+            x = conv_bn(f"{res}_branch2b", x, mid, 3, pad=1)
+            x = conv_bn(f"{res}_branch2c", x, out, 1, relu=False)
+            n[res] = L.Eltwise(shortcut, x)
+            top = n[f"{res}_relu"] = L.ReLU(n[res], in_place=True)
+    n.pool5 = L.Pooling(top, pool=P.Pooling.AVE, global_pooling=True)
+
+    def head(bottom, nout):
+        """The new layer on pool5 (never named fc1000, so copy_from leaves it initialised)."""
+        return L.InnerProduct(bottom, num_output=nout, param=[dict(lr_mult=1, decay_mult=1),
+                                                              dict(lr_mult=2, decay_mult=0)],
+                              weight_filler=dict(type="msra"),
+                              bias_filler=dict(type="constant", value=0.0))
+    return n.pool5, head
+
+
+TRUNKS = {"alexnet": _alexnet_trunk, "resnet": _resnet_trunk}
 
 
 def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tuple[tuple, float]:
@@ -112,7 +202,9 @@ def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tupl
 
 def _transform(plan: NetPlan, train: bool) -> dict:
     mean, scale = input_transform(plan.model, plan.dataset)
-    t = dict(mean_value=list(mean), mirror=train)
+    # no mirroring with a frozen trunk: its features are computed once per patch and cached
+    # (pycount.features), and rotations already augment
+    t = dict(mean_value=list(mean), mirror=train and plan.model.finetune != "head")
     if scale != 1.0:
         t["scale"] = scale
     return t
@@ -156,6 +248,8 @@ def net_name(plan: NetPlan) -> str:
     name = f"{plan.model.name}-{plan.head}-p{plan.patch}"
     if plan.model.family == "alexnet":
         name += " | " + alexnet_adaptation(plan.patch)
+    elif plan.model.family == "resnet":
+        name += " | " + resnet_training(plan.model)
     return name
 
 

@@ -65,22 +65,9 @@ def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.nda
 
 def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
                     head: str, batch: int = 256) -> np.ndarray:
-    """Counts predicted by a deploy net for RGB patches (N x p x p x 3), `batch` at a time.
-
-    R head: the regressed count; C head: the most probable class (the paper's prediction).
-    """
-    out = "count" if head == "R" else "prob"
-    preds = np.empty(len(rgb))
-    data = net.blobs["data"]
-    for i in range(0, len(rgb), batch):
-        chunk = nets.preprocess(rgb[i:i + batch], model, ds)
-        if data.data.shape[0] != len(chunk):       # no work spent on padding
-            data.reshape(len(chunk), *data.data.shape[1:])
-            net.reshape()
-        data.data[...] = chunk
-        y = net.forward()[out]
-        preds[i:i + len(chunk)] = y.reshape(len(chunk)) if head == "R" else y.argmax(axis=1)
-    return preds
+    """Counts predicted by a loaded pycaffe deploy net for RGB patches (N x s x s x 3)."""
+    from .backends import CaffeBackend
+    return CaffeBackend.from_net(net, model, ds, head, batch)(rgb)
 
 
 class Trainer:
@@ -143,7 +130,8 @@ class Trainer:
         else:
             solver = caffe.get_solver(str(files["solver"]))
             if pretrained is not None:
-                solver.net.copy_from(str(pretrained))
+                from . import weights
+                self.surgery = weights.init_from_pretrained(solver.net, pretrained)
             step = solver.step
             self.init_mode = "plain solver"
         val_net = caffe.Net(str(files["deploy"]), caffe.TEST,
@@ -244,7 +232,7 @@ class Trainer:
             "seconds": round(time.monotonic() - start, 1),
             "iterations_this_session": solver.iter - begin_iter,
             "init": self.model.finetune, "weights": str(pretrained) if pretrained else None,
-            "solver": self.init_mode,
+            "solver": self.init_mode, "surgery": getattr(self, "surgery", None),
             "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
             "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
         }

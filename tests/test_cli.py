@@ -20,7 +20,7 @@ def test_eval_without_a_trained_model_says_what_to_do(workdirs, capsys):
     pytest.importorskip("caffe")
     assert cli.main(["eval"]) == 2
     err = capsys.readouterr().err
-    assert "model.caffemodel" in err and "make train" in err
+    assert "is missing" in err and "make train" in err
 
 
 def test_missing_dataset_folder_names_it_and_the_fix(workdirs, tmp_path, capsys):

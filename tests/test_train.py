@@ -17,19 +17,6 @@ pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
 from pycount import config, evaluate, lmdbio, patches, prepare, train  # noqa: E402
 
 
-@pytest.fixture
-def tiny(workdirs, monkeypatch):
-    """12 synthetic images: 8 train (2 of them held out for validation), 4 test."""
-    monkeypatch.setattr(config, "SYNTHETIC_IMAGES", 12)
-    ids = [f"{i:03d}" for i in range(1, 13)]
-    ds = dataclasses.replace(config.dataset("synthetic"), train_ids=tuple(ids[:8]),
-                             test_ids=tuple(ids[8:]), n_val=2, rot_step=90)
-    lite = config.model("alexnet-lite")
-    solver = dataclasses.replace(lite.solver, max_iter=60, test_interval=30, snapshot=30)
-    model = dataclasses.replace(lite, fc=64, solver=solver)
-    return ds, model
-
-
 def test_prepare_writes_exact_labels_and_reuses(tiny):
     ds, _ = tiny
     manifests = prepare.prepare(ds)

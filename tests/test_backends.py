@@ -1,0 +1,105 @@
+"""The inference backends agree with each other and with a plain pycaffe forward, on every
+committed deploy net (random weights: no trained model needed)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+caffe = pytest.importorskip("caffe")
+
+from pycount import backends, config, nets  # noqa: E402
+
+
+def random_caffemodel(deploy, out, seed=0):
+    """Weights for a deploy prototxt: its fillers, plus non-zero biases and, for BatchNorm,
+    non-trivial running mean and variance, so every parameter shapes the output."""
+    net = caffe.Net(str(deploy), caffe.TEST)
+    rng = np.random.default_rng(seed)
+    for layer in net.layer_dict.values():
+        if layer.type == "BatchNorm":
+            mean, var, factor = layer.blobs
+            mean.data[...] = rng.normal(0, 0.5, mean.data.shape)
+            var.data[...] = rng.uniform(0.5, 2.0, var.data.shape)
+            factor.data[...] = 1.0
+        elif layer.type in ("Convolution", "InnerProduct", "Scale") and len(layer.blobs) > 1:
+            layer.blobs[1].data[...] = rng.normal(0, 0.1, layer.blobs[1].data.shape)
+    net.save(str(out))
+    return out
+
+
+def _distinct(plans):
+    """Plans whose deploy nets differ (prototxt or input transform): datasets sharing a patch
+    size, class count and mean share one net."""
+    seen = {}
+    for plan in plans:
+        key = (nets.net_prototxt(plan, "deploy"), nets.input_transform(plan.model, plan.dataset))
+        seen.setdefault(key, plan)
+    return list(seen.values())
+
+
+PLANS = _distinct(nets.committed_plans())
+
+
+def _patches(plan, n, seed=1):
+    side = plan.patch
+    return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+def _write_net(plan, tmp_path):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(nets.net_prototxt(plan, "deploy"))
+    return deploy, random_caffemodel(deploy, tmp_path / "model.caffemodel")
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=lambda p: f"{p.dataset.name}-{p.model.name}-"
+                                                      f"{p.head}-p{p.patch}")
+def test_backends_agree_on_every_committed_net(plan, tmp_path):
+    deploy, weights = _write_net(plan, tmp_path)
+    try:
+        rgb = _patches(plan, 1)      # one patch: ResNet-152 at 200 px takes ~2 s per forward
+        args = (deploy, weights, plan.model, plan.dataset, plan.head)
+        y_caffe = backends.CaffeBackend(*args).outputs(rgb)
+        y_cv2 = backends.Cv2DnnBackend(*args).outputs(rgb)
+        assert y_caffe.shape == y_cv2.shape == ((1,) if plan.head == "R" else (1, plan.n_classes))
+        assert np.abs(y_cv2 - y_caffe).max() <= 1e-4 * np.abs(y_caffe).max()
+    finally:
+        weights.unlink()             # the full AlexNets' and ResNets' weights take 100-240 MB
+
+
+@pytest.mark.parametrize("head", nets.HEADS)
+@pytest.mark.parametrize("dataset", ["synthetic", "nuclei"])
+def test_backend_counts_are_a_plain_pycaffe_forward(dataset, head, tmp_path):
+    plan = nets.default_plan(dataset, "alexnet-lite", head)
+    deploy, weights = _write_net(plan, tmp_path)
+    rgb = _patches(plan, 3)
+    blob = nets.preprocess(rgb, plan.model, plan.dataset)
+    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net.blobs["data"].reshape(*blob.shape)
+    net.reshape()
+    net.blobs["data"].data[...] = blob
+    y = net.forward()["count" if head == "R" else "prob"].astype(np.float64)
+    args = (deploy, weights, plan.model, plan.dataset, head)
+    for backend in (backends.CaffeBackend(*args, batch=2), backends.Cv2DnnBackend(*args, batch=2)):
+        if head == "R":              # chunks of 2 and 1 patches
+            np.testing.assert_allclose(backend(rgb), y.ravel(), rtol=1e-4)
+        else:                        # the paper's class, and the expected value on request
+            np.testing.assert_allclose(backend.outputs(rgb), y, rtol=1e-4, atol=1e-7)
+            np.testing.assert_array_equal(backend(rgb), y.argmax(axis=1))
+            backend.expected = True
+            np.testing.assert_allclose(backend(rgb), y @ np.arange(y.shape[1]), rtol=1e-4)
+
+
+def test_patches_are_resized_to_the_nets_input(tmp_path):
+    ds = config.with_overrides(config.dataset("synthetic"), size=48)
+    plan = dataclasses.replace(nets.default_plan("synthetic", "alexnet-lite"), dataset=ds)
+    deploy, weights = _write_net(plan, tmp_path)
+    predict = backends.Cv2DnnBackend(deploy, weights, plan.model, ds, "R")
+    rgb = _patches(nets.default_plan("synthetic", "alexnet-lite"), 4)
+    from pycount.prepare import resize_patch
+    resized = np.stack([resize_patch(p, ds) for p in rgb])
+    np.testing.assert_array_equal(predict(rgb), predict(resized))
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: cv2, caffe"):
+        backends.make_backend("onnx", "runs/x")

@@ -1,0 +1,102 @@
+"""Paper mode: training the head on cached trunk features equals the plain solver."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import config, features, lmdbio, nets  # noqa: E402
+
+
+@pytest.fixture
+def paper_mode(tmp_path):
+    """A ResNet-50 R net in paper mode on a 24-patch LMDB, with 'pretrained' weights saved."""
+    rng = np.random.default_rng(0)
+    recs = [(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), int(rng.integers(0, 9)))
+            for _ in range(24)]
+    for part in ("train", "val"):
+        lmdbio.write_lmdb(tmp_path / part, iter(recs), n_max=24, patch=40, seed=0,
+                          manifest={"fingerprint": part})
+    base = nets.default_plan("bacterial", "resnet50")
+    model = dataclasses.replace(base.model, solver=dataclasses.replace(
+        base.model.solver, batch=4, base_lr=1e-12, clip_gradients=0))   # raw-pixel features are ~1e4
+    plan = dataclasses.replace(base, model=model, train_source=str(tmp_path / "train"),
+                               val_source=str(tmp_path / "val"))
+    files = nets.write_net_files(plan, tmp_path / "run", snapshot_prefix=str(tmp_path / "s"))
+    caffe.set_mode_cpu()
+    pre = caffe.Net(str(files["deploy"]), caffe.TEST)
+    for name, layer in zip(pre._layer_names, pre.layers):
+        if layer.type == "BatchNorm":            # plausible statistics, as a trained net has
+            pre.params[name][0].data[...] = rng.normal(0, 0.1, pre.params[name][0].data.shape)
+            pre.params[name][1].data[...] = 1
+            pre.params[name][2].data[...] = 1
+    weights = tmp_path / "pretrained.caffemodel"
+    pre.save(str(weights))
+    return plan, files, weights, tmp_path
+
+
+def test_cached_features_train_the_head_exactly_like_the_plain_solver(paper_mode):
+    plan, files, weights, tmp = paper_mode
+    k = 5
+    plain = caffe.get_solver(str(files["solver"]))
+    plain.net.copy_from(str(weights))
+    feats, labels = features.trunk_features(files["deploy"], weights, tmp / "train", plan.model,
+                                            plan.dataset, tmp / "cache", batch=7)
+    assert feats.shape == (24, 2048) and labels.tolist() == [lab for *_, lab in
+                                                             lmdbio.read_lmdb(tmp / "train")]
+    head_net = tmp / "head.prototxt"
+    head_net.write_text(features.head_net_prototxt(files["train_val"], feats.shape[1],
+                                                   plan.model.solver.batch))
+    cached = caffe.get_solver(str(features.write_solver(files["solver"], head_net,
+                                                        tmp / "head_solver.prototxt")))
+    for i in (0, 1):                             # the same starting head in both
+        cached.net.params["count"][i].data[...] = plain.net.params["count"][i].data
+    start = plain.net.params["count"][0].data.copy()
+    plain.step(k)
+    for _ in range(k):
+        features.feed(cached.net, feats, labels, cached.iter * plan.model.solver.batch)
+        cached.step(1)
+    assert not np.allclose(plain.net.params["count"][0].data, start)      # it did train
+    for i in (0, 1):
+        assert np.allclose(cached.net.params["count"][i].data, plain.net.params["count"][i].data,
+                           rtol=1e-4, atol=1e-6)
+
+
+def test_feature_cache_is_reused_and_keyed_by_weights(paper_mode):
+    plan, files, weights, tmp = paper_mode
+    args = (files["deploy"], weights, tmp / "train", plan.model, plan.dataset, tmp / "cache")
+    first, _ = features.trunk_features(*args)
+    files_before = sorted(p.name for p in (tmp / "cache").iterdir())
+    again, _ = features.trunk_features(*args)
+    assert sorted(p.name for p in (tmp / "cache").iterdir()) == files_before
+    assert np.array_equal(first, again)
+    weights.touch()                               # other weights (mtime) -> another cache entry
+    features.trunk_features(*args)
+    assert len(list((tmp / "cache").glob("features-*.npy"))) == 2
+
+
+def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mode, monkeypatch):
+    import hashlib
+    from pycount import evaluate, prepare, train, weights as weights_mod
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, train_ids=ds.train_ids[:4], n_val=1, rot_step=0)  # 432 patches
+    _, _, pretrained, tmp = paper_mode
+    prepare.prepare(ds)
+    model = dataclasses.replace(config.model("resnet50"), solver=dataclasses.replace(
+        config.model("resnet50").solver, batch=8, base_lr=1e-12, max_iter=20, test_interval=10,
+        snapshot=10))
+    data = pretrained.read_bytes()
+    monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp)
+    monkeypatch.setattr(weights_mod, "RELEASED", {model.weights: (
+        len(data), hashlib.sha256(data).hexdigest())})
+    (tmp / model.weights).write_bytes(data)
+    summary = train.Trainer(ds, model).train(resume=False)
+    assert summary["solver"] == "head on cached trunk features" and summary["iterations"] == 20
+    run = config.run_dir(ds, model)
+    assert list((run.parent / ".feature-cache").glob("features-*.npy"))
+    # the saved model is the whole net: the pretrained trunk and the trained head
+    full = caffe.Net(str(run / "deploy.prototxt"), caffe.TEST, weights=str(run / "model.caffemodel"))
+    pre = caffe.Net(str(run / "deploy.prototxt"), caffe.TEST, weights=str(pretrained))
+    assert np.array_equal(full.params["res5c_branch2c"][0].data, pre.params["res5c_branch2c"][0].data)
+    assert not np.array_equal(full.params["count"][0].data, pre.params["count"][0].data)
+    assert evaluate.evaluate(ds, model)["n_images"] == 4

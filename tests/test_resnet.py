@@ -1,0 +1,231 @@
+"""The paper's ResNets: He et al.'s structure and names, loading ImageNet weights by name, the
+frozen trunk of the paper, and the checks of the weight files. Small inputs (40 px) keep it fast;
+the "pretrained" caffemodel is one the test makes (the released files are not downloadable)."""
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+from pycount import config, lmdbio, nets, weights  # noqa: E402
+
+# depth -> (convolutions incl. the 4 projection shortcuts, a name only that depth has)
+STRUCTURE = {50: (53, "res4f_branch2c"), 101: (104, "res4b22_branch2c"),
+             152: (155, "res4b35_branch2c")}
+
+
+def _net(text, tmp_path, phase=None, name="net.prototxt"):
+    path = tmp_path / name
+    path.write_text(text)
+    return caffe.Net(str(path), phase if phase is not None else caffe.TEST)
+
+
+def _proto(text):
+    return text_format.Parse(text, caffe_pb2.NetParameter())
+
+
+@pytest.mark.parametrize("depth", sorted(STRUCTURE))
+def test_deploy_nets_have_hes_structure_and_the_head_shapes(depth, tmp_path):
+    caffe.set_mode_cpu()
+    n_conv, deep_name = STRUCTURE[depth]
+    for head in ("R", "C"):
+        plan = nets.default_plan("bacterial", f"resnet{depth}", head)
+        net = _net(nets.net_prototxt(plan, "deploy"), tmp_path)
+        names = list(net._layer_names)
+        convs = [nm for nm, layer in zip(names, net.layers) if layer.type == "Convolution"]
+        assert len(convs) == n_conv
+        assert sum(nm.endswith("_branch1") for nm in convs) == 4
+        assert {deep_name, "conv1", "bn_conv1", "scale_conv1", "res2a_branch1", "bn2a_branch2a",
+                "scale5c_branch2c", "res3a_relu", "pool5"} <= set(names)
+        assert "fc1000" not in names
+        # stride 2 on branch1 and branch2a of res3a (the released layout), global pool5
+        assert net.blobs["res3a"].data.shape[2:] == (5, 5) and net.blobs["pool5"].data.shape \
+            == (1, 2048, 1, 1)
+        assert (net.params["conv1"][0].data.shape, len(net.params["conv1"])) == \
+            ((64, 3, 7, 7), 2 if depth == 50 else 1)    # the released ResNet-50 has a conv1 bias
+        net.blobs["data"].reshape(2, 3, 40, 40)
+        net.reshape()
+        net.blobs["data"].data[...] = np.random.default_rng(0).normal(size=(2, 3, 40, 40))
+        out = net.forward()
+        if head == "R":
+            assert out["count"].shape == (2, 1)
+        else:
+            assert out["prob"].shape == (2, config.n_classes(plan.dataset))
+
+
+@pytest.mark.parametrize("finetune", nets.FINETUNE)
+def test_learning_rates_and_batchnorm_statistics_per_finetune_mode(finetune):
+    model = dataclasses.replace(config.model("resnet50"), finetune=finetune)
+    plan = dataclasses.replace(nets.default_plan("bacterial", "resnet50"), model=model)
+    assert nets.resnet_training(model) in nets.net_prototxt(plan, "deploy").splitlines()[0]
+    for phase in ("train_val", "deploy"):
+        layers = _proto(nets.net_prototxt(plan, phase)).layer
+        bns = [layer for layer in layers if layer.type == "BatchNorm"]
+        assert len(bns) == 53 and all([p.lr_mult for p in bn.param] == [0] * 3 for bn in bns)
+        global_stats = phase == "deploy" or finetune != "scratch"
+        assert all(bn.batch_norm_param.HasField("use_global_stats") == global_stats and
+                   bn.batch_norm_param.use_global_stats == global_stats for bn in bns)
+        trunk = [layer for layer in layers if layer.type in ("Convolution", "Scale")]
+        want = 0 if finetune == "head" else 1
+        assert {p.lr_mult for layer in trunk for p in layer.param[:1]} == {want}
+        assert [p.lr_mult for p in layers[-1 if phase == "deploy" else -2].param] == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A ResNet-50 as released (fc1000 on pool5) with known random parameters and plausible
+    BatchNorm statistics, saved as a caffemodel; returns (path, {layer: [arrays]})."""
+    caffe.set_mode_cpu()
+    L = caffe.layers
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 40, 40]))
+    top, fc = nets._resnet_trunk(n, n.data, nets.default_plan("bacterial", "resnet50"), False)
+    n.fc1000 = fc(top, 1000)
+    n.prob = L.Softmax(n.fc1000)
+    tmp = tmp_path_factory.mktemp("pretrained")
+    net = _net(str(n.to_proto()), tmp, name="imagenet.prototxt")
+    rng = np.random.default_rng(1)
+    for name, layer in zip(net._layer_names, net.layers):
+        blobs = net.params.get(name, [])
+        if layer.type == "BatchNorm":        # mean, variance (~60^2 after conv1), factor 1
+            var = rng.uniform(0.5, 2.0, blobs[1].data.shape) * (3600 if name == "bn_conv1" else 1)
+            blobs[0].data[...] = rng.normal(0, 0.1, blobs[0].data.shape)
+            blobs[1].data[...] = var
+            blobs[2].data[...] = 1.0
+        elif layer.type == "Scale":
+            blobs[0].data[...] = rng.uniform(0.2, 0.5, blobs[0].data.shape)
+            blobs[1].data[...] = rng.normal(0, 0.1, blobs[1].data.shape)
+        else:
+            for b in blobs:
+                fan_in = np.prod(b.data.shape[1:]) if b.data.ndim > 1 else 1
+                b.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), b.data.shape)
+    path = tmp / "ResNet-50-test.caffemodel"
+    net.save(str(path))
+    return path, {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
+
+
+@pytest.fixture(scope="module")
+def lmdbs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lmdb")
+    rng = np.random.default_rng(0)
+    recs = [(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), i % 5) for i in range(8)]
+    for part in ("train", "val"):
+        lmdbio.write_lmdb(tmp / part, iter(recs), n_max=8, patch=40, seed=0, manifest={})
+    return tmp
+
+
+def _solver(lmdbs, tmp_path, finetune):
+    base = nets.default_plan("bacterial", "resnet50")
+    model = dataclasses.replace(base.model, finetune=finetune,
+                                solver=dataclasses.replace(base.model.solver, batch=4))
+    plan = dataclasses.replace(base, model=model, train_source=str(lmdbs / "train"),
+                               val_source=str(lmdbs / "val"))
+    files = nets.write_net_files(plan, tmp_path / "run", snapshot_prefix=str(tmp_path / "s"))
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(0)
+    return caffe.get_solver(str(files["solver"]))
+
+
+def _params(net):
+    return {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
+
+
+def test_pretrained_trunk_is_copied_by_name_and_the_head_stays_initialised(
+        pretrained, lmdbs, tmp_path):
+    path, source = pretrained
+    solver = _solver(lmdbs, tmp_path, "head")
+    before = _params(solver.net)
+    report = weights.init_from_pretrained(solver.net, path)
+    assert report["initialised"] == ["count"] and report["unused"] == ["fc1000"]
+    assert len(report["copied"]) == 3 * 53 and "fc1000" not in solver.net.params
+    after = _params(solver.net)
+    for name in report["copied"]:
+        assert all(np.array_equal(a, s) for a, s in zip(after[name], source[name])), name
+    assert all(np.array_equal(a, b) for a, b in zip(after["count"], before["count"]))
+    assert np.abs(after["count"][0]).sum() > 0           # msra-filled, not copied, not zero
+    # a deploy net sharing the solver's weights (as pycount.train validates) sees them all,
+    # BatchNorm statistics included
+    deploy = _net((tmp_path / "run" / "deploy.prototxt").read_text(), tmp_path)
+    deploy.share_with(solver.net)
+    assert np.array_equal(deploy.params["bn4f_branch2b"][1].data, source["bn4f_branch2b"][1])
+
+
+def test_a_caffemodel_of_another_net_is_refused(tmp_path):
+    caffe.set_mode_cpu()
+    other = _net('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 '
+                 'dim: 2 } } } layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+                 'inner_product_param { num_output: 1 } }', tmp_path, name="other.prototxt")
+    other.save(str(tmp_path / "other.caffemodel"))
+    with pytest.raises(weights.WeightsError, match="no layer"):
+        weights.init_from_pretrained(_net(
+            nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path),
+            tmp_path / "other.caffemodel")
+
+
+@pytest.mark.parametrize("finetune", ["head", "all"])
+def test_fine_tuning_keeps_what_is_frozen(finetune, pretrained, lmdbs, tmp_path):
+    solver = _solver(lmdbs, tmp_path, finetune)
+    weights.init_from_pretrained(solver.net, pretrained[0])
+    before = _params(solver.net)
+    solver.step(3)
+    assert np.isfinite(solver.net.blobs["loss"].data).all()
+    after = _params(solver.net)
+    kinds = dict(zip(solver.net._layer_names, (layer.type for layer in solver.net.layers)))
+    same = {name: all(np.array_equal(a, b) for a, b in zip(after[name], before[name]))
+            for name in after}
+    assert not same["count"]
+    assert all(same[name] for name in same if kinds[name] == "BatchNorm")
+    trunk = [name for name in same if kinds[name] in ("Convolution", "Scale")]
+    assert len(trunk) == 2 * 53
+    if finetune == "head":
+        assert all(same[name] for name in trunk)
+    else:
+        assert not any(same[name] for name in trunk if kinds[name] == "Convolution")
+
+
+@pytest.fixture
+def tiny_release(tmp_path, monkeypatch):
+    """weights/ in a temporary folder, with a table that knows one tiny file."""
+    content = b"a tiny stand-in for a caffemodel"
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(weights, "RELEASED", {
+        "tiny.caffemodel": (len(content), hashlib.sha256(content).hexdigest())})
+    model = dataclasses.replace(config.model("resnet50"), weights="tiny.caffemodel")
+    return model, tmp_path / "tiny.caffemodel", content
+
+
+def test_resolve_explains_a_missing_file(tiny_release):
+    model, _, _ = tiny_release
+    with pytest.raises(weights.WeightsError) as e:
+        weights.resolve(model)
+    assert all(s in str(e.value) for s in ("tiny.caffemodel", "weights/README.md", "SCRATCH=1"))
+
+
+def test_resolve_refuses_a_file_with_another_hash(tiny_release):
+    model, path, content = tiny_release
+    path.write_bytes(content.upper())
+    with pytest.raises(weights.WeightsError) as e:
+        weights.resolve(model)
+    assert weights.RELEASED["tiny.caffemodel"][1] in str(e.value)
+    assert weights._sha256(path) in str(e.value)
+
+
+def test_resolve_accepts_the_release_and_remembers_the_check(tiny_release, monkeypatch):
+    model, path, content = tiny_release
+    hashed = []
+    real = weights._sha256
+    monkeypatch.setattr(weights, "_sha256", lambda p: hashed.append(p) or real(p))
+    path.write_bytes(content)
+    assert weights.resolve(model) == path and weights.resolve(model) == path
+    assert len(hashed) == 1 and (stamp := path.with_name("tiny.caffemodel.sha256-ok")).exists()
+    path.write_bytes(content[::-1])             # same size, another mtime: checked again
+    os.utime(path, ns=(path.stat().st_atime_ns, json.loads(stamp.read_text())["mtime_ns"] + 10**9))
+    with pytest.raises(weights.WeightsError):
+        weights.resolve(model)
+    assert len(hashed) == 2
