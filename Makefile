@@ -17,7 +17,7 @@ PATCH     ?=
 STRIDE    ?=
 ROT       ?=
 SIZE      ?=
-RESTART   ?= 0
+RESUME    ?= 1
 FINETUNE  ?=
 SCRATCH   ?= 0
 BACKEND   ?=
@@ -69,7 +69,7 @@ prepare: check setup
 
 train: check setup
 	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS)) \
-	  $(if $(filter 1,$(RESTART)),--restart) $(if $(FINETUNE),--finetune $(FINETUNE)) \
+	  $(if $(filter 0,$(RESUME)),--restart) $(if $(FINETUNE),--finetune $(FINETUNE)) \
 	  $(if $(filter 1,$(SCRATCH)),--scratch)
 
 eval: check setup

@@ -26,8 +26,12 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
         set_device(gpu)
     elif gpu >= 0:
         raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
-    predict = backends.make_backend(backend, (run / "deploy.prototxt", run / "model.caffemodel"),
-                                    model, ds, head)
+    files = (run / "deploy.prototxt", run / "model.caffemodel")
+    predict = backends.make_backend(backend, files, model, ds, head)
+    # C head: the paper's estimate is the most probable class; the expected count over the
+    # classes is reported beside it
+    expected = backends.make_backend(backend, files, model, ds, head, expected=True) \
+        if head == "C" else None
     ids = prepare.split(ds, data_root)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     test = prepare.load(ds, ids["test"], data_root)
@@ -39,6 +43,9 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             r = density.count_image(s.image, ds.patch, ds.stride, predict)
             rows.append({"id": s.id, "true": s.count, "predicted": r.count,
                          "tiling": r.tiling_count})
+            if expected:
+                rows[-1]["expected"] = density.count_image(s.image, ds.patch, ds.stride,
+                                                           expected).count
             if i < heatmaps:
                 origins = patches.grid(*s.image.shape[:2], ds.patch, ds.stride)
                 report.save_fig6(run / "heatmaps" / f"{s.id}.png", s.image,
@@ -54,6 +61,10 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                backend=backend,
                tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
                tiling_mre=metrics.mre(true, tiling))
+    if expected:
+        exp = np.array([r["expected"] for r in rows])
+        out.update(expected_mae=metrics.mae(true, exp), expected_mae_std=metrics.mae_std(true, exp),
+                   expected_mre=metrics.mre(true, exp))
     report.write_predictions(run / "predictions.csv", rows)
     report.write_metrics(run, out)
     write_fig7(run.parent)

@@ -17,15 +17,19 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
-    """One row per test image: id, true count, the density-integral and tiling estimates."""
+    """One row per test image: id, true count, the density-integral and tiling estimates (and,
+    for a C head, the estimate from the expected class)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    extra = ["expected"] if rows and "expected" in rows[0] else []
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["id", "true", "predicted", "tiling", "abs_error"])
+        writer = csv.DictWriter(f, fieldnames=["id", "true", "predicted", "tiling", *extra,
+                                               "abs_error"])
         writer.writeheader()
         for r in rows:
             writer.writerow({"id": r["id"], "true": r["true"], "predicted": f"{r['predicted']:.3f}",
                              "tiling": f"{r['tiling']:.3f}",
+                             **{k: f"{r[k]:.3f}" for k in extra},
                              "abs_error": f"{abs(r['predicted'] - r['true']):.3f}"})
     os.replace(tmp, path)
 
@@ -38,6 +42,9 @@ def metrics_table(metrics: dict) -> str:
     if "tiling_mae" in metrics:
         lines.append(f"| {name}, non-overlapping tiles | {metrics['tiling_mre']:.4f} | "
                      f"{metrics['tiling_mae']:.2f} ± {metrics['tiling_mae_std']:.2f} |")
+    if "expected_mae" in metrics:
+        lines.append(f"| {name}, expected class | {metrics['expected_mre']:.4f} | "
+                     f"{metrics['expected_mae']:.2f} ± {metrics['expected_mae_std']:.2f} |")
     lines.append(f"| mean training count ({metrics['train_mean_count']:.1f}) | "
                  f"{metrics['baseline_mre']:.4f} | "
                  f"{metrics['baseline_mae']:.2f} ± {metrics['baseline_mae_std']:.2f} |")

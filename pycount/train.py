@@ -200,7 +200,7 @@ class Trainer:
                     if not np.isfinite(loss):
                         raise Diverged(f"training diverged: the loss is {loss} at iteration "
                                        f"{it}; lower base_lr in pycount/config.py, then "
-                                       f"make train RESTART=1")
+                                       f"make train RESUME=0")
                     lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:

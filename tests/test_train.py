@@ -127,3 +127,17 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
     resumed = train.Trainer(ds, model, max_iter=latest["iter"] + 20).train(resume=True)
     assert resumed["iterations"] == latest["iter"] + 20
     assert resumed["iterations_this_session"] == 20
+
+
+def test_classification_head_trains_and_reports_argmax_and_expected(tiny):
+    ds, model = tiny
+    prepare.prepare(ds)
+    summary = train.Trainer(ds, model, head="C", max_iter=20).train(resume=False)
+    run = config.run_dir(ds, model, "C")
+    assert run.name == "alexnet-lite-C" and summary["head"] == "C"
+    m = evaluate.evaluate(ds, model, head="C")
+    assert {"mae", "expected_mae", "expected_mre"} <= set(m)
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert "expected" in rows[0]
+    # argmax predictions are whole classes per patch; the expected value is not
+    assert any(float(r["expected"]) != float(r["predicted"]) for r in rows)
