@@ -77,7 +77,7 @@ dest=$cache/caffe-$variant-$key
 pth=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pycount-caffe.pth
 
 link_venv() {
-  echo "$dest/src/python" > "$pth"
+  [ "$(cat "$pth" 2>/dev/null)" = "$dest/src/python" ] || echo "$dest/src/python" > "$pth"
   "$py" -c 'import caffe' 2>/dev/null || die "caffe was built in $dest but does not import in $venv;
     delete $dest and run make caffe again"
 }
