@@ -33,8 +33,8 @@ def bench_prepare(names: list[str], data_root=None, max_images: dict[str, int] |
         ids = prepare.split(ds, data_root)
         cap = (max_images or {}).get(name)
         n_train = len(ids["train"])
-        if cap and cap < n_train:
-            ds = dataclasses.replace(ds, train_ids=tuple(ids["train"][:cap] + ids["val"]))
+        if cap and cap < n_train:                    # cap images: one validation, the rest train
+            ds = dataclasses.replace(ds, train_ids=tuple(ids["train"][:cap]), n_val=1)
         prepare.dataset_root(ds, data_root)          # generate a synthetic set outside the timing
         scratch = Path(tempfile.mkdtemp(prefix="pycount-bench-"))
         old = os.environ.get("PYCOUNT_DATA")
