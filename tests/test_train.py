@@ -141,3 +141,13 @@ def test_classification_head_trains_and_reports_argmax_and_expected(tiny):
     assert "expected" in rows[0]
     # argmax predictions are whole classes per patch; the expected value is not
     assert any(float(r["expected"]) != float(r["predicted"]) for r in rows)
+
+
+def test_lmdb_of_another_patch_size_is_refused(tiny):
+    ds, model = tiny
+    prepare.prepare(ds)
+    manifest_path = config.lmdb_dir(ds) / "train_lmdb" / lmdbio.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps(dict(manifest, stored_patch=60)))
+    with pytest.raises(train.TrainError, match="holds 60 px patches but .* expects 40 px"):
+        train.Trainer(ds, model).train()
