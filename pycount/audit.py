@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import atomic, config
 
 CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
             "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
@@ -292,16 +291,7 @@ def _chart(table: dict, path: Path) -> None:
                    fontsize=8, loc="upper right")
     fig.suptitle(f"Table {table['table']}: {table['title']}", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.save_figure(fig, path)
 
 
 def write(report: dict, out_dir=None) -> dict:
@@ -314,8 +304,8 @@ def write(report: dict, out_dir=None) -> dict:
         _chart(t, paths[f"table{t['table']}"])
     blocks = _blocks(report)
     paths["md"], paths["html"] = out / "audit.md", out / "audit.html"
-    _write_text(paths["md"], to_markdown(blocks))
-    _write_text(paths["html"], to_html(blocks, out))
+    atomic.write_text(paths["md"], to_markdown(blocks))
+    atomic.write_text(paths["html"], to_html(blocks, out))
     return paths
 
 

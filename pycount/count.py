@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import backends, config, datasets, density
+from . import atomic, backends, config, datasets, density
 from .progress import Progress
 from .train import TrainError, set_device
 
@@ -101,10 +100,7 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
     ax.set_title(title)
     ax.axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic.save_figure(fig, path, dpi=100)
 
 
 def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> dict:
@@ -128,15 +124,13 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, **{k: f"{r[k]:.10g}" for k in ("count", "tiling_count")
                                      if r[k] != ""},
                              "seconds": f"{r['seconds']:.3f}"})
-    os.replace(tmp, path)
 
 
 def summary_table(rows: list[dict]) -> str:

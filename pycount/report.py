@@ -3,26 +3,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from . import atomic
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
     """One row per test image: id, true count, the density-integral and tiling estimates (and,
     for a C head, the estimate from the expected class)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     extra = ["expected"] if rows and "expected" in rows[0] else []
-    with open(tmp, "w", newline="") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["id", "true", "predicted", "tiling", *extra,
                                                "abs_error"])
         writer.writeheader()
@@ -31,7 +23,6 @@ def write_predictions(path: Path, rows: list[dict]) -> None:
                              "tiling": f"{r['tiling']:.3f}",
                              **{k: f"{r[k]:.3f}" for k in extra},
                              "abs_error": f"{abs(r['predicted'] - r['true']):.3f}"})
-    os.replace(tmp, path)
 
 
 def metrics_table(metrics: dict) -> str:
@@ -54,12 +45,12 @@ def metrics_table(metrics: dict) -> str:
 def write_metrics(run: Path, metrics: dict) -> str:
     """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
     run = Path(run)
-    _atomic_write(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
+    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
     md = (f"# {metrics['dataset']} / {metrics['model']} ({metrics['head']})\n\n"
           f"{metrics['n_images']} test images; patch {metrics['patch']}, stride "
           f"{metrics['stride']}; count = integral of the griddata density heatmap.\n\n"
           f"{metrics_table(metrics)}\n")
-    _atomic_write(run / "metrics.md", md)
+    atomic.write_text(run / "metrics.md", md)
     return md
 
 
@@ -68,14 +59,6 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def _save(fig, path: Path, dpi: int = 80) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    _pyplot().close(fig)
-    os.replace(tmp, path)
 
 
 def save_fig6(path: Path, image: np.ndarray, true_patches: np.ndarray, pred_patches: np.ndarray,
@@ -99,7 +82,7 @@ def save_fig6(path: Path, image: np.ndarray, true_patches: np.ndarray, pred_patc
     axes[2].axis("off")
     fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
     fig.tight_layout()
-    _save(fig, path)
+    atomic.save_figure(fig, path)
 
 
 def save_fig7(path: Path, ids: list[str], true: np.ndarray, estimates: dict[str, np.ndarray],
@@ -117,7 +100,7 @@ def save_fig7(path: Path, ids: list[str], true: np.ndarray, estimates: dict[str,
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    _save(fig, path, dpi=90)
+    atomic.save_figure(fig, path, dpi=90)
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray | list]:
@@ -141,4 +124,4 @@ def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    atomic.save_figure(fig, path)

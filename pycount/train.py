@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import config, lmdbio, nets
+from . import atomic, config, lmdbio, nets
 from .progress import Progress
 
 
@@ -31,15 +30,12 @@ class Diverged(TrainError):
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=1))
 
 
 def _save_weights(net, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    net.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic.replacing(path) as tmp:
+        net.save(str(tmp))
 
 
 def cuda_devices() -> tuple[bool, int, str]:
@@ -292,7 +288,4 @@ def plot_log(log_path: Path, png: Path) -> None:
     ax.legend(loc="upper left")
     ax.set_title(png.parent.name)
     fig.tight_layout()
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png)
+    atomic.save_figure(fig, png, dpi=100)

@@ -1,6 +1,5 @@
 """The command line: clear errors for unknown names and missing inputs, exit status 2."""
 import subprocess
-import sys
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Training end to end on a tiny synthetic set: LMDBs, pycaffe solver, loss falls, resume."""
 import csv
-import dataclasses
 import json
 import os
 import pickle

@@ -1,0 +1,35 @@
+"""Writes that are all or nothing: into a temporary file beside the target, renamed when complete,
+so an interrupted run never leaves a half-written file where a good one is expected."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def replacing(path):
+    """`with replacing(p) as tmp:` write tmp; on success it replaces p, on failure it is removed.
+    The temporary name keeps p's suffix (matplotlib and Caffe choose formats by it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text: str) -> None:
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def save_figure(fig, path, dpi: int = 80) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
