@@ -24,6 +24,7 @@ def paper_mode(tmp_path):
                                val_source=str(tmp_path / "val"))
     files = nets.write_net_files(plan, tmp_path / "run", snapshot_prefix=str(tmp_path / "s"))
     caffe.set_mode_cpu()
+    caffe.set_random_seed(0)                     # the same random trunk every run
     pre = caffe.Net(str(files["deploy"]), caffe.TEST)
     for name, layer in zip(pre._layer_names, pre.layers):
         if layer.type == "BatchNorm":            # plausible statistics, as a trained net has
@@ -83,8 +84,8 @@ def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mo
     _, _, pretrained, tmp = paper_mode
     prepare.prepare(ds)
     model = dataclasses.replace(config.model("resnet50"), solver=dataclasses.replace(
-        config.model("resnet50").solver, batch=8, base_lr=1e-12, max_iter=20, test_interval=10,
-        snapshot=10))
+        config.model("resnet50").solver, batch=8, base_lr=1e-12, clip_gradients=0, max_iter=20,
+        test_interval=10, snapshot=2))            # a log row every 2 iterations
     data = pretrained.read_bytes()
     monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", tmp)
     monkeypatch.setattr(weights_mod, "RELEASED", {model.weights: (
@@ -93,6 +94,8 @@ def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mo
     summary = train.Trainer(ds, model).train(resume=False)
     assert summary["solver"] == "head on cached trunk features" and summary["iterations"] == 20
     run = config.run_dir(ds, model)
+    losses = [float(r.split(",")[1]) for r in (run / "train_log.csv").read_text().splitlines()[1:]]
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], f"the ResNet head's loss did not fall: {losses}"
     assert list((run.parent / ".feature-cache").glob("features-*.npy"))
     # the saved model is the whole net: the pretrained trunk and the trained head
     full = caffe.Net(str(run / "deploy.prototxt"), caffe.TEST, weights=str(run / "model.caffemodel"))
