@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         from .prepare import prepare
         prepare(ds, args.data_root, force=args.force)
         return 0
-    model = config.model(args.model)
+    model = config.model(args.model, ds)
     if args.command == "train":
         from .train import Trainer
         if args.scratch:

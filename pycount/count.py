@@ -54,7 +54,7 @@ def load_run(path) -> Run:
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     ds = config.with_overrides(config.dataset(dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"))
-    return Run(path, deploy, weights, config.model(model), ds, head)
+    return Run(path, deploy, weights, config.model(model, ds), ds, head)
 
 
 def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:

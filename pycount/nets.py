@@ -297,7 +297,7 @@ def default_plan(dataset: str, model: str, head: str = "R") -> NetPlan:
     """The plan of the committed prototxts: LMDB paths relative to the repository root."""
     ds = config.dataset(dataset)
     lmdb_rel = f"data/lmdb/{ds.name}"
-    return NetPlan(model=config.model(model), dataset=ds, head=head,
+    return NetPlan(model=config.model(model, ds), dataset=ds, head=head,
                    n_classes=config.n_classes(ds) if head == "C" else 0,
                    train_source=f"{lmdb_rel}/train_lmdb", val_source=f"{lmdb_rel}/val_lmdb")
 

@@ -76,3 +76,12 @@ def test_unknown_head_is_refused():
     plan = dataclasses.replace(nets.default_plan("synthetic", "alexnet-lite"), head="X")
     with pytest.raises(config.ConfigError, match="R, C"):
         nets.net_prototxt(plan, "deploy")
+
+
+def test_solver_settings_per_model_and_dataset():
+    nuclei, ki67 = config.dataset("nuclei"), config.dataset("ki67")
+    assert config.model("alexnet-lite", nuclei).solver.max_iter == 12000
+    assert config.model("alexnet-lite").solver.max_iter == 2400             # the model's own
+    assert config.model("resnet152", ki67).solver.batch == 8
+    tv = (config.PROTOTXT_DIR / "ki67" / "alexnet" / "train_val.prototxt").read_text()
+    assert "batch_size: 8" in tv and "batch_size: 32" not in tv
