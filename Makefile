@@ -36,7 +36,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe test demo data prepare train eval count audit bench-prepare docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe test demo data prepare train eval count audit bench-prepare bench-train docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -83,6 +83,9 @@ audit: venv                                ## the paper's Tables 2-4 beside ours
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
 	$(PY) tools/bench_prepare.py --data-root $(DATA_ROOT)
+
+bench-train: setup                         ## training images/s per model, feature-cache gain
+	$(PY) tools/bench_train.py
 
 docker:                                    ## the GPU image for replication audits (see Dockerfile)
 	docker build -t pycount .

@@ -78,9 +78,81 @@ def write_results(kind: str, rows: list[dict]) -> Path:
     base.with_suffix(".json").write_text(json.dumps({"kind": kind, "machine": machine(),
                                                      "utc": datetime.now(timezone.utc).isoformat(),
                                                      "rows": rows}, indent=1))
-    keys = list(rows[0]) if rows else []
+    keys = list(dict.fromkeys(k for r in rows for k in r))     # every column, in order
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    md += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     base.with_suffix(".md").write_text(f"# {kind} benchmark, {stamp}, {platform.node()}\n\n"
                                        + "\n".join(md) + "\n")
     return base.with_suffix(".md")
+
+
+# (model, dataset whose patch size it trains on, batch); ResNets in paper mode (frozen trunk)
+TRAIN_CASES = [("alexnet-lite", "bacterial", 16), ("alexnet-lite", "nuclei", 16),
+               ("alexnet-lite", "ki67", 8), ("alexnet", "bacterial", 32),
+               ("resnet50", "bacterial", 32), ("resnet152", "bacterial", 32)]
+
+
+def _random_lmdbs(folder: Path, patch: int, n: int) -> None:
+    import numpy as np
+    from . import lmdbio
+    rng = np.random.default_rng(0)
+    recs = [(rng.integers(0, 256, (patch, patch, 3), dtype=np.uint8), int(rng.integers(0, 9)))
+            for _ in range(n)]
+    for part in ("train", "val"):
+        lmdbio.write_lmdb(folder / part, iter(recs), n_max=n, patch=patch, seed=0,
+                          manifest={"fingerprint": f"bench-{part}-{patch}"})
+
+
+def bench_train(cases=TRAIN_CASES, iters: int = 4) -> list[dict]:
+    """Training images/s of the plain solver per model and patch size, on random patches; for
+    the ResNets in paper mode also the head on cached trunk features, and the trunk's one-off
+    feature pass, so that the feature cache's speed-up can be read off."""
+    import caffe
+    from . import features, nets
+    caffe.set_mode_cpu()
+    rows = []
+    for name, dataset, batch in cases:
+        ds = config.dataset(dataset)
+        model = config.model(name, ds)
+        model = dataclasses.replace(model, solver=dataclasses.replace(model.solver, batch=batch))
+        scratch = Path(tempfile.mkdtemp(prefix="pycount-bench-"))
+        try:
+            n = batch * (iters + 2)
+            _random_lmdbs(scratch, ds.input_size, n)
+            plan = nets.NetPlan(model=model, dataset=ds, head="R",
+                                train_source=str(scratch / "train"),
+                                val_source=str(scratch / "val"))
+            files = nets.write_net_files(plan, scratch / "run", str(scratch / "snap"))
+            solver = caffe.get_solver(str(files["solver"]))
+            solver.step(1)                                   # warm-up: allocations, prefetch
+            start = time.perf_counter()
+            solver.step(iters)
+            plain = batch * iters / (time.perf_counter() - start)
+            row = {"model": name, "patch": ds.input_size, "batch": batch,
+                   "mode": model.finetune, "plain_images_per_s": round(plain, 1)}
+            if model.finetune == "head":
+                weights = scratch / "trunk.caffemodel"
+                solver.net.save(str(weights))
+                start = time.perf_counter()
+                feats, labels = features.trunk_features(files["deploy"], weights, scratch / "train",
+                                                        model, ds, scratch / "cache", batch=batch)
+                extract = n / (time.perf_counter() - start)
+                head = scratch / "head.prototxt"
+                head.write_text(features.head_net_prototxt(files["train_val"], feats.shape[1],
+                                                           batch))
+                cached = caffe.get_solver(str(features.write_solver(files["solver"], head,
+                                                                    scratch / "hs.prototxt")))
+                k = 200
+                start = time.perf_counter()
+                for _ in range(k):
+                    features.feed(cached.net, feats, labels, cached.iter * batch)
+                    cached.step(1)
+                head_rate = batch * k / (time.perf_counter() - start)
+                row.update(feature_pass_images_per_s=round(extract, 1),
+                           cached_head_images_per_s=round(head_rate, 1),
+                           speedup_after_feature_pass=round(head_rate / plain, 1))
+            rows.append(row)
+            del solver
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return rows
