@@ -3,6 +3,8 @@ so an interrupted run never leaves a half-written file where a good one is expec
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,3 +35,16 @@ def save_figure(fig, path, dpi: int = 80) -> None:
             fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+def replace_dir(tmp, dest) -> None:
+    """Move a finished folder `tmp` to `dest` (same filesystem); an existing `dest` is moved
+    aside first and deleted only once the new folder is in place."""
+    tmp, dest = Path(tmp), Path(dest)
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -23,7 +23,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -36,6 +35,8 @@ import numpy as np
 import scipy.io
 import tifffile
 from scipy.spatial import cKDTree
+
+from . import atomic
 
 # Bump when the generator's output changes, so stale cached synthetic sets are regenerated.
 GENERATOR_VERSION = 1
@@ -500,14 +501,7 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
             if progress is not None:
                 progress(k + 1, n_images)
         (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=1) + "\n")
-        # Swap in the new set; an old (stamped, different-parameter) set is moved aside, then deleted.
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "set")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
+        atomic.replace_dir(tmp, out_dir)   # an older stamped set goes only after the swap
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -22,6 +22,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import config
+
 MANIFEST_DIR = Path(__file__).resolve().parent / "data_manifests"
 MAX_LISTED = 10          # problems named in one error message
 CHUNK = 1 << 16
@@ -40,12 +42,12 @@ SOURCES = {
     "bacterial": Source(
         url="https://www.robots.ox.ac.uk/~vgg/research/counting/cells.zip",
         page="https://www.robots.ox.ac.uk/~vgg/research/counting/",
-        archive="cells.zip", folder="vgg_cells", example="001cell.png"),
+        archive="cells.zip", folder=config.DATASETS["bacterial"].subdir, example="001cell.png"),
     "nuclei": Source(
         url="https://warwick.ac.uk/fac/cross_fac/tia/data/crchistolabelednucleihe/"
             "crchistophenotypes_2016_04_28.zip",
         page="https://warwick.ac.uk/fac/cross_fac/tia/data/crchistolabelednucleihe/",
-        archive="crchistophenotypes_2016_04_28.zip", folder="CRCHistoPhenotypes_2016_04_28",
+        archive="crchistophenotypes_2016_04_28.zip", folder=config.DATASETS["nuclei"].subdir,
         example="Detection/img1/img1.bmp"),
 }
 

@@ -19,6 +19,7 @@ import cv2
 import lmdb
 import numpy as np
 
+from . import atomic
 from .progress import Progress
 
 MANIFEST = "manifest.json"
@@ -153,17 +154,8 @@ def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _replace(tmp, dest)
+    atomic.replace_dir(tmp, dest)      # the old database goes only once the new one is in place
     return full
-
-
-def _replace(tmp: Path, dest: Path) -> None:
-    """Move a finished database into place; the old one is removed only after the swap."""
-    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-    if dest.exists():
-        os.rename(dest, old)
-    os.rename(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_lmdb(path: Path, limit: int | None = None) -> Iterator[tuple[bytes, np.ndarray, int]]:

@@ -22,3 +22,13 @@ def test_write_text_replaces_and_keeps_the_suffix_for_format_detection(tmp_path)
         tmp.write_bytes(b"x")
     atomic.write_text(tmp_path / "b.md", "hello")
     assert target.read_bytes() == b"x" and (tmp_path / "b.md").read_text() == "hello"
+
+
+def test_replace_dir_swaps_in_the_new_folder_and_drops_the_old(tmp_path):
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "old.txt").write_text("old")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "data").write_text("new")
+    atomic.replace_dir(tmp_path / "new", tmp_path / "db")
+    assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["data"]
+    assert [p.name for p in tmp_path.iterdir()] == ["db"]          # nothing left beside it
