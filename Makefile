@@ -24,6 +24,7 @@ BACKEND   ?=
 IMAGES    ?=
 RUN       ?= runs/synthetic/alexnet-lite
 WITH_CUDA ?= 0
+WITH_NCCL ?= 0
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 
@@ -36,7 +37,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe test demo data prepare train eval count audit bench-prepare bench-train docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench-prepare bench-train docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -47,7 +48,17 @@ venv:
 	@tools/setup_venv.sh $(VENV)
 
 caffe: venv
-	@WITH_CUDA=$(WITH_CUDA) tools/build_caffe.sh $(VENV)
+	@WITH_CUDA=$(WITH_CUDA) WITH_NCCL=$(WITH_NCCL) tools/build_caffe.sh $(VENV)
+
+cuda-check: setup                         ## CI: the CUDA variant compiles (sm_90) and behaves without a GPU
+	@build=$$(WITH_CUDA=1 CUDA_ARCH_BIN=90 LINK_VENV=0 tools/build_caffe.sh $(VENV)) \
+	  && PYCOUNT_CUDA_BUILD=$$build $(PY) -m pytest -q tests/test_cuda_build.py
+
+gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/GPU forward agree to 1e-4
+	$(PY) tools/gpu_check.py --dataset $(DATASET) --model $(MODEL) $(if $(ITERS),--iters $(ITERS)) \
+	  --gpu $(if $(filter -1,$(GPU)),0,$(GPU)) --lmdb $$($(PY) -c "from pycount import config as c; \
+	  print(c.lmdb_dir(c.dataset('$(DATASET)')))") --caffe $$($(PY) -c "import caffe, pathlib; \
+	  print(pathlib.Path(caffe.__file__).parents[2] / 'caffe-tool')")
 
 check:
 	@$(CHECK)

@@ -4,6 +4,9 @@
 #
 #   tools/build_caffe.sh [VENV]            VENV defaults to .venv
 #   WITH_CUDA=1 tools/build_caffe.sh       CUDA build (cuDNN off), arch list in CUDA_ARCH_BIN
+#   WITH_CUDA=1 WITH_NCCL=1 ...            ... plus Caffe's multi-GPU support (NCCL 2 from PyPI)
+#   LINK_VENV=0 tools/build_caffe.sh       build (or find) it, but leave the venv's caffe alone;
+#                                          prints the build folder on stdout (CI's compile check)
 #
 # The build lives outside the clone, in $PYCOUNT_CACHE (default ~/.cache/pycount), under a folder
 # named by a hash of everything that changes the binary: the source's sha256, our patches, the
@@ -17,6 +20,8 @@ venv=$(cd "${1:-$root/.venv}" 2>/dev/null && pwd) || { echo "[caffe] error: no v
 py=$venv/bin/python
 cache=${PYCOUNT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pycount}
 with_cuda=${WITH_CUDA:-0}
+with_nccl=${WITH_NCCL:-0}
+link=${LINK_VENV:-1}
 cuda_arch_bin=${CUDA_ARCH_BIN:-90}
 jobs=${JOBS:-$(( $(nproc) + 1 ))}
 
@@ -64,9 +69,18 @@ if [ "$with_cuda" = 1 ]; then
   cuda_root=$(PYTHON="$py" "$here/cuda_toolchain.sh")
   export PATH="$cuda_root/bin:$PATH"
   flags+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual "-DCUDA_ARCH_BIN=$cuda_arch_bin"
-    -DCUDA_ARCH_PTX= "-DCUDA_TOOLKIT_ROOT_DIR=$cuda_root" -DUSE_NCCL=OFF)
-  patches+=("$here"/caffe-patches/02-*.patch)
+    -DCUDA_ARCH_PTX= "-DCUDA_TOOLKIT_ROOT_DIR=$cuda_root")
+  patches+=("$here"/caffe-patches/02-*.patch "$here"/caffe-patches/03-*.patch)
   variant=cuda
+  if [ "$with_nccl" = 1 ]; then
+    # Caffe's FindNCCL reads $NCCL_DIR; the library path goes into the flags, so the cache key too
+    NCCL_DIR=$(PYTHON="$py" "$here/cuda_toolchain.sh" nccl)
+    export NCCL_DIR
+    flags+=(-DUSE_NCCL=ON "-DNCCL_LIBRARIES=$NCCL_DIR/lib/libnccl.so" "-DNCCL_INCLUDE_DIR=$NCCL_DIR/include")
+    variant=cuda-nccl
+  else
+    flags+=(-DUSE_NCCL=OFF)
+  fi
 else
   flags+=(-DCPU_ONLY=ON)
   variant=cpu
@@ -77,6 +91,7 @@ dest=$cache/caffe-$variant-$key
 pth=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pycount-caffe.pth
 
 link_venv() {
+  if [ "$link" = 0 ]; then echo "$dest"; return 0; fi
   [ "$(cat "$pth" 2>/dev/null)" = "$dest/src/python" ] || echo "$dest/src/python" > "$pth"
   "$py" -c 'import caffe' 2>/dev/null || die "caffe was built in $dest but does not import in $venv;
     delete $dest and run make caffe again"
@@ -145,4 +160,4 @@ say "built in $(( $(date +%s) - start )) s"
 ln -sf build/tools/caffe "$dest/src/caffe-tool"
 date -u +%FT%TZ > "$dest/.complete"
 link_venv
-say "caffe ready: $("$py" -c 'import caffe, os; print(os.path.dirname(caffe.__file__))')"
+[ "$link" = 0 ] || say "caffe ready: $("$py" -c 'import caffe, os; print(os.path.dirname(caffe.__file__))')"

@@ -2,11 +2,32 @@
 # Print the path of a CUDA 13.0 toolkit root (nvcc, headers incl. CCCL/thrust, cudart, cuBLAS,
 # cuRAND) assembled from NVIDIA's PyPI wheels: the same on any Debian/Ubuntu x86-64 machine, no
 # NVIDIA apt repository needed. Cached in $PYCOUNT_CACHE/cuda-13.0; all messages go to stderr.
+#   tools/cuda_toolchain.sh          prints the CUDA root
+#   tools/cuda_toolchain.sh nccl     prints the root of NCCL 2 for CUDA 13 (include/, lib/), for
+#                                    Caffe's multi-GPU training (WITH_NCCL=1 in build_caffe.sh)
 set -euo pipefail
 cache=${PYCOUNT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pycount}
 py=${PYTHON:-python3}
 wheels=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85
   nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand==10.4.5.25)
+nccl_wheel=nvidia-nccl-cu13==2.28.3
+if [ "${1:-}" = nccl ]; then
+  nroot=$cache/nccl-2.28.3
+  if [ ! -f "$nroot/.complete" ]; then
+    echo "[cuda] installing NCCL ($nccl_wheel) from PyPI into $nroot" >&2
+    rm -rf "$nroot.partial"
+    "$py" -m pip install -q --disable-pip-version-check --no-deps --target "$nroot.partial" \
+      "$nccl_wheel" >&2
+    n=$nroot.partial/nvidia/nccl
+    [ -f "$n/include/nccl.h" ] || { echo "[cuda] error: no nccl.h in $n/include" >&2; exit 1; }
+    ln -sfn libnccl.so.2 "$n/lib/libnccl.so"
+    rm -rf "$nroot"
+    mv "$nroot.partial" "$nroot"
+    date -u +%FT%TZ > "$nroot/.complete"
+  fi
+  echo "$nroot/nvidia/nccl"
+  exit 0
+fi
 root=$cache/cuda-13.0
 if [ ! -f "$root/.complete" ]; then
   echo "[cuda] installing the CUDA 13.0 toolchain from PyPI wheels into $root (about 600 MB)" >&2
