@@ -21,6 +21,7 @@ RESUME    ?= 1
 FINETUNE  ?=
 SCRATCH   ?= 0
 BACKEND   ?=
+SHARED    ?= 0
 IMAGES    ?=
 RUN       ?= runs/synthetic/alexnet-lite
 WITH_CUDA ?= 0
@@ -37,7 +38,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench-prepare bench-train docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -84,10 +85,12 @@ train: check setup
 	  $(if $(filter 1,$(SCRATCH)),--scratch)
 
 eval: check setup
-	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS) $(if $(BACKEND),--backend $(BACKEND))
+	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS) $(if $(BACKEND),--backend $(BACKEND)) \
+	  $(if $(filter 1,$(SHARED)),--shared)
 
 count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
-	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT))
+	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT)) \
+	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(filter 1,$(SHARED)),--shared)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
 	$(PY) tools/audit.py
@@ -97,6 +100,9 @@ bench-prepare: setup                       ## patches/s, MB/s of prepare -> benc
 
 bench-train: setup                         ## training images/s per model, feature-cache gain
 	$(PY) tools/bench_train.py
+
+bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
+	$(PY) tools/bench_eval.py --data-root $(DATA_ROOT)
 
 docker:                                    ## the GPU image for replication audits (see Dockerfile)
 	docker build -t pycount .

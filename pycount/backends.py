@@ -104,9 +104,10 @@ DEFAULT_BACKEND = "cv2"
 
 def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = None,
                  ds: config.DatasetConfig | None = None, head: str | None = None,
-                 batch: int = 256, expected: bool = False) -> Predictor:
+                 batch: int = 256, expected: bool = False, shared: bool = False) -> Predictor:
     """A predictor by backend name, for a run folder (its train.json gives model, dataset and
-    head) or for (deploy.prototxt, weights) paths with model, ds and head given."""
+    head) or for (deploy.prototxt, weights) paths with model, ds and head given. shared=True:
+    the convolutional trunk runs once per image instead of once per window (pycount.shared)."""
     if name not in BACKENDS:
         raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
     if isinstance(run_or_paths, (str, Path)):
@@ -117,4 +118,8 @@ def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = Non
         deploy, weights = run_or_paths
         if model is None or ds is None or head is None:
             raise ValueError("make_backend: give model, ds and head with explicit paths")
+    if shared:
+        from .shared import SharedPredictor
+        return SharedPredictor(deploy, weights, model, ds, head, batch=batch, expected=expected,
+                               engine=name)
     return BACKENDS[name](deploy, weights, model, ds, head, batch=batch, expected=expected)

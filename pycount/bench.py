@@ -156,3 +156,114 @@ def bench_train(cases=TRAIN_CASES, iters: int = 4) -> list[dict]:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return rows
+
+
+# (dataset whose patch/stride is used, image source, H, W): the paper's three image sizes
+EVAL_CASES = [("bacterial", 256, 256), ("nuclei", 500, 500), ("ki67", 1920, 2560)]
+EVAL_MODELS = ["alexnet-lite", "alexnet", "resnet50", "resnet152"]
+
+
+def _bench_image(dataset: str, h: int, w: int, data_root=None):
+    """(RGB image, its source): the dataset's first test image where it is readable, else a
+    generated one of the same size (ki67: one ki67-synthetic image)."""
+    import numpy as np
+    from . import datasets
+    try:
+        ds = config.dataset(dataset)
+        ids = prepare.split(ds, data_root)
+        s = prepare.load(ds, ids["test"][:1], data_root)[0]
+        if s.image.shape[:2] == (h, w):
+            return s.image, f"{dataset} test image {s.id}"
+    except Exception:                        # noqa: BLE001 (missing data: generate instead)
+        pass
+    folder = Path(tempfile.mkdtemp(prefix="pycount-bench-img-"))
+    try:
+        if (h, w) == (1920, 2560):
+            datasets.generate_ki67_synthetic(folder, n_images=1)
+            s = datasets.read("generic", folder)[0]
+            return s.image, "ki67-synthetic image 001"
+        datasets.generate_synthetic(folder, n_images=1, size=h)
+        s = datasets.read("vgg_cells", folder)[0]
+        return np.ascontiguousarray(s.image[:h, :w]), f"synthetic {h} px image 001"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _weights(model, ds, folder: Path) -> tuple[Path, Path, bool]:
+    """(deploy, caffemodel, trained): the trained run if there is one, else seeded random
+    weights with BatchNorm statistics 0 / 1 (the speed does not depend on the weights)."""
+    import caffe
+    from . import nets
+    run = config.run_dir(ds, model)
+    if (run / "model.caffemodel").exists() and (run / "deploy.prototxt").exists():
+        return run / "deploy.prototxt", run / "model.caffemodel", True
+    plan = nets.default_plan(ds.name, model.name)
+    deploy = nets.committed_dir(plan) / "deploy.prototxt"
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(0)
+    net = caffe.Net(str(deploy), caffe.TEST)
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type == "BatchNorm":
+            for blob, v in zip(net.params[name], (0, 1, 1)):
+                blob.data[...] = v
+    path = folder / f"{ds.name}-{model.name}.caffemodel"
+    net.save(str(path))
+    return deploy, path, False
+
+
+def bench_eval(models=EVAL_MODELS, backends_=("cv2", "caffe"), cases=EVAL_CASES,
+               max_windows: int = 128, data_root=None) -> list[dict]:
+    """Seconds to count one image per (image size, model, engine), the paper's per-window way
+    and with the trunk shared (pycount.shared), and how far the shared count moves.
+
+    Per-window passes over more than max_windows windows are timed on max_windows of them and
+    extrapolated (marked); the count difference is then taken over those windows' sum."""
+    import numpy as np
+    from . import backends, density, patches, shared
+    rows = []
+    for dataset, h, w in cases:
+        ds = config.dataset(dataset)
+        image, source = _bench_image(dataset, h, w, data_root)
+        origins = patches.grid(h, w, ds.patch, ds.stride)
+        folder = Path(tempfile.mkdtemp(prefix="pycount-bench-w-"))
+        try:
+            for name in models:
+                model = config.model(name, ds)
+                deploy, weights, trained = _weights(model, ds, folder)
+                for engine in backends_:
+                    plain = backends.make_backend(engine, (deploy, weights), model, ds, "R",
+                                                  batch=64)
+                    sp = shared.SharedPredictor(deploy, weights, model, ds, "R", batch=64,
+                                                engine=engine)
+                    plain(density.window_stack(image, origins[:2], ds.patch))   # warm-up
+                    n = len(origins)
+                    sub = origins if n <= max_windows else origins[
+                        np.linspace(0, n - 1, max_windows).round().astype(int)]
+                    t0 = time.perf_counter()
+                    c_plain = plain(density.window_stack(image, sub, ds.patch))
+                    t_plain = (time.perf_counter() - t0) * n / len(sub)
+                    t0 = time.perf_counter()
+                    c_all = sp.predict_windows(image, origins, ds.patch)
+                    t_shared = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    density.density_map((h, w), patches.patch_centres(origins, ds.patch),
+                                        c_all, ds.patch)
+                    t_grid = time.perf_counter() - t0
+                    idx = {(int(x), int(y)): i for i, (x, y) in enumerate(origins)}
+                    c_shared = c_all[[idx[(int(x), int(y))] for x, y in sub]]
+                    diff = abs(c_shared.sum() - c_plain.sum()) / max(abs(c_plain.sum()), 1e-9)
+                    rows.append({
+                        "image": f"{h}x{w}", "source": source, "patch/stride":
+                        f"{ds.patch}/{ds.stride}", "windows": n, "model": name,
+                        "weights": "trained" if trained else "random", "engine": engine,
+                        "per_window_s": round(t_plain + t_grid, 2),
+                        "per_window_timed_on": len(sub),
+                        "shared_s": round(t_shared + t_grid, 2), "griddata_s": round(t_grid, 2),
+                        "speedup": round((t_plain + t_grid) / (t_shared + t_grid), 1),
+                        "count_diff_pct": round(100 * diff, 2),
+                        "max_window_diff": round(float(np.abs(c_shared - c_plain).max()), 3)})
+                    print(rows[-1], flush=True)
+                    del plain, sp
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return rows

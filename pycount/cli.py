@@ -30,6 +30,11 @@ def _model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for the CPU")
 
 
+SHARED_HELP = ("run the convolutional layers once over each image instead of once per window "
+               "(much faster on large images; counts within about 1%% of the paper's "
+               "per-window method, see `make bench-eval`)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pycount", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -50,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     _model(p)
     p.add_argument("--backend", choices=["cv2", "caffe"], default=None,
                    help="inference engine (default: cv2 on the CPU, caffe on a GPU)")
+    p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p = sub.add_parser("count", help="count the cells of any images with a trained run",
                        description="Count the cells of images (PNG/JPEG/TIFF, 8/16-bit, grey, "
                        "RGBA) with a trained run folder; writes OUT/counts.csv and "
@@ -66,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
                    help="output folder (default: ./pycount-counts)")
     p.add_argument("--gpu", type=int, default=-1, help="GPU id (caffe backend), -1 for the CPU")
     p.add_argument("--recursive", action="store_true", help="also count images in subfolders")
+    p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--expected", action="store_true",
                    help="C-head runs: count by the expected class, not the most probable")
     return ap
@@ -75,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "count":
         from .count import count
         return count(args.inputs, args.run, backend=args.backend, out=args.out, gpu=args.gpu,
-                     recursive=args.recursive, expected=args.expected)
+                     recursive=args.recursive, expected=args.expected, shared=args.shared)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size)
     if args.command == "prepare":
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         from .evaluate import evaluate
         from .report import metrics_table
         m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
-                     backend=args.backend)
+                     backend=args.backend, shared=args.shared)
         print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
         print(metrics_table(m))
         print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"

@@ -146,7 +146,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def count(inputs, run, backend: str = backends.DEFAULT_BACKEND, out="pycount-counts",
           gpu: int = -1, recursive: bool = False, expected: bool = False,
-          batch: int = 256) -> int:
+          batch: int = 256, shared: bool = False) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
     if backend == "caffe":
@@ -164,7 +164,7 @@ def count(inputs, run, backend: str = backends.DEFAULT_BACKEND, out="pycount-cou
         raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}")
     predict = backends.make_backend(backend, (run.deploy, run.weights), run.model, run.ds,
-                                    run.head, batch=batch, expected=expected)
+                                    run.head, batch=batch, expected=expected, shared=shared)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     try:

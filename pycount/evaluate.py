@@ -12,7 +12,7 @@ from .train import TrainError, set_device
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
              data_root=None, gpu: int = -1, run: Path | None = None,
-             heatmaps: int = 8, backend: str | None = None) -> dict:
+             heatmaps: int = 8, backend: str | None = None, shared: bool = False) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
 
     backend: "cv2" (OpenCV DNN, the faster on CPU) or "caffe" (pycaffe, the reference; the only
@@ -27,10 +27,11 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     elif gpu >= 0:
         raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
     files = (run / "deploy.prototxt", run / "model.caffemodel")
-    predict = backends.make_backend(backend, files, model, ds, head)
+    predict = backends.make_backend(backend, files, model, ds, head, shared=shared)
     # C head: the paper's estimate is the most probable class; the expected count over the
     # classes is reported beside it
-    expected = backends.make_backend(backend, files, model, ds, head, expected=True) \
+    expected = backends.make_backend(backend, files, model, ds, head, expected=True,
+                                     shared=shared) \
         if head == "C" else None
     ids = prepare.split(ds, data_root)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
@@ -58,7 +59,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     tiling = np.array([r["tiling"] for r in rows])
     out = metrics.summarize(true, pred, float(np.mean(train_counts)))
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
-               backend=backend,
+               backend=backend + (" shared" if shared else ""),
                tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
                tiling_mre=metrics.mre(true, tiling))
     if expected:

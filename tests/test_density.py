@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from scipy.interpolate import griddata
+
 from pycount import density, patches
 
 
@@ -59,3 +61,27 @@ def test_tiling_weights_the_overlapping_edge_tile():
     # 100 px with 40 px tiles: tiles at 0, 40, 60; the last adds only 20 new pixels
     starts, weights = density._tile_weights(100, 40)
     assert starts.tolist() == [0, 40, 60] and weights.tolist() == [1.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("shape, patch, stride", [((256, 256), 40, 20), ((250, 333), 40, 20),
+                                                  ((500, 500), 60, 30), ((430, 610), 200, 50)])
+def test_triangle_fill_equals_scipy_griddata(shape, patch, stride):
+    """The default heatmap is griddata's linear interpolation, pixel for pixel."""
+    origins = patches.grid(*shape, patch, stride)
+    centres = patches.patch_centres(origins, patch)
+    counts = np.random.default_rng(len(origins)).uniform(0, 30, len(origins))
+    fast = density.density_map(shape, centres, counts, patch)
+    ref = density.density_map(shape, centres, counts, patch, use_griddata=True)
+    np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-15)
+
+
+def test_triangle_fill_on_scattered_points_matches_griddata():
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, 99, (40, 2))
+    values = rng.uniform(0, 1, 40)
+    fast = density._linear_on_triangles((100, 100), centres, values)
+    ref = griddata(centres, values, tuple(np.mgrid[0:100, 0:100][::-1].reshape(2, -1)),
+                   method="linear").reshape(100, 100)
+    assert np.array_equal(np.isnan(fast), np.isnan(ref))      # the same hull
+    inside = ~np.isnan(ref)
+    np.testing.assert_allclose(fast[inside], ref[inside], rtol=1e-10, atol=1e-12)

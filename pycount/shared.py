@@ -1,0 +1,217 @@
+"""Shared convolutions: count a large image without running the net once per window.
+
+Overlapping windows (stride < patch) recompute the same convolutions many times: on a 1920x2560
+Ki67 image at patch 200 / stride 50 every pixel lies in about 16 windows. Here the deploy net is
+cut in two at its last spatial blob (AlexNet: pool5; ResNet: res5c, before the global pooling):
+
+  trunk   the convolutional layers, run ONCE over the whole image (any size: they are
+          translation-equivariant), giving a feature map at the trunk's total stride S;
+  head    the rest (AlexNet: fc6-fc7-count; ResNet: global pool + count), run per window on the
+          window's f x f crop of that feature map, f being what the trunk gives for one patch.
+
+A window at (x0, y0) reads the feature map at (x0/S + i, y0/S + j); when S does not divide the
+window positions the map is sampled bilinearly. The result differs from the per-window net only
+near window borders, where a lone patch sees zero padding and the whole image sees the
+neighbouring pixels; `make bench-eval` reports that difference beside the speed-up.
+Both engines (cv2.dnn, pycaffe) run the cut nets with the run's own caffemodel (weights are
+matched by layer name).
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import backends, config, nets
+
+_LAYER = re.compile(r"^layer \{\n.*?^\}\n", re.S | re.M)
+
+
+@dataclass
+class Layer:
+    text: str
+    name: str
+    type: str
+    bottoms: list[str]
+    tops: list[str]
+    stride: int
+    global_pool: bool
+
+
+def parse_layers(prototxt: str) -> tuple[str, list[Layer]]:
+    """(the text before the first layer, the layers) of a prototxt written by pycount.nets."""
+    blocks = list(_LAYER.finditer(prototxt))
+    if not blocks:
+        raise ValueError("no top-level `layer {` blocks found")
+    layers = []
+    for m in blocks:
+        t = m.group(0)
+        field = lambda key: re.findall(rf'^  {key}: "?([^"\n]+)"?$', t, re.M)  # noqa: E731
+        stride = re.search(r"^    stride: (\d+)$", t, re.M)
+        layers.append(Layer(t, field("name")[0], field("type")[0], field("bottom"), field("top"),
+                            int(stride.group(1)) if stride else 1,
+                            bool(re.search(r"^    global_pooling: true$", t, re.M))))
+    return prototxt[:blocks[0].start()], layers
+
+
+def _input_layer(top: str, shape: tuple[int, ...]) -> str:
+    dims = "".join(f"      dim: {d}\n" for d in shape)
+    return (f'layer {{\n  name: "{top}_input"\n  type: "Input"\n  top: "{top}"\n'
+            f"  input_param {{\n    shape {{\n{dims}    }}\n  }}\n}}\n")
+
+
+@dataclass
+class Cut:
+    trunk_layers: list[Layer]
+    head_layers: list[Layer]
+    header: str
+    blob: str          # the trunk's output, the head's input
+    stride: int        # the trunk's total stride, input pixels per feature cell
+
+    @property
+    def blob_layer(self) -> str:
+        """The last layer writing `blob` (an in-place ReLU): cv2.dnn names outputs by layer."""
+        return [l.name for l in self.trunk_layers if self.blob in l.tops][-1]
+
+    def trunk(self, shape) -> str:
+        return self.header + _input_layer("data", shape) + "".join(l.text for l in self.trunk_layers)
+
+    def head(self, shape) -> str:
+        return self.header + _input_layer(self.blob, shape) + "".join(l.text for l in self.head_layers)
+
+
+def cut_deploy(prototxt: str) -> Cut:
+    """Cut a deploy net before its first InnerProduct or global pooling layer."""
+    header, layers = parse_layers(prototxt)
+    if layers[0].type != "Input":
+        raise ValueError("the deploy net must start with an Input layer")
+    stride = {layers[0].tops[0]: 1}
+    for i, layer in enumerate(layers[1:], start=1):
+        if layer.type == "InnerProduct" or (layer.type == "Pooling" and layer.global_pool):
+            blob = layer.bottoms[0]
+            return Cut(layers[1:i], layers[i:], header, blob, stride[blob])
+        s = stride[layer.bottoms[0]] * (layer.stride if layer.type in ("Convolution", "Pooling")
+                                       else 1)
+        for top in layer.tops:
+            stride[top] = s
+    raise ValueError("the deploy net has no InnerProduct or global pooling layer to cut at")
+
+
+class _Engine:
+    """One prototxt (text) + the run's caffemodel through cv2.dnn or pycaffe."""
+
+    def __init__(self, kind: str, prototxt: str, weights: Path, output: str,
+                 output_layer: str | None = None):
+        # pycaffe reads the output by blob name, cv2.dnn by the name of the layer writing it
+        self.kind = kind
+        self.output = output_layer or output if kind == "cv2" else output
+        self._tmp = tempfile.TemporaryDirectory(prefix="pycount-cut-")
+        path = Path(self._tmp.name) / "net.prototxt"
+        path.write_text(prototxt)
+        if kind == "cv2":
+            self.net = cv2.dnn.readNetFromCaffe(str(path), str(weights))
+            self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        else:
+            import caffe
+            self.net = caffe.Net(str(path), caffe.TEST, weights=str(weights))
+            self.input = self.net.inputs[0]
+
+    def __call__(self, blob: np.ndarray) -> np.ndarray:
+        blob = np.ascontiguousarray(blob, np.float32)
+        if self.kind == "cv2":
+            self.net.setInput(blob)
+            return self.net.forward(self.output)
+        data = self.net.blobs[self.input]
+        if data.data.shape != blob.shape:
+            data.reshape(*blob.shape)
+            self.net.reshape()
+        data.data[...] = blob
+        return self.net.forward()[self.output].copy()
+
+
+def sample_windows(fmap: np.ndarray, fx: np.ndarray, fy: np.ndarray, size: int) -> np.ndarray:
+    """Crops of a C x H x W feature map: for each window k the size x size grid starting at the
+    fractional cell (fx[k], fy[k]), sampled bilinearly (edges clamped). -> K x C x size x size."""
+    c, h, w = fmap.shape
+    steps = np.arange(size, dtype=np.float64)
+
+    def axis(start, n):
+        pos = np.clip(start[:, None] + steps[None, :], 0, n - 1)   # K x size
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, n - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    x0, x1, ax = axis(np.asarray(fx, np.float64), w)
+    y0, y1, ay = axis(np.asarray(fy, np.float64), h)
+    f = fmap.astype(np.float32, copy=False)
+    # gather rows then columns: K x C x size(y) x size(x)
+    def g(yi, xi):
+        return f[:, yi[:, :, None], xi[:, None, :]].transpose(1, 0, 2, 3)
+    wy, wx = ay[:, None, :, None], ax[:, None, None, :]
+    return ((g(y0, x0) * (1 - wx) + g(y0, x1) * wx) * (1 - wy)
+            + (g(y1, x0) * (1 - wx) + g(y1, x1) * wx) * wy)
+
+
+class SharedPredictor(backends.Predictor):
+    """Counts of sliding windows with the trunk shared (module doc). Called on a stack of
+    patches it falls back to the plain per-window engine (used for the few tiling-check tiles)."""
+
+    def __init__(self, deploy, weights, model, ds, head, batch: int = 256,
+                 expected: bool = False, engine: str = backends.DEFAULT_BACKEND,
+                 max_side: int = 4096):
+        super().__init__(model, ds, head, batch, expected)
+        if engine not in backends.BACKENDS:
+            raise config.ConfigError(f"unknown backend {engine!r}; valid: "
+                                     f"{', '.join(backends.BACKENDS)}")
+        self.plain = backends.BACKENDS[engine](deploy, weights, model, ds, head, batch, expected)
+        self.cut = cut_deploy(Path(deploy).read_text())
+        side = ds.input_size
+        self.trunk = _Engine(engine, self.cut.trunk((1, 3, side, side)), weights, self.cut.blob,
+                             self.cut.blob_layer)
+        probe = self.trunk(np.zeros((1, 3, side, side), np.float32))
+        self.channels, self.fsize = probe.shape[1], probe.shape[2]
+        if probe.shape[2] != probe.shape[3]:
+            raise ValueError(f"non-square trunk output {probe.shape} for a square patch")
+        self.head_net = _Engine(engine, self.cut.head((1, self.channels, self.fsize, self.fsize)),
+                                weights, self.output)
+        self.max_side = max_side
+
+    def _forward(self, blob):                      # plain per-window path (Predictor.outputs)
+        return self.plain._forward(blob)
+
+    def feature_map(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The trunk's output over the whole image and the input scale (SIZE / patch)."""
+        scale = self.ds.input_size / self.ds.patch
+        if scale != 1.0:
+            image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+                               if scale < 1 else cv2.INTER_LINEAR)
+        if max(image.shape[:2]) > self.max_side:
+            raise ValueError(f"image side {max(image.shape[:2])} px > {self.max_side}; count it "
+                             "without --shared, or in parts")
+        blob = nets.preprocess(image[None], self.model, self.ds)
+        return self.trunk(blob)[0], scale
+
+    def window_outputs(self, image: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """The head's raw outputs for windows at `origins` ((x0, y0), dataset patch units)."""
+        fmap, scale = self.feature_map(image)
+        cells = np.asarray(origins, np.float64) * scale / self.cut.stride
+        outs = []
+        for i in range(0, len(cells), self.batch):
+            crops = sample_windows(fmap, cells[i:i + self.batch, 0], cells[i:i + self.batch, 1],
+                                   self.fsize)
+            outs.append(np.asarray(self.head_net(crops), np.float64))
+        out = np.concatenate(outs)
+        return out.reshape(len(cells)) if self.head == "R" else out.reshape(len(cells), -1)
+
+    def predict_windows(self, image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
+        if patch != self.ds.patch:
+            raise ValueError(f"windows of {patch} px, but the net was trained on {self.ds.patch}")
+        y = self.window_outputs(image, origins)
+        if self.head == "R":
+            return y
+        return y @ np.arange(y.shape[1]) if self.expected else y.argmax(axis=1).astype(np.float64)
