@@ -38,7 +38,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -100,6 +100,10 @@ bench-prepare: setup                       ## patches/s, MB/s of prepare -> benc
 
 bench-train: setup                         ## training images/s per model, feature-cache gain
 	$(PY) tools/bench_train.py
+
+bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>.md
+	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
+	$(PY) tools/bench.py --data-root $(DATA_ROOT)
 
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
 	$(PY) tools/bench_eval.py --data-root $(DATA_ROOT)

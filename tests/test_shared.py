@@ -88,3 +88,22 @@ def test_a_net_without_fc_or_global_pool_cannot_be_cut():
             'layer {\n  name: "c"\n  type: "Convolution"\n  bottom: "data"\n  top: "c"\n}\n')
     with pytest.raises(ValueError, match="no InnerProduct"):
         shared.cut_deploy(text)
+
+
+def test_images_whose_shared_counts_drift_are_counted_per_window(tmp_path):
+    """The 1 % rule: the sample check falls back to the per-window net, whose counts come out
+    exactly; with the check off, the (different) shared counts come back."""
+    ds = config.dataset("synthetic")
+    model = config.model("alexnet-lite", ds)
+    deploy = nets.committed_dir(nets.default_plan("synthetic", "alexnet-lite")) / "deploy.prototxt"
+    weights = _random_weights(deploy, tmp_path)
+    image = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    origins = density.patches.grid(120, 160, ds.patch, ds.stride)
+    per_window = shared.SharedPredictor(deploy, weights, model, ds, "R").plain(
+        density.window_stack(image, origins, ds.patch))
+    strict = shared.SharedPredictor(deploy, weights, model, ds, "R", tolerance=0.0)
+    np.testing.assert_array_equal(strict.predict_windows(image, origins, ds.patch), per_window)
+    assert strict.last_check["shared_used"] is False and strict.last_check["windows"] == 16
+    unchecked = shared.SharedPredictor(deploy, weights, model, ds, "R", tolerance=None)
+    assert not np.allclose(unchecked.predict_windows(image, origins, ds.patch), per_window,
+                           rtol=1e-3)
