@@ -4,6 +4,9 @@
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
 #   make audit                     the paper's tables beside every run present (runs/audit/)
+#   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
+#   make bench | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
+#   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 

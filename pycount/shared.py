@@ -184,6 +184,7 @@ class SharedPredictor(backends.Predictor):
         self.head_net = _Engine(engine, self.cut.head((1, self.channels, self.fsize, self.fsize)),
                                 weights, self.output)
         self.max_side = max_side
+        self.caffe_max_pixels = 1.5e6
         self.tolerance, self.check_windows = tolerance, check_windows
         self.last_check: dict = {}          # the latest image's check: sample sums, verdict
         self._warned = False
@@ -225,12 +226,19 @@ class SharedPredictor(backends.Predictor):
         if patch != self.ds.patch:
             raise ValueError(f"windows of {patch} px, but the net was trained on {self.ds.patch}")
         origins = np.asarray(origins)
+        from .density import window_stack
+        side = self.ds.input_size / self.ds.patch
+        if self.plain.__class__.__name__ == "CaffeBackend" \
+                and image.shape[0] * image.shape[1] * side ** 2 > self.caffe_max_pixels:
+            # pycaffe keeps every blob of the net: a 1920x2560 image through ResNet-50 took
+            # more than 21 GB; cv2.dnn reuses its buffers
+            self.last_check = {"shared_used": False, "reason": "image too large for pycaffe"}
+            return self(window_stack(image, origins, patch))
         counts = self._counts(self.window_outputs(image, origins))
         if self.tolerance is None:
             return counts
         k = min(len(origins), self.check_windows)
         pick = np.linspace(0, len(origins) - 1, k).round().astype(int)
-        from .density import window_stack
         exact = self(window_stack(image, origins[pick], patch))
         diff = abs(counts[pick].sum() - exact.sum()) / max(abs(exact.sum()), 1.0)
         self.last_check = {"windows": k, "shared": float(counts[pick].sum()),

@@ -17,6 +17,7 @@ ap.add_argument("--data-root", default=None)
 args = ap.parse_args()
 os.environ.setdefault("GLOG_minloglevel", "2")
 rows = bench.bench_eval(args.models.split(","), args.engines.split(","),
-                        max_windows=args.max_windows, data_root=args.data_root)
+                        max_windows=args.max_windows, data_root=args.data_root,
+                        on_row=lambda rows: bench.write_results("eval", rows))
 path = bench.write_results("eval", rows)
 print(path.read_text())

@@ -1,0 +1,77 @@
+"""make bench's measuring tools: FLOP counts, and the PyTorch peer computing Caffe's function."""
+import numpy as np
+import pytest
+
+caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import bench_peers, nets  # noqa: E402
+
+TINY = """name: "tiny"
+layer {
+  name: "data"
+  type: "Input"
+  top: "data"
+  input_param {
+    shape {
+      dim: 1
+      dim: 3
+      dim: 8
+      dim: 8
+    }
+  }
+}
+layer {
+  name: "conv"
+  type: "Convolution"
+  bottom: "data"
+  top: "conv"
+  convolution_param {
+    num_output: 4
+    pad: 1
+    kernel_size: 3
+    stride: 1
+  }
+}
+layer {
+  name: "relu"
+  type: "ReLU"
+  bottom: "conv"
+  top: "conv"
+}
+layer {
+  name: "count"
+  type: "InnerProduct"
+  bottom: "conv"
+  top: "count"
+  inner_product_param {
+    num_output: 5
+  }
+}
+"""
+
+
+def test_flops_count_multiply_adds_of_conv_and_fc(tmp_path):
+    net, _, _ = bench_peers._caffe_net(TINY, tmp_path)
+    # conv: 4 x 3 x 3 x 3 weights at 8 x 8 positions; fc: 256 x 5; two FLOPs per multiply-add
+    assert bench_peers.net_flops(net) == 2 * (4 * 27 * 64 + 256 * 5)
+
+
+@pytest.mark.parametrize("dataset, model", [("synthetic", "alexnet-lite"), ("ki67", "alexnet"),
+                                            ("synthetic", "resnet50")])
+def test_torch_peer_computes_what_caffe_computes(dataset, model, tmp_path):
+    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    from pycount import torch_peer
+    proto = (nets.committed_dir(nets.default_plan(dataset, model)) / "deploy.prototxt").read_text()
+    net, _, _ = bench_peers._caffe_net(proto, tmp_path)
+    for name, layer in zip(net._layer_names, net.layers):     # non-trivial BatchNorm statistics
+        if layer.type == "BatchNorm":
+            net.params[name][0].data[...] = 0.05
+            net.params[name][1].data[...] = 1.5
+    peer, out = torch_peer.build(proto)
+    torch_peer.load_caffe_weights(peer, net)
+    x = np.random.default_rng(0).normal(size=net.blobs["data"].data.shape).astype(np.float32)
+    net.blobs["data"].data[...] = x
+    ref = net.forward()[out].copy()
+    with torch.no_grad():
+        got = peer(torch.from_numpy(x)).numpy()
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * scale)
