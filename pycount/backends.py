@@ -14,6 +14,14 @@ import numpy as np
 from . import config, nets
 
 
+def auto_batch(side: int) -> int:
+    """Patches per forward call: about 160k input pixels (100 at 40 px, 44 at 60 px, 4 at
+    200 px). Larger batches were slower on this CPU, as their activations leave the caches:
+    cv2.dnn, ResNet-50 at 200 px: 17.9 img/s at batch 4, 16.6 at 64 (PyTorch 16.5 and 8.0); at
+    60 px: 122 at 8, 104 at 177; alexnet-lite at 40 px: 1089 at 8, 894 at 256."""
+    return int(min(256, max(4, 160_000 // (side * side))))
+
+
 class Predictor:
     """Callable on RGB uint8 patches (N x p x p x 3), returning N predicted counts.
 
@@ -23,11 +31,12 @@ class Predictor:
     """
 
     def __init__(self, model: config.ModelConfig, ds: config.DatasetConfig, head: str,
-                 batch: int = 256, expected: bool = False):
+                 batch: int | None = None, expected: bool = False):
         if head not in nets.HEADS:
             raise config.ConfigError(f"unknown head {head!r}; valid: {', '.join(nets.HEADS)}")
         self.model, self.ds, self.head = model, ds, head
-        self.batch, self.expected = max(1, int(batch)), expected
+        self.batch, self.expected = auto_batch(ds.input_size) if batch is None \
+            else max(1, int(batch)), expected
         self.output = "count" if head == "R" else "prob"   # the deploy nets' output blob
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:
@@ -60,13 +69,13 @@ class CaffeBackend(Predictor):
     """pycaffe, in the mode the caller set (train.set_device); the net is reshaped to each chunk,
     so a short last chunk costs no padded work."""
 
-    def __init__(self, deploy, weights, model, ds, head, batch: int = 256, expected: bool = False):
+    def __init__(self, deploy, weights, model, ds, head, batch: int | None = None, expected: bool = False):
         import caffe
         super().__init__(model, ds, head, batch, expected)
         self.net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
 
     @classmethod
-    def from_net(cls, net, model, ds, head, batch: int = 256, expected: bool = False):
+    def from_net(cls, net, model, ds, head, batch: int | None = None, expected: bool = False):
         """Wrap a pycaffe net already built (e.g. one sharing its weights with a solver)."""
         self = cls.__new__(cls)
         Predictor.__init__(self, model, ds, head, batch, expected)
@@ -85,7 +94,7 @@ class CaffeBackend(Predictor):
 class Cv2DnnBackend(Predictor):
     """OpenCV DNN on the CPU (its own thread pool; cv2.setNumThreads limits it)."""
 
-    def __init__(self, deploy, weights, model, ds, head, batch: int = 256, expected: bool = False):
+    def __init__(self, deploy, weights, model, ds, head, batch: int | None = None, expected: bool = False):
         import cv2
         super().__init__(model, ds, head, batch, expected)
         self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
@@ -104,7 +113,7 @@ DEFAULT_BACKEND = "cv2"
 
 def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = None,
                  ds: config.DatasetConfig | None = None, head: str | None = None,
-                 batch: int = 256, expected: bool = False, shared: bool = False) -> Predictor:
+                 batch: int | None = None, expected: bool = False, shared: bool = False) -> Predictor:
     """A predictor by backend name, for a run folder (its train.json gives model, dataset and
     head) or for (deploy.prototxt, weights) paths with model, ds and head given. shared=True:
     the convolutional trunk runs once per image instead of once per window (pycount.shared)."""

@@ -240,10 +240,8 @@ def bench_eval(models=EVAL_MODELS, backends_=("cv2", "caffe"), cases=EVAL_CASES,
                 model = config.model(name, ds)
                 deploy, weights, trained = _weights(model, ds, folder)
                 for engine in backends_:
-                    plain = backends.make_backend(engine, (deploy, weights), model, ds, "R",
-                                                  batch=64)
-                    sp = shared.SharedPredictor(deploy, weights, model, ds, "R", batch=64,
-                                                engine=engine)
+                    plain = backends.make_backend(engine, (deploy, weights), model, ds, "R")
+                    sp = shared.SharedPredictor(deploy, weights, model, ds, "R", engine=engine)
                     plain(density.window_stack(image, origins[:2], ds.patch))   # warm-up
                     n = len(origins)
                     sub = origins if n <= max_windows else origins[

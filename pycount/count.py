@@ -146,7 +146,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def count(inputs, run, backend: str = backends.DEFAULT_BACKEND, out="pycount-counts",
           gpu: int = -1, recursive: bool = False, expected: bool = False,
-          batch: int = 256, shared: bool = False) -> int:
+          batch: int | None = None, shared: bool = False) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
     if backend == "caffe":

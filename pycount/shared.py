@@ -165,7 +165,7 @@ class SharedPredictor(backends.Predictor):
     """Counts of sliding windows with the trunk shared (module doc). Called on a stack of
     patches it falls back to the plain per-window engine (used for the few tiling-check tiles)."""
 
-    def __init__(self, deploy, weights, model, ds, head, batch: int = 256,
+    def __init__(self, deploy, weights, model, ds, head, batch: int | None = None,
                  expected: bool = False, engine: str = backends.DEFAULT_BACKEND,
                  max_side: int = 4096, tolerance: float | None = 0.01, check_windows: int = 16):
         super().__init__(model, ds, head, batch, expected)
