@@ -40,8 +40,10 @@ def _linear_on_triangles(shape: tuple[int, int], centres: np.ndarray,
     """What griddata(method="linear") computes, pixel for pixel, without its per-pixel point
     location: the same Delaunay triangulation (scipy.spatial's Qhull, which griddata uses), each
     triangle filled with the plane through its corners over the pixels inside it. Pixels outside
-    the hull stay NaN. A 1920x2560 image takes well under a second instead of about half a
-    minute; tests/test_density.py compares it with griddata itself."""
+    the hull stay NaN. On a 1920x2560 image (1,764 windows) it took 0.9 s against griddata's
+    1.9 s on an idle 2-core machine, and 1.2 s against 7 s of CPU time on a busy one;
+    tests/test_density.py compares it with griddata itself.
+    """
     h, w = shape
     tri = Delaunay(centres)
     heat = np.full((h, w), np.nan)
@@ -72,7 +74,7 @@ def density_map(shape: tuple[int, int], centres: np.ndarray, counts: np.ndarray,
 
     The paper's scipy griddata(method="linear"), pixels outside the centres' hull taking the
     nearest value. use_griddata=False (the default) fills the same triangulation triangle by
-    triangle (_linear_on_triangles): the same numbers, 50-100x faster on large images."""
+    triangle (_linear_on_triangles): the same numbers, 2-6x faster on large images."""
     h, w = shape
     centres = np.asarray(centres, np.float64)
     values = np.asarray(counts, np.float64) / float(patch * patch)
