@@ -112,8 +112,11 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
         "from pycount import train\n"
         f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
         "train.Trainer(ds, model, max_iter=10**6).train(resume=False)\n")
+    # as a terminal's Ctrl-C: SIGINT handled even where this test runs in a background job
+    # (which starts with SIGINT ignored, and Python then installs no KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=dict(os.environ))
+                            stderr=subprocess.STDOUT, env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = config.run_dir(ds, model) / "train_log.csv"
     deadline = time.time() + 300              # generous: CI machines are sometimes shared
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
