@@ -58,11 +58,14 @@ class Predictor:
         out = np.concatenate(chunks)
         return out.reshape(len(rgb)) if self.head == "R" else out.reshape(len(rgb), -1)
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        y = self.outputs(rgb)
+    def to_counts(self, y: np.ndarray) -> np.ndarray:
+        """Raw outputs -> counts: R as is; C the most probable class, or the expected one."""
         if self.head == "R":
             return y
         return y @ np.arange(y.shape[1]) if self.expected else y.argmax(axis=1).astype(np.float64)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return self.to_counts(self.outputs(rgb))
 
 
 class CaffeBackend(Predictor):
@@ -83,7 +86,7 @@ class CaffeBackend(Predictor):
         return self
 
     def _forward(self, blob):
-        data = self.net.blobs["data"]
+        data = self.net.blobs[self.net.inputs[0]]
         if data.data.shape != blob.shape:
             data.reshape(*blob.shape)
             self.net.reshape()

@@ -31,8 +31,8 @@ def _model(p: argparse.ArgumentParser) -> None:
 
 
 SHARED_HELP = ("run the convolutional layers once over each image instead of once per window "
-               "(much faster on large images; counts within about 1%% of the paper's "
-               "per-window method, see `make bench-eval`)")
+               "(much faster); an image whose 16 sample windows then move by more than 1%% is "
+               "counted per window instead, with a warning (see README, Speed)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -78,20 +78,19 @@ def density_map(shape: tuple[int, int], centres: np.ndarray, counts: np.ndarray,
     h, w = shape
     centres = np.asarray(centres, np.float64)
     values = np.asarray(counts, np.float64) / float(patch * patch)
-    yy, xx = np.mgrid[0:h, 0:w]
-    pixels = (xx.ravel(), yy.ravel())
     if len(np.unique(centres[:, 0])) < 2 or len(np.unique(centres[:, 1])) < 2:
         # one row or column of patches: no 2-D hull, nearest is all there is
-        return griddata(centres, values, pixels, method="nearest").reshape(h, w)
+        yy, xx = np.mgrid[0:h, 0:w]
+        return griddata(centres, values, (xx, yy), method="nearest")
     if use_griddata:
-        heat = griddata(centres, values, pixels, method="linear")
+        yy, xx = np.mgrid[0:h, 0:w]
+        heat = griddata(centres, values, (xx, yy), method="linear")
     else:
-        heat = _linear_on_triangles((h, w), centres, values).ravel()
-    outside = np.isnan(heat)
-    if outside.any():
-        heat[outside] = griddata(centres, values, (pixels[0][outside], pixels[1][outside]),
-                                 method="nearest")
-    return heat.reshape(h, w)
+        heat = _linear_on_triangles((h, w), centres, values)
+    oy, ox = np.nonzero(np.isnan(heat))      # outside the hull: only these pixels' coordinates
+    if len(oy):
+        heat[oy, ox] = griddata(centres, values, (ox, oy), method="nearest")
+    return heat
 
 
 def _tile_weights(length: int, patch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -105,37 +105,15 @@ def cut_deploy(prototxt: str) -> Cut:
     raise ValueError("the deploy net has no InnerProduct or global pooling layer to cut at")
 
 
-class _Engine:
-    """One prototxt (text) + the run's caffemodel through cv2.dnn or pycaffe."""
-
-    def __init__(self, kind: str, prototxt: str, weights: Path, output: str,
-                 output_layer: str | None = None):
-        # pycaffe reads the output by blob name, cv2.dnn by the name of the layer writing it
-        self.kind = kind
-        self.output = output_layer or output if kind == "cv2" else output
-        self._tmp = tempfile.TemporaryDirectory(prefix="pycount-cut-")
-        path = Path(self._tmp.name) / "net.prototxt"
+def _engine(kind: str, prototxt: str, weights: Path, model, ds, head: str, output: str):
+    """A backend of `kind` over a prototxt given as text (read at construction), its output
+    read from `output`: a blob name for pycaffe, the name of the layer writing it for cv2.dnn."""
+    with tempfile.TemporaryDirectory(prefix="pycount-cut-") as tmp:
+        path = Path(tmp) / "net.prototxt"
         path.write_text(prototxt)
-        if kind == "cv2":
-            self.net = cv2.dnn.readNetFromCaffe(str(path), str(weights))
-            self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        else:
-            import caffe
-            self.net = caffe.Net(str(path), caffe.TEST, weights=str(weights))
-            self.input = self.net.inputs[0]
-
-    def __call__(self, blob: np.ndarray) -> np.ndarray:
-        blob = np.ascontiguousarray(blob, np.float32)
-        if self.kind == "cv2":
-            self.net.setInput(blob)
-            return self.net.forward(self.output)
-        data = self.net.blobs[self.input]
-        if data.data.shape != blob.shape:
-            data.reshape(*blob.shape)
-            self.net.reshape()
-        data.data[...] = blob
-        return self.net.forward()[self.output].copy()
+        engine = backends.BACKENDS[kind](path, weights, model, ds, head)
+    engine.output = output
+    return engine
 
 
 def sample_windows(fmap: np.ndarray, fx: np.ndarray, fy: np.ndarray, size: int) -> np.ndarray:
@@ -175,14 +153,14 @@ class SharedPredictor(backends.Predictor):
         self.plain = backends.BACKENDS[engine](deploy, weights, model, ds, head, batch, expected)
         self.cut = cut_deploy(Path(deploy).read_text())
         side = ds.input_size
-        self.trunk = _Engine(engine, self.cut.trunk((1, 3, side, side)), weights, self.cut.blob,
-                             self.cut.blob_layer)
-        probe = self.trunk(np.zeros((1, 3, side, side), np.float32))
+        self.trunk = _engine(engine, self.cut.trunk((1, 3, side, side)), weights, model, ds,
+                             head, self.cut.blob_layer if engine == "cv2" else self.cut.blob)
+        probe = self.trunk._forward(np.zeros((1, 3, side, side), np.float32))
         self.channels, self.fsize = probe.shape[1], probe.shape[2]
         if probe.shape[2] != probe.shape[3]:
             raise ValueError(f"non-square trunk output {probe.shape} for a square patch")
-        self.head_net = _Engine(engine, self.cut.head((1, self.channels, self.fsize, self.fsize)),
-                                weights, self.output)
+        self.head_net = _engine(engine, self.cut.head((1, self.channels, self.fsize, self.fsize)),
+                                weights, model, ds, head, self.output)
         self.max_side = max_side
         self.caffe_max_pixels = 1.5e6
         self.tolerance, self.check_windows = tolerance, check_windows
@@ -202,7 +180,7 @@ class SharedPredictor(backends.Predictor):
             raise ValueError(f"image side {max(image.shape[:2])} px > {self.max_side}; count it "
                              "without --shared, or in parts")
         blob = nets.preprocess(image[None], self.model, self.ds)
-        return self.trunk(blob)[0], scale
+        return self.trunk._forward(blob)[0], scale
 
     def window_outputs(self, image: np.ndarray, origins: np.ndarray) -> np.ndarray:
         """The head's raw outputs for windows at `origins` ((x0, y0), dataset patch units)."""
@@ -212,14 +190,9 @@ class SharedPredictor(backends.Predictor):
         for i in range(0, len(cells), self.batch):
             crops = sample_windows(fmap, cells[i:i + self.batch, 0], cells[i:i + self.batch, 1],
                                    self.fsize)
-            outs.append(np.asarray(self.head_net(crops), np.float64))
+            outs.append(np.asarray(self.head_net._forward(crops), np.float64))
         out = np.concatenate(outs)
         return out.reshape(len(cells)) if self.head == "R" else out.reshape(len(cells), -1)
-
-    def _counts(self, y: np.ndarray) -> np.ndarray:
-        if self.head == "R":
-            return y
-        return y @ np.arange(y.shape[1]) if self.expected else y.argmax(axis=1).astype(np.float64)
 
     def predict_windows(self, image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
         """Counts of the windows at `origins`: shared, unless the check (module doc) fails."""
@@ -228,13 +201,13 @@ class SharedPredictor(backends.Predictor):
         origins = np.asarray(origins)
         from .density import window_stack
         side = self.ds.input_size / self.ds.patch
-        if self.plain.__class__.__name__ == "CaffeBackend" \
+        if isinstance(self.plain, backends.CaffeBackend) \
                 and image.shape[0] * image.shape[1] * side ** 2 > self.caffe_max_pixels:
             # pycaffe keeps every blob of the net: a 1920x2560 image through ResNet-50 took
             # more than 21 GB; cv2.dnn reuses its buffers
             self.last_check = {"shared_used": False, "reason": "image too large for pycaffe"}
             return self(window_stack(image, origins, patch))
-        counts = self._counts(self.window_outputs(image, origins))
+        counts = self.to_counts(self.window_outputs(image, origins))
         if self.tolerance is None:
             return counts
         k = min(len(origins), self.check_windows)
