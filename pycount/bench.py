@@ -193,7 +193,6 @@ def _weights(model, ds, folder: Path) -> tuple[Path, Path, str]:
     """(deploy, caffemodel, where the weights come from): a trained run if there is one, else
     seeded random weights with BatchNorm statistics 0 / 1. The speed does not depend on the
     weights; the shared-count difference means something only for trained ones."""
-    import caffe
     from . import nets
     # a trained run of this dataset, else of another dataset with the same net input (the
     # synthetic demo's alexnet-lite reads bacterial-sized patches)
@@ -206,8 +205,16 @@ def _weights(model, ds, folder: Path) -> tuple[Path, Path, str]:
         if o.input_size == ds.input_size and (run / "model.caffemodel").exists() \
                 and (run / "deploy.prototxt").exists():
             return run / "deploy.prototxt", run / "model.caffemodel", f"trained on {o.name}"
-    plan = nets.default_plan(ds.name, model.name)
-    deploy = nets.committed_dir(plan) / "deploy.prototxt"
+    deploy = nets.committed_dir(nets.default_plan(ds.name, model.name)) / "deploy.prototxt"
+    path = folder / f"{ds.name}-{model.name}.caffemodel"
+    random_net(deploy, path)
+    return deploy, path, "random"
+
+
+def random_net(deploy: Path, out: Path):
+    """A pycaffe TEST net of `deploy` with seeded random weights and BatchNorm statistics
+    0 / 1, saved to `out`; returns the net."""
+    import caffe
     caffe.set_mode_cpu()
     caffe.set_random_seed(0)
     net = caffe.Net(str(deploy), caffe.TEST)
@@ -215,9 +222,8 @@ def _weights(model, ds, folder: Path) -> tuple[Path, Path, str]:
         if layer.type == "BatchNorm":
             for blob, v in zip(net.params[name], (0, 1, 1)):
                 blob.data[...] = v
-    path = folder / f"{ds.name}-{model.name}.caffemodel"
-    net.save(str(path))
-    return deploy, path, "random"
+    net.save(str(out))
+    return net
 
 
 def bench_eval(models=EVAL_MODELS, backends_=("cv2", "caffe"), cases=EVAL_CASES,
@@ -244,8 +250,9 @@ def bench_eval(models=EVAL_MODELS, backends_=("cv2", "caffe"), cases=EVAL_CASES,
                     sp = shared.SharedPredictor(deploy, weights, model, ds, "R", engine=engine)
                     plain(density.window_stack(image, origins[:2], ds.patch))   # warm-up
                     n = len(origins)
-                    sub = origins if n <= max_windows else origins[
-                        np.linspace(0, n - 1, max_windows).round().astype(int)]
+                    pick = np.arange(n) if n <= max_windows else \
+                        np.linspace(0, n - 1, max_windows).round().astype(int)
+                    sub = origins[pick]
                     t0 = time.perf_counter()
                     c_plain = plain(density.window_stack(image, sub, ds.patch))
                     t_plain = (time.perf_counter() - t0) * n / len(sub)
@@ -266,8 +273,7 @@ def bench_eval(models=EVAL_MODELS, backends_=("cv2", "caffe"), cases=EVAL_CASES,
                         t0 = time.perf_counter()
                         c_all = sp.window_outputs(image, origins)      # bare, no 1 % check
                         t_shared = time.perf_counter() - t0
-                        idx = {(int(x), int(y)): i for i, (x, y) in enumerate(origins)}
-                        c_shared = c_all[[idx[(int(x), int(y))] for x, y in sub]]
+                        c_shared = c_all[pick]
                         diff = abs(c_shared.sum() - c_plain.sum()) / max(abs(c_plain.sum()),
                                                                           1e-9)
                         row.update({

@@ -69,19 +69,11 @@ def _deploy(model_name: str, dataset: str, size: int | None, head: str = "R") ->
 
 def _caffe_net(prototxt: str, folder: Path):
     """A pycaffe TEST net with seeded random weights, BatchNorm statistics 0 / 1, and its file."""
-    import caffe
-    caffe.set_mode_cpu()
-    caffe.set_random_seed(0)
+    from .bench import random_net
     path = folder / "deploy.prototxt"
     path.write_text(prototxt)
-    net = caffe.Net(str(path), caffe.TEST)
-    for name, layer in zip(net._layer_names, net.layers):
-        if layer.type == "BatchNorm":
-            for blob, v in zip(net.params[name], (0, 1, 1)):
-                blob.data[...] = v
     weights = folder / "w.caffemodel"
-    net.save(str(weights))
-    return net, path, weights
+    return random_net(path, weights), path, weights
 
 
 def net_flops(net) -> float:
@@ -151,8 +143,7 @@ def bench_train_peers(cases=TRAIN_CASES, iters: int = 4) -> list[dict]:
     momentum and a Euclidean (MSE) loss; frozen trunks are frozen in PyTorch too."""
     import torch
     from . import bench, torch_peer
-    pyc = {(r["model"], r["patch"]): r for r in bench.bench_train(
-        [(m, d, b) for m, d, b in cases], iters=iters)}
+    pyc = {(r["model"], r["patch"]): r for r in bench.bench_train(cases, iters=iters)}
     rows = []
     for name, dataset, batch in cases:
         ds, model, proto = _deploy(name, dataset, None)
@@ -209,8 +200,9 @@ def bench_count_peers(cases=COUNT_CASES, max_windows: int = 96) -> list[dict]:
         origins = patches.grid(h, w, ds.patch, ds.stride)
         centres = patches.patch_centres(origins, ds.patch)
         n = len(origins)
-        sub = origins if n <= max_windows else origins[
-            np.linspace(0, n - 1, max_windows).round().astype(int)]
+        pick = np.arange(n) if n <= max_windows else \
+            np.linspace(0, n - 1, max_windows).round().astype(int)
+        sub = origins[pick]
         with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
             net, path, weights = _caffe_net(proto, Path(tmp))
             batch = backends.auto_batch(ds.input_size)       # the same batch for every engine
@@ -250,12 +242,11 @@ def bench_count_peers(cases=COUNT_CASES, max_windows: int = 96) -> list[dict]:
             t0 = time.perf_counter()
             plain(density.window_stack(image, sub, ds.patch))
             t_plain = (time.perf_counter() - t0) * n / len(sub) + t_fill
-            sp.check_windows = 16
             t0 = time.perf_counter()
             shared_counts = sp.window_outputs(image, origins)            # trunk once + heads
             density.density_map((h, w), centres, shared_counts, ds.patch)
             t_shared = time.perf_counter() - t0
-            sub_shared = sp.window_outputs(image, sub)
+            sub_shared = shared_counts[pick]
             sub_plain = plain(density.window_stack(image, sub, ds.patch))
             drift = abs(sub_shared.sum() - sub_plain.sum()) / max(abs(sub_plain.sum()), 1.0)
         # what `pycount count` does: per window (the default), or shared where the 1 % check
