@@ -3,6 +3,7 @@
 #   make test                      set up, then pytest
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
+#   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
 #   make audit                     the paper's tables beside every run present (runs/audit/)
 #   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
 #   make bench | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
@@ -20,6 +21,9 @@ PATCH     ?=
 STRIDE    ?=
 ROT       ?=
 SIZE      ?=
+TRAIN_N   ?=
+SEED      ?=
+SIGMA     ?=
 RESUME    ?= 1
 FINETUNE  ?=
 SCRATCH   ?= 0
@@ -38,10 +42,12 @@ CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import con
   exec('try: c.dataset(\"$(DATASET)\"); c.model(\"$(MODEL)\")\nexcept c.ConfigError as e: sys.exit(\"make: \" + str(e))')"
 
 ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PATCH)) \
-  $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE))
+  $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE)) \
+  $(if $(TRAIN_N),--train-n $(TRAIN_N)) $(if $(SEED),--seed $(SEED)) \
+  $(if $(SIGMA),--sigma $(SIGMA))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -71,7 +77,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: check setup
-	$(PY) tools/prepare.py $(ARGS)
+	$(PY) tools/prepare.py $(ARGS) --model $(MODEL)
 	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS))
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
 
@@ -80,7 +86,7 @@ data: check venv                           ## download + verify a public release
 	  $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(URL),--url $(URL))
 
 prepare: check setup
-	$(PY) tools/prepare.py $(ARGS)
+	$(PY) tools/prepare.py $(ARGS) --model $(MODEL)
 
 train: check setup
 	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS)) \
@@ -94,6 +100,10 @@ eval: check setup
 count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
 	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT)) \
 	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(filter 1,$(SHARED)),--shared)
+
+protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
+	$(PY) tools/protocol.py --dataset $(DATASET) --model $(MODEL) --data-root $(DATA_ROOT) \
+	  $(if $(NS),--ns $(NS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS))
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
 	$(PY) tools/audit.py

@@ -89,6 +89,13 @@ COLUMNS = (Column("nuclei", "nuclei", "Nuclei"),
            Column("ki67-synthetic", "ki67", "Ki67-synthetic (our stand-in, vs paper Ki67)"))
 REQUIRED = ("mae", "mae_std", "mre", "baseline_mae", "n_images")
 
+# Beyond the paper (issue #7): published density counters on the bacterial (VGG cells) set, tested
+# on images 101-200 after training on N images drawn from 001-100; mean ± std over the draws.
+PUBLISHED_DENSITY = (
+    ("FCRN-A (Xie, Noble & Zisserman 2016)", "bacterial", 32, 2.9, 0.2),
+    ("Count-ception (Cohen et al. 2017)", "bacterial", 50, 2.3, 0.4),
+)
+
 
 def split_mae(printed: str) -> tuple[float, float]:
     """"20.7636±13.9416" or "71.8046 ± 51.4109" -> (20.7636, 13.9416)."""
@@ -156,7 +163,38 @@ def build(runs_dir=None) -> dict:
                          "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok})})
     other = [{"run": k, **m} for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
-            "datasets": datasets, "other_runs": other}
+            "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir)}
+
+
+def _density(found: dict, runs_dir: Path) -> list[dict]:
+    """The density models' rows: each run on all training images, the N-image protocol (mean ±
+    std over seeds, pycount.protocol), beside the paper's best and the published counters."""
+    from . import protocol
+    models = sorted({m.get("model") for m in found.values()
+                     if "error" not in m and m.get("density")})
+    rows = []
+    for col in COLUMNS[:3]:
+        i = PAPER_COLUMNS.index(col.paper)
+        best = min(PAPER, key=lambda r: split_mae(r.mae[i])[0] if r.model else 1e9)
+        mae, std = split_mae(best.mae[i])
+        rows.append({"dataset": col.folder, "what": f"paper's best: {best.label}", "n": "all",
+                     "mae": mae, "std": std, "spread": "per image", "source": best.source})
+        for name, dataset, n, m, sd in PUBLISHED_DENSITY:
+            if dataset == col.folder:
+                rows.append({"dataset": dataset, "what": name, "n": n, "mae": m, "std": sd,
+                             "spread": "over draws", "source": "published"})
+        for model in models:
+            m = found.get(f"{col.folder}/{model}")
+            if m and "error" not in m:
+                rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
+                             "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
+                             "source": f"{col.folder}/{model}"})
+            for p in protocol.summarize(col.folder, model, runs_dir):
+                rows.append({"dataset": col.folder, "what": f"pycount {model}",
+                             "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
+                             "spread": f"over {len(p['seeds'])} seeds",
+                             "source": f"{col.folder}-n{p['train_n']}-seed*/{model}"})
+    return rows
 
 
 # ---- rendering: a list of blocks, written out as Markdown and as HTML ------------------------
@@ -197,6 +235,16 @@ def _blocks(report: dict) -> list[tuple]:
                       [[[r["label"]]] + [_cell_parts(r["cells"][c.folder], metric)
                                          for c in COLUMNS] for r in t["rows"]]))
         b.append(("img", f"table{t['table']}.png"))
+    if report.get("density"):
+        b += [("h2", "Beyond the paper: density models (issue #7)"),
+              ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
+                    "of the per-image errors for single runs, and of the MAE over the draws for "
+                    "the N-image protocol (as FCRN-A and Count-ception report it).")]
+        b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
+                            "source"],
+                  [[[r["dataset"]], [r["what"]], [str(r["n"])],
+                    [f"{r['mae']:.2f} ± {r['std']:.2f}"], [r["spread"]], [r["source"]]]
+                   for r in report["density"]]))
     b.append(("h2", "Other runs (no paper row maps to them)"))
     rows = []
     for m in report["other_runs"]:

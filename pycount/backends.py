@@ -130,6 +130,12 @@ def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = Non
         deploy, weights = run_or_paths
         if model is None or ds is None or head is None:
             raise ValueError("make_backend: give model, ds and head with explicit paths")
+    if model.density:
+        if shared:
+            raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "
+                                     f"per image (drop --shared / SHARED=1)")
+        from .fullconv import DensityPredictor
+        return DensityPredictor(deploy, weights, model, ds, engine=name)
     if shared:
         from .shared import SharedPredictor
         return SharedPredictor(deploy, weights, model, ds, head, batch=batch, expected=expected,

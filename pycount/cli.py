@@ -22,6 +22,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="sliding-window stride in px")
     p.add_argument("--rot", type=int, help="rotation step in degrees (0: none)")
     p.add_argument("--size", type=int, help="resize patches to this side for the nets (224/227)")
+    p.add_argument("--train-n", type=int, default=None,
+                   help="train on N images drawn from the training images (the literature's "
+                   "protocol: 32 or 50); default: all")
+    p.add_argument("--seed", type=int, default=None, help="the draw of --train-n images")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="density models: Gaussian width of the targets in px (default: the "
+                   "dataset's)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:
@@ -41,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="write the training and validation LMDBs")
     _common(p)
     p.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    p.add_argument("--model", default=None,
+                   help="a density model (fcrn) needs its own crop and target LMDBs; other "
+                   "models share the patch LMDBs")
     p = sub.add_parser("train", help="train a model with a pycaffe solver")
     _common(p)
     _model(p)
@@ -84,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
         return count(args.inputs, args.run, backend=args.backend, out=args.out, gpu=args.gpu,
                      recursive=args.recursive, expected=args.expected, shared=args.shared)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
-                               args.size)
+                               args.size, args.train_n, args.seed, args.sigma)
     if args.command == "prepare":
         from .prepare import prepare
-        prepare(ds, args.data_root, force=args.force)
+        prepare(ds, args.data_root, force=args.force,
+                model=config.model(args.model, ds) if args.model else None)
         return 0
     model = config.model(args.model, ds)
     if args.command == "train":
@@ -98,9 +109,11 @@ def run(args: argparse.Namespace) -> int:
             model = dataclasses.replace(model, finetune=args.finetune)
         summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters).train(
             resume=not args.restart)
+        kept = ("the last weights" if model.keep == "last"
+                else f"the weights of iteration {summary['best_iter']}")
         print(f"trained {summary['iterations']} iterations; best validation patch MAE "
               f"{summary['best_val_patch_mae']:.3f} at iteration {summary['best_iter']}; "
-              f"weights: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
+              f"kept {kept}: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
         return 0
     if args.command == "eval":
         from .evaluate import evaluate

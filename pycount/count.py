@@ -53,7 +53,8 @@ def load_run(path) -> Run:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     ds = config.with_overrides(config.dataset(dataset), info.get("patch"), info.get("stride"),
-                               info.get("rot_step"), info.get("size"))
+                               info.get("rot_step"), info.get("size"), info.get("train_n"),
+                               info.get("seed"), info.get("sigma"))
     return Run(path, deploy, weights, config.model(model, ds), ds, head)
 
 
@@ -112,9 +113,12 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     image = datasets._read_any_image(path)
     h, w = image.shape[:2]
     p = run.ds.patch
-    if h < p or w < p:
+    if run.model.density:
+        r = predict.count_image(image)             # any size: the net is fully convolutional
+    elif h < p or w < p:
         raise ValueError(f"the image is {w}x{h} px, smaller than the run's {p}x{p} px patches")
-    r = density.count_image(image, p, run.ds.stride, predict)
+    else:
+        r = density.count_image(image, p, run.ds.stride, predict)
     seconds = time.monotonic() - start
     if heatmap is not None:
         save_overlay(heatmap, image, r.heatmap, f"{path.name}: {r.count:.1f} cells "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, config, density, metrics, patches, prepare, report
+from . import backends, config, density, density_targets, metrics, patches, prepare, report
 from .progress import Progress
 from .train import TrainError, set_device
 
@@ -41,13 +41,21 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     (run / "heatmaps").mkdir(exist_ok=True)
     with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
         for i, s in enumerate(test):
-            r = density.count_image(s.image, ds.patch, ds.stride, predict)
+            if model.density:
+                r = predict.count_image(s.image)
+            else:
+                r = density.count_image(s.image, ds.patch, ds.stride, predict)
             rows.append({"id": s.id, "true": s.count, "predicted": r.count,
                          "tiling": r.tiling_count})
             if expected:
                 rows[-1]["expected"] = density.count_image(s.image, ds.patch, ds.stride,
                                                            expected).count
-            if i < heatmaps:
+            if i < heatmaps and model.density:
+                report.save_density_fig(
+                    run / "heatmaps" / f"{s.id}.png", s.image,
+                    density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma),
+                    r.heatmap, s.count, r.count, title=f"{ds.tag} {s.id}")
+            elif i < heatmaps:
                 origins = patches.grid(*s.image.shape[:2], ds.patch, ds.stride)
                 report.save_fig6(run / "heatmaps" / f"{s.id}.png", s.image,
                                  patches.counts_on_grid(s.centres, origins, ds.patch),
@@ -59,6 +67,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     tiling = np.array([r["tiling"] for r in rows])
     out = metrics.summarize(true, pred, float(np.mean(train_counts)))
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
+               density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                backend=backend + (" shared" if shared else ""),
                tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
                tiling_mre=metrics.mre(true, tiling))

@@ -63,6 +63,25 @@ def decode_datum(raw: bytes) -> tuple[np.ndarray, int]:
     return chw.transpose(1, 2, 0)[:, :, ::-1].copy(), datum.label
 
 
+def encode_float_datum(values: np.ndarray, label: int = 0) -> bytes:
+    """An H x W float map (a density target) -> serialized 1 x H x W Datum of float_data."""
+    values = np.asarray(values, np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"expected an H x W map, got shape {values.shape}")
+    datum = _caffe_pb2().Datum()
+    datum.channels, datum.height, datum.width = 1, values.shape[0], values.shape[1]
+    datum.float_data.extend(values.ravel().tolist())
+    datum.label = int(label)
+    return datum.SerializeToString()
+
+
+def decode_float_datum(raw: bytes) -> np.ndarray:
+    """The inverse of encode_float_datum: the H x W float32 map."""
+    datum = _caffe_pb2().Datum()
+    datum.ParseFromString(raw)
+    return np.asarray(datum.float_data, np.float32).reshape(datum.height, datum.width)
+
+
 def record_bytes(sample_patches, encoded: bool) -> float:
     """Mean bytes per record: exact for raw patches, measured on a sample for PNG ones."""
     sample = list(sample_patches)
@@ -91,13 +110,17 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int, patch: int,
+def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
                seed: int, manifest: dict, label: str = "writing LMDB", encoded: bool = False,
-               bytes_per_record: float | None = None) -> dict:
+               bytes_per_record: float | None = None, targets: Path | None = None) -> dict:
     """Write up to n_max (patch, count) records to `dest` in a seeded shuffled key order.
 
     `patch` is the side of the stored patches; `bytes_per_record` (default: raw size) sizes the
     disk check and the LMDB map.
+
+    With `targets`, records are (patch, count, H x W float map) and the maps go to a second LMDB
+    there, under the same keys: Caffe's two Data layers then read them in lockstep. Both carry the
+    same manifest (fingerprint included); the pair is replaced only once both are complete.
 
     Returns the manifest written beside the data: the caller's entries plus the number of records,
     the count histogram and the per-channel mean (BGR) of the patches.
@@ -105,6 +128,8 @@ def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     per = bytes_per_record or 3 * patch * patch + _RECORD_OVERHEAD
+    if targets is not None:
+        per += 4 * patch * patch + _RECORD_OVERHEAD
     # random keys leave B-tree pages about half full: the file grows to ~1.6x the payload
     need = int(n_max * per * 1.6)
     free = shutil.disk_usage(dest.parent).free
@@ -114,52 +139,71 @@ def write_lmdb(dest: Path, records: Iterable[tuple[np.ndarray, int]], n_max: int
         raise LmdbError(f"{dest}: needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
                         f"are free on that disk; free some space or set PYCOUNT_DATA to a folder "
                         f"on a larger disk")
-    tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    dests = [dest] + ([Path(targets)] if targets is not None else [])
+    tmps = [d.parent / f".{d.name}.partial-{os.getpid()}" for d in dests]
+    _remove(tmps)
     perm = np.random.default_rng(seed).permutation(n_max)
     hist: dict[int, int] = {}
     channel_sum = np.zeros(3)
     n = 0
     try:
-        env = lmdb.open(str(tmp), map_size=int(need * 2) + (64 << 20), subdir=True,
-                        meminit=False, map_async=True)
-        txn = env.begin(write=True)
+        envs = [lmdb.open(str(tmp), map_size=int(need * 2) + (64 << 20), subdir=True,
+                          meminit=False, map_async=True) for tmp in tmps]
+        txns = [env.begin(write=True) for env in envs]
         with Progress(n_max, label, "patches") as bar:
-            for rgb, count in records:
+            for rec in records:
+                rgb, count = rec[0], rec[1]
                 if n >= n_max:
                     raise LmdbError(f"{dest}: more records than the {n_max} announced (a bug)")
-                txn.put(b"%08d" % perm[n], encode_datum(rgb, count, encoded))
+                key = b"%08d" % perm[n]
+                txns[0].put(key, encode_datum(rgb, count, encoded))
+                if targets is not None:
+                    txns[1].put(key, encode_float_datum(rec[2], count))
                 hist[int(count)] = hist.get(int(count), 0) + 1
                 channel_sum += rgb.reshape(-1, 3).mean(axis=0)[::-1]
                 n += 1
                 if n % 2000 == 0:
-                    txn.commit()
-                    txn = env.begin(write=True)
+                    for txn in txns:
+                        txn.commit()
+                    txns = [env.begin(write=True) for env in envs]
                 bar.update(1)
-        txn.commit()
-        env.sync()
-        env.close()
+        for txn, env in zip(txns, envs):
+            txn.commit()
+            env.sync()
+            env.close()
         full = dict(manifest, records=n, stored_patch=patch, encoded=encoded, shuffle_seed=seed,
                     count_histogram={str(k): hist[k] for k in sorted(hist)},
                     mean_bgr=[round(float(v), 3) for v in channel_sum / max(n, 1)])
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=1, sort_keys=True))
+        for i, tmp in enumerate(tmps):
+            (tmp / MANIFEST).write_text(json.dumps(dict(full, content="density targets") if i
+                                                   else full, indent=1, sort_keys=True))
     except lmdb.MapFullError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmps)
         raise LmdbError(f"{dest}: LMDB map full after {n} records ({e}); this is a size "
                         f"estimate bug, please report it") from e
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmps)
         raise LmdbError(f"{dest}: writing failed after {n} records ({e}); nothing was replaced. "
-                        f"If the disk is full, free space or set PYCOUNT_DATA elsewhere") from e
+                        f"If the disk is full, free space or set PYCOUNT_DATA to a folder "
+                        f"on a larger disk") from e
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmps)
         raise
-    atomic.replace_dir(tmp, dest)      # the old database goes only once the new one is in place
+    # the old databases go only once the new ones are complete; the targets first, so that a
+    # crash in between leaves a pair whose fingerprints differ (is_current then says so)
+    for tmp, d in reversed(list(zip(tmps, dests))):
+        atomic.replace_dir(tmp, d)      # the old database goes only once the new one is in place
     return full
 
 
-def read_lmdb(path: Path, limit: int | None = None) -> Iterator[tuple[bytes, np.ndarray, int]]:
-    """Yield (key, RGB patch, label) in key order, i.e. the order Caffe's Data layer reads."""
+def _remove(folders) -> None:
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+
+
+def read_lmdb(path: Path, limit: int | None = None, decode=decode_datum) -> Iterator[tuple]:
+    """Yield (key, RGB patch, label) in key order, i.e. the order Caffe's Data layer reads; with
+    decode=decode_float_datum (a targets LMDB), (key, float map)."""
     path = Path(path)
     if not (path / "data.mdb").exists():
         raise LmdbError(f"{path}: no LMDB there; run `make prepare` first")
@@ -169,7 +213,7 @@ def read_lmdb(path: Path, limit: int | None = None) -> Iterator[tuple[bytes, np.
             for i, (key, raw) in enumerate(txn.cursor()):
                 if limit is not None and i >= limit:
                     break
-                rgb, label = decode_datum(raw)
-                yield key, rgb, label
+                out = decode(raw)
+                yield (key, *out) if isinstance(out, tuple) else (key, out)
     finally:
         env.close()

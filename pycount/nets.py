@@ -28,11 +28,14 @@ class NetPlan:
     n_classes: int = 0                 # C head only: largest training count + margin + 1
     train_source: str = ""
     val_source: str = ""
+    train_targets: str = ""            # density models: the LMDBs of the per-pixel targets
+    val_targets: str = ""
 
     @property
     def patch(self) -> int:
-        """The side of the nets' input (the dataset's patch, or SIZE when resized)."""
-        return self.dataset.input_size
+        """The side of the nets' input (the dataset's patch, or SIZE when resized; a density
+        model's training crop)."""
+        return self.dataset.crop if self.model.density else self.dataset.input_size
 
 
 def _caffe():
@@ -194,6 +197,87 @@ def _resnet_trunk(n, data, plan: NetPlan, train: bool):
 TRUNKS = {"alexnet": _alexnet_trunk, "resnet": _resnet_trunk}
 
 
+def fcrn_receptive_field(levels: int) -> int:
+    """The side of the input window one output pixel of _fcrn sees (3x3 convolutions, 2x2
+    pools, x2 bilinear upsampling: each adds (taps - 1) x its input's pixel spacing)."""
+    rf, jump = 1, 1
+    for level in range(levels):
+        if level:
+            rf, jump = rf + jump, jump * 2     # 2x2 max-pool, stride 2
+        rf += 2 * jump                         # 3x3 convolution
+    for _ in range(levels - 1):
+        rf, jump = rf + jump, jump // 2        # bilinear x2: two input taps per output pixel
+        rf += 2 * jump                         # 3x3 convolution
+    return rf
+
+
+def _fcrn(n, data, plan: NetPlan):
+    """The density net's body (see config.MODELS["fcrn"]); returns the unscaled density map."""
+    caffe = _caffe()
+    L, P = caffe.layers, caffe.params
+    widths = plan.model.widths
+
+    def conv(bottom, nout, ks=3):
+        return L.Convolution(bottom, num_output=nout, kernel_size=ks, pad=ks // 2,
+                             param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)],
+                             weight_filler=dict(type="msra"),
+                             bias_filler=dict(type="constant", value=0.0))
+
+    top, encoder = data, []
+    for i, w in enumerate(widths, start=1):
+        if i > 1:
+            top = n[f"pool{i - 1}"] = L.Pooling(top, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+        n[f"conv{i}"] = conv(top, w)
+        top = n[f"relu{i}"] = L.ReLU(n[f"conv{i}"], in_place=True)
+        encoder.append(top)
+    for i in range(len(widths) - 1, 0, -1):
+        ch = widths[i]
+        # x2 bilinear interpolation: fixed weights (lr_mult 0), one filter per channel
+        n[f"up{i}"] = L.Deconvolution(top, param=[dict(lr_mult=0, decay_mult=0)],
+                                      convolution_param=dict(
+                                          num_output=ch, group=ch, kernel_size=4, stride=2, pad=1,
+                                          bias_term=False, weight_filler=dict(type="bilinear")))
+        n[f"dec{i}"] = conv(n[f"up{i}"], widths[i - 1])
+        n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
+        top = n[f"skip{i}"] = L.Eltwise(n[f"decrelu{i}"], encoder[i - 1])
+    return conv(top, 1, ks=1)
+
+
+def _build_density(plan: NetPlan, phase: str):
+    """A density net: train_val reads crops and their targets from two LMDBs in lockstep (same
+    keys, no mirroring: the targets must stay aligned); the output `density` is in cells per
+    pixel, the loss sees it scaled by config.DENSITY_SCALE, as are the targets."""
+    caffe = _caffe()
+    L, P = caffe.layers, caffe.params
+    if plan.head != "R":
+        raise config.ConfigError(f"{plan.model.name} predicts a density map: it has no "
+                                 f"{plan.head} head (use HEAD=R)")
+    n = caffe.NetSpec()
+    mean, scale = input_transform(plan.model, plan.dataset)
+    image_t = dict(mean_value=list(mean), scale=scale)
+    target_t = dict(scale=config.DENSITY_SCALE)
+    b = plan.model.solver.batch
+    if phase == "deploy":
+        n.data = L.Input(shape=dict(dim=[1, 3, plan.patch, plan.patch]))
+    else:
+        for prefix, phase_, images, targets in (("", caffe.TRAIN, plan.train_source,
+                                                 plan.train_targets),
+                                                ("val_", caffe.TEST, plan.val_source,
+                                                 plan.val_targets)):
+            n[prefix + "data"] = L.Data(source=images, backend=P.Data.LMDB, batch_size=b,
+                                        transform_param=image_t, include=dict(phase=phase_))
+            n[prefix + "target"] = L.Data(source=targets, backend=P.Data.LMDB, batch_size=b,
+                                          transform_param=target_t, include=dict(phase=phase_))
+    # a linear output: a ReLU here (a density is never negative) let one of our first trials
+    # collapse to an all-zero map, where no gradient flows back
+    n.score = _fcrn(n, n.data, plan)
+    if phase == "deploy":
+        n.density = L.Power(n.score, scale=1.0 / config.DENSITY_SCALE)
+    else:
+        n.loss = L.EuclideanLoss(n.score, n.target)
+    return n.to_proto()
+
+
 def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tuple[tuple, float]:
     """(mean BGR, scale) that the net's input expects: ImageNet's for pretrained nets, else the
     dataset's mean and a 1/64 scale."""
@@ -216,6 +300,8 @@ def _build(plan: NetPlan, phase: str):
     L, P = caffe.layers, caffe.params
     if plan.head not in HEADS:
         raise config.ConfigError(f"unknown head {plan.head!r}; valid: {', '.join(HEADS)} (HEAD=...)")
+    if plan.model.density:
+        return _build_density(plan, phase)
     n = caffe.NetSpec()
     if phase == "deploy":
         n.data = L.Input(shape=dict(dim=[1, 3, plan.patch, plan.patch]))
@@ -250,6 +336,10 @@ def net_name(plan: NetPlan) -> str:
         name += " | " + alexnet_adaptation(plan.patch)
     elif plan.model.family == "resnet":
         name += " | " + resnet_training(plan.model)
+    elif plan.model.density:
+        w = plan.model.widths
+        name = (f"{plan.model.name}-density-c{plan.patch} | widths {'-'.join(map(str, w))}, "
+                f"sigma {plan.dataset.sigma:g}, receptive field {fcrn_receptive_field(len(w))} px")
     return name
 
 
@@ -260,8 +350,8 @@ def net_prototxt(plan: NetPlan, phase: str) -> str:
     if phase == "train_val":
         # NetSpec names the TEST-phase Data layer's tops val_data/val_label; Caffe needs both
         # phases to produce the same blob names.
-        text = text.replace('top: "val_data"', 'top: "data"').replace('top: "val_label"',
-                                                                       'top: "label"')
+        for tag in ("data", "label", "target"):
+            text = text.replace(f'top: "val_{tag}"', f'top: "{tag}"')
     return text
 
 
@@ -272,7 +362,10 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
     sp.net = net_path
     sp.type = s.type
     sp.base_lr, sp.lr_policy, sp.gamma = s.base_lr, s.lr_policy, s.gamma
-    sp.stepsize = s.stepsize or (2 * s.max_iter) // 3
+    if s.lr_policy == "poly":
+        sp.power = s.power
+    else:
+        sp.stepsize = s.stepsize or (2 * s.max_iter) // 3
     sp.momentum, sp.weight_decay, sp.max_iter = s.momentum, s.weight_decay, s.max_iter
     if s.clip_gradients:
         sp.clip_gradients = s.clip_gradients
@@ -297,7 +390,13 @@ def default_plan(dataset: str, model: str, head: str = "R") -> NetPlan:
     """The plan of the committed prototxts: LMDB paths relative to the repository root."""
     ds = config.dataset(dataset)
     lmdb_rel = f"data/lmdb/{ds.name}"
-    return NetPlan(model=config.model(model, ds), dataset=ds, head=head,
+    m = config.model(model, ds)
+    if m.density:
+        return NetPlan(model=m, dataset=ds, head=head, train_source=f"{lmdb_rel}/density/train_lmdb",
+                       val_source=f"{lmdb_rel}/density/val_lmdb",
+                       train_targets=f"{lmdb_rel}/density/train_targets_lmdb",
+                       val_targets=f"{lmdb_rel}/density/val_targets_lmdb")
+    return NetPlan(model=m, dataset=ds, head=head,
                    n_classes=config.n_classes(ds) if head == "C" else 0,
                    train_source=f"{lmdb_rel}/train_lmdb", val_source=f"{lmdb_rel}/val_lmdb")
 
@@ -319,7 +418,7 @@ def write_net_files(plan: NetPlan, out_dir: Path, snapshot_prefix: str,
 
 def committed_plans() -> list[NetPlan]:
     return [default_plan(d, m, h) for d in config.DATASETS for m in config.MODELS for h in HEADS
-            if config.MODELS[m].family in TRUNKS]
+            if config.MODELS[m].family in TRUNKS or (config.MODELS[m].density and h == "R")]
 
 
 def write_committed(root: Path | None = None) -> list[Path]:

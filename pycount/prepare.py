@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import config, datasets, lmdbio, patches
+from . import config, datasets, density_targets, lmdbio, patches
 from .progress import Progress
 
 SPLIT_SEED = 2016
@@ -61,6 +61,17 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
         test = sorted(stems[i] for i in order[:n_test])
         train = sorted(stems[i] for i in order[n_test:])
     rng = np.random.default_rng(SPLIT_SEED)
+    if ds.train_n:
+        # the literature's protocol: N training images drawn with SEED; the validation images
+        # (for monitoring) from the training images left out, so that all N are trained on
+        if ds.train_n >= len(train):
+            raise datasets.DatasetError(f"TRAIN_N={ds.train_n} leaves no image for validation: "
+                                        f"{ds.name} has {len(train)} training images")
+        picked = np.random.default_rng(ds.seed).choice(train, size=ds.train_n, replace=False)
+        rest = [i for i in train if i not in set(picked)]
+        n_val = min(ds.n_val, len(rest))
+        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
+        return {"train": sorted(picked.tolist()), "val": val, "test": test}
     n_val = min(ds.n_val, max(1, len(train) // 4))
     val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
     return {"train": [i for i in train if i not in val], "val": val, "test": test}
@@ -90,8 +101,65 @@ def resize_patch(pixels: np.ndarray, ds: config.DatasetConfig) -> np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
-def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False) -> dict[str, dict]:
-    """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests."""
+def _density_records(samples, ds: config.DatasetConfig, rot_step: int):
+    for s in samples:
+        for pixels, dens in density_targets.training_crops(s.image, s.centres, ds.crop,
+                                                           ds.crop_stride, rot_step, ds.sigma):
+            yield pixels, int(round(float(dens.sum()))), dens
+
+
+def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = False) -> dict:
+    """The density models' LMDB pairs: data/lmdb/<tag>/density/{train,val}_{lmdb,targets_lmdb}.
+
+    Training crops: a grid of ds.crop px at ds.crop_stride, mirrored and rotated in the
+    dataset's rotation step (pycount.density_targets); validation crops unrotated, unmirrored."""
+    ids = split(ds, data_root)
+    out = {}
+    for part, rot_step in (("train", ds.rot_step), ("val", 0)):
+        samples = load(ds, ids[part], data_root)
+        settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "crop": ds.crop,
+                    "crop_stride": ds.crop_stride, "rot_step": rot_step, "sigma": ds.sigma,
+                    "mirror": rot_step != 0, "images": ids[part],
+                    "sources": content_hash(samples), "generated": ds.generated}
+        fp = lmdbio.fingerprint(settings)
+        dest, targets = config.density_lmdbs(ds, part)
+        if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
+            print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
+            out[part] = lmdbio.read_manifest(dest)
+            continue
+        if rot_step:
+            n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
+                                                             ds.crop_stride, rot_step)
+                        for s in samples)
+            records = _density_records(samples, ds, rot_step)
+        else:
+            n_max = sum(len(patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride))
+                        for s in samples)
+            records = _plain_crops(samples, ds)
+        manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
+                        split={k: v for k, v in ids.items()})
+        out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop,
+                                      seed=SPLIT_SEED, manifest=manifest, targets=targets,
+                                      label=f"{ds.tag} {part} crops + density targets")
+    return out
+
+
+def _plain_crops(samples, ds: config.DatasetConfig):
+    """Validation crops: the grid windows of each image and the slices of its density map."""
+    for s in samples:
+        full = density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma)
+        for x0, y0 in patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride):
+            dens = full[y0:y0 + ds.crop, x0:x0 + ds.crop].astype(np.float32)
+            yield (np.ascontiguousarray(s.image[y0:y0 + ds.crop, x0:x0 + ds.crop]),
+                   int(round(float(dens.sum()))), dens)
+
+
+def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
+            model: config.ModelConfig | None = None) -> dict[str, dict]:
+    """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests.
+    For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density)."""
+    if model is not None and model.density:
+        return prepare_density(ds, data_root, force)
     ids = split(ds, data_root)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):

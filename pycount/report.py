@@ -30,7 +30,7 @@ def metrics_table(metrics: dict) -> str:
     name = f"{metrics.get('model', 'model')}({metrics.get('head', 'R')})"
     lines = ["| estimator | MRE | MAE ± std |", "|---|---:|---:|",
              f"| {name} | {metrics['mre']:.4f} | {metrics['mae']:.2f} ± {metrics['mae_std']:.2f} |"]
-    if "tiling_mae" in metrics:
+    if "tiling_mae" in metrics and not metrics.get("density"):
         lines.append(f"| {name}, non-overlapping tiles | {metrics['tiling_mre']:.4f} | "
                      f"{metrics['tiling_mae']:.2f} ± {metrics['tiling_mae_std']:.2f} |")
     if "expected_mae" in metrics:
@@ -46,9 +46,12 @@ def write_metrics(run: Path, metrics: dict) -> str:
     """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
     run = Path(run)
     atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
+    how = (f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
+           f"griddata density heatmap" if not metrics.get("density") else
+           "count = sum of the predicted density map (crops at half stride, averaged where "
+           "they overlap)")
     md = (f"# {metrics['dataset']} / {metrics['model']} ({metrics['head']})\n\n"
-          f"{metrics['n_images']} test images; patch {metrics['patch']}, stride "
-          f"{metrics['stride']}; count = integral of the griddata density heatmap.\n\n"
+          f"{metrics['n_images']} test images; {how}.\n\n"
           f"{metrics_table(metrics)}\n")
     atomic.write_text(run / "metrics.md", md)
     return md
@@ -80,6 +83,26 @@ def save_fig6(path: Path, image: np.ndarray, true_patches: np.ndarray, pred_patc
     im = axes[2].imshow(heatmap, cmap="jet")
     axes[2].set_title(f"density: true {true:.0f}, predicted {predicted:.1f}")
     axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
+def save_density_fig(path: Path, image: np.ndarray, true_map: np.ndarray, pred_map: np.ndarray,
+                     true: float, predicted: float, title: str = "") -> None:
+    """A density model's counterpart of Fig. 6: the image, the target density made from its dots
+    and the predicted density, on one colour scale, with their sums."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image")
+    top = max(float(true_map.max()), float(pred_map.max()), 1e-9)
+    for ax, m, what in ((axes[1], true_map, f"target density: sum {true:.0f}"),
+                        (axes[2], pred_map, f"predicted density: sum {predicted:.1f}")):
+        im = ax.imshow(m, cmap="jet", vmin=0, vmax=top)
+        ax.set_title(what)
+    for ax in axes:
+        ax.axis("off")
     fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
     fig.tight_layout()
     atomic.save_figure(fig, path)

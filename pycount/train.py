@@ -8,6 +8,7 @@ after both files, atomically: a pair interrupted half-way is never resumed from)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -84,6 +85,33 @@ def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.nda
     return np.stack(images), np.asarray(labels, np.float64)
 
 
+def load_val_crops(images: Path, targets: Path, limit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """A density model's validation crops (RGB, N x c x c x 3) and their true counts (the sums of
+    their targets), at most `limit`."""
+    rgb = [p for _, p, _ in lmdbio.read_lmdb(images, limit=limit)]
+    sums = [float(d.sum()) for _, d in lmdbio.read_lmdb(targets, limit=limit,
+                                                        decode=lmdbio.decode_float_datum)]
+    if not rgb or len(rgb) != len(sums):
+        raise TrainError(f"{images}: the validation crops are missing or do not match "
+                         f"{targets}; re-run `make prepare`")
+    return np.stack(rgb), np.asarray(sums, np.float64)
+
+
+def predict_density_sums(net, rgb: np.ndarray, model: config.ModelConfig,
+                         ds: config.DatasetConfig, batch: int = 32) -> np.ndarray:
+    """The sums of the density a loaded pycaffe deploy net predicts for RGB crops."""
+    out = []
+    data = net.blobs[net.inputs[0]]
+    for i in range(0, len(rgb), batch):
+        blob = nets.preprocess(rgb[i:i + batch], model, ds)
+        if data.data.shape != blob.shape:
+            data.reshape(*blob.shape)
+            net.reshape()
+        data.data[...] = blob
+        out.append(net.forward()["density"].reshape(len(blob), -1).sum(axis=1))
+    return np.concatenate(out).astype(np.float64)
+
+
 def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
                     head: str, batch: int = 256) -> np.ndarray:
     """Counts predicted by a loaded pycaffe deploy net for RGB patches (N x s x s x 3)."""
@@ -97,19 +125,35 @@ class Trainer:
         self.ds, self.model, self.head = ds, model, head
         self.run = Path(run or config.run_dir(ds, model, head))
         self.max_iter = max_iter or model.solver.max_iter
+        if self.max_iter != model.solver.max_iter:
+            # the solver's schedule (step size, poly decay) follows ITERS=
+            model = dataclasses.replace(model, solver=dataclasses.replace(
+                model.solver, max_iter=self.max_iter))
+            self.model = model
         lmdb_root = config.lmdb_dir(ds)
         self.train_lmdb, self.val_lmdb = lmdb_root / "train_lmdb", lmdb_root / "val_lmdb"
-        for path in (self.train_lmdb, self.val_lmdb):
+        self.train_targets = self.val_targets = None
+        if model.density:
+            self.train_lmdb, self.train_targets = config.density_lmdbs(ds, "train")
+            self.val_lmdb, self.val_targets = config.density_lmdbs(ds, "val")
+        paths = [self.train_lmdb, self.val_lmdb, self.train_targets, self.val_targets]
+        for path in filter(None, paths):
             if lmdbio.read_manifest(path) is None:
-                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}` "
-                                 f"first")
+                extra = f" MODEL={model.name}" if model.density else ""
+                subset = f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
+                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}"
+                                 f"{extra}{subset}` first")
         self.gpu = gpu
 
     def _plan(self) -> nets.NetPlan:
+        targets = {}
+        if self.model.density:
+            targets = dict(train_targets=str(self.train_targets.resolve()),
+                           val_targets=str(self.val_targets.resolve()))
         return nets.NetPlan(model=self.model, dataset=self.ds, head=self.head,
                             n_classes=config.n_classes(self.ds) if self.head == "C" else 0,
                             train_source=str(self.train_lmdb.resolve()),
-                            val_source=str(self.val_lmdb.resolve()))
+                            val_source=str(self.val_lmdb.resolve()), **targets)
 
     def _pretrained(self) -> Path | None:
         """The ImageNet weights a pretrained model starts from (checked), None from scratch."""
@@ -119,12 +163,20 @@ class Trainer:
         return weights.resolve(self.model)
 
     def _check_lmdb_patch(self) -> None:
+        side = self._plan().patch
         for path in (self.train_lmdb, self.val_lmdb):
             stored = lmdbio.read_manifest(path).get("stored_patch")
-            if stored not in (None, self.ds.input_size):
+            if stored not in (None, side):
                 raise TrainError(f"{path} holds {stored} px patches but {self.model.name} on "
-                                 f"{self.ds.tag} expects {self.ds.input_size} px; run `make "
+                                 f"{self.ds.tag} expects {side} px; run `make "
                                  f"prepare` with the same DATASET/PATCH/SIZE as `make train`")
+        for images, targets in ((self.train_lmdb, self.train_targets),
+                                (self.val_lmdb, self.val_targets)):
+            if targets and (lmdbio.read_manifest(images).get("fingerprint")
+                            != lmdbio.read_manifest(targets).get("fingerprint")):
+                raise TrainError(f"{images} and {targets} come from different `make prepare` "
+                                 f"runs (an interrupted write?); run `make prepare "
+                                 f"DATASET={self.ds.name} MODEL={self.model.name}` again")
 
     def _solver(self, caffe, files: dict, pretrained: Path | None):
         """(solver, validation deploy net sharing its weights, step(k) function).
@@ -168,7 +220,10 @@ class Trainer:
         snaps.mkdir(parents=True, exist_ok=True)
         plan = self._plan()
         files = nets.write_net_files(plan, self.run, snapshot_prefix=str((snaps / "snap").resolve()))
-        val_x, val_y = load_val_patches(self.val_lmdb)
+        if self.model.density:
+            val_x, val_y = load_val_crops(self.val_lmdb, self.val_targets)
+        else:
+            val_x, val_y = load_val_patches(self.val_lmdb)
         solver, val_net, step = self._solver(caffe, files, pretrained)
         latest = snaps / "latest.json"
         log_path = self.run / "train_log.csv"
@@ -185,7 +240,10 @@ class Trainer:
         s = self.model.solver
 
         def validate() -> float:
-            pred = predict_patches(val_net, val_x, self.model, self.ds, self.head)
+            if self.model.density:
+                pred = predict_density_sums(val_net, val_x, self.model, self.ds)
+            else:
+                pred = predict_patches(val_net, val_x, self.model, self.ds, self.head)
             return float(np.abs(pred - val_y).mean())
 
         if new_log:
@@ -222,12 +280,15 @@ class Trainer:
                         raise Diverged(f"training diverged: the loss is {loss} at iteration "
                                        f"{it}; lower base_lr in pycount/config.py, then "
                                        f"make train RESUME=0")
-                    lr = s.base_lr * (s.gamma ** (it // (s.stepsize or (2 * self.max_iter) // 3)))
+                    lr = s.lr_at(it, self.max_iter)
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:
                         val_mae = validate()
                         if val_mae < state["best_val_mae"]:
                             state.update(best_val_mae=val_mae, best_iter=it)
+                            if self.model.keep == "best":
+                                _save_weights(val_net, self.run / "model.caffemodel")
+                        if self.model.keep == "last":
                             _save_weights(val_net, self.run / "model.caffemodel")
                     writer.writerow([it, f"{loss:.6g}", f"{lr:.6g}",
                                      f"{time.monotonic() - start:.1f}",
@@ -256,7 +317,11 @@ class Trainer:
             "solver": self.init_mode, "surgery": getattr(self, "surgery", None),
             "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
             "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
+            "train_n": self.ds.train_n, "seed": self.ds.seed, "keep": self.model.keep,
+            "train_images": lmdbio.read_manifest(self.train_lmdb).get("images"),
         }
+        if self.model.density:
+            summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride)
         _atomic_json(self.run / "train.json", summary)
         plot_log(log_path, self.run / "loss.png")
         return summary

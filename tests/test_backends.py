@@ -56,6 +56,15 @@ def _write_net(plan, tmp_path):
                                                       f"{p.head}-p{p.patch}")
 def test_backends_agree_on_every_committed_net(plan, tmp_path):
     deploy, weights = _write_net(plan, tmp_path)
+    if plan.model.density:              # a density map of a 1.5-crop image, stitched from crops
+        from pycount.fullconv import DensityPredictor
+        side = plan.patch * 3 // 2
+        rgb = np.random.default_rng(1).integers(0, 256, (side, side + 8, 3), dtype=np.uint8)
+        maps = [DensityPredictor(deploy, weights, plan.model, plan.dataset, engine=e).density(rgb)
+                for e in ("caffe", "cv2")]
+        assert maps[0].shape == maps[1].shape == (side, side + 8)
+        assert np.abs(maps[1] - maps[0]).max() <= 1e-4 * max(1e-3, np.abs(maps[0]).max())
+        return
     try:
         rgb = _patches(plan, 1)      # one patch: ResNet-152 at 200 px takes ~2 s per forward
         args = (deploy, weights, plan.model, plan.dataset, plan.head)

@@ -36,7 +36,10 @@ def test_deploy_net_parses_and_has_the_head_shape(plan, tmp_path):
     net.blobs["data"].data[...] = np.random.default_rng(0).normal(size=(n, 3, plan.patch,
                                                                       plan.patch))
     out = net.forward()
-    if plan.head == "R":
+    if plan.model.density:                # a map of the input's size
+        assert out["density"].shape == (n, 1, plan.patch, plan.patch)
+        assert np.isfinite(out["density"]).all()
+    elif plan.head == "R":
         assert out["count"].shape == (n, 1) and np.isfinite(out["count"]).all()
     else:
         assert out["prob"].shape == (n, config.n_classes(plan.dataset))

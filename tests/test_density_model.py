@@ -1,0 +1,216 @@
+"""The density model of issue #7 end to end: crops and targets, the LMDB pair read in lockstep,
+the net's shape, the loss falling, and `pycount count` giving the sum of its heatmap."""
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import (audit, config, count, density_targets, fullconv, lmdbio, nets,  # noqa: E402
+                     prepare, protocol, train)
+
+
+@pytest.fixture
+def dtiny(tiny):
+    """The tiny synthetic set with 64 px crops at stride 64, quarter turns, and a narrow fcrn."""
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, crop=64, crop_stride=64, rot_step=90)
+    base = config.model("fcrn")
+    solver = dataclasses.replace(base.solver, batch=8, max_iter=60, test_interval=30,
+                                 snapshot=30, stepsize=1000)
+    return ds, dataclasses.replace(base, widths=(8, 16, 32, 64), solver=solver)
+
+
+def test_quarter_turn_crops_tile_the_map_exactly(dtiny):
+    ds, _ = dtiny
+    s = prepare.load(ds, ["001"])[0]
+    crops = list(density_targets.training_crops(s.image, s.centres, 64, 64, 90, ds.sigma))
+    # 4 x 4 disjoint windows, 4 quarter turns, image and mirror image
+    assert len(crops) == 16 * 4 * 2 == density_targets.count_training_crops(256, 256, 64, 64, 90)
+    # each of the 8 transforms tiles the image once: its crops hold exactly the image's count
+    sums = np.array([d.sum(dtype=np.float64) for _, d in crops]).reshape(2, 4, 16)
+    np.testing.assert_allclose(sums.sum(axis=2), s.count, atol=1e-3)
+
+
+@pytest.mark.parametrize("angle_step", [30, 90])
+def test_targets_follow_the_pixels_under_rotation_and_mirroring(angle_step):
+    # one bright pixel per cell: in every crop, the target's peak sits on the brightest pixel
+    rng = np.random.default_rng(3)
+    centres = rng.integers(70, 186, size=(1, 2)).astype(float)
+    image = np.zeros((256, 256, 3), np.uint8)
+    x, y = centres[0].astype(int)
+    image[y - 1:y + 2, x - 1:x + 2] = 255
+    seen = 0
+    for pix, dens in density_targets.training_crops(image, centres, 64, 16, angle_step, 2.0):
+        if dens.sum() < 0.99:            # the cell is not (wholly) inside this crop
+            continue
+        py, px = np.unravel_index(dens.argmax(), dens.shape)
+        gy, gx = np.unravel_index(pix[..., 0].astype(float).argmax(), dens.shape)
+        brightest = pix[..., 0] >= pix[..., 0].max() - 1
+        assert brightest[py, px] or abs(py - gy) + abs(px - gx) <= 2, (py, px, gy, gx)
+        seen += 1
+    assert seen > 20
+
+
+def test_a_rotated_crop_holds_its_cells_whole():
+    # a cell well inside a 30-degree crop contributes exactly 1 (no label is interpolated)
+    centres = np.array([[128.0, 128.0]])
+    image = np.zeros((256, 256, 3), np.uint8)
+    sums = [d.sum(dtype=np.float64) for _, d in
+            density_targets.training_crops(image, centres, 64, 32, 30, 2.0)]
+    assert max(sums) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_float_datum_round_trip():
+    m = np.random.default_rng(0).random((5, 7)).astype(np.float32)
+    np.testing.assert_array_equal(lmdbio.decode_float_datum(lmdbio.encode_float_datum(m, 3)), m)
+    with pytest.raises(ValueError, match="H x W"):
+        lmdbio.encode_float_datum(np.zeros((2, 2, 2)))
+
+
+def test_net_output_has_the_input_size(dtiny):
+    import caffe
+    ds, model = dtiny
+    plan = nets.NetPlan(model=model, dataset=ds)
+    net = caffe.Net(nets.write_net_files(plan, config.runs_dir() / "shape", "x")["deploy"].as_posix(),
+                    caffe.TEST)
+    for h, w in ((64, 64), (256, 256), (96, 136)):
+        net.blobs["data"].reshape(2, 3, h, w)
+        net.reshape()
+        assert net.forward()["density"].shape == (2, 1, h, w)
+
+
+def test_prepare_writes_a_lockstep_pair_and_the_loss_falls(dtiny):
+    import caffe
+    ds, model = dtiny
+    out = prepare.prepare(ds, model=model)
+    images, targets = config.density_lmdbs(ds, "train")
+    assert out["train"]["records"] == 6 * 128
+    assert lmdbio.read_manifest(images)["fingerprint"] == \
+        lmdbio.read_manifest(targets)["fingerprint"]
+    # the Data layers of the train net read crop k and target k together
+    t = train.Trainer(ds, model, max_iter=60)
+    files = nets.write_net_files(t._plan(), config.runs_dir() / "lockstep", "x")
+    net = caffe.Net(str(files["train_val"]), caffe.TRAIN)
+    net.forward()
+    recs = list(lmdbio.read_lmdb(targets, limit=8, decode=lmdbio.decode_float_datum))
+    np.testing.assert_allclose(net.blobs["target"].data[:, 0],
+                               np.stack([d for _, d in recs]) * config.DENSITY_SCALE, rtol=1e-6)
+    rgb = np.stack([p for _, p, _ in lmdbio.read_lmdb(images, limit=8)])
+    np.testing.assert_allclose(net.blobs["data"].data, nets.preprocess(rgb, model, ds), atol=1e-5)
+    del net
+    summary = t.train(resume=False)
+    rows = list(csv.DictReader(open(config.run_dir(ds, model) / "train_log.csv")))
+    losses = np.array([float(r["loss"]) for r in rows])
+    assert summary["iterations"] == 60 and summary["keep"] == "last"
+    assert losses[-3:].mean() < 0.7 * losses[0], f"loss did not fall: {losses}"
+
+
+def test_count_gives_the_sum_of_its_heatmap(dtiny, tmp_path):
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    img = prepare.dataset_root(ds) / "009cell.png"
+    # the run's train.json names the stock fcrn; count with this narrow one through load_run's
+    # files, as `pycount count` does
+    info = json.loads((run / "train.json").read_text())
+    assert info["model"] == "fcrn" and info["crop"] == 64
+    r = count.Run(run, run / "deploy.prototxt", run / "model.caffemodel", model, ds, "R")
+    for engine in ("cv2", "caffe"):
+        pred = fullconv.DensityPredictor(r.deploy, r.weights, model, ds, engine=engine)
+        row = count.count_file(img, r, pred, tmp_path / f"{engine}.png")
+        heat = pred.density(prepare.load(ds, ["009"])[0].image)
+        assert heat.shape == (256, 256)
+        assert row["count"] == pytest.approx(heat.sum(), rel=1e-9)
+        assert (tmp_path / f"{engine}.png").stat().st_size > 0
+    a = fullconv.DensityPredictor(r.deploy, r.weights, model, ds, engine="cv2").density(
+        prepare.load(ds, ["009"])[0].image)
+    b = fullconv.DensityPredictor(r.deploy, r.weights, model, ds, engine="caffe").density(
+        prepare.load(ds, ["009"])[0].image)
+    np.testing.assert_allclose(a, b, atol=1e-4 * max(1.0, np.abs(b).max()))
+    # any size: smaller than a crop, sides off the pooling grid, in crops or in one pass
+    small = prepare.load(ds, ["009"])[0].image[:50, :70]
+    for whole in (False, True):
+        p = fullconv.DensityPredictor(r.deploy, r.weights, model, ds, whole=whole)
+        assert p.density(small).shape == (50, 70)
+
+
+def test_density_heads_and_shared_are_refused(dtiny):
+    ds, model = dtiny
+    with pytest.raises(config.ConfigError, match="no C head"):
+        nets.net_prototxt(nets.NetPlan(model=model, dataset=ds, head="C"), "deploy")
+    from pycount import backends
+    with pytest.raises(config.ConfigError, match="fully convolutional"):
+        backends.make_backend("cv2", ("d", "w"), model, ds, "R", shared=True)
+
+
+def test_training_without_the_density_lmdbs_names_the_command(dtiny):
+    ds, model = dtiny
+    prepare.prepare(ds)                               # the patch LMDBs only
+    with pytest.raises(train.TrainError, match="MODEL=fcrn"):
+        train.Trainer(ds, model)
+
+
+def test_a_half_replaced_pair_is_refused(dtiny):
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    _, targets = config.density_lmdbs(ds, "val")
+    m = lmdbio.read_manifest(targets)
+    (targets / lmdbio.MANIFEST).write_text(json.dumps(dict(m, fingerprint="other")))
+    with pytest.raises(train.TrainError, match="different `make prepare` runs"):
+        train.Trainer(ds, model)._check_lmdb_patch()
+
+
+def test_protocol_split_draws_n_training_images_per_seed():
+    ds = config.dataset("bacterial")
+    a = prepare.split(config.with_overrides(ds, train_n=32, seed=1), "unused")
+    b = prepare.split(config.with_overrides(ds, train_n=32, seed=2), "unused")
+    assert len(a["train"]) == 32 and set(a["train"]) <= set(ds.train_ids)
+    assert a["train"] != b["train"]
+    assert a == prepare.split(config.with_overrides(ds, train_n=32, seed=1), "unused")
+    assert not set(a["val"]) & set(a["train"]) and set(a["test"]) == set(ds.test_ids)
+    assert config.with_overrides(ds, train_n=32, seed=1).tag == "bacterial-n32-seed1"
+    with pytest.raises(config.ConfigError, match="only 100"):
+        config.with_overrides(ds, train_n=101)
+
+
+def test_protocol_summary_and_audit_rows(workdirs):
+    runs = config.runs_dir()
+    for seed, mae in ((1, 2.0), (2, 4.0)):
+        d = runs / f"bacterial-n32-seed{seed}" / "fcrn"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps(dict(
+            dataset="bacterial", model="fcrn", head="R", density=True, train_n=32, seed=seed,
+            mae=mae, mae_std=1.0, mre=0.01, baseline_mae=50.0, n_images=100)))
+    rows = protocol.summarize("bacterial", "fcrn")
+    assert rows[0]["train_n"] == 32 and rows[0]["seeds"] == [1, 2]
+    assert rows[0]["mae_mean"] == pytest.approx(3.0)
+    assert rows[0]["mae_std"] == pytest.approx(np.std([2.0, 4.0], ddof=1))
+    report = audit.build(runs)
+    density = report["density"]
+    ours = [r for r in density if r["what"] == "pycount fcrn"]
+    assert ours and ours[0]["n"] == 32 and ours[0]["mae"] == pytest.approx(3.0)
+    assert any(r["what"].startswith("FCRN-A") and r["mae"] == 2.9 for r in density)
+    md = audit.to_markdown(audit._blocks(report))
+    assert "Beyond the paper: density models" in md and "3.00 ± 1.41" in md
+
+
+def test_learning_rate_schedules_match_caffe_policies():
+    step = config.SolverConfig(base_lr=0.01, batch=1, max_iter=300, stepsize=100)
+    assert [step.lr_at(i, 300) for i in (0, 99, 100, 250)] == pytest.approx([0.01, 0.01, 1e-3, 1e-4])
+    poly = config.SolverConfig(base_lr=0.01, batch=1, max_iter=300, lr_policy="poly", power=2)
+    assert [poly.lr_at(i, 300) for i in (0, 150, 300)] == pytest.approx([0.01, 0.0025, 0.0])
+    text = nets.solver_prototxt(nets.NetPlan(model=dataclasses.replace(
+        config.model("fcrn"), solver=poly), dataset=config.dataset("bacterial")), "n", "s")
+    assert 'lr_policy: "poly"' in text and "power: 2" in text and "stepsize" not in text
+
+
+def test_iters_override_moves_the_schedule(dtiny):
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    t = train.Trainer(ds, model, max_iter=90)
+    assert t.model.solver.max_iter == 90
+    assert "max_iter: 90" in nets.solver_prototxt(t._plan(), "n", "s")
