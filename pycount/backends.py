@@ -37,7 +37,8 @@ class Predictor:
         self.model, self.ds, self.head = model, ds, head
         self.batch, self.expected = auto_batch(ds.input_size) if batch is None \
             else max(1, int(batch)), expected
-        self.output = "count" if head == "R" else "prob"   # the deploy nets' output blob
+        # the deploy nets' output blob
+        self.output = "density" if model.density else "count" if head == "R" else "prob"
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:
         """One chunk of the input blob (n x 3 x s x s float32) -> the output blob's array."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, density, nets, patches
+from . import backends, config, density, nets, patches
 
 
 class DensityPredictor:
@@ -28,32 +28,18 @@ class DensityPredictor:
                  whole: bool = False):
         if not model.density:
             raise config.ConfigError(f"{model.name} is not a density model")
-        self.model, self.ds, self.engine, self.whole = model, ds, engine, whole
+        self.model, self.ds, self.whole = model, ds, whole
         self.crop, self.stride = ds.crop, max(1, ds.crop // 2)
         self.align = 2 ** (len(model.widths) - 1)
         self.batch = batch or max(1, 262_144 // (self.crop * self.crop))
-        if engine == "cv2":
-            import cv2
-            self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
-            self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        elif engine == "caffe":
-            import caffe
-            self.net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
-        else:
-            raise config.ConfigError(f"unknown backend {engine!r}; valid: cv2, caffe")
+        if engine not in backends.BACKENDS:
+            raise config.ConfigError(f"unknown backend {engine!r}; valid: "
+                                     f"{', '.join(backends.BACKENDS)}")
+        self.backend = backends.BACKENDS[engine](deploy, weights, model, ds, "R")
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:
-        """N x 3 x H x W input blob -> N x H x W density."""
-        if self.engine == "cv2":
-            self.net.setInput(np.ascontiguousarray(blob))
-            return np.asarray(self.net.forward("density"))[:, 0]
-        data = self.net.blobs[self.net.inputs[0]]
-        if data.data.shape != blob.shape:
-            data.reshape(*blob.shape)
-            self.net.reshape()
-        data.data[...] = blob
-        return self.net.forward()["density"][:, 0].copy()
+        """N x 3 x H x W input blob -> N x H x W density (the engine's own forward)."""
+        return np.asarray(self.backend._forward(blob))[:, 0]
 
     def _padded(self, rgb: np.ndarray, hp: int, wp: int) -> np.ndarray:
         """The image on an hp x wp canvas of the dataset's mean colour (0 after preprocessing)."""

@@ -100,16 +100,11 @@ def load_val_crops(images: Path, targets: Path, limit: int = 4000) -> tuple[np.n
 def predict_density_sums(net, rgb: np.ndarray, model: config.ModelConfig,
                          ds: config.DatasetConfig, batch: int = 32) -> np.ndarray:
     """The sums of the density a loaded pycaffe deploy net predicts for RGB crops."""
-    out = []
-    data = net.blobs[net.inputs[0]]
-    for i in range(0, len(rgb), batch):
-        blob = nets.preprocess(rgb[i:i + batch], model, ds)
-        if data.data.shape != blob.shape:
-            data.reshape(*blob.shape)
-            net.reshape()
-        data.data[...] = blob
-        out.append(net.forward()["density"].reshape(len(blob), -1).sum(axis=1))
-    return np.concatenate(out).astype(np.float64)
+    from .backends import CaffeBackend
+    forward = CaffeBackend.from_net(net, model, ds, "R", batch)._forward
+    return np.concatenate([forward(nets.preprocess(rgb[i:i + batch], model, ds))
+                           .reshape(len(rgb[i:i + batch]), -1).sum(axis=1)
+                           for i in range(0, len(rgb), batch)]).astype(np.float64)
 
 
 def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
