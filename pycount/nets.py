@@ -364,6 +364,8 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
     sp.base_lr, sp.lr_policy, sp.gamma = s.base_lr, s.lr_policy, s.gamma
     if s.lr_policy == "poly":
         sp.power = s.power
+    elif s.lr_policy == "multistep":
+        sp.stepvalue.extend(s.stepvalues)
     else:
         sp.stepsize = s.stepsize or (2 * s.max_iter) // 3
     sp.momentum, sp.weight_decay, sp.max_iter = s.momentum, s.weight_decay, s.max_iter

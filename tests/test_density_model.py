@@ -19,7 +19,7 @@ def dtiny(tiny):
     ds = dataclasses.replace(ds, crop=64, crop_stride=64, rot_step=90)
     base = config.model("fcrn")
     solver = dataclasses.replace(base.solver, batch=8, max_iter=60, test_interval=30,
-                                 snapshot=30, stepsize=1000)
+                                 snapshot=30, stepvalues=(), average_after=0)
     return ds, dataclasses.replace(base, widths=(8, 16, 32, 64), solver=solver)
 
 
@@ -211,6 +211,59 @@ def test_learning_rate_schedules_match_caffe_policies():
 def test_iters_override_moves_the_schedule(dtiny):
     ds, model = dtiny
     prepare.prepare(ds, model=model)
+    model = dataclasses.replace(model, solver=dataclasses.replace(
+        model.solver, stepvalues=(40, 50), average_after=50))
     t = train.Trainer(ds, model, max_iter=90)
-    assert t.model.solver.max_iter == 90
-    assert "max_iter: 90" in nets.solver_prototxt(t._plan(), "n", "s")
+    s = t.model.solver
+    assert (s.max_iter, s.stepvalues, s.average_after) == (90, (60, 75), 75)
+    text = nets.solver_prototxt(t._plan(), "n", "s")
+    assert "max_iter: 90" in text and "stepvalue: 60" in text and "stepvalue: 75" in text
+    assert [s.lr_at(i, 90) for i in (59, 60, 75)] == pytest.approx([1e-3, 1e-4, 1e-5])
+    assert config.model("fcrn").solver.stretched(1500) == config.model("fcrn").solver
+
+
+def test_weight_average_is_the_running_mean_and_leaves_the_net_as_it_was(dtiny, tmp_path):
+    import caffe
+    ds, model = dtiny
+    net = caffe.Net(nets.write_net_files(nets.NetPlan(model=model, dataset=ds),
+                                         tmp_path, "x")["deploy"].as_posix(), caffe.TEST)
+    avg = train.WeightAverage(net, start=0)
+    w = net.params["conv1"][0]
+    for v in (1.0, 2.0, 6.0):
+        w.data[...] = v
+        avg.add()
+    with avg.applied():
+        np.testing.assert_array_equal(w.data, 3.0)
+    np.testing.assert_array_equal(w.data, 6.0)          # the net's own weights are back
+    avg.save(tmp_path / "a.npz")
+    again = train.WeightAverage(net, start=0)
+    again.load(tmp_path / "a.npz")
+    assert again.n == 3
+    with again.applied():
+        np.testing.assert_array_equal(w.data, 3.0)
+    other = train.WeightAverage(caffe.Net(nets.write_net_files(nets.NetPlan(
+        model=dataclasses.replace(model, widths=(4, 8, 16, 32)), dataset=ds),
+        tmp_path / "o", "x")["deploy"].as_posix(), caffe.TEST), start=0)
+    with pytest.raises(train.TrainError, match="does not match"):
+        other.load(tmp_path / "a.npz")
+
+
+def test_training_keeps_the_averaged_weights_and_resumes_the_average(dtiny):
+    import caffe
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    solver = dataclasses.replace(model.solver, max_iter=50, snapshot=10, average_after=40)
+    first = dataclasses.replace(model, solver=solver)
+    run = config.run_dir(ds, model)
+    assert train.Trainer(ds, first).train(resume=False)["averaged_iterations"] == 10
+    # a longer run resumes the solver and the average from iteration 50's snapshot
+    longer = dataclasses.replace(model, solver=dataclasses.replace(solver, max_iter=60))
+    assert train.Trainer(ds, longer).train(resume=True)["averaged_iterations"] == 20
+    state = json.loads((run / "snapshots" / "latest.json").read_text())
+    with np.load(state["average"]) as z:
+        assert int(z["n"]) == 20
+        mean = z["arr_0"] / 20                              # conv1's weights, averaged
+    kept = caffe.Net(str(run / "deploy.prototxt"), str(run / "model.caffemodel"), caffe.TEST)
+    last = caffe.Net(str(run / "deploy.prototxt"), state["caffemodel"], caffe.TEST)
+    np.testing.assert_allclose(kept.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(last.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
