@@ -29,6 +29,7 @@ FINETUNE  ?=
 SCRATCH   ?= 0
 BACKEND   ?=
 SHARED    ?= 0
+TTA       ?=
 IMAGES    ?=
 RUN       ?= runs/synthetic/alexnet-lite
 WITH_CUDA ?= 0
@@ -95,11 +96,12 @@ train: check setup
 
 eval: check setup
 	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS) $(if $(BACKEND),--backend $(BACKEND)) \
-	  $(if $(filter 1,$(SHARED)),--shared)
+	  $(if $(filter 1,$(SHARED)),--shared) $(if $(TTA),--tta $(TTA))
 
 count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
 	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT)) \
-	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(filter 1,$(SHARED)),--shared)
+	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(filter 1,$(SHARED)),--shared) \
+	  $(if $(TTA),--tta $(TTA))
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(PY) tools/protocol.py --dataset $(DATASET) --model $(MODEL) --data-root $(DATA_ROOT) \

@@ -117,10 +117,12 @@ DEFAULT_BACKEND = "cv2"
 
 def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = None,
                  ds: config.DatasetConfig | None = None, head: str | None = None,
-                 batch: int | None = None, expected: bool = False, shared: bool = False) -> Predictor:
+                 batch: int | None = None, expected: bool = False, shared: bool = False,
+                 tta: int | None = None) -> Predictor:
     """A predictor by backend name, for a run folder (its train.json gives model, dataset and
     head) or for (deploy.prototxt, weights) paths with model, ds and head given. shared=True:
-    the convolutional trunk runs once per image instead of once per window (pycount.shared)."""
+    the convolutional trunk runs once per image instead of once per window (pycount.shared).
+    tta: a density model's test-time augmentation (None: the model's own setting)."""
     if name not in BACKENDS:
         raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
     if isinstance(run_or_paths, (str, Path)):
@@ -136,7 +138,10 @@ def make_backend(name: str, run_or_paths, model: config.ModelConfig | None = Non
             raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "
                                      f"per image (drop --shared / SHARED=1)")
         from .fullconv import DensityPredictor
-        return DensityPredictor(deploy, weights, model, ds, engine=name)
+        return DensityPredictor(deploy, weights, model, ds, engine=name, tta=tta)
+    if tta not in (None, 1):
+        raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
+                                 f"(MODEL=fcrn), not {model.name}")
     if shared:
         from .shared import SharedPredictor
         return SharedPredictor(deploy, weights, model, ds, head, batch=batch, expected=expected,

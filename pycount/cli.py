@@ -40,6 +40,9 @@ def _model(p: argparse.ArgumentParser) -> None:
 SHARED_HELP = ("run the convolutional layers once over each image instead of once per window "
                "(much faster); an image whose 16 sample windows then move by more than 1%% is "
                "counted per window instead, with a warning (see README, Speed)")
+TTA_HELP = ("density models: 8 averages the density over every flip and quarter turn of the "
+            "image (8x the time), 1 counts the image as it is (default: the model's setting, 8 "
+            "for fcrn)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["cv2", "caffe"], default=None,
                    help="inference engine (default: cv2 on the CPU, caffe on a GPU)")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
+    p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
     p = sub.add_parser("count", help="count the cells of any images with a trained run",
                        description="Count the cells of images (PNG/JPEG/TIFF, 8/16-bit, grey, "
                        "RGBA) with a trained run folder; writes OUT/counts.csv and "
@@ -85,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--expected", action="store_true",
                    help="C-head runs: count by the expected class, not the most probable")
+    p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
     return ap
 
 
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "count":
         from .count import count
         return count(args.inputs, args.run, backend=args.backend, out=args.out, gpu=args.gpu,
-                     recursive=args.recursive, expected=args.expected, shared=args.shared)
+                     recursive=args.recursive, expected=args.expected, shared=args.shared,
+                     tta=args.tta)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma)
     if args.command == "prepare":
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from .evaluate import evaluate
         from .report import metrics_table
         m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
-                     backend=args.backend, shared=args.shared)
+                     backend=args.backend, shared=args.shared, tta=args.tta)
         print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
         print(metrics_table(m))
         print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"

@@ -150,7 +150,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def count(inputs, run, backend: str = backends.DEFAULT_BACKEND, out="pycount-counts",
           gpu: int = -1, recursive: bool = False, expected: bool = False,
-          batch: int | None = None, shared: bool = False) -> int:
+          batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
     if backend == "caffe":
@@ -168,7 +168,8 @@ def count(inputs, run, backend: str = backends.DEFAULT_BACKEND, out="pycount-cou
         raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}")
     predict = backends.make_backend(backend, (run.deploy, run.weights), run.model, run.ds,
-                                    run.head, batch=batch, expected=expected, shared=shared)
+                                    run.head, batch=batch, expected=expected, shared=shared,
+                                    tta=tta)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     try:

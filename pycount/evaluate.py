@@ -12,7 +12,8 @@ from .train import TrainError, set_device
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
              data_root=None, gpu: int = -1, run: Path | None = None,
-             heatmaps: int = 8, backend: str | None = None, shared: bool = False) -> dict:
+             heatmaps: int = 8, backend: str | None = None, shared: bool = False,
+             tta: int | None = None) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
 
     backend: "cv2" (OpenCV DNN, the faster on CPU) or "caffe" (pycaffe, the reference; the only
@@ -27,7 +28,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     elif gpu >= 0:
         raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
     files = (run / "deploy.prototxt", run / "model.caffemodel")
-    predict = backends.make_backend(backend, files, model, ds, head, shared=shared)
+    predict = backends.make_backend(backend, files, model, ds, head, shared=shared, tta=tta)
     # C head: the paper's estimate is the most probable class; the expected count over the
     # classes is reported beside it
     expected = backends.make_backend(backend, files, model, ds, head, expected=True,
@@ -69,6 +70,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
                density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                backend=backend + (" shared" if shared else ""),
+               tta=getattr(predict, "tta", 1),
                tiling_mae=metrics.mae(true, tiling), tiling_mae_std=metrics.mae_std(true, tiling),
                tiling_mre=metrics.mre(true, tiling))
     if expected:

@@ -10,6 +10,11 @@ a grid at half that stride (the last flush with the image's end), each predicted
 regime of training; a pixel's density is the mean over the crops that cover it. The heatmap is
 that stitched density (cells per px^2) and the count is its sum; no griddata is needed.
 `whole=True` runs the image in one pass instead (sides padded to the pooling grid).
+
+Test-time augmentation (model.tta = 8, the fcrn default): the density is predicted for the image
+under each of its 8 flips and quarter turns, each map turned back, and the 8 averaged. These are
+the transforms the net was trained under, and they map pixels onto pixels, so no value is
+interpolated.
 """
 from __future__ import annotations
 
@@ -25,9 +30,13 @@ class DensityPredictor:
 
     def __init__(self, deploy: Path, weights: Path, model: config.ModelConfig,
                  ds: config.DatasetConfig, engine: str = "cv2", batch: int | None = None,
-                 whole: bool = False):
+                 whole: bool = False, tta: int | None = None):
         if not model.density:
             raise config.ConfigError(f"{model.name} is not a density model")
+        self.tta = model.tta if tta is None else tta
+        if self.tta not in (1, 8):
+            raise config.ConfigError(f"TTA={self.tta}: use 1 (the image as it is) or 8 (every "
+                                     f"flip and quarter turn)")
         self.model, self.ds, self.whole = model, ds, whole
         self.crop, self.stride = ds.crop, max(1, ds.crop // 2)
         self.align = 2 ** (len(model.widths) - 1)
@@ -52,6 +61,18 @@ class DensityPredictor:
     def density(self, rgb: np.ndarray) -> np.ndarray:
         """H x W float64 predicted density (cells per px^2) of an RGB uint8 image."""
         rgb = np.asarray(rgb)
+        if self.tta == 1:
+            return self._density(rgb)
+        total = np.zeros(rgb.shape[:2])
+        for mirror in (False, True):
+            img = rgb[:, ::-1] if mirror else rgb
+            for k in range(4):
+                back = np.rot90(self._density(np.ascontiguousarray(np.rot90(img, k))), -k)
+                total += back[:, ::-1] if mirror else back
+        return total / 8
+
+    def _density(self, rgb: np.ndarray) -> np.ndarray:
+        """The density of the image as it is (no test-time augmentation)."""
         h, w = rgb.shape[:2]
         if self.whole:
             a = self.align

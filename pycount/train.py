@@ -112,8 +112,9 @@ class WeightAverage:
     """The running mean of a net's parameters over the iterations after `start` (Polyak
     averaging). A density net's count is the sum over every pixel, so a small random step of the
     last weights (the output bias moves every pixel at once) moves each image's count: on the
-    bacterial set, two runs that differed only in float summation order ended 2-6 cells per image
-    apart. The mean over the last phase of training averages that walk out."""
+    bacterial set, two runs of one draw whose batches came in an order shifted by one ended with
+    biases 2.6 cells per image apart (test MAE 6.37 and 4.73). The mean over the last phase of
+    training averages that walk out."""
 
     def __init__(self, net, start: int):
         self.net, self.start, self.n = net, start, 0

@@ -267,3 +267,34 @@ def test_training_keeps_the_averaged_weights_and_resumes_the_average(dtiny):
     last = caffe.Net(str(run / "deploy.prototxt"), state["caffemodel"], caffe.TEST)
     np.testing.assert_allclose(kept.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
     assert not np.allclose(last.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
+
+
+def test_tta_density_turns_with_the_image(dtiny, tmp_path):
+    # the 8-transform average is exactly equivariant: the density of a flipped or turned image is
+    # the image's density flipped or turned (the net alone is not: its 1-pass maps differ)
+    import caffe
+    ds, model = dtiny
+    deploy = nets.write_net_files(nets.NetPlan(model=model, dataset=ds), tmp_path, "x")["deploy"]
+    weights = tmp_path / "random.caffemodel"
+    net = caffe.Net(str(deploy), caffe.TEST)
+    for k in net.params:                       # MSRA weights, and nonzero biases
+        for b in net.params[k][1:]:
+            b.data[...] = np.random.default_rng(1).normal(0, 0.1, b.data.shape)
+    net.save(str(weights))
+    img = prepare.load(ds, ["001"])[0].image[:128, :192]
+    one = fullconv.DensityPredictor(deploy, weights, model, ds, tta=1)
+    eight = fullconv.DensityPredictor(deploy, weights, model, ds, tta=8)
+    d = eight.density(img)
+    np.testing.assert_allclose(eight.density(np.ascontiguousarray(np.rot90(img))), np.rot90(d),
+                               rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(eight.density(np.ascontiguousarray(img[:, ::-1])), d[:, ::-1],
+                               rtol=1e-4, atol=1e-7)
+    assert not np.allclose(one.density(np.ascontiguousarray(np.rot90(img))),
+                           np.rot90(one.density(img)), rtol=1e-4, atol=1e-7)
+    assert eight.count_image(img).count == pytest.approx(d.sum())
+    with pytest.raises(config.ConfigError, match="TTA=3"):
+        fullconv.DensityPredictor(deploy, weights, model, ds, tta=3)
+    from pycount import backends
+    with pytest.raises(config.ConfigError, match="density models"):
+        backends.make_backend("cv2", (deploy, weights), config.model("alexnet-lite"), ds, "R",
+                              tta=8)
