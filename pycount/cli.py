@@ -115,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
             model = dataclasses.replace(model, finetune=args.finetune)
         summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters).train(
             resume=not args.restart)
-        kept = ("the last weights" if model.keep == "last"
+        kept = (f"the mean weights of the last {summary['averaged_iterations']} iterations"
+                if summary["averaged_iterations"] and model.keep == "last"
+                else "the last weights" if model.keep == "last"
                 else f"the weights of iteration {summary['best_iter']}")
         print(f"trained {summary['iterations']} iterations; best validation patch MAE "
               f"{summary['best_val_patch_mae']:.3f} at iteration {summary['best_iter']}; "
