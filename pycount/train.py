@@ -117,15 +117,12 @@ class WeightAverage:
     training averages that walk out."""
 
     def __init__(self, net, start: int):
-        self.net, self.start, self.n = net, start, 0
-        self.names = list(net.params)
-        self.sums = [np.zeros(b.data.shape, np.float64) for b in self._blobs()]
-
-    def _blobs(self):
-        return [b for k in self.names for b in self.net.params[k]]
+        self.start, self.n = start, 0
+        self.blobs = [b for k in net.params for b in net.params[k]]
+        self.sums = [np.zeros(b.data.shape, np.float64) for b in self.blobs]
 
     def add(self) -> None:
-        for total, b in zip(self.sums, self._blobs()):
+        for total, b in zip(self.sums, self.blobs):
             total += b.data
         self.n += 1
 
@@ -138,19 +135,19 @@ class WeightAverage:
         if not self.n:
             yield
             return
-        own = [b.data.copy() for b in self._blobs()]
-        for b, m in zip(self._blobs(), self.mean()):
+        own = [b.data.copy() for b in self.blobs]
+        for b, m in zip(self.blobs, self.mean()):
             b.data[...] = m
         try:
             yield
         finally:
-            for b, w in zip(self._blobs(), own):
+            for b, w in zip(self.blobs, own):
                 b.data[...] = w
 
     def save(self, path: Path) -> None:
         with atomic.replacing(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, *self.sums, n=self.n, start=self.start)
+                np.savez(f, *self.sums, n=self.n)
 
     def load(self, path: Path) -> None:
         with np.load(path) as z:
@@ -304,10 +301,6 @@ class Trainer:
         averaged = average.applied if average is not None else contextlib.nullcontext
 
         def validate() -> float:
-            with averaged():
-                return _validate()
-
-        def _validate() -> float:
             if self.model.density:
                 pred = predict_density_sums(val_net, val_x, self.model, self.ds)
             else:
@@ -355,14 +348,14 @@ class Trainer:
                     lr = s.lr_at(it, self.max_iter)
                     val_mae = ""
                     if it % s.test_interval == 0 or it == self.max_iter:
-                        val_mae = validate()
-                        if val_mae < state["best_val_mae"]:
-                            state.update(best_val_mae=val_mae, best_iter=it)
-                            if self.model.keep == "best":
-                                with averaged():
+                        # once averaging has begun, validation and the kept weights see the mean
+                        with averaged():
+                            val_mae = validate()
+                            if val_mae < state["best_val_mae"]:
+                                state.update(best_val_mae=val_mae, best_iter=it)
+                                if self.model.keep == "best":
                                     _save_weights(val_net, self.run / "model.caffemodel")
-                        if self.model.keep == "last":
-                            with averaged():
+                            if self.model.keep == "last":
                                 _save_weights(val_net, self.run / "model.caffemodel")
                     writer.writerow([it, f"{loss:.6g}", f"{lr:.6g}",
                                      f"{time.monotonic() - start:.1f}",
