@@ -211,6 +211,10 @@ class ModelConfig:
     #                            the "last" ones (no held-out image then picks the weights)
     tta: int = 1               # density models at test time: 1, or 8 (the image under every
     #                            flip and quarter turn, the densities turned back and averaged)
+    convs: int = 1             # FCRN: 3x3 convolutions per encoder level
+    decoder: str = "up-conv"   # FCRN: each decoder step upsamples then convolves ("up-conv"), or
+    #                            convolves at the coarser level then upsamples ("conv-up": 1/4 of
+    #                            the multiply-adds, since the 3x3 runs on a quarter of the pixels)
 
     @property
     def density(self) -> bool:

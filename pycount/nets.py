@@ -197,17 +197,20 @@ def _resnet_trunk(n, data, plan: NetPlan, train: bool):
 TRUNKS = {"alexnet": _alexnet_trunk, "resnet": _resnet_trunk}
 
 
-def fcrn_receptive_field(levels: int) -> int:
+def fcrn_receptive_field(levels: int, convs: int = 1, decoder: str = "up-conv") -> int:
     """The side of the input window one output pixel of _fcrn sees (3x3 convolutions, 2x2
     pools, x2 bilinear upsampling: each adds (taps - 1) x its input's pixel spacing)."""
     rf, jump = 1, 1
     for level in range(levels):
         if level:
             rf, jump = rf + jump, jump * 2     # 2x2 max-pool, stride 2
-        rf += 2 * jump                         # 3x3 convolution
+        rf += 2 * jump * convs                 # 3x3 convolutions
     for _ in range(levels - 1):
+        if decoder == "conv-up":
+            rf += 2 * jump                     # 3x3 convolution at the coarser level
         rf, jump = rf + jump, jump // 2        # bilinear x2: two input taps per output pixel
-        rf += 2 * jump                         # 3x3 convolution
+        if decoder == "up-conv":
+            rf += 2 * jump                     # 3x3 convolution after upsampling
     return rf
 
 
@@ -215,7 +218,11 @@ def _fcrn(n, data, plan: NetPlan):
     """The density net's body (see config.MODELS["fcrn"]); returns the unscaled density map."""
     caffe = _caffe()
     L, P = caffe.layers, caffe.params
-    widths = plan.model.widths
+    model = plan.model
+    widths = model.widths
+    if model.decoder not in ("up-conv", "conv-up"):
+        raise config.ConfigError(f"{model.name}: unknown decoder {model.decoder!r} "
+                                 f"(use up-conv or conv-up)")
 
     def conv(bottom, nout, ks=3):
         return L.Convolution(bottom, num_output=nout, kernel_size=ks, pad=ks // 2,
@@ -223,23 +230,33 @@ def _fcrn(n, data, plan: NetPlan):
                              weight_filler=dict(type="msra"),
                              bias_filler=dict(type="constant", value=0.0))
 
+    def upsample(bottom, ch):
+        # x2 bilinear interpolation: fixed weights (lr_mult 0), one filter per channel
+        return L.Deconvolution(bottom, param=[dict(lr_mult=0, decay_mult=0)],
+                               convolution_param=dict(
+                                   num_output=ch, group=ch, kernel_size=4, stride=2, pad=1,
+                                   bias_term=False, weight_filler=dict(type="bilinear")))
+
     top, encoder = data, []
     for i, w in enumerate(widths, start=1):
         if i > 1:
             top = n[f"pool{i - 1}"] = L.Pooling(top, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-        n[f"conv{i}"] = conv(top, w)
-        top = n[f"relu{i}"] = L.ReLU(n[f"conv{i}"], in_place=True)
+        for k in range(model.convs):
+            suffix = f"{i}" if k == 0 else f"{i}_{k + 1}"
+            n[f"conv{suffix}"] = conv(top, w)
+            top = n[f"relu{suffix}"] = L.ReLU(n[f"conv{suffix}"], in_place=True)
         encoder.append(top)
     for i in range(len(widths) - 1, 0, -1):
-        ch = widths[i]
-        # x2 bilinear interpolation: fixed weights (lr_mult 0), one filter per channel
-        n[f"up{i}"] = L.Deconvolution(top, param=[dict(lr_mult=0, decay_mult=0)],
-                                      convolution_param=dict(
-                                          num_output=ch, group=ch, kernel_size=4, stride=2, pad=1,
-                                          bias_term=False, weight_filler=dict(type="bilinear")))
-        n[f"dec{i}"] = conv(n[f"up{i}"], widths[i - 1])
-        n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
-        top = n[f"skip{i}"] = L.Eltwise(n[f"decrelu{i}"], encoder[i - 1])
+        if model.decoder == "up-conv":
+            n[f"up{i}"] = upsample(top, widths[i])
+            n[f"dec{i}"] = conv(n[f"up{i}"], widths[i - 1])
+            n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
+            decoded = n[f"decrelu{i}"]
+        else:
+            n[f"dec{i}"] = conv(top, widths[i - 1])
+            n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
+            decoded = n[f"up{i}"] = upsample(n[f"decrelu{i}"], widths[i - 1])
+        top = n[f"skip{i}"] = L.Eltwise(decoded, encoder[i - 1])
     return conv(top, 1, ks=1)
 
 
@@ -339,7 +356,8 @@ def net_name(plan: NetPlan) -> str:
     elif plan.model.density:
         w = plan.model.widths
         name = (f"{plan.model.name}-density-c{plan.patch} | widths {'-'.join(map(str, w))}, "
-                f"sigma {plan.dataset.sigma:g}, receptive field {fcrn_receptive_field(len(w))} px")
+                f"sigma {plan.dataset.sigma:g}, receptive field "
+                f"{fcrn_receptive_field(len(w), plan.model.convs, plan.model.decoder)} px")
     return name
 
 
