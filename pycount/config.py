@@ -262,7 +262,7 @@ MODELS: dict[str, ModelConfig] = {
 # resolution levels of 3x3 convolutions + ReLU (full, 1/2, 1/4, 1/8: max-pool between them); the
 # decoder upsamples x2 with a fixed bilinear Deconvolution, a 3x3 convolution, and adds the
 # encoder's map of that resolution (a U-Net-like skip, summed rather than concatenated: half the
-# decoder's multiply-adds); a 1x1 convolution gives the density. Receptive field 68 px. Adam,
+# decoder's multiply-adds); a 1x1 convolution gives the density. Receptive field 70 px. Adam,
 # since the per-pixel Euclidean loss is summed over the crop and its scale varies with the
 # dataset's density. Widths: FCRN-A's 32-64-128-512 cost ~8x these per pixel; 16-32-64-128 trains
 # on 2 CPU cores in minutes and reached a lower error per CPU second in our trials.

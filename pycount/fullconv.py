@@ -1,7 +1,7 @@
 """Counting with a density model (MODEL=fcrn, issue #7): the density map of a whole image.
 
 The net is fully convolutional, but it is trained on crops of ds.crop px, where every pixel within
-half a receptive field (33 px) of the crop's edge sees zero padding; on a 64 px crop that is every
+half a receptive field (35 px) of the crop's edge sees zero padding; on a 64 px crop that is every
 pixel. A whole 256 px image in one pass is then unlike anything seen in training: in our first
 trials (bacterial, N = 32, evaluated mid-training) its count drifted by -5 to -35 cells while the
 crops' sums had no bias; on the final weights of that run the two came close (test MAE 3.64 in one

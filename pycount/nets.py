@@ -198,20 +198,33 @@ TRUNKS = {"alexnet": _alexnet_trunk, "resnet": _resnet_trunk}
 
 
 def fcrn_receptive_field(levels: int, convs: int = 1, decoder: str = "up-conv") -> int:
-    """The side of the input window one output pixel of _fcrn sees (3x3 convolutions, 2x2
-    pools, x2 bilinear upsampling: each adds (taps - 1) x its input's pixel spacing)."""
-    rf, jump = 1, 1
-    for level in range(levels):
-        if level:
-            rf, jump = rf + jump, jump * 2     # 2x2 max-pool, stride 2
-        rf += 2 * jump * convs                 # 3x3 convolutions
-    for _ in range(levels - 1):
-        if decoder == "conv-up":
-            rf += 2 * jump                     # 3x3 convolution at the coarser level
-        rf, jump = rf + jump, jump // 2        # bilinear x2: two input taps per output pixel
-        if decoder == "up-conv":
-            rf += 2 * jump                     # 3x3 convolution after upsampling
-    return rf
+    """The widest window of input pixels that one output pixel of _fcrn depends on. Each layer
+    maps an interval of its output back to its input: 3x3 conv [lo-1, hi+1], 2x2/2 pool
+    [2lo, 2hi+1], the x2 bilinear Deconvolution (kernel 4, stride 2, pad 1) [ceil((lo-2)/2),
+    floor((hi+1)/2)]; the skips join two paths (the hull of both). The window depends on where the
+    pixel sits on the coarsest level's grid, so this is the largest over those positions."""
+    def conv(iv, times=1):
+        return iv[0] - times, iv[1] + times
+
+    def unpool(iv):
+        return 2 * iv[0], 2 * iv[1] + 1
+
+    def unup(iv):
+        return -((2 - iv[0]) // 2), (iv[1] + 1) // 2
+
+    def encoder(level, iv):            # input interval of the encoder's output at `level`
+        iv = conv(iv, convs)
+        return iv if level == 1 else encoder(level - 1, unpool(iv))
+
+    def stage(level, iv):              # input interval of the map the decoder gives at `level`
+        if level == levels:
+            return encoder(level, iv)
+        deep = stage(level + 1, unup(conv(iv)) if decoder == "up-conv" else conv(unup(iv)))
+        skip = encoder(level, iv)
+        return min(deep[0], skip[0]), max(deep[1], skip[1])
+
+    grid = 2 ** (levels - 1)
+    return max(hi - lo + 1 for lo, hi in (stage(1, (o, o)) for o in range(grid, 2 * grid)))
 
 
 def _fcrn(n, data, plan: NetPlan):

@@ -298,3 +298,32 @@ def test_tta_density_turns_with_the_image(dtiny, tmp_path):
     with pytest.raises(config.ConfigError, match="density models"):
         backends.make_backend("cv2", (deploy, weights), config.model("alexnet-lite"), ds, "R",
                               tta=8)
+
+
+@pytest.mark.parametrize("convs,decoder", [(1, "up-conv"), (1, "conv-up"), (2, "conv-up")])
+def test_net_shape_and_receptive_field_of_each_layout(dtiny, convs, decoder, tmp_path):
+    """Every encoder/decoder layout keeps the input's size, and the widest window of input pixels
+    that one output pixel's gradient reaches is the receptive field nets.fcrn_receptive_field
+    states (for every alignment of that pixel to the coarsest level's 8 px grid)."""
+    import caffe
+    ds, model = dtiny
+    model = dataclasses.replace(model, convs=convs, decoder=decoder)
+    plan = nets.NetPlan(model=model, dataset=ds)
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text("force_backward: true\n" + nets.net_prototxt(plan, "deploy"))
+    net = caffe.Net(deploy.as_posix(), caffe.TEST)
+    side = 160
+    net.blobs["data"].reshape(1, 3, side, side)
+    net.reshape()
+    image = np.random.default_rng(0).normal(0, 1, (1, 3, side, side)).astype(np.float32)
+    assert net.forward(data=image)["density"].shape == (1, 1, side, side)
+    spans = []
+    for x in range(76, 84):
+        seed = np.zeros((1, 1, side, side), np.float32)
+        seed[0, 0, side // 2, x] = 1.0
+        reach = np.flatnonzero(np.abs(net.backward(density=seed)["data"][0]).sum(axis=(0, 1)))
+        spans.append(reach.max() - reach.min() + 1)
+    assert max(spans) == nets.fcrn_receptive_field(len(model.widths), convs, decoder)
+    with pytest.raises(config.ConfigError, match="decoder"):
+        nets.net_prototxt(nets.NetPlan(model=dataclasses.replace(model, decoder="up"),
+                                       dataset=ds), "deploy")
