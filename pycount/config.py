@@ -259,26 +259,32 @@ MODELS: dict[str, ModelConfig] = {
 }
 # Density models (issue #7; not in the paper): an FCRN-A-style fully convolutional encoder-decoder
 # (Xie, Noble & Zisserman 2016) predicting a per-pixel density whose sum is the count. Four
-# resolution levels of 3x3 convolutions + ReLU (full, 1/2, 1/4, 1/8: max-pool between them); the
-# decoder upsamples x2 with a fixed bilinear Deconvolution, a 3x3 convolution, and adds the
-# encoder's map of that resolution (a U-Net-like skip, summed rather than concatenated: half the
-# decoder's multiply-adds); a 1x1 convolution gives the density. Receptive field 70 px. Adam,
+# resolution levels, each two 3x3 convolutions + ReLU (full, 1/2, 1/4, 1/8: max-pool between
+# them); each decoder step is a 3x3 convolution at the coarser level, a fixed bilinear x2
+# Deconvolution, and the sum with the encoder's map of that resolution (a U-Net-like skip, summed
+# rather than concatenated); a 1x1 convolution gives the density. Receptive field 116 px. Adam,
 # since the per-pixel Euclidean loss is summed over the crop and its scale varies with the
 # dataset's density. Widths: FCRN-A's 32-64-128-512 cost ~8x these per pixel; 16-32-64-128 trains
-# on 2 CPU cores in minutes and reached a lower error per CPU second in our trials.
-# Schedule: lr 1e-3, 1e-4 from iteration 1000, 1e-5 from 1300, and the weights kept are the mean
-# of those after 1300 (Polyak averaging). A count sums every pixel of the map, so the random walk
+# on 2 CPU cores in minutes. Convolving before upsampling runs the decoder's 3x3s on a quarter of
+# the pixels (the net's forward-backward 284 -> 125 ms per batch of 16 64 px crops, one core);
+# that paid for the second convolution per level (230 ms) and 2,000 iterations instead of 1,500.
+# Bacterial N = 32, the same two draws: one conv per level, up-then-conv, 1,500 its: 3.50, 3.23;
+# conv-then-up 3,000 its: 3.32, 2.83; two convs, conv-then-up, 2,000 its (this): 2.96, 2.87.
+# Schedule: lr 1e-3, 1e-4 from iteration 1333, 1e-5 from 1733, and the weights kept are the mean
+# of those after 1733 (Polyak averaging). A count sums every pixel of the map, so the random walk
 # Adam's last steps leave in the weights shows as a per-run bias of whole cells per image; on the
 # bacterial set (N = 32, paired runs) averaging cut the test MAE from 4.73 to 3.31 (seed 4) and
 # the third step from 3.95 to 3.64 (seed 1); see the #7 notes in README.md. Counting averages
-# the density over the 8 flips and quarter turns of the image (tta=8; TTA=1 is 8x faster): on the
-# same two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
+# the density over the 8 flips and quarter turns of the image (tta=8; TTA=1 is 8x faster): on
+# two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
 MODELS["fcrn"] = ModelConfig(
-    name="fcrn", family="fcrn", widths=(16, 32, 64, 128), keep="last", tta=8,
-    solver=SolverConfig(base_lr=0.001, batch=16, max_iter=1500, lr_policy="multistep",
-                        gamma=0.1, stepvalues=(1000, 1300), average_after=1300, momentum=0.9,
+    name="fcrn", family="fcrn", widths=(16, 32, 64, 128), convs=2, decoder="conv-up",
+    keep="last", tta=8,
+    solver=SolverConfig(base_lr=0.001, batch=16, max_iter=2000, lr_policy="multistep",
+                        gamma=0.1, stepvalues=(1333, 1733), average_after=1733, momentum=0.9,
                         weight_decay=1e-5, test_interval=250, snapshot=250, type="Adam"),
-    description="FCRN-A-style density net (16-32-64-128, bilinear up, skip sums): count = sum")
+    description="FCRN-A-style density net (16-32-64-128 x2 convs, conv then bilinear up, skip "
+                "sums): count = sum")
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
 # for the loss to move the weights); the nets' output is divided by it.
 DENSITY_SCALE = 100.0
