@@ -191,6 +191,9 @@ class SolverConfig:
                        average_after=round(self.average_after * f))
 
 
+FCRN_DECODERS = ("up-conv", "conv-up")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
@@ -215,6 +218,11 @@ class ModelConfig:
     decoder: str = "up-conv"   # FCRN: each decoder step upsamples then convolves ("up-conv"), or
     #                            convolves at the coarser level then upsamples ("conv-up": 1/4 of
     #                            the multiply-adds, since the 3x3 runs on a quarter of the pixels)
+
+    def __post_init__(self):
+        if self.decoder not in FCRN_DECODERS:
+            raise ConfigError(f"{self.name}: unknown decoder {self.decoder!r} "
+                              f"(use {' or '.join(FCRN_DECODERS)})")
 
     @property
     def density(self) -> bool:

@@ -233,9 +233,6 @@ def _fcrn(n, data, plan: NetPlan):
     L, P = caffe.layers, caffe.params
     model = plan.model
     widths = model.widths
-    if model.decoder not in ("up-conv", "conv-up"):
-        raise config.ConfigError(f"{model.name}: unknown decoder {model.decoder!r} "
-                                 f"(use up-conv or conv-up)")
 
     def conv(bottom, nout, ks=3):
         return L.Convolution(bottom, num_output=nout, kernel_size=ks, pad=ks // 2,
@@ -261,14 +258,11 @@ def _fcrn(n, data, plan: NetPlan):
         encoder.append(top)
     for i in range(len(widths) - 1, 0, -1):
         if model.decoder == "up-conv":
-            n[f"up{i}"] = upsample(top, widths[i])
-            n[f"dec{i}"] = conv(n[f"up{i}"], widths[i - 1])
-            n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
-            decoded = n[f"decrelu{i}"]
-        else:
-            n[f"dec{i}"] = conv(top, widths[i - 1])
-            n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
-            decoded = n[f"up{i}"] = upsample(n[f"decrelu{i}"], widths[i - 1])
+            top = n[f"up{i}"] = upsample(top, widths[i])
+        n[f"dec{i}"] = conv(top, widths[i - 1])
+        decoded = n[f"decrelu{i}"] = L.ReLU(n[f"dec{i}"], in_place=True)
+        if model.decoder == "conv-up":
+            decoded = n[f"up{i}"] = upsample(decoded, widths[i - 1])
         top = n[f"skip{i}"] = L.Eltwise(decoded, encoder[i - 1])
     return conv(top, 1, ks=1)
 
