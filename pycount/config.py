@@ -218,11 +218,19 @@ class ModelConfig:
     decoder: str = "up-conv"   # FCRN: each decoder step upsamples then convolves ("up-conv"), or
     #                            convolves at the coarser level then upsamples ("conv-up": 1/4 of
     #                            the multiply-adds, since the 3x3 runs on a quarter of the pixels)
+    count_window: int = 0      # FCRN: side of the windows on a grid over each crop whose counts
+    #                            (the sums of the density) are penalised too; 0: pixels only
+    count_weight: float = 0.0  # FCRN: that count loss's weight against the per-pixel loss
 
     def __post_init__(self):
         if self.decoder not in FCRN_DECODERS:
             raise ConfigError(f"{self.name}: unknown decoder {self.decoder!r} "
                               f"(use {' or '.join(FCRN_DECODERS)})")
+        if self.count_window < 0 or self.count_window % 8 or (self.count_window
+                                                              and self.count_weight <= 0):
+            raise ConfigError(f"{self.name}: count_window={self.count_window} with count_weight="
+                              f"{self.count_weight}: use 0 (no count loss), or a multiple of 8 px "
+                              f"(crops are) with a positive weight")
 
     @property
     def density(self) -> bool:
@@ -287,9 +295,9 @@ MODELS: dict[str, ModelConfig] = {
 # two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
 MODELS["fcrn"] = ModelConfig(
     name="fcrn", family="fcrn", widths=(16, 32, 64, 128), convs=2, decoder="conv-up",
-    keep="last", tta=8,
-    solver=SolverConfig(base_lr=0.001, batch=16, max_iter=2000, lr_policy="multistep",
-                        gamma=0.1, stepvalues=(1333, 1733), average_after=1733, momentum=0.9,
+    keep="last", tta=8, count_window=8, count_weight=1 / 8,
+    solver=SolverConfig(base_lr=0.001, batch=16, max_iter=4000, lr_policy="multistep",
+                        gamma=0.1, stepvalues=(2666, 3466), average_after=3466, momentum=0.9,
                         weight_decay=1e-5, test_interval=250, snapshot=250, type="Adam"),
     description="FCRN-A-style density net (16-32-64-128 x2 convs, conv then bilinear up, skip "
                 "sums): count = sum")
