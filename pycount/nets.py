@@ -299,24 +299,7 @@ def _build_density(plan: NetPlan, phase: str):
         n.density = L.Power(n.score, scale=1.0 / config.DENSITY_SCALE)
     else:
         n.loss = L.EuclideanLoss(n.score, n.target)
-        k = plan.model.count_window
-        if k:
-            # the counts of k x k windows: Caffe pools means, and a loss on the means weighted by
-            # k^4 is the loss on the sums
-            win = dict(pool=P.Pooling.AVE, kernel_size=k, stride=k)
-            n.score_counts = L.Pooling(n.score, **win)
-            n.target_counts = L.Pooling(n.target, **win)
-            n.count_loss = L.EuclideanLoss(n.score_counts, n.target_counts,
-                                           loss_weight=loss_weights(plan.model)["count_loss"])
     return n.to_proto()
-
-
-def loss_weights(model: config.ModelConfig) -> dict[str, float]:
-    """The train net's loss outputs and their weights in the objective the solver minimises."""
-    weights = {"loss": 1.0}
-    if model.density and model.count_window:
-        weights["count_loss"] = model.count_weight * model.count_window ** 4
-    return weights
 
 
 def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tuple[tuple, float]:

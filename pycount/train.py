@@ -300,11 +300,6 @@ class Trainer:
         writer = csv.writer(log, lineterminator="\n")
         averaged = average.applied if average is not None else contextlib.nullcontext
 
-        loss_weights = nets.loss_weights(self.model)
-
-        def objective(net) -> float:        # the weighted sum of the net's losses
-            return sum(w * float(net.blobs[name].data) for name, w in loss_weights.items())
-
         def validate() -> float:
             if self.model.density:
                 pred = predict_density_sums(val_net, val_x, self.model, self.ds)
@@ -315,8 +310,7 @@ class Trainer:
         if new_log:
             writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
             if solver.iter == 0:             # the starting point of the curves
-                solver.net.forward()
-                loss0 = objective(solver.net)
+                loss0 = float(solver.net.forward()["loss"])
                 writer.writerow([0, f"{loss0:.6g}", s.base_lr, 0, f"{validate():.5g}"])
         display = 20
         start, begin_iter = time.monotonic(), solver.iter
@@ -345,7 +339,7 @@ class Trainer:
                     k = min(self.max_iter, *(it + n - it % n for n in (display, s.test_interval,
                                                                           s.snapshot))) - it
                     step(k)
-                    loss = objective(solver.net)
+                    loss = float(solver.net.blobs["loss"].data)
                     it = solver.iter
                     if not np.isfinite(loss):
                         raise Diverged(f"training diverged: the loss is {loss} at iteration "

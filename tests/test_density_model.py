@@ -108,33 +108,6 @@ def test_prepare_writes_a_lockstep_pair_and_the_loss_falls(dtiny):
     assert losses[-3:].mean() < 0.7 * losses[0], f"loss did not fall: {losses}"
 
 
-def test_count_loss_is_the_squared_error_of_window_counts(dtiny):
-    """The optional count loss: half the mean over the batch of the squared differences between
-    the predicted and the target counts of every 16 x 16 window, times count_weight in the
-    objective; a window that is no multiple of 8 px, or one without a weight, is refused."""
-    import caffe
-    ds, model = dtiny
-    k, weight = 16, 0.25
-    model = dataclasses.replace(model, count_window=k, count_weight=weight)
-    prepare.prepare(ds, model=model)
-    t = train.Trainer(ds, model, max_iter=60)
-    files = nets.write_net_files(t._plan(), config.runs_dir() / "count-loss", "x")
-    net = caffe.Net(str(files["train_val"]), caffe.TRAIN)
-    out = net.forward()
-    b, _, h, w = net.blobs["score"].data.shape
-    counts = [net.blobs[name].data[:, 0].reshape(b, h // k, k, w // k, k).sum(axis=(2, 4))
-              for name in ("score", "target")]
-    assert counts[1].sum() > 0
-    np.testing.assert_allclose(out["count_loss"], ((counts[0] - counts[1]) ** 2).sum() / (2 * b)
-                               / k ** 4, rtol=1e-4)
-    # Caffe seeds a loss's backward with its weight: that is what the solver minimises
-    assert net.blobs["count_loss"].diff.flat[0] == pytest.approx(weight * k ** 4)
-    assert net.blobs["loss"].diff.flat[0] == 1.0
-    for window, w in ((12, weight), (k, 0.0), (-8, weight)):
-        with pytest.raises(config.ConfigError, match="count_window"):
-            dataclasses.replace(model, count_window=window, count_weight=w)
-
-
 def test_count_gives_the_sum_of_its_heatmap(dtiny, tmp_path):
     ds, model = dtiny
     prepare.prepare(ds, model=model)
