@@ -278,7 +278,7 @@ MODELS: dict[str, ModelConfig] = {
 # that paid for the second convolution per level (230 ms) and 2,000 iterations instead of 1,500.
 # Bacterial N = 32, the same two draws: one conv per level, up-then-conv, 1,500 its: 3.50, 3.23;
 # conv-then-up 3,000 its: 3.32, 2.83; two convs, conv-then-up, 2,000 its (this): 2.96, 2.87.
-# 4,000 iterations (2.6 passes over bacterial N = 50's crops): the net was undertrained at 2,000
+# 4,000 iterations (1.6 passes over bacterial N = 50's crops): the net was undertrained at 2,000
 # (N = 50 seed 1: 3.14 -> 2.57). Schedule: lr 1e-3, 1e-4 from iteration 2666, 1e-5 from 3466, and
 # the weights kept are the mean of those after 3466 (Polyak averaging). A count sums every pixel of the map, so the random walk
 # Adam's last steps leave in the weights shows as a per-run bias of whole cells per image; on the
