@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, config
+from . import atomic, config, nets
 
 CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
             "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
@@ -186,14 +186,24 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
         for model in models:
             m = found.get(f"{col.folder}/{model}")
             if m and "error" not in m:
+                ds = config.dataset(col.folder)
+                old = nets.drift(runs_dir / col.folder / model,
+                                 nets.run_plan(ds, config.model(model, ds)))
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
-                             "source": f"{col.folder}/{model}"})
+                             "source": f"{col.folder}/{model}" + (
+                                 f" (trained with older settings: `make train DATASET="
+                                 f"{col.folder} MODEL={model} RESUME=0` retrains it)"
+                                 if old else "")})
             for p in protocol.summarize(col.folder, model, runs_dir):
+                old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
                              "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
                              "spread": f"over {len(p['seeds'])} seeds",
-                             "source": f"{col.folder}-n{p['train_n']}-seed*/{model}"})
+                             "source": f"{col.folder}-n{p['train_n']}-seed*/{model}" + (
+                                 f" (seeds {', '.join(map(str, old))} trained with older "
+                                 f"settings: `make protocol DATASET={col.folder} MODEL={model}` "
+                                 f"retrains them)" if old else "")})
     return rows
 
 

@@ -9,6 +9,7 @@ Heads: "R" ends in one output `count` with EuclideanLoss (the paper's regression
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -407,6 +408,50 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
     sp.random_seed = 1701
     sp.solver_mode = caffe_pb2.SolverParameter.CPU
     return str(sp)
+
+
+def run_plan(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R") -> NetPlan:
+    """The plan of a run's own prototxts: the absolute paths of its dataset's LMDBs."""
+    if model.density:
+        (train, train_t), (val, val_t) = (config.density_lmdbs(ds, p) for p in ("train", "val"))
+        return NetPlan(model=model, dataset=ds, head=head, train_source=str(train.resolve()),
+                       val_source=str(val.resolve()), train_targets=str(train_t.resolve()),
+                       val_targets=str(val_t.resolve()))
+    root = config.lmdb_dir(ds)
+    return NetPlan(model=model, dataset=ds, head=head,
+                   n_classes=config.n_classes(ds) if head == "C" else 0,
+                   train_source=str((root / "train_lmdb").resolve()),
+                   val_source=str((root / "val_lmdb").resolve()))
+
+
+_DIRS = re.compile(r'"/[^"]*/([^/"]*)"')
+
+
+def comparable(text: str) -> str:
+    """A prototxt less what does not change what is trained: the net's descriptive name (its
+    first line) and the folders of the files it names (LMDBs, snapshots), so that a run that was
+    moved, or read its LMDBs from another data root, still matches."""
+    lines = text.splitlines()
+    if lines and lines[0].startswith("name:"):
+        lines = lines[1:]
+    return _DIRS.sub(r'"\1"', "\n".join(lines))
+
+
+def drift(run: Path, plan: NetPlan) -> list[str]:
+    """Which of a run's train_val and solver prototxts differ from what `plan` gives today
+    (missing counts as different): [] for a run of today's settings, and where Caffe is not
+    built (`make audit` reads runs without it; nothing can be compared then)."""
+    try:
+        today = {"train_val": net_prototxt(plan, "train_val"),
+                 "solver": solver_prototxt(plan, "/run/train_val.prototxt", "/run/snapshots/snap")}
+    except ImportError:
+        return []
+    changed = []
+    for phase, text in today.items():
+        f = Path(run) / f"{phase}.prototxt"
+        if not f.is_file() or comparable(f.read_text()) != comparable(text):
+            changed.append(phase)
+    return changed
 
 
 def committed_dir(plan: NetPlan) -> Path:

@@ -191,14 +191,7 @@ class Trainer:
         self.gpu = gpu
 
     def _plan(self) -> nets.NetPlan:
-        targets = {}
-        if self.model.density:
-            targets = dict(train_targets=str(self.train_targets.resolve()),
-                           val_targets=str(self.val_targets.resolve()))
-        return nets.NetPlan(model=self.model, dataset=self.ds, head=self.head,
-                            n_classes=config.n_classes(self.ds) if self.head == "C" else 0,
-                            train_source=str(self.train_lmdb.resolve()),
-                            val_source=str(self.val_lmdb.resolve()), **targets)
+        return nets.run_plan(self.ds, self.model, self.head)
 
     def _pretrained(self) -> Path | None:
         """The ImageNet weights a pretrained model starts from (checked), None from scratch."""
@@ -222,6 +215,23 @@ class Trainer:
                 raise TrainError(f"{images} and {targets} come from different `make prepare` "
                                  f"runs (an interrupted write?); run `make prepare "
                                  f"DATASET={self.ds.name} MODEL={self.model.name}` again")
+
+    def _check_resumable(self, plan: nets.NetPlan) -> None:
+        """A run's snapshots resume only into the net they were written by; a changed solver (a
+        longer max_iter, another schedule) is allowed, and said."""
+        changed = nets.drift(self.run, plan)
+        subset = f" TRAIN_N={self.ds.train_n} SEED={self.ds.seed}" if self.ds.train_n else ""
+        again = (f"`make train DATASET={self.ds.name} MODEL={self.model.name}{subset}"
+                 f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
+                 f"from scratch")
+        if "train_val" in changed:
+            raise TrainError(f"{self.run}: its snapshots were written by another net than "
+                             f"today's {self.model.name} (its train_val.prototxt differs from "
+                             f"what pycount/config.py gives now); {again}")
+        if changed:
+            print(f"note: {self.run / 'solver.prototxt'} differs from today's solver (max_iter "
+                  f"{self.max_iter}); resuming with today's. For a run of today's settings "
+                  f"alone, {again}", flush=True)
 
     def _solver(self, caffe, files: dict, pretrained: Path | None):
         """(solver, validation deploy net sharing its weights, step(k) function).
@@ -264,6 +274,9 @@ class Trainer:
         snaps = self.run / "snapshots"
         snaps.mkdir(parents=True, exist_ok=True)
         plan = self._plan()
+        latest = snaps / "latest.json"
+        if resume and latest.exists():
+            self._check_resumable(plan)
         files = nets.write_net_files(plan, self.run, snapshot_prefix=str((snaps / "snap").resolve()))
         if self.model.density:
             val_x, val_y = load_val_crops(self.val_lmdb, self.val_targets)
@@ -284,7 +297,6 @@ class Trainer:
                 solver_step(1)
                 average.add()
 
-        latest = snaps / "latest.json"
         log_path = self.run / "train_log.csv"
         state = {"best_val_mae": math.inf, "best_iter": -1}
         if resume and latest.exists():

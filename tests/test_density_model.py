@@ -177,18 +177,38 @@ def test_protocol_split_draws_n_training_images_per_seed():
         config.with_overrides(ds, train_n=101)
 
 
+def _fake_run(runs, seed, mae, model=None, moved=False):
+    """A bacterial N = 32 fcrn run's metrics.json and prototxts, as training would leave them
+    (with another `model` when given; with its folders elsewhere when `moved`)."""
+    ds = config.with_overrides(config.dataset("bacterial"), train_n=32, seed=seed)
+    d = runs / ds.tag / "fcrn"
+    plan = nets.run_plan(ds, model or config.model("fcrn", ds))
+    if moved:                     # trained under another runs/ and data root, then copied here
+        plan = dataclasses.replace(plan, **{k: "/elsewhere/data/" + getattr(plan, k).split("/")[-1]
+                                            for k in ("train_source", "val_source",
+                                                      "train_targets", "val_targets")})
+    nets.write_net_files(plan, d, snapshot_prefix="/elsewhere/runs/snapshots/snap")
+    (d / "metrics.json").write_text(json.dumps(dict(
+        dataset="bacterial", model="fcrn", head="R", density=True, train_n=32, seed=seed,
+        mae=mae, mae_std=1.0, mre=0.01, baseline_mae=50.0, n_images=100)))
+    return d, plan
+
+
 def test_protocol_summary_and_audit_rows(workdirs):
     runs = config.runs_dir()
-    for seed, mae in ((1, 2.0), (2, 4.0)):
-        d = runs / f"bacterial-n32-seed{seed}" / "fcrn"
-        d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps(dict(
-            dataset="bacterial", model="fcrn", head="R", density=True, train_n=32, seed=seed,
-            mae=mae, mae_std=1.0, mre=0.01, baseline_mae=50.0, n_images=100)))
+    fcrn = config.model("fcrn")
+    shorter = dataclasses.replace(fcrn, solver=fcrn.solver.stretched(2000))
+    _fake_run(runs, 1, 2.0, moved=True)
+    _fake_run(runs, 2, 4.0, model=shorter)
     rows = protocol.summarize("bacterial", "fcrn")
     assert rows[0]["train_n"] == 32 and rows[0]["seeds"] == [1, 2]
     assert rows[0]["mae_mean"] == pytest.approx(3.0)
     assert rows[0]["mae_std"] == pytest.approx(np.std([2.0, 4.0], ddof=1))
+    # seed 2 was trained for 2,000 iterations, today's fcrn trains for more
+    assert rows[0]["stale_seeds"] == [2]
+    # what `make protocol` does next: seed 2 again from scratch, seed 3 for the first time
+    assert protocol.pending("bacterial", "fcrn", [32], [1, 2, 3]) == [(32, 2, True),
+                                                                      (32, 3, False)]
     report = audit.build(runs)
     density = report["density"]
     ours = [r for r in density if r["what"] == "pycount fcrn"]
@@ -196,6 +216,37 @@ def test_protocol_summary_and_audit_rows(workdirs):
     assert any(r["what"].startswith("FCRN-A") and r["mae"] == 2.9 for r in density)
     md = audit.to_markdown(audit._blocks(report))
     assert "Beyond the paper: density models" in md and "3.00 ± 1.41" in md
+    assert "seeds 2 trained with older settings" in md
+
+
+def test_drift_sees_the_net_and_the_solver_but_not_folders_or_the_name(workdirs):
+    d, plan = _fake_run(config.runs_dir(), 1, 2.0, moved=True)
+    today = nets.run_plan(plan.dataset, config.model("fcrn", plan.dataset))
+    assert nets.drift(d, today) == []
+    tv = d / "train_val.prototxt"         # a net's name only describes it (an older naming)
+    tv.write_text(tv.read_text().replace('name: "fcrn-density', 'name: "fcrn-cu2-density', 1))
+    assert nets.drift(d, today) == []
+    wider = dataclasses.replace(today.model, widths=(32, 64, 128, 256))
+    assert nets.drift(d, dataclasses.replace(today, model=wider)) == ["train_val"]
+    sgd = dataclasses.replace(today.model, solver=dataclasses.replace(today.model.solver,
+                                                                       type="SGD"))
+    assert nets.drift(d, dataclasses.replace(today, model=sgd)) == ["solver"]
+    (d / "solver.prototxt").unlink()
+    assert nets.drift(d, today) == ["solver"]
+
+
+def test_training_does_not_resume_snapshots_of_another_net(dtiny):
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    wider = dataclasses.replace(model, widths=(16, 32, 64, 128))
+    with pytest.raises(train.TrainError, match="another net.*RESUME=0"):
+        train.Trainer(ds, wider, max_iter=60).train(resume=True)
+    # the refused run is as it was: its snapshot and prototxts are still those of `model`
+    run = config.run_dir(ds, model)
+    assert json.loads((run / "snapshots" / "latest.json").read_text())["iter"] == 30
+    assert nets.drift(run, nets.run_plan(ds, dataclasses.replace(
+        model, solver=dataclasses.replace(model.solver, max_iter=30)))) == []
 
 
 def test_learning_rate_schedules_match_caffe_policies():
