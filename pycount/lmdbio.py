@@ -63,16 +63,34 @@ def decode_datum(raw: bytes) -> tuple[np.ndarray, int]:
     return chw.transpose(1, 2, 0)[:, :, ::-1].copy(), datum.label
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def encode_float_datum(values: np.ndarray, label: int = 0) -> bytes:
-    """An H x W float map (a density target) -> serialized 1 x H x W Datum of float_data."""
+    """An H x W float map (a density target) -> serialized 1 x H x W Datum of float_data.
+
+    Written directly in the protobuf wire format, byte for byte what Datum.SerializeToString()
+    gives (tests/test_lmdbio.py compares them): fields 1-3 and 5 as varints, then float_data
+    (field 6, not packed in caffe.proto) as one 5-byte record per value. Filling the repeated
+    field through protobuf costs ~5 ms a 64 x 64 map, most of a density `make prepare`."""
     values = np.asarray(values, np.float32)
     if values.ndim != 2:
         raise ValueError(f"expected an H x W map, got shape {values.shape}")
-    datum = _caffe_pb2().Datum()
-    datum.channels, datum.height, datum.width = 1, values.shape[0], values.shape[1]
-    datum.float_data.extend(values.ravel().tolist())
-    datum.label = int(label)
-    return datum.SerializeToString()
+    if int(label) < 0:
+        raise ValueError(f"label {label}: the fast encoder writes non-negative labels only")
+    h, w = values.shape
+    head = b"".join(bytes([tag]) + _varint(v) for tag, v in
+                    ((0x08, 1), (0x10, h), (0x18, w), (0x28, int(label))))
+    records = np.empty((h * w, 5), np.uint8)
+    records[:, 0] = 0x35                       # field 6, wire type 5 (32-bit)
+    records[:, 1:] = values.astype("<f4").reshape(-1, 1).view(np.uint8)
+    return head + records.tobytes()
 
 
 def decode_float_datum(raw: bytes) -> np.ndarray:

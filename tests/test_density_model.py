@@ -70,6 +70,17 @@ def test_float_datum_round_trip():
         lmdbio.encode_float_datum(np.zeros((2, 2, 2)))
 
 
+@pytest.mark.parametrize("shape, label", [((64, 64), 0), ((3, 200), 7), ((1, 1), 300)])
+def test_float_datum_bytes_are_what_protobuf_writes(shape, label):
+    # the hand-written wire format must be the Datum Caffe parses: byte for byte protobuf's own
+    from caffe.proto import caffe_pb2
+    m = (np.random.default_rng(1).standard_normal(shape) * 10).astype(np.float32)
+    m.flat[0] = 0.0                 # zeros are written too (a repeated field keeps every value)
+    datum = caffe_pb2.Datum(channels=1, height=shape[0], width=shape[1], label=label)
+    datum.float_data.extend(m.ravel().tolist())
+    assert lmdbio.encode_float_datum(m, label) == datum.SerializeToString()
+
+
 def test_net_output_has_the_input_size(dtiny):
     import caffe
     ds, model = dtiny
