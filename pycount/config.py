@@ -280,8 +280,8 @@ MODELS: dict[str, ModelConfig] = {
 # conv-then-up 3,000 its: 3.32, 2.83; two convs, conv-then-up, 2,000 its (this layout): 2.96, 2.87.
 # 8,000 iterations (3.2 passes over bacterial N = 50's crops): the net was undertrained at 2,000
 # and 4,000 (N = 50 seed 1: 3.14, 2.57, 2.12 at 8,000). Schedule: lr 1e-3, 1e-4 from iteration
-# 5332, 1e-5 from 6932, and the weights kept are the mean of those after 6932 (Polyak averaging). A count sums every pixel
-# of the map, so the random walk Adam's last steps leave in the weights shows as a per-run bias of
+# 5332, 1e-5 from 6932, and the weights kept are the mean of those after 6932 (Polyak
+# averaging). A count sums every pixel of the map, so the random walk Adam's last steps leave in the weights shows as a per-run bias of
 # whole cells per image; on the bacterial set (N = 32, paired runs) averaging cut the test MAE
 # from 4.73 to 3.31 (seed 4) and the third step from 3.95 to 3.64 (seed 1); see the #7 notes in
 # README.md. Counting averages the density over the 8 flips and quarter turns of the image (tta=8;

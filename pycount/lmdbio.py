@@ -76,7 +76,7 @@ def encode_float_datum(values: np.ndarray, label: int = 0) -> bytes:
     """An H x W float map (a density target) -> serialized 1 x H x W Datum of float_data.
 
     Written directly in the protobuf wire format, byte for byte what Datum.SerializeToString()
-    gives (tests/test_lmdbio.py compares them): fields 1-3 and 5 as varints, then float_data
+    gives (tests/test_density_model.py compares them): fields 1-3 and 5 as varints, then float_data
     (field 6, not packed in caffe.proto) as one 5-byte record per value. Filling the repeated
     field through protobuf costs ~5 ms a 64 x 64 map, most of a density `make prepare`."""
     values = np.asarray(values, np.float32)
