@@ -278,14 +278,14 @@ MODELS: dict[str, ModelConfig] = {
 # that paid for the second convolution per level (230 ms) and 2,000 iterations instead of 1,500.
 # Bacterial N = 32, the same two draws: one conv per level, up-then-conv, 1,500 its: 3.50, 3.23;
 # conv-then-up 3,000 its: 3.32, 2.83; two convs, conv-then-up, 2,000 its (this layout): 2.96, 2.87.
-# 8,000 iterations (3.2 passes over bacterial N = 50's crops): the net was undertrained at 2,000
-# and 4,000 (N = 50 seed 1: 3.14, 2.57, 2.12 at 8,000). Schedule: lr 1e-3, 1e-4 from iteration
-# 5332, 1e-5 from 6932, and the weights kept are the mean of those after 6932 (Polyak
-# averaging). A count sums every pixel of the map, so the random walk Adam's last steps leave in the weights shows as a per-run bias of
-# whole cells per image; on the bacterial set (N = 32, paired runs) averaging cut the test MAE
-# from 4.73 to 3.31 (seed 4) and the third step from 3.95 to 3.64 (seed 1); see the #7 notes in
-# README.md. Counting averages the density over the 8 flips and quarter turns of the image (tta=8;
-# TTA=1 is 8x faster): on two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
+# 8,000 iterations (3.2 passes over bacterial N = 50's crops): the net was undertrained at 2,000 and
+# 4,000 (N = 50 seed 1: 3.14, 2.57, 2.12 at 8,000). Schedule: lr 1e-3, 1e-4 from iteration 5332,
+# 1e-5 from 6932, and the weights kept are the mean of those after 6932 (Polyak averaging). A count
+# sums every pixel of the map, so the random walk Adam's last steps leave in the weights shows as a
+# per-run bias of whole cells per image; on the bacterial set (N = 32, paired runs) averaging cut
+# the test MAE from 4.73 to 3.31 (seed 4) and the third step from 3.95 to 3.64 (seed 1); see the #7
+# notes in README.md. Counting averages the density over the 8 flips and quarter turns of the image
+# (tta=8; TTA=1 is 8x faster): on two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
 MODELS["fcrn"] = ModelConfig(
     name="fcrn", family="fcrn", widths=(16, 32, 64, 128), convs=2, decoder="conv-up",
     keep="last", tta=8,
