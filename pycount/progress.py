@@ -9,14 +9,17 @@ class Progress:
     """`with Progress(total, "writing") as bar: bar.update(1, loss=0.3)`.
 
     Redraws at most ~10 times a second on a terminal; when stderr is not a terminal (CI, logs) it
-    prints a line every 10 % instead, so logs stay short.
+    prints a line every 10 % instead, so logs stay short. `done` is work finished before this bar
+    began (a resumed training): it counts towards the fraction but not towards the rate, so the
+    rate and the eta describe this session only.
     """
 
-    def __init__(self, total: int, label: str, unit: str = "it", stream=None):
+    def __init__(self, total: int, label: str, unit: str = "it", stream=None, done: int = 0):
         self.total, self.label, self.unit = max(int(total), 0), label, unit
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.n, self.info, self.start, self._last, self._decile = 0, "", time.monotonic(), 0.0, -1
+        self.n = self.done = max(int(done), 0)
+        self.info, self.start, self._last, self._decile = "", time.monotonic(), 0.0, -1
 
     def __enter__(self):
         return self
@@ -34,7 +37,7 @@ class Progress:
     def _draw(self, final: bool = False):
         now = time.monotonic()
         elapsed = max(now - self.start, 1e-9)
-        rate = self.n / elapsed
+        rate = (self.n - self.done) / elapsed
         frac = self.n / self.total if self.total else 1.0
         eta = (self.total - self.n) / rate if rate > 0 and self.total else 0.0
         text = (f"{self.label}: {self.n}/{self.total} {self.unit} ({100 * frac:3.0f}%) "

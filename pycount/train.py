@@ -307,6 +307,9 @@ class Trainer:
             print(f"resuming from iteration {solver.iter} ({state['solverstate']})", flush=True)
         else:
             log_path.unlink(missing_ok=True)
+        # a killed run (power cut, SIGKILL) logged rows past its last snapshot; they are redone now,
+        # so they go, and the seconds column goes on from the kept rows: it is total training time
+        seconds_before = _trim_log(log_path, solver.iter)
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
         writer = csv.writer(log, lineterminator="\n")
@@ -343,8 +346,7 @@ class Trainer:
 
         try:
             with Progress(self.max_iter, f"training {self.model.name}-{self.head} on "
-                          f"{self.ds.tag} ({self.init_mode})", "iter") as bar:
-                bar.n = solver.iter
+                          f"{self.ds.tag} ({self.init_mode})", "iter", done=solver.iter) as bar:
                 while solver.iter < self.max_iter:
                     it = solver.iter
                     # step to the next log line, validation or snapshot, whichever comes first
@@ -370,7 +372,7 @@ class Trainer:
                             if self.model.keep == "last":
                                 _save_weights(val_net, self.run / "model.caffemodel")
                     writer.writerow([it, f"{loss:.6g}", f"{lr:.6g}",
-                                     f"{time.monotonic() - start:.1f}",
+                                     f"{seconds_before + time.monotonic() - start:.1f}",
                                      f"{val_mae:.5g}" if val_mae != "" else ""])
                     log.flush()
                     if it % s.snapshot == 0 or it == self.max_iter:
@@ -390,7 +392,8 @@ class Trainer:
             "dataset": self.ds.name, "model": self.model.name, "head": self.head,
             "iterations": solver.iter, "best_iter": state["best_iter"],
             "best_val_patch_mae": state["best_val_mae"],
-            "seconds": round(time.monotonic() - start, 1),
+            "seconds": round(seconds_before + time.monotonic() - start, 1),
+            "seconds_this_session": round(time.monotonic() - start, 1),
             "iterations_this_session": solver.iter - begin_iter,
             "init": self.model.finetune, "weights": str(pretrained) if pretrained else None,
             "solver": self.init_mode, "surgery": getattr(self, "surgery", None),
@@ -405,6 +408,25 @@ class Trainer:
         _atomic_json(self.run / "train.json", summary)
         plot_log(log_path, self.run / "loss.png")
         return summary
+
+
+def _trim_log(log_path: Path, last_iter: int) -> float:
+    """Drop the rows of `log_path` past `last_iter` (atomically); return the seconds column of
+    the last row kept."""
+    if not log_path.exists():
+        return 0.0
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0.0
+    head = rows[0]
+    # a row cut short by the kill has fewer fields than the header
+    body = [r for r in rows[1:]
+            if len(r) == len(head) and r[0].isdigit() and int(r[0]) <= last_iter]
+    if len(body) != len(rows) - 1:
+        with atomic.replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([head] + body)
+    return float(body[-1][head.index("seconds")]) if body else 0.0
 
 
 def plot_log(log_path: Path, png: Path) -> None:

@@ -64,12 +64,24 @@ def test_loss_falls_and_training_resumes(tiny):
     # a snapshot write that was interrupted (a partial file, latest.json not yet updated) is
     # never resumed from
     (run / "snapshots" / "snap_iter_50.solverstate").write_bytes(b"\x00partial")
+    # a run killed after that snapshot had logged rows past it, the last one cut short
+    first_seconds = float(list(csv.DictReader(open(run / "train_log.csv")))[-1]["seconds"])
+    assert first_seconds == pytest.approx(first["seconds"], abs=0.2)
+    with open(run / "train_log.csv", "a") as f:
+        f.write("60,1.5,0.001,999.0,\n80,1.2,0.0")
     # a second call continues from the snapshot to max_iter instead of starting again
     second = train.Trainer(ds, model).train(resume=True)
     assert second["iterations"] == 60 and second["iterations_this_session"] == 20
     rows = list(csv.DictReader(open(run / "train_log.csv")))
     iters = [int(r["iter"]) for r in rows]
-    assert iters[0] == 0 and iters[-1] == 60 and iters == sorted(iters)
+    assert iters[0] == 0 and iters[-1] == 60 and len(set(iters)) == len(iters) == len(rows)
+    assert iters == sorted(iters) and all(r["loss"] != "1.5" for r in rows)
+    # the seconds column and train.json count the training time of both sessions
+    seconds = [float(r["seconds"]) for r in rows]
+    assert seconds == sorted(seconds) and 999.0 not in seconds
+    assert second["seconds"] == pytest.approx(first_seconds + second["seconds_this_session"],
+                                              abs=0.2)
+    assert seconds[-1] == pytest.approx(second["seconds"], abs=0.2)
     losses = np.array([float(r["loss"]) for r in rows])
     assert losses[-2:].mean() < 0.5 * losses[0], f"loss did not fall: {losses}"
     vals = [float(r["val_mae"]) for r in rows if r["val_mae"]]

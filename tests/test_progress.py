@@ -1,0 +1,34 @@
+"""The progress bar's rate and eta count only the work of this session (a resumed training)."""
+import io
+import re
+
+from pycount.progress import Progress
+
+
+def _last_line(stream):
+    return stream.getvalue().strip().splitlines()[-1]
+
+
+def test_resumed_bar_rate_and_eta_cover_only_this_session():
+    out = io.StringIO()
+    with Progress(1000, "training", "iter", stream=out, done=500) as bar:
+        bar.start -= 10.0                     # as if 10 s had passed since the bar began
+        bar.update(100, loss=0.5)
+    line = _last_line(out)
+    assert line.startswith("training: 600/1000 iter ( 60%)")
+    rate = float(re.search(r"([\d.]+) iter/s", line).group(1))
+    eta = float(re.search(r"eta (\d+)s", line).group(1))
+    assert 9.0 < rate <= 10.0                 # 100 iterations in ~10 s, not 600
+    assert 40 <= eta < 45                     # 400 left at ~10 iter/s
+    assert "loss=0.5" in line
+
+
+def test_fresh_bar_prints_each_tenth_once_off_a_terminal():
+    out = io.StringIO()
+    with Progress(20, "writing", "patches", stream=out) as bar:
+        for _ in range(20):
+            bar.update(1)
+    lines = out.getvalue().strip().splitlines()
+    fracs = [int(re.search(r"\(\s*(\d+)%\)", ln).group(1)) for ln in lines]
+    # the first update, then one line as each tenth is reached; the final draw repeats none
+    assert fracs == [5] + list(range(10, 101, 10))
