@@ -437,7 +437,6 @@ def plot_log(log_path: Path, png: Path) -> None:
     rows = list(csv.DictReader(open(log_path)))
     if not rows:
         return
-    it = np.array([int(r["iter"]) for r in rows])
     rows = [r for r in rows if r["loss"]]
     it = np.array([int(r["iter"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
@@ -451,8 +450,10 @@ def plot_log(log_path: Path, png: Path) -> None:
         ax2 = ax.twinx()
         ax2.plot(*zip(*val), "o-", color="C1", label="validation patch MAE")
         ax2.set_ylabel("validation MAE (cells / patch)")
+        if min(v for _, v in val) > 0:   # the untrained start is often 100x the end: log shows both
+            ax2.set_yscale("log")
         ax2.legend(loc="upper right")
     ax.legend(loc="upper left")
-    ax.set_title(png.parent.name)
+    ax.set_title(f"{png.parent.parent.name} / {png.parent.name}")
     fig.tight_layout()
     atomic.save_figure(fig, png, dpi=100)
