@@ -388,12 +388,13 @@ class Trainer:
             raise
         finally:
             log.close()
+        session_seconds = time.monotonic() - start
         summary = {
             "dataset": self.ds.name, "model": self.model.name, "head": self.head,
             "iterations": solver.iter, "best_iter": state["best_iter"],
             "best_val_patch_mae": state["best_val_mae"],
-            "seconds": round(seconds_before + time.monotonic() - start, 1),
-            "seconds_this_session": round(time.monotonic() - start, 1),
+            "seconds": round(seconds_before + session_seconds, 1),
+            "seconds_this_session": round(session_seconds, 1),
             "iterations_this_session": solver.iter - begin_iter,
             "init": self.model.finetune, "weights": str(pretrained) if pretrained else None,
             "solver": self.init_mode, "surgery": getattr(self, "surgery", None),
