@@ -1,4 +1,4 @@
-# pycount: every stage of the pipeline is a target; the logic lives in pycount/, the CLIs in tools/.
+# pycount: every stage of the pipeline is a target, each a thin call of `pycount <command>`.
 #   make demo                      set up, then prepare + train + eval on the synthetic default
 #   make test                      set up, then pytest
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
@@ -11,42 +11,29 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-DATASET   ?= synthetic
-MODEL     ?= alexnet-lite
-HEAD      ?= R
-GPU       ?= -1
+# Every setting's default lives in pycount/config.py: a variable left unset here is not passed, so
+# `make` and `pycount` share one table. Set any of them on the command line:
+#   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA RESUME=0 FORCE=1
+#   FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS JOBS
 DATA_ROOT ?= ../shared/datasets
-ITERS     ?=
-PATCH     ?=
-STRIDE    ?=
-ROT       ?=
-SIZE      ?=
-TRAIN_N   ?=
-SEED      ?=
-SIGMA     ?=
-RESUME    ?= 1
-FINETUNE  ?=
-SCRATCH   ?= 0
-BACKEND   ?=
-SHARED    ?= 0
-TTA       ?=
-IMAGES    ?=
-RUN       ?= runs/synthetic/alexnet-lite
 WITH_CUDA ?= 0
 WITH_NCCL ?= 0
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
+PYCOUNT   := $(PY) -m pycount
 
+opt = $(if $($(1)),$(2) $($(1)))
+flag = $(if $(filter 1,$($(1))),$(2))
 # Unknown DATASET/MODEL names stop before anything is installed; the valid names come from
 # pycount/config.py, which needs nothing but the standard library.
-CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import config as c; \
-  exec('try: c.dataset(\"$(DATASET)\"); c.model(\"$(MODEL)\")\nexcept c.ConfigError as e: sys.exit(\"make: \" + str(e))')"
+CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import config; \
+  sys.exit(config.check_names('$(DATASET)', '$(MODEL)', '$(HEAD)'))"
 
-ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PATCH)) \
-  $(if $(STRIDE),--stride $(STRIDE)) $(if $(ROT),--rot $(ROT)) $(if $(SIZE),--size $(SIZE)) \
-  $(if $(TRAIN_N),--train-n $(TRAIN_N)) $(if $(SEED),--seed $(SEED)) \
-  $(if $(SIGMA),--sigma $(SIGMA))
-MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
+ARGS = $(call opt,DATASET,--dataset) --data-root $(DATA_ROOT) $(call opt,PATCH,--patch) \
+  $(call opt,STRIDE,--stride) $(call opt,ROT,--rot) $(call opt,SIZE,--size) \
+  $(call opt,TRAIN_N,--train-n) $(call opt,SEED,--seed) $(call opt,SIGMA,--sigma)
+MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
+COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
 .PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
 
@@ -66,10 +53,8 @@ cuda-check: setup                         ## CI: the CUDA variant compiles (sm_9
 	  && PYCOUNT_CUDA_BUILD=$$build $(PY) -m pytest -q tests/test_cuda_build.py
 
 gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/GPU forward agree to 1e-4
-	$(PY) tools/gpu_check.py --dataset $(DATASET) --model $(MODEL) $(if $(ITERS),--iters $(ITERS)) \
-	  --gpu $(if $(filter -1,$(GPU)),0,$(GPU)) --lmdb $$($(PY) -c "from pycount import config as c; \
-	  print(c.lmdb_dir(c.dataset('$(DATASET)')))") --caffe $$($(PY) -c "import caffe, pathlib; \
-	  print(pathlib.Path(caffe.__file__).parents[2] / 'caffe-tool')")
+	$(PY) -m bench.gpu_check $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
+	  $(call opt,ITERS,--iters) --gpu $(if $(filter-out -1,$(GPU)),$(GPU),0)
 
 check:
 	@$(CHECK)
@@ -78,50 +63,48 @@ test: setup
 	$(PY) -m pytest -q tests
 
 demo: check setup
-	$(PY) tools/prepare.py $(ARGS) --model $(MODEL)
-	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS))
-	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS)
+	$(PYCOUNT) prepare $(ARGS) $(call opt,MODEL,--model)
+	$(PYCOUNT) train $(ARGS) $(MODEL_ARGS) $(call opt,ITERS,--iters)
+	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS)
 
 data: check venv                           ## download + verify a public release into DATA_ROOT
-	$(PY) tools/data.py --dataset $(DATASET) --data-root $(DATA_ROOT) \
-	  $(if $(ARCHIVE),--archive $(ARCHIVE)) $(if $(URL),--url $(URL))
+	$(PYCOUNT) data --dataset $(DATASET) --data-root $(DATA_ROOT) $(call opt,ARCHIVE,--archive) \
+	  $(call opt,URL,--url)
 
 prepare: check setup
-	$(PY) tools/prepare.py $(ARGS) --model $(MODEL)
+	$(PYCOUNT) prepare $(ARGS) $(call opt,MODEL,--model) $(call flag,FORCE,--force)
 
 train: check setup
-	$(PY) tools/train.py $(ARGS) $(MODEL_ARGS) $(if $(ITERS),--iters $(ITERS)) \
-	  $(if $(filter 0,$(RESUME)),--restart) $(if $(FINETUNE),--finetune $(FINETUNE)) \
-	  $(if $(filter 1,$(SCRATCH)),--scratch)
+	$(PYCOUNT) train $(ARGS) $(MODEL_ARGS) $(call opt,ITERS,--iters) \
+	  $(if $(filter 0,$(RESUME)),--restart) $(call opt,FINETUNE,--finetune) \
+	  $(call flag,SCRATCH,--scratch)
 
 eval: check setup
-	$(PY) tools/eval.py $(ARGS) $(MODEL_ARGS) $(if $(BACKEND),--backend $(BACKEND)) \
-	  $(if $(filter 1,$(SHARED)),--shared) $(if $(TTA),--tta $(TTA))
+	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS)
 
 count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
-	$(PY) -m pycount count $(IMAGES) --run $(RUN) $(if $(OUT),--out $(OUT)) \
-	  $(if $(BACKEND),--backend $(BACKEND)) $(if $(filter 1,$(SHARED)),--shared) \
-	  $(if $(TTA),--tta $(TTA))
+	$(PYCOUNT) count $(IMAGES) $(call opt,RUN,--run) $(call opt,OUT,--out) $(COUNT_ARGS) \
+	  $(call opt,GPU,--gpu)
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
-	$(PY) tools/protocol.py --dataset $(DATASET) --model $(MODEL) --data-root $(DATA_ROOT) \
-	  $(if $(NS),--ns $(NS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS))
+	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
+	  --data-root $(DATA_ROOT) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
-	$(PY) tools/audit.py
+	$(PYCOUNT) audit
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
-	$(PY) tools/bench_prepare.py --data-root $(DATA_ROOT)
+	$(PYCOUNT) bench prepare --data-root $(DATA_ROOT)
 
 bench-train: setup                         ## training images/s per model, feature-cache gain
-	$(PY) tools/bench_train.py
+	$(PYCOUNT) bench train
 
 bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>.md
 	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
-	$(PY) tools/bench.py --data-root $(DATA_ROOT)
+	$(PYCOUNT) bench all --data-root $(DATA_ROOT)
 
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
-	$(PY) tools/bench_eval.py --data-root $(DATA_ROOT)
+	$(PYCOUNT) bench eval --data-root $(DATA_ROOT)
 
 docker:                                    ## the GPU image for replication audits (see Dockerfile)
 	docker build -t pycount .
@@ -131,7 +114,7 @@ lint-docker: venv                          ## hadolint on the Dockerfile (CI run
 	$(VENV)/bin/hadolint Dockerfile
 
 prototxt: setup                            ## rewrite the committed prototxt/ tree
-	$(PY) tools/gen_prototxt.py
+	$(PYCOUNT) prototxt
 
 clean:                                     ## generated data, LMDBs and runs (not the venv)
 	rm -rf data runs

@@ -1,8 +1,9 @@
-"""Command line of pycount: `pycount prepare|train|eval|count ...` (or `python -m pycount`);
-tools/*.py call it too.
+"""Command line of pycount: `pycount data|prepare|train|eval|count|protocol|audit|prototxt|bench`
+(or `python -m pycount ...`); the Makefile's targets are thin calls of it.
 
-Errors the user can fix (unknown names, missing data, no disk space, untrained model) print one
-clear message and exit with status 2, never a traceback.
+Errors the user can fix (unknown names, missing data, no disk space, untrained model, missing
+weights) are PycountErrors: `main` prints one clear message and exits with status 2, never a
+traceback.
 """
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import dataclasses
 import os
 import sys
 
-from . import config
+from pycount import config
+from pycount.errors import Diverged, PycountError
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="synthetic", help=f"one of {', '.join(config.DATASETS)}")
+    p.add_argument("--dataset", default=config.DEFAULT_DATASET,
+                   help=f"one of {', '.join(config.DATASETS)}")
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset releases (e.g. ../shared/datasets)")
     p.add_argument("--patch", type=int, help="patch side in px (default: the paper's)")
@@ -32,8 +35,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="alexnet-lite", help=f"one of {', '.join(config.MODELS)}")
-    p.add_argument("--head", default="R", choices=["R", "C"], help="R: regression, C: classes")
+    p.add_argument("--model", default=config.DEFAULT_MODEL,
+                   help=f"one of {', '.join(config.MODELS)}")
+    p.add_argument("--head", default=config.DEFAULT_HEAD, choices=list(config.HEADS),
+                   help="R: regression, C: classes")
     p.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for the CPU")
 
 
@@ -76,39 +81,130 @@ def parser() -> argparse.ArgumentParser:
                        "OUT/<stem>_heatmap.png. Exit status 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files, or folders whose images (by suffix) are counted")
-    p.add_argument("--run", required=True, metavar="RUN_DIR",
-                   help="a run folder of `make train` (e.g. runs/synthetic/alexnet-lite)")
-    from .backends import BACKENDS, DEFAULT_BACKEND
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="a run folder of `make train` (default: the demo's, "
+                   "runs/synthetic/alexnet-lite)")
+    from pycount.inference.engines import BACKENDS, DEFAULT_BACKEND
     p.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
                    help=f"cv2: OpenCV DNN, caffe: pycaffe (default: {DEFAULT_BACKEND}, the "
                    f"faster on CPU)")
-    p.add_argument("--out", default="pycount-counts", metavar="DIR",
-                   help="output folder (default: ./pycount-counts)")
+    p.add_argument("--out", default=config.DEFAULT_COUNT_OUT, metavar="DIR",
+                   help=f"output folder (default: ./{config.DEFAULT_COUNT_OUT})")
     p.add_argument("--gpu", type=int, default=-1, help="GPU id (caffe backend), -1 for the CPU")
     p.add_argument("--recursive", action="store_true", help="also count images in subfolders")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--expected", action="store_true",
                    help="C-head runs: count by the expected class, not the most probable")
     p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
+    _more_commands(sub)
     return ap
 
 
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _more_commands(sub) -> None:
+    """The commands around the three stages: data, protocol, audit, prototxt, bench."""
+    from pycount.data.download import SOURCES
+    p = sub.add_parser("data", help="download, verify and unpack a public dataset release")
+    p.add_argument("--dataset", required=True, choices=sorted(SOURCES))
+    p.add_argument("--data-root", default=None,
+                   help="folder that will hold the dataset folder (default: pycount's data dir)")
+    p.add_argument("--url", help="download from here instead of the official release")
+    p.add_argument("--archive", help="an already-downloaded release archive (zip or tar)")
+    p.add_argument("--verify-only", action="store_true",
+                   help="only check DATA_ROOT/<folder> against the manifest")
+    p = sub.add_parser("protocol", help="the density counters' protocol: N training images x "
+                       "seeds, each prepared, trained and evaluated")
+    p.add_argument("--dataset", default="bacterial")
+    p.add_argument("--model", default="fcrn")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--ns", type=_ints, default=list(config.PROTOCOL_NS),
+                   help="comma-separated N (default %(default)s)")
+    p.add_argument("--seeds", type=_ints, default=list(config.PROTOCOL_SEEDS),
+                   help="comma-separated seeds (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=config.PROTOCOL_JOBS,
+                   help="runs at a time (default %(default)s)")
+    p = sub.add_parser("audit", help="the paper's Tables 2-4 beside every run present "
+                       "(runs/audit/)")
+    p.add_argument("--runs", help="runs folder (default: PYCOUNT_RUNS or runs/)")
+    p.add_argument("--out", help="report folder (default: <runs>/audit)")
+    sub.add_parser("prototxt", help="rewrite the committed prototxt/ tree from the NetSpec "
+                   "builders")
+    p = sub.add_parser("bench", help="measurements of every stage (bench/, in the source "
+                       "checkout) -> bench/results/", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+
+
+def _data(args) -> int:
+    from pycount.data import download
+    root = args.data_root or config.data_dir()
+    if args.verify_only:
+        folder = os.path.join(root, download.SOURCES[args.dataset].folder)
+        problems = download.verify(args.dataset, folder)
+        if problems:
+            print(f"{folder} does not verify ({len(problems)} problems):", file=sys.stderr)
+            print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            return 1
+        print(f"{folder}: all {len(download.manifest(args.dataset))} files verify")
+        return 0
+    print(download.fetch(args.dataset, root, url=args.url, archive=args.archive))
+    return 0
+
+
+def _audit(args) -> int:
+    from pycount.reporting import audit
+    report = audit.build(args.runs or config.runs_dir())
+    paths = audit.write(report, args.out)
+    print(audit.summary(report))
+    print(f"\nreport: {paths['md']}\n        {paths['html']} (opens in a browser)")
+    return 0
+
+
+def _bench(args) -> int:
+    try:
+        from bench import cli as bench_cli
+    except ModuleNotFoundError:
+        raise config.ConfigError("pycount bench runs the measurement code in bench/ of the "
+                                 "source checkout: run it from there (make bench)") from None
+    return bench_cli.main(args.bench_args)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "data":
+        return _data(args)
+    if args.command == "audit":
+        return _audit(args)
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "prototxt":
+        from pycount.nets import builders
+        for path in builders.write_committed():
+            print(path.relative_to(config.ROOT))
+        return 0
+    if args.command == "protocol":
+        from pycount.training import protocol
+        config.dataset(args.dataset), config.model(args.model)
+        protocol.run(args.dataset, args.model, args.ns, args.seeds, args.data_root, args.jobs)
+        return 0
     if args.command == "count":
-        from .count import count
-        return count(args.inputs, args.run, backend=args.backend, out=args.out, gpu=args.gpu,
+        from pycount.inference.count import count
+        run_dir = args.run or config.run_dir(config.dataset(config.DEFAULT_DATASET),
+                                             config.model(config.DEFAULT_MODEL))
+        return count(args.inputs, run_dir, backend=args.backend, out=args.out, gpu=args.gpu,
                      recursive=args.recursive, expected=args.expected, shared=args.shared,
                      tta=args.tta)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma)
     if args.command == "prepare":
-        from .prepare import prepare
+        from pycount.data.prepare import prepare
         prepare(ds, args.data_root, force=args.force,
                 model=config.model(args.model, ds) if args.model else None)
         return 0
     model = config.model(args.model, ds)
     if args.command == "train":
-        from .train import Trainer
+        from pycount.training.trainer import Trainer
         if args.scratch:
             model = dataclasses.replace(model, finetune="scratch")
         elif args.finetune and model.family != "alexnet":
@@ -124,8 +220,8 @@ def run(args: argparse.Namespace) -> int:
               f"kept {kept}: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
         return 0
     if args.command == "eval":
-        from .evaluate import evaluate
-        from .report import metrics_table
+        from pycount.evaluation.evaluate import evaluate
+        from pycount.reporting.figures import metrics_table
         m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
                      backend=args.backend, shared=args.shared, tta=args.tta)
         print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
@@ -138,16 +234,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from .datasets import DatasetError
-    from .lmdbio import LmdbError
-    from .train import Diverged, TrainError
     try:
         return run(args)
     except Diverged as e:
         print(f"pycount: error: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)                  # see Diverged: Caffe's heap may be corrupt by now
-    except (config.ConfigError, DatasetError, LmdbError, TrainError) as e:
+    except PycountError as e:       # the one place user errors become messages (errors.py)
         print(f"pycount: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

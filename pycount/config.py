@@ -10,8 +10,23 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pycount.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTOTXT_DIR = ROOT / "prototxt"
+
+
+# What a command uses when it is not told (the Makefile passes only the variables a user sets, so
+# these are the defaults of `make` and of `pycount` alike).
+DEFAULT_DATASET = "synthetic"        # the embedded default: generated, no download
+DEFAULT_MODEL = "alexnet-lite"       # trains on 2 CPU cores in minutes
+DEFAULT_HEAD = "R"                   # the paper's regression head
+DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
+# `make protocol`: the density counters' protocol (Lempitsky & Zisserman; FCRN; Count-ception):
+# N training images drawn with each seed, two runs at a time on 2 cores
+PROTOCOL_NS = (32, 50)
+PROTOCOL_SEEDS = (1, 2, 3, 4, 5)
+PROTOCOL_JOBS = 2
 
 
 def data_dir() -> Path:
@@ -24,11 +39,9 @@ def runs_dir() -> Path:
     return Path(os.environ.get("PYCOUNT_RUNS", ROOT / "runs"))
 
 
-class ConfigError(ValueError):
-    """An unknown dataset, model or setting; the message lists the valid choices."""
 
 
-SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+SPLITS_DIR = Path(__file__).resolve().parent / "data" / "splits"
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,13 @@ DATASETS: dict[str, DatasetConfig] = {
         description="synthetic Ki67-like IHC, 55 images 1920x2560, seeded"),
 }
 
+# Training writes a log line (loss, lr, seconds) every DISPLAY_INTERVAL iterations, and at every
+# validation and snapshot
+DISPLAY_INTERVAL = 20
+
+# The dataset whose nets are committed under prototxt/ (pycount.nets.builders.committed_plans)
+REFERENCE_DATASET = "bacterial"
+
 SYNTHETIC_IMAGES = 100
 KI67_SYNTHETIC_IMAGES = 55
 SYNTHETIC_SEED = 0
@@ -170,7 +190,7 @@ class SolverConfig:
     power: float = 1.0         # lr_policy "poly": base_lr * (1 - iter / max_iter) ^ power
     stepvalues: tuple[int, ...] = ()  # lr_policy "multistep": x gamma at each of these iterations
     average_after: int = 0     # > 0: the weights kept are the mean of those after this iteration
-    #                            (pycount.train.WeightAverage); 0: the solver's own last weights
+    #                            (pycount.training.averaging); 0: the solver's own last weights
 
     def lr_at(self, it: int, max_iter: int) -> float:
         """The learning rate Caffe uses at iteration `it` (step, multistep and poly policies)."""
@@ -338,6 +358,23 @@ def model(name: str, ds: DatasetConfig | None = None) -> ModelConfig:
     m = _lookup(MODELS, name, "model", "MODEL")
     changes = SOLVER_BY_DATASET.get((name, ds.name), {}) if ds else {}
     return replace(m, solver=replace(m.solver, **changes)) if changes else m
+
+
+HEADS = ("R", "C")    # regression (the paper's R), classification over counts (C)
+
+
+def check_names(dataset_name: str = "", model_name: str = "", head: str = "") -> str | None:
+    """The Makefile's first step: None if the (non-empty) names are known, else the message."""
+    try:
+        if dataset_name:
+            dataset(dataset_name)
+        if model_name:
+            model(model_name)
+        if head and head not in HEADS:
+            raise ConfigError(f"unknown head {head!r}; valid: {', '.join(HEADS)} (set HEAD=...)")
+    except ConfigError as e:
+        return f"make: {e}"
+    return None
 
 
 def n_classes(ds: DatasetConfig) -> int:

@@ -1,7 +1,7 @@
 """All-or-nothing writes: a failure half-way leaves the previous file untouched, no temp files."""
 import pytest
 
-from pycount import atomic
+from pycount.util import atomic
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

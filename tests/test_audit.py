@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pycount import audit
+from pycount.reporting import audit
 
 PAPER_TXT = Path("/work/shared/paper/xue2016-cell-counting-by-regression.txt")
 VALUE = r"\d+\.\d+(?:\s*±\s*\d+\.\d+)?"
@@ -117,17 +117,8 @@ def test_unreadable_and_empty(tmp_path, monkeypatch):
 
 
 def test_cli(tmp_path, capsys):
-    import runpy
-    import sys
+    from pycount import cli
     _fake_run(tmp_path / "r", "ki67-synthetic/resnet152", mae=150.0, mae_std=50.0, mre=0.08)
-    sys_argv = sys.argv
-    sys.argv = ["audit.py", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
-    try:
-        with pytest.raises(SystemExit) as e:
-            runpy.run_path(str(Path(audit.__file__).parent.parent / "tools" / "audit.py"),
-                           run_name="__main__")
-    finally:
-        sys.argv = sys_argv
-    assert e.value.code == 0
+    assert cli.main(["audit", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "ki67-synthetic" in out and "+41.70" in out and str(tmp_path / "o") in out

@@ -7,7 +7,10 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
-from pycount import backends, config, nets  # noqa: E402
+from pycount.inference import engines as backends  # noqa: E402
+from pycount import config
+from pycount.nets import builders as nets
+from pycount.inference import predictors
 
 
 def random_caffemodel(deploy, out, seed=0):
@@ -57,7 +60,7 @@ def _write_net(plan, tmp_path):
 def test_backends_agree_on_every_committed_net(plan, tmp_path):
     deploy, weights = _write_net(plan, tmp_path)
     if plan.model.density:              # a density map of a 1.5-crop image, stitched from crops
-        from pycount.fullconv import DensityPredictor
+        from pycount.inference.fullconv import DensityPredictor
         side = plan.patch * 3 // 2
         rgb = np.random.default_rng(1).integers(0, 256, (side, side + 8, 3), dtype=np.uint8)
         maps = [DensityPredictor(deploy, weights, plan.model, plan.dataset, engine=e).density(rgb)
@@ -107,11 +110,11 @@ def test_patches_are_resized_to_the_nets_input(tmp_path):
     deploy, weights = _write_net(plan, tmp_path)
     predict = backends.Cv2DnnBackend(deploy, weights, plan.model, ds, "R")
     rgb = _patches(nets.default_plan("synthetic", "alexnet-lite"), 4)
-    from pycount.prepare import resize_patch
-    resized = np.stack([resize_patch(p, ds) for p in rgb])
+    from pycount.data.patches import resize_patch
+    resized = np.stack([resize_patch(p, ds.input_size) for p in rgb])
     np.testing.assert_array_equal(predict(rgb), predict(resized))
 
 
 def test_unknown_backend_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid: cv2, caffe"):
-        backends.make_backend("onnx", "runs/x")
+        predictors.make_predictor("onnx", "runs/x")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import bench_peers, nets  # noqa: E402
+from bench import peers as bench_peers  # noqa: E402
+from pycount.nets import builders as nets
 
 TINY = """name: "tiny"
 layer {
@@ -55,11 +56,11 @@ def test_flops_count_multiply_adds_of_conv_and_fc(tmp_path):
     assert bench_peers.net_flops(net) == 2 * (4 * 27 * 64 + 256 * 5)
 
 
-@pytest.mark.parametrize("dataset, model", [("synthetic", "alexnet-lite"), ("ki67", "alexnet"),
-                                            ("synthetic", "resnet50")])
+@pytest.mark.parametrize("dataset, model", [("bacterial", "alexnet-lite"), ("ki67", "alexnet"),
+                                            ("bacterial", "resnet50")])
 def test_torch_peer_computes_what_caffe_computes(dataset, model, tmp_path):
     torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
-    from pycount import torch_peer
+    from bench import torch_peer
     proto = (nets.committed_dir(nets.default_plan(dataset, model)) / "deploy.prototxt").read_text()
     net, _, _ = bench_peers._caffe_net(proto, tmp_path)
     for name, layer in zip(net._layer_names, net.layers):     # non-trivial BatchNorm statistics

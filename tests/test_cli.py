@@ -3,7 +3,8 @@ import subprocess
 
 import pytest
 
-from pycount import cli, config
+from pycount import cli
+from pycount import config
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -2,6 +2,9 @@
 corrupt files reported and skipped, exit statuses, counts equal to pycount.density's."""
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +13,14 @@ import tifffile
 
 pytest.importorskip("caffe")
 
-from pycount import backends, cli, datasets, density, nets  # noqa: E402
+from pycount import cli  # noqa: E402
+from pycount.data import readers as datasets
+from pycount.inference import density
+from pycount.nets import builders as nets
+from pycount.inference import predictors
 from test_backends import random_caffemodel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -50,7 +59,7 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
                                                              "rgba.PNG"))
     assert rows[str(images / "corrupt.png")]["status"] == "failed"
     assert "cannot decode" in rows[str(images / "corrupt.png")]["error"]
-    predict = backends.make_backend("cv2", run)
+    predict = predictors.make_predictor("cv2", run)
     for name, (w, h) in (("grey16.tif", (90, 70)), ("rgba.PNG", (50, 64))):
         row = rows[str(images / name)]
         assert row["status"] == "ok" and (int(row["width"]), int(row["height"])) == (w, h)
@@ -91,3 +100,27 @@ def test_a_missing_run_file_is_named_with_the_fix(run, images, missing, capsys):
     assert cli.main(["count", str(images), "--run", str(run)]) == 2
     err = capsys.readouterr().err
     assert str(run / missing) in err and "make train" in err
+
+
+@pytest.mark.parametrize("backend", ["cv2", "caffe"])
+@pytest.mark.parametrize("damage", ["truncated", "other net"])
+def test_a_damaged_caffemodel_is_one_message_not_an_abort(run, images, backend, damage, tmp_path):
+    """A truncated model.caffemodel, or another net's, gave a cv2.error traceback or a glog
+    abort (exit 134); now the file is checked before Caffe sees it (#21.3). In a subprocess, as
+    a user runs it: an abort would kill it."""
+    weights = run / "model.caffemodel"
+    if damage == "truncated":
+        data = weights.read_bytes()
+        weights.write_bytes(data[:len(data) // 2])
+    else:
+        other = tmp_path / "other.prototxt"
+        other.write_text(nets.net_prototxt(nets.default_plan("synthetic", "alexnet", "R"),
+                                           "deploy"))
+        random_caffemodel(other, weights)
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+                        "--run", str(run), "--out", str(tmp_path / "out"), "--backend", backend],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert f"pycount: error: {weights} cannot be used" in p.stderr
+    assert "train it again" in p.stderr

@@ -1,6 +1,6 @@
 """The CUDA variant of Caffe on a machine without a GPU (what CI is): it was built (`make
 cuda-check` builds it and points PYCOUNT_CUDA_BUILD at it), it trains on the CPU, and GPU=0
-stops with a message instead of Caffe's abort. The GPU side is tools/gpu_check.py's job, run
+stops with a message instead of Caffe's abort. The GPU side is bench/gpu_check.py's job, run
 where a GPU is (README, "GPU and Docker")."""
 import os
 import pickle
@@ -36,9 +36,9 @@ def test_build_links_cuda_and_has_the_tool():
 
 def test_gpu_request_without_a_gpu_says_why_and_exits(tmp_path):
     p = run_with_cuda_caffe(
-        "from pycount import train\n"
-        "try:\n    train.set_device(0)\n"
-        "except train.TrainError as e:\n    print('refused:', e); sys.exit(3)\n"
+        "from pycount import device, errors\n"
+        "try:\n    device.set_device(0)\n"
+        "except errors.TrainError as e:\n    print('refused:', e); sys.exit(3)\n"
         "print('a GPU was found')\n", tmp_path)
     if "a GPU was found" in p.stdout:
         pytest.skip("this machine has a usable GPU")
@@ -50,13 +50,14 @@ def test_gpu_request_without_a_gpu_says_why_and_exits(tmp_path):
 def test_cuda_build_trains_on_the_cpu_without_a_driver(tiny, tmp_path):
     """Caffe's data threads asked the driver for the current device even in CPU mode and
     aborted (patch 03 fixes that): a CUDA build must still train with GPU=-1."""
-    from pycount import config, prepare
+    from pycount import config
+    from pycount.data import prepare
     ds, model = tiny
     prepare.prepare(ds)
     (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
     p = run_with_cuda_caffe(
         "import pickle\n"
-        "from pycount import train\n"
+        "from pycount.training import trainer as train\n"
         f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
         "r = train.Trainer(ds, model, gpu=-1, max_iter=30).train(resume=False)\n"
         "print('iterations', r['iterations'])\n", tmp_path)
@@ -66,17 +67,18 @@ def test_cuda_build_trains_on_the_cpu_without_a_driver(tiny, tmp_path):
 
 
 def test_gpu_check_script_runs_on_the_cpu_with_the_cuda_tool(tiny, tmp_path):
-    """tools/gpu_check.py (the GPU verification) in its CPU self-test mode, with this build's
+    """bench/gpu_check.py (the GPU verification) in its CPU self-test mode, with this build's
     `caffe` tool: training, the CPU/GPU comparison plumbing and the report all work."""
-    from pycount import config, prepare
+    from pycount import config
+    from pycount.data import prepare
     ds, _ = tiny
     prepare.prepare(ds)
     out = tmp_path / "gc"
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py"),
+    p = subprocess.run([sys.executable, "-m", "bench.gpu_check",
                         "--caffe", str(Path(BUILD) / "src" / "caffe-tool"),
                         "--lmdb", str(config.lmdb_dir(ds)), "--iters", "40", "--batches", "2",
                         "--gpu", "-1", "--time-iters", "2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     import json
     report = json.loads((out / "gpu_check.json").read_text())

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pycount.datasets import (DatasetError, Sample, generate_synthetic, read_vgg_cells,
-                              synthesize_image)
+from pycount.data.readers import DatasetError, Sample, read_vgg_cells
+from pycount.data.synthetic import generate_synthetic, synthesize_image
 
 REAL_ROOT = Path("/work/shared/datasets/vgg_cells")
 SMALL = dict(count_range=(20, 60), size=128)  # small images keep the generator tests fast

@@ -4,7 +4,8 @@ import pytest
 
 from scipy.interpolate import griddata
 
-from pycount import density, patches
+from pycount.inference import density
+from pycount.data import patches
 
 
 def exact_predictor(centres, patch, origins_of):

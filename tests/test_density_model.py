@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import (audit, config, count, density_targets, fullconv, lmdbio, nets,  # noqa: E402
-                     prepare, protocol, train)
+from pycount import config  # noqa: E402
+from pycount.data import density_targets, lmdbio, prepare
+from pycount.inference import count, fullconv, predictors
+from pycount.inference.run import Run
+from pycount.nets import builders as nets
+from pycount.reporting import audit
+from pycount.training import protocol
+from pycount.training import trainer as train
 
 
 @pytest.fixture
@@ -129,7 +135,7 @@ def test_count_gives_the_sum_of_its_heatmap(dtiny, tmp_path):
     # files, as `pycount count` does
     info = json.loads((run / "train.json").read_text())
     assert info["model"] == "fcrn" and info["crop"] == 64
-    r = count.Run(run, run / "deploy.prototxt", run / "model.caffemodel", model, ds, "R")
+    r = Run(run, run / "deploy.prototxt", run / "model.caffemodel", model, ds, "R")
     for engine in ("cv2", "caffe"):
         pred = fullconv.DensityPredictor(r.deploy, r.weights, model, ds, engine=engine)
         row = count.count_file(img, r, pred, tmp_path / f"{engine}.png")
@@ -153,9 +159,8 @@ def test_density_heads_and_shared_are_refused(dtiny):
     ds, model = dtiny
     with pytest.raises(config.ConfigError, match="no C head"):
         nets.net_prototxt(nets.NetPlan(model=model, dataset=ds, head="C"), "deploy")
-    from pycount import backends
     with pytest.raises(config.ConfigError, match="fully convolutional"):
-        backends.make_backend("cv2", ("d", "w"), model, ds, "R", shared=True)
+        predictors.make_predictor("cv2", ("d", "w"), model, ds, "R", shared=True)
 
 
 def test_training_without_the_density_lmdbs_names_the_command(dtiny):
@@ -323,11 +328,12 @@ def test_training_keeps_the_averaged_weights_and_resumes_the_average(dtiny):
     longer = dataclasses.replace(model, solver=dataclasses.replace(solver, max_iter=60))
     assert train.Trainer(ds, longer).train(resume=True)["averaged_iterations"] == 20
     state = json.loads((run / "snapshots" / "latest.json").read_text())
-    with np.load(state["average"]) as z:
+    with np.load(run / "snapshots" / state["average"]) as z:
         assert int(z["n"]) == 20
         mean = z["arr_0"] / 20                              # conv1's weights, averaged
     kept = caffe.Net(str(run / "deploy.prototxt"), str(run / "model.caffemodel"), caffe.TEST)
-    last = caffe.Net(str(run / "deploy.prototxt"), state["caffemodel"], caffe.TEST)
+    last = caffe.Net(str(run / "deploy.prototxt"), str(run / "snapshots" / state["caffemodel"]),
+                     caffe.TEST)
     np.testing.assert_allclose(kept.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
     assert not np.allclose(last.params["conv1"][0].data, mean, rtol=1e-5, atol=1e-7)
 
@@ -357,9 +363,8 @@ def test_tta_density_turns_with_the_image(dtiny, tmp_path):
     assert eight.count_image(img).count == pytest.approx(d.sum())
     with pytest.raises(config.ConfigError, match="TTA=3"):
         fullconv.DensityPredictor(deploy, weights, model, ds, tta=3)
-    from pycount import backends
     with pytest.raises(config.ConfigError, match="density models"):
-        backends.make_backend("cv2", (deploy, weights), config.model("alexnet-lite"), ds, "R",
+        predictors.make_predictor("cv2", (deploy, weights), config.model("alexnet-lite"), ds, "R",
                               tta=8)
 
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from pycount import config, prepare
-from pycount.density_targets import density_target
+from pycount import config
+from pycount.data import prepare
+from pycount.data.density_targets import density_target
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.0, 5.0])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pycount import download
+from pycount.data import download
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 FILES = {"001cell.png": b"cell one", "001dots.png": b"dots one", "sub/notes.txt": b"hello"}

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import config, features, lmdbio, nets  # noqa: E402
+from pycount import config  # noqa: E402
+from pycount.training import features
+from pycount.data import lmdbio
+from pycount.nets import builders as nets
 
 
 @pytest.fixture
@@ -78,7 +81,10 @@ def test_feature_cache_is_reused_and_keyed_by_weights(paper_mode):
 
 def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mode, monkeypatch):
     import hashlib
-    from pycount import evaluate, prepare, train, weights as weights_mod
+    from pycount.evaluation import evaluate
+    from pycount.data import prepare
+    from pycount.training import trainer as train
+    from pycount.nets import weights as weights_mod
     ds, _ = tiny
     ds = dataclasses.replace(ds, train_ids=ds.train_ids[:4], n_val=1, rot_step=0)  # 432 patches
     _, _, pretrained, tmp = paper_mode

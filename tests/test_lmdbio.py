@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import lmdbio  # noqa: E402
+from pycount.data import lmdbio  # noqa: E402
 
 
 def records(n, patch=6, seed=0):

@@ -1,7 +1,7 @@
 """MRE and MAE±std against values worked out by hand."""
 import pytest
 
-from pycount import metrics
+from pycount.evaluation import metrics
 
 TRUE = [100, 200, 50, 10]
 PRED = [110, 190, 55, 10]          # absolute errors 10, 10, 5, 0

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import config, lmdbio, nets  # noqa: E402
+from pycount import config  # noqa: E402
+from pycount.data import lmdbio
+from pycount.nets import builders as nets
 
 
 def test_committed_prototxts_equal_what_the_generator_writes(tmp_path):
@@ -17,6 +19,44 @@ def test_committed_prototxts_equal_what_the_generator_writes(tmp_path):
     for rel in committed:
         assert (config.PROTOTXT_DIR / rel).read_text() == (tmp_path / rel).read_text(), \
             f"prototxt/{rel} is stale: run `make prototxt` and commit"
+
+
+# What a dataset may change in a committed net (prototxt/ holds the reference dataset's nets):
+# its input side, mean colour, LMDB paths and batch anywhere; the net's name (first line); the
+# number of classes of the C head's last layer. Anything else would be a net not committed.
+FREE_ANYWHERE = ("dim:", "mean_value:", "source:", "batch_size:")
+
+
+def _committed_twin(plan: nets.NetPlan) -> nets.NetPlan:
+    """The committed plan whose layers a dataset's net must share."""
+    same = [p for p in nets.committed_plans() if (p.model.name, p.head) == (plan.model.name,
+                                                                             plan.head)]
+    if plan.model.family == "alexnet":
+        same = [p for p in same if nets.alexnet_adaptation(p.patch)
+                == nets.alexnet_adaptation(plan.patch)]
+    assert len(same) == 1, f"no single committed twin for {plan.dataset.name}/{plan.model.name}"
+    return same[0]
+
+
+@pytest.mark.parametrize("dataset", sorted(config.DATASETS))
+@pytest.mark.parametrize("phase", ["train_val", "deploy"])
+def test_other_datasets_change_only_what_is_allowed(dataset, phase):
+    for m in config.MODELS:
+        for head in nets.HEADS if not config.MODELS[m].density else ("R",):
+            plan = nets.default_plan(dataset, m, head)
+            ours = nets.net_prototxt(plan, phase).split("\n")
+            ref = (nets.committed_dir(_committed_twin(plan)) / f"{phase}.prototxt") \
+                .read_text().split("\n")
+            assert len(ours) == len(ref), f"{dataset}/{m}-{head}: another net than prototxt/'s"
+            layer = ""
+            for i, (a, b) in enumerate(zip(ref, ours)):
+                if a.strip().startswith("name:"):
+                    layer = a.strip()
+                if a == b or a.strip().startswith(FREE_ANYWHERE) or i == 0:
+                    continue
+                assert head == "C" and a.strip().startswith("num_output:") \
+                    and layer == 'name: "score"', \
+                    f"{dataset}/{m}-{head} {phase}, line {i + 1}: {a.strip()!r} -> {b.strip()!r}"
 
 
 @pytest.mark.parametrize("plan", nets.committed_plans(),

@@ -3,16 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pycount.patches import (
-    count_in_window,
-    count_training_patches,
-    counts_on_grid,
-    grid,
-    grid_origins,
-    patch_centres,
-    rotated_patch,
-    training_patches,
-)
+from pycount.data.patches import (count_in_window, count_training_patches, counts_on_grid, grid,
+                                  grid_origins, patch_centres, rotated_patch, training_patches)
 
 GRID_CASES = [(256, 256, 40, 20), (500, 500, 60, 30), (257, 301, 40, 20),
               (40, 40, 40, 20), (45, 120, 45, 7), (100, 63, 30, 30)]  # full coverage needs stride <= patch

@@ -2,7 +2,7 @@
 import io
 import re
 
-from pycount.progress import Progress
+from pycount.util.progress import Progress
 
 
 def _last_line(stream):

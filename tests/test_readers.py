@@ -9,8 +9,11 @@ import pytest
 import scipy.io
 import tifffile
 
-from pycount import datasets, patches
-from pycount.datasets import DatasetError, generate_ki67_synthetic, read, read_generic
+from pycount.data import readers as datasets
+from pycount.data import patches
+from pycount.data import synthetic
+from pycount.data.readers import DatasetError, read, read_generic
+from pycount.data.synthetic import generate_ki67_synthetic
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CRC_ROOT = SHARED / "CRCHistoPhenotypes_2016_04_28"
@@ -247,9 +250,9 @@ def test_ki67_roundtrip_and_determinism(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"], "no temporary folders left behind"
     samples = read_generic(out)
     for k, s in enumerate(samples):
-        rng = datasets._image_rng(3, k)
+        rng = synthetic._image_rng(3, k)
         n = int(rng.integers(30, 81))
-        image, centres = datasets.synthesize_ki67_image(rng, n, (200, 240))
+        image, centres = synthetic.synthesize_ki67_image(rng, n, (200, 240))
         assert s.count == n and s.image.shape == (200, 240, 3)
         np.testing.assert_array_equal(s.centres, centres)
         np.testing.assert_array_equal(s.image, image)
@@ -271,7 +274,7 @@ def test_ki67_reuse(tmp_path):
 
 
 def test_ki67_looks_like_ihc():
-    image, centres = datasets.synthesize_ki67_image(np.random.default_rng(5), 200, (400, 500))
+    image, centres = synthetic.synthesize_ki67_image(np.random.default_rng(5), 200, (400, 500))
     xy = centres.astype(int)
     at_cells = image[xy[:, 1], xy[:, 0]].astype(float)
     background = np.median(image.reshape(-1, 3), axis=0)

@@ -13,7 +13,10 @@ caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from pycount import config, lmdbio, nets, weights  # noqa: E402
+from pycount import config  # noqa: E402
+from pycount.data import lmdbio
+from pycount.nets import builders as nets
+from pycount.nets import weights
 
 # depth -> (convolutions incl. the 4 projection shortcuts, a name only that depth has)
 STRUCTURE = {50: (53, "res4f_branch2c"), 101: (104, "res4b22_branch2c"),

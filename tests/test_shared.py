@@ -3,7 +3,12 @@ bilinear window sampling; counting with --shared goes through the whole-image tr
 import numpy as np
 import pytest
 
-from pycount import config, density, nets, shared
+from pycount import config
+from pycount.inference import density
+from pycount.nets import builders as nets
+from pycount.inference import shared
+
+REF = config.REFERENCE_DATASET       # the dataset whose nets are committed
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
 
@@ -43,7 +48,7 @@ def _random_weights(deploy, tmp_path):
 def test_trunk_plus_head_equal_the_deploy_net_on_one_patch(model_name, engine, tmp_path):
     ds = config.dataset("synthetic")
     model = config.model(model_name, ds)
-    deploy = nets.committed_dir(nets.default_plan("synthetic", model_name)) / "deploy.prototxt"
+    deploy = nets.committed_dir(nets.default_plan(REF, model_name)) / "deploy.prototxt"
     weights = _random_weights(deploy, tmp_path)
     sp = shared.SharedPredictor(deploy, weights, model, ds, "R", engine=engine)
     rng = np.random.default_rng(1)
@@ -73,7 +78,7 @@ def test_sample_windows_is_exact_on_whole_cells_and_bilinear_between():
 def test_count_image_uses_the_whole_image_trunk(tmp_path, monkeypatch):
     ds = config.dataset("synthetic")
     model = config.model("alexnet-lite", ds)
-    deploy = nets.committed_dir(nets.default_plan("synthetic", "alexnet-lite")) / "deploy.prototxt"
+    deploy = nets.committed_dir(nets.default_plan(REF, "alexnet-lite")) / "deploy.prototxt"
     sp = shared.SharedPredictor(deploy, _random_weights(deploy, tmp_path), model, ds, "R")
     calls = []
     real = sp.feature_map
@@ -97,7 +102,7 @@ def test_images_whose_shared_counts_drift_are_counted_per_window(tmp_path):
     exactly; with the check off, the (different) shared counts come back."""
     ds = config.dataset("synthetic")
     model = config.model("alexnet-lite", ds)
-    deploy = nets.committed_dir(nets.default_plan("synthetic", "alexnet-lite")) / "deploy.prototxt"
+    deploy = nets.committed_dir(nets.default_plan(REF, "alexnet-lite")) / "deploy.prototxt"
     weights = _random_weights(deploy, tmp_path)
     image = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     origins = density.patches.grid(120, 160, ds.patch, ds.stride)

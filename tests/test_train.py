@@ -1,19 +1,25 @@
 """Training end to end on a tiny synthetic set: LMDBs, pycaffe solver, loss falls, resume."""
 import csv
+import dataclasses
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
-from pycount import config, evaluate, lmdbio, patches, prepare, train  # noqa: E402
+from pycount import config, device  # noqa: E402
+from pycount.evaluation import evaluate
+from pycount.data import lmdbio
+from pycount.data import patches
+from pycount.data import prepare
+from pycount.training import trainer as train
 
 
 def test_prepare_writes_exact_labels_and_reuses(tiny):
@@ -109,7 +115,7 @@ def test_training_without_lmdb_says_how_to_prepare(workdirs):
 
 def test_gpu_request_on_cpu_build_fails_cleanly():
     with pytest.raises(train.TrainError, match="GPU"):
-        train.set_device(0)
+        device.set_device(0)
 
 
 
@@ -121,7 +127,7 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
     script.write_text(
         "import pickle, sys\n"
         f"sys.path.insert(0, {str(config.ROOT)!r})\n"
-        "from pycount import train\n"
+        "from pycount.training import trainer as train\n"
         f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
         "train.Trainer(ds, model, max_iter=10**6).train(resume=False)\n")
     # as a terminal's Ctrl-C: SIGINT handled even where this test runs in a background job
@@ -142,8 +148,15 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
         pytest.fail("training did not stop within 300 s of Ctrl-C:\n"
                     + proc.communicate()[0].decode()[-2000:])
     assert proc.returncode != 0 and "interrupted: writing a snapshot" in out
-    latest = json.loads((config.run_dir(ds, model) / "snapshots" / "latest.json").read_text())
-    assert latest["iter"] >= 40 and Path(latest["solverstate"]).exists()
+    run = config.run_dir(ds, model)
+    latest = json.loads((run / "snapshots" / "latest.json").read_text())
+    assert latest["iter"] >= 40 and (run / "snapshots" / latest["solverstate"]).exists()
+    # the interrupted iterations are logged and their seconds kept (#21.7)
+    rows = list(csv.DictReader(open(run / "train_log.csv")))
+    assert int(rows[-1]["iter"]) == latest["iter"]
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["interrupted"] is True and summary["iterations"] == latest["iter"]
+    assert summary["seconds"] == pytest.approx(float(rows[-1]["seconds"]), abs=2.0)
     resumed = train.Trainer(ds, model, max_iter=latest["iter"] + 20).train(resume=True)
     assert resumed["iterations"] == latest["iter"] + 20
     assert resumed["iterations_this_session"] == 20
@@ -171,3 +184,62 @@ def test_lmdb_of_another_patch_size_is_refused(tiny):
     manifest_path.write_text(json.dumps(dict(manifest, stored_patch=60)))
     with pytest.raises(train.TrainError, match="holds 60 px patches but .* expects 40 px"):
         train.Trainer(ds, model).train()
+
+
+def _train_in_subprocess(tmp_path, ds, model, max_iter: int, resume: bool):
+    """A training process of its own (kills and aborts must not take pytest with them)."""
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import pickle\n"
+        "from pycount.training import trainer as train\n"
+        f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
+        f"s = train.Trainer(ds, model, max_iter={max_iter}).train(resume={resume})\n"
+        "print('iterations', s['iterations'], 'this session', s['iterations_this_session'])\n")
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(config.ROOT)))
+
+
+def test_a_restart_killed_early_never_resumes_the_old_run(tiny, tmp_path):
+    """RESUME=0 removes the old run's snapshots and results first: killed before its own first
+    snapshot, it leaves nothing that a later `make train` would resume or `make count` use."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model).train(resume=False)
+    evaluate.evaluate(ds, model)
+    run = config.run_dir(ds, model)
+    assert (run / "snapshots" / "latest.json").exists() and (run / "metrics.json").exists()
+    slow = dataclasses.replace(model, solver=dataclasses.replace(
+        model.solver, snapshot=10**6, test_interval=10**6))
+    proc = _train_in_subprocess(tmp_path, ds, slow, 10**6, resume=False)
+    log, latest = run / "train_log.csv", run / "snapshots" / "latest.json"
+    deadline = time.time() + 300               # until the new run has logged two rows of its own
+    while time.time() < deadline and (latest.exists() or not log.exists()
+                                      or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+    proc.kill()
+    proc.wait()
+    for name in ("snapshots/latest.json", "model.caffemodel", "metrics.json", "predictions.csv",
+                 "heatmaps", "train.json"):
+        assert not (run / name).exists(), f"{name} of the old run survived RESUME=0"
+    again = train.Trainer(ds, model, max_iter=20).train(resume=True)
+    assert again["iterations_this_session"] == 20          # from scratch, not "resuming"
+
+
+def test_a_moved_run_folder_resumes(tiny, tmp_path, monkeypatch):
+    """Run folders are relocatable: snapshots are named relative to the folder, and the
+    solverstate's absolute weights path is pointed at the folder it is in now (#21.2)."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    old = config.run_dir(ds, model)
+    monkeypatch.setenv("PYCOUNT_RUNS", str(tmp_path / "elsewhere"))
+    new = config.run_dir(ds, model)
+    shutil.copytree(old, new)
+    shutil.rmtree(old.parent)
+    proc = _train_in_subprocess(tmp_path, ds, model, 40, resume=True)
+    out = proc.communicate(timeout=600)[0].decode()
+    assert proc.returncode == 0, out[-3000:]
+    assert "resuming from iteration 30" in out and "iterations 40 this session 10" in out
+    assert not old.exists()

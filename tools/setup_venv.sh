@@ -12,6 +12,9 @@ if [ -f "$venv/.requirements-sha" ] && [ "$(cat "$venv/.requirements-sha")" = "$
 fi
 py=${PYTHON:-python3}
 command -v "$py" >/dev/null || { echo "[setup] error: $py not found; install Python 3.10 or newer" >&2; exit 1; }
+# the version pyproject.toml's requires-python and the README state
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { echo "[setup] error: $("$py" --version 2>&1) is too old: pycount needs Python 3.10 or newer (set PYTHON=...)" >&2; exit 1; }
 if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating the venv $venv" >&2
   if ! "$py" -m venv "$venv" 2>/dev/null; then

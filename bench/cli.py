@@ -1,0 +1,65 @@
+"""`pycount bench ...` (make bench | bench-prepare | bench-train | bench-eval): measurements of
+every stage, written to bench/results/. Measurement code, kept out of the product package."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bench import stages
+
+PEER_STAGES = ("gemm", "prepare", "forward", "train", "count", "memory")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pycount bench", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what")
+    p = sub.add_parser("all", help="every stage beside PyTorch and cv2.dnn, and against the "
+                       "machine's GEMM peak (bench/results/<date>-<host>.{json,md})")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--stages", default=",".join(PEER_STAGES),
+                   help="comma-separated subset of " + ", ".join(PEER_STAGES))
+    p = sub.add_parser("prepare", help="patches/s and MB/s of prepare per dataset")
+    p.add_argument("--datasets", default="synthetic,bacterial,nuclei,ki67-synthetic")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--ki67-images", type=int, default=2,
+                   help="images of ki67-synthetic to time, one of them for validation "
+                        "(all 45: ~50 GB of PNG patches)")
+    p = sub.add_parser("train", help="training images/s per model, the feature cache's gain")
+    p.add_argument("--iters", type=int, default=4, help="timed solver iterations per case")
+    p = sub.add_parser("eval", help="seconds to count one image per model and engine, per "
+                       "window and with shared convolutions")
+    p.add_argument("--models", default=",".join(stages.EVAL_MODELS), help="comma-separated")
+    p.add_argument("--engines", default="cv2,caffe", help="comma-separated: cv2, caffe")
+    p.add_argument("--max-windows", type=int, default=128,
+                   help="time the per-window pass on at most this many windows, extrapolate")
+    p.add_argument("--data-root", default=None)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    what = args.what or "all"
+    if what == "all":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sys.exit("pycount bench: PyTorch (the peer) is missing; `make bench` installs it "
+                     "from bench-requirements.txt")
+        from bench import peers
+        path = peers.run_all(getattr(args, "data_root", None),
+                             tuple(getattr(args, "stages", ",".join(PEER_STAGES)).split(",")))
+    elif what == "prepare":
+        rows = stages.bench_prepare(args.datasets.split(","), args.data_root,
+                                    max_images={"ki67-synthetic": args.ki67_images})
+        path = stages.write_results("prepare", rows)
+    elif what == "train":
+        path = stages.write_results("train", stages.bench_train(iters=args.iters))
+    else:
+        rows = stages.bench_eval(args.models.split(","), args.engines.split(","),
+                                 max_windows=args.max_windows, data_root=args.data_root,
+                                 on_row=lambda rows: stages.write_results("eval", rows))
+        path = stages.write_results("eval", rows)
+    print(path.read_text())
+    return 0

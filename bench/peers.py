@@ -1,0 +1,407 @@
+"""`make bench`: pycount's stages beside their peers, measured in the same run on the same machine.
+
+Peers: PyTorch on the CPU (the same nets, built from the same prototxts by pycount.torch_peer)
+and OpenCV's cv2.dnn on our caffemodels. The machine's limit: measured float32 GEMM GFLOP/s, each
+net's FLOPs per image, and each engine's share of that peak. Memory: the peak resident size of
+prepare, train and count, each in its own process. The summary gives ratios (pycount / PyTorch),
+since absolute times on shared machines drift.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pycount import config
+from pycount.nets import builders as nets
+from pycount.inference import predictors
+
+# forward: (model, dataset giving the input side, SIZE override or None, batch)
+FORWARD_CASES = [("alexnet-lite", "bacterial", None, 64), ("alexnet", "ki67", None, 10),
+                 ("resnet50", "nuclei", None, 64), ("resnet50", "bacterial", 224, 10),
+                 ("resnet152", "ki67", None, 10)]
+# training: (model, dataset, batch); ResNets as in the paper (trunk frozen, head trained)
+TRAIN_CASES = [("alexnet-lite", "bacterial", 16), ("alexnet", "bacterial", 32),
+               ("resnet50", "bacterial", 32), ("resnet152", "bacterial", 32)]
+# counting one image: (dataset giving patch/stride, H, W, model)
+COUNT_CASES = [("nuclei", 500, 500, "alexnet-lite"), ("nuclei", 500, 500, "resnet50"),
+               ("ki67", 1920, 2560, "alexnet-lite"), ("ki67", 1920, 2560, "resnet152")]
+
+
+def _best(fn, repeat: int = 3) -> float:
+    """Best wall time of `repeat` calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def gemm_peak(n: int = 2048) -> dict:
+    """float32 matrix product GFLOP/s through numpy (OpenBLAS) and, if present, torch."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    out = {"numpy_sgemm_gflops": round(flops / _best(lambda: a @ b) / 1e9, 1)}
+    try:
+        import torch
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        out["torch_sgemm_gflops"] = round(flops / _best(lambda: ta @ tb) / 1e9, 1)
+    except ImportError:
+        pass
+    out["peak_gflops"] = max(out.values())
+    return out
+
+
+def _deploy(model_name: str, dataset: str, size: int | None, head: str = "R") -> tuple:
+    ds = config.with_overrides(config.dataset(dataset), size=size) if size else \
+        config.dataset(dataset)
+    model = config.model(model_name, ds)
+    plan = nets.NetPlan(model=model, dataset=ds, head=head)
+    return ds, model, nets.net_prototxt(plan, "deploy")
+
+
+def _caffe_net(prototxt: str, folder: Path):
+    """A pycaffe TEST net with seeded random weights, BatchNorm statistics 0 / 1, and its file."""
+    from bench.stages import random_net
+    path = folder / "deploy.prototxt"
+    path.write_text(prototxt)
+    weights = folder / "w.caffemodel"
+    return random_net(path, weights), path, weights
+
+
+def net_flops(net) -> float:
+    """Multiply-adds x 2 of the Convolution and InnerProduct layers, per image."""
+    total = 0.0
+    names = list(net._layer_names)
+    for name, layer in zip(names, net.layers):
+        if layer.type in ("Convolution", "InnerProduct"):
+            w = net.params[name][0].data
+            top = net.top_names[name][0]
+            spatial = int(np.prod(net.blobs[top].data.shape[2:])) if layer.type == "Convolution" \
+                else 1
+            total += 2.0 * w.size * spatial
+    return total
+
+
+def bench_forward(cases=FORWARD_CASES, peak: float | None = None) -> list[dict]:
+    """Forward images/s per net, input side and batch: pycaffe, cv2.dnn, PyTorch."""
+    import caffe
+    import cv2
+    import torch
+    from bench import torch_peer
+    rows = []
+    for name, dataset, size, batch in cases:
+        ds, model, proto = _deploy(name, dataset, size)
+        with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
+            net, path, weights = _caffe_net(proto, Path(tmp))
+            flops = net_flops(net)
+            side = ds.input_size
+            x = np.random.default_rng(0).standard_normal((batch, 3, side, side)).astype(np.float32)
+            net.blobs["data"].reshape(*x.shape)
+            net.reshape()
+            net.blobs["data"].data[...] = x
+
+            def run_caffe():
+                net.forward()
+            cvnet = cv2.dnn.readNetFromCaffe(str(path), str(weights))
+
+            def run_cv2():
+                cvnet.setInput(x)
+                cvnet.forward()
+            tnet, _ = torch_peer.build(proto)
+            torch_peer.load_caffe_weights(tnet, net)
+            tx = torch.from_numpy(x)
+
+            def run_torch():
+                with torch.inference_mode():
+                    tnet(tx)
+            row = {"model": name, "input": side, "batch": batch,
+                   "gflop_per_image": round(flops / 1e9, 3)}
+            for engine, fn in (("caffe", run_caffe), ("cv2", run_cv2), ("torch", run_torch)):
+                rate = batch / _best(fn)
+                row[f"{engine}_img_s"] = round(rate, 1)
+                if peak:
+                    row[f"{engine}_peak_pct"] = round(100 * rate * flops / 1e9 / peak, 1)
+            row["caffe_over_torch"] = round(row["caffe_img_s"] / row["torch_img_s"], 2)
+            row["best_pycount_over_torch"] = round(max(row["caffe_img_s"], row["cv2_img_s"])
+                                                   / row["torch_img_s"], 2)
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def bench_train_peers(cases=TRAIN_CASES, iters: int = 4) -> list[dict]:
+    """Training images/s: pycount's solver (plain, and for frozen trunks the cached-feature
+    head that `make train` uses) beside a PyTorch loop over the same net, same batch, SGD with
+    momentum and a Euclidean (MSE) loss; frozen trunks are frozen in PyTorch too."""
+    import torch
+    from bench import stages as bench
+    from bench import torch_peer
+    pyc = {(r["model"], r["patch"]): r for r in bench.bench_train(cases, iters=iters)}
+    rows = []
+    for name, dataset, batch in cases:
+        ds, model, proto = _deploy(name, dataset, None)
+        tnet, _ = torch_peer.build(proto)
+        frozen = model.family == "resnet" and model.finetune == "head"
+        head_names = {"count"}
+        params = [p for n, p in tnet.named_parameters()
+                  if not frozen or n.split(".")[1] in head_names]
+        if frozen:
+            for n, p in tnet.named_parameters():
+                p.requires_grad_(n.split(".")[1] in head_names)
+        tnet.train(not frozen)                  # frozen BatchNorm stays in inference mode
+        opt = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+        side = ds.input_size
+        x = torch.randn(batch, 3, side, side)
+        y = torch.rand(batch, 1) * 8
+
+        def step():
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(tnet(x), y) / 2
+            loss.backward()
+            opt.step()
+        step()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+        torch_rate = batch * iters / (time.perf_counter() - t0)
+        p = pyc[(name, side)]
+        row = {"model": name, "input": side, "batch": batch,
+               "mode": "trunk frozen" if frozen else "all layers",
+               "caffe_img_s": p["plain_images_per_s"], "torch_img_s": round(torch_rate, 1),
+               "caffe_over_torch": round(p["plain_images_per_s"] / torch_rate, 2)}
+        if "cached_head_images_per_s" in p:
+            row["pycount_cached_head_img_s"] = p["cached_head_images_per_s"]
+            row["pycount_cached_over_torch"] = round(p["cached_head_images_per_s"] / torch_rate, 1)
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def bench_count_peers(cases=COUNT_CASES, max_windows: int = 96) -> list[dict]:
+    """Seconds to count one image at the paper's settings: pycount (cv2, trunk shared, the
+    triangle-filled griddata heatmap), pycount the paper's way (cv2 per window), and the job
+    written plainly in PyTorch (every window cropped, batched through the net, scipy
+    griddata), each with the same batch (backends.auto_batch). Per-window passes over more than max_windows windows are timed on a subset and
+    extrapolated, as in bench-eval."""
+    import torch
+    from scipy.interpolate import griddata
+    from pycount.inference import engines as backends
+    from bench import stages as bench
+    from pycount.inference import density
+    from pycount.data import patches
+    from pycount.inference import shared
+    from bench import torch_peer
+    rows = []
+    for dataset, h, w, name in cases:
+        ds, model, proto = _deploy(name, dataset, None)
+        image, source = bench._bench_image(dataset, h, w)
+        origins = patches.grid(h, w, ds.patch, ds.stride)
+        centres = patches.patch_centres(origins, ds.patch)
+        n = len(origins)
+        pick = np.arange(n) if n <= max_windows else \
+            np.linspace(0, n - 1, max_windows).round().astype(int)
+        sub = origins[pick]
+        with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
+            net, path, weights = _caffe_net(proto, Path(tmp))
+            batch = backends.auto_batch(ds.input_size)       # the same batch for every engine
+            sp = shared.SharedPredictor(path, weights, model, ds, "R", batch=batch, engine="cv2")
+            plain = predictors.make_predictor("cv2", (path, weights), model, ds, "R", batch=batch)
+            tnet, _ = torch_peer.build(proto)
+            torch_peer.load_caffe_weights(tnet, net)
+            del net
+
+            def torch_windows(origs):
+                out = []
+                with torch.inference_mode():
+                    for i in range(0, len(origs), batch):
+                        stack = density.window_stack(image, origs[i:i + batch], ds.patch)
+                        blob = torch.from_numpy(np.ascontiguousarray(
+                            nets.preprocess(stack, model, ds)))
+                        out.append(tnet(blob).numpy().ravel())
+                return np.concatenate(out)
+            yy, xx = np.mgrid[0:h, 0:w]
+
+            def torch_grid(counts):
+                return griddata(centres, counts / ds.patch ** 2, (xx, yy), method="linear")
+            counts = np.random.default_rng(0).uniform(0, 5, n)
+            density.density_map((h, w), centres, counts, ds.patch)       # warm-up (imports)
+            torch_grid(counts)
+            t0 = time.perf_counter()
+            torch_grid(counts)
+            t_griddata = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            density.density_map((h, w), centres, counts, ds.patch)
+            t_fill = time.perf_counter() - t0
+            torch_windows(sub[:2])
+            t0 = time.perf_counter()
+            torch_windows(sub)
+            t_torch = (time.perf_counter() - t0) * n / len(sub) + t_griddata
+            plain(density.window_stack(image, sub[:2], ds.patch))
+            t0 = time.perf_counter()
+            plain(density.window_stack(image, sub, ds.patch))
+            t_plain = (time.perf_counter() - t0) * n / len(sub) + t_fill
+            t0 = time.perf_counter()
+            shared_counts = sp.window_outputs(image, origins)            # trunk once + heads
+            density.density_map((h, w), centres, shared_counts, ds.patch)
+            t_shared = time.perf_counter() - t0
+            sub_shared = shared_counts[pick]
+            sub_plain = plain(density.window_stack(image, sub, ds.patch))
+            drift = abs(sub_shared.sum() - sub_plain.sum()) / max(abs(sub_plain.sum()), 1.0)
+        # what `pycount count` does: per window (the default), or shared where the 1 % check
+        # passes (then the 16 check windows cost extra; their time is small beside the image's)
+        best = t_shared if drift <= 0.01 else t_plain
+        row = {"image": f"{h}x{w}", "patch/stride": f"{ds.patch}/{ds.stride}", "windows": n,
+               "model": name, "weights": "random",
+               "torch_per_window_s": round(t_torch, 2),
+               "pycount_per_window_s": round(t_plain, 2),
+               "pycount_shared_s": round(t_shared, 2),
+               "shared_count_drift_pct": round(100 * drift, 1),
+               "griddata_s": round(t_griddata, 2), "triangle_fill_s": round(t_fill, 2),
+               "pycount_s": round(best, 2),
+               "pycount_over_torch_time": round(best / t_torch, 3)}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+MEMORY_JOBS = {
+    "prepare bacterial (40/20, 30 deg, 100 images)":
+        "from pycount import config; from pycount.data import prepare; "
+        "prepare.prepare(config.dataset('bacterial'), "
+        "{root!r}, force=True)",
+    "train alexnet-lite on bacterial (batch 16, 50 iterations)":
+        "from pycount import config; from pycount.training import trainer as train; "
+        "ds = config.dataset('bacterial'); "
+        "train.Trainer(ds, config.model('alexnet-lite', ds), max_iter=50).train(resume=False)",
+    "count one 1920x2560 image, resnet152, per window (cv2; 128 of the 1764 windows)":
+        "import numpy as np; from bench import peers as b, stages as bench; "
+        "from pycount.data import patches; from pycount.inference import density, predictors; "
+        "import pathlib, tempfile; ds, m, p = b._deploy('resnet152', 'ki67', None); "
+        "t = pathlib.Path(tempfile.mkdtemp()); net, path, w = b._caffe_net(p, t); del net; "
+        "img, _ = bench._bench_image('ki67', 1920, 2560); "
+        "o = patches.grid(1920, 2560, ds.patch, ds.stride); "
+        "pr = predictors.make_predictor('cv2', (path, w), m, ds, 'R'); "
+        "c = pr(density.window_stack(img, o[:128], ds.patch)); "
+        "density.density_map((1920, 2560), patches.patch_centres(o, ds.patch), "
+        "np.resize(c, len(o)), ds.patch)",
+    "count one 1920x2560 image, resnet152, shared trunk (cv2, no 1 % check)":
+        "import numpy as np; from bench import peers as b, stages as bench; "
+        "from pycount.data import patches; from pycount.inference import shared; "
+        "import pathlib, tempfile; ds, m, p = b._deploy('resnet152', 'ki67', None); "
+        "t = pathlib.Path(tempfile.mkdtemp()); net, path, w = b._caffe_net(p, t); del net; "
+        "img, _ = bench._bench_image('ki67', 1920, 2560); "
+        "o = patches.grid(1920, 2560, ds.patch, ds.stride); "
+        "sp = shared.SharedPredictor(path, w, m, ds, 'R', engine='cv2'); "
+        "sp.window_outputs(img, o)",
+}
+
+
+def bench_memory(data_root=None) -> list[dict]:
+    """Peak resident memory of each stage, each in a fresh Python process, one after the other
+    in one scratch folder (train reads what prepare wrote)."""
+    rows = []
+    root = str(Path(data_root).resolve()) if data_root else None
+    with tempfile.TemporaryDirectory(prefix="pycount-bench-mem-") as tmp:
+        env = dict(os.environ, PYCOUNT_DATA=str(Path(tmp) / "data"),
+                   PYCOUNT_RUNS=str(Path(tmp) / "runs"), GLOG_minloglevel="2")
+        for label, code in MEMORY_JOBS.items():
+            # VmHWM, not ru_maxrss: the latter survives exec and would report the parent's size
+            script = (f"import sys; sys.path.insert(0, {str(config.ROOT)!r})\n"
+                      + code.format(root=root) + "\n"
+                      "print('PEAK_KB', [l.split()[1] for l in open('/proc/self/status') "
+                      "if l.startswith('VmHWM')][0])\n")
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               env=env)
+            secs = time.perf_counter() - t0
+            peak = [l for l in p.stdout.splitlines() if l.startswith("PEAK_KB")]
+            err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else str(p.returncode)
+            rows.append({"stage": label, "seconds": round(secs, 1),
+                         "peak_rss_mb": round(int(peak[0].split()[1]) / 1024, 1) if peak else None,
+                         "status": "ok" if p.returncode == 0 else f"failed: {err}"})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def summary(res: dict) -> str:
+    """The Markdown report: ratios first, then every table."""
+    lines = [f"# pycount benchmark beside PyTorch and cv2.dnn ({res['utc'][:10]}, "
+             f"{res['machine']['host']}, {res['machine']['cpus']} CPUs, no GPU)", ""]
+    g = res["gemm"]
+    lines += [f"Machine limit: float32 GEMM {g['peak_gflops']} GFLOP/s "
+              f"(numpy {g.get('numpy_sgemm_gflops')}, torch {g.get('torch_sgemm_gflops')}).", ""]
+    lines += ["## Ratios (pycount / PyTorch; above 1 for rates, below 1 for times, pycount is "
+              "ahead)", "", "| what | case | ratio |", "|---|---|---:|"]
+    for r in res["forward"]:
+        lines.append(f"| inference images/s (best of pycaffe, cv2.dnn) | {r['model']} "
+                     f"{r['input']} px, batch {r['batch']} | {r['best_pycount_over_torch']} |")
+    for r in res["train"]:
+        best = r.get("pycount_cached_over_torch", r["caffe_over_torch"])
+        lines.append(f"| training images/s ({'cached head, after the one-off trunk pass' if 'pycount_cached_over_torch' in r else 'solver'}) "
+                     f"| {r['model']} {r['input']} px, batch {r['batch']}, {r['mode']} | {best} |")
+    for r in res["count"]:
+        lines.append(f"| time to count one image (as `pycount count` runs: per window, the trunk "
+                     f"shared only where within 1 %) | {r['image']}, {r['model']} "
+                     f"| {r['pycount_over_torch_time']} |")
+    lines += ["", "Counting: on these nets the shared trunk never stays within 1 % of the per-window "
+              "count (column shared_count_drift_pct), so pycount counts per window; the "
+              "difference from PyTorch is the engines' convolution speed (cv2.dnn beside "
+              "PyTorch's oneDNN) and the heatmap (griddata against pycount's triangle fill).",
+              "Training with a frozen trunk: pycount runs the trunk once over the training LMDB "
+              "(at pycaffe's forward rate) and then trains the head on cached features; "
+              "the PyTorch loop recomputes the frozen trunk at every step.", ""]
+    for key, title in (("prepare", "Prepare (LMDB writing), patches/s"), ("forward", "Forward, images/s and share of the GEMM peak"),
+                       ("train", "Training, images/s"),
+                       ("count", "Counting one image, seconds"),
+                       ("memory", "Peak memory per stage")):
+        rows = res[key]
+        if not rows:
+            continue
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        lines += [f"## {title}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_all(data_root=None,
+            stages=("gemm", "prepare", "forward", "train", "count", "memory")) -> Path:
+    from datetime import datetime, timezone
+    import platform
+    from bench.stages import RESULTS, machine
+    res = {"utc": datetime.now(timezone.utc).isoformat(), "machine": machine(),
+           "gemm": {}, "prepare": [], "forward": [], "train": [], "count": [], "memory": []}
+    base = RESULTS / f"{res['utc'][:10]}-{platform.node()}"
+    if base.with_suffix(".json").exists():     # a partial run (--stages) updates today's report
+        old = json.loads(base.with_suffix(".json").read_text())
+        res.update({k: v for k, v in old.items() if k not in stages and k in res
+                    and k not in ("utc", "machine")})
+    if "gemm" in stages:
+        res["gemm"] = gemm_peak()
+        print(res["gemm"], flush=True)
+    peak = res["gemm"].get("peak_gflops")
+    if "prepare" in stages:                 # no peer: PyTorch has no LMDB writer of its own
+        from bench.stages import bench_prepare
+        res["prepare"] = bench_prepare(["bacterial", "nuclei"], data_root)
+    if "forward" in stages:
+        res["forward"] = bench_forward(peak=peak)
+    if "train" in stages:
+        res["train"] = bench_train_peers()
+    if "count" in stages:
+        res["count"] = bench_count_peers()
+    if "memory" in stages:
+        res["memory"] = bench_memory(data_root)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    base.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    base.with_suffix(".md").write_text(summary(res) + "\n")
+    return base.with_suffix(".md")

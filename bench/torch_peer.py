@@ -1,0 +1,148 @@
+"""The PyTorch peer of `make bench`: the very net of a deploy prototxt, as a torch module.
+
+Users weigh pycount against writing the same job in PyTorch. To compare like with like, the
+peer is not a look-alike from a model zoo: it is built layer by layer from the same generated
+deploy.prototxt (Convolution, ReLU, LRN, Pooling with Caffe's ceil rounding, BatchNorm + Scale,
+Eltwise, InnerProduct, Dropout, Softmax), and the caffemodel's weights can be copied in, so a
+test proves it computes what Caffe computes. torch is an optional, benchmark-only dependency
+(tools/bench.py installs it): nothing else in pycount imports this module.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from pycount.inference.shared import parse_layers
+
+
+def _int(text: str, key: str, default: int | None = None) -> int | None:
+    m = re.search(rf"^\s+{key}: (\d+)$", text, re.M)
+    return int(m.group(1)) if m else default
+
+
+def _float(text: str, key: str, default: float) -> float:
+    m = re.search(rf"^\s+{key}: ([-+0-9.eE]+)$", text, re.M)
+    return float(m.group(1)) if m else default
+
+
+def _word(text: str, key: str, default: str) -> str:
+    m = re.search(rf"^\s+{key}: (\w+)$", text, re.M)
+    return m.group(1) if m else default
+
+
+def build(prototxt: str):
+    """(torch.nn.Module, output blob name) for a deploy prototxt; the module maps the input
+    blob (N x C x H x W float32) to the last layer's top. Its lazy layers are initialised by
+    one forward pass at the Input layer's shape."""
+    import torch
+    from torch import nn
+
+    _, layers = parse_layers(prototxt)
+    if layers[0].type != "Input":
+        raise ValueError("the deploy net must start with an Input layer")
+    shape = [int(d) for d in re.findall(r"dim: (\d+)", layers[0].text)]
+    channels = {layers[0].tops[0]: shape[1]}
+    mods, plan = nn.ModuleDict(), []
+    for l in layers[1:]:
+        t, c_in = l.text, channels.get(l.bottoms[0]) if l.bottoms else None
+        c_out = c_in
+        if l.type == "Convolution":
+            c_out = _int(t, "num_output")
+            mods[l.name] = nn.Conv2d(c_in, c_out, _int(t, "kernel_size"), _int(t, "stride", 1),
+                                     _int(t, "pad", 0), groups=_int(t, "group", 1),
+                                     bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "InnerProduct":
+            c_out = _int(t, "num_output")
+            mods[l.name] = nn.LazyLinear(c_out, bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "BatchNorm":
+            mods[l.name] = nn.BatchNorm2d(c_in, eps=_float(t, "eps", 1e-5), affine=False)
+        elif l.type == "Scale":
+            mods[l.name] = _make_scale()(c_in, _word(t, "bias_term", "false") == "true")
+        elif l.type == "LRN":
+            # Caffe's ACROSS_CHANNELS LRN: x / (1 + alpha/n * sum x^2)^beta, as torch's
+            mods[l.name] = nn.LocalResponseNorm(_int(t, "local_size", 5), _float(t, "alpha", 1.0),
+                                                _float(t, "beta", 0.75), _float(t, "k", 1.0))
+        elif l.type == "Pooling":
+            if re.search(r"global_pooling: true", t):
+                mods[l.name] = nn.AdaptiveAvgPool2d(1) if _word(t, "pool", "MAX") == "AVE" \
+                    else nn.AdaptiveMaxPool2d(1)
+            else:
+                k, s, p = _int(t, "kernel_size"), _int(t, "stride", 1), _int(t, "pad", 0)
+                mods[l.name] = (nn.MaxPool2d(k, s, p, ceil_mode=True)
+                                if _word(t, "pool", "MAX") == "MAX"
+                                else nn.AvgPool2d(k, s, p, ceil_mode=True,
+                                                  count_include_pad=True))
+        elif l.type not in ("ReLU", "Eltwise", "Dropout", "Softmax"):
+            raise ValueError(f"layer {l.name}: type {l.type} has no PyTorch peer here")
+        for top in l.tops:
+            channels[top] = c_out
+        plan.append((l.name, l.type, l.bottoms, l.tops[0]))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = mods
+
+        def forward(self, x):
+            blobs = {layers[0].tops[0]: x}
+            for name, kind, bottoms, top in plan:
+                b = blobs[bottoms[0]]
+                if kind == "ReLU":
+                    y = torch.relu(b)
+                elif kind == "Eltwise":
+                    y = b + blobs[bottoms[1]]
+                elif kind == "Softmax":
+                    y = torch.softmax(b, dim=1)
+                elif kind == "Dropout":
+                    y = nn.functional.dropout(b, 0.5, self.training)
+                elif kind == "InnerProduct":
+                    y = self.layers[name](b.flatten(1))
+                else:
+                    y = self.layers[name](b)
+                blobs[top] = y
+            return blobs[plan[-1][3]]
+
+    net = Net().eval()
+    with torch.no_grad():
+        net(torch.zeros([1] + shape[1:]))
+    return net, plan[-1][3]
+
+
+def _make_scale():
+    from torch import nn
+    import torch
+
+    class Scale(nn.Module):
+        """Caffe's Scale layer: per-channel multiply (and add)."""
+
+        def __init__(self, channels: int, bias: bool):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels)) if bias else None
+
+        def forward(self, x):
+            y = x * self.weight.view(1, -1, 1, 1)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+    return Scale
+
+
+def load_caffe_weights(net, caffe_net) -> None:
+    """Copy a pycaffe net's parameters into the peer (layer names are shared)."""
+    import torch
+    with torch.no_grad():
+        for name, params in caffe_net.params.items():
+            m = net.layers[name] if name in net.layers else None
+            if m is None:
+                continue
+            arrays = [np.array(p.data) for p in params]
+            kind = type(m).__name__
+            if kind == "BatchNorm2d":
+                f = arrays[2].ravel()[0]
+                s = 0.0 if f == 0 else 1.0 / f
+                m.running_mean.copy_(torch.from_numpy(arrays[0] * s))
+                m.running_var.copy_(torch.from_numpy(arrays[1] * s))
+            else:
+                m.weight.copy_(torch.from_numpy(arrays[0]).reshape(m.weight.shape))
+                if len(arrays) > 1 and getattr(m, "bias", None) is not None:
+                    m.bias.copy_(torch.from_numpy(arrays[1]).reshape(m.bias.shape))

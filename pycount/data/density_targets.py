@@ -1,0 +1,91 @@
+"""Per-pixel density targets from dot annotations, and the augmented training crops of the
+density models (issue #7).
+
+Each annotated centre becomes a Gaussian of width sigma, cut off at 4 sigma and at the image
+border, and normalised over the pixels it actually covers, so every cell contributes exactly 1:
+the map of an image integrates to its count, also for cells at the edge (where a plainly
+truncated Gaussian would lose mass).
+
+Training crops are cut on a grid, from the image and from its mirror image, at every rotation
+step. Crops at multiples of 90 degrees are exact slices of the image's map, turned with np.rot90
+like their pixels. Other angles rotate the pixels bilinearly (as patches.training_patches does),
+but never the map: its Gaussians are drawn afresh around the rotated dot positions, each one of
+unit mass over its whole 4-sigma window, so no label is interpolated.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import numpy as np
+
+from pycount.data import patches
+
+
+def density_target(shape: tuple[int, int], centres: np.ndarray, sigma: float,
+                   renormalise: bool = True) -> np.ndarray:
+    """H x W float64 map, one unit of mass per centre ((x, y), 0-based pixel coordinates).
+
+    renormalise=False (crops): each Gaussian has unit mass over its whole 4-sigma window and the
+    map keeps only the part inside; centres may then lie outside, their tails reaching in."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    h, w = shape
+    out = np.zeros((h, w), np.float64)
+    r = int(math.ceil(4 * sigma))
+    for x, y in np.asarray(centres, np.float64).reshape(-1, 2):
+        if renormalise and not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
+            raise ValueError(f"centre ({x:.1f}, {y:.1f}) lies outside the {w}x{h} image")
+        cx, cy = int(round(x)), int(round(y))
+        gx = np.exp(-0.5 * ((np.arange(cx - r, cx + r + 1) - x) / sigma) ** 2)
+        gy = np.exp(-0.5 * ((np.arange(cy - r, cy + r + 1) - y) / sigma) ** 2)
+        x0, x1 = max(cx - r, 0), min(cx + r + 1, w)
+        y0, y1 = max(cy - r, 0), min(cy + r + 1, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        g = np.outer(gy[y0 - cy + r:y1 - cy + r], gx[x0 - cx + r:x1 - cx + r])
+        out[y0:y1, x0:x1] += g / (g.sum() if renormalise else gx.sum() * gy.sum())
+    return out
+
+
+def _variants(image: np.ndarray, centres: np.ndarray):
+    """The image and its mirror image (x -> w-1-x), with their centres."""
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    yield image, centres
+    mirrored = centres.copy()
+    mirrored[:, 0] = image.shape[1] - 1 - mirrored[:, 0]
+    yield np.ascontiguousarray(image[:, ::-1]), mirrored
+
+
+def training_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
+                   rot_step: float, sigma: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (crop x crop x C pixels, crop x crop float32 density) for every grid window, mirror
+    and rotation whose rotated square stays inside the image (patches' footprint rule)."""
+    h, w = image.shape[:2]
+    origins = patches.grid(h, w, crop, stride)
+    pcs = patches.patch_centres(origins, crop)
+    r = 4 * sigma + 1
+    for img, cen in _variants(image, centres):
+        full = density_target((h, w), cen, sigma)
+        for angle in patches._angles(rot_step):
+            lin = patches._linear(angle)
+            k = patches._quarter_turns(angle)
+            shifts = patches._translations(lin, pcs, crop)
+            fits = patches._footprint_fits(lin, pcs, crop, h, w)
+            mapped = cen @ lin.T
+            for idx in np.flatnonzero(fits):
+                x0, y0 = origins[idx]
+                if k is not None:
+                    pix = np.rot90(img[y0:y0 + crop, x0:x0 + crop], k)
+                    dens = np.rot90(full[y0:y0 + crop, x0:x0 + crop], k)
+                else:
+                    pix = patches._warp(img, lin, shifts[idx], crop)
+                    dots = mapped + shifts[idx]
+                    near = np.all((dots > -r) & (dots < crop - 1 + r), axis=1)
+                    dens = density_target((crop, crop), dots[near], sigma, renormalise=False)
+                yield np.ascontiguousarray(pix), np.ascontiguousarray(dens, np.float32)
+
+
+def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float) -> int:
+    """How many crops training_crops yields for an image of this size (mirror included)."""
+    return 2 * patches.count_training_patches(height, width, crop, stride, rot_step)

@@ -1,0 +1,246 @@
+"""Download, verify and unpack the public datasets (`make data DATASET=bacterial|nuclei`).
+
+The official archives publish no checksums, so verification is per extracted file: every entry of
+`manifests/<dataset>.sha256` (sha256sum format, paths relative to the dataset folder) must be
+present with the listed hash.  A release is unpacked into a temporary folder inside DATA_ROOT and
+only renamed to `DATA_ROOT/<folder>` once it verifies, so a half-written folder never sits where the
+readers look.  Offline, the error says which file to fetch by hand and where to put it.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pycount import config
+from pycount.errors import DownloadError  # noqa: F401 (re-exported)
+
+MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
+MAX_LISTED = 10          # problems named in one error message
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Source:
+    url: str             # direct link to the official archive
+    page: str            # human-readable page that links to it
+    archive: str         # the archive's file name, as a browser saves it
+    folder: str          # folder under DATA_ROOT that pycount's readers expect
+    example: str         # one file inside `folder`, for the manual instructions
+
+
+SOURCES = {
+    "bacterial": Source(
+        url="https://www.robots.ox.ac.uk/~vgg/research/counting/cells.zip",
+        page="https://www.robots.ox.ac.uk/~vgg/research/counting/",
+        archive="cells.zip", folder=config.DATASETS["bacterial"].subdir, example="001cell.png"),
+    "nuclei": Source(
+        url="https://warwick.ac.uk/fac/cross_fac/tia/data/crchistolabelednucleihe/"
+            "crchistophenotypes_2016_04_28.zip",
+        page="https://warwick.ac.uk/fac/cross_fac/tia/data/crchistolabelednucleihe/",
+        archive="crchistophenotypes_2016_04_28.zip", folder=config.DATASETS["nuclei"].subdir,
+        example="Detection/img1/img1.bmp"),
+}
+
+
+
+
+def _source(dataset: str) -> Source:
+    if dataset not in SOURCES:
+        raise DownloadError(f"unknown dataset {dataset!r}; choose one of {', '.join(SOURCES)}")
+    return SOURCES[dataset]
+
+
+def manifest(dataset: str) -> dict[str, str]:
+    """{relative path: sha256} for the dataset, read from MANIFEST_DIR."""
+    entries = {}
+    for line in (Path(MANIFEST_DIR) / f"{dataset}.sha256").read_text().splitlines():
+        if line.strip():
+            digest, rel = line.split(None, 1)
+            entries[rel.lstrip("*")] = digest   # sha256sum marks binary mode with '*'
+    return entries
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify(dataset: str, folder) -> list[str]:
+    """Problems with `folder` as a copy of `dataset` (missing or mismatching files); [] when fine."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} is not a folder"]
+    problems = []
+    for rel, digest in manifest(dataset).items():
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"missing: {rel}")
+        elif _sha256(path) != digest:
+            problems.append(f"checksum mismatch: {rel}")
+    return problems
+
+
+def _summary(problems: list[str]) -> str:
+    listed = "\n".join(f"  {p}" for p in problems[:MAX_LISTED])
+    more = len(problems) - MAX_LISTED
+    return listed + (f"\n  ... and {more} more" if more > 0 else "")
+
+
+def manual_instructions(dataset: str, data_root) -> str:
+    """How to install `dataset` by hand under `data_root`."""
+    src, root = _source(dataset), Path(data_root)
+    return (f"To install the {dataset} dataset by hand:\n"
+            f"  1. open {src.page} in a browser and save {src.archive}\n"
+            f"     (direct link: {src.url});\n"
+            f"  2. either let pycount unpack and verify it:\n"
+            f"       python tools/data.py --dataset {dataset} --data-root {root} "
+            f"--archive /path/to/{src.archive}\n"
+            f"     or unpack it yourself so that the files lie directly in {root / src.folder}/,\n"
+            f"     e.g. {root / src.folder / src.example}, then check it with --verify-only.")
+
+
+class _ByteBar:
+    """Download progress on stderr: bytes received / total and rate.  Redraws in place on a
+    terminal (at most 5 times a second); elsewhere prints a line every 10 % to keep logs short."""
+
+    def __init__(self, total: int | None, stream=None):
+        self.total, self.n, self.stream = total, 0, stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = self.last = time.monotonic()
+        self.step, self.shown = -1, -1
+
+    def update(self, k: int, final: bool = False):
+        self.n += k
+        now = time.monotonic()
+        if final and not self.tty and self.shown == self.n:
+            return                                   # the 100 % line is already out
+        if self.tty:
+            if not final and now - self.last < 0.2:
+                return
+        else:
+            step = int(10 * self.n / self.total) if self.total else int(self.n / (10 << 20))
+            if not final and step == self.step:
+                return
+            self.step = step
+        self.last, self.shown = now, self.n
+        rate = self.n / max(now - self.start, 1e-9) / 1e6
+        total = f"{self.total / 1e6:.1f}" if self.total else "?"
+        pct = f" ({100 * self.n / self.total:3.0f}%)" if self.total else ""
+        line = f"downloading: {self.n / 1e6:.1f}/{total} MB{pct} {rate:.2f} MB/s"
+        self.stream.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+def _download(url: str, dest: Path, progress: bool, timeout: float = 60):
+    """Stream `url` into `dest`; raises OSError-family or http.client errors on failure."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        bar = _ByteBar(total) if progress else None
+        received = 0
+        while chunk := resp.read(CHUNK):
+            out.write(chunk)
+            received += len(chunk)
+            if bar:
+                bar.update(len(chunk))
+        if bar:
+            bar.update(0, final=True)
+        if total is not None and received < total:
+            raise OSError(f"connection closed after {received} of {total} bytes")
+
+
+def _extract(archive: Path, into: Path):
+    """Unpack a zip or tar archive; both guard against members escaping `into`."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(into)        # zipfile drops '..' and absolute prefixes
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            t.extractall(into, filter="data")
+    else:
+        raise DownloadError("neither a zip nor a tar archive")
+
+
+def _locate(dataset: str, extracted: Path) -> Path:
+    """The folder inside `extracted` that plays the role of the dataset folder, whatever top-level
+    folder the archive wraps it in: the shallowest one holding the manifest's first entry."""
+    anchor = next(iter(manifest(dataset)))
+    hits = sorted((p for p in extracted.rglob(Path(anchor).name) if p.is_file()),
+                  key=lambda p: len(p.parts))
+    for hit in hits:
+        root = hit.parents[len(Path(anchor).parts) - 1]
+        if root.is_relative_to(extracted) and (root / anchor).is_file():
+            return root
+    raise DownloadError(f"the archive holds no {anchor}; is it the {dataset} release?")
+
+
+def fetch(dataset: str, data_root, url: str | None = None, archive=None,
+          progress: bool = True) -> Path:
+    """Make `data_root/<folder>` a verified copy of `dataset` and return that path.
+
+    Reuses a folder that already verifies; otherwise unpacks `archive` (a local file) or downloads
+    `url` (default: the official release; file:// works too) into a temp file in data_root,
+    verifies every manifest entry and renames the result into place.  An existing folder that fails
+    verification is left untouched and reported.  Raises DownloadError with instructions.
+    """
+    src, root = _source(dataset), Path(data_root)
+    dest = root / src.folder
+    if dest.exists():
+        problems = verify(dataset, dest)
+        if not problems:
+            print(f"{dataset}: {dest} is already present and verified", file=sys.stderr)
+            return dest
+        raise DownloadError(f"{dest} exists but does not verify ({len(problems)} problems):\n"
+                            f"{_summary(problems)}\nIt was left untouched; move it aside or "
+                            f"delete it, then run again.")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_archive = work = None
+    try:
+        if archive is None:
+            url = url or src.url
+            fd, name = tempfile.mkstemp(prefix=f".{dataset}-", suffix=".download", dir=root)
+            os.close(fd)
+            tmp_archive = Path(name)
+            print(f"{dataset}: downloading {url}", file=sys.stderr)
+            try:
+                _download(url, tmp_archive, progress)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                # URLError/HTTPError/timeouts are OSErrors; ValueError: a malformed URL
+                raise DownloadError(f"could not download {url}: {e}\n"
+                                    f"{manual_instructions(dataset, root)}") from None
+            archive = tmp_archive
+        archive = Path(archive)
+        if not archive.is_file():
+            raise DownloadError(f"archive {archive} does not exist\n"
+                                f"{manual_instructions(dataset, root)}")
+        work = Path(tempfile.mkdtemp(prefix=f".{dataset}-", suffix=".unpack", dir=root))
+        try:
+            _extract(archive, work)
+        except (DownloadError, zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+            # e.g. a login or error page saved instead of the archive
+            raise DownloadError(f"could not unpack {archive if tmp_archive is None else url}: "
+                                f"{e}\n{manual_instructions(dataset, root)}") from None
+        found = _locate(dataset, work)
+        problems = verify(dataset, found)
+        if problems:
+            raise DownloadError(f"{archive} does not match the {dataset} manifest "
+                                f"({len(problems)} problems):\n{_summary(problems)}")
+        os.rename(found, dest)   # same filesystem (work is inside root): atomic
+        print(f"{dataset}: verified {len(manifest(dataset))} files into {dest}", file=sys.stderr)
+        return dest
+    finally:
+        if tmp_archive is not None:
+            tmp_archive.unlink(missing_ok=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)

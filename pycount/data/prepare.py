@@ -1,0 +1,217 @@
+"""`make prepare`: a dataset's training images -> patches with exact counts -> train/val LMDBs.
+
+The split is the one in pycount.config; a few training *images* (not patches) are held out, by a
+seeded draw, to monitor training. Training patches are rotated in the dataset's rotation step;
+validation patches are not (they are what the net sees at test time).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from pycount import config
+from pycount.data import readers as datasets
+from pycount.data import synthetic
+from pycount.data import density_targets
+from pycount.data import lmdbio
+from pycount.data import patches
+from pycount.util.progress import Progress
+
+SPLIT_SEED = 2016
+
+
+def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) -> Path:
+    """Where the dataset's files are; a generated set is generated there on first use."""
+    if not ds.generated:
+        return Path(data_root or config.data_dir()) / ds.subdir
+    root = config.data_dir() / ds.subdir
+    bar = None
+
+    def progress(i, n):              # a bar only when images are actually generated
+        nonlocal bar
+        bar = bar or Progress(n, f"generating {ds.name} images", "images")
+        bar.update(1)
+    if ds.generated == "synthetic":
+        synthetic.generate_synthetic(root, n_images=config.SYNTHETIC_IMAGES,
+                                    seed=config.SYNTHETIC_SEED, progress=progress)
+    else:
+        synthetic.generate_ki67_synthetic(root, n_images=config.KI67_SYNTHETIC_IMAGES,
+                                         seed=config.SYNTHETIC_SEED, progress=progress)
+    if bar:
+        bar.__exit__()
+    return root
+
+
+def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
+         ) -> list[datasets.Sample]:
+    """The images `ids` with their centres; with `side`, each checked to be at least that many
+    pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
+    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids)
+    if side:
+        check_sizes(samples, side, ds)
+    return samples
+
+
+def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
+    for s in samples:
+        h, w = s.image.shape[:2]
+        if h < side or w < side:
+            raise datasets.DatasetError(
+                f"{s.source or s.id}: the image is {w}x{h} px, smaller than {ds.name}'s {side} px "
+                f"patches; use PATCH= (and STRIDE=) no larger than its smaller side, or remove "
+                f"the image from the dataset")
+
+
+def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
+               ) -> tuple[dict[str, list[str]], dict[str, list]]:
+    """The split's ids and every part's images, all read and checked before anything is written
+    (a bad test image stops `prepare` now, not `eval` after a long training)."""
+    ids = split(ds, data_root)
+    return ids, {part: load(ds, ids[part], data_root, side) for part in ("train", "val", "test")}
+
+
+def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
+    """train / val / test image ids. The recorded split of pycount/splits/ where there is one;
+    for a user's own data (ki67), a seeded draw of 10 in 55 test images over the images found.
+    Validation: a seeded draw of n_val training images."""
+    train, test = list(ds.train_ids), list(ds.test_ids)
+    if not train:
+        stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
+        if len(stems) < 3:
+            raise datasets.DatasetError(
+                f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
+                f"same-name .csv); put the dataset there or set DATA_ROOT")
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(stems))
+        n_test = max(1, round(len(stems) * 10 / 55))
+        test = sorted(stems[i] for i in order[:n_test])
+        train = sorted(stems[i] for i in order[n_test:])
+    rng = np.random.default_rng(SPLIT_SEED)
+    if ds.train_n:
+        # the literature's protocol: N training images drawn with SEED; the validation images
+        # (for monitoring) from the training images left out, so that all N are trained on
+        if ds.train_n >= len(train):
+            raise datasets.DatasetError(f"TRAIN_N={ds.train_n} leaves no image for validation: "
+                                        f"{ds.name} has {len(train)} training images")
+        picked = np.random.default_rng(ds.seed).choice(train, size=ds.train_n, replace=False)
+        rest = [i for i in train if i not in set(picked)]
+        n_val = min(ds.n_val, len(rest))
+        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
+        return {"train": sorted(picked.tolist()), "val": val, "test": test}
+    n_val = min(ds.n_val, max(1, len(train) // 4))
+    val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
+    return {"train": [i for i in train if i not in val], "val": val, "test": test}
+
+
+def content_hash(samples: list[datasets.Sample]) -> dict[str, str]:
+    """Per image, a sha256 of its pixels and annotation: the LMDB's source fingerprint."""
+    out = {}
+    for s in samples:
+        h = hashlib.sha256(np.ascontiguousarray(s.image).tobytes())
+        h.update(np.ascontiguousarray(s.centres, np.float64).tobytes())
+        out[s.id] = h.hexdigest()[:16]
+    return out
+
+
+def _records(samples, ds: config.DatasetConfig, rot_step: int):
+    for s in samples:
+        for pixels, count, _, _ in patches.training_patches(s.image, s.centres, ds.patch,
+                                                            ds.stride, rot_step):
+            yield patches.resize_patch(pixels, ds.input_size), count
+
+
+def _density_records(samples, ds: config.DatasetConfig, rot_step: int):
+    for s in samples:
+        for pixels, dens in density_targets.training_crops(s.image, s.centres, ds.crop,
+                                                           ds.crop_stride, rot_step, ds.sigma):
+            yield pixels, int(round(float(dens.sum()))), dens
+
+
+def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = False) -> dict:
+    """The density models' LMDB pairs: data/lmdb/<tag>/density/{train,val}_{lmdb,targets_lmdb}.
+
+    Training crops: a grid of ds.crop px at ds.crop_stride, mirrored and rotated in the
+    dataset's rotation step (pycount.density_targets); validation crops unrotated, unmirrored."""
+    ids, loaded = load_split(ds, data_root, side=ds.crop)
+    out = {}
+    for part, rot_step in (("train", ds.rot_step), ("val", 0)):
+        samples = loaded[part]
+        settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "crop": ds.crop,
+                    "crop_stride": ds.crop_stride, "rot_step": rot_step, "sigma": ds.sigma,
+                    "mirror": rot_step != 0, "images": ids[part],
+                    "sources": content_hash(samples), "generated": ds.generated}
+        fp = lmdbio.fingerprint(settings)
+        dest, targets = config.density_lmdbs(ds, part)
+        if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
+            print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
+            out[part] = lmdbio.read_manifest(dest)
+            continue
+        if rot_step:
+            n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
+                                                             ds.crop_stride, rot_step)
+                        for s in samples)
+            records = _density_records(samples, ds, rot_step)
+        else:
+            n_max = sum(len(patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride))
+                        for s in samples)
+            records = _plain_crops(samples, ds)
+        manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
+                        split={k: v for k, v in ids.items()})
+        out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop,
+                                      seed=SPLIT_SEED, manifest=manifest, targets=targets,
+                                      label=f"{ds.tag} {part} crops + density targets")
+    return out
+
+
+def _plain_crops(samples, ds: config.DatasetConfig):
+    """Validation crops: the grid windows of each image and the slices of its density map."""
+    for s in samples:
+        full = density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma)
+        for x0, y0 in patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride):
+            dens = full[y0:y0 + ds.crop, x0:x0 + ds.crop].astype(np.float32)
+            yield (np.ascontiguousarray(s.image[y0:y0 + ds.crop, x0:x0 + ds.crop]),
+                   int(round(float(dens.sum()))), dens)
+
+
+def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
+            model: config.ModelConfig | None = None) -> dict[str, dict]:
+    """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests.
+    For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density)."""
+    if model is not None and model.density:
+        return prepare_density(ds, data_root, force)
+    ids, loaded = load_split(ds, data_root, side=ds.patch)
+    out = {}
+    for part, rot_step in (("train", ds.rot_step), ("val", 0)):
+        samples = loaded[part]
+        settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "patch": ds.patch,
+                    "stride": ds.stride, "rot_step": rot_step, "size": ds.input_size,
+                    "encoded": ds.encoded, "images": ids[part], "sources": content_hash(samples),
+                    "generated": ds.generated}
+        fp = lmdbio.fingerprint(settings)
+        dest = config.lmdb_dir(ds) / f"{part}_lmdb"
+        if not force and lmdbio.is_current(dest, fp):
+            print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), reused")
+            out[part] = lmdbio.read_manifest(dest)
+            continue
+        n_max = sum(patches.count_training_patches(s.image.shape[0], s.image.shape[1], ds.patch,
+                                                   ds.stride, rot_step) for s in samples)
+        first = (p for p, _ in _records(samples[:1], ds, rot_step))
+        per_record = lmdbio.record_bytes(itertools.islice(first, 32), ds.encoded)
+        manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
+                        split={k: v for k, v in ids.items()})
+        out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
+                                      patch=ds.input_size, seed=SPLIT_SEED, manifest=manifest,
+                                      label=f"{ds.tag} {part} patches", encoded=ds.encoded,
+                                      bytes_per_record=per_record)
+        measured = np.array(out[part]["mean_bgr"])
+        if np.abs(measured - np.array(ds.mean_bgr)).max() > 25:
+            print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "
+                  f"the nets' fixed mean {list(ds.mean_bgr)} (pycount/config.py)")
+    return out
+
+
+def _version() -> str:
+    from pycount import __version__
+    return __version__

@@ -1,0 +1,45 @@
+"""Every error a user can fix, in one family: `pycount.cli` turns a PycountError into one line on
+stderr ("pycount: error: ...") and exit status 2, never a traceback.
+
+The rule behind them: each message names the file or setting at fault and the fix, and input is
+checked in Python before it reaches Caffe, whose glog CHECKs abort the process instead of raising.
+"""
+from __future__ import annotations
+
+
+class PycountError(Exception):
+    """A problem the user can fix; the message says what and how."""
+
+
+class ConfigError(PycountError, ValueError):
+    """An unknown dataset, model or setting; the message lists the valid choices."""
+
+
+class DatasetError(PycountError):
+    """A dataset folder is missing, incomplete or corrupt; the message names the file and the fix."""
+
+
+class DownloadError(PycountError, RuntimeError):
+    """A dataset could not be fetched or verified; the message says what to do."""
+
+
+class LmdbError(PycountError, RuntimeError):
+    """A database cannot be written or read; the message names the path and the fix."""
+
+
+class WeightsError(PycountError, RuntimeError):
+    """A pretrained caffemodel is missing, not the released file, or does not fit the net."""
+
+
+class TrainError(PycountError, RuntimeError):
+    """Training cannot start or go on; the message says why and what to do."""
+
+
+class Diverged(TrainError):
+    """The loss became NaN or infinite. Caffe's max pooling then writes outside its buffers (a NaN
+    never wins a comparison, so its argmax index stays -1), so the process must end without
+    running any more Caffe code, destructors included."""
+
+
+class RunError(TrainError):
+    """A run folder cannot be used to count: a file is missing or incomplete."""

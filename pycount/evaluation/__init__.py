@@ -1,0 +1,1 @@
+"""Stage 3, `make eval`: the test images counted, MRE and MAE +- std."""

@@ -1,0 +1,105 @@
+"""`make eval`: count every test image of a dataset with a trained run, then report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pycount import config
+from pycount.data import density_targets, patches, prepare
+from pycount.device import set_device
+from pycount.errors import TrainError
+from pycount.evaluation import metrics
+from pycount.inference.engines import DEFAULT_BACKEND
+from pycount.inference.predictors import make_predictor
+from pycount.reporting import figures as report
+from pycount.util.progress import Progress
+
+
+def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
+             data_root=None, gpu: int = -1, run: Path | None = None,
+             heatmaps: int = 8, backend: str | None = None, shared: bool = False,
+             tta: int | None = None) -> dict:
+    """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
+
+    backend: "cv2" (OpenCV DNN, the faster on CPU) or "caffe" (pycaffe, the reference; the only
+    one that uses a GPU); both run the same files and agree to 1e-4 (tests/test_backends.py)."""
+    run = Path(run or config.run_dir(ds, model, head))
+    backend = backend or ("caffe" if gpu >= 0 else DEFAULT_BACKEND)
+    for f in (run / "deploy.prototxt", run / "model.caffemodel"):
+        if not f.exists():
+            raise TrainError(f"{f} is missing: train this model first (make train ...)")
+    if backend == "caffe":
+        set_device(gpu)
+    elif gpu >= 0:
+        raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
+    files = (run / "deploy.prototxt", run / "model.caffemodel")
+    predict = make_predictor(backend, files, model, ds, head, shared=shared, tta=tta)
+    # C head: the paper's estimate is the most probable class; the expected count over the
+    # classes is reported beside it
+    expected = make_predictor(backend, files, model, ds, head, expected=True, shared=shared) \
+        if head == "C" else None
+    ids = prepare.split(ds, data_root)
+    train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
+    # every test image checked before any is counted (a density model counts any size)
+    test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch)
+
+    rows = []
+    (run / "heatmaps").mkdir(exist_ok=True)
+    with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
+        for i, s in enumerate(test):
+            r = predict.count_image(s.image)
+            rows.append({"id": s.id, "true": s.count, "predicted": r.count,
+                         "tiling": r.tiling_count})
+            if expected:
+                rows[-1]["expected"] = expected.count_image(s.image).count
+            if i < heatmaps:
+                _save_heatmap(run / "heatmaps" / f"{s.id}.png", s, r, model, ds)
+            bar.update(1)
+    out = _summarize(rows, float(np.mean(train_counts)))
+    out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
+               density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
+               backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1))
+    report.write_predictions(run / "predictions.csv", rows)
+    report.write_metrics(run, out)
+    write_fig7(run.parent)
+    return out
+
+
+def _save_heatmap(path: Path, s, r, model: config.ModelConfig, ds: config.DatasetConfig) -> None:
+    """Fig. 6 for a patch counter (true and predicted patch counts, heatmap); for a density
+    model, its true and predicted density maps."""
+    if model.density:
+        truth = density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma)
+        report.save_density_fig(path, s.image, truth, r.heatmap, s.count, r.count,
+                                title=f"{ds.tag} {s.id}")
+    else:
+        origins = patches.grid(*s.image.shape[:2], ds.patch, ds.stride)
+        report.save_fig6(path, s.image, patches.counts_on_grid(s.centres, origins, ds.patch),
+                         r.patch_counts, r.heatmap, s.count, r.count, title=f"{ds.tag} {s.id}")
+
+
+def _summarize(rows: list[dict], train_mean: float) -> dict:
+    """MRE, MAE +- std and the mean-count baseline of the predictions, the tiling estimate's,
+    and (C head) the expected class's."""
+    true = np.array([r["true"] for r in rows], float)
+    out = metrics.summarize(true, np.array([r["predicted"] for r in rows]), train_mean)
+    for key in ["tiling"] + (["expected"] if rows and "expected" in rows[0] else []):
+        est = np.array([r[key] for r in rows])
+        out.update({f"{key}_mae": metrics.mae(true, est), f"{key}_mae_std": metrics.mae_std(true, est),
+                    f"{key}_mre": metrics.mre(true, est)})
+    return out
+
+
+def write_fig7(dataset_runs: Path) -> Path | None:
+    """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth."""
+    runs = sorted(p.parent for p in Path(dataset_runs).glob("*/predictions.csv"))
+    if not runs:
+        return None
+    cols = {r.name: report.read_predictions(r / "predictions.csv") for r in runs}
+    ref = cols[runs[0].name]
+    same = {name: c["predicted"] for name, c in cols.items() if c["id"] == ref["id"]}
+    path = Path(dataset_runs) / "fig7.png"
+    report.save_fig7(path, ref["id"], ref["true"], same,
+                     f"{Path(dataset_runs).name}: estimated vs true count per test image")
+    return path

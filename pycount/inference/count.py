@@ -1,0 +1,155 @@
+"""`pycount count`: count the cells of any images with a trained run folder.
+
+Each image is read as RGB uint8 (PNG/JPEG/TIFF, 8/16-bit, grey or RGBA), counted as in `make eval`
+(sliding window at the run's patch and stride, density heatmap, integral; inference.density), and
+leaves a row in <out>/counts.csv and a figure <out>/<stem>_heatmap.png. A file that cannot be read
+or counted is reported by name and skipped; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pycount import config
+from pycount.data import readers as datasets
+from pycount.device import set_device
+from pycount.errors import RunError
+from pycount.inference.engines import DEFAULT_BACKEND
+from pycount.inference.predictors import make_predictor
+from pycount.inference.run import Run, load_run
+from pycount.util import atomic
+from pycount.util.progress import Progress
+
+FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error"]
+
+
+
+
+def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+    """Files as given (any name), plus the images (by suffix, any case) in given folders, in
+    natural order; hidden files and anything under `exclude` (the output folder) are skipped."""
+    found, skip = [], exclude.resolve() if exclude else None
+    for item in map(Path, inputs):
+        if not item.is_dir():
+            found.append(item)                      # a missing file fails later, by name
+            continue
+        files = item.rglob("*") if recursive else item.iterdir()
+        found += sorted((f for f in files if f.is_file() and not f.name.startswith(".")
+                         and f.suffix.lower() in datasets.IMAGE_SUFFIXES
+                         and not (skip and skip in f.resolve().parents)),
+                        key=lambda f: datasets._natural_key(str(f)))
+    return list(dict.fromkeys(found))               # a file named twice is counted once
+
+
+def _heatmap_names(paths: list[Path]) -> list[str]:
+    """<stem>_heatmap.png, made unique when two inputs share a stem."""
+    names, used = [], set()
+    for p in paths:
+        base = p.stem or p.name
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name)
+        names.append(f"{name}_heatmap.png")
+    return names
+
+
+def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str) -> None:
+    """The image with its density heatmap alpha-blended over it, written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    h, w = heatmap.shape
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 6 * h / w)))
+    ax.imshow(image)
+    im = ax.imshow(heatmap, cmap="jet", alpha=0.45)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="cells / px²")
+    ax.set_title(title)
+    ax.axis("off")
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=100)
+
+
+def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> dict:
+    """One CSV row: the predictor's count_image. Raises DatasetError
+    (unreadable file) or ValueError (image smaller than a patch)."""
+    start = time.monotonic()
+    with open(path, "rb"):                          # a clear OSError for missing / unreadable
+        pass
+    image = datasets._read_any_image(path)
+    h, w = image.shape[:2]
+    r = predict.count_image(image)
+    seconds = time.monotonic() - start
+    if heatmap is not None:
+        save_overlay(heatmap, image, r.heatmap, f"{path.name}: {r.count:.1f} cells "
+                     f"({run.model.name}-{run.head}, {run.ds.tag})")
+    return {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
+            "height": h, "seconds": seconds, "status": "ok", "error": ""}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, **{k: f"{r[k]:.10g}" for k in ("count", "tiling_count")
+                                     if r[k] != ""},
+                             "seconds": f"{r['seconds']:.3f}"})
+
+
+def summary_table(rows: list[dict]) -> str:
+    width = max([len(r["file"]) for r in rows] + [4])
+    lines = [f"{'file':<{width}}  {'count':>10}  {'tiling':>10}"]
+    for r in rows:
+        if r["status"] == "ok":
+            lines.append(f"{r['file']:<{width}}  {r['count']:>10.1f}  {r['tiling_count']:>10.1f}")
+        else:
+            lines.append(f"{r['file']:<{width}}  FAILED: {r['error']}")
+    return "\n".join(lines)
+
+
+def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
+          gpu: int = -1, recursive: bool = False, expected: bool = False,
+          batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
+    """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
+    run = load_run(run)
+    if backend == "caffe":
+        try:
+            set_device(gpu)
+        except ImportError as e:
+            raise RunError(f"the caffe backend needs pycaffe ({e}); build it with `make caffe`, "
+                           f"or use --backend cv2") from None
+    elif gpu >= 0:
+        raise config.ConfigError(f"the {backend} backend runs on the CPU; for GPU={gpu} use "
+                                 f"--backend caffe")
+    out = Path(out)
+    paths = find_images(inputs, recursive, exclude=out)
+    if not paths:
+        raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
+                       f"{', '.join(map(str, inputs))}")
+    predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
+                             batch=batch, expected=expected, shared=shared, tta=tta)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        with Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
+            for path, name in zip(paths, _heatmap_names(paths)):
+                start = time.monotonic()
+                try:
+                    rows.append(count_file(path, run, predict, out / name))
+                except (datasets.DatasetError, OSError, ValueError) as e:
+                    rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
+                                 "height": "", "seconds": time.monotonic() - start,
+                                 "status": "failed", "error": str(e)})
+                bar.update(1)
+    finally:                                        # an interrupted run keeps what it counted
+        write_csv(out / "counts.csv", rows)
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"\n{summary_table(rows)}\n")
+    print(f"{len(rows) - len(failed)} counted, {len(failed)} failed; written: "
+          f"{out / 'counts.csv'} and {len(rows) - len(failed)} heatmaps in {out}")
+    return 1 if failed else 0

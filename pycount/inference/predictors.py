@@ -1,0 +1,44 @@
+"""The predictor a run asks for: per-window engines (pycaffe, cv2.dnn), the shared-trunk
+sliding window, or the fully convolutional density model. Every predictor answers
+`count_image(image) -> density.ImageCount`, so evaluation and `pycount count` never branch on the
+model kind."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pycount import config
+from pycount.inference.engines import BACKENDS, Predictor
+from pycount.inference.fullconv import DensityPredictor
+from pycount.inference.run import load_run
+from pycount.inference.shared import SharedPredictor
+
+
+def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = None,
+                   ds: config.DatasetConfig | None = None, head: str | None = None,
+                   batch: int | None = None, expected: bool = False, shared: bool = False,
+                   tta: int | None = None) -> Predictor | DensityPredictor:
+    """A predictor by engine name, for a run folder (its train.json gives model, dataset and
+    head) or for (deploy.prototxt, weights) paths with model, ds and head given. shared=True:
+    the convolutional trunk runs once per image instead of once per window (inference.shared).
+    tta: a density model's test-time augmentation (None: the model's own setting)."""
+    if name not in BACKENDS:
+        raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if isinstance(run_or_paths, (str, Path)):
+        run = load_run(run_or_paths)
+        deploy, weights, model, ds, head = run.deploy, run.weights, run.model, run.ds, run.head
+    else:
+        deploy, weights = run_or_paths
+        if model is None or ds is None or head is None:
+            raise ValueError("make_predictor: give model, ds and head with explicit paths")
+    if model.density:
+        if shared:
+            raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "
+                                     f"per image (drop --shared / SHARED=1)")
+        return DensityPredictor(deploy, weights, model, ds, engine=name, tta=tta)
+    if tta not in (None, 1):
+        raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
+                                 f"(MODEL=fcrn), not {model.name}")
+    if shared:
+        return SharedPredictor(deploy, weights, model, ds, head, batch=batch, expected=expected,
+                               engine=name)
+    return BACKENDS[name](deploy, weights, model, ds, head, batch=batch, expected=expected)

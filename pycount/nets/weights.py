@@ -1,0 +1,131 @@
+"""ImageNet weights of the pretrained nets: find and verify the caffemodel, copy it into a net.
+
+The files cannot be downloaded by pycount (see weights/README.md); users put them in weights/.
+A file is checked against the size and sha256 of the release before use; since hashing 240 MB
+takes seconds, a successful check leaves a stamp `<file>.sha256-ok` (size, mtime, hash) beside
+it, and later runs trust the file while its size and mtime are unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pycount import config
+from pycount.errors import WeightsError  # noqa: F401 (re-exported)
+
+WEIGHTS_DIR = config.ROOT / "weights"
+
+# The released files of He et al. (deep-residual-networks): name -> (bytes, sha256).
+# Module-level so that tests can substitute files of their own.
+RELEASED: dict[str, tuple[int, str]] = {
+    "ResNet-50-model.caffemodel":
+        (102_462_397, "44ee2b08816cede2b7aaa047888df07dcab52f73399aa1c8bef05a17bfdd4888"),
+    "ResNet-101-model.caffemodel":
+        (178_662_602, "2847d93346d7928ec1f257f49f60ea53e9075c15265c494469610e67ffb7f2e2"),
+    "ResNet-152-model.caffemodel":
+        (241_444_171, "6253c4c4132c0b25c112b166629aa57dcaeec044a4c68ac9f003b6c801329d55"),
+}
+
+
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(model: config.ModelConfig) -> Path:
+    """The verified caffemodel of `model` under WEIGHTS_DIR; WeightsError says what is wrong."""
+    if not model.weights:
+        raise WeightsError(f"model {model.name} starts from no pretrained weights")
+    if model.weights not in RELEASED:
+        raise WeightsError(f"{model.weights}: no recorded size and sha256; known files: "
+                           f"{', '.join(sorted(RELEASED))}")
+    size, sha = RELEASED[model.weights]
+    path = WEIGHTS_DIR / model.weights
+    if not path.is_file():
+        raise WeightsError(
+            f"{model.weights} not found: put it in {WEIGHTS_DIR}/ (where to get it: "
+            f"weights/README.md), or train {model.name} from random weights with SCRATCH=1")
+    st = path.stat()
+    stamp = path.with_name(path.name + ".sha256-ok")
+    mark = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+    try:
+        if json.loads(stamp.read_text()) == mark:
+            return path
+    except (OSError, ValueError):
+        pass
+    actual = _sha256(path)
+    if st.st_size != size or actual != sha:
+        raise WeightsError(
+            f"{path}: not the released {model.weights} ({st.st_size:,} bytes, sha256 {actual}; "
+            f"expected {size:,} bytes, sha256 {sha}); download it again (weights/README.md)")
+    try:
+        stamp.write_text(json.dumps(mark))
+    except OSError:                      # a read-only weights folder: check again next time
+        pass
+    return path
+
+
+def _varint(buf, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _messages(buf):
+    """(field number, bytes) of the length-delimited fields of one serialized protobuf message;
+    the other fields are skipped."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            i = _varint(buf, i)[1]
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            yield key >> 3, buf[i:i + n]
+            i += n
+        else:
+            raise WeightsError(f"unsupported protobuf wire type {wire}")
+
+
+def layers_with_blobs(path: Path) -> list[str]:
+    """Names of the layers that hold parameters in a caffemodel (NetParameter.layer = 100,
+    LayerParameter.name = 1, .blobs = 7), read without parsing the blobs."""
+    names = []
+    for field, layer in _messages(memoryview(Path(path).read_bytes())):
+        if field == 100:
+            inner = {f: v for f, v in _messages(layer) if f in (1, 7)}
+            if 7 in inner:
+                names.append(bytes(inner[1]).decode())
+    return names
+
+
+def init_from_pretrained(net, weights_path: Path) -> dict:
+    """Copy the layers of `weights_path` into `net` by name (Caffe's copy_from).
+
+    Returns {"weights": path, "copied": layers of `net` loaded from the file, "initialised":
+    layers of `net` left as their fillers made them (the new head), "unused": layers of the file
+    with no counterpart (fc1000)}. Blob shapes are not compared here: resolve() has already
+    checked that the file is the release whose structure pycount.nets reproduces."""
+    source = set(layers_with_blobs(weights_path))
+    own = [name for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
+    copied = [name for name in own if name in source]
+    if not copied:
+        raise WeightsError(f"{weights_path}: no layer of the net is in this caffemodel")
+    net.copy_from(str(weights_path))
+    return {"weights": str(weights_path), "copied": copied,
+            "initialised": [name for name in own if name not in source],
+            "unused": sorted(source.difference(own))}

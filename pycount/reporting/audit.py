@@ -1,0 +1,390 @@
+"""`make audit`: our runs beside the numbers Xue et al. (2016) published, with the differences.
+
+The paper's numbers are kept as the strings it prints (precision and spacing included) so they
+can be checked against the paper's text; every paper row is reported whether we have a run or not.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pycount.util import atomic
+from pycount import config
+from pycount.nets import builders as nets
+
+CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
+            "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
+            "pp. 274-290")
+# Page numbers are those of the published volume; the text extract we check against has none.
+SOURCES = {1: "Table 1", 2: "Table 2, p. 285 of LNCS 9913", 3: "Table 3, p. 285 of LNCS 9913",
+           4: "Table 4, p. 287 of LNCS 9913"}
+TITLES = {2: "classification (C) vs regression (R) heads",
+          3: "ResNet depth (regression head)",
+          4: "comparison with other methods (The proposed = ResNet-152(R))"}
+PAPER_COLUMNS = ("nuclei", "bacterial", "ki67")
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    table: int
+    label: str          # the row label as printed
+    model: str | None   # the pycount model it maps to; None: another method, not in pycount
+    head: str           # "R" or "C"
+    mre: tuple          # printed MRE per PAPER_COLUMNS
+    mae: tuple          # printed "MAE±std" per PAPER_COLUMNS
+
+    @property
+    def source(self) -> str:
+        return SOURCES[self.table]
+
+    @property
+    def run(self) -> str | None:
+        """The run folder name (config.run_name's rule: C runs get "-C")."""
+        return None if self.model is None else self.model + ("" if self.head == "R" else "-C")
+
+
+# The paper's results, as printed. Its "ResNet" in Table 2 is ResNet-50 (section 3.4).
+PAPER = (
+    PaperRow(2, "AlexNet(C)", "alexnet", "C", ("0.2175", "0.0918", "0.1226"),
+             ("20.7636±13.9416", "12.9667±4.5361", "213.5302±65.7220")),
+    PaperRow(2, "AlexNet(R)", "alexnet", "R", ("0.2019", "0.0651", "0.0959"),
+             ("18.5720±12.6055", "9.2591±3.3142", "151.2059±44.6032")),
+    PaperRow(2, "ResNet(C)", "resnet50", "C", ("0.2104", "0.0772", "0.1170"),
+             ("19.8742±13.5217", "11.8711±3.8247", "169.5076±50.2124")),
+    PaperRow(2, "ResNet(R)", "resnet50", "R", ("0.1925", "0.0539", "0.0775"),
+             ("17.1437±11.5073", "8.2064±2.8515", "128.7426±40.5621")),
+    PaperRow(3, "ResNet-50(R)", "resnet50", "R", ("0.1925", "0.0539", "0.0775"),
+             ("17.1437±11.5073", "8.2064±2.8515", "128.7426±40.5621")),
+    PaperRow(3, "ResNet-101(R)", "resnet101", "R", ("0.1845", "0.0507", "0.0697"),
+             ("16.3164±10.8762", "7.7542±2.4580", "116.3076±39.0215")),
+    PaperRow(3, "ResNet-152(R)", "resnet152", "R", ("0.1666", "0.0450", "0.0641"),
+             ("14.9275±10.4368", "7.4741±2.2248", "108.3014±40.4698")),
+    PaperRow(4, "DeepFeat [24]", None, "R", ("0.3581", "0.1751", "0.1249"),
+             ("71.8046 ± 51.4109", "25.4792 ± 19.1504", "189.3559 ± 53.6329")),
+    PaperRow(4, "Le.count [16]", None, "R", ("0.2674", "0.0208", "0.1151"),
+             ("51.4479 ± 39.8087", "6.4061 ± 3.5657", "185.9391 ± 60.5042")),
+    PaperRow(4, "Le.detect [5]", None, "R", ("0.3206", "0.1083", "0.1540"),
+             ("33.8995 ± 23.9252", "18.1937 ± 13.4393", "259.6736 ± 85.0594")),
+    PaperRow(4, "The proposed", "resnet152", "R", ("0.1666", "0.0450", "0.0641"),
+             ("14.9275 ± 10.4368", "7.4741 ± 2.2248", "108.3014 ± 40.4698")),
+)
+# Table 1 as printed: row label, size, Ntr/Nte, AC (average cells), MinC-MaxC.
+PAPER_DATASETS = {"nuclei": ("Nuclei [12]", "500× 500", "50/50", "310.22", "1–1189"),
+                  "bacterial": ("Bacterial [1]", "256× 256", "100/100", "171.47", "74–317"),
+                  "ki67": ("Ki67 cell", "1920×2560", "45/10", "2045.85", "70–4808")}
+
+
+@dataclass(frozen=True)
+class Column:
+    folder: str   # runs/<folder>/...
+    paper: str    # the paper column it is compared with
+    label: str
+
+
+COLUMNS = (Column("nuclei", "nuclei", "Nuclei"),
+           Column("bacterial", "bacterial", "Bacterial"),
+           Column("ki67", "ki67", "Ki67"),
+           Column("ki67-synthetic", "ki67", "Ki67-synthetic (our stand-in, vs paper Ki67)"))
+REQUIRED = ("mae", "mae_std", "mre", "baseline_mae", "n_images")
+
+# Beyond the paper (issue #7): published density counters on the bacterial (VGG cells) set, tested
+# on images 101-200 after training on N images drawn from 001-100; mean ± std over the draws.
+PUBLISHED_DENSITY = (
+    ("FCRN-A (Xie, Noble & Zisserman 2016)", "bacterial", 32, 2.9, 0.2),
+    ("Count-ception (Cohen et al. 2017)", "bacterial", 50, 2.3, 0.4),
+)
+
+
+def split_mae(printed: str) -> tuple[float, float]:
+    """"20.7636±13.9416" or "71.8046 ± 51.4109" -> (20.7636, 13.9416)."""
+    mae, std = printed.split("±")
+    return float(mae), float(std)
+
+
+def _read(path: Path) -> dict:
+    """A run's metrics.json; {"error": why} when it cannot be used."""
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": f"unreadable metrics.json ({e})"}
+    missing = [k for k in REQUIRED if k not in m]
+    return {"error": f"metrics.json lacks {', '.join(missing)}"} if missing else m
+
+
+def _todo(model: str, head: str, dataset: str) -> str:
+    args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+    return f"missing (run `make train {args}` then `make eval {args}`)"
+
+
+def build(runs_dir=None) -> dict:
+    """Every paper row against the matching run, per dataset, plus the runs no row maps to."""
+    runs_dir = Path(runs_dir or config.runs_dir())
+    found = {p.parent.relative_to(runs_dir).as_posix(): _read(p)
+             for p in sorted(runs_dir.glob("*/*/metrics.json"))}
+    mapped, tables = set(), []
+    for t in sorted({r.table for r in PAPER}):
+        rows = []
+        for r in (r for r in PAPER if r.table == t):
+            cells = {}
+            for col in COLUMNS:
+                i = PAPER_COLUMNS.index(col.paper)
+                mae, std = split_mae(r.mae[i])
+                cell = {"paper": {"mre": float(r.mre[i]), "mae": mae, "mae_std": std,
+                                  "mre_printed": r.mre[i], "mae_printed": r.mae[i]},
+                        "run": None, "ours": None, "diff": None, "note": ""}
+                if r.model is None:
+                    cell["note"] = "other method (not part of pycount)"
+                else:
+                    key = cell["run"] = f"{col.folder}/{r.run}"
+                    mapped.add(key)
+                    m = found.get(key)
+                    if m is None:
+                        cell["note"] = _todo(r.model, r.head, col.folder)
+                    elif "error" in m:
+                        cell["note"] = m["error"]
+                    else:
+                        cell["ours"] = {k: m[k] for k in ("mre", "mae", "mae_std")}
+                        cell["diff"] = {k: m[k] - cell["paper"][k] for k in cell["ours"]}
+                        said = (m.get("dataset"), m.get("model"), m.get("head"))
+                        if said != (col.folder, r.model, r.head):
+                            cell["note"] = "metrics.json says {}/{}({})".format(*said)
+                cells[col.folder] = cell
+            rows.append({"label": r.label, "model": r.model, "head": r.head,
+                         "source": r.source, "cells": cells})
+        tables.append({"table": t, "title": TITLES[t], "source": SOURCES[t], "rows": rows})
+    datasets = []
+    for col in COLUMNS:
+        ok = [m for k, m in found.items() if k.split("/")[0] == col.folder and "error" not in m]
+        datasets.append({"folder": col.folder, "label": col.label,
+                         "paper": PAPER_DATASETS[col.paper], "runs": len(ok),
+                         "n_images": sorted({m["n_images"] for m in ok}),
+                         "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok})})
+    other = [{"run": k, **m} for k, m in found.items() if k not in mapped]
+    return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
+            "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir)}
+
+
+def _density(found: dict, runs_dir: Path) -> list[dict]:
+    """The density models' rows: each run on all training images, the N-image protocol (mean ±
+    std over seeds, pycount.protocol), beside the paper's best and the published counters."""
+    from pycount.training import protocol
+    models = sorted({m.get("model") for m in found.values()
+                     if "error" not in m and m.get("density")})
+    rows = []
+    for col in COLUMNS[:3]:
+        i = PAPER_COLUMNS.index(col.paper)
+        best = min(PAPER, key=lambda r: split_mae(r.mae[i])[0] if r.model else 1e9)
+        mae, std = split_mae(best.mae[i])
+        rows.append({"dataset": col.folder, "what": f"paper's best: {best.label}", "n": "all",
+                     "mae": mae, "std": std, "spread": "per image", "source": best.source})
+        for name, dataset, n, m, sd in PUBLISHED_DENSITY:
+            if dataset == col.folder:
+                rows.append({"dataset": dataset, "what": name, "n": n, "mae": m, "std": sd,
+                             "spread": "over draws", "source": "published"})
+        for model in models:
+            m = found.get(f"{col.folder}/{model}")
+            if m and "error" not in m:
+                ds = config.dataset(col.folder)
+                old = nets.drift(runs_dir / col.folder / model,
+                                 nets.run_plan(ds, config.model(model, ds)))
+                rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
+                             "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
+                             "source": f"{col.folder}/{model}" + (
+                                 f" (trained with older settings: `make train DATASET="
+                                 f"{col.folder} MODEL={model} RESUME=0` retrains it)"
+                                 if old else "")})
+            for p in protocol.summarize(col.folder, model, runs_dir):
+                old = p["stale_seeds"]
+                rows.append({"dataset": col.folder, "what": f"pycount {model}",
+                             "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
+                             "spread": f"over {len(p['seeds'])} seeds",
+                             "source": f"{col.folder}-n{p['train_n']}-seed*/{model}" + (
+                                 f" (seeds {', '.join(map(str, old))} trained with older "
+                                 f"settings: `make protocol DATASET={col.folder} MODEL={model}` "
+                                 f"retrains them)" if old else "")})
+    return rows
+
+
+# ---- rendering: a list of blocks, written out as Markdown and as HTML ------------------------
+
+def _cell_parts(cell: dict, metric: str) -> list[str]:
+    """["paper ...", "ours ...", "Δ ..."] for one table cell; metric "mre" or "mae"."""
+    paper = cell["paper"][f"{metric}_printed"]
+    if cell["ours"] is None:
+        return [f"paper {paper}", cell["note"]]
+    o, d = cell["ours"], cell["diff"]
+    if metric == "mre":
+        parts = [f"paper {paper}", f"ours {o['mre']:.4f}", f"Δ {d['mre']:+.4f}"]
+    else:
+        parts = [f"paper {paper}", f"ours {o['mae']:.4f} ± {o['mae_std']:.4f}",
+                 f"Δ {d['mae']:+.4f} ± {d['mae_std']:+.4f}"]
+    return parts + ([cell["note"]] if cell["note"] else [])
+
+
+def _blocks(report: dict) -> list[tuple]:
+    """("h1"|"h2"|"p", text), ("table", header, rows of cells as lists of lines), ("img", file)."""
+    b = [("h1", "Audit: pycount against Xue et al. 2016"),
+         ("p", f"Paper: {report['citation']}. Runs: `{report['runs_dir']}`."),
+         ("p", "Paper values are as printed; Δ = ours − paper (for MAE ± std: Δ MAE ± Δ std). "
+               "The paper's Ki67 set is private: Ki67-synthetic is our generated stand-in, "
+               "compared with the paper's Ki67 column, not a reproduction of it. Page numbers "
+               "are those of the published volume (the text extract carries none)."),
+         ("h2", "Datasets (paper Table 1; ours: test images and mean-count baseline MAE)"),
+         ("table", ["dataset", "paper size", "paper Ntr/Nte", "paper AC", "paper MinC–MaxC",
+                    "our runs", "our test images", "our baseline MAE"],
+          [[[d["label"]], *[[v] for v in d["paper"][1:]], [str(d["runs"])],
+            [", ".join(map(str, d["n_images"])) or "no run"],
+            [", ".join(f"{v:.4f}" for v in d["baseline_mae"]) or "no run"]]
+           for d in report["datasets"]])]
+    for t in report["tables"]:
+        b += [("h2", f"Table {t['table']}: {t['title']}"), ("p", f"Source: {t['source']}.")]
+        for metric, name in (("mre", "MRE"), ("mae", "MAE ± std")):
+            b.append(("table", [name] + [c.label for c in COLUMNS],
+                      [[[r["label"]]] + [_cell_parts(r["cells"][c.folder], metric)
+                                         for c in COLUMNS] for r in t["rows"]]))
+        b.append(("img", f"table{t['table']}.png"))
+    if report.get("density"):
+        b += [("h2", "Beyond the paper: density models (issue #7)"),
+              ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
+                    "of the per-image errors for single runs, and of the MAE over the draws for "
+                    "the N-image protocol (as FCRN-A and Count-ception report it).")]
+        b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
+                            "source"],
+                  [[[r["dataset"]], [r["what"]], [str(r["n"])],
+                    [f"{r['mae']:.2f} ± {r['std']:.2f}"], [r["spread"]], [r["source"]]]
+                   for r in report["density"]]))
+    b.append(("h2", "Other runs (no paper row maps to them)"))
+    rows = []
+    for m in report["other_runs"]:
+        if "error" in m:
+            rows.append([[m["run"]], [m["error"]]] + [["—"]] * 5)
+        else:
+            rows.append([[m["run"]], [f"{m.get('model', '?')}({m.get('head', '?')})"],
+                         [str(m["n_images"])], [f"{m['mre']:.4f}"],
+                         [f"{m['mae']:.4f} ± {m['mae_std']:.4f}"], [f"{m['baseline_mae']:.4f}"],
+                         [str(m.get("dataset", "?"))]])
+    b.append(("table", ["run", "model(head)", "test images", "MRE", "MAE ± std",
+                        "baseline MAE", "dataset"], rows) if rows else ("p", "None."))
+    return b
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *rest in blocks:
+        if kind == "h1":
+            out.append(f"# {rest[0]}")
+        elif kind == "h2":
+            out.append(f"## {rest[0]}")
+        elif kind == "p":
+            out.append(rest[0])
+        elif kind == "img":
+            out.append(f"![{rest[0]}]({rest[0]})")
+        else:
+            header, rows = rest
+            lines = [" | ".join(header), " | ".join("---" for _ in header)]
+            lines += [" | ".join(" · ".join(c).replace("|", "\\|") for c in r) for r in rows]
+            out.append("\n".join(f"| {line} |" for line in lines))
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escaped HTML with `code` spans."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+CSS = ("body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0 1em}"
+       "table{border-collapse:collapse;margin:.5em 0 1em}"
+       "td,th{border:1px solid #bbb;padding:4px 8px;vertical-align:top;font-size:90%}"
+       "th{background:#eee}code{background:#f4f4f4}img{max-width:100%}")
+
+
+def to_html(blocks: list[tuple], img_dir: Path) -> str:
+    """A self-contained page: the PNGs are embedded as data URIs."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{html.escape(blocks[0][1])}</title><style>{CSS}</style></head><body>"]
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "p"):
+            out.append(f"<{kind}>{_inline(rest[0])}</{kind}>")
+        elif kind == "img":
+            data = base64.b64encode((img_dir / rest[0]).read_bytes()).decode()
+            out.append(f'<p><img alt="{rest[0]}" src="data:image/png;base64,{data}"></p>')
+        else:
+            header, rows = rest
+            out.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in header)
+                       + "</tr>")
+            out += ["<tr>" + "".join("<td>" + "<br>".join(map(_inline, c)) + "</td>" for c in r)
+                    + "</tr>" for r in rows]
+            out.append("</table>")
+    return "\n".join(out + ["</body></html>"]) + "\n"
+
+
+def _chart(table: dict, path: Path) -> None:
+    """MAE ± std bars, paper vs ours, one panel per dataset (their scales differ 30-fold)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    rows = table["rows"]
+    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4.2 * len(COLUMNS), 4.2))
+    for ax, col in zip(axes, COLUMNS):
+        cells = [r["cells"][col.folder] for r in rows]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [c["paper"]["mae"] for c in cells], 0.4,
+               yerr=[c["paper"]["mae_std"] for c in cells], capsize=3, color="#8aa")
+        ours = [(i, c["ours"]) for i, c in zip(x, cells) if c["ours"]]
+        ax.bar([i + 0.2 for i, _ in ours], [o["mae"] for _, o in ours], 0.4,
+               yerr=[o["mae_std"] for _, o in ours], capsize=3, color="#d73")
+        for i, c in zip(x, cells):
+            if c["ours"] is None and c["run"]:
+                ax.text(i + 0.2, 0, "missing", rotation=90, ha="center", va="bottom",
+                        fontsize=8, color="#a33")
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_title(col.label, fontsize=9)
+        ax.set_ylabel("MAE ± std (cells per image)")
+    axes[0].legend(handles=[Patch(color="#8aa", label="paper"), Patch(color="#d73", label="ours")],
+                   fontsize=8, loc="upper right")
+    fig.suptitle(f"Table {table['table']}: {table['title']}", fontsize=10)
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
+def write(report: dict, out_dir=None) -> dict:
+    """audit.md, audit.html and table<N>.png under out_dir (default <runs>/audit); their paths."""
+    out = Path(out_dir or Path(report["runs_dir"]) / "audit")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for t in report["tables"]:
+        paths[f"table{t['table']}"] = out / f"table{t['table']}.png"
+        _chart(t, paths[f"table{t['table']}"])
+    blocks = _blocks(report)
+    paths["md"], paths["html"] = out / "audit.md", out / "audit.html"
+    atomic.write_text(paths["md"], to_markdown(blocks))
+    atomic.write_text(paths["html"], to_html(blocks, out))
+    return paths
+
+
+def summary(report: dict) -> str:
+    """A compact Markdown digest: the cells we have a run for, and what is missing."""
+    lines = ["| table | row | dataset | MRE paper → ours | MAE paper → ours (Δ) |",
+             "|---|---|---|---|---|"]
+    have = total = 0
+    for t in report["tables"]:
+        for r in t["rows"]:
+            for col in COLUMNS:
+                c = r["cells"][col.folder]
+                total += c["run"] is not None
+                if c["ours"]:
+                    have += 1
+                    lines.append(f"| {t['table']} | {r['label']} | {col.folder} | "
+                                 f"{c['paper']['mre_printed']} → {c['ours']['mre']:.4f} | "
+                                 f"{c['paper']['mae']:.2f} → {c['ours']['mae']:.2f} "
+                                 f"({c['diff']['mae']:+.2f}) |")
+    other = ", ".join(m["run"] for m in report["other_runs"]) or "none"
+    return "\n".join(lines + ["", f"{have} of {total} paper cells for pycount models have a run; "
+                                  f"other runs: {other}."])

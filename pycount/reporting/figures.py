@@ -1,0 +1,150 @@
+"""What a run leaves for people: per-image CSV, metrics JSON/Markdown, tables, heatmap figures."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pycount.util import atomic
+
+
+def write_predictions(path: Path, rows: list[dict]) -> None:
+    """One row per test image: id, true count, the density-integral and tiling estimates (and,
+    for a C head, the estimate from the expected class)."""
+    extra = ["expected"] if rows and "expected" in rows[0] else []
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "true", "predicted", "tiling", *extra,
+                                               "abs_error"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"id": r["id"], "true": r["true"], "predicted": f"{r['predicted']:.3f}",
+                             "tiling": f"{r['tiling']:.3f}",
+                             **{k: f"{r[k]:.3f}" for k in extra},
+                             "abs_error": f"{abs(r['predicted'] - r['true']):.3f}"})
+
+
+def metrics_table(metrics: dict) -> str:
+    """The paper's two metrics for the model and for the mean-count baseline, as Markdown."""
+    name = f"{metrics.get('model', 'model')}({metrics.get('head', 'R')})"
+    lines = ["| estimator | MRE | MAE ± std |", "|---|---:|---:|",
+             f"| {name} | {metrics['mre']:.4f} | {metrics['mae']:.2f} ± {metrics['mae_std']:.2f} |"]
+    if "tiling_mae" in metrics and not metrics.get("density"):
+        lines.append(f"| {name}, non-overlapping tiles | {metrics['tiling_mre']:.4f} | "
+                     f"{metrics['tiling_mae']:.2f} ± {metrics['tiling_mae_std']:.2f} |")
+    if "expected_mae" in metrics:
+        lines.append(f"| {name}, expected class | {metrics['expected_mre']:.4f} | "
+                     f"{metrics['expected_mae']:.2f} ± {metrics['expected_mae_std']:.2f} |")
+    lines.append(f"| mean training count ({metrics['train_mean_count']:.1f}) | "
+                 f"{metrics['baseline_mre']:.4f} | "
+                 f"{metrics['baseline_mae']:.2f} ± {metrics['baseline_mae_std']:.2f} |")
+    return "\n".join(lines)
+
+
+def write_metrics(run: Path, metrics: dict) -> str:
+    """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
+    run = Path(run)
+    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
+    how = (f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
+           f"griddata density heatmap" if not metrics.get("density") else
+           "count = sum of the predicted density map (crops at half stride, averaged where "
+           "they overlap)")
+    md = (f"# {metrics['dataset']} / {metrics['model']} ({metrics['head']})\n\n"
+          f"{metrics['n_images']} test images; {how}.\n\n"
+          f"{metrics_table(metrics)}\n")
+    atomic.write_text(run / "metrics.md", md)
+    return md
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_fig6(path: Path, image: np.ndarray, true_patches: np.ndarray, pred_patches: np.ndarray,
+              heatmap: np.ndarray, true: float, predicted: float, title: str = "") -> None:
+    """The paper's Fig. 6 for one test image: the image; predicted and true counts of its
+    patches along the patch index; the density heatmap with the true and predicted totals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1.6, 1.2]})
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image")
+    axes[0].axis("off")
+    k = np.arange(len(true_patches))
+    axes[1].plot(k, true_patches, lw=1, label="true")
+    axes[1].plot(k, pred_patches, lw=1, label="predicted")
+    axes[1].set_xlabel("patch index")
+    axes[1].set_ylabel("cells in patch")
+    axes[1].set_title("patch-level prediction")
+    axes[1].legend()
+    im = axes[2].imshow(heatmap, cmap="jet")
+    axes[2].set_title(f"density: true {true:.0f}, predicted {predicted:.1f}")
+    axes[2].axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
+def save_density_fig(path: Path, image: np.ndarray, true_map: np.ndarray, pred_map: np.ndarray,
+                     true: float, predicted: float, title: str = "") -> None:
+    """A density model's counterpart of Fig. 6: the image, the target density made from its dots
+    and the predicted density, on one colour scale, with their sums."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image")
+    top = max(float(true_map.max()), float(pred_map.max()), 1e-9)
+    for ax, m, what in ((axes[1], true_map, f"target density: sum {true:.0f}"),
+                        (axes[2], pred_map, f"predicted density: sum {predicted:.1f}")):
+        im = ax.imshow(m, cmap="jet", vmin=0, vmax=top)
+        ax.set_title(what)
+    for ax in axes:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, label="cells / px²")
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
+def save_fig7(path: Path, ids: list[str], true: np.ndarray, estimates: dict[str, np.ndarray],
+              title: str) -> None:
+    """The paper's Fig. 7: per test image (sorted by true count), the true count and each
+    model's estimate."""
+    plt = _pyplot()
+    order = np.argsort(true, kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(np.asarray(true)[order], "k-", lw=2, label="ground truth")
+    for name, est in estimates.items():
+        ax.plot(np.asarray(est)[order], ".-", lw=0.8, ms=4, label=name)
+    ax.set_xlabel(f"test image (sorted by true count, {len(ids)} images)")
+    ax.set_ylabel("cells")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=90)
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray | list]:
+    """A predictions.csv back as columns."""
+    rows = list(csv.DictReader(open(path)))
+    return {"id": [r["id"] for r in rows], "true": np.array([float(r["true"]) for r in rows]),
+            "predicted": np.array([float(r["predicted"]) for r in rows])}
+
+
+def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float | None,
+                 predicted: float, title: str = "") -> None:
+    """The image beside its density heatmap (cells / px^2), with the counts."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image")
+    im = axes[1].imshow(heatmap, cmap="jet")
+    truth = f"true {true:.0f}, " if true is not None else ""
+    axes[1].set_title(f"density: {truth}predicted {predicted:.1f}")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, label="cells / px²")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    atomic.save_figure(fig, path)

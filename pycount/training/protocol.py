@@ -1,0 +1,142 @@
+"""The density counters' protocol (Lempitsky & Zisserman 2010; FCRN-A, Count-ception): train on
+N images drawn from the training images 001-100 (N = 32 and 50), test on 101-200, repeat for
+several draws (SEED), report the MAE's mean ± std over the draws.
+
+Each (N, seed) is an ordinary pycount run (`make prepare train eval TRAIN_N=N SEED=s`), in
+runs/<dataset>-n<N>-seed<s>/<model>/; `summarize` reads their metrics.json, and `make audit`
+shows the result beside the published numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pycount.errors import TrainError
+from pycount.util import atomic
+from pycount import config
+from pycount.nets import builders as nets
+
+
+def run_dirs(ds: config.DatasetConfig, model: config.ModelConfig, n: int, seeds) -> list[Path]:
+    return [config.run_dir(config.with_overrides(ds, train_n=n, seed=s), model) for s in seeds]
+
+
+def stale(run: Path, dataset: str, model: str, n: int, seed: int) -> list[str]:
+    """Which prototxts of the (N, seed) run today's config would write otherwise: [] for a run
+    of today's settings, ["solver"] for one trained on another schedule, say."""
+    ds = config.with_overrides(config.dataset(dataset), train_n=n, seed=seed)
+    return nets.drift(run, nets.run_plan(ds, config.model(model, ds)))
+
+
+def summarize(dataset: str, model: str, runs_dir: Path | None = None) -> list[dict]:
+    """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
+    run was trained with other settings than today's (`stale_seeds`; `run` retrains them)."""
+    runs_dir = Path(runs_dir or config.runs_dir())
+    by_n: dict[int, dict[int, dict]] = {}
+    old: dict[int, list[int]] = {}
+    for f in sorted(runs_dir.glob(f"{dataset}-n*-seed*/{model}/metrics.json")):
+        try:
+            m = json.loads(f.read_text())
+            n, seed = int(m["train_n"]), int(m["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if m.get("dataset") == dataset and n:
+            by_n.setdefault(n, {})[seed] = m
+            if stale(f.parent, dataset, model, n, seed):
+                old.setdefault(n, []).append(seed)
+    out = []
+    for n in sorted(by_n):
+        maes = np.array([by_n[n][s]["mae"] for s in sorted(by_n[n])])
+        out.append({"dataset": dataset, "model": model, "train_n": n,
+                    "seeds": sorted(by_n[n]), "mae_per_seed": maes.round(4).tolist(),
+                    "mae_mean": float(maes.mean()),
+                    "mae_std": float(maes.std(ddof=1)) if len(maes) > 1 else 0.0,
+                    "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in by_n[n]])),
+                    "stale_seeds": sorted(old.get(n, []))})
+    return out
+
+
+def pending(dataset: str, model: str, ns, seeds) -> list[tuple[int, int, bool]]:
+    """(N, seed, retrain) of every run still to do: not evaluated yet, or trained with other
+    settings than today's (retrain: from scratch, not resumed from its snapshots)."""
+    ds, m = config.dataset(dataset), config.model(model)
+    todo = []
+    for n in ns:
+        for s in seeds:
+            run = run_dirs(ds, m, n, [s])[0]
+            if not (run / "metrics.json").exists():
+                todo.append((n, s, False))
+            elif stale(run, dataset, model, n, s):
+                todo.append((n, s, True))
+    return todo
+
+
+def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
+         log_dir: Path) -> tuple:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    log = log_dir / f"n{n}-seed{seed}.log"
+    start = time.monotonic()
+    with open(log, "w") as f:
+        for step in ("prepare", "train", "eval"):
+            extra = ["--restart"] if retrain and step == "train" else []
+            rc = subprocess.call([sys.executable, "-m", "pycount", step, *cmd_base,
+                                  "--train-n", str(n), "--seed", str(seed), *extra], stdout=f,
+                                 stderr=subprocess.STDOUT, env=env)
+            if rc:
+                return n, seed, f"{step} failed (exit {rc}); see {log}", time.monotonic() - start
+    return n, seed, "ok", time.monotonic() - start
+
+
+def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=None,
+        jobs: int = 1) -> list[dict]:
+    """Prepare, train and evaluate every (N, seed) not evaluated yet, or trained with other
+    settings than today's (those again from scratch), `jobs` at a time (one BLAS thread each when
+    jobs > 1: small convolutions scale poorly across threads), then summarize into
+    runs/protocol/<dataset>-<model>.{json,md}."""
+    base = ["--dataset", dataset, "--model", model]
+    if data_root:
+        base += ["--data-root", str(data_root)]
+    todo = pending(dataset, model, ns, seeds)
+    out_dir = config.runs_dir() / "protocol"
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    threads = 1 if jobs > 1 else int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0) or 2
+    print(f"protocol {dataset}/{model}: {len(todo)} of {len(ns) * len(seeds)} runs to do, "
+          f"{jobs} at a time; logs in {out_dir / 'logs'}", flush=True)
+    for n, s, _ in filter(lambda t: t[2], todo):
+        print(f"  N={n} seed={s}: trained with other settings than today's {model}: "
+              f"training it again from scratch", flush=True)
+        # its MAE goes with the old weights, which the retraining replaces; without it, an
+        # interrupted retraining is resumed by the next `make protocol`
+        run = run_dirs(config.dataset(dataset), config.model(model), n, [s])[0]
+        (run / "metrics.json").unlink(missing_ok=True)
+    failed = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for n, s, status, secs in pool.map(
+                lambda a: _job(base, *a, threads, out_dir / "logs"), todo):
+            print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
+            if status != "ok":
+                failed.append(status)
+    rows = summarize(dataset, model)
+    atomic.write_text(out_dir / f"{dataset}-{model}.json", json.dumps(rows, indent=1))
+    atomic.write_text(out_dir / f"{dataset}-{model}.md", to_markdown(rows))
+    print(to_markdown(rows))
+    if failed:
+        raise TrainError("; ".join(failed))
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    lines = ["| dataset | model | N | seeds | MAE mean ± std over seeds | MAE per seed |",
+             "|---|---|---:|---|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['train_n']} | "
+                     f"{', '.join(map(str, r['seeds']))} | {r['mae_mean']:.2f} ± "
+                     f"{r['mae_std']:.2f} | {', '.join(f'{v:.2f}' for v in r['mae_per_seed'])} |")
+    return "\n".join(lines) + "\n"

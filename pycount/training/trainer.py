@@ -1,0 +1,484 @@
+"""Training with a pycaffe solver: progress, validation, atomic snapshots, resume, logs.
+
+A run folder (runs/<dataset>/<model>/) holds the prototxts the run used, `snapshots/` with the
+solver's caffemodel/solverstate pairs, `snapshots/latest.json` naming the last complete pair (written
+after both files, atomically: a pair interrupted half-way is never resumed from), `model.caffemodel`
+(the weights with the best validation MAE), `train_log.csv` and `loss.png`.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pycount.util import atomic
+from pycount import config
+from pycount.data import lmdbio
+from pycount.nets import builders as nets
+from pycount.util.progress import Progress
+from pycount.device import set_device
+from pycount.inference.engines import CaffeBackend
+from pycount.training.averaging import WeightAverage
+from pycount.errors import Diverged, TrainError  # noqa: F401 (re-exported)
+
+
+
+
+
+
+def _atomic_json(path: Path, obj) -> None:
+    atomic.write_text(path, json.dumps(obj, indent=1))
+
+
+def _save_weights(net, path: Path) -> None:
+    with atomic.replacing(path) as tmp:
+        net.save(str(tmp))
+
+
+def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """The validation LMDB as arrays (RGB patches N x p x p x 3, counts N), at most `limit`."""
+    images, labels = [], []
+    for _, rgb, label in lmdbio.read_lmdb(path, limit=limit):
+        images.append(rgb)
+        labels.append(label)
+    if not images:
+        raise TrainError(f"{path}: the validation LMDB is empty; re-run `make prepare`")
+    return np.stack(images), np.asarray(labels, np.float64)
+
+
+def load_val_crops(images: Path, targets: Path, limit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """A density model's validation crops (RGB, N x c x c x 3) and their true counts (the sums of
+    their targets), at most `limit`."""
+    rgb = [p for _, p, _ in lmdbio.read_lmdb(images, limit=limit)]
+    sums = [float(d.sum()) for _, d in lmdbio.read_lmdb(targets, limit=limit,
+                                                        decode=lmdbio.decode_float_datum)]
+    if not rgb or len(rgb) != len(sums):
+        raise TrainError(f"{images}: the validation crops are missing or do not match "
+                         f"{targets}; re-run `make prepare`")
+    return np.stack(rgb), np.asarray(sums, np.float64)
+
+
+def predict_density_sums(net, rgb: np.ndarray, model: config.ModelConfig,
+                         ds: config.DatasetConfig, batch: int = 32) -> np.ndarray:
+    """The sums of the density a loaded pycaffe deploy net predicts for RGB crops."""
+    forward = CaffeBackend.from_net(net, model, ds, "R", batch)._forward
+    return np.concatenate([forward(nets.preprocess(rgb[i:i + batch], model, ds))
+                           .reshape(len(rgb[i:i + batch]), -1).sum(axis=1)
+                           for i in range(0, len(rgb), batch)]).astype(np.float64)
+
+
+def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
+                    head: str, batch: int = 256) -> np.ndarray:
+    """Counts predicted by a loaded pycaffe deploy net for RGB patches (N x s x s x 3)."""
+    return CaffeBackend.from_net(net, model, ds, head, batch)(rgb)
+
+
+class Trainer:
+    def __init__(self, ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
+                 gpu: int = -1, run: Path | None = None, max_iter: int | None = None):
+        self.ds, self.model, self.head = ds, model, head
+        self.run = Path(run or config.run_dir(ds, model, head))
+        self.max_iter = max_iter or model.solver.max_iter
+        if self.max_iter != model.solver.max_iter:
+            # the solver's schedule (steps, poly decay, weight averaging) follows ITERS=
+            model = dataclasses.replace(model, solver=model.solver.stretched(self.max_iter))
+            self.model = model
+        lmdb_root = config.lmdb_dir(ds)
+        self.train_lmdb, self.val_lmdb = lmdb_root / "train_lmdb", lmdb_root / "val_lmdb"
+        self.train_targets = self.val_targets = None
+        if model.density:
+            self.train_lmdb, self.train_targets = config.density_lmdbs(ds, "train")
+            self.val_lmdb, self.val_targets = config.density_lmdbs(ds, "val")
+        paths = [self.train_lmdb, self.val_lmdb, self.train_targets, self.val_targets]
+        for path in filter(None, paths):
+            if lmdbio.read_manifest(path) is None:
+                extra = f" MODEL={model.name}" if model.density else ""
+                subset = f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
+                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}"
+                                 f"{extra}{subset}` first")
+        self.gpu = gpu
+
+    def _plan(self) -> nets.NetPlan:
+        return nets.run_plan(self.ds, self.model, self.head)
+
+    def _pretrained(self) -> Path | None:
+        """The ImageNet weights a pretrained model starts from (checked), None from scratch."""
+        if self.model.finetune == "scratch" or not self.model.weights:
+            return None
+        from pycount.nets import weights
+        return weights.resolve(self.model)
+
+    def _check_lmdb_patch(self) -> None:
+        side = self._plan().patch
+        for path in (self.train_lmdb, self.val_lmdb):
+            stored = lmdbio.read_manifest(path).get("stored_patch")
+            if stored not in (None, side):
+                raise TrainError(f"{path} holds {stored} px patches but {self.model.name} on "
+                                 f"{self.ds.tag} expects {side} px; run `make "
+                                 f"prepare` with the same DATASET/PATCH/SIZE as `make train`")
+        for images, targets in ((self.train_lmdb, self.train_targets),
+                                (self.val_lmdb, self.val_targets)):
+            if targets and (lmdbio.read_manifest(images).get("fingerprint")
+                            != lmdbio.read_manifest(targets).get("fingerprint")):
+                raise TrainError(f"{images} and {targets} come from different `make prepare` "
+                                 f"runs (an interrupted write?); run `make prepare "
+                                 f"DATASET={self.ds.name} MODEL={self.model.name}` again")
+
+    def _check_resumable(self, plan: nets.NetPlan) -> None:
+        """A run's snapshots resume only into the net they were written by; a changed solver (a
+        longer max_iter, another schedule) is allowed, and said."""
+        changed = nets.drift(self.run, plan)
+        subset = f" TRAIN_N={self.ds.train_n} SEED={self.ds.seed}" if self.ds.train_n else ""
+        again = (f"`make train DATASET={self.ds.name} MODEL={self.model.name}{subset}"
+                 f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
+                 f"from scratch")
+        if "train_val" in changed:
+            raise TrainError(f"{self.run}: its snapshots were written by another net than "
+                             f"today's {self.model.name} (its train_val.prototxt differs from "
+                             f"what pycount/config.py gives now); {again}")
+        if changed:
+            print(f"note: {self.run / 'solver.prototxt'} differs from today's solver (max_iter "
+                  f"{self.max_iter}); resuming with today's. For a run of today's settings "
+                  f"alone, {again}", flush=True)
+
+    def _solver(self, caffe, files: dict, pretrained: Path | None):
+        """(solver, validation deploy net sharing its weights, step(k) function).
+
+        Paper mode (a frozen pretrained trunk): the solver trains a head-only net on cached trunk
+        features (pycount.features); otherwise the plain solver over the LMDB."""
+        if self.model.finetune == "head" and pretrained is not None:
+            from pycount.training import features
+            feats, labels = features.trunk_features(
+                files["deploy"], pretrained, self.train_lmdb, self.model, self.ds,
+                self.run.parent / ".feature-cache", batch=64)
+            head_net = self.run / "head.prototxt"
+            head_net.write_text(features.head_net_prototxt(
+                files["train_val"], feats.shape[1], self.model.solver.batch))
+            solver = caffe.get_solver(str(features.write_solver(
+                files["solver"], head_net.resolve(), self.run / "head_solver.prototxt")))
+
+            def step(k):
+                for _ in range(k):
+                    features.feed(solver.net, feats, labels, solver.iter * self.model.solver.batch)
+                    solver.step(1)
+            features.feed(solver.net, feats, labels, 0)   # so that a forward() sees batch 0
+            self.init_mode = "head on cached trunk features"
+        else:
+            solver = caffe.get_solver(str(files["solver"]))
+            if pretrained is not None:
+                from pycount.nets import weights
+                self.surgery = weights.init_from_pretrained(solver.net, pretrained)
+            step = solver.step
+            self.init_mode = "plain solver"
+        val_net = caffe.Net(str(files["deploy"]), caffe.TEST,
+                            **({"weights": str(pretrained)} if pretrained else {}))
+        val_net.share_with(solver.net)      # validation sees the weights being trained
+        return solver, val_net, step
+
+    def train(self, resume: bool = True) -> dict:
+        """Train to max_iter; resume from the run's last snapshot unless resume=False, which
+        first removes everything the previous run wrote (RESUME=0)."""
+        caffe = set_device(self.gpu)
+        self._check_lmdb_patch()
+        pretrained = self._pretrained()
+        plan = self._plan()
+        snaps = self.run / "snapshots"
+        resuming = resume and (snaps / "latest.json").exists()
+        if resuming:
+            self._check_resumable(plan)
+        else:
+            clear_run(self.run)
+        snaps.mkdir(parents=True, exist_ok=True)
+        files = nets.write_net_files(plan, self.run,
+                                     snapshot_prefix=str((snaps / "snap").resolve()))
+        if self.model.density:
+            val = load_val_crops(self.val_lmdb, self.val_targets)
+        else:
+            val = load_val_patches(self.val_lmdb)
+        solver, val_net, solver_step = self._solver(caffe, files, pretrained)
+        session = _Session(self, solver, val_net, solver_step, val)
+        session.start(resuming)
+        try:
+            session.run()
+        except KeyboardInterrupt:
+            print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
+                  flush=True)
+            session.interrupted()
+            self._write_summary(session, plan, pretrained, interrupted=True)
+            raise
+        finally:
+            session.close()
+        summary = self._write_summary(session, plan, pretrained)
+        plot_log(session.log_path, self.run / "loss.png")
+        return summary
+
+    def _write_summary(self, session: "_Session", plan: nets.NetPlan, pretrained: Path | None,
+                       interrupted: bool = False) -> dict:
+        """train.json: what was trained, how long, with which settings."""
+        solver, state, session_seconds = session.solver, session.state, session.elapsed()
+        summary = {
+            "dataset": self.ds.name, "model": self.model.name, "head": self.head,
+            "iterations": solver.iter, "best_iter": state["best_iter"],
+            "best_val_patch_mae": state["best_val_mae"],
+            "seconds": round(session.seconds_before + session_seconds, 1),
+            "seconds_this_session": round(session_seconds, 1),
+            "iterations_this_session": solver.iter - session.begin_iter,
+            "init": self.model.finetune, "weights": str(pretrained) if pretrained else None,
+            "solver": self.init_mode, "surgery": getattr(self, "surgery", None),
+            "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
+            "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
+            "train_n": self.ds.train_n, "seed": self.ds.seed, "keep": self.model.keep,
+            "averaged_iterations": session.average.n if session.average is not None else 0,
+            "train_images": lmdbio.read_manifest(self.train_lmdb).get("images"),
+        }
+        if interrupted:
+            summary["interrupted"] = True          # not finished: `make train` resumes it
+        if self.model.density:
+            summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride)
+        _atomic_json(self.run / "train.json", summary)
+        return summary
+
+
+# What a run folder holds besides its prototxts: all of it goes when a run starts over (RESUME=0),
+# before anything else, so that a restart killed early leaves no old model or snapshot behind to
+# be resumed or counted with.
+RUN_OUTPUTS = ("snapshots", "train_log.csv", "loss.png", "train.json", "model.caffemodel",
+               "metrics.json", "metrics.md", "predictions.csv", "heatmaps")
+
+
+def clear_run(run: Path) -> None:
+    for name in RUN_OUTPUTS:
+        path = run / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class _Session:
+    """One `make train` call over a solver: the step loop, validation, atomic snapshots, the
+    log. Snapshot files are named in snapshots/latest.json relative to that folder, so a run
+    folder can be moved and still resumes."""
+
+    def __init__(self, trainer: Trainer, solver, val_net, solver_step, val):
+        self.t, self.solver, self.val_net, self.solver_step = trainer, solver, val_net, solver_step
+        self.val_x, self.val_y = val
+        self.s = trainer.model.solver
+        self.snaps = trainer.run / "snapshots"
+        self.latest = self.snaps / "latest.json"
+        self.log_path = trainer.run / "train_log.csv"
+        self.average = WeightAverage(solver.net, self.s.average_after) \
+            if self.s.average_after else None
+        self.state = {"best_val_mae": math.inf, "best_iter": -1}
+        self.log = None
+        self.logged_iter = -1
+
+    # ------------------------------------------------------------------ start and resume
+    def start(self, resuming: bool) -> None:
+        if resuming:
+            self.state = json.loads(self.latest.read_text())
+            self._restore()
+            print(f"resuming from iteration {self.solver.iter} "
+                  f"({self.snaps / self.state['solverstate']})", flush=True)
+        else:
+            self.log_path.unlink(missing_ok=True)
+        # a killed run (power cut, SIGKILL) logged rows past its last snapshot; they are redone
+        # now, so they go, and the seconds column goes on from the kept rows: total training time
+        self.seconds_before = _trim_log(self.log_path, self.solver.iter)
+        new_log = not self.log_path.exists()
+        self.log = open(self.log_path, "a", newline="")
+        self.writer = csv.writer(self.log, lineterminator="\n")
+        if new_log:
+            self.writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
+            if self.solver.iter == 0:             # the starting point of the curves
+                loss0 = float(self.solver.net.forward()["loss"])
+                self.writer.writerow([0, f"{loss0:.6g}", self.s.base_lr, 0,
+                                      f"{self.validate():.5g}"])
+                self.logged_iter = 0
+        self.start_time, self.begin_iter = time.monotonic(), self.solver.iter
+
+    def _restore(self) -> None:
+        """Resume from the snapshot latest.json names, found in this run folder wherever it was
+        written (older runs recorded absolute paths: only their file names are used)."""
+        files = {k: self.snaps / Path(self.state[k]).name for k in ("solverstate", "caffemodel")}
+        for path in files.values():
+            if not path.is_file():
+                raise TrainError(f"{path} is missing (named by {self.latest}); the run folder is "
+                                 f"incomplete: train it again with RESUME=0")
+        self.state.update({k: p.name for k, p in files.items()})
+        restore_solver(self.solver, files["solverstate"], files["caffemodel"])
+        if self.average is not None and self.state.get("average"):
+            self.average.load(self.snaps / Path(self.state["average"]).name)
+
+    # ------------------------------------------------------------------ the loop
+    def step(self, k: int) -> None:
+        """k solver iterations; each one past average_after joins the weight average."""
+        solver, average = self.solver, self.average
+        target = solver.iter + k
+        if average is None or target <= average.start:
+            return self.solver_step(k)
+        if solver.iter < average.start:
+            self.solver_step(average.start - solver.iter)
+        while solver.iter < target:
+            self.solver_step(1)
+            average.add()
+
+    def validate(self) -> float:
+        t = self.t
+        if t.model.density:
+            pred = predict_density_sums(self.val_net, self.val_x, t.model, t.ds)
+        else:
+            pred = predict_patches(self.val_net, self.val_x, t.model, t.ds, t.head)
+        return float(np.abs(pred - self.val_y).mean())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start_time
+
+    def run(self) -> None:
+        t, s, solver = self.t, self.s, self.solver
+        with Progress(t.max_iter, f"training {t.model.name}-{t.head} on {t.ds.tag} "
+                      f"({t.init_mode})", "iter", done=solver.iter) as bar:
+            while solver.iter < t.max_iter:
+                it = solver.iter
+                # step to the next log line, validation or snapshot, whichever comes first
+                k = min(t.max_iter, *(it + n - it % n for n in (config.DISPLAY_INTERVAL,
+                                                                s.test_interval,
+                                                                s.snapshot))) - it
+                self.step(k)
+                it = solver.iter
+                val_mae = self.validate_and_keep() \
+                    if it % s.test_interval == 0 or it == t.max_iter else None
+                loss = self.log_row(val_mae)
+                if it % s.snapshot == 0 or it == t.max_iter:
+                    self.snapshot()
+                bar.update(k, loss=loss, **({} if val_mae is None else {"val_mae": val_mae}))
+
+    def validate_and_keep(self) -> float:
+        """Validation MAE now; model.caffemodel updated as the model's `keep` says. Once
+        averaging has begun, validation and the kept weights see the mean weights."""
+        t, it = self.t, self.solver.iter
+        with (self.average.applied() if self.average is not None else contextlib.nullcontext()):
+            val_mae = self.validate()
+            better = val_mae < self.state["best_val_mae"]
+            if better:
+                self.state.update(best_val_mae=val_mae, best_iter=it)
+            if t.model.keep == "last" or (better and t.model.keep == "best"):
+                _save_weights(self.val_net, t.run / "model.caffemodel")
+        return val_mae
+
+    def log_row(self, val_mae: float | None = None) -> float:
+        """The log line of the current iteration (once); its loss. A NaN loss ends training."""
+        it = self.solver.iter
+        loss = float(self.solver.net.blobs["loss"].data)
+        if not np.isfinite(loss):
+            raise Diverged(f"training diverged: the loss is {loss} at iteration {it}; lower "
+                           f"base_lr in pycount/config.py, then make train RESUME=0")
+        if it != self.logged_iter:
+            self.writer.writerow([it, f"{loss:.6g}", f"{self.s.lr_at(it, self.t.max_iter):.6g}",
+                                  f"{self.seconds_before + self.elapsed():.1f}",
+                                  "" if val_mae is None else f"{val_mae:.5g}"])
+            self.log.flush()
+            self.logged_iter = it
+        return loss
+
+    def snapshot(self) -> None:
+        solver, snaps, state = self.solver, self.snaps, self.state
+        solver.snapshot()           # writes snap_iter_N.caffemodel + .solverstate
+        it = solver.iter
+        state.update(iter=it, caffemodel=f"snap_iter_{it}.caffemodel",
+                     solverstate=f"snap_iter_{it}.solverstate")
+        state.pop("average", None)
+        if self.average is not None and self.average.n:
+            state["average"] = f"snap_iter_{it}.average.npz"
+            self.average.save(snaps / state["average"])
+        _atomic_json(self.latest, state)  # only now is the pair the one to resume from
+        for old in snaps.glob("snap_iter_*"):
+            if not old.name.startswith(f"snap_iter_{it}."):
+                old.unlink()
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the iterations done so far are logged and snapshotted, so nothing is lost."""
+        if self.log is not None and self.solver.iter > self.begin_iter:
+            self.log_row()
+            self.snapshot()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def restore_solver(solver, solverstate: Path, caffemodel: Path) -> None:
+    """solver.restore() with the solverstate's weights file pointed at `caffemodel`: Caffe stores
+    the absolute path it wrote, and aborts (a glog CHECK) when the folder has moved since."""
+    from caffe.proto import caffe_pb2
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(solverstate.read_bytes())
+    except Exception as e:                  # protobuf's DecodeError: a truncated file
+        raise TrainError(f"{solverstate} is corrupt ({e}); train again with RESUME=0") from None
+    if state.learned_net != str(caffemodel.resolve()):
+        state.learned_net = str(caffemodel.resolve())
+        fixed = solverstate.with_name(".restore.solverstate")
+        fixed.write_bytes(state.SerializeToString())
+        try:
+            solver.restore(str(fixed))
+        finally:
+            fixed.unlink(missing_ok=True)
+    else:
+        solver.restore(str(solverstate))
+
+
+def _trim_log(log_path: Path, last_iter: int) -> float:
+    """Drop the rows of `log_path` past `last_iter` (atomically); return the seconds column of
+    the last row kept."""
+    if not log_path.exists():
+        return 0.0
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0.0
+    head = rows[0]
+    # a row cut short by the kill has fewer fields than the header
+    body = [r for r in rows[1:]
+            if len(r) == len(head) and r[0].isdigit() and int(r[0]) <= last_iter]
+    if len(body) != len(rows) - 1:
+        with atomic.replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([head] + body)
+    return float(body[-1][head.index("seconds")]) if body else 0.0
+
+
+def plot_log(log_path: Path, png: Path) -> None:
+    """Loss and validation MAE against iterations, from the CSV log."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(open(log_path)))
+    if not rows:
+        return
+    rows = [r for r in rows if r["loss"]]
+    it = np.array([int(r["iter"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    val = [(int(r["iter"]), float(r["val_mae"])) for r in rows if r["val_mae"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(it, loss, lw=0.8, label="training loss")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val), "o-", color="C1", label="validation patch MAE")
+        ax2.set_ylabel("validation MAE (cells / patch)")
+        if min(v for _, v in val) > 0:   # the untrained start is often 100x the end: log shows both
+            ax2.set_yscale("log")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    ax.set_title(f"{png.parent.parent.name} / {png.parent.name}")
+    fig.tight_layout()
+    atomic.save_figure(fig, png, dpi=100)

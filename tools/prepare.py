@@ -1,9 +1,0 @@
-#!/usr/bin/env python
-"""`make prepare`: thin entry point over pycount.cli (prepare)."""
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from pycount.cli import main  # noqa: E402
-
-sys.exit(main(["prepare"] + sys.argv[1:]))
