@@ -35,7 +35,7 @@ ARGS = $(call opt,DATASET,--dataset) --data-root $(DATA_ROOT) $(call opt,PATCH,-
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval bench-load docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -102,6 +102,9 @@ bench-train: setup                         ## training images/s per model, featu
 bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>.md
 	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
 	$(PYCOUNT) bench all --data-root $(DATA_ROOT)
+
+bench-load: setup                          ## two trainings + a count at once; count 1,000 images with a bad one
+	$(PYCOUNT) bench load
 
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
 	$(PYCOUNT) bench eval --data-root $(DATA_ROOT)

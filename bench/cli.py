@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-windows", type=int, default=128,
                    help="time the per-window pass on at most this many windows, extrapolate")
     p.add_argument("--data-root", default=None)
+    p = sub.add_parser("load", help="two trainings and a count at once; count over 1,000 images "
+                       "with a corrupt one")
+    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--images", type=int, default=1000)
     return ap
 
 
@@ -54,6 +58,9 @@ def main(argv=None) -> int:
         rows = stages.bench_prepare(args.datasets.split(","), args.data_root,
                                     max_images={"ki67-synthetic": args.ki67_images})
         path = stages.write_results("prepare", rows)
+    elif what == "load":
+        from bench import load
+        path = stages.write_results("load", load.run(iters=args.iters, n_images=args.images))
     elif what == "train":
         path = stages.write_results("train", stages.bench_train(iters=args.iters))
     else:

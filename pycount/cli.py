@@ -198,11 +198,21 @@ def run(args: argparse.Namespace) -> int:
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma)
     if args.command == "prepare":
-        from pycount.data.prepare import prepare
-        prepare(ds, args.data_root, force=args.force,
-                model=config.model(args.model, ds) if args.model else None)
+        from pycount.data import prepare
+        model = config.model(args.model, ds) if args.model else None
+        if model is not None and model.classic:
+            prepare.load_split(ds, args.data_root)          # every image read and checked
+            print(f"{model.name} reads the images themselves: no LMDB to prepare")
+            return 0
+        prepare.prepare(ds, args.data_root, force=args.force, model=model)
         return 0
     model = config.model(args.model, ds)
+    if args.command == "train" and model.classic:
+        from pycount.training.classic import train_classic
+        summary = train_classic(ds, model, args.data_root)
+        print(f"fitted {model.name} on {len(summary['train_images'])} images in "
+              f"{summary['seconds']:.0f} s: {config.run_dir(ds, model) / 'model.npz'}")
+        return 0
     if args.command == "train":
         from pycount.training.trainer import Trainer
         if args.scratch:

@@ -245,6 +245,11 @@ class ModelConfig:
                               f"(use {' or '.join(FCRN_DECODERS)})")
 
     @property
+    def classic(self) -> bool:
+        """One of Table 4's pre-CNN methods (pycount.classic): no Caffe net, no LMDB."""
+        return self.family in CLASSIC_FAMILIES
+
+    @property
     def density(self) -> bool:
         """A fully convolutional density model (per-pixel output) instead of a patch counter."""
         return self.family == "fcrn"
@@ -314,6 +319,36 @@ MODELS["fcrn"] = ModelConfig(
                         weight_decay=1e-5, test_interval=250, snapshot=250, type="Adam"),
     description="FCRN-A-style density net (16-32-64-128 x2 convs, conv then bilinear up, skip "
                 "sums): count = sum")
+# Table 4's comparison methods, re-implemented as estimators (pycount.classic); they read the
+# images directly and train in minutes on a CPU. Their settings' defaults and the reason for each
+# are in pycount/classic/{lecount,ledetect}.py; CLASSIC_BY_DATASET changes them per dataset.
+CLASSIC_FAMILIES = ("lecount", "ledetect")
+MODELS["lecount"] = ModelConfig(
+    name="lecount", family="lecount", keep="last",
+    description="Le.count (Lempitsky & Zisserman, NIPS 2010): dense SIFT code words, a linear "
+                "per-pixel density fitted to the dots; count = its integral")
+MODELS["ledetect"] = ModelConfig(
+    name="ledetect", family="ledetect", keep="last",
+    description="Le.detect (Arteta, Lempitsky, Noble & Zisserman, MICCAI 2012): extremal regions, "
+                "a learned score, a non-overlapping selection; count = detections")
+# H&E: the hematoxylin channel (colour deconvolution) shows the nuclei; the fluorescence sets keep
+# the blue channel L&Z used
+_HE = {"channel": "hematoxylin"}
+CLASSIC_BY_DATASET: dict[tuple[str, str], dict] = {
+    ("lecount", "nuclei"): _HE, ("ledetect", "nuclei"): _HE,
+}
+
+
+def classic_settings(m: "ModelConfig", ds: "DatasetConfig") -> dict:
+    """The settings a classic model is fitted with on a dataset (beyond its own defaults)."""
+    return dict(CLASSIC_BY_DATASET.get((m.name, ds.name), {}))
+
+
+def run_files(m: "ModelConfig") -> tuple[str, ...]:
+    """What a trained run folder must hold for counting."""
+    return ("model.npz",) if m.classic else ("deploy.prototxt", "model.caffemodel")
+
+
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
 # for the loss to move the weights); the nets' output is divided by it.
 DENSITY_SCALE = 100.0

@@ -1,6 +1,7 @@
 """`make eval`: count every test image of a dataset with a trained run, then report."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,18 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     one that uses a GPU); both run the same files and agree to 1e-4 (tests/test_backends.py)."""
     run = Path(run or config.run_dir(ds, model, head))
     backend = backend or ("caffe" if gpu >= 0 else DEFAULT_BACKEND)
-    for f in (run / "deploy.prototxt", run / "model.caffemodel"):
+    files = tuple(run / f for f in config.run_files(model))
+    for f in files:
         if not f.exists():
             raise TrainError(f"{f} is missing: train this model first (make train ...)")
+    info = run / "train.json"
+    if info.exists() and json.loads(info.read_text()).get("interrupted"):
+        raise TrainError(f"{run}: its training was interrupted; finish it first (make train "
+                         f"resumes it)")
     if backend == "caffe":
         set_device(gpu)
     elif gpu >= 0:
         raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
-    files = (run / "deploy.prototxt", run / "model.caffemodel")
     predict = make_predictor(backend, files, model, ds, head, shared=shared, tta=tta)
     # C head: the paper's estimate is the most probable class; the expected count over the
     # classes is reported beside it
@@ -69,7 +74,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
 def _save_heatmap(path: Path, s, r, model: config.ModelConfig, ds: config.DatasetConfig) -> None:
     """Fig. 6 for a patch counter (true and predicted patch counts, heatmap); for a density
     model, its true and predicted density maps."""
-    if model.density:
+    if model.density or model.classic:
         truth = density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma)
         report.save_density_fig(path, s.image, truth, r.heatmap, s.count, r.count,
                                 title=f"{ds.tag} {s.id}")

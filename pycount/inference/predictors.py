@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pycount import config
+from pycount.inference.classic import ClassicPredictor
 from pycount.inference.engines import BACKENDS, Predictor
 from pycount.inference.fullconv import DensityPredictor
 from pycount.inference.run import load_run
@@ -16,9 +17,10 @@ from pycount.inference.shared import SharedPredictor
 def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = None,
                    ds: config.DatasetConfig | None = None, head: str | None = None,
                    batch: int | None = None, expected: bool = False, shared: bool = False,
-                   tta: int | None = None) -> Predictor | DensityPredictor:
+                   tta: int | None = None) -> Predictor | DensityPredictor | ClassicPredictor:
     """A predictor by engine name, for a run folder (its train.json gives model, dataset and
-    head) or for (deploy.prototxt, weights) paths with model, ds and head given. shared=True:
+    head) or for its files (config.run_files: deploy.prototxt and weights, or a classic
+    method's model.npz) with model, ds and head given. shared=True:
     the convolutional trunk runs once per image instead of once per window (inference.shared).
     tta: a density model's test-time augmentation (None: the model's own setting)."""
     if name not in BACKENDS:
@@ -27,9 +29,11 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
         run = load_run(run_or_paths)
         deploy, weights, model, ds, head = run.deploy, run.weights, run.model, run.ds, run.head
     else:
-        deploy, weights = run_or_paths
+        deploy, weights = run_or_paths[0], run_or_paths[-1]
         if model is None or ds is None or head is None:
             raise ValueError("make_predictor: give model, ds and head with explicit paths")
+    if model.classic:
+        return ClassicPredictor(weights, model, ds)
     if model.density:
         if shared:
             raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "

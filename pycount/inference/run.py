@@ -14,7 +14,7 @@ from pycount.errors import RunError
 class Run:
     """What counting needs from a run folder."""
     path: Path
-    deploy: Path
+    deploy: Path                  # deploy.prototxt (a classic model: its model.npz, as weights)
     weights: Path
     model: config.ModelConfig
     ds: config.DatasetConfig      # with the run's patch, stride and SIZE
@@ -22,21 +22,32 @@ class Run:
 
 
 def load_run(path) -> Run:
-    """Read a run folder written by `make train` (train.json, deploy.prototxt, model.caffemodel)."""
+    """Read a run folder written by `make train`: train.json, and deploy.prototxt +
+    model.caffemodel (a CNN) or model.npz (a classic method)."""
     path = Path(path)
-    info_file, deploy = path / "train.json", path / "deploy.prototxt"
-    weights = path / "model.caffemodel"
-    for f in (info_file, deploy, weights):
-        if not f.is_file():
-            raise RunError(f"{f} is missing: {path} is not a trained run folder; train a model "
-                           f"first (make train DATASET=... MODEL=...)")
+    info_file = path / "train.json"
+    if not info_file.is_file():
+        raise _missing(info_file, path)
     try:
         info = json.loads(info_file.read_text())
         dataset, model, head = info["dataset"], info["model"], info.get("head", "R")
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
+    if info.get("interrupted"):
+        raise RunError(f"{path}: its training was interrupted at iteration {info.get('iterations')}"
+                       f"; finish it first (make train resumes it)")
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     ds = config.with_overrides(config.dataset(dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"), info.get("train_n"),
                                info.get("seed"), info.get("sigma"))
-    return Run(path, deploy, weights, config.model(model, ds), ds, head)
+    m = config.model(model, ds)
+    files = [path / f for f in config.run_files(m)]
+    for f in files:
+        if not f.is_file():
+            raise _missing(f, path)
+    return Run(path, files[0], files[-1], m, ds, head)
+
+
+def _missing(f: Path, run: Path) -> RunError:
+    return RunError(f"{f} is missing: {run} is not a trained run folder; train a model first "
+                    f"(make train DATASET=... MODEL=...)")

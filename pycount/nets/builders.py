@@ -502,6 +502,8 @@ def committed_plans() -> list[NetPlan]:
             other_alexnets.setdefault(adaptation, name)
     plans = []
     for m, model in config.MODELS.items():
+        if model.classic:                    # no Caffe net
+            continue
         heads = HEADS if model.family in TRUNKS else ("R",)
         datasets = [ref] + (list(other_alexnets.values()) if model.family == "alexnet" else [])
         plans += [default_plan(d, m, h) for d in datasets for h in heads]
