@@ -3,7 +3,8 @@ small synthetic images of bright Gaussian blobs at known positions on a dark bac
 import numpy as np
 import pytest
 
-from pycount.classic import LeCount
+from pycount.classic import LeCount, LeDetect
+from pycount.classic import ledetect as ld
 from pycount.classic.features import dense_sift, kmeans
 
 SIZE = 96
@@ -105,6 +106,8 @@ def test_lecount_save_load_round_trip(lecount, tmp_path):
     assert again.settings == lecount.settings
     with np.load(path, allow_pickle=False) as z:  # loadable without pickle
         assert "codebook" in z.files
+    with pytest.raises(ValueError, match="le.count"):
+        LeDetect.load(path)
 
 
 def test_lecount_rejects_bad_input(lecount):
@@ -123,3 +126,82 @@ def test_lecount_rejects_bad_input(lecount):
         LeCount.fit([], [])
     with pytest.raises(ValueError, match="unknown Le.count settings"):
         LeCount.fit([img], [pts], n_word=3)
+
+
+# --- Le.detect -------------------------------------------------------------------------------------
+
+FAST_DETECT = dict(n_levels=24, min_area=4, max_area=600)
+
+
+@pytest.fixture(scope="module")
+def ledetect():
+    images, points = blob_set(10, [8, 14, 20, 11])
+    return LeDetect.fit(images, points, **FAST_DETECT)
+
+
+def test_ledetect_finds_well_separated_blobs(ledetect):
+    images, points = blob_set(11, [6, 13, 19])
+    for img, pts in zip(images, points):
+        found = ledetect.detect(img)
+        assert ledetect.count_image(img) == len(pts) == len(found)
+        # every blob matched by a detection within 2 px
+        d = np.hypot(*(found[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+        assert d.min(axis=0).max() < 2.0
+
+
+def test_ledetect_selection_has_no_nested_pair(ledetect):
+    images, _ = blob_set(12, [25], min_dist=5.0)  # touching blobs: nested candidates abound
+    reg, chosen, _ = ledetect.detect_regions(images[0])
+    assert chosen.sum() > 0 and (reg.parent >= 0).any()
+    idx = np.flatnonzero(chosen)
+    masks = np.array([reg.mask(i) for i in idx])
+    assert masks.sum(axis=0).max() == 1            # selected regions are pairwise disjoint
+    for i in idx:                                  # and no selected region has a selected ancestor
+        a = reg.parent[i]
+        while a >= 0:
+            assert not chosen[a]
+            a = reg.parent[a]
+
+
+def test_select_is_the_best_non_overlapping_set():
+    # tree: 0 -> (1, 2), 1 -> (3, 4); parents before children
+    parent = np.array([-1, 0, 0, 1, 1])
+    np.testing.assert_array_equal(ld.select(np.array([3.5, 1.0, 0.5, 1.0, 1.5]), parent), [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(ld.select(np.array([2.0, 1.0, 0.5, 1.0, 1.5]), parent), [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(ld.select(np.array([-1.0, 2.0, -0.5, 1.0, 0.5]), parent), [0, 1, 0, 0, 0])
+    # brute force over all antichains of a random forest
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = 9
+        parent = np.array([-1] + [int(rng.integers(-1, i)) for i in range(1, n)])
+        s = rng.normal(size=n)
+        anc = [set() for _ in range(n)]
+        for i in range(n):
+            if parent[i] >= 0:
+                anc[i] = anc[parent[i]] | {parent[i]}
+        best = 0.0
+        for m in range(1 << n):
+            sel = [i for i in range(n) if m >> i & 1]
+            if all(not (anc[i] & set(sel)) for i in sel):
+                best = max(best, sum(s[i] for i in sel))
+        assert s[ld.select(s, parent)].sum() == pytest.approx(best)
+
+
+def test_ledetect_save_load_round_trip(ledetect, tmp_path):
+    path = tmp_path / "ledetect.npz"
+    ledetect.save(path)
+    again = LeDetect.load(path)
+    img, _ = blob_set(13, [16])[0][0], None
+    np.testing.assert_array_equal(again.detect(img), ledetect.detect(img))
+    with pytest.raises(ValueError, match="le.detect"):
+        LeCount.load(path)
+
+
+def test_ledetect_rejects_bad_input(ledetect):
+    img, pts = blobs(np.random.default_rng(14), 5)
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        ledetect.detect(img[..., :2])
+    with pytest.raises(ValueError, match="outside"):
+        LeDetect.fit([img], [pts - 100])
+    with pytest.raises(ValueError, match="unknown Le.detect settings"):
+        LeDetect.fit([img], [pts], levels=3)

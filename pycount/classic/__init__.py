@@ -7,10 +7,6 @@
 Nothing here imports the rest of pycount: numpy, scipy and scikit-image only.
 """
 from .lecount import LeCount, LeCountSettings
+from .ledetect import LeDetect, LeDetectSettings
 
-__all__ = ["LeCount", "LeCountSettings"]
-try:  # Le.detect is added in its own commit
-    from .ledetect import LeDetect, LeDetectSettings  # noqa: F401
-    __all__ += ["LeDetect", "LeDetectSettings"]
-except ImportError:
-    LeDetect = None
+__all__ = ["LeCount", "LeCountSettings", "LeDetect", "LeDetectSettings"]
