@@ -205,3 +205,26 @@ def test_ledetect_rejects_bad_input(ledetect):
         LeDetect.fit([img], [pts - 100])
     with pytest.raises(ValueError, match="unknown Le.detect settings"):
         LeDetect.fit([img], [pts], levels=3)
+
+
+# --- MESA (Le.count's original loss) ---------------------------------------------------------------
+
+def test_max_subarray_matches_brute_force():
+    from pycount.classic.mesa import max_subarray
+    rng = np.random.default_rng(20)
+    for _ in range(5):
+        d = rng.normal(size=(7, 9))
+        v, (y0, y1, x0, x1) = max_subarray(d, chunk=3)
+        best = max(d[a:b, c:e].sum() for a in range(7) for b in range(a + 1, 8)
+                   for c in range(9) for e in range(c + 1, 10))
+        assert v == pytest.approx(best) and d[y0:y1, x0:x1].sum() == pytest.approx(best)
+
+
+def test_lecount_mesa_counts_held_out_images():
+    images, points = blob_set(21, [10, 18, 25, 14])
+    model = LeCount.fit(images, points, loss="mesa", mesa_lambda=1e-4, **FAST_COUNT)
+    assert model.info["loss"] == "mesa" and model.info["rounds"] >= 1
+    test_images, test_points = blob_set(22, [12, 30])
+    pred = np.array([model.count_image(im) for im in test_images])
+    truth = np.array([len(p) for p in test_points])
+    assert np.all(np.abs(pred - truth) <= np.maximum(2.0, 0.1 * truth)), (pred, truth)
