@@ -1,0 +1,230 @@
+"""pycount.classic: Le.count (Lempitsky & Zisserman 2010) and Le.detect (Arteta et al. 2012) on
+small synthetic images of bright Gaussian blobs at known positions on a dark background."""
+import numpy as np
+import pytest
+
+from pycount.classic import LeCount, LeDetect
+from pycount.classic import ledetect as ld
+from pycount.classic.features import dense_sift, kmeans
+
+SIZE = 96
+
+
+def blobs(rng, n, size=SIZE, sigma=2.2, min_dist=9.0, noise=3.0, colour=(0, 0, 1)):
+    """An RGB uint8 image of n bright Gaussian blobs (centres at least min_dist apart) and the centres."""
+    pts = []
+    while len(pts) < n:
+        p = rng.uniform(6, size - 6, 2)
+        if all(np.hypot(*(p - q)) >= min_dist for q in pts):
+            pts.append(p)
+    pts = np.array(pts).reshape(-1, 2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.full((size, size), 20.0)
+    for x, y in pts:
+        img += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+    img += rng.normal(0, noise, img.shape)
+    g = np.clip(img, 0, 255)
+    rgb = np.stack([g * c + 5 * (1 - c) for c in colour], axis=-1)
+    return rgb.astype(np.uint8), pts
+
+
+def blob_set(seed, counts, **kw):
+    rng = np.random.default_rng(seed)
+    images, points = zip(*(blobs(rng, n, **kw) for n in counts))
+    return list(images), list(points)
+
+
+FAST_COUNT = dict(n_words=24, codebook_samples=6000, kmeans_iters=10, contrast=0.05)
+
+
+@pytest.fixture(scope="module")
+def lecount():
+    images, points = blob_set(0, [10, 18, 25, 14, 30, 8])
+    return LeCount.fit(images, points, **FAST_COUNT)
+
+
+# --- features --------------------------------------------------------------------------------------
+
+def test_dense_sift_is_normalised_and_rotates_with_the_gradient():
+    rng = np.random.default_rng(1)
+    img = rng.random((40, 40)).astype(np.float32)
+    desc, flat = dense_sift(img, bin_size=3)
+    assert desc.shape == (40, 40, 128) and not flat.any()
+    np.testing.assert_allclose(np.linalg.norm(desc, axis=-1), 1.0, rtol=1e-5)
+    # a horizontal ramp has all its gradient in orientation bin 0 (pointing +x)
+    ramp = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (40, 1))
+    d, _ = dense_sift(ramp)
+    per_ori = d[20, 20].reshape(16, 8).sum(0)
+    assert per_ori.argmax() == 0 and per_ori[0] > 0.9 * per_ori.sum()
+    # flat images give zero descriptors, all marked flat
+    d, flat = dense_sift(np.full((20, 20), 0.5, np.float32), contrast=1e-3)
+    assert flat.all() and not d.any()
+
+
+def test_kmeans_finds_separated_clusters():
+    rng = np.random.default_rng(2)
+    true = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.5, (200, 2)) for c in true]).astype(np.float32)
+    c = kmeans(x, 3, seed=0)
+    assert np.abs(np.sort(c, axis=0) - np.sort(true, axis=0)).max() < 0.3
+
+
+# --- Le.count --------------------------------------------------------------------------------------
+
+def test_lecount_counts_held_out_images(lecount):
+    images, points = blob_set(7, [12, 22, 35, 5])
+    truth = np.array([len(p) for p in points])
+    pred = np.array([lecount.count_image(im) for im in images])
+    assert np.all(np.abs(pred - truth) <= np.maximum(1.5, 0.08 * truth)), (pred, truth)
+
+
+def test_lecount_density_integrates_to_the_count(lecount):
+    img, _ = blobs(np.random.default_rng(3), 15)
+    dens = lecount.density(img)
+    assert dens.shape == img.shape[:2] and dens.dtype == np.float32
+    assert dens.sum() == pytest.approx(lecount.count_image(img), rel=1e-4, abs=1e-3)
+
+
+def test_lecount_density_is_high_on_the_cells(lecount):
+    img, pts = blobs(np.random.default_rng(4), 12)
+    dens = lecount.density(img)
+    near = np.zeros(dens.shape, bool)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    for x, y in pts:
+        near |= (xx - x) ** 2 + (yy - y) ** 2 <= 36  # 6 px: the blob (sigma 2.2) plus the fit smoothing
+    assert dens[near].sum() > 0.8 * dens.sum()
+
+
+def test_lecount_save_load_round_trip(lecount, tmp_path):
+    path = tmp_path / "sub" / "lecount.npz"
+    lecount.save(path)
+    assert path.is_file() and not [p for p in path.parent.iterdir() if p != path]  # no temp file left
+    again = LeCount.load(path)
+    img, _ = blobs(np.random.default_rng(5), 20)
+    assert again.count_image(img) == lecount.count_image(img)
+    np.testing.assert_array_equal(again.density(img), lecount.density(img))
+    assert again.settings == lecount.settings
+    with np.load(path, allow_pickle=False) as z:  # loadable without pickle
+        assert "codebook" in z.files
+    with pytest.raises(ValueError, match="le.count"):
+        LeDetect.load(path)
+
+
+def test_lecount_rejects_bad_input(lecount):
+    img, pts = blobs(np.random.default_rng(6), 5)
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        lecount.count_image(img.astype(np.float32))
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        lecount.density(img[..., 0])
+    with pytest.raises(ValueError, match="2 images but 1"):
+        LeCount.fit([img, img], [pts])
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        LeCount.fit([img], [pts.ravel()])
+    with pytest.raises(ValueError, match="outside"):
+        LeCount.fit([img], [pts + 500])
+    with pytest.raises(ValueError, match="at least one"):
+        LeCount.fit([], [])
+    with pytest.raises(ValueError, match="unknown Le.count settings"):
+        LeCount.fit([img], [pts], n_word=3)
+
+
+# --- Le.detect -------------------------------------------------------------------------------------
+
+FAST_DETECT = dict(n_levels=24, min_area=4, max_area=600)
+
+
+@pytest.fixture(scope="module")
+def ledetect():
+    images, points = blob_set(10, [8, 14, 20, 11])
+    return LeDetect.fit(images, points, **FAST_DETECT)
+
+
+def test_ledetect_finds_well_separated_blobs(ledetect):
+    images, points = blob_set(11, [6, 13, 19])
+    for img, pts in zip(images, points):
+        found = ledetect.detect(img)
+        assert ledetect.count_image(img) == len(pts) == len(found)
+        # every blob matched by a detection within 2 px
+        d = np.hypot(*(found[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+        assert d.min(axis=0).max() < 2.0
+
+
+def test_ledetect_selection_has_no_nested_pair(ledetect):
+    images, _ = blob_set(12, [25], min_dist=5.0)  # touching blobs: nested candidates abound
+    reg, chosen, _ = ledetect.detect_regions(images[0])
+    assert chosen.sum() > 0 and (reg.parent >= 0).any()
+    idx = np.flatnonzero(chosen)
+    masks = np.array([reg.mask(i) for i in idx])
+    assert masks.sum(axis=0).max() == 1            # selected regions are pairwise disjoint
+    for i in idx:                                  # and no selected region has a selected ancestor
+        a = reg.parent[i]
+        while a >= 0:
+            assert not chosen[a]
+            a = reg.parent[a]
+
+
+def test_select_is_the_best_non_overlapping_set():
+    # tree: 0 -> (1, 2), 1 -> (3, 4); parents before children
+    parent = np.array([-1, 0, 0, 1, 1])
+    np.testing.assert_array_equal(ld.select(np.array([3.5, 1.0, 0.5, 1.0, 1.5]), parent), [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(ld.select(np.array([2.0, 1.0, 0.5, 1.0, 1.5]), parent), [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(ld.select(np.array([-1.0, 2.0, -0.5, 1.0, 0.5]), parent), [0, 1, 0, 0, 0])
+    # brute force over all antichains of a random forest
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = 9
+        parent = np.array([-1] + [int(rng.integers(-1, i)) for i in range(1, n)])
+        s = rng.normal(size=n)
+        anc = [set() for _ in range(n)]
+        for i in range(n):
+            if parent[i] >= 0:
+                anc[i] = anc[parent[i]] | {parent[i]}
+        best = 0.0
+        for m in range(1 << n):
+            sel = [i for i in range(n) if m >> i & 1]
+            if all(not (anc[i] & set(sel)) for i in sel):
+                best = max(best, sum(s[i] for i in sel))
+        assert s[ld.select(s, parent)].sum() == pytest.approx(best)
+
+
+def test_ledetect_save_load_round_trip(ledetect, tmp_path):
+    path = tmp_path / "ledetect.npz"
+    ledetect.save(path)
+    again = LeDetect.load(path)
+    img, _ = blob_set(13, [16])[0][0], None
+    np.testing.assert_array_equal(again.detect(img), ledetect.detect(img))
+    with pytest.raises(ValueError, match="le.detect"):
+        LeCount.load(path)
+
+
+def test_ledetect_rejects_bad_input(ledetect):
+    img, pts = blobs(np.random.default_rng(14), 5)
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        ledetect.detect(img[..., :2])
+    with pytest.raises(ValueError, match="outside"):
+        LeDetect.fit([img], [pts - 100])
+    with pytest.raises(ValueError, match="unknown Le.detect settings"):
+        LeDetect.fit([img], [pts], levels=3)
+
+
+# --- MESA (Le.count's original loss) ---------------------------------------------------------------
+
+def test_max_subarray_matches_brute_force():
+    from pycount.classic.mesa import max_subarray
+    rng = np.random.default_rng(20)
+    for _ in range(5):
+        d = rng.normal(size=(7, 9))
+        v, (y0, y1, x0, x1) = max_subarray(d, chunk=3)
+        best = max(d[a:b, c:e].sum() for a in range(7) for b in range(a + 1, 8)
+                   for c in range(9) for e in range(c + 1, 10))
+        assert v == pytest.approx(best) and d[y0:y1, x0:x1].sum() == pytest.approx(best)
+
+
+def test_lecount_mesa_counts_held_out_images():
+    images, points = blob_set(21, [10, 18, 25, 14])
+    model = LeCount.fit(images, points, loss="mesa", mesa_lambda=1e-4, **FAST_COUNT)
+    assert model.info["loss"] == "mesa" and model.info["rounds"] >= 1
+    test_images, test_points = blob_set(22, [12, 30])
+    pred = np.array([model.count_image(im) for im in test_images])
+    truth = np.array([len(p) for p in test_points])
+    assert np.all(np.abs(pred - truth) <= np.maximum(2.0, 0.1 * truth)), (pred, truth)
