@@ -1,0 +1,60 @@
+"""Table 4's classic methods go through the same stages as the nets: `train` fits them on the
+split's training images into a run folder, `eval` writes the same metrics, `pycount count` counts
+with the run, and the audit fills their Table 4 cells."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pycount import cli, config
+from pycount.evaluation import evaluate
+from pycount.inference import predictors
+from pycount.reporting import audit
+from pycount.training.classic import train_classic
+
+FAST = {"lecount": dict(n_words=24, codebook_samples=6000, kmeans_iters=10, contrast=0.05),
+        "ledetect": dict(n_levels=24, min_area=4, max_area=600)}
+
+
+@pytest.mark.parametrize("name", ["lecount", "ledetect"])
+def test_a_classic_method_trains_evaluates_counts_and_fills_the_audit(name, tiny, monkeypatch,
+                                                                     tmp_path):
+    ds, _ = tiny
+    model = config.model(name)
+    monkeypatch.setitem(config.CLASSIC_BY_DATASET, (name, ds.name), FAST[name])
+    summary = train_classic(ds, model)
+    run = config.run_dir(ds, model)
+    assert (run / "model.npz").exists() and summary["settings"] == FAST[name]
+    assert json.loads((run / "train.json").read_text())["train_images"] == summary["train_images"]
+    assert len(summary["train_images"]) == 8                  # train + val images of the split
+    m = evaluate.evaluate(ds, model)
+    rows = list(csv.DictReader(open(run / "predictions.csv")))
+    assert [r["id"] for r in rows] == ["009", "010", "011", "012"]
+    err = np.mean([abs(float(r["predicted"]) - float(r["true"])) for r in rows])
+    assert m["mae"] == pytest.approx(err, abs=1e-3)
+    assert m["mae"] < m["baseline_mae"]         # it counts: better than the mean training count
+    assert len(list((run / "heatmaps").glob("*.png"))) == 4
+    # `pycount count` with the run: the same count as eval for the same image
+    image = cv2.imread(str(config.data_dir() / ds.subdir / "009cell.png"))
+    out = tmp_path / "counted"
+    assert cli.main(["count", str(config.data_dir() / ds.subdir / "009cell.png"), "--run",
+                     str(run), "--out", str(out)]) == 0
+    counted = float(next(csv.DictReader(open(out / "counts.csv")))["count"])
+    assert counted == pytest.approx(float(rows[0]["predicted"]), abs=1e-3)  # CSV: 3 decimals
+    direct = predictors.make_predictor("cv2", run).count_image(image[..., ::-1])
+    assert direct.count == pytest.approx(counted, rel=1e-6)
+    assert direct.heatmap.sum() == pytest.approx(counted, rel=1e-4, abs=1e-3)
+    # the audit's Table 4 row of this method reads the run of this dataset's folder
+    report = audit.build(config.runs_dir())
+    label = {"lecount": "Le.count [16]", "ledetect": "Le.detect [5]"}[name]
+    row = next(r for t in report["tables"] for r in t["rows"] if r["label"] == label)
+    assert row["model"] == name
+
+
+def test_prepare_has_nothing_to_write_for_a_classic_method(tiny, monkeypatch, capsys):
+    monkeypatch.setitem(config.DATASETS, "synthetic", tiny[0])
+    assert cli.main(["prepare", "--model", "lecount"]) == 0
+    assert "no LMDB to prepare" in capsys.readouterr().out
+    assert not (config.data_dir() / "lmdb").exists()
