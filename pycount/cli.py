@@ -156,9 +156,13 @@ def _data(args) -> int:
 def _audit(args) -> int:
     from pycount.reporting import audit
     report = audit.build(args.runs or config.runs_dir())
-    paths = audit.write(report, args.out)
+    # the project's own runs also refresh docs/audit.md, the page committed with its results
+    docs = config.ROOT / "docs" if not (args.runs or args.out or os.environ.get("PYCOUNT_RUNS")) \
+        else None
+    paths = audit.write(report, args.out, docs_dir=docs)
     print(audit.summary(report))
-    print(f"\nreport: {paths['md']}\n        {paths['html']} (opens in a browser)")
+    print(f"\nreport: {paths['md']}\n        {paths['html']} (opens in a browser)"
+          + (f"\n        {paths['docs']} (commit it with the runs' results)" if docs else ""))
     return 0
 
 

@@ -115,6 +115,29 @@ def _read(path: Path) -> dict:
     return {"error": f"metrics.json lacks {', '.join(missing)}"} if missing else m
 
 
+def _mark(cell: dict, col: Column) -> str:
+    """What a cell shows at a glance: reproduced (MAE within the tolerance of the paper's),
+    outside it, missing, or a stand-in dataset's number (never a reproduction)."""
+    if col.folder != col.paper:
+        return "stand-in" if cell.get("ratio") is not None else "missing (stand-in)"
+    if cell.get("ratio") is None:
+        return "missing" if cell["run"] else "not in pycount"
+    ok = abs(cell["ratio"] - 1) <= config.AUDIT_TOLERANCE
+    return f"{'within' if ok else 'outside'} ±{config.AUDIT_TOLERANCE:.0%}"
+
+
+def _train_info(run: Path) -> dict:
+    """What the audit says of the run behind a cell (its train.json): iterations, wall time,
+    commit and the net or settings it was trained with."""
+    try:
+        t = json.loads((run / "train.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"iterations": t.get("iterations"), "seconds": t.get("seconds"),
+            "commit": t.get("commit", "not recorded"),
+            "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True)}
+
+
 def _todo(model: str, head: str, dataset: str) -> str:
     args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
     return f"missing (run `make train {args}` then `make eval {args}`)"
@@ -149,9 +172,12 @@ def build(runs_dir=None) -> dict:
                     else:
                         cell["ours"] = {k: m[k] for k in ("mre", "mae", "mae_std")}
                         cell["diff"] = {k: m[k] - cell["paper"][k] for k in cell["ours"]}
+                        cell["ratio"] = m["mae"] / mae
+                        cell["train"] = _train_info(runs_dir / key)
                         said = (m.get("dataset"), m.get("model"), m.get("head"))
                         if said != (col.folder, r.model, r.head):
                             cell["note"] = "metrics.json says {}/{}({})".format(*said)
+                cell["mark"] = _mark(cell, col)
                 cells[col.folder] = cell
             rows.append({"label": r.label, "model": r.model, "head": r.head,
                          "source": r.source, "cells": cells})
@@ -223,7 +249,8 @@ def _cell_parts(cell: dict, metric: str) -> list[str]:
         parts = [f"paper {paper}", f"ours {o['mre']:.4f}", f"Δ {d['mre']:+.4f}"]
     else:
         parts = [f"paper {paper}", f"ours {o['mae']:.4f} ± {o['mae_std']:.4f}",
-                 f"Δ {d['mae']:+.4f} ± {d['mae_std']:+.4f}"]
+                 f"Δ {d['mae']:+.4f} ± {d['mae_std']:+.4f}",
+                 f"ratio {cell['ratio']:.2f}: {cell['mark']}"]
     return parts + ([cell["note"]] if cell["note"] else [])
 
 
@@ -249,6 +276,18 @@ def _blocks(report: dict) -> list[tuple]:
                       [[[r["label"]]] + [_cell_parts(r["cells"][c.folder], metric)
                                          for c in COLUMNS] for r in t["rows"]]))
         b.append(("img", f"table{t['table']}.png"))
+    runs = [(r["label"], c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
+             for c in COLUMNS if r["cells"][c.folder].get("train") is not None]
+    b += [("h2", "The runs behind the cells"),
+          ("p", f"Each filled cell's run: `make train` and `make eval` with the model and dataset "
+                f"regenerate it from the commit named. A cell is reproduced when its MAE is "
+                f"within ±{config.AUDIT_TOLERANCE:.0%} of the paper's.")]
+    b.append(("table", ["row", "dataset", "run", "iterations", "wall time", "commit",
+                        "net / settings"],
+              [[[label], [c.label], [cell["run"]], [str(cell["train"].get("iterations", "?"))],
+                [_hours(cell["train"].get("seconds"))], [str(cell["train"].get("commit", "?"))],
+                [str(cell["train"].get("settings", ""))]] for label, c, cell in runs])
+              if runs else ("p", "No paper cell has a run yet."))
     if report.get("density"):
         b += [("h2", "Beyond the paper: density models (issue #7)"),
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
@@ -272,6 +311,12 @@ def _blocks(report: dict) -> list[tuple]:
     b.append(("table", ["run", "model(head)", "test images", "MRE", "MAE ± std",
                         "baseline MAE", "dataset"], rows) if rows else ("p", "None."))
     return b
+
+
+def _hours(seconds) -> str:
+    if seconds is None:
+        return "?"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def to_markdown(blocks: list[tuple]) -> str:
@@ -356,8 +401,10 @@ def _chart(table: dict, path: Path) -> None:
     atomic.save_figure(fig, path)
 
 
-def write(report: dict, out_dir=None) -> dict:
-    """audit.md, audit.html and table<N>.png under out_dir (default <runs>/audit); their paths."""
+def write(report: dict, out_dir=None, docs_dir=None) -> dict:
+    """audit.md, audit.html and table<N>.png under out_dir (default <runs>/audit); with
+    docs_dir, the same Markdown as docs_dir/audit.md (its charts in docs_dir/audit/), the page
+    committed with the results it shows. Returns the paths."""
     out = Path(out_dir or Path(report["runs_dir"]) / "audit")
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -368,6 +415,17 @@ def write(report: dict, out_dir=None) -> dict:
     paths["md"], paths["html"] = out / "audit.md", out / "audit.html"
     atomic.write_text(paths["md"], to_markdown(blocks))
     atomic.write_text(paths["html"], to_html(blocks, out))
+    if docs_dir is not None:
+        figures = Path(docs_dir) / "audit"
+        figures.mkdir(parents=True, exist_ok=True)
+        for t in report["tables"]:
+            name = f"table{t['table']}.png"
+            atomic.write_bytes(figures / name, paths[f"table{t['table']}"].read_bytes())
+        relocated = [("img", f"audit/{b[1]}") if b[0] == "img" else b for b in blocks]
+        relocated[1] = ("p", relocated[1][1].replace(f"`{report['runs_dir']}`",
+                                                     "`runs/` of the commits named below"))
+        paths["docs"] = Path(docs_dir) / "audit.md"
+        atomic.write_text(paths["docs"], to_markdown(relocated))
     return paths
 
 

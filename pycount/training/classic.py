@@ -10,7 +10,7 @@ from pycount import config
 from pycount.data import prepare
 from pycount.inference.classic import estimator_class
 from pycount.training.trainer import clear_run
-from pycount.util import atomic
+from pycount.util import atomic, provenance
 
 
 def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root=None,
@@ -37,6 +37,6 @@ def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root
                "dataset_tag": ds.tag, "patch": ds.patch, "stride": ds.stride, "size": ds.size,
                "rot_step": ds.rot_step, "train_n": ds.train_n, "seed": ds.seed,
                "train_images": sorted(s.id for s in train), "settings": settings,
-               "fit": getattr(estimator, "info", {})}
+               "fit": getattr(estimator, "info", {}), "commit": provenance.commit()}
     atomic.write_text(run / "train.json", json.dumps(summary, indent=1, default=str))
     return summary

@@ -22,6 +22,7 @@ from pycount.util import atomic
 from pycount import config
 from pycount.data import lmdbio
 from pycount.nets import builders as nets
+from pycount.util import provenance
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.engines import CaffeBackend
@@ -237,6 +238,7 @@ class Trainer:
             "train_n": self.ds.train_n, "seed": self.ds.seed, "keep": self.model.keep,
             "averaged_iterations": session.average.n if session.average is not None else 0,
             "train_images": lmdbio.read_manifest(self.train_lmdb).get("images"),
+            "commit": provenance.commit(),
         }
         if interrupted:
             summary["interrupted"] = True          # not finished: `make train` resumes it

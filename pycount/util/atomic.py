@@ -27,6 +27,11 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes(path, data: bytes) -> None:
+    with replacing(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
 def save_figure(fig, path, dpi: int = 80) -> None:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
