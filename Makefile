@@ -59,7 +59,8 @@ gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/G
 check:
 	@$(CHECK)
 
-test: setup
+test: setup                                ## the tests (a headless Chromium is installed for the audit page's)
+	@tools/setup_browser.sh
 	$(PY) -m pytest -q tests
 
 demo: check setup

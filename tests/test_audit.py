@@ -122,3 +122,33 @@ def test_cli(tmp_path, capsys):
     assert cli.main(["audit", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "ki67-synthetic" in out and "+41.70" in out and str(tmp_path / "o") in out
+
+
+def test_the_html_page_renders_its_tables_in_a_real_browser(tmp_path):
+    """audit.html opened in headless Chromium (Debian's; `make test` installs it): every table
+    is there with its cells, the marks and the charts load."""
+    import shutil
+    import subprocess
+    chromium = shutil.which("chromium")
+    assert chromium, "make test installs Debian's chromium (tools/setup_browser.sh)"
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=9.5)
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
+        {"iterations": 20000, "seconds": 7200, "commit": "abc123", "net": "alexnet-R-p40"}))
+    _fake_run(runs, "nuclei/lecount", mae=80.0)
+    paths = audit.write(audit.build(runs))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", paths["html"].as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("<table") == 1 + 2 * 3 + 2        # datasets, 3 tables x (MRE, MAE), runs
+    assert "ratio 1.03: within ±15%" in dom             # AlexNet(R) bacterial: 9.5 vs 9.2591
+    assert "ratio 1.55: outside ±15%" in dom            # Le.count nuclei: 80 vs 51.4479
+    assert "2.00 h" in dom and "abc123" in dom          # the run behind the cell
+    shot = tmp_path / "page.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,2000",
+                    paths["html"].as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    images = re.findall(r'<img[^>]+src="([^"]+)"', dom)
+    assert len(images) == 3 and all(src.startswith("data:image/png;base64,") for src in images)
