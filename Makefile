@@ -35,7 +35,7 @@ ARGS = $(call opt,DATASET,--dataset) --data-root $(DATA_ROOT) $(call opt,PATCH,-
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval bench-load docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -90,6 +90,10 @@ count: setup                               ## count your own images: make count 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
 	  --data-root $(DATA_ROOT) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
+
+audit-gpu: setup                           ## every paper cell trained + evaluated (GPU, ImageNet weights), then the audit
+	$(PYCOUNT) replicate --gpu $(or $(GPU),0) --data-root $(DATA_ROOT) $(call opt,ITERS,--iters) \
+	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
 	$(PYCOUNT) audit

@@ -132,6 +132,17 @@ def _more_commands(sub) -> None:
     p.add_argument("--out", help="report folder (default: <runs>/audit)")
     sub.add_parser("prototxt", help="rewrite the committed prototxt/ tree from the NetSpec "
                    "builders")
+    p = sub.add_parser("replicate", help="prepare, train and evaluate every paper cell pycount "
+                       "models (a GPU machine with the ImageNet weights: make audit-gpu), then "
+                       "the audit")
+    p.add_argument("--gpu", type=int, default=0, help="GPU id, -1 for the CPU (a dry run)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="train every cell this many iterations (a dry run of the path)")
+    p.add_argument("--datasets", type=lambda t: t.split(","), default=None,
+                   help="comma-separated subset of the paper's datasets")
+    p.add_argument("--models", type=lambda t: t.split(","), default=None,
+                   help="comma-separated subset of the models")
+    p.add_argument("--data-root", default=None)
     p = sub.add_parser("bench", help="measurements of every stage (bench/, in the source "
                        "checkout) -> bench/results/", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -182,6 +193,13 @@ def run(args: argparse.Namespace) -> int:
         return _audit(args)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "replicate":
+        from pycount.reporting import replicate
+        rows = replicate.run(args.gpu, args.iters, args.datasets or replicate.DATASETS,
+                             args.models, args.data_root)
+        done = sum(r["status"].startswith(("ok", "done")) for r in rows)
+        print(f"\n{done} of {len(rows)} paper cells trained and evaluated; the audit follows")
+        return _audit(argparse.Namespace(runs=None, out=None))
     if args.command == "prototxt":
         from pycount.nets import builders
         for path in builders.write_committed():
