@@ -206,10 +206,11 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     note("max_patch_count", mpc, "C head: twice the densest training image's cells per patch "
          "area, plus 10")
 
-    small = sum(int(min(s.width, s.height) < min(patch, crop)) for s in stats.values())
-    if small:
-        lines.append(f"  {small} image(s) smaller than the {patch} px patch or {crop} px crop are "
-                     f"padded (bottom, right) with the mean colour; the padding holds no cell")
+    for what, side in (("patch", patch), ("crop", crop)):
+        small = sum(int(min(s.width, s.height) < side) for s in stats.values())
+        if small:
+            lines.append(f"  {small} image(s) smaller than the {side} px {what} are padded to it "
+                         f"(bottom, right) with the mean colour; the padding holds no cell")
     raw = sum(patches.count_training_patches(max(s.height, patch), max(s.width, patch), patch,
                                              stride, ds.rot_step) for s in tr) * patch ** 2 * 3
     encoded = ds.encoded or raw > ENCODE_ABOVE
