@@ -458,24 +458,37 @@ def own_record(name: str) -> Path:
 
 
 def _parse_spec(text: str) -> dict:
-    """The spec file: TOML (tomllib, Python >= 3.11); on 3.10 the subset pycount's keys use,
-    `key = value` lines with numbers, "strings" and [lists] of them, # comments."""
+    """The spec file: TOML (tomllib, Python >= 3.11); on 3.10 _parse_simple."""
     try:
         import tomllib
-        return tomllib.loads(text)
     except ModuleNotFoundError:
-        import ast
-        out = {}
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip() if '"' not in line else line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise ValueError(f"expected key = value, got {line!r}")
-            value = value.strip().replace("true", "True").replace("false", "False")
-            out[key.strip()] = ast.literal_eval(value)
-        return out
+        return _parse_simple(text)
+    return tomllib.loads(text)
+
+
+def _parse_simple(text: str) -> dict:
+    """The TOML subset pycount's keys use, for Python 3.10: `key = value` lines whose value is a
+    number, a "string", true/false or a [list] of them; # comments outside strings."""
+    import ast
+    out = {}
+    for line in text.splitlines():
+        quote, cut = None, len(line)
+        for i, ch in enumerate(line):          # the first # outside a string starts a comment
+            if ch in "\"'" and quote in (None, ch):
+                quote = None if quote else ch
+            elif ch == "#" and quote is None:
+                cut = i
+                break
+        line = line[:cut].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key = value, got {line!r}")
+        value = value.strip()
+        value = {"true": "True", "false": "False"}.get(value, value)
+        out[key.strip()] = ast.literal_eval(value)
+    return out
 
 
 def read_spec(folder: Path) -> dict:

@@ -81,6 +81,15 @@ def test_a_bad_spec_file_is_named(tmp_path, text, needle):
         config.dataset(str(folder))
 
 
+def test_the_python_3_10_spec_parser_reads_what_tomllib_reads():
+    import tomllib
+    text = ('name = "a # b"  # a comment\npatch = 52\nsigma = 2.5\ntest = ["i00", "i05"]\n'
+            "mean_rgb = [1, 2.5, 3]\n# a line of comment\n\nmarker = 'Positive'\n")
+    assert config._parse_simple(text) == tomllib.loads(text)
+    with pytest.raises(ValueError):
+        config._parse_simple("patch 52\n")
+
+
 # --- inferred settings -----------------------------------------------------------------------------
 
 def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, workdirs):
