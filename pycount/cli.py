@@ -18,7 +18,8 @@ from pycount.errors import Diverged, PycountError
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=config.DEFAULT_DATASET,
-                   help=f"one of {', '.join(config.DATASETS)}")
+                   help=f"one of {', '.join(config.DATASETS)}, or a folder of your own "
+                   "annotated images (a path with a /; see docs/own-data.md)")
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset releases (e.g. ../shared/datasets)")
     p.add_argument("--patch", type=int, help="patch side in px (default: the paper's)")
@@ -219,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
                      tta=args.tta)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma)
+    if ds.own:                       # a folder: the settings it leaves open, from its images
+        from pycount.data import owndata
+        ds = owndata.resolve(ds)
     if args.command == "prepare":
         from pycount.data import prepare
         model = config.model(args.model, ds) if args.model else None
@@ -229,6 +233,11 @@ def run(args: argparse.Namespace) -> int:
         prepare.prepare(ds, args.data_root, force=args.force, model=model)
         return 0
     model = config.model(args.model, ds)
+    if args.command == "train" and ds.own:
+        from pycount.data import owndata
+        owndata.record_in_run(config.run_dir(ds, model, args.head), ds)
+        if args.iters is None:
+            args.iters = owndata.iterations(ds, model)
     if args.command == "train" and model.classic:
         from pycount.training.classic import train_classic
         summary = train_classic(ds, model, args.data_root)

@@ -70,6 +70,21 @@ class DatasetConfig:
     # images with this seed; 0: all of them
     train_n: int = 0
     seed: int = 0
+    # A lab's own folder (DATASET=path/to/folder, layout "folder"; see folder_dataset): images
+    # smaller than a patch or crop are padded with the mean colour instead of refused; `marker` is
+    # the Cell Counter type or QuPath class counted ("" = all); `iters` the training iterations
+    # (0: inferred from the LMDB's size); `spec` the settings its pycount.toml fixes; `defaults`
+    # (patch, stride, rot_step, sigma) as inferred or fixed there, before PATCH= etc. (the variant)
+    pad: bool = False
+    marker: str = ""
+    iters: int = 0
+    spec: tuple[str, ...] = ()
+    defaults: tuple = ()
+
+    @property
+    def own(self) -> bool:
+        """A folder of the user's own images, its settings inferred (pycount.data.owndata)."""
+        return self.layout == "folder"
 
     @property
     def input_size(self) -> int:
@@ -80,13 +95,13 @@ class DatasetConfig:
     def variant(self) -> str:
         """"" for the paper's settings; else a tag of what differs (LMDB and run folder names)."""
         base = DATASETS.get(self.name)
+        ref = (base.patch, base.stride, base.rot_step, base.sigma) if base else self.defaults
         tags = []
-        if base and (self.patch, self.stride, self.rot_step) != (base.patch, base.stride,
-                                                                  base.rot_step):
+        if ref and (self.patch, self.stride, self.rot_step) != tuple(ref[:3]):
             tags.append(f"p{self.patch}-s{self.stride}-r{self.rot_step}")
         if self.size:
             tags.append(f"{self.size}px")
-        if base and self.sigma != base.sigma:
+        if ref and self.sigma != ref[3]:
             tags.append(f"sigma{self.sigma:g}")
         if self.train_n:
             tags.append(f"n{self.train_n}-seed{self.seed}")
@@ -387,8 +402,172 @@ def _lookup(table: dict, name: str, what: str, var: str):
                           f"(set {var}=...)") from None
 
 
+def is_folder(name: str) -> bool:
+    """DATASET=path/to/folder: a value with a "/" names a folder of the user's own images."""
+    return "/" in name or os.sep in name
+
+
 def dataset(name: str) -> DatasetConfig:
-    return _lookup(DATASETS, name, "dataset", "DATASET")
+    """A named dataset of the table above; a folder (is_folder); or the name of an own folder
+    prepared before (data/own/<name>.json records where it is)."""
+    if is_folder(name):
+        return folder_dataset(name)
+    if name not in DATASETS:
+        record = own_record(name)
+        if record.is_file():
+            try:
+                return folder_dataset(json.loads(record.read_text())["folder"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        try:
+            return _lookup(DATASETS, name, "dataset", "DATASET")
+        except ConfigError as e:
+            raise ConfigError(f"{e}; or a folder of your own annotated images "
+                              f"(DATASET=path/to/folder)") from None
+    return DATASETS[name]
+
+
+# --- a lab's own folder ---------------------------------------------------------------------------
+# DATASET=path/to/folder: the images and their annotations (pycount.data.readers.read_folder), an
+# optional pycount.toml beside them fixing any setting below; what it leaves out is inferred from
+# the data (pycount.data.owndata), and PATCH=, STRIDE=, ... override both. Zero / empty here means
+# "to be inferred".
+SPEC_FILE = "pycount.toml"
+SPEC_KEYS = {  # key: (type, meaning)
+    "name": (str, "the dataset's name (run folders, LMDBs); default: the folder's name"),
+    "patch": (int, "patch side, px (patch models)"), "stride": (int, "patch stride, px"),
+    "rot_step": (int, "rotation step of the augmentation, degrees (0: none)"),
+    "sigma": (float, "density targets' Gaussian width, px"),
+    "crop": (int, "density models' training crop side, px (a multiple of 8)"),
+    "crop_stride": (int, "the crops' stride, px"),
+    "mean_rgb": (list, "mean colour [r, g, b] the nets subtract"),
+    "max_patch_count": (int, "C head: the largest count class"),
+    "n_val": (int, "training images held out to monitor training"),
+    "test": (list, "the test images' names (file stems); default: a seeded draw"),
+    "marker": (str, "the Cell Counter marker type (number or name) or QuPath class to count; "
+                    "default: all"),
+    "iters": (int, "training iterations; default: from the number of crops / patches"),
+}
+OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
+OWN_N_VAL = 5         # as the named datasets
+
+
+def own_record(name: str) -> Path:
+    """Where an own folder's inferred settings are cached (and its path recorded)."""
+    return data_dir() / "own" / f"{name}.json"
+
+
+def _parse_spec(text: str) -> dict:
+    """The spec file: TOML (tomllib, Python >= 3.11); on 3.10 _parse_simple."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        return _parse_simple(text)
+    return tomllib.loads(text)
+
+
+def _parse_simple(text: str) -> dict:
+    """The TOML subset pycount's keys use, for Python 3.10: `key = value` lines whose value is a
+    number, a "string", true/false or a [list] of them; # comments outside strings."""
+    import ast
+    out = {}
+    for line in text.splitlines():
+        quote, cut = None, len(line)
+        for i, ch in enumerate(line):          # the first # outside a string starts a comment
+            if ch in "\"'" and quote in (None, ch):
+                quote = None if quote else ch
+            elif ch == "#" and quote is None:
+                cut = i
+                break
+        line = line[:cut].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key = value, got {line!r}")
+        value = value.strip()
+        value = {"true": "True", "false": "False"}.get(value, value)
+        out[key.strip()] = ast.literal_eval(value)
+    return out
+
+
+def read_spec(folder: Path) -> dict:
+    """The folder's pycount.toml as checked settings ({} without one)."""
+    path = folder / SPEC_FILE
+    if not path.is_file():
+        return {}
+    try:
+        spec = _parse_spec(path.read_text(encoding="utf-8"))
+    except Exception as e:  # tomllib.TOMLDecodeError, ValueError, SyntaxError: all a bad file
+        raise ConfigError(f"{path}: cannot parse it ({e}); write one `key = value` per line, "
+                          f"e.g. patch = 60") from None
+    for key, value in spec.items():
+        if key not in SPEC_KEYS:
+            raise ConfigError(f"{path}: unknown setting {key!r}; valid: "
+                              f"{', '.join(SPEC_KEYS)}")
+        kind = SPEC_KEYS[key][0]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+            else isinstance(value, kind) and not isinstance(value, bool)
+        if key == "marker" and isinstance(value, int) and not isinstance(value, bool):
+            spec[key], ok = str(value), True
+        if not ok or (kind in (int, float) and value < 0):
+            raise ConfigError(f"{path}: {key} = {value!r} is not valid; expected "
+                              f"{'a non-negative ' + kind.__name__ if kind in (int, float) else kind.__name__}"
+                              f" ({SPEC_KEYS[key][1]})")
+    if "mean_rgb" in spec and (len(spec["mean_rgb"]) != 3 or not all(
+            isinstance(v, (int, float)) for v in spec["mean_rgb"])):
+        raise ConfigError(f"{path}: mean_rgb must be three numbers [r, g, b]")
+    if "crop" in spec and spec["crop"] % 8:
+        raise ConfigError(f"{path}: crop = {spec['crop']} must be a multiple of 8 (the density "
+                          f"nets pool three times)")
+    return spec
+
+
+def folder_dataset(path) -> DatasetConfig:
+    """The settings of a folder of the user's own images: its pycount.toml's, the rest zero (to be
+    inferred from the images by pycount.data.owndata.resolve). Named after the folder; a name of
+    the table above gets "-own" so that the two never share LMDBs or run folders."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"dataset folder {path} does not exist (a DATASET with a / names a "
+                          f"folder of annotated images); check the path")
+    spec = read_spec(root)
+    name = str(spec.get("name") or root.name)
+    if name in DATASETS:
+        name += "-own"
+    mean = spec.get("mean_rgb")
+    return DatasetConfig(
+        name=name, layout="folder", patch=spec.get("patch", 0), stride=spec.get("stride", 0),
+        rot_step=spec.get("rot_step", OWN_ROT_STEP), train_ids=(),
+        test_ids=tuple(str(t) for t in spec.get("test", ())), n_val=spec.get("n_val", OWN_N_VAL),
+        subdir=str(root), mean_bgr=tuple(float(v) for v in mean[::-1]) if mean else (),
+        max_patch_count=spec.get("max_patch_count", 0), sigma=float(spec.get("sigma", 0.0)),
+        crop=spec.get("crop", 0), crop_stride=spec.get("crop_stride", 0), pad=True,
+        marker=str(spec.get("marker", "")), iters=spec.get("iters", 0),
+        spec=tuple(sorted(spec)), description=f"own images in {root}")
+
+
+def run_dataset(run: Path, name: str) -> DatasetConfig:
+    """The dataset a run folder was trained on: a named one, or the settings its dataset.json
+    recorded (an own folder's inferred settings: counting needs no folder)."""
+    if name in DATASETS:
+        return DATASETS[name]
+    recorded = Path(run) / "dataset.json"
+    if recorded.is_file():
+        return dataset_from_json(recorded.read_text())
+    return dataset(name)
+
+
+def dataset_to_json(ds: DatasetConfig) -> str:
+    from dataclasses import asdict
+    return json.dumps(asdict(ds), indent=1)
+
+
+def dataset_from_json(text: str) -> DatasetConfig:
+    d = json.loads(text)
+    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults"):
+        d[k] = tuple(d.get(k) or ())
+    return DatasetConfig(**d)
 
 
 def model(name: str, ds: DatasetConfig | None = None) -> ModelConfig:

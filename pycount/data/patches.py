@@ -194,6 +194,17 @@ def count_training_patches(height: int, width: int, patch: int, stride: int, rot
     return int(sum(_footprint_fits(_linear(a), pcs, patch, height, width).sum() for a in _angles(rot_step)))
 
 
+def pad_to(image: np.ndarray, side: int, fill) -> np.ndarray:
+    """The image padded at the bottom and right to at least side x side with the colour `fill`
+    (one value per channel); pixel coordinates, hence cell centres, do not move."""
+    h, w = image.shape[:2]
+    ph, pw = max(0, side - h), max(0, side - w)
+    if not (ph or pw):
+        return image
+    value = [float(v) for v in fill][:image.shape[2]] if image.ndim == 3 else float(fill[0])
+    return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=value)
+
+
 def resize_patch(pixels: np.ndarray, side: int) -> np.ndarray:
     """A patch as the nets see it: native, or resized to `side` (SIZE=; the count does not
     change)."""

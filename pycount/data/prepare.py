@@ -6,6 +6,7 @@ validation patches are not (they are what the net sees at test time).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from pathlib import Path
@@ -49,10 +50,32 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
          ) -> list[datasets.Sample]:
     """The images `ids` with their centres; with `side`, each checked to be at least that many
     pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
-    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids)
+    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker)
+    if side and ds.pad:
+        return pad_small(samples, side, ds)
     if side:
         check_sizes(samples, side, ds)
     return samples
+
+
+def pad_small(samples, side: int, ds: config.DatasetConfig) -> list[datasets.Sample]:
+    """An own folder's images smaller than `side` (a patch or crop), padded at the bottom and
+    right with the dataset's mean colour: the centres keep their coordinates, and the padding
+    holds no cell (so it teaches the nets that the mean colour is background)."""
+    fill = tuple(float(v) for v in ds.mean_bgr[::-1]) if ds.mean_bgr else (0.0, 0.0, 0.0)
+    out, padded = [], []
+    for s in samples:
+        h, w = s.image.shape[:2]
+        if h >= side and w >= side:
+            out.append(s)
+            continue
+        padded.append(f"{s.id} ({w}x{h})")
+        out.append(dataclasses.replace(s, image=patches.pad_to(s.image, side, fill)))
+    if padded:
+        print(f"{len(padded)} image(s) smaller than {side} px padded with the mean colour to "
+              f"{side} px (bottom, right): {', '.join(padded[:5])}"
+              + (", ..." if len(padded) > 5 else ""))
+    return out
 
 
 def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
@@ -79,15 +102,15 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
     Validation: a seeded draw of n_val training images."""
     train, test = list(ds.train_ids), list(ds.test_ids)
     if not train:
-        stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
+        if ds.own:
+            stems = datasets.list_ids(ds.layout, dataset_root(ds, data_root))
+        else:
+            stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
         if len(stems) < 3:
             raise datasets.DatasetError(
                 f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
-                f"same-name .csv); put the dataset there or set DATA_ROOT")
-        order = np.random.default_rng(SPLIT_SEED).permutation(len(stems))
-        n_test = max(1, round(len(stems) * 10 / 55))
-        test = sorted(stems[i] for i in order[:n_test])
-        train = sorted(stems[i] for i in order[n_test:])
+                f"same-name annotation); put the dataset there or set DATA_ROOT")
+        train, test = draw_split(stems)
     rng = np.random.default_rng(SPLIT_SEED)
     if ds.train_n:
         # the literature's protocol: N training images drawn with SEED; the validation images
@@ -103,6 +126,15 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
     n_val = min(ds.n_val, max(1, len(train) // 4))
     val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
     return {"train": [i for i in train if i not in val], "val": val, "test": test}
+
+
+def draw_split(stems: list[str]) -> tuple[list[str], list[str]]:
+    """(train, test): a seeded draw (SPLIT_SEED) of 10 in 55 of the images as test images, as
+    the paper's Ki67 split; sorted by name."""
+    stems = sorted(stems)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(stems))
+    n_test = max(1, round(len(stems) * 10 / 55))
+    return sorted(stems[i] for i in order[n_test:]), sorted(stems[i] for i in order[:n_test])
 
 
 def content_hash(samples: list[datasets.Sample]) -> dict[str, str]:

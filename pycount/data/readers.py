@@ -1,4 +1,4 @@
-"""Cell-image datasets: readers for three layouts.
+"""Cell-image datasets: readers for four layouts.
 
 Layouts (``read(layout, root)`` dispatches on the name):
 
@@ -8,6 +8,8 @@ Layouts (``read(layout, root)`` dispatches on the name):
   ``Detection/imgN/imgN.bmp`` with ``Detection/imgN/imgN_detection.mat`` (1-based MATLAB x, y).
 * ``generic``: any folder of images with a same-stem ``.csv`` of 0-based x, y centres (also ImageJ
   Results tables); the layout of the private Ki67 set's stand-in (pycount.data.synthetic).
+* ``folder``: a lab's own folder (DATASET=path/to/folder): images each paired by name with a CSV, an
+  ImageJ/Fiji Cell Counter XML, a QuPath GeoJSON export or a dot-mask image (see folder_pairs).
 
 Every reader checks that images and annotations pair up, that images decode and that every centre
 lies inside its image, and raises DatasetError naming the offending file.
@@ -330,13 +332,232 @@ def read_generic(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     return samples
 
 
-READERS = {"vgg_cells": read_vgg_cells, "crc_nuclei": read_crc_nuclei, "generic": read_generic}
+
+# --- annotation formats of the folder layout ---------------------------------------------------------
+
+def _matches(wanted: str, *names) -> bool:
+    """Does a marker type / class (its number or name) match the setting `wanted` ("" = any)?"""
+    return not wanted or any(n is not None and str(n).strip().lower() == wanted.strip().lower()
+                             for n in names)
 
 
-def read(layout: str, root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
-    """Read the dataset at ``root`` with the reader of ``layout`` (one of READERS)."""
+def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres from an ImageJ/Fiji Cell Counter file (File > Save Markers):
+    CellCounter_Marker_File / Marker_Data / Marker_Type (Type number, optional Name) / Marker
+    (MarkerX, MarkerY, MarkerZ). Cell Counter stores integer 0-based pixel indices, which are this
+    package's coordinates as they are. `marker`: one marker type (its number, e.g. "2", or its name);
+    "" counts the markers of every type."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(str(path)).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise DatasetError(f"cannot read {path} as Cell Counter XML ({e}); save it again with "
+                           "Cell Counter's 'Save Markers'") from None
+    data = root.find("Marker_Data")
+    if root.tag != "CellCounter_Marker_File" or data is None:
+        raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
+                           "expected <CellCounter_Marker_File> with <Marker_Data>); save the markers "
+                           "with Fiji's Cell Counter ('Save Markers')")
+    centres, types = [], []
+    for mtype in data.iter("Marker_Type"):
+        number, name = (mtype.findtext("Type") or "").strip(), (mtype.findtext("Name") or "").strip()
+        types.append((number, name))
+        if not _matches(marker, number, name or None):
+            continue
+        for m in mtype.iter("Marker"):
+            try:
+                centres.append((float(m.findtext("MarkerX")), float(m.findtext("MarkerY"))))
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}: a marker of type {number} has no numeric MarkerX, "
+                                   "MarkerY; fix or delete it") from None
+    if marker and not any(_matches(marker, n, m or None) for n, m in types):
+        names = ", ".join(n + (f" ({m})" if m else "") for n, m in types) or "none"
+        raise DatasetError(f"{path} has no marker type {marker!r} (its types: {names}); set marker "
+                           "in pycount.toml to one of them, or leave it out to count all")
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+def _qupath_class(feature: dict):
+    props = feature.get("properties") or {}
+    c = props.get("classification") or feature.get("classification") or {}
+    return c.get("name") if isinstance(c, dict) else c
+
+
+def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres from QuPath's point annotations exported as GeoJSON (File > Export objects as
+    GeoJSON: a FeatureCollection, or a plain list of Features from older versions). Point and
+    MultiPoint geometries are read; other shapes (a region drawn around the counted area, cell
+    outlines) are ignored. QuPath's coordinates are continuous with pixel i spanning [i, i+1), so
+    0.5 is subtracted to get this package's pixel-centre coordinates. `marker`: one classification
+    name ("" = every point)."""
+    import json
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"cannot read {path} as GeoJSON ({e}); export it again from QuPath "
+                           "(File > Export objects as GeoJSON)") from None
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        features = doc.get("features") or []
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        features = [doc]
+    elif isinstance(doc, list):
+        features = doc
+    else:
+        raise DatasetError(f"{path} is JSON but not GeoJSON features (expected a FeatureCollection, "
+                           "as QuPath's 'Export objects as GeoJSON' writes)")
+    centres, classes = [], set()
+    for f in features:
+        geom = (f or {}).get("geometry") or {}
+        kind, coords = geom.get("type"), geom.get("coordinates")
+        if kind not in ("Point", "MultiPoint"):
+            continue
+        cls = _qupath_class(f)
+        classes.add(str(cls))
+        if not _matches(marker, cls):
+            continue
+        points = [coords] if kind == "Point" else coords
+        try:
+            centres.extend((float(p[0]) - 0.5, float(p[1]) - 0.5) for p in points)
+        except (TypeError, ValueError, IndexError):
+            raise DatasetError(f"{path}: a {kind} has coordinates {coords!r}, expected [x, y] "
+                               "numbers") from None
+    if marker and not any(_matches(marker, c) for c in classes):
+        raise DatasetError(f"{path} has no points of class {marker!r} (classes found: "
+                           f"{', '.join(sorted(classes)) or 'none'}); set marker in pycount.toml to "
+                           "one of them, or leave it out to count all")
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+def read_dot_mask(path: Path, shape=None) -> np.ndarray:
+    """(N, 2) centres of a dot-mask image: every non-zero pixel is one cell (any colour, any bit
+    depth; an alpha channel is ignored). With `shape`, the mask must be the image's size."""
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None and Path(path).suffix.lower() in (".tif", ".tiff"):
+        try:
+            data = tifffile.imread(path)
+        except Exception:  # any tifffile failure means the same: not decodable
+            data = None
+    if data is None:
+        raise DatasetError(f"cannot decode the dot mask {path}: the file is corrupt or not an image")
+    if data.ndim == 3:
+        data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
+        data = data.max(axis=2)
+    if shape is not None and data.shape[:2] != tuple(shape[:2]):
+        raise DatasetError(f"the dot mask {path} is {data.shape[1]}x{data.shape[0]} px but its image is "
+                           f"{shape[1]}x{shape[0]}; a mask must have its image's size")
+    ys, xs = np.nonzero(data)
+    return np.stack([xs, ys], axis=1).astype(np.float64)
+
+
+# --- folder: any images, each with an annotation of its stem -----------------------------------------
+
+ANNOTATION_KINDS = {".csv": "CSV", ".xml": "Cell Counter XML", ".geojson": "QuPath GeoJSON",
+                    ".json": "QuPath GeoJSON"}
+MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
+SPEC_FILE = "pycount.toml"
+
+
+def _annotation_keys(stem: str) -> list[str]:
+    """The image stems an annotation or mask stem may belong to."""
+    keys = [stem]
+    if stem.startswith("CellCounter_"):   # Cell Counter's default file name: CellCounter_<image>.xml
+        keys.append(stem[len("CellCounter_"):])
+    low = stem.lower()
+    for tail in MASK_TAILS:
+        if low.endswith(tail) and len(stem) > len(tail):
+            base = stem[:-len(tail)]
+            keys += [base, base + "cell", base + "_cell", base + "-cell"]  # VGG: NNNcell / NNNdots
+            break
+    return keys
+
+
+def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
+    """Map image stem -> (image, annotation, kind) for the folder layout: every image
+    (.png .jpg .jpeg .tif .tiff) pairs with one annotation named after it: STEM.csv, STEM.xml or
+    CellCounter_STEM.xml (Cell Counter), STEM.geojson or STEM.json (QuPath), or a dot mask
+    STEM_dots.png / STEM-dots.png / STEMdots.png (any image suffix). Every image needs exactly one
+    annotation and every annotation its image, else DatasetError names the file."""
+    root = _require_dir(root)
+    files = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    images = {p.stem: p for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
+             if p.suffix.lower() in ANNOTATION_KINDS]
+    # a dot mask is an image file whose stem ends in "dots" and names another image
+    for stem, p in list(images.items()):
+        if any(stem.lower().endswith(t) for t in MASK_TAILS):
+            owners = [k for k in _annotation_keys(stem)[1:] if k in images and k != stem]
+            if owners:
+                notes.append((p, "dot mask"))
+                del images[stem]
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for p, kind in notes:
+        owners = [k for k in _annotation_keys(p.stem) if k in images]
+        if not owners:
+            raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
+                               f"{_annotation_keys(p.stem)[-1 if kind == 'dot mask' else 0]}.png); add the "
+                               "image or remove the annotation")
+        found.setdefault(owners[0], []).append((p, kind))
+    for stem, image in images.items():
+        if stem not in found:
+            raise DatasetError(f"{image} has no annotation; add one named after it: {stem}.csv (x,y), "
+                               f"{stem}.xml (Cell Counter), {stem}.geojson (QuPath) or a dot mask "
+                               f"{stem}_dots.png, or remove the image")
+        if len(found[stem]) > 1:
+            raise DatasetError(f"{image} has {len(found[stem])} annotations "
+                               f"({', '.join(str(p) for p, _ in found[stem])}); keep one of them")
+    return {stem: (images[stem], *found[stem][0]) for stem in images}
+
+
+def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.ndarray:
+    """The centres of one annotation file of the folder layout (see folder_pairs for the kinds)."""
+    if kind == "CSV":
+        return read_centres_csv(path)
+    if kind == "Cell Counter XML":
+        return read_cellcounter_xml(path, marker)
+    if kind == "QuPath GeoJSON":
+        return read_qupath_geojson(path, marker)
+    return read_dot_mask(path, shape)
+
+
+def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "") -> list[Sample]:
+    """Read a folder of images with one annotation each, paired by name (folder_pairs); the formats
+    may be mixed. Images as in _read_any_image (8/16-bit, grey/RGB/RGBA, PNG/JPEG/TIFF). `marker`:
+    the Cell Counter type or QuPath class to count ("" = all)."""
+    root = _require_dir(root)
+    pairs = folder_pairs(root)
+    if not pairs:
+        raise DatasetError(f"no annotated images found in {root}; expected images (.png .jpg .tif) "
+                           "each with an annotation of the same name: NAME.csv (x,y), NAME.xml (Cell "
+                           "Counter), NAME.geojson (QuPath) or NAME_dots.png (one pixel per cell)")
+    samples = []
+    for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
+        image_path, note, kind = pairs[i]
+        image = _read_any_image(image_path)
+        samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker), note,
+                               image_path))
+    return samples
+
+
+def list_ids(layout: str, root) -> list[str]:
+    """The ids of a dataset's annotated images without decoding any (for drawing a split)."""
+    if layout == "folder":
+        return sorted(folder_pairs(root), key=_natural_key)
+    if layout == "generic":
+        return sorted(_generic_pairs(_require_dir(root)), key=_natural_key)
+    return [s.id for s in read(layout, root)]
+
+
+READERS = {"vgg_cells": read_vgg_cells, "crc_nuclei": read_crc_nuclei, "generic": read_generic,
+           "folder": read_folder}
+
+
+def read(layout: str, root, ids: Optional[Sequence[str]] = None, marker: str = "") -> list[Sample]:
+    """Read the dataset at ``root`` with the reader of ``layout`` (one of READERS); ``marker``: the
+    folder layout's annotation class to count ("" = all)."""
     if layout not in READERS:
         raise DatasetError(f"unknown dataset layout {layout!r}; valid layouts: {', '.join(READERS)}")
+    if layout == "folder":
+        return read_folder(root, ids, marker)
     return READERS[layout](root, ids)
 
 

@@ -37,7 +37,8 @@ def load_run(path) -> Run:
         raise RunError(f"{path}: its training was interrupted at iteration {info.get('iterations')}"
                        f"; finish it first (make train resumes it)")
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
-    ds = config.with_overrides(config.dataset(dataset), info.get("patch"), info.get("stride"),
+    # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
+    ds = config.with_overrides(config.run_dataset(path, dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"), info.get("train_n"),
                                info.get("seed"), info.get("sigma"))
     m = config.model(model, ds)

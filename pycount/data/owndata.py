@@ -1,0 +1,276 @@
+"""A lab's own folder of annotated images (DATASET=path/to/folder): its settings inferred from the
+data, each printed once with the rule behind it.
+
+pycount.config.folder_dataset gives what the folder's pycount.toml fixes (the rest zero);
+`resolve` measures the images (cached per file in data/own/<name>.json, so a second command does
+not decode them again) and fills in the rest. Settings given on the command line (PATCH=, ...) or
+in pycount.toml are kept and said so. The rules use only what any dot-annotated set has: the image
+sizes, the dots, the pixels; their constants are the ones that reproduce the settings of the named
+datasets (numbers in the comments), not values tuned on any one of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pycount import config
+from pycount.data import density_targets, lmdbio, patches, prepare
+from pycount.data import readers
+from pycount.errors import DatasetError
+from pycount.util import atomic
+
+# --- the rules (d: the cell spacing, the median distance from a dot to its nearest neighbour) ----
+# Measured: VGG bacterial cells d = 8.5 px (paper: patch 40, our sigma 2, crop 64); CRC nuclei
+# d = 13.4 px (paper: patch 60, our sigma 3, crop 96).
+PATCH_PER_SPACING = 4.5     # patch = 4.5 d: 38 -> 40 px bacterial, 60 px nuclei (the paper's)
+PATCH_RANGE = (24, 256)     # below 24 px AlexNet's strided layers leave no map; above, 200 px Ki67
+SIGMA_PER_SPACING = 0.25    # sigma = d / 4: neighbours' Gaussians (2 sigma apart... d = 4 sigma)
+SIGMA_RANGE = (1.0, 8.0)    # overlap little: 2.1 bacterial (ours 2), 3.4 nuclei (ours 3)
+CROP_PER_SPACING = 7.5      # crop = 7.5 d, a multiple of 8: 64 bacterial (ours), 104 nuclei (96)
+CROP_RANGE = (48, 192)      # 192: Ki67's; larger crops cost memory per batch and add no context
+#                             beyond fcrn's 116 px receptive field
+CROP_BUDGET = 40_000        # training crops (mirrors and rotations included) the stride aims at:
+#                             bacterial N = 50 has 39,600, nuclei 24,480, Ki67 30,720; fcrn's
+#                             8,000 iterations x 16 are 3.2 passes over 40,000
+PASSES = 3.2                # iterations = 3.2 passes over the training crops / patches
+MIN_ITERS = 2000            # fewer leave the Adam / SGD schedule no room (and never above the
+#                             model's own default, which is the cap)
+ENCODE_ABOVE = 4 << 30      # bytes of raw patches above which the patch LMDB stores PNGs
+FALLBACK_SPACING = 10.0     # px, when no training image has two dots
+CACHE_VERSION = 1
+
+
+@dataclass
+class ImageStats:
+    """What the rules need from one image (cached)."""
+    id: str
+    width: int
+    height: int
+    count: int
+    nn: list          # each dot's distance to its nearest neighbour, px (1 decimal)
+    mean_bgr: list    # the image's mean colour
+
+
+def _file_key(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def _measure(root: Path, marker: str, name: str) -> dict[str, ImageStats]:
+    """Every annotated image's stats, reusing the cache where the files are unchanged."""
+    from scipy.spatial import cKDTree
+    pairs = readers.folder_pairs(root)
+    if len(pairs) < 3:
+        raise DatasetError(f"{root}: found {len(pairs)} annotated images; a dataset needs at "
+                           f"least 3 (training, validation, test)")
+    record = config.own_record(name)
+    cache = {}
+    try:
+        old = json.loads(record.read_text())
+        if old.get("version") == CACHE_VERSION and old.get("folder") == str(root):
+            cache = old.get("images", {})
+    except (OSError, ValueError):
+        pass
+    out, fresh = {}, {}
+    for i, (image_path, note, kind) in pairs.items():
+        key = _file_key(image_path, note) + f":{marker}"
+        hit = cache.get(i)
+        if hit and hit.get("key") == key:
+            out[i] = ImageStats(**hit["stats"])
+        else:
+            image = readers._read_any_image(image_path)
+            centres = readers._check_centres(
+                np.asarray(readers.read_annotation(note, kind, image.shape, marker),
+                           np.float64).reshape(-1, 2), image.shape, note)
+            nn = []
+            if len(centres) > 1:
+                dist, _ = cKDTree(centres).query(centres, k=2)
+                nn = np.round(dist[:, 1], 1).tolist()
+            out[i] = ImageStats(i, image.shape[1], image.shape[0], len(centres), nn,
+                                image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist())
+        fresh[i] = {"key": key, "stats": out[i].__dict__}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(record, json.dumps({"version": CACHE_VERSION, "folder": str(root),
+                                          "images": fresh}))
+    return out
+
+
+def _round_to(v: float, m: int) -> int:
+    return int(m * round(v / m))
+
+
+def draw_split(ids: list[str], test: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(train, test) ids: the test ids given (pycount.toml), else prepare's seeded draw."""
+    if test:
+        unknown = sorted(set(test) - set(ids))
+        if unknown:
+            raise DatasetError(f"pycount.toml names test images that are not in the folder: "
+                               f"{', '.join(unknown)}")
+        return [i for i in ids if i not in set(test)], [i for i in ids if i in set(test)]
+    return prepare.draw_split(ids)
+
+
+def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
+    """ds with every zero setting inferred from its folder; `say` gets one line per setting."""
+    if not ds.own:
+        return ds
+    root = Path(ds.subdir)
+    stats = _measure(root, ds.marker, ds.name)
+    ids = readers.list_ids("folder", root)
+    train, test = draw_split(ids, ds.test_ids)
+    kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
+    tr = [stats[i] for i in train]
+    lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
+
+    def note(key, value, rule, unit=""):
+        spec_key = {"split": "test", "mean_bgr": "mean_rgb"}.get(key, key)
+        src = "pycount.toml" if spec_key in ds.spec else f"{ {'rot_step': 'ROT'}.get(key, key.upper())}= given"
+        lines.append(f"  {key:<15} {value!s:>8}{unit}  {rule if not set_[key] else src}")
+
+    set_ = {k: bool(getattr(ds, k)) for k in ("patch", "stride", "sigma", "crop", "crop_stride",
+                                               "mean_bgr", "max_patch_count")}
+    set_["split"] = bool(ds.test_ids)
+    set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
+
+    # split: as the named sets without a recorded one (seeded, prepare.SPLIT_SEED)
+    note("split", f"{len(train)}/{len(test)}", f"train/test images, a seeded draw (seed "
+         f"{prepare.SPLIT_SEED}) of {len(test)} test images; {min(ds.n_val, max(1, len(train) // 4))}"
+         f" of the training images validate")
+
+    nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
+    spacing = float(np.median(nn)) if len(nn) else FALLBACK_SPACING
+    lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
+        f"median distance of a dot to its nearest neighbour ({len(nn)} dots in {len(tr)} "
+        f"training images)" if len(nn) else "no training image has two dots: a 10 px default"))
+
+    sides = np.array([min(s.width, s.height) for s in stats.values()])
+    typical = int(np.median(sides))           # most images' smaller side: patches fit them
+
+    # patch (patch models): 4.5 cell spacings, a multiple of 4, at most most images' side
+    patch = min(max(_round_to(PATCH_PER_SPACING * spacing, 4), PATCH_RANGE[0]), PATCH_RANGE[1])
+    why = f"{PATCH_PER_SPACING:g} x the cell spacing, a multiple of 4 in [{PATCH_RANGE[0]}, " \
+          f"{PATCH_RANGE[1]}]"
+    if patch > typical and typical >= PATCH_RANGE[0]:
+        patch, why = typical // 4 * 4, f"the images' median smaller side ({typical} px): " \
+                     f"{why} would not fit"
+    patch = ds.patch or patch
+    note("patch", patch, why, " px")
+    stride = ds.stride or max(1, patch // 2)
+    note("stride", stride, "half the patch (the paper's bacterial and nuclei settings)", " px")
+    note("rot_step", ds.rot_step, "the paper's rotation step", " deg")
+
+    sigma = min(max(round(2 * SIGMA_PER_SPACING * spacing) / 2, SIGMA_RANGE[0]), SIGMA_RANGE[1])
+    sigma = ds.sigma or sigma
+    note("sigma", f"{sigma:g}", f"a quarter of the cell spacing, to 0.5 px, in "
+         f"[{SIGMA_RANGE[0]:g}, {SIGMA_RANGE[1]:g}]: neighbours' Gaussians overlap little", " px")
+
+    crop = min(max(_round_to(CROP_PER_SPACING * spacing, 8), CROP_RANGE[0]), CROP_RANGE[1])
+    why = f"{CROP_PER_SPACING:g} x the cell spacing, a multiple of 8 in [{CROP_RANGE[0]}, " \
+          f"{CROP_RANGE[1]}]"
+    if crop > typical and typical >= CROP_RANGE[0]:
+        crop, why = typical // 8 * 8, f"the images' median smaller side ({typical} px): " \
+                    f"{why} would not fit"
+    crop = ds.crop or crop
+    note("crop", crop, why, " px")
+
+    def n_crops(c, s):
+        return sum(density_targets.count_training_crops(max(x.height, c), max(x.width, c), c, s,
+                                                        ds.rot_step) for x in tr)
+    if ds.crop_stride:
+        crop_stride = ds.crop_stride
+    else:
+        for f in (0.5, 1, 1.5, 2, 3, 4, 6, 8):
+            crop_stride = max(8, int(crop * f) // 8 * 8)
+            if n_crops(crop, crop_stride) <= CROP_BUDGET:
+                break
+    note("crop_stride", crop_stride, f"the smallest of crop x (1/2, 1, 3/2, 2, 3, ...) that keeps "
+         f"the training crops within {CROP_BUDGET:,} (here {n_crops(crop, crop_stride):,})", " px")
+
+    pixels = np.array([s.width * s.height for s in tr], np.float64)
+    mean = tuple(float(v) for v in np.round(
+        (np.array([s.mean_bgr for s in tr]) * pixels[:, None]).sum(0) / pixels.sum(), 1))
+    mean = ds.mean_bgr or mean
+    note("mean_bgr", list(mean), "mean colour of the training images' pixels (B, G, R)")
+
+    # the C head's classes: twice the densest training image's cells per patch area, + 10
+    dens = max(s.count / (s.width * s.height) for s in tr)
+    mpc = ds.max_patch_count or int(math.ceil(2 * dens * patch * patch)) + 10
+    note("max_patch_count", mpc, "C head: twice the densest training image's cells per patch "
+         "area, plus 10")
+
+    for what, side in (("patch", patch), ("crop", crop)):
+        small = sum(int(min(s.width, s.height) < side) for s in stats.values())
+        if small:
+            lines.append(f"  {small} image(s) smaller than the {side} px {what} are padded to it "
+                         f"(bottom, right) with the mean colour; the padding holds no cell")
+    raw = sum(patches.count_training_patches(max(s.height, patch), max(s.width, patch), patch,
+                                             stride, ds.rot_step) for s in tr) * patch ** 2 * 3
+    encoded = ds.encoded or raw > ENCODE_ABOVE
+    if encoded:
+        lines.append(f"  patch LMDB stored PNG-encoded: {raw / 2 ** 30:.1f} GB as raw patches")
+    out = replace(ds, patch=patch, stride=stride, sigma=float(sigma), crop=crop,
+                  crop_stride=crop_stride, mean_bgr=mean, max_patch_count=mpc, encoded=encoded,
+                  train_ids=tuple(train), test_ids=tuple(test))
+    # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
+    # or pycount.toml values, not the command line's
+    out = replace(out, defaults=(patch if not ds.patch or "patch" in ds.spec else None,
+                                 stride if not ds.stride or "stride" in ds.spec else None,
+                                 ds.rot_step if "rot_step" in ds.spec else config.OWN_ROT_STEP,
+                                 sigma if not ds.sigma or "sigma" in ds.spec else None))
+    out = replace(out, defaults=_fill_defaults(out, ds))
+    for line in lines:
+        say(line)
+    return out
+
+
+def _fill_defaults(out: config.DatasetConfig, given: config.DatasetConfig) -> tuple:
+    """Defaults where the command line overrode: the value inference would have chosen."""
+    if None not in out.defaults:
+        return out.defaults
+    bare = replace(given, patch=_spec_or_zero(given, "patch"), stride=_spec_or_zero(given, "stride"),
+                   sigma=float(_spec_or_zero(given, "sigma")))
+    plain = resolve(bare, say=lambda _: None)
+    return tuple(plain.defaults)
+
+
+def _spec_or_zero(ds, key):
+    return getattr(ds, key) if key in ds.spec else 0
+
+
+def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:
+    """Training iterations for an own dataset: pycount.toml's `iters`, else PASSES passes over the
+    training LMDB's records at the model's batch, rounded up to 100, in [MIN_ITERS, the model's
+    default]; None when the LMDB is not prepared yet (training then says so)."""
+    if ds.iters:
+        say(f"  {'iterations':<15} {ds.iters:>8}  pycount.toml")
+        return ds.iters
+    if model.classic:
+        return None
+    lmdb = config.density_lmdbs(ds, "train")[0] if model.density else \
+        config.lmdb_dir(ds) / "train_lmdb"
+    try:
+        records = int(lmdbio.read_manifest(lmdb)["records"])
+    except Exception:  # no or incomplete LMDB: the trainer names the fix
+        return None
+    solver = config.model(model.name, ds).solver
+    its = int(math.ceil(PASSES * records / solver.batch / 100) * 100)
+    its = min(max(its, min(MIN_ITERS, solver.max_iter)), solver.max_iter)
+    say(f"  {'iterations':<15} {its:>8}  {PASSES:g} passes over the {records:,} training "
+        f"{'crops' if model.density else 'patches'} at batch {solver.batch}, in "
+        f"[{min(MIN_ITERS, solver.max_iter)}, {solver.max_iter}] (ITERS= overrides)")
+    return its
+
+
+def record_in_run(run: Path, ds: config.DatasetConfig) -> None:
+    """The run folder's dataset.json: the resolved settings, so that `pycount count --run` needs
+    neither the folder nor its inference again."""
+    run.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(run / "dataset.json", config.dataset_to_json(ds))

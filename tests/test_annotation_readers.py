@@ -1,0 +1,202 @@
+"""The annotation formats of an own folder (DATASET=path/to/folder), each read from a file written
+the way its tool writes it: ImageJ Results CSV, Fiji Cell Counter XML, QuPath GeoJSON, dot masks;
+and the folder layout that pairs images with them by name."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from pycount.data import readers
+from pycount.errors import DatasetError
+
+
+def cellcounter_xml(types: dict) -> str:
+    """A marker file as Fiji's Cell Counter (File > Save Markers) writes it: {type: [(x, y)]}."""
+    body = ""
+    for t, points in types.items():
+        marks = "".join(f"""
+      <Marker>
+        <MarkerX>{x}</MarkerX>
+        <MarkerY>{y}</MarkerY>
+        <MarkerZ>1</MarkerZ>
+      </Marker>""" for x, y in points)
+        body += f"""
+    <Marker_Type>
+      <Type>{t}</Type>
+      <Name>{'Positive' if t == 2 else f'Type {t}'}</Name>{marks}
+    </Marker_Type>"""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<CellCounter_Marker_File>
+  <Image_Properties>
+    <Image_Filename>img1.tif</Image_Filename>
+  </Image_Properties>
+  <Marker_Data>
+    <Current_Type>1</Current_Type>{body}
+  </Marker_Data>
+</CellCounter_Marker_File>
+"""
+
+
+def qupath_geojson(features) -> str:
+    """QuPath 0.4's 'Export objects as GeoJSON' (FeatureCollection, pretty-printed)."""
+    return json.dumps({"type": "FeatureCollection", "features": features}, indent=2)
+
+
+def point_feature(kind, coords, cls=None):
+    props = {"objectType": "annotation"}
+    if cls:
+        props["classification"] = {"name": cls, "color": [200, 0, 0]}
+    return {"type": "Feature", "id": "f", "geometry": {"type": kind, "coordinates": coords},
+            "properties": props}
+
+
+# --- Cell Counter XML -------------------------------------------------------------------------------
+
+def test_cellcounter_counts_every_type_or_the_one_asked_for(tmp_path):
+    p = tmp_path / "CellCounter_img1.xml"
+    p.write_text(cellcounter_xml({1: [(10, 12), (30, 5)], 2: [(7, 8)], 3: []}))
+    np.testing.assert_array_equal(readers.read_cellcounter_xml(p),
+                                  [[10, 12], [30, 5], [7, 8]])
+    np.testing.assert_array_equal(readers.read_cellcounter_xml(p, "2"), [[7, 8]])
+    np.testing.assert_array_equal(readers.read_cellcounter_xml(p, "positive"), [[7, 8]])
+    assert readers.read_cellcounter_xml(p, "3").shape == (0, 2)
+    with pytest.raises(DatasetError, match=r"CellCounter_img1.xml has no marker type '9'.*"
+                                           r"1 \(Type 1\), 2 \(Positive\)"):
+        readers.read_cellcounter_xml(p, "9")
+
+
+def test_cellcounter_rejects_other_xml_by_name(tmp_path):
+    p = tmp_path / "a.xml"
+    p.write_text("<annotation><object/></annotation>")
+    with pytest.raises(DatasetError, match=f"{p} is XML but not a Cell Counter marker file"):
+        readers.read_cellcounter_xml(p)
+    p.write_text("<CellCounter_Marker_File><Marker_Data>")
+    with pytest.raises(DatasetError, match=f"cannot read {p} as Cell Counter XML"):
+        readers.read_cellcounter_xml(p)
+
+
+# --- QuPath GeoJSON ----------------------------------------------------------------------------------
+
+def test_qupath_points_shift_by_half_a_pixel_and_filter_by_class(tmp_path):
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([
+        point_feature("MultiPoint", [[10.5, 20.5], [3.0, 4.0]], "Positive"),
+        point_feature("Point", [7.5, 1.5], "Negative"),
+        point_feature("Polygon", [[[0, 0], [50, 0], [50, 50], [0, 0]]], "Region"),  # ignored
+    ]))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[10, 20], [2.5, 3.5], [7, 1]])
+    np.testing.assert_allclose(readers.read_qupath_geojson(p, "Negative"), [[7, 1]])
+    with pytest.raises(DatasetError, match="has no points of class 'Stroma'.*Negative, Positive"):
+        readers.read_qupath_geojson(p, "Stroma")
+
+
+def test_qupath_older_exports_a_plain_list_of_features(tmp_path):
+    p = tmp_path / "img.json"
+    p.write_text(json.dumps([point_feature("Point", [0.5, 0.5])]))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[0, 0]])
+    p.write_text('{"type": "Topology"}')
+    with pytest.raises(DatasetError, match="is JSON but not GeoJSON features"):
+        readers.read_qupath_geojson(p)
+
+
+# --- dot masks ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["grey8", "grey16", "red-rgb", "rgba"])
+def test_dot_mask_every_nonzero_pixel_is_one_cell(tmp_path, kind):
+    dots = [(3, 4), (10, 0), (0, 11)]
+    if kind == "grey16":
+        mask = np.zeros((12, 15), np.uint16)
+        path = tmp_path / "a_dots.tif"
+    else:
+        mask = np.zeros((12, 15) + ((4,) if kind == "rgba" else (3,) if kind == "red-rgb" else ()),
+                        np.uint8)
+        path = tmp_path / "a_dots.png"
+    for x, y in dots:
+        mask[y, x] = 1 if mask.ndim == 2 else (0, 0, 255)[: 3] + ((255,) if kind == "rgba" else ())
+    if kind == "rgba":
+        mask[..., 3] = 255                # an opaque alpha channel is not a dot
+    (tifffile.imwrite if kind == "grey16" else lambda p, m: cv2.imwrite(str(p), m))(path, mask)
+    got = readers.read_dot_mask(path, (12, 15, 3))
+    assert sorted(map(tuple, got.astype(int))) == sorted(dots)
+    with pytest.raises(DatasetError, match=f"the dot mask {path} is 15x12 px but its image is 16x12"):
+        readers.read_dot_mask(path, (12, 16, 3))
+
+
+# --- CSV: ImageJ's Results table ---------------------------------------------------------------------
+
+def test_imagej_results_table(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text(" ,X,Y,Area\n1,12,7,0\n2,3.5,40,0\n")   # Analyze > Measure on a multi-point
+    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7], [3.5, 40]])
+
+
+# --- the folder layout -------------------------------------------------------------------------------
+
+def _img(path, shape=(40, 50, 3), dtype=np.uint8):
+    data = (np.arange(np.prod(shape)) % 200).reshape(shape).astype(dtype)
+    if path.suffix == ".tif":
+        tifffile.imwrite(path, data)
+    else:
+        cv2.imwrite(str(path), data)
+
+
+def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
+    _img(tmp_path / "a.png")                                   # CSV
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    _img(tmp_path / "b.tif", (40, 50), np.uint16)              # 16-bit grey, Cell Counter
+    (tmp_path / "CellCounter_b.xml").write_text(cellcounter_xml({1: [(5, 5)], 2: [(6, 6)]}))
+    _img(tmp_path / "c.jpg")                                   # QuPath
+    (tmp_path / "c.geojson").write_text(qupath_geojson([point_feature("MultiPoint",
+                                                                      [[1.5, 1.5]] * 4)]))
+    _img(tmp_path / "d.png", (40, 50, 4))                      # RGBA, dot mask
+    mask = np.zeros((40, 50), np.uint8)
+    mask[[1, 2, 3, 30, 39], [1, 2, 3, 40, 49]] = 255
+    cv2.imwrite(str(tmp_path / "d_dots.png"), mask)
+    _img(tmp_path / "007cell.png")                             # the VGG naming
+    m7 = np.zeros((40, 50, 3), np.uint8)
+    m7[5, 6] = (0, 0, 255)
+    cv2.imwrite(str(tmp_path / "007dots.png"), m7)
+    (tmp_path / "notes.txt").write_text("ignored")
+
+    pairs = readers.folder_pairs(tmp_path)
+    assert {k: (v[1].name, v[2]) for k, v in pairs.items()} == {
+        "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "Cell Counter XML"),
+        "c": ("c.geojson", "QuPath GeoJSON"), "d": ("d_dots.png", "dot mask"),
+        "007cell": ("007dots.png", "dot mask")}
+    samples = readers.read("folder", tmp_path)
+    assert [(s.id, s.count) for s in samples] == [("007cell", 1), ("a", 2), ("b", 2), ("c", 4),
+                                                  ("d", 5)]
+    assert all(s.image.shape == (40, 50, 3) and s.image.dtype == np.uint8 for s in samples)
+    assert [s.count for s in readers.read("folder", tmp_path, ["b"], marker="2")] == [1]
+    assert readers.list_ids("folder", tmp_path) == ["007cell", "a", "b", "c", "d"]
+
+
+def test_folder_names_the_image_without_annotation(tmp_path):
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    _img(tmp_path / "lonely.png")
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'lonely.png'} has no annotation; add one "
+                                           "named after it: lonely.csv"):
+        readers.folder_pairs(tmp_path)
+
+
+def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "b.xml").write_text(cellcounter_xml({1: []}))
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(Cell Counter XML\\) has no "
+                                           "image of the same name"):
+        readers.folder_pairs(tmp_path)
+    (tmp_path / "b.xml").rename(tmp_path / "a.xml")
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'a.png'} has 2 annotations"):
+        readers.folder_pairs(tmp_path)
+
+
+def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [60.5, 3.5])]))
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'a.geojson'}: cell centre 1 .* outside "
+                                           "the 50x40 image"):
+        readers.read_folder(tmp_path)

@@ -1,0 +1,191 @@
+"""A lab's own folder (DATASET=path/to/folder): config.dataset's folder branch, the settings
+pycount.data.owndata infers from constructed data (known spacing, colour, sizes), overrides by the
+command line and pycount.toml, padding of small images, the iterations rule, and the whole path
+prepare -> train -> eval -> count through the command line, counting without the folder."""
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from pycount import cli, config
+from pycount.data import lmdbio, owndata, prepare
+from pycount.errors import ConfigError, DatasetError
+
+COLOUR = (10, 20, 30)   # RGB of every constructed image
+
+
+def lattice(side: int, spacing: int, offset: int = 3) -> np.ndarray:
+    """Dots on a square lattice: every dot's nearest neighbour is exactly `spacing` px away."""
+    g = np.arange(offset, side - 1, spacing, dtype=np.float64)
+    xs, ys = np.meshgrid(g, g)
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def make_folder(root, n=8, side=120, spacing=10, small=()):
+    """n constant-colour PNG images with x,y CSVs; the ids in `small` are 30x30 px."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        s = 30 if f"i{i:02d}" in small else side
+        img = np.zeros((s, s, 3), np.uint8) + np.array(COLOUR[::-1], np.uint8)   # BGR on disk
+        cv2.imwrite(str(root / f"i{i:02d}.png"), img)
+        c = lattice(s, spacing)
+        (root / f"i{i:02d}.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in c))
+    return root
+
+
+def resolved(folder, **overrides):
+    return owndata.resolve(config.with_overrides(config.dataset(str(folder)), **overrides),
+                           say=lambda _: None)
+
+
+# --- config: the folder branch ---------------------------------------------------------------------
+
+def test_config_reads_a_folder_with_the_standard_library_only(tmp_path):
+    folder = make_folder(tmp_path / "my cells", n=3)
+    (folder / "pycount.toml").write_text('patch = 52\nmarker = 2\n')
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pycount import config; "
+            "ds = config.dataset(sys.argv[2]); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('numpy', 'cv2', 'scipy')]; "
+            "print(ds.name, ds.layout, ds.patch, ds.marker, ds.spec, bad)")
+    out = subprocess.run([sys.executable, "-c", code, str(config.ROOT), str(folder)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split("(")[0].split() == ["my", "cells", "folder", "52", "2"]
+    assert out.strip().endswith("('marker', 'patch') []")
+
+
+def test_folder_names_and_missing_folders(tmp_path):
+    assert config.dataset(str(make_folder(tmp_path / "mice", n=3))).name == "mice"
+    assert config.dataset(str(make_folder(tmp_path / "nuclei", n=3))).name == "nuclei-own"
+    (tmp_path / "mice" / "pycount.toml").write_text('name = "mouse-liver"\n')
+    assert config.dataset(str(tmp_path / "mice")).name == "mouse-liver"
+    with pytest.raises(ConfigError, match="dataset folder .*nope/x does not exist"):
+        config.dataset(str(tmp_path / "nope" / "x"))
+    assert "does not exist" in config.check_names(str(tmp_path / "nope" / "x"))
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("patchh = 3\n", "unknown setting 'patchh'"),
+    ("patch = -4\n", "patch = -4 is not valid"),
+    ('sigma = "wide"\n', "sigma = 'wide' is not valid"),
+    ("crop = 50\n", "crop = 50 must be a multiple of 8"),
+    ("patch = \n", "cannot parse it"),
+])
+def test_a_bad_spec_file_is_named(tmp_path, text, needle):
+    folder = make_folder(tmp_path / "f", n=3)
+    (folder / "pycount.toml").write_text(text)
+    with pytest.raises(ConfigError, match=f"{folder / 'pycount.toml'}: .*{needle}"):
+        config.dataset(str(folder))
+
+
+def test_the_python_3_10_spec_parser_reads_what_tomllib_reads():
+    import tomllib
+    text = ('name = "a # b"  # a comment\npatch = 52\nsigma = 2.5\ntest = ["i00", "i05"]\n'
+            "mean_rgb = [1, 2.5, 3]\n# a line of comment\n\nmarker = 'Positive'\n")
+    assert config._parse_simple(text) == tomllib.loads(text)
+    with pytest.raises(ValueError):
+        config._parse_simple("patch 52\n")
+
+
+# --- inferred settings -----------------------------------------------------------------------------
+
+def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=11, side=120, spacing=10)
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    # d = 10: patch 4.5 d = 45 -> 44 (multiple of 4), sigma d/4 = 2.5, crop 7.5 d = 75 -> 72
+    assert (ds.patch, ds.stride, ds.sigma, ds.crop, ds.rot_step) == (44, 22, 2.5, 72, 30)
+    assert ds.mean_bgr == (30.0, 20.0, 10.0)
+    # 12 x 12 dots per 120 px image: twice that density over a 44 px patch, + 10
+    assert ds.max_patch_count == int(np.ceil(2 * 144 / 120 ** 2 * 44 ** 2)) + 10
+    # the stride: half the crop gives the fewest crops within the budget here
+    assert ds.crop_stride == 32
+    # split: prepare's seeded draw, 2 of 11 test images
+    assert (list(ds.train_ids), list(ds.test_ids)) == prepare.draw_split(
+        [f"i{i:02d}" for i in range(11)])
+    assert len(ds.test_ids) == 2 and not ds.variant and ds.tag == "f"
+    text = "\n".join(lines)
+    assert "cell spacing" in text and "10.0 px" in text and "4.5 x the cell spacing" in text
+    assert "mean colour of the training images" in text
+
+
+def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=6)
+    lines = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=1.5),
+                         say=lines.append)
+    assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 1.5, 72)
+    assert ds.defaults == (44, 22, 30, 2.5) and ds.tag == "f-p60-s30-r30-sigma1.5"
+    assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
+    (folder / "pycount.toml").write_text(
+        'patch = 52  # cells are larger than they look\nsigma = 3.0\ntest = ["i00", "i05"]\n'
+        'mean_rgb = [1, 2, 3]\n')
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert (ds.patch, ds.stride, ds.sigma, ds.test_ids, ds.mean_bgr) == (
+        52, 26, 3.0, ("i00", "i05"), (3.0, 2.0, 1.0))
+    assert ds.tag == "f" and sum("pycount.toml" in l for l in lines) == 4
+    (folder / "pycount.toml").write_text('test = ["i99"]\n')
+    with pytest.raises(DatasetError, match="test images that are not in the folder: i99"):
+        resolved(folder)
+
+
+def test_patch_and_crop_adapt_to_small_images(tmp_path, workdirs):
+    # d = 40 asks for 180 px patches and 192 px crops; the 100 px images cap both
+    ds = resolved(make_folder(tmp_path / "f", n=5, side=100, spacing=40))
+    assert (ds.patch, ds.crop) == (100, 96)
+
+
+def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path, workdirs, capsys):
+    ds = resolved(make_folder(tmp_path / "f", n=8, side=120, small=("i01", "i02")))
+    samples = prepare.load(ds, ["i00", "i01"], side=ds.patch)
+    assert samples[0].image.shape == (120, 120, 3) and samples[1].image.shape == (44, 44, 3)
+    assert (samples[1].image == COLOUR).all()           # the padding is the mean colour
+    assert samples[1].count == len(lattice(30, 10))      # and holds no cell
+    assert "1 image(s) smaller than 44 px padded with the mean colour" in capsys.readouterr().out
+
+
+def test_iterations_from_the_number_of_crops(tmp_path, workdirs, monkeypatch):
+    ds = resolved(make_folder(tmp_path / "f", n=4))
+    fcrn = config.model("fcrn")                          # batch 16, 8,000 iterations
+    for records, its in ((10_000, 2000), (20_000, 4000), (100_000, 8000), (100, 2000)):
+        monkeypatch.setattr(lmdbio, "read_manifest", lambda p, r=records: {"records": r})
+        assert owndata.iterations(ds, fcrn, say=lambda _: None) == its
+    lite = config.model("alexnet-lite")                  # batch 16, 2,400 iterations: the cap
+    monkeypatch.setattr(lmdbio, "read_manifest", lambda p: {"records": 100_000})
+    assert owndata.iterations(ds, lite, say=lambda _: None) == 2400
+    monkeypatch.setattr(lmdbio, "read_manifest", lambda p: {})
+    assert owndata.iterations(ds, fcrn, say=lambda _: None) is None
+
+
+def test_a_run_records_the_settings_and_the_name_finds_the_folder(tmp_path, workdirs):
+    ds = resolved(make_folder(tmp_path / "f", n=4))
+    owndata.record_in_run(tmp_path / "run", ds)
+    assert config.run_dataset(tmp_path / "run", ds.name) == ds
+    # after a command on the folder, its name alone finds it (make train DATASET=f)
+    assert config.dataset("f").subdir == ds.subdir
+
+
+# --- the whole path --------------------------------------------------------------------------------
+
+def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys):
+    """fcrn on 7 images of 64 px, 2 iterations: the folder path end to end; counting with the run
+    after the folder is gone."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    run = workdirs / "runs" / "cells" / "fcrn"
+    assert json.loads((run / "dataset.json").read_text())["layout"] == "folder"
+    assert cli.main(["eval", *args, "--tta", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cells: 1 test images, fcrn(R)" in out and "mean training count" in out
+    assert list((run / "heatmaps").glob("*.png"))
+    shutil.copy(folder / "i00.png", tmp_path / "new.png")
+    shutil.rmtree(folder)
+    assert cli.main(["count", str(tmp_path / "new.png"), "--run", str(run), "--out",
+                     str(tmp_path / "out"), "--tta", "1"]) == 0
+    assert "new.png" in (tmp_path / "out" / "counts.csv").read_text()
