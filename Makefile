@@ -129,3 +129,7 @@ clean:                                     ## generated data, LMDBs and runs (no
 
 distclean: clean
 	rm -rf $(VENV)
+
+.PHONY: caffe-selftest
+caffe-selftest: venv                       ## Caffe's conv/deconv gtests on the patched CPU build, per-image and chunked
+	@JOBS=$(or $(JOBS),2) tools/caffe_selftest.sh $(VENV)

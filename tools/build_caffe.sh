@@ -85,6 +85,9 @@ else
   flags+=(-DCPU_ONLY=ON)
   variant=cpu
 fi
+# 04: the CPU convolution over chunks of the batch (both variants; CAFFE_CONV_CHUNK_MB=0 at run
+# time selects Caffe's per-image path; see the patch header and docs/caffe-speed.md)
+patches+=("$here"/caffe-patches/04-*.patch)
 key=$( { echo "$orig_sha $deb_sha py$py_ver numpy$np_ver ${flags[*]}"; cat "${patches[@]}"; } \
   | sha256sum | cut -c1-16)
 dest=$cache/caffe-$variant-$key

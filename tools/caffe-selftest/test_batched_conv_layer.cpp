@@ -1,0 +1,182 @@
+// pycount 04-batched-conv: the chunked CPU convolution agrees with Caffe's per-image path and
+// passes Caffe's gradient check when the batch splits into uneven chunks (5 images: 2 + 2 + 1,
+// 3 + 2, 1 x 5). Caffe's own convolution tests use 2 images, so they cannot split unevenly.
+// tools/caffe_selftest.sh copies this file into the build's src/caffe/test/ and builds it with
+// Caffe's test_convolution_layer.cpp and test_deconvolution_layer.cpp.
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/conv_layer.hpp"
+#include "caffe/layers/deconv_layer.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+struct ChunkCase {
+  bool deconv;
+  int kernel, stride, pad, dilation, group, num_output;
+  bool bias;
+};
+
+// conv 3x3; strided grouped; dilated; 1x1 (im2col skipped) grouped; 1x1 strided (not skipped);
+// deconv as fcrn's upsampling (4x4 stride 2, depthwise); deconv grouped; deconv 1x1
+static const ChunkCase kCases[] = {
+  {false, 3, 1, 1, 1, 1, 6, true},
+  {false, 3, 2, 1, 1, 2, 6, true},
+  {false, 3, 1, 2, 2, 1, 3, false},
+  {false, 1, 1, 0, 1, 2, 4, true},
+  {false, 1, 2, 0, 1, 1, 5, true},
+  {true, 4, 2, 1, 1, 4, 4, false},
+  {true, 3, 1, 1, 1, 2, 6, true},
+  {true, 1, 1, 0, 1, 1, 3, true},
+};
+
+// (CAFFE_CONV_CHUNK_MB, CAFFE_CONV_CHUNK_IMAGES); the first is the reference
+static const char* kSettings[][2] = {
+  {"0", ""}, {"", ""}, {"1e-9", ""}, {"", "2"}, {"", "3"}, {"0.004", ""},
+};
+
+static void SetChunkEnv(const char* mb, const char* images) {
+  if (*mb) { setenv("CAFFE_CONV_CHUNK_MB", mb, 1); } else { unsetenv("CAFFE_CONV_CHUNK_MB"); }
+  if (*images) {
+    setenv("CAFFE_CONV_CHUNK_IMAGES", images, 1);
+  } else {
+    unsetenv("CAFFE_CONV_CHUNK_IMAGES");
+  }
+}
+
+template <typename TypeParam>
+class BatchedConvTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  BatchedConvTest() : bottom_(new Blob<Dtype>(5, 4, 7, 6)), top_(new Blob<Dtype>()) {
+    // the settings of the caller (caffe_selftest.sh runs every test under three budgets)
+    const char* mb = getenv("CAFFE_CONV_CHUNK_MB");
+    const char* images = getenv("CAFFE_CONV_CHUNK_IMAGES");
+    saved_mb_ = mb ? mb : "";
+    saved_images_ = images ? images : "";
+    FillerParameter filler_param;
+    filler_param.set_std(1);
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(bottom_);
+    bottoms_.push_back(bottom_);
+    tops_.push_back(top_);
+  }
+  virtual ~BatchedConvTest() {
+    SetChunkEnv(saved_mb_.c_str(), saved_images_.c_str());
+    delete bottom_;
+    delete top_;
+  }
+
+  shared_ptr<Layer<Dtype> > MakeLayer(const ChunkCase& c) {
+    LayerParameter param;
+    ConvolutionParameter* cp = param.mutable_convolution_param();
+    cp->add_kernel_size(c.kernel);
+    cp->add_stride(c.stride);
+    cp->add_pad(c.pad);
+    cp->add_dilation(c.dilation);
+    cp->set_group(c.group);
+    cp->set_num_output(c.num_output);
+    cp->set_bias_term(c.bias);
+    cp->mutable_weight_filler()->set_type("gaussian");
+    cp->mutable_weight_filler()->set_std(0.5);
+    cp->mutable_bias_filler()->set_type("gaussian");
+    cp->mutable_bias_filler()->set_std(0.5);
+    shared_ptr<Layer<Dtype> > layer;
+    if (c.deconv) {
+      layer.reset(new DeconvolutionLayer<Dtype>(param));
+    } else {
+      layer.reset(new ConvolutionLayer<Dtype>(param));
+    }
+    layer->SetUp(bottoms_, tops_);
+    return layer;
+  }
+
+  // top, bottom diff and parameter diffs after one forward and one backward pass
+  std::vector<std::vector<Dtype> > Pass(Layer<Dtype>* layer, const std::vector<Dtype>& top_diff) {
+    std::vector<std::vector<Dtype> > out;
+    layer->Forward(bottoms_, tops_);
+    out.push_back(std::vector<Dtype>(top_->cpu_data(), top_->cpu_data() + top_->count()));
+    std::copy(top_diff.begin(), top_diff.end(), top_->mutable_cpu_diff());
+    for (int i = 0; i < layer->blobs().size(); ++i) {
+      caffe_set(layer->blobs()[i]->count(), Dtype(0), layer->blobs()[i]->mutable_cpu_diff());
+    }
+    caffe_set(bottom_->count(), Dtype(7), bottom_->mutable_cpu_diff());  // must be overwritten
+    layer->Backward(tops_, std::vector<bool>(1, true), bottoms_);
+    out.push_back(std::vector<Dtype>(bottom_->cpu_diff(), bottom_->cpu_diff() + bottom_->count()));
+    for (int i = 0; i < layer->blobs().size(); ++i) {
+      const Blob<Dtype>& b = *layer->blobs()[i];
+      out.push_back(std::vector<Dtype>(b.cpu_diff(), b.cpu_diff() + b.count()));
+    }
+    return out;
+  }
+
+  std::string saved_mb_, saved_images_;
+  Blob<Dtype>* const bottom_;
+  Blob<Dtype>* const top_;
+  vector<Blob<Dtype>*> bottoms_;
+  vector<Blob<Dtype>*> tops_;
+};
+
+TYPED_TEST_CASE(BatchedConvTest, TestDtypesAndDevices);
+
+TYPED_TEST(BatchedConvTest, TestChunksAgreeWithPerImage) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (Caffe::mode() != Caffe::CPU) { return; }
+  const Dtype tol = sizeof(Dtype) == 4 ? 1e-5 : 1e-10;
+  for (int ci = 0; ci < sizeof(kCases) / sizeof(kCases[0]); ++ci) {
+    shared_ptr<Layer<Dtype> > layer = this->MakeLayer(kCases[ci]);
+    Blob<Dtype> diff(this->top_->shape());
+    FillerParameter filler_param;
+    filler_param.set_std(1);
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(&diff);
+    std::vector<Dtype> top_diff(diff.cpu_data(), diff.cpu_data() + diff.count());
+    std::vector<std::vector<Dtype> > ref;
+    for (int si = 0; si < sizeof(kSettings) / sizeof(kSettings[0]); ++si) {
+      SetChunkEnv(kSettings[si][0], kSettings[si][1]);
+      std::vector<std::vector<Dtype> > got = this->Pass(layer.get(), top_diff);
+      if (si == 0) { ref = got; continue; }
+      ASSERT_EQ(ref.size(), got.size());
+      for (int a = 0; a < ref.size(); ++a) {
+        ASSERT_EQ(ref[a].size(), got[a].size());
+        for (int j = 0; j < ref[a].size(); ++j) {
+          const Dtype scale = std::max(Dtype(1), std::fabs(ref[a][j]));
+          EXPECT_NEAR(ref[a][j], got[a][j], tol * scale)
+              << "case " << ci << " setting MB='" << kSettings[si][0] << "' images='"
+              << kSettings[si][1] << "' array " << a << " index " << j;
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(BatchedConvTest, TestGradientUnevenChunks) {
+  typedef typename TypeParam::Dtype Dtype;
+  if (Caffe::mode() != Caffe::CPU) { return; }
+  // double only: the whole-top objective (sum of squares over 5 images) is too coarse in float
+  // for a finite difference at Caffe's thresholds, and the exhaustive check (one top element
+  // at a time) takes minutes at 5 images. Caffe's own float gradient checks run chunked too.
+  if (sizeof(Dtype) == 4) { return; }
+  const int picks[] = {1, 2, 5};  // strided grouped conv, dilated conv, fcrn-like deconv
+  for (int pi = 0; pi < 3; ++pi) {
+    SetChunkEnv("", "2");  // chunks of 2 + 2 + 1
+    shared_ptr<Layer<Dtype> > layer = this->MakeLayer(kCases[picks[pi]]);
+    GradientChecker<Dtype> checker(1e-2, 1e-3);
+    // objective: half the sum of squares of the whole top (the exhaustive check, one top
+    // element at a time, takes minutes at 5 images)
+    checker.CheckGradient(layer.get(), this->bottoms_, this->tops_);
+  }
+}
+
+}  // namespace caffe

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Caffe's own gtest cases for the layers that tools/caffe-patches/04-batched-conv.patch changes,
+# run against the patched CPU build: test_convolution_layer.cpp and test_deconvolution_layer.cpp
+# (forward values, gradient checks, groups, dilation, 1x1, N-D) plus
+# tools/caffe-selftest/test_batched_conv_layer.cpp (5 images in uneven chunks against the
+# per-image path, and gradient checks). Each runs with the default chunk budget, a tiny one (one
+# image per chunk) and 0 (Caffe's original per-image path), so one build tests both paths.
+#
+#   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
+#
+# Builds (or reuses) the CPU variant with tools/build_caffe.sh, then only these three test
+# sources and gtest (Caffe's BUILD_only_tests), not Caffe's whole test suite.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+venv=${1:-$root/.venv}
+jobs=${JOBS:-2}
+say() { printf '\033[1m[caffe-selftest]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[caffe-selftest] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+start=$(date +%s)
+build=$(WITH_CUDA=0 LINK_VENV=0 JOBS=$jobs "$here/build_caffe.sh" "$venv")
+[ -f "$build/.complete" ] || die "no finished build in $build"
+src=$build/src
+exec 9>"$build/.lock-selftest"
+flock 9
+cp "$here/caffe-selftest/test_batched_conv_layer.cpp" "$src/src/caffe/test/"
+say "building the convolution tests in $src/build (log: $build/selftest-build.log)"
+(cd "$src/build" \
+  && cmake . -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer \
+  && make -j"$jobs" test.testbin) > "$build/selftest-build.log" 2>&1 \
+  || { tail -30 "$build/selftest-build.log" >&2; die "building the tests failed"; }
+built=$(date +%s)
+say "tests built in $((built - start)) s"
+
+# name:CAFFE_CONV_CHUNK_MB; an empty budget is the patch's default
+fail=0 passed=0 runs_failed=0
+for run in default: tiny:1e-9 per-image:0; do
+  name=${run%%:*} mb=${run#*:}
+  log=$build/selftest-$name.log
+  t0=$(date +%s)
+  rc=0
+  # TestNDAgainst2D asserts bit-for-bit equality of the N-D im2col path (always per image) and
+  # the 2-D path, which the chunked GEMMs round differently; it runs in the per-image run, and
+  # test_batched_conv_layer.cpp compares chunked against per-image to 1e-5 instead.
+  filter='-*GPU*'
+  [ "$mb" = 0 ] || filter='-*GPU*:*TestNDAgainst2D*'
+  (cd "$src" && if [ -n "$mb" ]; then export CAFFE_CONV_CHUNK_MB=$mb; else unset CAFFE_CONV_CHUNK_MB; fi \
+    && GLOG_minloglevel=2 build/test/test.testbin --gtest_filter="$filter" > "$log" 2>&1) || rc=$?
+  n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' "$log")
+  f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:$/\1/p' "$log")
+  passed=$((passed + ${n:-0}))
+  if [ "$rc" = 0 ] && [ -n "$n" ]; then
+    say "$name (CAFFE_CONV_CHUNK_MB=${mb:-unset}): $n tests passed in $(( $(date +%s) - t0 )) s"
+  else
+    fail=$((fail + ${f:-1})) runs_failed=$((runs_failed + 1))
+    grep -E '^\[  FAILED  \]|Failure' "$log" | head -20 >&2 || tail -20 "$log" >&2
+    say "$name (CAFFE_CONV_CHUNK_MB=${mb:-unset}): FAILED (exit $rc), log in $log"
+  fi
+done
+say "done in $(( $(date +%s) - start )) s"
+echo "caffe-selftest: $passed passed, $fail failed"
+[ "$fail" = 0 ] || die "convolution tests failed in $runs_failed of the 3 runs"
