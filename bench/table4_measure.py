@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pycount.classic import LeCount, LeDetect  # noqa: E402
+from pycount.classic import LeCount, LeDetect, lecount, ledetect  # noqa: E402
 from pycount.datasets import read_crc_nuclei, read_vgg_cells  # noqa: E402
 
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
@@ -76,6 +76,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     overrides = dict(kv.split("=", 1) for kv in a.set)
     overrides = {k: parse_value(v) for k, v in overrides.items()}
+    module = lecount if a.method == "lecount" else ledetect
+    overrides = {**module.PRESETS[a.dataset], **overrides}   # the dataset's preset, then --set
     train_ids, eval_ids = split(a.dataset, a.n, a.eval)
     train, evals = read(a.dataset, train_ids), read(a.dataset, eval_ids)
     cls = LeCount if a.method == "lecount" else LeDetect

@@ -228,3 +228,16 @@ def test_lecount_mesa_counts_held_out_images():
     pred = np.array([model.count_image(im) for im in test_images])
     truth = np.array([len(p) for p in test_points])
     assert np.all(np.abs(pred - truth) <= np.maximum(2.0, 0.1 * truth)), (pred, truth)
+
+
+def test_lecount_intensity_bins_fit_and_round_trip(tmp_path):
+    images, points = blob_set(23, [10, 18, 25, 14])
+    model = LeCount.fit(images, points, intensity_bins=6, **FAST_COUNT)
+    assert model.weights.shape == (FAST_COUNT["n_words"] + 1 + 6,) and len(model.int_edges) == 5
+    img, pts = blobs(np.random.default_rng(24), 20)
+    assert model.count_image(img) == pytest.approx(len(pts), abs=2.0)
+    model.save(tmp_path / "m.npz")
+    again = LeCount.load(tmp_path / "m.npz")
+    assert again.count_image(img) == model.count_image(img)
+    with pytest.raises(ValueError, match="intensity_bins=0"):
+        LeCount.fit(images, points, intensity_bins=6, loss="mesa", **FAST_COUNT)

@@ -63,6 +63,10 @@ class LeCountSettings:
     mesa_lambda: float = 1e-3       # L1 weight (per unit of |w|_1 against the summed MESA): measured
     mesa_cell: int = 4              # box grid (px) of the MESA search: speed; 1 = exact, measured
     mesa_rounds: int = 60
+    # > 0: a second one-hot block, the pixel's channel intensity in this many bins (training
+    # quantiles), added to the SIFT word (x_p = [word, intensity bin]); L&Z's framework takes any
+    # per-pixel features. 0 = SIFT words alone (their cell experiment). Measured on nuclei.
+    intensity_bins: int = 0
     seed: int = 0
 
     def replace(self, **kw) -> "LeCountSettings":
@@ -73,13 +77,19 @@ class LeCountSettings:
 
 
 DEFAULTS = LeCountSettings()
+# Per-dataset settings (the defaults are the bacterial ones); bench/table4_measure.py --preset uses
+# these. Nuclei: H&E, so the haematoxylin optical density replaces the blue channel (measured on
+# the nuclei validation split, bench/results/table4.jsonl).
+PRESETS = {"bacterial": {}, "nuclei": {"channel": "hematoxylin"}}
 
 
 class LeCount:
     """A fitted Le.count model: code book + one density weight per code word."""
 
-    def __init__(self, settings: LeCountSettings, codebook: np.ndarray, weights: np.ndarray, info: dict):
+    def __init__(self, settings: LeCountSettings, codebook: np.ndarray, weights: np.ndarray, info: dict,
+                 int_edges: np.ndarray | None = None):
         self.settings, self.codebook, self.weights, self.info = settings, codebook, weights, info
+        self.int_edges = np.empty(0) if int_edges is None else np.asarray(int_edges, float)
 
     # -- features ---------------------------------------------------------------------------------
     def _gray(self, image):
@@ -89,6 +99,22 @@ class LeCount:
         """H x W int32 code word of each pixel (K = flat background)."""
         s = self.settings
         return features.words(self._gray(check_image(image)), self.codebook, s.bin_size, s.presmooth, s.contrast)
+
+    def feature_maps(self, image: np.ndarray) -> list[np.ndarray]:
+        """The index maps whose one-hot codes are the pixel features x_p: the SIFT code word
+        (0..K, K = flat) and, with intensity_bins > 0, K+1 + the intensity bin of the channel."""
+        maps = [self.words(image)]
+        if self.settings.intensity_bins:
+            maps.append(self.settings.n_words + 1 + np.searchsorted(self.int_edges, self._gray(image)))
+        return maps
+
+    @property
+    def dim(self) -> int:
+        return self.settings.n_words + 1 + self.settings.intensity_bins
+
+    def _pixel_density(self, image) -> np.ndarray:
+        maps = self.feature_maps(image)
+        return sum(self.weights[m] for m in maps)
 
     # -- training ---------------------------------------------------------------------------------
     @classmethod
@@ -115,9 +141,15 @@ class LeCount:
                              f"n_words={s.n_words}; lower n_words or contrast")
         codebook = features.kmeans(sample, s.n_words, s.kmeans_iters, s.seed)
         t_codebook = time.perf_counter() - t0
-        model = cls(s, codebook, np.zeros(s.n_words + 1), {})
-        k1 = s.n_words + 1
+        int_edges = None
+        if s.intensity_bins:
+            pix = np.concatenate([features.channel(im, s.channel).ravel()[::7] for im in images])
+            int_edges = np.quantile(pix, np.linspace(0, 1, s.intensity_bins + 1)[1:-1])
+        model = cls(s, codebook, np.zeros(s.n_words + 1 + s.intensity_bins), {}, int_edges)
+        k1 = model.dim
         if s.loss == "mesa":
+            if s.intensity_bins:
+                raise ValueError("loss='mesa' takes the SIFT words alone; set intensity_bins=0")
             maps = [model.words(im) for im in images]
             targets = [gaussian(dot_map(pts, im.shape), s.target_sigma) for im, pts in zip(images, points)]
             model.weights, minfo = mesa.fit_mesa(maps, targets, k1, s.mesa_lambda, s.mesa_rounds,
@@ -128,11 +160,11 @@ class LeCount:
         # 2. per-image normal equations and word histograms
         As, bs, hists, counts = [], [], [], []
         for im, pts in zip(images, points):
-            wmap = model.words(im)
+            maps = model.feature_maps(im)
             target = gaussian(dot_map(pts, im.shape), s.target_sigma)
-            A, b = _normal_equations(wmap, target, k1, s.smooth_sigma, s.loss_cell)
+            A, b = _normal_equations(maps, target, k1, s.smooth_sigma, s.loss_cell)
             As.append(A); bs.append(b)
-            hists.append(np.bincount(wmap.ravel(), minlength=k1).astype(np.float64))
+            hists.append(sum(np.bincount(m.ravel(), minlength=k1) for m in maps).astype(np.float64))
             counts.append(len(pts))
         As, bs, hists, counts = np.array(As), np.array(bs), np.array(hists), np.array(counts, float)
         # 3. lam by k-fold cross-validation on the count error, then the final solve on all images
@@ -146,36 +178,42 @@ class LeCount:
     # -- inference --------------------------------------------------------------------------------
     def density(self, image: np.ndarray) -> np.ndarray:
         """H x W float32 density F(p) = w . x_p (cells per pixel); its sum is the count."""
-        return self.weights[self.words(image)].astype(np.float32)
+        return self._pixel_density(image).astype(np.float32)
 
     def count_image(self, image: np.ndarray) -> float:
-        return float(self.weights[self.words(image)].sum())
+        return float(self._pixel_density(image).sum())
 
     # -- storage ----------------------------------------------------------------------------------
     def save(self, path) -> None:
-        save_npz(path, {"codebook": self.codebook, "weights": self.weights},
+        save_npz(path, {"codebook": self.codebook, "weights": self.weights, "int_edges": self.int_edges},
                  {"kind": KIND, "format": FORMAT, "settings": asdict(self.settings), "info": self.info})
 
     @classmethod
     def load(cls, path) -> "LeCount":
-        arrays, meta = load_npz(path, KIND, ("codebook", "weights"))
+        arrays, meta = load_npz(path, KIND, ("codebook", "weights", "int_edges"))
         st = meta["settings"]
         st["lambdas"] = tuple(st["lambdas"])
         s = LeCountSettings(**st)
-        if arrays["codebook"].shape != (s.n_words, features.DIM) or arrays["weights"].shape != (s.n_words + 1,):
+        if (arrays["codebook"].shape != (s.n_words, features.DIM)
+                or arrays["weights"].shape != (s.n_words + 1 + s.intensity_bins,)
+                or len(arrays["int_edges"]) != max(s.intensity_bins - 1, 0)):
             raise ValueError(f"{path}: code book {arrays['codebook'].shape} / weights {arrays['weights'].shape} "
                              f"do not match n_words={s.n_words}")
-        return cls(s, arrays["codebook"], arrays["weights"], meta.get("info", {}))
+        return cls(s, arrays["codebook"], arrays["weights"], meta.get("info", {}), arrays["int_edges"])
 
 
-def block_hist(wmap: np.ndarray, k1: int, cell: int) -> np.ndarray:
-    """(h', w', k1) count of each code word in every cell x cell block (zero-padded edges)."""
-    h, w = wmap.shape
+def block_hist(maps, k1: int, cell: int) -> np.ndarray:
+    """(h', w', k1) count of each code (over all the index maps) in every cell x cell block."""
+    if isinstance(maps, np.ndarray):
+        maps = [maps]
+    h, w = maps[0].shape
     hb, wb = -(-h // cell), -(-w // cell)
     by = (np.arange(h) // cell)[:, None]
     bx = (np.arange(w) // cell)[None, :]
-    idx = ((by * wb + bx) * k1 + wmap).ravel()
-    return np.bincount(idx, minlength=hb * wb * k1).reshape(hb, wb, k1).astype(np.float64)
+    out = np.zeros(hb * wb * k1)
+    for m in maps:
+        out += np.bincount(((by * wb + bx) * k1 + m).ravel(), minlength=hb * wb * k1)
+    return out.reshape(hb, wb, k1)
 
 
 def block_sum(a: np.ndarray, cell: int) -> np.ndarray:
@@ -186,14 +224,14 @@ def block_sum(a: np.ndarray, cell: int) -> np.ndarray:
     return p.reshape(hb, cell, wb, cell).sum(axis=(1, 3))
 
 
-def _normal_equations(wmap: np.ndarray, target: np.ndarray, k1: int, sigma: float, cell: int):
+def _normal_equations(maps, target: np.ndarray, k1: int, sigma: float, cell: int):
     """A = X^T X and b = X^T y, X the one-hot word maps summed over cell x cell blocks and smoothed
     by a Gaussian of sigma px (sigma / cell blocks), y the target treated the same way."""
-    if sigma <= 0 and cell == 1:  # one-hot rows: A is diagonal
-        flat = wmap.ravel()
+    if sigma <= 0 and cell == 1 and len(maps) == 1:  # one-hot rows: A is diagonal
+        flat = maps[0].ravel()
         A = np.diag(np.bincount(flat, minlength=k1).astype(np.float64))
         return A, np.bincount(flat, weights=target.ravel(), minlength=k1)
-    X = block_hist(wmap, k1, cell)
+    X = block_hist(maps, k1, cell)
     y = block_sum(target, cell)
     if sigma > 0:
         from scipy import ndimage

@@ -64,6 +64,10 @@ class LeDetectSettings:
     ssvm_lambda: float = 1e-3       # ridge weight of the structured SVM objective: measured
     ssvm_epochs: int = 30           # passes over the training images: measured (objective flat by then)
     ssvm_step: float = 1.0          # subgradient step scale (step / sqrt(t)): measured (0.1, 1, 3 on 12 bacterial images)
+    # a dot up to this many px outside a region (and in no other region) labels it: annotators'
+    # clicks may fall just outside the extremal region (nuclei: 2 px lifts the share of dots an ideal
+    # selection can reach from ~80 % to ~95 %, measured on 3 training images; bacterial: no gain)
+    label_tolerance: int = 0
     max_regions_per_image: int = 20000  # training subsample cap per image (memory), seeded
     seed: int = 0
 
@@ -75,6 +79,9 @@ class LeDetectSettings:
 
 
 DEFAULTS = LeDetectSettings()
+# Per-dataset settings (the defaults are the bacterial ones); nuclei: haematoxylin optical density,
+# and dots labelling the region they fall within 2 px of.
+PRESETS = {"bacterial": {}, "nuclei": {"channel": "hematoxylin", "label_tolerance": 2}}
 OFFSET_GRID = np.arange(-8.0, 4.01, 0.5)
 SCALARS = ("log_area", "level", "mean", "std", "contrast_level", "ring_contrast", "compactness",
            "axis_ratio", "ellipse_fill", "log_parent_ratio", "log_child_ratio", "depth")
@@ -94,8 +101,9 @@ class Regions:
     def mask(self, node: int) -> np.ndarray:
         return self.labels[self.level_idx[node]] == self.label[node]
 
-    def dots_inside(self, points: np.ndarray) -> np.ndarray:
-        """Number of the given (x, y) points inside each node."""
+    def dots_inside(self, points: np.ndarray, tolerance: int = 0) -> np.ndarray:
+        """Number of the given (x, y) points inside each node; with tolerance t, a point up to t px
+        outside a region (and inside no other region of that threshold) counts as inside it."""
         out = np.zeros(len(self), np.int64)
         if not len(points) or not len(self):
             return out
@@ -104,7 +112,11 @@ class Regions:
         ys = np.clip(np.rint(points[:, 1]).astype(int), 0, h - 1)
         for li in np.unique(self.level_idx):
             nodes = np.flatnonzero(self.level_idx == li)
-            per_label = np.bincount(self.labels[li][ys, xs], minlength=self.label[nodes].max() + 1)
+            lab = self.labels[li]
+            if tolerance > 0:
+                grown = ndimage.grey_dilation(lab, size=(2 * tolerance + 1,) * 2)
+                lab = np.where(lab > 0, lab, grown)
+            per_label = np.bincount(lab[ys, xs], minlength=max(self.label[nodes].max(), lab.max()) + 1)
             out[nodes] = per_label[self.label[nodes]]
         return out
 
@@ -304,7 +316,7 @@ class LeDetect:
         for g, pts in zip(grays, points):
             r = extremal_regions(g, levels, s.min_area, s.max_area, hist_edges)
             trees.append((r, pts))
-            y = np.minimum(r.dots_inside(pts), s.max_tuple + 1)
+            y = np.minimum(r.dots_inside(pts, s.label_tolerance), s.max_tuple + 1)
             keep = np.arange(len(r))
             if len(r) > s.max_regions_per_image:
                 keep = np.sort(rng.choice(len(r), s.max_regions_per_image, replace=False))
@@ -330,7 +342,8 @@ class LeDetect:
         ssvm_info = None
         if s.learner == "ssvm":
             w2 = _softmax(X, (y == 1).astype(int), 2, s.l2).reshape(-1, 2)
-            data = [(model._design(r), r.dots_inside(pts), r.parent, len(pts)) for r, pts in trees]
+            data = [(model._design(r), r.dots_inside(pts, s.label_tolerance), r.parent, len(pts))
+                    for r, pts in trees]
             model.weights, ssvm_info = _ssvm(data, w2[:, 1] - w2[:, 0], s.ssvm_lambda, s.ssvm_epochs, rng,
                                              s.ssvm_step)
         else:
