@@ -77,10 +77,11 @@ class LeCountSettings:
 
 
 DEFAULTS = LeCountSettings()
-# Per-dataset settings (the defaults are the bacterial ones); bench/table4_measure.py --preset uses
-# these. Nuclei: H&E, so the haematoxylin optical density replaces the blue channel (measured on
-# the nuclei validation split, bench/results/table4.jsonl).
-PRESETS = {"bacterial": {}, "nuclei": {"channel": "hematoxylin"}}
+# Per-dataset settings (the defaults are the bacterial ones); bench/table4_measure.py applies them.
+# Nuclei (H&E): the haematoxylin optical density replaces the blue channel, and 16 intensity bins
+# join the SIFT word: on the nuclei validation split (train 40 -> 10 held-out training images)
+# MAE 90.8 without them (86.5 with bin_size 5), 42.1 with them.
+PRESETS = {"bacterial": {}, "nuclei": {"channel": "hematoxylin", "intensity_bins": 16}}
 
 
 class LeCount:

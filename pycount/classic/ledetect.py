@@ -82,7 +82,7 @@ DEFAULTS = LeDetectSettings()
 # Per-dataset settings (the defaults are the bacterial ones); nuclei: haematoxylin optical density,
 # and dots labelling the region they fall within 2 px of.
 PRESETS = {"bacterial": {}, "nuclei": {"channel": "hematoxylin", "label_tolerance": 2}}
-OFFSET_GRID = np.arange(-8.0, 4.01, 0.5)
+OFFSET_GRID = np.arange(-8.0, 4.01, 0.25)
 SCALARS = ("log_area", "level", "mean", "std", "contrast_level", "ring_contrast", "compactness",
            "axis_ratio", "ellipse_fill", "log_parent_ratio", "log_child_ratio", "depth")
 
