@@ -36,11 +36,17 @@ from pycount.datasets import read_crc_nuclei, read_vgg_cells  # noqa: E402
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
 
 
-def split(dataset: str, n: int | None, which: str):
+def split(dataset: str, n: int | None, which: str, start: int = 0):
     spec = json.loads((ROOT / "pycount" / "splits" / f"{'bacterial' if dataset == 'bacterial' else 'nuclei'}.json").read_text())
     train, test = list(spec["train"]), list(spec["test"])
     if dataset == "bacterial":
         n = n or 32
+        if start:  # another N-image training subset of 001-100 (L&Z's +- is over such subsets)
+            if start + n > len(train):
+                raise SystemExit(f"--start {start} + --n {n} exceeds the {len(train)} training images")
+            if which == "val":
+                raise SystemExit("--start is for --eval test")
+            return train[start:start + n], test
         return (train[:n], train[n:]) if which == "val" else (train[:n], test)
     if which == "val":
         return train[:40], train[40:]
@@ -70,6 +76,7 @@ def main(argv=None):
     ap.add_argument("dataset", choices=("bacterial", "nuclei"))
     ap.add_argument("--n", type=int, default=None, help="training images (bacterial: first N of 001-100)")
     ap.add_argument("--eval", choices=("val", "test"), default="val")
+    ap.add_argument("--start", type=int, default=0, help="bacterial: train on images start+1..start+N of 001-100")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings overrides")
     ap.add_argument("--log", action="store_true", help="append the result to bench/results/table4.jsonl")
     ap.add_argument("--save", type=Path, help="save the fitted model here (.npz)")
@@ -78,7 +85,7 @@ def main(argv=None):
     overrides = {k: parse_value(v) for k, v in overrides.items()}
     module = lecount if a.method == "lecount" else ledetect
     overrides = {**module.PRESETS[a.dataset], **overrides}   # the dataset's preset, then --set
-    train_ids, eval_ids = split(a.dataset, a.n, a.eval)
+    train_ids, eval_ids = split(a.dataset, a.n, a.eval, a.start)
     train, evals = read(a.dataset, train_ids), read(a.dataset, eval_ids)
     cls = LeCount if a.method == "lecount" else LeDetect
     t0 = time.perf_counter()
@@ -95,6 +102,7 @@ def main(argv=None):
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     res = {"method": a.method, "dataset": a.dataset, "eval": a.eval, "n_train": len(train),
+           "train_ids": f"{train_ids[0]}..{train_ids[-1]}",
            "n_eval": len(evals), "mae": float(err.mean()), "std": float(err.std()), "mre": mre,
            "bias": float((pred - truth).mean()), "train_s": round(t_train, 1),
            "test_s_per_image": round(t_test / len(evals), 3), "overrides": overrides,
