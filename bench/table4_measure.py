@@ -81,6 +81,13 @@ def main(argv=None):
     ap.add_argument("--log", action="store_true", help="append the result to bench/results/table4.jsonl")
     ap.add_argument("--save", type=Path, help="save the fitted model here (.npz)")
     a = ap.parse_args(argv)
+    # read before anything runs: the code this process imports is the code of this commit, unless
+    # the package or the bench had uncommitted changes (then "+dirty")
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(git + ["status", "--porcelain", "pycount/classic", "bench/table4_measure.py"],
+                      capture_output=True, text=True).stdout.strip():
+        commit += "+dirty"
     overrides = dict(kv.split("=", 1) for kv in a.set)
     overrides = {k: parse_value(v) for k, v in overrides.items()}
     module = lecount if a.method == "lecount" else ledetect
@@ -99,8 +106,6 @@ def main(argv=None):
     truth = np.array([s.count for s in evals], float)
     err = np.abs(pred - truth)
     mre = float(np.mean(err / np.maximum(truth, 1)))
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     res = {"method": a.method, "dataset": a.dataset, "eval": a.eval, "n_train": len(train),
            "train_ids": f"{train_ids[0]}..{train_ids[-1]}",
            "n_eval": len(evals), "mae": float(err.mean()), "std": float(err.std()), "mre": mre,
