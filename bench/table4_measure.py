@@ -36,7 +36,7 @@ from pycount.datasets import read_crc_nuclei, read_vgg_cells  # noqa: E402
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
 
 
-def split(dataset: str, n: int | None, which: str, start: int = 0):
+def split(dataset: str, n: int | None, which: str, start: int = 0, val_train: int = 40):
     spec = json.loads((ROOT / "pycount" / "splits" / f"{'bacterial' if dataset == 'bacterial' else 'nuclei'}.json").read_text())
     train, test = list(spec["train"]), list(spec["test"])
     if dataset == "bacterial":
@@ -49,7 +49,7 @@ def split(dataset: str, n: int | None, which: str, start: int = 0):
             return train[start:start + n], test
         return (train[:n], train[n:]) if which == "val" else (train[:n], test)
     if which == "val":
-        return train[:40], train[40:]
+        return train[:val_train], train[val_train:]
     return (train[:n] if n else train), test
 
 
@@ -77,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=None, help="training images (bacterial: first N of 001-100)")
     ap.add_argument("--eval", choices=("val", "test"), default="val")
     ap.add_argument("--start", type=int, default=0, help="bacterial: train on images start+1..start+N of 001-100")
+    ap.add_argument("--val-train", type=int, default=40,
+                    help="nuclei --eval val: train on the first this many of the 50 training images, score the rest")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings overrides")
     ap.add_argument("--log", action="store_true", help="append the result to bench/results/table4.jsonl")
     ap.add_argument("--save", type=Path, help="save the fitted model here (.npz)")
@@ -92,7 +94,7 @@ def main(argv=None):
     overrides = {k: parse_value(v) for k, v in overrides.items()}
     module = lecount if a.method == "lecount" else ledetect
     overrides = {**module.PRESETS[a.dataset], **overrides}   # the dataset's preset, then --set
-    train_ids, eval_ids = split(a.dataset, a.n, a.eval, a.start)
+    train_ids, eval_ids = split(a.dataset, a.n, a.eval, a.start, a.val_train)
     train, evals = read(a.dataset, train_ids), read(a.dataset, eval_ids)
     cls = LeCount if a.method == "lecount" else LeDetect
     t0 = time.perf_counter()
