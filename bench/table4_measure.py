@@ -30,20 +30,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pycount.classic import LeCount, LeDetect  # noqa: E402
+from pycount import config  # noqa: E402
+from pycount.classic import LeCount, LeDetect, lecount, ledetect  # noqa: E402
 from pycount.data.readers import read_crc_nuclei, read_vgg_cells  # noqa: E402
 
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
 
 
-def split(dataset: str, n: int | None, which: str):
-    spec = json.loads((ROOT / "pycount" / "splits" / f"{'bacterial' if dataset == 'bacterial' else 'nuclei'}.json").read_text())
+def split(dataset: str, n: int | None, which: str, start: int = 0, val_train: int = 40):
+    spec = json.loads((ROOT / "pycount" / "data" / "splits" / f"{'bacterial' if dataset == 'bacterial' else 'nuclei'}.json").read_text())
     train, test = list(spec["train"]), list(spec["test"])
     if dataset == "bacterial":
         n = n or 32
+        if start:  # another N-image training subset of 001-100 (L&Z's +- is over such subsets)
+            if start + n > len(train):
+                raise SystemExit(f"--start {start} + --n {n} exceeds the {len(train)} training images")
+            if which == "val":
+                raise SystemExit("--start is for --eval test")
+            return train[start:start + n], test
         return (train[:n], train[n:]) if which == "val" else (train[:n], test)
     if which == "val":
-        return train[:40], train[40:]
+        return train[:val_train], train[val_train:]
     return (train[:n] if n else train), test
 
 
@@ -70,13 +77,27 @@ def main(argv=None):
     ap.add_argument("dataset", choices=("bacterial", "nuclei"))
     ap.add_argument("--n", type=int, default=None, help="training images (bacterial: first N of 001-100)")
     ap.add_argument("--eval", choices=("val", "test"), default="val")
+    ap.add_argument("--start", type=int, default=0, help="bacterial: train on images start+1..start+N of 001-100")
+    ap.add_argument("--val-train", type=int, default=40,
+                    help="nuclei --eval val: train on the first this many of the 50 training images, score the rest")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="settings overrides")
     ap.add_argument("--log", action="store_true", help="append the result to bench/results/table4.jsonl")
     ap.add_argument("--save", type=Path, help="save the fitted model here (.npz)")
     a = ap.parse_args(argv)
+    # read before anything runs: the code this process imports is the code of this commit, unless
+    # the package or the bench had uncommitted changes (then "+dirty")
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if subprocess.run(git + ["status", "--porcelain", "pycount/classic", "bench/table4_measure.py"],
+                      capture_output=True, text=True).stdout.strip():
+        commit += "+dirty"
     overrides = dict(kv.split("=", 1) for kv in a.set)
     overrides = {k: parse_value(v) for k, v in overrides.items()}
-    train_ids, eval_ids = split(a.dataset, a.n, a.eval)
+    module = lecount if a.method == "lecount" else ledetect
+    # the dataset's settings as pycount trains them (config.CLASSIC_BY_DATASET), then --set
+    overrides = {**config.classic_settings(config.model(a.method), config.dataset(a.dataset)),
+                 **overrides}
+    train_ids, eval_ids = split(a.dataset, a.n, a.eval, a.start, a.val_train)
     train, evals = read(a.dataset, train_ids), read(a.dataset, eval_ids)
     cls = LeCount if a.method == "lecount" else LeDetect
     t0 = time.perf_counter()
@@ -90,9 +111,8 @@ def main(argv=None):
     truth = np.array([s.count for s in evals], float)
     err = np.abs(pred - truth)
     mre = float(np.mean(err / np.maximum(truth, 1)))
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     res = {"method": a.method, "dataset": a.dataset, "eval": a.eval, "n_train": len(train),
+           "train_ids": f"{train_ids[0]}..{train_ids[-1]}",
            "n_eval": len(evals), "mae": float(err.mean()), "std": float(err.std()), "mre": mre,
            "bias": float((pred - truth).mean()), "train_s": round(t_train, 1),
            "test_s_per_image": round(t_test / len(evals), 3), "overrides": overrides,

@@ -228,3 +228,28 @@ def test_lecount_mesa_counts_held_out_images():
     pred = np.array([model.count_image(im) for im in test_images])
     truth = np.array([len(p) for p in test_points])
     assert np.all(np.abs(pred - truth) <= np.maximum(2.0, 0.1 * truth)), (pred, truth)
+
+
+def test_lecount_intensity_bins_fit_and_round_trip(tmp_path):
+    images, points = blob_set(23, [10, 18, 25, 14])
+    model = LeCount.fit(images, points, intensity_bins=6, **FAST_COUNT)
+    assert model.weights.shape == (FAST_COUNT["n_words"] + 1 + 6,) and len(model.int_edges) == 5
+    img, pts = blobs(np.random.default_rng(24), 20)
+    assert model.count_image(img) == pytest.approx(len(pts), abs=2.0)
+    model.save(tmp_path / "m.npz")
+    again = LeCount.load(tmp_path / "m.npz")
+    assert again.count_image(img) == model.count_image(img)
+    with pytest.raises(ValueError, match="intensity_bins=0"):
+        LeCount.fit(images, points, intensity_bins=6, loss="mesa", **FAST_COUNT)
+
+
+def test_words_in_strips_equal_the_whole_image():
+    from pycount.classic.features import assign, words
+    rng = np.random.default_rng(25)
+    gray = rng.random((37, 29)).astype(np.float32)
+    codebook = kmeans(dense_sift(gray)[0].reshape(-1, 128), 8, iters=5, seed=0)
+    whole = words(gray, codebook, 3, 0.0, 0.05, strip_pixels=10 ** 9)
+    desc, flat = dense_sift(gray, contrast=0.05)
+    ref = np.where(flat, 8, assign(desc.reshape(-1, 128), codebook).reshape(flat.shape))
+    np.testing.assert_array_equal(whole, ref)
+    np.testing.assert_array_equal(words(gray, codebook, 3, 0.0, 0.05, strip_pixels=100), whole)

@@ -42,12 +42,8 @@ def _triangle(bin_size: int) -> np.ndarray:
     return k / bin_size
 
 
-def dense_sift(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0, contrast: float = 0.0,
-               step: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """SIFT descriptors centred on every `step`-th pixel of a 2-D float image.
-
-    Returns (desc, flat): desc (h', w', 128) float32 with h' = ceil(H / step), flat (h', w') bool
-    marking descriptors below the contrast threshold (set to zero)."""
+def orientation_channels(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0) -> np.ndarray:
+    """H x W x 8 gradient magnitude split over 8 orientations, spatially binned (triangular kernel)."""
     if gray.ndim != 2:
         raise ValueError(f"dense_sift takes a 2-D image, got shape {gray.shape}")
     if bin_size < 1:
@@ -66,13 +62,17 @@ def dense_sift(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0, cont
         c = mag * ((b0 == o) * (1 - w1) + (((b0 + 1) % N_ORI) == o) * w1)
         c = ndimage.convolve1d(c, kern, axis=0, mode="reflect")
         chans.append(ndimage.convolve1d(c, kern, axis=1, mode="reflect"))
-    chans = np.stack(chans, axis=-1)                       # H x W x 8
-    h, w = g.shape
+    return np.stack(chans, axis=-1)
+
+
+def _offsets(bin_size: int) -> list[int]:
     # bin centres at (i - 1.5) * bin_size, rounded to whole pixels
-    offs = [int(np.floor((i - 1.5) * bin_size + 0.5)) for i in range(N_SPATIAL)]
-    pad = max(abs(o) for o in offs)
-    padded = np.pad(chans, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    ys, xs = np.arange(0, h, step), np.arange(0, w, step)
+    return [int(np.floor((i - 1.5) * bin_size + 0.5)) for i in range(N_SPATIAL)]
+
+
+def descriptors(padded: np.ndarray, pad: int, offs, ys: np.ndarray, xs: np.ndarray,
+                contrast: float) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised descriptors at rows ys x columns xs from the padded orientation channels."""
     desc = np.empty((len(ys), len(xs), DIM), np.float32)
     k = 0
     for dy in offs:
@@ -86,6 +86,24 @@ def dense_sift(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0, cont
     desc /= np.maximum(np.linalg.norm(desc, axis=-1), 1e-12)[..., None]
     desc[flat] = 0
     return desc, flat
+
+
+def _padded_channels(gray, bin_size, presmooth):
+    chans = orientation_channels(gray, bin_size, presmooth)
+    offs = _offsets(bin_size)
+    pad = max(abs(o) for o in offs)
+    return np.pad(chans, ((pad, pad), (pad, pad), (0, 0)), mode="reflect"), pad, offs
+
+
+def dense_sift(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0, contrast: float = 0.0,
+               step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """SIFT descriptors centred on every `step`-th pixel of a 2-D float image.
+
+    Returns (desc, flat): desc (h', w', 128) float32 with h' = ceil(H / step), flat (h', w') bool
+    marking descriptors below the contrast threshold (set to zero)."""
+    padded, pad, offs = _padded_channels(gray, bin_size, presmooth)
+    h, w = gray.shape
+    return descriptors(padded, pad, offs, np.arange(0, h, step), np.arange(0, w, step), contrast)
 
 
 def _sq_dists(x: np.ndarray, centres: np.ndarray, c2: np.ndarray) -> np.ndarray:
@@ -140,11 +158,22 @@ def kmeans(x: np.ndarray, k: int, iters: int = 25, seed: int = 0) -> np.ndarray:
     return centres.astype(np.float32)
 
 
-def words(gray: np.ndarray, codebook: np.ndarray, bin_size: int, presmooth: float, contrast: float) -> np.ndarray:
-    """H x W int32 code word per pixel: 0..K-1 from the codebook, K for flat (low-contrast) pixels."""
-    desc, flat = dense_sift(gray, bin_size, presmooth, contrast)
-    h, w = flat.shape
-    out = np.full(h * w, len(codebook), np.int32)
-    keep = ~flat.ravel()
-    out[keep] = assign(desc.reshape(-1, DIM)[keep], codebook)
-    return out.reshape(h, w)
+def words(gray: np.ndarray, codebook: np.ndarray, bin_size: int, presmooth: float, contrast: float,
+          strip_pixels: int = 1 << 18) -> np.ndarray:
+    """H x W int32 code word per pixel: 0..K-1 from the codebook, K for flat (low-contrast) pixels.
+
+    Descriptors are formed and quantised a strip of rows at a time (about strip_pixels pixels), so
+    a 1920 x 2560 image needs ~130 MB for them rather than 2.5 GB."""
+    padded, pad, offs = _padded_channels(gray, bin_size, presmooth)
+    h, w = gray.shape
+    out = np.full((h, w), len(codebook), np.int32)
+    rows = max(1, strip_pixels // w)
+    xs = np.arange(w)
+    for r0 in range(0, h, rows):
+        ys = np.arange(r0, min(h, r0 + rows))
+        desc, flat = descriptors(padded, pad, offs, ys, xs, contrast)
+        keep = ~flat.ravel()
+        strip = np.full(len(ys) * w, len(codebook), np.int32)
+        strip[keep] = assign(desc.reshape(-1, DIM)[keep], codebook)
+        out[ys[0]:ys[-1] + 1] = strip.reshape(len(ys), w)
+    return out
