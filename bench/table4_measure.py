@@ -93,7 +93,6 @@ def main(argv=None):
         commit += "+dirty"
     overrides = dict(kv.split("=", 1) for kv in a.set)
     overrides = {k: parse_value(v) for k, v in overrides.items()}
-    module = lecount if a.method == "lecount" else ledetect
     # the dataset's settings as pycount trains them (config.CLASSIC_BY_DATASET), then --set
     overrides = {**config.classic_settings(config.model(a.method), config.dataset(a.dataset)),
                  **overrides}
