@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pycount import config  # noqa: E402
-from pycount.classic import LeCount, LeDetect, lecount, ledetect  # noqa: E402
+from pycount.classic import LeCount, LeDetect  # noqa: E402
 from pycount.data.readers import read_crc_nuclei, read_vgg_cells  # noqa: E402
 
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
