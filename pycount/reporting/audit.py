@@ -36,6 +36,7 @@ class PaperRow:
     head: str           # "R" or "C"
     mre: tuple          # printed MRE per PAPER_COLUMNS
     mae: tuple          # printed "MAE±std" per PAPER_COLUMNS
+    note: str = ""      # what the audit says of a row pycount does not model
 
     @property
     def source(self) -> str:
@@ -64,7 +65,10 @@ PAPER = (
     PaperRow(3, "ResNet-152(R)", "resnet152", "R", ("0.1666", "0.0450", "0.0641"),
              ("14.9275±10.4368", "7.4741±2.2248", "108.3014±40.4698")),
     PaperRow(4, "DeepFeat [24]", None, "R", ("0.3581", "0.1751", "0.1249"),
-             ("71.8046 ± 51.4109", "25.4792 ± 19.1504", "189.3559 ± 53.6329")),
+             ("71.8046 ± 51.4109", "25.4792 ± 19.1504", "189.3559 ± 53.6329"),
+             "not implemented: our copy of the paper lacks its reference list and [24] is not "
+             "identified with confidence (most likely Seguí, Pujol & Vitrià, Learning to count "
+             "with deep object features, CVPR Workshops 2015)"),
     PaperRow(4, "Le.count [16]", "lecount", "R", ("0.2674", "0.0208", "0.1151"),
              ("51.4479 ± 39.8087", "6.4061 ± 3.5657", "185.9391 ± 60.5042")),
     PaperRow(4, "Le.detect [5]", "ledetect", "R", ("0.3206", "0.1083", "0.1540"),
@@ -160,7 +164,7 @@ def build(runs_dir=None) -> dict:
                                   "mre_printed": r.mre[i], "mae_printed": r.mae[i]},
                         "run": None, "ours": None, "diff": None, "note": ""}
                 if r.model is None:
-                    cell["note"] = "other method (not part of pycount)"
+                    cell["note"] = r.note or "other method (not part of pycount)"
                 else:
                     key = cell["run"] = f"{col.folder}/{r.run}"
                     mapped.add(key)
