@@ -48,6 +48,7 @@ COPY tools/caffe-patches/ tools/caffe-patches/
 # Debian mirror, which build_caffe.sh reads for Caffe's source package. Object files go after
 # the build: the libraries, the tool and pycaffe are all that runs.
 ARG JOBS=
+# hadolint ignore=SC2016
 RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
     --mount=type=secret,id=debian-sources,target=/etc/apt/sources.list.d/debian.sources \
     tools/docker_host.sh bash -c 'tools/setup_venv.sh /opt/pycount/.venv \

@@ -6,6 +6,7 @@
 #                             then `make audit` with this tree's runs/ and weights/ mounted, and a
 #                             check that what it wrote belongs to the caller outside
 #   tools/docker.sh inputs    print the hash of everything the Caffe layer is built from
+#   tools/docker.sh ci        CI (.ci/run): build and test the image when its inputs changed (below)
 #
 #   IMAGE=name  BASE=image (default: the Dockerfile's, python:3.11-slim-bookworm; after
 #   `make docker-base`: pycount-base:bookworm)  JOBS=n (compile jobs in the build)
@@ -25,10 +26,12 @@ root=$(cd "$here/.." && pwd)
 image=${IMAGE:-pycount}
 inside=/run/host            # where tools/docker_host.sh unpacks the settings in a RUN
 
-# the files the venv + Caffe layer is made from: when their hash changes, Caffe is rebuilt
+# what the image's expensive part (venv + Caffe) and its test are made from
+INPUT_FILES=(Dockerfile .dockerignore requirements.txt tools/docker.sh tools/docker_base.sh
+  tools/docker_engine.sh tools/docker_host.sh tools/setup_venv.sh tools/build_caffe.sh
+  tools/cuda_toolchain.sh tools/caffe-patches)
 inputs() {
-  (cd "$root" && cat Dockerfile requirements.txt tools/docker_host.sh tools/setup_venv.sh \
-    tools/build_caffe.sh tools/cuda_toolchain.sh tools/caffe-patches/*) | sha256sum | cut -c1-16
+  (cd "$root" && find "${INPUT_FILES[@]}" -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-16
 }
 
 # this host's package settings, as a tar for the host-settings secret
@@ -169,9 +172,51 @@ $bad"
   say "files the audit wrote belong to $uid:$gid: $(find "$runs/audit" -type f | wc -l) under ${runs#"$root"/}/audit"
 }
 
+# CI: a cold build of the image takes longer than the rest of .ci/run together (docs/docker.md),
+# so the image is built and tested only when what it is built from changed: against the merge
+# base with main where this clone has main (on main itself: against the previous commit), else
+# against the inputs label of the image a previous CI run left in this engine.
+# PYCOUNT_CI_DOCKER=1 forces it, =0 skips it. Without a BASE, CI builds on the local mmdebstrap
+# base (made first if missing), so that no registry is needed.
+ci() {
+  local why="" base label
+  case ${PYCOUNT_CI_DOCKER:-} in
+    1) why="PYCOUNT_CI_DOCKER=1" ;;
+    0) say "image: skipped (PYCOUNT_CI_DOCKER=0)"; return 0 ;;
+  esac
+  if [ -z "$why" ] && base=$(cd "$root" && git merge-base HEAD main 2>/dev/null); then
+    [ "$base" != "$(cd "$root" && git rev-parse HEAD)" ] || base=$(cd "$root" && git rev-parse HEAD^)
+    if (cd "$root" && git diff --quiet "$base" -- "${INPUT_FILES[@]}") \
+       && [ -z "$(cd "$root" && git status --porcelain -- "${INPUT_FILES[@]}")" ]; then
+      say "image: skipped, its inputs are as on main (merge base ${base:0:10}); PYCOUNT_CI_DOCKER=1 builds it"
+      return 0
+    fi
+    why="its inputs differ from main (merge base ${base:0:10})"
+  elif [ -z "$why" ]; then
+    engine_up
+    label=$("${docker[@]}" image inspect -f '{{index .Config.Labels "org.pycount.inputs"}}' "$image" 2>/dev/null || true)
+    engine_down
+    if [ "$label" = "$(inputs)" ]; then
+      say "image: skipped, $image was built from these inputs ($label); PYCOUNT_CI_DOCKER=1 builds it"
+      return 0
+    fi
+    why="no main branch here, and $image ${label:+was built from other inputs ($label)}${label:-is not here}"
+  fi
+  say "image: building and testing it, since $why"
+  export BASE=${BASE:-pycount-base:bookworm}
+  if [ "$BASE" = pycount-base:bookworm ]; then
+    engine_up
+    "${docker[@]}" image inspect "$BASE" >/dev/null 2>&1 || "$here/docker_base.sh" "$BASE"
+    engine_down
+  fi
+  "$0" build
+  "$0" test
+}
+
 case ${1:-} in
   build) build ;;
   test) test_image ;;
   inputs) inputs ;;
-  *) die "usage: tools/docker.sh build|test|inputs" ;;
+  ci) ci ;;
+  *) die "usage: tools/docker.sh build|test|inputs|ci" ;;
 esac

@@ -18,6 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tag=${1:-pycount-base:bookworm}
 suite=bookworm
 
+need_pkg mmdebstrap mmdebstrap
 command -v mmdebstrap >/dev/null || die "mmdebstrap is missing: apt-get install mmdebstrap (Debian/Ubuntu)"
 [ "$(id -u)" = 0 ] || die "mmdebstrap builds the base as root here (run with sudo)"
 engine_up
@@ -29,8 +30,10 @@ mkdir -p "$tmp/apt"
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
   [ -f "$f" ] && cp "$f" "$tmp/apt/"
 done
-ls "$tmp/apt" | grep -q . || die "found no apt sources on this host (/etc/apt/sources.list(.d))"
+compgen -G "$tmp/apt/*" >/dev/null || die "found no apt sources on this host (/etc/apt/sources.list(.d))"
 
+# the hooks run in mmdebstrap's shell, with the chroot as $1
+# shellcheck disable=SC2016
 setup='mv "$1/etc/apt/sources.list" "'$tmp'/default.list"
   mkdir -p "$1/etc/apt/sources.list.d" "$1/etc/apt/apt.conf.d"
   for f in "'$tmp'"/apt/*; do case $f in
@@ -39,6 +42,7 @@ setup='mv "$1/etc/apt/sources.list" "'$tmp'/default.list"
   for f in /etc/apt/apt.conf.d/*; do [ -f "$f" ] && cp "$f" "$1/etc/apt/apt.conf.d/host-$(basename "$f")"; done
   true'
 # back to the default sources, as deb822 (one stanza per archive), and none of the host settings
+# shellcheck disable=SC2016
 customize='rm -f "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/host-* "$1"/etc/apt/apt.conf.d/host-*
   awk '\''$1 == "deb" { s[$2] = s[$2] ? s[$2] " " $3 : $3; c[$2] = ""; for (i = 4; i <= NF; i++) c[$2] = c[$2] (i > 4 ? " " : "") $i; o[++n] = $2 }
     END { for (i = 1; i <= n; i++) { u = o[i]; if (u in done) continue; done[u] = 1

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by tools/docker.sh and tools/docker_base.sh: find a Docker CLI that can drive BuildKit,
 # and a running engine, or start dockerd for the duration of the command and stop it afterwards.
 #   engine_up    sets the array docker=(...) to the CLI; starts dockerd when nothing is running
@@ -27,7 +28,19 @@ pick_cli() {
     or the buildx plugin for your docker (docker-buildx-plugin), or set DOCKER=/path/to/docker"
 }
 
+# as root on Debian/Ubuntu, a missing package is installed, as build_caffe.sh does for its own
+need_pkg() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
+  say "installing $pkg (for $cmd)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null; } \
+    || die "could not install $pkg"
+}
+
 engine_up() {
+  [ -n "${DOCKER:-}" ] || "${DOCKER:-docker}" info >/dev/null 2>&1 || need_pkg dockerd docker.io
   pick_cli
   export DOCKER_BUILDKIT=1
   if "${docker[@]}" info >/dev/null 2>&1; then return 0; fi
@@ -50,7 +63,7 @@ engine_up() {
   # shellcheck disable=SC2086
   dockerd --iptables=false --bridge=none ${DOCKERD_FLAGS:-} > "$log" 2>&1 &
   started_dockerd=$!
-  local i
+  local i _
   for i in $(seq 60); do
     "${docker[@]}" info >/dev/null 2>&1 && { say "dockerd up ($("${docker[@]}" info -f '{{.Driver}}') storage)"; return 0; }
     kill -0 "$started_dockerd" 2>/dev/null || { tail -5 "$log" >&2; started_dockerd=; die "dockerd exited; see $log"; }
@@ -64,7 +77,7 @@ engine_down() {
   [ -n "$started_dockerd" ] || return 0
   say "stopping the dockerd this command started"
   kill "$started_dockerd" 2>/dev/null || true
-  local i
-  for i in $(seq 30); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 1; done
+  local i _
+  for _ in $(seq 30); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 1; done
   started_dockerd=
 }
