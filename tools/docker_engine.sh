@@ -63,8 +63,8 @@ engine_up() {
   # shellcheck disable=SC2086
   dockerd --iptables=false --bridge=none ${DOCKERD_FLAGS:-} > "$log" 2>&1 &
   started_dockerd=$!
-  local i _
-  for i in $(seq 60); do
+  local _
+  for _ in $(seq 60); do
     "${docker[@]}" info >/dev/null 2>&1 && { say "dockerd up ($("${docker[@]}" info -f '{{.Driver}}') storage)"; return 0; }
     kill -0 "$started_dockerd" 2>/dev/null || { tail -5 "$log" >&2; started_dockerd=; die "dockerd exited; see $log"; }
     sleep 1
@@ -77,7 +77,7 @@ engine_down() {
   [ -n "$started_dockerd" ] || return 0
   say "stopping the dockerd this command started"
   kill "$started_dockerd" 2>/dev/null || true
-  local i _
+  local _
   for _ in $(seq 30); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 1; done
   started_dockerd=
 }
