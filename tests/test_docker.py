@@ -102,8 +102,9 @@ def test_make_targets_call_the_scripts_and_the_scripts_only_use_make_targets():
         assert not re.search(r"-m pycount|tools/\w+\.py|from pycount|import pycount", text), \
             f"{name} must not depend on the package layout"
         subprocess.run(["bash", "-n", str(ROOT / name)], check=True)
-    assert re.search(r'run .*"\$image" make test', (ROOT / "tools/docker.sh").read_text())
-    assert re.search(r'"\$image" make audit', (ROOT / "tools/docker.sh").read_text())
+    test = (ROOT / "tools/docker.sh").read_text()
+    assert re.search(r'run --rm --network=none "\$image" \\\n.*make test', test)
+    assert re.search(r'run --rm --network=none --user "\$uid:\$gid" .*\\\n.*"\$image" make audit', test)
 
 
 def test_the_inputs_hash_covers_the_caffe_layer():

@@ -136,9 +136,12 @@ test_image() {
   "${docker[@]}" image inspect "$image" >/dev/null 2>&1 || die "no image $image: make docker first"
   local start uid gid mark bad
   start=$(date +%s)
-  # 1. the test suite, as the image's own user, on the CPU, without network
+  # 1. the test suite, as the image's own user, on the CPU (GPU=-1), without network
   say "make test in $image (user $("${docker[@]}" image inspect -f '{{.Config.User}}' "$image"), no network, no GPU)"
-  "${docker[@]}" run --rm --network=none "$image" make test
+  # (PYCOUNT_CUDA_BUILD also runs tests/test_cuda_build.py against the image's CUDA build)
+  # shellcheck disable=SC2016
+  "${docker[@]}" run --rm --network=none "$image" \
+    bash -c 'PYCOUNT_CUDA_BUILD=$(echo "$PYCOUNT_CACHE"/caffe-cuda-*) make test'
   # 2. the audit on this tree's runs/ and weights/, as the caller (SUDO_UID when run by sudo), so
   #    that what it writes belongs to the caller outside; as root, also as an unprivileged uid
   #    without an account in the image
