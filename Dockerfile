@@ -58,11 +58,14 @@ RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
 
 COPY . .
 # the `pycount` command, editable so that it runs this tree (config.ROOT = /opt/pycount); no
-# download: setuptools comes with the venv. runs/ and data/ belong to the image's user.
+# download: setuptools comes with the venv. runs/, data/ and weights/ belong to the image's
+# user and, like /tmp, are writable by any uid (docker run --user "$(id -u):$(id -g)"), for
+# when they are not mounted.
 RUN .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
  && useradd --create-home --uid 1000 --user-group pycount \
  && mkdir -p runs data weights \
- && chown -R pycount:pycount runs data weights
+ && chown -R pycount:pycount runs data weights \
+ && chmod 1777 runs data weights
 
 USER 1000:1000
 ENV PATH=/opt/pycount/.venv/bin:$PATH
