@@ -179,33 +179,40 @@ $bad"
 # so the image is built and tested only when what it is built from changed: against the merge
 # base with main where this clone has main (on main itself: against the previous commit), else
 # against the inputs label of the image a previous CI run left in this engine.
-# PYCOUNT_CI_DOCKER=1 forces it, =0 skips it. Without a BASE, CI builds on the local mmdebstrap
-# base (made first if missing), so that no registry is needed.
-ci() {
-  local why="" base label
-  case ${PYCOUNT_CI_DOCKER:-} in
-    1) why="PYCOUNT_CI_DOCKER=1" ;;
-    0) say "image: skipped (PYCOUNT_CI_DOCKER=0)"; return 0 ;;
-  esac
-  if [ -z "$why" ] && base=$(cd "$root" && git merge-base HEAD main 2>/dev/null); then
-    [ "$base" != "$(cd "$root" && git rev-parse HEAD)" ] || base=$(cd "$root" && git rev-parse HEAD^)
+# PYCOUNT_CI_DOCKER=1 forces it, =0 skips it, =dry only says what CI would do. Without a BASE, CI
+# builds on the local mmdebstrap base (made first if missing), so that no registry is needed.
+ci_reason() {   # prints why the image must be built; prints nothing when it need not be
+  local base label
+  if [ "${PYCOUNT_CI_DOCKER:-}" = 1 ]; then echo "PYCOUNT_CI_DOCKER=1"; return 0; fi
+  if base=$(cd "$root" && { git merge-base HEAD main || git merge-base HEAD origin/main; } 2>/dev/null); then
+    if [ "$base" = "$(cd "$root" && git rev-parse HEAD)" ]; then
+      base=$(cd "$root" && git rev-parse -q --verify HEAD^) || { echo "this is the first commit"; return 0; }
+    fi
     if (cd "$root" && git diff --quiet "$base" -- "${INPUT_FILES[@]}") \
        && [ -z "$(cd "$root" && git status --porcelain -- "${INPUT_FILES[@]}")" ]; then
-      say "image: skipped, its inputs are as on main (merge base ${base:0:10}); PYCOUNT_CI_DOCKER=1 builds it"
+      say "image inputs unchanged since ${base:0:10} (merge base with main, or the previous commit on main)"
       return 0
     fi
-    why="its inputs differ from main (merge base ${base:0:10})"
-  elif [ -z "$why" ]; then
-    engine_up
-    label=$("${docker[@]}" image inspect -f '{{index .Config.Labels "org.pycount.inputs"}}' "$image" 2>/dev/null || true)
-    engine_down
-    if [ "$label" = "$(inputs)" ]; then
-      say "image: skipped, $image was built from these inputs ($label); PYCOUNT_CI_DOCKER=1 builds it"
-      return 0
-    fi
-    why="no main branch here, and $image ${label:+was built from other inputs ($label)}${label:-is not here}"
+    echo "its inputs changed since ${base:0:10} (merge base with main, or the previous commit on main)"
+    return 0
   fi
-  say "image: building and testing it, since $why"
+  engine_up
+  label=$("${docker[@]}" image inspect -f '{{index .Config.Labels "org.pycount.inputs"}}' "$image" 2>/dev/null || true)
+  engine_down
+  if [ -z "$label" ]; then echo "this clone has no main branch and the engine has no image $image"
+  elif [ "$label" != "$(inputs)" ]; then echo "the image $image was built from other inputs ($label, now $(inputs))"
+  else say "image $image was built from these inputs ($label)"; fi
+}
+
+ci() {
+  local why
+  [ "${PYCOUNT_CI_DOCKER:-}" != 0 ] || { say "image: skipped (PYCOUNT_CI_DOCKER=0)"; return 0; }
+  why=$(ci_reason)
+  if [ -z "$why" ]; then
+    say "image: not built (PYCOUNT_CI_DOCKER=1 builds it)"; return 0
+  fi
+  say "image: built and tested, since $why"
+  [ "${PYCOUNT_CI_DOCKER:-}" != dry ] || return 0
   export BASE=${BASE:-pycount-base:bookworm}
   if [ "$BASE" = pycount-base:bookworm ]; then
     engine_up
