@@ -57,11 +57,12 @@ RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin "$PYCOUNT_CACHE/source"'
 
 COPY . .
-# the `pycount` command, editable so that it runs this tree (config.ROOT = /opt/pycount); no
-# download: setuptools comes with the venv. runs/, data/ and weights/ belong to the image's
-# user and, like /tmp, are writable by any uid (docker run --user "$(id -u):$(id -g)"), for
-# when they are not mounted.
-RUN .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
+# the `pycount` command, editable so that it runs this tree (config.ROOT = /opt/pycount); pip
+# fetches the build backend (setuptools) with the host's settings. runs/, data/ and weights/
+# belong to the image's user and, like /tmp, are writable by any uid (docker run --user
+# "$(id -u):$(id -g)"), for when they are not mounted.
+RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
+    tools/docker_host.sh .venv/bin/python -m pip install -q --no-deps -e . \
  && useradd --create-home --uid 1000 --user-group pycount \
  && mkdir -p runs data weights \
  && chown -R pycount:pycount runs data weights \
