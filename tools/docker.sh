@@ -24,6 +24,7 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source=tools/docker_engine.sh
 . "$here/docker_engine.sh"
 image=${IMAGE:-pycount}
+tmp=                        # the build's temporary folder (global: the EXIT trap removes it)
 inside=/run/host            # where tools/docker_host.sh unpacks the settings in a RUN
 
 # what the image's expensive part (venv + Caffe) and its test are made from
@@ -111,7 +112,7 @@ debian_sources() {
 
 build() {
   engine_up
-  local tmp args=() v start
+  local args=() v start
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"; engine_down' EXIT
   pack_settings "$tmp/host-settings.tar"
