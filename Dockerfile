@@ -69,6 +69,8 @@ RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
  && chmod 1777 runs data weights
 
 USER 1000:1000
-ENV PATH=/opt/pycount/.venv/bin:$PATH
+# the tree is read-only for the user: pytest keeps no cache in it
+ENV PATH=/opt/pycount/.venv/bin:$PATH \
+    PYTEST_ADDOPTS="-p no:cacheprovider"
 # `make` targets work as on the host: setup finds the venv and the Caffe build already done
 CMD ["make", "help"]
