@@ -1,5 +1,6 @@
 """pycount.download against a tiny fake release (no internet) and the real shared copies."""
 import hashlib
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -64,6 +65,25 @@ def test_fetch_tar_archive(toy, tmp_path):
         t.add(src / "cells", arcname="release-2010")
     dest = download.fetch("toy", root, archive=tmp_path / "toy.tar.gz")
     assert download.verify("toy", dest) == [] and leftovers(root) == []
+
+
+@pytest.mark.parametrize("has_filter", [True, False])
+def test_a_tar_member_escaping_the_folder_is_refused(toy, tmp_path, monkeypatch, has_filter):
+    """Debian 12's Python 3.11.2 has no tarfile "data" filter: the members are checked by hand
+    there (an image built on it failed test_fetch_tar_archive before)."""
+    make_zip, root = toy
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        test_fetch_tar_archive(toy, tmp_path)             # a good archive still unpacks
+        shutil.rmtree(root / "toy_cells")
+    evil = tmp_path / "evil.tar"
+    payload = tmp_path / "payload.txt"
+    payload.write_text("x")
+    with tarfile.open(evil, "w") as t:
+        t.add(payload, arcname="../../escaped.txt")
+    with pytest.raises(download.DownloadError):
+        download.fetch("toy", root, archive=evil)
+    assert not (root.parent / "escaped.txt").exists() and leftovers(root) == []
 
 
 def test_corrupted_member_is_named_and_nothing_installed(toy):

@@ -167,9 +167,24 @@ def _extract(archive: Path, into: Path):
             z.extractall(into)        # zipfile drops '..' and absolute prefixes
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as t:
-            t.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):          # Python 3.11.4+, 3.10.12+
+                t.extractall(into, filter="data")
+            else:                                         # Debian 12's 3.11.2: checked by hand
+                t.extractall(into, members=_safe_members(t, into))
     else:
         raise DownloadError("neither a zip nor a tar archive")
+
+
+def _safe_members(t: tarfile.TarFile, into: Path):
+    """The members of a tar archive, refused if one would land outside `into` or is a link, a
+    device or another special file (what the "data" filter refuses, for Pythons without it)."""
+    root = Path(into).resolve()
+    for m in t.getmembers():
+        target = (root / m.name).resolve()
+        if not target.is_relative_to(root) or not (m.isfile() or m.isdir()):
+            raise DownloadError(f"the archive member {m.name!r} would be written outside the "
+                                f"dataset folder or is not a plain file; refusing the archive")
+        yield m
 
 
 def _locate(dataset: str, extracted: Path) -> Path:
