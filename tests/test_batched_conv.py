@@ -35,8 +35,8 @@ TOL = 1e-5
 # name: environment; "per-image" is the reference
 SETTINGS = {
     "per-image": {"CAFFE_CONV_CHUNK_MB": "0"},
-    "default": {},
-    "one-image-chunks": {"CAFFE_CONV_CHUNK_MB": "1e-9"},
+    "default": {},                                    # about 2048 GEMM columns per chunk
+    "one-image-chunks": {"CAFFE_CONV_CHUNK_IMAGES": "1"},   # the chunked code, n = 1
     "chunks-2+1": {"CAFFE_CONV_CHUNK_IMAGES": "2"},
 }
 

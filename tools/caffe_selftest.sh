@@ -3,8 +3,10 @@
 # run against the patched CPU build: test_convolution_layer.cpp and test_deconvolution_layer.cpp
 # (forward values, gradient checks, groups, dilation, 1x1, N-D) plus
 # tools/caffe-selftest/test_batched_conv_layer.cpp (5 images in uneven chunks against the
-# per-image path, and gradient checks). Each runs with the default chunk budget, a tiny one (one
-# image per chunk) and 0 (Caffe's original per-image path), so one build tests both paths.
+# per-image path, and gradient checks). Each runs three times: with the patch's defaults (whole
+# batch of Caffe's 2-image tests in one chunk), with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code,
+# one image per chunk) and with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one
+# build tests both paths.
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
@@ -33,10 +35,10 @@ say "building the convolution tests in $src/build (log: $build/selftest-build.lo
 built=$(date +%s)
 say "tests built in $((built - start)) s"
 
-# name:CAFFE_CONV_CHUNK_MB; an empty budget is the patch's default
+# name:setting; default = the patch's defaults (chunks of about 2048 GEMM columns)
 fail=0 passed=0 runs_failed=0
-for run in default: tiny:1e-9 per-image:0; do
-  name=${run%%:*} mb=${run#*:}
+for run in default: one-image-chunks:CAFFE_CONV_CHUNK_IMAGES=1 per-image:CAFFE_CONV_CHUNK_MB=0; do
+  name=${run%%:*} setting=${run#*:}
   log=$build/selftest-$name.log
   t0=$(date +%s)
   rc=0
@@ -44,18 +46,19 @@ for run in default: tiny:1e-9 per-image:0; do
   # the 2-D path, which the chunked GEMMs round differently; it runs in the per-image run, and
   # test_batched_conv_layer.cpp compares chunked against per-image to 1e-5 instead.
   filter='-*GPU*'
-  [ "$mb" = 0 ] || filter='-*GPU*:*TestNDAgainst2D*'
-  (cd "$src" && if [ -n "$mb" ]; then export CAFFE_CONV_CHUNK_MB=$mb; else unset CAFFE_CONV_CHUNK_MB; fi \
-    && GLOG_minloglevel=2 build/test/test.testbin --gtest_filter="$filter" > "$log" 2>&1) || rc=$?
+  [ "$name" = per-image ] || filter='-*GPU*:*TestNDAgainst2D*'
+  (cd "$src" && unset CAFFE_CONV_CHUNK_MB CAFFE_CONV_CHUNK_IMAGES CAFFE_CONV_CHUNK_COLS \
+    && env $setting GLOG_minloglevel=2 build/test/test.testbin --gtest_filter="$filter" \
+       > "$log" 2>&1) || rc=$?
   n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' "$log")
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:$/\1/p' "$log")
   passed=$((passed + ${n:-0}))
   if [ "$rc" = 0 ] && [ -n "$n" ]; then
-    say "$name (CAFFE_CONV_CHUNK_MB=${mb:-unset}): $n tests passed in $(( $(date +%s) - t0 )) s"
+    say "$name (${setting:-defaults}): $n tests passed in $(( $(date +%s) - t0 )) s"
   else
     fail=$((fail + ${f:-1})) runs_failed=$((runs_failed + 1))
     grep -E '^\[  FAILED  \]|Failure' "$log" | head -20 >&2 || tail -20 "$log" >&2
-    say "$name (CAFFE_CONV_CHUNK_MB=${mb:-unset}): FAILED (exit $rc), log in $log"
+    say "$name (${setting:-defaults}): FAILED (exit $rc), log in $log"
   fi
 done
 say "done in $(( $(date +%s) - start )) s"
