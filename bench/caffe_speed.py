@@ -10,9 +10,9 @@ loss (Euclidean), the same solver type (SGD with momentum and weight decay, or A
 clipping where the solver clips, and frozen parameters where lr_mult is 0. It needs only caffe,
 numpy and (for the peer) torch; it does not import pycount.
 
-  python tools/bench_caffe_speed.py caffe NET [--iters N]     one pycaffe measurement (JSON)
-  python tools/bench_caffe_speed.py torch NET [--iters N]     one PyTorch measurement (JSON)
-  python tools/bench_caffe_speed.py all NET... --torch-python P --out F.json [--rounds R]
+  python bench/caffe_speed.py caffe NET [--iters N]     one pycaffe measurement (JSON)
+  python bench/caffe_speed.py torch NET [--iters N]     one PyTorch measurement (JSON)
+  python bench/caffe_speed.py all NET... --torch-python P --out F.json [--rounds R]
       every configuration of CONFIGS (per-image / chunked convolution, OpenBLAS flavour and
       threads, PyTorch) on every net, each in its own process, interleaved R times; best of R
 NET is a folder with train_val.prototxt, solver.prototxt and deploy.prototxt (e.g.

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Markdown tables from tools/bench_caffe_speed.py's JSON: per net and configuration the best
+"""Markdown tables from bench/caffe_speed.py's JSON: per net and configuration the best
 wall-clock images/s over the rounds and the best images per CPU-second, with the load average
 seen, and the ratios against PyTorch at the same thread count.
 
-  python tools/bench_caffe_speed_report.py RUN.json [RUN2.json ...] > bench/results/X.md
+  python bench/caffe_speed_report.py RUN.json [RUN2.json ...] > bench/results/X.md
 """
 import json
 import sys
