@@ -27,6 +27,11 @@ DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
 PROTOCOL_NS = (32, 50)
 PROTOCOL_SEEDS = (1, 2, 3, 4, 5)
 PROTOCOL_JOBS = 2
+# OpenBLAS threads of each Caffe process when several share the cores (protocol jobs, replicate
+# beside other work): 1. Measured (docs/caffe-speed.md): with spare cores 2 threads beat 1
+# (alexnet-lite 363 vs 253 images/s, ResNet-50 81 vs 61), so a lone training keeps OpenBLAS's
+# default; Debian's pthreads flavour, never the OpenMP one (2-10x slower on every net here).
+BLAS_THREADS_SHARED = 1
 
 
 def data_dir() -> Path:

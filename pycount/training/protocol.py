@@ -106,7 +106,8 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
     todo = pending(dataset, model, ns, seeds)
     out_dir = config.runs_dir() / "protocol"
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
-    threads = 1 if jobs > 1 else int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0) or 2
+    threads = config.BLAS_THREADS_SHARED if jobs > 1 \
+        else int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
     print(f"protocol {dataset}/{model}: {len(todo)} of {len(ns) * len(seeds)} runs to do, "
           f"{jobs} at a time; logs in {out_dir / 'logs'}", flush=True)
     for n, s, _ in filter(lambda t: t[2], todo):
