@@ -103,6 +103,19 @@ def _measure(root: Path, marker: str, name: str) -> dict[str, ImageStats]:
     return out
 
 
+def _window(size: float, multiple: int, bounds, typical: int, per_spacing: float
+            ) -> tuple[int, str]:
+    """A window side (patch or crop) of `size` px rounded to `multiple` within `bounds`, shrunk
+    to the images' median smaller side `typical` when it would not fit; with its reason."""
+    side = min(max(_round_to(size, multiple), bounds[0]), bounds[1])
+    why = f"{per_spacing:g} x the cell spacing, a multiple of {multiple} in [{bounds[0]}, " \
+          f"{bounds[1]}]"
+    if side > typical and typical >= bounds[0]:
+        side, why = typical // multiple * multiple, f"the images' median smaller side " \
+                    f"({typical} px): {why} would not fit"
+    return side, why
+
+
 def _round_to(v: float, m: int) -> int:
     return int(m * round(v / m))
 
@@ -155,12 +168,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     typical = int(np.median(sides))           # most images' smaller side: patches fit them
 
     # patch (patch models): 4.5 cell spacings, a multiple of 4, at most most images' side
-    patch = min(max(_round_to(PATCH_PER_SPACING * spacing, 4), PATCH_RANGE[0]), PATCH_RANGE[1])
-    why = f"{PATCH_PER_SPACING:g} x the cell spacing, a multiple of 4 in [{PATCH_RANGE[0]}, " \
-          f"{PATCH_RANGE[1]}]"
-    if patch > typical and typical >= PATCH_RANGE[0]:
-        patch, why = typical // 4 * 4, f"the images' median smaller side ({typical} px): " \
-                     f"{why} would not fit"
+    patch, why = _window(PATCH_PER_SPACING * spacing, 4, PATCH_RANGE, typical, PATCH_PER_SPACING)
     patch = ds.patch or patch
     note("patch", patch, why, " px")
     stride = ds.stride or max(1, patch // 2)
@@ -172,12 +180,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     note("sigma", f"{sigma:g}", f"a quarter of the cell spacing, to 0.5 px, in "
          f"[{SIGMA_RANGE[0]:g}, {SIGMA_RANGE[1]:g}]: neighbours' Gaussians overlap little", " px")
 
-    crop = min(max(_round_to(CROP_PER_SPACING * spacing, 8), CROP_RANGE[0]), CROP_RANGE[1])
-    why = f"{CROP_PER_SPACING:g} x the cell spacing, a multiple of 8 in [{CROP_RANGE[0]}, " \
-          f"{CROP_RANGE[1]}]"
-    if crop > typical and typical >= CROP_RANGE[0]:
-        crop, why = typical // 8 * 8, f"the images' median smaller side ({typical} px): " \
-                    f"{why} would not fit"
+    crop, why = _window(CROP_PER_SPACING * spacing, 8, CROP_RANGE, typical, CROP_PER_SPACING)
     crop = ds.crop or crop
     note("crop", crop, why, " px")
 
