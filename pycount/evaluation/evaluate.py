@@ -13,6 +13,7 @@ from pycount.errors import TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import DEFAULT_BACKEND
 from pycount.inference.predictors import make_predictor
+from pycount.inference.run import finished_files
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 
@@ -27,14 +28,9 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     one that uses a GPU); both run the same files and agree to 1e-4 (tests/test_backends.py)."""
     run = Path(run or config.run_dir(ds, model, head))
     backend = backend or ("caffe" if gpu >= 0 else DEFAULT_BACKEND)
-    files = tuple(run / f for f in config.run_files(model))
-    for f in files:
-        if not f.exists():
-            raise TrainError(f"{f} is missing: train this model first (make train ...)")
     info = run / "train.json"
-    if info.exists() and json.loads(info.read_text()).get("interrupted"):
-        raise TrainError(f"{run}: its training was interrupted; finish it first (make train "
-                         f"resumes it)")
+    files = tuple(finished_files(run, model, json.loads(info.read_text()) if info.exists()
+                                 else None))
     if backend == "caffe":
         set_device(gpu)
     elif gpu >= 0:

@@ -33,20 +33,27 @@ def load_run(path) -> Run:
         dataset, model, head = info["dataset"], info["model"], info.get("head", "R")
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
-    if info.get("interrupted"):
-        raise RunError(f"{path}: its training was interrupted at iteration {info.get('iterations')}"
-                       f"; finish it first (make train resumes it)")
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
     ds = config.with_overrides(config.run_dataset(path, dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"), info.get("train_n"),
                                info.get("seed"), info.get("sigma"))
     m = config.model(model, ds)
-    files = [path / f for f in config.run_files(m)]
+    files = finished_files(path, m, info)
+    return Run(path, files[0], files[-1], m, ds, head)
+
+
+def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:
+    """The files counting needs from a run folder whose training finished (config.run_files);
+    RunError names what is missing, or says the training was interrupted (train.json `info`)."""
+    if info and info.get("interrupted"):
+        raise RunError(f"{path}: its training was interrupted at iteration {info.get('iterations')}"
+                       f"; finish it first (make train resumes it)")
+    files = [Path(path) / f for f in config.run_files(model)]
     for f in files:
         if not f.is_file():
-            raise _missing(f, path)
-    return Run(path, files[0], files[-1], m, ds, head)
+            raise _missing(f, Path(path))
+    return files
 
 
 def _missing(f: Path, run: Path) -> RunError:
