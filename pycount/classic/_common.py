@@ -3,6 +3,8 @@
 Self-contained on purpose: nothing here imports the rest of pycount."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import tempfile
@@ -105,3 +107,12 @@ def load_npz(path, kind: str, required: Sequence[str]) -> tuple[dict, dict]:
             raise ValueError(f"{path} lacks the arrays {missing}; re-save the model")
         arrays = {k: z[k] for k in z.files if k != "__meta__"}
     return arrays, meta
+
+
+def replace_settings(settings, what: str, **kw):
+    """A copy of a settings dataclass with `kw` changed; an unknown name is a ValueError naming
+    the method (`what`) and the names."""
+    unknown = set(kw) - {f.name for f in dataclasses.fields(settings)}
+    if unknown:
+        raise ValueError(f"unknown {what} settings {sorted(unknown)}")
+    return dataclasses.replace(settings, **kw)

@@ -20,13 +20,14 @@ validation half of the N images, at the cost of a few small solves.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 
 from . import features, mesa
-from ._common import check_image, check_training_set, dot_map, gaussian, load_npz, save_npz
+from ._common import (check_image, check_training_set, dot_map, gaussian, load_npz,
+                      replace_settings, save_npz)
 
 KIND = "le.count"
 FORMAT = 1
@@ -76,10 +77,7 @@ class LeCountSettings:
     seed: int = 0
 
     def replace(self, **kw) -> "LeCountSettings":
-        unknown = set(kw) - {f.name for f in fields(self)}
-        if unknown:
-            raise ValueError(f"unknown Le.count settings {sorted(unknown)}")
-        return LeCountSettings(**{**asdict(self), **kw})
+        return replace_settings(self, "Le.count", **kw)
 
 
 DEFAULTS = LeCountSettings()

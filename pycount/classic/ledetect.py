@@ -25,14 +25,15 @@ Extremal Regions" (MICCAI 2012).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from . import features
-from ._common import check_image, check_training_set, load_npz, save_npz
+from ._common import (check_image, check_training_set, load_npz, replace_settings,
+                      save_npz)
 
 KIND = "le.detect"
 FORMAT = 1
@@ -79,10 +80,7 @@ class LeDetectSettings:
     seed: int = 0
 
     def replace(self, **kw) -> "LeDetectSettings":
-        unknown = set(kw) - {f.name for f in fields(self)}
-        if unknown:
-            raise ValueError(f"unknown Le.detect settings {sorted(unknown)}")
-        return LeDetectSettings(**{**asdict(self), **kw})
+        return replace_settings(self, "Le.detect", **kw)
 
 
 DEFAULTS = LeDetectSettings()
