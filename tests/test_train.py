@@ -119,7 +119,10 @@ def test_gpu_request_on_cpu_build_fails_cleanly():
 
 
 
-def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path, sig):
+    # SIGTERM (`kill PID`) stops a training as Ctrl-C does: the way to stop one started in the
+    # background, where SIGINT is ignored
     ds, model = tiny
     prepare.prepare(ds)
     (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
@@ -140,7 +143,7 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path):
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         out = proc.communicate(timeout=300)[0].decode()
     except subprocess.TimeoutExpired:

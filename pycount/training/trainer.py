@@ -13,6 +13,8 @@ import dataclasses
 import json
 import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +34,25 @@ from pycount.errors import Diverged, TrainError  # noqa: F401 (re-exported)
 
 
 
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While training, `kill PID` (SIGTERM) stops it as Ctrl-C does: a snapshot to resume from,
+    then exit. A training started in the background (`make train &`, nohup) begins with SIGINT
+    ignored, so SIGTERM is the way a scheduler or a user stops it without losing the work since
+    the last snapshot. Only the main thread can own a signal handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -207,7 +228,8 @@ class Trainer:
         session = _Session(self, solver, val_net, solver_step, val)
         session.start(resuming)
         try:
-            session.run()
+            with _stop_on_sigterm():
+                session.run()
         except KeyboardInterrupt:
             print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
                   flush=True)
