@@ -71,6 +71,10 @@ class DatasetConfig:
     sigma: float = 2.0
     crop: int = 64
     crop_stride: int = 64
+    # Stain augmentation of the density models' training crops (HED=; 0: none): each crop's
+    # haematoxylin, eosin and DAB optical densities scaled by 1 + U(-h, h) and shifted by
+    # U(-h, h) x their spread (Tellez et al. 2018's "HED" jitter; pycount.data.stain)
+    hed_jitter: float = 0.0
     # The literature's protocol (TRAIN_N=32 SEED=1): train on n images drawn from the training
     # images with this seed; 0: all of them
     train_n: int = 0
@@ -108,6 +112,8 @@ class DatasetConfig:
             tags.append(f"{self.size}px")
         if ref and self.sigma != ref[3]:
             tags.append(f"sigma{self.sigma:g}")
+        if self.hed_jitter != (base.hed_jitter if base else 0.0):
+            tags.append(f"hed{self.hed_jitter:g}")
         if self.train_n:
             tags.append(f"n{self.train_n}-seed{self.seed}")
         return "-".join(tags)
@@ -179,14 +185,17 @@ SYNTHETIC_SEED = 0
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
-                   sigma: float | None = None) -> DatasetConfig:
-    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA= applied (None:
-    keep the default)."""
+                   sigma: float | None = None, hed_jitter: float | None = None
+                   ) -> DatasetConfig:
+    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED= applied
+    (None: keep the default)."""
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
-                                     size=size, train_n=train_n, seed=seed,
-                                     sigma=sigma).items() if v is not None}
+                                     size=size, train_n=train_n, seed=seed, sigma=sigma,
+                                     hed_jitter=hed_jitter).items() if v is not None}
     if sigma is not None and sigma <= 0:
         raise ConfigError(f"SIGMA={sigma} is not valid: use a positive width in pixels")
+    if hed_jitter is not None and not 0 <= hed_jitter < 1:
+        raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
     for k, v in changes.items():
         if v < 0 or (k in ("patch", "stride") and v == 0):
             raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")

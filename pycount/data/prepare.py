@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from pycount.data import synthetic
 from pycount.data import density_targets
 from pycount.data import lmdbio
 from pycount.data import patches
+from pycount.data import stain
 from pycount.util.progress import Progress
 
 SPLIT_SEED = 2016
@@ -156,8 +158,12 @@ def _records(samples, ds: config.DatasetConfig, rot_step: int):
 
 def _density_records(samples, ds: config.DatasetConfig, rot_step: int):
     for s in samples:
+        # each image's own seeded stream: the LMDB does not depend on the images' order
+        rng = np.random.default_rng([SPLIT_SEED, zlib.crc32(s.id.encode())])
         for pixels, dens in density_targets.training_crops(s.image, s.centres, ds.crop,
                                                            ds.crop_stride, rot_step, ds.sigma):
+            if ds.hed_jitter:
+                pixels = stain.hed_jitter(pixels, ds.hed_jitter, rng)
             yield pixels, int(round(float(dens.sum()))), dens
 
 
@@ -174,6 +180,8 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                     "crop_stride": ds.crop_stride, "rot_step": rot_step, "sigma": ds.sigma,
                     "mirror": rot_step != 0, "images": ids[part],
                     "sources": content_hash(samples), "generated": ds.generated}
+        if ds.hed_jitter and rot_step:          # (absent when 0: older LMDBs stay current)
+            settings["hed_jitter"] = ds.hed_jitter
         fp = lmdbio.fingerprint(settings)
         dest, targets = config.density_lmdbs(ds, part)
         if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):

@@ -37,7 +37,8 @@ def load_run(path) -> Run:
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
     ds = config.with_overrides(config.run_dataset(path, dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"), info.get("train_n"),
-                               info.get("seed"), info.get("sigma"))
+                               info.get("seed"), info.get("sigma"),
+                               info.get("hed_jitter"))
     m = config.model(model, ds)
     files = finished_files(path, m, info)
     return Run(path, files[0], files[-1], m, ds, head)

@@ -265,7 +265,8 @@ class Trainer:
         if interrupted:
             summary["interrupted"] = True          # not finished: `make train` resumes it
         if self.model.density:
-            summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride)
+            summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride,
+                           hed_jitter=self.ds.hed_jitter)
         _atomic_json(self.run / "train.json", summary)
         return summary
 
