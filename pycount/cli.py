@@ -33,6 +33,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=float, default=None,
                    help="density models: Gaussian width of the targets in px (default: the "
                    "dataset's)")
+    p.add_argument("--resplit", type=int, default=None,
+                   help="draw the train/test images again with this seed (same sizes; 0: the "
+                   "recorded split): the split-to-split spread")
     p.add_argument("--hed-jitter", type=float, default=None,
                    help="density models: stain (HED) augmentation strength of the training "
                    "crops, e.g. 0.05 (default: the dataset's)")
@@ -223,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
                      tta=args.tta)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma,
-                               args.hed_jitter)
+                               args.hed_jitter, args.resplit)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

@@ -79,6 +79,9 @@ class DatasetConfig:
     # images with this seed; 0: all of them
     train_n: int = 0
     seed: int = 0
+    # RESPLIT=s (s > 0): the recorded split's train and test images pooled and drawn again with
+    # seed s, at the same sizes: the spread from split to split, where the paper's split is unknown
+    resplit: int = 0
     # A lab's own folder (DATASET=path/to/folder, layout "folder"; see folder_dataset): images
     # smaller than a patch or crop are padded with the mean colour instead of refused; `marker` is
     # the Cell Counter type or QuPath class counted ("" = all); `iters` the training iterations
@@ -116,6 +119,8 @@ class DatasetConfig:
             tags.append(f"hed{self.hed_jitter:g}")
         if self.train_n:
             tags.append(f"n{self.train_n}-seed{self.seed}")
+        if self.resplit:
+            tags.append(f"split{self.resplit}")
         return "-".join(tags)
 
     @property
@@ -185,13 +190,17 @@ SYNTHETIC_SEED = 0
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
-                   sigma: float | None = None, hed_jitter: float | None = None
-                   ) -> DatasetConfig:
-    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED= applied
-    (None: keep the default)."""
+                   sigma: float | None = None, hed_jitter: float | None = None,
+                   resplit: int | None = None) -> DatasetConfig:
+    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=
+    applied (None: keep the default)."""
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
                                      size=size, train_n=train_n, seed=seed, sigma=sigma,
-                                     hed_jitter=hed_jitter).items() if v is not None}
+                                     hed_jitter=hed_jitter, resplit=resplit).items()
+               if v is not None}
+    if resplit and not len(ds.test_ids):
+        raise ConfigError(f"RESPLIT={resplit}: {ds.name} has no recorded split to draw again "
+                          f"(its split is already a seeded draw over the images found)")
     if sigma is not None and sigma <= 0:
         raise ConfigError(f"SIGMA={sigma} is not valid: use a positive width in pixels")
     if hed_jitter is not None and not 0 <= hed_jitter < 1:

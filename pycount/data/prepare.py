@@ -113,6 +113,11 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
                 f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
                 f"same-name annotation); put the dataset there or set DATA_ROOT")
         train, test = draw_split(stems)
+    if ds.resplit:
+        pool = sorted(train + test)
+        order = np.random.default_rng(ds.resplit).permutation(len(pool))
+        train, test = (sorted(pool[i] for i in order[:len(train)]),
+                       sorted(pool[i] for i in order[len(train):]))
     rng = np.random.default_rng(SPLIT_SEED)
     if ds.train_n:
         # the literature's protocol: N training images drawn with SEED; the validation images
