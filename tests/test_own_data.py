@@ -189,3 +189,24 @@ def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys):
     assert cli.main(["count", str(tmp_path / "new.png"), "--run", str(run), "--out",
                      str(tmp_path / "out"), "--tta", "1"]) == 0
     assert "new.png" in (tmp_path / "out" / "counts.csv").read_text()
+
+
+def test_the_protocol_takes_a_folder(tmp_path, workdirs):
+    from pycount.training import protocol
+    folder = make_folder(tmp_path / "cells", n=12)
+    ds = protocol.resolve_dataset(str(folder))
+    assert ds.name == "cells" and len(ds.train_ids) == 10
+    # N at or above the training images: refused before anything runs, naming the count
+    with pytest.raises(ConfigError, match="has 10 training images: N = 10, 32"):
+        protocol.run(str(folder), "fcrn", ns=(4, 10, 32), seeds=(1,))
+    assert protocol.pending(ds, "fcrn", [4], [1, 2]) == [(4, 1, False), (4, 2, False)]
+    # the runs are found under the folder's name, and the summary is written under it too
+    run = protocol.run_dirs(ds, config.model("fcrn", ds), 4, [1])[0]
+    assert run.parent.name == "cells-n4-seed1"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"dataset": "cells", "train_n": 4, "seed": 1,
+                                                  "mae": 2.5, "mre": 0.1}))
+    rows = protocol.summarize(ds, "fcrn")
+    assert rows[0]["train_n"] == 4 and rows[0]["seeds"] == [1] and rows[0]["mae_mean"] == 2.5
+    # evaluated, but without the prototxts of today's settings: trained again from scratch
+    assert protocol.pending(ds, "fcrn", [4], [1]) == [(4, 1, True)]

@@ -24,21 +24,36 @@ from pycount import config
 from pycount.nets import builders as nets
 
 
+def resolve_dataset(name: str) -> config.DatasetConfig:
+    """A named dataset, or a folder (DATASET=path/to/folder) with its settings inferred, as
+    `pycount prepare` infers them (quietly: prepare prints them in each run's log)."""
+    ds = config.dataset(name)
+    if ds.own:
+        from pycount.data import owndata
+        ds = owndata.resolve(ds, say=lambda line: None)
+    return ds
+
+
 def run_dirs(ds: config.DatasetConfig, model: config.ModelConfig, n: int, seeds) -> list[Path]:
     return [config.run_dir(config.with_overrides(ds, train_n=n, seed=s), model) for s in seeds]
 
 
-def stale(run: Path, dataset: str, model: str, n: int, seed: int) -> list[str]:
+def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
+          seed: int) -> list[str]:
     """Which prototxts of the (N, seed) run today's config would write otherwise: [] for a run
     of today's settings, ["solver"] for one trained on another schedule, say."""
-    ds = config.with_overrides(config.dataset(dataset), train_n=n, seed=seed)
+    base = dataset if isinstance(dataset, config.DatasetConfig) else config.dataset(dataset)
+    ds = config.with_overrides(base, train_n=n, seed=seed)
     return nets.drift(run, nets.run_plan(ds, config.model(model, ds)))
 
 
-def summarize(dataset: str, model: str, runs_dir: Path | None = None) -> list[dict]:
+def summarize(dataset: str | config.DatasetConfig, model: str,
+              runs_dir: Path | None = None) -> list[dict]:
     """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
     run was trained with other settings than today's (`stale_seeds`; `run` retrains them)."""
     runs_dir = Path(runs_dir or config.runs_dir())
+    ds = dataset if isinstance(dataset, config.DatasetConfig) else None
+    dataset = ds.name if ds else dataset
     by_n: dict[int, dict[int, dict]] = {}
     old: dict[int, list[int]] = {}
     for f in sorted(runs_dir.glob(f"{dataset}-n*-seed*/{model}/metrics.json")):
@@ -49,7 +64,7 @@ def summarize(dataset: str, model: str, runs_dir: Path | None = None) -> list[di
             continue
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
-            if stale(f.parent, dataset, model, n, seed):
+            if stale(f.parent, ds or dataset, model, n, seed):
                 old.setdefault(n, []).append(seed)
     out = []
     for n in sorted(by_n):
@@ -63,17 +78,19 @@ def summarize(dataset: str, model: str, runs_dir: Path | None = None) -> list[di
     return out
 
 
-def pending(dataset: str, model: str, ns, seeds) -> list[tuple[int, int, bool]]:
+def pending(dataset: str | config.DatasetConfig, model: str, ns,
+            seeds) -> list[tuple[int, int, bool]]:
     """(N, seed, retrain) of every run still to do: not evaluated yet, or trained with other
     settings than today's (retrain: from scratch, not resumed from its snapshots)."""
-    ds, m = config.dataset(dataset), config.model(model)
+    ds = dataset if isinstance(dataset, config.DatasetConfig) else config.dataset(dataset)
+    m = config.model(model)
     todo = []
     for n in ns:
         for s in seeds:
             run = run_dirs(ds, m, n, [s])[0]
             if not (run / "metrics.json").exists():
                 todo.append((n, s, False))
-            elif stale(run, dataset, model, n, s):
+            elif stale(run, ds, model, n, s):
                 todo.append((n, s, True))
     return todo
 
@@ -99,23 +116,30 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
     """Prepare, train and evaluate every (N, seed) not evaluated yet, or trained with other
     settings than today's (those again from scratch), `jobs` at a time (one BLAS thread each when
     jobs > 1: small convolutions scale poorly across threads), then summarize into
-    runs/protocol/<dataset>-<model>.{json,md}."""
+    runs/protocol/<dataset>-<model>.{json,md}. `dataset` may be a folder of one's own images."""
     base = ["--dataset", dataset, "--model", model]
     if data_root:
         base += ["--data-root", str(data_root)]
-    todo = pending(dataset, model, ns, seeds)
+    ds = resolve_dataset(dataset)
+    n_train = len(ds.train_ids)
+    too_many = [n for n in ns if n_train and n >= n_train]
+    if too_many:
+        raise config.ConfigError(f"{dataset} has {n_train} training images: N = "
+                                 f"{', '.join(map(str, too_many))} leaves none to validate on; "
+                                 f"choose smaller NS=")
+    todo = pending(ds, model, ns, seeds)
     out_dir = config.runs_dir() / "protocol"
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     threads = config.BLAS_THREADS_SHARED if jobs > 1 \
         else int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
-    print(f"protocol {dataset}/{model}: {len(todo)} of {len(ns) * len(seeds)} runs to do, "
+    print(f"protocol {ds.name}/{model}: {len(todo)} of {len(ns) * len(seeds)} runs to do, "
           f"{jobs} at a time; logs in {out_dir / 'logs'}", flush=True)
     for n, s, _ in filter(lambda t: t[2], todo):
         print(f"  N={n} seed={s}: trained with other settings than today's {model}: "
               f"training it again from scratch", flush=True)
         # its MAE goes with the old weights, which the retraining replaces; without it, an
         # interrupted retraining is resumed by the next `make protocol`
-        run = run_dirs(config.dataset(dataset), config.model(model), n, [s])[0]
+        run = run_dirs(ds, config.model(model), n, [s])[0]
         (run / "metrics.json").unlink(missing_ok=True)
     failed = []
     with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -124,9 +148,9 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
             print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
             if status != "ok":
                 failed.append(status)
-    rows = summarize(dataset, model)
-    atomic.write_text(out_dir / f"{dataset}-{model}.json", json.dumps(rows, indent=1))
-    atomic.write_text(out_dir / f"{dataset}-{model}.md", to_markdown(rows))
+    rows = summarize(ds, model)
+    atomic.write_text(out_dir / f"{ds.name}-{model}.json", json.dumps(rows, indent=1))
+    atomic.write_text(out_dir / f"{ds.name}-{model}.md", to_markdown(rows))
     print(to_markdown(rows))
     if failed:
         raise TrainError("; ".join(failed))
