@@ -6,6 +6,7 @@ can be checked against the paper's text; every paper row is reported whether we 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 import re
@@ -142,9 +143,36 @@ def _train_info(run: Path) -> dict:
             "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True)}
 
 
-def _todo(model: str, head: str, dataset: str) -> str:
+def _todo(model: str, head: str, dataset: str, run: Path | None = None) -> str:
     args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+    started = _progress(run) if run is not None else ""
+    if started:
+        try:
+            snap = json.loads((run / "snapshots" / "latest.json").read_text())["iter"]
+            how = f"resumes it from iteration {snap}"
+        except (OSError, ValueError, KeyError, TypeError):
+            how = "starts it again (no snapshot yet)"
+        return f"{started}; `make train {args}` {how}, then `make eval {args}`"
     return f"missing (run `make train {args}` then `make eval {args}`)"
+
+
+def _progress(run: Path) -> str:
+    """A training begun but not evaluated (long CPU cells run over several sessions): how far
+    it is, from its train_log.csv and solver.prototxt; "" when none was begun."""
+    try:
+        rows = list(csv.DictReader(open(run / "train_log.csv")))
+        total = re.search(r"^max_iter:\s*(\d+)", (run / "solver.prototxt").read_text(), re.M)
+    except OSError:
+        return ""
+    if not rows:
+        return ""
+    last = rows[-1]
+    vals = [r for r in rows if r.get("val_mae")]
+    val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
+          f"{vals[-1]['iter']}" if vals else ""
+    of = f" of {total.group(1)}" if total else ""
+    return (f"training in progress: iteration {last['iter']}{of} after "
+            f"{_hours(float(last['seconds']))}{val}")
 
 
 def build(runs_dir=None) -> dict:
@@ -170,7 +198,7 @@ def build(runs_dir=None) -> dict:
                     mapped.add(key)
                     m = found.get(key)
                     if m is None:
-                        cell["note"] = _todo(r.model, r.head, col.folder)
+                        cell["note"] = _todo(r.model, r.head, col.folder, runs_dir / key)
                     elif "error" in m:
                         cell["note"] = m["error"]
                     else:
