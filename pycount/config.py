@@ -320,7 +320,7 @@ MODELS: dict[str, ModelConfig] = {
     # conv1 5x5 stride 1 in place of 11x11 stride 4 (nets.alexnet_adaptation; from 128 px, as
     # Ki67's 200, bvlc's own conv1). Why: the paper cuts patches "to avoid resizing ... which
     # could cause information loss" (its Sect. 2.2) and mentions no resize; 11x11 stride 4 would
-    # leave a 40 px patch 9x9 before the first of three poolings; and a patch enlarged to 227 px
+    # leave a 40 px patch 8x8 before the first of three poolings; and a patch enlarged to 227 px
     # holds nothing more while costing 32x the pixels per step (the 4 CPU cells: weeks, not
     # days). SIZE=227 trains the resized reading for comparison.
     "alexnet": ModelConfig(
