@@ -3,8 +3,9 @@
 Users weigh pycount against writing the same job in PyTorch. To compare like with like, the
 peer is not a look-alike from a model zoo: it is built layer by layer from the same generated
 deploy.prototxt (Convolution, ReLU, LRN, Pooling with Caffe's ceil rounding, BatchNorm + Scale,
-Eltwise, InnerProduct, Dropout, Softmax), and the caffemodel's weights can be copied in, so a
-test proves it computes what Caffe computes. torch is an optional, benchmark-only dependency
+Eltwise, InnerProduct, Dropout, Softmax; for the density net FCRN also Deconvolution, the fixed
+bilinear x2 upsampling, and Power), and the caffemodel's weights can be copied in, so a test
+proves it computes what Caffe computes. torch is an optional, benchmark-only dependency
 (tools/bench.py installs it): nothing else in pycount imports this module.
 """
 from __future__ import annotations
@@ -52,6 +53,18 @@ def build(prototxt: str):
             mods[l.name] = nn.Conv2d(c_in, c_out, _int(t, "kernel_size"), _int(t, "stride", 1),
                                      _int(t, "pad", 0), groups=_int(t, "group", 1),
                                      bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "Deconvolution":
+            # Caffe's weight blob is C_in x C_out/group x k x k, as torch's ConvTranspose2d's
+            c_out = _int(t, "num_output")
+            mods[l.name] = nn.ConvTranspose2d(c_in, c_out, _int(t, "kernel_size"),
+                                              _int(t, "stride", 1), _int(t, "pad", 0),
+                                              groups=_int(t, "group", 1),
+                                              bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "Power":
+            mods[l.name] = _make_power()(_float(t, "power", 1.0), _float(t, "scale", 1.0),
+                                         _float(t, "shift", 0.0))
+        elif l.type == "Eltwise" and _word(t, "operation", "SUM") != "SUM":
+            raise ValueError(f"layer {l.name}: only Eltwise SUM has a PyTorch peer here")
         elif l.type == "InnerProduct":
             c_out = _int(t, "num_output")
             mods[l.name] = nn.LazyLinear(c_out, bias=_word(t, "bias_term", "true") == "true")
@@ -77,7 +90,7 @@ def build(prototxt: str):
             raise ValueError(f"layer {l.name}: type {l.type} has no PyTorch peer here")
         for top in l.tops:
             channels[top] = c_out
-        plan.append((l.name, l.type, l.bottoms, l.tops[0]))
+        plan.append((l.name, l.type, list(l.bottoms), l.tops[0]))
 
     class Net(nn.Module):
         def __init__(self):
@@ -90,8 +103,10 @@ def build(prototxt: str):
                 b = blobs[bottoms[0]]
                 if kind == "ReLU":
                     y = torch.relu(b)
-                elif kind == "Eltwise":
-                    y = b + blobs[bottoms[1]]
+                elif kind == "Eltwise":                     # SUM (checked above)
+                    y = b
+                    for other in bottoms[1:]:
+                        y = y + blobs[other]
                 elif kind == "Softmax":
                     y = torch.softmax(b, dim=1)
                 elif kind == "Dropout":
@@ -125,6 +140,23 @@ def _make_scale():
             y = x * self.weight.view(1, -1, 1, 1)
             return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
     return Scale
+
+
+def _make_power():
+    from torch import nn
+
+    class Power(nn.Module):
+        """Caffe's Power layer: (shift + scale * x) ** power."""
+
+        def __init__(self, power: float, scale: float, shift: float):
+            super().__init__()
+            self.power, self.scale, self.shift = power, scale, shift
+
+        def forward(self, x):
+            y = x * self.scale if self.scale != 1.0 else x
+            y = y + self.shift if self.shift != 0.0 else y
+            return y if self.power == 1.0 else y ** self.power
+    return Power
 
 
 def load_caffe_weights(net, caffe_net) -> None:

@@ -76,3 +76,32 @@ def test_torch_peer_computes_what_caffe_computes(dataset, model, tmp_path):
         got = peer(torch.from_numpy(x)).numpy()
     scale = max(1.0, float(np.abs(ref).max()))
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("dataset", ["bacterial", "nuclei"])
+def test_torch_peer_computes_what_caffe_computes_for_fcrn(dataset, tmp_path):
+    """The density net: Deconvolution (fixed bilinear x2, grouped), Eltwise skips and the Power
+    rescale, at the dataset's crop side, on random weights."""
+    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    from bench import torch_peer
+    _, _, proto = bench_peers._deploy("fcrn", dataset, None)
+    assert "Deconvolution" in proto and "Power" in proto
+    net, _, _ = bench_peers._caffe_net(proto, tmp_path)
+    for name, params in net.params.items():          # biases too, so that every term is tested
+        if len(params) > 1:
+            params[1].data[...] = np.random.default_rng(1).normal(
+                0, 0.1, params[1].data.shape).astype(np.float32)
+    peer, out = torch_peer.build(proto)
+    assert out == "density"
+    torch_peer.load_caffe_weights(peer, net)
+    x = np.random.default_rng(0).normal(size=(2,) + net.blobs["data"].data.shape[1:]) \
+        .astype(np.float32)
+    net.blobs["data"].reshape(*x.shape)
+    net.reshape()
+    net.blobs["data"].data[...] = x
+    ref = net.forward()[out].copy()
+    assert ref.shape == x.shape[:1] + (1,) + x.shape[2:] and np.abs(ref).max() > 0
+    with torch.no_grad():
+        got = peer(torch.from_numpy(x)).numpy()
+    # the density is ~0.01 cells/px: 1e-4 of its largest value, not 1e-4 absolute
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
