@@ -178,3 +178,66 @@ def load_caffe_weights(net, caffe_net) -> None:
                 m.weight.copy_(torch.from_numpy(arrays[0]).reshape(m.weight.shape))
                 if len(arrays) > 1 and getattr(m, "bias", None) is not None:
                     m.bias.copy_(torch.from_numpy(arrays[1]).reshape(m.bias.shape))
+
+
+class DensityPeer:
+    """The fcrn count written plainly in PyTorch: the job of pycount's DensityPredictor (crops of
+    ds.crop px on a grid at half that stride, the last flush with the image's end; a pixel's
+    density the mean over the crops that cover it; with tta = 8 the image under each of its 8
+    flips and quarter turns, each map turned back, the 8 averaged), with `net` (from build) as
+    the forward. Images smaller than a crop are padded with the mean colour, as pycount does."""
+
+    def __init__(self, net, model, ds, tta: int | None = None, batch: int | None = None):
+        self.net, self.model, self.ds = net, model, ds
+        self.tta = model.tta if tta is None else tta
+        self.crop = ds.crop
+        self.stride = max(1, ds.crop // 2)
+        self.batch = batch or max(1, 262_144 // (self.crop * self.crop))   # ~256k px a call
+
+    def crops(self, h: int, w: int) -> int:
+        """How many crops go through the net for an h x w image (all transforms)."""
+        from pycount.data import patches
+        c = self.crop
+        n = len(patches.grid(max(h, c), max(w, c), c, self.stride))
+        return n * self.tta          # a quarter turn swaps the sides: the same grid, transposed
+
+    def _once(self, rgb: np.ndarray) -> np.ndarray:
+        import torch
+        from pycount.data import patches
+        from pycount.nets import builders as nets
+        h, w = rgb.shape[:2]
+        c = self.crop
+        mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
+        img = np.empty((max(h, c), max(w, c), 3), np.float32)
+        img[...] = mean_rgb
+        img[:h, :w] = rgb[..., :3]
+        total = np.zeros(img.shape[:2])
+        hits = np.zeros(img.shape[:2])
+        origins = patches.grid(img.shape[0], img.shape[1], c, self.stride)
+        with torch.inference_mode():
+            for i in range(0, len(origins), self.batch):
+                chunk = origins[i:i + self.batch]
+                tiles = np.stack([img[y:y + c, x:x + c] for x, y in chunk])
+                blob = torch.from_numpy(np.ascontiguousarray(
+                    nets.preprocess(tiles, self.model, self.ds)))
+                out = self.net(blob).numpy()[:, 0]
+                for (x, y), d in zip(chunk, out):
+                    total[y:y + c, x:x + c] += d
+                    hits[y:y + c, x:x + c] += 1
+        return (total / hits)[:h, :w]
+
+    def density(self, rgb: np.ndarray) -> np.ndarray:
+        """H x W density (cells per px^2) of an RGB uint8 image."""
+        rgb = np.asarray(rgb)
+        if self.tta == 1:
+            return self._once(rgb)
+        total = np.zeros(rgb.shape[:2])
+        for mirror in (False, True):
+            img = rgb[:, ::-1] if mirror else rgb
+            for k in range(4):
+                back = np.rot90(self._once(np.ascontiguousarray(np.rot90(img, k))), -k)
+                total += back[:, ::-1] if mirror else back
+        return total / 8
+
+    def count(self, rgb: np.ndarray) -> float:
+        return float(self.density(rgb).sum())

@@ -105,3 +105,27 @@ def test_torch_peer_computes_what_caffe_computes_for_fcrn(dataset, tmp_path):
         got = peer(torch.from_numpy(x)).numpy()
     # the density is ~0.01 cells/px: 1e-4 of its largest value, not 1e-4 absolute
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("tta", [1, 8])
+def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
+    """The fcrn count's peer: the same crops, flips / quarter turns and averaging as
+    pycount's DensityPredictor, so the two densities agree (on an image that is not a whole
+    number of crops, and on one smaller than a crop)."""
+    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    from bench import torch_peer
+    from pycount.inference.fullconv import DensityPredictor
+    ds, model, proto = bench_peers._deploy("fcrn", "bacterial", None)
+    net, path, weights = bench_peers._caffe_net(proto, tmp_path)
+    peer_net, _ = torch_peer.build(proto)
+    torch_peer.load_caffe_weights(peer_net, net)
+    ours = DensityPredictor(path, weights, model, ds, engine="caffe", tta=tta)
+    peer = torch_peer.DensityPeer(peer_net, model, ds, tta=tta)
+    rng = np.random.default_rng(0)
+    for shape in ((90, 130, 3), (50, 70, 3)):
+        rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = ours.density(rgb)
+        got = peer.density(rgb)
+        assert got.shape == ref.shape == shape[:2]
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
+    assert peer.crops(90, 130) == tta * 8   # 64 px crops at 32: rows 0, 26; columns 0, 32, 64, 66
