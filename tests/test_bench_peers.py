@@ -129,3 +129,39 @@ def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
         assert got.shape == ref.shape == shape[:2]
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
     assert peer.crops(90, 130) == tta * 8   # 64 px crops at 32: rows 0, 26; columns 0, 32, 64, 66
+
+
+def test_count_cases_cover_every_cnn_at_both_sizes():
+    from pycount import config
+    cnns = {n for n, m in config.MODELS.items() if not m.classic}
+    assert "fcrn" in cnns and not cnns & {"lecount", "ledetect"}
+    for size in ((500, 500), (1920, 2560)):
+        assert {c[3] for c in bench_peers.COUNT_CASES if c[1:3] == size} == cnns
+
+
+def test_engines_take_turns_and_keep_their_best():
+    calls = []
+    jobs = {e: (lambda e=e: calls.append(e)) for e in ("cv2", "caffe", "torch")}
+    best = bench_peers._time_engines(jobs, rounds=2)
+    assert calls == ["cv2", "caffe", "torch", "torch", "caffe", "cv2"]
+    assert set(best) == set(jobs) and all(0 <= t < float("inf") for t in best.values())
+
+
+def test_count_stage_rows_and_report(tmp_path):
+    """One small image through the count stage (a per-window net and fcrn), extrapolating from
+    a subset of windows and a band of crops; the report renders without the other stages."""
+    pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    cases = [("bacterial", 128, 128, "alexnet-lite"), ("bacterial", 128, 128, "fcrn")]
+    rows = bench_peers.bench_count_peers(cases, max_windows=4, max_crops=40, rounds=1)
+    win, dens = rows
+    assert win["units"] == "windows" and win["timed_on"] == 4 and win["n"] > 4
+    assert dens["units"] == "crops x 8 transforms" and dens["timed_on"] <= 40 < dens["n"]
+    assert dens["timed_band_rows"] == 64                      # one row of 64 px crops
+    for r in rows:
+        assert r["best_engine"] in ("cv2", "caffe")
+        assert r["pycount_best_s"] == min(r["cv2_s"], r["caffe_s"])
+        assert r["best_over_torch"] == r[f"{r['best_engine']}_over_torch"]
+    md = bench_peers.summary({"utc": "2026-01-01T00:00:00", "machine": {"host": "h", "cpus": 2},
+                              "gemm": {}, "prepare": [], "forward": [], "train": [],
+                              "count": rows, "memory": []})
+    assert "| 128x128, fcrn |" in md and "Training with a frozen trunk" not in md
