@@ -6,7 +6,7 @@
 #   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
 #   make audit                     the paper's tables beside every run present (runs/audit/)
 #   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
-#   make bench | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
+#   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
 #   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
 SHELL := /bin/bash
@@ -14,8 +14,8 @@ SHELL := /bin/bash
 
 # Every setting's default lives in pycount/config.py: a variable left unset here is not passed, so
 # `make` and `pycount` share one table. Set any of them on the command line:
-#   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED RESPLIT RESUME=0 FORCE=1
-#   FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS JOBS
+#   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED RESPLIT RESUME=0
+#   FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS
 DATA_ROOT ?= ../shared/datasets
 WITH_CUDA ?= 0
 WITH_NCCL ?= 0
@@ -108,7 +108,9 @@ bench-train: setup                         ## training images/s per model, featu
 
 bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>.md
 	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
-	$(PYCOUNT) bench all --data-root $(DATA_ROOT)
+	$(if $(THREADS),OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) \
+	  OPENCV_FOR_THREADS_NUM=$(THREADS)) $(PYCOUNT) bench all --data-root $(DATA_ROOT) \
+	  $(call opt,STAGES,--stages)
 
 bench-load: setup                          ## two trainings + a count at once; count 1,000 images with a bad one
 	$(PYCOUNT) bench load

@@ -19,6 +19,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--stages", default=",".join(PEER_STAGES),
                    help="comma-separated subset of " + ", ".join(PEER_STAGES))
+    p.add_argument("--max-windows", type=int, default=48,
+                   help="count stage: time a per-window net on at most this many windows of an "
+                        "image, extrapolate")
+    p.add_argument("--max-crops", type=int, default=450,
+                   help="count stage: time fcrn on a band of the image of at most this many "
+                        "crops (all 8 transforms), extrapolate")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="count stage: each engine's best of this many runs, taking turns")
     p = sub.add_parser("prepare", help="patches/s and MB/s of prepare per dataset")
     p.add_argument("--datasets", default="synthetic,bacterial,nuclei,ki67-synthetic")
     p.add_argument("--data-root", default=None)
@@ -52,8 +60,15 @@ def main(argv=None) -> int:
             sys.exit("pycount bench: PyTorch (the peer) is missing; `make bench` installs it "
                      "from bench-requirements.txt")
         from bench import peers
-        path = peers.run_all(getattr(args, "data_root", None),
-                             tuple(getattr(args, "stages", ",".join(PEER_STAGES)).split(",")))
+        stages_ = tuple(getattr(args, "stages", ",".join(PEER_STAGES)).split(","))
+        unknown = sorted(set(stages_) - set(PEER_STAGES))
+        if unknown:
+            sys.exit(f"pycount bench all: unknown stage(s) {', '.join(unknown)}; valid: "
+                     f"{', '.join(PEER_STAGES)}")
+        path = peers.run_all(getattr(args, "data_root", None), stages_,
+                             count_options={k: getattr(args, k) for k in
+                                            ("max_windows", "max_crops", "rounds")
+                                            if hasattr(args, k)})
     elif what == "prepare":
         rows = stages.bench_prepare(args.datasets.split(","), args.data_root,
                                     max_images={"ki67-synthetic": args.ki67_images})

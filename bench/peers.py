@@ -29,9 +29,11 @@ FORWARD_CASES = [("alexnet-lite", "bacterial", None, 64), ("alexnet", "ki67", No
 # training: (model, dataset, batch); ResNets as in the paper (trunk frozen, head trained)
 TRAIN_CASES = [("alexnet-lite", "bacterial", 16), ("alexnet", "bacterial", 32),
                ("resnet50", "bacterial", 32), ("resnet152", "bacterial", 32)]
-# counting one image: (dataset giving patch/stride, H, W, model)
-COUNT_CASES = [("nuclei", 500, 500, "alexnet-lite"), ("nuclei", 500, 500, "resnet50"),
-               ("ki67", 1920, 2560, "alexnet-lite"), ("ki67", 1920, 2560, "resnet152")]
+# counting one image: (dataset giving patch/stride or crop, H, W), each with every CNN of
+# config.MODELS (the classic Le.count / Le.detect have no PyTorch peer)
+COUNT_SIZES = [("nuclei", 500, 500), ("ki67", 1920, 2560)]
+COUNT_MODELS = [name for name, m in config.MODELS.items() if not m.classic]
+COUNT_CASES = [(dataset, h, w, name) for dataset, h, w in COUNT_SIZES for name in COUNT_MODELS]
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -187,88 +189,159 @@ def bench_train_peers(cases=TRAIN_CASES, iters: int = 4) -> list[dict]:
     return rows
 
 
-def bench_count_peers(cases=COUNT_CASES, max_windows: int = 96) -> list[dict]:
-    """Seconds to count one image at the paper's settings: pycount (cv2, trunk shared, the
-    triangle-filled griddata heatmap), pycount the paper's way (cv2 per window), and the job
-    written plainly in PyTorch (every window cropped, batched through the net, scipy
-    griddata), each with the same batch (backends.auto_batch). Per-window passes over more than max_windows windows are timed on a subset and
-    extrapolated, as in bench-eval."""
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _time_engines(jobs: dict, rounds: int) -> dict:
+    """{engine: best seconds of `rounds` runs of its job}; the engines take turns, in an order
+    reversed every round, so that a slow spell of a loaded machine is not one engine's alone."""
+    best = {e: float("inf") for e in jobs}
+    order = list(jobs)
+    for r in range(rounds):
+        for e in (order if r % 2 == 0 else order[::-1]):
+            best[e] = min(best[e], _timed(jobs[e]))
+    return best
+
+
+def _count_row(h, w, name, unit, n, timed_on, secs: dict, extra: dict) -> dict:
+    """One row of the count table: every engine's seconds, pycount's best and its ratio."""
+    ours = {e: t for e, t in secs.items() if e != "torch"}
+    best = min(ours, key=ours.get)
+    row = {"image": f"{h}x{w}", "model": name, **extra, "weights": "random",
+           "units": unit, "n": n, "timed_on": timed_on if timed_on < n else "all"}
+    for e, t in secs.items():
+        row[f"{e}_s"] = round(t, 2)
+    row.update(pycount_best_s=round(ours[best], 2), best_engine=best,
+               best_over_torch=round(ours[best] / secs["torch"], 3))
+    for e, t in ours.items():
+        row[f"{e}_over_torch"] = round(t / secs["torch"], 3)
+    return row
+
+
+def _count_windows(dataset, h, w, name, image, engines, max_windows, rounds) -> dict:
+    """A per-window net: every window cropped and batched through the engine (the paper's way,
+    `pycount count`'s default), pycount's triangle-filled heatmap; PyTorch the same windows,
+    the same batch (backends.auto_batch), scipy's griddata. Over max_windows windows, each
+    engine is timed on an evenly spread subset and its time scaled to all windows."""
     import torch
     from scipy.interpolate import griddata
+    from pycount.data import patches
+    from pycount.inference import density
+    from pycount.inference import engines as backends
+    from bench import torch_peer
+    ds, model, proto = _deploy(name, dataset, None)
+    origins = patches.grid(h, w, ds.patch, ds.stride)
+    centres = patches.patch_centres(origins, ds.patch)
+    n = len(origins)
+    pick = np.arange(n) if n <= max_windows else \
+        np.linspace(0, n - 1, max_windows).round().astype(int)
+    sub = origins[pick]
+    scale = n / len(sub)
+    batch = backends.auto_batch(ds.input_size)           # the same batch for every engine
+    with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
+        net, path, weights = _caffe_net(proto, Path(tmp))
+        tnet, _ = torch_peer.build(proto)
+        torch_peer.load_caffe_weights(tnet, net)
+        del net
+
+        def torch_windows(origs):
+            with torch.inference_mode():
+                for i in range(0, len(origs), batch):
+                    stack = density.window_stack(image, origs[i:i + batch], ds.patch)
+                    tnet(torch.from_numpy(np.ascontiguousarray(
+                        nets.preprocess(stack, model, ds)))).numpy()
+        yy, xx = np.mgrid[0:h, 0:w]
+        counts = np.random.default_rng(0).uniform(0, 5, n)
+        griddata(centres, counts, (xx, yy), method="linear")               # warm-ups
+        density.density_map((h, w), centres, counts, ds.patch)
+        t_griddata = _timed(lambda: griddata(centres, counts / ds.patch ** 2, (xx, yy),
+                                             method="linear"))
+        t_fill = _timed(lambda: density.density_map((h, w), centres, counts, ds.patch))
+        jobs = {}
+        for engine in engines:
+            pred = predictors.make_predictor(engine, (path, weights), model, ds, "R",
+                                             batch=batch)
+            pred(density.window_stack(image, sub[:2], ds.patch))            # warm-up
+            jobs[engine] = lambda pred=pred: pred(density.window_stack(image, sub, ds.patch))
+        torch_windows(sub[:2])
+        jobs["torch"] = lambda: torch_windows(sub)
+        secs = {e: t * scale + (t_griddata if e == "torch" else t_fill)
+                for e, t in _time_engines(jobs, rounds).items()}
+        del jobs
+    return _count_row(h, w, name, "windows", n, len(sub), secs,
+                      {"patch/stride": f"{ds.patch}/{ds.stride}", "batch": batch,
+                       "heatmap_s (pycount fill / torch griddata)":
+                           f"{t_fill:.2f} / {t_griddata:.2f}"})
+
+
+def _count_density(dataset, h, w, name, image, engines, max_crops, rounds) -> dict:
+    """The density net (fcrn): pycount's DensityPredictor.count_image per engine, beside the
+    same job in PyTorch (torch_peer.DensityPeer: the same crops, 8 flips / quarter turns,
+    averaging). Over max_crops crops, everything is timed on a band of the image's top rows and
+    scaled by the crops (all transforms) of the whole image over the band's."""
+    from pycount.inference.fullconv import DensityPredictor
+    from bench import torch_peer
+    ds, model, proto = _deploy(name, dataset, None)
+    with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
+        net, path, weights = _caffe_net(proto, Path(tmp))
+        tnet, _ = torch_peer.build(proto)
+        torch_peer.load_caffe_weights(tnet, net)
+        del net
+        peer = torch_peer.DensityPeer(tnet, model, ds)
+        n = peer.crops(h, w)
+        band = h
+        while band > ds.crop and peer.crops(band, w) > max_crops:
+            band = max(ds.crop, band - peer.stride)
+        part = np.ascontiguousarray(image[:band])
+        n_sub = peer.crops(band, w)
+        scale = n / n_sub
+        small = np.ascontiguousarray(image[:ds.crop, :ds.crop])
+        jobs = {}
+        for engine in engines:
+            pred = DensityPredictor(path, weights, model, ds, engine=engine)
+            pred.count_image(small)                                           # warm-up
+            jobs[engine] = lambda pred=pred: pred.count_image(part)
+        peer.count(small)                                                     # warm-up
+        jobs["torch"] = lambda: peer.count(part)
+        secs = {e: t * scale for e, t in _time_engines(jobs, rounds).items()}
+        del jobs
+    return _count_row(h, w, name, f"crops x {peer.tta} transforms", n, n_sub, secs,
+                      {"crop/stride": f"{ds.crop}/{peer.stride}", "batch": peer.batch,
+                       "timed_band_rows": band if band < h else "all"})
+
+
+def bench_count_peers(cases=COUNT_CASES, engines=None, max_windows: int = 48,
+                      max_crops: int = 450, rounds: int = 2) -> list[dict]:
+    """Seconds to count one image, per (image size, model): each of pycount's engines
+    (inference.engines.BACKENDS: cv2.dnn, pycaffe) and the same job written plainly in PyTorch,
+    random weights. Per-window nets: see _count_windows; fcrn: see _count_density. Large cases
+    are timed on a subset (max_windows windows, or a band of about max_crops crops) and
+    extrapolated: the `timed_on` column says on how many. Each engine's time is its best of
+    `rounds`, the engines taking turns (_time_engines)."""
     from pycount.inference import engines as backends
     from bench import stages as bench
-    from pycount.inference import density
-    from pycount.data import patches
-    from pycount.inference import shared
-    from bench import torch_peer
-    rows = []
+    import cv2
+    import torch
+    engines = list(engines or backends.BACKENDS)
+    # threads come from the environment (OPENBLAS_NUM_THREADS for pycaffe, OPENCV_FOR_THREADS_NUM
+    # for cv2.dnn, OMP_NUM_THREADS for PyTorch; `make bench THREADS=n` sets all three)
+    threads = (f"cv2 {cv2.getNumThreads()}, openblas "
+               f"{os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, torch "
+               f"{torch.get_num_threads()}")
+    rows, images = [], {}
     for dataset, h, w, name in cases:
-        ds, model, proto = _deploy(name, dataset, None)
-        image, source = bench._bench_image(dataset, h, w)
-        origins = patches.grid(h, w, ds.patch, ds.stride)
-        centres = patches.patch_centres(origins, ds.patch)
-        n = len(origins)
-        pick = np.arange(n) if n <= max_windows else \
-            np.linspace(0, n - 1, max_windows).round().astype(int)
-        sub = origins[pick]
-        with tempfile.TemporaryDirectory(prefix="pycount-bench-") as tmp:
-            net, path, weights = _caffe_net(proto, Path(tmp))
-            batch = backends.auto_batch(ds.input_size)       # the same batch for every engine
-            sp = shared.SharedPredictor(path, weights, model, ds, "R", batch=batch, engine="cv2")
-            plain = predictors.make_predictor("cv2", (path, weights), model, ds, "R", batch=batch)
-            tnet, _ = torch_peer.build(proto)
-            torch_peer.load_caffe_weights(tnet, net)
-            del net
-
-            def torch_windows(origs):
-                out = []
-                with torch.inference_mode():
-                    for i in range(0, len(origs), batch):
-                        stack = density.window_stack(image, origs[i:i + batch], ds.patch)
-                        blob = torch.from_numpy(np.ascontiguousarray(
-                            nets.preprocess(stack, model, ds)))
-                        out.append(tnet(blob).numpy().ravel())
-                return np.concatenate(out)
-            yy, xx = np.mgrid[0:h, 0:w]
-
-            def torch_grid(counts):
-                return griddata(centres, counts / ds.patch ** 2, (xx, yy), method="linear")
-            counts = np.random.default_rng(0).uniform(0, 5, n)
-            density.density_map((h, w), centres, counts, ds.patch)       # warm-up (imports)
-            torch_grid(counts)
-            t0 = time.perf_counter()
-            torch_grid(counts)
-            t_griddata = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            density.density_map((h, w), centres, counts, ds.patch)
-            t_fill = time.perf_counter() - t0
-            torch_windows(sub[:2])
-            t0 = time.perf_counter()
-            torch_windows(sub)
-            t_torch = (time.perf_counter() - t0) * n / len(sub) + t_griddata
-            plain(density.window_stack(image, sub[:2], ds.patch))
-            t0 = time.perf_counter()
-            plain(density.window_stack(image, sub, ds.patch))
-            t_plain = (time.perf_counter() - t0) * n / len(sub) + t_fill
-            t0 = time.perf_counter()
-            shared_counts = sp.window_outputs(image, origins)            # trunk once + heads
-            density.density_map((h, w), centres, shared_counts, ds.patch)
-            t_shared = time.perf_counter() - t0
-            sub_shared = shared_counts[pick]
-            sub_plain = plain(density.window_stack(image, sub, ds.patch))
-            drift = abs(sub_shared.sum() - sub_plain.sum()) / max(abs(sub_plain.sum()), 1.0)
-        # what `pycount count` does: per window (the default), or shared where the 1 % check
-        # passes (then the 16 check windows cost extra; their time is small beside the image's)
-        best = t_shared if drift <= 0.01 else t_plain
-        row = {"image": f"{h}x{w}", "patch/stride": f"{ds.patch}/{ds.stride}", "windows": n,
-               "model": name, "weights": "random",
-               "torch_per_window_s": round(t_torch, 2),
-               "pycount_per_window_s": round(t_plain, 2),
-               "pycount_shared_s": round(t_shared, 2),
-               "shared_count_drift_pct": round(100 * drift, 1),
-               "griddata_s": round(t_griddata, 2), "triangle_fill_s": round(t_fill, 2),
-               "pycount_s": round(best, 2),
-               "pycount_over_torch_time": round(best / t_torch, 3)}
+        if (dataset, h, w) not in images:
+            images[(dataset, h, w)] = bench._bench_image(dataset, h, w)
+        image, source = images[(dataset, h, w)]
+        model = config.model(name, config.dataset(dataset))
+        if model.density:
+            row = _count_density(dataset, h, w, name, image, engines, max_crops, rounds)
+        else:
+            row = _count_windows(dataset, h, w, name, image, engines, max_windows, rounds)
+        row.update(source=source, threads=threads, best_of_rounds=rounds)
         rows.append(row)
         print(row, flush=True)
     return rows
@@ -337,9 +410,11 @@ def summary(res: dict) -> str:
     """The Markdown report: ratios first, then every table."""
     lines = [f"# pycount benchmark beside PyTorch and cv2.dnn ({res['utc'][:10]}, "
              f"{res['machine']['host']}, {res['machine']['cpus']} CPUs, no GPU)", ""]
-    g = res["gemm"]
-    lines += [f"Machine limit: float32 GEMM {g['peak_gflops']} GFLOP/s "
-              f"(numpy {g.get('numpy_sgemm_gflops')}, torch {g.get('torch_sgemm_gflops')}).", ""]
+    g = res.get("gemm") or {}
+    if g:
+        lines += [f"Machine limit: float32 GEMM {g['peak_gflops']} GFLOP/s "
+                  f"(numpy {g.get('numpy_sgemm_gflops')}, torch {g.get('torch_sgemm_gflops')}).",
+                  ""]
     lines += ["## Ratios (pycount / PyTorch; above 1 for rates, below 1 for times, pycount is "
               "ahead)", "", "| what | case | ratio |", "|---|---|---:|"]
     for r in res["forward"]:
@@ -350,21 +425,34 @@ def summary(res: dict) -> str:
         lines.append(f"| training images/s ({'cached head, after the one-off trunk pass' if 'pycount_cached_over_torch' in r else 'solver'}) "
                      f"| {r['model']} {r['input']} px, batch {r['batch']}, {r['mode']} | {best} |")
     for r in res["count"]:
-        lines.append(f"| time to count one image (as `pycount count` runs: per window, the trunk "
-                     f"shared only where within 1 %) | {r['image']}, {r['model']} "
-                     f"| {r['pycount_over_torch_time']} |")
-    lines += ["", "Counting: on these nets the shared trunk never stays within 1 % of the per-window "
-              "count (column shared_count_drift_pct), so pycount counts per window; the "
-              "difference from PyTorch is the engines' convolution speed (cv2.dnn beside "
-              "PyTorch's oneDNN) and the heatmap (griddata against pycount's triangle fill).",
-              "Training with a frozen trunk: pycount runs the trunk once over the training LMDB "
-              "(at pycaffe's forward rate) and then trains the head on cached features; "
-              "the PyTorch loop recomputes the frozen trunk at every step.", ""]
+        if "best_over_torch" not in r:         # a report of the earlier format
+            continue
+        lines.append(f"| time to count one image (pycount's best engine: {r['best_engine']}) "
+                     f"| {r['image']}, {r['model']} | {r['best_over_torch']} |")
+    lines.append("")
+    if res.get("count"):
+        lines.append("Counting: random weights; each engine does what `pycount count` does by "
+                     "default (per-window nets: every window through the net, batched, the "
+                     "triangle-filled heatmap; fcrn: DensityPredictor, crops at half stride under 8 "
+                     "flips / quarter turns), PyTorch the same job from the same prototxt (scipy "
+                     "griddata for the per-window heatmap). Where `timed_on` is below `n`, every "
+                     "engine was timed on that many windows (an evenly spread subset) or crops (a "
+                     "band of the image's top rows, all 8 transforms) and its time scaled to all of "
+                     "them. Each engine's time is its best of `best_of_rounds` runs, the engines "
+                     "taking turns; `threads` are each engine's threads (`make bench THREADS=n`). "
+                     "The shared trunk (`--shared`, off by default) is not in this table: "
+                     "`make bench-eval` times it.")
+    if res.get("train"):
+        lines.append("Training with a frozen trunk: pycount runs the trunk once over the training "
+                     "LMDB (at pycaffe's forward rate) and then trains the head on cached features; "
+                     "the PyTorch loop recomputes the frozen trunk at every step.")
+    lines.append("")
     for key, title in (("prepare", "Prepare (LMDB writing), patches/s"), ("forward", "Forward, images/s and share of the GEMM peak"),
                        ("train", "Training, images/s"),
-                       ("count", "Counting one image, seconds"),
+                       ("count", "Counting one image, seconds (per engine; "
+                                 "extrapolated where timed_on < n)"),
                        ("memory", "Peak memory per stage")):
-        rows = res[key]
+        rows = res.get(key)
         if not rows:
             continue
         keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -375,7 +463,10 @@ def summary(res: dict) -> str:
 
 
 def run_all(data_root=None,
-            stages=("gemm", "prepare", "forward", "train", "count", "memory")) -> Path:
+            stages=("gemm", "prepare", "forward", "train", "count", "memory"),
+            count_options: dict | None = None) -> Path:
+    """Run `stages` and write bench/results/<date>-<host>.{json,md}; count_options go to
+    bench_count_peers (max_windows, max_crops: the extrapolation subsets)."""
     from datetime import datetime, timezone
     import platform
     from bench.stages import RESULTS, machine
@@ -398,7 +489,7 @@ def run_all(data_root=None,
     if "train" in stages:
         res["train"] = bench_train_peers()
     if "count" in stages:
-        res["count"] = bench_count_peers()
+        res["count"] = bench_count_peers(**(count_options or {}))
     if "memory" in stages:
         res["memory"] = bench_memory(data_root)
     RESULTS.mkdir(parents=True, exist_ok=True)

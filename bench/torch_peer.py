@@ -3,8 +3,9 @@
 Users weigh pycount against writing the same job in PyTorch. To compare like with like, the
 peer is not a look-alike from a model zoo: it is built layer by layer from the same generated
 deploy.prototxt (Convolution, ReLU, LRN, Pooling with Caffe's ceil rounding, BatchNorm + Scale,
-Eltwise, InnerProduct, Dropout, Softmax), and the caffemodel's weights can be copied in, so a
-test proves it computes what Caffe computes. torch is an optional, benchmark-only dependency
+Eltwise, InnerProduct, Dropout, Softmax; for the density net FCRN also Deconvolution, the fixed
+bilinear x2 upsampling, and Power), and the caffemodel's weights can be copied in, so a test
+proves it computes what Caffe computes. torch is an optional, benchmark-only dependency
 (tools/bench.py installs it): nothing else in pycount imports this module.
 """
 from __future__ import annotations
@@ -52,6 +53,18 @@ def build(prototxt: str):
             mods[l.name] = nn.Conv2d(c_in, c_out, _int(t, "kernel_size"), _int(t, "stride", 1),
                                      _int(t, "pad", 0), groups=_int(t, "group", 1),
                                      bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "Deconvolution":
+            # Caffe's weight blob is C_in x C_out/group x k x k, as torch's ConvTranspose2d's
+            c_out = _int(t, "num_output")
+            mods[l.name] = nn.ConvTranspose2d(c_in, c_out, _int(t, "kernel_size"),
+                                              _int(t, "stride", 1), _int(t, "pad", 0),
+                                              groups=_int(t, "group", 1),
+                                              bias=_word(t, "bias_term", "true") == "true")
+        elif l.type == "Power":
+            mods[l.name] = _make_power()(_float(t, "power", 1.0), _float(t, "scale", 1.0),
+                                         _float(t, "shift", 0.0))
+        elif l.type == "Eltwise" and _word(t, "operation", "SUM") != "SUM":
+            raise ValueError(f"layer {l.name}: only Eltwise SUM has a PyTorch peer here")
         elif l.type == "InnerProduct":
             c_out = _int(t, "num_output")
             mods[l.name] = nn.LazyLinear(c_out, bias=_word(t, "bias_term", "true") == "true")
@@ -77,7 +90,7 @@ def build(prototxt: str):
             raise ValueError(f"layer {l.name}: type {l.type} has no PyTorch peer here")
         for top in l.tops:
             channels[top] = c_out
-        plan.append((l.name, l.type, l.bottoms, l.tops[0]))
+        plan.append((l.name, l.type, list(l.bottoms), l.tops[0]))
 
     class Net(nn.Module):
         def __init__(self):
@@ -90,8 +103,10 @@ def build(prototxt: str):
                 b = blobs[bottoms[0]]
                 if kind == "ReLU":
                     y = torch.relu(b)
-                elif kind == "Eltwise":
-                    y = b + blobs[bottoms[1]]
+                elif kind == "Eltwise":                     # SUM (checked above)
+                    y = b
+                    for other in bottoms[1:]:
+                        y = y + blobs[other]
                 elif kind == "Softmax":
                     y = torch.softmax(b, dim=1)
                 elif kind == "Dropout":
@@ -127,6 +142,23 @@ def _make_scale():
     return Scale
 
 
+def _make_power():
+    from torch import nn
+
+    class Power(nn.Module):
+        """Caffe's Power layer: (shift + scale * x) ** power."""
+
+        def __init__(self, power: float, scale: float, shift: float):
+            super().__init__()
+            self.power, self.scale, self.shift = power, scale, shift
+
+        def forward(self, x):
+            y = x * self.scale if self.scale != 1.0 else x
+            y = y + self.shift if self.shift != 0.0 else y
+            return y if self.power == 1.0 else y ** self.power
+    return Power
+
+
 def load_caffe_weights(net, caffe_net) -> None:
     """Copy a pycaffe net's parameters into the peer (layer names are shared)."""
     import torch
@@ -146,3 +178,66 @@ def load_caffe_weights(net, caffe_net) -> None:
                 m.weight.copy_(torch.from_numpy(arrays[0]).reshape(m.weight.shape))
                 if len(arrays) > 1 and getattr(m, "bias", None) is not None:
                     m.bias.copy_(torch.from_numpy(arrays[1]).reshape(m.bias.shape))
+
+
+class DensityPeer:
+    """The fcrn count written plainly in PyTorch: the job of pycount's DensityPredictor (crops of
+    ds.crop px on a grid at half that stride, the last flush with the image's end; a pixel's
+    density the mean over the crops that cover it; with tta = 8 the image under each of its 8
+    flips and quarter turns, each map turned back, the 8 averaged), with `net` (from build) as
+    the forward. Images smaller than a crop are padded with the mean colour, as pycount does."""
+
+    def __init__(self, net, model, ds, tta: int | None = None, batch: int | None = None):
+        self.net, self.model, self.ds = net, model, ds
+        self.tta = model.tta if tta is None else tta
+        self.crop = ds.crop
+        self.stride = max(1, ds.crop // 2)
+        self.batch = batch or max(1, 262_144 // (self.crop * self.crop))   # ~256k px a call
+
+    def crops(self, h: int, w: int) -> int:
+        """How many crops go through the net for an h x w image (all transforms)."""
+        from pycount.data import patches
+        c = self.crop
+        n = len(patches.grid(max(h, c), max(w, c), c, self.stride))
+        return n * self.tta          # a quarter turn swaps the sides: the same grid, transposed
+
+    def _once(self, rgb: np.ndarray) -> np.ndarray:
+        import torch
+        from pycount.data import patches
+        from pycount.nets import builders as nets
+        h, w = rgb.shape[:2]
+        c = self.crop
+        mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
+        img = np.empty((max(h, c), max(w, c), 3), np.float32)
+        img[...] = mean_rgb
+        img[:h, :w] = rgb[..., :3]
+        total = np.zeros(img.shape[:2])
+        hits = np.zeros(img.shape[:2])
+        origins = patches.grid(img.shape[0], img.shape[1], c, self.stride)
+        with torch.inference_mode():
+            for i in range(0, len(origins), self.batch):
+                chunk = origins[i:i + self.batch]
+                tiles = np.stack([img[y:y + c, x:x + c] for x, y in chunk])
+                blob = torch.from_numpy(np.ascontiguousarray(
+                    nets.preprocess(tiles, self.model, self.ds)))
+                out = self.net(blob).numpy()[:, 0]
+                for (x, y), d in zip(chunk, out):
+                    total[y:y + c, x:x + c] += d
+                    hits[y:y + c, x:x + c] += 1
+        return (total / hits)[:h, :w]
+
+    def density(self, rgb: np.ndarray) -> np.ndarray:
+        """H x W density (cells per px^2) of an RGB uint8 image."""
+        rgb = np.asarray(rgb)
+        if self.tta == 1:
+            return self._once(rgb)
+        total = np.zeros(rgb.shape[:2])
+        for mirror in (False, True):
+            img = rgb[:, ::-1] if mirror else rgb
+            for k in range(4):
+                back = np.rot90(self._once(np.ascontiguousarray(np.rot90(img, k))), -k)
+                total += back[:, ::-1] if mirror else back
+        return total / 8
+
+    def count(self, rgb: np.ndarray) -> float:
+        return float(self.density(rgb).sum())

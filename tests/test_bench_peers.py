@@ -76,3 +76,92 @@ def test_torch_peer_computes_what_caffe_computes(dataset, model, tmp_path):
         got = peer(torch.from_numpy(x)).numpy()
     scale = max(1.0, float(np.abs(ref).max()))
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("dataset", ["bacterial", "nuclei"])
+def test_torch_peer_computes_what_caffe_computes_for_fcrn(dataset, tmp_path):
+    """The density net: Deconvolution (fixed bilinear x2, grouped), Eltwise skips and the Power
+    rescale, at the dataset's crop side, on random weights."""
+    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    from bench import torch_peer
+    _, _, proto = bench_peers._deploy("fcrn", dataset, None)
+    assert "Deconvolution" in proto and "Power" in proto
+    net, _, _ = bench_peers._caffe_net(proto, tmp_path)
+    for name, params in net.params.items():          # biases too, so that every term is tested
+        if len(params) > 1:
+            params[1].data[...] = np.random.default_rng(1).normal(
+                0, 0.1, params[1].data.shape).astype(np.float32)
+    peer, out = torch_peer.build(proto)
+    assert out == "density"
+    torch_peer.load_caffe_weights(peer, net)
+    x = np.random.default_rng(0).normal(size=(2,) + net.blobs["data"].data.shape[1:]) \
+        .astype(np.float32)
+    net.blobs["data"].reshape(*x.shape)
+    net.reshape()
+    net.blobs["data"].data[...] = x
+    ref = net.forward()[out].copy()
+    assert ref.shape == x.shape[:1] + (1,) + x.shape[2:] and np.abs(ref).max() > 0
+    with torch.no_grad():
+        got = peer(torch.from_numpy(x)).numpy()
+    # the density is ~0.01 cells/px: 1e-4 of its largest value, not 1e-4 absolute
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
+
+
+@pytest.mark.parametrize("tta", [1, 8])
+def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
+    """The fcrn count's peer: the same crops, flips / quarter turns and averaging as
+    pycount's DensityPredictor, so the two densities agree (on an image that is not a whole
+    number of crops, and on one smaller than a crop)."""
+    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    from bench import torch_peer
+    from pycount.inference.fullconv import DensityPredictor
+    ds, model, proto = bench_peers._deploy("fcrn", "bacterial", None)
+    net, path, weights = bench_peers._caffe_net(proto, tmp_path)
+    peer_net, _ = torch_peer.build(proto)
+    torch_peer.load_caffe_weights(peer_net, net)
+    ours = DensityPredictor(path, weights, model, ds, engine="caffe", tta=tta)
+    peer = torch_peer.DensityPeer(peer_net, model, ds, tta=tta)
+    rng = np.random.default_rng(0)
+    for shape in ((90, 130, 3), (50, 70, 3)):
+        rgb = rng.integers(0, 256, shape, dtype=np.uint8)
+        ref = ours.density(rgb)
+        got = peer.density(rgb)
+        assert got.shape == ref.shape == shape[:2]
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
+    assert peer.crops(90, 130) == tta * 8   # 64 px crops at 32: rows 0, 26; columns 0, 32, 64, 66
+
+
+def test_count_cases_cover_every_cnn_at_both_sizes():
+    from pycount import config
+    cnns = {n for n, m in config.MODELS.items() if not m.classic}
+    assert "fcrn" in cnns and not cnns & {"lecount", "ledetect"}
+    for size in ((500, 500), (1920, 2560)):
+        assert {c[3] for c in bench_peers.COUNT_CASES if c[1:3] == size} == cnns
+
+
+def test_engines_take_turns_and_keep_their_best():
+    calls = []
+    jobs = {e: (lambda e=e: calls.append(e)) for e in ("cv2", "caffe", "torch")}
+    best = bench_peers._time_engines(jobs, rounds=2)
+    assert calls == ["cv2", "caffe", "torch", "torch", "caffe", "cv2"]
+    assert set(best) == set(jobs) and all(0 <= t < float("inf") for t in best.values())
+
+
+def test_count_stage_rows_and_report(tmp_path):
+    """One small image through the count stage (a per-window net and fcrn), extrapolating from
+    a subset of windows and a band of crops; the report renders without the other stages."""
+    pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    cases = [("bacterial", 128, 128, "alexnet-lite"), ("bacterial", 128, 128, "fcrn")]
+    rows = bench_peers.bench_count_peers(cases, max_windows=4, max_crops=40, rounds=1)
+    win, dens = rows
+    assert win["units"] == "windows" and win["timed_on"] == 4 and win["n"] > 4
+    assert dens["units"] == "crops x 8 transforms" and dens["timed_on"] <= 40 < dens["n"]
+    assert dens["timed_band_rows"] == 64                      # one row of 64 px crops
+    for r in rows:
+        assert r["best_engine"] in ("cv2", "caffe")
+        assert r["pycount_best_s"] == min(r["cv2_s"], r["caffe_s"])
+        assert r["best_over_torch"] == r[f"{r['best_engine']}_over_torch"]
+    md = bench_peers.summary({"utc": "2026-01-01T00:00:00", "machine": {"host": "h", "cpus": 2},
+                              "gemm": {}, "prepare": [], "forward": [], "train": [],
+                              "count": rows, "memory": []})
+    assert "| 128x128, fcrn |" in md and "Training with a frozen trunk" not in md
