@@ -36,6 +36,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resplit", type=int, default=None,
                    help="draw the train/test images again with this seed (same sizes; 0: the "
                    "recorded split): the split-to-split spread")
+    p.add_argument("--crop", type=int, default=None,
+                   help="density models: training crop side in px, a multiple of 8 (default: the "
+                   "dataset's, or inferred for a folder)")
+    p.add_argument("--crop-stride", type=int, default=None,
+                   help="density models: the training crops' stride in px")
     p.add_argument("--hed-jitter", type=float, default=None,
                    help="density models: stain (HED) augmentation strength of the training "
                    "crops, e.g. 0.05 (default: the dataset's)")
@@ -226,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                      tta=args.tta)
     ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
                                args.size, args.train_n, args.seed, args.sigma,
-                               args.hed_jitter, args.resplit)
+                               args.hed_jitter, args.resplit, args.crop, args.crop_stride)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

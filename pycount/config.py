@@ -115,6 +115,9 @@ class DatasetConfig:
             tags.append(f"{self.size}px")
         if ref and self.sigma != ref[3]:
             tags.append(f"sigma{self.sigma:g}")
+        crops = (base.crop, base.crop_stride) if base else tuple(ref[4:6])
+        if len(crops) == 2 and (self.crop, self.crop_stride) != crops:
+            tags.append(f"crop{self.crop}-s{self.crop_stride}")
         if self.hed_jitter != (base.hed_jitter if base else 0.0):
             tags.append(f"hed{self.hed_jitter:g}")
         if self.train_n:
@@ -191,13 +194,21 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
                    sigma: float | None = None, hed_jitter: float | None = None,
-                   resplit: int | None = None) -> DatasetConfig:
-    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=
-    applied (None: keep the default)."""
+                   resplit: int | None = None, crop: int | None = None,
+                   crop_stride: int | None = None) -> DatasetConfig:
+    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=,
+    CROP=, CROP_STRIDE= applied (None: keep the default)."""
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
                                      size=size, train_n=train_n, seed=seed, sigma=sigma,
-                                     hed_jitter=hed_jitter, resplit=resplit).items()
+                                     hed_jitter=hed_jitter, resplit=resplit, crop=crop,
+                                     crop_stride=crop_stride).items()
                if v is not None}
+    if crop is not None and (crop <= 0 or crop % 8):
+        raise ConfigError(f"CROP={crop} is not valid: the density nets pool three times, so use "
+                          f"a positive multiple of 8 (e.g. {max(8, round((crop or 8) / 8) * 8)})")
+    if crop_stride is not None and crop_stride <= 0:
+        raise ConfigError(f"CROP_STRIDE={crop_stride} is not valid: use a positive number of "
+                          f"pixels")
     if resplit and not len(ds.test_ids):
         raise ConfigError(f"RESPLIT={resplit}: {ds.name} has no recorded split to draw again "
                           f"(its split is already a seeded draw over the images found)")

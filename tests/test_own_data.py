@@ -118,8 +118,18 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=1.5),
                          say=lines.append)
     assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 1.5, 72)
-    assert ds.defaults == (44, 22, 30, 2.5) and ds.tag == "f-p60-s30-r30-sigma1.5"
+    assert ds.defaults == (44, 22, 30, 2.5, 72, 32) and ds.tag == "f-p60-s30-r30-sigma1.5"
     assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
+    # CROP= as well: its stride follows it, and both name the LMDBs and runs
+    lines = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), crop=48),
+                         say=lines.append)
+    assert (ds.crop, ds.crop_stride, ds.tag) == (48, 24, "f-crop48-s24")
+    assert any("CROP= given" in l for l in lines)
+    assert config.with_overrides(config.dataset("nuclei"), crop=128).tag == "nuclei-crop128-s96"
+    for bad in (100, 0, -8):
+        with pytest.raises(ConfigError, match=f"CROP={bad} is not valid"):
+            config.with_overrides(config.dataset("nuclei"), crop=bad)
     (folder / "pycount.toml").write_text(
         'patch = 52  # cells are larger than they look\nsigma = 3.0\ntest = ["i00", "i05"]\n'
         'mean_rgb = [1, 2, 3]\n')

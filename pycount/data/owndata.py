@@ -227,7 +227,10 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     out = replace(out, defaults=(patch if not ds.patch or "patch" in ds.spec else None,
                                  stride if not ds.stride or "stride" in ds.spec else None,
                                  ds.rot_step if "rot_step" in ds.spec else config.OWN_ROT_STEP,
-                                 sigma if not ds.sigma or "sigma" in ds.spec else None))
+                                 sigma if not ds.sigma or "sigma" in ds.spec else None,
+                                 crop if not ds.crop or "crop" in ds.spec else None,
+                                 crop_stride if not ds.crop_stride or "crop_stride" in ds.spec
+                                 else None))
     out = replace(out, defaults=_fill_defaults(out, ds))
     for line in lines:
         say(line)
@@ -239,7 +242,8 @@ def _fill_defaults(out: config.DatasetConfig, given: config.DatasetConfig) -> tu
     if None not in out.defaults:
         return out.defaults
     bare = replace(given, patch=_spec_or_zero(given, "patch"), stride=_spec_or_zero(given, "stride"),
-                   sigma=float(_spec_or_zero(given, "sigma")))
+                   sigma=float(_spec_or_zero(given, "sigma")), crop=_spec_or_zero(given, "crop"),
+                   crop_stride=_spec_or_zero(given, "crop_stride"))
     plain = resolve(bare, say=lambda _: None)
     return tuple(plain.defaults)
 

@@ -38,7 +38,8 @@ def load_run(path) -> Run:
     ds = config.with_overrides(config.run_dataset(path, dataset), info.get("patch"), info.get("stride"),
                                info.get("rot_step"), info.get("size"), info.get("train_n"),
                                info.get("seed"), info.get("sigma"),
-                               info.get("hed_jitter"), info.get("resplit"))
+                               info.get("hed_jitter"), info.get("resplit"), info.get("crop"),
+                               info.get("crop_stride"))
     m = config.model(model, ds)
     files = finished_files(path, m, info)
     return Run(path, files[0], files[-1], m, ds, head)
