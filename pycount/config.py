@@ -72,8 +72,11 @@ class DatasetConfig:
     crop: int = 64
     crop_stride: int = 64
     # Stain augmentation of the density models' training crops (HED=; 0: none): each crop's
-    # haematoxylin, eosin and DAB optical densities scaled by 1 + U(-h, h) and shifted by
-    # U(-h, h) x their spread (Tellez et al. 2018's "HED" jitter; pycount.data.stain)
+    # haematoxylin, eosin and DAB amounts scaled by 1 + U(-h, h) and shifted by U(-h, h) x the
+    # crop's mean amount (Tellez et al. 2018's "HED" jitter; pycount.data.stain). Measured on
+    # nuclei (fcrn, 4,000 iterations, recorded split, 2026-12-02): HED=0.2 test MAE 44.00 against
+    # 47.27 without, a paired difference of -3.3 +- 2.3 (s.e.) better on 24 of 50 images, and a
+    # worse validation patch MAE (2.18 against 1.89): no clear gain, so 0 stays the default.
     hed_jitter: float = 0.0
     # The literature's protocol (TRAIN_N=32 SEED=1): train on n images drawn from the training
     # images with this seed; 0: all of them
