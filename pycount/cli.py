@@ -229,9 +229,11 @@ def run(args: argparse.Namespace) -> int:
         return count(args.inputs, run_dir, backend=args.backend, out=args.out, gpu=args.gpu,
                      recursive=args.recursive, expected=args.expected, shared=args.shared,
                      tta=args.tta)
-    ds = config.with_overrides(config.dataset(args.dataset), args.patch, args.stride, args.rot,
-                               args.size, args.train_n, args.seed, args.sigma,
-                               args.hed_jitter, args.resplit, args.crop, args.crop_stride)
+    ds = config.with_overrides(
+        config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
+        size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
+        hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
+        crop_stride=args.crop_stride)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

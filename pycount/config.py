@@ -193,6 +193,11 @@ KI67_SYNTHETIC_IMAGES = 55
 SYNTHETIC_SEED = 0
 
 
+# The settings a run records in its train.json and with_overrides takes back (pycount.inference.run)
+OVERRIDES = ("patch", "stride", "rot_step", "size", "train_n", "seed", "sigma", "hed_jitter",
+             "resplit", "crop", "crop_stride")
+
+
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
@@ -209,9 +214,6 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     if crop is not None and (crop <= 0 or crop % 8):
         raise ConfigError(f"CROP={crop} is not valid: the density nets pool three times, so use "
                           f"a positive multiple of 8 (e.g. {max(8, round((crop or 8) / 8) * 8)})")
-    if crop_stride is not None and crop_stride <= 0:
-        raise ConfigError(f"CROP_STRIDE={crop_stride} is not valid: use a positive number of "
-                          f"pixels")
     if resplit and not len(ds.test_ids):
         raise ConfigError(f"RESPLIT={resplit}: {ds.name} has no recorded split to draw again "
                           f"(its split is already a seeded draw over the images found)")
@@ -220,7 +222,7 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
     for k, v in changes.items():
-        if v < 0 or (k in ("patch", "stride") and v == 0):
+        if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
             raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "

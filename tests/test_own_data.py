@@ -130,6 +130,8 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     for bad in (100, 0, -8):
         with pytest.raises(ConfigError, match=f"CROP={bad} is not valid"):
             config.with_overrides(config.dataset("nuclei"), crop=bad)
+    with pytest.raises(ConfigError, match="CROP_STRIDE=0 is not valid: use a positive number"):
+        config.with_overrides(config.dataset("nuclei"), crop_stride=0)
     (folder / "pycount.toml").write_text(
         'patch = 52  # cells are larger than they look\nsigma = 3.0\ntest = ["i00", "i05"]\n'
         'mean_rgb = [1, 2, 3]\n')

@@ -35,11 +35,8 @@ def load_run(path) -> Run:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
-    ds = config.with_overrides(config.run_dataset(path, dataset), info.get("patch"), info.get("stride"),
-                               info.get("rot_step"), info.get("size"), info.get("train_n"),
-                               info.get("seed"), info.get("sigma"),
-                               info.get("hed_jitter"), info.get("resplit"), info.get("crop"),
-                               info.get("crop_stride"))
+    ds = config.with_overrides(config.run_dataset(path, dataset),
+                               **{k: info.get(k) for k in config.OVERRIDES})
     m = config.model(model, ds)
     files = finished_files(path, m, info)
     return Run(path, files[0], files[-1], m, ds, head)

@@ -143,9 +143,9 @@ def _train_info(run: Path) -> dict:
             "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True)}
 
 
-def _todo(model: str, head: str, dataset: str, run: Path | None = None) -> str:
+def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
-    started = _progress(run) if run is not None else ""
+    started = _progress(run)
     if started:
         try:
             snap = json.loads((run / "snapshots" / "latest.json").read_text())["iter"]

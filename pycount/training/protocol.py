@@ -34,6 +34,10 @@ def resolve_dataset(name: str) -> config.DatasetConfig:
     return ds
 
 
+def _as_dataset(dataset: str | config.DatasetConfig) -> config.DatasetConfig:
+    return dataset if isinstance(dataset, config.DatasetConfig) else resolve_dataset(dataset)
+
+
 def run_dirs(ds: config.DatasetConfig, model: config.ModelConfig, n: int, seeds) -> list[Path]:
     return [config.run_dir(config.with_overrides(ds, train_n=n, seed=s), model) for s in seeds]
 
@@ -42,8 +46,7 @@ def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
           seed: int) -> list[str]:
     """Which prototxts of the (N, seed) run today's config would write otherwise: [] for a run
     of today's settings, ["solver"] for one trained on another schedule, say."""
-    base = dataset if isinstance(dataset, config.DatasetConfig) else config.dataset(dataset)
-    ds = config.with_overrides(base, train_n=n, seed=seed)
+    ds = config.with_overrides(_as_dataset(dataset), train_n=n, seed=seed)
     return nets.drift(run, nets.run_plan(ds, config.model(model, ds)))
 
 
@@ -52,8 +55,8 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
     """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
     run was trained with other settings than today's (`stale_seeds`; `run` retrains them)."""
     runs_dir = Path(runs_dir or config.runs_dir())
-    ds = dataset if isinstance(dataset, config.DatasetConfig) else None
-    dataset = ds.name if ds else dataset
+    ds = _as_dataset(dataset)
+    dataset = ds.name
     by_n: dict[int, dict[int, dict]] = {}
     old: dict[int, list[int]] = {}
     for f in sorted(runs_dir.glob(f"{dataset}-n*-seed*/{model}/metrics.json")):
@@ -64,7 +67,7 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
             continue
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
-            if stale(f.parent, ds or dataset, model, n, seed):
+            if stale(f.parent, ds, model, n, seed):
                 old.setdefault(n, []).append(seed)
     out = []
     for n in sorted(by_n):
@@ -82,8 +85,7 @@ def pending(dataset: str | config.DatasetConfig, model: str, ns,
             seeds) -> list[tuple[int, int, bool]]:
     """(N, seed, retrain) of every run still to do: not evaluated yet, or trained with other
     settings than today's (retrain: from scratch, not resumed from its snapshots)."""
-    ds = dataset if isinstance(dataset, config.DatasetConfig) else config.dataset(dataset)
-    m = config.model(model)
+    ds, m = _as_dataset(dataset), config.model(model)
     todo = []
     for n in ns:
         for s in seeds:
