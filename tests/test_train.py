@@ -143,6 +143,7 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path, sig
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+    logged = int(log.read_text().splitlines()[-1].split(",")[0])
     proc.send_signal(sig)
     try:
         out = proc.communicate(timeout=300)[0].decode()
@@ -153,7 +154,10 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path, sig
     assert proc.returncode != 0 and "interrupted: writing a snapshot" in out
     run = config.run_dir(ds, model)
     latest = json.loads((run / "snapshots" / "latest.json").read_text())
-    assert latest["iter"] >= 40 and (run / "snapshots" / latest["solverstate"]).exists()
+    # the snapshot is taken where the signal found the loop: no earlier than the last row logged
+    # before it was sent (the loop may stop right there, or some iterations later)
+    assert latest["iter"] >= logged > 0
+    assert (run / "snapshots" / latest["solverstate"]).exists()
     # the interrupted iterations are logged and their seconds kept (#21.7)
     rows = list(csv.DictReader(open(run / "train_log.csv")))
     assert int(rows[-1]["iter"]) == latest["iter"]
