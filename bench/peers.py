@@ -96,7 +96,6 @@ def net_flops(net) -> float:
 
 def bench_forward(cases=FORWARD_CASES, peak: float | None = None) -> list[dict]:
     """Forward images/s per net, input side and batch: pycaffe, cv2.dnn, PyTorch."""
-    import caffe
     import cv2
     import torch
     from bench import torch_peer

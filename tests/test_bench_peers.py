@@ -112,7 +112,7 @@ def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
     """The fcrn count's peer: the same crops, flips / quarter turns and averaging as
     pycount's DensityPredictor, so the two densities agree (on an image that is not a whole
     number of crops, and on one smaller than a crop)."""
-    torch = pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
+    pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
     from bench import torch_peer
     from pycount.inference.fullconv import DensityPredictor
     ds, model, proto = bench_peers._deploy("fcrn", "bacterial", None)

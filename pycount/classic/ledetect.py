@@ -130,7 +130,7 @@ def extremal_regions(gray: np.ndarray, levels: np.ndarray, min_area: int, max_ar
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     nb = len(hist_edges) - 1
     gbin = np.clip(np.searchsorted(hist_edges, gray, side="right") - 1, 0, nb - 1)
-    all_labels, rows = [], []
+    all_labels = []
     prev_lab, prev_node, prev_area = None, None, None      # label image / node id / area per label
     n_nodes = 0
     cols = {k: [] for k in ("level_idx", "label", "parent", "area", "sx", "sy", "sxx", "syy", "sxy", "si", "sii",

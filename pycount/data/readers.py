@@ -112,13 +112,23 @@ def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     """Map id -> (cell path, dots path), checking that every file has its partner."""
     cells = {p.name[: -len("cell.png")]: p for p in root.glob("*cell.png")}
     dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")}
-    for i in sorted(cells.keys() - dots.keys()):
-        raise DatasetError(f"{cells[i]} has no matching dots file {root / (i + 'dots.png')}; "
-                           "restore it or remove the image (a synthetic set regenerates when its folder is deleted)")
-    for i in sorted(dots.keys() - cells.keys()):
-        raise DatasetError(f"{dots[i]} has no matching cell image {root / (i + 'cell.png')}; "
-                           "restore it or remove the dots file (a synthetic set regenerates when its folder is deleted)")
-    return {i: (cells[i], dots[i]) for i in cells}
+    regen = "(a synthetic set regenerates when its folder is deleted)"
+    return _partnered(
+        cells, dots,
+        lambda i: f"{cells[i]} has no matching dots file {root / (i + 'dots.png')}; "
+                  f"restore it or remove the image {regen}",
+        lambda i: f"{dots[i]} has no matching cell image {root / (i + 'cell.png')}; "
+                  f"restore it or remove the dots file {regen}")
+
+
+def _partnered(first: dict, second: dict, lacks_second, lacks_first) -> dict[str, tuple[Path, Path]]:
+    """Map id -> (first, second) where every id has both; else DatasetError with the message the
+    caller words for the first id (sorted) that lacks its partner."""
+    for i in sorted(first.keys() - second.keys()):
+        raise DatasetError(lacks_second(i))
+    for i in sorted(second.keys() - first.keys()):
+        raise DatasetError(lacks_first(i))
+    return {i: (first[i], second[i]) for i in first}
 
 
 def _imread_rgb(path: Path) -> np.ndarray:
@@ -235,13 +245,12 @@ def _generic_pairs(root: Path) -> dict[str, tuple[Path, Path]]:
         if path.stem in kind:
             raise DatasetError(f"{kind[path.stem]} and {path} share the id {path.stem!r}; keep one of them")
         kind[path.stem] = path
-    for i in sorted(images.keys() - tables.keys()):
-        raise DatasetError(f"{images[i]} has no annotation {root / (i + '.csv')}; add the CSV of its cell "
-                           "centres (header x,y) or remove the image")
-    for i in sorted(tables.keys() - images.keys()):
-        raise DatasetError(f"{tables[i]} has no matching image {i}{{{','.join(IMAGE_SUFFIXES)}}} in {root}; "
-                           "add the image or remove the CSV")
-    return {i: (images[i], tables[i]) for i in images}
+    return _partnered(
+        images, tables,
+        lambda i: f"{images[i]} has no annotation {root / (i + '.csv')}; add the CSV of its cell "
+                  "centres (header x,y) or remove the image",
+        lambda i: f"{tables[i]} has no matching image {i}{{{','.join(IMAGE_SUFFIXES)}}} in {root}; "
+                  "add the image or remove the CSV")
 
 
 def _to_uint8(data: np.ndarray) -> np.ndarray:
