@@ -290,6 +290,10 @@ CONFIGS = {
                                                 "OMP_NUM_THREADS": "1"}),
     "caffe chunked (serial)": ("caffe", {**G, "LD_LIBRARY_PATH": f"{BLAS}/openblas-serial"}),
     "torch (2 thr)": ("torch", {}),
+    # OpenMP threads sleep at barriers instead of spinning (libgomp reads it at load)
+    "caffe dnnl (2 thr, passive)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl",
+                                              "OMP_WAIT_POLICY": "passive"}),
+    "torch (2 thr, passive)": ("torch", {"OMP_WAIT_POLICY": "passive"}),
     "caffe per-image (1 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0",
                                           "OPENBLAS_NUM_THREADS": "1"}),
     "torch (1 thr)": ("torch", {"OMP_NUM_THREADS": "1"}),
@@ -301,7 +305,8 @@ def drive(a) -> None:
     import subprocess
     rows = []
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("CAFFE_CONV", "OMP_NUM", "OPENBLAS_NUM", "LD_LIBRARY"))}
+            if not k.startswith(("CAFFE_CONV", "CAFFE_DNNL", "OMP_", "OPENBLAS_NUM",
+                                 "LD_LIBRARY"))}
     base["GLOG_minloglevel"] = "2"
     configs = {k: v for k, v in CONFIGS.items() if not a.configs or k in a.configs}
     for r in range(a.rounds):
@@ -338,7 +343,7 @@ def main() -> None:
         return drive(a)
     row = (bench_caffe if a.engine == "caffe" else bench_torch)(a.nets[0], a.iters)
     row["env"] = {k: v for k, v in os.environ.items()
-                  if k.startswith(("CAFFE_CONV", "OPENBLAS", "OMP_"))}
+                  if k.startswith(("CAFFE_CONV", "CAFFE_DNNL", "OPENBLAS", "OMP_"))}
     print(json.dumps(row), flush=True)
 
 
