@@ -8,6 +8,7 @@
 # convolution), CAFFE_CONV_ENGINE=gemm with 04's defaults (whole batch of Caffe's 2-image tests
 # in one chunk), gemm with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code, one image per chunk) and
 # gemm with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one build tests all paths.
+# oneDNN's OpenMP threads wait passively, as under pycount (docs/caffe-speed.md, patch 05).
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
@@ -53,7 +54,8 @@ for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
   [ "$name" = gemm-per-image ] || filter='-*GPU*:*TestNDAgainst2D*'
   (cd "$src" && unset CAFFE_CONV_CHUNK_MB CAFFE_CONV_CHUNK_IMAGES CAFFE_CONV_CHUNK_COLS \
       CAFFE_CONV_ENGINE \
-    && env ${setting//,/ } GLOG_minloglevel=2 build/test/test.testbin --gtest_filter="$filter" \
+    && env ${setting//,/ } GLOG_minloglevel=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
+       build/test/test.testbin --gtest_filter="$filter" \
        > "$log" 2>&1) || rc=$?
   n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' "$log")
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:$/\1/p' "$log")
