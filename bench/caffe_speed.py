@@ -13,11 +13,11 @@ numpy and (for the peer) torch; it does not import pycount.
   python bench/caffe_speed.py caffe NET [--iters N]     one pycaffe measurement (JSON)
   python bench/caffe_speed.py torch NET [--iters N]     one PyTorch measurement (JSON)
   python bench/caffe_speed.py all NET... --torch-python P --out F.json [--rounds R]
-      every configuration of CONFIGS (per-image / chunked convolution, OpenBLAS flavour and
-      threads, PyTorch) on every net, each in its own process, interleaved R times; best of R
+      every configuration of CONFIGS (oneDNN / per-image / chunked convolution, OpenBLAS flavour
+      and threads, PyTorch) on every net, each in its own process, interleaved R times; best of R
 NET is a folder with train_val.prototxt, solver.prototxt and deploy.prototxt (e.g.
 prototxt/bacterial/alexnet). Threads and the convolution path come from the environment
-(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, CAFFE_CONV_CHUNK_MB, LD_LIBRARY_PATH).
+(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, CAFFE_CONV_ENGINE, CAFFE_CONV_CHUNK_MB, LD_LIBRARY_PATH).
 """
 from __future__ import annotations
 
@@ -276,17 +276,26 @@ def bench_torch(folder: Path, iters: int) -> dict:
 BLAS = "/usr/lib/x86_64-linux-gnu"
 # name: (engine, environment); LD_LIBRARY_PATH picks Debian's OpenBLAS flavour for this process
 # only (the same as update-alternatives would for the whole machine)
+G = {"CAFFE_CONV_ENGINE": "gemm"}   # 04's im2col + OpenBLAS path (05's oneDNN is the default)
 CONFIGS = {
-    "caffe per-image (pthread, 2 thr)": ("caffe", {"CAFFE_CONV_CHUNK_MB": "0"}),
-    "caffe chunked (pthread, 2 thr)": ("caffe", {}),
-    "caffe chunked (pthread, 1 thr)": ("caffe", {"OPENBLAS_NUM_THREADS": "1"}),
-    "caffe chunked (openmp, 2 thr)": ("caffe", {"LD_LIBRARY_PATH": f"{BLAS}/openblas-openmp",
+    "caffe dnnl (2 thr)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl"}),
+    # OPENBLAS_NUM_THREADS alone: 05 also limits oneDNN's OpenMP threads by it
+    "caffe dnnl (1 thr)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl", "OPENBLAS_NUM_THREADS": "1"}),
+    "caffe per-image (pthread, 2 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0"}),
+    "caffe chunked (pthread, 2 thr)": ("caffe", G),
+    "caffe chunked (pthread, 1 thr)": ("caffe", {**G, "OPENBLAS_NUM_THREADS": "1"}),
+    "caffe chunked (openmp, 2 thr)": ("caffe", {**G, "LD_LIBRARY_PATH": f"{BLAS}/openblas-openmp",
                                                 "OMP_NUM_THREADS": "2"}),
-    "caffe chunked (openmp, 1 thr)": ("caffe", {"LD_LIBRARY_PATH": f"{BLAS}/openblas-openmp",
+    "caffe chunked (openmp, 1 thr)": ("caffe", {**G, "LD_LIBRARY_PATH": f"{BLAS}/openblas-openmp",
                                                 "OMP_NUM_THREADS": "1"}),
-    "caffe chunked (serial)": ("caffe", {"LD_LIBRARY_PATH": f"{BLAS}/openblas-serial"}),
+    "caffe chunked (serial)": ("caffe", {**G, "LD_LIBRARY_PATH": f"{BLAS}/openblas-serial"}),
     "torch (2 thr)": ("torch", {}),
-    "caffe per-image (1 thr)": ("caffe", {"CAFFE_CONV_CHUNK_MB": "0", "OPENBLAS_NUM_THREADS": "1"}),
+    # OpenMP threads sleep at barriers instead of spinning (libgomp reads it at load)
+    "caffe dnnl (2 thr, passive)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl",
+                                              "OMP_WAIT_POLICY": "passive"}),
+    "torch (2 thr, passive)": ("torch", {"OMP_WAIT_POLICY": "passive"}),
+    "caffe per-image (1 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0",
+                                          "OPENBLAS_NUM_THREADS": "1"}),
     "torch (1 thr)": ("torch", {"OMP_NUM_THREADS": "1"}),
 }
 
@@ -296,7 +305,8 @@ def drive(a) -> None:
     import subprocess
     rows = []
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("CAFFE_CONV", "OMP_NUM", "OPENBLAS_NUM", "LD_LIBRARY"))}
+            if not k.startswith(("CAFFE_CONV", "CAFFE_DNNL", "OMP_", "OPENBLAS_NUM",
+                                 "LD_LIBRARY"))}
     base["GLOG_minloglevel"] = "2"
     configs = {k: v for k, v in CONFIGS.items() if not a.configs or k in a.configs}
     for r in range(a.rounds):
@@ -333,7 +343,7 @@ def main() -> None:
         return drive(a)
     row = (bench_caffe if a.engine == "caffe" else bench_torch)(a.nets[0], a.iters)
     row["env"] = {k: v for k, v in os.environ.items()
-                  if k.startswith(("CAFFE_CONV", "OPENBLAS", "OMP_"))}
+                  if k.startswith(("CAFFE_CONV", "CAFFE_DNNL", "OPENBLAS", "OMP_"))}
     print(json.dumps(row), flush=True)
 
 

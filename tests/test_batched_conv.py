@@ -1,12 +1,13 @@
-"""tools/caffe-patches/04-batched-conv.patch: the chunked CPU convolution computes what Caffe's
-per-image path computes, on every committed net.
+"""tools/caffe-patches/04-batched-conv.patch and 05-dnnl-conv.patch: the chunked CPU convolution
+and the oneDNN one compute what Caffe's per-image path computes, on every committed net.
 
 Each committed deploy prototxt under prototxt/ (any .prototxt with an Input layer; the train_val
 nets differ only by their LMDB data and loss layers) is built with a small batch (3 images) and
 seeded random weights, and runs a forward and a backward pass (force_backward, a fixed random
-top diff) under each setting of CAFFE_CONV_CHUNK_MB / CAFFE_CONV_CHUNK_IMAGES, in one worker
-process (the patch reads them at every pass). The outputs, the input diff and every parameter
-diff must agree with the per-image path (CAFFE_CONV_CHUNK_MB=0) to 1e-5, relative to each
+top diff) under each setting of CAFFE_CONV_ENGINE / CAFFE_CONV_CHUNK_MB / CAFFE_CONV_CHUNK_IMAGES,
+in one worker process (the patches read them at every pass). The outputs, the input diff and
+every parameter diff must agree with the per-image path (CAFFE_CONV_ENGINE=gemm
+CAFFE_CONV_CHUNK_MB=0) to 1e-5, relative to each
 array's largest magnitude where that is above 1. Nets that differ only in input size or class
 count are tested once, at their smallest input. Needs only caffe and numpy.
 
@@ -33,12 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BATCH = 3
 TOL = 1e-5
 # name: environment; "per-image" is the reference
+GEMM = {"CAFFE_CONV_ENGINE": "gemm"}
 SETTINGS = {
-    "per-image": {"CAFFE_CONV_CHUNK_MB": "0"},
-    "default": {},                                    # about 2048 GEMM columns per chunk
-    "one-image-chunks": {"CAFFE_CONV_CHUNK_IMAGES": "1"},   # the chunked code, n = 1
-    "chunks-2+1": {"CAFFE_CONV_CHUNK_IMAGES": "2"},
+    "per-image": {**GEMM, "CAFFE_CONV_CHUNK_MB": "0"},
+    "gemm-default": GEMM,                             # about 2048 GEMM columns per chunk
+    "one-image-chunks": {**GEMM, "CAFFE_CONV_CHUNK_IMAGES": "1"},   # the chunked code, n = 1
+    "chunks-2+1": {**GEMM, "CAFFE_CONV_CHUNK_IMAGES": "2"},
+    "dnnl": {"CAFFE_CONV_ENGINE": "dnnl"},            # 05-dnnl-conv: oneDNN's primitives
+    "default": {},                                    # the build's default engine
 }
+ENV_PREFIXES = ("CAFFE_CONV_CHUNK_", "CAFFE_CONV_ENGINE")
 
 
 def _dims(text: str) -> list[int]:
@@ -70,7 +75,7 @@ def _name(path: Path) -> str:
 
 
 def _set_env(env: dict) -> None:
-    for k in [k for k in os.environ if k.startswith("CAFFE_CONV_CHUNK_")]:
+    for k in [k for k in os.environ if k.startswith(ENV_PREFIXES)]:
         del os.environ[k]
     os.environ.update(env)
 
@@ -157,7 +162,7 @@ def results(tmp_path_factory):
     nets = committed_nets()
     assert nets, "no deploy prototxt under prototxt/"
     out = tmp_path_factory.mktemp("batched-conv") / "report.json"
-    e = {k: v for k, v in os.environ.items() if not k.startswith("CAFFE_CONV_CHUNK_")}
+    e = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)}
     e.update(GLOG_minloglevel="2")
     r = subprocess.run([sys.executable, __file__, str(out)] + [str(p) for p in nets.values()],
                        env=e, capture_output=True, text=True, timeout=900)
@@ -171,8 +176,11 @@ def test_build_has_the_patch(results):
     lib = Path(caffe.__file__).resolve().parents[2] / "build" / "lib"
     libs = sorted(lib.glob("libcaffe.so*"))
     assert libs, f"no libcaffe in {lib}"
-    assert b"CAFFE_CONV_CHUNK_MB" in libs[0].read_bytes(), \
+    data = libs[0].read_bytes()
+    assert b"CAFFE_CONV_CHUNK_MB" in data, \
         "this Caffe build lacks tools/caffe-patches/04-batched-conv.patch: run make caffe"
+    assert b"CAFFE_CONV_ENGINE" in data, \
+        "this Caffe build lacks tools/caffe-patches/05-dnnl-conv.patch: run make caffe"
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s != "per-image"])

@@ -38,7 +38,7 @@ die() { printf '\033[1;31m[caffe] error:\033[0m %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- build dependencies (Debian 12)
 apt_pkgs=(cmake dpkg-dev g++ make libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev
-  libhdf5-dev liblmdb-dev libsnappy-dev libopenblas-dev libopencv-dev)
+  libhdf5-dev liblmdb-dev libsnappy-dev libopenblas-dev libopencv-dev libdnnl-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -88,6 +88,9 @@ fi
 # 04: the CPU convolution over chunks of the batch (both variants; CAFFE_CONV_CHUNK_MB=0 at run
 # time selects Caffe's per-image path; see the patch header and docs/caffe-speed.md)
 patches+=("$here"/caffe-patches/04-*.patch)
+# 05: the CPU Convolution/Deconvolution through oneDNN (Debian's libdnnl-dev, linked into
+# libcaffe; both variants, CPU path only); CAFFE_CONV_ENGINE=gemm at run time selects 04's path
+patches+=("$here"/caffe-patches/05-*.patch)
 key=$( { echo "$orig_sha $deb_sha py$py_ver numpy$np_ver ${flags[*]}"; cat "${patches[@]}"; } \
   | sha256sum | cut -c1-16)
 dest=$cache/caffe-$variant-$key

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Caffe's own gtest cases for the layers that tools/caffe-patches/04-batched-conv.patch changes,
-# run against the patched CPU build: test_convolution_layer.cpp and test_deconvolution_layer.cpp
-# (forward values, gradient checks, groups, dilation, 1x1, N-D) plus
-# tools/caffe-selftest/test_batched_conv_layer.cpp (5 images in uneven chunks against the
-# per-image path, and gradient checks). Each runs three times: with the patch's defaults (whole
-# batch of Caffe's 2-image tests in one chunk), with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code,
-# one image per chunk) and with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one
-# build tests both paths.
+# Caffe's own gtest cases for the layers that tools/caffe-patches/04-batched-conv.patch and
+# 05-dnnl-conv.patch change, run against the patched CPU build: test_convolution_layer.cpp and
+# test_deconvolution_layer.cpp (forward values, gradient checks, groups, dilation, 1x1, N-D) plus
+# tools/caffe-selftest/test_batched_conv_layer.cpp (5 images in uneven chunks and through oneDNN
+# against the per-image path, and gradient checks). Each runs four times: CAFFE_CONV_ENGINE=dnnl
+# (oneDNN, the default; float only: the double tests fall back to gemm, oneDNN has no f64
+# convolution), CAFFE_CONV_ENGINE=gemm with 04's defaults (whole batch of Caffe's 2-image tests
+# in one chunk), gemm with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code, one image per chunk) and
+# gemm with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one build tests all paths.
+# oneDNN's OpenMP threads wait passively, as under pycount (docs/caffe-speed.md, patch 05).
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
@@ -35,20 +37,25 @@ say "building the convolution tests in $src/build (log: $build/selftest-build.lo
 built=$(date +%s)
 say "tests built in $((built - start)) s"
 
-# name:setting; default = the patch's defaults (chunks of about 2048 GEMM columns)
-fail=0 passed=0 runs_failed=0
-for run in default: one-image-chunks:CAFFE_CONV_CHUNK_IMAGES=1 per-image:CAFFE_CONV_CHUNK_MB=0; do
-  name=${run%%:*} setting=${run#*:}
+# name:settings (comma-separated); gemm-default = 04's defaults (chunks of about 2048 GEMM columns)
+fail=0 passed=0 runs_failed=0 runs=0
+for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
+    gemm-one-image-chunks:CAFFE_CONV_ENGINE=gemm,CAFFE_CONV_CHUNK_IMAGES=1 \
+    gemm-per-image:CAFFE_CONV_ENGINE=gemm,CAFFE_CONV_CHUNK_MB=0; do
+  name=${run%%:*} setting=${run#*:} runs=$((runs + 1))
   log=$build/selftest-$name.log
   t0=$(date +%s)
   rc=0
-  # TestNDAgainst2D asserts bit-for-bit equality of the N-D im2col path (always per image) and
-  # the 2-D path, which the chunked GEMMs round differently; it runs in the per-image run, and
-  # test_batched_conv_layer.cpp compares chunked against per-image to 1e-5 instead.
+  # TestNDAgainst2D asserts bit-for-bit equality of the N-D im2col path (always gemm per image)
+  # and the 2-D path, which the chunked GEMMs and oneDNN round differently; it runs in the
+  # per-image run, and test_batched_conv_layer.cpp compares chunked and oneDNN against per-image
+  # to 1e-4 instead.
   filter='-*GPU*'
-  [ "$name" = per-image ] || filter='-*GPU*:*TestNDAgainst2D*'
+  [ "$name" = gemm-per-image ] || filter='-*GPU*:*TestNDAgainst2D*'
   (cd "$src" && unset CAFFE_CONV_CHUNK_MB CAFFE_CONV_CHUNK_IMAGES CAFFE_CONV_CHUNK_COLS \
-    && env $setting GLOG_minloglevel=2 build/test/test.testbin --gtest_filter="$filter" \
+      CAFFE_CONV_ENGINE \
+    && env ${setting//,/ } GLOG_minloglevel=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
+       build/test/test.testbin --gtest_filter="$filter" \
        > "$log" 2>&1) || rc=$?
   n=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' "$log")
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\?, listed below:$/\1/p' "$log")
@@ -63,4 +70,4 @@ for run in default: one-image-chunks:CAFFE_CONV_CHUNK_IMAGES=1 per-image:CAFFE_C
 done
 say "done in $(( $(date +%s) - start )) s"
 echo "caffe-selftest: $passed passed, $fail failed"
-[ "$fail" = 0 ] || die "convolution tests failed in $runs_failed of the 3 runs"
+[ "$fail" = 0 ] || die "convolution tests failed in $runs_failed of the $runs runs"

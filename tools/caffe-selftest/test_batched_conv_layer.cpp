@@ -1,6 +1,8 @@
-// pycount 04-batched-conv: the chunked CPU convolution agrees with Caffe's per-image path and
-// passes Caffe's gradient check when the batch splits into uneven chunks (5 images: 2 + 2 + 1,
-// 3 + 2, 1 x 5, one chunk of 5). Caffe's own convolution tests use 2 images, so they cannot split unevenly.
+// pycount 04-batched-conv and 05-dnnl-conv: the chunked CPU convolution and the oneDNN one agree
+// with Caffe's per-image path and pass Caffe's gradient check when the batch splits into uneven
+// chunks (5 images: 2 + 2 + 1, 3 + 2, 1 x 5, one chunk of 5). Caffe's own convolution tests use 2
+// images, so they cannot split unevenly. Each case also runs with its weights frozen (only the
+// bias and bottom gradients, a separate branch of both patches).
 // tools/caffe_selftest.sh copies this file into the build's src/caffe/test/ and builds it with
 // Caffe's test_convolution_layer.cpp and test_deconvolution_layer.cpp.
 #include <cmath>
@@ -40,18 +42,21 @@ static const ChunkCase kCases[] = {
   {true, 1, 1, 0, 1, 1, 3, true},
 };
 
-// (CAFFE_CONV_CHUNK_MB, CAFFE_CONV_CHUNK_IMAGES, CAFFE_CONV_CHUNK_COLS); "" = unset. The first
-// is the reference (per image); P = 42 output pixels here, so the default makes one chunk of 5,
-// 100 columns chunks of 3 + 2, 20 KB chunks of 2 + 2 + 1 (float; double: per image)
-static const char* kSettings[][3] = {
-  {"0", "", ""}, {"", "", ""}, {"", "1", ""}, {"", "2", ""}, {"", "3", ""}, {"", "", "100"},
-  {"0.02", "", ""},
+// (CAFFE_CONV_CHUNK_MB, CAFFE_CONV_CHUNK_IMAGES, CAFFE_CONV_CHUNK_COLS, CAFFE_CONV_ENGINE);
+// "" = unset. The first is the reference (gemm, per image); P = 42 output pixels here, so the
+// gemm default makes one chunk of 5, 100 columns chunks of 3 + 2, 20 KB chunks of 2 + 2 + 1
+// (float; double: per image). The last runs oneDNN (double falls back to gemm per image).
+static const int kNumVars = 4;
+static const char* kSettings[][kNumVars] = {
+  {"0", "", "", "gemm"}, {"", "", "", "gemm"}, {"", "1", "", "gemm"}, {"", "2", "", "gemm"},
+  {"", "3", "", "gemm"}, {"", "", "100", "gemm"}, {"0.02", "", "", "gemm"}, {"", "", "", "dnnl"},
 };
-static const char* kVars[3] = {
-  "CAFFE_CONV_CHUNK_MB", "CAFFE_CONV_CHUNK_IMAGES", "CAFFE_CONV_CHUNK_COLS"};
+static const char* kVars[kNumVars] = {
+  "CAFFE_CONV_CHUNK_MB", "CAFFE_CONV_CHUNK_IMAGES", "CAFFE_CONV_CHUNK_COLS",
+  "CAFFE_CONV_ENGINE"};
 
-static void SetChunkEnv(const char* const values[3]) {
-  for (int i = 0; i < 3; ++i) {
+static void SetChunkEnv(const char* const values[kNumVars]) {
+  for (int i = 0; i < kNumVars; ++i) {
     if (*values[i]) { setenv(kVars[i], values[i], 1); } else { unsetenv(kVars[i]); }
   }
 }
@@ -62,8 +67,8 @@ class BatchedConvTest : public MultiDeviceTest<TypeParam> {
 
  protected:
   BatchedConvTest() : bottom_(new Blob<Dtype>(5, 4, 7, 6)), top_(new Blob<Dtype>()) {
-    // the settings of the caller (caffe_selftest.sh runs every test under three settings)
-    for (int i = 0; i < 3; ++i) {
+    // the settings of the caller (caffe_selftest.sh runs every test under several settings)
+    for (int i = 0; i < kNumVars; ++i) {
       const char* v = getenv(kVars[i]);
       saved_[i] = v ? v : "";
     }
@@ -75,7 +80,8 @@ class BatchedConvTest : public MultiDeviceTest<TypeParam> {
     tops_.push_back(top_);
   }
   virtual ~BatchedConvTest() {
-    const char* saved[3] = {saved_[0].c_str(), saved_[1].c_str(), saved_[2].c_str()};
+    const char* saved[kNumVars] = {saved_[0].c_str(), saved_[1].c_str(), saved_[2].c_str(),
+                                   saved_[3].c_str()};
     SetChunkEnv(saved);
     delete bottom_;
     delete top_;
@@ -124,7 +130,7 @@ class BatchedConvTest : public MultiDeviceTest<TypeParam> {
     return out;
   }
 
-  std::string saved_[3];
+  std::string saved_[kNumVars];
   Blob<Dtype>* const bottom_;
   Blob<Dtype>* const top_;
   vector<Blob<Dtype>*> bottoms_;
@@ -139,8 +145,12 @@ TYPED_TEST(BatchedConvTest, TestChunksAgreeWithPerImage) {
   // float: 1e-4 as Caffe's own convolution tests (a weight gradient here sums 210 products of
   // magnitude up to ~5 in an order that depends on the chunking); double: 1e-10
   const Dtype tol = sizeof(Dtype) == 4 ? 1e-4 : 1e-10;
-  for (int ci = 0; ci < sizeof(kCases) / sizeof(kCases[0]); ++ci) {
+  const int num_cases = sizeof(kCases) / sizeof(kCases[0]);
+  for (int run = 0; run < 2 * num_cases; ++run) {
+    // runs num_cases.. freeze the weights: bias and bottom gradients only
+    const int ci = run % num_cases;
     shared_ptr<Layer<Dtype> > layer = this->MakeLayer(kCases[ci]);
+    if (run >= num_cases) { layer->set_param_propagate_down(0, false); }
     Blob<Dtype> diff(this->top_->shape());
     FillerParameter filler_param;
     filler_param.set_std(1);
@@ -158,8 +168,10 @@ TYPED_TEST(BatchedConvTest, TestChunksAgreeWithPerImage) {
         for (int j = 0; j < ref[a].size(); ++j) {
           const Dtype scale = std::max(Dtype(1), std::fabs(ref[a][j]));
           EXPECT_NEAR(ref[a][j], got[a][j], tol * scale)
-              << "case " << ci << " setting MB='" << kSettings[si][0] << "' images='"
-              << kSettings[si][1] << "' cols='" << kSettings[si][2] << "' array " << a
+              << "case " << ci << (run >= num_cases ? " (weights frozen)" : "")
+              << " setting MB='" << kSettings[si][0] << "' images='" << kSettings[si][1]
+              << "' cols='" << kSettings[si][2] << "' engine='" << kSettings[si][3]
+              << "' array " << a
               << " index " << j;
         }
       }
@@ -176,7 +188,7 @@ TYPED_TEST(BatchedConvTest, TestGradientUnevenChunks) {
   if (sizeof(Dtype) == 4) { return; }
   const int picks[] = {1, 2, 5};  // strided grouped conv, dilated conv, fcrn-like deconv
   for (int pi = 0; pi < 3; ++pi) {
-    const char* chunks_of_2[3] = {"", "2", ""};  // chunks of 2 + 2 + 1
+    const char* chunks_of_2[kNumVars] = {"", "2", "", "gemm"};  // chunks of 2 + 2 + 1
     SetChunkEnv(chunks_of_2);
     shared_ptr<Layer<Dtype> > layer = this->MakeLayer(kCases[picks[pi]]);
     GradientChecker<Dtype> checker(1e-2, 1e-3);
