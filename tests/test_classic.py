@@ -187,6 +187,45 @@ def test_select_is_the_best_non_overlapping_set():
         assert s[ld.select(s, parent)].sum() == pytest.approx(best)
 
 
+def paired_blobs(rng, singles, pairs, sep=2.5, sigma=2.2, noise=3.0):
+    """An image of single blobs and of pairs whose centres are sep px apart: each pair forms one
+    extremal region at every threshold (a one-cell-per-region detector can count it only once)."""
+    centres, pts = [], []
+    while len(centres) < singles + pairs:
+        p = rng.uniform(8, SIZE - 8, 2)
+        if all(np.hypot(*(p - q)) >= 12 for q in centres):
+            centres.append(p)
+    for k, c in enumerate(centres):
+        if k < pairs:
+            a = rng.uniform(0, np.pi)
+            d = np.array([np.cos(a), np.sin(a)]) * sep / 2
+            pts += [c - d, c + d]
+        else:
+            pts.append(c)
+    pts = np.array(pts)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    img = np.full((SIZE, SIZE), 20.0)
+    for x, y in pts:
+        img += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+    g = np.clip(img + rng.normal(0, noise, img.shape), 0, 255)
+    return np.stack([np.full_like(g, 5), np.full_like(g, 5), g], axis=-1).astype(np.uint8), pts
+
+
+def test_ledetect_tuple_classes_count_merged_pairs():
+    # the bacterial setting (config.CLASSIC_BY_DATASET): a region may be labelled 2..k cells
+    rng = np.random.default_rng(20)
+    images, points = zip(*(paired_blobs(rng, s, p) for s, p in [(6, 4), (9, 3), (4, 6), (8, 5)]))
+    single = LeDetect.fit(list(images), list(points), **FAST_DETECT)
+    tuples = LeDetect.fit(list(images), list(points), learner="logistic", max_tuple=3, **FAST_DETECT)
+    rng = np.random.default_rng(21)
+    for s, p in [(5, 4), (7, 2), (3, 6)]:
+        img, pts = paired_blobs(rng, s, p)
+        assert tuples.count_image(img) == len(pts) == s + 2 * p
+        assert single.count_image(img) == s + p          # one per region: each pair once
+    with pytest.raises(ValueError, match="max_tuple=1"):
+        LeDetect.fit(list(images), list(points), max_tuple=3, **FAST_DETECT)  # the SSVM scores single cells
+
+
 def test_ledetect_save_load_round_trip(ledetect, tmp_path):
     path = tmp_path / "ledetect.npz"
     ledetect.save(path)
