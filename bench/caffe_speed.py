@@ -277,10 +277,11 @@ BLAS = "/usr/lib/x86_64-linux-gnu"
 # name: (engine, environment); LD_LIBRARY_PATH picks Debian's OpenBLAS flavour for this process
 # only (the same as update-alternatives would for the whole machine)
 G = {"CAFFE_CONV_ENGINE": "gemm"}   # 04's im2col + OpenBLAS path (05's oneDNN is the default)
+D = {"CAFFE_CONV_ENGINE": "dnnl"}
 CONFIGS = {
-    "caffe dnnl (2 thr)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl"}),
+    "caffe dnnl (2 thr)": ("caffe", D),
     # OPENBLAS_NUM_THREADS alone: 05 also limits oneDNN's OpenMP threads by it
-    "caffe dnnl (1 thr)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl", "OPENBLAS_NUM_THREADS": "1"}),
+    "caffe dnnl (1 thr)": ("caffe", {**D, "OPENBLAS_NUM_THREADS": "1"}),
     "caffe per-image (pthread, 2 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0"}),
     "caffe chunked (pthread, 2 thr)": ("caffe", G),
     "caffe chunked (pthread, 1 thr)": ("caffe", {**G, "OPENBLAS_NUM_THREADS": "1"}),
@@ -291,8 +292,7 @@ CONFIGS = {
     "caffe chunked (serial)": ("caffe", {**G, "LD_LIBRARY_PATH": f"{BLAS}/openblas-serial"}),
     "torch (2 thr)": ("torch", {}),
     # OpenMP threads sleep at barriers instead of spinning (libgomp reads it at load)
-    "caffe dnnl (2 thr, passive)": ("caffe", {"CAFFE_CONV_ENGINE": "dnnl",
-                                              "OMP_WAIT_POLICY": "passive"}),
+    "caffe dnnl (2 thr, passive)": ("caffe", {**D, "OMP_WAIT_POLICY": "passive"}),
     "torch (2 thr, passive)": ("torch", {"OMP_WAIT_POLICY": "passive"}),
     "caffe per-image (1 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0",
                                           "OPENBLAS_NUM_THREADS": "1"}),

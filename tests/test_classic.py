@@ -18,14 +18,18 @@ def blobs(rng, n, size=SIZE, sigma=2.2, min_dist=9.0, noise=3.0, colour=(0, 0, 1
         if all(np.hypot(*(p - q)) >= min_dist for q in pts):
             pts.append(p)
     pts = np.array(pts).reshape(-1, 2)
+    return render(rng, pts, size, sigma, noise, colour), pts
+
+
+def render(rng, pts, size=SIZE, sigma=2.2, noise=3.0, colour=(0, 0, 1)):
+    """An RGB uint8 image of bright Gaussian blobs at pts on a dark background, with noise."""
     yy, xx = np.mgrid[0:size, 0:size]
     img = np.full((size, size), 20.0)
     for x, y in pts:
         img += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
     img += rng.normal(0, noise, img.shape)
     g = np.clip(img, 0, 255)
-    rgb = np.stack([g * c + 5 * (1 - c) for c in colour], axis=-1)
-    return rgb.astype(np.uint8), pts
+    return np.stack([g * c + 5 * (1 - c) for c in colour], axis=-1).astype(np.uint8)
 
 
 def blob_set(seed, counts, **kw):
@@ -187,7 +191,7 @@ def test_select_is_the_best_non_overlapping_set():
         assert s[ld.select(s, parent)].sum() == pytest.approx(best)
 
 
-def paired_blobs(rng, singles, pairs, sep=2.5, sigma=2.2, noise=3.0):
+def paired_blobs(rng, singles, pairs, sep=2.5):
     """An image of single blobs and of pairs whose centres are sep px apart: each pair forms one
     extremal region at every threshold (a one-cell-per-region detector can count it only once)."""
     centres, pts = [], []
@@ -203,12 +207,7 @@ def paired_blobs(rng, singles, pairs, sep=2.5, sigma=2.2, noise=3.0):
         else:
             pts.append(c)
     pts = np.array(pts)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    img = np.full((SIZE, SIZE), 20.0)
-    for x, y in pts:
-        img += 200 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
-    g = np.clip(img + rng.normal(0, noise, img.shape), 0, 255)
-    return np.stack([np.full_like(g, 5), np.full_like(g, 5), g], axis=-1).astype(np.uint8), pts
+    return render(rng, pts), pts
 
 
 def test_ledetect_tuple_classes_count_merged_pairs():
