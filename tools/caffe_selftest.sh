@@ -30,8 +30,14 @@ exec 9>"$build/.lock-selftest"
 flock 9
 cp "$here/caffe-selftest/test_batched_conv_layer.cpp" "$src/src/caffe/test/"
 say "building the convolution tests in $src/build (log: $build/selftest-build.log)"
+# The cached build may have been configured from another clone whose venv is gone (CI clones
+# afresh, worktrees get removed): re-point CMake at this venv's Python, or it drops pycaffe and
+# the configure step fails on Caffe's pytest target.
+[ -x "$venv/bin/python" ] || die "no Python in $venv; run make setup first"
+py=$(cd "$venv" && pwd)/bin/python
 (cd "$src/build" \
-  && cmake . -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer \
+  && cmake . -DPYTHON_EXECUTABLE="$py" \
+       -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer \
   && make -j"$jobs" test.testbin) > "$build/selftest-build.log" 2>&1 \
   || { tail -30 "$build/selftest-build.log" >&2; die "building the tests failed"; }
 built=$(date +%s)
