@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from bench import stages
 
@@ -79,9 +80,14 @@ def main(argv=None) -> int:
     elif what == "train":
         path = stages.write_results("train", stages.bench_train(iters=args.iters))
     else:
+        saved: list[Path] = []                  # one file, rewritten after every row
+
+        def save(rows):
+            saved[:] = [stages.write_results("eval", rows, into=saved[0] if saved else None)]
         rows = stages.bench_eval(args.models.split(","), args.engines.split(","),
                                  max_windows=args.max_windows, data_root=args.data_root,
-                                 on_row=lambda rows: stages.write_results("eval", rows))
-        path = stages.write_results("eval", rows)
+                                 on_row=save)
+        save(rows)
+        path = saved[0]
     print(path.read_text())
     return 0

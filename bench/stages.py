@@ -72,11 +72,19 @@ def machine() -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def write_results(kind: str, rows: list[dict]) -> Path:
-    """bench/results/<date>-<host>-<kind>.json and a Markdown table beside it."""
+def write_results(kind: str, rows: list[dict], into: Path | None = None) -> Path:
+    """bench/results/<date>-<host>-<kind>.json and a Markdown table beside it (-2, -3, ... after
+    the kind when that day's results of the kind are there already: nothing is overwritten);
+    `into`: the .md path an earlier call returned, rewritten (a run that saves as it goes)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     base = RESULTS / f"{stamp}-{platform.node()}-{kind}"
+    n = 1
+    while into is None and (base.with_suffix(".json").exists() or base.with_suffix(".md").exists()):
+        n += 1
+        base = RESULTS / f"{stamp}-{platform.node()}-{kind}-{n}"
+    if into is not None:
+        base = into.with_suffix("")
     base.with_suffix(".json").write_text(json.dumps({"kind": kind, "machine": machine(),
                                                      "utc": datetime.now(timezone.utc).isoformat(),
                                                      "rows": rows}, indent=1))

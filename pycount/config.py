@@ -295,6 +295,11 @@ class ModelConfig:
     decoder: str = "up-conv"   # FCRN: each decoder step upsamples then convolves ("up-conv"), or
     #                            convolves at the coarser level then upsamples ("conv-up": 1/4 of
     #                            the multiply-adds, since the 3x3 runs on a quarter of the pixels)
+    context: int = 0           # FCRN: px of unsupervised image context around each training
+    #                            crop (the loss sees only the central crop x crop; beyond the
+    #                            image the context is its mean colour), and then whole images are
+    #                            counted in one pass, padded by as much (0: crops in the padding
+    #                            regime of training, pycount.inference.fullconv)
 
     def __post_init__(self):
         if self.decoder not in FCRN_DECODERS:
@@ -382,6 +387,15 @@ MODELS["fcrn"] = ModelConfig(
                         weight_decay=1e-5, test_interval=250, snapshot=250, type="Adam"),
     description="FCRN-A-style density net (16-32-64-128 x2 convs, conv then bilinear up, skip "
                 "sums): count = sum")
+# The same net trained for counting whole images in one pass (issue #22): each 64 px training crop
+# is cut with 32 px of context on every side (a 128 px input; beyond the image its mean colour),
+# and the loss sees only the central 64 px, whose pixels then never meet the zero padding of the
+# crop's edge within 32 px. Counting runs the whole image at once, padded by 32 px of the mean
+# colour, which is the regime of training (fcrn instead averages ~400 crop forwards per 256 px image).
+MODELS["fcrn-ctx"] = replace(
+    MODELS["fcrn"], name="fcrn-ctx", context=32,
+    description="fcrn trained with 32 px of unsupervised context around each crop; counts whole "
+                "images in one pass")
 # Table 4's comparison methods, re-implemented as estimators (pycount.classic); they read the
 # images directly and train in minutes on a CPU. Their settings' defaults and the reason for each
 # are in pycount/classic/{lecount,ledetect}.py; CLASSIC_BY_DATASET changes them per dataset.
@@ -428,6 +442,11 @@ def run_files(m: "ModelConfig") -> tuple[str, ...]:
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
 # for the loss to move the weights); the nets' output is divided by it.
 DENSITY_SCALE = 100.0
+# A density model trained with context counts an image in one pass up to this many pixels (about
+# 2 GB of blobs for fcrn's widths); larger images go by tiles of DENSITY_TILE px, each with the
+# model's context around it, side by side
+DENSITY_WHOLE_MAX_PX = 6_000_000
+DENSITY_TILE = 1024
 
 # The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)
 # head fine-tuned. A frozen trunk makes the problem a linear (R) or softmax (C) regression on the
@@ -660,9 +679,10 @@ def lmdb_dir(ds: DatasetConfig) -> Path:
     return data_dir() / "lmdb" / ds.tag
 
 
-def density_lmdbs(ds: DatasetConfig, part: str) -> tuple[Path, Path]:
-    """(crops LMDB, density targets LMDB) of a density model's "train" or "val" part."""
-    root = lmdb_dir(ds) / "density"
+def density_lmdbs(ds: DatasetConfig, part: str, context: int = 0) -> tuple[Path, Path]:
+    """(crops LMDB, density targets LMDB) of a density model's "train" or "val" part (crops
+    with `context` px of context on each side: their own pair)."""
+    root = lmdb_dir(ds) / ("density" if not context else f"density-ctx{context}")
     return root / f"{part}_lmdb", root / f"{part}_targets_lmdb"
 
 

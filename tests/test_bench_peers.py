@@ -165,3 +165,15 @@ def test_count_stage_rows_and_report(tmp_path):
                               "gemm": {}, "prepare": [], "forward": [], "train": [],
                               "count": rows, "memory": []})
     assert "| 128x128, fcrn |" in md and "Training with a frozen trunk" not in md
+
+
+def test_results_of_the_same_day_are_kept_side_by_side(tmp_path, monkeypatch):
+    from bench import stages
+    monkeypatch.setattr(stages, "RESULTS", tmp_path)
+    first = stages.write_results("modes", [{"a": 1}])
+    second = stages.write_results("modes", [{"a": 2}])
+    assert first != second and second.name.endswith("-modes-2.md")
+    assert "| 1 |" in first.read_text() and "| 2 |" in second.read_text()
+    # a run that saves as it goes rewrites its own file, not a third one
+    assert stages.write_results("modes", [{"a": 3}], into=second) == second
+    assert "| 3 |" in second.read_text() and len(list(tmp_path.glob("*.md"))) == 2

@@ -57,35 +57,58 @@ def _variants(image: np.ndarray, centres: np.ndarray):
     yield np.ascontiguousarray(image[:, ::-1]), mirrored
 
 
-def training_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
-                   rot_step: float, sigma: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (crop x crop x C pixels, crop x crop float32 density) for every grid window, mirror
-    and rotation whose rotated square stays inside the image (patches' footprint rule)."""
+def pad_around(image: np.ndarray, context: int, fill) -> np.ndarray:
+    """The image with `context` px of the colour `fill` (one value per channel) on every side."""
     h, w = image.shape[:2]
-    origins = patches.grid(h, w, crop, stride)
-    pcs = patches.patch_centres(origins, crop)
+    out = np.empty((h + 2 * context, w + 2 * context) + image.shape[2:], image.dtype)
+    out[...] = np.asarray(fill, dtype=np.float64).round().astype(image.dtype) \
+        if np.issubdtype(image.dtype, np.integer) else np.asarray(fill, image.dtype)
+    out[context:context + h, context:context + w] = image
+    return out
+
+
+def training_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
+                   rot_step: float, sigma: float, context: int = 0, fill=None
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (crop x crop x C pixels, crop x crop float32 density) for every grid window, mirror
+    and rotation whose rotated square stays inside the image (patches' footprint rule).
+
+    context > 0: the pixels are (crop + 2 context) square, cut from the image padded by `context`
+    px of `fill` on every side, and the density is that of their central crop x crop (the same
+    grid of supervised windows as without context; the map is the image's, zero outside it)."""
+    m = int(context)
+    if m < 0:
+        raise ValueError(f"context must be >= 0, got {context}")
+    side = crop + 2 * m
+    h, w = image.shape[0] + 2 * m, image.shape[1] + 2 * m
+    origins = patches.grid(h, w, side, stride)
+    pcs = patches.patch_centres(origins, side)
     r = 4 * sigma + 1
     for img, cen in _variants(image, centres):
-        full = density_target((h, w), cen, sigma)
+        full = density_target(img.shape[:2], cen, sigma)
+        if m:
+            img, full, cen = pad_around(img, m, fill), np.pad(full, m), cen + m
         for angle in patches._angles(rot_step):
             lin = patches._linear(angle)
             k = patches._quarter_turns(angle)
-            shifts = patches._translations(lin, pcs, crop)
-            fits = patches._footprint_fits(lin, pcs, crop, h, w)
+            shifts = patches._translations(lin, pcs, side)
+            fits = patches._footprint_fits(lin, pcs, side, h, w)
             mapped = cen @ lin.T
             for idx in np.flatnonzero(fits):
                 x0, y0 = origins[idx]
                 if k is not None:
-                    pix = np.rot90(img[y0:y0 + crop, x0:x0 + crop], k)
-                    dens = np.rot90(full[y0:y0 + crop, x0:x0 + crop], k)
+                    pix = np.rot90(img[y0:y0 + side, x0:x0 + side], k)
+                    dens = np.rot90(full[y0 + m:y0 + m + crop, x0 + m:x0 + m + crop], k)
                 else:
-                    pix = patches._warp(img, lin, shifts[idx], crop)
-                    dots = mapped + shifts[idx]
+                    pix = patches._warp(img, lin, shifts[idx], side)
+                    dots = mapped + shifts[idx] - m
                     near = np.all((dots > -r) & (dots < crop - 1 + r), axis=1)
                     dens = density_target((crop, crop), dots[near], sigma, renormalise=False)
                 yield np.ascontiguousarray(pix), np.ascontiguousarray(dens, np.float32)
 
 
-def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float) -> int:
+def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float,
+                         context: int = 0) -> int:
     """How many crops training_crops yields for an image of this size (mirror included)."""
-    return 2 * patches.count_training_patches(height, width, crop, stride, rot_step)
+    m = 2 * context
+    return 2 * patches.count_training_patches(height + m, width + m, crop + m, stride, rot_step)

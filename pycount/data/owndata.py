@@ -261,7 +261,7 @@ def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -
         return ds.iters
     if model.classic:
         return None
-    lmdb = config.density_lmdbs(ds, "train")[0] if model.density else \
+    lmdb = config.density_lmdbs(ds, "train", model.context)[0] if model.density else \
         config.lmdb_dir(ds) / "train_lmdb"
     try:
         records = int(lmdbio.read_manifest(lmdb)["records"])

@@ -161,22 +161,33 @@ def _records(samples, ds: config.DatasetConfig, rot_step: int):
             yield patches.resize_patch(pixels, ds.input_size), count
 
 
-def _density_records(samples, ds: config.DatasetConfig, rot_step: int):
+def _context_fill(ds: config.DatasetConfig, model: config.ModelConfig) -> tuple:
+    """The RGB colour beyond an image's edge in crops with context: the mean the net subtracts."""
+    return tuple((model.mean_bgr or ds.mean_bgr)[::-1])
+
+
+def _density_records(samples, ds: config.DatasetConfig, rot_step: int,
+                     model: config.ModelConfig):
     for s in samples:
         # each image's own seeded stream: the LMDB does not depend on the images' order
         rng = np.random.default_rng([SPLIT_SEED, zlib.crc32(s.id.encode())])
-        for pixels, dens in density_targets.training_crops(s.image, s.centres, ds.crop,
-                                                           ds.crop_stride, rot_step, ds.sigma):
+        for pixels, dens in density_targets.training_crops(
+                s.image, s.centres, ds.crop, ds.crop_stride, rot_step, ds.sigma,
+                context=model.context, fill=_context_fill(ds, model)):
             if ds.hed_jitter:
                 pixels = stain.hed_jitter(pixels, ds.hed_jitter, rng)
             yield pixels, int(round(float(dens.sum()))), dens
 
 
-def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = False) -> dict:
-    """The density models' LMDB pairs: data/lmdb/<tag>/density/{train,val}_{lmdb,targets_lmdb}.
+def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = False,
+                    model: config.ModelConfig | None = None) -> dict:
+    """The density models' LMDB pairs: data/lmdb/<tag>/density/{train,val}_{lmdb,targets_lmdb}
+    (density-ctx<m>/ for a model trained with m px of context around each crop).
 
     Training crops: a grid of ds.crop px at ds.crop_stride, mirrored and rotated in the
     dataset's rotation step (pycount.density_targets); validation crops unrotated, unmirrored."""
+    model = model or config.MODELS["fcrn"]
+    m = model.context
     ids, loaded = load_split(ds, data_root, side=ds.crop)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
@@ -187,36 +198,41 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                     "sources": content_hash(samples), "generated": ds.generated}
         if ds.hed_jitter and rot_step:          # (absent when 0: older LMDBs stay current)
             settings["hed_jitter"] = ds.hed_jitter
+        if m:                                   # (likewise)
+            settings.update(context=m, fill=list(_context_fill(ds, model)))
         fp = lmdbio.fingerprint(settings)
-        dest, targets = config.density_lmdbs(ds, part)
+        dest, targets = config.density_lmdbs(ds, part, m)
         if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
             print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
             out[part] = lmdbio.read_manifest(dest)
             continue
         if rot_step:
             n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
-                                                             ds.crop_stride, rot_step)
+                                                             ds.crop_stride, rot_step, m)
                         for s in samples)
-            records = _density_records(samples, ds, rot_step)
+            records = _density_records(samples, ds, rot_step, model)
         else:
             n_max = sum(len(patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride))
                         for s in samples)
-            records = _plain_crops(samples, ds)
+            records = _plain_crops(samples, ds, model)
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
                         split={k: v for k, v in ids.items()})
-        out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop,
+        out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop + 2 * m,
                                       seed=SPLIT_SEED, manifest=manifest, targets=targets,
                                       label=f"{ds.tag} {part} crops + density targets")
     return out
 
 
-def _plain_crops(samples, ds: config.DatasetConfig):
-    """Validation crops: the grid windows of each image and the slices of its density map."""
+def _plain_crops(samples, ds: config.DatasetConfig, model: config.ModelConfig):
+    """Validation crops: the grid windows of each image (with the model's context around them)
+    and the slices of its density map."""
+    m, c = model.context, ds.crop
     for s in samples:
         full = density_targets.density_target(s.image.shape[:2], s.centres, ds.sigma)
-        for x0, y0 in patches.grid(*s.image.shape[:2], ds.crop, ds.crop_stride):
-            dens = full[y0:y0 + ds.crop, x0:x0 + ds.crop].astype(np.float32)
-            yield (np.ascontiguousarray(s.image[y0:y0 + ds.crop, x0:x0 + ds.crop]),
+        img = density_targets.pad_around(s.image, m, _context_fill(ds, model)) if m else s.image
+        for x0, y0 in patches.grid(*s.image.shape[:2], c, ds.crop_stride):
+            dens = full[y0:y0 + c, x0:x0 + c].astype(np.float32)
+            yield (np.ascontiguousarray(img[y0:y0 + c + 2 * m, x0:x0 + c + 2 * m]),
                    int(round(float(dens.sum()))), dens)
 
 
@@ -225,7 +241,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
     """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests.
     For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density)."""
     if model is not None and model.density:
-        return prepare_density(ds, data_root, force)
+        return prepare_density(ds, data_root, force, model)
     ids, loaded = load_split(ds, data_root, side=ds.patch)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):

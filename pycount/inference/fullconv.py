@@ -11,6 +11,12 @@ regime of training; a pixel's density is the mean over the crops that cover it. 
 that stitched density (cells per px^2) and the count is its sum; no griddata is needed.
 `whole=True` runs the image in one pass instead (sides padded to the pooling grid).
 
+A model trained with context (config.ModelConfig.context, MODEL=fcrn-ctx: the loss saw only the
+central crop of each training input, with m px of image, or beyond the image its mean colour,
+around it) is counted in one pass by default: the image padded by m px of the mean colour (rounded
+up to the pooling grid) on every side, which is the regime it was trained in. `whole=False` counts
+it by crops as above, each cut with its m px of context and only its centre kept.
+
 Test-time augmentation (model.tta = 8, the fcrn default): the density is predicted for the image
 under each of its 8 flips and quarter turns, each map turned back, and the 8 averaged. These are
 the transforms the net was trained under, and they map pixels onto pixels, so no value is
@@ -34,17 +40,20 @@ class DensityPredictor:
 
     def __init__(self, deploy: Path, weights: Path, model: config.ModelConfig,
                  ds: config.DatasetConfig, engine: str = "cv2", batch: int | None = None,
-                 whole: bool = False, tta: int | None = None):
+                 whole: bool | None = None, tta: int | None = None):
         if not model.density:
             raise config.ConfigError(f"{model.name} is not a density model")
         self.tta = model.tta if tta is None else tta
         if self.tta not in (1, 8):
             raise config.ConfigError(f"TTA={self.tta}: use 1 (the image as it is) or 8 (every "
                                      f"flip and quarter turn)")
-        self.model, self.ds, self.whole = model, ds, whole
+        self.model, self.ds = model, ds
+        self.whole = model.context > 0 if whole is None else whole
         self.crop, self.stride = ds.crop, max(1, ds.crop // 2)
+        self.context = model.context
         self.align = 2 ** (len(model.widths) - 1)
-        self.batch = batch or max(1, 262_144 // (self.crop * self.crop))
+        side = self.crop + 2 * self.context
+        self.batch = batch or max(1, 262_144 // (side * side))
         if engine not in backends.BACKENDS:
             raise config.ConfigError(f"unknown backend {engine!r}; valid: "
                                      f"{', '.join(backends.BACKENDS)}")
@@ -54,12 +63,13 @@ class DensityPredictor:
         """N x 3 x H x W input blob -> N x H x W density (the engine's own forward)."""
         return np.asarray(self.backend._forward(blob))[:, 0]
 
-    def _padded(self, rgb: np.ndarray, hp: int, wp: int) -> np.ndarray:
-        """The image on an hp x wp canvas of the dataset's mean colour (0 after preprocessing)."""
+    def _padded(self, rgb: np.ndarray, hp: int, wp: int, at: int = 0) -> np.ndarray:
+        """The image on an hp x wp canvas of the dataset's mean colour (0 after preprocessing),
+        its top-left corner at (at, at)."""
         mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
         out = np.empty((hp, wp, 3), np.float32)
         out[...] = mean_rgb
-        out[:rgb.shape[0], :rgb.shape[1]] = rgb[..., :3]
+        out[at:at + rgb.shape[0], at:at + rgb.shape[1]] = rgb[..., :3]
         return out
 
     def density(self, rgb: np.ndarray) -> np.ndarray:
@@ -78,22 +88,33 @@ class DensityPredictor:
     def _density(self, rgb: np.ndarray) -> np.ndarray:
         """The density of the image as it is (no test-time augmentation)."""
         h, w = rgb.shape[:2]
+        a = self.align
+        lead = -(-self.context // a) * a         # the context, on the pooling grid, all round
+        if self.whole and (h + 2 * lead) * (w + 2 * lead) > config.DENSITY_WHOLE_MAX_PX:
+            return self._tiles(rgb, config.DENSITY_TILE, config.DENSITY_TILE, lead, batch=1)
         if self.whole:
-            a = self.align
-            img = self._padded(rgb, -(-h // a) * a, -(-w // a) * a)
-            return self._forward(nets.preprocess(img[None], self.model, self.ds))[0, :h, :w] \
-                .astype(np.float64)
-        c = self.crop
-        img = self._padded(rgb, max(h, c), max(w, c))
-        origins = patches.grid(img.shape[0], img.shape[1], c, self.stride)
-        total = np.zeros(img.shape[:2])
-        hits = np.zeros(img.shape[:2])
-        for i in range(0, len(origins), self.batch):
-            chunk = origins[i:i + self.batch]
-            tiles = np.stack([img[y:y + c, x:x + c] for x, y in chunk])
+            img = self._padded(rgb, -(-(h + 2 * lead) // a) * a, -(-(w + 2 * lead) // a) * a,
+                               at=lead)
+            return self._forward(nets.preprocess(img[None], self.model, self.ds))[
+                0, lead:lead + h, lead:lead + w].astype(np.float64)
+        return self._tiles(rgb, self.crop, self.stride, self.context, self.batch)
+
+    def _tiles(self, rgb: np.ndarray, c: int, stride: int, m: int, batch: int) -> np.ndarray:
+        """The density by c px tiles at `stride` (the last flush with the image's end), each
+        predicted with m px of context (the image, or beyond it its mean colour) around it and
+        only its centre kept; a pixel's density is the mean over the tiles that cover it."""
+        h, w = rgb.shape[:2]
+        hc, wc = max(h, c), max(w, c)
+        img = self._padded(rgb, hc + 2 * m, wc + 2 * m, at=m)
+        origins = patches.grid(hc, wc, c, stride)
+        total = np.zeros((hc, wc))
+        hits = np.zeros((hc, wc))
+        for i in range(0, len(origins), batch):
+            chunk = origins[i:i + batch]
+            tiles = np.stack([img[y:y + c + 2 * m, x:x + c + 2 * m] for x, y in chunk])
             out = self._forward(nets.preprocess(tiles, self.model, self.ds))
             for (x, y), d in zip(chunk, out):
-                total[y:y + c, x:x + c] += d
+                total[y:y + c, x:x + c] += d[m:m + c, m:m + c]
                 hits[y:y + c, x:x + c] += 1
         return (total / hits)[:h, :w]
 

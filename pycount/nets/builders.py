@@ -36,7 +36,9 @@ class NetPlan:
     def patch(self) -> int:
         """The side of the nets' input (the dataset's patch, or SIZE when resized; a density
         model's training crop)."""
-        return self.dataset.crop if self.model.density else self.dataset.input_size
+        if self.model.density:
+            return self.dataset.crop + 2 * self.model.context
+        return self.dataset.input_size
 
 
 def _caffe():
@@ -298,6 +300,11 @@ def _build_density(plan: NetPlan, phase: str):
     n.score = _fcrn(n, n.data, plan)
     if phase == "deploy":
         n.density = L.Power(n.score, scale=1.0 / config.DENSITY_SCALE)
+    elif plan.model.context:
+        # the loss sees the central crop x crop of the map only (the target's size); the
+        # context around it is input, never supervised
+        n.supervised = L.Crop(n.score, n.target, axis=2, offset=plan.model.context)
+        n.loss = L.EuclideanLoss(n.supervised, n.target)
     else:
         n.loss = L.EuclideanLoss(n.score, n.target)
     return n.to_proto()
@@ -366,6 +373,8 @@ def net_name(plan: NetPlan) -> str:
         name = (f"{plan.model.name}-density-c{plan.patch} | widths {'-'.join(map(str, w))}, "
                 f"sigma {plan.dataset.sigma:g}, receptive field "
                 f"{fcrn_receptive_field(len(w), plan.model.convs, plan.model.decoder)} px")
+        if plan.model.context:
+            name += f", loss on the central {plan.dataset.crop} px"
     return name
 
 
@@ -413,7 +422,8 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
 def run_plan(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R") -> NetPlan:
     """The plan of a run's own prototxts: the absolute paths of its dataset's LMDBs."""
     if model.density:
-        (train, train_t), (val, val_t) = (config.density_lmdbs(ds, p) for p in ("train", "val"))
+        (train, train_t), (val, val_t) = (config.density_lmdbs(ds, p, model.context)
+                                          for p in ("train", "val"))
         return NetPlan(model=model, dataset=ds, head=head, train_source=str(train.resolve()),
                        val_source=str(val.resolve()), train_targets=str(train_t.resolve()),
                        val_targets=str(val_t.resolve()))
@@ -464,10 +474,10 @@ def default_plan(dataset: str, model: str, head: str = "R") -> NetPlan:
     lmdb_rel = f"data/lmdb/{ds.name}"
     m = config.model(model, ds)
     if m.density:
-        return NetPlan(model=m, dataset=ds, head=head, train_source=f"{lmdb_rel}/density/train_lmdb",
-                       val_source=f"{lmdb_rel}/density/val_lmdb",
-                       train_targets=f"{lmdb_rel}/density/train_targets_lmdb",
-                       val_targets=f"{lmdb_rel}/density/val_targets_lmdb")
+        d = f"{lmdb_rel}/{config.density_lmdbs(ds, 'train', m.context)[0].parent.name}"
+        return NetPlan(model=m, dataset=ds, head=head, train_source=f"{d}/train_lmdb",
+                       val_source=f"{d}/val_lmdb", train_targets=f"{d}/train_targets_lmdb",
+                       val_targets=f"{d}/val_targets_lmdb")
     return NetPlan(model=m, dataset=ds, head=head,
                    n_classes=config.n_classes(ds) if head == "C" else 0,
                    train_source=f"{lmdb_rel}/train_lmdb", val_source=f"{lmdb_rel}/val_lmdb")

@@ -89,11 +89,17 @@ def load_val_crops(images: Path, targets: Path, limit: int = 4000) -> tuple[np.n
 
 def predict_density_sums(net, rgb: np.ndarray, model: config.ModelConfig,
                          ds: config.DatasetConfig, batch: int = 32) -> np.ndarray:
-    """The sums of the density a loaded pycaffe deploy net predicts for RGB crops."""
+    """The sums of the density a loaded pycaffe deploy net predicts for RGB crops (over their
+    central part when the model sees context around what it is trained on)."""
     forward = CaffeBackend.from_net(net, model, ds, "R", batch)._forward
-    return np.concatenate([forward(nets.preprocess(rgb[i:i + batch], model, ds))
-                           .reshape(len(rgb[i:i + batch]), -1).sum(axis=1)
-                           for i in range(0, len(rgb), batch)]).astype(np.float64)
+    m = model.context
+    sums = []
+    for i in range(0, len(rgb), batch):
+        out = np.asarray(forward(nets.preprocess(rgb[i:i + batch], model, ds)))
+        if m:
+            out = out[..., m:out.shape[-2] - m, m:out.shape[-1] - m]
+        sums.append(out.reshape(len(out), -1).sum(axis=1))
+    return np.concatenate(sums).astype(np.float64)
 
 
 def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
@@ -116,8 +122,8 @@ class Trainer:
         self.train_lmdb, self.val_lmdb = lmdb_root / "train_lmdb", lmdb_root / "val_lmdb"
         self.train_targets = self.val_targets = None
         if model.density:
-            self.train_lmdb, self.train_targets = config.density_lmdbs(ds, "train")
-            self.val_lmdb, self.val_targets = config.density_lmdbs(ds, "val")
+            self.train_lmdb, self.train_targets = config.density_lmdbs(ds, "train", model.context)
+            self.val_lmdb, self.val_targets = config.density_lmdbs(ds, "val", model.context)
         paths = [self.train_lmdb, self.val_lmdb, self.train_targets, self.val_targets]
         for path in filter(None, paths):
             if lmdbio.read_manifest(path) is None:
@@ -267,7 +273,7 @@ class Trainer:
             summary["interrupted"] = True          # not finished: `make train` resumes it
         if self.model.density:
             summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride,
-                           hed_jitter=self.ds.hed_jitter)
+                           hed_jitter=self.ds.hed_jitter, context=self.model.context)
         _atomic_json(self.run / "train.json", summary)
         return summary
 

@@ -1,0 +1,125 @@
+"""Density models trained with context (config.ModelConfig.context, MODEL=fcrn-ctx, issue #22):
+crops cut with context around them, the loss on their centre only, and whole images counted in
+one pass exactly as by tiles when the context covers the receptive field."""
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pycount import config
+from pycount.data import density_targets
+
+FILL = (10, 20, 30)
+
+
+def _image(seed=0, h=256, w=192):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(40, 250, size=(h, w, 3), dtype=np.uint8)
+    centres = np.column_stack([rng.uniform(0, w - 1, 40), rng.uniform(0, h - 1, 40)])
+    return image, centres
+
+
+def test_context_crops_are_the_plain_crops_with_their_surroundings():
+    image, centres = _image()
+    m, c = 16, 64
+    plain = list(density_targets.training_crops(image, centres, c, 64, 90, 2.0))
+    ctx = list(density_targets.training_crops(image, centres, c, 64, 90, 2.0, context=m,
+                                              fill=FILL))
+    assert len(ctx) == len(plain) == density_targets.count_training_crops(256, 192, c, 64, 90, m)
+    for (p, d), (q, e) in zip(plain, ctx):
+        assert q.shape == (c + 2 * m, c + 2 * m, 3) and e.shape == (c, c)
+        np.testing.assert_array_equal(q[m:m + c, m:m + c], p)       # the same supervised window
+        np.testing.assert_array_equal(e, d)                         # with the same target
+    # the first crop sits in the image's top-left corner: its context there is the fill colour,
+    # and to the right and below it is the image
+    first = ctx[0][0]
+    assert (first[:m, :] == FILL).all() and (first[:, :m] == FILL).all()
+    np.testing.assert_array_equal(first[m:, m:], image[:c + m, :c + m])
+
+
+def test_rotated_context_crops_are_counted_ahead_and_hold_their_cells_whole():
+    image = np.zeros((256, 256, 3), np.uint8)
+    centres = np.array([[128.0, 128.0]])
+    crops = list(density_targets.training_crops(image, centres, 64, 32, 30, 2.0, context=24,
+                                                fill=FILL))
+    assert len(crops) == density_targets.count_training_crops(256, 256, 64, 32, 30, 24)
+    # more 30-degree crops fit than without context: the image's edge is no limit to the
+    # context, only to the supervised centre's rotated footprint
+    assert all(p.shape == (112, 112, 3) and d.shape == (64, 64) for p, d in crops)
+    sums = np.array([d.sum(dtype=np.float64) for _, d in crops])
+    assert sums.max() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="context"):
+        next(density_targets.training_crops(image, centres, 64, 32, 90, 2.0, context=-1))
+
+
+def test_a_context_model_has_its_own_lmdbs_and_net_input():
+    from pycount.nets import builders as nets
+    ds = config.dataset("bacterial")
+    assert config.density_lmdbs(ds, "train")[0].parent.name == "density"
+    assert config.density_lmdbs(ds, "train", 32)[0].parent.name == "density-ctx32"
+    plan = nets.default_plan("bacterial", "fcrn-ctx")
+    assert plan.patch == ds.crop + 64 and "density-ctx32/train_lmdb" in plan.train_source
+
+
+@pytest.fixture
+def ctiny(tiny):
+    """The tiny synthetic set with 64 px crops and a two-level fcrn (receptive field 20 px)
+    trained with 16 px of context: the context covers the receptive field."""
+    pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+    from pycount.nets import builders as nets
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, crop=64, crop_stride=64, rot_step=90)
+    base = config.model("fcrn-ctx")
+    solver = dataclasses.replace(base.solver, batch=8, max_iter=60, test_interval=30,
+                                 snapshot=30, stepvalues=(), average_after=0)
+    model = dataclasses.replace(base, widths=(4, 8), convs=2, context=16, solver=solver)
+    assert nets.fcrn_receptive_field(2, 2, "conv-up") <= 2 * model.context
+    return ds, model
+
+
+def test_the_loss_sees_the_centre_and_whole_images_count_as_their_tiles(ctiny, monkeypatch):
+    import caffe
+    from pycount.data import lmdbio, prepare
+    from pycount.inference import fullconv
+    from pycount.nets import builders as nets
+    from pycount.training import trainer as train
+    ds, model = ctiny
+    out = prepare.prepare(ds, model=model)
+    images, targets = config.density_lmdbs(ds, "train", 16)
+    assert out["train"]["records"] == 6 * 128 and lmdbio.read_manifest(images)["context"] == 16
+    t = train.Trainer(ds, model, max_iter=60)
+    files = nets.write_net_files(t._plan(), config.runs_dir() / "ctx", "x")
+    net = caffe.Net(str(files["train_val"]), caffe.TRAIN)
+    net.forward()
+    assert net.blobs["data"].data.shape == (8, 3, 96, 96)
+    assert net.blobs["supervised"].data.shape == net.blobs["target"].data.shape == (8, 1, 64, 64)
+    # the Crop layer keeps the score's centre: offset 16 on both axes
+    np.testing.assert_array_equal(net.blobs["supervised"].data,
+                                  net.blobs["score"].data[:, :, 16:80, 16:80])
+    del net
+    summary = t.train(resume=False)
+    assert summary["context"] == 16
+    rows = list(csv.DictReader(open(config.run_dir(ds, model) / "train_log.csv")))
+    losses = np.array([float(r["loss"]) for r in rows])
+    assert losses[-3:].mean() < 0.7 * losses[0], f"loss did not fall: {losses}"
+
+    run = config.run_dir(ds, model)
+    image = prepare.load(ds, ["009"])[0].image
+    for engine in ("caffe", "cv2"):
+        whole = fullconv.DensityPredictor(run / "deploy.prototxt", run / "model.caffemodel",
+                                          model, ds, engine=engine, tta=1)
+        assert whole.whole                       # the default for a model with context
+        tiles = fullconv.DensityPredictor(run / "deploy.prototxt", run / "model.caffemodel",
+                                          model, ds, engine=engine, tta=1, whole=False)
+        a, b = whole.density(image), tiles.density(image)
+        assert a.shape == b.shape == image.shape[:2]
+        np.testing.assert_allclose(a, b, atol=1e-5 * max(1.0, np.abs(b).max()))
+        assert a.sum() == pytest.approx(b.sum(), rel=1e-4)
+    # images too large for one pass go by tiles with their context: the same density
+    big = fullconv.DensityPredictor(run / "deploy.prototxt", run / "model.caffemodel", model,
+                                    ds, engine="caffe", tta=1)
+    ref = big.density(image)
+    monkeypatch.setattr(config, "DENSITY_WHOLE_MAX_PX", 10_000)
+    monkeypatch.setattr(config, "DENSITY_TILE", 96)
+    np.testing.assert_allclose(big.density(image), ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
