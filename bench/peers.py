@@ -292,7 +292,7 @@ def _count_density(dataset, h, w, name, image, engines, max_crops, rounds) -> di
         peer = torch_peer.DensityPeer(tnet, model, ds)
         n = peer.crops(h, w)
         band = h
-        while band > ds.crop and peer.crops(band, w) > max_crops:
+        while not peer.whole and band > ds.crop and peer.crops(band, w) > max_crops:
             band = max(ds.crop, band - peer.stride)
         part = np.ascontiguousarray(image[:band])
         n_sub = peer.crops(band, w)
@@ -307,6 +307,10 @@ def _count_density(dataset, h, w, name, image, engines, max_crops, rounds) -> di
         jobs["torch"] = lambda: peer.count(part)
         secs = {e: t * scale for e, t in _time_engines(jobs, rounds).items()}
         del jobs
+    if peer.whole:
+        what = "whole image" if n == peer.tta else f"{n // peer.tta} tiles"
+        return _count_row(h, w, name, f"{what} x {peer.tta} transforms", n, n_sub, secs,
+                          {"context": model.context})
     return _count_row(h, w, name, f"crops x {peer.tta} transforms", n, n_sub, secs,
                       {"crop/stride": f"{ds.crop}/{peer.stride}", "batch": peer.batch,
                        "timed_band_rows": band if band < h else "all"})

@@ -185,7 +185,9 @@ class DensityPeer:
     ds.crop px on a grid at half that stride, the last flush with the image's end; a pixel's
     density the mean over the crops that cover it; with tta = 8 the image under each of its 8
     flips and quarter turns, each map turned back, the 8 averaged), with `net` (from build) as
-    the forward. Images smaller than a crop are padded with the mean colour, as pycount does."""
+    the forward. Images smaller than a crop are padded with the mean colour, as pycount does.
+    A model trained with context (MODEL=fcrn-ctx) is run as pycount runs it: the whole image at
+    once, padded by the context rounded up to the pooling grid."""
 
     def __init__(self, net, model, ds, tta: int | None = None, batch: int | None = None):
         self.net, self.model, self.ds = net, model, ds
@@ -193,36 +195,71 @@ class DensityPeer:
         self.crop = ds.crop
         self.stride = max(1, ds.crop // 2)
         self.batch = batch or max(1, 262_144 // (self.crop * self.crop))   # ~256k px a call
+        self.whole = model.context > 0
+        align = 2 ** (len(model.widths) - 1)
+        self.lead = -(-model.context // align) * align
+        self.align = align
 
     def crops(self, h: int, w: int) -> int:
-        """How many crops go through the net for an h x w image (all transforms)."""
+        """How many crops go through the net for an h x w image (all transforms; whole images,
+        or tiles of the largest ones, for a model with context)."""
+        from pycount import config
         from pycount.data import patches
+        if self.whole:
+            if (h + 2 * self.lead) * (w + 2 * self.lead) <= config.density_whole_max_px(self.model):
+                return self.tta
+            t = config.DENSITY_TILE
+            return self.tta * len(patches.grid(max(h, t), max(w, t), t, t))
         c = self.crop
         n = len(patches.grid(max(h, c), max(w, c), c, self.stride))
         return n * self.tta          # a quarter turn swaps the sides: the same grid, transposed
 
+    def _whole(self, rgb: np.ndarray) -> np.ndarray:
+        import torch
+        from pycount.nets import builders as nets
+        h, w = rgb.shape[:2]
+        a, lead = self.align, self.lead
+        mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
+        img = np.empty((-(-(h + 2 * lead) // a) * a, -(-(w + 2 * lead) // a) * a, 3), np.float32)
+        img[...] = mean_rgb
+        img[lead:lead + h, lead:lead + w] = rgb[..., :3]
+        with torch.inference_mode():
+            blob = torch.from_numpy(np.ascontiguousarray(
+                nets.preprocess(img[None], self.model, self.ds)))
+            return self.net(blob).numpy()[0, 0, lead:lead + h, lead:lead + w].astype(np.float64)
+
     def _once(self, rgb: np.ndarray) -> np.ndarray:
+        from pycount import config
+        h, w = rgb.shape[:2]
+        if self.whole:
+            if (h + 2 * self.lead) * (w + 2 * self.lead) <= config.density_whole_max_px(self.model):
+                return self._whole(rgb)
+            return self._crops(rgb, config.DENSITY_TILE, config.DENSITY_TILE, self.lead, 1)
+        return self._crops(rgb, self.crop, self.stride, 0, self.batch)
+
+    def _crops(self, rgb: np.ndarray, c: int, stride: int, m: int, batch: int) -> np.ndarray:
+        """Crops of c px at `stride`, each with m px of context around it, centres kept."""
         import torch
         from pycount.data import patches
         from pycount.nets import builders as nets
         h, w = rgb.shape[:2]
-        c = self.crop
         mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
-        img = np.empty((max(h, c), max(w, c), 3), np.float32)
+        hc, wc = max(h, c), max(w, c)
+        img = np.empty((hc + 2 * m, wc + 2 * m, 3), np.float32)
         img[...] = mean_rgb
-        img[:h, :w] = rgb[..., :3]
-        total = np.zeros(img.shape[:2])
-        hits = np.zeros(img.shape[:2])
-        origins = patches.grid(img.shape[0], img.shape[1], c, self.stride)
+        img[m:m + h, m:m + w] = rgb[..., :3]
+        total = np.zeros((hc, wc))
+        hits = np.zeros((hc, wc))
+        origins = patches.grid(hc, wc, c, stride)
         with torch.inference_mode():
-            for i in range(0, len(origins), self.batch):
-                chunk = origins[i:i + self.batch]
-                tiles = np.stack([img[y:y + c, x:x + c] for x, y in chunk])
+            for i in range(0, len(origins), batch):
+                chunk = origins[i:i + batch]
+                tiles = np.stack([img[y:y + c + 2 * m, x:x + c + 2 * m] for x, y in chunk])
                 blob = torch.from_numpy(np.ascontiguousarray(
                     nets.preprocess(tiles, self.model, self.ds)))
                 out = self.net(blob).numpy()[:, 0]
                 for (x, y), d in zip(chunk, out):
-                    total[y:y + c, x:x + c] += d
+                    total[y:y + c, x:x + c] += d[m:m + c, m:m + c]
                     hits[y:y + c, x:x + c] += 1
         return (total / hits)[:h, :w]
 

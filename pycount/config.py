@@ -442,11 +442,21 @@ def run_files(m: "ModelConfig") -> tuple[str, ...]:
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
 # for the loss to move the weights); the nets' output is divided by it.
 DENSITY_SCALE = 100.0
-# A density model trained with context counts an image in one pass up to this many pixels (about
-# 2 GB of blobs for fcrn's widths); larger images go by tiles of DENSITY_TILE px, each with the
-# model's context around it, side by side
-DENSITY_WHOLE_MAX_PX = 6_000_000
+# A density model trained with context counts an image in one pass up to this many pixels (padded;
+# about 1 GB of blobs for fcrn's widths), and below the size where cv2.dnn's 3x3 convolution
+# overflows a 32-bit index (a 2048 x 2048 input through fcrn, 16 channels at full resolution,
+# crashed OpenCV 4.10; 1856 x 1856 ran): 4 bytes x 9 x channels x pixels < 2^31, with a margin of
+# DENSITY_WHOLE_MARGIN. Larger images go by tiles of DENSITY_TILE px, each with the model's
+# context around it, side by side.
+DENSITY_WHOLE_MAX_PX = 3_000_000
+DENSITY_WHOLE_MARGIN = 0.8
 DENSITY_TILE = 1024
+
+
+def density_whole_max_px(m: "ModelConfig") -> int:
+    """The most (padded) pixels a density model counts in one pass (see DENSITY_WHOLE_MAX_PX)."""
+    cv2_limit = DENSITY_WHOLE_MARGIN * 2 ** 31 / (4 * 9 * max(m.widths[:1] or (1,)))
+    return int(min(DENSITY_WHOLE_MAX_PX, cv2_limit))
 
 # The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)
 # head fine-tuned. A frozen trunk makes the problem a linear (R) or softmax (C) regression on the

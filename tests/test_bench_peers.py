@@ -107,15 +107,16 @@ def test_torch_peer_computes_what_caffe_computes_for_fcrn(dataset, tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("tta", [1, 8])
-def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
-    """The fcrn count's peer: the same crops, flips / quarter turns and averaging as
-    pycount's DensityPredictor, so the two densities agree (on an image that is not a whole
-    number of crops, and on one smaller than a crop)."""
+@pytest.mark.parametrize("name, tta", [("fcrn", 1), ("fcrn", 8), ("fcrn-ctx", 8)])
+def test_torch_density_peer_does_densitypredictors_job(name, tta, tmp_path, monkeypatch):
+    """The density count's peer: the same crops (fcrn-ctx: the same padded whole image), flips /
+    quarter turns and averaging as pycount's DensityPredictor, so the two densities agree (on an
+    image that is not a whole number of crops, and on one smaller than a crop)."""
     pytest.importorskip("torch", reason="the benchmark-only peer: make bench installs it")
     from bench import torch_peer
+    from pycount import config
     from pycount.inference.fullconv import DensityPredictor
-    ds, model, proto = bench_peers._deploy("fcrn", "bacterial", None)
+    ds, model, proto = bench_peers._deploy(name, "bacterial", None)
     net, path, weights = bench_peers._caffe_net(proto, tmp_path)
     peer_net, _ = torch_peer.build(proto)
     torch_peer.load_caffe_weights(peer_net, net)
@@ -128,7 +129,18 @@ def test_torch_density_peer_does_densitypredictors_job(tta, tmp_path):
         got = peer.density(rgb)
         assert got.shape == ref.shape == shape[:2]
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
-    assert peer.crops(90, 130) == tta * 8   # 64 px crops at 32: rows 0, 26; columns 0, 32, 64, 66
+    if model.context:
+        assert ours.whole and peer.crops(90, 130) == tta            # one pass per transform
+        # past the one-pass limit both go by tiles with their context
+        monkeypatch.setattr(config, "DENSITY_WHOLE_MAX_PX", 5_000)
+        monkeypatch.setattr(config, "DENSITY_TILE", 48)
+        rgb = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+        ref = ours.density(rgb)
+        np.testing.assert_allclose(peer.density(rgb), ref, rtol=0,
+                                   atol=1e-4 * float(np.abs(ref).max()))
+        assert peer.crops(90, 130) == tta * 2 * 3
+    else:                                   # 64 px crops at 32: rows 0, 26; columns 0, 32, 64, 66
+        assert peer.crops(90, 130) == tta * 8
 
 
 def test_count_cases_cover_every_cnn_at_both_sizes():

@@ -120,6 +120,36 @@ def test_the_loss_sees_the_centre_and_whole_images_count_as_their_tiles(ctiny, m
     big = fullconv.DensityPredictor(run / "deploy.prototxt", run / "model.caffemodel", model,
                                     ds, engine="caffe", tta=1)
     ref = big.density(image)
+    assert config.density_whole_max_px(config.model("fcrn-ctx")) < 3_700_000   # cv2.dnn's limit
     monkeypatch.setattr(config, "DENSITY_WHOLE_MAX_PX", 10_000)
     monkeypatch.setattr(config, "DENSITY_TILE", 96)
     np.testing.assert_allclose(big.density(image), ref, atol=1e-5 * max(1.0, np.abs(ref).max()))
+
+
+def test_a_large_image_counts_through_cv2_without_crashing_it(tmp_path):
+    """cv2.dnn crashed (SIGSEGV) on a 2048 x 2048 input through fcrn's widths: pycount counts an
+    image that large by tiles. A subprocess, so a crash fails the test instead of ending pytest."""
+    import subprocess
+    import sys
+    import textwrap
+    caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+    from pycount.nets import builders as nets
+    plan = nets.default_plan("bacterial", "fcrn-ctx")
+    deploy = nets.write_net_files(plan, tmp_path, "x")["deploy"]
+    net = caffe.Net(str(deploy), caffe.TEST)           # the fillers' random weights
+    net.save(str(tmp_path / "w.caffemodel"))
+    del net
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from pycount import config
+        from pycount.inference.fullconv import DensityPredictor
+        m, ds = config.model("fcrn-ctx"), config.dataset("bacterial")
+        p = DensityPredictor({str(deploy)!r}, {str(tmp_path / "w.caffemodel")!r}, m, ds,
+                             engine="cv2", tta=1)
+        img = np.random.default_rng(0).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+        d = p.density(img)
+        assert d.shape == (2048, 2048) and np.isfinite(d).all()
+        print("counted", d.sum())
+        """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "counted" in r.stdout, r.stderr[-2000:]

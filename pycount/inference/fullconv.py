@@ -90,7 +90,7 @@ class DensityPredictor:
         h, w = rgb.shape[:2]
         a = self.align
         lead = -(-self.context // a) * a         # the context, on the pooling grid, all round
-        if self.whole and (h + 2 * lead) * (w + 2 * lead) > config.DENSITY_WHOLE_MAX_PX:
+        if self.whole and (h + 2 * lead) * (w + 2 * lead) > config.density_whole_max_px(self.model):
             return self._tiles(rgb, config.DENSITY_TILE, config.DENSITY_TILE, lead, batch=1)
         if self.whole:
             img = self._padded(rgb, -(-(h + 2 * lead) // a) * a, -(-(w + 2 * lead) // a) * a,
