@@ -78,13 +78,13 @@ def write_results(kind: str, rows: list[dict], into: Path | None = None) -> Path
     `into`: the .md path an earlier call returned, rewritten (a run that saves as it goes)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    base = RESULTS / f"{stamp}-{platform.node()}-{kind}"
-    n = 1
-    while into is None and (base.with_suffix(".json").exists() or base.with_suffix(".md").exists()):
-        n += 1
-        base = RESULTS / f"{stamp}-{platform.node()}-{kind}-{n}"
     if into is not None:
         base = into.with_suffix("")
+    else:
+        base, n = RESULTS / f"{stamp}-{platform.node()}-{kind}", 1
+        while base.with_suffix(".json").exists() or base.with_suffix(".md").exists():
+            n += 1
+            base = RESULTS / f"{stamp}-{platform.node()}-{kind}-{n}"
     base.with_suffix(".json").write_text(json.dumps({"kind": kind, "machine": machine(),
                                                      "utc": datetime.now(timezone.utc).isoformat(),
                                                      "rows": rows}, indent=1))

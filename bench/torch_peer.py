@@ -196,17 +196,16 @@ class DensityPeer:
         self.stride = max(1, ds.crop // 2)
         self.batch = batch or max(1, 262_144 // (self.crop * self.crop))   # ~256k px a call
         self.whole = model.context > 0
-        align = 2 ** (len(model.widths) - 1)
-        self.lead = -(-model.context // align) * align
-        self.align = align
+        self.align = 2 ** (len(model.widths) - 1)
 
     def crops(self, h: int, w: int) -> int:
         """How many crops go through the net for an h x w image (all transforms; whole images,
         or tiles of the largest ones, for a model with context)."""
         from pycount import config
         from pycount.data import patches
+        from pycount.inference import fullconv
         if self.whole:
-            if (h + 2 * self.lead) * (w + 2 * self.lead) <= config.density_whole_max_px(self.model):
+            if fullconv.in_one_pass(self.model, h, w):
                 return self.tta
             t = config.DENSITY_TILE
             return self.tta * len(patches.grid(max(h, t), max(w, t), t, t))
@@ -216,9 +215,10 @@ class DensityPeer:
 
     def _whole(self, rgb: np.ndarray) -> np.ndarray:
         import torch
+        from pycount.inference import fullconv
         from pycount.nets import builders as nets
         h, w = rgb.shape[:2]
-        a, lead = self.align, self.lead
+        a, lead = self.align, fullconv.context_lead(self.model)
         mean_rgb = np.asarray(nets.input_transform(self.model, self.ds)[0], np.float32)[::-1]
         img = np.empty((-(-(h + 2 * lead) // a) * a, -(-(w + 2 * lead) // a) * a, 3), np.float32)
         img[...] = mean_rgb
@@ -230,11 +230,13 @@ class DensityPeer:
 
     def _once(self, rgb: np.ndarray) -> np.ndarray:
         from pycount import config
+        from pycount.inference import fullconv
         h, w = rgb.shape[:2]
         if self.whole:
-            if (h + 2 * self.lead) * (w + 2 * self.lead) <= config.density_whole_max_px(self.model):
+            if fullconv.in_one_pass(self.model, h, w):
                 return self._whole(rgb)
-            return self._crops(rgb, config.DENSITY_TILE, config.DENSITY_TILE, self.lead, 1)
+            return self._crops(rgb, config.DENSITY_TILE, config.DENSITY_TILE,
+                               fullconv.context_lead(self.model), 1)
         return self._crops(rgb, self.crop, self.stride, 0, self.batch)
 
     def _crops(self, rgb: np.ndarray, c: int, stride: int, m: int, batch: int) -> np.ndarray:

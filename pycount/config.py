@@ -458,7 +458,7 @@ DENSITY_TILE = 1024
 
 def density_whole_max_px(m: "ModelConfig") -> int:
     """The most (padded) pixels a density model counts in one pass (see DENSITY_WHOLE_MAX_PX)."""
-    cv2_limit = DENSITY_WHOLE_MARGIN * 2 ** 31 / (4 * 9 * max(m.widths[:1] or (1,)))
+    cv2_limit = DENSITY_WHOLE_MARGIN * 2 ** 31 / (4 * 9 * m.widths[0])
     return int(min(DENSITY_WHOLE_MAX_PX, cv2_limit))
 
 # The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)

@@ -110,5 +110,6 @@ def training_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: in
 def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float,
                          context: int = 0) -> int:
     """How many crops training_crops yields for an image of this size (mirror included)."""
-    m = 2 * context
-    return 2 * patches.count_training_patches(height + m, width + m, crop + m, stride, rot_step)
+    pad = 2 * context                    # the context on both sides of every side
+    return 2 * patches.count_training_patches(height + pad, width + pad, crop + pad, stride,
+                                              rot_step)

@@ -35,6 +35,20 @@ from pycount.nets import builders as nets
 from pycount.data import patches
 
 
+def context_lead(model: config.ModelConfig) -> int:
+    """The padding a one-pass count puts around the image: the model's context, rounded up to
+    the pooling grid."""
+    a = 2 ** (len(model.widths) - 1)
+    return -(-model.context // a) * a
+
+
+def in_one_pass(model: config.ModelConfig, h: int, w: int) -> bool:
+    """Whether an h x w image, padded by context_lead, is small enough for one pass
+    (config.density_whole_max_px); larger ones go by DENSITY_TILE px tiles with that context."""
+    lead = context_lead(model)
+    return (h + 2 * lead) * (w + 2 * lead) <= config.density_whole_max_px(model)
+
+
 class DensityPredictor:
     """A trained density net on RGB images, through cv2.dnn or pycaffe."""
 
@@ -88,9 +102,8 @@ class DensityPredictor:
     def _density(self, rgb: np.ndarray) -> np.ndarray:
         """The density of the image as it is (no test-time augmentation)."""
         h, w = rgb.shape[:2]
-        a = self.align
-        lead = -(-self.context // a) * a         # the context, on the pooling grid, all round
-        if self.whole and (h + 2 * lead) * (w + 2 * lead) > config.density_whole_max_px(self.model):
+        a, lead = self.align, context_lead(self.model)
+        if self.whole and not in_one_pass(self.model, h, w):
             return self._tiles(rgb, config.DENSITY_TILE, config.DENSITY_TILE, lead, batch=1)
         if self.whole:
             img = self._padded(rgb, -(-(h + 2 * lead) // a) * a, -(-(w + 2 * lead) // a) * a,
