@@ -178,10 +178,14 @@ def _data(args) -> int:
 
 def _audit(args) -> int:
     from pycount.reporting import audit
-    report = audit.build(args.runs or config.runs_dir())
-    # the project's own runs also refresh docs/audit.md, the page committed with its results
-    docs = config.ROOT / "docs" if not (args.runs or args.out or os.environ.get("PYCOUNT_RUNS")) \
-        else None
+    # the project's own runs also refresh docs/audit.md, the page committed with its results,
+    # and the record of every audited run (config.AUDIT_RECORD) that keeps them beyond runs/
+    own = not (args.runs or args.out or os.environ.get("PYCOUNT_RUNS"))
+    report = audit.build(args.runs or config.runs_dir(),
+                         record_path=config.AUDIT_RECORD if own else None)
+    docs = config.ROOT / "docs" if own else None
+    if own:
+        audit.record(report, config.AUDIT_RECORD)
     paths = audit.write(report, args.out, docs_dir=docs)
     print(audit.summary(report))
     print(f"\nreport: {paths['md']}\n        {paths['html']} (opens in a browser)"

@@ -184,6 +184,10 @@ DISPLAY_INTERVAL = 20
 
 # The audit calls a paper cell reproduced when our MAE is within this fraction of the paper's
 AUDIT_TOLERANCE = 0.15
+# Every evaluated run behind the audit is also recorded here (its metrics and training facts, a
+# few kB), committed with docs/audit.md: run folders live on one machine and are lost with it,
+# and a cell that cost CPU hours must not fall back to "missing" on the next machine
+AUDIT_RECORD = ROOT / "docs" / "audit" / "results.json"
 
 # The dataset whose nets are committed under prototxt/ (pycount.nets.builders.committed_plans)
 REFERENCE_DATASET = "bacterial"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pycount import config
 from pycount.reporting import audit
 
 PAPER_TXT = Path("/work/shared/paper/xue2016-cell-counting-by-regression.txt")
@@ -168,3 +169,48 @@ def test_a_cell_in_training_shows_how_far_it_is(tmp_path):
     assert "starts it again (no snapshot yet)" in note and cell()["mark"] == "missing"
     (run / "snapshots" / "latest.json").write_text(json.dumps({"iter": 1000}))
     assert "`make train MODEL=alexnet DATASET=nuclei` resumes it from iteration 1000" in cell()["note"]
+
+
+def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
+    """A cell that cost CPU hours outlives its run folder: `record` keeps each evaluated run's
+    metrics and training facts, `build` fills the cell from it when runs/ lacks the folder, a run
+    folder present wins over its record, and a damaged record is a named error."""
+    import shutil
+    runs, rec = tmp_path / "runs", tmp_path / "docs" / "results.json"
+    _fake_run(runs, "bacterial/alexnet", mae=8.0, mae_std=6.0, mre=0.04)
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
+        {"iterations": 6000, "seconds": 7200.0, "commit": "abc123", "net": "alexnet-R-p40"}))
+    rec.parent.mkdir()
+    audit.record(audit.build(runs, record_path=rec), rec)
+    shutil.rmtree(runs / "bacterial")                      # the machine is gone
+
+    bare = audit.build(runs)                                 # without the record: missing
+    assert bare["tables"][0]["rows"][1]["cells"]["bacterial"]["ours"] is None
+    report = audit.build(runs, record_path=rec)
+    cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]["bacterial"]
+    assert cell["ours"] == {"mre": 0.04, "mae": 8.0, "mae_std": 6.0}
+    assert cell["train"]["iterations"] == 6000 and cell["train"]["commit"] == "abc123"
+    assert cell["note"] == audit.RECORDED
+    md = audit.to_markdown(audit._blocks(report))
+    assert "ours 8.0000 ± 6.0000" in md and "abc123" in md and "2.00 h" in md
+
+    _fake_run(runs, "bacterial/alexnet", mae=7.0)           # retrained: the folder wins
+    report = audit.build(runs, record_path=rec)
+    assert report["tables"][0]["rows"][1]["cells"]["bacterial"]["ours"]["mae"] == 7.0
+    kept = audit.record(report, rec)                        # and replaces the entry
+    assert kept["bacterial/alexnet"]["metrics"]["mae"] == 7.0 and len(kept) == 1
+    assert json.loads(rec.read_text())["runs"]["bacterial/alexnet"]["metrics"]["mae"] == 7.0
+
+    rec.write_text("{half written")
+    with pytest.raises(config.ConfigError, match="results.json"):
+        audit.build(runs, record_path=rec)
+
+
+def test_the_committed_record_is_readable_and_names_real_runs():
+    runs = audit.read_record(config.AUDIT_RECORD)
+    assert runs, "docs/audit/results.json holds the audited runs"
+    for key, entry in runs.items():
+        ds, run = key.split("/")
+        m = entry["metrics"]
+        assert m["dataset"] == ds and m["model"] + ("-C" if m["head"] == "C" else "") == run
+        assert all(k in m for k in audit.REQUIRED)

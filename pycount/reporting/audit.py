@@ -95,6 +95,8 @@ COLUMNS = (Column("nuclei", "nuclei", "Nuclei"),
            Column("ki67", "ki67", "Ki67"),
            Column("ki67-synthetic", "ki67", "Ki67-synthetic (our stand-in, vs paper Ki67)"))
 REQUIRED = ("mae", "mae_std", "mre", "baseline_mae", "n_images")
+RECORDED = ("recorded result (docs/audit/results.json): its run folder is not on this machine; "
+            "the commit named below retrains it")
 
 # Beyond the paper (issue #7): published density counters on the bacterial (VGG cells) set, tested
 # on images 101-200 after training on N images drawn from 001-100; mean ± std over the draws.
@@ -175,11 +177,45 @@ def _progress(run: Path) -> str:
             f"{_hours(float(last['seconds']))}{val}")
 
 
-def build(runs_dir=None) -> dict:
-    """Every paper row against the matching run, per dataset, plus the runs no row maps to."""
+def read_record(path) -> dict:
+    """The recorded runs ({"<dataset>/<run>": entry}, see `record`); {} when there is none.
+    A damaged record is an error naming the file, never a silently emptier audit."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        runs = json.loads(path.read_text())["runs"]
+        assert isinstance(runs, dict) and all("metrics" in e for e in runs.values())
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise config.ConfigError(f"{path}: not a pycount audit record; restore it with "
+                                 f"`git checkout -- {path.name}` in its folder") from None
+    return runs
+
+
+def record(report: dict, path) -> dict:
+    """Adds every run that `report` read from its runs folder (metrics.json and train.json) to
+    the record at `path`, replacing older entries of the same run and keeping the rest: the
+    results outlive the machine that trained them. Returns the record's runs."""
+    runs = read_record(path)
+    for key, m in report["found"].items():
+        if "error" not in m and "recorded" not in m:
+            runs[key] = {"metrics": {k: v for k, v in m.items() if k != "per_image"},
+                         "train": _train_info(Path(report["runs_dir"]) / key)}
+    atomic.write_text(path, json.dumps({"about": "pycount's audited runs (make audit keeps it); "
+                                                 "docs/audit.md is made from it and runs/",
+                                        "runs": dict(sorted(runs.items()))}, indent=1) + "\n")
+    return runs
+
+
+def build(runs_dir=None, record_path=None) -> dict:
+    """Every paper row against the matching run, per dataset, plus the runs no row maps to.
+    With `record_path`, the recorded runs (see `record`) fill what runs_dir lacks; a run
+    folder present wins over its record."""
     runs_dir = Path(runs_dir or config.runs_dir())
-    found = {p.parent.relative_to(runs_dir).as_posix(): _read(p)
-             for p in sorted(runs_dir.glob("*/*/metrics.json"))}
+    kept = read_record(record_path) if record_path else {}
+    found = {k: {**e["metrics"], "recorded": e.get("train") or {}} for k, e in kept.items()}
+    found.update({p.parent.relative_to(runs_dir).as_posix(): _read(p)
+                  for p in sorted(runs_dir.glob("*/*/metrics.json"))})
     mapped, tables = set(), []
     for t in sorted({r.table for r in PAPER}):
         rows = []
@@ -205,10 +241,13 @@ def build(runs_dir=None) -> dict:
                         cell["ours"] = {k: m[k] for k in ("mre", "mae", "mae_std")}
                         cell["diff"] = {k: m[k] - cell["paper"][k] for k in cell["ours"]}
                         cell["ratio"] = m["mae"] / mae
-                        cell["train"] = _train_info(runs_dir / key)
+                        cell["train"] = (m["recorded"] if "recorded" in m
+                                         else _train_info(runs_dir / key))
                         said = (m.get("dataset"), m.get("model"), m.get("head"))
                         if said != (col.folder, r.model, r.head):
                             cell["note"] = "metrics.json says {}/{}({})".format(*said)
+                        elif "recorded" in m:
+                            cell["note"] = RECORDED
                 cell["mark"] = _mark(cell, col)
                 cells[col.folder] = cell
             rows.append({"label": r.label, "model": r.model, "head": r.head,
@@ -221,9 +260,11 @@ def build(runs_dir=None) -> dict:
                          "paper": PAPER_DATASETS[col.paper], "runs": len(ok),
                          "n_images": sorted({m["n_images"] for m in ok}),
                          "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok})})
-    other = [{"run": k, **m} for k, m in found.items() if k not in mapped]
+    other = [{**m, "run": k + (" (recorded)" if "recorded" in m else "")}
+             for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
-            "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir)}
+            "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir),
+            "found": found}
 
 
 def _density(found: dict, runs_dir: Path) -> list[dict]:
@@ -249,11 +290,12 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
             m = found.get(f"{col.folder}/{model}")
             if m and "error" not in m:
                 ds = config.dataset(col.folder)
-                old = nets.drift(runs_dir / col.folder / model,
-                                 nets.run_plan(ds, config.model(model, ds)))
+                old = "recorded" not in m and nets.drift(
+                    runs_dir / col.folder / model, nets.run_plan(ds, config.model(model, ds)))
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
                              "source": f"{col.folder}/{model}" + (
+                                 " (recorded)" if "recorded" in m else "") + (
                                  f" (trained with older settings: `make train DATASET="
                                  f"{col.folder} MODEL={model} RESUME=0` retrains it)"
                                  if old else "")})
