@@ -1,0 +1,146 @@
+"""The own-data path measured on folders that are none of pycount's named datasets (issue #25).
+
+Each variant is written from a public set in `../shared/datasets` in a layout and format that labs
+produce, then trained and evaluated exactly as a user would (`pycount prepare|train|eval
+--dataset <folder>`, default settings: everything inferred). One table row per variant: the
+inferred settings, training time, test MAE / MRE and the mean-count baseline, beside the MRE of the
+same model on the named dataset the images came from (docs/audit/results.json), since MRE does not
+depend on the image size.
+
+    .venv/bin/python -m bench.owndata_check --variants vgg-2x2-csv nuclei-cellcounter --model fcrn
+    (folders under data/owncheck/, runs under runs/<variant>/, results in bench/results/)
+
+Variants:
+  vgg-2x2-csv          VGG cells, four 256 px images tiled into one 512 px image (50 images),
+                       dots as `NAME.csv` (x,y)
+  nuclei-cellcounter   CRCHistoPhenotypes H&E as PNG, dots as Fiji Cell Counter XML
+                       (`CellCounter_NAME.xml`, integer 0-based pixels as Cell Counter saves them)
+  vgg-small-grey16     VGG cells cut to 150x150 px, 16-bit grey TIFF, dots as `NAME_dots.png` masks
+                       (smaller than the default patch of bigger images: the adapt-or-pad rule)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench import stages
+from pycount import config
+from pycount.data import readers
+
+SHARED = config.ROOT.parent / "shared" / "datasets"
+NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
+         "vgg-small-grey16": "bacterial"}
+
+
+def _csv(path: Path, centres: np.ndarray) -> None:
+    path.write_text("x,y\n" + "".join(f"{x:.2f},{y:.2f}\n" for x, y in centres))
+
+
+def _cellcounter(path: Path, image_name: str, centres: np.ndarray) -> None:
+    marks = "".join(f"<Marker><MarkerX>{int(round(x))}</MarkerX><MarkerY>{int(round(y))}"
+                    f"</MarkerY><MarkerZ>1</MarkerZ></Marker>" for x, y in centres)
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<CellCounter_Marker_File>'
+                    f"<Image_Properties><Image_Filename>{image_name}</Image_Filename>"
+                    "</Image_Properties><Marker_Data><Current_Type>1</Current_Type>"
+                    f"<Marker_Type><Type>1</Type><Name>nucleus</Name>{marks}</Marker_Type>"
+                    "</Marker_Data></CellCounter_Marker_File>\n")
+
+
+def make_vgg_2x2_csv(out: Path) -> None:
+    s = readers.read_vgg_cells(SHARED / "vgg_cells")
+    for k in range(0, len(s) - 3, 4):
+        q = s[k:k + 4]
+        h, w = q[0].image.shape[:2]
+        img = np.vstack([np.hstack([q[0].image, q[1].image]), np.hstack([q[2].image, q[3].image])])
+        centres = np.vstack([q[0].centres, q[1].centres + (w, 0), q[2].centres + (0, h),
+                             q[3].centres + (w, h)])
+        name = f"tile{k // 4 + 1:03d}"
+        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        _csv(out / f"{name}.csv", centres)
+
+
+def make_nuclei_cellcounter(out: Path) -> None:
+    for s in readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"):
+        cv2.imwrite(str(out / f"{s.id}.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        h, w = s.image.shape[:2]
+        _cellcounter(out / f"CellCounter_{s.id}.xml", f"{s.id}.png",
+                     np.clip(s.centres, 0, [w - 1, h - 1]))
+
+
+def make_vgg_small_grey16(out: Path, side: int = 150) -> None:
+    for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
+        grey = cv2.cvtColor(s.image[:side, :side], cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+        cv2.imwrite(str(out / f"{s.id}.tif"), grey)
+        dots = np.zeros((side, side), np.uint8)
+        for x, y in np.round(s.centres).astype(int):
+            if x < side and y < side:
+                dots[y, x] = 255
+        cv2.imwrite(str(out / f"{s.id}_dots.png"), dots)
+
+
+MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cellcounter,
+          "vgg-small-grey16": make_vgg_small_grey16}
+
+
+def build(variant: str, root: Path) -> Path:
+    """The variant's folder (written once; a finished folder carries a .complete mark)."""
+    out = root / variant
+    if not (out / ".complete").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        MAKERS[variant](out)
+        (out / ".complete").write_text("")
+    return out
+
+
+def _named_mre(variant: str, model: str):
+    runs = json.loads(config.AUDIT_RECORD.read_text())["runs"]
+    m = runs.get(f"{NAMED[variant]}/{model}", {}).get("metrics")
+    return round(m["mre"], 4) if m else "no record"
+
+
+def run(variant: str, model: str, root: Path, extra: list[str]) -> dict:
+    folder = build(variant, root)
+    py = [sys.executable, "-m", "pycount"]
+    seconds = {}
+    for step in ("prepare", "train", "eval"):
+        t = time.time()
+        subprocess.run(py + [step, "--dataset", str(folder), "--model", model] + extra,
+                       check=True, cwd=config.ROOT)
+        seconds[step] = round(time.time() - t)
+    run_dir = config.runs_dir() / variant / model
+    m = json.loads((run_dir / "metrics.json").read_text())
+    ds = json.loads((run_dir / "dataset.json").read_text())
+    keys = ("patch", "stride", "sigma", "crop", "crop_stride")
+    return {"variant": variant, "model": model, "images": len(readers.folder_pairs(folder)),
+            "settings": ", ".join(f"{k} {ds[k]}" for k in keys if k in ds),
+            "train s": seconds["train"], "test images": m["n_images"],
+            "MAE": round(m["mae"], 2), "std": round(m["mae_std"], 2), "MRE": round(m["mre"], 4),
+            "baseline MAE": round(m["baseline_mae"], 2),
+            f"MRE on {NAMED[variant]}": _named_mre(variant, model)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variants", nargs="+", default=list(MAKERS), choices=list(MAKERS))
+    ap.add_argument("--model", default="fcrn")
+    ap.add_argument("--root", type=Path, default=config.ROOT / "data" / "owncheck")
+    ap.add_argument("extra", nargs=argparse.REMAINDER, help="after --: passed to every step")
+    a = ap.parse_args(argv)
+    extra = a.extra[1:] if a.extra[:1] == ["--"] else a.extra
+    rows, into = [], None
+    for v in a.variants:
+        rows.append(run(v, a.model, a.root, extra))
+        into = stages.write_results("owndata-check", rows, into=into)
+        print(f"{v}: {rows[-1]}  -> {into}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

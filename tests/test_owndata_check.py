@@ -1,0 +1,43 @@
+"""bench/owndata_check.py writes the public sets in the layouts labs produce; the own-data readers
+must get every cell of the source back from each of them."""
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from bench import owndata_check as check
+from pycount.data import readers
+
+pytestmark = pytest.mark.skipif(not (SHARED / "vgg_cells").is_dir(), reason="no shared datasets")
+
+
+def test_tiled_csv_variant_keeps_every_dot(tmp_path):
+    folder = check.build("vgg-2x2-csv", tmp_path)
+    got = readers.read_folder(folder)
+    src = readers.read_vgg_cells(SHARED / "vgg_cells")
+    assert len(got) == 50 and got[0].image.shape == (512, 512, 3)
+    assert [s.count for s in got] == [sum(s.count for s in src[k:k + 4]) for k in range(0, 200, 4)]
+    # the second tile's dots sit 256 px to the right of their source image's
+    first = got[0].centres[src[0].count:src[0].count + src[1].count]
+    np.testing.assert_allclose(first, src[1].centres + (256, 0), atol=0.01)
+
+
+def test_cellcounter_variant_reads_back_within_rounding(tmp_path):
+    folder = check.build("nuclei-cellcounter", tmp_path)
+    assert len(list(folder.glob("CellCounter_*.xml"))) == 100
+    got = {s.id: s for s in readers.read_folder(folder)}
+    src = readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28")
+    for s in src[:10]:
+        assert np.abs(got[s.id].centres - s.centres).max() <= 0.5 + 1e-9
+    assert sum(s.count for s in got.values()) == 29756
+
+
+def test_small_16bit_variant_is_grey_and_counts_its_crop(tmp_path):
+    import cv2
+    folder = check.build("vgg-small-grey16", tmp_path)
+    raw = cv2.imread(str(folder / "001.tif"), cv2.IMREAD_UNCHANGED)
+    assert raw.dtype == np.uint16 and raw.shape == (150, 150)
+    src = readers.read_vgg_cells(SHARED / "vgg_cells", ids=["001"])[0]
+    inside = ((np.round(src.centres) < 150).all(axis=1)).sum()
+    got = readers.read_folder(folder, ids=["001"])[0]
+    assert got.count == inside and got.image.shape == (150, 150, 3)
+    assert (folder / ".complete").exists()
