@@ -179,9 +179,15 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     runs, rec = tmp_path / "runs", tmp_path / "docs" / "results.json"
     _fake_run(runs, "bacterial/alexnet", mae=8.0, mae_std=6.0, mre=0.04)
     (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
-        {"iterations": 6000, "seconds": 7200.0, "commit": "abc123", "net": "alexnet-R-p40"}))
+        {"iterations": 6000, "seconds": 7200.0, "commit": "abc123", "net": "alexnet-R-p40",
+         "best_iter": 2000, "best_val_patch_mae": 0.7}))
+    (runs / "bacterial" / "alexnet" / "train_log.csv").write_text(
+        "iter,loss,lr,seconds,val_mae\n0,6.6,0.001,0,4.9\n20,2.7,0.001,40,\n1000,1.1,0.001,900,"
+        "0.8\n2000,0.9,0.0001,1800,0.7\n")
     rec.parent.mkdir()
-    audit.record(audit.build(runs, record_path=rec), rec)
+    report = audit.build(runs, record_path=rec)
+    audit.record(report, rec)
+    assert (audit.write(report, tmp_path / "first")["md"].parent / "validation.png").exists()
     shutil.rmtree(runs / "bacterial")                      # the machine is gone
 
     bare = audit.build(runs)                                 # without the record: missing
@@ -190,9 +196,11 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]["bacterial"]
     assert cell["ours"] == {"mre": 0.04, "mae": 8.0, "mae_std": 6.0}
     assert cell["train"]["iterations"] == 6000 and cell["train"]["commit"] == "abc123"
+    assert cell["train"]["validation"] == [[0, 4.9], [1000, 0.8], [2000, 0.7]]
     assert cell["note"] == audit.RECORDED
     md = audit.to_markdown(audit._blocks(report))
     assert "ours 8.0000 ± 6.0000" in md and "abc123" in md and "2.00 h" in md
+    assert "iteration 2000 (validation patch MAE 0.7)" in md and "validation.png" in md
 
     _fake_run(runs, "bacterial/alexnet", mae=7.0)           # retrained: the folder wins
     report = audit.build(runs, record_path=rec)

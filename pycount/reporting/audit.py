@@ -134,15 +134,30 @@ def _mark(cell: dict, col: Column) -> str:
 
 
 def _train_info(run: Path) -> dict:
-    """What the audit says of the run behind a cell (its train.json): iterations, wall time,
-    commit and the net or settings it was trained with."""
+    """What the audit says of the run behind a cell (its train.json and train_log.csv):
+    iterations, wall time, commit, the net or settings it was trained with, the weights kept and
+    the validation curve ([iteration, patch MAE] pairs; none for the classic methods)."""
     try:
         t = json.loads((run / "train.json").read_text())
     except (OSError, ValueError):
         return {}
+    try:
+        curve = [[int(r["iter"]), float(r["val_mae"])]
+                 for r in csv.DictReader(open(run / "train_log.csv")) if r.get("val_mae")]
+    except (OSError, ValueError, KeyError):
+        curve = []
     return {"iterations": t.get("iterations"), "seconds": t.get("seconds"),
             "commit": t.get("commit", "not recorded"),
-            "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True)}
+            "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True),
+            "best_iter": t.get("best_iter"), "best_val": t.get("best_val_patch_mae"),
+            "validation": curve}
+
+
+def _kept(train: dict) -> str:
+    """The weights a cell was counted with: those of the best validation, when there was one."""
+    if train.get("best_iter") is None or train["best_iter"] < 0 or train.get("best_val") is None:
+        return "the fitted model" if train.get("iterations") == 0 else "?"
+    return f"iteration {train['best_iter']} (validation patch MAE {train['best_val']:.3g})"
 
 
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
@@ -356,12 +371,17 @@ def _blocks(report: dict) -> list[tuple]:
           ("p", f"Each filled cell's run: `make train` and `make eval` with the model and dataset "
                 f"regenerate it from the commit named. A cell is reproduced when its MAE is "
                 f"within ±{config.AUDIT_TOLERANCE:.0%} of the paper's.")]
-    b.append(("table", ["row", "dataset", "run", "iterations", "wall time", "commit",
-                        "net / settings"],
+    b.append(("table", ["row", "dataset", "run", "iterations", "wall time", "weights counted",
+                        "commit", "net / settings"],
               [[[label], [c.label], [cell["run"]], [str(cell["train"].get("iterations", "?"))],
-                [_hours(cell["train"].get("seconds"))], [str(cell["train"].get("commit", "?"))],
+                [_hours(cell["train"].get("seconds"))], [_kept(cell["train"])],
+                [str(cell["train"].get("commit", "?"))],
                 [str(cell["train"].get("settings", ""))]] for label, c, cell in runs])
               if runs else ("p", "No paper cell has a run yet."))
+    if _curves(report):
+        b += [("p", "Validation curves of the filled cells' trainings (patch MAE on the held-out "
+                    "training images' patches, every test interval; the weights counted are "
+                    "marked):"), ("img", "validation.png")]
     if report.get("density"):
         b += [("h2", "Beyond the paper: density models (issue #7)"),
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
@@ -475,6 +495,41 @@ def _chart(table: dict, path: Path) -> None:
     atomic.save_figure(fig, path)
 
 
+def _curves(report: dict) -> list[tuple[str, dict]]:
+    """(label, train info) of every filled cell whose training logged a validation curve, once
+    per run (Table 2's ResNet(R) and Table 3's ResNet-50(R) share theirs)."""
+    seen, out = set(), []
+    for t in report["tables"]:
+        for r in t["rows"]:
+            for c in COLUMNS:
+                cell = r["cells"][c.folder]
+                train = cell.get("train") or {}
+                if train.get("validation") and cell["run"] not in seen:
+                    seen.add(cell["run"])
+                    out.append((f"{r['label']} {c.folder}", train))
+    return out
+
+
+def _validation_chart(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, train in _curves(report):
+        it, val = zip(*train["validation"])
+        line, = ax.plot(it, val, marker=".", label=f"{label} ({train.get('iterations')} its)")
+        if train.get("best_iter") in it:
+            ax.plot([train["best_iter"]], [train["best_val"]], "o", mfc="none", ms=10,
+                    color=line.get_color())
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation patch MAE (cells per patch)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Trainings behind the audit's cells", fontsize=10)
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+
+
 def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     """audit.md, audit.html and table<N>.png under out_dir (default <runs>/audit); with
     docs_dir, the same Markdown as docs_dir/audit.md (its charts in docs_dir/audit/), the page
@@ -485,16 +540,19 @@ def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     for t in report["tables"]:
         paths[f"table{t['table']}"] = out / f"table{t['table']}.png"
         _chart(t, paths[f"table{t['table']}"])
+    figures = [f"table{t['table']}.png" for t in report["tables"]]
+    if _curves(report):
+        _validation_chart(report, out / "validation.png")
+        figures.append("validation.png")
     blocks = _blocks(report)
     paths["md"], paths["html"] = out / "audit.md", out / "audit.html"
     atomic.write_text(paths["md"], to_markdown(blocks))
     atomic.write_text(paths["html"], to_html(blocks, out))
     if docs_dir is not None:
-        figures = Path(docs_dir) / "audit"
-        figures.mkdir(parents=True, exist_ok=True)
-        for t in report["tables"]:
-            name = f"table{t['table']}.png"
-            atomic.write_bytes(figures / name, paths[f"table{t['table']}"].read_bytes())
+        docs = Path(docs_dir) / "audit"
+        docs.mkdir(parents=True, exist_ok=True)
+        for name in figures:
+            atomic.write_bytes(docs / name, (out / name).read_bytes())
         relocated = [("img", f"audit/{b[1]}") if b[0] == "img" else b for b in blocks]
         relocated[1] = ("p", relocated[1][1].replace(f"`{report['runs_dir']}`",
                                                      "`runs/` of the commits named below"))
