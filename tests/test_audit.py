@@ -169,6 +169,10 @@ def test_a_cell_in_training_shows_how_far_it_is(tmp_path):
     assert "starts it again (no snapshot yet)" in note and cell()["mark"] == "missing"
     (run / "snapshots" / "latest.json").write_text(json.dumps({"iter": 1000}))
     assert "`make train MODEL=alexnet DATASET=nuclei` resumes it from iteration 1000" in cell()["note"]
+    # a run on a shorter schedule than the model's (ITERS=) is resumed on its own
+    (run / "solver.prototxt").write_text('net: "x"\nmax_iter: 2400\nbase_lr: 0.001\n')
+    assert "iteration 1020 of 2400" in cell()["note"]
+    assert "`make train MODEL=alexnet DATASET=nuclei ITERS=2400` resumes it" in cell()["note"]
 
 
 def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):

@@ -160,10 +160,25 @@ def _kept(train: dict) -> str:
     return f"iteration {train['best_iter']} (validation patch MAE {train['best_val']:.3g})"
 
 
+def _max_iter(run: Path) -> int | None:
+    try:
+        m = re.search(r"^max_iter:\s*(\d+)", (run / "solver.prototxt").read_text(), re.M)
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
     started = _progress(run)
     if started:
+        total = _max_iter(run)
+        try:
+            default = config.model(model, config.dataset(dataset)).solver.max_iter
+        except (config.ConfigError, KeyError):
+            default = total
+        if total is not None and total != default:   # resumed on its own schedule
+            args += f" ITERS={total}"
         try:
             snap = json.loads((run / "snapshots" / "latest.json").read_text())["iter"]
             how = f"resumes it from iteration {snap}"
@@ -178,16 +193,15 @@ def _progress(run: Path) -> str:
     it is, from its train_log.csv and solver.prototxt; "" when none was begun."""
     try:
         rows = list(csv.DictReader(open(run / "train_log.csv")))
-        total = re.search(r"^max_iter:\s*(\d+)", (run / "solver.prototxt").read_text(), re.M)
     except OSError:
         return ""
     if not rows:
         return ""
-    last = rows[-1]
+    last, total = rows[-1], _max_iter(run)
     vals = [r for r in rows if r.get("val_mae")]
     val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
           f"{vals[-1]['iter']}" if vals else ""
-    of = f" of {total.group(1)}" if total else ""
+    of = f" of {total}" if total else ""
     return (f"training in progress: iteration {last['iter']}{of} after "
             f"{_hours(float(last['seconds']))}{val}")
 
