@@ -177,14 +177,13 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
             default = config.model(model, config.dataset(dataset)).solver.max_iter
         except (config.ConfigError, KeyError):
             default = total
-        if total is not None and total != default:   # resumed on its own schedule
-            args += f" ITERS={total}"
+        own = f" ITERS={total}" if total is not None and total != default else ""
         try:
             snap = json.loads((run / "snapshots" / "latest.json").read_text())["iter"]
             how = f"resumes it from iteration {snap}"
         except (OSError, ValueError, KeyError, TypeError):
             how = "starts it again (no snapshot yet)"
-        return f"{started}; `make train {args}` {how}, then `make eval {args}`"
+        return f"{started}; `make train {args}{own}` {how}, then `make eval {args}`"
     return f"missing (run `make train {args}` then `make eval {args}`)"
 
 
