@@ -213,6 +213,13 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     assert kept["bacterial/alexnet"]["metrics"]["mae"] == 7.0 and len(kept) == 1
     assert json.loads(rec.read_text())["runs"]["bacterial/alexnet"]["metrics"]["mae"] == 7.0
 
+    # a training stopped before its schedule's end says so
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
+        {"iterations": 2000, "interrupted": True, "best_iter": 2000, "best_val_patch_mae": 0.6}))
+    (runs / "bacterial" / "alexnet" / "solver.prototxt").write_text("max_iter: 2400\n")
+    md = audit.to_markdown(audit._blocks(audit.build(runs, record_path=rec)))
+    assert "| 2000 of 2400 (stopped) |" in md
+
     rec.write_text("{half written")
     with pytest.raises(config.ConfigError, match="results.json"):
         audit.build(runs, record_path=rec)

@@ -150,7 +150,16 @@ def _train_info(run: Path) -> dict:
             "commit": t.get("commit", "not recorded"),
             "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True),
             "best_iter": t.get("best_iter"), "best_val": t.get("best_val_patch_mae"),
-            "validation": curve}
+            "validation": curve, "planned": _max_iter(run), "stopped": bool(t.get("interrupted"))}
+
+
+def _iterations(train: dict) -> str:
+    """"20000", or "2000 of 2400 (stopped)" for a training stopped before its schedule's end
+    and counted with the weights it had kept."""
+    it = str(train.get("iterations", "?"))
+    if train.get("stopped") and train.get("planned"):
+        return f"{it} of {train['planned']} (stopped)"
+    return it
 
 
 def _kept(train: dict) -> str:
@@ -386,7 +395,7 @@ def _blocks(report: dict) -> list[tuple]:
                 f"within ±{config.AUDIT_TOLERANCE:.0%} of the paper's.")]
     b.append(("table", ["row", "dataset", "run", "iterations", "wall time", "weights counted",
                         "commit", "net / settings"],
-              [[[label], [c.label], [cell["run"]], [str(cell["train"].get("iterations", "?"))],
+              [[[label], [c.label], [cell["run"]], [_iterations(cell["train"])],
                 [_hours(cell["train"].get("seconds"))], [_kept(cell["train"])],
                 [str(cell["train"].get("commit", "?"))],
                 [str(cell["train"].get("settings", ""))]] for label, c, cell in runs])
