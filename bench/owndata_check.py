@@ -33,6 +33,7 @@ import numpy as np
 from bench import stages
 from pycount import config
 from pycount.data import readers
+from pycount.reporting import audit
 
 SHARED = config.ROOT.parent / "shared" / "datasets"
 NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
@@ -100,7 +101,7 @@ def build(variant: str, root: Path) -> Path:
 
 
 def _named_mre(variant: str, model: str):
-    runs = json.loads(config.AUDIT_RECORD.read_text())["runs"]
+    runs = audit.read_record(config.AUDIT_RECORD)
     m = runs.get(f"{NAMED[variant]}/{model}", {}).get("metrics")
     return round(m["mre"], 4) if m else "no record"
 

@@ -236,8 +236,7 @@ def record(report: dict, path) -> dict:
     runs = read_record(path)
     for key, m in report["found"].items():
         if "error" not in m and "recorded" not in m:
-            runs[key] = {"metrics": {k: v for k, v in m.items() if k != "per_image"},
-                         "train": _train_info(Path(report["runs_dir"]) / key)}
+            runs[key] = {"metrics": m, "train": report["trains"][key]}
     atomic.write_text(path, json.dumps({"about": "pycount's audited runs (make audit keeps it); "
                                                  "docs/audit.md is made from it and runs/",
                                         "runs": dict(sorted(runs.items()))}, indent=1) + "\n")
@@ -250,9 +249,11 @@ def build(runs_dir=None, record_path=None) -> dict:
     folder present wins over its record."""
     runs_dir = Path(runs_dir or config.runs_dir())
     kept = read_record(record_path) if record_path else {}
-    found = {k: {**e["metrics"], "recorded": e.get("train") or {}} for k, e in kept.items()}
-    found.update({p.parent.relative_to(runs_dir).as_posix(): _read(p)
-                  for p in sorted(runs_dir.glob("*/*/metrics.json"))})
+    found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
+    trains = {k: e.get("train") or {} for k, e in kept.items()}
+    for p in sorted(runs_dir.glob("*/*/metrics.json")):
+        key = p.parent.relative_to(runs_dir).as_posix()
+        found[key], trains[key] = _read(p), _train_info(p.parent)
     mapped, tables = set(), []
     for t in sorted({r.table for r in PAPER}):
         rows = []
@@ -278,8 +279,7 @@ def build(runs_dir=None, record_path=None) -> dict:
                         cell["ours"] = {k: m[k] for k in ("mre", "mae", "mae_std")}
                         cell["diff"] = {k: m[k] - cell["paper"][k] for k in cell["ours"]}
                         cell["ratio"] = m["mae"] / mae
-                        cell["train"] = (m["recorded"] if "recorded" in m
-                                         else _train_info(runs_dir / key))
+                        cell["train"] = trains[key]
                         said = (m.get("dataset"), m.get("model"), m.get("head"))
                         if said != (col.folder, r.model, r.head):
                             cell["note"] = "metrics.json says {}/{}({})".format(*said)
@@ -301,7 +301,7 @@ def build(runs_dir=None, record_path=None) -> dict:
              for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
             "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir),
-            "found": found}
+            "found": found, "trains": trains}
 
 
 def _density(found: dict, runs_dir: Path) -> list[dict]:
