@@ -100,7 +100,7 @@ audit-gpu: setup                           ## every paper cell trained + evaluat
 	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
-	$(PYCOUNT) audit
+	$(PYCOUNT) audit --data-root $(DATA_ROOT)
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
 	$(PYCOUNT) bench prepare --data-root $(DATA_ROOT)

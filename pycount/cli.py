@@ -142,6 +142,8 @@ def _more_commands(sub) -> None:
                        "(runs/audit/)")
     p.add_argument("--runs", help="runs folder (default: PYCOUNT_RUNS or runs/)")
     p.add_argument("--out", help="report folder (default: <runs>/audit)")
+    p.add_argument("--data-root", help="where a missing cell's dataset is looked for "
+                   "(default: data/)")
     sub.add_parser("prototxt", help="rewrite the committed prototxt/ tree from the NetSpec "
                    "builders")
     p = sub.add_parser("replicate", help="prepare, train and evaluate every paper cell pycount "
@@ -182,7 +184,8 @@ def _audit(args) -> int:
     # and the record of every audited run (config.AUDIT_RECORD) that keeps them beyond runs/
     own = not (args.runs or args.out or os.environ.get("PYCOUNT_RUNS"))
     report = audit.build(args.runs or config.runs_dir(),
-                         record_path=config.AUDIT_RECORD if own else None)
+                         record_path=config.AUDIT_RECORD if own else None,
+                         data_root=args.data_root)
     docs = config.ROOT / "docs" if own else None
     if own:
         audit.record(report, config.AUDIT_RECORD)

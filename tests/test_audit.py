@@ -68,12 +68,16 @@ def _fake_run(runs: Path, run: str, **metrics):
     (d / "metrics.json").write_text(json.dumps(m))
 
 
-def test_report_from_fake_runs(tmp_path):
+def test_report_from_fake_runs(tmp_path, monkeypatch):
+    from pycount.nets import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")    # no ResNet weights
+    data = tmp_path / "data"                                # nuclei's release only
+    (data / config.dataset("nuclei").subdir).mkdir(parents=True)
     runs = tmp_path / "runs"
     _fake_run(runs, "bacterial/alexnet")
     _fake_run(runs, "nuclei/resnet152", mae=15.0, mae_std=10.0, mre=0.17, n_images=50)
     _fake_run(runs, "bacterial/alexnet-lite", mae=12.0)
-    report = audit.build(runs)
+    report = audit.build(runs, data_root=data)
     paths = audit.write(report)
     assert paths["md"].parent == runs / "audit"
 
@@ -82,6 +86,10 @@ def test_report_from_fake_runs(tmp_path):
     assert cell["diff"]["mae"] == pytest.approx(10.0 - 9.2591)
     assert cell["diff"]["mre"] == pytest.approx(0.07 - 0.0651)
     assert t2["AlexNet(R)"]["cells"]["nuclei"]["ours"] is None
+    # what each missing cell waits for: a training here, its dataset, or ImageNet weights
+    assert t2["AlexNet(C)"]["cells"]["nuclei"]["needs"] == "run"
+    assert t2["AlexNet(C)"]["cells"]["bacterial"]["needs"] == "data"
+    assert t2["ResNet(C)"]["cells"]["nuclei"]["needs"] == "weights"
     assert [m["run"] for m in report["other_runs"]] == ["bacterial/alexnet-lite"]
     bact = next(d for d in report["datasets"] if d["folder"] == "bacterial")
     assert bact["n_images"] == [100] and bact["baseline_mae"] == [40.5]
@@ -95,7 +103,15 @@ def test_report_from_fake_runs(tmp_path):
             assert r.label in text
         assert "ours 10.0000 ± 3.0000" in text and "Δ +0.7409" in text     # bacterial/alexnet
         assert "ours 0.1700" in text and "Δ +0.0034" in text               # nuclei/resnet152
-        assert "missing (run" in text and "make train MODEL=alexnet DATASET=nuclei HEAD=C" in text
+        assert "3 of the 30 paper cells that pycount models have our number" in text
+        assert "missing: trainable here" in text and "missing: needs ImageNet weights" in text
+        # the commands, reasons and weights are said once, under "Filling the missing cells"
+        fill = text[text.index("Filling the missing cells"):]
+        assert fill.count("make train MODEL=alexnet DATASET=nuclei HEAD=C") == 1
+        assert str(data / config.dataset("bacterial").subdir) in fill
+        for name, (size, sha) in weights.RELEASED.items():
+            assert name in fill and sha in fill and f"{size:,}" in fill
+        assert "make audit-gpu" in fill and "DeepFeat [24]: not implemented" in fill
         assert "bacterial/alexnet-lite" in text and "Ki67-synthetic" in text
     for t in (2, 3, 4):
         png = paths[f"table{t}"]
@@ -125,7 +141,7 @@ def test_cli(tmp_path, capsys):
     assert "ki67-synthetic" in out and "+41.70" in out and str(tmp_path / "o") in out
 
 
-def test_the_html_page_renders_its_tables_in_a_real_browser(tmp_path):
+def test_the_html_page_renders_its_tables_in_a_real_browser(tmp_path, monkeypatch):
     """audit.html opened in headless Chromium (Debian's; `make test` installs it): every table
     is there with its cells, the marks and the charts load."""
     import shutil
@@ -137,13 +153,18 @@ def test_the_html_page_renders_its_tables_in_a_real_browser(tmp_path):
     (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
         {"iterations": 20000, "seconds": 7200, "commit": "abc123", "net": "alexnet-R-p40"}))
     _fake_run(runs, "nuclei/lecount", mae=80.0)
-    paths = audit.write(audit.build(runs))
+    from pycount.nets import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")    # no ResNet weights
+    paths = audit.write(audit.build(runs, data_root=tmp_path / "data"))   # and no datasets
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", paths["html"].as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<table") == 1 + 2 * 3 + 2        # datasets, 3 tables x (MRE, MAE), runs
+    # datasets, 3 tables x (MRE, MAE), missing cells (trainable here, weights, datasets), runs,
+    # density models
+    assert dom.count("<table") == 1 + 2 * 3 + 3 + 2
+    assert "<h3>Needs He et al.'s ImageNet ResNets</h3>" in dom
     assert "ratio 1.03: within ±15%" in dom             # AlexNet(R) bacterial: 9.5 vs 9.2591
     assert "ratio 1.55: outside ±15%" in dom            # Le.count nuclei: 80 vs 51.4479
     assert "2.00 h" in dom and "abc123" in dom          # the run behind the cell

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from pycount.util import atomic
 from pycount import config
+from pycount.errors import PycountError
 from pycount.nets import builders as nets
+from pycount.nets import weights
 
 CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
             "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
@@ -196,6 +198,27 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     return f"missing (run `make train {args}` then `make eval {args}`)"
 
 
+def _needs(model: str, dataset: str, run: Path, data_root=None) -> str:
+    """What a missing cell waits for: "weights" (a pretrained net's ImageNet caffemodel is not
+    in weights/), "data" (its dataset is not under DATA_ROOT), "training" (begun, not finished),
+    or "run" (nothing but a training on this machine)."""
+    from pycount.reporting import replicate
+    if _progress(run):
+        return "training"
+    m = config.model(model, config.dataset(dataset))
+    if m.weights and m.finetune != "scratch":
+        try:
+            weights.resolve(m)
+        except PycountError:
+            return "weights"
+    return "data" if replicate.why_not(dataset, model, data_root) else "run"
+
+
+# How a missing cell reads in the tables; the section "Filling the missing cells" says the rest.
+NEEDS = {"weights": "missing: needs ImageNet weights", "data": "missing: dataset not here",
+         "run": "missing: trainable here", "training": "in training"}
+
+
 def _progress(run: Path) -> str:
     """A training begun but not evaluated (long CPU cells run over several sessions): how far
     it is, from its train_log.csv and solver.prototxt; "" when none was begun."""
@@ -243,10 +266,12 @@ def record(report: dict, path) -> dict:
     return runs
 
 
-def build(runs_dir=None, record_path=None) -> dict:
+def build(runs_dir=None, record_path=None, data_root=None) -> dict:
     """Every paper row against the matching run, per dataset, plus the runs no row maps to.
     With `record_path`, the recorded runs (see `record`) fill what runs_dir lacks; a run
-    folder present wins over its record."""
+    folder present wins over its record. `data_root` (DATA_ROOT) is where a missing cell's
+    dataset is looked for."""
+    from pycount.reporting import replicate
     runs_dir = Path(runs_dir or config.runs_dir())
     kept = read_record(record_path) if record_path else {}
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
@@ -273,6 +298,9 @@ def build(runs_dir=None, record_path=None) -> dict:
                     m = found.get(key)
                     if m is None:
                         cell["note"] = _todo(r.model, r.head, col.folder, runs_dir / key)
+                        cell["needs"] = _needs(r.model, col.folder, runs_dir / key, data_root)
+                        cell["why"] = (replicate.why_not(col.folder, r.model, data_root)
+                                       if cell["needs"] == "data" else "")
                     elif "error" in m:
                         cell["note"] = m["error"]
                     else:
@@ -354,7 +382,7 @@ def _cell_parts(cell: dict, metric: str) -> list[str]:
     """["paper ...", "ours ...", "Δ ..."] for one table cell; metric "mre" or "mae"."""
     paper = cell["paper"][f"{metric}_printed"]
     if cell["ours"] is None:
-        return [f"paper {paper}", cell["note"]]
+        return [f"paper {paper}", _short(cell)]
     o, d = cell["ours"], cell["diff"]
     if metric == "mre":
         parts = [f"paper {paper}", f"ours {o['mre']:.4f}", f"Δ {d['mre']:+.4f}"]
@@ -362,7 +390,126 @@ def _cell_parts(cell: dict, metric: str) -> list[str]:
         parts = [f"paper {paper}", f"ours {o['mae']:.4f} ± {o['mae_std']:.4f}",
                  f"Δ {d['mae']:+.4f} ± {d['mae_std']:+.4f}",
                  f"ratio {cell['ratio']:.2f}: {cell['mark']}"]
-    return parts + ([cell["note"]] if cell["note"] else [])
+    return parts + ([_short(cell)] if cell["note"] else [])
+
+
+def _short(cell: dict) -> str:
+    """A cell's note as the tables show it; the long forms (commands, reasons) are said once,
+    under "Filling the missing cells" and "The runs behind the cells"."""
+    needs = cell.get("needs")
+    if needs == "training":
+        return "in training: " + cell["note"].split(";")[0].removeprefix(
+            "training in progress: ")
+    if needs:
+        return NEEDS[needs]
+    if cell["note"] == RECORDED:
+        return "recorded result"
+    if cell["run"] is None:
+        return "not in pycount (see below)"
+    return cell["note"]
+
+
+def _tally(report: dict) -> str:
+    """One paragraph: how many of the paper's cells have a number, and how many agree."""
+    paper = [(c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
+             for c in COLUMNS]
+    modelled = [(c, x) for c, x in paper if x["run"]]
+    own = [x for c, x in modelled if c.folder == c.paper]
+    stand = [x for c, x in modelled if c.folder != c.paper]
+    filled = [x for x in own if x["ours"]]
+    within = [x for x in filled if x["mark"].startswith("within")]
+    recorded = [x for x in filled + stand if x["note"] == RECORDED]
+    waits = {}
+    for x in own + stand:
+        if x["ours"] is None and x.get("needs"):
+            waits[x["needs"]] = waits.get(x["needs"], 0) + 1
+    said = {"weights": "need ImageNet weights", "data": "need a dataset that is not here",
+            "run": "can be trained here", "training": "are in training"}
+    rest = ", ".join(f"{n} {said[k].replace('are ', 'is ') if n == 1 else said[k]}"
+                     .replace("need ", "needs " if n == 1 else "need ")
+                     for k, n in sorted(waits.items(), key=lambda kv: -kv[1]))
+    return (f"**{len(filled)} of the {len(own)} paper cells that pycount models have our number** "
+            f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE), and "
+            f"{sum(1 for x in stand if x['ours'])} of {len(stand)} stand-in cells; "
+            f"{len(paper) - len(modelled)} cells are methods pycount does not model. "
+            f"Of the cells without a number, {rest or 'none'}: see \"Filling the missing "
+            f"cells\" below."
+            + (f" {len(recorded)} of the numbers are recorded results: {RECORDED}." if recorded
+               else ""))
+
+
+def _filling(report: dict) -> list[tuple]:
+    """What each missing cell needs, said once per run (cells sharing a run are listed
+    together): the commands for the cells this machine trains, the weights (file, size,
+    sha256, where), the datasets, and the rows pycount does not model."""
+    groups: dict[str, dict] = {}
+    other = []
+    for t in report["tables"]:
+        for r in t["rows"]:
+            for c in COLUMNS:
+                cell = r["cells"][c.folder]
+                label = f"Table {t['table']} {r['label']} · {c.label.split(' (')[0]}"
+                if cell["run"] is None:
+                    if r["label"] not in [o[0] for o in other]:
+                        other.append((r["label"], cell["note"]))
+                elif cell["ours"] is None and cell.get("needs"):
+                    g = groups.setdefault(cell["run"], {"needs": cell["needs"], "cells": [],
+                                                        "note": cell["note"],
+                                                        "why": cell.get("why", ""),
+                                                        "model": r["model"], "dataset": c.folder})
+                    if label not in g["cells"]:
+                        g["cells"].append(label)
+    b = [("h2", "Filling the missing cells")]
+    if not groups and not other:
+        return b + [("p", "None is missing.")]
+    b.append(("p", "One run folder serves every cell that shares it (Table 2's ResNet(R) is "
+                   "Table 3's ResNet-50(R), Table 4's The proposed is ResNet-152(R)), and a "
+                   "cell's MRE and MAE come from the same run."))
+    here = [(k, g) for k, g in groups.items() if g["needs"] in ("run", "training")]
+    if here:
+        b += [("h3", "Trainable on this machine"),
+              ("p", "Trained from scratch or fitted (AlexNet, Table 4's classic methods): each "
+                    "command trains and evaluates one run, and `make audit` then fills its "
+                    "cells. The wall times of the filled cells (the runs table below) say what "
+                    "to expect on this machine; `make audit-gpu` runs them all on a GPU.")]
+        b.append(("table", ["run", "cells", "state and command"],
+                  [[[k], g["cells"], [g["note"].removeprefix("missing (run ").removesuffix(")")
+                                      if g["needs"] == "run" else g["note"]]]
+                   for k, g in here]))
+    need_w = [(k, g) for k, g in groups.items() if g["needs"] == "weights"]
+    if need_w:
+        files: dict[str, list[str]] = {}
+        for k, g in need_w:
+            m = config.model(g["model"], config.dataset(g["dataset"]))
+            files.setdefault(m.weights, []).append(k)
+        b += [("h3", "Needs He et al.'s ImageNet ResNets"),
+              ("p", "The paper fine-tunes the ImageNet ResNets that He et al. released as Caffe "
+                    "models (weights/README.md says where they are published); they cannot be "
+                    "downloaded from this machine. Put each file in `weights/` under its "
+                    "name; pycount checks its size and sha256 before use. Then, on a machine "
+                    "with an NVIDIA GPU, `make audit-gpu` (`GPU=n` picks another device) "
+                    "prepares, trains and evaluates every paper cell not yet evaluated with "
+                    "today's settings, skips with one line any cell whose weights or dataset "
+                    "are missing, and writes this page again; in the replication image: "
+                    "`docker run --gpus all -v $PWD/weights:/opt/pycount/weights -v "
+                    "$PWD/runs:/opt/pycount/runs pycount make audit-gpu` (docs/docker.md).")]
+        b.append(("table", ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
+                  [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
+                    [", ".join(runs)]] for f, runs in files.items()]))
+    need_d = [(k, g) for k, g in groups.items() if g["needs"] == "data"]
+    if need_d:
+        b += [("h3", "Needs a dataset that is not on this machine"),
+              ("p", "The paper's Ki67 set is private: with a copy in pycount's generic layout "
+                    "(images plus a CSV of x,y cell centres each; docs/datasets.md) under "
+                    "DATA_ROOT/ki67, its cells train like the others. Any other dataset named "
+                    "here: put its public release under DATA_ROOT (docs/datasets.md).")]
+        b.append(("table", ["run", "cells", "why"],
+                  [[[k], g["cells"], [g["why"]]]
+                   for k, g in need_d]))
+    if other:
+        b += [("h3", "Rows pycount does not model")] + [("p", f"{label}: {note}.")
+                                                       for label, note in other]
+    return b
 
 
 def _blocks(report: dict) -> list[tuple]:
@@ -373,6 +520,7 @@ def _blocks(report: dict) -> list[tuple]:
                "The paper's Ki67 set is private: Ki67-synthetic is our generated stand-in, "
                "compared with the paper's Ki67 column, not a reproduction of it. Page numbers "
                "are those of the published volume (the text extract carries none)."),
+         ("p", _tally(report)),
          ("h2", "Datasets (paper Table 1; ours: test images and mean-count baseline MAE)"),
          ("table", ["dataset", "paper size", "paper Ntr/Nte", "paper AC", "paper MinC–MaxC",
                     "our runs", "our test images", "our baseline MAE"],
@@ -387,6 +535,7 @@ def _blocks(report: dict) -> list[tuple]:
                       [[[r["label"]]] + [_cell_parts(r["cells"][c.folder], metric)
                                          for c in COLUMNS] for r in t["rows"]]))
         b.append(("img", f"table{t['table']}.png"))
+    b += _filling(report)
     runs = [(r["label"], c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
              for c in COLUMNS if r["cells"][c.folder].get("train") is not None]
     b += [("h2", "The runs behind the cells"),
@@ -442,6 +591,8 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append(f"# {rest[0]}")
         elif kind == "h2":
             out.append(f"## {rest[0]}")
+        elif kind == "h3":
+            out.append(f"### {rest[0]}")
         elif kind == "p":
             out.append(rest[0])
         elif kind == "img":
@@ -470,7 +621,7 @@ def to_html(blocks: list[tuple], img_dir: Path) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{html.escape(blocks[0][1])}</title><style>{CSS}</style></head><body>"]
     for kind, *rest in blocks:
-        if kind in ("h1", "h2", "p"):
+        if kind in ("h1", "h2", "h3", "p"):
             out.append(f"<{kind}>{_inline(rest[0])}</{kind}>")
         elif kind == "img":
             data = base64.b64encode((img_dir / rest[0]).read_bytes()).decode()
