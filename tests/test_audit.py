@@ -118,7 +118,7 @@ def test_report_from_fake_runs(tmp_path, monkeypatch):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
     assert not list((runs / "audit").glob(".*tmp"))   # atomic writes leave no temp files
     # bacterial/alexnet fills one cell, nuclei/resnet152 two (Table 3 and Table 4)
-    assert "3 of 40 paper cells" in audit.summary(report)     # Le.count, Le.detect: 8 more
+    assert "3 of the 30 paper cells that pycount models have our number" in audit.summary(report)
 
 
 def test_unreadable_and_empty(tmp_path, monkeypatch):

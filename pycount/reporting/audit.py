@@ -409,8 +409,9 @@ def _short(cell: dict) -> str:
     return cell["note"]
 
 
-def _tally(report: dict) -> str:
-    """One paragraph: how many of the paper's cells have a number, and how many agree."""
+def _tally(report: dict) -> tuple[str, str]:
+    """How many of the paper's cells have a number and how many agree; then what the others
+    wait for (two sentences: the page prints both, `make audit`'s summary the first)."""
     paper = [(c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
              for c in COLUMNS]
     modelled = [(c, x) for c, x in paper if x["run"]]
@@ -428,10 +429,10 @@ def _tally(report: dict) -> str:
     rest = ", ".join(f"{n} {said[k].replace('are ', 'is ') if n == 1 else said[k]}"
                      .replace("need ", "needs " if n == 1 else "need ")
                      for k, n in sorted(waits.items(), key=lambda kv: -kv[1]))
-    return (f"**{len(filled)} of the {len(own)} paper cells that pycount models have our number** "
+    return (f"{len(filled)} of the {len(own)} paper cells that pycount models have our number "
             f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE), and "
             f"{sum(1 for x in stand if x['ours'])} of {len(stand)} stand-in cells; "
-            f"{len(paper) - len(modelled)} cells are methods pycount does not model. "
+            f"{len(paper) - len(modelled)} cells are methods pycount does not model.",
             f"Of the cells without a number, {rest or 'none'}: see \"Filling the missing "
             f"cells\" below."
             + (f" {len(recorded)} of the numbers are recorded results: {RECORDED}." if recorded
@@ -520,7 +521,7 @@ def _blocks(report: dict) -> list[tuple]:
                "The paper's Ki67 set is private: Ki67-synthetic is our generated stand-in, "
                "compared with the paper's Ki67 column, not a reproduction of it. Page numbers "
                "are those of the published volume (the text extract carries none)."),
-         ("p", _tally(report)),
+         ("p", "**{}** {}".format(*_tally(report))),
          ("h2", "Datasets (paper Table 1; ours: test images and mean-count baseline MAE)"),
          ("table", ["dataset", "paper size", "paper Ntr/Nte", "paper AC", "paper MinC–MaxC",
                     "our runs", "our test images", "our baseline MAE"],
@@ -738,18 +739,14 @@ def summary(report: dict) -> str:
     """A compact Markdown digest: the cells we have a run for, and what is missing."""
     lines = ["| table | row | dataset | MRE paper → ours | MAE paper → ours (Δ) |",
              "|---|---|---|---|---|"]
-    have = total = 0
     for t in report["tables"]:
         for r in t["rows"]:
             for col in COLUMNS:
                 c = r["cells"][col.folder]
-                total += c["run"] is not None
                 if c["ours"]:
-                    have += 1
                     lines.append(f"| {t['table']} | {r['label']} | {col.folder} | "
                                  f"{c['paper']['mre_printed']} → {c['ours']['mre']:.4f} | "
                                  f"{c['paper']['mae']:.2f} → {c['ours']['mae']:.2f} "
                                  f"({c['diff']['mae']:+.2f}) |")
     other = ", ".join(m["run"] for m in report["other_runs"]) or "none"
-    return "\n".join(lines + ["", f"{have} of {total} paper cells for pycount models have a run; "
-                                  f"other runs: {other}."])
+    return "\n".join(lines + ["", _tally(report)[0], f"Other runs: {other}."])
