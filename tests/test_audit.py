@@ -254,3 +254,24 @@ def test_the_committed_record_is_readable_and_names_real_runs():
         m = entry["metrics"]
         assert m["dataset"] == ds and m["model"] + ("-C" if m["head"] == "C" else "") == run
         assert all(k in m for k in audit.REQUIRED)
+
+
+def test_the_split_to_split_spread_is_a_density_row(tmp_path):
+    """RESPLIT=s runs of a model (issue #26) give one row: the mean and sample std of the test
+    MAEs over the recorded split and the redrawn ones, each split's MAE named."""
+    def entry(ds, mae):
+        return {"metrics": dict(dataset=ds, model="fcrn", head="R", density=True, mae=mae,
+                                mae_std=1.0, mre=0.1, baseline_mae=150.0, n_images=50),
+                "train": {}}
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"runs": {"nuclei/fcrn": entry("nuclei", 38.0),
+                                           "nuclei-split1/fcrn": entry("nuclei", 30.0),
+                                           "nuclei-split2/fcrn": entry("nuclei", 34.0)}}))
+    (tmp_path / "runs").mkdir()
+    report = audit.build(tmp_path / "runs", record_path=record)
+    rows = [r for r in report["density"] if r["spread"] == "over 3 splits"]
+    assert len(rows) == 1 and rows[0]["dataset"] == "nuclei"
+    assert rows[0]["mae"] == pytest.approx(34.0) and rows[0]["std"] == pytest.approx(4.0)
+    assert rows[0]["source"] == "RESPLIT=s: recorded 38.00, split 1 30.00, split 2 34.00"
+    assert not [r for r in report["density"] if r["dataset"] == "bacterial"
+                and "splits" in r["spread"]]

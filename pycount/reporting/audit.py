@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pycount.util import atomic
 from pycount import config
 from pycount.errors import PycountError
@@ -364,6 +366,10 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
                                  f" (trained with older settings: `make train DATASET="
                                  f"{col.folder} MODEL={model} RESUME=0` retrains it)"
                                  if old else "")})
+            split = _over_splits(found, col.folder, model)
+            if split:
+                rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
+                             **split})
             for p in protocol.summarize(col.folder, model, runs_dir):
                 old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
@@ -374,6 +380,25 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
                                  f"settings: `make protocol DATASET={col.folder} MODEL={model}` "
                                  f"retrains them)" if old else "")})
     return rows
+
+
+def _over_splits(found: dict, dataset: str, model: str) -> dict | None:
+    """The split-to-split spread of one model (RESPLIT=s runs, `<dataset>-split<s>/<model>`,
+    beside the recorded split's `<dataset>/<model>`): the mean and sample std of their test MAEs,
+    or None without a RESPLIT run."""
+    pattern = re.compile(rf"{re.escape(dataset)}-split(\d+)/{re.escape(model)}")
+    runs = sorted((int(m.group(1)), v) for k, v in found.items()
+                  if (m := pattern.fullmatch(k)) and "error" not in v)
+    if not runs:
+        return None
+    base = found.get(f"{dataset}/{model}")
+    maes = ([("recorded", base["mae"])] if base and "error" not in base else []) + [
+        (f"split {s}", v["mae"]) for s, v in runs]
+    values = np.array([v for _, v in maes])
+    return {"mae": float(values.mean()),
+            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "spread": f"over {len(values)} splits",
+            "source": "RESPLIT=s: " + ", ".join(f"{n} {v:.2f}" for n, v in maes)}
 
 
 # ---- rendering: a list of blocks, written out as Markdown and as HTML ------------------------
