@@ -200,20 +200,37 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     return f"missing (run `make train {args}` then `make eval {args}`)"
 
 
-def _needs(model: str, dataset: str, run: Path, data_root=None) -> str:
-    """What a missing cell waits for: "weights" (a pretrained net's ImageNet caffemodel is not
-    in weights/), "data" (its dataset is not under DATA_ROOT), "training" (begun, not finished),
-    or "run" (nothing but a training on this machine)."""
-    from pycount.reporting import replicate
-    if _progress(run):
-        return "training"
-    m = config.model(model, config.dataset(dataset))
+def why_not(dataset: str, model: str, data_root=None) -> str | None:
+    """Why a cell cannot run here (missing weights or dataset), or None."""
+    blocked = _blocker(dataset, model, data_root)
+    return blocked[1] if blocked else None
+
+
+def _blocker(dataset: str, model: str, data_root=None) -> tuple[str, str] | None:
+    """("weights", why) when a pretrained net's ImageNet caffemodel is not in weights/ (or not
+    the released file), ("data", why) when the dataset is not under DATA_ROOT; else None."""
+    from pycount.data import prepare   # lazily: the report alone needs no image readers
+    ds = config.dataset(dataset)
+    m = config.model(model, ds)
     if m.weights and m.finetune != "scratch":
         try:
             weights.resolve(m)
-        except PycountError:
-            return "weights"
-    return "data" if replicate.why_not(dataset, model, data_root) else "run"
+        except PycountError as e:
+            return "weights", str(e)
+    if not ds.generated:
+        root = prepare.dataset_root(ds, data_root)
+        if not root.is_dir():
+            return "data", f"{root} is missing: put the {dataset} release there or set DATA_ROOT"
+    return None
+
+
+def _needs(model: str, dataset: str, run: Path, data_root=None) -> str:
+    """What a missing cell waits for: "weights" or "data" (see _blocker), "training" (begun,
+    not finished), or "run" (nothing but a training on this machine)."""
+    if _progress(run):
+        return "training"
+    blocked = _blocker(dataset, model, data_root)
+    return blocked[0] if blocked else "run"
 
 
 # How a missing cell reads in the tables; the section "Filling the missing cells" says the rest.
@@ -273,7 +290,6 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
     With `record_path`, the recorded runs (see `record`) fill what runs_dir lacks; a run
     folder present wins over its record. `data_root` (DATA_ROOT) is where a missing cell's
     dataset is looked for."""
-    from pycount.reporting import replicate
     runs_dir = Path(runs_dir or config.runs_dir())
     kept = read_record(record_path) if record_path else {}
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
@@ -301,7 +317,7 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
                     if m is None:
                         cell["note"] = _todo(r.model, r.head, col.folder, runs_dir / key)
                         cell["needs"] = _needs(r.model, col.folder, runs_dir / key, data_root)
-                        cell["why"] = (replicate.why_not(col.folder, r.model, data_root)
+                        cell["why"] = (why_not(col.folder, r.model, data_root)
                                        if cell["needs"] == "data" else "")
                     elif "error" in m:
                         cell["note"] = m["error"]
@@ -517,8 +533,9 @@ def _filling(report: dict) -> list[tuple]:
                     "prepares, trains and evaluates every paper cell not yet evaluated with "
                     "today's settings, skips with one line any cell whose weights or dataset "
                     "are missing, and writes this page again; in the replication image: "
-                    "`docker run --gpus all -v $PWD/weights:/opt/pycount/weights -v "
-                    "$PWD/runs:/opt/pycount/runs pycount make audit-gpu` (docs/docker.md).")]
+                    "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
+                    "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
+                    "DATA_ROOT=/data` (docs/docker.md).")]
         b.append(("table", ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
                   [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
                     [", ".join(runs)]] for f, runs in files.items()]))

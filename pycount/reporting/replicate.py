@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from pycount import config
-from pycount.errors import PycountError, TrainError
+from pycount.errors import TrainError
+from pycount.reporting import audit
 from pycount.util.progress import Progress
 
 # The paper's columns and our stand-in for its private Ki67 set (reporting.audit.COLUMNS).
@@ -26,33 +27,14 @@ DATASETS = ("bacterial", "nuclei", "ki67", "ki67-synthetic")
 
 def paper_cells(datasets=DATASETS, models=None) -> list[tuple[str, str, str]]:
     """(dataset, model, head) of every paper row pycount models, once each."""
-    from pycount.reporting.audit import PAPER      # lazily: the audit reads our runs
     cells = []
-    for row in PAPER:
+    for row in audit.PAPER:
         if row.model is None or (models and row.model not in models):
             continue
         for d in datasets:
             if (d, row.model, row.head) not in cells:
                 cells.append((d, row.model, row.head))
     return cells
-
-
-def why_not(dataset: str, model: str, data_root=None) -> str | None:
-    """Why a cell cannot run here (missing weights or dataset), or None."""
-    from pycount.data import prepare
-    from pycount.nets import weights
-    ds = config.dataset(dataset)
-    m = config.model(model, ds)
-    if m.weights and m.finetune != "scratch":
-        try:
-            weights.resolve(m)
-        except PycountError as e:
-            return str(e)
-    if not ds.generated:
-        root = prepare.dataset_root(ds, data_root)
-        if not root.is_dir():
-            return f"{root} is missing: put the {dataset} release there or set DATA_ROOT"
-    return None
 
 
 def _done(dataset: str, model: str, head: str) -> bool:
@@ -75,7 +57,7 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
     rows, cells = [], paper_cells(datasets, models)
     with Progress(len(cells), "paper cells", "cells") as bar:
         for dataset, model, head in cells:
-            reason = why_not(dataset, model, data_root)
+            reason = audit.why_not(dataset, model, data_root)
             if reason:
                 status = f"skipped: {reason}"
             elif _done(dataset, model, head) and iters is None:
