@@ -600,7 +600,10 @@ def _blocks(report: dict) -> list[tuple]:
         b += [("h2", "Beyond the paper: density models (issue #7)"),
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
                     "of the per-image errors for single runs, and of the MAE over the draws for "
-                    "the N-image protocol (as FCRN-A and Count-ception report it).")]
+                    "the N-image protocol (as FCRN-A and Count-ception report it). A row "
+                    "\"over k splits\" is one model on the recorded split and on k − 1 "
+                    "redrawn ones (RESPLIT=s, the same sizes): the mean and std of their test "
+                    "MAEs, the spread that split luck alone gives.")]
         b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
                             "source"],
                   [[[r["dataset"]], [r["what"]], [str(r["n"])],
