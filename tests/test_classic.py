@@ -291,3 +291,22 @@ def test_words_in_strips_equal_the_whole_image():
     ref = np.where(flat, 8, assign(desc.reshape(-1, 128), codebook).reshape(flat.shape))
     np.testing.assert_array_equal(whole, ref)
     np.testing.assert_array_equal(words(gray, codebook, 3, 0.0, 0.05, strip_pixels=100), whole)
+
+
+def test_ledetect_fit_memory_does_not_grow_with_the_training_images():
+    """The region trees of the training images keep their features, not their stacks of label
+    images (48 thresholds x the image: ~1 GB for one 1920x2560 Ki67-size image), so the peak
+    memory of a fit is that of one image's tree, whatever the number of images."""
+    import tracemalloc
+    size, n_levels = 256, 48
+    images, points = blob_set(5, [40] * 6, size=size)
+    stack = n_levels * size * size * 4            # one image's int32 label images
+
+    def peak(k):
+        tracemalloc.start()
+        LeDetect.fit(images[:k], points[:k], n_levels=n_levels, ssvm_epochs=2)
+        p = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return p
+    one, six = peak(1), peak(6)
+    assert six < one + stack, (one, six, stack)      # holding them all would add 5 stacks

@@ -307,8 +307,13 @@ class LeDetect:
         t0 = time.perf_counter()
         rng = np.random.default_rng(s.seed)
         probe = cls(s, None, None, None, None, {})
-        grays = [probe._gray(im) for im in images]
-        pix = np.concatenate([g.ravel()[rng.choice(g.size, min(g.size, 20000), replace=False)] for g in grays])
+        # one image's grey levels and region tree at a time: a 1920x2560 image's 48 label images
+        # alone take ~1 GB, so the trees keep only their features, parents and dot counts
+        pix = []
+        for im in images:
+            g = probe._gray(im)
+            pix.append(g.ravel()[rng.choice(g.size, min(g.size, 20000), replace=False)])
+        pix = np.concatenate(pix)
         lo, hi = np.quantile(pix, s.level_quantiles)
         if not hi > lo:
             raise ValueError("the training images have no intensity range in the chosen channel "
@@ -316,10 +321,12 @@ class LeDetect:
         levels = np.linspace(lo, hi, s.n_levels)
         hist_edges = np.linspace(lo, hi, s.hist_bins + 1)
         regs, ys, trees = [], [], []
-        for g, pts in zip(grays, points):
-            r = extremal_regions(g, levels, s.min_area, s.max_area, hist_edges)
-            trees.append((r, pts))
-            y = np.minimum(r.dots_inside(pts, s.label_tolerance), s.max_tuple + 1)
+        for im, pts in zip(images, points):
+            r = extremal_regions(probe._gray(im), levels, s.min_area, s.max_area, hist_edges)
+            dots = r.dots_inside(pts, s.label_tolerance)
+            r.labels = None                              # the label images: ~1 GB a 5 Mpx image
+            trees.append((r, dots, len(pts)))
+            y = np.minimum(dots, s.max_tuple + 1)
             keep = np.arange(len(r))
             if len(r) > s.max_regions_per_image:
                 keep = np.sort(rng.choice(len(r), s.max_regions_per_image, replace=False))
@@ -345,13 +352,12 @@ class LeDetect:
         ssvm_info = None
         if s.learner == "ssvm":
             w2 = _softmax(X, (y == 1).astype(int), 2, s.l2).reshape(-1, 2)
-            data = [(model._design(r), r.dots_inside(pts, s.label_tolerance), r.parent, len(pts))
-                    for r, pts in trees]
+            data = [(model._design(r), dots, r.parent, n) for r, dots, n in trees]
             model.weights, ssvm_info = _ssvm(data, w2[:, 1] - w2[:, 0], s.ssvm_lambda, s.ssvm_epochs, rng,
                                              s.ssvm_step)
         else:
             model.weights = _softmax(X, y.astype(int), s.max_tuple + 2, s.l2)
-        trees = [(r, len(pts)) for r, pts in trees]
+        trees = [(r, n) for r, _, n in trees]
         calib = None
         if s.calibrate_offset:
             model, calib = model._calibrated(trees)
