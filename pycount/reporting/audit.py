@@ -476,8 +476,9 @@ def _tally(report: dict) -> tuple[str, str]:
             f"{len(paper) - len(modelled)} cells are methods pycount does not model.",
             f"Of the cells without a number, {rest or 'none'}: see \"Filling the missing "
             f"cells\" below."
-            + (f" {len(recorded)} of the numbers are recorded results: {RECORDED}." if recorded
-               else ""))
+            + (f" Recorded results ({len(recorded)}): cells whose run folder is not on this "
+               f"machine, filled from docs/audit/results.json; the commit named in the runs "
+               f"table retrains each." if recorded else ""))
 
 
 def _filling(report: dict) -> list[tuple]:
