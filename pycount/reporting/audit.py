@@ -181,6 +181,12 @@ def _max_iter(run: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _commands(model: str, head: str, dataset: str) -> str:
+    """"`make train ...` then `make eval ...`": what fills a cell trainable here."""
+    args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+    return f"`make train {args}` then `make eval {args}`"
+
+
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
     started = _progress(run)
@@ -197,7 +203,7 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
         except (OSError, ValueError, KeyError, TypeError):
             how = "starts it again (no snapshot yet)"
         return f"{started}; `make train {args}{own}` {how}, then `make eval {args}`"
-    return f"missing (run `make train {args}` then `make eval {args}`)"
+    return f"missing (run {_commands(model, head, dataset)})"
 
 
 def why_not(dataset: str, model: str, data_root=None) -> str | None:
@@ -224,13 +230,12 @@ def _blocker(dataset: str, model: str, data_root=None) -> tuple[str, str] | None
     return None
 
 
-def _needs(model: str, dataset: str, run: Path, data_root=None) -> str:
-    """What a missing cell waits for: "weights" or "data" (see _blocker), "training" (begun,
-    not finished), or "run" (nothing but a training on this machine)."""
+def _needs(model: str, dataset: str, run: Path, data_root=None) -> tuple[str, str]:
+    """What a missing cell waits for, and why: "weights" or "data" with _blocker's reason,
+    "training" (begun, not finished) or "run" (nothing but a training on this machine)."""
     if _progress(run):
-        return "training"
-    blocked = _blocker(dataset, model, data_root)
-    return blocked[0] if blocked else "run"
+        return "training", ""
+    return _blocker(dataset, model, data_root) or ("run", "")
 
 
 # How a missing cell reads in the tables; the section "Filling the missing cells" says the rest.
@@ -316,9 +321,9 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
                     m = found.get(key)
                     if m is None:
                         cell["note"] = _todo(r.model, r.head, col.folder, runs_dir / key)
-                        cell["needs"] = _needs(r.model, col.folder, runs_dir / key, data_root)
-                        cell["why"] = (why_not(col.folder, r.model, data_root)
-                                       if cell["needs"] == "data" else "")
+                        cell["needs"], why = _needs(r.model, col.folder, runs_dir / key,
+                                                    data_root)
+                        cell["why"] = why if cell["needs"] == "data" else ""
                     elif "error" in m:
                         cell["note"] = m["error"]
                     else:
@@ -465,10 +470,11 @@ def _tally(report: dict) -> tuple[str, str]:
     for x in own + stand:
         if x["ours"] is None and x.get("needs"):
             waits[x["needs"]] = waits.get(x["needs"], 0) + 1
-    said = {"weights": "need ImageNet weights", "data": "need a dataset that is not here",
-            "run": "can be trained here", "training": "are in training"}
-    rest = ", ".join(f"{n} {said[k].replace('are ', 'is ') if n == 1 else said[k]}"
-                     .replace("need ", "needs " if n == 1 else "need ")
+    said = {"weights": ("needs ImageNet weights", "need ImageNet weights"),
+            "data": ("needs a dataset that is not here", "need a dataset that is not here"),
+            "run": ("can be trained here", "can be trained here"),
+            "training": ("is in training", "are in training")}
+    rest = ", ".join(f"{n} {said[k][n != 1]}"
                      for k, n in sorted(waits.items(), key=lambda kv: -kv[1]))
     return (f"{len(filled)} of the {len(own)} paper cells that pycount models have our number "
             f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE), and "
@@ -499,7 +505,8 @@ def _filling(report: dict) -> list[tuple]:
                     g = groups.setdefault(cell["run"], {"needs": cell["needs"], "cells": [],
                                                         "note": cell["note"],
                                                         "why": cell.get("why", ""),
-                                                        "model": r["model"], "dataset": c.folder})
+                                                        "model": r["model"], "head": r["head"],
+                                                        "dataset": c.folder})
                     if label not in g["cells"]:
                         g["cells"].append(label)
     b = [("h2", "Filling the missing cells")]
@@ -510,50 +517,55 @@ def _filling(report: dict) -> list[tuple]:
                    "cell's MRE and MAE come from the same run."))
     here = [(k, g) for k, g in groups.items() if g["needs"] in ("run", "training")]
     if here:
-        b += [("h3", "Trainable on this machine"),
-              ("p", "Trained from scratch or fitted (AlexNet, Table 4's classic methods): each "
-                    "command trains and evaluates one run, and `make audit` then fills its "
-                    "cells. The wall times of the filled cells (the runs table below) say what "
-                    "to expect on this machine; `make audit-gpu` runs them all on a GPU.")]
-        b.append(("table", ["run", "cells", "state and command"],
-                  [[[k], g["cells"], [g["note"].removeprefix("missing (run ").removesuffix(")")
-                                      if g["needs"] == "run" else g["note"]]]
-                   for k, g in here]))
+        b += _subsection(
+            "Trainable on this machine",
+            "Trained from scratch or fitted (AlexNet, Table 4's classic methods): each "
+            "command trains and evaluates one run, and `make audit` then fills its "
+            "cells. The wall times of the filled cells (the runs table below) say what "
+            "to expect on this machine; `make audit-gpu` runs them all on a GPU.",
+            ["run", "cells", "state and command"],
+            [[[k], g["cells"], [_commands(g["model"], g["head"], g["dataset"])
+                                if g["needs"] == "run" else g["note"]]] for k, g in here])
     need_w = [(k, g) for k, g in groups.items() if g["needs"] == "weights"]
     if need_w:
         files: dict[str, list[str]] = {}
         for k, g in need_w:
             m = config.model(g["model"], config.dataset(g["dataset"]))
             files.setdefault(m.weights, []).append(k)
-        b += [("h3", "Needs He et al.'s ImageNet ResNets"),
-              ("p", "The paper fine-tunes the ImageNet ResNets that He et al. released as Caffe "
-                    "models (weights/README.md says where they are published); they cannot be "
-                    "downloaded from this machine. Put each file in `weights/` under its "
-                    "name; pycount checks its size and sha256 before use. Then, on a machine "
-                    "with an NVIDIA GPU, `make audit-gpu` (`GPU=n` picks another device) "
-                    "prepares, trains and evaluates every paper cell not yet evaluated with "
-                    "today's settings, skips with one line any cell whose weights or dataset "
-                    "are missing, and writes this page again; in the replication image: "
-                    "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
-                    "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
-                    "DATA_ROOT=/data` (docs/docker.md).")]
-        b.append(("table", ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
-                  [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
-                    [", ".join(runs)]] for f, runs in files.items()]))
+        b += _subsection(
+            "Needs He et al.'s ImageNet ResNets",
+            "The paper fine-tunes the ImageNet ResNets that He et al. released as Caffe "
+            "models (weights/README.md says where they are published); they cannot be "
+            "downloaded from this machine. Put each file in `weights/` under its "
+            "name; pycount checks its size and sha256 before use. Then, on a machine "
+            "with an NVIDIA GPU, `make audit-gpu` (`GPU=n` picks another device) "
+            "prepares, trains and evaluates every paper cell not yet evaluated with "
+            "today's settings, skips with one line any cell whose weights or dataset "
+            "are missing, and writes this page again; in the replication image: "
+            "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
+            "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
+            "DATA_ROOT=/data` (docs/docker.md).",
+            ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
+            [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
+              [", ".join(runs)]] for f, runs in files.items()])
     need_d = [(k, g) for k, g in groups.items() if g["needs"] == "data"]
     if need_d:
-        b += [("h3", "Needs a dataset that is not on this machine"),
-              ("p", "The paper's Ki67 set is private: with a copy in pycount's generic layout "
-                    "(images plus a CSV of x,y cell centres each; docs/datasets.md) under "
-                    "DATA_ROOT/ki67, its cells train like the others. Any other dataset named "
-                    "here: put its public release under DATA_ROOT (docs/datasets.md).")]
-        b.append(("table", ["run", "cells", "why"],
-                  [[[k], g["cells"], [g["why"]]]
-                   for k, g in need_d]))
+        b += _subsection(
+            "Needs a dataset that is not on this machine",
+            "The paper's Ki67 set is private: with a copy in pycount's generic layout "
+            "(images plus a CSV of x,y cell centres each; docs/datasets.md) under "
+            "DATA_ROOT/ki67, its cells train like the others. Any other dataset named "
+            "here: put its public release under DATA_ROOT (docs/datasets.md).",
+            ["run", "cells", "why"], [[[k], g["cells"], [g["why"]]] for k, g in need_d])
     if other:
         b += [("h3", "Rows pycount does not model")] + [("p", f"{label}: {note}.")
                                                        for label, note in other]
     return b
+
+
+def _subsection(title: str, text: str, header: list[str], rows: list) -> list[tuple]:
+    """An h3, its paragraph and its table, as "Filling the missing cells" lists them."""
+    return [("h3", title), ("p", text), ("table", header, rows)]
 
 
 def _blocks(report: dict) -> list[tuple]:
