@@ -56,6 +56,18 @@ RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
  && find "$PYCOUNT_CACHE" -name "*.o" -delete \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin "$PYCOUNT_CACHE/source"'
 
+# Headless Chromium, which `make test` wants for the audit page's test (tools/setup_browser.sh
+# installs it on a host; the image's user cannot). After Caffe, before the code: neither a code
+# change nor this layer rebuilds Caffe.
+RUN --mount=type=secret,id=host-settings --mount=type=tmpfs,target=/run/host \
+    tools/docker_host.sh bash -c 'apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends chromium \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin'
+
+# the commit the code below comes from (tools/docker.sh passes it; there is no .git in the image):
+# train.json and the audit name it, as they name a checkout's
+ARG PYCOUNT_COMMIT=unknown
+ENV PYCOUNT_COMMIT=${PYCOUNT_COMMIT}
 COPY . .
 # the `pycount` command, editable so that it runs this tree (config.ROOT = /opt/pycount); pip
 # fetches the build backend (setuptools) with the host's settings. runs/, data/ and weights/

@@ -187,7 +187,12 @@ def _audit(args) -> int:
                          record_path=config.AUDIT_RECORD if own else None,
                          data_root=args.data_root)
     docs = config.ROOT / "docs" if own else None
-    if own:
+    if own and not all(os.access(p, os.W_OK) for p in (docs, config.AUDIT_RECORD.parent)):
+        # e.g. the replication image, whose tree is read-only for the user it runs as
+        print(f"note: {docs} is not writable here, so docs/audit.md and its record stay as they "
+              f"are; the report below is written to the runs folder only", file=sys.stderr)
+        docs = None
+    if docs is not None:
         audit.record(report, config.AUDIT_RECORD)
     paths = audit.write(report, args.out, docs_dir=docs)
     print(audit.summary(report))

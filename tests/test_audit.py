@@ -156,7 +156,7 @@ def test_the_html_page_renders_its_tables_in_a_real_browser(tmp_path, monkeypatc
     from pycount.nets import weights
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")    # no ResNet weights
     paths = audit.write(audit.build(runs, data_root=tmp_path / "data"))   # and no datasets
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", paths["html"].as_uri()],
@@ -277,3 +277,31 @@ def test_the_split_to_split_spread_is_a_density_row(tmp_path):
     assert rows[0]["source"] == "RESPLIT=s: recorded 38.00, split 1 30.00, split 2 34.00"
     assert not [r for r in report["density"] if r["dataset"] == "bacterial"
                 and "splits" in r["spread"]]
+
+
+def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys):
+    """In the replication image the tree is read-only for the user: `make audit` still writes
+    runs/audit/ (and reads the committed record), without touching docs/."""
+    import os
+    from pycount import cli, config
+    root = tmp_path / "tree"
+    record = root / "docs" / "audit" / "results.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"runs": {}}))
+    (root / "docs" / "audit.md").write_text("committed page\n")
+    monkeypatch.setattr(config, "ROOT", root)
+    monkeypatch.setattr(config, "AUDIT_RECORD", record)
+    monkeypatch.delenv("PYCOUNT_RUNS", raising=False)
+    _fake_run(root / "runs", "nuclei/lecount", mae=80.0)
+    docs = str(root / "docs")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p).startswith(docs) else real(p, mode))
+    assert cli.main(["audit"]) == 0
+    assert (root / "docs" / "audit.md").read_text() == "committed page\n"
+    assert json.loads(record.read_text()) == {"runs": {}}
+    assert (root / "runs" / "audit" / "audit.md").exists()
+    assert f"note: {docs} is not writable here" in capsys.readouterr().err
+    monkeypatch.setattr(os, "access", real)                # writable: the page and record refresh
+    assert cli.main(["audit"]) == 0
+    assert (root / "docs" / "audit.md").read_text() != "committed page\n"
+    assert "nuclei/lecount" in json.loads(record.read_text())["runs"]

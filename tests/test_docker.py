@@ -75,6 +75,15 @@ def test_a_code_change_does_not_rebuild_caffe():
         assert any(c.startswith(f"tools/{used}") for c in copied), f"tools/{used} is read by build_caffe.sh"
 
 
+def test_the_browser_make_test_wants_is_in_the_image_after_caffe_before_the_code():
+    # make test runs tools/setup_browser.sh, which only root can satisfy; the image's user is not
+    assert "tools/setup_browser.sh" in (ROOT / "Makefile").read_text()
+    ins = instructions()
+    at = [i for i, (k, a) in enumerate(ins) if k == "RUN" and re.search(r"apt-get install .*\bchromium\b", a)]
+    code = ins.index(("COPY", ". ."))
+    assert len(at) == 1 and caffe_run_index(ins) < at[0] < code
+
+
 def test_downloads_use_the_host_settings_secret_and_nothing_persists():
     for k, a in instructions():
         if k == "RUN" and re.search(r"apt-get|setup_venv|build_caffe|pip install", a):
@@ -113,3 +122,54 @@ def test_the_inputs_hash_covers_the_caffe_layer():
     if out.returncode and "sha256sum" in out.stderr:
         pytest.skip("no sha256sum")
     assert re.fullmatch(r"[0-9a-f]{16}\n", out.stdout)
+
+
+def test_ci_builds_the_image_exactly_when_its_inputs_differ_from_the_last_tested(tmp_path):
+    """`tools/docker.sh ci` (last step of .ci/run) compares the inputs hash with the record the
+    last passing `make docker-test` wrote; PYCOUNT_CI_DOCKER=dry says what it would do."""
+    import shutil
+    for name in ("Dockerfile", ".dockerignore", "requirements.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    record = tmp_path / "tools" / "docker-tested.txt"
+    record.unlink(missing_ok=True)
+    script = tmp_path / "tools" / "docker.sh"
+
+    def ci():
+        out = subprocess.run([str(script), "ci"], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin", "PYCOUNT_CI_DOCKER": "dry"})
+        assert out.returncode == 0, out.stderr
+        return out.stderr
+
+    assert "built and tested, since no image was recorded as tested" in ci()
+    now = subprocess.run([str(script), "inputs"], capture_output=True, text=True, check=True).stdout.strip()
+    record.write_text(f"inputs {now}\ntested 2026-12-02T16:00Z on host, 900 s\nimage 0123456789ab, 3.80 GB\n")
+    out = ci()
+    assert "not built" in out and f"image inputs {now} were built and tested: 2026-12-02T16:00Z" in out
+    with open(tmp_path / "tools" / "caffe-patches" / "99-new.patch", "w") as f:
+        f.write("--- a\n+++ b\n")
+    out = ci()
+    assert f"differ from the last tested image's ({now}, tools/docker-tested.txt)" in out
+    assert "not built" not in out
+
+
+def test_runs_made_in_the_image_name_the_commit_it_was_built_from(tmp_path, monkeypatch):
+    """The image has no .git: tools/docker.sh passes the tree's commit as PYCOUNT_COMMIT, which
+    provenance.commit() (train.json, the audit) falls back to outside a checkout."""
+    assert re.search(r'--build-arg "PYCOUNT_COMMIT=\$\(commit\)"', (ROOT / "tools/docker.sh").read_text())
+    ins = instructions()
+    code = ins.index(("COPY", ". ."))
+    assert ("ARG", "PYCOUNT_COMMIT=unknown") in ins[caffe_run_index(ins):code]
+    assert ("ENV", "PYCOUNT_COMMIT=${PYCOUNT_COMMIT}") in ins[caffe_run_index(ins):code]
+    from pycount.util import provenance
+    here = provenance.commit()
+    assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?|unknown", here)
+    monkeypatch.setattr(provenance, "_ROOT", tmp_path)            # not a checkout
+    monkeypatch.delenv("PYCOUNT_COMMIT", raising=False)
+    assert provenance.commit() == "unknown"
+    monkeypatch.setenv("PYCOUNT_COMMIT", "0123456789ab")
+    assert provenance.commit() == "0123456789ab"
+    out = subprocess.run(["bash", "-c", f'source <(sed -n "/^commit() {{/,/^}}/p" {ROOT}/tools/docker.sh); '
+                          f'root={ROOT}; commit'], capture_output=True, text=True, check=True).stdout.strip()
+    if here != "unknown":
+        assert out == here                 # the script and the package write the same form

@@ -35,6 +35,14 @@ inputs() {
   (cd "$root" && find "${INPUT_FILES[@]}" -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-16
 }
 
+# the tree's commit as pycount.util.provenance writes it ("<sha>", "<sha>+changes"), for the image
+commit() {
+  local sha
+  sha=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null) || { echo unknown; return 0; }
+  [ -z "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ] || sha="$sha+changes"
+  echo "$sha"
+}
+
 # this host's package settings, as a tar for the host-settings secret
 pack_settings() {
   local out=$1 d f
@@ -119,6 +127,7 @@ build() {
   debian_sources > "$tmp/debian.sources"
   [ -z "${BASE:-}" ] || args+=(--build-arg "BASE=$BASE")
   [ -z "${JOBS:-}" ] || args+=(--build-arg "JOBS=$JOBS")
+  args+=(--build-arg "PYCOUNT_COMMIT=$(commit)")
   for v in http_proxy https_proxy no_proxy ftp_proxy all_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY FTP_PROXY ALL_PROXY; do
     [ -z "${!v:-}" ] || args+=(--build-arg "$v")   # value from the environment, kept out of the history
   done
@@ -161,6 +170,7 @@ test_image() {
   fi
   [ "$tests" = 0 ] || die "docker-test: make test failed in the image (above); the audit part passed"
   say "docker-test passed in $(( $(date +%s) - start )) s"
+  write_record "$("${docker[@]}" image inspect -f '{{.Id}}' "$image" | cut -c8-19)" "$(( $(date +%s) - start ))"
 }
 
 # make audit as UID:GID with RUNS and weights/ mounted; everything it wrote must be UID's
@@ -180,32 +190,34 @@ $bad"
 }
 
 # CI: a cold build of the image takes longer than the rest of .ci/run together (docs/docker.md),
-# so the image is built and tested only when what it is built from changed: against the merge
-# base with main where this clone has main (on main itself: against the previous commit), else
-# against the inputs label of the image a previous CI run left in this engine.
+# so the image is built and tested only when what it is built from differs from what the last
+# passing `make docker-test` was built from. That one writes the record below (commit it with the
+# change); a change of the inputs in any commit, or uncommitted, makes the hashes differ.
 # PYCOUNT_CI_DOCKER=1 forces it, =0 skips it, =dry only says what CI would do. Without a BASE, CI
 # builds on the local mmdebstrap base (made first if missing), so that no registry is needed.
+record=$root/tools/docker-tested.txt
+write_record() {
+  local size
+  size=$("${docker[@]}" image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1 / 1e9}')
+  { echo "# written by make docker-test when it passed (tools/docker.sh); CI rebuilds the image when"
+    echo "# tools/docker.sh inputs differs from the inputs line"
+    echo "inputs $(inputs)"
+    echo "tested $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $2 s"
+    echo "image $1, $size"; } > "$record"
+  say "recorded in ${record#"$root"/}: commit it with the change, so that CI does not rebuild the image"
+}
+
 ci_reason() {   # prints why the image must be built; prints nothing when it need not be
-  local base label
+  local now tested
   if [ "${PYCOUNT_CI_DOCKER:-}" = 1 ]; then echo "PYCOUNT_CI_DOCKER=1"; return 0; fi
-  if base=$(cd "$root" && { git merge-base HEAD main || git merge-base HEAD origin/main; } 2>/dev/null); then
-    if [ "$base" = "$(cd "$root" && git rev-parse HEAD)" ]; then
-      base=$(cd "$root" && git rev-parse -q --verify HEAD^) || { echo "this is the first commit"; return 0; }
-    fi
-    if (cd "$root" && git diff --quiet "$base" -- "${INPUT_FILES[@]}") \
-       && [ -z "$(cd "$root" && git status --porcelain -- "${INPUT_FILES[@]}")" ]; then
-      say "image inputs unchanged since ${base:0:10} (merge base with main, or the previous commit on main)"
-      return 0
-    fi
-    echo "its inputs changed since ${base:0:10} (merge base with main, or the previous commit on main)"
+  now=$(inputs)
+  if [ ! -f "$record" ]; then echo "no image was recorded as tested (${record#"$root"/} is missing)"; return 0; fi
+  tested=$(awk '$1 == "inputs" { print $2 }' "$record")
+  if [ "$tested" = "$now" ]; then
+    say "image inputs $now were built and tested: $(awk '$1 == "tested" { $1 = ""; print substr($0, 2) }' "$record") (${record#"$root"/})"
     return 0
   fi
-  engine_up
-  label=$("${docker[@]}" image inspect -f '{{index .Config.Labels "org.pycount.inputs"}}' "$image" 2>/dev/null || true)
-  engine_down
-  if [ -z "$label" ]; then echo "this clone has no main branch and the engine has no image $image"
-  elif [ "$label" != "$(inputs)" ]; then echo "the image $image was built from other inputs ($label, now $(inputs))"
-  else say "image $image was built from these inputs ($label)"; fi
+  echo "its inputs ($now) differ from the last tested image's (${tested:-none}, ${record#"$root"/})"
 }
 
 ci() {
