@@ -58,3 +58,17 @@ def test_prepare_has_nothing_to_write_for_a_classic_method(tiny, monkeypatch, ca
     assert cli.main(["prepare", "--model", "lecount"]) == 0
     assert "no LMDB to prepare" in capsys.readouterr().out
     assert not (config.data_dir() / "lmdb").exists()
+
+
+def test_train_json_names_the_commit_of_the_code_that_ran_not_the_tree_at_the_end(tiny, monkeypatch):
+    """A fit (or training) can outlast a commit: train.json names the checkout as it was when the
+    run began, the code that was loaded."""
+    from pycount.util import provenance
+    ds, _ = tiny
+    model = config.model("ledetect")
+    monkeypatch.setitem(config.CLASSIC_BY_DATASET, ("ledetect", ds.name), FAST["ledetect"])
+    states = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb+changes"])
+    monkeypatch.setattr(provenance, "commit", lambda: next(states))
+    assert train_classic(ds, model)["commit"] == "aaaaaaaaaaaa"
+    run = config.run_dir(ds, model)
+    assert json.loads((run / "train.json").read_text())["commit"] == "aaaaaaaaaaaa"

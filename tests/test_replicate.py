@@ -6,6 +6,13 @@ from pycount import config, errors
 from pycount.reporting import replicate
 
 
+def _data_root(tmp_path):
+    """A DATA_ROOT holding the bacterial release's folder only (the cells are stubbed: its files
+    are never read), so the tests do not depend on ../shared/datasets."""
+    (tmp_path / "datasets" / config.dataset("bacterial").subdir).mkdir(parents=True)
+    return tmp_path / "datasets"
+
+
 def test_the_paper_cells_are_every_modelled_row_on_every_dataset():
     cells = replicate.paper_cells()
     models = {(m, h) for _, m, h in cells}
@@ -21,8 +28,7 @@ def test_cells_without_weights_or_data_are_skipped_and_the_rest_run(monkeypatch,
     ran = []
     monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((d, m, h)) or "ok")
     rows = replicate.run(gpu=-1, iters=2, datasets=("bacterial", "ki67"),
-                         models=("resnet50", "lecount"),
-                         data_root=config.ROOT.parent / "shared" / "datasets")
+                         models=("resnet50", "lecount"), data_root=_data_root(tmp_path))
     status = {(r["dataset"], r["model"], r["head"]): r["status"] for r in rows}
     assert ran == [("bacterial", "lecount", "R")]
     assert status[("bacterial", "resnet50", "R")].startswith(
@@ -30,9 +36,9 @@ def test_cells_without_weights_or_data_are_skipped_and_the_rest_run(monkeypatch,
     assert "ki67 release there or set DATA_ROOT" in status[("ki67", "lecount", "R")]
 
 
-def test_a_failed_cell_fails_the_sweep_after_the_others(monkeypatch, workdirs):
+def test_a_failed_cell_fails_the_sweep_after_the_others(monkeypatch, tmp_path, workdirs):
     monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: "failed at train (exit 2)"
                         if m == "ledetect" else "ok")
     with pytest.raises(errors.TrainError, match=r"1 cell\(s\) failed: bacterial ledetect\(R\)"):
         replicate.run(gpu=-1, datasets=("bacterial",), models=("lecount", "ledetect"),
-                      data_root=config.ROOT.parent / "shared" / "datasets")
+                      data_root=_data_root(tmp_path))

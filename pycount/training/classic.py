@@ -27,6 +27,7 @@ def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root
     clear_run(run)
     run.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    code = provenance.commit()               # the code that fits, not the tree at the end
     estimator = estimator_class(model).fit([s.image for s in train], [s.centres for s in train],
                                            **settings)
     seconds = time.monotonic() - start
@@ -37,6 +38,6 @@ def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root
                "dataset_tag": ds.tag, "patch": ds.patch, "stride": ds.stride, "size": ds.size,
                "rot_step": ds.rot_step, "train_n": ds.train_n, "seed": ds.seed,
                "train_images": sorted(s.id for s in train), "settings": settings,
-               "fit": getattr(estimator, "info", {}), "commit": provenance.commit()}
+               "fit": getattr(estimator, "info", {}), "commit": code}
     atomic.write_text(run / "train.json", json.dumps(summary, indent=1, default=str))
     return summary

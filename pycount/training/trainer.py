@@ -132,6 +132,7 @@ class Trainer:
                 raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}"
                                  f"{extra}{subset}` first")
         self.gpu = gpu
+        self.code = provenance.commit()      # the code that trains (train.json), read at the start
 
     def _plan(self) -> nets.NetPlan:
         return nets.run_plan(self.ds, self.model, self.head)
@@ -267,7 +268,7 @@ class Trainer:
             "keep": self.model.keep,
             "averaged_iterations": session.average.n if session.average is not None else 0,
             "train_images": lmdbio.read_manifest(self.train_lmdb).get("images"),
-            "commit": provenance.commit(),
+            "commit": self.code,
         }
         if interrupted:
             summary["interrupted"] = True          # not finished: `make train` resumes it
