@@ -310,3 +310,20 @@ def test_ledetect_fit_memory_does_not_grow_with_the_training_images():
         return p
     one, six = peak(1), peak(6)
     assert six < one + stack, (one, six, stack)      # holding them all would add 5 stacks
+
+
+def test_lecount_codebook_samples_a_sparser_grid_only_where_images_dwarf_their_share(monkeypatch):
+    """Small images (the VGG cells, nuclei) give the codebook its descriptors from every pixel, as
+    before; an image with far more pixels than 64 x its share of the samples gives them from a
+    sparser grid (a Ki67 image: step 5), and the model still counts."""
+    from pycount.classic import features
+    steps, real = [], features.dense_sift
+    monkeypatch.setattr(features, "dense_sift", lambda *a, step=1: steps.append(step) or real(*a, step=step))
+    images, points = blob_set(31, [10, 18, 25, 14])
+    LeCount.fit(images, points, **FAST_COUNT)                         # 96 px: 9,216 px, 1,500 each
+    assert steps == [1, 1, 1, 1]
+    steps.clear()
+    model = LeCount.fit(images, points, **{**FAST_COUNT, "codebook_samples": 40})   # 10 each
+    assert steps == [int(np.sqrt(SIZE * SIZE / (64 * 10)))] * 4 and steps[0] == 3
+    img, pts = blobs(np.random.default_rng(32), 20)
+    assert model.count_image(img) == pytest.approx(len(pts), abs=3.0)
