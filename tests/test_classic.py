@@ -327,3 +327,14 @@ def test_lecount_codebook_samples_a_sparser_grid_only_where_images_dwarf_their_s
     assert steps == [int(np.sqrt(SIZE * SIZE / (64 * 10)))] * 4 and steps[0] == 3
     img, pts = blobs(np.random.default_rng(32), 20)
     assert model.count_image(img) == pytest.approx(len(pts), abs=3.0)
+
+
+def test_the_fits_show_their_progress_per_training_image(capsys):
+    """A Ki67 fit takes half an hour: both fits report each training image as they go."""
+    images, points = blob_set(41, [10, 18, 25, 14])
+    LeCount.fit(images, points, **FAST_COUNT)
+    err = capsys.readouterr().err
+    for label in ("Le.count: code book descriptors", "Le.count: per-image normal equations"):
+        assert f"{label}: 4/4 images (100%)" in err, err
+    LeDetect.fit(images, points, **FAST_DETECT)
+    assert "Le.detect: extremal regions: 4/4 images (100%)" in capsys.readouterr().err

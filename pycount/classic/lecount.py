@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pycount.util.progress import Progress
+
 from . import features, mesa
 from ._common import (check_image, check_training_set, dot_map, gaussian, load_npz,
                       replace_settings, save_npz)
@@ -135,13 +137,15 @@ class LeCount:
         # 1. code book from non-flat descriptors, evenly over the images
         per_image = max(1, s.codebook_samples // len(images))
         sample = []
-        for im in images:
-            step = max(1, int(np.sqrt(im.shape[0] * im.shape[1] / (s.codebook_oversample * per_image))))
-            desc, flat = features.dense_sift(features.channel(im, s.channel), s.bin_size, s.presmooth,
-                                             s.contrast, step=step)
-            d = desc.reshape(-1, features.DIM)[~flat.ravel()]
-            if len(d):
-                sample.append(d[rng.choice(len(d), min(per_image, len(d)), replace=False)])
+        with Progress(len(images), "Le.count: code book descriptors", "images") as bar:
+            for im in images:
+                step = max(1, int(np.sqrt(im.shape[0] * im.shape[1] / (s.codebook_oversample * per_image))))
+                desc, flat = features.dense_sift(features.channel(im, s.channel), s.bin_size,
+                                                 s.presmooth, s.contrast, step=step)
+                d = desc.reshape(-1, features.DIM)[~flat.ravel()]
+                if len(d):
+                    sample.append(d[rng.choice(len(d), min(per_image, len(d)), replace=False)])
+                bar.update(1)
         sample = np.concatenate(sample) if sample else np.empty((0, features.DIM), np.float32)
         if len(sample) < s.n_words:
             raise ValueError(f"only {len(sample)} textured pixels in the training images, fewer than "
@@ -166,13 +170,15 @@ class LeCount:
             return model
         # 2. per-image normal equations and word histograms
         As, bs, hists, counts = [], [], [], []
-        for im, pts in zip(images, points):
-            maps = model.feature_maps(im)
-            target = gaussian(dot_map(pts, im.shape), s.target_sigma)
-            A, b = _normal_equations(maps, target, k1, s.smooth_sigma, s.loss_cell)
-            As.append(A); bs.append(b)
-            hists.append(sum(np.bincount(m.ravel(), minlength=k1) for m in maps).astype(np.float64))
-            counts.append(len(pts))
+        with Progress(len(images), "Le.count: per-image normal equations", "images") as bar:
+            for im, pts in zip(images, points):
+                maps = model.feature_maps(im)
+                target = gaussian(dot_map(pts, im.shape), s.target_sigma)
+                A, b = _normal_equations(maps, target, k1, s.smooth_sigma, s.loss_cell)
+                As.append(A); bs.append(b)
+                hists.append(sum(np.bincount(m.ravel(), minlength=k1) for m in maps).astype(np.float64))
+                counts.append(len(pts))
+                bar.update(1)
         As, bs, hists, counts = np.array(As), np.array(bs), np.array(hists), np.array(counts, float)
         # 3. lam by k-fold cross-validation on the count error, then the final solve on all images
         lam, cv = _choose_lambda(As, bs, hists, counts, s.lambdas, s.cv_folds, rng)

@@ -31,6 +31,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage, optimize
 
+from pycount.util.progress import Progress
+
 from . import features
 from ._common import (check_image, check_training_set, load_npz, replace_settings,
                       save_npz)
@@ -321,17 +323,19 @@ class LeDetect:
         levels = np.linspace(lo, hi, s.n_levels)
         hist_edges = np.linspace(lo, hi, s.hist_bins + 1)
         regs, ys, trees = [], [], []
-        for im, pts in zip(images, points):
-            r = extremal_regions(probe._gray(im), levels, s.min_area, s.max_area, hist_edges)
-            dots = r.dots_inside(pts, s.label_tolerance)
-            r.labels = None                              # the label images: ~1 GB a 5 Mpx image
-            trees.append((r, dots, len(pts)))
-            y = np.minimum(dots, s.max_tuple + 1)
-            keep = np.arange(len(r))
-            if len(r) > s.max_regions_per_image:
-                keep = np.sort(rng.choice(len(r), s.max_regions_per_image, replace=False))
-            regs.append((r.scalars[keep], r.hists[keep]))
-            ys.append(y[keep])
+        with Progress(len(images), "Le.detect: extremal regions", "images") as bar:
+            for im, pts in zip(images, points):
+                r = extremal_regions(probe._gray(im), levels, s.min_area, s.max_area, hist_edges)
+                dots = r.dots_inside(pts, s.label_tolerance)
+                r.labels = None                              # the label images: ~1 GB a 5 Mpx image
+                trees.append((r, dots, len(pts)))
+                y = np.minimum(dots, s.max_tuple + 1)
+                keep = np.arange(len(r))
+                if len(r) > s.max_regions_per_image:
+                    keep = np.sort(rng.choice(len(r), s.max_regions_per_image, replace=False))
+                regs.append((r.scalars[keep], r.hists[keep]))
+                ys.append(y[keep])
+                bar.update(1)
         scal = np.concatenate([a for a, _ in regs])
         hist = np.concatenate([b for _, b in regs])
         y = np.concatenate(ys)
