@@ -197,11 +197,16 @@ $bad"
 # builds on the local mmdebstrap base (made first if missing), so that no registry is needed.
 record=$root/tools/docker-tested.txt
 write_record() {
-  local size
+  local size built
+  built=$("${docker[@]}" image inspect -f '{{index .Config.Labels "org.pycount.inputs"}}' "$image")
+  if [ "$built" != "$(inputs)" ]; then
+    say "not recorded as tested: $image was built from other inputs ($built) than this tree's ($(inputs)); make docker, then make docker-test"
+    return 0
+  fi
   size=$("${docker[@]}" image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1 / 1e9}')
   { echo "# written by make docker-test when it passed (tools/docker.sh); CI rebuilds the image when"
     echo "# tools/docker.sh inputs differs from the inputs line"
-    echo "inputs $(inputs)"
+    echo "inputs $built"
     echo "tested $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $2 s"
     echo "image $1, $size"; } > "$record"
   say "recorded in ${record#"$root"/}: commit it with the change, so that CI does not rebuild the image"
