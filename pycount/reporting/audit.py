@@ -181,14 +181,19 @@ def _max_iter(run: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _make_args(model: str, head: str, dataset: str) -> str:
+    """The make variables that name a cell's run."""
+    return f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+
+
 def _commands(model: str, head: str, dataset: str) -> str:
     """"`make train ...` then `make eval ...`": what fills a cell trainable here."""
-    args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+    args = _make_args(model, head, dataset)
     return f"`make train {args}` then `make eval {args}`"
 
 
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
-    args = f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
+    args = _make_args(model, head, dataset)
     started = _progress(run)
     if started:
         total = _max_iter(run)
