@@ -83,8 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="count the test images and write metrics")
     _common(p)
     _model(p)
-    p.add_argument("--backend", choices=["cv2", "caffe"], default=None,
-                   help="inference engine (default: cv2 on the CPU, caffe on a GPU)")
+    p.add_argument("--backend", choices=["auto", "cv2", "caffe"], default=None,
+                   help="inference engine (default auto: the model's faster one on the CPU, "
+                   "caffe on a GPU)")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
     p = sub.add_parser("count", help="count the cells of any images with a trained run",
@@ -96,10 +97,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="a run folder of `make train` (default: the demo's, "
                    "runs/synthetic/alexnet-lite)")
-    from pycount.inference.engines import BACKENDS, DEFAULT_BACKEND
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
+    from pycount.inference.engines import CHOICES, DEFAULT_BACKEND
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(CHOICES),
                    help=f"cv2: OpenCV DNN, caffe: pycaffe (default: {DEFAULT_BACKEND}, the "
-                   f"faster on CPU)")
+                   f"model's faster engine on the CPU, caffe on a GPU)")
     p.add_argument("--out", default=config.DEFAULT_COUNT_OUT, metavar="DIR",
                    help=f"output folder (default: ./{config.DEFAULT_COUNT_OUT})")
     p.add_argument("--gpu", type=int, default=-1, help="GPU id (caffe backend), -1 for the CPU")

@@ -460,6 +460,27 @@ def run_files(m: "ModelConfig") -> tuple[str, ...]:
     return ("model.npz",) if m.classic else ("deploy.prototxt", "model.caffemodel")
 
 
+# Counting through pycaffe folds each deploy net's BatchNorm + Scale pairs into the convolution
+# before them (pycount.nets.fold: the same outputs to float32 rounding, two passes over every
+# activation fewer; OpenCV's DNN module fuses them itself). Measured: see docs/speed.md.
+FOLD_BATCHNORM = True
+
+# The engine that counts when none is named (BACKEND=, --backend; "auto"): per kind of model, the
+# faster of pycaffe and cv2.dnn at one thread in `make bench STAGES=count THREADS=1`
+# (bench/results/2026-12-02-vm-count-folded.md, seconds per image, 500x500 / 1920x2560):
+# ResNet-50 caffe 2.33 / 153 against cv2 5.22 / 192 (ResNet-101, -152 alike), fcrn-ctx 1.56 /
+# 35.9 against 1.78 / 43.5; AlexNet-lite cv2 0.71 / 5.9 against 1.09 / 6.8, fcrn's crops 4.5 / 76
+# against 4.4 / 84, AlexNet 8.1 / 45 against 6.8 / 55. On a GPU it is always caffe.
+ENGINE_BY_KIND = {"resnet": "caffe", "fcrn-context": "caffe"}
+ENGINE_OTHERWISE = "cv2"
+
+
+def count_engine(m: "ModelConfig") -> str:
+    """The engine `auto` picks for a model on the CPU (see ENGINE_BY_KIND)."""
+    kind = "fcrn-context" if m.density and m.context > 0 else m.family
+    return ENGINE_BY_KIND.get(kind, ENGINE_OTHERWISE)
+
+
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
 # for the loss to move the weights); the nets' output is divided by it.
 DENSITY_SCALE = 100.0

@@ -116,5 +116,27 @@ def test_patches_are_resized_to_the_nets_input(tmp_path):
 
 
 def test_unknown_backend_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: cv2, caffe"):
+    with pytest.raises(ValueError, match="valid: auto, cv2, caffe"):
         predictors.make_predictor("onnx", "runs/x")
+
+
+@pytest.mark.parametrize("model,want", [("resnet50", "caffe"), ("resnet152", "caffe"),
+                                        ("fcrn-ctx", "caffe"), ("fcrn", "cv2"),
+                                        ("alexnet", "cv2"), ("alexnet-lite", "cv2")])
+def test_auto_engine_is_the_models_faster_one(model, want):
+    m = config.MODELS[model]
+    assert backends.resolve(None, m) == backends.resolve("auto", m) == want
+    assert backends.resolve("auto", m, gpu=0) == "caffe"        # only pycaffe runs on a GPU
+    for name in backends.BACKENDS:                                # a named engine is kept
+        assert backends.resolve(name, m) == name
+    with pytest.raises(config.ConfigError, match="unknown backend 'onnx'"):
+        backends.resolve("onnx", m)
+
+
+def test_auto_falls_back_to_cv2_without_pycaffe(monkeypatch):
+    import importlib
+
+    def no_caffe(name, *a, **k):
+        raise ImportError(f"No module named {name!r}")
+    monkeypatch.setattr(importlib, "import_module", no_caffe)
+    assert backends.resolve("auto", config.MODELS["resnet50"]) == "cv2"

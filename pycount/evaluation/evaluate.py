@@ -11,7 +11,7 @@ from pycount.data import density_targets, patches, prepare
 from pycount.device import set_device
 from pycount.errors import TrainError
 from pycount.evaluation import metrics
-from pycount.inference.engines import DEFAULT_BACKEND
+from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import finished_files
 from pycount.reporting import figures as report
@@ -24,10 +24,11 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
              tta: int | None = None) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
 
-    backend: "cv2" (OpenCV DNN, the faster on CPU) or "caffe" (pycaffe, the reference; the only
-    one that uses a GPU); both run the same files and agree to 1e-4 (tests/test_backends.py)."""
+    backend: "cv2" (OpenCV DNN) or "caffe" (pycaffe, the reference; the only one that uses a
+    GPU); both run the same files and agree to 1e-4 (tests/test_backends.py). None or "auto":
+    the model's faster engine on the CPU (config.count_engine), caffe on a GPU."""
     run = Path(run or config.run_dir(ds, model, head))
-    backend = backend or ("caffe" if gpu >= 0 else DEFAULT_BACKEND)
+    backend = resolve(backend, model, gpu)
     info = run / "train.json"
     files = tuple(finished_files(run, model, json.loads(info.read_text()) if info.exists()
                                  else None))

@@ -17,7 +17,7 @@ from pycount import config
 from pycount.data import readers as datasets
 from pycount.device import set_device
 from pycount.errors import RunError
-from pycount.inference.engines import DEFAULT_BACKEND
+from pycount.inference.engines import DEFAULT_BACKEND, resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import Run, load_run
 from pycount.util import atomic
@@ -117,6 +117,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
           batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
+    backend = resolve(backend, run.model, gpu)
     if backend == "caffe":
         try:
             set_device(gpu)

@@ -8,7 +8,9 @@ predictor a run asks for); tests/test_backends.py checks that they agree on ever
 """
 from __future__ import annotations
 
+import importlib
 import re
+import tempfile
 from pathlib import Path
 
 
@@ -91,42 +93,85 @@ def _unreadable(weights, deploy, why: str) -> RunError:
                     f"(make train RESUME=0)")
 
 
-def load_caffemodel(net, weights) -> None:
-    """Copy a caffemodel's weights into a pycaffe net, checked in Python first: Caffe's own
-    loader aborts the process (a glog CHECK) on a truncated file or a shape that differs."""
+def read_caffemodel(weights) -> dict[str, list[np.ndarray]]:
+    """A caffemodel's weights by layer name (float32 arrays in the file's blob shapes), read in
+    Python: Caffe's own loader aborts the process (a glog CHECK) on a truncated file."""
     from caffe.proto import caffe_pb2
     param = caffe_pb2.NetParameter()
     try:
         param.ParseFromString(Path(weights).read_bytes())
     except Exception as e:                 # protobuf's DecodeError
         raise _unreadable(weights, "this net", f"not a complete caffemodel ({e})") from None
-    copied = 0
+    out = {}
     for layer in list(param.layer) + list(param.layers):
-        if layer.name not in net.params:
+        arrays = []
+        for src in layer.blobs:
+            shape = tuple(src.shape.dim) if src.HasField("shape") else \
+                tuple(d for d in (src.num, src.channels, src.height, src.width))
+            a = np.asarray(src.data, np.float32)
+            arrays.append(a.reshape(shape) if int(np.prod(shape)) == a.size else a)
+        out[layer.name] = arrays
+    return out
+
+
+def copy_weights(net, arrays: dict[str, list[np.ndarray]], weights) -> None:
+    """Copy weights (read_caffemodel's dict) into a pycaffe net, every shape checked first."""
+    copied = 0
+    for name, blobs in net.params.items():
+        if name not in arrays:
             continue
-        blobs = net.params[layer.name]
-        if len(layer.blobs) != len(blobs):
-            raise _unreadable(weights, "this net", f"layer {layer.name} has {len(layer.blobs)} "
+        src_blobs = arrays[name]
+        if len(src_blobs) != len(blobs):
+            raise _unreadable(weights, "this net", f"layer {name} has {len(src_blobs)} "
                               f"weight blobs, the net {len(blobs)}")
-        for i, (dst, src) in enumerate(zip(blobs, layer.blobs)):
-            if len(src.data) != dst.data.size:
-                raise _unreadable(weights, "this net", f"layer {layer.name} blob {i} holds "
-                                  f"{len(src.data)} values, the net needs {dst.data.size}")
-            dst.data[...] = np.asarray(src.data, np.float32).reshape(dst.data.shape)
+        for i, (dst, src) in enumerate(zip(blobs, src_blobs)):
+            if src.size != dst.data.size:
+                raise _unreadable(weights, "this net", f"layer {name} blob {i} holds "
+                                  f"{src.size} values, the net needs {dst.data.size}")
+            dst.data[...] = src.reshape(dst.data.shape)
         copied += 1
     if net.params and not copied:
         raise _unreadable(weights, "this net", "no layer of the net is in the file")
 
 
+def folded_net(deploy, arrays: dict[str, list[np.ndarray]], workdir: Path):
+    """pycaffe TEST net of `deploy` with its BatchNorm + Scale pairs folded into the
+    convolutions (pycount.nets.fold), and the weights to copy into it; the deploy net as it is
+    when nothing folds or the prototxt does not parse here."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    from pycount.nets import fold
+    param = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(Path(deploy).read_text(), param)
+        chains = fold.foldable(param)
+    except Exception:                      # text_format.ParseError, a V1 net: Caffe's own path
+        chains = []
+    if not chains:
+        return caffe.Net(str(deploy), caffe.TEST), arrays
+    param, arrays = fold.fold(param, arrays)
+    path = workdir / "deploy-folded.prototxt"
+    path.write_text(text_format.MessageToString(param))
+    return caffe.Net(str(path), caffe.TEST), arrays
+
+
 class CaffeBackend(Predictor):
     """pycaffe, in the mode the caller set (pycount.device.set_device); the net is reshaped to each chunk,
-    so a short last chunk costs no padded work."""
+    so a short last chunk costs no padded work. BatchNorm + Scale are folded into the convolution
+    before them (config.FOLD_BATCHNORM; fold=False keeps the deploy net as written)."""
 
-    def __init__(self, deploy, weights, model, ds, head, batch: int | None = None, expected: bool = False):
+    def __init__(self, deploy, weights, model, ds, head, batch: int | None = None,
+                 expected: bool = False, fold: bool | None = None):
         import caffe
         super().__init__(model, ds, head, batch, expected)
-        self.net = caffe.Net(str(deploy), caffe.TEST)
-        load_caffemodel(self.net, weights)
+        arrays = read_caffemodel(weights)
+        if config.FOLD_BATCHNORM if fold is None else fold:
+            with tempfile.TemporaryDirectory(prefix="pycount-fold-") as tmp:
+                self.net, arrays = folded_net(deploy, arrays, Path(tmp))
+        else:
+            self.net = caffe.Net(str(deploy), caffe.TEST)
+        copy_weights(self.net, arrays, weights)
 
     @classmethod
     def from_net(cls, net, model, ds, head, batch: int | None = None, expected: bool = False):
@@ -170,5 +215,24 @@ class Cv2DnnBackend(Predictor):
 
 
 BACKENDS = {"cv2": Cv2DnnBackend, "caffe": CaffeBackend}
-# the faster on CPU: 0.18 s against 0.49 s for pycaffe on 144 alexnet-lite patches (2 cores)
-DEFAULT_BACKEND = "cv2"
+# "auto": the faster engine for the model on the CPU (config.count_engine), pycaffe on a GPU
+DEFAULT_BACKEND = "auto"
+CHOICES = ("auto",) + tuple(BACKENDS)
+
+
+def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
+    """The engine to run: `name` as given, or for None / "auto" caffe on a GPU and otherwise the
+    model's faster CPU engine; cv2 when that is caffe and pycaffe is not importable."""
+    if name not in (None, "auto"):
+        if name not in BACKENDS:
+            raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(CHOICES)}")
+        return name
+    if gpu >= 0:
+        return "caffe"
+    pick = config.count_engine(model)
+    if pick == "caffe":
+        try:
+            importlib.import_module("caffe")
+        except ImportError:
+            return "cv2"
+    return pick

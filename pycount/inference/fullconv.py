@@ -53,7 +53,7 @@ class DensityPredictor:
     """A trained density net on RGB images, through cv2.dnn or pycaffe."""
 
     def __init__(self, deploy: Path, weights: Path, model: config.ModelConfig,
-                 ds: config.DatasetConfig, engine: str = "cv2", batch: int | None = None,
+                 ds: config.DatasetConfig, engine: str = "auto", batch: int | None = None,
                  whole: bool | None = None, tta: int | None = None):
         if not model.density:
             raise config.ConfigError(f"{model.name} is not a density model")
@@ -68,9 +68,7 @@ class DensityPredictor:
         self.align = 2 ** (len(model.widths) - 1)
         side = self.crop + 2 * self.context
         self.batch = batch or max(1, 262_144 // (side * side))
-        if engine not in backends.BACKENDS:
-            raise config.ConfigError(f"unknown backend {engine!r}; valid: "
-                                     f"{', '.join(backends.BACKENDS)}")
+        engine = backends.resolve(engine, model)
         self.backend = backends.BACKENDS[engine](deploy, weights, model, ds, "R")
 
     def _forward(self, blob: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pycount import config
 from pycount.inference.classic import ClassicPredictor
-from pycount.inference.engines import BACKENDS, Predictor
+from pycount.inference.engines import BACKENDS, CHOICES, Predictor, resolve
 from pycount.inference.fullconv import DensityPredictor
 from pycount.inference.run import load_run
 from pycount.inference.shared import SharedPredictor
@@ -23,8 +23,8 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
     method's model.npz) with model, ds and head given. shared=True:
     the convolutional trunk runs once per image instead of once per window (inference.shared).
     tta: a density model's test-time augmentation (None: the model's own setting)."""
-    if name not in BACKENDS:
-        raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if name not in CHOICES:
+        raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(CHOICES)}")
     if isinstance(run_or_paths, (str, Path)):
         run = load_run(run_or_paths)
         deploy, weights, model, ds, head = run.deploy, run.weights, run.model, run.ds, run.head
@@ -34,6 +34,7 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
             raise ValueError("make_predictor: give model, ds and head with explicit paths")
     if model.classic:
         return ClassicPredictor(weights, model, ds)
+    name = resolve(name, model)
     if model.density:
         if shared:
             raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "

@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 
 from pycount.inference import engines as backends
-from pycount import config
 from pycount.nets import builders as nets
 
 _LAYER = re.compile(r"^layer \{\n.*?^\}\n", re.S | re.M)
@@ -149,9 +148,7 @@ class SharedPredictor(backends.Predictor):
                  expected: bool = False, engine: str = backends.DEFAULT_BACKEND,
                  max_side: int = 4096, tolerance: float | None = 0.01, check_windows: int = 16):
         super().__init__(model, ds, head, batch, expected)
-        if engine not in backends.BACKENDS:
-            raise config.ConfigError(f"unknown backend {engine!r}; valid: "
-                                     f"{', '.join(backends.BACKENDS)}")
+        engine = backends.resolve(engine, model)
         self.plain = backends.BACKENDS[engine](deploy, weights, model, ds, head, batch, expected)
         self.cut = cut_deploy(Path(deploy).read_text())
         side = ds.input_size
