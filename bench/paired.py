@@ -1,0 +1,107 @@
+"""Paired per-image comparison of evaluated runs against a baseline on the same test images
+(issue #26's study), with every run's per-image counts kept in the results file.
+
+A study step is kept only if it helps beyond the noise, and the noise is per image: this reads
+predictions.csv of each run, pairs it with the baseline's on the test images they share, and
+reports per run its MAE ± std, MRE, the slope of counted on true (least squares through the
+origin), the paired difference of absolute errors (variant − baseline, mean ± standard error)
+and on how many images the variant is closer. Run folders are lost with their machine, so the
+results JSON keeps every run's (image, true, predicted) rows, and a later comparison can take
+its baseline from such a file (`--baseline results.json#label`) instead of a folder.
+
+    .venv/bin/python -m bench.paired --label nuclei-study \\
+        --baseline base=/work/study-runs/nuclei/fcrn \\
+        sigma5=/work/study-runs/nuclei-sigma5/fcrn crop128=...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench import stages
+from bench.split_spread import read_run
+
+
+def load(spec: str) -> tuple[str, dict]:
+    """`label=RUN_DIR`, `RUN_DIR` (label: the folder's dataset/model) or
+    `label=results.json#key` (a run kept by an earlier call) -> (label, {"images", "metrics"})."""
+    label, _, where = spec.rpartition("=")
+    if "#" in where:
+        path, key = where.split("#", 1)
+        try:
+            runs = json.loads(Path(path).read_text())["runs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"paired: {path} is not a results file of bench.paired ({e})")
+        if key not in runs:
+            raise SystemExit(f"paired: {path} keeps no run {key!r}; it keeps {', '.join(runs)}")
+        r = runs[key]
+        return label or key, {"images": {i: tuple(tp) for i, tp in r["images"].items()},
+                              "metrics": r["metrics"], "source": f"{path}#{key}"}
+    folder = Path(where)
+    r = read_run(folder)
+    if r is None:
+        raise SystemExit(f"paired: {folder} has no metrics.json and predictions.csv (evaluate it "
+                         f"first: make eval ... with the same settings)")
+    r["source"] = str(folder)
+    return label or f"{folder.parent.name}/{folder.name}", r
+
+
+def summary(images: dict[str, tuple[float, float]]) -> dict:
+    t = np.array([v[0] for v in images.values()])
+    p = np.array([v[1] for v in images.values()])
+    err = np.abs(p - t)
+    rel = err[t > 0] / t[t > 0]
+    return {"images": len(t), "MAE": round(float(err.mean()), 2), "std": round(float(err.std()), 2),
+            "MRE": round(float(rel.mean()), 4), "mean error": round(float((p - t).mean()), 2),
+            "slope": round(float((t @ p) / (t @ t)), 3)}
+
+
+def compare(base: dict, other: dict) -> dict:
+    """Paired |error| difference (other − base) on the images both tested."""
+    ids = sorted(set(base["images"]) & set(other["images"]))
+    if not ids:
+        raise SystemExit("paired: the two runs share no test image (different splits?)")
+    d = np.array([abs(other["images"][i][1] - other["images"][i][0])
+                  - abs(base["images"][i][1] - base["images"][i][0]) for i in ids])
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"shared images": len(ids), "paired diff": round(float(d.mean()), 2),
+            "s.e.": round(se, 2), "closer on": int((d < 0).sum())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--label", required=True, help="name of the results file")
+    ap.add_argument("--baseline", required=True,
+                    help="label=RUN_DIR or label=results.json#key")
+    ap.add_argument("runs", nargs="+", help="label=RUN_DIR (or label=results.json#key)")
+    args = ap.parse_args(argv)
+    base_label, base = load(args.baseline)
+    runs = dict([load(s) for s in args.runs])
+    rows, kept = [], {base_label: base}
+    rows.append({"run": f"{base_label} (baseline)", **summary(base["images"]),
+                 "source": base["source"]})
+    for label, r in runs.items():
+        rows.append({"run": label, **summary(r["images"]), **compare(base, r),
+                     "source": r["source"]})
+        kept[label] = r
+    md = stages.write_results(f"paired-{args.label}", rows)
+    data = json.loads(md.with_suffix(".json").read_text())
+    data["runs"] = {k: {"source": v["source"], "metrics": v["metrics"],
+                        "images": {i: list(tp) for i, tp in v["images"].items()}}
+                    for k, v in kept.items()}
+    md.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    with open(md, "a") as f:
+        f.write("\npaired diff: mean over the shared test images of |error| of the run minus "
+                "|error| of the baseline (negative: the run is closer), with its standard error; "
+                "slope: counted on true, least squares through 0. Every run's per-image counts "
+                "are in the JSON beside this file (`--baseline label=<it>#<run>` pairs with "
+                "them later).\n")
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""bench.paired: per-image paired comparison of runs against a baseline, and the baseline taken
+back from the results file of an earlier comparison (issue #26's study)."""
+import json
+
+import pytest
+
+from bench import paired, stages
+
+
+def _run(folder, rows, mre=0.1):
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"mre": mre}))
+    (folder / "predictions.csv").write_text(
+        "id,true,predicted,tiling,abs_error\n"
+        + "".join(f"{i},{t},{p},{p},{abs(p - t)}\n" for i, t, p in rows))
+    return folder
+
+
+def test_paired_difference_and_summary(tmp_path):
+    base = _run(tmp_path / "base", [("a", 100, 110), ("b", 50, 40), ("c", 20, 20)])
+    var = _run(tmp_path / "var", [("a", 100, 104), ("b", 50, 45), ("c", 20, 23), ("d", 9, 9)])
+    _, b = paired.load(f"base={base}")
+    label, v = paired.load(str(var))
+    assert label == f"{tmp_path.name}/var"
+    s = paired.summary(b["images"])
+    assert (s["MAE"], s["MRE"], s["mean error"]) == (6.67, pytest.approx(0.1), 0.0)
+    assert s["slope"] == pytest.approx((100 * 110 + 50 * 40 + 20 * 20) / (100**2 + 50**2 + 20**2),
+                                       abs=1e-3)
+    c = paired.compare(b, v)       # |err| differences on a, b, c: 4-10, 5-10, 3-0
+    assert c["shared images"] == 3 and c["closer on"] == 2
+    assert c["paired diff"] == pytest.approx((-6 - 5 + 3) / 3, abs=0.01)
+
+
+def test_results_keep_the_counts_and_serve_as_a_baseline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(stages, "RESULTS", tmp_path / "results")
+    base = _run(tmp_path / "base", [("a", 100, 110), ("b", 50, 40)])
+    var = _run(tmp_path / "var", [("a", 100, 101), ("b", 50, 49)])
+    assert paired.main(["--label", "t", "--baseline", f"base={base}", f"v={var}"]) == 0
+    js = next((tmp_path / "results").glob("*paired-t.json"))
+    kept = json.loads(js.read_text())["runs"]
+    assert kept["base"]["images"] == {"a": [100.0, 110.0], "b": [50.0, 40.0]}
+    # the run folders are gone: the same comparison from the file alone
+    for f in (base, var):
+        for p in f.iterdir():
+            p.unlink()
+        f.rmdir()
+    _, b = paired.load(f"old={js}#base")
+    _, v = paired.load(f"{js}#v")
+    assert paired.compare(b, v)["paired diff"] == pytest.approx(-9.0)
+
+
+def test_unusable_inputs_are_named(tmp_path):
+    with pytest.raises(SystemExit, match="no metrics.json"):
+        paired.load(f"x={tmp_path}")
+    (tmp_path / "r.json").write_text(json.dumps({"runs": {"a": {}}}))
+    with pytest.raises(SystemExit, match="keeps no run 'b'"):
+        paired.load(f"{tmp_path}/r.json#b")
+    a = {"images": {"x": (1.0, 2.0)}}
+    with pytest.raises(SystemExit, match="share no test image"):
+        paired.compare(a, {"images": {"y": (1.0, 1.0)}})
