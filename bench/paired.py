@@ -7,7 +7,9 @@ reports per run its MAE ± std, MRE, the slope of counted on true (least squares
 origin), the paired difference of absolute errors (variant − baseline, mean ± standard error)
 and on how many images the variant is closer. Run folders are lost with their machine, so the
 results JSON keeps every run's (image, true, predicted) rows, and a later comparison can take
-its baseline from such a file (`--baseline results.json#label`) instead of a folder.
+its baseline from such a file (`--baseline results.json#label`) instead of a folder, or from
+the audit record (`docs/audit/results.json#nuclei/fcrn`: `make audit` keeps each run's per-image
+counts there).
 
     .venv/bin/python -m bench.paired --label nuclei-study \\
         --baseline base=/work/study-runs/nuclei/fcrn \\

@@ -246,6 +246,30 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
         audit.build(runs, record_path=rec)
 
 
+def test_the_record_keeps_per_image_counts_for_later_pairing(tmp_path):
+    """The record keeps each run's (true, predicted) per test image, and bench.paired pairs a
+    new run with a recorded one after the recorded run's folder is gone."""
+    import shutil
+    from bench import paired
+    runs, rec = tmp_path / "runs", tmp_path / "results.json"
+    _fake_run(runs, "nuclei/fcrn", mae=10.0)
+    (runs / "nuclei" / "fcrn" / "predictions.csv").write_text(
+        "id,true,predicted,tiling,abs_error\nimg1,100,90,90,10\nimg2,50,60,60,10\n")
+    _fake_run(runs, "bacterial/fcrn", mae=3.0)                 # evaluated before the change
+    kept = audit.record(audit.build(runs, record_path=rec), rec)
+    assert kept["nuclei/fcrn"]["images"] == {"img1": [100.0, 90.0], "img2": [50.0, 60.0]}
+    assert "images" not in kept["bacterial/fcrn"]
+    shutil.rmtree(runs / "nuclei")
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "metrics.json").write_text(json.dumps({"mre": 0.05}))
+    (new / "predictions.csv").write_text("id,true,predicted\nimg1,100,97\nimg2,50,58\n")
+    _, base = paired.load(f"{rec}#nuclei/fcrn")
+    _, var = paired.load(f"v={new}")
+    assert paired.compare(base, var) == {"shared images": 2, "paired diff": -4.5, "s.e.": 2.5,
+                                         "closer on": 2}
+
+
 def test_the_committed_record_is_readable_and_names_real_runs():
     runs = audit.read_record(config.AUDIT_RECORD)
     assert runs, "docs/audit/results.json holds the audited runs"

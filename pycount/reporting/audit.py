@@ -281,6 +281,17 @@ def read_record(path) -> dict:
     return runs
 
 
+def _per_image(run: Path) -> dict:
+    """{image id: [true, predicted]} of an evaluated run's predictions.csv ({} without one): kept
+    in the record so that a later run can be compared image by image with this one after its
+    folder is gone (bench/paired.py reads the record as a baseline)."""
+    try:
+        with open(run / "predictions.csv", newline="") as f:
+            return {r["id"]: [float(r["true"]), float(r["predicted"])] for r in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def record(report: dict, path) -> dict:
     """Adds every run that `report` read from its runs folder (metrics.json and train.json) to
     the record at `path`, replacing older entries of the same run and keeping the rest: the
@@ -289,6 +300,9 @@ def record(report: dict, path) -> dict:
     for key, m in report["found"].items():
         if "error" not in m and "recorded" not in m:
             runs[key] = {"metrics": m, "train": report["trains"][key]}
+            images = _per_image(Path(report["runs_dir"]) / key)
+            if images:
+                runs[key]["images"] = images
     atomic.write_text(path, json.dumps({"about": "pycount's audited runs (make audit keeps it); "
                                                  "docs/audit.md is made from it and runs/",
                                         "runs": dict(sorted(runs.items()))}, indent=1) + "\n")
