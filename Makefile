@@ -108,7 +108,7 @@ bench-prepare: setup                       ## patches/s, MB/s of prepare -> benc
 bench-train: setup                         ## training images/s per model, feature-cache gain
 	$(PYCOUNT) bench train
 
-bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>.md
+bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>[-<stages>].md
 	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
 	$(if $(THREADS),OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) \
 	  OPENCV_FOR_THREADS_NUM=$(THREADS)) $(PYCOUNT) bench all --data-root $(DATA_ROOT) \

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from bench import stages
-
-PEER_STAGES = ("gemm", "prepare", "forward", "train", "count", "memory")
+from bench.peers import STAGES as PEER_STAGES
 
 
 def parser() -> argparse.ArgumentParser:

@@ -465,21 +465,27 @@ def summary(res: dict) -> str:
     return "\n".join(lines)
 
 
-def run_all(data_root=None,
-            stages=("gemm", "prepare", "forward", "train", "count", "memory"),
+STAGES = ("gemm", "prepare", "forward", "train", "count", "memory")
+
+
+def run_all(data_root=None, stages=STAGES,
             count_options: dict | None = None) -> Path:
-    """Run `stages` and write bench/results/<date>-<host>.{json,md}; count_options go to
-    bench_count_peers (max_windows, max_crops: the extrapolation subsets)."""
+    """Run `stages` and write bench/results/<date>-<host>[-<stages>].{json,md} (the stages named
+    when not all ran; -2, -3, ... after it when that day's file is there already: a report is
+    never overwritten); count_options go to bench_count_peers (max_windows, max_crops: the
+    extrapolation subsets)."""
     from datetime import datetime, timezone
     import platform
     from bench.stages import RESULTS, machine
     res = {"utc": datetime.now(timezone.utc).isoformat(), "machine": machine(),
            "gemm": {}, "prepare": [], "forward": [], "train": [], "count": [], "memory": []}
-    base = RESULTS / f"{res['utc'][:10]}-{platform.node()}"
-    if base.with_suffix(".json").exists():     # a partial run (--stages) updates today's report
-        old = json.loads(base.with_suffix(".json").read_text())
-        res.update({k: v for k, v in old.items() if k not in stages and k in res
-                    and k not in ("utc", "machine")})
+    name = f"{res['utc'][:10]}-{platform.node()}"
+    if set(stages) != set(STAGES):
+        name += "-" + "-".join(s for s in STAGES if s in stages)
+    base, n = RESULTS / name, 1
+    while base.with_suffix(".json").exists() or base.with_suffix(".md").exists():
+        n += 1
+        base = RESULTS / f"{name}-{n}"
     if "gemm" in stages:
         res["gemm"] = gemm_peak()
         print(res["gemm"], flush=True)
