@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--label", required=True, help="name of the results file")
     ap.add_argument("--baseline", required=True,
                     help="label=RUN_DIR or label=results.json#key")
-    ap.add_argument("runs", nargs="+", help="label=RUN_DIR (or label=results.json#key)")
+    ap.add_argument("runs", nargs="*", help="label=RUN_DIR (or label=results.json#key); none: "
+                    "the baseline's summary and counts alone, kept for later pairing")
     args = ap.parse_args(argv)
     base_label, base = load(args.baseline)
     runs = dict([load(s) for s in args.runs])
