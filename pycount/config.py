@@ -471,6 +471,7 @@ FOLD_BATCHNORM = True
 # ResNet-50 caffe 2.33 / 153 against cv2 5.22 / 192 (ResNet-101, -152 alike), fcrn-ctx 1.56 /
 # 35.9 against 1.78 / 43.5; AlexNet-lite cv2 0.71 / 5.9 against 1.09 / 6.8, fcrn's crops 4.5 / 76
 # against 4.4 / 84, AlexNet 8.1 / 45 against 6.8 / 55. On a GPU it is always caffe.
+DEFAULT_ENGINE = "auto"
 ENGINE_BY_KIND = {"resnet": "caffe", "fcrn-context": "caffe"}
 ENGINE_OTHERWISE = "cv2"
 

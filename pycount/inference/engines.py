@@ -216,7 +216,7 @@ class Cv2DnnBackend(Predictor):
 
 BACKENDS = {"cv2": Cv2DnnBackend, "caffe": CaffeBackend}
 # "auto": the faster engine for the model on the CPU (config.count_engine), pycaffe on a GPU
-DEFAULT_BACKEND = "auto"
+DEFAULT_BACKEND = config.DEFAULT_ENGINE
 CHOICES = ("auto",) + tuple(BACKENDS)
 
 
