@@ -89,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
     p = sub.add_parser("count", help="count the cells of any images with a trained run",
-                       description="Count the cells of images (PNG/JPEG/TIFF, 8/16-bit, grey, "
+                       description="Count the cells of images (PNG/JPEG/TIFF/BMP, 8/16-bit, grey, "
                        "RGBA) with a trained run folder; writes OUT/counts.csv and "
                        "OUT/<stem>_heatmap.png. Exit status 1 if any file failed.")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",

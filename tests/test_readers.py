@@ -141,7 +141,8 @@ def test_generic_formats_roundtrip(tmp_path):
     smooth = np.zeros((100, 120, 3), np.uint8)  # JPEG keeps smooth content: red ramp, green 60, blue 200
     smooth[..., 0], smooth[..., 1], smooth[..., 2] = np.linspace(0, 255, 120).astype(np.uint8), 60, 200
     write_rgb(tmp_path / "d_photo.jpg", smooth)
-    for stem in ("a_rgb", "b_rgba", "c_grey16"):
+    write_rgb(tmp_path / "e_scan.BMP", rgb[::-1])        # as the CRC nuclei release ships them
+    for stem in ("a_rgb", "b_rgba", "c_grey16", "e_scan"):
         write_xy(tmp_path / f"{stem}.csv", centres)
     # ImageJ Results table: unnamed row-number column, extra columns, X and Y.
     rows = [f"{k + 1},{10 + k},{100.5 + k},{x!r},{y!r}" for k, (x, y) in enumerate(centres)]
@@ -149,7 +150,7 @@ def test_generic_formats_roundtrip(tmp_path):
     (tmp_path / "notes.txt").write_text("ignored")
 
     samples = read("generic", tmp_path)
-    assert [s.id for s in samples] == ["a_rgb", "b_rgba", "c_grey16", "d_photo"]
+    assert [s.id for s in samples] == ["a_rgb", "b_rgba", "c_grey16", "d_photo", "e_scan"]
     for s in samples:
         assert s.image.shape == (100, 120, 3) and s.image.dtype == np.uint8
         np.testing.assert_array_equal(s.centres, centres)
@@ -161,6 +162,7 @@ def test_generic_formats_roundtrip(tmp_path):
     assert 100 < grey[50, 60, 0] < 155  # mid-range stays mid-range despite the hot pixel
     assert (np.diff(grey[1:, :, 0].ravel().astype(int)) >= 0).all()  # monotonic mapping
     assert np.abs(samples[3].image.astype(int) - smooth).mean() < 4  # lossy, but RGB order kept
+    np.testing.assert_array_equal(samples[4].image, rgb[::-1])       # BMP: lossless, RGB order
 
 
 def test_generic_16bit_rgb_png(tmp_path):
