@@ -3,8 +3,8 @@
 
 A study step is kept only if it helps beyond the noise, and the noise is per image: this reads
 predictions.csv of each run, pairs it with the baseline's on the test images they share, and
-reports per run its MAE ± std, MRE, the slope of counted on true (least squares through the
-origin), the paired difference of absolute errors (variant − baseline, mean ± standard error)
+reports per run its MAE ± std, MRE, the slope of counted on true (least-squares line, as the
+study table in docs/density-model.md gives it), the paired difference of absolute errors (variant − baseline, mean ± standard error)
 and on how many images the variant is closer. Run folders are lost with their machine, so the
 results JSON keeps every run's (image, true, predicted) rows, and a later comparison can take
 its baseline from such a file (`--baseline results.json#label`) instead of a folder, or from
@@ -58,7 +58,7 @@ def summary(images: dict[str, tuple[float, float]]) -> dict:
     rel = err[t > 0] / t[t > 0]
     return {"images": len(t), "MAE": round(float(err.mean()), 2), "std": round(float(err.std()), 2),
             "MRE": round(float(rel.mean()), 4), "mean error": round(float((p - t).mean()), 2),
-            "slope": round(float((t @ p) / (t @ t)), 3)}
+            "slope": round(float(np.polyfit(t, p, 1)[0]), 3) if len(set(t)) > 1 else None}
 
 
 def compare(base: dict, other: dict) -> dict:
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     with open(md, "a") as f:
         f.write("\npaired diff: mean over the shared test images of |error| of the run minus "
                 "|error| of the baseline (negative: the run is closer), with its standard error; "
-                "slope: counted on true, least squares through 0. Every run's per-image counts "
+                "slope: of the least-squares line of counted on true. Every run's per-image counts "
                 "are in the JSON beside this file (`--baseline label=<it>#<run>` pairs with "
                 "them later).\n")
     print(md.read_text())
