@@ -578,8 +578,34 @@ SPEC_KEYS = {  # key: (type, meaning)
                     "default: all"),
     "iters": (int, "training iterations; default: from the number of crops / patches"),
 }
-OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
+OWN_ROT_STEP = 30 # the paper's rotation step, for every dataset
 OWN_N_VAL = 5         # as the named datasets
+# How pycount.data.owndata infers an own folder's settings from its images and dots (d: the cell
+# spacing, the median distance from a dot to its nearest neighbour). The constants reproduce the
+# named datasets' settings; they are not tuned on any one of them. Measured: VGG bacterial cells
+# d = 8.5 px (paper: patch 40, our sigma 2, crop 64); CRC nuclei d = 13.4 px (paper: patch 60, our
+# sigma 3, crop 96).
+# patch = 4.5 d: 38 -> 40 px bacterial, 60 px nuclei (the paper's); below 24 px AlexNet's strided
+# layers leave no map; above 256 nothing is known (Ki67's is 200)
+OWN_PATCH_PER_SPACING = 4.5
+OWN_PATCH_RANGE = (24, 256)
+# sigma = d / 4, so that neighbours' Gaussians overlap little: 2.1 bacterial (ours 2), 3.4 nuclei
+# (ours 3)
+OWN_SIGMA_PER_SPACING = 0.25
+OWN_SIGMA_RANGE = (1.0, 8.0)
+# crop = 7.5 d, a multiple of 8: 64 bacterial (ours), 104 nuclei (ours 96); 192 is Ki67's, larger
+# crops cost memory per batch and add no context beyond fcrn's 116 px receptive field
+OWN_CROP_PER_SPACING = 7.5
+OWN_CROP_RANGE = (48, 192)
+# the training crops (mirrors and rotations included) the crop stride aims at: bacterial N = 50
+# has 39,600, nuclei 24,480, Ki67 30,720; fcrn's 8,000 iterations x 16 are 3.2 passes over 40,000
+OWN_CROP_BUDGET = 40_000
+# iterations = 3.2 passes over the training crops / patches, at least 2,000 (fewer leave the
+# solver's schedule no room) and never above the model's own default, which is the cap
+OWN_PASSES = 3.2
+OWN_MIN_ITERS = 2000
+OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
+OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
 
 
 def own_record(name: str) -> Path:

@@ -1,5 +1,5 @@
 """A lab's own folder of annotated images (DATASET=path/to/folder): its settings inferred from the
-data, each printed once with the rule behind it.
+data, each printed once with the rule behind it (the rules' constants: config.OWN_*).
 
 pycount.config.folder_dataset gives what the folder's pycount.toml fixes (the rest zero);
 `resolve` measures the images (cached per file in data/own/<name>.json, so a second command does
@@ -24,24 +24,6 @@ from pycount.data import readers
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
-# --- the rules (d: the cell spacing, the median distance from a dot to its nearest neighbour) ----
-# Measured: VGG bacterial cells d = 8.5 px (paper: patch 40, our sigma 2, crop 64); CRC nuclei
-# d = 13.4 px (paper: patch 60, our sigma 3, crop 96).
-PATCH_PER_SPACING = 4.5     # patch = 4.5 d: 38 -> 40 px bacterial, 60 px nuclei (the paper's)
-PATCH_RANGE = (24, 256)     # below 24 px AlexNet's strided layers leave no map; above, 200 px Ki67
-SIGMA_PER_SPACING = 0.25    # sigma = d / 4: neighbours' Gaussians (2 sigma apart... d = 4 sigma)
-SIGMA_RANGE = (1.0, 8.0)    # overlap little: 2.1 bacterial (ours 2), 3.4 nuclei (ours 3)
-CROP_PER_SPACING = 7.5      # crop = 7.5 d, a multiple of 8: 64 bacterial (ours), 104 nuclei (96)
-CROP_RANGE = (48, 192)      # 192: Ki67's; larger crops cost memory per batch and add no context
-#                             beyond fcrn's 116 px receptive field
-CROP_BUDGET = 40_000        # training crops (mirrors and rotations included) the stride aims at:
-#                             bacterial N = 50 has 39,600, nuclei 24,480, Ki67 30,720; fcrn's
-#                             8,000 iterations x 16 are 3.2 passes over 40,000
-PASSES = 3.2                # iterations = 3.2 passes over the training crops / patches
-MIN_ITERS = 2000            # fewer leave the Adam / SGD schedule no room (and never above the
-#                             model's own default, which is the cap)
-ENCODE_ABOVE = 4 << 30      # bytes of raw patches above which the patch LMDB stores PNGs
-FALLBACK_SPACING = 10.0     # px, when no training image has two dots
 CACHE_VERSION = 1
 
 
@@ -159,7 +141,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
          f" of the training images validate")
 
     nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
-    spacing = float(np.median(nn)) if len(nn) else FALLBACK_SPACING
+    spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING
     lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
         f"median distance of a dot to its nearest neighbour ({len(nn)} dots in {len(tr)} "
         f"training images)" if len(nn) else "no training image has two dots: a 10 px default"))
@@ -168,19 +150,22 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     typical = int(np.median(sides))           # most images' smaller side: patches fit them
 
     # patch (patch models): 4.5 cell spacings, a multiple of 4, at most most images' side
-    patch, why = _window(PATCH_PER_SPACING * spacing, 4, PATCH_RANGE, typical, PATCH_PER_SPACING)
+    patch, why = _window(config.OWN_PATCH_PER_SPACING * spacing, 4, config.OWN_PATCH_RANGE,
+                         typical, config.OWN_PATCH_PER_SPACING)
     patch = ds.patch or patch
     note("patch", patch, why, " px")
     stride = ds.stride or max(1, patch // 2)
     note("stride", stride, "half the patch (the paper's bacterial and nuclei settings)", " px")
     note("rot_step", ds.rot_step, "the paper's rotation step", " deg")
 
-    sigma = min(max(round(2 * SIGMA_PER_SPACING * spacing) / 2, SIGMA_RANGE[0]), SIGMA_RANGE[1])
+    lo, hi = config.OWN_SIGMA_RANGE
+    sigma = min(max(round(2 * config.OWN_SIGMA_PER_SPACING * spacing) / 2, lo), hi)
     sigma = ds.sigma or sigma
     note("sigma", f"{sigma:g}", f"a quarter of the cell spacing, to 0.5 px, in "
-         f"[{SIGMA_RANGE[0]:g}, {SIGMA_RANGE[1]:g}]: neighbours' Gaussians overlap little", " px")
+         f"[{lo:g}, {hi:g}]: neighbours' Gaussians overlap little", " px")
 
-    crop, why = _window(CROP_PER_SPACING * spacing, 8, CROP_RANGE, typical, CROP_PER_SPACING)
+    crop, why = _window(config.OWN_CROP_PER_SPACING * spacing, 8, config.OWN_CROP_RANGE,
+                        typical, config.OWN_CROP_PER_SPACING)
     crop = ds.crop or crop
     note("crop", crop, why, " px")
 
@@ -192,10 +177,11 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     else:
         for f in (0.5, 1, 1.5, 2, 3, 4, 6, 8):
             crop_stride = max(8, int(crop * f) // 8 * 8)
-            if n_crops(crop, crop_stride) <= CROP_BUDGET:
+            if n_crops(crop, crop_stride) <= config.OWN_CROP_BUDGET:
                 break
     note("crop_stride", crop_stride, f"the smallest of crop x (1/2, 1, 3/2, 2, 3, ...) that keeps "
-         f"the training crops within {CROP_BUDGET:,} (here {n_crops(crop, crop_stride):,})", " px")
+         f"the training crops within {config.OWN_CROP_BUDGET:,} "
+         f"(here {n_crops(crop, crop_stride):,})", " px")
 
     pixels = np.array([s.width * s.height for s in tr], np.float64)
     mean = tuple(float(v) for v in np.round(
@@ -216,7 +202,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                          f"(bottom, right) with the mean colour; the padding holds no cell")
     raw = sum(patches.count_training_patches(max(s.height, patch), max(s.width, patch), patch,
                                              stride, ds.rot_step) for s in tr) * patch ** 2 * 3
-    encoded = ds.encoded or raw > ENCODE_ABOVE
+    encoded = ds.encoded or raw > config.OWN_ENCODE_ABOVE
     if encoded:
         lines.append(f"  patch LMDB stored PNG-encoded: {raw / 2 ** 30:.1f} GB as raw patches")
     out = replace(ds, patch=patch, stride=stride, sigma=float(sigma), crop=crop,
@@ -253,9 +239,10 @@ def _spec_or_zero(ds, key):
 
 
 def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:
-    """Training iterations for an own dataset: pycount.toml's `iters`, else PASSES passes over the
-    training LMDB's records at the model's batch, rounded up to 100, in [MIN_ITERS, the model's
-    default]; None when the LMDB is not prepared yet (training then says so)."""
+    """Training iterations for an own dataset: pycount.toml's `iters`, else config.OWN_PASSES
+    passes over the training LMDB's records at the model's batch, rounded up to 100, in
+    [config.OWN_MIN_ITERS, the model's default]; None when the LMDB is not prepared yet (training
+    then says so)."""
     if ds.iters:
         say(f"  {'iterations':<15} {ds.iters:>8}  pycount.toml")
         return ds.iters
@@ -268,11 +255,12 @@ def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -
     except Exception:  # no or incomplete LMDB: the trainer names the fix
         return None
     solver = config.model(model.name, ds).solver
-    its = int(math.ceil(PASSES * records / solver.batch / 100) * 100)
-    its = min(max(its, min(MIN_ITERS, solver.max_iter)), solver.max_iter)
-    say(f"  {'iterations':<15} {its:>8}  {PASSES:g} passes over the {records:,} training "
+    passes, floor = config.OWN_PASSES, min(config.OWN_MIN_ITERS, solver.max_iter)
+    its = int(math.ceil(passes * records / solver.batch / 100) * 100)
+    its = min(max(its, floor), solver.max_iter)
+    say(f"  {'iterations':<15} {its:>8}  {passes:g} passes over the {records:,} training "
         f"{'crops' if model.density else 'patches'} at batch {solver.batch}, in "
-        f"[{min(MIN_ITERS, solver.max_iter)}, {solver.max_iter}] (ITERS= overrides)")
+        f"[{floor}, {solver.max_iter}] (ITERS= overrides)")
     return its
 
 
