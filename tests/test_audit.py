@@ -303,6 +303,39 @@ def test_the_split_to_split_spread_is_a_density_row(tmp_path):
                 and "splits" in r["spread"]]
 
 
+def test_the_split_spread_pools_only_runs_with_the_same_settings(tmp_path):
+    """A split run trained with other settings (e.g. before nuclei's sigma changed) is left out
+    of the spread and named; a recorded run whose settings are not today's says it is stale."""
+    from pycount.nets import builders as nets
+    ds = config.dataset("nuclei")
+    today = nets.net_name(nets.run_plan(ds, config.model("fcrn", ds)))
+    older = today.replace(f"sigma {ds.sigma:g}", f"sigma {ds.sigma + 1:g}")
+    assert older != today
+
+    def entry(mae, settings):
+        return {"metrics": dict(dataset="nuclei", model="fcrn", head="R", density=True, mae=mae,
+                                mae_std=1.0, mre=0.1, baseline_mae=150.0, n_images=50),
+                "train": {"settings": settings}}
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"runs": {"nuclei/fcrn": entry(36.0, today),
+                                           "nuclei-split1/fcrn": entry(40.0, today),
+                                           "nuclei-split2/fcrn": entry(50.0, older)}}))
+    (tmp_path / "runs").mkdir()
+    rows = audit.build(tmp_path / "runs", record_path=record)["density"]
+    split = [r for r in rows if "splits" in r["spread"]]
+    assert len(split) == 1 and split[0]["spread"] == "over 2 splits"
+    assert split[0]["mae"] == pytest.approx(38.0)
+    assert split[0]["source"] == ("RESPLIT=s: recorded 36.00, split 1 40.00; left out, trained "
+                                  "with other settings: split 2")
+    own = [r for r in rows if r.get("source", "").startswith("nuclei/fcrn")]
+    assert len(own) == 1 and "older settings" not in own[0]["source"]
+
+    record.write_text(json.dumps({"runs": {"nuclei/fcrn": entry(36.0, older)}}))
+    rows = audit.build(tmp_path / "runs", record_path=record)["density"]
+    own = [r for r in rows if r.get("source", "").startswith("nuclei/fcrn")]
+    assert len(own) == 1 and "trained with older settings" in own[0]["source"]
+
+
 def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys):
     """In the replication image the tree is read-only for the user: `make audit` still writes
     runs/audit/ (and reads the committed record), without touching docs/."""

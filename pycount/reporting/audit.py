@@ -370,13 +370,30 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
     other = [{**m, "run": k + (" (recorded)" if "recorded" in m else "")}
              for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
-            "datasets": datasets, "other_runs": other, "density": _density(found, runs_dir),
+            "datasets": datasets, "other_runs": other,
+            "density": _density(found, runs_dir, trains),
             "found": found, "trains": trains}
 
 
-def _density(found: dict, runs_dir: Path) -> list[dict]:
+def _recorded_stale(key: str, trains: dict) -> bool:
+    """A recorded run (no folder here) whose net and settings, as its train.json named them, are
+    not what `make train` builds today for its dataset and model (e.g. a changed sigma)."""
+    from pycount.nets import builders as nets
+    dataset, model = key.split("/")
+    said = (trains.get(key) or {}).get("settings")
+    if not said or model not in config.MODELS or config.MODELS[model].classic:
+        return False
+    try:
+        ds = config.dataset(dataset)
+    except Exception:  # an own folder's or a variant's name: nothing to compare with
+        return False
+    return said != nets.net_name(nets.run_plan(ds, config.model(model, ds)))
+
+
+def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[dict]:
     """The density models' rows: each run on all training images, the N-image protocol (mean ±
     std over seeds, pycount.protocol), beside the paper's best and the published counters."""
+    trains = trains or {}
     from pycount.training import protocol
     models = sorted({m.get("model") for m in found.values()
                      if "error" not in m and m.get("density")})
@@ -397,8 +414,9 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
             m = found.get(f"{col.folder}/{model}")
             if m and "error" not in m:
                 ds = config.dataset(col.folder)
-                old = "recorded" not in m and nets.drift(
-                    runs_dir / col.folder / model, nets.run_plan(ds, config.model(model, ds)))
+                old = _recorded_stale(f"{col.folder}/{model}", trains) if "recorded" in m \
+                    else nets.drift(runs_dir / col.folder / model,
+                                    nets.run_plan(ds, config.model(model, ds)))
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
                              "source": f"{col.folder}/{model}" + (
@@ -406,7 +424,7 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
                                  f" (trained with older settings: `make train DATASET="
                                  f"{col.folder} MODEL={model} RESUME=0` retrains it)"
                                  if old else "")})
-            split = _over_splits(found, col.folder, model)
+            split = _over_splits(found, col.folder, model, trains)
             if split:
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              **split})
@@ -422,23 +440,35 @@ def _density(found: dict, runs_dir: Path) -> list[dict]:
     return rows
 
 
-def _over_splits(found: dict, dataset: str, model: str) -> dict | None:
+def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = None) -> dict | None:
     """The split-to-split spread of one model (RESPLIT=s runs, `<dataset>-split<s>/<model>`,
     beside the recorded split's `<dataset>/<model>`): the mean and sample std of their test MAEs,
-    or None without a RESPLIT run."""
+    or None without a RESPLIT run. Only runs trained with the recorded split's net and settings
+    are pooled (a spread of one model, not of two); the others are named as left out."""
+    trains = trains or {}
     pattern = re.compile(rf"{re.escape(dataset)}-split(\d+)/{re.escape(model)}")
-    runs = sorted((int(m.group(1)), v) for k, v in found.items()
+    runs = sorted((int(m.group(1)), k, v) for k, v in found.items()
                   if (m := pattern.fullmatch(k)) and "error" not in v)
     if not runs:
         return None
-    base = found.get(f"{dataset}/{model}")
-    maes = ([("recorded", base["mae"])] if base and "error" not in base else []) + [
-        (f"split {s}", v["mae"]) for s, v in runs]
+    key = f"{dataset}/{model}"
+    base = found.get(key)
+    base = base if base and "error" not in base else None
+    ref = (trains.get(key) or {}).get("settings") if base else None
+
+    def same(k):
+        said = (trains.get(k) or {}).get("settings")
+        return ref is None or said is None or said == ref
+    maes = ([("recorded", base["mae"])] if base else []) + [
+        (f"split {s}", v["mae"]) for s, k, v in runs if same(k)]
+    left = [f"split {s}" for s, k, _ in runs if not same(k)]
+    if len(maes) < 2:
+        return None
     values = np.array([v for _, v in maes])
-    return {"mae": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+    return {"mae": float(values.mean()), "std": float(values.std(ddof=1)),
             "spread": f"over {len(values)} splits",
-            "source": "RESPLIT=s: " + ", ".join(f"{n} {v:.2f}" for n, v in maes)}
+            "source": "RESPLIT=s: " + ", ".join(f"{n} {v:.2f}" for n, v in maes) + (
+                f"; left out, trained with other settings: {', '.join(left)}" if left else "")}
 
 
 # ---- rendering: a list of blocks, written out as Markdown and as HTML ------------------------
