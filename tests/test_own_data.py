@@ -96,8 +96,8 @@ def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, w
     folder = make_folder(tmp_path / "f", n=11, side=120, spacing=10)
     lines = []
     ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
-    # d = 10: patch 4.5 d = 45 -> 44 (multiple of 4), sigma d/4 = 2.5, crop 7.5 d = 75 -> 72
-    assert (ds.patch, ds.stride, ds.sigma, ds.crop, ds.rot_step) == (44, 22, 2.5, 72, 30)
+    # d = 10: patch 4.5 d = 45 -> 44 (multiple of 4), sigma d/6 = 1.67 -> 1.5, crop 7.5 d = 75 -> 72
+    assert (ds.patch, ds.stride, ds.sigma, ds.crop, ds.rot_step) == (44, 22, 1.5, 72, 30)
     assert ds.mean_bgr == (30.0, 20.0, 10.0)
     # 12 x 12 dots per 120 px image: twice that density over a 44 px patch, + 10
     assert ds.max_patch_count == int(np.ceil(2 * 144 / 120 ** 2 * 44 ** 2)) + 10
@@ -115,10 +115,10 @@ def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, w
 def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     folder = make_folder(tmp_path / "f", n=6)
     lines = []
-    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=1.5),
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=2.5),
                          say=lines.append)
-    assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 1.5, 72)
-    assert ds.defaults == (44, 22, 30, 2.5, 72, 32) and ds.tag == "f-p60-s30-r30-sigma1.5"
+    assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 2.5, 72)
+    assert ds.defaults == (44, 22, 30, 1.5, 72, 32) and ds.tag == "f-p60-s30-r30-sigma2.5"
     assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
     # CROP= as well: its stride follows it, and both name the LMDBs and runs
     lines = []

@@ -161,8 +161,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     lo, hi = config.OWN_SIGMA_RANGE
     sigma = min(max(round(2 * config.OWN_SIGMA_PER_SPACING * spacing) / 2, lo), hi)
     sigma = ds.sigma or sigma
-    note("sigma", f"{sigma:g}", f"a quarter of the cell spacing, to 0.5 px, in "
-         f"[{lo:g}, {hi:g}]: neighbours' Gaussians overlap little", " px")
+    note("sigma", f"{sigma:g}", f"a sixth of the cell spacing, to 0.5 px, in "
+         f"[{lo:g}, {hi:g}]: the width both named sets count best with", " px")
 
     crop, why = _window(config.OWN_CROP_PER_SPACING * spacing, 8, config.OWN_CROP_RANGE,
                         typical, config.OWN_CROP_PER_SPACING)
