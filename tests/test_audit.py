@@ -334,6 +334,11 @@ def test_the_split_spread_pools_only_runs_with_the_same_settings(tmp_path):
     rows = audit.build(tmp_path / "runs", record_path=record)["density"]
     own = [r for r in rows if r.get("source", "").startswith("nuclei/fcrn")]
     assert len(own) == 1 and "trained with older settings" in own[0]["source"]
+    # a record rebuilt from an old page names only the model: not judged
+    record.write_text(json.dumps({"runs": {"nuclei/fcrn": entry(36.0, "fcrn")}}))
+    rows = audit.build(tmp_path / "runs", record_path=record)["density"]
+    own = [r for r in rows if r.get("source", "").startswith("nuclei/fcrn")]
+    assert len(own) == 1 and "older settings" not in own[0]["source"]
 
 
 def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys):

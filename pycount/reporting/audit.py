@@ -377,11 +377,13 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
 
 def _recorded_stale(key: str, trains: dict) -> bool:
     """A recorded run (no folder here) whose net and settings, as its train.json named them, are
-    not what `make train` builds today for its dataset and model (e.g. a changed sigma)."""
+    not what `make train` builds today for its dataset and model (e.g. a changed sigma). A record
+    reconstructed from an old page names the model only ("fcrn-ctx"): nothing to compare."""
     from pycount.nets import builders as nets
     dataset, model = key.split("/")
     said = (trains.get(key) or {}).get("settings")
-    if not said or model not in config.MODELS or config.MODELS[model].classic:
+    if not said or " | " not in said or model not in config.MODELS or \
+            config.MODELS[model].classic:
         return False
     try:
         ds = config.dataset(dataset)
