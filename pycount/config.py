@@ -593,10 +593,10 @@ OWN_N_VAL = 5         # as the named datasets
 # layers leave no map; above 256 nothing is known (Ki67's is 200)
 OWN_PATCH_PER_SPACING = 4.5
 OWN_PATCH_RANGE = (24, 256)
-# sigma = d / 6 (to 0.5 px): the width both named sets count best with, measured paired per image
-# at 8,000 fcrn iterations (docs/density-model.md): bacterial 1.5 px = d / 5.7 (against 2 = d / 4.25:
-# -0.20 +- 0.06, closer on 65 of 100), nuclei 2 px = d / 6.7 (against 3: -3.01 +- 1.46; 1.5 and 5
-# worse). d / 6 gives 1.5 and 2. It was d / 4 before 2026-12-03 (the docs/own-data.md runs).
+# sigma = d / 6 (to 0.5 px): the width both named sets count best with, measured paired per
+# image at 8,000 fcrn iterations (docs/density-model.md): bacterial 1.5 px = d / 5.7 (against
+# 2 = d / 4.25: -0.20 +- 0.06, closer on 65 of 100), nuclei 2 px = d / 6.7 (against 3: -3.01 +-
+# 1.46; 1.5 no better, 5 worse). d / 6 gives 1.5 and 2. It was d / 4 before 2026-12-03.
 OWN_SIGMA_PER_SPACING = 1 / 6
 OWN_SIGMA_RANGE = (1.0, 8.0)
 # crop = 7.5 d, a multiple of 8: 64 bacterial (ours), 104 nuclei (ours 96); 192 is Ki67's, larger
