@@ -43,6 +43,36 @@ def test_write_read_round_trip_in_shuffled_order(tmp_path):
     assert [lab for _, _, lab in lmdbio.read_lmdb(tmp_path / "db2")] == labels
 
 
+def test_a_kept_database_is_the_first_records_the_whole_one_is_read_in(tmp_path):
+    recs = records(200)
+    lmdbio.write_lmdb(tmp_path / "whole", iter(recs), n_max=200, patch=6, seed=3, manifest={})
+    man = lmdbio.write_lmdb(tmp_path / "kept", iter(recs), n_max=200, patch=6, seed=3,
+                            manifest={}, keep=50)
+    whole = list(lmdbio.read_lmdb(tmp_path / "whole"))
+    kept = list(lmdbio.read_lmdb(tmp_path / "kept"))
+    assert man["records"] == 50 and man["patches_cut"] == 200
+    assert sum(man["count_histogram"].values()) == 50
+    assert [(k, lab) for k, _, lab in kept] == [(k, lab) for k, _, lab in whole[:50]]
+    assert all(np.array_equal(a, b) for (_, a, _), (_, b, _) in zip(kept, whole))
+    # keep >= n_max is the whole database, and says nothing of a cut
+    man = lmdbio.write_lmdb(tmp_path / "all", iter(recs), n_max=200, patch=6, seed=3,
+                            manifest={}, keep=500)
+    assert man["records"] == 200 and "patches_cut" not in man
+
+
+def test_the_disk_check_counts_only_the_kept_records(tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    per = 3 * 6 * 6 + lmdbio._RECORD_OVERHEAD
+    free = int(1.6 * 1.1 * per * 60)            # room for 60 records, not for 200
+    monkeypatch.setattr(lmdbio.shutil, "disk_usage", lambda p: usage(10**9, 10**9, free))
+    with pytest.raises(lmdbio.LmdbError, match="PYCOUNT_DATA"):
+        lmdbio.write_lmdb(tmp_path / "db", iter(records(200)), n_max=200, patch=6, seed=0,
+                          manifest={})
+    man = lmdbio.write_lmdb(tmp_path / "db", iter(records(200)), n_max=200, patch=6, seed=0,
+                            manifest={}, keep=50)
+    assert man["records"] == 50
+
+
 def test_failed_write_keeps_the_previous_database(tmp_path):
     dest = tmp_path / "db"
     lmdbio.write_lmdb(dest, iter(records(10)), n_max=10, patch=6, seed=0,

@@ -54,6 +54,23 @@ def test_size_variant_writes_resized_patches_in_its_own_folder(tiny):
     assert rgb.shape == (48, 48, 3)
 
 
+def test_a_cut_training_lmdb_holds_the_first_patches_read_and_training_says_so(tiny, capsys):
+    ds, model = tiny
+    whole = prepare.prepare(ds)["train"]
+    first = [(k, lab) for k, _, lab in lmdbio.read_lmdb(config.lmdb_dir(ds) / "train_lmdb",
+                                                         limit=300)]
+    cut = dataclasses.replace(ds, train_patches=300)
+    manifest = prepare.prepare(cut)["train"]              # other settings: written again
+    assert manifest["records"] == 300 and manifest["patches_cut"] == whole["records"]
+    kept = [(k, lab) for k, _, lab in lmdbio.read_lmdb(config.lmdb_dir(cut) / "train_lmdb")]
+    assert kept == first
+    capsys.readouterr()
+    train.Trainer(cut, model, max_iter=25).train(resume=False)      # 25 x 16 = 400 reads
+    assert "keeps 300 of the" in capsys.readouterr().out
+    train.Trainer(cut, model, max_iter=10).train(resume=False)      # 160 reads: no note
+    assert "keeps 300" not in capsys.readouterr().out
+
+
 def test_invalid_override_is_refused():
     with pytest.raises(config.ConfigError, match="STRIDE"):
         config.with_overrides(config.dataset("nuclei"), stride=0)

@@ -129,8 +129,14 @@ def fingerprint(obj) -> str:
 
 def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
                seed: int, manifest: dict, label: str = "writing LMDB", encoded: bool = False,
-               bytes_per_record: float | None = None, targets: Path | None = None) -> dict:
+               bytes_per_record: float | None = None, targets: Path | None = None,
+               keep: int = 0) -> dict:
     """Write up to n_max (patch, count) records to `dest` in a seeded shuffled key order.
+
+    With `keep` > 0 only the records whose shuffled key is below `keep` are stored: the first
+    `keep` records that Caffe's Data layer (which reads in key order) would read from the whole
+    database, when all n_max are written. A training that reads no more than `keep` patches sees
+    exactly what it would see in the whole database, on a fraction of the disk.
 
     `patch` is the side of the stored patches; `bytes_per_record` (default: raw size) sizes the
     disk check and the LMDB map.
@@ -147,11 +153,13 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     per = bytes_per_record or 3 * patch * patch + _RECORD_OVERHEAD
     if targets is not None:
         per += 4 * patch * patch + _RECORD_OVERHEAD
+    stored = min(n_max, keep) if keep > 0 else n_max
     # random keys leave B-tree pages about half full: the file grows to ~1.6x the payload
-    need = int(n_max * per * 1.6)
+    need = int(stored * per * 1.6)
     free = shutil.disk_usage(dest.parent).free
-    print(f"{label}: up to {n_max} patches of {patch}x{patch}{' (PNG)' if encoded else ''}, "
-          f"about {need / 2**20:.0f} MiB -> {dest}", flush=True)
+    kept = f" (keeping the {stored} read first)" if stored < n_max else ""
+    print(f"{label}: up to {n_max} patches of {patch}x{patch}{' (PNG)' if encoded else ''}"
+          f"{kept}, about {need / 2**20:.0f} MiB -> {dest}", flush=True)
     if need * 1.1 > free:
         raise LmdbError(f"{dest}: needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
                         f"are free on that disk; free some space or set PYCOUNT_DATA to a folder "
@@ -161,13 +169,14 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     _remove(tmps)
     for d in dests:
         remove_stale_partials(d)
-    fill = _Fill(np.random.default_rng(seed).permutation(n_max), encoded)
+    fill = _Fill(np.random.default_rng(seed).permutation(n_max), encoded, stored)
     try:
         envs = [lmdb.open(str(tmp), map_size=int(need * 2) + (64 << 20), subdir=True,
                           meminit=False, map_async=True) for tmp in tmps]
         fill.run(envs, records, dest, label, with_targets=targets is not None)
         n, hist, channel_sum = fill.n, fill.hist, fill.channel_sum
         full = dict(manifest, records=n, stored_patch=patch, encoded=encoded, shuffle_seed=seed,
+                    **({"patches_cut": fill.seen} if stored < n_max else {}),
                     count_histogram={str(k): hist[k] for k in sorted(hist)},
                     mean_bgr=[round(float(v), 3) for v in channel_sum / max(n, 1)])
         for i, tmp in enumerate(tmps):
@@ -194,12 +203,14 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
 
 class _Fill:
     """Records into open LMDB environments under the shuffled keys `perm` (one transaction per
-    COMMIT_EVERY records), counting what went in: n, the count histogram, the BGR channel sums."""
+    COMMIT_EVERY records), counting what went in: n, the count histogram, the BGR channel sums.
+    Records whose key is `keep` or above are passed over (seen counts every record)."""
     COMMIT_EVERY = 2000
 
-    def __init__(self, perm: np.ndarray, encoded: bool):
+    def __init__(self, perm: np.ndarray, encoded: bool, keep: int | None = None):
         self.perm, self.encoded = perm, encoded
-        self.n, self.hist, self.channel_sum = 0, {}, np.zeros(3)
+        self.keep = len(perm) if keep is None else keep
+        self.n, self.seen, self.hist, self.channel_sum = 0, 0, {}, np.zeros(3)
 
     def run(self, envs, records, dest: Path, label: str, with_targets: bool) -> None:
         n_max = len(self.perm)
@@ -207,9 +218,14 @@ class _Fill:
         with Progress(n_max, label, "patches") as bar:
             for rec in records:
                 rgb, count = rec[0], rec[1]
-                if self.n >= n_max:
+                if self.seen >= n_max:
                     raise LmdbError(f"{dest}: more records than the {n_max} announced (a bug)")
-                key = b"%08d" % self.perm[self.n]
+                index = self.perm[self.seen]
+                self.seen += 1
+                if index >= self.keep:
+                    bar.update(1)
+                    continue
+                key = b"%08d" % index
                 txns[0].put(key, encode_datum(rgb, count, self.encoded))
                 if with_targets:
                     txns[1].put(key, encode_float_datum(rec[2], count))

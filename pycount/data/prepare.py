@@ -250,6 +250,9 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
                     "stride": ds.stride, "rot_step": rot_step, "size": ds.input_size,
                     "encoded": ds.encoded, "images": ids[part], "sources": content_hash(samples),
                     "generated": ds.generated}
+        keep = ds.train_patches if part == "train" else 0
+        if keep:                                # (only then: other fingerprints stay as they were)
+            settings["train_patches"] = keep
         fp = lmdbio.fingerprint(settings)
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
         if not force and lmdbio.is_current(dest, fp):
@@ -265,7 +268,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
                                       patch=ds.input_size, seed=SPLIT_SEED, manifest=manifest,
                                       label=f"{ds.tag} {part} patches", encoded=ds.encoded,
-                                      bytes_per_record=per_record)
+                                      bytes_per_record=per_record, keep=keep)
         measured = np.array(out[part]["mean_bgr"])
         if np.abs(measured - np.array(ds.mean_bgr)).max() > 25:
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "

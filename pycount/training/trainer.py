@@ -160,6 +160,17 @@ class Trainer:
                                  f"runs (an interrupted write?); run `make prepare "
                                  f"DATASET={self.ds.name} MODEL={self.model.name}` again")
 
+    def _say_passes(self) -> None:
+        """A training LMDB cut to the patches one training reads (DatasetConfig.train_patches):
+        say so when this training reads more, i.e. passes over them again."""
+        manifest = lmdbio.read_manifest(self.train_lmdb) or {}
+        stored, cut = manifest.get("records", 0), manifest.get("patches_cut")
+        reads = self.max_iter * self.model.solver.batch
+        if cut and stored and reads > stored:
+            print(f"note: {self.train_lmdb} keeps {stored} of the {cut} patches cut (train_patches "
+                  f"in pycount/config.py); this training reads {reads}, "
+                  f"{reads / stored:.1f} passes over them")
+
     def _check_resumable(self, plan: nets.NetPlan) -> None:
         """A run's snapshots resume only into the net they were written by; a changed solver (a
         longer max_iter, another schedule) is allowed, and said."""
@@ -216,6 +227,7 @@ class Trainer:
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
         self._check_lmdb_patch()
+        self._say_passes()
         pretrained = self._pretrained()
         plan = self._plan()
         snaps = self.run / "snapshots"
