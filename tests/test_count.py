@@ -88,7 +88,8 @@ def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):
     assert cli.main(["count", str(small), str(tmp_path / "nope.jpg"), "--run", str(run),
                      "--out", str(tmp_path / "out")]) == 1
     stdout = capsys.readouterr().out
-    assert "smaller than the run's 40x40 px patches" in stdout and "nope.jpg" in stdout
+    assert "smaller than the run's 40x40 px patches" in stdout
+    assert f"no such file: {tmp_path / 'nope.jpg'}; check the path" in stdout
 
 
 @pytest.mark.parametrize("missing", ["folder", "train.json", "model.caffemodel"])

@@ -143,9 +143,11 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 try:
                     rows.append(count_file(path, run, predict, out / name))
                 except (datasets.DatasetError, OSError, ValueError) as e:
+                    error = (f"no such file: {path}; check the path" if
+                             isinstance(e, FileNotFoundError) else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
-                                 "status": "failed", "error": str(e)})
+                                 "status": "failed", "error": error})
                 bar.update(1)
     finally:                                        # an interrupted run keeps what it counted
         write_csv(out / "counts.csv", rows)
