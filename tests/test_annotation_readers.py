@@ -124,6 +124,41 @@ def test_dot_mask_every_nonzero_pixel_is_one_cell(tmp_path, kind):
         readers.read_dot_mask(path, (12, 16, 3))
 
 
+def _disc(mask, x, y, r=2):
+    yy, xx = np.ogrid[:mask.shape[0], :mask.shape[1]]
+    mask[(xx - x) ** 2 + (yy - y) ** 2 <= r * r] = 255
+
+
+def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
+    mask = np.zeros((40, 60), np.uint8)
+    for x, y in [(5, 5), (30, 8), (50, 30), (12, 30)]:
+        _disc(mask, x, y)
+    _disc(mask, 40, 20), _disc(mask, 43, 20)            # two touching discs: one blob, two cells
+    path = tmp_path / "a_dots.png"
+    cv2.imwrite(str(path), mask)
+    got = readers.read_dot_mask(path, (40, 60, 3))
+    assert len(got) == 6
+    singles = sorted(map(tuple, np.round(got).astype(int)))
+    assert {(5, 5), (30, 8), (50, 30), (12, 30)} <= set(singles)
+    # one-pixel dots beside each other stay two cells (the median blob is one pixel)
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5, 5] = mask[5, 6] = mask[12, 3] = mask[15, 15] = 1
+    cv2.imwrite(str(path), mask)
+    assert len(readers.read_dot_mask(path)) == 4
+
+
+def test_a_jpeg_dot_mask_loses_its_compression_noise(tmp_path):
+    mask = np.zeros((64, 64, 3), np.uint8)
+    dots = [(10, 10), (40, 12), (20, 50), (50, 45)]
+    for x, y in dots:
+        mask[y - 1:y + 2, x - 1:x + 2] = (0, 0, 255)     # 3x3 red marks
+    path = tmp_path / "a_dots.jpg"
+    cv2.imwrite(str(path), mask, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    assert (cv2.imread(str(path)).max(axis=2) > 0).sum() > 4 * 9     # noise around the marks
+    got = readers.read_dot_mask(path)
+    assert sorted(map(tuple, np.round(got).astype(int))) == sorted(dots)
+
+
 # --- CSV: ImageJ's Results table ---------------------------------------------------------------------
 
 def test_imagej_results_table(tmp_path):

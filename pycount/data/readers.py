@@ -438,8 +438,12 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
 
 
 def read_dot_mask(path: Path, shape=None) -> np.ndarray:
-    """(N, 2) centres of a dot-mask image: every non-zero pixel is one cell (any colour, any bit
-    depth; an alpha channel is ignored). With `shape`, the mask must be the image's size."""
+    """(N, 2) centres of a dot-mask image (any colour, any bit depth; an alpha channel is
+    ignored). With `shape`, the mask must be the image's size. Dots of one pixel, as the VGG
+    cells and most releases mark them: every non-zero pixel is one cell (neighbouring marks stay
+    two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
+    one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
+    cells. A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None and Path(path).suffix.lower() in (".tif", ".tiff"):
         try:
@@ -454,8 +458,24 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     if shape is not None and data.shape[:2] != tuple(shape[:2]):
         raise DatasetError(f"the dot mask {path} is {data.shape[1]}x{data.shape[0]} px but its image is "
                            f"{shape[1]}x{shape[0]}; a mask must have its image's size")
-    ys, xs = np.nonzero(data)
-    return np.stack([xs, ys], axis=1).astype(np.float64)
+    on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
+        else data != 0
+    return mask_centres(on)
+
+
+def mask_centres(on: np.ndarray) -> np.ndarray:
+    """(N, 2) x, y of the cells a boolean dot mask marks (read_dot_mask's rule)."""
+    ys, xs = np.nonzero(on)
+    pixels = np.stack([xs, ys], axis=1).astype(np.float64)
+    if len(pixels) < 2:
+        return pixels
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    typical = float(np.median(areas))
+    if typical <= 1:                        # one-pixel dots: every pixel is a mark
+        return pixels
+    cells = np.maximum(1, np.round(areas / typical)).astype(int)
+    return np.repeat(centroids[1:], cells, axis=0).astype(np.float64)
 
 
 # --- folder: any images, each with an annotation of its stem -----------------------------------------
