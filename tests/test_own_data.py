@@ -2,6 +2,7 @@
 pycount.data.owndata infers from constructed data (known spacing, colour, sizes), overrides by the
 command line and pycount.toml, padding of small images, the iterations rule, and the whole path
 prepare -> train -> eval -> count through the command line, counting without the folder."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -160,17 +161,22 @@ def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path,
     assert "1 image(s) smaller than 44 px padded with the mean colour" in capsys.readouterr().out
 
 
-def test_iterations_from_the_number_of_crops(tmp_path, workdirs, monkeypatch):
+def test_iterations_are_the_models_default_whatever_the_number_of_crops(tmp_path, workdirs,
+                                                                       monkeypatch):
     ds = resolved(make_folder(tmp_path / "f", n=4))
     fcrn = config.model("fcrn")                          # batch 16, 8,000 iterations
-    for records, its in ((10_000, 2000), (20_000, 4000), (100_000, 8000), (100, 2000)):
+    for records, passes in ((10_000, "12.8 passes"), (100_000, "1.3 passes")):
         monkeypatch.setattr(lmdbio, "read_manifest", lambda p, r=records: {"records": r})
-        assert owndata.iterations(ds, fcrn, say=lambda _: None) == its
-    lite = config.model("alexnet-lite")                  # batch 16, 2,400 iterations: the cap
-    monkeypatch.setattr(lmdbio, "read_manifest", lambda p: {"records": 100_000})
-    assert owndata.iterations(ds, lite, say=lambda _: None) == 2400
-    monkeypatch.setattr(lmdbio, "read_manifest", lambda p: {})
-    assert owndata.iterations(ds, fcrn, say=lambda _: None) is None
+        said = []
+        assert owndata.iterations(ds, fcrn, say=said.append) == 8000
+        assert passes in said[0] and f"{records:,} training crops" in said[0]
+    lite = config.model("alexnet-lite")
+    assert owndata.iterations(ds, lite, say=lambda _: None) == lite.solver.max_iter
+    monkeypatch.setattr(lmdbio, "read_manifest", lambda p: {})     # not prepared yet
+    assert owndata.iterations(ds, fcrn, say=lambda _: None) == 8000
+    toml = dataclasses.replace(ds, iters=1234)                       # pycount.toml's iters
+    assert owndata.iterations(toml, fcrn, say=lambda _: None) == 1234
+    assert owndata.iterations(ds, config.model("lecount"), say=lambda _: None) is None
 
 
 def test_a_run_records_the_settings_and_the_name_finds_the_folder(tmp_path, workdirs):

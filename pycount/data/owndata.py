@@ -239,29 +239,27 @@ def _spec_or_zero(ds, key):
 
 
 def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:
-    """Training iterations for an own dataset: pycount.toml's `iters`, else config.OWN_PASSES
-    passes over the training LMDB's records at the model's batch, rounded up to 100, in
-    [config.OWN_MIN_ITERS, the model's default]; None when the LMDB is not prepared yet (training
-    then says so)."""
+    """Training iterations for an own dataset: pycount.toml's `iters`, else the model's default
+    (config: both named sets count best at it, whatever their number of crops); printed with
+    the passes over the training LMDB it makes when that is prepared. None for a classic model."""
     if ds.iters:
         say(f"  {'iterations':<15} {ds.iters:>8}  pycount.toml")
         return ds.iters
     if model.classic:
         return None
+    solver = config.model(model.name, ds).solver
     lmdb = config.density_lmdbs(ds, "train", model.context)[0] if model.density else \
         config.lmdb_dir(ds) / "train_lmdb"
     try:
         records = int(lmdbio.read_manifest(lmdb)["records"])
     except Exception:  # no or incomplete LMDB: the trainer names the fix
-        return None
-    solver = config.model(model.name, ds).solver
-    passes, floor = config.OWN_PASSES, min(config.OWN_MIN_ITERS, solver.max_iter)
-    its = int(math.ceil(passes * records / solver.batch / 100) * 100)
-    its = min(max(its, floor), solver.max_iter)
-    say(f"  {'iterations':<15} {its:>8}  {passes:g} passes over the {records:,} training "
-        f"{'crops' if model.density else 'patches'} at batch {solver.batch}, in "
-        f"[{floor}, {solver.max_iter}] (ITERS= overrides)")
-    return its
+        records = 0
+    passes = (f", {solver.max_iter * solver.batch / records:.1f} passes over the {records:,} "
+              f"training {'crops' if model.density else 'patches'} at batch {solver.batch}"
+              if records else "")
+    say(f"  {'iterations':<15} {solver.max_iter:>8}  {model.name}'s default, as for the named "
+        f"datasets{passes} (ITERS= overrides)")
+    return solver.max_iter
 
 
 def record_in_run(run: Path, ds: config.DatasetConfig) -> None:
