@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pycount import cli, config
-from pycount.data import lmdbio, owndata, prepare
+from pycount.data import density_targets, lmdbio, owndata, prepare
 from pycount.errors import ConfigError, DatasetError
 
 COLOUR = (10, 20, 30)   # RGB of every constructed image
@@ -159,6 +159,21 @@ def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path,
     assert (samples[1].image == COLOUR).all()           # the padding is the mean colour
     assert samples[1].count == len(lattice(30, 10))      # and holds no cell
     assert "1 image(s) smaller than 44 px padded with the mean colour" in capsys.readouterr().out
+
+
+def test_the_crop_stride_is_the_smallest_multiple_of_8_within_the_crop_budget(tmp_path, workdirs,
+                                                                             monkeypatch):
+    folder = make_folder(tmp_path / "f", n=11, side=120, spacing=10)       # crop 72
+    ds = owndata.resolve(config.dataset(str(folder)), say=lambda _: None)
+    train = [i for i in ds.train_ids]
+
+    def crops(stride):
+        return 9 * density_targets.count_training_crops(120, 120, 72, stride, 30)
+    assert len(train) == 9 and crops(32) > crops(40) > crops(64) > 0
+    monkeypatch.setattr(config, "OWN_CROP_BUDGET", crops(40) - 1)         # 40 just too many
+    ds = owndata.resolve(config.dataset(str(folder)), say=lambda _: None)
+    assert ds.crop_stride > 40 and ds.crop_stride % 8 == 0
+    assert crops(ds.crop_stride) <= config.OWN_CROP_BUDGET < crops(ds.crop_stride - 8)
 
 
 def test_iterations_are_the_models_default_whatever_the_number_of_crops(tmp_path, workdirs,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -169,17 +170,18 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     crop = ds.crop or crop
     note("crop", crop, why, " px")
 
+    sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
+
     def n_crops(c, s):
-        return sum(density_targets.count_training_crops(max(x.height, c), max(x.width, c), c, s,
-                                                        ds.rot_step) for x in tr)
+        return sum(k * density_targets.count_training_crops(h, w, c, s, ds.rot_step)
+                   for (h, w), k in sizes.items())
     if ds.crop_stride:
         crop_stride = ds.crop_stride
     else:
-        for f in (0.5, 1, 1.5, 2, 3, 4, 6, 8):
-            crop_stride = max(8, int(crop * f) // 8 * 8)
+        for crop_stride in range(max(8, crop // 16 * 8), 8 * crop + 1, 8):
             if n_crops(crop, crop_stride) <= config.OWN_CROP_BUDGET:
                 break
-    note("crop_stride", crop_stride, f"the smallest of crop x (1/2, 1, 3/2, 2, 3, ...) that keeps "
+    note("crop_stride", crop_stride, f"the smallest multiple of 8 from half the crop that keeps "
          f"the training crops within {config.OWN_CROP_BUDGET:,} "
          f"(here {n_crops(crop, crop_stride):,})", " px")
 
