@@ -168,6 +168,8 @@ DATASETS: dict[str, DatasetConfig] = {
     # image against sigma 3's 38.60): sigma 5 45.64 (+7.04 +- 2.28), sigma 2 35.59 (-3.01 +- 1.46,
     # closer on 29 of 50), sigma 1.5 36.36 (-2.24 +- 2.24); fcrn-ctx at sigma 2 33.95 against 32.73
     # at sigma 3 (unpaired: no gain there); bench/results/2026-12-03-vm-paired-nuclei-study.md.
+    # fcrn keeps its 8,000 iterations here: 16,000 at sigma 2 gave 34.86, paired -0.73 +- 1.60
+    # against 8,000 (closer on 31 of 50; bench/results/2026-12-03-vm-paired-nuclei-16k.md).
     "nuclei": DatasetConfig(
         "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
         subdir="CRCHistoPhenotypes_2016_04_28", mean_bgr=(218.5, 179.3, 211.8),
