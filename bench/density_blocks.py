@@ -74,11 +74,11 @@ def main(argv=None) -> int:
     for s in prepare.load(ds, ids, args.data_root):
         pairs += blocks(predictor.density(s.image), s.centres, args.block)
     rows = table(pairs)
-    md = stages.write_results(f"density-blocks-{ds.tag}", rows)
-    with open(md, "a") as f:
-        f.write(f"\nRun: {args.run}; {len(ids)} test images of {ds.tag} cut into {args.block} px "
-                f"blocks; density with TTA {args.tta}; slope: of the least-squares line of the "
-                f"blocks' predicted counts on their marks.\n")
+    md = stages.write_results(
+        f"density-blocks-{ds.tag}", rows,
+        note=f"\nRun: {args.run}; {len(ids)} test images of {ds.tag} cut into {args.block} px "
+             f"blocks; density with TTA {args.tta}; slope: of the least-squares line of the "
+             f"blocks' predicted counts on their marks.\n")
     print(md.read_text())
     return 0
 

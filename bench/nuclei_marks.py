@@ -25,7 +25,6 @@ complete much lower than on the rest?
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -99,15 +98,14 @@ def main(argv=None) -> int:
     threshold = float(np.median([threshold_otsu(h) for h in hs.values()]))
     per_image = {s.id: image_marks(hs[s.id], s.centres, threshold) for s in samples}
     rows, corr = quartile_rows(per_image, run["images"])
-    md = stages.write_results("nuclei-marks", rows)
-    data = json.loads(md.with_suffix(".json").read_text())
-    data.update(run=run["source"], threshold=threshold, correlation=corr, images=per_image)
-    md.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    with open(md, "a") as f:
-        f.write(f"\nRun: {run['source']} ({label}). Haematoxylin threshold {threshold:.4f} (median "
-                f"of the 100 images' Otsu thresholds). Correlation with unmarked stain over the "
-                f"run's test images: signed error {corr['signed error']}, relative error "
-                f"{corr['relative error']}. Per-image shares of all 100 images in the JSON.\n")
+    md = stages.write_results(
+        "nuclei-marks", rows,
+        extra={"run": run["source"], "threshold": threshold, "correlation": corr,
+               "images": per_image},
+        note=f"\nRun: {run['source']} ({label}). Haematoxylin threshold {threshold:.4f} (median "
+             f"of the 100 images' Otsu thresholds). Correlation with unmarked stain over the "
+             f"run's test images: signed error {corr['signed error']}, relative error "
+             f"{corr['relative error']}. Per-image shares of all 100 images in the JSON.\n")
     print(md.read_text())
     return 0
 

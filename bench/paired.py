@@ -90,18 +90,16 @@ def main(argv=None) -> int:
         rows.append({"run": label, **summary(r["images"]), **compare(base, r),
                      "source": r["source"]})
         kept[label] = r
-    md = stages.write_results(f"paired-{args.label}", rows)
-    data = json.loads(md.with_suffix(".json").read_text())
-    data["runs"] = {k: {"source": v["source"], "metrics": v["metrics"],
-                        "images": {i: list(tp) for i, tp in v["images"].items()}}
-                    for k, v in kept.items()}
-    md.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    with open(md, "a") as f:
-        f.write("\npaired diff: mean over the shared test images of |error| of the run minus "
-                "|error| of the baseline (negative: the run is closer), with its standard error; "
-                "slope: of the least-squares line of counted on true. Every run's per-image counts "
-                "are in the JSON beside this file (`--baseline label=<it>#<run>` pairs with "
-                "them later).\n")
+    kept_runs = {k: {"source": v["source"], "metrics": v["metrics"],
+                     "images": {i: list(tp) for i, tp in v["images"].items()}}
+                 for k, v in kept.items()}
+    md = stages.write_results(
+        f"paired-{args.label}", rows, extra={"runs": kept_runs},
+        note="\npaired diff: mean over the shared test images of |error| of the run minus "
+             "|error| of the baseline (negative: the run is closer), with its standard error; "
+             "slope: of the least-squares line of counted on true. Every run's per-image counts "
+             "are in the JSON beside this file (`--baseline label=<it>#<run>` pairs with "
+             "them later).\n")
     print(md.read_text())
     return 0
 

@@ -102,12 +102,12 @@ def main(argv=None) -> int:
     rows = a["rows"] + [{"split": f"mean ± std over {a['spread']['splits']} splits",
                          "MAE": f"{a['spread']['mae_mean']} ± {a['spread']['mae_std']}",
                          "difficulty": f"corr with MAE {a['spread']['difficulty_vs_mae_corr']}"}]
-    md = stages.write_results(f"split-spread-{args.dataset}-{args.model}", rows)
-    with open(md, "a") as f:
-        f.write("\nImages with the largest mean absolute error over the splits that test them:\n\n"
-                "| image | tested in | true count | mean abs error |\n|---|---|---|---|\n")
-        f.writelines(f"| {w['image']} | {w['tested in']} | {w['true']:.0f} | "
-                     f"{w['mean abs error']} |\n" for w in a["worst"])
+    worst = "".join(f"| {w['image']} | {w['tested in']} | {w['true']:.0f} | "
+                    f"{w['mean abs error']} |\n" for w in a["worst"])
+    md = stages.write_results(
+        f"split-spread-{args.dataset}-{args.model}", rows,
+        note="\nImages with the largest mean absolute error over the splits that test them:\n\n"
+             "| image | tested in | true count | mean abs error |\n|---|---|---|---|\n" + worst)
     print(md.read_text())
     return 0
 

@@ -72,10 +72,13 @@ def machine() -> dict:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def write_results(kind: str, rows: list[dict], into: Path | None = None) -> Path:
+def write_results(kind: str, rows: list[dict], into: Path | None = None,
+                  extra: dict | None = None, note: str = "") -> Path:
     """bench/results/<date>-<host>-<kind>.json and a Markdown table beside it (-2, -3, ... after
     the kind when that day's results of the kind are there already: nothing is overwritten);
-    `into`: the .md path an earlier call returned, rewritten (a run that saves as it goes)."""
+    `into`: the .md path an earlier call returned, rewritten (a run that saves as it goes);
+    `extra`: more top-level keys of the JSON (what the table does not show); `note`: Markdown
+    after the table."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     if into is not None:
@@ -87,12 +90,12 @@ def write_results(kind: str, rows: list[dict], into: Path | None = None) -> Path
             base = RESULTS / f"{stamp}-{platform.node()}-{kind}-{n}"
     base.with_suffix(".json").write_text(json.dumps({"kind": kind, "machine": machine(),
                                                      "utc": datetime.now(timezone.utc).isoformat(),
-                                                     "rows": rows}, indent=1))
+                                                     "rows": rows, **(extra or {})}, indent=1))
     keys = list(dict.fromkeys(k for r in rows for k in r))     # every column, in order
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     base.with_suffix(".md").write_text(f"# {kind} benchmark, {stamp}, {platform.node()}\n\n"
-                                       + "\n".join(md) + "\n")
+                                       + "\n".join(md) + "\n" + note)
     return base.with_suffix(".md")
 
 

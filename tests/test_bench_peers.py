@@ -189,3 +189,14 @@ def test_results_of_the_same_day_are_kept_side_by_side(tmp_path, monkeypatch):
     # a run that saves as it goes rewrites its own file, not a third one
     assert stages.write_results("modes", [{"a": 3}], into=second) == second
     assert "| 3 |" in second.read_text() and len(list(tmp_path.glob("*.md"))) == 2
+
+
+def test_results_carry_extra_json_keys_and_a_note_after_the_table(tmp_path, monkeypatch):
+    import json
+    from bench import stages
+    monkeypatch.setattr(stages, "RESULTS", tmp_path)
+    md = stages.write_results("kept", [{"a": 1}], extra={"runs": {"x": [1, 2]}},
+                              note="\nthe note\n")
+    data = json.loads(md.with_suffix(".json").read_text())
+    assert data["rows"] == [{"a": 1}] and data["runs"] == {"x": [1, 2]}
+    assert md.read_text().endswith("| 1 |\n\nthe note\n")
