@@ -44,6 +44,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hed-jitter", type=float, default=None,
                    help="density models: stain (HED) augmentation strength of the training "
                    "crops, e.g. 0.05 (default: the dataset's)")
+    p.add_argument("--stain-norm", default=None, choices=list(config.STAIN_METHODS) + ["none"],
+                   help="stain normalisation of every image before it is cut or counted "
+                   "(reinhard: the training images' average L*a*b* colour statistics)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:
@@ -246,13 +249,14 @@ def run(args: argparse.Namespace) -> int:
         config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
         size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
         hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
-        crop_stride=args.crop_stride)
+        crop_stride=args.crop_stride, stain_norm=args.stain_norm)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)
     if args.command == "prepare":
         from pycount.data import prepare
         model = config.model(args.model, ds) if args.model else None
+        _check_stain(ds, model)
         if model is not None and model.classic:
             prepare.load_split(ds, args.data_root)          # every image read and checked
             print(f"{model.name} reads the images themselves: no LMDB to prepare")
@@ -260,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
         prepare.prepare(ds, args.data_root, force=args.force, model=model)
         return 0
     model = config.model(args.model, ds)
+    _check_stain(ds, model)
     if args.command == "train" and ds.own:
         from pycount.data import owndata
         owndata.record_in_run(config.run_dir(ds, model, args.head), ds)
@@ -298,6 +303,12 @@ def run(args: argparse.Namespace) -> int:
               f"predictions.csv,heatmaps/}}")
         return 0
     return 2
+
+
+def _check_stain(ds: config.DatasetConfig, model: config.ModelConfig | None) -> None:
+    if ds.stain_norm and model is not None and model.classic:
+        raise config.ConfigError(f"STAIN={ds.stain_norm} is for the nets; {model.name} reads the "
+                                 f"images as they are (drop STAIN=)")
 
 
 def main(argv=None) -> int:

@@ -82,6 +82,13 @@ class DatasetConfig:
     # 47.27 without, a paired difference of -3.3 +- 2.3 (s.e.) better on 24 of 50 images, and a
     # worse validation patch MAE (2.18 against 1.89): no clear gain, so 0 stays the default.
     hed_jitter: float = 0.0
+    # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
+    # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
+    # of each CIE L*a*b* channel (pycount.data.stain.reinhard). `stain_ref` is that target
+    # (mean L, a, b, then their spreads), measured on the training images by `prepare` and kept
+    # in the run's train.json, so counting with the run needs no dataset.
+    stain_norm: str = ""
+    stain_ref: tuple = ()
     # The literature's protocol (TRAIN_N=32 SEED=1): train on n images drawn from the training
     # images with this seed; 0: all of them
     train_n: int = 0
@@ -127,6 +134,8 @@ class DatasetConfig:
             tags.append(f"crop{self.crop}-s{self.crop_stride}")
         if self.hed_jitter != (base.hed_jitter if base else 0.0):
             tags.append(f"hed{self.hed_jitter:g}")
+        if self.stain_norm != (base.stain_norm if base else ""):
+            tags.append(self.stain_norm or "nostain")
         if self.train_n:
             tags.append(f"n{self.train_n}-seed{self.seed}")
         if self.resplit:
@@ -215,7 +224,9 @@ SYNTHETIC_SEED = 0
 
 # The settings a run records in its train.json and with_overrides takes back (pycount.inference.run)
 OVERRIDES = ("patch", "stride", "rot_step", "size", "train_n", "seed", "sigma", "hed_jitter",
-             "resplit", "crop", "crop_stride")
+             "resplit", "crop", "crop_stride", "stain_norm")
+# STAIN= values (pycount.data.stain)
+STAIN_METHODS = ("reinhard",)
 
 
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
@@ -223,9 +234,17 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                    train_n: int | None = None, seed: int | None = None,
                    sigma: float | None = None, hed_jitter: float | None = None,
                    resplit: int | None = None, crop: int | None = None,
-                   crop_stride: int | None = None) -> DatasetConfig:
+                   crop_stride: int | None = None, stain_norm: str | None = None
+                   ) -> DatasetConfig:
     """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=,
-    CROP=, CROP_STRIDE= applied (None: keep the default)."""
+    CROP=, CROP_STRIDE=, STAIN= applied (None: keep the default)."""
+    if stain_norm is not None:
+        stain_norm = "" if stain_norm in ("", "none") else stain_norm
+        if stain_norm and stain_norm not in STAIN_METHODS:
+            raise ConfigError(f"STAIN={stain_norm} is not valid: use one of "
+                              f"{', '.join(STAIN_METHODS)}, or none")
+        if stain_norm != ds.stain_norm:
+            ds = replace(ds, stain_norm=stain_norm, stain_ref=())
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
                                      size=size, train_n=train_n, seed=seed, sigma=sigma,
                                      hed_jitter=hed_jitter, resplit=resplit, crop=crop,

@@ -98,6 +98,20 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     return ids, {part: load(ds, ids[part], data_root, side) for part in ("train", "val", "test")}
 
 
+def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
+                     ) -> tuple[dict[str, list], dict]:
+    """With STAIN= set, every part's images normalised to the training images' average colour
+    statistics (pycount.data.stain), and {"stain_norm", "stain_ref"} for the LMDB settings
+    (which the run's train.json takes over); else the images as they are and {}."""
+    if not ds.stain_norm:
+        return loaded, {}
+    # rounded as recorded: counting with the run normalises with exactly this target
+    ref = np.round(stain.reference(s.image for s in loaded["train"]), 4)
+    normed = {part: [dataclasses.replace(s, image=stain.reinhard(s.image, ref)) for s in samples]
+              if part != "test" else samples for part, samples in loaded.items()}
+    return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.ravel().tolist()}
+
+
 def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
     """train / val / test image ids. The recorded split of pycount/splits/ where there is one;
     for a user's own data (ki67), a seeded draw of 10 in 55 test images over the images found.
@@ -189,13 +203,14 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
     model = model or config.MODELS["fcrn"]
     m = model.context
     ids, loaded = load_split(ds, data_root, side=ds.crop)
+    loaded, normalised = stain_normalised(ds, loaded)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
         samples = loaded[part]
         settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "crop": ds.crop,
                     "crop_stride": ds.crop_stride, "rot_step": rot_step, "sigma": ds.sigma,
                     "mirror": rot_step != 0, "images": ids[part],
-                    "sources": content_hash(samples), "generated": ds.generated}
+                    "sources": content_hash(samples), "generated": ds.generated, **normalised}
         if ds.hed_jitter and rot_step:          # (absent when 0: older LMDBs stay current)
             settings["hed_jitter"] = ds.hed_jitter
         if m:                                   # (likewise)
@@ -243,13 +258,14 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
     if model is not None and model.density:
         return prepare_density(ds, data_root, force, model)
     ids, loaded = load_split(ds, data_root, side=ds.patch)
+    loaded, normalised = stain_normalised(ds, loaded)
     out = {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
         samples = loaded[part]
         settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "patch": ds.patch,
                     "stride": ds.stride, "rot_step": rot_step, "size": ds.input_size,
                     "encoded": ds.encoded, "images": ids[part], "sources": content_hash(samples),
-                    "generated": ds.generated}
+                    "generated": ds.generated, **normalised}
         keep = ds.train_patches if part == "train" else 0
         if keep:                                # (only then: other fingerprints stay as they were)
             settings["train_patches"] = keep

@@ -1,4 +1,5 @@
-"""Stain augmentation for H&E / IHC crops: random changes of the stains' amounts (HED jitter).
+"""Stain augmentation for H&E / IHC crops (HED jitter) and stain normalisation of whole images
+(Reinhard colour transfer).
 
 Slides differ in how much haematoxylin and eosin (or DAB) they took up, and a net trained on one
 batch of slides sees another batch's colours as new. Following the idea of Tellez et al. (2018,
@@ -10,9 +11,14 @@ by a random factor and shifted by a random amount, and the result is turned back
 
 The round trip is exact (without jitter a crop comes back unchanged, to rounding), unlike
 scikit-image's rgb2hed/hed2rgb, which clip negative amounts.
+
+Normalisation instead removes the differences: every image, in training and in counting alike,
+gets the training images' average colour statistics in CIE L*a*b* (Reinhard, Ashikhmin, Gooch &
+Shirley 2001, "Color transfer between images", as used for H&E by many since).
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # Ruifrok & Johnston (2001): the optical density of a unit amount of each stain (rows: H, E, DAB)
@@ -48,3 +54,41 @@ def hed_jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np
     if rgb.shape[-1] > 3:                   # keep an alpha channel as it was
         out = np.concatenate([out, rgb[..., 3:]], axis=-1)
     return out
+
+
+# --- stain normalisation (STAIN=reinhard) -------------------------------------------------------
+
+def lab_stats(rgb: np.ndarray) -> np.ndarray:
+    """2 x 3: the mean (row 0) and standard deviation (row 1) of an RGB image's CIE L*a*b*
+    channels over all its pixels (L in 0-100)."""
+    lab = _to_lab(rgb).reshape(-1, 3)
+    return np.stack([lab.mean(axis=0), lab.std(axis=0)])
+
+
+def reference(images) -> np.ndarray:
+    """The normalisation target: the average of the images' lab_stats (the training images')."""
+    return np.mean([lab_stats(im) for im in images], axis=0)
+
+
+def reinhard(rgb: np.ndarray, ref) -> np.ndarray:
+    """Reinhard et al. (2001) colour transfer: each L*a*b* channel of the image shifted and
+    scaled so its mean and spread become the reference's (2 x 3, as lab_stats). A flat channel
+    keeps its spread. Returns uint8 RGB; an alpha channel is kept."""
+    ref = np.asarray(ref, np.float64).reshape(2, 3)
+    lab = _to_lab(rgb)
+    stats = lab_stats(rgb)
+    spread = np.where(stats[1] > 1e-6, ref[1] / np.maximum(stats[1], 1e-6), 1.0)
+    lab = ((lab - stats[0]) * spread + ref[0]).astype(np.float32)
+    out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    out = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    if rgb.ndim == 3 and rgb.shape[-1] > 3:
+        out = np.concatenate([out, rgb[..., 3:]], axis=-1)
+    return out
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise ValueError(f"stain normalisation needs an RGB image, got shape {rgb.shape}")
+    scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    return cv2.cvtColor(rgb[..., :3].astype(np.float32) / scale, cv2.COLOR_RGB2Lab)

@@ -13,7 +13,7 @@ from pycount.errors import TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
-from pycount.inference.run import finished_files
+from pycount.inference.run import finished_files, with_run_stain
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 
@@ -29,9 +29,10 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     the model's faster engine on the CPU (config.count_engine), caffe on a GPU."""
     run = Path(run or config.run_dir(ds, model, head))
     backend = resolve(backend, model, gpu)
-    info = run / "train.json"
-    files = tuple(finished_files(run, model, json.loads(info.read_text()) if info.exists()
-                                 else None))
+    info_file = run / "train.json"
+    info = json.loads(info_file.read_text()) if info_file.exists() else None
+    files = tuple(finished_files(run, model, info))
+    ds = with_run_stain(ds, info, info_file)
     if backend == "caffe":
         set_device(gpu)
     elif gpu >= 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pycount import config
+from pycount.data import stain
 from pycount.inference.classic import ClassicPredictor
 from pycount.inference.engines import BACKENDS, CHOICES, Predictor, resolve
 from pycount.inference.fullconv import DensityPredictor
@@ -32,6 +33,30 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
         deploy, weights = run_or_paths[0], run_or_paths[-1]
         if model is None or ds is None or head is None:
             raise ValueError("make_predictor: give model, ds and head with explicit paths")
+    predictor = _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, tta)
+    if ds.stain_norm:
+        if len(ds.stain_ref) != 6:
+            raise config.ConfigError(f"STAIN={ds.stain_norm}: no normalisation target for "
+                                     f"{deploy}; count with the run folder (its train.json)")
+        return StainNormalised(predictor, ds.stain_ref)
+    return predictor
+
+
+class StainNormalised:
+    """A predictor whose images are first stain-normalised to the run's target, as its
+    training images were (STAIN=; pycount.data.stain)."""
+
+    def __init__(self, inner, ref):
+        self.inner, self.ref = inner, tuple(ref)
+
+    def count_image(self, image):
+        return self.inner.count_image(stain.reinhard(image, self.ref))
+
+    def __getattr__(self, name):                # tta, engine, ... as the wrapped predictor's
+        return getattr(self.inner, name)
+
+
+def _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, tta):
     if model.classic:
         return ClassicPredictor(weights, model, ds)
     name = resolve(name, model)

@@ -2,6 +2,7 @@
 run was trained with (train.json), so `pycount count --run DIR` needs nothing else."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,30 @@ def load_run(path) -> Run:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
-    ds = config.with_overrides(config.run_dataset(path, dataset),
-                               **{k: info.get(k) for k in config.OVERRIDES})
+    ds = with_run_stain(config.with_overrides(config.run_dataset(path, dataset),
+                                              **{k: info.get(k) for k in config.OVERRIDES}),
+                        info, info_file)
     m = config.model(model, ds)
     files = finished_files(path, m, info)
     return Run(path, files[0], files[-1], m, ds, head)
+
+
+def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
+                   ) -> config.DatasetConfig:
+    """ds with the stain normalisation its run was trained with (train.json's stain_norm and
+    the target its images were normalised to): counting must see the same colours."""
+    info = info or {}
+    method = info.get("stain_norm") or ""
+    if method != ds.stain_norm:
+        raise RunError(f"{source} was trained with stain normalisation {method or 'none'!r}, "
+                       f"not {ds.stain_norm or 'none'!r}; count with STAIN={method or 'none'}")
+    if not method:
+        return ds
+    ref = info.get("stain_ref")
+    if not isinstance(ref, list) or len(ref) != 6:
+        raise RunError(f"{source} has no valid stain_ref for its stain normalisation "
+                       f"{method!r}; re-run make train")
+    return dataclasses.replace(ds, stain_ref=tuple(float(v) for v in ref))
 
 
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:

@@ -265,6 +265,7 @@ class Trainer:
                        interrupted: bool = False) -> dict:
         """train.json: what was trained, how long, with which settings."""
         solver, state, session_seconds = session.solver, session.state, session.elapsed()
+        manifest = lmdbio.read_manifest(self.train_lmdb) or {}
         summary = {
             "dataset": self.ds.name, "model": self.model.name, "head": self.head,
             "iterations": solver.iter, "best_iter": state["best_iter"],
@@ -279,9 +280,11 @@ class Trainer:
             "train_n": self.ds.train_n, "seed": self.ds.seed, "resplit": self.ds.resplit,
             "keep": self.model.keep,
             "averaged_iterations": session.average.n if session.average is not None else 0,
-            "train_images": lmdbio.read_manifest(self.train_lmdb).get("images"),
+            "train_images": manifest.get("images"),
             "commit": self.code,
         }
+        if manifest.get("stain_ref"):              # the target counting normalises images to
+            summary.update(stain_norm=manifest["stain_norm"], stain_ref=manifest["stain_ref"])
         if interrupted:
             summary["interrupted"] = True          # not finished: `make train` resumes it
         if self.model.density:
