@@ -46,7 +46,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "crops, e.g. 0.05 (default: the dataset's)")
     p.add_argument("--stain-norm", default=None, choices=list(config.STAIN_METHODS) + ["none"],
                    help="stain normalisation of every image before it is cut or counted "
-                   "(reinhard: the training images' average L*a*b* colour statistics)")
+                   "(macenko: the training images' H&E stain colours and amounts; reinhard: their "
+                   "average L*a*b* colour statistics)")
 
 
 def _model(p: argparse.ArgumentParser) -> None:

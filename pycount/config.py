@@ -84,9 +84,10 @@ class DatasetConfig:
     hed_jitter: float = 0.0
     # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
     # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
-    # of each CIE L*a*b* channel (pycount.data.stain.reinhard). `stain_ref` is that target
-    # (mean L, a, b, then their spreads), measured on the training images by `prepare` and kept
-    # in the run's train.json, so counting with the run needs no dataset.
+    # of each CIE L*a*b* channel; "macenko" unmixes each image's own haematoxylin and eosin and
+    # makes it again with the training images' stain colours and amounts (pycount.data.stain).
+    # `stain_ref` is that target, measured on the training images by `prepare` and kept in the
+    # run's train.json, so counting with the run needs no dataset.
     stain_norm: str = ""
     stain_ref: tuple = ()
     # The literature's protocol (TRAIN_N=32 SEED=1): train on n images drawn from the training
@@ -225,8 +226,16 @@ SYNTHETIC_SEED = 0
 # The settings a run records in its train.json and with_overrides takes back (pycount.inference.run)
 OVERRIDES = ("patch", "stride", "rot_step", "size", "train_n", "seed", "sigma", "hed_jitter",
              "resplit", "crop", "crop_stride", "stain_norm")
-# STAIN= values (pycount.data.stain)
-STAIN_METHODS = ("reinhard",)
+# STAIN= values (pycount.data.stain) and the length of the target each records in a run
+STAIN_METHODS = {"reinhard": 6, "macenko": 8}
+# Macenko et al. (2009)'s constants, as they published them: a pixel is stained when its optical
+# density exceeds 0.15 in every channel; the stain colours are the 1st and 99th percentile
+# angles in the stained pixels' plane; the amounts are scaled by their 99th percentile. An image
+# with fewer stained pixels than MACENKO_MIN_PIXELS is left as it is.
+MACENKO_OD_MIN = 0.15
+MACENKO_ANGLE_PERCENTILE = 1.0
+MACENKO_MAX_PERCENTILE = 99.0
+MACENKO_MIN_PIXELS = 100
 
 
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,

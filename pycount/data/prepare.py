@@ -106,10 +106,11 @@ def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
     if not ds.stain_norm:
         return loaded, {}
     # rounded as recorded: counting with the run normalises with exactly this target
-    ref = np.round(stain.reference(s.image for s in loaded["train"]), 4)
-    normed = {part: [dataclasses.replace(s, image=stain.reinhard(s.image, ref)) for s in samples]
+    ref = np.round(stain.target(ds.stain_norm, [s.image for s in loaded["train"]]), 4)
+    normed = {part: [dataclasses.replace(s, image=stain.normalise(ds.stain_norm, s.image, ref))
+                     for s in samples]
               if part != "test" else samples for part, samples in loaded.items()}
-    return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.ravel().tolist()}
+    return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.tolist()}
 
 
 def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:

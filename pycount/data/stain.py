@@ -21,6 +21,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pycount import config
+
 # Ruifrok & Johnston (2001): the optical density of a unit amount of each stain (rows: H, E, DAB)
 # in R, G, B, normalised; as scikit-image's rgb_from_hed.
 _STAINS = np.array([[0.65, 0.70, 0.29],
@@ -56,7 +58,28 @@ def hed_jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np
     return out
 
 
-# --- stain normalisation (STAIN=reinhard) -------------------------------------------------------
+# --- stain normalisation (STAIN=) ---------------------------------------------------------------
+
+def target(method: str, images) -> np.ndarray:
+    """The normalisation target of `method` measured on `images` (the training images), flat."""
+    if method == "reinhard":
+        return reference(images).ravel()
+    if method == "macenko":
+        return macenko_reference(images)
+    raise ValueError(f"unknown stain normalisation {method!r}")
+
+
+def normalise(method: str, rgb: np.ndarray, ref) -> np.ndarray:
+    """The image normalised by `method` to the target `ref` (as `target` returns it)."""
+    if method == "reinhard":
+        return reinhard(rgb, ref)
+    if method == "macenko":
+        return macenko(rgb, ref)
+    raise ValueError(f"unknown stain normalisation {method!r}")
+
+
+# Reinhard: colour statistics
+
 
 def lab_stats(rgb: np.ndarray) -> np.ndarray:
     """2 x 3: the mean (row 0) and standard deviation (row 1) of an RGB image's CIE L*a*b*
@@ -92,3 +115,72 @@ def _to_lab(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"stain normalisation needs an RGB image, got shape {rgb.shape}")
     scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
     return cv2.cvtColor(rgb[..., :3].astype(np.float32) / scale, cv2.COLOR_RGB2Lab)
+
+
+# Macenko et al. (2009), "A method for normalizing histology slides for quantitative analysis":
+# each image's own haematoxylin and eosin colours are estimated from its stained pixels, its
+# pixels are unmixed into the two stains' amounts, the amounts are scaled so their high
+# percentile is the reference's, and the pixels are made again with the reference's colours.
+# Unlike Reinhard's transfer, unstained (white) pixels stay white, whatever the tissue's share.
+
+def macenko_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(2 x 3 unit optical-density vectors of haematoxylin then eosin, their 2 amounts' high
+    percentile) of one image, or None when it has too few stained pixels to tell."""
+    od = _optical_density(rgb).reshape(-1, 3)
+    tissue = od[(od > config.MACENKO_OD_MIN).all(axis=1)]
+    if len(tissue) < config.MACENKO_MIN_PIXELS:
+        return None
+    # the plane of the two largest directions of the stained pixels' optical densities
+    _, vecs = np.linalg.eigh(np.cov(tissue.T))
+    plane = vecs[:, 1:3]
+    plane = plane * np.where(plane.sum(axis=0) < 0, -1.0, 1.0)      # both pointing to positive OD
+    proj = tissue @ plane
+    angle = np.arctan2(proj[:, 1], proj[:, 0])
+    lo, hi = np.percentile(angle, [config.MACENKO_ANGLE_PERCENTILE,
+                                   100 - config.MACENKO_ANGLE_PERCENTILE])
+    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
+    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+    # haematoxylin absorbs red most (Ruifrok & Johnston: 0.65 R against eosin's 0.07)
+    stains = np.stack([v1, v2] if v1[0] > v2[0] else [v2, v1])
+    stains = stains / np.linalg.norm(stains, axis=1, keepdims=True)
+    amounts = np.linalg.lstsq(stains.T, od.T, rcond=None)[0]
+    return stains, np.percentile(amounts, config.MACENKO_MAX_PERCENTILE, axis=1)
+
+
+def macenko_reference(images) -> np.ndarray:
+    """The target: the images' stain vectors averaged (and made unit again), their amounts'
+    high percentiles' median; flat: 6 stain-vector values then 2 amounts."""
+    found = [m for m in (macenko_stains(im) for im in images) if m is not None]
+    if not found:
+        raise ValueError("no image has enough stained pixels for Macenko's normalisation")
+    stains = np.mean([s for s, _ in found], axis=0)
+    stains = stains / np.linalg.norm(stains, axis=1, keepdims=True)
+    return np.concatenate([stains.ravel(), np.median([a for _, a in found], axis=0)])
+
+
+def macenko(rgb: np.ndarray, ref) -> np.ndarray:
+    """The image made again from its own stains' amounts, scaled to the reference's high
+    percentile, with the reference's stain colours. An image with too few stained pixels is
+    returned as it is. uint8 RGB; an alpha channel is kept."""
+    ref = np.asarray(ref, np.float64)
+    ref_stains, ref_max = ref[:6].reshape(2, 3), ref[6:8]
+    found = macenko_stains(rgb)
+    if found is None:
+        return rgb
+    stains, high = found
+    od = _optical_density(rgb)
+    amounts = np.linalg.lstsq(stains.T, od.reshape(-1, 3).T, rcond=None)[0]
+    amounts *= (ref_max / np.maximum(high, 1e-6))[:, None]
+    out = 255.0 * np.power(10.0, -(amounts.T @ ref_stains))
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(od.shape)
+    if rgb.shape[-1] > 3:
+        out = np.concatenate([out, rgb[..., 3:]], axis=-1)
+    return out
+
+
+def _optical_density(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] < 3:
+        raise ValueError(f"stain normalisation needs an RGB image, got shape {rgb.shape}")
+    scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    return -np.log10(np.maximum(rgb[..., :3].astype(np.float64) / scale, 1.0 / 255.0))

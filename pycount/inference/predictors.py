@@ -35,10 +35,10 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
             raise ValueError("make_predictor: give model, ds and head with explicit paths")
     predictor = _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, tta)
     if ds.stain_norm:
-        if len(ds.stain_ref) != 6:
+        if len(ds.stain_ref) != config.STAIN_METHODS[ds.stain_norm]:
             raise config.ConfigError(f"STAIN={ds.stain_norm}: no normalisation target for "
                                      f"{deploy}; count with the run folder (its train.json)")
-        return StainNormalised(predictor, ds.stain_ref)
+        return StainNormalised(predictor, ds.stain_norm, ds.stain_ref)
     return predictor
 
 
@@ -46,11 +46,11 @@ class StainNormalised:
     """A predictor whose images are first stain-normalised to the run's target, as its
     training images were (STAIN=; pycount.data.stain)."""
 
-    def __init__(self, inner, ref):
-        self.inner, self.ref = inner, tuple(ref)
+    def __init__(self, inner, method: str, ref):
+        self.inner, self.method, self.ref = inner, method, tuple(ref)
 
     def count_image(self, image):
-        return self.inner.count_image(stain.reinhard(image, self.ref))
+        return self.inner.count_image(stain.normalise(self.method, image, self.ref))
 
     def __getattr__(self, name):                # tta, engine, ... as the wrapped predictor's
         return getattr(self.inner, name)

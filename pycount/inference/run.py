@@ -56,7 +56,7 @@ def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
     if not method:
         return ds
     ref = info.get("stain_ref")
-    if not isinstance(ref, list) or len(ref) != 6:
+    if not isinstance(ref, list) or len(ref) != config.STAIN_METHODS.get(method):
         raise RunError(f"{source} has no valid stain_ref for its stain normalisation "
                        f"{method!r}; re-run make train")
     return dataclasses.replace(ds, stain_ref=tuple(float(v) for v in ref))
