@@ -769,7 +769,7 @@ def dataset_to_json(ds: DatasetConfig) -> str:
 
 def dataset_from_json(text: str) -> DatasetConfig:
     d = json.loads(text)
-    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults"):
+    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults", "stain_ref"):
         d[k] = tuple(d.get(k) or ())
     return DatasetConfig(**d)
 
