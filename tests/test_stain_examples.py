@@ -8,7 +8,7 @@ RUIFROK = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])
 RUIFROK = RUIFROK / np.linalg.norm(RUIFROK, axis=1, keepdims=True)
 
 
-def _tissue(stains, h_scale, seed, side=48):
+def _tissue(stains, h_scale, seed, side=64):
     """H&E-like tissue (haematoxylin scaled by h_scale) under a band of white glass."""
     rng = np.random.default_rng(seed)
     amounts = np.stack([rng.uniform(0.2, 0.8, (side, side)) * h_scale,
@@ -25,9 +25,9 @@ def test_normalising_narrows_the_spread_of_differently_stained_tissue(tmp_path):
     assert list(by) == ["none", "reinhard", "macenko"]
     assert by["none"]["renormalised, mean |change| (grey levels)"] == 0
     for method in ("reinhard", "macenko"):
-        assert by[method]["L* mean, std across images"] < 0.5 * by["none"]["L* mean, std across images"]
         assert all(a.shape == b.shape for a, b in zip(images[method], test))
-    # Macenko scales each image's haematoxylin to the target's high percentile
+    # Reinhard equalises the lightness, Macenko the haematoxylin's high percentile
+    assert by["reinhard"]["L* mean, std across images"] < 0.2 * by["none"]["L* mean, std across images"]
     assert by["macenko"]["H p99, std across images"] < 0.3 * by["none"]["H p99, std across images"]
     png = stain_examples.figure(images, [0, 2], ["pale", "dark"], tmp_path / "f.png")
     assert png.stat().st_size > 1000
