@@ -294,6 +294,12 @@ CONFIGS = {
     # OpenMP threads sleep at barriers instead of spinning (libgomp reads it at load)
     "caffe dnnl (2 thr, passive)": ("caffe", {**D, "OMP_WAIT_POLICY": "passive"}),
     "torch (2 thr, passive)": ("torch", {"OMP_WAIT_POLICY": "passive"}),
+    # and OpenBLAS's idle pthreads sleep at once (2^4 cycles) instead of spinning 2^28 cycles
+    # after each call (OpenBLAS reads it at load), which took a core from oneDNN's threads
+    "caffe dnnl (2 thr, passive, BLAS sleeps)": ("caffe", {**D, "OMP_WAIT_POLICY": "passive",
+                                                           "OPENBLAS_THREAD_TIMEOUT": "4"}),
+    "caffe dnnl (2 thr, passive, BLAS spins)": ("caffe", {**D, "OMP_WAIT_POLICY": "passive",
+                                                          "OPENBLAS_THREAD_TIMEOUT": "28"}),
     "caffe per-image (1 thr)": ("caffe", {**G, "CAFFE_CONV_CHUNK_MB": "0",
                                           "OPENBLAS_NUM_THREADS": "1"}),
     "torch (1 thr)": ("torch", {"OMP_NUM_THREADS": "1"}),
@@ -306,7 +312,7 @@ def drive(a) -> None:
     rows = []
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("CAFFE_CONV", "CAFFE_DNNL", "OMP_", "OPENBLAS_NUM",
-                                 "LD_LIBRARY"))}
+                                 "OPENBLAS_THREAD", "LD_LIBRARY"))}
     base["GLOG_minloglevel"] = "2"
     configs = {k: v for k, v in CONFIGS.items() if not a.configs or k in a.configs}
     for r in range(a.rounds):
