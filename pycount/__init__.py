@@ -14,3 +14,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 # Read once, when libgomp loads with caffe: so here, before any caffe import. Set it yourself
 # (OMP_WAIT_POLICY=active) on a machine with idle cores to keep the spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+# OpenBLAS (Caffe's BLAS for what oneDNN does not run: inner products, deconvolutions, the
+# solver's updates) keeps its idle worker threads spinning on sched_yield for 2^28 cycles after
+# each call: at two threads one of them took 0.2 of a core from oneDNN's threads all through a
+# density training (perf, 2026-12-03). 4 (the least OpenBLAS takes) lets them sleep at once.
+# bench/caffe_speed.py, two threads, best of 2 (bench/results/2026-12-03-vm-blas-spin.md): images
+# per CPU-second +38 % alexnet-lite, +6 % AlexNet, +18 % fcrn, +1 % ResNet-50; wall images/s +12 %,
+# +6 %, +1 %, and ResNet-50 13.6 against 15.9 (its two rounds 13.6/13.2 against 15.9/11.8: noise).
+# Read when OpenBLAS loads (with caffe), so here; a value set by the user wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

@@ -35,3 +35,21 @@ def test_make_stops_on_an_unknown_dataset_before_installing_anything():
     assert r.returncode != 0
     assert "unknown dataset 'nope'" in r.stderr and "synthetic" in r.stderr
     assert "[setup]" not in r.stderr and "[caffe]" not in r.stderr
+
+
+def test_pycount_sets_the_thread_waits_before_caffe_loads_and_a_users_value_wins():
+    """OpenMP threads and OpenBLAS's idle threads sleep instead of spinning (pycount/__init__.py):
+    set on import, so before caffe loads the libraries that read them once."""
+    import os
+    import sys
+    code = ("import os, pycount; print(os.environ['OMP_WAIT_POLICY'], "
+            "os.environ['OPENBLAS_THREAD_TIMEOUT'])")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["passive", "4"]
+    mine = dict(env, OMP_WAIT_POLICY="active", OPENBLAS_THREAD_TIMEOUT="20")
+    out = subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["active", "20"]
