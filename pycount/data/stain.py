@@ -102,19 +102,28 @@ def reinhard(rgb: np.ndarray, ref) -> np.ndarray:
     stats = lab_stats(rgb)
     spread = np.where(stats[1] > 1e-6, ref[1] / np.maximum(stats[1], 1e-6), 1.0)
     lab = ((lab - stats[0]) * spread + ref[0]).astype(np.float32)
-    out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    out = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
-    if rgb.ndim == 3 and rgb.shape[-1] > 3:
-        out = np.concatenate([out, rgb[..., 3:]], axis=-1)
-    return out
+    return _with_alpha(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0, rgb)
 
 
-def _to_lab(rgb: np.ndarray) -> np.ndarray:
+def _unit_rgb(rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """An 8- or 16-bit RGB(A) image's RGB in [0, 1]; ValueError for anything but colour."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[-1] < 3:
         raise ValueError(f"stain normalisation needs an RGB image, got shape {rgb.shape}")
     scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
-    return cv2.cvtColor(rgb[..., :3].astype(np.float32) / scale, cv2.COLOR_RGB2Lab)
+    return rgb[..., :3].astype(dtype) / scale
+
+
+def _with_alpha(rgb255: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Values in 0-255 rounded to uint8 RGB, with the original's alpha channel if it had one."""
+    out = np.clip(np.rint(rgb255), 0, 255).astype(np.uint8)
+    if original.shape[-1] > 3:
+        out = np.concatenate([out, original[..., 3:]], axis=-1)
+    return out
+
+
+def _to_lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(_unit_rgb(rgb), cv2.COLOR_RGB2Lab)
 
 
 # Macenko et al. (2009), "A method for normalizing histology slides for quantitative analysis":
@@ -171,16 +180,8 @@ def macenko(rgb: np.ndarray, ref) -> np.ndarray:
     od = _optical_density(rgb)
     amounts = np.linalg.lstsq(stains.T, od.reshape(-1, 3).T, rcond=None)[0]
     amounts *= (ref_max / np.maximum(high, 1e-6))[:, None]
-    out = 255.0 * np.power(10.0, -(amounts.T @ ref_stains))
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(od.shape)
-    if rgb.shape[-1] > 3:
-        out = np.concatenate([out, rgb[..., 3:]], axis=-1)
-    return out
+    return _with_alpha(255.0 * np.power(10.0, -(amounts.T @ ref_stains)).reshape(od.shape), rgb)
 
 
 def _optical_density(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[-1] < 3:
-        raise ValueError(f"stain normalisation needs an RGB image, got shape {rgb.shape}")
-    scale = 65535.0 if rgb.dtype == np.uint16 else 255.0
-    return -np.log10(np.maximum(rgb[..., :3].astype(np.float64) / scale, 1.0 / 255.0))
+    return -np.log10(np.maximum(_unit_rgb(rgb, np.float64), 1.0 / 255.0))
