@@ -195,3 +195,14 @@ def test_a_stain_normalised_run_counts_recoloured_images_alike(tiny, tmp_path):
     plain = dataclasses.replace(ds, stain_norm="", stain_ref=())
     with pytest.raises(RunError, match="STAIN=reinhard"):
         evaluate(plain, fcrn, run=run)
+
+
+def test_stain_normalising_grey_or_unstained_images_is_refused_with_the_fix():
+    from pycount.data.readers import DatasetError, Sample
+    ds = config.with_overrides(config.dataset("nuclei"), stain_norm="macenko")
+    grey = Sample(id="1", image=np.full((32, 32), 90, np.uint8), centres=np.zeros((0, 2)),
+                  source="1.png")
+    glass = dataclasses.replace(grey, image=np.full((32, 32, 3), 250, np.uint8))
+    for sample in (grey, glass):
+        with pytest.raises(DatasetError, match="STAIN=macenko cannot normalise .*drop STAIN="):
+            prepare.stain_normalised(ds, {"train": [sample], "val": [], "test": []})

@@ -105,11 +105,16 @@ def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
     (which the run's train.json takes over); else the images as they are and {}."""
     if not ds.stain_norm:
         return loaded, {}
-    # rounded as recorded: counting with the run normalises with exactly this target
-    ref = np.round(stain.target(ds.stain_norm, [s.image for s in loaded["train"]]), 4)
-    normed = {part: [dataclasses.replace(s, image=stain.normalise(ds.stain_norm, s.image, ref))
-                     for s in samples]
-              if part != "test" else samples for part, samples in loaded.items()}
+    try:
+        # rounded as recorded: counting with the run normalises with exactly this target
+        ref = np.round(stain.target(ds.stain_norm, [s.image for s in loaded["train"]]), 4)
+        normed = {part: [dataclasses.replace(s, image=stain.normalise(ds.stain_norm, s.image,
+                                                                       ref))
+                         for s in samples]
+                  if part != "test" else samples for part, samples in loaded.items()}
+    except ValueError as e:          # grey images, or no stained pixels to measure
+        raise datasets.DatasetError(f"STAIN={ds.stain_norm} cannot normalise {ds.name}'s images "
+                                    f"({e}); drop STAIN= for them") from None
     return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.tolist()}
 
 
