@@ -21,6 +21,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 # density training (perf, 2026-12-03). 4 (the least OpenBLAS takes) lets them sleep at once.
 # bench/caffe_speed.py, two threads, best of 2 (bench/results/2026-12-03-vm-blas-spin.md): images
 # per CPU-second +38 % alexnet-lite, +6 % AlexNet, +18 % fcrn, +1 % ResNet-50; wall images/s +12 %,
-# +6 %, +1 %, and ResNet-50 13.6 against 15.9 (its two rounds 13.6/13.2 against 15.9/11.8: noise).
+# +6 %, +1 %; ResNet-50 over 3 longer rounds 16.0 against 14.5 img/s (+31 % per CPU-second).
 # Read when OpenBLAS loads (with caffe), so here; a value set by the user wins.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
