@@ -82,7 +82,7 @@ def test_prepare_jitters_training_crops_only_and_reproducibly(tiny):
 
 def test_reinhard_gives_every_image_the_targets_colour_statistics():
     pale, dark = _he_like(2), stain.from_stains(stain.to_stains(_he_like(3)) * 1.6)
-    ref = stain.reference([pale, dark])
+    ref = stain.reinhard_reference([pale, dark])
     np.testing.assert_allclose(ref, (stain.lab_stats(pale) + stain.lab_stats(dark)) / 2)
     for img in (pale, dark):
         out = stain.reinhard(img, ref)
@@ -166,7 +166,7 @@ def test_a_stain_normalised_run_counts_recoloured_images_alike(tiny, tmp_path):
     manifests = prepare.prepare(ds, model=fcrn)
     ids = prepare.split(ds)
     train_images = [s.image for s in prepare.load(ds, ids["train"])]
-    ref = np.round(stain.reference(train_images), 4)
+    ref = np.round(stain.reinhard_reference(train_images), 4)
     assert manifests["train"]["stain_ref"] == manifests["val"]["stain_ref"] == ref.ravel().tolist()
     # the validation crops carry the target's colours, not the images' own
     val = [p for _, p, _ in lmdbio.read_lmdb(config.density_lmdbs(ds, "val")[0])]

@@ -63,7 +63,7 @@ def hed_jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np
 def target(method: str, images) -> np.ndarray:
     """The normalisation target of `method` measured on `images` (the training images), flat."""
     if method == "reinhard":
-        return reference(images).ravel()
+        return reinhard_reference(images).ravel()
     if method == "macenko":
         return macenko_reference(images)
     raise ValueError(f"unknown stain normalisation {method!r}")
@@ -80,7 +80,6 @@ def normalise(method: str, rgb: np.ndarray, ref) -> np.ndarray:
 
 # Reinhard: colour statistics
 
-
 def lab_stats(rgb: np.ndarray) -> np.ndarray:
     """2 x 3: the mean (row 0) and standard deviation (row 1) of an RGB image's CIE L*a*b*
     channels over all its pixels (L in 0-100)."""
@@ -88,7 +87,7 @@ def lab_stats(rgb: np.ndarray) -> np.ndarray:
     return np.stack([lab.mean(axis=0), lab.std(axis=0)])
 
 
-def reference(images) -> np.ndarray:
+def reinhard_reference(images) -> np.ndarray:
     """The normalisation target: the average of the images' lab_stats (the training images')."""
     return np.mean([lab_stats(im) for im in images], axis=0)
 
