@@ -33,7 +33,7 @@ def main() -> None:
             b = best[(n, c)]
             threads = "1 thr" if ("1 thr" in c or "serial" in c) else "2 thr"
             # the PyTorch row of the same threads and OpenMP wait policy
-            suffix = c[c.rfind("("):] if "passive" in c else f"({threads})"
+            suffix = f"({threads}, passive)" if "passive" in c else f"({threads})"
             t = best.get((n, f"torch {suffix}"))
             ratio = f"{b['img_s'] / t['img_s']:.2f}" if t and not c.startswith("torch") else ""
             print(f"| {n.split('/')[-1]} ({b['batch']}, {b['input']}) | {c} | {b['n']} | "
