@@ -93,8 +93,9 @@ class DatasetConfig:
     # sigma 2, 8,000 iterations, the recorded split, 2026-12-03): macenko 46.98 against 35.59
     # without, paired +11.39 +- 4.70 (closer on 15 of 50), worse at every density, images of
     # 150-300 marks over-counted by 34 on average (was 10), img74's 8 marks counted as 70: the
-    # faint stain of images with few nuclei is scaled up towards nuclei's. Reinhard was not trained: it
-    # spreads the test images' haematoxylin further (bench.stain_examples). So "" is the default.
+    # faint stain of images with few nuclei is scaled up towards nuclei's. Reinhard was not
+    # trained: it spreads the test images' haematoxylin further (bench.stain_examples). So "" is
+    # the default.
     stain_norm: str = ""
     stain_ref: tuple = ()
     # The literature's protocol (TRAIN_N=32 SEED=1): train on n images drawn from the training
