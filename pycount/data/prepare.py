@@ -100,9 +100,10 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
 
 def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
                      ) -> tuple[dict[str, list], dict]:
-    """With STAIN= set, every part's images normalised to the training images' average colour
-    statistics (pycount.data.stain), and {"stain_norm", "stain_ref"} for the LMDB settings
-    (which the run's train.json takes over); else the images as they are and {}."""
+    """With STAIN= set, the training and validation images normalised to the target measured on
+    the training images (pycount.data.stain; the test images are normalised when counted), and
+    {"stain_norm", "stain_ref"} for the LMDB settings (which the run's train.json takes over);
+    else the images as they are and {}."""
     if not ds.stain_norm:
         return loaded, {}
     try:

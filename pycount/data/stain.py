@@ -1,5 +1,5 @@
 """Stain augmentation for H&E / IHC crops (HED jitter) and stain normalisation of whole images
-(Reinhard colour transfer).
+(Reinhard's colour transfer, Macenko's stain unmixing).
 
 Slides differ in how much haematoxylin and eosin (or DAB) they took up, and a net trained on one
 batch of slides sees another batch's colours as new. Following the idea of Tellez et al. (2018,
@@ -14,7 +14,8 @@ scikit-image's rgb2hed/hed2rgb, which clip negative amounts.
 
 Normalisation instead removes the differences: every image, in training and in counting alike,
 gets the training images' average colour statistics in CIE L*a*b* (Reinhard, Ashikhmin, Gooch &
-Shirley 2001, "Color transfer between images", as used for H&E by many since).
+Shirley 2001, "Color transfer between images", as used for H&E by many since), or their stain
+colours and amounts (Macenko et al. 2009, below).
 """
 from __future__ import annotations
 
@@ -52,10 +53,7 @@ def hed_jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np
     amounts = to_stains(rgb)
     scale = 1.0 + rng.uniform(-strength, strength, 3)
     shift = rng.uniform(-strength, strength, 3) * amounts.reshape(-1, 3).mean(axis=0)
-    out = from_stains(amounts * scale + shift)
-    if rgb.shape[-1] > 3:                   # keep an alpha channel as it was
-        out = np.concatenate([out, rgb[..., 3:]], axis=-1)
-    return out
+    return _with_alpha(from_stains(amounts * scale + shift), rgb)   # an alpha channel kept
 
 
 # --- stain normalisation (STAIN=) ---------------------------------------------------------------
@@ -134,6 +132,16 @@ def _to_lab(rgb: np.ndarray) -> np.ndarray:
 def macenko_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(2 x 3 unit optical-density vectors of haematoxylin then eosin, their 2 amounts' high
     percentile) of one image, or None when it has too few stained pixels to tell."""
+    unmixed = _macenko_unmix(rgb)
+    if unmixed is None:
+        return None
+    stains, amounts = unmixed
+    return stains, np.percentile(amounts, config.MACENKO_MAX_PERCENTILE, axis=1)
+
+
+def _macenko_unmix(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the image's 2 x 3 stain vectors, as macenko_stains; 2 x pixels amounts of each), or
+    None when it has too few stained pixels."""
     od = _optical_density(rgb).reshape(-1, 3)
     tissue = od[(od > config.MACENKO_OD_MIN).all(axis=1)]
     if len(tissue) < config.MACENKO_MIN_PIXELS:
@@ -151,8 +159,7 @@ def macenko_stains(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     # haematoxylin absorbs red most (Ruifrok & Johnston: 0.65 R against eosin's 0.07)
     stains = np.stack([v1, v2] if v1[0] > v2[0] else [v2, v1])
     stains = stains / np.linalg.norm(stains, axis=1, keepdims=True)
-    amounts = np.linalg.lstsq(stains.T, od.T, rcond=None)[0]
-    return stains, np.percentile(amounts, config.MACENKO_MAX_PERCENTILE, axis=1)
+    return stains, np.linalg.lstsq(stains.T, od.T, rcond=None)[0]
 
 
 def macenko_reference(images) -> np.ndarray:
@@ -172,14 +179,14 @@ def macenko(rgb: np.ndarray, ref) -> np.ndarray:
     returned as it is. uint8 RGB; an alpha channel is kept."""
     ref = np.asarray(ref, np.float64)
     ref_stains, ref_max = ref[:6].reshape(2, 3), ref[6:8]
-    found = macenko_stains(rgb)
-    if found is None:
+    unmixed = _macenko_unmix(rgb)          # one unmixing gives the percentile and the pixels
+    if unmixed is None:
         return rgb
-    stains, high = found
-    od = _optical_density(rgb)
-    amounts = np.linalg.lstsq(stains.T, od.reshape(-1, 3).T, rcond=None)[0]
-    amounts *= (ref_max / np.maximum(high, 1e-6))[:, None]
-    return _with_alpha(255.0 * np.power(10.0, -(amounts.T @ ref_stains)).reshape(od.shape), rgb)
+    _, amounts = unmixed
+    high = np.percentile(amounts, config.MACENKO_MAX_PERCENTILE, axis=1)
+    amounts = amounts * (ref_max / np.maximum(high, 1e-6))[:, None]
+    rebuilt = 255.0 * np.power(10.0, -(amounts.T @ ref_stains))
+    return _with_alpha(rebuilt.reshape(*rgb.shape[:2], 3), rgb)
 
 
 def _optical_density(rgb: np.ndarray) -> np.ndarray:
