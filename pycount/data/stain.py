@@ -81,7 +81,11 @@ def normalise(method: str, rgb: np.ndarray, ref) -> np.ndarray:
 def lab_stats(rgb: np.ndarray) -> np.ndarray:
     """2 x 3: the mean (row 0) and standard deviation (row 1) of an RGB image's CIE L*a*b*
     channels over all its pixels (L in 0-100)."""
-    lab = _to_lab(rgb).reshape(-1, 3)
+    return _moments(_to_lab(rgb))
+
+
+def _moments(lab: np.ndarray) -> np.ndarray:
+    lab = lab.reshape(-1, 3)
     return np.stack([lab.mean(axis=0), lab.std(axis=0)])
 
 
@@ -96,7 +100,7 @@ def reinhard(rgb: np.ndarray, ref) -> np.ndarray:
     keeps its spread. Returns uint8 RGB; an alpha channel is kept."""
     ref = np.asarray(ref, np.float64).reshape(2, 3)
     lab = _to_lab(rgb)
-    stats = lab_stats(rgb)
+    stats = _moments(lab)
     spread = np.where(stats[1] > 1e-6, ref[1] / np.maximum(stats[1], 1e-6), 1.0)
     lab = ((lab - stats[0]) * spread + ref[0]).astype(np.float32)
     return _with_alpha(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0, rgb)
