@@ -143,5 +143,5 @@ distclean: clean
 	rm -rf $(VENV)
 
 .PHONY: caffe-selftest
-caffe-selftest: venv                       ## Caffe's conv/deconv gtests on the patched CPU build, per-image and chunked
+caffe-selftest: venv                       ## Caffe's gtests of the patched layers (conv/deconv per engine; BatchNorm, Scale, ReLU)
 	@JOBS=$(or $(JOBS),2) tools/caffe_selftest.sh $(VENV)

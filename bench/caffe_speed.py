@@ -304,6 +304,16 @@ CONFIGS = {
                                           "OPENBLAS_NUM_THREADS": "1"}),
     "torch (1 thr)": ("torch", {"OMP_NUM_THREADS": "1"}),
 }
+# The same two pycount settings on another Caffe build (e.g. one without a new patch, to measure
+# the patch in the same run): CAFFE_BEFORE=<that build's python/ folder>, which these configs put
+# on PYTHONPATH ahead of the venv's own build.
+_BEFORE = os.environ.get("CAFFE_BEFORE")
+if _BEFORE:
+    CONFIGS["caffe dnnl (1 thr, before)"] = ("caffe", {**D, "OPENBLAS_NUM_THREADS": "1",
+                                                       "PYTHONPATH": _BEFORE})
+    CONFIGS["caffe dnnl (2 thr, passive, BLAS sleeps, before)"] = (
+        "caffe", {**D, "OMP_WAIT_POLICY": "passive", "OPENBLAS_THREAD_TIMEOUT": "4",
+                  "PYTHONPATH": _BEFORE})
 
 
 def drive(a) -> None:

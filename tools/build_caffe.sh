@@ -91,6 +91,9 @@ patches+=("$here"/caffe-patches/04-*.patch)
 # 05: the CPU Convolution/Deconvolution through oneDNN (Debian's libdnnl-dev, linked into
 # libcaffe; both variants, CPU path only); CAFFE_CONV_ENGINE=gemm at run time selects 04's path
 patches+=("$here"/caffe-patches/05-*.patch)
+# 06: BatchNorm and Scale CPU passes as direct per-channel loops, and -fno-trapping-math so that
+# elementwise selects (ReLU's backward) vectorize (both variants, CPU code only)
+patches+=("$here"/caffe-patches/06-*.patch)
 key=$( { echo "$orig_sha $deb_sha py$py_ver numpy$np_ver ${flags[*]}"; cat "${patches[@]}"; } \
   | sha256sum | cut -c1-16)
 dest=$cache/caffe-$variant-$key

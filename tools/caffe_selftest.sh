@@ -9,6 +9,9 @@
 # in one chunk), gemm with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code, one image per chunk) and
 # gemm with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one build tests all paths.
 # oneDNN's OpenMP threads wait passively, as under pycount (docs/caffe-speed.md, patch 05).
+# Then, once, the gtests of the layers 06-cpu-layers.patch changes (test_batch_norm_layer.cpp,
+# test_scale_layer.cpp, test_neuron_layer.cpp: forward values and gradient checks; ReLU's
+# backward among the neuron layers), which do not depend on the convolution engine.
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
@@ -37,7 +40,7 @@ say "building the convolution tests in $src/build (log: $build/selftest-build.lo
 py=$(cd "$venv" && pwd)/bin/python
 (cd "$src/build" \
   && cmake . -DPYTHON_EXECUTABLE="$py" \
-       -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer \
+       -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer,batch_norm_layer,scale_layer,neuron_layer \
   && make -j"$jobs" test.testbin) > "$build/selftest-build.log" 2>&1 \
   || { tail -30 "$build/selftest-build.log" >&2; die "building the tests failed"; }
 built=$(date +%s)
@@ -47,7 +50,7 @@ say "tests built in $((built - start)) s"
 fail=0 passed=0 runs_failed=0 runs=0
 for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
     gemm-one-image-chunks:CAFFE_CONV_ENGINE=gemm,CAFFE_CONV_CHUNK_IMAGES=1 \
-    gemm-per-image:CAFFE_CONV_ENGINE=gemm,CAFFE_CONV_CHUNK_MB=0; do
+    gemm-per-image:CAFFE_CONV_ENGINE=gemm,CAFFE_CONV_CHUNK_MB=0 layers:; do
   name=${run%%:*} setting=${run#*:} runs=$((runs + 1))
   log=$build/selftest-$name.log
   t0=$(date +%s)
@@ -56,8 +59,11 @@ for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
   # and the 2-D path, which the chunked GEMMs and oneDNN round differently; it runs in the
   # per-image run, and test_batched_conv_layer.cpp compares chunked and oneDNN against per-image
   # to 1e-4 instead.
-  filter='-*GPU*'
-  [ "$name" = gemm-per-image ] || filter='-*GPU*:*TestNDAgainst2D*'
+  # the engine runs take the convolution tests only; the layers run the others (06)
+  others='BatchNormLayerTest*:ScaleLayerTest*:NeuronLayerTest*'
+  filter="-*GPU*:$others"
+  [ "$name" = gemm-per-image ] || filter="$filter:*TestNDAgainst2D*"
+  [ "$name" != layers ] || filter="$others:-*GPU*"
   (cd "$src" && unset CAFFE_CONV_CHUNK_MB CAFFE_CONV_CHUNK_IMAGES CAFFE_CONV_CHUNK_COLS \
       CAFFE_CONV_ENGINE \
     && env ${setting//,/ } GLOG_minloglevel=2 OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" \
@@ -76,4 +82,4 @@ for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
 done
 say "done in $(( $(date +%s) - start )) s"
 echo "caffe-selftest: $passed passed, $fail failed"
-[ "$fail" = 0 ] || die "convolution tests failed in $runs_failed of the $runs runs"
+[ "$fail" = 0 ] || die "Caffe's layer tests failed in $runs_failed of the $runs runs"
