@@ -90,17 +90,17 @@ def _shapes(net, batch, side, data_tops, folder: Path) -> dict:
     probe = caffe.Net(str(deploy), caffe.TEST)
     probe.blobs[probe.inputs[0]].reshape(batch, 3, side, side)
     probe.reshape()
-    out = probe.blobs[pred].data.shape if pred in probe.blobs else probe.blobs[probe.outputs[0]].data.shape
+    blob = probe.blobs[pred] if pred in probe.blobs else probe.blobs[probe.outputs[0]]
+    out = blob.data.shape
     for t in data_tops[1:]:
         shapes[t] = [batch] + list(out[1:])
     return shapes
 
 
-def bench_caffe(folder: Path, iters: int) -> dict:
-    import caffe
+def input_net(folder: Path):
+    """(the TRAIN net with Input layers in place of its data layers, {top: shape}, data tops,
+    batch), the net every measurement here runs."""
     from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    caffe.set_mode_cpu()
     net, batch, side, data_tops = train_net(folder)
     shapes = _shapes(net, batch, side, data_tops, folder)
     full = caffe_pb2.NetParameter()
@@ -111,6 +111,21 @@ def bench_caffe(folder: Path, iters: int) -> dict:
         inp.top.append(t)
         inp.input_param.shape.add().dim.extend(shp)
     full.layer.extend(net.layer)
+    return full, shapes, data_tops, batch
+
+
+def fill_inputs(net, shapes: dict, data_tops: list) -> None:
+    """Random images in [0, 1) and targets in [0, 4), seeded."""
+    rng = np.random.default_rng(0)
+    for t, shp in shapes.items():
+        net.blobs[t].data[...] = rng.random(shp) * (1 if t == data_tops[0] else 4)
+
+
+def bench_caffe(folder: Path, iters: int) -> dict:
+    import caffe
+    from google.protobuf import text_format
+    caffe.set_mode_cpu()
+    full, shapes, data_tops, batch = input_net(folder)
     solver = _load(folder / "solver.prototxt", "SolverParameter")
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "train.prototxt").write_text(text_format.MessageToString(full))
@@ -124,13 +139,12 @@ def bench_caffe(folder: Path, iters: int) -> dict:
         solver.max_iter = 10 ** 9
         (Path(tmp) / "solver.prototxt").write_text(text_format.MessageToString(solver))
         s = caffe.get_solver(str(Path(tmp) / "solver.prototxt"))
-        rng = np.random.default_rng(0)
-        for t, shp in shapes.items():
-            s.net.blobs[t].data[...] = rng.random(shp) * (1 if t == data_tops[0] else 4)
+        fill_inputs(s.net, shapes, data_tops)
         s.step(1)
         t0, c0 = time.perf_counter(), time.process_time()
         s.step(iters)
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    side = shapes[data_tops[0]][2]
     return {"engine": "caffe", "net": str(folder), "batch": batch, "input": side,
             "iters": iters, "seconds": round(dt, 3), "img_s": round(batch * iters / dt, 1),
             "cpu_seconds": round(cpu, 3), "img_per_cpu_s": round(batch * iters / cpu, 1)}
@@ -203,7 +217,8 @@ def torch_net(net, shapes, data_tops):
                     y = nn.functional.dropout(b, l.dropout_param.dropout_ratio, self.training)
                 elif l.type == "Power":
                     q = l.power_param
-                    y = (q.shift + q.scale * b) ** q.power if q.power != 1 else q.shift + q.scale * b
+                    y = q.shift + q.scale * b
+                    y = y ** q.power if q.power != 1 else y
                 elif l.type == "Softmax":
                     y = torch.softmax(b, 1)
                 elif l.type == "InnerProduct":

@@ -1,0 +1,21 @@
+"""bench.layer_times: a training step split by layer type."""
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("caffe")
+from bench.layer_times import layer_times  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_step_is_split_over_the_layer_types_of_the_net():
+    r = layer_times(ROOT / "prototxt" / "bacterial" / "alexnet-lite", iters=1)
+    kinds = [k for k, *_ in r["layers"]]
+    assert {"Convolution", "ReLU", "Pooling", "InnerProduct", "EuclideanLoss"} <= set(kinds)
+    assert "Data" not in kinds and "Input" in kinds
+    # the convolutions carry most of alexnet-lite's step; the shares add up to the whole step
+    assert kinds[0] == "Convolution"
+    assert sum(share for *_, share in r["layers"]) == pytest.approx(1.0, abs=0.05)
+    assert r["batch"] == 16 and r["step_s"] > 0
+    assert r["img_s"] == pytest.approx(r["batch"] / r["step_s"])
