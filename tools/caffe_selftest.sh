@@ -15,7 +15,7 @@
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
-# Builds (or reuses) the CPU variant with tools/build_caffe.sh, then only these three test
+# Builds (or reuses) the CPU variant with tools/build_caffe.sh, then only these six test
 # sources and gtest (Caffe's BUILD_only_tests), not Caffe's whole test suite.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,15 +32,17 @@ src=$build/src
 exec 9>"$build/.lock-selftest"
 flock 9
 cp "$here/caffe-selftest/test_batched_conv_layer.cpp" "$src/src/caffe/test/"
-say "building the convolution tests in $src/build (log: $build/selftest-build.log)"
+say "building the layer tests in $src/build (log: $build/selftest-build.log)"
 # The cached build may have been configured from another clone whose venv is gone (CI clones
 # afresh, worktrees get removed): re-point CMake at this venv's Python, or it drops pycaffe and
 # the configure step fails on Caffe's pytest target.
 [ -x "$venv/bin/python" ] || die "no Python in $venv; run make setup first"
 py=$(cd "$venv" && pwd)/bin/python
+tests=convolution_layer,deconvolution_layer,batched_conv_layer   # 04, 05
+tests+=,batch_norm_layer,scale_layer,neuron_layer                # 06
 (cd "$src/build" \
   && cmake . -DPYTHON_EXECUTABLE="$py" \
-       -DBUILD_only_tests=convolution_layer,deconvolution_layer,batched_conv_layer,batch_norm_layer,scale_layer,neuron_layer \
+       -DBUILD_only_tests="$tests" \
   && make -j"$jobs" test.testbin) > "$build/selftest-build.log" 2>&1 \
   || { tail -30 "$build/selftest-build.log" >&2; die "building the tests failed"; }
 built=$(date +%s)
