@@ -60,6 +60,10 @@ def main() -> None:
     ap.add_argument("net", type=Path, help="folder with train_val, solver and deploy prototxt")
     ap.add_argument("--iters", type=int, default=4)
     a = ap.parse_args()
+    missing = [f for f in ("train_val.prototxt", "deploy.prototxt") if not (a.net / f).is_file()]
+    if missing:
+        ap.error(f"{a.net} has no {' or '.join(missing)}: give a prototxt/<dataset>/<model> "
+                 f"folder or a run folder (runs/<dataset>/<model>)")
     r = layer_times(a.net, a.iters)
     print(f"{a.net}: {r['step_s']:.3f} s per step of {r['batch']}, {r['img_s']:.1f} img/s")
     print("| layer type | forward s | backward s | share of the step |")

@@ -19,3 +19,12 @@ def test_a_step_is_split_over_the_layer_types_of_the_net():
     assert sum(share for *_, share in r["layers"]) == pytest.approx(1.0, abs=0.05)
     assert r["batch"] == 16 and r["step_s"] > 0
     assert r["img_s"] == pytest.approx(r["batch"] / r["step_s"])
+
+
+def test_a_folder_without_the_nets_is_one_clear_error(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "bench.layer_times", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{tmp_path} has no train_val.prototxt or deploy.prototxt" in r.stderr
