@@ -335,6 +335,7 @@ class _Session:
             self._restore()
             print(f"resuming from iteration {self.solver.iter} "
                   f"({self.snaps / self.state['solverstate']})", flush=True)
+            self._continue_data()
         else:
             self.log_path.unlink(missing_ok=True)
         # a killed run (power cut, SIGKILL) logged rows past its last snapshot; they are redone
@@ -351,6 +352,29 @@ class _Session:
                                       f"{self.validate():.5g}"])
                 self.logged_iter = 0
         self.start_time, self.begin_iter = time.monotonic(), self.solver.iter
+        self.last_snapshot = self.start_time
+
+    def _continue_data(self) -> None:
+        """Caffe's Data layers read their LMDB in order from its first record, and a restored
+        solver starts them there again: a training resumed many times (a long one across
+        sessions) would read its first records over and over and never reach the last ones.
+        Read past the batches the run has used so far instead, so that a resumed run sees the
+        data a run without the break would have: the batches of iterations 1..it, plus the one
+        that the starting point of the curves (iteration 0) read. Batches repeat after
+        records / gcd(records, batch) of them, since the layers wrap round record by record."""
+        net = self.solver.net
+        layers = [i for i, layer in enumerate(net.layers) if layer.type == "Data"]
+        records = (lmdbio.read_manifest(self.t.train_lmdb) or {}).get("records")
+        if not layers or not records:
+            return                  # features fed from Python by iteration (a frozen trunk)
+        batch = self.s.batch
+        skip = (self.solver.iter + 1) % (records // math.gcd(records, batch))
+        if skip > 100:
+            print(f"reading past the {skip} batches of training data used before the break",
+                  flush=True)
+        for _ in range(skip):
+            for i in layers:
+                net._forward(i, i)
 
     def _restore(self) -> None:
         """Resume from the snapshot latest.json names, found in this run folder wherever it was
@@ -404,7 +428,8 @@ class _Session:
                 val_mae = self.validate_and_keep() \
                     if it % s.test_interval == 0 or it == t.max_iter else None
                 loss = self.log_row(val_mae)
-                if it % s.snapshot == 0 or it == t.max_iter:
+                if (it % s.snapshot == 0 or it == t.max_iter
+                        or time.monotonic() - self.last_snapshot >= config.SNAPSHOT_SECONDS):
                     self.snapshot()
                 bar.update(k, loss=loss, **({} if val_mae is None else {"val_mae": val_mae}))
 
@@ -447,6 +472,7 @@ class _Session:
             state["average"] = f"snap_iter_{it}.average.npz"
             self.average.save(snaps / state["average"])
         _atomic_json(self.latest, state)  # only now is the pair the one to resume from
+        self.last_snapshot = time.monotonic()
         for old in snaps.glob("snap_iter_*"):
             if not old.name.startswith(f"snap_iter_{it}."):
                 old.unlink()
