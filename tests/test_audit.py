@@ -180,13 +180,14 @@ def test_a_cell_in_training_shows_how_far_it_is(tmp_path):
     runs = tmp_path / "runs"
     run = runs / "nuclei" / "alexnet"
     (run / "snapshots").mkdir(parents=True)
-    (run / "solver.prototxt").write_text('net: "x"\nmax_iter: 20000\nbase_lr: 0.001\n')
+    full = config.model("alexnet", config.dataset("nuclei")).solver.max_iter   # today's schedule
+    (run / "solver.prototxt").write_text(f'net: "x"\nmax_iter: {full}\nbase_lr: 0.001\n')
     (run / "train_log.csv").write_text("iter,loss,lr,seconds,val_mae\n0,9.1,0.001,0,4.5\n"
                                        "1000,1.2,0.001,3600,1.25\n1020,1.1,0.001,3672,\n")
     cell = lambda: {r["label"]: r for r in audit.build(runs)["tables"][0]["rows"]}[
         "AlexNet(R)"]["cells"]["nuclei"]
     note = cell()["note"]
-    assert "iteration 1020 of 20000 after 1.02 h" in note and "MAE 1.25 at iteration 1000" in note
+    assert f"iteration 1020 of {full} after 1.02 h" in note and "MAE 1.25 at iteration 1000" in note
     assert "starts it again (no snapshot yet)" in note and cell()["mark"] == "missing"
     (run / "snapshots" / "latest.json").write_text(json.dumps({"iter": 1000}))
     assert "`make train MODEL=alexnet DATASET=nuclei` resumes it from iteration 1000" in cell()["note"]
