@@ -395,3 +395,34 @@ def test_net_shape_and_receptive_field_of_each_layout(dtiny, convs, decoder, tmp
     with pytest.raises(config.ConfigError, match="decoder"):
         nets.net_prototxt(nets.NetPlan(model=dataclasses.replace(model, decoder="up"),
                                        dataset=ds), "deploy")
+
+
+def test_a_resumed_density_training_reads_crops_and_targets_on_in_lockstep(dtiny, monkeypatch):
+    # both Data layers (crops, targets) read past the batches used before the break: a run
+    # stopped at iteration 10 and resumed ends where a 14-iteration run without the break does
+    from caffe.proto import caffe_pb2
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    monkeypatch.setattr(config, "DISPLAY_INTERVAL", 5)
+    run = config.run_dir(ds, model)
+
+    def weights():
+        net = caffe_pb2.NetParameter()
+        net.ParseFromString((run / "snapshots" / "snap_iter_14.caffemodel").read_bytes())
+        return [np.array(b.data) for layer in net.layer for b in layer.blobs]
+
+    train.Trainer(ds, model, max_iter=14).train(resume=False)
+    straight = weights()
+    step = train._Session.step
+
+    def stop_at_10(self, k):
+        step(self, k)
+        if self.solver.iter >= 10:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train._Session, "step", stop_at_10)
+    with pytest.raises(KeyboardInterrupt):
+        train.Trainer(ds, model, max_iter=14).train(resume=False)
+    monkeypatch.setattr(train._Session, "step", step)
+    train.Trainer(ds, model, max_iter=14).train(resume=True)
+    for a, b in zip(straight, weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
