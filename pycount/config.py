@@ -361,11 +361,6 @@ class ModelConfig:
     #                            image the context is its mean colour), and then whole images are
     #                            counted in one pass, padded by as much (0: crops in the padding
     #                            regime of training, pycount.inference.fullconv)
-    count_loss: float = 0.0    # FCRN: weight of a second loss on each training crop's count
-    #                            (the sum of its density, in cells): the squared count error,
-    #                            halved and averaged over the batch, beside the per-pixel loss
-    #                            (0: none). The per-pixel loss weighs a crop's count error
-    #                            (its density's mean) ~1/A of its total (A: the crop's pixels)
 
     def __post_init__(self):
         if self.decoder not in FCRN_DECODERS:
@@ -465,14 +460,6 @@ MODELS["fcrn-ctx"] = replace(
     MODELS["fcrn"], name="fcrn-ctx", context=32,
     description="fcrn trained with 32 px of unsupervised context around each crop; counts whole "
                 "images in one pass")
-# fcrn with a count loss beside the per-pixel one (issue 26): the nuclei density model under-counts
-# dense images and over-counts sparse ones (slope of counted on true 0.90, its blocks' 0.875),
-# errors in each crop's mass that the per-pixel loss weighs at ~1/A of the crop's residual; weight
-# 20 makes the count term ~10 % of the loss at the end of a nuclei training (crop count errors of
-# ~2 cells against a per-pixel loss of ~400). Study model: measured on nuclei, not yet a default.
-MODELS["fcrn-count"] = replace(
-    MODELS["fcrn"], name="fcrn-count", count_loss=20.0,
-    description="fcrn trained with a second loss on each crop's count (weight 20)")
 # Table 4's comparison methods, re-implemented as estimators (pycount.classic); they read the
 # images directly and train in minutes on a CPU. Their settings' defaults and the reason for each
 # are in pycount/classic/{lecount,ledetect}.py; CLASSIC_BY_DATASET changes them per dataset.

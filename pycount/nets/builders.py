@@ -300,22 +300,13 @@ def _build_density(plan: NetPlan, phase: str):
     n.score = _fcrn(n, n.data, plan)
     if phase == "deploy":
         n.density = L.Power(n.score, scale=1.0 / config.DENSITY_SCALE)
+    elif plan.model.context:
+        # the loss sees the central crop x crop of the map only (the target's size); the
+        # context around it is input, never supervised
+        n.supervised = L.Crop(n.score, n.target, axis=2, offset=plan.model.context)
+        n.loss = L.EuclideanLoss(n.supervised, n.target)
     else:
-        supervised = n.score
-        if plan.model.context:
-            # the loss sees the central crop x crop of the map only (the target's size); the
-            # context around it is input, never supervised
-            supervised = n.supervised = L.Crop(n.score, n.target, axis=2,
-                                               offset=plan.model.context)
-        n.loss = L.EuclideanLoss(supervised, n.target)
-        if plan.model.count_loss:
-            # each crop's count in cells (every axis after the batch summed, the scale undone)
-            def count(blob):
-                return L.Reduction(blob, operation=P.Reduction.SUM, axis=1,
-                                   coeff=1.0 / config.DENSITY_SCALE)
-            n.count, n.true_count = count(supervised), count(n.target)
-            n.count_loss = L.EuclideanLoss(n.count, n.true_count,
-                                           loss_weight=plan.model.count_loss)
+        n.loss = L.EuclideanLoss(n.score, n.target)
     return n.to_proto()
 
 
