@@ -188,6 +188,8 @@ DATASETS: dict[str, DatasetConfig] = {
     # at sigma 3 (unpaired: no gain there); bench/results/2026-12-03-vm-paired-nuclei-study.md.
     # fcrn keeps its 8,000 iterations here: 16,000 at sigma 2 gave 34.86, paired -0.73 +- 1.60
     # against 8,000 (closer on 31 of 50; bench/results/2026-12-03-vm-paired-nuclei-16k.md).
+    # Crops stay 96 px at stride 96: CROP=128 CROP_STRIDE=128 gave 34.67, paired -0.91 +- 1.43
+    # (closer on 25 of 50; bench/results/2026-12-03-vm-paired-nuclei-crop128.md).
     "nuclei": DatasetConfig(
         "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
         subdir="CRCHistoPhenotypes_2016_04_28", mean_bgr=(218.5, 179.3, 211.8),
