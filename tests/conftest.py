@@ -32,3 +32,41 @@ def tiny(workdirs, monkeypatch):
     solver = dataclasses.replace(lite.solver, max_iter=60, test_interval=30, snapshot=30)
     model = dataclasses.replace(lite, fc=64, solver=solver)
     return ds, model
+
+
+@pytest.fixture
+def train_to(monkeypatch):
+    """train_to(ds, model, iters, stop=None): train from scratch to `iters`, or stop at `stop`
+    (as Ctrl-C does, after the chunk that reaches it) and resume to `iters`; the weights of the
+    snapshot at `iters`, {layer: [arrays]}. Log chunks of 5 iterations."""
+    import json
+
+    import numpy as np
+    from caffe.proto import caffe_pb2
+
+    from pycount import config
+    from pycount.training import trainer as train
+    monkeypatch.setattr(config, "DISPLAY_INTERVAL", 5)
+    step = train._Session.step
+
+    def stop_at(n):
+        def stopping(self, k):
+            step(self, k)
+            if self.solver.iter >= n:
+                raise KeyboardInterrupt
+        return stopping
+
+    def run(ds, model, iters, stop=None):
+        folder = config.run_dir(ds, model)
+        if stop is not None:
+            monkeypatch.setattr(train._Session, "step", stop_at(stop))
+            with pytest.raises(KeyboardInterrupt):
+                train.Trainer(ds, model, max_iter=iters).train(resume=False)
+            assert json.loads((folder / "snapshots" / "latest.json").read_text())["iter"] == stop
+            monkeypatch.setattr(train._Session, "step", step)
+        train.Trainer(ds, model, max_iter=iters).train(resume=stop is not None)
+        net = caffe_pb2.NetParameter()
+        net.ParseFromString((folder / "snapshots" / f"snap_iter_{iters}.caffemodel").read_bytes())
+        return {layer.name: [np.array(b.data) for b in layer.blobs]
+                for layer in net.layer if layer.blobs}
+    return run

@@ -269,16 +269,8 @@ def test_a_moved_run_folder_resumes(tiny, tmp_path, monkeypatch):
     assert not old.exists()
 
 
-def _weights(caffemodel):
-    import caffe
-    from caffe.proto import caffe_pb2
-    del caffe
-    net = caffe_pb2.NetParameter()
-    net.ParseFromString(caffemodel.read_bytes())
-    return {layer.name: [np.array(b.data) for b in layer.blobs] for layer in net.layer if layer.blobs}
-
-
-def test_a_resumed_training_reads_the_data_a_run_without_the_break_reads(tiny, monkeypatch):
+def test_a_resumed_training_reads_the_data_a_run_without_the_break_reads(tiny, monkeypatch,
+                                                                        train_to):
     # Caffe restarts a restored solver's Data layers at the LMDB's first record; pycount reads
     # past the batches used before the break, so a run stopped at iteration 10 and resumed ends
     # with the weights of one that ran 14 iterations straight (alexnet-lite here: no dropout;
@@ -294,24 +286,8 @@ def test_a_resumed_training_reads_the_data_a_run_without_the_break_reads(tiny, m
     model = dataclasses.replace(model, solver=dataclasses.replace(model.solver, batch=128))
     prepare.prepare(ds)
     assert lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")["records"] == 576
-    monkeypatch.setattr(config, "DISPLAY_INTERVAL", 5)
-    run = config.run_dir(ds, model)
-    train.Trainer(ds, model, max_iter=14).train(resume=False)
-    straight = _weights(run / "snapshots" / "snap_iter_14.caffemodel")
-
-    step = train._Session.step
-
-    def stop_at_10(self, k):
-        step(self, k)
-        if self.solver.iter >= 10:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(train._Session, "step", stop_at_10)
-    with pytest.raises(KeyboardInterrupt):
-        train.Trainer(ds, model, max_iter=14).train(resume=False)
-    assert json.loads((run / "snapshots" / "latest.json").read_text())["iter"] == 10
-    monkeypatch.setattr(train._Session, "step", step)
-    train.Trainer(ds, model, max_iter=14).train(resume=True)
-    resumed = _weights(run / "snapshots" / "snap_iter_14.caffemodel")
+    straight = train_to(ds, model, 14)
+    resumed = train_to(ds, model, 14, stop=10)
     assert resumed.keys() == straight.keys()
     for name in straight:
         for a, b in zip(straight[name], resumed[name]):
@@ -319,12 +295,7 @@ def test_a_resumed_training_reads_the_data_a_run_without_the_break_reads(tiny, m
 
     # without reading past them (Caffe's own resume) the weights differ: the check can fail
     monkeypatch.setattr(train._Session, "_continue_data", lambda self: None)
-    monkeypatch.setattr(train._Session, "step", stop_at_10)
-    with pytest.raises(KeyboardInterrupt):
-        train.Trainer(ds, model, max_iter=14).train(resume=False)
-    monkeypatch.setattr(train._Session, "step", step)
-    train.Trainer(ds, model, max_iter=14).train(resume=True)
-    naive = _weights(run / "snapshots" / "snap_iter_14.caffemodel")
+    naive = train_to(ds, model, 14, stop=10)
     assert any(not np.allclose(n, s, rtol=1e-3, atol=1e-5)
                for name in straight for n, s in zip(naive[name], straight[name]))
 
