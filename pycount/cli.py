@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model with a pycaffe solver")
     _common(p)
     _model(p)
-    p.add_argument("--iters", type=int, default=None, help="override the solver's max_iter")
+    p.add_argument("--iters", type=_iterations, default=None,
+                   help="override the solver's max_iter")
     p.add_argument("--restart", action="store_true", help="ignore snapshots, start from scratch")
     p.add_argument("--finetune", choices=["head", "all"], default=None,
                    help="pretrained nets: train only the new head (the paper's) or all layers")
@@ -115,6 +116,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
     _more_commands(sub)
     return ap
+
+
+def _iterations(text: str) -> int:
+    """--iters: a whole number of iterations, at least 1 (Caffe aborts on fewer)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid: train at least 1 iteration "
+                                         f"(leave ITERS= out for the model's schedule)")
+    return n
 
 
 def _ints(text: str) -> list[int]:
@@ -155,7 +168,7 @@ def _more_commands(sub) -> None:
                        "models (a GPU machine with the ImageNet weights: make audit-gpu), then "
                        "the audit")
     p.add_argument("--gpu", type=int, default=0, help="GPU id, -1 for the CPU (a dry run)")
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--iters", type=_iterations, default=None,
                    help="train every cell this many iterations (a dry run of the path)")
     p.add_argument("--datasets", type=lambda t: t.split(","), default=None,
                    help="comma-separated subset of the paper's datasets")

@@ -22,6 +22,9 @@ DEFAULT_DATASET = "synthetic"        # the embedded default: generated, no downl
 DEFAULT_MODEL = "alexnet-lite"       # trains on 2 CPU cores in minutes
 DEFAULT_HEAD = "R"                   # the paper's regression head
 DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
+# the tallest heatmap figure `pycount count` draws, in inches (7 wide): a 20 x 5,000 px image
+# asked matplotlib for a 1,500-inch figure, which it refuses (more than 2^16 px at 100 dpi)
+OVERLAY_MAX_HEIGHT_IN = 40
 # `make protocol`: the density counters' protocol (Lempitsky & Zisserman; FCRN; Count-ception):
 # N training images drawn with each seed, two runs at a time on 2 cores
 PROTOCOL_NS = (32, 50)
@@ -779,9 +782,15 @@ def run_dataset(run: Path, name: str) -> DatasetConfig:
     if name in DATASETS:
         return DATASETS[name]
     recorded = Path(run) / "dataset.json"
-    if recorded.is_file():
+    if not recorded.is_file():
+        raise ConfigError(f"{recorded} is missing: a run on an own folder keeps the settings it "
+                          f"was trained with there; copy the whole run folder again, or re-run "
+                          f"make train")
+    try:
         return dataset_from_json(recorded.read_text())
-    return dataset(name)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{recorded} is incomplete or corrupt ({e}); copy the run folder again, "
+                          f"or re-run make train") from None
 
 
 def dataset_to_json(ds: DatasetConfig) -> str:

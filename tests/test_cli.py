@@ -53,3 +53,26 @@ def test_pycount_sets_the_thread_waits_before_caffe_loads_and_a_users_value_wins
     out = subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["active", "20"]
+
+
+@pytest.mark.parametrize("command", ["train", "replicate"])
+@pytest.mark.parametrize("value", ["0", "-5", "ten"])
+def test_fewer_than_one_iteration_stops_before_anything_is_written(workdirs, command, value,
+                                                                   capsys):
+    """ITERS=-5 reached Caffe's solver, which aborted (a glog CHECK, exit 134) after the run
+    folder was written; ITERS=0 silently trained the full schedule."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--iters", value])
+    assert stop.value.code == 2
+    assert f"argument --iters: {value!r} is not valid: train at least 1 iteration" in \
+        capsys.readouterr().err
+    assert not (workdirs / "runs").exists() and not (workdirs / "data").exists()
+
+
+def test_the_trainer_refuses_fewer_than_one_iteration(workdirs):
+    pytest.importorskip("caffe")
+    from pycount.training.trainer import Trainer
+    ds = config.dataset("synthetic")
+    for n in (0, -5):
+        with pytest.raises(config.ConfigError, match=f"ITERS={n} is not valid"):
+            Trainer(ds, config.model("alexnet-lite", ds), max_iter=n)

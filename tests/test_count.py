@@ -13,7 +13,7 @@ import tifffile
 
 pytest.importorskip("caffe")
 
-from pycount import cli  # noqa: E402
+from pycount import cli, config  # noqa: E402
 from pycount.data import readers as datasets
 from pycount.inference import density
 from pycount.nets import builders as nets
@@ -125,3 +125,153 @@ def test_a_damaged_caffemodel_is_one_message_not_an_abort(run, images, backend, 
     assert "Traceback" not in p.stderr
     assert f"pycount: error: {weights} cannot be used" in p.stderr
     assert "train it again" in p.stderr
+
+
+DAMAGED_DEPLOYS = {
+    "syntax": (lambda t: t.replace("layer {", "layer { {{", 1), "is not a valid net definition"),
+    "unknown type": (lambda t: t.replace('type: "ReLU"', 'type: "FooLayer"', 1),
+                     "layer type(s) this Caffe does not have: 'FooLayer'"),
+    "unknown bottom": (lambda t: t.replace('bottom: "conv1"', 'bottom: "nosuchblob"', 1),
+                       "reading blob 'nosuchblob'"),
+    "empty": (lambda t: "", "holds no layers"),
+}
+
+
+@pytest.mark.parametrize("backend", ["cv2", "caffe"])
+@pytest.mark.parametrize("damage", sorted(DAMAGED_DEPLOYS))
+def test_a_damaged_deploy_is_one_message_not_an_abort(run, images, backend, damage, tmp_path):
+    """A deploy.prototxt that does not parse, names an unknown layer type or reads a blob no
+    layer makes aborted the caffe engine (glog CHECK, exit 134); an empty one gave a cv2.error
+    traceback. Now checked before either engine builds it; in a subprocess, as a user runs it."""
+    deploy = run / "deploy.prototxt"
+    edit, needle = DAMAGED_DEPLOYS[damage]
+    text = deploy.read_text()
+    assert edit(text) != text
+    deploy.write_text(edit(text))
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+                        "--run", str(run), "--out", str(out), "--backend", backend],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "Check failed" not in p.stderr
+    assert f"pycount: error: {deploy} " in p.stderr and needle in p.stderr
+    assert "copy it again, or train it again" in p.stderr
+
+
+def test_every_committed_deploy_passes_the_check():
+    from pycount.nets.check import check_deploy
+    deploys = sorted((ROOT / "prototxt").rglob("deploy*.prototxt"))
+    assert len(deploys) >= 10
+    for d in deploys:
+        check_deploy(d)
+
+
+def test_out_that_is_a_file_is_named(run, images, tmp_path, capsys):
+    out = tmp_path / "out.txt"
+    out.write_text("mine")
+    assert cli.main(["count", str(images / "grey16.tif"), "--run", str(run),
+                     "--out", str(out)]) == 2
+    assert f"{out} is a file" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, monkeypatch,
+                                                        capsys):
+    """counts.csv is written only when every image is done; Ctrl-C keeps what was counted in
+    counts.partial.csv and removes an earlier counts.csv, which the new heatmaps do not match."""
+    from pycount.inference import count as counting
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    assert (out / "counts.csv").is_file()
+    real, calls = counting.count_file, []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(counting, "count_file", stop_at_the_second)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 130
+    assert not (out / "counts.csv").exists()
+    rows = list(csv.DictReader(open(out / "counts.partial.csv")))
+    assert [r["file"] for r in rows] == [str(calls[0])]
+    assert "interrupted: 1 of 3 images counted" in capsys.readouterr().err
+    monkeypatch.setattr(counting, "count_file", real)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    assert (out / "counts.csv").is_file() and not (out / "counts.partial.csv").exists()
+
+
+def test_a_failed_recount_leaves_no_earlier_heatmap(run, images, tmp_path):
+    out = tmp_path / "out"
+    image = images / "grey16.tif"
+    assert cli.main(["count", str(image), "--run", str(run), "--out", str(out)]) == 0
+    assert (out / "grey16_heatmap.png").is_file()
+    image.write_bytes(b"no longer a TIFF")
+    assert cli.main(["count", str(image), "--run", str(run), "--out", str(out)]) == 1
+    assert not (out / "grey16_heatmap.png").exists()
+
+
+def test_a_very_tall_image_is_counted_with_its_figure(run, tmp_path):
+    tall = tmp_path / "tall.png"
+    cv2.imwrite(str(tall), np.full((3000, 40, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    assert cli.main(["count", str(tall), "--run", str(run), "--out", str(out)]) == 0
+    assert (out / "tall_heatmap.png").stat().st_size > 0
+
+
+def _as_own_run(run: Path) -> config.DatasetConfig:
+    """The run fixture as if trained on an own folder: its settings in dataset.json."""
+    import dataclasses
+    info = json.loads((run / "train.json").read_text())
+    ds = dataclasses.replace(config.dataset("synthetic"), name="mine", layout="folder",
+                             pad=True, mean_bgr=(30.0, 60.0, 90.0))
+    (run / "dataset.json").write_text(config.dataset_to_json(ds))
+    (run / "train.json").write_text(json.dumps({**info, "dataset": "mine"}))
+    return ds
+
+
+def test_an_own_run_pads_a_small_image_as_training_did(run, tmp_path):
+    _as_own_run(run)
+    small = tmp_path / "small.png"
+    rgb = np.random.default_rng(1).integers(0, 256, (30, 60, 3), dtype=np.uint8)
+    cv2.imwrite(str(small), rgb[..., ::-1])
+    out = tmp_path / "out"
+    assert cli.main(["count", str(small), "--run", str(run), "--out", str(out)]) == 0
+    row = next(csv.DictReader(open(out / "counts.csv")))
+    padded = np.empty((40, 60, 3), np.uint8)
+    padded[:30], padded[30:] = rgb, (90, 60, 30)            # the mean colour, as RGB
+    expect = density.count_image(padded, 40, 20, predictors.make_predictor("cv2", run))
+    assert float(row["count"]) == pytest.approx(expect.count, rel=1e-6)
+    assert (int(row["width"]), int(row["height"])) == (60, 30)
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ({"stride": 0}, "STRIDE=0 is not valid"),
+    ({"patch": "abc"}, "settings pycount cannot use"),
+    ({"sigma": "x"}, "settings pycount cannot use"),
+    ({"model": "fcrnx"}, "unknown model 'fcrnx'"),
+    ({"dataset": "nucleiX"}, "dataset.json is missing"),
+    ({"head": "X"}, "head 'X' is neither R nor C"),
+])
+def test_a_damaged_train_json_is_named(run, images, damage, needle, capsys):
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, **damage}))
+    assert cli.main(["count", str(images), "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"pycount: error: {run / 'train.json'}" in err or str(run / "dataset.json") in err
+    assert needle in err
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "unknown key"])
+def test_a_damaged_dataset_json_of_an_own_run_is_named(run, images, damage, capsys):
+    _as_own_run(run)
+    recorded = run / "dataset.json"
+    if damage == "missing":
+        recorded.unlink()
+    elif damage == "corrupt":
+        recorded.write_text(recorded.read_text()[:40])
+    else:
+        recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "bogus_key": 1}))
+    assert cli.main(["count", str(images), "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(recorded) in err and ("copy" in err and "make train" in err)

@@ -8,6 +8,7 @@ or counted is reported by name and skipped; the exit status is then 1.
 from __future__ import annotations
 
 import csv
+import sys
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     h, w = heatmap.shape
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 6 * h / w)))
+    fig, ax = plt.subplots(figsize=(7, min(max(2.5, 6 * h / w), config.OVERLAY_MAX_HEIGHT_IN)))
     ax.imshow(image)
     im = ax.imshow(heatmap, cmap="jet", alpha=0.45)
     fig.colorbar(im, ax=ax, fraction=0.046, label="cells / px²")
@@ -85,7 +86,9 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     r = predict.count_image(image)
     seconds = time.monotonic() - start
     if heatmap is not None:
-        save_overlay(heatmap, image, r.heatmap, f"{path.name}: {r.count:.1f} cells "
+        hh, hw = r.heatmap.shape                    # larger when a small image was padded
+        shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if (hh, hw) != (h, w) else image
+        save_overlay(heatmap, shown, r.heatmap, f"{path.name}: {r.count:.1f} cells "
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
     return {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
             "height": h, "seconds": seconds, "status": "ok", "error": ""}
@@ -99,6 +102,21 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerow({**r, **{k: f"{r[k]:.10g}" for k in ("count", "tiling_count")
                                      if r[k] != ""},
                              "seconds": f"{r['seconds']:.3f}"})
+
+
+def _write_counts(out: Path, rows: list[dict], done: bool, total: int) -> None:
+    """counts.csv once every image is counted (or failed by name); an interrupted run keeps what
+    it counted in counts.partial.csv instead, and an earlier counts.csv, which the new heatmaps
+    no longer match, is removed."""
+    final, partial = out / "counts.csv", out / "counts.partial.csv"
+    if done:
+        write_csv(final, rows)
+        partial.unlink(missing_ok=True)
+        return
+    final.unlink(missing_ok=True)
+    write_csv(partial, rows)
+    print(f"\ninterrupted: {len(rows)} of {total} images counted, kept in {partial} (counts.csv "
+          f"is written only when every image is done)", file=sys.stderr)
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -128,6 +146,9 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
         raise config.ConfigError(f"the {backend} backend runs on the CPU; for GPU={gpu} use "
                                  f"--backend caffe")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} is a file: give --out (OUT=) a folder for counts.csv and the "
+                       f"heatmaps")
     paths = find_images(inputs, recursive, exclude=out)
     if not paths:
         raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
@@ -136,6 +157,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                              batch=batch, expected=expected, shared=shared, tta=tta)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    done = False
     try:
         with Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
             for path, name in zip(paths, _heatmap_names(paths)):
@@ -143,14 +165,16 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 try:
                     rows.append(count_file(path, run, predict, out / name))
                 except (datasets.DatasetError, OSError, ValueError) as e:
+                    (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
                     error = (f"no such file: {path}; check the path" if
                              isinstance(e, FileNotFoundError) else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error})
                 bar.update(1)
-    finally:                                        # an interrupted run keeps what it counted
-        write_csv(out / "counts.csv", rows)
+        done = True
+    finally:
+        _write_counts(out, rows, done, len(paths))
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"\n{summary_table(rows)}\n")
     print(f"{len(rows) - len(failed)} counted, {len(failed)} failed; written: "

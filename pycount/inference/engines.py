@@ -82,8 +82,14 @@ class Predictor:
         h, w = image.shape[:2]
         p = self.ds.patch
         if h < p or w < p:
-            raise ValueError(f"the image is {w}x{h} px, smaller than the run's {p}x{p} px "
-                             f"patches")
+            if not self.ds.pad:
+                raise ValueError(f"the image is {w}x{h} px, smaller than the run's {p}x{p} px "
+                                 f"patches: count images at least {p} px on each side (a run "
+                                 f"trained on your own folder pads smaller ones, as it did in "
+                                 f"training)")
+            # as prepare.pad_small did to the training images: mean colour, bottom and right
+            fill = tuple(float(v) for v in self.ds.mean_bgr[::-1]) or (0.0, 0.0, 0.0)
+            image = patches.pad_to(image, p, fill)
         return density.count_image(image, p, self.ds.stride, self)
 
 
@@ -164,7 +170,9 @@ class CaffeBackend(Predictor):
     def __init__(self, deploy, weights, model, ds, head, batch: int | None = None,
                  expected: bool = False, fold: bool | None = None):
         import caffe
+        from pycount.nets.check import check_deploy
         super().__init__(model, ds, head, batch, expected)
+        check_deploy(deploy)
         arrays = read_caffemodel(weights)
         if config.FOLD_BATCHNORM if fold is None else fold:
             with tempfile.TemporaryDirectory(prefix="pycount-fold-") as tmp:
@@ -195,7 +203,9 @@ class Cv2DnnBackend(Predictor):
 
     def __init__(self, deploy, weights, model, ds, head, batch: int | None = None, expected: bool = False):
         import cv2
+        from pycount.nets.check import check_deploy
         super().__init__(model, ds, head, batch, expected)
+        check_deploy(deploy)
         try:
             self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
             # OpenCV checks the weights' shapes only when it builds the layers: one forward of

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycount import config
-from pycount.errors import RunError
+from pycount.errors import PycountError, RunError
 
 
 @dataclass(frozen=True)
@@ -32,14 +32,23 @@ def load_run(path) -> Run:
     try:
         info = json.loads(info_file.read_text())
         dataset, model, head = info["dataset"], info["model"], info.get("head", "R")
+        if head not in ("R", "C"):
+            raise ValueError(f"head {head!r} is neither R nor C")
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
-    ds = with_run_stain(config.with_overrides(config.run_dataset(path, dataset),
-                                              **{k: info.get(k) for k in config.OVERRIDES}),
-                        info, info_file)
-    m = config.model(model, ds)
+    try:
+        ds = with_run_stain(config.with_overrides(config.run_dataset(path, dataset),
+                                                  **{k: info.get(k) for k in config.OVERRIDES}),
+                            info, info_file)
+        m = config.model(model, ds)
+    except RunError:
+        raise
+    except (PycountError, ValueError, TypeError) as e:
+        raise RunError(f"{info_file} records settings pycount cannot use ({e}): the run folder is "
+                       f"damaged or from another pycount; copy it again, or re-run make train"
+                       ) from None
     files = finished_files(path, m, info)
     return Run(path, files[0], files[-1], m, ds, head)
 

@@ -113,6 +113,8 @@ class Trainer:
                  gpu: int = -1, run: Path | None = None, max_iter: int | None = None):
         self.ds, self.model, self.head = ds, model, head
         self.run = Path(run or config.run_dir(ds, model, head))
+        if max_iter is not None and max_iter < 1:
+            raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
         self.max_iter = max_iter or model.solver.max_iter
         if self.max_iter != model.solver.max_iter:
             # the solver's schedule (steps, poly decay, weight averaging) follows ITERS=
@@ -129,7 +131,8 @@ class Trainer:
             if lmdbio.read_manifest(path) is None:
                 extra = f" MODEL={model.name}" if model.density else ""
                 subset = f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
-                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={ds.name}"
+                name = ds.subdir if ds.own else ds.name     # an own folder: its path
+                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={name}"
                                  f"{extra}{subset}` first")
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
