@@ -95,12 +95,13 @@ def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):
 @pytest.mark.parametrize("missing", ["folder", "train.json", "model.caffemodel"])
 def test_a_missing_run_file_is_named_with_the_fix(run, images, missing, capsys):
     if missing == "folder":
-        run, missing = run.parent / "no-such-run", "train.json"
+        run = run.parent / "no-such-run"
     else:
         (run / missing).unlink()
     assert cli.main(["count", str(images), "--run", str(run)]) == 2
     err = capsys.readouterr().err
-    assert str(run / missing) in err and "make train" in err
+    assert (f"no run folder {run}: check the path" if missing == "folder"
+            else f"{run / missing} is missing") in err and "make train" in err
 
 
 @pytest.mark.parametrize("backend", ["cv2", "caffe"])

@@ -27,6 +27,9 @@ def load_run(path) -> Run:
     model.caffemodel (a CNN) or model.npz (a classic method)."""
     path = Path(path)
     info_file = path / "train.json"
+    if not path.is_dir():
+        raise RunError(f"no run folder {path}: check the path, or train a model first "
+                       f"(make train DATASET=... MODEL=...)")
     if not info_file.is_file():
         raise _missing(info_file, path)
     try:
