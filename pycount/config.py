@@ -679,6 +679,25 @@ OWN_CROP_BUDGET = 40_000
 # than the named sets'.
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
 OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
+# Limits on what an own folder's pycount.toml or the command line may set (pycount.data.owndata):
+OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name under data/, runs/
+OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
+OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
+OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches for overfitting
+# A given patch or crop side, px: at least 8 (the nets pool three times, each halving the side;
+# below 8 no map is left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel
+# full-size layer, AlexNet's fc6 on such a patch a billion weights; the named sets use 40-200), and
+# never beyond the folder's largest image side (unless the inferred range's floor is larger): a
+# larger window is padding only, and padding every image to 100,000 px asked for 30 GB
+OWN_WINDOW_LIMITS = (8, 1024)
+# A dot mask (pycount.data.readers.mask_centres) is refused when it is no mask of dots: when more
+# than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
+# larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the
+# mask's median blob (a filled region among dots; a cluster of touching discs in a dense set
+# stays a count of k discs)
+MASK_MAX_ON_SHARE = 0.25
+MASK_MAX_BLOB_AREA = 256
+MASK_MAX_BLOB_DOTS = 20
 
 
 def own_record(name: str) -> Path:

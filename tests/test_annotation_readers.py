@@ -2,12 +2,14 @@
 the way its tool writes it: ImageJ Results CSV, Fiji Cell Counter XML, QuPath GeoJSON, dot masks;
 and the folder layout that pairs images with them by name."""
 import json
+import re
 
 import cv2
 import numpy as np
 import pytest
 import tifffile
 
+from pycount import config
 from pycount.data import readers
 from pycount.errors import DatasetError
 
@@ -101,6 +103,37 @@ def test_qupath_older_exports_a_plain_list_of_features(tmp_path):
         readers.read_qupath_geojson(p)
 
 
+AGAIN = "export it again from QuPath (File > Export objects as GeoJSON)"
+
+
+@pytest.mark.parametrize("doc, problem", [
+    ({"type": "FeatureCollection", "features": ["a", 3]},
+     "feature 1 of 2 is 'a', not a GeoJSON Feature object "
+     '({"type": "Feature", "geometry": {...}})'),
+    ([1, 2, 3], 'feature 1 of 3 is 1, not a GeoJSON Feature object '
+                '({"type": "Feature", "geometry": {...}})'),
+    ({"type": "FeatureCollection", "features": [point_feature("Point", [1, 1]),
+                                                {"type": "Feature", "geometry": "Point"}]},
+     "feature 2 of 2 has the geometry 'Point', not a geometry object such as "
+     '{"type": "Point", "coordinates": [x, y]}'),
+    ({"type": "FeatureCollection", "features": "points"},
+     "'features' is 'points', not a list of GeoJSON Features"),
+])
+def test_qupath_features_that_are_not_objects_are_named(tmp_path, doc, problem):
+    p = tmp_path / "img.geojson"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError) as err:
+        readers.read_qupath_geojson(p)
+    assert str(err.value) == f"{p}: {problem}; {AGAIN}"
+
+
+def test_qupath_properties_that_are_not_an_object_mean_no_class(tmp_path):
+    p = tmp_path / "img.geojson"
+    feature = dict(point_feature("Point", [4.5, 2.5]), properties="annotation")
+    p.write_text(qupath_geojson([feature, None]))          # and a null entry holds nothing
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[4, 2]])
+
+
 # --- dot masks ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["grey8", "grey16", "red-rgb", "rgba"])
@@ -129,6 +162,12 @@ def _disc(mask, x, y, r=2):
     mask[(xx - x) ** 2 + (yy - y) ** 2 <= r * r] = 255
 
 
+def _dots_on_black(side: int) -> np.ndarray:
+    mask = np.zeros((side, side), np.uint8)
+    mask[5::20, 7::20] = 255
+    return mask
+
+
 def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
     mask = np.zeros((40, 60), np.uint8)
     for x, y in [(5, 5), (30, 8), (50, 30), (12, 30)]:
@@ -145,6 +184,47 @@ def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
     mask[5, 5] = mask[5, 6] = mask[12, 3] = mask[15, 15] = 1
     cv2.imwrite(str(path), mask)
     assert len(readers.read_dot_mask(path)) == 4
+
+
+def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
+    path = tmp_path / "a_dots.png"
+    for solid in (np.full((160, 160), 255, np.uint8),               # the probe's maskfull
+                  255 - _dots_on_black(160)):                     # an inverted mask
+        cv2.imwrite(str(path), solid)
+        with pytest.raises(DatasetError, match=f"the dot mask {re.escape(str(path))} marks "
+                                               f"(100|99)% of its pixels \\(is it inverted"):
+            readers.read_dot_mask(path, (160, 160, 3))
+    mask = np.zeros((60, 60), np.uint8)                            # dots and one filled cell
+    for x, y in [(5, 5), (50, 8), (8, 50)]:
+        _disc(mask, x, y)
+    _disc(mask, 30, 30, r=10)                                      # 317 px
+    cv2.imwrite(str(path), mask)
+    with pytest.raises(DatasetError, match="has a marked region of 317 px \\(21x21 px from x=20, "
+                                           "y=20\\), far larger than its dots"):
+        readers.read_dot_mask(path)
+    mask[20:41, 20:41] = 0                        # a row of 9 touching dots instead: 9 cells
+    for x in range(10, 51, 5):
+        _disc(mask, x, 30)
+    assert cv2.connectedComponentsWithStats(mask)[2][1:, cv2.CC_STAT_AREA].max() == 117
+    cv2.imwrite(str(path), mask)
+    assert len(readers.read_dot_mask(path)) == 3 + 9
+
+
+def test_touching_discs_of_a_dense_mask_stay_counted(tmp_path):
+    """Discs of radius 5 (81 px) touching in fours: blobs of ~320 px, beyond MASK_MAX_BLOB_AREA
+    but a few of the mask's own dots, so each counts as its discs."""
+    mask = np.zeros((120, 120), np.uint8)
+    for x0 in (15, 75):
+        for y0 in (15, 75):
+            for dx, dy in ((0, 0), (9, 0), (0, 9), (9, 9)):
+                _disc(mask, x0 + dx, y0 + dy, r=5)
+    for x, y in ((60, 10), (10, 60), (110, 60), (60, 110), (60, 60)):
+        _disc(mask, x, y, r=5)
+    areas = cv2.connectedComponentsWithStats(mask)[2][1:, cv2.CC_STAT_AREA]
+    assert areas.max() > config.MASK_MAX_BLOB_AREA
+    path = tmp_path / "b_dots.png"
+    cv2.imwrite(str(path), mask)
+    assert len(readers.read_dot_mask(path)) == 4 * 4 + 5
 
 
 def test_a_jpeg_dot_mask_loses_its_compression_noise(tmp_path):
@@ -227,6 +307,19 @@ def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
     (tmp_path / "b.xml").rename(tmp_path / "a.xml")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'a.png'} has 2 annotations"):
         readers.folder_pairs(tmp_path)
+
+
+def test_folder_names_two_images_of_the_same_name(tmp_path):
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "a.jpg")
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(DatasetError) as err:
+        readers.folder_pairs(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'a.jpg'} and {tmp_path / 'a.png'} are two images of "
+                              "the same name 'a'; keep one of them (or rename the other)")
+    (tmp_path / "a.jpg").rename(tmp_path / "b.jpg")
+    (tmp_path / "b.csv").write_text("x,y\n1,2\n")
+    assert sorted(readers.folder_pairs(tmp_path)) == ["a", "b"]
 
 
 def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):

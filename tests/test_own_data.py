@@ -202,6 +202,139 @@ def test_a_run_records_the_settings_and_the_name_finds_the_folder(tmp_path, work
     assert config.dataset("f").subdir == ds.subdir
 
 
+# --- settings and data no training can use: refused, naming the file or option -------------------
+
+def test_a_test_list_of_every_image_leaves_none_to_train_on(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=4)
+    toml = folder / "pycount.toml"
+    for test, left in ((["i00", "i01", "i02", "i03"], 0), (["i00", "i01", "i02"], 1)):
+        toml.write_text(f"test = {json.dumps(test)}\n")
+        with pytest.raises(DatasetError) as err:
+            resolved(folder)
+        assert str(err.value) == (
+            f"{toml}: test names {len(test)} of the folder's 4 images, which leaves {left} for "
+            f"training; training needs at least {config.OWN_MIN_TRAIN_IMAGES} (one to train on, "
+            "one to validate): take some out of test, or add annotated images")
+    toml.write_text('test = ["i00", "i01"]\n')
+    assert resolved(folder).train_ids == ("i02", "i03")
+
+
+def test_n_val_0_is_refused(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=4)
+    toml = folder / "pycount.toml"
+    toml.write_text("n_val = 0\n")
+    with pytest.raises(DatasetError) as err:
+        resolved(folder)
+    assert str(err.value) == (
+        f"{toml}: n_val = 0 is not valid: at least 1 training image must validate (it picks the "
+        f"weights kept and shows overfitting); set n_val to 1 or more, or leave it out (default "
+        f"{config.OWN_N_VAL})")
+    assert not (workdirs / "data" / "own").exists()            # refused before the cache
+    toml.write_text("n_val = 1\n")
+    ds = resolved(folder)
+    assert ds.n_val == 1 and len(prepare.split(ds)["val"]) == 1
+
+
+@pytest.mark.parametrize("setting, value, source, reason", [
+    ("patch", 1, "toml", "the nets pool three times: below 8 px no map is left"),
+    ("patch", 100000, "toml", "a window larger than the largest image, 120 px, holds only padding"),
+    ("patch", 4, "option", "the nets pool three times: below 8 px no map is left"),
+    ("patch", 121, "option", "a window larger than the largest image, 120 px, holds only padding"),
+    ("crop", 4096, "toml", "a window larger than the largest image, 120 px, holds only padding"),
+    ("crop", 128, "option", "a window larger than the largest image, 120 px, holds only padding"),
+])
+def test_a_patch_or_crop_out_of_limits_is_refused_naming_its_source(tmp_path, workdirs, setting,
+                                                                     value, source, reason):
+    folder = make_folder(tmp_path / "f", n=4, side=120)
+    if source == "toml":
+        (folder / "pycount.toml").write_text(f"{setting} = {value}\n")
+        where = f"{folder / 'pycount.toml'}: {setting} = {value}"
+    else:
+        where = f"{setting.upper()}={value} (--{setting})"
+    with pytest.raises(DatasetError) as err:
+        resolved(folder, **({} if source == "toml" else {setting: value}))
+    assert str(err.value) == (f"{where} is not valid: use a {setting} of 8 to 120 px ({reason}), "
+                              "or leave it out to have it inferred")
+
+
+def test_patch_and_crop_limits_admit_their_bounds(tmp_path, workdirs, monkeypatch):
+    folder = make_folder(tmp_path / "f", n=4, side=120)
+    assert resolved(folder, patch=8).patch == 8 and resolved(folder, patch=120).patch == 120
+    assert resolved(folder, crop=8).crop == 8 and resolved(folder, crop=120).crop == 120
+    # the absolute ceiling holds for large images too
+    monkeypatch.setattr(config, "OWN_WINDOW_LIMITS", (8, 100))
+    with pytest.raises(DatasetError, match="PATCH=104 \\(--patch\\) is not valid: use a patch of "
+                                           "8 to 100 px \\(above 100 px the nets' weights"):
+        resolved(folder, patch=104)
+    # a folder of images smaller than the inferred floor still takes the floor: they are padded
+    tiny = make_folder(tmp_path / "tiny", n=4, side=20, spacing=5)
+    assert resolved(tiny, patch=config.OWN_PATCH_RANGE[0]).patch == config.OWN_PATCH_RANGE[0]
+    with pytest.raises(DatasetError, match="use a patch of 8 to 24 px"):
+        resolved(tiny, patch=28)
+
+
+def test_a_bad_patch_on_the_command_line_exits_2_with_one_line(tmp_path, workdirs, capsys):
+    folder = make_folder(tmp_path / "f", n=4, side=120)
+    assert cli.main(["prepare", "--dataset", str(folder), "--model", "fcrn", "--patch", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("pycount: error: PATCH=1 (--patch) is not valid: use a patch of 8 to 120 px "
+                   "(the nets pool three times: below 8 px no map is left), or leave it out to "
+                   "have it inferred\n")
+    assert not (workdirs / "data" / "lmdb").exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", ".hidden", "two words", "x" * 101, ""])
+def test_a_dataset_name_that_is_no_plain_file_name_is_refused(tmp_path, workdirs, name):
+    folder = make_folder(tmp_path / "f", n=4)
+    toml = folder / "pycount.toml"
+    toml.write_text(f"name = {json.dumps(name)}\n")
+    with pytest.raises(DatasetError) as err:
+        resolved(folder)
+    assert str(err.value) == (
+        f"{toml}: name = {name!r} is not valid: the name becomes a folder under data/ and runs/, "
+        f"so use letters, digits, '-', '_' and '.' only, not starting with '.' (at most "
+        f"{config.OWN_NAME_MAX} characters), e.g. name = \"mouse-liver\"")
+    assert sorted(p.name for p in workdirs.iterdir()) == ["f"]      # nothing written anywhere
+
+
+def test_a_plain_dataset_name_is_taken(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=4)
+    (folder / "pycount.toml").write_text('name = "mouse-liver_2.v1"\n')
+    assert resolved(folder).name == "mouse-liver_2.v1"
+    assert (workdirs / "data" / "own" / "mouse-liver_2.v1.json").is_file()
+
+
+def test_training_images_without_a_single_cell_are_refused(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=5)
+    for csv in folder.glob("*.csv"):
+        csv.write_text("x,y\n")                                   # header only: no cell
+    with pytest.raises(DatasetError) as err:
+        resolved(folder)
+    assert str(err.value) == (
+        f"{folder}: none of the 4 training images has an annotated cell, and a counter cannot "
+        "learn from zero cells; check the annotation files (a CSV of only its header x,y, a "
+        "wrong marker or class), or add annotated images")
+    # a marker that none of the training images' markers are of: named
+    for csv in folder.glob("*.csv"):
+        csv.unlink()
+        (folder / f"{csv.stem}.xml").write_text(
+            "<CellCounter_Marker_File><Marker_Data><Marker_Type><Type>1</Type><Marker><MarkerX>5"
+            "</MarkerX><MarkerY>5</MarkerY></Marker></Marker_Type><Marker_Type><Type>2</Type>"
+            "</Marker_Type></Marker_Data></CellCounter_Marker_File>")
+    (folder / "pycount.toml").write_text("marker = 2\n")
+    with pytest.raises(DatasetError, match="has an annotated cell of the marker '2' that "
+                                           f"{folder / 'pycount.toml'} chooses, and a counter"):
+        resolved(folder)
+    (folder / "pycount.toml").write_text("marker = 1\n")
+    assert resolved(folder).max_patch_count > 0
+    # one cell in one training image is enough to go on
+    for xml in folder.glob("*.xml"):
+        xml.unlink()
+        (folder / f"{xml.stem}.csv").write_text("x,y\n" + ("3,3\n" if xml.stem == "i01" else ""))
+    (folder / "pycount.toml").unlink()
+    assert "i01" in resolved(folder).train_ids
+
+
 # --- the whole path --------------------------------------------------------------------------------
 
 def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys):

@@ -208,6 +208,99 @@ def test_generic_corrupt_image(generic_set):
         read_generic(generic_set)
 
 
+def _textured(h=60, w=80):
+    """An RGB image with detail everywhere, so that its JPEG has a long scan to cut."""
+    rng = np.random.default_rng(3)
+    return cv2.GaussianBlur((rng.random((h, w, 3)) * 255).astype(np.uint8), (5, 5), 1.5)
+
+
+@pytest.mark.parametrize("options", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1],
+                                     [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]])
+def test_a_jpeg_cut_short_is_refused_not_filled_with_grey(generic_set, options):
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(_textured(), cv2.COLOR_RGB2BGR), options)
+    data = buf.tobytes()
+    (generic_set / "002.png").unlink()
+    path = generic_set / "002.jpg"
+    path.write_bytes(data + b"\x00" * 64)      # padding after the end marker is harmless
+    whole = read_generic(generic_set)[1].image
+    path.write_bytes(data)
+    np.testing.assert_array_equal(datasets._read_any_image(path), whole)
+    for cut in (len(data) // 3, len(data) - 2):   # a third (the probe's); all but the end marker
+        path.write_bytes(data[:cut])
+        if not options:                                   # cv2 alone decodes it, grey-filled
+            assert cv2.imread(str(path)) is not None
+        message = (f"cannot decode {path}: the JPEG file ends before its end-of-image marker (it "
+                   "was cut short, e.g. by an interrupted copy or download); replace or remove it")
+        with pytest.raises(DatasetError) as err:
+            read_generic(generic_set)
+        assert str(err.value) == message
+        with pytest.raises(DatasetError) as err:             # the reader `pycount count` uses
+            datasets._read_any_image(path)
+        assert str(err.value) == message
+
+
+def test_a_jpeg_thumbnail_end_marker_does_not_hide_a_cut(tmp_path):
+    """An EXIF thumbnail (a JPEG inside the APP1 segment) ends with FF D9 too: still refused."""
+    thumb = cv2.imencode(".jpg", _textured(8, 8))[1].tobytes()
+    body = cv2.imencode(".jpg", _textured())[1].tobytes()
+    exif = b"Exif\x00\x00" + thumb
+    data = body[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + body[2:]
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    assert datasets._read_any_image(path).shape == (60, 80, 3)
+    path.write_bytes(data[:len(data) - len(body) // 2])
+    with pytest.raises(DatasetError, match="ends before its end-of-image marker"):
+        datasets._read_any_image(path)
+
+
+def test_a_png_cut_short_is_refused(tmp_path):
+    path = tmp_path / "x.png"
+    write_rgb(path, _textured())
+    path.write_bytes(path.read_bytes()[:-12])               # without its IEND chunk
+    with pytest.raises(DatasetError) as err:
+        datasets._read_any_image(path)
+    assert str(err.value) == (f"cannot decode {path}: the file is corrupt or not an image; "
+                              "replace or remove it")
+
+
+@pytest.mark.parametrize("decoder", ["cv2", "tifffile"])
+def test_a_multi_page_tiff_is_refused_not_read_as_its_first_page(tmp_path, monkeypatch, decoder):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((5, 10, 12), np.uint8))   # 5 pages, as the probe's stack
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (10, 12)   # page 1 only
+    assert cv2.imcount(str(path)) == 5
+    if decoder == "tifffile":                    # a TIFF cv2 cannot decode goes to tifffile
+        monkeypatch.setattr(datasets.cv2, "imread", lambda *a: None)
+    message = (f"cannot decode {path}: it is a TIFF of 5 pages (a stack, time series or channels), "
+               "and one image per file is read; save each page as an image of its own (Fiji: "
+               "Image > Stacks > Stack to Images) or the channels as one RGB image, or remove it")
+    with pytest.raises(DatasetError) as err:
+        datasets._read_any_image(path)
+    assert str(err.value) == message
+    with pytest.raises(DatasetError) as err:                 # a dot mask as well
+        datasets.read_dot_mask(path)
+    assert str(err.value) == message.replace("decode ", "decode the dot mask ")
+    tifffile.imwrite(path, np.zeros((10, 12), np.uint8))       # one page reads
+    assert datasets._read_any_image(path).shape == (10, 12, 3)
+
+
+def test_a_float_tiff_with_nan_or_inf_is_refused(tmp_path):
+    import warnings
+    data = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
+    path = tmp_path / "f.tif"
+    tifffile.imwrite(path, data)
+    assert datasets._read_any_image(path)[..., 0].max() == 255        # finite floats read
+    data[3, 4], data[5, 6] = np.nan, np.inf
+    tifffile.imwrite(path, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                           # and no RuntimeWarning leaks
+        with pytest.raises(DatasetError) as err:
+            datasets._read_any_image(path)
+    assert str(err.value) == (f"cannot decode {path}: 2 of its 120 pixel values are NaN or "
+                              "infinite; replace them (Fiji: Process > Math > Remove NaNs) and "
+                              "save it again, or remove it")
+
+
 @pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.5), (float("nan"), 1.0)])
 def test_generic_centre_outside(generic_set, x, y):
     write_xy(generic_set / "002.csv", [[1.0, 1.0], [x, y]])

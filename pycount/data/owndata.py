@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,16 +115,80 @@ def draw_split(ids: list[str], test: tuple[str, ...] = ()) -> tuple[list[str], l
     return prepare.draw_split(ids)
 
 
+def _given(ds: config.DatasetConfig, root: Path, key: str, value) -> str:
+    """Where a setting's value came from, for a message: its pycount.toml line or the option."""
+    if key in ds.spec and config.read_spec(root).get(key) == value:
+        return f"{root / config.SPEC_FILE}: {key} = {value!r}"
+    return f"{key.upper()}={value} (--{key.replace('_', '-')})"
+
+
+def _check_settings(ds: config.DatasetConfig, root: Path) -> None:
+    """The settings that must be refused before anything is written: a name that would leave
+    data/ (it names the cache file, the LMDBs and the runs) and a validation set of no image."""
+    spec_file = root / config.SPEC_FILE
+    if "name" in ds.spec:
+        name = str(config.read_spec(root).get("name", ds.name))
+        if len(name) > config.OWN_NAME_MAX or not re.fullmatch(config.OWN_NAME_PATTERN, name):
+            raise DatasetError(
+                f"{spec_file}: name = {name!r} is not valid: the name becomes a folder under "
+                f"data/ and runs/, so use letters, digits, '-', '_' and '.' only, not starting "
+                f"with '.' (at most {config.OWN_NAME_MAX} characters), e.g. name = \"mouse-liver\"")
+    if ds.n_val < config.OWN_MIN_N_VAL:
+        raise DatasetError(
+            f"{spec_file}: n_val = {ds.n_val} is not valid: at least {config.OWN_MIN_N_VAL} "
+            f"training image must validate (it picks the weights kept and shows overfitting); "
+            f"set n_val to {config.OWN_MIN_N_VAL} or more, or leave it out (default "
+            f"{config.OWN_N_VAL})")
+
+
+def _check_windows(ds: config.DatasetConfig, root: Path, stats: dict[str, ImageStats]) -> None:
+    """A patch or crop side given in pycount.toml or on the command line within
+    config.OWN_WINDOW_LIMITS and no larger than the folder's largest image side (a larger window
+    is padding only; the inferred range's floor stays allowed for folders of tiny images)."""
+    largest = max(max(s.width, s.height) for s in stats.values())
+    for key, floor in (("patch", config.OWN_PATCH_RANGE[0]), ("crop", config.OWN_CROP_RANGE[0])):
+        value = getattr(ds, key)
+        lo, hi = config.OWN_WINDOW_LIMITS
+        top = min(hi, max(largest, floor))
+        if value and not lo <= value <= top:
+            if value < lo:
+                why = f"the nets pool three times: below {lo} px no map is left"
+            elif value > largest:
+                why = f"a window larger than the largest image, {largest} px, holds only padding"
+            else:
+                why = f"above {hi} px the nets' weights and batches outgrow the memory"
+            raise DatasetError(f"{_given(ds, root, key, value)} is not valid: use a {key} of "
+                               f"{lo} to {top} px ({why}), or leave it out to have it inferred")
+
+
 def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
-    """ds with every zero setting inferred from its folder; `say` gets one line per setting."""
+    """ds with every zero setting inferred from its folder; `say` gets one line per setting.
+    Settings no training can use (see _check_settings, _check_windows, and a split or
+    annotations that leave nothing to learn from) raise DatasetError before anything is written
+    beyond the images' measurement cache."""
     if not ds.own:
         return ds
     root = Path(ds.subdir)
+    _check_settings(ds, root)
     stats = _measure(root, ds.marker, ds.name)
     ids = readers.list_ids("folder", root)
     train, test = draw_split(ids, ds.test_ids)
+    if len(train) < config.OWN_MIN_TRAIN_IMAGES:
+        raise DatasetError(
+            f"{root / config.SPEC_FILE}: test names {len(test)} of the folder's {len(ids)} images, "
+            f"which leaves {len(train)} for training; training needs at least "
+            f"{config.OWN_MIN_TRAIN_IMAGES} (one to train on, one to validate): take some out of "
+            f"test, or add annotated images")
+    _check_windows(ds, root, stats)
     kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
     tr = [stats[i] for i in train]
+    if not sum(s.count for s in tr):
+        chosen = (f" of the marker {ds.marker!r} that {root / config.SPEC_FILE} chooses"
+                  if ds.marker else "")
+        raise DatasetError(
+            f"{root}: none of the {len(tr)} training images has an annotated cell{chosen}, and a "
+            f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
+            f"its header x,y, a wrong marker or class), or add annotated images")
     lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
 
     def note(key, value, rule, unit=""):

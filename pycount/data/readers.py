@@ -29,6 +29,7 @@ import numpy as np
 import scipy.io
 import tifffile
 
+from pycount import config
 from pycount.errors import DatasetError  # noqa: F401 (re-exported)
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays have no scalar equality
@@ -266,17 +267,92 @@ def _to_uint8(data: np.ndarray) -> np.ndarray:
     return np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def _read_any_image(path: Path) -> np.ndarray:
-    """Decode an 8/16-bit grey, RGB or RGBA image into H x W x 3 uint8 RGB: grey is replicated to three
-    channels, alpha is dropped, depth is converted by _to_uint8. TIFFs cv2 cannot decode go to tifffile."""
-    data, bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True
+# a marker inside a JPEG scan's entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart
+# marker (0xD0-0xD7) or another 0xFF (fill)
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Does a JPEG file reach its end-of-image marker (FF D9)? libjpeg decodes a file cut short
+    with a grey fill and only a warning on stderr. The segments are walked from the start, each
+    skipped by its length (so the EOI of an EXIF thumbnail inside APP1 is never mistaken for the
+    end), each scan's entropy-coded data up to its next marker; bytes after the EOI (padding, a
+    camera's trailer) do not matter."""
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:                  # stray bytes between segments: libjpeg skips them
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            continue
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF:                   # fill byte before a marker
+            i += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:   # markers without a length
+            i += 2
+        else:
+            if i + 3 >= n:
+                return False
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+            if marker == 0xDA:               # start of scan: its coded data runs to the next marker
+                found = _JPEG_SCAN_END.search(data, i)
+                if found is None:
+                    return False
+                i = found.start()
+    return False
+
+
+def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
+    """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
+    order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
+    not an image, a JPEG cut short, a TIFF of several pages (cv2 would read the first only) or a
+    float image with NaN or infinite values."""
+    def fail(why, fix="replace or remove it"):
+        return DatasetError(f"cannot decode {what}{path}: {why}; {fix}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head[:3] == b"\xff\xd8\xff" and not _jpeg_complete(head + f.read()):
+                raise fail("the JPEG file ends before its end-of-image marker (it was cut short, "
+                           "e.g. by an interrupted copy or download)")
+    except OSError as e:
+        raise fail(f"the file cannot be read ({e.strerror or e})") from None
+    data, bgr, pages = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True, 1
+    if data is not None and head in _TIFF_MAGIC:
+        try:
+            pages = cv2.imcount(str(path))
+        except cv2.error:                    # it decoded, so it has one page at least
+            pages = 1
     if data is None and path.suffix.lower() in (".tif", ".tiff"):
         try:
-            data, bgr = tifffile.imread(path), False  # tifffile keeps the file's RGB order
+            with tifffile.TiffFile(path) as tif:   # tifffile keeps the file's RGB order
+                series = tif.series[0]
+                data, bgr, pages = series.asarray(), False, len(series.pages)
         except Exception:  # tifffile raises many types on broken files; all mean "cannot decode"
             data = None
+        if data is not None and data.size == 0:    # a TIFF cut short: its pages are lost
+            data = None
     if data is None:
-        raise DatasetError(f"cannot decode {path}: the file is corrupt or not an image; replace or remove it")
+        raise fail("the file is corrupt or not an image")
+    if pages > 1:
+        raise fail(f"it is a TIFF of {pages} pages (a stack, time series or channels), and one "
+                   "image per file is read", "save each page as an image of its own (Fiji: Image "
+                   "> Stacks > Stack to Images) or the channels as one RGB image, or remove it")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int(data.size - np.isfinite(data).sum())
+        raise fail(f"{bad} of its {data.size} pixel values are NaN or infinite", "replace them "
+                   "(Fiji: Process > Math > Remove NaNs) and save it again, or remove it")
+    return data, bgr
+
+
+def _read_any_image(path: Path) -> np.ndarray:
+    """Decode an 8/16-bit grey, RGB or RGBA image into H x W x 3 uint8 RGB: grey is replicated to three
+    channels, alpha is dropped, depth is converted by _to_uint8. TIFFs cv2 cannot decode go to tifffile;
+    what _decode refuses (a cut JPEG, a multi-page TIFF, NaN pixels) raises DatasetError."""
+    data, bgr = _decode(Path(path))
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
     if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (3, 4))):
@@ -387,9 +463,16 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
 
 
 def _qupath_class(feature: dict):
-    props = feature.get("properties") or {}
-    c = props.get("classification") or feature.get("classification") or {}
+    props = feature.get("properties")
+    c = (props.get("classification") if isinstance(props, dict) else None) \
+        or feature.get("classification") or {}
     return c.get("name") if isinstance(c, dict) else c
+
+
+def _brief(value, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
@@ -414,9 +497,23 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     else:
         raise DatasetError(f"{path} is JSON but not GeoJSON features (expected a FeatureCollection, "
                            "as QuPath's 'Export objects as GeoJSON' writes)")
+    again = "export it again from QuPath (File > Export objects as GeoJSON)"
+    if not isinstance(features, list):
+        raise DatasetError(f"{path}: 'features' is {_brief(features)}, not a list of GeoJSON "
+                           f"Features; {again}")
     centres, classes = [], set()
-    for f in features:
-        geom = (f or {}).get("geometry") or {}
+    for n, f in enumerate(features, 1):
+        if f is None:                        # a null entry holds nothing to count
+            continue
+        if not isinstance(f, dict):
+            raise DatasetError(f"{path}: feature {n} of {len(features)} is {_brief(f)}, not a "
+                               "GeoJSON Feature object ({\"type\": \"Feature\", \"geometry\": "
+                               f"{{...}}}}); {again}")
+        geom = f.get("geometry") or {}
+        if not isinstance(geom, dict):
+            raise DatasetError(f"{path}: feature {n} of {len(features)} has the geometry "
+                               f"{_brief(geom)}, not a geometry object such as {{\"type\": "
+                               f"\"Point\", \"coordinates\": [x, y]}}; {again}")
         kind, coords = geom.get("type"), geom.get("coordinates")
         if kind not in ("Point", "MultiPoint"):
             continue
@@ -444,14 +541,7 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
     one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
     cells. A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None and Path(path).suffix.lower() in (".tif", ".tiff"):
-        try:
-            data = tifffile.imread(path)
-        except Exception:  # any tifffile failure means the same: not decodable
-            data = None
-    if data is None:
-        raise DatasetError(f"cannot decode the dot mask {path}: the file is corrupt or not an image")
+    data, _ = _decode(Path(path), "the dot mask ")
     if data.ndim == 3:
         data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
         data = data.max(axis=2)
@@ -460,17 +550,31 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
                            f"{shape[1]}x{shape[0]}; a mask must have its image's size")
     on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
         else data != 0
-    return mask_centres(on)
+    return mask_centres(on, path)
 
 
-def mask_centres(on: np.ndarray) -> np.ndarray:
-    """(N, 2) x, y of the cells a boolean dot mask marks (read_dot_mask's rule)."""
+def mask_centres(on: np.ndarray, source="") -> np.ndarray:
+    """(N, 2) x, y of the cells a boolean dot mask marks (read_dot_mask's rule). A mask that is
+    mostly marked (solid, inverted) or holds a blob far larger than its dots (a filled region, an
+    outline; config.MASK_MAX_*) is no dot mask: DatasetError naming `source`."""
     ys, xs = np.nonzero(on)
     pixels = np.stack([xs, ys], axis=1).astype(np.float64)
+    mask = f"the dot mask{f' {source}' if source else ''}"
+    fix = ("a dot mask marks each cell with one pixel or a small dot on a black background: mark "
+           "the cell centres instead, or give them as a CSV (x,y)")
+    if len(pixels) > config.MASK_MAX_ON_SHARE * on.size:
+        raise DatasetError(f"{mask} marks {len(pixels) / on.size:.0%} of its pixels (is it "
+                           f"inverted, or a filled region?); {fix}")
     if len(pixels) < 2:
         return pixels
     n, _, stats, centroids = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
+    big = int(np.argmax(areas))
+    limit = max(config.MASK_MAX_BLOB_AREA, config.MASK_MAX_BLOB_DOTS * float(np.median(areas)))
+    if areas[big] > limit:
+        x, y, w, h = (int(v) for v in stats[1 + big, :4])
+        raise DatasetError(f"{mask} has a marked region of {int(areas[big])} px ({w}x{h} px from "
+                           f"x={x}, y={y}), far larger than its dots; {fix}")
     typical = float(np.median(areas))
     if typical <= 1:                        # one-pixel dots: every pixel is a mark
         return pixels
@@ -508,7 +612,14 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
     annotation and every annotation its image, else DatasetError names the file."""
     root = _require_dir(root)
     files = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    images = {p.stem: p for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    images: dict[str, Path] = {}
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.stem in images:                 # one id, two files: either could be the image meant
+            raise DatasetError(f"{images[p.stem]} and {p} are two images of the same name "
+                               f"{p.stem!r}; keep one of them (or rename the other)")
+        images[p.stem] = p
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
              if p.suffix.lower() in ANNOTATION_KINDS]
     # a dot mask is an image file whose stem ends in "dots" and names another image
