@@ -290,6 +290,9 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     for k, v in changes.items():
         if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
             raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")
+    if patch is not None and patch < OWN_WINDOW_LIMITS[0] and not ds.own:   # own: owndata
+        raise ConfigError(f"PATCH={patch} is not valid: a patch needs at least "
+                          f"{OWN_WINDOW_LIMITS[0]} px (a patch of {patch} px holds no cell)")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")

@@ -76,3 +76,10 @@ def test_the_trainer_refuses_fewer_than_one_iteration(workdirs):
     for n in (0, -5):
         with pytest.raises(config.ConfigError, match=f"ITERS={n} is not valid"):
             Trainer(ds, config.model("alexnet-lite", ds), max_iter=n)
+
+
+def test_a_patch_too_small_to_hold_a_cell_is_refused(workdirs, capsys):
+    """PATCH=1 on a named set cut ~900,000 patches of one pixel before anything complained."""
+    assert cli.main(["prepare", "--dataset", "synthetic", "--patch", "4"]) == 2
+    assert "PATCH=4 is not valid: a patch needs at least 8 px" in capsys.readouterr().err
+    assert not (workdirs / "data" / "lmdb").exists()
