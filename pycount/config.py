@@ -25,6 +25,8 @@ DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
 # the tallest heatmap figure `pycount count` draws, in inches (7 wide): a 20 x 5,000 px image
 # asked matplotlib for a 1,500-inch figure, which it refuses (more than 2^16 px at 100 dpi)
 OVERLAY_MAX_HEIGHT_IN = 40
+# progress bars off a terminal (logs, CI): a line every tenth of the work, and at least this often
+PROGRESS_LOG_SECONDS = 300
 # `make protocol`: the density counters' protocol (Lempitsky & Zisserman; FCRN; Count-ception):
 # N training images drawn with each seed, two runs at a time on 2 cores
 PROTOCOL_NS = (32, 50)

@@ -32,3 +32,21 @@ def test_fresh_bar_prints_each_tenth_once_off_a_terminal():
     fracs = [int(re.search(r"\(\s*(\d+)%\)", ln).group(1)) for ln in lines]
     # the first update, then one line as each tenth is reached; the final draw repeats none
     assert fracs == [5] + list(range(10, 101, 10))
+
+
+def test_a_slow_bar_also_prints_by_the_clock_off_a_terminal(monkeypatch):
+    """A tenth of a 20,000-iteration CPU training is over an hour: a log line at least every
+    PROGRESS_LOG_SECONDS between the tenths."""
+    from pycount import config
+    from pycount.util import progress
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    with Progress(1000, "training", "iter", stream=out) as bar:
+        bar.update(1)                                     # the first line
+        for _ in range(20):                               # 20 iterations, each a minute
+            clock[0] += 60.0
+            bar.update(1)
+    counts = [int(re.search(r": (\d+)/1000", ln).group(1)) for ln in out.getvalue().splitlines()]
+    every = int(config.PROGRESS_LOG_SECONDS // 60)
+    assert 1 <= every < 20 and counts == list(range(1, 22, every))

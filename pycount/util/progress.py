@@ -4,12 +4,15 @@ from __future__ import annotations
 import sys
 import time
 
+from pycount import config
+
 
 class Progress:
     """`with Progress(total, "writing") as bar: bar.update(1, loss=0.3)`.
 
     Redraws at most ~10 times a second on a terminal; when stderr is not a terminal (CI, logs) it
-    prints a line every 10 % instead, so logs stay short. `done` is work finished before this bar
+    prints a line every 10 % instead, so logs stay short, and at least every
+    config.PROGRESS_LOG_SECONDS (a 20,000-iteration CPU training's tenth is over an hour). `done` is work finished before this bar
     began (a resumed training): it counts towards the fraction but not towards the rate, so the
     rate and the eta describe this session only.
     """
@@ -20,6 +23,7 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.n = self.done = max(int(done), 0)
         self.info, self.start, self._last, self._decile = "", time.monotonic(), 0.0, -1
+        self._logged = self.start             # off a terminal: when the last line was written
 
     def __enter__(self):
         return self
@@ -53,8 +57,10 @@ class Progress:
                 self._last = now
         else:
             decile = int(10 * min(frac, 1.0))
-            if decile != self._decile or final:
+            due = now - self._logged >= config.PROGRESS_LOG_SECONDS and not final
+            if decile != self._decile or final or due:
                 if not (final and decile == self._decile):
                     self.stream.write(text + "\n")
                     self.stream.flush()
+                    self._logged = now
                 self._decile = decile
