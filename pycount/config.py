@@ -290,8 +290,17 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
     for k, v in changes.items():
+        if k in ("seed", "resplit", "train_n") and v < 0:
+            raise ConfigError(f"{k.upper()}={v} is not valid: use a whole number, 0 or more")
         if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
             raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")
+    if rot_step is not None and not 0 <= rot_step < 360:
+        raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
+                          f"to 359 (the paper's 30), or 0 for none")
+    if size is not None and 0 < size < OWN_WINDOW_LIMITS[0]:
+        raise ConfigError(f"SIZE={size} is not valid: resize patches to at least "
+                          f"{OWN_WINDOW_LIMITS[0]} px (the paper's nets: 224 or 227), or 0 for "
+                          f"their native size")
     if patch is not None and patch < OWN_WINDOW_LIMITS[0] and not ds.own:   # own: owndata
         raise ConfigError(f"PATCH={patch} is not valid: a patch needs at least "
                           f"{OWN_WINDOW_LIMITS[0]} px (a patch of {patch} px holds no cell)")

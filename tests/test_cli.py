@@ -83,3 +83,15 @@ def test_a_patch_too_small_to_hold_a_cell_is_refused(workdirs, capsys):
     assert cli.main(["prepare", "--dataset", "synthetic", "--patch", "4"]) == 2
     assert "PATCH=4 is not valid: a patch needs at least 8 px" in capsys.readouterr().err
     assert not (workdirs / "data" / "lmdb").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--size", "3"], "SIZE=3 is not valid: resize patches to at least 8 px"),
+    (["--rot", "400"], "ROT=400 is not valid: use a rotation step in degrees from 1 to 359"),
+    (["--seed", "-1"], "SEED=-1 is not valid: use a whole number, 0 or more"),
+])
+def test_settings_out_of_range_are_refused_with_their_meaning(workdirs, argv, needle, capsys):
+    """SIZE=3 prepared patches that Caffe then aborted on (blob.cpp Check failed); ROT=400 was
+    taken; a negative seed was told to use a positive number of pixels."""
+    assert cli.main(["prepare", "--dataset", "synthetic", *argv]) == 2
+    assert needle in capsys.readouterr().err

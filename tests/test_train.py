@@ -317,3 +317,141 @@ def test_a_long_training_also_snapshots_by_the_clock(tiny, monkeypatch):
     run = config.run_dir(ds, model)
     assert json.loads((run / "snapshots" / "latest.json").read_text())["iter"] == 20
     assert [p.name for p in (run / "snapshots").glob("*.caffemodel")] == ["snap_iter_20.caffemodel"]
+
+
+def _resume_in_subprocess(tmp_path, ds, model, max_iter: int | None = None):
+    """`make train` resuming, as its own process (a Caffe abort must not end pytest): (returncode,
+    output)."""
+    proc = _train_in_subprocess(tmp_path, ds, model, max_iter or "None", resume=True)
+    out = proc.communicate(timeout=600)[0].decode()
+    return proc.returncode, out
+
+
+def _damage(snaps, what: str, other_run=None) -> None:
+    latest = json.loads((snaps / "latest.json").read_text())
+    weights, state = snaps / latest["caffemodel"], snaps / latest["solverstate"]
+    if what == "caffemodel truncated":
+        weights.write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 3])
+    elif what == "caffemodel empty":
+        weights.write_bytes(b"")
+    elif what == "solverstate empty":
+        state.write_bytes(b"")
+    elif what == "latest.json garbage":
+        (snaps / "latest.json").write_text("{garbage")
+    elif what == "latest.json without a pair":
+        (snaps / "latest.json").write_text("{}")
+    elif what == "another head's snapshot":
+        for f in (other_run / "snapshots").glob("snap_iter_*"):
+            shutil.copy(f, snaps / f.name)
+
+
+@pytest.mark.parametrize("what,needle", [
+    ("caffemodel truncated", "is corrupt (not a complete caffemodel)"),
+    ("caffemodel empty", "has no weights for layer"),
+    ("solverstate empty", "is empty or incomplete (no solver history)"),
+    ("latest.json garbage", "latest.json is corrupt or incomplete"),
+    ("latest.json without a pair", "latest.json is corrupt or incomplete"),
+    ("another head's snapshot", "written by another net"),
+])
+def test_a_damaged_snapshot_is_refused_before_caffe(tiny, tmp_path, what, needle):
+    """Caffe aborted (exit 134) on a truncated snapshot caffemodel or an empty solverstate,
+    resumed an empty caffemodel from random weights, and resumed another head's snapshot with
+    its last layer random; a damaged latest.json gave a traceback."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    run = config.run_dir(ds, model)
+    other = None
+    if what == "another head's snapshot":
+        train.Trainer(ds, model, head="C", max_iter=30).train(resume=False)
+        other = config.run_dir(ds, model, "C")
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    _damage(run / "snapshots", what, other)
+    rc, out = _resume_in_subprocess(tmp_path, ds, model, 60)
+    assert rc == 1 and "TrainError" in out and needle in out, out[-3000:]
+    assert "Check failed" not in out and "resuming from" not in out
+
+
+def test_a_finished_run_without_its_snapshot_is_not_silently_trained_again(tiny):
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    evaluate.evaluate(ds, model)
+    run = config.run_dir(ds, model)
+    shutil.rmtree(run / "snapshots")
+    with pytest.raises(train.TrainError, match="holds a finished training but no snapshot"):
+        train.Trainer(ds, model, max_iter=30).train(resume=True)
+    assert (run / "model.caffemodel").exists() and (run / "metrics.json").exists()
+    assert train.Trainer(ds, model, max_iter=30).train(resume=False)["iterations"] == 30
+
+
+def test_fewer_iterations_than_trained_are_refused_and_more_drop_old_results(tiny):
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    evaluate.evaluate(ds, model)
+    run = config.run_dir(ds, model)
+    with pytest.raises(train.TrainError, match="has trained 30 iterations already, more than "
+                                               "ITERS=20"):
+        train.Trainer(ds, model, max_iter=20).train(resume=True)
+    assert (run / "metrics.json").exists()                 # refused: nothing changed
+    train.Trainer(ds, model, max_iter=40).train(resume=True)
+    for name in ("metrics.json", "metrics.md", "predictions.csv", "heatmaps"):
+        assert not (run / name).exists(), f"{name} of the 30-iteration model survived"
+
+
+def test_a_run_resumed_at_its_end_before_any_validation_keeps_a_model(tiny, train_to):
+    """Stopped at iteration 10 (snapshot, no validation yet) and resumed with ITERS=10: the run
+    ended 'best at iteration -1' with no model.caffemodel; now it validates and keeps one."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train_to(ds, model, 10, stop=10)
+    run = config.run_dir(ds, model)
+    info = json.loads((run / "train.json").read_text())
+    assert info["iterations"] == 10 and info["best_iter"] == 10 and "interrupted" not in info
+    assert (run / "model.caffemodel").exists()
+
+
+def test_a_second_training_of_the_same_run_stops_at_once(tiny, tmp_path):
+    ds, model = tiny
+    prepare.prepare(ds)
+    slow = dataclasses.replace(model, solver=dataclasses.replace(model.solver, max_iter=10**6))
+    proc = _train_in_subprocess(tmp_path, ds, slow, 10**6, resume=False)
+    run = config.run_dir(ds, model)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "train_log.csv").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    try:
+        with pytest.raises(train.TrainError, match="is being trained by another process"):
+            train.Trainer(ds, model, max_iter=20).train(resume=True)
+        assert proc.poll() is None and (run / "train_log.csv").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert train.Trainer(ds, model, max_iter=20).train(resume=False)["iterations"] == 20
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ("deleted", "data.mdb is missing"),
+    ("cut short", "is cut short"),
+    ("invalid", "is not a readable database"),
+])
+def test_a_damaged_lmdb_is_named_before_caffe_opens_it(tiny, damage, needle):
+    """Caffe aborted on a missing or invalid data.mdb and died of SIGBUS on a truncated one."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    data = config.lmdb_dir(ds) / "train_lmdb" / "data.mdb"
+    if damage == "deleted":
+        data.unlink()
+    elif damage == "cut short":
+        data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
+    else:
+        data.write_bytes(data.read_bytes()[:4096])
+    with pytest.raises(lmdbio.LmdbError, match=needle):
+        train.Trainer(ds, model, max_iter=20)
+
+
+def test_the_prepare_hint_repeats_the_settings(workdirs):
+    ds = config.with_overrides(config.dataset("synthetic"), patch=48, stride=24)
+    with pytest.raises(train.TrainError, match="make prepare DATASET=synthetic PATCH=48 STRIDE=24`"):
+        train.Trainer(ds, config.model("alexnet-lite"))

@@ -116,6 +116,30 @@ def read_manifest(path: Path) -> dict | None:
         return None
 
 
+def check_readable(path: Path) -> None:
+    """A prepared database whole on disk before Caffe opens it: Caffe aborts (a glog CHECK) on a
+    missing or invalid data.mdb and dies of SIGBUS reading past the end of a truncated one, and
+    its reader needs write access to the folder's lock file. LmdbError names the path and fix."""
+    path = Path(path)
+    again = "prepare it again (make prepare ... FORCE=1)"
+    data = path / "data.mdb"
+    if not data.is_file():
+        raise LmdbError(f"{data} is missing: the prepared database is incomplete; {again}")
+    try:
+        with lmdb.open(str(path), readonly=True, lock=False, subdir=True) as env:
+            info, stat = env.info(), env.stat()
+    except lmdb.Error as e:
+        raise LmdbError(f"{data} is not a readable database ({e}); {again}") from None
+    need = (info["last_pgno"] + 1) * stat["psize"]
+    size = data.stat().st_size
+    if size < need:
+        raise LmdbError(f"{data} is cut short ({size:,} of its {need:,} bytes); {again}")
+    if not os.access(path, os.W_OK) or ((path / "lock.mdb").exists()
+                                         and not os.access(path / "lock.mdb", os.W_OK)):
+        raise LmdbError(f"{path}: Caffe's LMDB reader needs write access to its lock file "
+                        f"(lock.mdb) there; make the folder writable for this user")
+
+
 def is_current(path: Path, fingerprint: str) -> bool:
     """True when `path` holds a complete database written with the same settings and sources."""
     manifest = read_manifest(path)

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import shutil
 import signal
 import threading
@@ -130,10 +131,10 @@ class Trainer:
         for path in filter(None, paths):
             if lmdbio.read_manifest(path) is None:
                 extra = f" MODEL={model.name}" if model.density else ""
-                subset = f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
                 name = ds.subdir if ds.own else ds.name     # an own folder: its path
                 raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={name}"
-                                 f"{extra}{subset}` first")
+                                 f"{extra}{_settings_args(ds)}` first")
+            lmdbio.check_readable(path)
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
 
@@ -234,9 +235,20 @@ class Trainer:
         pretrained = self._pretrained()
         plan = self._plan()
         snaps = self.run / "snapshots"
+        self._check_writable()
+        lock = _RunLock(self.run)
         resuming = resume and (snaps / "latest.json").exists()
         if resuming:
             self._check_resumable(plan)
+            done = _read_latest(snaps / "latest.json").get("iter", 0)
+            if done > self.max_iter:
+                raise TrainError(f"{self.run} has trained {done} iterations already, more than "
+                                 f"ITERS={self.max_iter}; leave ITERS= out to resume it, or "
+                                 f"RESUME=0 to train {self.max_iter} from scratch")
+        elif resume and self._finished_without_snapshot():
+            raise TrainError(f"{self.run} holds a finished training but no snapshot to resume "
+                             f"from ({snaps / 'latest.json'} is missing); RESUME=0 trains it "
+                             f"again from scratch, removing its model and results")
         else:
             clear_run(self.run)
         snaps.mkdir(parents=True, exist_ok=True)
@@ -260,9 +272,35 @@ class Trainer:
             raise
         finally:
             session.close()
+            lock.release()
         summary = self._write_summary(session, plan, pretrained)
         plot_log(session.log_path, self.run / "loss.png")
         return summary
+
+    def _check_writable(self) -> None:
+        """The run folder must take files (prototxts, snapshots, the model) before Caffe is
+        asked to write one: it aborts the process when a snapshot cannot be written."""
+        try:
+            self.run.mkdir(parents=True, exist_ok=True)
+            probe = self.run / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise TrainError(f"{self.run} cannot be written ({e.strerror or e}); make it "
+                             f"writable for this user, or set PYCOUNT_RUNS to a folder that "
+                             f"is") from None
+
+    def _finished_without_snapshot(self) -> bool:
+        """A run folder whose train.json says it finished (or that was evaluated), with no
+        snapshot to resume from: a training would silently start over and remove its model."""
+        if (self.run / "metrics.json").exists():
+            return True
+        try:
+            info = json.loads((self.run / "train.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and not info.get("interrupted") \
+            and (self.run / "model.caffemodel").exists()
 
     def _write_summary(self, session: "_Session", plan: nets.NetPlan, pretrained: Path | None,
                        interrupted: bool = False) -> dict:
@@ -296,6 +334,44 @@ class Trainer:
         _atomic_json(self.run / "train.json", summary)
         return summary
 
+
+# the Make variables of the dataset settings that a prepare hint must repeat
+_MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
+              "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
+              "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
+              "stain_norm": "STAIN"}
+
+
+def _settings_args(ds: config.DatasetConfig) -> str:
+    """" PATCH=48 ..." for each setting of ds that is not its dataset's default (named sets)."""
+    if ds.own:
+        return f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
+    base = config.DATASETS.get(ds.name)
+    if base is None:
+        return ""
+    return "".join(f" {var}={getattr(ds, k)}" for k, var in _MAKE_VARS.items()
+                   if getattr(ds, k) != getattr(base, k))
+
+
+def _read_latest(latest: Path) -> dict:
+    """snapshots/latest.json, checked: the snapshot pair it names and the best validation."""
+    try:
+        state = json.loads(latest.read_text())
+        ok = (isinstance(state, dict) and all(isinstance(state.get(k), str)
+                                              for k in ("solverstate", "caffemodel"))
+              and isinstance(state.get("best_iter"), int)
+              and isinstance(state.get("best_val_mae"), (int, float))
+              and isinstance(state.get("iter", 0), int))
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise TrainError(f"{latest} is corrupt or incomplete; its snapshots cannot be resumed: "
+                         f"train again with RESUME=0")
+    return state
+
+
+# the files `make eval` writes into a run folder: they describe the model kept at that time
+EVAL_OUTPUTS = ("metrics.json", "metrics.md", "predictions.csv", "heatmaps")
 
 # What a run folder holds besides its prototxts: all of it goes when a run starts over (RESUME=0),
 # before anything else, so that a restart killed early leaves no old model or snapshot behind to
@@ -334,7 +410,7 @@ class _Session:
     # ------------------------------------------------------------------ start and resume
     def start(self, resuming: bool) -> None:
         if resuming:
-            self.state = json.loads(self.latest.read_text())
+            self.state = _read_latest(self.latest)
             self._restore()
             print(f"resuming from iteration {self.solver.iter} "
                   f"({self.snaps / self.state['solverstate']})", flush=True)
@@ -418,6 +494,10 @@ class _Session:
 
     def run(self) -> None:
         t, s, solver = self.t, self.s, self.solver
+        if solver.iter < t.max_iter:       # results of the model kept before: no longer its
+            for name in EVAL_OUTPUTS:
+                path = t.run / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         with Progress(t.max_iter, f"training {t.model.name}-{t.head} on {t.ds.tag} "
                       f"({t.init_mode})", "iter", done=solver.iter) as bar:
             while solver.iter < t.max_iter:
@@ -435,6 +515,10 @@ class _Session:
                         or time.monotonic() - self.last_snapshot >= config.SNAPSHOT_SECONDS):
                     self.snapshot()
                 bar.update(k, loss=loss, **({} if val_mae is None else {"val_mae": val_mae}))
+        if not (t.run / "model.caffemodel").exists():
+            # resumed at its last iteration from a snapshot taken before any validation
+            self.validate_and_keep()
+            self.snapshot()
 
     def validate_and_keep(self) -> float:
         """Validation MAE now; model.caffemodel updated as the model's `keep` says. Once
@@ -466,6 +550,7 @@ class _Session:
 
     def snapshot(self) -> None:
         solver, snaps, state = self.solver, self.snaps, self.state
+        self._check_space()
         solver.snapshot()           # writes snap_iter_N.caffemodel + .solverstate
         it = solver.iter
         state.update(iter=it, caffemodel=f"snap_iter_{it}.caffemodel",
@@ -479,6 +564,19 @@ class _Session:
         for old in snaps.glob("snap_iter_*"):
             if not old.name.startswith(f"snap_iter_{it}."):
                 old.unlink()
+
+    def _check_space(self) -> None:
+        """Caffe aborts the process when a snapshot does not fit on the disk, leaving half a pair
+        behind: stop before it with the space needed. A pair holds the weights about three times
+        (the caffemodel, and up to two history blobs per weight in the solverstate)."""
+        weights = sum(b.data.nbytes for blobs in self.solver.net.params.values() for b in blobs)
+        need = 3 * weights + (1 << 20)
+        free = shutil.disk_usage(self.snaps).free
+        if free < need:
+            last = self.state.get("iter")
+            raise TrainError(f"{self.snaps}: {free / 2**20:.0f} MB free, a snapshot needs about "
+                             f"{need / 2**20:.0f} MB; free some space, then make train resumes "
+                             + (f"from iteration {last}" if last else "from the start"))
 
     def interrupted(self) -> None:
         """Ctrl-C: the iterations done so far are logged and snapshotted, so nothing is lost."""
@@ -500,6 +598,10 @@ def restore_solver(solver, solverstate: Path, caffemodel: Path) -> None:
         state.ParseFromString(solverstate.read_bytes())
     except Exception as e:                  # protobuf's DecodeError: a truncated file
         raise TrainError(f"{solverstate} is corrupt ({e}); train again with RESUME=0") from None
+    if not len(state.history):              # an empty file parses as an empty state
+        raise TrainError(f"{solverstate} is empty or incomplete (no solver history); train "
+                         f"again with RESUME=0")
+    _check_snapshot_weights(solver.net, caffemodel)
     if state.learned_net != str(caffemodel.resolve()):
         state.learned_net = str(caffemodel.resolve())
         fixed = solverstate.with_name(".restore.solverstate")
@@ -510,6 +612,48 @@ def restore_solver(solver, solverstate: Path, caffemodel: Path) -> None:
             fixed.unlink(missing_ok=True)
     else:
         solver.restore(str(solverstate))
+
+
+def _check_snapshot_weights(net, caffemodel: Path) -> None:
+    """The snapshot's weights read in Python and matched to the train net, layer by layer:
+    Caffe aborts on a truncated file, and silently skips layers a file lacks (another head's
+    snapshot resumed from random weights in its last layer)."""
+    from caffe.proto import caffe_pb2
+    again = "train again with RESUME=0"
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(caffemodel.read_bytes())
+    except Exception:                       # protobuf's DecodeError: a truncated file
+        raise TrainError(f"{caffemodel} is corrupt (not a complete caffemodel); {again}") from None
+    held = {layer.name: [len(b.data) for b in layer.blobs] for layer in param.layer}
+    del param
+    for name, blobs in net.params.items():
+        sizes = held.get(name)
+        if sizes is None:
+            raise TrainError(f"{caffemodel} has no weights for layer {name!r}: it was written by "
+                             f"another net or is incomplete; {again}")
+        if sizes != [b.data.size for b in blobs]:
+            raise TrainError(f"{caffemodel}: layer {name!r} holds {sizes} values, the net "
+                             f"{[b.data.size for b in blobs]}: written by another net; {again}")
+
+
+class _RunLock:
+    """One training at a time in a run folder: an exclusive lock on <run>/.train.lock, released
+    when the process ends however it ends. A second `make train` on the folder stops at once."""
+
+    def __init__(self, run: Path):
+        import fcntl
+        self.file = open(run / ".train.lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise TrainError(f"{run} is being trained by another process (it holds "
+                             f"{run / '.train.lock'}); wait for it to end, or stop it (Ctrl-C "
+                             f"snapshots it) and run make train again") from None
+
+    def release(self) -> None:
+        self.file.close()
 
 
 def _trim_log(log_path: Path, last_iter: int) -> float:
