@@ -368,3 +368,153 @@ def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys)
     assert cli.main(["audit"]) == 0
     assert (root / "docs" / "audit.md").read_text() != "committed page\n"
     assert "nuclei/lecount" in json.loads(record.read_text())["runs"]
+
+
+@pytest.mark.parametrize("metrics, why", [
+    ("5", "a JSON object was expected, not number"),
+    ("null", "a JSON object was expected, not null"),
+    ('["mae"]', "a JSON object was expected, not array"),
+    ({"mae": "abc"}, 'mae is "abc", not a number'),
+    ({"mae": None}, "mae is null, not a number"),
+    ({"baseline_mae": None}, "baseline_mae is null, not a number"),
+    ({"n_images": "x"}, 'n_images is "x", not a number'),
+    ({"mae_std": True}, "mae_std is true, not a number"),
+    ({"model": 7}, "model is 7, not a name"),
+])
+def test_a_metrics_json_of_the_wrong_type_marks_only_its_run_unreadable(metrics, why, tmp_path,
+                                                                         capsys):
+    """Valid JSON of the wrong type in one run's metrics.json ended the audit in a traceback
+    (F20): that run is reported unreadable, by file, and the rest of the report is built."""
+    from pycount import cli
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=8.0)                 # a good paper cell
+    _fake_run(runs, "bacterial/alexnet-lite", mae=9.0)            # a good other run
+    _fake_run(runs, "nuclei/alexnet")                             # the damaged paper cell
+    _fake_run(runs, "synthetic/alexnet-lite")                     # the damaged other run
+    for run in ("nuclei/alexnet", "synthetic/alexnet-lite"):
+        f = runs / run / "metrics.json"
+        f.write_text(metrics if isinstance(metrics, str)
+                     else json.dumps({**json.loads(f.read_text()), **metrics}))
+    assert cli.main(["audit", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| 2 | AlexNet(R) | bacterial |" in out and "bacterial/alexnet-lite" in out
+    report = audit.build(runs)
+    cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
+    assert cell["bacterial"]["ours"]["mae"] == 8.0
+    assert cell["nuclei"]["ours"] is None
+    assert cell["nuclei"]["note"] == (f"unreadable nuclei/alexnet/metrics.json: {why} "
+                                      f"(make eval writes it anew)")
+    other = {m["run"]: m for m in report["other_runs"]}
+    assert other["synthetic/alexnet-lite"] == {
+        "run": "synthetic/alexnet-lite",
+        "error": f"unreadable synthetic/alexnet-lite/metrics.json: {why} (make eval writes it "
+                 f"anew)"}
+    assert other["bacterial/alexnet-lite"]["mae"] == 9.0
+    md = (tmp_path / "out" / "audit.md").read_text()
+    assert f"unreadable synthetic/alexnet-lite/metrics.json: {why}" in md
+    assert "ours 8.0000 ± 3.0000" in md
+
+
+@pytest.mark.parametrize("train, why", [
+    ("[1, 2]", "a JSON object was expected, not array"),
+    ('"s"', "a JSON object was expected, not string"),
+    ("garb{", "(Expecting value: line 1 column 1 (char 0); make train writes it anew)"),
+    ({"best_val_patch_mae": "0.5"}, 'best_val_patch_mae is "0.5", not a number'),
+    ({"best_iter": "2000"}, 'best_iter is "2000", not a number'),
+    ({"seconds": "7200"}, 'seconds is "7200", not a number'),
+    ({"iterations": [6000]}, "iterations is [6000], not a number"),
+])
+def test_a_damaged_train_json_marks_only_its_run_unreadable(train, why, tmp_path, capsys):
+    from pycount import cli
+    runs = tmp_path / "runs"
+    good = {"iterations": 6000, "seconds": 7200.0, "commit": "abc123", "net": "alexnet-R-p40",
+            "best_iter": 2000, "best_val_patch_mae": 0.7}
+    for run in ("bacterial/alexnet", "nuclei/alexnet"):
+        _fake_run(runs, run, mae=8.0)
+        (runs / run / "train.json").write_text(json.dumps(good))
+    (runs / "nuclei" / "alexnet" / "train.json").write_text(
+        train if isinstance(train, str) else json.dumps({**good, **train}))
+    assert cli.main(["audit", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    report = audit.build(runs)
+    cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
+    assert cell["bacterial"]["ours"]["mae"] == 8.0 and cell["bacterial"]["train"]["seconds"] == 7200
+    assert cell["nuclei"]["ours"] is None
+    assert cell["nuclei"]["note"].startswith("unreadable nuclei/alexnet/train.json")
+    assert why in cell["nuclei"]["note"] and "make train writes it anew" in cell["nuclei"]["note"]
+    assert "nuclei/alexnet" not in audit.record(report, tmp_path / "record.json")
+    md = (tmp_path / "out" / "audit.md").read_text()
+    assert "unreadable nuclei/alexnet/train.json" in md and "2.00 h" in md
+
+
+def test_a_damaged_train_log_of_a_cell_in_training_is_named_not_fatal(tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "nuclei" / "alexnet"
+    run.mkdir(parents=True)
+    (run / "train_log.csv").write_text("iter,loss,lr,seconds,val_mae\n0,9.1,0.001,abc,4.5\n")
+    note = {r["label"]: r for r in audit.build(runs)["tables"][0]["rows"]}[
+        "AlexNet(R)"]["cells"]["nuclei"]["note"]
+    assert note.startswith("training begun, but its nuclei/alexnet/train_log.csv is damaged")
+    assert "`make train MODEL=alexnet DATASET=nuclei` starts it again" in note
+
+
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_audit_runs_that_is_no_folder_is_a_named_error(where, tmp_path, capsys):
+    """--runs naming a missing folder or a file gave an empty report and exit 0 (F21)."""
+    from pycount import cli
+    runs = tmp_path / "runs"
+    if where == "file":
+        runs.write_text("not a folder\n")
+    assert cli.main(["audit", "--runs", str(runs), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("pycount: error: " + (
+        f"no runs folder {runs}: check the path given to --runs (or PYCOUNT_RUNS); make train "
+        f"and make eval write runs there" if where == "missing" else
+        f"{runs} is a file, not a runs folder: name the folder that holds <dataset>/<run>/ "
+        f"(--runs, PYCOUNT_RUNS)"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_projects_own_runs_folder_may_be_missing_when_the_record_fills_the_report(tmp_path):
+    rec = tmp_path / "results.json"
+    rec.write_text(json.dumps({"runs": {}}))
+    assert audit.build(tmp_path / "no-runs-yet", record_path=rec)["other_runs"] == []
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_audit_out_that_cannot_be_a_folder_is_a_named_error(where, tmp_path, capsys):
+    """--out naming a file, or a path below one, ended in FileExistsError / NotADirectoryError
+    tracebacks (F21)."""
+    from pycount import cli
+    _fake_run(tmp_path / "runs", "bacterial/alexnet")
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep me\n")
+    out = blocker if where == "file" else blocker / "sub" / "report"
+    assert cli.main(["audit", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("pycount: error: " + (
+        f"{out} is a file, not a folder: name a folder for the report (--out; it is made if "
+        f"missing)" if where == "file" else
+        f"cannot make the report folder {out}: {blocker} is a file; name a folder for the "
+        f"report (--out)"))
+    assert blocker.read_text() == "keep me\n"
+
+
+def test_a_damaged_density_run_leaves_the_density_rows_of_the_others(tmp_path):
+    """A seed run's metrics.json with a MAE that is no number ended the audit in a numpy
+    traceback, and a density run of a model pycount does not know in a ConfigError."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/fcrn", mae=3.5, density=True)
+    _fake_run(runs, "bacterial/mine", density=True)                  # no such model here
+    _fake_run(runs, "bacterial-n32-seed1/fcrn", dataset="bacterial", train_n=32, seed=1,
+              mae="abc", density=True)
+    report = audit.build(runs)
+    ours = [(r["what"], r["n"], r["mae"]) for r in report["density"]
+            if r["what"].startswith("pycount")]
+    assert ours == [("pycount fcrn", "all", 3.5)]
+    errors = {m["run"]: m.get("error") for m in report["other_runs"]}
+    assert errors["bacterial-n32-seed1/fcrn"] == (
+        'unreadable bacterial-n32-seed1/fcrn/metrics.json: mae is "abc", not a number (make eval '
+        'writes it anew)')
+    assert errors["bacterial/mine"] is None
+    assert "pycount fcrn" in audit.to_markdown(audit._blocks(report))

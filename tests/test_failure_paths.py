@@ -2,6 +2,7 @@
 the file and the fix, a non-zero exit, no traceback; killed commands leave nothing that is taken
 for a result, and the next run cleans what they left."""
 import dataclasses
+import json
 import os
 import pickle
 import signal
@@ -152,3 +153,174 @@ def test_make_refuses_bad_names_before_setting_anything_up(var, value, needle, t
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and needle in p.stderr
     assert not (tmp_path / "venv").exists()
+
+
+# ---- eval refuses a run folder it cannot trust, before any engine is built or file written ---
+
+def _eval_run(folder_head: str = "R", train_json=None, **changes) -> Path:
+    """The folder `pycount eval` reads for the default dataset and model (its files are
+    placeholders: every refusal below comes before they are opened), with the train.json a
+    finished training writes, `changes` applied; train_json=False: none, a str: that text."""
+    ds = config.dataset(config.DEFAULT_DATASET)
+    model = config.model(config.DEFAULT_MODEL, ds)
+    run = config.run_dir(ds, model, folder_head)
+    run.mkdir(parents=True)
+    for name in config.run_files(model):
+        (run / name).write_text("placeholder\n")
+    info = {"dataset": ds.name, "model": model.name, "head": folder_head, "iterations": 60,
+            "best_iter": 60, "best_val_patch_mae": 1.5, "seconds": 10.0, "net": "x",
+            "dataset_tag": ds.tag, "patch": ds.patch, "stride": ds.stride, "size": ds.size,
+            "rot_step": ds.rot_step, "train_n": 0, "seed": 0, "resplit": 0, **changes}
+    if train_json is None:
+        (run / "train.json").write_text(json.dumps(info))
+    elif train_json is not False:
+        (run / "train.json").write_text(train_json)
+    return run
+
+
+def _no_engine(monkeypatch):
+    """Fails the test if eval gets as far as building an engine."""
+    from pycount.evaluation import evaluate
+
+    def built(*args, **kwargs):
+        raise AssertionError("eval built an engine for a run it should have refused")
+    monkeypatch.setattr(evaluate, "make_predictor", built)
+
+
+def _nothing_written(run: Path) -> None:
+    for name in ("metrics.json", "metrics.md", "predictions.csv", "heatmaps"):
+        assert not (run / name).exists(), name
+    assert not (run.parent / "fig7.png").exists()
+
+
+def _eval_error(capsys) -> str:
+    assert cli.main(["eval"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pycount: error: "), captured.err
+    return lines[0]
+
+
+def test_eval_refuses_a_run_whose_training_never_wrote_train_json(workdirs, monkeypatch, capsys):
+    """A training killed after its first validation leaves model.caffemodel but no train.json:
+    eval counted with it and wrote metrics.json (F8)."""
+    _no_engine(monkeypatch)
+    run = _eval_run(train_json=False)
+    err = _eval_error(capsys)
+    assert f"{run / 'train.json'} is missing" in err
+    assert "has not finished" in err and "make train resumes it" in err
+    _nothing_written(run)
+
+
+def test_eval_refuses_an_interrupted_training(workdirs, monkeypatch, capsys):
+    _no_engine(monkeypatch)
+    run = _eval_run(interrupted=True, iterations=30)
+    err = _eval_error(capsys)
+    assert err == (f"pycount: error: {run}: its training was interrupted at iteration 30; "
+                   f"finish it first (make train resumes it)")
+    _nothing_written(run)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("garb{", "is unreadable or corrupt (Expecting value"),
+    ("[1, 2]", "is not a training summary (a JSON object was expected, not list)"),
+    ('"s"', "is not a training summary (a JSON object was expected, not str)"),
+])
+def test_eval_names_a_damaged_train_json_and_the_fix(text, needle, workdirs, monkeypatch, capsys):
+    """train.json = `garb{` ended eval in a JSONDecodeError traceback (F17)."""
+    _no_engine(monkeypatch)
+    run = _eval_run(train_json=text)
+    err = _eval_error(capsys)
+    assert err.startswith(f"pycount: error: {run / 'train.json'} {needle}")
+    assert err.endswith("re-run make train for this run (RESUME=0 trains it again from scratch)")
+    _nothing_written(run)
+
+
+def test_eval_of_a_damaged_train_json_is_one_line_and_exit_2_in_a_process(workdirs):
+    run = _eval_run(train_json="garb{")
+    p = _pycount("eval", env={"PYCOUNT_DATA": str(workdirs / "data"),
+                              "PYCOUNT_RUNS": str(workdirs / "runs")}, timeout=120)
+    _one_clean_error(p, f"{run / 'train.json'} is unreadable or corrupt", "re-run make train")
+    assert len(p.stderr.strip().splitlines()) == 1
+    _nothing_written(run)
+
+
+@pytest.mark.parametrize("changes, said, variables", [
+    # a C-head run in the R run's place: cv2 had no layer "count", the caffe engine a KeyError
+    ({"head": "C"}, "head C, not R", "HEAD=C"),
+    # PATCH=48: a cv2 assertion, or Caffe's inner_product CHECK aborting the process (134)
+    ({"patch": 48, "dataset_tag": "synthetic-p48-s20-r30"}, "patch 48, not 40", "PATCH=48"),
+    ({"stride": 10, "size": 64}, "stride 10, not 20; size 64, not 0", "STRIDE=10 SIZE=64"),
+    ({"model": "alexnet"}, "model alexnet, not alexnet-lite", "MODEL=alexnet"),
+    ({"dataset": "bacterial"}, "dataset bacterial, not synthetic", "DATASET=bacterial"),
+])
+def test_eval_refuses_a_run_folder_of_another_training(changes, said, variables, workdirs,
+                                                      monkeypatch, capsys):
+    """eval never compared train.json with what it was asked to evaluate (F18)."""
+    _no_engine(monkeypatch)
+    run = _eval_run(**changes)
+    err = _eval_error(capsys)
+    assert err.startswith(f"pycount: error: {run / 'train.json'} records another training than "
+                          f"the one asked for ({said}): the run in {run} was trained with "
+                          f"{variables}.")
+    assert "make train ... RESUME=0" in err
+    _nothing_written(run)
+
+
+def test_eval_names_where_a_misplaced_run_belongs(workdirs, monkeypatch, capsys):
+    _no_engine(monkeypatch)
+    _eval_run(head="C")
+    err = _eval_error(capsys)
+    assert f"Move it to {workdirs / 'runs' / 'synthetic' / 'alexnet-lite-C'}, where" in err
+
+
+def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sibling(
+        tiny, monkeypatch, capsys):
+    """The checks pass a run trained as asked; and another run's predictions.csv with a count
+    that is no number ended eval in a ValueError traceback after metrics.json was written
+    (F19): Fig. 7 leaves that run out with one line, the good sibling stays in."""
+    import types
+    from pycount.evaluation import evaluate
+    from pycount.reporting import figures
+    ds, model = tiny
+    run = config.run_dir(ds, model)
+    run.mkdir(parents=True)
+    for name in config.run_files(model):
+        (run / name).write_text("placeholder\n")
+    (run / "train.json").write_text(json.dumps({
+        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
+        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+
+    class Counter:                                   # stands in for the engine: 7 per image
+        def count_image(self, image):
+            return types.SimpleNamespace(count=7.0, tiling_count=6.0)
+    monkeypatch.setattr(evaluate, "make_predictor", lambda *a, **k: Counter())
+    bad, good = run.parent / "bad-run", run.parent / "good-run"
+    bad.mkdir()
+    (bad / "predictions.csv").write_text("id,true,predicted,tiling,abs_error\n009,5,abc,5,0\n")
+    good.mkdir()
+    ids = list(ds.test_ids)
+    (good / "predictions.csv").write_text("id,true,predicted,tiling,abs_error\n" + "".join(
+        f"{i},1,2,2,1\n" for i in ids))
+    drawn = {}
+    save = figures.save_fig7
+    monkeypatch.setattr(figures, "save_fig7", lambda path, ids, true, est, title: (
+        drawn.update(est), save(path, ids, true, est, title)))
+    m = evaluate.evaluate(ds, model, heatmaps=0)
+    assert m["n_images"] == len(ids) and json.loads((run / "metrics.json").read_text())["mae"] == \
+        pytest.approx(m["mae"])
+    assert (run.parent / "fig7.png").is_file() and sorted(drawn) == [run.name, "good-run"]
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: Fig. 7 leaves out bad-run: {bad / 'predictions.csv'} is unreadable "
+                     f"or damaged (ValueError(\"could not convert string to float: 'abc'\")); "
+                     f"evaluate its run again (make eval) to write it anew"]
+
+
+@pytest.mark.parametrize("text", ["", "id,true\n", "id,true,predicted\nx,1,\n",
+                                  "id,true,predicted\nx,1\n", b"\xff\xfe\x00"])
+def test_read_predictions_names_a_damaged_file(text, tmp_path):
+    from pycount.reporting import figures
+    f = tmp_path / "predictions.csv"
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(errors.RunError, match=f"{f} is unreadable or damaged .*make eval"):
+        figures.read_predictions(f)

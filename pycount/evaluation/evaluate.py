@@ -9,7 +9,7 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, patches, prepare
 from pycount.device import set_device
-from pycount.errors import TrainError
+from pycount.errors import PycountError, RunError, TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
@@ -29,9 +29,16 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     the model's faster engine on the CPU (config.count_engine), caffe on a GPU."""
     run = Path(run or config.run_dir(ds, model, head))
     backend = resolve(backend, model, gpu)
+    # the run is checked whole before any engine is built or anything written: a finished
+    # training (train.json, not interrupted) of the dataset, model, head and settings asked for
     info_file = run / "train.json"
-    info = json.loads(info_file.read_text()) if info_file.exists() else None
+    info = _read_train_json(info_file)
     files = tuple(finished_files(run, model, info))
+    if info is None:
+        raise RunError(f"{info_file} is missing: the training in {run} has not finished "
+                       f"(train.json is written when it ends); finish it first (make train "
+                       f"resumes it from its last snapshot), or copy the run folder whole")
+    _check_run_matches(info, info_file, ds, model, head)
     ds = with_run_stain(ds, info, info_file)
     if backend == "caffe":
         set_device(gpu)
@@ -69,6 +76,55 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     return out
 
 
+# What eval compares between a run's train.json and what it was asked to evaluate, beyond the
+# dataset, model and head: the settings that shape the patches a patch counter's net sees
+# (its input size) and how an image is tiled. A density model's or a classic method's counting
+# uses none of them. The make variable that sets each, for the message.
+MATCHED_PATCH_SETTINGS = {"patch": "PATCH", "stride": "STRIDE", "size": "SIZE"}
+
+
+def _read_train_json(info_file: Path) -> dict | None:
+    """A run's train.json as a dict; None when there is none; RunError when it is damaged."""
+    if not info_file.exists():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunError(f"{info_file} is unreadable or corrupt ({e}); re-run make train for this "
+                       f"run (RESUME=0 trains it again from scratch)") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{info_file} is not a training summary (a JSON object was expected, not "
+                       f"{type(info).__name__}); re-run make train for this run (RESUME=0 trains "
+                       f"it again from scratch)")
+    return info
+
+
+def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
+                       model: config.ModelConfig, head: str) -> None:
+    """RunError, naming what differs, when train.json records another training than the one
+    asked for (a run folder copied or moved into this one's place): its net would not fit the
+    engine (a C head has no "count" output, another patch size another input), or it would
+    count with other settings than it was trained with. Settings train.json does not record
+    (older runs) are not compared."""
+    asked = {"dataset": ds.name, "model": model.name, "head": head}
+    if not (model.density or model.classic):
+        asked.update({k: getattr(ds, k) for k in MATCHED_PATCH_SETTINGS})
+    recorded = dict(info, head=info.get("head", "R"))
+    diffs = [(k, recorded[k], v) for k, v in asked.items() if k in recorded and recorded[k] != v]
+    if not diffs:
+        return
+    said = "; ".join(f"{k} {theirs}, not {ours}" for k, theirs, ours in diffs)
+    variables = " ".join(f"{MATCHED_PATCH_SETTINGS.get(k, k.upper())}={theirs}"
+                         for k, theirs, _ in diffs)
+    tag, name, its_head = info.get("dataset_tag"), info.get("model"), recorded["head"]
+    home = (f" to {config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')}"
+            if all(isinstance(v, str) and v for v in (tag, name, its_head)) else "")
+    raise RunError(f"{info_file} records another training than the one asked for ({said}): "
+                   f"the run in {info_file.parent} was trained with {variables}. Move it{home}, "
+                   f"where its settings put it, and evaluate it with them; or train this run "
+                   f"again (make train ... RESUME=0)")
+
+
 def _save_heatmap(path: Path, s, r, model: config.ModelConfig, ds: config.DatasetConfig) -> None:
     """Fig. 6 for a patch counter (true and predicted patch counts, heatmap); for a density
     model, its true and predicted density maps."""
@@ -96,11 +152,15 @@ def _summarize(rows: list[dict], train_mean: float) -> dict:
 
 def write_fig7(dataset_runs: Path) -> Path | None:
     """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth."""
-    runs = sorted(p.parent for p in Path(dataset_runs).glob("*/predictions.csv"))
-    if not runs:
+    cols = {}
+    for f in sorted(Path(dataset_runs).glob("*/predictions.csv")):
+        try:
+            cols[f.parent.name] = report.read_predictions(f)
+        except PycountError as e:     # another run's damaged file: that run is left out
+            print(f"note: Fig. 7 leaves out {f.parent.name}: {e}", flush=True)
+    if not cols:
         return None
-    cols = {r.name: report.read_predictions(r / "predictions.csv") for r in runs}
-    ref = cols[runs[0].name]
+    ref = next(iter(cols.values()))
     same = {name: c["predicted"] for name, c in cols.items() if c["id"] == ref["id"]}
     path = Path(dataset_runs) / "fig7.png"
     report.save_fig7(path, ref["id"], ref["true"], same,

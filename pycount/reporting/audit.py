@@ -9,6 +9,7 @@ import base64
 import csv
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,14 +117,60 @@ def split_mae(printed: str) -> tuple[float, float]:
     return float(mae), float(std)
 
 
+# What the report reads of a run's train.json besides the text it prints as it is: the values it
+# computes with or formats as numbers (None: not recorded, as for a fitted classic method)
+TRAIN_NUMBERS = ("iterations", "best_iter", "best_val_patch_mae", "seconds")
+# metrics.json values the report prints as text; if present, each must be a string
+METRIC_NAMES = ("dataset", "model", "head")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _json_kind(v) -> str:
+    """A parsed JSON value's type as JSON names it."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _shown(path: Path) -> str:
+    """A run's file as the report names it: <dataset>/<run>/<file>."""
+    return "/".join(path.parts[-3:])
+
+
 def _read(path: Path) -> dict:
-    """A run's metrics.json; {"error": why} when it cannot be used."""
+    """A run's metrics.json; {"error": why} when it cannot be used (not JSON, not an object, a
+    value the report needs missing or of the wrong type): that run is reported as unreadable,
+    the others as they are."""
+    fix = "make eval writes it anew"
     try:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return {"error": f"unreadable metrics.json ({e})"}
+        return {"error": f"unreadable {_shown(path)} ({e}; {fix})"}
+    if not isinstance(m, dict):
+        return {"error": f"unreadable {_shown(path)}: a JSON object was expected, not "
+                         f"{_json_kind(m)} ({fix})"}
     missing = [k for k in REQUIRED if k not in m]
-    return {"error": f"metrics.json lacks {', '.join(missing)}"} if missing else m
+    if missing:
+        return {"error": f"unreadable {_shown(path)}: it lacks {', '.join(missing)} ({fix})"}
+    wrong = [f"{k} is {json.dumps(m[k])}, not a number" for k in REQUIRED
+             if not _is_number(m[k])]
+    wrong += [f"{k} is {json.dumps(m[k])}, not a name" for k in METRIC_NAMES
+              if k in m and not isinstance(m[k], str)]
+    if wrong:
+        return {"error": f"unreadable {_shown(path)}: {'; '.join(wrong)} ({fix})"}
+    return m
+
+
+def _train_problem(t) -> str | None:
+    """Why a run's parsed train.json cannot be reported (not an object, a number that is not
+    one), or None."""
+    if not isinstance(t, dict):
+        return f"a JSON object was expected, not {_json_kind(t)}"
+    wrong = [f"{k} is {json.dumps(t[k])}, not a number" for k in TRAIN_NUMBERS
+             if t.get(k) is not None and not _is_number(t[k])]
+    return "; ".join(wrong) or None
 
 
 def _mark(cell: dict, col: Column) -> str:
@@ -140,15 +187,24 @@ def _mark(cell: dict, col: Column) -> str:
 def _train_info(run: Path) -> dict:
     """What the audit says of the run behind a cell (its train.json and train_log.csv):
     iterations, wall time, commit, the net or settings it was trained with, the weights kept and
-    the validation curve ([iteration, patch MAE] pairs; none for the classic methods)."""
-    try:
-        t = json.loads((run / "train.json").read_text())
-    except (OSError, ValueError):
+    the validation curve ([iteration, patch MAE] pairs; none for the classic methods).
+    {} without a train.json; {"error": why} when it is damaged (the run is then unreadable)."""
+    path = run / "train.json"
+    if not path.exists():
         return {}
+    fix = "make train writes it anew"
     try:
-        curve = [[int(r["iter"]), float(r["val_mae"])]
-                 for r in csv.DictReader(open(run / "train_log.csv")) if r.get("val_mae")]
-    except (OSError, ValueError, KeyError):
+        t = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": f"unreadable {_shown(path)} ({e}; {fix})"}
+    problem = _train_problem(t)
+    if problem:
+        return {"error": f"unreadable {_shown(path)}: {problem} ({fix})"}
+    try:
+        with open(run / "train_log.csv", newline="") as f:
+            curve = [[int(r["iter"]), float(r["val_mae"])]
+                     for r in csv.DictReader(f) if r.get("val_mae")]
+    except (OSError, ValueError, KeyError, TypeError, csv.Error):
         curve = []
     return {"iterations": t.get("iterations"), "seconds": t.get("seconds"),
             "commit": t.get("commit", "not recorded"),
@@ -251,19 +307,26 @@ NEEDS = {"weights": "missing: needs ImageNet weights", "data": "missing: dataset
 def _progress(run: Path) -> str:
     """A training begun but not evaluated (long CPU cells run over several sessions): how far
     it is, from its train_log.csv and solver.prototxt; "" when none was begun."""
+    log = run / "train_log.csv"
     try:
-        rows = list(csv.DictReader(open(run / "train_log.csv")))
-    except OSError:
+        with open(log, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
         return ""
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return f"training begun, but its {_shown(log)} is unreadable ({e})"
     if not rows:
         return ""
     last, total = rows[-1], _max_iter(run)
     vals = [r for r in rows if r.get("val_mae")]
-    val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
-          f"{vals[-1]['iter']}" if vals else ""
+    try:
+        val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
+              f"{vals[-1]['iter']}" if vals else ""
+        hours = _hours(float(last["seconds"]))
+    except (ValueError, KeyError, TypeError) as e:
+        return f"training begun, but its {_shown(log)} is damaged ({e!r})"
     of = f" of {total}" if total else ""
-    return (f"training in progress: iteration {last['iter']}{of} after "
-            f"{_hours(float(last['seconds']))}{val}")
+    return f"training in progress: iteration {last['iter']}{of} after {hours}{val}"
 
 
 def read_record(path) -> dict:
@@ -315,12 +378,21 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
     folder present wins over its record. `data_root` (DATA_ROOT) is where a missing cell's
     dataset is looked for."""
     runs_dir = Path(runs_dir or config.runs_dir())
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise config.ConfigError(f"{runs_dir} is a file, not a runs folder: name the folder that "
+                                 f"holds <dataset>/<run>/ (--runs, PYCOUNT_RUNS)")
+    if not runs_dir.exists() and record_path is None:
+        # (the project's own runs/ may be absent: its record then fills the report)
+        raise config.ConfigError(f"no runs folder {runs_dir}: check the path given to --runs (or "
+                                 f"PYCOUNT_RUNS); make train and make eval write runs there")
     kept = read_record(record_path) if record_path else {}
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
     trains = {k: e.get("train") or {} for k, e in kept.items()}
     for p in sorted(runs_dir.glob("*/*/metrics.json")):
         key = p.parent.relative_to(runs_dir).as_posix()
         found[key], trains[key] = _read(p), _train_info(p.parent)
+        if "error" in trains[key]:            # a damaged train.json: the run is unreadable
+            found[key], trains[key] = {"error": trains[key]["error"]}, {}
     mapped, tables = set(), []
     for t in sorted({r.table for r in PAPER}):
         rows = []
@@ -397,8 +469,8 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
     std over seeds, pycount.protocol), beside the paper's best and the published counters."""
     trains = trains or {}
     from pycount.training import protocol
-    models = sorted({m.get("model") for m in found.values()
-                     if "error" not in m and m.get("density")})
+    models = sorted({m["model"] for m in found.values()
+                     if "error" not in m and m.get("density") and m.get("model") in config.MODELS})
     rows = []
     for col in COLUMNS[:3]:
         i = PAPER_COLUMNS.index(col.paper)
@@ -430,7 +502,11 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
             if split:
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              **split})
-            for p in protocol.summarize(col.folder, model, runs_dir):
+            try:
+                seeds = protocol.summarize(col.folder, model, runs_dir)
+            except (TypeError, ValueError):   # a damaged seed run's metrics.json (see Other runs)
+                seeds = []
+            for p in seeds:
                 old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
                              "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
@@ -801,7 +877,7 @@ def _validation_chart(report: dict, path: Path) -> None:
     for label, train in _curves(report):
         it, val = zip(*train["validation"])
         line, = ax.plot(it, val, marker=".", label=f"{label} ({train.get('iterations')} its)")
-        if train.get("best_iter") in it:
+        if train.get("best_iter") in it and train.get("best_val") is not None:
             ax.plot([train["best_iter"]], [train["best_val"]], "o", mfc="none", ms=10,
                     color=line.get_color())
     ax.set_xlabel("iteration")
@@ -818,7 +894,21 @@ def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     docs_dir, the same Markdown as docs_dir/audit.md (its charts in docs_dir/audit/), the page
     committed with the results it shows. Returns the paths."""
     out = Path(out_dir or Path(report["runs_dir"]) / "audit")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise config.ConfigError(f"{out} is a file, not a folder: name a folder for the report "
+                                 f"(--out; it is made if missing)") from None
+    except NotADirectoryError:
+        above = next((p for p in out.parents if p.exists() and not p.is_dir()), out.parent)
+        raise config.ConfigError(f"cannot make the report folder {out}: {above} is a file; name "
+                                 f"a folder for the report (--out)") from None
+    except OSError as e:   # no permission, a full disk, ...
+        raise config.ConfigError(f"cannot make the report folder {out} ({e.strerror}): name "
+                                 f"a folder that can be made and written (--out)") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise config.ConfigError(f"the report folder {out} is not writable: name another "
+                                 f"(--out)")
     paths = {}
     for t in report["tables"]:
         paths[f"table{t['table']}"] = out / f"table{t['table']}.png"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pycount.errors import RunError
 from pycount.util import atomic
 
 
@@ -127,10 +128,19 @@ def save_fig7(path: Path, ids: list[str], true: np.ndarray, estimates: dict[str,
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray | list]:
-    """A predictions.csv back as columns."""
-    rows = list(csv.DictReader(open(path)))
-    return {"id": [r["id"] for r in rows], "true": np.array([float(r["true"]) for r in rows]),
-            "predicted": np.array([float(r["predicted"]) for r in rows])}
+    """A predictions.csv back as columns; RunError naming the file when it is damaged (a count
+    that is no number, a column or every row missing)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ValueError("no rows")
+        return {"id": [r["id"] for r in rows],
+                "true": np.array([float(r["true"]) for r in rows]),
+                "predicted": np.array([float(r["predicted"]) for r in rows])}
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{path} is unreadable or damaged ({e!r}); evaluate its run again "
+                       f"(make eval) to write it anew") from None
 
 
 def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float | None,
