@@ -455,3 +455,24 @@ def test_the_prepare_hint_repeats_the_settings(workdirs):
     ds = config.with_overrides(config.dataset("synthetic"), patch=48, stride=24)
     with pytest.raises(train.TrainError, match="make prepare DATASET=synthetic PATCH=48 STRIDE=24`"):
         train.Trainer(ds, config.model("alexnet-lite"))
+
+
+@pytest.mark.parametrize("damage", ["header", "binary", "text seconds"])
+def test_a_damaged_training_log_is_named_or_its_bad_rows_dropped(tiny, damage):
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    log = config.run_dir(ds, model) / "train_log.csv"
+    text = log.read_text()
+    if damage == "header":
+        log.write_text(text.replace("iter,loss", "iteration,loss", 1))
+    elif damage == "binary":
+        log.write_bytes(text.encode() + b"\xff\xfe\x00garbage")
+    else:
+        log.write_text(text + "25,1.0,0.001,abc,\n")
+    if damage == "text seconds":             # a row that does not parse is dropped, as a cut one
+        assert train.Trainer(ds, model, max_iter=40).train(resume=True)["iterations"] == 40
+        assert "abc" not in log.read_text()
+        return
+    with pytest.raises(train.TrainError, match="train_log.csv (is damaged|does not start with)"):
+        train.Trainer(ds, model, max_iter=40).train(resume=True)

@@ -661,14 +661,30 @@ def _trim_log(log_path: Path, last_iter: int) -> float:
     the last row kept."""
     if not log_path.exists():
         return 0.0
-    with open(log_path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(log_path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TrainError(f"{log_path} is damaged ({e.__class__.__name__}); delete it to resume "
+                         f"(its curves then start at iteration {last_iter}), or train again "
+                         f"with RESUME=0") from None
     if not rows:
         return 0.0
     head = rows[0]
-    # a row cut short by the kill has fewer fields than the header
-    body = [r for r in rows[1:]
-            if len(r) == len(head) and r[0].isdigit() and int(r[0]) <= last_iter]
+    if head[:1] != ["iter"] or "seconds" not in head:
+        raise TrainError(f"{log_path} does not start with pycount's header (iter,loss,lr,"
+                         f"seconds,val_mae); delete it to resume (its curves then start at "
+                         f"iteration {last_iter}), or train again with RESUME=0")
+
+    def whole(r) -> bool:   # a row cut short by the kill has fewer fields than the header
+        if len(r) != len(head) or not r[0].isdigit():
+            return False
+        try:
+            float(r[head.index("seconds")])
+        except ValueError:
+            return False
+        return True
+    body = [r for r in rows[1:] if whole(r) and int(r[0]) <= last_iter]
     if len(body) != len(rows) - 1:
         with atomic.replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows([head] + body)
