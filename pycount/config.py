@@ -243,9 +243,13 @@ KI67_SYNTHETIC_IMAGES = 55
 SYNTHETIC_SEED = 0
 
 
-# The settings a run records in its train.json and with_overrides takes back (pycount.inference.run)
-OVERRIDES = ("patch", "stride", "rot_step", "size", "train_n", "seed", "sigma", "hed_jitter",
-             "resplit", "crop", "crop_stride", "stain_norm")
+# The settings a run records in its train.json and with_overrides takes back (pycount.inference.run),
+# each with the Make variable that sets it (the name messages give)
+MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
+             "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
+             "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
+             "stain_norm": "STAIN"}
+OVERRIDES = tuple(MAKE_VARS)
 # STAIN= values (pycount.data.stain) and the length of the target each records in a run
 STAIN_METHODS = {"reinhard": 6, "macenko": 8}
 # Macenko et al. (2009)'s constants, as they published them: a pixel is stained when its optical
@@ -291,19 +295,19 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
     for k, v in changes.items():
         if k in ("seed", "resplit", "train_n") and v < 0:
-            raise ConfigError(f"{k.upper()}={v} is not valid: use a whole number, 0 or more")
+            raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a whole number, 0 or more")
         if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
-            raise ConfigError(f"{k.upper()}={v} is not valid: use a positive number of pixels")
+            raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a positive number of pixels")
     if rot_step is not None and not 0 <= rot_step < 360:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
                           f"to 359 (the paper's 30), or 0 for none")
-    if size is not None and 0 < size < OWN_WINDOW_LIMITS[0]:
+    if size is not None and 0 < size < WINDOW_LIMITS[0]:
         raise ConfigError(f"SIZE={size} is not valid: resize patches to at least "
-                          f"{OWN_WINDOW_LIMITS[0]} px (the paper's nets: 224 or 227), or 0 for "
+                          f"{WINDOW_LIMITS[0]} px (the paper's nets: 224 or 227), or 0 for "
                           f"their native size")
-    if patch is not None and patch < OWN_WINDOW_LIMITS[0] and not ds.own:   # own: owndata
+    if patch is not None and patch < WINDOW_LIMITS[0] and not ds.own:   # own: owndata
         raise ConfigError(f"PATCH={patch} is not valid: a patch needs at least "
-                          f"{OWN_WINDOW_LIMITS[0]} px (a patch of {patch} px holds no cell)")
+                          f"{WINDOW_LIMITS[0]} px (a patch of {patch} px holds no cell)")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")
@@ -698,12 +702,13 @@ OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name un
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
 OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
 OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches for overfitting
-# A given patch or crop side, px: at least 8 (the nets pool three times, each halving the side;
-# below 8 no map is left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel
-# full-size layer, AlexNet's fc6 on such a patch a billion weights; the named sets use 40-200), and
-# never beyond the folder's largest image side (unless the inferred range's floor is larger): a
-# larger window is padding only, and padding every image to 100,000 px asked for 30 GB
-OWN_WINDOW_LIMITS = (8, 1024)
+# A patch or crop side given for an own folder, px (the named sets' PATCH= and SIZE= take the
+# minimum): at least 8 (the nets pool three times, each halving the side; below 8 no map is
+# left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel full-size layer,
+# AlexNet's fc6 on such a patch a billion weights; the named sets use 40-200), and never beyond
+# the folder's largest image side (unless the inferred range's floor is larger): a larger window
+# is padding only, and padding every image to 100,000 px asked for 30 GB
+WINDOW_LIMITS = (8, 1024)
 # A dot mask (pycount.data.readers.mask_centres) is refused when it is no mask of dots: when more
 # than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
 # larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the

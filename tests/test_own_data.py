@@ -262,7 +262,7 @@ def test_patch_and_crop_limits_admit_their_bounds(tmp_path, workdirs, monkeypatc
     assert resolved(folder, patch=8).patch == 8 and resolved(folder, patch=120).patch == 120
     assert resolved(folder, crop=8).crop == 8 and resolved(folder, crop=120).crop == 120
     # the absolute ceiling holds for large images too
-    monkeypatch.setattr(config, "OWN_WINDOW_LIMITS", (8, 100))
+    monkeypatch.setattr(config, "WINDOW_LIMITS", (8, 100))
     with pytest.raises(DatasetError, match="PATCH=104 \\(--patch\\) is not valid: use a patch of "
                                            "8 to 100 px \\(above 100 px the nets' weights"):
         resolved(folder, patch=104)

@@ -371,12 +371,17 @@ def test_a_damaged_snapshot_is_refused_before_caffe(tiny, tmp_path, what, needle
     assert "Check failed" not in out and "resuming from" not in out
 
 
-def test_a_finished_run_without_its_snapshot_is_not_silently_trained_again(tiny):
+def _trained_30_and_evaluated(tiny):
+    """(ds, model, run folder) of the tiny set trained 30 iterations, then evaluated."""
     ds, model = tiny
     prepare.prepare(ds)
     train.Trainer(ds, model, max_iter=30).train(resume=False)
     evaluate.evaluate(ds, model)
-    run = config.run_dir(ds, model)
+    return ds, model, config.run_dir(ds, model)
+
+
+def test_a_finished_run_without_its_snapshot_is_not_silently_trained_again(tiny):
+    ds, model, run = _trained_30_and_evaluated(tiny)
     shutil.rmtree(run / "snapshots")
     with pytest.raises(train.TrainError, match="holds a finished training but no snapshot"):
         train.Trainer(ds, model, max_iter=30).train(resume=True)
@@ -385,11 +390,7 @@ def test_a_finished_run_without_its_snapshot_is_not_silently_trained_again(tiny)
 
 
 def test_fewer_iterations_than_trained_are_refused_and_more_drop_old_results(tiny):
-    ds, model = tiny
-    prepare.prepare(ds)
-    train.Trainer(ds, model, max_iter=30).train(resume=False)
-    evaluate.evaluate(ds, model)
-    run = config.run_dir(ds, model)
+    ds, model, run = _trained_30_and_evaluated(tiny)
     with pytest.raises(train.TrainError, match="has trained 30 iterations already, more than "
                                                "ITERS=20"):
         train.Trainer(ds, model, max_iter=20).train(resume=True)

@@ -143,12 +143,12 @@ def _check_settings(ds: config.DatasetConfig, root: Path) -> None:
 
 def _check_windows(ds: config.DatasetConfig, root: Path, stats: dict[str, ImageStats]) -> None:
     """A patch or crop side given in pycount.toml or on the command line within
-    config.OWN_WINDOW_LIMITS and no larger than the folder's largest image side (a larger window
+    config.WINDOW_LIMITS and no larger than the folder's largest image side (a larger window
     is padding only; the inferred range's floor stays allowed for folders of tiny images)."""
     largest = max(max(s.width, s.height) for s in stats.values())
     for key, floor in (("patch", config.OWN_PATCH_RANGE[0]), ("crop", config.OWN_CROP_RANGE[0])):
         value = getattr(ds, key)
-        lo, hi = config.OWN_WINDOW_LIMITS
+        lo, hi = config.WINDOW_LIMITS
         top = min(hi, max(largest, floor))
         if value and not lo <= value <= top:
             if value < lo:

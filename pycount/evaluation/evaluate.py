@@ -1,7 +1,6 @@
 """`make eval`: count every test image of a dataset with a trained run, then report."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from pycount.errors import PycountError, RunError, TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
-from pycount.inference.run import finished_files, with_run_stain
+from pycount.inference.run import finished_files, read_train_info, with_run_stain
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 
@@ -32,7 +31,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     # the run is checked whole before any engine is built or anything written: a finished
     # training (train.json, not interrupted) of the dataset, model, head and settings asked for
     info_file = run / "train.json"
-    info = _read_train_json(info_file)
+    info = read_train_info(info_file)
     files = tuple(finished_files(run, model, info))
     if info is None:
         raise RunError(f"{info_file} is missing: the training in {run} has not finished "
@@ -79,24 +78,8 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
 # What eval compares between a run's train.json and what it was asked to evaluate, beyond the
 # dataset, model and head: the settings that shape the patches a patch counter's net sees
 # (its input size) and how an image is tiled. A density model's or a classic method's counting
-# uses none of them. The make variable that sets each, for the message.
-MATCHED_PATCH_SETTINGS = {"patch": "PATCH", "stride": "STRIDE", "size": "SIZE"}
-
-
-def _read_train_json(info_file: Path) -> dict | None:
-    """A run's train.json as a dict; None when there is none; RunError when it is damaged."""
-    if not info_file.exists():
-        return None
-    try:
-        info = json.loads(info_file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunError(f"{info_file} is unreadable or corrupt ({e}); re-run make train for this "
-                       f"run (RESUME=0 trains it again from scratch)") from None
-    if not isinstance(info, dict):
-        raise RunError(f"{info_file} is not a training summary (a JSON object was expected, not "
-                       f"{type(info).__name__}); re-run make train for this run (RESUME=0 trains "
-                       f"it again from scratch)")
-    return info
+# uses none of them.
+MATCHED_PATCH_SETTINGS = ("patch", "stride", "size")
 
 
 def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
@@ -114,7 +97,7 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     if not diffs:
         return
     said = "; ".join(f"{k} {theirs}, not {ours}" for k, theirs, ours in diffs)
-    variables = " ".join(f"{MATCHED_PATCH_SETTINGS.get(k, k.upper())}={theirs}"
+    variables = " ".join(f"{config.MAKE_VARS.get(k, k.upper())}={theirs}"
                          for k, theirs, _ in diffs)
     tag, name, its_head = info.get("dataset_tag"), info.get("model"), recorded["head"]
     home = (f" to {config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')}"

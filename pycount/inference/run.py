@@ -22,6 +22,22 @@ class Run:
     head: str
 
 
+def read_train_info(info_file: Path) -> dict | None:
+    """A run's train.json as a dict; None when there is none; RunError when it is damaged."""
+    if not info_file.exists():
+        return None
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunError(f"{info_file} is unreadable or corrupt ({e}); re-run make train for this "
+                       f"run (RESUME=0 trains it again from scratch)") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{info_file} is not a training summary (a JSON object was expected, not "
+                       f"{type(info).__name__}); re-run make train for this run (RESUME=0 trains "
+                       f"it again from scratch)")
+    return info
+
+
 def load_run(path) -> Run:
     """Read a run folder written by `make train`: train.json, and deploy.prototxt +
     model.caffemodel (a CNN) or model.npz (a classic method)."""
@@ -30,10 +46,10 @@ def load_run(path) -> Run:
     if not path.is_dir():
         raise RunError(f"no run folder {path}: check the path, or train a model first "
                        f"(make train DATASET=... MODEL=...)")
-    if not info_file.is_file():
+    info = read_train_info(info_file)
+    if info is None:
         raise _missing(info_file, path)
     try:
-        info = json.loads(info_file.read_text())
         dataset, model, head = info["dataset"], info["model"], info.get("head", "R")
         if head not in ("R", "C"):
             raise ValueError(f"head {head!r} is neither R nor C")

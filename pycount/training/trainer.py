@@ -29,8 +29,9 @@ from pycount.util import provenance
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.engines import CaffeBackend
+from pycount.inference.run import read_train_info
 from pycount.training.averaging import WeightAverage
-from pycount.errors import Diverged, TrainError  # noqa: F401 (re-exported)
+from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-exported)
 
 
 
@@ -131,9 +132,8 @@ class Trainer:
         for path in filter(None, paths):
             if lmdbio.read_manifest(path) is None:
                 extra = f" MODEL={model.name}" if model.density else ""
-                name = ds.subdir if ds.own else ds.name     # an own folder: its path
-                raise TrainError(f"{path}: no prepared LMDB; run `make prepare DATASET={name}"
-                                 f"{extra}{_settings_args(ds)}` first")
+                raise TrainError(f"{path}: no prepared LMDB; run `make prepare {_make_args(ds)}"
+                                 f"{extra}` first")
             lmdbio.check_readable(path)
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
@@ -179,8 +179,7 @@ class Trainer:
         """A run's snapshots resume only into the net they were written by; a changed solver (a
         longer max_iter, another schedule) is allowed, and said."""
         changed = nets.drift(self.run, plan)
-        subset = f" TRAIN_N={self.ds.train_n} SEED={self.ds.seed}" if self.ds.train_n else ""
-        again = (f"`make train DATASET={self.ds.name} MODEL={self.model.name}{subset}"
+        again = (f"`make train {_make_args(self.ds)} MODEL={self.model.name}"
                  f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
                  f"from scratch")
         if "train_val" in changed:
@@ -296,10 +295,10 @@ class Trainer:
         if (self.run / "metrics.json").exists():
             return True
         try:
-            info = json.loads((self.run / "train.json").read_text())
-        except (OSError, ValueError):
+            info = read_train_info(self.run / "train.json")
+        except RunError:                     # damaged: nothing finished to keep
             return False
-        return isinstance(info, dict) and not info.get("interrupted") \
+        return info is not None and not info.get("interrupted") \
             and (self.run / "model.caffemodel").exists()
 
     def _write_summary(self, session: "_Session", plan: nets.NetPlan, pretrained: Path | None,
@@ -335,22 +334,16 @@ class Trainer:
         return summary
 
 
-# the Make variables of the dataset settings that a prepare hint must repeat
-_MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
-              "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
-              "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
-              "stain_norm": "STAIN"}
-
-
-def _settings_args(ds: config.DatasetConfig) -> str:
-    """" PATCH=48 ..." for each setting of ds that is not its dataset's default (named sets)."""
+def _make_args(ds: config.DatasetConfig) -> str:
+    """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
+    folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
     if ds.own:
-        return f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else ""
+        return f"DATASET={ds.subdir}" + (f" TRAIN_N={ds.train_n} SEED={ds.seed}"
+                                         if ds.train_n else "")
     base = config.DATASETS.get(ds.name)
-    if base is None:
-        return ""
-    return "".join(f" {var}={getattr(ds, k)}" for k, var in _MAKE_VARS.items()
-                   if getattr(ds, k) != getattr(base, k))
+    return f"DATASET={ds.name}" + ("" if base is None else "".join(
+        f" {var}={getattr(ds, k)}" for k, var in config.MAKE_VARS.items()
+        if getattr(ds, k) != getattr(base, k)))
 
 
 def _read_latest(latest: Path) -> dict:

@@ -12,9 +12,9 @@ class Progress:
 
     Redraws at most ~10 times a second on a terminal; when stderr is not a terminal (CI, logs) it
     prints a line every 10 % instead, so logs stay short, and at least every
-    config.PROGRESS_LOG_SECONDS (a 20,000-iteration CPU training's tenth is over an hour). `done` is work finished before this bar
-    began (a resumed training): it counts towards the fraction but not towards the rate, so the
-    rate and the eta describe this session only.
+    config.PROGRESS_LOG_SECONDS (a 20,000-iteration CPU training's tenth is over an hour).
+    `done` is work finished before this bar began (a resumed training): it counts towards the
+    fraction but not towards the rate, so the rate and the eta describe this session only.
     """
 
     def __init__(self, total: int, label: str, unit: str = "it", stream=None, done: int = 0):
