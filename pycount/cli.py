@@ -302,9 +302,11 @@ def run(args: argparse.Namespace) -> int:
                 if summary["averaged_iterations"] and model.keep == "last"
                 else "the last weights" if model.keep == "last"
                 else f"the weights of iteration {summary['best_iter']}")
+        best = summary["best_val_patch_mae"]
         print(f"trained {summary['iterations']} iterations; best validation patch MAE "
-              f"{summary['best_val_patch_mae']:.3f} at iteration {summary['best_iter']}; "
-              f"kept {kept}: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
+              + (f"{best:.3f} at iteration {summary['best_iter']}" if best is not None
+                 else "not measured")
+              + f"; kept {kept}: {config.run_dir(ds, model, args.head) / 'model.caffemodel'}")
         return 0
     if args.command == "eval":
         from pycount.evaluation.evaluate import evaluate

@@ -233,6 +233,15 @@ def test_protocol_summary_and_audit_rows(workdirs):
     md = audit.to_markdown(audit._blocks(report))
     assert "Beyond the paper: density models" in md and "3.00 ± 1.41" in md
     assert "seeds 2 trained with older settings" in md
+    # a third seed whose metrics.json is damaged is left out; the other two still make the row
+    for bad in ('"2.5"', "null", "NaN", "true"):
+        d3, _ = _fake_run(runs, 3, 9.0)
+        m = json.loads((d3 / "metrics.json").read_text())
+        (d3 / "metrics.json").write_text(json.dumps(m).replace('"mae": 9.0', f'"mae": {bad}'))
+        rows = protocol.summarize("bacterial", "fcrn")
+        assert rows[0]["seeds"] == [1, 2] and rows[0]["mae_mean"] == pytest.approx(3.0), bad
+        density = audit.build(runs)["density"]
+        assert [r["mae"] for r in density if r["what"] == "pycount fcrn"] == [pytest.approx(3.0)]
 
 
 def test_drift_sees_the_net_and_the_solver_but_not_folders_or_the_name(workdirs):

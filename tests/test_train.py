@@ -412,6 +412,32 @@ def test_a_run_resumed_at_its_end_before_any_validation_keeps_a_model(tiny, trai
     assert (run / "model.caffemodel").exists()
 
 
+def test_a_run_stopped_before_its_first_validation_writes_strict_json(tiny, monkeypatch):
+    """No validation yet: the best validation MAE is null in train.json and latest.json (it was
+    written as Infinity, which JSON parsers other than Python's refuse), and the run resumes."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    step = train._Session.step
+
+    def stopping(self, k):
+        step(self, k)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train._Session, "step", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        train.Trainer(ds, model, max_iter=40).train(resume=False)
+    monkeypatch.setattr(train._Session, "step", step)
+    run = config.run_dir(ds, model)
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    info = strict((run / "train.json").read_text())
+    latest = strict((run / "snapshots" / "latest.json").read_text())
+    assert info["interrupted"] and info["iterations"] < model.solver.test_interval
+    assert info["best_val_patch_mae"] is None and latest["best_val_mae"] is None
+    done = train.Trainer(ds, model, max_iter=40).train(resume=True)
+    assert done["iterations"] == 40 and done["best_val_patch_mae"] > 0
+
+
 def test_a_second_training_of_the_same_run_stops_at_once(tiny, tmp_path):
     ds, model = tiny
     prepare.prepare(ds)

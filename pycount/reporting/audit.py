@@ -502,11 +502,7 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
             if split:
                 rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
                              **split})
-            try:
-                seeds = protocol.summarize(col.folder, model, runs_dir)
-            except (TypeError, ValueError):   # a damaged seed run's metrics.json (see Other runs)
-                seeds = []
-            for p in seeds:
+            for p in protocol.summarize(col.folder, model, runs_dir):
                 old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
                              "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],

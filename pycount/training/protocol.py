@@ -53,7 +53,9 @@ def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
 def summarize(dataset: str | config.DatasetConfig, model: str,
               runs_dir: Path | None = None) -> list[dict]:
     """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
-    run was trained with other settings than today's (`stale_seeds`; `run` retrains them)."""
+    run was trained with other settings than today's (`stale_seeds`; `run` retrains them).
+    A seed whose metrics.json is unreadable or holds no numbers is left out of its N, the others
+    kept (`make audit` lists the damaged file under its other runs)."""
     runs_dir = Path(runs_dir or config.runs_dir())
     ds = _as_dataset(dataset)
     dataset = ds.name
@@ -63,6 +65,7 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
         try:
             m = json.loads(f.read_text())
             n, seed = int(m["train_n"]), int(m["seed"])
+            m["mae"], m["mre"] = _number(m["mae"]), _number(m["mre"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if m.get("dataset") == dataset and n:
@@ -79,6 +82,14 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
                     "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in by_n[n]])),
                     "stale_seeds": sorted(old.get(n, []))})
     return out
+
+
+def _number(v) -> float:
+    """A metric as a finite float; TypeError/ValueError for anything else (a string, null, a
+    boolean, NaN)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ValueError(f"{v!r} is not a number")
+    return float(v)
 
 
 def pending(dataset: str | config.DatasetConfig, model: str, ns,

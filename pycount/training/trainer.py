@@ -58,7 +58,19 @@ def _stop_on_sigterm():
 
 
 def _atomic_json(path: Path, obj) -> None:
-    atomic.write_text(path, json.dumps(obj, indent=1))
+    """obj as strict JSON: a best validation MAE not measured yet (inf) is written as null, not as
+    the `Infinity` that Python alone reads back."""
+    atomic.write_text(path, json.dumps(_finite(obj), indent=1, allow_nan=False))
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _save_weights(net, path: Path) -> None:
@@ -353,10 +365,12 @@ def _read_latest(latest: Path) -> dict:
         ok = (isinstance(state, dict) and all(isinstance(state.get(k), str)
                                               for k in ("solverstate", "caffemodel"))
               and isinstance(state.get("best_iter"), int)
-              and isinstance(state.get("best_val_mae"), (int, float))
+              and isinstance(state.get("best_val_mae"), (int, float, type(None)))
               and isinstance(state.get("iter", 0), int))
     except (OSError, ValueError):
         ok = False
+    if ok and state["best_val_mae"] is None:   # no validation before this snapshot
+        state["best_val_mae"] = math.inf
     if not ok:
         raise TrainError(f"{latest} is corrupt or incomplete; its snapshots cannot be resumed: "
                          f"train again with RESUME=0")
