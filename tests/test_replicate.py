@@ -42,3 +42,20 @@ def test_a_failed_cell_fails_the_sweep_after_the_others(monkeypatch, tmp_path, w
     with pytest.raises(errors.TrainError, match=r"1 cell\(s\) failed: bacterial ledetect\(R\)"):
         replicate.run(gpu=-1, datasets=("bacterial",), models=("lecount", "ledetect"),
                       data_root=_data_root(tmp_path))
+
+
+def test_a_dry_run_leaves_longer_trainings_as_they_are(monkeypatch, tmp_path, workdirs):
+    """ITERS= below what a cell's run has trained: kept, not refused by its training (which
+    failed the sweep) nor trained again."""
+    ds = config.dataset("bacterial")
+    for model, iters in (("alexnet", 500), ("lecount", 1)):
+        run = config.run_dir(ds, config.model(model, ds), "R")
+        run.mkdir(parents=True)
+        (run / "train.json").write_text(f'{{"iterations": {iters}}}')
+    ran = []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((d, m, h)) or "ok")
+    rows = replicate.run(gpu=-1, iters=20, datasets=("bacterial",),
+                         models=("alexnet", "lecount"), data_root=_data_root(tmp_path))
+    status = {(r["model"], r["head"]): r["status"] for r in rows}
+    assert status[("alexnet", "R")].startswith("kept: trained 500 iterations already")
+    assert ran == [("bacterial", "alexnet", "C"), ("bacterial", "lecount", "R")]

@@ -6,7 +6,7 @@ takes about an hour; a cell whose model lacks its weights, or whose dataset is n
 DATA_ROOT, is skipped with one line saying what to provide. Cells already evaluated with today's
 settings are kept, so an interrupted sweep goes on where it stopped (training resumes from its
 snapshots). ITERS= shortens every training (the schedule follows), for a dry run of the whole
-path on a CPU.
+path on a CPU; a cell already trained further than ITERS= is left as it is.
 """
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ def _done(dataset: str, model: str, head: str) -> bool:
     return m.classic or not nets.drift(run, nets.run_plan(ds, m, head))
 
 
+def _iterations(dataset: str, model: str, head: str) -> int:
+    """The iterations a cell's run has trained (its train.json; 0 for none, or a damaged one,
+    which its training then names)."""
+    from pycount.errors import RunError
+    from pycount.inference.run import read_train_info
+    ds = config.dataset(dataset)
+    try:
+        info = read_train_info(config.run_dir(ds, config.model(model, ds), head) / "train.json")
+    except RunError:
+        return 0
+    n = (info or {}).get("iterations")
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+
 def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
         data_root=None) -> list[dict]:
     """Every runnable paper cell not done yet: prepare, train, eval (each a `pycount` process,
@@ -62,6 +76,10 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
                 status = f"skipped: {reason}"
             elif _done(dataset, model, head) and iters is None:
                 status = "done before"
+            elif iters is not None and _iterations(dataset, model, head) > iters:
+                status = (f"kept: trained {_iterations(dataset, model, head)} iterations already, "
+                          f"more than ITERS={iters} (a dry run leaves longer trainings as they "
+                          f"are)")
             else:
                 status = _cell(dataset, model, head, gpu, iters, data_root, log_dir)
             rows.append({"dataset": dataset, "model": model, "head": head, "status": status})
