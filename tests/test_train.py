@@ -438,6 +438,62 @@ def test_a_run_stopped_before_its_first_validation_writes_strict_json(tiny, monk
     assert done["iterations"] == 40 and done["best_val_patch_mae"] > 0
 
 
+def test_an_lmdb_older_than_its_annotations_is_refused_until_prepared_again(tiny, capsys):
+    """make train read the LMDB of the old marks after an annotation was edited; now prepare's
+    stamp of the folder tells, and prepare again rebuilds (content changed) or renews it."""
+    import cv2
+    from pycount.data import sources
+    ds, model = tiny
+    prepare.prepare(ds)
+    root = prepare.dataset_root(ds)
+    stamp = lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")["source_stamp"]
+    assert stamp["root"] == str(root.resolve()) and "001dots.png" in stamp["files"]
+    (root / "notes.txt").write_text("a lab's notes: not an image or an annotation")
+    assert sources.changes(stamp) is None
+    dots = root / f"{ds.train_ids[0]}dots.png"
+    bgr = cv2.imread(str(dots))
+    bgr[5, 5] = (0, 0, 255)                            # one more cell marked
+    cv2.imwrite(str(dots), bgr)
+    with pytest.raises(train.TrainError, match=rf"{dots.name} changed\); run `make prepare "
+                                               rf"DATASET=synthetic"):
+        train.Trainer(ds, model, max_iter=5).train(resume=False)
+    before = lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")["fingerprint"]
+    prepare.prepare(ds)                                # the content changed: rebuilt
+    after = lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")
+    assert after["fingerprint"] != before
+    assert train.Trainer(ds, model, max_iter=5).train(resume=False)["iterations"] == 5
+    # a file only touched (a copy, a checkout): refused, and prepare reuses the LMDB and renews
+    # the stamp
+    os.utime(dots, ns=(dots.stat().st_atime_ns, dots.stat().st_mtime_ns + 10**9))
+    with pytest.raises(train.TrainError, match="changed"):
+        train.Trainer(ds, model, max_iter=10).train()
+    capsys.readouterr()
+    prepare.prepare(ds)
+    assert "up to date" in capsys.readouterr().out
+    assert lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")["fingerprint"] == \
+        after["fingerprint"]
+    assert train.Trainer(ds, model, max_iter=10).train()["iterations"] == 10
+    # an image removed
+    (root / f"{ds.test_ids[-1]}cell.png").unlink()
+    with pytest.raises(train.TrainError, match=f"{ds.test_ids[-1]}cell.png removed"):
+        train.Trainer(ds, model, max_iter=15).train()
+
+
+def test_a_stale_half_written_lmdb_goes_at_the_next_prepare(tiny):
+    """A prepare killed while writing left its hidden .partial folder until the next write of
+    that LMDB; the next prepare removes it, also when it reuses the LMDB."""
+    ds, _ = tiny
+    prepare.prepare(ds)
+    dest = config.lmdb_dir(ds) / "train_lmdb"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    partial = dest.parent / f".{dest.name}.partial-{dead.pid}"
+    partial.mkdir()
+    (partial / "data.mdb").write_bytes(b"half")
+    prepare.prepare(ds)
+    assert not partial.exists()
+
+
 def test_a_second_training_of_the_same_run_stops_at_once(tiny, tmp_path):
     ds, model = tiny
     prepare.prepare(ds)

@@ -116,6 +116,11 @@ def read_manifest(path: Path) -> dict | None:
         return None
 
 
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Replace a complete database's manifest (atomically: it is what says the data is whole)."""
+    atomic.write_text(Path(path) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
+
+
 def check_readable(path: Path) -> None:
     """A prepared database whole on disk before Caffe opens it: Caffe aborts (a glog CHECK) on a
     missing or invalid data.mdb and dies of SIGBUS reading past the end of a truncated one, and

@@ -20,6 +20,7 @@ from pycount.data import synthetic
 from pycount.data import density_targets
 from pycount.data import lmdbio
 from pycount.data import patches
+from pycount.data import sources
 from pycount.data import stain
 from pycount.util.progress import Progress
 
@@ -209,6 +210,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
     dataset's rotation step (pycount.density_targets); validation crops unrotated, unmirrored."""
     model = model or config.MODELS["fcrn"]
     m = model.context
+    stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
     ids, loaded = load_split(ds, data_root, side=ds.crop)
     loaded, normalised = stain_normalised(ds, loaded)
     out = {}
@@ -224,9 +226,11 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
             settings.update(context=m, fill=list(_context_fill(ds, model)))
         fp = lmdbio.fingerprint(settings)
         dest, targets = config.density_lmdbs(ds, part, m)
+        for d in (dest, targets):
+            lmdbio.remove_stale_partials(d)
         if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
             print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
-            out[part] = lmdbio.read_manifest(dest)
+            out[part] = _restamp(dest, stamp)
             continue
         if rot_step:
             n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
@@ -238,7 +242,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                         for s in samples)
             records = _plain_crops(samples, ds, model)
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
-                        split={k: v for k, v in ids.items()})
+                        split={k: v for k, v in ids.items()}, source_stamp=stamp)
         out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop + 2 * m,
                                       seed=SPLIT_SEED, manifest=manifest, targets=targets,
                                       label=f"{ds.tag} {part} crops + density targets")
@@ -264,6 +268,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
     For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density)."""
     if model is not None and model.density:
         return prepare_density(ds, data_root, force, model)
+    stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
     ids, loaded = load_split(ds, data_root, side=ds.patch)
     loaded, normalised = stain_normalised(ds, loaded)
     out = {}
@@ -278,16 +283,17 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
             settings["train_patches"] = keep
         fp = lmdbio.fingerprint(settings)
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
+        lmdbio.remove_stale_partials(dest)
         if not force and lmdbio.is_current(dest, fp):
             print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), reused")
-            out[part] = lmdbio.read_manifest(dest)
+            out[part] = _restamp(dest, stamp)
             continue
         n_max = sum(patches.count_training_patches(s.image.shape[0], s.image.shape[1], ds.patch,
                                                    ds.stride, rot_step) for s in samples)
         first = (p for p, _ in _records(samples[:1], ds, rot_step))
         per_record = lmdbio.record_bytes(itertools.islice(first, 32), ds.encoded)
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
-                        split={k: v for k, v in ids.items()})
+                        split={k: v for k, v in ids.items()}, source_stamp=stamp)
         out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
                                       patch=ds.input_size, seed=SPLIT_SEED, manifest=manifest,
                                       label=f"{ds.tag} {part} patches", encoded=ds.encoded,
@@ -297,6 +303,16 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "
                   f"the nets' fixed mean {list(ds.mean_bgr)} (pycount/config.py)")
     return out
+
+
+def _restamp(dest: Path, stamp: dict) -> dict:
+    """A reused LMDB's manifest, its source stamp renewed: its images and marks were just found
+    unchanged (their content fingerprint), whatever their files' times say now."""
+    manifest = lmdbio.read_manifest(dest)
+    if manifest.get("source_stamp") != stamp:
+        manifest["source_stamp"] = stamp
+        lmdbio.write_manifest(dest, manifest)
+    return manifest
 
 
 def _version() -> str:

@@ -24,6 +24,7 @@ import numpy as np
 from pycount.util import atomic
 from pycount import config
 from pycount.data import lmdbio
+from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
 from pycount.util.progress import Progress
@@ -176,6 +177,17 @@ class Trainer:
                                  f"runs (an interrupted write?); run `make prepare "
                                  f"DATASET={self.ds.name} MODEL={self.model.name}` again")
 
+    def _check_sources(self) -> None:
+        """The dataset's images and annotations as `make prepare` found them (the stamp it
+        recorded in the training LMDB's manifest; pycount.data.sources)."""
+        changed = sources.changes((lmdbio.read_manifest(self.train_lmdb) or {})
+                                  .get("source_stamp"))
+        if changed:
+            extra = f" MODEL={self.model.name}" if self.model.density else ""
+            raise TrainError(f"{self.train_lmdb} is older than {self.ds.name}'s images or "
+                             f"annotations ({changed}); run `make prepare {_make_args(self.ds)}"
+                             f"{extra}` again: it rebuilds the LMDBs if what they hold changed")
+
     def _say_passes(self) -> None:
         """A training LMDB cut to the patches one training reads (DatasetConfig.train_patches):
         say so when this training reads more, i.e. passes over them again."""
@@ -242,6 +254,7 @@ class Trainer:
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
         self._check_lmdb_patch()
+        self._check_sources()
         self._say_passes()
         pretrained = self._pretrained()
         plan = self._plan()
