@@ -131,7 +131,11 @@ def _iterations(text: str) -> int:
 
 
 def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid: give whole numbers separated "
+                                         f"by commas, e.g. 32,50") from None
 
 
 def _more_commands(sub) -> None:
@@ -241,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
                              args.models, args.data_root)
         done = sum(r["status"].startswith(("ok", "done")) for r in rows)
         print(f"\n{done} of {len(rows)} paper cells trained and evaluated; the audit follows")
-        return _audit(argparse.Namespace(runs=None, out=None))
+        return _audit(argparse.Namespace(runs=None, out=None, data_root=args.data_root))
     if args.command == "prototxt":
         from pycount.nets import builders
         for path in builders.write_committed():

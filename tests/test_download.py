@@ -147,3 +147,155 @@ def test_real_manifests_verify_shared_copies(dataset):
     if not folder.is_dir():
         pytest.skip(f"{folder} not present")
     assert download.verify(dataset, folder) == []
+
+
+# --- failure paths: DATA_ROOT, archives, damaged folders ---------------------------------------
+
+def test_data_root_that_is_a_file_is_named(toy, tmp_path):
+    make_zip, _ = toy
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    for root in (plain, plain / "sub"):
+        with pytest.raises(download.DownloadError, match=f"DATA_ROOT {root} .*set DATA_ROOT"):
+            download.fetch("toy", root, archive=make_zip())
+    assert plain.read_text() == ""
+
+
+def test_unwritable_data_root_fails_before_downloading(toy, monkeypatch):
+    """Read-only or no permission: one line naming DATA_ROOT, no traceback, nothing fetched."""
+    _, root = toy
+    root.mkdir()
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(download.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(download, "_download", lambda *a, **k: pytest.fail("downloaded"))
+    with pytest.raises(download.DownloadError,
+                       match=f"DATA_ROOT {root} cannot be written \\(Permission denied\\): make "
+                             f"it a writable folder"):
+        download.fetch("toy", root)
+    assert leftovers(root) == []
+
+
+def test_a_full_disk_while_downloading_is_not_called_a_network_error(toy, monkeypatch):
+    make_zip, root = toy
+
+    class Full:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, mode="r", *a, **k: Full() if mode == "wb"
+                        else real_open(f, mode, *a, **k))
+    with pytest.raises(download.DownloadError, match="No space left.*free some space in "
+                                                     "DATA_ROOT") as err:
+        download.fetch("toy", root, url=make_zip().as_uri(), progress=False)
+    assert "could not download" not in str(err.value)
+    monkeypatch.undo()
+    assert not root.exists()             # the DATA_ROOT it made for the download is gone too
+
+
+def test_a_failed_fetch_removes_the_data_root_it_created(toy, tmp_path):
+    _, _ = toy
+    root = tmp_path / "new" / "parents" / "data"
+    with pytest.raises(download.DownloadError, match="could not download"):
+        download.fetch("toy", root, url=(tmp_path / "nowhere.zip").as_uri())
+    assert not (tmp_path / "new").exists()
+
+
+def test_manual_instructions_give_commands_that_exist(toy):
+    _, root = toy
+    text = download.manual_instructions("toy", root)
+    assert "tools/data.py" not in text
+    assert f"make data DATASET=toy DATA_ROOT={root} ARCHIVE=/path/to/toy.zip" in text
+    assert f"--data-root {root} --verify-only" in text
+
+
+def test_an_archive_that_is_a_folder_or_missing_is_named(toy, tmp_path):
+    _, root = toy
+    with pytest.raises(download.DownloadError, match="is a folder, not the toy.zip file"):
+        download.fetch("toy", root, archive=tmp_path)
+    with pytest.raises(download.DownloadError, match="nope.zip does not exist"):
+        download.fetch("toy", root, archive=tmp_path / "nope.zip")
+    assert not root.exists()
+
+
+def test_a_truncated_archive_is_refused_with_instructions(toy):
+    make_zip, root = toy
+    good = make_zip()
+    cut = good.with_name("cut.zip")
+    cut.write_bytes(good.read_bytes()[:40])
+    with pytest.raises(download.DownloadError, match="could not unpack .*cut.zip"):
+        download.fetch("toy", root, archive=cut)
+    assert leftovers(root) == [] and not (root / "toy_cells").exists()
+
+
+@pytest.mark.parametrize("damage", ["altered", "truncated", "missing", "a file"])
+def test_a_damaged_release_folder_is_named_and_kept(toy, damage):
+    make_zip, root = toy
+    dest = download.fetch("toy", root, archive=make_zip())
+    target = dest / "001cell.png"
+    if damage == "altered":
+        target.write_bytes(b"cell 0ne")
+    elif damage == "truncated":
+        target.write_bytes(b"cell")
+    elif damage == "missing":
+        target.unlink()
+    else:
+        shutil.rmtree(dest)
+        dest.write_text("not a folder")
+    expected = {"altered": "checksum mismatch: 001cell.png",
+                "truncated": "checksum mismatch: 001cell.png",
+                "missing": "missing: 001cell.png", "a file": "is a file, not a folder"}[damage]
+    with pytest.raises(download.DownloadError, match=r"\(1 problem\):") as err:
+        download.fetch("toy", root, archive=make_zip())
+    assert expected in str(err.value) and "left untouched" in str(err.value)
+    assert download.verify("toy", dest) != []
+
+
+def test_an_unreadable_file_is_named_and_the_rest_checked(toy, monkeypatch):
+    make_zip, root = toy
+    dest = download.fetch("toy", root, archive=make_zip())
+    real = download._sha256
+
+    def sha(path):
+        if path.name == "001dots.png":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(download, "_sha256", sha)
+    assert download.verify("toy", dest) == ["unreadable: 001dots.png (Permission denied)"]
+
+
+def test_extra_files_are_named_but_keep_a_folder_valid(toy, capsys):
+    make_zip, root = toy
+    dest = download.fetch("toy", root, archive=make_zip())
+    (dest / "README.md").write_text("notes")
+    assert download.verify("toy", dest) == []
+    assert download.extras("toy", dest) == ["README.md"]
+    assert download.fetch("toy", root) == dest
+    assert "also holds 1 file(s) the release does not (README.md)" in capsys.readouterr().err
+
+
+def test_a_concurrent_install_is_used_not_a_traceback(toy, monkeypatch):
+    """Two `make data` at once: the second's rename finds the first one's folder."""
+    make_zip, root = toy
+    real_rename = download.os.rename
+    raced = []
+
+    def race(src, dst):
+        if not raced:                    # the other process installs its copy first
+            raced.append(dst)
+            monkeypatch.setattr(download.os, "rename", real_rename)
+            download.fetch("toy", root, archive=make_zip("other.zip"))
+        real_rename(src, dst)
+    monkeypatch.setattr(download.os, "rename", race)
+    assert download.fetch("toy", root, archive=make_zip()) == root / "toy_cells"
+    assert download.verify("toy", root / "toy_cells") == [] and leftovers(root) == []

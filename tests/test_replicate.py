@@ -59,3 +59,95 @@ def test_a_dry_run_leaves_longer_trainings_as_they_are(monkeypatch, tmp_path, wo
     status = {(r["model"], r["head"]): r["status"] for r in rows}
     assert status[("alexnet", "R")].startswith("kept: trained 500 iterations already")
     assert ran == [("bacterial", "alexnet", "C"), ("bacterial", "lecount", "R")]
+
+
+# --- failure paths: bad DATASETS=/MODELS=, no data, no GPU, logs that cannot be written -------
+
+@pytest.mark.parametrize("datasets, models, message", [
+    (["foo"], None, "DATASETS=foo: 'foo' is not a column of the paper's tables"),
+    (["synthetic"], None, "'synthetic' is not a column"),
+    ([""], None, "'' is not a column"),
+    (["bacterial"], ["foo"], "MODELS=foo: 'foo' is not a model of the paper's rows"),
+    (["bacterial"], ["fcrn"], "'fcrn' is not a model of the paper's rows"),
+    (["bacterial"], [], "MODELS=: names no model"),
+])
+def test_bad_names_stop_before_any_cell(monkeypatch, tmp_path, workdirs, datasets, models,
+                                        message):
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    with pytest.raises(errors.ConfigError, match=message.replace("(", r"\(")):
+        replicate.run(gpu=-1, datasets=datasets, models=models, data_root=_data_root(tmp_path))
+    assert not config.runs_dir().exists()
+
+
+def test_a_data_root_without_datasets_is_an_error_not_a_silent_sweep(monkeypatch, tmp_path,
+                                                                     workdirs):
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(errors.TrainError, match=f"none of the 3 paper cells can run here: "
+                                                f"{empty}/vgg_cells is missing"):
+        replicate.run(gpu=-1, datasets=("bacterial",), models=("alexnet", "lecount"),
+                      data_root=empty)
+
+
+def test_a_gpu_that_is_not_there_is_named_once_before_the_first_cell(monkeypatch, tmp_path,
+                                                                     workdirs):
+    monkeypatch.setattr("pycount.device.cuda_devices",
+                        lambda: (False, 0, "this Caffe build is CPU-only (caffe-cpu)"))
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    with pytest.raises(errors.TrainError, match=r"GPU=0 asked for, but this Caffe build is "
+                                                r"CPU-only.*GPU=-1 runs the cells on the CPU"):
+        replicate.run(gpu=0, datasets=("bacterial",), models=("lecount",),
+                      data_root=_data_root(tmp_path))
+
+
+def test_a_gpu_is_not_asked_for_when_no_cell_runs(monkeypatch, tmp_path, workdirs):
+    monkeypatch.setattr("pycount.device.cuda_devices", lambda: pytest.fail("GPU checked"))
+    with pytest.raises(errors.TrainError, match="none of the"):
+        replicate.run(gpu=0, datasets=("bacterial",), models=("lecount",),
+                      data_root=tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("blocker", ["file", "read-only"])
+def test_a_log_folder_that_cannot_be_written_is_named(monkeypatch, tmp_path, workdirs, blocker):
+    logs = config.runs_dir() / "replicate" / "logs"
+    if blocker == "file":
+        logs.parent.mkdir(parents=True)
+        logs.write_text("")
+        match = f"{logs} cannot be created: a file stands on its path"
+    else:
+        logs.mkdir(parents=True)
+        real = type(logs).write_bytes
+
+        def refuse(self, data):
+            if self.parent == logs:
+                raise OSError(30, "Read-only file system")
+            return real(self, data)
+        monkeypatch.setattr(type(logs), "write_bytes", refuse)
+        match = rf"{logs} cannot be written \(Read-only file system\)"
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    with pytest.raises(errors.TrainError, match=match):
+        replicate.run(gpu=-1, datasets=("bacterial",), models=("lecount",),
+                      data_root=_data_root(tmp_path))
+
+
+def test_a_cell_whose_log_cannot_be_opened_fails_alone(tmp_path, workdirs):
+    log_dir = tmp_path / "logs"
+    (log_dir / f"bacterial-{config.run_name(config.model('lecount'), 'R')}.log").mkdir(
+        parents=True)
+    status = replicate._cell("bacterial", "lecount", "R", -1, None, None, log_dir)
+    assert status.startswith("failed: cannot write its log") and str(log_dir) in status
+
+
+def test_the_sweep_ends_in_the_audit_through_the_command_line(monkeypatch, tmp_path, workdirs,
+                                                              capsys):
+    """`pycount replicate` (make audit-gpu) ends by writing the audit: it ended in a traceback
+    (the audit's arguments lacked DATA_ROOT) after every cell had run."""
+    from pycount import cli
+    monkeypatch.setattr(replicate, "_cell", lambda *a: "ok")
+    rc = cli.main(["replicate", "--gpu", "-1", "--datasets", "bacterial", "--models", "lecount",
+                   "--data-root", str(_data_root(tmp_path))])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "1 of 1 paper cells trained and evaluated; the audit follows" in out
+    assert (config.runs_dir() / "audit" / "audit.md").is_file()

@@ -8,6 +8,7 @@ readers look.  Offline, the error says which file to fetch by hand and where to 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -77,18 +78,39 @@ def _sha256(path: Path) -> str:
 
 
 def verify(dataset: str, folder) -> list[str]:
-    """Problems with `folder` as a copy of `dataset` (missing or mismatching files); [] when fine."""
+    """Problems with `folder` as a copy of `dataset` (missing, unreadable or mismatching files);
+    [] when fine.  Files the manifest does not list are no problem (see `extras`)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return [f"{folder} is not a folder"]
+        return [f"{folder} is " + ("a file, not a folder" if folder.exists() else "missing")]
     problems = []
     for rel, digest in manifest(dataset).items():
         path = folder / rel
         if not path.is_file():
             problems.append(f"missing: {rel}")
-        elif _sha256(path) != digest:
+            continue
+        try:
+            same = _sha256(path) == digest
+        except OSError as e:             # e.g. no read permission: name it, check the rest
+            problems.append(f"unreadable: {rel} ({e.strerror or e})")
+            continue
+        if not same:
             problems.append(f"checksum mismatch: {rel}")
     return problems
+
+
+def extras(dataset: str, folder) -> list[str]:
+    """Files under `folder` that the release does not hold (notes, a published split, ...),
+    relative and sorted.  They are kept: the readers open only the files they expect by name."""
+    folder, listed = Path(folder), set(manifest(dataset))
+    if not folder.is_dir():
+        return []
+    return sorted(rel for p in folder.rglob("*") if p.is_file()
+                  and (rel := p.relative_to(folder).as_posix()) not in listed)
+
+
+def _problems(n: int) -> str:
+    return f"{n} problem{'s' if n != 1 else ''}"
 
 
 def _summary(problems: list[str]) -> str:
@@ -100,14 +122,17 @@ def _summary(problems: list[str]) -> str:
 def manual_instructions(dataset: str, data_root) -> str:
     """How to install `dataset` by hand under `data_root`."""
     src, root = _source(dataset), Path(data_root)
+    cmd = f"make data DATASET={dataset} DATA_ROOT={root}"
     return (f"To install the {dataset} dataset by hand:\n"
             f"  1. open {src.page} in a browser and save {src.archive}\n"
             f"     (direct link: {src.url});\n"
             f"  2. either let pycount unpack and verify it:\n"
-            f"       python tools/data.py --dataset {dataset} --data-root {root} "
-            f"--archive /path/to/{src.archive}\n"
+            f"       {cmd} ARCHIVE=/path/to/{src.archive}\n"
+            f"     (or: python -m pycount data --dataset {dataset} --data-root {root} "
+            f"--archive /path/to/{src.archive})\n"
             f"     or unpack it yourself so that the files lie directly in {root / src.folder}/,\n"
-            f"     e.g. {root / src.folder / src.example}, then check it with --verify-only.")
+            f"     e.g. {root / src.folder / src.example}, then check it with\n"
+            f"       python -m pycount data --dataset {dataset} --data-root {root} --verify-only")
 
 
 class _ByteBar:
@@ -150,7 +175,10 @@ def _download(url: str, dest: Path, progress: bool, timeout: float = 60):
         bar = _ByteBar(total) if progress else None
         received = 0
         while chunk := resp.read(CHUNK):
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as e:     # a full or failing disk, not the network: say so
+                raise _NoRoom(dest, e) from None
             received += len(chunk)
             if bar:
                 bar.update(len(chunk))
@@ -158,6 +186,45 @@ def _download(url: str, dest: Path, progress: bool, timeout: float = 60):
             bar.update(0, final=True)
         if total is not None and received < total:
             raise OSError(f"connection closed after {received} of {total} bytes")
+
+
+class _NoRoom(Exception):
+    """Writing into DATA_ROOT failed (disk full, quota, I/O error) during a download."""
+
+    def __init__(self, path: Path, err: OSError):
+        super().__init__(f"cannot write {path} ({err.strerror or err})")
+
+
+def _root_error(root: Path, e: OSError) -> DownloadError:
+    """DATA_ROOT cannot take the release: one line naming it and the fix."""
+    why = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        fix = "free some space there or set DATA_ROOT to a folder with room"
+    else:
+        fix = "make it a writable folder or set DATA_ROOT to one"
+    return DownloadError(f"DATA_ROOT {root} cannot be written ({why}): {fix}")
+
+
+def _make_root(root: Path) -> list[Path]:
+    """Create DATA_ROOT (and missing parents); return the folders created, outermost first, so
+    that a failed fetch can remove them again."""
+    if root.exists() and not root.is_dir():
+        raise DownloadError(f"DATA_ROOT {root} is a file, not a folder: set DATA_ROOT to the "
+                            f"folder that holds (or will hold) the dataset releases")
+    made = [p for p in (root, *root.parents) if not p.exists()][::-1]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:             # a file on the way, read-only, no permission
+        for p in reversed(made):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        if isinstance(e, (FileExistsError, NotADirectoryError)):
+            raise DownloadError(f"DATA_ROOT {root} cannot be created: a file stands on its "
+                                f"path; set DATA_ROOT to a folder") from None
+        raise _root_error(root, e) from None
+    return made
 
 
 def _extract(archive: Path, into: Path):
@@ -197,7 +264,8 @@ def _locate(dataset: str, extracted: Path) -> Path:
         root = hit.parents[len(Path(anchor).parts) - 1]
         if root.is_relative_to(extracted) and (root / anchor).is_file():
             return root
-    raise DownloadError(f"the archive holds no {anchor}; is it the {dataset} release?")
+    raise DownloadError(f"the archive holds no {anchor}; is it the {dataset} release "
+                        f"({SOURCES[dataset].archive} from {SOURCES[dataset].page})?")
 
 
 def fetch(dataset: str, data_root, url: str | None = None, archive=None,
@@ -207,51 +275,73 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
     Reuses a folder that already verifies; otherwise unpacks `archive` (a local file) or downloads
     `url` (default: the official release; file:// works too) into a temp file in data_root,
     verifies every manifest entry and renames the result into place.  An existing folder that fails
-    verification is left untouched and reported.  Raises DownloadError with instructions.
+    verification is left untouched and reported.  Raises DownloadError with instructions; on any
+    failure nothing is left in data_root, not even the folders this call created for it.
     """
     src, root = _source(dataset), Path(data_root)
     dest = root / src.folder
     if dest.exists():
-        problems = verify(dataset, dest)
-        if not problems:
-            print(f"{dataset}: {dest} is already present and verified", file=sys.stderr)
-            return dest
-        raise DownloadError(f"{dest} exists but does not verify ({len(problems)} problems):\n"
-                            f"{_summary(problems)}\nIt was left untouched; move it aside or "
-                            f"delete it, then run again.")
-    root.mkdir(parents=True, exist_ok=True)
+        return _existing(dataset, dest)
+    if archive is not None and Path(archive).is_dir():
+        raise DownloadError(f"ARCHIVE={archive} is a folder, not the {src.archive} file; give "
+                            f"the archive itself, or move the unpacked files to {dest}/ and check "
+                            f"them with --verify-only")
+    if archive is not None and not Path(archive).is_file():
+        raise DownloadError(f"archive {archive} does not exist\n"
+                            f"{manual_instructions(dataset, root)}")
+    made = _make_root(root)
     tmp_archive = work = None
+    done = False
     try:
+        try:
+            if archive is None:
+                fd, name = tempfile.mkstemp(prefix=f".{dataset}-", suffix=".download", dir=root)
+                os.close(fd)
+                tmp_archive = Path(name)
+            work = Path(tempfile.mkdtemp(prefix=f".{dataset}-", suffix=".unpack", dir=root))
+        except OSError as e:         # read-only, no permission, full: before any download
+            raise _root_error(root, e) from None
         if archive is None:
             url = url or src.url
-            fd, name = tempfile.mkstemp(prefix=f".{dataset}-", suffix=".download", dir=root)
-            os.close(fd)
-            tmp_archive = Path(name)
             print(f"{dataset}: downloading {url}", file=sys.stderr)
             try:
                 _download(url, tmp_archive, progress)
+            except _NoRoom as e:
+                raise DownloadError(f"{e}: free some space in DATA_ROOT {root} or set DATA_ROOT "
+                                    f"to a folder with room") from None
             except (OSError, http.client.HTTPException, ValueError) as e:
                 # URLError/HTTPError/timeouts are OSErrors; ValueError: a malformed URL
                 raise DownloadError(f"could not download {url}: {e}\n"
                                     f"{manual_instructions(dataset, root)}") from None
             archive = tmp_archive
         archive = Path(archive)
-        if not archive.is_file():
-            raise DownloadError(f"archive {archive} does not exist\n"
-                                f"{manual_instructions(dataset, root)}")
-        work = Path(tempfile.mkdtemp(prefix=f".{dataset}-", suffix=".unpack", dir=root))
+        named = archive if tmp_archive is None else url
         try:
             _extract(archive, work)
-        except (DownloadError, zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as e:
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise _root_error(root, e) from None
+            raise DownloadError(f"could not unpack {named}: {e}\n"
+                                f"{manual_instructions(dataset, root)}") from None
+        except (DownloadError, zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
             # e.g. a login or error page saved instead of the archive
-            raise DownloadError(f"could not unpack {archive if tmp_archive is None else url}: "
+            raise DownloadError(f"could not unpack {named}: "
                                 f"{e}\n{manual_instructions(dataset, root)}") from None
         found = _locate(dataset, work)
         problems = verify(dataset, found)
         if problems:
-            raise DownloadError(f"{archive} does not match the {dataset} manifest "
-                                f"({len(problems)} problems):\n{_summary(problems)}")
-        os.rename(found, dest)   # same filesystem (work is inside root): atomic
+            raise DownloadError(f"{named} does not match the {dataset} manifest "
+                                f"({_problems(len(problems))}):\n{_summary(problems)}\n"
+                                f"Download it again, or fetch it by hand:\n"
+                                f"{manual_instructions(dataset, root)}")
+        try:
+            os.rename(found, dest)   # same filesystem (work is inside root): atomic
+        except OSError:
+            if dest.exists():        # another `make data` got there first: use its copy
+                done = True
+                return _existing(dataset, dest)
+            raise
+        done = True
         print(f"{dataset}: verified {len(manifest(dataset))} files into {dest}", file=sys.stderr)
         return dest
     finally:
@@ -259,3 +349,27 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
             tmp_archive.unlink(missing_ok=True)
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
+        if not done:                 # leave no empty DATA_ROOT behind that we made
+            for p in reversed(made):
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+
+
+def _existing(dataset: str, dest: Path) -> Path:
+    """`dest` when it verifies (naming the files it holds beyond the release), else
+    DownloadError: it is never overwritten."""
+    problems = verify(dataset, dest)
+    if problems:
+        fix = ("move it aside or delete it, then run again to fetch the release"
+               if dest.is_dir() else "move or delete that file, then run again")
+        raise DownloadError(f"{dest} exists but does not verify ({_problems(len(problems))}):\n"
+                            f"{_summary(problems)}\nIt was left untouched; {fix}.")
+    more = extras(dataset, dest)
+    if more:
+        print(f"{dataset}: note: {dest} also holds {len(more)} file(s) the release does not "
+              f"({', '.join(more[:3])}{', ...' if len(more) > 3 else ''}); left as they are",
+              file=sys.stderr)
+    print(f"{dataset}: {dest} is already present and verified", file=sys.stderr)
+    return dest

@@ -37,6 +37,39 @@ def paper_cells(datasets=DATASETS, models=None) -> list[tuple[str, str, str]]:
     return cells
 
 
+def check_cells(datasets, models) -> None:
+    """DATASETS= and MODELS= checked before anything runs: each a paper column, each a model of
+    a paper row (anything else would train cells the audit never shows, or none)."""
+    rows = sorted({row.model for row in audit.PAPER if row.model})
+    bad = [d for d in datasets if d not in DATASETS]
+    if not datasets or bad:
+        raise config.ConfigError(f"DATASETS={','.join(datasets)}: "
+                                 + (f"{', '.join(map(repr, bad))} is not a column"
+                                    if bad else "names no column")
+                                 + f" of the paper's tables; choose from {', '.join(DATASETS)}")
+    bad = [m for m in (models or ()) if m not in rows]
+    if models is not None and (not models or bad):
+        raise config.ConfigError(f"MODELS={','.join(models)}: "
+                                 + (f"{', '.join(map(repr, bad))} is not a model"
+                                    if bad else "names no model")
+                                 + f" of the paper's rows; choose from {', '.join(rows)}")
+
+
+def check_gpu(gpu: int) -> None:
+    """GPU=N is usable here, asked once before the first cell trains (else every cell would
+    fail at its training, the reason in its log only)."""
+    if gpu < 0:
+        return
+    from pycount.device import cuda_devices
+    try:
+        _, n, why = cuda_devices()
+    except ImportError:
+        raise TrainError("pycaffe cannot be imported: run `make setup` first") from None
+    if n <= gpu:
+        raise TrainError(f"GPU={gpu} asked for, but " + (why or f"only {n} GPU(s) found")
+                         + "; GPU=-1 runs the cells on the CPU (with ITERS= for a dry run)")
+
+
 def _done(dataset: str, model: str, head: str) -> bool:
     """Evaluated with today's nets and solver (a stale run is trained again)."""
     from pycount.nets import builders as nets
@@ -66,9 +99,28 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
         data_root=None) -> list[dict]:
     """Every runnable paper cell not done yet: prepare, train, eval (each a `pycount` process,
     its output in runs/replicate/logs/); returns one row per cell."""
+    datasets = list(datasets)
+    models = list(models) if models is not None else None
+    check_cells(datasets, models)
     log_dir = config.runs_dir() / "replicate" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise TrainError(f"{log_dir} cannot be created: a file stands on its path; move it "
+                         f"aside or set PYCOUNT_RUNS to another folder") from None
+    except OSError as e:             # read-only, no permission
+        raise TrainError(f"{log_dir} cannot be created ({e.strerror or e}); make "
+                         f"{config.runs_dir()} writable or set PYCOUNT_RUNS to a folder that "
+                         f"is") from None
+    try:                             # present but read-only: say so once, not once per cell
+        probe = log_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TrainError(f"{log_dir} cannot be written ({e.strerror or e}); make it writable "
+                         f"or set PYCOUNT_RUNS to a folder that is") from None
     rows, cells = [], paper_cells(datasets, models)
+    gpu_checked = False
     with Progress(len(cells), "paper cells", "cells") as bar:
         for dataset, model, head in cells:
             reason = audit.why_not(dataset, model, data_root)
@@ -81,10 +133,17 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
                           f"more than ITERS={iters} (a dry run leaves longer trainings as they "
                           f"are)")
             else:
+                if not gpu_checked:
+                    check_gpu(gpu)
+                    gpu_checked = True
                 status = _cell(dataset, model, head, gpu, iters, data_root, log_dir)
             rows.append({"dataset": dataset, "model": model, "head": head, "status": status})
             print(f"\n  {dataset} {model}({head}): {status}", flush=True)
             bar.update(1)
+    if rows and all(r["status"].startswith("skipped") for r in rows):
+        reasons = list(dict.fromkeys(r["status"][len("skipped: "):] for r in rows))
+        raise TrainError(f"none of the {len(rows)} paper cells can run here: "
+                         + "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else ""))
     failed = [r for r in rows if r["status"].startswith("failed")]
     if failed:
         raise TrainError(f"{len(failed)} cell(s) failed: " + "; ".join(
@@ -103,7 +162,12 @@ def _cell(dataset: str, model: str, head: str, gpu: int, iters: int | None, data
              ("eval", ["--head", head, "--gpu", str(gpu)])]
     log = log_dir / f"{dataset}-{config.run_name(config.model(model), head)}.log"
     start = time.monotonic()
-    with open(log, "w") as f:
+    try:
+        f = open(log, "w")
+    except OSError as e:             # this cell's log only: the other cells still run
+        return (f"failed: cannot write its log {log} ({e.strerror or e}); make {log_dir} "
+                f"writable")
+    with f:
         for step, extra in steps:
             rc = subprocess.call([sys.executable, "-m", "pycount", step, *args, *extra],
                                  stdout=f, stderr=subprocess.STDOUT, cwd=config.ROOT,

@@ -62,12 +62,10 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
     by_n: dict[int, dict[int, dict]] = {}
     old: dict[int, list[int]] = {}
     for f in sorted(runs_dir.glob(f"{dataset}-n*-seed*/{model}/metrics.json")):
-        try:
-            m = json.loads(f.read_text())
-            n, seed = int(m["train_n"]), int(m["seed"])
-            m["mae"], m["mre"] = _number(m["mae"]), _number(m["mre"])
-        except (OSError, ValueError, KeyError, TypeError):
+        m = _metrics(f)
+        if m is None:
             continue
+        n, seed = m["train_n"], m["seed"]
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
             if stale(f.parent, ds, model, n, seed):
@@ -82,6 +80,18 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
                     "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in by_n[n]])),
                     "stale_seeds": sorted(old.get(n, []))})
     return out
+
+
+def _metrics(path: Path) -> dict | None:
+    """A run's metrics.json with its train_n, seed, mae and mre checked (ints and finite floats),
+    or None when it is unreadable, not a JSON object or lacks one of them."""
+    try:
+        m = json.loads(path.read_text())
+        m["train_n"], m["seed"] = int(m["train_n"]), int(m["seed"])
+        m["mae"], m["mre"] = _number(m["mae"]), _number(m["mre"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return m
 
 
 def _number(v) -> float:
@@ -105,16 +115,74 @@ def pending(dataset: str | config.DatasetConfig, model: str, ns,
                 todo.append((n, s, False))
             elif stale(run, ds, model, n, s):
                 todo.append((n, s, True))
+            elif _metrics(run / "metrics.json") is None:
+                todo.append((n, s, False))      # damaged: its numbers are measured again
     return todo
 
 
+def check_sweep(ns, seeds, jobs: int) -> tuple[list[int], list[int]]:
+    """NS=, SEEDS= and JOBS= checked before anything runs; the N and seeds with repeats dropped
+    (a repeat would train the same run folder twice at once, and its lock fail one of them)."""
+    ns, seeds = list(dict.fromkeys(ns)), list(dict.fromkeys(seeds))
+    if not ns:
+        raise config.ConfigError("NS= names no N: give the numbers of training images to draw, "
+                                 "comma-separated (e.g. NS=32,50)")
+    if not seeds:
+        raise config.ConfigError("SEEDS= names no seed: give the draws to make, comma-separated "
+                                 "(e.g. SEEDS=1,2,3,4,5)")
+    bad = [n for n in ns if n < 1]
+    if bad:
+        raise config.ConfigError(f"NS={','.join(map(str, ns))}: N = {', '.join(map(str, bad))} "
+                                 f"is not valid; each N must be 1 or more (all the training "
+                                 f"images is `make train`, not the protocol)")
+    bad = [s for s in seeds if s < 0]
+    if bad:
+        raise config.ConfigError(f"SEEDS={','.join(map(str, seeds))}: seed "
+                                 f"{', '.join(map(str, bad))} is not valid; use whole numbers, "
+                                 f"0 or more")
+    if jobs < 1:
+        raise config.ConfigError(f"JOBS={jobs} is not valid: run 1 or more (N, seed) runs at a "
+                                 f"time (default {config.PROTOCOL_JOBS})")
+    return ns, seeds
+
+
+def _trained(run: Path, ds: config.DatasetConfig, model: str) -> bool:
+    """The run's training is complete (train.json not interrupted, its iterations at the model's
+    schedule, the model kept): only its evaluation is to be done again."""
+    try:
+        info = json.loads((run / "train.json").read_text())
+        iters = int(info["iterations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (isinstance(info, dict) and not info.get("interrupted")
+            and iters >= config.model(model, ds).solver.max_iter
+            and (run / "model.caffemodel").is_file())
+
+
+def _check_data(ds: config.DatasetConfig, data_root) -> None:
+    """A named release must be under DATA_ROOT before (N, seed) runs are started: otherwise each
+    one fails at prepare, with the reason in its log only."""
+    if ds.generated or ds.own:
+        return
+    from pycount.data import prepare
+    root = prepare.dataset_root(ds, data_root)
+    if not root.is_dir():
+        raise config.ConfigError(f"{root} is missing: put the {ds.name} release there "
+                                 f"(make data DATASET={ds.name} DATA_ROOT={root.parent}) or set "
+                                 f"DATA_ROOT to the folder holding it")
+
+
 def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
-         log_dir: Path) -> tuple:
+         log_dir: Path, steps=("prepare", "train", "eval")) -> tuple:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     log = log_dir / f"n{n}-seed{seed}.log"
     start = time.monotonic()
-    with open(log, "w") as f:
-        for step in ("prepare", "train", "eval"):
+    try:
+        f = open(log, "w")
+    except OSError as e:             # one run's log: the others still go on
+        return n, seed, f"cannot write its log {log} ({e.strerror or e})", 0.0
+    with f:
+        for step in steps:
             extra = ["--restart"] if retrain and step == "train" else []
             rc = subprocess.call([sys.executable, "-m", "pycount", step, *cmd_base,
                                   "--train-n", str(n), "--seed", str(seed), *extra], stdout=f,
@@ -130,6 +198,7 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
     settings than today's (those again from scratch), `jobs` at a time (one BLAS thread each when
     jobs > 1: small convolutions scale poorly across threads), then summarize into
     runs/protocol/<dataset>-<model>.{json,md}. `dataset` may be a folder of one's own images."""
+    ns, seeds = check_sweep(ns, seeds, jobs)
     base = ["--dataset", dataset, "--model", model]
     if data_root:
         base += ["--data-root", str(data_root)]
@@ -141,8 +210,15 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
                                  f"{', '.join(map(str, too_many))} leaves none to validate on; "
                                  f"choose smaller NS=")
     todo = pending(ds, model, ns, seeds)
+    if todo:
+        _check_data(ds, data_root)
     out_dir = config.runs_dir() / "protocol"
-    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TrainError(f"{out_dir / 'logs'} cannot be created ({e.strerror or e}); make "
+                         f"{config.runs_dir()} writable or set PYCOUNT_RUNS to a folder that "
+                         f"is") from None
     threads = config.BLAS_THREADS_SHARED if jobs > 1 \
         else int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
     print(f"protocol {ds.name}/{model}: {len(todo)} of {len(ns) * len(seeds)} runs to do, "
@@ -154,10 +230,22 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
         # interrupted retraining is resumed by the next `make protocol`
         run = run_dirs(ds, config.model(model), n, [s])[0]
         (run / "metrics.json").unlink(missing_ok=True)
+    steps = {}
+    for n, s, retrain in todo:
+        run = run_dirs(ds, config.model(model), n, [s])[0]
+        if not retrain and (run / "metrics.json").exists():
+            # damaged metrics.json: evaluated again; trained again only if its training is not
+            # complete (then resumed from its snapshot)
+            again = ("eval",) if _trained(run, ds, model) else ("prepare", "train", "eval")
+            steps[n, s] = again
+            print(f"  N={n} seed={s}: {run / 'metrics.json'} is damaged (no numbers to read): "
+                  f"{'evaluating it again' if again == ('eval',) else 'finishing its run'}",
+                  flush=True)
     failed = []
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
+    with ThreadPoolExecutor(jobs) as pool:
         for n, s, status, secs in pool.map(
-                lambda a: _job(base, *a, threads, out_dir / "logs"), todo):
+                lambda a: _job(base, *a, threads, out_dir / "logs",
+                               steps.get(a[:2], ("prepare", "train", "eval"))), todo):
             print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
             if status != "ok":
                 failed.append(status)

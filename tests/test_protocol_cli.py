@@ -1,0 +1,119 @@
+"""`make protocol` (pycount protocol): bad NS=/SEEDS=/JOBS=, a missing release and damaged run
+folders are named before or instead of a training; no (N, seed) run is started here."""
+import json
+
+import pytest
+
+from pycount import cli, config
+from pycount.nets import builders as nets
+from pycount.training import protocol
+
+
+@pytest.fixture
+def jobs(monkeypatch, workdirs):
+    """The (N, seed, steps) every job would run, instead of running them."""
+    ran = []
+
+    def job(base, n, seed, retrain, threads, log_dir, steps=("prepare", "train", "eval")):
+        ran.append((n, seed, tuple(steps)))
+        return n, seed, "ok", 0.0
+    monkeypatch.setattr(protocol, "_job", job)
+    return ran
+
+
+def _root(tmp_path):
+    """A DATA_ROOT holding the bacterial release's folder (its files are never read here)."""
+    (tmp_path / "datasets" / config.dataset("bacterial").subdir).mkdir(parents=True)
+    return str(tmp_path / "datasets")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ns", ""], "NS= names no N"),
+    (["--ns", ","], "NS= names no N"),
+    (["--seeds", ""], "SEEDS= names no seed"),
+    (["--ns=0"], "N = 0 is not valid"),
+    (["--ns=32,-3"], "N = -3 is not valid"),
+    (["--seeds=1,-1"], "seed -1 is not valid"),
+    (["--jobs", "0"], "JOBS=0 is not valid"),
+    (["--jobs=-2"], "JOBS=-2 is not valid"),
+    (["--ns", "100"], "N = 100 leaves none to validate on"),
+])
+def test_bad_settings_stop_before_any_run(jobs, tmp_path, capsys, args, message):
+    assert cli.main(["protocol", "--data-root", _root(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert jobs == [] and not config.runs_dir().exists()
+
+
+def test_a_list_that_is_no_numbers_is_named(jobs, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["protocol", "--ns", "32,abc"])
+    assert stop.value.code == 2
+    assert "'32,abc' is not valid: give whole numbers separated by commas" in \
+        capsys.readouterr().err
+    assert jobs == []
+
+
+def test_repeated_n_and_seeds_run_once(jobs, tmp_path):
+    """A repeat would train one run folder twice at once (its lock then fails one of them)."""
+    assert cli.main(["protocol", "--data-root", _root(tmp_path), "--ns", "32,32",
+                     "--seeds", "1,1,2", "--jobs", "2"]) == 0
+    assert sorted(jobs) == [(32, 1, ("prepare", "train", "eval")),
+                            (32, 2, ("prepare", "train", "eval"))]
+
+
+def test_a_missing_release_is_named_once(jobs, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["protocol", "--data-root", str(empty), "--ns", "32", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty / config.dataset('bacterial').subdir} is missing" in err
+    assert "make data DATASET=bacterial" in err and jobs == []
+
+
+def _evaluated(ds, n, seed, metrics: str, trained: bool = True):
+    """A protocol run of today's settings with the given metrics.json text."""
+    d = config.with_overrides(ds, train_n=n, seed=seed)
+    model = config.model("fcrn", d)
+    run = config.run_dir(d, model)
+    nets.write_net_files(nets.run_plan(d, model), run, snapshot_prefix=str(run / "snap"))
+    (run / "metrics.json").write_text(metrics)
+    if trained:
+        (run / "train.json").write_text(json.dumps({"iterations": model.solver.max_iter}))
+        (run / "model.caffemodel").write_bytes(b"weights")
+    return run
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"train_n": 32}', ""])
+def test_a_damaged_metrics_file_is_evaluated_again(jobs, tmp_path, capsys, damage):
+    """Before, it counted as done and its seed silently left the table."""
+    pytest.importorskip("caffe")            # stale() compares prototxts only with Caffe built
+    ds = config.dataset("bacterial")
+    good = json.dumps({"dataset": "bacterial", "train_n": 32, "seed": 1, "mae": 3.0,
+                       "mre": 0.02})
+    _evaluated(ds, 32, 1, good)
+    damaged = _evaluated(ds, 32, 2, damage)
+    unfinished = _evaluated(ds, 32, 3, damage, trained=False)
+    assert cli.main(["protocol", "--data-root", _root(tmp_path), "--ns", "32",
+                     "--seeds", "1,2,3"]) == 0
+    assert sorted(jobs) == [(32, 2, ("eval",)), (32, 3, ("prepare", "train", "eval"))]
+    out = capsys.readouterr().out
+    assert f"{damaged / 'metrics.json'} is damaged" in out and "evaluating it again" in out
+    assert f"{unfinished / 'metrics.json'} is damaged" in out
+
+
+def test_an_unwritable_runs_folder_is_named(jobs, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "runs-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PYCOUNT_RUNS", str(blocker))
+    assert cli.main(["protocol", "--data-root", _root(tmp_path), "--ns", "32",
+                     "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'protocol' / 'logs'} cannot be created" in err
+    assert "PYCOUNT_RUNS" in err and jobs == []
+
+
+def test_a_log_that_cannot_be_written_fails_that_run_only(tmp_path, monkeypatch):
+    log_dir = tmp_path / "logs"
+    (log_dir / "n32-seed1.log").mkdir(parents=True)        # a folder where the log goes
+    n, seed, status, _ = protocol._job(["--dataset", "bacterial"], 32, 1, False, 1, log_dir)
+    assert (n, seed) == (32, 1) and status.startswith("cannot write its log")
