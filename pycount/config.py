@@ -49,6 +49,11 @@ def runs_dir() -> Path:
     return Path(os.environ.get("PYCOUNT_RUNS", ROOT / "runs"))
 
 
+def weights_dir() -> Path:
+    """Where the ImageNet caffemodels are looked for (weights/); PYCOUNT_WEIGHTS overrides."""
+    return Path(os.environ.get("PYCOUNT_WEIGHTS", ROOT / "weights"))
+
+
 
 
 SPLITS_DIR = Path(__file__).resolve().parent / "data" / "splits"

@@ -79,6 +79,26 @@ def test_feature_cache_is_reused_and_keyed_by_weights(paper_mode):
     assert len(list((tmp / "cache").glob("features-*.npy"))) == 2
 
 
+def test_a_short_training_caches_only_the_rows_it_reads(paper_mode):
+    """ITERS= x batch rows of the LMDB, the same numbers as the whole cache's first rows; a
+    longer training computes the whole, and a short one then reuses it."""
+    plan, files, weights, tmp = paper_mode
+    args = (files["deploy"], weights, tmp / "train", plan.model, plan.dataset, tmp / "cache")
+    part, part_labels = features.trunk_features(*args, rows=10)
+    assert part.shape == (10, 2048)
+    whole, labels = features.trunk_features(*args, rows=30)        # more than the 24 records
+    assert whole.shape == (24, 2048)
+    assert np.allclose(part, whole[:10], rtol=1e-5, atol=1e-6)
+    assert part_labels.tolist() == labels[:10].tolist()
+    names = sorted(p.name for p in (tmp / "cache").glob("features-*.npy"))
+    assert len(names) == 2
+    again, _ = features.trunk_features(*args, rows=12)             # the whole one serves
+    assert again.shape == (24, 2048)
+    assert sorted(p.name for p in (tmp / "cache").glob("features-*.npy")) == names
+    small, _ = features.trunk_features(*args, rows=8)              # the 10-row one serves
+    assert small.shape == (10, 2048)
+
+
 def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mode, monkeypatch):
     import hashlib
     from pycount.evaluation import evaluate

@@ -219,6 +219,46 @@ def test_resolve_refuses_a_file_with_another_hash(tiny_release):
     assert weights._sha256(path) in str(e.value)
 
 
+def test_a_listed_stand_in_is_taken_for_a_dry_run_and_named(tiny_release, capsys):
+    """A stand-in (random parameters, bench/audit_dry_run.py) listed in the folder's
+    stand-in.json is accepted by its own size and sha256, with a note; an unlisted or altered
+    file is still refused, and a damaged list is named."""
+    model, path, content = tiny_release
+    fake = b"random parameters of the same net"
+    path.write_bytes(fake)
+    with pytest.raises(weights.WeightsError):
+        weights.resolve(model)
+    listed = path.parent / weights.STAND_IN_LIST
+    listed.write_text(json.dumps({"tiny.caffemodel": [len(fake), hashlib.sha256(fake).hexdigest()]}))
+    assert weights.resolve(model) == path and weights.is_stand_in(path)
+    assert "is a stand-in" in capsys.readouterr().err
+    path.write_bytes(fake.upper())
+    with pytest.raises(weights.WeightsError, match="not the released"):
+        weights.resolve(model)
+    listed.write_text("{not json")
+    with pytest.raises(weights.WeightsError, match="stand-in.json is damaged"):
+        weights.resolve(model)
+
+
+def test_the_audit_shows_a_stand_in_run_as_a_dry_run_and_never_records_it(workdirs, tmp_path):
+    from pycount.reporting import audit
+    run = config.runs_dir() / "bacterial" / "resnet50"
+    run.mkdir(parents=True)
+    (run / "train.json").write_text(json.dumps({"dataset": "bacterial", "model": "resnet50",
+                                                "head": "R", "iterations": 2, "best_iter": 2,
+                                                "best_val_patch_mae": 3.0, "seconds": 9.0,
+                                                "weights_stand_in": True}))
+    (run / "metrics.json").write_text(json.dumps({
+        "dataset": "bacterial", "model": "resnet50", "head": "R", "mae": 50.0, "mae_std": 9.0,
+        "mre": 0.3, "baseline_mae": 55.9, "n_images": 100}))
+    record = tmp_path / "record.json"
+    report = audit.build(config.runs_dir(), record_path=record)
+    cell = next(r for t in report["tables"] for r in t["rows"]
+                if r["model"] == "resnet50" and r["head"] == "R")["cells"]["bacterial"]
+    assert cell["ours"] is None and "a dry run: trained from stand-in weights" in cell["note"]
+    assert "bacterial/resnet50" not in audit.record(report, record)
+
+
 def test_resolve_accepts_the_release_and_remembers_the_check(tiny_release, monkeypatch):
     model, path, content = tiny_release
     hashed = []

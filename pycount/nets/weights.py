@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from pycount import config
 from pycount.errors import WeightsError  # noqa: F401 (re-exported)
 
-WEIGHTS_DIR = config.ROOT / "weights"
+WEIGHTS_DIR = config.weights_dir()
+
+# A weights folder may hold stand-ins for the released files: caffemodels of the same nets with
+# random parameters, listed by size and sha256 in this file beside them. bench/audit_dry_run.py
+# builds them to run `make audit-gpu` end to end where He et al.'s files are not to be had; a run
+# trained from one says so in its train.json, and the audit shows it as a dry run, never as a
+# result.
+STAND_IN_LIST = "stand-in.json"
 
 # The released files of He et al. (deep-residual-networks): name -> (bytes, sha256).
 # Module-level so that tests can substitute files of their own.
@@ -30,6 +38,24 @@ RELEASED: dict[str, tuple[int, str]] = {
 
 
 
+def _stand_ins() -> dict[str, tuple[int, str]]:
+    """The stand-ins listed in the weights folder (name -> (bytes, sha256)); {} when none."""
+    listed = WEIGHTS_DIR / STAND_IN_LIST
+    if not listed.is_file():
+        return {}
+    try:
+        return {name: (int(size), str(sha)) for name, (size, sha) in
+                json.loads(listed.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        raise WeightsError(f"{listed} is damaged: delete it (it lists the stand-in weights of a "
+                           f"dry run) or build the stand-ins again") from None
+
+
+def is_stand_in(path: Path) -> bool:
+    """Whether the weights at `path` (as resolve returned it) are a dry run's stand-in."""
+    return Path(path).parent == WEIGHTS_DIR and Path(path).name in _stand_ins()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -42,11 +68,15 @@ def resolve(model: config.ModelConfig) -> Path:
     """The verified caffemodel of `model` under WEIGHTS_DIR; WeightsError says what is wrong."""
     if not model.weights:
         raise WeightsError(f"model {model.name} starts from no pretrained weights")
-    if model.weights not in RELEASED:
+    stand_ins = _stand_ins()
+    if model.weights not in RELEASED and model.weights not in stand_ins:
         raise WeightsError(f"{model.weights}: no recorded size and sha256; known files: "
                            f"{', '.join(sorted(RELEASED))}")
-    size, sha = RELEASED[model.weights]
+    size, sha = stand_ins.get(model.weights) or RELEASED[model.weights]
     path = WEIGHTS_DIR / model.weights
+    if model.weights in stand_ins:
+        print(f"note: {path} is a stand-in listed in {WEIGHTS_DIR / STAND_IN_LIST} (random "
+              f"parameters, for a dry run): what it trains is no result", file=sys.stderr)
     if not path.is_file():
         raise WeightsError(
             f"{model.weights} not found: put it in {WEIGHTS_DIR}/ (where to get it: "

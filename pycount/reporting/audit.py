@@ -200,6 +200,10 @@ def _train_info(run: Path) -> dict:
     problem = _train_problem(t)
     if problem:
         return {"error": f"unreadable {_shown(path)}: {problem} ({fix})"}
+    if t.get("weights_stand_in"):
+        return {"error": "a dry run: trained from stand-in weights (random parameters in place "
+                         "of He et al.'s), so no result; make train RESUME=0 with the released "
+                         "caffemodels in weights/ trains it for real"}
     try:
         with open(run / "train_log.csv", newline="") as f:
             curve = [[int(r["iter"]), float(r["val_mae"])]

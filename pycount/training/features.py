@@ -67,17 +67,40 @@ def cache_key(weights: Path, lmdb_path: Path, deploy: Path) -> str:
     return h.hexdigest()[:20]
 
 
+def _cached(cache_dir: Path, key: str, rows: int):
+    """The cache of `key` holding at least `rows` rows (the whole LMDB's first), or None."""
+    found = []
+    for f in cache_dir.glob(f"features-{key}*.npy"):
+        tail = f.stem[len(f"features-{key}"):]
+        held = int(tail[1:]) if tail[1:].isdigit() else (None if tail else 0)
+        labels = cache_dir / f"labels-{key}{tail}.npy"
+        if held is not None and (held == 0 or held >= rows) and labels.exists():
+            found.append((held or float("inf"), f, labels))
+    if not found:
+        return None
+    _, f, labels = min(found)        # the smallest that suffices: the whole one only if needed
+    return np.load(f, mmap_mode="r"), np.load(labels)
+
+
 def trunk_features(deploy: Path, weights: Path, lmdb_path: Path, model: config.ModelConfig,
-                   ds: config.DatasetConfig, cache_dir: Path, batch: int = 64):
+                   ds: config.DatasetConfig, cache_dir: Path, batch: int = 64,
+                   rows: int | None = None):
     """(features N x D float32 memmap, labels N) of every record of `lmdb_path`, in key order,
-    computed once with the trunk of `deploy` + `weights` and cached in `cache_dir`."""
+    computed once with the trunk of `deploy` + `weights` and cached in `cache_dir`. With `rows`
+    (the records a short training reads, ITERS= x batch), of the first `rows` records only: a
+    few iterations do not wait for the trunk to pass over a whole LMDB, and a later, longer
+    training computes the rest (its cache then holds them all)."""
     import caffe
     key = cache_key(weights, lmdb_path, deploy)
-    feat_path, label_path = cache_dir / f"features-{key}.npy", cache_dir / f"labels-{key}.npy"
-    if feat_path.exists() and label_path.exists():
-        return np.load(feat_path, mmap_mode="r"), np.load(label_path)
+    total = int(lmdbio.read_manifest(lmdb_path)["records"])
+    n = min(total, rows) if rows else total
+    hit = _cached(cache_dir, key, n) if cache_dir.is_dir() else None
+    if hit is not None:
+        return hit
+    tail = "" if n == total else f"-{n}"
+    feat_path = cache_dir / f"features-{key}{tail}.npy"
+    label_path = cache_dir / f"labels-{key}{tail}.npy"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    n = int(lmdbio.read_manifest(lmdb_path)["records"])
     net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
     bottom = head_bottom_of_deploy(net)
     data = net.blobs["data"]
@@ -90,7 +113,7 @@ def trunk_features(deploy: Path, weights: Path, lmdb_path: Path, model: config.M
     try:
         chunk, labs, i = [], [], 0
         with Progress(n, "trunk features (computed once, cached)", "patches") as bar:
-            for _, rgb, label in lmdbio.read_lmdb(lmdb_path):
+            for _, rgb, label in lmdbio.read_lmdb(lmdb_path, limit=n):
                 chunk.append(rgb)
                 labs.append(label)
                 if len(chunk) == batch or i + len(chunk) == n:

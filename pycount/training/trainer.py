@@ -224,7 +224,8 @@ class Trainer:
             from pycount.training import features
             feats, labels = features.trunk_features(
                 files["deploy"], pretrained, self.train_lmdb, self.model, self.ds,
-                self.run.parent / ".feature-cache", batch=64)
+                self.run.parent / ".feature-cache", batch=64,
+                rows=(self.max_iter + 1) * self.model.solver.batch)
             head_net = self.run / "head.prototxt"
             head_net.write_text(features.head_net_prototxt(
                 files["train_val"], feats.shape[1], self.model.solver.batch))
@@ -348,6 +349,10 @@ class Trainer:
             "train_images": manifest.get("images"),
             "commit": self.code,
         }
+        if pretrained is not None:
+            from pycount.nets import weights
+            if weights.is_stand_in(pretrained):    # a dry run: the audit never shows it as ours
+                summary["weights_stand_in"] = True
         if manifest.get("stain_ref"):              # the target counting normalises images to
             summary.update(stain_norm=manifest["stain_norm"], stain_ref=manifest["stain_ref"])
         if interrupted:
