@@ -47,12 +47,21 @@ def stand_in(depth: int, path: Path, seed: int = 0) -> None:
     proto = path.with_suffix(".prototxt")
     proto.write_text(str(n.to_proto()))
     net = caffe.Net(str(proto), caffe.TEST)
-    rng = np.random.default_rng(seed)
+    randomize(net, np.random.default_rng(seed))
+    net.save(str(path))
+    proto.unlink()
+
+
+def randomize(net, rng) -> None:
+    """Random parameters as a trained ResNet's look: He-initialised convolutions and fc,
+    BatchNorm statistics near what its input gives (the variance ~60^2 after conv1 on raw
+    pixels), Scale near its learnt range. (tests/test_resnet.py's pretrained net too.)"""
     for name, layer in zip(net._layer_names, net.layers):
         blobs = net.params.get(name, [])
-        if layer.type == "BatchNorm":
+        if layer.type == "BatchNorm":        # mean, variance, factor 1
+            var = rng.uniform(0.5, 2.0, blobs[1].data.shape) * (3600 if name == "bn_conv1" else 1)
             blobs[0].data[...] = rng.normal(0, 0.1, blobs[0].data.shape)
-            blobs[1].data[...] = rng.uniform(0.5, 2.0, blobs[1].data.shape)
+            blobs[1].data[...] = var
             blobs[2].data[...] = 1.0
         elif layer.type == "Scale":
             blobs[0].data[...] = rng.uniform(0.2, 0.5, blobs[0].data.shape)
@@ -61,8 +70,6 @@ def stand_in(depth: int, path: Path, seed: int = 0) -> None:
             for b in blobs:
                 fan_in = np.prod(b.data.shape[1:]) if b.data.ndim > 1 else 1
                 b.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), b.data.shape)
-    net.save(str(path))
-    proto.unlink()
 
 
 def build_stand_ins(folder: Path) -> dict:

@@ -13,6 +13,7 @@ caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from bench.audit_dry_run import randomize  # noqa: E402
 from pycount import config  # noqa: E402
 from pycount.data import lmdbio
 from pycount.nets import builders as nets
@@ -93,21 +94,7 @@ def pretrained(tmp_path_factory):
     n.prob = L.Softmax(n.fc1000)
     tmp = tmp_path_factory.mktemp("pretrained")
     net = _net(str(n.to_proto()), tmp, name="imagenet.prototxt")
-    rng = np.random.default_rng(1)
-    for name, layer in zip(net._layer_names, net.layers):
-        blobs = net.params.get(name, [])
-        if layer.type == "BatchNorm":        # mean, variance (~60^2 after conv1), factor 1
-            var = rng.uniform(0.5, 2.0, blobs[1].data.shape) * (3600 if name == "bn_conv1" else 1)
-            blobs[0].data[...] = rng.normal(0, 0.1, blobs[0].data.shape)
-            blobs[1].data[...] = var
-            blobs[2].data[...] = 1.0
-        elif layer.type == "Scale":
-            blobs[0].data[...] = rng.uniform(0.2, 0.5, blobs[0].data.shape)
-            blobs[1].data[...] = rng.normal(0, 0.1, blobs[1].data.shape)
-        else:
-            for b in blobs:
-                fan_in = np.prod(b.data.shape[1:]) if b.data.ndim > 1 else 1
-                b.data[...] = rng.normal(0, np.sqrt(2.0 / fan_in), b.data.shape)
+    randomize(net, np.random.default_rng(1))
     path = tmp / "ResNet-50-test.caffemodel"
     net.save(str(path))
     return path, {name: [b.data.copy() for b in blobs] for name, blobs in net.params.items()}
