@@ -671,7 +671,10 @@ def _filling(report: dict) -> list[tuple]:
             "are missing, and writes this page again; in the replication image: "
             "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
             "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
-            "DATA_ROOT=/data` (docs/docker.md).",
+            "DATA_ROOT=/data` (docs/docker.md). The same sweep runs on a CPU without "
+            "the files as a dry run, with stand-ins of random parameters and 2 "
+            "iterations per cell: `.venv/bin/python -m bench.audit_dry_run` "
+            "(weights/README.md).",
             ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
             [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
               [", ".join(runs)]] for f, runs in files.items()])
