@@ -151,3 +151,28 @@ def test_the_sweep_ends_in_the_audit_through_the_command_line(monkeypatch, tmp_p
     assert rc == 0, out
     assert "1 of 1 paper cells trained and evaluated; the audit follows" in out
     assert (config.runs_dir() / "audit" / "audit.md").is_file()
+
+
+def test_a_dry_run_goes_on_where_it_stopped(monkeypatch, tmp_path, workdirs):
+    """A cell trained ITERS iterations and evaluated is done, as is an evaluated classic method
+    (ITERS= does not apply to it); one trained as far but not evaluated runs again (its eval),
+    as does one trained fewer."""
+    ds = config.dataset("bacterial")
+    for model, head, iters, evaluated in (("alexnet", "R", 2, True), ("alexnet", "C", 2, False),
+                                          ("lecount", "R", 0, True), ("ledetect", "R", 0, False),
+                                          ("resnet50", "R", 1, True)):
+        run = config.run_dir(ds, config.model(model, ds), head)
+        run.mkdir(parents=True)
+        (run / "train.json").write_text(f'{{"iterations": {iters}}}')
+        if evaluated:
+            (run / "metrics.json").write_text("{}")
+    ran = []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((m, h)) or "ok")
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
+    rows = replicate.run(gpu=-1, iters=2, datasets=("bacterial",),
+                         models=("alexnet", "lecount", "ledetect", "resnet50"),
+                         data_root=_data_root(tmp_path))
+    status = {(r["model"], r["head"]): r["status"] for r in rows}
+    assert status[("alexnet", "R")] == status[("lecount", "R")] == "done before (ITERS=2)"
+    assert sorted(ran) == [("alexnet", "C"), ("ledetect", "R"), ("resnet50", "C"),
+                           ("resnet50", "R")]

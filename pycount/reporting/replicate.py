@@ -95,6 +95,16 @@ def _iterations(dataset: str, model: str, head: str) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
+def _evaluated_at(dataset: str, model: str, head: str, iters: int) -> bool:
+    """A dry run's cell done before: evaluated, and trained exactly ITERS iterations (a classic
+    method, which ITERS= does not shorten, fitted), so that an interrupted dry run goes on where
+    it stopped, as a full sweep does."""
+    ds = config.dataset(dataset)
+    m = config.model(model, ds)
+    return (config.run_dir(ds, m, head) / "metrics.json").exists() and (
+        m.classic or _iterations(dataset, model, head) == iters)
+
+
 def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
         data_root=None) -> list[dict]:
     """Every runnable paper cell not done yet: prepare, train, eval (each a `pycount` process,
@@ -128,6 +138,8 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
                 status = f"skipped: {reason}"
             elif _done(dataset, model, head) and iters is None:
                 status = "done before"
+            elif iters is not None and _evaluated_at(dataset, model, head, iters):
+                status = f"done before (ITERS={iters})"
             elif iters is not None and _iterations(dataset, model, head) > iters:
                 status = (f"kept: trained {_iterations(dataset, model, head)} iterations already, "
                           f"more than ITERS={iters} (a dry run leaves longer trainings as they "
