@@ -129,3 +129,30 @@ def test_trainer_in_paper_mode_trains_the_head_on_cached_features(tiny, paper_mo
     assert np.array_equal(full.params["res5c_branch2c"][0].data, pre.params["res5c_branch2c"][0].data)
     assert not np.array_equal(full.params["count"][0].data, pre.params["count"][0].data)
     assert evaluate.evaluate(ds, model)["n_images"] == 4
+
+
+def test_a_run_from_stand_in_weights_says_so(tiny, paper_mode, monkeypatch):
+    """Weights listed in the folder's stand-in.json (a dry run of make audit-gpu) train, and the
+    run's train.json marks them, so that the audit never takes the run for a result."""
+    import hashlib
+    import json
+    from pycount.data import prepare
+    from pycount.training import trainer as train
+    from pycount.nets import weights as weights_mod
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, train_ids=ds.train_ids[:4], n_val=1, rot_step=0)
+    _, _, pretrained, tmp = paper_mode
+    prepare.prepare(ds)
+    model = dataclasses.replace(config.model("resnet50"), solver=dataclasses.replace(
+        config.model("resnet50").solver, batch=8, max_iter=2, test_interval=2, snapshot=2))
+    data = pretrained.read_bytes()
+    folder = tmp / "stand-ins"
+    folder.mkdir()
+    (folder / model.weights).write_bytes(data)
+    (folder / weights_mod.STAND_IN_LIST).write_text(json.dumps(
+        {model.weights: [len(data), hashlib.sha256(data).hexdigest()]}))
+    monkeypatch.setattr(weights_mod, "WEIGHTS_DIR", folder)
+    summary = train.Trainer(ds, model).train(resume=False)
+    assert summary["weights_stand_in"] is True and summary["iterations"] == 2
+    info = json.loads((config.run_dir(ds, model) / "train.json").read_text())
+    assert info["weights_stand_in"] is True
