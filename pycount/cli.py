@@ -193,6 +193,9 @@ def _data(args) -> int:
         if problems:
             print(f"{folder} does not verify ({len(problems)} problems):", file=sys.stderr)
             print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            print(f"Replace the files named from the release, or move the folder aside and run "
+                  f"`make data DATASET={args.dataset} DATA_ROOT={root}` to fetch it again",
+                  file=sys.stderr)
             return 1
         print(f"{folder}: all {len(download.manifest(args.dataset))} files verify")
         return 0

@@ -299,3 +299,13 @@ def test_a_concurrent_install_is_used_not_a_traceback(toy, monkeypatch):
     monkeypatch.setattr(download.os, "rename", race)
     assert download.fetch("toy", root, archive=make_zip()) == root / "toy_cells"
     assert download.verify("toy", root / "toy_cells") == [] and leftovers(root) == []
+
+
+def test_verify_only_names_the_fix(tmp_path, capsys):
+    from pycount import cli
+    name = sorted(download.SOURCES)[0]
+    (tmp_path / download.SOURCES[name].folder).mkdir()        # an empty copy of the release
+    assert cli.main(["data", "--dataset", name, "--data-root", str(tmp_path),
+                     "--verify-only"]) == 1
+    err = capsys.readouterr().err
+    assert "does not verify" in err and f"make data DATASET={name} DATA_ROOT={tmp_path}" in err
