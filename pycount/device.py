@@ -28,15 +28,22 @@ def cuda_devices() -> tuple[bool, int, str]:
     return True, count.value, ""
 
 
+def check_gpu(gpu: int) -> None:
+    """GPU `gpu` is usable here (nothing to check for gpu < 0); TrainError says why not."""
+    if gpu < 0:
+        return
+    has_cuda, n, why = cuda_devices()
+    if n <= gpu:
+        raise TrainError(f"GPU={gpu} asked for, but " + (why or f"only {n} GPU(s) found"))
+
+
 def set_device(gpu: int):
     """CPU for gpu < 0; else that GPU, after checking it is usable (set_mode_gpu would abort)."""
     import caffe
     if gpu < 0:
         caffe.set_mode_cpu()
         return caffe
-    has_cuda, n, why = cuda_devices()
-    if n <= gpu:
-        raise TrainError(f"GPU={gpu} asked for, but " + (why or f"only {n} GPU(s) found"))
+    check_gpu(gpu)
     caffe.set_device(gpu)
     caffe.set_mode_gpu()
     return caffe

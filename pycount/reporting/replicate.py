@@ -19,6 +19,7 @@ from pathlib import Path
 from pycount import config
 from pycount.errors import TrainError
 from pycount.reporting import audit
+from pycount.util import atomic
 from pycount.util.progress import Progress
 
 # The paper's columns and our stand-in for its private Ki67 set (reporting.audit.COLUMNS).
@@ -58,16 +59,14 @@ def check_cells(datasets, models) -> None:
 def check_gpu(gpu: int) -> None:
     """GPU=N is usable here, asked once before the first cell trains (else every cell would
     fail at its training, the reason in its log only)."""
-    if gpu < 0:
-        return
-    from pycount.device import cuda_devices
+    from pycount import device
     try:
-        _, n, why = cuda_devices()
+        device.check_gpu(gpu)
     except ImportError:
         raise TrainError("pycaffe cannot be imported: run `make setup` first") from None
-    if n <= gpu:
-        raise TrainError(f"GPU={gpu} asked for, but " + (why or f"only {n} GPU(s) found")
-                         + "; GPU=-1 runs the cells on the CPU (with ITERS= for a dry run)")
+    except TrainError as e:
+        raise TrainError(f"{e}; GPU=-1 runs the cells on the CPU (with ITERS= for a dry "
+                         f"run)") from None
 
 
 def _done(dataset: str, model: str, head: str) -> bool:
@@ -95,14 +94,14 @@ def _iterations(dataset: str, model: str, head: str) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
-def _evaluated_at(dataset: str, model: str, head: str, iters: int) -> bool:
-    """A dry run's cell done before: evaluated, and trained exactly ITERS iterations (a classic
-    method, which ITERS= does not shorten, fitted), so that an interrupted dry run goes on where
-    it stopped, as a full sweep does."""
+def _evaluated_at(dataset: str, model: str, head: str, iters: int, trained: int) -> bool:
+    """A dry run's cell done before: evaluated, and trained (`trained`, its _iterations) exactly
+    ITERS iterations (a classic method, which ITERS= does not shorten, fitted), so that an
+    interrupted dry run goes on where it stopped, as a full sweep does."""
     ds = config.dataset(dataset)
     m = config.model(model, ds)
     return (config.run_dir(ds, m, head) / "metrics.json").exists() and (
-        m.classic or _iterations(dataset, model, head) == iters)
+        m.classic or trained == iters)
 
 
 def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
@@ -123,9 +122,7 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
                          f"{config.runs_dir()} writable or set PYCOUNT_RUNS to a folder that "
                          f"is") from None
     try:                             # present but read-only: say so once, not once per cell
-        probe = log_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        atomic.probe_writable(log_dir)
     except OSError as e:
         raise TrainError(f"{log_dir} cannot be written ({e.strerror or e}); make it writable "
                          f"or set PYCOUNT_RUNS to a folder that is") from None
@@ -134,16 +131,16 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
     with Progress(len(cells), "paper cells", "cells") as bar:
         for dataset, model, head in cells:
             reason = audit.why_not(dataset, model, data_root)
+            trained = _iterations(dataset, model, head) if iters is not None else 0
             if reason:
                 status = f"skipped: {reason}"
             elif _done(dataset, model, head) and iters is None:
                 status = "done before"
-            elif iters is not None and _evaluated_at(dataset, model, head, iters):
+            elif iters is not None and _evaluated_at(dataset, model, head, iters, trained):
                 status = f"done before (ITERS={iters})"
-            elif iters is not None and _iterations(dataset, model, head) > iters:
-                status = (f"kept: trained {_iterations(dataset, model, head)} iterations already, "
-                          f"more than ITERS={iters} (a dry run leaves longer trainings as they "
-                          f"are)")
+            elif iters is not None and trained > iters:
+                status = (f"kept: trained {trained} iterations already, more than ITERS={iters} "
+                          f"(a dry run leaves longer trainings as they are)")
             else:
                 if not gpu_checked:
                     check_gpu(gpu)

@@ -71,11 +71,13 @@ def _cached(cache_dir: Path, key: str, rows: int):
     """The cache of `key` holding at least `rows` rows (the whole LMDB's first), or None."""
     found = []
     for f in cache_dir.glob(f"features-{key}*.npy"):
-        tail = f.stem[len(f"features-{key}"):]
-        held = int(tail[1:]) if tail[1:].isdigit() else (None if tail else 0)
+        tail = f.stem[len(f"features-{key}"):]     # "": every record; "-N": the first N
+        if tail and not tail[1:].isdigit():
+            continue
+        held = int(tail[1:]) if tail else float("inf")
         labels = cache_dir / f"labels-{key}{tail}.npy"
-        if held is not None and (held == 0 or held >= rows) and labels.exists():
-            found.append((held or float("inf"), f, labels))
+        if held >= rows and labels.exists():
+            found.append((held, f, labels))
     if not found:
         return None
     _, f, labels = min(found)        # the smallest that suffices: the whole one only if needed

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pycount.errors import TrainError
+from pycount.errors import RunError, TrainError
 from pycount.util import atomic
 from pycount import config
 from pycount.nets import builders as nets
@@ -149,12 +149,13 @@ def check_sweep(ns, seeds, jobs: int) -> tuple[list[int], list[int]]:
 def _trained(run: Path, ds: config.DatasetConfig, model: str) -> bool:
     """The run's training is complete (train.json not interrupted, its iterations at the model's
     schedule, the model kept): only its evaluation is to be done again."""
+    from pycount.inference.run import read_train_info
     try:
-        info = json.loads((run / "train.json").read_text())
+        info = read_train_info(run / "train.json") or {}
         iters = int(info["iterations"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RunError, KeyError, TypeError, ValueError):   # none, or damaged: trained on
         return False
-    return (isinstance(info, dict) and not info.get("interrupted")
+    return (not info.get("interrupted")
             and iters >= config.model(model, ds).solver.max_iter
             and (run / "model.caffemodel").is_file())
 

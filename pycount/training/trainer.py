@@ -12,7 +12,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import threading
@@ -144,9 +143,8 @@ class Trainer:
         paths = [self.train_lmdb, self.val_lmdb, self.train_targets, self.val_targets]
         for path in filter(None, paths):
             if lmdbio.read_manifest(path) is None:
-                extra = f" MODEL={model.name}" if model.density else ""
-                raise TrainError(f"{path}: no prepared LMDB; run `make prepare {_make_args(ds)}"
-                                 f"{extra}` first")
+                raise TrainError(f"{path}: no prepared LMDB; run `{_prepare_command(ds, model)}`"
+                                 f" first")
             lmdbio.check_readable(path)
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
@@ -183,10 +181,9 @@ class Trainer:
         changed = sources.changes((lmdbio.read_manifest(self.train_lmdb) or {})
                                   .get("source_stamp"))
         if changed:
-            extra = f" MODEL={self.model.name}" if self.model.density else ""
             raise TrainError(f"{self.train_lmdb} is older than {self.ds.name}'s images or "
-                             f"annotations ({changed}); run `make prepare {_make_args(self.ds)}"
-                             f"{extra}` again: it rebuilds the LMDBs if what they hold changed")
+                             f"annotations ({changed}); run `{_prepare_command(self.ds, self.model)}"
+                             f"` again: it rebuilds the LMDBs if what they hold changed")
 
     def _say_passes(self) -> None:
         """A training LMDB cut to the patches one training reads (DatasetConfig.train_patches):
@@ -307,9 +304,7 @@ class Trainer:
         asked to write one: it aborts the process when a snapshot cannot be written."""
         try:
             self.run.mkdir(parents=True, exist_ok=True)
-            probe = self.run / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            atomic.probe_writable(self.run)
         except OSError as e:
             raise TrainError(f"{self.run} cannot be written ({e.strerror or e}); make it "
                              f"writable for this user, or set PYCOUNT_RUNS to a folder that "
@@ -374,6 +369,11 @@ def _make_args(ds: config.DatasetConfig) -> str:
     return f"DATASET={ds.name}" + ("" if base is None else "".join(
         f" {var}={getattr(ds, k)}" for k, var in config.MAKE_VARS.items()
         if getattr(ds, k) != getattr(base, k)))
+
+
+def _prepare_command(ds: config.DatasetConfig, model: config.ModelConfig) -> str:
+    """The `make prepare ...` that writes the LMDBs this training reads (a density model's own)."""
+    return f"make prepare {_make_args(ds)}" + (f" MODEL={model.name}" if model.density else "")
 
 
 def _read_latest(latest: Path) -> dict:

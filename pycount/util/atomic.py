@@ -22,6 +22,14 @@ def replacing(path):
         tmp.unlink(missing_ok=True)
 
 
+def probe_writable(folder) -> None:
+    """Write and remove an empty file in `folder`: OSError when it takes no files (read-only,
+    no permission), found before a long job needs to write there."""
+    probe = Path(folder) / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 def write_text(path, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
