@@ -16,7 +16,7 @@ SHELL := /bin/bash
 # `make` and `pycount` share one table. Set any of them on the command line:
 #   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED RESPLIT
 #   CROP CROP_STRIDE STAIN RESUME=0 FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS
-#   JOBS STAGES THREADS
+#   JOBS STAGES THREADS TEST_IMAGES
 DATA_ROOT ?= ../shared/datasets
 WITH_CUDA ?= 0
 WITH_NCCL ?= 0
@@ -85,7 +85,7 @@ train: check setup
 	  $(call flag,SCRATCH,--scratch)
 
 eval: check setup
-	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS)
+	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS) $(call opt,TEST_IMAGES,--test-images)
 
 count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
 	$(PYCOUNT) count $(IMAGES) $(call opt,RUN,--run) $(call opt,OUT,--out) $(COUNT_ARGS) \
@@ -97,7 +97,8 @@ protocol: check setup                      ## N = 32 / 50 x 5 seeds (density cou
 
 audit-gpu: setup                           ## every paper cell trained + evaluated (GPU, ImageNet weights), then the audit
 	$(PYCOUNT) replicate --gpu $(or $(GPU),0) --data-root $(DATA_ROOT) $(call opt,ITERS,--iters) \
-	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models)
+	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models) \
+	  $(call opt,TEST_IMAGES,--test-images)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
 	$(PYCOUNT) audit --data-root $(DATA_ROOT)

@@ -93,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
                    "caffe on a GPU)")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
+    p.add_argument("--test-images", type=_at_least_one, default=None, metavar="K",
+                   help="count only the first K test images (a quick look; the audit takes it "
+                   "for no result)")
     p = sub.add_parser("count", help="count the cells of any images with a trained run",
                        description="Count the cells of images (PNG/JPEG/TIFF/BMP, 8/16-bit, grey, "
                        "RGBA) with a trained run folder; writes OUT/counts.csv and "
@@ -127,6 +130,18 @@ def _iterations(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid: train at least 1 iteration "
                                          f"(leave ITERS= out for the model's schedule)")
+    return n
+
+
+def _at_least_one(text: str) -> int:
+    """--test-images: a whole number, at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid: give a whole number of at "
+                                         f"least 1 (leave it out to count every test image)")
     return n
 
 
@@ -174,6 +189,8 @@ def _more_commands(sub) -> None:
     p.add_argument("--gpu", type=int, default=0, help="GPU id, -1 for the CPU (a dry run)")
     p.add_argument("--iters", type=_iterations, default=None,
                    help="train every cell this many iterations (a dry run of the path)")
+    p.add_argument("--test-images", type=_at_least_one, default=None, metavar="K",
+                   help="with --iters: evaluate every cell on its first K test images only")
     p.add_argument("--datasets", type=lambda t: t.split(","), default=None,
                    help="comma-separated subset of the paper's datasets")
     p.add_argument("--models", type=lambda t: t.split(","), default=None,
@@ -245,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "replicate":
         from pycount.reporting import replicate
         rows = replicate.run(args.gpu, args.iters, args.datasets or replicate.DATASETS,
-                             args.models, args.data_root)
+                             args.models, args.data_root, test_images=args.test_images)
         done = sum(r["status"].startswith(("ok", "done")) for r in rows)
         print(f"\n{done} of {len(rows)} paper cells trained and evaluated; the audit follows")
         return _audit(argparse.Namespace(runs=None, out=None, data_root=args.data_root))
@@ -317,10 +334,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         from pycount.evaluation.evaluate import evaluate
-        from pycount.reporting.figures import metrics_table
+        from pycount.reporting.figures import images, metrics_table
         m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
-                     backend=args.backend, shared=args.shared, tta=args.tta)
-        print(f"\n{ds.name}: {m['n_images']} test images, {model.name}({args.head})\n")
+                     backend=args.backend, shared=args.shared, tta=args.tta,
+                     test_images=args.test_images)
+        print(f"\n{ds.name}: {images(m)}, {model.name}({args.head})\n")
         print(metrics_table(m))
         print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"
               f"predictions.csv,heatmaps/}}")

@@ -11,7 +11,7 @@ import pytest
 from pycount import cli, config
 from pycount.evaluation import evaluate
 from pycount.inference import predictors
-from pycount.reporting import audit
+from pycount.reporting import audit, replicate
 from pycount.training.classic import train_classic
 
 FAST = {"lecount": dict(n_words=24, codebook_samples=6000, kmeans_iters=10, contrast=0.05),
@@ -72,3 +72,28 @@ def test_train_json_names_the_commit_of_the_code_that_ran_not_the_tree_at_the_en
     assert train_classic(ds, model)["commit"] == "aaaaaaaaaaaa"
     run = config.run_dir(ds, model)
     assert json.loads((run / "train.json").read_text())["commit"] == "aaaaaaaaaaaa"
+
+
+def test_a_partial_evaluation_counts_the_first_test_images_and_is_no_result(tiny, monkeypatch,
+                                                                            capsys):
+    """`make eval TEST_IMAGES=K` counts the split's first K test images, says K of how many, and
+    the audit takes it for no result (as a full sweep of audit-gpu does) until a full eval."""
+    ds, _ = tiny
+    monkeypatch.setitem(config.DATASETS, "synthetic", ds)
+    monkeypatch.setitem(config.CLASSIC_BY_DATASET, ("lecount", ds.name), FAST["lecount"])
+    model = config.model("lecount")
+    train_classic(ds, model)
+    run = config.run_dir(ds, model)
+    assert cli.main(["eval", "--model", "lecount", "--test-images", "2"]) == 0
+    assert "2 of the 4 test images (a partial evaluation: no result)" in capsys.readouterr().out
+    assert [r["id"] for r in csv.DictReader(open(run / "predictions.csv"))] == ["009", "010"]
+    m = json.loads((run / "metrics.json").read_text())
+    assert (m["n_images"], m["test_images_of"]) == (2, 4)
+    assert "2 of the 4 test images" in (run / "metrics.md").read_text()
+    assert audit._read(run / "metrics.json")["error"].startswith("a partial evaluation")
+    assert replicate._partial(run / "metrics.json")
+    assert cli.main(["eval", "--model", "lecount"]) == 0
+    m = audit._read(run / "metrics.json")
+    assert "error" not in m and m["n_images"] == 4 and not replicate._partial(run / "metrics.json")
+    with pytest.raises(SystemExit):                  # argparse: a count of at least one
+        cli.main(["eval", "--model", "lecount", "--test-images", "0"])

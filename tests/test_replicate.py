@@ -176,3 +176,30 @@ def test_a_dry_run_goes_on_where_it_stopped(monkeypatch, tmp_path, workdirs):
     assert status[("alexnet", "R")] == status[("lecount", "R")] == "done before (ITERS=2)"
     assert sorted(ran) == [("alexnet", "C"), ("ledetect", "R"), ("resnet50", "C"),
                            ("resnet50", "R")]
+
+
+def test_test_images_is_for_a_dry_run_and_reaches_each_cells_eval(monkeypatch, tmp_path,
+                                                                  workdirs):
+    """TEST_IMAGES=K (the dry run counts K test images per cell) only with ITERS=; each cell's
+    eval gets it, its training does not; a full sweep counts a partially evaluated cell again."""
+    root = _data_root(tmp_path)
+    with pytest.raises(config.ConfigError, match="TEST_IMAGES=5 is for a dry run"):
+        replicate.run(gpu=-1, test_images=5, datasets=("bacterial",), models=("lecount",),
+                      data_root=root)
+    calls = []
+    monkeypatch.setattr(replicate.subprocess, "call", lambda cmd, **kw: calls.append(cmd[3:]) or 0)
+    assert replicate._cell("bacterial", "lecount", "R", -1, 2, None, tmp_path, 5).startswith("ok")
+    assert [c[0] for c in calls] == ["prepare", "train", "eval"]
+    assert calls[2][-2:] == ["--test-images", "5"] and "--test-images" not in calls[1]
+    ds = config.dataset("bacterial")
+    run = config.run_dir(ds, config.model("lecount", ds), "R")
+    run.mkdir(parents=True)
+    (run / "train.json").write_text('{"iterations": 0}')
+    ran = []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append(m) or "ok")
+    for metrics, again in (('{"n_images": 5, "test_images_of": 100}', True),
+                           ('{"n_images": 100, "test_images_of": 100}', False)):
+        (run / "metrics.json").write_text(metrics)
+        ran.clear()
+        replicate.run(gpu=-1, datasets=("bacterial",), models=("lecount",), data_root=root)
+        assert ran == (["lecount"] if again else [])

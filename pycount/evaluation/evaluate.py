@@ -20,8 +20,12 @@ from pycount.util.progress import Progress
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
              data_root=None, gpu: int = -1, run: Path | None = None,
              heatmaps: int = 8, backend: str | None = None, shared: bool = False,
-             tta: int | None = None) -> dict:
+             tta: int | None = None, test_images: int | None = None) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
+
+    test_images: count only the first that many test images (a quick look, or a dry run of
+    the audit's path); metrics.json records how many of how many, and the audit takes such a
+    partial evaluation for no result.
 
     backend: "cv2" (OpenCV DNN) or "caffe" (pycaffe, the reference; the only one that uses a
     GPU); both run the same files and agree to 1e-4 (tests/test_backends.py). None or "auto":
@@ -49,6 +53,12 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     expected = make_predictor(backend, files, model, ds, head, expected=True, shared=shared) \
         if head == "C" else None
     ids = prepare.split(ds, data_root)
+    n_test = len(ids["test"])
+    if test_images is not None:
+        if test_images < 1:
+            raise config.ConfigError(f"TEST_IMAGES={test_images}: count at least 1 test image "
+                                     f"(leave it out to count all {n_test})")
+        ids["test"] = ids["test"][:test_images]
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     # every test image checked before any is counted (a density model counts any size)
     test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch)
@@ -68,7 +78,8 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     out = _summarize(rows, float(np.mean(train_counts)))
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
                density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
-               backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1))
+               backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
+               test_images_of=n_test)
     report.write_predictions(run / "predictions.csv", rows)
     report.write_metrics(run, out)
     write_fig7(run.parent)

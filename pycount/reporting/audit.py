@@ -160,6 +160,11 @@ def _read(path: Path) -> dict:
               if k in m and not isinstance(m[k], str)]
     if wrong:
         return {"error": f"unreadable {_shown(path)}: {'; '.join(wrong)} ({fix})"}
+    of = m.get("test_images_of")
+    if _is_number(of) and of > m["n_images"]:
+        return {"error": f"a partial evaluation: {_shown(path)} counts {m['n_images']:g} of the "
+                         f"{of:g} test images (TEST_IMAGES=, as a dry run does), so no result; "
+                         f"make eval without TEST_IMAGES counts them all"}
     return m
 
 
@@ -672,9 +677,9 @@ def _filling(report: dict) -> list[tuple]:
             "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
             "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
             "DATA_ROOT=/data` (docs/docker.md). The same sweep runs on a CPU without "
-            "the files as a dry run, with stand-ins of random parameters and 2 "
-            "iterations per cell: `.venv/bin/python -m bench.audit_dry_run` "
-            "(weights/README.md).",
+            "the files as a dry run, with stand-ins of random parameters, 2 "
+            "iterations per cell and 5 test images counted: `.venv/bin/python -m "
+            "bench.audit_dry_run` (weights/README.md).",
             ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
             [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
               [", ".join(runs)]] for f, runs in files.items()])

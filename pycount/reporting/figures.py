@@ -52,10 +52,18 @@ def write_metrics(run: Path, metrics: dict) -> str:
            "count = sum of the predicted density map (crops at half stride, averaged where "
            "they overlap)")
     md = (f"# {metrics['dataset']} / {metrics['model']} ({metrics['head']})\n\n"
-          f"{metrics['n_images']} test images; {how}.\n\n"
+          f"{images(metrics)}; {how}.\n\n"
           f"{metrics_table(metrics)}\n")
     atomic.write_text(run / "metrics.md", md)
     return md
+
+
+def images(metrics: dict) -> str:
+    """"100 test images", or "5 of the 100 test images (a partial evaluation: no result)"."""
+    n, of = metrics["n_images"], metrics.get("test_images_of")
+    if isinstance(of, int) and of > n:
+        return f"{n} of the {of} test images (a partial evaluation: no result)"
+    return f"{n} test images"
 
 
 def _pyplot():

@@ -6,7 +6,9 @@ takes about an hour; a cell whose model lacks its weights, or whose dataset is n
 DATA_ROOT, is skipped with one line saying what to provide. Cells already evaluated with today's
 settings are kept, so an interrupted sweep goes on where it stopped (training resumes from its
 snapshots). ITERS= shortens every training (the schedule follows), for a dry run of the whole
-path on a CPU; a cell already trained further than ITERS= is left as it is.
+path on a CPU; a cell already trained further than ITERS= is left as it is. TEST_IMAGES=K (with
+ITERS=) evaluates each cell on its first K test images: counting is most of a dry run's time on a
+CPU (the paper's 12 rotations of every patch), and a dry run's numbers are no results anyway.
 """
 from __future__ import annotations
 
@@ -75,9 +77,20 @@ def _done(dataset: str, model: str, head: str) -> bool:
     ds = config.dataset(dataset)
     m = config.model(model, ds)
     run = config.run_dir(ds, m, head)
-    if not (run / "metrics.json").exists():
+    if not (run / "metrics.json").exists() or _partial(run / "metrics.json"):
         return False
     return m.classic or not nets.drift(run, nets.run_plan(ds, m, head))
+
+
+def _partial(path: Path) -> bool:
+    """metrics.json of a partial evaluation (TEST_IMAGES=), which a full sweep counts again;
+    an unreadable one is left to the audit to name."""
+    import json
+    try:
+        m = json.loads(path.read_text())
+        return m["test_images_of"] > m["n_images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _iterations(dataset: str, model: str, head: str) -> int:
@@ -105,9 +118,12 @@ def _evaluated_at(dataset: str, model: str, head: str, iters: int, trained: int)
 
 
 def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
-        data_root=None) -> list[dict]:
+        data_root=None, test_images: int | None = None) -> list[dict]:
     """Every runnable paper cell not done yet: prepare, train, eval (each a `pycount` process,
     its output in runs/replicate/logs/); returns one row per cell."""
+    if test_images is not None and iters is None:
+        raise config.ConfigError(f"TEST_IMAGES={test_images} is for a dry run (with ITERS=): a "
+                                 f"sweep for the audit's results counts every test image")
     datasets = list(datasets)
     models = list(models) if models is not None else None
     check_cells(datasets, models)
@@ -145,7 +161,8 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
                 if not gpu_checked:
                     check_gpu(gpu)
                     gpu_checked = True
-                status = _cell(dataset, model, head, gpu, iters, data_root, log_dir)
+                status = _cell(dataset, model, head, gpu, iters, data_root, log_dir,
+                               test_images)
             rows.append({"dataset": dataset, "model": model, "head": head, "status": status})
             print(f"\n  {dataset} {model}({head}): {status}", flush=True)
             bar.update(1)
@@ -161,14 +178,15 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
 
 
 def _cell(dataset: str, model: str, head: str, gpu: int, iters: int | None, data_root,
-          log_dir: Path) -> str:
+          log_dir: Path, test_images: int | None = None) -> str:
     args = ["--dataset", dataset, "--model", model]
     if data_root:
         args += ["--data-root", str(data_root)]
     steps = [("prepare", []),
              ("train", ["--head", head, "--gpu", str(gpu)] + (["--iters", str(iters)] if iters
                                                                else [])),
-             ("eval", ["--head", head, "--gpu", str(gpu)])]
+             ("eval", ["--head", head, "--gpu", str(gpu)]
+              + (["--test-images", str(test_images)] if test_images else []))]
     log = log_dir / f"{dataset}-{config.run_name(config.model(model), head)}.log"
     start = time.monotonic()
     try:
