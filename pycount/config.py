@@ -488,6 +488,13 @@ MODELS["fcrn-ctx"] = replace(
     MODELS["fcrn"], name="fcrn-ctx", context=32,
     description="fcrn trained with 32 px of unsupervised context around each crop; counts whole "
                 "images in one pass")
+# A study model of issue 26 (nuclei): fcrn-ctx with a fifth resolution level (256 channels at 1/16
+# of the pixels), which widens the receptive field from 116 to 236 px (the tissue around a
+# nucleus: gland, stroma, blood) for ~25 % more multiply-adds; training inputs (crop + 2 x
+# context) must then be multiples of 16. Measurement pending (docs/density-model.md).
+MODELS["fcrn-ctx5"] = replace(
+    MODELS["fcrn-ctx"], name="fcrn-ctx5", widths=(16, 32, 64, 128, 256),
+    description="fcrn-ctx with a fifth level (16-...-256): receptive field 236 px")
 # Table 4's comparison methods, re-implemented as estimators (pycount.classic); they read the
 # images directly and train in minutes on a CPU. Their settings' defaults and the reason for each
 # are in pycount/classic/{lecount,ledetect}.py; CLASSIC_BY_DATASET changes them per dataset.

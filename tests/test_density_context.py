@@ -153,3 +153,25 @@ def test_a_large_image_counts_through_cv2_without_crashing_it(tmp_path):
         """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "counted" in r.stdout, r.stderr[-2000:]
+
+
+def test_a_deeper_net_needs_inputs_on_its_pooling_grid_and_counts_whole_images(workdirs):
+    """fcrn-ctx5 pools four times: a crop whose input (crop + 2 x context) is no multiple of 16
+    is refused before Caffe (which aborts at the first skip sum); on the grid, its deploy net
+    maps a padded whole nuclei image to a density of the same size."""
+    caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+    from pycount.inference import fullconv
+    from pycount.nets import builders as nets
+    plan = nets.default_plan("nuclei", "fcrn-ctx5")
+    assert nets.fcrn_receptive_field(5, 2, "conv-up") == 236
+    bad = dataclasses.replace(plan, dataset=dataclasses.replace(plan.dataset, crop=104))
+    with pytest.raises(config.ConfigError, match=r"168 px\) must be a multiple of 16: use CROP="):
+        nets.net_prototxt(bad, "train_val")
+    lead = fullconv.context_lead(plan.model)
+    side = -(-(500 + 2 * lead) // 16) * 16
+    net = caffe.Net(nets.write_net_files(plan, config.runs_dir() / "ctx5", "x")["deploy"]
+                    .as_posix(), caffe.TEST)
+    net.blobs["data"].reshape(1, 3, side, side)
+    net.reshape()
+    out = net.forward(data=np.zeros((1, 3, side, side), np.float32))
+    assert next(iter(out.values())).shape[-2:] == (side, side)

@@ -279,6 +279,15 @@ def _build_density(plan: NetPlan, phase: str):
     if plan.head != "R":
         raise config.ConfigError(f"{plan.model.name} predicts a density map: it has no "
                                  f"{plan.head} head (use HEAD=R)")
+    grid = 2 ** (len(plan.model.widths) - 1)
+    side = plan.dataset.crop + 2 * plan.model.context
+    if side % grid:                  # else Caffe aborts at the first skip sum (shapes differ)
+        raise config.ConfigError(
+            f"{plan.model.name} pools {len(plan.model.widths) - 1} times, so its training input "
+            f"({plan.dataset.crop} px crops" + (f" + 2 x {plan.model.context} px of context"
+                                               if plan.model.context else "")
+            + f" = {side} px) must be a multiple of {grid}: use CROP= a multiple of {grid}, e.g. "
+              f"{max(grid, round(plan.dataset.crop / grid) * grid)}")
     n = caffe.NetSpec()
     mean, scale = input_transform(plan.model, plan.dataset)
     image_t = dict(mean_value=list(mean), scale=scale)
