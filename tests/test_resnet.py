@@ -218,7 +218,8 @@ def test_a_listed_stand_in_is_taken_for_a_dry_run_and_named(tiny_release, capsys
     listed = path.parent / weights.STAND_IN_LIST
     listed.write_text(json.dumps({"tiny.caffemodel": [len(fake), hashlib.sha256(fake).hexdigest()]}))
     assert weights.resolve(model) == path and weights.is_stand_in(path)
-    assert "is a stand-in" in capsys.readouterr().err
+    assert weights.resolve(model) == path                   # named once, not at every look
+    assert capsys.readouterr().err.count("is a stand-in") == 1
     path.write_bytes(fake.upper())
     with pytest.raises(weights.WeightsError, match="not the released"):
         weights.resolve(model)
@@ -242,8 +243,25 @@ def test_the_audit_shows_a_stand_in_run_as_a_dry_run_and_never_records_it(workdi
     report = audit.build(config.runs_dir(), record_path=record)
     cell = next(r for t in report["tables"] for r in t["rows"]
                 if r["model"] == "resnet50" and r["head"] == "R")["cells"]["bacterial"]
-    assert cell["ours"] is None and "a dry run: trained from stand-in weights" in cell["note"]
+    assert cell["ours"] is None and cell["note"].startswith(
+        "a dry run: bacterial/resnet50/train.json was trained from stand-in weights")
     assert "bacterial/resnet50" not in audit.record(report, record)
+
+
+def test_a_cell_whose_weights_are_a_stand_in_still_needs_the_released_ones(tiny_release,
+                                                                         workdirs, monkeypatch):
+    """The audit of a dry run's folder: a cell not trained is "missing: needs ImageNet weights"
+    when weights/ holds only a stand-in (it trains no result), while audit-gpu runs it."""
+    from pycount.reporting import audit
+    model, path, _ = tiny_release
+    monkeypatch.setitem(config.MODELS, "resnet50", model)
+    fake = b"random parameters of the same net"
+    path.write_bytes(fake)
+    (path.parent / weights.STAND_IN_LIST).write_text(json.dumps(
+        {"tiny.caffemodel": [len(fake), hashlib.sha256(fake).hexdigest()]}))
+    needs, why = audit._needs("resnet50", "synthetic", config.runs_dir() / "x")
+    assert needs == "weights" and "is a stand-in" in why
+    assert audit.why_not("synthetic", "resnet50") is None        # a dry run's sweep trains it
 
 
 def test_resolve_accepts_the_release_and_remembers_the_check(tiny_release, monkeypatch):

@@ -35,7 +35,9 @@ RELEASED: dict[str, tuple[int, str]] = {
         (241_444_171, "6253c4c4132c0b25c112b166629aa57dcaeec044a4c68ac9f003b6c801329d55"),
 }
 
-
+# The stand-ins this process has named already: the note comes once per file, not once for every
+# cell the audit or a sweep looks at.
+_NOTED: set[Path] = set()
 
 
 def _stand_ins() -> dict[str, tuple[int, str]]:
@@ -74,7 +76,8 @@ def resolve(model: config.ModelConfig) -> Path:
                            f"{', '.join(sorted(RELEASED))}")
     size, sha = stand_ins.get(model.weights) or RELEASED[model.weights]
     path = WEIGHTS_DIR / model.weights
-    if model.weights in stand_ins:
+    if model.weights in stand_ins and path not in _NOTED:
+        _NOTED.add(path)
         print(f"note: {path} is a stand-in listed in {WEIGHTS_DIR / STAND_IN_LIST} (random "
               f"parameters, for a dry run): what it trains is no result", file=sys.stderr)
     if not path.is_file():

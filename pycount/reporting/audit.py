@@ -206,9 +206,9 @@ def _train_info(run: Path) -> dict:
     if problem:
         return {"error": f"unreadable {_shown(path)}: {problem} ({fix})"}
     if t.get("weights_stand_in"):
-        return {"error": "a dry run: trained from stand-in weights (random parameters in place "
-                         "of He et al.'s), so no result; make train RESUME=0 with the released "
-                         "caffemodels in weights/ trains it for real"}
+        return {"error": f"a dry run: {_shown(path)} was trained from stand-in weights (random "
+                         f"parameters in place of He et al.'s), so no result; make train "
+                         f"RESUME=0 with the released caffemodels in weights/ trains it for real"}
     try:
         with open(run / "train_log.csv", newline="") as f:
             curve = [[int(r["iter"]), float(r["val_mae"])]
@@ -282,17 +282,22 @@ def why_not(dataset: str, model: str, data_root=None) -> str | None:
     return blocked[1] if blocked else None
 
 
-def _blocker(dataset: str, model: str, data_root=None) -> tuple[str, str] | None:
+def _blocker(dataset: str, model: str, data_root=None,
+             stand_in_ok: bool = True) -> tuple[str, str] | None:
     """("weights", why) when a pretrained net's ImageNet caffemodel is not in weights/ (or not
-    the released file), ("data", why) when the dataset is not under DATA_ROOT; else None."""
+    the released file; with stand_in_ok False, also when it is a dry run's stand-in, which trains
+    no result), ("data", why) when the dataset is not under DATA_ROOT; else None."""
     from pycount.data import prepare   # lazily: the report alone needs no image readers
     ds = config.dataset(dataset)
     m = config.model(model, ds)
     if m.weights and m.finetune != "scratch":
         try:
-            weights.resolve(m)
+            path = weights.resolve(m)
         except PycountError as e:
             return "weights", str(e)
+        if not stand_in_ok and weights.is_stand_in(path):
+            return "weights", (f"{path} is a stand-in (random parameters, for a dry run): put "
+                               f"the released {path.name} there (weights/README.md)")
     if not ds.generated:
         root = prepare.dataset_root(ds, data_root)
         if not root.is_dir():
@@ -305,7 +310,7 @@ def _needs(model: str, dataset: str, run: Path, data_root=None) -> tuple[str, st
     "training" (begun, not finished) or "run" (nothing but a training on this machine)."""
     if _progress(run):
         return "training", ""
-    return _blocker(dataset, model, data_root) or ("run", "")
+    return _blocker(dataset, model, data_root, stand_in_ok=False) or ("run", "")
 
 
 # How a missing cell reads in the tables; the section "Filling the missing cells" says the rest.
