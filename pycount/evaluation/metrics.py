@@ -31,3 +31,11 @@ def summarize(true, pred, train_mean: float) -> dict:
             "mre": mre(true, pred), "baseline_mae": mae(true, base),
             "baseline_mae_std": mae_std(true, base), "baseline_mre": mre(true, base),
             "train_mean_count": float(train_mean)}
+
+
+def partial(m: dict) -> bool:
+    """Whether metrics (a metrics.json's object) are of a partial evaluation (TEST_IMAGES=):
+    fewer test images counted than the split holds. Such metrics are no result."""
+    n, of = m.get("n_images"), m.get("test_images_of")
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (n, of)) \
+        and of > n

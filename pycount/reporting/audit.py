@@ -19,6 +19,7 @@ import numpy as np
 from pycount.util import atomic
 from pycount import config
 from pycount.errors import PycountError
+from pycount.evaluation.metrics import partial
 from pycount.nets import builders as nets
 from pycount.nets import weights
 
@@ -160,10 +161,9 @@ def _read(path: Path) -> dict:
               if k in m and not isinstance(m[k], str)]
     if wrong:
         return {"error": f"unreadable {_shown(path)}: {'; '.join(wrong)} ({fix})"}
-    of = m.get("test_images_of")
-    if _is_number(of) and of > m["n_images"]:
+    if partial(m):
         return {"error": f"a partial evaluation: {_shown(path)} counts {m['n_images']:g} of the "
-                         f"{of:g} test images (TEST_IMAGES=, as a dry run does), so no result; "
+                         f"{m['test_images_of']:g} test images (TEST_IMAGES=, as a dry run does), so no result; "
                          f"make eval without TEST_IMAGES counts them all"}
     return m
 

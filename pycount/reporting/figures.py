@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pycount.errors import RunError
+from pycount.evaluation.metrics import partial
 from pycount.util import atomic
 
 
@@ -60,10 +61,10 @@ def write_metrics(run: Path, metrics: dict) -> str:
 
 def images(metrics: dict) -> str:
     """"100 test images", or "5 of the 100 test images (a partial evaluation: no result)"."""
-    n, of = metrics["n_images"], metrics.get("test_images_of")
-    if isinstance(of, int) and of > n:
-        return f"{n} of the {of} test images (a partial evaluation: no result)"
-    return f"{n} test images"
+    if partial(metrics):
+        return (f"{metrics['n_images']} of the {metrics['test_images_of']} test images (a partial "
+                f"evaluation: no result)")
+    return f"{metrics['n_images']} test images"
 
 
 def _pyplot():

@@ -86,11 +86,12 @@ def _partial(path: Path) -> bool:
     """metrics.json of a partial evaluation (TEST_IMAGES=), which a full sweep counts again;
     an unreadable one is left to the audit to name."""
     import json
+    from pycount.evaluation.metrics import partial
     try:
         m = json.loads(path.read_text())
-        return m["test_images_of"] > m["n_images"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return False
+    return isinstance(m, dict) and partial(m)
 
 
 def _iterations(dataset: str, model: str, head: str) -> int:
