@@ -95,7 +95,8 @@ def write_results(kind: str, rows: list[dict], into: Path | None = None,
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     base.with_suffix(".md").write_text(f"# {kind} benchmark, {stamp}, {platform.node()}\n\n"
-                                       + "\n".join(md) + "\n" + note)
+                                       + "\n".join(md) + "\n"
+                                       + ("\n" + note.lstrip("\n") if note else ""))
     return base.with_suffix(".md")
 
 

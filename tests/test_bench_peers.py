@@ -200,3 +200,6 @@ def test_results_carry_extra_json_keys_and_a_note_after_the_table(tmp_path, monk
     data = json.loads(md.with_suffix(".json").read_text())
     assert data["rows"] == [{"a": 1}] and data["runs"] == {"x": [1, 2]}
     assert md.read_text().endswith("| 1 |\n\nthe note\n")
+    # a note without its own blank line is still a paragraph, not a row of the table
+    md = stages.write_results("kept", [{"a": 1}], note="the note")
+    assert md.read_text().endswith("| 1 |\n\nthe note")
