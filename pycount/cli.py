@@ -121,28 +121,27 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _iterations(text: str) -> int:
-    """--iters: a whole number of iterations, at least 1 (Caffe aborts on fewer)."""
+def _at_least(text: str, fix: str) -> int:
+    """A whole number of at least 1 from the command line; else argparse's error with `fix`."""
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not valid: train at least 1 iteration "
-                                         f"(leave ITERS= out for the model's schedule)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid: {fix}")
     return n
+
+
+def _iterations(text: str) -> int:
+    """--iters: a whole number of iterations, at least 1 (Caffe aborts on fewer)."""
+    return _at_least(text, "train at least 1 iteration (leave ITERS= out for the model's "
+                           "schedule)")
 
 
 def _at_least_one(text: str) -> int:
     """--test-images: a whole number, at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not valid: give a whole number of at "
-                                         f"least 1 (leave it out to count every test image)")
-    return n
+    return _at_least(text, "give a whole number of at least 1 (leave it out to count every "
+                           "test image)")
 
 
 def _ints(text: str) -> list[int]:
