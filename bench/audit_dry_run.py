@@ -6,8 +6,8 @@ in a stand-in.json beside them (pycount.nets.weights accepts a listed stand-in a
 trains), and runs `pycount replicate --gpu -1 --iters N` with PYCOUNT_WEIGHTS and PYCOUNT_RUNS in a
 scratch folder: every paper cell of the chosen datasets is prepared, trained N iterations and
 evaluated on its first K test images (--test-images; counting every one takes hours on a CPU
-core at the paper's 12 rotations per patch), then the audit is written (in the scratch folder; docs/ is left alone). Its results
-are no results: the point is that every step runs and the audit reads every cell.
+core at the paper's 12 rotations per patch), then the audit is written (in the scratch folder;
+docs/ is left alone). Its results are no results: the point is that every step runs and the audit reads every cell.
 
     .venv/bin/python -m bench.audit_dry_run --datasets bacterial --iters 2 --test-images 5
 

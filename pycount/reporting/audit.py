@@ -163,8 +163,8 @@ def _read(path: Path) -> dict:
         return {"error": f"unreadable {_shown(path)}: {'; '.join(wrong)} ({fix})"}
     if partial(m):
         return {"error": f"a partial evaluation: {_shown(path)} counts {m['n_images']:g} of the "
-                         f"{m['test_images_of']:g} test images (TEST_IMAGES=, as a dry run does), so no result; "
-                         f"make eval without TEST_IMAGES counts them all"}
+                         f"{m['test_images_of']:g} test images (TEST_IMAGES=, as a dry run "
+                         f"does), so no result; make eval without TEST_IMAGES counts them all"}
     return m
 
 
