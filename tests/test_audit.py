@@ -108,6 +108,8 @@ def test_report_from_fake_runs(tmp_path, monkeypatch):
         # the commands, reasons and weights are said once, under "Filling the missing cells"
         fill = text[text.index("Filling the missing cells"):]
         assert fill.count("make train MODEL=alexnet DATASET=nuclei HEAD=C") == 1
+        assert (fill.index("make prepare MODEL=alexnet DATASET=nuclei HEAD=C")
+                < fill.index("make train MODEL=alexnet DATASET=nuclei HEAD=C"))
         assert str(data / config.dataset("bacterial").subdir) in fill
         for name, (size, sha) in weights.RELEASED.items():
             assert name in fill and sha in fill and f"{size:,}" in fill

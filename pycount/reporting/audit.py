@@ -252,9 +252,10 @@ def _make_args(model: str, head: str, dataset: str) -> str:
 
 
 def _commands(model: str, head: str, dataset: str) -> str:
-    """"`make train ...` then `make eval ...`": what fills a cell trainable here."""
+    """"`make prepare ...`, `make train ...`, then `make eval ...`": what fills a cell trainable
+    here (prepare reuses LMDBs that are up to date)."""
     args = _make_args(model, head, dataset)
-    return f"`make train {args}` then `make eval {args}`"
+    return f"`make prepare {args}`, `make train {args}`, then `make eval {args}`"
 
 
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
