@@ -183,8 +183,8 @@ def load_caffe_weights(net, caffe_net) -> None:
 class DensityPeer:
     """The fcrn count written plainly in PyTorch: the job of pycount's DensityPredictor (crops of
     ds.crop px on a grid at half that stride, the last flush with the image's end; a pixel's
-    density the mean over the crops that cover it; with tta = 8 the image under each of its 8
-    flips and quarter turns, each map turned back, the 8 averaged), with `net` (from build) as
+    density the mean over the crops that cover it; with tta = 4 or 8 the image under each of
+    config.TTA_TRANSFORMS[tta], each map turned back, the maps averaged), with `net` (from build) as
     the forward. Images smaller than a crop are padded with the mean colour, as pycount does.
     A model trained with context (MODEL=fcrn-ctx) is run as pycount runs it: the whole image at
     once, padded by the context rounded up to the pooling grid."""
@@ -270,13 +270,14 @@ class DensityPeer:
         rgb = np.asarray(rgb)
         if self.tta == 1:
             return self._once(rgb)
+        from pycount import config
+        transforms = config.TTA_TRANSFORMS[self.tta]
         total = np.zeros(rgb.shape[:2])
-        for mirror in (False, True):
+        for mirror, k in transforms:
             img = rgb[:, ::-1] if mirror else rgb
-            for k in range(4):
-                back = np.rot90(self._once(np.ascontiguousarray(np.rot90(img, k))), -k)
-                total += back[:, ::-1] if mirror else back
-        return total / 8
+            back = np.rot90(self._once(np.ascontiguousarray(np.rot90(img, k))), -k)
+            total += back[:, ::-1] if mirror else back
+        return total / len(transforms)
 
     def count(self, rgb: np.ndarray) -> float:
         return float(self.density(rgb).sum())

@@ -62,8 +62,8 @@ SHARED_HELP = ("run the convolutional layers once over each image instead of onc
                "(much faster); an image whose 16 sample windows then move by more than 1%% is "
                "counted per window instead, with a warning (see README, Speed)")
 TTA_HELP = ("density models: 8 averages the density over every flip and quarter turn of the "
-            "image (8x the time), 1 counts the image as it is (default: the model's setting, 8 "
-            "for fcrn)")
+            "image (8x the time), 4 over four of them (config.TTA_TRANSFORMS), 1 counts the "
+            "image as it is (default: the model's setting)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
                    help="inference engine (default auto: the model's faster one on the CPU, "
                    "caffe on a GPU)")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
-    p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
+    p.add_argument("--tta", type=int, choices=sorted(config.TTA_TRANSFORMS), default=None,
+                   help=TTA_HELP)
     p.add_argument("--test-images", type=_at_least_one, default=None, metavar="K",
                    help="count only the first K test images (a quick look; the audit takes it "
                    "for no result)")
@@ -116,7 +117,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--expected", action="store_true",
                    help="C-head runs: count by the expected class, not the most probable")
-    p.add_argument("--tta", type=int, choices=[1, 8], default=None, help=TTA_HELP)
+    p.add_argument("--tta", type=int, choices=sorted(config.TTA_TRANSFORMS), default=None,
+                   help=TTA_HELP)
     _more_commands(sub)
     return ap
 

@@ -107,7 +107,7 @@ def test_torch_peer_computes_what_caffe_computes_for_fcrn(dataset, tmp_path):
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * float(np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("name, tta", [("fcrn", 1), ("fcrn", 8), ("fcrn-ctx", 8)])
+@pytest.mark.parametrize("name, tta", [("fcrn", 1), ("fcrn", 4), ("fcrn", 8), ("fcrn-ctx", 8)])
 def test_torch_density_peer_does_densitypredictors_job(name, tta, tmp_path, monkeypatch):
     """The density count's peer: the same crops (fcrn-ctx: the same padded whole image), flips /
     quarter turns and averaging as pycount's DensityPredictor, so the two densities agree (on an

@@ -370,6 +370,14 @@ def test_tta_density_turns_with_the_image(dtiny, tmp_path):
     assert not np.allclose(one.density(np.ascontiguousarray(np.rot90(img))),
                            np.rot90(one.density(img)), rtol=1e-4, atol=1e-7)
     assert eight.count_image(img).count == pytest.approx(d.sum())
+    # tta=4 averages over a subgroup: equivariant exactly under its own transforms only
+    four = fullconv.DensityPredictor(deploy, weights, model, ds, tta=4)
+    d4 = four.density(img)
+    for mirror, k in config.TTA_TRANSFORMS[8]:
+        def turn(a):
+            return np.ascontiguousarray(np.rot90(a[:, ::-1] if mirror else a, k))
+        same = np.allclose(four.density(turn(img)), turn(d4), rtol=1e-4, atol=1e-7)
+        assert same == ((mirror, k) in config.TTA_TRANSFORMS[4]), (mirror, k)
     with pytest.raises(config.ConfigError, match="TTA=3"):
         fullconv.DensityPredictor(deploy, weights, model, ds, tta=3)
     with pytest.raises(config.ConfigError, match="density models"):

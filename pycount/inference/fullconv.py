@@ -17,10 +17,10 @@ around it) is counted in one pass by default: the image padded by m px of the me
 up to the pooling grid) on every side, which is the regime it was trained in. `whole=False` counts
 it by crops as above, each cut with its m px of context and only its centre kept.
 
-Test-time augmentation (model.tta = 8, the fcrn default): the density is predicted for the image
-under each of its 8 flips and quarter turns, each map turned back, and the 8 averaged. These are
-the transforms the net was trained under, and they map pixels onto pixels, so no value is
-interpolated.
+Test-time augmentation (model.tta, config.TTA_TRANSFORMS): the density is predicted for the image
+under each of its 8 flips and quarter turns (tta = 8), or under a subgroup of 4 of them, each map
+turned back, and the maps averaged. These are the transforms the net was trained under, and they
+map pixels onto pixels, so no value is interpolated.
 """
 from __future__ import annotations
 
@@ -58,9 +58,10 @@ class DensityPredictor:
         if not model.density:
             raise config.ConfigError(f"{model.name} is not a density model")
         self.tta = model.tta if tta is None else tta
-        if self.tta not in (1, 8):
-            raise config.ConfigError(f"TTA={self.tta}: use 1 (the image as it is) or 8 (every "
-                                     f"flip and quarter turn)")
+        if self.tta not in config.TTA_TRANSFORMS:
+            raise config.ConfigError(f"TTA={self.tta}: use 1 (the image as it is), 4 (four of "
+                                     f"its flips and turns) or 8 (every flip and quarter turn)")
+        self.transforms = config.TTA_TRANSFORMS[self.tta]
         self.model, self.ds = model, ds
         self.whole = model.context > 0 if whole is None else whole
         self.crop, self.stride = ds.crop, max(1, ds.crop // 2)
@@ -90,12 +91,11 @@ class DensityPredictor:
         if self.tta == 1:
             return self._density(rgb)
         total = np.zeros(rgb.shape[:2])
-        for mirror in (False, True):
+        for mirror, k in self.transforms:
             img = rgb[:, ::-1] if mirror else rgb
-            for k in range(4):
-                back = np.rot90(self._density(np.ascontiguousarray(np.rot90(img, k))), -k)
-                total += back[:, ::-1] if mirror else back
-        return total / 8
+            back = np.rot90(self._density(np.ascontiguousarray(np.rot90(img, k))), -k)
+            total += back[:, ::-1] if mirror else back
+        return total / len(self.transforms)
 
     def _density(self, rgb: np.ndarray) -> np.ndarray:
         """The density of the image as it is (no test-time augmentation)."""
