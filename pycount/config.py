@@ -428,7 +428,11 @@ IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)
 # bench/results/2026-12-04-vm-fcrn-tta.md, `python -m bench.fcrn_tta`): against all 8, the 4 turns
 # moved no image's count by more than 0.36 % (mean 0.10 %), test MAE 2.189 against 2.188, in half
 # the time (0.35 s per 256 px image against 0.69 s); the 4 flips (none, left-right, up-down, both)
-# 0.57 %; {none, half turn, the 2 diagonal flips} 0.30 % (MAE 2.196); 1 pass 0.89 %.
+# 0.57 %; {none, half turn, the 2 diagonal flips} 0.30 % (MAE 2.196); 1 pass 0.89 %. On nuclei fcrn
+# (50 test images; bench/results/2026-12-04-vm-fcrn-tta-2.md) the turns disagree more: the 4 turns
+# moved one dense image by 2.1 % (7 of 339 cells; mean 0.35 %) and the test MAE from 35.59 to 36.10,
+# the other two groups by up to 2.8 and 3.5 %. So fcrn keeps 8 (TTA=4 halves the time where that
+# is worth ~0.4 % per image).
 TTA_TRANSFORMS = {
     1: ((False, 0),),
     4: ((False, 0), (False, 1), (False, 2), (False, 3)),
