@@ -194,7 +194,8 @@ class DensityPeer:
         self.tta = model.tta if tta is None else tta
         self.crop = ds.crop
         self.stride = max(1, ds.crop // 2)
-        self.batch = batch or max(1, 262_144 // (self.crop * self.crop))   # ~256k px a call
+        from pycount import config
+        self.batch = batch or max(1, config.DENSITY_BATCH_PX // (self.crop * self.crop))
         self.whole = model.context > 0
         self.align = 2 ** (len(model.widths) - 1)
 

@@ -68,7 +68,7 @@ class DensityPredictor:
         self.context = model.context
         self.align = 2 ** (len(model.widths) - 1)
         side = self.crop + 2 * self.context
-        self.batch = batch or max(1, 262_144 // (side * side))
+        self.batch = batch or max(1, config.DENSITY_BATCH_PX // (side * side))
         engine = backends.resolve(engine, model)
         self.backend = backends.BACKENDS[engine](deploy, weights, model, ds, "R")
 
