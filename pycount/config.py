@@ -501,7 +501,9 @@ MODELS["fcrn"] = ModelConfig(
 # colour, which is the regime of training (fcrn instead averages ~400 crop forwards per 256 px image).
 # Measured (docs/density-model.md): one pass within 0.15 % of its crops-with-context counts, 0.25 s
 # per 256 px image at one thread (fcrn 0.86 s); bacterial 2,000 its test MAE 3.00 (fcrn 2.72, paired
-# +0.28 +- 0.20); nuclei 8,000 its 32.73 (fcrn 38.84, paired -6.11 +- 1.81, better on 33 of 50).
+# +0.28 +- 0.20); nuclei 8,000 its 32.73 (fcrn 38.84, paired -6.11 +- 1.81, better on 33 of 50);
+# bacterial 8,000 its (2026-12-04) 1.97 against fcrn's 2.19, paired -0.21 +- 0.15 (noise), 0.30 s
+# per 256 px image at two threads (fcrn 0.69-0.76 s), 0.15 s with TTA=4 (counts within 0.38 %).
 MODELS["fcrn-ctx"] = replace(
     MODELS["fcrn"], name="fcrn-ctx", context=32,
     description="fcrn trained with 32 px of unsupervised context around each crop; counts whole "
