@@ -72,6 +72,8 @@ def measure(run_dir: Path, n_images: int | None = None, data_root=None,
     true = np.array([s.count for s in samples], np.float64)
     rows, kept, ref = [], {"run": str(run_dir), "true": true.tolist(),
                            "transforms": [list(t) for t in ALL], "counts": {}}, None
+    if run.model.context:            # counted in one pass per transform: no crop stride
+        strides = (0.5,)
     for stride in sorted(set(strides) | {0.5}):
         p = DensityPredictor(run.deploy, run.weights, run.model, run.ds, engine=engine, tta=1)
         p.stride = max(1, int(round(p.crop * stride)))
@@ -83,7 +85,8 @@ def measure(run_dir: Path, n_images: int | None = None, data_root=None,
         if ref is None:                                      # stride 0.5 comes first
             ref = np.array([np.mean([c[t] for t in ALL]) for c in counts])
         for name, subset in SUBSETS.items():
-            rows.append({"crop stride": f"{stride:g} ({p.stride} px)", "transforms": name,
+            rows.append({"crop stride": "one pass (context model)" if p.whole
+                         else f"{stride:g} ({p.stride} px)", "transforms": name,
                          "n": len(subset), "s_per_image": round(one * len(subset), 3),
                          **score(counts, ref, true, subset),
                          "images": len(samples), "run": str(run_dir), "engine": engine,
