@@ -106,10 +106,10 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     rows, kept = measure(a.run, a.images, a.data_root, a.engine,
                          [float(x) for x in a.strides.split(",")])
-    note = ("Each subset's count is the mean of its transforms' counts; the reference is the mean "
-            "of all 8 at half stride (what `pycount count` does by default). s_per_image: one transform's "
-            "measured pass times the subset's size, at the threads this process was given. "
-            "The per-image, per-transform counts are kept in the JSON (`per_image`).")
+    note = ("Each subset's count is the mean of its transforms' counts; the reference is the "
+            "mean of all 8 at half stride (what `pycount count` does by default). s_per_image: "
+            "one transform's measured pass times the subset's size, at the threads this process "
+            "was given. The per-image, per-transform counts are kept in the JSON (`per_image`).")
     print(stages.write_results("fcrn-tta", rows, note=note,
                                extra={"per_image": kept}).read_text())
     return 0
