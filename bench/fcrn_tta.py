@@ -24,10 +24,10 @@ import numpy as np
 from bench import stages
 from pycount import config
 from pycount.data import prepare
-from pycount.inference.fullconv import DensityPredictor
+from pycount.inference.fullconv import DensityPredictor, turned
 from pycount.inference.run import load_run
 
-ALL = tuple((m, k) for m in (False, True) for k in range(4))
+ALL = config.TTA_TRANSFORMS[8]
 # (mirror, quarter turns) of each subset scored; mirror is a left-right flip before the turns
 SUBSETS = {
     "all 8 (reference)": ALL,
@@ -42,11 +42,7 @@ SUBSETS = {
 
 def per_transform_counts(p: DensityPredictor, image: np.ndarray) -> dict:
     """{(mirror, k): the count of the image under that transform} (one counting pass each)."""
-    out = {}
-    for mirror, k in ALL:
-        img = image[:, ::-1] if mirror else image
-        out[(mirror, k)] = float(p._density(np.ascontiguousarray(np.rot90(img, k))).sum())
-    return out
+    return {(mirror, k): float(p._density(turned(image, mirror, k)).sum()) for mirror, k in ALL}
 
 
 def score(counts: list[dict], ref: np.ndarray, true: np.ndarray, subset) -> dict:

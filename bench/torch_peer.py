@@ -272,13 +272,8 @@ class DensityPeer:
         if self.tta == 1:
             return self._once(rgb)
         from pycount import config
-        transforms = config.TTA_TRANSFORMS[self.tta]
-        total = np.zeros(rgb.shape[:2])
-        for mirror, k in transforms:
-            img = rgb[:, ::-1] if mirror else rgb
-            back = np.rot90(self._once(np.ascontiguousarray(np.rot90(img, k))), -k)
-            total += back[:, ::-1] if mirror else back
-        return total / len(transforms)
+        from pycount.inference import fullconv
+        return fullconv.tta_density(rgb, self._once, config.TTA_TRANSFORMS[self.tta])
 
     def count(self, rgb: np.ndarray) -> float:
         return float(self.density(rgb).sum())

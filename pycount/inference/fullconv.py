@@ -49,6 +49,21 @@ def in_one_pass(model: config.ModelConfig, h: int, w: int) -> bool:
     return (h + 2 * lead) * (w + 2 * lead) <= config.density_whole_max_px(model)
 
 
+def turned(rgb: np.ndarray, mirror: bool, k: int) -> np.ndarray:
+    """The image under one transform of config.TTA_TRANSFORMS: mirrored left-right first if
+    `mirror`, then k quarter turns."""
+    return np.ascontiguousarray(np.rot90(rgb[:, ::-1] if mirror else rgb, k))
+
+
+def tta_density(rgb: np.ndarray, once, transforms) -> np.ndarray:
+    """The mean of once(image under each transform), each map turned back onto the image."""
+    total = np.zeros(rgb.shape[:2])
+    for mirror, k in transforms:
+        back = np.rot90(once(turned(rgb, mirror, k)), -k)
+        total += back[:, ::-1] if mirror else back
+    return total / len(transforms)
+
+
 class DensityPredictor:
     """A trained density net on RGB images, through cv2.dnn or pycaffe."""
 
@@ -61,7 +76,6 @@ class DensityPredictor:
         if self.tta not in config.TTA_TRANSFORMS:
             raise config.ConfigError(f"TTA={self.tta}: use 1 (the image as it is), 4 (four of "
                                      f"its flips and turns) or 8 (every flip and quarter turn)")
-        self.transforms = config.TTA_TRANSFORMS[self.tta]
         self.model, self.ds = model, ds
         self.whole = model.context > 0 if whole is None else whole
         self.crop, self.stride = ds.crop, max(1, ds.crop // 2)
@@ -90,12 +104,7 @@ class DensityPredictor:
         rgb = np.asarray(rgb)
         if self.tta == 1:
             return self._density(rgb)
-        total = np.zeros(rgb.shape[:2])
-        for mirror, k in self.transforms:
-            img = rgb[:, ::-1] if mirror else rgb
-            back = np.rot90(self._density(np.ascontiguousarray(np.rot90(img, k))), -k)
-            total += back[:, ::-1] if mirror else back
-        return total / len(self.transforms)
+        return tta_density(rgb, self._density, config.TTA_TRANSFORMS[self.tta])
 
     def _density(self, rgb: np.ndarray) -> np.ndarray:
         """The density of the image as it is (no test-time augmentation)."""
