@@ -228,7 +228,8 @@ def _audit(args) -> int:
     own = not (args.runs or args.out or os.environ.get("PYCOUNT_RUNS"))
     report = audit.build(args.runs or config.runs_dir(),
                          record_path=config.AUDIT_RECORD if own else None,
-                         data_root=args.data_root)
+                         data_root=args.data_root,
+                         tried_path=config.AUDIT_TRIED if own else None)
     docs = config.ROOT / "docs" if own else None
     if own and not all(os.access(p, os.W_OK) for p in (docs, config.AUDIT_RECORD.parent)):
         # e.g. the replication image, whose tree is read-only for the user it runs as

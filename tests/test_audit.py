@@ -520,3 +520,57 @@ def test_a_damaged_density_run_leaves_the_density_rows_of_the_others(tmp_path):
         'writes it anew)')
     assert errors["bacterial/mine"] is None
     assert "pycount fcrn" in audit.to_markdown(audit._blocks(report))
+
+
+def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
+    """Each run whose cell is outside ±15 % gets its lines from the tried file, or a line saying
+    none is recorded; a run within the tolerance is not listed even when the file has lines."""
+    runs, tried = tmp_path / "runs", tmp_path / "docs" / "audit" / "tried.toml"
+    tried.parent.mkdir(parents=True)
+    _fake_run(runs, "bacterial/alexnet", mae=20.0)                   # 2.16 x the paper's
+    _fake_run(runs, "bacterial/lecount", mae=3.0)                    # 0.47 x, no lines
+    _fake_run(runs, "nuclei/resnet152", mae=15.0, n_images=50)       # within: Tables 3 and 4
+    tried.write_text('["bacterial/alexnet"]\ntried = ["more iterations:   19.0",\n'
+                     '  "a wider net | 18.5"]\n["nuclei/resnet152"]\ntried = ["never shown"]\n')
+    report = audit.build(runs, tried_path=tried)
+    assert report["tried"]["bacterial/alexnet"] == ["more iterations: 19.0", "a wider net | 18.5"]
+    blocks = audit._blocks(report)
+    md = audit.to_markdown(blocks)
+    section = md[md.index("## Cells outside ±15%: what was tried"):]
+    assert ("### bacterial/alexnet: ratio 2.16 (Table 2 AlexNet(R) · Bacterial)\n\n"
+            "- more iterations: 19.0\n- a wider net | 18.5\n") in section
+    assert ("### bacterial/lecount: ratio 0.47 (Table 4 Le.count [16] · Bacterial)\n\n"
+            "- nothing recorded in `docs/audit/tried.toml` yet") in section
+    assert "never shown" not in md and "nuclei/resnet152:" not in section
+    page = audit.write(report, tmp_path / "out")["html"].read_text()
+    assert "<ul><li>more iterations: 19.0</li><li>a wider net | 18.5</li></ul>" in page
+    # no cell outside: no section
+    assert "what was tried" not in audit.to_markdown(audit._blocks(
+        audit.build(tmp_path / "none", record_path=tmp_path / "absent.json", tried_path=tried)))
+
+
+@pytest.mark.parametrize("text, why", [
+    ('["nuclei/alexnet"\ntried = ["x"]\n', "not readable as TOML"),
+    ('["nuclei/alexnet"]\ntried = "one line"\n', r'\["nuclei/alexnet"\] needs tried'),
+    ('["nuclei/alexnet"]\ntried = []\n', r'\["nuclei/alexnet"\] needs tried'),
+    ('["nuclei/alexnet"]\ntried = ["ok", 3]\n', r'\["nuclei/alexnet"\] needs tried'),
+    ('[alexnet]\ntried = ["x"]\n', r'\["alexnet"\] is not a run'),
+])
+def test_a_damaged_tried_file_is_a_named_error(text, why, tmp_path):
+    tried = tmp_path / "tried.toml"
+    tried.write_text(text)
+    with pytest.raises(config.ConfigError, match=f"tried.toml: .*{why}"):
+        audit.build(tmp_path, tried_path=tried)
+
+
+def test_the_committed_tried_file_covers_every_recorded_cell_outside_the_tolerance(tmp_path):
+    """docs/audit/tried.toml names recorded runs only, and says something for every recorded
+    run whose cell is outside the tolerance (a run trained since must bring its lines)."""
+    recorded = audit.read_record(config.AUDIT_RECORD)
+    tried = audit.read_tried(config.AUDIT_TRIED)
+    assert set(tried) <= set(recorded), set(tried) - set(recorded)
+    report = audit.build(tmp_path / "no-runs", record_path=config.AUDIT_RECORD,
+                         tried_path=config.AUDIT_TRIED)
+    outside = {c["run"] for t in report["tables"] for r in t["rows"] for c in r["cells"].values()
+               if c["ours"] and c["mark"].startswith("outside")}
+    assert outside and outside <= set(tried), outside - set(tried)

@@ -359,6 +359,35 @@ def read_record(path) -> dict:
     return runs
 
 
+def read_tried(path) -> dict[str, list[str]]:
+    """What was tried for the cells outside the tolerance: {"<dataset>/<run>": [line, ...]} from
+    the TOML file at `path` (config.AUDIT_TRIED; {} when there is none). Each entry is a table
+    named after its run, holding `tried`, a list of strings. A damaged file is an error naming it
+    and what is wrong, never a silently shorter page."""
+    import tomllib
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise config.ConfigError(f"{path}: not readable as TOML ({e}); fix it or restore it "
+                                 f"with `git checkout -- {path.name}` in its folder") from None
+    out, wrong = {}, []
+    for key, entry in data.items():
+        lines = entry.get("tried") if isinstance(entry, dict) else None
+        if key.count("/") != 1:
+            wrong.append(f"[\"{key}\"] is not a run's name (<dataset>/<run>)")
+        elif not (isinstance(lines, list) and lines
+                  and all(isinstance(x, str) and x.strip() for x in lines)):
+            wrong.append(f"[\"{key}\"] needs tried = [\"...\", ...], a list of lines")
+        else:
+            out[key] = [" ".join(x.split()) for x in lines]
+    if wrong:
+        raise config.ConfigError(f"{path}: {'; '.join(wrong)}")
+    return out
+
+
 def _per_image(run: Path) -> dict:
     """{image id: [true, predicted]} of an evaluated run's predictions.csv ({} without one): kept
     in the record so that a later run can be compared image by image with this one after its
@@ -387,11 +416,12 @@ def record(report: dict, path) -> dict:
     return runs
 
 
-def build(runs_dir=None, record_path=None, data_root=None) -> dict:
+def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> dict:
     """Every paper row against the matching run, per dataset, plus the runs no row maps to.
     With `record_path`, the recorded runs (see `record`) fill what runs_dir lacks; a run
     folder present wins over its record. `data_root` (DATA_ROOT) is where a missing cell's
-    dataset is looked for."""
+    dataset is looked for. With `tried_path` (see `read_tried`), the report says what was tried
+    for each cell outside the tolerance."""
     runs_dir = Path(runs_dir or config.runs_dir())
     if runs_dir.exists() and not runs_dir.is_dir():
         raise config.ConfigError(f"{runs_dir} is a file, not a runs folder: name the folder that "
@@ -401,6 +431,8 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
         raise config.ConfigError(f"no runs folder {runs_dir}: check the path given to --runs (or "
                                  f"PYCOUNT_RUNS); make train and make eval write runs there")
     kept = read_record(record_path) if record_path else {}
+    tried = read_tried(tried_path) if tried_path else {}
+    tried_file = _shown(Path(tried_path or config.AUDIT_TRIED))
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
     trains = {k: e.get("train") or {} for k, e in kept.items()}
     for p in sorted(runs_dir.glob("*/*/metrics.json")):
@@ -459,7 +491,7 @@ def build(runs_dir=None, record_path=None, data_root=None) -> dict:
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
             "datasets": datasets, "other_runs": other,
             "density": _density(found, runs_dir, trains),
-            "found": found, "trains": trains}
+            "found": found, "trains": trains, "tried": tried, "tried_file": tried_file}
 
 
 def _recorded_stale(key: str, trains: dict) -> bool:
@@ -710,7 +742,8 @@ def _subsection(title: str, text: str, header: list[str], rows: list) -> list[tu
 
 
 def _blocks(report: dict) -> list[tuple]:
-    """("h1"|"h2"|"p", text), ("table", header, rows of cells as lists of lines), ("img", file)."""
+    """("h1"|"h2"|"h3"|"p", text), ("ul", [items]), ("table", header, rows of cells as lists of
+    lines), ("img", file)."""
     b = [("h1", "Audit: pycount against Xue et al. 2016"),
          ("p", f"Paper: {report['citation']}. Runs: `{report['runs_dir']}`."),
          ("p", "Paper values are as printed; Δ = ours − paper (for MAE ± std: Δ MAE ± Δ std). "
@@ -750,6 +783,7 @@ def _blocks(report: dict) -> list[tuple]:
         b += [("p", "Validation curves of the filled cells' trainings (patch MAE on the held-out "
                     "training images' patches, every test interval; the weights counted are "
                     "marked):"), ("img", "validation.png")]
+    b += _outside(report)
     if report.get("density"):
         b += [("h2", "Beyond the paper: density models (issue #7)"),
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
@@ -778,6 +812,33 @@ def _blocks(report: dict) -> list[tuple]:
     return b
 
 
+def _outside(report: dict) -> list[tuple]:
+    """The cells outside the tolerance, one row per run (a run may fill cells of two tables),
+    each with what was tried for it (report["tried"]) or a line saying nothing is recorded."""
+    runs: dict[str, dict] = {}
+    for t in report["tables"]:
+        for r in t["rows"]:
+            for c in COLUMNS:
+                cell = r["cells"][c.folder]
+                if cell["ours"] is None or not cell["mark"].startswith("outside"):
+                    continue
+                g = runs.setdefault(cell["run"], {"cells": [], "ratio": cell["ratio"]})
+                g["cells"].append(f"Table {t['table']} {r['label']} · {c.label}")
+    if not runs:
+        return []
+    tol = f"±{config.AUDIT_TOLERANCE:.0%}"
+    tried = report.get("tried", {})
+    where = report.get("tried_file", _shown(config.AUDIT_TRIED))
+    b = [("h2", f"Cells outside {tol}: what was tried"),
+         ("p", f"Each run whose MAE is outside {tol} of the paper's (ratio = ours / paper; below "
+               f"1 is fewer errors than the paper), with what was done about it and what each "
+               f"step measured; kept in `{where}` beside the measurements it cites.")]
+    for k, g in sorted(runs.items()):
+        b += [("h3", f"{k}: ratio {g['ratio']:.2f} ({'; '.join(g['cells'])})"),
+              ("ul", tried.get(k) or [f"nothing recorded in `{where}` yet"])]
+    return b
+
+
 def _hours(seconds) -> str:
     if seconds is None:
         return "?"
@@ -797,6 +858,8 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append(rest[0])
         elif kind == "img":
             out.append(f"![{rest[0]}]({rest[0]})")
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in rest[0]))
         else:
             header, rows = rest
             lines = [" | ".join(header), " | ".join("---" for _ in header)]
@@ -826,6 +889,9 @@ def to_html(blocks: list[tuple], img_dir: Path) -> str:
         elif kind == "img":
             data = base64.b64encode((img_dir / rest[0]).read_bytes()).decode()
             out.append(f'<p><img alt="{rest[0]}" src="data:image/png;base64,{data}"></p>')
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in rest[0])
+                       + "</ul>")
         else:
             header, rows = rest
             out.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in header)
