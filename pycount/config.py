@@ -6,6 +6,7 @@ our choices, with the reason next to them. Nothing here is written twice elsewhe
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -319,6 +320,10 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")
+    if patch and ds.max_patch_count and not ds.own and patch != ds.patch:
+        # the C head's classes grow with the patch's area (bacterial's 40 classes at 40 px
+        # would be 360 at 120 px); owndata infers an own folder's from its own patch
+        changes["max_patch_count"] = math.ceil(ds.max_patch_count * (patch / ds.patch) ** 2)
     return replace(ds, **changes)
 
 

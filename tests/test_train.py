@@ -186,6 +186,30 @@ def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path, sig
     assert resumed["iterations_this_session"] == 20
 
 
+def test_a_patch_count_beyond_the_classification_heads_classes_is_refused_before_caffe(tiny):
+    """A patch holding more cells than the C head has classes would make Caffe's softmax loss
+    read past its scores (a crash, or training on garbage): refused with the fix, nothing
+    written; the regression head trains on the same LMDBs."""
+    from pycount.errors import TrainError
+    ds, model = tiny
+    manifests = prepare.prepare(ds)
+    most = max(int(k) for m in manifests.values() for k in m["count_histogram"])
+    assert most >= 2
+    few = dataclasses.replace(ds, max_patch_count=most - 1)
+    with pytest.raises(TrainError, match=rf"a patch holds {most} cells, but the classification "
+                                         rf"head \(HEAD=C\) of synthetic has classes "
+                                         rf"0\.\.{most - 1} only .*HEAD=R"):
+        train.Trainer(few, model, head="C", max_iter=5).train(resume=False)
+    assert not config.run_dir(few, model, "C").exists()
+    assert train.Trainer(few, model, head="R", max_iter=2).train(resume=False)["iterations"] == 2
+
+
+def test_a_larger_patch_of_a_named_set_scales_its_classes_with_the_area():
+    ds = config.dataset("bacterial")
+    assert config.with_overrides(ds, patch=ds.patch).max_patch_count == ds.max_patch_count
+    assert config.with_overrides(ds, patch=3 * ds.patch).max_patch_count == 9 * ds.max_patch_count
+
+
 def test_classification_head_trains_and_reports_argmax_and_expected(tiny):
     ds, model = tiny
     prepare.prepare(ds)

@@ -175,6 +175,25 @@ class Trainer:
                                  f"runs (an interrupted write?); run `make prepare "
                                  f"DATASET={self.ds.name} MODEL={self.model.name}` again")
 
+    def _check_classes(self) -> None:
+        """The C head scores the counts 0..max_patch_count: a training or validation patch that
+        holds more cells would make Caffe's softmax loss read past its scores (a crash, or
+        training on whatever lies there), so it is refused here, before Caffe sees it."""
+        if self.head != "C" or self.model.density:
+            return
+        classes = config.n_classes(self.ds)
+        for path in (self.train_lmdb, self.val_lmdb):
+            hist = (lmdbio.read_manifest(path) or {}).get("count_histogram") or {}
+            most = max((int(k) for k in hist), default=0)
+            if most >= classes:
+                where = (f"max_patch_count = {most} or more in {self.ds.subdir}/pycount.toml"
+                         if self.ds.own else f"its max_patch_count in pycount/config.py")
+                raise TrainError(
+                    f"{path}: a patch holds {most} cells, but the classification head (HEAD=C) "
+                    f"of {self.ds.name} has classes 0..{classes - 1} only (max_patch_count); "
+                    f"set {where}, choose a smaller PATCH=, or train the regression head "
+                    f"(HEAD=R)")
+
     def _check_sources(self) -> None:
         """The dataset's images and annotations as `make prepare` found them (the stamp it
         recorded in the training LMDB's manifest; pycount.data.sources)."""
@@ -252,6 +271,7 @@ class Trainer:
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
         self._check_lmdb_patch()
+        self._check_classes()
         self._check_sources()
         self._say_passes()
         pretrained = self._pretrained()
