@@ -187,7 +187,7 @@ class Trainer:
             most = max((int(k) for k in hist), default=0)
             if most >= classes:
                 where = (f"max_patch_count = {most} or more in {self.ds.subdir}/pycount.toml"
-                         if self.ds.own else f"its max_patch_count in pycount/config.py")
+                         if self.ds.own else "its max_patch_count in pycount/config.py")
                 raise TrainError(
                     f"{path}: a patch holds {most} cells, but the classification head (HEAD=C) "
                     f"of {self.ds.name} has classes 0..{classes - 1} only (max_patch_count); "
