@@ -19,10 +19,6 @@ def test_mre_by_hand():
     assert metrics.mre(TRUE, PRED) == pytest.approx(0.0625)
 
 
-def test_mre_refuses_empty_images():
-    with pytest.raises(ValueError, match="0"):
-        metrics.mre([0, 5], [1, 5])
-
 
 def test_summary_holds_the_mean_count_baseline():
     s = metrics.summarize(TRUE, PRED, train_mean=90.0)
@@ -30,3 +26,13 @@ def test_summary_holds_the_mean_count_baseline():
     assert s["baseline_mae"] == pytest.approx(60.0)
     assert s["n_images"] == 4 and s["mae"] == pytest.approx(6.25)
     assert {"mae", "mae_std", "mre", "baseline_mae", "n_images"} <= set(s)
+
+
+def test_mre_is_over_the_images_that_hold_cells():
+    assert metrics.mre([0, 10, 20], [3, 12, 16]) == pytest.approx((0.2 + 0.2) / 2)
+    m = metrics.summarize([0, 10, 20], [3, 12, 16], train_mean=10)
+    assert m["mre_images"] == 2 and m["mae"] == pytest.approx(3.0)
+    assert m["baseline_mre"] == pytest.approx((0 + 0.5) / 2)
+    assert "mre_images" not in metrics.summarize([5, 10], [5, 10], train_mean=7)
+    with pytest.raises(ValueError, match="no image holds a cell"):
+        metrics.mre([0, 0], [1, 2])

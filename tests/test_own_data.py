@@ -376,3 +376,44 @@ def test_the_protocol_takes_a_folder(tmp_path, workdirs):
     assert rows[0]["train_n"] == 4 and rows[0]["seeds"] == [1] and rows[0]["mae_mean"] == 2.5
     # evaluated, but without the prototxts of today's settings: trained again from scratch
     assert protocol.pending(ds, "fcrn", [4], [1]) == [(4, 1, True)]
+
+
+def test_eval_refuses_test_images_the_run_trained_on_and_takes_images_without_cells(
+        tmp_path, workdirs, capsys):
+    """Images added to a folder after training move its seeded split: eval refuses to score the
+    run on images it trained on, naming them. A test image without cells (a negative control)
+    is counted in the MAE and left out of the MRE, which says over how many; a test set without
+    any cell is refused."""
+    folder = make_folder(tmp_path / "cells", n=10, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    run = workdirs / "runs" / "cells" / "fcrn"
+    info = json.loads((run / "train.json").read_text())
+    trained = set(info["train_images"]) | set(info["val_images"])
+    assert len(trained) == len(resolved(folder).train_ids)
+    make_folder(tmp_path / "more", n=16, side=64, spacing=8)
+    for f in (tmp_path / "more").glob("i1[0-5].*"):
+        shutil.copy(f, folder / f.name)
+    moved = set(resolved(folder).test_ids) & trained
+    assert moved, "the seeded draw of 16 images tests some of the 10's training images"
+    capsys.readouterr()
+    assert cli.main(["eval", *args, "--tta", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'train.json'}: cells's test images today include {sorted(moved)[0]}" in err
+    assert "which this run was trained on" in err and "RESUME=0" in err
+    assert not (run / "metrics.json").exists()
+
+    for f in (tmp_path / "more").glob("i1[0-5].*"):
+        (folder / f.name).unlink()
+    test = sorted(resolved(folder).test_ids)
+    assert len(test) >= 2
+    (folder / f"{test[0]}.csv").write_text("x,y\n")               # a negative control
+    assert cli.main(["eval", *args, "--tta", "1"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["n_images"] == len(test) and m["mre_images"] == len(test) - 1
+    assert f"MRE over the {len(test) - 1} of {len(test)} test images" in capsys.readouterr().out
+    for i in test:
+        (folder / f"{i}.csv").write_text("x,y\n")
+    assert cli.main(["eval", *args, "--tta", "1"]) == 2
+    assert f"none of cells's {len(test)} test images holds a cell" in capsys.readouterr().err

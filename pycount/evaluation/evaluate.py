@@ -59,9 +59,16 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             raise config.ConfigError(f"TEST_IMAGES={test_images}: count at least 1 test image "
                                      f"(leave it out to count all {n_test})")
         ids["test"] = ids["test"][:test_images]
+    _check_unseen(info, info_file, ds, ids["test"])
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     # every test image checked before any is counted (a density model counts any size)
     test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch)
+    if not any(s.count > 0 for s in test):
+        shown = ", ".join(s.id for s in test[:5]) + (", ..." if len(test) > 5 else "")
+        raise config.ConfigError(
+            f"none of {ds.name}'s {len(test)} test images holds a cell ({shown}), so there is "
+            f"no error to measure a counter by; put test images with cells in its test set "
+            f"(`test = [...]` in pycount.toml beside an own folder's images, docs/own-data.md)")
 
     rows = []
     (run / "heatmaps").mkdir(exist_ok=True)
@@ -117,6 +124,26 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
                    f"the run in {info_file.parent} was trained with {variables}. Move it{home}, "
                    f"where its settings put it, and evaluate it with them; or train this run "
                    f"again (make train ... RESUME=0)")
+
+
+def _check_unseen(info: dict, info_file: Path, ds: config.DatasetConfig, test: list) -> None:
+    """RunError when the test images drawn from the dataset today include images the run was
+    trained or validated on (train.json's lists): images were added to an own folder or removed
+    from it since, and its seeded split moved. Scores on them would flatter the run."""
+    seen = set()
+    for key in ("train_images", "val_images"):
+        ids = info.get(key)
+        if isinstance(ids, list):
+            seen |= {i for i in ids if isinstance(i, str)}
+    again = sorted(set(test) & seen)
+    if again:
+        shown = ", ".join(again[:5]) + (f" and {len(again) - 5} more" if len(again) > 5 else "")
+        raise RunError(f"{info_file}: {ds.name}'s test images today include {shown}, which this "
+                       f"run was trained on: images were added to or removed from the dataset "
+                       f"since the training, and its seeded split moved. Put the folder back as "
+                       f"it was, name the test images (`test = [...]` in pycount.toml, "
+                       f"docs/own-data.md), or train again on the folder as it is (make train "
+                       f"... RESUME=0)")
 
 
 def _save_heatmap(path: Path, s, r, model: config.ModelConfig, ds: config.DatasetConfig) -> None:

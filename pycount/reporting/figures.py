@@ -41,6 +41,9 @@ def metrics_table(metrics: dict) -> str:
     lines.append(f"| mean training count ({metrics['train_mean_count']:.1f}) | "
                  f"{metrics['baseline_mre']:.4f} | "
                  f"{metrics['baseline_mae']:.2f} ± {metrics['baseline_mae_std']:.2f} |")
+    if "mre_images" in metrics:
+        lines += ["", f"MRE over the {metrics['mre_images']} of {metrics['n_images']} test images "
+                      f"that hold cells (a relative error needs one); MAE over all."]
     return "\n".join(lines)
 
 

@@ -362,6 +362,7 @@ class Trainer:
             "keep": self.model.keep,
             "averaged_iterations": session.average.n if session.average is not None else 0,
             "train_images": manifest.get("images"),
+            "val_images": (lmdbio.read_manifest(self.val_lmdb) or {}).get("images"),
             "commit": self.code,
         }
         if pretrained is not None:
