@@ -175,6 +175,76 @@ def test_out_that_is_a_file_is_named(run, images, tmp_path, capsys):
     assert f"{out} is a file" in capsys.readouterr().err and out.read_text() == "mine"
 
 
+@pytest.mark.parametrize("where", ["below a file", "unwritable"])
+def test_an_out_that_cannot_be_made_is_named_before_counting(run, images, where, tmp_path,
+                                                             monkeypatch, capsys):
+    import os
+    if where == "below a file":
+        (tmp_path / "a-file").write_text("mine")
+        out, said = tmp_path / "a-file" / "sub", f"{tmp_path / 'a-file'} is a file"
+    else:
+        out, said = tmp_path / "ro", "is not writable"
+        out.mkdir()
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if str(p) == str(out) else real(p, m))
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "give --out (OUT=)" in err and "Traceback" not in err
+
+
+def test_kill_stops_a_count_as_ctrl_c_does(run, images, tmp_path, monkeypatch, capsys):
+    """SIGTERM (`kill PID`) during a count: exit 130, what was counted in counts.partial.csv and
+    no counts.csv from an earlier count that the new heatmaps no longer match."""
+    import os
+    import signal
+    from pycount.inference import count as counting
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    real, calls = counting.count_file, []
+
+    def killed_at_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(counting, "count_file", killed_at_the_second)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 130
+    assert not (out / "counts.csv").exists()
+    assert [r["file"] for r in csv.DictReader(open(out / "counts.partial.csv"))] == [str(calls[0])]
+    assert "interrupted: 1 of 3 images counted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL       # the handler is put back
+
+
+def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, capsys):
+    """No image holds fewer than no cells: a negative estimate is kept in counts.csv but marked,
+    with the likely cause, and the exit status says not everything is right."""
+    import dataclasses
+    from pycount.inference import count as counting
+    real = counting.make_predictor
+
+    class Below:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def count_image(self, image):
+            r = self.inner.count_image(image)
+            return dataclasses.replace(r, count=-abs(r.count) - 1.0) \
+                if image.shape[1] == 90 else r
+
+    monkeypatch.setattr(counting, "make_predictor", lambda *a, **k: Below(real(*a, **k)))
+    files = [str(images / "grey16.tif"), str(images / "rgba.PNG")]
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
+    grey, rgba = rows[files[0]], rows[files[1]]
+    assert grey["status"] == "suspect" and float(grey["count"]) < 0
+    assert grey["error"].startswith(f"a negative count ({float(grey['count']):.1f}): the image "
+                                    f"is unlike the ones run was trained on")
+    assert rgba["status"] == "ok" and rgba["error"] == ""
+    out = capsys.readouterr().out
+    assert "SUSPECT: a negative count" in out and "2 counted (1 suspect), 0 failed" in out
+
+
 def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, monkeypatch,
                                                         capsys):
     """counts.csv is written only when every image is done; Ctrl-C keeps what was counted in

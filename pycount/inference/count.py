@@ -3,11 +3,13 @@
 Each image is read as RGB uint8 (PNG/JPEG/TIFF, 8/16-bit, grey or RGBA), counted as in `make eval`
 (sliding window at the run's patch and stride, density heatmap, integral; inference.density), and
 leaves a row in <out>/counts.csv and a figure <out>/<stem>_heatmap.png. A file that cannot be read
-or counted is reported by name and skipped; the exit status is then 1.
+or counted is reported by name and skipped, an image counted below zero is marked "suspect"; the
+exit status is then 1.
 """
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from pycount.inference.engines import DEFAULT_BACKEND, resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import Run, load_run
 from pycount.util import atomic
+from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error"]
@@ -90,8 +93,14 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
         shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if (hh, hw) != (h, w) else image
         save_overlay(heatmap, shown, r.heatmap, f"{path.name}: {r.count:.1f} cells "
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
-    return {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
-            "height": h, "seconds": seconds, "status": "ok", "error": ""}
+    row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
+           "height": h, "seconds": seconds, "status": "ok", "error": ""}
+    if r.count < 0:                 # no image holds fewer than no cells: the net is lost on it
+        row.update(status="suspect", error=(
+            f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
+            f"trained on (stain, colour or grey, bit depth, magnification); check it against "
+            f"them, or train a run on images like it"))
+    return row
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -123,11 +132,25 @@ def summary_table(rows: list[dict]) -> str:
     width = max([len(r["file"]) for r in rows] + [4])
     lines = [f"{'file':<{width}}  {'count':>10}  {'tiling':>10}"]
     for r in rows:
-        if r["status"] == "ok":
-            lines.append(f"{r['file']:<{width}}  {r['count']:>10.1f}  {r['tiling_count']:>10.1f}")
-        else:
+        if r["status"] == "failed":
             lines.append(f"{r['file']:<{width}}  FAILED: {r['error']}")
+        else:
+            lines.append(f"{r['file']:<{width}}  {r['count']:>10.1f}  {r['tiling_count']:>10.1f}"
+                         + (f"  SUSPECT: {r['error']}" if r["status"] == "suspect" else ""))
     return "\n".join(lines)
+
+
+def _make_out(out: Path) -> None:
+    """The output folder, made (with its parents) and writable, or a RunError naming it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:            # a parent that is a file, a path that cannot be made, ...
+        above = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        why = f"{above} is a file" if above else (e.strerror or str(e)).lower()
+        raise RunError(f"cannot make the output folder {out} ({why}): give --out (OUT=) a "
+                       f"folder that can be made and written") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"the output folder {out} is not writable: give --out (OUT=) another")
 
 
 def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
@@ -153,13 +176,14 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
     if not paths:
         raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}")
+    _make_out(out)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     done = False
     try:
-        with Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
+        with sigterm_as_interrupt(), \
+                Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
             for path, name in zip(paths, _heatmap_names(paths)):
                 start = time.monotonic()
                 try:
@@ -175,8 +199,9 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
         done = True
     finally:
         _write_counts(out, rows, done, len(paths))
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    suspect = [r for r in rows if r["status"] == "suspect"]
     print(f"\n{summary_table(rows)}\n")
-    print(f"{len(rows) - len(failed)} counted, {len(failed)} failed; written: "
-          f"{out / 'counts.csv'} and {len(rows) - len(failed)} heatmaps in {out}")
-    return 1 if failed else 0
+    print(f"{len(rows) - len(failed)} counted ({len(suspect)} suspect), {len(failed)} failed; "
+          f"written: {out / 'counts.csv'} and {len(rows) - len(failed)} heatmaps in {out}")
+    return 1 if failed or suspect else 0

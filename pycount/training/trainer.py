@@ -13,8 +13,6 @@ import dataclasses
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from pycount.data import lmdbio
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
+from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.engines import CaffeBackend
@@ -36,25 +35,6 @@ from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-expo
 
 
 
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm():
-    """While training, `kill PID` (SIGTERM) stops it as Ctrl-C does: a snapshot to resume from,
-    then exit. A training started in the background (`make train &`, nohup) begins with SIGINT
-    ignored, so SIGTERM is the way a scheduler or a user stops it without losing the work since
-    the last snapshot. Only the main thread can own a signal handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -304,7 +284,7 @@ class Trainer:
         session = _Session(self, solver, val_net, solver_step, val)
         session.start(resuming)
         try:
-            with _stop_on_sigterm():
+            with sigterm_as_interrupt():
                 session.run()
         except KeyboardInterrupt:
             print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
