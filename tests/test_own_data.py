@@ -304,6 +304,81 @@ def test_a_plain_dataset_name_is_taken(tmp_path, workdirs):
     assert (workdirs / "data" / "own" / "mouse-liver_2.v1.json").is_file()
 
 
+def test_a_second_folder_of_the_same_name_is_refused_naming_both(tmp_path, workdirs, capsys):
+    """/x/base and /y/base would share data/lmdb/base and runs/base: once /x/base holds the name,
+    prepare, train and eval of /y/base stop before anything is read or written, naming both
+    folders and the fixes; `name =` in /y/base's pycount.toml is one."""
+    x = make_folder(tmp_path / "x" / "base", n=4, side=64, spacing=8)
+    y = make_folder(tmp_path / "y" / "base", n=5, side=64, spacing=8)
+    assert cli.main(["prepare", "--dataset", str(x), "--model", "fcrn"]) == 0
+    record = workdirs / "data" / "own" / "base.json"
+    lmdb = workdirs / "data" / "lmdb" / "base" / "density" / "train_lmdb"
+    before = (record.read_text(), lmdbio.read_manifest(lmdb))
+    assert before[1] and json.loads(before[0])["folder"] == str(x)
+    capsys.readouterr()
+    for command in (["prepare"], ["train", "--iters", "2"], ["eval", "--tta", "1"]):
+        assert cli.main([*command, "--dataset", str(y), "--model", "fcrn"]) == 2
+        assert capsys.readouterr().err == (
+            f"pycount: error: {y} and {x} are both named 'base': {record} records {x} under that "
+            f"name, and its LMDBs and runs go to {workdirs / 'data' / 'lmdb' / 'base'} and "
+            f"{workdirs / 'runs' / 'base'} (and their base-... variants); give {y} a name of its "
+            f"own with name = \"y-base\" in {y / 'pycount.toml'}, or move that data away to give "
+            f"the name to {y}\n")
+    assert (record.read_text(), lmdbio.read_manifest(lmdb)) == before
+    assert not (workdirs / "runs").exists()
+    # the fix: a name of its own; the first folder's data stays as it was
+    (y / "pycount.toml").write_text('name = "y-base"\n')
+    assert cli.main(["prepare", "--dataset", str(y), "--model", "fcrn"]) == 0
+    assert lmdbio.read_manifest(workdirs / "data" / "lmdb" / "y-base" / "density" / "train_lmdb")
+    assert (record.read_text(), lmdbio.read_manifest(lmdb)) == before
+    # the same folder again, by path or by name: its own data
+    assert cli.main(["prepare", "--dataset", str(x), "--model", "fcrn"]) == 0
+    assert "up to date (" in capsys.readouterr().out
+    assert config.dataset("base").subdir == str(x) and resolved(x).name == "base"
+    assert lmdbio.read_manifest(lmdb) == before[1]
+
+
+def test_a_moved_folder_keeps_its_name_and_a_changed_one_is_refused(tmp_path, workdirs):
+    """The recorded folder gone: a folder of its name with the same images and dots (measured,
+    whatever the files' times) is it moved, and takes the name over; one with other images or
+    dots is refused, naming what differs."""
+    old = make_folder(tmp_path / "old" / "base", n=4)
+    ds = resolved(old)
+    new = tmp_path / "new" / "base"
+    shutil.copytree(old, new, copy_function=shutil.copy)       # new modification times
+    assert (new / "i00.csv").stat().st_mtime_ns != (old / "i00.csv").stat().st_mtime_ns
+    with pytest.raises(DatasetError, match=f"{new} and {old} are both named 'base'"):
+        resolved(new)                                           # both there: two folders
+    shutil.rmtree(old)
+    lines = []
+    moved = owndata.resolve(config.dataset(str(new)), say=lines.append)
+    assert lines[1] == (f"  moved from {old}: the same images and dots, so base's LMDBs and "
+                        "runs are kept")
+    assert dataclasses.replace(moved, subdir=ds.subdir, description=ds.description) == ds
+    assert config.dataset("base").subdir == str(new)           # the record follows it
+    lines = []
+    owndata.resolve(config.dataset(str(new)), say=lines.append)
+    assert not any(line.startswith("  moved from") for line in lines)
+    # moved again, and a dot taken out of one image: another dataset for all pycount can tell
+    third = tmp_path / "third" / "base"
+    shutil.move(str(new), str(third))
+    csv = third / "i01.csv"
+    csv.write_text("".join(csv.read_text().splitlines(keepends=True)[:-1]))
+    record = workdirs / "data" / "own" / "base.json"
+    with pytest.raises(DatasetError) as err:
+        resolved(third)
+    assert str(err.value).startswith(
+        f"{third} is named 'base', the name of {new}, which is gone, but its images or dots are "
+        f"not those recorded for it (i01 changed): {record} records {new} under that name")
+    assert str(err.value).endswith(
+        f"give {third} a name of its own with name = \"third-base\" in {third / 'pycount.toml'}, "
+        f"or move that data away to give the name to {third} (if {third} is {new} moved and then "
+        f"edited, removing {record} is enough: prepare rebuilds what changed)")
+    assert json.loads(record.read_text())["folder"] == str(new)
+    record.unlink()                                              # the fix it names
+    assert resolved(third).subdir == str(third)
+
+
 def test_training_images_without_a_single_cell_are_refused(tmp_path, workdirs):
     folder = make_folder(tmp_path / "f", n=5)
     for csv in folder.glob("*.csv"):

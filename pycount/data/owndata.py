@@ -3,10 +3,13 @@ data, each printed once with the rule behind it (the rules' constants: config.OW
 
 pycount.config.folder_dataset gives what the folder's pycount.toml fixes (the rest zero);
 `resolve` measures the images (cached per file in data/own/<name>.json, so a second command does
-not decode them again) and fills in the rest. Settings given on the command line (PATCH=, ...) or
-in pycount.toml are kept and said so. The rules use only what any dot-annotated set has: the image
-sizes, the dots, the pixels; their constants are the ones that reproduce the settings of the named
-datasets (numbers in the comments), not values tuned on any one of them.
+not decode them again) and fills in the rest. That file also makes the name one folder's: another
+folder of the same name is refused (it would share the LMDBs and runs), unless the recorded folder
+is gone and the new one holds the same images and dots (moved or copied: it takes the name over).
+Settings given on the command line (PATCH=, ...) or in pycount.toml are kept and said so. The
+rules use only what any dot-annotated set has: the image sizes, the dots, the pixels; their
+constants are the ones that reproduce the settings of the named datasets (numbers in the
+comments), not values tuned on any one of them.
 """
 from __future__ import annotations
 
@@ -48,8 +51,74 @@ def _file_key(*paths: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _measure(root: Path, marker: str, name: str) -> dict[str, ImageStats]:
-    """Every annotated image's stats, reusing the cache where the files are unchanged."""
+def _recorded(name: str) -> dict:
+    """data/own/<name>.json as _measure wrote it: the folder the name is of, and its images'
+    stats ({} when there is none or it is unreadable)."""
+    try:
+        old = json.loads(config.own_record(name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
+def _name_taken(name: str, root: Path, old: dict) -> Path | None:
+    """The folder the name moved from, when its record names another folder that is gone (it
+    is taken over only if that folder's images are root's: _check_moved), else None. Raises
+    when the record names another folder that is still there: the name's LMDBs and runs are
+    that folder's, and sharing them would train or score one folder's model on the other's."""
+    then = old.get("folder")
+    if not isinstance(then, str) or not then or then == str(root):
+        return None
+    if not Path(then).is_dir():
+        return Path(then)
+    raise DatasetError(f"{root} and {then} are both named {name!r}: {_owned(name, then)}; "
+                       f"{_fixes(name, root)}")
+
+
+def _owned(name: str, then) -> str:
+    """What a name holds of the folder `then`: its record, LMDBs and runs."""
+    return (f"{config.own_record(name)} records {then} under that name, and its LMDBs and runs "
+            f"go to {config.data_dir() / 'lmdb' / name} and {config.runs_dir() / name} (and "
+            f"their {name}-... variants)")
+
+
+def _fixes(name: str, root: Path) -> str:
+    """The two ways out of a taken name: another name for root, or the old data moved away."""
+    alt = f"{root.parent.name}-{name}"          # /b/base: "b-base"
+    if not root.parent.name or len(alt) > config.OWN_NAME_MAX \
+            or not re.fullmatch(config.OWN_NAME_PATTERN, alt):
+        alt = f"{name}-2"
+    return (f"give {root} a name of its own with name = \"{alt}\" in {root / config.SPEC_FILE}, "
+            f"or move that data away to give the name to {root}")
+
+
+def _check_moved(name: str, root: Path, then: Path, old: dict,
+                 stats: dict[str, ImageStats]) -> None:
+    """A folder that takes over the name of one that is gone must hold the same images and dots
+    (their sizes, mean colours and dot positions as measured, whatever the files' times): a
+    folder moved or copied elsewhere keeps its LMDBs and runs, any other is refused."""
+    recorded = old.get("images") if old.get("version") == CACHE_VERSION else None
+    then_stats = {i: e.get("stats") for i, e in recorded.items() if isinstance(e, dict)} \
+        if isinstance(recorded, dict) else {}
+    now = {i: s.__dict__ for i, s in stats.items()}
+    if then_stats == now:
+        return
+    said = ([f"{i} changed" for i in sorted(then_stats.keys() & now.keys())
+             if then_stats[i] != now[i]]
+            + [f"{i} added" for i in sorted(now.keys() - then_stats.keys())]
+            + [f"{i} removed" for i in sorted(then_stats.keys() - now.keys())])
+    more = f" and {len(said) - 3} more" if len(said) > 3 else ""
+    raise DatasetError(
+        f"{root} is named {name!r}, the name of {then}, which is gone, but its images or dots are "
+        f"not those recorded for it ({', '.join(said[:3]) + more}): {_owned(name, then)}; "
+        f"{_fixes(name, root)} (if {root} is {then} moved and then edited, removing "
+        f"{config.own_record(name)} is enough: prepare rebuilds what changed)")
+
+
+def _measure(root: Path, marker: str, name: str, old: dict,
+             moved: Path | None = None) -> dict[str, ImageStats]:
+    """Every annotated image's stats, reusing the cache (`old`, the name's record) where the files
+    are unchanged; `moved`: the folder the name is taken over from (_check_moved)."""
     from scipy.spatial import cKDTree
     pairs = readers.folder_pairs(root)
     if len(pairs) < 3:
@@ -57,12 +126,8 @@ def _measure(root: Path, marker: str, name: str) -> dict[str, ImageStats]:
                            f"least 3 (training, validation, test)")
     record = config.own_record(name)
     cache = {}
-    try:
-        old = json.loads(record.read_text())
-        if old.get("version") == CACHE_VERSION and old.get("folder") == str(root):
-            cache = old.get("images", {})
-    except (OSError, ValueError):
-        pass
+    if old.get("version") == CACHE_VERSION and old.get("folder") == str(root):
+        cache = old.get("images", {})
     out, fresh = {}, {}
     for i, (image_path, note, kind) in pairs.items():
         key = _file_key(image_path, note) + f":{marker}"
@@ -81,6 +146,8 @@ def _measure(root: Path, marker: str, name: str) -> dict[str, ImageStats]:
             out[i] = ImageStats(i, image.shape[1], image.shape[0], len(centres), nn,
                                 image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist())
         fresh[i] = {"key": key, "stats": out[i].__dict__}
+    if moved is not None:
+        _check_moved(name, root, moved, old, out)
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(record, json.dumps({"version": CACHE_VERSION, "folder": str(root),
                                           "images": fresh}))
@@ -165,12 +232,15 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     """ds with every zero setting inferred from its folder; `say` gets one line per setting.
     Settings no training can use (see _check_settings, _check_windows, and a split or
     annotations that leave nothing to learn from) raise DatasetError before anything is written
-    beyond the images' measurement cache."""
+    beyond the images' measurement cache; so does a name another folder holds (_name_taken,
+    _check_moved), before even that. prepare, train and eval all come through here."""
     if not ds.own:
         return ds
     root = Path(ds.subdir)
     _check_settings(ds, root)
-    stats = _measure(root, ds.marker, ds.name)
+    old = _recorded(ds.name)
+    moved = _name_taken(ds.name, root, old)
+    stats = _measure(root, ds.marker, ds.name, old, moved)
     ids = readers.list_ids("folder", root)
     train, test = draw_split(ids, ds.test_ids)
     if len(train) < config.OWN_MIN_TRAIN_IMAGES:
@@ -190,6 +260,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
             f"its header x,y, a wrong marker or class), or add annotated images")
     lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
+    if moved is not None:
+        lines.append(f"  moved from {moved}: the same images and dots, so {ds.name}'s LMDBs "
+                     f"and runs are kept")
 
     def note(key, value, rule, unit=""):
         spec_key = {"split": "test", "mean_bgr": "mean_rgb"}.get(key, key)
