@@ -54,6 +54,25 @@ def point_feature(kind, coords, cls=None):
             "properties": props}
 
 
+def detection_feature(coords, kind="Polygon", cls=None, nucleus=None, object_type="detection"):
+    """An object of QuPath 0.4's cell detection as 'Export objects as GeoJSON' writes it; a cell
+    (object_type "cell") carries its nucleus outline beside its own."""
+    feature = {"type": "Feature", "id": "8f1c7f0e-5a4e-4d8b-9a57-2b1f0c3d9e61",
+               "geometry": {"type": kind, "coordinates": coords}}
+    if nucleus:
+        feature["nucleusGeometry"] = {"type": "Polygon", "coordinates": nucleus}
+    feature["properties"] = {"objectType": object_type, "isLocked": False,
+                             "measurements": {"Nucleus: Area": 12.5}}
+    if cls:
+        feature["properties"]["classification"] = {"name": cls, "color": [112, 112, 225]}
+    return feature
+
+
+def square(x, y, side):
+    """A closed ring as QuPath writes one: its first vertex repeated last."""
+    return [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+
+
 # --- Cell Counter XML -------------------------------------------------------------------------------
 
 def test_cellcounter_counts_every_type_or_the_one_asked_for(tmp_path):
@@ -90,7 +109,7 @@ def test_qupath_points_shift_by_half_a_pixel_and_filter_by_class(tmp_path):
     ]))
     np.testing.assert_allclose(readers.read_qupath_geojson(p), [[10, 20], [2.5, 3.5], [7, 1]])
     np.testing.assert_allclose(readers.read_qupath_geojson(p, "Negative"), [[7, 1]])
-    with pytest.raises(DatasetError, match="has no points of class 'Stroma'.*Negative, Positive"):
+    with pytest.raises(DatasetError, match="has no cells of class 'Stroma'.*Negative, Positive"):
         readers.read_qupath_geojson(p, "Stroma")
 
 
@@ -132,6 +151,100 @@ def test_qupath_properties_that_are_not_an_object_mean_no_class(tmp_path):
     feature = dict(point_feature("Point", [4.5, 2.5]), properties="annotation")
     p.write_text(qupath_geojson([feature, None]))          # and a null entry holds nothing
     np.testing.assert_allclose(readers.read_qupath_geojson(p), [[4, 2]])
+
+
+def test_qupath_detections_count_one_cell_each_at_its_centroid(tmp_path):
+    p = tmp_path / "img.geojson"
+    ell = [[20, 30], [20, 34], [22, 34], [22, 32], [24, 32], [24, 30], [20, 30]]  # clockwise
+    p.write_text(qupath_geojson([
+        point_feature("Polygon", [square(0, 0, 60)], "Region"),    # the counted area: ignored
+        detection_feature([square(10, 20, 4)], cls="Positive"),    # centroid (12, 22)
+        detection_feature([ell], cls="Negative"),                   # (21 2/3, 31 2/3), not the
+                                                                    # vertex mean (21.6, 32.4)
+        detection_feature([square(40, 40, 10)], object_type="cell",
+                          nucleus=[square(41, 41, 2)]),             # its nucleus's (42, 42)
+        detection_feature([[square(0, 0, 2)], [square(10, 0, 4)]], "MultiPolygon"),  # one:
+                                                                    # (4 (1, 1) + 16 (12, 2)) / 20
+        detection_feature([[[5, 5], [7, 5], [9, 5], [5, 5]]]),      # no area: vertex mean (7, 5)
+    ]))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [
+        [11.5, 21.5], [20 + 5 / 3 - 0.5, 30 + 5 / 3 - 0.5], [41.5, 41.5], [9.3, 1.3], [6.5, 4.5]])
+    np.testing.assert_allclose(readers.read_qupath_geojson(p, "positive"), [[11.5, 21.5]])
+    with pytest.raises(DatasetError) as err:                 # a region's class holds no cells
+        readers.read_qupath_geojson(p, "Region")
+    assert str(err.value) == (f"{p} has no cells of class 'Region' (classes found: Negative, None, "
+                              "Positive); set marker in pycount.toml to one of them, or leave it "
+                              "out to count all")
+
+
+def test_qupath_object_types_of_older_versions_and_other_tools(tmp_path):
+    def feature(polygon, **extra):
+        return dict({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [polygon]},
+                     "properties": {"isLocked": False}}, **extra)
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([
+        feature(square(0, 0, 50), id="PathAnnotationObject"),              # 0.2: a region
+        feature(square(2, 2, 2), id="PathCellObject"),                     # 0.2: a cell
+        feature(square(0, 0, 50), properties={"object_type": "annotation"}),   # 0.3: a region
+        feature(square(6, 6, 2), properties={"object_type": "detection"}),     # 0.3: a detection
+        feature(square(0, 0, 50), properties={"objectType": "tile"}),          # 0.4: a tile
+        feature(square(10, 10, 2)),                  # no type (another tool's outline): a cell
+    ]))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[2.5, 2.5], [6.5, 6.5],
+                                                                [10.5, 10.5]])
+
+
+def test_qupath_geometry_collections_read_by_the_same_rules(tmp_path):
+    members = [{"type": "Point", "coordinates": [3.5, 4.5]},
+               {"type": "MultiPoint", "coordinates": [[1.5, 1.5], [2.5, 2.5]]},
+               {"type": "Polygon", "coordinates": [square(10, 10, 4)]}]
+    collection = {"type": "GeometryCollection", "geometries": members}
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([
+        dict(detection_feature(None), geometry=collection),     # points and a detected outline
+        dict(point_feature("Point", None, "Region"), geometry=collection),  # a region's: ignored
+        dict(detection_feature(None), geometry=None),            # no geometry: skipped
+    ]))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [
+        [3, 4], [1, 1], [2, 2], [11.5, 11.5], [3, 4], [1, 1], [2, 2]])
+
+
+def test_qupath_a_line_counts_nothing_drawn_and_is_refused_detected(tmp_path):
+    p = tmp_path / "img.geojson"
+    line = [[1, 1], [9, 9]]
+    p.write_text(qupath_geojson([point_feature("Point", [4.5, 2.5]),
+                                 point_feature("LineString", line)]))   # a ruler drawn by hand
+    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[4, 2]])
+    p.write_text(qupath_geojson([point_feature("Point", [4.5, 2.5]),
+                                 detection_feature(line, "LineString")]))
+    with pytest.raises(DatasetError) as err:
+        readers.read_qupath_geojson(p)
+    assert str(err.value) == (
+        f"{p}: feature 2 of 2 has a 'LineString' geometry, which marks no cell; cells are read "
+        "from Point and MultiPoint (one per point), Polygon and MultiPolygon (one per object, at "
+        f"its centroid) and GeometryCollection geometries; delete that object, or {AGAIN} "
+        "without it")
+
+
+@pytest.mark.parametrize("kind, coords, brief, expected", [
+    ("Point", "10,3", "'10,3'", "[x, y] numbers"),       # read as (1, 0) before: its characters
+    ("Point", ["10", "3"], "['10', '3']", "[x, y] numbers"),
+    ("Point", [True, 3], "[True, 3]", "[x, y] numbers"),
+    ("MultiPoint", [[1, 2], "3,4"], "[[1, 2], '3,4']", "a list of [x, y] numbers"),
+    ("Polygon", [[[0, 0], [4, "0"], [4, 4], [0, 0]]], "[[[0, 0], [4, '0'], [4, 4], [0, 0]]]",
+     "a list of rings, each a list of [x, y] numbers"),
+    ("MultiPolygon", [[[0, 0], [4, 0], [4, 4]]], "[[[0, 0], [4, 0], [4, 4]]]",
+     "a list of polygons, each a list of rings of [x, y] numbers"),
+])
+def test_qupath_coordinates_that_are_not_numbers_are_refused(tmp_path, kind, coords, brief,
+                                                             expected):
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([point_feature("Point", [1.5, 1.5]),
+                                 detection_feature(coords, kind)]))
+    with pytest.raises(DatasetError) as err:
+        readers.read_qupath_geojson(p)
+    assert str(err.value) == (f"{p}: feature 2 of 2 is a {kind} with the coordinates {brief}, "
+                              f"not {expected}; {AGAIN}")
 
 
 # --- dot masks ---------------------------------------------------------------------------------------
@@ -307,6 +420,34 @@ def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
     (tmp_path / "b.xml").rename(tmp_path / "a.xml")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'a.png'} has 2 annotations"):
         readers.folder_pairs(tmp_path)
+
+
+@pytest.mark.parametrize("broken", ["img9.png", "img9.csv"])
+def test_folder_names_a_broken_link(tmp_path, broken):
+    for name in ("a.png", "img9.png"):
+        _img(tmp_path / name)
+    for name in ("a.csv", "img9.csv"):
+        (tmp_path / name).write_text("x,y\n1,2\n")
+    target = tmp_path / "moved" / broken
+    (tmp_path / broken).unlink()
+    (tmp_path / broken).symlink_to(target)
+    with pytest.raises(DatasetError) as err:
+        readers.folder_pairs(tmp_path)
+    assert str(err.value) == (f"{tmp_path / broken} is a broken link (to {target}, which does not "
+                              "exist); restore the file it points to, or remove the link")
+
+
+def test_folder_names_an_image_in_an_unsupported_format(tmp_path):
+    from PIL import Image
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "b.gif")
+    (tmp_path / "b.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(DatasetError) as err:
+        readers.folder_pairs(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'b.csv'} (CSV) has no image of the same name in "
+                              f"{tmp_path}: b.gif is not in a supported format (PNG, JPEG, TIFF "
+                              "and BMP); convert it to PNG or TIFF")
 
 
 def test_folder_names_two_images_of_the_same_name(tmp_path):

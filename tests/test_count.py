@@ -82,6 +82,16 @@ def test_caffe_backend_gives_the_same_counts(run, images, tmp_path):
     assert counts[0] == pytest.approx(counts[1], rel=1e-4)
 
 
+def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
+    (images / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
+    assert rows[str(images / "gone.png")]["error"] == (
+        f"{images / 'gone.png'} is a broken link (to {tmp_path / 'nowhere.png'}); restore the "
+        f"file it points to, or remove the link")
+    assert rows[str(images / "grey16.tif")]["status"] == "ok"
+
+
 def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), np.zeros((30, 60, 3), np.uint8))

@@ -301,6 +301,71 @@ def test_a_float_tiff_with_nan_or_inf_is_refused(tmp_path):
                               "save it again, or remove it")
 
 
+def test_grey_plus_alpha_tiffs_read_as_grey_at_full_depth(tmp_path):
+    from PIL import Image
+    grey = np.linspace(100, 4000, 120).reshape(10, 12).astype(np.uint16)   # 12-bit camera data
+    tifffile.imwrite(tmp_path / "grey.tif", grey)
+    expected = datasets._read_any_image(tmp_path / "grey.tif")
+    assert expected[..., 0].max() == 255
+    path, opaque = tmp_path / "x.tif", np.full_like(grey, 65535)
+    for planar, axis in (("contig", -1), ("separate", 0)):          # cv2 cut contig to 8 bits
+        tifffile.imwrite(path, np.stack([grey, opaque], axis), photometric="minisblack",
+                         planarconfig=planar, extrasamples=["unassalpha"])
+        np.testing.assert_array_equal(datasets._read_any_image(path), expected)
+    grey8 = (grey // 16).astype(np.uint8)                 # 8-bit LZW, as GIMP or Pillow save it
+    Image.fromarray(np.stack([grey8, grey8 * 0 + 255], -1), "LA").save(path, compression="tiff_lzw")
+    np.testing.assert_array_equal(datasets._read_any_image(path), np.repeat(grey8[..., None], 3, 2))
+
+
+def test_a_tiff_of_two_channels_that_are_not_grey_plus_alpha_is_refused(tmp_path):
+    path = tmp_path / "x.tif"
+    dapi, ki67 = np.zeros((10, 12), np.uint8), np.full((10, 12), 200, np.uint8)
+    for planar, axis in (("contig", -1), ("separate", 0)):          # cv2 read the first only
+        tifffile.imwrite(path, np.stack([dapi, ki67], axis), photometric="minisblack",
+                         planarconfig=planar)
+        with pytest.raises(DatasetError) as err:
+            datasets._read_any_image(path)
+        assert str(err.value) == (
+            f"cannot decode {path}: it has two channels and the second is not marked as alpha "
+            "(two stains or fluorescence channels?), and one grey, RGB or RGBA image is read; "
+            "merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) or "
+            "save the channel to count as a grey image, or remove it")
+
+
+def test_an_opaque_alpha_does_not_darken_a_16bit_image(tmp_path):
+    rgb = np.repeat(np.linspace(0, 4095, 120).reshape(10, 12, 1), 3, 2).astype(np.uint16)
+    rgba = np.concatenate([rgb, np.full((10, 12, 1), 65535, np.uint16)], axis=2)
+    assert cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
+    assert cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    expected = datasets._read_any_image(tmp_path / "rgb.png")
+    assert expected.max() == 255                              # stretched, not 4095 / 257 = 16
+    np.testing.assert_array_equal(datasets._read_any_image(tmp_path / "rgba.png"), expected)
+
+
+def test_a_gif_is_named_as_an_unsupported_format(tmp_path):
+    from PIL import Image
+    path = tmp_path / "x.gif"
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(path)
+    with pytest.raises(DatasetError) as err:
+        datasets._read_any_image(path)                    # `pycount count x.gif` reads it so
+    assert str(err.value) == (f"cannot decode {path}: GIF is not a supported format (PNG, JPEG, "
+                              "TIFF and BMP are); convert it to PNG or TIFF")
+
+
+def test_a_broken_link_is_named_as_one(generic_set):
+    target = generic_set / "moved" / "003.png"
+    (generic_set / "003.png").symlink_to(target)
+    write_xy(generic_set / "003.csv", [[1.0, 2.0]])
+    message = (f"{generic_set / '003.png'} is a broken link (to {target}, which does not exist); "
+               "restore the file it points to, or remove the link")
+    with pytest.raises(DatasetError) as err:
+        read_generic(generic_set)
+    assert str(err.value) == message
+    with pytest.raises(DatasetError) as err:              # the reader `pycount count` uses
+        datasets._read_any_image(generic_set / "003.png")
+    assert str(err.value) == f"cannot decode {message.replace(' is a ', ': it is a ', 1)}"
+
+
 @pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.5), (float("nan"), 1.0)])
 def test_generic_centre_outside(generic_set, x, y):
     write_xy(generic_set / "002.csv", [[1.0, 1.0], [x, y]])

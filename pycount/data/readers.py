@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class Sample:
 # ----------------------------------------------------------------------------------------------------
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # generic layout, any case
+FORMATS = "PNG, JPEG, TIFF and BMP"     # what IMAGE_SUFFIXES name, for messages
+OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".jp2", ".heic", ".czi", ".nd2", ".lif")  # not read
 CRC_EDGE_TOLERANCE = 1.0  # px; the CRC release has 5 centres up to 0.35 px beyond the image edge
 
 
@@ -235,11 +238,21 @@ def read_crc_nuclei(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
 
 # --- generic -----------------------------------------------------------------------------------------
 
+def _refuse_broken_link(path: Path) -> None:
+    """DatasetError for a symbolic link to nothing: it is no file, so a listing would skip it
+    and report its partner as unpaired."""
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(f"{path} is a broken link (to {os.readlink(path)}, which does not "
+                           "exist); restore the file it points to, or remove the link")
+
+
 def _generic_pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     """Map file stem -> (image, csv), checking that every image has its CSV and vice versa."""
     images, tables = {}, {}
     for path in sorted(root.iterdir()):
         suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES or suffix == ".csv":
+            _refuse_broken_link(path)
         kind = images if suffix in IMAGE_SUFFIXES else tables if suffix == ".csv" else None
         if kind is None or not path.is_file():
             continue
@@ -308,8 +321,9 @@ def _jpeg_complete(data: bytes) -> bool:
 def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
     order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
-    not an image, a JPEG cut short, a TIFF of several pages (cv2 would read the first only) or a
-    float image with NaN or infinite values."""
+    not an image, a broken link, a GIF, a JPEG cut short, a TIFF of several pages (cv2 would read
+    the first only) or of two channels the second of which is not alpha, or a float image with
+    NaN or infinite values."""
     def fail(why, fix="replace or remove it"):
         return DatasetError(f"cannot decode {what}{path}: {why}; {fix}")
     try:
@@ -319,20 +333,34 @@ def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
                 raise fail("the JPEG file ends before its end-of-image marker (it was cut short, "
                            "e.g. by an interrupted copy or download)")
     except OSError as e:
+        if path.is_symlink() and not path.exists():
+            raise fail(f"it is a broken link (to {os.readlink(path)}, which does not exist)",
+                       "restore the file it points to, or remove the link") from None
         raise fail(f"the file cannot be read ({e.strerror or e})") from None
+    if head == b"GIF8":                      # GIF87a, GIF89a: no suffix of IMAGE_SUFFIXES
+        raise fail(f"GIF is not a supported format ({FORMATS} are)", "convert it to PNG or TIFF")
+    channels, bits, alpha = _tiff_channels(path) if head in _TIFF_MAGIC else (0, 0, False)
+    if channels == 2 and not alpha:          # cv2 would read the first channel only
+        raise fail("it has two channels and the second is not marked as alpha (two stains or "
+                   "fluorescence channels?), and one grey, RGB or RGBA image is read",
+                   "merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) "
+                   "or save the channel to count as a grey image, or remove it")
     data, bgr, pages = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
             pages = cv2.imcount(str(path))
         except cv2.error:                    # it decoded, so it has one page at least
             pages = 1
-    if data is None and path.suffix.lower() in (".tif", ".tiff"):
+    deep = data is not None and channels == 2 and bits > 8   # cv2 cuts grey + alpha to 8 bits
+    if (data is None or deep) and (head in _TIFF_MAGIC or path.suffix.lower() in (".tif", ".tiff")):
         try:
             with tifffile.TiffFile(path) as tif:   # tifffile keeps the file's RGB order
                 series = tif.series[0]
                 data, bgr, pages = series.asarray(), False, len(series.pages)
+                if "S" in series.axes:             # planar channels: last, as cv2 gives them
+                    data = np.moveaxis(data, series.axes.index("S"), -1)
         except Exception:  # tifffile raises many types on broken files; all mean "cannot decode"
-            data = None
+            data = data if deep else None    # (deep: a codec tifffile lacks; cv2's 8 bits remain)
         if data is not None and data.size == 0:    # a TIFF cut short: its pages are lost
             data = None
     if data is None:
@@ -348,21 +376,34 @@ def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     return data, bgr
 
 
+def _tiff_channels(path: Path) -> tuple[int, int, bool]:
+    """(channels per pixel, bits per channel, whether the second channel is alpha) of a TIFF's
+    first page, from its header; (0, 0, False) where tifffile cannot parse it."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            # ExtraSamples 1: associated alpha, 2: unassociated alpha, 0: unspecified
+            return page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,))
+    except Exception:  # as in _decode: a broken file
+        return 0, 0, False
+
+
 def _read_any_image(path: Path) -> np.ndarray:
-    """Decode an 8/16-bit grey, RGB or RGBA image into H x W x 3 uint8 RGB: grey is replicated to three
-    channels, alpha is dropped, depth is converted by _to_uint8. TIFFs cv2 cannot decode go to tifffile;
-    what _decode refuses (a cut JPEG, a multi-page TIFF, NaN pixels) raises DatasetError."""
+    """Decode an 8/16-bit grey, grey + alpha, RGB or RGBA image into H x W x 3 uint8 RGB: grey is
+    replicated to three channels, alpha is dropped (before the depth conversion of _to_uint8, so
+    an opaque alpha cannot darken the rest), depth is converted by _to_uint8. TIFFs cv2 cannot
+    decode go to tifffile; what _decode refuses (a cut JPEG, a multi-page TIFF, two channels
+    that are not grey + alpha, NaN pixels) raises DatasetError."""
     data, bgr = _decode(Path(path))
-    if data.ndim == 3 and data.shape[2] == 1:
+    if data.ndim == 3 and data.shape[2] in (1, 2):     # grey, grey + alpha (_decode checked it)
         data = data[..., 0]
     if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (3, 4))):
         raise DatasetError(f"{path} has shape {data.shape}; expected one grey, RGB or RGBA image "
                            "(save multi-page or multi-channel stacks as one image per file)")
-    data = _to_uint8(data)
+    data = _to_uint8(data if data.ndim == 2 else data[..., :3])
     if data.ndim == 2:
         return np.repeat(data[..., None], 3, axis=2)
-    rgb = data[..., 2::-1] if bgr else data[..., :3]
-    return np.ascontiguousarray(rgb)
+    return np.ascontiguousarray(data[..., ::-1] if bgr else data)
 
 
 def read_centres_csv(path: Path) -> np.ndarray:
@@ -475,13 +516,78 @@ def _brief(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# QuPath's objects that are no cell: a region drawn by hand, a tile, a TMA core. QuPath 0.4 names
+# the type in properties.objectType, 0.3 in properties.object_type, 0.2 in the feature's id.
+QUPATH_REGIONS = ("annotation", "tile", "tma_core", "root")
+_QUPATH_0_2_TYPES = {"PathAnnotationObject": "annotation", "PathTileObject": "tile",
+                     "TMACoreObject": "tma_core", "PathRootObject": "root",
+                     "PathDetectionObject": "detection", "PathCellObject": "cell"}
+
+
+def _qupath_type(feature: dict) -> str:
+    """QuPath's object type of a feature ("annotation", "detection", "cell", ...), "" if none."""
+    props = feature.get("properties")
+    props = props if isinstance(props, dict) else {}
+    kind = props.get("objectType") or props.get("object_type")
+    if not kind and isinstance(feature.get("id"), str):
+        kind = _QUPATH_0_2_TYPES.get(feature["id"])
+    return str(kind or "").lower()
+
+
+def _position(p) -> tuple[float, float]:
+    """One GeoJSON position [x, y] (a z after them is ignored); ValueError unless numbers."""
+    if not (isinstance(p, list) and len(p) >= 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])):
+        raise ValueError(p)
+    return float(p[0]), float(p[1])
+
+
+def _centroid(rings) -> tuple[float, float]:
+    """The area centroid of polygons given by their exterior rings (holes ignored), by the
+    shoelace formula; where they enclose no area (a ring along a line, one point), the mean of
+    their vertices. ValueError unless every ring is a non-empty list of positions."""
+    parts, vertices = [], []
+    for ring in rings:
+        if not isinstance(ring, list) or not ring:
+            raise ValueError(ring)
+        xy = np.array([_position(p) for p in ring], np.float64)
+        if len(xy) > 1 and (xy[0] == xy[-1]).all():
+            xy = xy[:-1]                     # GeoJSON closes a ring by repeating its first vertex
+        vertices.append(xy)
+        x, y = (xy - xy[0]).T                # relative to a vertex: slide coordinates are large
+        x1, y1 = np.roll(x, -1), np.roll(y, -1)
+        cross = x * y1 - x1 * y
+        area = cross.sum() / 2
+        if abs(area) > 1e-9:
+            parts.append((abs(area), xy[0] + np.array([((x + x1) * cross).sum(),
+                                                       ((y + y1) * cross).sum()]) / (6 * area)))
+    if not parts:
+        return tuple(np.concatenate(vertices).mean(axis=0))
+    areas = np.array([a for a, _ in parts])
+    return tuple(np.array([c for _, c in parts]).T @ areas / areas.sum())
+
+
+POLYGONS = ("Polygon", "MultiPolygon")
+GEOJSON_SHAPES = {
+    "Point": "[x, y] numbers",
+    "MultiPoint": "a list of [x, y] numbers",
+    "Polygon": "a list of rings, each a list of [x, y] numbers",
+    "MultiPolygon": "a list of polygons, each a list of rings of [x, y] numbers",
+}
+
+
 def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
-    """(N, 2) centres from QuPath's point annotations exported as GeoJSON (File > Export objects as
-    GeoJSON: a FeatureCollection, or a plain list of Features from older versions). Point and
-    MultiPoint geometries are read; other shapes (a region drawn around the counted area, cell
-    outlines) are ignored. QuPath's coordinates are continuous with pixel i spanning [i, i+1), so
-    0.5 is subtracted to get this package's pixel-centre coordinates. `marker`: one classification
-    name ("" = every point)."""
+    """(N, 2) centres from a QuPath GeoJSON export (File > Export objects as GeoJSON: a
+    FeatureCollection, or a plain list of Features from older versions). Each Point of a Point or
+    MultiPoint is one cell (QuPath's counting tool). Each Polygon or MultiPolygon of a detected
+    object (QuPath's cell detection; objectType "detection" or "cell", or none, as other tools
+    write them) is one cell at its area centroid, the nucleus's where the feature has a
+    nucleusGeometry. Other shapes QuPath users draw (a region around the counted area, a line:
+    objectType "annotation") and tiles are ignored, the members of a GeometryCollection read by
+    these rules, and features without geometry skipped; any other geometry raises DatasetError.
+    QuPath's coordinates are continuous with pixel i spanning [i, i+1), so 0.5 is subtracted to
+    get this package's pixel-centre coordinates. `marker`: one classification name ("" = every
+    cell)."""
     import json
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
@@ -501,6 +607,46 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     if not isinstance(features, list):
         raise DatasetError(f"{path}: 'features' is {_brief(features)}, not a list of GeoJSON "
                            f"Features; {again}")
+
+    def cells(geom, n: int, region: bool) -> Optional[list]:
+        """The cells of feature n's geometry; None where it holds nothing to count."""
+        feature = f"feature {n} of {len(features)}"
+        kind = geom.get("type")
+        if kind == "GeometryCollection":
+            members = geom.get("geometries")
+            if not isinstance(members, list) or not all(isinstance(g, dict) for g in members):
+                raise DatasetError(f"{path}: {feature} is a GeometryCollection whose geometries "
+                                   f"are {_brief(members)}, not a list of geometry objects; "
+                                   f"{again}")
+            found = [cells(g, n, region) for g in members]
+            return None if all(c is None for c in found) else sum((c or [] for c in found), [])
+        if not isinstance(kind, str) or kind not in GEOJSON_SHAPES:
+            if region:                       # a line or other shape drawn by hand: not a cell
+                return None
+            raise DatasetError(f"{path}: {feature} has a {_brief(kind)} geometry, which marks no "
+                               "cell; cells are read from Point and MultiPoint (one per point), "
+                               "Polygon and MultiPolygon (one per object, at its centroid) and "
+                               f"GeometryCollection geometries; delete that object, or {again} "
+                               "without it")
+        if region and kind in POLYGONS:
+            return None                      # a region drawn around the counted area
+        coords = geom.get("coordinates")
+        try:
+            if kind == "Point":
+                return [_position(coords)]
+            if not isinstance(coords, list):
+                raise ValueError(coords)
+            if kind == "MultiPoint":
+                return [_position(p) for p in coords]
+            polygons = [coords] if kind == "Polygon" else coords
+            if not all(isinstance(q, list) for q in polygons):
+                raise ValueError(coords)
+            rings = [q[0] for q in polygons if q]  # the exterior rings; an empty polygon has none
+            return [_centroid(rings)] if rings else []
+        except ValueError:
+            raise DatasetError(f"{path}: {feature} is a {kind} with the coordinates "
+                               f"{_brief(coords)}, not {GEOJSON_SHAPES[kind]}; {again}") from None
+
     centres, classes = [], set()
     for n, f in enumerate(features, 1):
         if f is None:                        # a null entry holds nothing to count
@@ -514,21 +660,19 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
             raise DatasetError(f"{path}: feature {n} of {len(features)} has the geometry "
                                f"{_brief(geom)}, not a geometry object such as {{\"type\": "
                                f"\"Point\", \"coordinates\": [x, y]}}; {again}")
-        kind, coords = geom.get("type"), geom.get("coordinates")
-        if kind not in ("Point", "MultiPoint"):
+        region = _qupath_type(f) in QUPATH_REGIONS
+        nucleus = f.get("nucleusGeometry")   # QuPath's cells: a counter clicks on the nucleus
+        if geom and isinstance(nucleus, dict) and nucleus.get("type") in POLYGONS:
+            geom = nucleus
+        found = cells(geom, n, region) if geom else None
+        if found is None:
             continue
         cls = _qupath_class(f)
         classes.add(str(cls))
-        if not _matches(marker, cls):
-            continue
-        points = [coords] if kind == "Point" else coords
-        try:
-            centres.extend((float(p[0]) - 0.5, float(p[1]) - 0.5) for p in points)
-        except (TypeError, ValueError, IndexError):
-            raise DatasetError(f"{path}: a {kind} has coordinates {coords!r}, expected [x, y] "
-                               "numbers") from None
+        if _matches(marker, cls):
+            centres.extend((x - 0.5, y - 0.5) for x, y in found)
     if marker and not any(_matches(marker, c) for c in classes):
-        raise DatasetError(f"{path} has no points of class {marker!r} (classes found: "
+        raise DatasetError(f"{path} has no cells of class {marker!r} (classes found: "
                            f"{', '.join(sorted(classes)) or 'none'}); set marker in pycount.toml to "
                            "one of them, or leave it out to count all")
     return np.array(centres, np.float64).reshape(-1, 2)
@@ -611,7 +755,11 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
     STEM_dots.png / STEM-dots.png / STEMdots.png (any image suffix). Every image needs exactly one
     annotation and every annotation its image, else DatasetError names the file."""
     root = _require_dir(root)
-    files = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    listed = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+    for p in listed:
+        if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS:
+            _refuse_broken_link(p)
+    files = [p for p in listed if p.is_file()]
     images: dict[str, Path] = {}
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -632,6 +780,12 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
+        unread = [q for q in files if q.suffix.lower() in OTHER_IMAGE_SUFFIXES
+                  and q.stem in _annotation_keys(p.stem)] if not owners else []
+        if unread:                           # its name is right, its format not
+            raise DatasetError(f"{p} ({kind}) has no image of the same name in {root}: "
+                               f"{unread[0].name} is not in a supported format ({FORMATS}); "
+                               "convert it to PNG or TIFF")
         if not owners:
             raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
                                f"{_annotation_keys(p.stem)[-1 if kind == 'dot mask' else 0]}.png); add the "

@@ -1,8 +1,8 @@
 """`pycount count`: count the cells of any images with a trained run folder.
 
-Each image is read as RGB uint8 (PNG/JPEG/TIFF, 8/16-bit, grey or RGBA), counted as in `make eval`
-(sliding window at the run's patch and stride, density heatmap, integral; inference.density), and
-leaves a row in <out>/counts.csv and a figure <out>/<stem>_heatmap.png. A file that cannot be read
+Each image is read as RGB uint8 (PNG/JPEG/TIFF/BMP, 8/16-bit, grey, grey + alpha, RGB or RGBA),
+counted as in `make eval` (sliding window at the run's patch and stride, density heatmap,
+integral; inference.density), and leaves a row in <out>/counts.csv and a figure <out>/<stem>_heatmap.png. A file that cannot be read
 or counted is reported by name and skipped, an image counted below zero is marked "suspect"; the
 exit status is then 1.
 """
@@ -41,7 +41,9 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
             found.append(item)                      # a missing file fails later, by name
             continue
         files = item.rglob("*") if recursive else item.iterdir()
-        found += sorted((f for f in files if f.is_file() and not f.name.startswith(".")
+        # a broken link is kept, to fail by name
+        found += sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
+                         and not f.name.startswith(".")
                          and f.suffix.lower() in datasets.IMAGE_SUFFIXES
                          and not (skip and skip in f.resolve().parents)),
                         key=lambda f: datasets._natural_key(str(f)))
@@ -190,8 +192,11 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                     rows.append(count_file(path, run, predict, out / name))
                 except (datasets.DatasetError, OSError, ValueError) as e:
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
-                    error = (f"no such file: {path}; check the path" if
-                             isinstance(e, FileNotFoundError) else str(e))
+                    error = (f"{path} is a broken link (to {os.readlink(path)}); restore the "
+                             f"file it points to, or remove the link"
+                             if path.is_symlink() and not path.exists() else
+                             f"no such file: {path}; check the path"
+                             if isinstance(e, FileNotFoundError) else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error})
