@@ -302,14 +302,14 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         raise ConfigError(f"SIGMA={sigma} is not valid: use a positive width in pixels")
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
+    if rot_step is not None and not 0 <= rot_step < 360:
+        raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
+                          f"to 359 (the paper's 30), or 0 for none")
     for k, v in changes.items():
         if k in ("seed", "resplit", "train_n") and v < 0:
             raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a whole number, 0 or more")
         if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
             raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a positive number of pixels")
-    if rot_step is not None and not 0 <= rot_step < 360:
-        raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
-                          f"to 359 (the paper's 30), or 0 for none")
     if size is not None and 0 < size < WINDOW_LIMITS[0]:
         raise ConfigError(f"SIZE={size} is not valid: resize patches to at least "
                           f"{WINDOW_LIMITS[0]} px (the paper's nets: 224 or 227), or 0 for "

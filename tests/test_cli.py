@@ -88,6 +88,7 @@ def test_a_patch_too_small_to_hold_a_cell_is_refused(workdirs, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["--size", "3"], "SIZE=3 is not valid: resize patches to at least 8 px"),
     (["--rot", "400"], "ROT=400 is not valid: use a rotation step in degrees from 1 to 359"),
+    (["--rot", "-30"], "ROT=-30 is not valid: use a rotation step in degrees from 1 to 359"),
     (["--seed", "-1"], "SEED=-1 is not valid: use a whole number, 0 or more"),
 ])
 def test_settings_out_of_range_are_refused_with_their_meaning(workdirs, argv, needle, capsys):

@@ -355,4 +355,5 @@ def test_a_damaged_dataset_json_of_an_own_run_is_named(run, images, damage, caps
         recorded.write_text(json.dumps({**json.loads(recorded.read_text()), "bogus_key": 1}))
     assert cli.main(["count", str(images), "--run", str(run)]) == 2
     err = capsys.readouterr().err
-    assert str(recorded) in err and ("copy" in err and "make train" in err)
+    # the file at fault comes first (it was train.json, blamed for its sibling)
+    assert f"pycount: error: {recorded}" in err and ("copy" in err and "make train" in err)

@@ -235,6 +235,18 @@ def test_n_val_0_is_refused(tmp_path, workdirs):
     assert ds.n_val == 1 and len(prepare.split(ds)["val"]) == 1
 
 
+def test_an_n_val_beyond_a_quarter_of_the_training_images_says_it_is_capped(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=10)
+    (folder / "pycount.toml").write_text("n_val = 100\n")
+    said = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=said.append)
+    split = next(line for line in "\n".join(said).splitlines() if "split" in line)
+    train = len(ds.train_ids)
+    assert split.endswith(f"; {train // 4} of the training images validate (n_val = 100 asked: "
+                          f"at most a quarter of them)")
+    assert len(prepare.split(ds)["val"]) == train // 4
+
+
 @pytest.mark.parametrize("setting, value, source, reason", [
     ("patch", 1, "toml", "the nets pool three times: below 8 px no map is left"),
     ("patch", 100000, "toml", "a window larger than the largest image, 120 px, holds only padding"),
@@ -492,3 +504,19 @@ def test_eval_refuses_test_images_the_run_trained_on_and_takes_images_without_ce
         (folder / f"{i}.csv").write_text("x,y\n")
     assert cli.main(["eval", *args, "--tta", "1"]) == 2
     assert f"none of cells's {len(test)} test images holds a cell" in capsys.readouterr().err
+
+
+def test_the_prepare_hint_of_an_own_folder_names_the_settings_given(tmp_path, workdirs):
+    """`make train` before `make prepare` says which prepare to run: with the folder's STRIDE= or
+    CROP_STRIDE= given, the same ones (without them it would write other LMDBs)."""
+    from pycount.errors import TrainError
+    from pycount.training import trainer
+    folder = make_folder(tmp_path / "f", n=6)
+    for overrides, model, hint in (
+            ({}, "alexnet-lite", f"make prepare DATASET={folder}`"),
+            ({"stride": 4}, "alexnet-lite", f"make prepare DATASET={folder} STRIDE=4`"),
+            ({"crop_stride": 8, "sigma": 2.5}, "fcrn",
+             f"make prepare DATASET={folder} SIGMA=2.5 CROP_STRIDE=8 MODEL=fcrn`")):
+        with pytest.raises(TrainError, match="no prepared LMDB") as err:
+            trainer.Trainer(resolved(folder, **overrides), config.model(model))
+        assert hint in str(err.value)

@@ -275,9 +275,12 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
 
     # split: as the named sets without a recorded one (seeded, prepare.SPLIT_SEED)
+    n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
+    capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
+              if n_val < ds.n_val and "n_val" in ds.spec else "")
     note("split", f"{len(train)}/{len(test)}", f"train/test images, a seeded draw (seed "
-         f"{prepare.SPLIT_SEED}) of {len(test)} test images; {min(ds.n_val, max(1, len(train) // 4))}"
-         f" of the training images validate")
+         f"{prepare.SPLIT_SEED}) of {len(test)} test images; {n_val} of the training images "
+         f"validate{capped}")
 
     nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
     spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING

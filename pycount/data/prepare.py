@@ -300,8 +300,10 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
                                       bytes_per_record=per_record, keep=keep)
         measured = np.array(out[part]["mean_bgr"])
         if np.abs(measured - np.array(ds.mean_bgr)).max() > 25:
+            where = ("the mean of the training images' pixels, or mean_rgb in its "
+                     "pycount.toml" if ds.own else "pycount/config.py")
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "
-                  f"the nets' fixed mean {list(ds.mean_bgr)} (pycount/config.py)")
+                  f"the nets' mean {list(ds.mean_bgr)} ({where})")
     return out
 
 

@@ -58,7 +58,11 @@ def load_run(path) -> Run:
     # Runs written before train.json recorded the patch settings used the dataset's defaults.
     # (an own folder's settings: the run's dataset.json, so the folder need not exist any more)
     try:
-        ds = with_run_stain(config.with_overrides(config.run_dataset(path, dataset),
+        recorded = config.run_dataset(path, dataset)
+    except config.ConfigError as e:          # an own folder's dataset.json: named by the error
+        raise RunError(str(e)) from None
+    try:
+        ds = with_run_stain(config.with_overrides(recorded,
                                                   **{k: info.get(k) for k in config.OVERRIDES}),
                             info, info_file)
         m = config.model(model, ds)

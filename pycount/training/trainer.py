@@ -363,9 +363,14 @@ class Trainer:
 def _make_args(ds: config.DatasetConfig) -> str:
     """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
     folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
-    if ds.own:
-        return f"DATASET={ds.subdir}" + (f" TRAIN_N={ds.train_n} SEED={ds.seed}"
-                                         if ds.train_n else "")
+    if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
+        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride")
+        given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
+        given += [k for k in ("size", "hed_jitter", "stain_norm", "resplit") if getattr(ds, k)]
+        return f"DATASET={ds.subdir}" + "".join(
+            f" {config.MAKE_VARS[k]}={getattr(ds, k):g}" if isinstance(getattr(ds, k), float)
+            else f" {config.MAKE_VARS[k]}={getattr(ds, k)}" for k in given) + (
+            f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else "")
     base = config.DATASETS.get(ds.name)
     return f"DATASET={ds.name}" + ("" if base is None else "".join(
         f" {var}={getattr(ds, k)}" for k, var in config.MAKE_VARS.items()
