@@ -305,11 +305,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     model = config.model(args.model, ds)
     _check_stain(ds, model)
-    if args.command == "train" and ds.own:
+    if args.command == "train" and ds.own and args.iters is None:
         from pycount.data import owndata
-        owndata.record_in_run(config.run_dir(ds, model, args.head), ds)
-        if args.iters is None:
-            args.iters = owndata.iterations(ds, model)
+        args.iters = owndata.iterations(ds, model)
     if args.command == "train" and model.classic:
         from pycount.training.classic import train_classic
         summary = train_classic(ds, model, args.data_root)

@@ -382,6 +382,10 @@ def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys)
     ({"n_images": "x"}, 'n_images is "x", not a number'),
     ({"mae_std": True}, "mae_std is true, not a number"),
     ({"model": 7}, "model is 7, not a name"),
+    ({"mae": float("nan")}, "mae is NaN, which no evaluation measures"),
+    ({"mae_std": float("inf")}, "mae_std is Infinity, which no evaluation measures"),
+    ({"mae": -5}, "mae is -5, which no evaluation measures"),
+    ({"mre": 10 ** 400}, "mre is 10000000000000000000..., which no evaluation measures"),
 ])
 def test_a_metrics_json_of_the_wrong_type_marks_only_its_run_unreadable(metrics, why, tmp_path,
                                                                          capsys):

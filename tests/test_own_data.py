@@ -520,3 +520,22 @@ def test_the_prepare_hint_of_an_own_folder_names_the_settings_given(tmp_path, wo
         with pytest.raises(TrainError, match="no prepared LMDB") as err:
             trainer.Trainer(resolved(folder, **overrides), config.model(model))
         assert hint in str(err.value)
+
+
+def test_a_refused_training_leaves_the_runs_settings_as_they_were(tmp_path, workdirs, capsys):
+    """The run's dataset.json (what `count` reads: the mean colour, the windows) is written when
+    a training starts, not before its checks: a `make train` refused because the folder changed
+    since `make prepare` leaves a finished run counting as before."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    run = workdirs / "runs" / "cells" / "fcrn"
+    before = (run / "dataset.json").read_text()
+    bright = np.zeros((64, 64, 3), np.uint8) + 200                  # another mean colour
+    cv2.imwrite(str(folder / "i07.png"), bright)
+    shutil.copy(folder / "i00.csv", folder / "i07.csv")
+    capsys.readouterr()
+    assert cli.main(["train", *args, "--iters", "4"]) == 2
+    assert "is older than cells's images or annotations" in capsys.readouterr().err
+    assert (run / "dataset.json").read_text() == before

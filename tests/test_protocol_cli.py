@@ -83,9 +83,15 @@ def _evaluated(ds, n, seed, metrics: str, trained: bool = True):
     return run
 
 
-@pytest.mark.parametrize("damage", ["{not json", "[]", '{"train_n": 32}', ""])
+PARTIAL = json.dumps({"dataset": "bacterial", "train_n": 32, "seed": 2, "mae": 3.0, "mre": 0.02,
+                      "n_images": 2, "test_images_of": 100})     # TEST_IMAGES=2: no result
+HUGE = '{"dataset": "bacterial", "train_n": 32, "seed": 2, "mae": 1%s, "mre": 0.02}' % ("0" * 400)
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"train_n": 32}', "", PARTIAL, HUGE])
 def test_a_damaged_metrics_file_is_evaluated_again(jobs, tmp_path, capsys, damage):
-    """Before, it counted as done and its seed silently left the table."""
+    """Before, it counted as done and its seed silently left the table; a partial evaluation
+    (TEST_IMAGES=) counted as done and its MAE went into the table."""
     pytest.importorskip("caffe")            # stale() compares prototxts only with Caffe built
     ds = config.dataset("bacterial")
     good = json.dumps({"dataset": "bacterial", "train_n": 32, "seed": 1, "mae": 3.0,
@@ -97,8 +103,23 @@ def test_a_damaged_metrics_file_is_evaluated_again(jobs, tmp_path, capsys, damag
                      "--seeds", "1,2,3"]) == 0
     assert sorted(jobs) == [(32, 2, ("eval",)), (32, 3, ("prepare", "train", "eval"))]
     out = capsys.readouterr().out
-    assert f"{damaged / 'metrics.json'} is damaged" in out and "evaluating it again" in out
-    assert f"{unfinished / 'metrics.json'} is damaged" in out
+    assert f"{damaged / 'metrics.json'} holds no result" in out and "evaluating it again" in out
+    assert f"{unfinished / 'metrics.json'} holds no result" in out
+    assert [r["seeds"] for r in protocol.summarize(ds, "fcrn")] == [[1]]
+
+
+def test_a_classic_methods_protocol_needs_no_net(workdirs):
+    """lecount/ledetect have no prototxt to compare: their runs are never stale (a traceback
+    from the net builder before)."""
+    ds = config.dataset("bacterial")
+    d = config.with_overrides(ds, train_n=32, seed=1)
+    run = config.run_dir(d, config.model("lecount", d))
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"dataset": "bacterial", "train_n": 32,
+                                                  "seed": 1, "mae": 3.5, "mre": 0.02}))
+    assert protocol.stale(run, ds, "lecount", 32, 1) == []
+    assert protocol.pending(ds, "lecount", [32], [1, 2]) == [(32, 2, False)]
+    assert [r["mae_per_seed"] for r in protocol.summarize(ds, "lecount")] == [[3.5]]
 
 
 def test_an_unwritable_runs_folder_is_named(jobs, tmp_path, monkeypatch, capsys):

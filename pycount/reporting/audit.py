@@ -9,6 +9,7 @@ import base64
 import csv
 import html
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -129,10 +130,25 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_measure(v) -> bool:
+    """An error, count or size as a run can measure it: a finite number, 0 or more (a hand-edited
+    metrics.json may hold NaN, an infinity, a negative or a 400-digit integer)."""
+    try:
+        return _is_number(v) and math.isfinite(float(v)) and v >= 0
+    except OverflowError:
+        return False
+
+
 def _json_kind(v) -> str:
     """A parsed JSON value's type as JSON names it."""
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
             float: "number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _brief(v) -> str:
+    """A JSON value as a message shows it, a long one cut."""
+    text = json.dumps(v)
+    return text if len(text) <= 24 else text[:20] + "..."
 
 
 def _shown(path: Path) -> str:
@@ -155,8 +171,10 @@ def _read(path: Path) -> dict:
     missing = [k for k in REQUIRED if k not in m]
     if missing:
         return {"error": f"unreadable {_shown(path)}: it lacks {', '.join(missing)} ({fix})"}
-    wrong = [f"{k} is {json.dumps(m[k])}, not a number" for k in REQUIRED
+    wrong = [f"{k} is {_brief(m[k])}, not a number" for k in REQUIRED
              if not _is_number(m[k])]
+    wrong += [f"{k} is {_brief(m[k])}, which no evaluation measures" for k in REQUIRED
+              if _is_number(m[k]) and not _is_measure(m[k])]
     wrong += [f"{k} is {json.dumps(m[k])}, not a name" for k in METRIC_NAMES
               if k in m and not isinstance(m[k], str)]
     if wrong:

@@ -26,6 +26,9 @@ def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root
           + (f" ({settings})" if settings else ""), flush=True)
     clear_run(run)
     run.mkdir(parents=True, exist_ok=True)
+    if ds.own:                  # what `pycount count --run` reads of an own folder's settings
+        from pycount.data import owndata
+        owndata.record_in_run(run, ds)
     start = time.monotonic()
     code = provenance.commit()               # the code that fits, not the tree at the end
     estimator = estimator_class(model).fit([s.image for s in train], [s.centres for s in train],

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pycount.errors import RunError, TrainError
+from pycount.evaluation.metrics import partial
 from pycount.util import atomic
 from pycount import config
 from pycount.nets import builders as nets
@@ -47,7 +48,10 @@ def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
     """Which prototxts of the (N, seed) run today's config would write otherwise: [] for a run
     of today's settings, ["solver"] for one trained on another schedule, say."""
     ds = config.with_overrides(_as_dataset(dataset), train_n=n, seed=seed)
-    return nets.drift(run, nets.run_plan(ds, config.model(model, ds)))
+    m = config.model(model, ds)
+    if m.classic:            # no net: a fitted method is trained again from scratch each time
+        return []
+    return nets.drift(run, nets.run_plan(ds, m))
 
 
 def summarize(dataset: str | config.DatasetConfig, model: str,
@@ -89,9 +93,10 @@ def _metrics(path: Path) -> dict | None:
         m = json.loads(path.read_text())
         m["train_n"], m["seed"] = int(m["train_n"]), int(m["seed"])
         m["mae"], m["mre"] = _number(m["mae"]), _number(m["mre"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError):
         return None
-    return m
+    # a partial evaluation (TEST_IMAGES=, as a dry run) is no result: measured again
+    return None if partial(m) else m
 
 
 def _number(v) -> float:
@@ -239,7 +244,8 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
             # complete (then resumed from its snapshot)
             again = ("eval",) if _trained(run, ds, model) else ("prepare", "train", "eval")
             steps[n, s] = again
-            print(f"  N={n} seed={s}: {run / 'metrics.json'} is damaged (no numbers to read): "
+            print(f"  N={n} seed={s}: {run / 'metrics.json'} holds no result (damaged, or a "
+                  f"partial evaluation): "
                   f"{'evaluating it again' if again == ('eval',) else 'finishing its run'}",
                   flush=True)
     failed = []

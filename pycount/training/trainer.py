@@ -274,6 +274,9 @@ class Trainer:
         else:
             clear_run(self.run)
         snaps.mkdir(parents=True, exist_ok=True)
+        if self.ds.own:          # only now: a training refused above leaves the run as it was
+            from pycount.data import owndata
+            owndata.record_in_run(self.run, self.ds)
         files = nets.write_net_files(plan, self.run,
                                      snapshot_prefix=str((snaps / "snap").resolve()))
         if self.model.density:
