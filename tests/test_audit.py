@@ -578,3 +578,18 @@ def test_the_committed_tried_file_covers_every_recorded_cell_outside_the_toleran
     outside = {c["run"] for t in report["tables"] for r in t["rows"] for c in r["cells"].values()
                if c["ours"] and c["mark"].startswith("outside")}
     assert outside and outside <= set(tried), outside - set(tried)
+
+
+def test_a_metrics_json_older_than_its_training_is_no_result(tmp_path):
+    """eval records the iterations it counted the weights of; a run trained on since (a resumed
+    training after the evaluation) shows as stale, not with the old weights' MAE."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=8.0, iterations=400)
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps({"iterations": 400}))
+    cell = lambda r: {x["label"]: x for x in r["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
+    assert cell(audit.build(runs))["bacterial"]["ours"]["mae"] == 8.0
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps({"iterations": 1000}))
+    stale = cell(audit.build(runs))["bacterial"]
+    assert stale["ours"] is None and stale["note"] == (
+        "stale bacterial/alexnet/metrics.json: it counted the weights of iteration 400, and the "
+        "run has trained to 1000 since; make eval counts with them")

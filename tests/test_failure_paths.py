@@ -221,6 +221,22 @@ def test_eval_refuses_an_interrupted_training(workdirs, monkeypatch, capsys):
     _nothing_written(run)
 
 
+def test_eval_refuses_a_run_that_a_training_holds_now(workdirs, monkeypatch, capsys):
+    """eval beside a resumed `make train` of the same run counted the last session's weights and
+    left a metrics.json that the end of the training made stale; now refused while the lock is
+    held, and once it is free the evaluation records the iterations it counted."""
+    import fcntl
+    _no_engine(monkeypatch)
+    run = _eval_run(iterations=30)
+    with open(run / ".train.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)      # as trainer._RunLock holds it
+        err = _eval_error(capsys)
+    assert err == (f"pycount: error: {run} is being trained now (a make train holds "
+                   f"{run / '.train.lock'}): its weights and train.json are the last session's "
+                   f"and change when it ends; evaluate it then")
+    _nothing_written(run)
+
+
 @pytest.mark.parametrize("text, needle", [
     ("garb{", "is unreadable or corrupt (Expecting value"),
     ("[1, 2]", "is not a training summary (a JSON object was expected, not list)"),

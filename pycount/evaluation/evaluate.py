@@ -12,7 +12,7 @@ from pycount.errors import PycountError, RunError, TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
-from pycount.inference.run import finished_files, read_train_info, with_run_stain
+from pycount.inference.run import finished_files, in_training, read_train_info, with_run_stain
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 
@@ -35,6 +35,10 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     # the run is checked whole before any engine is built or anything written: a finished
     # training (train.json, not interrupted) of the dataset, model, head and settings asked for
     info_file = run / "train.json"
+    if in_training(run):
+        raise RunError(f"{run} is being trained now (a make train holds {run / '.train.lock'}): "
+                       f"its weights and train.json are the last session's and change when it "
+                       f"ends; evaluate it then")
     info = read_train_info(info_file)
     files = tuple(finished_files(run, model, info))
     if info is None:
@@ -86,7 +90,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
                density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
-               test_images_of=n_test)
+               test_images_of=n_test, iterations=info.get("iterations"))
     report.write_predictions(run / "predictions.csv", rows)
     report.write_metrics(run, out)
     write_fig7(run.parent)

@@ -458,6 +458,13 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         found[key], trains[key] = _read(p), _train_info(p.parent)
         if "error" in trains[key]:            # a damaged train.json: the run is unreadable
             found[key], trains[key] = {"error": trains[key]["error"]}, {}
+        elif _is_number(found[key].get("iterations")) \
+                and _is_number(trains[key].get("iterations")) \
+                and found[key]["iterations"] != trains[key]["iterations"]:
+            found[key] = {"error": f"stale {_shown(p)}: it counted the weights of iteration "
+                                   f"{found[key]['iterations']:g}, and the run has trained to "
+                                   f"{trains[key]['iterations']:g} since; make eval counts "
+                                   f"with them"}
     mapped, tables = set(), []
     for t in sorted({r.table for r in PAPER}):
         rows = []
