@@ -24,22 +24,29 @@ VENV      ?= .venv
 PY        := $(VENV)/bin/python
 PYCOUNT   := $(PY) -m pycount
 
-opt = $(if $($(1)),$(2) $($(1)))
+# a value as one shell word, whatever it holds (spaces, quotes, parentheses: a folder's name)
+q = '$(subst ','\'',$(1))'
+opt = $(if $($(1)),$(2) $(call q,$($(1))))
 flag = $(if $(filter 1,$($(1))),$(2))
+# the switches take 1 or 0; anything else (FORCE=true, RESUME=no) was silently ignored
+$(foreach v,FORCE RESUME SCRATCH SHARED,$(if $(filter-out 0 1,$($(v))),\
+  $(error $(v)=$($(v)) is not valid: use $(v)=1 or $(v)=0)))
 # Unknown DATASET/MODEL names stop before anything is installed; the valid names come from
-# pycount/config.py, which needs nothing but the standard library.
+# pycount/config.py, which needs nothing but the standard library. The names go in as arguments,
+# never into the Python source (a quote in a folder's name was a SyntaxError, or code).
 CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import config; \
-  sys.exit(config.check_names('$(DATASET)', '$(MODEL)', '$(HEAD)'))"
+  sys.exit(config.check_names(*sys.argv[1:]))" $(call q,$(DATASET)) $(call q,$(MODEL)) \
+  $(call q,$(HEAD))
 
-ARGS = $(call opt,DATASET,--dataset) --data-root $(DATA_ROOT) $(call opt,PATCH,--patch) \
-  $(call opt,STRIDE,--stride) $(call opt,ROT,--rot) $(call opt,SIZE,--size) \
+ARGS = $(call opt,DATASET,--dataset) --data-root $(call q,$(DATA_ROOT)) \
+  $(call opt,PATCH,--patch) $(call opt,STRIDE,--stride) $(call opt,ROT,--rot) $(call opt,SIZE,--size) \
   $(call opt,TRAIN_N,--train-n) $(call opt,SEED,--seed) $(call opt,SIGMA,--sigma) \
   $(call opt,HED,--hed-jitter) $(call opt,RESPLIT,--resplit) $(call opt,CROP,--crop) \
   $(call opt,CROP_STRIDE,--crop-stride) $(call opt,STAIN,--stain-norm)
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker docker-base docker-test lint-docker prototxt check clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker docker-base docker-test lint-docker prototxt check need-dataset need-images clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -63,6 +70,12 @@ gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/G
 check:
 	@$(CHECK)
 
+# what a target cannot do without, said before anything is set up
+need-dataset:
+	@$(if $(DATASET),:,$(error DATASET= is missing: make data DATASET=bacterial (or nuclei)))
+need-images:
+	@$(if $(IMAGES),:,$(error IMAGES= is missing: make count IMAGES=dir RUN=runs/x/y))
+
 test: setup                                ## the tests (a headless Chromium is installed for the audit page's)
 	@tools/setup_browser.sh
 	$(PY) -m pytest -q tests
@@ -72,9 +85,9 @@ demo: check setup
 	$(PYCOUNT) train $(ARGS) $(MODEL_ARGS) $(call opt,ITERS,--iters)
 	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS)
 
-data: check venv                           ## download + verify a public release into DATA_ROOT
-	$(PYCOUNT) data --dataset $(DATASET) --data-root $(DATA_ROOT) $(call opt,ARCHIVE,--archive) \
-	  $(call opt,URL,--url)
+data: need-dataset check venv              ## download + verify a public release into DATA_ROOT
+	$(PYCOUNT) data --dataset $(call q,$(DATASET)) --data-root $(call q,$(DATA_ROOT)) \
+	  $(call opt,ARCHIVE,--archive) $(call opt,URL,--url)
 
 prepare: check setup
 	$(PYCOUNT) prepare $(ARGS) $(call opt,MODEL,--model) $(call flag,FORCE,--force)
@@ -87,24 +100,24 @@ train: check setup
 eval: check setup
 	$(PYCOUNT) eval $(ARGS) $(MODEL_ARGS) $(COUNT_ARGS) $(call opt,TEST_IMAGES,--test-images)
 
-count: setup                               ## count your own images: make count IMAGES=dir RUN=runs/x/y
-	$(PYCOUNT) count $(IMAGES) $(call opt,RUN,--run) $(call opt,OUT,--out) $(COUNT_ARGS) \
-	  $(call opt,GPU,--gpu)
+count: need-images setup                   ## count your own images: make count IMAGES=dir RUN=runs/x/y
+	$(PYCOUNT) count $(call q,$(IMAGES)) $(call opt,RUN,--run) $(call opt,OUT,--out) \
+	  $(COUNT_ARGS) $(call opt,GPU,--gpu)
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
-	  --data-root $(DATA_ROOT) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
+	  --data-root $(call q,$(DATA_ROOT)) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
 
 audit-gpu: setup                           ## every paper cell trained + evaluated (GPU, ImageNet weights), then the audit
-	$(PYCOUNT) replicate --gpu $(or $(GPU),0) --data-root $(DATA_ROOT) $(call opt,ITERS,--iters) \
+	$(PYCOUNT) replicate --gpu $(or $(GPU),0) --data-root $(call q,$(DATA_ROOT)) $(call opt,ITERS,--iters) \
 	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models) \
 	  $(call opt,TEST_IMAGES,--test-images)
 
 audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
-	$(PYCOUNT) audit --data-root $(DATA_ROOT)
+	$(PYCOUNT) audit --data-root $(call q,$(DATA_ROOT))
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
-	$(PYCOUNT) bench prepare --data-root $(DATA_ROOT)
+	$(PYCOUNT) bench prepare --data-root $(call q,$(DATA_ROOT))
 
 bench-train: setup                         ## training images/s per model, feature-cache gain
 	$(PYCOUNT) bench train
@@ -112,14 +125,14 @@ bench-train: setup                         ## training images/s per model, featu
 bench: setup                               ## all stages beside PyTorch + cv2.dnn -> bench/results/<date>-<host>[-<stages>].md
 	$(PY) -m pip install -q --disable-pip-version-check -r bench-requirements.txt
 	$(if $(THREADS),OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) \
-	  OPENCV_FOR_THREADS_NUM=$(THREADS)) $(PYCOUNT) bench all --data-root $(DATA_ROOT) \
+	  OPENCV_FOR_THREADS_NUM=$(THREADS)) $(PYCOUNT) bench all --data-root $(call q,$(DATA_ROOT)) \
 	  $(call opt,STAGES,--stages)
 
 bench-load: setup                          ## two trainings + a count at once; count 1,000 images with a bad one
 	$(PYCOUNT) bench load
 
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
-	$(PYCOUNT) bench eval --data-root $(DATA_ROOT)
+	$(PYCOUNT) bench eval --data-root $(call q,$(DATA_ROOT))
 
 docker:                                    ## the replication image (docs/docker.md) [BASE=image] [JOBS=n]
 	@BASE=$(BASE) JOBS=$(JOBS) tools/docker.sh build

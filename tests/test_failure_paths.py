@@ -144,15 +144,43 @@ def test_a_killed_prepare_leaves_partials_that_the_next_run_removes(tiny, workdi
     assert lmdbio.read_manifest(lmdb_dir / "train_lmdb")["records"] > 0
 
 
-@pytest.mark.parametrize("var, value, needle", [("HEAD", "X", "unknown head 'X'"),
-                                                 ("MODEL", "nope", "unknown model 'nope'"),
-                                                 ("DATASET", "nope", "unknown dataset 'nope'")])
+@pytest.mark.parametrize("var, value, needle", [
+    ("HEAD", "X", "unknown head 'X'"),
+    ("MODEL", "nope", "unknown model 'nope'"),
+    ("DATASET", "nope", "unknown dataset 'nope'"),
+    # a quote went into the check's Python source: a SyntaxError traceback, or code run
+    ("MODEL", "fcrn'); print('injected'); ('", "unknown model \"fcrn'); print('injected')"),
+    ("FORCE", "true", "FORCE=true is not valid: use FORCE=1 or FORCE=0"),  # was ignored
+    ("RESUME", "no", "RESUME=no is not valid: use RESUME=1 or RESUME=0")])
 def test_make_refuses_bad_names_before_setting_anything_up(var, value, needle, tmp_path):
     """An invalid HEAD was caught only after `make setup` (#21.9)."""
     p = subprocess.run(["make", "-s", "train", f"{var}={value}", f"VENV={tmp_path / 'venv'}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and needle in p.stderr
+    assert "injected" not in p.stdout and "Traceback" not in p.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_make_passes_a_folder_name_with_spaces_quotes_and_parentheses_as_one_argument(tmp_path):
+    """DATASET="/x/my cells" reached pycount as two arguments ("unrecognized arguments: cells"),
+    and "(copy)" was a shell syntax error."""
+    import shlex
+    folder = tmp_path / "O'Brien cells (copy)"
+    folder.mkdir()
+    p = subprocess.run(["make", "-s", "-n", "prepare", f"DATASET={folder}", "MODEL=fcrn",
+                        f"DATA_ROOT={tmp_path} x"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stdout.splitlines() if "-m pycount prepare" in x)
+    argv = shlex.split(line)
+    assert argv[argv.index("--dataset") + 1] == str(folder)
+    assert argv[argv.index("--data-root") + 1] == f"{tmp_path} x"
+    assert argv[argv.index("--model") + 1] == "fcrn"
+    for target, needle in (("count", "IMAGES= is missing: make count IMAGES=dir RUN=runs/x/y"),
+                           ("data", "DATASET= is missing: make data DATASET=bacterial")):
+        p = subprocess.run(["make", "-s", target, "RUN=x", f"VENV={tmp_path / 'venv'}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and needle in p.stderr
 
 
 # ---- eval refuses a run folder it cannot trust, before any engine is built or file written ---
