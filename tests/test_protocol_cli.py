@@ -1,6 +1,7 @@
 """`make protocol` (pycount protocol): bad NS=/SEEDS=/JOBS=, a missing release and damaged run
 folders are named before or instead of a training; no (N, seed) run is started here."""
 import json
+import sys
 
 import pytest
 
@@ -14,7 +15,8 @@ def jobs(monkeypatch, workdirs):
     """The (N, seed, steps) every job would run, instead of running them."""
     ran = []
 
-    def job(base, n, seed, retrain, threads, log_dir, steps=("prepare", "train", "eval")):
+    def job(base, n, seed, retrain, threads, log_dir, steps=("prepare", "train", "eval"),
+            children=None):
         ran.append((n, seed, tuple(steps)))
         return n, seed, "ok", 0.0
     monkeypatch.setattr(protocol, "_job", job)
@@ -138,3 +140,36 @@ def test_a_log_that_cannot_be_written_fails_that_run_only(tmp_path, monkeypatch)
     (log_dir / "n32-seed1.log").mkdir(parents=True)        # a folder where the log goes
     n, seed, status, _ = protocol._job(["--dataset", "bacterial"], 32, 1, False, 1, log_dir)
     assert (n, seed) == (32, 1) and status.startswith("cannot write its log")
+
+
+def test_kill_stops_the_protocol_and_its_runs(workdirs, tmp_path, monkeypatch, capsys):
+    """`kill PID` of a protocol left its training running as an orphan (whose lock then failed
+    the next protocol): now the runs get SIGTERM too (a training snapshots on it) and are waited
+    for, no further run starts, and the protocol exits as interrupted."""
+    import os
+    import signal
+    import threading
+    import time
+    import types
+    fake = tmp_path / "fake-python"            # stands for `python -m pycount <step>`
+    fake.write_text(f"#!/bin/sh\necho $$ >> {tmp_path / 'started'}\n"
+                    f"trap 'echo $$ >> {tmp_path / 'stopped'}; exit 143' TERM\n"
+                    f"sleep 60 & wait\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(protocol, "sys", types.SimpleNamespace(executable=str(fake),
+                                                               stderr=sys.stderr))
+
+    def kill_when_started():
+        while not (tmp_path / "started").exists():
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=kill_when_started, daemon=True).start()
+    start = time.monotonic()
+    assert cli.main(["protocol", "--data-root", _root(tmp_path), "--ns", "32",
+                     "--seeds", "1,2,3", "--jobs", "1"]) == 130
+    assert time.monotonic() - start < 30
+    started = (tmp_path / "started").read_text().split()
+    assert len(started) == 1 and (tmp_path / "stopped").read_text().split() == started
+    assert "protocol interrupted: stopping its runs" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 from pycount.errors import RunError, TrainError
 from pycount.evaluation.metrics import partial
 from pycount.util import atomic
+from pycount.util.interrupt import sigterm_as_interrupt
 from pycount import config
 from pycount.nets import builders as nets
 
@@ -178,11 +181,46 @@ def _check_data(ds: config.DatasetConfig, data_root) -> None:
                                  f"DATA_ROOT to the folder holding it")
 
 
+class _Children:
+    """The runs' processes, so that a protocol stopped by `kill PID` stops them too (Ctrl-C in a
+    terminal reaches them itself): each is sent SIGTERM, which a training answers with a
+    snapshot, and waited for; no step starts once stopping began."""
+
+    def __init__(self):
+        self.live: set[subprocess.Popen] = set()
+        self.stopping = False
+        self.lock = threading.Lock()
+
+    def call(self, argv: list[str], **kwargs) -> int:
+        with self.lock:
+            if self.stopping:
+                return -signal.SIGTERM
+            p = subprocess.Popen(argv, **kwargs)
+            self.live.add(p)
+        try:
+            return p.wait()
+        finally:
+            with self.lock:
+                self.live.discard(p)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            live = list(self.live)
+        for p in live:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in live:
+            p.wait()
+
+
 def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
-         log_dir: Path, steps=("prepare", "train", "eval")) -> tuple:
+         log_dir: Path, steps=("prepare", "train", "eval"), children: _Children | None = None
+         ) -> tuple:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     log = log_dir / f"n{n}-seed{seed}.log"
     start = time.monotonic()
+    children = children or _Children()
     try:
         f = open(log, "w")
     except OSError as e:             # one run's log: the others still go on
@@ -190,9 +228,9 @@ def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
     with f:
         for step in steps:
             extra = ["--restart"] if retrain and step == "train" else []
-            rc = subprocess.call([sys.executable, "-m", "pycount", step, *cmd_base,
-                                  "--train-n", str(n), "--seed", str(seed), *extra], stdout=f,
-                                 stderr=subprocess.STDOUT, env=env)
+            rc = children.call([sys.executable, "-m", "pycount", step, *cmd_base,
+                                "--train-n", str(n), "--seed", str(seed), *extra], stdout=f,
+                               stderr=subprocess.STDOUT, env=env)
             if rc:
                 return n, seed, f"{step} failed (exit {rc}); see {log}", time.monotonic() - start
     return n, seed, "ok", time.monotonic() - start
@@ -249,13 +287,24 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
                   f"{'evaluating it again' if again == ('eval',) else 'finishing its run'}",
                   flush=True)
     failed = []
-    with ThreadPoolExecutor(jobs) as pool:
-        for n, s, status, secs in pool.map(
-                lambda a: _job(base, *a, threads, out_dir / "logs",
-                               steps.get(a[:2], ("prepare", "train", "eval"))), todo):
-            print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
-            if status != "ok":
-                failed.append(status)
+    children = _Children()
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        with sigterm_as_interrupt():
+            for n, s, status, secs in pool.map(
+                    lambda a: _job(base, *a, threads, out_dir / "logs",
+                                   steps.get(a[:2], ("prepare", "train", "eval")), children),
+                    todo):
+                print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
+                if status != "ok":
+                    failed.append(status)
+    except KeyboardInterrupt:
+        # the runs stop too (a training writes its snapshot): `make protocol` resumes them
+        print("\nprotocol interrupted: stopping its runs", file=sys.stderr, flush=True)
+        children.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     rows = summarize(ds, model)
     atomic.write_text(out_dir / f"{ds.name}-{model}.json", json.dumps(rows, indent=1))
     atomic.write_text(out_dir / f"{ds.name}-{model}.md", to_markdown(rows))
