@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 from pycount import config
 from pycount.errors import Diverged, PycountError
@@ -55,7 +56,7 @@ def _model(p: argparse.ArgumentParser) -> None:
                    help=f"one of {', '.join(config.MODELS)}")
     p.add_argument("--head", default=config.DEFAULT_HEAD, choices=list(config.HEADS),
                    help="R: regression, C: classes")
-    p.add_argument("--gpu", type=int, default=-1, help="GPU id, -1 for the CPU")
+    p.add_argument("--gpu", type=_gpu, default=-1, help="GPU id, -1 for the CPU")
 
 
 SHARED_HELP = ("run the convolutional layers once over each image instead of once per window "
@@ -112,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
                    f"model's faster engine on the CPU, caffe on a GPU)")
     p.add_argument("--out", default=config.DEFAULT_COUNT_OUT, metavar="DIR",
                    help=f"output folder (default: ./{config.DEFAULT_COUNT_OUT})")
-    p.add_argument("--gpu", type=int, default=-1, help="GPU id (caffe backend), -1 for the CPU")
+    p.add_argument("--gpu", type=_gpu, default=-1, help="GPU id (caffe backend), -1 for the CPU")
     p.add_argument("--recursive", action="store_true", help="also count images in subfolders")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
     p.add_argument("--expected", action="store_true",
@@ -131,6 +132,18 @@ def _at_least(text: str, fix: str) -> int:
         n = 0
     if n < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid: {fix}")
+    return n
+
+
+def _gpu(text: str) -> int:
+    """--gpu: a device number (0, 1, ...) or -1 for the CPU (-2 was taken for the CPU too)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -2
+    if n < -1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid: give a GPU's number (0, 1, "
+                                         f"...) or -1 for the CPU")
     return n
 
 
@@ -187,7 +200,7 @@ def _more_commands(sub) -> None:
     p = sub.add_parser("replicate", help="prepare, train and evaluate every paper cell pycount "
                        "models (a GPU machine with the ImageNet weights: make audit-gpu), then "
                        "the audit")
-    p.add_argument("--gpu", type=int, default=0, help="GPU id, -1 for the CPU (a dry run)")
+    p.add_argument("--gpu", type=_gpu, default=0, help="GPU id, -1 for the CPU (a dry run)")
     p.add_argument("--iters", type=_iterations, default=None,
                    help="train every cell this many iterations (a dry run of the path)")
     p.add_argument("--test-images", type=_at_least_one, default=None, metavar="K",
@@ -205,6 +218,11 @@ def _more_commands(sub) -> None:
 def _data(args) -> int:
     from pycount.data import download
     root = args.data_root or config.data_dir()
+    above = next((p for p in [Path(root), *Path(root).parents] if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise config.ConfigError(f"DATA_ROOT={root}: {above} is a file, not a folder; set "
+                                 f"DATA_ROOT to the folder that holds (or is to hold) the "
+                                 f"releases")
     if args.verify_only:
         folder = os.path.join(root, download.SOURCES[args.dataset].folder)
         problems = download.verify(args.dataset, folder)

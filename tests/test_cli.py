@@ -96,3 +96,12 @@ def test_settings_out_of_range_are_refused_with_their_meaning(workdirs, argv, ne
     taken; a negative seed was told to use a positive number of pixels."""
     assert cli.main(["prepare", "--dataset", "synthetic", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-2", "abc", "1.5"])
+def test_a_gpu_that_is_no_device_is_refused(value, capsys):
+    """GPU=-2 was taken for the CPU."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["eval", "--gpu", value])
+    assert e.value.code == 2
+    assert f"argument --gpu: {value!r} is not valid: give a GPU's number" in capsys.readouterr().err

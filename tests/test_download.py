@@ -309,3 +309,16 @@ def test_verify_only_names_the_fix(tmp_path, capsys):
                      "--verify-only"]) == 1
     err = capsys.readouterr().err
     assert "does not verify" in err and f"make data DATASET={name} DATA_ROOT={tmp_path}" in err
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_data_root_that_is_a_file_is_named(tmp_path, capsys, verify):
+    """--verify-only said "<file>/vgg_cells is missing ... move the folder aside"."""
+    from pycount import cli
+    root = tmp_path / "afile"
+    root.write_text("not a folder")
+    argv = ["data", "--dataset", "bacterial", "--data-root", str(root / "sub")]
+    assert cli.main(argv + (["--verify-only"] if verify else [])) == 2
+    err = capsys.readouterr().err
+    assert f"DATA_ROOT={root / 'sub'}: {root} is a file, not a folder" in err
+    assert root.read_text() == "not a folder"

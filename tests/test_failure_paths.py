@@ -294,7 +294,8 @@ def test_eval_of_a_damaged_train_json_is_one_line_and_exit_2_in_a_process(workdi
     ({"head": "C"}, "head C, not R", "HEAD=C"),
     # PATCH=48: a cv2 assertion, or Caffe's inner_product CHECK aborting the process (134)
     ({"patch": 48, "dataset_tag": "synthetic-p48-s20-r30"}, "patch 48, not 40", "PATCH=48"),
-    ({"stride": 10, "size": 64}, "stride 10, not 20; size 64, not 0", "STRIDE=10 SIZE=64"),
+    ({"stride": 10, "size": 64, "dataset_tag": "synthetic-p40-s10-r30-64px"},
+     "stride 10, not 20; size 64, not 0", "STRIDE=10 SIZE=64"),
     ({"model": "alexnet"}, "model alexnet, not alexnet-lite", "MODEL=alexnet"),
     ({"dataset": "bacterial"}, "dataset bacterial, not synthetic", "DATASET=bacterial"),
 ])
@@ -308,6 +309,22 @@ def test_eval_refuses_a_run_folder_of_another_training(changes, said, variables,
                           f"the one asked for ({said}): the run in {run} was trained with "
                           f"{variables}.")
     assert "make train ... RESUME=0" in err
+    _nothing_written(run)
+
+
+def test_eval_of_a_run_in_its_place_whose_dataset_settings_changed_says_so(workdirs, monkeypatch,
+                                                                          capsys):
+    """An own folder's settings inferred again (edited marks) left a run whose train.json says
+    PATCH=44 in the folder the dataset's name gives: eval told the user to move it where it
+    already was."""
+    _no_engine(monkeypatch)
+    run = _eval_run(patch=44, stride=22)                 # the tag: this very folder's
+    err = _eval_error(capsys)
+    assert err == (f"pycount: error: {run / 'train.json'} records another training than the "
+                   f"one asked for (patch 44, not 40; stride 22, not 20): the run was trained "
+                   f"with PATCH=44 STRIDE=22, and synthetic's settings have changed since (an "
+                   f"own folder's are inferred again from its images and marks). Evaluate it "
+                   f"with PATCH=44 STRIDE=22, or train it again (make train ... RESUME=0)")
     _nothing_written(run)
 
 

@@ -122,12 +122,21 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     variables = " ".join(f"{config.MAKE_VARS.get(k, k.upper())}={theirs}"
                          for k, theirs, _ in diffs)
     tag, name, its_head = info.get("dataset_tag"), info.get("model"), recorded["head"]
-    home = (f" to {config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')}"
-            if all(isinstance(v, str) and v for v in (tag, name, its_head)) else "")
+    home = (config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')
+            if all(isinstance(v, str) and v for v in (tag, name, its_head)) else None)
+    if home is not None and home.resolve() == info_file.parent.resolve() \
+            and all(k in MATCHED_PATCH_SETTINGS for k, _, _ in diffs):
+        # in its own place: what changed is the dataset's settings (an own folder inferred
+        # again from edited images or marks), not where the run is
+        raise RunError(f"{info_file} records another training than the one asked for ({said}): "
+                       f"the run was trained with {variables}, and {ds.name}'s settings have "
+                       f"changed since (an own folder's are inferred again from its images and "
+                       f"marks). Evaluate it with {variables}, or train it again (make train "
+                       f"... RESUME=0)")
     raise RunError(f"{info_file} records another training than the one asked for ({said}): "
-                   f"the run in {info_file.parent} was trained with {variables}. Move it{home}, "
-                   f"where its settings put it, and evaluate it with them; or train this run "
-                   f"again (make train ... RESUME=0)")
+                   f"the run in {info_file.parent} was trained with {variables}. Move it"
+                   f"{f' to {home}' if home else ''}, where its settings put it, and evaluate "
+                   f"it with them; or train this run again (make train ... RESUME=0)")
 
 
 def _check_unseen(info: dict, info_file: Path, ds: config.DatasetConfig, test: list) -> None:
