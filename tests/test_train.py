@@ -204,6 +204,32 @@ def test_a_patch_count_beyond_the_classification_heads_classes_is_refused_before
     assert train.Trainer(few, model, head="R", max_iter=2).train(resume=False)["iterations"] == 2
 
 
+def test_a_resume_on_data_prepare_rewrote_since_is_refused_and_prepare_waits_for_a_training(
+        tiny):
+    """Each snapshot records the training LMDB's fingerprint (its settings, images and marks): a
+    resume after `make prepare` rewrote the LMDB with other data is refused, not mixed in; and
+    prepare does not rewrite LMDBs that a running training of the dataset reads."""
+    import fcntl
+    from pycount.errors import DatasetError, TrainError
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=10).train(resume=False)
+    run = config.run_dir(ds, model)
+    lmdb = config.lmdb_dir(ds) / "train_lmdb"
+    manifest = lmdbio.read_manifest(lmdb)
+    assert json.loads((run / "snapshots" / "latest.json").read_text())["data"] == \
+        manifest["fingerprint"]
+    with open(run / ".train.lock", "a+") as lock:        # as a running training holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now \\({run}\\)"):
+            prepare.prepare(ds, force=True)
+    assert lmdbio.read_manifest(lmdb) == manifest
+    lmdbio.write_manifest(lmdb, {**manifest, "fingerprint": "other data"})   # as prepare would
+    with pytest.raises(TrainError, match="snapshots were trained on other data than"):
+        train.Trainer(ds, model, max_iter=20).train(resume=True)
+    assert json.loads((run / "train.json").read_text())["iterations"] == 10
+
+
 def test_a_larger_patch_of_a_named_set_scales_its_classes_with_the_area():
     ds = config.dataset("bacterial")
     assert config.with_overrides(ds, patch=ds.patch).max_patch_count == ds.max_patch_count

@@ -232,6 +232,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
             print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
             out[part] = _restamp(dest, stamp)
             continue
+        _check_not_read(ds, dest)
         if rot_step:
             n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
                                                              ds.crop_stride, rot_step, m)
@@ -247,6 +248,18 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                                       seed=SPLIT_SEED, manifest=manifest, targets=targets,
                                       label=f"{ds.tag} {part} crops + density targets")
     return out
+
+
+def _check_not_read(ds: config.DatasetConfig, dest: Path) -> None:
+    """A DatasetError while a training of the dataset runs (it holds its run's lock): it reads
+    these LMDBs, and a rewrite would change its data under it."""
+    from pycount.util.runlock import in_training
+    busy = sorted(r for r in (config.runs_dir() / ds.tag).glob("*") if in_training(r))
+    if busy:
+        raise datasets.DatasetError(f"{dest} is read by a training now ({', '.join(map(str, busy))}); "
+                           f"rewriting it would change that training's data under it: wait for "
+                           f"it to end, or stop it (Ctrl-C or kill PID snapshots it), then run "
+                           f"make prepare again")
 
 
 def _plain_crops(samples, ds: config.DatasetConfig, model: config.ModelConfig):
@@ -288,6 +301,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
             print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), reused")
             out[part] = _restamp(dest, stamp)
             continue
+        _check_not_read(ds, dest)
         n_max = sum(patches.count_training_patches(s.image.shape[0], s.image.shape[1], ds.patch,
                                                    ds.stride, rot_step) for s in samples)
         first = (p for p, _ in _records(samples[:1], ds, rot_step))

@@ -12,7 +12,8 @@ from pycount.errors import PycountError, RunError, TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
-from pycount.inference.run import finished_files, in_training, read_train_info, with_run_stain
+from pycount.inference.run import finished_files, read_train_info, with_run_stain
+from pycount.util.runlock import in_training
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 

@@ -38,22 +38,6 @@ def read_train_info(info_file: Path) -> dict | None:
     return info
 
 
-def in_training(run: Path) -> bool:
-    """Whether a `make train` holds the run folder now (its exclusive lock on .train.lock):
-    its model.caffemodel and train.json are then the last session's and about to change."""
-    import fcntl
-    try:
-        f = open(Path(run) / ".train.lock", "r")
-    except OSError:                 # no lock file: never trained here, or not writable
-        return False
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        return False
-
-
 def load_run(path) -> Run:
     """Read a run folder written by `make train`: train.json, and deploy.prototxt +
     model.caffemodel (a CNN) or model.npz (a classic method)."""

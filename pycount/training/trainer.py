@@ -128,6 +128,9 @@ class Trainer:
             lmdbio.check_readable(path)
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
+        # what the training LMDB holds (settings + images + marks): each snapshot records it, so
+        # that a resume on data `make prepare` has rewritten since is refused, not mixed in
+        self.data_fp = (lmdbio.read_manifest(self.train_lmdb) or {}).get("fingerprint")
 
     def _plan(self) -> nets.NetPlan:
         return nets.run_plan(self.ds, self.model, self.head)
@@ -262,7 +265,13 @@ class Trainer:
         resuming = resume and (snaps / "latest.json").exists()
         if resuming:
             self._check_resumable(plan)
-            done = _read_latest(snaps / "latest.json").get("iter", 0)
+            latest = _read_latest(snaps / "latest.json")
+            if latest.get("data") and self.data_fp and latest["data"] != self.data_fp:
+                raise TrainError(f"{self.run}'s snapshots were trained on other data than "
+                                 f"{self.train_lmdb} holds now (make prepare rewrote it since: "
+                                 f"the images, marks or settings changed), and resuming would mix "
+                                 f"the two; RESUME=0 trains it again on the data as it is now")
+            done = latest.get("iter", 0)
             if done > self.max_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations already, more than "
                                  f"ITERS={self.max_iter}; leave ITERS= out to resume it, or "
@@ -590,6 +599,8 @@ class _Session:
         state.update(iter=it, caffemodel=f"snap_iter_{it}.caffemodel",
                      solverstate=f"snap_iter_{it}.solverstate")
         state.pop("average", None)
+        if self.t.data_fp:
+            state["data"] = self.t.data_fp
         if self.average is not None and self.average.n:
             state["average"] = f"snap_iter_{it}.average.npz"
             self.average.save(snaps / state["average"])
