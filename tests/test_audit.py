@@ -593,3 +593,27 @@ def test_a_metrics_json_older_than_its_training_is_no_result(tmp_path):
     assert stale["ours"] is None and stale["note"] == (
         "stale bacterial/alexnet/metrics.json: it counted the weights of iteration 400, and the "
         "run has trained to 1000 since; make eval counts with them")
+
+
+def test_a_run_copied_into_another_runs_folder_is_no_result_there(tmp_path):
+    """A run moved into another run's place stood for it: an own folder's fcrn in
+    bacterial/fcrn filled the bacterial density row, a TRAIN_N=32 run in bacterial/alexnet the
+    paper's AlexNet(R) cell."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=98.7, dataset="bacterial",
+              dataset_tag="bacterial-n32-seed1")
+    _fake_run(runs, "bacterial/fcrn", mae=179.5, dataset="own", model="fcrn")
+    _fake_run(runs, "nuclei/alexnet-C", mae=70.0, model="alexnet", head="R")
+    report = audit.build(runs)
+    cells = {r["label"]: r for r in report["tables"][0]["rows"]}
+    assert cells["AlexNet(R)"]["cells"]["bacterial"]["ours"] is None
+    assert cells["AlexNet(R)"]["cells"]["bacterial"]["note"] == (
+        "misplaced bacterial/alexnet/metrics.json: it is of bacterial-n32-seed1/alexnet, a run "
+        "copied or moved into bacterial/alexnet; move it back to bacterial-n32-seed1/alexnet (or "
+        "evaluate the run in this folder again: make eval)")
+    assert "it is of nuclei/alexnet, a run" in cells["AlexNet(C)"]["cells"]["nuclei"]["note"]
+    assert not any(r["dataset"] == "bacterial" and "fcrn" in r["what"]
+                   for r in report["density"])
+    other = {m["run"]: m for m in report["other_runs"]}
+    assert other["bacterial/fcrn"]["error"].startswith("misplaced bacterial/fcrn/metrics.json: "
+                                                       "it is of own/fcrn")

@@ -456,7 +456,10 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
     for p in sorted(runs_dir.glob("*/*/metrics.json")):
         key = p.parent.relative_to(runs_dir).as_posix()
         found[key], trains[key] = _read(p), _train_info(p.parent)
-        if "error" in trains[key]:            # a damaged train.json: the run is unreadable
+        moved = _misplaced(key, found[key])
+        if moved:
+            found[key] = {"error": moved}
+        elif "error" in trains[key]:            # a damaged train.json: the run is unreadable
             found[key], trains[key] = {"error": trains[key]["error"]}, {}
         elif _is_number(found[key].get("iterations")) \
                 and _is_number(trains[key].get("iterations")) \
@@ -517,6 +520,23 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
             "datasets": datasets, "other_runs": other,
             "density": _density(found, runs_dir, trains),
             "found": found, "trains": trains, "tried": tried, "tried_file": tried_file}
+
+
+def _misplaced(key: str, m: dict) -> str | None:
+    """Why a run folder's metrics.json is not of the run its place names (a run copied or moved
+    into another's folder: its numbers would stand for that run), or None. Only what the file
+    says is compared (older files lack the dataset's tag)."""
+    if "error" in m:
+        return None
+    folder, run = key.split("/")
+    tag = m.get("dataset_tag", m.get("dataset"))
+    name = m.get("model")
+    its = f"{name}-C" if m.get("head") == "C" else name
+    if (isinstance(tag, str) and tag != folder) or (isinstance(name, str) and its != run):
+        return (f"misplaced {key}/metrics.json: it is of {tag}/{its}, a run copied or moved "
+                f"into {key}; move it back to {tag}/{its} (or evaluate the run in this folder "
+                f"again: make eval)")
+    return None
 
 
 def _recorded_stale(key: str, trains: dict) -> bool:
