@@ -234,6 +234,11 @@ DISPLAY_INTERVAL = 20
 # its 1,000-iteration interval is 1.7 h.) A snapshot of the full AlexNet costs ~1 s and ~0.5 GB.
 SNAPSHOT_SECONDS = 600
 
+# `pycount count` marks an image "suspect" when its count is below this: no image holds fewer
+# than no cells, but an empty field's count is noise around 0 (-0.7 on an empty VGG-like field,
+# -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
+SUSPECT_BELOW = -1.0
+
 # The audit calls a paper cell reproduced when our MAE is within this fraction of the paper's
 AUDIT_TOLERANCE = 0.15
 # Every evaluated run behind the audit is also recorded here (its metrics and training facts, a

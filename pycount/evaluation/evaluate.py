@@ -92,6 +92,11 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
                test_images_of=n_test, iterations=info.get("iterations"))
+    below = [r["id"] for r in rows if r["predicted"] < config.SUSPECT_BELOW]
+    if below:                       # kept in the MAE as counted, but not left unsaid
+        print(f"note: {len(below)} test image(s) counted below zero ({', '.join(below[:5])}"
+              f"{', ...' if len(below) > 5 else ''}): unlike the images the run learned from "
+              f"(predictions.csv has their counts)", flush=True)
     report.write_predictions(run / "predictions.csv", rows)
     report.write_metrics(run, out)
     write_fig7(run.parent)

@@ -3,8 +3,8 @@
 Each image is read as RGB uint8 (PNG/JPEG/TIFF/BMP, 8/16-bit, grey, grey + alpha, RGB or RGBA),
 counted as in `make eval` (sliding window at the run's patch and stride, density heatmap,
 integral; inference.density), and leaves a row in <out>/counts.csv and a figure <out>/<stem>_heatmap.png. A file that cannot be read
-or counted is reported by name and skipped, an image counted below zero is marked "suspect"; the
-exit status is then 1.
+or counted is reported by name and skipped, an image counted more than a cell below zero is marked
+"suspect"; the exit status is then 1.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
     row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
            "height": h, "seconds": seconds, "status": "ok", "error": ""}
-    if r.count < 0:                 # no image holds fewer than no cells: the net is lost on it
+    if r.count < config.SUSPECT_BELOW:  # fewer than no cells, beyond an empty field's noise
         row.update(status="suspect", error=(
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
             f"trained on (stain, colour or grey, bit depth, magnification); check it against "
