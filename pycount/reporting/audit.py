@@ -529,9 +529,11 @@ def _misplaced(key: str, m: dict) -> str | None:
     if "error" in m:
         return None
     folder, run = key.split("/")
-    tag = m.get("dataset_tag", m.get("dataset"))
+    tag, dataset = m.get("dataset_tag"), m.get("dataset")
     name = m.get("model")
     its = f"{name}-C" if m.get("head") == "C" else name
+    if not isinstance(tag, str) and isinstance(dataset, str):   # older: the name only
+        tag = dataset if not (folder == dataset or folder.startswith(dataset + "-")) else folder
     if (isinstance(tag, str) and tag != folder) or (isinstance(name, str) and its != run):
         return (f"misplaced {key}/metrics.json: it is of {tag}/{its}, a run copied or moved "
                 f"into {key}; move it back to {tag}/{its} (or evaluate the run in this folder "
