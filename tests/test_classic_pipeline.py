@@ -97,3 +97,15 @@ def test_a_partial_evaluation_counts_the_first_test_images_and_is_no_result(tiny
     assert "error" not in m and m["n_images"] == 4 and not replicate._partial(run / "metrics.json")
     with pytest.raises(SystemExit):                  # argparse: a count of at least one
         cli.main(["eval", "--model", "lecount", "--test-images", "0"])
+
+
+@pytest.mark.parametrize("option, needle", [
+    ({"tta": 4}, "TTA=4: test-time augmentation is for density models (MODEL=fcrn), not lecount"),
+    ({"shared": True}, "lecount has no convolutional trunk to share (drop --shared / SHARED=1)")])
+def test_cnn_options_are_refused_for_a_classic_method(option, needle, tmp_path):
+    """eval --tta 4 of lecount recorded tta 1, --shared "caffe shared": both were ignored."""
+    ds = config.dataset("bacterial")
+    with pytest.raises(config.ConfigError) as err:
+        predictors.make_predictor("cv2", (tmp_path / "none", tmp_path / "model.npz"),
+                                  config.model("lecount", ds), ds, "R", **option)
+    assert str(err.value) == needle

@@ -57,7 +57,13 @@ class StainNormalised:
 
 
 def _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, tta):
-    if model.classic:
+    if model.classic:               # options of the CNNs: refused, not silently ignored
+        if tta not in (None, 1):
+            raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
+                                     f"(MODEL=fcrn), not {model.name}")
+        if shared:
+            raise config.ConfigError(f"{model.name} has no convolutional trunk to share (drop "
+                                     f"--shared / SHARED=1)")
         return ClassicPredictor(weights, model, ds)
     name = resolve(name, model)
     if model.density:
