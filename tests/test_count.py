@@ -358,3 +358,12 @@ def test_a_damaged_dataset_json_of_an_own_run_is_named(run, images, damage, caps
     err = capsys.readouterr().err
     # the file at fault comes first (it was train.json, blamed for its sibling)
     assert f"pycount: error: {recorded}" in err and ("copy" in err and "make train" in err)
+
+
+def test_expected_on_a_regression_run_is_refused(run, images, tmp_path, capsys):
+    """--expected (the C head's expected count) on an R run was ignored without a word."""
+    assert cli.main(["count", str(images), "--run", str(run), "--expected",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert (f"--expected reads the classification head's expected count; {run} is a run of the "
+            f"R head (drop --expected)") in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

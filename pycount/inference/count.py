@@ -160,6 +160,9 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
           batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
+    if expected and run.head != "C":
+        raise config.ConfigError(f"--expected reads the classification head's expected count; "
+                                 f"{run.path} is a run of the {run.head} head (drop --expected)")
     backend = resolve(backend, run.model, gpu)
     if backend == "caffe":
         try:
