@@ -87,8 +87,8 @@ def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
     assert cli.main(["count", str(images), "--run", str(run), "--out", str(tmp_path / "o")]) == 1
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
     assert rows[str(images / "gone.png")]["error"] == (
-        f"{images / 'gone.png'} is a broken link (to {tmp_path / 'nowhere.png'}); restore the "
-        f"file it points to, or remove the link")
+        f"{images / 'gone.png'} is a broken link (to {tmp_path / 'nowhere.png'}, which does not "
+        f"exist); restore the file it points to, or remove the link")
     assert rows[str(images / "grey16.tif")]["status"] == "ok"
 
 

@@ -13,7 +13,7 @@ from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import finished_files, read_train_info, with_run_stain
-from pycount.util.runlock import in_training
+from pycount.util.runlock import LOCK_FILE, in_training
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
 
@@ -37,7 +37,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     # training (train.json, not interrupted) of the dataset, model, head and settings asked for
     info_file = run / "train.json"
     if in_training(run):
-        raise RunError(f"{run} is being trained now (a make train holds {run / '.train.lock'}): "
+        raise RunError(f"{run} is being trained now (a make train holds {run / LOCK_FILE}): "
                        f"its weights and train.json are the last session's and change when it "
                        f"ends; evaluate it then")
     info = read_train_info(info_file)

@@ -84,6 +84,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     """One CSV row: the predictor's count_image. Raises DatasetError
     (unreadable file) or ValueError (image smaller than a patch)."""
     start = time.monotonic()
+    datasets._refuse_broken_link(path)              # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
     image = datasets._read_any_image(path)
@@ -195,11 +196,8 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                     rows.append(count_file(path, run, predict, out / name))
                 except (datasets.DatasetError, OSError, ValueError) as e:
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
-                    error = (f"{path} is a broken link (to {os.readlink(path)}); restore the "
-                             f"file it points to, or remove the link"
-                             if path.is_symlink() and not path.exists() else
-                             f"no such file: {path}; check the path"
-                             if isinstance(e, FileNotFoundError) else str(e))
+                    error = (f"no such file: {path}; check the path" if
+                             isinstance(e, FileNotFoundError) else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error})

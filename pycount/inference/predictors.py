@@ -57,11 +57,11 @@ class StainNormalised:
 
 
 def _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, tta):
-    if model.classic:               # options of the CNNs: refused, not silently ignored
-        if tta not in (None, 1):
-            raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
-                                     f"(MODEL=fcrn), not {model.name}")
-        if shared:
+    if not model.density and tta not in (None, 1):    # patch and classic models alike
+        raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
+                                 f"(MODEL=fcrn), not {model.name}")
+    if model.classic:
+        if shared:                  # refused, not silently ignored
             raise config.ConfigError(f"{model.name} has no convolutional trunk to share (drop "
                                      f"--shared / SHARED=1)")
         return ClassicPredictor(weights, model, ds)
@@ -71,9 +71,6 @@ def _predictor(name, deploy, weights, model, ds, head, batch, expected, shared, 
             raise config.ConfigError(f"{model.name} is fully convolutional: it already runs once "
                                      f"per image (drop --shared / SHARED=1)")
         return DensityPredictor(deploy, weights, model, ds, engine=name, tta=tta)
-    if tta not in (None, 1):
-        raise config.ConfigError(f"TTA={tta}: test-time augmentation is for density models "
-                                 f"(MODEL=fcrn), not {model.name}")
     if shared:
         return SharedPredictor(deploy, weights, model, ds, head, batch=batch, expected=expected,
                                engine=name)

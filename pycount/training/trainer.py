@@ -24,6 +24,7 @@ from pycount.data import lmdbio
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
+from pycount.util import runlock
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 from pycount.device import set_device
@@ -688,13 +689,13 @@ class _RunLock:
 
     def __init__(self, run: Path):
         import fcntl
-        self.file = open(run / ".train.lock", "a+")
+        self.file = open(run / runlock.LOCK_FILE, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.file.close()
             raise TrainError(f"{run} is being trained by another process (it holds "
-                             f"{run / '.train.lock'}); wait for it to end, or stop it (Ctrl-C "
+                             f"{run / runlock.LOCK_FILE}); wait for it to end, or stop it (Ctrl-C "
                              f"snapshots it) and run make train again") from None
 
     def release(self) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+LOCK_FILE = ".train.lock"           # in the run folder, held by trainer._RunLock
+
 
 def in_training(run: Path) -> bool:
     """Whether a training holds `run` now (its model.caffemodel and train.json are then the last
     session's and about to change, and the LMDBs it reads must stay as they are)."""
     import fcntl
     try:
-        f = open(Path(run) / ".train.lock", "r")
+        f = open(Path(run) / LOCK_FILE, "r")
     except OSError:                 # no lock file: never trained here, or not readable
         return False
     with f:
