@@ -293,6 +293,55 @@ def test_words_in_strips_equal_the_whole_image():
     np.testing.assert_array_equal(words(gray, codebook, 3, 0.0, 0.05, strip_pixels=100), whole)
 
 
+def test_codebook_draw_in_strips_is_the_draw_from_all_descriptors():
+    """sample_descriptors forms the descriptors a strip at a time, yet draws exactly what drawing
+    from all of them at once drew (the named sets' code books are unchanged by the strips)."""
+    from pycount.classic.features import sample_descriptors
+    gray = np.random.default_rng(26).random((41, 33)).astype(np.float32)
+    gray[:12] = 0.5                                            # a flat band: excluded rows
+    for step, k in ((1, 50), (2, 30), (3, 10_000)):
+        desc, flat = dense_sift(gray, 3, 0.0, 0.05, step=step)
+        d = desc.reshape(-1, 128)[~flat.ravel()]
+        ref = d[np.random.default_rng(7).choice(len(d), min(k, len(d)), replace=False)]
+        for strip in (10 ** 9, 40, 1):
+            got = sample_descriptors(gray, 3, 0.0, 0.05, step, k, np.random.default_rng(7), strip)
+            np.testing.assert_array_equal(got, ref)
+    flat_img = np.full((20, 20), 0.5, np.float32)
+    rng = np.random.default_rng(1)
+    assert sample_descriptors(flat_img, 3, 0.0, 0.05, 1, 10, rng).shape == (0, 128)
+    assert rng.random() == np.random.default_rng(1).random()     # an empty image draws nothing
+
+
+def test_codebook_draw_memory_is_a_strip_not_the_image():
+    """A large image's code-book draw no longer holds all its descriptors (a 2048 x 2048 lab image
+    took > 6 GB and was killed): here a 384 x 384 image, whose descriptors alone are 75 MB."""
+    import tracemalloc
+    from pycount.classic.features import sample_descriptors
+    gray = np.random.default_rng(27).random((384, 384)).astype(np.float32)
+    all_desc = 384 * 384 * 128 * 4
+    tracemalloc.start()
+    got = sample_descriptors(gray, 3, 0.0, 0.05, 1, 1000, np.random.default_rng(0), 1 << 12)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got.shape == (1000, 128)
+    assert peak < all_desc / 3, (peak, all_desc)
+
+
+def test_normal_equations_in_strips_equal_the_whole_image():
+    """The normal equations are built a strip of block rows at a time with the Gaussian's reach
+    on both sides: the same A and b as the whole image at once (to rounding)."""
+    from pycount.classic.lecount import _normal_equations
+    rng = np.random.default_rng(28)
+    maps = [rng.integers(0, 9, (70, 45)), 9 + rng.integers(0, 3, (70, 45))]
+    target = rng.random((70, 45))
+    for sigma, cell in ((8.0, 4), (3.0, 1), (0.0, 4), (2.0, 3)):
+        A, b = _normal_equations(maps, target, 12, sigma, cell, strip_values=10 ** 9)
+        for strip in (12 * 12 * 3, 1):
+            A2, b2 = _normal_equations(maps, target, 12, sigma, cell, strip_values=strip)
+            np.testing.assert_allclose(A2, A, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(b2, b, rtol=1e-10, atol=1e-10)
+
+
 def test_ledetect_fit_memory_does_not_grow_with_the_training_images():
     """The region trees of the training images keep their features, not their stacks of label
     images (48 thresholds x the image: ~1 GB for one 1920x2560 Ki67-size image), so the peak
@@ -317,8 +366,8 @@ def test_lecount_codebook_samples_a_sparser_grid_only_where_images_dwarf_their_s
     before; an image with far more pixels than 64 x its share of the samples gives them from a
     sparser grid (a Ki67 image: step 5), and the model still counts."""
     from pycount.classic import features
-    steps, real = [], features.dense_sift
-    monkeypatch.setattr(features, "dense_sift", lambda *a, step=1: steps.append(step) or real(*a, step=step))
+    steps, real = [], features.sample_descriptors
+    monkeypatch.setattr(features, "sample_descriptors", lambda *a: steps.append(a[4]) or real(*a))
     images, points = blob_set(31, [10, 18, 25, 14])
     LeCount.fit(images, points, **FAST_COUNT)                         # 96 px: 9,216 px, 1,500 each
     assert steps == [1, 1, 1, 1]

@@ -106,6 +106,43 @@ def dense_sift(gray: np.ndarray, bin_size: int = 3, presmooth: float = 0.0, cont
     return descriptors(padded, pad, offs, np.arange(0, h, step), np.arange(0, w, step), contrast)
 
 
+def sample_descriptors(gray: np.ndarray, bin_size: int, presmooth: float, contrast: float, step: int,
+                       k: int, rng: np.random.Generator, strip_pixels: int = 1 << 18) -> np.ndarray:
+    """k descriptors drawn without replacement from the non-flat ones on every step-th pixel.
+
+    The same draw as dense_sift(..., step) followed by rng.choice over its non-flat rows, but with
+    the descriptors formed a strip of grid rows at a time (~strip_pixels grid points): a 2048 x 2048
+    image at step 1 needs ~130 MB for them instead of 2 GB for all of its descriptors at once.
+    Where the grid takes more than one strip, the strips are formed twice (once to count the
+    non-flat descriptors, once to gather the drawn ones)."""
+    padded, pad, offs = _padded_channels(gray, bin_size, presmooth)
+    h, w = gray.shape
+    ys, xs = np.arange(0, h, step), np.arange(0, w, step)
+    rows = max(1, strip_pixels // len(xs))
+    strips = [ys[r:r + rows] for r in range(0, len(ys), rows)]
+    kept, first = [], None
+    for i, sy in enumerate(strips):
+        desc, flat = descriptors(padded, pad, offs, sy, xs, contrast)
+        kept.append(int((~flat).sum()))
+        if i == 0:
+            first = desc.reshape(-1, DIM)[~flat.ravel()]
+    total = sum(kept)
+    if total == 0:
+        return np.empty((0, DIM), np.float32)
+    pick = rng.choice(total, min(k, total), replace=False)
+    if len(strips) == 1:
+        return first[pick]
+    out = np.empty((len(pick), DIM), np.float32)
+    start = 0
+    for sy, n in zip(strips, kept):
+        mine = np.flatnonzero((pick >= start) & (pick < start + n))
+        if len(mine):
+            desc, flat = descriptors(padded, pad, offs, sy, xs, contrast)
+            out[mine] = desc.reshape(-1, DIM)[~flat.ravel()][pick[mine] - start]
+        start += n
+    return out
+
+
 def _sq_dists(x: np.ndarray, centres: np.ndarray, c2: np.ndarray) -> np.ndarray:
     return c2[None, :] - 2.0 * (x @ centres.T)          # + |x|^2, constant per row
 

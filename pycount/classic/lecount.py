@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from pycount.util.progress import Progress
 
@@ -140,11 +141,10 @@ class LeCount:
         with Progress(len(images), "Le.count: code book descriptors", "images") as bar:
             for im in images:
                 step = max(1, int(np.sqrt(im.shape[0] * im.shape[1] / (s.codebook_oversample * per_image))))
-                desc, flat = features.dense_sift(features.channel(im, s.channel), s.bin_size,
-                                                 s.presmooth, s.contrast, step=step)
-                d = desc.reshape(-1, features.DIM)[~flat.ravel()]
+                d = features.sample_descriptors(features.channel(im, s.channel), s.bin_size, s.presmooth,
+                                                s.contrast, step, per_image, rng)
                 if len(d):
-                    sample.append(d[rng.choice(len(d), min(per_image, len(d)), replace=False)])
+                    sample.append(d)
                 bar.update(1)
         sample = np.concatenate(sample) if sample else np.empty((0, features.DIM), np.float32)
         if len(sample) < s.n_words:
@@ -237,21 +237,36 @@ def block_sum(a: np.ndarray, cell: int) -> np.ndarray:
     return p.reshape(hb, cell, wb, cell).sum(axis=(1, 3))
 
 
-def _normal_equations(maps, target: np.ndarray, k1: int, sigma: float, cell: int):
+def _normal_equations(maps, target: np.ndarray, k1: int, sigma: float, cell: int,
+                      strip_values: int = 1 << 22):
     """A = X^T X and b = X^T y, X the one-hot word maps summed over cell x cell blocks and smoothed
-    by a Gaussian of sigma px (sigma / cell blocks), y the target treated the same way."""
+    by a Gaussian of sigma px (sigma / cell blocks), y the target treated the same way.
+
+    X is formed a strip of block rows at a time (~strip_values numbers, 32 MB), each strip with the
+    Gaussian's reach of rows on both sides so that its own rows are smoothed exactly as in the
+    whole image: a 2048 x 2048 image no longer needs its whole X (540 MB at 257 words) at once."""
     if sigma <= 0 and cell == 1 and len(maps) == 1:  # one-hot rows: A is diagonal
         flat = maps[0].ravel()
         A = np.diag(np.bincount(flat, minlength=k1).astype(np.float64))
         return A, np.bincount(flat, weights=target.ravel(), minlength=k1)
-    X = block_hist(maps, k1, cell)
-    y = block_sum(target, cell)
-    if sigma > 0:
-        from scipy import ndimage
-        X = ndimage.gaussian_filter(X, (sigma / cell, sigma / cell, 0), mode="reflect")
-        y = ndimage.gaussian_filter(y, sigma / cell, mode="reflect")
-    X = X.reshape(-1, k1)
-    return X.T @ X, X.T @ y.ravel()
+    h, w = target.shape
+    hb, wb = -(-h // cell), -(-w // cell)
+    s = sigma / cell
+    reach = int(4.0 * s + 0.5) if sigma > 0 else 0        # gaussian_filter's radius (truncate 4)
+    rows = max(1, strip_values // (wb * k1))
+    A, b = np.zeros((k1, k1)), np.zeros(k1)
+    for b0 in range(0, hb, rows):
+        b1 = min(hb, b0 + rows)
+        e0, e1 = max(0, b0 - reach), min(hb, b1 + reach)
+        X = block_hist([m[e0 * cell:e1 * cell] for m in maps], k1, cell)
+        y = block_sum(target[e0 * cell:e1 * cell], cell)
+        if sigma > 0:
+            X = ndimage.gaussian_filter(X, (s, s, 0), mode="reflect")
+            y = ndimage.gaussian_filter(y, s, mode="reflect")
+        X = X[b0 - e0:b1 - e0].reshape(-1, k1)
+        A += X.T @ X
+        b += X.T @ y[b0 - e0:b1 - e0].ravel()
+    return A, b
 
 
 def _solve(A: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
