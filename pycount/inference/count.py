@@ -9,7 +9,6 @@ or counted is reported by name and skipped, an image counted more than a cell be
 from __future__ import annotations
 
 import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -145,15 +144,15 @@ def summary_table(rows: list[dict]) -> str:
 
 def _make_out(out: Path) -> None:
     """The output folder, made (with its parents) and writable, or a RunError naming it."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:            # a parent that is a file, a path that cannot be made, ...
-        above = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-        why = f"{above} is a file" if above else (e.strerror or str(e)).lower()
-        raise RunError(f"cannot make the output folder {out} ({why}): give --out (OUT=) a "
-                       f"folder that can be made and written") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+    problem = atomic.make_folder(out)
+    if problem is None:
+        return
+    kind, detail = problem
+    if kind == "readonly":
         raise RunError(f"the output folder {out} is not writable: give --out (OUT=) another")
+    why = f"{detail} is a file" if kind == "file" else str(detail).lower()
+    raise RunError(f"cannot make the output folder {out} ({why}): give --out (OUT=) a "
+                   f"folder that can be made and written")
 
 
 def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",

@@ -10,7 +10,6 @@ import csv
 import html
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -1021,21 +1020,20 @@ def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     docs_dir, the same Markdown as docs_dir/audit.md (its charts in docs_dir/audit/), the page
     committed with the results it shows. Returns the paths."""
     out = Path(out_dir or Path(report["runs_dir"]) / "audit")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise config.ConfigError(f"{out} is a file, not a folder: name a folder for the report "
-                                 f"(--out; it is made if missing)") from None
-    except NotADirectoryError:
-        above = next((p for p in out.parents if p.exists() and not p.is_dir()), out.parent)
-        raise config.ConfigError(f"cannot make the report folder {out}: {above} is a file; name "
-                                 f"a folder for the report (--out)") from None
-    except OSError as e:   # no permission, a full disk, ...
-        raise config.ConfigError(f"cannot make the report folder {out} ({e.strerror}): name "
-                                 f"a folder that can be made and written (--out)") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise config.ConfigError(f"the report folder {out} is not writable: name another "
-                                 f"(--out)")
+    problem = atomic.make_folder(out)
+    if problem is not None:
+        kind, detail = problem
+        if kind == "file" and detail == out:
+            raise config.ConfigError(f"{out} is a file, not a folder: name a folder for the report "
+                                     f"(--out; it is made if missing)")
+        if kind == "file":
+            raise config.ConfigError(f"cannot make the report folder {out}: {detail} is a file; "
+                                     f"name a folder for the report (--out)")
+        if kind == "readonly":
+            raise config.ConfigError(f"the report folder {out} is not writable: name another "
+                                     f"(--out)")
+        raise config.ConfigError(f"cannot make the report folder {out} ({detail}): name "
+                                 f"a folder that can be made and written (--out)")
     paths = {}
     for t in report["tables"]:
         paths[f"table{t['table']}"] = out / f"table{t['table']}.png"

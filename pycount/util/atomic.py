@@ -30,6 +30,30 @@ def probe_writable(folder) -> None:
     probe.unlink()
 
 
+def file_in_the_way(path) -> Path | None:
+    """The path itself, or its nearest existing ancestor, when that is a file rather than a folder
+    (a folder cannot be made there); None when the path is or can become a folder."""
+    found = next((p for p in [Path(path), *Path(path).parents] if p.exists()), None)
+    return found if found is not None and not found.is_dir() else None
+
+
+def make_folder(path) -> tuple[str, object] | None:
+    """Make a folder (with its parents). None when it is a folder this process can write to; else
+    why not, for the caller's own message: ("file", the file in the way), ("readonly", None) or
+    ("oserror", the system's words)."""
+    path = Path(path)
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        return "file", blocker
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:            # no permission, a full disk, a name too long, ...
+        return "oserror", e.strerror or str(e)
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "readonly", None
+    return None
+
+
 def write_text(path, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
