@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 from pycount import config
 from pycount.errors import Diverged, PycountError
@@ -218,8 +217,9 @@ def _more_commands(sub) -> None:
 def _data(args) -> int:
     from pycount.data import download
     root = args.data_root or config.data_dir()
-    above = next((p for p in [Path(root), *Path(root).parents] if p.exists()), None)
-    if above is not None and not above.is_dir():
+    from pycount.util.atomic import file_in_the_way
+    above = file_in_the_way(root)
+    if above is not None:
         raise config.ConfigError(f"DATA_ROOT={root}: {above} is a file, not a folder; set "
                                  f"DATA_ROOT to the folder that holds (or is to hold) the "
                                  f"releases")
@@ -323,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     model = config.model(args.model, ds)
     _check_stain(ds, model)
+    _check_classic(args, model)
     if args.command == "train" and ds.own and args.iters is None:
         from pycount.data import owndata
         args.iters = owndata.iterations(ds, model)
@@ -368,6 +369,23 @@ def _check_stain(ds: config.DatasetConfig, model: config.ModelConfig | None) -> 
     if ds.stain_norm and model is not None and model.classic:
         raise config.ConfigError(f"STAIN={ds.stain_norm} is for the nets; {model.name} reads the "
                                  f"images as they are (drop STAIN=)")
+
+
+def _check_classic(args, model: config.ModelConfig) -> None:
+    """The nets' options given to a classic method, which would ignore them: refused, named."""
+    if not model.classic:
+        return
+    given = [f"{name}={value}" for name, value, unset in (
+        ("GPU", getattr(args, "gpu", -1), -1), ("HEAD", getattr(args, "head", "R"), "R"),
+        ("ITERS", getattr(args, "iters", None), None),
+        ("FINETUNE", getattr(args, "finetune", None), None),
+        ("SCRATCH", 1 if getattr(args, "scratch", False) else None, None),
+        ("BACKEND", getattr(args, "backend", None), None)) if value != unset]
+    given = [g for g in given if g != "BACKEND=auto"]
+    if given:
+        raise config.ConfigError(f"{model.name} is fitted and counted on the CPU by its own "
+                                 f"numpy code (one regression count, no iterations): drop "
+                                 f"{', '.join(given)}")
 
 
 def main(argv=None) -> int:

@@ -109,3 +109,42 @@ def test_cnn_options_are_refused_for_a_classic_method(option, needle, tmp_path):
         predictors.make_predictor("cv2", (tmp_path / "none", tmp_path / "model.npz"),
                                   config.model("lecount", ds), ds, "R", **option)
     assert str(err.value) == needle
+
+
+@pytest.mark.parametrize("command, extra, named", [
+    ("train", ["--gpu", "0"], "GPU=0"), ("train", ["--head", "C"], "HEAD=C"),
+    ("train", ["--iters", "100"], "ITERS=100"), ("train", ["--scratch"], "SCRATCH=1"),
+    ("train", ["--finetune", "all"], "FINETUNE=all"),
+    ("eval", ["--backend", "caffe"], "BACKEND=caffe"), ("eval", ["--gpu", "0"], "GPU=0")])
+def test_the_nets_options_are_refused_for_a_classic_method(tiny, monkeypatch, capsys, command,
+                                                           extra, named):
+    """A classic fit has no GPU path, head, iterations or engine: each was ignored without a word
+    (eval --backend caffe recorded "caffe" for a numpy count, --gpu 0 asked Caffe for a GPU)."""
+    monkeypatch.setitem(config.DATASETS, "synthetic", tiny[0])
+    assert cli.main([command, "--model", "lecount", *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"drop {named}" in err and "Traceback" not in err, err
+    assert not config.run_dir(tiny[0], config.model("lecount")).exists()
+
+
+def test_a_classic_method_has_no_engine_to_choose():
+    """`pycount count --run <a Le.count run>` goes through resolve: its numpy code, nothing else."""
+    from pycount.inference.engines import CLASSIC_ENGINE, resolve
+    model = config.model("lecount")
+    assert resolve(None, model) == resolve("auto", model) == CLASSIC_ENGINE
+    with pytest.raises(config.ConfigError, match="drop --backend caffe"):
+        resolve("caffe", model)
+    with pytest.raises(config.ConfigError, match="drop --gpu 0"):
+        resolve(None, model, gpu=0)
+
+
+def test_the_gpu_sweep_fits_classic_cells_without_the_nets_options(monkeypatch, tmp_path):
+    """make audit-gpu passed --gpu and --head to every cell; a classic cell now gets neither."""
+    calls = []
+    monkeypatch.setattr(replicate.subprocess, "call", lambda argv, **kw: calls.append(argv) or 0)
+    replicate._cell("bacterial", "lecount", "R", 0, None, None, tmp_path)
+    replicate._cell("bacterial", "alexnet", "R", 0, 50, None, tmp_path)
+    lecount, alexnet = calls[:3], calls[3:]
+    assert all("--gpu" not in c and "--head" not in c for c in lecount), lecount
+    assert ["--head", "R", "--gpu", "0", "--iters", "50"] == alexnet[1][-6:]
+    assert ["--head", "R", "--gpu", "0"] == alexnet[2][-4:]

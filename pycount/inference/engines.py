@@ -230,9 +230,22 @@ DEFAULT_BACKEND = config.DEFAULT_ENGINE
 CHOICES = ("auto",) + tuple(BACKENDS)
 
 
+# what a classic method (Le.count, Le.detect) counts with: its own numpy code, on the CPU
+CLASSIC_ENGINE = "numpy"
+
+
 def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
     """The engine to run: `name` as given, or for None / "auto" caffe on a GPU and otherwise the
-    model's faster CPU engine; cv2 when that is caffe and pycaffe is not importable."""
+    model's faster CPU engine; cv2 when that is caffe and pycaffe is not importable. A classic
+    method has no engine to choose and no GPU path: naming either is refused."""
+    if model.classic:
+        if name not in (None, "auto", CLASSIC_ENGINE):
+            raise config.ConfigError(f"{model.name} counts with its own numpy code, not a net "
+                                     f"engine: drop --backend {name} (BACKEND=)")
+        if gpu >= 0:
+            raise config.ConfigError(f"{model.name} runs on the CPU only: drop --gpu {gpu} "
+                                     f"(GPU=)")
+        return CLASSIC_ENGINE
     if name not in (None, "auto"):
         if name not in BACKENDS:
             raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(CHOICES)}")

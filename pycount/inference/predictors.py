@@ -9,7 +9,7 @@ from pathlib import Path
 from pycount import config
 from pycount.data import stain
 from pycount.inference.classic import ClassicPredictor
-from pycount.inference.engines import BACKENDS, CHOICES, Predictor, resolve
+from pycount.inference.engines import BACKENDS, CHOICES, CLASSIC_ENGINE, Predictor, resolve
 from pycount.inference.fullconv import DensityPredictor
 from pycount.inference.run import load_run
 from pycount.inference.shared import SharedPredictor
@@ -24,7 +24,7 @@ def make_predictor(name: str, run_or_paths, model: config.ModelConfig | None = N
     method's model.npz) with model, ds and head given. shared=True:
     the convolutional trunk runs once per image instead of once per window (inference.shared).
     tta: a density model's test-time augmentation (None: the model's own setting)."""
-    if name not in CHOICES:
+    if name not in CHOICES and name != CLASSIC_ENGINE:
         raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(CHOICES)}")
     if isinstance(run_or_paths, (str, Path)):
         run = load_run(run_or_paths)

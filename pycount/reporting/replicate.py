@@ -183,11 +183,13 @@ def _cell(dataset: str, model: str, head: str, gpu: int, iters: int | None, data
     args = ["--dataset", dataset, "--model", model]
     if data_root:
         args += ["--data-root", str(data_root)]
-    steps = [("prepare", []),
-             ("train", ["--head", head, "--gpu", str(gpu)] + (["--iters", str(iters)] if iters
-                                                               else [])),
-             ("eval", ["--head", head, "--gpu", str(gpu)]
-              + (["--test-images", str(test_images)] if test_images else []))]
+    if config.model(model).classic:      # fitted once on the CPU: no head, GPU or iterations
+        net, fit = [], []
+    else:
+        net = ["--head", head, "--gpu", str(gpu)]
+        fit = net + (["--iters", str(iters)] if iters else [])
+    steps = [("prepare", []), ("train", fit),
+             ("eval", net + (["--test-images", str(test_images)] if test_images else []))]
     log = log_dir / f"{dataset}-{config.run_name(config.model(model), head)}.log"
     start = time.monotonic()
     try:
