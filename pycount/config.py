@@ -126,6 +126,11 @@ class DatasetConfig:
     iters: int = 0
     spec: tuple[str, ...] = ()
     defaults: tuple = ()
+    # How images deeper than 8 bits (16-bit, float) become the 8-bit RGB the nets read: (lo, hi)
+    # raw values mapped to 0 and 255 for every image of the dataset, or () for each image's own
+    # stretch (DEPTH_PERCENTILES). An own folder's is inferred from its training images
+    # (owndata.resolve) and kept in its runs' dataset.json; the named sets are 8-bit.
+    depth_range: tuple = ()
 
     @property
     def own(self) -> bool:
@@ -238,6 +243,12 @@ SNAPSHOT_SECONDS = 600
 # than no cells, but an empty field's count is noise around 0 (-0.7 on an empty VGG-like field,
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
+# The percentiles of an image's values taken as its black and white when an image deeper than 8
+# bits is stretched to 8 (readers._to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
+# container do not leave it dark. An own folder's depth_range spans its training images'
+# (owndata.resolve), so one mapping serves them all: a per-image stretch made an empty 16-bit
+# fluorescence field near-white noise, counted as 1,233 cells by a bacterial fcrn (-0.7 as 8-bit).
+DEPTH_PERCENTILES = (0.1, 99.9)
 
 # The audit calls a paper cell reproduced when our MAE is within this fraction of the paper's
 AUDIT_TOLERANCE = 0.15
@@ -717,6 +728,9 @@ SPEC_KEYS = {  # key: (type, meaning)
     "marker": (str, "the Cell Counter marker type (number or name) or QuPath class to count; "
                     "default: all"),
     "iters": (int, "training iterations; default: from the number of crops / patches"),
+    "depth_range": (list, "16-bit / float images: the raw values [low, high] that become 0 and "
+                          "255; default: from the training images; [] for each image's own "
+                          "stretch"),
 }
 OWN_ROT_STEP = 30 # the paper's rotation step, for every dataset
 OWN_N_VAL = 5         # as the named datasets
@@ -837,6 +851,12 @@ def read_spec(folder: Path) -> dict:
     if "mean_rgb" in spec and (len(spec["mean_rgb"]) != 3 or not all(
             isinstance(v, (int, float)) for v in spec["mean_rgb"])):
         raise ConfigError(f"{path}: mean_rgb must be three numbers [r, g, b]")
+    if "depth_range" in spec and (len(spec["depth_range"]) not in (0, 2) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in spec["depth_range"]) or (spec["depth_range"]
+                                              and spec["depth_range"][1] <= spec["depth_range"][0])):
+        raise ConfigError(f"{path}: depth_range must be two numbers [low, high] with low < high "
+                          f"(or [] for each image's own stretch)")
     if "crop" in spec and spec["crop"] % 8:
         raise ConfigError(f"{path}: crop = {spec['crop']} must be a multiple of 8 (the density "
                           f"nets pool three times)")
@@ -864,6 +884,7 @@ def folder_dataset(path) -> DatasetConfig:
         max_patch_count=spec.get("max_patch_count", 0), sigma=float(spec.get("sigma", 0.0)),
         crop=spec.get("crop", 0), crop_stride=spec.get("crop_stride", 0), pad=True,
         marker=str(spec.get("marker", "")), iters=spec.get("iters", 0),
+        depth_range=tuple(float(v) for v in spec.get("depth_range", ())),
         spec=tuple(sorted(spec)), description=f"own images in {root}")
 
 
@@ -891,7 +912,7 @@ def dataset_to_json(ds: DatasetConfig) -> str:
 
 def dataset_from_json(text: str) -> DatasetConfig:
     d = json.loads(text)
-    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults", "stain_ref"):
+    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults", "stain_ref", "depth_range"):
         d[k] = tuple(d.get(k) or ())
     return DatasetConfig(**d)
 

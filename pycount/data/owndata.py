@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,10 @@ class ImageStats:
     height: int
     count: int
     nn: list          # each dot's distance to its nearest neighbour, px (1 decimal)
-    mean_bgr: list    # the image's mean colour
+    mean_bgr: list    # the image's mean colour (a deeper image: as stretched on its own)
+    # an image deeper than 8 bits: its dtype, the DEPTH_PERCENTILES of its raw values (lo, hi)
+    # and its raw mean per channel (mean_rgb); {} for an 8-bit image
+    depth: dict = field(default_factory=dict)
 
 
 def _file_key(*paths: Path) -> str:
@@ -100,7 +103,9 @@ def _check_moved(name: str, root: Path, then: Path, old: dict,
     recorded = old.get("images") if old.get("version") == CACHE_VERSION else None
     then_stats = {i: e.get("stats") for i, e in recorded.items() if isinstance(e, dict)} \
         if isinstance(recorded, dict) else {}
-    now = {i: s.__dict__ for i, s in stats.items()}
+    now = {i: {k: v for k, v in s.__dict__.items()         # a record from before a field was
+               if not isinstance(then_stats.get(i), dict) or k in then_stats[i]}   # measured
+           for i, s in stats.items()}
     if then_stats == now:
         return
     said = ([f"{i} changed" for i in sorted(then_stats.keys() & now.keys())
@@ -132,10 +137,11 @@ def _measure(root: Path, marker: str, name: str, old: dict,
     for i, (image_path, note, kind) in pairs.items():
         key = _file_key(image_path, note) + f":{marker}"
         hit = cache.get(i)
-        if hit and hit.get("key") == key:
+        if hit and hit.get("key") == key and "depth" in hit.get("stats", {}):
             out[i] = ImageStats(**hit["stats"])
         else:
-            image = readers._read_any_image(image_path)
+            raw = readers._decoded(image_path)
+            image = readers._to_rgb8(raw)
             centres = readers._check_centres(
                 np.asarray(readers.read_annotation(note, kind, image.shape, marker),
                            np.float64).reshape(-1, 2), image.shape, note)
@@ -143,8 +149,14 @@ def _measure(root: Path, marker: str, name: str, old: dict,
             if len(centres) > 1:
                 dist, _ = cKDTree(centres).query(centres, k=2)
                 nn = np.round(dist[:, 1], 1).tolist()
+            depth = {}
+            if raw.dtype != np.uint8:
+                lo, hi = readers.depth_percentiles(raw)
+                chans = raw.reshape(raw.shape[0], raw.shape[1], -1).astype(np.float64)
+                depth = {"dtype": str(raw.dtype), "lo": round(lo, 4), "hi": round(hi, 4),
+                         "mean_rgb": np.broadcast_to(chans.mean(axis=(0, 1)), 3).round(4).tolist()}
             out[i] = ImageStats(i, image.shape[1], image.shape[0], len(centres), nn,
-                                image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist())
+                                image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist(), depth)
         fresh[i] = {"key": key, "stats": out[i].__dict__}
     if moved is not None:
         _check_moved(name, root, moved, old, out)
@@ -272,6 +284,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     set_ = {k: bool(getattr(ds, k)) for k in ("patch", "stride", "sigma", "crop", "crop_stride",
                                                "mean_bgr", "max_patch_count")}
     set_["split"] = bool(ds.test_ids)
+    set_["depth_range"] = "depth_range" in ds.spec
     set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
 
     # split: as the named sets without a recorded one (seeded, prepare.SPLIT_SEED)
@@ -326,9 +339,11 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
          f"the training crops within {config.OWN_CROP_BUDGET:,} "
          f"(here {n_crops(crop, crop_stride):,})", " px")
 
+    depth_range = _depth_range(ds, tr, root, note, lines)
     pixels = np.array([s.width * s.height for s in tr], np.float64)
     mean = tuple(float(v) for v in np.round(
-        (np.array([s.mean_bgr for s in tr]) * pixels[:, None]).sum(0) / pixels.sum(), 1))
+        (np.array([_mean_bgr(s, depth_range) for s in tr]) * pixels[:, None]).sum(0)
+        / pixels.sum(), 1))
     mean = ds.mean_bgr or mean
     note("mean_bgr", list(mean), "mean colour of the training images' pixels (B, G, R)")
 
@@ -350,7 +365,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         lines.append(f"  patch LMDB stored PNG-encoded: {raw / 2 ** 30:.1f} GB as raw patches")
     out = replace(ds, patch=patch, stride=stride, sigma=float(sigma), crop=crop,
                   crop_stride=crop_stride, mean_bgr=mean, max_patch_count=mpc, encoded=encoded,
-                  train_ids=tuple(train), test_ids=tuple(test))
+                  train_ids=tuple(train), test_ids=tuple(test), depth_range=depth_range)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's
     out = replace(out, defaults=(patch if not ds.patch or "patch" in ds.spec else None,
@@ -364,6 +379,43 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     for line in lines:
         say(line)
     return out
+
+
+def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, note, lines
+                 ) -> tuple:
+    """How the folder's images deeper than 8 bits become 8-bit (readers._to_uint8): pycount.toml's
+    depth_range, else one range that holds every such training image's DEPTH_PERCENTILES band
+    (none is clipped more than by its own stretch, and each keeps its brightness relative to the
+    others), else () for each image's own stretch (no such image, or mixed kinds of depth)."""
+    deep = [s.depth for s in tr if s.depth]
+    if "depth_range" in ds.spec:
+        if deep or ds.depth_range:
+            note("depth_range", list(ds.depth_range) or "per image", "")
+        return tuple(ds.depth_range)
+    if not deep:
+        return ()
+    kinds = sorted({d["dtype"] for d in deep})
+    lo, hi = min(d["lo"] for d in deep), max(d["hi"] for d in deep)
+    if len(kinds) > 1 or hi <= lo:
+        why = f"mixed {' and '.join(kinds)} images" if len(kinds) > 1 else "flat images"
+        lines.append(f"  {'depth_range':<15} {'per image':>8}  {why}: each deeper image is "
+                     f"stretched on its own (depth_range = [low, high] in "
+                     f"{root / config.SPEC_FILE} sets one)")
+        return ()
+    p0, p1 = config.DEPTH_PERCENTILES
+    note("depth_range", [round(lo, 4), round(hi, 4)], f"the raw values that become 0 and 255 "
+         f"in all {kinds[0]} images: the lowest {p0:g}th and highest {p1:g}th percentile of "
+         f"the {len(deep)} training images' values")
+    return (lo, hi)
+
+
+def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
+    """An image's mean colour (B, G, R) as the nets see it: a deeper image's raw mean mapped
+    through the dataset's depth_range (clipping aside), else as measured."""
+    if not (s.depth and len(depth_range) == 2):
+        return s.mean_bgr
+    lo, hi = depth_range
+    return [float(np.clip((v - lo) / (hi - lo), 0, 1) * 255) for v in s.depth["mean_rgb"][::-1]]
 
 
 def _fill_defaults(out: config.DatasetConfig, given: config.DatasetConfig) -> tuple:

@@ -53,7 +53,8 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
          ) -> list[datasets.Sample]:
     """The images `ids` with their centres; with `side`, each checked to be at least that many
     pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
-    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker)
+    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker,
+                            depth_range=ds.depth_range)
     if side and ds.pad:
         return pad_small(samples, side, ds)
     if side:

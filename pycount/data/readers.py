@@ -267,17 +267,29 @@ def _generic_pairs(root: Path) -> dict[str, tuple[Path, Path]]:
                   "add the image or remove the CSV")
 
 
-def _to_uint8(data: np.ndarray) -> np.ndarray:
-    """8-bit data as is; deeper data (16-bit, float) by a robust per-image contrast stretch: the 0.1st and
-    99.9th percentiles over all channels map to 0 and 255, clipped. Unlike dividing by the maximum, a few
-    hot pixels or a 12-bit camera in a 16-bit container do not leave the image dark."""
+def _to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """8-bit data as is. Deeper data (16-bit, float): with depth_range (lo, hi), the values lo..hi
+    map to 0..255, clipped: one mapping for every image of a dataset (an own folder's, inferred
+    from its training images by owndata and kept in its runs), so that an image's brightness
+    keeps its meaning. Without it, a robust per-image contrast stretch: the 0.1st and 99.9th
+    percentiles over all channels map to 0 and 255 (a few hot pixels or a 12-bit camera in a
+    16-bit container do not leave the image dark, but an empty field is stretched to noise)."""
     if data.dtype == np.uint8:
         return data
     data = data.astype(np.float64)
-    lo, hi = np.percentile(data, [0.1, 99.9])
-    if hi <= lo:  # (nearly) flat image: fall back to the full range, or black
-        lo, hi = data.min(), max(data.max(), data.min() + 1)
+    if len(depth_range) == 2 and depth_range[1] > depth_range[0]:
+        lo, hi = float(depth_range[0]), float(depth_range[1])
+    else:
+        lo, hi = depth_percentiles(data)
+        if hi <= lo:  # (nearly) flat image: fall back to the full range, or black
+            lo, hi = data.min(), max(data.max(), data.min() + 1)
     return np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def depth_percentiles(data: np.ndarray) -> tuple[float, float]:
+    """The 0.1st and 99.9th percentiles of an image's values over all channels."""
+    lo, hi = np.percentile(data, config.DEPTH_PERCENTILES)
+    return float(lo), float(hi)
 
 
 # a marker inside a JPEG scan's entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart
@@ -388,22 +400,34 @@ def _tiff_channels(path: Path) -> tuple[int, int, bool]:
         return 0, 0, False
 
 
-def _read_any_image(path: Path) -> np.ndarray:
-    """Decode an 8/16-bit grey, grey + alpha, RGB or RGBA image into H x W x 3 uint8 RGB: grey is
-    replicated to three channels, alpha is dropped (before the depth conversion of _to_uint8, so
-    an opaque alpha cannot darken the rest), depth is converted by _to_uint8. TIFFs cv2 cannot
-    decode go to tifffile; what _decode refuses (a cut JPEG, a multi-page TIFF, two channels
-    that are not grey + alpha, NaN pixels) raises DatasetError."""
+def _decoded(path: Path) -> np.ndarray:
+    """An image file's pixels at their own depth: H x W grey or H x W x 3 RGB, alpha dropped
+    (before any depth conversion, so an opaque alpha cannot darken the rest). TIFFs cv2 cannot
+    decode go to tifffile; what _decode refuses (a cut JPEG, a multi-page TIFF, two channels that
+    are not grey + alpha, NaN pixels) raises DatasetError."""
     data, bgr = _decode(Path(path))
     if data.ndim == 3 and data.shape[2] in (1, 2):     # grey, grey + alpha (_decode checked it)
         data = data[..., 0]
     if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (3, 4))):
         raise DatasetError(f"{path} has shape {data.shape}; expected one grey, RGB or RGBA image "
                            "(save multi-page or multi-channel stacks as one image per file)")
-    data = _to_uint8(data if data.ndim == 2 else data[..., :3])
+    if data.ndim == 3:
+        data = data[..., 2::-1] if bgr else data[..., :3]
+    return data
+
+
+def _to_rgb8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """_decoded's pixels as H x W x 3 uint8 RGB (grey replicated; depth as _to_uint8)."""
+    data = _to_uint8(data, depth_range)
     if data.ndim == 2:
         return np.repeat(data[..., None], 3, axis=2)
-    return np.ascontiguousarray(data[..., ::-1] if bgr else data)
+    return np.ascontiguousarray(data)
+
+
+def _read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """Decode an 8/16-bit (or float) grey, grey + alpha, RGB or RGBA image into H x W x 3 uint8
+    RGB (_decoded, then _to_rgb8; depth_range: see _to_uint8)."""
+    return _to_rgb8(_decoded(path), depth_range)
 
 
 def read_centres_csv(path: Path) -> np.ndarray:
@@ -441,7 +465,8 @@ def read_centres_csv(path: Path) -> np.ndarray:
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
-def read_generic(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
+def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequence[float] = ()
+                 ) -> list[Sample]:
     """Read a folder of images (.png .jpg .jpeg .tif .tiff, any case) with same-stem .csv centre files
     (see read_centres_csv; images are converted as in _read_any_image). Ids are the file stems,
     naturally sorted ("2" before "10") when ``ids`` is None. Other files are ignored."""
@@ -453,7 +478,7 @@ def read_generic(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     samples = []
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, csv_path = pairs[i]
-        samples.append(_sample(i, _read_any_image(image_path), read_centres_csv(csv_path), csv_path,
+        samples.append(_sample(i, _read_any_image(image_path, depth_range), read_centres_csv(csv_path), csv_path,
                                image_path))
     return samples
 
@@ -813,10 +838,11 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.n
     return read_dot_mask(path, shape)
 
 
-def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "") -> list[Sample]:
+def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
+                depth_range: Sequence[float] = ()) -> list[Sample]:
     """Read a folder of images with one annotation each, paired by name (folder_pairs); the formats
     may be mixed. Images as in _read_any_image (8/16-bit, grey/RGB/RGBA, PNG/JPEG/TIFF). `marker`:
-    the Cell Counter type or QuPath class to count ("" = all)."""
+    the Cell Counter type or QuPath class to count ("" = all); depth_range: see _to_uint8."""
     root = _require_dir(root)
     pairs = folder_pairs(root)
     if not pairs:
@@ -826,7 +852,7 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "") -> 
     samples = []
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, note, kind = pairs[i]
-        image = _read_any_image(image_path)
+        image = _read_any_image(image_path, depth_range)
         samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker), note,
                                image_path))
     return samples
@@ -845,13 +871,17 @@ READERS = {"vgg_cells": read_vgg_cells, "crc_nuclei": read_crc_nuclei, "generic"
            "folder": read_folder}
 
 
-def read(layout: str, root, ids: Optional[Sequence[str]] = None, marker: str = "") -> list[Sample]:
+def read(layout: str, root, ids: Optional[Sequence[str]] = None, marker: str = "",
+         depth_range: Sequence[float] = ()) -> list[Sample]:
     """Read the dataset at ``root`` with the reader of ``layout`` (one of READERS); ``marker``: the
-    folder layout's annotation class to count ("" = all)."""
+    folder layout's annotation class to count ("" = all); ``depth_range``: how the folder and
+    generic layouts convert deeper images to 8 bits (_to_uint8)."""
     if layout not in READERS:
         raise DatasetError(f"unknown dataset layout {layout!r}; valid layouts: {', '.join(READERS)}")
     if layout == "folder":
-        return read_folder(root, ids, marker)
+        return read_folder(root, ids, marker, depth_range)
+    if layout == "generic":
+        return read_generic(root, ids, depth_range)
     return READERS[layout](root, ids)
 
 

@@ -86,7 +86,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     datasets._refuse_broken_link(path)              # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
-    image = datasets._read_any_image(path)
+    image = datasets._read_any_image(path, run.ds.depth_range)   # as the run's training images
     h, w = image.shape[:2]
     r = predict.count_image(image)
     seconds = time.monotonic() - start

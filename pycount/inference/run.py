@@ -94,6 +94,16 @@ def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
     return dataclasses.replace(ds, stain_ref=tuple(float(v) for v in ref))
 
 
+def with_run_depth(ds: config.DatasetConfig, run: Path) -> config.DatasetConfig:
+    """An own folder's ds reading deeper images as its run's training images were read: the
+    depth_range in the run's dataset.json (a run from before depth ranges has none: each image
+    stretched on its own, as it was trained). A named set, or a run without dataset.json: ds."""
+    if not ds.own or not (Path(run) / "dataset.json").is_file():
+        return ds
+    recorded = config.run_dataset(run, ds.name).depth_range
+    return ds if recorded == ds.depth_range else dataclasses.replace(ds, depth_range=recorded)
+
+
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:
     """The files counting needs from a run folder whose training finished (config.run_files);
     RunError names what is missing, or says the training was interrupted (train.json `info`)."""

@@ -1,0 +1,146 @@
+"""Images deeper than 8 bits (16-bit, float) in a lab's own folder: one mapping to 8 bits for the
+whole dataset, inferred from its training images (owndata), kept in its runs and used by eval and
+count; each image's own stretch only where asked for (pycount.toml `depth_range = []`)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pycount import cli, config
+from pycount.data import owndata, readers
+from pycount.errors import ConfigError
+from pycount.inference.run import with_run_depth
+
+
+def field16(rng, side, cells, bright):
+    """A 16-bit fluorescence-like field: background ~1000 with noise, a blob per cell."""
+    img = 1000 + rng.normal(0, 30, (side, side))
+    yy, xx = np.mgrid[:side, :side]
+    for x, y in cells:
+        img += bright * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2))
+    return np.clip(img, 0, 65535).astype(np.uint16)
+
+
+def make_folder16(root, n=8, side=64, seed=0):
+    """n grey 16-bit PNGs with 9-16 cells each, of brightness 2000-8000 over the background."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cells = rng.uniform(6, side - 6, (int(rng.integers(9, 17)), 2))
+        cv2.imwrite(str(root / f"f{i:02d}.png"), field16(rng, side, cells, 2000 + 6000 * i / n))
+        (root / f"f{i:02d}.csv").write_text("x,y\n" + "".join(f"{x:.1f},{y:.1f}\n" for x, y in cells))
+    return root
+
+
+def resolved(folder, say=lambda _: None):
+    return owndata.resolve(config.dataset(str(folder)), say=say)
+
+
+def test_a_range_maps_raw_values_and_without_one_each_image_is_stretched():
+    data = np.array([[0, 1000], [2000, 3000]], np.uint16)
+    np.testing.assert_array_equal(readers._to_uint8(data, (1000, 3000)), [[0, 0], [128, 255]])
+    lo, hi = np.percentile(data.astype(np.float64), [0.1, 99.9])
+    np.testing.assert_array_equal(readers._to_uint8(data),
+                                  np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255))
+    eight = np.array([[3, 200]], np.uint8)
+    assert readers._to_uint8(eight, (1000, 3000)) is eight          # 8-bit: as it is
+
+
+def test_a_16_bit_folder_gets_one_range_from_its_training_images(tmp_path, workdirs):
+    folder = make_folder16(tmp_path / "fluo")
+    said = []
+    ds = resolved(folder, said.append)
+    bands = [readers.depth_percentiles(readers._decoded(folder / f"{i}.png")) for i in ds.train_ids]
+    assert ds.depth_range == pytest.approx((min(b[0] for b in bands), max(b[1] for b in bands)),
+                                           abs=1e-3)
+    assert any(line.split()[0] == "depth_range" and "uint16" in line for line in said), said
+    # the mean colour is the training images' as the nets see them: through that range
+    seen = np.concatenate([readers._read_any_image(folder / f"{i}.png", ds.depth_range)
+                           .reshape(-1, 3) for i in ds.train_ids])
+    assert ds.mean_bgr == pytest.approx(tuple(seen.mean(0)[::-1]), abs=1.0)
+    # the brightest and the faintest images keep their difference (a per-image stretch levels it)
+    faint, bright = (readers._read_any_image(folder / f"{i}.png", ds.depth_range).max()
+                     for i in ("f00", "f07"))
+    assert bright > faint + 60
+
+
+def test_an_empty_field_stays_dark_where_a_per_image_stretch_made_it_noise(tmp_path, workdirs):
+    """The case that made the range: an empty 16-bit field stretched on its own became near-white
+    noise (1,233 cells counted by a bacterial fcrn); through the folder's range it is background."""
+    folder = make_folder16(tmp_path / "fluo")
+    ds = resolved(folder)
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), field16(np.random.default_rng(5), 64, [], 0))
+    assert readers._read_any_image(empty, ds.depth_range).mean() < 40
+    assert readers._read_any_image(empty).mean() > 100
+
+
+def test_the_spec_file_sets_the_range_or_asks_for_each_images_own(tmp_path, workdirs):
+    folder = make_folder16(tmp_path / "fluo")
+    (folder / "pycount.toml").write_text("depth_range = [0, 65535]\n")
+    said = []
+    assert resolved(folder, said.append).depth_range == (0.0, 65535.0)
+    assert any(line.split()[0] == "depth_range" and "pycount.toml" in line for line in said)
+    (folder / "pycount.toml").write_text("depth_range = []\n")
+    assert resolved(folder).depth_range == ()
+    for bad in ("[5, 1]", "[1, 2, 3]", "['a', 'b']", "[1, true]"):
+        (folder / "pycount.toml").write_text(f"depth_range = {bad}\n")
+        with pytest.raises(ConfigError, match="depth_range must be two numbers"):
+            config.dataset(str(folder))
+
+
+def test_8_bit_images_are_untouched_and_mixed_depths_stretch_each_image(tmp_path, workdirs):
+    folder = make_folder16(tmp_path / "fluo")
+    said = []
+    rgb = np.zeros((64, 64, 3), np.uint8) + 40
+    for i in range(8):                    # 8-bit images beside the 16-bit ones: no range for them
+        cv2.imwrite(str(tmp_path / "fluo" / f"e{i:02d}.png"), rgb)
+        (folder / f"e{i:02d}.csv").write_text("x,y\n10,10\n")
+    ds = resolved(folder, said.append)
+    assert len(ds.depth_range) == 2
+    assert readers._read_any_image(folder / "e00.png", ds.depth_range).max() == 40
+    first = ds.train_ids[0]                   # one training image saved as float instead
+    as_float = cv2.imread(str(folder / f"{first}.png"), -1).astype(np.float32)
+    (folder / f"{first}.png").unlink()
+    cv2.imwrite(str(folder / f"{first}.tif"), as_float)
+    said.clear()
+    assert resolved(folder, said.append).depth_range == ()
+    assert any("mixed float32 and uint16" in line and "per image" in line for line in said), said
+
+
+def test_a_record_from_before_depth_is_measured_again(tmp_path, workdirs):
+    folder = make_folder16(tmp_path / "fluo")
+    first = resolved(folder)
+    record = config.own_record(first.name)
+    old = json.loads(record.read_text())
+    for entry in old["images"].values():
+        del entry["stats"]["depth"]
+    record.write_text(json.dumps(old))
+    assert resolved(folder).depth_range == first.depth_range
+    assert all("depth" in e["stats"] for e in json.loads(record.read_text())["images"].values())
+
+
+def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypatch):
+    """The run's dataset.json keeps the range; count uses it without the folder, and eval of a run
+    from before ranges (dataset.json without one) reads each image stretched on its own."""
+    folder = make_folder16(tmp_path / "fluo", n=7)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    run = workdirs / "runs" / "fluo" / "fcrn"
+    recorded = json.loads((run / "dataset.json").read_text())["depth_range"]
+    assert len(recorded) == 2 and recorded[1] > recorded[0]
+    seen = []
+    real = readers._to_uint8
+    monkeypatch.setattr(readers, "_to_uint8", lambda d, r=(): seen.append(tuple(r)) or real(d, r))
+    assert cli.main(["count", str(folder / "f00.png"), "--run", str(run), "--out",
+                     str(tmp_path / "out"), "--tta", "1"]) == 0
+    assert seen == [tuple(recorded)]
+    ds = resolved(folder)
+    assert with_run_depth(ds, run) == ds
+    old = json.loads((run / "dataset.json").read_text())
+    del old["depth_range"]
+    (run / "dataset.json").write_text(json.dumps(old))
+    assert with_run_depth(ds, run).depth_range == ()
+    assert with_run_depth(config.dataset("bacterial"), run) == config.dataset("bacterial")
