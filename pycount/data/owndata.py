@@ -404,8 +404,8 @@ def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, not
         return ()
     p0, p1 = config.DEPTH_PERCENTILES
     note("depth_range", [round(lo, 4), round(hi, 4)], f"the raw values that become 0 and 255 "
-         f"in all {kinds[0]} images: the lowest {p0:g}th and highest {p1:g}th percentile of "
-         f"the {len(deep)} training images' values")
+         f"in all {kinds[0]} images: the lowest of the {len(deep)} training images' "
+         f"{p0:g} % points and the highest of their {p1:g} % points")
     return (lo, hi)
 
 
