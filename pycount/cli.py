@@ -372,7 +372,8 @@ def _check_stain(ds: config.DatasetConfig, model: config.ModelConfig | None) -> 
 
 
 def _check_classic(args, model: config.ModelConfig) -> None:
-    """The nets' options given to a classic method, which would ignore them: refused, named."""
+    """The nets' options given to a classic method, which would ignore them (the patch and crop
+    settings would only file the same fit under another tag): refused, named."""
     if not model.classic:
         return
     given = [f"{name}={value}" for name, value, unset in (
@@ -380,7 +381,11 @@ def _check_classic(args, model: config.ModelConfig) -> None:
         ("ITERS", getattr(args, "iters", None), None),
         ("FINETUNE", getattr(args, "finetune", None), None),
         ("SCRATCH", 1 if getattr(args, "scratch", False) else None, None),
-        ("BACKEND", getattr(args, "backend", None), None)) if value != unset]
+        ("BACKEND", getattr(args, "backend", None), None),
+        *((var, getattr(args, dest, None), None) for var, dest in (
+            ("PATCH", "patch"), ("STRIDE", "stride"), ("ROT", "rot"), ("SIZE", "size"),
+            ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
+            ("HED", "hed_jitter")))) if value != unset]
     given = [g for g in given if g != "BACKEND=auto"]
     if given:
         raise config.ConfigError(f"{model.name} is fitted and counted on the CPU by its own "

@@ -114,7 +114,9 @@ def test_cnn_options_are_refused_for_a_classic_method(option, needle, tmp_path):
 @pytest.mark.parametrize("command, extra, named", [
     ("train", ["--gpu", "0"], "GPU=0"), ("train", ["--head", "C"], "HEAD=C"),
     ("train", ["--iters", "100"], "ITERS=100"), ("train", ["--scratch"], "SCRATCH=1"),
-    ("train", ["--finetune", "all"], "FINETUNE=all"),
+    ("train", ["--finetune", "all"], "FINETUNE=all"), ("train", ["--sigma", "4"], "SIGMA=4.0"),
+    ("train", ["--hed-jitter", "0.2"], "HED=0.2"), ("eval", ["--size", "64"], "SIZE=64"),
+    ("train", ["--patch", "32", "--crop", "64"], "PATCH=32, CROP=64"),
     ("eval", ["--backend", "caffe"], "BACKEND=caffe"), ("eval", ["--gpu", "0"], "GPU=0")])
 def test_the_nets_options_are_refused_for_a_classic_method(tiny, monkeypatch, capsys, command,
                                                            extra, named):
@@ -148,3 +150,48 @@ def test_the_gpu_sweep_fits_classic_cells_without_the_nets_options(monkeypatch, 
     assert all("--gpu" not in c and "--head" not in c for c in lecount), lecount
     assert ["--head", "R", "--gpu", "0", "--iters", "50"] == alexnet[1][-6:]
     assert ["--head", "R", "--gpu", "0"] == alexnet[2][-4:]
+
+
+def _own_folder(root, fill, n=6, side=64):
+    """n images of `side` px made by fill(rng) (H x W x 3 RGB uint8) with their dots as CSV."""
+    rng = np.random.default_rng(3)
+    root.mkdir()
+    for i in range(n):
+        img, dots = fill(rng, side)
+        cv2.imwrite(str(root / f"c{i}.png"), img[..., ::-1])
+        (root / f"c{i}.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in dots))
+    return root
+
+
+def _green_cells(rng, side):
+    img = np.zeros((side, side, 3), np.uint8)
+    dots = rng.integers(4, side - 4, (8, 2))
+    for x, y in dots:
+        cv2.circle(img, (int(x), int(y)), 3, (0, 200, 0), -1)
+    return img, dots
+
+
+def test_an_own_folder_is_fitted_on_the_channel_its_cells_show_in(tmp_path, workdirs, capsys,
+                                                                   monkeypatch):
+    """Green-only fluorescence read as blue left Le.count no textured pixel (a traceback): an own
+    folder's classic fit reads the channel that varies most over its training images."""
+    from pycount.training.classic import own_channel
+    folder = _own_folder(tmp_path / "green", _green_cells)
+    monkeypatch.setitem(config.CLASSIC_BY_DATASET, ("lecount", "green"),
+                        {"n_words": 8, "codebook_samples": 2000, "kmeans_iters": 5})
+    assert cli.main(["train", "--dataset", str(folder), "--model", "lecount"]) == 0
+    assert "'channel': 'green'" in capsys.readouterr().out
+    grey = np.repeat(_green_cells(np.random.default_rng(1), 32)[0][..., 1:2], 3, axis=2)
+    assert own_channel([grey]) == "gray"
+
+
+def test_a_classic_fit_with_nothing_to_learn_is_one_line_and_leaves_no_run(tmp_path, workdirs,
+                                                                         capsys):
+    folder = _own_folder(tmp_path / "flat", lambda rng, side: (
+        np.full((side, side, 3), 128, np.uint8), [(10, 10), (30, 40)]))
+    for name in ("lecount", "ledetect"):
+        assert cli.main(["train", "--dataset", str(folder), "--model", name]) == 2
+        err = capsys.readouterr().err
+        assert f"pycount: error: {name} cannot be fitted on flat's training images" in err, err
+        assert "MODEL=fcrn" in err and "Traceback" not in err
+        assert not (workdirs / "runs" / "flat" / name).exists()
