@@ -351,13 +351,16 @@ def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
         raise fail(f"the file cannot be read ({e.strerror or e})") from None
     if head == b"GIF8":                      # GIF87a, GIF89a: no suffix of IMAGE_SUFFIXES
         raise fail(f"GIF is not a supported format ({FORMATS} are)", "convert it to PNG or TIFF")
-    channels, bits, alpha = _tiff_channels(path) if head in _TIFF_MAGIC else (0, 0, False)
+    channels, bits, alpha, planar = (_tiff_channels(path) if head in _TIFF_MAGIC
+                                     else (0, 0, False, False))
     if channels == 2 and not alpha:          # cv2 would read the first channel only
         raise fail("it has two channels and the second is not marked as alpha (two stains or "
                    "fluorescence channels?), and one grey, RGB or RGBA image is read",
                    "merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) "
                    "or save the channel to count as a grey image, or remove it")
-    data, bgr, pages = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True, 1
+    # channels stored as separate planes: cv2 (4.10) decodes them into pixels that change from
+    # one read to the next (16-bit, float) or are wrong (tiled): tifffile reads those
+    data, bgr, pages = (None if planar else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
             pages = cv2.imcount(str(path))
@@ -388,16 +391,18 @@ def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     return data, bgr
 
 
-def _tiff_channels(path: Path) -> tuple[int, int, bool]:
-    """(channels per pixel, bits per channel, whether the second channel is alpha) of a TIFF's
-    first page, from its header; (0, 0, False) where tifffile cannot parse it."""
+def _tiff_channels(path: Path) -> tuple[int, int, bool, bool]:
+    """(channels per pixel, bits per channel, whether the second channel is alpha, whether the
+    channels are stored as separate planes) of a TIFF's first page, from its header; (0, 0,
+    False, False) where tifffile cannot parse it."""
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             # ExtraSamples 1: associated alpha, 2: unassociated alpha, 0: unspecified
-            return page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,))
+            return (page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,)),
+                    page.samplesperpixel > 1 and int(page.planarconfig) == 2)
     except Exception:  # as in _decode: a broken file
-        return 0, 0, False
+        return 0, 0, False, False
 
 
 def _decoded(path: Path) -> np.ndarray:
