@@ -10,7 +10,7 @@ import pytest
 from pycount import cli, config
 from pycount.data import owndata, readers
 from pycount.errors import ConfigError
-from pycount.inference.run import with_run_depth
+from pycount.inference.run import with_run_reading
 
 
 def field16(rng, side, cells, bright):
@@ -121,7 +121,7 @@ def test_a_record_from_before_depth_is_measured_again(tmp_path, workdirs):
     assert all("depth" in e["stats"] for e in json.loads(record.read_text())["images"].values())
 
 
-def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypatch):
+def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypatch, capsys):
     """The run's dataset.json keeps the range; count uses it without the folder, and eval of a run
     from before ranges (dataset.json without one) reads each image stretched on its own."""
     folder = make_folder16(tmp_path / "fluo", n=7)
@@ -138,12 +138,22 @@ def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypa
                      str(tmp_path / "out"), "--tta", "1"]) == 0
     assert seen == [tuple(recorded)]
     ds = resolved(folder)
-    assert with_run_depth(ds, run) == ds
+    assert with_run_reading(ds, run) == ds
+    # the folder's settings edited after training: eval reads as the run was trained, and says so
+    (folder / "pycount.toml").write_text("depth_range = [0, 65535]\n")
+    edited = resolved(folder)
+    assert edited.depth_range == (0.0, 65535.0) and edited.mean_bgr != ds.mean_bgr
+    capsys.readouterr()
+    back = with_run_reading(edited, run)
+    assert back.depth_range == tuple(recorded) and back.mean_bgr == ds.mean_bgr
+    err = capsys.readouterr().err
+    assert "was trained with depth_range" in err and "was trained with mean_bgr" in err
+    (folder / "pycount.toml").unlink()
     old = json.loads((run / "dataset.json").read_text())
     del old["depth_range"]
     (run / "dataset.json").write_text(json.dumps(old))
-    assert with_run_depth(ds, run).depth_range == ()
-    assert with_run_depth(config.dataset("bacterial"), run) == config.dataset("bacterial")
+    assert with_run_reading(ds, run).depth_range == ()
+    assert with_run_reading(config.dataset("bacterial"), run) == config.dataset("bacterial")
 
 
 @pytest.mark.parametrize("dtype, tiled", [(np.uint16, False), (np.float32, False),

@@ -12,7 +12,7 @@ from pycount.errors import PycountError, RunError, TrainError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
-from pycount.inference.run import finished_files, read_train_info, with_run_depth, with_run_stain
+from pycount.inference.run import finished_files, read_train_info, with_run_reading, with_run_stain
 from pycount.util.runlock import LOCK_FILE, in_training
 from pycount.reporting import figures as report
 from pycount.util.progress import Progress
@@ -47,7 +47,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                        f"(train.json is written when it ends); finish it first (make train "
                        f"resumes it from its last snapshot), or copy the run folder whole")
     _check_run_matches(info, info_file, ds, model, head)
-    ds = with_run_depth(with_run_stain(ds, info, info_file), run)
+    ds = with_run_reading(with_run_stain(ds, info, info_file), run)
     if backend == "caffe":
         set_device(gpu)
     elif gpu >= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,14 +95,28 @@ def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
     return dataclasses.replace(ds, stain_ref=tuple(float(v) for v in ref))
 
 
-def with_run_depth(ds: config.DatasetConfig, run: Path) -> config.DatasetConfig:
-    """An own folder's ds reading deeper images as its run's training images were read: the
-    depth_range in the run's dataset.json (a run from before depth ranges has none: each image
-    stretched on its own, as it was trained). A named set, or a run without dataset.json: ds."""
-    if not ds.own or not (Path(run) / "dataset.json").is_file():
+def with_run_reading(ds: config.DatasetConfig, run: Path) -> config.DatasetConfig:
+    """An own folder's ds reading its images as the run's training images were read: the mean
+    colour and depth_range in the run's dataset.json, whatever the folder's pycount.toml or images
+    give today (a run from before depth ranges has none: each image stretched on its own, as it
+    was trained). Each setting that differs from today's is said on stderr. A named set, or a
+    run without dataset.json: ds as it is."""
+    recorded_file = Path(run) / "dataset.json"
+    if not ds.own or not recorded_file.is_file():
         return ds
-    recorded = config.run_dataset(run, ds.name).depth_range
-    return ds if recorded == ds.depth_range else dataclasses.replace(ds, depth_range=recorded)
+    recorded = config.run_dataset(run, ds.name)
+    try:
+        has_depth = "depth_range" in json.loads(recorded_file.read_text())
+    except ValueError:               # run_dataset has read it: cannot happen, but stay safe
+        has_depth = False
+    theirs = {"mean_bgr": tuple(recorded.mean_bgr) or ds.mean_bgr,
+              "depth_range": tuple(recorded.depth_range) if has_depth else ()}
+    changed = {k: v for k, v in theirs.items() if tuple(getattr(ds, k)) != tuple(v)}
+    for k, v in changed.items():
+        print(f"note: {run} was trained with {k} {list(v) or 'per image'}; {ds.name}'s folder "
+              f"gives {list(getattr(ds, k)) or 'per image'} today: its images are read as the "
+              f"run was trained (train it again to use today's)", file=sys.stderr)
+    return dataclasses.replace(ds, **changed) if changed else ds
 
 
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:
