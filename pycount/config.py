@@ -249,6 +249,10 @@ SUSPECT_BELOW = -1.0
 # (owndata.resolve), so one mapping serves them all: a per-image stretch made an empty 16-bit
 # fluorescence field near-white noise, counted as 1,233 cells by a bacterial fcrn (-0.7 as 8-bit).
 DEPTH_PERCENTILES = (0.1, 99.9)
+# An image with more than this share of its raw values outside its dataset's depth_range (a
+# training image has at most 0.2 %) comes from another camera, bit depth or exposure: reading it
+# clips it to black or white. `count` marks it suspect, prepare and eval name it.
+DEPTH_OUTSIDE_WARN = 0.25
 
 # The audit calls a paper cell reproduced when our MAE is within this fraction of the paper's
 AUDIT_TOLERANCE = 0.15

@@ -1,6 +1,7 @@
 """Images deeper than 8 bits (16-bit, float) in a lab's own folder: one mapping to 8 bits for the
 whole dataset, inferred from its training images (owndata), kept in its runs and used by eval and
 count; each image's own stretch only where asked for (pycount.toml `depth_range = []`)."""
+import csv
 import json
 
 import cv2
@@ -137,6 +138,17 @@ def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypa
     assert cli.main(["count", str(folder / "f00.png"), "--run", str(run), "--out",
                      str(tmp_path / "out"), "--tta", "1"]) == 0
     assert seen == [tuple(recorded)]
+    # images of another kind or exposure, which the range clips to black or white: suspect
+    raw = cv2.imread(str(folder / "f00.png"), -1)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    cv2.imwrite(str(odd / "float01.tif"), (raw / 65535.0).astype(np.float32))
+    cv2.imwrite(str(odd / "times16.png"), (raw.astype(np.uint32) * 16).clip(0, 65535).astype(np.uint16))
+    assert cli.main(["count", str(odd), "--run", str(run), "--out", str(tmp_path / "odd-out"),
+                     "--tta", "1"]) == 1
+    rows = {r["file"].rsplit("/", 1)[1]: r for r in csv.DictReader(open(tmp_path / "odd-out" / "counts.csv"))}
+    assert rows["float01.tif"]["status"] == "suspect" and "below" in rows["float01.tif"]["error"]
+    assert rows["times16.png"]["status"] == "suspect" and "above" in rows["times16.png"]["error"]
     ds = resolved(folder)
     assert with_run_reading(ds, run) == ds
     # the folder's settings edited after training: eval reads as the run was trained, and says so
@@ -171,3 +183,18 @@ def test_tiffs_with_their_channels_in_separate_planes_read_as_stored(tmp_path, d
     first, second = readers._decoded(path), readers._decoded(path)
     np.testing.assert_array_equal(first, rgb)
     np.testing.assert_array_equal(second, rgb)
+
+
+def test_prepare_names_an_image_outside_the_folders_range(tmp_path, workdirs, capsys):
+    folder = make_folder16(tmp_path / "fluo")
+    ds = resolved(folder)
+    test = ds.test_ids[0]
+    raw = cv2.imread(str(folder / f"{test}.png"), -1)
+    (folder / f"{test}.png").unlink()
+    cv2.imwrite(str(folder / f"{test}.tif"), (raw / 65535.0).astype(np.float32))
+    capsys.readouterr()
+    readers.read_folder(folder, [test], depth_range=ds.depth_range)
+    err = capsys.readouterr().err
+    assert f"warning: {folder / (test + '.tif')}: 100% below" in err, err
+    readers.read_folder(folder, list(ds.train_ids), depth_range=ds.depth_range)
+    assert "warning" not in capsys.readouterr().err       # its own training images: none

@@ -21,6 +21,7 @@ import io
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -284,6 +285,22 @@ def _to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray
         if hi <= lo:  # (nearly) flat image: fall back to the full range, or black
             lo, hi = data.min(), max(data.max(), data.min() + 1)
     return np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def outside_range(data: np.ndarray, depth_range: Sequence[float] = ()) -> str:
+    """"" when a deeper image's raw values lie mostly within depth_range (or there is none, or the
+    image is 8-bit); else what is wrong, in words (config.DEPTH_OUTSIDE_WARN)."""
+    if data.dtype == np.uint8 or len(depth_range) != 2:
+        return ""
+    lo, hi = depth_range
+    below, above = float(np.mean(data < lo)), float(np.mean(data > hi))
+    if below + above <= config.DEPTH_OUTSIDE_WARN:
+        return ""
+    side = (f"{below:.0%} below {lo:g}" if below >= above else f"{above:.0%} above {hi:g}")
+    return (f"{side} of its {data.dtype} values lie outside the range [{lo:g}, {hi:g}] its "
+            f"dataset's training images span (depth_range), so it reads as mostly "
+            f"{'black' if below >= above else 'white'}: an image of another camera, bit depth or "
+            f"exposure; save it like the training images")
 
 
 def depth_percentiles(data: np.ndarray) -> tuple[float, float]:
@@ -857,7 +874,11 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
     samples = []
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, note, kind = pairs[i]
-        image = _read_any_image(image_path, depth_range)
+        raw = _decoded(image_path)
+        why = outside_range(raw, depth_range)
+        if why:
+            print(f"warning: {image_path}: {why}", file=sys.stderr)
+        image = _to_rgb8(raw, depth_range)
         samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker), note,
                                image_path))
     return samples

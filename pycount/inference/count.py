@@ -86,7 +86,9 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     datasets._refuse_broken_link(path)              # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
-    image = datasets._read_any_image(path, run.ds.depth_range)   # as the run's training images
+    raw = datasets._decoded(path)
+    outside = datasets.outside_range(raw, run.ds.depth_range)
+    image = datasets._to_rgb8(raw, run.ds.depth_range)       # as the run's training images
     h, w = image.shape[:2]
     r = predict.count_image(image)
     seconds = time.monotonic() - start
@@ -102,6 +104,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
             f"trained on (stain, colour or grey, bit depth, magnification); check it against "
             f"them, or train a run on images like it"))
+    if outside:                         # first: the likely cause of any odd count
+        row.update(status="suspect", error=f"{outside} (count {r.count:.1f})")
     return row
 
 
