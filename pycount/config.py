@@ -857,8 +857,8 @@ def read_spec(folder: Path) -> dict:
         raise ConfigError(f"{path}: mean_rgb must be three numbers [r, g, b]")
     if "depth_range" in spec and (len(spec["depth_range"]) not in (0, 2) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in spec["depth_range"]) or (spec["depth_range"]
-                                              and spec["depth_range"][1] <= spec["depth_range"][0])):
+            for v in spec["depth_range"]) or (spec["depth_range"] and not (
+                0 < spec["depth_range"][1] - spec["depth_range"][0] < math.inf))):
         raise ConfigError(f"{path}: depth_range must be two numbers [low, high] with low < high "
                           f"(or [] for each image's own stretch)")
     if "crop" in spec and spec["crop"] % 8:

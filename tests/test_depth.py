@@ -10,7 +10,7 @@ import pytest
 
 from pycount import cli, config
 from pycount.data import owndata, readers
-from pycount.errors import ConfigError
+from pycount.errors import ConfigError, DatasetError
 from pycount.inference.run import with_run_reading
 
 
@@ -198,3 +198,26 @@ def test_prepare_names_an_image_outside_the_folders_range(tmp_path, workdirs, ca
     assert f"warning: {folder / (test + '.tif')}: 100% below" in err, err
     readers.read_folder(folder, list(ds.train_ids), depth_range=ds.depth_range)
     assert "warning" not in capsys.readouterr().err       # its own training images: none
+
+
+def test_a_spec_range_that_leaves_the_training_images_blank_is_refused(tmp_path, workdirs):
+    folder = make_folder16(tmp_path / "fluo")            # values ~900..12,000
+    (folder / "pycount.toml").write_text("depth_range = [20000, 65535]\n")
+    with pytest.raises(DatasetError, match=r"leaves the 7 training images without contrast"):
+        resolved(folder)
+    (folder / "pycount.toml").write_text("depth_range = [-1e308, 1e308]\n")
+    with pytest.raises(ConfigError, match="depth_range must be two numbers"):
+        config.dataset(str(folder))
+    (folder / "pycount.toml").write_text("depth_range = [0, 65535]\n")   # dim, but not blank
+    assert resolved(folder).depth_range == (0.0, 65535.0)
+
+
+def test_float_images_of_tiny_values_keep_their_range(tmp_path, workdirs):
+    """The measured percentiles were rounded to 4 decimals: float images of values ~1e-5 read as
+    flat, and fell back to a per-image stretch."""
+    folder = make_folder16(tmp_path / "fluo")
+    for p in sorted(folder.glob("*.png")):
+        cv2.imwrite(str(p.with_suffix(".tif")), (cv2.imread(str(p), -1) * 1e-9).astype(np.float32))
+        p.unlink()
+    ds = resolved(folder)
+    assert len(ds.depth_range) == 2 and 0 < ds.depth_range[0] < ds.depth_range[1] < 1e-4

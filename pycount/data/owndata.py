@@ -153,8 +153,9 @@ def _measure(root: Path, marker: str, name: str, old: dict,
             if raw.dtype != np.uint8:
                 lo, hi = readers.depth_percentiles(raw)
                 chans = raw.reshape(raw.shape[0], raw.shape[1], -1).astype(np.float64)
-                depth = {"dtype": str(raw.dtype), "lo": round(lo, 4), "hi": round(hi, 4),
-                         "mean_rgb": np.broadcast_to(chans.mean(axis=(0, 1)), 3).round(4).tolist()}
+                depth = {"dtype": str(raw.dtype), "lo": _sig(lo), "hi": _sig(hi),  # 10 digits:
+                         "mean_rgb": [_sig(v) for v in np.broadcast_to(        # floats of 1e-5
+                             chans.mean(axis=(0, 1)), 3)]}
             out[i] = ImageStats(i, image.shape[1], image.shape[0], len(centres), nn,
                                 image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist(), depth)
         fresh[i] = {"key": key, "stats": out[i].__dict__}
@@ -381,6 +382,11 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     return out
 
 
+def _sig(v: float) -> float:
+    """v to 10 significant digits (a value of 1e-5 keeps its digits, unlike a fixed rounding)."""
+    return float(f"{float(v):.10g}")
+
+
 def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, note, lines
                  ) -> tuple:
     """How the folder's images deeper than 8 bits become 8-bit (readers._to_uint8): pycount.toml's
@@ -391,6 +397,8 @@ def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, not
     if "depth_range" in ds.spec:
         if deep or ds.depth_range:
             note("depth_range", list(ds.depth_range) or "per image", "")
+        if deep and ds.depth_range:
+            _check_contrast(ds.depth_range, [s for s in tr if s.depth], root, lines)
         return tuple(ds.depth_range)
     if not deep:
         return ()
@@ -403,10 +411,31 @@ def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, not
                      f"{root / config.SPEC_FILE} sets one)")
         return ()
     p0, p1 = config.DEPTH_PERCENTILES
-    note("depth_range", [round(lo, 4), round(hi, 4)], f"the raw values that become 0 and 255 "
+    note("depth_range", [_sig(lo), _sig(hi)], f"the raw values that become 0 and 255 "
          f"in all {kinds[0]} images: the lowest of the {len(deep)} training images' "
          f"{p0:g} % points and the highest of their {p1:g} % points")
     return (lo, hi)
+
+
+def _check_contrast(depth_range, deep: list[ImageStats], root: Path, lines) -> None:
+    """pycount.toml's depth_range against the training images' own bands: DatasetError when it
+    leaves all of them without contrast (each band within fewer than 4 of the 256 grey levels:
+    blank LMDBs), a line naming them when it leaves some."""
+    low, high = depth_range
+    flat = [s.id for s in deep
+            if (min(s.depth["hi"], high) - max(s.depth["lo"], low)) / (high - low) * 255 < 4]
+    if not flat:
+        return
+    span = f"[{_sig(min(s.depth['lo'] for s in deep))}, {_sig(max(s.depth['hi'] for s in deep))}]"
+    if len(flat) == len(deep):
+        raise DatasetError(
+            f"{root / config.SPEC_FILE}: depth_range = {list(depth_range)} leaves the "
+            f"{len(deep)} training images without contrast (their values lie in {span}, which it "
+            f"maps to fewer than 4 grey levels): set a range around their values, or remove "
+            f"depth_range to have it inferred")
+    lines.append(f"  warning: depth_range = {list(depth_range)} leaves {len(flat)} of the "
+                 f"{len(deep)} training images without contrast ({', '.join(flat[:5])}"
+                 f"{', ...' if len(flat) > 5 else ''}); their values lie in {span}")
 
 
 def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
