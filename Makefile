@@ -6,7 +6,7 @@
 #   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
 #   make audit                     the paper's tables beside every run present (runs/audit/)
 #   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
-#   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare   measurements -> bench/results/
+#   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare | bench-classic   -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
 #   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
 SHELL := /bin/bash
@@ -46,7 +46,7 @@ ARGS = $(call opt,DATASET,--dataset) --data-root $(call q,$(DATA_ROOT)) \
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 
-.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load docker docker-base docker-test lint-docker prototxt check need-dataset need-images clean distclean
+.PHONY: help setup venv caffe cuda-check gpu-check test demo data prepare train eval count protocol audit audit-gpu bench bench-prepare bench-train bench-eval bench-load bench-classic docker docker-base docker-test lint-docker prototxt check need-dataset need-images clean distclean
 
 help:
 	@awk '/^#/ {sub(/^# ?/, ""); print; next} {exit}' Makefile
@@ -130,6 +130,9 @@ bench: setup                               ## all stages beside PyTorch + cv2.dn
 
 bench-load: setup                          ## two trainings + a count at once; count 1,000 images with a bad one
 	$(PYCOUNT) bench load
+
+bench-classic: setup                       ## Le.count / Le.detect fit time and peak memory on 4 images of 2048 px
+	$(PYCOUNT) bench classic
 
 bench-eval: setup                          ## seconds per image per model/engine, shared-conv speed-up
 	$(PYCOUNT) bench eval --data-root $(call q,$(DATA_ROOT))

@@ -42,6 +42,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-windows", type=int, default=128,
                    help="time the per-window pass on at most this many windows, extrapolate")
     p.add_argument("--data-root", default=None)
+    p = sub.add_parser("classic", help="time and peak memory of the classic methods' fits on "
+                       "large images (bench/classic_fit.py)")
+    p.add_argument("--models", default="lecount,ledetect", help="comma-separated")
+    p.add_argument("--side", type=int, default=2048, help="image side, px")
+    p.add_argument("--images", type=int, default=4, help="training images")
     p = sub.add_parser("load", help="two trainings and a count at once; count over 1,000 images "
                        "with a corrupt one")
     p.add_argument("--iters", type=int, default=300)
@@ -76,6 +81,10 @@ def main(argv=None) -> int:
     elif what == "load":
         from bench import load
         path = stages.write_results("load", load.run(iters=args.iters, n_images=args.images))
+    elif what == "classic":
+        from bench import classic_fit
+        path = stages.write_results("classic-fit", classic_fit.run(
+            args.models.split(","), side=args.side, images=args.images))
     elif what == "train":
         path = stages.write_results("train", stages.bench_train(iters=args.iters))
     else:

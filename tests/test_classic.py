@@ -387,3 +387,14 @@ def test_the_fits_show_their_progress_per_training_image(capsys):
         assert f"{label}: 4/4 images (100%)" in err, err
     LeDetect.fit(images, points, **FAST_DETECT)
     assert "Le.detect: extremal regions: 4/4 images (100%)" in capsys.readouterr().err
+
+
+def test_the_classic_fit_benchmark_reports_each_fit_from_its_own_process():
+    """`pycount bench classic`: one child per fit, its time, its own peak memory and a count."""
+    from bench import classic_fit
+    rows = classic_fit.run(("ledetect",), side=96, images=2)
+    (row,) = rows
+    assert row["model"] == "ledetect" and row["images"] == 2 and row["peak MB"] > 10
+    assert abs(row["counted"] - row["true"]) <= 0.5 * row["true"]
+    bad = classic_fit.run(("nosuch",), side=96, images=2)
+    assert "failed" in bad[0] and "KeyError" in bad[0]["failed"]
