@@ -121,10 +121,10 @@ def sample_descriptors(gray: np.ndarray, bin_size: int, presmooth: float, contra
     rows = max(1, strip_pixels // len(xs))
     strips = [ys[r:r + rows] for r in range(0, len(ys), rows)]
     kept, first = [], None
-    for i, sy in enumerate(strips):
+    for sy in strips:
         desc, flat = descriptors(padded, pad, offs, sy, xs, contrast)
         kept.append(int((~flat).sum()))
-        if i == 0:
+        if len(strips) == 1:        # kept only where no second pass will form it again
             first = desc.reshape(-1, DIM)[~flat.ravel()]
     total = sum(kept)
     if total == 0:

@@ -141,7 +141,8 @@ def _measure(root: Path, marker: str, name: str, old: dict,
             out[i] = ImageStats(**hit["stats"])
         else:
             raw = readers._decoded(image_path)
-            image = readers._to_rgb8(raw)
+            band = readers.depth_percentiles(raw) if raw.dtype != np.uint8 else ()
+            image = readers._to_rgb8(raw, band)     # as stretched on its own (band, or flat)
             centres = readers._check_centres(
                 np.asarray(readers.read_annotation(note, kind, image.shape, marker),
                            np.float64).reshape(-1, 2), image.shape, note)
@@ -150,8 +151,8 @@ def _measure(root: Path, marker: str, name: str, old: dict,
                 dist, _ = cKDTree(centres).query(centres, k=2)
                 nn = np.round(dist[:, 1], 1).tolist()
             depth = {}
-            if raw.dtype != np.uint8:
-                lo, hi = readers.depth_percentiles(raw)
+            if band:
+                lo, hi = band
                 chans = raw.reshape(raw.shape[0], raw.shape[1], -1).astype(np.float64)
                 depth = {"dtype": str(raw.dtype), "lo": _sig(lo), "hi": _sig(hi),  # 10 digits:
                          "mean_rgb": [_sig(v) for v in np.broadcast_to(        # floats of 1e-5
@@ -393,17 +394,17 @@ def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, not
     depth_range, else one range that holds every such training image's DEPTH_PERCENTILES band
     (none is clipped more than by its own stretch, and each keeps its brightness relative to the
     others), else () for each image's own stretch (no such image, or mixed kinds of depth)."""
-    deep = [s.depth for s in tr if s.depth]
+    deep = [s for s in tr if s.depth]
     if "depth_range" in ds.spec:
         if deep or ds.depth_range:
             note("depth_range", list(ds.depth_range) or "per image", "")
         if deep and ds.depth_range:
-            _check_contrast(ds.depth_range, [s for s in tr if s.depth], root, lines)
+            _check_contrast(ds.depth_range, deep, root, lines)
         return tuple(ds.depth_range)
     if not deep:
         return ()
-    kinds = sorted({d["dtype"] for d in deep})
-    lo, hi = min(d["lo"] for d in deep), max(d["hi"] for d in deep)
+    kinds = sorted({s.depth["dtype"] for s in deep})
+    lo, hi = min(s.depth["lo"] for s in deep), max(s.depth["hi"] for s in deep)
     if len(kinds) > 1 or hi <= lo:
         why = f"mixed {' and '.join(kinds)} images" if len(kinds) > 1 else "flat images"
         lines.append(f"  {'depth_range':<15} {'per image':>8}  {why}: each deeper image is "

@@ -452,6 +452,13 @@ def _read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray
     return _to_rgb8(_decoded(path), depth_range)
 
 
+def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.ndarray, str]:
+    """(_read_any_image's RGB, outside_range's words on its raw values): an image read through
+    its dataset's depth_range, and whether that range suits it."""
+    raw = _decoded(path)
+    return _to_rgb8(raw, depth_range), outside_range(raw, depth_range)
+
+
 def read_centres_csv(path: Path) -> np.ndarray:
     """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
     whose other columns - the unnamed row number, Area, Mean, ... - are ignored). Both are taken as
@@ -874,11 +881,9 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
     samples = []
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, note, kind = pairs[i]
-        raw = _decoded(image_path)
-        why = outside_range(raw, depth_range)
+        image, why = read_in_range(image_path, depth_range)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
-        image = _to_rgb8(raw, depth_range)
         samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker), note,
                                image_path))
     return samples

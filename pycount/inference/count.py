@@ -86,9 +86,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     datasets._refuse_broken_link(path)              # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
-    raw = datasets._decoded(path)
-    outside = datasets.outside_range(raw, run.ds.depth_range)
-    image = datasets._to_rgb8(raw, run.ds.depth_range)       # as the run's training images
+    image, outside = datasets.read_in_range(path, run.ds.depth_range)  # as its training images
     h, w = image.shape[:2]
     r = predict.count_image(image)
     seconds = time.monotonic() - start
