@@ -37,7 +37,8 @@ def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) 
     def progress(i, n):              # a bar only when images are actually generated
         nonlocal bar
         bar = bar or Progress(n, f"generating {ds.name} images", "images")
-        bar.update(1)
+        if i:                        # i = 0: the generation starts (the bar's clock with it)
+            bar.update(1)
     if ds.generated == "synthetic":
         synthetic.generate_synthetic(root, n_images=config.SYNTHETIC_IMAGES,
                                     seed=config.SYNTHETIC_SEED, progress=progress)

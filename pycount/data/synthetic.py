@@ -162,7 +162,8 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
 
     An out_dir already holding `names` under the same stamp is reused untouched. Otherwise
     write_image(folder, k) writes image k (0-based) into a temporary folder beside out_dir, for
-    k < n_images; the folder is stamped and renamed into place, replacing an older stamped set."""
+    k < n_images, and progress(done, n_images) is called before the first and after each; the
+    folder is stamped and renamed into place, replacing an older stamped set."""
     out_dir = Path(out_dir)
     if _is_complete(out_dir, stamp, names):
         return out_dir
@@ -173,6 +174,8 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        if progress is not None:
+            progress(0, n_images)              # before the first image: a bar's clock starts here
         for k in range(n_images):
             write_image(tmp, k)
             if progress is not None:
