@@ -160,5 +160,5 @@ distclean: clean
 	rm -rf $(VENV)
 
 .PHONY: caffe-selftest
-caffe-selftest: venv                       ## Caffe's gtests of the patched layers (conv/deconv per engine; BatchNorm, Scale, ReLU)
+caffe-selftest: venv                       ## Caffe's gtests of the patched layers (conv/deconv per engine; BatchNorm, Scale, ReLU, Pooling)
 	@JOBS=$(or $(JOBS),2) tools/caffe_selftest.sh $(VENV)

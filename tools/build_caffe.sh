@@ -94,6 +94,9 @@ patches+=("$here"/caffe-patches/05-*.patch)
 # 06: BatchNorm and Scale CPU passes as direct per-channel loops, and -fno-trapping-math so that
 # elementwise selects (ReLU's backward) vectorize (both variants, CPU code only)
 patches+=("$here"/caffe-patches/06-*.patch)
+# 07: the CPU pooling loops with their running maximum in a register, planes shared among
+# OpenMP threads; the same results to the bit (both variants, CPU code only)
+patches+=("$here"/caffe-patches/07-*.patch)
 key=$( { echo "$orig_sha $deb_sha py$py_ver numpy$np_ver ${flags[*]}"; cat "${patches[@]}"; } \
   | sha256sum | cut -c1-16)
 dest=$cache/caffe-$variant-$key

@@ -9,13 +9,14 @@
 # in one chunk), gemm with CAFFE_CONV_CHUNK_IMAGES=1 (the chunked code, one image per chunk) and
 # gemm with CAFFE_CONV_CHUNK_MB=0 (Caffe's original per-image path), so one build tests all paths.
 # oneDNN's OpenMP threads wait passively, as under pycount (docs/caffe-speed.md, patch 05).
-# Then, once, the gtests of the layers 06-cpu-layers.patch changes (test_batch_norm_layer.cpp,
-# test_scale_layer.cpp, test_neuron_layer.cpp: forward values and gradient checks; ReLU's
-# backward among the neuron layers), which do not depend on the convolution engine.
+# Then, once, the gtests of the layers 06-cpu-layers.patch and 07-pooling.patch change
+# (test_batch_norm_layer.cpp, test_scale_layer.cpp, test_neuron_layer.cpp, test_pooling_layer.cpp:
+# forward values and gradient checks; ReLU's backward among the neuron layers), which do not
+# depend on the convolution engine.
 #
 #   tools/caffe_selftest.sh [VENV]        (make caffe-selftest); JOBS=2 by default
 #
-# Builds (or reuses) the CPU variant with tools/build_caffe.sh, then only these six test
+# Builds (or reuses) the CPU variant with tools/build_caffe.sh, then only these seven test
 # sources and gtest (Caffe's BUILD_only_tests), not Caffe's whole test suite.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +41,7 @@ say "building the layer tests in $src/build (log: $build/selftest-build.log)"
 py=$(cd "$venv" && pwd)/bin/python
 tests=convolution_layer,deconvolution_layer,batched_conv_layer   # 04, 05
 tests+=,batch_norm_layer,scale_layer,neuron_layer                # 06
+tests+=,pooling_layer                                            # 07
 (cd "$src/build" \
   && cmake . -DPYTHON_EXECUTABLE="$py" \
        -DBUILD_only_tests="$tests" \
@@ -62,7 +64,7 @@ for run in dnnl:CAFFE_CONV_ENGINE=dnnl gemm-default:CAFFE_CONV_ENGINE=gemm \
   # per-image run, and test_batched_conv_layer.cpp compares chunked and oneDNN against per-image
   # to 1e-4 instead.
   # the engine runs take the convolution tests only; the layers run the others (06)
-  others='BatchNormLayerTest*:ScaleLayerTest*:NeuronLayerTest*'
+  others='BatchNormLayerTest*:ScaleLayerTest*:NeuronLayerTest*:PoolingLayerTest*'
   filter="-*GPU*:$others"
   [ "$name" = gemm-per-image ] || filter="$filter:*TestNDAgainst2D*"
   [ "$name" != layers ] || filter="$others:-*GPU*"
