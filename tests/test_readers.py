@@ -427,7 +427,7 @@ def test_ki67_reuse(tmp_path):
     generate_ki67_synthetic(out, n_images=2, progress=lambda i, n: calls.append(i), **KI67_SMALL)
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     generate_ki67_synthetic(out, n_images=2, progress=lambda i, n: calls.append(i), **KI67_SMALL)
-    assert calls == [1, 2] and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert calls == [0, 1, 2] and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
     with pytest.raises(ValueError, match="cannot hold"):
         generate_ki67_synthetic(tmp_path / "dense", size=(100, 100), count_range=(10, 1000))
 

@@ -181,8 +181,9 @@ audit() {
   say "make audit in $image as $uid:$gid, runs/ = $runs, weights/ = $root/weights"
   "${docker[@]}" run --rm --network=none --user "$uid:$gid" -e HOME=/tmp \
     -v "$runs:/opt/pycount/runs" -v "$root/weights:/opt/pycount/weights" "$image" make audit
-  [ -n "$(find "$runs" -newer "$mark" -type f -print -quit)" ] || { rm -f "$mark"; die "make audit wrote nothing under $runs"; }
-  bad=$(find "$runs" "$root/weights" -newer "$mark" \( ! -user "$uid" -o ! -group "$gid" \) -print)
+  # -H: runs/ or weights/ may be a link to the folder (find would not descend into it)
+  [ -n "$(find -H "$runs" -newer "$mark" -type f -print -quit)" ] || { rm -f "$mark"; die "make audit wrote nothing under $runs"; }
+  bad=$(find -H "$runs" "$root/weights" -newer "$mark" \( ! -user "$uid" -o ! -group "$gid" \) -print)
   rm -f "$mark"
   [ -z "$bad" ] || die "files written in the container are not owned by $uid:$gid outside:
 $bad"
