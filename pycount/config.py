@@ -533,7 +533,8 @@ MODELS["fcrn"] = ModelConfig(
 # bacterial 8,000 its (2026-12-04) 1.97 against fcrn's 2.19, paired -0.21 +- 0.15 (noise), 0.30 s
 # per 256 px image at two threads (fcrn 0.69-0.76 s), 0.15 s with TTA=4 (counts within 0.38 %);
 # with Caffe's pooling patch 07, 0.228 s with all 8 transforms at two threads (0.271 s without it,
-# the same counts; docs/caffe-speed.md); the N = 50 protocol (seeds 1-4) 2.11, 1.97, 2.02, 1.82.
+# the same counts; docs/caffe-speed.md); the N = 50 protocol 1.95 +- 0.12 over 5 seeds (fcrn 2.11 +-
+# 0.04 on the same draws, lower on each).
 MODELS["fcrn-ctx"] = replace(
     MODELS["fcrn"], name="fcrn-ctx", context=32,
     description="fcrn trained with 32 px of unsupervised context around each crop; counts whole "
