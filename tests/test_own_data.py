@@ -424,18 +424,20 @@ def test_training_images_without_a_single_cell_are_refused(tmp_path, workdirs):
 
 # --- the whole path --------------------------------------------------------------------------------
 
-def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys):
-    """fcrn on 7 images of 64 px, 2 iterations: the folder path end to end; counting with the run
-    after the folder is gone."""
+@pytest.mark.parametrize("model", ["fcrn", "fcrn-ctx"])
+def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys, model):
+    """A density model on 7 images of 64 px, 2 iterations: the folder path end to end (fcrn-ctx:
+    crops with their context, counted in one pass); counting with the run after the folder is
+    gone."""
     folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
-    args = ["--dataset", str(folder), "--model", "fcrn"]
+    args = ["--dataset", str(folder), "--model", model]
     assert cli.main(["prepare", *args]) == 0
     assert cli.main(["train", *args, "--iters", "2"]) == 0
-    run = workdirs / "runs" / "cells" / "fcrn"
+    run = workdirs / "runs" / "cells" / model
     assert json.loads((run / "dataset.json").read_text())["layout"] == "folder"
     assert cli.main(["eval", *args, "--tta", "1"]) == 0
     out = capsys.readouterr().out
-    assert "cells: 1 test images, fcrn(R)" in out and "mean training count" in out
+    assert f"cells: 1 test images, {model}(R)" in out and "mean training count" in out
     assert list((run / "heatmaps").glob("*.png"))
     shutil.copy(folder / "i00.png", tmp_path / "new.png")
     shutil.rmtree(folder)
