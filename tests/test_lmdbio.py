@@ -112,3 +112,22 @@ def test_png_encoded_records_round_trip_and_are_smaller(tmp_path):
     read = list(lmdbio.read_lmdb(tmp_path / "png"))
     assert all(np.array_equal(rgb, flat[0][0]) and label == 3 for _, rgb, label in read)
     assert lmdbio.record_bytes([flat[0][0]], True) < lmdbio.record_bytes([flat[0][0]], False) / 10
+
+
+def test_the_bar_starts_with_the_first_record(tmp_path, monkeypatch, capsys):
+    """A generator that spends 5 s before its first record (reading images), then 0.01 s per
+    record: the first progress line's rate is the writing's, not one record over those 5 s."""
+    now = [0.0]
+    monkeypatch.setattr("pycount.util.progress.time.monotonic", lambda: now[0])
+
+    def slow_start():
+        now[0] += 5.0
+        for rec in records(50):
+            now[0] += 0.01
+            yield rec
+    lmdbio.write_lmdb(tmp_path / "db", slow_start(), n_max=50, patch=6, seed=3, manifest={},
+                      label="cut")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cut:")]
+    rates = [float(line.split(" patches/s")[0].rsplit(" ", 1)[1]) for line in lines]
+    assert rates and min(rates) >= 50, lines         # 100 patches/s, not 0.2
+    assert 90 <= rates[-1] <= 110, lines               # the writing's own rate by the end
