@@ -616,9 +616,12 @@ FOLD_BATCHNORM = True
 # (bench/results/2026-12-02-vm-count-folded.md, seconds per image, 500x500 / 1920x2560):
 # ResNet-50 caffe 2.33 / 153 against cv2 5.22 / 192 (ResNet-101, -152 alike), fcrn-ctx 1.56 /
 # 35.9 against 1.78 / 43.5; AlexNet-lite cv2 0.71 / 5.9 against 1.09 / 6.8, fcrn's crops 4.5 / 76
-# against 4.4 / 84, AlexNet 8.1 / 45 against 6.8 / 55. On a GPU it is always caffe.
+# against 4.4 / 84, AlexNet 8.1 / 45 against 6.8 / 55. On a GPU it is always caffe. With Caffe's
+# pooling patch 07 (2026-12-04) fcrn's crops went to caffe as well: a 256 px bacterial image with
+# all 8 transforms, caffe 0.442 s against cv2 0.639 s at two threads, 0.729 against 0.94 s at one
+# (bench/results/2026-12-04-vm-fcrn-tta-12 to -15; 10 test images, the trainings paused).
 DEFAULT_ENGINE = "auto"
-ENGINE_BY_KIND = {"resnet": "caffe", "fcrn-context": "caffe"}
+ENGINE_BY_KIND = {"resnet": "caffe", "fcrn-context": "caffe", "fcrn": "caffe"}
 ENGINE_OTHERWISE = "cv2"
 
 

@@ -121,7 +121,7 @@ def test_unknown_backend_lists_the_valid_ones():
 
 
 @pytest.mark.parametrize("model,want", [("resnet50", "caffe"), ("resnet152", "caffe"),
-                                        ("fcrn-ctx", "caffe"), ("fcrn", "cv2"),
+                                        ("fcrn-ctx", "caffe"), ("fcrn", "caffe"),
                                         ("alexnet", "cv2"), ("alexnet-lite", "cv2")])
 def test_auto_engine_is_the_models_faster_one(model, want):
     m = config.MODELS[model]
