@@ -140,7 +140,15 @@ def main(argv=None) -> int:
     extra = a.extra[1:] if a.extra[:1] == ["--"] else a.extra
     rows, into = [], None
     for v in a.variants:
-        rows.append(run(v, a.model, a.root, extra))
+        try:
+            rows.append(run(v, a.model, a.root, extra))
+        except subprocess.CalledProcessError as e:   # the step said why on stderr above
+            step = e.cmd[3] if len(e.cmd) > 3 else e.cmd
+            kept = f"; the rows before it are in {into}" if into else ""
+            print(f"owndata-check: `pycount {step}` on {v} exited {e.returncode}{kept}; run the "
+                  f"same command again to go on (trainings resume from their snapshots)",
+                  file=sys.stderr)
+            return e.returncode if e.returncode > 0 else 1
         into = stages.write_results("owndata-check", rows, into=into)
         print(f"{v}: {rows[-1]}  -> {into}")
     return 0

@@ -41,3 +41,18 @@ def test_small_16bit_variant_is_grey_and_counts_its_crop(tmp_path):
     got = readers.read_folder(folder, ids=["001"])[0]
     assert got.count == inside and got.image.shape == (150, 150, 3)
     assert (folder / ".complete").exists()
+
+
+def test_a_failed_step_ends_in_one_line_and_its_status(tmp_path, monkeypatch, capsys):
+    """A step that fails (or is stopped: a training interrupted) is named in one line with the
+    way on; no traceback of the harness."""
+    import subprocess
+    monkeypatch.setattr(check, "build", lambda variant, root: tmp_path / variant)
+
+    def stopped(cmd, **kw):
+        raise subprocess.CalledProcessError(130, cmd)
+    monkeypatch.setattr(check.subprocess, "run", stopped)
+    assert check.main(["--variants", "vgg-2x2-csv", "--root", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [next(line for line in err if "exited" in line)]
+    assert "`pycount prepare` on vgg-2x2-csv exited 130" in err[0] and "again" in err[0]
