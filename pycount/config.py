@@ -621,14 +621,13 @@ FOLD_BATCHNORM = True
 # all 8 transforms, caffe 0.442 s against cv2 0.639 s at two threads, 0.729 against 0.94 s at one
 # (bench/results/2026-12-04-vm-fcrn-tta-12 to -15; 10 test images, the trainings paused).
 DEFAULT_ENGINE = "auto"
-ENGINE_BY_KIND = {"resnet": "caffe", "fcrn-context": "caffe", "fcrn": "caffe"}
+ENGINE_BY_KIND = {"resnet": "caffe", "fcrn": "caffe"}     # by model family: both density models
 ENGINE_OTHERWISE = "cv2"
 
 
 def count_engine(m: "ModelConfig") -> str:
     """The engine `auto` picks for a model on the CPU (see ENGINE_BY_KIND)."""
-    kind = "fcrn-context" if m.density and m.context > 0 else m.family
-    return ENGINE_BY_KIND.get(kind, ENGINE_OTHERWISE)
+    return ENGINE_BY_KIND.get(m.family, ENGINE_OTHERWISE)
 
 
 # The per-pixel targets are scaled by this (a density of ~0.003 cells/px is too small a target
