@@ -17,6 +17,11 @@ Variants:
                        (`CellCounter_NAME.xml`, integer 0-based pixels as Cell Counter saves them)
   vgg-small-grey16     VGG cells cut to 150x150 px, 16-bit grey TIFF, dots as `NAME_dots.png` masks
                        (smaller than the default patch of bigger images: the adapt-or-pad rule)
+  vgg-geojson          VGG cells as they are (256 px), dots as QuPath GeoJSON (one annotation of
+                       the counting tool's points, a MultiPoint, as QuPath exports it)
+  vgg-up2-geojson      the same images enlarged 2x (512 px, bicubic): cells twice as large and
+                       apart, as at a higher magnification; same names, so the same test draw as
+                       vgg-geojson (the pair measures what the cells' size alone does)
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ from pycount.reporting import audit
 
 SHARED = config.ROOT.parent / "shared" / "datasets"
 NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
-         "vgg-small-grey16": "bacterial"}
+         "vgg-small-grey16": "bacterial", "vgg-geojson": "bacterial",
+         "vgg-up2-geojson": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -52,6 +58,28 @@ def _cellcounter(path: Path, image_name: str, centres: np.ndarray) -> None:
                     "</Image_Properties><Marker_Data><Current_Type>1</Current_Type>"
                     f"<Marker_Type><Type>1</Type><Name>nucleus</Name>{marks}</Marker_Type>"
                     "</Marker_Data></CellCounter_Marker_File>\n")
+
+
+def _qupath_points(path: Path, centres: np.ndarray) -> None:
+    """QuPath's counting-tool export: pixel (i, j)'s centre is at (i + 0.5, j + 0.5)."""
+    feature = {"type": "Feature", "id": "points-1",
+               "geometry": {"type": "MultiPoint",
+                            "coordinates": [[round(float(x) + 0.5, 3), round(float(y) + 0.5, 3)]
+                                            for x, y in centres]},
+               "properties": {"objectType": "annotation",
+                              "classification": {"name": "Cell", "color": [255, 0, 0]}}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+
+
+def make_vgg_geojson(out: Path, factor: int = 1) -> None:
+    for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
+        img = s.image
+        if factor > 1:
+            h, w = img.shape[:2]
+            img = cv2.resize(img, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(out / f"{s.id}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        # a pixel centre x maps to factor * x + (factor - 1) / 2 under cv2.resize
+        _qupath_points(out / f"{s.id}.geojson", s.centres * factor + (factor - 1) / 2)
 
 
 def make_vgg_2x2_csv(out: Path) -> None:
@@ -87,7 +115,8 @@ def make_vgg_small_grey16(out: Path, side: int = 150) -> None:
 
 
 MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cellcounter,
-          "vgg-small-grey16": make_vgg_small_grey16}
+          "vgg-small-grey16": make_vgg_small_grey16, "vgg-geojson": make_vgg_geojson,
+          "vgg-up2-geojson": lambda out: make_vgg_geojson(out, factor=2)}
 
 
 def build(variant: str, root: Path) -> Path:

@@ -56,3 +56,22 @@ def test_a_failed_step_ends_in_one_line_and_its_status(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [next(line for line in err if "exited" in line)]
     assert "`pycount prepare` on vgg-2x2-csv exited 130" in err[0] and "again" in err[0]
+
+
+def test_geojson_variants_read_back_at_both_scales(tmp_path):
+    """QuPath's MultiPoint export reads back every dot; the 2x pair keeps the names (the same test
+    draw) and puts each dot on its cell's enlarged pixels."""
+    src = readers.read_vgg_cells(SHARED / "vgg_cells", ids=["001", "002"])
+    one = readers.read_folder(check.build("vgg-geojson", tmp_path), ids=["001", "002"])
+    two = readers.read_folder(check.build("vgg-up2-geojson", tmp_path), ids=["001", "002"])
+    for s, a, b in zip(src, one, two):
+        assert a.image.shape == (256, 256, 3) and b.image.shape == (512, 512, 3)
+        np.testing.assert_allclose(a.centres, s.centres, atol=1e-3)
+        np.testing.assert_allclose(b.centres, 2 * s.centres + 0.5, atol=1e-3)
+        # the enlarged image's pixel under a dot is the source's pixel under it, interpolated
+        xs, ys = np.round(s.centres).astype(int).T
+        ok = (xs < 255) & (ys < 255)
+        big = b.image[2 * ys[ok], 2 * xs[ok]].astype(float)
+        assert np.abs(big - s.image[ys[ok], xs[ok]]).mean() < 6
+    names = {p.name for p in (tmp_path / "vgg-up2-geojson").iterdir()}
+    assert {"001.png", "001.geojson"} <= names and len(names) == 401   # + .complete
