@@ -123,11 +123,12 @@ def test_the_bar_starts_with_the_first_record(tmp_path, monkeypatch, capsys):
     def slow_start():
         now[0] += 5.0
         for rec in records(50):
-            now[0] += 0.01
+            now[0] += 0.05
             yield rec
     lmdbio.write_lmdb(tmp_path / "db", slow_start(), n_max=50, patch=6, seed=3, manifest={},
                       label="cut")
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("cut:")]
-    rates = [float(line.split(" patches/s")[0].rsplit(" ", 1)[1]) for line in lines]
-    assert rates and min(rates) >= 50, lines         # 100 patches/s, not 0.2
-    assert 90 <= rates[-1] <= 110, lines               # the writing's own rate by the end
+    rates = [float(line.split(" patches/s")[0].rsplit(" ", 1)[1]) for line in lines
+             if "- patches/s" not in line]              # the lines before a second is timed
+    assert rates and min(rates) >= 10, lines         # 20 patches/s, not 0.2
+    assert 18 <= rates[-1] <= 22, lines               # the writing's own rate by the end

@@ -50,3 +50,21 @@ def test_a_slow_bar_also_prints_by_the_clock_off_a_terminal(monkeypatch):
     counts = [int(re.search(r": (\d+)/1000", ln).group(1)) for ln in out.getvalue().splitlines()]
     every = int(config.PROGRESS_LOG_SECONDS // 60)
     assert 1 <= every < 20 and counts == list(range(1, 22, every))
+
+
+def test_no_rate_before_a_second_is_timed(monkeypatch):
+    """An update a few milliseconds after the start shows no rate or eta (it read 118,441
+    images/s); from PROGRESS_RATE_AFTER_SECONDS on, the measured ones."""
+    from pycount import config
+    from pycount.util import progress
+    clock = [50.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    with Progress(10, "drawing", "images", stream=out) as bar:
+        clock[0] += 0.002
+        bar.update(1)
+        clock[0] += config.PROGRESS_RATE_AFTER_SECONDS
+        bar.update(1)
+    first, second = out.getvalue().strip().splitlines()   # the final draw repeats no tenth
+    assert "- images/s" in first and "eta -" in first and "/s, " in first
+    assert re.search(r" 2\.0 images/s", second) and re.search(r"eta 4s", second)

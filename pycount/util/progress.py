@@ -44,8 +44,12 @@ class Progress:
         rate = (self.n - self.done) / elapsed
         frac = self.n / self.total if self.total else 1.0
         eta = (self.total - self.n) / rate if rate > 0 and self.total else 0.0
-        text = (f"{self.label}: {self.n}/{self.total} {self.unit} ({100 * frac:3.0f}%) "
-                f"{rate:.1f} {self.unit}/s, {elapsed:.0f}s elapsed, eta {eta:.0f}s  {self.info}")
+        if elapsed >= config.PROGRESS_RATE_AFTER_SECONDS or final:
+            speed = f"{rate:.1f} {self.unit}/s, {elapsed:.0f}s elapsed, eta {eta:.0f}s"
+        else:                           # too short to time: no rate rather than a wild one
+            speed = f"- {self.unit}/s, {elapsed:.0f}s elapsed, eta -"
+        text = (f"{self.label}: {self.n}/{self.total} {self.unit} ({100 * frac:3.0f}%) {speed}  "
+                f"{self.info}")
         if self.tty:
             if final or now - self._last > 0.1:
                 width = 24
