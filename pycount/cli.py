@@ -44,6 +44,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hed-jitter", type=float, default=None,
                    help="density models: stain (HED) augmentation strength of the training "
                    "crops, e.g. 0.05 (default: the dataset's)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="read every image resized by this factor, in preparing, evaluating and "
+                   "counting alike (0.5: half the side; default: 1, or inferred for a folder "
+                   "from its cell spacing)")
     p.add_argument("--stain-norm", default=None, choices=list(config.STAIN_METHODS) + ["none"],
                    help="stain normalisation of every image before it is cut or counted "
                    "(macenko: the training images' H&E stain colours and amounts; reinhard: their "
@@ -307,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
         size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
         hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
-        crop_stride=args.crop_stride, stain_norm=args.stain_norm)
+        crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

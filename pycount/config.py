@@ -135,6 +135,12 @@ class DatasetConfig:
     # stretch (DEPTH_PERCENTILES). An own folder's is inferred from its training images
     # (owndata.resolve) and kept in its runs' dataset.json; the named sets are 8-bit.
     depth_range: tuple = ()
+    # Every image resized by this factor as it is read, in preparing, evaluating and counting
+    # alike (SCALE=; pycount.data.readers.rescale): the cells' size in pixels is what the nets'
+    # windows and receptive field are measured against, so images at a higher magnification
+    # (larger cells) can be brought to the size the settings were made for. The dots move with
+    # the pixels, so the counts stay the same. 0 (an own folder before owndata.resolve): inferred.
+    scale: float = 1.0
 
     @property
     def own(self) -> bool:
@@ -161,6 +167,8 @@ class DatasetConfig:
         crops = (base.crop, base.crop_stride) if base else tuple(ref[4:6])
         if len(crops) == 2 and (self.crop, self.crop_stride) != crops:
             tags.append(f"crop{self.crop}-s{self.crop_stride}")
+        if self.scale != (base.scale if base else (ref[6] if len(ref) > 6 else 1.0)):
+            tags.append(f"x{self.scale:g}")
         if self.hed_jitter != (base.hed_jitter if base else 0.0):
             tags.append(f"hed{self.hed_jitter:g}")
         if self.stain_norm != (base.stain_norm if base else ""):
@@ -281,7 +289,7 @@ SYNTHETIC_SEED = 0
 MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
              "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
              "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
-             "stain_norm": "STAIN"}
+             "stain_norm": "STAIN", "scale": "SCALE"}
 OVERRIDES = tuple(MAKE_VARS)
 # STAIN= values (pycount.data.stain) and the length of the target each records in a run
 STAIN_METHODS = {"reinhard": 6, "macenko": 8}
@@ -300,10 +308,10 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                    train_n: int | None = None, seed: int | None = None,
                    sigma: float | None = None, hed_jitter: float | None = None,
                    resplit: int | None = None, crop: int | None = None,
-                   crop_stride: int | None = None, stain_norm: str | None = None
-                   ) -> DatasetConfig:
+                   crop_stride: int | None = None, stain_norm: str | None = None,
+                   scale: float | None = None) -> DatasetConfig:
     """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=,
-    CROP=, CROP_STRIDE=, STAIN= applied (None: keep the default)."""
+    CROP=, CROP_STRIDE=, STAIN=, SCALE= applied (None: keep the default)."""
     if stain_norm is not None:
         stain_norm = "" if stain_norm in ("", "none") else stain_norm
         if stain_norm and stain_norm not in STAIN_METHODS:
@@ -314,8 +322,12 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
                                      size=size, train_n=train_n, seed=seed, sigma=sigma,
                                      hed_jitter=hed_jitter, resplit=resplit, crop=crop,
-                                     crop_stride=crop_stride).items()
+                                     crop_stride=crop_stride, scale=scale).items()
                if v is not None}
+    if scale is not None and not SCALE_LIMITS[0] <= scale <= SCALE_LIMITS[1]:
+        raise ConfigError(f"SCALE={scale} is not valid: use a factor from {SCALE_LIMITS[0]:g} to "
+                          f"{SCALE_LIMITS[1]:g} (0.5 halves every image's sides, 1 reads them as "
+                          f"they are)")
     if crop is not None and (crop <= 0 or crop % 8):
         raise ConfigError(f"CROP={crop} is not valid: the density nets pool three times, so use "
                           f"a positive multiple of 8 (e.g. {max(8, round((crop or 8) / 8) * 8)})")
@@ -746,6 +758,8 @@ SPEC_KEYS = {  # key: (type, meaning)
     "depth_range": (list, "16-bit / float images: the raw values [low, high] that become 0 and "
                           "255; default: from the training images; [] for each image's own "
                           "stretch"),
+    "scale": (float, "every image resized by this factor as it is read (0.5: half the side); "
+                     "default: inferred from the cell spacing"),
 }
 OWN_ROT_STEP = 30 # the paper's rotation step, for every dataset
 OWN_N_VAL = 5         # as the named datasets
@@ -777,6 +791,11 @@ OWN_CROP_BUDGET = 40_000
 # 47.3 at 4,000 (sigma 3). Until 2026-12-03 the rule was 3.2 passes in [2,000, the default], which
 # gave a nuclei-like folder 3,000 iterations (48.67, docs/own-data.md) and most folders fewer
 # than the named sets'.
+# scale: an own folder's images are read smaller when its cells lie more than OWN_SCALE_ABOVE px
+# apart, by the factor that puts them OWN_SCALE_TO px apart (config.DatasetConfig.scale). The
+# rules above were made at d = 8.5 and 13.4 px.
+OWN_SCALE_ABOVE = math.inf
+OWN_SCALE_TO = 13.4
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
 OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
 # Limits on what an own folder's pycount.toml or the command line may set (pycount.data.owndata):
@@ -791,6 +810,9 @@ OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches f
 # the folder's largest image side (unless the inferred range's floor is larger): a larger window
 # is padding only, and padding every image to 100,000 px asked for 30 GB
 WINDOW_LIMITS = (8, 1024)
+# SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
+# 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
+SCALE_LIMITS = (0.1, 4.0)
 # A dot mask (pycount.data.readers.mask_centres) is refused when it is no mask of dots: when more
 # than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
 # larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the
@@ -872,6 +894,10 @@ def read_spec(folder: Path) -> dict:
                 0 < spec["depth_range"][1] - spec["depth_range"][0] < math.inf))):
         raise ConfigError(f"{path}: depth_range must be two numbers [low, high] with low < high "
                           f"(or [] for each image's own stretch)")
+    if "scale" in spec and not SCALE_LIMITS[0] <= spec["scale"] <= SCALE_LIMITS[1]:
+        raise ConfigError(f"{path}: scale = {spec['scale']} must be a factor from "
+                          f"{SCALE_LIMITS[0]:g} to {SCALE_LIMITS[1]:g} (0.5 halves every image's "
+                          f"sides), or leave it out to have it inferred")
     if "crop" in spec and spec["crop"] % 8:
         raise ConfigError(f"{path}: crop = {spec['crop']} must be a multiple of 8 (the density "
                           f"nets pool three times)")
@@ -900,6 +926,7 @@ def folder_dataset(path) -> DatasetConfig:
         crop=spec.get("crop", 0), crop_stride=spec.get("crop_stride", 0), pad=True,
         marker=str(spec.get("marker", "")), iters=spec.get("iters", 0),
         depth_range=tuple(float(v) for v in spec.get("depth_range", ())),
+        scale=float(spec.get("scale", 0.0)),
         spec=tuple(sorted(spec)), description=f"own images in {root}")
 
 

@@ -119,7 +119,7 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=2.5),
                          say=lines.append)
     assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 2.5, 72)
-    assert ds.defaults == (44, 22, 30, 1.5, 72, 32) and ds.tag == "f-p60-s30-r30-sigma2.5"
+    assert ds.defaults == (44, 22, 30, 1.5, 72, 32, 1.0) and ds.tag == "f-p60-s30-r30-sigma2.5"
     assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
     # CROP= as well: its stride follows it, and both name the LMDBs and runs
     lines = []
@@ -420,6 +420,96 @@ def test_training_images_without_a_single_cell_are_refused(tmp_path, workdirs):
         (folder / f"{xml.stem}.csv").write_text("x,y\n" + ("3,3\n" if xml.stem == "i01" else ""))
     (folder / "pycount.toml").unlink()
     assert "i01" in resolved(folder).train_ids
+
+
+# --- scale: images read at another size -----------------------------------------------------------
+
+def test_rescale_moves_each_dot_with_its_pixels():
+    """A bright 4x4 block per dot: after halving, the dot sits on its block's 2x2 pixels; the
+    count is kept, and a dot on the edge stays within the image."""
+    from pycount.data import readers
+    img = np.zeros((40, 60, 3), np.uint8)
+    dots = np.array([[9.5, 9.5], [41.5, 21.5], [0.0, 39.0]])
+    for x, y in dots[:2]:
+        img[int(y) - 1:int(y) + 3, int(x) - 1:int(x) + 3] = 200
+    small = readers.rescale(readers.Sample("a", img, dots), 0.5)
+    assert small.image.shape == (20, 30, 3) and small.count == 3
+    np.testing.assert_allclose(small.centres[:2], [[4.5, 4.5], [20.5, 10.5]])
+    for x, y in small.centres[:2]:                    # the block's four pixels around the dot
+        assert (small.image[int(y):int(y) + 2, int(x):int(x) + 2] == 200).all()
+    # (0 + 0.5) / 2 - 0.5 = -0.25 and (39 + 0.5) / 2 - 0.5 = 19.25: kept within 0..19
+    assert small.centres[2].tolist() == [0.0, 19.0]
+    big = readers.rescale(readers.Sample("a", img, dots), 2.0)
+    assert big.image.shape == (80, 120, 3)
+    np.testing.assert_allclose(big.centres[0], [19.5, 19.5])
+    assert readers.rescale_image(img, 1) is img and readers.rescale_image(img, 0) is img
+
+
+def test_far_apart_cells_are_read_smaller_and_the_settings_follow(tmp_path, workdirs,
+                                                                   monkeypatch):
+    """Cells 40 px apart, beyond OWN_SCALE_ABOVE: every image read at 13.4 / 40 -> 0.34, and the
+    patch, crop and sigma are those of cells 13.6 px apart; within it, the images as they are."""
+    folder = make_folder(tmp_path / "far", n=6, side=400, spacing=40)
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert ds.scale == 1.0 and (ds.patch, ds.sigma) == (180, 6.5)      # OWN_SCALE_ABOVE: inf
+    assert any("as they are" in line for line in lines)
+    monkeypatch.setattr(config, "OWN_SCALE_ABOVE", 20.0)
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert ds.scale == 0.34 and not ds.variant
+    # d = 40 x 0.34 = 13.6: patch 4.5 d = 61.2 -> 60, sigma d / 6 = 2.27 -> 2.5, crop 102 -> 104
+    assert (ds.patch, ds.sigma, ds.crop) == (60, 2.5, 104)
+    text = "\n".join(lines)
+    assert "scale" in text and "0.34" in text and "13.6 px" in text
+    s = prepare.load(ds, ["i00"])[0]
+    assert s.image.shape == (136, 136, 3) and s.count == len(lattice(400, 40))
+
+
+def test_scale_given_on_the_command_line_or_in_the_spec_file(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=6, side=120, spacing=10)
+    lines = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), scale=2.0),
+                         say=lines.append)
+    # d = 20 in the enlarged images: patch 90 -> 88, crop 150 -> 152; tagged, as PATCH= is
+    assert (ds.scale, ds.patch, ds.crop) == (2.0, 88, 152) and ds.tag.endswith("-x2")
+    assert any("SCALE= given" in line for line in lines)
+    assert config.with_overrides(config.dataset("nuclei"), scale=0.5).tag == "nuclei-x0.5"
+    for bad in (0, 0.05, 5):
+        with pytest.raises(ConfigError, match=f"SCALE={bad} is not valid"):
+            config.with_overrides(config.dataset("nuclei"), scale=bad)
+    (folder / "pycount.toml").write_text("scale = 0.5\n")
+    ds = resolved(folder)
+    assert (ds.scale, ds.tag) == (0.5, "f")
+    (folder / "pycount.toml").write_text("scale = 9\n")
+    with pytest.raises(ConfigError, match="scale = 9 must be a factor from 0.1 to 4"):
+        resolved(folder)
+
+
+def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, capsys):
+    """SCALE=2 end to end: train.json and dataset.json keep it, eval and count read at it
+    (counts.csv gives the file's own size), and a run asked for at another scale is refused."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn", "--scale", "2"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    run = workdirs / "runs" / "cells-x2" / "fcrn"
+    assert json.loads((run / "train.json").read_text())["scale"] == 2.0
+    assert json.loads((run / "dataset.json").read_text())["scale"] == 2.0
+    assert cli.main(["eval", *args, "--tta", "1"]) == 0
+    preds = (run / "predictions.csv").read_text().splitlines()
+    assert len(preds) == 2 and f",{len(lattice(64, 8))}," in preds[1] + ","  # the dots, all kept
+    heatmap = cv2.imread(str(next((run / "heatmaps").glob("*.png"))))
+    assert heatmap is not None
+    shutil.copy(folder / "i00.png", tmp_path / "new.png")
+    assert cli.main(["count", str(tmp_path / "new.png"), "--run", str(run), "--out",
+                     str(tmp_path / "out"), "--tta", "1"]) == 0
+    row = (tmp_path / "out" / "counts.csv").read_text().splitlines()[1].split(",")
+    assert row[3:5] == ["64", "64"]                    # width, height of the file
+    capsys.readouterr()
+    shutil.copytree(run, workdirs / "runs" / "cells" / "fcrn")     # moved to scale 1's place
+    assert cli.main(["eval", "--dataset", str(folder), "--model", "fcrn", "--tta", "1"]) != 0
+    assert "scale 2.0, not 1.0" in capsys.readouterr().err
 
 
 # --- the whole path --------------------------------------------------------------------------------

@@ -263,7 +263,6 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
             f"which leaves {len(train)} for training; training needs at least "
             f"{config.OWN_MIN_TRAIN_IMAGES} (one to train on, one to validate): take some out of "
             f"test, or add annotated images")
-    _check_windows(ds, root, stats)
     kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
@@ -284,7 +283,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         lines.append(f"  {key:<15} {value!s:>8}{unit}  {rule if not set_[key] else src}")
 
     set_ = {k: bool(getattr(ds, k)) for k in ("patch", "stride", "sigma", "crop", "crop_stride",
-                                               "mean_bgr", "max_patch_count")}
+                                               "mean_bgr", "max_patch_count", "scale")}
     set_["split"] = bool(ds.test_ids)
     set_["depth_range"] = "depth_range" in ds.spec
     set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
@@ -302,6 +301,17 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
         f"median distance of a dot to its nearest neighbour ({len(nn)} dots in {len(tr)} "
         f"training images)" if len(nn) else "no training image has two dots: a 10 px default"))
+
+    # scale: images whose cells lie further apart than the settings below were made for are
+    # read smaller (readers.rescale); every rule after this one sees the resized images
+    scale, why = _scale(ds.scale, spacing, bool(len(nn)))
+    note("scale", f"{scale:g}", why)
+    if scale != 1:
+        stats = {i: _scaled(st, scale) for i, st in stats.items()}
+        tr = [stats[i] for i in train]
+        spacing *= scale
+        lines.append(f"  {'':<15} {spacing:>8.1f} px  the cell spacing in the resized images")
+    _check_windows(ds, root, stats)
 
     sides = np.array([min(s.width, s.height) for s in stats.values()])
     typical = int(np.median(sides))           # most images' smaller side: patches fit them
@@ -367,7 +377,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         lines.append(f"  patch LMDB stored PNG-encoded: {raw / 2 ** 30:.1f} GB as raw patches")
     out = replace(ds, patch=patch, stride=stride, sigma=float(sigma), crop=crop,
                   crop_stride=crop_stride, mean_bgr=mean, max_patch_count=mpc, encoded=encoded,
-                  train_ids=tuple(train), test_ids=tuple(test), depth_range=depth_range)
+                  train_ids=tuple(train), test_ids=tuple(test), depth_range=depth_range,
+                  scale=scale)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's
     out = replace(out, defaults=(patch if not ds.patch or "patch" in ds.spec else None,
@@ -376,11 +387,35 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                                  sigma if not ds.sigma or "sigma" in ds.spec else None,
                                  crop if not ds.crop or "crop" in ds.spec else None,
                                  crop_stride if not ds.crop_stride or "crop_stride" in ds.spec
-                                 else None))
+                                 else None,
+                                 scale if not ds.scale or "scale" in ds.spec else None))
     out = replace(out, defaults=_fill_defaults(out, ds))
     for line in lines:
         say(line)
     return out
+
+
+def _scale(given: float, spacing: float, measured: bool) -> tuple[float, str]:
+    """The factor every image is read at, and why: the one given, else 1 unless the cells lie
+    further apart than config.OWN_SCALE_ABOVE (a higher magnification than the settings were
+    made for), when the images shrink to put them config.OWN_SCALE_TO apart (2 digits)."""
+    if given:
+        return given, ""
+    if not measured or spacing <= config.OWN_SCALE_ABOVE:
+        within = (f": cells {spacing:.1f} px apart, within the {config.OWN_SCALE_ABOVE:g} px the "
+                  f"settings are made for" if math.isfinite(config.OWN_SCALE_ABOVE) else "")
+        return 1.0, f"the images as they are{within} (SCALE= reads them resized)"
+    factor = max(config.SCALE_LIMITS[0], float(f"{config.OWN_SCALE_TO / spacing:.2g}"))
+    return factor, (f"cells {spacing:.1f} px apart, more than {config.OWN_SCALE_ABOVE:g} px: "
+                    f"every image read at this size, to put them ~{config.OWN_SCALE_TO:g} px "
+                    f"apart (the settings' range; {1 / factor ** 2:.1f}x fewer pixels to train "
+                    f"and count)")
+
+
+def _scaled(st: ImageStats, factor: float) -> ImageStats:
+    """An image's stats as readers.rescale reads it: its sides and dot distances scaled."""
+    return replace(st, width=max(1, round(st.width * factor)),
+                   height=max(1, round(st.height * factor)), nn=[v * factor for v in st.nn])
 
 
 def _sig(v: float) -> float:
@@ -449,14 +484,22 @@ def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
 
 
 def _fill_defaults(out: config.DatasetConfig, given: config.DatasetConfig) -> tuple:
-    """Defaults where the command line overrode: the value inference would have chosen."""
+    """Defaults where the command line overrode: the value inference would have chosen. The
+    windows' at the scale asked (SCALE= alone tags a run with the scale, not with the patch and
+    crop that follow from it); the scale's without SCALE=."""
     if None not in out.defaults:
         return out.defaults
-    bare = replace(given, patch=_spec_or_zero(given, "patch"), stride=_spec_or_zero(given, "stride"),
+    windows = dict(patch=_spec_or_zero(given, "patch"), stride=_spec_or_zero(given, "stride"),
                    sigma=float(_spec_or_zero(given, "sigma")), crop=_spec_or_zero(given, "crop"),
                    crop_stride=_spec_or_zero(given, "crop_stride"))
-    plain = resolve(bare, say=lambda _: None)
-    return tuple(plain.defaults)
+    quiet = lambda _: None  # noqa: E731
+    d = list(out.defaults)
+    if None in d[:6]:
+        d[:6] = resolve(replace(given, **windows), say=quiet).defaults[:6]
+    if d[6] is None:
+        d[6] = resolve(replace(given, **windows, scale=float(_spec_or_zero(given, "scale"))),
+                       say=quiet).scale
+    return tuple(d)
 
 
 def _spec_or_zero(ds, key):

@@ -56,6 +56,7 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
     pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
     samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker,
                             depth_range=ds.depth_range)
+    samples = [datasets.rescale(s, ds.scale) for s in samples]    # SCALE=: as counting reads them
     if side and ds.pad:
         return pad_small(samples, side, ds)
     if side:

@@ -117,7 +117,7 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     engine (a C head has no "count" output, another patch size another input), or it would
     count with other settings than it was trained with. Settings train.json does not record
     (older runs) are not compared."""
-    asked = {"dataset": ds.name, "model": model.name, "head": head}
+    asked = {"dataset": ds.name, "model": model.name, "head": head, "scale": ds.scale}
     if not (model.density or model.classic):
         asked.update({k: getattr(ds, k) for k in MATCHED_PATCH_SETTINGS})
     recorded = dict(info, head=info.get("head", "R"))
@@ -131,7 +131,7 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     home = (config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')
             if all(isinstance(v, str) and v for v in (tag, name, its_head)) else None)
     if home is not None and home.resolve() == info_file.parent.resolve() \
-            and all(k in MATCHED_PATCH_SETTINGS for k, _, _ in diffs):
+            and all(k in MATCHED_PATCH_SETTINGS + ("scale",) for k, _, _ in diffs):
         # in its own place: what changed is the dataset's settings (an own folder inferred
         # again from edited images or marks), not where the run is
         raise RunError(f"{info_file} records another training than the one asked for ({said}): "

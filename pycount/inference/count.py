@@ -87,6 +87,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
     image, outside = datasets.read_in_range(path, run.ds.depth_range)  # as its training images
+    h0, w0 = image.shape[:2]                        # the file's size, for the CSV
+    image = datasets.rescale_image(image, run.ds.scale)   # at the scale it was trained at
     h, w = image.shape[:2]
     r = predict.count_image(image)
     seconds = time.monotonic() - start
@@ -95,8 +97,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
         shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if (hh, hw) != (h, w) else image
         save_overlay(heatmap, shown, r.heatmap, f"{path.name}: {r.count:.1f} cells "
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
-    row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w,
-           "height": h, "seconds": seconds, "status": "ok", "error": ""}
+    row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w0,
+           "height": h0, "seconds": seconds, "status": "ok", "error": ""}
     if r.count < config.SUSPECT_BELOW:  # fewer than no cells, beyond an empty field's noise
         row.update(status="suspect", error=(
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "

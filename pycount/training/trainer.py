@@ -352,7 +352,7 @@ class Trainer:
             "net": nets.net_name(plan), "dataset_tag": self.ds.tag, "patch": self.ds.patch,
             "stride": self.ds.stride, "size": self.ds.size, "rot_step": self.ds.rot_step,
             "train_n": self.ds.train_n, "seed": self.ds.seed, "resplit": self.ds.resplit,
-            "keep": self.model.keep,
+            "scale": self.ds.scale, "keep": self.model.keep,
             "averaged_iterations": session.average.n if session.average is not None else 0,
             "train_images": manifest.get("images"),
             "val_images": (lmdbio.read_manifest(self.val_lmdb) or {}).get("images"),
@@ -377,7 +377,7 @@ def _make_args(ds: config.DatasetConfig) -> str:
     """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
     folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
     if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
-        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride")
+        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale")
         given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
         given += [k for k in ("size", "hed_jitter", "stain_norm", "resplit") if getattr(ds, k)]
         return f"DATASET={ds.subdir}" + "".join(
