@@ -149,9 +149,10 @@ def run(variant: str, model: str, root: Path, extra: list[str]) -> dict:
     ds = json.loads((run_dir / "dataset.json").read_text())
     trained = json.loads((run_dir / "train.json").read_text())   # the training's own time:
     # a second call finds the run trained and only re-evaluates it
-    keys = ("patch", "stride", "sigma", "crop", "crop_stride")
+    keys = ("scale", "patch", "stride", "sigma", "crop", "crop_stride")
     return {"variant": variant, "model": model, "images": len(readers.folder_pairs(folder)),
-            "settings": ", ".join(f"{k} {ds[k]}" for k in keys if k in ds),
+            "settings": ", ".join(f"{k} {ds[k]:g}" if isinstance(ds[k], float) else f"{k} {ds[k]}"
+                                  for k in keys if k in ds and (k != "scale" or ds[k] != 1)),
             "train s": round(trained["seconds"]), "iterations": trained["iterations"],
             "prepare s": seconds["prepare"], "test images": m["n_images"],
             "MAE": round(m["mae"], 2), "std": round(m["mae_std"], 2), "MRE": round(m["mre"], 4),
