@@ -68,3 +68,18 @@ def test_no_rate_before_a_second_is_timed(monkeypatch):
     first, second = out.getvalue().strip().splitlines()   # the final draw repeats no tenth
     assert "- images/s" in first and "eta -" in first and "/s, " in first
     assert re.search(r" 2\.0 images/s", second) and re.search(r"eta 4s", second)
+
+
+def test_a_bar_done_within_a_second_ends_on_its_rate(monkeypatch):
+    """Work finished before a second is timed still says how fast it went on its last line."""
+    from pycount.util import progress
+    clock = [7.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    with Progress(4, "writing", "patches", stream=out) as bar:
+        for _ in range(4):
+            clock[0] += 0.05
+            bar.update(1)
+    lines = out.getvalue().strip().splitlines()
+    assert "- patches/s" in lines[0]
+    assert lines[-1].startswith("writing: 4/4") and " 20.0 patches/s" in lines[-1]

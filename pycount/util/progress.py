@@ -44,7 +44,7 @@ class Progress:
         rate = (self.n - self.done) / elapsed
         frac = self.n / self.total if self.total else 1.0
         eta = (self.total - self.n) / rate if rate > 0 and self.total else 0.0
-        if elapsed >= config.PROGRESS_RATE_AFTER_SECONDS or final:
+        if elapsed >= config.PROGRESS_RATE_AFTER_SECONDS or final or self.n >= self.total:
             speed = f"{rate:.1f} {self.unit}/s, {elapsed:.0f}s elapsed, eta {eta:.0f}s"
         else:                           # too short to time: no rate rather than a wild one
             speed = f"- {self.unit}/s, {elapsed:.0f}s elapsed, eta -"
