@@ -793,7 +793,13 @@ OWN_CROP_BUDGET = 40_000
 # than the named sets'.
 # scale: an own folder's images are read smaller when its cells lie more than OWN_SCALE_ABOVE px
 # apart, by the factor that puts them OWN_SCALE_TO px apart (config.DatasetConfig.scale). The
-# rules above were made at d = 8.5 and 13.4 px.
+# rules above were made at d = 8.5 and 13.4 px. Off (inf): measured 2026-12-05 (fcrn, the VGG
+# cells as an own folder, 36 test images; bench/results/2026-12-05-vm-paired-owndata-vgg-scale2.md)
+# the same images enlarged 2x (d 8.5 -> 17.1 px; patch 76, sigma 3, crop 128 inferred) count as
+# well as at 1x: MAE 2.56 against 2.39, paired +0.17 +- 0.20, closer on 18 of 36; training took
+# 4,292 s against 952 s. So larger cells cost time, not accuracy, and SCALE=0.5 is the user's
+# choice to take the time back; read smaller by default it would also drop the real detail a
+# higher magnification holds, which an enlarged image does not, and that was not measured.
 OWN_SCALE_ABOVE = math.inf
 OWN_SCALE_TO = 13.4
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
