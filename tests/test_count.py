@@ -312,7 +312,7 @@ def _as_own_run(run: Path) -> config.DatasetConfig:
     return ds
 
 
-def test_an_own_run_pads_a_small_image_as_training_did(run, tmp_path):
+def test_an_own_run_pads_a_small_image_as_training_did(run, tmp_path, capsys):
     _as_own_run(run)
     small = tmp_path / "small.png"
     rgb = np.random.default_rng(1).integers(0, 256, (30, 60, 3), dtype=np.uint8)
@@ -325,6 +325,8 @@ def test_an_own_run_pads_a_small_image_as_training_did(run, tmp_path):
     expect = density.count_image(padded, 40, 20, predictors.make_predictor("cv2", run))
     assert float(row["count"]) == pytest.approx(expect.count, rel=1e-6)
     assert (int(row["width"]), int(row["height"])) == (60, 30)
+    err = capsys.readouterr().err
+    assert f"note: {small} (60x30 px) is smaller than" in err and "padded to 60x40 px" in err
 
 
 @pytest.mark.parametrize("damage,needle", [
