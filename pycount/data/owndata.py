@@ -414,8 +414,8 @@ def _scale(given: float, spacing: float, measured: bool) -> tuple[float, str]:
 
 def _scaled(st: ImageStats, factor: float) -> ImageStats:
     """An image's stats as readers.rescale reads it: its sides and dot distances scaled."""
-    return replace(st, width=max(1, round(st.width * factor)),
-                   height=max(1, round(st.height * factor)), nn=[v * factor for v in st.nn])
+    width, height = readers.scaled_size(st.width, st.height, factor)
+    return replace(st, width=width, height=height, nn=[v * factor for v in st.nn])
 
 
 def _sig(v: float) -> float:

@@ -889,15 +889,22 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
     return samples
 
 
+def scaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """(width, height) of an image read at `factor` (rescale_image): each side rounded, at least
+    1 px; 0 or 1: as it is."""
+    if factor in (0, 1):
+        return width, height
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
 def rescale_image(image: np.ndarray, factor: float) -> np.ndarray:
-    """The image resized by `factor` (DatasetConfig.scale; 0 or 1: as it is), each side rounded
-    and at least 1 px: pixel areas averaged when it shrinks (no aliasing of small nuclei),
-    bicubic when it grows."""
+    """The image resized by `factor` (DatasetConfig.scale; 0 or 1: as it is) to scaled_size:
+    pixel areas averaged when it shrinks (no aliasing of small nuclei), bicubic when it grows."""
     if factor in (0, 1):
         return image
     h, w = image.shape[:2]
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    return cv2.resize(image, scaled_size(w, h, factor),
+                      interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
 
 
 def rescale(sample: Sample, factor: float) -> Sample:
