@@ -1,6 +1,7 @@
 """The annotation formats of an own folder (DATASET=path/to/folder), each read from a file written
-the way its tool writes it: ImageJ Results CSV, Fiji Cell Counter XML, QuPath GeoJSON, dot masks;
-and the folder layout that pairs images with them by name."""
+the way its tool writes it: ImageJ Results CSV, napari points CSV, Fiji Cell Counter XML, QuPath
+GeoJSON, dot masks; and the folder layout that pairs images with them by name."""
+import csv
 import json
 import re
 
@@ -368,6 +369,46 @@ def _img(path, shape=(40, 50, 3), dtype=np.uint8):
         tifffile.imwrite(path, data)
     else:
         cv2.imwrite(str(path), data)
+
+
+def _napari_points_csv(path, rows_cols, properties=None):
+    """A points layer saved the way napari's built-in writer saves it (napari_write_points): the
+    header index, axis-0, axis-1 (then the properties' names), every row through one numpy table
+    (so the index is written as a float, or every value as numpy's string of it when a property
+    is text)."""
+    data = np.asarray(rows_cols, float)
+    columns = ["index"] + [f"axis-{n}" for n in range(data.shape[1])] + list(properties or {})
+    table = np.concatenate([np.arange(len(data))[:, None], data,
+                            *[np.asarray(v)[:, None] for v in (properties or {}).values()]], axis=1)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL)
+        w.writerow(columns)
+        w.writerows(table)
+
+
+def test_napari_points_csv_reads_axis_1_as_x_and_axis_0_as_y(tmp_path):
+    centres = np.array([[3.25, 7.5], [29.0, 19.0], [0.0, 0.0]])          # x, y
+    _napari_points_csv(tmp_path / "plain.csv", centres[:, ::-1])         # napari: row, column
+    assert (tmp_path / "plain.csv").read_text().splitlines()[1] == "0.0,7.5,3.25"
+    np.testing.assert_array_equal(readers.read_centres_csv(tmp_path / "plain.csv"), centres)
+    _napari_points_csv(tmp_path / "typed.csv", centres[:, ::-1],
+                       {"label": ["tumour", "stroma", "tumour"], "score": [0.5, 1.0, 2.0]})
+    assert (tmp_path / "typed.csv").read_text().splitlines()[:2] == [
+        "index,axis-0,axis-1,label,score", "0,7.5,3.25,tumour,0.5"]
+    np.testing.assert_array_equal(readers.read_centres_csv(tmp_path / "typed.csv"), centres)
+    # in a folder, beside its image, as any CSV
+    assert cv2.imwrite(str(tmp_path / "img.png"), np.zeros((40, 50, 3), np.uint8))
+    (tmp_path / "plain.csv").rename(tmp_path / "img.csv")
+    (tmp_path / "typed.csv").unlink()
+    (s,) = readers.read_generic(tmp_path)
+    np.testing.assert_array_equal(s.centres, centres)
+
+
+def test_napari_points_of_a_stack_are_refused_by_name(tmp_path):
+    _napari_points_csv(tmp_path / "stack.csv", [[0, 7.5, 3.25], [2, 19.0, 29.0]])   # z, y, x
+    with pytest.raises(DatasetError, match=r"stack\.csv holds the points of a napari layer with "
+                                           r"more than two axes.*save the points of one 2-D"):
+        readers.read_centres_csv(tmp_path / "stack.csv")
 
 
 def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):

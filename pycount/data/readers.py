@@ -461,7 +461,9 @@ def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.nda
 
 def read_centres_csv(path: Path) -> np.ndarray:
     """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
-    whose other columns - the unnamed row number, Area, Mean, ... - are ignored). Both are taken as
+    whose other columns - the unnamed row number, Area, Mean, ... - are ignored; or napari's points
+    layer saved as CSV: index, axis-0 = row = y, axis-1 = column = x, then any properties, napari
+    placing pixel k's centre at k as pycount does). Both are taken as
     0-based pixel coordinates: x = column, y = row, pixel (x, y) covering [x-0.5, x+0.5). (ImageJ's
     point tool reports exactly these; its centroids measure area-based coordinates, with pixel k spanning
     [k, k+1), so they read up to half a pixel down-right, which stays within the cell.)"""
@@ -471,14 +473,18 @@ def read_centres_csv(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read {path} ({e}); it must be a UTF-8 text CSV with header x,y") from None
     rows = csv.reader(io.StringIO(text))
     header = [name.strip() for name in next(rows, [])]
-    for names in (("x", "y"), ("X", "Y")):
+    for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0")):   # napari: axis-0 is the row
         if set(names) <= set(header):
             ix, iy = (header.index(n) for n in names)
             break
     else:
         raise DatasetError(f"{path} has header {','.join(header)!r} without x and y columns; expected the "
-                           "header line 'x,y' (0-based pixel coordinates) or an ImageJ Results table with "
-                           "X and Y columns")
+                           "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
+                           "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
+    if "axis-2" in header and names[0] == "axis-1":
+        raise DatasetError(f"{path} holds the points of a napari layer with more than two axes "
+                           f"(header {','.join(header)!r}: a z-stack or a time series); pycount "
+                           f"reads 2-D images: save the points of one 2-D image's layer")
     centres = []
     for row in rows:
         if not any(field.strip() for field in row):
