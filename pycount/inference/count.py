@@ -93,12 +93,13 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     r = predict.count_image(image)
     seconds = time.monotonic() - start
     hh, hw = r.heatmap.shape                        # larger when a small image was padded
-    if min(h, w) < run.ds.patch and not (run.model.density or run.model.classic):
+    padded = (hh, hw) != (h, w)                     # (a patch model's engine, to one patch)
+    if padded:
         print(f"\nnote: {path} ({w}x{h} px) is smaller than {run.path.name}'s {run.ds.patch} px "
               f"patches: counted padded to {hw}x{hh} px with the mean colour, as its training "
               f"images were", file=sys.stderr)
     if heatmap is not None:
-        shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if (hh, hw) != (h, w) else image
+        shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if padded else image
         save_overlay(heatmap, shown, r.heatmap, f"{path.name}: {r.count:.1f} cells "
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
     row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w0,
