@@ -131,6 +131,9 @@ def test_auto_engine_is_the_models_faster_one(model, want):
         assert backends.resolve(name, m) == name
     with pytest.raises(config.ConfigError, match="unknown backend 'onnx'"):
         backends.resolve("onnx", m)
+    assert backends.resolve("caffe", m, gpu=1) == "caffe"
+    with pytest.raises(config.ConfigError, match="cv2 backend runs on the CPU; for GPU=0"):
+        backends.resolve("cv2", m, gpu=0)                         # refused before any device
 
 
 def test_auto_falls_back_to_cv2_without_pycaffe(monkeypatch):

@@ -8,7 +8,7 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, patches, prepare
 from pycount.device import set_device
-from pycount.errors import PycountError, RunError, TrainError
+from pycount.errors import PycountError, RunError
 from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
@@ -50,8 +50,6 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     ds = with_run_reading(with_run_stain(ds, info, info_file), run)
     if backend == "caffe":
         set_device(gpu)
-    elif gpu >= 0:
-        raise TrainError(f"GPU={gpu} needs the caffe backend (BACKEND=caffe)")
     predict = make_predictor(backend, files, model, ds, head, shared=shared, tta=tta)
     # C head: the paper's estimate is the most probable class; the expected count over the
     # classes is reported beside it

@@ -179,9 +179,6 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
         except ImportError as e:
             raise RunError(f"the caffe backend needs pycaffe ({e}); build it with `make caffe`, "
                            f"or use --backend cv2") from None
-    elif gpu >= 0:
-        raise config.ConfigError(f"the {backend} backend runs on the CPU; for GPU={gpu} use "
-                                 f"--backend caffe")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file: give --out (OUT=) a folder for counts.csv and the "

@@ -237,7 +237,8 @@ CLASSIC_ENGINE = "numpy"
 def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
     """The engine to run: `name` as given, or for None / "auto" caffe on a GPU and otherwise the
     model's faster CPU engine; cv2 when that is caffe and pycaffe is not importable. A classic
-    method has no engine to choose and no GPU path: naming either is refused."""
+    method has no engine to choose and no GPU path: naming either is refused, as is a GPU for
+    any engine but caffe."""
     if model.classic:
         if name not in (None, "auto", CLASSIC_ENGINE):
             raise config.ConfigError(f"{model.name} counts with its own numpy code, not a net "
@@ -249,6 +250,9 @@ def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
     if name not in (None, "auto"):
         if name not in BACKENDS:
             raise config.ConfigError(f"unknown backend {name!r}; valid: {', '.join(CHOICES)}")
+        if gpu >= 0 and name != "caffe":
+            raise config.ConfigError(f"the {name} backend runs on the CPU; for GPU={gpu} use "
+                                     f"the caffe backend (BACKEND=caffe, --backend caffe)")
         return name
     if gpu >= 0:
         return "caffe"

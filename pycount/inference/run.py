@@ -104,13 +104,9 @@ def with_run_reading(ds: config.DatasetConfig, run: Path) -> config.DatasetConfi
     recorded_file = Path(run) / "dataset.json"
     if not ds.own or not recorded_file.is_file():
         return ds
-    recorded = config.run_dataset(run, ds.name)
-    try:
-        has_depth = "depth_range" in json.loads(recorded_file.read_text())
-    except ValueError:               # run_dataset has read it: cannot happen, but stay safe
-        has_depth = False
+    recorded = config.run_dataset(run, ds.name)   # no depth_range recorded reads as ()
     theirs = {"mean_bgr": tuple(recorded.mean_bgr) or ds.mean_bgr,
-              "depth_range": tuple(recorded.depth_range) if has_depth else ()}
+              "depth_range": tuple(recorded.depth_range)}
     changed = {k: v for k, v in theirs.items() if tuple(getattr(ds, k)) != tuple(v)}
     for k, v in changed.items():
         print(f"note: {run} was trained with {k} {list(v) or 'per image'}; {ds.name}'s folder "
