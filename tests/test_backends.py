@@ -143,3 +143,9 @@ def test_auto_falls_back_to_cv2_without_pycaffe(monkeypatch):
         raise ImportError(f"No module named {name!r}")
     monkeypatch.setattr(importlib, "import_module", no_caffe)
     assert backends.resolve("auto", config.MODELS["resnet50"]) == "cv2"
+    # caffe asked for by name, or for a GPU: refused with the fix, before any engine is built
+    for name, gpu in (("caffe", -1), ("auto", 0), ("caffe", 0)):
+        with pytest.raises(config.ConfigError, match=r"the caffe backend needs pycaffe \(No "
+                                                     r"module named 'caffe'\); build it with"):
+            backends.resolve(name, config.MODELS["resnet50"], gpu)
+    assert backends.resolve("cv2", config.MODELS["resnet50"]) == "cv2"

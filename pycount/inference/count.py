@@ -174,11 +174,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                                  f"{run.path} is a run of the {run.head} head (drop --expected)")
     backend = resolve(backend, run.model, gpu)
     if backend == "caffe":
-        try:
-            set_device(gpu)
-        except ImportError as e:
-            raise RunError(f"the caffe backend needs pycaffe ({e}); build it with `make caffe`, "
-                           f"or use --backend cv2") from None
+        set_device(gpu)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} is a file: give --out (OUT=) a folder for counts.csv and the "

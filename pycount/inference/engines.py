@@ -238,7 +238,7 @@ def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
     """The engine to run: `name` as given, or for None / "auto" caffe on a GPU and otherwise the
     model's faster CPU engine; cv2 when that is caffe and pycaffe is not importable. A classic
     method has no engine to choose and no GPU path: naming either is refused, as is a GPU for
-    any engine but caffe."""
+    any engine but caffe, and caffe (named, or for a GPU) where pycaffe is not importable."""
     if model.classic:
         if name not in (None, "auto", CLASSIC_ENGINE):
             raise config.ConfigError(f"{model.name} counts with its own numpy code, not a net "
@@ -253,13 +253,25 @@ def resolve(name: str | None, model: config.ModelConfig, gpu: int = -1) -> str:
         if gpu >= 0 and name != "caffe":
             raise config.ConfigError(f"the {name} backend runs on the CPU; for GPU={gpu} use "
                                      f"the caffe backend (BACKEND=caffe, --backend caffe)")
-        return name
-    if gpu >= 0:
-        return "caffe"
-    pick = config.count_engine(model)
-    if pick == "caffe":
-        try:
-            importlib.import_module("caffe")
-        except ImportError:
+        pick = name
+    elif gpu >= 0:
+        pick = "caffe"
+    else:
+        pick = config.count_engine(model)
+        if pick == "caffe" and _pycaffe_missing():
             return "cv2"
+    missing = _pycaffe_missing() if pick == "caffe" else None
+    if missing:
+        raise config.ConfigError(f"the caffe backend needs pycaffe ({missing}); build it with "
+                                 f"`make caffe`, or count on the CPU with --backend cv2 "
+                                 f"(BACKEND=cv2)")
     return pick
+
+
+def _pycaffe_missing() -> ImportError | None:
+    """Why pycaffe cannot be imported here, or None when it can."""
+    try:
+        importlib.import_module("caffe")
+    except ImportError as e:
+        return e
+    return None
