@@ -38,8 +38,13 @@ def check_gpu(gpu: int) -> None:
 
 
 def set_device(gpu: int):
-    """CPU for gpu < 0; else that GPU, after checking it is usable (set_mode_gpu would abort)."""
-    import caffe
+    """CPU for gpu < 0; else that GPU, after checking it is usable (set_mode_gpu would abort).
+    TrainError when pycaffe cannot be imported."""
+    try:
+        import caffe
+    except ImportError as e:
+        raise TrainError(f"pycaffe cannot be imported ({e}); build it with `make caffe` (make "
+                         f"setup does)") from None
     if gpu < 0:
         caffe.set_mode_cpu()
         return caffe

@@ -135,6 +135,15 @@ def test_gpu_request_on_cpu_build_fails_cleanly():
         device.set_device(0)
 
 
+def test_training_without_pycaffe_names_the_build(monkeypatch):
+    """`pycount train` where pycaffe is not importable ended in a ModuleNotFoundError traceback."""
+    monkeypatch.setitem(sys.modules, "caffe", None)          # import caffe then fails
+    for gpu in (-1, 0):
+        with pytest.raises(train.TrainError, match=r"pycaffe cannot be imported .*; build it "
+                                                   r"with `make caffe`"):
+            device.set_device(gpu)
+
+
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_ctrl_c_writes_a_snapshot_that_training_resumes_from(tiny, tmp_path, sig):
