@@ -343,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
             model = dataclasses.replace(model, finetune="scratch")
         elif args.finetune and model.family != "alexnet":
             model = dataclasses.replace(model, finetune=args.finetune)
-        summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters).train(
+        summary = Trainer(ds, model, head=args.head, gpu=args.gpu, max_iter=args.iters,
+                          data_root=args.data_root).train(
             resume=not args.restart)
         kept = (f"the mean weights of the last {summary['averaged_iterations']} iterations"
                 if summary["averaged_iterations"] and model.keep == "last"

@@ -4,9 +4,11 @@ command line and pycount.toml, padding of small images, the iterations rule, and
 prepare -> train -> eval -> count through the command line, counting without the folder."""
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -631,3 +633,23 @@ def test_a_refused_training_leaves_the_runs_settings_as_they_were(tmp_path, work
     assert cli.main(["train", *args, "--iters", "4"]) == 2
     assert "is older than cells's images or annotations" in capsys.readouterr().err
     assert (run / "dataset.json").read_text() == before
+
+
+def test_files_touched_but_unchanged_since_prepare_do_not_stop_a_training(tmp_path, workdirs,
+                                                                           capsys):
+    """A folder copied, checked out or synced again has new file times and the same content:
+    `make train` reads the images and marks again, finds the fingerprint its LMDBs were written
+    from, renews their stamp and trains (the next training says nothing); an image whose pixels
+    changed is still refused (the test above)."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    later = time.time() + 3600
+    for f in folder.iterdir():
+        os.utime(f, (later, later))
+    capsys.readouterr()
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "files were touched since `make prepare`" in out and "i00.csv changed" in out
+    assert cli.main(["train", *args, "--iters", "4"]) == 0
+    assert "were touched since" not in capsys.readouterr().out

@@ -205,9 +205,11 @@ def _density_records(samples, ds: config.DatasetConfig, rot_step: int,
 
 
 def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = False,
-                    model: config.ModelConfig | None = None) -> dict:
+                    model: config.ModelConfig | None = None,
+                    reuse_only: bool = False) -> dict | None:
     """The density models' LMDB pairs: data/lmdb/<tag>/density/{train,val}_{lmdb,targets_lmdb}
     (density-ctx<m>/ for a model trained with m px of context around each crop).
+    With reuse_only, None instead of writing where they are not current (see prepare).
 
     Training crops: a grid of ds.crop px at ds.crop_stride, mirrored and rotated in the
     dataset's rotation step (pycount.density_targets); validation crops unrotated, unmirrored."""
@@ -232,9 +234,13 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
         for d in (dest, targets):
             lmdbio.remove_stale_partials(d)
         if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
-            print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), reused")
+            if not reuse_only:
+                print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), "
+                      f"reused")
             out[part] = _restamp(dest, stamp)
             continue
+        if reuse_only:
+            return None
         _check_not_read(ds, dest)
         if rot_step:
             n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
@@ -279,11 +285,16 @@ def _plain_crops(samples, ds: config.DatasetConfig, model: config.ModelConfig):
 
 
 def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
-            model: config.ModelConfig | None = None) -> dict[str, dict]:
+            model: config.ModelConfig | None = None,
+            reuse_only: bool = False) -> dict[str, dict] | None:
     """Write (or reuse) data/lmdb/<dataset>[-variant]/{train,val}_lmdb; returns their manifests.
-    For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density)."""
+    For a density model (MODEL=fcrn), its crop and target LMDBs instead (prepare_density).
+
+    reuse_only: write nothing; None unless every LMDB is current (the same settings, pixels and
+    marks), in which case their source stamps are renewed (what training does when only the
+    dataset files' times changed since prepare)."""
     if model is not None and model.density:
-        return prepare_density(ds, data_root, force, model)
+        return prepare_density(ds, data_root, force, model, reuse_only)
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
     ids, loaded = load_split(ds, data_root, side=ds.patch)
     loaded, normalised = stain_normalised(ds, loaded)
@@ -301,9 +312,13 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
         lmdbio.remove_stale_partials(dest)
         if not force and lmdbio.is_current(dest, fp):
-            print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), reused")
+            if not reuse_only:
+                print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), "
+                      f"reused")
             out[part] = _restamp(dest, stamp)
             continue
+        if reuse_only:
+            return None
         _check_not_read(ds, dest)
         n_max = sum(patches.count_training_patches(s.image.shape[0], s.image.shape[1], ds.patch,
                                                    ds.stride, rot_step) for s in samples)

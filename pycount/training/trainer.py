@@ -105,8 +105,10 @@ def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.
 
 class Trainer:
     def __init__(self, ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
-                 gpu: int = -1, run: Path | None = None, max_iter: int | None = None):
+                 gpu: int = -1, run: Path | None = None, max_iter: int | None = None,
+                 data_root: str | Path | None = None):
         self.ds, self.model, self.head = ds, model, head
+        self.data_root = data_root            # where prepare read the dataset (DATA_ROOT)
         self.run = Path(run or config.run_dir(ds, model, head))
         if max_iter is not None and max_iter < 1:
             raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
@@ -183,10 +185,26 @@ class Trainer:
         recorded in the training LMDB's manifest; pycount.data.sources)."""
         changed = sources.changes((lmdbio.read_manifest(self.train_lmdb) or {})
                                   .get("source_stamp"))
-        if changed:
+        if changed and self._same_content():
+            print(f"note: {self.ds.name}'s files were touched since `make prepare` ({changed}), "
+                  f"but their pixels and marks are the ones its LMDBs were written from: "
+                  f"the LMDBs stand", flush=True)
+        elif changed:
             raise TrainError(f"{self.train_lmdb} is older than {self.ds.name}'s images or "
                              f"annotations ({changed}); run `{_prepare_command(self.ds, self.model)}"
                              f"` again: it rebuilds the LMDBs if what they hold changed")
+
+    def _same_content(self) -> bool:
+        """Whether the dataset's images and marks, read again, give the content fingerprint its
+        LMDBs were written with (files copied, checked out or synced again keep their content
+        but not their times); their stamps are renewed then. Nothing is written otherwise."""
+        from pycount.data import prepare
+        from pycount.errors import DatasetError
+        try:
+            return prepare.prepare(self.ds, self.data_root, model=self.model,
+                                   reuse_only=True) is not None
+        except DatasetError:                  # a file gone or unreadable: prepare says which
+            return False
 
     def _say_passes(self) -> None:
         """A training LMDB cut to the patches one training reads (DatasetConfig.train_patches):
