@@ -199,6 +199,29 @@ def test_a_cell_in_training_shows_how_far_it_is(tmp_path):
     assert "`make train MODEL=alexnet DATASET=nuclei ITERS=2400` resumes it" in cell()["note"]
 
 
+def test_a_trained_cell_without_a_curve_is_named_beside_the_chart(tmp_path):
+    """validation.png draws the cells whose training logged a curve; one trained by a solver
+    whose record kept only the best validation is named beside it, not silently left out (the
+    classic methods, which have no validation, are not named)."""
+    runs = tmp_path / "runs"
+    for key, log in (("nuclei/alexnet", True), ("bacterial/alexnet", False)):
+        _fake_run(runs, key, mae=8.0)
+        (runs / key / "train.json").write_text(json.dumps(
+            {"iterations": 2000, "best_iter": 2000, "best_val_patch_mae": 0.7}))
+        if log:
+            (runs / key / "train_log.csv").write_text(
+                "iter,loss,lr,seconds,val_mae\n1000,1.1,0.001,900,0.8\n2000,0.9,0.001,1800,0.7\n")
+    _fake_run(runs, "nuclei/lecount", mae=60.0)
+    (runs / "nuclei" / "lecount" / "train.json").write_text(json.dumps(
+        {"iterations": 0, "best_iter": -1, "best_val_patch_mae": None}))
+    md = audit.to_markdown(audit._blocks(audit.build(runs)))
+    assert "none is recorded for AlexNet(R) bacterial, whose record keeps only" in md
+    assert "Le.count" not in md.split("none is recorded for")[1].split("\n")[0]
+    (runs / "bacterial" / "alexnet" / "train_log.csv").write_text(
+        "iter,loss,lr,seconds,val_mae\n2000,0.9,0.001,1800,0.7\n")
+    assert "none is recorded" not in audit.to_markdown(audit._blocks(audit.build(runs)))
+
+
 def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     """A cell that cost CPU hours outlives its run folder: `record` keeps each evaluated run's
     metrics and training facts, `build` fills the cell from it when runs/ lacks the folder, a run
