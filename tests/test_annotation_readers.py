@@ -4,6 +4,7 @@ GeoJSON, dot masks; and the folder layout that pairs images with them by name.""
 import csv
 import json
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -440,6 +441,55 @@ def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
     assert all(s.image.shape == (40, 50, 3) and s.image.dtype == np.uint8 for s in samples)
     assert [s.count for s in readers.read("folder", tmp_path, ["b"], marker="2")] == [1]
     assert readers.list_ids("folder", tmp_path) == ["007cell", "a", "b", "c", "d"]
+
+
+def test_folder_of_images_and_annotations_kept_in_two_subfolders(tmp_path):
+    """images/ + dots/ (or labels/, annotations/, ...): the images pair with the annotations of
+    the other subfolder by name, a dot mask there also under its image's own name; a pycount.toml
+    beside the subfolders does not make the folder flat."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "Dot-Masks").mkdir()
+    (tmp_path / "pycount.toml").write_text("")
+    _img(tmp_path / "images" / "001.png")
+    mask = np.zeros((40, 50), np.uint8)
+    mask[[1, 20, 39], [1, 25, 49]] = 255
+    cv2.imwrite(str(tmp_path / "Dot-Masks" / "001.png"), mask)          # same name: a mask
+    _img(tmp_path / "images" / "002.tif")
+    (tmp_path / "Dot-Masks" / "002.csv").write_text("x,y\n1,2\n")
+    _img(tmp_path / "images" / "003.jpg")
+    cv2.imwrite(str(tmp_path / "Dot-Masks" / "003_dots.png"), mask[:, :])
+    pairs = readers.folder_pairs(tmp_path)
+    assert {k: (v[0].parent.name, v[1].name, v[2]) for k, v in pairs.items()} == {
+        "001": ("images", "001.png", "dot mask"), "002": ("images", "002.csv", "CSV"),
+        "003": ("images", "003_dots.png", "dot mask")}
+    assert [(s.id, s.count) for s in readers.read("folder", tmp_path)] == [
+        ("001", 3), ("002", 1), ("003", 3)]
+    # the annotations' folder told by its content where its name says nothing
+    (tmp_path / "Dot-Masks" / "001.png").unlink()
+    (tmp_path / "Dot-Masks" / "003_dots.png").unlink()
+    (tmp_path / "Dot-Masks" / "001.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "Dot-Masks" / "003.csv").write_text("x,y\n")
+    (tmp_path / "Dot-Masks").rename(tmp_path / "exported")
+    assert [v[1].parent.name for v in readers.folder_pairs(tmp_path).values()] == ["exported"] * 3
+    _img(tmp_path / "images" / "004.png")
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'images' / '004.png'} has no annotation; "
+                                           f"add one named after it to {tmp_path / 'exported'}"):
+        readers.folder_pairs(tmp_path)
+
+
+def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
+    for sub in ("a", "b", "c"):
+        (tmp_path / sub).mkdir()
+        _img(tmp_path / sub / "001.png")
+    with pytest.raises(DatasetError, match=r"holds no images itself but 3 subfolders with images "
+                                           r"or annotations \(a, b, c\)"):
+        readers.folder_pairs(tmp_path)
+    shutil.rmtree(tmp_path / "c")
+    with pytest.raises(DatasetError, match=r"cannot tell which of its subfolders a/ and b/ holds "
+                                           r"the annotations; rename that one to dots/"):
+        readers.folder_pairs(tmp_path)
+    (tmp_path / "b").rename(tmp_path / "labels")
+    assert readers.folder_pairs(tmp_path)["001"][2] == "dot mask"
 
 
 def test_folder_names_the_image_without_annotation(tmp_path):

@@ -516,6 +516,31 @@ def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, caps
 
 # --- the whole path --------------------------------------------------------------------------------
 
+def test_a_folder_of_images_and_labels_subfolders_prepares_trains_and_evaluates(tmp_path,
+                                                                              workdirs, capsys):
+    """images/ + labels/ (the layout many public sets ship) through the CLI: the inferred
+    settings, the test draw and the counts are the flat folder's own."""
+    flat = make_folder(tmp_path / "flat" / "cells", n=7, side=64, spacing=8)
+    split = tmp_path / "split" / "cells"
+    (split / "images").mkdir(parents=True)
+    (split / "labels").mkdir()
+    for f in flat.iterdir():
+        shutil.copy(f, split / ("images" if f.suffix == ".png" else "labels") / f.name)
+    said = []
+    for folder in (flat, split):
+        args = ["--dataset", str(folder), "--model", "fcrn"]
+        assert cli.main(["prepare", *args]) == 0
+        said.append(capsys.readouterr().out.replace(str(folder), "<folder>"))
+        shutil.rmtree(workdirs / "data" / "lmdb")
+        (workdirs / "data" / "own" / "cells.json").unlink()       # the name, free again
+    assert said[0] == said[1] and "cell spacing         8.0 px" in said[1]
+    args = ["--dataset", str(split), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    assert cli.main(["eval", *args, "--tta", "1"]) == 0
+    assert "cells: 1 test images, fcrn(R)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("model", ["fcrn", "fcrn-ctx"])
 def test_prepare_train_eval_count_through_the_cli(tmp_path, workdirs, capsys, model):
     """A density model on 7 images of 64 px, 2 iterations: the folder path end to end (fcrn-ctx:

@@ -808,18 +808,30 @@ def _annotation_keys(stem: str) -> list[str]:
     return keys
 
 
-def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
-    """Map image stem -> (image, annotation, kind) for the folder layout: every image
-    (.png .jpg .jpeg .tif .tiff) pairs with one annotation named after it: STEM.csv, STEM.xml or
-    CellCounter_STEM.xml (Cell Counter), STEM.geojson or STEM.json (QuPath), or a dot mask
-    STEM_dots.png / STEM-dots.png / STEMdots.png (any image suffix). Every image needs exactly one
-    annotation and every annotation its image, else DatasetError names the file."""
-    root = _require_dir(root)
-    listed = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+# The names a subfolder of annotations goes by where a folder keeps its images and their marks
+# apart (images/ + dots/, img/ + labels/, ...): compared in lower case, "_" and "-" alike
+ANNOTATION_FOLDERS = frozenset({"annotations", "annotation", "labels", "label", "dots", "dot",
+                                "points", "point", "gt", "groundtruth", "ground_truth", "markers",
+                                "marks", "counts", "csv", "xml", "geojson", "masks", "dotmasks",
+                                "dot_masks"})
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """A folder's files, hidden ones left out; a broken link to an image or annotation refused."""
+    listed = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
     for p in listed:
         if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS:
             _refuse_broken_link(p)
-    files = [p for p in listed if p.is_file()]
+    return [p for p in listed if p.is_file()]
+
+
+def _entries(folder: Path) -> list[Path]:
+    """A folder's images and annotations (_visible_files)."""
+    return [p for p in _visible_files(folder)
+            if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS]
+
+
+def _images_by_stem(files: list[Path]) -> dict[str, Path]:
     images: dict[str, Path] = {}
     for p in files:
         if p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -828,6 +840,59 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
             raise DatasetError(f"{images[p.stem]} and {p} are two images of the same name "
                                f"{p.stem!r}; keep one of them (or rename the other)")
         images[p.stem] = p
+    return images
+
+
+def split_folders(root: Path) -> tuple[Path, Path] | None:
+    """(images folder, annotations folder) of a folder that holds no image or annotation itself
+    but keeps them in two subfolders (images/ + dots/, as many public sets and lab exports do):
+    the annotations folder is the one named like it (ANNOTATION_FOLDERS) or the one without
+    images; None where root holds its files itself. Any other arrangement of subfolders is a
+    DatasetError that names them and the layouts read."""
+    if _entries(root):
+        return None
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
+            and _entries(d)]
+    if not subs:
+        return None
+    layouts = (f"keep the images and their annotations together in {root}, or in two subfolders "
+               f"of it: the images in one, the annotations (named after the images, dot masks "
+               f"too) in one called e.g. dots/, labels/ or annotations/")
+    if len(subs) != 2:
+        raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
+                           f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
+    named = [d for d in subs
+             if d.name.lower().replace("-", "_") in ANNOTATION_FOLDERS
+             or d.name.lower().replace("-", "").replace("_", "") in ANNOTATION_FOLDERS]
+    imageless = [d for d in subs if not any(p.suffix.lower() in IMAGE_SUFFIXES
+                                            for p in _entries(d))]
+    notes = named if len(named) == 1 else imageless if len(imageless) == 1 else []
+    if not notes:
+        raise DatasetError(f"{root}: cannot tell which of its subfolders {subs[0].name}/ and "
+                           f"{subs[1].name}/ holds the annotations; rename that one to dots/, "
+                           f"labels/ or annotations/ (or {layouts.split(', or ')[0]})")
+    return next(d for d in subs if d != notes[0]), notes[0]
+
+
+def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
+    """Map image stem -> (image, annotation, kind) for the folder layout: every image
+    (.png .jpg .jpeg .tif .tiff .bmp) pairs with one annotation named after it: STEM.csv, STEM.xml or
+    CellCounter_STEM.xml (Cell Counter), STEM.geojson or STEM.json (QuPath), or a dot mask
+    STEM_dots.png / STEM-dots.png / STEMdots.png (any image suffix). Either all in the folder
+    itself, or the images in one subfolder and the annotations in another (split_folders), where
+    a dot mask may also carry its image's own name (images/001.png, dots/001.png). Every image
+    needs exactly one annotation and every annotation its image, else DatasetError names the
+    file."""
+    root = _require_dir(root)
+    split = split_folders(root)
+    if split:
+        image_dir, note_dir = split
+        images = _images_by_stem(_entries(image_dir))
+        notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask"))
+                 for p in _entries(note_dir)]
+        return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
+    files = _visible_files(root)
+    images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
              if p.suffix.lower() in ANNOTATION_KINDS]
     # a dot mask is an image file whose stem ends in "dots" and names another image
@@ -837,6 +902,14 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
             if owners:
                 notes.append((p, "dot mask"))
                 del images[stem]
+    return _paired(images, notes, root, files)
+
+
+def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
+            files: list[Path], note_dir: Path | None = None) -> dict[str, tuple[Path, Path, str]]:
+    """folder_pairs' pairing of the images (by stem) with their annotations (path, kind); `root`
+    and `files`: the images' folder and its files, `note_dir` the annotations' where they are
+    kept apart, for the messages."""
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
@@ -853,9 +926,10 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
         found.setdefault(owners[0], []).append((p, kind))
     for stem, image in images.items():
         if stem not in found:
-            raise DatasetError(f"{image} has no annotation; add one named after it: {stem}.csv (x,y), "
-                               f"{stem}.xml (Cell Counter), {stem}.geojson (QuPath) or a dot mask "
-                               f"{stem}_dots.png, or remove the image")
+            where = f" to {note_dir}" if note_dir else ""
+            raise DatasetError(f"{image} has no annotation; add one named after it{where}: "
+                               f"{stem}.csv (x,y), {stem}.xml (Cell Counter), {stem}.geojson "
+                               f"(QuPath) or a dot mask {stem}_dots.png, or remove the image")
         if len(found[stem]) > 1:
             raise DatasetError(f"{image} has {len(found[stem])} annotations "
                                f"({', '.join(str(p) for p, _ in found[stem])}); keep one of them")
