@@ -516,6 +516,32 @@ def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, caps
 
 # --- the whole path --------------------------------------------------------------------------------
 
+def test_a_published_split_in_train_and_test_subfolders_is_the_split(tmp_path, workdirs, capsys):
+    """trainval/ + test/ (each flat, or images/ + labels/): the test images are test/'s, not a
+    draw; numbering restarted in each part prefixes every id with its subfolder; test = [...] in
+    pycount.toml still decides."""
+    root = tmp_path / "pub"
+    make_folder(root / "trainval", n=6, side=64, spacing=8)
+    test = make_folder(tmp_path / "t", n=2, side=64, spacing=8)       # i00, i01 again
+    (root / "test" / "images").mkdir(parents=True)
+    (root / "test" / "dots").mkdir()
+    for f in test.iterdir():
+        shutil.copy(f, root / "test" / ("images" if f.suffix == ".png" else "dots") / f.name)
+    ds = resolved(root)
+    assert ds.test_ids == ("test_i00", "test_i01")
+    assert ds.train_ids == tuple(f"trainval_i{i:02d}" for i in range(6))
+    assert cli.main(["prepare", "--dataset", str(root), "--model", "fcrn"]) == 0
+    assert ("split                6/2  train/test images, the images of the folder's test/ "
+            "subfolder" in capsys.readouterr().out)
+    (root / "test" / "images" / "i01.png").rename(root / "test" / "images" / "j01.png")
+    (root / "test" / "dots" / "i01.csv").rename(root / "test" / "dots" / "j01.csv")
+    (root / "test" / "images" / "i00.png").rename(root / "test" / "images" / "j00.png")
+    (root / "test" / "dots" / "i00.csv").rename(root / "test" / "dots" / "j00.csv")
+    assert resolved(root).test_ids == ("j00", "j01")              # no clash: the stems
+    (root / "pycount.toml").write_text('test = ["i00", "j00"]\n')
+    assert resolved(root).test_ids == ("i00", "j00")
+
+
 def test_a_folder_of_images_and_labels_subfolders_prepares_trains_and_evaluates(tmp_path,
                                                                               workdirs, capsys):
     """images/ + labels/ (the layout many public sets ship) through the CLI: the inferred

@@ -256,7 +256,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     moved = _name_taken(ds.name, root, old)
     stats = _measure(root, ds.marker, ds.name, old, moved)
     ids = readers.list_ids("folder", root)
-    train, test = draw_split(ids, ds.test_ids)
+    published = () if ds.test_ids else readers.folder_test_ids(root)
+    train, test = draw_split(ids, ds.test_ids or published)
     if len(train) < config.OWN_MIN_TRAIN_IMAGES:
         raise DatasetError(
             f"{root / config.SPEC_FILE}: test names {len(test)} of the folder's {len(ids)} images, "
@@ -292,9 +293,12 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
     capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
               if n_val < ds.n_val and "n_val" in ds.spec else "")
-    note("split", f"{len(train)}/{len(test)}", f"train/test images, a seeded draw (seed "
-         f"{prepare.SPLIT_SEED}) of {len(test)} test images; {n_val} of the training images "
-         f"validate{capped}")
+    drawn = (f"the images of the folder's "
+             f"{next(d.name for p, d in readers.split_parts(root) if p == 'test')}/ subfolder"
+             if published else f"a seeded draw (seed {prepare.SPLIT_SEED}) of {len(test)} test "
+                               f"images")
+    note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "
+         f"training images validate{capped}")
 
     nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
     spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING

@@ -861,9 +861,7 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     if len(subs) != 2:
         raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
                            f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
-    named = [d for d in subs
-             if d.name.lower().replace("-", "_") in ANNOTATION_FOLDERS
-             or d.name.lower().replace("-", "").replace("_", "") in ANNOTATION_FOLDERS]
+    named = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
     imageless = [d for d in subs if not any(p.suffix.lower() in IMAGE_SUFFIXES
                                             for p in _entries(d))]
     notes = named if len(named) == 1 else imageless if len(imageless) == 1 else []
@@ -874,7 +872,59 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     return next(d for d in subs if d != notes[0]), notes[0]
 
 
+# Subfolders that hold a published split: their images train (val/ among them: pycount draws
+# its own validation images from the training ones) or test. Compared as ANNOTATION_FOLDERS.
+SPLIT_FOLDERS = {"train": "train", "training": "train", "trainval": "train", "train_val": "train",
+                 "val": "train", "valid": "train", "validation": "train", "test": "test",
+                 "testing": "test"}
+
+
+def _folder_key(name: str) -> str:
+    low = name.lower().replace("-", "_")
+    return low if low in SPLIT_FOLDERS or low in ANNOTATION_FOLDERS else low.replace("_", "")
+
+
+def split_parts(root: Path) -> list[tuple[str, Path]] | None:
+    """[(part, folder)] of a folder whose subfolders hold a published split (train/ + test/,
+    trainval/ + test/, train/ + val/ + test/; each of them laid out as folder_pairs reads a
+    folder), part "train" or "test"; None where root is not so laid out."""
+    if _entries(root):
+        return None
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in subs]
+    if not parts or any(p is None for p, _ in parts) or {p for p, _ in parts} != {"train", "test"}:
+        return None
+    return parts
+
+
+def folder_test_ids(root) -> tuple[str, ...]:
+    """The ids of the images a folder's test/ subfolder holds (split_parts); () without one."""
+    root = _require_dir(root)
+    if split_parts(root) is None:
+        return ()
+    return tuple(i for i, (image, _, _) in folder_pairs(root).items()
+                 if _part_of(root, image) == "test")
+
+
+def _part_of(root: Path, image: Path) -> str:
+    return SPLIT_FOLDERS[_folder_key(image.relative_to(root).parts[0])]
+
+
 def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
+    """folder_pairs_in for a folder, or for each part of a published split (split_parts), merged:
+    the ids are the image stems, or, where one stem is in two parts (numbering restarted in each),
+    every id prefixed with its subfolder's name ("test_001")."""
+    root = _require_dir(root)
+    parts = split_parts(root)
+    if parts is None:
+        return folder_pairs_in(root)
+    found = [(d, folder_pairs_in(d)) for _, d in parts]
+    stems = [i for _, pairs in found for i in pairs]
+    prefix = len(set(stems)) < len(stems)
+    return {(f"{d.name}_{i}" if prefix else i): v for d, pairs in found for i, v in pairs.items()}
+
+
+def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     """Map image stem -> (image, annotation, kind) for the folder layout: every image
     (.png .jpg .jpeg .tif .tiff .bmp) pairs with one annotation named after it: STEM.csv, STEM.xml or
     CellCounter_STEM.xml (Cell Counter), STEM.geojson or STEM.json (QuPath), or a dot mask
