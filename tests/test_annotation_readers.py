@@ -477,6 +477,36 @@ def test_folder_of_images_and_annotations_kept_in_two_subfolders(tmp_path):
         readers.folder_pairs(tmp_path)
 
 
+def test_public_releases_laid_out_as_they_ship(tmp_path):
+    """Two public counting sets as their releases name their files: MBM (NAME_000.png with
+    NAME_dots_000.png: "dots" in the middle of the name) and the adipocytes (images/X.jpeg with
+    a JPEG centroid mask annotations/X.jpeg of the same name), each read to its exact count."""
+    mbm, adi = tmp_path / "MBM_data", tmp_path / "adipocyte_data"
+    mbm.mkdir()
+    (adi / "images").mkdir(parents=True)
+    (adi / "annotations").mkdir()
+    rng = np.random.default_rng(0)
+    counts = {}
+    for n, name in enumerate(("BM_GRAZ_HE_0001_01_000", "BM_GRAZ_HE_0001_01_001", "0-11900_GTEX")):
+        mask = np.zeros((150, 150), np.uint8)
+        for y in range(8, 150, 17):
+            for x in range(8, 150, 17 + n):
+                mask[y + rng.integers(-3, 4), x + rng.integers(-3, 4)] = 255
+        counts[name] = int((mask > 0).sum())
+        if name.startswith("BM"):
+            _img(mbm / f"{name}.png", (150, 150, 3))
+            cv2.imwrite(str(mbm / f"{name[:-4]}_dots{name[-4:]}.png"), mask)
+        else:
+            _img(adi / "images" / f"{name}.jpeg", (150, 150, 3))
+            cv2.imwrite(str(adi / "annotations" / f"{name}.jpeg"), mask)
+    assert {s.id: s.count for s in readers.read("folder", mbm)} == {
+        k: v for k, v in counts.items() if k.startswith("BM")}
+    assert readers.folder_pairs(mbm)["BM_GRAZ_HE_0001_01_001"][1].name == \
+        "BM_GRAZ_HE_0001_01_dots_001.png"
+    assert {s.id: s.count for s in readers.read("folder", adi)} == {
+        "0-11900_GTEX": counts["0-11900_GTEX"]}
+
+
 def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
     for sub in ("a", "b", "c"):
         (tmp_path / sub).mkdir()

@@ -799,12 +799,23 @@ def _annotation_keys(stem: str) -> list[str]:
     keys = [stem]
     if stem.startswith("CellCounter_"):   # Cell Counter's default file name: CellCounter_<image>.xml
         keys.append(stem[len("CellCounter_"):])
-    low = stem.lower()
+    return keys + _mask_bases(stem)
+
+
+def _mask_bases(stem: str) -> list[str]:
+    """The image stems a dot mask's stem may name: "dots" taken off its end (NAME_dots,
+    NAME-dots, NAMEdots; the VGG's NNNdots for NNNcell) or out of its middle (the MBM release's
+    NAME_dots_000 for NAME_000); [] for a stem without it."""
+    low, keys = stem.lower(), []
     for tail in MASK_TAILS:
         if low.endswith(tail) and len(stem) > len(tail):
             base = stem[:-len(tail)]
             keys += [base, base + "cell", base + "_cell", base + "-cell"]  # VGG: NNNcell / NNNdots
             break
+    for sep in "_-":
+        at = low.find(f"{sep}dots{sep}")
+        if at > 0:
+            keys.append(stem[:at] + stem[at + len(sep) + 4:])
     return keys
 
 
@@ -945,10 +956,10 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
              if p.suffix.lower() in ANNOTATION_KINDS]
-    # a dot mask is an image file whose stem ends in "dots" and names another image
+    # a dot mask is an image file whose stem, "dots" taken off (_mask_bases), names another image
     for stem, p in list(images.items()):
-        if any(stem.lower().endswith(t) for t in MASK_TAILS):
-            owners = [k for k in _annotation_keys(stem)[1:] if k in images and k != stem]
+        if _mask_bases(stem):
+            owners = [k for k in _mask_bases(stem) if k in images and k != stem]
             if owners:
                 notes.append((p, "dot mask"))
                 del images[stem]
