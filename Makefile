@@ -102,7 +102,7 @@ eval: check setup
 
 count: need-images setup                   ## count your own images: make count IMAGES=dir RUN=runs/x/y
 	$(PYCOUNT) count $(call q,$(IMAGES)) $(call opt,RUN,--run) $(call opt,OUT,--out) \
-	  $(COUNT_ARGS) $(call opt,GPU,--gpu)
+	  $(COUNT_ARGS) $(call opt,GPU,--gpu) $(call flag,RECURSIVE,--recursive)
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \

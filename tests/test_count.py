@@ -1,6 +1,7 @@
 """`pycount count` on a run folder made in tmp (alexnet-lite, random weights): any image format,
 corrupt files reported and skipped, exit statuses, counts equal to pycount.density's."""
 import csv
+import shutil
 import json
 import subprocess
 import sys
@@ -90,6 +91,21 @@ def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
         f"{images / 'gone.png'} is a broken link (to {tmp_path / 'nowhere.png'}, which does not "
         f"exist); restore the file it points to, or remove the link")
     assert rows[str(images / "grey16.tif")]["status"] == "ok"
+
+
+def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_path, capsys):
+    """IMAGES= a dataset folder laid out as images/ + dots/: nothing to count at its top, so the
+    message names the subfolders that hold images; --recursive counts them all."""
+    top = tmp_path / "set"
+    shutil.copytree(images, top / "images")
+    assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o")]) == 2
+    n = len([f for f in (top / "images").iterdir() if f.suffix != ".txt"])
+    assert (f"no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.bmp) in {top}; its subfolders hold "
+            f"{n} ({n} in {top / 'images'}): name the folder to count, or --recursive"
+            in capsys.readouterr().err)
+    assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o"),
+                     "--recursive"]) in (0, 1)
+    assert len((tmp_path / "o" / "counts.csv").read_text().splitlines()) == n + 1
 
 
 def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -181,8 +182,15 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                        f"heatmaps")
     paths = find_images(inputs, recursive, exclude=out)
     if not paths:
+        deeper = [] if recursive else find_images(inputs, True, exclude=out)
+        where = Counter(str(p.parent) for p in deeper)
+        hint = (f"; its subfolders hold {len(deeper)} ("
+                + ", ".join(f"{n} in {d}" for d, n in list(where.items())[:3])
+                + (", ..." if len(where) > 3 else "")
+                + "): name the folder to count, or --recursive (RECURSIVE=1) counts them all"
+                if deeper else "")
         raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
-                       f"{', '.join(map(str, inputs))}")
+                       f"{', '.join(map(str, inputs))}{hint}")
     _make_out(out)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
