@@ -5,7 +5,7 @@
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
 #   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
 #   make audit                     the paper's tables beside every run present (runs/audit/)
-#   make count IMAGES=dir RUN=runs/x/y [SHARED=1]   count a lab's own images
+#   make count IMAGES=dir RUN=runs/x/y [SHARED=1] [RECURSIVE=1]   count a lab's own images
 #   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare | bench-classic   -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
 #   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
