@@ -540,6 +540,11 @@ def test_a_published_split_in_train_and_test_subfolders_is_the_split(tmp_path, w
     assert resolved(root).test_ids == ("j00", "j01")              # no clash: the stems
     (root / "pycount.toml").write_text('test = ["i00", "j00"]\n')
     assert resolved(root).test_ids == ("i00", "j00")
+    shutil.move(root / "test", root / "val")           # no test/: one pool, the seeded draw
+    (root / "pycount.toml").unlink()
+    ds = resolved(root)
+    assert len(ds.test_ids) == 1 and set(ds.train_ids) | set(ds.test_ids) == {
+        *(f"i{i:02d}" for i in range(6)), "j00", "j01"}
 
 
 def test_a_folder_of_images_and_labels_subfolders_prepares_trains_and_evaluates(tmp_path,

@@ -898,12 +898,13 @@ def _folder_key(name: str) -> str:
 def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     """[(part, folder)] of a folder whose subfolders hold a published split (train/ + test/,
     trainval/ + test/, train/ + val/ + test/; each of them laid out as folder_pairs reads a
-    folder), part "train" or "test"; None where root is not so laid out."""
+    folder), part "train" or "test"; without a test/ (train/ + val/) its images are one pool
+    that the seeded draw splits. None where root is not so laid out."""
     if _entries(root):
         return None
     subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in subs]
-    if not parts or any(p is None for p, _ in parts) or {p for p, _ in parts} != {"train", "test"}:
+    if any(p is None for p, _ in parts) or "train" not in {p for p, _ in parts}:
         return None
     return parts
 
