@@ -866,9 +866,10 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
             and _entries(d)]
     if not subs:
         return None
-    layouts = (f"keep the images and their annotations together in {root}, or in two subfolders "
-               f"of it: the images in one, the annotations (named after the images, dot masks "
-               f"too) in one called e.g. dots/, labels/ or annotations/")
+    together = f"keep the images and their annotations together in {root}"
+    layouts = (f"{together}, or in two subfolders of it: the images in one, the annotations "
+               f"(named after the images, dot masks too) in one called e.g. dots/, labels/ or "
+               f"annotations/")
     if len(subs) != 2:
         raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
                            f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
@@ -879,7 +880,7 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     if not notes:
         raise DatasetError(f"{root}: cannot tell which of its subfolders {subs[0].name}/ and "
                            f"{subs[1].name}/ holds the annotations; rename that one to dots/, "
-                           f"labels/ or annotations/ (or {layouts.split(', or ')[0]})")
+                           f"labels/ or annotations/ (or {together})")
     return next(d for d in subs if d != notes[0]), notes[0]
 
 
