@@ -22,6 +22,11 @@ Variants:
   vgg-up2-geojson      the same images enlarged 2x (512 px, bicubic): cells twice as large and
                        apart, as at a higher magnification; same names, so the same test draw as
                        vgg-geojson (the pair measures what the cells' size alone does)
+  nuclei-mbm-names     CRCHistoPhenotypes H&E named as the MBM release (countception's MBM_data)
+                       names its files: NAME_000.png with the dot mask NAME_dots_000.png
+  vgg-adi-layout       VGG cells cut to 150x150 px laid out as the adipocyte release
+                       (countception's adipocyte_data): images/X.jpeg and a JPEG centroid mask of
+                       the same name in annotations/
 """
 from __future__ import annotations
 
@@ -43,7 +48,8 @@ from pycount.reporting import audit
 SHARED = config.ROOT.parent / "shared" / "datasets"
 NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-small-grey16": "bacterial", "vgg-geojson": "bacterial",
-         "vgg-up2-geojson": "bacterial"}
+         "vgg-up2-geojson": "bacterial", "nuclei-mbm-names": "nuclei",
+         "vgg-adi-layout": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -114,9 +120,35 @@ def make_vgg_small_grey16(out: Path, side: int = 150) -> None:
         cv2.imwrite(str(out / f"{s.id}_dots.png"), dots)
 
 
+def _dot_mask(shape, centres: np.ndarray) -> np.ndarray:
+    h, w = shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    xy = np.clip(np.round(centres).astype(int), 0, [w - 1, h - 1])
+    mask[xy[:, 1], xy[:, 0]] = 255
+    return mask
+
+
+def make_nuclei_mbm_names(out: Path) -> None:
+    for s in readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"):
+        cv2.imwrite(str(out / f"{s.id}_000.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / f"{s.id}_dots_000.png"), _dot_mask(s.image.shape, s.centres))
+
+
+def make_vgg_adi_layout(out: Path, side: int = 150) -> None:
+    (out / "images").mkdir(exist_ok=True)
+    (out / "annotations").mkdir(exist_ok=True)
+    for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
+        keep = (s.centres[:, 0] < side - 0.5) & (s.centres[:, 1] < side - 0.5)
+        cv2.imwrite(str(out / "images" / f"{s.id}.jpeg"),
+                    cv2.cvtColor(np.ascontiguousarray(s.image[:side, :side]), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / "annotations" / f"{s.id}.jpeg"),
+                    _dot_mask((side, side), s.centres[keep]))
+
+
 MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cellcounter,
           "vgg-small-grey16": make_vgg_small_grey16, "vgg-geojson": make_vgg_geojson,
-          "vgg-up2-geojson": lambda out: make_vgg_geojson(out, factor=2)}
+          "vgg-up2-geojson": lambda out: make_vgg_geojson(out, factor=2),
+          "nuclei-mbm-names": make_nuclei_mbm_names, "vgg-adi-layout": make_vgg_adi_layout}
 
 
 def build(variant: str, root: Path) -> Path:
