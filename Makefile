@@ -15,7 +15,7 @@ SHELL := /bin/bash
 # Every setting's default lives in pycount/config.py: a variable left unset here is not passed, so
 # `make` and `pycount` share one table. Set any of them on the command line:
 #   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED RESPLIT
-#   CROP CROP_STRIDE STAIN SCALE RESUME=0 FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS
+#   CROP CROP_STRIDE STAIN SCALE MARKER RESUME=0 FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS
 #   JOBS STAGES THREADS TEST_IMAGES
 DATA_ROOT ?= ../shared/datasets
 WITH_CUDA ?= 0
@@ -42,7 +42,8 @@ ARGS = $(call opt,DATASET,--dataset) --data-root $(call q,$(DATA_ROOT)) \
   $(call opt,PATCH,--patch) $(call opt,STRIDE,--stride) $(call opt,ROT,--rot) $(call opt,SIZE,--size) \
   $(call opt,TRAIN_N,--train-n) $(call opt,SEED,--seed) $(call opt,SIGMA,--sigma) \
   $(call opt,HED,--hed-jitter) $(call opt,RESPLIT,--resplit) $(call opt,CROP,--crop) \
-  $(call opt,CROP_STRIDE,--crop-stride) $(call opt,STAIN,--stain-norm) $(call opt,SCALE,--scale)
+  $(call opt,CROP_STRIDE,--crop-stride) $(call opt,STAIN,--stain-norm) $(call opt,SCALE,--scale) \
+  $(call opt,MARKER,--marker)
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)
 COUNT_ARGS = $(call opt,BACKEND,--backend) $(call flag,SHARED,--shared) $(call opt,TTA,--tta)
 

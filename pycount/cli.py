@@ -48,6 +48,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="read every image resized by this factor, in preparing, evaluating and "
                    "counting alike (0.5: half the side; default: 1, or inferred for a folder "
                    "from its cell spacing)")
+    p.add_argument("--marker", default=None,
+                   help="an own folder's Cell Counter marker type (number or name) or QuPath "
+                   "class to count (all: every one); default: its pycount.toml's, or all")
     p.add_argument("--stain-norm", default=None, choices=list(config.STAIN_METHODS) + ["none"],
                    help="stain normalisation of every image before it is cut or counted "
                    "(macenko: the training images' H&E stain colours and amounts; reinhard: their "
@@ -311,7 +314,8 @@ def run(args: argparse.Namespace) -> int:
         config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
         size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
         hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
-        crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale)
+        crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale,
+        marker=args.marker)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

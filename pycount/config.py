@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -169,6 +170,10 @@ class DatasetConfig:
             tags.append(f"crop{self.crop}-s{self.crop_stride}")
         if self.scale != (base.scale if base else (ref[6] if len(ref) > 6 else 1.0)):
             tags.append(f"x{self.scale:g}")
+        if len(ref) > 7 and self.marker != ref[7]:       # MARKER= on an own folder
+            tags.append("marker-" + (re.sub(r"[^A-Za-z0-9.]",
+                                            lambda m: f"_{ord(m.group()):02x}", self.marker)
+                                     or "all"))
         if self.hed_jitter != (base.hed_jitter if base else 0.0):
             tags.append(f"hed{self.hed_jitter:g}")
         if self.stain_norm != (base.stain_norm if base else ""):
@@ -309,9 +314,15 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                    sigma: float | None = None, hed_jitter: float | None = None,
                    resplit: int | None = None, crop: int | None = None,
                    crop_stride: int | None = None, stain_norm: str | None = None,
-                   scale: float | None = None) -> DatasetConfig:
+                   scale: float | None = None, marker: str | None = None) -> DatasetConfig:
     """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=,
-    CROP=, CROP_STRIDE=, STAIN=, SCALE= applied (None: keep the default)."""
+    CROP=, CROP_STRIDE=, STAIN=, SCALE=, MARKER= applied (None: keep the default)."""
+    if marker is not None:
+        if not ds.own:
+            raise ConfigError(f"MARKER={marker}: {ds.name} has no marker types to choose from; "
+                              f"MARKER= picks the Cell Counter type or QuPath class that an own "
+                              f"folder's annotations count")
+        ds = replace(ds, marker="" if marker.strip().lower() in ("", "all") else marker.strip())
     if stain_norm is not None:
         stain_norm = "" if stain_norm in ("", "none") else stain_norm
         if stain_norm and stain_norm not in STAIN_METHODS:

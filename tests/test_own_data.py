@@ -115,13 +115,59 @@ def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, w
     assert "mean colour of the training images" in text
 
 
+def test_a_command_line_window_over_the_spec_files_is_tagged(tmp_path, workdirs):
+    """PATCH= over a pycount.toml's patch names other LMDBs and runs: the folder's defaults are
+    its pycount.toml's (they were the command line's, so a patch-60 run took the name of the
+    folder's patch-52 one and its snapshots refused the next default training)."""
+    folder = make_folder(tmp_path / "f", n=6)
+    (folder / "pycount.toml").write_text("patch = 52\n")
+    ds = resolved(folder, patch=60)
+    assert (ds.patch, ds.stride, ds.defaults[:2], ds.tag) == (60, 30, (52, 26), "f-p60-s30-r30")
+    assert resolved(folder, patch=52).tag == resolved(folder).tag == "f"
+    assert resolved(folder, scale=0.5).tag == "f-x0.5"        # the windows follow the scale
+
+
+def test_marker_chooses_the_type_counted_and_names_its_own_runs(tmp_path, workdirs):
+    """MARKER= (the Ki67 case: positive and negative nuclei in one Cell Counter file, one
+    counter each): the cells of that type only, its own LMDBs and runs beside the folder's;
+    refused for annotations without types and for the named datasets."""
+    folder = make_folder(tmp_path / "ki", n=6, side=64, spacing=8)
+    for csv in folder.glob("*.csv"):
+        xy = [tuple(map(float, r.split(","))) for r in csv.read_text().split()[1:]]
+        types = {1: xy[::2], 2: xy[1::2]}
+        (folder / f"{csv.stem}.xml").write_text(
+            "<CellCounter_Marker_File><Marker_Data>" + "".join(
+                f"<Marker_Type><Type>{t}</Type>" + "".join(
+                    f"<Marker><MarkerX>{int(x)}</MarkerX><MarkerY>{int(y)}</MarkerY></Marker>"
+                    for x, y in pts) + "</Marker_Type>" for t, pts in types.items())
+            + "</Marker_Data></CellCounter_Marker_File>")
+        csv.unlink()
+    every, second = resolved(folder), resolved(folder, marker="2")
+    assert (every.tag, second.tag, resolved(folder, marker="all").tag) == (
+        "ki", "ki-marker-2", "ki")
+    assert second.marker == "2" and every.marker == ""
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args, "--marker", "2"]) == 0
+    n = len(lattice(64, 8))
+    kept = lmdbio.read_manifest(config.density_lmdbs(second, "val")[0])
+    assert kept["dataset"] == "ki" and (workdirs / "data" / "lmdb" / "ki-marker-2").is_dir()
+    counts = {s.id: s.count for s in prepare.load_split(second)[1]["test"]}
+    assert list(counts.values()) == [n // 2]
+    with pytest.raises(ConfigError, match="MARKER=2: nuclei has no marker types"):
+        config.with_overrides(config.dataset("nuclei"), marker="2")
+    plain = make_folder(tmp_path / "plain", n=6)
+    with pytest.raises(DatasetError, match=r"MARKER= chooses the marker '2', but .*plain's "
+                                           r"annotations \(CSV\) have no marker types"):
+        resolved(plain, marker="2")
+
+
 def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     folder = make_folder(tmp_path / "f", n=6)
     lines = []
     ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=2.5),
                          say=lines.append)
     assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 2.5, 72)
-    assert ds.defaults == (44, 22, 30, 1.5, 72, 32, 1.0) and ds.tag == "f-p60-s30-r30-sigma2.5"
+    assert ds.defaults == (44, 22, 30, 1.5, 72, 32, 1.0, "") and ds.tag == "f-p60-s30-r30-sigma2.5"
     assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
     # CROP= as well: its stride follows it, and both name the LMDBs and runs
     lines = []

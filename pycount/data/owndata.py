@@ -265,10 +265,15 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
             f"{config.OWN_MIN_TRAIN_IMAGES} (one to train on, one to validate): take some out of "
             f"test, or add annotated images")
     kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
+    chooser = (root / config.SPEC_FILE
+               if ds.marker == str(config.read_spec(root).get("marker", "")) else "MARKER=")
+    if ds.marker and not {"Cell Counter XML", "QuPath GeoJSON"} & set(kinds):
+        raise DatasetError(f"{chooser} chooses the marker {ds.marker!r}, but {root}'s annotations "
+                           f"({', '.join(kinds)}) have no marker types or classes: every mark "
+                           f"counts; leave the marker out")
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
-        chosen = (f" of the marker {ds.marker!r} that {root / config.SPEC_FILE} chooses"
-                  if ds.marker else "")
+        chosen = f" of the marker {ds.marker!r} that {chooser} chooses" if ds.marker else ""
         raise DatasetError(
             f"{root}: none of the {len(tr)} training images has an annotated cell{chosen}, and a "
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
@@ -385,15 +390,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                   scale=scale)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's
-    out = replace(out, defaults=(patch if not ds.patch or "patch" in ds.spec else None,
-                                 stride if not ds.stride or "stride" in ds.spec else None,
-                                 ds.rot_step if "rot_step" in ds.spec else config.OWN_ROT_STEP,
-                                 sigma if not ds.sigma or "sigma" in ds.spec else None,
-                                 crop if not ds.crop or "crop" in ds.spec else None,
-                                 crop_stride if not ds.crop_stride or "crop_stride" in ds.spec
-                                 else None,
-                                 scale if not ds.scale or "scale" in ds.spec else None))
-    out = replace(out, defaults=_fill_defaults(out, ds))
+    out = replace(out, defaults=_defaults(ds, out))
     for line in lines:
         say(line)
     return out
@@ -487,27 +484,27 @@ def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
     return [float(np.clip((v - lo) / (hi - lo), 0, 1) * 255) for v in s.depth["mean_rgb"][::-1]]
 
 
-def _fill_defaults(out: config.DatasetConfig, given: config.DatasetConfig) -> tuple:
-    """Defaults where the command line overrode: the value inference would have chosen. The
-    windows' at the scale asked (SCALE= alone tags a run with the scale, not with the patch and
-    crop that follow from it); the scale's without SCALE=."""
-    if None not in out.defaults:
-        return out.defaults
-    windows = dict(patch=_spec_or_zero(given, "patch"), stride=_spec_or_zero(given, "stride"),
-                   sigma=float(_spec_or_zero(given, "sigma")), crop=_spec_or_zero(given, "crop"),
-                   crop_stride=_spec_or_zero(given, "crop_stride"))
+# The settings a folder's LMDBs and runs are tagged against where the command line sets them
+# otherwise (DatasetConfig.variant): the order of DatasetConfig.defaults
+DEFAULT_KEYS = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
+
+
+def _defaults(given: config.DatasetConfig, out: config.DatasetConfig) -> tuple:
+    """DEFAULT_KEYS as the folder gets them with nothing set on the command line: inferred, or
+    its pycount.toml's (`given`: the dataset as asked, `out`: resolved). The windows' at the
+    scale asked (SCALE= alone tags a run with the scale, not with the patch and crop that follow
+    from it); the scale's without SCALE=."""
+    fresh = config.folder_dataset(given.subdir)
+    mine = tuple(getattr(out, k) for k in DEFAULT_KEYS)
+    same = [getattr(given, k) == getattr(fresh, k) for k in DEFAULT_KEYS]
+    if all(same):
+        return mine
     quiet = lambda _: None  # noqa: E731
-    d = list(out.defaults)
-    if None in d[:6]:
-        d[:6] = resolve(replace(given, **windows), say=quiet).defaults[:6]
-    if d[6] is None:
-        d[6] = resolve(replace(given, **windows, scale=float(_spec_or_zero(given, "scale"))),
-                       say=quiet).scale
-    return tuple(d)
-
-
-def _spec_or_zero(ds, key):
-    return getattr(ds, key) if key in ds.spec else 0
+    windows = mine[:6] if all(same[:6]) else tuple(
+        getattr(resolve(replace(fresh, scale=given.scale), say=quiet), k)
+        for k in DEFAULT_KEYS[:6])
+    scale = out.scale if same[6] else resolve(fresh, say=quiet).scale
+    return (*windows, scale, fresh.marker)
 
 
 def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:
