@@ -294,7 +294,7 @@ SYNTHETIC_SEED = 0
 MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
              "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
              "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
-             "stain_norm": "STAIN", "scale": "SCALE"}
+             "stain_norm": "STAIN", "scale": "SCALE", "marker": "MARKER"}
 OVERRIDES = tuple(MAKE_VARS)
 # STAIN= values (pycount.data.stain) and the length of the target each records in a run
 STAIN_METHODS = {"reinhard": 6, "macenko": 8}

@@ -153,6 +153,10 @@ def test_marker_chooses_the_type_counted_and_names_its_own_runs(tmp_path, workdi
     assert kept["dataset"] == "ki" and (workdirs / "data" / "lmdb" / "ki-marker-2").is_dir()
     counts = {s.id: s.count for s in prepare.load_split(second)[1]["test"]}
     assert list(counts.values()) == [n // 2]
+    from pycount.errors import TrainError
+    from pycount.training import trainer
+    with pytest.raises(TrainError, match=f"make prepare DATASET={folder} MARKER=1 MODEL=fcrn`"):
+        trainer.Trainer(resolved(folder, marker="1"), config.model("fcrn"))
     with pytest.raises(ConfigError, match="MARKER=2: nuclei has no marker types"):
         config.with_overrides(config.dataset("nuclei"), marker="2")
     plain = make_folder(tmp_path / "plain", n=6)

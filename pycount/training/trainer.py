@@ -395,7 +395,7 @@ def _make_args(ds: config.DatasetConfig) -> str:
     """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
     folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
     if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
-        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale")
+        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
         given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
         given += [k for k in ("size", "hed_jitter", "stain_norm", "resplit") if getattr(ds, k)]
         return f"DATASET={ds.subdir}" + "".join(
