@@ -9,7 +9,9 @@ Layouts (``read(layout, root)`` dispatches on the name):
 * ``generic``: any folder of images with a same-stem ``.csv`` of 0-based x, y centres (also ImageJ
   Results tables); the layout of the private Ki67 set's stand-in (pycount.data.synthetic).
 * ``folder``: a lab's own folder (DATASET=path/to/folder): images each paired by name with a CSV, an
-  ImageJ/Fiji Cell Counter XML, a QuPath GeoJSON export or a dot-mask image (see folder_pairs).
+  ImageJ/Fiji Cell Counter XML, a QuPath GeoJSON export or a dot-mask image (see folder_pairs),
+  beside them or in a subfolder of their own (split_folders), optionally in train/ + test/
+  subfolders of a published split (split_parts).
 
 Every reader checks that images and annotations pair up, that images decode and that every centre
 lies inside its image, and raises DatasetError naming the offending file.
