@@ -566,6 +566,21 @@ def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, caps
 
 # --- the whole path --------------------------------------------------------------------------------
 
+def test_a_folder_of_subfolders_pycount_does_not_read_says_which_layouts_it_does(tmp_path,
+                                                                                 workdirs):
+    """images/train/ + annotations/train/ (a split inside each kind): nothing is read, and the
+    message names the subfolders and the layouts that are read instead of only "found 0"."""
+    root = tmp_path / "nested"
+    make_folder(root / "images" / "train", n=3)
+    (root / "annotations" / "train").mkdir(parents=True)
+    for f in (root / "images" / "train").glob("*.csv"):
+        f.rename(root / "annotations" / "train" / f.name)
+    with pytest.raises(DatasetError, match=r"found 0 annotated images \(pycount reads the images "
+                                           r"with their annotations beside them, .* its subfolders "
+                                           r"annotations/, images/ are none of these"):
+        resolved(root)
+
+
 def test_a_published_split_in_train_and_test_subfolders_is_the_split(tmp_path, workdirs, capsys):
     """trainval/ + test/ (each flat, or images/ + labels/): the test images are test/'s, not a
     draw; numbering restarted in each part prefixes every id with its subfolder; test = [...] in

@@ -127,8 +127,15 @@ def _measure(root: Path, marker: str, name: str, old: dict,
     from scipy.spatial import cKDTree
     pairs = readers.folder_pairs(root)
     if len(pairs) < 3:
-        raise DatasetError(f"{root}: found {len(pairs)} annotated images; a dataset needs at "
-                           f"least 3 (training, validation, test)")
+        subs = sorted(d.name + "/" for d in root.iterdir()
+                      if d.is_dir() and not d.name.startswith("."))
+        read = (f" (pycount reads the images with their annotations beside them, in two "
+                f"subfolders images/ + dots/ (or labels/, annotations/), or in train/ + test/ "
+                f"subfolders laid out either way; its subfolders "
+                f"{', '.join(subs[:4])}{', ...' if len(subs) > 4 else ''} are none of these: see "
+                f"docs/own-data.md)" if subs and not pairs else "")
+        raise DatasetError(f"{root}: found {len(pairs)} annotated images{read}; a dataset needs "
+                           f"at least 3 (training, validation, test)")
     record = config.own_record(name)
     cache = {}
     if old.get("version") == CACHE_VERSION and old.get("folder") == str(root):
