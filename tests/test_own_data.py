@@ -145,6 +145,8 @@ def test_marker_chooses_the_type_counted_and_names_its_own_runs(tmp_path, workdi
     every, second = resolved(folder), resolved(folder, marker="2")
     assert (every.tag, second.tag, resolved(folder, marker="all").tag) == (
         "ki", "ki-marker-2", "ki")
+    # the windows follow the spacing of every mark (the cells' size), not the sparser type's
+    assert (second.patch, second.sigma, second.crop) == (every.patch, every.sigma, every.crop)
     assert second.marker == "2" and every.marker == ""
     args = ["--dataset", str(folder), "--model", "fcrn"]
     assert cli.main(["prepare", *args, "--marker", "2"]) == 0

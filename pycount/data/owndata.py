@@ -142,7 +142,8 @@ def _measure(root: Path, marker: str, name: str, old: dict,
         cache = old.get("images", {})
     out, fresh = {}, {}
     for i, (image_path, note, kind) in pairs.items():
-        key = _file_key(image_path, note) + f":{marker}"
+        # (with a marker: its count, and the spacing of every mark: ":nn-all")
+        key = _file_key(image_path, note) + (f":{marker}:nn-all" if marker else ":")
         hit = cache.get(i)
         if hit and hit.get("key") == key and "depth" in hit.get("stats", {}):
             out[i] = ImageStats(**hit["stats"])
@@ -150,12 +151,18 @@ def _measure(root: Path, marker: str, name: str, old: dict,
             raw = readers._decoded(image_path)
             band = readers.depth_percentiles(raw) if raw.dtype != np.uint8 else ()
             image = readers._to_rgb8(raw, band)     # as stretched on its own (band, or flat)
-            centres = readers._check_centres(
-                np.asarray(readers.read_annotation(note, kind, image.shape, marker),
-                           np.float64).reshape(-1, 2), image.shape, note)
+            def marks(m: str) -> np.ndarray:
+                return readers._check_centres(
+                    np.asarray(readers.read_annotation(note, kind, image.shape, m),
+                               np.float64).reshape(-1, 2), image.shape, note)
+            centres = marks(marker)
+            everyone = marks("") if marker else centres
+            # the cell spacing over every marked cell, whatever the marker counted: the windows
+            # and sigma follow the cells' size and packing, not how many are of the type counted
+            # (Ki67-positive nuclei among the negative ones are as large and packed as they are)
             nn = []
-            if len(centres) > 1:
-                dist, _ = cKDTree(centres).query(centres, k=2)
+            if len(everyone) > 1:
+                dist, _ = cKDTree(everyone).query(everyone, k=2)
                 nn = np.round(dist[:, 1], 1).tolist()
             depth = {}
             if band:
@@ -315,8 +322,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
     spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING
     lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
-        f"median distance of a dot to its nearest neighbour ({len(nn)} dots in {len(tr)} "
-        f"training images)" if len(nn) else "no training image has two dots: a 10 px default"))
+        f"median distance of a dot to its nearest neighbour ({len(nn)} dots"
+        f"{', every marker' if ds.marker else ''} in {len(tr)} training images)" if len(nn)
+        else "no training image has two dots: a 10 px default"))
 
     # scale: images whose cells lie further apart than the settings below were made for are
     # read smaller (readers.rescale); every rule after this one sees the resized images
