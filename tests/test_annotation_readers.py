@@ -522,6 +522,24 @@ def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
     assert readers.folder_pairs(tmp_path)["001"][2] == "dot mask"
 
 
+def test_an_annotation_named_after_the_images_whole_file_name_pairs(tmp_path):
+    """img.tif.geojson, img.png.csv, CellCounter_img.jpg.xml (scripts that append a suffix to
+    the image's file name): each pairs with its image; an image of that very stem still wins."""
+    _img(tmp_path / "a.tif")
+    (tmp_path / "a.tif.geojson").write_text(qupath_geojson([point_feature("Point", [1.5, 1.5])]))
+    _img(tmp_path / "b.png")
+    (tmp_path / "b.png.csv").write_text("x,y\n1,2\n3,4\n")
+    _img(tmp_path / "c.jpg")
+    (tmp_path / "CellCounter_c.jpg.xml").write_text(cellcounter_xml({1: [(5, 5)]}))
+    pairs = readers.folder_pairs(tmp_path)
+    assert {k: v[1].name for k, v in pairs.items()} == {
+        "a": "a.tif.geojson", "b": "b.png.csv", "c": "CellCounter_c.jpg.xml"}
+    assert [s.count for s in readers.read("folder", tmp_path)] == [1, 2, 1]
+    _img(tmp_path / "b.png.tif")                    # an image named b.png: the CSV is its own
+    (tmp_path / "b.csv").write_text("x,y\n1,1\n")
+    assert readers.folder_pairs(tmp_path)["b.png"][1].name == "b.png.csv"
+
+
 def test_folder_names_the_image_without_annotation(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")

@@ -801,6 +801,10 @@ def _annotation_keys(stem: str) -> list[str]:
     keys = [stem]
     if stem.startswith("CellCounter_"):   # Cell Counter's default file name: CellCounter_<image>.xml
         keys.append(stem[len("CellCounter_"):])
+    # named after the image's whole file name (img.tif.geojson, img.png.csv: what export scripts
+    # that append a suffix to the image's name write)
+    keys += [k[:-len(sfx)] for k in list(keys) for sfx in IMAGE_SUFFIXES
+             if k.lower().endswith(sfx) and len(k) > len(sfx)]
     return keys + _mask_bases(stem)
 
 
