@@ -570,16 +570,33 @@ def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, caps
 
 def test_a_folder_of_subfolders_pycount_does_not_read_says_which_layouts_it_does(tmp_path,
                                                                                  workdirs):
-    """images/train/ + annotations/train/ (a split inside each kind): nothing is read, and the
-    message names the subfolders and the layouts that are read instead of only "found 0"."""
+    """images/batch1/ + annotations/batch1/ (folders of batches, no split): nothing is read, and
+    the message names the subfolders and the layouts that are read instead of only "found 0"."""
     root = tmp_path / "nested"
-    make_folder(root / "images" / "train", n=3)
-    (root / "annotations" / "train").mkdir(parents=True)
-    for f in (root / "images" / "train").glob("*.csv"):
-        f.rename(root / "annotations" / "train" / f.name)
+    make_folder(root / "images" / "batch1", n=3)
+    (root / "annotations" / "batch1").mkdir(parents=True)
+    for f in (root / "images" / "batch1").glob("*.csv"):
+        f.rename(root / "annotations" / "batch1" / f.name)
     with pytest.raises(DatasetError, match=r"found 0 annotated images \(pycount reads the images "
                                            r"with their annotations beside them, .* its subfolders "
                                            r"annotations/, images/ are none of these"):
+        resolved(root)
+
+
+def test_a_split_kept_inside_each_kind_is_the_split(tmp_path, workdirs):
+    """images/train/ + images/test/ beside annotations/train/ + annotations/test/: the test
+    images are images/test/'s; a part without its annotations' folder is named."""
+    root = tmp_path / "kinds"
+    for part, n in (("train", 6), ("test", 2)):
+        src = make_folder(tmp_path / f"src-{part}", n=n, side=64, spacing=8)
+        (root / "images" / part).mkdir(parents=True)
+        (root / "labels" / part).mkdir(parents=True)
+        for f in src.iterdir():
+            shutil.copy(f, root / ("images" if f.suffix == ".png" else "labels") / part / f.name)
+    ds = resolved(root)
+    assert ds.test_ids == ("test_i00", "test_i01") and len(ds.train_ids) == 6
+    shutil.rmtree(root / "labels" / "test")
+    with pytest.raises(DatasetError, match=r"images/test has no annotations' folder of its own"):
         resolved(root)
 
 

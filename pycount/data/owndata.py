@@ -130,8 +130,9 @@ def _measure(root: Path, marker: str, name: str, old: dict,
         subs = sorted(d.name + "/" for d in root.iterdir()
                       if d.is_dir() and not d.name.startswith("."))
         read = (f" (pycount reads the images with their annotations beside them, in two "
-                f"subfolders images/ + dots/ (or labels/, annotations/), or in train/ + test/ "
-                f"subfolders laid out either way; its subfolders "
+                f"subfolders images/ + dots/ (or labels/, annotations/), in train/ + test/ "
+                f"subfolders laid out either way, or as images/train/ + annotations/train/ "
+                f"(+ test/); its subfolders "
                 f"{', '.join(subs[:4])}{', ...' if len(subs) > 4 else ''} are none of these: see "
                 f"docs/own-data.md)" if subs and not pairs else "")
         raise DatasetError(f"{root}: found {len(pairs)} annotated images{read}; a dataset needs "
@@ -312,8 +313,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
     capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
               if n_val < ds.n_val and "n_val" in ds.spec else "")
-    drawn = (f"the images of the folder's "
-             f"{next(d.name for p, d in readers.split_parts(root) if p == 'test')}/ subfolder"
+    drawn = (f"the images of the folder's {readers.folder_test_part(root)}/ subfolder"
              if published else f"a seeded draw (seed {prepare.SPLIT_SEED}) of {len(test)} test "
                                f"images")
     note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "

@@ -916,31 +916,87 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     return parts
 
 
+def _kind_first(root: Path) -> list[tuple[str, str, Path, Path]] | None:
+    """[(part, its folder's name, images folder, annotations folder)] of a folder that keeps the
+    split inside each kind: images/train/ + images/test/ beside annotations/train/ +
+    annotations/test/ (the annotations' folder told by its name); None otherwise."""
+    if _entries(root):
+        return None
+    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    notes = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
+    if len(subs) != 2 or len(notes) != 1:
+        return None
+    images = next(d for d in subs if d != notes[0])
+
+    def parts(folder: Path) -> dict[str, Path]:
+        return {_folder_key(d.name): d for d in sorted(folder.iterdir())
+                if d.is_dir() and not d.name.startswith(".")}
+    have, marks = parts(images), parts(notes[0])
+    if not have or any(k not in SPLIT_FOLDERS for k in have) \
+            or "train" not in {SPLIT_FOLDERS[k] for k in have}:
+        return None
+    for k, d in have.items():
+        if k not in marks:
+            raise DatasetError(f"{d} has no annotations' folder of its own: {root} keeps the "
+                               f"split inside each kind, so {notes[0] / d.name} should hold its "
+                               f"images' annotations")
+    return [(SPLIT_FOLDERS[k], d.name, d, marks[k]) for k, d in have.items()]
+
+
+def _units(root: Path) -> list[tuple[str, str, dict]]:
+    """[(part, label, {stem: (image, annotation, kind)})] of each folder of a dataset folder's
+    layout: the folder itself (part "", label ""), each part of a published split
+    (split_parts), or each part kept inside the images' and annotations' folders (_kind_first);
+    label: the part's folder name."""
+    parts = split_parts(root)
+    if parts is not None:
+        return [(p, d.name, folder_pairs_in(d)) for p, d in parts]
+    nested = _kind_first(root)
+    if nested is not None:
+        return [(p, label, _pairs_apart(images, notes)) for p, label, images, notes in nested]
+    return [("", "", folder_pairs_in(root))]
+
+
+def _merged(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], str]:
+    """(pairs by id, the test part's ids, the test part's folder name) of a dataset folder: the
+    ids are the image stems, or, where one stem is in two parts (numbering restarted in each),
+    every id prefixed with its part's folder name ("test_001")."""
+    units = _units(_require_dir(root))
+    stems = [i for _, _, pairs in units for i in pairs]
+    prefix = len(set(stems)) < len(stems)
+    pairs, test, label = {}, [], ""
+    for part, name, found in units:
+        for i, v in found.items():
+            key = f"{name}_{i}" if prefix else i
+            pairs[key] = v
+            if part == "test":
+                test.append(key)
+                label = name
+    return pairs, tuple(test), label
+
+
 def folder_test_ids(root) -> tuple[str, ...]:
-    """The ids of the images a folder's test/ subfolder holds (split_parts); () without one."""
-    root = _require_dir(root)
-    if split_parts(root) is None:
-        return ()
-    return tuple(i for i, (image, _, _) in folder_pairs(root).items()
-                 if _part_of(root, image) == "test")
+    """The ids of the images a folder's published test part holds; () without one."""
+    return _merged(root)[1]
 
 
-def _part_of(root: Path, image: Path) -> str:
-    return SPLIT_FOLDERS[_folder_key(image.relative_to(root).parts[0])]
+def folder_test_part(root) -> str:
+    """The name of the folder that holds a folder's published test part ("test"); "" without."""
+    return _merged(root)[2]
 
 
 def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
-    """folder_pairs_in for a folder, or for each part of a published split (split_parts), merged:
-    the ids are the image stems, or, where one stem is in two parts (numbering restarted in each),
-    every id prefixed with its subfolder's name ("test_001")."""
-    root = _require_dir(root)
-    parts = split_parts(root)
-    if parts is None:
-        return folder_pairs_in(root)
-    found = [(d, folder_pairs_in(d)) for _, d in parts]
-    stems = [i for _, pairs in found for i in pairs]
-    prefix = len(set(stems)) < len(stems)
-    return {(f"{d.name}_{i}" if prefix else i): v for d, pairs in found for i, v in pairs.items()}
+    """Map id -> (image, annotation, kind) of a dataset folder (_units, _merged): the images and
+    their annotations as folder_pairs_in reads a folder, in the folder itself or in each part of
+    a published split."""
+    return _merged(root)[0]
+
+
+def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path, str]]:
+    """The images of one folder paired with the annotations of another (dot masks of any name)."""
+    images = _images_by_stem(_entries(image_dir))
+    notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(note_dir)]
+    return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
 
 
 def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
@@ -955,11 +1011,7 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     root = _require_dir(root)
     split = split_folders(root)
     if split:
-        image_dir, note_dir = split
-        images = _images_by_stem(_entries(image_dir))
-        notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask"))
-                 for p in _entries(note_dir)]
-        return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
+        return _pairs_apart(*split)
     files = _visible_files(root)
     images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
