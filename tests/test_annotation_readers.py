@@ -362,6 +362,18 @@ def test_imagej_results_table(tmp_path):
     np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7], [3.5, 40]])
 
 
+def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
+    """A spreadsheet saved where the decimal mark is a comma separates with semicolons ("x;y",
+    "12,5;7"); ImageJ's Results saved as text separate with tabs: both read as the plain CSV."""
+    p = tmp_path / "a.csv"
+    p.write_bytes("\ufeffX;Y;Area\r\n12,5;7;0\r\n3;40,25;0\r\n".encode("utf-8"))
+    np.testing.assert_allclose(readers.read_centres_csv(p), [[12.5, 7], [3, 40.25]])
+    p.write_text(" \tX\tY\tMean\n1\t12\t7\t3.5\n")
+    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7]])
+    p.write_text("x;y\n1;2;3;4\n")                    # a row of other columns: still x and y
+    np.testing.assert_allclose(readers.read_centres_csv(p), [[1, 2]])
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):

@@ -473,14 +473,19 @@ def read_centres_csv(path: Path) -> np.ndarray:
         text = Path(path).read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"cannot read {path} ({e}); it must be a UTF-8 text CSV with header x,y") from None
-    rows = csv.reader(io.StringIO(text))
+    # the separator: a comma; a semicolon (a spreadsheet saved in a locale whose decimal mark is
+    # a comma: "x;y", "12,5;7") or a tab (ImageJ's Results saved as .txt/.xls) where the header
+    # line holds one of them and no comma
+    first = text.split("\n", 1)[0]
+    sep = next((c for c in ";\t" if c in first and "," not in first), ",")
+    rows = csv.reader(io.StringIO(text), delimiter=sep)
     header = [name.strip() for name in next(rows, [])]
     for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0")):   # napari: axis-0 is the row
         if set(names) <= set(header):
             ix, iy = (header.index(n) for n in names)
             break
     else:
-        raise DatasetError(f"{path} has header {','.join(header)!r} without x and y columns; expected the "
+        raise DatasetError(f"{path} has header {sep.join(header)!r} without x and y columns; expected the "
                            "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
                            "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
     if "axis-2" in header and names[0] == "axis-1":
@@ -492,7 +497,8 @@ def read_centres_csv(path: Path) -> np.ndarray:
         if not any(field.strip() for field in row):
             continue
         try:
-            x, y = float(row[ix]), float(row[iy])
+            x, y = (float(row[i].strip().replace(",", ".") if sep == ";" else row[i])
+                    for i in (ix, iy))
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise ValueError
         except (ValueError, IndexError):
