@@ -374,6 +374,21 @@ def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
     np.testing.assert_allclose(readers.read_centres_csv(p), [[1, 2]])
 
 
+def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_path):
+    """QuPath's detection measurements exported as a table (tab-separated, .tsv): centroids in
+    px are its continuous coordinates (pixel centres at k + 0.5, as in its GeoJSON); in µm they
+    need a pixel size pycount does not have: refused, naming the way out."""
+    p = tmp_path / "img.tsv"
+    p.write_text("Image\tName\tClass\tCentroid X px\tCentroid Y px\n"
+                 "img.tif\t\tPositive\t12.5\t7.5\nimg.tif\t\tNegative\t3.0\t40.0\n")
+    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7], [2.5, 39.5]])
+    _img(tmp_path / "img.tif")
+    assert readers.folder_pairs(tmp_path)["img"][1:] == (p, "CSV")
+    p.write_text("Image\tCentroid X µm\tCentroid Y µm\nimg.tif\t1.2\t3.4\n")
+    with pytest.raises(DatasetError, match="gives QuPath's centroids in µm, not pixels"):
+        readers.read_centres_csv(p)
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):

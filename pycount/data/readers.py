@@ -480,11 +480,21 @@ def read_centres_csv(path: Path) -> np.ndarray:
     sep = next((c for c in ";\t" if c in first and "," not in first), ",")
     rows = csv.reader(io.StringIO(text), delimiter=sep)
     header = [name.strip() for name in next(rows, [])]
-    for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0")):   # napari: axis-0 is the row
+    shift = 0.0
+    for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0"),   # napari: axis-0 is the row
+                  ("Centroid X px", "Centroid Y px")):            # QuPath's measurement table
         if set(names) <= set(header):
             ix, iy = (header.index(n) for n in names)
+            # QuPath's coordinates are continuous, pixel k spanning [k, k+1): its centre k + 0.5
+            shift = 0.5 if names[0].startswith("Centroid") else 0.0
             break
     else:
+        if any(h.startswith("Centroid X ") for h in header):
+            raise DatasetError(f"{path} gives QuPath's centroids in "
+                               f"{next(h for h in header if h.startswith('Centroid X '))[11:]}, "
+                               f"not pixels; export the measurements with pixel coordinates "
+                               f"(Centroid X px, Centroid Y px: an image whose pixel size is not "
+                               f"set), or the objects as GeoJSON")
         raise DatasetError(f"{path} has header {sep.join(header)!r} without x and y columns; expected the "
                            "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
                            "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
@@ -504,7 +514,7 @@ def read_centres_csv(path: Path) -> np.ndarray:
         except (ValueError, IndexError):
             raise DatasetError(f"{path}, line {rows.line_num}: {','.join(row)!r} has no numeric "
                                f"{header[ix]},{header[iy]} values; fix or delete that line") from None
-        centres.append((x, y))
+        centres.append((x - shift, y - shift))
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
@@ -796,8 +806,8 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
 
 # --- folder: any images, each with an annotation of its stem -----------------------------------------
 
-ANNOTATION_KINDS = {".csv": "CSV", ".xml": "Cell Counter XML", ".geojson": "QuPath GeoJSON",
-                    ".json": "QuPath GeoJSON"}
+ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "Cell Counter XML",
+                    ".geojson": "QuPath GeoJSON", ".json": "QuPath GeoJSON"}
 MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
 SPEC_FILE = "pycount.toml"
 
