@@ -162,8 +162,23 @@ def test_marker_chooses_the_type_counted_and_names_its_own_runs(tmp_path, workdi
     with pytest.raises(ConfigError, match="MARKER=2: nuclei has no marker types"):
         config.with_overrides(config.dataset("nuclei"), marker="2")
     plain = make_folder(tmp_path / "plain", n=6)
+    with pytest.raises(DatasetError, match=r"i00.csv has no class column .* for the marker '2'"):
+        resolved(plain, marker="2")
+    # a table with a class column (QuPath's measurements): the marker chooses its rows
+    for csv in plain.glob("*.csv"):
+        rows = csv.read_text().split()[1:]
+        csv.write_text("x,y,Class\n" + "".join(
+            f"{r},{'Positive' if k % 3 == 0 else 'Negative'}\n" for k, r in enumerate(rows)))
+    positive = resolved(plain, marker="Positive")
+    got = {s.id: s.count for s in prepare.load_split(positive)[1]["test"]}
+    n = len(lattice(120, 10))
+    assert positive.tag == "plain-marker-Positive" and list(got.values()) == [(n + 2) // 3]
+    for mask in ("i00", "i01", "i02", "i03", "i04", "i05"):       # dot masks: no classes
+        (plain / f"{mask}.csv").unlink()
+        cv2.imwrite(str(plain / f"{mask}_dots.png"), np.pad(np.eye(4, dtype=np.uint8) * 255,
+                                                            ((0, 116), (0, 116))))
     with pytest.raises(DatasetError, match=r"MARKER= chooses the marker '2', but .*plain's "
-                                           r"annotations \(CSV\) have no marker types"):
+                                           r"annotations \(dot masks\) have no marker types"):
         resolved(plain, marker="2")
 
 

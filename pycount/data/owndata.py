@@ -282,10 +282,10 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
     chooser = (root / config.SPEC_FILE
                if ds.marker == str(config.read_spec(root).get("marker", "")) else "MARKER=")
-    if ds.marker and not {"Cell Counter XML", "QuPath GeoJSON"} & set(kinds):
+    if ds.marker and kinds == ["dot mask"]:
         raise DatasetError(f"{chooser} chooses the marker {ds.marker!r}, but {root}'s annotations "
-                           f"({', '.join(kinds)}) have no marker types or classes: every mark "
-                           f"counts; leave the marker out")
+                           f"(dot masks) have no marker types or classes: every mark counts; "
+                           f"leave the marker out")
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
         chosen = f" of the marker {ds.marker!r} that {chooser} chooses" if ds.marker else ""

@@ -461,7 +461,12 @@ def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.nda
     return _to_rgb8(raw, depth_range), outside_range(raw, depth_range)
 
 
-def read_centres_csv(path: Path) -> np.ndarray:
+# A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
+# "Classification" since; a napari points layer's property): what a marker chooses rows by
+CLASS_COLUMNS = ("Classification", "Class", "class", "label")
+
+
+def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
     whose other columns - the unnamed row number, Area, Mean, ... - are ignored; or napari's points
     layer saved as CSV: index, axis-0 = row = y, axis-1 = column = x, then any properties, napari
@@ -498,6 +503,11 @@ def read_centres_csv(path: Path) -> np.ndarray:
         raise DatasetError(f"{path} has header {sep.join(header)!r} without x and y columns; expected the "
                            "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
                            "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
+    ic = next((header.index(c) for c in CLASS_COLUMNS if c in header), None)
+    if marker and ic is None:
+        raise DatasetError(f"{path} has no class column ({', '.join(CLASS_COLUMNS)}) for the "
+                           f"marker {marker!r} to choose its rows by; leave the marker out (every "
+                           f"row counts), or export the table with the cells' classes")
     if "axis-2" in header and names[0] == "axis-1":
         raise DatasetError(f"{path} holds the points of a napari layer with more than two axes "
                            f"(header {','.join(header)!r}: a z-stack or a time series); pycount "
@@ -514,6 +524,8 @@ def read_centres_csv(path: Path) -> np.ndarray:
         except (ValueError, IndexError):
             raise DatasetError(f"{path}, line {rows.line_num}: {','.join(row)!r} has no numeric "
                                f"{header[ix]},{header[iy]} values; fix or delete that line") from None
+        if marker and (row[ic].strip() if ic < len(row) else "") != marker:
+            continue
         centres.append((x - shift, y - shift))
     return np.array(centres, np.float64).reshape(-1, 2)
 
@@ -1076,7 +1088,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
 def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.ndarray:
     """The centres of one annotation file of the folder layout (see folder_pairs for the kinds)."""
     if kind == "CSV":
-        return read_centres_csv(path)
+        return read_centres_csv(path, marker)
     if kind == "Cell Counter XML":
         return read_cellcounter_xml(path, marker)
     if kind == "QuPath GeoJSON":
