@@ -389,6 +389,67 @@ def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_
         readers.read_centres_csv(p)
 
 
+def _imagej_roi(kind: int, xs, ys, counters=None, floats=None) -> bytes:
+    """An ROI as ImageJ's RoiEncoder writes it (version 228): the 64-byte header, the integer
+    coordinates relative to the bounds, then (sub-pixel) the absolute float coordinates, then
+    header 2 and (multi-point counters) one int per point, counter in the low byte."""
+    import struct
+    xs, ys = np.asarray(xs, int), np.asarray(ys, int)
+    n, left, top = len(xs), int(xs.min()), int(ys.min())
+    body = struct.pack(f">{n}h", *(xs - left)) + struct.pack(f">{n}h", *(ys - top))
+    options = 0
+    if floats is not None:
+        options |= 128
+        body += struct.pack(f">{n}f", *floats[0]) + struct.pack(f">{n}f", *floats[1])
+    header2 = 64 + len(body)
+    extra = b""
+    if counters is not None:
+        h2 = bytearray(64)
+        h2[48:52] = struct.pack(">i", header2 + 64)
+        extra = bytes(h2) + struct.pack(f">{n}i", *counters)
+    else:
+        extra = bytes(64)
+    head = (b"Iout" + struct.pack(">hBB", 228, kind, 0)
+            + struct.pack(">hhhhH", top, left, int(ys.max()) + 1, int(xs.max()) + 1, n)
+            + bytes(16) + struct.pack(">hi", 0, 0) + bytes(8) + struct.pack(">hh", 0, options)
+            + bytes(8) + struct.pack(">i", header2))
+    assert len(head) == 64
+    return head + body + extra
+
+
+def test_imagej_roi_points_counters_and_outlines(tmp_path):
+    """ImageJ/Fiji selections: a multi-point ROI (its counters chosen by a marker number), an
+    ROI Manager set (.zip) of cell outlines from a segmentation (one cell each, at the area
+    centroid, -0.5 px), a rectangle at its centre; a line is refused by name."""
+    import zipfile
+    p = tmp_path / "img.roi"
+    p.write_bytes(_imagej_roi(10, [12, 3, 30], [7, 40, 2], counters=[0, 1, 1]))
+    np.testing.assert_array_equal(readers.read_imagej_roi(p), [[12, 7], [3, 40], [30, 2]])
+    np.testing.assert_array_equal(readers.read_imagej_roi(p, marker="1"), [[3, 40], [30, 2]])
+    with pytest.raises(DatasetError, match="'Positive' is not a counter number"):
+        readers.read_imagej_roi(p, marker="Positive")
+    square = _imagej_roi(0, [10, 20, 20, 10], [10, 10, 20, 20])          # a 10 px square
+    fine = _imagej_roi(7, [30, 34, 34, 30], [5, 5, 9, 9],
+                       floats=([30.0, 34.5, 34.5, 30.0], [5.0, 5.0, 9.0, 9.0]))
+    rect = _imagej_roi(1, [40, 45], [40, 47])                              # bounds 40..46, 40..48
+    with zipfile.ZipFile(tmp_path / "img2.zip", "w") as z:
+        for k, roi in enumerate((square, fine, rect)):
+            z.writestr(f"000{k}-cell.roi", roi)
+    np.testing.assert_allclose(readers.read_imagej_roi(tmp_path / "img2.zip"),
+                               [[14.5, 14.5], [31.75, 6.5], [42.5, 43.5]])
+    _img(tmp_path / "img.png", (60, 60, 3))
+    _img(tmp_path / "img2.png", (60, 60, 3))
+    assert {k: v[2] for k, v in readers.folder_pairs(tmp_path).items()} == {
+        "img": "ImageJ ROI", "img2": "ImageJ ROI"}
+    assert [s.count for s in readers.read("folder", tmp_path)] == [3, 3]
+    p.write_bytes(_imagej_roi(5, [1, 9], [1, 9]))                          # a polyline
+    with pytest.raises(DatasetError, match="img.roi is an ImageJ ROI of type 5 .*, not a cell"):
+        readers.read_imagej_roi(p)
+    p.write_bytes(b"PK\x03\x04 not a roi")
+    with pytest.raises(DatasetError, match="no 'Iout' header"):
+        readers.read_imagej_roi(p)
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):
