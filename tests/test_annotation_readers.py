@@ -450,6 +450,30 @@ def test_imagej_roi_points_counters_and_outlines(tmp_path):
         readers.read_imagej_roi(p)
 
 
+def test_labelme_shapes_beside_their_image(tmp_path):
+    """A LabelMe file (NAME.json, shapes): points, a polygon at its area centroid, a rectangle
+    and a circle at their centres, -0.5 px (its coordinates are continuous); a label chooses
+    shapes as a marker; a line is refused by name."""
+    import json
+    shapes = [{"label": "pos", "points": [[10.5, 12.5]], "shape_type": "point"},
+              {"label": "neg", "points": [[20, 20], [30, 20], [30, 30], [20, 30]],
+               "shape_type": "polygon"},
+              {"label": "neg", "points": [[40, 40], [50, 44]], "shape_type": "rectangle"},
+              {"label": "pos", "points": [[5.5, 50.5], [8.5, 50.5]], "shape_type": "circle"}]
+    p = tmp_path / "img.json"
+    p.write_text(json.dumps({"version": "5.2.1", "shapes": shapes, "imagePath": "img.png",
+                             "imageHeight": 60, "imageWidth": 60}))
+    np.testing.assert_allclose(readers.read_qupath_geojson(p),
+                               [[10, 12], [24.5, 24.5], [44.5, 41.5], [5, 50]])
+    np.testing.assert_allclose(readers.read_qupath_geojson(p, "pos"), [[10, 12], [5, 50]])
+    _img(tmp_path / "img.png", (60, 60, 3))
+    assert [s.count for s in readers.read("folder", tmp_path)] == [4]
+    shapes.append({"label": "x", "points": [[1, 1], [9, 9]], "shape_type": "line"})
+    p.write_text(json.dumps({"shapes": shapes}))
+    with pytest.raises(DatasetError, match="shape 5 is a LabelMe line, not a cell"):
+        readers.read_qupath_geojson(p)
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):

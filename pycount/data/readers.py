@@ -752,6 +752,36 @@ GEOJSON_SHAPES = {
 }
 
 
+def _labelme_centres(shapes: list, path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of a LabelMe annotation's shapes: a point is a cell; a polygon one cell at
+    its area centroid; a rectangle (two corners) or a circle (centre, then a point on it) one at
+    its centre; lines refused. LabelMe's coordinates are continuous, pixel i spanning [i, i+1):
+    0.5 is subtracted, as for QuPath. `marker`: one label ("" = every shape)."""
+    out = []
+    for n, shape in enumerate(shapes, 1):
+        if not isinstance(shape, dict):
+            raise DatasetError(f"{path}: shape {n} is {_brief(shape)}, not a LabelMe shape")
+        if marker and str(shape.get("label", "")) != marker:
+            continue
+        kind = shape.get("shape_type") or "polygon"
+        try:
+            pts = np.asarray(shape.get("points"), np.float64).reshape(-1, 2)
+            if not len(pts) or not np.isfinite(pts).all():
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: shape {n} ({kind}) has no numeric points") from None
+        if kind == "point":
+            out += list(pts)
+        elif kind == "polygon":
+            out.append(_outline_centroid(pts[:, 0], pts[:, 1]))
+        elif kind in ("rectangle", "circle"):
+            out.append(pts.mean(axis=0) if kind == "rectangle" else pts[0])
+        else:
+            raise DatasetError(f"{path}: shape {n} is a LabelMe {kind}, not a cell: points, "
+                               f"polygons, rectangles and circles are read")
+    return np.array(out, np.float64).reshape(-1, 2) - 0.5
+
+
 def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) centres from a QuPath GeoJSON export (File > Export objects as GeoJSON: a
     FeatureCollection, or a plain list of Features from older versions). Each Point of a Point or
@@ -776,9 +806,12 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
         features = [doc]
     elif isinstance(doc, list):
         features = doc
+    elif isinstance(doc, dict) and isinstance(doc.get("shapes"), list):
+        return _labelme_centres(doc["shapes"], path, marker)
     else:
         raise DatasetError(f"{path} is JSON but not GeoJSON features (expected a FeatureCollection, "
-                           "as QuPath's 'Export objects as GeoJSON' writes)")
+                           "as QuPath's 'Export objects as GeoJSON' writes) nor a LabelMe file "
+                           "(shapes)")
     again = "export it again from QuPath (File > Export objects as GeoJSON)"
     if not isinstance(features, list):
         raise DatasetError(f"{path}: 'features' is {_brief(features)}, not a list of GeoJSON "
@@ -905,7 +938,7 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
 # --- folder: any images, each with an annotation of its stem -----------------------------------------
 
 ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "Cell Counter XML",
-                    ".geojson": "QuPath GeoJSON", ".json": "QuPath GeoJSON",
+                    ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
                     ".roi": "ImageJ ROI", ".zip": "ImageJ ROI"}
 MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
 SPEC_FILE = "pycount.toml"
@@ -1178,7 +1211,7 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.n
         return read_centres_csv(path, marker)
     if kind == "Cell Counter XML":
         return read_cellcounter_xml(path, marker)
-    if kind == "QuPath GeoJSON":
+    if kind.startswith(("QuPath GeoJSON", "JSON")):
         return read_qupath_geojson(path, marker)
     if kind == "ImageJ ROI":
         return read_imagej_roi(path, marker)
