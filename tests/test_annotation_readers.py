@@ -92,8 +92,12 @@ def test_cellcounter_counts_every_type_or_the_one_asked_for(tmp_path):
 
 def test_cellcounter_rejects_other_xml_by_name(tmp_path):
     p = tmp_path / "a.xml"
-    p.write_text("<annotation><object/></annotation>")
-    with pytest.raises(DatasetError, match=f"{p} is XML but not a Cell Counter marker file"):
+    p.write_text("<svg><g/></svg>")
+    with pytest.raises(DatasetError, match=f"{p} is XML but not a Cell Counter marker file .* "
+                                           f"nor a Pascal VOC annotation"):
+        readers.read_cellcounter_xml(p)
+    p.write_text("<annotation><object/></annotation>")         # VOC, its box missing
+    with pytest.raises(DatasetError, match=f"{p}: object 1 \\(unnamed\\) has no numeric bndbox"):
         readers.read_cellcounter_xml(p)
     p.write_text("<CellCounter_Marker_File><Marker_Data>")
     with pytest.raises(DatasetError, match=f"cannot read {p} as Cell Counter XML"):
@@ -474,6 +478,26 @@ def test_labelme_shapes_beside_their_image(tmp_path):
         readers.read_qupath_geojson(p)
 
 
+def test_pascal_voc_boxes_count_one_cell_each(tmp_path):
+    """A Pascal VOC file (LabelImg, CVAT's VOC export; the BCCD blood cell set) beside its image:
+    one cell per object at its box's centre, 1-based made 0-based; a marker chooses objects by
+    name, and a name no object has is refused naming those there are."""
+    def obj(name, box):
+        return (f"<object><name>{name}</name><bndbox><xmin>{box[0]}</xmin><ymin>{box[1]}</ymin>"
+                f"<xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>")
+    p = tmp_path / "BloodImage_00001.xml"
+    p.write_text("<annotation><folder>JPEGImages</folder><filename>BloodImage_00001.jpg</filename>"
+                 "<size><width>60</width><height>50</height><depth>3</depth></size>"
+                 + obj("RBC", (11, 21, 21, 31)) + obj("WBC", (31, 5, 51, 25))
+                 + obj("RBC", (1, 1, 10, 10)) + "</annotation>")
+    np.testing.assert_allclose(readers.read_cellcounter_xml(p), [[15, 25], [40, 14], [4.5, 4.5]])
+    np.testing.assert_allclose(readers.read_cellcounter_xml(p, "WBC"), [[40, 14]])
+    with pytest.raises(DatasetError, match="has no object named 'Platelets' .*: RBC, WBC"):
+        readers.read_cellcounter_xml(p, "Platelets")
+    _img(tmp_path / "BloodImage_00001.jpg", (50, 60, 3))
+    assert [s.count for s in readers.read("folder", tmp_path)] == [3]
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):
@@ -544,7 +568,7 @@ def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
 
     pairs = readers.folder_pairs(tmp_path)
     assert {k: (v[1].name, v[2]) for k, v in pairs.items()} == {
-        "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "Cell Counter XML"),
+        "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "XML (Cell Counter or Pascal VOC)"),
         "c": ("c.geojson", "QuPath GeoJSON"), "d": ("d_dots.png", "dot mask"),
         "007cell": ("007dots.png", "dot mask")}
     samples = readers.read("folder", tmp_path)
@@ -665,7 +689,8 @@ def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
     (tmp_path / "b.xml").write_text(cellcounter_xml({1: []}))
-    with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(Cell Counter XML\\) has no "
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(XML \\(Cell Counter or Pascal "
+                                           "VOC\\)\\) has no "
                                            "image of the same name"):
         readers.folder_pairs(tmp_path)
     (tmp_path / "b.xml").rename(tmp_path / "a.xml")

@@ -643,6 +643,30 @@ def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.array([((xs + x1) * cross).sum(), ((ys + y1) * cross).sum()]) / (6 * area)
 
 
+def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of a Pascal VOC annotation's boxes (LabelImg, CVAT's VOC export; the BCCD
+    blood cell set): one cell per <object> at its <bndbox>'s centre, VOC's 1-based pixel
+    coordinates made 0-based. `marker`: one object <name> ("" = every object)."""
+    out, names = [], set()
+    for n, obj in enumerate(root.iter("object"), 1):
+        name = (obj.findtext("name") or "").strip()
+        names.add(name)
+        if marker and name != marker:
+            continue
+        box = obj.find("bndbox")
+        try:
+            x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError):
+            raise DatasetError(f"{path}: object {n} ({name or 'unnamed'}) has no numeric bndbox "
+                               f"xmin, ymin, xmax, ymax; fix or delete it") from None
+        out.append(((x0 + x1) / 2 - 1, (y0 + y1) / 2 - 1))
+    if marker and marker not in names:
+        raise DatasetError(f"{path} has no object named {marker!r} (its names: "
+                           f"{', '.join(sorted(names))}); choose one of them, or leave the marker "
+                           f"out to count all")
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
 def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) centres from an ImageJ/Fiji Cell Counter file (File > Save Markers):
     CellCounter_Marker_File / Marker_Data / Marker_Type (Type number, optional Name) / Marker
@@ -655,11 +679,14 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
     except (ET.ParseError, OSError) as e:
         raise DatasetError(f"cannot read {path} as Cell Counter XML ({e}); save it again with "
                            "Cell Counter's 'Save Markers'") from None
+    if root.tag == "annotation" and root.find("object") is not None:
+        return _voc_centres(root, path, marker)
     data = root.find("Marker_Data")
     if root.tag != "CellCounter_Marker_File" or data is None:
         raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
-                           "expected <CellCounter_Marker_File> with <Marker_Data>); save the markers "
-                           "with Fiji's Cell Counter ('Save Markers')")
+                           "expected <CellCounter_Marker_File> with <Marker_Data>) nor a Pascal VOC "
+                           "annotation (<annotation> with <object>s); save the markers with Fiji's "
+                           "Cell Counter ('Save Markers')")
     centres, types = [], []
     for mtype in data.iter("Marker_Type"):
         number, name = (mtype.findtext("Type") or "").strip(), (mtype.findtext("Name") or "").strip()
@@ -937,7 +964,7 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
 
 # --- folder: any images, each with an annotation of its stem -----------------------------------------
 
-ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "Cell Counter XML",
+ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",
                     ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
                     ".roi": "ImageJ ROI", ".zip": "ImageJ ROI"}
 MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
@@ -1209,7 +1236,7 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.n
     """The centres of one annotation file of the folder layout (see folder_pairs for the kinds)."""
     if kind == "CSV":
         return read_centres_csv(path, marker)
-    if kind == "Cell Counter XML":
+    if kind.startswith(("Cell Counter XML", "XML")):
         return read_cellcounter_xml(path, marker)
     if kind.startswith(("QuPath GeoJSON", "JSON")):
         return read_qupath_geojson(path, marker)
