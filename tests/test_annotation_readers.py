@@ -179,8 +179,8 @@ def test_qupath_detections_count_one_cell_each_at_its_centroid(tmp_path):
     with pytest.raises(DatasetError) as err:                 # a region's class holds no cells
         readers.read_qupath_geojson(p, "Region")
     assert str(err.value) == (f"{p} has no cells of class 'Region' (classes found: Negative, None, "
-                              "Positive); set marker in pycount.toml to one of them, or leave it "
-                              "out to count all")
+                              "Positive); choose one of them (MARKER=, or marker in pycount.toml), "
+                              "or leave it out to count all")
 
 
 def test_qupath_object_types_of_older_versions_and_other_tools(tmp_path):

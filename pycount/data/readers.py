@@ -701,8 +701,9 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
                                    "MarkerY; fix or delete it") from None
     if marker and not any(_matches(marker, n, m or None) for n, m in types):
         names = ", ".join(n + (f" ({m})" if m else "") for n, m in types) or "none"
-        raise DatasetError(f"{path} has no marker type {marker!r} (its types: {names}); set marker "
-                           "in pycount.toml to one of them, or leave it out to count all")
+        raise DatasetError(f"{path} has no marker type {marker!r} (its types: {names}); choose one "
+                           "of them (MARKER=, or marker in pycount.toml), or leave it out to count "
+                           "all")
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
@@ -909,8 +910,8 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
             centres.extend((x - 0.5, y - 0.5) for x, y in found)
     if marker and not any(_matches(marker, c) for c in classes):
         raise DatasetError(f"{path} has no cells of class {marker!r} (classes found: "
-                           f"{', '.join(sorted(classes)) or 'none'}); set marker in pycount.toml to "
-                           "one of them, or leave it out to count all")
+                           f"{', '.join(sorted(classes)) or 'none'}); choose one of them (MARKER=, or "
+                           "marker in pycount.toml), or leave it out to count all")
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
