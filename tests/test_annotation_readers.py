@@ -498,6 +498,56 @@ def test_pascal_voc_boxes_count_one_cell_each(tmp_path):
     assert [s.count for s in readers.read("folder", tmp_path)] == [3]
 
 
+def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
+    """CVAT's "CVAT for images 1.1" export (annotations.xml: an <image name> per image, points,
+    boxes, polygons, ellipses) and a COCO file (keypoints, boxes, polygons by category) beside the
+    images: each image gets its own entries, -0.5 px (both tools' coordinates are continuous); a
+    marker chooses a label; an image the file does not name has no annotation."""
+    import json
+    cvat, coco = tmp_path / "cvat", tmp_path / "coco"
+    cvat.mkdir()
+    coco.mkdir()
+    for folder in (cvat, coco):
+        for name in ("a.png", "b.png"):
+            _img(folder / name, (60, 60, 3))
+    (cvat / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>'
+        '<image id="0" name="a.png" width="60" height="60">'
+        '<points label="pos" points="10.5,12.5;20.5,22.5"/>'
+        '<box label="neg" xtl="30" ytl="30" xbr="40" ybr="36"/></image>'
+        '<image id="1" name="sub/b.png" width="60" height="60">'
+        '<polygon label="neg" points="0,0;10,0;10,10;0,10"/>'
+        '<ellipse label="pos" cx="50.5" cy="5.5" rx="3" ry="3"/>'
+        '<polyline label="edge" points="1,1;5,5"/></image>'
+        '<image id="2" name="c.png" width="60" height="60"/></annotations>')
+    got = {s.id: s.centres.tolist() for s in readers.read("folder", cvat)}
+    assert got == {"a": [[10, 12], [20, 22], [34.5, 32.5]], "b": [[4.5, 4.5], [50, 5]]}
+    assert {k: v[2] for k, v in readers.folder_pairs(cvat).items()} == {"a": "CVAT XML",
+                                                                        "b": "CVAT XML"}
+    assert [s.count for s in readers.read("folder", cvat, marker="pos")] == [2, 1]
+    with pytest.raises(DatasetError, match="has no label 'Ki67' \\(its labels: neg, pos\\)"):
+        readers.read("folder", cvat, marker="Ki67")
+    (coco / "instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+        "categories": [{"id": 1, "name": "cell"}, {"id": 2, "name": "other"}],
+        "annotations": [
+            {"image_id": 1, "category_id": 1, "keypoints": [10.5, 12.5, 2, 0, 0, 0, 3.5, 4.5, 1]},
+            {"image_id": 1, "category_id": 2, "bbox": [30, 30, 10, 6]},
+            {"image_id": 2, "category_id": 1, "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]}]}))
+    got = {s.id: s.centres.tolist() for s in readers.read("folder", coco)}
+    assert got == {"a": [[10, 12], [3, 4], [34.5, 32.5]], "b": [[4.5, 4.5]]}
+    assert [s.count for s in readers.read("folder", coco, marker="cell")] == [2, 1]
+    _img(coco / "c.png", (60, 60, 3))
+    with pytest.raises(DatasetError, match="c.png has no annotation"):
+        readers.folder_pairs(coco)
+    # CVAT's export with the images: annotations.xml beside images/
+    (cvat / "images").mkdir()
+    for name in ("a.png", "b.png"):
+        (cvat / name).rename(cvat / "images" / name)
+    assert {k: v[0].parent.name for k, v in readers.folder_pairs(cvat).items()} == {
+        "a": "images", "b": "images"}
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):

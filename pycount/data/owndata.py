@@ -154,7 +154,8 @@ def _measure(root: Path, marker: str, name: str, old: dict,
             image = readers._to_rgb8(raw, band)     # as stretched on its own (band, or flat)
             def marks(m: str) -> np.ndarray:
                 return readers._check_centres(
-                    np.asarray(readers.read_annotation(note, kind, image.shape, m),
+                    np.asarray(readers.read_annotation(note, kind, image.shape, m,
+                                                       image_path),
                                np.float64).reshape(-1, 2), image.shape, note)
             centres = marks(marker)
             everyone = marks("") if marker else centres

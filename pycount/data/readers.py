@@ -19,6 +19,7 @@ lies inside its image, and raises DatasetError naming the offending file.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -1041,9 +1042,17 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     but keeps them in two subfolders (images/ + dots/, as many public sets and lab exports do):
     the annotations folder is the one named like it (ANNOTATION_FOLDERS) or the one without
     images; None where root holds its files itself. Any other arrangement of subfolders is a
-    DatasetError that names them and the layouts read."""
-    if _entries(root):
-        return None
+    DatasetError that names them and the layouts read. Also the export of an annotation tool
+    that writes one file of the whole set's annotations beside a folder of the images (CVAT:
+    annotations.xml + images/): (that folder, root)."""
+    entries = _entries(root)
+    if entries:
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) \
+                or not all(_set_file(p) for p in entries):
+            return None
+        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                   and any(p.suffix.lower() in IMAGE_SUFFIXES for p in _entries(d))]
+        return (holding[0], root) if len(holding) == 1 else None
     subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
             and _entries(d)]
     if not subs:
@@ -1202,6 +1211,108 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     return _paired(images, notes, root, files)
 
 
+# Files of a whole set's annotations, one entry per image file name (not named after an image)
+SET_KINDS = ("CVAT XML", "COCO JSON")
+
+
+def _set_file(path: Path) -> tuple[str, list[str]] | None:
+    """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
+    CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image) or a
+    COCO file ("images" and "annotations" lists); None for any other file."""
+    index = _set_index(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+    return None if index is None else (index[0], sorted(index[1]))
+
+
+@functools.lru_cache(maxsize=8)
+def _set_index(path: str, mtime_ns: int) -> tuple[str, dict] | None:
+    """(kind, {image file name: [(label, x, y), ...]}) of a CVAT XML or COCO JSON file, the
+    centres in this package's pixel coordinates (both tools' coordinates are continuous, pixel
+    i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path and time."""
+    p = Path(path)
+    if p.suffix.lower() == ".xml":
+        import xml.etree.ElementTree as ET
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, OSError):
+            return None
+        if root.tag != "annotations" or root.find("image") is None:
+            return None
+        out = {}
+        for img in root.iter("image"):
+            marks = []
+            for shape in img:
+                label = shape.get("label", "")
+                try:
+                    if shape.tag in ("points", "polygon"):
+                        xy = np.array([[float(v) for v in pt.split(",")]
+                                       for pt in shape.get("points", "").split(";") if pt])
+                        pts = xy if shape.tag == "points" else \
+                            _outline_centroid(xy[:, 0], xy[:, 1])[None]
+                    elif shape.tag == "box":
+                        pts = np.array([[(float(shape.get("xtl")) + float(shape.get("xbr"))) / 2,
+                                         (float(shape.get("ytl")) + float(shape.get("ybr"))) / 2]])
+                    elif shape.tag == "ellipse":
+                        pts = np.array([[float(shape.get("cx")), float(shape.get("cy"))]])
+                    else:
+                        continue                     # a tag, a polyline, a mask: no cell
+                except (TypeError, ValueError, IndexError):
+                    raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
+                                       f"no numeric coordinates; export it again") from None
+                marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
+            out[Path(img.get("name", "")).name] = marks
+        return "CVAT XML", out
+    if p.suffix.lower() == ".json":
+        import json
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
+                and isinstance(doc.get("annotations"), list)):
+            return None
+        try:
+            names = {im["id"]: Path(str(im["file_name"])).name for im in doc["images"]}
+            cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
+            out = {n: [] for n in names.values()}
+            for a in doc["annotations"]:
+                label = cats.get(a.get("category_id"), str(a.get("category_id", "")))
+                kp = a.get("keypoints")
+                if kp:                               # visible keypoints: one cell each
+                    pts = [(x, y) for x, y, v in zip(kp[0::3], kp[1::3], kp[2::3]) if v]
+                elif a.get("bbox"):
+                    x, y, w, h = a["bbox"]
+                    pts = [(x + w / 2, y + h / 2)]
+                elif isinstance(a.get("segmentation"), list) and a["segmentation"]:
+                    xy = np.asarray(a["segmentation"][0], np.float64).reshape(-1, 2)
+                    pts = [tuple(_outline_centroid(xy[:, 0], xy[:, 1]))]
+                else:
+                    continue
+                out[names[a["image_id"]]] += [(label, float(x) - 0.5, float(y) - 0.5)
+                                              for x, y in pts]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise DatasetError(f"{p} is a COCO file with an entry pycount cannot read ({e!r}); "
+                               f"export it again") from None
+        return "COCO JSON", out
+    return None
+
+
+def _set_centres(path: Path, kind: str, image_name: str, marker: str = "") -> np.ndarray:
+    """(N, 2) centres that a file of a whole set's annotations gives the image of this file
+    name (matched by name, then by stem); `marker`: one label ("" = every one)."""
+    _, index = _set_index(str(path), path.stat().st_mtime_ns)
+    marks = index.get(image_name)
+    if marks is None:
+        marks = next((v for k, v in index.items() if Path(k).stem == Path(image_name).stem), [])
+    if marker and not any(label == marker for label, _, _ in
+                          (m for v in index.values() for m in v)):
+        labels = sorted({label for v in index.values() for label, _, _ in v})
+        raise DatasetError(f"{path} has no label {marker!r} (its labels: "
+                           f"{', '.join(labels) or 'none'}); choose one of them (MARKER=, or "
+                           f"marker in pycount.toml), or leave it out to count all")
+    return np.array([(x, y) for label, x, y in marks if not marker or label == marker],
+                    np.float64).reshape(-1, 2)
+
+
 def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             files: list[Path], note_dir: Path | None = None) -> dict[str, tuple[Path, Path, str]]:
     """folder_pairs' pairing of the images (by stem) with their annotations (path, kind); `root`
@@ -1210,6 +1321,12 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
+        whole = None if owners or kind == "dot mask" else _set_file(p)
+        if whole is not None:                # one file of the whole set's annotations
+            for name in whole[1]:
+                if Path(name).stem in images:
+                    found.setdefault(Path(name).stem, []).append((p, whole[0]))
+            continue
         unread = [q for q in files if q.suffix.lower() in OTHER_IMAGE_SUFFIXES
                   and q.stem in _annotation_keys(p.stem)] if not owners else []
         if unread:                           # its name is right, its format not
@@ -1233,8 +1350,12 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     return {stem: (images[stem], *found[stem][0]) for stem in images}
 
 
-def read_annotation(path: Path, kind: str, shape=None, marker: str = "") -> np.ndarray:
-    """The centres of one annotation file of the folder layout (see folder_pairs for the kinds)."""
+def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
+                    image: Path | None = None) -> np.ndarray:
+    """The centres of one annotation file of the folder layout (see folder_pairs for the kinds);
+    `image`: the image whose entries a file of the whole set's annotations gives (CVAT, COCO)."""
+    if kind in SET_KINDS:
+        return _set_centres(Path(path), kind, Path(image).name, marker)
     if kind == "CSV":
         return read_centres_csv(path, marker)
     if kind.startswith(("Cell Counter XML", "XML")):
@@ -1263,7 +1384,8 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
         image, why = read_in_range(image_path, depth_range)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
-        samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker), note,
+        samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker,
+                                                         image_path), note,
                                image_path))
     return samples
 
