@@ -540,6 +540,15 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
     _img(coco / "c.png", (60, 60, 3))
     with pytest.raises(DatasetError, match="c.png has no annotation"):
         readers.folder_pairs(coco)
+    # a brush mask is a cell pycount cannot place: refused, not dropped
+    text = (cvat / "annotations.xml").read_text()
+    (cvat / "annotations.xml").write_text(text.replace(
+        '<image id="2"', '<image id="3" name="a.png"><mask label="pos" rle="1,2" left="1" top="1" '
+        'width="2" height="1"/></image><image id="2"').replace(
+        '<image id="0" name="a.png"', '<image id="0" name="x.png"'))
+    with pytest.raises(DatasetError, match="has a <mask> \\(a brush-drawn shape\\)"):
+        readers.folder_pairs(cvat)
+    (cvat / "annotations.xml").write_text(text)
     # CVAT's export with the images: annotations.xml beside images/
     (cvat / "images").mkdir()
     for name in ("a.png", "b.png"):

@@ -1219,15 +1219,21 @@ def _set_file(path: Path) -> tuple[str, list[str]] | None:
     """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
     CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image) or a
     COCO file ("images" and "annotations" lists); None for any other file."""
-    index = _set_index(str(path), path.stat().st_mtime_ns) if path.is_file() else None
+    index = _set_index(str(path), *_stamp(path)) if path.is_file() else None
     return None if index is None else (index[0], sorted(index[1]))
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 @functools.lru_cache(maxsize=8)
-def _set_index(path: str, mtime_ns: int) -> tuple[str, dict] | None:
+def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
     """(kind, {image file name: [(label, x, y), ...]}) of a CVAT XML or COCO JSON file, the
     centres in this package's pixel coordinates (both tools' coordinates are continuous, pixel
-    i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path and time."""
+    i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path, time and
+    size."""
     p = Path(path)
     if p.suffix.lower() == ".xml":
         import xml.etree.ElementTree as ET
@@ -1253,8 +1259,13 @@ def _set_index(path: str, mtime_ns: int) -> tuple[str, dict] | None:
                                          (float(shape.get("ytl")) + float(shape.get("ybr"))) / 2]])
                     elif shape.tag == "ellipse":
                         pts = np.array([[float(shape.get("cx")), float(shape.get("cy"))]])
+                    elif shape.tag == "mask":
+                        raise DatasetError(f"{p}: image {img.get('name')!r} has a <mask> (a "
+                                           f"brush-drawn shape); export the set with polygons "
+                                           f"or points (draw cells as points, boxes or "
+                                           f"polygons), or as COCO")
                     else:
-                        continue                     # a tag, a polyline, a mask: no cell
+                        continue                     # a tag, a polyline: no cell
                 except (TypeError, ValueError, IndexError):
                     raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
                                        f"no numeric coordinates; export it again") from None
@@ -1299,7 +1310,7 @@ def _set_index(path: str, mtime_ns: int) -> tuple[str, dict] | None:
 def _set_centres(path: Path, kind: str, image_name: str, marker: str = "") -> np.ndarray:
     """(N, 2) centres that a file of a whole set's annotations gives the image of this file
     name (matched by name, then by stem); `marker`: one label ("" = every one)."""
-    _, index = _set_index(str(path), path.stat().st_mtime_ns)
+    _, index = _set_index(str(path), *_stamp(path))
     marks = index.get(image_name)
     if marks is None:
         marks = next((v for k, v in index.items() if Path(k).stem == Path(image_name).stem), [])
