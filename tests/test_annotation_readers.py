@@ -702,6 +702,22 @@ def test_public_releases_laid_out_as_they_ship(tmp_path):
         "0-11900_GTEX": counts["0-11900_GTEX"]}
 
 
+def test_a_folder_whose_one_subfolder_holds_it_all_reads_as_that_subfolder(tmp_path):
+    """An archive unpacked into a folder of its own (set/cells/...): the one subfolder that holds
+    the images and their annotations is read; an images/ + dots/ pair inside it as well."""
+    inner = tmp_path / "set" / "cells"
+    inner.mkdir(parents=True)
+    _img(inner / "a.png")
+    (inner / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "set" / "README.txt").write_text("not an image")
+    assert readers.folder_pairs(tmp_path / "set")["a"][0] == inner / "a.png"
+    (inner / "images").mkdir()
+    (inner / "dots").mkdir()
+    (inner / "a.png").rename(inner / "images" / "a.png")
+    (inner / "a.csv").rename(inner / "dots" / "a.csv")
+    assert readers.folder_pairs(tmp_path / "set")["a"][1] == inner / "dots" / "a.csv"
+
+
 def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
     for sub in ("a", "b", "c"):
         (tmp_path / sub).mkdir()

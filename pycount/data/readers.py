@@ -1061,6 +1061,8 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     layouts = (f"{together}, or in two subfolders of it: the images in one, the annotations "
                f"(named after the images, dot masks too) in one called e.g. dots/, labels/ or "
                f"annotations/")
+    if len(subs) == 1:                       # everything in one subfolder: read as the folder
+        return None
     if len(subs) != 2:
         raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
                            f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
@@ -1197,6 +1199,11 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     split = split_folders(root)
     if split:
         return _pairs_apart(*split)
+    if not _entries(root):                   # one subfolder holding it all (a zip's top folder)
+        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                   and _entries(d)]
+        if len(holding) == 1:
+            return folder_pairs_in(holding[0])
     files = _visible_files(root)
     images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
