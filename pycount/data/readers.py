@@ -1200,10 +1200,9 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     if split:
         return _pairs_apart(*split)
     if not _entries(root):                   # one subfolder holding it all (a zip's top folder)
-        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                   and _entries(d)]
+        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
         if len(holding) == 1:
-            return folder_pairs_in(holding[0])
+            return folder_pairs(holding[0])
     files = _visible_files(root)
     images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
