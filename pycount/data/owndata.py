@@ -120,15 +120,14 @@ def _check_moved(name: str, root: Path, then: Path, old: dict,
         f"{config.own_record(name)} is enough: prepare rebuilds what changed)")
 
 
-def _measure(root: Path, marker: str, name: str, old: dict,
+def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
              moved: Path | None = None) -> dict[str, ImageStats]:
-    """Every annotated image's stats, reusing the cache (`old`, the name's record) where the files
-    are unchanged; `moved`: the folder the name is taken over from (_check_moved)."""
+    """Every annotated image's stats (`pairs`: the folder's, readers.folder_layout), reusing the
+    cache (`old`, the name's record) where the files are unchanged; `moved`: the folder the name
+    is taken over from (_check_moved)."""
     from scipy.spatial import cKDTree
-    pairs = readers.folder_pairs(root)
     if len(pairs) < 3:
-        subs = sorted(d.name + "/" for d in root.iterdir()
-                      if d.is_dir() and not d.name.startswith("."))
+        subs = [d.name + "/" for d in readers._subfolders(root)]
         read = (f" (pycount reads the images with their annotations beside them, in two "
                 f"subfolders images/ + dots/ (or labels/, annotations/), in train/ + test/ "
                 f"subfolders laid out either way, or as images/train/ + annotations/train/ "
@@ -270,9 +269,10 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     _check_settings(ds, root)
     old = _recorded(ds.name)
     moved = _name_taken(ds.name, root, old)
-    stats = _measure(root, ds.marker, ds.name, old, moved)
-    ids = readers.list_ids("folder", root)
-    published = () if ds.test_ids else readers.folder_test_ids(root)
+    pairs, published, test_part = readers.folder_layout(root)
+    stats = _measure(root, pairs, ds.marker, ds.name, old, moved)
+    ids = sorted(pairs, key=readers._natural_key)
+    published = () if ds.test_ids else published
     train, test = draw_split(ids, ds.test_ids or published)
     if len(train) < config.OWN_MIN_TRAIN_IMAGES:
         raise DatasetError(
@@ -280,9 +280,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
             f"which leaves {len(train)} for training; training needs at least "
             f"{config.OWN_MIN_TRAIN_IMAGES} (one to train on, one to validate): take some out of "
             f"test, or add annotated images")
-    kinds = sorted({k for _, _, k in readers.folder_pairs(root).values()})
-    chooser = (root / config.SPEC_FILE
-               if ds.marker == str(config.read_spec(root).get("marker", "")) else "MARKER=")
+    kinds = sorted({k for _, _, k in pairs.values()})
+    fresh = config.folder_dataset(ds.subdir)     # the folder as its pycount.toml sets it
+    chooser = root / config.SPEC_FILE if ds.marker == fresh.marker else "MARKER="
     if ds.marker and kinds == ["dot mask"]:
         raise DatasetError(f"{chooser} chooses the marker {ds.marker!r}, but {root}'s annotations "
                            f"(dot masks) have no marker types or classes: every mark counts; "
@@ -314,7 +314,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
     capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
               if n_val < ds.n_val and "n_val" in ds.spec else "")
-    drawn = (f"the images of the folder's {readers.folder_test_part(root)}/ subfolder"
+    drawn = (f"the images of the folder's {test_part}/ subfolder"
              if published else f"a seeded draw (seed {prepare.SPLIT_SEED}) of {len(test)} test "
                                f"images")
     note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "
@@ -406,7 +406,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                   scale=scale)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's
-    out = replace(out, defaults=_defaults(ds, out))
+    out = replace(out, defaults=_defaults(ds, out, fresh))
     for line in lines:
         say(line)
     return out
@@ -505,12 +505,12 @@ def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
 DEFAULT_KEYS = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
 
 
-def _defaults(given: config.DatasetConfig, out: config.DatasetConfig) -> tuple:
+def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
+              fresh: config.DatasetConfig) -> tuple:
     """DEFAULT_KEYS as the folder gets them with nothing set on the command line: inferred, or
-    its pycount.toml's (`given`: the dataset as asked, `out`: resolved). The windows' at the
-    scale asked (SCALE= alone tags a run with the scale, not with the patch and crop that follow
-    from it); the scale's without SCALE=."""
-    fresh = config.folder_dataset(given.subdir)
+    its pycount.toml's (`given`: the dataset as asked, `out`: resolved, `fresh`: the folder as
+    its pycount.toml alone sets it). The windows' at the scale asked (SCALE= alone tags a run with
+    the scale, not with the patch and crop that follow from it); the scale's without SCALE=."""
     mine = tuple(getattr(out, k) for k in DEFAULT_KEYS)
     same = [getattr(given, k) == getattr(fresh, k) for k in DEFAULT_KEYS]
     if all(same):

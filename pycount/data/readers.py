@@ -495,9 +495,9 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
             shift = 0.5 if names[0].startswith("Centroid") else 0.0
             break
     else:
-        if any(h.startswith("Centroid X ") for h in header):
-            raise DatasetError(f"{path} gives QuPath's centroids in "
-                               f"{next(h for h in header if h.startswith('Centroid X '))[11:]}, "
+        unit = next((h[len("Centroid X "):] for h in header if h.startswith("Centroid X ")), None)
+        if unit is not None:
+            raise DatasetError(f"{path} gives QuPath's centroids in {unit}, "
                                f"not pixels; export the measurements with pixel coordinates "
                                f"(Centroid X px, Centroid Y px: an image whose pixel size is not "
                                f"set), or the objects as GeoJSON")
@@ -1025,6 +1025,15 @@ def _entries(folder: Path) -> list[Path]:
             if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS]
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """A folder's subfolders, hidden ones left out, in name order."""
+    return [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in _entries(folder))
+
+
 def _images_by_stem(files: list[Path]) -> dict[str, Path]:
     images: dict[str, Path] = {}
     for p in files:
@@ -1050,11 +1059,9 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
         if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) \
                 or not all(_set_file(p) for p in entries):
             return None
-        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                   and any(p.suffix.lower() in IMAGE_SUFFIXES for p in _entries(d))]
+        holding = [d for d in _subfolders(root) if _has_images(d)]
         return (holding[0], root) if len(holding) == 1 else None
-    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")
-            and _entries(d)]
+    subs = [d for d in _subfolders(root) if _entries(d)]
     if not subs:
         return None
     together = f"keep the images and their annotations together in {root}"
@@ -1067,8 +1074,7 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
         raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
                            f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
     named = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
-    imageless = [d for d in subs if not any(p.suffix.lower() in IMAGE_SUFFIXES
-                                            for p in _entries(d))]
+    imageless = [d for d in subs if not _has_images(d)]
     notes = named if len(named) == 1 else imageless if len(imageless) == 1 else []
     if not notes:
         raise DatasetError(f"{root}: cannot tell which of its subfolders {subs[0].name}/ and "
@@ -1096,8 +1102,7 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     that the seeded draw splits. None where root is not so laid out."""
     if _entries(root):
         return None
-    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in subs]
+    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in _subfolders(root)]
     if any(p is None for p, _ in parts) or "train" not in {p for p, _ in parts}:
         return None
     return parts
@@ -1109,15 +1114,14 @@ def _kind_first(root: Path) -> list[tuple[str, str, Path, Path]] | None:
     annotations/test/ (the annotations' folder told by its name); None otherwise."""
     if _entries(root):
         return None
-    subs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    subs = _subfolders(root)
     notes = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
     if len(subs) != 2 or len(notes) != 1:
         return None
     images = next(d for d in subs if d != notes[0])
 
     def parts(folder: Path) -> dict[str, Path]:
-        return {_folder_key(d.name): d for d in sorted(folder.iterdir())
-                if d.is_dir() and not d.name.startswith(".")}
+        return {_folder_key(d.name): d for d in _subfolders(folder)}
     have, marks = parts(images), parts(notes[0])
     if not have or any(k not in SPLIT_FOLDERS for k in have) \
             or "train" not in {SPLIT_FOLDERS[k] for k in have}:
@@ -1144,10 +1148,10 @@ def _units(root: Path) -> list[tuple[str, str, dict]]:
     return [("", "", folder_pairs_in(root))]
 
 
-def _merged(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], str]:
-    """(pairs by id, the test part's ids, the test part's folder name) of a dataset folder: the
-    ids are the image stems, or, where one stem is in two parts (numbering restarted in each),
-    every id prefixed with its part's folder name ("test_001")."""
+def folder_layout(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], str]:
+    """(pairs by id, the published test part's ids, its folder's name: () and "" without one) of
+    a dataset folder: the ids are the image stems, or, where one stem is in two parts (numbering
+    restarted in each), every id prefixed with its part's folder name ("test_001")."""
     units = _units(_require_dir(root))
     stems = [i for _, _, pairs in units for i in pairs]
     prefix = len(set(stems)) < len(stems)
@@ -1162,21 +1166,11 @@ def _merged(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], s
     return pairs, tuple(test), label
 
 
-def folder_test_ids(root) -> tuple[str, ...]:
-    """The ids of the images a folder's published test part holds; () without one."""
-    return _merged(root)[1]
-
-
-def folder_test_part(root) -> str:
-    """The name of the folder that holds a folder's published test part ("test"); "" without."""
-    return _merged(root)[2]
-
-
 def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
-    """Map id -> (image, annotation, kind) of a dataset folder (_units, _merged): the images and
-    their annotations as folder_pairs_in reads a folder, in the folder itself or in each part of
-    a published split."""
-    return _merged(root)[0]
+    """Map id -> (image, annotation, kind) of a dataset folder (_units, folder_layout): the images
+    and their annotations as folder_pairs_in reads a folder, in the folder itself or in each part
+    of a published split."""
+    return folder_layout(root)[0]
 
 
 def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path, str]]:
@@ -1200,7 +1194,7 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     if split:
         return _pairs_apart(*split)
     if not _entries(root):                   # one subfolder holding it all (a zip's top folder)
-        holding = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+        holding = _subfolders(root)
         if len(holding) == 1:
             return folder_pairs(holding[0])
     files = _visible_files(root)
@@ -1209,11 +1203,10 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
              if p.suffix.lower() in ANNOTATION_KINDS]
     # a dot mask is an image file whose stem, "dots" taken off (_mask_bases), names another image
     for stem, p in list(images.items()):
-        if _mask_bases(stem):
-            owners = [k for k in _mask_bases(stem) if k in images and k != stem]
-            if owners:
-                notes.append((p, "dot mask"))
-                del images[stem]
+        owners = [k for k in _mask_bases(stem) if k in images and k != stem]
+        if owners:
+            notes.append((p, "dot mask"))
+            del images[stem]
     return _paired(images, notes, root, files)
 
 
