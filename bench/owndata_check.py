@@ -43,6 +43,7 @@ import numpy as np
 from bench import stages
 from pycount import config
 from pycount.data import readers
+from pycount.data.layout import folder_pairs
 from pycount.reporting import audit
 
 SHARED = config.ROOT.parent / "shared" / "datasets"
@@ -182,7 +183,7 @@ def run(variant: str, model: str, root: Path, extra: list[str]) -> dict:
     trained = json.loads((run_dir / "train.json").read_text())   # the training's own time:
     # a second call finds the run trained and only re-evaluates it
     keys = ("scale", "patch", "stride", "sigma", "crop", "crop_stride")
-    return {"variant": variant, "model": model, "images": len(readers.folder_pairs(folder)),
+    return {"variant": variant, "model": model, "images": len(folder_pairs(folder)),
             "settings": ", ".join(f"{k} {ds[k]:g}" if isinstance(ds[k], float) else f"{k} {ds[k]}"
                                   for k in keys if k in ds and (k != "scale" or ds[k] != 1)),
             "train s": round(trained["seconds"]), "iterations": trained["iterations"],

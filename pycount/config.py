@@ -261,7 +261,7 @@ SNAPSHOT_SECONDS = 600
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
 # The percentiles of an image's values taken as its black and white when an image deeper than 8
-# bits is stretched to 8 (readers._to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
+# bits is stretched to 8 (images._to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
 # container do not leave it dark. An own folder's depth_range spans its training images'
 # (owndata.resolve), so one mapping serves them all: a per-image stretch made an empty 16-bit
 # fluorescence field near-white noise, counted as 1,233 cells by a bacterial fcrn (-0.7 as 8-bit).
@@ -830,7 +830,7 @@ WINDOW_LIMITS = (8, 1024)
 # SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
 # 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
 SCALE_LIMITS = (0.1, 4.0)
-# A dot mask (pycount.data.readers.mask_centres) is refused when it is no mask of dots: when more
+# A dot mask (pycount.data.annotations.mask_centres) is refused when it is no mask of dots: when more
 # than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
 # larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the
 # mask's median blob (a filled region among dots; a cluster of touching discs in a dense set

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from pycount import config
-from pycount.data import readers
+from pycount.data import annotations, layout, readers
 from pycount.errors import DatasetError
 
 
@@ -80,14 +80,14 @@ def square(x, y, side):
 def test_cellcounter_counts_every_type_or_the_one_asked_for(tmp_path):
     p = tmp_path / "CellCounter_img1.xml"
     p.write_text(cellcounter_xml({1: [(10, 12), (30, 5)], 2: [(7, 8)], 3: []}))
-    np.testing.assert_array_equal(readers.read_cellcounter_xml(p),
+    np.testing.assert_array_equal(annotations.read_cellcounter_xml(p),
                                   [[10, 12], [30, 5], [7, 8]])
-    np.testing.assert_array_equal(readers.read_cellcounter_xml(p, "2"), [[7, 8]])
-    np.testing.assert_array_equal(readers.read_cellcounter_xml(p, "positive"), [[7, 8]])
-    assert readers.read_cellcounter_xml(p, "3").shape == (0, 2)
+    np.testing.assert_array_equal(annotations.read_cellcounter_xml(p, "2"), [[7, 8]])
+    np.testing.assert_array_equal(annotations.read_cellcounter_xml(p, "positive"), [[7, 8]])
+    assert annotations.read_cellcounter_xml(p, "3").shape == (0, 2)
     with pytest.raises(DatasetError, match=r"CellCounter_img1.xml has no marker type '9'.*"
                                            r"1 \(Type 1\), 2 \(Positive\)"):
-        readers.read_cellcounter_xml(p, "9")
+        annotations.read_cellcounter_xml(p, "9")
 
 
 def test_cellcounter_rejects_other_xml_by_name(tmp_path):
@@ -95,13 +95,13 @@ def test_cellcounter_rejects_other_xml_by_name(tmp_path):
     p.write_text("<svg><g/></svg>")
     with pytest.raises(DatasetError, match=f"{p} is XML but not a Cell Counter marker file .* "
                                            f"nor a Pascal VOC annotation"):
-        readers.read_cellcounter_xml(p)
+        annotations.read_cellcounter_xml(p)
     p.write_text("<annotation><object/></annotation>")         # VOC, its box missing
     with pytest.raises(DatasetError, match=f"{p}: object 1 \\(unnamed\\) has no numeric bndbox"):
-        readers.read_cellcounter_xml(p)
+        annotations.read_cellcounter_xml(p)
     p.write_text("<CellCounter_Marker_File><Marker_Data>")
     with pytest.raises(DatasetError, match=f"cannot read {p} as Cell Counter XML"):
-        readers.read_cellcounter_xml(p)
+        annotations.read_cellcounter_xml(p)
 
 
 # --- QuPath GeoJSON ----------------------------------------------------------------------------------
@@ -113,19 +113,19 @@ def test_qupath_points_shift_by_half_a_pixel_and_filter_by_class(tmp_path):
         point_feature("Point", [7.5, 1.5], "Negative"),
         point_feature("Polygon", [[[0, 0], [50, 0], [50, 50], [0, 0]]], "Region"),  # ignored
     ]))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[10, 20], [2.5, 3.5], [7, 1]])
-    np.testing.assert_allclose(readers.read_qupath_geojson(p, "Negative"), [[7, 1]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[10, 20], [2.5, 3.5], [7, 1]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p, "Negative"), [[7, 1]])
     with pytest.raises(DatasetError, match="has no cells of class 'Stroma'.*Negative, Positive"):
-        readers.read_qupath_geojson(p, "Stroma")
+        annotations.read_qupath_geojson(p, "Stroma")
 
 
 def test_qupath_older_exports_a_plain_list_of_features(tmp_path):
     p = tmp_path / "img.json"
     p.write_text(json.dumps([point_feature("Point", [0.5, 0.5])]))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[0, 0]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[0, 0]])
     p.write_text('{"type": "Topology"}')
     with pytest.raises(DatasetError, match="is JSON but not GeoJSON features"):
-        readers.read_qupath_geojson(p)
+        annotations.read_qupath_geojson(p)
 
 
 AGAIN = "export it again from QuPath (File > Export objects as GeoJSON)"
@@ -148,7 +148,7 @@ def test_qupath_features_that_are_not_objects_are_named(tmp_path, doc, problem):
     p = tmp_path / "img.geojson"
     p.write_text(json.dumps(doc))
     with pytest.raises(DatasetError) as err:
-        readers.read_qupath_geojson(p)
+        annotations.read_qupath_geojson(p)
     assert str(err.value) == f"{p}: {problem}; {AGAIN}"
 
 
@@ -156,7 +156,7 @@ def test_qupath_properties_that_are_not_an_object_mean_no_class(tmp_path):
     p = tmp_path / "img.geojson"
     feature = dict(point_feature("Point", [4.5, 2.5]), properties="annotation")
     p.write_text(qupath_geojson([feature, None]))          # and a null entry holds nothing
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[4, 2]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[4, 2]])
 
 
 def test_qupath_detections_count_one_cell_each_at_its_centroid(tmp_path):
@@ -173,11 +173,11 @@ def test_qupath_detections_count_one_cell_each_at_its_centroid(tmp_path):
                                                                     # (4 (1, 1) + 16 (12, 2)) / 20
         detection_feature([[[5, 5], [7, 5], [9, 5], [5, 5]]]),      # no area: vertex mean (7, 5)
     ]))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [
         [11.5, 21.5], [20 + 5 / 3 - 0.5, 30 + 5 / 3 - 0.5], [41.5, 41.5], [9.3, 1.3], [6.5, 4.5]])
-    np.testing.assert_allclose(readers.read_qupath_geojson(p, "positive"), [[11.5, 21.5]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p, "positive"), [[11.5, 21.5]])
     with pytest.raises(DatasetError) as err:                 # a region's class holds no cells
-        readers.read_qupath_geojson(p, "Region")
+        annotations.read_qupath_geojson(p, "Region")
     assert str(err.value) == (f"{p} has no cells of class 'Region' (classes found: Negative, None, "
                               "Positive); choose one of them (MARKER=, or marker in pycount.toml), "
                               "or leave it out to count all")
@@ -196,7 +196,7 @@ def test_qupath_object_types_of_older_versions_and_other_tools(tmp_path):
         feature(square(0, 0, 50), properties={"objectType": "tile"}),          # 0.4: a tile
         feature(square(10, 10, 2)),                  # no type (another tool's outline): a cell
     ]))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[2.5, 2.5], [6.5, 6.5],
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[2.5, 2.5], [6.5, 6.5],
                                                                 [10.5, 10.5]])
 
 
@@ -211,7 +211,7 @@ def test_qupath_geometry_collections_read_by_the_same_rules(tmp_path):
         dict(point_feature("Point", None, "Region"), geometry=collection),  # a region's: ignored
         dict(detection_feature(None), geometry=None),            # no geometry: skipped
     ]))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [
         [3, 4], [1, 1], [2, 2], [11.5, 11.5], [3, 4], [1, 1], [2, 2]])
 
 
@@ -220,11 +220,11 @@ def test_qupath_a_line_counts_nothing_drawn_and_is_refused_detected(tmp_path):
     line = [[1, 1], [9, 9]]
     p.write_text(qupath_geojson([point_feature("Point", [4.5, 2.5]),
                                  point_feature("LineString", line)]))   # a ruler drawn by hand
-    np.testing.assert_allclose(readers.read_qupath_geojson(p), [[4, 2]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[4, 2]])
     p.write_text(qupath_geojson([point_feature("Point", [4.5, 2.5]),
                                  detection_feature(line, "LineString")]))
     with pytest.raises(DatasetError) as err:
-        readers.read_qupath_geojson(p)
+        annotations.read_qupath_geojson(p)
     assert str(err.value) == (
         f"{p}: feature 2 of 2 has a 'LineString' geometry, which marks no cell; cells are read "
         "from Point and MultiPoint (one per point), Polygon and MultiPolygon (one per object, at "
@@ -248,7 +248,7 @@ def test_qupath_coordinates_that_are_not_numbers_are_refused(tmp_path, kind, coo
     p.write_text(qupath_geojson([point_feature("Point", [1.5, 1.5]),
                                  detection_feature(coords, kind)]))
     with pytest.raises(DatasetError) as err:
-        readers.read_qupath_geojson(p)
+        annotations.read_qupath_geojson(p)
     assert str(err.value) == (f"{p}: feature 2 of 2 is a {kind} with the coordinates {brief}, "
                               f"not {expected}; {AGAIN}")
 
@@ -270,10 +270,10 @@ def test_dot_mask_every_nonzero_pixel_is_one_cell(tmp_path, kind):
     if kind == "rgba":
         mask[..., 3] = 255                # an opaque alpha channel is not a dot
     (tifffile.imwrite if kind == "grey16" else lambda p, m: cv2.imwrite(str(p), m))(path, mask)
-    got = readers.read_dot_mask(path, (12, 15, 3))
+    got = annotations.read_dot_mask(path, (12, 15, 3))
     assert sorted(map(tuple, got.astype(int))) == sorted(dots)
     with pytest.raises(DatasetError, match=f"the dot mask {path} is 15x12 px but its image is 16x12"):
-        readers.read_dot_mask(path, (12, 16, 3))
+        annotations.read_dot_mask(path, (12, 16, 3))
 
 
 def _disc(mask, x, y, r=2):
@@ -294,7 +294,7 @@ def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
     _disc(mask, 40, 20), _disc(mask, 43, 20)            # two touching discs: one blob, two cells
     path = tmp_path / "a_dots.png"
     cv2.imwrite(str(path), mask)
-    got = readers.read_dot_mask(path, (40, 60, 3))
+    got = annotations.read_dot_mask(path, (40, 60, 3))
     assert len(got) == 6
     singles = sorted(map(tuple, np.round(got).astype(int)))
     assert {(5, 5), (30, 8), (50, 30), (12, 30)} <= set(singles)
@@ -302,7 +302,7 @@ def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
     mask = np.zeros((20, 20), np.uint8)
     mask[5, 5] = mask[5, 6] = mask[12, 3] = mask[15, 15] = 1
     cv2.imwrite(str(path), mask)
-    assert len(readers.read_dot_mask(path)) == 4
+    assert len(annotations.read_dot_mask(path)) == 4
 
 
 def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
@@ -312,7 +312,7 @@ def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
         cv2.imwrite(str(path), solid)
         with pytest.raises(DatasetError, match=f"the dot mask {re.escape(str(path))} marks "
                                                f"(100|99)% of its pixels \\(is it inverted"):
-            readers.read_dot_mask(path, (160, 160, 3))
+            annotations.read_dot_mask(path, (160, 160, 3))
     mask = np.zeros((60, 60), np.uint8)                            # dots and one filled cell
     for x, y in [(5, 5), (50, 8), (8, 50)]:
         _disc(mask, x, y)
@@ -320,13 +320,13 @@ def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
     cv2.imwrite(str(path), mask)
     with pytest.raises(DatasetError, match="has a marked region of 317 px \\(21x21 px from x=20, "
                                            "y=20\\), far larger than its dots"):
-        readers.read_dot_mask(path)
+        annotations.read_dot_mask(path)
     mask[20:41, 20:41] = 0                        # a row of 9 touching dots instead: 9 cells
     for x in range(10, 51, 5):
         _disc(mask, x, 30)
     assert cv2.connectedComponentsWithStats(mask)[2][1:, cv2.CC_STAT_AREA].max() == 117
     cv2.imwrite(str(path), mask)
-    assert len(readers.read_dot_mask(path)) == 3 + 9
+    assert len(annotations.read_dot_mask(path)) == 3 + 9
 
 
 def test_touching_discs_of_a_dense_mask_stay_counted(tmp_path):
@@ -343,7 +343,7 @@ def test_touching_discs_of_a_dense_mask_stay_counted(tmp_path):
     assert areas.max() > config.MASK_MAX_BLOB_AREA
     path = tmp_path / "b_dots.png"
     cv2.imwrite(str(path), mask)
-    assert len(readers.read_dot_mask(path)) == 4 * 4 + 5
+    assert len(annotations.read_dot_mask(path)) == 4 * 4 + 5
 
 
 def test_a_jpeg_dot_mask_loses_its_compression_noise(tmp_path):
@@ -354,7 +354,7 @@ def test_a_jpeg_dot_mask_loses_its_compression_noise(tmp_path):
     path = tmp_path / "a_dots.jpg"
     cv2.imwrite(str(path), mask, [cv2.IMWRITE_JPEG_QUALITY, 75])
     assert (cv2.imread(str(path)).max(axis=2) > 0).sum() > 4 * 9     # noise around the marks
-    got = readers.read_dot_mask(path)
+    got = annotations.read_dot_mask(path)
     assert sorted(map(tuple, np.round(got).astype(int))) == sorted(dots)
 
 
@@ -363,7 +363,7 @@ def test_a_jpeg_dot_mask_loses_its_compression_noise(tmp_path):
 def test_imagej_results_table(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text(" ,X,Y,Area\n1,12,7,0\n2,3.5,40,0\n")   # Analyze > Measure on a multi-point
-    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7], [3.5, 40]])
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7], [3.5, 40]])
 
 
 def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
@@ -371,11 +371,11 @@ def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
     "12,5;7"); ImageJ's Results saved as text separate with tabs: both read as the plain CSV."""
     p = tmp_path / "a.csv"
     p.write_bytes("\ufeffX;Y;Area\r\n12,5;7;0\r\n3;40,25;0\r\n".encode("utf-8"))
-    np.testing.assert_allclose(readers.read_centres_csv(p), [[12.5, 7], [3, 40.25]])
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12.5, 7], [3, 40.25]])
     p.write_text(" \tX\tY\tMean\n1\t12\t7\t3.5\n")
-    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7]])
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7]])
     p.write_text("x;y\n1;2;3;4\n")                    # a row of other columns: still x and y
-    np.testing.assert_allclose(readers.read_centres_csv(p), [[1, 2]])
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[1, 2]])
 
 
 def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_path):
@@ -385,12 +385,12 @@ def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_
     p = tmp_path / "img.tsv"
     p.write_text("Image\tName\tClass\tCentroid X px\tCentroid Y px\n"
                  "img.tif\t\tPositive\t12.5\t7.5\nimg.tif\t\tNegative\t3.0\t40.0\n")
-    np.testing.assert_allclose(readers.read_centres_csv(p), [[12, 7], [2.5, 39.5]])
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7], [2.5, 39.5]])
     _img(tmp_path / "img.tif")
-    assert readers.folder_pairs(tmp_path)["img"][1:] == (p, "CSV")
+    assert layout.folder_pairs(tmp_path)["img"][1:] == (p, "CSV")
     p.write_text("Image\tCentroid X µm\tCentroid Y µm\nimg.tif\t1.2\t3.4\n")
     with pytest.raises(DatasetError, match="gives QuPath's centroids in µm, not pixels"):
-        readers.read_centres_csv(p)
+        annotations.read_centres_csv(p)
 
 
 def _imagej_roi(kind: int, xs, ys, counters=None, floats=None) -> bytes:
@@ -428,10 +428,10 @@ def test_imagej_roi_points_counters_and_outlines(tmp_path):
     import zipfile
     p = tmp_path / "img.roi"
     p.write_bytes(_imagej_roi(10, [12, 3, 30], [7, 40, 2], counters=[0, 1, 1]))
-    np.testing.assert_array_equal(readers.read_imagej_roi(p), [[12, 7], [3, 40], [30, 2]])
-    np.testing.assert_array_equal(readers.read_imagej_roi(p, marker="1"), [[3, 40], [30, 2]])
+    np.testing.assert_array_equal(annotations.read_imagej_roi(p), [[12, 7], [3, 40], [30, 2]])
+    np.testing.assert_array_equal(annotations.read_imagej_roi(p, marker="1"), [[3, 40], [30, 2]])
     with pytest.raises(DatasetError, match="'Positive' is not a counter number"):
-        readers.read_imagej_roi(p, marker="Positive")
+        annotations.read_imagej_roi(p, marker="Positive")
     square = _imagej_roi(0, [10, 20, 20, 10], [10, 10, 20, 20])          # a 10 px square
     fine = _imagej_roi(7, [30, 34, 34, 30], [5, 5, 9, 9],
                        floats=([30.0, 34.5, 34.5, 30.0], [5.0, 5.0, 9.0, 9.0]))
@@ -439,19 +439,19 @@ def test_imagej_roi_points_counters_and_outlines(tmp_path):
     with zipfile.ZipFile(tmp_path / "img2.zip", "w") as z:
         for k, roi in enumerate((square, fine, rect)):
             z.writestr(f"000{k}-cell.roi", roi)
-    np.testing.assert_allclose(readers.read_imagej_roi(tmp_path / "img2.zip"),
+    np.testing.assert_allclose(annotations.read_imagej_roi(tmp_path / "img2.zip"),
                                [[14.5, 14.5], [31.75, 6.5], [42.5, 43.5]])
     _img(tmp_path / "img.png", (60, 60, 3))
     _img(tmp_path / "img2.png", (60, 60, 3))
-    assert {k: v[2] for k, v in readers.folder_pairs(tmp_path).items()} == {
+    assert {k: v[2] for k, v in layout.folder_pairs(tmp_path).items()} == {
         "img": "ImageJ ROI", "img2": "ImageJ ROI"}
     assert [s.count for s in readers.read("folder", tmp_path)] == [3, 3]
     p.write_bytes(_imagej_roi(5, [1, 9], [1, 9]))                          # a polyline
     with pytest.raises(DatasetError, match="img.roi is an ImageJ ROI of type 5 .*, not a cell"):
-        readers.read_imagej_roi(p)
+        annotations.read_imagej_roi(p)
     p.write_bytes(b"PK\x03\x04 not a roi")
     with pytest.raises(DatasetError, match="no 'Iout' header"):
-        readers.read_imagej_roi(p)
+        annotations.read_imagej_roi(p)
 
 
 def test_labelme_shapes_beside_their_image(tmp_path):
@@ -467,15 +467,15 @@ def test_labelme_shapes_beside_their_image(tmp_path):
     p = tmp_path / "img.json"
     p.write_text(json.dumps({"version": "5.2.1", "shapes": shapes, "imagePath": "img.png",
                              "imageHeight": 60, "imageWidth": 60}))
-    np.testing.assert_allclose(readers.read_qupath_geojson(p),
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p),
                                [[10, 12], [24.5, 24.5], [44.5, 41.5], [5, 50]])
-    np.testing.assert_allclose(readers.read_qupath_geojson(p, "pos"), [[10, 12], [5, 50]])
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p, "pos"), [[10, 12], [5, 50]])
     _img(tmp_path / "img.png", (60, 60, 3))
     assert [s.count for s in readers.read("folder", tmp_path)] == [4]
     shapes.append({"label": "x", "points": [[1, 1], [9, 9]], "shape_type": "line"})
     p.write_text(json.dumps({"shapes": shapes}))
     with pytest.raises(DatasetError, match="shape 5 is a LabelMe line, not a cell"):
-        readers.read_qupath_geojson(p)
+        annotations.read_qupath_geojson(p)
 
 
 def test_pascal_voc_boxes_count_one_cell_each(tmp_path):
@@ -490,10 +490,10 @@ def test_pascal_voc_boxes_count_one_cell_each(tmp_path):
                  "<size><width>60</width><height>50</height><depth>3</depth></size>"
                  + obj("RBC", (11, 21, 21, 31)) + obj("WBC", (31, 5, 51, 25))
                  + obj("RBC", (1, 1, 10, 10)) + "</annotation>")
-    np.testing.assert_allclose(readers.read_cellcounter_xml(p), [[15, 25], [40, 14], [4.5, 4.5]])
-    np.testing.assert_allclose(readers.read_cellcounter_xml(p, "WBC"), [[40, 14]])
+    np.testing.assert_allclose(annotations.read_cellcounter_xml(p), [[15, 25], [40, 14], [4.5, 4.5]])
+    np.testing.assert_allclose(annotations.read_cellcounter_xml(p, "WBC"), [[40, 14]])
     with pytest.raises(DatasetError, match="has no object named 'Platelets' .*: RBC, WBC"):
-        readers.read_cellcounter_xml(p, "Platelets")
+        annotations.read_cellcounter_xml(p, "Platelets")
     _img(tmp_path / "BloodImage_00001.jpg", (50, 60, 3))
     assert [s.count for s in readers.read("folder", tmp_path)] == [3]
 
@@ -522,7 +522,7 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
         '<image id="2" name="c.png" width="60" height="60"/></annotations>')
     got = {s.id: s.centres.tolist() for s in readers.read("folder", cvat)}
     assert got == {"a": [[10, 12], [20, 22], [34.5, 32.5]], "b": [[4.5, 4.5], [50, 5]]}
-    assert {k: v[2] for k, v in readers.folder_pairs(cvat).items()} == {"a": "CVAT XML",
+    assert {k: v[2] for k, v in layout.folder_pairs(cvat).items()} == {"a": "CVAT XML",
                                                                         "b": "CVAT XML"}
     assert [s.count for s in readers.read("folder", cvat, marker="pos")] == [2, 1]
     with pytest.raises(DatasetError, match="has no label 'Ki67' \\(its labels: neg, pos\\)"):
@@ -539,7 +539,7 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
     assert [s.count for s in readers.read("folder", coco, marker="cell")] == [2, 1]
     _img(coco / "c.png", (60, 60, 3))
     with pytest.raises(DatasetError, match="c.png has no annotation"):
-        readers.folder_pairs(coco)
+        layout.folder_pairs(coco)
     # a brush mask is a cell pycount cannot place: refused, not dropped
     text = (cvat / "annotations.xml").read_text()
     (cvat / "annotations.xml").write_text(text.replace(
@@ -547,13 +547,13 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
         'width="2" height="1"/></image><image id="2"').replace(
         '<image id="0" name="a.png"', '<image id="0" name="x.png"'))
     with pytest.raises(DatasetError, match="has a <mask> \\(a brush-drawn shape\\)"):
-        readers.folder_pairs(cvat)
+        layout.folder_pairs(cvat)
     (cvat / "annotations.xml").write_text(text)
     # CVAT's export with the images: annotations.xml beside images/
     (cvat / "images").mkdir()
     for name in ("a.png", "b.png"):
         (cvat / name).rename(cvat / "images" / name)
-    assert {k: v[0].parent.name for k, v in readers.folder_pairs(cvat).items()} == {
+    assert {k: v[0].parent.name for k, v in layout.folder_pairs(cvat).items()} == {
         "a": "images", "b": "images"}
 
 
@@ -586,12 +586,12 @@ def test_napari_points_csv_reads_axis_1_as_x_and_axis_0_as_y(tmp_path):
     centres = np.array([[3.25, 7.5], [29.0, 19.0], [0.0, 0.0]])          # x, y
     _napari_points_csv(tmp_path / "plain.csv", centres[:, ::-1])         # napari: row, column
     assert (tmp_path / "plain.csv").read_text().splitlines()[1] == "0.0,7.5,3.25"
-    np.testing.assert_array_equal(readers.read_centres_csv(tmp_path / "plain.csv"), centres)
+    np.testing.assert_array_equal(annotations.read_centres_csv(tmp_path / "plain.csv"), centres)
     _napari_points_csv(tmp_path / "typed.csv", centres[:, ::-1],
                        {"label": ["tumour", "stroma", "tumour"], "score": [0.5, 1.0, 2.0]})
     assert (tmp_path / "typed.csv").read_text().splitlines()[:2] == [
         "index,axis-0,axis-1,label,score", "0,7.5,3.25,tumour,0.5"]
-    np.testing.assert_array_equal(readers.read_centres_csv(tmp_path / "typed.csv"), centres)
+    np.testing.assert_array_equal(annotations.read_centres_csv(tmp_path / "typed.csv"), centres)
     # in a folder, beside its image, as any CSV
     assert cv2.imwrite(str(tmp_path / "img.png"), np.zeros((40, 50, 3), np.uint8))
     (tmp_path / "plain.csv").rename(tmp_path / "img.csv")
@@ -604,7 +604,7 @@ def test_napari_points_of_a_stack_are_refused_by_name(tmp_path):
     _napari_points_csv(tmp_path / "stack.csv", [[0, 7.5, 3.25], [2, 19.0, 29.0]])   # z, y, x
     with pytest.raises(DatasetError, match=r"stack\.csv holds the points of a napari layer with "
                                            r"more than two axes.*save the points of one 2-D"):
-        readers.read_centres_csv(tmp_path / "stack.csv")
+        annotations.read_centres_csv(tmp_path / "stack.csv")
 
 
 def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
@@ -625,7 +625,7 @@ def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
     cv2.imwrite(str(tmp_path / "007dots.png"), m7)
     (tmp_path / "notes.txt").write_text("ignored")
 
-    pairs = readers.folder_pairs(tmp_path)
+    pairs = layout.folder_pairs(tmp_path)
     assert {k: (v[1].name, v[2]) for k, v in pairs.items()} == {
         "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "XML (Cell Counter or Pascal VOC)"),
         "c": ("c.geojson", "QuPath GeoJSON"), "d": ("d_dots.png", "dot mask"),
@@ -653,7 +653,7 @@ def test_folder_of_images_and_annotations_kept_in_two_subfolders(tmp_path):
     (tmp_path / "Dot-Masks" / "002.csv").write_text("x,y\n1,2\n")
     _img(tmp_path / "images" / "003.jpg")
     cv2.imwrite(str(tmp_path / "Dot-Masks" / "003_dots.png"), mask[:, :])
-    pairs = readers.folder_pairs(tmp_path)
+    pairs = layout.folder_pairs(tmp_path)
     assert {k: (v[0].parent.name, v[1].name, v[2]) for k, v in pairs.items()} == {
         "001": ("images", "001.png", "dot mask"), "002": ("images", "002.csv", "CSV"),
         "003": ("images", "003_dots.png", "dot mask")}
@@ -665,11 +665,11 @@ def test_folder_of_images_and_annotations_kept_in_two_subfolders(tmp_path):
     (tmp_path / "Dot-Masks" / "001.csv").write_text("x,y\n1,2\n")
     (tmp_path / "Dot-Masks" / "003.csv").write_text("x,y\n")
     (tmp_path / "Dot-Masks").rename(tmp_path / "exported")
-    assert [v[1].parent.name for v in readers.folder_pairs(tmp_path).values()] == ["exported"] * 3
+    assert [v[1].parent.name for v in layout.folder_pairs(tmp_path).values()] == ["exported"] * 3
     _img(tmp_path / "images" / "004.png")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'images' / '004.png'} has no annotation; "
                                            f"add one named after it to {tmp_path / 'exported'}"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
 
 
 def test_public_releases_laid_out_as_they_ship(tmp_path):
@@ -696,7 +696,7 @@ def test_public_releases_laid_out_as_they_ship(tmp_path):
             cv2.imwrite(str(adi / "annotations" / f"{name}.jpeg"), mask)
     assert {s.id: s.count for s in readers.read("folder", mbm)} == {
         k: v for k, v in counts.items() if k.startswith("BM")}
-    assert readers.folder_pairs(mbm)["BM_GRAZ_HE_0001_01_001"][1].name == \
+    assert layout.folder_pairs(mbm)["BM_GRAZ_HE_0001_01_001"][1].name == \
         "BM_GRAZ_HE_0001_01_dots_001.png"
     assert {s.id: s.count for s in readers.read("folder", adi)} == {
         "0-11900_GTEX": counts["0-11900_GTEX"]}
@@ -710,12 +710,12 @@ def test_a_folder_whose_one_subfolder_holds_it_all_reads_as_that_subfolder(tmp_p
     _img(inner / "a.png")
     (inner / "a.csv").write_text("x,y\n1,2\n")
     (tmp_path / "set" / "README.txt").write_text("not an image")
-    assert readers.folder_pairs(tmp_path / "set")["a"][0] == inner / "a.png"
+    assert layout.folder_pairs(tmp_path / "set")["a"][0] == inner / "a.png"
     (inner / "images").mkdir()
     (inner / "dots").mkdir()
     (inner / "a.png").rename(inner / "images" / "a.png")
     (inner / "a.csv").rename(inner / "dots" / "a.csv")
-    assert readers.folder_pairs(tmp_path / "set")["a"][1] == inner / "dots" / "a.csv"
+    assert layout.folder_pairs(tmp_path / "set")["a"][1] == inner / "dots" / "a.csv"
 
 
 def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
@@ -724,13 +724,13 @@ def test_subfolders_that_cannot_be_told_apart_are_named(tmp_path):
         _img(tmp_path / sub / "001.png")
     with pytest.raises(DatasetError, match=r"holds no images itself but 3 subfolders with images "
                                            r"or annotations \(a, b, c\)"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     shutil.rmtree(tmp_path / "c")
     with pytest.raises(DatasetError, match=r"cannot tell which of its subfolders a/ and b/ holds "
                                            r"the annotations; rename that one to dots/"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     (tmp_path / "b").rename(tmp_path / "labels")
-    assert readers.folder_pairs(tmp_path)["001"][2] == "dot mask"
+    assert layout.folder_pairs(tmp_path)["001"][2] == "dot mask"
 
 
 def test_an_annotation_named_after_the_images_whole_file_name_pairs(tmp_path):
@@ -742,13 +742,13 @@ def test_an_annotation_named_after_the_images_whole_file_name_pairs(tmp_path):
     (tmp_path / "b.png.csv").write_text("x,y\n1,2\n3,4\n")
     _img(tmp_path / "c.jpg")
     (tmp_path / "CellCounter_c.jpg.xml").write_text(cellcounter_xml({1: [(5, 5)]}))
-    pairs = readers.folder_pairs(tmp_path)
+    pairs = layout.folder_pairs(tmp_path)
     assert {k: v[1].name for k, v in pairs.items()} == {
         "a": "a.tif.geojson", "b": "b.png.csv", "c": "CellCounter_c.jpg.xml"}
     assert [s.count for s in readers.read("folder", tmp_path)] == [1, 2, 1]
     _img(tmp_path / "b.png.tif")                    # an image named b.png: the CSV is its own
     (tmp_path / "b.csv").write_text("x,y\n1,1\n")
-    assert readers.folder_pairs(tmp_path)["b.png"][1].name == "b.png.csv"
+    assert layout.folder_pairs(tmp_path)["b.png"][1].name == "b.png.csv"
 
 
 def test_folder_names_the_image_without_annotation(tmp_path):
@@ -757,7 +757,7 @@ def test_folder_names_the_image_without_annotation(tmp_path):
     _img(tmp_path / "lonely.png")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'lonely.png'} has no annotation; add one "
                                            "named after it: lonely.csv"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
 
 
 def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
@@ -767,10 +767,10 @@ def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
     with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(XML \\(Cell Counter or Pascal "
                                            "VOC\\)\\) has no "
                                            "image of the same name"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     (tmp_path / "b.xml").rename(tmp_path / "a.xml")
     with pytest.raises(DatasetError, match=f"{tmp_path / 'a.png'} has 2 annotations"):
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
 
 
 @pytest.mark.parametrize("broken", ["img9.png", "img9.csv"])
@@ -783,7 +783,7 @@ def test_folder_names_a_broken_link(tmp_path, broken):
     (tmp_path / broken).unlink()
     (tmp_path / broken).symlink_to(target)
     with pytest.raises(DatasetError) as err:
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     assert str(err.value) == (f"{tmp_path / broken} is a broken link (to {target}, which does not "
                               "exist); restore the file it points to, or remove the link")
 
@@ -795,7 +795,7 @@ def test_folder_names_an_image_in_an_unsupported_format(tmp_path):
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "b.gif")
     (tmp_path / "b.csv").write_text("x,y\n1,2\n")
     with pytest.raises(DatasetError) as err:
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     assert str(err.value) == (f"{tmp_path / 'b.csv'} (CSV) has no image of the same name in "
                               f"{tmp_path}: b.gif is not in a supported format (PNG, JPEG, TIFF "
                               "and BMP); convert it to PNG or TIFF")
@@ -806,12 +806,12 @@ def test_folder_names_two_images_of_the_same_name(tmp_path):
     _img(tmp_path / "a.jpg")
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
     with pytest.raises(DatasetError) as err:
-        readers.folder_pairs(tmp_path)
+        layout.folder_pairs(tmp_path)
     assert str(err.value) == (f"{tmp_path / 'a.jpg'} and {tmp_path / 'a.png'} are two images of "
                               "the same name 'a'; keep one of them (or rename the other)")
     (tmp_path / "a.jpg").rename(tmp_path / "b.jpg")
     (tmp_path / "b.csv").write_text("x,y\n1,2\n")
-    assert sorted(readers.folder_pairs(tmp_path)) == ["a", "b"]
+    assert sorted(layout.folder_pairs(tmp_path)) == ["a", "b"]
 
 
 def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):

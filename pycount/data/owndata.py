@@ -26,6 +26,9 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
+from pycount.data.annotations import read_annotation
+from pycount.data.images import _decoded, _to_rgb8, depth_percentiles
+from pycount.data.layout import _subfolders, folder_layout
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
@@ -122,12 +125,12 @@ def _check_moved(name: str, root: Path, then: Path, old: dict,
 
 def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
              moved: Path | None = None) -> dict[str, ImageStats]:
-    """Every annotated image's stats (`pairs`: the folder's, readers.folder_layout), reusing the
+    """Every annotated image's stats (`pairs`: the folder's, layout.folder_layout), reusing the
     cache (`old`, the name's record) where the files are unchanged; `moved`: the folder the name
     is taken over from (_check_moved)."""
     from scipy.spatial import cKDTree
     if len(pairs) < 3:
-        subs = [d.name + "/" for d in readers._subfolders(root)]
+        subs = [d.name + "/" for d in _subfolders(root)]
         read = (f" (pycount reads the images with their annotations beside them, in two "
                 f"subfolders images/ + dots/ (or labels/, annotations/), in train/ + test/ "
                 f"subfolders laid out either way, or as images/train/ + annotations/train/ "
@@ -148,13 +151,12 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
         if hit and hit.get("key") == key and "depth" in hit.get("stats", {}):
             out[i] = ImageStats(**hit["stats"])
         else:
-            raw = readers._decoded(image_path)
-            band = readers.depth_percentiles(raw) if raw.dtype != np.uint8 else ()
-            image = readers._to_rgb8(raw, band)     # as stretched on its own (band, or flat)
+            raw = _decoded(image_path)
+            band = depth_percentiles(raw) if raw.dtype != np.uint8 else ()
+            image = _to_rgb8(raw, band)             # as stretched on its own (band, or flat)
             def marks(m: str) -> np.ndarray:
                 return readers._check_centres(
-                    np.asarray(readers.read_annotation(note, kind, image.shape, m,
-                                                       image_path),
+                    np.asarray(read_annotation(note, kind, image.shape, m, image_path),
                                np.float64).reshape(-1, 2), image.shape, note)
             centres = marks(marker)
             everyone = marks("") if marker else centres
@@ -269,7 +271,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     _check_settings(ds, root)
     old = _recorded(ds.name)
     moved = _name_taken(ds.name, root, old)
-    pairs, published, test_part = readers.folder_layout(root)
+    pairs, published, test_part = folder_layout(root)
     stats = _measure(root, pairs, ds.marker, ds.name, old, moved)
     ids = sorted(pairs, key=readers._natural_key)
     published = () if ds.test_ids else published
@@ -442,7 +444,7 @@ def _sig(v: float) -> float:
 
 def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, note, lines
                  ) -> tuple:
-    """How the folder's images deeper than 8 bits become 8-bit (readers._to_uint8): pycount.toml's
+    """How the folder's images deeper than 8 bits become 8-bit (images._to_uint8): pycount.toml's
     depth_range, else one range that holds every such training image's DEPTH_PERCENTILES band
     (none is clipped more than by its own stretch, and each keeps its brightness relative to the
     others), else () for each image's own stretch (no such image, or mixed kinds of depth)."""

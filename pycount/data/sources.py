@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pycount.data import readers
+from pycount.data.annotations import ANNOTATION_KINDS
+from pycount.data.images import IMAGE_SUFFIXES
 
 # What a dataset's images and annotations can be: the files a stamp covers (any other file in
 # the folder, a README or a lab's notes, can change without making an LMDB stale)
-STAMPED_SUFFIXES = frozenset(readers.IMAGE_SUFFIXES) | frozenset(readers.ANNOTATION_KINDS) \
+STAMPED_SUFFIXES = frozenset(IMAGE_SUFFIXES) | frozenset(ANNOTATION_KINDS) \
     | {".mat", ".toml"}
 
 

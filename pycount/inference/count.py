@@ -18,6 +18,8 @@ import numpy as np
 
 from pycount import config
 from pycount.data import readers as datasets
+from pycount.data.images import IMAGE_SUFFIXES, read_in_range
+from pycount.data.layout import _refuse_broken_link
 from pycount.device import set_device
 from pycount.errors import RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
@@ -44,7 +46,7 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
         # a broken link is kept, to fail by name
         found += sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
                          and not f.name.startswith(".")
-                         and f.suffix.lower() in datasets.IMAGE_SUFFIXES
+                         and f.suffix.lower() in IMAGE_SUFFIXES
                          and not (skip and skip in f.resolve().parents)),
                         key=lambda f: datasets._natural_key(str(f)))
     return list(dict.fromkeys(found))               # a file named twice is counted once
@@ -84,10 +86,10 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     """One CSV row: the predictor's count_image. Raises DatasetError
     (unreadable file) or ValueError (image smaller than a patch)."""
     start = time.monotonic()
-    datasets._refuse_broken_link(path)              # named as the readers name it
+    _refuse_broken_link(path)                       # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
-    image, outside = datasets.read_in_range(path, run.ds.depth_range)  # as its training images
+    image, outside = read_in_range(path, run.ds.depth_range)  # as its training images
     h0, w0 = image.shape[:2]                        # the file's size, for the CSV
     image = datasets.rescale_image(image, run.ds.scale)   # at the scale it was trained at
     h, w = image.shape[:2]
@@ -189,7 +191,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 + (", ..." if len(where) > 3 else "")
                 + "): name the folder to count, or --recursive (RECURSIVE=1) counts them all"
                 if deeper else "")
-        raise RunError(f"no images (*{', *'.join(datasets.IMAGE_SUFFIXES)}) in "
+        raise RunError(f"no images (*{', *'.join(IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}{hint}")
     _make_out(out)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,

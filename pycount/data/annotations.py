@@ -1,0 +1,635 @@
+"""Annotation files: the per-image formats of the folder layout (CSV/TSV tables, ImageJ .roi/.zip,
+Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, dot masks), the files of a whole
+set's annotations (CVAT XML, COCO JSON), and read_annotation, which reads one of them by kind."""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import math
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from pycount import config
+from pycount.data.images import _decode
+from pycount.errors import DatasetError
+
+# A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
+# "Classification" since; a napari points layer's property): what a marker chooses rows by
+CLASS_COLUMNS = ("Classification", "Class", "class", "label")
+
+
+def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
+    whose other columns - the unnamed row number, Area, Mean, ... - are ignored; or napari's points
+    layer saved as CSV: index, axis-0 = row = y, axis-1 = column = x, then any properties, napari
+    placing pixel k's centre at k as pycount does). Both are taken as
+    0-based pixel coordinates: x = column, y = row, pixel (x, y) covering [x-0.5, x+0.5). (ImageJ's
+    point tool reports exactly these; its centroids measure area-based coordinates, with pixel k spanning
+    [k, k+1), so they read up to half a pixel down-right, which stays within the cell.)"""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read {path} ({e}); it must be a UTF-8 text CSV with header x,y") from None
+    # the separator: a comma; a semicolon (a spreadsheet saved in a locale whose decimal mark is
+    # a comma: "x;y", "12,5;7") or a tab (ImageJ's Results saved as .txt/.xls) where the header
+    # line holds one of them and no comma
+    first = text.split("\n", 1)[0]
+    sep = next((c for c in ";\t" if c in first and "," not in first), ",")
+    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    header = [name.strip() for name in next(rows, [])]
+    shift = 0.0
+    for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0"),   # napari: axis-0 is the row
+                  ("Centroid X px", "Centroid Y px")):            # QuPath's measurement table
+        if set(names) <= set(header):
+            ix, iy = (header.index(n) for n in names)
+            # QuPath's coordinates are continuous, pixel k spanning [k, k+1): its centre k + 0.5
+            shift = 0.5 if names[0].startswith("Centroid") else 0.0
+            break
+    else:
+        unit = next((h[len("Centroid X "):] for h in header if h.startswith("Centroid X ")), None)
+        if unit is not None:
+            raise DatasetError(f"{path} gives QuPath's centroids in {unit}, "
+                               f"not pixels; export the measurements with pixel coordinates "
+                               f"(Centroid X px, Centroid Y px: an image whose pixel size is not "
+                               f"set), or the objects as GeoJSON")
+        raise DatasetError(f"{path} has header {sep.join(header)!r} without x and y columns; expected the "
+                           "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
+                           "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
+    ic = next((header.index(c) for c in CLASS_COLUMNS if c in header), None)
+    if marker and ic is None:
+        raise DatasetError(f"{path} has no class column ({', '.join(CLASS_COLUMNS)}) for the "
+                           f"marker {marker!r} to choose its rows by; leave the marker out (every "
+                           f"row counts), or export the table with the cells' classes")
+    if "axis-2" in header and names[0] == "axis-1":
+        raise DatasetError(f"{path} holds the points of a napari layer with more than two axes "
+                           f"(header {','.join(header)!r}: a z-stack or a time series); pycount "
+                           f"reads 2-D images: save the points of one 2-D image's layer")
+    centres = []
+    for row in rows:
+        if not any(field.strip() for field in row):
+            continue
+        try:
+            x, y = (float(row[i].strip().replace(",", ".") if sep == ";" else row[i])
+                    for i in (ix, iy))
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise DatasetError(f"{path}, line {rows.line_num}: {','.join(row)!r} has no numeric "
+                               f"{header[ix]},{header[iy]} values; fix or delete that line") from None
+        if marker and (row[ic].strip() if ic < len(row) else "") != marker:
+            continue
+        centres.append((x - shift, y - shift))
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+# --- annotation formats of the folder layout ---------------------------------------------------------
+
+def _matches(wanted: str, *names) -> bool:
+    """Does a marker type / class (its number or name) match the setting `wanted` ("" = any)?"""
+    return not wanted or any(n is not None and str(n).strip().lower() == wanted.strip().lower()
+                             for n in names)
+
+
+# ImageJ's ROI types (ij/io/RoiDecoder): the point ROI, and those with an area, each one cell
+ROI_POINT, ROI_AREAS = 10, {0: "polygon", 1: "rectangle", 2: "oval", 7: "freehand", 8: "traced"}
+
+
+def read_imagej_roi(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of an ImageJ/Fiji selection saved as NAME.roi, or of an ROI Manager set
+    saved as NAME.zip: each point of a point ROI (the multi-point tool; 0-based pixels, as saved),
+    and one cell per ROI with an area (a polygon, freehand or traced outline, as a segmentation
+    plugin's ROI set holds them, at its area centroid; a rectangle or oval at its centre), in
+    ImageJ's continuous coordinates shifted by -0.5 px. `marker` (a number) keeps the points of
+    that counter of the multi-point tool. Lines, angles and composite ROIs are refused."""
+    import struct
+    import zipfile
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as z:
+                entries = [(n, z.read(n)) for n in z.namelist() if n.lower().endswith(".roi")]
+            if not entries:
+                raise DatasetError(f"{path} holds no .roi file: save the ROI Manager's set "
+                                   f"(More > Save...) or the selection (File > Save As > "
+                                   f"Selection...)")
+        else:
+            entries = [(path.name, path.read_bytes())]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"cannot read {path} ({e}); save it again from ImageJ") from None
+    if marker and not marker.isdigit():
+        raise DatasetError(f"{path}: the marker {marker!r} is not a counter number; the ImageJ "
+                           f"multi-point tool numbers its counters 0, 1, 2, ...")
+    out = []
+    for name, b in entries:
+        where = f"{path}" + (f" ({name})" if path.suffix.lower() == ".zip" else "")
+        try:
+            if b[:4] != b"Iout":
+                raise ValueError("not an ImageJ ROI")
+            version, kind = struct.unpack(">hB", b[4:7])
+            top, left, bottom, right, n = struct.unpack(">hhhhH", b[8:18])
+            shape_size, = struct.unpack(">i", b[36:40])
+            options, = struct.unpack(">h", b[50:52])
+            header2, = struct.unpack(">i", b[60:64])
+            if kind == 1 and shape_size > 0:
+                raise DatasetError(f"{where} is a composite ROI; save its parts as ROIs of "
+                                   f"their own (one per cell)")
+            if kind in (1, 2):                    # a rectangle or an oval: its centre
+                out.append(((left + right) / 2 - 0.5, (top + bottom) / 2 - 0.5))
+                continue
+            if kind != ROI_POINT and kind not in ROI_AREAS:
+                raise DatasetError(f"{where} is an ImageJ ROI of type {kind} (a line, an angle "
+                                   f"or an ROI without outline), not a cell: points, polygons, "
+                                   f"freehand, traced, rectangles and ovals are read")
+            xs = np.array(struct.unpack(f">{n}h", b[64:64 + 2 * n]), np.float64) + left
+            ys = np.array(struct.unpack(f">{n}h", b[64 + 2 * n:64 + 4 * n]), np.float64) + top
+            if kind != ROI_POINT:
+                if options & 128 and version >= 222:   # sub-pixel vertices, absolute
+                    at = 64 + 4 * n
+                    xs = np.array(struct.unpack(f">{n}f", b[at:at + 4 * n]), np.float64)
+                    ys = np.array(struct.unpack(f">{n}f", b[at + 4 * n:at + 8 * n]), np.float64)
+                out.append(tuple(_outline_centroid(xs, ys) - 0.5))
+                continue
+            keep = np.ones(n, bool)
+            if marker:
+                counters = np.zeros(n, np.int64)
+                if header2 > 0 and len(b) >= header2 + 52:
+                    at, = struct.unpack(">i", b[header2 + 48:header2 + 52])
+                    if at > 0:
+                        counters = np.array(struct.unpack(f">{n}i", b[at:at + 4 * n])) & 0xFF
+                keep = counters == int(marker)
+            out += list(zip(xs[keep], ys[keep]))
+        except struct.error:
+            raise DatasetError(f"{where} is cut short; save it again from ImageJ") from None
+        except ValueError as e:
+            raise DatasetError(f"{where} is {e} (no 'Iout' header); save the selection again "
+                               f"from ImageJ (File > Save As > Selection...)") from None
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
+def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The area centroid of a closed outline (the vertex mean of one without area)."""
+    x1, y1 = np.roll(xs, -1), np.roll(ys, -1)
+    cross = xs * y1 - x1 * ys
+    area = cross.sum() / 2
+    if abs(area) < 1e-9:
+        return np.array([xs.mean(), ys.mean()])
+    return np.array([((xs + x1) * cross).sum(), ((ys + y1) * cross).sum()]) / (6 * area)
+
+
+def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of a Pascal VOC annotation's boxes (LabelImg, CVAT's VOC export; the BCCD
+    blood cell set): one cell per <object> at its <bndbox>'s centre, VOC's 1-based pixel
+    coordinates made 0-based. `marker`: one object <name> ("" = every object)."""
+    out, names = [], set()
+    for n, obj in enumerate(root.iter("object"), 1):
+        name = (obj.findtext("name") or "").strip()
+        names.add(name)
+        if marker and name != marker:
+            continue
+        box = obj.find("bndbox")
+        try:
+            x0, y0, x1, y1 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        except (AttributeError, TypeError, ValueError):
+            raise DatasetError(f"{path}: object {n} ({name or 'unnamed'}) has no numeric bndbox "
+                               f"xmin, ymin, xmax, ymax; fix or delete it") from None
+        out.append(((x0 + x1) / 2 - 1, (y0 + y1) / 2 - 1))
+    if marker and marker not in names:
+        raise DatasetError(f"{path} has no object named {marker!r} (its names: "
+                           f"{', '.join(sorted(names))}); choose one of them, or leave the marker "
+                           f"out to count all")
+    return np.array(out, np.float64).reshape(-1, 2)
+
+
+def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres from an ImageJ/Fiji Cell Counter file (File > Save Markers):
+    CellCounter_Marker_File / Marker_Data / Marker_Type (Type number, optional Name) / Marker
+    (MarkerX, MarkerY, MarkerZ). Cell Counter stores integer 0-based pixel indices, which are this
+    package's coordinates as they are. `marker`: one marker type (its number, e.g. "2", or its name);
+    "" counts the markers of every type."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(str(path)).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise DatasetError(f"cannot read {path} as Cell Counter XML ({e}); save it again with "
+                           "Cell Counter's 'Save Markers'") from None
+    if root.tag == "annotation" and root.find("object") is not None:
+        return _voc_centres(root, path, marker)
+    data = root.find("Marker_Data")
+    if root.tag != "CellCounter_Marker_File" or data is None:
+        raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
+                           "expected <CellCounter_Marker_File> with <Marker_Data>) nor a Pascal VOC "
+                           "annotation (<annotation> with <object>s); save the markers with Fiji's "
+                           "Cell Counter ('Save Markers')")
+    centres, types = [], []
+    for mtype in data.iter("Marker_Type"):
+        number, name = (mtype.findtext("Type") or "").strip(), (mtype.findtext("Name") or "").strip()
+        types.append((number, name))
+        if not _matches(marker, number, name or None):
+            continue
+        for m in mtype.iter("Marker"):
+            try:
+                centres.append((float(m.findtext("MarkerX")), float(m.findtext("MarkerY"))))
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}: a marker of type {number} has no numeric MarkerX, "
+                                   "MarkerY; fix or delete it") from None
+    if marker and not any(_matches(marker, n, m or None) for n, m in types):
+        names = ", ".join(n + (f" ({m})" if m else "") for n, m in types) or "none"
+        raise DatasetError(f"{path} has no marker type {marker!r} (its types: {names}); choose one "
+                           "of them (MARKER=, or marker in pycount.toml), or leave it out to count "
+                           "all")
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+def _qupath_class(feature: dict):
+    props = feature.get("properties")
+    c = (props.get("classification") if isinstance(props, dict) else None) \
+        or feature.get("classification") or {}
+    return c.get("name") if isinstance(c, dict) else c
+
+
+def _brief(value, limit: int = 40) -> str:
+    """repr(value), cut to `limit` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# QuPath's objects that are no cell: a region drawn by hand, a tile, a TMA core. QuPath 0.4 names
+# the type in properties.objectType, 0.3 in properties.object_type, 0.2 in the feature's id.
+QUPATH_REGIONS = ("annotation", "tile", "tma_core", "root")
+_QUPATH_0_2_TYPES = {"PathAnnotationObject": "annotation", "PathTileObject": "tile",
+                     "TMACoreObject": "tma_core", "PathRootObject": "root",
+                     "PathDetectionObject": "detection", "PathCellObject": "cell"}
+
+
+def _qupath_type(feature: dict) -> str:
+    """QuPath's object type of a feature ("annotation", "detection", "cell", ...), "" if none."""
+    props = feature.get("properties")
+    props = props if isinstance(props, dict) else {}
+    kind = props.get("objectType") or props.get("object_type")
+    if not kind and isinstance(feature.get("id"), str):
+        kind = _QUPATH_0_2_TYPES.get(feature["id"])
+    return str(kind or "").lower()
+
+
+def _position(p) -> tuple[float, float]:
+    """One GeoJSON position [x, y] (a z after them is ignored); ValueError unless numbers."""
+    if not (isinstance(p, list) and len(p) >= 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p[:2])):
+        raise ValueError(p)
+    return float(p[0]), float(p[1])
+
+
+def _centroid(rings) -> tuple[float, float]:
+    """The area centroid of polygons given by their exterior rings (holes ignored), by the
+    shoelace formula; where they enclose no area (a ring along a line, one point), the mean of
+    their vertices. ValueError unless every ring is a non-empty list of positions."""
+    parts, vertices = [], []
+    for ring in rings:
+        if not isinstance(ring, list) or not ring:
+            raise ValueError(ring)
+        xy = np.array([_position(p) for p in ring], np.float64)
+        if len(xy) > 1 and (xy[0] == xy[-1]).all():
+            xy = xy[:-1]                     # GeoJSON closes a ring by repeating its first vertex
+        vertices.append(xy)
+        x, y = (xy - xy[0]).T                # relative to a vertex: slide coordinates are large
+        x1, y1 = np.roll(x, -1), np.roll(y, -1)
+        cross = x * y1 - x1 * y
+        area = cross.sum() / 2
+        if abs(area) > 1e-9:
+            parts.append((abs(area), xy[0] + np.array([((x + x1) * cross).sum(),
+                                                       ((y + y1) * cross).sum()]) / (6 * area)))
+    if not parts:
+        return tuple(np.concatenate(vertices).mean(axis=0))
+    areas = np.array([a for a, _ in parts])
+    return tuple(np.array([c for _, c in parts]).T @ areas / areas.sum())
+
+
+POLYGONS = ("Polygon", "MultiPolygon")
+GEOJSON_SHAPES = {
+    "Point": "[x, y] numbers",
+    "MultiPoint": "a list of [x, y] numbers",
+    "Polygon": "a list of rings, each a list of [x, y] numbers",
+    "MultiPolygon": "a list of polygons, each a list of rings of [x, y] numbers",
+}
+
+
+def _labelme_centres(shapes: list, path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of a LabelMe annotation's shapes: a point is a cell; a polygon one cell at
+    its area centroid; a rectangle (two corners) or a circle (centre, then a point on it) one at
+    its centre; lines refused. LabelMe's coordinates are continuous, pixel i spanning [i, i+1):
+    0.5 is subtracted, as for QuPath. `marker`: one label ("" = every shape)."""
+    out = []
+    for n, shape in enumerate(shapes, 1):
+        if not isinstance(shape, dict):
+            raise DatasetError(f"{path}: shape {n} is {_brief(shape)}, not a LabelMe shape")
+        if marker and str(shape.get("label", "")) != marker:
+            continue
+        kind = shape.get("shape_type") or "polygon"
+        try:
+            pts = np.asarray(shape.get("points"), np.float64).reshape(-1, 2)
+            if not len(pts) or not np.isfinite(pts).all():
+                raise ValueError
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: shape {n} ({kind}) has no numeric points") from None
+        if kind == "point":
+            out += list(pts)
+        elif kind == "polygon":
+            out.append(_outline_centroid(pts[:, 0], pts[:, 1]))
+        elif kind in ("rectangle", "circle"):
+            out.append(pts.mean(axis=0) if kind == "rectangle" else pts[0])
+        else:
+            raise DatasetError(f"{path}: shape {n} is a LabelMe {kind}, not a cell: points, "
+                               f"polygons, rectangles and circles are read")
+    return np.array(out, np.float64).reshape(-1, 2) - 0.5
+
+
+def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres from a QuPath GeoJSON export (File > Export objects as GeoJSON: a
+    FeatureCollection, or a plain list of Features from older versions). Each Point of a Point or
+    MultiPoint is one cell (QuPath's counting tool). Each Polygon or MultiPolygon of a detected
+    object (QuPath's cell detection; objectType "detection" or "cell", or none, as other tools
+    write them) is one cell at its area centroid, the nucleus's where the feature has a
+    nucleusGeometry. Other shapes QuPath users draw (a region around the counted area, a line:
+    objectType "annotation") and tiles are ignored, the members of a GeometryCollection read by
+    these rules, and features without geometry skipped; any other geometry raises DatasetError.
+    QuPath's coordinates are continuous with pixel i spanning [i, i+1), so 0.5 is subtracted to
+    get this package's pixel-centre coordinates. `marker`: one classification name ("" = every
+    cell)."""
+    import json
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatasetError(f"cannot read {path} as GeoJSON ({e}); export it again from QuPath "
+                           "(File > Export objects as GeoJSON)") from None
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        features = doc.get("features") or []
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        features = [doc]
+    elif isinstance(doc, list):
+        features = doc
+    elif isinstance(doc, dict) and isinstance(doc.get("shapes"), list):
+        return _labelme_centres(doc["shapes"], path, marker)
+    else:
+        raise DatasetError(f"{path} is JSON but not GeoJSON features (expected a FeatureCollection, "
+                           "as QuPath's 'Export objects as GeoJSON' writes) nor a LabelMe file "
+                           "(shapes)")
+    again = "export it again from QuPath (File > Export objects as GeoJSON)"
+    if not isinstance(features, list):
+        raise DatasetError(f"{path}: 'features' is {_brief(features)}, not a list of GeoJSON "
+                           f"Features; {again}")
+
+    def cells(geom, n: int, region: bool) -> Optional[list]:
+        """The cells of feature n's geometry; None where it holds nothing to count."""
+        feature = f"feature {n} of {len(features)}"
+        kind = geom.get("type")
+        if kind == "GeometryCollection":
+            members = geom.get("geometries")
+            if not isinstance(members, list) or not all(isinstance(g, dict) for g in members):
+                raise DatasetError(f"{path}: {feature} is a GeometryCollection whose geometries "
+                                   f"are {_brief(members)}, not a list of geometry objects; "
+                                   f"{again}")
+            found = [cells(g, n, region) for g in members]
+            return None if all(c is None for c in found) else sum((c or [] for c in found), [])
+        if not isinstance(kind, str) or kind not in GEOJSON_SHAPES:
+            if region:                       # a line or other shape drawn by hand: not a cell
+                return None
+            raise DatasetError(f"{path}: {feature} has a {_brief(kind)} geometry, which marks no "
+                               "cell; cells are read from Point and MultiPoint (one per point), "
+                               "Polygon and MultiPolygon (one per object, at its centroid) and "
+                               f"GeometryCollection geometries; delete that object, or {again} "
+                               "without it")
+        if region and kind in POLYGONS:
+            return None                      # a region drawn around the counted area
+        coords = geom.get("coordinates")
+        try:
+            if kind == "Point":
+                return [_position(coords)]
+            if not isinstance(coords, list):
+                raise ValueError(coords)
+            if kind == "MultiPoint":
+                return [_position(p) for p in coords]
+            polygons = [coords] if kind == "Polygon" else coords
+            if not all(isinstance(q, list) for q in polygons):
+                raise ValueError(coords)
+            rings = [q[0] for q in polygons if q]  # the exterior rings; an empty polygon has none
+            return [_centroid(rings)] if rings else []
+        except ValueError:
+            raise DatasetError(f"{path}: {feature} is a {kind} with the coordinates "
+                               f"{_brief(coords)}, not {GEOJSON_SHAPES[kind]}; {again}") from None
+
+    centres, classes = [], set()
+    for n, f in enumerate(features, 1):
+        if f is None:                        # a null entry holds nothing to count
+            continue
+        if not isinstance(f, dict):
+            raise DatasetError(f"{path}: feature {n} of {len(features)} is {_brief(f)}, not a "
+                               "GeoJSON Feature object ({\"type\": \"Feature\", \"geometry\": "
+                               f"{{...}}}}); {again}")
+        geom = f.get("geometry") or {}
+        if not isinstance(geom, dict):
+            raise DatasetError(f"{path}: feature {n} of {len(features)} has the geometry "
+                               f"{_brief(geom)}, not a geometry object such as {{\"type\": "
+                               f"\"Point\", \"coordinates\": [x, y]}}; {again}")
+        region = _qupath_type(f) in QUPATH_REGIONS
+        nucleus = f.get("nucleusGeometry")   # QuPath's cells: a counter clicks on the nucleus
+        if geom and isinstance(nucleus, dict) and nucleus.get("type") in POLYGONS:
+            geom = nucleus
+        found = cells(geom, n, region) if geom else None
+        if found is None:
+            continue
+        cls = _qupath_class(f)
+        classes.add(str(cls))
+        if _matches(marker, cls):
+            centres.extend((x - 0.5, y - 0.5) for x, y in found)
+    if marker and not any(_matches(marker, c) for c in classes):
+        raise DatasetError(f"{path} has no cells of class {marker!r} (classes found: "
+                           f"{', '.join(sorted(classes)) or 'none'}); choose one of them (MARKER=, or "
+                           "marker in pycount.toml), or leave it out to count all")
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+def read_dot_mask(path: Path, shape=None) -> np.ndarray:
+    """(N, 2) centres of a dot-mask image (any colour, any bit depth; an alpha channel is
+    ignored). With `shape`, the mask must be the image's size. Dots of one pixel, as the VGG
+    cells and most releases mark them: every non-zero pixel is one cell (neighbouring marks stay
+    two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
+    one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
+    cells. A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
+    data, _ = _decode(Path(path), "the dot mask ")
+    if data.ndim == 3:
+        data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
+        data = data.max(axis=2)
+    if shape is not None and data.shape[:2] != tuple(shape[:2]):
+        raise DatasetError(f"the dot mask {path} is {data.shape[1]}x{data.shape[0]} px but its image is "
+                           f"{shape[1]}x{shape[0]}; a mask must have its image's size")
+    on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
+        else data != 0
+    return mask_centres(on, path)
+
+
+def mask_centres(on: np.ndarray, source="") -> np.ndarray:
+    """(N, 2) x, y of the cells a boolean dot mask marks (read_dot_mask's rule). A mask that is
+    mostly marked (solid, inverted) or holds a blob far larger than its dots (a filled region, an
+    outline; config.MASK_MAX_*) is no dot mask: DatasetError naming `source`."""
+    ys, xs = np.nonzero(on)
+    pixels = np.stack([xs, ys], axis=1).astype(np.float64)
+    mask = f"the dot mask{f' {source}' if source else ''}"
+    fix = ("a dot mask marks each cell with one pixel or a small dot on a black background: mark "
+           "the cell centres instead, or give them as a CSV (x,y)")
+    if len(pixels) > config.MASK_MAX_ON_SHARE * on.size:
+        raise DatasetError(f"{mask} marks {len(pixels) / on.size:.0%} of its pixels (is it "
+                           f"inverted, or a filled region?); {fix}")
+    if len(pixels) < 2:
+        return pixels
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    big = int(np.argmax(areas))
+    limit = max(config.MASK_MAX_BLOB_AREA, config.MASK_MAX_BLOB_DOTS * float(np.median(areas)))
+    if areas[big] > limit:
+        x, y, w, h = (int(v) for v in stats[1 + big, :4])
+        raise DatasetError(f"{mask} has a marked region of {int(areas[big])} px ({w}x{h} px from "
+                           f"x={x}, y={y}), far larger than its dots; {fix}")
+    typical = float(np.median(areas))
+    if typical <= 1:                        # one-pixel dots: every pixel is a mark
+        return pixels
+    cells = np.maximum(1, np.round(areas / typical)).astype(int)
+    return np.repeat(centroids[1:], cells, axis=0).astype(np.float64)
+
+
+ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",
+                    ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
+                    ".roi": "ImageJ ROI", ".zip": "ImageJ ROI"}
+
+
+# Files of a whole set's annotations, one entry per image file name (not named after an image)
+SET_KINDS = ("CVAT XML", "COCO JSON")
+
+
+def _set_file(path: Path) -> tuple[str, list[str]] | None:
+    """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
+    CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image) or a
+    COCO file ("images" and "annotations" lists); None for any other file."""
+    index = _set_index(str(path), *_stamp(path)) if path.is_file() else None
+    return None if index is None else (index[0], sorted(index[1]))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
+    """(kind, {image file name: [(label, x, y), ...]}) of a CVAT XML or COCO JSON file, the
+    centres in this package's pixel coordinates (both tools' coordinates are continuous, pixel
+    i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path, time and
+    size."""
+    p = Path(path)
+    if p.suffix.lower() == ".xml":
+        import xml.etree.ElementTree as ET
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, OSError):
+            return None
+        if root.tag != "annotations" or root.find("image") is None:
+            return None
+        out = {}
+        for img in root.iter("image"):
+            marks = []
+            for shape in img:
+                label = shape.get("label", "")
+                try:
+                    if shape.tag in ("points", "polygon"):
+                        xy = np.array([[float(v) for v in pt.split(",")]
+                                       for pt in shape.get("points", "").split(";") if pt])
+                        pts = xy if shape.tag == "points" else \
+                            _outline_centroid(xy[:, 0], xy[:, 1])[None]
+                    elif shape.tag == "box":
+                        pts = np.array([[(float(shape.get("xtl")) + float(shape.get("xbr"))) / 2,
+                                         (float(shape.get("ytl")) + float(shape.get("ybr"))) / 2]])
+                    elif shape.tag == "ellipse":
+                        pts = np.array([[float(shape.get("cx")), float(shape.get("cy"))]])
+                    elif shape.tag == "mask":
+                        raise DatasetError(f"{p}: image {img.get('name')!r} has a <mask> (a "
+                                           f"brush-drawn shape); export the set with polygons "
+                                           f"or points (draw cells as points, boxes or "
+                                           f"polygons), or as COCO")
+                    else:
+                        continue                     # a tag, a polyline: no cell
+                except (TypeError, ValueError, IndexError):
+                    raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
+                                       f"no numeric coordinates; export it again") from None
+                marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
+            out[Path(img.get("name", "")).name] = marks
+        return "CVAT XML", out
+    if p.suffix.lower() == ".json":
+        import json
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
+                and isinstance(doc.get("annotations"), list)):
+            return None
+        try:
+            names = {im["id"]: Path(str(im["file_name"])).name for im in doc["images"]}
+            cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
+            out = {n: [] for n in names.values()}
+            for a in doc["annotations"]:
+                label = cats.get(a.get("category_id"), str(a.get("category_id", "")))
+                kp = a.get("keypoints")
+                if kp:                               # visible keypoints: one cell each
+                    pts = [(x, y) for x, y, v in zip(kp[0::3], kp[1::3], kp[2::3]) if v]
+                elif a.get("bbox"):
+                    x, y, w, h = a["bbox"]
+                    pts = [(x + w / 2, y + h / 2)]
+                elif isinstance(a.get("segmentation"), list) and a["segmentation"]:
+                    xy = np.asarray(a["segmentation"][0], np.float64).reshape(-1, 2)
+                    pts = [tuple(_outline_centroid(xy[:, 0], xy[:, 1]))]
+                else:
+                    continue
+                out[names[a["image_id"]]] += [(label, float(x) - 0.5, float(y) - 0.5)
+                                              for x, y in pts]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise DatasetError(f"{p} is a COCO file with an entry pycount cannot read ({e!r}); "
+                               f"export it again") from None
+        return "COCO JSON", out
+    return None
+
+
+def _set_centres(path: Path, kind: str, image_name: str, marker: str = "") -> np.ndarray:
+    """(N, 2) centres that a file of a whole set's annotations gives the image of this file
+    name (matched by name, then by stem); `marker`: one label ("" = every one)."""
+    _, index = _set_index(str(path), *_stamp(path))
+    marks = index.get(image_name)
+    if marks is None:
+        marks = next((v for k, v in index.items() if Path(k).stem == Path(image_name).stem), [])
+    if marker and not any(label == marker for label, _, _ in
+                          (m for v in index.values() for m in v)):
+        labels = sorted({label for v in index.values() for label, _, _ in v})
+        raise DatasetError(f"{path} has no label {marker!r} (its labels: "
+                           f"{', '.join(labels) or 'none'}); choose one of them (MARKER=, or "
+                           f"marker in pycount.toml), or leave it out to count all")
+    return np.array([(x, y) for label, x, y in marks if not marker or label == marker],
+                    np.float64).reshape(-1, 2)
+
+
+def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
+                    image: Path | None = None) -> np.ndarray:
+    """The centres of one annotation file of the folder layout (see folder_pairs for the kinds);
+    `image`: the image whose entries a file of the whole set's annotations gives (CVAT, COCO)."""
+    if kind in SET_KINDS:
+        return _set_centres(Path(path), kind, Path(image).name, marker)
+    if kind == "CSV":
+        return read_centres_csv(path, marker)
+    if kind.startswith(("Cell Counter XML", "XML")):
+        return read_cellcounter_xml(path, marker)
+    if kind.startswith(("QuPath GeoJSON", "JSON")):
+        return read_qupath_geojson(path, marker)
+    if kind == "ImageJ ROI":
+        return read_imagej_roi(path, marker)
+    return read_dot_mask(path, shape)

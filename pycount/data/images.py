@@ -1,0 +1,212 @@
+"""Image decoding for the readers: any image file of a supported format (PNG, JPEG, TIFF, BMP)
+and bit depth (8/16-bit, float; grey, grey + alpha, RGB, RGBA) as H x W x 3 uint8 RGB, with the
+checks that refuse what would be read wrongly (a cut JPEG, a multi-page TIFF, NaN pixels, ...) and
+the mapping of deeper images to 8 bits (depth_range)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import tifffile
+
+from pycount import config
+from pycount.errors import DatasetError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # generic layout, any case
+FORMATS = "PNG, JPEG, TIFF and BMP"     # what IMAGE_SUFFIXES name, for messages
+OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".jp2", ".heic", ".czi", ".nd2", ".lif")  # not read
+
+
+def _to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """8-bit data as is. Deeper data (16-bit, float): with depth_range (lo, hi), the values lo..hi
+    map to 0..255, clipped: one mapping for every image of a dataset (an own folder's, inferred
+    from its training images by owndata and kept in its runs), so that an image's brightness
+    keeps its meaning. Without it, a robust per-image contrast stretch: the 0.1st and 99.9th
+    percentiles over all channels map to 0 and 255 (a few hot pixels or a 12-bit camera in a
+    16-bit container do not leave the image dark, but an empty field is stretched to noise)."""
+    if data.dtype == np.uint8:
+        return data
+    data = data.astype(np.float64)
+    if len(depth_range) == 2 and depth_range[1] > depth_range[0]:
+        lo, hi = float(depth_range[0]), float(depth_range[1])
+    else:
+        lo, hi = depth_percentiles(data)
+        if hi <= lo:  # (nearly) flat image: fall back to the full range, or black
+            lo, hi = data.min(), max(data.max(), data.min() + 1)
+    return np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def outside_range(data: np.ndarray, depth_range: Sequence[float] = ()) -> str:
+    """"" when a deeper image's raw values lie mostly within depth_range (or there is none, or the
+    image is 8-bit); else what is wrong, in words (config.DEPTH_OUTSIDE_WARN)."""
+    if data.dtype == np.uint8 or len(depth_range) != 2:
+        return ""
+    lo, hi = depth_range
+    below, above = float(np.mean(data < lo)), float(np.mean(data > hi))
+    if below + above <= config.DEPTH_OUTSIDE_WARN:
+        return ""
+    side = (f"{below:.0%} below {lo:g}" if below >= above else f"{above:.0%} above {hi:g}")
+    return (f"{side} of its {data.dtype} values lie outside the range [{lo:g}, {hi:g}] its "
+            f"dataset's training images span (depth_range), so it reads as mostly "
+            f"{'black' if below >= above else 'white'}: an image of another camera, bit depth or "
+            f"exposure; save it like the training images")
+
+
+def depth_percentiles(data: np.ndarray) -> tuple[float, float]:
+    """The 0.1st and 99.9th percentiles of an image's values over all channels."""
+    lo, hi = np.percentile(data, config.DEPTH_PERCENTILES)
+    return float(lo), float(hi)
+
+
+# a marker inside a JPEG scan's entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart
+# marker (0xD0-0xD7) or another 0xFF (fill)
+_JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Does a JPEG file reach its end-of-image marker (FF D9)? libjpeg decodes a file cut short
+    with a grey fill and only a warning on stderr. The segments are walked from the start, each
+    skipped by its length (so the EOI of an EXIF thumbnail inside APP1 is never mistaken for the
+    end), each scan's entropy-coded data up to its next marker; bytes after the EOI (padding, a
+    camera's trailer) do not matter."""
+    i, n = 2, len(data)
+    while i + 1 < n:
+        if data[i] != 0xFF:                  # stray bytes between segments: libjpeg skips them
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            continue
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF:                   # fill byte before a marker
+            i += 1
+        elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:   # markers without a length
+            i += 2
+        else:
+            if i + 3 >= n:
+                return False
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+            if marker == 0xDA:               # start of scan: its coded data runs to the next marker
+                found = _JPEG_SCAN_END.search(data, i)
+                if found is None:
+                    return False
+                i = found.start()
+    return False
+
+
+def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
+    """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
+    order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
+    not an image, a broken link, a GIF, a JPEG cut short, a TIFF of several pages (cv2 would read
+    the first only) or of two channels the second of which is not alpha, or a float image with
+    NaN or infinite values."""
+    def fail(why, fix="replace or remove it"):
+        return DatasetError(f"cannot decode {what}{path}: {why}; {fix}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if head[:3] == b"\xff\xd8\xff" and not _jpeg_complete(head + f.read()):
+                raise fail("the JPEG file ends before its end-of-image marker (it was cut short, "
+                           "e.g. by an interrupted copy or download)")
+    except OSError as e:
+        if path.is_symlink() and not path.exists():
+            raise fail(f"it is a broken link (to {os.readlink(path)}, which does not exist)",
+                       "restore the file it points to, or remove the link") from None
+        raise fail(f"the file cannot be read ({e.strerror or e})") from None
+    if head == b"GIF8":                      # GIF87a, GIF89a: no suffix of IMAGE_SUFFIXES
+        raise fail(f"GIF is not a supported format ({FORMATS} are)", "convert it to PNG or TIFF")
+    channels, bits, alpha, planar = (_tiff_channels(path) if head in _TIFF_MAGIC
+                                     else (0, 0, False, False))
+    if channels == 2 and not alpha:          # cv2 would read the first channel only
+        raise fail("it has two channels and the second is not marked as alpha (two stains or "
+                   "fluorescence channels?), and one grey, RGB or RGBA image is read",
+                   "merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) "
+                   "or save the channel to count as a grey image, or remove it")
+    # channels stored as separate planes: cv2 (4.10) decodes them into pixels that change from
+    # one read to the next (16-bit, float) or are wrong (tiled): tifffile reads those
+    data, bgr, pages = (None if planar else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
+    if data is not None and head in _TIFF_MAGIC:
+        try:
+            pages = cv2.imcount(str(path))
+        except cv2.error:                    # it decoded, so it has one page at least
+            pages = 1
+    deep = data is not None and channels == 2 and bits > 8   # cv2 cuts grey + alpha to 8 bits
+    if (data is None or deep) and (head in _TIFF_MAGIC or path.suffix.lower() in (".tif", ".tiff")):
+        try:
+            with tifffile.TiffFile(path) as tif:   # tifffile keeps the file's RGB order
+                series = tif.series[0]
+                data, bgr, pages = series.asarray(), False, len(series.pages)
+                if "S" in series.axes:             # planar channels: last, as cv2 gives them
+                    data = np.moveaxis(data, series.axes.index("S"), -1)
+        except Exception:  # tifffile raises many types on broken files; all mean "cannot decode"
+            data = data if deep else None    # (deep: a codec tifffile lacks; cv2's 8 bits remain)
+        if data is not None and data.size == 0:    # a TIFF cut short: its pages are lost
+            data = None
+    if data is None:
+        raise fail("the file is corrupt or not an image")
+    if pages > 1:
+        raise fail(f"it is a TIFF of {pages} pages (a stack, time series or channels), and one "
+                   "image per file is read", "save each page as an image of its own (Fiji: Image "
+                   "> Stacks > Stack to Images) or the channels as one RGB image, or remove it")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int(data.size - np.isfinite(data).sum())
+        raise fail(f"{bad} of its {data.size} pixel values are NaN or infinite", "replace them "
+                   "(Fiji: Process > Math > Remove NaNs) and save it again, or remove it")
+    return data, bgr
+
+
+def _tiff_channels(path: Path) -> tuple[int, int, bool, bool]:
+    """(channels per pixel, bits per channel, whether the second channel is alpha, whether the
+    channels are stored as separate planes) of a TIFF's first page, from its header; (0, 0,
+    False, False) where tifffile cannot parse it."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            # ExtraSamples 1: associated alpha, 2: unassociated alpha, 0: unspecified
+            return (page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,)),
+                    page.samplesperpixel > 1 and int(page.planarconfig) == 2)
+    except Exception:  # as in _decode: a broken file
+        return 0, 0, False, False
+
+
+def _decoded(path: Path) -> np.ndarray:
+    """An image file's pixels at their own depth: H x W grey or H x W x 3 RGB, alpha dropped
+    (before any depth conversion, so an opaque alpha cannot darken the rest). TIFFs cv2 cannot
+    decode go to tifffile; what _decode refuses (a cut JPEG, a multi-page TIFF, two channels that
+    are not grey + alpha, NaN pixels) raises DatasetError."""
+    data, bgr = _decode(Path(path))
+    if data.ndim == 3 and data.shape[2] in (1, 2):     # grey, grey + alpha (_decode checked it)
+        data = data[..., 0]
+    if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (3, 4))):
+        raise DatasetError(f"{path} has shape {data.shape}; expected one grey, RGB or RGBA image "
+                           "(save multi-page or multi-channel stacks as one image per file)")
+    if data.ndim == 3:
+        data = data[..., 2::-1] if bgr else data[..., :3]
+    return data
+
+
+def _to_rgb8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """_decoded's pixels as H x W x 3 uint8 RGB (grey replicated; depth as _to_uint8)."""
+    data = _to_uint8(data, depth_range)
+    if data.ndim == 2:
+        return np.repeat(data[..., None], 3, axis=2)
+    return np.ascontiguousarray(data)
+
+
+def _read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """Decode an 8/16-bit (or float) grey, grey + alpha, RGB or RGBA image into H x W x 3 uint8
+    RGB (_decoded, then _to_rgb8; depth_range: see _to_uint8)."""
+    return _to_rgb8(_decoded(path), depth_range)
+
+
+def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.ndarray, str]:
+    """(_read_any_image's RGB, outside_range's words on its raw values): an image read through
+    its dataset's depth_range, and whether that range suits it."""
+    raw = _decoded(path)
+    return _to_rgb8(raw, depth_range), outside_range(raw, depth_range)

@@ -1,0 +1,306 @@
+"""Folder layout discovery (the folder layout, DATASET=path/to/folder): which image of a dataset
+folder pairs with which annotation (by name, dot masks too; folder_pairs, folder_layout), images
+and annotations kept in two subfolders (split_folders), published train/ + test/ splits
+(split_parts), and the checks of the folder and its files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pycount.data.annotations import ANNOTATION_KINDS, _set_file
+from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
+from pycount.errors import DatasetError
+
+# --- folder: any images, each with an annotation of its stem -----------------------------------------
+
+def _require_dir(root) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist; set DATA_ROOT to the folder holding "
+                           "the release folders (e.g. DATA_ROOT=../shared/datasets)")
+    return root
+
+
+def _refuse_broken_link(path: Path) -> None:
+    """DatasetError for a symbolic link to nothing: it is no file, so a listing would skip it
+    and report its partner as unpaired."""
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(f"{path} is a broken link (to {os.readlink(path)}, which does not "
+                           "exist); restore the file it points to, or remove the link")
+
+
+MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
+
+
+def _annotation_keys(stem: str) -> list[str]:
+    """The image stems an annotation or mask stem may belong to."""
+    keys = [stem]
+    if stem.startswith("CellCounter_"):   # Cell Counter's default file name: CellCounter_<image>.xml
+        keys.append(stem[len("CellCounter_"):])
+    # named after the image's whole file name (img.tif.geojson, img.png.csv: what export scripts
+    # that append a suffix to the image's name write)
+    keys += [k[:-len(sfx)] for k in list(keys) for sfx in IMAGE_SUFFIXES
+             if k.lower().endswith(sfx) and len(k) > len(sfx)]
+    return keys + _mask_bases(stem)
+
+
+def _mask_bases(stem: str) -> list[str]:
+    """The image stems a dot mask's stem may name: "dots" taken off its end (NAME_dots,
+    NAME-dots, NAMEdots; the VGG's NNNdots for NNNcell) or out of its middle (the MBM release's
+    NAME_dots_000 for NAME_000); [] for a stem without it."""
+    low, keys = stem.lower(), []
+    for tail in MASK_TAILS:
+        if low.endswith(tail) and len(stem) > len(tail):
+            base = stem[:-len(tail)]
+            keys += [base, base + "cell", base + "_cell", base + "-cell"]  # VGG: NNNcell / NNNdots
+            break
+    for sep in "_-":
+        at = low.find(f"{sep}dots{sep}")
+        if at > 0:
+            keys.append(stem[:at] + stem[at + len(sep) + 4:])
+    return keys
+
+
+# The names a subfolder of annotations goes by where a folder keeps its images and their marks
+# apart (images/ + dots/, img/ + labels/, ...): compared in lower case, "_" and "-" alike
+ANNOTATION_FOLDERS = frozenset({"annotations", "annotation", "labels", "label", "dots", "dot",
+                                "points", "point", "gt", "groundtruth", "ground_truth", "markers",
+                                "marks", "counts", "csv", "xml", "geojson", "masks", "dotmasks",
+                                "dot_masks"})
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """A folder's files, hidden ones left out; a broken link to an image or annotation refused."""
+    listed = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    for p in listed:
+        if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS:
+            _refuse_broken_link(p)
+    return [p for p in listed if p.is_file()]
+
+
+def _entries(folder: Path) -> list[Path]:
+    """A folder's images and annotations (_visible_files)."""
+    return [p for p in _visible_files(folder)
+            if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS]
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """A folder's subfolders, hidden ones left out, in name order."""
+    return [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in _entries(folder))
+
+
+def _images_by_stem(files: list[Path]) -> dict[str, Path]:
+    images: dict[str, Path] = {}
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.stem in images:                 # one id, two files: either could be the image meant
+            raise DatasetError(f"{images[p.stem]} and {p} are two images of the same name "
+                               f"{p.stem!r}; keep one of them (or rename the other)")
+        images[p.stem] = p
+    return images
+
+
+def split_folders(root: Path) -> tuple[Path, Path] | None:
+    """(images folder, annotations folder) of a folder that holds no image or annotation itself
+    but keeps them in two subfolders (images/ + dots/, as many public sets and lab exports do):
+    the annotations folder is the one named like it (ANNOTATION_FOLDERS) or the one without
+    images; None where root holds its files itself. Any other arrangement of subfolders is a
+    DatasetError that names them and the layouts read. Also the export of an annotation tool
+    that writes one file of the whole set's annotations beside a folder of the images (CVAT:
+    annotations.xml + images/): (that folder, root)."""
+    entries = _entries(root)
+    if entries:
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) \
+                or not all(_set_file(p) for p in entries):
+            return None
+        holding = [d for d in _subfolders(root) if _has_images(d)]
+        return (holding[0], root) if len(holding) == 1 else None
+    subs = [d for d in _subfolders(root) if _entries(d)]
+    if not subs:
+        return None
+    together = f"keep the images and their annotations together in {root}"
+    layouts = (f"{together}, or in two subfolders of it: the images in one, the annotations "
+               f"(named after the images, dot masks too) in one called e.g. dots/, labels/ or "
+               f"annotations/")
+    if len(subs) == 1:                       # everything in one subfolder: read as the folder
+        return None
+    if len(subs) != 2:
+        raise DatasetError(f"{root} holds no images itself but {len(subs)} subfolders with images "
+                           f"or annotations ({', '.join(d.name for d in subs)}); {layouts}")
+    named = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
+    imageless = [d for d in subs if not _has_images(d)]
+    notes = named if len(named) == 1 else imageless if len(imageless) == 1 else []
+    if not notes:
+        raise DatasetError(f"{root}: cannot tell which of its subfolders {subs[0].name}/ and "
+                           f"{subs[1].name}/ holds the annotations; rename that one to dots/, "
+                           f"labels/ or annotations/ (or {together})")
+    return next(d for d in subs if d != notes[0]), notes[0]
+
+
+# Subfolders that hold a published split: their images train (val/ among them: pycount draws
+# its own validation images from the training ones) or test. Compared as ANNOTATION_FOLDERS.
+SPLIT_FOLDERS = {"train": "train", "training": "train", "trainval": "train", "train_val": "train",
+                 "val": "train", "valid": "train", "validation": "train", "test": "test",
+                 "testing": "test"}
+
+
+def _folder_key(name: str) -> str:
+    low = name.lower().replace("-", "_")
+    return low if low in SPLIT_FOLDERS or low in ANNOTATION_FOLDERS else low.replace("_", "")
+
+
+def split_parts(root: Path) -> list[tuple[str, Path]] | None:
+    """[(part, folder)] of a folder whose subfolders hold a published split (train/ + test/,
+    trainval/ + test/, train/ + val/ + test/; each of them laid out as folder_pairs reads a
+    folder), part "train" or "test"; without a test/ (train/ + val/) its images are one pool
+    that the seeded draw splits. None where root is not so laid out."""
+    if _entries(root):
+        return None
+    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in _subfolders(root)]
+    if any(p is None for p, _ in parts) or "train" not in {p for p, _ in parts}:
+        return None
+    return parts
+
+
+def _kind_first(root: Path) -> list[tuple[str, str, Path, Path]] | None:
+    """[(part, its folder's name, images folder, annotations folder)] of a folder that keeps the
+    split inside each kind: images/train/ + images/test/ beside annotations/train/ +
+    annotations/test/ (the annotations' folder told by its name); None otherwise."""
+    if _entries(root):
+        return None
+    subs = _subfolders(root)
+    notes = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
+    if len(subs) != 2 or len(notes) != 1:
+        return None
+    images = next(d for d in subs if d != notes[0])
+
+    def parts(folder: Path) -> dict[str, Path]:
+        return {_folder_key(d.name): d for d in _subfolders(folder)}
+    have, marks = parts(images), parts(notes[0])
+    if not have or any(k not in SPLIT_FOLDERS for k in have) \
+            or "train" not in {SPLIT_FOLDERS[k] for k in have}:
+        return None
+    for k, d in have.items():
+        if k not in marks:
+            raise DatasetError(f"{d} has no annotations' folder of its own: {root} keeps the "
+                               f"split inside each kind, so {notes[0] / d.name} should hold its "
+                               f"images' annotations")
+    return [(SPLIT_FOLDERS[k], d.name, d, marks[k]) for k, d in have.items()]
+
+
+def _units(root: Path) -> list[tuple[str, str, dict]]:
+    """[(part, label, {stem: (image, annotation, kind)})] of each folder of a dataset folder's
+    layout: the folder itself (part "", label ""), each part of a published split
+    (split_parts), or each part kept inside the images' and annotations' folders (_kind_first);
+    label: the part's folder name."""
+    parts = split_parts(root)
+    if parts is not None:
+        return [(p, d.name, folder_pairs_in(d)) for p, d in parts]
+    nested = _kind_first(root)
+    if nested is not None:
+        return [(p, label, _pairs_apart(images, notes)) for p, label, images, notes in nested]
+    return [("", "", folder_pairs_in(root))]
+
+
+def folder_layout(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], str]:
+    """(pairs by id, the published test part's ids, its folder's name: () and "" without one) of
+    a dataset folder: the ids are the image stems, or, where one stem is in two parts (numbering
+    restarted in each), every id prefixed with its part's folder name ("test_001")."""
+    units = _units(_require_dir(root))
+    stems = [i for _, _, pairs in units for i in pairs]
+    prefix = len(set(stems)) < len(stems)
+    pairs, test, label = {}, [], ""
+    for part, name, found in units:
+        for i, v in found.items():
+            key = f"{name}_{i}" if prefix else i
+            pairs[key] = v
+            if part == "test":
+                test.append(key)
+                label = name
+    return pairs, tuple(test), label
+
+
+def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
+    """Map id -> (image, annotation, kind) of a dataset folder (_units, folder_layout): the images
+    and their annotations as folder_pairs_in reads a folder, in the folder itself or in each part
+    of a published split."""
+    return folder_layout(root)[0]
+
+
+def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path, str]]:
+    """The images of one folder paired with the annotations of another (dot masks of any name)."""
+    images = _images_by_stem(_entries(image_dir))
+    notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(note_dir)]
+    return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
+
+
+def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
+    """Map image stem -> (image, annotation, kind) for the folder layout: every image
+    (.png .jpg .jpeg .tif .tiff .bmp) pairs with one annotation named after it: STEM.csv, STEM.xml or
+    CellCounter_STEM.xml (Cell Counter), STEM.geojson or STEM.json (QuPath), or a dot mask
+    STEM_dots.png / STEM-dots.png / STEMdots.png (any image suffix). Either all in the folder
+    itself, or the images in one subfolder and the annotations in another (split_folders), where
+    a dot mask may also carry its image's own name (images/001.png, dots/001.png). Every image
+    needs exactly one annotation and every annotation its image, else DatasetError names the
+    file."""
+    root = _require_dir(root)
+    split = split_folders(root)
+    if split:
+        return _pairs_apart(*split)
+    if not _entries(root):                   # one subfolder holding it all (a zip's top folder)
+        holding = _subfolders(root)
+        if len(holding) == 1:
+            return folder_pairs(holding[0])
+    files = _visible_files(root)
+    images = _images_by_stem(files)
+    notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
+             if p.suffix.lower() in ANNOTATION_KINDS]
+    # a dot mask is an image file whose stem, "dots" taken off (_mask_bases), names another image
+    for stem, p in list(images.items()):
+        owners = [k for k in _mask_bases(stem) if k in images and k != stem]
+        if owners:
+            notes.append((p, "dot mask"))
+            del images[stem]
+    return _paired(images, notes, root, files)
+
+
+def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
+            files: list[Path], note_dir: Path | None = None) -> dict[str, tuple[Path, Path, str]]:
+    """folder_pairs' pairing of the images (by stem) with their annotations (path, kind); `root`
+    and `files`: the images' folder and its files, `note_dir` the annotations' where they are
+    kept apart, for the messages."""
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for p, kind in notes:
+        owners = [k for k in _annotation_keys(p.stem) if k in images]
+        whole = None if owners or kind == "dot mask" else _set_file(p)
+        if whole is not None:                # one file of the whole set's annotations
+            for name in whole[1]:
+                if Path(name).stem in images:
+                    found.setdefault(Path(name).stem, []).append((p, whole[0]))
+            continue
+        unread = [q for q in files if q.suffix.lower() in OTHER_IMAGE_SUFFIXES
+                  and q.stem in _annotation_keys(p.stem)] if not owners else []
+        if unread:                           # its name is right, its format not
+            raise DatasetError(f"{p} ({kind}) has no image of the same name in {root}: "
+                               f"{unread[0].name} is not in a supported format ({FORMATS}); "
+                               "convert it to PNG or TIFF")
+        if not owners:
+            raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
+                               f"{_annotation_keys(p.stem)[-1 if kind == 'dot mask' else 0]}.png); add the "
+                               "image or remove the annotation")
+        found.setdefault(owners[0], []).append((p, kind))
+    for stem, image in images.items():
+        if stem not in found:
+            where = f" to {note_dir}" if note_dir else ""
+            raise DatasetError(f"{image} has no annotation; add one named after it{where}: "
+                               f"{stem}.csv (x,y), {stem}.xml (Cell Counter), {stem}.geojson "
+                               f"(QuPath) or a dot mask {stem}_dots.png, or remove the image")
+        if len(found[stem]) > 1:
+            raise DatasetError(f"{image} has {len(found[stem])} annotations "
+                               f"({', '.join(str(p) for p, _ in found[stem])}); keep one of them")
+    return {stem: (images[stem], *found[stem][0]) for stem in images}
