@@ -9,7 +9,7 @@ Protocols (pycount/splits/*.json):
   nuclei:    the recorded 50/50 split; --eval val holds out the last 10 of the 50 training images
              (training then uses the first 40), --eval test trains on all 50 and scores the 50 test.
 Prints MAE +- std (population std, as in the paper's tables), MRE, the times, and appends one JSON
-line to bench/results/table4.jsonl (with --log).
+line to bench/results/table4.jsonl (with --log), then renders bench/results/table4.md from it.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from pycount import config  # noqa: E402
 from pycount.classic import LeCount, LeDetect  # noqa: E402
 from pycount.data.readers import read_crc_nuclei, read_vgg_cells  # noqa: E402
+from bench import table4_report  # noqa: E402
 
 DATA = Path(os.environ.get("DATA_ROOT", ROOT.parent / "shared" / "datasets"))
 
@@ -123,6 +124,7 @@ def main(argv=None):
         out = ROOT / "bench" / "results" / "table4.jsonl"
         with out.open("a") as f:
             f.write(json.dumps(res) + "\n")
+        print(f"appended to {out}; table: {table4_report.write(out)}")
     return res
 
 
