@@ -261,7 +261,7 @@ SNAPSHOT_SECONDS = 600
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
 # The percentiles of an image's values taken as its black and white when an image deeper than 8
-# bits is stretched to 8 (images._to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
+# bits is stretched to 8 (images.to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
 # container do not leave it dark. An own folder's depth_range spans its training images'
 # (owndata.resolve), so one mapping serves them all: a per-image stretch made an empty 16-bit
 # fluorescence field near-white noise, counted as 1,233 cells by a bacterial fcrn (-0.7 as 8-bit).

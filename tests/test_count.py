@@ -15,7 +15,7 @@ import tifffile
 pytest.importorskip("caffe")
 
 from pycount import cli, config  # noqa: E402
-from pycount.data.images import _read_any_image
+from pycount.data.images import read_any_image
 from pycount.inference import density
 from pycount.nets import builders as nets
 from pycount.inference import predictors
@@ -65,7 +65,7 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
         row = rows[str(images / name)]
         assert row["status"] == "ok" and (int(row["width"]), int(row["height"])) == (w, h)
         assert (out / f"{name.rsplit('.', 1)[0]}_heatmap.png").stat().st_size > 0
-        r = density.count_image(_read_any_image(images / name), 40, 20, predict)
+        r = density.count_image(read_any_image(images / name), 40, 20, predict)
         assert float(row["count"]) == pytest.approx(r.heatmap.sum(), rel=1e-6)
         assert float(row["count"]) == pytest.approx(r.count, rel=1e-6)
         assert float(row["tiling_count"]) == pytest.approx(r.tiling_count, rel=1e-6)

@@ -40,28 +40,28 @@ def resolved(folder, say=lambda _: None):
 
 def test_a_range_maps_raw_values_and_without_one_each_image_is_stretched():
     data = np.array([[0, 1000], [2000, 3000]], np.uint16)
-    np.testing.assert_array_equal(images._to_uint8(data, (1000, 3000)), [[0, 0], [128, 255]])
+    np.testing.assert_array_equal(images.to_uint8(data, (1000, 3000)), [[0, 0], [128, 255]])
     lo, hi = np.percentile(data.astype(np.float64), [0.1, 99.9])
-    np.testing.assert_array_equal(images._to_uint8(data),
+    np.testing.assert_array_equal(images.to_uint8(data),
                                   np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255))
     eight = np.array([[3, 200]], np.uint8)
-    assert images._to_uint8(eight, (1000, 3000)) is eight          # 8-bit: as it is
+    assert images.to_uint8(eight, (1000, 3000)) is eight          # 8-bit: as it is
 
 
 def test_a_16_bit_folder_gets_one_range_from_its_training_images(tmp_path, workdirs):
     folder = make_folder16(tmp_path / "fluo")
     said = []
     ds = resolved(folder, said.append)
-    bands = [images.depth_percentiles(images._decoded(folder / f"{i}.png")) for i in ds.train_ids]
+    bands = [images.depth_percentiles(images.decoded_pixels(folder / f"{i}.png")) for i in ds.train_ids]
     assert ds.depth_range == pytest.approx((min(b[0] for b in bands), max(b[1] for b in bands)),
                                            abs=1e-3)
     assert any(line.split()[0] == "depth_range" and "uint16" in line for line in said), said
     # the mean colour is the training images' as the nets see them: through that range
-    seen = np.concatenate([images._read_any_image(folder / f"{i}.png", ds.depth_range)
+    seen = np.concatenate([images.read_any_image(folder / f"{i}.png", ds.depth_range)
                            .reshape(-1, 3) for i in ds.train_ids])
     assert ds.mean_bgr == pytest.approx(tuple(seen.mean(0)[::-1]), abs=1.0)
     # the brightest and the faintest images keep their difference (a per-image stretch levels it)
-    faint, bright = (images._read_any_image(folder / f"{i}.png", ds.depth_range).max()
+    faint, bright = (images.read_any_image(folder / f"{i}.png", ds.depth_range).max()
                      for i in ("f00", "f07"))
     assert bright > faint + 60
 
@@ -73,8 +73,8 @@ def test_an_empty_field_stays_dark_where_a_per_image_stretch_made_it_noise(tmp_p
     ds = resolved(folder)
     empty = tmp_path / "empty.png"
     cv2.imwrite(str(empty), field16(np.random.default_rng(5), 64, [], 0))
-    assert images._read_any_image(empty, ds.depth_range).mean() < 40
-    assert images._read_any_image(empty).mean() > 100
+    assert images.read_any_image(empty, ds.depth_range).mean() < 40
+    assert images.read_any_image(empty).mean() > 100
 
 
 def test_the_spec_file_sets_the_range_or_asks_for_each_images_own(tmp_path, workdirs):
@@ -100,7 +100,7 @@ def test_8_bit_images_are_untouched_and_mixed_depths_stretch_each_image(tmp_path
         (folder / f"e{i:02d}.csv").write_text("x,y\n10,10\n")
     ds = resolved(folder, said.append)
     assert len(ds.depth_range) == 2
-    assert images._read_any_image(folder / "e00.png", ds.depth_range).max() == 40
+    assert images.read_any_image(folder / "e00.png", ds.depth_range).max() == 40
     first = ds.train_ids[0]                   # one training image saved as float instead
     as_float = cv2.imread(str(folder / f"{first}.png"), -1).astype(np.float32)
     (folder / f"{first}.png").unlink()
@@ -133,8 +133,8 @@ def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypa
     recorded = json.loads((run / "dataset.json").read_text())["depth_range"]
     assert len(recorded) == 2 and recorded[1] > recorded[0]
     seen = []
-    real = images._to_uint8
-    monkeypatch.setattr(images, "_to_uint8", lambda d, r=(): seen.append(tuple(r)) or real(d, r))
+    real = images.to_uint8
+    monkeypatch.setattr(images, "to_uint8", lambda d, r=(): seen.append(tuple(r)) or real(d, r))
     assert cli.main(["count", str(folder / "f00.png"), "--run", str(run), "--out",
                      str(tmp_path / "out"), "--tta", "1"]) == 0
     assert seen == [tuple(recorded)]
@@ -180,7 +180,7 @@ def test_tiffs_with_their_channels_in_separate_planes_read_as_stored(tmp_path, d
     path = tmp_path / "planar.tif"
     tifffile.imwrite(path, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate",
                      compression="zlib", tile=(16, 16) if tiled else None)
-    first, second = images._decoded(path), images._decoded(path)
+    first, second = images.decoded_pixels(path), images.decoded_pixels(path)
     np.testing.assert_array_equal(first, rgb)
     np.testing.assert_array_equal(second, rgb)
 

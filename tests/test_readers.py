@@ -226,7 +226,7 @@ def test_a_jpeg_cut_short_is_refused_not_filled_with_grey(generic_set, options):
     path.write_bytes(data + b"\x00" * 64)      # padding after the end marker is harmless
     whole = read_generic(generic_set)[1].image
     path.write_bytes(data)
-    np.testing.assert_array_equal(images._read_any_image(path), whole)
+    np.testing.assert_array_equal(images.read_any_image(path), whole)
     for cut in (len(data) // 3, len(data) - 2):   # a third (the probe's); all but the end marker
         path.write_bytes(data[:cut])
         if not options:                                   # cv2 alone decodes it, grey-filled
@@ -237,7 +237,7 @@ def test_a_jpeg_cut_short_is_refused_not_filled_with_grey(generic_set, options):
             read_generic(generic_set)
         assert str(err.value) == message
         with pytest.raises(DatasetError) as err:             # the reader `pycount count` uses
-            images._read_any_image(path)
+            images.read_any_image(path)
         assert str(err.value) == message
 
 
@@ -249,10 +249,10 @@ def test_a_jpeg_thumbnail_end_marker_does_not_hide_a_cut(tmp_path):
     data = body[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + body[2:]
     path = tmp_path / "x.jpg"
     path.write_bytes(data)
-    assert images._read_any_image(path).shape == (60, 80, 3)
+    assert images.read_any_image(path).shape == (60, 80, 3)
     path.write_bytes(data[:len(data) - len(body) // 2])
     with pytest.raises(DatasetError, match="ends before its end-of-image marker"):
-        images._read_any_image(path)
+        images.read_any_image(path)
 
 
 def test_a_png_cut_short_is_refused(tmp_path):
@@ -260,7 +260,7 @@ def test_a_png_cut_short_is_refused(tmp_path):
     write_rgb(path, _textured())
     path.write_bytes(path.read_bytes()[:-12])               # without its IEND chunk
     with pytest.raises(DatasetError) as err:
-        images._read_any_image(path)
+        images.read_any_image(path)
     assert str(err.value) == (f"cannot decode {path}: the file is corrupt or not an image; "
                               "replace or remove it")
 
@@ -277,13 +277,13 @@ def test_a_multi_page_tiff_is_refused_not_read_as_its_first_page(tmp_path, monke
                "and one image per file is read; save each page as an image of its own (Fiji: "
                "Image > Stacks > Stack to Images) or the channels as one RGB image, or remove it")
     with pytest.raises(DatasetError) as err:
-        images._read_any_image(path)
+        images.read_any_image(path)
     assert str(err.value) == message
     with pytest.raises(DatasetError) as err:                 # a dot mask as well
         annotations.read_dot_mask(path)
     assert str(err.value) == message.replace("decode ", "decode the dot mask ")
     tifffile.imwrite(path, np.zeros((10, 12), np.uint8))       # one page reads
-    assert images._read_any_image(path).shape == (10, 12, 3)
+    assert images.read_any_image(path).shape == (10, 12, 3)
 
 
 def test_a_float_tiff_with_nan_or_inf_is_refused(tmp_path):
@@ -291,13 +291,13 @@ def test_a_float_tiff_with_nan_or_inf_is_refused(tmp_path):
     data = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
     path = tmp_path / "f.tif"
     tifffile.imwrite(path, data)
-    assert images._read_any_image(path)[..., 0].max() == 255        # finite floats read
+    assert images.read_any_image(path)[..., 0].max() == 255        # finite floats read
     data[3, 4], data[5, 6] = np.nan, np.inf
     tifffile.imwrite(path, data)
     with warnings.catch_warnings():
         warnings.simplefilter("error")                           # and no RuntimeWarning leaks
         with pytest.raises(DatasetError) as err:
-            images._read_any_image(path)
+            images.read_any_image(path)
     assert str(err.value) == (f"cannot decode {path}: 2 of its 120 pixel values are NaN or "
                               "infinite; replace them (Fiji: Process > Math > Remove NaNs) and "
                               "save it again, or remove it")
@@ -307,16 +307,16 @@ def test_grey_plus_alpha_tiffs_read_as_grey_at_full_depth(tmp_path):
     from PIL import Image
     grey = np.linspace(100, 4000, 120).reshape(10, 12).astype(np.uint16)   # 12-bit camera data
     tifffile.imwrite(tmp_path / "grey.tif", grey)
-    expected = images._read_any_image(tmp_path / "grey.tif")
+    expected = images.read_any_image(tmp_path / "grey.tif")
     assert expected[..., 0].max() == 255
     path, opaque = tmp_path / "x.tif", np.full_like(grey, 65535)
     for planar, axis in (("contig", -1), ("separate", 0)):          # cv2 cut contig to 8 bits
         tifffile.imwrite(path, np.stack([grey, opaque], axis), photometric="minisblack",
                          planarconfig=planar, extrasamples=["unassalpha"])
-        np.testing.assert_array_equal(images._read_any_image(path), expected)
+        np.testing.assert_array_equal(images.read_any_image(path), expected)
     grey8 = (grey // 16).astype(np.uint8)                 # 8-bit LZW, as GIMP or Pillow save it
     Image.fromarray(np.stack([grey8, grey8 * 0 + 255], -1), "LA").save(path, compression="tiff_lzw")
-    np.testing.assert_array_equal(images._read_any_image(path), np.repeat(grey8[..., None], 3, 2))
+    np.testing.assert_array_equal(images.read_any_image(path), np.repeat(grey8[..., None], 3, 2))
 
 
 def test_a_tiff_of_two_channels_that_are_not_grey_plus_alpha_is_refused(tmp_path):
@@ -326,7 +326,7 @@ def test_a_tiff_of_two_channels_that_are_not_grey_plus_alpha_is_refused(tmp_path
         tifffile.imwrite(path, np.stack([dapi, ki67], axis), photometric="minisblack",
                          planarconfig=planar)
         with pytest.raises(DatasetError) as err:
-            images._read_any_image(path)
+            images.read_any_image(path)
         assert str(err.value) == (
             f"cannot decode {path}: it has two channels and the second is not marked as alpha "
             "(two stains or fluorescence channels?), and one grey, RGB or RGBA image is read; "
@@ -339,9 +339,9 @@ def test_an_opaque_alpha_does_not_darken_a_16bit_image(tmp_path):
     rgba = np.concatenate([rgb, np.full((10, 12, 1), 65535, np.uint16)], axis=2)
     assert cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
     assert cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
-    expected = images._read_any_image(tmp_path / "rgb.png")
+    expected = images.read_any_image(tmp_path / "rgb.png")
     assert expected.max() == 255                              # stretched, not 4095 / 257 = 16
-    np.testing.assert_array_equal(images._read_any_image(tmp_path / "rgba.png"), expected)
+    np.testing.assert_array_equal(images.read_any_image(tmp_path / "rgba.png"), expected)
 
 
 def test_a_gif_is_named_as_an_unsupported_format(tmp_path):
@@ -349,7 +349,7 @@ def test_a_gif_is_named_as_an_unsupported_format(tmp_path):
     path = tmp_path / "x.gif"
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(path)
     with pytest.raises(DatasetError) as err:
-        images._read_any_image(path)                    # `pycount count x.gif` reads it so
+        images.read_any_image(path)                    # `pycount count x.gif` reads it so
     assert str(err.value) == (f"cannot decode {path}: GIF is not a supported format (PNG, JPEG, "
                               "TIFF and BMP are); convert it to PNG or TIFF")
 
@@ -364,7 +364,7 @@ def test_a_broken_link_is_named_as_one(generic_set):
         read_generic(generic_set)
     assert str(err.value) == message
     with pytest.raises(DatasetError) as err:              # the reader `pycount count` uses
-        images._read_any_image(generic_set / "003.png")
+        images.read_any_image(generic_set / "003.png")
     assert str(err.value) == f"cannot decode {message.replace(' is a ', ': it is a ', 1)}"
 
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pycount import config
-from pycount.data.images import _decode
+from pycount.data.images import decode_file
 from pycount.errors import DatasetError
 
 # A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
@@ -459,7 +459,7 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
     one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
     cells. A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
-    data, _ = _decode(Path(path), "the dot mask ")
+    data, _ = decode_file(Path(path), "the dot mask ")
     if data.ndim == 3:
         data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
         data = data.max(axis=2)
@@ -509,7 +509,7 @@ ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or 
 SET_KINDS = ("CVAT XML", "COCO JSON")
 
 
-def _set_file(path: Path) -> tuple[str, list[str]] | None:
+def set_file(path: Path) -> tuple[str, list[str]] | None:
     """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
     CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image) or a
     COCO file ("images" and "annotations" lists); None for any other file."""

@@ -21,7 +21,7 @@ FORMATS = "PNG, JPEG, TIFF and BMP"     # what IMAGE_SUFFIXES name, for messages
 OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".jp2", ".heic", ".czi", ".nd2", ".lif")  # not read
 
 
-def _to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+def to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
     """8-bit data as is. Deeper data (16-bit, float): with depth_range (lo, hi), the values lo..hi
     map to 0..255, clipped: one mapping for every image of a dataset (an own folder's, inferred
     from its training images by owndata and kept in its runs), so that an image's brightness
@@ -100,7 +100,7 @@ def _jpeg_complete(data: bytes) -> bool:
     return False
 
 
-def _decode(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
+def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
     order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
     not an image, a broken link, a GIF, a JPEG cut short, a TIFF of several pages (cv2 would read
@@ -171,17 +171,17 @@ def _tiff_channels(path: Path) -> tuple[int, int, bool, bool]:
             # ExtraSamples 1: associated alpha, 2: unassociated alpha, 0: unspecified
             return (page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,)),
                     page.samplesperpixel > 1 and int(page.planarconfig) == 2)
-    except Exception:  # as in _decode: a broken file
+    except Exception:  # as in decode_file: a broken file
         return 0, 0, False, False
 
 
-def _decoded(path: Path) -> np.ndarray:
+def decoded_pixels(path: Path) -> np.ndarray:
     """An image file's pixels at their own depth: H x W grey or H x W x 3 RGB, alpha dropped
     (before any depth conversion, so an opaque alpha cannot darken the rest). TIFFs cv2 cannot
-    decode go to tifffile; what _decode refuses (a cut JPEG, a multi-page TIFF, two channels that
+    decode go to tifffile; what decode_file refuses (a cut JPEG, a multi-page TIFF, two channels that
     are not grey + alpha, NaN pixels) raises DatasetError."""
-    data, bgr = _decode(Path(path))
-    if data.ndim == 3 and data.shape[2] in (1, 2):     # grey, grey + alpha (_decode checked it)
+    data, bgr = decode_file(Path(path))
+    if data.ndim == 3 and data.shape[2] in (1, 2):     # grey, grey + alpha (decode_file checked it)
         data = data[..., 0]
     if not (data.ndim == 2 or (data.ndim == 3 and data.shape[2] in (3, 4))):
         raise DatasetError(f"{path} has shape {data.shape}; expected one grey, RGB or RGBA image "
@@ -191,22 +191,22 @@ def _decoded(path: Path) -> np.ndarray:
     return data
 
 
-def _to_rgb8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
-    """_decoded's pixels as H x W x 3 uint8 RGB (grey replicated; depth as _to_uint8)."""
-    data = _to_uint8(data, depth_range)
+def to_rgb8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
+    """decoded_pixels's pixels as H x W x 3 uint8 RGB (grey replicated; depth as to_uint8)."""
+    data = to_uint8(data, depth_range)
     if data.ndim == 2:
         return np.repeat(data[..., None], 3, axis=2)
     return np.ascontiguousarray(data)
 
 
-def _read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
+def read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
     """Decode an 8/16-bit (or float) grey, grey + alpha, RGB or RGBA image into H x W x 3 uint8
-    RGB (_decoded, then _to_rgb8; depth_range: see _to_uint8)."""
-    return _to_rgb8(_decoded(path), depth_range)
+    RGB (decoded_pixels, then to_rgb8; depth_range: see to_uint8)."""
+    return to_rgb8(decoded_pixels(path), depth_range)
 
 
 def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.ndarray, str]:
-    """(_read_any_image's RGB, outside_range's words on its raw values): an image read through
+    """(read_any_image's RGB, outside_range's words on its raw values): an image read through
     its dataset's depth_range, and whether that range suits it."""
-    raw = _decoded(path)
-    return _to_rgb8(raw, depth_range), outside_range(raw, depth_range)
+    raw = decoded_pixels(path)
+    return to_rgb8(raw, depth_range), outside_range(raw, depth_range)

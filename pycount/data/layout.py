@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pycount.data.annotations import ANNOTATION_KINDS, _set_file
+from pycount.data.annotations import ANNOTATION_KINDS, set_file
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
 from pycount.errors import DatasetError
 
 # --- folder: any images, each with an annotation of its stem -----------------------------------------
 
-def _require_dir(root) -> Path:
+def require_dir(root) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; set DATA_ROOT to the folder holding "
@@ -21,7 +21,7 @@ def _require_dir(root) -> Path:
     return root
 
 
-def _refuse_broken_link(path: Path) -> None:
+def refuse_broken_link(path: Path) -> None:
     """DatasetError for a symbolic link to nothing: it is no file, so a listing would skip it
     and report its partner as unpaired."""
     if path.is_symlink() and not path.exists():
@@ -74,7 +74,7 @@ def _visible_files(folder: Path) -> list[Path]:
     listed = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
     for p in listed:
         if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS:
-            _refuse_broken_link(p)
+            refuse_broken_link(p)
     return [p for p in listed if p.is_file()]
 
 
@@ -84,7 +84,7 @@ def _entries(folder: Path) -> list[Path]:
             if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS]
 
 
-def _subfolders(folder: Path) -> list[Path]:
+def visible_subfolders(folder: Path) -> list[Path]:
     """A folder's subfolders, hidden ones left out, in name order."""
     return [d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")]
 
@@ -116,11 +116,11 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     entries = _entries(root)
     if entries:
         if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) \
-                or not all(_set_file(p) for p in entries):
+                or not all(set_file(p) for p in entries):
             return None
-        holding = [d for d in _subfolders(root) if _has_images(d)]
+        holding = [d for d in visible_subfolders(root) if _has_images(d)]
         return (holding[0], root) if len(holding) == 1 else None
-    subs = [d for d in _subfolders(root) if _entries(d)]
+    subs = [d for d in visible_subfolders(root) if _entries(d)]
     if not subs:
         return None
     together = f"keep the images and their annotations together in {root}"
@@ -161,7 +161,7 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     that the seeded draw splits. None where root is not so laid out."""
     if _entries(root):
         return None
-    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in _subfolders(root)]
+    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in visible_subfolders(root)]
     if any(p is None for p, _ in parts) or "train" not in {p for p, _ in parts}:
         return None
     return parts
@@ -173,14 +173,14 @@ def _kind_first(root: Path) -> list[tuple[str, str, Path, Path]] | None:
     annotations/test/ (the annotations' folder told by its name); None otherwise."""
     if _entries(root):
         return None
-    subs = _subfolders(root)
+    subs = visible_subfolders(root)
     notes = [d for d in subs if _folder_key(d.name) in ANNOTATION_FOLDERS]
     if len(subs) != 2 or len(notes) != 1:
         return None
     images = next(d for d in subs if d != notes[0])
 
     def parts(folder: Path) -> dict[str, Path]:
-        return {_folder_key(d.name): d for d in _subfolders(folder)}
+        return {_folder_key(d.name): d for d in visible_subfolders(folder)}
     have, marks = parts(images), parts(notes[0])
     if not have or any(k not in SPLIT_FOLDERS for k in have) \
             or "train" not in {SPLIT_FOLDERS[k] for k in have}:
@@ -211,7 +211,7 @@ def folder_layout(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, .
     """(pairs by id, the published test part's ids, its folder's name: () and "" without one) of
     a dataset folder: the ids are the image stems, or, where one stem is in two parts (numbering
     restarted in each), every id prefixed with its part's folder name ("test_001")."""
-    units = _units(_require_dir(root))
+    units = _units(require_dir(root))
     stems = [i for _, _, pairs in units for i in pairs]
     prefix = len(set(stems)) < len(stems)
     pairs, test, label = {}, [], ""
@@ -248,12 +248,12 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     a dot mask may also carry its image's own name (images/001.png, dots/001.png). Every image
     needs exactly one annotation and every annotation its image, else DatasetError names the
     file."""
-    root = _require_dir(root)
+    root = require_dir(root)
     split = split_folders(root)
     if split:
         return _pairs_apart(*split)
     if not _entries(root):                   # one subfolder holding it all (a zip's top folder)
-        holding = _subfolders(root)
+        holding = visible_subfolders(root)
         if len(holding) == 1:
             return folder_pairs(holding[0])
     files = _visible_files(root)
@@ -277,7 +277,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
-        whole = None if owners or kind == "dot mask" else _set_file(p)
+        whole = None if owners or kind == "dot mask" else set_file(p)
         if whole is not None:                # one file of the whole set's annotations
             for name in whole[1]:
                 if Path(name).stem in images:

@@ -27,8 +27,8 @@ from pycount import config
 from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
 from pycount.data.annotations import read_annotation
-from pycount.data.images import _decoded, _to_rgb8, depth_percentiles
-from pycount.data.layout import _subfolders, folder_layout
+from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
+from pycount.data.layout import visible_subfolders, folder_layout
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
@@ -130,7 +130,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
     is taken over from (_check_moved)."""
     from scipy.spatial import cKDTree
     if len(pairs) < 3:
-        subs = [d.name + "/" for d in _subfolders(root)]
+        subs = [d.name + "/" for d in visible_subfolders(root)]
         read = (f" (pycount reads the images with their annotations beside them, in two "
                 f"subfolders images/ + dots/ (or labels/, annotations/), in train/ + test/ "
                 f"subfolders laid out either way, or as images/train/ + annotations/train/ "
@@ -151,11 +151,11 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
         if hit and hit.get("key") == key and "depth" in hit.get("stats", {}):
             out[i] = ImageStats(**hit["stats"])
         else:
-            raw = _decoded(image_path)
+            raw = decoded_pixels(image_path)
             band = depth_percentiles(raw) if raw.dtype != np.uint8 else ()
-            image = _to_rgb8(raw, band)             # as stretched on its own (band, or flat)
+            image = to_rgb8(raw, band)             # as stretched on its own (band, or flat)
             def marks(m: str) -> np.ndarray:
-                return readers._check_centres(
+                return readers.check_centres(
                     np.asarray(read_annotation(note, kind, image.shape, m, image_path),
                                np.float64).reshape(-1, 2), image.shape, note)
             centres = marks(marker)
@@ -273,7 +273,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     moved = _name_taken(ds.name, root, old)
     pairs, published, test_part = folder_layout(root)
     stats = _measure(root, pairs, ds.marker, ds.name, old, moved)
-    ids = sorted(pairs, key=readers._natural_key)
+    ids = sorted(pairs, key=readers.natural_key)
     published = () if ds.test_ids else published
     train, test = draw_split(ids, ds.test_ids or published)
     if len(train) < config.OWN_MIN_TRAIN_IMAGES:
@@ -444,7 +444,7 @@ def _sig(v: float) -> float:
 
 def _depth_range(ds: config.DatasetConfig, tr: list[ImageStats], root: Path, note, lines
                  ) -> tuple:
-    """How the folder's images deeper than 8 bits become 8-bit (images._to_uint8): pycount.toml's
+    """How the folder's images deeper than 8 bits become 8-bit (images.to_uint8): pycount.toml's
     depth_range, else one range that holds every such training image's DEPTH_PERCENTILES band
     (none is clipped more than by its own stretch, and each keeps its brightness relative to the
     others), else () for each image's own stretch (no such image, or mixed kinds of depth)."""

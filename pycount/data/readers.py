@@ -31,8 +31,8 @@ import numpy as np
 import scipy.io
 
 from pycount.data.annotations import read_annotation, read_centres_csv
-from pycount.data.images import IMAGE_SUFFIXES, _read_any_image, read_in_range
-from pycount.data.layout import _refuse_broken_link, _require_dir, folder_pairs
+from pycount.data.images import IMAGE_SUFFIXES, read_any_image, read_in_range
+from pycount.data.layout import refuse_broken_link, require_dir, folder_pairs
 from pycount.errors import DatasetError  # noqa: F401 (re-exported)
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays have no scalar equality
@@ -54,7 +54,7 @@ class Sample:
 CRC_EDGE_TOLERANCE = 1.0  # px; the CRC release has 5 centres up to 0.35 px beyond the image edge
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     """Sort key putting "img2" before "img10": digit runs compare as numbers."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -63,7 +63,7 @@ def _select(pairs: dict, ids: Optional[Sequence[str]], expected: Callable[[str],
     """The requested ids (all of them, naturally sorted, when ids is None), each checked to exist;
     expected(id) is the image path an unknown id would have had, for the message."""
     if ids is None:
-        return sorted(pairs, key=_natural_key)
+        return sorted(pairs, key=natural_key)
     for i in ids:
         if i not in pairs:
             raise DatasetError(f"{expected(i)} not found (id {i!r} was requested); "
@@ -71,7 +71,7 @@ def _select(pairs: dict, ids: Optional[Sequence[str]], expected: Callable[[str],
     return list(ids)
 
 
-def _check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0) -> np.ndarray:
+def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0) -> np.ndarray:
     """Centres inside the image, as the patch code counts them: -0.5 <= x < W-0.5, -0.5 <= y < H-0.5.
 
     Centres at most `tolerance` px beyond an edge (annotation clicks on the border) are moved onto the
@@ -95,7 +95,7 @@ def _check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.
 def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
             tolerance: float = 0.0) -> Sample:
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
-    return Sample(id=i, image=image, centres=_check_centres(centres, image.shape, path, tolerance),
+    return Sample(id=i, image=image, centres=check_centres(centres, image.shape, path, tolerance),
                   source=str(image_path))
 
 
@@ -143,7 +143,7 @@ def read_vgg_cells(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     """Read the NNNcell.png / NNNdots.png pairs under ``root`` (all of them, sorted by id, or ``ids``).
 
     Dots are pixels of a same-size image, so their centres are inside by construction."""
-    root = _require_dir(root)
+    root = require_dir(root)
     pairs = _pairs(root)
     if not pairs:
         raise DatasetError(f"no NNNcell.png/NNNdots.png pairs found in {root}; set DATA_ROOT to the "
@@ -208,7 +208,7 @@ def read_crc_nuclei(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     Ids are the image numbers as strings, "1" .. "100", sorted numerically. Centres are converted from
     1-based MATLAB coordinates to 0-based by subtracting 1; centres at most CRC_EDGE_TOLERANCE px beyond
     the image edge (5 clicks on the border in the release) are moved onto the edge pixel."""
-    root = _require_dir(root)
+    root = require_dir(root)
     detection = root / "Detection"
     if not detection.is_dir():
         raise DatasetError(f"{detection} not found; root must be the CRCHistoPhenotypes_2016_04_28 release "
@@ -233,7 +233,7 @@ def _generic_pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     for path in sorted(root.iterdir()):
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES or suffix == ".csv":
-            _refuse_broken_link(path)
+            refuse_broken_link(path)
         kind = images if suffix in IMAGE_SUFFIXES else tables if suffix == ".csv" else None
         if kind is None or not path.is_file():
             continue
@@ -251,9 +251,9 @@ def _generic_pairs(root: Path) -> dict[str, tuple[Path, Path]]:
 def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequence[float] = ()
                  ) -> list[Sample]:
     """Read a folder of images (.png .jpg .jpeg .tif .tiff, any case) with same-stem .csv centre files
-    (see read_centres_csv; images are converted as in _read_any_image). Ids are the file stems,
+    (see read_centres_csv; images are converted as in read_any_image). Ids are the file stems,
     naturally sorted ("2" before "10") when ``ids`` is None. Other files are ignored."""
-    root = _require_dir(root)
+    root = require_dir(root)
     pairs = _generic_pairs(root)
     if not pairs:
         raise DatasetError(f"no images with same-stem .csv annotations found in {root}; expected e.g. "
@@ -261,7 +261,7 @@ def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequenc
     samples = []
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, csv_path = pairs[i]
-        samples.append(_sample(i, _read_any_image(image_path, depth_range), read_centres_csv(csv_path), csv_path,
+        samples.append(_sample(i, read_any_image(image_path, depth_range), read_centres_csv(csv_path), csv_path,
                                image_path))
     return samples
 
@@ -269,9 +269,9 @@ def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequenc
 def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
                 depth_range: Sequence[float] = ()) -> list[Sample]:
     """Read a folder of images with one annotation each, paired by name (folder_pairs); the formats
-    may be mixed. Images as in _read_any_image (8/16-bit, grey/RGB/RGBA, PNG/JPEG/TIFF). `marker`:
-    the Cell Counter type or QuPath class to count ("" = all); depth_range: see _to_uint8."""
-    root = _require_dir(root)
+    may be mixed. Images as in read_any_image (8/16-bit, grey/RGB/RGBA, PNG/JPEG/TIFF). `marker`:
+    the Cell Counter type or QuPath class to count ("" = all); depth_range: see to_uint8."""
+    root = require_dir(root)
     pairs = folder_pairs(root)
     if not pairs:
         raise DatasetError(f"no annotated images found in {root}; expected images (.png .jpg .tif) "
@@ -323,9 +323,9 @@ def rescale(sample: Sample, factor: float) -> Sample:
 def list_ids(layout: str, root) -> list[str]:
     """The ids of a dataset's annotated images without decoding any (for drawing a split)."""
     if layout == "folder":
-        return sorted(folder_pairs(root), key=_natural_key)
+        return sorted(folder_pairs(root), key=natural_key)
     if layout == "generic":
-        return sorted(_generic_pairs(_require_dir(root)), key=_natural_key)
+        return sorted(_generic_pairs(require_dir(root)), key=natural_key)
     return [s.id for s in read(layout, root)]
 
 
@@ -337,7 +337,7 @@ def read(layout: str, root, ids: Optional[Sequence[str]] = None, marker: str = "
          depth_range: Sequence[float] = ()) -> list[Sample]:
     """Read the dataset at ``root`` with the reader of ``layout`` (one of READERS); ``marker``: the
     folder layout's annotation class to count ("" = all); ``depth_range``: how the folder and
-    generic layouts convert deeper images to 8 bits (_to_uint8)."""
+    generic layouts convert deeper images to 8 bits (to_uint8)."""
     if layout not in READERS:
         raise DatasetError(f"unknown dataset layout {layout!r}; valid layouts: {', '.join(READERS)}")
     if layout == "folder":

@@ -19,7 +19,7 @@ import numpy as np
 from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.images import IMAGE_SUFFIXES, read_in_range
-from pycount.data.layout import _refuse_broken_link
+from pycount.data.layout import refuse_broken_link
 from pycount.device import set_device
 from pycount.errors import RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
@@ -48,7 +48,7 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
                          and not f.name.startswith(".")
                          and f.suffix.lower() in IMAGE_SUFFIXES
                          and not (skip and skip in f.resolve().parents)),
-                        key=lambda f: datasets._natural_key(str(f)))
+                        key=lambda f: datasets.natural_key(str(f)))
     return list(dict.fromkeys(found))               # a file named twice is counted once
 
 
@@ -86,7 +86,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     """One CSV row: the predictor's count_image. Raises DatasetError
     (unreadable file) or ValueError (image smaller than a patch)."""
     start = time.monotonic()
-    _refuse_broken_link(path)                       # named as the readers name it
+    refuse_broken_link(path)                       # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
     image, outside = read_in_range(path, run.ds.depth_range)  # as its training images
