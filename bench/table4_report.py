@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pycount.reporting.audit import PAPER, PAPER_COLUMNS  # noqa: E402
+from pycount.reporting.paper import PAPER, PAPER_COLUMNS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 NAMES = {"lecount": "Le.count", "ledetect": "Le.detect"}

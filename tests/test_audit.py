@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pycount import config
-from pycount.reporting import audit
+from pycount.reporting import audit, paper, render
 
 PAPER_TXT = Path("/work/shared/paper/xue2016-cell-counting-by-regression.txt")
 VALUE = r"\d+\.\d+(?:\s*±\s*\d+\.\d+)?"
@@ -33,15 +33,15 @@ def parse_paper(text: str) -> dict:
 
 
 def test_literal_entries():
-    rows = {(r.table, r.label): r for r in audit.PAPER}
+    rows = {(r.table, r.label): r for r in paper.PAPER}
     assert rows[(2, "AlexNet(C)")].mae[0] == "20.7636±13.9416"
     assert rows[(3, "ResNet-152(R)")].mre[2] == "0.0641"
     assert rows[(4, "Le.count [16]")].mae[1] == "6.4061 ± 3.5657"
     assert rows[(2, "ResNet(R)")].model == "resnet50"
     assert rows[(4, "The proposed")].run == "resnet152"
     assert rows[(2, "AlexNet(C)")].run == "alexnet-C"
-    assert audit.split_mae("71.8046 ± 51.4109") == (71.8046, 51.4109)
-    assert audit.PAPER_DATASETS["ki67"][2] == "45/10"
+    assert paper.split_mae("71.8046 ± 51.4109") == (71.8046, 51.4109)
+    assert paper.PAPER_DATASETS["ki67"][2] == "45/10"
 
 
 @pytest.mark.skipif(not PAPER_TXT.exists(), reason="paper text not available")
@@ -49,11 +49,11 @@ def test_every_number_matches_the_paper_text():
     text = PAPER_TXT.read_text()
     parsed = parse_paper(text)
     ours = {}
-    for r in audit.PAPER:
+    for r in paper.PAPER:
         ours[(r.table, "MRE", r.label)] = list(r.mre)
         ours[(r.table, "MAE", r.label)] = list(r.mae)
     assert len(parsed) == 22 and parsed == ours
-    for name, row in audit.PAPER_DATASETS.items():   # Table 1, line by line
+    for name, row in paper.PAPER_DATASETS.items():   # Table 1, line by line
         assert " ".join(row) in text, name
 
 
@@ -99,7 +99,7 @@ def test_report_from_fake_runs(tmp_path, monkeypatch):
     assert "data:image/png;base64," in page
     assert 'src="http' not in page and 'href="http' not in page   # no external resources
     for text in (md, page):
-        for r in audit.PAPER:
+        for r in paper.PAPER:
             assert r.label in text
         assert "ours 10.0000 ± 3.0000" in text and "Δ +0.7409" in text     # bacterial/alexnet
         assert "ours 0.1700" in text and "Δ +0.0034" in text               # nuclei/resnet152
@@ -214,12 +214,12 @@ def test_a_trained_cell_without_a_curve_is_named_beside_the_chart(tmp_path):
     _fake_run(runs, "nuclei/lecount", mae=60.0)
     (runs / "nuclei" / "lecount" / "train.json").write_text(json.dumps(
         {"iterations": 0, "best_iter": -1, "best_val_patch_mae": None}))
-    md = audit.to_markdown(audit._blocks(audit.build(runs)))
+    md = render.to_markdown(render.to_blocks(audit.build(runs)))
     assert "none is recorded for AlexNet(R) bacterial, whose record keeps only" in md
     assert "Le.count" not in md.split("none is recorded for")[1].split("\n")[0]
     (runs / "bacterial" / "alexnet" / "train_log.csv").write_text(
         "iter,loss,lr,seconds,val_mae\n2000,0.9,0.001,1800,0.7\n")
-    assert "none is recorded" not in audit.to_markdown(audit._blocks(audit.build(runs)))
+    assert "none is recorded" not in render.to_markdown(render.to_blocks(audit.build(runs)))
 
 
 def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
@@ -248,8 +248,8 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     assert cell["ours"] == {"mre": 0.04, "mae": 8.0, "mae_std": 6.0}
     assert cell["train"]["iterations"] == 6000 and cell["train"]["commit"] == "abc123"
     assert cell["train"]["validation"] == [[0, 4.9], [1000, 0.8], [2000, 0.7]]
-    assert cell["note"] == audit.RECORDED
-    md = audit.to_markdown(audit._blocks(report))
+    assert cell["note"] == render.RECORDED
+    md = render.to_markdown(render.to_blocks(report))
     assert "ours 8.0000 ± 6.0000" in md and "abc123" in md and "2.00 h" in md
     assert "iteration 2000 (validation patch MAE 0.7)" in md and "validation.png" in md
 
@@ -264,7 +264,7 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
         {"iterations": 2000, "interrupted": True, "best_iter": 2000, "best_val_patch_mae": 0.6}))
     (runs / "bacterial" / "alexnet" / "solver.prototxt").write_text("max_iter: 2400\n")
-    md = audit.to_markdown(audit._blocks(audit.build(runs, record_path=rec)))
+    md = render.to_markdown(render.to_blocks(audit.build(runs, record_path=rec)))
     assert "| 2000 of 2400 (stopped) |" in md
 
     rec.write_text("{half written")
@@ -548,7 +548,7 @@ def test_a_damaged_density_run_leaves_the_density_rows_of_the_others(tmp_path):
         'unreadable bacterial-n32-seed1/fcrn/metrics.json: mae is "abc", not a number (make eval '
         'writes it anew)')
     assert errors["bacterial/mine"] is None
-    assert "pycount fcrn" in audit.to_markdown(audit._blocks(report))
+    assert "pycount fcrn" in render.to_markdown(render.to_blocks(report))
 
 
 def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
@@ -563,8 +563,8 @@ def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
                      '  "a wider net | 18.5"]\n["nuclei/resnet152"]\ntried = ["never shown"]\n')
     report = audit.build(runs, tried_path=tried)
     assert report["tried"]["bacterial/alexnet"] == ["more iterations: 19.0", "a wider net | 18.5"]
-    blocks = audit._blocks(report)
-    md = audit.to_markdown(blocks)
+    blocks = render.to_blocks(report)
+    md = render.to_markdown(blocks)
     section = md[md.index("## Cells outside ±15%: what was tried"):]
     assert ("### bacterial/alexnet: ratio 2.16 (Table 2 AlexNet(R) · Bacterial)\n\n"
             "- more iterations: 19.0\n- a wider net | 18.5\n") in section
@@ -574,7 +574,7 @@ def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
     page = audit.write(report, tmp_path / "out")["html"].read_text()
     assert "<ul><li>more iterations: 19.0</li><li>a wider net | 18.5</li></ul>" in page
     # no cell outside: no section
-    assert "what was tried" not in audit.to_markdown(audit._blocks(
+    assert "what was tried" not in render.to_markdown(render.to_blocks(
         audit.build(tmp_path / "none", record_path=tmp_path / "absent.json", tried_path=tried)))
 
 

@@ -13,7 +13,7 @@ from pycount.data import density_targets, lmdbio, prepare
 from pycount.inference import count, fullconv, predictors
 from pycount.inference.run import Run
 from pycount.nets import builders as nets
-from pycount.reporting import audit
+from pycount.reporting import audit, render
 from pycount.training import protocol
 from pycount.training import trainer as train
 
@@ -230,7 +230,7 @@ def test_protocol_summary_and_audit_rows(workdirs):
     ours = [r for r in density if r["what"] == "pycount fcrn"]
     assert ours and ours[0]["n"] == 32 and ours[0]["mae"] == pytest.approx(3.0)
     assert any(r["what"].startswith("FCRN-A") and r["mae"] == 2.9 for r in density)
-    md = audit.to_markdown(audit._blocks(report))
+    md = render.to_markdown(render.to_blocks(report))
     assert "Beyond the paper: density models" in md and "3.00 ± 1.41" in md
     assert "seeds 2 trained with older settings" in md
     # a third seed whose metrics.json is damaged is left out; the other two still make the row

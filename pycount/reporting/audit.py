@@ -2,16 +2,15 @@
 
 The paper's numbers are kept as the strings it prints (precision and spacing included) so they
 can be checked against the paper's text; every paper row is reported whether we have a run or not.
+This module reads the runs and builds the report; reporting.paper holds the paper's tables,
+reporting.render writes the report as Markdown and HTML, reporting.charts draws its charts.
 """
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,101 +21,13 @@ from pycount.errors import PycountError
 from pycount.evaluation.metrics import partial
 from pycount.nets import builders as nets
 from pycount.nets import weights
+from pycount.reporting.charts import chart, validation_chart
+from pycount.reporting.paper import (CITATION, PAPER, PAPER_COLUMNS, PAPER_DATASETS,
+                                     PUBLISHED_DENSITY, SOURCES, TITLES, split_mae)
+from pycount.reporting.render import (COLUMNS, RECORDED, Column, commands, curves, make_args,
+                                      shown, tally, to_blocks, to_html, to_markdown, wall_time)
 
-CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
-            "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
-            "pp. 274-290")
-# Page numbers are those of the published volume; the text extract we check against has none.
-SOURCES = {1: "Table 1", 2: "Table 2, p. 285 of LNCS 9913", 3: "Table 3, p. 285 of LNCS 9913",
-           4: "Table 4, p. 287 of LNCS 9913"}
-TITLES = {2: "classification (C) vs regression (R) heads",
-          3: "ResNet depth (regression head)",
-          4: "comparison with other methods (The proposed = ResNet-152(R))"}
-PAPER_COLUMNS = ("nuclei", "bacterial", "ki67")
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    table: int
-    label: str          # the row label as printed
-    model: str | None   # the pycount model it maps to; None: another method, not in pycount
-    head: str           # "R" or "C"
-    mre: tuple          # printed MRE per PAPER_COLUMNS
-    mae: tuple          # printed "MAE±std" per PAPER_COLUMNS
-    note: str = ""      # what the audit says of a row pycount does not model
-
-    @property
-    def source(self) -> str:
-        return SOURCES[self.table]
-
-    @property
-    def run(self) -> str | None:
-        """The run folder name (config.run_name's rule: C runs get "-C")."""
-        return None if self.model is None else self.model + ("" if self.head == "R" else "-C")
-
-
-# The paper's results, as printed. Its "ResNet" in Table 2 is ResNet-50 (section 3.4).
-PAPER = (
-    PaperRow(2, "AlexNet(C)", "alexnet", "C", ("0.2175", "0.0918", "0.1226"),
-             ("20.7636±13.9416", "12.9667±4.5361", "213.5302±65.7220")),
-    PaperRow(2, "AlexNet(R)", "alexnet", "R", ("0.2019", "0.0651", "0.0959"),
-             ("18.5720±12.6055", "9.2591±3.3142", "151.2059±44.6032")),
-    PaperRow(2, "ResNet(C)", "resnet50", "C", ("0.2104", "0.0772", "0.1170"),
-             ("19.8742±13.5217", "11.8711±3.8247", "169.5076±50.2124")),
-    PaperRow(2, "ResNet(R)", "resnet50", "R", ("0.1925", "0.0539", "0.0775"),
-             ("17.1437±11.5073", "8.2064±2.8515", "128.7426±40.5621")),
-    PaperRow(3, "ResNet-50(R)", "resnet50", "R", ("0.1925", "0.0539", "0.0775"),
-             ("17.1437±11.5073", "8.2064±2.8515", "128.7426±40.5621")),
-    PaperRow(3, "ResNet-101(R)", "resnet101", "R", ("0.1845", "0.0507", "0.0697"),
-             ("16.3164±10.8762", "7.7542±2.4580", "116.3076±39.0215")),
-    PaperRow(3, "ResNet-152(R)", "resnet152", "R", ("0.1666", "0.0450", "0.0641"),
-             ("14.9275±10.4368", "7.4741±2.2248", "108.3014±40.4698")),
-    PaperRow(4, "DeepFeat [24]", None, "R", ("0.3581", "0.1751", "0.1249"),
-             ("71.8046 ± 51.4109", "25.4792 ± 19.1504", "189.3559 ± 53.6329"),
-             "not implemented: our copy of the paper lacks its reference list and [24] is not "
-             "identified with confidence (most likely Seguí, Pujol & Vitrià, Learning to count "
-             "with deep object features, CVPR Workshops 2015)"),
-    PaperRow(4, "Le.count [16]", "lecount", "R", ("0.2674", "0.0208", "0.1151"),
-             ("51.4479 ± 39.8087", "6.4061 ± 3.5657", "185.9391 ± 60.5042")),
-    PaperRow(4, "Le.detect [5]", "ledetect", "R", ("0.3206", "0.1083", "0.1540"),
-             ("33.8995 ± 23.9252", "18.1937 ± 13.4393", "259.6736 ± 85.0594")),
-    PaperRow(4, "The proposed", "resnet152", "R", ("0.1666", "0.0450", "0.0641"),
-             ("14.9275 ± 10.4368", "7.4741 ± 2.2248", "108.3014 ± 40.4698")),
-)
-# Table 1 as printed: row label, size, Ntr/Nte, AC (average cells), MinC-MaxC.
-PAPER_DATASETS = {"nuclei": ("Nuclei [12]", "500× 500", "50/50", "310.22", "1–1189"),
-                  "bacterial": ("Bacterial [1]", "256× 256", "100/100", "171.47", "74–317"),
-                  "ki67": ("Ki67 cell", "1920×2560", "45/10", "2045.85", "70–4808")}
-
-
-@dataclass(frozen=True)
-class Column:
-    folder: str   # runs/<folder>/...
-    paper: str    # the paper column it is compared with
-    label: str
-
-
-COLUMNS = (Column("nuclei", "nuclei", "Nuclei"),
-           Column("bacterial", "bacterial", "Bacterial"),
-           Column("ki67", "ki67", "Ki67"),
-           Column("ki67-synthetic", "ki67", "Ki67-synthetic (our stand-in, vs paper Ki67)"))
 REQUIRED = ("mae", "mae_std", "mre", "baseline_mae", "n_images")
-RECORDED = ("recorded result (docs/audit/results.json): its run folder is not on this machine; "
-            "the commit named below retrains it")
-
-# Beyond the paper (issue #7): published density counters on the bacterial (VGG cells) set, tested
-# on images 101-200 after training on N images drawn from 001-100; mean ± std over the draws.
-PUBLISHED_DENSITY = (
-    ("FCRN-A (Xie, Noble & Zisserman 2016)", "bacterial", 32, 2.9, 0.2),
-    ("Count-ception (Cohen et al. 2017)", "bacterial", 50, 2.3, 0.4),
-)
-
-
-def split_mae(printed: str) -> tuple[float, float]:
-    """"20.7636±13.9416" or "71.8046 ± 51.4109" -> (20.7636, 13.9416)."""
-    mae, std = printed.split("±")
-    return float(mae), float(std)
-
 
 # What the report reads of a run's train.json besides the text it prints as it is: the values it
 # computes with or formats as numbers (None: not recorded, as for a fitted classic method)
@@ -150,11 +61,6 @@ def _brief(v) -> str:
     return text if len(text) <= 24 else text[:20] + "..."
 
 
-def _shown(path: Path) -> str:
-    """A run's file as the report names it: <dataset>/<run>/<file>."""
-    return "/".join(path.parts[-3:])
-
-
 def _read(path: Path) -> dict:
     """A run's metrics.json; {"error": why} when it cannot be used (not JSON, not an object, a
     value the report needs missing or of the wrong type): that run is reported as unreadable,
@@ -163,13 +69,13 @@ def _read(path: Path) -> dict:
     try:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return {"error": f"unreadable {_shown(path)} ({e}; {fix})"}
+        return {"error": f"unreadable {shown(path)} ({e}; {fix})"}
     if not isinstance(m, dict):
-        return {"error": f"unreadable {_shown(path)}: a JSON object was expected, not "
+        return {"error": f"unreadable {shown(path)}: a JSON object was expected, not "
                          f"{_json_kind(m)} ({fix})"}
     missing = [k for k in REQUIRED if k not in m]
     if missing:
-        return {"error": f"unreadable {_shown(path)}: it lacks {', '.join(missing)} ({fix})"}
+        return {"error": f"unreadable {shown(path)}: it lacks {', '.join(missing)} ({fix})"}
     wrong = [f"{k} is {_brief(m[k])}, not a number" for k in REQUIRED
              if not _is_number(m[k])]
     wrong += [f"{k} is {_brief(m[k])}, which no evaluation measures" for k in REQUIRED
@@ -177,9 +83,9 @@ def _read(path: Path) -> dict:
     wrong += [f"{k} is {json.dumps(m[k])}, not a name" for k in METRIC_NAMES
               if k in m and not isinstance(m[k], str)]
     if wrong:
-        return {"error": f"unreadable {_shown(path)}: {'; '.join(wrong)} ({fix})"}
+        return {"error": f"unreadable {shown(path)}: {'; '.join(wrong)} ({fix})"}
     if partial(m):
-        return {"error": f"a partial evaluation: {_shown(path)} counts {m['n_images']:g} of the "
+        return {"error": f"a partial evaluation: {shown(path)} counts {m['n_images']:g} of the "
                          f"{m['test_images_of']:g} test images (TEST_IMAGES=, as a dry run "
                          f"does), so no result; make eval without TEST_IMAGES counts them all"}
     return m
@@ -218,12 +124,12 @@ def _train_info(run: Path) -> dict:
     try:
         t = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        return {"error": f"unreadable {_shown(path)} ({e}; {fix})"}
+        return {"error": f"unreadable {shown(path)} ({e}; {fix})"}
     problem = _train_problem(t)
     if problem:
-        return {"error": f"unreadable {_shown(path)}: {problem} ({fix})"}
+        return {"error": f"unreadable {shown(path)}: {problem} ({fix})"}
     if t.get("weights_stand_in"):
-        return {"error": f"a dry run: {_shown(path)} was trained from stand-in weights (random "
+        return {"error": f"a dry run: {shown(path)} was trained from stand-in weights (random "
                          f"parameters in place of He et al.'s), so no result; make train "
                          f"RESUME=0 with the released caffemodels in weights/ trains it for real"}
     try:
@@ -239,22 +145,6 @@ def _train_info(run: Path) -> dict:
             "validation": curve, "planned": _max_iter(run), "stopped": bool(t.get("interrupted"))}
 
 
-def _iterations(train: dict) -> str:
-    """"20000", or "2000 of 2400 (stopped)" for a training stopped before its schedule's end
-    and counted with the weights it had kept."""
-    it = str(train.get("iterations", "?"))
-    if train.get("stopped") and train.get("planned"):
-        return f"{it} of {train['planned']} (stopped)"
-    return it
-
-
-def _kept(train: dict) -> str:
-    """The weights a cell was counted with: those of the best validation, when there was one."""
-    if train.get("best_iter") is None or train["best_iter"] < 0 or train.get("best_val") is None:
-        return "the fitted model" if train.get("iterations") == 0 else "?"
-    return f"iteration {train['best_iter']} (validation patch MAE {train['best_val']:.3g})"
-
-
 def _max_iter(run: Path) -> int | None:
     try:
         m = re.search(r"^max_iter:\s*(\d+)", (run / "solver.prototxt").read_text(), re.M)
@@ -263,20 +153,8 @@ def _max_iter(run: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _make_args(model: str, head: str, dataset: str) -> str:
-    """The make variables that name a cell's run."""
-    return f"MODEL={model} DATASET={dataset}" + ("" if head == "R" else f" HEAD={head}")
-
-
-def _commands(model: str, head: str, dataset: str) -> str:
-    """"`make prepare ...`, `make train ...`, then `make eval ...`": what fills a cell trainable
-    here (prepare reuses LMDBs that are up to date)."""
-    args = _make_args(model, head, dataset)
-    return f"`make prepare {args}`, `make train {args}`, then `make eval {args}`"
-
-
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
-    args = _make_args(model, head, dataset)
+    args = make_args(model, head, dataset)
     started = _progress(run)
     if started:
         total = _max_iter(run)
@@ -291,7 +169,7 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
         except (OSError, ValueError, KeyError, TypeError):
             how = "starts it again (no snapshot yet)"
         return f"{started}; `make train {args}{own}` {how}, then `make eval {args}`"
-    return f"missing (run {_commands(model, head, dataset)})"
+    return f"missing (run {commands(model, head, dataset)})"
 
 
 def why_not(dataset: str, model: str, data_root=None) -> str | None:
@@ -331,11 +209,6 @@ def _needs(model: str, dataset: str, run: Path, data_root=None) -> tuple[str, st
     return _blocker(dataset, model, data_root, stand_in_ok=False) or ("run", "")
 
 
-# How a missing cell reads in the tables; the section "Filling the missing cells" says the rest.
-NEEDS = {"weights": "missing: needs ImageNet weights", "data": "missing: dataset not here",
-         "run": "missing: trainable here", "training": "in training"}
-
-
 def _progress(run: Path) -> str:
     """A training begun but not evaluated (long CPU cells run over several sessions): how far
     it is, from its train_log.csv and solver.prototxt; "" when none was begun."""
@@ -346,7 +219,7 @@ def _progress(run: Path) -> str:
     except FileNotFoundError:
         return ""
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        return f"training begun, but its {_shown(log)} is unreadable ({e})"
+        return f"training begun, but its {shown(log)} is unreadable ({e})"
     if not rows:
         return ""
     last, total = rows[-1], _max_iter(run)
@@ -354,9 +227,9 @@ def _progress(run: Path) -> str:
     try:
         val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
               f"{vals[-1]['iter']}" if vals else ""
-        hours = _hours(float(last["seconds"]))
+        hours = wall_time(float(last["seconds"]))
     except (ValueError, KeyError, TypeError) as e:
-        return f"training begun, but its {_shown(log)} is damaged ({e!r})"
+        return f"training begun, but its {shown(log)} is damaged ({e!r})"
     of = f" of {total}" if total else ""
     return f"training in progress: iteration {last['iter']}{of} after {hours}{val}"
 
@@ -449,7 +322,7 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
                                  f"PYCOUNT_RUNS); make train and make eval write runs there")
     kept = read_record(record_path) if record_path else {}
     tried = read_tried(tried_path) if tried_path else {}
-    tried_file = _shown(Path(tried_path or config.AUDIT_TRIED))
+    tried_file = shown(Path(tried_path or config.AUDIT_TRIED))
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
     trains = {k: e.get("train") or {} for k, e in kept.items()}
     for p in sorted(runs_dir.glob("*/*/metrics.json")):
@@ -463,7 +336,7 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         elif _is_number(found[key].get("iterations")) \
                 and _is_number(trains[key].get("iterations")) \
                 and found[key]["iterations"] != trains[key]["iterations"]:
-            found[key] = {"error": f"stale {_shown(p)}: it counted the weights of iteration "
+            found[key] = {"error": f"stale {shown(p)}: it counted the weights of iteration "
                                    f"{found[key]['iterations']:g}, and the run has trained to "
                                    f"{trains[key]['iterations']:g} since; make eval counts "
                                    f"with them"}
@@ -638,402 +511,6 @@ def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = No
                 f"; left out, trained with other settings: {', '.join(left)}" if left else "")}
 
 
-# ---- rendering: a list of blocks, written out as Markdown and as HTML ------------------------
-
-def _cell_parts(cell: dict, metric: str) -> list[str]:
-    """["paper ...", "ours ...", "Δ ..."] for one table cell; metric "mre" or "mae"."""
-    paper = cell["paper"][f"{metric}_printed"]
-    if cell["ours"] is None:
-        return [f"paper {paper}", _short(cell)]
-    o, d = cell["ours"], cell["diff"]
-    if metric == "mre":
-        parts = [f"paper {paper}", f"ours {o['mre']:.4f}", f"Δ {d['mre']:+.4f}"]
-    else:
-        parts = [f"paper {paper}", f"ours {o['mae']:.4f} ± {o['mae_std']:.4f}",
-                 f"Δ {d['mae']:+.4f} ± {d['mae_std']:+.4f}",
-                 f"ratio {cell['ratio']:.2f}: {cell['mark']}"]
-    return parts + ([_short(cell)] if cell["note"] else [])
-
-
-def _short(cell: dict) -> str:
-    """A cell's note as the tables show it; the long forms (commands, reasons) are said once,
-    under "Filling the missing cells" and "The runs behind the cells"."""
-    needs = cell.get("needs")
-    if needs == "training":
-        return "in training: " + cell["note"].split(";")[0].removeprefix(
-            "training in progress: ")
-    if needs:
-        return NEEDS[needs]
-    if cell["note"] == RECORDED:
-        return "recorded result"
-    if cell["run"] is None:
-        return "not in pycount (see below)"
-    return cell["note"]
-
-
-def _tally(report: dict) -> tuple[str, str]:
-    """How many of the paper's cells have a number and how many agree; then what the others
-    wait for (two sentences: the page prints both, `make audit`'s summary the first)."""
-    paper = [(c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
-             for c in COLUMNS]
-    modelled = [(c, x) for c, x in paper if x["run"]]
-    own = [x for c, x in modelled if c.folder == c.paper]
-    stand = [x for c, x in modelled if c.folder != c.paper]
-    filled = [x for x in own if x["ours"]]
-    within = [x for x in filled if x["mark"].startswith("within")]
-    recorded = [x for x in filled + stand if x["note"] == RECORDED]
-    waits = {}
-    for x in own + stand:
-        if x["ours"] is None and x.get("needs"):
-            waits[x["needs"]] = waits.get(x["needs"], 0) + 1
-    said = {"weights": ("needs ImageNet weights", "need ImageNet weights"),
-            "data": ("needs a dataset that is not here", "need a dataset that is not here"),
-            "run": ("can be trained here", "can be trained here"),
-            "training": ("is in training", "are in training")}
-    rest = ", ".join(f"{n} {said[k][n != 1]}"
-                     for k, n in sorted(waits.items(), key=lambda kv: -kv[1]))
-    return (f"{len(filled)} of the {len(own)} paper cells that pycount models have our number "
-            f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE), and "
-            f"{sum(1 for x in stand if x['ours'])} of {len(stand)} stand-in cells; "
-            f"{len(paper) - len(modelled)} cells are methods pycount does not model.",
-            f"Of the cells without a number, {rest or 'none'}: see \"Filling the missing "
-            f"cells\" below."
-            + (f" Recorded results ({len(recorded)}): cells whose run folder is not on this "
-               f"machine, filled from docs/audit/results.json; the commit named in the runs "
-               f"table retrains each." if recorded else ""))
-
-
-def _filling(report: dict) -> list[tuple]:
-    """What each missing cell needs, said once per run (cells sharing a run are listed
-    together): the commands for the cells this machine trains, the weights (file, size,
-    sha256, where), the datasets, and the rows pycount does not model."""
-    groups: dict[str, dict] = {}
-    other = []
-    for t in report["tables"]:
-        for r in t["rows"]:
-            for c in COLUMNS:
-                cell = r["cells"][c.folder]
-                label = f"Table {t['table']} {r['label']} · {c.label.split(' (')[0]}"
-                if cell["run"] is None:
-                    if r["label"] not in [o[0] for o in other]:
-                        other.append((r["label"], cell["note"]))
-                elif cell["ours"] is None and cell.get("needs"):
-                    g = groups.setdefault(cell["run"], {"needs": cell["needs"], "cells": [],
-                                                        "note": cell["note"],
-                                                        "why": cell.get("why", ""),
-                                                        "model": r["model"], "head": r["head"],
-                                                        "dataset": c.folder})
-                    if label not in g["cells"]:
-                        g["cells"].append(label)
-    b = [("h2", "Filling the missing cells")]
-    if not groups and not other:
-        return b + [("p", "None is missing.")]
-    b.append(("p", "One run folder serves every cell that shares it (Table 2's ResNet(R) is "
-                   "Table 3's ResNet-50(R), Table 4's The proposed is ResNet-152(R)), and a "
-                   "cell's MRE and MAE come from the same run."))
-    here = [(k, g) for k, g in groups.items() if g["needs"] in ("run", "training")]
-    if here:
-        b += _subsection(
-            "Trainable on this machine",
-            "Trained from scratch or fitted (AlexNet, Table 4's classic methods): each "
-            "command trains and evaluates one run, and `make audit` then fills its "
-            "cells. The wall times of the filled cells (the runs table below) say what "
-            "to expect on this machine; `make audit-gpu` runs them all on a GPU.",
-            ["run", "cells", "state and command"],
-            [[[k], g["cells"], [_commands(g["model"], g["head"], g["dataset"])
-                                if g["needs"] == "run" else g["note"]]] for k, g in here])
-    need_w = [(k, g) for k, g in groups.items() if g["needs"] == "weights"]
-    if need_w:
-        files: dict[str, list[str]] = {}
-        for k, g in need_w:
-            m = config.model(g["model"], config.dataset(g["dataset"]))
-            files.setdefault(m.weights, []).append(k)
-        b += _subsection(
-            "Needs He et al.'s ImageNet ResNets",
-            "The paper fine-tunes the ImageNet ResNets that He et al. released as Caffe "
-            "models (weights/README.md says where they are published); they cannot be "
-            "downloaded from this machine. Put each file in `weights/` under its "
-            "name; pycount checks its size and sha256 before use. Then, on a machine "
-            "with an NVIDIA GPU, `make audit-gpu` (`GPU=n` picks another device) "
-            "prepares, trains and evaluates every paper cell not yet evaluated with "
-            "today's settings, skips with one line any cell whose weights or dataset "
-            "are missing, and writes this page again; in the replication image: "
-            "`docker run --gpus all -v <datasets>:/data -v $PWD/weights:/opt/pycount/"
-            "weights -v $PWD/runs:/opt/pycount/runs pycount make audit-gpu "
-            "DATA_ROOT=/data` (docs/docker.md). The same sweep runs on a CPU without "
-            "the files as a dry run, with stand-ins of random parameters, 2 "
-            "iterations per cell and 5 test images counted: `.venv/bin/python -m "
-            "bench.audit_dry_run` (weights/README.md).",
-            ["file (in weights/)", "bytes", "sha256", "runs waiting for it"],
-            [[[f], [f"{weights.RELEASED[f][0]:,}"], [weights.RELEASED[f][1]],
-              [", ".join(runs)]] for f, runs in files.items()])
-    need_d = [(k, g) for k, g in groups.items() if g["needs"] == "data"]
-    if need_d:
-        b += _subsection(
-            "Needs a dataset that is not on this machine",
-            "The paper's Ki67 set is private: with a copy in pycount's generic layout "
-            "(images plus a CSV of x,y cell centres each; docs/datasets.md) under "
-            "DATA_ROOT/ki67, its cells train like the others. Any other dataset named "
-            "here: put its public release under DATA_ROOT (docs/datasets.md).",
-            ["run", "cells", "why"], [[[k], g["cells"], [g["why"]]] for k, g in need_d])
-    if other:
-        b += [("h3", "Rows pycount does not model")] + [("p", f"{label}: {note}.")
-                                                       for label, note in other]
-    return b
-
-
-def _subsection(title: str, text: str, header: list[str], rows: list) -> list[tuple]:
-    """An h3, its paragraph and its table, as "Filling the missing cells" lists them."""
-    return [("h3", title), ("p", text), ("table", header, rows)]
-
-
-def _blocks(report: dict) -> list[tuple]:
-    """("h1"|"h2"|"h3"|"p", text), ("ul", [items]), ("table", header, rows of cells as lists of
-    lines), ("img", file)."""
-    b = [("h1", "Audit: pycount against Xue et al. 2016"),
-         ("p", f"Paper: {report['citation']}. Runs: `{report['runs_dir']}`."),
-         ("p", "Paper values are as printed; Δ = ours − paper (for MAE ± std: Δ MAE ± Δ std). "
-               "The paper's Ki67 set is private: Ki67-synthetic is our generated stand-in, "
-               "compared with the paper's Ki67 column, not a reproduction of it. Page numbers "
-               "are those of the published volume (the text extract carries none)."),
-         ("p", "**{}** {}".format(*_tally(report))),
-         ("h2", "Datasets (paper Table 1; ours: test images and mean-count baseline MAE)"),
-         ("table", ["dataset", "paper size", "paper Ntr/Nte", "paper AC", "paper MinC–MaxC",
-                    "our runs", "our test images", "our baseline MAE"],
-          [[[d["label"]], *[[v] for v in d["paper"][1:]], [str(d["runs"])],
-            [", ".join(map(str, d["n_images"])) or "no run"],
-            [", ".join(f"{v:.4f}" for v in d["baseline_mae"]) or "no run"]]
-           for d in report["datasets"]])]
-    for t in report["tables"]:
-        b += [("h2", f"Table {t['table']}: {t['title']}"), ("p", f"Source: {t['source']}.")]
-        for metric, name in (("mre", "MRE"), ("mae", "MAE ± std")):
-            b.append(("table", [name] + [c.label for c in COLUMNS],
-                      [[[r["label"]]] + [_cell_parts(r["cells"][c.folder], metric)
-                                         for c in COLUMNS] for r in t["rows"]]))
-        b.append(("img", f"table{t['table']}.png"))
-    b += _filling(report)
-    runs = [(r["label"], c, r["cells"][c.folder]) for t in report["tables"] for r in t["rows"]
-             for c in COLUMNS if r["cells"][c.folder].get("train") is not None]
-    b += [("h2", "The runs behind the cells"),
-          ("p", f"Each filled cell's run: `make train` and `make eval` with the model and dataset "
-                f"regenerate it from the commit named. A cell is reproduced when its MAE is "
-                f"within ±{config.AUDIT_TOLERANCE:.0%} of the paper's.")]
-    b.append(("table", ["row", "dataset", "run", "iterations", "wall time", "weights counted",
-                        "commit", "net / settings"],
-              [[[label], [c.label], [cell["run"]], [_iterations(cell["train"])],
-                [_hours(cell["train"].get("seconds"))], [_kept(cell["train"])],
-                [str(cell["train"].get("commit", "?"))],
-                [str(cell["train"].get("settings", ""))]] for label, c, cell in runs])
-              if runs else ("p", "No paper cell has a run yet."))
-    if _curves(report):
-        missing = _curveless(report)
-        b += [("p", "Validation curves of the filled cells' trainings (patch MAE on the held-out "
-                    "training images' patches, every test interval; the weights counted are "
-                    "marked)" + (f"; none is recorded for {', '.join(missing)}, whose record "
-                                 f"keeps only the best validation" if missing else "") + ":"),
-              ("img", "validation.png")]
-    b += _outside(report)
-    if report.get("density"):
-        b += [("h2", "Beyond the paper: density models (issue #7)"),
-              ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
-                    "of the per-image errors for single runs, and of the MAE over the draws for "
-                    "the N-image protocol (as FCRN-A and Count-ception report it). A row "
-                    "\"over k splits\" is one model on the recorded split and on k − 1 "
-                    "redrawn ones (RESPLIT=s, the same sizes): the mean and std of their test "
-                    "MAEs, the spread that split luck alone gives.")]
-        b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
-                            "source"],
-                  [[[r["dataset"]], [r["what"]], [str(r["n"])],
-                    [f"{r['mae']:.2f} ± {r['std']:.2f}"], [r["spread"]], [r["source"]]]
-                   for r in report["density"]]))
-    b.append(("h2", "Other runs (no paper row maps to them)"))
-    rows = []
-    for m in report["other_runs"]:
-        if "error" in m:
-            rows.append([[m["run"]], [m["error"]]] + [["—"]] * 5)
-        else:
-            rows.append([[m["run"]], [f"{m.get('model', '?')}({m.get('head', '?')})"],
-                         [str(m["n_images"])], [f"{m['mre']:.4f}"],
-                         [f"{m['mae']:.4f} ± {m['mae_std']:.4f}"], [f"{m['baseline_mae']:.4f}"],
-                         [str(m.get("dataset", "?"))]])
-    b.append(("table", ["run", "model(head)", "test images", "MRE", "MAE ± std",
-                        "baseline MAE", "dataset"], rows) if rows else ("p", "None."))
-    return b
-
-
-def _outside(report: dict) -> list[tuple]:
-    """The cells outside the tolerance, one row per run (a run may fill cells of two tables),
-    each with what was tried for it (report["tried"]) or a line saying nothing is recorded."""
-    runs: dict[str, dict] = {}
-    for t in report["tables"]:
-        for r in t["rows"]:
-            for c in COLUMNS:
-                cell = r["cells"][c.folder]
-                if cell["ours"] is None or not cell["mark"].startswith("outside"):
-                    continue
-                g = runs.setdefault(cell["run"], {"cells": [], "ratio": cell["ratio"]})
-                g["cells"].append(f"Table {t['table']} {r['label']} · {c.label}")
-    if not runs:
-        return []
-    tol = f"±{config.AUDIT_TOLERANCE:.0%}"
-    tried = report.get("tried", {})
-    where = report.get("tried_file", _shown(config.AUDIT_TRIED))
-    b = [("h2", f"Cells outside {tol}: what was tried"),
-         ("p", f"Each run whose MAE is outside {tol} of the paper's (ratio = ours / paper; below "
-               f"1 is fewer errors than the paper), with what was done about it and what each "
-               f"step measured; kept in `{where}` beside the measurements it cites.")]
-    for k, g in sorted(runs.items()):
-        b += [("h3", f"{k}: ratio {g['ratio']:.2f} ({'; '.join(g['cells'])})"),
-              ("ul", tried.get(k) or [f"nothing recorded in `{where}` yet"])]
-    return b
-
-
-def _hours(seconds) -> str:
-    if seconds is None:
-        return "?"
-    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
-
-
-def to_markdown(blocks: list[tuple]) -> str:
-    out = []
-    for kind, *rest in blocks:
-        if kind == "h1":
-            out.append(f"# {rest[0]}")
-        elif kind == "h2":
-            out.append(f"## {rest[0]}")
-        elif kind == "h3":
-            out.append(f"### {rest[0]}")
-        elif kind == "p":
-            out.append(rest[0])
-        elif kind == "img":
-            out.append(f"![{rest[0]}]({rest[0]})")
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in rest[0]))
-        else:
-            header, rows = rest
-            lines = [" | ".join(header), " | ".join("---" for _ in header)]
-            lines += [" | ".join(" · ".join(c).replace("|", "\\|") for c in r) for r in rows]
-            out.append("\n".join(f"| {line} |" for line in lines))
-    return "\n\n".join(out) + "\n"
-
-
-def _inline(text: str) -> str:
-    """Escaped HTML with `code` spans."""
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
-
-
-CSS = ("body{font-family:sans-serif;max-width:1400px;margin:1em auto;padding:0 1em}"
-       "table{border-collapse:collapse;margin:.5em 0 1em}"
-       "td,th{border:1px solid #bbb;padding:4px 8px;vertical-align:top;font-size:90%}"
-       "th{background:#eee}code{background:#f4f4f4}img{max-width:100%}")
-
-
-def to_html(blocks: list[tuple], img_dir: Path) -> str:
-    """A self-contained page: the PNGs are embedded as data URIs."""
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{html.escape(blocks[0][1])}</title><style>{CSS}</style></head><body>"]
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2", "h3", "p"):
-            out.append(f"<{kind}>{_inline(rest[0])}</{kind}>")
-        elif kind == "img":
-            data = base64.b64encode((img_dir / rest[0]).read_bytes()).decode()
-            out.append(f'<p><img alt="{rest[0]}" src="data:image/png;base64,{data}"></p>')
-        elif kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in rest[0])
-                       + "</ul>")
-        else:
-            header, rows = rest
-            out.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in header)
-                       + "</tr>")
-            out += ["<tr>" + "".join("<td>" + "<br>".join(map(_inline, c)) + "</td>" for c in r)
-                    + "</tr>" for r in rows]
-            out.append("</table>")
-    return "\n".join(out + ["</body></html>"]) + "\n"
-
-
-def _chart(table: dict, path: Path) -> None:
-    """MAE ± std bars, paper vs ours, one panel per dataset (their scales differ 30-fold)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-    rows = table["rows"]
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4.2 * len(COLUMNS), 4.2))
-    for ax, col in zip(axes, COLUMNS):
-        cells = [r["cells"][col.folder] for r in rows]
-        x = range(len(rows))
-        ax.bar([i - 0.2 for i in x], [c["paper"]["mae"] for c in cells], 0.4,
-               yerr=[c["paper"]["mae_std"] for c in cells], capsize=3, color="#8aa")
-        ours = [(i, c["ours"]) for i, c in zip(x, cells) if c["ours"]]
-        ax.bar([i + 0.2 for i, _ in ours], [o["mae"] for _, o in ours], 0.4,
-               yerr=[o["mae_std"] for _, o in ours], capsize=3, color="#d73")
-        for i, c in zip(x, cells):
-            if c["ours"] is None and c["run"]:
-                ax.text(i + 0.2, 0, "missing", rotation=90, ha="center", va="bottom",
-                        fontsize=8, color="#a33")
-        ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([r["label"] for r in rows], rotation=30, ha="right", fontsize=8)
-        ax.set_title(col.label, fontsize=9)
-        ax.set_ylabel("MAE ± std (cells per image)")
-    axes[0].legend(handles=[Patch(color="#8aa", label="paper"), Patch(color="#d73", label="ours")],
-                   fontsize=8, loc="upper right")
-    fig.suptitle(f"Table {table['table']}: {table['title']}", fontsize=10)
-    fig.tight_layout()
-    atomic.save_figure(fig, path)
-
-
-def _curves(report: dict) -> list[tuple[str, dict]]:
-    """(label, train info) of every filled cell whose training logged a validation curve, once
-    per run (Table 2's ResNet(R) and Table 3's ResNet-50(R) share theirs)."""
-    seen, out = set(), []
-    for t in report["tables"]:
-        for r in t["rows"]:
-            for c in COLUMNS:
-                cell = r["cells"][c.folder]
-                train = cell.get("train") or {}
-                if train.get("validation") and cell["run"] not in seen:
-                    seen.add(cell["run"])
-                    out.append((f"{r['label']} {c.folder}", train))
-    return out
-
-
-def _curveless(report: dict) -> list[str]:
-    """The filled cells trained by a solver (a best validation recorded) whose record holds no
-    curve (a record older than the logged curve), named so that the chart's gap is explained."""
-    drawn = {label for label, _ in _curves(report)}
-    out = []
-    for t in report["tables"]:
-        for r in t["rows"]:
-            for c in COLUMNS:
-                train = r["cells"][c.folder].get("train") or {}
-                label = f"{r['label']} {c.folder}"
-                if (train.get("best_val") is not None and not train.get("validation")
-                        and label not in drawn and label not in out):
-                    out.append(label)
-    return out
-
-
-def _validation_chart(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, train in _curves(report):
-        it, val = zip(*train["validation"])
-        line, = ax.plot(it, val, marker=".", label=f"{label} ({train.get('iterations')} its)")
-        if train.get("best_iter") in it and train.get("best_val") is not None:
-            ax.plot([train["best_iter"]], [train["best_val"]], "o", mfc="none", ms=10,
-                    color=line.get_color())
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("validation patch MAE (cells per patch)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.set_title("Trainings behind the audit's cells", fontsize=10)
-    fig.tight_layout()
-    atomic.save_figure(fig, path)
-
-
 def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     """audit.md, audit.html and table<N>.png under out_dir (default <runs>/audit); with
     docs_dir, the same Markdown as docs_dir/audit.md (its charts in docs_dir/audit/), the page
@@ -1056,12 +533,12 @@ def write(report: dict, out_dir=None, docs_dir=None) -> dict:
     paths = {}
     for t in report["tables"]:
         paths[f"table{t['table']}"] = out / f"table{t['table']}.png"
-        _chart(t, paths[f"table{t['table']}"])
+        chart(t, paths[f"table{t['table']}"])
     figures = [f"table{t['table']}.png" for t in report["tables"]]
-    if _curves(report):
-        _validation_chart(report, out / "validation.png")
+    if curves(report):
+        validation_chart(report, out / "validation.png")
         figures.append("validation.png")
-    blocks = _blocks(report)
+    blocks = to_blocks(report)
     paths["md"], paths["html"] = out / "audit.md", out / "audit.html"
     atomic.write_text(paths["md"], to_markdown(blocks))
     atomic.write_text(paths["html"], to_html(blocks, out))
@@ -1092,4 +569,4 @@ def summary(report: dict) -> str:
                                  f"{c['paper']['mae']:.2f} → {c['ours']['mae']:.2f} "
                                  f"({c['diff']['mae']:+.2f}) |")
     other = ", ".join(m["run"] for m in report["other_runs"]) or "none"
-    return "\n".join(lines + ["", _tally(report)[0], f"Other runs: {other}."])
+    return "\n".join(lines + ["", tally(report)[0], f"Other runs: {other}."])

@@ -20,18 +20,18 @@ from pathlib import Path
 
 from pycount import config
 from pycount.errors import TrainError
-from pycount.reporting import audit
+from pycount.reporting import audit, paper
 from pycount.util import atomic
 from pycount.util.progress import Progress
 
-# The paper's columns and our stand-in for its private Ki67 set (reporting.audit.COLUMNS).
+# The paper's columns and our stand-in for its private Ki67 set (reporting.render.COLUMNS).
 DATASETS = ("bacterial", "nuclei", "ki67", "ki67-synthetic")
 
 
 def paper_cells(datasets=DATASETS, models=None) -> list[tuple[str, str, str]]:
     """(dataset, model, head) of every paper row pycount models, once each."""
     cells = []
-    for row in audit.PAPER:
+    for row in paper.PAPER:
         if row.model is None or (models and row.model not in models):
             continue
         for d in datasets:
@@ -43,7 +43,7 @@ def paper_cells(datasets=DATASETS, models=None) -> list[tuple[str, str, str]]:
 def check_cells(datasets, models) -> None:
     """DATASETS= and MODELS= checked before anything runs: each a paper column, each a model of
     a paper row (anything else would train cells the audit never shows, or none)."""
-    rows = sorted({row.model for row in audit.PAPER if row.model})
+    rows = sorted({row.model for row in paper.PAPER if row.model})
     bad = [d for d in datasets if d not in DATASETS]
     if not datasets or bad:
         raise config.ConfigError(f"DATASETS={','.join(datasets)}: "
