@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pycount.util import atomic  # noqa: E402
 from pycount.reporting.paper import PAPER, PAPER_COLUMNS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -70,7 +71,7 @@ def render(rows: list[dict]) -> str:
 
 def write(jsonl: Path = RESULTS / "table4.jsonl", md: Path = RESULTS / "table4.md") -> Path:
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    md.write_text(render(rows))
+    atomic.write_text(md, render(rows))   # a reader never sees half a table
     return md
 
 
