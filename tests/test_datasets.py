@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pycount.data.readers import DatasetError, Sample, read_vgg_cells
+from pycount.data.readers import Sample, read_vgg_cells
+from pycount.errors import DatasetError
 from pycount.data.synthetic import generate_synthetic, synthesize_image
 
 REAL_ROOT = Path("/work/shared/datasets/vgg_cells")

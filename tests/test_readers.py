@@ -13,7 +13,8 @@ from pycount.data import images
 from pycount.data import readers as datasets
 from pycount.data import patches
 from pycount.data import synthetic
-from pycount.data.readers import DatasetError, read, read_generic
+from pycount.data.readers import read, read_generic
+from pycount.errors import DatasetError
 from pycount.data.synthetic import generate_ki67_synthetic
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

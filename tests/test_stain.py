@@ -198,7 +198,8 @@ def test_a_stain_normalised_run_counts_recoloured_images_alike(tiny, tmp_path):
 
 
 def test_stain_normalising_grey_or_unstained_images_is_refused_with_the_fix():
-    from pycount.data.readers import DatasetError, Sample
+    from pycount.data.readers import Sample
+    from pycount.errors import DatasetError
     ds = config.with_overrides(config.dataset("nuclei"), stain_norm="macenko")
     grey = Sample(id="1", image=np.full((32, 32), 90, np.uint8), centres=np.zeros((0, 2)),
                   source="1.png")

@@ -11,7 +11,7 @@ from pycount.data.annotations import ANNOTATION_KINDS, set_file
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
 from pycount.errors import DatasetError
 
-# --- folder: any images, each with an annotation of its stem -----------------------------------------
+# --- checks of the folder and its files ------------------------------------------------------------
 
 def require_dir(root) -> Path:
     root = Path(root)
@@ -28,6 +28,8 @@ def refuse_broken_link(path: Path) -> None:
         raise DatasetError(f"{path} is a broken link (to {os.readlink(path)}, which does not "
                            "exist); restore the file it points to, or remove the link")
 
+
+# --- pairing: any images, each with an annotation of its stem ----------------------------------------
 
 MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
 

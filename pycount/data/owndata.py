@@ -312,12 +312,12 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     set_["depth_range"] = "depth_range" in ds.spec
     set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
 
-    # split: as the named sets without a recorded one (seeded, prepare.SPLIT_SEED)
+    # split: as the named sets without a recorded one (seeded, config.SPLIT_SEED)
     n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
     capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
               if n_val < ds.n_val and "n_val" in ds.spec else "")
     drawn = (f"the images of the folder's {test_part}/ subfolder"
-             if published else f"a seeded draw (seed {prepare.SPLIT_SEED}) of {len(test)} test "
+             if published else f"a seeded draw (seed {config.SPLIT_SEED}) of {len(test)} test "
                                f"images")
     note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "
          f"training images validate{capped}")

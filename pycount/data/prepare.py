@@ -23,8 +23,7 @@ from pycount.data import patches
 from pycount.data import sources
 from pycount.data import stain
 from pycount.util.progress import Progress
-
-SPLIT_SEED = 2016
+from pycount.errors import DatasetError
 
 
 def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) -> Path:
@@ -88,7 +87,7 @@ def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
     for s in samples:
         h, w = s.image.shape[:2]
         if h < side or w < side:
-            raise datasets.DatasetError(
+            raise DatasetError(
                 f"{s.source or s.id}: the image is {w}x{h} px, smaller than {ds.name}'s {side} px "
                 f"patches; use PATCH= (and STRIDE=) no larger than its smaller side, or remove "
                 f"the image from the dataset")
@@ -118,7 +117,7 @@ def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
                          for s in samples]
                   if part != "test" else samples for part, samples in loaded.items()}
     except ValueError as e:          # grey images, or no stained pixels to measure
-        raise datasets.DatasetError(f"STAIN={ds.stain_norm} cannot normalise {ds.name}'s images "
+        raise DatasetError(f"STAIN={ds.stain_norm} cannot normalise {ds.name}'s images "
                                     f"({e}); drop STAIN= for them") from None
     return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.tolist()}
 
@@ -134,7 +133,7 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
         else:
             stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
         if len(stems) < 3:
-            raise datasets.DatasetError(
+            raise DatasetError(
                 f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
                 f"same-name annotation); put the dataset there or set DATA_ROOT")
         train, test = draw_split(stems)
@@ -143,12 +142,12 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
         order = np.random.default_rng(ds.resplit).permutation(len(pool))
         train, test = (sorted(pool[i] for i in order[:len(train)]),
                        sorted(pool[i] for i in order[len(train):]))
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(config.SPLIT_SEED)
     if ds.train_n:
         # the literature's protocol: N training images drawn with SEED; the validation images
         # (for monitoring) from the training images left out, so that all N are trained on
         if ds.train_n >= len(train):
-            raise datasets.DatasetError(f"TRAIN_N={ds.train_n} leaves no image for validation: "
+            raise DatasetError(f"TRAIN_N={ds.train_n} leaves no image for validation: "
                                         f"{ds.name} has {len(train)} training images")
         picked = np.random.default_rng(ds.seed).choice(train, size=ds.train_n, replace=False)
         rest = [i for i in train if i not in set(picked)]
@@ -161,10 +160,10 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
 
 
 def draw_split(stems: list[str]) -> tuple[list[str], list[str]]:
-    """(train, test): a seeded draw (SPLIT_SEED) of 10 in 55 of the images as test images, as
+    """(train, test): a seeded draw (config.SPLIT_SEED) of 10 in 55 of the images as test images, as
     the paper's Ki67 split; sorted by name."""
     stems = sorted(stems)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(stems))
+    order = np.random.default_rng(config.SPLIT_SEED).permutation(len(stems))
     n_test = max(1, round(len(stems) * 10 / 55))
     return sorted(stems[i] for i in order[n_test:]), sorted(stems[i] for i in order[:n_test])
 
@@ -195,7 +194,7 @@ def _density_records(samples, ds: config.DatasetConfig, rot_step: int,
                      model: config.ModelConfig):
     for s in samples:
         # each image's own seeded stream: the LMDB does not depend on the images' order
-        rng = np.random.default_rng([SPLIT_SEED, zlib.crc32(s.id.encode())])
+        rng = np.random.default_rng([config.SPLIT_SEED, zlib.crc32(s.id.encode())])
         for pixels, dens in density_targets.training_crops(
                 s.image, s.centres, ds.crop, ds.crop_stride, rot_step, ds.sigma,
                 context=model.context, fill=_context_fill(ds, model)):
@@ -254,7 +253,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
                         split={k: v for k, v in ids.items()}, source_stamp=stamp)
         out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop + 2 * m,
-                                      seed=SPLIT_SEED, manifest=manifest, targets=targets,
+                                      seed=config.SPLIT_SEED, manifest=manifest, targets=targets,
                                       label=f"{ds.tag} {part} crops + density targets")
     return out
 
@@ -265,7 +264,7 @@ def _check_not_read(ds: config.DatasetConfig, dest: Path) -> None:
     from pycount.util.runlock import in_training
     busy = sorted(r for r in (config.runs_dir() / ds.tag).glob("*") if in_training(r))
     if busy:
-        raise datasets.DatasetError(f"{dest} is read by a training now ({', '.join(map(str, busy))}); "
+        raise DatasetError(f"{dest} is read by a training now ({', '.join(map(str, busy))}); "
                            f"rewriting it would change that training's data under it: wait for "
                            f"it to end, or stop it (Ctrl-C or kill PID snapshots it), then run "
                            f"make prepare again")
@@ -327,7 +326,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         manifest = dict(settings, fingerprint=fp, pycount_version=_version(),
                         split={k: v for k, v in ids.items()}, source_stamp=stamp)
         out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
-                                      patch=ds.input_size, seed=SPLIT_SEED, manifest=manifest,
+                                      patch=ds.input_size, seed=config.SPLIT_SEED, manifest=manifest,
                                       label=f"{ds.tag} {part} patches", encoded=ds.encoded,
                                       bytes_per_record=per_record, keep=keep)
         measured = np.array(out[part]["mean_bgr"])

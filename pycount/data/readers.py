@@ -33,7 +33,7 @@ import scipy.io
 from pycount.data.annotations import read_annotation, read_centres_csv
 from pycount.data.images import IMAGE_SUFFIXES, read_any_image, read_in_range
 from pycount.data.layout import refuse_broken_link, require_dir, folder_pairs
-from pycount.errors import DatasetError  # noqa: F401 (re-exported)
+from pycount.errors import DatasetError
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays have no scalar equality
 class Sample:

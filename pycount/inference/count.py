@@ -21,7 +21,7 @@ from pycount.data import readers as datasets
 from pycount.data.images import IMAGE_SUFFIXES, read_in_range
 from pycount.data.layout import refuse_broken_link
 from pycount.device import set_device
-from pycount.errors import RunError
+from pycount.errors import DatasetError, RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import Run, load_run
@@ -205,7 +205,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 start = time.monotonic()
                 try:
                     rows.append(count_file(path, run, predict, out / name))
-                except (datasets.DatasetError, OSError, ValueError) as e:
+                except (DatasetError, OSError, ValueError) as e:
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
                     error = (f"no such file: {path}; check the path" if
                              isinstance(e, FileNotFoundError) else str(e))
