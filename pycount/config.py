@@ -255,6 +255,12 @@ DISPLAY_INTERVAL = 20
 # most ~this much work. (An AlexNet on 60 px patches takes ~6 s per iteration on one CPU thread:
 # its 1,000-iteration interval is 1.7 h.) A snapshot of the full AlexNet costs ~1 s and ~0.5 GB.
 SNAPSHOT_SECONDS = 600
+# The validation that picks the kept weights reads at most this many of the held-out images'
+# patches (patch regressors) or crops (density models): a bound on its memory (20,000 RGB 60 px
+# patches are 216 MB) and on the time each validation takes, not a sample. The sets here hold
+# fewer: patches 1,440 (bacterial), 1,280 (nuclei), 8,820 (ki67-synthetic); nuclei crops 180
+VAL_PATCH_LIMIT = 20_000
+VAL_CROP_LIMIT = 4_000
 
 # `pycount count` marks an image "suspect" when its count is below this: no image holds fewer
 # than no cells, but an empty field's count is noise around 0 (-0.7 on an empty VGG-like field,

@@ -59,7 +59,7 @@ def _save_weights(net, path: Path) -> None:
         net.save(str(tmp))
 
 
-def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+def load_val_patches(path: Path, limit: int = config.VAL_PATCH_LIMIT) -> tuple[np.ndarray, np.ndarray]:
     """The validation LMDB as arrays (RGB patches N x p x p x 3, counts N), at most `limit`."""
     images, labels = [], []
     for _, rgb, label in lmdbio.read_lmdb(path, limit=limit):
@@ -70,7 +70,7 @@ def load_val_patches(path: Path, limit: int = 20000) -> tuple[np.ndarray, np.nda
     return np.stack(images), np.asarray(labels, np.float64)
 
 
-def load_val_crops(images: Path, targets: Path, limit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+def load_val_crops(images: Path, targets: Path, limit: int = config.VAL_CROP_LIMIT) -> tuple[np.ndarray, np.ndarray]:
     """A density model's validation crops (RGB, N x c x c x 3) and their true counts (the sums of
     their targets), at most `limit`."""
     rgb = [p for _, p, _ in lmdbio.read_lmdb(images, limit=limit)]
