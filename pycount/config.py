@@ -266,6 +266,19 @@ VAL_CROP_LIMIT = 4_000
 # than no cells, but an empty field's count is noise around 0 (-0.7 on an empty VGG-like field,
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
+
+# Shared convolutions (`pycount count --shared`, pycount.inference.shared): every image is checked
+# by sending SHARED_CHECK_WINDOWS spread windows through the per-window net as well; where the
+# shared counts of that sample differ by more than SHARED_TOLERANCE (relative) the image is
+# counted per window instead (make bench-eval measured 45 % on the synthetic set's alexnet-lite).
+# Images with a side above SHARED_MAX_SIDE px are refused (the trunk's feature map is held
+# whole); with pycaffe, images above SHARED_CAFFE_MAX_PIXELS input pixels are counted per window,
+# as pycaffe keeps every blob of the net (a 1920x2560 image through ResNet-50 took over 21 GB;
+# cv2.dnn reuses its buffers)
+SHARED_CHECK_WINDOWS = 16
+SHARED_TOLERANCE = 0.01
+SHARED_MAX_SIDE = 4096
+SHARED_CAFFE_MAX_PIXELS = 1.5e6
 # The percentiles of an image's values taken as its black and white when an image deeper than 8
 # bits is stretched to 8 (images.to_uint8): a few hot pixels or a 12-bit camera in a 16-bit
 # container do not leave it dark. An own folder's depth_range spans its training images'

@@ -16,7 +16,7 @@ the patch (the paper's nets at the paper's patch sizes) that changes every cell 
 map, not only the border ones, and the counts move by far more than 1 % (`make bench-eval`
 measured 45 % on the synthetic set's alexnet-lite). So every image is checked: a spread sample
 of windows also goes through the per-window net, and where the shared counts of that sample
-differ by more than `tolerance` (1 %) the image is counted per window instead, with a warning.
+differ by more than `tolerance` (config.SHARED_TOLERANCE) the image is counted per window instead, with a warning.
 Both engines (cv2.dnn, pycaffe) run the cut nets with the run's own caffemodel (weights are
 matched by layer name).
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pycount import config
 from pycount.inference import engines as backends
 from pycount.nets import builders as nets
 
@@ -146,7 +147,9 @@ class SharedPredictor(backends.Predictor):
 
     def __init__(self, deploy, weights, model, ds, head, batch: int | None = None,
                  expected: bool = False, engine: str = backends.DEFAULT_BACKEND,
-                 max_side: int = 4096, tolerance: float | None = 0.01, check_windows: int = 16):
+                 max_side: int = config.SHARED_MAX_SIDE,
+                 tolerance: float | None = config.SHARED_TOLERANCE,
+                 check_windows: int = config.SHARED_CHECK_WINDOWS):
         super().__init__(model, ds, head, batch, expected)
         engine = backends.resolve(engine, model)
         self.plain = backends.BACKENDS[engine](deploy, weights, model, ds, head, batch, expected)
@@ -161,7 +164,7 @@ class SharedPredictor(backends.Predictor):
         self.head_net = _engine(engine, self.cut.head((1, self.channels, self.fsize, self.fsize)),
                                 weights, model, ds, head, self.output)
         self.max_side = max_side
-        self.caffe_max_pixels = 1.5e6
+        self.caffe_max_pixels = config.SHARED_CAFFE_MAX_PIXELS
         self.tolerance, self.check_windows = tolerance, check_windows
         self.last_check: dict = {}          # the latest image's check: sample sums, verdict
         self._warned = False
@@ -202,8 +205,7 @@ class SharedPredictor(backends.Predictor):
         side = self.ds.input_size / self.ds.patch
         if isinstance(self.plain, backends.CaffeBackend) \
                 and image.shape[0] * image.shape[1] * side ** 2 > self.caffe_max_pixels:
-            # pycaffe keeps every blob of the net: a 1920x2560 image through ResNet-50 took
-            # more than 21 GB; cv2.dnn reuses its buffers
+            # pycaffe keeps every blob of the net (config.SHARED_CAFFE_MAX_PIXELS)
             self.last_check = {"shared_used": False, "reason": "image too large for pycaffe"}
             return self(window_stack(image, origins, patch))
         counts = self.to_counts(self.window_outputs(image, origins))
