@@ -311,6 +311,14 @@ SYNTHETIC_SEED = 0
 # the validation images taken from the training ones, the order of the patches in an LMDB):
 # changing it changes every such split, and so every run trained on one
 SPLIT_SEED = 2016
+# ... and the share of a set's images it draws as test images where no split is recorded (an own
+# folder without train/ + test/ or a pycount.toml `test` list, ki67): 10 in 55, the paper's Ki67
+# split (45 training images, 10 test)
+TEST_SHARE = 10 / 55
+# `make prepare` warns when the mean B, G or R of the training patches lies further than this
+# from the mean the nets subtract (a named set's config, an own folder's inferred or set
+# mean_rgb): the wrong images, or a stain unlike the set's
+MEAN_BGR_WARN = 25
 
 
 # The settings a run records in its train.json and with_overrides takes back (pycount.inference.run),
@@ -796,7 +804,7 @@ SPEC_KEYS = {  # key: (type, meaning)
     "scale": (float, "every image resized by this factor as it is read (0.5: half the side); "
                      "default: inferred from the cell spacing"),
 }
-OWN_ROT_STEP = 30 # the paper's rotation step, for every dataset
+OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
 OWN_N_VAL = 5         # as the named datasets
 # How pycount.data.owndata infers an own folder's settings from its images and dots (d: the cell
 # spacing, the median distance from a dot to its nearest neighbour). The constants reproduce the
@@ -839,6 +847,11 @@ OWN_SCALE_ABOVE = math.inf
 OWN_SCALE_TO = 13.4
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
 OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
+# the C head's classes (0 .. max_patch_count): OWN_CLASS_HEADROOM times the densest training
+# image's cells per patch area, plus OWN_CLASS_MARGIN: a test patch denser than any training
+# patch still has a class
+OWN_CLASS_HEADROOM = 2.0
+OWN_CLASS_MARGIN = 10
 # Limits on what an own folder's pycount.toml or the command line may set (pycount.data.owndata):
 OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name under data/, runs/
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)

@@ -386,11 +386,12 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     mean = ds.mean_bgr or mean
     note("mean_bgr", list(mean), "mean colour of the training images' pixels (B, G, R)")
 
-    # the C head's classes: twice the densest training image's cells per patch area, + 10
+    # the C head's classes (config.OWN_CLASS_HEADROOM, OWN_CLASS_MARGIN)
     dens = max(s.count / (s.width * s.height) for s in tr)
-    mpc = ds.max_patch_count or int(math.ceil(2 * dens * patch * patch)) + 10
-    note("max_patch_count", mpc, "C head: twice the densest training image's cells per patch "
-         "area, plus 10")
+    mpc = ds.max_patch_count or (int(math.ceil(config.OWN_CLASS_HEADROOM * dens * patch * patch))
+                                 + config.OWN_CLASS_MARGIN)
+    note("max_patch_count", mpc, f"C head: {config.OWN_CLASS_HEADROOM:g} times the densest training "
+         f"image's cells per patch area, plus {config.OWN_CLASS_MARGIN}")
 
     for what, side in (("patch", patch), ("crop", crop)):
         small = sum(int(min(s.width, s.height) < side) for s in stats.values())

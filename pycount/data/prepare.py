@@ -160,11 +160,11 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
 
 
 def draw_split(stems: list[str]) -> tuple[list[str], list[str]]:
-    """(train, test): a seeded draw (config.SPLIT_SEED) of 10 in 55 of the images as test images, as
-    the paper's Ki67 split; sorted by name."""
+    """(train, test): a seeded draw (config.SPLIT_SEED) of config.TEST_SHARE of the images (10 in
+    55, as the paper's Ki67 split) as test images; sorted by name."""
     stems = sorted(stems)
     order = np.random.default_rng(config.SPLIT_SEED).permutation(len(stems))
-    n_test = max(1, round(len(stems) * 10 / 55))
+    n_test = max(1, round(len(stems) * config.TEST_SHARE))
     return sorted(stems[i] for i in order[n_test:]), sorted(stems[i] for i in order[:n_test])
 
 
@@ -330,7 +330,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
                                       label=f"{ds.tag} {part} patches", encoded=ds.encoded,
                                       bytes_per_record=per_record, keep=keep)
         measured = np.array(out[part]["mean_bgr"])
-        if np.abs(measured - np.array(ds.mean_bgr)).max() > 25:
+        if np.abs(measured - np.array(ds.mean_bgr)).max() > config.MEAN_BGR_WARN:
             where = ("the mean of the training images' pixels, or mean_rgb in its "
                      "pycount.toml" if ds.own else "pycount/config.py")
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "
