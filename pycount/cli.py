@@ -362,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         from pycount.evaluation.evaluate import evaluate
-        from pycount.reporting.figures import images, metrics_table
+        from pycount.evaluation.figures import images, metrics_table
         m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
                      backend=args.backend, shared=args.shared, tta=args.tta,
                      test_images=args.test_images)

@@ -257,7 +257,7 @@ def test_eval_refuses_a_run_that_a_training_holds_now(workdirs, monkeypatch, cap
     _no_engine(monkeypatch)
     run = _eval_run(iterations=30)
     with open(run / ".train.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)      # as trainer._RunLock holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)      # as runlock.RunLock holds it
         err = _eval_error(capsys)
     assert err == (f"pycount: error: {run} is being trained now (a make train holds "
                    f"{run / '.train.lock'}): its weights and train.json are the last session's "
@@ -342,7 +342,7 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
     (F19): Fig. 7 leaves that run out with one line, the good sibling stays in."""
     import types
     from pycount.evaluation import evaluate
-    from pycount.reporting import figures
+    from pycount.evaluation import figures
     ds, model = tiny
     run = config.run_dir(ds, model)
     run.mkdir(parents=True)
@@ -380,7 +380,7 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
 @pytest.mark.parametrize("text", ["", "id,true\n", "id,true,predicted\nx,1,\n",
                                   "id,true,predicted\nx,1\n", b"\xff\xfe\x00"])
 def test_read_predictions_names_a_damaged_file(text, tmp_path):
-    from pycount.reporting import figures
+    from pycount.evaluation import figures
     f = tmp_path / "predictions.csv"
     f.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(errors.RunError, match=f"{f} is unreadable or damaged .*make eval"):

@@ -14,7 +14,7 @@ from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import finished_files, read_train_info, with_run_reading, with_run_stain
 from pycount.util.runlock import LOCK_FILE, in_training
-from pycount.reporting import figures as report
+from pycount.evaluation import figures as report
 from pycount.util.progress import Progress
 
 

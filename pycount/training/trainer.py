@@ -4,6 +4,11 @@ A run folder (runs/<dataset>/<model>/) holds the prototxts the run used, `snapsh
 solver's caffemodel/solverstate pairs, `snapshots/latest.json` naming the last complete pair (written
 after both files, atomically: a pair interrupted half-way is never resumed from), `model.caffemodel`
 (the weights with the best validation MAE), `train_log.csv` and `loss.png`.
+
+Beside it: `validation` (the held-out patches or crops and the net's counts of them), `snapshots`
+(latest.json and restoring a solver from a checked pair), `runlog` (the CSV log, trimmed on resume,
+and its plot), `averaging` (the mean of the last phase's weights); the run folder's lock is
+pycount.util.runlock.
 """
 from __future__ import annotations
 
@@ -24,18 +29,17 @@ from pycount.data import lmdbio
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
-from pycount.util import runlock
+from pycount.util.runlock import RunLock
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 from pycount.device import set_device
-from pycount.inference.engines import CaffeBackend
 from pycount.inference.run import read_train_info
 from pycount.training.averaging import WeightAverage
+from pycount.training.runlog import plot_log, trim_log
+from pycount.training.snapshots import read_latest, restore_solver
+from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
+                                         predict_patches)
 from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-exported)
-
-
-
-
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -57,50 +61,6 @@ def _finite(obj):
 def _save_weights(net, path: Path) -> None:
     with atomic.replacing(path) as tmp:
         net.save(str(tmp))
-
-
-def load_val_patches(path: Path, limit: int = config.VAL_PATCH_LIMIT) -> tuple[np.ndarray, np.ndarray]:
-    """The validation LMDB as arrays (RGB patches N x p x p x 3, counts N), at most `limit`."""
-    images, labels = [], []
-    for _, rgb, label in lmdbio.read_lmdb(path, limit=limit):
-        images.append(rgb)
-        labels.append(label)
-    if not images:
-        raise TrainError(f"{path}: the validation LMDB is empty; re-run `make prepare`")
-    return np.stack(images), np.asarray(labels, np.float64)
-
-
-def load_val_crops(images: Path, targets: Path, limit: int = config.VAL_CROP_LIMIT) -> tuple[np.ndarray, np.ndarray]:
-    """A density model's validation crops (RGB, N x c x c x 3) and their true counts (the sums of
-    their targets), at most `limit`."""
-    rgb = [p for _, p, _ in lmdbio.read_lmdb(images, limit=limit)]
-    sums = [float(d.sum()) for _, d in lmdbio.read_lmdb(targets, limit=limit,
-                                                        decode=lmdbio.decode_float_datum)]
-    if not rgb or len(rgb) != len(sums):
-        raise TrainError(f"{images}: the validation crops are missing or do not match "
-                         f"{targets}; re-run `make prepare`")
-    return np.stack(rgb), np.asarray(sums, np.float64)
-
-
-def predict_density_sums(net, rgb: np.ndarray, model: config.ModelConfig,
-                         ds: config.DatasetConfig, batch: int = 32) -> np.ndarray:
-    """The sums of the density a loaded pycaffe deploy net predicts for RGB crops (over their
-    central part when the model sees context around what it is trained on)."""
-    forward = CaffeBackend.from_net(net, model, ds, "R", batch)._forward
-    m = model.context
-    sums = []
-    for i in range(0, len(rgb), batch):
-        out = np.asarray(forward(nets.preprocess(rgb[i:i + batch], model, ds)))
-        if m:
-            out = out[..., m:out.shape[-2] - m, m:out.shape[-1] - m]
-        sums.append(out.reshape(len(out), -1).sum(axis=1))
-    return np.concatenate(sums).astype(np.float64)
-
-
-def predict_patches(net, rgb: np.ndarray, model: config.ModelConfig, ds: config.DatasetConfig,
-                    head: str, batch: int = 256) -> np.ndarray:
-    """Counts predicted by a loaded pycaffe deploy net for RGB patches (N x s x s x 3)."""
-    return CaffeBackend.from_net(net, model, ds, head, batch)(rgb)
 
 
 class Trainer:
@@ -280,11 +240,11 @@ class Trainer:
         plan = self._plan()
         snaps = self.run / "snapshots"
         self._check_writable()
-        lock = _RunLock(self.run)
+        lock = RunLock(self.run)
         resuming = resume and (snaps / "latest.json").exists()
         if resuming:
             self._check_resumable(plan)
-            latest = _read_latest(snaps / "latest.json")
+            latest = read_latest(snaps / "latest.json")
             if latest.get("data") and self.data_fp and latest["data"] != self.data_fp:
                 raise TrainError(f"{self.run}'s snapshots were trained on other data than "
                                  f"{self.train_lmdb} holds now (make prepare rewrote it since: "
@@ -413,25 +373,6 @@ def _prepare_command(ds: config.DatasetConfig, model: config.ModelConfig) -> str
     return f"make prepare {_make_args(ds)}" + (f" MODEL={model.name}" if model.density else "")
 
 
-def _read_latest(latest: Path) -> dict:
-    """snapshots/latest.json, checked: the snapshot pair it names and the best validation."""
-    try:
-        state = json.loads(latest.read_text())
-        ok = (isinstance(state, dict) and all(isinstance(state.get(k), str)
-                                              for k in ("solverstate", "caffemodel"))
-              and isinstance(state.get("best_iter"), int)
-              and isinstance(state.get("best_val_mae"), (int, float, type(None)))
-              and isinstance(state.get("iter", 0), int))
-    except (OSError, ValueError):
-        ok = False
-    if ok and state["best_val_mae"] is None:   # no validation before this snapshot
-        state["best_val_mae"] = math.inf
-    if not ok:
-        raise TrainError(f"{latest} is corrupt or incomplete; its snapshots cannot be resumed: "
-                         f"train again with RESUME=0")
-    return state
-
-
 # the files `make eval` writes into a run folder: they describe the model kept at that time
 EVAL_OUTPUTS = ("metrics.json", "metrics.md", "predictions.csv", "heatmaps")
 
@@ -472,7 +413,7 @@ class _Session:
     # ------------------------------------------------------------------ start and resume
     def start(self, resuming: bool) -> None:
         if resuming:
-            self.state = _read_latest(self.latest)
+            self.state = read_latest(self.latest)
             self._restore()
             print(f"resuming from iteration {self.solver.iter} "
                   f"({self.snaps / self.state['solverstate']})", flush=True)
@@ -481,7 +422,7 @@ class _Session:
             self.log_path.unlink(missing_ok=True)
         # a killed run (power cut, SIGKILL) logged rows past its last snapshot; they are redone
         # now, so they go, and the seconds column goes on from the kept rows: total training time
-        self.seconds_before = _trim_log(self.log_path, self.solver.iter)
+        self.seconds_before = trim_log(self.log_path, self.solver.iter)
         new_log = not self.log_path.exists()
         self.log = open(self.log_path, "a", newline="")
         self.writer = csv.writer(self.log, lineterminator="\n")
@@ -653,133 +594,3 @@ class _Session:
             self.log.close()
 
 
-def restore_solver(solver, solverstate: Path, caffemodel: Path) -> None:
-    """solver.restore() with the solverstate's weights file pointed at `caffemodel`: Caffe stores
-    the absolute path it wrote, and aborts (a glog CHECK) when the folder has moved since."""
-    from caffe.proto import caffe_pb2
-    state = caffe_pb2.SolverState()
-    try:
-        state.ParseFromString(solverstate.read_bytes())
-    except Exception as e:                  # protobuf's DecodeError: a truncated file
-        raise TrainError(f"{solverstate} is corrupt ({e}); train again with RESUME=0") from None
-    if not len(state.history):              # an empty file parses as an empty state
-        raise TrainError(f"{solverstate} is empty or incomplete (no solver history); train "
-                         f"again with RESUME=0")
-    _check_snapshot_weights(solver.net, caffemodel)
-    if state.learned_net != str(caffemodel.resolve()):
-        state.learned_net = str(caffemodel.resolve())
-        fixed = solverstate.with_name(".restore.solverstate")
-        fixed.write_bytes(state.SerializeToString())
-        try:
-            solver.restore(str(fixed))
-        finally:
-            fixed.unlink(missing_ok=True)
-    else:
-        solver.restore(str(solverstate))
-
-
-def _check_snapshot_weights(net, caffemodel: Path) -> None:
-    """The snapshot's weights read in Python and matched to the train net, layer by layer:
-    Caffe aborts on a truncated file, and silently skips layers a file lacks (another head's
-    snapshot resumed from random weights in its last layer)."""
-    from caffe.proto import caffe_pb2
-    again = "train again with RESUME=0"
-    param = caffe_pb2.NetParameter()
-    try:
-        param.ParseFromString(caffemodel.read_bytes())
-    except Exception:                       # protobuf's DecodeError: a truncated file
-        raise TrainError(f"{caffemodel} is corrupt (not a complete caffemodel); {again}") from None
-    held = {layer.name: [len(b.data) for b in layer.blobs] for layer in param.layer}
-    del param
-    for name, blobs in net.params.items():
-        sizes = held.get(name)
-        if sizes is None:
-            raise TrainError(f"{caffemodel} has no weights for layer {name!r}: it was written by "
-                             f"another net or is incomplete; {again}")
-        if sizes != [b.data.size for b in blobs]:
-            raise TrainError(f"{caffemodel}: layer {name!r} holds {sizes} values, the net "
-                             f"{[b.data.size for b in blobs]}: written by another net; {again}")
-
-
-class _RunLock:
-    """One training at a time in a run folder: an exclusive lock on <run>/.train.lock, released
-    when the process ends however it ends. A second `make train` on the folder stops at once."""
-
-    def __init__(self, run: Path):
-        import fcntl
-        self.file = open(run / runlock.LOCK_FILE, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
-            raise TrainError(f"{run} is being trained by another process (it holds "
-                             f"{run / runlock.LOCK_FILE}); wait for it to end, or stop it (Ctrl-C "
-                             f"snapshots it) and run make train again") from None
-
-    def release(self) -> None:
-        self.file.close()
-
-
-def _trim_log(log_path: Path, last_iter: int) -> float:
-    """Drop the rows of `log_path` past `last_iter` (atomically); return the seconds column of
-    the last row kept."""
-    if not log_path.exists():
-        return 0.0
-    try:
-        with open(log_path, newline="") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise TrainError(f"{log_path} is damaged ({e.__class__.__name__}); delete it to resume "
-                         f"(its curves then start at iteration {last_iter}), or train again "
-                         f"with RESUME=0") from None
-    if not rows:
-        return 0.0
-    head = rows[0]
-    if head[:1] != ["iter"] or "seconds" not in head:
-        raise TrainError(f"{log_path} does not start with pycount's header (iter,loss,lr,"
-                         f"seconds,val_mae); delete it to resume (its curves then start at "
-                         f"iteration {last_iter}), or train again with RESUME=0")
-
-    def whole(r) -> bool:   # a row cut short by the kill has fewer fields than the header
-        if len(r) != len(head) or not r[0].isdigit():
-            return False
-        try:
-            float(r[head.index("seconds")])
-        except ValueError:
-            return False
-        return True
-    body = [r for r in rows[1:] if whole(r) and int(r[0]) <= last_iter]
-    if len(body) != len(rows) - 1:
-        with atomic.replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
-            csv.writer(f, lineterminator="\n").writerows([head] + body)
-    return float(body[-1][head.index("seconds")]) if body else 0.0
-
-
-def plot_log(log_path: Path, png: Path) -> None:
-    """Loss and validation MAE against iterations, from the CSV log."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = list(csv.DictReader(open(log_path)))
-    if not rows:
-        return
-    rows = [r for r in rows if r["loss"]]
-    it = np.array([int(r["iter"]) for r in rows])
-    loss = np.array([float(r["loss"]) for r in rows])
-    val = [(int(r["iter"]), float(r["val_mae"])) for r in rows if r["val_mae"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(it, loss, lw=0.8, label="training loss")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    if val:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*val), "o-", color="C1", label="validation patch MAE")
-        ax2.set_ylabel("validation MAE (cells / patch)")
-        if min(v for _, v in val) > 0:   # the untrained start is often 100x the end: log shows both
-            ax2.set_yscale("log")
-        ax2.legend(loc="upper right")
-    ax.legend(loc="upper left")
-    ax.set_title(f"{png.parent.parent.name} / {png.parent.name}")
-    fig.tight_layout()
-    atomic.save_figure(fig, png, dpi=100)

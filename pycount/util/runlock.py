@@ -1,10 +1,13 @@
-"""Whether a `make train` holds a run folder now: trainer._RunLock takes an exclusive flock on
-<run>/.train.lock for the whole training, released when the process ends however it ends."""
+"""One training at a time in a run folder: RunLock takes an exclusive flock on <run>/.train.lock
+for the whole training, released when the process ends however it ends; in_training asks
+whether one holds it now."""
 from __future__ import annotations
 
 from pathlib import Path
 
-LOCK_FILE = ".train.lock"           # in the run folder, held by trainer._RunLock
+from pycount.errors import TrainError
+
+LOCK_FILE = ".train.lock"           # in the run folder, held by RunLock
 
 
 def in_training(run: Path) -> bool:
@@ -21,3 +24,22 @@ def in_training(run: Path) -> bool:
         except OSError:
             return True
         return False
+
+
+class RunLock:
+    """One training at a time in a run folder: an exclusive lock on <run>/.train.lock, released
+    when the process ends however it ends. A second `make train` on the folder stops at once."""
+
+    def __init__(self, run: Path):
+        import fcntl
+        self.file = open(run / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise TrainError(f"{run} is being trained by another process (it holds "
+                             f"{run / LOCK_FILE}); wait for it to end, or stop it (Ctrl-C "
+                             f"snapshots it) and run make train again") from None
+
+    def release(self) -> None:
+        self.file.close()

@@ -153,20 +153,3 @@ def read_predictions(path: Path) -> dict[str, np.ndarray | list]:
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, KeyError, TypeError) as e:
         raise RunError(f"{path} is unreadable or damaged ({e!r}); evaluate its run again "
                        f"(make eval) to write it anew") from None
-
-
-def save_heatmap(path: Path, image: np.ndarray, heatmap: np.ndarray, true: float | None,
-                 predicted: float, title: str = "") -> None:
-    """The image beside its density heatmap (cells / px^2), with the counts."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    axes[0].imshow(image)
-    axes[0].set_title(title or "image")
-    im = axes[1].imshow(heatmap, cmap="jet")
-    truth = f"true {true:.0f}, " if true is not None else ""
-    axes[1].set_title(f"density: {truth}predicted {predicted:.1f}")
-    fig.colorbar(im, ax=axes[1], fraction=0.046, label="cells / px²")
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    atomic.save_figure(fig, path)
