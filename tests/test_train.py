@@ -577,20 +577,49 @@ def test_a_second_training_of_the_same_run_stops_at_once(tiny, tmp_path):
     ("deleted", "data.mdb is missing"),
     ("cut short", "is cut short"),
     ("invalid", "is not a readable database"),
+    ("garbled", "is damaged: its bytes differ"),
 ])
 def test_a_damaged_lmdb_is_named_before_caffe_opens_it(tiny, damage, needle):
-    """Caffe aborted on a missing or invalid data.mdb and died of SIGBUS on a truncated one."""
+    """Caffe aborted on a missing or invalid data.mdb, died of SIGBUS on a truncated one, and
+    aborted (a glog CHECK, no channels in a Datum) on one overwritten inside, size unchanged."""
     ds, model = tiny
     prepare.prepare(ds)
     data = config.lmdb_dir(ds) / "train_lmdb" / "data.mdb"
-    if damage == "deleted":
-        data.unlink()
-    elif damage == "cut short":
-        data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
-    else:
-        data.write_bytes(data.read_bytes()[:4096])
+    _damage_lmdb(data, damage)
     with pytest.raises(lmdbio.LmdbError, match=needle):
         train.Trainer(ds, model, max_iter=20)
+
+
+def _damage_lmdb(data, how):
+    raw = data.read_bytes()
+    if how == "deleted":
+        data.unlink()
+    elif how == "cut short":
+        data.write_bytes(raw[:len(raw) // 2])
+    elif how == "invalid":
+        data.write_bytes(raw[:4096])
+    else:                       # 2,000 bytes overwritten every 4 KiB past the first pages
+        b = bytearray(raw)
+        for at in range(20000, len(b) - 2000, 4096):
+            b[at:at + 2000] = b"\x00" * 2000
+        assert len(b) == len(raw)
+        data.write_bytes(bytes(b))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short", "garbled"])
+def test_prepare_writes_a_damaged_lmdb_again_instead_of_reusing_it(tiny, damage, capsys):
+    """A current manifest beside a damaged data.mdb is not "up to date": the database is
+    written again, and training then starts."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    data = config.lmdb_dir(ds) / "train_lmdb" / "data.mdb"
+    _damage_lmdb(data, damage)
+    capsys.readouterr()
+    prepare.prepare(ds)
+    out = capsys.readouterr().out
+    assert "writing it again" in out
+    lmdbio.check_whole(data.parent)
+    assert train.Trainer(ds, model, max_iter=20).train(resume=False)["iterations"] == 20
 
 
 def test_the_prepare_hint_repeats_the_settings(workdirs):

@@ -88,7 +88,7 @@ class Trainer:
             if lmdbio.read_manifest(path) is None:
                 raise TrainError(f"{path}: no prepared LMDB; run `{_prepare_command(ds, model)}`"
                                  f" first")
-            lmdbio.check_readable(path)
+            lmdbio.check_whole(path)          # before Caffe: it aborts on a damaged record
         self.gpu = gpu
         self.code = provenance.commit()      # the code that trains (train.json), read at the start
         # what the training LMDB holds (settings + images + marks): each snapshot records it, so
