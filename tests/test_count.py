@@ -385,3 +385,77 @@ def test_expected_on_a_regression_run_is_refused(run, images, tmp_path, capsys):
     assert (f"--expected reads the classification head's expected count; {run} is a run of the "
             f"R head (drop --expected)") in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("taken", ["counts.csv", "grey16_heatmap.png"])
+def test_a_folder_where_an_output_file_goes_is_named_before_counting(run, images, taken,
+                                                                     tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / taken).mkdir(parents=True)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / taken} is a folder" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == [taken]       # nothing counted or written
+
+
+@pytest.mark.parametrize("where", ["same", "parent"])
+def test_an_out_that_is_or_holds_the_counted_folder_is_refused(run, images, where, capsys):
+    out = images if where == "same" else images.parent
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is, or holds, the folder being counted" in err and "Traceback" not in err
+    assert not (images / "counts.csv").exists()
+
+
+def test_recursive_counting_passes_over_an_earlier_counts_output(run, images, tmp_path):
+    """An earlier count's output folder inside the counted tree: its heatmaps are not counted
+    (they were, with heatmaps of heatmaps); a subfolder of real images still is."""
+    (images / "corrupt.png").unlink()
+    first = images / "counted"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(first)]) == 0
+    assert len(list(first.glob("*_heatmap.png"))) == 2
+    (images / "more").mkdir()
+    shutil.copy(images / "rgba.PNG", images / "more" / "again.png")
+    out = tmp_path / "second"
+    assert cli.main(["count", str(images), "--recursive", "--run", str(run),
+                     "--out", str(out)]) == 0
+    files = sorted(Path(r["file"]).name for r in csv.DictReader(open(out / "counts.csv")))
+    assert files == ["again.png", "grey16.tif", "rgba.PNG"]
+
+
+def test_a_full_output_disk_stops_the_count_with_the_fix(run, images, tmp_path, monkeypatch,
+                                                         capsys):
+    """Writing a heatmap fails with ENOSPC: one message naming the file and the fix, not one
+    FAILED row per image that blames the images."""
+    import errno
+    from pycount.inference import count as counting
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(counting, "save_overlay", full)
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "give --out (OUT=) a folder on another disk" in err
+    assert "_heatmap.png" in err and "Traceback" not in err
+    assert not (out / "counts.csv").exists()
+
+
+def test_the_parent_of_run_folders_names_them(run, images, tmp_path, capsys):
+    parent = run.parent
+    assert cli.main(["count", str(images), "--run", str(parent), "--out",
+                     str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{parent} is not a run folder but holds 1: {run}" in err
+
+
+def test_a_run_being_trained_says_so(run, images, tmp_path, capsys):
+    import fcntl
+    from pycount.util import runlock
+    (run / "train.json").unlink()
+    with open(run / runlock.LOCK_FILE, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)        # as a training holds it
+        assert cli.main(["count", str(images), "--run", str(run), "--out",
+                         str(tmp_path / "out")]) == 2
+    assert "is being trained now" in capsys.readouterr().err

@@ -9,6 +9,7 @@ or counted is reported by name and skipped, an image counted more than a cell be
 from __future__ import annotations
 
 import csv
+import errno
 import sys
 from collections import Counter
 import time
@@ -30,26 +31,69 @@ from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error"]
+# write errors of the output folder itself: every later image would fail the same way
+OUTPUT_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
+def is_count_output(folder: Path) -> bool:
+    """Whether `folder` holds an earlier `pycount count`'s output (counts.csv or
+    counts.partial.csv beginning with its header): its heatmaps are no cell images."""
+    head = ",".join(FIELDS)
+    for name in ("counts.csv", "counts.partial.csv"):
+        try:
+            with open(folder / name, encoding="utf-8") as f:
+                if f.readline().strip() == head:
+                    return True
+        except (OSError, UnicodeDecodeError):
+            continue
+    return False
 
 
 def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
     """Files as given (any name), plus the images (by suffix, any case) in given folders, in
-    natural order; hidden files and anything under `exclude` (the output folder) are skipped."""
+    natural order; hidden files and anything under `exclude` (the output folder) are skipped, and
+    with `recursive` any subfolder holding an earlier count's output (is_count_output)."""
     found, skip = [], exclude.resolve() if exclude else None
     for item in map(Path, inputs):
         if not item.is_dir():
             found.append(item)                      # a missing file fails later, by name
             continue
         files = item.rglob("*") if recursive else item.iterdir()
+        outputs: dict[Path, bool] = {}
+
+        def earlier_output(f: Path) -> bool:
+            if not recursive or f.parent == item:
+                return False
+            if f.parent not in outputs:
+                outputs[f.parent] = is_count_output(f.parent)
+            return outputs[f.parent]
         # a broken link is kept, to fail by name
         found += sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
                          and not f.name.startswith(".")
                          and f.suffix.lower() in IMAGE_SUFFIXES
-                         and not (skip and skip in f.resolve().parents)),
+                         and not (skip and skip in f.resolve().parents)
+                         and not earlier_output(f)),
                         key=lambda f: datasets.natural_key(str(f)))
     return list(dict.fromkeys(found))               # a file named twice is counted once
+
+
+def _check_out(out: Path, inputs, names: list[str]) -> None:
+    """RunError before counting when the output folder is a file, holds a folder where counts.csv
+    or a heatmap is to go, or is (or holds) a folder being counted."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} is a file: give --out (OUT=) a folder for counts.csv and the "
+                       f"heatmaps")
+    taken = [out / n for n in ["counts.csv", "counts.partial.csv", *names] if (out / n).is_dir()]
+    if taken:
+        raise RunError(f"{taken[0]} is a folder, where pycount count writes a file"
+                       + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else "")
+                       + "; move it away or give --out (OUT=) another folder")
+    where = out.resolve()
+    for item in map(Path, inputs):
+        if item.is_dir() and (item.resolve() == where or where in item.resolve().parents):
+            raise RunError(f"the output folder {out} is, or holds, the folder being counted "
+                           f"({item}): its heatmaps would be taken for cell images; give --out "
+                           f"(OUT=) a folder outside it")
 
 
 def _heatmap_names(paths: list[Path]) -> list[str]:
@@ -179,9 +223,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
     if backend == "caffe":
         set_device(gpu)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out} is a file: give --out (OUT=) a folder for counts.csv and the "
-                       f"heatmaps")
+    _check_out(out, inputs, [])
     paths = find_images(inputs, recursive, exclude=out)
     if not paths:
         deeper = [] if recursive else find_images(inputs, True, exclude=out)
@@ -193,6 +235,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 if deeper else "")
         raise RunError(f"no images (*{', *'.join(IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}{hint}")
+    _check_out(out, inputs, _heatmap_names(paths))
     _make_out(out)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
@@ -206,6 +249,10 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 try:
                     rows.append(count_file(path, run, predict, out / name))
                 except (DatasetError, OSError, ValueError) as e:
+                    if isinstance(e, OSError) and e.errno in OUTPUT_FULL:   # not the image's fault
+                        raise RunError(f"cannot write {out / name} ({e.strerror}): the disk "
+                                       f"holding {out} is full or its quota spent; free space, or "
+                                       f"give --out (OUT=) a folder on another disk") from None
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
                     error = (f"no such file: {path}; check the path" if
                              isinstance(e, FileNotFoundError) else str(e))
@@ -215,7 +262,14 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 bar.update(1)
         done = True
     finally:
-        _write_counts(out, rows, done, len(paths))
+        try:
+            _write_counts(out, rows, done, len(paths))
+        except OSError as e:            # (a full disk): say so without hiding why the count stopped
+            print(f"\ncould not write the counts into {out} ({e.strerror or e}); "
+                  f"{len(rows)} images were counted", file=sys.stderr)
+            if done:
+                raise RunError(f"cannot write {out / 'counts.csv'} ({e.strerror or e}): free "
+                               f"space, or give --out (OUT=) another folder") from None
     failed = [r for r in rows if r["status"] == "failed"]
     suspect = [r for r in rows if r["status"] == "suspect"]
     print(f"\n{summary_table(rows)}\n")

@@ -129,5 +129,14 @@ def finished_files(path: Path, model: config.ModelConfig, info: dict | None = No
 
 
 def _missing(f: Path, run: Path) -> RunError:
+    from pycount.util.runlock import in_training
+    if in_training(run):
+        return RunError(f"{run} is being trained now and has no finished model yet ({f.name} is "
+                        f"written when the training ends): count when it has ended")
+    below = sorted(d for d in run.glob("*/train.json")) + sorted(run.glob("*/*/train.json"))
+    if below:                   # runs/<dataset> or runs/ given for runs/<dataset>/<model>
+        names = ", ".join(str(b.parent) for b in below[:4]) + (", ..." if len(below) > 4 else "")
+        return RunError(f"{run} is not a run folder but holds {len(below)}: {names}; give one "
+                        f"of them (RUN=)")
     return RunError(f"{f} is missing: {run} is not a trained run folder; train a model first "
                     f"(make train DATASET=... MODEL=...)")
