@@ -16,8 +16,9 @@ from pycount.data import annotations, layout, readers
 from pycount.errors import DatasetError
 
 
-def cellcounter_xml(types: dict) -> str:
-    """A marker file as Fiji's Cell Counter (File > Save Markers) writes it: {type: [(x, y)]}."""
+def cellcounter_xml(types: dict, image: str = "img1.tif") -> str:
+    """A marker file as Fiji's Cell Counter (File > Save Markers) writes it: {type: [(x, y)]},
+    the markers set on the image titled `image`."""
     body = ""
     for t, points in types.items():
         marks = "".join(f"""
@@ -34,7 +35,7 @@ def cellcounter_xml(types: dict) -> str:
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <CellCounter_Marker_File>
   <Image_Properties>
-    <Image_Filename>img1.tif</Image_Filename>
+    <Image_Filename>{image}</Image_Filename>
   </Image_Properties>
   <Marker_Data>
     <Current_Type>1</Current_Type>{body}
@@ -820,3 +821,261 @@ def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):
     with pytest.raises(DatasetError, match=f"{tmp_path / 'a.geojson'}: cell centre 1 .* outside "
                                            "the 50x40 image"):
         readers.read_folder(tmp_path)
+
+
+# --- what a folder holds that is read as it is, and what is refused ------------------------------
+
+def _cvat_xml(images: dict) -> str:
+    """CVAT's "CVAT for images 1.1" export: {image name: [(x, y)] of its points}."""
+    body = "".join(
+        f'\n  <image id="{n}" name="{name}" width="60" height="60">'
+        + (f'\n    <points label="cell" source="manual" occluded="0" points="'
+           f'{";".join(f"{x:.2f},{y:.2f}" for x, y in pts)}" z_order="0">\n    </points>'
+           if pts else "") + "\n  </image>"
+        for n, (name, pts) in enumerate(images.items()))
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>'
+            f'{body}\n</annotations>\n')
+
+
+def _coco_json(images: list, annotations_: list, categories=({"id": 1, "name": "cell"},)) -> str:
+    """CVAT's "COCO 1.0" export: images by id, boxes by category (image_id, category_id, bbox)."""
+    return json.dumps({
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {"contributor": "", "date_created": "", "description": "", "url": "",
+                 "version": "", "year": ""},
+        "categories": [dict(c, supercategory="") for c in categories],
+        "images": [{"id": i, "width": 60, "height": 60, "file_name": name, "license": 0,
+                    "flickr_url": "", "coco_url": "", "date_captured": 0}
+                   for i, name in enumerate(images, 1)],
+        "annotations": [{"id": n, "image_id": image, "category_id": cat, "segmentation": [],
+                         "area": 16.0, "bbox": [x, y, 4.0, 4.0], "iscrowd": 0,
+                         "attributes": {"occluded": False}}
+                        for n, (image, cat, x, y) in enumerate(annotations_, 1)]})
+
+
+def test_a_whole_sets_file_naming_images_the_folder_lacks_says_so_once(tmp_path, capsys):
+    """An export lists every image of its task, and a folder may hold some of them: the images
+    there are read, and one note names the file and the images it lacks (five, then how many
+    more), once however often the folder is paired; an image without an entry stays refused."""
+    cvat, coco = tmp_path / "cvat", tmp_path / "coco"
+    for folder in (cvat, coco):
+        folder.mkdir()
+        for name in ("a.png", "b.png"):
+            _img(folder / name, (60, 60, 3))
+    listed = {"a.png": [(10.5, 12.5)], "b.png": [(20.5, 20.5), (30.5, 30.5)],
+              **{f"gone{i}.png": [(5.5, 5.5)] for i in range(7)}}
+    (cvat / "annotations.xml").write_text(_cvat_xml(listed))
+    assert [(s.id, s.count) for s in readers.read("folder", cvat)] == [("a", 1), ("b", 2)]
+    assert sorted(layout.folder_pairs(cvat)) == ["a", "b"]          # paired again: said once
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: {cvat / 'annotations.xml'} annotates 7 image(s) that {cvat} does not hold "
+        f"(gone0.png, gone1.png, gone2.png, gone3.png, gone4.png and 2 more): their entries are "
+        f"not read; add the images to count them"]
+    (coco / "instances_default.json").write_text(_coco_json(
+        ["a.png", "b.png", "c.png"], [(1, 1, 10, 10), (2, 1, 20, 20), (3, 1, 30, 30)]))
+    assert [(s.id, s.count) for s in readers.read("folder", coco)] == [("a", 1), ("b", 1)]
+    assert capsys.readouterr().err == (
+        f"note: {coco / 'instances_default.json'} annotates 1 image(s) that {coco} does not "
+        f"hold (c.png): their entries are not read; add the images to count them\n")
+    _img(coco / "d.png", (60, 60, 3))
+    with pytest.raises(DatasetError, match=re.escape(f"{coco / 'd.png'} has no annotation")):
+        layout.folder_pairs(coco)
+
+
+def test_coco_annotations_of_an_unlisted_category_or_image_are_refused(tmp_path):
+    """A category_id that the file's categories do not list (a class taken out of the list)
+    or an image_id that its images do not: refused naming the file, the entry and the id. A
+    file without categories at all labels each mark by its id."""
+    _img(tmp_path / "a.png", (60, 60, 3))
+    p = tmp_path / "instances_default.json"
+    p.write_text(_coco_json(["a.png"], [(1, 1, 10, 10), (1, 3, 20, 20)],
+                            [{"id": 1, "name": "cell"}, {"id": 2, "name": "debris"}]))
+    with pytest.raises(DatasetError) as err:
+        layout.folder_pairs(tmp_path)
+    assert str(err.value) == (
+        f"{p}: annotation 2 of 2 (id 2) has category_id 3, which is not among its categories "
+        f"(ids 1 (cell), 2 (debris)); export the set again, or add that category to categories "
+        f"(or delete the annotation)")
+    p.write_text(_coco_json(["a.png"], [(1, 1, 10, 10), (5, 1, 20, 20)]))
+    with pytest.raises(DatasetError) as err:
+        readers.read("folder", tmp_path)
+    assert str(err.value) == (
+        f"{p}: annotation 2 of 2 (id 2) has image_id 5, which is not among its images (ids 1); "
+        f"export the set again, or delete the annotation")
+    p.write_text(_coco_json(["a.png"], [(1, 1, 10, 10), (1, 3, 20, 20)], categories=()))
+    assert [s.count for s in readers.read("folder", tmp_path)] == [2]
+    assert [s.count for s in readers.read("folder", tmp_path, marker="3")] == [1]
+
+
+def test_a_cellcounter_file_recording_another_image_of_the_folder_is_refused(tmp_path, capsys):
+    """Cell Counter records the title of the image its markers were set on: a file named after
+    img1.png that records img3.png, another image of the folder, is refused naming both; the
+    same stem in another format (annotated as TIFF, converted to PNG) is the image itself; a
+    name of no image of the folder (renamed after annotating) is read as the file is named, in
+    one note."""
+    for i in (1, 2, 3):
+        _img(tmp_path / f"img{i}.png")
+    (tmp_path / "CellCounter_img1.xml").write_text(cellcounter_xml({1: [(5, 5)]}, "img3.png"))
+    (tmp_path / "CellCounter_img2.xml").write_text(cellcounter_xml({1: [(5, 5), (6, 6)]},
+                                                                   "IMG2.tif"))
+    (tmp_path / "CellCounter_img3.xml").write_text(cellcounter_xml({1: [(7, 7)]}, "img3.png"))
+    with pytest.raises(DatasetError) as err:
+        readers.read("folder", tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path / 'CellCounter_img1.xml'} is named after img1.png, but records its marks as "
+        f"made on img3.png (<Image_Filename>img3.png</Image_Filename>), another image of "
+        f"{tmp_path}: name the file after the image its marks were made on (one file per "
+        f"image), or, if they are img1.png's, correct <Image_Filename> to img1.png")
+    (tmp_path / "CellCounter_img1.xml").write_text(cellcounter_xml({1: [(5, 5)]},
+                                                                   "scan 2024-03-01 #1.tif"))
+    assert [(s.id, s.count) for s in readers.read("folder", tmp_path)] == [
+        ("img1", 1), ("img2", 2), ("img3", 1)]
+    assert capsys.readouterr().err.splitlines() == [
+        f"note: 1 annotation file(s) record an image name that {tmp_path} does not hold "
+        f"(CellCounter_img1.xml records scan 2024-03-01 #1.tif; renamed or converted images?): "
+        f"each is read as the image it is named after"]
+
+
+def _voc_xml(image: str, boxes=()) -> str:
+    """A Pascal VOC file as CVAT's VOC export (Datumaro) writes one: an image without objects
+    keeps its <filename>, <source> and <size>."""
+    objects = "".join(f"""
+  <object>
+    <name>cell</name>
+    <pose>Unspecified</pose>
+    <truncated>0</truncated>
+    <difficult>0</difficult>
+    <bndbox>
+      <xmin>{x0}</xmin>
+      <ymin>{y0}</ymin>
+      <xmax>{x1}</xmax>
+      <ymax>{y1}</ymax>
+    </bndbox>
+  </object>""" for x0, y0, x1, y1 in boxes)
+    return f"""<annotation>
+  <folder></folder>
+  <filename>{image}</filename>
+  <source>
+    <database>Unknown</database>
+    <annotation>Unknown</annotation>
+    <image>Unknown</image>
+  </source>
+  <size>
+    <width>50</width>
+    <height>40</height>
+    <depth></depth>
+  </size>
+  <segmented>0</segmented>{objects}
+</annotation>
+"""
+
+
+def test_a_pascal_voc_file_without_objects_is_an_image_of_no_cell(tmp_path):
+    """CVAT's VOC export writes an image without boxes as an <annotation> of no <object>: 0
+    cells, with a marker too (no names to choose among); its <filename> is checked as Cell
+    Counter's <Image_Filename> is."""
+    _img(tmp_path / "img0.png")
+    _img(tmp_path / "img1.png")
+    (tmp_path / "img0.xml").write_text(_voc_xml("img0.png"))
+    (tmp_path / "img1.xml").write_text(_voc_xml("img1.png", [(11, 21, 21, 31), (1, 1, 10, 10)]))
+    assert annotations.read_cellcounter_xml(tmp_path / "img0.xml").shape == (0, 2)
+    assert [(s.id, s.count) for s in readers.read("folder", tmp_path)] == [("img0", 0),
+                                                                           ("img1", 2)]
+    assert [s.count for s in readers.read("folder", tmp_path, marker="cell")] == [0, 2]
+    (tmp_path / "img0.xml").write_text(_voc_xml("img1.png"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'img0.xml'} is named after img0.png, but records its marks as made on "
+            f"img1.png (<filename>img1.png</filename>)")):
+        layout.folder_pairs(tmp_path)
+
+
+def test_qupath_regions_alone_count_zero_cells_and_say_why(tmp_path, capsys):
+    """A GeoJSON of QuPath annotations drawn as regions (polygons, a line) and no point: its
+    image counts 0 cells, and a note names the file and what it held, once. Regions beside
+    points, an export of no object and a CSV of its header only are read without a word."""
+    p = tmp_path / "img.geojson"
+    region = point_feature("Polygon", [square(1, 1, 30)])
+    p.write_text(qupath_geojson([region, region, point_feature("LineString", [[1, 1], [9, 9]])]))
+    assert annotations.read_qupath_geojson(p).shape == (0, 2)
+    assert capsys.readouterr().err == (
+        f"note: {p} holds 1 line annotation, 2 polygon annotations and no point or detected "
+        f"cell, so its image counts 0 cells: QuPath's annotations mark regions (the area "
+        f"counted), not cells; mark the cells with points, or, if each outline is one cell, make "
+        f"them detections in QuPath before exporting\n")
+    _img(tmp_path / "img.png")
+    assert [s.count for s in readers.read("folder", tmp_path)] == [0]       # said once
+    q = tmp_path / "other.geojson"
+    q.write_text(qupath_geojson([region, point_feature("MultiPoint", [[2.5, 2.5], [5.5, 5.5]])]))
+    assert len(annotations.read_qupath_geojson(q)) == 2
+    q.write_text(qupath_geojson([]))
+    assert annotations.read_qupath_geojson(q).shape == (0, 2)
+    (tmp_path / "empty.csv").write_text("x,y\n")
+    assert annotations.read_centres_csv(tmp_path / "empty.csv").shape == (0, 2)
+    assert capsys.readouterr().err == ""
+
+
+def _annotated(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        _img(folder / f"{name}.png")
+        (folder / f"{name}.csv").write_text("x,y\n1,2\n3,4\n")
+
+
+def test_test_images_without_training_images_are_refused(tmp_path, workdirs, capsys):
+    """A test/ alone (no train/), or beside an empty train/, would train the counter on its test
+    images: refused naming the folders and the fix, by `pycount prepare` too (exit status 2);
+    the same split kept inside images/ + labels/ as well."""
+    from pycount import cli
+    root = tmp_path / "set"
+    _annotated(root / "test", ["a", "b", "c", "d"])
+    expected = (f"{root} has no train/ subfolder beside test/: pycount would train on the 4 "
+                f"images of test/, which are there to score the counter; put the training "
+                f"images, each with its annotation, in {root / 'train'}, or move the files of "
+                f"test/ up into {root} to have pycount draw the test images from them (if they "
+                f"are a whole set named so, give {root / 'test'} itself as the dataset)")
+    with pytest.raises(DatasetError) as err:
+        layout.folder_layout(root)
+    assert str(err.value) == expected
+    assert cli.main(["prepare", "--dataset", str(root), "--model", "fcrn"]) == 2
+    assert capsys.readouterr().err == f"pycount: error: {expected}\n"
+    (root / "train").mkdir()
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{root / 'train'} holds no annotated image: pycount would train on the 4 images of "
+            f"test/, which are there to score the counter; put the training images, each with "
+            f"its annotation, in {root / 'train'}, or move")):
+        readers.read("folder", root)
+    kinds = tmp_path / "kinds"
+    (kinds / "images").mkdir(parents=True)
+    (kinds / "labels" / "test").mkdir(parents=True)
+    (root / "test").rename(kinds / "images" / "test")
+    for f in (kinds / "images" / "test").glob("*.csv"):
+        f.rename(kinds / "labels" / "test" / f.name)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{kinds / 'images'} has no train/ subfolder beside test/: pycount would train on "
+            f"the 4 images of test/")):
+        layout.folder_layout(kinds)
+
+
+def test_an_empty_test_folder_is_noted_and_the_test_images_drawn(tmp_path, capsys):
+    """train/ beside a test/ of no annotated image: no published test images (the seeded draw
+    takes them, as without test/), said in one note naming the empty folder."""
+    root = tmp_path / "set"
+    _annotated(root / "train", ["a", "b", "c", "d"])
+    (root / "test").mkdir()
+    (root / "test" / "README.txt").write_text("test images to come")
+    pairs, test, label = layout.folder_layout(root)
+    assert sorted(pairs) == ["a", "b", "c", "d"] and test == () and label == ""
+    assert readers.list_ids("folder", root) == ["a", "b", "c", "d"]
+    assert capsys.readouterr().err == (
+        f"note: {root / 'test'} holds no annotated image, so {root} has no published test "
+        f"images: they are drawn from the others (seeded), as for a folder without test/, unless "
+        f"pycount.toml names them; put the test images in test/, or remove it\n")
+
+
+def test_a_file_given_as_the_dataset_folder_is_named_a_file(tmp_path):
+    _annotated(tmp_path, ["img0"])
+    with pytest.raises(DatasetError) as err:
+        readers.read("folder", tmp_path / "img0.png")
+    assert str(err.value) == (f"{tmp_path / 'img0.png'} is a file, not a folder: a dataset is "
+                              f"given as the folder that holds the images and their annotations "
+                              f"(for this file's, {tmp_path})")

@@ -7,6 +7,9 @@ import csv
 import functools
 import io
 import math
+import re
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +23,25 @@ from pycount.errors import DatasetError
 # A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
 # "Classification" since; a napari points layer's property): what a marker chooses rows by
 CLASS_COLUMNS = ("Classification", "Class", "class", "label")
+
+# The notes said so far: one command pairs a folder and reads its files more than once (owndata
+# measures them, then the reader reads them), and each pass would say the same note again
+_SAID: set[str] = set()
+
+
+def note(text: str) -> None:
+    """Print `text` as one "note: ..." line on stderr, once per process (_SAID): for input that
+    is read as it is but may not be what its user meant."""
+    if text not in _SAID:
+        _SAID.add(text)
+        print(f"note: {text}", file=sys.stderr)
+
+
+def few(names, shown: int = 5) -> str:
+    """The first `shown` of `names`, comma-separated, then "and N more" for the rest."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(str(n) for n in names[:shown]) + more
 
 
 def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
@@ -183,7 +205,10 @@ def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) centres of a Pascal VOC annotation's boxes (LabelImg, CVAT's VOC export; the BCCD
     blood cell set): one cell per <object> at its <bndbox>'s centre, VOC's 1-based pixel
-    coordinates made 0-based. `marker`: one object <name> ("" = every object)."""
+    coordinates made 0-based; none for an <annotation> without <object> (an image without
+    cells, as CVAT's VOC export and LabelImg save one). `marker`: one object <name> ("" = every
+    object); a name no object has is refused, unless the file has no object at all (an empty
+    image has no names to choose among)."""
     out, names = [], set()
     for n, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -197,7 +222,7 @@ def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
             raise DatasetError(f"{path}: object {n} ({name or 'unnamed'}) has no numeric bndbox "
                                f"xmin, ymin, xmax, ymax; fix or delete it") from None
         out.append(((x0 + x1) / 2 - 1, (y0 + y1) / 2 - 1))
-    if marker and marker not in names:
+    if marker and names and marker not in names:
         raise DatasetError(f"{path} has no object named {marker!r} (its names: "
                            f"{', '.join(sorted(names))}); choose one of them, or leave the marker "
                            f"out to count all")
@@ -209,20 +234,21 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
     CellCounter_Marker_File / Marker_Data / Marker_Type (Type number, optional Name) / Marker
     (MarkerX, MarkerY, MarkerZ). Cell Counter stores integer 0-based pixel indices, which are this
     package's coordinates as they are. `marker`: one marker type (its number, e.g. "2", or its name);
-    "" counts the markers of every type."""
+    "" counts the markers of every type. A Pascal VOC file (root <annotation>) is read by
+    _voc_centres, with or without <object>s."""
     import xml.etree.ElementTree as ET
     try:
         root = ET.parse(str(path)).getroot()
     except (ET.ParseError, OSError) as e:
         raise DatasetError(f"cannot read {path} as Cell Counter XML ({e}); save it again with "
                            "Cell Counter's 'Save Markers'") from None
-    if root.tag == "annotation" and root.find("object") is not None:
+    if root.tag == "annotation":             # Pascal VOC; without <object>: an image of no cell
         return _voc_centres(root, path, marker)
     data = root.find("Marker_Data")
     if root.tag != "CellCounter_Marker_File" or data is None:
         raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
                            "expected <CellCounter_Marker_File> with <Marker_Data>) nor a Pascal VOC "
-                           "annotation (<annotation> with <object>s); save the markers with Fiji's "
+                           "annotation (<annotation>); save the markers with Fiji's "
                            "Cell Counter ('Save Markers')")
     centres, types = [], []
     for mtype in data.iter("Marker_Type"):
@@ -242,6 +268,42 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
                            "of them (MARKER=, or marker in pycount.toml), or leave it out to count "
                            "all")
     return np.array(centres, np.float64).reshape(-1, 2)
+
+
+# The element in which each XML format records the image its marks were made on: Cell Counter
+# the image's title (its file name as opened), Pascal VOC the image file (LabelImg, CVAT)
+RECORDED_IMAGE = {"CellCounter_Marker_File": "Image_Filename", "annotation": "filename"}
+
+
+def recorded_image(path: Path) -> tuple[str, str]:
+    """(element, image file name) that an XML annotation records: Cell Counter's
+    <Image_Filename> or Pascal VOC's <filename>, a path cut to its last part (after / or \\);
+    ("", "") where it records none or is no such file. Read only up to that element (both
+    formats write it before their marks, and a Cell Counter file of a large image holds
+    thousands of markers), and cached per file version: every pairing of the folder asks."""
+    path = Path(path)
+    return _recorded_image(str(path), *_stamp(path)) if path.is_file() else ("", "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _recorded_image(path: str, mtime_ns: int, size: int) -> tuple[str, str]:
+    import xml.etree.ElementTree as ET
+    wanted = ""
+    try:
+        with open(path, "rb") as f:
+            for event, el in ET.iterparse(f, events=("start", "end")):
+                if not wanted:                           # the root: which format, if either
+                    wanted = RECORDED_IMAGE.get(el.tag, "")
+                    if not wanted:
+                        break
+                elif event == "end" and el.tag == wanted:
+                    name = re.split(r"[\\/]", (el.text or "").strip())[-1]
+                    return (wanted, name) if name else ("", "")
+                elif event == "start" and el.tag in ("Marker_Data", "object"):
+                    break                                # the marks begin: nothing recorded
+    except (ET.ParseError, OSError):
+        pass                                             # read_cellcounter_xml names the fault
+    return "", ""
 
 
 def _qupath_class(feature: dict):
@@ -309,6 +371,9 @@ def _centroid(rings) -> tuple[float, float]:
 
 
 POLYGONS = ("Polygon", "MultiPolygon")
+# GeoJSON geometry types in words, for a note about the regions a file holds
+_SHAPE_WORDS = {"Polygon": "polygon", "MultiPolygon": "polygon", "LineString": "line",
+                "MultiLineString": "line", "GeometryCollection": "collection"}
 GEOJSON_SHAPES = {
     "Point": "[x, y] numbers",
     "MultiPoint": "a list of [x, y] numbers",
@@ -356,6 +421,8 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     nucleusGeometry. Other shapes QuPath users draw (a region around the counted area, a line:
     objectType "annotation") and tiles are ignored, the members of a GeometryCollection read by
     these rules, and features without geometry skipped; any other geometry raises DatasetError.
+    A file that holds such regions and nothing else counts 0 cells, and says so in a note (a
+    user who outlined each cell as an annotation sees why).
     QuPath's coordinates are continuous with pixel i spanning [i, i+1), so 0.5 is subtracted to
     get this package's pixel-centre coordinates. `marker`: one classification name ("" = every
     cell)."""
@@ -421,7 +488,7 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
             raise DatasetError(f"{path}: {feature} is a {kind} with the coordinates "
                                f"{_brief(coords)}, not {GEOJSON_SHAPES[kind]}; {again}") from None
 
-    centres, classes = [], set()
+    centres, classes, regions = [], set(), Counter()
     for n, f in enumerate(features, 1):
         if f is None:                        # a null entry holds nothing to count
             continue
@@ -440,6 +507,9 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
             geom = nucleus
         found = cells(geom, n, region) if geom else None
         if found is None:
+            if region and geom:              # what a file of no cell holds, for its note
+                regions[(_SHAPE_WORDS.get(geom.get("type"), "shape"),
+                         _qupath_type(f).replace("_", " ").replace("tma", "TMA"))] += 1
             continue
         cls = _qupath_class(f)
         classes.add(str(cls))
@@ -449,6 +519,13 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
         raise DatasetError(f"{path} has no cells of class {marker!r} (classes found: "
                            f"{', '.join(sorted(classes)) or 'none'}); choose one of them (MARKER=, or "
                            "marker in pycount.toml), or leave it out to count all")
+    if not classes and regions:              # regions only: its image has no cell, say why
+        held = ", ".join(f"{k} {shape} {kind}{'s' if k > 1 else ''}"
+                         for (shape, kind), k in sorted(regions.items()))
+        note(f"{path} holds {held} and no point or detected cell, so its image counts 0 cells: "
+             f"QuPath's annotations mark regions (the area counted), not cells; mark the cells "
+             f"with points, or, if each outline is one cell, make them detections in QuPath "
+             f"before exporting")
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
@@ -527,7 +604,9 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
     """(kind, {image file name: [(label, x, y), ...]}) of a CVAT XML or COCO JSON file, the
     centres in this package's pixel coordinates (both tools' coordinates are continuous, pixel
     i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path, time and
-    size."""
+    size. A COCO annotation of a category or an image the file does not list is refused: a
+    category taken out of the list (a class of no cell, merged or dropped by an editing script)
+    would otherwise count as cells, and the marks of an unlisted image belong to no file."""
     p = Path(path)
     if p.suffix.lower() == ".xml":
         import xml.etree.ElementTree as ET
@@ -579,8 +658,21 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
             names = {im["id"]: Path(str(im["file_name"])).name for im in doc["images"]}
             cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
             out = {n: [] for n in names.values()}
-            for a in doc["annotations"]:
-                label = cats.get(a.get("category_id"), str(a.get("category_id", "")))
+            for n, a in enumerate(doc["annotations"], 1):
+                entry = f"{p}: annotation {n} of {len(doc['annotations'])}" + (
+                    f" (id {a['id']})" if isinstance(a, dict) and "id" in a else "")
+                cid = a.get("category_id")
+                if cats and cid not in cats:         # no list at all: the ids are the labels
+                    raise DatasetError(
+                        f"{entry} has category_id {cid!r}, which is not among its categories "
+                        f"(ids {few(f'{k} ({v})' for k, v in cats.items())}); export the set "
+                        f"again, or add that category to categories (or delete the annotation)")
+                if a.get("image_id") not in names:
+                    raise DatasetError(
+                        f"{entry} has image_id {a.get('image_id')!r}, which is not among its "
+                        f"images (ids {few(names)}); export the set again, or delete the "
+                        f"annotation")
+                label = cats.get(cid, str(cid if cid is not None else ""))
                 kp = a.get("keypoints")
                 if kp:                               # visible keypoints: one cell each
                     pts = [(x, y) for x, y, v in zip(kp[0::3], kp[1::3], kp[2::3]) if v]
@@ -594,7 +686,7 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
                     continue
                 out[names[a["image_id"]]] += [(label, float(x) - 0.5, float(y) - 0.5)
                                               for x, y in pts]
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise DatasetError(f"{p} is a COCO file with an entry pycount cannot read ({e!r}); "
                                f"export it again") from None
         return "COCO JSON", out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pycount.data.annotations import ANNOTATION_KINDS, set_file
+from pycount.data.annotations import ANNOTATION_KINDS, few, note, recorded_image, set_file
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
 from pycount.errors import DatasetError
 
@@ -15,6 +15,10 @@ from pycount.errors import DatasetError
 
 def require_dir(root) -> Path:
     root = Path(root)
+    if root.is_file():                       # an image or annotation given for its folder
+        raise DatasetError(f"{root} is a file, not a folder: a dataset is given as the folder "
+                           f"that holds the images and their annotations (for this file's, "
+                           f"{root.parent})")
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; set DATA_ROOT to the folder holding "
                            "the release folders (e.g. DATA_ROOT=../shared/datasets)")
@@ -160,11 +164,12 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     """[(part, folder)] of a folder whose subfolders hold a published split (train/ + test/,
     trainval/ + test/, train/ + val/ + test/; each of them laid out as folder_pairs reads a
     folder), part "train" or "test"; without a test/ (train/ + val/) its images are one pool
-    that the seeded draw splits. None where root is not so laid out."""
+    that the seeded draw splits. None where root is not so laid out. A test/ alone is such a
+    split too, so that _check_split refuses it rather than train on the test images."""
     if _entries(root):
         return None
     parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in visible_subfolders(root)]
-    if any(p is None for p, _ in parts) or "train" not in {p for p, _ in parts}:
+    if not parts or any(p is None for p, _ in parts):
         return None
     return parts
 
@@ -184,8 +189,7 @@ def _kind_first(root: Path) -> list[tuple[str, str, Path, Path]] | None:
     def parts(folder: Path) -> dict[str, Path]:
         return {_folder_key(d.name): d for d in visible_subfolders(folder)}
     have, marks = parts(images), parts(notes[0])
-    if not have or any(k not in SPLIT_FOLDERS for k in have) \
-            or "train" not in {SPLIT_FOLDERS[k] for k in have}:
+    if not have or any(k not in SPLIT_FOLDERS for k in have):
         return None
     for k, d in have.items():
         if k not in marks:
@@ -199,14 +203,45 @@ def _units(root: Path) -> list[tuple[str, str, dict]]:
     """[(part, label, {stem: (image, annotation, kind)})] of each folder of a dataset folder's
     layout: the folder itself (part "", label ""), each part of a published split
     (split_parts), or each part kept inside the images' and annotations' folders (_kind_first);
-    label: the part's folder name."""
+    label: the part's folder name. A split's parts checked by _check_split."""
     parts = split_parts(root)
     if parts is not None:
-        return [(p, d.name, folder_pairs_in(d)) for p, d in parts]
+        return _check_split(root, [(p, d.name, d, folder_pairs_in(d)) for p, d in parts])
     nested = _kind_first(root)
     if nested is not None:
-        return [(p, label, _pairs_apart(images, notes)) for p, label, images, notes in nested]
+        return _check_split(root, [(p, label, images, _pairs_apart(images, notes))
+                                   for p, label, images, notes in nested])
     return [("", "", folder_pairs_in(root))]
+
+
+def _check_split(root: Path, units: list[tuple[str, str, Path, dict]]
+                 ) -> list[tuple[str, str, dict]]:
+    """_units' parts of a published split, given as [(part, label, its images' folder, pairs)]
+    and returned without the folders, once checked. Refused: test images and no training image
+    (a test/ alone, or beside an empty train/): read as they are, the counter would train on
+    the images meant to score it. A test/ of no annotated image is said in a note: the folder
+    then has no published test images, so they are drawn as for a folder without test/."""
+    train = [(d, pairs) for part, _, d, pairs in units if part == "train"]
+    test = [(d, pairs) for part, _, d, pairs in units if part == "test"]
+    held = sum(len(pairs) for _, pairs in test)
+    if held and not any(pairs for _, pairs in train):
+        tests, above = few(d.name + "/" for d, _ in test), test[0][0].parent
+        where = (f"{few(str(d) for d, _ in train)} hold{'s' if len(train) == 1 else ''} no "
+                 f"annotated image" if train else
+                 f"{above} has no train/ subfolder beside {tests}")
+        raise DatasetError(
+            f"{where}: pycount would train on the {held} images of {tests}, which are there to "
+            f"score the counter; put the training images, each with its annotation, in "
+            f"{train[0][0] if train else above / 'train'}, or move the files of {tests} up into "
+            f"{above} to have pycount draw the test images from them"
+            + (f" (if they are a whole set named so, give {test[0][0]} itself as the dataset)"
+               if above == root and len(test) == 1 else ""))
+    for d, pairs in test:
+        if not pairs and held == 0:
+            note(f"{d} holds no annotated image, so {root} has no published test images: they "
+                 f"are drawn from the others (seeded), as for a folder without {d.name}/, unless "
+                 f"pycount.toml names them; put the test images in {d.name}/, or remove it")
+    return [(part, label, pairs) for part, label, _, pairs in units]
 
 
 def folder_layout(root) -> tuple[dict[str, tuple[Path, Path, str]], tuple[str, ...], str]:
@@ -275,7 +310,12 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             files: list[Path], note_dir: Path | None = None) -> dict[str, tuple[Path, Path, str]]:
     """folder_pairs' pairing of the images (by stem) with their annotations (path, kind); `root`
     and `files`: the images' folder and its files, `note_dir` the annotations' where they are
-    kept apart, for the messages."""
+    kept apart, for the messages. A file of the whole set's annotations may name images the
+    folder lacks: said in a note, not refused as an annotation without its image is. That one
+    is a file of its own, there for that image only (a renamed or missing image; deleting it
+    is the fix); an export lists every image of its task, of which a folder often holds a
+    part (images left out on purpose), and its entries cannot be taken out without editing
+    the tool's file. An image without an entry is refused all the same."""
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
@@ -284,6 +324,11 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             for name in whole[1]:
                 if Path(name).stem in images:
                     found.setdefault(Path(name).stem, []).append((p, whole[0]))
+            missing = [name for name in whole[1] if Path(name).stem not in images]
+            if missing:
+                note(f"{p} annotates {len(missing)} image(s) that {root} does not hold "
+                     f"({few(missing)}): their entries are not read; add the images to count "
+                     f"them")
             continue
         unread = [q for q in files if q.suffix.lower() in OTHER_IMAGE_SUFFIXES
                   and q.stem in _annotation_keys(p.stem)] if not owners else []
@@ -305,4 +350,38 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
         if len(found[stem]) > 1:
             raise DatasetError(f"{image} has {len(found[stem])} annotations "
                                f"({', '.join(str(p) for p, _ in found[stem])}); keep one of them")
-    return {stem: (images[stem], *found[stem][0]) for stem in images}
+    pairs = {stem: (images[stem], *found[stem][0]) for stem in images}
+    _check_recorded(pairs, images, root)
+    return pairs
+
+
+def _check_recorded(pairs: dict[str, tuple[Path, Path, str]], images: dict[str, Path],
+                    root: Path) -> None:
+    """The image name a Cell Counter or Pascal VOC file records (recorded_image) against the
+    image its file name pairs it with. Another image of the folder: DatasetError naming both,
+    since the marks were set on that image, and read as this one's they would train the counter
+    on the wrong cells (a file saved or renamed under the wrong name). A name of no image here
+    (images renamed or converted after annotating; a title such as "img1.czi - Series 0"): one
+    note for the folder, the files read as named. Names compare case-blind, by stem too (a
+    TIFF annotated, then converted to PNG, keeps its stem)."""
+    stems = {stem.lower(): image for stem, image in images.items()}
+    strays = []
+    for stem, (image, marks, kind) in pairs.items():
+        if not kind.startswith("XML"):
+            continue
+        element, name = recorded_image(marks)
+        if not name or name.lower() in (image.name.lower(), stem.lower()) \
+                or Path(name).stem.lower() == stem.lower():
+            continue
+        other = stems.get(name.lower()) or stems.get(Path(name).stem.lower())
+        if other is not None:
+            raise DatasetError(
+                f"{marks} is named after {image.name}, but records its marks as made on "
+                f"{other.name} (<{element}>{name}</{element}>), another image of {root}: name "
+                f"the file after the image its marks were made on (one file per image), or, if "
+                f"they are {image.name}'s, correct <{element}> to {image.name}")
+        strays.append(f"{marks.name} records {name}")
+    if strays:
+        note(f"{len(strays)} annotation file(s) record an image name that {root} does not "
+             f"hold ({few(strays, 3)}; renamed or converted images?): each is read as the "
+             f"image it is named after")
