@@ -304,6 +304,17 @@ def test_a_float_tiff_with_nan_or_inf_is_refused(tmp_path):
                               "save it again, or remove it")
 
 
+def test_a_complex_tiff_is_refused_by_name(tmp_path):
+    """A complex-valued TIFF (an FFT saved as it is): one message, not numpy's TypeError from
+    the depth percentiles."""
+    path = tmp_path / "fft.tif"
+    tifffile.imwrite(path, (np.ones((10, 12)) + 1j).astype(np.complex64))
+    with pytest.raises(DatasetError) as err:
+        images.read_any_image(path)
+    assert str(err.value).startswith(f"cannot decode {path}: its pixels are complex64 values, "
+                                     "not intensities")
+
+
 def test_grey_plus_alpha_tiffs_read_as_grey_at_full_depth(tmp_path):
     from PIL import Image
     grey = np.linspace(100, 4000, 120).reshape(10, 12).astype(np.uint16)   # 12-bit camera data

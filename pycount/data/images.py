@@ -104,8 +104,8 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
     order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
     not an image, a broken link, a GIF, a JPEG cut short, a TIFF of several pages (cv2 would read
-    the first only) or of two channels the second of which is not alpha, or a float image with
-    NaN or infinite values."""
+    the first only) or of two channels the second of which is not alpha, a float image with
+    NaN or infinite values, or pixels that are no intensities (complex)."""
     def fail(why, fix="replace or remove it"):
         return DatasetError(f"cannot decode {what}{path}: {why}; {fix}")
     try:
@@ -154,6 +154,10 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
         raise fail(f"it is a TIFF of {pages} pages (a stack, time series or channels), and one "
                    "image per file is read", "save each page as an image of its own (Fiji: Image "
                    "> Stacks > Stack to Images) or the channels as one RGB image, or remove it")
+    if data.dtype.kind not in "biuf":          # complex (an FFT result), object, strings
+        raise fail(f"its pixels are {data.dtype} values, not intensities (grey or RGB, integer or "
+                   f"real)", "save the image as intensities (Fiji: Image > Type > 32-bit, or "
+                   "the magnitude of a complex image), or remove it")
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         bad = int(data.size - np.isfinite(data).sum())
         raise fail(f"{bad} of its {data.size} pixel values are NaN or infinite", "replace them "
