@@ -327,7 +327,9 @@ def run(args: argparse.Namespace) -> int:
             prepare.load_split(ds, args.data_root)          # every image read and checked
             print(f"{model.name} reads the images themselves: no LMDB to prepare")
             return 0
-        prepare.prepare(ds, args.data_root, force=args.force, model=model)
+        from pycount.util.interrupt import sigterm_as_interrupt
+        with sigterm_as_interrupt():    # `kill PID` as Ctrl-C: the half-written LMDB goes at once
+            prepare.prepare(ds, args.data_root, force=args.force, model=model)
         return 0
     model = config.model(args.model, ds)
     _check_stain(ds, model)

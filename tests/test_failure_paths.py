@@ -113,6 +113,24 @@ def test_a_full_disk_during_an_lmdb_write_gives_the_advice(tiny, workdirs):
     assert not list(config.lmdb_dir(ds).glob(".*partial*"))
 
 
+def test_kill_stops_make_prepare_as_ctrl_c_does(workdirs):
+    """SIGTERM (`kill PID`) during `pycount prepare`: "interrupted", exit 130 and no half-written
+    LMDB folder left behind (it stayed, silently, until the next prepare)."""
+    code = ("import sys; from pycount import cli; "
+            "sys.exit(cli.main(['prepare', '--dataset', 'synthetic', '--rot', '30']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYCOUNT_DATA=str(workdirs / "data")))
+    lmdb_dir = config.lmdb_dir(dataclasses.replace(config.dataset("synthetic"), rot_step=30))
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(lmdb_dir.glob(".*_lmdb.partial-*/data.mdb")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "pycount: interrupted" in err and "Traceback" not in err
+    assert not list(lmdb_dir.glob(".*partial*"))
+
+
 def test_a_killed_prepare_leaves_partials_that_the_next_run_removes(tiny, workdirs, tmp_path):
     """A killed `prepare` leaked hidden .train_lmdb.partial-<pid> folders (#21.8)."""
     ds, _ = tiny
