@@ -340,6 +340,36 @@ MACENKO_MAX_PERCENTILE = 99.0
 MACENKO_MIN_PIXELS = 100
 
 
+def _named(var: str, given, what: str, value: float) -> str:
+    """A setting in a message: `VAR=value` where the command line gave it, else the dataset's
+    own (`nuclei's stride of 30 px`)."""
+    return f"{var}={value:g}" if given is not None else f"{what} of {value:g} px"
+
+
+def stride_gap(stride: int, patch: int) -> str:
+    """Why a window stride larger than its patch is refused, and the fix (with_overrides for the
+    named sets, owndata.resolve for an own folder's inferred patch)."""
+    return (f"the windows would skip a {stride - patch} px band after each one, which training "
+            f"never sees and counting never counts; use a stride of at most the patch (the paper "
+            f"used half of it or less: {max(1, patch // 2)} px here)")
+
+
+def sigma_max(crop: int) -> float:
+    """The widest density target training crops of `crop` px take (SIGMA_MAX_PER_CROP)."""
+    return crop * SIGMA_MAX_PER_CROP
+
+
+def sigma_too_wide(sigma: float, crop: int) -> str:
+    """Why a sigma beyond sigma_max(crop) is refused, and the fix."""
+    need = math.ceil(sigma / SIGMA_MAX_PER_CROP / 8) * 8
+    larger = (f", or a crop of at least {need} px" if need <= WINDOW_LIMITS[1] else
+              f" (at most {sigma_max(WINDOW_LIMITS[1]):g} px even at the largest crop, "
+              f"{WINDOW_LIMITS[1]} px)")
+    return (f"the width may be at most a quarter of the crop side, {sigma_max(crop):g} px (each "
+            f"dot's Gaussian reaches 4 sigma, so a wider one spans more than twice the crop and "
+            f"is all but flat over it); use a smaller sigma{larger}")
+
+
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
@@ -367,6 +397,12 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                                      hed_jitter=hed_jitter, resplit=resplit, crop=crop,
                                      crop_stride=crop_stride, scale=scale).items()
                if v is not None}
+    # the float options first: nan passes no range test written as `v < lo` and inf none written
+    # as `v <= 0` (SIGMA=nan and SIGMA=inf went on to tracebacks in drawing the targets)
+    for k, what in (("sigma", "width in pixels, e.g. 2"), ("hed_jitter", "strength, e.g. 0.05"),
+                    ("scale", "factor, e.g. 0.5")):
+        if k in changes and not math.isfinite(changes[k]):
+            raise ConfigError(f"{MAKE_VARS[k]}={changes[k]} is not valid: give a finite {what}")
     if scale is not None and not SCALE_LIMITS[0] <= scale <= SCALE_LIMITS[1]:
         raise ConfigError(f"SCALE={scale} is not valid: use a factor from {SCALE_LIMITS[0]:g} to "
                           f"{SCALE_LIMITS[1]:g} (0.5 halves every image's sides, 1 reads them as "
@@ -377,25 +413,46 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     if resplit and not len(ds.test_ids):
         raise ConfigError(f"RESPLIT={resplit}: {ds.name} has no recorded split to draw again "
                           f"(its split is already a seeded draw over the images found)")
-    if sigma is not None and sigma <= 0:
-        raise ConfigError(f"SIGMA={sigma} is not valid: use a positive width in pixels")
+    if sigma is not None and sigma < SIGMA_MIN:
+        raise ConfigError(f"SIGMA={sigma:g} is not valid: use a width of at least {SIGMA_MIN:g} "
+                          f"px (a narrower Gaussian is a single pixel's dot; the named sets use "
+                          f"2 to 4)")
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
-    if rot_step is not None and not 0 <= rot_step < 360:
+    if rot_step is not None and not 0 <= rot_step < ROT_STEP_BELOW:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
-                          f"to 359 (the paper's 30), or 0 for none")
+                          f"to {ROT_STEP_BELOW - 1} (the paper's 30), or 0 for none")
     for k, v in changes.items():
         if k in ("seed", "resplit", "train_n") and v < 0:
             raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a whole number, 0 or more")
         if v < 0 or (k in ("patch", "stride", "crop_stride") and v == 0):
             raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a positive number of pixels")
-    if size is not None and 0 < size < WINDOW_LIMITS[0]:
-        raise ConfigError(f"SIZE={size} is not valid: resize patches to at least "
-                          f"{WINDOW_LIMITS[0]} px (the paper's nets: 224 or 227), or 0 for "
-                          f"their native size")
-    if patch is not None and patch < WINDOW_LIMITS[0] and not ds.own:   # own: owndata
+    lo, hi = WINDOW_LIMITS
+    if size and not lo <= size <= hi:
+        within = (f"at least {lo} px (a patch resized to {size} px holds no cell" if size < lo
+                  else f"at most {hi} px (beyond it the nets' weights and batches outgrow the "
+                       f"memory")
+        raise ConfigError(f"SIZE={size} is not valid: resize patches to {within}; the paper's "
+                          f"nets take 224 or 227), or 0 for their native size")
+    if patch is not None and patch < lo and not ds.own:   # own: owndata._check_windows
         raise ConfigError(f"PATCH={patch} is not valid: a patch needs at least "
-                          f"{WINDOW_LIMITS[0]} px (a patch of {patch} px holds no cell)")
+                          f"{lo} px (a patch of {patch} px holds no cell)")
+    for k, v in (("patch", patch), ("crop", crop)):
+        if v is not None and v > hi and not ds.own:       # own: owndata._check_windows
+            raise ConfigError(f"{MAKE_VARS[k]}={v} is not valid: use a {k} of at most {hi} px "
+                              f"(beyond it the nets' weights and batches outgrow the memory; "
+                              f"{ds.name}'s is {getattr(ds, k)} px)")
+    its = f"{ds.name}'s"
+    if not ds.own and (patch is not None or stride is not None):    # own: owndata.resolve
+        p, st = changes.get("patch", ds.patch), changes.get("stride", ds.stride)
+        if st > p:
+            raise ConfigError(f"{_named('STRIDE', stride, its + ' stride', st)} is larger than "
+                              f"{_named('PATCH', patch, its + ' patch', p)}: {stride_gap(st, p)}")
+    if not ds.own and (sigma is not None or crop is not None):      # own: owndata.resolve
+        sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)
+        if sg > sigma_max(c):
+            raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
+                              f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")
@@ -765,11 +822,20 @@ def dataset(name: str) -> DatasetConfig:
         return folder_dataset(name)
     if name not in DATASETS:
         record = own_record(name)
-        if record.is_file():
-            try:
-                return folder_dataset(json.loads(record.read_text())["folder"])
-            except (ValueError, KeyError, TypeError):
-                pass
+        try:
+            folder = json.loads(record.read_text())["folder"]
+        except (OSError, ValueError, KeyError, TypeError):   # no record, or not one of ours
+            folder = None
+        if isinstance(folder, str) and folder:
+            # (folder_dataset's own ConfigError is a ValueError: a folder deleted since was
+            # caught with the unreadable records above and called an unknown dataset)
+            if not Path(folder).is_dir():
+                raise ConfigError(
+                    f"{name!r} is the own folder {folder}, as {record} records, and that folder "
+                    f"no longer exists: put it back there, or give its new path "
+                    f"(DATASET=path/to/folder). Counting new images with a trained run needs no "
+                    f"folder: pycount count --run {runs_dir() / name}/<model>")
+            return folder_dataset(folder)
         try:
             return _lookup(DATASETS, name, "dataset", "DATASET")
         except ConfigError as e:
@@ -797,7 +863,7 @@ SPEC_KEYS = {  # key: (type, meaning)
     "test": (list, "the test images' names (file stems); default: a seeded draw"),
     "marker": (str, "the Cell Counter marker type (number or name) or QuPath class to count; "
                     "default: all"),
-    "iters": (int, "training iterations; default: from the number of crops / patches"),
+    "iters": (int, "training iterations; default: the model's own, fcrn's 8,000"),
     "depth_range": (list, "16-bit / float images: the raw values [low, high] that become 0 and "
                           "255; default: from the training images; [] for each image's own "
                           "stretch"),
@@ -805,6 +871,9 @@ SPEC_KEYS = {  # key: (type, meaning)
                      "default: inferred from the cell spacing"),
 }
 OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
+# ROT= and `rot_step` in pycount.toml are below this (0: none): a step of a whole turn or more
+# turns nothing, and ROT=400 was taken
+ROT_STEP_BELOW = 360
 OWN_N_VAL = 5         # as the named datasets
 # How pycount.data.owndata infers an own folder's settings from its images and dots (d: the cell
 # spacing, the median distance from a dot to its nearest neighbour). The constants reproduce the
@@ -857,13 +926,32 @@ OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name un
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
 OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
 OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches for overfitting
-# A patch or crop side given for an own folder, px (the named sets' PATCH= and SIZE= take the
-# minimum): at least 8 (the nets pool three times, each halving the side; below 8 no map is
-# left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel full-size layer,
-# AlexNet's fc6 on such a patch a billion weights; the named sets use 40-200), and never beyond
-# the folder's largest image side (unless the inferred range's floor is larger): a larger window
-# is padding only, and padding every image to 100,000 px asked for 30 GB
+# A patch or crop side given for an own folder, px (the named sets' PATCH=, CROP= and SIZE= take
+# the same bounds): at least 8 (the nets pool three times, each halving the side; below 8 no map
+# is left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel full-size layer,
+# AlexNet's fc6 on such a patch a billion weights; the named sets use 40-200, SIZE= 224 or 227,
+# and SIZE=99999 asked cv2 for 30 GB to resize the first patch), and never beyond the folder's
+# largest image side (unless the inferred range's floor is larger): a larger window is padding
+# only, and padding every image to 100,000 px asked for 30 GB
 WINDOW_LIMITS = (8, 1024)
+# SIGMA= and `sigma` in pycount.toml (the density targets' Gaussian width, px), checked before
+# any target is drawn: at least SIGMA_MIN, since a narrower Gaussian is one pixel's dot (and
+# below ~0.03 px its samples underflow to 0 and the target is 0 / 0); at most SIGMA_MAX_PER_CROP
+# times the training crop's side. Each dot's Gaussian is cut off at 4 sigma, so at a quarter of
+# the crop a single dot already spans twice the crop and its density is all but flat over it:
+# wider targets locate nothing, and a width of 1e9 px asked for a 60 GB window. The bound is
+# generous: the named sets use 2-4 px and the inferred range is OWN_SIGMA_RANGE (1-8 px), while
+# it admits 12-48 px at the inferred crops (48-192) and 16 px at synthetic's 64 px crops.
+SIGMA_MIN = 0.5
+SIGMA_MAX_PER_CROP = 0.25
+# The mean colour a pycount.toml may give (mean_rgb): the nets read 8-bit values, so a mean
+# outside them is a typing error, and one of nan made every input nan (a training that
+# "diverged" for no reason it could name)
+MEAN_RGB_RANGE = (0.0, 255.0)
+# The settings of pycount.toml where 0 would mean "infer it" inside pycount (DatasetConfig's
+# zero): written there, 0 is refused, as on the command line, and the message says to remove
+# the key to have it inferred
+SPEC_NOT_ZERO = ("patch", "stride", "sigma", "crop", "crop_stride", "iters", "max_patch_count")
 # SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
 # 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
 SCALE_LIMITS = (0.1, 4.0)
@@ -917,12 +1005,13 @@ def _parse_simple(text: str) -> dict:
 
 
 def read_spec(folder: Path) -> dict:
-    """The folder's pycount.toml as checked settings ({} without one)."""
+    """The folder's pycount.toml as checked settings ({} without one). Read as UTF-8 with or
+    without a byte-order mark (Windows editors write one; tomllib takes it for a statement)."""
     path = folder / SPEC_FILE
     if not path.is_file():
         return {}
     try:
-        spec = _parse_spec(path.read_text(encoding="utf-8"))
+        spec = _parse_spec(path.read_text(encoding="utf-8-sig"))
     except Exception as e:  # tomllib.TOMLDecodeError, ValueError, SyntaxError: all a bad file
         raise ConfigError(f"{path}: cannot parse it ({e}); write one `key = value` per line, "
                           f"e.g. patch = 60") from None
@@ -935,13 +1024,33 @@ def read_spec(folder: Path) -> dict:
             else isinstance(value, kind) and not isinstance(value, bool)
         if key == "marker" and isinstance(value, int) and not isinstance(value, bool):
             spec[key], ok = str(value), True
-        if not ok or (kind in (int, float) and value < 0):
-            raise ConfigError(f"{path}: {key} = {value!r} is not valid; expected "
-                              f"{'a non-negative ' + kind.__name__ if kind in (int, float) else kind.__name__}"
-                              f" ({SPEC_KEYS[key][1]})")
+        # (a number: finite too; TOML writes nan and inf, and sigma = nan sent owndata.resolve
+        # round in circles, nan being unequal to itself)
+        if not ok or (kind in (int, float) and not 0 <= value < math.inf):
+            expected = (f"a finite, non-negative {kind.__name__}" if kind in (int, float)
+                        else kind.__name__)
+            raise ConfigError(f"{path}: {key} = {value!r} is not valid; expected {expected} "
+                              f"({SPEC_KEYS[key][1]})")
+        if key in SPEC_NOT_ZERO and value == 0:
+            then = ("train the model's default number" if key == "iters" else
+                    "have it inferred from the images")
+            raise ConfigError(f"{path}: {key} = 0 is not valid ({SPEC_KEYS[key][1]}): remove "
+                              f"that line to {then}, or give a positive value")
+    low, high = MEAN_RGB_RANGE
     if "mean_rgb" in spec and (len(spec["mean_rgb"]) != 3 or not all(
-            isinstance(v, (int, float)) for v in spec["mean_rgb"])):
-        raise ConfigError(f"{path}: mean_rgb must be three numbers [r, g, b]")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+            for v in spec["mean_rgb"])):
+        raise ConfigError(f"{path}: mean_rgb = {spec['mean_rgb']!r} is not valid: give three "
+                          f"numbers [r, g, b] from {low:g} to {high:g} (the 8-bit colour the nets "
+                          f"subtract), or remove it to have it measured on the training images")
+    if spec.get("sigma", SIGMA_MIN) < SIGMA_MIN:
+        raise ConfigError(f"{path}: sigma = {spec['sigma']!r} is not valid: use a width of at "
+                          f"least {SIGMA_MIN:g} px (a narrower Gaussian is a single pixel's dot), "
+                          f"or remove it to have it inferred")
+    if not 0 <= spec.get("rot_step", 0) < ROT_STEP_BELOW:
+        raise ConfigError(f"{path}: rot_step = {spec['rot_step']} is not valid: use a rotation "
+                          f"step in degrees from 1 to {ROT_STEP_BELOW - 1} (the paper's 30), or "
+                          f"0 for none")
     if "depth_range" in spec and (len(spec["depth_range"]) not in (0, 2) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for v in spec["depth_range"]) or (spec["depth_range"] and not (
@@ -963,6 +1072,9 @@ def folder_dataset(path) -> DatasetConfig:
     inferred from the images by pycount.data.owndata.resolve). Named after the folder; a name of
     the table above gets "-own" so that the two never share LMDBs or run folders."""
     root = Path(path).expanduser().resolve()
+    if root.is_file():                  # an image or annotation given for its folder
+        raise ConfigError(f"{path} is a file, not a folder: DATASET names the folder that holds "
+                          f"the images and their annotations (for this file's, {root.parent})")
     if not root.is_dir():
         raise ConfigError(f"dataset folder {path} does not exist (a DATASET with a / names a "
                           f"folder of annotated images); check the path")

@@ -80,6 +80,14 @@ def test_an_image_smaller_than_the_patch_stops_prepare_by_name(generic, workdirs
     assert not (config.lmdb_dir(ds) / "train_lmdb").exists()
 
 
+def test_an_image_smaller_than_the_crop_names_the_crop(generic, workdirs):
+    """A density model's crops: the message named patches and PATCH=, which do not change them."""
+    ds, root, _ = generic
+    with pytest.raises(errors.DatasetError) as err:
+        prepare.prepare(dataclasses.replace(ds, crop=112), root, model=config.model("fcrn"))
+    assert "smaller than ki67's 112 px training crops; use CROP= (and CROP_STRIDE=)" in str(err.value)
+
+
 def test_an_image_smaller_than_the_patch_stops_the_cli_cleanly(generic, workdirs):
     ds, root, small = generic
     p = _pycount("prepare", "--dataset", "ki67", "--data-root", root, "--patch", 40,

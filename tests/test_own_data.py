@@ -68,6 +68,12 @@ def test_folder_names_and_missing_folders(tmp_path):
     with pytest.raises(ConfigError, match="dataset folder .*nope/x does not exist"):
         config.dataset(str(tmp_path / "nope" / "x"))
     assert "does not exist" in config.check_names(str(tmp_path / "nope" / "x"))
+    image = next((tmp_path / "mice").glob("*.png"))      # an image given for its folder
+    with pytest.raises(ConfigError) as err:
+        config.dataset(str(image))
+    assert str(err.value) == (f"{image} is a file, not a folder: DATASET names the folder that "
+                              f"holds the images and their annotations (for this file's, "
+                              f"{tmp_path / 'mice'})")
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -211,8 +217,10 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
         52, 26, 3.0, ("i00", "i05"), (3.0, 2.0, 1.0))
     assert ds.tag == "f" and sum("pycount.toml" in l for l in lines) == 4
     (folder / "pycount.toml").write_text('test = ["i99"]\n')
-    with pytest.raises(DatasetError, match="test images that are not in the folder: i99"):
+    with pytest.raises(DatasetError) as err:
         resolved(folder)
+    assert str(err.value).startswith(f"{folder / 'pycount.toml'} names test images that are not "
+                                     f"in {folder}: i99; correct the names")
 
 
 def test_patch_and_crop_adapt_to_small_images(tmp_path, workdirs):
@@ -286,6 +294,24 @@ def test_a_test_list_of_every_image_leaves_none_to_train_on(tmp_path, workdirs):
             "one to validate): take some out of test, or add annotated images")
     toml.write_text('test = ["i00", "i01"]\n')
     assert resolved(folder).train_ids == ("i02", "i03")
+
+
+def test_a_published_test_folder_leaving_one_training_image_names_that_folder(tmp_path,
+                                                                               workdirs):
+    """train/ with 1 image and test/ with 4, no pycount.toml: the message named a pycount.toml
+    that does not exist."""
+    folder = tmp_path / "f"
+    train = make_folder(folder / "train", n=5)
+    (folder / "test").mkdir()
+    for f in sorted(train.iterdir()):
+        if not f.stem.endswith("00"):
+            f.rename(folder / "test" / f.name)
+    with pytest.raises(DatasetError) as err:
+        resolved(folder)
+    assert str(err.value).startswith(f"{folder / 'test'}/ holds 4 of the folder's 5 annotated "
+                                     f"images, which leaves 1 for training")
+    assert "move some of its images into the training folder" in str(err.value)
+    assert not (folder / "pycount.toml").exists()
 
 
 def test_n_val_0_is_refused(tmp_path, workdirs):

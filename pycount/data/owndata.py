@@ -202,22 +202,35 @@ def _round_to(v: float, m: int) -> int:
     return int(m * round(v / m))
 
 
-def draw_split(ids: list[str], test: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
-    """(train, test) ids: the test ids given (pycount.toml), else prepare's seeded draw."""
+def draw_split(ids: list[str], test: tuple[str, ...] = (), spec: Path | None = None
+               ) -> tuple[list[str], list[str]]:
+    """(train, test) ids: the test ids given (`spec`, the folder's pycount.toml, or its published
+    test/ part), else prepare's seeded draw."""
     if test:
         unknown = sorted(set(test) - set(ids))
         if unknown:
-            raise DatasetError(f"pycount.toml names test images that are not in the folder: "
-                               f"{', '.join(unknown)}")
+            where = f"{spec} names test images that are not in {spec.parent}" if spec else \
+                f"{config.SPEC_FILE} names test images that are not in the folder"
+            raise DatasetError(f"{where}: {', '.join(unknown)}; correct the names (the image "
+                               f"files' names without their suffix) or take them out of test")
         return [i for i in ids if i not in set(test)], [i for i in ids if i in set(test)]
     return prepare.draw_split(ids)
 
 
-def _given(ds: config.DatasetConfig, root: Path, key: str, value) -> str:
-    """Where a setting's value came from, for a message: its pycount.toml line or the option."""
+def _given(ds: config.DatasetConfig, root: Path, key: str, value, first: bool = True) -> str:
+    """Where a setting's value came from, for a message: its pycount.toml line or the option
+    (`first`: the message's first words, which name the file before the setting)."""
     if key in ds.spec and config.read_spec(root).get(key) == value:
-        return f"{root / config.SPEC_FILE}: {key} = {value!r}"
+        return f"{root / config.SPEC_FILE}: {key} = {value!r}" if first else \
+            f"{key} = {value!r} in {root / config.SPEC_FILE}"
     return f"{key.upper()}={value} (--{key.replace('_', '-')})"
+
+
+def _source(ds: config.DatasetConfig, root: Path, key: str, value) -> str:
+    """A window side for the second half of a message: where it was given, or that it was
+    inferred."""
+    return _given(ds, root, key, value, first=False) if getattr(ds, key) else \
+        f"the inferred {key} of {value} px"
 
 
 def _check_settings(ds: config.DatasetConfig, root: Path) -> None:
@@ -275,12 +288,18 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     stats = _measure(root, pairs, ds.marker, ds.name, old, moved)
     ids = sorted(pairs, key=readers.natural_key)
     published = () if ds.test_ids else published
-    train, test = draw_split(ids, ds.test_ids or published)
+    train, test = draw_split(ids, ds.test_ids or published, root / config.SPEC_FILE)
     if len(train) < config.OWN_MIN_TRAIN_IMAGES:
+        need = (f"training needs at least {config.OWN_MIN_TRAIN_IMAGES} (one to train on, one "
+                f"to validate)")
+        if published:                   # the split is the folder's own train/ + test/
+            raise DatasetError(
+                f"{root / test_part}/ holds {len(test)} of the folder's {len(ids)} annotated "
+                f"images, which leaves {len(train)} for training; {need}: move some of its "
+                f"images into the training folder, or add annotated images there")
         raise DatasetError(
             f"{root / config.SPEC_FILE}: test names {len(test)} of the folder's {len(ids)} images, "
-            f"which leaves {len(train)} for training; training needs at least "
-            f"{config.OWN_MIN_TRAIN_IMAGES} (one to train on, one to validate): take some out of "
+            f"which leaves {len(train)} for training; {need}: take some out of "
             f"test, or add annotated images")
     kinds = sorted({k for _, _, k in pairs.values()})
     fresh = config.folder_dataset(ds.subdir)     # the folder as its pycount.toml sets it
@@ -348,6 +367,10 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                          typical, config.OWN_PATCH_PER_SPACING)
     patch = ds.patch or patch
     note("patch", patch, why, " px")
+    if ds.stride > patch:            # given: an inferred one is half the patch
+        raise DatasetError(f"{_given(ds, root, 'stride', ds.stride)} is larger than "
+                           f"{_source(ds, root, 'patch', patch)}: "
+                           f"{config.stride_gap(ds.stride, patch)}")
     stride = ds.stride or max(1, patch // 2)
     note("stride", stride, "half the patch (the paper's bacterial and nuclei settings)", " px")
     note("rot_step", ds.rot_step, "the paper's rotation step", " deg")
@@ -362,6 +385,11 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                         typical, config.OWN_CROP_PER_SPACING)
     crop = ds.crop or crop
     note("crop", crop, why, " px")
+    if sigma > config.sigma_max(crop):   # never both inferred: sigma <= 8 px, crops >= 48 px
+        said = _given(ds, root, "sigma", ds.sigma) if ds.sigma else \
+            f"the inferred sigma of {sigma:g} px"
+        raise DatasetError(f"{said} is too wide for {_source(ds, root, 'crop', crop)}: "
+                           f"{config.sigma_too_wide(sigma, crop)}")
 
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
 
@@ -392,6 +420,12 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                                  + config.OWN_CLASS_MARGIN)
     note("max_patch_count", mpc, f"C head: {config.OWN_CLASS_HEADROOM:g} times the densest training "
          f"image's cells per patch area, plus {config.OWN_CLASS_MARGIN}")
+    if ds.max_patch_count and ds.max_patch_count > patch * patch:   # more cells than pixels
+        raise DatasetError(f"{_given(ds, root, 'max_patch_count', ds.max_patch_count)} is more "
+                           f"cells than a {patch} px patch has pixels ({patch * patch}): the C "
+                           f"head would get a class for each; remove it to have it inferred "
+                           f"({config.OWN_CLASS_HEADROOM:g} times the densest training image's "
+                           f"cells per patch area, plus {config.OWN_CLASS_MARGIN})")
 
     for what, side in (("patch", patch), ("crop", crop)):
         small = sum(int(min(s.width, s.height) < side) for s in stats.values())

@@ -84,13 +84,18 @@ def pad_small(samples, side: int, ds: config.DatasetConfig) -> list[datasets.Sam
 
 
 def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
+    """DatasetError naming the first image smaller than `side`: the patch (a patch regressor)
+    or, where side is ds.crop and differs from the patch, the crop (a density model)."""
+    crop = side == ds.crop and side != ds.patch
+    what, fix = (("training crops", "CROP= (and CROP_STRIDE=)") if crop
+                 else ("patches", "PATCH= (and STRIDE=)"))
     for s in samples:
         h, w = s.image.shape[:2]
         if h < side or w < side:
             raise DatasetError(
                 f"{s.source or s.id}: the image is {w}x{h} px, smaller than {ds.name}'s {side} px "
-                f"patches; use PATCH= (and STRIDE=) no larger than its smaller side, or remove "
-                f"the image from the dataset")
+                f"{what}; use {fix} no larger than its smaller side, or remove the image from "
+                f"the dataset")
 
 
 def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
