@@ -37,6 +37,22 @@ def note(text: str) -> None:
         print(f"note: {text}", file=sys.stderr)
 
 
+# The classes seen in files that hold none of the marker asked for (per marker): such a file is
+# an image with no cell of that class (a Ki67 field without positive nuclei) and counts 0; where
+# no file of a folder holds the marker at all, pycount.data.owndata names these classes
+_ABSENT: dict[str, set[str]] = {}
+
+
+def marker_absent(marker: str, classes) -> None:
+    """Record that a file held none of `marker`, only `classes` (classes_without)."""
+    _ABSENT.setdefault(marker, set()).update(str(c) for c in classes)
+
+
+def classes_without(marker: str) -> list[str]:
+    """The classes seen in files that held none of `marker` (marker_absent), sorted."""
+    return sorted(_ABSENT.get(marker, ()))
+
+
 def few(names, shown: int = 5) -> str:
     """The first `shown` of `names`, comma-separated, then "and N more" for the rest."""
     names = list(names)
@@ -207,8 +223,7 @@ def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
     blood cell set): one cell per <object> at its <bndbox>'s centre, VOC's 1-based pixel
     coordinates made 0-based; none for an <annotation> without <object> (an image without
     cells, as CVAT's VOC export and LabelImg save one). `marker`: one object <name> ("" = every
-    object); a name no object has is refused, unless the file has no object at all (an empty
-    image has no names to choose among)."""
+    object); a file without that name is an image of no such cell (0 cells; marker_absent)."""
     out, names = [], set()
     for n, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -222,10 +237,8 @@ def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
             raise DatasetError(f"{path}: object {n} ({name or 'unnamed'}) has no numeric bndbox "
                                f"xmin, ymin, xmax, ymax; fix or delete it") from None
         out.append(((x0 + x1) / 2 - 1, (y0 + y1) / 2 - 1))
-    if marker and names and marker not in names:
-        raise DatasetError(f"{path} has no object named {marker!r} (its names: "
-                           f"{', '.join(sorted(names))}); choose one of them, or leave the marker "
-                           f"out to count all")
+    if marker and marker not in names:      # an image of no such cell: 0 (classes_without)
+        marker_absent(marker, names)
     return np.array(out, np.float64).reshape(-1, 2)
 
 
@@ -425,7 +438,7 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     user who outlined each cell as an annotation sees why).
     QuPath's coordinates are continuous with pixel i spanning [i, i+1), so 0.5 is subtracted to
     get this package's pixel-centre coordinates. `marker`: one classification name ("" = every
-    cell)."""
+    cell); a file without it is an image of no such cell (0 cells; marker_absent)."""
     import json
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
@@ -515,10 +528,8 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
         classes.add(str(cls))
         if _matches(marker, cls):
             centres.extend((x - 0.5, y - 0.5) for x, y in found)
-    if marker and not any(_matches(marker, c) for c in classes):
-        raise DatasetError(f"{path} has no cells of class {marker!r} (classes found: "
-                           f"{', '.join(sorted(classes)) or 'none'}); choose one of them (MARKER=, or "
-                           "marker in pycount.toml), or leave it out to count all")
+    if marker and not any(_matches(marker, c) for c in classes):   # an image of none: 0
+        marker_absent(marker, classes)
     if not classes and regions:              # regions only: its image has no cell, say why
         held = ", ".join(f"{k} {shape} {kind}{'s' if k > 1 else ''}"
                          for (shape, kind), k in sorted(regions.items()))

@@ -26,7 +26,7 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
-from pycount.data.annotations import read_annotation
+from pycount.data.annotations import classes_without, read_annotation
 from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
 from pycount.data.layout import visible_subfolders, folder_layout
 from pycount.errors import DatasetError
@@ -310,7 +310,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                            f"leave the marker out")
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
-        chosen = f" of the marker {ds.marker!r} that {chooser} chooses" if ds.marker else ""
+        seen = classes_without(ds.marker) if ds.marker else []
+        chosen = (f" of the marker {ds.marker!r} that {chooser} chooses" if ds.marker else "") + (
+            f" (the classes its files hold: {', '.join(seen)})" if seen else "")
         raise DatasetError(
             f"{root}: none of the {len(tr)} training images has an annotated cell{chosen}, and a "
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
