@@ -1105,3 +1105,18 @@ def test_a_marker_some_images_lack_counts_zero_there_and_a_marker_none_has_is_re
                         say=lambda line: None)
     assert "none of the" in str(err.value) and "'Positiv'" in str(err.value)
     assert "(the classes its files hold: Negative, Positive)" in str(err.value)
+
+
+def test_image_subfolders_beside_a_flat_folders_images_are_named_as_unread(tmp_path, capsys):
+    """A flat folder (images + CSVs) with a test/ of more images beside them: the subfolder was
+    passed over without a word."""
+    root = tmp_path / "flat"
+    (root / "test").mkdir(parents=True)
+    for name, where in (("a", root), ("b", root), ("c", root / "test")):
+        _img(where / f"{name}.png")
+        (where / f"{name}.csv").write_text("x,y\n5,5\n")
+    pairs, published, _ = layout.folder_layout(root)
+    assert sorted(pairs) == ["a", "b"] and not published
+    err = capsys.readouterr().err
+    assert f"note: {root} holds its annotated images itself, so its subfolders test/ are not " \
+           "read" in err

@@ -211,7 +211,15 @@ def _units(root: Path) -> list[tuple[str, str, dict]]:
     if nested is not None:
         return _check_split(root, [(p, label, images, _pairs_apart(images, notes))
                                    for p, label, images, notes in nested])
-    return [("", "", folder_pairs_in(root))]
+    pairs = folder_pairs_in(root)
+    if _entries(root) and split_folders(root) is None:     # the folder's own files are the set
+        aside = [d for d in visible_subfolders(root) if _has_images(d)]
+        if aside:                       # e.g. a test/ beside the images: not read, say so
+            note(f"{root} holds its annotated images itself, so its subfolders "
+                 f"{few(d.name + '/' for d in aside)} are not read (their images are neither "
+                 f"trained on nor tested); to use a published split, keep the images in train/ "
+                 f"and test/ only")
+    return [("", "", pairs)]
 
 
 def _check_split(root: Path, units: list[tuple[str, str, Path, dict]]
