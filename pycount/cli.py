@@ -323,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         from pycount.data import prepare
         model = config.model(args.model, ds) if args.model else None
         _check_stain(ds, model)
+        _check_applies(args, model)
         if model is not None and model.classic:
             prepare.load_split(ds, args.data_root)          # every image read and checked
             print(f"{model.name} reads the images themselves: no LMDB to prepare")
@@ -334,6 +335,7 @@ def run(args: argparse.Namespace) -> int:
     model = config.model(args.model, ds)
     _check_stain(ds, model)
     _check_classic(args, model)
+    _check_applies(args, model)
     if args.command == "train" and ds.own and args.iters is None:
         from pycount.data import owndata
         args.iters = owndata.iterations(ds, model)
@@ -380,6 +382,31 @@ def _check_stain(ds: config.DatasetConfig, model: config.ModelConfig | None) -> 
     if ds.stain_norm and model is not None and model.classic:
         raise config.ConfigError(f"STAIN={ds.stain_norm} is for the nets; {model.name} reads the "
                                  f"images as they are (drop STAIN=)")
+
+
+def _check_applies(args, model: config.ModelConfig | None) -> None:
+    """Options that the model would ignore, refused by name: a patch regressor's LMDB holds
+    patches and counts, so the density targets' width, crops and their stain jitter would only
+    file the same patches under another tag; only the ResNets load pretrained weights, so
+    FINETUNE= and SCRATCH=1 change nothing for the nets trained from scratch."""
+    if model is None or model.classic:              # (classic: _check_classic)
+        return
+    if not model.density:
+        given = [f"{var}={getattr(args, dest)}" for var, dest in (
+            ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
+            ("HED", "hed_jitter")) if getattr(args, dest, None) is not None]
+        if given:
+            raise config.ConfigError(f"{', '.join(given)}: for the density models (fcrn, "
+                                     f"fcrn-ctx) only; {model.name} learns from patches labelled "
+                                     f"with their counts: drop {'them' if len(given) > 1 else 'it'}")
+    if model.family != "resnet":
+        given = [g for g, on in (("FINETUNE=" + str(getattr(args, "finetune", None)),
+                                  getattr(args, "finetune", None)),
+                                 ("SCRATCH=1", getattr(args, "scratch", False))) if on]
+        if given:
+            raise config.ConfigError(f"{', '.join(given)}: for the ImageNet-pretrained ResNets "
+                                     f"only; {model.name} is always trained from scratch, every "
+                                     f"layer: drop {'them' if len(given) > 1 else 'it'}")
 
 
 def _check_classic(args, model: config.ModelConfig) -> None:

@@ -105,3 +105,25 @@ def test_a_gpu_that_is_no_device_is_refused(value, capsys):
         cli.main(["eval", "--gpu", value])
     assert e.value.code == 2
     assert f"argument --gpu: {value!r} is not valid: give a GPU's number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command,argv,needle", [
+    ("prepare", ["--model", "alexnet-lite", "--sigma", "2"], "SIGMA=2.0: for the density models"),
+    ("prepare", ["--model", "alexnet-lite", "--crop-stride", "999999", "--hed-jitter", "0.5"],
+     "CROP_STRIDE=999999, HED=0.5: for the density models"),
+    ("train", ["--model", "alexnet-lite", "--crop", "64"], "CROP=64: for the density models"),
+    ("train", ["--model", "fcrn", "--finetune", "all"], "FINETUNE=all: for the ImageNet-pretrained"),
+    ("train", ["--model", "alexnet", "--scratch"], "SCRATCH=1: for the ImageNet-pretrained"),
+])
+def test_options_the_model_would_ignore_are_refused(workdirs, command, argv, needle, capsys):
+    """They were taken: a patch model's LMDB written again under another tag (SIGMA=, CROP=,
+    HED= change nothing in patches and counts), FINETUNE= on a net trained from scratch."""
+    assert cli.main([command, "--dataset", "synthetic", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (workdirs / "data" / "lmdb").exists()
+
+
+def test_the_density_options_pass_for_a_density_model(workdirs):
+    cli._check_applies(cli.parser().parse_args(["prepare", "--model", "fcrn", "--sigma", "2",
+                                                 "--hed-jitter", "0.1"]), config.model("fcrn"))
