@@ -256,14 +256,21 @@ def test_a_jpeg_thumbnail_end_marker_does_not_hide_a_cut(tmp_path):
         images.read_any_image(path)
 
 
-def test_a_png_cut_short_is_refused(tmp_path):
+@pytest.mark.parametrize("cut", [12, "half"])
+def test_a_png_cut_short_is_refused_by_name_and_quietly(tmp_path, capfd, cut):
+    """Said as for a JPEG, and without libpng's own "libpng error: Read Error" on stderr."""
     path = tmp_path / "x.png"
     write_rgb(path, _textured())
-    path.write_bytes(path.read_bytes()[:-12])               # without its IEND chunk
+    data = path.read_bytes()
+    path.write_bytes(data + b"appended by a tool")           # data after IEND: still read
+    assert images.read_any_image(path).shape == (60, 80, 3)
+    path.write_bytes(data[:-12] if cut == 12 else data[:len(data) // 2])
     with pytest.raises(DatasetError) as err:
         images.read_any_image(path)
-    assert str(err.value) == (f"cannot decode {path}: the file is corrupt or not an image; "
-                              "replace or remove it")
+    assert str(err.value) == (f"cannot decode {path}: the PNG file ends before its IEND chunk (it "
+                              "was cut short, e.g. by an interrupted copy or download); replace "
+                              "or remove it")
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.parametrize("decoder", ["cv2", "tifffile"])

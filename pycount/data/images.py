@@ -68,6 +68,12 @@ _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 
+# every complete PNG ends with its IEND chunk (type and CRC); looked for in the file's last
+# _PNG_TAIL bytes, as some tools append data after it that decoders ignore
+_PNG_END = b"IEND\xaeB`\x82"
+_PNG_TAIL = 1 << 16
+
+
 def _jpeg_complete(data: bytes) -> bool:
     """Does a JPEG file reach its end-of-image marker (FF D9)? libjpeg decodes a file cut short
     with a grey fill and only a warning on stderr. The segments are walked from the start, each
@@ -114,6 +120,12 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
             if head[:3] == b"\xff\xd8\xff" and not _jpeg_complete(head + f.read()):
                 raise fail("the JPEG file ends before its end-of-image marker (it was cut short, "
                            "e.g. by an interrupted copy or download)")
+            if head == b"\x89PNG":         # (libpng would say "Read Error" on stderr, then fail)
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - _PNG_TAIL))
+                if _PNG_END not in f.read():
+                    raise fail("the PNG file ends before its IEND chunk (it was cut short, e.g. "
+                               "by an interrupted copy or download)")
     except OSError as e:
         if path.is_symlink() and not path.exists():
             raise fail(f"it is a broken link (to {os.readlink(path)}, which does not exist)",
