@@ -367,9 +367,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "eval":
         from pycount.evaluation.evaluate import evaluate
         from pycount.evaluation.figures import images, metrics_table
-        m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
-                     backend=args.backend, shared=args.shared, tta=args.tta,
-                     test_images=args.test_images)
+        from pycount.util.interrupt import sigterm_as_interrupt
+        with sigterm_as_interrupt():    # `kill PID` as Ctrl-C: "interrupted", no metrics written
+            m = evaluate(ds, model, head=args.head, data_root=args.data_root, gpu=args.gpu,
+                         backend=args.backend, shared=args.shared, tta=args.tta,
+                         test_images=args.test_images)
         print(f"\n{ds.name}: {images(m)}, {model.name}({args.head})\n")
         print(metrics_table(m))
         print(f"\nwritten: {config.run_dir(ds, model, args.head)}/{{metrics.json,metrics.md,"

@@ -32,3 +32,20 @@ def test_replace_dir_swaps_in_the_new_folder_and_drops_the_old(tmp_path):
     atomic.replace_dir(tmp_path / "new", tmp_path / "db")
     assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["data"]
     assert [p.name for p in tmp_path.iterdir()] == ["db"]          # nothing left beside it
+
+
+def test_two_processes_writing_one_file_both_finish_whole(tmp_path):
+    """Two evals of one run wrote the same heatmaps: with one temporary name per file, one
+    process renamed the other's file away and died of FileNotFoundError (54 in 3,000 writes)."""
+    import subprocess
+    import sys
+    target = tmp_path / "m.json"
+    code = ("import sys; from pycount.util import atomic\n"
+            "for i in range(1500):\n"
+            f"    atomic.write_text({str(target)!r}, sys.argv[1] * 1000)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, c], stderr=subprocess.PIPE, text=True)
+             for c in "ab"]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert target.read_text() in ("a" * 1000, "b" * 1000)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -296,6 +296,17 @@ def test_the_record_keeps_per_image_counts_for_later_pairing(tmp_path):
                                          "closer on": 2}
 
 
+def test_a_predictions_file_cut_short_is_kept_out_of_the_record(tmp_path):
+    """A predictions.csv ending inside a row (its last fields missing): make audit died of
+    TypeError (float(None)); the run's metrics are recorded, its per-image counts are not."""
+    runs, rec = tmp_path / "runs", tmp_path / "results.json"
+    _fake_run(runs, "nuclei/fcrn", mae=10.0)
+    (runs / "nuclei" / "fcrn" / "predictions.csv").write_text(
+        "id,true,predicted,tiling,abs_error\nimg1,100,90,90,10\nimg2,50")
+    kept = audit.record(audit.build(runs, record_path=rec), rec)
+    assert kept["nuclei/fcrn"]["metrics"]["mae"] == 10.0 and "images" not in kept["nuclei/fcrn"]
+
+
 def test_the_committed_record_is_readable_and_names_real_runs():
     runs = audit.read_record(config.AUDIT_RECORD)
     assert runs, "docs/audit/results.json holds the audited runs"

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -647,3 +649,55 @@ def test_a_damaged_training_log_is_named_or_its_bad_rows_dropped(tiny, damage):
         return
     with pytest.raises(train.TrainError, match="train_log.csv (is damaged|does not start with)"):
         train.Trainer(ds, model, max_iter=40).train(resume=True)
+
+
+def test_eval_on_a_full_disk_is_one_message_and_leaves_the_metrics_before_it(tiny, monkeypatch):
+    """A heatmap write failing with EFBIG (ulimit -f) or ENOSPC was a matplotlib traceback."""
+    import errno
+    ds, model, run = _trained_30_and_evaluated(tiny)
+    before = (run / "metrics.json").read_text()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(evaluate, "_save_heatmap", full)
+    with pytest.raises(evaluate.RunError) as err:
+        evaluate.evaluate(ds, model)
+    assert f"cannot write the evaluation into {run}" in str(err.value)
+    assert "No space left on device" in str(err.value) and "free space" in str(err.value)
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_eval_of_a_read_only_run_folder_is_refused_before_counting(tiny, monkeypatch):
+    ds, model, run = _trained_30_and_evaluated(tiny)
+    from pycount.util import atomic
+
+    def read_only(folder):
+        if Path(folder) == run / "heatmaps":
+            raise PermissionError(13, "Permission denied", str(folder / ".write-test"))
+
+    monkeypatch.setattr(atomic, "probe_writable", read_only)
+    counted = []
+    monkeypatch.setattr(evaluate, "_summarize", lambda *a: counted.append(1))
+    with pytest.raises(evaluate.RunError, match="Permission denied.*make the run folder writable"):
+        evaluate.evaluate(ds, model)
+    assert not counted
+
+
+def test_nan_weights_give_no_metrics_and_a_failed_count(tiny, tmp_path):
+    """A caffemodel holding NaN: eval wrote `nan ± nan` with exit 0, count a row `nan` 'ok'."""
+    import caffe
+    from pycount import cli
+    ds, model, run = _trained_30_and_evaluated(tiny)
+    (run / "metrics.json").unlink()
+    net = caffe.Net(str(run / "deploy.prototxt"), str(run / "model.caffemodel"), caffe.TEST)
+    net.params["count"][1].data[...] = np.nan
+    net.save(str(run / "model.caffemodel"))
+    with pytest.raises(evaluate.RunError, match="as NaN or infinite .*train it again"):
+        evaluate.evaluate(ds, model)
+    assert not (run / "metrics.json").exists()
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), np.full((60, 60, 3), 128, np.uint8))
+    assert cli.main(["count", str(image), "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    row = next(csv.DictReader(open(tmp_path / "o" / "counts.csv")))
+    assert row["status"] == "failed" and "not a number" in row["error"]

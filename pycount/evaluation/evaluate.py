@@ -1,6 +1,7 @@
 """`make eval`: count every test image of a dataset with a trained run, then report."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pycount.inference.predictors import make_predictor
 from pycount.inference.run import finished_files, read_train_info, with_run_reading, with_run_stain
 from pycount.util.runlock import LOCK_FILE, in_training
 from pycount.evaluation import figures as report
+from pycount.util import atomic
 from pycount.util.progress import Progress
 
 
@@ -74,17 +76,27 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             f"(`test = [...]` in pycount.toml beside an own folder's images, docs/own-data.md)")
 
     rows = []
-    (run / "heatmaps").mkdir(exist_ok=True)
-    with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
-        for i, s in enumerate(test):
-            r = predict.count_image(s.image)
-            rows.append({"id": s.id, "true": s.count, "predicted": r.count,
-                         "tiling": r.tiling_count})
-            if expected:
-                rows[-1]["expected"] = expected.count_image(s.image).count
-            if i < heatmaps:
-                _save_heatmap(run / "heatmaps" / f"{s.id}.png", s, r, model, ds)
-            bar.update(1)
+    with _writing(run):
+        for folder in (run, run / "heatmaps", run.parent):     # (Fig. 7 goes to run.parent)
+            folder.mkdir(exist_ok=True)
+            atomic.probe_writable(folder)
+        with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
+            for i, s in enumerate(test):
+                r = predict.count_image(s.image)
+                rows.append({"id": s.id, "true": s.count, "predicted": r.count,
+                             "tiling": r.tiling_count})
+                if expected:
+                    rows[-1]["expected"] = expected.count_image(s.image).count
+                if i < heatmaps and np.isfinite(r.count):
+                    _save_heatmap(run / "heatmaps" / f"{s.id}.png", s, r, model, ds)
+                bar.update(1)
+    lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
+    if lost:                        # NaN weights: a metrics.json of nan is no result
+        raise RunError(f"{files[-1]} counts {len(lost)} of the "
+                       f"{len(rows)} test images as NaN or infinite ({', '.join(lost[:3])}"
+                       f"{', ...' if len(lost) > 3 else ''}): its weights hold values that are "
+                       f"not numbers (a training that diverged, or a damaged file); train it "
+                       f"again (make train ... RESUME=0)")
     out = _summarize(rows, float(np.mean(train_counts)))
     out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
                density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
@@ -95,10 +107,27 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
         print(f"note: {len(below)} test image(s) counted below zero ({', '.join(below[:5])}"
               f"{', ...' if len(below) > 5 else ''}): unlike the images the run learned from "
               f"(predictions.csv has their counts)", flush=True)
-    report.write_predictions(run / "predictions.csv", rows)
-    report.write_metrics(run, out)
-    write_fig7(run.parent)
+    with _writing(run):
+        report.write_predictions(run / "predictions.csv", rows)
+        report.write_metrics(run, out)
+        write_fig7(run.parent)
     return out
+
+
+@contextlib.contextmanager
+def _writing(run: Path):
+    """An OSError writing the evaluation's files (a full disk, a read-only run folder) as one
+    RunError naming the file and the fix; metrics.json is written last, so none is left."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, FileNotFoundError) and not str(e.filename or "").startswith(str(run)):
+            raise                   # (an input gone: not this one's to word)
+        where = e.filename or run
+        raise RunError(f"cannot write the evaluation into {run} ({where}: {e.strerror or e}): "
+                       f"free space on that disk, or make the run folder writable (a copy of "
+                       f"it elsewhere evaluates as well: PYCOUNT_RUNS=that/runs make eval ...)"
+                       ) from None
 
 
 # What eval compares between a run's train.json and what it was asked to evaluate, beyond the

@@ -139,6 +139,10 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     h, w = image.shape[:2]
     r = predict.count_image(image)
     seconds = time.monotonic() - start
+    if not np.isfinite(r.count):        # NaN weights: no count (a FAILED row, exit status 1)
+        raise ValueError(f"the count is not a number ({r.count}): {run.weights} holds weights "
+                         f"that are not numbers (a training that diverged, or a damaged file); "
+                         f"train the run again")
     hh, hw = r.heatmap.shape                        # larger when a small image was padded
     padded = (hh, hw) != (h, w)                     # (a patch model's engine, to one patch)
     if padded:

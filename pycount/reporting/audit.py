@@ -285,8 +285,8 @@ def _per_image(run: Path) -> dict:
     try:
         with open(run / "predictions.csv", newline="") as f:
             return {r["id"]: [float(r["true"]), float(r["predicted"])] for r in csv.DictReader(f)}
-    except (OSError, KeyError, ValueError):
-        return {}
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        return {}           # (a row cut short reads None for its missing fields: TypeError)
 
 
 def record(report: dict, path) -> dict:

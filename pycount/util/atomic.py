@@ -12,9 +12,11 @@ from pathlib import Path
 @contextmanager
 def replacing(path):
     """`with replacing(p) as tmp:` write tmp; on success it replaces p, on failure it is removed.
-    The temporary name keeps p's suffix (matplotlib and Caffe choose formats by it)."""
+    The temporary name keeps p's suffix (matplotlib and Caffe choose formats by it) and holds
+    the process id: two processes writing the same file (two evals of one run) each rename their
+    own whole file, the last one wins; with one shared name, one renamed the other's away."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
