@@ -459,3 +459,22 @@ def test_a_run_being_trained_says_so(run, images, tmp_path, capsys):
         assert cli.main(["count", str(images), "--run", str(run), "--out",
                          str(tmp_path / "out")]) == 2
     assert "is being trained now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit,said", [
+    ({"model": "fcrn"}, "is the net of alexnet-lite (R head), but"),
+    ({"model": "alexnet"}, "is the net of alexnet-lite (R head), but"),
+    ({"head": "C"}, "says alexnet-lite (C head)"),
+])
+def test_a_train_json_naming_another_net_is_refused_before_caffe(run, images, edit, said,
+                                                                  tmp_path):
+    """"model": "fcrn" written into an alexnet-lite run's train.json: count aborted in Caffe
+    (inner_product_layer.cpp Check failed: K_ == new_K), exit 134."""
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, **edit}))
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+                        "--run", str(run), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert said in p.stderr and "copy the run folder again whole" in p.stderr
+    assert "Check failed" not in p.stderr and "Traceback" not in p.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,38 @@ def load_run(path) -> Run:
                        f"damaged or from another pycount; copy it again, or re-run make train"
                        ) from None
     files = finished_files(path, m, info)
+    if not m.classic:
+        _check_deploy_is_the_model(files[0], m, head, info_file)
     return Run(path, files[0], files[-1], m, ds, head)
+
+
+# the name pycount.nets gives a deploy net: "<model>-<head>-p<patch> | ..." (patch models) or
+# "<model>-density-c<crop> | ..." (density models)
+_NET_NAME = re.compile(r'^name:\s*"([\w.-]+?)-(?:(R|C)-p\d+|density-c\d+)\b')
+
+
+def _check_deploy_is_the_model(deploy: Path, m: config.ModelConfig, head: str,
+                               info_file: Path) -> None:
+    """RunError when the deploy net is named as another model's or head's than train.json
+    says (a train.json edited, or copied from another run): counting would build the engine
+    for the wrong net, and Caffe aborts on the mismatch (an InnerProduct's input size). A
+    deploy named otherwise (not by pycount.nets) is not judged here."""
+    try:
+        with open(deploy, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return                          # (the engines' own check names an unreadable file)
+    found = _NET_NAME.match(first)
+    if not found:
+        return
+    net_model, net_head = found.group(1), found.group(2)          # (no head: a density net)
+    want_head = None if m.density else head
+    if (net_model, net_head) != (m.name, want_head):
+        said = net_model + (f" ({net_head} head)" if net_head else "")
+        says = m.name + (f" ({head} head)" if want_head else "")
+        raise RunError(f"{deploy} is the net of {said}, but {info_file} says {says}: the run "
+                       f"folder's files come from different trainings; copy the run folder "
+                       f"again whole, or train it again")
 
 
 def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
