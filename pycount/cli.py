@@ -435,6 +435,8 @@ def _check_classic(args, model: config.ModelConfig) -> None:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    from pycount.util.interrupt import follow_parent
+    follow_parent()                 # a protocol's run: it stops when the protocol dies
     try:
         return run(args)
     except Diverged as e:

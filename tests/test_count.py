@@ -478,3 +478,22 @@ def test_a_train_json_naming_another_net_is_refused_before_caffe(run, images, ed
     assert p.returncode == 2, p.stderr[-2000:]
     assert said in p.stderr and "copy the run folder again whole" in p.stderr
     assert "Check failed" not in p.stderr and "Traceback" not in p.stderr
+
+
+def test_an_earlier_counts_csv_goes_before_the_first_new_heatmap(run, images, tmp_path,
+                                                                  monkeypatch):
+    """A count killed with SIGKILL left the previous counts.csv (other images) beside its new
+    heatmaps, a table that looked complete."""
+    from pycount.inference import count as counting
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    assert (out / "counts.csv").exists()
+    real, seen = counting.count_file, []
+
+    def first(*args, **kwargs):
+        seen.append((out / "counts.csv").exists())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(counting, "count_file", first)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    assert seen and not any(seen) and (out / "counts.csv").exists()

@@ -173,3 +173,41 @@ def test_kill_stops_the_protocol_and_its_runs(workdirs, tmp_path, monkeypatch, c
     assert len(started) == 1 and (tmp_path / "stopped").read_text().split() == started
     assert "protocol interrupted: stopping its runs" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_protocols_run_stops_when_the_protocol_is_killed_outright(tmp_path):
+    """kill -9 of a protocol left its `pycount train` children running, holding their run
+    folders' locks (a rerun then failed, "being trained by another process"): a child started
+    with the parent's id in PYCOUNT_PARENT_PID gets SIGTERM when that parent dies."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pycount.util import interrupt
+    child = ("from pycount.util.interrupt import follow_parent; follow_parent(); "
+             "import time; time.sleep(120)")
+    parent = ("import os, subprocess, sys, time\n"
+              f"env = dict(os.environ, {interrupt.PARENT_ENV}=str(os.getpid()))\n"
+              f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env)\n"
+              "print(p.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True,
+                            cwd=config.ROOT)
+    pid = int(proc.stdout.readline())
+    time.sleep(2)                                   # the child has asked for the signal by now
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as f:        # gone but not yet reaped: a zombie
+            if f.read().split(") ")[1].startswith("Z"):
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the child outlived its killed parent")

@@ -241,6 +241,9 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                        f"{', '.join(map(str, inputs))}{hint}")
     _check_out(out, inputs, _heatmap_names(paths))
     _make_out(out)
+    # an earlier count's table goes before the first new heatmap: a count killed outright
+    # (SIGKILL, a machine lost) then leaves no counts.csv that the new heatmaps contradict
+    (out / "counts.csv").unlink(missing_ok=True)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
     rows = []

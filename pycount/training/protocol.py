@@ -23,6 +23,7 @@ import numpy as np
 from pycount.errors import RunError, TrainError
 from pycount.evaluation.metrics import partial
 from pycount.util import atomic
+from pycount.util import interrupt
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount import config
 from pycount.nets import builders as nets
@@ -218,6 +219,7 @@ def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
          log_dir: Path, steps=("prepare", "train", "eval"), children: _Children | None = None
          ) -> tuple:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env[interrupt.PARENT_ENV] = str(os.getpid())     # its runs stop when the protocol dies
     log = log_dir / f"n{n}-seed{seed}.log"
     start = time.monotonic()
     children = children or _Children()

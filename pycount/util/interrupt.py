@@ -4,8 +4,13 @@ begins with SIGINT ignored, so SIGTERM is how a scheduler or a user stops it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+
+# Set by a parent that starts pycount commands as its children (the protocol's trainings) to its
+# own process id: the child asks the kernel for SIGTERM when that parent dies (follow_parent)
+PARENT_ENV = "PYCOUNT_PARENT_PID"
 
 
 @contextlib.contextmanager
@@ -24,3 +29,21 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def follow_parent() -> None:
+    """In a child started with PARENT_ENV set: SIGTERM to this process when its parent dies,
+    however it dies (a parent killed with SIGKILL cannot stop its children itself; they ran
+    on, holding their run folders' locks). Linux's PR_SET_PDEATHSIG; elsewhere nothing. A
+    parent already gone by now: the same SIGTERM at once."""
+    parent = os.environ.get(PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)          # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):                       # not Linux: no such call
+        return
+    if os.getppid() != int(parent):
+        os.kill(os.getpid(), signal.SIGTERM)
