@@ -66,6 +66,9 @@ def _fake_run(runs: Path, run: str, **metrics):
              baseline_mae=40.5, baseline_mre=0.3, mae_std=3.0, mre=0.07, mae=10.0)
     m.update(metrics)
     (d / "metrics.json").write_text(json.dumps(m))
+    # the training behind it, as make train writes it (iterations: none recorded, so no schedule
+    # is compared; a metrics.json without any train.json is no result)
+    (d / "train.json").write_text(json.dumps({"dataset": ds, "model": m["model"], "head": head}))
 
 
 def test_report_from_fake_runs(tmp_path, monkeypatch):
@@ -653,3 +656,26 @@ def test_a_run_copied_into_another_runs_folder_is_no_result_there(tmp_path):
     other = {m["run"]: m for m in report["other_runs"]}
     assert other["bacterial/fcrn"]["error"].startswith("misplaced bacterial/fcrn/metrics.json: "
                                                        "it is of own/fcrn")
+
+
+def test_a_run_trained_short_of_its_schedule_is_marked_not_taken_for_a_reproduction(tmp_path):
+    """A 20-iteration AlexNet (a dry run, a training stopped early and evaluated) filled its
+    paper cell like a finished one; a metrics.json with no train.json at all did too."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=9.3)                   # within ±15% of 9.26
+    info = runs / "bacterial" / "alexnet" / "train.json"
+    schedule = config.model("alexnet", config.dataset("bacterial")).solver.max_iter
+    for its, mark in ((20, f"short: 20 of {schedule:,} iterations"), (schedule, "within ±15%")):
+        info.write_text(json.dumps({"dataset": "bacterial", "model": "alexnet", "head": "R",
+                                    "iterations": its}))
+        report = audit.build(runs)
+        cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
+        assert cell["bacterial"]["mark"] == mark
+    info.write_text(json.dumps({"dataset": "bacterial", "model": "alexnet", "head": "R",
+                                "iterations": 20}))
+    assert "1 from a training shorter than its schedule, marked short" in \
+        render.tally(audit.build(runs))[0]
+    info.unlink()
+    cell = {r["label"]: r for r in audit.build(runs)["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
+    assert cell["bacterial"]["ours"] is None and "has no train.json beside it" in \
+        cell["bacterial"]["note"]

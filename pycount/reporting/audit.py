@@ -108,8 +108,25 @@ def _mark(cell: dict, col: Column) -> str:
         return "stand-in" if cell.get("ratio") is not None else "missing (stand-in)"
     if cell.get("ratio") is None:
         return "missing" if cell["run"] else "not in pycount"
+    if cell.get("short"):
+        return "short: {:,} of {:,} iterations".format(*cell["short"])
     ok = abs(cell["ratio"] - 1) <= config.AUDIT_TOLERANCE
     return f"{'within' if ok else 'outside'} ±{config.AUDIT_TOLERANCE:.0%}"
+
+
+def _short(model: str, dataset: str, train: dict) -> tuple[int, int] | None:
+    """(iterations, schedule) of a net trained fewer iterations than its schedule for that
+    dataset (a dry run's ITERS=20, a training stopped early and evaluated): its number is shown
+    but marked, never taken for a reproduction; None for a full training, a classic method, or
+    a run whose iterations are not recorded."""
+    try:
+        m = config.model(model, config.dataset(dataset))
+    except config.ConfigError:
+        return None
+    it = train.get("iterations")
+    if m.classic or not _is_number(it) or it >= m.solver.max_iter:
+        return None
+    return int(it), int(m.solver.max_iter)
 
 
 def _train_info(run: Path) -> dict:
@@ -331,6 +348,12 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         moved = _misplaced(key, found[key])
         if moved:
             found[key] = {"error": moved}
+        elif "error" not in found[key] and not (p.parent / "train.json").exists():
+            # metrics of a training no one can name
+            found[key] = {"error": f"{shown(p)} has no train.json beside it: what was trained, "
+                                   f"how long and from which commit is unknown, so it is no "
+                                   f"result; copy the run folder whole, or train and evaluate "
+                                   f"it again"}
         elif "error" in trains[key]:            # a damaged train.json: the run is unreadable
             found[key], trains[key] = {"error": trains[key]["error"]}, {}
         elif _is_number(found[key].get("iterations")) \
@@ -369,6 +392,7 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
                         cell["diff"] = {k: m[k] - cell["paper"][k] for k in cell["ours"]}
                         cell["ratio"] = m["mae"] / mae
                         cell["train"] = trains[key]
+                        cell["short"] = _short(r.model, col.folder, trains[key])
                         said = (m.get("dataset"), m.get("model"), m.get("head"))
                         if said != (col.folder, r.model, r.head):
                             cell["note"] = "metrics.json says {}/{}({})".format(*said)

@@ -112,6 +112,7 @@ def tally(report: dict) -> tuple[str, str]:
     stand = [x for c, x in modelled if c.folder != c.paper]
     filled = [x for x in own if x["ours"]]
     within = [x for x in filled if x["mark"].startswith("within")]
+    short = [x for x in filled if x["mark"].startswith("short")]
     recorded = [x for x in filled + stand if x["note"] == RECORDED]
     waits = {}
     for x in own + stand:
@@ -124,7 +125,9 @@ def tally(report: dict) -> tuple[str, str]:
     rest = ", ".join(f"{n} {said[k][n != 1]}"
                      for k, n in sorted(waits.items(), key=lambda kv: -kv[1]))
     return (f"{len(filled)} of the {len(own)} paper cells that pycount models have our number "
-            f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE), and "
+            f"({len(within)} within ±{config.AUDIT_TOLERANCE:.0%} of the paper's MAE"
+            + (f"; {len(short)} from a training shorter than its schedule, marked short"
+               if short else "") + "), and "
             f"{sum(1 for x in stand if x['ours'])} of {len(stand)} stand-in cells; "
             f"{len(paper) - len(modelled)} cells are methods pycount does not model.",
             f"Of the cells without a number, {rest or 'none'}: see \"Filling the missing "
