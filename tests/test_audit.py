@@ -200,6 +200,14 @@ def test_a_cell_in_training_shows_how_far_it_is(tmp_path):
     (run / "solver.prototxt").write_text('net: "x"\nmax_iter: 2400\nbase_lr: 0.001\n')
     assert "iteration 1020 of 2400" in cell()["note"]
     assert "`make train MODEL=alexnet DATASET=nuclei ITERS=2400` resumes it" in cell()["note"]
+    # its training ended (train.json, the kept weights) and its evaluation was stopped: it was
+    # still "in training", with a make train that had nothing left to do
+    (run / "model.caffemodel").write_bytes(b"weights")
+    (run / "train.json").write_text(json.dumps({"iterations": 2400, "interrupted": False}))
+    assert cell()["note"] == ("trained, not evaluated (its training ended; an evaluation may "
+                              "have been stopped): `make eval MODEL=alexnet DATASET=nuclei`")
+    (run / "train.json").write_text(json.dumps({"iterations": 1020, "interrupted": True}))
+    assert "resumes it" in cell()["note"]
 
 
 def test_a_trained_cell_without_a_curve_is_named_beside_the_chart(tmp_path):
@@ -679,3 +687,13 @@ def test_a_run_trained_short_of_its_schedule_is_marked_not_taken_for_a_reproduct
     cell = {r["label"]: r for r in audit.build(runs)["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
     assert cell["bacterial"]["ours"] is None and "has no train.json beside it" in \
         cell["bacterial"]["note"]
+
+
+@pytest.mark.parametrize("level", ["dataset", "run"])
+def test_runs_named_one_level_too_deep_are_refused_not_reported_empty(tmp_path, level):
+    """`pycount audit --runs runs/synthetic` wrote an empty report and exited 0."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=9.0)
+    given = runs / "bacterial" if level == "dataset" else runs / "bacterial" / "alexnet"
+    with pytest.raises(config.ConfigError, match=f"not a runs folder: .*here {runs}$"):
+        audit.build(given)

@@ -172,6 +172,10 @@ def _max_iter(run: Path) -> int | None:
 
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     args = make_args(model, head, dataset)
+    info = run / "train.json"
+    if info.is_file() and (run / "model.caffemodel").is_file() and not _interrupted(info):
+        return f"trained, not evaluated (its training ended; an evaluation may have been " \
+               f"stopped): `make eval {args}`"
     started = _progress(run)
     if started:
         total = _max_iter(run)
@@ -224,6 +228,15 @@ def _needs(model: str, dataset: str, run: Path, data_root=None) -> tuple[str, st
     if _progress(run):
         return "training", ""
     return _blocker(dataset, model, data_root, stand_in_ok=False) or ("run", "")
+
+
+def _interrupted(info: Path) -> bool:
+    """Whether train.json says its training was interrupted (or cannot be read: then the
+    training's own messages tell)."""
+    try:
+        return bool(json.loads(info.read_text()).get("interrupted"))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _progress(run: Path) -> str:
@@ -337,6 +350,14 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         # (the project's own runs/ may be absent: its record then fills the report)
         raise config.ConfigError(f"no runs folder {runs_dir}: check the path given to --runs (or "
                                  f"PYCOUNT_RUNS); make train and make eval write runs there")
+    if runs_dir.is_dir() and not any(runs_dir.glob("*/*/train.json")):
+        for level, holder in (("a run folder", runs_dir.parent.parent),
+                              ("one dataset's runs", runs_dir.parent)):
+            below = "train.json" if level == "a run folder" else "*/train.json"
+            if any(runs_dir.glob(below)):
+                raise config.ConfigError(f"{runs_dir} is {level}, not a runs folder: name the "
+                                         f"folder that holds <dataset>/<run>/ (--runs, "
+                                         f"PYCOUNT_RUNS), here {holder}")
     kept = read_record(record_path) if record_path else {}
     tried = read_tried(tried_path) if tried_path else {}
     tried_file = shown(Path(tried_path or config.AUDIT_TRIED))
