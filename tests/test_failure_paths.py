@@ -338,6 +338,24 @@ def test_eval_refuses_a_run_folder_of_another_training(changes, said, variables,
     _nothing_written(run)
 
 
+@pytest.mark.parametrize("changes, said", [
+    ({"patch": "40"}, "patch = '40' is not a number"),
+    ({"head": 1}, "head = 1 is not text"),
+    ({"dataset": 123}, "dataset = 123 is not text"),
+    ({"scale": None}, "scale = None is not a number"),
+])
+def test_eval_names_a_hand_edited_train_json_as_damaged(changes, said, workdirs, monkeypatch,
+                                                        capsys):
+    """Values of the wrong type: "patch 40, not 40", "Evaluate it with SCALE=None", or a move
+    into the folder the run was already in."""
+    _no_engine(monkeypatch)
+    run = _eval_run(**changes)
+    err = _eval_error(capsys)
+    assert err.startswith(f"pycount: error: {run / 'train.json'} is damaged ({said}: not as "
+                          f"make train writes it)")
+    _nothing_written(run)
+
+
 def test_eval_of_a_run_in_its_place_whose_dataset_settings_changed_says_so(workdirs, monkeypatch,
                                                                           capsys):
     """An own folder's settings inferred again (edited marks) left a run whose train.json says

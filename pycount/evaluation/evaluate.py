@@ -148,6 +148,15 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     if not (model.density or model.classic):
         asked.update({k: getattr(ds, k) for k in MATCHED_PATCH_SETTINGS})
     recorded = dict(info, head=info.get("head", "R"))
+    damaged = [f"{k} is missing" for k in ("dataset", "model") if k not in recorded] + [
+        f"{k} = {recorded[k]!r} is not {'text' if isinstance(v, str) else 'a number'}"
+        for k, v in asked.items() if k in recorded and (
+            isinstance(v, str) != isinstance(recorded[k], str)
+            or isinstance(recorded[k], bool) or recorded[k] is None)]
+    if damaged:                     # (edited by hand, or written by something else)
+        raise RunError(f"{info_file} is damaged ({'; '.join(damaged)}: not as make train writes "
+                       f"it); copy the run folder again whole, or train it again (make train "
+                       f"... RESUME=0)")
     diffs = [(k, recorded[k], v) for k, v in asked.items() if k in recorded and recorded[k] != v]
     if not diffs:
         return
