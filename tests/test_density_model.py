@@ -207,6 +207,8 @@ def _fake_run(runs, seed, mae, model=None, moved=False):
     (d / "metrics.json").write_text(json.dumps(dict(
         dataset="bacterial", model="fcrn", head="R", density=True, train_n=32, seed=seed,
         mae=mae, mae_std=1.0, mre=0.01, baseline_mae=50.0, n_images=100)))
+    (d / "train.json").write_text(json.dumps(dict(dataset="bacterial", model="fcrn", head="R",
+                                                  train_n=32, seed=seed)))
     return d, plan
 
 
