@@ -499,7 +499,8 @@ def test_a_run_stopped_before_its_first_validation_writes_strict_json(tiny, monk
     assert done["iterations"] == 40 and done["best_val_patch_mae"] > 0
 
 
-def test_an_lmdb_older_than_its_annotations_is_refused_until_prepared_again(tiny, capsys):
+def test_an_lmdb_older_than_its_annotations_is_refused_until_prepared_again(tiny, capsys,
+                                                                            monkeypatch):
     """make train read the LMDB of the old marks after an annotation was edited; now prepare's
     stamp of the folder tells, and prepare again rebuilds (content changed) or renews it."""
     import cv2
@@ -527,7 +528,11 @@ def test_an_lmdb_older_than_its_annotations_is_refused_until_prepared_again(tiny
     # the LMDB was written from, renews the stamp and goes on (tests/test_own_data.py: the note)
     os.utime(dots, ns=(dots.stat().st_atime_ns, dots.stat().st_mtime_ns + 10**9))
     capsys.readouterr()
+    hashed = []
+    monkeypatch.setattr(lmdbio, "check_whole", lambda p, _real=lmdbio.check_whole:
+                        (hashed.append(Path(p).name), _real(p))[1])
     assert train.Trainer(ds, model, max_iter=10).train()["iterations"] == 10
+    assert sorted(hashed) == ["train_lmdb", "val_lmdb"]     # each once: not again on the re-read
     assert f"{dots.name} changed), but their pixels and marks are the ones" in \
         capsys.readouterr().out
     assert lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")["fingerprint"] == \

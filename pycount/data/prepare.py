@@ -237,7 +237,9 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
         dest, targets = config.density_lmdbs(ds, part, m)
         for d in (dest, targets):
             lmdbio.remove_stale_partials(d)
-        if not force and lmdbio.is_current(dest, fp) and lmdbio.is_current(targets, fp):
+        whole = not reuse_only
+        if not force and lmdbio.is_current(dest, fp, whole) and lmdbio.is_current(targets, fp,
+                                                                                 whole):
             if not reuse_only:
                 print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), "
                       f"reused")
@@ -296,7 +298,8 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
 
     reuse_only: write nothing; None unless every LMDB is current (the same settings, pixels and
     marks), in which case their source stamps are renewed (what training does when only the
-    dataset files' times changed since prepare)."""
+    dataset files' times changed since prepare). Their data files are not hashed again then:
+    the trainer, the only caller, has just checked each whole (lmdbio.check_whole, ~4 s per GB)."""
     if model is not None and model.density:
         return prepare_density(ds, data_root, force, model, reuse_only)
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
@@ -315,7 +318,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         fp = lmdbio.fingerprint(settings)
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
         lmdbio.remove_stale_partials(dest)
-        if not force and lmdbio.is_current(dest, fp):
+        if not force and lmdbio.is_current(dest, fp, whole=not reuse_only):
             if not reuse_only:
                 print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), "
                       f"reused")
