@@ -123,11 +123,9 @@ def _writing(run: Path):
     except OSError as e:
         if isinstance(e, FileNotFoundError) and not str(e.filename or "").startswith(str(run)):
             raise                   # (an input gone: not this one's to word)
-        where = e.filename or run
-        raise RunError(f"cannot write the evaluation into {run} ({where}: {e.strerror or e}): "
-                       f"free space on that disk, or make the run folder writable (a copy of "
-                       f"it elsewhere evaluates as well: PYCOUNT_RUNS=that/runs make eval ...)"
-                       ) from None
+        raise RunError(atomic.cannot_write(
+            f"the evaluation into {run}", e, "the run folder",
+            "evaluate a copy of it elsewhere (PYCOUNT_RUNS=that/runs make eval ...)")) from None
 
 
 # What eval compares between a run's train.json and what it was asked to evaluate, beyond the

@@ -9,7 +9,6 @@ or counted is reported by name and skipped, an image counted more than a cell be
 from __future__ import annotations
 
 import csv
-import errno
 import sys
 from collections import Counter
 import time
@@ -31,8 +30,6 @@ from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error"]
-# write errors of the output folder itself: every later image would fail the same way
-OUTPUT_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def is_count_output(folder: Path) -> bool:
@@ -256,10 +253,10 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 try:
                     rows.append(count_file(path, run, predict, out / name))
                 except (DatasetError, OSError, ValueError) as e:
-                    if isinstance(e, OSError) and e.errno in OUTPUT_FULL:   # not the image's fault
-                        raise RunError(f"cannot write {out / name} ({e.strerror}): the disk "
-                                       f"holding {out} is full or its quota spent; free space, or "
-                                       f"give --out (OUT=) a folder on another disk") from None
+                    if atomic.no_room(e):                  # not the image's fault
+                        raise RunError(atomic.cannot_write(
+                            str(out / name), e, out,
+                            "give --out (OUT=) a folder on another disk")) from None
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
                     error = (f"no such file: {path}; check the path" if
                              isinstance(e, FileNotFoundError) else str(e))
@@ -275,8 +272,8 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
             print(f"\ncould not write the counts into {out} ({e.strerror or e}); "
                   f"{len(rows)} images were counted", file=sys.stderr)
             if done:
-                raise RunError(f"cannot write {out / 'counts.csv'} ({e.strerror or e}): free "
-                               f"space, or give --out (OUT=) another folder") from None
+                raise RunError(atomic.cannot_write(str(out / "counts.csv"), e, out,
+                                                   "give --out (OUT=) another folder")) from None
     failed = [r for r in rows if r["status"] == "failed"]
     suspect = [r for r in rows if r["status"] == "suspect"]
     print(f"\n{summary_table(rows)}\n")

@@ -2,6 +2,7 @@
 so an interrupted run never leaves a half-written file where a good one is expected."""
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -37,6 +38,25 @@ def file_in_the_way(path) -> Path | None:
     (a folder cannot be made there); None when the path is or can become a folder."""
     found = next((p for p in [Path(path), *Path(path).parents] if p.exists()), None)
     return found if found is not None and not found.is_dir() else None
+
+
+# errnos of a write that failed for lack of room: the disk full, a file size limit (ulimit -f),
+# a quota spent. The fix is room, not permissions.
+NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def no_room(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in NO_ROOM
+
+
+def cannot_write(what: str, e: OSError, folder, elsewhere: str) -> str:
+    """One wording for a failed write, whichever command met it: what could not be written, the
+    system's words (and the file, when `what` does not name it), the fix for that cause (room on
+    the disk holding `folder`, or `folder` made writable) and where else to write instead."""
+    where = f"{e.filename}: " if e.filename and str(e.filename) not in what else ""
+    fix = (f"free space on the disk holding {folder} (it is full or its quota spent)"
+           if no_room(e) else f"make {folder} writable")
+    return f"cannot write {what} ({where}{e.strerror or e}): {fix}, or {elsewhere}"
 
 
 def make_folder(path) -> tuple[str, object] | None:
