@@ -95,6 +95,11 @@ def test_a_partial_evaluation_counts_the_first_test_images_and_is_no_result(tiny
     assert cli.main(["eval", "--model", "lecount"]) == 0
     m = audit._read(run / "metrics.json")
     assert "error" not in m and m["n_images"] == 4 and not replicate._partial(run / "metrics.json")
+    full = (run / "metrics.json").read_text()
+    assert cli.main(["eval", "--model", "lecount", "--test-images", "2"]) == 2   # the full result
+    assert f"{run / 'metrics.json'} holds the full evaluation" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == full and len(list(csv.DictReader(
+        open(run / "predictions.csv")))) == 4
     with pytest.raises(SystemExit):                  # argparse: a count of at least one
         cli.main(["eval", "--model", "lecount", "--test-images", "0"])
 

@@ -65,6 +65,8 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                                      f"(leave it out to count all {n_test})")
         ids["test"] = ids["test"][:test_images]
     _check_unseen(info, info_file, ds, ids["test"])
+    if test_images is not None and test_images < n_test:
+        _keep_full_result(run, info_file, test_images, n_test)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     # every test image checked before any is counted (a density model counts any size)
     test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch)
@@ -112,6 +114,27 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
         report.write_metrics(run, out)
         write_fig7(run.parent)
     return out
+
+
+def _keep_full_result(run: Path, info_file: Path, k: int, n_test: int) -> None:
+    """A partial evaluation (TEST_IMAGES=k) is refused where it would replace the full
+    evaluation of the same training (a metrics.json counting every test image, written after
+    train.json): the audit takes a partial one for no result, so the result would be lost."""
+    import json
+    path = run / "metrics.json"
+    try:
+        m = json.loads(path.read_text())
+        current = path.stat().st_mtime >= info_file.stat().st_mtime
+    except (OSError, ValueError):
+        return                      # none, or unreadable: nothing to keep
+    if not isinstance(m, dict) or metrics.partial(m) or not current:
+        return
+    mae = m.get("mae")
+    shown = f" (MAE {mae:.2f})" if isinstance(mae, (int, float)) else ""
+    raise config.ConfigError(
+        f"{path} holds the full evaluation of this training{shown}; TEST_IMAGES={k} would "
+        f"replace it with one of {k} of the {n_test} test images, which is no result: leave "
+        f"TEST_IMAGES out, or evaluate a copy of the run (PYCOUNT_RUNS=that/runs make eval ...)")
 
 
 @contextlib.contextmanager
