@@ -45,19 +45,24 @@ PROTOCOL_JOBS = 2
 BLAS_THREADS_SHARED = 1
 
 
+# An environment variable set but empty (PYCOUNT_RUNS= in a shell or a CI file) counts as unset,
+# as ${VAR:-default} in the shell scripts: read as a path it meant the working folder, and make
+# train wrote <dataset>/ and lmdb/ there (and the audit took it for the project's own runs/).
+
+
 def data_dir() -> Path:
     """Where generated datasets and LMDBs live (git-ignored); PYCOUNT_DATA overrides."""
-    return Path(os.environ.get("PYCOUNT_DATA", ROOT / "data"))
+    return Path(os.environ.get("PYCOUNT_DATA") or ROOT / "data")
 
 
 def runs_dir() -> Path:
     """Where training and evaluation runs are written; PYCOUNT_RUNS overrides."""
-    return Path(os.environ.get("PYCOUNT_RUNS", ROOT / "runs"))
+    return Path(os.environ.get("PYCOUNT_RUNS") or ROOT / "runs")
 
 
 def weights_dir() -> Path:
     """Where the ImageNet caffemodels are looked for (weights/); PYCOUNT_WEIGHTS overrides."""
-    return Path(os.environ.get("PYCOUNT_WEIGHTS", ROOT / "weights"))
+    return Path(os.environ.get("PYCOUNT_WEIGHTS") or ROOT / "weights")
 
 
 

@@ -127,3 +127,13 @@ def test_options_the_model_would_ignore_are_refused(workdirs, command, argv, nee
 def test_the_density_options_pass_for_a_density_model(workdirs):
     cli._check_applies(cli.parser().parse_args(["prepare", "--model", "fcrn", "--sigma", "2",
                                                  "--hed-jitter", "0.1"]), config.model("fcrn"))
+
+
+@pytest.mark.parametrize("var, folder", [("PYCOUNT_RUNS", "runs"), ("PYCOUNT_DATA", "data"),
+                                         ("PYCOUNT_WEIGHTS", "weights")])
+def test_an_empty_location_variable_counts_as_unset(var, folder, monkeypatch):
+    """PYCOUNT_RUNS= (set, empty) was Path(""), the working folder: make train wrote there."""
+    from pycount import config
+    monkeypatch.setenv(var, "")
+    where = {"runs": config.runs_dir, "data": config.data_dir, "weights": config.weights_dir}
+    assert where[folder]() == config.ROOT / folder
