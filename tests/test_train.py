@@ -706,3 +706,53 @@ def test_nan_weights_give_no_metrics_and_a_failed_count(tiny, tmp_path):
     assert cli.main(["count", str(image), "--run", str(run), "--out", str(tmp_path / "o")]) == 1
     row = next(csv.DictReader(open(tmp_path / "o" / "counts.csv")))
     assert row["status"] == "failed" and "not a number" in row["error"]
+
+
+@pytest.mark.parametrize("limit_of_model", [0.5, 1.5], ids=["model", "snapshot"])
+def test_a_file_size_limit_stops_training_with_a_message_not_a_caffe_abort(tiny, tmp_path,
+                                                                           limit_of_model):
+    """Under `ulimit -f` (or a quota) Caffe aborted writing model.caffemodel or a snapshot
+    (io.cpp: Check failed: proto.SerializeToOstream), and its temporary file stayed in the run
+    for good; free disk space (what was checked) says nothing of either."""
+    import resource
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    size = (run / "model.caffemodel").stat().st_size
+    limit = int(size * limit_of_model)         # below the model, or below the solverstate
+    stale = run / ".model.tmp-999999.caffemodel"
+    stale.write_bytes(b"left by a process killed while writing")
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import pickle, sys\n"
+        "from pycount.errors import TrainError\n"
+        "from pycount.training import trainer as train\n"
+        f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
+        "try:\n"
+        "    train.Trainer(ds, model, max_iter=60).train(resume=False)\n"
+        "except TrainError as e:\n"
+        "    print('TrainError:', e)\n"
+        "    sys.exit(2)\n")
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=str(config.ROOT)),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "TrainError:" in out and "File too large" in out and "Check failed" not in out
+    assert not list(run.glob(".*.tmp-*")) and not list(run.glob(".reserve-*"))
+    assert not list((run / "snapshots").glob(".reserve-*"))
+
+
+def test_a_run_trained_past_the_schedule_is_called_finished_not_told_to_drop_iters(tiny):
+    """`make train` (no ITERS=) on a run trained further with ITERS= said 'leave ITERS= out'."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=70).train(resume=False)
+    with pytest.raises(train.TrainError, match=r"trained 70 iterations, past the model's "
+                                               r"schedule of 60: it is finished; ITERS=70 or more"):
+        train.Trainer(ds, model).train()
+    with pytest.raises(train.TrainError, match="more than ITERS=50; leave ITERS= out"):
+        train.Trainer(ds, model, max_iter=50).train()

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -58,7 +60,18 @@ def _finite(obj):
     return obj
 
 
+def _weight_bytes(net) -> int:
+    return sum(b.data.nbytes for blobs in net.params.values() for b in blobs)
+
+
 def _save_weights(net, path: Path) -> None:
+    """net.save, atomically, after claiming the room (Caffe aborts on a write that fails)."""
+    try:
+        atomic.reserve(path.parent, [_weight_bytes(net) + (1 << 20)])
+    except OSError as e:
+        raise TrainError(atomic.cannot_write(
+            str(path), e, path.parent, "set PYCOUNT_RUNS to a folder on another disk; make "
+            "train then resumes from its last snapshot")) from None
     with atomic.replacing(path) as tmp:
         net.save(str(tmp))
 
@@ -72,6 +85,7 @@ class Trainer:
         self.run = Path(run or config.run_dir(ds, model, head))
         if max_iter is not None and max_iter < 1:
             raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
+        self.default_iter = model.solver.max_iter
         self.max_iter = max_iter or model.solver.max_iter
         if self.max_iter != model.solver.max_iter:
             # the solver's schedule (steps, poly decay, weight averaging) follows ITERS=
@@ -251,6 +265,11 @@ class Trainer:
                                  f"the images, marks or settings changed), and resuming would mix "
                                  f"the two; RESUME=0 trains it again on the data as it is now")
             done = latest.get("iter", 0)
+            if done > self.max_iter and self.max_iter == self.default_iter:
+                raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
+                                 f"schedule of {self.max_iter}: it is finished; ITERS={done} or "
+                                 f"more trains it further, RESUME=0 trains {self.max_iter} "
+                                 f"from scratch")
             if done > self.max_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations already, more than "
                                  f"ITERS={self.max_iter}; leave ITERS= out to resume it, or "
@@ -262,6 +281,8 @@ class Trainer:
         else:
             clear_run(self.run)
         snaps.mkdir(parents=True, exist_ok=True)
+        for folder in (self.run, snaps):    # a process killed while writing left its temps
+            atomic.remove_stale_temps(folder)
         if self.ds.own:          # only now: a training refused above leaves the run as it was
             from pycount.data import owndata
             owndata.record_in_run(self.run, self.ds)
@@ -571,17 +592,25 @@ class _Session:
                 old.unlink()
 
     def _check_space(self) -> None:
-        """Caffe aborts the process when a snapshot does not fit on the disk, leaving half a pair
-        behind: stop before it with the space needed. A pair holds the weights about three times
-        (the caffemodel, and up to two history blobs per weight in the solverstate)."""
-        weights = sum(b.data.nbytes for blobs in self.solver.net.params.values() for b in blobs)
+        """Caffe aborts the process when a snapshot does not fit, leaving half a pair behind:
+        stop before it with the space needed. A pair holds the weights about three times (the
+        caffemodel, and up to two history blobs per weight in the solverstate); the room is
+        claimed file by file (atomic.reserve), so that a file size limit (ulimit -f) or a quota
+        stops it here as well as a full disk."""
+        weights = _weight_bytes(self.solver.net)
         need = 3 * weights + (1 << 20)
         free = shutil.disk_usage(self.snaps).free
-        if free < need:
+        try:
+            if free < need:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            atomic.reserve(self.snaps, [weights + (1 << 19), 2 * weights + (1 << 19)])
+        except OSError as e:
             last = self.state.get("iter")
-            raise TrainError(f"{self.snaps}: {free / 2**20:.0f} MB free, a snapshot needs about "
-                             f"{need / 2**20:.0f} MB; free some space, then make train resumes "
-                             + (f"from iteration {last}" if last else "from the start"))
+            room = (f"{free / 2**20:.0f} MB free, a snapshot needs about {need / 2**20:.0f} MB"
+                    if e.errno == errno.ENOSPC else e.strerror or str(e))
+            raise TrainError(f"{self.snaps}: {room}; free some space (or lift the file size "
+                             f"limit or quota), then make train resumes "
+                             + (f"from iteration {last}" if last else "from the start")) from None
 
     def interrupted(self) -> None:
         """Ctrl-C: the iterations done so far are logged and snapshotted, so nothing is lost."""

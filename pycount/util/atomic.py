@@ -59,6 +59,39 @@ def cannot_write(what: str, e: OSError, folder, elsewhere: str) -> str:
     return f"cannot write {what} ({where}{e.strerror or e}): {fix}, or {elsewhere}"
 
 
+def reserve(folder, sizes) -> None:
+    """Claim room for files of these sizes in `folder` (all at once, as they will stand side by
+    side), then give it back: OSError (ENOSPC, EFBIG, EDQUOT) when the disk, a file size limit
+    (ulimit -f) or a quota would stop them. For writers that cannot fail cleanly: Caffe aborts
+    the process when a caffemodel or solverstate does not fit, leaving half a file behind."""
+    claims = []
+    try:
+        for i, size in enumerate(sizes):
+            path = Path(folder) / f".reserve-{os.getpid()}-{i}"
+            claims.append(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, max(int(size), 1))
+            finally:
+                os.close(fd)
+    finally:
+        for path in claims:
+            path.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Remove the temporary files (replacing's `.NAME.tmp-PID.SUFFIX`, reserve's) that a process
+    killed outright left in `folder`; for a caller that holds the folder alone (a training's run
+    lock). Returns what was removed."""
+    gone = []
+    for pattern in (".*.tmp-*", ".reserve-*"):
+        for path in Path(folder).glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                gone.append(path)
+    return gone
+
+
 def make_folder(path) -> tuple[str, object] | None:
     """Make a folder (with its parents). None when it is a folder this process can write to; else
     why not, for the caller's own message: ("file", the file in the way), ("readonly", None) or
