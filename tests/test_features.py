@@ -156,3 +156,11 @@ def test_a_run_from_stand_in_weights_says_so(tiny, paper_mode, monkeypatch):
     assert summary["weights_stand_in"] is True and summary["iterations"] == 2
     info = json.loads((config.run_dir(ds, model) / "train.json").read_text())
     assert info["weights_stand_in"] is True
+    # the released file in its place (here: the same bytes, listed as the release) and the run
+    # resumed: it was begun on random parameters, so it stays a dry run (the mark was dropped)
+    (folder / weights_mod.STAND_IN_LIST).unlink()
+    monkeypatch.setitem(weights_mod.RELEASED, model.weights,
+                        (len(data), hashlib.sha256(data).hexdigest()))
+    longer = dataclasses.replace(model, solver=dataclasses.replace(model.solver, max_iter=4))
+    resumed = train.Trainer(ds, longer, max_iter=4).train(resume=True)
+    assert resumed["iterations"] == 4 and resumed["weights_stand_in"] is True

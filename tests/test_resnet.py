@@ -277,3 +277,66 @@ def test_resolve_accepts_the_release_and_remembers_the_check(tiny_release, monke
     with pytest.raises(weights.WeightsError):
         weights.resolve(model)
     assert len(hashed) == 2
+
+
+def _edited(path, tmp_path, edit, name):
+    """A copy of the caffemodel at `path` with `edit(NetParameter)` applied."""
+    msg = caffe_pb2.NetParameter()
+    msg.ParseFromString(path.read_bytes())
+    edit(msg)
+    out = tmp_path / name
+    out.write_bytes(msg.SerializeToString())
+    return out
+
+
+def _drop_stage4(msg):
+    keep = [layer for layer in msg.layer if not any(
+        layer.name.startswith(p) for p in ("res4", "bn4", "scale4"))]
+    del msg.layer[:]
+    msg.layer.extend(keep)
+
+
+def _conv1_other_shape(msg):
+    conv1 = next(layer for layer in msg.layer if layer.name == "conv1")
+    conv1.blobs[0].shape.dim[:] = [64, 3, 49, 1]            # as many numbers, another shape
+
+
+def _legacy_dims(msg):
+    """conv1's weights in the num/channels/height/width fields of files before N-d blobs."""
+    blob = next(layer for layer in msg.layer if layer.name == "conv1").blobs[0]
+    n, c, h, w = blob.shape.dim
+    blob.ClearField("shape")
+    blob.num, blob.channels, blob.height, blob.width = n, c, h, w
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (_drop_stage4, r"layer\(s\) of the net's trunk are not in this file \(bn4a_branch1|"
+                   r"layer\(s\) of the net's trunk are not in this file \(res4a_branch1"),
+    (_conv1_other_shape, "layer conv1 holds blobs of 64x3x49x1, 64 where the net has "
+                         "64x3x7x7, 64"),
+    (None, "not a readable caffemodel")])
+def test_a_caffemodel_that_does_not_fit_the_net_is_refused_before_caffe_reads_it(
+        pretrained, tmp_path, edit, needle):
+    """Caffe aborted the process on a blob of another shape (net.cpp: Cannot copy param 0
+    weights from layer 'conv1'; shape mismatch), and a file lacking trunk layers left them
+    random (BatchNorm statistics included: the loss NaN at once); a stand-in skips the sha256."""
+    caffe.set_mode_cpu()
+    path, _ = pretrained
+    if edit is None:
+        bad = tmp_path / "cut.caffemodel"
+        bad.write_bytes(path.read_bytes()[:5000])
+    else:
+        bad = _edited(path, tmp_path, edit, "bad.caffemodel")
+    net = _net(nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path)
+    with pytest.raises(weights.WeightsError, match=needle):
+        weights.init_from_pretrained(net, bad)
+
+
+def test_legacy_blob_dimensions_fit_as_caffe_reads_them(pretrained, tmp_path):
+    caffe.set_mode_cpu()
+    path, source = pretrained
+    old = _edited(path, tmp_path, _legacy_dims, "legacy.caffemodel")
+    net = _net(nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path)
+    weights.check_fits(net, old)
+    weights.init_from_pretrained(net, old)
+    assert np.array_equal(net.params["conv1"][0].data, source["conv1"][0])

@@ -128,6 +128,8 @@ def _messages(buf):
             i += 8 if wire == 1 else 4
         elif wire == 2:
             n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise WeightsError("a field runs past the end of the file (cut short)")
             yield key >> 3, buf[i:i + n]
             i += n
         else:
@@ -146,13 +148,111 @@ def layers_with_blobs(path: Path) -> list[str]:
     return names
 
 
+def _fields(buf):
+    """(field number, value) of one serialized protobuf message: an int for a varint field, the
+    bytes for a length-delimited one; fixed-width fields are skipped."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield key >> 3, value
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise WeightsError("a field runs past the end of the file (cut short)")
+            yield key >> 3, buf[i:i + n]
+            i += n
+        else:
+            raise WeightsError(f"unsupported protobuf wire type {wire}")
+
+
+def _blob_shape(blob) -> tuple[tuple[int, ...], bool]:
+    """(shape, legacy) of a BlobProto: its BlobShape (field 7, dims packed or not), or the legacy
+    num / channels / height / width (fields 1-4) of files older than N-d blobs."""
+    legacy, dims = [1, 1, 1, 1], None
+    for field, value in _fields(blob):
+        if field == 7:
+            dims = []
+            for f, v in _fields(value):
+                if f == 1 and isinstance(v, int):
+                    dims.append(v)
+                elif f == 1:                             # packed
+                    j = 0
+                    while j < len(v):
+                        d, j = _varint(v, j)
+                        dims.append(d)
+        elif field in (1, 2, 3, 4) and isinstance(value, int):
+            legacy[field - 1] = value
+    return (tuple(dims), False) if dims is not None else (tuple(legacy), True)
+
+
+def blob_shapes(path: Path) -> dict[str, list[tuple[tuple[int, ...], bool]]]:
+    """Layer name -> the (shape, legacy) of each of its blobs, for the layers of a caffemodel
+    that hold parameters; the blobs' numbers are not read."""
+    out = {}
+    for field, layer in _messages(memoryview(Path(path).read_bytes())):
+        if field == 100:
+            name, blobs = None, []
+            for f, v in _messages(layer):
+                if f == 1:
+                    name = bytes(v).decode()
+                elif f == 7:
+                    blobs.append(_blob_shape(v))
+            if blobs:
+                out[name] = blobs
+    return out
+
+
+def check_fits(net, weights_path: Path) -> None:
+    """WeightsError unless `weights_path` can initialise `net`: every layer of the trunk (each
+    layer with parameters up to the last one the file holds) present in the file, with blobs of
+    the net's shapes. Caffe's copy_from aborts the process on a shape it does not expect, and a
+    file lacking trunk layers (another depth, a cut file) leaves them random: BatchNorm layers
+    with random statistics, a loss of NaN at once. A stand-in listed in stand-in.json skips the
+    release's sha256, so this is what stops a file of another net there."""
+    try:
+        theirs = blob_shapes(weights_path)
+    except (IndexError, UnicodeDecodeError, WeightsError):
+        raise WeightsError(f"{weights_path}: not a readable caffemodel (cut short or another "
+                           f"kind of file); put the released file there (weights/README.md)"
+                           ) from None
+    own = [(name, [tuple(b.data.shape) for b in layer.blobs])
+           for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
+    found = [i for i, (name, _) in enumerate(own) if name in theirs]
+    if not found:
+        raise WeightsError(f"{weights_path}: no layer of the net is in this caffemodel")
+    missing = [name for name, _ in own[:found[-1]] if name not in theirs]
+    if missing:
+        raise WeightsError(
+            f"{weights_path}: {len(missing)} layer(s) of the net's trunk are not in this file "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): a caffemodel of "
+            f"another net or depth; put the one the model names there (weights/README.md)")
+    for name, mine in own:
+        if name not in theirs:
+            continue
+        fits = len(theirs[name]) == len(mine) and all(
+            shape == (tuple([1] * (4 - len(m))) + m if legacy else m)
+            for (shape, legacy), m in zip(theirs[name], mine))
+        if not fits:
+            shown = ", ".join("x".join(map(str, sh)) for sh, _ in theirs[name])
+            want = ", ".join("x".join(map(str, m)) for m in mine)
+            raise WeightsError(
+                f"{weights_path}: layer {name} holds blobs of {shown} where the net has {want}: "
+                f"a caffemodel of another net; put the one the model names there "
+                f"(weights/README.md)")
+
+
 def init_from_pretrained(net, weights_path: Path) -> dict:
     """Copy the layers of `weights_path` into `net` by name (Caffe's copy_from).
 
     Returns {"weights": path, "copied": layers of `net` loaded from the file, "initialised":
     layers of `net` left as their fillers made them (the new head), "unused": layers of the file
-    with no counterpart (fc1000)}. Blob shapes are not compared here: resolve() has already
-    checked that the file is the release whose structure pycount.nets reproduces."""
+    with no counterpart (fc1000)}. The file is checked against the net first (check_fits)."""
+    check_fits(net, weights_path)
     source = set(layers_with_blobs(weights_path))
     own = [name for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
     copied = [name for name in own if name in source]

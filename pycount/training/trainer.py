@@ -212,6 +212,13 @@ class Trainer:
 
         Paper mode (a frozen pretrained trunk): the solver trains a head-only net on cached trunk
         features (pycount.features); otherwise the plain solver over the LMDB."""
+        # the validation net (the deploy net) first: the weights file is checked against it
+        # before any Caffe call reads the file (copy_from aborts on a blob of another shape)
+        val_net = caffe.Net(str(files["deploy"]), caffe.TEST)
+        if pretrained is not None:
+            from pycount.nets import weights
+            weights.check_fits(val_net, pretrained)
+            val_net.copy_from(str(pretrained))
         if self.model.finetune == "head" and pretrained is not None:
             from pycount.training import features
             feats, labels = features.trunk_features(
@@ -237,8 +244,6 @@ class Trainer:
                 self.surgery = weights.init_from_pretrained(solver.net, pretrained)
             step = solver.step
             self.init_mode = "plain solver"
-        val_net = caffe.Net(str(files["deploy"]), caffe.TEST,
-                            **({"weights": str(pretrained)} if pretrained else {}))
         val_net.share_with(solver.net)      # validation sees the weights being trained
         return solver, val_net, step
 
@@ -295,6 +300,12 @@ class Trainer:
         solver, val_net, solver_step = self._solver(caffe, files, pretrained)
         session = _Session(self, solver, val_net, solver_step, val)
         session.start(resuming)
+        if pretrained is not None and not resuming:
+            from pycount.nets import weights
+            if weights.is_stand_in(pretrained):
+                # kept in every snapshot's latest.json: a run begun on a stand-in stays a dry
+                # run when it is resumed with the released file in its place
+                session.state["weights_stand_in"] = True
         try:
             with sigterm_as_interrupt():
                 session.run()
@@ -359,8 +370,8 @@ class Trainer:
         }
         if pretrained is not None:
             from pycount.nets import weights
-            if weights.is_stand_in(pretrained):    # a dry run: the audit never shows it as ours
-                summary["weights_stand_in"] = True
+            if weights.is_stand_in(pretrained) or session.state.get("weights_stand_in"):
+                summary["weights_stand_in"] = True     # a dry run: the audit never shows it
         if manifest.get("stain_ref"):              # the target counting normalises images to
             summary.update(stain_norm=manifest["stain_norm"], stain_ref=manifest["stain_ref"])
         if interrupted:
@@ -488,7 +499,8 @@ class _Session:
                 raise TrainError(f"{path} is missing (named by {self.latest}); the run folder is "
                                  f"incomplete: train it again with RESUME=0")
         self.state.update({k: p.name for k, p in files.items()})
-        restore_solver(self.solver, files["solverstate"], files["caffemodel"])
+        restore_solver(self.solver, files["solverstate"], files["caffemodel"],
+                       self.state.get("iter"))
         if self.average is not None and self.state.get("average"):
             self.average.load(self.snaps / Path(self.state["average"]).name)
 
