@@ -497,3 +497,31 @@ def test_an_earlier_counts_csv_goes_before_the_first_new_heatmap(run, images, tm
     monkeypatch.setattr(counting, "count_file", first)
     assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
     assert seen and not any(seen) and (out / "counts.csv").exists()
+
+
+def test_a_deploy_edited_since_training_is_refused_by_count_and_eval(tiny, tmp_path, capsys):
+    """A deploy.prototxt edited without changing shapes (MAX pooling made AVE) was counted with
+    by both engines: exit 0 and other counts. train.json records the sha256 of the one trained."""
+    from pycount.data import prepare
+    from pycount.evaluation import evaluate
+    from pycount.training import trainer as train
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=20).train(resume=False)
+    run = config.run_dir(ds, model)
+    info = json.loads((run / "train.json").read_text())
+    deploy = run / "deploy.prototxt"
+    assert len(info["deploy_sha256"]) == 64
+    text = deploy.read_text()
+    assert "pool: MAX" in text
+    deploy.write_text(text.replace("pool: MAX", "pool: AVE", 1))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((60, 60, 3), 90, np.uint8))
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{deploy} is not the net this run was trained as" in err and "Traceback" not in err
+    with pytest.raises(evaluate.RunError, match="is not the net this run was trained as"):
+        evaluate.evaluate(ds, model)
+    deploy.write_text(text)                      # put back: counted again
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0

@@ -157,6 +157,17 @@ def finished_files(path: Path, model: config.ModelConfig, info: dict | None = No
     for f in files:
         if not f.is_file():
             raise _missing(f, Path(path))
+    recorded = (info or {}).get("deploy_sha256")
+    if isinstance(recorded, str) and not model.classic:
+        from pycount.util.atomic import sha256_of
+        if sha256_of(files[0]) != recorded:
+            # an edit that keeps the shapes (a pooling's kind, a stride, a layer's order) is run
+            # without complaint by both engines and counts something else than was trained
+            raise RunError(f"{files[0]} is not the net this run was trained as (its sha256 "
+                           f"differs from deploy_sha256 in {Path(path) / 'train.json'}): it was "
+                           f"edited or copied from another run; put back the deploy.prototxt "
+                           f"its training wrote (a copy of the run folder has it), or train "
+                           f"it again")
     return files
 
 

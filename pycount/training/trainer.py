@@ -368,6 +368,9 @@ class Trainer:
             "val_images": (lmdbio.read_manifest(self.val_lmdb) or {}).get("images"),
             "commit": self.code,
         }
+        deploy = self.run / "deploy.prototxt"
+        if deploy.is_file():        # counting refuses a deploy edited since (inference.run)
+            summary["deploy_sha256"] = atomic.sha256_of(deploy)
         if pretrained is not None:
             from pycount.nets import weights
             if weights.is_stand_in(pretrained) or session.state.get("weights_stand_in"):

@@ -92,6 +92,15 @@ def remove_stale_temps(folder) -> list[Path]:
     return gone
 
 
+def sha256_of(path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def make_folder(path) -> tuple[str, object] | None:
     """Make a folder (with its parents). None when it is a folder this process can write to; else
     why not, for the caller's own message: ("file", the file in the way), ("readonly", None) or
