@@ -187,6 +187,21 @@ def test_make_refuses_bad_names_before_setting_anything_up(var, value, needle, t
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.parametrize("given", ["BATCH=0", "dataset=bacterial", "ITER=10"])
+def test_make_refuses_a_setting_it_does_not_know(given, tmp_path):
+    """`make train BATCH=0` (or a typo) was passed to nothing: a full training on the defaults."""
+    p = subprocess.run(["make", "-s", "train", "DATASET=synthetic", given,
+                        f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    name = given.split("=")[0]
+    assert p.returncode != 0 and f"{name} is not a setting of this Makefile" in p.stderr
+    assert "ITERS" in p.stderr and not (tmp_path / "venv").exists()
+    ok = subprocess.run(["make", "-s", "-n", "train", "DATASET=synthetic", "ITERS=10",
+                         "PYCOUNT_RUNS=/tmp/x", "OMP_NUM_THREADS=1"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr       # settings and the environment pycount reads pass
+
+
 def test_make_passes_a_folder_name_with_spaces_quotes_and_parentheses_as_one_argument(tmp_path):
     """DATASET="/x/my cells" reached pycount as two arguments ("unrecognized arguments: cells"),
     and "(copy)" was a shell syntax error."""
