@@ -33,12 +33,14 @@ $(foreach v,FORCE RESUME SCRATCH SHARED,$(if $(filter-out 0 1,$($(v))),\
   $(error $(v)=$($(v)) is not valid: use $(v)=1 or $(v)=0)))
 # A setting this Makefile does not know (BATCH=0, a typo, `dataset=` in lower case) was passed to
 # nothing and the command ran on its defaults: a full training where a short one was meant. Names
-# of the environment that pycount, BLAS, glog or CUDA read (PYCOUNT_RUNS=, OMP_NUM_THREADS=) pass.
+# of the environment that pycount, BLAS, glog, CUDA or the tools/ scripts read (PYCOUNT_RUNS=,
+# OMP_NUM_THREADS=, IMAGE= of make docker) pass.
 SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED \
   RESPLIT CROP CROP_STRIDE STAIN SCALE MARKER RESUME FORCE FINETUNE SCRATCH BACKEND SHARED TTA \
   IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS TEST_IMAGES RECURSIVE DATASETS MODELS ARCHIVE URL \
-  BASE WITH_CUDA WITH_NCCL VENV
-ENVIRONMENT := PYCOUNT_% OPENBLAS_% OMP_% MKL_% CAFFE_% GLOG_% CUDA_% NVIDIA_% %_NUM_THREADS
+  BASE WITH_CUDA WITH_NCCL VENV IMAGE PYTHON LINK_VENV
+ENVIRONMENT := PYCOUNT_% OPENBLAS_% OMP_% MKL_% CAFFE_% GLOG_% CUDA_% NVIDIA_% %_NUM_THREADS \
+  DOCKER% XDG_% SUDO_%
 GIVEN := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN := $(filter-out $(SETTINGS) $(ENVIRONMENT),$(GIVEN))
 $(if $(UNKNOWN),$(error $(firstword $(UNKNOWN)) is not a setting of this Makefile (nothing \
