@@ -52,9 +52,49 @@ class WeightAverage:
                 np.savez(f, *self.sums, n=self.n)
 
     def load(self, path: Path) -> None:
-        with np.load(path) as z:
-            sums = [z[f"arr_{i}"] for i in range(len(self.sums))]
-            if [a.shape for a in sums] != [a.shape for a in self.sums]:
-                raise TrainError(f"{path} does not match this net's parameters; train again "
-                                 f"with RESUME=0")
-            self.sums, self.n = sums, int(z["n"])
+        """The sums and count that a snapshot saved beside its solverstate, checked against this
+        net before any of it is used.
+
+        A missing or damaged file is refused, not the average started again at the break: the
+        weights a density run keeps (model.caffemodel, what eval and count use) are the mean
+        over the whole last phase, and a restarted one would average only the iterations after
+        the break, so the run would keep another model than its settings say, with part of the
+        per-run bias that averaging removes back in; a note about it would scroll past in a long
+        training and leave the results looking like any other run's."""
+        again = "train again with RESUME=0"
+        if not path.is_file():
+            raise TrainError(f"{path} is missing (named by {path.parent / 'latest.json'}): the "
+                             f"weight average of that snapshot is lost and cannot be rebuilt "
+                             f"from it; {again}")
+        try:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("one .npy array, not an .npz archive")
+            with z:
+                arrays = {name: z[name] for name in z.files}
+        except Exception as e:   # BadZipFile (cut short, a bad CRC), EOFError (empty), ValueError
+            #                      (pickled or not numpy's), and more from a garbled zip header
+            raise TrainError(f"{path} is damaged ({e.__class__.__name__}: {e}); the weight "
+                             f"average of its snapshot cannot be resumed: {again}") from None
+        want = [f"arr_{i}" for i in range(len(self.sums))]
+        if sorted(arrays) != sorted(want + ["n"]):
+            held = sum(name.startswith("arr_") for name in arrays)
+            raise TrainError(f"{path} holds {held} parameter sums"
+                             f"{'' if 'n' in arrays else ' and no count of iterations'}, where "
+                             f"this net's weight average has {len(want)} and a count: written by "
+                             f"another net, or damaged; {again}")
+        sums, n = [arrays[name] for name in want], arrays["n"]
+        wrong = [(i, a.shape, b.shape) for i, (a, b) in enumerate(zip(sums, self.sums))
+                 if a.shape != b.shape]
+        if wrong:
+            i, have, need = wrong[0]
+            raise TrainError(f"{path} does not match this net's parameters (array {i} is "
+                             f"{have}, the net's blob {need}): written by another net; {again}")
+        if n.shape != () or n.dtype.kind not in "iu" or n < 1:
+            raise TrainError(f"{path} is damaged (its count of averaged iterations is "
+                             f"{n.tolist()!r}); the weight average of its snapshot cannot be "
+                             f"resumed: {again}")
+        if not all(a.dtype.kind == "f" and np.isfinite(a).all() for a in sums):
+            raise TrainError(f"{path} is damaged (a sum is not finite numbers); the weight "
+                             f"average of its snapshot cannot be resumed: {again}")
+        self.sums, self.n = [a.astype(np.float64, copy=False) for a in sums], int(n)

@@ -11,50 +11,80 @@ from pycount.errors import TrainError
 from pycount.util import atomic
 
 
+# the columns in the order the trainer appends them: a log with any other header would take
+# rows its columns do not describe
+HEADER = ["iter", "loss", "lr", "seconds", "val_mae"]
+
+
 def trim_log(log_path: Path, last_iter: int) -> float:
-    """Drop the rows of `log_path` past `last_iter` (atomically); return the seconds column of
-    the last row kept."""
+    """Drop the rows of `log_path` past `last_iter` (atomically), and the rows that are not
+    whole; return the seconds column of the last row kept. Called before a resumed training
+    appends to the log, so that a log it could not go on with stops it before it starts."""
+    redo = (f"delete it to resume (its curves then start at iteration {last_iter}), or train "
+            f"again with RESUME=0")
+    if log_path.is_dir():
+        raise TrainError(f"{log_path} is a folder, where the training log should be a file; "
+                         f"move it away or {redo}")
     if not log_path.exists():
         return 0.0
     try:
         with open(log_path, newline="") as f:
             rows = list(csv.reader(f))
     except (UnicodeDecodeError, csv.Error) as e:
-        raise TrainError(f"{log_path} is damaged ({e.__class__.__name__}); delete it to resume "
-                         f"(its curves then start at iteration {last_iter}), or train again "
-                         f"with RESUME=0") from None
+        raise TrainError(f"{log_path} is damaged ({e.__class__.__name__}); {redo}") from None
+    except OSError as e:
+        raise TrainError(f"{log_path} cannot be read ({e.strerror or e}); make it readable for "
+                         f"this user, or {redo}") from None
     if not rows:
         return 0.0
     head = rows[0]
-    if head[:1] != ["iter"] or "seconds" not in head:
-        raise TrainError(f"{log_path} does not start with pycount's header (iter,loss,lr,"
-                         f"seconds,val_mae); delete it to resume (its curves then start at "
-                         f"iteration {last_iter}), or train again with RESUME=0")
-
-    def whole(r) -> bool:   # a row cut short by the kill has fewer fields than the header
-        if len(r) != len(head) or not r[0].isdigit():
-            return False
-        try:
-            float(r[head.index("seconds")])
-        except ValueError:
-            return False
-        return True
-    body = [r for r in rows[1:] if whole(r) and int(r[0]) <= last_iter]
+    if head != HEADER:
+        raise TrainError(f"{log_path} does not start with pycount's header ({','.join(HEADER)})"
+                         f"; {redo}")
+    body = [r for r in rows[1:] if _whole(r) and int(r[0]) <= last_iter]
     if len(body) != len(rows) - 1:
         with atomic.replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows([head] + body)
-    return float(body[-1][head.index("seconds")]) if body else 0.0
+    return float(body[-1][HEADER.index("seconds")]) if body else 0.0
+
+
+def _whole(row: list[str]) -> bool:
+    """A row as the trainer writes it: a row cut short by a kill has fewer fields than the
+    header, and one edited by hand or garbled has a cell that is not a number (val_mae is empty
+    between validations); either would stop the plot at the end of the training."""
+    if len(row) != len(HEADER) or not row[0].isdigit():
+        return False
+    *numbers, val_mae = row[1:]
+    try:
+        for cell in numbers + ([val_mae] if val_mae else []):
+            float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def plot_log(log_path: Path, png: Path) -> None:
-    """Loss and validation MAE against iterations, from the CSV log."""
+    """Loss and validation MAE against iterations, from the CSV log. Drawn once a training has
+    finished: a log or a figure that fails then (a row edited meanwhile, no room on the disk)
+    costs the figure, with a note, never the training, whose log and snapshots are written."""
+    try:
+        _plot(log_path, png)
+    except Exception as e:   # whatever csv, matplotlib or the disk raise: the figure is an extra
+        print(f"note: {png} was not drawn ({e.__class__.__name__}: {e}); the training is "
+              f"complete, and {log_path} holds its curves", flush=True)
+
+
+def _plot(log_path: Path, png: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = list(csv.DictReader(open(log_path)))
+    with open(log_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if rows[:1] != [HEADER]:
+        raise ValueError(f"it does not start with pycount's header ({','.join(HEADER)})")
+    rows = [dict(zip(HEADER, r)) for r in rows[1:] if _whole(r)]
     if not rows:
         return
-    rows = [r for r in rows if r["loss"]]
     it = np.array([int(r["iter"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
     val = [(int(r["iter"]), float(r["val_mae"])) for r in rows if r["val_mae"]]

@@ -1,0 +1,321 @@
+"""A resumed training meets a damaged file of its run folder: the weight average beside a density
+model's snapshot, train_log.csv, or a solverstate that does not belong to the net. Each is one
+TrainError naming the file and the fix before Caffe reads anything, never a traceback or a Caffe
+abort, and never a training that goes on with what it cannot use; a figure that cannot be drawn
+costs only the figure."""
+import csv
+import dataclasses
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from pycount import config  # noqa: E402
+from pycount.data import prepare
+from pycount.errors import TrainError
+from pycount.training import trainer as train
+from pycount.training.runlog import plot_log
+
+
+# ---------------------------------------------------------------------------- the weight average
+
+@pytest.fixture
+def averaged(tiny):
+    """A narrow fcrn on the tiny set trained 40 iterations, the last 10 averaged: (dataset, the
+    same model to 60 iterations, the snapshot's average file, its arrays and count)."""
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, crop=64, crop_stride=64, rot_step=90)
+    base = config.model("fcrn")
+    solver = dataclasses.replace(base.solver, batch=8, max_iter=40, test_interval=20, snapshot=20,
+                                 stepvalues=(), average_after=30)
+    model = dataclasses.replace(base, widths=(8, 16, 32, 64), solver=solver)
+    prepare.prepare(ds, model=model)
+    assert train.Trainer(ds, model).train(resume=False)["averaged_iterations"] == 10
+    snaps = config.run_dir(ds, model) / "snapshots"
+    path = snaps / json.loads((snaps / "latest.json").read_text())["average"]
+    with np.load(path) as z:
+        sums = [z[f"arr_{i}"] for i in range(len(z.files) - 1)]
+        n = int(z["n"])
+    longer = dataclasses.replace(model, solver=dataclasses.replace(solver, max_iter=60))
+    return ds, longer, path, sums, n
+
+
+def _damage_average(path, how, sums, n):
+    raw = path.read_bytes()
+    if how == "deleted":
+        path.unlink()
+    elif how == "cut short":
+        path.write_bytes(raw[:len(raw) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbled":               # bytes overwritten inside the arrays, size unchanged
+        middle = len(raw) // 2
+        path.write_bytes(raw[:middle] + b"\x7f" * 64 + raw[middle + 64:])
+    elif how == "pickled":
+        path.write_bytes(pickle.dumps(sums))
+    elif how == "a lone array":
+        with open(path, "wb") as f:
+            np.save(f, sums[0])
+    else:
+        arrays, count = list(sums), {"n": n}
+        if how == "without its count":
+            count = {}
+        elif how == "an array short":
+            arrays.pop()
+        elif how == "an array more":
+            arrays.append(np.zeros(3))
+        elif how == "a count of zero":
+            count = {"n": 0}
+        elif how == "a sum not finite":
+            arrays[0] = arrays[0].copy()
+            arrays[0].flat[0] = np.nan
+        with open(path, "wb") as f:
+            np.savez(f, *arrays, **count)
+
+
+@pytest.mark.parametrize("how,needle", [
+    ("deleted", "is missing"),
+    ("cut short", r"is damaged \(BadZipFile"),
+    ("empty", r"is damaged \(EOFError"),
+    ("garbled", r"is damaged \(BadZipFile"),
+    ("pickled", r"is damaged \(ValueError"),
+    ("a lone array", r"is damaged \(ValueError: one .npy array"),
+    ("without its count", "parameter sums and no count of iterations"),
+    ("an array short", "holds {short} parameter sums, where this net's weight average has {k}"),
+    ("an array more", "holds {more} parameter sums, where this net's weight average has {k}"),
+    ("a count of zero", "its count of averaged iterations is 0"),
+    ("a sum not finite", "a sum is not finite"),
+])
+def test_a_damaged_weight_average_is_named_when_resuming(averaged, how, needle):
+    """Resuming a density run read snap_iter_N.average.npz as it came: a missing, cut or garbled
+    file, or one of pickled data or without its count, was a traceback (FileNotFoundError,
+    BadZipFile, EOFError, ValueError, KeyError); one array more than the net's blobs, a count
+    of 0 or a NaN sum were taken in and trained on."""
+    ds, longer, path, sums, n = averaged
+    _damage_average(path, how, sums, n)
+    needle = needle.format(k=len(sums), short=len(sums) - 1, more=len(sums) + 1)
+    with pytest.raises(TrainError) as refused:
+        train.Trainer(ds, longer).train(resume=True)
+    message = str(refused.value)
+    assert message.startswith(str(path)) and re.search(needle, message), message
+    assert message.endswith("train again with RESUME=0"), message
+
+
+def test_a_whole_weight_average_still_resumes(averaged):
+    """The checks take the file a snapshot wrote: the average goes on from its 10 iterations."""
+    ds, longer, *_ = averaged
+    assert train.Trainer(ds, longer).train(resume=True)["averaged_iterations"] == 30
+
+
+# ---------------------------------------------------------------------------- train_log.csv
+
+@pytest.fixture
+def logged(tiny):
+    """The tiny set's alexnet-lite trained 30 iterations: (dataset, model, run folder); its
+    log has rows at iterations 0 (validated), 20 and 30 (validated)."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    rows = list(csv.reader(open(run / "train_log.csv")))
+    assert [r[0] for r in rows] == ["iter", "0", "20", "30"] and rows[1][4] and rows[3][4]
+    return ds, model, run
+
+
+def _edit_cell(log, iteration: str, column: str, value: str) -> None:
+    rows = list(csv.reader(open(log)))
+    for r in rows[1:]:
+        if r[0] == iteration:
+            r[rows[0].index(column)] = value
+    with open(log, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+@pytest.mark.parametrize("iteration,column,value", [("20", "loss", "abc"),
+                                                    ("0", "val_mae", "xyz"),
+                                                    ("20", "lr", "")])
+def test_a_log_row_whose_numbers_do_not_parse_is_dropped_and_the_training_ends_well(
+        logged, capsys, iteration, column, value):
+    """A loss of 'abc' or a validation MAE of 'xyz' was kept by trim_log and failed the plot, a
+    ValueError at the end of an otherwise finished training."""
+    ds, model, run = logged
+    log = run / "train_log.csv"
+    _edit_cell(log, iteration, column, value)
+    assert train.Trainer(ds, model, max_iter=40).train(resume=True)["iterations"] == 40
+    rows = list(csv.DictReader(open(log)))
+    assert [r["iter"] for r in rows] == [i for i in ("0", "20", "30", "40") if i != iteration]
+    assert all(float(r["loss"]) > 0 for r in rows)
+    assert "not drawn" not in capsys.readouterr().out
+    assert (run / "loss.png").stat().st_mtime >= log.stat().st_mtime
+
+
+@pytest.mark.parametrize("damage,needle", [
+    ("header without loss", "does not start with pycount's header"),
+    ("columns in another order", "does not start with pycount's header"),
+    ("a folder", "is a folder, where the training log should be a file"),
+])
+def test_a_log_the_training_cannot_go_on_with_is_named_before_it_trains(logged, damage, needle):
+    """A header of `iter,seconds` dropped every row, the training then ran and failed at the end
+    (KeyError 'loss' in the plot); columns in another order took rows in the trainer's order; a
+    folder in the log's place was an IsADirectoryError."""
+    ds, model, run = logged
+    log = run / "train_log.csv"
+    text = log.read_text()
+    if damage == "header without loss":
+        log.write_text("iter,seconds\n" + text.split("\n", 1)[1])
+    elif damage == "columns in another order":
+        log.write_text(text.replace("iter,loss,lr,seconds,val_mae", "iter,lr,loss,seconds,val_mae"))
+    else:
+        log.unlink()
+        log.mkdir()
+    before = log.read_text() if log.is_file() else None
+    with pytest.raises(TrainError, match=re.escape(str(log)) + " " + needle):
+        train.Trainer(ds, model, max_iter=40).train(resume=True)
+    assert json.loads((run / "snapshots" / "latest.json").read_text())["iter"] == 30
+    assert (log.read_text() if log.is_file() else None) == before      # nothing trained
+
+
+def test_a_figure_that_cannot_be_written_does_not_fail_a_finished_training(logged, capsys):
+    """loss.png is drawn last; a folder in its place (or a full disk) was a traceback after the
+    training had finished and written its snapshots."""
+    ds, model, run = logged
+    (run / "loss.png").unlink()
+    (run / "loss.png").mkdir()
+    (run / "loss.png" / "keep").write_text("")
+    summary = train.Trainer(ds, model, max_iter=40).train(resume=True)
+    assert summary["iterations"] == 40
+    assert json.loads((run / "train.json").read_text())["iterations"] == 40
+    assert f"note: {run / 'loss.png'} was not drawn" in capsys.readouterr().out
+
+
+def test_the_plot_draws_the_rows_that_parse_and_notes_a_log_it_cannot_read(tmp_path, capsys):
+    """A log edited during a training reaches the plot untrimmed: its whole rows are drawn, and
+    a log without pycount's columns is a note, not a KeyError."""
+    log, png = tmp_path / "run" / "train_log.csv", tmp_path / "run" / "loss.png"
+    log.parent.mkdir()
+    log.write_text("iter,loss,lr,seconds,val_mae\n0,2.0,0.01,0.0,3.0\n20,abc,0.01,1.0,\n"
+                   "30,1.0,0.01,2.0,xyz\n40,0.5,0.01\n50,0.4,0.01,3.0,1.5\n")
+    plot_log(log, png)
+    assert png.stat().st_size > 0 and "not drawn" not in capsys.readouterr().out
+    png.unlink()
+    log.write_text("iter,seconds\n0,0.0\n20,1.0\n")
+    plot_log(log, png)
+    assert not png.exists()
+    assert f"note: {png} was not drawn" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- the solverstate
+
+def _resume_in_subprocess(tmp_path, ds, model, max_iter):
+    """`make train` resuming in a process of its own, since a Caffe abort would end pytest: its
+    exit status and output (a PycountError printed as the CLI prints it, exit status 2)."""
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
+    script = tmp_path / "resume.py"
+    script.write_text(
+        "import pickle, sys\n"
+        "from pycount.errors import PycountError\n"
+        "from pycount.training import trainer as train\n"
+        f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
+        "try:\n"
+        f"    s = train.Trainer(ds, model, max_iter={max_iter}).train(resume=True)\n"
+        "except PycountError as e:\n"
+        "    print(f'pycount: error: {e}')\n"
+        "    sys.exit(2)\n"
+        "print('iterations', s['iterations'])\n")
+    proc = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(config.ROOT)))
+    return proc.returncode, proc.stdout.decode()
+
+
+def _edit_solverstate(path, edit) -> None:
+    from caffe.proto import caffe_pb2
+    state = caffe_pb2.SolverState()
+    state.ParseFromString(path.read_bytes())
+    edit(state)
+    path.write_bytes(state.SerializeToString())
+
+
+def _legacy(blob, dims) -> None:
+    """The blob's shape in the old form: num, channels, height and width."""
+    blob.ClearField("shape")
+    blob.num, blob.channels, blob.height, blob.width = dims
+
+
+def _damage_solverstate(state, how: str) -> str:
+    """Damage the parsed solverstate as `how` says; the words the refusal must hold."""
+    first = tuple(state.history[0].shape.dim)         # conv1's weights: 4 axes
+    size = int(np.prod(first))
+    if how == "a history blob deleted":
+        del state.history[-1]
+        return (f"holds {len(state.history)} history blobs, where the SGDSolver of this net "
+                f"keeps {len(state.history) + 1}")
+    if how == "a history blob of another shape":
+        swapped = (first[1], first[0], *first[2:])
+        state.history[0].shape.dim[:] = swapped
+        return re.escape(f"history blob 0 is {swapped}, where blob 0 of layer 'conv1' is {first}")
+    if how == "a history blob cut short":
+        del state.history[0].data[-1]
+        return f"history blob 0 holds {size - 1} values for the {size} of blob 0 of layer 'conv1'"
+    if how == "an old-style shape that differs":
+        _legacy(state.history[0], (1, 1, 1, size))
+        return re.escape(f"history blob 0 is (1, 1, 1, {size}), where blob 0 of layer 'conv1' is "
+                         f"{first}")
+    assert how == "the state of another iteration"
+    state.iter = 20
+    return "is the solver's state at iteration 20, but .*latest.json names it with the weights " \
+           "of iteration 30"
+
+
+@pytest.mark.parametrize("how", ["a history blob deleted", "a history blob of another shape",
+                                 "a history blob cut short", "an old-style shape that differs",
+                                 "the state of another iteration", "another head's solverstate"])
+def test_a_solverstate_that_does_not_fit_the_net_is_refused_before_caffe(tiny, tmp_path, how):
+    """Caffe aborted on a history of another length (Check failed: state.history_size() ==
+    history_.size()) and on one blob's values cut short, and took blobs of another shape (the C
+    head's solverstate in the R head's run) and a solverstate of another iteration than
+    latest.json's without a word: the training went on."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    snaps = config.run_dir(ds, model) / "snapshots"
+    state = snaps / json.loads((snaps / "latest.json").read_text())["solverstate"]
+    if how == "another head's solverstate":
+        train.Trainer(ds, model, head="C", max_iter=30).train(resume=False)
+        other = config.run_dir(ds, model, "C") / "snapshots" / state.name
+        state.write_bytes(other.read_bytes())
+        # the same layers; the last one scores each count 0..max_patch_count, not one number
+        needle = r"history blob \d+ is \(\d+, 64\), where blob 0 of layer '\w+' is \(1, 64\)"
+    else:
+        words = []
+        _edit_solverstate(state, lambda s: words.append(_damage_solverstate(s, how)))
+        needle = words[0]
+    rc, out = _resume_in_subprocess(tmp_path, ds, model, 40)
+    assert rc == 2 and f"pycount: error: {state}" in out and re.search(needle, out), out[-3000:]
+    assert "RESUME=0" in out and "Check failed" not in out and "Traceback" not in out
+    assert "resuming from" not in out and "iterations 40" not in out
+    assert json.loads((snaps / "latest.json").read_text())["iter"] == 30
+
+
+def test_a_solverstate_with_old_style_shapes_that_fit_resumes(tiny):
+    """Caffe still reads a history blob's shape as num, channels, height and width, matched to
+    the parameter's shape with 1s in front: such a solverstate is not refused."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    snaps = config.run_dir(ds, model) / "snapshots"
+    state = snaps / json.loads((snaps / "latest.json").read_text())["solverstate"]
+
+    def old_style(s):
+        for blob in s.history:
+            dims = tuple(blob.shape.dim)
+            _legacy(blob, (1,) * (4 - len(dims)) + dims)
+    _edit_solverstate(state, old_style)
+    assert train.Trainer(ds, model, max_iter=40).train(resume=True)["iterations_this_session"] \
+        == 10
