@@ -756,3 +756,18 @@ def test_a_run_trained_past_the_schedule_is_called_finished_not_told_to_drop_ite
         train.Trainer(ds, model).train()
     with pytest.raises(train.TrainError, match="more than ITERS=50; leave ITERS= out"):
         train.Trainer(ds, model, max_iter=50).train()
+
+
+def test_a_refused_training_leaves_the_run_unlocked(tiny):
+    """A resume refused after the run's lock was taken kept it held as long as the refusal's
+    traceback lived: in one process (a notebook, the protocol's tests) the next training of the
+    run was then refused as 'being trained'."""
+    from pycount.util.runlock import in_training
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    with pytest.raises(train.TrainError, match="more than ITERS=20") as refused:
+        train.Trainer(ds, model, max_iter=20).train()
+    assert refused.value is not None and not in_training(run)
+    assert train.Trainer(ds, model, max_iter=40).train()["iterations"] == 40

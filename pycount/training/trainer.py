@@ -260,6 +260,14 @@ class Trainer:
         snaps = self.run / "snapshots"
         self._check_writable()
         lock = RunLock(self.run)
+        try:                        # released whatever stops the training, a refusal included
+            return self._train_locked(caffe, plan, pretrained, snaps, resume)
+        finally:
+            lock.release()
+
+    def _train_locked(self, caffe, plan: nets.NetPlan, pretrained: Path | None, snaps: Path,
+                      resume: bool) -> dict:
+        """The training itself, while this process holds the run's lock."""
         resuming = resume and (snaps / "latest.json").exists()
         if resuming:
             self._check_resumable(plan)
@@ -317,7 +325,6 @@ class Trainer:
             raise
         finally:
             session.close()
-            lock.release()
         summary = self._write_summary(session, plan, pretrained)
         plot_log(session.log_path, self.run / "loss.png")
         return summary
