@@ -159,6 +159,11 @@ def _iterations(text: str) -> int:
                            "schedule)")
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names; empty ones (a trailing comma) are dropped."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _at_least_one(text: str) -> int:
     """--test-images: a whole number, at least 1."""
     return _at_least(text, "give a whole number of at least 1 (leave it out to count every "
@@ -211,9 +216,9 @@ def _more_commands(sub) -> None:
                    help="train every cell this many iterations (a dry run of the path)")
     p.add_argument("--test-images", type=_at_least_one, default=None, metavar="K",
                    help="with --iters: evaluate every cell on its first K test images only")
-    p.add_argument("--datasets", type=lambda t: t.split(","), default=None,
+    p.add_argument("--datasets", type=_names, default=None,
                    help="comma-separated subset of the paper's datasets")
-    p.add_argument("--models", type=lambda t: t.split(","), default=None,
+    p.add_argument("--models", type=_names, default=None,
                    help="comma-separated subset of the models")
     p.add_argument("--data-root", default=None)
     p = sub.add_parser("bench", help="measurements of every stage (bench/, in the source "

@@ -148,7 +148,7 @@ def test_a_classic_method_has_no_engine_to_choose():
 def test_the_gpu_sweep_fits_classic_cells_without_the_nets_options(monkeypatch, tmp_path):
     """make audit-gpu passed --gpu and --head to every cell; a classic cell now gets neither."""
     calls = []
-    monkeypatch.setattr(replicate.subprocess, "call", lambda argv, **kw: calls.append(argv) or 0)
+    monkeypatch.setattr(replicate, "_call", lambda argv, *a, **kw: calls.append(argv) or 0)
     replicate._cell("bacterial", "lecount", "R", 0, None, None, tmp_path)
     replicate._cell("bacterial", "alexnet", "R", 0, 50, None, tmp_path)
     lecount, alexnet = calls[:3], calls[3:]

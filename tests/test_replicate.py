@@ -1,9 +1,17 @@
 """`make audit-gpu` (pycount replicate): every paper cell pycount models, skipped with a line
 where its weights or dataset are missing, the rest prepared, trained and evaluated."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from pycount import config, errors
 from pycount.reporting import replicate
+from pycount.util import interrupt
 
 
 def _data_root(tmp_path):
@@ -33,6 +41,8 @@ def test_cells_without_weights_or_data_are_skipped_and_the_rest_run(monkeypatch,
     assert ran == [("bacterial", "lecount", "R")]
     assert status[("bacterial", "resnet50", "R")].startswith(
         "skipped: ResNet-50-model.caffemodel not found: put it in")
+    # weights.resolve's SCRATCH=1 is `make train`'s: the sweep has no such setting
+    assert status[("bacterial", "resnet50", "R")].endswith("(where to get it: weights/README.md)")
     assert "ki67 release there or set DATA_ROOT" in status[("ki67", "lecount", "R")]
 
 
@@ -44,21 +54,48 @@ def test_a_failed_cell_fails_the_sweep_after_the_others(monkeypatch, tmp_path, w
                       data_root=_data_root(tmp_path))
 
 
-def test_a_dry_run_leaves_longer_trainings_as_they_are(monkeypatch, tmp_path, workdirs):
-    """ITERS= below what a cell's run has trained: kept, not refused by its training (which
-    failed the sweep) nor trained again."""
-    ds = config.dataset("bacterial")
-    for model, iters in (("alexnet", 500), ("lecount", 1)):
-        run = config.run_dir(ds, config.model(model, ds), "R")
+def test_a_dry_run_evaluates_longer_trainings_as_they_are(monkeypatch, tmp_path, workdirs,
+                                                          capsys):
+    """ITERS= below what a cell's run has trained: neither refused by its training (which failed
+    the sweep) nor trained again, but evaluated as it is; it was "kept" unevaluated, and the
+    sweep said "0 of 2 trained and evaluated" and exited 0. One evaluated after that training is
+    done; one evaluated before it (then trained further) is evaluated again."""
+    from pycount import cli
+    root, ds = _data_root(tmp_path), config.dataset("bacterial")
+    for model, head, metrics in (("alexnet", "R", None), ("alexnet", "C", "after"),
+                                 ("resnet50", "R", "before")):
+        run = config.run_dir(ds, config.model(model, ds), head)
         run.mkdir(parents=True)
-        (run / "train.json").write_text(f'{{"iterations": {iters}}}')
+        (run / "train.json").write_text('{"iterations": 500}')
+        if metrics:
+            (run / "metrics.json").write_text("{}")
+            shift = 10 if metrics == "after" else -10
+            t = (run / "train.json").stat().st_mtime + shift
+            os.utime(run / "metrics.json", (t, t))
     ran = []
-    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((d, m, h)) or "ok")
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((m, h, a[-1]))
+                        or "ok (0.1 min)")
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
     rows = replicate.run(gpu=-1, iters=20, datasets=("bacterial",),
-                         models=("alexnet", "lecount"), data_root=_data_root(tmp_path))
+                         models=("alexnet", "resnet50"), data_root=root)
     status = {(r["model"], r["head"]): r["status"] for r in rows}
-    assert status[("alexnet", "R")].startswith("kept: trained 500 iterations already")
-    assert ran == [("bacterial", "alexnet", "C"), ("bacterial", "lecount", "R")]
+    longer = ("trained 500 iterations already, more than ITERS=20 (a dry run leaves longer "
+              "trainings as they are)")
+    assert status[("alexnet", "R")] == f"ok (0.1 min), evaluated only: {longer}"
+    assert status[("alexnet", "C")] == f"done before: {longer}"
+    assert sorted(ran) == [("alexnet", "R", ("eval",)), ("resnet50", "C", replicate.STEPS),
+                           ("resnet50", "R", ("eval",))]
+    # as the command line counts them: every cell trained and evaluated
+    ran.clear()
+    monkeypatch.setattr("pycount.cli._audit", lambda args: 0)
+    assert cli.main(["replicate", "--gpu", "-1", "--iters", "20", "--datasets", "bacterial",
+                     "--models", "alexnet", "--data-root", str(root)]) == 0
+    assert "2 of 2 paper cells trained and evaluated" in capsys.readouterr().out
+    assert ran == [("alexnet", "R", ("eval",))]
+    # a full sweep (no ITERS=) has no such rule: the cell is trained to its schedule
+    ran.clear()
+    replicate.run(gpu=-1, datasets=("bacterial",), models=("alexnet",), data_root=root)
+    assert sorted(ran) == [("alexnet", "C", replicate.STEPS), ("alexnet", "R", replicate.STEPS)]
 
 
 # --- failure paths: bad DATASETS=/MODELS=, no data, no GPU, logs that cannot be written -------
@@ -66,7 +103,8 @@ def test_a_dry_run_leaves_longer_trainings_as_they_are(monkeypatch, tmp_path, wo
 @pytest.mark.parametrize("datasets, models, message", [
     (["foo"], None, "DATASETS=foo: 'foo' is not a column of the paper's tables"),
     (["synthetic"], None, "'synthetic' is not a column"),
-    ([""], None, "'' is not a column"),
+    ([""], None, "DATASETS=: names no column"),
+    (["", ""], None, "DATASETS=: names no column"),
     (["bacterial"], ["foo"], "MODELS=foo: 'foo' is not a model of the paper's rows"),
     (["bacterial"], ["fcrn"], "'fcrn' is not a model of the paper's rows"),
     (["bacterial"], [], "MODELS=: names no model"),
@@ -187,10 +225,15 @@ def test_test_images_is_for_a_dry_run_and_reaches_each_cells_eval(monkeypatch, t
         replicate.run(gpu=-1, test_images=5, datasets=("bacterial",), models=("lecount",),
                       data_root=root)
     calls = []
-    monkeypatch.setattr(replicate.subprocess, "call", lambda cmd, **kw: calls.append(cmd[3:]) or 0)
+    monkeypatch.setattr(replicate, "_call", lambda cmd, *a: calls.append(cmd[3:]) or 0)
     assert replicate._cell("bacterial", "lecount", "R", -1, 2, None, tmp_path, 5).startswith("ok")
     assert [c[0] for c in calls] == ["prepare", "train", "eval"]
     assert calls[2][-2:] == ["--test-images", "5"] and "--test-images" not in calls[1]
+    calls.clear()                    # a dry run's cell trained further than ITERS: its eval only
+    assert replicate._cell("bacterial", "alexnet", "R", -1, 2, None, tmp_path, 5,
+                           ("eval",)).startswith("ok")
+    assert calls == [["eval", "--dataset", "bacterial", "--model", "alexnet", "--head", "R",
+                      "--gpu", "-1", "--test-images", "5"]]
     ds = config.dataset("bacterial")
     run = config.run_dir(ds, config.model("lecount", ds), "R")
     run.mkdir(parents=True)
@@ -203,3 +246,224 @@ def test_test_images_is_for_a_dry_run_and_reaches_each_cells_eval(monkeypatch, t
         ran.clear()
         replicate.run(gpu=-1, datasets=("bacterial",), models=("lecount",), data_root=root)
         assert ran == (["lecount"] if again else [])
+
+
+def test_a_trailing_comma_names_no_extra_cell(monkeypatch, tmp_path, workdirs):
+    """`make audit-gpu DATASETS=bacterial, MODELS=lecount,`: the command line splits the lists
+    at each comma, and the empty name after the last one failed the sweep ('' is not a column)."""
+    from pycount import cli
+    ran = []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((d, m, h)) or "ok")
+    monkeypatch.setattr("pycount.cli._audit", lambda args: 0)
+    assert cli.main(["replicate", "--gpu", "-1", "--datasets", "bacterial,", "--models",
+                     "lecount,", "--data-root", str(_data_root(tmp_path))]) == 0
+    assert ran == [("bacterial", "lecount", "R")]
+
+
+@pytest.mark.parametrize("model, head, error, fix", [
+    ("resnet50", "C", "{run}/snapshots/latest.json is corrupt or incomplete; its snapshots cannot "
+     "be resumed: train again with RESUME=0",
+     "make train DATASET=bacterial MODEL=resnet50 HEAD=C GPU=0 'DATA_ROOT={root}' RESUME=0 "
+     "ITERS=20"),
+    ("lecount", "R", "{run}/model.npz is damaged; train this run again (make train ... RESUME=0)",
+     "make train DATASET=bacterial MODEL=lecount 'DATA_ROOT={root}' RESUME=0"),
+    ("resnet50", "R", "out of memory", None),
+])
+def test_a_failed_step_names_its_error_and_the_cells_own_fix(monkeypatch, tmp_path, model, head,
+                                                             error, fix):
+    """A step's error that asks for RESUME=0, which make audit-gpu has not, comes with the
+    `make train` of that very cell (its head, GPU, DATA_ROOT and ITERS; a classic method's
+    without the nets' settings, which it refuses); other errors as they are."""
+    root = tmp_path / "my data"
+    error, fix = error.format(run="/r"), fix and fix.format(root=root)
+    seen = []
+
+    def call(argv, log, env):
+        seen.append(env)
+        if argv[3] != "train":
+            return 0
+        log.write(f"I0101 solver.cpp] Iteration 0\npycount: error: an earlier error\n"
+                  f"pycount: error: {error}\n")
+        return 2
+    monkeypatch.setattr(replicate, "_call", call)
+    status = replicate._cell("bacterial", model, head, 0, 20, root, tmp_path)
+    log = tmp_path / f"bacterial-{config.run_name(config.model(model), head)}.log"
+    assert status == (f"failed at train (exit 2): {error}; see {log}" + (
+        f"; the sweep has no RESUME=0: train this cell again from scratch with `{fix}`, then "
+        f"run the sweep again" if fix else ""))
+    # every step is told the sweep's process id: it stops when the sweep dies (follow_parent)
+    assert [env[interrupt.PARENT_ENV] for env in seen] == [str(os.getpid())] * 2
+
+
+def test_a_step_that_dies_without_a_message_points_at_its_log(monkeypatch, tmp_path):
+    monkeypatch.setattr(replicate, "_call", lambda argv, log, env: log.write("Traceback\n") and 1)
+    status = replicate._cell("bacterial", "lecount", "R", -1, None, None, tmp_path)
+    assert status == (f"failed at prepare (exit 1); see "
+                      f"{tmp_path / 'bacterial-lecount.log'}")
+
+
+def test_a_step_stopped_on_its_own_stops_the_sweep_as_interrupted(monkeypatch, tmp_path,
+                                                                   workdirs, capsys):
+    """A training that exits 130 (its process sent SIGINT or SIGTERM) is "interrupted", not
+    "failed at train (exit 130)", and the sweep stops there with 130, saying how to go on."""
+    from pycount import cli
+    steps = []
+    monkeypatch.setattr(replicate, "_call", lambda argv, log, env: steps.append(argv[3]) or (
+        130 if argv[3] == "train" else 0))
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
+    assert cli.main(["replicate", "--gpu", "-1", "--iters", "2", "--datasets", "bacterial",
+                     "--models", "alexnet", "--data-root", str(_data_root(tmp_path))]) == 130
+    out, err = capsys.readouterr()
+    first = replicate.paper_cells(["bacterial"], ["alexnet"])[0]
+    assert steps == ["prepare", "train"]              # the second cell never started
+    assert f"bacterial alexnet({first[2]}): interrupted at train; see " in out
+    assert "failed" not in out + err and "trained and evaluated" not in out
+    assert "sweep interrupted: the same command again goes on where it stopped" in err
+
+
+# --- the sweep stopped (Ctrl-C, kill, kill -9) stops its running step, once, cleanly ----------
+
+# A step's stand-in: its "train" answers SIGINT and SIGTERM as pycount's training does (a
+# snapshot that takes a while, then exit 130), noting each signal it gets; the other steps
+# succeed at once. As `pycount` does (cli.main), it asks to follow its parent.
+FAKE_STEP = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from pycount.util.interrupt import follow_parent
+follow_parent()
+if sys.argv[1] != "train":
+    sys.exit(0)
+
+def note(line):
+    with open({record!r}, "a") as f:
+        f.write(line + "\\n")
+
+got = []
+
+def stop(signum, frame):
+    got.append(signum)
+    note(f"signal {{signum}}")
+
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+note(f"started {{os.getpid()}}")
+while not got:
+    time.sleep(0.02)
+time.sleep(1)                   # its snapshot: a second signal would land here
+note("snapshot")
+sys.exit(130)
+"""
+
+# The sweep (`pycount replicate`, a dry run of the alexnet cells), its steps the stand-in. SIGINT
+# is handled as in a terminal, whatever pytest's own disposition.
+SWEEP = """
+import signal, sys
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from pycount import cli
+from pycount.reporting import replicate
+call = replicate._call
+replicate._call = lambda argv, log, env: call([sys.executable, {fake!r}, argv[3]], log, env)
+replicate.audit.why_not = lambda *a: None
+replicate.check_gpu = lambda gpu: None
+sys.exit(cli.main(["replicate", "--gpu", "-1", "--iters", "2", "--datasets", "bacterial",
+                   "--models", "alexnet"]))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (reaped, or a zombie left to a parent that does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def _until(test, what: str, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while not test():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {seconds} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sweep(tmp_path, workdirs, monkeypatch):
+    """A sweep started in a session of its own (as a terminal's foreground job), stopped once
+    its training has begun; yields (sweep process, the training's record, its pid). Whatever is
+    left running after the test is killed."""
+    monkeypatch.delenv(interrupt.PARENT_ENV, raising=False)
+    record = tmp_path / "steps.txt"
+    record.touch()
+    fake = tmp_path / "fake_step.py"
+    fake.write_text(FAKE_STEP.format(root=str(config.ROOT), record=str(record)))
+    proc = subprocess.Popen([sys.executable, "-c", SWEEP.format(root=str(config.ROOT),
+                                                                 fake=str(fake))],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    pid = None
+    try:
+        _until(lambda: "started" in record.read_text() or proc.poll() is not None,
+               "no training started")
+        assert proc.poll() is None, proc.communicate()[0]
+        pid = int(record.read_text().split()[1])
+        yield proc, record, pid
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        if pid is not None and not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the session and signals of Linux")
+@pytest.mark.parametrize("send, sig", [
+    (os.kill, signal.SIGTERM),       # `kill PID`: the sweep alone
+    (os.kill, signal.SIGINT),        # `kill -INT PID`: the same
+    (os.killpg, signal.SIGINT),      # Ctrl-C: the terminal's whole foreground group
+    (os.killpg, signal.SIGTERM),     # a job stopped by its group (timeout, a scheduler)
+])
+def test_a_stopped_sweep_stops_its_training_once_and_waits_for_its_snapshot(sweep, send, sig):
+    """The training got the signal exactly once (the sweep passed it on; a second would cut its
+    snapshot short), the sweep waited for its snapshot (subprocess.call killed it 0.25 s after
+    Ctrl-C), and ended with 130 at that cell, saying how to go on; the next cell never began."""
+    proc, record, pid = sweep
+    send(proc.pid, sig)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert record.read_text().splitlines() == [f"started {pid}", f"signal {int(sig)}",
+                                               "snapshot"]
+    assert _gone(pid)
+    first = replicate.paper_cells(["bacterial"], ["alexnet"])[0]
+    assert f"bacterial alexnet({first[2]}): interrupted at train; see " in out
+    assert out.count("interrupted at") == 1 and "failed" not in out
+    assert "sweep interrupted: the same command again goes on where it stopped" in out
+    assert out.rstrip().endswith("pycount: interrupted")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sweep_killed_outright_stops_its_training(sweep):
+    """kill -9 of the sweep: its training got SIGTERM from the kernel (it ran on, orphaned,
+    holding its run's lock, and a rerun failed that cell) and wrote its snapshot."""
+    proc, record, pid = sweep
+    proc.kill()
+    proc.communicate(timeout=60)
+    _until(lambda: _gone(pid), "the orphaned training did not stop")
+    assert record.read_text().splitlines() == [f"started {pid}", f"signal {int(signal.SIGTERM)}",
+                                               "snapshot"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the session and signals of Linux")
+def test_ctrl_c_twice_still_waits_for_the_snapshot(sweep):
+    """A second Ctrl-C while the training writes its snapshot is not passed on (it would cut the
+    snapshot short): the sweep says it is still waiting, and how to stop the step at once."""
+    proc, record, pid = sweep
+    os.killpg(proc.pid, signal.SIGINT)
+    _until(lambda: "signal" in record.read_text(), "the training was not stopped")
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert record.read_text().splitlines() == [f"started {pid}", f"signal {int(signal.SIGINT)}",
+                                               "snapshot"]
+    assert f"still waiting for process {pid} to finish; `kill -9 {pid}` stops it at once" in out
+    assert out.count("interrupted at train") == 1
