@@ -771,3 +771,49 @@ def test_a_refused_training_leaves_the_run_unlocked(tiny):
         train.Trainer(ds, model, max_iter=20).train()
     assert refused.value is not None and not in_training(run)
     assert train.Trainer(ds, model, max_iter=40).train()["iterations"] == 40
+
+
+def test_a_second_stop_while_the_snapshot_is_written_does_not_cut_it_short(tiny, tmp_path):
+    """Ctrl-C reaches a protocol's runs, and the protocol then sends each SIGTERM too: the
+    second signal, outside sigterm_as_interrupt, killed the run while it wrote its snapshot."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps((ds, model)))
+    script = tmp_path / "train_slow_snapshot.py"
+    script.write_text(
+        "import pickle, sys, time\n"
+        "from pycount.training import trainer as train\n"
+        "real = train._Session.snapshot\n"
+        "def slow(self):\n"
+        "    print('snapshot begins', flush=True)\n"
+        "    time.sleep(2)\n"
+        "    real(self)\n"
+        "train._Session.snapshot = slow\n"
+        f"ds, model = pickle.loads(open({str(tmp_path / 'plan.pkl')!r}, 'rb').read())\n"
+        "try:\n"
+        "    train.Trainer(ds, model, max_iter=10**6).train(resume=False)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped cleanly', flush=True)\n"
+        "    sys.exit(130)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(config.ROOT)),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run = config.run_dir(ds, model)
+    log = run / "train_log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    lines = []
+    for line in proc.stdout:                    # the snapshot has begun: stop it again
+        lines.append(line)
+        if "snapshot begins" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = "".join(lines) + proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130 and "stopped cleanly" in out, out[-2000:]
+    latest = json.loads((run / "snapshots" / "latest.json").read_text())
+    info = json.loads((run / "train.json").read_text())
+    assert info["interrupted"] and info["iterations"] == latest["iter"] > 0
+    assert (run / "snapshots" / latest["solverstate"]).exists()

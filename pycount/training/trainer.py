@@ -32,7 +32,7 @@ from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
 from pycount.util.runlock import RunLock
-from pycount.util.interrupt import sigterm_as_interrupt
+from pycount.util.interrupt import shielded, sigterm_as_interrupt
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.run import read_train_info
@@ -320,8 +320,9 @@ class Trainer:
         except KeyboardInterrupt:
             print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
                   flush=True)
-            session.interrupted()
-            self._write_summary(session, plan, pretrained, interrupted=True)
+            with shielded():        # a second stop must not cut the snapshot short
+                session.interrupted()
+                self._write_summary(session, plan, pretrained, interrupted=True)
             raise
         finally:
             session.close()

@@ -31,6 +31,30 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def shielded():
+    """Within the block, SIGINT and SIGTERM are swallowed: for the snapshot a training writes
+    once it is stopping anyway. A stop often comes twice (Ctrl-C reaches a protocol's runs itself, and the protocol then sends each of them SIGTERM;
+    a user presses Ctrl-C again), and the second, outside sigterm_as_interrupt, killed the run
+    mid-snapshot. Main thread only, as signal handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # handlers, not a signal mask: a mask holds for the main thread only, and a SIGTERM sent to
+    # the process reached one of Caffe's or BLAS's threads and ended it by the default action
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(s, _ignore) for s in stops]
+    try:
+        yield
+    finally:
+        for s, h in zip(stops, previous):
+            signal.signal(s, h)
+
+
+def _ignore(signum, frame) -> None:
+    """A stop that came while the snapshot was written: the training is stopping already."""
+
+
 def follow_parent() -> None:
     """In a child started with PARENT_ENV set: SIGTERM to this process when its parent dies,
     however it dies (a parent killed with SIGKILL cannot stop its children itself; they ran
