@@ -221,3 +221,33 @@ def test_generation_bar_rate_is_of_the_images_it_made(tmp_path, monkeypatch, cap
     rates = [float(line.split(" images/s")[0].rsplit(" ", 1)[1])
              for line in capsys.readouterr().err.splitlines() if "images/s" in line]
     assert rates and max(rates) <= 0.5
+
+
+@pytest.mark.skipif(not REAL_ROOT.is_dir(), reason="the VGG cells release is not here")
+@pytest.mark.parametrize("damage", ["grey", "jpeg"])
+def test_a_release_file_changed_since_unpacking_is_refused_not_read_as_few_cells(
+        tmp_path, damage, workdirs):
+    """A dots image saved again as grey (or as JPEG under its name) read as 0 or 1 cells, and
+    prepare trained on it: the named releases' files are checked against their manifest."""
+    import shutil
+    from pycount import config
+    from pycount.data import prepare
+    copy = tmp_path / "root" / "vgg_cells"
+    copy.mkdir(parents=True)
+    for i in ("010", "011"):
+        for kind in ("cell", "dots"):
+            shutil.copy(REAL_ROOT / f"{i}{kind}.png", copy / f"{i}{kind}.png")
+    ds = config.dataset("bacterial")
+    assert [s.count for s in prepare.load(ds, ["010", "011"], copy.parent)] == \
+        [s.count for s in read_vgg_cells(REAL_ROOT, ids=["010", "011"])]     # as released: read
+    dots = copy / "010dots.png"
+    img = cv2.imread(str(dots))
+    if damage == "grey":
+        cv2.imwrite(str(dots), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    else:
+        ok, buf = cv2.imencode(".jpg", img)
+        dots.write_bytes(buf.tobytes())
+    with pytest.raises(DatasetError, match=rf"{dots} differs from the published bacterial "
+                                           rf"release .* --verify-only"):
+        prepare.load(ds, ["010", "011"], copy.parent)
+    assert prepare.load(ds, ["011"], copy.parent)[0].count > 0     # the others still read

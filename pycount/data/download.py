@@ -99,6 +99,41 @@ def verify(dataset: str, folder) -> list[str]:
     return problems
 
 
+# The files each image of a release is read from, as its manifest names them: what prepare and
+# eval check (check_release) before an image of a named public set is used.
+RELEASE_FILES = {"bacterial": ("{id}cell.png", "{id}dots.png"),
+                 "nuclei": ("Detection/img{id}/img{id}.bmp",
+                            "Detection/img{id}/img{id}_detection.mat")}
+
+
+def check_release(dataset: str, folder, ids) -> None:
+    """DatasetError when a file the images `ids` are read from differs from the release (its
+    sha256 against the manifest). A dots image saved again as grey, as JPEG or with its channels
+    swapped still reads, as an image of 0 or 1 cells, and a net would be trained on that; a file
+    the manifest does not list, or that is missing or unreadable, is left to the readers."""
+    from pycount.errors import DatasetError
+    folder, listed = Path(folder), manifest(dataset)
+    changed = []
+    for i in ids:
+        for pattern in RELEASE_FILES.get(dataset, ()):
+            rel = pattern.format(id=i)
+            if rel not in listed or not (folder / rel).is_file():
+                continue
+            try:
+                if _sha256(folder / rel) != listed[rel]:
+                    changed.append(rel)
+            except OSError:
+                continue
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise DatasetError(
+            f"{folder / changed[0]}{more} differs from the published {dataset} release (its "
+            f"sha256 is not the one in pycount/data/manifests/{dataset}.sha256): it was changed "
+            f"or damaged since it was unpacked; restore it from the release (`pycount data "
+            f"--dataset {dataset} --data-root {folder.parent} --verify-only` lists every file "
+            f"that differs)")
+
+
 def extras(dataset: str, folder) -> list[str]:
     """Files under `folder` that the release does not hold (notes, a published split, ...),
     relative and sorted.  They are kept: the readers open only the files they expect by name."""
