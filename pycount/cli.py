@@ -451,6 +451,12 @@ def main(argv=None) -> int:
     except PycountError as e:       # the one place user errors become messages (errors.py)
         print(f"pycount: error: {e}", file=sys.stderr)
         return 2
+    except PermissionError as e:    # a file or folder this user may not read or write
+        where = e.filename or "a file"
+        print(f"pycount: error: permission denied on {where}: give this user access to it "
+              f"(e.g. chmod -R u+rwX on its folder), or work on a copy it may use",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pycount: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -444,3 +445,52 @@ def test_read_predictions_names_a_damaged_file(text, tmp_path):
     f.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(errors.RunError, match=f"{f} is unreadable or damaged .*make eval"):
         figures.read_predictions(f)
+
+
+VGG = Path("/work/shared/datasets/vgg_cells")
+
+
+def _without_root_powers() -> list[str]:
+    """A command prefix under which file permissions hold (root reads anything otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+
+
+@pytest.mark.skipif(not VGG.is_dir(), reason="the VGG cells release is not here")
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_release_this_user_may_not_read_is_one_message(where, tmp_path, workdirs):
+    """A file without read permission was 'corrupt or not an image', a folder that may not be
+    listed 'no pairs found', and on Python 3.11 some such folders a PermissionError traceback."""
+    copy = tmp_path / "root" / "vgg_cells"
+    shutil.copytree(VGG, copy)
+    blocked = copy / "030cell.png" if where == "file" else copy
+    blocked.chmod(0o000 if where == "file" else 0o311)
+    try:
+        p = subprocess.run(_without_root_powers() + [
+            sys.executable, "-m", "pycount", "prepare", "--dataset", "bacterial",
+            "--data-root", str(copy.parent), "--model", "lecount"], cwd=ROOT,
+            capture_output=True, text=True, timeout=300)
+    finally:
+        blocked.chmod(0o755 if where == "folder" else 0o644)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert f"permission denied on {blocked}" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_hidden_mac_file_beside_the_release_is_ignored_and_twin_nuclei_folders_refused(tmp_path):
+    from pycount.data import readers
+    folder = tmp_path / "vgg"
+    folder.mkdir()
+    for name in ("001cell.png", "001dots.png", "._001cell.png"):
+        cv2.imwrite(str(folder / name), np.zeros((8, 8, 3), np.uint8))
+    assert list(readers._pairs(folder)) == ["001"]
+    detection = tmp_path / "Detection"
+    for name in ("img5", "img05"):
+        (detection / name).mkdir(parents=True)
+        (detection / name / f"{name}.bmp").write_bytes(b"BM")
+        (detection / name / f"{name}_detection.mat").write_bytes(b"")
+    with pytest.raises(errors.DatasetError, match="are both image 5"):
+        readers._crc_pairs(detection)

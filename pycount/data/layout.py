@@ -22,7 +22,8 @@ def require_dir(root) -> Path:
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist; set DATA_ROOT to the folder holding "
                            "the release folders (e.g. DATA_ROOT=../shared/datasets)")
-    return root
+    os.listdir(root)        # a folder this user may not list: PermissionError (cli.main), where a
+    return root             # glob found nothing and said "no images"
 
 
 def refuse_broken_link(path: Path) -> None:

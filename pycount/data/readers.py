@@ -103,8 +103,11 @@ def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_pa
 
 def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     """Map id -> (cell path, dots path), checking that every file has its partner."""
-    cells = {p.name[: -len("cell.png")]: p for p in root.glob("*cell.png")}
-    dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")}
+    # (hidden files skipped: `._001cell.png` is the metadata a Mac leaves on a USB or exFAT disk)
+    cells = {p.name[: -len("cell.png")]: p for p in root.glob("*cell.png")
+             if not p.name.startswith(".")}
+    dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")
+            if not p.name.startswith(".")}
     regen = "(a synthetic set regenerates when its folder is deleted)"
     return _partnered(
         cells, dots,
@@ -125,6 +128,11 @@ def _partnered(first: dict, second: dict, lacks_second, lacks_first) -> dict[str
 
 
 def _imread_rgb(path: Path) -> np.ndarray:
+    # OpenCV answers a broken link or a file it may not read as it does a corrupt one (None):
+    # those are named for what they are first (a PermissionError: cli.main words it)
+    refuse_broken_link(path)
+    with open(path, "rb"):
+        pass
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"cannot decode {path}: the file is corrupt or not an image; "
@@ -176,7 +184,11 @@ def _crc_pairs(detection: Path) -> dict[str, tuple[Path, Path]]:
                 raise DatasetError(f"{present} has no partner {absent}; restore it from the "
                                    f"CRCHistoPhenotypes release or delete the folder {folder}")
         if image.is_file():
-            pairs[str(int(match.group(1)))] = image, mat
+            key = str(int(match.group(1)))
+            if key in pairs:                 # img5 and img05: which one is image 5?
+                raise DatasetError(f"{pairs[key][0].parent} and {folder} are both image {key}; "
+                                   f"keep the release's own (img{key}) and move the other away")
+            pairs[key] = image, mat
     return pairs
 
 
