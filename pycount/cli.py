@@ -247,7 +247,9 @@ def _data(args) -> int:
             return 1
         print(f"{folder}: all {len(download.manifest(args.dataset))} files verify")
         return 0
-    print(download.fetch(args.dataset, root, url=args.url, archive=args.archive))
+    from pycount.util.interrupt import sigterm_as_interrupt
+    with sigterm_as_interrupt():    # kill PID as Ctrl-C: fetch removes its temporaries
+        print(download.fetch(args.dataset, root, url=args.url, archive=args.archive))
     return 0
 
 

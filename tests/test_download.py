@@ -1,7 +1,9 @@
 """pycount.download against a tiny fake release (no internet) and the real shared copies."""
 import hashlib
+import os
 import shutil
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -322,3 +324,28 @@ def test_a_data_root_that_is_a_file_is_named(tmp_path, capsys, verify):
     err = capsys.readouterr().err
     assert f"DATA_ROOT={root / 'sub'}: {root} is a file, not a folder" in err
     assert root.read_text() == "not a folder"
+
+
+def test_a_release_folder_that_is_a_broken_link_is_named_before_fetching(toy):
+    """A link to a disk not mounted: exists() is False, the whole release was unpacked, and
+    the rename onto the link ended in a NotADirectoryError traceback."""
+    make_zip, root = toy
+    root.mkdir()
+    (root / "toy_cells").symlink_to("/mnt/not-mounted/toy_cells")
+    with pytest.raises(download.DownloadError, match=r"toy_cells is a link to "
+                                                     r"/mnt/not-mounted/toy_cells, which does not"):
+        download.fetch("toy", root, archive=make_zip())
+    assert leftovers(root) == []
+
+
+def test_the_temporaries_of_a_fetch_killed_long_ago_are_removed(toy):
+    make_zip, root = toy
+    root.mkdir()
+    old = [root / ".toy-abc.download", root / ".toy-def.unpack", root / ".toy-new.download"]
+    old[0].write_bytes(b"part of an archive")
+    (old[1] / "cells").mkdir(parents=True)
+    old[2].write_bytes(b"a fetch running now")
+    for p in old[:2]:
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    download.fetch("toy", root, archive=make_zip())
+    assert leftovers(root) == [".toy-new.download"]         # in use: kept

@@ -315,8 +315,13 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
     """
     src, root = _source(dataset), Path(data_root)
     dest = root / src.folder
+    if dest.is_symlink() and not dest.exists():     # (exists() follows the link: False)
+        raise DownloadError(f"{dest} is a link to {os.readlink(dest)}, which does not exist (a "
+                            f"disk not mounted, or a link to itself): mount it, or remove the "
+                            f"link to fetch the release into {root}")
     if dest.exists():
         return _existing(dataset, dest)
+    _remove_stale(dataset, root)
     if archive is not None and Path(archive).is_dir():
         raise DownloadError(f"ARCHIVE={archive} is a folder, not the {src.archive} file; give "
                             f"the archive itself, or move the unpacked files to {dest}/ and check "
@@ -390,6 +395,27 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
                     p.rmdir()
                 except OSError:
                     break
+
+
+def _remove_stale(dataset: str, root: Path) -> None:
+    """The temporary download and unpack of a fetch killed outright (SIGKILL, a machine lost):
+    nothing reuses them, and a release's unpack is as large as the release. Those of a fetch
+    still running beside this one are kept: their names hold no process id, so a file or
+    folder touched in the last hour counts as in use."""
+    if not root.is_dir():
+        return
+    for path in root.glob(f".{dataset}-*"):
+        if path.suffix not in (".download", ".unpack"):
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < 3600:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        except OSError:
+            continue
 
 
 def _existing(dataset: str, dest: Path) -> Path:
