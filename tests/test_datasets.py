@@ -108,6 +108,19 @@ def test_reuse_and_regenerate(tmp_path):
     assert file_bytes(out)["001cell.png"] != first["001cell.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
 
+    # the half-written folder of a generation killed outright goes with the next generation;
+    # that of one still running (this process's id) stays
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".syn.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".syn.tmp-{dead}-abc" / "001cell.png").write_bytes(b"half")
+    import os
+    (tmp_path / f".syn.tmp-{os.getpid()}-xyz").mkdir()
+    generate_synthetic(out, n_images=2, seed=6, **SMALL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".syn.tmp-{os.getpid()}-xyz", "syn"]
+
 
 def test_refuses_to_overwrite_foreign_folder(tmp_path):
     out = tmp_path / "mine"

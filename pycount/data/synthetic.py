@@ -11,6 +11,7 @@ carry faint noise, as in the real images.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -172,7 +173,15 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
                            "choose another output folder or empty this one")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    # the half-written folders of generations killed outright (their process gone): nothing
+    # reuses them, and a ki67-synthetic one holds hundreds of MB
+    from pycount.data.lmdbio import _pid_alive
+    for old in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = old.name[len(f".{out_dir.name}.tmp-"):].split("-")[0]
+        if old.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-",
+                                dir=out_dir.parent))
     try:
         if progress is not None:
             progress(0, n_images)              # before the first image: a bar's clock starts here
