@@ -264,3 +264,12 @@ def test_a_release_file_changed_since_unpacking_is_refused_not_read_as_few_cells
                                            rf"release .* --verify-only"):
         prepare.load(ds, ["010", "011"], copy.parent)
     assert prepare.load(ds, ["011"], copy.parent)[0].count > 0     # the others still read
+
+
+def test_a_partner_renamed_in_another_case_is_named_with_the_fix(tmp_path):
+    for name in ("001cell.png", "001dots.PNG"):
+        cv2.imwrite(str(tmp_path / "x.png"), np.zeros((8, 8, 3), np.uint8))
+        (tmp_path / "x.png").rename(tmp_path / name)
+    with pytest.raises(DatasetError, match=r"001dots.PNG differs only in case: rename it to "
+                                           r"001dots.png"):
+        read_vgg_cells(tmp_path)

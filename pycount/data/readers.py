@@ -109,12 +109,20 @@ def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
     dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")
             if not p.name.startswith(".")}
     regen = "(a synthetic set regenerates when its folder is deleted)"
+
+    def fix(missing: str, what: str) -> str:
+        """The fix for a partner that is missing: a file of the name in another case is
+        renamed (a copy through a case-insensitive disk); else restore or remove."""
+        other = next((p for p in root.iterdir() if p.name.lower() == missing.lower()), None)
+        if other is not None:
+            return f"{other} differs only in case: rename it to {missing}"
+        return f"restore it or remove the {what} {regen}"
     return _partnered(
         cells, dots,
         lambda i: f"{cells[i]} has no matching dots file {root / (i + 'dots.png')}; "
-                  f"restore it or remove the image {regen}",
+                  + fix(i + "dots.png", "image"),
         lambda i: f"{dots[i]} has no matching cell image {root / (i + 'cell.png')}; "
-                  f"restore it or remove the dots file {regen}")
+                  + fix(i + "cell.png", "dots file"))
 
 
 def _partnered(first: dict, second: dict, lacks_second, lacks_first) -> dict[str, tuple[Path, Path]]:
