@@ -239,7 +239,8 @@ def _data(args) -> int:
         folder = os.path.join(root, download.SOURCES[args.dataset].folder)
         problems = download.verify(args.dataset, folder)
         if problems:
-            print(f"{folder} does not verify ({len(problems)} problems):", file=sys.stderr)
+            print(f"{folder} does not verify ({download._problems(len(problems))}):",
+                  file=sys.stderr)
             print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
             print(f"Replace the files named from the release, or move the folder aside and run "
                   f"`make data DATASET={args.dataset} DATA_ROOT={root}` to fetch it again",

@@ -349,3 +349,15 @@ def test_the_temporaries_of_a_fetch_killed_long_ago_are_removed(toy):
         os.utime(p, (time.time() - 7200, time.time() - 7200))
     download.fetch("toy", root, archive=make_zip())
     assert leftovers(root) == [".toy-new.download"]         # in use: kept
+
+
+def test_an_archive_cut_short_is_called_so(toy, tmp_path):
+    make_zip, root = toy
+    whole = make_zip().read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(download.DownloadError, match="the archive is cut short"):
+        download.fetch("toy", root, archive=cut)
+    with pytest.raises(download.DownloadError, match="archive /dev/null is not a file"):
+        download.fetch("toy", root, archive="/dev/null")
+    assert leftovers(root) == []

@@ -274,6 +274,11 @@ def _extract(archive: Path, into: Path):
             else:                                         # Debian 12's 3.11.2: checked by hand
                 t.extractall(into, members=_safe_members(t, into))
     else:
+        with open(archive, "rb") as f:
+            head = f.read(4)
+        if head.startswith(b"PK") or head.startswith(b"\x1f\x8b"):   # zip or gzip, no end
+            raise DownloadError("the archive is cut short (a download that stopped early); "
+                                "download it again")
         raise DownloadError("neither a zip nor a tar archive")
 
 
@@ -327,7 +332,8 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
                             f"the archive itself, or move the unpacked files to {dest}/ and check "
                             f"them with --verify-only")
     if archive is not None and not Path(archive).is_file():
-        raise DownloadError(f"archive {archive} does not exist\n"
+        raise DownloadError(f"archive {archive} " + ("is not a file" if Path(archive).exists()
+                                                       else "does not exist") + "\n"
                             f"{manual_instructions(dataset, root)}")
     made = _make_root(root)
     tmp_archive = work = None
