@@ -678,7 +678,7 @@ def test_eval_of_a_read_only_run_folder_is_refused_before_counting(tiny, monkeyp
     from pycount.util import atomic
 
     def read_only(folder):
-        if Path(folder) == run / "heatmaps":
+        if Path(folder) == run:
             raise PermissionError(13, "Permission denied", str(folder / ".write-test"))
 
     monkeypatch.setattr(atomic, "probe_writable", read_only)
@@ -817,3 +817,30 @@ def test_a_second_stop_while_the_snapshot_is_written_does_not_cut_it_short(tiny,
     info = json.loads((run / "train.json").read_text())
     assert info["interrupted"] and info["iterations"] == latest["iter"] > 0
     assert (run / "snapshots" / latest["solverstate"]).exists()
+
+
+def test_an_evaluation_stopped_halfway_leaves_the_previous_heatmaps_with_their_metrics(
+        tiny, monkeypatch):
+    """Heatmaps were drawn into heatmaps/ as the images were counted: one stopped halfway left
+    new heatmaps beside the previous evaluation's metrics (another TTA or backend: other maps)."""
+    ds, model, run = _trained_30_and_evaluated(tiny)
+    before = {p.name: p.read_bytes() for p in (run / "heatmaps").iterdir()}
+    metrics = (run / "metrics.json").read_text()
+    assert before
+    drawn = []
+    real = evaluate._save_heatmap
+
+    def stop_after_one(path, *args):
+        real(path, *args)
+        drawn.append(path)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(evaluate, "_save_heatmap", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate(ds, model)
+    assert drawn and drawn[0].parent != run / "heatmaps"          # drawn aside, then dropped
+    assert {p.name: p.read_bytes() for p in (run / "heatmaps").iterdir()} == before
+    assert (run / "metrics.json").read_text() == metrics
+    assert not list(run.glob(".heatmaps.tmp-*"))
+    monkeypatch.setattr(evaluate, "_save_heatmap", real)
+    evaluate.evaluate(ds, model)
+    assert sorted(p.name for p in (run / "heatmaps").iterdir()) == sorted(before)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,42 +80,64 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             f"(`test = [...]` in pycount.toml beside an own folder's images, docs/own-data.md)")
 
     rows = []
-    with _writing(run):
-        for folder in (run, run / "heatmaps", run.parent):     # (Fig. 7 goes to run.parent)
-            folder.mkdir(exist_ok=True)
-            atomic.probe_writable(folder)
-        with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
-            for i, s in enumerate(test):
-                r = predict.count_image(s.image)
-                rows.append({"id": s.id, "true": s.count, "predicted": r.count,
-                             "tiling": r.tiling_count})
-                if expected:
-                    rows[-1]["expected"] = expected.count_image(s.image).count
-                if i < heatmaps and np.isfinite(r.count):
-                    _save_heatmap(run / "heatmaps" / f"{s.id}.png", s, r, model, ds)
-                bar.update(1)
-    lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
-    if lost:                        # NaN weights: a metrics.json of nan is no result
-        raise RunError(f"{files[-1]} counts {len(lost)} of the "
-                       f"{len(rows)} test images as NaN or infinite ({', '.join(lost[:3])}"
-                       f"{', ...' if len(lost) > 3 else ''}): its weights hold values that are "
-                       f"not numbers (a training that diverged, or a damaged file); train it "
-                       f"again (make train ... RESUME=0)")
-    out = _summarize(rows, float(np.mean(train_counts)))
-    out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
-               density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
-               backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
-               test_images_of=n_test, iterations=info.get("iterations"))
-    below = [r["id"] for r in rows if r["predicted"] < config.SUSPECT_BELOW]
-    if below:                       # kept in the MAE as counted, but not left unsaid
-        print(f"note: {len(below)} test image(s) counted below zero ({', '.join(below[:5])}"
-              f"{', ...' if len(below) > 5 else ''}): unlike the images the run learned from "
-              f"(predictions.csv has their counts)", flush=True)
-    with _writing(run):
-        report.write_predictions(run / "predictions.csv", rows)
-        report.write_metrics(run, out)
-        write_fig7(run.parent)
-    return out
+    # this evaluation's heatmaps are drawn into a folder of its own and put in place with its
+    # metrics: one stopped halfway left new heatmaps beside the previous evaluation's metrics
+    heat = run / f".heatmaps.tmp-{os.getpid()}"
+    try:
+        with _writing(run):
+            for folder in (run, run.parent):                       # (Fig. 7 goes to run.parent)
+                folder.mkdir(exist_ok=True)
+                atomic.probe_writable(folder)
+            for old in run.glob(".heatmaps.tmp-*"):     # of evaluations killed outright
+                pid = old.name.rsplit("-", 1)[1]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(old, ignore_errors=True)
+            heat.mkdir()
+            with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
+                for i, s in enumerate(test):
+                    r = predict.count_image(s.image)
+                    rows.append({"id": s.id, "true": s.count, "predicted": r.count,
+                                 "tiling": r.tiling_count})
+                    if expected:
+                        rows[-1]["expected"] = expected.count_image(s.image).count
+                    if i < heatmaps and np.isfinite(r.count):
+                        _save_heatmap(heat / f"{s.id}.png", s, r, model, ds)
+                    bar.update(1)
+        lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
+        if lost:                        # NaN weights: a metrics.json of nan is no result
+            raise RunError(f"{files[-1]} counts {len(lost)} of the "
+                           f"{len(rows)} test images as NaN or infinite ({', '.join(lost[:3])}"
+                           f"{', ...' if len(lost) > 3 else ''}): its weights hold values that are "
+                           f"not numbers (a training that diverged, or a damaged file); train it "
+                           f"again (make train ... RESUME=0)")
+        out = _summarize(rows, float(np.mean(train_counts)))
+        out.update(dataset=ds.name, model=model.name, head=head, patch=ds.patch, stride=ds.stride,
+                   density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
+                   backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
+                   test_images_of=n_test, iterations=info.get("iterations"))
+        below = [r["id"] for r in rows if r["predicted"] < config.SUSPECT_BELOW]
+        if below:                       # kept in the MAE as counted, but not left unsaid
+            print(f"note: {len(below)} test image(s) counted below zero ({', '.join(below[:5])}"
+                  f"{', ...' if len(below) > 5 else ''}): unlike the images the run learned from "
+                  f"(predictions.csv has their counts)", flush=True)
+        with _writing(run):
+            report.write_predictions(run / "predictions.csv", rows)
+            atomic.replace_dir(heat, run / "heatmaps")
+            report.write_metrics(run, out)
+            write_fig7(run.parent)
+        return out
+    finally:
+        shutil.rmtree(heat, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _keep_full_result(run: Path, info_file: Path, k: int, n_test: int) -> None:
