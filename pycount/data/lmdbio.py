@@ -312,23 +312,13 @@ class _Fill:
             env.close()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:                 # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_partials(dest: Path) -> list[Path]:
     """Remove the half-written `.NAME.partial-PID` folders of `dest` left by killed writers
     (a live writer's folder stays); returns what was removed."""
     stale = []
     for tmp in Path(dest).parent.glob(f".{Path(dest).name}.partial-*"):
         pid = tmp.name.rsplit("-", 1)[1]
-        if not pid.isdigit() or not _pid_alive(int(pid)):
+        if not pid.isdigit() or not atomic.pid_alive(int(pid)):
             stale.append(tmp)
     _remove(stale)
     return stale

@@ -175,10 +175,9 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # the half-written folders of generations killed outright (their process gone): nothing
     # reuses them, and a ki67-synthetic one holds hundreds of MB
-    from pycount.data.lmdbio import _pid_alive
     for old in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
         pid = old.name[len(f".{out_dir.name}.tmp-"):].split("-")[0]
-        if old.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+        if old.is_dir() and pid.isdigit() and not atomic.pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-",
                                 dir=out_dir.parent))

@@ -90,7 +90,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                 atomic.probe_writable(folder)
             for old in run.glob(".heatmaps.tmp-*"):     # of evaluations killed outright
                 pid = old.name.rsplit("-", 1)[1]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not atomic.pid_alive(int(pid)):
                     shutil.rmtree(old, ignore_errors=True)
             heat.mkdir()
             with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
@@ -128,16 +128,6 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
         return out
     finally:
         shutil.rmtree(heat, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _keep_full_result(run: Path, info_file: Path, k: int, n_test: int) -> None:

@@ -79,6 +79,17 @@ def reserve(folder, sizes) -> None:
             path.unlink(missing_ok=True)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a temporary name holding it belongs to a live writer)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                 # someone else's live process
+        return True
+    return True
+
+
 def remove_stale_temps(folder) -> list[Path]:
     """Remove the temporary files (replacing's `.NAME.tmp-PID.SUFFIX`, reserve's) that a process
     killed outright left in `folder`; for a caller that holds the folder alone (a training's run
