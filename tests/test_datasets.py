@@ -10,7 +10,7 @@ from pycount.data.readers import Sample, read_vgg_cells
 from pycount.errors import DatasetError
 from pycount.data.synthetic import generate_synthetic, synthesize_image
 
-REAL_ROOT = Path("/work/shared/datasets/vgg_cells")
+REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
 SMALL = dict(count_range=(20, 60), size=128)  # small images keep the generator tests fast
 
 

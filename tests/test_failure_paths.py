@@ -447,7 +447,7 @@ def test_read_predictions_names_a_damaged_file(text, tmp_path):
         figures.read_predictions(f)
 
 
-VGG = Path("/work/shared/datasets/vgg_cells")
+VGG = ROOT.parent / "shared" / "datasets" / "vgg_cells"
 
 
 def _without_root_powers() -> list[str]:
