@@ -55,8 +55,9 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
     pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
     samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker,
                             depth_range=ds.depth_range)
-    if not ds.generated and not ds.own:          # a named public release: as published
-        from pycount.data import download
+    from pycount.data import download
+    if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
+        # a named public release (not the private ki67 set): as published
         download.check_release(ds.name, dataset_root(ds, data_root), ids)
     samples = [datasets.rescale(s, ds.scale) for s in samples]    # SCALE=: as counting reads them
     if side and ds.pad:
