@@ -1,4 +1,6 @@
 """All-or-nothing writes: a failure half-way leaves the previous file untouched, no temp files."""
+import os
+
 import pytest
 
 from pycount.util import atomic
@@ -49,3 +51,34 @@ def test_two_processes_writing_one_file_both_finish_whole(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     assert target.read_text() in ("a" * 1000, "b" * 1000)
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_reserve_raises_for_lack_of_room_only(tmp_path, monkeypatch):
+    """A filesystem that cannot claim room (NFSv3, some FUSE mounts: EOPNOTSUPP, EINVAL) is no
+    reason to stop a training: the write itself will tell. A full disk or a limit is."""
+    import errno
+    for code, raises in ((errno.EOPNOTSUPP, False), (errno.EINVAL, False),
+                         (errno.ENOSPC, True), (errno.EFBIG, True)):
+        def refuse(fd, offset, length, code=code):
+            raise OSError(code, os.strerror(code))
+        monkeypatch.setattr(atomic.os, "posix_fallocate", refuse)
+        if raises:
+            with pytest.raises(OSError):
+                atomic.reserve(tmp_path, [10, 20])
+        else:
+            atomic.reserve(tmp_path, [10, 20])
+        assert not list(tmp_path.iterdir())
+
+
+def test_stale_temporaries_go_and_a_live_writers_stay(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    names = [f".metrics.tmp-{dead}.json", f".metrics.tmp-{os.getpid()}.json",
+             f".reserve-{dead}-0", "metrics.json"]
+    for n in names:
+        (tmp_path / n).write_text("x")
+    gone = atomic.remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in gone) == sorted(names[0::2][:2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1::2])

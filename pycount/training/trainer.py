@@ -38,7 +38,7 @@ from pycount.device import set_device
 from pycount.inference.run import read_train_info
 from pycount.training.averaging import WeightAverage
 from pycount.training.runlog import plot_log, trim_log
-from pycount.training.snapshots import read_latest, restore_solver
+from pycount.training.snapshots import HISTORIES_PER_PARAM, read_latest, restore_solver
 from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
                                          predict_patches)
 from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-exported)
@@ -67,11 +67,12 @@ def _weight_bytes(net) -> int:
 def _save_weights(net, path: Path) -> None:
     """net.save, atomically, after claiming the room (Caffe aborts on a write that fails)."""
     try:
-        atomic.reserve(path.parent, [_weight_bytes(net) + (1 << 20)])
+        atomic.reserve(path.parent, [_weight_bytes(net)])
     except OSError as e:
         raise TrainError(atomic.cannot_write(
-            str(path), e, path.parent, "set PYCOUNT_RUNS to a folder on another disk; make "
-            "train then resumes from its last snapshot")) from None
+            str(path), e, path.parent, "move the run folder to a disk with room and set "
+            "PYCOUNT_RUNS to the runs folder there: make train resumes it from its last "
+            "snapshot")) from None
     with atomic.replacing(path) as tmp:
         net.save(str(tmp))
 
@@ -616,24 +617,28 @@ class _Session:
 
     def _check_space(self) -> None:
         """Caffe aborts the process when a snapshot does not fit, leaving half a pair behind:
-        stop before it with the space needed. A pair holds the weights about three times (the
-        caffemodel, and up to two history blobs per weight in the solverstate); the room is
-        claimed file by file (atomic.reserve), so that a file size limit (ulimit -f) or a quota
-        stops it here as well as a full disk."""
+        stop before it with the space needed. A pair holds the weights two or three times (the
+        caffemodel, and one history blob per weight in the solverstate, two for Adam); the room
+        is claimed file by file (atomic.reserve), so that a file size limit (ulimit -f) or a
+        quota stops it here as well as a full disk."""
         weights = _weight_bytes(self.solver.net)
-        need = 3 * weights + (1 << 20)
+        # the solverstate keeps one history blob per weight (SGD, Nesterov), two for Adam
+        per = HISTORIES_PER_PARAM.get(type(self.solver).__name__, 1)
+        sizes = [weights, per * weights]
         free = shutil.disk_usage(self.snaps).free
+        last = self.state.get("iter")
+        then = ("make train resumes " + (f"from iteration {last}" if last else "from the start"))
         try:
-            if free < need:
+            if free < sum(sizes):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            atomic.reserve(self.snaps, [weights + (1 << 19), 2 * weights + (1 << 19)])
+            atomic.reserve(self.snaps, sizes)
         except OSError as e:
-            last = self.state.get("iter")
-            room = (f"{free / 2**20:.0f} MB free, a snapshot needs about {need / 2**20:.0f} MB"
-                    if e.errno == errno.ENOSPC else e.strerror or str(e))
-            raise TrainError(f"{self.snaps}: {room}; free some space (or lift the file size "
-                             f"limit or quota), then make train resumes "
-                             + (f"from iteration {last}" if last else "from the start")) from None
+            if e.errno == errno.ENOSPC:
+                raise TrainError(f"{self.snaps}: {free / 2**20:.0f} MB free, a snapshot needs "
+                                 f"about {sum(sizes) / 2**20:.0f} MB; free some space, then "
+                                 f"{then}") from None
+            raise TrainError(atomic.cannot_write(f"a snapshot into {self.snaps}", e, self.snaps,
+                                                 then)) from None
 
     def interrupted(self) -> None:
         """Ctrl-C: the iterations done so far are logged and snapshotted, so nothing is lost."""

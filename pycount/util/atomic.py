@@ -54,8 +54,12 @@ def cannot_write(what: str, e: OSError, folder, elsewhere: str) -> str:
     system's words (and the file, when `what` does not name it), the fix for that cause (room on
     the disk holding `folder`, or `folder` made writable) and where else to write instead."""
     where = f"{e.filename}: " if e.filename and str(e.filename) not in what else ""
-    fix = (f"free space on the disk holding {folder} (it is full or its quota spent)"
-           if no_room(e) else f"make {folder} writable")
+    if e.errno == errno.EFBIG:
+        fix = "lift the file size limit of this shell (ulimit -f)"
+    elif no_room(e):
+        fix = f"free space on the disk holding {folder} (it is full or its quota spent)"
+    else:
+        fix = f"make {folder} writable"
     return f"cannot write {what} ({where}{e.strerror or e}): {fix}, or {elsewhere}"
 
 
@@ -72,6 +76,10 @@ def reserve(folder, sizes) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.posix_fallocate(fd, 0, max(int(size), 1))
+            except OSError as e:
+                if not no_room(e):      # a filesystem that cannot claim room (EOPNOTSUPP,
+                    return              # EINVAL, ENOSYS): the write itself will tell
+                raise
             finally:
                 os.close(fd)
     finally:
@@ -91,13 +99,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(folder) -> list[Path]:
-    """Remove the temporary files (replacing's `.NAME.tmp-PID.SUFFIX`, reserve's) that a process
-    killed outright left in `folder`; for a caller that holds the folder alone (a training's run
-    lock). Returns what was removed."""
+    """Remove the temporary files (replacing's `.NAME.tmp-PID.SUFFIX`, reserve's) that processes
+    killed outright left in `folder` (their process gone). Returns what was removed."""
     gone = []
-    for pattern in (".*.tmp-*", ".reserve-*"):
+    for pattern, pid_at in ((".*.tmp-*", lambda n: n.rsplit(".tmp-", 1)[1].split(".")[0]),
+                            (".reserve-*", lambda n: n.split("-")[1])):
         for path in Path(folder).glob(pattern):
-            if path.is_file():
+            pid = pid_at(path.name)
+            # a live writer's stays: an eval of the run may be writing its metrics beside
+            if path.is_file() and not (pid.isdigit() and pid_alive(int(pid))):
                 path.unlink(missing_ok=True)
                 gone.append(path)
     return gone
