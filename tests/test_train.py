@@ -772,7 +772,9 @@ def test_a_refused_training_leaves_the_run_unlocked(tiny):
     assert train.Trainer(ds, model, max_iter=40).train()["iterations"] == 40
 
 
-def test_a_second_stop_while_the_snapshot_is_written_does_not_cut_it_short(tiny, tmp_path):
+@pytest.mark.parametrize("second", ["at once", "during the snapshot"])
+def test_a_second_stop_while_the_snapshot_is_written_does_not_cut_it_short(tiny, tmp_path,
+                                                                           second):
     """Ctrl-C reaches a protocol's runs, and the protocol then sends each SIGTERM too: the
     second signal, outside sigterm_as_interrupt, killed the run while it wrote its snapshot."""
     ds, model = tiny
@@ -804,11 +806,15 @@ def test_a_second_stop_while_the_snapshot_is_written_does_not_cut_it_short(tiny,
     while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    lines = []
-    for line in proc.stdout:                    # the snapshot has begun: stop it again
+    if second == "at once":                     # the protocol's SIGTERM right behind Ctrl-C
+        proc.send_signal(signal.SIGTERM)
+    lines, stopping = [], second == "at once"
+    for line in proc.stdout:                    # the interrupted snapshot has begun: stop again
         lines.append(line)
-        if "snapshot begins" in line:
-            proc.send_signal(signal.SIGTERM)
+        stopping = stopping or "interrupted: writing a snapshot" in line
+        if stopping and "snapshot begins" in line:
+            if second != "at once":
+                proc.send_signal(signal.SIGTERM)
             break
     out = "".join(lines) + proc.communicate(timeout=300)[0]
     assert proc.returncode == 130 and "stopped cleanly" in out, out[-2000:]

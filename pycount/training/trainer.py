@@ -32,7 +32,7 @@ from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
 from pycount.util.runlock import RunLock
-from pycount.util.interrupt import shielded, sigterm_as_interrupt
+from pycount.util.interrupt import stop_once
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.run import read_train_info
@@ -316,15 +316,15 @@ class Trainer:
                 # run when it is resumed with the released file in its place
                 session.state["weights_stand_in"] = True
         try:
-            with sigterm_as_interrupt():
-                session.run()
-        except KeyboardInterrupt:
-            print("\ninterrupted: writing a snapshot to resume from (make train RESUME=1)",
-                  flush=True)
-            with shielded():        # a second stop must not cut the snapshot short
-                session.interrupted()
-                self._write_summary(session, plan, pretrained, interrupted=True)
-            raise
+            with stop_once():       # a second stop must not cut the snapshot short
+                try:
+                    session.run()
+                except KeyboardInterrupt:
+                    print("\ninterrupted: writing a snapshot to resume from (make train "
+                          "RESUME=1)", flush=True)
+                    session.interrupted()
+                    self._write_summary(session, plan, pretrained, interrupted=True)
+                    raise
         finally:
             session.close()
         summary = self._write_summary(session, plan, pretrained)

@@ -32,18 +32,25 @@ def sigterm_as_interrupt():
 
 
 @contextlib.contextmanager
-def shielded():
-    """Within the block, SIGINT and SIGTERM are swallowed: for the snapshot a training writes
-    once it is stopping anyway. A stop often comes twice (Ctrl-C reaches a protocol's runs itself, and the protocol then sends each of them SIGTERM;
-    a user presses Ctrl-C again), and the second, outside sigterm_as_interrupt, killed the run
-    mid-snapshot. Main thread only, as signal handlers; elsewhere nothing changes."""
+def stop_once():
+    """As sigterm_as_interrupt, for a stop that must write something before it ends (a
+    training's snapshot): the first SIGINT or SIGTERM raises KeyboardInterrupt and turns both
+    to ignored until the block is left, so that the work done on the way out is not cut short.
+    A stop often comes twice: Ctrl-C reaches a protocol's runs itself and the protocol then
+    sends each SIGTERM, or a user presses Ctrl-C again; the second killed a training mid-
+    snapshot. A SIGINT ignored from the start (a background job) stays ignored. Main thread
+    only, as signal handlers; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    # handlers, not a signal mask: a mask holds for the main thread only, and a SIGTERM sent to
-    # the process reached one of Caffe's or BLAS's threads and ended it by the default action
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = [signal.signal(s, _ignore) for s in stops]
+    stops = [signal.SIGTERM] + ([signal.SIGINT]
+                                if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+
+    def stop(signum, frame):
+        for s in stops:
+            signal.signal(s, _ignore)
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = [signal.signal(s, stop) for s in stops]
     try:
         yield
     finally:
@@ -52,7 +59,7 @@ def shielded():
 
 
 def _ignore(signum, frame) -> None:
-    """A stop that came while the snapshot was written: the training is stopping already."""
+    """A stop that came while the first one is being answered."""
 
 
 def follow_parent() -> None:
