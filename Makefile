@@ -40,11 +40,12 @@ SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N
   IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS TEST_IMAGES RECURSIVE DATASETS MODELS ARCHIVE URL \
   BASE WITH_CUDA WITH_NCCL VENV IMAGE PYTHON LINK_VENV
 ENVIRONMENT := PYCOUNT_% OPENBLAS_% OMP_% MKL_% CAFFE_% GLOG_% CUDA_% NVIDIA_% %_NUM_THREADS \
-  DOCKER% XDG_% SUDO_%
+  DOCKER% XDG_% SUDO_% PIP_% %_proxy %_PROXY REQUESTS_CA_BUNDLE SSL_CERT_FILE TMPDIR HOME
 GIVEN := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN := $(filter-out $(SETTINGS) $(ENVIRONMENT),$(GIVEN))
 $(if $(UNKNOWN),$(error $(firstword $(UNKNOWN)) is not a setting of this Makefile (nothing \
-  reads it); the settings are: $(SETTINGS)))
+  reads it); the settings are: $(SETTINGS). An environment variable goes before make: \
+  VAR=value make TARGET))
 # Unknown DATASET/MODEL names stop before anything is installed; the valid names come from
 # pycount/config.py, which needs nothing but the standard library. The names go in as arguments,
 # never into the Python source (a quote in a folder's name was a SyntaxError, or code).

@@ -494,3 +494,16 @@ def test_a_hidden_mac_file_beside_the_release_is_ignored_and_twin_nuclei_folders
         (detection / name / f"{name}_detection.mat").write_bytes(b"")
     with pytest.raises(errors.DatasetError, match="are both image 5"):
         readers._crc_pairs(detection)
+
+
+def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
+    """The unknown-setting check must not refuse a variable some target reads."""
+    import re
+    text = (ROOT / "Makefile").read_text()
+    read = set(re.findall(r"\$\(call (?:opt|flag),([A-Z_]+)", text)) | set(
+        re.findall(r"\$\(([A-Z][A-Z_]*)\)", text))
+    internal = {"ARGS", "CHECK", "COUNT_ARGS", "MODEL_ARGS", "PY", "PYCOUNT", "SHELL", "SETTINGS",
+                "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE"}
+    settings = set(re.search(r"SETTINGS := (.*?)\n(?=\S)", text, re.S).group(1)
+                   .replace("\\", " ").split())
+    assert read - internal <= settings, read - internal - settings
