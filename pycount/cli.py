@@ -455,7 +455,7 @@ def main(argv=None) -> int:
         print(f"pycount: error: {e}", file=sys.stderr)
         return 2
     except PermissionError as e:    # a file or folder this user may not read or write
-        where = e.filename or "a file"
+        where = e.filename or f"a file ({e})"
         print(f"pycount: error: permission denied on {where}: give this user access to it "
               f"(e.g. chmod -R u+rwX on its folder), or work on a copy it may use",
               file=sys.stderr)

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import http.client
 import os
+import shlex
 import shutil
 import sys
 import tarfile
@@ -129,9 +130,10 @@ def check_release(dataset: str, folder, ids) -> None:
         raise DatasetError(
             f"{folder / changed[0]}{more} differs from the published {dataset} release (its "
             f"sha256 is not the one in pycount/data/manifests/{dataset}.sha256): it was changed "
-            f"or damaged since it was unpacked; restore it from the release (`pycount data "
-            f"--dataset {dataset} --data-root {folder.parent} --verify-only` lists every file "
-            f"that differs)")
+            f"or damaged since it was unpacked; restore it from the release (`.venv/bin/python "
+            f"-m pycount data --dataset {dataset} --data-root {shlex.quote(str(folder.parent))} "
+            f"--verify-only` lists every file that differs). Marks of your own on these images "
+            f"are an own folder: docs/own-data.md")
 
 
 def extras(dataset: str, folder) -> list[str]:

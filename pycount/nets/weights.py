@@ -224,7 +224,9 @@ def check_fits(net, weights_path: Path) -> None:
            for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
     found = [i for i, (name, _) in enumerate(own) if name in theirs]
     if not found:
-        raise WeightsError(f"{weights_path}: no layer of the net is in this caffemodel")
+        raise WeightsError(f"{weights_path}: no layer of the net is in this caffemodel (a file "
+                           f"of another net); put the one the model names there "
+                           f"(weights/README.md)")
     missing = [name for name, _ in own[:found[-1]] if name not in theirs]
     if missing:
         raise WeightsError(
@@ -256,8 +258,6 @@ def init_from_pretrained(net, weights_path: Path) -> dict:
     source = set(layers_with_blobs(weights_path))
     own = [name for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
     copied = [name for name in own if name in source]
-    if not copied:
-        raise WeightsError(f"{weights_path}: no layer of the net is in this caffemodel")
     net.copy_from(str(weights_path))
     return {"weights": str(weights_path), "copied": copied,
             "initialised": [name for name in own if name not in source],

@@ -281,8 +281,8 @@ class Trainer:
             done = latest.get("iter", 0)
             if done > self.max_iter and self.max_iter == self.default_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
-                                 f"schedule of {self.max_iter}: it is finished; ITERS={done} or "
-                                 f"more trains it further, RESUME=0 trains {self.max_iter} "
+                                 f"schedule of {self.max_iter}: it is finished; ITERS= above "
+                                 f"{done} trains it further, RESUME=0 trains {self.max_iter} "
                                  f"from scratch")
             if done > self.max_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations already, more than "
