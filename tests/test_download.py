@@ -3,7 +3,6 @@ import hashlib
 import os
 import shutil
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -338,17 +337,20 @@ def test_a_release_folder_that_is_a_broken_link_is_named_before_fetching(toy):
     assert leftovers(root) == []
 
 
-def test_the_temporaries_of_a_fetch_killed_long_ago_are_removed(toy):
+def test_the_temporaries_of_a_fetch_killed_outright_are_removed(toy):
+    import subprocess
+    import sys
     make_zip, root = toy
     root.mkdir()
-    old = [root / ".toy-abc.download", root / ".toy-def.unpack", root / ".toy-new.download"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    old = [root / f".toy-{dead}-abc.download", root / f".toy-{dead}-def.unpack",
+           root / f".toy-{os.getpid()}-new.download"]
     old[0].write_bytes(b"part of an archive")
     (old[1] / "cells").mkdir(parents=True)
     old[2].write_bytes(b"a fetch running now")
-    for p in old[:2]:
-        os.utime(p, (time.time() - 7200, time.time() - 7200))
     download.fetch("toy", root, archive=make_zip())
-    assert leftovers(root) == [".toy-new.download"]         # in use: kept
+    assert leftovers(root) == [old[2].name]                 # its writer lives: kept
 
 
 def test_an_archive_cut_short_is_called_so(toy, tmp_path):

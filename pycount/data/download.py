@@ -343,10 +343,12 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
     try:
         try:
             if archive is None:
-                fd, name = tempfile.mkstemp(prefix=f".{dataset}-", suffix=".download", dir=root)
+                fd, name = tempfile.mkstemp(prefix=f".{dataset}-{os.getpid()}-",
+                                            suffix=".download", dir=root)
                 os.close(fd)
                 tmp_archive = Path(name)
-            work = Path(tempfile.mkdtemp(prefix=f".{dataset}-", suffix=".unpack", dir=root))
+            work = Path(tempfile.mkdtemp(prefix=f".{dataset}-{os.getpid()}-", suffix=".unpack",
+                                         dir=root))
         except OSError as e:         # read-only, no permission, full: before any download
             raise _root_error(root, e) from None
         if archive is None:
@@ -407,23 +409,20 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
 
 def _remove_stale(dataset: str, root: Path) -> None:
     """The temporary download and unpack of a fetch killed outright (SIGKILL, a machine lost):
-    nothing reuses them, and a release's unpack is as large as the release. Those of a fetch
-    still running beside this one are kept: their names hold no process id, so a file or
-    folder touched in the last hour counts as in use."""
+    nothing reuses them, and a release's unpack is as large as the release. Their names hold
+    the fetch's process id; those of a fetch still running stay."""
+    from pycount.util.atomic import pid_alive
     if not root.is_dir():
         return
     for path in root.glob(f".{dataset}-*"):
-        if path.suffix not in (".download", ".unpack"):
+        pid = path.name[len(f".{dataset}-"):].split("-")[0]
+        if path.suffix not in (".download", ".unpack") or not pid.isdigit() \
+                or pid_alive(int(pid)):
             continue
-        try:
-            if time.time() - path.stat().st_mtime < 3600:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink()
-        except OSError:
-            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _existing(dataset: str, dest: Path) -> Path:
