@@ -9,7 +9,6 @@ readers look.  Offline, the error says which file to fetch by hand and where to 
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import os
 import shlex
@@ -74,8 +73,8 @@ def manifest(dataset: str) -> dict[str, str]:
 
 
 def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    from pycount.util.atomic import sha256_of     # (hashlib.file_digest: Python 3.11 only)
+    return sha256_of(path)
 
 
 def verify(dataset: str, folder) -> list[str]:

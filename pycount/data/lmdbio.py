@@ -146,16 +146,6 @@ def check_readable(path: Path) -> None:
                         f"(lock.mdb) there; make the folder writable for this user")
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file, read in 8 MiB blocks: 4.2 s for bacterial's 1 GB training LMDB on this
-    2-core machine while it trained, once per training start and per reuse in prepare."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(8 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_whole(path: Path) -> None:
     """check_readable, and data.mdb's bytes against the digest its manifest recorded when it was
     written: a database damaged inside (a bad disk, a copy gone wrong) keeps its size and page
@@ -163,7 +153,7 @@ def check_whole(path: Path) -> None:
     channels). Databases written before the digest was recorded get the size checks only."""
     check_readable(path)
     want = (read_manifest(path) or {}).get("data_sha256")
-    if want and file_digest(Path(path) / "data.mdb") != want:
+    if want and atomic.sha256_of(Path(path) / "data.mdb") != want:
         raise LmdbError(f"{Path(path) / 'data.mdb'} is damaged: its bytes differ from those "
                         f"written (sha256 recorded in {MANIFEST}); prepare it again "
                         f"(make prepare ... FORCE=1)")
@@ -245,7 +235,7 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
                     mean_bgr=[round(float(v), 3) for v in channel_sum / max(n, 1)])
         for i, tmp in enumerate(tmps):
             own = dict(full, content="density targets") if i else full
-            own["data_sha256"] = file_digest(tmp / "data.mdb")      # check_whole's reference
+            own["data_sha256"] = atomic.sha256_of(tmp / "data.mdb")      # check_whole's reference
             (tmp / MANIFEST).write_text(json.dumps(own, indent=1, sort_keys=True))
     except lmdb.MapFullError as e:
         _remove(tmps)

@@ -7,7 +7,6 @@ it, and later runs trust the file while its size and mtime are unchanged.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -59,11 +58,8 @@ def is_stand_in(path: Path) -> bool:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from pycount.util.atomic import sha256_of
+    return sha256_of(path)
 
 
 def resolve(model: config.ModelConfig) -> Path:
