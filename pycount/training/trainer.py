@@ -37,7 +37,7 @@ from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.run import read_train_info
 from pycount.training.averaging import WeightAverage
-from pycount.training.runlog import plot_log, trim_log
+from pycount.training.runlog import HEADER, plot_log, trim_log
 from pycount.training.snapshots import HISTORIES_PER_PARAM, read_latest, restore_solver
 from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
                                          predict_patches)
@@ -471,7 +471,7 @@ class _Session:
         self.log = open(self.log_path, "a", newline="")
         self.writer = csv.writer(self.log, lineterminator="\n")
         if new_log:
-            self.writer.writerow(["iter", "loss", "lr", "seconds", "val_mae"])
+            self.writer.writerow(HEADER)
             if self.solver.iter == 0:             # the starting point of the curves
                 loss0 = float(self.solver.net.forward()["loss"])
                 self.writer.writerow([0, f"{loss0:.6g}", self.s.base_lr, 0,
