@@ -293,7 +293,7 @@ def _call(argv: list[str], log, env: dict) -> int:
     except KeyboardInterrupt as stop:
         # the same signal: SIGTERM as sigterm_as_interrupt words it, else SIGINT (a sweep started
         # in the background ignores SIGINT, and so does its step: it gets the SIGTERM it was sent)
-        sig = signal.SIGTERM if str(stop) == f"signal {int(signal.SIGTERM)}" else signal.SIGINT
+        sig = signal.SIGTERM if interrupt.by_sigterm(stop) else signal.SIGINT
         # held back until the wait below: a second Ctrl-C before it (the step can answer the
         # first before the sweep gets there) escaped, and the sweep ended with its step running
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)

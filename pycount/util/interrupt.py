@@ -62,6 +62,12 @@ def _ignore(signum, frame) -> None:
     """A stop that came while the first one is being answered."""
 
 
+def by_sigterm(stop: KeyboardInterrupt) -> bool:
+    """Whether a KeyboardInterrupt was raised for SIGTERM by the handlers above (their message
+    names the signal), rather than by Ctrl-C."""
+    return str(stop) == f"signal {int(signal.SIGTERM)}"
+
+
 def follow_parent() -> None:
     """In a child started with PARENT_ENV set: SIGTERM to this process when its parent dies,
     however it dies (a parent killed with SIGKILL cannot stop its children itself; they ran
