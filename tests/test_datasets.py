@@ -273,3 +273,15 @@ def test_a_partner_renamed_in_another_case_is_named_with_the_fix(tmp_path):
     with pytest.raises(DatasetError, match=r"001dots.PNG differs only in case: rename it to "
                                            r"001dots.png"):
         read_vgg_cells(tmp_path)
+
+
+def test_the_regeneration_note_is_for_generated_sets_only(tmp_path):
+    """A public release's or a lab's messages said '(a synthetic set regenerates when its folder
+    is deleted)', which deleting their folder does not do."""
+    cv2.imwrite(str(tmp_path / "001cell.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError) as e:
+        read_vgg_cells(tmp_path)
+    assert "regenerates" not in str(e.value) and str(e.value).endswith("remove the image")
+    (tmp_path / "synthetic.json").write_text("{}")
+    with pytest.raises(DatasetError, match="a synthetic set regenerates when its folder"):
+        read_vgg_cells(tmp_path)

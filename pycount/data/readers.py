@@ -108,7 +108,7 @@ def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
              if not p.name.startswith(".")}
     dots = {p.name[: -len("dots.png")]: p for p in root.glob("*dots.png")
             if not p.name.startswith(".")}
-    regen = "(a synthetic set regenerates when its folder is deleted)"
+    regen = _regen_note(root)
 
     def fix(missing: str, what: str) -> str:
         """The fix for a partner that is missing: a file of the name in another case is
@@ -116,7 +116,7 @@ def _pairs(root: Path) -> dict[str, tuple[Path, Path]]:
         other = next((p for p in root.iterdir() if p.name.lower() == missing.lower()), None)
         if other is not None:
             return f"{other} differs only in case: rename it to {missing}"
-        return f"restore it or remove the {what} {regen}"
+        return f"restore it or remove the {what}" + (f" {regen}" if regen else "")
     return _partnered(
         cells, dots,
         lambda i: f"{cells[i]} has no matching dots file {root / (i + 'dots.png')}; "
@@ -135,6 +135,14 @@ def _partnered(first: dict, second: dict, lacks_second, lacks_first) -> dict[str
     return {i: (first[i], second[i]) for i in first}
 
 
+def _regen_note(folder: Path) -> str:
+    """The note for a generated set's folder (its stamp file there): deleting it regenerates
+    the set; nothing for a public release or a lab's own images."""
+    if (Path(folder) / "synthetic.json").is_file():
+        return "(a synthetic set regenerates when its folder is deleted)"
+    return ""
+
+
 def _imread_rgb(path: Path) -> np.ndarray:
     # OpenCV answers a broken link or a file it may not read as it does a corrupt one (None):
     # those are named for what they are first (a PermissionError: cli.main words it)
@@ -144,7 +152,8 @@ def _imread_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"cannot decode {path}: the file is corrupt or not an image; "
-                           "replace it from the original release (a synthetic set regenerates when its folder is deleted)")
+                           f"replace it from the original release {_regen_note(path.parent)}"
+                           .rstrip())
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
