@@ -470,3 +470,14 @@ def test_ki67_full_size(tmp_path):
     out = generate_ki67_synthetic(tmp_path / "full", n_images=1, seed=0, count_range=(4808, 4808))
     (s,) = read_generic(out)
     assert s.image.shape == (1920, 2560, 3) and s.count == 4808
+
+
+def test_a_nuclei_image_without_its_marks_asks_for_the_release_file_not_a_deletion(tmp_path):
+    """The advice was to delete the image's folder, after which the recorded split failed on
+    the image it needs."""
+    folder = tmp_path / "Detection" / "img5"
+    folder.mkdir(parents=True)
+    (folder / "img5.bmp").write_bytes(b"BM")
+    with pytest.raises(DatasetError, match=r"img5_detection.mat; restore it from the "
+                                           r"CRCHistoPhenotypes release \(the recorded split"):
+        read("crc_nuclei", tmp_path)

@@ -199,7 +199,9 @@ def _crc_pairs(detection: Path) -> dict[str, tuple[Path, Path]]:
         for present, absent in ((image, mat), (mat, image)):
             if present.is_file() and not absent.is_file():
                 raise DatasetError(f"{present} has no partner {absent}; restore it from the "
-                                   f"CRCHistoPhenotypes release or delete the folder {folder}")
+                                   f"CRCHistoPhenotypes release (the recorded split needs every "
+                                   f"image; `.venv/bin/python -m pycount data --dataset nuclei "
+                                   f"--data-root DIR --verify-only` lists what is missing)")
         if image.is_file():
             key = str(int(match.group(1)))
             if key in pairs:                 # img5 and img05: which one is image 5?
