@@ -111,39 +111,6 @@ def _varint(buf, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _messages(buf):
-    """(field number, bytes) of the length-delimited fields of one serialized protobuf message;
-    the other fields are skipped."""
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        wire = key & 7
-        if wire == 0:
-            i = _varint(buf, i)[1]
-        elif wire in (1, 5):
-            i += 8 if wire == 1 else 4
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            if i + n > len(buf):
-                raise WeightsError("a field runs past the end of the file (cut short)")
-            yield key >> 3, buf[i:i + n]
-            i += n
-        else:
-            raise WeightsError(f"unsupported protobuf wire type {wire}")
-
-
-def layers_with_blobs(path: Path) -> list[str]:
-    """Names of the layers that hold parameters in a caffemodel (NetParameter.layer = 100,
-    LayerParameter.name = 1, .blobs = 7), read without parsing the blobs."""
-    names = []
-    for field, layer in _messages(memoryview(Path(path).read_bytes())):
-        if field == 100:
-            inner = {f: v for f, v in _messages(layer) if f in (1, 7)}
-            if 7 in inner:
-                names.append(bytes(inner[1]).decode())
-    return names
-
-
 def _fields(buf):
     """(field number, value) of one serialized protobuf message: an int for a varint field, the
     bytes for a length-delimited one; fixed-width fields are skipped."""
@@ -164,6 +131,12 @@ def _fields(buf):
             i += n
         else:
             raise WeightsError(f"unsupported protobuf wire type {wire}")
+
+
+def _messages(buf):
+    """(field number, bytes) of the length-delimited fields of one serialized protobuf message;
+    the other fields are skipped."""
+    return ((field, value) for field, value in _fields(buf) if not isinstance(value, int))
 
 
 def _blob_shape(blob) -> tuple[tuple[int, ...], bool]:
@@ -203,13 +176,14 @@ def blob_shapes(path: Path) -> dict[str, list[tuple[tuple[int, ...], bool]]]:
     return out
 
 
-def check_fits(net, weights_path: Path) -> None:
+def check_fits(net, weights_path: Path) -> dict[str, list[tuple[tuple[int, ...], bool]]]:
     """WeightsError unless `weights_path` can initialise `net`: every layer of the trunk (each
     layer with parameters up to the last one the file holds) present in the file, with blobs of
     the net's shapes. Caffe's copy_from aborts the process on a shape it does not expect, and a
     file lacking trunk layers (another depth, a cut file) leaves them random: BatchNorm layers
     with random statistics, a loss of NaN at once. A stand-in listed in stand-in.json skips the
-    release's sha256, so this is what stops a file of another net there."""
+    release's sha256, so this is what stops a file of another net there. Returns the file's
+    blob_shapes."""
     try:
         theirs = blob_shapes(weights_path)
     except (IndexError, UnicodeDecodeError, WeightsError):
@@ -242,6 +216,7 @@ def check_fits(net, weights_path: Path) -> None:
                 f"{weights_path}: layer {name} holds blobs of {shown} where the net has {want}: "
                 f"a caffemodel of another net; put the one the model names there "
                 f"(weights/README.md)")
+    return theirs
 
 
 def init_from_pretrained(net, weights_path: Path) -> dict:
@@ -250,8 +225,7 @@ def init_from_pretrained(net, weights_path: Path) -> dict:
     Returns {"weights": path, "copied": layers of `net` loaded from the file, "initialised":
     layers of `net` left as their fillers made them (the new head), "unused": layers of the file
     with no counterpart (fc1000)}. The file is checked against the net first (check_fits)."""
-    check_fits(net, weights_path)
-    source = set(layers_with_blobs(weights_path))
+    source = set(check_fits(net, weights_path))      # the file's layers that hold parameters
     own = [name for name, layer in zip(net._layer_names, net.layers) if len(layer.blobs)]
     copied = [name for name in own if name in source]
     net.copy_from(str(weights_path))
