@@ -444,13 +444,20 @@ def test_a_stopped_sweep_stops_its_training_once_and_waits_for_its_snapshot(swee
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_sweep_killed_outright_stops_its_training(sweep):
     """kill -9 of the sweep: its training got SIGTERM from the kernel (it ran on, orphaned,
-    holding its run's lock, and a rerun failed that cell) and wrote its snapshot."""
+    holding its run's lock, and a rerun failed that cell) and wrote its snapshot.
+
+    The kernel sends the parent-death signal at each reparenting: a sweep with more threads
+    than one (OpenBLAS starts its workers when numpy loads) hands its child to another of its
+    threads first, then to init, so the step may get SIGTERM twice; a training answers the
+    first and ignores the rest (interrupt.stop_once; test_train tests a second stop during the snapshot)."""
     proc, record, pid = sweep
     proc.kill()
     proc.communicate(timeout=60)
     _until(lambda: _gone(pid), "the orphaned training did not stop")
-    assert record.read_text().splitlines() == [f"started {pid}", f"signal {int(signal.SIGTERM)}",
-                                               "snapshot"]
+    lines = record.read_text().splitlines()
+    assert lines[0] == f"started {pid}" and lines[-1] == "snapshot", lines
+    assert 1 <= len(lines[1:-1]) <= 2, lines
+    assert set(lines[1:-1]) == {f"signal {int(signal.SIGTERM)}"}, lines
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the session and signals of Linux")
