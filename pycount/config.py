@@ -670,6 +670,12 @@ MODELS["fcrn-ctx"] = replace(
 MODELS["fcrn-ctx5"] = replace(
     MODELS["fcrn-ctx"], name="fcrn-ctx5", widths=(16, 32, 64, 128, 256),
     description="fcrn-ctx with a fifth level (16-...-256): receptive field 236 px")
+# A study model of issue 26 (nuclei): fcrn-ctx at 1.5x the channels (24-48-96-192, ~2.25x the
+# multiply-adds). The nets fit their own nuclei training images no better than ~18-21 cells
+# (bench/train_fit.py), above the paper's test MAE: capacity is what this one asks about.
+MODELS["fcrn-ctx-wide"] = replace(
+    MODELS["fcrn-ctx"], name="fcrn-ctx-wide", widths=(24, 48, 96, 192),
+    description="fcrn-ctx at 1.5x the channels (24-48-96-192)")
 # Table 4's comparison methods, re-implemented as estimators (pycount.classic); they read the
 # images directly and train in minutes on a CPU. Their settings' defaults and the reason for each
 # are in pycount/classic/{lecount,ledetect}.py; CLASSIC_BY_DATASET changes them per dataset.
