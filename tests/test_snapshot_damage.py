@@ -113,6 +113,39 @@ def test_a_whole_weight_average_still_resumes(averaged):
     assert train.Trainer(ds, longer).train(resume=True)["averaged_iterations"] == 30
 
 
+def _as_trained(longer):
+    """The fixture's model as its run was trained: 40 iterations, averaged after 30."""
+    return dataclasses.replace(longer, solver=dataclasses.replace(longer.solver, max_iter=40))
+
+
+def test_iters_that_move_the_average_past_the_snapshot_start_it_afresh(averaged, capsys):
+    """ITERS=80 averages from iteration 61 (the schedule stretched): the 10 iterations the
+    snapshot averaged under the 40-iteration schedule (31-40) are dropped, and said; they were
+    kept and added to, so the model mixed two spans that neither schedule names."""
+    ds, longer, *_ = averaged
+    result = train.Trainer(ds, _as_trained(longer), max_iter=80).train(resume=True)
+    assert result["averaged_iterations"] == 20
+    out = capsys.readouterr().out
+    assert ("averages the weights from iteration 61, after this run's 40; its weight average "
+            "covers iterations 31-40 under the schedule it was trained with, which is dropped"
+            in out), out
+
+
+def test_iters_that_move_the_average_before_the_snapshot_are_refused(averaged):
+    """ITERS=44 averages from iteration 34 (30 x 1.1), but the run at 40 holds the mean of 31-40:
+    the mean of 34-40 cannot be rebuilt from it."""
+    ds, longer, path, *_ = averaged
+    before = path.read_bytes()
+    with pytest.raises(TrainError) as refused:
+        train.Trainer(ds, _as_trained(longer), max_iter=44).train(resume=True)
+    message = str(refused.value)
+    assert ("has trained 40 iterations and its weight average covers iterations 31-40, where a "
+            "training of 44 iterations averages them from iteration 34: that average cannot be "
+            "rebuilt" in message), message
+    assert message.endswith("or RESUME=0 to train 44 from scratch"), message
+    assert path.read_bytes() == before          # the run is left as it was
+
+
 # ---------------------------------------------------------------------------- train_log.csv
 
 @pytest.fixture

@@ -23,6 +23,11 @@ class WeightAverage:
         self.blobs = [b for k in net.params for b in net.params[k]]
         self.sums = [np.zeros(b.data.shape, np.float64) for b in self.blobs]
 
+    def reset(self) -> None:
+        """No iteration averaged yet."""
+        self.sums = [np.zeros_like(total) for total in self.sums]
+        self.n = 0
+
     def add(self) -> None:
         for total, b in zip(self.sums, self.blobs):
             total += b.data

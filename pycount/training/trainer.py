@@ -515,6 +515,33 @@ class _Session:
                        self.state.get("iter"))
         if self.average is not None and self.state.get("average"):
             self.average.load(self.snaps / Path(self.state["average"]).name)
+        if self.average is not None:
+            self._check_average_span()
+
+    def _check_average_span(self) -> None:
+        """The restored average must be the one today's schedule would hold at this iteration:
+        the mean over the iterations after its start, none before. ITERS= moves that start
+        (SolverConfig.stretched), so a run resumed with another ITERS= held the old schedule's
+        average and went on adding to it: the kept weights then mixed two spans of training
+        that neither schedule names. An average not begun yet under today's schedule is dropped,
+        and said; one that cannot be rebuilt is refused."""
+        average, it = self.average, self.solver.iter
+        if average.n == max(0, it - average.start):
+            return
+        began = it - average.n + 1 if average.n else None
+        was = (f"its weight average covers iterations {began}-{it}" if began
+               else "it holds no weight average")
+        if it <= average.start:
+            print(f"note: today's schedule ({self.t.max_iter} iterations) averages the weights "
+                  f"from iteration {average.start + 1}, after this run's {it}; {was} under the "
+                  f"schedule it was trained with, which is dropped", flush=True)
+            average.reset()
+            return
+        raise TrainError(f"{self.t.run} has trained {it} iterations and {was}, where a training "
+                         f"of {self.t.max_iter} iterations averages them from iteration "
+                         f"{average.start + 1}: that average cannot be rebuilt. Resume with the "
+                         f"ITERS= the run was trained with (or without ITERS= if it had none), "
+                         f"or RESUME=0 to train {self.t.max_iter} from scratch")
 
     # ------------------------------------------------------------------ the loop
     def step(self, k: int) -> None:
