@@ -28,7 +28,13 @@ class LmdbError(PycountError, RuntimeError):
 
 
 class WeightsError(PycountError, RuntimeError):
-    """A pretrained caffemodel is missing, not the released file, or does not fit the net."""
+    """A pretrained caffemodel is missing, not the released file, or does not fit the net.
+    `alternative`, appended to the message, is advice only `make train` can follow (SCRATCH=1);
+    `bare` is the message without it, for a caller that has no such setting (the audit sweep)."""
+
+    def __init__(self, message: str, alternative: str = ""):
+        super().__init__(message + alternative)
+        self.bare = message
 
 
 class TrainError(PycountError, RuntimeError):

@@ -75,7 +75,7 @@ def test_a_dry_run_evaluates_longer_trainings_as_they_are(monkeypatch, tmp_path,
     ran = []
     monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((m, h, a[-1]))
                         or "ok (0.1 min)")
-    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a, **k: None)  # weights "there"
     rows = replicate.run(gpu=-1, iters=20, datasets=("bacterial",),
                          models=("alexnet", "resnet50"), data_root=root)
     status = {(r["model"], r["head"]): r["status"] for r in rows}
@@ -206,7 +206,7 @@ def test_a_dry_run_goes_on_where_it_stopped(monkeypatch, tmp_path, workdirs):
             (run / "metrics.json").write_text("{}")
     ran = []
     monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((m, h)) or "ok")
-    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a, **k: None)  # weights "there"
     rows = replicate.run(gpu=-1, iters=2, datasets=("bacterial",),
                          models=("alexnet", "lecount", "ledetect", "resnet50"),
                          data_root=_data_root(tmp_path))
@@ -310,7 +310,7 @@ def test_a_step_stopped_on_its_own_stops_the_sweep_as_interrupted(monkeypatch, t
     steps = []
     monkeypatch.setattr(replicate, "_call", lambda argv, log, env: steps.append(argv[3]) or (
         130 if argv[3] == "train" else 0))
-    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a: None)  # weights "there"
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a, **k: None)  # weights "there"
     assert cli.main(["replicate", "--gpu", "-1", "--iters", "2", "--datasets", "bacterial",
                      "--models", "alexnet", "--data-root", str(_data_root(tmp_path))]) == 130
     out, err = capsys.readouterr()
@@ -364,7 +364,7 @@ from pycount import cli
 from pycount.reporting import replicate
 call = replicate._call
 replicate._call = lambda argv, log, env: call([sys.executable, {fake!r}, argv[3]], log, env)
-replicate.audit.why_not = lambda *a: None
+replicate.audit.why_not = lambda *a, **k: None
 replicate.check_gpu = lambda gpu: None
 sys.exit(cli.main(["replicate", "--gpu", "-1", "--iters", "2", "--datasets", "bacterial",
                    "--models", "alexnet"]))

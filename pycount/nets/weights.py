@@ -79,7 +79,7 @@ def resolve(model: config.ModelConfig) -> Path:
     if not path.is_file():
         raise WeightsError(
             f"{model.weights} not found: put it in {WEIGHTS_DIR}/ (where to get it: "
-            f"weights/README.md), or train {model.name} from random weights with SCRATCH=1")
+            f"weights/README.md)", f", or train {model.name} from random weights with SCRATCH=1")
     st = path.stat()
     stamp = path.with_name(path.name + ".sha256-ok")
     mark = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}

@@ -17,7 +17,7 @@ import numpy as np
 
 from pycount.util import atomic
 from pycount import config
-from pycount.errors import PycountError
+from pycount.errors import PycountError, WeightsError
 from pycount.evaluation.metrics import partial
 from pycount.nets import builders as nets
 from pycount.nets import weights
@@ -193,23 +193,27 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     return f"missing (run {commands(model, head, dataset)})"
 
 
-def why_not(dataset: str, model: str, data_root=None) -> str | None:
-    """Why a cell cannot run here (missing weights or dataset), or None."""
-    blocked = _blocker(dataset, model, data_root)
+def why_not(dataset: str, model: str, data_root=None, alternatives: bool = True) -> str | None:
+    """Why a cell cannot run here (missing weights or dataset), or None. alternatives=False
+    leaves out advice that only `make train` can follow (SCRATCH=1)."""
+    blocked = _blocker(dataset, model, data_root, alternatives=alternatives)
     return blocked[1] if blocked else None
 
 
-def _blocker(dataset: str, model: str, data_root=None,
-             stand_in_ok: bool = True) -> tuple[str, str] | None:
+def _blocker(dataset: str, model: str, data_root=None, stand_in_ok: bool = True,
+             alternatives: bool = True) -> tuple[str, str] | None:
     """("weights", why) when a pretrained net's ImageNet caffemodel is not in weights/ (or not
     the released file; with stand_in_ok False, also when it is a dry run's stand-in, which trains
-    no result), ("data", why) when the dataset is not under DATA_ROOT; else None."""
+    no result), ("data", why) when the dataset is not under DATA_ROOT; else None. alternatives:
+    as why_not."""
     from pycount.data import prepare   # lazily: the report alone needs no image readers
     ds = config.dataset(dataset)
     m = config.model(model, ds)
     if m.weights and m.finetune != "scratch":
         try:
             path = weights.resolve(m)
+        except WeightsError as e:
+            return "weights", str(e) if alternatives else e.bare
         except PycountError as e:
             return "weights", str(e)
         if not stand_in_ok and weights.is_stand_in(path):

@@ -18,7 +18,6 @@ stops its step: each one asks the kernel for SIGTERM when the sweep dies (PYCOUN
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -41,11 +40,6 @@ STEPS = ("prepare", "train", "eval")
 
 # The signals that stop the sweep, and that it passes on to its running step (_call)
 _STOPS = {signal.SIGINT, signal.SIGTERM}
-
-# weights.resolve's advice for a missing caffemodel ends in `make train`'s SCRATCH=1, which the
-# sweep has not: its cells are the paper's, fine-tuned from the released weights
-_SCRATCH = re.compile(r",? or train \S+ from random weights with SCRATCH=1")
-
 
 def paper_cells(datasets=DATASETS, models=None) -> list[tuple[str, str, str]]:
     """(dataset, model, head) of every paper row pycount models, once each."""
@@ -127,11 +121,6 @@ def _iterations(dataset: str, model: str, head: str) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) else 0
 
 
-def _for_the_sweep(reason: str) -> str:
-    """audit.why_not's reason, less the advice that only `make train` can follow."""
-    return _SCRATCH.sub("", reason)
-
-
 def _evaluated_at(dataset: str, model: str, head: str, iters: int, trained: int) -> bool:
     """A dry run's cell done before: evaluated, and trained (`trained`, its _iterations) exactly
     ITERS iterations (a classic method, which ITERS= does not shorten, fitted), so that an
@@ -199,10 +188,12 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
         # `kill PID` stops the sweep as Ctrl-C does, its running step first (_call)
         with sigterm_as_interrupt(), Progress(len(cells), "paper cells", "cells") as bar:
             for dataset, model, head in cells:
-                reason = audit.why_not(dataset, model, data_root)
+                # without `make train`'s SCRATCH=1 advice: the sweep's cells are the paper's,
+                # fine-tuned from the released weights
+                reason = audit.why_not(dataset, model, data_root, alternatives=False)
                 note, steps = None, STEPS
                 if reason:
-                    note, steps = f"skipped: {_for_the_sweep(reason)}", ()
+                    note, steps = f"skipped: {reason}", ()
                 elif iters is None:
                     if _done(dataset, model, head):
                         note, steps = "done before", ()
