@@ -141,6 +141,11 @@ class DatasetConfig:
     # stretch (DEPTH_PERCENTILES). An own folder's is inferred from its training images
     # (owndata.resolve) and kept in its runs' dataset.json; the named sets are 8-bit.
     depth_range: tuple = ()
+    # The kinds of values an own folder's training images had, as decoded ("uint8", "uint16",
+    # "float32"; owndata.resolve), kept in its runs' dataset.json: `count` marks an image of
+    # another kind suspect, as it reads otherwise (a 16-bit field stretched on its own where the
+    # run learned from 8-bit images). The named sets are 8-bit; () unknown (a run from before).
+    image_dtypes: tuple = ("uint8",)
     # Every image resized by this factor as it is read, in preparing, evaluating and counting
     # alike (SCALE=; pycount.data.readers.rescale): the cells' size in pixels is what the nets'
     # windows and receptive field are measured against, so images at a higher magnification
@@ -1131,7 +1136,8 @@ def dataset_to_json(ds: DatasetConfig) -> str:
 
 def dataset_from_json(text: str) -> DatasetConfig:
     d = json.loads(text)
-    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults", "stain_ref", "depth_range"):
+    for k in ("train_ids", "test_ids", "mean_bgr", "spec", "defaults", "stain_ref", "depth_range",
+              "image_dtypes"):
         d[k] = tuple(d.get(k) or ())
     return DatasetConfig(**d)
 

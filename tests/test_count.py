@@ -43,7 +43,7 @@ def images(tmp_path):
     rng = np.random.default_rng(0)
     folder = tmp_path / "images"
     folder.mkdir()
-    tifffile.imwrite(folder / "grey16.tif", rng.integers(0, 4096, (70, 90), dtype=np.uint16))
+    tifffile.imwrite(folder / "grey.tif", rng.integers(0, 256, (70, 90), dtype=np.uint8))
     cv2.imwrite(str(folder / "rgba.PNG"), rng.integers(0, 256, (64, 50, 4), dtype=np.uint8))
     (folder / "corrupt.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
     (folder / "notes.txt").write_text("not an image: not picked up from a folder")
@@ -56,12 +56,12 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
     stdout = capsys.readouterr().out
     assert "corrupt.png" in stdout and "FAILED" in stdout
     rows = {r["file"]: r for r in csv.DictReader(open(out / "counts.csv"))}
-    assert sorted(rows) == sorted(str(images / n) for n in ("corrupt.png", "grey16.tif",
+    assert sorted(rows) == sorted(str(images / n) for n in ("corrupt.png", "grey.tif",
                                                              "rgba.PNG"))
     assert rows[str(images / "corrupt.png")]["status"] == "failed"
     assert "cannot decode" in rows[str(images / "corrupt.png")]["error"]
     predict = predictors.make_predictor("cv2", run)
-    for name, (w, h) in (("grey16.tif", (90, 70)), ("rgba.PNG", (50, 64))):
+    for name, (w, h) in (("grey.tif", (90, 70)), ("rgba.PNG", (50, 64))):
         row = rows[str(images / name)]
         assert row["status"] == "ok" and (int(row["width"]), int(row["height"])) == (w, h)
         assert (out / f"{name.rsplit('.', 1)[0]}_heatmap.png").stat().st_size > 0
@@ -72,8 +72,25 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
     assert not list(out.glob(".*"))                 # no temporary files left behind
 
 
+def test_an_image_of_another_bit_depth_is_counted_and_marked_suspect(run, tmp_path):
+    """A 16-bit image, where the run learned from 8-bit ones, is stretched on its own: a faint or
+    empty field becomes bright noise, counted as cells (305 on an empty field where a full one
+    held 64, in a review) with nothing said. Counted, but marked with the cause."""
+    grey16 = tmp_path / "grey16.tif"
+    tifffile.imwrite(grey16, np.random.default_rng(0).integers(0, 4096, (70, 90), np.uint16))
+    out = tmp_path / "out"
+    assert cli.main(["count", str(grey16), "--run", str(run), "--out", str(out)]) == 1
+    row, = csv.DictReader(open(out / "counts.csv"))
+    assert row["status"] == "suspect" and np.isfinite(float(row["count"]))
+    assert row["error"].startswith(
+        "a 16-bit image, where the run's training images were 8-bit: it is stretched on its own "
+        "(its darkest and brightest values become black and white), which turns a faint or "
+        "empty field into bright noise, so it reads otherwise than they did; save it as they "
+        "were saved (count "), row["error"]
+
+
 def test_caffe_backend_gives_the_same_counts(run, images, tmp_path):
-    files = [str(images / "grey16.tif")]
+    files = [str(images / "grey.tif")]
     for backend in ("cv2", "caffe"):
         out = tmp_path / backend
         assert cli.main(["count", *files, "--run", str(run), "--out", str(out),
@@ -90,7 +107,7 @@ def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
     assert rows[str(images / "gone.png")]["error"] == (
         f"{images / 'gone.png'} is a broken link (to {tmp_path / 'nowhere.png'}, which does not "
         f"exist); restore the file it points to, or remove the link")
-    assert rows[str(images / "grey16.tif")]["status"] == "ok"
+    assert rows[str(images / "grey.tif")]["status"] == "ok"
 
 
 def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_path, capsys):
@@ -145,7 +162,7 @@ def test_a_damaged_caffemodel_is_one_message_not_an_abort(run, images, backend, 
         other.write_text(nets.net_prototxt(nets.default_plan("synthetic", "alexnet", "R"),
                                            "deploy"))
         random_caffemodel(other, weights)
-    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey.tif"),
                         "--run", str(run), "--out", str(tmp_path / "out"), "--backend", backend],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2, p.stderr[-2000:]
@@ -176,7 +193,7 @@ def test_a_damaged_deploy_is_one_message_not_an_abort(run, images, backend, dama
     assert edit(text) != text
     deploy.write_text(edit(text))
     out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey.tif"),
                         "--run", str(run), "--out", str(out), "--backend", backend],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2, p.stderr[-2000:]
@@ -196,7 +213,7 @@ def test_every_committed_deploy_passes_the_check():
 def test_out_that_is_a_file_is_named(run, images, tmp_path, capsys):
     out = tmp_path / "out.txt"
     out.write_text("mine")
-    assert cli.main(["count", str(images / "grey16.tif"), "--run", str(run),
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run),
                      "--out", str(out)]) == 2
     assert f"{out} is a file" in capsys.readouterr().err and out.read_text() == "mine"
 
@@ -255,12 +272,12 @@ def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, 
 
         def count_image(self, image):
             r = self.inner.count_image(image)
-            # grey16.tif (90 px wide) far below zero; rgba.PNG at -0.5: an empty field's noise
+            # grey.tif (90 px wide) far below zero; rgba.PNG at -0.5: an empty field's noise
             return dataclasses.replace(r, count=-abs(r.count) - 5.0 if image.shape[1] == 90
                                        else -0.5)
 
     monkeypatch.setattr(counting, "make_predictor", lambda *a, **k: Below(real(*a, **k)))
-    files = [str(images / "grey16.tif"), str(images / "rgba.PNG")]
+    files = [str(images / "grey.tif"), str(images / "rgba.PNG")]
     assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o")]) == 1
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
     grey, rgba = rows[files[0]], rows[files[1]]
@@ -301,12 +318,12 @@ def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, m
 
 def test_a_failed_recount_leaves_no_earlier_heatmap(run, images, tmp_path):
     out = tmp_path / "out"
-    image = images / "grey16.tif"
+    image = images / "grey.tif"
     assert cli.main(["count", str(image), "--run", str(run), "--out", str(out)]) == 0
-    assert (out / "grey16_heatmap.png").is_file()
+    assert (out / "grey_heatmap.png").is_file()
     image.write_bytes(b"no longer a TIFF")
     assert cli.main(["count", str(image), "--run", str(run), "--out", str(out)]) == 1
-    assert not (out / "grey16_heatmap.png").exists()
+    assert not (out / "grey_heatmap.png").exists()
 
 
 def test_a_very_tall_image_is_counted_with_its_figure(run, tmp_path):
@@ -387,7 +404,7 @@ def test_expected_on_a_regression_run_is_refused(run, images, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("taken", ["counts.csv", "grey16_heatmap.png"])
+@pytest.mark.parametrize("taken", ["counts.csv", "grey_heatmap.png"])
 def test_a_folder_where_an_output_file_goes_is_named_before_counting(run, images, taken,
                                                                      tmp_path, capsys):
     out = tmp_path / "out"
@@ -420,7 +437,7 @@ def test_recursive_counting_passes_over_an_earlier_counts_output(run, images, tm
     assert cli.main(["count", str(images), "--recursive", "--run", str(run),
                      "--out", str(out)]) == 0
     files = sorted(Path(r["file"]).name for r in csv.DictReader(open(out / "counts.csv")))
-    assert files == ["again.png", "grey16.tif", "rgba.PNG"]
+    assert files == ["again.png", "grey.tif", "rgba.PNG"]
 
 
 def test_a_full_output_disk_stops_the_count_with_the_fix(run, images, tmp_path, monkeypatch,
@@ -472,7 +489,7 @@ def test_a_train_json_naming_another_net_is_refused_before_caffe(run, images, ed
     (inner_product_layer.cpp Check failed: K_ == new_K), exit 134."""
     info = json.loads((run / "train.json").read_text())
     (run / "train.json").write_text(json.dumps({**info, **edit}))
-    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey16.tif"),
+    p = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey.tif"),
                         "--run", str(run), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 2, p.stderr[-2000:]

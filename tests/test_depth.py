@@ -144,11 +144,21 @@ def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypa
     odd.mkdir()
     cv2.imwrite(str(odd / "float01.tif"), (raw / 65535.0).astype(np.float32))
     cv2.imwrite(str(odd / "times16.png"), (raw.astype(np.uint32) * 16).clip(0, 65535).astype(np.uint16))
+    cv2.imwrite(str(odd / "eight.png"), (raw >> 8).astype(np.uint8))     # saved as 8-bit
     assert cli.main(["count", str(odd), "--run", str(run), "--out", str(tmp_path / "odd-out"),
                      "--tta", "1"]) == 1
     rows = {r["file"].rsplit("/", 1)[1]: r for r in csv.DictReader(open(tmp_path / "odd-out" / "counts.csv"))}
-    assert rows["float01.tif"]["status"] == "suspect" and "below" in rows["float01.tif"]["error"]
     assert rows["times16.png"]["status"] == "suspect" and "above" in rows["times16.png"]["error"]
+    # another kind of values than the training images' (recorded in the run's dataset.json)
+    assert json.loads((run / "dataset.json").read_text())["image_dtypes"] == ["uint16"]
+    for name, kind, how in (("float01.tif", "32-bit float", "its values go through the training "
+                             f"images' {recorded} (depth_range)"),
+                            ("eight.png", "8-bit", "its values are read as they are, where the "
+                             f"training images' went through {recorded} (depth_range) to 8 bits")):
+        assert rows[name]["status"] == "suspect", rows[name]
+        assert rows[name]["error"].startswith(
+            f"a {kind} image, where the run's training images were 16-bit: {how}, so it reads "
+            f"otherwise than they did; save it as they were saved"), rows[name]["error"]
     ds = resolved(folder)
     assert with_run_reading(ds, run) == ds
     # the folder's settings edited after training: eval reads as the run was trained, and says so
@@ -162,9 +172,12 @@ def test_eval_and_count_read_as_the_run_was_trained(tmp_path, workdirs, monkeypa
     assert "was trained with depth_range" in err and "was trained with mean_bgr" in err
     (folder / "pycount.toml").unlink()
     old = json.loads((run / "dataset.json").read_text())
-    del old["depth_range"]
+    del old["depth_range"], old["image_dtypes"]
     (run / "dataset.json").write_text(json.dumps(old))
     assert with_run_reading(ds, run).depth_range == ()
+    # a run from before either was recorded: each image stretched on its own, no kind checked
+    assert cli.main(["count", str(odd / "eight.png"), "--run", str(run), "--out",
+                     str(tmp_path / "old-out"), "--tta", "1"]) == 0
     assert with_run_reading(config.dataset("bacterial"), run) == config.dataset("bacterial")
 
 

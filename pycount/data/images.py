@@ -40,9 +40,13 @@ def to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
     return np.rint(np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def outside_range(data: np.ndarray, depth_range: Sequence[float] = ()) -> str:
+def outside_range(data: np.ndarray, depth_range: Sequence[float] = (),
+                  dtypes: Sequence[str] = ()) -> str:
     """"" when a deeper image's raw values lie mostly within depth_range (or there is none, or the
-    image is 8-bit); else what is wrong, in words (config.DEPTH_OUTSIDE_WARN)."""
+    image is 8-bit) and its kind of values is one of `dtypes` (the training images' kinds; ()
+    unknown); else what is wrong, in words (config.DEPTH_OUTSIDE_WARN)."""
+    if dtypes and str(data.dtype) not in dtypes:
+        return _other_depth(str(data.dtype), tuple(dtypes), tuple(depth_range))
     if data.dtype == np.uint8 or len(depth_range) != 2:
         return ""
     lo, hi = depth_range
@@ -54,6 +58,29 @@ def outside_range(data: np.ndarray, depth_range: Sequence[float] = ()) -> str:
             f"dataset's training images span (depth_range), so it reads as mostly "
             f"{'black' if below >= above else 'white'}: an image of another camera, bit depth or "
             f"exposure; save it like the training images")
+
+
+def _bits(dtype: str) -> str:
+    return {"uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
+            "uint32": "32-bit", "int32": "32-bit signed"}.get(dtype, dtype.replace("float", "") + "-bit float" if dtype.startswith("float")
+                                    else dtype)
+
+
+def _other_depth(dtype: str, dtypes: tuple, depth_range: tuple) -> str:
+    """An image of another kind of values than the training images': how it reads differently."""
+    trained = " and ".join(_bits(d) for d in dtypes)
+    if dtype == "uint8":
+        how = (f"its values are read as they are, where the training images' went through "
+               f"{list(depth_range)} (depth_range) to 8 bits" if len(depth_range) == 2 else
+               "its values are read as they are, where each training image was stretched to 8 "
+               "bits on its own")
+    elif len(depth_range) == 2:
+        how = f"its values go through the training images' {list(depth_range)} (depth_range)"
+    else:
+        how = ("it is stretched on its own (its darkest and brightest values become black and "
+               "white), which turns a faint or empty field into bright noise")
+    return (f"a {_bits(dtype)} image, where the run's training images were {trained}: {how}, so "
+            f"it reads otherwise than they did; save it as they were saved")
 
 
 def depth_percentiles(data: np.ndarray) -> tuple[float, float]:
@@ -221,8 +248,10 @@ def read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
     return to_rgb8(decoded_pixels(path), depth_range)
 
 
-def read_in_range(path: Path, depth_range: Sequence[float] = ()) -> tuple[np.ndarray, str]:
+def read_in_range(path: Path, depth_range: Sequence[float] = (),
+                  dtypes: Sequence[str] = ()) -> tuple[np.ndarray, str]:
     """(read_any_image's RGB, outside_range's words on its raw values): an image read through
-    its dataset's depth_range, and whether that range suits it."""
+    its dataset's depth_range, and whether that range (and `dtypes`, the kinds of values its
+    training images had) suits it."""
     raw = decoded_pixels(path)
-    return to_rgb8(raw, depth_range), outside_range(raw, depth_range)
+    return to_rgb8(raw, depth_range), outside_range(raw, depth_range, dtypes)

@@ -442,6 +442,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     out = replace(ds, patch=patch, stride=stride, sigma=float(sigma), crop=crop,
                   crop_stride=crop_stride, mean_bgr=mean, max_patch_count=mpc, encoded=encoded,
                   train_ids=tuple(train), test_ids=tuple(test), depth_range=depth_range,
+                  image_dtypes=tuple(sorted({s.depth.get("dtype", "uint8") for s in tr})),
                   scale=scale)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's

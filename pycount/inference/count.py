@@ -130,7 +130,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
     refuse_broken_link(path)                       # named as the readers name it
     with open(path, "rb"):                          # a clear OSError for missing / unreadable
         pass
-    image, outside = read_in_range(path, run.ds.depth_range)  # as its training images
+    image, outside = read_in_range(path, run.ds.depth_range,   # as its training images
+                                   run.ds.image_dtypes)
     h0, w0 = image.shape[:2]                        # the file's size, for the CSV
     image = datasets.rescale_image(image, run.ds.scale)   # at the scale it was trained at
     h, w = image.shape[:2]
