@@ -121,6 +121,42 @@ def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, w
     assert "mean colour of the training images" in text
 
 
+def _mark_twice(folder, name, k, shift=0.3):
+    """The first k marks of `name`'s CSV marked a second time, `shift` px off (a double click)."""
+    csv_file = folder / f"{name}.csv"
+    rows = csv_file.read_text().splitlines()
+    again = [f"{float(x) + shift:g},{y}" for x, y in (r.split(",") for r in rows[1:1 + k])]
+    csv_file.write_text("\n".join(rows + again) + "\n")
+
+
+def test_a_folder_marked_twice_over_is_refused_by_file(tmp_path, workdirs):
+    """Every cell marked twice (annotations exported twice into one file) measured a cell spacing
+    of 0 px (patch 24, sigma 1 where 10 px cells get 44 and 1.5), and each cell would have been
+    learned and counted twice, with nothing said."""
+    folder = make_folder(tmp_path / "f", n=6)
+    for i in range(6):
+        _mark_twice(folder, f"i{i:02d}", 144, shift=0)
+    with pytest.raises(DatasetError) as refused:
+        resolved(folder)
+    message = str(refused.value)
+    assert message.startswith(f"1728 of the 1728 marks in {folder} lie within 1 px of another "
+                              f"mark (i00.csv 288, i01.csv 288, i02.csv 288 and 3 more): one cell "
+                              f"marked twice"), message
+    assert message.endswith("Remove the second mark of each pair from those files"), message
+
+
+def test_a_few_double_clicks_are_named_and_leave_the_spacing_as_it_is(tmp_path, workdirs):
+    folder = make_folder(tmp_path / "f", n=11)
+    _mark_twice(folder, "i03", 3)
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert (ds.patch, ds.sigma, ds.crop) == (44, 1.5, 72)        # as without them (d = 10 px)
+    text = "\n".join(lines)
+    assert ("warning: 6 of the 1587 marks in " in text and "lie within 1 px of another mark "
+            "(i03.csv 6)" in text and "each pair counts as two cells: remove the second mark of "
+            "each from those files" in text), text
+
+
 def test_a_command_line_window_over_the_spec_files_is_tagged(tmp_path, workdirs):
     """PATCH= over a pycount.toml's patch names other LMDBs and runs: the folder's defaults are
     its pycount.toml's (they were the command line's, so a patch-60 run took the name of the

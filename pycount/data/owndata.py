@@ -343,7 +343,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "
          f"training images validate{capped}")
 
+    _check_duplicates(root, stats, pairs, lines)
     nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
+    nn = nn[nn >= config.OWN_DUPLICATE_PX]          # a cell marked twice is not a spacing
     spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING
     lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
         f"median distance of a dot to its nearest neighbour ({len(nn)} dots"
@@ -450,6 +452,27 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     for line in lines:
         say(line)
     return out
+
+
+def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None:
+    """Marks within config.OWN_DUPLICATE_PX of another, in every image of the folder: named in
+    a warning, or refused above config.OWN_DUPLICATE_REFUSE of all marks."""
+    twice = {i: int(np.sum(np.asarray(s.nn, np.float64) < config.OWN_DUPLICATE_PX))
+             for i, s in stats.items()}
+    twice = {i: k for i, k in sorted(twice.items(), key=lambda t: -t[1]) if k}
+    if not twice:
+        return
+    n, total = sum(twice.values()), sum(len(s.nn) for s in stats.values())
+    shown = ", ".join(f"{pairs[i][1].name} {k}" for i, k in list(twice.items())[:3])
+    more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
+    where = (f"{n} of the {total} marks in {root} lie within {config.OWN_DUPLICATE_PX:g} px of "
+             f"another mark ({shown}{more}): one cell marked twice (a double click, or "
+             f"annotations exported twice into one file)")
+    if n > config.OWN_DUPLICATE_REFUSE * total:
+        raise DatasetError(f"{where}; each pair would be learned and counted as two cells. Remove "
+                           f"the second mark of each pair from those files")
+    lines.append(f"  warning: {where}; each pair counts as two cells: remove the second "
+                 f"mark of each from those files")
 
 
 def _scale(given: float, spacing: float, measured: bool) -> tuple[float, str]:
