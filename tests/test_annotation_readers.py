@@ -377,6 +377,37 @@ def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
     np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7]])
     p.write_text("x;y\n1;2;3;4\n")                    # a row of other columns: still x and y
     np.testing.assert_allclose(annotations.read_centres_csv(p), [[1, 2]])
+    p.write_text("x\ty\n3,5\t3,0\n12\t7,25\n")          # tabs and decimal commas (was refused)
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[3.5, 3], [12, 7.25]])
+
+
+@pytest.mark.parametrize("text, why", [
+    ('x,y\n"3,5","3,0"\n', "writes a comma inside its quoted coordinates ('3,5') in a "
+                            "comma-separated file"),
+    ("x\ty\n1,5\t2.5\n", "writes both points and commas in its coordinates ('1,5')"),
+    ("x\ty\n1,234\t12\n", "writes '1,234', which may be a decimal comma or a thousands "
+                            "separator (1.234 or 1234)"),
+])
+def test_csv_commas_that_could_be_read_two_ways_are_refused(tmp_path, text, why):
+    """A comma that is not the separator was read as a decimal mark in ;-separated files only:
+    elsewhere the line was refused as not numeric, quoted with its tabs shown as commas. Where
+    it can only be a decimal mark it is read; where it may as well separate thousands, refused."""
+    p = tmp_path / "a.csv"
+    p.write_text(text)
+    with pytest.raises(DatasetError) as refused:
+        annotations.read_centres_csv(p)
+    assert str(refused.value) == (f"{p} {why}: save the coordinates with a point as decimal mark "
+                                  f"and no thousands separator (or as ;-separated with decimal "
+                                  f"commas)")
+
+
+def test_a_line_without_numbers_is_quoted_as_written(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("x\ty\n1\t2\n\n3\tthree\n")
+    with pytest.raises(DatasetError) as refused:
+        annotations.read_centres_csv(p)
+    assert str(refused.value) == (f"{p}, line 4: '3\\tthree' has no numeric x,y values; fix or "
+                                  f"delete that line")
 
 
 def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_path):

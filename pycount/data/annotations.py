@@ -60,6 +60,29 @@ def few(names, shown: int = 5) -> str:
     return ", ".join(str(n) for n in names[:shown]) + more
 
 
+def _decimal_comma(path: Path, sep: str, fields: list[str]) -> bool:
+    """Whether the file's coordinates write their decimal mark as a comma: always in a
+    ;-separated file (a spreadsheet of a locale that writes 12,5), in a tab-separated one when its
+    commas can only be decimal marks; a comma inside a comma-separated file's quoted fields, or a
+    comma that may as well separate thousands (1,234), is refused as ambiguous."""
+    commas = [f for f in fields if "," in f]
+    if sep == ";" or not commas:
+        return sep == ";"
+    why = None
+    if sep == ",":
+        why = (f"writes a comma inside its quoted coordinates ({commas[0]!r}) in a "
+               f"comma-separated file")
+    elif any("." in f for f in fields):
+        why = f"writes both points and commas in its coordinates ({commas[0]!r})"
+    elif all(re.fullmatch(r"-?\d{1,3}(,\d{3})+", f) for f in commas):
+        why = (f"writes {commas[0]!r}, which may be a decimal comma or a thousands separator "
+               f"({commas[0].replace(',', '.')} or {commas[0].replace(',', '')})")
+    if why:
+        raise DatasetError(f"{path} {why}: save the coordinates with a point as decimal mark "
+                           f"and no thousands separator (or as ;-separated with decimal commas)")
+    return True
+
+
 def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
     whose other columns - the unnamed row number, Area, Mean, ... - are ignored; or napari's points
@@ -106,17 +129,19 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
         raise DatasetError(f"{path} holds the points of a napari layer with more than two axes "
                            f"(header {','.join(header)!r}: a z-stack or a time series); pycount "
                            f"reads 2-D images: save the points of one 2-D image's layer")
+    table = [(rows.line_num, row) for row in rows if any(field.strip() for field in row)]
+    comma = _decimal_comma(path, sep, [row[i].strip() for _, row in table for i in (ix, iy)
+                                       if i < len(row)])
+    lines = text.splitlines()
     centres = []
-    for row in rows:
-        if not any(field.strip() for field in row):
-            continue
+    for line_num, row in table:
         try:
-            x, y = (float(row[i].strip().replace(",", ".") if sep == ";" else row[i])
+            x, y = (float(row[i].strip().replace(",", ".") if comma else row[i])
                     for i in (ix, iy))
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise ValueError
         except (ValueError, IndexError):
-            raise DatasetError(f"{path}, line {rows.line_num}: {','.join(row)!r} has no numeric "
+            raise DatasetError(f"{path}, line {line_num}: {lines[line_num - 1]!r} has no numeric "
                                f"{header[ix]},{header[iy]} values; fix or delete that line") from None
         if marker and (row[ic].strip() if ic < len(row) else "") != marker:
             continue
