@@ -18,6 +18,7 @@ from pycount import cli, config  # noqa: E402
 from pycount.data.images import read_any_image
 from pycount.inference import density
 from pycount.nets import builders as nets
+from pycount.util import atomic
 from pycount.inference import predictors
 from test_backends import random_caffemodel  # noqa: E402
 
@@ -516,7 +517,7 @@ def test_an_earlier_counts_csv_goes_before_the_first_new_heatmap(run, images, tm
     assert seen and not any(seen) and (out / "counts.csv").exists()
 
 
-def test_a_deploy_edited_since_training_is_refused_by_count_and_eval(tiny, tmp_path, capsys):
+def test_a_deploy_or_model_changed_since_training_is_refused_by_count_and_eval(tiny, tmp_path, capsys):
     """A deploy.prototxt edited without changing shapes (MAX pooling made AVE) was counted with
     by both engines: exit 0 and other counts. train.json records the sha256 of the one trained."""
     from pycount.data import prepare
@@ -541,4 +542,22 @@ def test_a_deploy_edited_since_training_is_refused_by_count_and_eval(tiny, tmp_p
     with pytest.raises(evaluate.RunError, match="is not the net this run was trained as"):
         evaluate.evaluate(ds, model)
     deploy.write_text(text)                      # put back: counted again
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    # the weights replaced by those of another training of the same net: they loaded without
+    # complaint and counted with exit 0 (review); train.json records the model's sha256 too
+    weights = run / "model.caffemodel"
+    assert info["model_sha256"] == atomic.sha256_of(weights)
+    kept = weights.read_bytes()
+    other = tmp_path / "other"
+    train.Trainer(ds, model, max_iter=30, run=other).train(resume=False)
+    assert (other / "model.caffemodel").read_bytes() != kept
+    weights.write_bytes((other / "model.caffemodel").read_bytes())
+    capsys.readouterr()
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert (f"{weights} is not the model this run trained (its sha256 differs from model_sha256 "
+            f"in {run / 'train.json'}): it was replaced or damaged since" in err), err
+    with pytest.raises(evaluate.RunError, match="is not the model this run trained"):
+        evaluate.evaluate(ds, model)
+    weights.write_bytes(kept)
     assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0

@@ -168,6 +168,16 @@ def finished_files(path: Path, model: config.ModelConfig, info: dict | None = No
                            f"edited or copied from another run; put back the deploy.prototxt "
                            f"its training wrote (a copy of the run folder has it), or train "
                            f"it again")
+    recorded = (info or {}).get("model_sha256")
+    if isinstance(recorded, str):
+        from pycount.util.atomic import sha256_of
+        if sha256_of(files[-1]) != recorded:
+            # another run's weights of the same net load without complaint and count something
+            # else than this run's train.json, metrics and name say
+            raise RunError(f"{files[-1]} is not the model this run trained (its sha256 differs "
+                           f"from model_sha256 in {Path(path) / 'train.json'}): it was replaced "
+                           f"or damaged since; put back the file its training wrote (a copy of "
+                           f"the run folder has it), or train it again")
     return files
 
 

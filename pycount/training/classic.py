@@ -51,7 +51,8 @@ def train_classic(ds: config.DatasetConfig, model: config.ModelConfig, data_root
                "dataset_tag": ds.tag, "patch": ds.patch, "stride": ds.stride, "size": ds.size,
                "rot_step": ds.rot_step, "train_n": ds.train_n, "seed": ds.seed,
                "train_images": sorted(s.id for s in train), "settings": settings,
-               "fit": getattr(estimator, "info", {}), "commit": code}
+               "fit": getattr(estimator, "info", {}), "commit": code,
+               "model_sha256": atomic.sha256_of(run / "model.npz")}   # count/eval check it
     atomic.write_text(run / "train.json", json.dumps(summary, indent=1, default=str))
     return summary
 

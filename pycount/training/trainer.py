@@ -380,6 +380,9 @@ class Trainer:
         deploy = self.run / "deploy.prototxt"
         if deploy.is_file():        # counting refuses a deploy edited since (inference.run)
             summary["deploy_sha256"] = atomic.sha256_of(deploy)
+        weights = self.run / "model.caffemodel"
+        if weights.is_file():       # and weights replaced since, as well
+            summary["model_sha256"] = atomic.sha256_of(weights)
         if pretrained is not None:
             from pycount.nets import weights
             if weights.is_stand_in(pretrained) or session.state.get("weights_stand_in"):
