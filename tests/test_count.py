@@ -73,6 +73,29 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
     assert not list(out.glob(".*"))                 # no temporary files left behind
 
 
+def test_images_in_subfolders_are_named_and_each_row_names_its_heatmap(run, tmp_path, capsys):
+    """Without --recursive a folder's subfolders were passed over without a word; and two images
+    of one name (a/x.png, b/x.png) left no way to tell x_heatmap.png from x-2_heatmap.png."""
+    top = tmp_path / "imgs"
+    for sub in ("a", "b", "a/deeper"):
+        (top / sub).mkdir(parents=True)
+    grey = np.full((60, 60, 3), 90, np.uint8)
+    for f in ("top.png", "a/x.png", "b/x.png", "a/deeper/y.png"):
+        cv2.imwrite(str(top / f), grey)
+    out = tmp_path / "out"
+    assert cli.main(["count", str(top), "--run", str(run), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: 3 image(s) in subfolders are not counted (" in err and f"1 in {top / 'a'}"
+            in err and "--recursive (RECURSIVE=1) counts them too" in err), err
+    assert cli.main(["count", str(top / "a" / "x.png"), str(top / "b" / "x.png"), "--run",
+                     str(run), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "counts.csv")))
+    assert [(r["file"], r["heatmap"]) for r in rows] == [
+        (str(top / "a" / "x.png"), "x_heatmap.png"), (str(top / "b" / "x.png"), "x-2_heatmap.png")]
+    assert all((out / r["heatmap"]).is_file() for r in rows)
+    assert "not counted" not in capsys.readouterr().err
+
+
 def test_an_image_of_another_bit_depth_is_counted_and_marked_suspect(run, tmp_path):
     """A 16-bit image, where the run learned from 8-bit ones, is stretched on its own: a faint or
     empty field becomes bright noise, counted as cells (305 on an empty field where a full one

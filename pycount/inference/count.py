@@ -29,17 +29,20 @@ from pycount.util import atomic
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
 
-FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error"]
+# heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
+FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error",
+          "heatmap"]
 
 
 def is_count_output(folder: Path) -> bool:
     """Whether `folder` holds an earlier `pycount count`'s output (counts.csv or
-    counts.partial.csv beginning with its header): its heatmaps are no cell images."""
-    head = ",".join(FIELDS)
+    counts.partial.csv beginning with its header, or the header before the heatmap column):
+    its heatmaps are no cell images."""
+    heads = (",".join(FIELDS), ",".join(FIELDS[:-1]))
     for name in ("counts.csv", "counts.partial.csv"):
         try:
             with open(folder / name, encoding="utf-8") as f:
-                if f.readline().strip() == head:
+                if f.readline().strip() in heads:
                     return True
         except (OSError, UnicodeDecodeError):
             continue
@@ -112,15 +115,21 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import warnings
     h, w = heatmap.shape
-    fig, ax = plt.subplots(figsize=(7, min(max(2.5, 6 * h / w), config.OVERLAY_MAX_HEIGHT_IN)))
-    ax.imshow(image)
-    im = ax.imshow(heatmap, cmap="jet", alpha=0.45)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="cells / px²")
-    ax.set_title(title)
-    ax.axis("off")
-    fig.tight_layout()
-    atomic.save_figure(fig, path, dpi=100)
+    with warnings.catch_warnings():
+        # a file name in a script the font lacks (CJK, ...) is drawn as boxes: said once per
+        # image on stderr, twice, between the progress lines
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        fig, ax = plt.subplots(figsize=(7, min(max(2.5, 6 * h / w),
+                                               config.OVERLAY_MAX_HEIGHT_IN)))
+        ax.imshow(image)
+        im = ax.imshow(heatmap, cmap="jet", alpha=0.45)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="cells / px²")
+        ax.set_title(title)
+        ax.axis("off")
+        fig.tight_layout()
+        atomic.save_figure(fig, path, dpi=100)
 
 
 def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> dict:
@@ -237,6 +246,14 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                 if deeper else "")
         raise RunError(f"no images (*{', *'.join(IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}{hint}")
+    if not recursive:               # images below a given folder: said, not silently left out
+        deeper = set(find_images(inputs, True, exclude=out)) - set(paths)
+        if deeper:
+            where = Counter(str(p.parent) for p in deeper)
+            print(f"note: {len(deeper)} image(s) in subfolders are not counted ("
+                  + ", ".join(f"{n} in {d}" for d, n in list(where.items())[:3])
+                  + (", ..." if len(where) > 3 else "")
+                  + "); --recursive (RECURSIVE=1) counts them too", file=sys.stderr)
     _check_out(out, inputs, _heatmap_names(paths))
     _make_out(out)
     # an earlier count's table goes before the first new heatmap: a count killed outright
@@ -252,7 +269,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
             for path, name in zip(paths, _heatmap_names(paths)):
                 start = time.monotonic()
                 try:
-                    rows.append(count_file(path, run, predict, out / name))
+                    rows.append({**count_file(path, run, predict, out / name), "heatmap": name})
                 except (DatasetError, OSError, ValueError) as e:
                     if atomic.no_room(e):                  # not the image's fault
                         raise RunError(atomic.cannot_write(
@@ -263,7 +280,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
                              isinstance(e, FileNotFoundError) else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
-                                 "status": "failed", "error": error})
+                                 "status": "failed", "error": error, "heatmap": ""})
                 bar.update(1)
         done = True
     finally:
