@@ -85,7 +85,7 @@ def test_images_in_subfolders_are_named_and_each_row_names_its_heatmap(run, tmp_
     out = tmp_path / "out"
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert (f"note: 3 image(s) in subfolders are not counted (" in err and f"1 in {top / 'a'}"
+    assert ("note: 3 image(s) in subfolders are not counted (" in err and f"1 in {top / 'a'}"
             in err and "--recursive (RECURSIVE=1) counts them too" in err), err
     assert cli.main(["count", str(top / "a" / "x.png"), str(top / "b" / "x.png"), "--run",
                      str(run), "--out", str(out)]) == 0
