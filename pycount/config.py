@@ -855,8 +855,10 @@ def dataset(name: str) -> DatasetConfig:
         try:
             return _lookup(DATASETS, name, "dataset", "DATASET")
         except ConfigError as e:
+            here = (f"; the folder {name} here is given as DATASET=./{name} (a value with a / "
+                    f"is a folder)" if name and Path(name).is_dir() else "")
             raise ConfigError(f"{e}; or a folder of your own annotated images "
-                              f"(DATASET=path/to/folder)") from None
+                              f"(DATASET=path/to/folder){here}") from None
     return DATASETS[name]
 
 

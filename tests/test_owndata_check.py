@@ -306,6 +306,19 @@ def test_a_name_whose_folder_was_deleted_names_the_folder(tmp_path, workdirs, ca
         config.dataset("junk")
 
 
+def test_a_folder_named_without_a_slash_is_pointed_at(tmp_path, workdirs, monkeypatch):
+    """DATASET=my_cells for the folder my_cells here said only "unknown dataset"."""
+    (tmp_path / "my_cells").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        config.dataset("my_cells")
+    assert str(refused.value).endswith("; the folder my_cells here is given as "
+                                       "DATASET=./my_cells (a value with a / is a folder)")
+    with pytest.raises(ConfigError) as refused:
+        config.dataset("elsewhere")
+    assert "the folder" not in str(refused.value)
+
+
 def test_a_class_count_beyond_the_patch_pixels_is_refused(tmp_path, workdirs):
     """max_patch_count in pycount.toml had no bound: a C head of a billion classes."""
     folder = own_folder(tmp_path / "f", spec="patch = 40\nmax_patch_count = 1000000000\n")
