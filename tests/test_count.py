@@ -96,6 +96,24 @@ def test_images_in_subfolders_are_named_and_each_row_names_its_heatmap(run, tmp_
     assert "not counted" not in capsys.readouterr().err
 
 
+def test_a_dataset_folder_given_as_the_run_names_its_runs(tmp_path, workdirs, capsys):
+    """--run my_cells (the annotated folder) for runs/my_cells/fcrn said only that
+    my_cells/train.json is missing and to train a model first."""
+    folder = tmp_path / "my_cells"
+    folder.mkdir()
+    for model in ("fcrn", "fcrn-ctx"):
+        trained = workdirs / "runs" / "my_cells" / model
+        trained.mkdir(parents=True)
+        (trained / "train.json").write_text("{}")
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.full((60, 60, 3), 90, np.uint8))
+    assert cli.main(["count", str(image), "--run", str(folder), "--out", str(tmp_path / "o")]) == 2
+    runs = workdirs / "runs" / "my_cells"
+    assert capsys.readouterr().err.strip() == (
+        f"pycount: error: {folder} is not a run folder (it has no train.json); the runs trained "
+        f"on my_cells are {runs / 'fcrn'}, {runs / 'fcrn-ctx'}: give one of them (RUN=)")
+
+
 def test_an_image_of_another_bit_depth_is_counted_and_marked_suspect(run, tmp_path):
     """A 16-bit image, where the run learned from 8-bit ones, is stretched on its own: a faint or
     empty field becomes bright noise, counted as cells (305 on an empty field where a full one

@@ -191,5 +191,11 @@ def _missing(f: Path, run: Path) -> RunError:
         names = ", ".join(str(b.parent) for b in below[:4]) + (", ..." if len(below) > 4 else "")
         return RunError(f"{run} is not a run folder but holds {len(below)}: {names}; give one "
                         f"of them (RUN=)")
+    trained = config.runs_dir() / run.resolve().name        # a dataset's folder given for its run
+    runs = sorted(d.parent for d in trained.glob("*/train.json")) if run.name else []
+    if runs and trained.resolve() != run.resolve():
+        names = ", ".join(str(r) for r in runs[:4]) + (", ..." if len(runs) > 4 else "")
+        return RunError(f"{run} is not a run folder (it has no {f.name}); the runs trained on "
+                        f"{run.name} are {names}: give one of them (RUN=)")
     return RunError(f"{f} is missing: {run} is not a trained run folder; train a model first "
                     f"(make train DATASET=... MODEL=...)")
