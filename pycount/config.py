@@ -942,6 +942,9 @@ OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
 # release holds 2 such pairs among its 29,756 marks.
 OWN_DUPLICATE_PX = 1.0
 OWN_DUPLICATE_REFUSE = 0.05
+# A training image giving more than this share of the training crops (one large image among
+# small ones) is named when the settings are printed: the nets learn mostly from it.
+OWN_ONE_IMAGE_SHARE = 0.5
 # the C head's classes (0 .. max_patch_count): OWN_CLASS_HEADROOM times the densest training
 # image's cells per patch area, plus OWN_CLASS_MARGIN: a test patch denser than any training
 # patch still has a class
