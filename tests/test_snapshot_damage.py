@@ -135,15 +135,21 @@ def test_iters_that_move_the_average_before_the_snapshot_are_refused(averaged):
     """ITERS=44 averages from iteration 34 (30 x 1.1), but the run at 40 holds the mean of 31-40:
     the mean of 34-40 cannot be rebuilt from it."""
     ds, longer, path, *_ = averaged
-    before = path.read_bytes()
+    run = path.parent.parent
+    before = {f: f.read_bytes() for f in run.rglob("*") if f.is_file()}
     with pytest.raises(TrainError) as refused:
         train.Trainer(ds, _as_trained(longer), max_iter=44).train(resume=True)
     message = str(refused.value)
     assert ("has trained 40 iterations and its weight average covers iterations 31-40, where a "
             "training of 44 iterations averages them from iteration 34: that average cannot be "
             "rebuilt" in message), message
-    assert message.endswith("or RESUME=0 to train 44 from scratch"), message
-    assert path.read_bytes() == before          # the run is left as it was
+    # 53 x 30 / 40 = 39.75: averaging from iteration 41 again
+    assert message.endswith("ITERS=53 or more to train it further, or RESUME=0 to train 44 from "
+                            "scratch"), message
+    # the run is left as it was: its solver.prototxt was rewritten for the refused schedule
+    assert {f: f.read_bytes() for f in run.rglob("*") if f.is_file()} == before
+    result = train.Trainer(ds, _as_trained(longer), max_iter=53).train(resume=True)
+    assert result["averaged_iterations"] == 13                    # 41..53, none of 31..40
 
 
 # ---------------------------------------------------------------------------- train_log.csv

@@ -10,6 +10,27 @@ from pycount.errors import TrainError
 from pycount.util import atomic
 
 
+def span_check(it: int, n: int, start: int) -> str | None:
+    """Whether an average of n iterations restored at iteration `it` is the one a schedule that
+    averages after `start` holds there (the mean over start+1..it): None when it is; "drop" when
+    that schedule has not begun averaging yet (it <= start: the iterations it holds belong to
+    another schedule and are left out); "refuse" when it cannot be rebuilt."""
+    if n == max(0, it - start):
+        return None
+    return "drop" if it <= start else "refuse"
+
+
+def saved_count(path: Path) -> int | None:
+    """The count of averaged iterations in a snapshot's .average.npz; None when it cannot be read
+    (WeightAverage.load names what is wrong)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            n = z["n"]
+            return int(n) if n.shape == () and n.dtype.kind in "iu" and n >= 1 else None
+    except Exception:
+        return None
+
+
 class WeightAverage:
     """The running mean of a net's parameters over the iterations after `start` (Polyak
     averaging). A density net's count is the sum over every pixel, so a small random step of the

@@ -36,7 +36,7 @@ from pycount.util.interrupt import stop_once
 from pycount.util.progress import Progress
 from pycount.device import set_device
 from pycount.inference.run import read_train_info
-from pycount.training.averaging import WeightAverage
+from pycount.training.averaging import WeightAverage, saved_count, span_check
 from pycount.training.runlog import HEADER, plot_log, trim_log
 from pycount.training.snapshots import HISTORIES_PER_PARAM, read_latest, restore_solver
 from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
@@ -87,6 +87,7 @@ class Trainer:
         if max_iter is not None and max_iter < 1:
             raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
         self.default_iter = model.solver.max_iter
+        self.own_solver = model.solver         # the model's schedule before ITERS= stretches it
         self.max_iter = max_iter or model.solver.max_iter
         if self.max_iter != model.solver.max_iter:
             # the solver's schedule (steps, poly decay, weight averaging) follows ITERS=
@@ -192,21 +193,55 @@ class Trainer:
                   f"in pycount/config.py); this training reads {reads}, "
                   f"{reads / stored:.1f} passes over them")
 
-    def _check_resumable(self, plan: nets.NetPlan) -> None:
+    def _check_resumable(self, plan: nets.NetPlan) -> bool:
         """A run's snapshots resume only into the net they were written by; a changed solver (a
-        longer max_iter, another schedule) is allowed, and said."""
+        longer max_iter, another schedule) is allowed: True then, for the caller to say."""
         changed = nets.drift(self.run, plan)
-        again = (f"`make train {_make_args(self.ds)} MODEL={self.model.name}"
-                 f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
-                 f"from scratch")
         if "train_val" in changed:
             raise TrainError(f"{self.run}: its snapshots were written by another net than "
                              f"today's {self.model.name} (its train_val.prototxt differs from "
-                             f"what pycount/config.py gives now); {again}")
-        if changed:
-            print(f"note: {self.run / 'solver.prototxt'} differs from today's solver (max_iter "
-                  f"{self.max_iter}); resuming with today's. For a run of today's settings "
-                  f"alone, {again}", flush=True)
+                             f"what pycount/config.py gives now); {self._again()}")
+        return bool(changed)
+
+    def _again(self) -> str:
+        return (f"`make train {_make_args(self.ds)} MODEL={self.model.name}"
+                f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
+                f"from scratch")
+
+    def _say_solver_changed(self) -> None:
+        print(f"note: {self.run / 'solver.prototxt'} differs from today's solver (max_iter "
+              f"{self.max_iter}); resuming with today's. For a run of today's settings "
+              f"alone, {self._again()}", flush=True)
+
+    def _check_average_before_resuming(self, latest: dict, snaps: Path) -> None:
+        """The weight average a resume would restore must fit today's schedule (averaging.
+        span_check): refused here, before the run's files are rewritten for the new schedule."""
+        start = self.model.solver.average_after
+        if not start:                       # (the session averages whenever it is set)
+            return
+        it = latest.get("iter", 0)
+        n = saved_count(snaps / Path(latest["average"]).name) if latest.get("average") else 0
+        if n is not None and span_check(it, n, start) == "refuse":
+            raise self.average_refusal(it, n, start)
+
+    def average_refusal(self, it: int, n: int, start: int) -> TrainError:
+        was = (f"its weight average covers iterations {it - n + 1}-{it}" if n
+               else "it holds no weight average")
+        return TrainError(f"{self.run} has trained {it} iterations and {was}, where a training "
+                          f"of {self.max_iter} iterations averages them from iteration "
+                          f"{start + 1}: that average cannot be rebuilt. Resume with the ITERS= "
+                          f"the run was trained with (or without ITERS= if it had none), ITERS="
+                          f"{self.iters_beyond(it)} or more to train it further, or RESUME=0 to "
+                          f"train {self.max_iter} from scratch")
+
+    def iters_beyond(self, done: int) -> int:
+        """The smallest ITERS= that trains a run of `done` iterations further: above it, and with
+        the weight averaging (which moves with ITERS=) beginning no earlier than `done`."""
+        s = self.own_solver
+        n = done + 1
+        while s.average_after and round(s.average_after * n / s.max_iter) < done:
+            n += 1
+        return n
 
     def _solver(self, caffe, files: dict, pretrained: Path | None):
         """(solver, validation deploy net sharing its weights, step(k) function).
@@ -271,7 +306,7 @@ class Trainer:
         """The training itself, while this process holds the run's lock."""
         resuming = resume and (snaps / "latest.json").exists()
         if resuming:
-            self._check_resumable(plan)
+            solver_changed = self._check_resumable(plan)
             latest = read_latest(snaps / "latest.json")
             if latest.get("data") and self.data_fp and latest["data"] != self.data_fp:
                 raise TrainError(f"{self.run}'s snapshots were trained on other data than "
@@ -281,13 +316,16 @@ class Trainer:
             done = latest.get("iter", 0)
             if done > self.max_iter and self.max_iter == self.default_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
-                                 f"schedule of {self.max_iter}: it is finished; ITERS= above "
-                                 f"{done} trains it further, RESUME=0 trains {self.max_iter} "
-                                 f"from scratch")
+                                 f"schedule of {self.max_iter}: it is finished; ITERS="
+                                 f"{self.iters_beyond(done)} or more trains it further, RESUME=0 "
+                                 f"trains {self.max_iter} from scratch")
             if done > self.max_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations already, more than "
                                  f"ITERS={self.max_iter}; leave ITERS= out to resume it, or "
                                  f"RESUME=0 to train {self.max_iter} from scratch")
+            self._check_average_before_resuming(latest, snaps)
+            if solver_changed:
+                self._say_solver_changed()
         elif resume and self._finished_without_snapshot():
             raise TrainError(f"{self.run} holds a finished training but no snapshot to resume "
                              f"from ({snaps / 'latest.json'} is missing); RESUME=0 trains it "
@@ -529,22 +567,15 @@ class _Session:
         that neither schedule names. An average not begun yet under today's schedule is dropped,
         and said; one that cannot be rebuilt is refused."""
         average, it = self.average, self.solver.iter
-        if average.n == max(0, it - average.start):
-            return
-        began = it - average.n + 1 if average.n else None
-        was = (f"its weight average covers iterations {began}-{it}" if began
-               else "it holds no weight average")
-        if it <= average.start:
+        check = span_check(it, average.n, average.start)
+        if check == "drop":
             print(f"note: today's schedule ({self.t.max_iter} iterations) averages the weights "
-                  f"from iteration {average.start + 1}, after this run's {it}; {was} under the "
-                  f"schedule it was trained with, which is dropped", flush=True)
+                  f"from iteration {average.start + 1}, after this run's {it}; its weight average "
+                  f"covers iterations {it - average.n + 1}-{it} under the schedule it was trained "
+                  f"with, which is dropped", flush=True)
             average.reset()
-            return
-        raise TrainError(f"{self.t.run} has trained {it} iterations and {was}, where a training "
-                         f"of {self.t.max_iter} iterations averages them from iteration "
-                         f"{average.start + 1}: that average cannot be rebuilt. Resume with the "
-                         f"ITERS= the run was trained with (or without ITERS= if it had none), "
-                         f"or RESUME=0 to train {self.t.max_iter} from scratch")
+        elif check == "refuse":      # (refused before resuming, unless the file was unreadable)
+            raise self.t.average_refusal(it, average.n, average.start)
 
     # ------------------------------------------------------------------ the loop
     def step(self, k: int) -> None:
