@@ -379,6 +379,8 @@ def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
     np.testing.assert_allclose(annotations.read_centres_csv(p), [[1, 2]])
     p.write_text("x\ty\n3,5\t3,0\n12\t7,25\n")          # tabs and decimal commas (was refused)
     np.testing.assert_allclose(annotations.read_centres_csv(p), [[3.5, 3], [12, 7.25]])
+    p.write_text("x\ty\n0,500\t12\n-0,125\t3\n")        # a leading 0: no thousands there
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[0.5, 12], [-0.125, 3]])
 
 
 @pytest.mark.parametrize("text, why", [

@@ -447,17 +447,17 @@ def test_a_sweep_killed_outright_stops_its_training(sweep):
     holding its run's lock, and a rerun failed that cell) and wrote its snapshot.
 
     The kernel sends the parent-death signal at each reparenting: a sweep with more threads
-    than one (OpenBLAS starts its workers when numpy loads) hands its child to another of its
-    threads first, then to init, so the step may get SIGTERM twice; a training answers the
-    first and ignores the rest (interrupt.stop_once; test_train tests a second stop during the snapshot)."""
+    than one (OpenBLAS starts its workers when numpy loads, about one per core) hands its child
+    to another of its threads, and so on, then to init, so the step may get SIGTERM more than
+    once; a training answers the first and ignores the rest (interrupt.stop_once; test_train
+    tests a second stop during the snapshot)."""
     proc, record, pid = sweep
     proc.kill()
     proc.communicate(timeout=60)
     _until(lambda: _gone(pid), "the orphaned training did not stop")
     lines = record.read_text().splitlines()
     assert lines[0] == f"started {pid}" and lines[-1] == "snapshot", lines
-    assert 1 <= len(lines[1:-1]) <= 2, lines
-    assert set(lines[1:-1]) == {f"signal {int(signal.SIGTERM)}"}, lines
+    assert set(lines[1:-1]) == {f"signal {int(signal.SIGTERM)}"}, lines     # one or more
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the session and signals of Linux")

@@ -74,7 +74,7 @@ def _decimal_comma(path: Path, sep: str, fields: list[str]) -> bool:
                f"comma-separated file")
     elif any("." in f for f in fields):
         why = f"writes both points and commas in its coordinates ({commas[0]!r})"
-    elif all(re.fullmatch(r"-?\d{1,3}(,\d{3})+", f) for f in commas):
+    elif all(re.fullmatch(r"-?[1-9]\d{0,2}(,\d{3})+", f) for f in commas):   # 0,500: decimal
         why = (f"writes {commas[0]!r}, which may be a decimal comma or a thousands separator "
                f"({commas[0].replace(',', '.')} or {commas[0].replace(',', '')})")
     if why:
@@ -132,7 +132,7 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     table = [(rows.line_num, row) for row in rows if any(field.strip() for field in row)]
     comma = _decimal_comma(path, sep, [row[i].strip() for _, row in table for i in (ix, iy)
                                        if i < len(row)])
-    lines = text.splitlines()
+    lines = [line.rstrip("\r") for line in text.split("\n")]   # as csv counts line_num
     centres = []
     for line_num, row in table:
         try:
