@@ -101,17 +101,26 @@ def test_a_dataset_folder_given_as_the_run_names_its_runs(tmp_path, workdirs, ca
     my_cells/train.json is missing and to train a model first."""
     folder = tmp_path / "my_cells"
     folder.mkdir()
-    for model in ("fcrn", "fcrn-ctx"):
-        trained = workdirs / "runs" / "my_cells" / model
-        trained.mkdir(parents=True)
-        (trained / "train.json").write_text("{}")
+    runs = workdirs / "runs"
+    for tag, model, dataset in (("my_cells", "fcrn", "my_cells"),
+                                ("my_cells-p60-s30-r30", "alexnet", "my_cells"),
+                                ("my_cells_2", "fcrn", "my_cells_2")):  # another folder's
+        (runs / tag / model).mkdir(parents=True)
+        (runs / tag / model / "train.json").write_text(json.dumps({"dataset": dataset}))
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), np.full((60, 60, 3), 90, np.uint8))
     assert cli.main(["count", str(image), "--run", str(folder), "--out", str(tmp_path / "o")]) == 2
-    runs = workdirs / "runs" / "my_cells"
     assert capsys.readouterr().err.strip() == (
         f"pycount: error: {folder} is not a run folder (it has no train.json); the runs trained "
-        f"on my_cells are {runs / 'fcrn'}, {runs / 'fcrn-ctx'}: give one of them (RUN=)")
+        f"on its images (my_cells) are {runs / 'my_cells' / 'fcrn'}, "
+        f"{runs / 'my_cells-p60-s30-r30' / 'alexnet'}: give one of them (RUN=)")
+    # a folder named as a named set is its own dataset (bacterial-own): not the paper's runs
+    named = tmp_path / "bacterial"
+    named.mkdir()
+    (runs / "bacterial" / "fcrn").mkdir(parents=True)
+    (runs / "bacterial" / "fcrn" / "train.json").write_text(json.dumps({"dataset": "bacterial"}))
+    assert cli.main(["count", str(image), "--run", str(named), "--out", str(tmp_path / "o")]) == 2
+    assert "the runs trained" not in capsys.readouterr().err
 
 
 def test_an_image_of_another_bit_depth_is_counted_and_marked_suspect(run, tmp_path):

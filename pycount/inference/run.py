@@ -181,6 +181,25 @@ def finished_files(path: Path, model: config.ModelConfig, info: dict | None = No
     return files
 
 
+def _runs_of_folder(folder: Path) -> tuple[str, list[Path]]:
+    """(the dataset name, the run folders trained on it) when `folder` is read as an own dataset's
+    folder: runs_dir()/<name>*/<model>/ whose train.json names that dataset (its tag adds the
+    settings that differ); ("", []) when it reads as none."""
+    import glob
+    try:
+        name = config.folder_dataset(str(folder)).name
+    except PycountError:
+        return "", []
+    runs = []
+    for info in sorted(config.runs_dir().glob(f"{glob.escape(name)}*/*/train.json")):
+        try:
+            if json.loads(info.read_text()).get("dataset") == name:
+                runs.append(info.parent)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return name, runs
+
+
 def _missing(f: Path, run: Path) -> RunError:
     from pycount.util.runlock import in_training
     if in_training(run):
@@ -191,11 +210,10 @@ def _missing(f: Path, run: Path) -> RunError:
         names = ", ".join(str(b.parent) for b in below[:4]) + (", ..." if len(below) > 4 else "")
         return RunError(f"{run} is not a run folder but holds {len(below)}: {names}; give one "
                         f"of them (RUN=)")
-    trained = config.runs_dir() / run.resolve().name        # a dataset's folder given for its run
-    runs = sorted(d.parent for d in trained.glob("*/train.json")) if run.name else []
-    if runs and trained.resolve() != run.resolve():
+    name, runs = _runs_of_folder(run)           # an own dataset's folder given for its run
+    if runs:
         names = ", ".join(str(r) for r in runs[:4]) + (", ..." if len(runs) > 4 else "")
         return RunError(f"{run} is not a run folder (it has no {f.name}); the runs trained on "
-                        f"{run.name} are {names}: give one of them (RUN=)")
+                        f"its images ({name}) are {names}: give one of them (RUN=)")
     return RunError(f"{f} is missing: {run} is not a trained run folder; train a model first "
                     f"(make train DATASET=... MODEL=...)")
