@@ -145,6 +145,24 @@ def test_a_folder_marked_twice_over_is_refused_by_file(tmp_path, workdirs):
     assert message.endswith("Remove the second mark of each pair from those files"), message
 
 
+def test_marks_twice_over_of_a_class_not_counted_are_no_duplicates_of_the_count(tmp_path,
+                                                                                workdirs):
+    """With MARKER= the duplicates are those of the counted marks: another class marked twice
+    is neither counted nor learned (it was refused as 'counted as two cells')."""
+    folder = make_folder(tmp_path / "f", n=6)
+    for i in range(6):
+        csv_file = folder / f"i{i:02d}.csv"
+        rows = csv_file.read_text().splitlines()[1:]
+        # the lattice as class "a"; its first 50 marks again as class "b", twice each
+        again = rows[:50] + rows[:50]
+        csv_file.write_text("x,y,class\n" + "".join(f"{r},a\n" for r in rows)
+                            + "".join(f"{r},b\n" for r in again))
+    ds = resolved(folder, marker="a")
+    assert (ds.patch, ds.sigma) == (44, 1.5)
+    with pytest.raises(DatasetError, match=r"600 of the 600 marks in .* lie within 1 px"):
+        resolved(folder, marker="b")
+
+
 def test_a_few_double_clicks_are_named_and_leave_the_spacing_as_it_is(tmp_path, workdirs):
     folder = make_folder(tmp_path / "f", n=11)
     _mark_twice(folder, "i03", 3)

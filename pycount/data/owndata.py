@@ -47,6 +47,9 @@ class ImageStats:
     # an image deeper than 8 bits: its dtype, the DEPTH_PERCENTILES of its raw values (lo, hi)
     # and its raw mean per channel (mean_rgb); {} for an 8-bit image
     depth: dict = field(default_factory=dict)
+    # counted marks lying within config.OWN_DUPLICATE_PX of another counted mark (a cell marked
+    # twice), from their exact distances; -1: not measured (a record from before)
+    twice: int = -1
 
 
 def _file_key(*paths: Path) -> str:
@@ -148,7 +151,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
         # (with a marker: its count, and the spacing of every mark: ":nn-all")
         key = _file_key(image_path, note) + (f":{marker}:nn-all" if marker else ":")
         hit = cache.get(i)
-        if hit and hit.get("key") == key and "depth" in hit.get("stats", {}):
+        if hit and hit.get("key") == key and {"depth", "twice"} <= set(hit.get("stats", {})):
             out[i] = ImageStats(**hit["stats"])
         else:
             raw = decoded_pixels(image_path)
@@ -163,10 +166,13 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             # the cell spacing over every marked cell, whatever the marker counted: the windows
             # and sigma follow the cells' size and packing, not how many are of the type counted
             # (Ki67-positive nuclei among the negative ones are as large and packed as they are)
-            nn = []
+            nn, twice = [], 0
             if len(everyone) > 1:
                 dist, _ = cKDTree(everyone).query(everyone, k=2)
                 nn = np.round(dist[:, 1], 1).tolist()
+            if len(centres) > 1:
+                dist, _ = cKDTree(centres).query(centres, k=2)
+                twice = int(np.sum(dist[:, 1] < config.OWN_DUPLICATE_PX))
             depth = {}
             if band:
                 lo, hi = band
@@ -175,7 +181,8 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
                          "mean_rgb": [_sig(v) for v in np.broadcast_to(        # floats of 1e-5
                              chans.mean(axis=(0, 1)), 3)]}
             out[i] = ImageStats(i, image.shape[1], image.shape[0], len(centres), nn,
-                                image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist(), depth)
+                                image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist(), depth,
+                                twice)
         fresh[i] = {"key": key, "stats": out[i].__dict__}
     if moved is not None:
         _check_moved(name, root, moved, old, out)
@@ -465,14 +472,13 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
 
 
 def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None:
-    """Marks within config.OWN_DUPLICATE_PX of another, in every image of the folder: named in
-    a warning, or refused above config.OWN_DUPLICATE_REFUSE of all marks."""
-    twice = {i: int(np.sum(np.asarray(s.nn, np.float64) < config.OWN_DUPLICATE_PX))
-             for i, s in stats.items()}
-    twice = {i: k for i, k in sorted(twice.items(), key=lambda t: -t[1]) if k}
+    """Counted marks within config.OWN_DUPLICATE_PX of another, in every image of the folder:
+    named in a warning, or refused above config.OWN_DUPLICATE_REFUSE of all counted marks."""
+    twice = {i: s.twice for i, s in sorted(stats.items(), key=lambda t: -t[1].twice)
+             if s.twice > 0}
     if not twice:
         return
-    n, total = sum(twice.values()), sum(len(s.nn) for s in stats.values())
+    n, total = sum(twice.values()), sum(s.count for s in stats.values())
     shown = ", ".join(f"{pairs[i][1].name} {k}" for i, k in list(twice.items())[:3])
     more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
     where = (f"{n} of the {total} marks in {root} lie within {config.OWN_DUPLICATE_PX:g} px of "
