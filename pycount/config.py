@@ -942,7 +942,7 @@ OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
 # release holds 2 such pairs among its 29,756 marks.
 OWN_DUPLICATE_PX = 1.0
 OWN_DUPLICATE_REFUSE = 0.05
-# A training image giving more than this share of the training crops (one large image among
+# A training image holding more than this share of the training images' area (one large image among
 # small ones) is named when the settings are printed: the nets learn mostly from it.
 OWN_ONE_IMAGE_SHARE = 0.5
 # the C head's classes (0 .. max_patch_count): OWN_CLASS_HEADROOM times the densest training

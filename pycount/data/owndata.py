@@ -418,15 +418,15 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
          f"(here {n_crops(crop, crop_stride):,})", " px")
 
     # one image much larger than the others: the nets learn mostly from it, which a lab should
-    # know (its tissue, stain or cells stand for the folder)
-    per = {s.id: density_targets.count_training_crops(max(s.height, crop), max(s.width, crop),
-                                                      crop, crop_stride, ds.rot_step) for s in tr}
-    big = max(per, key=per.get)
-    share = per[big] / max(1, sum(per.values()))
+    # know (its tissue, stain or cells stand for the folder). By area, which the crops and the
+    # patches of any model follow (those that validate included)
+    area = {s.id: max(s.height, crop) * max(s.width, crop) for s in tr}
+    big = max(area, key=area.get)
+    share = area[big] / sum(area.values())
     if len(tr) > 2 and share > config.OWN_ONE_IMAGE_SHARE:
-        lines.append(f"  note: {big} ({stats[big].width}x{stats[big].height} px) gives "
-                     f"{share:.0%} of the training crops, the other {len(tr) - 1} training "
-                     f"images the rest: the nets learn mostly from it")
+        lines.append(f"  note: {big} ({stats[big].width}x{stats[big].height} px) holds "
+                     f"{share:.0%} of the training images' area, the other {len(tr) - 1} the "
+                     f"rest: the nets learn mostly from it")
     depth_range = _depth_range(ds, tr, root, note, lines)
     pixels = np.array([s.width * s.height for s in tr], np.float64)
     mean = tuple(float(v) for v in np.round(
