@@ -271,16 +271,62 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
     assert kept["bacterial/alexnet"]["metrics"]["mae"] == 7.0 and len(kept) == 1
     assert json.loads(rec.read_text())["runs"]["bacterial/alexnet"]["metrics"]["mae"] == 7.0
 
-    # a training stopped before its schedule's end says so
+    # metrics beside a training that was interrupted (eval refuses such a run: a copy brought
+    # them) are no result; it was shown as "2000 of 2400 (stopped)"
     (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
         {"iterations": 2000, "interrupted": True, "best_iter": 2000, "best_val_patch_mae": 0.6}))
-    (runs / "bacterial" / "alexnet" / "solver.prototxt").write_text("max_iter: 2400\n")
-    md = render.to_markdown(render.to_blocks(audit.build(runs, record_path=rec)))
-    assert "| 2000 of 2400 (stopped) |" in md
+    cell = audit.build(runs, record_path=rec)["tables"][0]["rows"][1]["cells"]["bacterial"]
+    assert cell["ours"] is None and cell["note"] == (
+        "bacterial/alexnet/metrics.json stands beside a training that was interrupted at "
+        "iteration 2000: finish it (make train resumes it), then make eval")
+    # metrics of other weights than the run's (trained again, or copied over, since)
+    (runs / "bacterial" / "alexnet" / "train.json").write_text(json.dumps(
+        {"iterations": 2000, "model_sha256": "a" * 64}))
+    metrics_file = runs / "bacterial" / "alexnet" / "metrics.json"
+    kept_metrics = metrics_file.read_text()
+    metrics_file.write_text(json.dumps({**json.loads(kept_metrics), "iterations": 2000,
+                                        "model_sha256": "b" * 64}))
+    cell = audit.build(runs, record_path=rec)["tables"][0]["rows"][1]["cells"]["bacterial"]
+    assert cell["ours"] is None and cell["note"].startswith(
+        "stale bacterial/alexnet/metrics.json: it counted other weights than the run's "
+        "model.caffemodel"), cell["note"]
+    metrics_file.write_text(json.dumps({**json.loads(kept_metrics), "iterations": 2000,
+                                        "model_sha256": "a" * 64}))
+    cell = audit.build(runs, record_path=rec)["tables"][0]["rows"][1]["cells"]["bacterial"]
+    assert cell["ours"]["mae"] == json.loads(kept_metrics)["mae"]
 
     rec.write_text("{half written")
     with pytest.raises(config.ConfigError, match="results.json"):
         audit.build(runs, record_path=rec)
+
+
+WHOLE = {"mre": 0.1, "mae": 12.0, "mae_std": 1.0, "baseline_mae": 40.0, "n_images": 10}
+
+
+@pytest.mark.parametrize("metrics, why", [
+    ({**WHOLE, "mae": "12.3"}, 'mae is "12.3", not a number'),
+    ([1, 2], "a JSON object was expected, not array"),
+    ({k: v for k, v in WHOLE.items() if k != "mae"}, "it lacks mae"),
+])
+def test_a_hand_edited_record_is_refused_before_anything_is_written(tmp_path, metrics, why):
+    """An entry of docs/audit/results.json edited by hand was a traceback in the report (a
+    format code on a string, a list taken for a mapping, a KeyError), after `record` had written
+    the file again with it."""
+    rec = tmp_path / "results.json"
+    rec.write_text(json.dumps({"about": "", "runs": {"bacterial/alexnet": {
+        "metrics": metrics, "train": {"iterations": 10}}}}))
+    before = rec.read_bytes()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for call in (lambda: audit.build(runs, record_path=rec),
+                 lambda: audit.record({"found": {}, "trains": {}, "runs_dir": runs}, rec)):
+        with pytest.raises(config.ConfigError) as refused:
+            call()
+        message = str(refused.value)
+        assert message.startswith(f"{rec}: unreadable entry bacterial/alexnet: ") \
+            and why in message, message
+        assert message.endswith("restore it with `git checkout -- results.json` in its folder)")
+    assert rec.read_bytes() == before
 
 
 def test_the_record_keeps_per_image_counts_for_later_pairing(tmp_path):

@@ -423,6 +423,16 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
     ids = list(ds.test_ids)
     (good / "predictions.csv").write_text("id,true,predicted,tiling,abs_error\n" + "".join(
         f"{i},1,2,2,1\n" for i in ids))
+    for folder in (bad, good):
+        (folder / "metrics.json").write_text(json.dumps({"n_images": len(ids),
+                                                         "test_images_of": len(ids)}))
+    # an evaluation stopped before its metrics.json, and a partial one: no result to draw
+    for name, m in (("stopped-run", None), ("partial-run", {"n_images": 1, "test_images_of": 9})):
+        (run.parent / name).mkdir()
+        (run.parent / name / "predictions.csv").write_text(
+            (good / "predictions.csv").read_text())
+        if m:
+            (run.parent / name / "metrics.json").write_text(json.dumps(m))
     drawn = {}
     save = figures.save_fig7
     monkeypatch.setattr(figures, "save_fig7", lambda path, ids, true, est, title: (
@@ -435,6 +445,52 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
     assert notes == [f"note: Fig. 7 leaves out bad-run: {bad / 'predictions.csv'} is unreadable "
                      f"or damaged (ValueError(\"could not convert string to float: 'abc'\")); "
                      f"evaluate its run again (make eval) to write it anew"]
+
+
+def test_an_eval_stopped_among_its_writes_leaves_no_mix_of_two(tiny, monkeypatch):
+    """Killed between predictions.csv and metrics.json, eval left the last evaluation's metrics
+    beside this one's counts (the audit then recorded them together); and the folders that
+    killed evaluations left (.heatmaps.old-*) stayed for good."""
+    import types
+    from pycount.evaluation import evaluate
+    from pycount.evaluation import figures
+    ds, model = tiny
+    run = config.run_dir(ds, model)
+    run.mkdir(parents=True)
+    for name in config.run_files(model):
+        (run / name).write_text("placeholder\n")
+    (run / "train.json").write_text(json.dumps({
+        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
+        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+    count = {"n": 7.0}
+
+    class Counter:
+        def count_image(self, image):
+            return types.SimpleNamespace(count=count["n"], tiling_count=count["n"],
+                                         heatmap=np.zeros((4, 4)))
+    monkeypatch.setattr(evaluate, "make_predictor", lambda *a, **k: Counter())
+    monkeypatch.setattr(evaluate, "_save_heatmap", lambda path, *a: path.write_bytes(b"png"))
+    first = evaluate.evaluate(ds, model)
+    assert (run / "metrics.json").is_file()
+    dead = run / ".heatmaps.old-999999-abc"          # of an evaluation killed outright
+    dead.mkdir()
+    count["n"] = 9.0
+    write = figures.write_predictions
+
+    def killed_after(*a, **k):
+        write(*a, **k)
+        raise KeyboardInterrupt                      # stands in for the kill
+    monkeypatch.setattr(evaluate.report, "write_predictions", killed_after)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate(ds, model)
+    # this evaluation's counts are there, so the last one's metrics must not be
+    assert "9" in (run / "predictions.csv").read_text()
+    assert not (run / "metrics.json").exists() and not (run / "metrics.md").exists()
+    monkeypatch.setattr(evaluate.report, "write_predictions", write)
+    again = evaluate.evaluate(ds, model)
+    assert again["mae"] != first["mae"] and json.loads((run / "metrics.json").read_text())[
+        "mae"] == pytest.approx(again["mae"])
+    assert not dead.exists() and not list(run.glob(".heatmaps.*"))
 
 
 @pytest.mark.parametrize("text", ["", "id,true\n", "id,true,predicted\nx,1,\n",

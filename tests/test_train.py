@@ -313,6 +313,23 @@ def test_a_restart_killed_early_never_resumes_the_old_run(tiny, tmp_path):
     assert again["iterations_this_session"] == 20          # from scratch, not "resuming"
 
 
+def test_eval_of_a_training_killed_outright_says_to_finish_it(tiny):
+    """Killed with SIGKILL before its end (no train.json, no model.caffemodel yet, snapshots
+    there), eval said the folder was no trained run and to train a model first."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=20).train(resume=False)
+    run = config.run_dir(ds, model)
+    for name in ("train.json", "model.caffemodel"):
+        (run / name).unlink()
+    with pytest.raises(evaluate.RunError) as refused:
+        evaluate.evaluate(ds, model)
+    assert str(refused.value).endswith(
+        f"the training in {run} stopped before it finished (killed outright: its last snapshot "
+        f"is named in {run / 'snapshots' / 'latest.json'}); finish it first (make train resumes "
+        f"it from that snapshot)"), str(refused.value)
+
+
 def test_a_moved_run_folder_resumes(tiny, tmp_path, monkeypatch):
     """Run folders are relocatable: snapshots are named relative to the folder, and the
     solverstate's absolute weights path is pointed at the folder it is in now (#21.2)."""

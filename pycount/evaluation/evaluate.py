@@ -88,10 +88,10 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             for folder in (run, run.parent):                       # (Fig. 7 goes to run.parent)
                 folder.mkdir(exist_ok=True)
                 atomic.probe_writable(folder)
-            for old in run.glob(".heatmaps.tmp-*"):     # of evaluations killed outright
-                pid = old.name.rsplit("-", 1)[1]
-                if pid.isdigit() and not atomic.pid_alive(int(pid)):
-                    shutil.rmtree(old, ignore_errors=True)
+            # what evaluations killed outright left: heatmap folders, files being replaced
+            atomic.remove_stale_dirs(run, "heatmaps")
+            for folder in (run, run.parent):
+                atomic.remove_stale_temps(folder)
             heat.mkdir()
             with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
                 for i, s in enumerate(test):
@@ -115,12 +115,19 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                    density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                    backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
                    test_images_of=n_test, iterations=info.get("iterations"))
+        if info.get("model_sha256"):     # the weights counted (finished_files checked them)
+            out["model_sha256"] = info["model_sha256"]
         below = [r["id"] for r in rows if r["predicted"] < config.SUSPECT_BELOW]
         if below:                       # kept in the MAE as counted, but not left unsaid
             print(f"note: {len(below)} test image(s) counted below zero ({', '.join(below[:5])}"
                   f"{', ...' if len(below) > 5 else ''}): unlike the images the run learned from "
                   f"(predictions.csv has their counts)", flush=True)
         with _writing(run):
+            # metrics.json says a whole evaluation is there: it goes first and comes back last,
+            # so that one stopped among these writes leaves none, never one evaluation's metrics
+            # beside another's counts and heatmaps
+            for name in ("metrics.json", "metrics.md"):
+                (run / name).unlink(missing_ok=True)
             report.write_predictions(run / "predictions.csv", rows)
             atomic.replace_dir(heat, run / "heatmaps")
             report.write_metrics(run, out)
@@ -262,9 +269,18 @@ def _summarize(rows: list[dict], train_mean: float) -> dict:
 
 
 def write_fig7(dataset_runs: Path) -> Path | None:
-    """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth."""
+    """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth
+    (a run whose predictions.csv has no whole evaluation's metrics.json beside it: left out)."""
+    import json
     cols = {}
     for f in sorted(Path(dataset_runs).glob("*/predictions.csv")):
+        try:
+            m = json.loads((f.parent / "metrics.json").read_text())
+            whole = isinstance(m, dict) and not metrics.partial(m)
+        except (OSError, ValueError):
+            whole = False
+        if not whole:                 # an evaluation stopped part-way, or a partial one
+            continue
         try:
             cols[f.parent.name] = report.read_predictions(f)
         except PycountError as e:     # another run's damaged file: that run is left out

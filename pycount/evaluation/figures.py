@@ -50,7 +50,6 @@ def metrics_table(metrics: dict) -> str:
 def write_metrics(run: Path, metrics: dict) -> str:
     """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
     run = Path(run)
-    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
     how = (f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
            f"griddata density heatmap" if not metrics.get("density") else
            "count = sum of the predicted density map (crops at half stride, averaged where "
@@ -59,6 +58,8 @@ def write_metrics(run: Path, metrics: dict) -> str:
           f"{images(metrics)}; {how}.\n\n"
           f"{metrics_table(metrics)}\n")
     atomic.write_text(run / "metrics.md", md)
+    # last: its presence says the evaluation beside it is whole (evaluate)
+    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True))
     return md
 
 

@@ -210,6 +210,11 @@ def _missing(f: Path, run: Path) -> RunError:
         names = ", ".join(str(b.parent) for b in below[:4]) + (", ..." if len(below) > 4 else "")
         return RunError(f"{run} is not a run folder but holds {len(below)}: {names}; give one "
                         f"of them (RUN=)")
+    latest = run / "snapshots" / "latest.json"
+    if latest.is_file():            # a training killed outright (SIGKILL, a machine lost)
+        return RunError(f"{f} is missing: the training in {run} stopped before it finished "
+                        f"(killed outright: its last snapshot is named in {latest}); finish it "
+                        f"first (make train resumes it from that snapshot)")
     name, runs = _runs_of_folder(run)           # an own dataset's folder given for its run
     if runs:
         names = ", ".join(str(r) for r in runs[:4]) + (", ..." if len(runs) > 4 else "")

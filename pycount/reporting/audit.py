@@ -70,12 +70,18 @@ def _read(path: Path) -> dict:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         return {"error": f"unreadable {shown(path)} ({e}; {fix})"}
+    return _checked(m, shown(path), fix)
+
+
+def _checked(m, where: str, fix: str) -> dict:
+    """Metrics (a metrics.json's, or a recorded run's) as the report needs them; {"error": why}
+    when they are not (not an object, a value missing or of the wrong type, a partial count)."""
     if not isinstance(m, dict):
-        return {"error": f"unreadable {shown(path)}: a JSON object was expected, not "
+        return {"error": f"unreadable {where}: a JSON object was expected, not "
                          f"{_json_kind(m)} ({fix})"}
     missing = [k for k in REQUIRED if k not in m]
     if missing:
-        return {"error": f"unreadable {shown(path)}: it lacks {', '.join(missing)} ({fix})"}
+        return {"error": f"unreadable {where}: it lacks {', '.join(missing)} ({fix})"}
     wrong = [f"{k} is {_brief(m[k])}, not a number" for k in REQUIRED
              if not _is_number(m[k])]
     wrong += [f"{k} is {_brief(m[k])}, which no evaluation measures" for k in REQUIRED
@@ -83,9 +89,9 @@ def _read(path: Path) -> dict:
     wrong += [f"{k} is {json.dumps(m[k])}, not a name" for k in METRIC_NAMES
               if k in m and not isinstance(m[k], str)]
     if wrong:
-        return {"error": f"unreadable {shown(path)}: {'; '.join(wrong)} ({fix})"}
+        return {"error": f"unreadable {where}: {'; '.join(wrong)} ({fix})"}
     if partial(m):
-        return {"error": f"a partial evaluation: {shown(path)} counts {m['n_images']:g} of the "
+        return {"error": f"a partial evaluation: {where} counts {m['n_images']:g} of the "
                          f"{m['test_images_of']:g} test images (TEST_IMAGES=, as a dry run "
                          f"does), so no result; make eval without TEST_IMAGES counts them all"}
     return m
@@ -159,7 +165,8 @@ def _train_info(run: Path) -> dict:
             "commit": t.get("commit", "not recorded"),
             "settings": t.get("net") or json.dumps(t.get("settings") or {}, sort_keys=True),
             "best_iter": t.get("best_iter"), "best_val": t.get("best_val_patch_mae"),
-            "validation": curve, "planned": _max_iter(run), "stopped": bool(t.get("interrupted"))}
+            "validation": curve, "stopped": bool(t.get("interrupted")),
+            "model_sha256": t.get("model_sha256")}
 
 
 def _max_iter(run: Path) -> int | None:
@@ -274,12 +281,22 @@ def read_record(path) -> dict:
     path = Path(path)
     if not path.exists():
         return {}
+    restore = f"restore it with `git checkout -- {path.name}` in its folder"
     try:
         runs = json.loads(path.read_text())["runs"]
-        assert isinstance(runs, dict) and all("metrics" in e for e in runs.values())
+        assert isinstance(runs, dict) and all(isinstance(e, dict) and "metrics" in e
+                                              for e in runs.values())
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise config.ConfigError(f"{path}: not a pycount audit record; restore it with "
-                                 f"`git checkout -- {path.name}` in its folder") from None
+        raise config.ConfigError(f"{path}: not a pycount audit record; {restore}") from None
+    # each entry as a metrics.json is checked (an entry edited by hand was a traceback in the
+    # report, after `record` had written the file again with it)
+    for key, entry in runs.items():
+        why = _checked(entry["metrics"], f"entry {key}", restore).get("error")
+        if why:
+            raise config.ConfigError(f"{path}: {why}")
+        why = _train_problem(entry.get("train") or {})
+        if why:
+            raise config.ConfigError(f"{path}: entry {key}'s train is damaged ({why}); {restore}")
     return runs
 
 
@@ -381,6 +398,16 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
                                    f"it again"}
         elif "error" in trains[key]:            # a damaged train.json: the run is unreadable
             found[key], trains[key] = {"error": trains[key]["error"]}, {}
+        elif trains[key].get("stopped"):        # (eval refuses such a run; a copy brought it)
+            found[key] = {"error": f"{shown(p)} stands beside a training that was interrupted "
+                                   f"at iteration {trains[key].get('iterations')}: finish it "
+                                   f"(make train resumes it), then make eval"}
+        elif isinstance(found[key].get("model_sha256"), str) \
+                and isinstance(trains[key].get("model_sha256"), str) \
+                and found[key]["model_sha256"] != trains[key]["model_sha256"]:
+            found[key] = {"error": f"stale {shown(p)}: it counted other weights than the run's "
+                                   f"model.caffemodel (their sha256 differ: the run was trained "
+                                   f"again or copied over since); make eval counts with them"}
         elif _is_number(found[key].get("iterations")) \
                 and _is_number(trains[key].get("iterations")) \
                 and found[key]["iterations"] != trains[key]["iterations"]:

@@ -42,12 +42,9 @@ def shown(path: Path) -> str:
 
 
 def _iterations(train: dict) -> str:
-    """"20000", or "2000 of 2400 (stopped)" for a training stopped before its schedule's end
-    and counted with the weights it had kept."""
-    it = str(train.get("iterations", "?"))
-    if train.get("stopped") and train.get("planned"):
-        return f"{it} of {train['planned']} (stopped)"
-    return it
+    """"20000": the iterations trained (a training stopped before its end is no result: the
+    audit marks its run, audit.build)."""
+    return str(train.get("iterations", "?"))
 
 
 def _kept(train: dict) -> str:

@@ -113,6 +113,27 @@ def remove_stale_temps(folder) -> list[Path]:
     return gone
 
 
+def remove_stale_dirs(folder, name: str) -> list[Path]:
+    """Remove the folders that processes killed outright left beside `folder / name`: their
+    `.NAME.tmp-PID` (what they were writing) and replace_dir's `.NAME.old-PID-*` (the one they
+    were replacing), their process gone; an `.old-` folder of before the PID was in its name,
+    whatever its age. Returns what was removed."""
+    gone = []
+    import glob
+    for path in Path(folder).glob(f".{glob.escape(name)}.*"):
+        rest = path.name[len(name) + 2:]
+        if rest.startswith("tmp-"):
+            pid = rest[4:]
+        elif rest.startswith("old-"):
+            pid = rest[4:].split("-", 1)[0] if "-" in rest[4:] else ""
+        else:
+            continue
+        if path.is_dir() and not (pid.isdigit() and pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 def sha256_of(path) -> str:
     """sha256 of a file, read in 8 MiB blocks (4.2 s for a 1 GB LMDB on a busy 2-core machine);
     the one hash of whole files: LMDBs, caffemodels, release files, deploy nets."""
@@ -166,8 +187,8 @@ def replace_dir(tmp, dest) -> None:
     aside first and deleted only once the new folder is in place."""
     tmp, dest = Path(tmp), Path(dest)
     old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    if dest.exists():               # (named with this process: remove_stale_dirs knows it)
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-", dir=dest.parent))
         os.replace(dest, old / dest.name)
     os.replace(tmp, dest)
     if old is not None:
