@@ -1,5 +1,6 @@
 """`make protocol` (pycount protocol): bad NS=/SEEDS=/JOBS=, a missing release and damaged run
 folders are named before or instead of a training; no (N, seed) run is started here."""
+import dataclasses
 import json
 import sys
 
@@ -16,7 +17,7 @@ def jobs(monkeypatch, workdirs):
     ran = []
 
     def job(base, n, seed, retrain, threads, log_dir, steps=("prepare", "train", "eval"),
-            children=None):
+            children=None, name=""):
         ran.append((n, seed, tuple(steps)))
         return n, seed, "ok", 0.0
     monkeypatch.setattr(protocol, "_job", job)
@@ -211,3 +212,57 @@ def test_a_protocols_run_stops_when_the_protocol_is_killed_outright(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the child outlived its killed parent")
+
+
+def _own_folder_with_iters(root, iters=20):
+    from test_own_data import make_folder
+    folder = make_folder(root, n=8)
+    (folder / "pycount.toml").write_text(f"iters = {iters}\n")
+    return protocol.resolve_dataset(str(folder))
+
+
+def _write_run(ds, n, seed, solver_iters=None):
+    """The prototxts a training of (N, seed) writes, at `solver_iters` iterations."""
+    from pycount.nets import builders as nets
+    ds_n = config.with_overrides(ds, train_n=n, seed=seed)
+    m = config.model("fcrn", ds_n)
+    if solver_iters:
+        m = dataclasses.replace(m, solver=m.solver.stretched(solver_iters))
+    run = config.run_dir(ds_n, m)
+    nets.write_net_files(nets.run_plan(ds_n, m), run, str(run / "snapshots" / "snap"))
+    return run
+
+
+def test_a_folder_with_iters_in_its_spec_is_not_trained_again_each_time(tmp_path, workdirs):
+    """pycount.toml's iters: the runs train that many iterations, but the protocol compared them
+    with the model's 8,000, so every rerun trained every seed again from scratch."""
+    ds = _own_folder_with_iters(tmp_path / "own")
+    _write_run(ds, 2, 1, solver_iters=20)
+    assert protocol.stale(config.run_dir(config.with_overrides(ds, train_n=2, seed=1),
+                                         config.model("fcrn")), ds, "fcrn", 2, 1) == []
+    assert protocol.pending(ds, "fcrn", [2], [1]) == [(2, 1, False)]   # to evaluate, not retrain
+
+
+def test_a_run_of_another_schedule_stopped_before_its_metrics_is_trained_again(tmp_path,
+                                                                                workdirs):
+    """A run without metrics.json (its training or eval stopped) was resumed whatever schedule
+    its snapshots were of, mixing the two; a run not begun is simply trained."""
+    ds = _own_folder_with_iters(tmp_path / "own", iters=30)
+    _write_run(ds, 2, 1, solver_iters=20)           # begun when pycount.toml said 20
+    assert protocol.pending(ds, "fcrn", [2], [1, 2]) == [(2, 1, True), (2, 2, False)]
+
+
+def test_seeds_of_older_settings_are_shown_apart_and_left_out_of_the_mean(tmp_path, workdirs):
+    ds = _own_folder_with_iters(tmp_path / "own")
+    for seed, mae, iters in ((1, 2.0, 20), (2, 4.0, 20), (3, 9.0, 50)):
+        run = _write_run(ds, 2, seed, solver_iters=iters)
+        (run / "metrics.json").write_text(json.dumps({
+            "dataset": ds.name, "train_n": 2, "seed": seed, "mae": mae, "mre": 0.1}))
+    row, = protocol.summarize(ds, "fcrn")
+    assert (row["seeds"], row["mae_mean"], row["stale_seeds"]) == ([1, 2], 3.0, [3])
+    md = protocol.to_markdown([row])
+    assert "| 3.00 ± 1.41 | 2.00, 4.00 | seed 3: 9.00 |" in md
+    (config.run_dir(config.with_overrides(ds, train_n=2, seed=2), config.model("fcrn"))
+     / "metrics.json").unlink()
+    row, = protocol.summarize(ds, "fcrn")
+    assert row["mae_std"] is None and "| 2.00 ± n/a (one seed) |" in protocol.to_markdown([row])

@@ -275,7 +275,8 @@ def to_blocks(report: dict) -> list[tuple]:
         b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
                             "source"],
                   [[[r["dataset"]], [r["what"]], [str(r["n"])],
-                    [f"{r['mae']:.2f} ± {r['std']:.2f}"], [r["spread"]], [r["source"]]]
+                    [f"{r['mae']:.2f} ± " + ("n/a" if r["std"] is None else f"{r['std']:.2f}")],
+                    [r["spread"]], [r["source"]]]
                    for r in report["density"]]))
     b.append(("h2", "Other runs (no paper row maps to them)"))
     rows = []

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,22 @@ def run_dirs(ds: config.DatasetConfig, model: config.ModelConfig, n: int, seeds)
     return [config.run_dir(config.with_overrides(ds, train_n=n, seed=s), model) for s in seeds]
 
 
+def _as_trained(ds: config.DatasetConfig, model: str) -> config.ModelConfig:
+    """The model as a protocol run of `ds` trains it: an own folder's `iters` (pycount.toml)
+    stretches its schedule, as `make train` does (owndata.iterations); without it every such
+    run read as trained on another schedule, and was trained again from scratch each time."""
+    m = config.model(model, ds)
+    if ds.iters and not m.classic and ds.iters != m.solver.max_iter:
+        m = replace(m, solver=m.solver.stretched(ds.iters))
+    return m
+
+
 def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
           seed: int) -> list[str]:
     """Which prototxts of the (N, seed) run today's config would write otherwise: [] for a run
-    of today's settings, ["solver"] for one trained on another schedule, say."""
+    of today's settings (or none written yet), ["solver"] for one trained on another schedule."""
     ds = config.with_overrides(_as_dataset(dataset), train_n=n, seed=seed)
-    m = config.model(model, ds)
+    m = _as_trained(ds, model)
     if m.classic:            # no net: a fitted method is trained again from scratch each time
         return []
     return nets.drift(run, nets.run_plan(ds, m))
@@ -80,13 +91,17 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
                 old.setdefault(n, []).append(seed)
     out = []
     for n in sorted(by_n):
-        maes = np.array([by_n[n][s]["mae"] for s in sorted(by_n[n])])
+        # the mean is over the seeds of today's settings; over all, flagged, when none is
+        stale_seeds = sorted(old.get(n, []))
+        current = [s for s in sorted(by_n[n]) if s not in stale_seeds] or sorted(by_n[n])
+        maes = np.array([by_n[n][s]["mae"] for s in current])
         out.append({"dataset": dataset, "model": model, "train_n": n,
-                    "seeds": sorted(by_n[n]), "mae_per_seed": maes.round(4).tolist(),
+                    "seeds": current, "mae_per_seed": maes.round(4).tolist(),
                     "mae_mean": float(maes.mean()),
-                    "mae_std": float(maes.std(ddof=1)) if len(maes) > 1 else 0.0,
-                    "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in by_n[n]])),
-                    "stale_seeds": sorted(old.get(n, []))})
+                    "mae_std": float(maes.std(ddof=1)) if len(maes) > 1 else None,
+                    "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in current])),
+                    "stale_seeds": stale_seeds,
+                    "stale_mae": {str(s): round(by_n[n][s]["mae"], 4) for s in stale_seeds}})
     return out
 
 
@@ -120,10 +135,13 @@ def pending(dataset: str | config.DatasetConfig, model: str, ns,
     for n in ns:
         for s in seeds:
             run = run_dirs(ds, m, n, [s])[0]
-            if not (run / "metrics.json").exists():
-                todo.append((n, s, False))
-            elif stale(run, ds, model, n, s):
+            begun = any((run / f"{p}.prototxt").is_file() for p in ("train_val", "solver"))
+            if begun and stale(run, ds, model, n, s):
+                # (with or without its metrics: a run stopped before them was resumed under
+                # the new schedule, mixing the two)
                 todo.append((n, s, True))
+            elif not (run / "metrics.json").exists():
+                todo.append((n, s, False))
             elif _metrics(run / "metrics.json") is None:
                 todo.append((n, s, False))      # damaged: its numbers are measured again
     return todo
@@ -165,7 +183,7 @@ def _trained(run: Path, ds: config.DatasetConfig, model: str) -> bool:
     except (RunError, KeyError, TypeError, ValueError):   # none, or damaged: trained on
         return False
     return (not info.get("interrupted")
-            and iters >= config.model(model, ds).solver.max_iter
+            and iters >= _as_trained(ds, model).solver.max_iter
             and (run / "model.caffemodel").is_file())
 
 
@@ -216,11 +234,12 @@ class _Children:
 
 
 def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
-         log_dir: Path, steps=("prepare", "train", "eval"), children: _Children | None = None
-         ) -> tuple:
+         log_dir: Path, steps=("prepare", "train", "eval"), children: _Children | None = None,
+         name: str = "") -> tuple:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     env[interrupt.PARENT_ENV] = str(os.getpid())     # its runs stop when the protocol dies
-    log = log_dir / f"n{n}-seed{seed}.log"
+    # (named after the dataset and model too: another protocol's logs stay)
+    log = log_dir / f"{name + '-' if name else ''}n{n}-seed{seed}.log"
     start = time.monotonic()
     children = children or _Children()
     try:
@@ -295,7 +314,8 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
         with sigterm_as_interrupt():
             for n, s, status, secs in pool.map(
                     lambda a: _job(base, *a, threads, out_dir / "logs",
-                                   steps.get(a[:2], ("prepare", "train", "eval")), children),
+                                   steps.get(a[:2], ("prepare", "train", "eval")), children,
+                                   f"{ds.name}-{model}"),
                     todo):
                 print(f"  N={n} seed={s}: {status} ({secs / 60:.1f} min)", flush=True)
                 if status != "ok":
@@ -317,10 +337,17 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | model | N | seeds | MAE mean ± std over seeds | MAE per seed |",
-             "|---|---|---:|---|---:|---|"]
+    lines = ["| dataset | model | N | seeds | MAE mean ± std over seeds | MAE per seed | "
+             "trained with older settings (not in the mean) |",
+             "|---|---|---:|---|---:|---|---|"]
     for r in rows:
+        std = "n/a (one seed)" if r["mae_std"] is None else f"{r['mae_std']:.2f}"
+        stale_seeds = r.get("stale_seeds") or []
+        if stale_seeds and set(stale_seeds) >= set(r["seeds"]):
+            older = "all: `make protocol` with these seeds retrains them"
+        else:
+            older = ", ".join(f"seed {s}: {r['stale_mae'][str(s)]:.2f}" for s in stale_seeds)
         lines.append(f"| {r['dataset']} | {r['model']} | {r['train_n']} | "
-                     f"{', '.join(map(str, r['seeds']))} | {r['mae_mean']:.2f} ± "
-                     f"{r['mae_std']:.2f} | {', '.join(f'{v:.2f}' for v in r['mae_per_seed'])} |")
+                     f"{', '.join(map(str, r['seeds']))} | {r['mae_mean']:.2f} ± {std} | "
+                     f"{', '.join(f'{v:.2f}' for v in r['mae_per_seed'])} | {older} |")
     return "\n".join(lines) + "\n"
