@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
+from pathlib import Path
 
 from pycount import config
 from pycount.errors import Diverged, PycountError
+from pycount.util.atomic import NO_ROOM
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -318,6 +321,10 @@ def run(args: argparse.Namespace) -> int:
         return count(args.inputs, run_dir, backend=args.backend, out=args.out, gpu=args.gpu,
                      recursive=args.recursive, expected=args.expected, shared=args.shared,
                      tta=args.tta)
+    if args.command in ("prepare", "train", "eval"):
+        # options the model would ignore, before the values themselves are checked against the
+        # dataset (CROP_STRIDE= of a patch model is refused as such, not as too large)
+        _check_applies(args, config.model(args.model) if args.model else None)
     ds = config.with_overrides(
         config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
         size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
@@ -399,12 +406,20 @@ def _check_applies(args, model: config.ModelConfig | None) -> None:
     patches and counts, so the density targets' width, crops and their stain jitter would only
     file the same patches under another tag; only the ResNets load pretrained weights, so
     FINETUNE= and SCRATCH=1 change nothing for the nets trained from scratch."""
+    density_only = [f"{var}={getattr(args, dest)}" for var, dest in (
+        ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
+        ("HED", "hed_jitter")) if getattr(args, dest, None) is not None]
+    if model is None and density_only:              # prepare without MODEL=: patch LMDBs
+        raise config.ConfigError(f"{', '.join(density_only)}: settings of the density models' "
+                                 f"crops; give MODEL=fcrn (or fcrn-ctx) with "
+                                 f"{'them' if len(density_only) > 1 else 'it'} (without MODEL= "
+                                 f"prepare writes the patch models' LMDBs, which "
+                                 f"{'they change' if len(density_only) > 1 else 'it changes'} "
+                                 f"nothing in but the name)")
     if model is None or model.classic:              # (classic: _check_classic)
         return
     if not model.density:
-        given = [f"{var}={getattr(args, dest)}" for var, dest in (
-            ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
-            ("HED", "hed_jitter")) if getattr(args, dest, None) is not None]
+        given = density_only
         if given:
             raise config.ConfigError(f"{', '.join(given)}: for the density models (fcrn, "
                                      f"fcrn-ctx) only; {model.name} learns from patches labelled "
@@ -460,9 +475,31 @@ def main(argv=None) -> int:
               f"(e.g. chmod -R u+rwX on its folder), or work on a copy it may use",
               file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
+            raise
+        print(f"pycount: error: {_unwritable(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pycount: interrupted", file=sys.stderr)
         return 130
+
+
+# A write that no command's own handler caught (a cache, a generated set): a read-only or full
+# disk, or a file where a folder belongs, is one line naming the path and the fix
+_UNWRITABLE = (errno.EROFS, errno.ENOTDIR, errno.EISDIR) + NO_ROOM
+
+
+def _unwritable(e: OSError) -> str:
+    from pycount.util import atomic
+    path = Path(e.filename or "")
+    where = next((f"set {var} to a folder that is" for var, root in (
+        ("PYCOUNT_DATA", config.data_dir()), ("PYCOUNT_RUNS", config.runs_dir()))
+        if path == root or root in path.parents), "write somewhere else")
+    if e.errno in (errno.ENOTDIR, errno.EISDIR):
+        return (f"cannot write {path} ({e.strerror}): a file stands where a folder belongs on "
+                f"its path, or a folder where a file does; move it, or {where}")
+    return atomic.cannot_write(str(path), e, path.parent, where)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,9 @@ def test_a_gpu_that_is_no_device_is_refused(value, capsys):
     ("train", ["--model", "alexnet-lite", "--crop", "64"], "CROP=64: for the density models"),
     ("train", ["--model", "fcrn", "--finetune", "all"], "FINETUNE=all: for the ImageNet-pretrained"),
     ("train", ["--model", "alexnet", "--scratch"], "SCRATCH=1: for the ImageNet-pretrained"),
+    # prepare without MODEL= writes the patch models' LMDBs (it wrote one more under a crop tag)
+    ("prepare", ["--crop", "32"], "CROP=32: settings of the density models' crops; give "
+                                  "MODEL=fcrn (or fcrn-ctx) with it"),
 ])
 def test_options_the_model_would_ignore_are_refused(workdirs, command, argv, needle, capsys):
     """They were taken: a patch model's LMDB written again under another tag (SIGMA=, CROP=,
@@ -137,3 +140,12 @@ def test_an_empty_location_variable_counts_as_unset(var, folder, monkeypatch):
     monkeypatch.setenv(var, "")
     where = {"runs": config.runs_dir, "data": config.data_dir, "weights": config.weights_dir}
     assert where[folder]() == config.ROOT / folder
+
+
+def test_a_crop_stride_larger_than_the_crop_is_refused(workdirs, capsys):
+    """STRIDE= above PATCH= was refused (bands never seen); CROP_STRIDE= above CROP= was not."""
+    assert cli.main(["prepare", "--dataset", "synthetic", "--model", "fcrn", "--crop-stride",
+                     "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "CROP_STRIDE=1000 is larger than synthetic's crop of" in err and \
+        "the windows would skip a" in err, err

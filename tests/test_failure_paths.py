@@ -3,6 +3,7 @@ the file and the fix, a non-zero exit, no traceback; killed commands leave nothi
 for a result, and the next run cleans what they left."""
 import dataclasses
 import json
+import errno
 import os
 import pickle
 import shutil
@@ -563,3 +564,34 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
     settings = set(re.search(r"SETTINGS := (.*?)\n(?=\S)", text, re.S).group(1)
                    .replace("\\", " ").split())
     assert read - internal <= settings, read - internal - settings
+
+
+def test_a_data_root_that_is_a_file_is_one_message(tmp_path, workdirs, monkeypatch, capsys):
+    """PYCOUNT_DATA naming a file (or a read-only or full disk) ended prepare of an own folder in a
+    NotADirectoryError traceback from the measurement cache."""
+    from test_own_data import make_folder
+    folder = make_folder(tmp_path / "cells", n=4)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("PYCOUNT_DATA", str(afile))
+    assert cli.main(["prepare", "--dataset", str(folder), "--model", "fcrn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pycount: error: cannot write {afile / 'own'}") and \
+        "set PYCOUNT_DATA to a folder that is" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("code, fix", [
+    (errno.EROFS, "make {folder} writable, or set PYCOUNT_DATA to a folder that is"),
+    (errno.ENOSPC, "free space on the disk holding {folder} (it is full or its quota spent), or "
+                   "set PYCOUNT_DATA to a folder that is"),
+])
+def test_a_read_only_or_full_data_root_is_one_message(workdirs, monkeypatch, capsys, code, fix):
+    path = config.data_dir() / "own" / "cells.json"
+
+    def fails(args):
+        raise OSError(code, os.strerror(code), str(path))
+    monkeypatch.setattr(cli, "run", fails)
+    assert cli.main(["prepare"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pycount: error: cannot write {path} ({os.strerror(code)}): "
+                   + fix.format(folder=path.parent)), err

@@ -240,6 +240,36 @@ def test_a_resume_on_data_prepare_rewrote_since_is_refused_and_prepare_waits_for
     with pytest.raises(TrainError, match="snapshots were trained on other data than"):
         train.Trainer(ds, model, max_iter=20).train(resume=True)
     assert json.loads((run / "train.json").read_text())["iterations"] == 10
+    # the validation LMDB likewise (a validation image's marks edited): the weights kept would
+    # have been chosen across two validation sets
+    lmdbio.write_manifest(lmdb, manifest)
+    val = config.lmdb_dir(ds) / "val_lmdb"
+    val_manifest = lmdbio.read_manifest(val)
+    assert json.loads((run / "snapshots" / "latest.json").read_text())["val_data"] == \
+        val_manifest["fingerprint"]
+    lmdbio.write_manifest(val, {**val_manifest, "fingerprint": "other marks"})
+    with pytest.raises(TrainError, match="snapshots were validated on other data than"):
+        train.Trainer(ds, model, max_iter=20).train(resume=True)
+    lmdbio.write_manifest(val, val_manifest)
+    assert train.Trainer(ds, model, max_iter=20).train(resume=True)["iterations"] == 20
+
+
+def test_a_whole_lmdb_without_write_access_to_its_lock_is_said_not_written_again(
+        tiny, monkeypatch, capsys):
+    """A current LMDB on a read-only data root was called damaged, written again, and that
+    failed with advice for a full disk."""
+    from pycount.errors import LmdbError
+    ds, _ = tiny
+    prepare.prepare(ds)
+    capsys.readouterr()
+    real = os.access
+    monkeypatch.setattr(lmdbio.os, "access", lambda p, mode: False if mode == os.W_OK
+                        else real(p, mode))
+    with pytest.raises(LmdbError) as refused:
+        prepare.prepare(ds)
+    assert "Caffe's LMDB reader needs write access to its lock file" in str(refused.value)
+    assert "set PYCOUNT_DATA to a writable folder" in str(refused.value)
+    assert "writing it again" not in capsys.readouterr().out
 
 
 def test_a_larger_patch_of_a_named_set_scales_its_classes_with_the_area():

@@ -122,6 +122,11 @@ def write_manifest(path: Path, manifest: dict) -> None:
     atomic.write_text(Path(path) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
+class LmdbLocked(LmdbError):
+    """A whole database that Caffe cannot open for want of write access to its lock file: not
+    damaged (writing it again would fail the same way)."""
+
+
 def check_readable(path: Path) -> None:
     """A prepared database whole on disk before Caffe opens it: Caffe aborts (a glog CHECK) on a
     missing or invalid data.mdb and dies of SIGBUS reading past the end of a truncated one, and
@@ -142,8 +147,10 @@ def check_readable(path: Path) -> None:
         raise LmdbError(f"{data} is cut short ({size:,} of its {need:,} bytes); {again}")
     if not os.access(path, os.W_OK) or ((path / "lock.mdb").exists()
                                          and not os.access(path / "lock.mdb", os.W_OK)):
-        raise LmdbError(f"{path}: Caffe's LMDB reader needs write access to its lock file "
-                        f"(lock.mdb) there; make the folder writable for this user")
+        raise LmdbLocked(f"{path}: Caffe's LMDB reader needs write access to its lock file "
+                         f"(lock.mdb) there; make the folder writable for this user, or set "
+                         f"PYCOUNT_DATA to a writable folder (prepare writes the databases "
+                         f"there)")
 
 
 def check_whole(path: Path) -> None:
@@ -170,6 +177,8 @@ def is_current(path: Path, fingerprint: str, whole: bool = True) -> bool:
         return True
     try:
         check_whole(path)
+    except LmdbLocked:
+        raise                       # whole, but unusable here: said, not written again
     except LmdbError as e:
         print(f"{e}: writing it again", flush=True)
         return False

@@ -135,7 +135,8 @@ def pending(dataset: str | config.DatasetConfig, model: str, ns,
     for n in ns:
         for s in seeds:
             run = run_dirs(ds, m, n, [s])[0]
-            begun = any((run / f"{p}.prototxt").is_file() for p in ("train_val", "solver"))
+            begun = any((run / f).is_file() for f in ("train_val.prototxt", "solver.prototxt",
+                                                      "metrics.json"))
             if begun and stale(run, ds, model, n, s):
                 # (with or without its metrics: a run stopped before them was resumed under
                 # the new schedule, mixing the two)

@@ -110,6 +110,9 @@ class Trainer:
         # what the training LMDB holds (settings + images + marks): each snapshot records it, so
         # that a resume on data `make prepare` has rewritten since is refused, not mixed in
         self.data_fp = (lmdbio.read_manifest(self.train_lmdb) or {}).get("fingerprint")
+        # and the validation LMDB's: the best-validation weights kept are compared across
+        # validations, which a rewritten validation set would mix
+        self.val_fp = (lmdbio.read_manifest(self.val_lmdb) or {}).get("fingerprint")
 
     def _plan(self) -> nets.NetPlan:
         return nets.run_plan(self.ds, self.model, self.head)
@@ -313,6 +316,12 @@ class Trainer:
                                  f"{self.train_lmdb} holds now (make prepare rewrote it since: "
                                  f"the images, marks or settings changed), and resuming would mix "
                                  f"the two; RESUME=0 trains it again on the data as it is now")
+            if latest.get("val_data") and self.val_fp and latest["val_data"] != self.val_fp:
+                raise TrainError(f"{self.run}'s snapshots were validated on other data than "
+                                 f"{self.val_lmdb} holds now (make prepare rewrote it since: the "
+                                 f"validation images or their marks changed), and the weights it "
+                                 f"keeps would be chosen across the two; RESUME=0 trains it again "
+                                 f"on the data as it is now")
             done = latest.get("iter", 0)
             if done > self.max_iter and self.max_iter == self.default_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
@@ -667,6 +676,8 @@ class _Session:
         state.pop("average", None)
         if self.t.data_fp:
             state["data"] = self.t.data_fp
+        if self.t.val_fp:
+            state["val_data"] = self.t.val_fp
         if self.average is not None and self.average.n:
             state["average"] = f"snap_iter_{it}.average.npz"
             self.average.save(snaps / state["average"])
