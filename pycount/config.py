@@ -458,12 +458,6 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         if st > p:
             raise ConfigError(f"{_named('STRIDE', stride, its + ' stride', st)} is larger than "
                               f"{_named('PATCH', patch, its + ' patch', p)}: {stride_gap(st, p)}")
-    if not ds.own and (crop is not None or crop_stride is not None):
-        c, cs = changes.get("crop", ds.crop), changes.get("crop_stride", ds.crop_stride)
-        if cs > c:
-            raise ConfigError(f"{_named('CROP_STRIDE', crop_stride, its + ' crop stride', cs)} "
-                              f"is larger than {_named('CROP', crop, its + ' crop', c)}: "
-                              f"{stride_gap(cs, c)}")
     if not ds.own and (sigma is not None or crop is not None):      # own: owndata.resolve
         sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)
         if sg > sigma_max(c):

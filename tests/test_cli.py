@@ -141,11 +141,3 @@ def test_an_empty_location_variable_counts_as_unset(var, folder, monkeypatch):
     where = {"runs": config.runs_dir, "data": config.data_dir, "weights": config.weights_dir}
     assert where[folder]() == config.ROOT / folder
 
-
-def test_a_crop_stride_larger_than_the_crop_is_refused(workdirs, capsys):
-    """STRIDE= above PATCH= was refused (bands never seen); CROP_STRIDE= above CROP= was not."""
-    assert cli.main(["prepare", "--dataset", "synthetic", "--model", "fcrn", "--crop-stride",
-                     "1000"]) == 2
-    err = capsys.readouterr().err
-    assert "CROP_STRIDE=1000 is larger than synthetic's crop of" in err and \
-        "the windows would skip a" in err, err
