@@ -97,6 +97,11 @@ def test_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
                           manifest={})
     assert str(tmp_path / "db") in str(e.value)
     assert not (tmp_path / "db").exists()
+    # the folders made for it go too (an empty data/lmdb/<tag>/ stayed); those before it stay
+    with pytest.raises(lmdbio.LmdbError, match="PYCOUNT_DATA"):
+        lmdbio.write_lmdb(tmp_path / "tag" / "density" / "db", iter(records(10)), n_max=10,
+                          patch=6, seed=0, manifest={})
+    assert sorted(tmp_path.iterdir()) == []
 
 
 def test_missing_database_names_the_fix(tmp_path):

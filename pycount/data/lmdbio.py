@@ -212,6 +212,7 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     the count histogram and the per-channel mean (BGR) of the patches.
     """
     dest = Path(dest)
+    made = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]   # innermost first
     dest.parent.mkdir(parents=True, exist_ok=True)
     per = bytes_per_record or 3 * patch * patch + _RECORD_OVERHEAD
     if targets is not None:
@@ -224,6 +225,11 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     print(f"{label}: up to {n_max} patches of {patch}x{patch}{' (PNG)' if encoded else ''}"
           f"{kept}, about {need / 2**20:.0f} MiB -> {dest}", flush=True)
     if need * 1.1 > free:
+        for d in made:              # the folders made for it go again: a refusal leaves nothing
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise LmdbError(f"{dest}: needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
                         f"are free on that disk; free some space or set PYCOUNT_DATA to a folder "
                         f"on a larger disk")
