@@ -222,7 +222,8 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     need = int(stored * per * 1.6)
     free = shutil.disk_usage(dest.parent).free
     kept = f" (keeping the {stored} read first)" if stored < n_max else ""
-    print(f"{label}: up to {n_max} patches of {patch}x{patch}{' (PNG)' if encoded else ''}"
+    unit = "crops" if targets is not None else "patches"   # a density model's: crops + targets
+    print(f"{label}: up to {n_max} {unit} of {patch}x{patch}{' (PNG)' if encoded else ''}"
           f"{kept}, about {need / 2**20:.0f} MiB -> {dest}", flush=True)
     if need * 1.1 > free:
         for d in made:              # the folders made for it go again: a refusal leaves nothing
@@ -289,7 +290,7 @@ class _Fill:
         # (reading and turning the images) made a first line of ~0.4 patches/s, eta 25 days
         records = iter(records)
         first = next(records, None)
-        with Progress(n_max, label, "patches") as bar:
+        with Progress(n_max, label, "crops" if with_targets else "patches") as bar:
             for rec in itertools.chain([] if first is None else [first], records):
                 rgb, count = rec[0], rec[1]
                 if self.seen >= n_max:
