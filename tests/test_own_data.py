@@ -655,6 +655,24 @@ def test_scale_given_on_the_command_line_or_in_the_spec_file(tmp_path, workdirs)
         resolved(folder)
 
 
+def test_a_resume_after_the_folders_mean_colour_moved_names_the_folder(tmp_path, workdirs,
+                                                                        capsys):
+    """A training image replaced moves the inferred mean colour, which is in the net: the resume
+    was refused as differing from "what pycount/config.py gives now", which it did not."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "4"]) == 0
+    ds = owndata.resolve(config.dataset(str(folder)), say=lambda _: None)
+    cv2.imwrite(str(folder / f"{ds.train_ids[0]}.png"), np.full((64, 64, 3), 200, np.uint8))
+    assert cli.main(["prepare", *args]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", *args, "--iters", "8"]) == 2
+    err = capsys.readouterr().err
+    assert ("differs from what pycount/config.py and the folder's inferred settings (its images' "
+            "mean colour, the windows) give now" in err), err
+
+
 def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, capsys):
     """SCALE=2 end to end: train.json and dataset.json keep it, eval and count read at it
     (counts.csv gives the file's own size), and a run asked for at another scale is refused."""

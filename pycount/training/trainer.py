@@ -201,9 +201,11 @@ class Trainer:
         longer max_iter, another schedule) is allowed: True then, for the caller to say."""
         changed = nets.drift(self.run, plan)
         if "train_val" in changed:
+            source = ("pycount/config.py and the folder's inferred settings (its images' mean "
+                      "colour, the windows) give" if self.ds.own else "pycount/config.py gives")
             raise TrainError(f"{self.run}: its snapshots were written by another net than "
                              f"today's {self.model.name} (its train_val.prototxt differs from "
-                             f"what pycount/config.py gives now); {self._again()}")
+                             f"what {source} now); {self._again()}")
         return bool(changed)
 
     def _again(self) -> str:
