@@ -322,8 +322,9 @@ def run(args: argparse.Namespace) -> int:
                      recursive=args.recursive, expected=args.expected, shared=args.shared,
                      tta=args.tta)
     if args.command in ("prepare", "train", "eval"):
-        # options the model would ignore, before the values themselves are checked against the
-        # dataset (CROP_STRIDE= of a patch model is refused as such, not as too large)
+        # options the model would ignore, once and before the values themselves are checked
+        # against the dataset (a patch model's crop settings refused as such); it needs only
+        # the model's kind, not its per-dataset solver
         _check_applies(args, config.model(args.model) if args.model else None)
     ds = config.with_overrides(
         config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
@@ -338,7 +339,6 @@ def run(args: argparse.Namespace) -> int:
         from pycount.data import prepare
         model = config.model(args.model, ds) if args.model else None
         _check_stain(ds, model)
-        _check_applies(args, model)
         if model is not None and model.classic:
             prepare.load_split(ds, args.data_root)          # every image read and checked
             print(f"{model.name} reads the images themselves: no LMDB to prepare")
@@ -350,7 +350,6 @@ def run(args: argparse.Namespace) -> int:
     model = config.model(args.model, ds)
     _check_stain(ds, model)
     _check_classic(args, model)
-    _check_applies(args, model)
     if args.command == "train" and ds.own and args.iters is None:
         from pycount.data import owndata
         args.iters = owndata.iterations(ds, model)

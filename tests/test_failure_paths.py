@@ -396,6 +396,20 @@ def test_eval_names_where_a_misplaced_run_belongs(workdirs, monkeypatch, capsys)
     assert f"Move it to {workdirs / 'runs' / 'synthetic' / 'alexnet-lite-C'}, where" in err
 
 
+def _finished_run_of_placeholders(ds, model):
+    """A run folder as a finished training of `model` on `ds` leaves it (train.json of its
+    settings, 60 iterations), its net and weights files placeholders for a test's stand-in
+    engine."""
+    run = config.run_dir(ds, model)
+    run.mkdir(parents=True)
+    for name in config.run_files(model):
+        (run / name).write_text("placeholder\n")
+    (run / "train.json").write_text(json.dumps({
+        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
+        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+    return run
+
+
 def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sibling(
         tiny, monkeypatch, capsys):
     """The checks pass a run trained as asked; and another run's predictions.csv with a count
@@ -405,13 +419,7 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
     from pycount.evaluation import evaluate
     from pycount.evaluation import figures
     ds, model = tiny
-    run = config.run_dir(ds, model)
-    run.mkdir(parents=True)
-    for name in config.run_files(model):
-        (run / name).write_text("placeholder\n")
-    (run / "train.json").write_text(json.dumps({
-        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
-        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+    run = _finished_run_of_placeholders(ds, model)
 
     class Counter:                                   # stands in for the engine: 7 per image
         def count_image(self, image):
@@ -456,13 +464,7 @@ def test_an_eval_stopped_among_its_writes_leaves_no_mix_of_two(tiny, monkeypatch
     from pycount.evaluation import evaluate
     from pycount.evaluation import figures
     ds, model = tiny
-    run = config.run_dir(ds, model)
-    run.mkdir(parents=True)
-    for name in config.run_files(model):
-        (run / name).write_text("placeholder\n")
-    (run / "train.json").write_text(json.dumps({
-        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
-        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+    run = _finished_run_of_placeholders(ds, model)
     count = {"n": 7.0}
 
     class Counter:

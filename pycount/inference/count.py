@@ -77,6 +77,13 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
     return list(dict.fromkeys(found))               # a file named twice is counted once
 
 
+def _by_folder(paths: list[Path]) -> str:
+    """"3 in a/b, 1 in a/c": how many of `paths` each folder holds, the first three folders."""
+    where = Counter(str(p.parent) for p in paths)
+    return (", ".join(f"{n} in {d}" for d, n in list(where.items())[:3])
+            + (", ..." if len(where) > 3 else ""))
+
+
 def _check_out(out: Path, inputs, names: list[str]) -> None:
     """RunError before counting when the output folder is a file, holds a folder where counts.csv
     or a heatmap is to go, or is (or holds) a folder being counted."""
@@ -236,24 +243,18 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
     out = Path(out)
     _check_out(out, inputs, [])
     paths = find_images(inputs, recursive, exclude=out)
+    # images below a given folder that this count leaves out: named, never passed over unsaid
+    counted = set(paths)
+    deeper = [] if recursive else [p for p in find_images(inputs, True, exclude=out)
+                                   if p not in counted]
     if not paths:
-        deeper = [] if recursive else find_images(inputs, True, exclude=out)
-        where = Counter(str(p.parent) for p in deeper)
-        hint = (f"; its subfolders hold {len(deeper)} ("
-                + ", ".join(f"{n} in {d}" for d, n in list(where.items())[:3])
-                + (", ..." if len(where) > 3 else "")
-                + "): name the folder to count, or --recursive (RECURSIVE=1) counts them all"
-                if deeper else "")
+        hint = (f"; its subfolders hold {len(deeper)} ({_by_folder(deeper)}): name the folder "
+                f"to count, or --recursive (RECURSIVE=1) counts them all" if deeper else "")
         raise RunError(f"no images (*{', *'.join(IMAGE_SUFFIXES)}) in "
                        f"{', '.join(map(str, inputs))}{hint}")
-    if not recursive:               # images below a given folder: said, not silently left out
-        deeper = set(find_images(inputs, True, exclude=out)) - set(paths)
-        if deeper:
-            where = Counter(str(p.parent) for p in deeper)
-            print(f"note: {len(deeper)} image(s) in subfolders are not counted ("
-                  + ", ".join(f"{n} in {d}" for d, n in list(where.items())[:3])
-                  + (", ..." if len(where) > 3 else "")
-                  + "); --recursive (RECURSIVE=1) counts them too", file=sys.stderr)
+    if deeper:
+        print(f"note: {len(deeper)} image(s) in subfolders are not counted ({_by_folder(deeper)})"
+              f"; --recursive (RECURSIVE=1) counts them too", file=sys.stderr)
     _check_out(out, inputs, _heatmap_names(paths))
     _make_out(out)
     # an earlier count's table goes before the first new heatmap: a count killed outright

@@ -26,9 +26,14 @@ def saved_count(path: Path) -> int | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             n = z["n"]
-            return int(n) if n.shape == () and n.dtype.kind in "iu" and n >= 1 else None
+            return int(n) if _a_count(n) else None
     except Exception:
         return None
+
+
+def _a_count(n: np.ndarray) -> bool:
+    """Whether a saved count of averaged iterations is one: a whole number of at least 1."""
+    return n.shape == () and n.dtype.kind in "iu" and n >= 1
 
 
 class WeightAverage:
@@ -116,7 +121,7 @@ class WeightAverage:
             i, have, need = wrong[0]
             raise TrainError(f"{path} does not match this net's parameters (array {i} is "
                              f"{have}, the net's blob {need}): written by another net; {again}")
-        if n.shape != () or n.dtype.kind not in "iu" or n < 1:
+        if not _a_count(n):
             raise TrainError(f"{path} is damaged (its count of averaged iterations is "
                              f"{n.tolist()!r}); the weight average of its snapshot cannot be "
                              f"resumed: {again}")

@@ -86,7 +86,6 @@ class Trainer:
         self.run = Path(run or config.run_dir(ds, model, head))
         if max_iter is not None and max_iter < 1:
             raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
-        self.default_iter = model.solver.max_iter
         self.own_solver = model.solver         # the model's schedule before ITERS= stretches it
         self.max_iter = max_iter or model.solver.max_iter
         if self.max_iter != model.solver.max_iter:
@@ -325,7 +324,7 @@ class Trainer:
                                  f"keeps would be chosen across the two; RESUME=0 trains it again "
                                  f"on the data as it is now")
             done = latest.get("iter", 0)
-            if done > self.max_iter and self.max_iter == self.default_iter:
+            if done > self.max_iter and self.max_iter == self.own_solver.max_iter:
                 raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
                                  f"schedule of {self.max_iter}: it is finished; ITERS="
                                  f"{self.iters_beyond(done)} or more trains it further, RESUME=0 "
@@ -429,9 +428,9 @@ class Trainer:
         deploy = self.run / "deploy.prototxt"
         if deploy.is_file():        # counting refuses a deploy edited since (inference.run)
             summary["deploy_sha256"] = atomic.sha256_of(deploy)
-        weights = self.run / "model.caffemodel"
-        if weights.is_file():       # and weights replaced since, as well
-            summary["model_sha256"] = atomic.sha256_of(weights)
+        kept = self.run / "model.caffemodel"
+        if kept.is_file():          # and weights replaced since, as well
+            summary["model_sha256"] = atomic.sha256_of(kept)
         if pretrained is not None:
             from pycount.nets import weights
             if weights.is_stand_in(pretrained) or session.state.get("weights_stand_in"):

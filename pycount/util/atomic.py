@@ -3,6 +3,7 @@ so an interrupted run never leaves a half-written file where a good one is expec
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -98,6 +99,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _writer_gone(pid: str) -> bool:
+    """Whether the writer a temporary name holds (its process id as text; "" for a name from
+    before ids were in it) is gone."""
+    return not (pid.isdigit() and pid_alive(int(pid)))
+
+
 def remove_stale_temps(folder) -> list[Path]:
     """Remove the temporary files (replacing's `.NAME.tmp-PID.SUFFIX`, reserve's) that processes
     killed outright left in `folder` (their process gone). Returns what was removed."""
@@ -105,9 +112,8 @@ def remove_stale_temps(folder) -> list[Path]:
     for pattern, pid_at in ((".*.tmp-*", lambda n: n.rsplit(".tmp-", 1)[1].split(".")[0]),
                             (".reserve-*", lambda n: n.split("-")[1])):
         for path in Path(folder).glob(pattern):
-            pid = pid_at(path.name)
             # a live writer's stays: an eval of the run may be writing its metrics beside
-            if path.is_file() and not (pid.isdigit() and pid_alive(int(pid))):
+            if path.is_file() and _writer_gone(pid_at(path.name)):
                 path.unlink(missing_ok=True)
                 gone.append(path)
     return gone
@@ -119,7 +125,6 @@ def remove_stale_dirs(folder, name: str) -> list[Path]:
     were replacing), their process gone; an `.old-` folder of before the PID was in its name,
     whatever its age. Returns what was removed."""
     gone = []
-    import glob
     for path in Path(folder).glob(f".{glob.escape(name)}.*"):
         rest = path.name[len(name) + 2:]
         if rest.startswith("tmp-"):
@@ -128,7 +133,7 @@ def remove_stale_dirs(folder, name: str) -> list[Path]:
             pid = rest[4:].split("-", 1)[0] if "-" in rest[4:] else ""
         else:
             continue
-        if path.is_dir() and not (pid.isdigit() and pid_alive(int(pid))):
+        if path.is_dir() and _writer_gone(pid):
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
     return gone
