@@ -61,9 +61,11 @@ def outside_range(data: np.ndarray, depth_range: Sequence[float] = (),
 
 
 def _bits(dtype: str) -> str:
+    """A numpy dtype's name in a user's words: "16-bit", "32-bit float"."""
+    if dtype.startswith("float"):
+        return f"{dtype[len('float'):]}-bit float"
     return {"uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
-            "uint32": "32-bit", "int32": "32-bit signed"}.get(dtype, dtype.replace("float", "") + "-bit float" if dtype.startswith("float")
-                                    else dtype)
+            "uint32": "32-bit", "int32": "32-bit signed"}.get(dtype, dtype)
 
 
 def _other_depth(dtype: str, dtypes: tuple, depth_range: tuple) -> str:
