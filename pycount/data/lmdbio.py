@@ -323,8 +323,7 @@ def remove_stale_partials(dest: Path) -> list[Path]:
     (a live writer's folder stays); returns what was removed."""
     stale = []
     for tmp in Path(dest).parent.glob(f".{Path(dest).name}.partial-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
-        if not pid.isdigit() or not atomic.pid_alive(int(pid)):
+        if atomic.writer_gone(tmp.name.rsplit("-", 1)[1]):
             stale.append(tmp)
     _remove(stale)
     return stale

@@ -99,7 +99,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _writer_gone(pid: str) -> bool:
+def writer_gone(pid: str) -> bool:
     """Whether the writer a temporary name holds (its process id as text; "" for a name from
     before ids were in it) is gone."""
     return not (pid.isdigit() and pid_alive(int(pid)))
@@ -113,7 +113,7 @@ def remove_stale_temps(folder) -> list[Path]:
                             (".reserve-*", lambda n: n.split("-")[1])):
         for path in Path(folder).glob(pattern):
             # a live writer's stays: an eval of the run may be writing its metrics beside
-            if path.is_file() and _writer_gone(pid_at(path.name)):
+            if path.is_file() and writer_gone(pid_at(path.name)):
                 path.unlink(missing_ok=True)
                 gone.append(path)
     return gone
@@ -133,7 +133,7 @@ def remove_stale_dirs(folder, name: str) -> list[Path]:
             pid = rest[4:].split("-", 1)[0] if "-" in rest[4:] else ""
         else:
             continue
-        if path.is_dir() and _writer_gone(pid):
+        if path.is_dir() and writer_gone(pid):
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
     return gone
