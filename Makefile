@@ -14,7 +14,7 @@ SHELL := /bin/bash
 
 # Every setting's default lives in pycount/config.py: a variable left unset here is not passed, so
 # `make` and `pycount` share one table. Set any of them on the command line:
-#   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED RESPLIT
+#   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM RESPLIT
 #   CROP CROP_STRIDE STAIN SCALE MARKER RESUME=0 FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS
 #   JOBS STAGES THREADS TEST_IMAGES
 DATA_ROOT ?= ../shared/datasets
@@ -35,7 +35,7 @@ $(foreach v,FORCE RESUME SCRATCH SHARED,$(if $(filter-out 0 1,$($(v))),\
 # nothing and the command ran on its defaults: a full training where a short one was meant. Names
 # of the environment that pycount, BLAS, glog, CUDA or the tools/ scripts read (PYCOUNT_RUNS=,
 # OMP_NUM_THREADS=, IMAGE= of make docker) pass.
-SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED \
+SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM \
   RESPLIT CROP CROP_STRIDE STAIN SCALE MARKER RESUME FORCE FINETUNE SCRATCH BACKEND SHARED TTA \
   IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS TEST_IMAGES RECURSIVE DATASETS MODELS ARCHIVE URL \
   BASE WITH_CUDA WITH_NCCL VENV IMAGE PYTHON LINK_VENV
@@ -56,7 +56,7 @@ CHECK = python3 -c "import sys; sys.path.insert(0, '.'); from pycount import con
 ARGS = $(call opt,DATASET,--dataset) --data-root $(call q,$(DATA_ROOT)) \
   $(call opt,PATCH,--patch) $(call opt,STRIDE,--stride) $(call opt,ROT,--rot) $(call opt,SIZE,--size) \
   $(call opt,TRAIN_N,--train-n) $(call opt,SEED,--seed) $(call opt,SIGMA,--sigma) \
-  $(call opt,HED,--hed-jitter) $(call opt,RESPLIT,--resplit) $(call opt,CROP,--crop) \
+  $(call opt,HED,--hed-jitter) $(call opt,ZOOM,--zoom) $(call opt,RESPLIT,--resplit) $(call opt,CROP,--crop) \
   $(call opt,CROP_STRIDE,--crop-stride) $(call opt,STAIN,--stain-norm) $(call opt,SCALE,--scale) \
   $(call opt,MARKER,--marker)
 MODEL_ARGS = $(call opt,MODEL,--model) $(call opt,HEAD,--head) $(call opt,GPU,--gpu)

@@ -47,6 +47,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hed-jitter", type=float, default=None,
                    help="density models: stain (HED) augmentation strength of the training "
                    "crops, e.g. 0.05 (default: the dataset's)")
+    p.add_argument("--zoom", type=float, default=None,
+                   help="density models: scale augmentation, crops also cut from each training "
+                   "image at 1/(1+z) and 1+z times its size, e.g. 0.25 (default: none)")
     p.add_argument("--scale", type=float, default=None,
                    help="read every image resized by this factor, in preparing, evaluating and "
                    "counting alike (0.5: half the side; default: 1, or inferred for a folder "
@@ -331,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
         hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
         crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale,
-        marker=args.marker)
+        marker=args.marker, zoom=args.zoom)
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)
@@ -407,7 +410,7 @@ def _check_applies(args, model: config.ModelConfig | None) -> None:
     FINETUNE= and SCRATCH=1 change nothing for the nets trained from scratch."""
     density_only = [f"{var}={getattr(args, dest)}" for var, dest in (
         ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
-        ("HED", "hed_jitter")) if getattr(args, dest, None) is not None]
+        ("HED", "hed_jitter"), ("ZOOM", "zoom")) if getattr(args, dest, None) is not None]
     if model is None and density_only:              # prepare without MODEL=: patch LMDBs
         raise config.ConfigError(f"{', '.join(density_only)}: settings of the density models' "
                                  f"crops; give MODEL=fcrn (or fcrn-ctx) with "
@@ -447,7 +450,7 @@ def _check_classic(args, model: config.ModelConfig) -> None:
         *((var, getattr(args, dest, None), None) for var, dest in (
             ("PATCH", "patch"), ("STRIDE", "stride"), ("ROT", "rot"), ("SIZE", "size"),
             ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
-            ("HED", "hed_jitter")))) if value != unset]
+            ("HED", "hed_jitter"), ("ZOOM", "zoom")))) if value != unset]
     given = [g for g in given if g != "BACKEND=auto"]
     if given:
         raise config.ConfigError(f"{model.name} is fitted and counted on the CPU by its own "

@@ -105,6 +105,11 @@ class DatasetConfig:
     # the default sigma 2 and the full 8,000 iterations (2026-12-03): 34.91 against 35.59, paired
     # -0.68 +- 1.71, closer on 28 of 50: still none.
     hed_jitter: float = 0.0
+    # Scale augmentation of the density models' training crops (ZOOM=z; 0: none): besides each
+    # training image as it is, crops are cut from it resized by 1 / (1 + z) and by 1 + z, its
+    # dots moved with the pixels and each Gaussian's width scaled alike (still one cell each), so
+    # the net sees the cells from 1 / (1 + z) to 1 + z times their size; ~3x the crops.
+    zoom: float = 0.0
     # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
     # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
     # of each CIE L*a*b* channel; "macenko" unmixes each image's own haematoxylin and eosin and
@@ -186,6 +191,8 @@ class DatasetConfig:
                                      or "all"))
         if self.hed_jitter != (base.hed_jitter if base else 0.0):
             tags.append(f"hed{self.hed_jitter:g}")
+        if self.zoom != (base.zoom if base else 0.0):
+            tags.append(f"zoom{self.zoom:g}")
         if self.stain_norm != (base.stain_norm if base else ""):
             tags.append(self.stain_norm or "nostain")
         if self.train_n:
@@ -335,7 +342,7 @@ MEAN_BGR_WARN = 25
 # each with the Make variable that sets it (the name messages give)
 MAKE_VARS = {"patch": "PATCH", "stride": "STRIDE", "rot_step": "ROT", "size": "SIZE",
              "train_n": "TRAIN_N", "seed": "SEED", "sigma": "SIGMA", "hed_jitter": "HED",
-             "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
+             "zoom": "ZOOM", "resplit": "RESPLIT", "crop": "CROP", "crop_stride": "CROP_STRIDE",
              "stain_norm": "STAIN", "scale": "SCALE", "marker": "MARKER"}
 OVERRIDES = tuple(MAKE_VARS)
 # STAIN= values (pycount.data.stain) and the length of the target each records in a run
@@ -386,8 +393,9 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                    sigma: float | None = None, hed_jitter: float | None = None,
                    resplit: int | None = None, crop: int | None = None,
                    crop_stride: int | None = None, stain_norm: str | None = None,
-                   scale: float | None = None, marker: str | None = None) -> DatasetConfig:
-    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, RESPLIT=,
+                   scale: float | None = None, marker: str | None = None,
+                   zoom: float | None = None) -> DatasetConfig:
+    """The dataset with PATCH=, STRIDE=, ROT=, SIZE=, TRAIN_N=, SEED=, SIGMA=, HED=, ZOOM=, RESPLIT=,
     CROP=, CROP_STRIDE=, STAIN=, SCALE=, MARKER= applied (None: keep the default)."""
     if marker is not None:
         if not ds.own:
@@ -405,12 +413,12 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
     changes = {k: v for k, v in dict(patch=patch, stride=stride, rot_step=rot_step,
                                      size=size, train_n=train_n, seed=seed, sigma=sigma,
                                      hed_jitter=hed_jitter, resplit=resplit, crop=crop,
-                                     crop_stride=crop_stride, scale=scale).items()
+                                     crop_stride=crop_stride, scale=scale, zoom=zoom).items()
                if v is not None}
     # the float options first: nan passes no range test written as `v < lo` and inf none written
     # as `v <= 0` (SIGMA=nan and SIGMA=inf went on to tracebacks in drawing the targets)
     for k, what in (("sigma", "width in pixels, e.g. 2"), ("hed_jitter", "strength, e.g. 0.05"),
-                    ("scale", "factor, e.g. 0.5")):
+                    ("scale", "factor, e.g. 0.5"), ("zoom", "range, e.g. 0.25")):
         if k in changes and not math.isfinite(changes[k]):
             raise ConfigError(f"{MAKE_VARS[k]}={changes[k]} is not valid: give a finite {what}")
     if scale is not None and not SCALE_LIMITS[0] <= scale <= SCALE_LIMITS[1]:
@@ -429,6 +437,10 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                           f"2 to 4)")
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
+    if zoom is not None and not 0 <= zoom <= ZOOM_MAX:
+        raise ConfigError(f"ZOOM={zoom} is not valid: use a range from 0 (none) to {ZOOM_MAX:g}, "
+                          f"e.g. 0.25 (crops also cut from each training image at 1/1.25 and "
+                          f"1.25 times its size)")
     if rot_step is not None and not 0 <= rot_step < ROT_STEP_BELOW:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
                           f"to {ROT_STEP_BELOW - 1} (the paper's 30), or 0 for none")
@@ -463,6 +475,13 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         if sg > sigma_max(c):
             raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
+    if zoom and not ds.own:                                         # own: its sigma is inferred
+        sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)
+        if sg * (1 + zoom) > sigma_max(c):
+            raise ConfigError(f"ZOOM={zoom:g} widens {ds.name}'s sigma of {sg:g} px to "
+                              f"{sg * (1 + zoom):g} px in its enlarged crops, too wide for "
+                              f"{_named('CROP', crop, its + ' crop', c)}: use a smaller ZOOM= "
+                              f"or SIGMA=, or a larger CROP=")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")
@@ -989,6 +1008,8 @@ SPEC_NOT_ZERO = ("patch", "stride", "sigma", "crop", "crop_stride", "iters", "ma
 # SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
 # 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
 SCALE_LIMITS = (0.1, 4.0)
+# ZOOM= (DatasetConfig.zoom) at most this: crops cut at up to twice and half the cells' size
+ZOOM_MAX = 1.0
 # A dot mask (pycount.data.annotations.mask_centres) is refused when it is no mask of dots: when more
 # than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
 # larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the

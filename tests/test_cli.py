@@ -112,6 +112,8 @@ def test_a_gpu_that_is_no_device_is_refused(value, capsys):
     ("prepare", ["--model", "alexnet-lite", "--crop-stride", "999999", "--hed-jitter", "0.5"],
      "CROP_STRIDE=999999, HED=0.5: for the density models"),
     ("train", ["--model", "alexnet-lite", "--crop", "64"], "CROP=64: for the density models"),
+    ("train", ["--model", "alexnet-lite", "--zoom", "0.25"], "ZOOM=0.25: for the density models"),
+    ("prepare", ["--zoom", "0.25"], "ZOOM=0.25: settings of the density models' crops"),
     ("train", ["--model", "fcrn", "--finetune", "all"], "FINETUNE=all: for the ImageNet-pretrained"),
     ("train", ["--model", "alexnet", "--scratch"], "SCRATCH=1: for the ImageNet-pretrained"),
     # prepare without MODEL= writes the patch models' LMDBs (it wrote one more under a crop tag)

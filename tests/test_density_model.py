@@ -40,6 +40,61 @@ def test_quarter_turn_crops_tile_the_map_exactly(dtiny):
     np.testing.assert_allclose(sums.sum(axis=2), s.count, atol=1e-3)
 
 
+def test_zoomed_crops_tile_each_size_and_keep_one_cell_per_dot():
+    """ZOOM=1: the image at 1, 1/2 and 2 times its size, each tiled exactly by 32 px crops in
+    every quarter turn and mirror, so each size's crops hold the image's count; the Gaussians
+    widen with the pixels (at twice the size, sigma 4: a peak 4x lower)."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    centres = rng.uniform(20, 108, (9, 2))
+    crops = list(density_targets.zoomed_crops(image, centres, 32, 32, 90, 2.0, zoom=1.0))
+    n = [16, 4, 64]                      # 32 px tiles of 128, 64 and 256 px images
+    assert len(crops) == 8 * sum(n) == density_targets.count_training_crops(128, 128, 32, 32, 90,
+                                                                            zoom=1.0)
+    sums = np.array([d.sum(dtype=np.float64) for _, d in crops])
+    at = np.cumsum([0] + [8 * k for k in n])
+    for (a, b), size in zip(zip(at[:-1], at[1:]), (128, 64, 256)):
+        assert all(p.shape[:2] == (32, 32) for p, _ in crops[a:b])
+        np.testing.assert_allclose(sums[a:b].reshape(8, -1).sum(axis=1), 9, atol=1e-3)
+    one = list(density_targets.zoomed_crops(image, [[63.5, 63.5]], 32, 32, 90, 2.0, zoom=1.0))
+    peak = {size: max(d.max() for _, d in one[a:b]) for (a, b), size in
+            zip(zip(at[:-1], at[1:]), (128, 64, 256))}
+    assert peak[128] / peak[256] == pytest.approx(4, rel=0.05)
+    # no zoom: exactly training_crops
+    plain = list(density_targets.training_crops(image, centres, 32, 32, 90, 2.0))
+    same = list(density_targets.zoomed_crops(image, centres, 32, 32, 90, 2.0, zoom=0.0))
+    assert len(plain) == len(same) and all(np.array_equal(a[1], b[1]) for a, b in zip(plain, same))
+
+
+def test_zoom_is_a_variant_with_its_own_folders_and_is_checked():
+    ds = config.dataset("nuclei")
+    zoomed = config.with_overrides(ds, zoom=0.25)
+    assert zoomed.tag == "nuclei-zoom0.25" and config.lmdb_dir(zoomed) != config.lmdb_dir(ds)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(config.ConfigError, match="ZOOM="):
+            config.with_overrides(ds, zoom=bad)
+    # sigma widened with the enlarged crops must still fit them (a quarter of the crop)
+    with pytest.raises(config.ConfigError, match="ZOOM=1 widens nuclei's sigma of 13 px to 26"):
+        config.with_overrides(ds, zoom=1.0, sigma=13)
+
+
+def test_prepare_writes_the_zoomed_crops_for_training_only(dtiny):
+    ds, model = dtiny
+    zoomed = config.with_overrides(ds, zoom=0.25)
+    prepare.prepare(ds, model=model)
+    prepare.prepare(zoomed, model=model)
+
+    def n(d, part):
+        return lmdbio.read_manifest(config.density_lmdbs(d, part)[0])["records"]
+    # 6 training images of 256 px: 4 x 4 crops at 1x, 4 x 4 at 1/1.25 (205 px: the last row and
+    # column flush with the edge), 5 x 5 at 1.25 (320 px), each in 4 quarter turns and mirrored
+    assert n(ds, "train") == 6 * 16 * 8
+    assert n(zoomed, "train") == 6 * (16 + 16 + 25) * 8 == 6 * density_targets.count_training_crops(
+        256, 256, 64, 64, 90, zoom=0.25)
+    assert n(zoomed, "val") == n(ds, "val")          # validation crops: the images as they are
+    assert lmdbio.read_manifest(config.density_lmdbs(zoomed, "train")[0])["zoom"] == 0.25
+
+
 @pytest.mark.parametrize("angle_step", [30, 90])
 def test_targets_follow_the_pixels_under_rotation_and_mirroring(angle_step):
     # one bright pixel per cell: in every crop, the target's peak sits on the brightest pixel

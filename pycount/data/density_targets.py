@@ -107,9 +107,33 @@ def training_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: in
                 yield np.ascontiguousarray(pix), np.ascontiguousarray(dens, np.float32)
 
 
+def zoom_factors(zoom: float) -> tuple[float, ...]:
+    """The sizes training crops are cut at for DatasetConfig.zoom = z: 1, 1 / (1 + z), 1 + z."""
+    return (1.0,) if not zoom else (1.0, 1.0 / (1.0 + zoom), 1.0 + zoom)
+
+
+def zoomed_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
+                 rot_step: float, sigma: float, zoom: float = 0.0, context: int = 0, fill=None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """training_crops of the image at each of zoom_factors(zoom): resized (readers.
+    rescale_image), its dots moved with the pixels and sigma scaled by the same factor, so the
+    density is the same map at another size and each cell still one unit of mass."""
+    from pycount.data import readers
+    for f in zoom_factors(zoom):
+        img, cen = image, centres
+        if f != 1.0:
+            z = readers.rescale(readers.Sample("", image, centres, ""), f)
+            img, cen = z.image, z.centres
+        yield from training_crops(img, cen, crop, stride, rot_step, sigma * f, context, fill)
+
+
 def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float,
-                         context: int = 0) -> int:
-    """How many crops training_crops yields for an image of this size (mirror included)."""
+                         context: int = 0, zoom: float = 0.0) -> int:
+    """How many crops zoomed_crops yields for an image of this size (mirror included)."""
+    from pycount.data import readers
     pad = 2 * context                    # the context on both sides of every side
-    return 2 * patches.count_training_patches(height + pad, width + pad, crop + pad, stride,
-                                              rot_step)
+    total = 0
+    for f in zoom_factors(zoom):
+        w, h = readers.scaled_size(width, height, f)
+        total += 2 * patches.count_training_patches(h + pad, w + pad, crop + pad, stride, rot_step)
+    return total

@@ -405,7 +405,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
 
     def n_crops(c, s):
-        return sum(k * density_targets.count_training_crops(h, w, c, s, ds.rot_step)
+        return sum(k * density_targets.count_training_crops(h, w, c, s, ds.rot_step,
+                                                                 zoom=ds.zoom)
                    for (h, w), k in sizes.items())
     if ds.crop_stride:
         crop_stride = ds.crop_stride

@@ -204,9 +204,10 @@ def _density_records(samples, ds: config.DatasetConfig, rot_step: int,
     for s in samples:
         # each image's own seeded stream: the LMDB does not depend on the images' order
         rng = np.random.default_rng([config.SPLIT_SEED, zlib.crc32(s.id.encode())])
-        for pixels, dens in density_targets.training_crops(
+        for pixels, dens in density_targets.zoomed_crops(
                 s.image, s.centres, ds.crop, ds.crop_stride, rot_step, ds.sigma,
-                context=model.context, fill=_context_fill(ds, model)):
+                zoom=ds.zoom if rot_step else 0.0, context=model.context,
+                fill=_context_fill(ds, model)):
             if ds.hed_jitter:
                 pixels = stain.hed_jitter(pixels, ds.hed_jitter, rng)
             yield pixels, int(round(float(dens.sum()))), dens
@@ -235,6 +236,8 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                     "sources": content_hash(samples), "generated": ds.generated, **normalised}
         if ds.hed_jitter and rot_step:          # (absent when 0: older LMDBs stay current)
             settings["hed_jitter"] = ds.hed_jitter
+        if ds.zoom and rot_step:
+            settings["zoom"] = ds.zoom
         if m:                                   # (likewise)
             settings.update(context=m, fill=list(_context_fill(ds, model)))
         fp = lmdbio.fingerprint(settings)
@@ -254,7 +257,8 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
         _check_not_read(ds, dest)
         if rot_step:
             n_max = sum(density_targets.count_training_crops(*s.image.shape[:2], ds.crop,
-                                                             ds.crop_stride, rot_step, m)
+                                                             ds.crop_stride, rot_step, m,
+                                                             ds.zoom)
                         for s in samples)
             records = _density_records(samples, ds, rot_step, model)
         else:

@@ -442,6 +442,8 @@ class Trainer:
         if self.model.density:
             summary.update(sigma=self.ds.sigma, crop=self.ds.crop, crop_stride=self.ds.crop_stride,
                            hed_jitter=self.ds.hed_jitter, context=self.model.context)
+            if self.ds.zoom:                       # (absent when 0, as in older runs)
+                summary["zoom"] = self.ds.zoom
         _atomic_json(self.run / "train.json", summary)
         return summary
 
@@ -452,7 +454,8 @@ def _make_args(ds: config.DatasetConfig) -> str:
     if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
         keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
         given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
-        given += [k for k in ("size", "hed_jitter", "stain_norm", "resplit") if getattr(ds, k)]
+        given += [k for k in ("size", "hed_jitter", "zoom", "stain_norm", "resplit")
+                  if getattr(ds, k)]
         return f"DATASET={ds.subdir}" + "".join(
             f" {config.MAKE_VARS[k]}={getattr(ds, k):g}" if isinstance(getattr(ds, k), float)
             else f" {config.MAKE_VARS[k]}={getattr(ds, k)}" for k in given) + (
