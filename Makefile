@@ -122,6 +122,7 @@ count: need-images setup                   ## count your own images: make count 
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(if $(ITERS),$(error ITERS= is not used by make protocol: each (N, seed) run trains its model's schedule; for an own folder set iters in its pycount.toml))
+	$(foreach v,PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM RESPLIT CROP CROP_STRIDE STAIN SCALE MARKER,$(if $($(v)),$(error $(v)= is not used by make protocol: each (N, seed) run trains at the dataset's own settings; for an own folder set them in its pycount.toml)))
 	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
 	  --data-root $(call q,$(DATA_ROOT)) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
 

@@ -408,7 +408,8 @@ def _check_applies(args, model: config.ModelConfig | None) -> None:
     patches and counts, so the density targets' width, crops and their stain jitter would only
     file the same patches under another tag; only the ResNets load pretrained weights, so
     FINETUNE= and SCRATCH=1 change nothing for the nets trained from scratch."""
-    density_only = [f"{var}={getattr(args, dest)}" for var, dest in (
+    density_only = [f"{var}={getattr(args, dest):g}" if isinstance(getattr(args, dest), float)
+                    else f"{var}={getattr(args, dest)}" for var, dest in (
         ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
         ("HED", "hed_jitter"), ("ZOOM", "zoom")) if getattr(args, dest, None) is not None]
     if model is None and density_only:              # prepare without MODEL=: patch LMDBs
@@ -441,7 +442,8 @@ def _check_classic(args, model: config.ModelConfig) -> None:
     settings would only file the same fit under another tag): refused, named."""
     if not model.classic:
         return
-    given = [f"{name}={value}" for name, value, unset in (
+    given = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+             for name, value, unset in (
         ("GPU", getattr(args, "gpu", -1), -1), ("HEAD", getattr(args, "head", "R"), "R"),
         ("ITERS", getattr(args, "iters", None), None),
         ("FINETUNE", getattr(args, "finetune", None), None),

@@ -437,10 +437,15 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                           f"2 to 4)")
     if hed_jitter is not None and not 0 <= hed_jitter < 1:
         raise ConfigError(f"HED={hed_jitter} is not valid: use a strength in [0, 1), e.g. 0.05")
-    if zoom is not None and not 0 <= zoom <= ZOOM_MAX:
-        raise ConfigError(f"ZOOM={zoom} is not valid: use a range from 0 (none) to {ZOOM_MAX:g}, "
-                          f"e.g. 0.25 (crops also cut from each training image at 1/1.25 and "
-                          f"1.25 times its size)")
+    if zoom is not None and not (zoom == 0 or ZOOM_LIMITS[0] <= zoom <= ZOOM_LIMITS[1]):
+        raise ConfigError(f"ZOOM={zoom:g} is not valid: use a range from {ZOOM_LIMITS[0]:g} to "
+                          f"{ZOOM_LIMITS[1]:g}, e.g. 0.25 (crops also cut from each training image "
+                          f"at 1/1.25 and 1.25 times its size), or 0 for none")
+    for k, var in (("zoom", "ZOOM"), ("hed_jitter", "HED")):
+        if changes.get(k) and changes.get("rot_step", ds.rot_step) == 0:
+            raise ConfigError(f"{var}={changes[k]:g} augments the mirrored and rotated training "
+                              f"crops, and with ROT=0 training takes the crops as they are: drop "
+                              f"{var}= or give a rotation step (ROT=30, the paper's)")
     if rot_step is not None and not 0 <= rot_step < ROT_STEP_BELOW:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
                           f"to {ROT_STEP_BELOW - 1} (the paper's 30), or 0 for none")
@@ -475,7 +480,12 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         if sg > sigma_max(c):
             raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
-    if zoom and not ds.own:                                         # own: its sigma is inferred
+    if zoom and changes.get("sigma", ds.sigma) and \
+            changes.get("sigma", ds.sigma) / (1 + zoom) < SIGMA_MIN:
+        raise ConfigError(f"ZOOM={zoom:g} narrows the sigma of {changes.get('sigma', ds.sigma):g} "
+                          f"px to {changes.get('sigma', ds.sigma) / (1 + zoom):g} px in its shrunken "
+                          f"crops, below {SIGMA_MIN:g} px: use a smaller ZOOM= or a larger SIGMA=")
+    if zoom and not ds.own:                          # own: owndata.resolve, its sigma inferred
         sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)
         if sg * (1 + zoom) > sigma_max(c):
             raise ConfigError(f"ZOOM={zoom:g} widens {ds.name}'s sigma of {sg:g} px to "
@@ -1008,8 +1018,10 @@ SPEC_NOT_ZERO = ("patch", "stride", "sigma", "crop", "crop_stride", "iters", "ma
 # SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
 # 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
 SCALE_LIMITS = (0.1, 4.0)
-# ZOOM= (DatasetConfig.zoom) at most this: crops cut at up to twice and half the cells' size
-ZOOM_MAX = 1.0
+# ZOOM= (DatasetConfig.zoom), when not 0, within these: crops cut at up to twice and half the
+# cells' size, and at least 5 % off it (a smaller change rounds most images back to their size:
+# the same crops written three times)
+ZOOM_LIMITS = (0.05, 1.0)
 # A dot mask (pycount.data.annotations.mask_centres) is refused when it is no mask of dots: when more
 # than MASK_MAX_ON_SHARE of its pixels are marked (a solid or inverted mask), or when a blob is
 # larger than both MASK_MAX_BLOB_AREA px (a disc of radius 9) and MASK_MAX_BLOB_DOTS times the

@@ -119,7 +119,7 @@ def test_cnn_options_are_refused_for_a_classic_method(option, needle, tmp_path):
 @pytest.mark.parametrize("command, extra, named", [
     ("train", ["--gpu", "0"], "GPU=0"), ("train", ["--head", "C"], "HEAD=C"),
     ("train", ["--iters", "100"], "ITERS=100"), ("train", ["--scratch"], "SCRATCH=1"),
-    ("train", ["--finetune", "all"], "FINETUNE=all"), ("train", ["--sigma", "4"], "SIGMA=4.0"),
+    ("train", ["--finetune", "all"], "FINETUNE=all"), ("train", ["--sigma", "4"], "SIGMA=4"),
     ("train", ["--hed-jitter", "0.2"], "HED=0.2"), ("eval", ["--size", "64"], "SIZE=64"),
     ("train", ["--patch", "32", "--crop", "64"], "PATCH=32, CROP=64"),
     ("eval", ["--backend", "caffe"], "BACKEND=caffe"), ("eval", ["--gpu", "0"], "GPU=0")])

@@ -108,7 +108,7 @@ def test_a_gpu_that_is_no_device_is_refused(value, capsys):
 
 
 @pytest.mark.parametrize("command,argv,needle", [
-    ("prepare", ["--model", "alexnet-lite", "--sigma", "2"], "SIGMA=2.0: for the density models"),
+    ("prepare", ["--model", "alexnet-lite", "--sigma", "2"], "SIGMA=2: for the density models"),
     ("prepare", ["--model", "alexnet-lite", "--crop-stride", "999999", "--hed-jitter", "0.5"],
      "CROP_STRIDE=999999, HED=0.5: for the density models"),
     ("train", ["--model", "alexnet-lite", "--crop", "64"], "CROP=64: for the density models"),

@@ -76,6 +76,16 @@ def test_zoom_is_a_variant_with_its_own_folders_and_is_checked():
     # sigma widened with the enlarged crops must still fit them (a quarter of the crop)
     with pytest.raises(config.ConfigError, match="ZOOM=1 widens nuclei's sigma of 13 px to 26"):
         config.with_overrides(ds, zoom=1.0, sigma=13)
+    # and narrowed in the shrunken ones, stay a Gaussian of more than a pixel's dot
+    with pytest.raises(config.ConfigError, match="narrows the sigma of 0.6 px to 0.3 px"):
+        config.with_overrides(ds, zoom=1.0, sigma=0.6)
+    # a change of under 5 % rounds most images back to their size: the same crops three times
+    with pytest.raises(config.ConfigError, match="ZOOM=0.001 is not valid: use a range from 0.05"):
+        config.with_overrides(ds, zoom=0.001)
+    # ROT=0 takes the training crops as they are: the augmentations had no effect but the tag
+    for k, var in (("zoom", "ZOOM=0.25"), ("hed_jitter", "HED=0.25")):
+        with pytest.raises(config.ConfigError, match=f"{var} augments .* with ROT=0"):
+            config.with_overrides(ds, rot_step=0, **{k: 0.25})
 
 
 def test_prepare_writes_the_zoomed_crops_for_training_only(dtiny):

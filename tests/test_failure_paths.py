@@ -204,6 +204,18 @@ def test_make_refuses_a_setting_it_does_not_know(given, tmp_path):
     assert ok.returncode == 0, ok.stderr       # settings and the environment pycount reads pass
 
 
+@pytest.mark.parametrize("given", ["ZOOM=0.25", "SIGMA=2", "RESPLIT=1"])
+def test_make_protocol_refuses_the_settings_it_would_drop(given, tmp_path):
+    """make protocol passes only DATASET, MODEL, NS, SEEDS, JOBS: ZOOM= (or SIGMA=, ...) was
+    accepted and the protocol ran at the dataset's own settings without a word."""
+    p = subprocess.run(["make", "-s", "-n", "protocol", "DATASET=synthetic", given,
+                        f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    name = given.split("=")[0]
+    assert p.returncode != 0 and f"{name}= is not used by make protocol" in p.stderr
+    assert "-m pycount protocol" not in p.stdout
+
+
 def test_make_passes_a_folder_name_with_spaces_quotes_and_parentheses_as_one_argument(tmp_path):
     """DATASET="/x/my cells" reached pycount as two arguments ("unrecognized arguments: cells"),
     and "(copy)" was a shell syntax error."""
@@ -597,3 +609,17 @@ def test_a_read_only_or_full_data_root_is_one_message(workdirs, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert err == (f"pycount: error: cannot write {path} ({os.strerror(code)}): "
                    + fix.format(folder=path.parent)), err
+
+
+def test_eval_without_the_settings_a_run_was_trained_with_names_that_run(workdirs, capsys):
+    """A run trained with ZOOM=0.25 lives in runs/<dataset>-zoom0.25/<model>; eval without ZOOM=
+    said "train a model first", as if none had been."""
+    run = workdirs / "runs" / "synthetic-zoom0.25" / "fcrn"
+    run.mkdir(parents=True)
+    (run / "train.json").write_text("{}")
+    (workdirs / "runs" / "synthetic-sigma3" / "alexnet").mkdir(parents=True)   # another model
+    assert cli.main(["eval", "--dataset", "synthetic", "--model", "fcrn"]) == 2
+    err = capsys.readouterr().err
+    assert (f"{workdirs / 'runs' / 'synthetic' / 'fcrn'} is not a trained run folder, but fcrn "
+            f"was trained on synthetic with other settings: {run}; give the settings") in err
+    assert "alexnet" not in err and err.count("\n") == 1

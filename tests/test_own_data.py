@@ -926,3 +926,23 @@ def test_files_touched_but_unchanged_since_prepare_do_not_stop_a_training(tmp_pa
     assert "files were touched since `make prepare`" in out and "i00.csv changed" in out
     assert cli.main(["train", *args, "--iters", "4"]) == 0
     assert "were touched since" not in capsys.readouterr().out
+
+
+
+def test_zoom_on_a_folder_with_images_smaller_than_a_crop(tmp_path, workdirs):
+    """ZOOM= shrinks each training image by 1/(1+z): a 30 px image (padded to the 72 px crop)
+    shrunk to 48 px was a ValueError from the window grid. A size at which an image holds no crop
+    gives none; the LMDB holds the crops of every other size."""
+    folder = make_folder(tmp_path / "zoomed", n=8, side=120, spacing=10, small=("i02",))
+    assert cli.main(["prepare", "--dataset", str(folder), "--model", "fcrn", "--zoom", "0.5"]) == 0
+    ds = resolved(folder, zoom=0.5)
+    assert ds.crop == 72
+    manifest = lmdbio.read_manifest(config.density_lmdbs(ds, "train")[0])
+    assert "i02" in manifest["images"]           # (the seeded split trains on it)
+
+    def crops(side):
+        return density_targets.count_training_crops(side, side, 72, ds.crop_stride, ds.rot_step)
+    # 120 px images at 120, 80 and 180 px; the 30 px one (72 px padded) at 72 and 108 px only
+    want = sum(crops(72) + crops(108) if i == "i02" else crops(120) + crops(80) + crops(180)
+               for i in manifest["images"])
+    assert manifest["records"] == want

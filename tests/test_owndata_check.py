@@ -328,3 +328,14 @@ def test_a_class_count_beyond_the_patch_pixels_is_refused(tmp_path, workdirs):
                                      f"is more cells than a 40 px patch has pixels (1600)")
     (folder / "pycount.toml").write_text("patch = 40\nmax_patch_count = 1600\n")
     assert resolved(folder).max_patch_count == 1600
+
+
+def test_zoom_widening_sigma_beyond_an_own_folders_crop_is_refused(tmp_path, workdirs, capsys):
+    """The named sets' check (with_overrides) was skipped for own folders, whose sigma and crop
+    are known only once inferred: SIGMA=10 ZOOM=1 wrote 20 px Gaussians into 48 px crops."""
+    folder = own_folder(tmp_path / "f")
+    err = refused(capsys, "--dataset", str(folder), "--model", "fcrn", "--zoom", "1",
+                  "--sigma", "10", "--crop", "48")
+    assert "ZOOM=1 widens SIGMA=10.0 (--sigma) to 20 px in its enlarged crops" in err
+    assert "too wide for CROP=48 (--crop)" in err
+    resolved(folder, zoom=1.0, sigma=5.0, crop=48)          # 10 px: a quarter of 48 fits 12

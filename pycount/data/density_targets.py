@@ -115,16 +115,24 @@ def zoom_factors(zoom: float) -> tuple[float, ...]:
 def zoomed_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
                  rot_step: float, sigma: float, zoom: float = 0.0, context: int = 0, fill=None
                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """training_crops of the image at each of zoom_factors(zoom): resized (readers.
-    rescale_image), its dots moved with the pixels and sigma scaled by the same factor, so the
-    density is the same map at another size and each cell still one unit of mass."""
+    """training_crops of the image at each of zoom_factors(zoom) at which it holds a crop:
+    resized (readers.rescale_image), its dots moved with the pixels and sigma scaled by the same
+    factor, so the density is the same map at another size and each cell still one unit of mass."""
     from pycount.data import readers
-    for f in zoom_factors(zoom):
+    for f in _fitting(image.shape[0], image.shape[1], crop, zoom):
         img, cen = image, centres
         if f != 1.0:
             z = readers.rescale(readers.Sample("", image, centres, ""), f)
             img, cen = z.image, z.centres
         yield from training_crops(img, cen, crop, stride, rot_step, sigma * f, context, fill)
+
+
+def _fitting(height: int, width: int, crop: int, zoom: float) -> list[float]:
+    """zoom_factors at which the image still holds one crop: a shrunken copy smaller than the crop
+    (an own folder's small image, padded to the crop) gives none."""
+    from pycount.data import readers
+    return [f for f in zoom_factors(zoom)
+            if f == 1.0 or min(readers.scaled_size(width, height, f)) >= crop]
 
 
 def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float,
@@ -133,7 +141,7 @@ def count_training_crops(height: int, width: int, crop: int, stride: int, rot_st
     from pycount.data import readers
     pad = 2 * context                    # the context on both sides of every side
     total = 0
-    for f in zoom_factors(zoom):
+    for f in _fitting(height, width, crop, zoom):
         w, h = readers.scaled_size(width, height, f)
         total += 2 * patches.count_training_patches(h + pad, w + pad, crop + pad, stride, rot_step)
     return total

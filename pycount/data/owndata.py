@@ -402,6 +402,13 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         raise DatasetError(f"{said} is too wide for {_source(ds, root, 'crop', crop)}: "
                            f"{config.sigma_too_wide(sigma, crop)}")
 
+    if ds.zoom and sigma * (1 + ds.zoom) > config.sigma_max(crop):
+        said = _given(ds, root, "sigma", ds.sigma, first=False) if ds.sigma else \
+            f"the inferred sigma of {sigma:g} px"
+        raise DatasetError(f"ZOOM={ds.zoom:g} widens {said} to {sigma * (1 + ds.zoom):g} px in "
+                           f"its enlarged crops, "
+                           f"too wide for {_source(ds, root, 'crop', crop)}: "
+                           f"{config.sigma_too_wide(sigma * (1 + ds.zoom), crop)}")
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
 
     def n_crops(c, s):

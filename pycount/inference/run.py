@@ -3,6 +3,7 @@ run was trained with (train.json), so `pycount count --run DIR` needs nothing el
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import re
 import sys
@@ -220,5 +221,13 @@ def _missing(f: Path, run: Path) -> RunError:
         names = ", ".join(str(r) for r in runs[:4]) + (", ..." if len(runs) > 4 else "")
         return RunError(f"{run} is not a run folder (it has no {f.name}); the runs trained on "
                         f"its images ({name}) are {names}: give one of them (RUN=)")
+    others = sorted(str(d.parent) for d in run.parent.parent.glob(f"{glob.escape(run.parent.name)}-*/"
+                                                                    f"{glob.escape(run.name)}/train.json"))
+    if others:                  # the same model trained under other settings (ZOOM=, SIGMA=, ...)
+        names = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+        return RunError(f"{f} is missing: {run} is not a trained run folder, but {run.name} was "
+                        f"trained on {run.parent.name} with other settings: {names}; give the "
+                        f"settings it was trained with again (its train.json names them) or the "
+                        f"folder (RUN=)")
     return RunError(f"{f} is missing: {run} is not a trained run folder; train a model first "
                     f"(make train DATASET=... MODEL=...)")
