@@ -423,7 +423,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                 break
     note("crop_stride", crop_stride, f"the smallest multiple of 8 from half the crop that keeps "
          f"the training crops within {config.OWN_CROP_BUDGET:,} "
-         f"(here {n_crops(crop, crop_stride):,})", " px")
+         f"(here {n_crops(crop, crop_stride):,}, counting the images kept aside to monitor "
+         f"training)", " px")
 
     # one image much larger than the others: the nets learn mostly from it, which a lab should
     # know (its tissue, stain or cells stand for the folder). By area, which the crops and the
