@@ -1,5 +1,7 @@
 """All-or-nothing writes: a failure half-way leaves the previous file untouched, no temp files."""
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,39 @@ def test_replace_dir_swaps_in_the_new_folder_and_drops_the_old(tmp_path):
     atomic.replace_dir(tmp_path / "new", tmp_path / "db")
     assert sorted(p.name for p in (tmp_path / "db").iterdir()) == ["data"]
     assert [p.name for p in tmp_path.iterdir()] == ["db"]          # nothing left beside it
+
+
+def test_replace_dir_of_two_writers_at_once_keeps_one_whole_folder(tmp_path, monkeypatch):
+    """Two prepares finishing one LMDB at the same instant: the other's copy put in between
+    moving the old folder aside and moving ours in (ENOTEMPTY), or the old folder moved away by
+    the other first (FileNotFoundError), was a traceback. The last writer's whole folder stays."""
+    real = os.replace
+    for race in ("put in between", "moved away first"):
+        for p in tmp_path.iterdir():
+            shutil.rmtree(p)
+        (tmp_path / "db").mkdir()
+        (tmp_path / "db" / "old.txt").write_text("old")
+        (tmp_path / "new").mkdir()
+        (tmp_path / "new" / "mine").write_text("mine")
+        done = []
+
+        def racing(src, dst):
+            if not done and Path(src) == tmp_path / "db":
+                done.append(1)
+                if race == "moved away first":
+                    real(src, tmp_path / "elsewhere")
+                    shutil.rmtree(tmp_path / "elsewhere")
+                    raise FileNotFoundError(src)
+                real(src, dst)
+                (tmp_path / "db").mkdir()
+                (tmp_path / "db" / "theirs").write_text("theirs")
+                return
+            real(src, dst)
+        monkeypatch.setattr(atomic.os, "replace", racing)
+        atomic.replace_dir(tmp_path / "new", tmp_path / "db")
+        monkeypatch.setattr(atomic.os, "replace", real)
+        assert done and sorted(p.name for p in (tmp_path / "db").iterdir()) == ["mine"], race
+        assert [p.name for p in tmp_path.iterdir()] == ["db"], race   # nothing left beside it
 
 
 def test_two_processes_writing_one_file_both_finish_whole(tmp_path):

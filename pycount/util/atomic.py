@@ -11,6 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+# replace_dir: how many times a folder put in by another process between moving the old one
+# aside and moving the new one in is moved aside again before giving up
+REPLACE_DIR_TRIES = 5
+
+
 @contextmanager
 def replacing(path):
     """`with replacing(p) as tmp:` write tmp; on success it replaces p, on failure it is removed.
@@ -189,12 +194,26 @@ def save_figure(fig, path, dpi: int = 80) -> None:
 
 def replace_dir(tmp, dest) -> None:
     """Move a finished folder `tmp` to `dest` (same filesystem); an existing `dest` is moved
-    aside first and deleted only once the new folder is in place."""
+    aside first and deleted only once the new folder is in place. Two processes finishing the
+    same folder at once (two prepares of one dataset) each put in their own whole copy, the last
+    one wins: a `dest` another moved away or put in between the two steps is taken as it is."""
     tmp, dest = Path(tmp), Path(dest)
     old = None
-    if dest.exists():               # (named with this process: remove_stale_dirs knows it)
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-", dir=dest.parent))
-        os.replace(dest, old / dest.name)
-    os.replace(tmp, dest)
+    for _ in range(REPLACE_DIR_TRIES):
+        if dest.exists():           # (named with this process: remove_stale_dirs knows it)
+            old = old or Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-{os.getpid()}-",
+                                               dir=dest.parent))
+            try:
+                os.replace(dest, old / f"{dest.name}-{len(os.listdir(old))}")
+            except FileNotFoundError:       # another writer moved it aside first
+                pass
+        try:
+            os.replace(tmp, dest)
+            break
+        except OSError as e:        # another writer's copy came in between: move it aside too
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    else:
+        raise OSError(errno.EBUSY, f"{dest} kept being replaced by other processes", str(dest))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
