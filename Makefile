@@ -1,19 +1,22 @@
 # pycount: every stage of the pipeline is a target, each a thin call of `pycount <command>`.
 #   make demo                      set up, then prepare + train + eval on the synthetic default
-#   make test                      set up, then pytest
+#   make test                      set up, then pytest (the first step of CI's .ci/run)
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
 #   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
 #   make audit                     the paper's tables beside every run present (runs/audit/)
-#   make count IMAGES=dir RUN=runs/x/y [SHARED=1] [RECURSIVE=1]   count a lab's own images
-#   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare | bench-classic   -> bench/results/
+#   make audit-gpu [GPU=0]         every paper cell trained + evaluated on a GPU, then the audit
+#   make count IMAGES=dir RUN=runs/x/y [OUT=dir] [TTA=1|4|8] [BACKEND=...] [GPU=0] [SHARED=1] [RECURSIVE=1]
+#                                  count a lab's own images
+#   make bench [STAGES=count,...] [THREADS=n] | bench-eval | bench-train | bench-prepare | bench-classic | bench-load   -> bench/results/
 #   make caffe WITH_CUDA=1 [WITH_NCCL=1]; make gpu-check   the GPU build and its check
 #   make docker [BASE=...] | docker-base | docker-test   the replication image (docs/docker.md)
+#   make clean                     generated data, LMDBs and runs (not the venv)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Every setting's default lives in pycount/config.py: a variable left unset here is not passed, so
-# `make` and `pycount` share one table. Set any of them on the command line:
+# `make` and `pycount` share one table (DATA_ROOT excepted: make passes ../shared/datasets). Set any of them on the command line:
 #   DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM RESPLIT
 #   CROP CROP_STRIDE STAIN SCALE MARKER RESUME=0 FORCE=1 FINETUNE SCRATCH=1 BACKEND SHARED=1 TTA IMAGES RUN OUT NS SEEDS
 #   JOBS STAGES THREADS TEST_IMAGES
@@ -29,7 +32,7 @@ q = '$(subst ','\'',$(1))'
 opt = $(if $($(1)),$(2) $(call q,$($(1))))
 flag = $(if $(filter 1,$($(1))),$(2))
 # the switches take 1 or 0; anything else (FORCE=true, RESUME=no) was silently ignored
-$(foreach v,FORCE RESUME SCRATCH SHARED,$(if $(filter-out 0 1,$($(v))),\
+$(foreach v,FORCE RESUME SCRATCH SHARED RECURSIVE,$(if $(filter-out 0 1,$($(v))),\
   $(error $(v)=$($(v)) is not valid: use $(v)=1 or $(v)=0)))
 # A setting this Makefile does not know (BATCH=0, a typo, `dataset=` in lower case) was passed to
 # nothing and the command ran on its defaults: a full training where a short one was meant. Names

@@ -179,7 +179,8 @@ def test_a_killed_prepare_leaves_partials_that_the_next_run_removes(tiny, workdi
     # a quote went into the check's Python source: a SyntaxError traceback, or code run
     ("MODEL", "fcrn'); print('injected'); ('", "unknown model \"fcrn'); print('injected')"),
     ("FORCE", "true", "FORCE=true is not valid: use FORCE=1 or FORCE=0"),  # was ignored
-    ("RESUME", "no", "RESUME=no is not valid: use RESUME=1 or RESUME=0")])
+    ("RESUME", "no", "RESUME=no is not valid: use RESUME=1 or RESUME=0"),
+    ("RECURSIVE", "true", "RECURSIVE=true is not valid: use RECURSIVE=1 or RECURSIVE=0")])
 def test_make_refuses_bad_names_before_setting_anything_up(var, value, needle, tmp_path):
     """An invalid HEAD was caught only after `make setup` (#21.9)."""
     p = subprocess.run(["make", "-s", "train", f"{var}={value}", f"VENV={tmp_path / 'venv'}"],
