@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pycount.data import patches
+from pycount.data import patches, readers
 
 
 def density_target(shape: tuple[int, int], centres: np.ndarray, sigma: float,
@@ -118,7 +118,6 @@ def zoomed_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
     """training_crops of the image at each of zoom_factors(zoom) at which it holds a crop:
     resized (readers.rescale_image), its dots moved with the pixels and sigma scaled by the same
     factor, so the density is the same map at another size and each cell still one unit of mass."""
-    from pycount.data import readers
     for f in _fitting(image.shape[0], image.shape[1], crop, zoom):
         img, cen = image, centres
         if f != 1.0:
@@ -130,7 +129,6 @@ def zoomed_crops(image: np.ndarray, centres: np.ndarray, crop: int, stride: int,
 def _fitting(height: int, width: int, crop: int, zoom: float) -> list[float]:
     """zoom_factors at which the image still holds one crop: a shrunken copy smaller than the crop
     (an own folder's small image, padded to the crop) gives none."""
-    from pycount.data import readers
     return [f for f in zoom_factors(zoom)
             if f == 1.0 or min(readers.scaled_size(width, height, f)) >= crop]
 
@@ -138,7 +136,6 @@ def _fitting(height: int, width: int, crop: int, zoom: float) -> list[float]:
 def count_training_crops(height: int, width: int, crop: int, stride: int, rot_step: float,
                          context: int = 0, zoom: float = 0.0) -> int:
     """How many crops zoomed_crops yields for an image of this size (mirror included)."""
-    from pycount.data import readers
     pad = 2 * context                    # the context on both sides of every side
     total = 0
     for f in _fitting(height, width, crop, zoom):
