@@ -177,11 +177,16 @@ def _at_least_one(text: str) -> int:
 
 
 def _ints(text: str) -> list[int]:
+    """Comma-separated whole numbers, at least one (`--ns=` with nothing after the = took none,
+    and the number meant for it, after a space, became an unrecognised argument)."""
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
+        values = []
+    if not values:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid: give whole numbers separated "
-                                         f"by commas, e.g. 32,50") from None
+                                         f"by commas, e.g. 32,50")
+    return values
 
 
 def _more_commands(sub) -> None:
