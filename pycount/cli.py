@@ -177,16 +177,11 @@ def _at_least_one(text: str) -> int:
 
 
 def _ints(text: str) -> list[int]:
-    """Comma-separated whole numbers, at least one (`--ns=` with nothing after the = took none,
-    and the number meant for it, after a space, became an unrecognised argument)."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        values = []
-    if not values:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid: give whole numbers separated "
-                                         f"by commas, e.g. 32,50")
-    return values
+                                         f"by commas, e.g. 32,50") from None
 
 
 def _more_commands(sub) -> None:
