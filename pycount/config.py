@@ -109,6 +109,11 @@ class DatasetConfig:
     # training image as it is, crops are cut from it resized by 1 / (1 + z) and by 1 + z, its
     # dots moved with the pixels and each Gaussian's width scaled alike (still one cell each), so
     # the net sees the cells from 1 / (1 + z) to 1 + z times their size; ~3x the crops.
+    # Measured on nuclei (fcrn-ctx, sigma 2, 8,000 its, recorded split, 2026-12-06): ZOOM=0.25
+    # 34.22 against 33.95 without, paired +0.27 +- 4.95 (closer on 28 of 50): the slope of
+    # counted on true 0.905 -> 0.98 (dense images no longer under-counted) but images of 150-300
+    # cells over-counted more, mean error -3.2 -> +9.8; so 0 stays the default
+    # (docs/density-model.md; bench/results/2026-12-06-vm-paired-nuclei-zoom-scale2.md).
     zoom: float = 0.0
     # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
     # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
@@ -240,6 +245,9 @@ DATASETS: dict[str, DatasetConfig] = {
     # against 8,000 (closer on 31 of 50; bench/results/2026-12-03-vm-paired-nuclei-16k.md).
     # Crops stay 96 px at stride 96: CROP=128 CROP_STRIDE=128 gave 34.67, paired -0.91 +- 1.43
     # (closer on 25 of 50; bench/results/2026-12-03-vm-paired-nuclei-crop128.md).
+    # Images read at their size: SCALE=2 SIGMA=4 (fcrn-ctx, 2026-12-06) 47.84 against fcrn-ctx
+    # sigma 2's 33.95, paired +13.90 +- 3.53 (closer on 13 of 50; the same 96 px crops then hold
+    # a quarter of the tissue); bench/results/2026-12-06-vm-paired-nuclei-zoom-scale2.md.
     "nuclei": DatasetConfig(
         "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
         subdir="CRCHistoPhenotypes_2016_04_28", mean_bgr=(218.5, 179.3, 211.8),
