@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pycount import config
 from pycount.errors import PycountError, RunError
+from pycount.util.atomic import sha256_of
 
 
 @dataclass(frozen=True)
@@ -158,27 +159,23 @@ def finished_files(path: Path, model: config.ModelConfig, info: dict | None = No
     for f in files:
         if not f.is_file():
             raise _missing(f, Path(path))
-    recorded = (info or {}).get("deploy_sha256")
-    if isinstance(recorded, str) and not model.classic:
-        from pycount.util.atomic import sha256_of
-        if sha256_of(files[0]) != recorded:
+    train_json = Path(path) / "train.json"
+    for f, key, what, why in (
             # an edit that keeps the shapes (a pooling's kind, a stride, a layer's order) is run
             # without complaint by both engines and counts something else than was trained
-            raise RunError(f"{files[0]} is not the net this run was trained as (its sha256 "
-                           f"differs from deploy_sha256 in {Path(path) / 'train.json'}): it was "
-                           f"edited or copied from another run; put back the deploy.prototxt "
-                           f"its training wrote (a copy of the run folder has it), or train "
-                           f"it again")
-    recorded = (info or {}).get("model_sha256")
-    if isinstance(recorded, str):
-        from pycount.util.atomic import sha256_of
-        if sha256_of(files[-1]) != recorded:
+            (files[0], "deploy_sha256", "the net this run was trained as",
+             "it was edited or copied from another run; put back the deploy.prototxt its "
+             "training wrote"),
             # another run's weights of the same net load without complaint and count something
             # else than this run's train.json, metrics and name say
-            raise RunError(f"{files[-1]} is not the model this run trained (its sha256 differs "
-                           f"from model_sha256 in {Path(path) / 'train.json'}): it was replaced "
-                           f"or damaged since; put back the file its training wrote (a copy of "
-                           f"the run folder has it), or train it again")
+            (files[-1], "model_sha256", "the model this run trained",
+             "it was replaced or damaged since; put back the file its training wrote")):
+        recorded = (info or {}).get(key)
+        if key == "deploy_sha256" and model.classic:
+            continue
+        if isinstance(recorded, str) and sha256_of(f) != recorded:
+            raise RunError(f"{f} is not {what} (its sha256 differs from {key} in {train_json}): "
+                           f"{why} (a copy of the run folder has it), or train it again")
     return files
 
 
@@ -186,7 +183,6 @@ def _runs_of_folder(folder: Path) -> tuple[str, list[Path]]:
     """(the dataset name, the run folders trained on it) when `folder` is read as an own dataset's
     folder: runs_dir()/<name>*/<model>/ whose train.json names that dataset (its tag adds the
     settings that differ); ("", []) when it reads as none."""
-    import glob
     try:
         name = config.folder_dataset(str(folder)).name
     except PycountError:
