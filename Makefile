@@ -38,10 +38,12 @@ $(foreach v,FORCE RESUME SCRATCH SHARED RECURSIVE,$(if $(filter-out 0 1,$($(v)))
 # nothing and the command ran on its defaults: a full training where a short one was meant. Names
 # of the environment that pycount, BLAS, glog, CUDA or the tools/ scripts read (PYCOUNT_RUNS=,
 # OMP_NUM_THREADS=, IMAGE= of make docker) pass.
-SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM \
-  RESPLIT CROP CROP_STRIDE STAIN SCALE MARKER RESUME FORCE FINETUNE SCRATCH BACKEND SHARED TTA \
-  IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS TEST_IMAGES RECURSIVE DATASETS MODELS ARCHIVE URL \
-  BASE WITH_CUDA WITH_NCCL VENV IMAGE PYTHON LINK_VENV
+# (DATASET_SETTINGS: the ones that change the data, passed by ARGS; make protocol refuses them)
+DATASET_SETTINGS := PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM RESPLIT CROP CROP_STRIDE \
+  STAIN SCALE MARKER
+SETTINGS := DATASET MODEL HEAD GPU DATA_ROOT ITERS $(DATASET_SETTINGS) RESUME FORCE FINETUNE \
+  SCRATCH BACKEND SHARED TTA IMAGES RUN OUT NS SEEDS JOBS STAGES THREADS TEST_IMAGES RECURSIVE \
+  DATASETS MODELS ARCHIVE URL BASE WITH_CUDA WITH_NCCL VENV IMAGE PYTHON LINK_VENV
 ENVIRONMENT := PYCOUNT_% OPENBLAS_% OMP_% MKL_% CAFFE_% GLOG_% CUDA_% NVIDIA_% %_NUM_THREADS \
   DOCKER% XDG_% SUDO_% PIP_% %_proxy %_PROXY REQUESTS_CA_BUNDLE SSL_CERT_FILE TMPDIR HOME
 GIVEN := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
@@ -125,7 +127,7 @@ count: need-images setup                   ## count your own images: make count 
 
 protocol: check setup                      ## N = 32 / 50 x 5 seeds (density counters' protocol)
 	$(if $(ITERS),$(error ITERS= is not used by make protocol: each (N, seed) run trains its model's schedule; for an own folder set iters in its pycount.toml))
-	$(foreach v,PATCH STRIDE ROT SIZE TRAIN_N SEED SIGMA HED ZOOM RESPLIT CROP CROP_STRIDE STAIN SCALE MARKER,$(if $($(v)),$(error $(v)= is not used by make protocol: each (N, seed) run trains at the dataset's own settings; for an own folder set them in its pycount.toml)))
+	$(foreach v,$(DATASET_SETTINGS),$(if $($(v)),$(error $(v)= is not used by make protocol: each (N, seed) run trains at the dataset's own settings; for an own folder set them in its pycount.toml)))
 	$(PYCOUNT) protocol $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
 	  --data-root $(call q,$(DATA_ROOT)) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
 

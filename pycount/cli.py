@@ -403,15 +403,24 @@ def _check_stain(ds: config.DatasetConfig, model: config.ModelConfig | None) -> 
                                  f"images as they are (drop STAIN=)")
 
 
+# The density models' crop options (Make variable, argument): a patch model or a classic method
+# would only file the same data under another tag with them
+_DENSITY_OPTIONS = (("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
+                    ("HED", "hed_jitter"), ("ZOOM", "zoom"))
+
+
+def _setting(var: str, value) -> str:
+    """`VAR=value` as a refusal names what was given: SIGMA=4, not the parsed 4.0."""
+    return f"{var}={value:g}" if isinstance(value, float) else f"{var}={value}"
+
+
 def _check_applies(args, model: config.ModelConfig | None) -> None:
     """Options that the model would ignore, refused by name: a patch regressor's LMDB holds
     patches and counts, so the density targets' width, crops and their stain jitter would only
     file the same patches under another tag; only the ResNets load pretrained weights, so
     FINETUNE= and SCRATCH=1 change nothing for the nets trained from scratch."""
-    density_only = [f"{var}={getattr(args, dest):g}" if isinstance(getattr(args, dest), float)
-                    else f"{var}={getattr(args, dest)}" for var, dest in (
-        ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
-        ("HED", "hed_jitter"), ("ZOOM", "zoom")) if getattr(args, dest, None) is not None]
+    density_only = [_setting(var, getattr(args, dest)) for var, dest in _DENSITY_OPTIONS
+                    if getattr(args, dest, None) is not None]
     if model is None and density_only:              # prepare without MODEL=: patch LMDBs
         raise config.ConfigError(f"{', '.join(density_only)}: settings of the density models' "
                                  f"crops; give MODEL=fcrn (or fcrn-ctx) with "
@@ -442,8 +451,7 @@ def _check_classic(args, model: config.ModelConfig) -> None:
     settings would only file the same fit under another tag): refused, named."""
     if not model.classic:
         return
-    given = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-             for name, value, unset in (
+    given = [_setting(name, value) for name, value, unset in (
         ("GPU", getattr(args, "gpu", -1), -1), ("HEAD", getattr(args, "head", "R"), "R"),
         ("ITERS", getattr(args, "iters", None), None),
         ("FINETUNE", getattr(args, "finetune", None), None),
@@ -451,8 +459,7 @@ def _check_classic(args, model: config.ModelConfig) -> None:
         ("BACKEND", getattr(args, "backend", None), None),
         *((var, getattr(args, dest, None), None) for var, dest in (
             ("PATCH", "patch"), ("STRIDE", "stride"), ("ROT", "rot"), ("SIZE", "size"),
-            ("SIGMA", "sigma"), ("CROP", "crop"), ("CROP_STRIDE", "crop_stride"),
-            ("HED", "hed_jitter"), ("ZOOM", "zoom")))) if value != unset]
+            *_DENSITY_OPTIONS))) if value != unset]
     given = [g for g in given if g != "BACKEND=auto"]
     if given:
         raise config.ConfigError(f"{model.name} is fitted and counted on the CPU by its own "

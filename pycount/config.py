@@ -490,14 +490,13 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         if sg > sigma_max(c):
             raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
-    if zoom and changes.get("sigma", ds.sigma) and \
-            changes.get("sigma", ds.sigma) / (1 + zoom) < SIGMA_MIN:
-        raise ConfigError(f"ZOOM={zoom:g} narrows the sigma of {changes.get('sigma', ds.sigma):g} "
-                          f"px to {changes.get('sigma', ds.sigma) / (1 + zoom):g} px in its shrunken "
-                          f"crops, below {SIGMA_MIN:g} px: use a smaller ZOOM= or a larger SIGMA=")
-    if zoom and not ds.own:                          # own: owndata.resolve, its sigma inferred
-        sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)
-        if sg * (1 + zoom) > sigma_max(c):
+    if zoom:                   # the Gaussians of the shrunken and the enlarged crops
+        sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)   # (own: sg 0)
+        if sg and sg / (1 + zoom) < SIGMA_MIN:
+            raise ConfigError(f"ZOOM={zoom:g} narrows the sigma of {sg:g} px to "
+                              f"{sg / (1 + zoom):g} px in its shrunken crops, below "
+                              f"{SIGMA_MIN:g} px: use a smaller ZOOM= or a larger SIGMA=")
+        if not ds.own and sg * (1 + zoom) > sigma_max(c):  # own: owndata.resolve, once inferred
             raise ConfigError(f"ZOOM={zoom:g} widens {ds.name}'s sigma of {sg:g} px to "
                               f"{sg * (1 + zoom):g} px in its enlarged crops, too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: use a smaller ZOOM= "

@@ -575,9 +575,13 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
     read = set(re.findall(r"\$\(call (?:opt|flag),([A-Z_]+)", text)) | set(
         re.findall(r"\$\(([A-Z][A-Z_]*)\)", text))
     internal = {"ARGS", "CHECK", "COUNT_ARGS", "MODEL_ARGS", "PY", "PYCOUNT", "SHELL", "SETTINGS",
-                "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE"}
-    settings = set(re.search(r"SETTINGS := (.*?)\n(?=\S)", text, re.S).group(1)
-                   .replace("\\", " ").split())
+                "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE", "DATASET_SETTINGS"}
+
+    def listed(name):       # a variable's words, the lists it names expanded
+        words = re.search(rf"^{name} := (.*?)\n(?=\S)", text, re.S | re.M).group(1)
+        return {w for v in words.replace("\\", " ").split()
+                for w in (listed(v[2:-1]) if v.startswith("$(") else {v})}
+    settings = listed("SETTINGS")
     assert read - internal <= settings, read - internal - settings
 
 

@@ -406,8 +406,7 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         said = _given(ds, root, "sigma", ds.sigma, first=False) if ds.sigma else \
             f"the inferred sigma of {sigma:g} px"
         raise DatasetError(f"ZOOM={ds.zoom:g} widens {said} to {sigma * (1 + ds.zoom):g} px in "
-                           f"its enlarged crops, "
-                           f"too wide for {_source(ds, root, 'crop', crop)}: "
+                           f"its enlarged crops, too wide for {_source(ds, root, 'crop', crop)}: "
                            f"{config.sigma_too_wide(sigma * (1 + ds.zoom), crop)}")
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
 

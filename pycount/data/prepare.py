@@ -206,8 +206,7 @@ def _density_records(samples, ds: config.DatasetConfig, rot_step: int,
         rng = np.random.default_rng([config.SPLIT_SEED, zlib.crc32(s.id.encode())])
         for pixels, dens in density_targets.zoomed_crops(
                 s.image, s.centres, ds.crop, ds.crop_stride, rot_step, ds.sigma,
-                zoom=ds.zoom if rot_step else 0.0, context=model.context,
-                fill=_context_fill(ds, model)):
+                zoom=ds.zoom, context=model.context, fill=_context_fill(ds, model)):
             if ds.hed_jitter:
                 pixels = stain.hed_jitter(pixels, ds.hed_jitter, rng)
             yield pixels, int(round(float(dens.sum()))), dens

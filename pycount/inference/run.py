@@ -217,8 +217,8 @@ def _missing(f: Path, run: Path) -> RunError:
         names = ", ".join(str(r) for r in runs[:4]) + (", ..." if len(runs) > 4 else "")
         return RunError(f"{run} is not a run folder (it has no {f.name}); the runs trained on "
                         f"its images ({name}) are {names}: give one of them (RUN=)")
-    others = sorted(str(d.parent) for d in run.parent.parent.glob(f"{glob.escape(run.parent.name)}-*/"
-                                                                    f"{glob.escape(run.name)}/train.json"))
+    pattern = f"{glob.escape(run.parent.name)}-*/{glob.escape(run.name)}/train.json"
+    others = sorted(str(d.parent) for d in run.parent.parent.glob(pattern))
     if others:                  # the same model trained under other settings (ZOOM=, SIGMA=, ...)
         names = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
         return RunError(f"{f} is missing: {run} is not a trained run folder, but {run.name} was "
