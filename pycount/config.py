@@ -196,9 +196,10 @@ class DatasetConfig:
             tags.append("marker-" + (re.sub(r"[^A-Za-z0-9.]",
                                             lambda m: f"_{ord(m.group()):02x}", self.marker)
                                      or "all"))
-        if self.hed_jitter != (base.hed_jitter if base else 0.0):
+        own = dict(zip(("hed_jitter", "zoom"), ref[8:10])) if not base else {}
+        if self.hed_jitter != (base.hed_jitter if base else own.get("hed_jitter", 0.0)):
             tags.append(f"hed{self.hed_jitter:g}")
-        if self.zoom != (base.zoom if base else 0.0):
+        if self.zoom != (base.zoom if base else own.get("zoom", 0.0)):
             tags.append(f"zoom{self.zoom:g}")
         if self.stain_norm != (base.stain_norm if base else ""):
             tags.append(self.stain_norm or "nostain")
@@ -397,6 +398,15 @@ def sigma_too_wide(sigma: float, crop: int) -> str:
             f"is all but flat over it); use a smaller sigma{larger}")
 
 
+def _zoom_said(ds: DatasetConfig, zoom: float | None) -> str:
+    """The zoom in force, as where it was set: "ZOOM=0.25", "<folder>/pycount.toml's zoom = 0.25"
+    or "nuclei's ZOOM=0.25" (a named dataset's own)."""
+    if zoom is not None:
+        return f"ZOOM={zoom:g}"
+    return (f"{Path(ds.subdir) / SPEC_FILE}'s zoom = {ds.zoom:g}" if ds.own else
+            f"{ds.name}'s ZOOM={ds.zoom:g}")
+
+
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,
                    rot_step: int | None = None, size: int | None = None,
                    train_n: int | None = None, seed: int | None = None,
@@ -452,10 +462,14 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                           f"{ZOOM_LIMITS[1]:g}, e.g. 0.25 (crops also cut from each training image "
                           f"at 1/1.25 and 1.25 times its size), or 0 for none")
     for k, var in (("zoom", "ZOOM"), ("hed_jitter", "HED")):
-        if changes.get(k) and changes.get("rot_step", ds.rot_step) == 0:
-            raise ConfigError(f"{var}={changes[k]:g} augments the mirrored and rotated training "
-                              f"crops, and with ROT=0 training takes the crops as they are: drop "
-                              f"{var}= or give a rotation step (ROT=30, the paper's)")
+        if changes.get(k, getattr(ds, k)) and changes.get("rot_step", ds.rot_step) == 0:
+            said = (f"{var}={changes[k]:g}" if k in changes else
+                    f"{Path(ds.subdir) / SPEC_FILE}'s {k} = {getattr(ds, k):g}" if ds.own else
+                    f"{ds.name}'s {var}={getattr(ds, k):g}")
+            drop = f"drop {var}=" if k in changes else f"set {var}=0"
+            raise ConfigError(f"{said} augments the mirrored and rotated training crops, and "
+                              f"with ROT=0 training takes the crops as they are: {drop} or give "
+                              f"a rotation step (ROT=30, the paper's)")
     if rot_step is not None and not 0 <= rot_step < ROT_STEP_BELOW:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
                           f"to {ROT_STEP_BELOW - 1} (the paper's 30), or 0 for none")
@@ -490,15 +504,16 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
         if sg > sigma_max(c):
             raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
-    if zoom:                   # the Gaussians of the shrunken and the enlarged crops
+    z = changes.get("zoom", ds.zoom)     # ZOOM=, a pycount.toml's zoom or the dataset's own
+    if z:                              # the Gaussians of the shrunken and the enlarged crops
         sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)   # (own: sg 0)
-        if sg and sg / (1 + zoom) < SIGMA_MIN:
-            raise ConfigError(f"ZOOM={zoom:g} narrows the sigma of {sg:g} px to "
-                              f"{sg / (1 + zoom):g} px in its shrunken crops, below "
-                              f"{SIGMA_MIN:g} px: use a smaller ZOOM= or a larger SIGMA=")
-        if not ds.own and sg * (1 + zoom) > sigma_max(c):  # own: owndata.resolve, once inferred
-            raise ConfigError(f"ZOOM={zoom:g} widens {ds.name}'s sigma of {sg:g} px to "
-                              f"{sg * (1 + zoom):g} px in its enlarged crops, too wide for "
+        if sg and sg / (1 + z) < SIGMA_MIN:
+            raise ConfigError(f"{_zoom_said(ds, zoom)} narrows the sigma of {sg:g} px to "
+                              f"{sg / (1 + z):g} px in its shrunken crops, below "
+                              f"{SIGMA_MIN:g} px: use a smaller zoom or a larger SIGMA=")
+        if not ds.own and sg * (1 + z) > sigma_max(c):  # own: owndata.resolve, once inferred
+            raise ConfigError(f"{_zoom_said(ds, zoom)} widens {ds.name}'s sigma of {sg:g} px to "
+                              f"{sg * (1 + z):g} px in its enlarged crops, too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: use a smaller ZOOM= "
                               f"or SIGMA=, or a larger CROP=")
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
@@ -930,6 +945,10 @@ SPEC_KEYS = {  # key: (type, meaning)
                           "stretch"),
     "scale": (float, "every image resized by this factor as it is read (0.5: half the side); "
                      "default: inferred from the cell spacing"),
+    "zoom": (float, "density models: the training crops also cut from each image at 1/(1+zoom) "
+                    "and 1+zoom times its size (ZOOM=); default: 0, none"),
+    "hed_jitter": (float, "H&E stain jitter of the training crops, a strength below 1 (HED=); "
+                          "default: 0, none"),
 }
 OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
 # ROT= and `rot_step` in pycount.toml are below this (0: none): a step of a whole turn or more
@@ -1137,6 +1156,18 @@ def read_spec(folder: Path) -> dict:
         raise ConfigError(f"{path}: scale = {spec['scale']} must be a factor from "
                           f"{SCALE_LIMITS[0]:g} to {SCALE_LIMITS[1]:g} (0.5 halves every image's "
                           f"sides), or leave it out to have it inferred")
+    if "zoom" in spec and not (spec["zoom"] == 0 or ZOOM_LIMITS[0] <= spec["zoom"] <= ZOOM_LIMITS[1]):
+        raise ConfigError(f"{path}: zoom = {spec['zoom']} must be a range from "
+                          f"{ZOOM_LIMITS[0]:g} to {ZOOM_LIMITS[1]:g} (0.25: crops also cut at "
+                          f"1/1.25 and 1.25 times each image's size), or 0 for none")
+    if "hed_jitter" in spec and not spec["hed_jitter"] < 1:
+        raise ConfigError(f"{path}: hed_jitter = {spec['hed_jitter']} must be a strength below 1 "
+                          f"(e.g. 0.05), or 0 for none")
+    for key in ("zoom", "hed_jitter"):
+        if spec.get(key) and spec.get("rot_step") == 0:
+            raise ConfigError(f"{path}: {key} = {spec[key]} augments the mirrored and rotated "
+                              f"training crops, and rot_step = 0 takes the crops as they are: "
+                              f"remove one of the two lines")
     if "crop" in spec and spec["crop"] % 8:
         raise ConfigError(f"{path}: crop = {spec['crop']} must be a multiple of 8 (the density "
                           f"nets pool three times)")
@@ -1168,7 +1199,8 @@ def folder_dataset(path) -> DatasetConfig:
         crop=spec.get("crop", 0), crop_stride=spec.get("crop_stride", 0), pad=True,
         marker=str(spec.get("marker", "")), iters=spec.get("iters", 0),
         depth_range=tuple(float(v) for v in spec.get("depth_range", ())),
-        scale=float(spec.get("scale", 0.0)),
+        scale=float(spec.get("scale", 0.0)), zoom=float(spec.get("zoom", 0.0)),
+        hed_jitter=float(spec.get("hed_jitter", 0.0)),
         spec=tuple(sorted(spec)), description=f"own images in {root}")
 
 

@@ -17,6 +17,7 @@ import pytest
 from pycount import cli, config
 from pycount.data import density_targets, lmdbio, owndata, prepare
 from pycount.errors import ConfigError, DatasetError
+from pycount.training import trainer
 
 COLOUR = (10, 20, 30)   # RGB of every constructed image
 
@@ -268,7 +269,8 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
     ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), patch=60, sigma=2.5),
                          say=lines.append)
     assert (ds.patch, ds.stride, ds.sigma, ds.crop) == (60, 30, 2.5, 72)
-    assert ds.defaults == (44, 22, 30, 1.5, 72, 32, 1.0, "") and ds.tag == "f-p60-s30-r30-sigma2.5"
+    assert ds.defaults == (44, 22, 30, 1.5, 72, 32, 1.0, "", 0.0, 0.0)
+    assert ds.tag == "f-p60-s30-r30-sigma2.5"
     assert any("PATCH= given" in l for l in lines) and any("SIGMA= given" in l for l in lines)
     # CROP= as well: its stride follows it, and both name the LMDBs and runs
     lines = []
@@ -946,3 +948,46 @@ def test_zoom_on_a_folder_with_images_smaller_than_a_crop(tmp_path, workdirs):
     want = sum(crops(72) + crops(108) if i == "i02" else crops(120) + crops(80) + crops(180)
                for i in manifest["images"])
     assert manifest["records"] == want
+
+
+def test_zoom_and_stain_jitter_in_the_spec_file(tmp_path, workdirs):
+    """pycount.toml's zoom and hed_jitter are the folder's own settings: its LMDBs and runs carry
+    no tag for them, ZOOM= / HED= over them do, and the crops are cut at the zoomed sizes; bad
+    values and ROT=0 beside them are refused naming the file."""
+    folder = make_folder(tmp_path / "f", n=8, side=120, spacing=10)
+    toml = folder / "pycount.toml"
+    toml.write_text("zoom = 0.5\nhed_jitter = 0.05\n")
+    lines = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder))), say=lines.append)
+    assert (ds.zoom, ds.hed_jitter, ds.tag) == (0.5, 0.05, "f")
+    assert [line.split()[:3] for line in lines if line.split()[0] in ("zoom", "hed_jitter")] == [
+        ["zoom", "0.5", "pycount.toml:"], ["hed_jitter", "0.05", "pycount.toml:"]]
+    assert resolved(folder, zoom=0.5, hed_jitter=0.05).tag == "f"
+    assert resolved(folder, zoom=0.25).tag == "f-zoom0.25"
+    assert resolved(folder, zoom=0.0, hed_jitter=0.0).tag == "f-hed0-zoom0"
+    assert trainer._make_args(resolved(folder)) == f"DATASET={folder}"
+    assert trainer._make_args(resolved(folder, zoom=0.0)) == f"DATASET={folder} ZOOM=0"
+
+    assert cli.main(["prepare", "--dataset", str(folder), "--model", "fcrn"]) == 0
+    manifest = lmdbio.read_manifest(config.density_lmdbs(ds, "train")[0])
+    crops = [density_targets.count_training_crops(side, side, ds.crop, ds.crop_stride, 30)
+             for side in (120, 80, 180)]          # each image at 1/1.5, 1 and 1.5 times its side
+    assert manifest["records"] == len(manifest["images"]) * sum(crops)
+
+    for text, needle in [("zoom = 0.01\n", "zoom = 0.01 must be a range from 0.05 to 1"),
+                         ("hed_jitter = 1.5\n", "hed_jitter = 1.5 must be a strength below 1"),
+                         ("zoom = 0.2\nrot_step = 0\n", "zoom = 0.2 augments the mirrored")]:
+        toml.write_text(text)
+        with pytest.raises(ConfigError, match=f"{toml}: {needle}"):
+            config.dataset(str(folder))
+    toml.write_text("zoom = 0.2\n")
+    with pytest.raises(ConfigError) as err:
+        config.with_overrides(config.dataset(str(folder)), rot_step=0)
+    assert str(err.value).startswith(f"{toml}'s zoom = 0.2 augments the mirrored and rotated "
+                                     f"training crops, and with ROT=0 training takes the crops "
+                                     f"as they are: set ZOOM=0 or give a rotation step")
+    config.with_overrides(config.dataset(str(folder)), rot_step=0, zoom=0.0)    # ZOOM=0: allowed
+    toml.write_text("zoom = 0.5\nsigma = 0.6\n")
+    with pytest.raises(ConfigError, match=f"{toml}'s zoom = 0.5 narrows the sigma of 0.6 px to "
+                                          f"0.4 px in its shrunken crops, below 0.5 px"):
+        config.with_overrides(config.dataset(str(folder)))

@@ -405,7 +405,9 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
     if ds.zoom and sigma * (1 + ds.zoom) > config.sigma_max(crop):
         said = _given(ds, root, "sigma", ds.sigma, first=False) if ds.sigma else \
             f"the inferred sigma of {sigma:g} px"
-        raise DatasetError(f"ZOOM={ds.zoom:g} widens {said} to {sigma * (1 + ds.zoom):g} px in "
+        zoom = (f"{root / config.SPEC_FILE}'s zoom = {ds.zoom:g}" if "zoom" in ds.spec
+                and ds.zoom == fresh.zoom else f"ZOOM={ds.zoom:g}")
+        raise DatasetError(f"{zoom} widens {said} to {sigma * (1 + ds.zoom):g} px in "
                            f"its enlarged crops, too wide for {_source(ds, root, 'crop', crop)}: "
                            f"{config.sigma_too_wide(sigma * (1 + ds.zoom), crop)}")
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
@@ -424,6 +426,14 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
          f"the training crops within {config.OWN_CROP_BUDGET:,} "
          f"(here {n_crops(crop, crop_stride):,}, counting the images kept aside to monitor "
          f"training)", " px")
+
+    for key, var, what in (("zoom", "ZOOM", "density models' crops also cut at 1/(1+zoom) and "
+                                           "1+zoom times each image's size"),
+                           ("hed_jitter", "HED", "H&E stain jitter of the training crops")):
+        if getattr(ds, key):            # never inferred: shown where pycount.toml or a VAR= set it
+            src = "pycount.toml" if key in ds.spec and getattr(ds, key) == getattr(fresh, key) \
+                else f"{var}= given"
+            lines.append(f"  {key:<15} {getattr(ds, key):>8g}  {src}: {what}")
 
     # one image much larger than the others: the nets learn mostly from it, which a lab should
     # know (its tissue, stain or cells stand for the folder). By area, which the crops and the
@@ -589,7 +599,8 @@ def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
 
 # The settings a folder's LMDBs and runs are tagged against where the command line sets them
 # otherwise (DatasetConfig.variant): the order of DatasetConfig.defaults
-DEFAULT_KEYS = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
+DEFAULT_KEYS = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker",
+                "hed_jitter", "zoom")
 
 
 def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
@@ -607,7 +618,7 @@ def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
         getattr(resolve(replace(fresh, scale=given.scale), say=quiet), k)
         for k in DEFAULT_KEYS[:6])
     scale = out.scale if same[6] else resolve(fresh, say=quiet).scale
-    return (*windows, scale, fresh.marker)
+    return (*windows, scale, fresh.marker, fresh.hed_jitter, fresh.zoom)
 
 
 def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from pycount.util import atomic
 from pycount import config
-from pycount.data import lmdbio
+from pycount.data import lmdbio, owndata
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
@@ -452,10 +452,10 @@ def _make_args(ds: config.DatasetConfig) -> str:
     """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
     folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
     if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
-        keys = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "scale", "marker")
+        keys = owndata.DEFAULT_KEYS[:len(ds.defaults)]   # (runs before 2026-12-06 kept 8)
         given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
         given += [k for k in ("size", "hed_jitter", "zoom", "stain_norm", "resplit")
-                  if getattr(ds, k)]
+                  if k not in keys and getattr(ds, k)]
         return f"DATASET={ds.subdir}" + "".join(
             f" {config.MAKE_VARS[k]}={getattr(ds, k):g}" if isinstance(getattr(ds, k), float)
             else f" {config.MAKE_VARS[k]}={getattr(ds, k)}" for k in given) + (
