@@ -387,7 +387,14 @@ def sigma_max(crop: int) -> float:
     return crop * SIGMA_MAX_PER_CROP
 
 
-def sigma_too_wide(sigma: float, crop: int) -> str:
+def zoom_too_wide(zoom: str, sigma: str, widened: float, crop: str, side: int) -> str:
+    """The refusal of a zoom whose enlarged crops widen a sigma beyond sigma_max: `zoom`, `sigma`
+    and `crop` say where each was set (a named set's, pycount.toml's, the command line's)."""
+    return (f"{zoom} widens {sigma} to {widened:g} px in its enlarged crops, too wide for "
+            f"{crop}: {sigma_too_wide(widened, side, 'zoom or sigma')}")
+
+
+def sigma_too_wide(sigma: float, crop: int, smaller: str = "sigma") -> str:
     """Why a sigma beyond sigma_max(crop) is refused, and the fix."""
     need = math.ceil(sigma / SIGMA_MAX_PER_CROP / 8) * 8
     larger = (f", or a crop of at least {need} px" if need <= WINDOW_LIMITS[1] else
@@ -395,7 +402,7 @@ def sigma_too_wide(sigma: float, crop: int) -> str:
               f"{WINDOW_LIMITS[1]} px)")
     return (f"the width may be at most a quarter of the crop side, {sigma_max(crop):g} px (each "
             f"dot's Gaussian reaches 4 sigma, so a wider one spans more than twice the crop and "
-            f"is all but flat over it); use a smaller sigma{larger}")
+            f"is all but flat over it); use a smaller {smaller}{larger}")
 
 
 def _zoom_said(ds: DatasetConfig, zoom: float | None) -> str:
@@ -512,10 +519,9 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                               f"{sg / (1 + z):g} px in its shrunken crops, below "
                               f"{SIGMA_MIN:g} px: use a smaller zoom or a larger SIGMA=")
         if not ds.own and sg * (1 + z) > sigma_max(c):  # own: owndata.resolve, once inferred
-            raise ConfigError(f"{_zoom_said(ds, zoom)} widens {ds.name}'s sigma of {sg:g} px to "
-                              f"{sg * (1 + z):g} px in its enlarged crops, too wide for "
-                              f"{_named('CROP', crop, its + ' crop', c)}: use a smaller ZOOM= "
-                              f"or SIGMA=, or a larger CROP=")
+            raise ConfigError(zoom_too_wide(
+                _zoom_said(ds, zoom), _named("SIGMA", sigma, its + " sigma", sg),
+                sg * (1 + z), _named("CROP", crop, its + " crop", c), c))
     if changes.get("train_n") and len(ds.train_ids) and changes["train_n"] > len(ds.train_ids):
         raise ConfigError(f"TRAIN_N={changes['train_n']}: {ds.name} has only "
                           f"{len(ds.train_ids)} training images")

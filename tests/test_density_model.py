@@ -74,8 +74,14 @@ def test_zoom_is_a_variant_with_its_own_folders_and_is_checked():
         with pytest.raises(config.ConfigError, match="ZOOM="):
             config.with_overrides(ds, zoom=bad)
     # sigma widened with the enlarged crops must still fit them (a quarter of the crop)
-    with pytest.raises(config.ConfigError, match="ZOOM=1 widens nuclei's sigma of 13 px to 26"):
+    with pytest.raises(config.ConfigError) as err:
         config.with_overrides(ds, zoom=1.0, sigma=13)
+    assert str(err.value).startswith("ZOOM=1 widens SIGMA=13 to 26 px in its enlarged crops, too "
+                                     "wide for nuclei's crop of 96 px: the width may be at most")
+    assert str(err.value).endswith("use a smaller zoom or sigma, or a crop of at least 104 px")
+    with pytest.raises(config.ConfigError, match="ZOOM=1 widens nuclei's sigma of 2 px to 4 px "
+                                                 "in its enlarged crops, too wide for CROP=8"):
+        config.with_overrides(ds, zoom=1.0, crop=8)
     # and narrowed in the shrunken ones, stay a Gaussian of more than a pixel's dot
     with pytest.raises(config.ConfigError, match="narrows the sigma of 0.6 px to 0.3 px"):
         config.with_overrides(ds, zoom=1.0, sigma=0.6)

@@ -407,9 +407,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
             f"the inferred sigma of {sigma:g} px"
         zoom = (f"{root / config.SPEC_FILE}'s zoom = {ds.zoom:g}" if "zoom" in ds.spec
                 and ds.zoom == fresh.zoom else f"ZOOM={ds.zoom:g}")
-        raise DatasetError(f"{zoom} widens {said} to {sigma * (1 + ds.zoom):g} px in "
-                           f"its enlarged crops, too wide for {_source(ds, root, 'crop', crop)}: "
-                           f"{config.sigma_too_wide(sigma * (1 + ds.zoom), crop)}")
+        raise DatasetError(config.zoom_too_wide(zoom, said, sigma * (1 + ds.zoom),
+                                                _source(ds, root, "crop", crop), crop))
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
 
     def n_crops(c, s):
