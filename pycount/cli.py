@@ -335,6 +335,8 @@ def run(args: argparse.Namespace) -> int:
         hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
         crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale,
         marker=args.marker, zoom=args.zoom)
+    if args.model and config.model(args.model).density:
+        config.check_augmented_rotation(ds)      # a pycount.toml's zoom beside ROT=0
     if ds.own:                       # a folder: the settings it leaves open, from its images
         from pycount.data import owndata
         ds = owndata.resolve(ds)

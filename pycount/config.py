@@ -405,6 +405,23 @@ def sigma_too_wide(sigma: float, crop: int, smaller: str = "sigma") -> str:
             f"is all but flat over it); use a smaller {smaller}{larger}")
 
 
+def _rotation_needed(ds: DatasetConfig, said: str, drop: str, rot_given: bool) -> str:
+    """The refusal of an augmentation of the rotated crops (ZOOM=, HED=) where none are cut."""
+    rot = "ROT=0" if rot_given else f"rot_step = 0 in {Path(ds.subdir) / SPEC_FILE}"
+    return (f"{said} augments the mirrored and rotated training crops, and with {rot} training "
+            f"takes the crops as they are: {drop} or give a rotation step (ROT=30, the paper's)")
+
+
+def check_augmented_rotation(ds: DatasetConfig) -> None:
+    """A density model's training crops with a zoom or stain jitter that a pycount.toml sets and
+    ROT=0 turns off: refused (with_overrides refuses ZOOM= and HED= given with ROT=0 alike)."""
+    for k, var in (("zoom", "ZOOM"), ("hed_jitter", "HED")):
+        if getattr(ds, k) and ds.rot_step == 0:
+            said = (f"{Path(ds.subdir) / SPEC_FILE}'s {k} = {getattr(ds, k):g}" if ds.own
+                    else f"{ds.name}'s {var}={getattr(ds, k):g}")
+            raise ConfigError(_rotation_needed(ds, said, f"set {var}=0", True))
+
+
 def _zoom_said(ds: DatasetConfig, zoom: float | None) -> str:
     """The zoom in force, as where it was set: "ZOOM=0.25", "<folder>/pycount.toml's zoom = 0.25"
     or "nuclei's ZOOM=0.25" (a named dataset's own)."""
@@ -469,14 +486,11 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
                           f"{ZOOM_LIMITS[1]:g}, e.g. 0.25 (crops also cut from each training image "
                           f"at 1/1.25 and 1.25 times its size), or 0 for none")
     for k, var in (("zoom", "ZOOM"), ("hed_jitter", "HED")):
-        if changes.get(k, getattr(ds, k)) and changes.get("rot_step", ds.rot_step) == 0:
-            said = (f"{var}={changes[k]:g}" if k in changes else
-                    f"{Path(ds.subdir) / SPEC_FILE}'s {k} = {getattr(ds, k):g}" if ds.own else
-                    f"{ds.name}'s {var}={getattr(ds, k):g}")
-            drop = f"drop {var}=" if k in changes else f"set {var}=0"
-            raise ConfigError(f"{said} augments the mirrored and rotated training crops, and "
-                              f"with ROT=0 training takes the crops as they are: {drop} or give "
-                              f"a rotation step (ROT=30, the paper's)")
+        # given here; a pycount.toml's zoom beside ROT=0 is for density models only to refuse
+        # (check_augmented_rotation, once the model is known)
+        if changes.get(k) and changes.get("rot_step", ds.rot_step) == 0:
+            raise ConfigError(_rotation_needed(ds, f"{var}={changes[k]:g}", f"drop {var}=",
+                                               "rot_step" in changes))
     if rot_step is not None and not 0 <= rot_step < ROT_STEP_BELOW:
         raise ConfigError(f"ROT={rot_step} is not valid: use a rotation step in degrees from 1 "
                           f"to {ROT_STEP_BELOW - 1} (the paper's 30), or 0 for none")
@@ -512,7 +526,9 @@ def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | No
             raise ConfigError(f"{_named('SIGMA', sigma, its + ' sigma', sg)} is too wide for "
                               f"{_named('CROP', crop, its + ' crop', c)}: {sigma_too_wide(sg, c)}")
     z = changes.get("zoom", ds.zoom)     # ZOOM=, a pycount.toml's zoom or the dataset's own
-    if z:                              # the Gaussians of the shrunken and the enlarged crops
+    # the Gaussians of the shrunken and the enlarged crops, where the command line changed the
+    # zoom or a width (read_spec checks a pycount.toml's pair)
+    if z and (zoom is not None or sigma is not None or crop is not None):
         sg, c = changes.get("sigma", ds.sigma), changes.get("crop", ds.crop)   # (own: sg 0)
         if sg and sg / (1 + z) < SIGMA_MIN:
             raise ConfigError(f"{_zoom_said(ds, zoom)} narrows the sigma of {sg:g} px to "
@@ -1169,6 +1185,10 @@ def read_spec(folder: Path) -> dict:
     if "hed_jitter" in spec and not spec["hed_jitter"] < 1:
         raise ConfigError(f"{path}: hed_jitter = {spec['hed_jitter']} must be a strength below 1 "
                           f"(e.g. 0.05), or 0 for none")
+    if spec.get("zoom") and spec.get("sigma", math.inf) / (1 + spec["zoom"]) < SIGMA_MIN:
+        raise ConfigError(f"{path}: zoom = {spec['zoom']} narrows sigma = {spec['sigma']} to "
+                          f"{spec['sigma'] / (1 + spec['zoom']):g} px in the shrunken crops, "
+                          f"below {SIGMA_MIN:g} px: use a smaller zoom or a larger sigma")
     for key in ("zoom", "hed_jitter"):
         if spec.get(key) and spec.get("rot_step") == 0:
             raise ConfigError(f"{path}: {key} = {spec[key]} augments the mirrored and rotated "

@@ -154,7 +154,7 @@ def test_a_sigma_that_is_no_usable_width_is_refused_on_the_command_line(tmp_path
     err = refused(capsys, "--dataset", dataset, "--model", "fcrn", "--sigma", value)
     assert needle in err
     if value == "1e9":
-        assert ("SIGMA=1000000000.0 (--sigma) is too wide for the inferred crop of 72 px"
+        assert ("SIGMA=1e+09 (--sigma) is too wide for the inferred crop of 72 px"
                 if where == "own" else "SIGMA=1e+09 is too wide for synthetic's crop of 64 px") \
             in err and "at most a quarter of the crop side" in err
     assert not (workdirs / "data" / "lmdb").exists()
@@ -202,7 +202,7 @@ def test_every_float_option_must_be_finite(option, value, needle):
     ("sigma = inf\n", "sigma = inf is not valid; expected a finite, non-negative float"),
     ("scale = -inf\n", "scale = -inf is not valid; expected a finite, non-negative float"),
     ("sigma = 1e9\n", "sigma = 1000000000.0 is too wide for the inferred crop of 72 px"),
-    ("sigma = 30\ncrop = 64\n", "sigma = 30.0 is too wide for crop = 64 in "),
+    ("sigma = 30\ncrop = 64\n", "sigma = 30 is too wide for crop = 64 in "),
     ("sigma = 0.25\n", "sigma = 0.25 is not valid: use a width of at least 0.5 px"),
     ("rot_step = 400\n", "rot_step = 400 is not valid: use a rotation step in degrees from 1 to 359"),
 ])
@@ -336,6 +336,6 @@ def test_zoom_widening_sigma_beyond_an_own_folders_crop_is_refused(tmp_path, wor
     folder = own_folder(tmp_path / "f")
     err = refused(capsys, "--dataset", str(folder), "--model", "fcrn", "--zoom", "1",
                   "--sigma", "10", "--crop", "48")
-    assert "ZOOM=1 widens SIGMA=10.0 (--sigma) to 20 px in its enlarged crops" in err
+    assert "ZOOM=1 widens SIGMA=10 (--sigma) to 20 px in its enlarged crops" in err
     assert "too wide for CROP=48 (--crop)" in err
     resolved(folder, zoom=1.0, sigma=5.0, crop=48)          # 10 px: a quarter of 48 fits 12

@@ -227,10 +227,12 @@ def draw_split(ids: list[str], test: tuple[str, ...] = (), spec: Path | None = N
 def _given(ds: config.DatasetConfig, root: Path, key: str, value, first: bool = True) -> str:
     """Where a setting's value came from, for a message: its pycount.toml line or the option
     (`first`: the message's first words, which name the file before the setting)."""
-    if key in ds.spec and config.read_spec(root).get(key) == value:
-        return f"{root / config.SPEC_FILE}: {key} = {value!r}" if first else \
-            f"{key} = {value!r} in {root / config.SPEC_FILE}"
-    return f"{key.upper()}={value} (--{key.replace('_', '-')})"
+    raw = config.read_spec(root).get(key) if key in ds.spec else None
+    if raw is not None and raw == value:       # as the file writes it: sigma = 8, not 8.0
+        return f"{root / config.SPEC_FILE}: {key} = {raw!r}" if first else \
+            f"{key} = {raw!r} in {root / config.SPEC_FILE}"
+    shown = f"{value:g}" if isinstance(value, float) else value     # SIGMA=8, not 8.0
+    return f"{key.upper()}={shown} (--{key.replace('_', '-')})"
 
 
 def _source(ds: config.DatasetConfig, root: Path, key: str, value) -> str:
@@ -279,12 +281,14 @@ def _check_windows(ds: config.DatasetConfig, root: Path, stats: dict[str, ImageS
                                f"{lo} to {top} px ({why}), or leave it out to have it inferred")
 
 
-def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
+def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.DatasetConfig:
     """ds with every zero setting inferred from its folder; `say` gets one line per setting.
     Settings no training can use (see _check_settings, _check_windows, and a split or
     annotations that leave nothing to learn from) raise DatasetError before anything is written
     beyond the images' measurement cache; so does a name another folder holds (_name_taken,
-    _check_moved), before even that. prepare, train and eval all come through here."""
+    _check_moved), before even that. prepare, train and eval all come through here. `checks`
+    False (_defaults: the folder's own settings, the reference a command line's are tagged
+    against) lets windows and widths pass that the command line has just replaced."""
     if not ds.own:
         return ds
     root = Path(ds.subdir)
@@ -368,7 +372,8 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
         tr = [stats[i] for i in train]
         spacing *= scale
         lines.append(f"  {'':<15} {spacing:>8.1f} px  the cell spacing in the resized images")
-    _check_windows(ds, root, stats)
+    if checks:
+        _check_windows(ds, root, stats)
 
     sides = np.array([min(s.width, s.height) for s in stats.values()])
     typical = int(np.median(sides))           # most images' smaller side: patches fit them
@@ -396,13 +401,13 @@ def resolve(ds: config.DatasetConfig, say=print) -> config.DatasetConfig:
                         typical, config.OWN_CROP_PER_SPACING)
     crop = ds.crop or crop
     note("crop", crop, why, " px")
-    if sigma > config.sigma_max(crop):   # never both inferred: sigma <= 8 px, crops >= 48 px
+    if checks and sigma > config.sigma_max(crop):  # never both inferred: sigma <= 8, crops >= 48
         said = _given(ds, root, "sigma", ds.sigma) if ds.sigma else \
             f"the inferred sigma of {sigma:g} px"
         raise DatasetError(f"{said} is too wide for {_source(ds, root, 'crop', crop)}: "
                            f"{config.sigma_too_wide(sigma, crop)}")
 
-    if ds.zoom and sigma * (1 + ds.zoom) > config.sigma_max(crop):
+    if checks and ds.zoom and sigma * (1 + ds.zoom) > config.sigma_max(crop):
         said = _given(ds, root, "sigma", ds.sigma, first=False) if ds.sigma else \
             f"the inferred sigma of {sigma:g} px"
         zoom = (f"{root / config.SPEC_FILE}'s zoom = {ds.zoom:g}" if "zoom" in ds.spec
@@ -614,9 +619,9 @@ def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
         return mine
     quiet = lambda _: None  # noqa: E731
     windows = mine[:6] if all(same[:6]) else tuple(
-        getattr(resolve(replace(fresh, scale=given.scale), say=quiet), k)
+        getattr(resolve(replace(fresh, scale=given.scale), say=quiet, checks=False), k)
         for k in DEFAULT_KEYS[:6])
-    scale = out.scale if same[6] else resolve(fresh, say=quiet).scale
+    scale = out.scale if same[6] else resolve(fresh, say=quiet, checks=False).scale
     return (*windows, scale, fresh.marker, fresh.hed_jitter, fresh.zoom)
 
 
