@@ -113,9 +113,11 @@ class DatasetConfig:
     # 34.22 against 33.95 without, paired +0.27 +- 4.95 (closer on 28 of 50): the slope of
     # counted on true 0.905 -> 0.98 (dense images no longer under-counted) but images of 150-300
     # cells over-counted more, mean error -3.2 -> +9.8 (bench/results/2026-12-06-vm-paired-
-    # nuclei-zoom-scale2.md). ZOOM=0.1: 30.65, paired -3.30 +- 2.73 (closer on 27 of 50; within
-    # the noise of one run; 2026-12-06-vm-paired-nuclei-zoom01.md). 0 stays the default until a
-    # second split or seed confirms it (docs/density-model.md).
+    # nuclei-zoom-scale2.md). ZOOM=0.1: 30.65, paired -3.30 +- 2.73 (closer on 27 of 50;
+    # 2026-12-06-vm-paired-nuclei-zoom01.md); on RESPLIT=3 -1.71 +- 1.61 and RESPLIT=4 -0.48 +-
+    # 1.47 (-split3-zoom01.md, -split4-zoom01.md): over the three splits -1.83 +- 1.16 per image
+    # (closer on 82 of 150), 1.6 standard errors, and it triples the crops: 0 stays the default
+    # (docs/density-model.md).
     zoom: float = 0.0
     # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
     # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
