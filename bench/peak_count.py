@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from bench import stages
+from bench import paired, stages
 from pycount import config
 from pycount.data import prepare
 from pycount.inference.fullconv import DensityPredictor
@@ -73,13 +73,10 @@ def measure(run_dir: Path, window: int, data_root=None, engine: str = "caffe") -
              peak_counts(fit["heights"], chosen), peak_counts(test["heights"], chosen)),
             (f"peaks >= {oracle / unit:.2f} cell peak (best on the test images: a bound)",
              peak_counts(fit["heights"], oracle), peak_counts(test["heights"], oracle))):
-        err = est_test - test["true"]
-        slope = float(np.polyfit(test["true"], est_test, 1)[0])
-        rows.append({"count": name, "training images MAE": round(float(
-            np.abs(est_fit - fit["true"]).mean()), 2), "test MAE": round(float(
-                np.abs(err).mean()), 2), "std": round(float(np.abs(err).std()), 2),
-            "MRE": round(float(np.mean(np.abs(err) / np.maximum(test["true"], 1))), 4),
-            "mean error": round(float(err.mean()), 2), "slope": round(slope, 3),
+        s = paired.summary(dict(zip(test["ids"], zip(test["true"], est_test))))
+        rows.append({"count": name, "training images MAE": paired.summary(dict(zip(
+            fit["ids"], zip(fit["true"], est_fit))))["MAE"], "test MAE": s["MAE"],
+            **{k: s[k] for k in ("std", "MRE", "mean error", "slope")},
             "window": window, "run": str(run_dir)})
     kept = {part: {"ids": v["ids"], "true": v["true"].tolist(), "sum": v["sum"].tolist(),
                    "heights": [h[h >= grid[0]].round(6).tolist() for h in v["heights"]]}

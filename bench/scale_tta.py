@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import stages
+from bench import paired, stages
 from pycount import config
 from pycount.data import prepare, readers
 from pycount.inference.fullconv import DensityPredictor
@@ -33,21 +33,21 @@ def counts_at_sizes(predictor, image: np.ndarray, factors: list[float]) -> dict[
 
 def score(counts: dict[float, list[float]], true: np.ndarray, run: str = "") -> list[dict]:
     """Rows: each size alone and the mean over all sizes, against the true counts and paired
-    per image against the count of the image as it is (counts[1.0])."""
-    base_err = np.abs(np.array(counts[1.0]) - true)
+    per image against the count of the image as it is (counts[1.0]; bench.paired's measures)."""
+    def images(est):
+        return {"images": {str(i): (float(t), float(e)) for i, (t, e) in enumerate(zip(true, est))}}
+    base = images(counts[1.0])
     factors = list(counts)
     rows = []
-    for name, est in [*((f"x{f:g}", np.array(counts[f])) for f in factors),
+    for name, est in [*((f"x{f:g}", counts[f]) for f in factors),
                       (f"mean of x{', x'.join(f'{f:g}' for f in factors)}",
                        np.mean([counts[f] for f in factors], axis=0))]:
-        err = np.abs(est - true)
-        d = err - base_err
-        rows.append({"count": name, "images": len(true),
-                     "MAE": round(float(err.mean()), 2), "std": round(float(err.std()), 2),
-                     "mean error": round(float((est - true).mean()), 2),
-                     "paired vs x1": round(float(d.mean()), 2),
-                     "s.e.": round(float(d.std(ddof=1) / np.sqrt(len(d))), 2) if len(d) > 1
-                     else None, "closer on": int((d < 0).sum()), "run": run})
+        r = images(est)
+        s, c = paired.summary(r["images"]), paired.compare(base, r)
+        rows.append({"count": name, "images": s["images"], "MAE": s["MAE"], "std": s["std"],
+                     "mean error": s["mean error"], "paired vs x1": c["paired diff"],
+                     "s.e.": c["s.e."] if len(true) > 1 else None,
+                     "closer on": c["closer on"], "run": run})
     return rows
 
 

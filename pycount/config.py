@@ -416,23 +416,25 @@ def _rotation_needed(ds: DatasetConfig, said: str, drop: str, rot_given: bool) -
             f"takes the crops as they are: {drop} or give a rotation step (ROT=30, the paper's)")
 
 
+def own_setting(ds: DatasetConfig, key: str) -> str:
+    """A float setting the dataset itself holds (not the command line), for a message:
+    "<folder>/pycount.toml's zoom = 0.25", or a named dataset's "nuclei's ZOOM=0.25"."""
+    return (f"{Path(ds.subdir) / SPEC_FILE}'s {key} = {getattr(ds, key):g}" if ds.own else
+            f"{ds.name}'s {MAKE_VARS[key]}={getattr(ds, key):g}")
+
+
 def check_augmented_rotation(ds: DatasetConfig) -> None:
     """A density model's training crops with a zoom or stain jitter that a pycount.toml sets and
     ROT=0 turns off: refused (with_overrides refuses ZOOM= and HED= given with ROT=0 alike)."""
-    for k, var in (("zoom", "ZOOM"), ("hed_jitter", "HED")):
+    for k in ("zoom", "hed_jitter"):
         if getattr(ds, k) and ds.rot_step == 0:
-            said = (f"{Path(ds.subdir) / SPEC_FILE}'s {k} = {getattr(ds, k):g}" if ds.own
-                    else f"{ds.name}'s {var}={getattr(ds, k):g}")
-            raise ConfigError(_rotation_needed(ds, said, f"set {var}=0", True))
+            raise ConfigError(_rotation_needed(ds, own_setting(ds, k),
+                                               f"set {MAKE_VARS[k]}=0", True))
 
 
 def _zoom_said(ds: DatasetConfig, zoom: float | None) -> str:
-    """The zoom in force, as where it was set: "ZOOM=0.25", "<folder>/pycount.toml's zoom = 0.25"
-    or "nuclei's ZOOM=0.25" (a named dataset's own)."""
-    if zoom is not None:
-        return f"ZOOM={zoom:g}"
-    return (f"{Path(ds.subdir) / SPEC_FILE}'s zoom = {ds.zoom:g}" if ds.own else
-            f"{ds.name}'s ZOOM={ds.zoom:g}")
+    """The zoom in force, as where it was set: ZOOM= given, else the dataset's own."""
+    return f"ZOOM={zoom:g}" if zoom is not None else own_setting(ds, "zoom")
 
 
 def with_overrides(ds: DatasetConfig, patch: int | None = None, stride: int | None = None,

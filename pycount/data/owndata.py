@@ -333,6 +333,9 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
         lines.append(f"  moved from {moved}: the same images and dots, so {ds.name}'s LMDBs "
                      f"and runs are kept")
 
+    def from_spec(key):         # a setting as the folder's pycount.toml gives it
+        return key in ds.spec and getattr(ds, key) == getattr(fresh, key)
+
     def note(key, value, rule, unit=""):
         spec_key = {"split": "test", "mean_bgr": "mean_rgb"}.get(key, key)
         src = "pycount.toml" if spec_key in ds.spec else f"{ {'rot_step': 'ROT'}.get(key, key.upper())}= given"
@@ -410,8 +413,7 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     if checks and ds.zoom and sigma * (1 + ds.zoom) > config.sigma_max(crop):
         said = _given(ds, root, "sigma", ds.sigma, first=False) if ds.sigma else \
             f"the inferred sigma of {sigma:g} px"
-        zoom = (f"{root / config.SPEC_FILE}'s zoom = {ds.zoom:g}" if "zoom" in ds.spec
-                and ds.zoom == fresh.zoom else f"ZOOM={ds.zoom:g}")
+        zoom = config.own_setting(ds, "zoom") if from_spec("zoom") else f"ZOOM={ds.zoom:g}"
         raise DatasetError(config.zoom_too_wide(zoom, said, sigma * (1 + ds.zoom),
                                                 _source(ds, root, "crop", crop), crop))
     sizes = Counter((max(x.height, crop), max(x.width, crop)) for x in tr)
@@ -435,8 +437,7 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
                                            "1+zoom times each image's size"),
                            ("hed_jitter", "HED", "H&E stain jitter of the training crops")):
         if getattr(ds, key):            # never inferred: shown where pycount.toml or a VAR= set it
-            src = "pycount.toml" if key in ds.spec and getattr(ds, key) == getattr(fresh, key) \
-                else f"{var}= given"
+            src = "pycount.toml" if from_spec(key) else f"{var}= given"
             lines.append(f"  {key:<15} {getattr(ds, key):>8g}  {src}: {what}")
 
     # one image much larger than the others: the nets learn mostly from it, which a lab should
