@@ -41,7 +41,9 @@ def test_cellcounter_variant_reads_back_within_rounding(tmp_path):
     src = readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28")
     for s in src[:10]:
         assert np.abs(got[s.id].centres - s.centres).max() <= 0.5 + 1e-9
-    assert sum(s.count for s in got.values()) == 29756
+    # the release's 8 repeated marks counted once, and img58's two marks 0.68 px apart fall on
+    # one pixel in the Cell Counter file's whole-pixel positions
+    assert sum(s.count for s in got.values()) == 29748 - 1
 
 
 @needs_shared

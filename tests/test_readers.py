@@ -53,7 +53,9 @@ def write_xy(path, centres):
 def test_crc_counts_and_ids(crc):
     counts = [s.count for s in crc]
     assert [s.id for s in crc] == [str(n) for n in range(1, 101)]
-    assert sum(counts) == 29756 and min(counts) == 1 and max(counts) == 1191
+    # 29,756 marks, 8 of them repeated at the same position (counted once): img29's 1,191 marks
+    # are 1,189 cells, the largest count of the paper's Table 1
+    assert sum(counts) == 29748 and min(counts) == 1 and max(counts) == 1189
     assert all(s.image.shape == (500, 500, 3) and s.image.dtype == np.uint8 for s in crc)
     assert [s.id for s in read("crc_nuclei", CRC_ROOT, ids=["10", "2"])] == ["10", "2"]
 
@@ -406,6 +408,20 @@ def test_generic_bad_csv(generic_set, text, expected):
     with pytest.raises(DatasetError, match="001.csv") as err:
         read_generic(generic_set)
     assert expected in str(err.value)
+
+
+def test_repeated_marks_count_once_with_a_note(generic_set, capsys):
+    # a mark clicked twice at the same spot is one cell; a mark 0.01 px away is another
+    write_xy(generic_set / "002.csv", [[3.0, 4.0], [5.0, 6.0], [3.0, 4.0], [3.01, 4.0], [3.0, 4.0]])
+    got = read_generic(generic_set, ids=["002"])[0]
+    assert got.count == 3
+    np.testing.assert_array_equal(got.centres, [[3.0, 4.0], [5.0, 6.0], [3.01, 4.0]])
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and "002.csv: 2 mark(s) repeat" in err
+    write_xy(generic_set / "001.csv", [[1.0, 1.0], [1.0, 1.0]])     # two files: one note
+    assert [s.count for s in read_generic(generic_set)] == [1, 3]
+    err = capsys.readouterr().err
+    assert err.count("note:") == 1 and f"{generic_set}: 3 marks in 2 files (001.csv (1), 002.csv (2))" in err
 
 
 def test_generic_ids_and_unknown_layout(generic_set):

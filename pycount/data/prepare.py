@@ -147,10 +147,7 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
                 f"same-name annotation); put the dataset there or set DATA_ROOT")
         train, test = draw_split(stems)
     if ds.resplit:
-        pool = sorted(train + test)
-        order = np.random.default_rng(ds.resplit).permutation(len(pool))
-        train, test = (sorted(pool[i] for i in order[:len(train)]),
-                       sorted(pool[i] for i in order[len(train):]))
+        train, test = redraw(train, test, ds.resplit)
     rng = np.random.default_rng(config.SPLIT_SEED)
     if ds.train_n:
         # the literature's protocol: N training images drawn with SEED; the validation images
@@ -166,6 +163,14 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
     n_val = min(ds.n_val, max(1, len(train) // 4))
     val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
     return {"train": [i for i in train if i not in val], "val": val, "test": test}
+
+
+def redraw(train: list[str], test: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """RESPLIT=seed: (train, test) drawn again from their pool with `seed`, at the same sizes."""
+    pool = sorted(train + test)
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return (sorted(pool[i] for i in order[:len(train)]),
+            sorted(pool[i] for i in order[len(train):]))
 
 
 def draw_split(stems: list[str]) -> tuple[list[str], list[str]]:

@@ -14,12 +14,14 @@ Layouts (``read(layout, root)`` dispatches on the name):
   subfolders of a published split (split_parts).
 
 Every reader checks that images and annotations pair up, that images decode and that every centre
-lies inside its image, and raises DatasetError naming the offending file. The images are decoded
+lies inside its image, and raises DatasetError naming the offending file; marks repeated at the
+exact same position are counted once, with a note (drop_repeats). The images are decoded
 by pycount.data.images, the annotation files read by pycount.data.annotations, and the folder
 layout's files paired by pycount.data.layout (folder_pairs, split_folders, split_parts).
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from pycount.data.annotations import read_annotation, read_centres_csv
+from pycount.data.annotations import note, read_annotation, read_centres_csv
 from pycount.data.images import IMAGE_SUFFIXES, read_any_image, read_in_range
 from pycount.data.layout import refuse_broken_link, require_dir, folder_pairs
 from pycount.errors import DatasetError
@@ -92,11 +94,42 @@ def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0
     return centres
 
 
+def drop_repeats(centres: np.ndarray) -> np.ndarray:
+    """The centres with each exact (x, y) kept once, in their order.
+
+    Two marks at the very same position are one cell clicked twice, not two cells: the
+    CRCHistoPhenotypes release repeats 8 marks in 6 images (img29's 1191 marks are 1189 cells,
+    the maximum the paper's Table 1 gives)."""
+    if len(centres) < 2:
+        return centres
+    _, first = np.unique(centres, axis=0, return_index=True)
+    return centres if len(first) == len(centres) else centres[np.sort(first)]
+
+
+def _say_repeats(repeats: dict[Path, int]) -> None:
+    """One note for the files of a reading whose repeated marks drop_repeats counted once."""
+    if not repeats:
+        return
+    n = sum(repeats.values())
+    if len(repeats) == 1:
+        (path, _), = repeats.items()
+        where = f"{path}: {n} mark(s)"
+    else:
+        files = [f"{p.name} ({k})" for p, k in repeats.items()]
+        where = (f"{os.path.commonpath([str(p.parent) for p in repeats])}: {n} marks in "
+                 f"{len(repeats)} files ({', '.join(files[:6])}{', ...' if len(files) > 6 else ''})")
+    note(f"{where} repeat another mark's exact position; each position is counted once")
+
+
 def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
-            tolerance: float = 0.0) -> Sample:
-    centres = np.asarray(centres, np.float64).reshape(-1, 2)
-    return Sample(id=i, image=image, centres=check_centres(centres, image.shape, path, tolerance),
-                  source=str(image_path))
+            tolerance: float = 0.0, repeats: dict | None = None) -> Sample:
+    """A checked Sample (check_centres); marks repeated at one position are counted once and, with
+    `repeats`, how many were dropped is recorded under `path` for _say_repeats."""
+    centres = check_centres(np.asarray(centres, np.float64).reshape(-1, 2), image.shape, path, tolerance)
+    kept = drop_repeats(centres)
+    if len(kept) < len(centres) and repeats is not None:
+        repeats[Path(path)] = len(centres) - len(kept)
+    return Sample(id=i, image=image, centres=kept, source=str(image_path))
 
 
 # --- vgg_cells ---------------------------------------------------------------------------------------
@@ -248,11 +281,12 @@ def read_crc_nuclei(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     if not pairs:
         raise DatasetError(f"no Detection/imgN/imgN.bmp images found under {root}; root must be the "
                            "CRCHistoPhenotypes_2016_04_28 release folder")
-    samples = []
+    samples, repeats = [], {}
     for i in _select(pairs, ids, lambda i: detection / f"img{i}" / f"img{i}.bmp"):
         image_path, mat_path = pairs[i]
         samples.append(_sample(i, _imread_rgb(image_path), _read_detection_mat(mat_path), mat_path,
-                               image_path, CRC_EDGE_TOLERANCE))
+                               image_path, CRC_EDGE_TOLERANCE, repeats))
+    _say_repeats(repeats)
     return samples
 
 
@@ -289,11 +323,12 @@ def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequenc
     if not pairs:
         raise DatasetError(f"no images with same-stem .csv annotations found in {root}; expected e.g. "
                            "001.png with 001.csv (header x,y)")
-    samples = []
+    samples, repeats = [], {}
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, csv_path = pairs[i]
         samples.append(_sample(i, read_any_image(image_path, depth_range), read_centres_csv(csv_path), csv_path,
-                               image_path))
+                               image_path, repeats=repeats))
+    _say_repeats(repeats)
     return samples
 
 
@@ -308,15 +343,16 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
         raise DatasetError(f"no annotated images found in {root}; expected images (.png .jpg .tif) "
                            "each with an annotation of the same name: NAME.csv (x,y), NAME.xml (Cell "
                            "Counter), NAME.geojson (QuPath) or NAME_dots.png (one pixel per cell)")
-    samples = []
+    samples, repeats = [], {}
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
-        image_path, note, kind = pairs[i]
+        image_path, annotation, kind = pairs[i]
         image, why = read_in_range(image_path, depth_range)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
-        samples.append(_sample(i, image, read_annotation(note, kind, image.shape, marker,
-                                                         image_path), note,
-                               image_path))
+        samples.append(_sample(i, image, read_annotation(annotation, kind, image.shape, marker,
+                                                         image_path), annotation,
+                               image_path, repeats=repeats))
+    _say_repeats(repeats)
     return samples
 
 

@@ -340,6 +340,13 @@ def _per_image(run: Path) -> dict:
         return {}           # (a row cut short reads None for its missing fields: TypeError)
 
 
+def _count_range(images: dict) -> tuple[float, int, int]:
+    """(mean, least, most) of the true counts of a run's test images, as the paper's Table 1
+    gives its sets (AC, MinC-MaxC): which images a split tests on shows there."""
+    true = [v[0] for v in images.values()]
+    return round(sum(true) / len(true), 2), int(min(true)), int(max(true))
+
+
 def record(report: dict, path) -> dict:
     """Adds every run that `report` read from its runs folder (metrics.json and train.json) to
     the record at `path`, replacing older entries of the same run and keeping the rest: the
@@ -458,10 +465,14 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
     datasets = []
     for col in COLUMNS:
         ok = [m for k, m in found.items() if k.split("/")[0] == col.folder and "error" not in m]
+        keys = [k for k, m in found.items() if k.split("/")[0] == col.folder and "error" not in m]
+        truths = [kept[k].get("images") if "recorded" in found[k] else _per_image(runs_dir / k)
+                  for k in keys]
         datasets.append({"folder": col.folder, "label": col.label,
                          "paper": PAPER_DATASETS[col.paper], "runs": len(ok),
                          "n_images": sorted({m["n_images"] for m in ok}),
-                         "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok})})
+                         "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok}),
+                         "test_counts": sorted({_count_range(t) for t in truths if t})})
     other = [{**m, "run": k + (" (recorded)" if "recorded" in m else "")}
              for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
