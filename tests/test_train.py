@@ -231,11 +231,26 @@ def test_a_resume_on_data_prepare_rewrote_since_is_refused_and_prepare_waits_for
     manifest = lmdbio.read_manifest(lmdb)
     assert json.loads((run / "snapshots" / "latest.json").read_text())["data"] == \
         manifest["fingerprint"]
+    from pycount.util.runlock import lmdbs_read          # the training named what it read
+    assert lmdbs_read(run) == [lmdb.resolve(), (config.lmdb_dir(ds) / "val_lmdb").resolve()]
+    (run / ".train.lock").write_text("")
     with open(run / ".train.lock", "a+") as lock:        # as a running training holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now \\({run}\\)"):
+            prepare.prepare(ds, force=True)          # (naming nothing: it may read them)
+        lock.write(f"{lmdb.resolve()}\n")               # as RunLock writes what it reads
+        lock.flush()
+        with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now"):
             prepare.prepare(ds, force=True)
     assert lmdbio.read_manifest(lmdb) == manifest
+    with open(run / ".train.lock", "w") as lock:         # a training reading another folder's
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # LMDBs (PYCOUNT_DATA) holds it
+        lock.write(f"{lmdb.parent.parent / 'elsewhere' / 'train_lmdb'}\n")
+        lock.flush()
+        prepare.prepare(ds, force=True)                  # rewritten, not refused
+    rewritten = lmdbio.read_manifest(lmdb)
+    assert rewritten["fingerprint"] == manifest["fingerprint"] and rewritten != manifest
+    manifest = rewritten
     lmdbio.write_manifest(lmdb, {**manifest, "fingerprint": "other data"})   # as prepare would
     with pytest.raises(TrainError, match="snapshots were trained on other data than"):
         train.Trainer(ds, model, max_iter=20).train(resume=True)

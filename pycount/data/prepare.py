@@ -278,10 +278,14 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
 
 
 def _check_not_read(ds: config.DatasetConfig, dest: Path) -> None:
-    """A DatasetError while a training of the dataset runs (it holds its run's lock): it reads
-    these LMDBs, and a rewrite would change its data under it."""
-    from pycount.util.runlock import in_training
-    busy = sorted(r for r in (config.runs_dir() / ds.tag).glob("*") if in_training(r))
+    """A DatasetError while a training of the dataset that reads `dest` runs (it holds its run's
+    lock and names there what it reads; one that names nothing may read it): a rewrite would
+    change its data under it. A training of another model or of another data folder
+    (PYCOUNT_DATA) is no reason to wait."""
+    from pycount.util.runlock import in_training, lmdbs_read
+    here = Path(dest).resolve()
+    busy = sorted(r for r in (config.runs_dir() / ds.tag).glob("*")
+                  if in_training(r) and here in (lmdbs_read(r) or [here]))
     if busy:
         raise DatasetError(f"{dest} is read by a training now ({', '.join(map(str, busy))}); "
                            f"rewriting it would change that training's data under it: wait for "

@@ -299,7 +299,8 @@ class Trainer:
         plan = self._plan()
         snaps = self.run / "snapshots"
         self._check_writable()
-        lock = RunLock(self.run)
+        lock = RunLock(self.run, [p for p in (self.train_lmdb, self.val_lmdb, self.train_targets,
+                                              self.val_targets) if p is not None])
         try:                        # released whatever stops the training, a refusal included
             return self._train_locked(caffe, plan, pretrained, snaps, resume)
         finally:

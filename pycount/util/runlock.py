@@ -1,6 +1,7 @@
 """One training at a time in a run folder: RunLock takes an exclusive flock on <run>/.train.lock
-for the whole training, released when the process ends however it ends; in_training asks
-whether one holds it now."""
+for the whole training, released when the process ends however it ends, and writes there the
+LMDB folders the training reads; in_training asks whether one holds it now, lmdbs_read what it
+reads."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,11 +27,24 @@ def in_training(run: Path) -> bool:
         return False
 
 
+def lmdbs_read(run: Path) -> list[Path] | None:
+    """The LMDB folders the training holding `run`'s lock reads, as it wrote them there; None
+    when it wrote none (a training of an older pycount: it may read any of its dataset's)."""
+    try:
+        lines = (Path(run) / LOCK_FILE).read_text().split("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    paths = [Path(line) for line in lines if line.strip()]
+    return paths or None
+
+
 class RunLock:
     """One training at a time in a run folder: an exclusive lock on <run>/.train.lock, released
-    when the process ends however it ends. A second `make train` on the folder stops at once."""
+    when the process ends however it ends. A second `make train` on the folder stops at once.
+    `reads`: the LMDB folders the training reads, written into the lock file (lmdbs_read) so
+    that `make prepare` refuses to rewrite those and only those."""
 
-    def __init__(self, run: Path):
+    def __init__(self, run: Path, reads=()):
         import fcntl
         self.file = open(run / LOCK_FILE, "a+")
         try:
@@ -40,6 +54,10 @@ class RunLock:
             raise TrainError(f"{run} is being trained by another process (it holds "
                              f"{run / LOCK_FILE}); wait for it to end, or stop it (Ctrl-C "
                              f"snapshots it) and run make train again") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write("".join(f"{Path(p).resolve()}\n" for p in reads))
+        self.file.flush()
 
     def release(self) -> None:
         self.file.close()
