@@ -646,8 +646,8 @@ def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
     _img(tmp_path / "b.tif", (40, 50), np.uint16)              # 16-bit grey, Cell Counter
     (tmp_path / "CellCounter_b.xml").write_text(cellcounter_xml({1: [(5, 5)], 2: [(6, 6)]}))
     _img(tmp_path / "c.jpg")                                   # QuPath
-    (tmp_path / "c.geojson").write_text(qupath_geojson([point_feature("MultiPoint",
-                                                                      [[1.5, 1.5]] * 4)]))
+    (tmp_path / "c.geojson").write_text(qupath_geojson([point_feature(
+        "MultiPoint", [[1.5 + k, 1.5] for k in range(4)])]))
     _img(tmp_path / "d.png", (40, 50, 4))                      # RGBA, dot mask
     mask = np.zeros((40, 50), np.uint8)
     mask[[1, 2, 3, 30, 39], [1, 2, 3, 40, 49]] = 255
