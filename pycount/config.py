@@ -1036,12 +1036,14 @@ OWN_SCALE_ABOVE = math.inf
 OWN_SCALE_TO = 13.4
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
 OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
-# Marks closer than OWN_DUPLICATE_PX to another mark are one cell marked twice (a double click,
-# or annotations exported twice into one file): no two cells' centres lie that close. They are
-# left out of the cell spacing (a folder marked twice over measured 0 px and got patch 24, sigma
-# 1 where 8 px cells need 36 and 1.5) and named; more than OWN_DUPLICATE_REFUSE of all marks
-# is refused, as every such cell would be learned and counted twice. The CRCHistoPhenotypes
-# release holds 2 such pairs among its 29,756 marks.
+# Marks at the very same position are counted once by every reader (readers.drop_repeats: a
+# file exported twice counts as once). Marks closer than OWN_DUPLICATE_PX to another, but not at
+# its very position, are one cell marked twice too (a double click): no two cells' centres lie
+# that close. They are left out of the cell spacing (a folder marked twice over measured 0 px
+# and got patch 24, sigma 1 where 8 px cells need 36 and 1.5) and named; more than
+# OWN_DUPLICATE_REFUSE of all marks is refused, as every such cell would be learned and counted
+# twice. The CRCHistoPhenotypes release holds 8 exact repeats among its 29,756 marks (counted
+# once) and one pair 0.68 px apart (img58).
 OWN_DUPLICATE_PX = 1.0
 OWN_DUPLICATE_REFUSE = 0.05
 # A training image holding more than this share of the training images' area (one large image among

@@ -514,6 +514,30 @@ def test_a_metrics_json_of_the_wrong_type_marks_only_its_run_unreadable(metrics,
     assert "ours 8.0000 ± 3.0000" in md
 
 
+def test_the_dataset_table_shows_the_test_images_counts_and_a_damaged_record_of_them_is_named(
+        tmp_path):
+    """Our test images' AC and MinC-MaxC beside the paper's Table 1, from the runs' per-image
+    counts (a run folder's predictions.csv or the record); hand-edited counts in the record were
+    an IndexError in the report."""
+    runs, rec = tmp_path / "runs", tmp_path / "results.json"
+    _fake_run(runs, "bacterial/alexnet", n_images=3)
+    (runs / "bacterial" / "alexnet" / "predictions.csv").write_text(
+        "id,true,predicted,tiling,abs_error\n1,74,70,70,4\n2,317,300,300,17\n3,123.41,120,120,3.41\n")
+    report = audit.build(runs, record_path=rec)
+    row = {d["folder"]: d for d in report["datasets"]}["bacterial"]
+    assert row["test_counts"] == [(171.47, 74, 317)]
+    assert "| 171.47, 74–317 |" in render.to_markdown(render.to_blocks(report))
+    audit.record(report, rec)
+    recorded = json.loads(rec.read_text())
+    assert recorded["runs"]["bacterial/alexnet"]["images"]["2"] == [317.0, 300.0]
+    for bad in ({"1": []}, {"1": ["74", 70]}, {"1": [74, float("nan")]}, ["1", "2"], None):
+        recorded["runs"]["bacterial/alexnet"]["images"] = bad
+        rec.write_text(json.dumps(recorded))
+        with pytest.raises(config.ConfigError, match="entry bacterial/alexnet's images are "
+                                                     "damaged"):
+            audit.build(tmp_path / "none", record_path=rec)
+
+
 @pytest.mark.parametrize("train, why", [
     ("[1, 2]", "a JSON object was expected, not array"),
     ('"s"', "a JSON object was expected, not string"),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pycount import cli, config
-from pycount.data import density_targets, lmdbio, owndata, prepare
+from pycount.data import density_targets, lmdbio, owndata, prepare, readers
 from pycount.errors import ConfigError, DatasetError
 from pycount.training import trainer
 
@@ -135,8 +135,14 @@ def test_a_folder_marked_twice_over_is_refused_by_file(tmp_path, workdirs):
     of 0 px (patch 24, sigma 1 where 10 px cells get 44 and 1.5), and each cell would have been
     learned and counted twice, with nothing said."""
     folder = make_folder(tmp_path / "f", n=6)
-    for i in range(6):
-        _mark_twice(folder, f"i{i:02d}", 144, shift=0)
+    once = resolved(folder)
+    for i in range(6):                                 # at the very same positions: each
+        _mark_twice(folder, f"i{i:02d}", 144, shift=0)  # position counts once, nothing refused
+    assert [s.count for s in readers.read_folder(folder)] == [144] * 6
+    again = resolved(folder)
+    assert (again.patch, again.sigma, again.crop) == (once.patch, once.sigma, once.crop)
+    for i in range(6):                                 # 0.3 px off: double clicks
+        _mark_twice(folder, f"i{i:02d}", 144)
     with pytest.raises(DatasetError) as refused:
         resolved(folder)
     message = str(refused.value)
@@ -154,8 +160,10 @@ def test_marks_twice_over_of_a_class_not_counted_are_no_duplicates_of_the_count(
     for i in range(6):
         csv_file = folder / f"i{i:02d}.csv"
         rows = csv_file.read_text().splitlines()[1:]
-        # the lattice as class "a"; its first 50 marks again as class "b", twice each
-        again = rows[:50] + rows[:50]
+        # the lattice as class "a"; its first 50 marks again as class "b", twice each (the
+        # second 0.3 px off: a double click)
+        again = rows[:50] + [f"{float(x) + 0.3:g},{y}" for x, y in (r.split(",")
+                                                                   for r in rows[:50])]
         csv_file.write_text("x,y,class\n" + "".join(f"{r},a\n" for r in rows)
                             + "".join(f"{r},b\n" for r in again))
     ds = resolved(folder, marker="a")

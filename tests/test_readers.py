@@ -417,11 +417,16 @@ def test_repeated_marks_count_once_with_a_note(generic_set, capsys):
     assert got.count == 3
     np.testing.assert_array_equal(got.centres, [[3.0, 4.0], [5.0, 6.0], [3.01, 4.0]])
     err = capsys.readouterr().err
-    assert err.count("note:") == 1 and "002.csv: 2 mark(s) repeat" in err
+    assert err.count("note:") == 1 and "002.csv: 2 marks repeat another mark's exact" in err
     write_xy(generic_set / "001.csv", [[1.0, 1.0], [1.0, 1.0]])     # two files: one note
     assert [s.count for s in read_generic(generic_set)] == [1, 3]
     err = capsys.readouterr().err
     assert err.count("note:") == 1 and f"{generic_set}: 3 marks in 2 files (001.csv (1), 002.csv (2))" in err
+    # marks just beyond the edge, moved onto it by a reader's tolerance, are not repeats
+    centres = np.array([[9.6, 5.0], [10.4, 5.0], [9.0, 5.0], [9.0, 5.0]])
+    kept = datasets._sample("x", np.zeros((10, 10, 3), np.uint8), centres, Path("x.csv"),
+                           Path("x.png"), tolerance=1.0, repeats={}).centres
+    assert len(kept) == 3
 
 
 def test_generic_ids_and_unknown_layout(generic_set):

@@ -231,23 +231,29 @@ def test_a_resume_on_data_prepare_rewrote_since_is_refused_and_prepare_waits_for
     manifest = lmdbio.read_manifest(lmdb)
     assert json.loads((run / "snapshots" / "latest.json").read_text())["data"] == \
         manifest["fingerprint"]
-    from pycount.util.runlock import lmdbs_read          # the training named what it read
-    assert lmdbs_read(run) == [lmdb.resolve(), (config.lmdb_dir(ds) / "val_lmdb").resolve()]
-    (run / ".train.lock").write_text("")
-    with open(run / ".train.lock", "a+") as lock:        # as a running training holds it
+    from pycount.util import runlock
+    # the training held its LMDBs' readers files (made beside them) and unmarked its lock
+    assert all(runlock.readers_file(config.lmdb_dir(ds) / f"{p}_lmdb").exists()
+               for p in ("train", "val"))
+    assert (run / ".train.lock").read_text() == ""
+    with open(run / ".train.lock", "a+") as lock:        # as an older pycount's training holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now \\({run}\\)"):
-            prepare.prepare(ds, force=True)          # (naming nothing: it may read them)
-        lock.write(f"{lmdb.resolve()}\n")               # as RunLock writes what it reads
-        lock.flush()
-        with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now"):
+        with pytest.raises(DatasetError, match=f"{lmdb} may be read by a training now "
+                                               f"\\({run}: of an older pycount"):
             prepare.prepare(ds, force=True)
-    assert lmdbio.read_manifest(lmdb) == manifest
-    with open(run / ".train.lock", "w") as lock:         # a training reading another folder's
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)   # LMDBs (PYCOUNT_DATA) holds it
-        lock.write(f"{lmdb.parent.parent / 'elsewhere' / 'train_lmdb'}\n")
+        lock.write(runlock.MARK)                         # as this pycount's RunLock marks it
         lock.flush()
-        prepare.prepare(ds, force=True)                  # rewritten, not refused
+        prepare.prepare(ds, force=True)                  # rewritten: it reads none of them
+    assert lmdbio.read_manifest(lmdb) != manifest
+    # a training that reads it, from whatever runs folder: refused
+    reading = runlock.ReadersLock([lmdb])
+    with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now \\(it holds "
+                                           f"{runlock.readers_file(lmdb)}\\)"):
+        prepare.prepare(ds, force=True)
+    reading.release()
+    other = runlock.ReadersLock([lmdb.parent / "another_lmdb"])   # another model's LMDB
+    prepare.prepare(ds, force=True)
+    other.release()
     rewritten = lmdbio.read_manifest(lmdb)
     assert rewritten["fingerprint"] == manifest["fingerprint"] and rewritten != manifest
     manifest = rewritten

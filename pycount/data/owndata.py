@@ -32,7 +32,7 @@ from pycount.data.layout import visible_subfolders, folder_layout
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -157,10 +157,10 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             raw = decoded_pixels(image_path)
             band = depth_percentiles(raw) if raw.dtype != np.uint8 else ()
             image = to_rgb8(raw, band)             # as stretched on its own (band, or flat)
-            def marks(m: str) -> np.ndarray:
-                return readers.check_centres(
+            def marks(m: str) -> np.ndarray:      # as the reader counts them (_sample)
+                return readers.check_centres(readers.drop_repeats(
                     np.asarray(read_annotation(note, kind, image.shape, m, image_path),
-                               np.float64).reshape(-1, 2), image.shape, note)
+                               np.float64).reshape(-1, 2)), image.shape, note)
             centres = marks(marker)
             everyone = marks("") if marker else centres
             # the cell spacing over every marked cell, whatever the marker counted: the windows

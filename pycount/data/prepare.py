@@ -278,19 +278,23 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
 
 
 def _check_not_read(ds: config.DatasetConfig, dest: Path) -> None:
-    """A DatasetError while a training of the dataset that reads `dest` runs (it holds its run's
-    lock and names there what it reads; one that names nothing may read it): a rewrite would
-    change its data under it. A training of another model or of another data folder
-    (PYCOUNT_DATA) is no reason to wait."""
-    from pycount.util.runlock import in_training, lmdbs_read
-    here = Path(dest).resolve()
-    busy = sorted(r for r in (config.runs_dir() / ds.tag).glob("*")
-                  if in_training(r) and here in (lmdbs_read(r) or [here]))
-    if busy:
-        raise DatasetError(f"{dest} is read by a training now ({', '.join(map(str, busy))}); "
-                           f"rewriting it would change that training's data under it: wait for "
-                           f"it to end, or stop it (Ctrl-C or kill PID snapshots it), then run "
-                           f"make prepare again")
+    """A DatasetError while a training reads the LMDB folder `dest` (it holds its ReadersLock,
+    whatever runs folder it trains into), or while a training of the dataset by an older pycount
+    runs (it names nothing it reads): a rewrite would change its data under it. A training of
+    another model, or from another data folder (PYCOUNT_DATA), is no reason to wait."""
+    from pycount.util.runlock import in_training, in_use, reads_unknown, readers_file
+    older = sorted(r for r in (config.runs_dir() / ds.tag).glob("*")
+                   if in_training(r) and reads_unknown(r))
+    if in_use(dest):
+        why = f"is read by a training now (it holds {readers_file(dest)})"
+    elif older:
+        why = (f"may be read by a training now ({', '.join(map(str, older))}: of an older "
+               f"pycount, which does not say what it reads)")
+    else:
+        return
+    raise DatasetError(f"{dest} {why}; rewriting it would change that training's data under "
+                       f"it: wait for it to end, or stop it (Ctrl-C or kill PID snapshots it), "
+                       f"then run make prepare again")
 
 
 def _plain_crops(samples, ds: config.DatasetConfig, model: config.ModelConfig):

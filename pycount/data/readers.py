@@ -113,23 +113,25 @@ def _say_repeats(repeats: dict[Path, int]) -> None:
     n = sum(repeats.values())
     if len(repeats) == 1:
         (path, _), = repeats.items()
-        where = f"{path}: {n} mark(s)"
+        where = f"{path}: {n} {'mark repeats' if n == 1 else 'marks repeat'}"
     else:
         files = [f"{p.name} ({k})" for p, k in repeats.items()]
         where = (f"{os.path.commonpath([str(p.parent) for p in repeats])}: {n} marks in "
-                 f"{len(repeats)} files ({', '.join(files[:6])}{', ...' if len(files) > 6 else ''})")
-    note(f"{where} repeat another mark's exact position; each position is counted once")
+                 f"{len(repeats)} files ({', '.join(files[:6])}{', ...' if len(files) > 6 else ''})"
+                 f" repeat")
+    note(f"{where} another mark's exact position; each position is counted once")
 
 
 def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
             tolerance: float = 0.0, repeats: dict | None = None) -> Sample:
     """A checked Sample (check_centres); marks repeated at one position are counted once and, with
     `repeats`, how many were dropped is recorded under `path` for _say_repeats."""
-    centres = check_centres(np.asarray(centres, np.float64).reshape(-1, 2), image.shape, path, tolerance)
-    kept = drop_repeats(centres)
-    if len(kept) < len(centres) and repeats is not None:
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    kept = drop_repeats(centres)                # as written: two marks that the edge tolerance
+    if len(kept) < len(centres) and repeats is not None:     # moves onto one pixel stay two
         repeats[Path(path)] = len(centres) - len(kept)
-    return Sample(id=i, image=image, centres=kept, source=str(image_path))
+    return Sample(id=i, image=image, centres=check_centres(kept, image.shape, path, tolerance),
+                  source=str(image_path))
 
 
 # --- vgg_cells ---------------------------------------------------------------------------------------

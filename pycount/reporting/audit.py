@@ -297,7 +297,17 @@ def read_record(path) -> dict:
         why = _train_problem(entry.get("train") or {})
         if why:
             raise config.ConfigError(f"{path}: entry {key}'s train is damaged ({why}); {restore}")
+        if not _images_ok(entry.get("images", {})):
+            raise config.ConfigError(f"{path}: entry {key}'s images are damaged (each image's "
+                                     f"[true, predicted] counts, two numbers); {restore}")
     return runs
+
+
+def _images_ok(images) -> bool:
+    """Whether a record's per-image counts are {id: [true, predicted]} of finite numbers."""
+    return isinstance(images, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(_is_number(x) and math.isfinite(x) for x in v)
+        for v in images.values())
 
 
 def read_tried(path) -> dict[str, list[str]]:

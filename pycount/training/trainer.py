@@ -31,7 +31,7 @@ from pycount.data import lmdbio, owndata
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
-from pycount.util.runlock import RunLock
+from pycount.util.runlock import ReadersLock, RunLock
 from pycount.util.interrupt import stop_once
 from pycount.util.progress import Progress
 from pycount.device import set_device
@@ -299,11 +299,13 @@ class Trainer:
         plan = self._plan()
         snaps = self.run / "snapshots"
         self._check_writable()
-        lock = RunLock(self.run, [p for p in (self.train_lmdb, self.val_lmdb, self.train_targets,
-                                              self.val_targets) if p is not None])
+        lock = RunLock(self.run)
+        reading = ReadersLock(p for p in (self.train_lmdb, self.val_lmdb, self.train_targets,
+                                          self.val_targets) if p is not None)
         try:                        # released whatever stops the training, a refusal included
             return self._train_locked(caffe, plan, pretrained, snaps, resume)
         finally:
+            reading.release()
             lock.release()
 
     def _train_locked(self, caffe, plan: nets.NetPlan, pretrained: Path | None, snaps: Path,

@@ -1,7 +1,13 @@
-"""One training at a time in a run folder: RunLock takes an exclusive flock on <run>/.train.lock
-for the whole training, released when the process ends however it ends, and writes there the
-LMDB folders the training reads; in_training asks whether one holds it now, lmdbs_read what it
-reads."""
+"""Locks of a training, released when its process ends however it ends.
+
+- RunLock: one training at a time in a run folder (an exclusive flock on <run>/.train.lock);
+  in_training asks whether one holds it now.
+- ReadersLock: the LMDBs a training reads, each held by a shared flock on a file beside it
+  (`.NAME.readers`, outside the folder that `make prepare` replaces); in_use asks whether any
+  process holds one, whatever runs folder it trains into. RunLock marks its lock file
+  (MARK) to say that its training takes these; a training of an older pycount leaves the file
+  unmarked and may read any LMDB of its dataset (reads_unknown).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,42 +15,78 @@ from pathlib import Path
 from pycount.errors import TrainError
 
 LOCK_FILE = ".train.lock"           # in the run folder, held by RunLock
+MARK = "lmdbs held by ReadersLock\n"
 
 
-def in_training(run: Path) -> bool:
-    """Whether a training holds `run` now (its model.caffemodel and train.json are then the last
-    session's and about to change, and the LMDBs it reads must stay as they are)."""
+def _held(path: Path, shared: bool) -> bool:
+    """Whether a process holds a flock on the file at `path` that a `shared` (else exclusive)
+    one would wait for (no file: none)."""
     import fcntl
     try:
-        f = open(Path(run) / LOCK_FILE, "r")
-    except OSError:                 # no lock file: never trained here, or not readable
+        f = open(path, "r")
+    except OSError:                 # no such file: never locked, or not readable
         return False
     with f:
         try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             return True
         return False
 
 
-def lmdbs_read(run: Path) -> list[Path] | None:
-    """The LMDB folders the training holding `run`'s lock reads, as it wrote them there; None
-    when it wrote none (a training of an older pycount: it may read any of its dataset's)."""
+def in_training(run: Path) -> bool:
+    """Whether a training holds `run` now (its model.caffemodel and train.json are then the last
+    session's and about to change, and the LMDBs it reads must stay as they are)."""
+    return _held(Path(run) / LOCK_FILE, shared=True)
+
+
+def reads_unknown(run: Path) -> bool:
+    """Whether `run`'s training (in_training) is of an older pycount, which holds no ReadersLock:
+    its lock file is not marked."""
     try:
-        lines = (Path(run) / LOCK_FILE).read_text().split("\n")
+        return (Path(run) / LOCK_FILE).read_text() != MARK
     except (OSError, UnicodeDecodeError):
-        return None
-    paths = [Path(line) for line in lines if line.strip()]
-    return paths or None
+        return True
+
+
+def readers_file(lmdb: Path) -> Path:
+    lmdb = Path(lmdb)
+    return lmdb.parent / f".{lmdb.name}.readers"
+
+
+def in_use(lmdb: Path) -> bool:
+    """Whether a training reads the LMDB folder `lmdb` now (holds its ReadersLock)."""
+    return _held(readers_file(lmdb), shared=False)
+
+
+class ReadersLock:
+    """Shared flocks on the readers files of the LMDB folders a training reads, for as long as
+    it trains: `make prepare` does not rewrite them meanwhile (in_use). A folder where the file
+    cannot be made (this user cannot write there) is skipped: Caffe could not read it either."""
+
+    def __init__(self, lmdbs):
+        import fcntl
+        self.files = []
+        for lmdb in lmdbs:
+            try:
+                f = open(readers_file(lmdb), "a+")
+            except OSError:
+                continue
+            fcntl.flock(f, fcntl.LOCK_SH)       # waits only while a flock test of in_use runs
+            self.files.append(f)
+
+    def release(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files = []
 
 
 class RunLock:
     """One training at a time in a run folder: an exclusive lock on <run>/.train.lock, released
     when the process ends however it ends. A second `make train` on the folder stops at once.
-    `reads`: the LMDB folders the training reads, written into the lock file (lmdbs_read) so
-    that `make prepare` refuses to rewrite those and only those."""
+    The file is marked (MARK) while held: its training holds a ReadersLock on what it reads."""
 
-    def __init__(self, run: Path, reads=()):
+    def __init__(self, run: Path):
         import fcntl
         self.file = open(run / LOCK_FILE, "a+")
         try:
@@ -56,8 +98,13 @@ class RunLock:
                              f"snapshots it) and run make train again") from None
         self.file.seek(0)
         self.file.truncate()
-        self.file.write("".join(f"{Path(p).resolve()}\n" for p in reads))
+        self.file.write(MARK)
         self.file.flush()
 
     def release(self) -> None:
+        try:
+            self.file.seek(0)
+            self.file.truncate()            # unmarked again: no training holds it
+        except OSError:
+            pass
         self.file.close()
