@@ -30,6 +30,12 @@ def test_redraw_keeps_sizes_and_pool():
     assert (a, b) == prepare.redraw(train, test, 5) != prepare.redraw(train, test, 6)
 
 
-def test_forecast_averages_the_known_images():
-    assert paper_split.forecast({"1": 10.0, "2": 20.0}, ["1", "2", "3"]) == (15.0, 2)
+def test_forecast_averages_the_known_images_of_the_other_runs():
+    errors = {"nuclei": {"1": 10.0, "2": 20.0}, "nuclei-split5": {"1": 30.0, "3": 6.0}}
+    # image 1: (10 + 30) / 2, image 2: 20, image 4 unknown
+    assert paper_split.forecast(errors, ["1", "2", "4"]) == (20.0, 2)
+    # the half's own run left out: image 3 unknown then
+    assert paper_split.forecast(errors, ["1", "3"], leave_out="nuclei-split5") == (10.0, 1)
     assert paper_split.forecast({}, ["1"]) == (None, 0)
+    assert paper_split.measured(errors, "nuclei-split5") == 18.0
+    assert paper_split.measured(errors, "nuclei-split6") is None
