@@ -256,8 +256,9 @@ DATASETS: dict[str, DatasetConfig] = {
     # sigma 2's 33.95, paired +13.90 +- 3.53 (closer on 13 of 50; the same 96 px crops then hold
     # a quarter of the tissue); bench/results/2026-12-06-vm-paired-nuclei-zoom-scale2.md.
     # The recorded split is not the paper's: its Table 1 (test AC 310.22, MinC-MaxC 1-1189 with
-    # repeated marks counted once) fits draws such as RESPLIT=2638 and 8270 (bench.paper_split),
-    # where fcrn counts 39.29 and 31.50 (35.59 here) and fcrn-ctx 35.43: no easier
+    # repeated marks counted once) fits draws such as RESPLIT=2638, 8270 and 42146
+    # (bench.paper_split), where fcrn counts 39.29, 31.50 and 37.65 (35.59 here) and fcrn-ctx
+    # 35.43 on the first: no easier
     # (docs/density-model.md, "The paper's test images"); the recorded split stays the headline.
     "nuclei": DatasetConfig(
         "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
