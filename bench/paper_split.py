@@ -21,7 +21,6 @@ another draw. This tool
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from bench import split_spread, stages
 from pycount import config
 from pycount.data import prepare
+from pycount.reporting import audit
 from pycount.reporting.paper import PAPER_DATASETS
 
 
@@ -60,12 +60,11 @@ def difficulty(dataset: str, model: str, runs_dir: Path, record: Path) -> dict[s
     """Per run of `model` (the recorded split and RESPLIT=s; {tag: {image id: |error|}}): the
     run folders under runs_dir and, where a folder is gone, the audit's record."""
     runs = {}
-    if record.exists():
-        for key, e in json.loads(record.read_text())["runs"].items():
-            tag, name = key.split("/")
-            if name == model and (tag == dataset or tag.startswith(f"{dataset}-split")) \
-                    and e.get("images"):
-                runs[tag] = {i: tuple(v) for i, v in e["images"].items()}
+    for key, e in audit.read_record(record).items():
+        tag, name = key.split("/")
+        if name == model and (tag == dataset or tag.startswith(f"{dataset}-split")) \
+                and e.get("images"):
+            runs[tag] = {i: tuple(v) for i, v in e["images"].items()}
     for tag, r in split_spread.find_runs(dataset, model, runs_dir).items():
         runs[dataset if tag == "recorded" else f"{dataset}-split{tag.split()[1]}"] = r["images"]
     return {tag: {i: abs(p - t) for i, (t, p) in images.items()} for tag, images in runs.items()}

@@ -157,10 +157,9 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             raw = decoded_pixels(image_path)
             band = depth_percentiles(raw) if raw.dtype != np.uint8 else ()
             image = to_rgb8(raw, band)             # as stretched on its own (band, or flat)
-            def marks(m: str) -> np.ndarray:      # as the reader counts them (_sample)
-                return readers.check_centres(readers.drop_repeats(
-                    np.asarray(read_annotation(note, kind, image.shape, m, image_path),
-                               np.float64).reshape(-1, 2)), image.shape, note)
+            def marks(m: str) -> np.ndarray:      # as the readers count them
+                return readers.counted_centres(
+                    read_annotation(note, kind, image.shape, m, image_path), image.shape, note)
             centres = marks(marker)
             everyone = marks("") if marker else centres
             # the cell spacing over every marked cell, whatever the marker counted: the windows

@@ -122,15 +122,23 @@ def _say_repeats(repeats: dict[Path, int]) -> None:
     note(f"{where} another mark's exact position; each position is counted once")
 
 
-def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
-            tolerance: float = 0.0, repeats: dict | None = None) -> Sample:
-    """A checked Sample (check_centres); marks repeated at one position are counted once and, with
-    `repeats`, how many were dropped is recorded under `path` for _say_repeats."""
+def counted_centres(centres, shape, path: Path, tolerance: float = 0.0,
+                    repeats: dict | None = None) -> np.ndarray:
+    """The marks of an annotation file as the readers count them: each exact position once
+    (drop_repeats), then checked inside the image (check_centres). With `repeats`, how many were
+    dropped is recorded under `path` for _say_repeats."""
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
     kept = drop_repeats(centres)                # as written: two marks that the edge tolerance
     if len(kept) < len(centres) and repeats is not None:     # moves onto one pixel stay two
         repeats[Path(path)] = len(centres) - len(kept)
-    return Sample(id=i, image=image, centres=check_centres(kept, image.shape, path, tolerance),
+    return check_centres(kept, shape, path, tolerance)
+
+
+def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
+            tolerance: float = 0.0, repeats: dict | None = None) -> Sample:
+    """A Sample with its marks as counted_centres gives them."""
+    return Sample(id=i, image=image, centres=counted_centres(centres, image.shape, path, tolerance,
+                                                             repeats),
                   source=str(image_path))
 
 

@@ -474,8 +474,8 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         tables.append({"table": t, "title": TITLES[t], "source": SOURCES[t], "rows": rows})
     datasets = []
     for col in COLUMNS:
-        ok = [m for k, m in found.items() if k.split("/")[0] == col.folder and "error" not in m]
         keys = [k for k, m in found.items() if k.split("/")[0] == col.folder and "error" not in m]
+        ok = [found[k] for k in keys]
         truths = [kept[k].get("images") if "recorded" in found[k] else _per_image(runs_dir / k)
                   for k in keys]
         datasets.append({"folder": col.folder, "label": col.label,
