@@ -1105,6 +1105,9 @@ ZOOM_LIMITS = (0.05, 1.0)
 MASK_MAX_ON_SHARE = 0.25
 MASK_MAX_BLOB_AREA = 256
 MASK_MAX_BLOB_DOTS = 20
+# A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
+# at most this many rounds (a blob of a few dots settles in 2-5)
+MASK_SPLIT_ROUNDS = 20
 
 
 def own_record(name: str) -> Path:

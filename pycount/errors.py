@@ -6,6 +6,14 @@ checked in Python before it reaches Caffe, whose glog CHECKs abort the process i
 """
 from __future__ import annotations
 
+import shlex
+
+
+def make_arg(var: str, value) -> str:
+    """`VAR=value` as one shell word for a `make ...` fix in a message: quoted where the value
+    holds a space or another character the shell would split or expand (a folder "my cells")."""
+    return shlex.quote(f"{var}={value}")
+
 
 class PycountError(Exception):
     """A problem the user can fix; the message says what and how."""

@@ -306,6 +306,26 @@ def test_dot_mask_of_discs_counts_one_cell_per_disc(tmp_path):
     assert len(annotations.read_dot_mask(path)) == 4
 
 
+def test_touching_discs_are_cells_at_their_own_places_not_repeats(tmp_path):
+    """A blob of k touching discs is k cells at k distinct points near the discs' centres, so
+    the readers' counting (which keeps each exact position once) keeps all of them."""
+    mask = np.zeros((60, 80), np.uint8)
+    for x, y in [(5, 5), (70, 8), (10, 50)]:
+        _disc(mask, x, y)
+    pairs = [(30, 20), (34, 20)]
+    row = [(40, 45), (44, 45), (48, 45)]
+    for x, y in pairs + row:
+        _disc(mask, x, y)
+    path = tmp_path / "a_dots.png"
+    cv2.imwrite(str(path), mask)
+    got = annotations.read_dot_mask(path, (60, 80, 3))
+    assert len(got) == 8 and len(np.unique(got, axis=0)) == 8
+    kept = readers.counted_centres(got, (60, 80), path)
+    assert len(kept) == 8
+    for x, y in pairs + row:                       # each disc has a centre within a pixel
+        assert np.hypot(*(got - (x, y)).T).min() < 1.0
+
+
 def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
     path = tmp_path / "a_dots.png"
     for solid in (np.full((160, 160), 255, np.uint8),               # the probe's maskfull
@@ -365,6 +385,20 @@ def test_imagej_results_table(tmp_path):
     p = tmp_path / "a.csv"
     p.write_text(" ,X,Y,Area\n1,12,7,0\n2,3.5,40,0\n")   # Analyze > Measure on a multi-point
     np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7], [3.5, 40]])
+
+
+def test_csv_with_spaces_after_its_commas_and_an_empty_csv(tmp_path):
+    """'"x", "y"' with a space after the comma is the header x,y; an empty file is named as
+    empty, with the header an image without cells needs."""
+    p = tmp_path / "a.csv"
+    p.write_text('"x", "y"\n12, 7\n 3.5, 40\n')
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7], [3.5, 40]])
+    p.write_text("")
+    with pytest.raises(DatasetError, match=f"{re.escape(str(p))} is empty; .* header line x,y "
+                                           r"\(an image without cells: that line alone\)"):
+        annotations.read_centres_csv(p)
+    p.write_text("x,y\n")                                           # that line alone: 0 cells
+    assert annotations.read_centres_csv(p).shape == (0, 2)
 
 
 def test_csv_of_a_comma_decimal_locale_and_of_tabs(tmp_path):
@@ -852,6 +886,20 @@ def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):
     (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [60.5, 3.5])]))
     with pytest.raises(DatasetError, match=f"{tmp_path / 'a.geojson'}: cell centre 1 .* outside "
                                            "the 50x40 image"):
+        readers.read_folder(tmp_path)
+
+
+def test_a_qupath_point_on_the_far_edge_is_the_last_pixel(tmp_path):
+    """QuPath's continuous coordinates run from 0 to the width: a point at x = 50 on a 50 px wide
+    image is on its right edge, as x = 0 is on its left one; both are read, not refused."""
+    _img(tmp_path / "a.png")                                       # 50x40
+    (tmp_path / "a.geojson").write_text(qupath_geojson(
+        [point_feature("Point", [50.0, 3.0]), point_feature("Point", [0.0, 40.0]),
+         point_feature("Point", [20.0, 20.0])]))
+    sample, = readers.read_folder(tmp_path)
+    np.testing.assert_allclose(sample.centres, [[49, 2.5], [-0.5, 39], [19.5, 19.5]])
+    (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [50.25, 3.0])]))
+    with pytest.raises(DatasetError, match=r"outside the 50x40 image \(x must be in \[-0.5, 49.5\]"):
         readers.read_folder(tmp_path)
 
 

@@ -184,6 +184,12 @@ def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "smaller than the run's 40x40 px patches" in stdout
     assert f"no such file: {tmp_path / 'nope.jpg'}; check the path" in stdout
+    # nothing given exists (a mistyped folder): a usage error, and no counts.csv
+    assert cli.main(["count", str(tmp_path / "no such folder"), "--run", str(run),
+                     "--out", str(tmp_path / "out2")]) == 2
+    assert (f"{tmp_path / 'no such folder'}: no such file or folder; name the images or the "
+            f"folder holding them (IMAGES=)") in capsys.readouterr().err
+    assert not (tmp_path / "out2" / "counts.csv").exists()
 
 
 @pytest.mark.parametrize("missing", ["folder", "train.json", "model.caffemodel"])

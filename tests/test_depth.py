@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pycount import cli, config
-from pycount.data import images, owndata, readers
+from pycount.data import images, owndata, prepare, readers
 from pycount.errors import ConfigError, DatasetError
 from pycount.inference.run import with_run_reading
 
@@ -108,6 +108,33 @@ def test_8_bit_images_are_untouched_and_mixed_depths_stretch_each_image(tmp_path
     said.clear()
     assert resolved(folder, said.append).depth_range == ()
     assert any("mixed float32 and uint16" in line and "per image" in line for line in said), said
+
+
+def test_a_test_image_of_another_depth_is_named_by_prepare_and_eval(tmp_path, workdirs, capsys):
+    """8-bit training images and a 16-bit test image: reading the test images (prepare before
+    training, eval after) warns about it as `pycount count` flags it; training images do not."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(11):
+        cells = rng.uniform(6, 58, (10, 2))
+        img = (field16(rng, 64, cells, 4000) >> 8).astype(np.uint8)
+        cv2.imwrite(str(folder / f"m{i:02d}.png"), img)
+        (folder / f"m{i:02d}.csv").write_text("x,y\n" + "".join(f"{x:.1f},{y:.1f}\n"
+                                                                for x, y in cells))
+    first = resolved(folder)
+    odd = first.test_ids[0]
+    cv2.imwrite(str(folder / f"{odd}.png"), field16(rng, 64, rng.uniform(6, 58, (10, 2)), 4000))
+    (folder / f"{odd}.csv").write_text("x,y\n10,10\n")
+    ds = resolved(folder)
+    assert ds.image_dtypes == ("uint8",) and odd in ds.test_ids
+    capsys.readouterr()
+    prepare.load(ds, list(ds.train_ids))
+    assert "warning" not in capsys.readouterr().err
+    prepare.load(ds, list(ds.test_ids), test=True)
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1, err
+    assert f"{folder / odd}.png: a 16-bit image, where the run's training images were 8-bit" in err
 
 
 def test_a_record_from_before_depth_is_measured_again(tmp_path, workdirs):

@@ -897,6 +897,11 @@ def test_the_prepare_hint_of_an_own_folder_names_the_settings_given(tmp_path, wo
         with pytest.raises(TrainError, match="no prepared LMDB") as err:
             trainer.Trainer(resolved(folder, **overrides), config.model(model))
         assert hint in str(err.value)
+    # a folder named with a space: the hint is one shell word that can be pasted as it is
+    spaced = make_folder(tmp_path / "my cells", n=6)
+    with pytest.raises(TrainError, match="no prepared LMDB") as err:
+        trainer.Trainer(resolved(spaced), config.model("alexnet-lite"))
+    assert f"make prepare 'DATASET={spaced}'`" in str(err.value)
 
 
 def test_a_refused_training_leaves_the_runs_settings_as_they_were(tmp_path, workdirs, capsys):

@@ -389,7 +389,7 @@ def test_a_broken_link_is_named_as_one(generic_set):
     assert str(err.value) == f"cannot decode {message.replace(' is a ', ': it is a ', 1)}"
 
 
-@pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.5), (float("nan"), 1.0)])
+@pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.51), (float("nan"), 1.0)])
 def test_generic_centre_outside(generic_set, x, y):
     write_xy(generic_set / "002.csv", [[1.0, 1.0], [x, y]])
     if np.isnan(x):
@@ -399,6 +399,8 @@ def test_generic_centre_outside(generic_set, x, y):
     assert "12x10" in str(err.value) or "nan" in str(err.value)
     write_xy(generic_set / "002.csv", [[-0.5, -0.5], [11.49, 9.49]])  # the inclusive edges are inside
     assert read_generic(generic_set)[1].count == 2
+    write_xy(generic_set / "002.csv", [[1.0, 1.0], [4.0, 9.5]])   # on the far edge: the last row
+    np.testing.assert_allclose(read_generic(generic_set)[1].centres, [[1, 1], [4, 9]])
 
 
 @pytest.mark.parametrize("text, expected", [("a,b\n1,2\n", "x,y"), ("", "x,y"), ("x,y\n1,two\n", "line 2"),

@@ -98,9 +98,13 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     # the separator: a comma; a semicolon (a spreadsheet saved in a locale whose decimal mark is
     # a comma: "x;y", "12,5;7") or a tab (ImageJ's Results saved as .txt/.xls) where the header
     # line holds one of them and no comma
+    if not text.strip():
+        raise DatasetError(f"{path} is empty; a CSV of cell centres starts with the header line "
+                           f"x,y (an image without cells: that line alone)")
     first = text.split("\n", 1)[0]
     sep = next((c for c in ";\t" if c in first and "," not in first), ",")
-    rows = csv.reader(io.StringIO(text), delimiter=sep)
+    # skipinitialspace: a space after the separator ('"x", "y"', "12, 7") is no part of a field
+    rows = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
     header = [name.strip() for name in next(rows, [])]
     shift = 0.0
     for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0"),   # napari: axis-0 is the row
@@ -571,7 +575,7 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     cells and most releases mark them: every non-zero pixel is one cell (neighbouring marks stay
     two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
     one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
-    cells. A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
+    cells, at the centres of k clusters of its pixels (split_blob). A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
     data, _ = decode_file(Path(path), "the dot mask ")
     if data.ndim == 3:
         data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
@@ -598,7 +602,8 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
                            f"inverted, or a filled region?); {fix}")
     if len(pixels) < 2:
         return pixels
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(on.astype(np.uint8),
+                                                                   connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     big = int(np.argmax(areas))
     limit = max(config.MASK_MAX_BLOB_AREA, config.MASK_MAX_BLOB_DOTS * float(np.median(areas)))
@@ -610,7 +615,36 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
     if typical <= 1:                        # one-pixel dots: every pixel is a mark
         return pixels
     cells = np.maximum(1, np.round(areas / typical)).astype(int)
-    return np.repeat(centroids[1:], cells, axis=0).astype(np.float64)
+    out = centroids[1:].astype(np.float64)
+    if cells.max() == 1:
+        return out
+    blob = labels[ys, xs]                   # each marked pixel's blob (1-based)
+    parts = [out[i:i + 1] if k == 1 else split_blob(pixels[blob == i + 1], int(k))
+             for i, k in enumerate(cells)]
+    return np.concatenate(parts)
+
+
+def split_blob(pixels: np.ndarray, k: int) -> np.ndarray:
+    """(k, 2) distinct centres of a blob of k touching dots, from its (M >= k, 2) pixels: k-means
+    from the k pixels farthest apart (deterministic). One position repeated k times would read
+    as one cell clicked k times (readers.drop_repeats), and its k cells would sit on one point."""
+    pixels = np.asarray(pixels, np.float64)
+    start = [int(np.argmax(((pixels - pixels.mean(axis=0)) ** 2).sum(axis=1)))]
+    nearest = ((pixels - pixels[start[0]]) ** 2).sum(axis=1)
+    for _ in range(k - 1):
+        start.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, ((pixels - pixels[start[-1]]) ** 2).sum(axis=1))
+    centres = pixels[start]
+    for _ in range(config.MASK_SPLIT_ROUNDS):
+        member = ((pixels[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        moved = np.array([pixels[member == j].mean(axis=0) if (member == j).any() else centres[j]
+                          for j in range(k)])
+        if np.allclose(moved, centres):
+            break
+        centres = moved
+    if len(np.unique(centres, axis=0)) < k:  # a symmetric blob's means met: its distinct pixels
+        centres = pixels[start]
+    return centres
 
 
 ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycount import config
-from pycount.errors import DownloadError  # noqa: F401 (re-exported)
+from pycount.errors import DownloadError, make_arg  # noqa: F401 (re-exported)
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 MAX_LISTED = 10          # problems named in one error message
@@ -158,7 +158,7 @@ def _summary(problems: list[str]) -> str:
 def manual_instructions(dataset: str, data_root) -> str:
     """How to install `dataset` by hand under `data_root`."""
     src, root = _source(dataset), Path(data_root)
-    cmd = f"make data DATASET={dataset} DATA_ROOT={root}"
+    cmd = f"make data DATASET={dataset} {make_arg('DATA_ROOT', root)}"
     return (f"To install the {dataset} dataset by hand:\n"
             f"  1. open {src.page} in a browser and save {src.archive}\n"
             f"     (direct link: {src.url});\n"

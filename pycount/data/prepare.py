@@ -49,12 +49,14 @@ def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) 
     return root
 
 
-def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
-         ) -> list[datasets.Sample]:
+def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
+         test: bool = False) -> list[datasets.Sample]:
     """The images `ids` with their centres; with `side`, each checked to be at least that many
-    pixels on both sides (a patch or crop), or a DatasetError names the first that is not."""
+    pixels on both sides (a patch or crop), or a DatasetError names the first that is not. Test
+    images (`test`) of another bit depth than the training images' are warned about, as
+    `pycount count` flags them."""
     samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker,
-                            depth_range=ds.depth_range)
+                            depth_range=ds.depth_range, dtypes=ds.image_dtypes if test else ())
     from pycount.data import download
     if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
         # a named public release (not the private ki67 set): as published
@@ -107,7 +109,8 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     """The split's ids and every part's images, all read and checked before anything is written
     (a bad test image stops `prepare` now, not `eval` after a long training)."""
     ids = split(ds, data_root)
-    return ids, {part: load(ds, ids[part], data_root, side) for part in ("train", "val", "test")}
+    return ids, {part: load(ds, ids[part], data_root, side, test=part == "test")
+                 for part in ("train", "val", "test")}
 
 
 def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]

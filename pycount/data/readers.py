@@ -76,10 +76,13 @@ def _select(pairs: dict, ids: Optional[Sequence[str]], expected: Callable[[str],
 def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0) -> np.ndarray:
     """Centres inside the image, as the patch code counts them: -0.5 <= x < W-0.5, -0.5 <= y < H-0.5.
 
-    Centres at most `tolerance` px beyond an edge (annotation clicks on the border) are moved onto the
-    nearest edge pixel; any other centre outside (or not finite) raises DatasetError naming `path`."""
+    A centre exactly on the right or bottom edge (x = W-0.5: QuPath's x = W, its continuous
+    coordinates' edge, as x = 0 is the left one) is moved onto the last pixel. Centres at most
+    `tolerance` px beyond an edge (annotation clicks on the border) are moved onto the nearest edge
+    pixel; any other centre outside (or not finite) raises DatasetError naming `path`."""
     h, w = shape[:2]
     limit = np.array([w, h], np.float64) - 0.5
+    centres = np.where(centres == limit, limit - 0.5, centres)
     outside = ~np.isfinite(centres) | (centres < -0.5) | (centres >= limit)
     if tolerance > 0:
         near = outside & (centres >= -0.5 - tolerance) & (centres < limit + tolerance)
@@ -89,7 +92,7 @@ def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0
     if len(bad):
         x, y = centres[bad[0]]
         raise DatasetError(f"{path}: cell centre {bad[0] + 1} at 0-based (x, y) = ({x:g}, {y:g}) lies outside "
-                           f"the {w}x{h} image (x must be in [-0.5, {w - 0.5:g}), y in [-0.5, {h - 0.5:g})); "
+                           f"the {w}x{h} image (x must be in [-0.5, {w - 0.5:g}], y in [-0.5, {h - 0.5:g}]); "
                            f"correct or delete that entry ({len(bad)} centre(s) outside in all)")
     return centres
 
@@ -343,10 +346,12 @@ def read_generic(root, ids: Optional[Sequence[str]] = None, depth_range: Sequenc
 
 
 def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
-                depth_range: Sequence[float] = ()) -> list[Sample]:
+                depth_range: Sequence[float] = (), dtypes: Sequence[str] = ()) -> list[Sample]:
     """Read a folder of images with one annotation each, paired by name (folder_pairs); the formats
     may be mixed. Images as in read_any_image (8/16-bit, grey/RGB/RGBA, PNG/JPEG/TIFF). `marker`:
-    the Cell Counter type or QuPath class to count ("" = all); depth_range: see to_uint8."""
+    the Cell Counter type or QuPath class to count ("" = all); depth_range: see to_uint8; with
+    `dtypes` (the training images' kinds of values), an image of another kind is warned about as
+    `pycount count` flags it."""
     root = require_dir(root)
     pairs = folder_pairs(root)
     if not pairs:
@@ -356,7 +361,7 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
     samples, repeats = [], {}
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, annotation, kind = pairs[i]
-        image, why = read_in_range(image_path, depth_range)
+        image, why = read_in_range(image_path, depth_range, dtypes)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
         samples.append(_sample(i, image, read_annotation(annotation, kind, image.shape, marker,
@@ -411,14 +416,14 @@ READERS = {"vgg_cells": read_vgg_cells, "crc_nuclei": read_crc_nuclei, "generic"
 
 
 def read(layout: str, root, ids: Optional[Sequence[str]] = None, marker: str = "",
-         depth_range: Sequence[float] = ()) -> list[Sample]:
+         depth_range: Sequence[float] = (), dtypes: Sequence[str] = ()) -> list[Sample]:
     """Read the dataset at ``root`` with the reader of ``layout`` (one of READERS); ``marker``: the
     folder layout's annotation class to count ("" = all); ``depth_range``: how the folder and
-    generic layouts convert deeper images to 8 bits (to_uint8)."""
+    generic layouts convert deeper images to 8 bits (to_uint8); ``dtypes``: see read_folder."""
     if layout not in READERS:
         raise DatasetError(f"unknown dataset layout {layout!r}; valid layouts: {', '.join(READERS)}")
     if layout == "folder":
-        return read_folder(root, ids, marker, depth_range)
+        return read_folder(root, ids, marker, depth_range, dtypes)
     if layout == "generic":
         return read_generic(root, ids, depth_range)
     return READERS[layout](root, ids)

@@ -242,6 +242,10 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
         set_device(gpu)
     out = Path(out)
     _check_out(out, inputs, [])
+    missing = [str(i) for i in inputs if not Path(i).exists() and not Path(i).is_symlink()]
+    if missing and len(missing) == len(inputs):      # a typo, not one lost file among others
+        raise RunError(f"{', '.join(missing)}: no such file or folder; name the images or the "
+                       f"folder holding them (IMAGES=)")
     paths = find_images(inputs, recursive, exclude=out)
     # images below a given folder that this count leaves out: named, never passed over unsaid
     counted = set(paths)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pycount.errors import RunError, TrainError
+from pycount.errors import RunError, TrainError, make_arg
 from pycount.evaluation.metrics import partial
 from pycount.util import atomic
 from pycount.util import interrupt
@@ -197,7 +197,7 @@ def _check_data(ds: config.DatasetConfig, data_root) -> None:
     root = prepare.dataset_root(ds, data_root)
     if not root.is_dir():
         raise config.ConfigError(f"{root} is missing: put the {ds.name} release there "
-                                 f"(make data DATASET={ds.name} DATA_ROOT={root.parent}) or set "
+                                 f"(make data DATASET={ds.name} {make_arg('DATA_ROOT', root.parent)}) or set "
                                  f"DATA_ROOT to the folder holding it")
 
 

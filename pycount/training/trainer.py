@@ -41,7 +41,7 @@ from pycount.training.runlog import HEADER, plot_log, trim_log
 from pycount.training.snapshots import HISTORIES_PER_PARAM, read_latest, restore_solver
 from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
                                          predict_patches)
-from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-exported)
+from pycount.errors import Diverged, RunError, TrainError, make_arg  # noqa: F401 (re-exported)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -136,8 +136,8 @@ class Trainer:
             if targets and (lmdbio.read_manifest(images).get("fingerprint")
                             != lmdbio.read_manifest(targets).get("fingerprint")):
                 raise TrainError(f"{images} and {targets} come from different `make prepare` "
-                                 f"runs (an interrupted write?); run `make prepare "
-                                 f"DATASET={self.ds.name} MODEL={self.model.name}` again")
+                                 f"runs (an interrupted write?); run "
+                                 f"`{_prepare_command(self.ds, self.model)}` again")
 
     def _check_classes(self) -> None:
         """The C head scores the counts 0..max_patch_count: a training or validation patch that
@@ -459,9 +459,9 @@ def _make_args(ds: config.DatasetConfig) -> str:
         given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
         given += [k for k in ("size", "hed_jitter", "zoom", "stain_norm", "resplit")
                   if k not in keys and getattr(ds, k)]
-        return f"DATASET={ds.subdir}" + "".join(
+        return make_arg("DATASET", ds.subdir) + "".join(
             f" {config.MAKE_VARS[k]}={getattr(ds, k):g}" if isinstance(getattr(ds, k), float)
-            else f" {config.MAKE_VARS[k]}={getattr(ds, k)}" for k in given) + (
+            else " " + make_arg(config.MAKE_VARS[k], getattr(ds, k)) for k in given) + (
             f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else "")
     base = config.DATASETS.get(ds.name)
     return f"DATASET={ds.name}" + ("" if base is None else "".join(
