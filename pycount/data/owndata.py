@@ -32,7 +32,9 @@ from pycount.data.layout import visible_subfolders, folder_layout
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
-CACHE_VERSION = 2
+# the measured images' record (data/own/NAME.json): 3 since a dot mask's touching discs are k
+# cells at k places (2: counted as the readers count marks; 1: as written)
+CACHE_VERSION = 3
 
 
 @dataclass
