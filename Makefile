@@ -4,7 +4,7 @@
 #   make prepare|train|eval DATASET=... MODEL=... [HEAD=R|C] [GPU=-1] [DATA_ROOT=...]
 #   make data DATASET=bacterial|nuclei DATA_ROOT=...   download + verify a public release
 #   make protocol DATASET=bacterial MODEL=fcrn   N = 32 / 50 x 5 seeds, as FCRN-A / Count-ception
-#   make audit                     the paper's tables beside every run present (runs/audit/)
+#   make audit [OUT=dir]           the paper's tables beside every run present (runs/audit/)
 #   make audit-gpu [GPU=0]         every paper cell trained + evaluated on a GPU, then the audit
 #   make count IMAGES=dir RUN=runs/x/y [OUT=dir] [TTA=1|4|8] [BACKEND=...] [GPU=0] [SHARED=1] [RECURSIVE=1]
 #                                  count a lab's own images
@@ -51,6 +51,30 @@ UNKNOWN := $(filter-out $(SETTINGS) $(ENVIRONMENT),$(GIVEN))
 $(if $(UNKNOWN),$(error $(firstword $(UNKNOWN)) is not a setting of this Makefile (nothing \
   reads it); the settings are: $(SETTINGS). An environment variable goes before make: \
   VAR=value make TARGET))
+# Settings that only some targets read (`make eval RUN=...` evaluated the default run folder, not
+# RUN's; `make audit OUT=...` wrote to runs/audit): one given to targets none of which reads it
+# stops them. READS_<target>: what each checked target reads of SPECIFIC; a command with a goal
+# that has no such list (help, test, bench, data, ...) is not checked.
+SPECIFIC := RUN IMAGES OUT TTA BACKEND SHARED RECURSIVE TEST_IMAGES ITERS RESUME FINETUNE \
+  SCRATCH FORCE NS SEEDS JOBS
+READS_prepare := FORCE
+READS_train := ITERS RESUME FINETUNE SCRATCH
+READS_eval := BACKEND SHARED TTA TEST_IMAGES
+READS_demo := ITERS BACKEND SHARED TTA
+READS_count := RUN IMAGES OUT BACKEND SHARED TTA RECURSIVE
+READS_audit := OUT
+READS_protocol := NS SEEDS JOBS ITERS      # ITERS: refused by its recipe, saying why
+READS_audit-gpu := ITERS TEST_IMAGES
+CHECKED_GOALS := prepare train eval demo count audit protocol audit-gpu
+readers_of = $(foreach g,$(CHECKED_GOALS),$(if $(filter $(1),$(READS_$(g))),make $(g)))
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(CHECKED_GOALS),$(MAKECMDGOALS)),)
+IGNORED := $(filter-out $(foreach g,$(MAKECMDGOALS),$(READS_$(g))),$(filter $(SPECIFIC),$(GIVEN)))
+$(if $(IGNORED),$(error $(firstword $(IGNORED))= is not read by make $(MAKECMDGOALS) (only by \
+  $(subst $(eval) make, or make,$(strip $(call readers_of,$(firstword $(IGNORED)))))): remove it, \
+  or run the target that reads it))
+endif
+endif
 # Unknown DATASET/MODEL names stop before anything is installed; the valid names come from
 # pycount/config.py, which needs nothing but the standard library. The names go in as arguments,
 # never into the Python source (a quote in a folder's name was a SyntaxError, or code).
@@ -136,8 +160,8 @@ audit-gpu: setup                           ## every paper cell trained + evaluat
 	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models) \
 	  $(call opt,TEST_IMAGES,--test-images)
 
-audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/
-	$(PYCOUNT) audit --data-root $(call q,$(DATA_ROOT))
+audit: venv                                ## the paper's Tables 2-4 beside ours -> runs/audit/ [OUT=dir]
+	$(PYCOUNT) audit --data-root $(call q,$(DATA_ROOT)) $(call opt,OUT,--out)
 
 bench-prepare: setup                       ## patches/s, MB/s of prepare -> bench/results/
 	$(PYCOUNT) bench prepare --data-root $(call q,$(DATA_ROOT))

@@ -70,7 +70,7 @@ def test_count_images_of_any_format_and_skip_the_corrupt_one(run, images, tmp_pa
         assert float(row["count"]) == pytest.approx(r.heatmap.sum(), rel=1e-6)
         assert float(row["count"]) == pytest.approx(r.count, rel=1e-6)
         assert float(row["tiling_count"]) == pytest.approx(r.tiling_count, rel=1e-6)
-    assert not list(out.glob(".*"))                 # no temporary files left behind
+    assert [p.name for p in out.glob(".*")] == [".count.lock"]   # no temporary files left
 
 
 def test_images_in_subfolders_are_named_and_each_row_names_its_heatmap(run, tmp_path, capsys):
@@ -190,6 +190,25 @@ def test_too_small_and_missing_images_fail_by_name(run, tmp_path, capsys):
     assert (f"{tmp_path / 'no such folder'}: no such file or folder; name the images or the "
             f"folder holding them (IMAGES=)") in capsys.readouterr().err
     assert not (tmp_path / "out2" / "counts.csv").exists()
+
+
+def test_a_second_count_into_the_same_folder_stops(run, images, tmp_path, capsys):
+    """Two counts into one OUT overwrote each other's counts.csv and heatmaps, both saying they
+    had written them: while one writes there, another stops with the fix (exit 2)."""
+    from pycount.util.runlock import OutLock
+    out = tmp_path / "shared out"
+    out.mkdir()
+    held = OutLock(out)                     # as a count in another process holds it
+    try:
+        assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 2
+        assert (f"another pycount count is writing into {out} now (it holds "
+                f"{out / '.count.lock'}); wait for it to end, or give --out (OUT=) another "
+                f"folder") in capsys.readouterr().err
+        assert not (out / "counts.csv").exists()
+    finally:
+        held.release()
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) in (0, 1)
+    assert (out / "counts.csv").is_file()
 
 
 @pytest.mark.parametrize("missing", ["folder", "train.json", "model.caffemodel"])

@@ -205,6 +205,30 @@ def test_make_refuses_a_setting_it_does_not_know(given, tmp_path):
     assert ok.returncode == 0, ok.stderr       # settings and the environment pycount reads pass
 
 
+@pytest.mark.parametrize("goals, given, readers", [
+    (["eval"], "RUN=runs/x/fcrn", "make count"),                # evaluated the default run
+    (["train"], "TTA=3", "make eval or make demo or make count"),
+    (["prepare", "train"], "OUT=/tmp/o", "make count or make audit")])
+def test_make_refuses_a_setting_none_of_its_targets_reads(goals, given, readers, tmp_path):
+    """`make eval RUN=...` evaluated the default run folder, not RUN's, and `make audit OUT=...`
+    wrote to runs/audit: a setting that only other targets read stops the command at once."""
+    p = subprocess.run(["make", "-s", "-n", *goals, "DATASET=synthetic", given,
+                        f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    name = given.split("=")[0]
+    assert p.returncode != 0 and (f"{name}= is not read by make {' '.join(goals)} (only by "
+                                  f"{readers}): remove it") in p.stderr, p.stderr
+    assert "-m pycount" not in p.stdout
+    # where one of the goals reads it, it passes; make audit takes OUT= as its report folder
+    ok = subprocess.run(["make", "-s", "-n", "prepare", "train", "eval", "DATASET=synthetic",
+                         "ITERS=10", "TTA=1"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    audit = subprocess.run(["make", "-s", "-n", "audit", f"OUT={tmp_path / 'my report'}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert audit.returncode == 0 and f"--out '{tmp_path / 'my report'}'" in audit.stdout
+
+
 @pytest.mark.parametrize("given", ["ZOOM=0.25", "SIGMA=2", "RESPLIT=1"])
 def test_make_protocol_refuses_the_settings_it_would_drop(given, tmp_path):
     """make protocol passes only DATASET, MODEL, NS, SEEDS, JOBS: ZOOM= (or SIGMA=, ...) was
@@ -575,7 +599,8 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
     read = set(re.findall(r"\$\(call (?:opt|flag),([A-Z_]+)", text)) | set(
         re.findall(r"\$\(([A-Z][A-Z_]*)\)", text))
     internal = {"ARGS", "CHECK", "COUNT_ARGS", "MODEL_ARGS", "PY", "PYCOUNT", "SHELL", "SETTINGS",
-                "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE", "DATASET_SETTINGS"}
+                "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE", "DATASET_SETTINGS", "SPECIFIC",
+                "CHECKED_GOALS", "IGNORED", "MAKECMDGOALS"}
 
     def listed(name):       # a variable's words, the lists it names expanded
         words = re.search(rf"^{name} := (.*?)\n(?=\S)", text, re.S | re.M).group(1)
@@ -583,6 +608,9 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
                 for w in (listed(v[2:-1]) if v.startswith("$(") else {v})}
     settings = listed("SETTINGS")
     assert read - internal <= settings, read - internal - settings
+    reads = {w for line in re.findall(r"^READS_[a-z-]+ := (.*)$", text, re.M)
+             for w in line.split("#")[0].split()}
+    assert reads <= listed("SPECIFIC") <= settings        # the per-target lists name settings
 
 
 def test_a_data_root_that_is_a_file_is_one_message(tmp_path, workdirs, monkeypatch, capsys):
@@ -628,3 +656,17 @@ def test_eval_without_the_settings_a_run_was_trained_with_names_that_run(workdir
     assert (f"{workdirs / 'runs' / 'synthetic' / 'fcrn'} is not a trained run folder, but fcrn "
             f"was trained on synthetic with other settings: {run}; give the settings") in err
     assert "alexnet" not in err and err.count("\n") == 1
+
+
+def test_pycount_data_that_is_a_file_is_named_for_the_generated_set(workdirs, monkeypatch, capsys):
+    """PYCOUNT_DATA naming a file: the synthetic set's generation ended in a FileExistsError
+    traceback (the public sets already said which file stood in the way)."""
+    from pycount import cli
+    blocker = workdirs / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("PYCOUNT_DATA", str(blocker))
+    assert cli.main(["prepare", "--dataset", "synthetic"]) == 2
+    err = capsys.readouterr().err
+    assert (f"pycount: error: cannot make {blocker} for the generated images ({blocker} is a "
+            f"file); move it, or set PYCOUNT_DATA to a folder that can be made") in err
+    assert "Traceback" not in err

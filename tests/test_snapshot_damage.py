@@ -358,3 +358,63 @@ def test_a_solverstate_with_old_style_shapes_that_fit_resumes(tiny):
     _edit_solverstate(state, old_style)
     assert train.Trainer(ds, model, max_iter=40).train(resume=True)["iterations_this_session"] \
         == 10
+
+
+# ------------------------------------------------------------ a finished run's model lost since
+
+def _set_best(snaps, best_iter: int) -> None:
+    """latest.json's record of the best validation: at `best_iter`, with an MAE no validation
+    beats (so that resuming cannot write the model by finding a better one)."""
+    latest = json.loads((snaps / "latest.json").read_text())
+    latest.update(best_iter=best_iter, best_val_mae=-1.0)
+    (snaps / "latest.json").write_text(json.dumps(latest))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_finished_runs_lost_model_is_written_again_from_its_last_snapshot(tiny, capsys,
+                                                                             damage):
+    """`make train` on a finished run whose model.caffemodel was deleted (or truncated) said it
+    kept the weights, exit 0, without writing them, and recorded the truncated file's sha256 as
+    the run's: `count` then took the damaged model. Where the weights kept are the last
+    snapshot's, they are written again and their checksum recorded."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    kept = run / "model.caffemodel"
+    _set_best(run / "snapshots", 30)
+    if damage == "deleted":
+        kept.unlink()
+    else:
+        kept.write_bytes(kept.read_bytes()[:1000])
+    capsys.readouterr()
+    summary = train.Trainer(ds, model, max_iter=30).train(resume=True)
+    out = capsys.readouterr().out
+    assert ("is not the model this run kept" in out) == (damage == "truncated")
+    assert kept.stat().st_size > 10_000
+    from pycount.util.atomic import sha256_of
+    assert summary["model_sha256"] == sha256_of(kept)
+    from pycount.inference.run import load_run
+    assert load_run(run).path == run                 # counting takes it again
+
+
+def test_a_finished_runs_lost_best_model_is_named_not_claimed(tiny):
+    """The weights kept are of an earlier iteration than the last snapshot: they are gone, and
+    the training says so (RESUME=0) instead of claiming a model it did not write."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    before = (run / "train.json").read_text()
+    _set_best(run / "snapshots", 20)
+    (run / "model.caffemodel").unlink()
+    with pytest.raises(TrainError, match=re.escape(
+            f"{run / 'model.caffemodel'} is missing or damaged: the weights it kept are those of "
+            f"iteration 20 (the best validation MAE, -1), and the run keeps only its last "
+            f"snapshot (iteration 30); RESUME=0 trains it again")):
+        train.Trainer(ds, model, max_iter=30).train(resume=True)
+    assert (run / "train.json").read_text() == before
+    from pycount.errors import RunError
+    from pycount.inference.run import load_run
+    with pytest.raises(RunError, match="is missing from a finished run"):
+        load_run(run)

@@ -172,7 +172,12 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
         raise DatasetError(f"{out_dir} exists and is not a synthetic dataset (no {STAMP_NAME}); "
                            "choose another output folder or empty this one")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    problem = atomic.make_folder(out_dir.parent)
+    if problem is not None and problem[0] != "readonly":     # (read-only: the write below says)
+        kind, detail = problem
+        raise DatasetError(f"cannot make {out_dir.parent} for the generated images ("
+                           + (f"{detail} is a file" if kind == "file" else str(detail).lower())
+                           + "); move it, or set PYCOUNT_DATA to a folder that can be made")
     # the half-written folders of generations killed outright (their process gone): nothing
     # reuses them, and a ki67-synthetic one holds hundreds of MB
     for old in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):

@@ -28,6 +28,7 @@ from pycount.inference.run import Run, load_run
 from pycount.util import atomic
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
+from pycount.util.runlock import OutLock
 
 # heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error",
@@ -261,6 +262,16 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
               f"; --recursive (RECURSIVE=1) counts them too", file=sys.stderr)
     _check_out(out, inputs, _heatmap_names(paths))
     _make_out(out)
+    lock = OutLock(out)                 # two counts into one folder: the second stops here
+    try:
+        return _count_into(out, paths, run, backend, batch, expected, shared, tta)
+    finally:
+        lock.release()
+
+
+def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected: bool,
+                shared: bool, tta) -> int:
+    """count()'s work once its output folder is made and held: counts.csv and the heatmaps."""
     # an earlier count's table goes before the first new heatmap: a count killed outright
     # (SIGKILL, a machine lost) then leaves no counts.csv that the new heatmaps contradict
     (out / "counts.csv").unlink(missing_ok=True)

@@ -208,6 +208,15 @@ def _missing(f: Path, run: Path) -> RunError:
         return RunError(f"{run} is not a run folder but holds {len(below)}: {names}; give one "
                         f"of them (RUN=)")
     latest = run / "snapshots" / "latest.json"
+    try:
+        info = read_train_info(run / "train.json") if f.name == "model.caffemodel" else None
+    except RunError:
+        info = None
+    if info is not None and not info.get("interrupted") and latest.is_file():
+        return RunError(f"{f} is missing from a finished run (deleted or moved since it was "
+                        f"trained); `make train` with the run's settings writes it again where "
+                        f"the last snapshot holds the weights it kept, else says so (RESUME=0 "
+                        f"trains it again)")
     if latest.is_file():            # a training killed outright (SIGKILL, a machine lost)
         return RunError(f"{f} is missing: the training in {run} stopped before it finished "
                         f"(killed outright: its last snapshot is named in {latest}); finish it "

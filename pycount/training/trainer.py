@@ -339,6 +339,7 @@ class Trainer:
             self._check_average_before_resuming(latest, snaps)
             if solver_changed:
                 self._say_solver_changed()
+            self._drop_changed_model()
         elif resume and self._finished_without_snapshot():
             raise TrainError(f"{self.run} holds a finished training but no snapshot to resume "
                              f"from ({snaps / 'latest.json'} is missing); RESUME=0 trains it "
@@ -381,6 +382,22 @@ class Trainer:
         summary = self._write_summary(session, plan, pretrained)
         plot_log(session.log_path, self.run / "loss.png")
         return summary
+
+    def _drop_changed_model(self) -> None:
+        """A finished run's model.caffemodel that is not the one it kept (its sha256 differs
+        from train.json's: truncated, replaced) is removed before resuming, so that the end of
+        the training writes the kept weights again or says why it cannot (_Session.run); its
+        checksum is never recorded as the run's."""
+        kept = self.run / "model.caffemodel"
+        try:
+            info = read_train_info(self.run / "train.json")
+        except RunError:
+            return
+        want = (info or {}).get("model_sha256")
+        if want and kept.is_file() and atomic.sha256_of(kept) != want:
+            print(f"note: {kept} is not the model this run kept (its sha256 differs from "
+                  f"train.json's); it is written again", flush=True)
+            kept.unlink()
 
     def _check_writable(self) -> None:
         """The run folder must take files (prototxts, snapshots, the model) before Caffe is
@@ -641,8 +658,18 @@ class _Session:
                     self.snapshot()
                 bar.update(k, loss=loss, **({} if val_mae is None else {"val_mae": val_mae}))
         if not (t.run / "model.caffemodel").exists():
-            # resumed at its last iteration from a snapshot taken before any validation
+            # resumed at its last iteration from a snapshot taken before any validation, or
+            # from a finished run whose model was deleted or damaged since (_drop_changed_model)
             self.validate_and_keep()
+            best = self.state["best_iter"]
+            if not (t.run / "model.caffemodel").exists() and best == solver.iter:
+                _save_weights(self.val_net, t.run / "model.caffemodel")  # the best: these
+            if not (t.run / "model.caffemodel").exists():
+                raise TrainError(
+                    f"{t.run / 'model.caffemodel'} is missing or damaged: the weights it kept "
+                    f"are those of iteration {best} (the best validation MAE, "
+                    f"{self.state['best_val_mae']:.4g}), and the run keeps only its last "
+                    f"snapshot (iteration {solver.iter}); RESUME=0 trains it again")
             self.snapshot()
 
     def validate_and_keep(self) -> float:

@@ -7,14 +7,16 @@
   process holds one, whatever runs folder it trains into. RunLock marks its lock file
   (MARK) to say that its training takes these; a training of an older pycount leaves the file
   unmarked and may read any LMDB of its dataset (reads_unknown).
+- OutLock: one `pycount count` at a time writing into an output folder (<out>/.count.lock).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from pycount.errors import TrainError
+from pycount.errors import RunError, TrainError
 
 LOCK_FILE = ".train.lock"           # in the run folder, held by RunLock
+COUNT_LOCK = ".count.lock"          # in a count's output folder, held by OutLock
 MARK = "lmdbs held by ReadersLock\n"
 
 
@@ -107,4 +109,24 @@ class RunLock:
             self.file.truncate()            # unmarked again: no training holds it
         except OSError:
             pass
+        self.file.close()
+
+
+class OutLock:
+    """One `pycount count` at a time writing into an output folder: an exclusive lock on
+    <out>/.count.lock, released when the process ends however it ends. Two counts into one
+    folder overwrote each other's counts.csv and heatmaps, each saying it had written them."""
+
+    def __init__(self, out: Path):
+        import fcntl
+        self.file = open(Path(out) / COUNT_LOCK, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise RunError(f"another pycount count is writing into {out} now (it holds "
+                           f"{Path(out) / COUNT_LOCK}); wait for it to end, or give --out "
+                           f"(OUT=) another folder") from None
+
+    def release(self) -> None:
         self.file.close()
