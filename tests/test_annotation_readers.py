@@ -881,6 +881,17 @@ def test_folder_names_two_images_of_the_same_name(tmp_path):
     assert sorted(layout.folder_pairs(tmp_path)) == ["a", "b"]
 
 
+def test_names_that_differ_in_case_only_are_named(tmp_path):
+    """Img00.png beside img00.csv: the message said only "expected e.g. img00.png"."""
+    _img(tmp_path / "Img00.png")
+    (tmp_path / "img00.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'img00.csv'} (CSV) has no image of the same name in {tmp_path}, but "
+            f"Img00.png differs from it in case only; names are matched as written: rename one "
+            f"of the two")):
+        layout.folder_pairs(tmp_path)
+
+
 def test_folder_centre_outside_the_image_names_the_annotation(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [60.5, 3.5])]))

@@ -346,6 +346,12 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                f"{unread[0].name} is not in a supported format ({FORMATS}); "
                                "convert it to PNG or TIFF")
         if not owners:
+            keys = {k.lower() for k in _annotation_keys(p.stem)}
+            cased = [images[s].name for s in images if s.lower() in keys]
+            if cased:                        # the names differ in case only
+                raise DatasetError(f"{p} ({kind}) has no image of the same name in {root}, but "
+                                   f"{cased[0]} differs from it in case only; names are matched "
+                                   f"as written: rename one of the two")
             raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
                                f"{_annotation_keys(p.stem)[-1 if kind == 'dot mask' else 0]}.png); add the "
                                "image or remove the annotation")
