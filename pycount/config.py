@@ -116,10 +116,13 @@ class DatasetConfig:
     # nuclei-zoom-scale2.md). ZOOM=0.1: 30.65, paired -3.30 +- 2.73 (closer on 27 of 50;
     # 2026-12-06-vm-paired-nuclei-zoom01.md); on RESPLIT=3 -1.71 +- 1.61 and RESPLIT=4 -0.48 +-
     # 1.47 (-split3-zoom01.md, -split4-zoom01.md): over the three splits -1.83 +- 1.16 per image
-    # (closer on 82 of 150), 1.6 standard errors, and it triples the crops. On bacterial (fcrn,
-    # all 100 training images) ZOOM=0.1 costs: 2.69 against 2.19, paired +0.50 +- 0.22 (closer on
-    # 47 of 100; 2026-12-06-vm-paired-bacterial-zoom01.md). 0 stays the default
-    # (docs/density-model.md).
+    # (closer on 82 of 150), 1.6 standard errors, and it triples the crops; with RESPLIT=2638
+    # (-5.40 +- 2.78, -split2638-zoom01.md) over four splits -2.72 +- 1.11 (2.4 standard errors,
+    # lower on all four). fcrn (no context) on the recorded split: 35.40 against 35.59, paired
+    # -0.19 +- 1.59 (2026-12-06-vm-paired-nuclei-zoom01-fcrn.md): the gain is fcrn-ctx's. On
+    # bacterial (fcrn, all 100 training images) ZOOM=0.1 costs: 2.69 against 2.19, paired +0.50 +-
+    # 0.22 (closer on 47 of 100; 2026-12-06-vm-paired-bacterial-zoom01.md). 0 stays the default
+    # for now: 0.1 for nuclei retags every nuclei run recorded at 0 (docs/density-model.md).
     zoom: float = 0.0
     # Stain normalisation of every image before it is cut or counted (STAIN=; "": none; one of
     # STAIN_METHODS): "reinhard" gives each image the training images' average mean and spread
