@@ -249,7 +249,8 @@ def _data(args) -> int:
                   file=sys.stderr)
             print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
             print(f"Replace the files named from the release, or move the folder aside and run "
-                  f"`make data DATASET={args.dataset} {make_arg('DATA_ROOT', root)}` to fetch it again",
+                  f"`make data DATASET={args.dataset} {make_arg('DATA_ROOT', root)}` to fetch "
+                  f"it again",
                   file=sys.stderr)
             return 1
         print(f"{folder}: all {len(download.manifest(args.dataset))} files verify")

@@ -575,7 +575,8 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     cells and most releases mark them: every non-zero pixel is one cell (neighbouring marks stay
     two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
     one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
-    cells, at the centres of k clusters of its pixels (split_blob). A JPEG mask's compression noise is dropped: its pixels count from half its maximum."""
+    cells, at the centres of k clusters of its pixels (split_blob). A JPEG mask's compression
+    noise is dropped: its pixels count from half its maximum."""
     data, _ = decode_file(Path(path), "the dot mask ")
     if data.ndim == 3:
         data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]

@@ -197,8 +197,9 @@ def _check_data(ds: config.DatasetConfig, data_root) -> None:
     root = prepare.dataset_root(ds, data_root)
     if not root.is_dir():
         raise config.ConfigError(f"{root} is missing: put the {ds.name} release there "
-                                 f"(make data DATASET={ds.name} {make_arg('DATA_ROOT', root.parent)}) or set "
-                                 f"DATA_ROOT to the folder holding it")
+                                 f"(make data DATASET={ds.name} "
+                                 f"{make_arg('DATA_ROOT', root.parent)}) or set DATA_ROOT to "
+                                 f"the folder holding it")
 
 
 class _Children:

@@ -396,7 +396,8 @@ class Trainer:
         want = (info or {}).get("model_sha256")
         if want and kept.is_file() and atomic.sha256_of(kept) != want:
             print(f"note: {kept} is not the model this run kept (its sha256 differs from "
-                  f"train.json's); it is written again", flush=True)
+                  f"train.json's): removed, and the weights kept are written again where the "
+                  f"last snapshot holds them", flush=True)
             kept.unlink()
 
     def _check_writable(self) -> None:
