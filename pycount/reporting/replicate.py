@@ -18,7 +18,6 @@ stops its step: each one asks the kernel for SIGTERM when the sweep dies (PYCOUN
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 from pycount import config
-from pycount.errors import TrainError
+from pycount.errors import TrainError, make_arg
 from pycount.reporting import audit, paper
 from pycount.util import atomic, interrupt
 from pycount.util.interrupt import sigterm_as_interrupt
@@ -337,13 +336,13 @@ def _last_error(log: Path) -> str | None:
 def _retrain(dataset: str, model: str, head: str, gpu: int, iters: int | None, data_root) -> str:
     """The `make train` that trains the cell again from scratch as the sweep trains it (its
     head, GPU, DATA_ROOT and ITERS), one shell word per setting."""
-    words = [f"DATASET={dataset}", f"MODEL={model}"]
+    words = [("DATASET", dataset), ("MODEL", model)]
     classic = config.model(model).classic      # its ITERS, HEAD and GPU are refused
     if not classic:
-        words += [f"HEAD={head}", f"GPU={gpu}"]
+        words += [("HEAD", head), ("GPU", gpu)]
     if data_root:
-        words.append(f"DATA_ROOT={data_root}")
-    words.append("RESUME=0")
+        words.append(("DATA_ROOT", data_root))
+    words.append(("RESUME", 0))
     if iters and not classic:
-        words.append(f"ITERS={iters}")
-    return "make train " + " ".join(shlex.quote(w) for w in words)
+        words.append(("ITERS", iters))
+    return "make train " + " ".join(make_arg(var, value) for var, value in words)

@@ -36,6 +36,19 @@ def _held(path: Path, shared: bool) -> bool:
         return False
 
 
+def _lock_now(path: Path):
+    """The file at `path` (made if missing) held by an exclusive flock taken without waiting, or
+    None where another process holds it."""
+    import fcntl
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
 def in_training(run: Path) -> bool:
     """Whether a training holds `run` now (its model.caffemodel and train.json are then the last
     session's and about to change, and the LMDBs it reads must stay as they are)."""
@@ -89,15 +102,11 @@ class RunLock:
     The file is marked (MARK) while held: its training holds a ReadersLock on what it reads."""
 
     def __init__(self, run: Path):
-        import fcntl
-        self.file = open(run / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
+        self.file = _lock_now(run / LOCK_FILE)
+        if self.file is None:
             raise TrainError(f"{run} is being trained by another process (it holds "
                              f"{run / LOCK_FILE}); wait for it to end, or stop it (Ctrl-C "
-                             f"snapshots it) and run make train again") from None
+                             f"snapshots it) and run make train again")
         self.file.seek(0)
         self.file.truncate()
         self.file.write(MARK)
@@ -118,15 +127,11 @@ class OutLock:
     folder overwrote each other's counts.csv and heatmaps, each saying it had written them."""
 
     def __init__(self, out: Path):
-        import fcntl
-        self.file = open(Path(out) / COUNT_LOCK, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
+        self.file = _lock_now(Path(out) / COUNT_LOCK)
+        if self.file is None:
             raise RunError(f"another pycount count is writing into {out} now (it holds "
                            f"{Path(out) / COUNT_LOCK}); wait for it to end, or give --out "
-                           f"(OUT=) another folder") from None
+                           f"(OUT=) another folder")
 
     def release(self) -> None:
         self.file.close()
