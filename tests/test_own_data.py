@@ -305,6 +305,12 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
         resolved(folder)
     assert str(err.value).startswith(f"{folder / 'pycount.toml'} names test images that are not "
                                      f"in {folder}: i99; correct the names")
+    assert "suffix)" in str(err.value)          # no image's name holds "i99": no names offered
+    # ids written without the part every name shares (VGG's 101cell.png as "101"): the names meant
+    (folder / "pycount.toml").write_text('test = ["3", "5"]\n')
+    with pytest.raises(DatasetError, match=r"not in .*: 3, 5; correct the names \(the image "
+                                           r"files' names without their suffix: i03, i05\)"):
+        resolved(folder)
 
 
 def test_patch_and_crop_adapt_to_small_images(tmp_path, workdirs):

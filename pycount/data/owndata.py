@@ -26,7 +26,7 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
-from pycount.data.annotations import classes_without, read_annotation
+from pycount.data.annotations import classes_without, few, read_annotation
 from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
 from pycount.data.layout import visible_subfolders, folder_layout
 from pycount.errors import DatasetError
@@ -219,10 +219,23 @@ def draw_split(ids: list[str], test: tuple[str, ...] = (), spec: Path | None = N
         if unknown:
             where = f"{spec} names test images that are not in {spec.parent}" if spec else \
                 f"{config.SPEC_FILE} names test images that are not in the folder"
-            raise DatasetError(f"{where}: {', '.join(unknown)}; correct the names (the image "
-                               f"files' names without their suffix) or take them out of test")
+            raise DatasetError(f"{where}: {few(unknown)}; correct the names (the image "
+                               f"files' names without their suffix{_near_ids(unknown, ids)}) or "
+                               f"take them out of test")
         return [i for i in ids if i not in set(test)], [i for i in ids if i in set(test)]
     return prepare.draw_split(ids)
+
+
+def _near_ids(unknown: list[str], ids: list[str]) -> str:
+    """Where every unknown test id is part of exactly one image's name ('101' of '101cell',
+    the VGG naming), the names meant, for the message: ': 101cell, ...'."""
+    meant = []
+    for u in unknown:
+        hits = [i for i in ids if u in i]
+        if len(hits) != 1:
+            return ""
+        meant.append(hits[0])
+    return f": {few(meant)}"
 
 
 def _given(ds: config.DatasetConfig, root: Path, key: str, value, first: bool = True) -> str:
