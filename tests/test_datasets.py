@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pycount import config
+from pycount.data import prepare
 from pycount.data.readers import Sample, read_vgg_cells
 from pycount.errors import DatasetError
 from pycount.data.synthetic import generate_synthetic, synthesize_image
@@ -244,7 +246,6 @@ def test_a_release_file_changed_since_unpacking_is_refused_not_read_as_few_cells
     prepare trained on it: the named releases' files are checked against their manifest."""
     import shutil
     from pycount import config
-    from pycount.data import prepare
     copy = tmp_path / "root" / "vgg_cells"
     copy.mkdir(parents=True)
     for i in ("010", "011"):
@@ -285,3 +286,18 @@ def test_the_regeneration_note_is_for_generated_sets_only(tmp_path):
     (tmp_path / "synthetic.json").write_text("{}")
     with pytest.raises(DatasetError, match="a synthetic set regenerates when its folder"):
         read_vgg_cells(tmp_path)
+
+
+def test_a_data_root_that_is_the_release_folder_itself_is_read(tmp_path):
+    # DATA_ROOT=../shared/datasets/vgg_cells: the release, not the folder holding it
+    ds = config.dataset("bacterial")
+    release = tmp_path / ds.subdir
+    release.mkdir()
+    assert prepare.dataset_root(ds, tmp_path) == release
+    assert prepare.dataset_root(ds, release) == release
+    # the holding folder wins where both exist; another name is not guessed at
+    (release / ds.subdir).mkdir()
+    assert prepare.dataset_root(ds, release) == release / ds.subdir
+    other = tmp_path / "cells"
+    other.mkdir()
+    assert prepare.dataset_root(ds, other) == other / ds.subdir

@@ -29,7 +29,10 @@ from pycount.errors import DatasetError
 def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) -> Path:
     """Where the dataset's files are; a generated set is generated there on first use."""
     if not ds.generated:
-        return Path(data_root or config.data_dir()) / ds.subdir
+        base = Path(data_root or config.data_dir())
+        if not (base / ds.subdir).is_dir() and base.name == ds.subdir:
+            return base              # DATA_ROOT given as the release folder itself
+        return base / ds.subdir
     root = config.data_dir() / ds.subdir
     bar = None
 
