@@ -373,6 +373,7 @@ def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, m
     out = tmp_path / "out"
     assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
     assert (out / "counts.csv").is_file()
+    before = list(out.glob("*_heatmap.png"))    # of the two readable images; the first fails
     real, calls = counting.count_file, []
 
     def stop_at_the_second(*args, **kwargs):
@@ -387,6 +388,8 @@ def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, m
     rows = list(csv.DictReader(open(out / "counts.partial.csv")))
     assert [r["file"] for r in rows] == [str(calls[0])]
     assert "interrupted: 1 of 3 images counted" in capsys.readouterr().err
+    # the first count's heatmaps of the images not reached are gone with its table
+    assert before and not list(out.glob("*_heatmap.png"))
     monkeypatch.setattr(counting, "count_file", real)
     assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
     assert (out / "counts.csv").is_file() and not (out / "counts.partial.csv").exists()

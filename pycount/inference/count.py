@@ -277,12 +277,12 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
     (out / "counts.csv").unlink(missing_ok=True)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
-    rows = []
+    rows, names = [], _heatmap_names(paths)
     done = False
     try:
         with sigterm_as_interrupt(), \
                 Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
-            for path, name in zip(paths, _heatmap_names(paths)):
+            for path, name in zip(paths, names):
                 start = time.monotonic()
                 try:
                     rows.append({**count_file(path, run, predict, out / name), "heatmap": name})
@@ -300,6 +300,9 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                 bar.update(1)
         done = True
     finally:
+        if not done:    # an earlier count's heatmaps of the images not reached: no row has them
+            for name in names[len(rows):]:
+                (out / name).unlink(missing_ok=True)
         try:
             _write_counts(out, rows, done, len(paths))
         except OSError as e:            # (a full disk): say so without hiding why the count stopped
