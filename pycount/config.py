@@ -1096,6 +1096,9 @@ SPEC_NOT_ZERO = ("patch", "stride", "sigma", "crop", "crop_stride", "iters", "ma
 # SCALE= (DatasetConfig.scale), and `scale` in pycount.toml: a tenth of the side keeps 10 px of a
 # 100 px cell; 4x enlarges 2 px cells to 8 px, beyond which an enlargement invents detail
 SCALE_LIMITS = (0.1, 4.0)
+# prepare warns where SCALE= puts the training images' cells closer than this (median nearest
+# neighbour, px): the narrowest density target (sigma 1 px) is ~4 px wide, so closer cells merge
+SCALE_MIN_SPACING = 4.0
 # ZOOM= (DatasetConfig.zoom), when not 0, within these: crops cut at up to twice and half the
 # cells' size, and at least 5 % off it (a smaller change rounds most images back to their size:
 # the same crops written three times)

@@ -671,6 +671,17 @@ def test_scale_given_on_the_command_line_or_in_the_spec_file(tmp_path, workdirs)
         resolved(folder)
 
 
+def test_a_scale_that_puts_the_cells_too_close_is_warned_about(tmp_path, workdirs, capsys):
+    # cells 10 px apart on a lattice: 0.3 puts them 3 px apart (merged), 0.5 at 5 px (apart)
+    folder = make_folder(tmp_path / "f", n=6, side=120, spacing=10)
+    for scale, warned in ((0.3, True), (0.5, False), (1.0, False)):
+        prepare.load_split(resolved(folder, scale=scale))
+        out = capsys.readouterr().out
+        assert ("warning: at SCALE=0.3 the cells of f's training images lie 3.0 px apart" in out
+                and "SCALE=0.4 or more keeps them apart" in out) == warned, out
+        assert ("warning" in out) == warned, out
+
+
 def test_a_resume_after_the_folders_mean_colour_moved_names_the_folder(tmp_path, workdirs,
                                                                         capsys):
     """A training image replaced moves the inferred mean colour, which is in the net: the resume

@@ -112,8 +112,35 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     """The split's ids and every part's images, all read and checked before anything is written
     (a bad test image stops `prepare` now, not `eval` after a long training)."""
     ids = split(ds, data_root)
-    return ids, {part: load(ds, ids[part], data_root, side, test=part == "test")
-                 for part in ("train", "val", "test")}
+    loaded = {part: load(ds, ids[part], data_root, side, test=part == "test")
+              for part in ("train", "val", "test")}
+    if ds.scale < 1:
+        warn_close_cells(ds, loaded["train"])
+    return ids, loaded
+
+
+def cell_spacing(samples) -> float | None:
+    """The median distance from a dot to its nearest neighbour over `samples`, px (marks closer
+    than config.OWN_DUPLICATE_PX left out); None where no image has two dots."""
+    from scipy.spatial import cKDTree
+    nn = [cKDTree(s.centres).query(s.centres, k=2)[0][:, 1] for s in samples
+          if len(s.centres) > 1]
+    nn = np.concatenate(nn + [np.zeros(0)])
+    nn = nn[nn >= config.OWN_DUPLICATE_PX]
+    return float(np.median(nn)) if len(nn) else None
+
+
+def warn_close_cells(ds: config.DatasetConfig, train) -> None:
+    """A warning where SCALE= shrinks the images until their cells lie closer than
+    config.SCALE_MIN_SPACING px: their marks then merge in the density targets and the image."""
+    spacing = cell_spacing(train)
+    if spacing is None or spacing >= config.SCALE_MIN_SPACING:
+        return
+    least = float(f"{ds.scale * config.SCALE_MIN_SPACING / spacing:.2g}")
+    print(f"warning: at SCALE={ds.scale:g} the cells of {ds.name}'s training images lie "
+          f"{spacing:.1f} px apart (median nearest neighbour): closer than "
+          f"{config.SCALE_MIN_SPACING:g} px, neighbouring cells merge in the images and in the "
+          f"density targets. SCALE={least:g} or more keeps them apart")
 
 
 def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
