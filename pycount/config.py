@@ -339,6 +339,11 @@ AUDIT_RECORD = ROOT / "docs" / "audit" / "results.json"
 # What was tried for each paper cell outside the tolerance (one entry per run, kept by hand with
 # the measurements it cites); `make audit` prints it under "Cells outside ..."
 AUDIT_TRIED = ROOT / "docs" / "audit" / "tried.toml"
+# Settings a density study kept as helping beyond split noise without becoming the dataset's
+# default: the audit's density table gives each model's runs at them rows of their own (per
+# image, and over splits where RESPLIT= runs at them exist). Nuclei: ZOOM=0.1, -2.72 +- 1.11 per
+# image over four splits for fcrn-ctx (DatasetConfig.zoom)
+AUDIT_DENSITY_VARIANTS = {"nuclei": ({"zoom": 0.1},)}
 
 # The dataset whose nets are committed under prototxt/ (pycount.nets.builders.committed_plans)
 REFERENCE_DATASET = "bacterial"

@@ -435,6 +435,40 @@ def test_the_split_spread_pools_only_runs_with_the_same_settings(tmp_path):
     rows = audit.build(tmp_path / "runs", record_path=record)["density"]
     own = [r for r in rows if r.get("source", "").startswith("nuclei/fcrn")]
     assert len(own) == 1 and "older settings" not in own[0]["source"]
+    # the recorded split's run is the older net: the splits trained as today are pooled
+    record.write_text(json.dumps({"runs": {"nuclei/fcrn": entry(36.0, older),
+                                           "nuclei-split1/fcrn": entry(40.0, today),
+                                           "nuclei-split2/fcrn": entry(50.0, today)}}))
+    rows = audit.build(tmp_path / "runs", record_path=record)["density"]
+    split = [r for r in rows if "splits" in r["spread"]]
+    assert len(split) == 1 and split[0]["mae"] == pytest.approx(45.0)
+    assert split[0]["source"] == ("RESPLIT=s: split 1 40.00, split 2 50.00; left out, trained "
+                                  "with other settings: recorded")
+
+
+def test_a_kept_variant_of_a_density_model_has_rows_of_its_own(tmp_path, monkeypatch):
+    """config.AUDIT_DENSITY_VARIANTS (nuclei: ZOOM=0.1): the runs at those settings, on the
+    recorded split and redrawn ones, are density rows named by their settings."""
+    monkeypatch.setattr(config, "AUDIT_DENSITY_VARIANTS", {"nuclei": ({"zoom": 0.1},)})
+
+    def entry(ds, mae):
+        return {"metrics": dict(dataset=ds, model="fcrn-ctx", head="R", density=True, mae=mae,
+                                mae_std=1.0, mre=0.1, baseline_mae=150.0, n_images=50),
+                "train": {}}
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"runs": {
+        "nuclei/fcrn-ctx": entry("nuclei", 34.0), "nuclei-zoom0.1/fcrn-ctx": entry("nuclei", 31.0),
+        "nuclei-zoom0.1-split3/fcrn-ctx": entry("nuclei", 33.0),
+        "nuclei-zoom0.25/fcrn-ctx": entry("nuclei", 20.0)}}))       # not a kept variant
+    (tmp_path / "runs").mkdir()
+    rows = [r for r in audit.build(tmp_path / "runs", record_path=record)["density"]
+            if r["what"].startswith("pycount")]
+    assert [(r["what"], r["mae"], r["spread"]) for r in rows] == [
+        ("pycount fcrn-ctx", 34.0, "per image"),
+        ("pycount fcrn-ctx ZOOM=0.1", 31.0, "per image"),
+        ("pycount fcrn-ctx ZOOM=0.1", 32.0, "over 2 splits")]
+    assert rows[1]["source"] == "nuclei-zoom0.1/fcrn-ctx (recorded)"
+    assert rows[2]["source"] == "RESPLIT=s: recorded 31.00, split 3 33.00"
 
 
 def test_cli_leaves_a_read_only_docs_folder_alone(tmp_path, monkeypatch, capsys):

@@ -510,10 +510,11 @@ def _misplaced(key: str, m: dict) -> str | None:
     return None
 
 
-def _recorded_stale(key: str, trains: dict) -> bool:
+def _recorded_stale(key: str, trains: dict, ds: config.DatasetConfig | None = None) -> bool:
     """A recorded run (no folder here) whose net and settings, as its train.json named them, are
     not what `make train` builds today for its dataset and model (e.g. a changed sigma). A record
-    reconstructed from an old page names the model only ("fcrn-ctx"): nothing to compare."""
+    reconstructed from an old page names the model only ("fcrn-ctx"): nothing to compare.
+    `ds`: the dataset at the settings the key's folder names, where those are a variant's."""
     from pycount.nets import builders as nets
     dataset, model = key.split("/")
     said = (trains.get(key) or {}).get("settings")
@@ -521,7 +522,7 @@ def _recorded_stale(key: str, trains: dict) -> bool:
             config.MODELS[model].classic:
         return False
     try:
-        ds = config.dataset(dataset)
+        ds = ds or config.dataset(dataset)
     except Exception:  # an own folder's or a variant's name: nothing to compare with
         return False
     return said != nets.net_name(nets.run_plan(ds, config.model(model, ds)))
@@ -547,24 +548,13 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
             if dataset == col.folder:
                 rows.append({"dataset": dataset, "what": name, "n": n, "mae": m, "std": sd,
                              "spread": "over draws", "source": "published"})
+        variants = [({}, "")] + [
+            (s, " " + " ".join(f"{config.MAKE_VARS[k]}={v:g}" for k, v in s.items()))
+            for s in config.AUDIT_DENSITY_VARIANTS.get(col.folder, ())]
         for model in models:
-            m = found.get(f"{col.folder}/{model}")
-            if m and "error" not in m:
-                ds = config.dataset(col.folder)
-                old = _recorded_stale(f"{col.folder}/{model}", trains) if "recorded" in m \
-                    else nets.drift(runs_dir / col.folder / model,
-                                    nets.run_plan(ds, config.model(model, ds)))
-                rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
-                             "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
-                             "source": f"{col.folder}/{model}" + (
-                                 " (recorded)" if "recorded" in m else "") + (
-                                 f" (trained with older settings: `make train DATASET="
-                                 f"{col.folder} MODEL={model} RESUME=0` retrains it)"
-                                 if old else "")})
-            split = _over_splits(found, col.folder, model, trains)
-            if split:
-                rows.append({"dataset": col.folder, "what": f"pycount {model}", "n": "all",
-                             **split})
+            for settings, said in variants:
+                ds = config.with_overrides(config.dataset(col.folder), **settings)
+                rows += _density_rows(found, runs_dir, trains, ds, model, said)
             for p in protocol.summarize(col.folder, model, runs_dir):
                 old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
@@ -577,11 +567,36 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
     return rows
 
 
-def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = None) -> dict | None:
+def _density_rows(found: dict, runs_dir: Path, trains: dict, ds: config.DatasetConfig,
+                  model: str, said: str) -> list[dict]:
+    """One density model's rows on the recorded split of `ds` (the named dataset, or it at the
+    settings `said`, a config.AUDIT_DENSITY_VARIANTS entry): its run, and the spread over
+    splits where RESPLIT= runs exist."""
+    key, rows = f"{ds.tag}/{model}", []
+    what = {"dataset": ds.name, "what": f"pycount {model}{said}", "n": "all"}
+    m = found.get(key)
+    if m and "error" not in m:
+        old = _recorded_stale(key, trains, ds) if "recorded" in m \
+            else nets.drift(runs_dir / ds.tag / model, nets.run_plan(ds, config.model(model, ds)))
+        rows.append({**what, "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
+                     "source": key + (" (recorded)" if "recorded" in m else "") + (
+                         f" (trained with older settings: `make train DATASET={ds.name} "
+                         f"MODEL={model}{said} RESUME=0` retrains it)" if old else "")})
+    split = _over_splits(found, ds.tag, model, trains,
+                         today=nets.net_name(nets.run_plan(ds, config.model(model, ds))))
+    if split:
+        rows.append({**what, **split})
+    return rows
+
+
+def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = None,
+                 today: str | None = None) -> dict | None:
     """The split-to-split spread of one model (RESPLIT=s runs, `<dataset>-split<s>/<model>`,
     beside the recorded split's `<dataset>/<model>`): the mean and sample std of their test MAEs,
-    or None without a RESPLIT run. Only runs trained with the recorded split's net and settings
-    are pooled (a spread of one model, not of two); the others are named as left out."""
+    or None without a RESPLIT run. Only runs trained with one net and settings are pooled (a
+    spread of one model, not of two): the recorded split's run's, or `today`'s (the net `make
+    train` builds now, as train.json names it) where that run was trained with others; the
+    others are named as left out."""
     trains = trains or {}
     pattern = re.compile(rf"{re.escape(dataset)}-split(\d+)/{re.escape(model)}")
     runs = sorted((int(m.group(1)), k, v) for k, v in found.items()
@@ -592,13 +607,17 @@ def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = No
     base = found.get(key)
     base = base if base and "error" not in base else None
     ref = (trains.get(key) or {}).get("settings") if base else None
+    if today and ref and " | " in ref and ref != today:
+        ref, base, stale = today, None, ["recorded"]       # the recorded run is the older net
+    else:
+        ref, stale = ref or today, []
 
     def same(k):
         said = (trains.get(k) or {}).get("settings")
-        return ref is None or said is None or said == ref
+        return ref is None or said is None or " | " not in said or said == ref
     maes = ([("recorded", base["mae"])] if base else []) + [
         (f"split {s}", v["mae"]) for s, k, v in runs if same(k)]
-    left = [f"split {s}" for s, k, _ in runs if not same(k)]
+    left = stale + [f"split {s}" for s, k, _ in runs if not same(k)]
     if len(maes) < 2:
         return None
     values = np.array([v for _, v in maes])
