@@ -326,6 +326,9 @@ def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path,
     assert (samples[1].image == COLOUR).all()           # the padding is the mean colour
     assert samples[1].count == len(lattice(30, 10))      # and holds no cell
     assert "1 image(s) smaller than 44 px padded with the mean colour" in capsys.readouterr().out
+    # prepare names the part each note is of (it notes each part once)
+    prepare.load(ds, ["i01", "i02"], side=ds.patch, part="val")
+    assert "2 validation image(s) smaller than 44 px padded" in capsys.readouterr().out
 
 
 def test_the_crop_stride_is_the_smallest_multiple_of_8_within_the_crop_budget(tmp_path, workdirs,

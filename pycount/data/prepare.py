@@ -53,7 +53,7 @@ def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) 
 
 
 def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
-         test: bool = False) -> list[datasets.Sample]:
+         test: bool = False, part: str = "") -> list[datasets.Sample]:
     """The images `ids` with their centres; with `side`, each checked to be at least that many
     pixels on both sides (a patch or crop), or a DatasetError names the first that is not. Test
     images (`test`) of another bit depth than the training images' are warned about, as
@@ -66,13 +66,14 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
         download.check_release(ds.name, dataset_root(ds, data_root), ids)
     samples = [datasets.rescale(s, ds.scale) for s in samples]    # SCALE=: as counting reads them
     if side and ds.pad:
-        return pad_small(samples, side, ds)
+        return pad_small(samples, side, ds, part)
     if side:
         check_sizes(samples, side, ds)
     return samples
 
 
-def pad_small(samples, side: int, ds: config.DatasetConfig) -> list[datasets.Sample]:
+def pad_small(samples, side: int, ds: config.DatasetConfig, part: str = ""
+              ) -> list[datasets.Sample]:
     """An own folder's images smaller than `side` (a patch or crop), padded at the bottom and
     right with the dataset's mean colour: the centres keep their coordinates, and the padding
     holds no cell (so it teaches the nets that the mean colour is background)."""
@@ -86,7 +87,8 @@ def pad_small(samples, side: int, ds: config.DatasetConfig) -> list[datasets.Sam
         padded.append(f"{s.id} ({w}x{h})")
         out.append(dataclasses.replace(s, image=patches.pad_to(s.image, side, fill)))
     if padded:
-        print(f"{len(padded)} image(s) smaller than {side} px padded with the mean colour to "
+        print(f"{len(padded)} {PART_NAMES.get(part, part) + ' ' if part else ''}image(s) "
+              f"smaller than {side} px padded with the mean colour to "
               f"{side} px (bottom, right): {', '.join(padded[:5])}"
               + (", ..." if len(padded) > 5 else ""))
     return out
@@ -112,7 +114,7 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     """The split's ids and every part's images, all read and checked before anything is written
     (a bad test image stops `prepare` now, not `eval` after a long training)."""
     ids = split(ds, data_root)
-    loaded = {part: load(ds, ids[part], data_root, side, test=part == "test")
+    loaded = {part: load(ds, ids[part], data_root, side, test=part == "test", part=part)
               for part in ("train", "val", "test")}
     if ds.scale < 1:
         warn_close_cells(ds, loaded["train"])
@@ -162,6 +164,9 @@ def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]
         raise DatasetError(f"STAIN={ds.stain_norm} cannot normalise {ds.name}'s images "
                                     f"({e}); drop STAIN= for them") from None
     return normed, {"stain_norm": ds.stain_norm, "stain_ref": ref.tolist()}
+
+
+PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
