@@ -36,3 +36,15 @@ def test_mre_is_over_the_images_that_hold_cells():
     assert "mre_images" not in metrics.summarize([5, 10], [5, 10], train_mean=7)
     with pytest.raises(ValueError, match="no image holds a cell"):
         metrics.mre([0, 0], [1, 2])
+
+
+def test_metrics_md_names_the_runs_variant(tmp_path):
+    """metrics.md's title is the run's folder name (the dataset's tag): two runs of one dataset
+    at other settings (ZOOM=0.1, MARKER=) no longer share a title."""
+    from pycount.evaluation import figures
+    m = dict(dataset="nuclei", dataset_tag="nuclei-zoom0.1", model="fcrn-ctx", head="R",
+             density=True, mre=0.14, mae=30.65, mae_std=25.56, baseline_mae=150.0,
+             baseline_mre=0.9, baseline_mae_std=90.0, train_mean_count=297.5, n_images=50)
+    assert figures.write_metrics(tmp_path, m).startswith("# nuclei-zoom0.1 / fcrn-ctx (R)\n")
+    del m["dataset_tag"]                   # an evaluation from before the tag was kept
+    assert figures.write_metrics(tmp_path, m).startswith("# nuclei / fcrn-ctx (R)\n")

@@ -54,7 +54,9 @@ def write_metrics(run: Path, metrics: dict) -> str:
            f"griddata density heatmap" if not metrics.get("density") else
            "count = sum of the predicted density map (crops at half stride, averaged where "
            "they overlap)")
-    md = (f"# {metrics['dataset']} / {metrics['model']} ({metrics['head']})\n\n"
+    # the run's folder name: a variant's settings (nuclei-zoom0.1, a MARKER= tag) show
+    md = (f"# {metrics.get('dataset_tag') or metrics['dataset']} / {metrics['model']} "
+          f"({metrics['head']})\n\n"
           f"{images(metrics)}; {how}.\n\n"
           f"{metrics_table(metrics)}\n")
     atomic.write_text(run / "metrics.md", md)
