@@ -242,16 +242,15 @@ def _data(args) -> int:
                                  f"DATA_ROOT to the folder that holds (or is to hold) the "
                                  f"releases")
     if args.verify_only:
-        folder = os.path.join(root, download.SOURCES[args.dataset].folder)
+        folder = download.release_folder(root, download.SOURCES[args.dataset].folder)
         problems = download.verify(args.dataset, folder)
         if problems:
             print(f"{folder} does not verify ({download._problems(len(problems))}):",
                   file=sys.stderr)
             print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
             print(f"Replace the files named from the release, or move the folder aside and run "
-                  f"`make data DATASET={args.dataset} {make_arg('DATA_ROOT', root)}` to fetch "
-                  f"it again",
-                  file=sys.stderr)
+                  f"`make data DATASET={args.dataset} {make_arg('DATA_ROOT', folder.parent)}` "
+                  f"to fetch it again", file=sys.stderr)
             return 1
         print(f"{folder}: all {len(download.manifest(args.dataset))} files verify")
         return 0

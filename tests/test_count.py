@@ -395,6 +395,34 @@ def test_an_interrupted_count_is_not_taken_for_a_result(run, images, tmp_path, m
     assert (out / "counts.csv").is_file() and not (out / "counts.partial.csv").exists()
 
 
+def test_an_interrupted_count_removes_only_the_earlier_counts_heatmaps(run, images, tmp_path,
+                                                                      monkeypatch):
+    """Stopped at the third image: the second's new heatmap stays, the third's from the earlier
+    count goes; a file the earlier table does not list (the user's own) is never removed."""
+    from pycount.inference import count as counting
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    real, calls = counting.count_file, []
+
+    def stop_at(n):
+        def stop(*args, **kwargs):
+            calls.append(args[0])
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return stop
+    monkeypatch.setattr(counting, "count_file", stop_at(3))      # corrupt, grey, then rgba
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 130
+    assert sorted(p.name for p in out.glob("*_heatmap.png")) == ["grey_heatmap.png"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "rgba_heatmap.png").write_bytes(b"the user's own file")
+    calls.clear()
+    monkeypatch.setattr(counting, "count_file", stop_at(1))
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(mine)]) == 130
+    assert (mine / "rgba_heatmap.png").read_bytes() == b"the user's own file"
+
+
 def test_a_failed_recount_leaves_no_earlier_heatmap(run, images, tmp_path):
     out = tmp_path / "out"
     image = images / "grey.tif"

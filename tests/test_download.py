@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pycount import cli
 from pycount.data import download
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -50,6 +51,20 @@ def test_fetch_file_url_unpacks_and_verifies(toy):
     assert (dest / "sub" / "notes.txt").is_file()
     assert download.verify("toy", dest) == []
     assert leftovers(root) == []
+
+
+def test_a_data_root_that_is_the_release_itself_is_reused_and_verified(toy, monkeypatch,
+                                                                          capsys):
+    """DATA_ROOT=.../toy_cells (the release folder, as prepare reads it too): fetch reuses it
+    instead of nesting a second copy inside, and --verify-only checks it, from inside too."""
+    make_zip, root = toy
+    dest = download.fetch("toy", root, url=make_zip().as_uri(), progress=False)
+    assert download.fetch("toy", dest, url="http://127.0.0.1:9/none.zip") == dest
+    assert not (dest / "toy_cells").exists() and leftovers(dest) == []
+    assert cli.main(["data", "--dataset", "toy", "--verify-only", "--data-root", str(dest)]) == 0
+    monkeypatch.chdir(dest)
+    assert cli.main(["data", "--dataset", "toy", "--verify-only", "--data-root", "."]) == 0
+    assert capsys.readouterr().out.count("all 3 files verify") == 2
 
 
 def test_fetch_local_archive_without_top_folder(toy):

@@ -307,10 +307,18 @@ def test_the_command_line_and_the_spec_file_win_and_say_so(tmp_path, workdirs):
                                      f"in {folder}: i99; correct the names")
     assert "suffix)" in str(err.value)          # no image's name holds "i99": no names offered
     # ids written without the part every name shares (VGG's 101cell.png as "101"): the names meant
-    (folder / "pycount.toml").write_text('test = ["3", "5"]\n')
-    with pytest.raises(DatasetError, match=r"not in .*: 3, 5; correct the names \(the image "
-                                           r"files' names without their suffix: i03, i05\)"):
+    (folder / "pycount.toml").write_text('test = ["03", "05"]\n')
+    with pytest.raises(DatasetError, match=r"not in .*: 03, 05; correct the names \(the image "
+                                           r"files' names without their suffix; perhaps i03, "
+                                           r"i05\)"):
         resolved(folder)
+    # no guess where a name only continues the id ("3" of i03, "i0" of i00...i07) or the name
+    # is in the test list already
+    for test in ('["3"]', '["i0"]', '["03", "i03"]'):
+        (folder / "pycount.toml").write_text(f"test = {test}\n")
+        with pytest.raises(DatasetError) as err:
+            resolved(folder)
+        assert "perhaps" not in str(err.value), test
 
 
 def test_patch_and_crop_adapt_to_small_images(tmp_path, workdirs):
@@ -683,6 +691,11 @@ def test_a_scale_that_puts_the_cells_too_close_is_warned_about(tmp_path, workdir
         assert ("warning: at SCALE=0.3 the cells of f's training images lie 3.0 px apart" in out
                 and "SCALE=0.4 or more keeps them apart" in out) == warned, out
         assert ("warning" in out) == warned, out
+    # cells 9 px apart read at 0.1: 0.9 px, under the 1 px of a mark made twice, yet warned
+    # (that filter is of the original pixels); the factor named is rounded up, not down
+    prepare.load_split(resolved(make_folder(tmp_path / "g", n=6, spacing=9), scale=0.1))
+    out = capsys.readouterr().out
+    assert "lie 0.9 px apart" in out and "SCALE=0.45 or more keeps them apart" in out, out
 
 
 def test_a_resume_after_the_folders_mean_colour_moved_names_the_folder(tmp_path, workdirs,

@@ -309,6 +309,17 @@ def _locate(dataset: str, extracted: Path) -> Path:
                         f"({SOURCES[dataset].archive} from {SOURCES[dataset].page})?")
 
 
+def release_folder(data_root, folder: str) -> Path:
+    """Where release `folder` lies for DATA_ROOT `data_root`: inside it, or DATA_ROOT itself where
+    that is the release folder (by its release name, with no folder of that name inside)."""
+    base = Path(data_root)
+    inside = base / folder
+    if not inside.exists() and not inside.is_symlink() and base.is_dir() \
+            and base.resolve().name == folder:
+        return base
+    return inside
+
+
 def fetch(dataset: str, data_root, url: str | None = None, archive=None,
           progress: bool = True) -> Path:
     """Make `data_root/<folder>` a verified copy of `dataset` and return that path.
@@ -319,8 +330,9 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
     verification is left untouched and reported.  Raises DownloadError with instructions; on any
     failure nothing is left in data_root, not even the folders this call created for it.
     """
-    src, root = _source(dataset), Path(data_root)
-    dest = root / src.folder
+    src = _source(dataset)
+    dest = release_folder(data_root, src.folder)
+    root = dest.parent          # DATA_ROOT, or the folder holding it where it is the release
     if dest.is_symlink() and not dest.exists():     # (exists() follows the link: False)
         raise DownloadError(f"{dest} is a link to {os.readlink(dest)}, which does not exist (a "
                             f"disk not mounted, or a link to itself): mount it, or remove the "

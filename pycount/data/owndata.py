@@ -220,22 +220,31 @@ def draw_split(ids: list[str], test: tuple[str, ...] = (), spec: Path | None = N
             where = f"{spec} names test images that are not in {spec.parent}" if spec else \
                 f"{config.SPEC_FILE} names test images that are not in the folder"
             raise DatasetError(f"{where}: {few(unknown)}; correct the names (the image "
-                               f"files' names without their suffix{_near_ids(unknown, ids)}) or "
-                               f"take them out of test")
+                               f"files' names without their suffix"
+                               f"{_near_ids(unknown, ids, test)}) or take them out of test")
         return [i for i in ids if i not in set(test)], [i for i in ids if i in set(test)]
     return prepare.draw_split(ids)
 
 
-def _near_ids(unknown: list[str], ids: list[str]) -> str:
-    """Where every unknown test id is part of exactly one image's name ('101' of '101cell',
-    the VGG naming), the names meant, for the message: ': 101cell, ...'."""
+def _near_ids(unknown: list[str], ids: list[str], test: tuple[str, ...]) -> str:
+    """Where each unknown test id is one image's name without a part before or after it that is
+    no continuation of it ('101' of '101cell', the VGG naming; not '1' of 'slide_12'), and these
+    names are distinct and not in `test` already, them for the message: '; perhaps 101cell, ...'."""
+    def fits(u, name):
+        if name.startswith(u) and len(name) > len(u):
+            a, b = u[-1], name[len(u)]
+        elif name.endswith(u) and len(name) > len(u):
+            a, b = name[-len(u) - 1], u[0]
+        else:
+            return False
+        return not (a.isdigit() and b.isdigit() or a.isalpha() and b.isalpha())
     meant = []
     for u in unknown:
-        hits = [i for i in ids if u in i]
-        if len(hits) != 1:
+        hits = [i for i in ids if fits(u, i)]
+        if len(hits) != 1 or hits[0] in test or hits[0] in meant:
             return ""
         meant.append(hits[0])
-    return f": {few(meant)}"
+    return f"; perhaps {few(meant)}"
 
 
 def _given(ds: config.DatasetConfig, root: Path, key: str, value, first: bool = True) -> str:

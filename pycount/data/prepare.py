@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import math
 import zlib
 from pathlib import Path
 
@@ -29,10 +30,8 @@ from pycount.errors import DatasetError
 def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) -> Path:
     """Where the dataset's files are; a generated set is generated there on first use."""
     if not ds.generated:
-        base = Path(data_root or config.data_dir())
-        if not (base / ds.subdir).is_dir() and base.name == ds.subdir:
-            return base              # DATA_ROOT given as the release folder itself
-        return base / ds.subdir
+        from pycount.data import download
+        return download.release_folder(data_root or config.data_dir(), ds.subdir)
     root = config.data_dir() / ds.subdir
     bar = None
 
@@ -116,33 +115,37 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     ids = split(ds, data_root)
     loaded = {part: load(ds, ids[part], data_root, side, test=part == "test", part=part)
               for part in ("train", "val", "test")}
-    if ds.scale < 1:
+    if 0 < ds.scale < 1:
         warn_close_cells(ds, loaded["train"])
     return ids, loaded
 
 
-def cell_spacing(samples) -> float | None:
-    """The median distance from a dot to its nearest neighbour over `samples`, px (marks closer
-    than config.OWN_DUPLICATE_PX left out); None where no image has two dots."""
+def cell_spacing(samples, scale: float = 1.0) -> float | None:
+    """The median distance from a dot to its nearest neighbour over `samples` (read at `scale`),
+    px; marks closer than config.OWN_DUPLICATE_PX of the original pixels are left out (a cell
+    marked twice), as pycount.data.owndata measures an own folder; None where no image has
+    two dots."""
     from scipy.spatial import cKDTree
     nn = [cKDTree(s.centres).query(s.centres, k=2)[0][:, 1] for s in samples
           if len(s.centres) > 1]
     nn = np.concatenate(nn + [np.zeros(0)])
-    nn = nn[nn >= config.OWN_DUPLICATE_PX]
+    nn = nn[nn >= config.OWN_DUPLICATE_PX * scale]
     return float(np.median(nn)) if len(nn) else None
 
 
 def warn_close_cells(ds: config.DatasetConfig, train) -> None:
     """A warning where SCALE= shrinks the images until their cells lie closer than
     config.SCALE_MIN_SPACING px: their marks then merge in the density targets and the image."""
-    spacing = cell_spacing(train)
+    spacing = cell_spacing(train, ds.scale)
     if spacing is None or spacing >= config.SCALE_MIN_SPACING:
         return
-    least = float(f"{ds.scale * config.SCALE_MIN_SPACING / spacing:.2g}")
+    need = ds.scale * config.SCALE_MIN_SPACING / spacing
+    step = 10 ** (math.floor(math.log10(need)) - 1)            # two significant digits, up
+    least = min(math.ceil(need / step - 1e-9) * step, config.SCALE_LIMITS[1])
     print(f"warning: at SCALE={ds.scale:g} the cells of {ds.name}'s training images lie "
           f"{spacing:.1f} px apart (median nearest neighbour): closer than "
           f"{config.SCALE_MIN_SPACING:g} px, neighbouring cells merge in the images and in the "
-          f"density targets. SCALE={least:g} or more keeps them apart")
+          f"density targets. SCALE={float(f'{least:.2g}'):g} or more keeps them apart")
 
 
 def stain_normalised(ds: config.DatasetConfig, loaded: dict[str, list]

@@ -72,7 +72,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     # every test image checked before any is counted (a density model counts any size)
     test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch,
-                        test=True)
+                        test=True, part="test")
     if not any(s.count > 0 for s in test):
         shown = ", ".join(s.id for s in test[:5]) + (", ..." if len(test) > 5 else "")
         raise config.ConfigError(

@@ -50,6 +50,19 @@ def is_count_output(folder: Path) -> bool:
     return False
 
 
+def _earlier_heatmaps(out: Path) -> set[str]:
+    """The heatmap files an earlier count's table in `out` lists (counts.csv and
+    counts.partial.csv): the files a new count may remove."""
+    names = set()
+    for table in ("counts.csv", "counts.partial.csv"):
+        try:
+            with open(out / table, encoding="utf-8", newline="") as f:
+                names |= {r.get("heatmap") or "" for r in csv.DictReader(f)}
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+    return {n for n in names if n and Path(n).name == n}
+
+
 def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
     """Files as given (any name), plus the images (by suffix, any case) in given folders, in
     natural order; hidden files and anything under `exclude` (the output folder) are skipped, and
@@ -274,6 +287,7 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
     """count()'s work once its output folder is made and held: counts.csv and the heatmaps."""
     # an earlier count's table goes before the first new heatmap: a count killed outright
     # (SIGKILL, a machine lost) then leaves no counts.csv that the new heatmaps contradict
+    earlier = _earlier_heatmaps(out)
     (out / "counts.csv").unlink(missing_ok=True)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
@@ -301,8 +315,11 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
         done = True
     finally:
         if not done:    # an earlier count's heatmaps of the images not reached: no row has them
-            for name in names[len(rows):]:
-                (out / name).unlink(missing_ok=True)
+            for name in set(names[len(rows):]) & earlier:
+                try:
+                    (out / name).unlink(missing_ok=True)
+                except OSError:
+                    pass
         try:
             _write_counts(out, rows, done, len(paths))
         except OSError as e:            # (a full disk): say so without hiding why the count stopped

@@ -614,7 +614,7 @@ def _over_splits(found: dict, dataset: str, model: str, trains: dict | None = No
 
     def same(k):
         said = (trains.get(k) or {}).get("settings")
-        return ref is None or said is None or " | " not in said or said == ref
+        return ref is None or said is None or said == ref
     maes = ([("recorded", base["mae"])] if base else []) + [
         (f"split {s}", v["mae"]) for s, k, v in runs if same(k)]
     left = stale + [f"split {s}" for s, k, _ in runs if not same(k)]

@@ -275,9 +275,12 @@ def to_blocks(report: dict) -> list[tuple]:
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
                     "of the per-image errors for single runs, and of the MAE over the draws for "
                     "the N-image protocol (as FCRN-A and Count-ception report it). A row "
-                    "\"over k splits\" is one model on the recorded split and on k − 1 "
-                    "redrawn ones (RESPLIT=s, the same sizes): the mean and std of their test "
-                    "MAEs, the spread that split luck alone gives.")]
+                    "\"over k splits\" is one model, as `make train` builds it today, on the "
+                    "recorded split and on redrawn ones (RESPLIT=s, the same sizes): the mean "
+                    "and std of their test MAEs, the spread that split luck alone gives; a run "
+                    "trained with another net or settings is left out and named (the recorded "
+                    "split's too, where it is the older one). A method with settings after its "
+                    "name (ZOOM=0.1) is a setting a study kept that is not the default.")]
         b.append(("table", ["dataset", "method", "training images", "MAE ± std", "spread",
                             "source"],
                   [[[r["dataset"]], [r["what"]], [str(r["n"])],
