@@ -423,12 +423,27 @@ def test_n_val_0_is_refused(tmp_path, workdirs):
         resolved(folder)
     assert str(err.value) == (
         f"{toml}: n_val = 0 is not valid: at least 1 training image must validate (it picks the "
-        f"weights kept and shows overfitting); set n_val to 1 or more, or leave it out (default "
-        f"{config.OWN_N_VAL})")
+        f"weights kept and shows overfitting); set n_val to 1 or more, or leave it out (default: "
+        f"one per 20 training images, 1 to 5)")
     assert not (workdirs / "data" / "own").exists()            # refused before the cache
     toml.write_text("n_val = 1\n")
     ds = resolved(folder)
     assert ds.n_val == 1 and len(prepare.split(ds)["val"]) == 1
+
+
+@pytest.mark.parametrize("n, held", [(12, 1), (50, 2), (160, 5)])
+def test_an_own_folder_holds_out_one_training_image_per_twenty(tmp_path, workdirs, n, held):
+    """Without n_val in pycount.toml: 1 to 5 monitor images, one per 20 training images (a small
+    folder trains on all but one; the named sets keep their own n_val)."""
+    folder = make_folder(tmp_path / "f", n=n, side=24, spacing=6)
+    said = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=said.append)
+    parts = prepare.split(ds)
+    assert len(parts["val"]) == held and len(parts["train"]) == len(ds.train_ids) - held
+    split = next(line for line in "\n".join(said).splitlines() if "split" in line)
+    assert split.endswith(f"; {held} of the training images validate (one per 20 training "
+                          f"images, 1 to 5; n_val = in pycount.toml sets it)")
+    assert len(prepare.split(config.dataset("nuclei"))["val"]) == 5     # as before
 
 
 def test_an_n_val_beyond_a_quarter_of_the_training_images_says_it_is_capped(tmp_path, workdirs):

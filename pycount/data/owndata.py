@@ -280,7 +280,8 @@ def _check_settings(ds: config.DatasetConfig, root: Path) -> None:
         raise DatasetError(
             f"{spec_file}: n_val = {ds.n_val} is not valid: at least {config.OWN_MIN_N_VAL} "
             f"training image must validate (it picks the weights kept and shows overfitting); "
-            f"set n_val to {config.OWN_MIN_N_VAL} or more, or leave it out (default "
+            f"set n_val to {config.OWN_MIN_N_VAL} or more, or leave it out (default: one per "
+            f"{config.OWN_TRAIN_PER_VAL} training images, {config.OWN_MIN_N_VAL} to "
             f"{config.OWN_N_VAL})")
 
 
@@ -371,9 +372,11 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     set_["rot_step"] = "rot_step" in ds.spec or ds.rot_step != config.OWN_ROT_STEP
 
     # split: as the named sets without a recorded one (seeded, config.SPLIT_SEED)
-    n_val = min(ds.n_val, max(1, len(train) // 4))      # as prepare.split draws them
+    n_val = prepare.val_count(ds, len(train))            # as prepare.split draws them
     capped = (f" (n_val = {ds.n_val} asked: at most a quarter of them)"
-              if n_val < ds.n_val and "n_val" in ds.spec else "")
+              if n_val < ds.n_val and "n_val" in ds.spec else "" if "n_val" in ds.spec else
+              f" (one per {config.OWN_TRAIN_PER_VAL} training images, {config.OWN_MIN_N_VAL} to "
+              f"{config.OWN_N_VAL}; n_val = in {config.SPEC_FILE} sets it)")
     drawn = (f"the images of the folder's {test_part}/ subfolder"
              if published else f"a seeded draw (seed {config.SPLIT_SEED}) of {len(test)} test "
                                f"images")

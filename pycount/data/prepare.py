@@ -201,9 +201,18 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
         n_val = min(ds.n_val, len(rest))
         val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
         return {"train": sorted(picked.tolist()), "val": val, "test": test}
-    n_val = min(ds.n_val, max(1, len(train) // 4))
-    val = sorted(rng.choice(train, size=n_val, replace=False).tolist())
+    val = sorted(rng.choice(train, size=val_count(ds, len(train)), replace=False).tolist())
     return {"train": [i for i in train if i not in val], "val": val, "test": test}
+
+
+def val_count(ds: config.DatasetConfig, n_train: int) -> int:
+    """How many of `n_train` training images are held out to monitor training: the dataset's
+    n_val, at most a quarter of them; for an own folder whose pycount.toml does not set n_val,
+    one per config.OWN_TRAIN_PER_VAL, from config.OWN_MIN_N_VAL to config.OWN_N_VAL."""
+    if ds.own and "n_val" not in ds.spec:
+        return min(config.OWN_N_VAL, max(config.OWN_MIN_N_VAL,
+                                          n_train // config.OWN_TRAIN_PER_VAL))
+    return min(ds.n_val, max(1, n_train // 4))
 
 
 def redraw(train: list[str], test: list[str], seed: int) -> tuple[list[str], list[str]]:
