@@ -79,8 +79,18 @@ TTA_HELP = ("density models: 8 averages the density over every flip and quarter 
             "image as it is (default: the model's setting)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the option and the fix, then where the options are
+    listed (argparse's usage block first buried it under every option of the command); its
+    subcommands' parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; `{self.prog} --help` lists the "
+                     f"options\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pycount", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="pycount", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="write the training and validation LMDBs")
     _common(p)

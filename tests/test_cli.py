@@ -64,8 +64,9 @@ def test_fewer_than_one_iteration_stops_before_anything_is_written(workdirs, com
     with pytest.raises(SystemExit) as stop:
         cli.main([command, "--iters", value])
     assert stop.value.code == 2
-    assert f"argument --iters: {value!r} is not valid: train at least 1 iteration" in \
-        capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"argument --iters: {value!r} is not valid: train at least 1 iteration" in err
+    assert err.count("\n") == 1 and err.endswith(f"; `pycount {command} --help` lists the options\n")
     assert not (workdirs / "runs").exists() and not (workdirs / "data").exists()
 
 
