@@ -56,15 +56,17 @@ $(if $(UNKNOWN),$(error $(firstword $(UNKNOWN)) is not a setting of this Makefil
 # stops them. READS_<target>: what each checked target reads of SPECIFIC; a command with a goal
 # that has no such list (help, test, bench, data, ...) is not checked.
 SPECIFIC := RUN IMAGES OUT TTA BACKEND SHARED RECURSIVE TEST_IMAGES ITERS RESUME FINETUNE \
-  SCRATCH FORCE NS SEEDS JOBS
-READS_prepare := FORCE
-READS_train := ITERS RESUME FINETUNE SCRATCH
-READS_eval := BACKEND SHARED TTA TEST_IMAGES
-READS_demo := ITERS BACKEND SHARED TTA
-READS_count := RUN IMAGES OUT BACKEND SHARED TTA RECURSIVE
+  SCRATCH FORCE NS SEEDS JOBS DATASET MODEL HEAD GPU DATASETS MODELS $(DATASET_SETTINGS)
+RUN_SETTINGS := DATASET MODEL HEAD GPU $(DATASET_SETTINGS)
+READS_prepare := FORCE $(RUN_SETTINGS)
+READS_train := ITERS RESUME FINETUNE SCRATCH $(RUN_SETTINGS)
+READS_eval := BACKEND SHARED TTA TEST_IMAGES $(RUN_SETTINGS)
+READS_demo := ITERS BACKEND SHARED TTA $(RUN_SETTINGS)
+READS_count := RUN IMAGES OUT BACKEND SHARED TTA RECURSIVE GPU
 READS_audit := OUT
-READS_protocol := NS SEEDS JOBS ITERS      # ITERS: refused by its recipe, saying why
-READS_audit-gpu := ITERS TEST_IMAGES
+# ITERS and the dataset settings: refused by its recipe, saying why
+READS_protocol := NS SEEDS JOBS ITERS DATASET MODEL $(DATASET_SETTINGS)
+READS_audit-gpu := ITERS TEST_IMAGES GPU DATASETS MODELS
 CHECKED_GOALS := prepare train eval demo count audit protocol audit-gpu
 readers_of = $(foreach g,$(CHECKED_GOALS),$(if $(filter $(1),$(READS_$(g))),make $(g)))
 ifneq ($(MAKECMDGOALS),)
@@ -72,7 +74,9 @@ ifeq ($(filter-out $(CHECKED_GOALS),$(MAKECMDGOALS)),)
 IGNORED := $(filter-out $(foreach g,$(MAKECMDGOALS),$(READS_$(g))),$(filter $(SPECIFIC),$(GIVEN)))
 $(if $(IGNORED),$(error $(firstword $(IGNORED))= is not read by make $(MAKECMDGOALS) (only by \
   $(subst $(eval) make, or make,$(strip $(call readers_of,$(firstword $(IGNORED)))))): remove it, \
-  or run the target that reads it))
+  or run the target that reads it$(if $(filter audit-gpu,$(MAKECMDGOALS)),$(if $(filter DATASET \
+  MODEL HEAD,$(firstword $(IGNORED))),; make audit-gpu chooses its cells by DATASETS= and \
+  MODELS=))))
 endif
 endif
 # Unknown DATASET/MODEL names stop before anything is installed; the valid names come from

@@ -312,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
         return _bench(args)
     if args.command == "replicate":
         from pycount.reporting import replicate
-        rows = replicate.run(args.gpu, args.iters, args.datasets or replicate.DATASETS,
+        rows = replicate.run(args.gpu, args.iters,
+                             replicate.DATASETS if args.datasets is None else args.datasets,
                              args.models, args.data_root, test_images=args.test_images)
         done = sum(r["status"].startswith(("ok", "done")) for r in rows)
         print(f"\n{done} of {len(rows)} paper cells trained and evaluated; the audit follows")

@@ -208,11 +208,19 @@ def test_make_refuses_a_setting_it_does_not_know(given, tmp_path):
 @pytest.mark.parametrize("goals, given, readers", [
     (["eval"], "RUN=runs/x/fcrn", "make count"),                # evaluated the default run
     (["train"], "TTA=3", "make eval or make demo or make count"),
-    (["prepare", "train"], "OUT=/tmp/o", "make count or make audit")])
+    (["prepare", "train"], "OUT=/tmp/o", "make count or make audit"),
+    # make audit-gpu swept every paper cell with MODEL= (not MODELS=) ignored; make protocol
+    # trained the R head with HEAD=C, and on the CPU with GPU=0
+    (["audit-gpu"], "MODEL=alexnet", "make prepare or make train or make eval or make demo or "
+                                     "make protocol"),
+    (["protocol"], "HEAD=C", "make prepare or make train or make eval or make demo"),
+    (["count"], "SIGMA=2", "make prepare or make train or make eval or make demo or make "
+                           "protocol")])
 def test_make_refuses_a_setting_none_of_its_targets_reads(goals, given, readers, tmp_path):
     """`make eval RUN=...` evaluated the default run folder, not RUN's, and `make audit OUT=...`
     wrote to runs/audit: a setting that only other targets read stops the command at once."""
-    p = subprocess.run(["make", "-s", "-n", *goals, "DATASET=synthetic", given,
+    dataset = [] if {"audit-gpu", "count"} & set(goals) else ["DATASET=synthetic"]
+    p = subprocess.run(["make", "-s", "-n", *goals, *dataset, given,
                         f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     name = given.split("=")[0]
@@ -600,7 +608,7 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
         re.findall(r"\$\(([A-Z][A-Z_]*)\)", text))
     internal = {"ARGS", "CHECK", "COUNT_ARGS", "MODEL_ARGS", "PY", "PYCOUNT", "SHELL", "SETTINGS",
                 "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE", "DATASET_SETTINGS", "SPECIFIC",
-                "CHECKED_GOALS", "IGNORED", "MAKECMDGOALS"}
+                "CHECKED_GOALS", "IGNORED", "MAKECMDGOALS", "RUN_SETTINGS"}
 
     def listed(name):       # a variable's words, the lists it names expanded
         words = re.search(rf"^{name} := (.*?)\n(?=\S)", text, re.S | re.M).group(1)
@@ -608,8 +616,10 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
                 for w in (listed(v[2:-1]) if v.startswith("$(") else {v})}
     settings = listed("SETTINGS")
     assert read - internal <= settings, read - internal - settings
-    reads = {w for line in re.findall(r"^READS_[a-z-]+ := (.*)$", text, re.M)
-             for w in line.split("#")[0].split()}
+    reads = {x for line in re.findall(r"^READS_[a-z-]+ := (.*)$", text, re.M)
+             for w in line.split("#")[0].split()
+             for x in (listed(w[2:-1]) if w.startswith("$(") else {w})}
+    assert {"HEAD", "DATASET", "PATCH", "MODELS"} <= reads
     assert reads <= listed("SPECIFIC") <= settings        # the per-target lists name settings
 
 

@@ -117,6 +117,16 @@ def test_bad_names_stop_before_any_cell(monkeypatch, tmp_path, workdirs, dataset
     assert not config.runs_dir().exists()
 
 
+def test_an_empty_datasets_list_on_the_command_line_is_refused(monkeypatch, tmp_path, workdirs,
+                                                              capsys):
+    """`make audit-gpu DATASETS=,` swept every column (an empty list read as "not given")."""
+    from pycount import cli
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    assert cli.main(["replicate", "--gpu", "-1", "--datasets", ",",
+                     "--data-root", str(_data_root(tmp_path))]) == 2
+    assert "DATASETS=: names no column" in capsys.readouterr().err
+
+
 def test_a_data_root_without_datasets_is_an_error_not_a_silent_sweep(monkeypatch, tmp_path,
                                                                      workdirs):
     monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
