@@ -1013,7 +1013,8 @@ ROT_STEP_BELOW = 360
 # a small folder needs its images for training more than a smooth validation curve (fcrn keeps its
 # last weights, so they only draw the curve). Measured (2026-12-06): VGG cells 001-016 as a folder,
 # tested on 101-200, fcrn: 4 held out (the earlier quarter) 2.66 +- 2.46, 1 held out 2.44 +- 2.34,
-# paired -0.22 +- 0.08, closer on 62 of 100 (bench/results/2026-12-06-vm-paired-own-vgg16-monitor1.md)
+# paired -0.22 +- 0.08, closer on 62 of 100 (bench/results/2026-12-06-vm-paired-own-vgg16-monitor1.md);
+# with 017-032: 2.76 +- 2.25 against 2.26 +- 2.09, paired -0.50 +- 0.12, closer on 68 (-vgg16b-)
 OWN_N_VAL = 5
 OWN_TRAIN_PER_VAL = 20
 # How pycount.data.owndata infers an own folder's settings from its images and dots (d: the cell

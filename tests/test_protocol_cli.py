@@ -266,3 +266,17 @@ def test_seeds_of_older_settings_are_shown_apart_and_left_out_of_the_mean(tmp_pa
      / "metrics.json").unlink()
     row, = protocol.summarize(ds, "fcrn")
     assert row["mae_std"] is None and "| 2.00 ± n/a (one seed) |" in protocol.to_markdown([row])
+
+
+def test_the_table_is_of_the_ns_and_seeds_asked_for(tmp_path, workdirs):
+    """A seed tried once (SEEDS=7) stayed in `make protocol NS=2 SEEDS=1,2`'s mean: summarize
+    takes what the protocol was asked for; the audit (no filter) still shows every seed."""
+    ds = _own_folder_with_iters(tmp_path / "own")
+    for n, seed, mae in ((2, 1, 2.0), (2, 2, 4.0), (2, 7, 30.0), (3, 1, 5.0)):
+        run = _write_run(ds, n, seed, solver_iters=20)
+        (run / "metrics.json").write_text(json.dumps({
+            "dataset": ds.name, "train_n": n, "seed": seed, "mae": mae, "mre": 0.1}))
+    row, = protocol.summarize(ds, "fcrn", ns={2}, seeds={1, 2})
+    assert (row["train_n"], row["seeds"], row["mae_mean"]) == (2, [1, 2], 3.0)
+    rows = protocol.summarize(ds, "fcrn")
+    assert [(r["train_n"], r["seeds"]) for r in rows] == [(2, [1, 2, 7]), (3, [1])]

@@ -542,6 +542,37 @@ def test_a_run_resumed_at_its_end_before_any_validation_keeps_a_model(tiny, trai
     assert (run / "model.caffemodel").exists()
 
 
+def test_a_stop_after_the_steps_to_a_validation_is_validated_on_resume(tiny, monkeypatch,
+                                                                       capsys):
+    """A signal acts when the solver's steps return: stopped there at the last iteration, the
+    run resumed 'finished' and kept older weights, iteration 60 never validated; now it is."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    step, keep, seen = train._Session.step, train._Session.validate_and_keep, []
+
+    def stopping(self, k):
+        step(self, k)
+        if self.solver.iter == 60:
+            raise KeyboardInterrupt          # after the steps, before their validation
+
+    def spy(self):
+        seen.append(self.solver.iter)
+        return keep(self)
+    monkeypatch.setattr(train._Session, "step", stopping)
+    monkeypatch.setattr(train._Session, "validate_and_keep", spy)
+    with pytest.raises(KeyboardInterrupt):
+        train.Trainer(ds, model, max_iter=60).train(resume=False)
+    assert seen == [30]
+    monkeypatch.setattr(train._Session, "step", step)
+    capsys.readouterr()
+    done = train.Trainer(ds, model, max_iter=60).train(resume=True)
+    assert seen == [30, 60] and done["iterations"] == 60
+    assert "validated iteration 60, which the interruption skipped" in capsys.readouterr().out
+    # a resume where the validation was not skipped validates nothing again
+    train.Trainer(ds, model, max_iter=90).train(resume=True)
+    assert seen == [30, 60, 90]
+
+
 def test_a_run_stopped_before_its_first_validation_writes_strict_json(tiny, monkeypatch):
     """No validation yet: the best validation MAE is null in train.json and latest.json (it was
     written as Infinity, which JSON parsers other than Python's refuse), and the run resumes."""

@@ -70,11 +70,12 @@ def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
 
 
 def summarize(dataset: str | config.DatasetConfig, model: str,
-              runs_dir: Path | None = None) -> list[dict]:
+              runs_dir: Path | None = None, ns=None, seeds=None) -> list[dict]:
     """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
     run was trained with other settings than today's (`stale_seeds`; `run` retrains them).
     A seed whose metrics.json is unreadable or holds no numbers is left out of its N, the others
-    kept (`make audit` lists the damaged file under its other runs)."""
+    kept (`make audit` lists the damaged file under its other runs). With `ns` / `seeds`, only
+    those (what `make protocol` was asked for; other seeds' runs on the disk stay out)."""
     runs_dir = Path(runs_dir or config.runs_dir())
     ds = _as_dataset(dataset)
     dataset = ds.name
@@ -85,6 +86,8 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
         if m is None:
             continue
         n, seed = m["train_n"], m["seed"]
+        if (ns is not None and n not in ns) or (seeds is not None and seed not in seeds):
+            continue
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
             if stale(f.parent, ds, model, n, seed):
@@ -329,7 +332,7 @@ def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    rows = summarize(ds, model)
+    rows = summarize(ds, model, ns=set(ns), seeds=set(seeds))
     atomic.write_text(out_dir / f"{ds.name}-{model}.json", json.dumps(rows, indent=1))
     atomic.write_text(out_dir / f"{ds.name}-{model}.md", to_markdown(rows))
     print(to_markdown(rows))

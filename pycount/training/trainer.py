@@ -641,6 +641,16 @@ class _Session:
             for name in EVAL_OUTPUTS:
                 path = t.run / name
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        it = solver.iter
+        if 0 < it and (it % s.test_interval == 0 or it == t.max_iter) \
+                and self.state.get("validated", it) != it:
+            # stopped after the steps to a validation but before it (a signal acts only when
+            # the solver's steps return): the iteration is validated now, or its weights would
+            # never be weighed against the kept ones
+            val_mae = self.validate_and_keep()
+            print(f"validated iteration {it}, which the interruption skipped: validation patch "
+                  f"MAE {val_mae:.4g}", flush=True)
+            self.snapshot()                     # its state (best, validated) is the one to resume
         with Progress(t.max_iter, f"training {t.model.name}-{t.head} on {t.ds.tag} "
                       f"({t.init_mode})", "iter", done=solver.iter) as bar:
             while solver.iter < t.max_iter:
@@ -679,6 +689,7 @@ class _Session:
         t, it = self.t, self.solver.iter
         with (self.average.applied() if self.average is not None else contextlib.nullcontext()):
             val_mae = self.validate()
+            self.state["validated"] = it         # (in the next snapshot's latest.json)
             better = val_mae < self.state["best_val_mae"]
             if better:
                 self.state.update(best_val_mae=val_mae, best_iter=it)
