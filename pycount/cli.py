@@ -316,7 +316,10 @@ def run(args: argparse.Namespace) -> int:
                              replicate.DATASETS if args.datasets is None else args.datasets,
                              args.models, args.data_root, test_images=args.test_images)
         done = sum(r["status"].startswith(("ok", "done")) for r in rows)
-        print(f"\n{done} of {len(rows)} paper cells trained and evaluated; the audit follows")
+        short = (f" (ITERS={args.iters}: a dry run, whose short trainings the audit marks as "
+                 f"short, not as results)" if args.iters else "")
+        print(f"\n{done} of {len(rows)} paper cells trained and evaluated{short}; the audit "
+              f"follows")
         return _audit(argparse.Namespace(runs=None, out=None, data_root=args.data_root))
     if args.command == "prototxt":
         from pycount.nets import builders
