@@ -332,9 +332,27 @@ def test_eval_refuses_an_interrupted_training(workdirs, monkeypatch, capsys):
     _no_engine(monkeypatch)
     run = _eval_run(interrupted=True, iterations=30)
     err = _eval_error(capsys)
+    ds = config.dataset(config.DEFAULT_DATASET)
     assert err == (f"pycount: error: {run}: its training was interrupted at iteration 30; "
-                   f"finish it first (make train resumes it)")
+                   f"finish it first (make train DATASET={ds.name} MODEL={config.DEFAULT_MODEL} "
+                   f"resumes it)")
     _nothing_written(run)
+
+
+def test_the_resume_command_names_the_runs_settings(tmp_path):
+    """A protocol run (TRAIN_N, SEED), a head, a setting off the dataset's default, an own
+    folder by its path: `make train` alone trained the default set."""
+    from pycount.inference.run import resume_command
+    info = {"dataset": "nuclei", "model": "alexnet", "head": "C", "sigma": 5.0, "train_n": 32,
+            "seed": 3, "patch": config.dataset("nuclei").patch}
+    assert resume_command(tmp_path, info) == ("make train DATASET=nuclei MODEL=alexnet HEAD=C "
+                                              "SIGMA=5 TRAIN_N=32 SEED=3")
+    (tmp_path / "dataset.json").write_text(json.dumps({"layout": "folder",
+                                                       "subdir": "/data/my cells"}))
+    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn", "train_n": 5,
+                                     "seed": 1}) == ("make train 'DATASET=/data/my cells' "
+                                                     "MODEL=fcrn TRAIN_N=5 SEED=1")
+    assert resume_command(tmp_path, {}) == "make train"
 
 
 def test_eval_refuses_a_run_that_a_training_holds_now(workdirs, monkeypatch, capsys):

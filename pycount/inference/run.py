@@ -149,12 +149,43 @@ def with_run_reading(ds: config.DatasetConfig, run: Path) -> config.DatasetConfi
     return dataclasses.replace(ds, **changed) if changed else ds
 
 
+def resume_command(path: Path, info: dict) -> str:
+    """The `make train ...` that resumes the run at `path`, from its train.json `info`: its
+    dataset (an own folder by the path its dataset.json records), model, head, and the settings
+    that differ from the named dataset's or make it a protocol or redrawn-split run; a plain
+    `make train` where train.json names no dataset or model."""
+    from pycount.errors import make_arg
+    try:
+        recorded = json.loads((path / "dataset.json").read_text())
+    except (OSError, ValueError):
+        recorded = {}
+    dataset, model = info.get("dataset"), info.get("model")
+    if not isinstance(dataset, str) or not isinstance(model, str):
+        return "make train"
+    own = isinstance(recorded, dict) and recorded.get("layout") == "folder" \
+        and isinstance(recorded.get("subdir"), str)
+    words = [make_arg("DATASET", recorded["subdir"] if own else dataset), f"MODEL={model}"]
+    if info.get("head") == "C":
+        words.append("HEAD=C")
+    base = None if own else config.DATASETS.get(dataset)
+    for key, var in config.MAKE_VARS.items():
+        value = info.get(key)
+        if value in (None, "", 0) or key in ("train_n", "seed", "resplit"):
+            continue
+        if base is not None and value != getattr(base, key, value):
+            words.append(make_arg(var, f"{value:g}" if isinstance(value, float) else value))
+    for key in ("train_n", "seed", "resplit"):
+        if info.get(key):
+            words.append(f"{config.MAKE_VARS[key]}={info[key]}")
+    return "make train " + " ".join(words)
+
+
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:
     """The files counting needs from a run folder whose training finished (config.run_files);
     RunError names what is missing, or says the training was interrupted (train.json `info`)."""
     if info and info.get("interrupted"):
         raise RunError(f"{path}: its training was interrupted at iteration {info.get('iterations')}"
-                       f"; finish it first (make train resumes it)")
+                       f"; finish it first ({resume_command(Path(path), info)} resumes it)")
     files = [Path(path) / f for f in config.run_files(model)]
     for f in files:
         if not f.is_file():
