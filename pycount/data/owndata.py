@@ -133,7 +133,6 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
     """Every annotated image's stats (`pairs`: the folder's, layout.folder_layout), reusing the
     cache (`old`, the name's record) where the files are unchanged; `moved`: the folder the name
     is taken over from (_check_moved)."""
-    from scipy.spatial import cKDTree
     if len(pairs) < 3:
         subs = [d.name + "/" for d in visible_subfolders(root)]
         read = (f" (pycount reads the images with their annotations beside them, in two "
@@ -167,13 +166,8 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             # the cell spacing over every marked cell, whatever the marker counted: the windows
             # and sigma follow the cells' size and packing, not how many are of the type counted
             # (Ki67-positive nuclei among the negative ones are as large and packed as they are)
-            nn, twice = [], 0
-            if len(everyone) > 1:
-                dist, _ = cKDTree(everyone).query(everyone, k=2)
-                nn = np.round(dist[:, 1], 1).tolist()
-            if len(centres) > 1:
-                dist, _ = cKDTree(centres).query(centres, k=2)
-                twice = int(np.sum(dist[:, 1] < config.OWN_DUPLICATE_PX))
+            nn = np.round(prepare.nearest_distances(everyone), 1).tolist()
+            twice = int(np.sum(prepare.nearest_distances(centres) < config.OWN_DUPLICATE_PX))
             depth = {}
             if band:
                 lo, hi = band
@@ -384,8 +378,7 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
          f"training images validate{capped}")
 
     _check_duplicates(root, stats, pairs, lines)
-    nn = np.concatenate([np.asarray(s.nn, np.float64) for s in tr] + [np.zeros(0)])
-    nn = nn[nn >= config.OWN_DUPLICATE_PX]          # a cell marked twice is not a spacing
+    nn = prepare.spacings([s.nn for s in tr], config.OWN_DUPLICATE_PX)
     spacing = float(np.median(nn)) if len(nn) else config.OWN_FALLBACK_SPACING
     lines.append(f"  {'cell spacing':<15} {spacing:>8.1f} px  " + (
         f"median distance of a dot to its nearest neighbour ({len(nn)} dots"

@@ -120,16 +120,29 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     return ids, loaded
 
 
+def nearest_distances(points) -> np.ndarray:
+    """Each point's distance to its nearest other point, px (none for fewer than two points)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(points) < 2:
+        return np.zeros(0)
+    from scipy.spatial import cKDTree
+    return cKDTree(points).query(points, k=2)[0][:, 1]
+
+
+def spacings(per_image, floor: float) -> np.ndarray:
+    """The nearest-neighbour distances of every image (`per_image`: one array or list each), at
+    least `floor` px: closer marks are one cell marked twice, not a spacing."""
+    nn = np.concatenate([np.asarray(d, np.float64) for d in per_image] + [np.zeros(0)])
+    return nn[nn >= floor]
+
+
 def cell_spacing(samples, scale: float = 1.0) -> float | None:
     """The median distance from a dot to its nearest neighbour over `samples` (read at `scale`),
     px; marks closer than config.OWN_DUPLICATE_PX of the original pixels are left out (a cell
     marked twice), as pycount.data.owndata measures an own folder; None where no image has
     two dots."""
-    from scipy.spatial import cKDTree
-    nn = [cKDTree(s.centres).query(s.centres, k=2)[0][:, 1] for s in samples
-          if len(s.centres) > 1]
-    nn = np.concatenate(nn + [np.zeros(0)])
-    nn = nn[nn >= config.OWN_DUPLICATE_PX * scale]
+    nn = spacings([nearest_distances(s.centres) for s in samples],
+                  config.OWN_DUPLICATE_PX * scale)
     return float(np.median(nn)) if len(nn) else None
 
 
