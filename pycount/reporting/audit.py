@@ -574,16 +574,16 @@ def _density_rows(found: dict, runs_dir: Path, trains: dict, ds: config.DatasetC
     splits where RESPLIT= runs exist."""
     key, rows = f"{ds.tag}/{model}", []
     what = {"dataset": ds.name, "what": f"pycount {model}{said}", "n": "all"}
+    plan = nets.run_plan(ds, config.model(model, ds))        # what make train builds today
     m = found.get(key)
     if m and "error" not in m:
         old = _recorded_stale(key, trains, ds) if "recorded" in m \
-            else nets.drift(runs_dir / ds.tag / model, nets.run_plan(ds, config.model(model, ds)))
+            else nets.drift(runs_dir / ds.tag / model, plan)
         rows.append({**what, "mae": m["mae"], "std": m["mae_std"], "spread": "per image",
                      "source": key + (" (recorded)" if "recorded" in m else "") + (
                          f" (trained with older settings: `make train DATASET={ds.name} "
                          f"MODEL={model}{said} RESUME=0` retrains it)" if old else "")})
-    split = _over_splits(found, ds.tag, model, trains,
-                         today=nets.net_name(nets.run_plan(ds, config.model(model, ds))))
+    split = _over_splits(found, ds.tag, model, trains, today=nets.net_name(plan))
     if split:
         rows.append({**what, **split})
     return rows
