@@ -341,17 +341,27 @@ def test_eval_refuses_an_interrupted_training(workdirs, monkeypatch, capsys):
 
 def test_the_resume_command_names_the_runs_settings(tmp_path):
     """A protocol run (TRAIN_N, SEED), a head, a setting off the dataset's default, an own
-    folder by its path: `make train` alone trained the default set."""
+    folder by its path with the settings given beside its inferred ones: `make train` alone
+    trained the default set, and an own folder's SIGMA= was dropped (its resume then refused)."""
     from pycount.inference.run import resume_command
     info = {"dataset": "nuclei", "model": "alexnet", "head": "C", "sigma": 5.0, "train_n": 32,
-            "seed": 3, "patch": config.dataset("nuclei").patch}
-    assert resume_command(tmp_path, info) == ("make train DATASET=nuclei MODEL=alexnet HEAD=C "
-                                              "SIGMA=5 TRAIN_N=32 SEED=3")
-    (tmp_path / "dataset.json").write_text(json.dumps({"layout": "folder",
-                                                       "subdir": "/data/my cells"}))
-    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn", "train_n": 5,
-                                     "seed": 1}) == ("make train 'DATASET=/data/my cells' "
-                                                     "MODEL=fcrn TRAIN_N=5 SEED=1")
+            "seed": 3, "patch": config.dataset("nuclei").patch, "zoom": 1}
+    assert resume_command(tmp_path, info) == ("make train DATASET=nuclei SIGMA=5 ZOOM=1 "
+                                              "TRAIN_N=32 SEED=3 MODEL=alexnet HEAD=C")
+    # a value of the wrong kind in a hand-edited train.json is left out, not a traceback
+    assert resume_command(tmp_path, {**info, "sigma": "wide", "patch": 60.5}) == (
+        "make train DATASET=nuclei ZOOM=1 TRAIN_N=32 SEED=3 MODEL=alexnet HEAD=C")
+    from pycount.data.owndata import DEFAULT_KEYS
+    inferred = dataclasses.replace(config.DATASETS["bacterial"], name="my-cells", layout="folder",
+                                   subdir="/data/my cells", sigma=1.5)
+    own = dataclasses.replace(inferred, sigma=3.0, train_n=5, seed=1,
+                              defaults=tuple(getattr(inferred, k) for k in DEFAULT_KEYS))
+    (tmp_path / "dataset.json").write_text(config.dataset_to_json(own))
+    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn"}) == (
+        "make train 'DATASET=/data/my cells' SIGMA=3 TRAIN_N=5 SEED=1 MODEL=fcrn")
+    (tmp_path / "dataset.json").write_text("{")       # damaged: the name is all there is
+    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn"}) == (
+        "make train DATASET=my-cells MODEL=fcrn")
     assert resume_command(tmp_path, {}) == "make train"
 
 

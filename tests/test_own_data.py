@@ -16,8 +16,8 @@ import pytest
 
 from pycount import cli, config
 from pycount.data import density_targets, lmdbio, owndata, prepare, readers
+from pycount.data.commands import dataset_words
 from pycount.errors import ConfigError, DatasetError
-from pycount.training import trainer
 
 COLOUR = (10, 20, 30)   # RGB of every constructed image
 
@@ -1026,8 +1026,8 @@ def test_zoom_and_stain_jitter_in_the_spec_file(tmp_path, workdirs):
     assert resolved(folder, zoom=0.5, hed_jitter=0.05).tag == "f"
     assert resolved(folder, zoom=0.25).tag == "f-zoom0.25"
     assert resolved(folder, zoom=0.0, hed_jitter=0.0).tag == "f-hed0-zoom0"
-    assert trainer._make_args(resolved(folder)) == f"DATASET={folder}"
-    assert trainer._make_args(resolved(folder, zoom=0.0)) == f"DATASET={folder} ZOOM=0"
+    assert dataset_words(resolved(folder)) == f"DATASET={folder}"
+    assert dataset_words(resolved(folder, zoom=0.0)) == f"DATASET={folder} ZOOM=0"
 
     assert cli.main(["prepare", "--dataset", str(folder), "--model", "fcrn"]) == 0
     manifest = lmdbio.read_manifest(config.density_lmdbs(ds, "train")[0])

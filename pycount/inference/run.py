@@ -149,35 +149,38 @@ def with_run_reading(ds: config.DatasetConfig, run: Path) -> config.DatasetConfi
     return dataclasses.replace(ds, **changed) if changed else ds
 
 
+def _as_recorded(value, like):
+    """A train.json value as the type of the dataset's field `like` (a float field may read as a
+    whole number); None where it is absent or of another kind."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(like, float) and isinstance(value, (int, float)):
+        return float(value)
+    return value if type(value) is type(like) else None
+
+
 def resume_command(path: Path, info: dict) -> str:
     """The `make train ...` that resumes the run at `path`, from its train.json `info`: its
-    dataset (an own folder by the path its dataset.json records), model, head, and the settings
-    that differ from the named dataset's or make it a protocol or redrawn-split run; a plain
-    `make train` where train.json names no dataset or model."""
+    dataset with the settings it was trained with (data.commands.dataset_words: an own folder by
+    the path and settings its dataset.json records; a named set with each setting off its default,
+    a protocol or redrawn-split run's TRAIN_N/SEED/RESPLIT), model and head; a plain `make train`
+    where train.json names no dataset or model."""
+    from pycount.data.commands import dataset_words
     from pycount.errors import make_arg
-    try:
-        recorded = json.loads((path / "dataset.json").read_text())
-    except (OSError, ValueError):
-        recorded = {}
     dataset, model = info.get("dataset"), info.get("model")
     if not isinstance(dataset, str) or not isinstance(model, str):
         return "make train"
-    own = isinstance(recorded, dict) and recorded.get("layout") == "folder" \
-        and isinstance(recorded.get("subdir"), str)
-    words = [make_arg("DATASET", recorded["subdir"] if own else dataset), f"MODEL={model}"]
-    if info.get("head") == "C":
-        words.append("HEAD=C")
-    base = None if own else config.DATASETS.get(dataset)
-    for key, var in config.MAKE_VARS.items():
-        value = info.get(key)
-        if value in (None, "", 0) or key in ("train_n", "seed", "resplit"):
-            continue
-        if base is not None and value != getattr(base, key, value):
-            words.append(make_arg(var, f"{value:g}" if isinstance(value, float) else value))
-    for key in ("train_n", "seed", "resplit"):
-        if info.get(key):
-            words.append(f"{config.MAKE_VARS[key]}={info[key]}")
-    return "make train " + " ".join(words)
+    if dataset in config.DATASETS:
+        base = config.DATASETS[dataset]
+        recorded = {k: _as_recorded(info.get(k), getattr(base, k)) for k in config.MAKE_VARS}
+        recorded = {k: v for k, v in recorded.items() if v is not None}
+        words = dataset_words(dataclasses.replace(base, **recorded))
+    else:
+        try:
+            words = dataset_words(config.run_dataset(path, dataset))
+        except PycountError:        # no readable dataset.json: the name is all there is
+            words = make_arg("DATASET", dataset)
+    return f"make train {words} MODEL={model}" + (" HEAD=C" if info.get("head") == "C" else "")
 
 
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:

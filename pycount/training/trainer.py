@@ -28,6 +28,7 @@ import numpy as np
 from pycount.util import atomic
 from pycount import config
 from pycount.data import lmdbio, owndata
+from pycount.data.commands import dataset_words
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
@@ -41,7 +42,7 @@ from pycount.training.runlog import HEADER, plot_log, trim_log
 from pycount.training.snapshots import HISTORIES_PER_PARAM, read_latest, restore_solver
 from pycount.training.validation import (load_val_crops, load_val_patches, predict_density_sums,
                                          predict_patches)
-from pycount.errors import Diverged, RunError, TrainError, make_arg  # noqa: F401 (re-exported)
+from pycount.errors import Diverged, RunError, TrainError  # noqa: F401 (re-exported)
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -208,7 +209,7 @@ class Trainer:
         return bool(changed)
 
     def _again(self) -> str:
-        return (f"`make train {_make_args(self.ds)} MODEL={self.model.name}"
+        return (f"`make train {dataset_words(self.ds)} MODEL={self.model.name}"
                 f"{'' if self.head == 'R' else ' HEAD=' + self.head} RESUME=0` trains it again "
                 f"from scratch")
 
@@ -350,7 +351,6 @@ class Trainer:
         for folder in (self.run, snaps):    # a process killed while writing left its temps
             atomic.remove_stale_temps(folder)
         if self.ds.own:          # only now: a training refused above leaves the run as it was
-            from pycount.data import owndata
             owndata.record_in_run(self.run, self.ds)
         files = nets.write_net_files(plan, self.run,
                                      snapshot_prefix=str((snaps / "snap").resolve()))
@@ -469,27 +469,9 @@ class Trainer:
         return summary
 
 
-def _make_args(ds: config.DatasetConfig) -> str:
-    """"DATASET=synthetic PATCH=48 ...": the Make variables that name ds again in a hint (an own
-    folder by its path, with its TRAIN_N subset; a named set with each setting not its default)."""
-    if ds.own:      # the settings given beside the folder's own (ds.defaults: inferred or spec)
-        keys = owndata.DEFAULT_KEYS[:len(ds.defaults)]   # (runs before 2026-12-06 kept 8)
-        given = [k for k, d in zip(keys, ds.defaults) if d is not None and getattr(ds, k) != d]
-        given += [k for k in ("size", "hed_jitter", "zoom", "stain_norm", "resplit")
-                  if k not in keys and getattr(ds, k)]
-        return make_arg("DATASET", ds.subdir) + "".join(
-            f" {config.MAKE_VARS[k]}={getattr(ds, k):g}" if isinstance(getattr(ds, k), float)
-            else " " + make_arg(config.MAKE_VARS[k], getattr(ds, k)) for k in given) + (
-            f" TRAIN_N={ds.train_n} SEED={ds.seed}" if ds.train_n else "")
-    base = config.DATASETS.get(ds.name)
-    return f"DATASET={ds.name}" + ("" if base is None else "".join(
-        f" {var}={getattr(ds, k)}" for k, var in config.MAKE_VARS.items()
-        if getattr(ds, k) != getattr(base, k)))
-
-
 def _prepare_command(ds: config.DatasetConfig, model: config.ModelConfig) -> str:
     """The `make prepare ...` that writes the LMDBs this training reads (a density model's own)."""
-    return f"make prepare {_make_args(ds)}" + (f" MODEL={model.name}" if model.density else "")
+    return f"make prepare {dataset_words(ds)}" + (f" MODEL={model.name}" if model.density else "")
 
 
 # the files `make eval` writes into a run folder: they describe the model kept at that time
