@@ -624,6 +624,68 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
         "a": "images", "b": "images"}
 
 
+def test_marks_made_on_an_image_of_another_size_are_refused(tmp_path):
+    """LabelMe, Pascal VOC, CVAT and COCO record the size of the image annotated: an image
+    resized or replaced since (every count kept, not one mark in its place), or shown turned by
+    its EXIF orientation (the size swapped), is refused naming both files and the fix; a size
+    of 0 (not recorded) and the image's own size pass."""
+    import json
+    shapes = [{"label": "c", "points": [[10.5, 12.5]], "shape_type": "point"}]
+
+    def labelme(folder, w, h, shape):
+        folder.mkdir()
+        _img(folder / "img.png", shape)
+        (folder / "img.json").write_text(json.dumps({"shapes": shapes, "imagePath": "img.png",
+                                                     "imageWidth": w, "imageHeight": h}))
+        return folder
+    ok = labelme(tmp_path / "ok", 80, 60, (60, 80, 3))
+    assert [s.count for s in readers.read("folder", ok)] == [1]
+    big = labelme(tmp_path / "big", 80, 60, (120, 160, 3))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{big / 'img.json'} was made on a 80x60 px image (its imageWidth and imageHeight), "
+            f"but {big / 'img.png'} is 160x120 px: it was resized, cropped or replaced after "
+            f"annotating")):
+        readers.read("folder", big)
+    turned = labelme(tmp_path / "turned", 60, 80, (60, 80, 3))
+    with pytest.raises(DatasetError, match="showed the image turned \\(a JPEG's EXIF orient"):
+        readers.read("folder", turned)
+    unknown = labelme(tmp_path / "unknown", 0, 0, (60, 80, 3))
+    assert [s.count for s in readers.read("folder", unknown)] == [1]
+
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    _img(voc / "b.jpg", (50, 60, 3))
+    (voc / "b.xml").write_text("<annotation><filename>b.jpg</filename><size><width>120</width>"
+                               "<height>100</height></size><object><name>c</name><bndbox>"
+                               "<xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+                               "</object></annotation>")
+    with pytest.raises(DatasetError, match="made on a 120x100 px image \\(its <size> width"):
+        readers.read("folder", voc)
+
+    cvat = tmp_path / "cvat"
+    cvat.mkdir()
+    _img(cvat / "a.png", (60, 60, 3))
+    (cvat / "annotations.xml").write_text(
+        '<annotations><image id="0" name="a.png" width="30" height="30">'
+        '<points label="c" points="10.5,12.5"/></image></annotations>')
+    with pytest.raises(DatasetError, match="its <image> width and height for a.png"):
+        readers.read("folder", cvat)
+
+    coco = tmp_path / "coco"
+    coco.mkdir()
+    _img(coco / "a.png", (60, 60, 3))
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 60, "height": 60}],
+           "categories": [{"id": 1, "name": "cell"}],
+           "annotations": [{"image_id": 1, "category_id": 1, "bbox": [30, 30, 10, 6]}]}
+    (coco / "coco.json").write_text(json.dumps(doc))
+    assert [s.count for s in readers.read("folder", coco)] == [1]
+    doc["images"][0]["width"] = 600
+    (coco / "coco.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match="made on a 600x60 px image \\(its width and height "
+                                           "for a.png\\)"):
+        readers.read("folder", coco)
+
+
 # --- the folder layout -------------------------------------------------------------------------------
 
 def _img(path, shape=(40, 50, 3), dtype=np.uint8):

@@ -60,6 +60,35 @@ def few(names, shown: int = 5) -> str:
     return ", ".join(str(n) for n in names[:shown]) + more
 
 
+def check_recorded_size(path: Path, size, fields: str, shape, image=None) -> None:
+    """Refuse marks made on an image of another size than the one they are paired with: LabelMe,
+    COCO, CVAT and Pascal VOC record the (width, height) of the image annotated (`size`, in the
+    file's `fields`). An image resized, cropped or replaced after annotating keeps every count
+    but not one mark in its place (marks outside the image are refused by the readers; an
+    enlarged image only moves them), and a tool that shows a JPEG turned by its EXIF orientation
+    (LabelMe, a browser's) records the turned size. A size of 0 or none: not recorded."""
+    if shape is None or size is None:
+        return
+    try:
+        w, h = (int(v) for v in size)
+    except (TypeError, ValueError):
+        return
+    height, width = (int(v) for v in shape[:2])
+    if w <= 0 or h <= 0 or (w, h) == (width, height):
+        return
+    turned = (w, h) == (height, width)
+    raise DatasetError(
+        f"{path} was made on a {w}x{h} px image (its {fields}), but "
+        f"{image or 'its image'} is {width}x{height} px: "
+        + ("the annotation tool showed the image turned (a JPEG's EXIF orientation: LabelMe and "
+           "browsers apply it, pycount reads the pixels as stored); save the image turned as it "
+           "was shown (e.g. `exiftran -ai`, or re-save it from the tool) and keep the marks"
+           if turned else
+           "it was resized, cropped or replaced after annotating, so the marks are not where its "
+           "cells are; annotate this image, or put back the one that was annotated")
+        + f" (if the marks do fit this image, correct the {fields} in the file)")
+
+
 def _decimal_comma(path: Path, sep: str, fields: list[str]) -> bool:
     """Whether the file's coordinates write their decimal mark as a comma: always in a
     ;-separated file (a spreadsheet of a locale that writes 12,5), in a tab-separated one when its
@@ -247,12 +276,16 @@ def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.array([((xs + x1) * cross).sum(), ((ys + y1) * cross).sum()]) / (6 * area)
 
 
-def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
+def _voc_centres(root, path: Path, marker: str = "", shape=None, image=None) -> np.ndarray:
     """(N, 2) centres of a Pascal VOC annotation's boxes (LabelImg, CVAT's VOC export; the BCCD
     blood cell set): one cell per <object> at its <bndbox>'s centre, VOC's 1-based pixel
     coordinates made 0-based; none for an <annotation> without <object> (an image without
     cells, as CVAT's VOC export and LabelImg save one). `marker`: one object <name> ("" = every
     object); a file without that name is an image of no such cell (0 cells; marker_absent)."""
+    box = root.find("size")
+    if box is not None:
+        check_recorded_size(path, (box.findtext("width"), box.findtext("height")),
+                            "<size> width and height", shape, image)
     out, names = [], set()
     for n, obj in enumerate(root.iter("object"), 1):
         name = (obj.findtext("name") or "").strip()
@@ -271,7 +304,7 @@ def _voc_centres(root, path: Path, marker: str = "") -> np.ndarray:
     return np.array(out, np.float64).reshape(-1, 2)
 
 
-def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
+def read_cellcounter_xml(path: Path, marker: str = "", shape=None, image=None) -> np.ndarray:
     """(N, 2) centres from an ImageJ/Fiji Cell Counter file (File > Save Markers):
     CellCounter_Marker_File / Marker_Data / Marker_Type (Type number, optional Name) / Marker
     (MarkerX, MarkerY, MarkerZ). Cell Counter stores integer 0-based pixel indices, which are this
@@ -285,7 +318,7 @@ def read_cellcounter_xml(path: Path, marker: str = "") -> np.ndarray:
         raise DatasetError(f"cannot read {path} as Cell Counter XML ({e}); save it again with "
                            "Cell Counter's 'Save Markers'") from None
     if root.tag == "annotation":             # Pascal VOC; without <object>: an image of no cell
-        return _voc_centres(root, path, marker)
+        return _voc_centres(root, path, marker, shape, image)
     data = root.find("Marker_Data")
     if root.tag != "CellCounter_Marker_File" or data is None:
         raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
@@ -454,7 +487,7 @@ def _labelme_centres(shapes: list, path: Path, marker: str = "") -> np.ndarray:
     return np.array(out, np.float64).reshape(-1, 2) - 0.5
 
 
-def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
+def read_qupath_geojson(path: Path, marker: str = "", shape=None, image=None) -> np.ndarray:
     """(N, 2) centres from a QuPath GeoJSON export (File > Export objects as GeoJSON: a
     FeatureCollection, or a plain list of Features from older versions). Each Point of a Point or
     MultiPoint is one cell (QuPath's counting tool). Each Polygon or MultiPolygon of a detected
@@ -481,6 +514,8 @@ def read_qupath_geojson(path: Path, marker: str = "") -> np.ndarray:
     elif isinstance(doc, list):
         features = doc
     elif isinstance(doc, dict) and isinstance(doc.get("shapes"), list):
+        check_recorded_size(path, (doc.get("imageWidth"), doc.get("imageHeight")),
+                            "imageWidth and imageHeight", shape, image)
         return _labelme_centres(doc["shapes"], path, marker)
     else:
         raise DatasetError(f"{path} is JSON but not GeoJSON features (expected a FeatureCollection, "
@@ -671,8 +706,9 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=8)
-def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
-    """(kind, {image file name: [(label, x, y), ...]}) of a CVAT XML or COCO JSON file, the
+def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | None:
+    """(kind, {image file name: [(label, x, y), ...]}, {image file name: (width, height) as
+    recorded}) of a CVAT XML or COCO JSON file, the
     centres in this package's pixel coordinates (both tools' coordinates are continuous, pixel
     i spanning [i, i+1): 0.5 subtracted); None for another file. Cached by path, time and
     size. A COCO annotation of a category or an image the file does not list is refused: a
@@ -687,7 +723,7 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
             return None
         if root.tag != "annotations" or root.find("image") is None:
             return None
-        out = {}
+        out, sizes = {}, {}
         for img in root.iter("image"):
             marks = []
             for shape in img:
@@ -715,7 +751,8 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
                                        f"no numeric coordinates; export it again") from None
                 marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
             out[Path(img.get("name", "")).name] = marks
-        return "CVAT XML", out
+            sizes[Path(img.get("name", "")).name] = (img.get("width"), img.get("height"))
+        return "CVAT XML", out, sizes
     if p.suffix.lower() == ".json":
         import json
         try:
@@ -727,6 +764,8 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
             return None
         try:
             names = {im["id"]: Path(str(im["file_name"])).name for im in doc["images"]}
+            sizes = {Path(str(im["file_name"])).name: (im.get("width"), im.get("height"))
+                     for im in doc["images"]}
             cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
             out = {n: [] for n in names.values()}
             for n, a in enumerate(doc["annotations"], 1):
@@ -760,17 +799,24 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict] | None:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise DatasetError(f"{p} is a COCO file with an entry pycount cannot read ({e!r}); "
                                f"export it again") from None
-        return "COCO JSON", out
+        return "COCO JSON", out, sizes
     return None
 
 
-def _set_centres(path: Path, kind: str, image_name: str, marker: str = "") -> np.ndarray:
+def _set_centres(path: Path, kind: str, image: Path, marker: str = "",
+                 shape=None) -> np.ndarray:
     """(N, 2) centres that a file of a whole set's annotations gives the image of this file
-    name (matched by name, then by stem); `marker`: one label ("" = every one)."""
-    _, index = _set_index(str(path), *_stamp(path))
-    marks = index.get(image_name)
-    if marks is None:
-        marks = next((v for k, v in index.items() if Path(k).stem == Path(image_name).stem), [])
+    name (matched by name, then by stem); `marker`: one label ("" = every one); `shape`: the
+    image's, checked against the size the file records for it."""
+    _, index, sizes = _set_index(str(path), *_stamp(path))
+    image_name = Path(image).name
+    entry = image_name if image_name in index else next(
+        (k for k in index if Path(k).stem == Path(image_name).stem), None)
+    marks = index.get(entry, [])
+    if entry is not None:
+        check_recorded_size(path, sizes.get(entry), f"width and height for {entry}" if
+                            kind == "COCO JSON" else f"<image> width and height for {entry}",
+                            shape, image)
     if marker and not any(label == marker for label, _, _ in
                           (m for v in index.values() for m in v)):
         labels = sorted({label for v in index.values() for label, _, _ in v})
@@ -786,13 +832,13 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
     """The centres of one annotation file of the folder layout (see folder_pairs for the kinds);
     `image`: the image whose entries a file of the whole set's annotations gives (CVAT, COCO)."""
     if kind in SET_KINDS:
-        return _set_centres(Path(path), kind, Path(image).name, marker)
+        return _set_centres(Path(path), kind, Path(image), marker, shape)
     if kind == "CSV":
         return read_centres_csv(path, marker)
     if kind.startswith(("Cell Counter XML", "XML")):
-        return read_cellcounter_xml(path, marker)
+        return read_cellcounter_xml(path, marker, shape, image)
     if kind.startswith(("QuPath GeoJSON", "JSON")):
-        return read_qupath_geojson(path, marker)
+        return read_qupath_geojson(path, marker, shape, image)
     if kind == "ImageJ ROI":
         return read_imagej_roi(path, marker)
     return read_dot_mask(path, shape)
