@@ -3,6 +3,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pycount import config
@@ -675,6 +676,18 @@ def test_a_damaged_density_run_leaves_the_density_rows_of_the_others(tmp_path):
         'writes it anew)')
     assert errors["bacterial/mine"] is None
     assert "pycount fcrn" in render.to_markdown(render.to_blocks(report))
+
+
+def test_a_protocol_row_names_the_seeds_it_pools(tmp_path):
+    """The audit pools every seed's run on the disk (make protocol's 1-5 and any other one
+    trained since): its row says which, and the mean and std are theirs."""
+    runs = tmp_path / "runs"
+    for seed, mae in ((1, 2.0), (2, 2.4), (3, 2.2), (7, 3.0)):
+        _fake_run(runs, f"bacterial-n32-seed{seed}/fcrn", dataset="bacterial", train_n=32,
+                  seed=seed, mae=mae, density=True)
+    rows = [r for r in audit.build(runs)["density"] if r["what"] == "pycount fcrn"]
+    assert [(r["n"], r["spread"], round(r["mae"], 3), round(r["std"], 3)) for r in rows] == [
+        (32, "over 4 seeds (1-3, 7)", 2.4, round(float(np.std([2.0, 2.4, 2.2, 3.0], ddof=1)), 3))]
 
 
 def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):

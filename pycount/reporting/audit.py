@@ -559,12 +559,25 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
                 old = p["stale_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
                              "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
-                             "spread": f"over {len(p['seeds'])} seeds",
+                             "spread": f"over {len(p['seeds'])} seeds "
+                                       f"({_numbers(p['seeds'])})",
                              "source": f"{col.folder}-n{p['train_n']}-seed*/{model}" + (
                                  f" (seeds {', '.join(map(str, old))} trained with older "
                                  f"settings: `make protocol DATASET={col.folder} MODEL={model}` "
                                  f"retrains them)" if old else "")})
     return rows
+
+
+def _numbers(values) -> str:
+    """Sorted whole numbers, runs of consecutive ones joined: [1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8'
+    (the seeds a protocol row pools: every seed on the disk, not only make protocol's 1-5)."""
+    out, values = [], sorted(values)
+    for v in values:
+        if out and v == out[-1][1] + 1:
+            out[-1][1] = v
+        else:
+            out.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
 def _density_rows(found: dict, runs_dir: Path, trains: dict, ds: config.DatasetConfig,

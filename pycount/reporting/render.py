@@ -274,7 +274,8 @@ def to_blocks(report: dict) -> list[tuple]:
         b += [("h2", "Beyond the paper: density models (issue #7)"),
               ("p", "Bacterial: trained on N images of 001-100, tested on 101-200. ± is the std "
                     "of the per-image errors for single runs, and of the MAE over the draws for "
-                    "the N-image protocol (as FCRN-A and Count-ception report it). A row "
+                    "the N-image protocol (as FCRN-A and Count-ception report it), over every "
+                    "seed's run on the disk (the seeds named). A row "
                     "\"over k splits\" is one model, as `make train` builds it today, on the "
                     "recorded split and on redrawn ones (RESPLIT=s, the same sizes): the mean "
                     "and std of their test MAEs, the spread that split luck alone gives; a run "
