@@ -1,6 +1,7 @@
 """`pycount count` on a run folder made in tmp (alexnet-lite, random weights): any image format,
 corrupt files reported and skipped, exit statuses, counts equal to pycount.density's."""
 import csv
+import re
 import shutil
 import json
 import subprocess
@@ -431,6 +432,23 @@ def test_a_failed_recount_leaves_no_earlier_heatmap(run, images, tmp_path):
     image.write_bytes(b"no longer a TIFF")
     assert cli.main(["count", str(image), "--run", str(run), "--out", str(out)]) == 1
     assert not (out / "grey_heatmap.png").exists()
+
+
+def test_a_large_image_shows_its_own_progress(run, tmp_path, monkeypatch, capsys):
+    """The bar counts images; inside one large image (a slide: minutes) it shows the share of
+    that image's windows done, rising to 100 %, and the next image's line does not keep it."""
+    monkeypatch.setattr(config, "PROGRESS_LOG_SECONDS", 0)     # off a terminal: every redraw
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(folder / "a_big.png"), rng.integers(0, 256, (700, 900, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "b_small.png"), rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    shares = [int(v) for v in re.findall(r"a_big\.png: (\d+)%", err)]
+    assert len(shares) >= 3 and shares == sorted(shares) and shares[-1] == 100
+    after = err[err.rindex("a_big.png: 100%"):].splitlines()[1:]
+    assert after and not any("a_big.png" in line for line in after)
 
 
 def test_a_very_tall_image_is_counted_with_its_figure(run, tmp_path):

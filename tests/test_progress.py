@@ -83,3 +83,18 @@ def test_a_bar_done_within_a_second_ends_on_its_rate(monkeypatch):
     lines = out.getvalue().strip().splitlines()
     assert "- patches/s" in lines[0]
     assert lines[-1].startswith("writing: 4/4") and " 20.0 patches/s" in lines[-1]
+
+
+def test_the_parts_of_one_item_report_its_share_in_order():
+    """Test-time augmentation runs the net once per transform: each run's steps are that part's
+    share of the image (progress.part), so the image's share rises once from 0 to 1."""
+    from pycount.util import progress
+    seen = []
+    with progress.within(seen.append):
+        for i in range(4):
+            with progress.part(i, 4):
+                progress.step(1, 2)
+                progress.step(2, 2)
+    assert seen == [0, 0.125, 0.25, 0.25, 0.375, 0.5, 0.5, 0.625, 0.75, 0.75, 0.875, 1.0]
+    progress.step(1, 2)                       # no reporter: nothing to call
+    assert len(seen) == 12

@@ -27,7 +27,7 @@ from pycount.inference.predictors import make_predictor
 from pycount.inference.run import Run, load_run
 from pycount.util import atomic
 from pycount.util.interrupt import sigterm_as_interrupt
-from pycount.util.progress import Progress
+from pycount.util.progress import Progress, item_reporter, within
 from pycount.util.runlock import OutLock
 
 # heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
@@ -299,7 +299,9 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
             for path, name in zip(paths, names):
                 start = time.monotonic()
                 try:
-                    rows.append({**count_file(path, run, predict, out / name), "heatmap": name})
+                    with within(item_reporter(bar, path.name)):
+                        rows.append({**count_file(path, run, predict, out / name),
+                                     "heatmap": name})
                 except (DatasetError, OSError, ValueError) as e:
                     if atomic.no_room(e):                  # not the image's fault
                         raise RunError(atomic.cannot_write(
@@ -311,6 +313,7 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error, "heatmap": ""})
+                bar.note("", draw=False)
                 bar.update(1)
         done = True
     finally:

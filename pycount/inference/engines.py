@@ -21,6 +21,7 @@ from pycount.data import patches
 from pycount.errors import RunError
 from pycount.inference import density
 from pycount.nets import builders as nets
+from pycount.util import progress
 
 
 def auto_batch(side: int) -> int:
@@ -59,9 +60,12 @@ class Predictor:
         side = self.ds.input_size
         if rgb.shape[1:3] != (side, side):
             rgb = np.stack([patches.resize_patch(p, side) for p in rgb])
-        chunks = [np.asarray(self._forward(nets.preprocess(rgb[i:i + self.batch], self.model,
-                                                           self.ds)), np.float64)
-                  for i in range(0, len(rgb), self.batch)]
+        chunks = []
+        for i in range(0, len(rgb), self.batch):
+            chunks.append(np.asarray(self._forward(nets.preprocess(rgb[i:i + self.batch],
+                                                                   self.model, self.ds)),
+                                     np.float64))
+            progress.step(i + len(chunks[-1]), len(rgb))
         if not chunks:
             raise ValueError("no patches to predict")
         out = np.concatenate(chunks)

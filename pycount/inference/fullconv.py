@@ -33,6 +33,7 @@ from pycount import config
 from pycount.inference import density
 from pycount.nets import builders as nets
 from pycount.data import patches
+from pycount.util import progress
 
 
 def context_lead(model: config.ModelConfig) -> int:
@@ -58,8 +59,9 @@ def turned(rgb: np.ndarray, mirror: bool, k: int) -> np.ndarray:
 def tta_density(rgb: np.ndarray, once, transforms) -> np.ndarray:
     """The mean of once(image under each transform), each map turned back onto the image."""
     total = np.zeros(rgb.shape[:2])
-    for mirror, k in transforms:
-        back = np.rot90(once(turned(rgb, mirror, k)), -k)
+    for i, (mirror, k) in enumerate(transforms):
+        with progress.part(i, len(transforms)):
+            back = np.rot90(once(turned(rgb, mirror, k)), -k)
         total += back[:, ::-1] if mirror else back
     return total / len(transforms)
 
@@ -136,6 +138,7 @@ class DensityPredictor:
             for (x, y), d in zip(chunk, out):
                 total[y:y + c, x:x + c] += d[m:m + c, m:m + c]
                 hits[y:y + c, x:x + c] += 1
+            progress.step(i + len(chunk), len(origins))
         return (total / hits)[:h, :w]
 
     def count_image(self, rgb: np.ndarray) -> density.ImageCount:

@@ -33,6 +33,7 @@ import numpy as np
 from pycount import config
 from pycount.inference import engines as backends
 from pycount.nets import builders as nets
+from pycount.util import progress
 
 _LAYER = re.compile(r"^layer \{\n.*?^\}\n", re.S | re.M)
 
@@ -193,6 +194,7 @@ class SharedPredictor(backends.Predictor):
             crops = sample_windows(fmap, cells[i:i + self.batch, 0], cells[i:i + self.batch, 1],
                                    self.fsize)
             outs.append(np.asarray(self.head_net._forward(crops), np.float64))
+            progress.step(i + len(crops), len(cells))
         out = np.concatenate(outs)
         return out.reshape(len(cells)) if self.head == "R" else out.reshape(len(cells), -1)
 

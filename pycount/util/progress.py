@@ -1,6 +1,7 @@
 """A dependency-free progress bar for long loops (prepare, train, eval) that prints to stderr."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -38,6 +39,13 @@ class Progress:
                                   for key, val in info.items())
         self._draw()
 
+    def note(self, text: str = "", draw: bool = True):
+        """Replace the text after the rate (the share of a large image done) without advancing;
+        draw=False: only from the next update on (a finished item's note taken away)."""
+        self.info = text
+        if draw:
+            self._draw()
+
     def _draw(self, final: bool = False):
         now = time.monotonic()
         elapsed = max(now - self.start, 1e-9)
@@ -68,3 +76,47 @@ class Progress:
                     self.stream.flush()
                     self._logged = now
                 self._decile = decile
+
+
+# Progress inside one item of a bar (one very large image being counted): the counting loops
+# report the share of the current image done through step(); a bar that shows it has set a
+# reporter with within(). Without one (training's validation, a test) step() does nothing.
+_reporters: list = []
+
+
+@contextlib.contextmanager
+def within(report):
+    """While inside: step(done, total) calls report(fraction of the current item done)."""
+    _reporters.append(report)
+    try:
+        yield
+    finally:
+        _reporters.pop()
+
+
+@contextlib.contextmanager
+def part(i: int, n: int):
+    """The i-th of n equal parts of the current item (one of test-time augmentation's
+    transforms): a step inside it reports (i + its fraction) / n."""
+    if not _reporters:
+        yield
+        return
+    outer = _reporters[-1]
+    outer(i / n)
+    with within(lambda f: outer((i + f) / n)):
+        yield
+
+
+def step(done: int, total: int) -> None:
+    """`done` of `total` units of the current item's work finished (see within)."""
+    if _reporters and total > 0:
+        _reporters[-1](min(done / total, 1.0))
+
+
+def item_reporter(bar: "Progress", name: str):
+    """A reporter (for within) that shows the share of `name` done in the bar's text; redrawn as
+    the bar redraws (on a terminal at most ~10 times a second, in a log every
+    config.PROGRESS_LOG_SECONDS), so a reporter called per batch costs nothing measurable."""
+    def report(fraction: float) -> None:
+        bar.note(f"{name}: {100 * fraction:.0f}%")
+    return report
