@@ -343,17 +343,7 @@ def run(args: argparse.Namespace) -> int:
         # against the dataset (a patch model's crop settings refused as such); it needs only
         # the model's kind, not its per-dataset solver
         _check_applies(args, config.model(args.model) if args.model else None)
-    ds = config.with_overrides(
-        config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
-        size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
-        hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
-        crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale,
-        marker=args.marker, zoom=args.zoom)
-    if args.model and config.model(args.model).density:
-        config.check_augmented_rotation(ds)      # a pycount.toml's zoom beside ROT=0
-    if ds.own:                       # a folder: the settings it leaves open, from its images
-        from pycount.data import owndata
-        ds = owndata.resolve(ds)
+    ds = dataset_of(args)
     if args.command == "prepare":
         from pycount.data import prepare
         model = config.model(args.model, ds) if args.model else None
@@ -481,6 +471,24 @@ def _check_classic(args, model: config.ModelConfig) -> None:
         raise config.ConfigError(f"{model.name} is fitted and counted on the CPU by its own "
                                  f"numpy code (one regression count, no iterations): drop "
                                  f"{', '.join(given)}")
+
+
+def dataset_of(args, say=None) -> config.DatasetConfig:
+    """The dataset that prepare, train and eval's options name: the named set or own folder with
+    the settings given over its own; an own folder's open settings inferred (said by `say`, the
+    standard output by default)."""
+    ds = config.with_overrides(
+        config.dataset(args.dataset), patch=args.patch, stride=args.stride, rot_step=args.rot,
+        size=args.size, train_n=args.train_n, seed=args.seed, sigma=args.sigma,
+        hed_jitter=args.hed_jitter, resplit=args.resplit, crop=args.crop,
+        crop_stride=args.crop_stride, stain_norm=args.stain_norm, scale=args.scale,
+        marker=args.marker, zoom=args.zoom)
+    if args.model and config.model(args.model).density:
+        config.check_augmented_rotation(ds)      # a pycount.toml's zoom beside ROT=0
+    if ds.own:                       # a folder: the settings it leaves open, from its images
+        from pycount.data import owndata
+        ds = owndata.resolve(ds) if say is None else owndata.resolve(ds, say=say)
+    return ds
 
 
 def main(argv=None) -> int:

@@ -11,8 +11,9 @@ import shlex
 
 def make_arg(var: str, value) -> str:
     """`VAR=value` as one shell word for a `make ...` fix in a message: quoted where the value
-    holds a space or another character the shell would split or expand (a folder "my cells")."""
-    return shlex.quote(f"{var}={value}")
+    holds a space or another character the shell would split or expand (a folder "my cells"),
+    and a `$` doubled, since Make expands the values given on its command line."""
+    return shlex.quote(f"{var}={str(value).replace('$', '$$')}")
 
 
 class PycountError(Exception):

@@ -632,9 +632,9 @@ def test_marks_made_on_an_image_of_another_size_are_refused(tmp_path):
     import json
     shapes = [{"label": "c", "points": [[10.5, 12.5]], "shape_type": "point"}]
 
-    def labelme(folder, w, h, shape):
+    def labelme(folder, w, h, shape, suffix=".png"):
         folder.mkdir()
-        _img(folder / "img.png", shape)
+        _img(folder / f"img{suffix}", shape)
         (folder / "img.json").write_text(json.dumps({"shapes": shapes, "imagePath": "img.png",
                                                      "imageWidth": w, "imageHeight": h}))
         return folder
@@ -646,11 +646,17 @@ def test_marks_made_on_an_image_of_another_size_are_refused(tmp_path):
             f"but {big / 'img.png'} is 160x120 px: it was resized, cropped or replaced after "
             f"annotating")):
         readers.read("folder", big)
-    turned = labelme(tmp_path / "turned", 60, 80, (60, 80, 3))
+    turned = labelme(tmp_path / "turned", 60, 80, (60, 80, 3), ".jpg")
     with pytest.raises(DatasetError, match="showed the image turned \\(a JPEG's EXIF orient"):
         readers.read("folder", turned)
+    swapped = labelme(tmp_path / "swapped", 60, 80, (60, 80, 3))   # a PNG has no EXIF turn
+    with pytest.raises(DatasetError, match="80x60 px: it was resized, cropped or replaced"):
+        readers.read("folder", swapped)
     unknown = labelme(tmp_path / "unknown", 0, 0, (60, 80, 3))
     assert [s.count for s in readers.read("folder", unknown)] == [1]
+    decimal = labelme(tmp_path / "decimal", "160.0", "120.0", (60, 80, 3))
+    with pytest.raises(DatasetError, match="made on a 160x120 px image"):
+        readers.read("folder", decimal)
 
     voc = tmp_path / "voc"
     voc.mkdir()

@@ -6,6 +6,7 @@ import json
 import errno
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -339,29 +340,81 @@ def test_eval_refuses_an_interrupted_training(workdirs, monkeypatch, capsys):
     _nothing_written(run)
 
 
-def test_the_resume_command_names_the_runs_settings(tmp_path):
-    """A protocol run (TRAIN_N, SEED), a head, a setting off the dataset's default, an own
-    folder by its path with the settings given beside its inferred ones: `make train` alone
-    trained the default set, and an own folder's SIGMA= was dropped (its resume then refused)."""
+def _through_make(command: str) -> config.DatasetConfig:
+    """The dataset that `make train VAR=value ...` trains: each word through the Makefile's own
+    `$(call opt,VAR,--option)` table (an empty value passes nothing), Make's `$$` as `$`, then
+    the command line's parser and cli.dataset_of, as `make train` runs them."""
+    import shlex
+    from pycount import cli
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    options = dict(re.findall(r"\$\(call opt,(\w+),(--[\w-]+)\)", makefile))
+    words = shlex.split(command)
+    assert words[:2] == ["make", "train"], command
+    argv = ["train"]
+    for word in words[2:]:
+        var, value = word.split("=", 1)
+        if value:
+            argv += [options[var], value.replace("$$", "$")]
+    return cli.dataset_of(cli.parser().parse_args(argv), say=lambda _: None)
+
+
+def test_the_resume_command_names_the_runs_settings(tmp_path, workdirs):
+    """The make train that an interrupted run's message names trains that run folder again:
+    a named set's settings off its defaults, a protocol run (TRAIN_N, SEED), a redrawn split, a
+    head, ITERS= of a longer schedule; an own folder by its path with the settings given over
+    its own (SIGMA=, MARKER=all over its pycount.toml's marker: an empty MARKER= passed
+    nothing), a `$` in its path doubled for Make. `make train` alone trained the default set."""
     from pycount.inference.run import resume_command
-    info = {"dataset": "nuclei", "model": "alexnet", "head": "C", "sigma": 5.0, "train_n": 32,
-            "seed": 3, "patch": config.dataset("nuclei").patch, "zoom": 1}
-    assert resume_command(tmp_path, info) == ("make train DATASET=nuclei SIGMA=5 ZOOM=1 "
-                                              "TRAIN_N=32 SEED=3 MODEL=alexnet HEAD=C")
-    # a value of the wrong kind in a hand-edited train.json is left out, not a traceback
-    assert resume_command(tmp_path, {**info, "sigma": "wide", "patch": 60.5}) == (
-        "make train DATASET=nuclei ZOOM=1 TRAIN_N=32 SEED=3 MODEL=alexnet HEAD=C")
-    from pycount.data.owndata import DEFAULT_KEYS
-    inferred = dataclasses.replace(config.DATASETS["bacterial"], name="my-cells", layout="folder",
-                                   subdir="/data/my cells", sigma=1.5)
-    own = dataclasses.replace(inferred, sigma=3.0, train_n=5, seed=1,
-                              defaults=tuple(getattr(inferred, k) for k in DEFAULT_KEYS))
-    (tmp_path / "dataset.json").write_text(config.dataset_to_json(own))
-    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn"}) == (
-        "make train 'DATASET=/data/my cells' SIGMA=3 TRAIN_N=5 SEED=1 MODEL=fcrn")
-    (tmp_path / "dataset.json").write_text("{")       # damaged: the name is all there is
-    assert resume_command(tmp_path, {"dataset": "my-cells", "model": "fcrn"}) == (
-        "make train DATASET=my-cells MODEL=fcrn")
+
+    def info_of(ds, model="fcrn", **more):
+        keys = ("patch", "stride", "rot_step", "size", "train_n", "seed", "resplit", "sigma",
+                "crop", "crop_stride", "hed_jitter", "scale", "zoom", "stain_norm")
+        return json.loads(json.dumps({"dataset": ds.name, "model": model, "head": "R",
+                                      "dataset_tag": ds.tag, **{k: getattr(ds, k) for k in keys},
+                                      **more}))
+
+    def run_of(name):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        return run
+
+    named = config.with_overrides(config.dataset("nuclei"), sigma=5.0, zoom=0.1, train_n=32,
+                                  seed=3, resplit=2)
+    run = run_of("named")
+    (run / "solver.prototxt").write_text("base_lr: 0.001\nmax_iter: 12000\n")
+    said = resume_command(run, info_of(named, head="C"))
+    assert said == ("make train DATASET=nuclei SIGMA=5 ZOOM=0.1 TRAIN_N=32 SEED=3 RESPLIT=2 "
+                    "MODEL=fcrn HEAD=C ITERS=12000")
+    assert _through_make(said).tag == named.tag == "nuclei-sigma5-zoom0.1-n32-seed3-split2"
+    (run / "solver.prototxt").write_text("max_iter: 8000\n")        # fcrn's own schedule
+    assert "ITERS" not in resume_command(run, info_of(named))
+    # a hand-edited train.json: a value of the wrong kind is not read as a setting, and the
+    # settings left no longer give back the run's tag, so no command is offered as its own
+    edited = resume_command(run, {**info_of(named), "sigma": "wide", "patch": 60.5})
+    assert edited.startswith("the make train that trained it, with the settings of "
+                             "nuclei-sigma5-zoom0.1-n32-seed3-split2")
+
+    folder = tmp_path / "my $cells"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"img{i}.png"), rng.integers(0, 255, (90, 90, 3), np.uint8))
+        (folder / f"img{i}.csv").write_text("x,y,class\n" + "".join(
+            f"{x},{y},{'pos' if (x // 12 + y // 12) % 2 else 'neg'}\n"
+            for x in range(5, 90, 12) for y in range(5, 90, 12)))
+    (folder / "pycount.toml").write_text('marker = "pos"\n')
+    own = _through_make(f"make train 'DATASET={folder}' SIGMA=3 MARKER=all")
+    assert (own.sigma, own.marker, own.tag) == (3.0, "", "my $cells-sigma3-marker-all")
+    run = run_of("own")
+    from pycount.data import owndata
+    owndata.record_in_run(run, own)
+    said = resume_command(run, info_of(own))
+    assert said == f"make train 'DATASET={str(folder).replace('$', '$$')}' SIGMA=3 MARKER=all " \
+                   f"MODEL=fcrn"
+    assert _through_make(said).tag == own.tag
+    (run / "dataset.json").write_text("{")       # damaged: the name is all there is
+    assert resume_command(run, {"dataset": own.name, "model": "fcrn"}) == (
+        "make train 'DATASET=my $$cells' MODEL=fcrn")
     assert resume_command(tmp_path, {}) == "make train"
 
 

@@ -70,13 +70,16 @@ def check_recorded_size(path: Path, size, fields: str, shape, image=None) -> Non
     if shape is None or size is None:
         return
     try:
-        w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
+        w, h = (int(float(v)) for v in size)
+    except (TypeError, ValueError, OverflowError):
         return
     height, width = (int(v) for v in shape[:2])
     if w <= 0 or h <= 0 or (w, h) == (width, height):
         return
-    turned = (w, h) == (height, width)
+    # sides swapped: a JPEG shown turned by its EXIF orientation (the other formats carry none
+    # that the tools apply)
+    turned = (w, h) == (height, width) and Path(str(image or "")).suffix.lower() in (
+        ".jpg", ".jpeg", ".jpe")
     raise DatasetError(
         f"{path} was made on a {w}x{h} px image (its {fields}), but "
         f"{image or 'its image'} is {width}x{height} px: "

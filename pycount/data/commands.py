@@ -9,8 +9,15 @@ from pycount.data import owndata
 from pycount.errors import make_arg
 
 
+# what a setting that is off ("") is called on the command line, where an empty value is no
+# setting at all (Make passes nothing, and the dataset's own applies)
+OFF_WORDS = {"marker": "all", "stain_norm": "none"}
+
+
 def _word(key: str, value) -> str:
     var = config.MAKE_VARS[key]
+    if value == "" and key in OFF_WORDS:
+        value = OFF_WORDS[key]
     return make_arg(var, f"{value:g}" if isinstance(value, float) else value)
 
 

@@ -159,28 +159,53 @@ def _as_recorded(value, like):
     return value if type(value) is type(like) else None
 
 
+def run_max_iter(path: Path) -> int | None:
+    """The iterations a run is trained to: the max_iter of its solver.prototxt (ITERS= or the
+    model's schedule); None where it has none."""
+    try:
+        m = re.search(r"^max_iter:\s*(\d+)", (Path(path) / "solver.prototxt").read_text(), re.M)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(m.group(1)) if m else None
+
+
 def resume_command(path: Path, info: dict) -> str:
     """The `make train ...` that resumes the run at `path`, from its train.json `info`: its
     dataset with the settings it was trained with (data.commands.dataset_words: an own folder by
     the path and settings its dataset.json records; a named set with each setting off its default,
-    a protocol or redrawn-split run's TRAIN_N/SEED/RESPLIT), model and head; a plain `make train`
-    where train.json names no dataset or model."""
+    a protocol or redrawn-split run's TRAIN_N/SEED/RESPLIT), model, head and ITERS= where its
+    solver.prototxt trains to another count than the model's schedule; a plain `make train` where
+    train.json names no dataset or model. Settings that no longer give back the dataset tag the
+    run recorded (a train.json edited by hand) are not offered as its command."""
     from pycount.data.commands import dataset_words
     from pycount.errors import make_arg
     dataset, model = info.get("dataset"), info.get("model")
     if not isinstance(dataset, str) or not isinstance(model, str):
         return "make train"
+    ds = None
     if dataset in config.DATASETS:
         base = config.DATASETS[dataset]
         recorded = {k: _as_recorded(info.get(k), getattr(base, k)) for k in config.MAKE_VARS}
-        recorded = {k: v for k, v in recorded.items() if v is not None}
-        words = dataset_words(dataclasses.replace(base, **recorded))
+        ds = dataclasses.replace(base, **{k: v for k, v in recorded.items() if v is not None})
     else:
         try:
-            words = dataset_words(config.run_dataset(path, dataset))
+            ds = config.run_dataset(path, dataset)
         except PycountError:        # no readable dataset.json: the name is all there is
-            words = make_arg("DATASET", dataset)
-    return f"make train {words} MODEL={model}" + (" HEAD=C" if info.get("head") == "C" else "")
+            pass
+    tag = info.get("dataset_tag")
+    if ds is not None and isinstance(tag, str) and tag and ds.tag != tag:
+        return (f"the make train that trained it, with the settings of {tag} (its train.json "
+                f"no longer gives them all back)")
+    words = dataset_words(ds) if ds is not None else make_arg("DATASET", dataset)
+    words += f" MODEL={model}" + (" HEAD=C" if info.get("head") == "C" else "")
+    total = run_max_iter(path)
+    try:
+        schedule = config.model(model, ds).solver.max_iter if ds is not None else None
+    except PycountError:
+        schedule = None
+    if total is not None and schedule is not None and total != schedule:
+        words += f" ITERS={total}"
+    return f"make train {words}"
 
 
 def finished_files(path: Path, model: config.ModelConfig, info: dict | None = None) -> list[Path]:

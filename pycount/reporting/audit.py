@@ -19,6 +19,7 @@ from pycount.util import atomic
 from pycount import config
 from pycount.errors import PycountError, WeightsError
 from pycount.evaluation.metrics import partial
+from pycount.inference.run import run_max_iter
 from pycount.nets import builders as nets
 from pycount.nets import weights
 from pycount.reporting.charts import chart, validation_chart
@@ -169,14 +170,6 @@ def _train_info(run: Path) -> dict:
             "model_sha256": t.get("model_sha256")}
 
 
-def _max_iter(run: Path) -> int | None:
-    try:
-        m = re.search(r"^max_iter:\s*(\d+)", (run / "solver.prototxt").read_text(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) if m else None
-
-
 def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     args = make_args(model, head, dataset)
     info = run / "train.json"
@@ -185,7 +178,7 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
                f"stopped): `make eval {args}`"
     started = _progress(run)
     if started:
-        total = _max_iter(run)
+        total = run_max_iter(run)
         try:
             default = config.model(model, config.dataset(dataset)).solver.max_iter
         except (config.ConfigError, KeyError):
@@ -263,7 +256,7 @@ def _progress(run: Path) -> str:
         return f"training begun, but its {shown(log)} is unreadable ({e})"
     if not rows:
         return ""
-    last, total = rows[-1], _max_iter(run)
+    last, total = rows[-1], run_max_iter(run)
     vals = [r for r in rows if r.get("val_mae")]
     try:
         val = f", validation patch MAE {float(vals[-1]['val_mae']):.3g} at iteration " \
