@@ -1128,6 +1128,25 @@ MASK_MAX_BLOB_DOTS = 20
 # A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
 # at most this many rounds (a blob of a few dots settles in 2-5)
 MASK_SPLIT_ROUNDS = 20
+# Discs of one size (one brush) or of several in one mask (annotations.disc_counts): a blob's
+# area in single discs says how many touching discs it holds only where the single discs are of
+# one size, i.e. where at least MASK_ONE_SIZE_SHARE of the blobs that look like one disc lie
+# within MASK_ONE_SIZE_BAND times their median area either way. A blob looks like several discs
+# when its farthest pixel lies MASK_SEVERAL_SPREAD or more times the radius of a disc of its area
+# from its centroid (+0.5 px for the pixel itself; one pixelated disc of radius 1-6: 1.08-1.23,
+# two touching: 1.48-1.60, three in a triangle: 1.26-1.38), or when its area is
+# MASK_SEVERAL_FILL or more times that of a disc as deep (its distance transform's maximum less
+# 0.3 px; one disc of radius 1-8: 1.03-1.32, two touching: 2.0-2.4, three in a triangle:
+# 1.54-3.3, four overlapping in a square: 4.2). With discs of several sizes, a blob that looks
+# like one disc is one cell (a larger disc, not 2 of the median size: the area-only rule read
+# masks of radius 1-4 discs up to 112 cells in 120 too many, of radius 2 and 3 up to 38 too
+# few), and one that looks like several is its area over that of the single discs as deep (at
+# least 2). Measured on 600 px masks of 120 cells, 15 or 40 % of the discs touching in pairs or
+# triangles, PNG and JPEG: every count exact (bench/results/2026-12-06-vm-mask-discs.md).
+MASK_ONE_SIZE_SHARE = 0.9
+MASK_ONE_SIZE_BAND = 1.5
+MASK_SEVERAL_SPREAD = 1.3
+MASK_SEVERAL_FILL = 1.45
 
 
 def own_record(name: str) -> Path:

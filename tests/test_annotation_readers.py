@@ -326,6 +326,38 @@ def test_touching_discs_are_cells_at_their_own_places_not_repeats(tmp_path):
         assert np.hypot(*(got - (x, y)).T).min() < 1.0
 
 
+def test_discs_of_several_sizes_in_one_mask_are_one_cell_each(tmp_path):
+    """A mask whose discs differ in size (radius 2, 3 and 4, as drawn by hand or brushes of
+    several sizes): a larger disc is one cell, not two of the median size (the area-only rule
+    read 30 % too many); touching ones, a pair of each size and a triangle, are as many cells
+    as discs. And where touching triples outnumber the single discs, the median blob is a
+    triple: each triple is still three cells, not one."""
+    rng = np.random.default_rng(3)
+    mask = np.zeros((300, 300), np.uint8)
+    centres = [(x, y) for y in range(20, 280, 26) for x in range(20, 280, 26)]
+    for (x, y), r in zip(centres[:60], rng.choice([2, 3, 4], 60)):
+        cv2.circle(mask, (x, y), int(r), 255, -1)
+    groups = [[(x, y), (x + 2 * r, y)] for (x, y), r in zip(centres[60:63], (2, 3, 4))]
+    groups.append([(centres[63][0], centres[63][1]), (centres[63][0] + 6, centres[63][1]),
+                   (centres[63][0] + 3, centres[63][1] + 5)])           # radius 3: a triangle
+    for group, r in zip(groups, (2, 3, 4, 3)):
+        for x, y in group:
+            cv2.circle(mask, (x, y), r, 255, -1)
+    path = tmp_path / "a_dots.png"
+    cv2.imwrite(str(path), mask)
+    assert len(annotations.read_dot_mask(path)) == 60 + 2 + 2 + 2 + 3
+    # radius 1: 8 single discs, 12 triangles of touching ones
+    mask = np.zeros((200, 200), np.uint8)
+    spots = [(x, y) for y in range(10, 190, 18) for x in range(10, 190, 18)]
+    for x, y in spots[:8]:
+        cv2.circle(mask, (x, y), 1, 255, -1)
+    for x, y in spots[8:20]:
+        for dx, dy in ((0, 0), (2, 0), (1, 2)):
+            cv2.circle(mask, (x + dx, y + dy), 1, 255, -1)
+    cv2.imwrite(str(path), mask)
+    assert len(annotations.read_dot_mask(path)) == 8 + 3 * 12
+
+
 def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
     path = tmp_path / "a_dots.png"
     for solid in (np.full((160, 160), 255, np.uint8),               # the probe's maskfull

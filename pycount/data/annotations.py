@@ -612,8 +612,9 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     ignored). With `shape`, the mask must be the image's size. Dots of one pixel, as the VGG
     cells and most releases mark them: every non-zero pixel is one cell (neighbouring marks stay
     two). Dots drawn as small discs (the mask's median 8-connected blob is larger than a pixel):
-    one cell per blob, at its centroid, and a blob of k times the median area (touching discs) k
-    cells, at the centres of k clusters of its pixels (split_blob). A JPEG mask's compression
+    one cell per blob, at its centroid, and a blob of k touching discs (disc_counts: by its area
+    where the discs are of one size, by its shape and depth where they differ) k cells, at the
+    centres of k clusters of its pixels (split_blob). A JPEG mask's compression
     noise is dropped: its pixels count from half its maximum."""
     data, _ = decode_file(Path(path), "the dot mask ")
     if data.ndim == 3:
@@ -653,14 +654,54 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
     typical = float(np.median(areas))
     if typical <= 1:                        # one-pixel dots: every pixel is a mark
         return pixels
-    cells = np.maximum(1, np.round(areas / typical)).astype(int)
     out = centroids[1:].astype(np.float64)
+    blob = labels[ys, xs]                   # each marked pixel's blob (1-based)
+    cells = disc_counts(on, pixels, blob - 1, out, areas)
     if cells.max() == 1:
         return out
-    blob = labels[ys, xs]                   # each marked pixel's blob (1-based)
     parts = [out[i:i + 1] if k == 1 else split_blob(pixels[blob == i + 1], int(k))
              for i, k in enumerate(cells)]
     return np.concatenate(parts)
+
+
+def disc_counts(on: np.ndarray, pixels: np.ndarray, blob: np.ndarray, centroids: np.ndarray,
+                areas: np.ndarray) -> np.ndarray:
+    """How many discs each blob of a disc mask holds (config.MASK_*): `on` the boolean mask,
+    `pixels` (M, 2) x, y of its marked pixels, `blob` each one's 0-based blob, `centroids` (B, 2)
+    and `areas` (B,) the blobs'. Discs of one size: a blob of k times the median area is k
+    touching discs. Discs of several sizes: a blob that looks like one disc (its spread) is one,
+    and one that looks like several is its area over that of the single discs as wide (the
+    deepest point of a union of discs is a disc's centre: the distance transform's maximum
+    there is one disc's radius, whatever their arrangement), at least 2."""
+    areas = np.asarray(areas, np.float64)
+    far = np.zeros(len(areas))
+    np.maximum.at(far, blob, np.sqrt(((pixels - centroids[blob]) ** 2).sum(axis=1)))
+    depth = cv2.distanceTransform(on.astype(np.uint8), cv2.DIST_L2, 5)
+    deepest = np.zeros(len(areas))
+    xs, ys = pixels[:, 0].astype(int), pixels[:, 1].astype(int)
+    np.maximum.at(deepest, blob, depth[ys, xs])
+    # several discs: spread out (a row), or more area than one disc as deep (a compact group)
+    several = ((far + 0.5) / np.sqrt(areas / np.pi) >= config.MASK_SEVERAL_SPREAD) | (
+        areas / (np.pi * np.maximum(deepest - 0.3, 0.5) ** 2) >= config.MASK_SEVERAL_FILL)
+    ones = areas[~several] if (~several).any() else areas
+    middle = float(np.median(ones))
+    band = config.MASK_ONE_SIZE_BAND
+    if np.mean((ones >= middle / band) & (ones <= middle * band)) >= config.MASK_ONE_SIZE_SHARE:
+        # (the single discs' area: where touching groups outnumber them, the median blob is a
+        # group, and every group read as one cell)
+        return np.maximum(1, np.round(areas / middle)).astype(int)
+    radius = np.round(deepest, 1)
+    single_r, single_a = radius[~several], areas[~several]
+    cells = np.ones(len(areas), int)
+    for i in np.nonzero(several)[0]:
+        # the single discs as deep, or the deepest below it within a pixel (three touching
+        # discs fill the gap between them: their deepest point lies a little deeper than a
+        # disc's centre); none: a pixelated disc of that radius
+        below = single_r[(single_r <= radius[i]) & (single_r >= radius[i] - 1)]
+        one = float(np.median(single_a[single_r == below.max()])) if len(below) else \
+            np.pi * max(deepest[i] - 0.3, 0.5) ** 2
+        cells[i] = max(2, int(round(areas[i] / one)))
+    return cells
 
 
 def split_blob(pixels: np.ndarray, k: int) -> np.ndarray:
