@@ -306,6 +306,13 @@ VAL_CROP_LIMIT = 4_000
 # than no cells, but an empty field's count is noise around 0 (-0.7 on an empty VGG-like field,
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
+# ... and when its count is above SUSPECT_DENSITY x max_patch_count cells per patch area over the
+# whole image: more cells to the pixel than the run's densest training patches hold (that limit
+# is already about twice the densest patch seen: the C head's margin), over a whole image. An
+# RGB image counted by a run trained on grey ones read 136,304 cells on 640x480 px (14 marked);
+# the densest images of the named sets stay 3.5-5 times below it (nuclei's 1,189 cells in 500 x
+# 500 px against 4,167; bacterial's ~300 in 256 x 256 px against 1,638)
+SUSPECT_DENSITY = 1.0
 
 # Shared convolutions (`pycount count --shared`, pycount.inference.shared): every image is checked
 # by sending SHARED_CHECK_WINDOWS spread windows through the per-window net as well; where the

@@ -188,6 +188,14 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
             f"trained on (stain, colour or grey, bit depth, magnification); check it against "
             f"them, or train a run on images like it"))
+    most = config.SUSPECT_DENSITY * run.ds.max_patch_count / run.ds.patch ** 2 * h * w \
+        if run.ds.max_patch_count and run.ds.patch else 0
+    if most and r.count > most:         # more cells to the pixel than training ever showed
+        row.update(status="suspect", error=(
+            f"{r.count:.1f} cells, more to the pixel than {run.path.name}'s training images "
+            f"hold in their densest {run.ds.patch} px patches (at most {most:.0f} in {w}x{h} px): "
+            f"the image is unlike them (stain, colour or grey, bit depth, magnification); check "
+            f"it against them, or train a run on images like it"))
     if outside:                         # first: the likely cause of any odd count
         row.update(status="suspect", error=f"{outside} (count {r.count:.1f})")
     return row
