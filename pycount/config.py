@@ -1088,6 +1088,9 @@ OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name un
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
 OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
 OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches for overfitting
+# prepare notes the images of an own folder that mark no cell where its median image marks at
+# least this many (every mark counted): more often a file that lost its marks than an empty field
+OWN_EMPTY_AMONG = 20
 # A patch or crop side given for an own folder, px (the named sets' PATCH=, CROP= and SIZE= take
 # the same bounds): at least 8 (the nets pool three times, each halving the side; below 8 no map
 # is left), at most 1024 (fcrn's batch of 16 such crops needs 1 GB per 16-channel full-size layer,

@@ -152,6 +152,39 @@ def test_caffe_backend_gives_the_same_counts(run, images, tmp_path):
     assert counts[0] == pytest.approx(counts[1], rel=1e-4)
 
 
+def test_a_run_under_runs_slash_found_in_pycount_runs_is_named(run, images, tmp_path,
+                                                                monkeypatch, capsys):
+    """RUN=runs/<dataset>/<model> as the README writes it, with PYCOUNT_RUNS putting the runs
+    elsewhere: the message names where the run is."""
+    elsewhere = tmp_path / "my-runs"
+    shutil.copytree(run, elsewhere / "synthetic" / "alexnet-lite")
+    monkeypatch.setenv("PYCOUNT_RUNS", str(elsewhere))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["count", str(images / "grey.tif"), "--run", "runs/synthetic/alexnet-lite",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pycount: error: no run folder runs/synthetic/alexnet-lite: the runs are in "
+        f"{elsewhere} (PYCOUNT_RUNS): RUN={elsewhere / 'synthetic' / 'alexnet-lite'}")
+
+
+def test_the_dot_masks_of_an_annotated_folder_are_not_counted(run, tmp_path, capsys):
+    """`count` on a folder that holds annotated images (NAME.png beside NAME_dots.png, the VGG's
+    NNNcell/NNNdots) counts the images only and says which masks it left out; a mask named as a
+    file is counted, and a file merely ending in "dots" with no image beside it is an image."""
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("a.png", "a_dots.png", "001cell.png", "001dots.png", "polkadots.png"):
+        cv2.imwrite(str(folder / name), rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    counted = [Path(r["file"]).name for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))]
+    assert counted == ["001cell.png", "a.png", "polkadots.png"]
+    assert (f"note: 2 dot masks of the images beside them left out of {folder} (001dots.png "
+            f"marks 001cell.png, ...)") in capsys.readouterr().err
+    assert cli.main(["count", str(folder / "a_dots.png"), "--run", str(run),
+                     "--out", str(tmp_path / "o2")]) == 0
+
+
 def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
     (images / "gone.png").symlink_to(tmp_path / "nowhere.png")
     assert cli.main(["count", str(images), "--run", str(run), "--out", str(tmp_path / "o")]) == 1

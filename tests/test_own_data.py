@@ -602,6 +602,25 @@ def test_a_moved_folder_keeps_its_name_and_a_changed_one_is_refused(tmp_path, wo
     assert resolved(third).subdir == str(third)
 
 
+def test_an_image_marking_no_cell_among_crowded_ones_is_noted(tmp_path, workdirs):
+    """One CSV of only its header among images of ~144 cells each: prepare says which file
+    marks no cell (it trains as an empty field, which it may be); not with a marker chosen,
+    where an image of none of that type is common, nor among sparse images."""
+    folder = make_folder(tmp_path / "f", n=8)
+    (folder / "i03.csv").write_text("x,y\n")
+    lines = []
+    owndata.resolve(config.with_overrides(config.dataset(str(folder))), say=lines.append)
+    said = "\n".join(lines)
+    assert ("note: i03.csv marks no cell where the folder's images mark 144 in the median: an "
+            "empty field, or a file that lost its marks (a CSV of only its header)? It trains "
+            "as an image of no cells") in said
+    sparse = make_folder(tmp_path / "g", n=8, spacing=40)          # 9 cells an image
+    (sparse / "i03.csv").write_text("x,y\n")
+    lines = []
+    owndata.resolve(config.with_overrides(config.dataset(str(sparse))), say=lines.append)
+    assert "marks no cell" not in "\n".join(lines)
+
+
 def test_training_images_without_a_single_cell_are_refused(tmp_path, workdirs):
     folder = make_folder(tmp_path / "f", n=5)
     for csv in folder.glob("*.csv"):

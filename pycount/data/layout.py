@@ -48,10 +48,10 @@ def _annotation_keys(stem: str) -> list[str]:
     # that append a suffix to the image's name write)
     keys += [k[:-len(sfx)] for k in list(keys) for sfx in IMAGE_SUFFIXES
              if k.lower().endswith(sfx) and len(k) > len(sfx)]
-    return keys + _mask_bases(stem)
+    return keys + mask_bases(stem)
 
 
-def _mask_bases(stem: str) -> list[str]:
+def mask_bases(stem: str) -> list[str]:
     """The image stems a dot mask's stem may name: "dots" taken off its end (NAME_dots,
     NAME-dots, NAMEdots; the VGG's NNNdots for NNNcell) or out of its middle (the MBM release's
     NAME_dots_000 for NAME_000); [] for a stem without it."""
@@ -306,9 +306,9 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     images = _images_by_stem(files)
     notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
              if p.suffix.lower() in ANNOTATION_KINDS]
-    # a dot mask is an image file whose stem, "dots" taken off (_mask_bases), names another image
+    # a dot mask is an image file whose stem, "dots" taken off (mask_bases), names another image
     for stem, p in list(images.items()):
-        owners = [k for k in _mask_bases(stem) if k in images and k != stem]
+        owners = [k for k in mask_bases(stem) if k in images and k != stem]
         if owners:
             notes.append((p, "dot mask"))
             del images[stem]

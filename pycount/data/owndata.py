@@ -347,6 +347,16 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
             f"its header x,y, a wrong marker or class), or add annotated images")
     lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
+    typical = float(np.median([stats[i].count for i in ids]))
+    empty = [i for i in ids if stats[i].count == 0]
+    if empty and not ds.marker and typical >= config.OWN_EMPTY_AMONG:
+        # every mark counted: an image of no cell among crowded ones is more often an export
+        # that lost its marks than an empty field (both train as it says: no cells)
+        lines.append(f"  note: {few(pairs[i][1].name for i in empty)} mark{'s' if len(empty) == 1 else ''} "
+                     f"no cell where the folder's images mark {typical:g} in the median: an "
+                     f"empty field, or a file that lost its marks (a CSV of only its header)? "
+                     f"{'It trains' if len(empty) == 1 else 'They train'} as "
+                     f"{'an image' if len(empty) == 1 else 'images'} of no cells")
     if moved is not None:
         lines.append(f"  moved from {moved}: the same images and dots, so {ds.name}'s LMDBs "
                      f"and runs are kept")

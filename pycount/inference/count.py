@@ -19,7 +19,7 @@ import numpy as np
 from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.images import IMAGE_SUFFIXES, read_in_range
-from pycount.data.layout import refuse_broken_link
+from pycount.data.layout import mask_bases, refuse_broken_link
 from pycount.device import set_device
 from pycount.errors import DatasetError, RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
@@ -63,6 +63,21 @@ def _earlier_heatmaps(out: Path) -> set[str]:
     return {n for n in names if n and Path(n).name == n}
 
 
+def dot_masks(files: list[Path], image_of: bool = False) -> list[Path]:
+    """The files among `files` that are dot masks of another of them in the same folder (by the
+    folder layout's mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside
+    NNNcell): an annotated folder's marks, not images to count. image_of: their images instead,
+    in the same order."""
+    stems = {(f.parent, f.stem): f for f in files}
+    out = []
+    for f in files:
+        image = next((stems[(f.parent, b)] for b in mask_bases(f.stem)
+                      if (f.parent, b) in stems and stems[(f.parent, b)] != f), None)
+        if image is not None:
+            out.append(image if image_of else f)
+    return out
+
+
 def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
     """Files as given (any name), plus the images (by suffix, any case) in given folders, in
     natural order; hidden files and anything under `exclude` (the output folder) are skipped, and
@@ -82,12 +97,20 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
                 outputs[f.parent] = is_count_output(f.parent)
             return outputs[f.parent]
         # a broken link is kept, to fail by name
-        found += sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
+        images = sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
                          and not f.name.startswith(".")
                          and f.suffix.lower() in IMAGE_SUFFIXES
                          and not (skip and skip in f.resolve().parents)
                          and not earlier_output(f)),
                         key=lambda f: datasets.natural_key(str(f)))
+        masks = dot_masks(images)
+        if masks:
+            print(f"note: {len(masks)} dot mask{'s' if len(masks) > 1 else ''} of the images "
+                  f"beside {'them' if len(masks) > 1 else 'it'} left out of {item} "
+                  f"({masks[0].name} marks {dot_masks(images, image_of=True)[0].name}"
+                  f"{', ...' if len(masks) > 1 else ''}); name a file itself to count it",
+                  file=sys.stderr)
+        found += [f for f in images if f not in set(masks)]
     return list(dict.fromkeys(found))               # a file named twice is counted once
 
 

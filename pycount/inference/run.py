@@ -48,8 +48,14 @@ def load_run(path) -> Run:
     path = Path(path)
     info_file = path / "train.json"
     if not path.is_dir():
-        raise RunError(f"no run folder {path}: check the path, or train a model first "
-                       f"(make train DATASET=... MODEL=...)")
+        # runs/<dataset>/<model> as the README writes it, where PYCOUNT_RUNS puts runs elsewhere
+        there = config.runs_dir() / Path(*path.parts[1:]) \
+            if len(path.parts) > 1 and path.parts[0] == "runs" else None
+        raise RunError(f"no run folder {path}: "
+                       + (f"the runs are in {config.runs_dir()} (PYCOUNT_RUNS): RUN={there}"
+                          if there is not None and there.is_dir() else
+                          "check the path, or train a model first (make train DATASET=... "
+                          "MODEL=...)"))
     info = read_train_info(info_file)
     if info is None:
         raise _missing(info_file, path)
