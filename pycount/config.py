@@ -313,6 +313,11 @@ SUSPECT_BELOW = -1.0
 # the densest images of the named sets stay 3.5-5 times below it (nuclei's 1,189 cells in 500 x
 # 500 px against 4,167; bacterial's ~300 in 256 x 256 px against 1,638)
 SUSPECT_DENSITY = 1.0
+# ... and, for a run on an own folder, when it is grey and the folder's training images were
+# colour, or the other way round (a grey-trained run read an H&E image of 135 cells as 11.8): an
+# image is grey where its channels differ by at most GREY_TOLERANCE grey levels on average, the
+# training images where the mean colour the nets subtract (theirs) has three channels within it
+GREY_TOLERANCE = 1.0
 
 # Shared convolutions (`pycount count --shared`, pycount.inference.shared): every image is checked
 # by sending SHARED_CHECK_WINDOWS spread windows through the per-window net as well; where the

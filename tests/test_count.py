@@ -551,6 +551,27 @@ def test_an_own_run_pads_a_small_image_as_training_did(run, tmp_path, capsys):
     assert f"note: {small} (60x30 px) is smaller than" in err and "padded to 60x40 px" in err
 
 
+def test_a_grey_image_on_a_colour_trained_own_run_is_suspect(run, images, tmp_path):
+    """An own folder's run knows whether its training images were grey (the mean colour of
+    their pixels): a grey image counted by a colour-trained run, and a colour one by a
+    grey-trained run, are marked (a grey-trained run read an H&E image of 135 cells as 11.8);
+    an image like the training ones is not, nor any image on a named set's run."""
+    import dataclasses
+    ds = _as_own_run(run)                                   # mean (30, 60, 90): colour
+    files = [str(images / "grey.tif"), str(images / "rgba.PNG")]
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "a")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "a" / "counts.csv"))}
+    assert rows[files[0]]["status"] == "suspect" and rows[files[0]]["error"].startswith(
+        "a grey image, where run was trained on colour ones (count ")
+    assert rows[files[1]]["status"] == "ok"
+    grey = dataclasses.replace(ds, mean_bgr=(80.0, 80.0, 80.4))
+    (run / "dataset.json").write_text(config.dataset_to_json(grey))
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "b")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "b" / "counts.csv"))}
+    assert rows[files[0]]["status"] == "ok"
+    assert rows[files[1]]["error"].startswith("a colour image, where run was trained on grey")
+
+
 @pytest.mark.parametrize("damage,needle", [
     ({"stride": 0}, "STRIDE=0 is not valid"),
     ({"patch": "abc"}, "settings pycount cannot use"),

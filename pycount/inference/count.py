@@ -176,6 +176,28 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
         atomic.save_figure(fig, path, dpi=100)
 
 
+def is_grey(image: np.ndarray) -> bool:
+    """An RGB image whose three channels are one (a grey file read as colour; a JPEG's chroma
+    noise within config.GREY_TOLERANCE on average)."""
+    rgb = np.asarray(image)[..., :3].astype(np.int16)
+    if rgb.ndim < 3 or rgb.shape[2] < 3:
+        return True
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))   # ~250,000 pixels
+    sub = rgb[::step, ::step]
+    return float(np.abs(sub[..., 0] - sub[..., 1]).mean() + np.abs(sub[..., 1] - sub[..., 2]).mean()
+                 ) <= config.GREY_TOLERANCE
+
+
+def trained_grey(ds: config.DatasetConfig) -> bool | None:
+    """Whether an own folder's run was trained on grey images, from the mean colour its nets
+    subtract (its training pixels' mean): three channels one within config.GREY_TOLERANCE; None
+    for a named set's run (a reference run, its set's fixed mean) or where no mean is recorded."""
+    mean = tuple(ds.mean_bgr or ())
+    if not ds.own or len(mean) != 3:
+        return None
+    return max(mean) - min(mean) <= config.GREY_TOLERANCE
+
+
 def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> dict:
     """One CSV row: the predictor's count_image. Raises DatasetError
     (unreadable file) or ValueError (image smaller than a patch)."""
@@ -219,6 +241,13 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
             f"hold in their densest {run.ds.patch} px patches (at most {most:.0f} in {w}x{h} px): "
             f"the image is unlike them (stain, colour or grey, bit depth, magnification); check "
             f"it against them, or train a run on images like it"))
+    kind = {True: "grey", False: "colour"}
+    trained = trained_grey(run.ds)
+    if trained is not None and is_grey(image) != trained:
+        row.update(status="suspect", error=(
+            f"a {kind[not trained]} image, where {run.path.name} was trained on "
+            f"{kind[trained]} ones (count {r.count:.1f}): a net counts what its training images "
+            f"showed; count images like them, or train a run on images like this one"))
     if outside:                         # first: the likely cause of any odd count
         row.update(status="suspect", error=f"{outside} (count {r.count:.1f})")
     return row
