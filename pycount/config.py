@@ -318,6 +318,9 @@ SUSPECT_DENSITY = 1.0
 # image is grey where its channels differ by at most GREY_TOLERANCE grey levels on average, the
 # training images where the mean colour the nets subtract (theirs) has three channels within it
 GREY_TOLERANCE = 1.0
+# ... each of these messages adds how far the run was trained where it stopped short of half its
+# model's schedule (ITERS=60 of fcrn's 8,000 counted a training image as -54 cells)
+SHORT_TRAINING = 0.5
 
 # Shared convolutions (`pycount count --shared`, pycount.inference.shared): every image is checked
 # by sending SHARED_CHECK_WINDOWS spread windows through the per-window net as well; where the

@@ -397,6 +397,15 @@ def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, 
     assert rgba["status"] == "ok" and rgba["error"] == "" and float(rgba["count"]) == -0.5
     out = capsys.readouterr().out
     assert "SUSPECT: a negative count" in out and "2 counted (1 suspect), 0 failed" in out
+    # a run trained far short of its schedule (ITERS=60): the message says so
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "iterations": 60}))
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o2")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o2" / "counts.csv"))}
+    schedule = config.model("alexnet-lite", config.dataset("synthetic")).solver.max_iter
+    assert rows[files[0]]["error"].endswith(
+        f"; run was trained 60 of alexnet-lite's {schedule:,} iterations (ITERS=): a short "
+        f"training counts poorly")
 
 
 def test_a_count_denser_than_training_ever_was_is_marked_suspect(run, images, tmp_path,

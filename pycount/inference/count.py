@@ -232,7 +232,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
         row.update(status="suspect", error=(
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
             f"trained on (stain, colour or grey, bit depth, magnification); check it against "
-            f"them, or train a run on images like it"))
+            f"them, or train a run on images like it{run.short_note()}"))
     most = config.SUSPECT_DENSITY * run.ds.max_patch_count / run.ds.patch ** 2 * h * w \
         if run.ds.max_patch_count and run.ds.patch else 0
     if most and r.count > most:         # more cells to the pixel than training ever showed
@@ -240,7 +240,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
             f"{r.count:.1f} cells, more to the pixel than {run.path.name}'s training images "
             f"hold in their densest {run.ds.patch} px patches (at most {most:.0f} in {w}x{h} px): "
             f"the image is unlike them (stain, colour or grey, bit depth, magnification); check "
-            f"it against them, or train a run on images like it"))
+            f"it against them, or train a run on images like it{run.short_note()}"))
     kind = {True: "grey", False: "colour"}
     trained = trained_grey(run.ds)
     if trained is not None and is_grey(image) != trained:

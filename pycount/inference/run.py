@@ -24,6 +24,19 @@ class Run:
     model: config.ModelConfig
     ds: config.DatasetConfig      # with the run's patch, stride and SIZE
     head: str
+    # iterations trained, against those of the model's own schedule (None: not recorded, or a
+    # classic method): a far shorter training (ITERS=) counts poorly
+    iterations: int | None = None
+    schedule: int | None = None
+
+    def short_note(self) -> str:
+        """"; trained 60 of fcrn's 8,000 iterations (ITERS=)" where the run was trained for less
+        than config.SHORT_TRAINING of its model's schedule, else ""."""
+        if self.iterations is None or not self.schedule or \
+                self.iterations >= config.SHORT_TRAINING * self.schedule:
+            return ""
+        return (f"; {self.path.name} was trained {self.iterations:,} of {self.model.name}'s "
+                f"{self.schedule:,} iterations (ITERS=): a short training counts poorly")
 
 
 def read_train_info(info_file: Path) -> dict | None:
@@ -85,7 +98,10 @@ def load_run(path) -> Run:
     files = finished_files(path, m, info)
     if not m.classic:
         _check_deploy_is_the_model(files[0], m, head, info_file)
-    return Run(path, files[0], files[-1], m, ds, head)
+    done = info.get("iterations")
+    return Run(path, files[0], files[-1], m, ds, head,
+               done if isinstance(done, int) and not isinstance(done, bool) else None,
+               None if m.classic else m.solver.max_iter)
 
 
 # the name pycount.nets gives a deploy net: "<model>-<head>-p<patch> | ..." (patch models) or
