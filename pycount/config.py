@@ -1206,21 +1206,42 @@ def _parse_simple(text: str) -> dict:
     return out
 
 
+def _set_twice(text: str) -> tuple[str, int, int] | None:
+    """(key, first line, second line) of the first key a pycount.toml sets twice (TOML refuses
+    it as "Cannot overwrite a value"); None where none is."""
+    seen: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"\s*([A-Za-z_][\w-]*)\s*=", line)
+        if m:
+            if m.group(1) in seen:
+                return m.group(1), seen[m.group(1)], n
+            seen[m.group(1)] = n
+    return None
+
+
 def read_spec(folder: Path) -> dict:
     """The folder's pycount.toml as checked settings ({} without one). Read as UTF-8 with or
     without a byte-order mark (Windows editors write one; tomllib takes it for a statement)."""
     path = folder / SPEC_FILE
     if not path.is_file():
         return {}
+    text = path.read_text(encoding="utf-8-sig")
+    again = _set_twice(text)         # (TOML refuses it; the reader of Python 3.10 kept the last)
+    if again:
+        raise ConfigError(f"{path}: {again[0]} is set twice (lines {again[1]} and {again[2]}); "
+                          f"keep one of them")
     try:
-        spec = _parse_spec(path.read_text(encoding="utf-8-sig"))
+        spec = _parse_spec(text)
     except Exception as e:  # tomllib.TOMLDecodeError, ValueError, SyntaxError: all a bad file
         raise ConfigError(f"{path}: cannot parse it ({e}); write one `key = value` per line, "
                           f"e.g. patch = 60") from None
     for key, value in spec.items():
         if key not in SPEC_KEYS:
-            raise ConfigError(f"{path}: unknown setting {key!r}; valid: "
-                              f"{', '.join(SPEC_KEYS)}")
+            import difflib
+            near = difflib.get_close_matches(key.lower(), SPEC_KEYS, n=1, cutoff=0.6)
+            raise ConfigError(f"{path}: unknown setting {key!r}"
+                              + (f" (did you mean {near[0]}?)" if near else "")
+                              + f"; valid: {', '.join(SPEC_KEYS)}")
         kind = SPEC_KEYS[key][0]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
             else isinstance(value, kind) and not isinstance(value, bool)
