@@ -1146,25 +1146,31 @@ MASK_MAX_BLOB_DOTS = 20
 # A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
 # at most this many rounds (a blob of a few dots settles in 2-5)
 MASK_SPLIT_ROUNDS = 20
-# Discs of one size (one brush) or of several in one mask (annotations.disc_counts): a blob's
-# area in single discs says how many touching discs it holds only where the single discs are of
-# one size, i.e. where at least MASK_ONE_SIZE_SHARE of the blobs that look like one disc lie
-# within MASK_ONE_SIZE_BAND times their median area either way. A blob looks like several discs
-# when its farthest pixel lies MASK_SEVERAL_SPREAD or more times the radius of a disc of its area
-# from its centroid (+0.5 px for the pixel itself; one pixelated disc of radius 1-6: 1.08-1.23,
-# two touching: 1.48-1.60, three in a triangle: 1.26-1.38), or when its area is
-# MASK_SEVERAL_FILL or more times that of a disc as deep (its distance transform's maximum less
-# 0.3 px; one disc of radius 1-8: 1.03-1.32, two touching: 2.0-2.4, three in a triangle:
-# 1.54-3.3, four overlapping in a square: 4.2). With discs of several sizes, a blob that looks
-# like one disc is one cell (a larger disc, not 2 of the median size: the area-only rule read
-# masks of radius 1-4 discs up to 112 cells in 120 too many, of radius 2 and 3 up to 38 too
-# few), and one that looks like several is its area over that of the single discs as deep (at
-# least 2). Measured on 600 px masks of 120 cells, 15 or 40 % of the discs touching in pairs or
-# triangles, PNG and JPEG: every count exact (bench/results/2026-12-06-vm-mask-discs.md).
+# Discs of one size (one brush) or of several in one mask (annotations.disc_counts). A blob may
+# be several discs when its farthest pixel lies MASK_SEVERAL_SPREAD or more times the radius of a
+# disc of its area from its centroid (+0.5 px for the pixel itself: a row of discs), or when its
+# area is MASK_SEVERAL_FILL or more times that of a disc as deep as its distance transform's
+# maximum (a heap; an even-sided dot, 2x2 px or a disc around a pixel corner, is shallow for its
+# area and looks so too). Where fewer than MASK_MIN_SINGLES of the blobs look single, shapes say
+# little (a mask of even-sided dots): each blob is its area over the median blob's, as before
+# 2026-12-06. Else, where at least MASK_ONE_SIZE_SHARE of the single-looking blobs lie within
+# MASK_ONE_SIZE_BAND times their median area either way (discs of one size), each blob is its
+# area over theirs (not the median blob's: where touching groups outnumber the single discs, the
+# median blob is a group and each group was read as one cell). Else (discs of several sizes) a
+# blob both spread and heaped is its area over that of the single discs as deep (at least 2),
+# any other one cell: a larger disc is no longer 2 of the median size. Measured with
+# bench.mask_discs (600 px masks of 121 cells, 15 or 40 % of the discs touching in pairs or
+# triangles, one cut by the edge; discs 3-11 px across of odd width and 2-8 px of even width, one
+# size or several; bench/results/2026-12-06-vm-mask-discs.md): summed absolute error 1,245
+# against the area rule's 2,169, closer on 74 masks and further on 18 of 224; of one disc size
+# all exact but one mask (even-sided 4 px dots, 40 % in triangles: -62 by both rules; the area
+# rule also lost 62-64 on three masks of odd-width discs); of several sizes, mixed even-sided
+# sizes and triangles of 3 px discs among larger ones stay wrong by both rules.
 MASK_ONE_SIZE_SHARE = 0.9
 MASK_ONE_SIZE_BAND = 1.5
 MASK_SEVERAL_SPREAD = 1.3
-MASK_SEVERAL_FILL = 1.45
+MASK_SEVERAL_FILL = 1.4
+MASK_MIN_SINGLES = 0.25
 
 
 def own_record(name: str) -> Path:

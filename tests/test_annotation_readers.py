@@ -358,6 +358,27 @@ def test_discs_of_several_sizes_in_one_mask_are_one_cell_each(tmp_path):
     assert len(annotations.read_dot_mask(path)) == 8 + 3 * 12
 
 
+def test_even_sided_dots_and_one_cut_by_the_edge_stay_one_cell_each(tmp_path):
+    """Dots of an even-sided brush (2x2 squares, 4 px discs around a pixel corner) are shallower
+    than round ones of their area: with one dot cut in half by the image's edge beside them they
+    were read as 2-3 cells each (a first version of the shape rule); one cell each, as the area
+    rule read them."""
+    path = tmp_path / "a_dots.png"
+    for brush in ("square", "disc4"):
+        mask = np.zeros((260, 260), np.uint8)
+        for y in range(20, 240, 24):
+            for x in range(20, 240, 24):
+                if brush == "square":
+                    mask[y:y + 2, x:x + 2] = 255
+                else:
+                    yy, xx = np.mgrid[-2:2, -2:2]
+                    inside = (xx + 0.5) ** 2 + (yy + 0.5) ** 2 <= 4
+                    mask[y + yy[inside], x + xx[inside]] = 255
+        mask[0, 5:7] = 255                                 # one cut by the top edge
+        cv2.imwrite(str(path), mask)
+        assert len(annotations.read_dot_mask(path)) == 100 + 1, brush
+
+
 def test_a_dot_mask_of_filled_regions_is_refused(tmp_path):
     path = tmp_path / "a_dots.png"
     for solid in (np.full((160, 160), 255, np.uint8),               # the probe's maskfull

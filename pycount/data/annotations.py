@@ -680,18 +680,21 @@ def disc_counts(on: np.ndarray, pixels: np.ndarray, blob: np.ndarray, centroids:
     deepest = np.zeros(len(areas))
     xs, ys = pixels[:, 0].astype(int), pixels[:, 1].astype(int)
     np.maximum.at(deepest, blob, depth[ys, xs])
-    # several discs: spread out (a row), or more area than one disc as deep (a compact group)
-    several = ((far + 0.5) / np.sqrt(areas / np.pi) >= config.MASK_SEVERAL_SPREAD) | (
-        areas / (np.pi * np.maximum(deepest - 0.3, 0.5) ** 2) >= config.MASK_SEVERAL_FILL)
-    ones = areas[~several] if (~several).any() else areas
+    spread = (far + 0.5) / np.sqrt(areas / np.pi) >= config.MASK_SEVERAL_SPREAD     # a row
+    fill = areas / (np.pi * np.maximum(deepest, 1.0) ** 2) >= config.MASK_SEVERAL_FILL  # a heap
+    several = spread | fill           # may be several discs (or one of an even-sided brush)
+    if np.mean(~several) < config.MASK_MIN_SINGLES:   # few look single: shapes say little
+        return np.maximum(1, np.round(areas / float(np.median(areas)))).astype(int)
+    ones = areas[~several]
     middle = float(np.median(ones))
     band = config.MASK_ONE_SIZE_BAND
     if np.mean((ones >= middle / band) & (ones <= middle * band)) >= config.MASK_ONE_SIZE_SHARE:
         # (the single discs' area: where touching groups outnumber them, the median blob is a
         # group, and every group read as one cell)
         return np.maximum(1, np.round(areas / middle)).astype(int)
+    several = spread & fill           # discs of several sizes: only what is surely several
     radius = np.round(deepest, 1)
-    single_r, single_a = radius[~several], areas[~several]
+    single_r, single_a = radius[~(spread | fill)], areas[~(spread | fill)]
     cells = np.ones(len(areas), int)
     for i in np.nonzero(several)[0]:
         # the single discs as deep, or the deepest below it within a pixel (three touching
