@@ -29,6 +29,10 @@ DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
 OVERLAY_MAX_HEIGHT_IN = 40
 # progress bars off a terminal (logs, CI): a line every tenth of the work, and at least this often
 PROGRESS_LOG_SECONDS = 300
+# share of a patch model's count of one image that its windows take in the progress shown inside
+# a large image (the rest: the tiles its plain tiling estimate lacks, where the stride does not
+# divide the patch)
+PROGRESS_WINDOWS_SHARE = 0.9
 # a bar shows a rate and an eta only once this much of its work has been timed: a first update a
 # millisecond after the start read 118,441 images/s, and one after the first record of a slow
 # start 0.4 patches/s (eta 25 days); until then it prints "-" for both
@@ -307,17 +311,21 @@ VAL_CROP_LIMIT = 4_000
 # -0.0001 on a 1x1 image, through the bacterial fcrn); a whole cell below 0 means the net is lost
 SUSPECT_BELOW = -1.0
 # ... and when its count is above SUSPECT_DENSITY x max_patch_count cells per patch area over the
-# whole image: more cells to the pixel than the run's densest training patches hold (that limit
-# is already about twice the densest patch seen: the C head's margin), over a whole image. An
-# RGB image counted by a run trained on grey ones read 136,304 cells on 640x480 px (14 marked);
-# the densest images of the named sets stay 3.5-5 times below it (nuclei's 1,189 cells in 500 x
-# 500 px against 4,167; bacterial's ~300 in 256 x 256 px against 1,638)
-SUSPECT_DENSITY = 1.0
+# whole image (at least one patch: a smaller one is counted padded): far more cells to the pixel
+# than the training images hold (max_patch_count is about twice the densest patch of a named
+# set, and twice the densest own image's mean + 10 for an own folder, which a crop of the dense
+# part of large sparse slides may exceed: hence the factor). An RGB image counted by a run
+# trained on grey ones read 136,304 cells on 640x480 px (14 marked: 23 times this limit); the
+# densest images of the named sets stay 10-16 times below it (nuclei's 1,189 cells in 500 x 500
+# px against 12,500; bacterial's ~300 in 256 x 256 px against 4,915)
+SUSPECT_DENSITY = 3.0
 # ... and, for a run on an own folder, when it is grey and the folder's training images were
 # colour, or the other way round (a grey-trained run read an H&E image of 135 cells as 11.8): an
-# image is grey where its channels differ by at most GREY_TOLERANCE grey levels on average, the
-# training images where the mean colour the nets subtract (theirs) has three channels within it
-GREY_TOLERANCE = 1.0
+# image is grey where its channels differ (|R-G| + |G-B|, averaged) by at most GREY_TOLERANCE of
+# its mean brightness, the training images where the mean colour the nets subtract (theirs) does
+# so; relative, so that sparse coloured nuclei on a black field stay colour (a training mean of
+# (1.5, 1.0, 1.2) is colour; a grey image's JPEG chroma noise stays within it)
+GREY_TOLERANCE = 0.05
 # ... each of these messages adds how far the run was trained where it stopped short of half its
 # model's schedule (ITERS=60 of fcrn's 8,000 counted a training image as -54 cells)
 SHORT_TRAINING = 0.5
@@ -1191,6 +1199,9 @@ def _parse_simple(text: str) -> dict:
     """The TOML subset pycount's keys use, for Python 3.10: `key = value` lines whose value is a
     number, a "string", true/false or a [list] of them; # comments outside strings."""
     import ast
+    again = _set_twice(text)        # (TOML refuses it: this reader would keep the last)
+    if again:
+        raise ValueError(f"Cannot overwrite a value: {again[0]} is set twice")
     out = {}
     for line in text.splitlines():
         quote, cut = None, len(line)
@@ -1213,10 +1224,13 @@ def _parse_simple(text: str) -> dict:
 
 
 def _set_twice(text: str) -> tuple[str, int, int] | None:
-    """(key, first line, second line) of the first key a pycount.toml sets twice (TOML refuses
-    it as "Cannot overwrite a value"); None where none is."""
+    """(key, first line, second line) of the first key a pycount.toml sets twice at its top
+    level (TOML refuses it as "Cannot overwrite a value"); None where none is. Read by lines:
+    asked only once the file failed to parse so, or by _parse_simple (no multi-line values)."""
     seen: dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("["):         # a table: its keys are its own
+            break
         m = re.match(r"\s*([A-Za-z_][\w-]*)\s*=", line)
         if m:
             if m.group(1) in seen:
@@ -1232,13 +1246,13 @@ def read_spec(folder: Path) -> dict:
     if not path.is_file():
         return {}
     text = path.read_text(encoding="utf-8-sig")
-    again = _set_twice(text)         # (TOML refuses it; the reader of Python 3.10 kept the last)
-    if again:
-        raise ConfigError(f"{path}: {again[0]} is set twice (lines {again[1]} and {again[2]}); "
-                          f"keep one of them")
     try:
         spec = _parse_spec(text)
     except Exception as e:  # tomllib.TOMLDecodeError, ValueError, SyntaxError: all a bad file
+        again = _set_twice(text) if "overwrite" in str(e).lower() else None
+        if again:
+            raise ConfigError(f"{path}: {again[0]} is set twice (lines {again[1]} and "
+                              f"{again[2]}); keep one of them") from None
         raise ConfigError(f"{path}: cannot parse it ({e}); write one `key = value` per line, "
                           f"e.g. patch = 60") from None
     for key, value in spec.items():

@@ -170,15 +170,20 @@ def test_a_run_under_runs_slash_found_in_pycount_runs_is_named(run, images, tmp_
 def test_the_dot_masks_of_an_annotated_folder_are_not_counted(run, tmp_path, capsys):
     """`count` on a folder that holds annotated images (NAME.png beside NAME_dots.png, the VGG's
     NNNcell/NNNdots) counts the images only and says which masks it left out; a mask named as a
-    file is counted, and a file merely ending in "dots" with no image beside it is an image."""
+    file is counted, and a file merely ending in "dots" with no image beside it, or a photo
+    named like a mask (well_dots.png beside well.png, not mostly black), is an image."""
     folder = tmp_path / "annotated"
     folder.mkdir()
     rng = np.random.default_rng(2)
-    for name in ("a.png", "a_dots.png", "001cell.png", "001dots.png", "polkadots.png"):
+    for name in ("a.png", "001cell.png", "polkadots.png", "well.png", "well_dots.png"):
         cv2.imwrite(str(folder / name), rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+    for name in ("a_dots.png", "001dots.png"):                # mostly black: masks
+        mask = np.zeros((60, 60), np.uint8)
+        mask[rng.integers(0, 60, 20), rng.integers(0, 60, 20)] = 255
+        cv2.imwrite(str(folder / name), mask)
     assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
     counted = [Path(r["file"]).name for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))]
-    assert counted == ["001cell.png", "a.png", "polkadots.png"]
+    assert counted == ["001cell.png", "a.png", "polkadots.png", "well.png", "well_dots.png"]
     assert (f"note: 2 dot masks of the images beside them left out of {folder} (001dots.png "
             f"marks 001cell.png, ...)") in capsys.readouterr().err
     assert cli.main(["count", str(folder / "a_dots.png"), "--run", str(run),
@@ -410,14 +415,15 @@ def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, 
 
 def test_a_count_denser_than_training_ever_was_is_marked_suspect(run, images, tmp_path,
                                                                  monkeypatch):
-    """More cells to the pixel than the run's densest training patches held (max_patch_count
-    per patch area, over the whole image): an image unlike the training ones (an RGB slide on a
-    grey-trained run read 136,304 cells in 640x480 px), kept but marked; just below it is ok."""
+    """Far more cells to the pixel than the run's training images allow for (SUSPECT_DENSITY
+    x max_patch_count per patch area, over the whole image): an image unlike the training ones
+    (an RGB slide on a grey-trained run read 136,304 cells in 640x480 px), kept but marked; just
+    below it is ok."""
     import dataclasses
     from pycount.inference import count as counting
     real = counting.make_predictor
     ds = config.dataset("synthetic")
-    per_px = ds.max_patch_count / ds.patch ** 2
+    per_px = config.SUSPECT_DENSITY * ds.max_patch_count / ds.patch ** 2
 
     class Dense:
         def __init__(self, inner):
@@ -434,8 +440,8 @@ def test_a_count_denser_than_training_ever_was_is_marked_suspect(run, images, tm
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
     grey, rgba = rows[files[0]], rows[files[1]]
     assert grey["status"] == "suspect" and grey["error"].startswith(
-        f"{per_px * 90 * 70 + 1:.1f} cells, more to the pixel than run's training images hold in "
-        f"their densest {ds.patch} px patches (at most {per_px * 90 * 70:.0f} in 90x70 px)")
+        f"{per_px * 90 * 70 + 1:.1f} cells, {config.SUSPECT_DENSITY:g} times more to the pixel "
+        f"than run's training images allow for (at most {per_px * 90 * 70:.0f} in 90x70 px)")
     assert rgba["status"] == "ok" and rgba["error"] == ""
 
 
@@ -522,6 +528,14 @@ def test_a_large_image_shows_its_own_progress(run, tmp_path, monkeypatch, capsys
     assert len(shares) >= 3 and shares == sorted(shares) and shares[-1] == 100
     after = err[err.rindex("a_big.png: 100%"):].splitlines()[1:]
     assert after and not any("a_big.png" in line for line in after)
+    # a stride that does not divide the patch: the tiling estimate counts the tiles it lacks
+    # after the windows; the share still rises once
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "stride": 15}))
+    assert cli.main(["count", str(folder / "a_big.png"), "--run", str(run),
+                     "--out", str(tmp_path / "o2")]) == 0
+    shares = [int(v) for v in re.findall(r"a_big\.png: (\d+)%", capsys.readouterr().err)]
+    assert len(shares) >= 3 and shares == sorted(shares) and shares[-1] == 100
 
 
 def test_a_very_tall_image_is_counted_with_its_figure(run, tmp_path):
@@ -579,6 +593,16 @@ def test_a_grey_image_on_a_colour_trained_own_run_is_suspect(run, images, tmp_pa
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "b" / "counts.csv"))}
     assert rows[files[0]]["status"] == "ok"
     assert rows[files[1]]["error"].startswith("a colour image, where run was trained on grey")
+    # fluorescence: a few green nuclei on black, trained on such (the mean nearly black, yet
+    # colour): neither the training images nor the image are grey
+    dark = dataclasses.replace(ds, mean_bgr=(1.2, 1.5, 1.0))
+    (run / "dataset.json").write_text(config.dataset_to_json(dark))
+    field = np.zeros((300, 300, 3), np.uint8)
+    for y, x in ((50, 60), (200, 120), (150, 250)):
+        cv2.circle(field, (x, y), 5, (0, 200, 0), -1)
+    cv2.imwrite(str(tmp_path / "field.png"), field)
+    assert cli.main(["count", str(tmp_path / "field.png"), "--run", str(run),
+                     "--out", str(tmp_path / "c")]) == 0
 
 
 @pytest.mark.parametrize("damage,needle", [

@@ -81,6 +81,7 @@ def test_folder_names_and_missing_folders(tmp_path):
     ("patchh = 3\n", "unknown setting 'patchh' \\(did you mean patch\\?\\); valid: "),
     ("Sigma = 3\n", "unknown setting 'Sigma' \\(did you mean sigma\\?\\)"),
     ("sigma = 2\n# wider\nsigma = 3\n", "sigma is set twice \\(lines 1 and 3\\); keep one"),
+    ("sigma = 2\n[extra]\nsigma = 3\n", "unknown setting 'extra'"),   # a table's own key
     ("patch = -4\n", "patch = -4 is not valid"),
     ('sigma = "wide"\n', "sigma = 'wide' is not valid"),
     ("crop = 50\n", "crop = 50 must be a multiple of 8"),

@@ -95,6 +95,21 @@ def test_the_parts_of_one_item_report_its_share_in_order():
             with progress.part(i, 4):
                 progress.step(1, 2)
                 progress.step(2, 2)
-    assert seen == [0, 0.125, 0.25, 0.25, 0.375, 0.5, 0.5, 0.625, 0.75, 0.75, 0.875, 1.0]
+    assert seen == [0, 0.125, 0.25, 0.25, 0.25, 0.375, 0.5, 0.5, 0.5, 0.625, 0.75, 0.75, 0.75,
+                    0.875, 1.0, 1.0]
     progress.step(1, 2)                       # no reporter: nothing to call
-    assert len(seen) == 12
+    assert len(seen) == 16
+
+
+def test_a_span_reports_its_share_and_steps_outside_any_bar_do_nothing():
+    """A patch model's windows take the first 90 % of an image's progress and the tiles its
+    tiling estimate still lacks the rest: the share rises once, never back."""
+    from pycount.util import progress
+    seen = []
+    with progress.within(seen.append):
+        with progress.span(0.0, 0.9):
+            progress.step(1, 2)
+            progress.step(2, 2)
+        with progress.span(0.9, 1.0):
+            progress.step(1, 1)
+    assert seen == [0.0, 0.45, 0.9, 0.9, 0.9, 1.0, 1.0]

@@ -73,9 +73,20 @@ def dot_masks(files: list[Path], image_of: bool = False) -> list[Path]:
     for f in files:
         image = next((stems[(f.parent, b)] for b in mask_bases(f.stem)
                       if (f.parent, b) in stems and stems[(f.parent, b)] != f), None)
-        if image is not None:
+        if image is not None and _looks_like_a_mask(f):
             out.append(image if image_of else f)
     return out
+
+
+def _looks_like_a_mask(path: Path) -> bool:
+    """Mostly black, as a dot mask is (at most config.MASK_MAX_ON_SHARE of its pixels marked):
+    not a photo that merely has a mask's name (well_dots.png beside well.png)."""
+    import cv2
+    try:
+        data = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        return False
+    return data is not None and np.count_nonzero(data) <= config.MASK_MAX_ON_SHARE * data.size
 
 
 def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
@@ -176,26 +187,34 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
         atomic.save_figure(fig, path, dpi=100)
 
 
+def _greyish(chroma: float, brightness: float) -> bool:
+    """Channels that differ by (|R-G| + |G-B|) `chroma` at most config.GREY_TOLERANCE of the
+    mean `brightness` (a black image is grey)."""
+    return chroma <= config.GREY_TOLERANCE * max(brightness, 1e-6)
+
+
 def is_grey(image: np.ndarray) -> bool:
-    """An RGB image whose three channels are one (a grey file read as colour; a JPEG's chroma
-    noise within config.GREY_TOLERANCE on average)."""
-    rgb = np.asarray(image)[..., :3].astype(np.int16)
+    """An RGB image whose three channels are one (a grey file read as colour, a JPEG's chroma
+    noise within the tolerance), judged against its brightness: sparse coloured nuclei on a black
+    field are colour."""
+    rgb = np.asarray(image)
     if rgb.ndim < 3 or rgb.shape[2] < 3:
         return True
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))   # ~250,000 pixels
-    sub = rgb[::step, ::step]
-    return float(np.abs(sub[..., 0] - sub[..., 1]).mean() + np.abs(sub[..., 1] - sub[..., 2]).mean()
-                 ) <= config.GREY_TOLERANCE
+    sub = rgb[::step, ::step, :3].astype(np.int16)
+    chroma = float(np.abs(sub[..., 0] - sub[..., 1]).mean() + np.abs(sub[..., 1] - sub[..., 2]).mean())
+    return _greyish(chroma, float(sub.mean()))
 
 
 def trained_grey(ds: config.DatasetConfig) -> bool | None:
     """Whether an own folder's run was trained on grey images, from the mean colour its nets
-    subtract (its training pixels' mean): three channels one within config.GREY_TOLERANCE; None
-    for a named set's run (a reference run, its set's fixed mean) or where no mean is recorded."""
+    subtract (its training pixels' mean: a colour set's channels average apart); None for a
+    named set's run (a reference run, its set's fixed mean) or where no mean is recorded."""
     mean = tuple(ds.mean_bgr or ())
     if not ds.own or len(mean) != 3:
         return None
-    return max(mean) - min(mean) <= config.GREY_TOLERANCE
+    b, g, r = mean
+    return _greyish(abs(r - g) + abs(g - b), (b + g + r) / 3)
 
 
 def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> dict:
@@ -233,12 +252,13 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
             f"a negative count ({r.count:.1f}): the image is unlike the ones {run.path.name} was "
             f"trained on (stain, colour or grey, bit depth, magnification); check it against "
             f"them, or train a run on images like it{run.short_note()}"))
-    most = config.SUSPECT_DENSITY * run.ds.max_patch_count / run.ds.patch ** 2 * h * w \
-        if run.ds.max_patch_count and run.ds.patch else 0
-    if most and r.count > most:         # more cells to the pixel than training ever showed
+    p = run.ds.patch
+    most = config.SUSPECT_DENSITY * run.ds.max_patch_count / p ** 2 * max(h, p) * max(w, p) \
+        if run.ds.max_patch_count and p else 0
+    if most and r.count > most:         # far more cells to the pixel than training showed
         row.update(status="suspect", error=(
-            f"{r.count:.1f} cells, more to the pixel than {run.path.name}'s training images "
-            f"hold in their densest {run.ds.patch} px patches (at most {most:.0f} in {w}x{h} px): "
+            f"{r.count:.1f} cells, {config.SUSPECT_DENSITY:g} times more to the pixel than "
+            f"{run.path.name}'s training images allow for (at most {most:.0f} in {w}x{h} px): "
             f"the image is unlike them (stain, colour or grey, bit depth, magnification); check "
             f"it against them, or train a run on images like it{run.short_note()}"))
     kind = {True: "grey", False: "colour"}
@@ -247,7 +267,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
         row.update(status="suspect", error=(
             f"a {kind[not trained]} image, where {run.path.name} was trained on "
             f"{kind[trained]} ones (count {r.count:.1f}): a net counts what its training images "
-            f"showed; count images like them, or train a run on images like this one"))
+            f"showed; count images like them, or train a run on images like this one"
+            f"{run.short_note()}"))
     if outside:                         # first: the likely cause of any odd count
         row.update(status="suspect", error=f"{outside} (count {r.count:.1f})")
     return row

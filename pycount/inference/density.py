@@ -15,7 +15,9 @@ import numpy as np
 from scipy.interpolate import griddata
 from scipy.spatial import Delaunay
 
+from pycount import config
 from pycount.data import patches
+from pycount.util import progress
 
 # predict(rgb_patches N x p x p x 3 uint8) -> N predicted counts
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -124,12 +126,14 @@ def count_image(image: np.ndarray, patch: int, stride: int, predict: Predictor) 
     """Count the cells of one image: sliding-window prediction, density heatmap, integral."""
     h, w = image.shape[:2]
     origins = patches.grid(h, w, patch, stride)
-    if hasattr(predict, "predict_windows"):        # shared.SharedPredictor: trunk run once
-        counts = np.asarray(predict.predict_windows(image, origins, patch), np.float64)
-    else:
-        counts = np.asarray(predict(window_stack(image, origins, patch)), np.float64)
+    with progress.span(0.0, config.PROGRESS_WINDOWS_SHARE):     # (the rest: missing tiles)
+        if hasattr(predict, "predict_windows"):    # shared.SharedPredictor: trunk run once
+            counts = np.asarray(predict.predict_windows(image, origins, patch), np.float64)
+        else:
+            counts = np.asarray(predict(window_stack(image, origins, patch)), np.float64)
     centres = patches.patch_centres(origins, patch)
     heat = density_map((h, w), centres, counts, patch)
-    return ImageCount(count=float(heat.sum()),
-                      tiling_count=tiling_estimate((h, w), origins, counts, patch, image, predict),
-                      heatmap=heat, centres=centres, patch_counts=counts)
+    with progress.span(config.PROGRESS_WINDOWS_SHARE, 1.0):
+        tiling = tiling_estimate((h, w), origins, counts, patch, image, predict)
+    return ImageCount(count=float(heat.sum()), tiling_count=tiling, heatmap=heat,
+                      centres=centres, patch_counts=counts)

@@ -101,7 +101,7 @@ def load_run(path) -> Run:
     done = info.get("iterations")
     return Run(path, files[0], files[-1], m, ds, head,
                done if isinstance(done, int) and not isinstance(done, bool) else None,
-               None if m.classic else m.solver.max_iter)
+               None if m.classic else (ds.iters or m.solver.max_iter))
 
 
 # the name pycount.nets gives a deploy net: "<model>-<head>-p<patch> | ..." (patch models) or

@@ -215,7 +215,8 @@ class SharedPredictor(backends.Predictor):
             return counts
         k = min(len(origins), self.check_windows)
         pick = np.linspace(0, len(origins) - 1, k).round().astype(int)
-        exact = self(window_stack(image, origins[pick], patch))
+        with progress.within(lambda _: None):      # a sample: not the image's progress
+            exact = self(window_stack(image, origins[pick], patch))
         diff = abs(counts[pick].sum() - exact.sum()) / max(abs(exact.sum()), 1.0)
         self.last_check = {"windows": k, "shared": float(counts[pick].sum()),
                            "per_window": float(exact.sum()), "relative_diff": float(diff),

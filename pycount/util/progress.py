@@ -95,16 +95,23 @@ def within(report):
 
 
 @contextlib.contextmanager
-def part(i: int, n: int):
-    """The i-th of n equal parts of the current item (one of test-time augmentation's
-    transforms): a step inside it reports (i + its fraction) / n."""
+def span(lo: float, hi: float):
+    """The share lo..hi of the current item: a step inside it reports lo + (hi - lo) x its
+    fraction (the windows of an image, then the missing tiles of its tiling estimate)."""
     if not _reporters:
         yield
         return
     outer = _reporters[-1]
-    outer(i / n)
-    with within(lambda f: outer((i + f) / n)):
+    outer(lo)
+    with within(lambda f: outer(lo + (hi - lo) * f)):
         yield
+    outer(hi)                           # done, whether or not its work reported steps
+
+
+def part(i: int, n: int):
+    """The i-th of n equal parts of the current item (one of test-time augmentation's
+    transforms): a step inside it reports (i + its fraction) / n."""
+    return span(i / n, (i + 1) / n)
 
 
 def step(done: int, total: int) -> None:
