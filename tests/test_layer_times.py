@@ -14,9 +14,12 @@ def test_a_step_is_split_over_the_layer_types_of_the_net():
     kinds = [k for k, *_ in r["layers"]]
     assert {"Convolution", "ReLU", "Pooling", "InnerProduct", "EuclideanLoss"} <= set(kinds)
     assert "Data" not in kinds and "Input" in kinds
-    # the convolutions carry most of alexnet-lite's step; the shares add up to the whole step
-    assert kinds[0] == "Convolution"
-    assert sum(share for *_, share in r["layers"]) == pytest.approx(1.0, abs=0.05)
+    # sorted by their share of the step, the shares adding up to the whole step (which layer
+    # leads is a timing, for the benchmark to report: on a loaded machine one step's
+    # InnerProduct outran the convolutions)
+    shares = [share for *_, share in r["layers"]]
+    assert shares == sorted(shares, reverse=True)
+    assert sum(shares) == pytest.approx(1.0, abs=0.05)
     assert r["batch"] == 16 and r["step_s"] > 0
     assert r["img_s"] == pytest.approx(r["batch"] / r["step_s"])
 
