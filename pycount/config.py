@@ -268,6 +268,8 @@ DATASETS: dict[str, DatasetConfig] = {
     # 35.43 on the first: no easier
     # (docs/density-model.md, "The paper's test images"); the recorded split stays the headline.
     "nuclei": DatasetConfig(
+        # n_val 5: 2 (48 training images, fcrn-ctx, 2026-12-06) counted 35.02 against 34.16,
+        # paired +0.86 +- 2.21 (bench/results/2026-12-06-vm-paired-nuclei-ctx-nval2.md)
         "nuclei", "crc_nuclei", 60, 30, 30, *_split("nuclei"), n_val=5,
         subdir="CRCHistoPhenotypes_2016_04_28", mean_bgr=(218.5, 179.3, 211.8),
         max_patch_count=60, sigma=2.0, crop=96, crop_stride=96,
