@@ -188,6 +188,20 @@ def test_the_dot_masks_of_an_annotated_folder_are_not_counted(run, tmp_path, cap
             f"marks 001cell.png, ...)") in capsys.readouterr().err
     assert cli.main(["count", str(folder / "a_dots.png"), "--run", str(run),
                      "--out", str(tmp_path / "o2")]) == 0
+    # a set laid out as images/ + dots/ (the masks named as their images), counted recursively
+    apart = tmp_path / "apart"
+    for sub in ("images", "dots"):
+        (apart / sub).mkdir(parents=True)
+    for name in ("x.png", "y.png"):
+        cv2.imwrite(str(apart / "images" / name),
+                    rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+        mask = np.zeros((60, 60), np.uint8)
+        mask[rng.integers(0, 60, 9), rng.integers(0, 60, 9)] = 255
+        cv2.imwrite(str(apart / "dots" / name), mask)
+    assert cli.main(["count", str(apart), "--recursive", "--run", str(run),
+                     "--out", str(tmp_path / "o3")]) == 0
+    counted = [Path(r["file"]) for r in csv.DictReader(open(tmp_path / "o3" / "counts.csv"))]
+    assert counted == [apart / "images" / "x.png", apart / "images" / "y.png"]
 
 
 def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):

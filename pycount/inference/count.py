@@ -19,7 +19,7 @@ import numpy as np
 from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.images import IMAGE_SUFFIXES, read_in_range
-from pycount.data.layout import mask_bases, refuse_broken_link
+from pycount.data.layout import mask_bases, refuse_broken_link, split_folders
 from pycount.device import set_device
 from pycount.errors import DatasetError, RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
@@ -64,15 +64,31 @@ def _earlier_heatmaps(out: Path) -> set[str]:
 
 
 def dot_masks(files: list[Path], image_of: bool = False) -> list[Path]:
-    """The files among `files` that are dot masks of another of them in the same folder (by the
-    folder layout's mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside
-    NNNcell): an annotated folder's marks, not images to count. image_of: their images instead,
-    in the same order."""
+    """The files among `files` that are dot masks of another of them (by the folder layout's
+    mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside NNNcell; or NAME.png in
+    the dots/ folder beside the images/ one that holds NAME.png, a recursive count of such a
+    set) and mostly black: an annotated folder's marks, not images to count. image_of: their
+    images instead, in the same order."""
     stems = {(f.parent, f.stem): f for f in files}
+    apart: dict[Path, Path | None] = {}
+
+    def images_of(folder: Path) -> Path | None:
+        """The images folder beside `folder` where the two are a dataset's images/ + dots/."""
+        if folder not in apart:
+            try:
+                pair = split_folders(folder.parent)
+            except (DatasetError, OSError):
+                pair = None
+            apart[folder] = pair[0] if pair and pair[1] == folder else None
+        return apart[folder]
     out = []
     for f in files:
         image = next((stems[(f.parent, b)] for b in mask_bases(f.stem)
                       if (f.parent, b) in stems and stems[(f.parent, b)] != f), None)
+        beside = images_of(f.parent) if image is None else None
+        if beside is not None:              # in the annotations folder of images/ + dots/
+            image = next((stems[(beside, b)] for b in [f.stem, *mask_bases(f.stem)]
+                          if (beside, b) in stems), None)
         if image is not None and _looks_like_a_mask(f):
             out.append(image if image_of else f)
     return out
