@@ -454,8 +454,8 @@ def test_a_count_denser_than_training_ever_was_is_marked_suspect(run, images, tm
     rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
     grey, rgba = rows[files[0]], rows[files[1]]
     assert grey["status"] == "suspect" and grey["error"].startswith(
-        f"{per_px * 90 * 70 + 1:.1f} cells, {config.SUSPECT_DENSITY:g} times more to the pixel "
-        f"than run's training images allow for (at most {per_px * 90 * 70:.0f} in 90x70 px)")
+        f"{per_px * 90 * 70 + 1:.1f} cells: more than {config.SUSPECT_DENSITY:g} times as many "
+        f"to the pixel as run's training images hold (at most {per_px * 90 * 70:.0f} in 90x70 px)")
     assert rgba["status"] == "ok" and rgba["error"] == ""
 
 

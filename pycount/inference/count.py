@@ -273,8 +273,8 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
         if run.ds.max_patch_count and p else 0
     if most and r.count > most:         # far more cells to the pixel than training showed
         row.update(status="suspect", error=(
-            f"{r.count:.1f} cells, {config.SUSPECT_DENSITY:g} times more to the pixel than "
-            f"{run.path.name}'s training images allow for (at most {most:.0f} in {w}x{h} px): "
+            f"{r.count:.1f} cells: more than {config.SUSPECT_DENSITY:g} times as many to the "
+            f"pixel as {run.path.name}'s training images hold (at most {most:.0f} in {w}x{h} px): "
             f"the image is unlike them (stain, colour or grey, bit depth, magnification); check "
             f"it against them, or train a run on images like it{run.short_note()}"))
     kind = {True: "grey", False: "colour"}
