@@ -682,26 +682,25 @@ def disc_counts(on: np.ndarray, pixels: np.ndarray, blob: np.ndarray, centroids:
     np.maximum.at(deepest, blob, depth[ys, xs])
     spread = (far + 0.5) / np.sqrt(areas / np.pi) >= config.MASK_SEVERAL_SPREAD     # a row
     fill = areas / (np.pi * np.maximum(deepest, 1.0) ** 2) >= config.MASK_SEVERAL_FILL  # a heap
-    several = spread | fill           # may be several discs (or one of an even-sided brush)
-    if np.mean(~several) < config.MASK_MIN_SINGLES:   # few look single: shapes say little
+    single = ~(spread | fill)         # else may be several discs (or one of an even brush)
+    if np.mean(single) < config.MASK_MIN_SINGLES:     # few look single: shapes say little
         return np.maximum(1, np.round(areas / float(np.median(areas)))).astype(int)
-    ones = areas[~several]
+    ones = areas[single]
     middle = float(np.median(ones))
     band = config.MASK_ONE_SIZE_BAND
     if np.mean((ones >= middle / band) & (ones <= middle * band)) >= config.MASK_ONE_SIZE_SHARE:
         # (the single discs' area: where touching groups outnumber them, the median blob is a
         # group, and every group read as one cell)
         return np.maximum(1, np.round(areas / middle)).astype(int)
-    several = spread & fill           # discs of several sizes: only what is surely several
     radius = np.round(deepest, 1)
-    single_r, single_a = radius[~(spread | fill)], areas[~(spread | fill)]
+    single_r = radius[single]
     cells = np.ones(len(areas), int)
-    for i in np.nonzero(several)[0]:
+    for i in np.nonzero(spread & fill)[0]:   # discs of several sizes: what is surely several
         # the single discs as deep, or the deepest below it within a pixel (three touching
         # discs fill the gap between them: their deepest point lies a little deeper than a
         # disc's centre); none: a pixelated disc of that radius
         below = single_r[(single_r <= radius[i]) & (single_r >= radius[i] - 1)]
-        one = float(np.median(single_a[single_r == below.max()])) if len(below) else \
+        one = float(np.median(ones[single_r == below.max()])) if len(below) else \
             np.pi * max(deepest[i] - 0.3, 0.5) ** 2
         cells[i] = max(2, int(round(areas[i] / one)))
     return cells

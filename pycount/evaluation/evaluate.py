@@ -19,7 +19,7 @@ from pycount.inference.run import finished_files, read_train_info, with_run_read
 from pycount.util.runlock import LOCK_FILE, in_training
 from pycount.evaluation import figures as report
 from pycount.util import atomic
-from pycount.util.progress import Progress, item_reporter, within
+from pycount.util.progress import Progress
 
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
@@ -96,7 +96,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
             heat.mkdir()
             with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
                 for i, s in enumerate(test):
-                    with within(item_reporter(bar, s.id)):
+                    with bar.item(s.id):
                         r = predict.count_image(s.image)
                     rows.append({"id": s.id, "true": s.count, "predicted": r.count,
                                  "tiling": r.tiling_count})
@@ -104,7 +104,6 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                         rows[-1]["expected"] = expected.count_image(s.image).count
                     if i < heatmaps and np.isfinite(r.count):
                         _save_heatmap(heat / f"{s.id}.png", s, r, model, ds)
-                    bar.note("", draw=False)
                     bar.update(1)
         lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
         if lost:                        # NaN weights: a metrics.json of nan is no result

@@ -27,7 +27,7 @@ from pycount.inference.predictors import make_predictor
 from pycount.inference.run import Run, load_run
 from pycount.util import atomic
 from pycount.util.interrupt import sigterm_as_interrupt
-from pycount.util.progress import Progress, item_reporter, within
+from pycount.util.progress import Progress
 from pycount.util.runlock import OutLock
 
 # heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
@@ -63,12 +63,12 @@ def _earlier_heatmaps(out: Path) -> set[str]:
     return {n for n in names if n and Path(n).name == n}
 
 
-def dot_masks(files: list[Path], image_of: bool = False) -> list[Path]:
+def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
     """The files among `files` that are dot masks of another of them (by the folder layout's
     mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside NNNcell; or NAME.png in
     the dots/ folder beside the images/ one that holds NAME.png, a recursive count of such a
-    set) and mostly black: an annotated folder's marks, not images to count. image_of: their
-    images instead, in the same order."""
+    set) and mostly black: an annotated folder's marks, not images to count; each as (mask,
+    its image)."""
     stems = {(f.parent, f.stem): f for f in files}
     apart: dict[Path, Path | None] = {}
 
@@ -90,7 +90,7 @@ def dot_masks(files: list[Path], image_of: bool = False) -> list[Path]:
             image = next((stems[(beside, b)] for b in [f.stem, *mask_bases(f.stem)]
                           if (beside, b) in stems), None)
         if image is not None and _looks_like_a_mask(f):
-            out.append(image if image_of else f)
+            out.append((f, image))
     return out
 
 
@@ -134,10 +134,11 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
         if masks:
             print(f"note: {len(masks)} dot mask{'s' if len(masks) > 1 else ''} of the images "
                   f"beside {'them' if len(masks) > 1 else 'it'} left out of {item} "
-                  f"({masks[0].name} marks {dot_masks(images, image_of=True)[0].name}"
+                  f"({masks[0][0].name} marks {masks[0][1].name}"
                   f"{', ...' if len(masks) > 1 else ''}); name a file itself to count it",
                   file=sys.stderr)
-        found += [f for f in images if f not in set(masks)]
+        left_out = {mask for mask, _ in masks}
+        found += [f for f in images if f not in left_out]
     return list(dict.fromkeys(found))               # a file named twice is counted once
 
 
@@ -396,7 +397,7 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
             for path, name in zip(paths, names):
                 start = time.monotonic()
                 try:
-                    with within(item_reporter(bar, path.name)):
+                    with bar.item(path.name):
                         rows.append({**count_file(path, run, predict, out / name),
                                      "heatmap": name})
                 except (DatasetError, OSError, ValueError) as e:
@@ -410,7 +411,6 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error, "heatmap": ""})
-                bar.note("", draw=False)
                 bar.update(1)
         done = True
     finally:

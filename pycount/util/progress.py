@@ -39,12 +39,21 @@ class Progress:
                                   for key, val in info.items())
         self._draw()
 
-    def note(self, text: str = "", draw: bool = True):
-        """Replace the text after the rate (the share of a large image done) without advancing;
-        draw=False: only from the next update on (a finished item's note taken away)."""
-        self.info = text
-        if draw:
+    @contextlib.contextmanager
+    def item(self, name: str):
+        """While one item is worked on (a large image counted): the share of it done that the
+        counting loops report (step) shown after the rate as "name: 40%", redrawn as the bar
+        redraws (on a terminal at most ~10 times a second, in a log every
+        config.PROGRESS_LOG_SECONDS: a step per batch costs nothing measurable); taken away
+        from the next line when the item ends."""
+        def report(fraction: float) -> None:
+            self.info = f"{name}: {100 * fraction:.0f}%"
             self._draw()
+        try:
+            with within(report):
+                yield
+        finally:
+            self.info = ""
 
     def _draw(self, final: bool = False):
         now = time.monotonic()
@@ -119,11 +128,3 @@ def step(done: int, total: int) -> None:
     if _reporters and total > 0:
         _reporters[-1](min(done / total, 1.0))
 
-
-def item_reporter(bar: "Progress", name: str):
-    """A reporter (for within) that shows the share of `name` done in the bar's text; redrawn as
-    the bar redraws (on a terminal at most ~10 times a second, in a log every
-    config.PROGRESS_LOG_SECONDS), so a reporter called per batch costs nothing measurable."""
-    def report(fraction: float) -> None:
-        bar.note(f"{name}: {100 * fraction:.0f}%")
-    return report
