@@ -3,6 +3,7 @@ the net's shape, the loss falling, and `pycount count` giving the sum of its hea
 import csv
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -498,3 +499,20 @@ def test_a_resumed_density_training_reads_crops_and_targets_on_in_lockstep(dtiny
     for name in straight:
         for a, b in zip(straight[name], resumed[name], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_protocol_summary_takes_only_the_draws_runs(workdirs):
+    """A redrawn split's run of the same N and seed (RESPLIT=: `bacterial-n32-seed1-split5`) or a
+    copy of a run folder matches the protocol's folder pattern; it is not that seed's result
+    (it sorted after the seed's own and replaced it; helper-47)."""
+    runs = config.runs_dir()
+    d, _ = _fake_run(runs, 1, 2.0)
+    ds = config.with_overrides(config.dataset("bacterial"), train_n=32, seed=1, resplit=5)
+    assert ds.tag == "bacterial-n32-seed1-split5"
+    other = runs / ds.tag / "fcrn"
+    shutil.copytree(d, other)
+    m = json.loads((other / "metrics.json").read_text())
+    (other / "metrics.json").write_text(json.dumps(dict(m, mae=9.0, resplit=5)))
+    shutil.copytree(d, runs / "bacterial-n32-seed1-copy" / "fcrn")
+    row, = protocol.summarize("bacterial", "fcrn")
+    assert row["seeds"] == [1] and row["mae_per_seed"] == [2.0] and row["stale_seeds"] == []

@@ -8,6 +8,7 @@ shows the result beside the published numbers.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pycount.errors import RunError, TrainError, make_arg
+from pycount.errors import PycountError, RunError, TrainError, make_arg
 from pycount.evaluation.metrics import partial
 from pycount.util import atomic
 from pycount.util import interrupt
@@ -81,12 +82,18 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
     dataset = ds.name
     by_n: dict[int, dict[int, dict]] = {}
     old: dict[int, list[int]] = {}
-    for f in sorted(runs_dir.glob(f"{dataset}-n*-seed*/{model}/metrics.json")):
+    for f in sorted(runs_dir.glob(f"{glob.escape(ds.tag)}-n*-seed*/{glob.escape(model)}/"
+                                  f"metrics.json")):
         m = _metrics(f)
         if m is None:
             continue
         n, seed = m["train_n"], m["seed"]
         if (ns is not None and n not in ns) or (seeds is not None and seed not in seeds):
+            continue
+        try:    # not another draw of the (N, seed) run (RESPLIT=: -split<s>), nor a copy
+            if f.parent.parent.name != config.with_overrides(ds, train_n=n, seed=seed).tag:
+                continue
+        except PycountError:        # an N this dataset cannot draw: a damaged metrics.json
             continue
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
