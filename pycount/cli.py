@@ -52,8 +52,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "image at 1/(1+z) and 1+z times its size, e.g. 0.25 (default: none)")
     p.add_argument("--scale", type=float, default=None,
                    help="read every image resized by this factor, in preparing, evaluating and "
-                   "counting alike (0.5: half the side; default: 1, or inferred for a folder "
-                   "from its cell spacing)")
+                   "counting alike (0.5: half the side; default: 1, the images as they are)")
     p.add_argument("--marker", default=None,
                    help="an own folder's Cell Counter marker type (number or name) or QuPath "
                    "class to count (all: every one); default: its pycount.toml's, or all")
@@ -111,7 +110,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="count the test images and write metrics")
     _common(p)
     _model(p)
-    p.add_argument("--backend", choices=["auto", "cv2", "caffe"], default=None,
+    from pycount.inference.engines import CHOICES
+    p.add_argument("--backend", choices=list(CHOICES), default=None,
                    help="inference engine (default auto: the model's faster one on the CPU, "
                    "caffe on a GPU)")
     p.add_argument("--shared", action="store_true", help=SHARED_HELP)
@@ -207,8 +207,9 @@ def _more_commands(sub) -> None:
                    help="only check DATA_ROOT/<folder> against the manifest")
     p = sub.add_parser("protocol", help="the density counters' protocol: N training images x "
                        "seeds, each prepared, trained and evaluated")
-    p.add_argument("--dataset", default="bacterial")
-    p.add_argument("--model", default="fcrn")
+    p.add_argument("--dataset", default=config.PROTOCOL_DATASET,
+                   help="default %(default)s (the set the protocol's published figures are for)")
+    p.add_argument("--model", default=config.PROTOCOL_MODEL, help="default %(default)s")
     p.add_argument("--data-root", default=None)
     p.add_argument("--ns", type=_ints, default=list(config.PROTOCOL_NS),
                    help="comma-separated N (default %(default)s)")

@@ -24,6 +24,7 @@ DEFAULT_DATASET = "synthetic"        # the embedded default: generated, no downl
 DEFAULT_MODEL = "alexnet-lite"       # trains on 2 CPU cores in minutes
 DEFAULT_HEAD = "R"                   # the paper's regression head
 DEFAULT_COUNT_OUT = "pycount-counts"  # `pycount count`'s output folder
+EVAL_HEATMAPS = 8   # `make eval` draws the Fig. 6 heatmaps of the first this many test images
 # the tallest heatmap figure `pycount count` draws, in inches (7 wide): a 20 x 5,000 px image
 # asked matplotlib for a 1,500-inch figure, which it refuses (more than 2^16 px at 100 dpi)
 OVERLAY_MAX_HEIGHT_IN = 40
@@ -38,7 +39,10 @@ PROGRESS_WINDOWS_SHARE = 0.9
 # start 0.4 patches/s (eta 25 days); until then it prints "-" for both
 PROGRESS_RATE_AFTER_SECONDS = 1.0
 # `make protocol`: the density counters' protocol (Lempitsky & Zisserman; FCRN; Count-ception):
-# N training images drawn with each seed, two runs at a time on 2 cores
+# N training images drawn with each seed, two runs at a time on 2 cores; on the set and with the
+# model the published figures of that protocol are for (VGG cells; FCRN-A, Count-ception)
+PROTOCOL_DATASET = "bacterial"
+PROTOCOL_MODEL = "fcrn"
 PROTOCOL_NS = (32, 50)
 PROTOCOL_SEEDS = (1, 2, 3, 4, 5)
 PROTOCOL_JOBS = 2
@@ -54,19 +58,26 @@ BLAS_THREADS_SHARED = 1
 # train wrote <dataset>/ and lmdb/ there (and the audit took it for the project's own runs/).
 
 
+def home() -> Path:
+    """The folder that holds data/, runs/ and weights/ by default: the checkout pycount runs from
+    (ROOT, beside its Makefile), or the working folder for a package installed by `pip install .`
+    (ROOT is then site-packages: runs and LMDBs were written inside the installation)."""
+    return ROOT if (ROOT / "Makefile").is_file() else Path.cwd()
+
+
 def data_dir() -> Path:
     """Where generated datasets and LMDBs live (git-ignored); PYCOUNT_DATA overrides."""
-    return Path(os.environ.get("PYCOUNT_DATA") or ROOT / "data")
+    return Path(os.environ.get("PYCOUNT_DATA") or home() / "data")
 
 
 def runs_dir() -> Path:
     """Where training and evaluation runs are written; PYCOUNT_RUNS overrides."""
-    return Path(os.environ.get("PYCOUNT_RUNS") or ROOT / "runs")
+    return Path(os.environ.get("PYCOUNT_RUNS") or home() / "runs")
 
 
 def weights_dir() -> Path:
     """Where the ImageNet caffemodels are looked for (weights/); PYCOUNT_WEIGHTS overrides."""
-    return Path(os.environ.get("PYCOUNT_WEIGHTS") or ROOT / "weights")
+    return Path(os.environ.get("PYCOUNT_WEIGHTS") or home() / "weights")
 
 
 
@@ -77,7 +88,7 @@ SPLITS_DIR = Path(__file__).resolve().parent / "data" / "splits"
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str
-    layout: str                # which reader of pycount.datasets reads it
+    layout: str                # which reader of pycount.data.readers reads it
     patch: int                 # square patch side, px (paper, section 3.2)
     stride: int                # sliding-window stride, px (< patch / 2 per the paper)
     rot_step: int              # rotation step for augmentation, degrees
@@ -226,7 +237,7 @@ class DatasetConfig:
 
 
 def _split(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The recorded split pycount/splits/<name>.json: (train ids, test ids)."""
+    """The recorded split pycount/data/splits/<name>.json: (train ids, test ids)."""
     d = json.loads((SPLITS_DIR / f"{name}.json").read_text())
     return tuple(d["train"]), tuple(d["test"])
 
@@ -756,8 +767,8 @@ MODELS: dict[str, ModelConfig] = {
 # 1e-5 from 6932, and the weights kept are the mean of those after 6932 (Polyak averaging). A count
 # sums every pixel of the map, so the random walk Adam's last steps leave in the weights shows as a
 # per-run bias of whole cells per image; on the bacterial set (N = 32, paired runs) averaging cut
-# the test MAE from 4.73 to 3.31 (seed 4) and the third step from 3.95 to 3.64 (seed 1); see the #7
-# notes in README.md. Counting averages the density over the 8 flips and quarter turns of the image
+# the test MAE from 4.73 to 3.31 (seed 4) and the third step from 3.95 to 3.64 (seed 1); see
+# docs/density-model.md. Counting averages the density over the 8 flips and quarter turns of the image
 # (tta=8; TTA=1 is 8x faster): on two runs, MAE 3.42 -> 3.27 and 3.31 -> 3.22.
 MODELS["fcrn"] = ModelConfig(
     name="fcrn", family="fcrn", widths=(16, 32, 64, 128), convs=2, decoder="conv-up",
@@ -924,8 +935,8 @@ def density_whole_max_px(m: "ModelConfig") -> int:
 
 # The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)
 # head fine-tuned. A frozen trunk makes the problem a linear (R) or softmax (C) regression on the
-# pool5 features, so a larger base_lr is safe; pycount.train caches the features and trains the
-# head on them.
+# pool5 features, so a larger base_lr is safe; pycount.training.features caches them, and the
+# head trains on them.
 for _depth in (50, 101, 152):
     MODELS[f"resnet{_depth}"] = ModelConfig(
         name=f"resnet{_depth}", family="resnet", depth=_depth,
@@ -1023,7 +1034,7 @@ SPEC_KEYS = {  # key: (type, meaning)
                           "255; default: from the training images; [] for each image's own "
                           "stretch"),
     "scale": (float, "every image resized by this factor as it is read (0.5: half the side); "
-                     "default: inferred from the cell spacing"),
+                     "default: 1, as they are"),
     "zoom": (float, "density models: the training crops also cut from each image at 1/(1+zoom) "
                     "and 1+zoom times its size (ZOOM=); default: 0, none"),
     "hed_jitter": (float, "H&E stain jitter of the training crops, a strength below 1 (HED=); "
@@ -1105,6 +1116,7 @@ OWN_CLASS_MARGIN = 10
 OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name under data/, runs/
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
 OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
+OWN_MIN_IMAGES = OWN_MIN_TRAIN_IMAGES + 1   # annotated images a folder needs: and one to test
 OWN_MIN_N_VAL = 1              # validation picks the weights kept and watches for overfitting
 # prepare notes the images of an own folder that mark no cell where its median image marks at
 # least this many (every mark counted): more often a file that lost its marks than an empty field
@@ -1243,11 +1255,21 @@ def _set_twice(text: str) -> tuple[str, int, int] | None:
 
 def read_spec(folder: Path) -> dict:
     """The folder's pycount.toml as checked settings ({} without one). Read as UTF-8 with or
-    without a byte-order mark (Windows editors write one; tomllib takes it for a statement)."""
+    without a byte-order mark (Windows editors write one; tomllib takes it for a statement), or
+    as UTF-16 where it starts with that mark (Windows Notepad's "Unicode")."""
     path = folder / SPEC_FILE
     if not path.is_file():
         return {}
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); make it readable, or "
+                          f"remove it") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: byte {e.start} is not UTF-8 text ({raw[e.start:e.start + 1]!r}"
+                          f"; an editor's legacy encoding, e.g. Windows-1252 for an accent); save "
+                          f"it as UTF-8") from None
     try:
         spec = _parse_spec(text)
     except Exception as e:  # tomllib.TOMLDecodeError, ValueError, SyntaxError: all a bad file
@@ -1395,6 +1417,16 @@ def model(name: str, ds: DatasetConfig | None = None) -> ModelConfig:
     return replace(m, solver=replace(m.solver, **changes)) if changes else m
 
 
+def schedule(m: ModelConfig, ds: DatasetConfig | None = None) -> int | None:
+    """The iterations a `make train` without ITERS= trains model `m` (as `model(name, ds)` gives
+    it: its solver as set for that dataset) on `ds`: an own folder's pycount.toml `iters`, else
+    the model's schedule; None for a classic method (fitted, not iterated). Training, a run's
+    resume hint, the protocol and the audit all read a run's schedule here."""
+    if m.classic:
+        return None
+    return int(ds.iters) if ds is not None and ds.iters else m.solver.max_iter
+
+
 HEADS = ("R", "C")    # regression (the paper's R), classification over counts (C)
 
 
@@ -1427,9 +1459,11 @@ def density_lmdbs(ds: DatasetConfig, part: str, context: int = 0) -> tuple[Path,
     return root / f"{part}_lmdb", root / f"{part}_targets_lmdb"
 
 
-def run_name(m: ModelConfig, head: str = "R") -> str:
-    """Runs of the regression head (the paper's) are named by the model; C runs get "-C"."""
-    return m.name if head == "R" else f"{m.name}-{head}"
+def run_name(m: ModelConfig | str, head: str = "R") -> str:
+    """A run's folder name, of a model or its name: runs of the regression head (the paper's)
+    are named by the model; C runs get "-C"."""
+    name = m if isinstance(m, str) else m.name
+    return name if head == "R" else f"{name}-{head}"
 
 
 def run_dir(ds: DatasetConfig, m: ModelConfig, head: str = "R") -> Path:

@@ -657,6 +657,25 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
     got = {s.id: s.centres.tolist() for s in readers.read("folder", coco)}
     assert got == {"a": [[10, 12], [3, 4], [34.5, 32.5]], "b": [[4.5, 4.5]]}
     assert [s.count for s in readers.read("folder", coco, marker="cell")] == [2, 1]
+    # UTF-16 (a Windows tool's "Unicode") reads; bytes of a legacy encoding are named, not
+    # passed over (the file was then "annotations.json has no image of the same name";
+    # helper-46), in the COCO file and in CVAT's annotations.xml
+    doc = (coco / "instances_default.json").read_text()
+    (coco / "instances_default.json").write_bytes(doc.encode("utf-16"))
+    assert {s.id: s.centres.tolist() for s in readers.read("folder", coco)} == got
+    (coco / "instances_default.json").write_bytes(
+        doc.replace('"other"', '"autre \u00e9pith\u00e9lium"').encode("cp1252"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{coco / 'instances_default.json'}: byte ") + r"\d+ is not text in UTF-8 or UTF-16"):
+        layout.folder_pairs(coco)
+    (coco / "instances_default.json").write_text(doc)
+    text = (cvat / "annotations.xml").read_text()
+    (cvat / "annotations.xml").write_bytes(text.replace('label="edge"', 'label="\u00e9"')
+                                           .encode("cp1252"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{cvat / 'annotations.xml'}: cannot read it as XML (not well-formed")):
+        layout.folder_pairs(cvat)
+    (cvat / "annotations.xml").write_text(text)
     _img(coco / "c.png", (60, 60, 3))
     with pytest.raises(DatasetError, match="c.png has no annotation"):
         layout.folder_pairs(coco)
@@ -1333,3 +1352,17 @@ def test_image_subfolders_beside_a_flat_folders_images_are_named_as_unread(tmp_p
     err = capsys.readouterr().err
     assert f"note: {root} holds its annotated images itself, so its subfolders test/ are not " \
            "read" in err
+
+
+def test_an_ome_tiff_pairs_with_the_annotation_of_its_name(tmp_path):
+    """img01.ome.tif (Bio-Formats', QuPath's and OMERO's name for an OME-TIFF) beside img01.csv:
+    "img01.csv has no image of the same name (expected e.g. img01.png)" (helper-46)."""
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"img{i}.ome.tif", np.zeros((30, 40, 3), np.uint8),
+                         photometric="rgb")
+        (tmp_path / f"img{i}.csv").write_text("x,y\n" + "".join(f"{5 + 3 * k},6\n"
+                                                               for k in range(i + 1)))
+    pairs = layout.folder_pairs(tmp_path)
+    assert {k: v[1].name for k, v in pairs.items()} == {
+        f"img{i}.ome": f"img{i}.csv" for i in range(3)}
+    assert [s.count for s in readers.read("folder", tmp_path)] == [1, 2, 3]

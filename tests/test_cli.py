@@ -1,4 +1,5 @@
 """The command line: clear errors for unknown names and missing inputs, exit status 2."""
+import re
 import subprocess
 
 import pytest
@@ -144,3 +145,32 @@ def test_an_empty_location_variable_counts_as_unset(var, folder, monkeypatch):
     where = {"runs": config.runs_dir, "data": config.data_dir, "weights": config.weights_dir}
     assert where[folder]() == config.ROOT / folder
 
+
+
+def test_an_installed_package_writes_runs_and_data_in_the_working_folder(tmp_path, monkeypatch):
+    """`pip install .` puts pycount in site-packages, where ROOT then points: the default runs/,
+    data/ and weights/ (and count's default run) were inside the installation. A checkout keeps
+    them beside its Makefile; an installed package in the folder it is run from."""
+    for var in ("PYCOUNT_RUNS", "PYCOUNT_DATA", "PYCOUNT_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    assert (config.runs_dir(), config.data_dir()) == (config.ROOT / "runs", config.ROOT / "data")
+    site, work = tmp_path / "site-packages", tmp_path / "work"
+    site.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(config, "ROOT", site)
+    monkeypatch.chdir(work)
+    assert (config.runs_dir(), config.data_dir(), config.weights_dir()) == (
+        work / "runs", work / "data", work / "weights")
+    ds, m = config.dataset(config.DEFAULT_DATASET), config.model(config.DEFAULT_MODEL)
+    assert config.run_dir(ds, m).is_relative_to(work / "runs")
+
+
+def test_the_readme_lists_every_model_and_named_dataset():
+    """The README's DATASET and MODEL tables name every choice `make` accepts (three study models
+    were missing from it)."""
+    readme = (config.ROOT / "README.md").read_text()
+    rows = " ".join(line.split("|")[1] for line in readme.splitlines()
+                    if line.startswith("| `"))
+    named = set(re.findall(r"`([\w.-]+)`", rows))
+    assert set(config.MODELS) <= named, sorted(set(config.MODELS) - named)
+    assert set(config.DATASETS) <= named, sorted(set(config.DATASETS) - named)

@@ -214,6 +214,23 @@ def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):
     assert rows[str(images / "grey.tif")]["status"] == "ok"
 
 
+def test_a_link_loop_in_a_folder_or_below_it_fails_by_name(run, images, tmp_path, capsys):
+    """A link that leads to itself, in the counted folder or a subfolder not counted (looked at
+    for the note on images left in subfolders), stopped the count with a RuntimeError traceback
+    ("Symlink loop"; helper-46)."""
+    (images / "sub").mkdir()
+    (images / "sub" / "loop.tif").symlink_to("loop.tif")
+    (images / "self.png").symlink_to("self.png")
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
+    assert rows[str(images / "self.png")]["error"] == (
+        f"{images / 'self.png'} is a link that leads back to itself (a loop, through self.png); "
+        f"point it at the file, or remove the link")
+    assert rows[str(images / "grey.tif")]["status"] == "ok"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "1 image(s) in subfolders are not counted" in err
+
+
 def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_path, capsys):
     """IMAGES= a dataset folder laid out as images/ + dots/: nothing to count at its top, so the
     message names the subfolders that hold images; --recursive counts them all."""
@@ -386,6 +403,20 @@ def test_kill_stops_a_count_as_ctrl_c_does(run, images, tmp_path, monkeypatch, c
     assert [r["file"] for r in csv.DictReader(open(out / "counts.partial.csv"))] == [str(calls[0])]
     assert "interrupted: 1 of 3 images counted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL       # the handler is put back
+
+
+def test_a_count_into_a_used_folder_leaves_only_its_own_heatmaps(run, images, tmp_path):
+    """Counting fewer images into an earlier count's folder left the earlier heatmaps beside the
+    new counts.csv (27 of 30 from another count; helper-46). The earlier count's heatmaps that
+    the new one does not write go; a file no count listed stays."""
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    assert {p.name for p in out.glob("*_heatmap.png")} == {"grey_heatmap.png", "rgba_heatmap.png"}
+    (out / "mine_heatmap.png").write_bytes(b"a user's file")
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
+                     str(out)]) == 0
+    assert [r["heatmap"] for r in csv.DictReader(open(out / "counts.csv"))] == ["grey_heatmap.png"]
+    assert {p.name for p in out.glob("*_heatmap.png")} == {"grey_heatmap.png", "mine_heatmap.png"}
 
 
 def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, capsys):

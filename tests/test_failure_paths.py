@@ -402,12 +402,15 @@ def test_the_resume_command_names_the_runs_settings(tmp_path, workdirs):
         (folder / f"img{i}.csv").write_text("x,y,class\n" + "".join(
             f"{x},{y},{'pos' if (x // 12 + y // 12) % 2 else 'neg'}\n"
             for x in range(5, 90, 12) for y in range(5, 90, 12)))
-    (folder / "pycount.toml").write_text('marker = "pos"\n')
+    (folder / "pycount.toml").write_text('marker = "pos"\niters = 300\n')
     own = _through_make(f"make train 'DATASET={folder}' SIGMA=3 MARKER=all")
     assert (own.sigma, own.marker, own.tag) == (3.0, "", "my $cells-sigma3-marker-all")
     run = run_of("own")
     from pycount.data import owndata
     owndata.record_in_run(run, own)
+    # trained to its pycount.toml's iters: no ITERS= (it was named, though `make train` trains
+    # there without it)
+    (run / "solver.prototxt").write_text("max_iter: 300\n")
     said = resume_command(run, info_of(own))
     assert said == f"make train 'DATASET={str(folder).replace('$', '$$')}' SIGMA=3 MARKER=all " \
                    f"MODEL=fcrn"

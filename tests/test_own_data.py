@@ -993,6 +993,24 @@ def test_a_refused_training_leaves_the_runs_settings_as_they_were(tmp_path, work
     assert (run / "dataset.json").read_text() == before
 
 
+def test_marks_edited_since_prepare_are_named_not_the_patch_settings(tmp_path, workdirs, capsys):
+    """An own folder's patch follows its cell spacing: marks edited after `make prepare` changed
+    the inferred patch, and `make train` said the LMDB holds other patches than PATCH=/SIZE= ask
+    for, settings the user never gave (helper-46). The changed files are named first."""
+    folder = make_folder(tmp_path / "cells", n=6, side=96, spacing=10)
+    args = ["--dataset", str(folder), "--model", "alexnet-lite"]
+    assert cli.main(["prepare", *args]) == 0
+    before = resolved(folder).patch
+    for i in range(6):
+        (folder / f"i{i:02d}.csv").write_text("x,y\n" + "".join(
+            f"{x},{y}\n" for x, y in lattice(96, 16)))
+    assert resolved(folder).patch != before
+    capsys.readouterr()
+    assert cli.main(["train", *args, "--iters", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "is older than cells's images or annotations" in err and "px patches" not in err
+
+
 def test_files_touched_but_unchanged_since_prepare_do_not_stop_a_training(tmp_path, workdirs,
                                                                            capsys):
     """A folder copied, checked out or synced again has new file times and the same content:

@@ -250,6 +250,20 @@ def test_a_spec_file_with_a_byte_order_mark_is_read(tmp_path, workdirs):
     assert (ds.patch, ds.sigma) == (40, 2.5)
 
 
+def test_a_spec_file_in_utf16_is_read_and_one_in_a_legacy_encoding_named(tmp_path, workdirs,
+                                                                         capsys):
+    """Windows Notepad's "Unicode" (UTF-16 with its mark) and a Windows-1252 accent in a comment
+    were a UnicodeDecodeError traceback (helper-46)."""
+    text = "# r\u00e9glages\npatch = 40\nsigma = 2.5\n"
+    folder = own_folder(tmp_path / "f", spec=text.encode("utf-16"))
+    ds = resolved(folder)
+    assert (ds.patch, ds.sigma) == (40, 2.5)
+    other = own_folder(tmp_path / "g", spec=text.encode("cp1252"))
+    err = refused(capsys, "--dataset", str(other))
+    assert f"{other / config.SPEC_FILE}: byte 3 is not UTF-8 text (b'\\xe9'" in err
+    assert err.rstrip().endswith("save it as UTF-8") and "Traceback" not in err
+
+
 def test_a_patch_resize_beyond_the_window_limit_is_refused(workdirs, capsys):
     """SIZE=99999 asked cv2 for 30 GB to resize the first patch; PATCH= and CROP= of a named set
     take the own folders' ceiling too."""

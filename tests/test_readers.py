@@ -365,6 +365,98 @@ def test_an_opaque_alpha_does_not_darken_a_16bit_image(tmp_path):
     np.testing.assert_array_equal(images.read_any_image(tmp_path / "rgba.png"), expected)
 
 
+def _rgb_with_a_square():
+    rgb = np.zeros((32, 40, 3), np.uint8)
+    rgb[...] = (100, 150, 200)
+    rgb[5:10, 5:10] = 30
+    return rgb
+
+
+def test_an_rgba_tiff_is_read_with_its_colours_not_darkened_by_its_alpha(tmp_path):
+    """cv2 (libtiff's RGBA reader) multiplies an 8-bit TIFF's colours by an unassociated alpha
+    (tifffile's own way of writing RGBA): alpha 128 read (100, 150, 200) as (50, 75, 100), alpha
+    0 as black, where the same pixels as PNG read as they are (helper-46)."""
+    from PIL import Image
+    rgb = _rgb_with_a_square()
+    for alpha in (0, 128, 255):
+        rgba = np.concatenate([rgb, np.full((32, 40, 1), alpha, np.uint8)], axis=2)
+        for compression in (None, "zlib"):
+            tifffile.imwrite(tmp_path / "a.tif", rgba, photometric="rgb",
+                             extrasamples=["unassalpha"], compression=compression)
+            np.testing.assert_array_equal(images.decoded_pixels(tmp_path / "a.tif"), rgb)
+        # LZW, which tifffile cannot decode here: cv2's reading, right where the alpha is opaque
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "lzw.tif", compression="tiff_lzw")
+        if alpha == 255:
+            np.testing.assert_array_equal(images.decoded_pixels(tmp_path / "lzw.tif"), rgb)
+            continue
+        with pytest.raises(DatasetError) as err:
+            images.decoded_pixels(tmp_path / "lzw.tif")
+        assert str(err.value) == (
+            f"cannot decode {tmp_path / 'lzw.tif'}: its alpha channel is not opaque everywhere, "
+            f"and the only reader here of its LZW compression darkens the colours by it; save "
+            f"it without the alpha channel (Fiji: Image > Type > RGB Color) or uncompressed, or "
+            f"remove it")
+
+
+def test_a_planar_tiff_in_a_compression_tifffile_lacks_is_read_by_libtiff(tmp_path,
+                                                                          monkeypatch):
+    """A planar 8-bit RGB TIFF in LZW (Bio-Formats' and OME exports) was "corrupt or not an
+    image": cv2 is kept off planar files and tifffile has no LZW codec without imagecodecs.
+    libtiff (cv2) reads 8-bit planar strips right; tiles, or deeper samples, are refused by
+    their compression (a missing codec simulated on a ZIP file)."""
+    rgb = _rgb_with_a_square()
+    path = tmp_path / "planar.tif"
+    real = tifffile.TiffPage.asarray
+
+    def no_codec(page, *a, **k):
+        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    for tile in (None, (16, 16)):
+        tifffile.imwrite(path, np.moveaxis(rgb, -1, 0), photometric="rgb",
+                         planarconfig="separate", compression="zlib", tile=tile)
+        monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+        if tile is None:
+            np.testing.assert_array_equal(images.decoded_pixels(path), rgb)
+        else:
+            with pytest.raises(DatasetError) as err:
+                images.decoded_pixels(path)
+            assert str(err.value) == (
+                f"cannot decode {path}: its ADOBE_DEFLATE compression is not read here for a "
+                f"TIFF laid out as this one (channels in separate planes, in tiles); save it "
+                f"uncompressed or with ZIP (Deflate) compression, or remove it")
+        monkeypatch.setattr(tifffile.TiffPage, "asarray", real)
+        np.testing.assert_array_equal(images.decoded_pixels(path), rgb)
+
+
+def test_a_tiff_with_a_thumbnail_reads_its_image(tmp_path):
+    """A reduced-resolution page (a thumbnail or preview) after the image was "a TIFF of 2 pages
+    (a stack...)"; one before it stays refused (a reader would take it for the image)."""
+    rgb = _rgb_with_a_square()
+    with tifffile.TiffWriter(tmp_path / "t.tif") as w:
+        w.write(rgb, photometric="rgb")
+        w.write(rgb[::4, ::4], photometric="rgb", subfiletype=1)
+    np.testing.assert_array_equal(images.decoded_pixels(tmp_path / "t.tif"), rgb)
+    with tifffile.TiffWriter(tmp_path / "first.tif") as w:
+        w.write(rgb[::4, ::4], photometric="rgb", subfiletype=1)
+        w.write(rgb, photometric="rgb")
+    with pytest.raises(DatasetError, match="it is a TIFF of 2 pages"):
+        images.decoded_pixels(tmp_path / "first.tif")
+
+
+@pytest.mark.parametrize("planar", ["contig", "separate"])
+@pytest.mark.parametrize("n", [3, 4])
+def test_a_tiff_of_several_grey_channels_is_refused(tmp_path, planar, n):
+    """Three or four channels stored as grey (photometric min-is-black), not RGB: cv2 read the
+    first as grey (88.2 cells against 24.4 as RGB) or three of four as RGB (helper-46)."""
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, (n, 20, 24) if planar == "separate" else (20, 24, n), np.uint8)
+    path = tmp_path / "c.tif"
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig=planar)
+    with pytest.raises(DatasetError) as err:
+        images.decoded_pixels(path)
+    assert str(err.value).startswith(f"cannot decode {path}: it has {n} channels stored as grey "
+                                     f"values, not as RGB (stains or fluorescence channels?)")
+
+
 def test_a_gif_is_named_as_an_unsupported_format(tmp_path):
     from PIL import Image
     path = tmp_path / "x.gif"

@@ -861,6 +861,12 @@ def test_a_run_trained_past_the_schedule_is_called_finished_not_told_to_drop_ite
         train.Trainer(ds, model).train()
     with pytest.raises(train.TrainError, match="more than ITERS=50; leave ITERS= out"):
         train.Trainer(ds, model, max_iter=50).train()
+    # an own folder's pycount.toml iters (what `make train` passes without ITERS=) is its
+    # schedule: no ITERS= to leave out
+    toml = dataclasses.replace(ds, iters=50)
+    with pytest.raises(train.TrainError, match=r"trained 70 iterations, past pycount.toml's "
+                                               r"iters of 50: it is finished"):
+        train.Trainer(toml, model, max_iter=50).train()
 
 
 def test_a_refused_training_leaves_the_run_unlocked(tiny):

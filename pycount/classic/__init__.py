@@ -4,7 +4,7 @@
   LeDetect - Arteta, Lempitsky, Noble & Zisserman, "Learning to Detect Cells Using Non-overlapping
              Extremal Regions", MICCAI 2012 (detection; count = detections)
 
-Nothing here imports the rest of pycount: numpy, scipy and scikit-image only.
+Of the rest of pycount only the progress bar (pycount.util.progress) is imported; numpy and scipy.
 """
 from .lecount import LeCount, LeCountSettings
 from .ledetect import LeDetect, LeDetectSettings

@@ -506,8 +506,8 @@ def read_qupath_geojson(path: Path, marker: str = "", shape=None, image=None) ->
     cell); a file without it is an image of no such cell (0 cells; marker_absent)."""
     import json
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        doc = json.loads(Path(path).read_bytes())      # UTF-8 (with its mark or not), UTF-16
+    except (OSError, ValueError) as e:
         raise DatasetError(f"cannot read {path} as GeoJSON ({e}); export it again from QuPath "
                            "(File > Export objects as GeoJSON)") from None
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
@@ -765,7 +765,13 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
         import xml.etree.ElementTree as ET
         try:
             root = ET.parse(path).getroot()
-        except (ET.ParseError, OSError):
+        except ET.ParseError as e:
+            if p.stem.lower() == "annotations":     # CVAT's name for a set's file
+                raise DatasetError(f"{p}: cannot read it as XML ({e}: a byte of another "
+                                   f"encoding than its declared one, or a file cut short); "
+                                   f"export the set again") from None
+            return None
+        except OSError:
             return None
         if root.tag != "annotations" or root.find("image") is None:
             return None
@@ -801,9 +807,12 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
         return "CVAT XML", out, sizes
     if p.suffix.lower() == ".json":
         import json
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, ValueError):
+        try:       # bytes: UTF-8 with or without its mark, UTF-16 and UTF-32 (json detects them)
+            doc = json.loads(p.read_bytes())
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{p}: byte {e.start} is not text in UTF-8 or UTF-16 (a legacy "
+                               f"encoding, e.g. Windows-1252); save it as UTF-8") from None
+        except (OSError, ValueError):
             return None
         if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
                 and isinstance(doc.get("annotations"), list)):

@@ -4,8 +4,10 @@ checks that refuse what would be read wrongly (a cut JPEG, a multi-page TIFF, Na
 the mapping of deeper images to 8 bits (depth_range)."""
 from __future__ import annotations
 
+import errno
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -156,39 +158,65 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
                     raise fail("the PNG file ends before its IEND chunk (it was cut short, e.g. "
                                "by an interrupted copy or download)")
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise fail(f"it is a link that leads back to itself (a loop, through "
+                       f"{os.readlink(path)})", "point it at the image, or remove the link"
+                       ) from None
         if path.is_symlink() and not path.exists():
             raise fail(f"it is a broken link (to {os.readlink(path)}, which does not exist)",
                        "restore the file it points to, or remove the link") from None
         raise fail(f"the file cannot be read ({e.strerror or e})") from None
     if head == b"GIF8":                      # GIF87a, GIF89a: no suffix of IMAGE_SUFFIXES
         raise fail(f"GIF is not a supported format ({FORMATS} are)", "convert it to PNG or TIFF")
-    channels, bits, alpha, planar = (_tiff_channels(path) if head in _TIFF_MAGIC
-                                     else (0, 0, False, False))
-    if channels == 2 and not alpha:          # cv2 would read the first channel only
+    tiff = _tiff_head(path) if head in _TIFF_MAGIC else _TiffHead()
+    merge = ("merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) or "
+             "save the channel to count as a grey image, or remove it")
+    if tiff.channels == 2 and not tiff.alpha:          # cv2 would read the first channel only
         raise fail("it has two channels and the second is not marked as alpha (two stains or "
-                   "fluorescence channels?), and one grey, RGB or RGBA image is read",
-                   "merge the channels into one RGB image (Fiji: Image > Color > Merge Channels) "
-                   "or save the channel to count as a grey image, or remove it")
+                   "fluorescence channels?), and one grey, RGB or RGBA image is read", merge)
+    if tiff.grey and tiff.channels - tiff.alpha > 1:   # cv2 read the first, or took 3 for RGB
+        raise fail(f"it has {tiff.channels - tiff.alpha} channels stored as grey values, not as "
+                   f"RGB (stains or fluorescence channels?), and one grey, RGB or RGBA image is "
+                   f"read", merge)
     # channels stored as separate planes: cv2 (4.10) decodes them into pixels that change from
-    # one read to the next (16-bit, float) or are wrong (tiled): tifffile reads those
-    data, bgr, pages = (None if planar else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
+    # one read to the next (16-bit, float) or are wrong (tiled); and it multiplies the colours of
+    # an 8-bit RGBA TIFF by an unassociated alpha (libtiff's RGBA reader): tifffile reads those
+    first = tiff.planar or (tiff.unassociated and tiff.channels >= 4)
+    data, bgr, pages = (None if first else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
-            pages = cv2.imcount(str(path))
+            pages = tiff.pages or cv2.imcount(str(path))
         except cv2.error:                    # it decoded, so it has one page at least
             pages = 1
-    deep = data is not None and channels == 2 and bits > 8   # cv2 cuts grey + alpha to 8 bits
+    deep = data is not None and tiff.channels == 2 and tiff.bits > 8  # cv2 cuts grey + alpha to 8 bits
+    lacking = ""
     if (data is None or deep) and (head in _TIFF_MAGIC or path.suffix.lower() in (".tif", ".tiff")):
         try:
             with tifffile.TiffFile(path) as tif:   # tifffile keeps the file's RGB order
                 series = tif.series[0]
-                data, bgr, pages = series.asarray(), False, len(series.pages)
+                data, bgr, pages = series.asarray(), False, tiff.pages or len(series.pages)
                 if "S" in series.axes:             # planar channels: last, as cv2 gives them
                     data = np.moveaxis(data, series.axes.index("S"), -1)
-        except Exception:  # tifffile raises many types on broken files; all mean "cannot decode"
+        except Exception as e:  # tifffile raises many types on broken files: "cannot decode"
             data = data if deep else None    # (deep: a codec tifffile lacks; cv2's 8 bits remain)
+            lacking = tiff.compression if "imagecodecs" in str(e) else ""
         if data is not None and data.size == 0:    # a TIFF cut short: its pages are lost
             data = None
+        if data is None and lacking and first and tiff.bits == 8 and not tiff.tiled:
+            # a compression tifffile has no codec for here (LZW, PackBits, JPEG): libtiff's
+            # (cv2), right for 8-bit strips, save for the alpha it multiplies the colours by
+            data, bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True
+            if data is not None and tiff.unassociated and data.ndim == 3 and \
+                    data.shape[2] == 4 and (data[..., 3] < 255).any():
+                raise fail(f"its alpha channel is not opaque everywhere, and the only reader "
+                           f"here of its {lacking} compression darkens the colours by it",
+                           "save it without the alpha channel (Fiji: Image > Type > RGB Color) "
+                           "or uncompressed, or remove it")
+    if data is None and lacking:
+        raise fail(f"its {lacking} compression is not read here for a TIFF laid out as this one "
+                   f"({'channels in separate planes' if tiff.planar else 'RGBA'}"
+                   f"{', in tiles' if tiff.tiled else ''}{f', {tiff.bits}-bit' if tiff.bits != 8 else ''})",
+                   "save it uncompressed or with ZIP (Deflate) compression, or remove it")
     if data is None:
         raise fail("the file is corrupt or not an image")
     if pages > 1:
@@ -206,18 +234,38 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     return data, bgr
 
 
-def _tiff_channels(path: Path) -> tuple[int, int, bool, bool]:
-    """(channels per pixel, bits per channel, whether the second channel is alpha, whether the
-    channels are stored as separate planes) of a TIFF's first page, from its header; (0, 0,
-    False, False) where tifffile cannot parse it."""
+@dataclass(frozen=True)
+class _TiffHead:
+    """What a TIFF's headers say of its first page, as decode_file needs it (all 0 / False where
+    tifffile cannot parse them)."""
+    channels: int = 0        # samples per pixel
+    bits: int = 0            # per sample
+    alpha: bool = False      # the first extra sample is alpha (ExtraSamples 1 or 2)
+    unassociated: bool = False   # ... unassociated alpha (2): colours stored as they are
+    planar: bool = False     # the channels stored as separate planes
+    tiled: bool = False
+    grey: bool = False       # photometric min-is-black or -white: its samples are not RGB
+    compression: str = ""    # e.g. "LZW"
+    pages: int = 0           # full-resolution pages (a thumbnail or preview page not counted)
+
+
+def _tiff_head(path: Path) -> _TiffHead:
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
-            # ExtraSamples 1: associated alpha, 2: unassociated alpha, 0: unspecified
-            return (page.samplesperpixel, page.bitspersample, page.extrasamples[:1] in ((1,), (2,)),
-                    page.samplesperpixel > 1 and int(page.planarconfig) == 2)
+            # (a reduced page first: the reader would take it for the image; every page counts)
+            pages = len(tif.pages) if getattr(page, "is_reduced", False) else \
+                sum(1 for p in tif.pages if not getattr(p, "is_reduced", False))
+            extra = tuple(page.extrasamples)       # 1: associated alpha, 2: unassociated, 0: ?
+            return _TiffHead(
+                channels=page.samplesperpixel, bits=page.bitspersample,
+                alpha=extra[:1] in ((1,), (2,)), unassociated=extra[:1] == (2,),
+                planar=page.samplesperpixel > 1 and int(page.planarconfig) == 2,
+                tiled=bool(page.is_tiled), grey=int(page.photometric) in (0, 1),
+                compression=getattr(page.compression, "name", str(page.compression)),
+                pages=max(pages, 1))
     except Exception:  # as in decode_file: a broken file
-        return 0, 0, False, False
+        return _TiffHead()
 
 
 def decoded_pixels(path: Path) -> np.ndarray:

@@ -4,6 +4,7 @@ and annotations kept in two subfolders (split_folders), published train/ + test/
 (split_parts), and the checks of the folder and its files."""
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def refuse_broken_link(path: Path) -> None:
     """DatasetError for a symbolic link to nothing: it is no file, so a listing would skip it
     and report its partner as unpaired."""
     if path.is_symlink() and not path.exists():
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise DatasetError(f"{path} is a link that leads back to itself (a loop, through "
+                                   f"{os.readlink(path)}); point it at the file, or remove the "
+                                   f"link") from None
         raise DatasetError(f"{path} is a broken link (to {os.readlink(path)}, which does not "
                            "exist); restore the file it points to, or remove the link")
 
@@ -48,7 +56,10 @@ def _annotation_keys(stem: str) -> list[str]:
     # that append a suffix to the image's name write)
     keys += [k[:-len(sfx)] for k in list(keys) for sfx in IMAGE_SUFFIXES
              if k.lower().endswith(sfx) and len(k) > len(sfx)]
-    return keys + mask_bases(stem)
+    keys += mask_bases(stem)
+    # an OME-TIFF's name ends in .ome.tif (Bio-Formats, QuPath, OMERO): img01.csv is its
+    # annotation as img01.ome.csv is
+    return keys + [k + ".ome" for k in keys if not k.lower().endswith(".ome")]
 
 
 def mask_bases(stem: str) -> list[str]:
@@ -353,7 +364,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                    f"{cased[0]} differs from it in case only; names are matched "
                                    f"as written: rename one of the two")
             raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
-                               f"{_annotation_keys(p.stem)[-1 if kind == 'dot mask' else 0]}.png); add the "
+                               f"{(mask_bases(p.stem) or [p.stem])[-1] if kind == 'dot mask' else p.stem}.png); add the "
                                "image or remove the annotation")
         found.setdefault(owners[0], []).append((p, kind))
     for stem, image in images.items():

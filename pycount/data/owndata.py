@@ -133,7 +133,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
     """Every annotated image's stats (`pairs`: the folder's, layout.folder_layout), reusing the
     cache (`old`, the name's record) where the files are unchanged; `moved`: the folder the name
     is taken over from (_check_moved)."""
-    if len(pairs) < 3:
+    if len(pairs) < config.OWN_MIN_IMAGES:
         subs = [d.name + "/" for d in visible_subfolders(root)]
         read = (f" (pycount reads the images with their annotations beside them, in two "
                 f"subfolders images/ + dots/ (or labels/, annotations/), in train/ + test/ "
@@ -142,7 +142,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
                 f"{', '.join(subs[:4])}{', ...' if len(subs) > 4 else ''} are none of these: see "
                 f"docs/own-data.md)" if subs and not pairs else "")
         raise DatasetError(f"{root}: found {len(pairs)} annotated images{read}; a dataset needs "
-                           f"at least 3 (training, validation, test)")
+                           f"at least {config.OWN_MIN_IMAGES} (training, validation, test)")
     record = config.own_record(name)
     cache = {}
     if old.get("version") == CACHE_VERSION and old.get("folder") == str(root):
@@ -669,14 +669,14 @@ def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -
         config.lmdb_dir(ds) / "train_lmdb"
     try:
         records = int(lmdbio.read_manifest(lmdb)["records"])
-    except Exception:  # no or incomplete LMDB: the trainer names the fix
+    except (TypeError, KeyError, ValueError):  # no or incomplete LMDB: the trainer names the fix
         records = 0
     passes = (f", {solver.max_iter * solver.batch / records:.1f} passes over the {records:,} "
               f"training {'crops' if model.density else 'patches'} at batch {solver.batch}"
               if records else "")
     say(f"  {'iterations':<15} {solver.max_iter:>8}  {model.name}'s default, as for the named "
         f"datasets{passes} (ITERS= overrides)")
-    return solver.max_iter
+    return config.schedule(model, ds)
 
 
 def record_in_run(run: Path, ds: config.DatasetConfig) -> None:

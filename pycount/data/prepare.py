@@ -186,7 +186,7 @@ PART_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
-    """train / val / test image ids. The recorded split of pycount/splits/ where there is one;
+    """train / val / test image ids. The recorded split of pycount/data/splits/ where there is one;
     for a user's own data (ki67), a seeded draw of 10 in 55 test images over the images found.
     Validation: a seeded draw of n_val training images."""
     train, test = list(ds.train_ids), list(ds.test_ids)
@@ -195,7 +195,7 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
             stems = datasets.list_ids(ds.layout, dataset_root(ds, data_root))
         else:
             stems = sorted(p.stem for p in dataset_root(ds, data_root).glob("*.csv"))
-        if len(stems) < 3:
+        if len(stems) < config.OWN_MIN_IMAGES:
             raise DatasetError(
                 f"{dataset_root(ds, data_root)}: found {len(stems)} annotated images (image + "
                 f"same-name annotation); put the dataset there or set DATA_ROOT")

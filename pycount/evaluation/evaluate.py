@@ -24,7 +24,7 @@ from pycount.util.progress import Progress
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
              data_root=None, gpu: int = -1, run: Path | None = None,
-             heatmaps: int = 8, backend: str | None = None, shared: bool = False,
+             heatmaps: int = config.EVAL_HEATMAPS, backend: str | None = None, shared: bool = False,
              tta: int | None = None, test_images: int | None = None) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
 
@@ -208,7 +208,7 @@ def _check_run_matches(info: dict, info_file: Path, ds: config.DatasetConfig,
     variables = " ".join(f"{config.MAKE_VARS.get(k, k.upper())}={theirs}"
                          for k, theirs, _ in diffs)
     tag, name, its_head = info.get("dataset_tag"), info.get("model"), recorded["head"]
-    home = (config.runs_dir() / tag / (name if its_head == 'R' else f'{name}-{its_head}')
+    home = (config.runs_dir() / tag / config.run_name(name, its_head)
             if all(isinstance(v, str) and v for v in (tag, name, its_head)) else None)
     if home is not None and home.resolve() == info_file.parent.resolve() \
             and all(k in MATCHED_PATCH_SETTINGS + ("scale",) for k, _, _ in diffs):

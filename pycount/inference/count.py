@@ -105,10 +105,12 @@ def _looks_like_a_mask(path: Path) -> bool:
     return data is not None and np.count_nonzero(data) <= config.MASK_MAX_ON_SHARE * data.size
 
 
-def find_images(inputs, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+def find_images(inputs, recursive: bool = False, exclude: Path | None = None,
+                note: bool = True) -> list[Path]:
     """Files as given (any name), plus the images (by suffix, any case) in given folders, in
     natural order; hidden files and anything under `exclude` (the output folder) are skipped, and
-    with `recursive` any subfolder holding an earlier count's output (is_count_output)."""
+    with `recursive` any subfolder holding an earlier count's output (is_count_output). `note`:
+    say which dot masks beside their images are left out."""
     found, skip = [], exclude.resolve() if exclude else None
     for item in map(Path, inputs):
         if not item.is_dir():
@@ -127,11 +129,11 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
         images = sorted((f for f in files if (f.is_file() or (f.is_symlink() and not f.exists()))
                          and not f.name.startswith(".")
                          and f.suffix.lower() in IMAGE_SUFFIXES
-                         and not (skip and skip in f.resolve().parents)
+                         and not (skip and skip in _resolved(f).parents)
                          and not earlier_output(f)),
                         key=lambda f: datasets.natural_key(str(f)))
         masks = dot_masks(images)
-        if masks:
+        if masks and note:
             print(f"note: {len(masks)} dot mask{'s' if len(masks) > 1 else ''} of the images "
                   f"beside {'them' if len(masks) > 1 else 'it'} left out of {item} "
                   f"({masks[0][0].name} marks {masks[0][1].name}"
@@ -140,6 +142,15 @@ def find_images(inputs, recursive: bool = False, exclude: Path | None = None) ->
         left_out = {mask for mask, _ in masks}
         found += [f for f in images if f not in left_out]
     return list(dict.fromkeys(found))               # a file named twice is counted once
+
+
+def _resolved(path: Path) -> Path:
+    """The path with its links followed; a link that leads back to itself (a loop: resolve raises
+    RuntimeError or OSError) as it is, to fail by name when it is read."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def _by_folder(paths: list[Path]) -> str:
@@ -341,7 +352,7 @@ def _make_out(out: Path) -> None:
                    f"folder that can be made and written")
 
 
-def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
+def count(inputs, run, backend: str = DEFAULT_BACKEND, out=config.DEFAULT_COUNT_OUT,
           gpu: int = -1, recursive: bool = False, expected: bool = False,
           batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
@@ -361,7 +372,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out="pycount-counts",
     paths = find_images(inputs, recursive, exclude=out)
     # images below a given folder that this count leaves out: named, never passed over unsaid
     counted = set(paths)
-    deeper = [] if recursive else [p for p in find_images(inputs, True, exclude=out)
+    deeper = [] if recursive else [p for p in find_images(inputs, True, exclude=out, note=False)
                                    if p not in counted]
     if not paths:
         hint = (f"; its subfolders hold {len(deeper)} ({_by_folder(deeper)}): name the folder "
@@ -414,12 +425,13 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                 bar.update(1)
         done = True
     finally:
-        if not done:    # an earlier count's heatmaps of the images not reached: no row has them
-            for name in set(names[len(rows):]) & earlier:
-                try:
-                    (out / name).unlink(missing_ok=True)
-                except OSError:
-                    pass
+        # an earlier count's heatmaps that no row of this one has (images not reached, or not
+        # in this count: 27 of 30 stayed beside a table of 3); files it did not list stay
+        for name in earlier - set(names[:len(rows)]):
+            try:
+                (out / name).unlink(missing_ok=True)
+            except OSError:
+                pass
         try:
             _write_counts(out, rows, done, len(paths))
         except OSError as e:            # (a full disk): say so without hiding why the count stopped

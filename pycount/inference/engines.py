@@ -155,9 +155,9 @@ def folded_net(deploy, arrays: dict[str, list[np.ndarray]], workdir: Path):
     param = caffe_pb2.NetParameter()
     try:
         text_format.Merge(Path(deploy).read_text(), param)
-        chains = fold.foldable(param)
-    except Exception:                      # text_format.ParseError, a V1 net: Caffe's own path
-        chains = []
+    except text_format.ParseError:         # a V1 net: Caffe's own path
+        return caffe.Net(str(deploy), caffe.TEST), arrays
+    chains = fold.foldable(param)
     if not chains:
         return caffe.Net(str(deploy), caffe.TEST), arrays
     param, arrays = fold.fold(param, arrays)

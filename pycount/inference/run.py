@@ -74,7 +74,7 @@ def load_run(path) -> Run:
         raise _missing(info_file, path)
     try:
         dataset, model, head = info["dataset"], info["model"], info.get("head", "R")
-        if head not in ("R", "C"):
+        if head not in config.HEADS:
             raise ValueError(f"head {head!r} is neither R nor C")
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{info_file} is incomplete or corrupt ({e!r}); re-run make train") from None
@@ -101,7 +101,7 @@ def load_run(path) -> Run:
     done = info.get("iterations")
     return Run(path, files[0], files[-1], m, ds, head,
                done if isinstance(done, int) and not isinstance(done, bool) else None,
-               None if m.classic else (ds.iters or m.solver.max_iter))
+               config.schedule(m, ds))
 
 
 # the name pycount.nets gives a deploy net: "<model>-<head>-p<patch> | ..." (patch models) or
@@ -222,7 +222,7 @@ def resume_command(path: Path, info: dict) -> str:
     words += f" MODEL={model}" + (" HEAD=C" if info.get("head") == "C" else "")
     total = run_max_iter(path)
     try:
-        schedule = config.model(model, ds).solver.max_iter if ds is not None else None
+        schedule = config.schedule(config.model(model, ds), ds) if ds is not None else None
     except PycountError:
         schedule = None
     if total is not None and schedule is not None and total != schedule:

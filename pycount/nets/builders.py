@@ -328,7 +328,7 @@ def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tupl
 def _transform(plan: NetPlan, train: bool) -> dict:
     mean, scale = input_transform(plan.model, plan.dataset)
     # no mirroring with a frozen trunk: its features are computed once per patch and cached
-    # (pycount.features), and rotations already augment
+    # (pycount.training.features), and rotations already augment
     t = dict(mean_value=list(mean), mirror=train and plan.model.finetune != "head")
     if scale != 1.0:
         t["scale"] = scale
@@ -415,13 +415,13 @@ def solver_prototxt(plan: NetPlan, net_path: str, snapshot_prefix: str) -> str:
     sp.momentum, sp.weight_decay, sp.max_iter = s.momentum, s.weight_decay, s.max_iter
     if s.clip_gradients:
         sp.clip_gradients = s.clip_gradients
-    # Validation runs from Python (pycount.train) over the held-out images' patches; the solver
+    # Validation runs from Python (pycount.training.validation) over the held-out images' patches; the solver
     # only builds the TEST net for it.
     sp.test_iter.append(1)
     sp.test_interval = s.max_iter + 1
     sp.test_initialization = False
     sp.display = 0
-    sp.snapshot = 0                    # pycount.train snapshots itself, atomically
+    sp.snapshot = 0                    # pycount.training.trainer snapshots itself, atomically
     sp.snapshot_prefix = snapshot_prefix
     sp.random_seed = 1701
     sp.solver_mode = caffe_pb2.SolverParameter.CPU

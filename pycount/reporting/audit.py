@@ -127,13 +127,14 @@ def _short(model: str, dataset: str, train: dict) -> tuple[int, int] | None:
     but marked, never taken for a reproduction; None for a full training, a classic method, or
     a run whose iterations are not recorded."""
     try:
-        m = config.model(model, config.dataset(dataset))
+        ds = config.dataset(dataset)
+        total = config.schedule(config.model(model, ds), ds)
     except config.ConfigError:
         return None
     it = train.get("iterations")
-    if m.classic or not _is_number(it) or it >= m.solver.max_iter:
+    if total is None or not _is_number(it) or it >= total:
         return None
-    return int(it), int(m.solver.max_iter)
+    return int(it), int(total)
 
 
 def _train_info(run: Path) -> dict:
@@ -180,7 +181,8 @@ def _todo(model: str, head: str, dataset: str, run: Path) -> str:
     if started:
         total = run_max_iter(run)
         try:
-            default = config.model(model, config.dataset(dataset)).solver.max_iter
+            ds = config.dataset(dataset)
+            default = config.schedule(config.model(model, ds), ds)
         except (config.ConfigError, KeyError):
             default = total
         own = f" ITERS={total}" if total is not None and total != default else ""
@@ -493,7 +495,7 @@ def _misplaced(key: str, m: dict) -> str | None:
     folder, run = key.split("/")
     tag, dataset = m.get("dataset_tag"), m.get("dataset")
     name = m.get("model")
-    its = f"{name}-C" if m.get("head") == "C" else name
+    its = config.run_name(name, "C") if m.get("head") == "C" else name
     if not isinstance(tag, str) and isinstance(dataset, str):   # older: the name only
         tag = dataset if not (folder == dataset or folder.startswith(dataset + "-")) else folder
     if (isinstance(tag, str) and tag != folder) or (isinstance(name, str) and its != run):
@@ -516,14 +518,14 @@ def _recorded_stale(key: str, trains: dict, ds: config.DatasetConfig | None = No
         return False
     try:
         ds = ds or config.dataset(dataset)
-    except Exception:  # an own folder's or a variant's name: nothing to compare with
+    except PycountError:  # an own folder's or a variant's name: nothing to compare with
         return False
     return said != nets.net_name(nets.run_plan(ds, config.model(model, ds)))
 
 
 def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[dict]:
     """The density models' rows: each run on all training images, the N-image protocol (mean ±
-    std over seeds, pycount.protocol), beside the paper's best and the published counters."""
+    std over seeds, pycount.training.protocol), beside the paper's best and the published counters."""
     trains = trains or {}
     from pycount.training import protocol
     models = sorted({m["model"] for m in found.values()

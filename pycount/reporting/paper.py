@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pycount import config
+
 
 CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convolutional Neural "
             "Network. ECCV 2016 Workshops, Lecture Notes in Computer Science vol. 9913, "
@@ -35,8 +37,8 @@ class PaperRow:
 
     @property
     def run(self) -> str | None:
-        """The run folder name (config.run_name's rule: C runs get "-C")."""
-        return None if self.model is None else self.model + ("" if self.head == "R" else "-C")
+        """The run folder name (C runs get "-C")."""
+        return None if self.model is None else config.run_name(self.model, self.head)
 
 
 # The paper's results, as printed. Its "ResNet" in Table 2 is ResNet-50 (section 3.4).

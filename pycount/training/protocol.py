@@ -54,8 +54,9 @@ def _as_trained(ds: config.DatasetConfig, model: str) -> config.ModelConfig:
     stretches its schedule, as `make train` does (owndata.iterations); without it every such
     run read as trained on another schedule, and was trained again from scratch each time."""
     m = config.model(model, ds)
-    if ds.iters and not m.classic and ds.iters != m.solver.max_iter:
-        m = replace(m, solver=m.solver.stretched(ds.iters))
+    total = config.schedule(m, ds)
+    if total is not None and total != m.solver.max_iter:
+        m = replace(m, solver=m.solver.stretched(total))
     return m
 
 
@@ -269,8 +270,8 @@ def _job(cmd_base: list[str], n: int, seed: int, retrain: bool, threads: int,
     return n, seed, "ok", time.monotonic() - start
 
 
-def run(dataset: str, model: str, ns=(32, 50), seeds=(1, 2, 3, 4, 5), data_root=None,
-        jobs: int = 1) -> list[dict]:
+def run(dataset: str, model: str, ns=config.PROTOCOL_NS, seeds=config.PROTOCOL_SEEDS,
+        data_root=None, jobs: int = 1) -> list[dict]:
     """Prepare, train and evaluate every (N, seed) not evaluated yet, or trained with other
     settings than today's (those again from scratch), `jobs` at a time (one BLAS thread each when
     jobs > 1: small convolutions scale poorly across threads), then summarize into

@@ -88,6 +88,8 @@ class Trainer:
         if max_iter is not None and max_iter < 1:
             raise config.ConfigError(f"ITERS={max_iter} is not valid: train at least 1 iteration")
         self.own_solver = model.solver         # the model's schedule before ITERS= stretches it
+        # what a `make train` without ITERS= trains to (an own folder's pycount.toml iters)
+        self.schedule = config.schedule(model, ds) or model.solver.max_iter
         self.max_iter = max_iter or model.solver.max_iter
         if self.max_iter != model.solver.max_iter:
             # the solver's schedule (steps, poly decay, weight averaging) follows ITERS=
@@ -252,7 +254,7 @@ class Trainer:
         """(solver, validation deploy net sharing its weights, step(k) function).
 
         Paper mode (a frozen pretrained trunk): the solver trains a head-only net on cached trunk
-        features (pycount.features); otherwise the plain solver over the LMDB."""
+        features (pycount.training.features); otherwise the plain solver over the LMDB."""
         # the validation net (the deploy net) first: the weights file is checked against it
         # before any Caffe call reads the file (copy_from aborts on a blob of another shape)
         val_net = caffe.Net(str(files["deploy"]), caffe.TEST)
@@ -292,9 +294,11 @@ class Trainer:
         """Train to max_iter; resume from the run's last snapshot unless resume=False, which
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
+        # the files first: an own folder's settings follow its marks, so an edited annotation
+        # changes the patch it infers, which the LMDB's patch check blamed on PATCH=/SIZE=
+        self._check_sources()
         self._check_lmdb_patch()
         self._check_classes()
-        self._check_sources()
         self._say_passes()
         pretrained = self._pretrained()
         plan = self._plan()
@@ -328,9 +332,10 @@ class Trainer:
                                  f"keeps would be chosen across the two; RESUME=0 trains it again "
                                  f"on the data as it is now")
             done = latest.get("iter", 0)
-            if done > self.max_iter and self.max_iter == self.own_solver.max_iter:
-                raise TrainError(f"{self.run} has trained {done} iterations, past the model's "
-                                 f"schedule of {self.max_iter}: it is finished; ITERS="
+            if done > self.max_iter and self.max_iter == self.schedule:
+                whose = "pycount.toml's iters" if self.ds.iters else "the model's schedule"
+                raise TrainError(f"{self.run} has trained {done} iterations, past {whose} of "
+                                 f"{self.max_iter}: it is finished; ITERS="
                                  f"{self.iters_beyond(done)} or more trains it further, RESUME=0 "
                                  f"trains {self.max_iter} from scratch")
             if done > self.max_iter:
