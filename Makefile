@@ -113,8 +113,10 @@ cuda-check: setup                         ## CI: the CUDA variant compiles (sm_9
 	  && PYCOUNT_CUDA_BUILD=$$build $(PY) -m pytest -q tests/test_cuda_build.py
 
 gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/GPU forward agree to 1e-4
+	$(if $(filter -1,$(GPU)),$(error GPU=-1 is the CPU: make gpu-check trains on a GPU and compares \
+	  it with the CPU; give the GPU's id (GPU=0) or leave GPU= out))
 	$(PY) -m bench.gpu_check $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
-	  $(call opt,ITERS,--iters) --gpu $(if $(filter-out -1,$(GPU)),$(GPU),0)
+	  $(call opt,ITERS,--iters) $(call opt,GPU,--gpu)
 
 check:
 	@$(CHECK)
@@ -160,7 +162,7 @@ protocol: check setup                      ## N = 32 / 50 x 5 seeds (density cou
 	  --data-root $(call q,$(DATA_ROOT)) $(call opt,NS,--ns) $(call opt,SEEDS,--seeds) $(call opt,JOBS,--jobs)
 
 audit-gpu: setup                           ## every paper cell trained + evaluated (GPU, ImageNet weights), then the audit
-	$(PYCOUNT) replicate --gpu $(or $(GPU),0) --data-root $(call q,$(DATA_ROOT)) $(call opt,ITERS,--iters) \
+	$(PYCOUNT) replicate $(call opt,GPU,--gpu) --data-root $(call q,$(DATA_ROOT)) $(call opt,ITERS,--iters) \
 	  $(call opt,DATASETS,--datasets) $(call opt,MODELS,--models) \
 	  $(call opt,TEST_IMAGES,--test-images)
 

@@ -206,6 +206,20 @@ def test_make_refuses_a_setting_it_does_not_know(given, tmp_path):
     assert ok.returncode == 0, ok.stderr       # settings and the environment pycount reads pass
 
 
+def test_make_gpu_check_refuses_the_cpu_and_passes_the_gpu_it_is_given(tmp_path):
+    """`make gpu-check GPU=-1` (the CPU) ran on GPU 0 without a word; make audit-gpu repeated
+    replicate's default GPU in the Makefile: each passes only the GPU= a user sets."""
+    def dry(*words):
+        return subprocess.run(["make", "-s", "-n", *words, f"VENV={tmp_path / 'venv'}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    cpu = dry("gpu-check", "GPU=-1")
+    assert cpu.returncode != 0 and "GPU=-1 is the CPU: make gpu-check trains on a GPU" in cpu.stderr
+    assert "--gpu '1'" in dry("gpu-check", "GPU=1").stdout
+    assert "--gpu" not in dry("gpu-check").stdout.split("gpu_check", 1)[1].split("\n\n")[0]
+    assert "replicate --gpu '-1'" in dry("audit-gpu", "GPU=-1", "ITERS=2").stdout
+    assert "replicate  --data-root" in dry("audit-gpu").stdout
+
+
 @pytest.mark.parametrize("goals, given, readers", [
     (["eval"], "RUN=runs/x/fcrn", "make count"),                # evaluated the default run
     (["train"], "TTA=3", "make eval or make demo or make count"),
