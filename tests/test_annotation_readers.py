@@ -1366,3 +1366,15 @@ def test_an_ome_tiff_pairs_with_the_annotation_of_its_name(tmp_path):
     assert {k: v[1].name for k, v in pairs.items()} == {
         f"img{i}.ome": f"img{i}.csv" for i in range(3)}
     assert [s.count for s in readers.read("folder", tmp_path)] == [1, 2, 3]
+    # a dot mask named after it, and the name in capitals, as Windows tools write it (helper-48)
+    other = tmp_path / "masks"
+    other.mkdir()
+    for i, name in enumerate(("a.ome.tif", "B.OME.TIF", "c.ome.tif")):
+        tifffile.imwrite(other / name, np.zeros((30, 40, 3), np.uint8), photometric="rgb")
+        mask = np.zeros((30, 40), np.uint8)
+        mask[10, 5:5 + 3 * (i + 1):3] = 255
+        cv2.imwrite(str(other / f"{name.split('.')[0]}_dots.png"), mask)
+    assert {k: v[1].name for k, v in layout.folder_pairs(other).items()} == {
+        "a.ome": "a_dots.png", "B.OME": "B_dots.png", "c.ome": "c_dots.png"}
+    assert {s.id: s.count for s in readers.read("folder", other)} == {"a.ome": 1, "B.OME": 2,
+                                                                       "c.ome": 3}

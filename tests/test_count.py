@@ -405,7 +405,7 @@ def test_kill_stops_a_count_as_ctrl_c_does(run, images, tmp_path, monkeypatch, c
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL       # the handler is put back
 
 
-def test_a_count_into_a_used_folder_leaves_only_its_own_heatmaps(run, images, tmp_path):
+def test_a_count_into_a_used_folder_leaves_only_its_own_heatmaps(run, images, tmp_path, capsys):
     """Counting fewer images into an earlier count's folder left the earlier heatmaps beside the
     new counts.csv (27 of 30 from another count; helper-46). The earlier count's heatmaps that
     the new one does not write go; a file no count listed stays."""
@@ -417,6 +417,16 @@ def test_a_count_into_a_used_folder_leaves_only_its_own_heatmaps(run, images, tm
                      str(out)]) == 0
     assert [r["heatmap"] for r in csv.DictReader(open(out / "counts.csv"))] == ["grey_heatmap.png"]
     assert {p.name for p in out.glob("*_heatmap.png")} == {"grey_heatmap.png", "mine_heatmap.png"}
+    assert "note: removed 1 heatmap(s) of an earlier count from" in capsys.readouterr().err
+    # a heatmap counted as an image is not removed as the earlier count's (helper-48), and a
+    # table of the user's own with a heatmap column names nothing to remove
+    assert cli.main(["count", str(out / "grey_heatmap.png"), "--run", str(run), "--out",
+                     str(out)]) == 0
+    assert (out / "grey_heatmap.png").is_file() and (out / "grey_heatmap_heatmap.png").is_file()
+    (out / "counts.csv").write_text("file,heatmap\nx,mine_heatmap.png\n")
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
+                     str(out)]) == 0
+    assert (out / "mine_heatmap.png").is_file()
 
 
 def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, capsys):

@@ -421,10 +421,51 @@ def test_a_planar_tiff_in_a_compression_tifffile_lacks_is_read_by_libtiff(tmp_pa
                 images.decoded_pixels(path)
             assert str(err.value) == (
                 f"cannot decode {path}: its ADOBE_DEFLATE compression is not read here for a "
-                f"TIFF laid out as this one (channels in separate planes, in tiles); save it "
+                f"TIFF laid out as this one (channels in separate planes, in tiles, 8-bit); save it "
                 f"uncompressed or with ZIP (Deflate) compression, or remove it")
         monkeypatch.setattr(tifffile.TiffPage, "asarray", real)
         np.testing.assert_array_equal(images.decoded_pixels(path), rgb)
+
+
+def test_rgba_tiffs_that_libtiff_reads_right_stay_read_where_tifffile_lacks_the_codec(
+        tmp_path, monkeypatch):
+    """libtiff multiplies colours by an unassociated alpha at 8 bits only: 16-bit RGBA in LZW,
+    and 8-bit RGBA in tiles with an opaque alpha, read right through cv2 and were refused by the
+    first version of the alpha rule (helper-48; a missing codec simulated on ZIP files)."""
+    def no_codec(page, *a, **k):
+        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    rng = np.random.default_rng(5)
+    deep = rng.integers(0, 65535, (32, 48, 4), dtype=np.uint16)
+    deep[..., 3] = 30000
+    tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="rgb", extrasamples=["unassalpha"],
+                     compression="zlib")
+    opaque = np.concatenate([_rgb_with_a_square(), np.full((32, 40, 1), 255, np.uint8)], axis=2)
+    tifffile.imwrite(tmp_path / "tiles.tif", opaque, photometric="rgb",
+                     extrasamples=["unassalpha"], compression="zlib", tile=(16, 16))
+    want = {"deep.tif": images.decoded_pixels(tmp_path / "deep.tif"),
+            "tiles.tif": _rgb_with_a_square()}
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    for name, pixels in want.items():
+        np.testing.assert_array_equal(images.decoded_pixels(tmp_path / name), pixels)
+
+
+def test_a_16bit_grey_plus_alpha_tiff_is_not_read_cut_to_8_bits(tmp_path, monkeypatch):
+    """Where tifffile lacks the codec (LZW), cv2 read a 16-bit grey + alpha TIFF at 8 bits: a
+    pixel of 5200 came back as 20 (helper-46). Named instead (a missing codec simulated)."""
+    grey = np.linspace(100, 4000, 120).reshape(10, 12).astype(np.uint16)
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 65535)], -1),
+                     photometric="minisblack", extrasamples=["unassalpha"], compression="zlib")
+
+    def no_codec(page, *a, **k):
+        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    with pytest.raises(DatasetError) as err:
+        images.decoded_pixels(path)
+    assert str(err.value) == (
+        f"cannot decode {path}: its ADOBE_DEFLATE compression is not read here for a TIFF laid "
+        f"out as this one (grey + alpha, 16-bit); save it uncompressed or with ZIP (Deflate) "
+        f"compression, or remove it")
 
 
 def test_a_tiff_with_a_thumbnail_reads_its_image(tmp_path):

@@ -485,3 +485,20 @@ def test_ctrl_c_twice_still_waits_for_the_snapshot(sweep):
                                                "snapshot"]
     assert f"still waiting for process {pid} to finish; `kill -9 {pid}` stops it at once" in out
     assert out.count("interrupted at train") == 1
+
+
+def test_the_sweeps_steps_run_where_the_runs_go(tmp_path, monkeypatch):
+    """Each step ran in config.ROOT: for an installed package (site-packages) its runs/ and data/
+    went there while the sweep's audit read those of the working folder (helper-48)."""
+    import sys
+    from pycount import config
+    from pycount.reporting import replicate
+    site, work = tmp_path / "site-packages", tmp_path / "work"
+    site.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(config, "ROOT", site)
+    monkeypatch.chdir(work)
+    with open(tmp_path / "log", "w") as log:
+        assert replicate._call([sys.executable, "-c", "import os; print(os.getcwd())"], log,
+                               dict(os.environ)) == 0
+    assert (tmp_path / "log").read_text().strip() == str(work)

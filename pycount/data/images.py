@@ -97,6 +97,9 @@ def depth_percentiles(data: np.ndarray) -> tuple[float, float]:
 # marker (0xD0-0xD7) or another 0xFF (fill)
 _JPEG_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+# the compressions tifffile decodes without the imagecodecs package (not a dependency): others
+# (LZW, JPEG, ZSTD, LERC, ...) go to libtiff (cv2) where it reads them right, or are named
+_TIFFFILE_CODECS = ("NONE", "ADOBE_DEFLATE", "DEFLATE", "PACKBITS", "LZMA")
 
 
 # every complete PNG ends with its IEND chunk (type and CRC); looked for in the file's last
@@ -181,7 +184,7 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     # channels stored as separate planes: cv2 (4.10) decodes them into pixels that change from
     # one read to the next (16-bit, float) or are wrong (tiled); and it multiplies the colours of
     # an 8-bit RGBA TIFF by an unassociated alpha (libtiff's RGBA reader): tifffile reads those
-    first = tiff.planar or (tiff.unassociated and tiff.channels >= 4)
+    first = tiff.planar or (tiff.unassociated and tiff.channels >= 4 and tiff.bits == 8)
     data, bgr, pages = (None if first else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
@@ -198,13 +201,18 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
                 if "S" in series.axes:             # planar channels: last, as cv2 gives them
                     data = np.moveaxis(data, series.axes.index("S"), -1)
         except Exception as e:  # tifffile raises many types on broken files: "cannot decode"
-            data = data if deep else None    # (deep: a codec tifffile lacks; cv2's 8 bits remain)
-            lacking = tiff.compression if "imagecodecs" in str(e) else ""
+            lacking = tiff.compression if "imagecodecs" in str(e) or tiff.compression not in \
+                _TIFFFILE_CODECS else ""
+            # (deep: cv2 read it cut to 8 bits, a 12-bit camera's 0-4095 to 0-15: named where
+            # the codec is what tifffile lacks; kept where the file defeats tifffile otherwise)
+            data = data if deep and not lacking else None
         if data is not None and data.size == 0:    # a TIFF cut short: its pages are lost
             data = None
-        if data is None and lacking and first and tiff.bits == 8 and not tiff.tiled:
-            # a compression tifffile has no codec for here (LZW, PackBits, JPEG): libtiff's
-            # (cv2), right for 8-bit strips, save for the alpha it multiplies the colours by
+        if data is None and lacking and first and tiff.bits == 8 and not (tiff.tiled and
+                                                                         tiff.planar):
+            # a compression tifffile has no codec for here (LZW, JPEG, ZSTD): libtiff's (cv2),
+            # right for 8-bit planar strips and RGBA, save for the alpha it multiplies the
+            # colours by
             data, bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True
             if data is not None and tiff.unassociated and data.ndim == 3 and \
                     data.shape[2] == 4 and (data[..., 3] < 255).any():
@@ -213,9 +221,10 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
                            "save it without the alpha channel (Fiji: Image > Type > RGB Color) "
                            "or uncompressed, or remove it")
     if data is None and lacking:
+        kind = ("channels in separate planes" if tiff.planar else
+                {1: "grey", 2: "grey + alpha", 3: "RGB"}.get(tiff.channels, "RGBA"))
         raise fail(f"its {lacking} compression is not read here for a TIFF laid out as this one "
-                   f"({'channels in separate planes' if tiff.planar else 'RGBA'}"
-                   f"{', in tiles' if tiff.tiled else ''}{f', {tiff.bits}-bit' if tiff.bits != 8 else ''})",
+                   f"({kind}{', in tiles' if tiff.tiled else ''}, {tiff.bits}-bit)",
                    "save it uncompressed or with ZIP (Deflate) compression, or remove it")
     if data is None:
         raise fail("the file is corrupt or not an image")

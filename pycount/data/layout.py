@@ -56,10 +56,14 @@ def _annotation_keys(stem: str) -> list[str]:
     # that append a suffix to the image's name write)
     keys += [k[:-len(sfx)] for k in list(keys) for sfx in IMAGE_SUFFIXES
              if k.lower().endswith(sfx) and len(k) > len(sfx)]
-    keys += mask_bases(stem)
-    # an OME-TIFF's name ends in .ome.tif (Bio-Formats, QuPath, OMERO): img01.csv is its
-    # annotation as img01.ome.csv is
-    return keys + [k + ".ome" for k in keys if not k.lower().endswith(".ome")]
+    return _with_ome(keys) + mask_bases(stem)
+
+
+def _with_ome(keys: list[str]) -> list[str]:
+    """The stems and those of OME-TIFFs named after them (img01.ome.tif: Bio-Formats, QuPath,
+    OMERO), whose annotation is img01.csv as well as img01.ome.csv."""
+    return keys + [k + ome for k in keys for ome in (".ome", ".OME")
+                   if not k.lower().endswith(".ome")]
 
 
 def mask_bases(stem: str) -> list[str]:
@@ -76,7 +80,7 @@ def mask_bases(stem: str) -> list[str]:
         at = low.find(f"{sep}dots{sep}")
         if at > 0:
             keys.append(stem[:at] + stem[at + len(sep) + 4:])
-    return keys
+    return _with_ome(keys)
 
 
 # The names a subfolder of annotations goes by where a folder keeps its images and their marks
@@ -364,7 +368,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                    f"{cased[0]} differs from it in case only; names are matched "
                                    f"as written: rename one of the two")
             raise DatasetError(f"{p} ({kind}) has no image of the same name in {root} (expected e.g. "
-                               f"{(mask_bases(p.stem) or [p.stem])[-1] if kind == 'dot mask' else p.stem}.png); add the "
+                               f"{(mask_bases(p.stem) or [p.stem])[0] if kind == 'dot mask' else p.stem}.png); add the "
                                "image or remove the annotation")
         found.setdefault(owners[0], []).append((p, kind))
     for stem, image in images.items():

@@ -18,6 +18,7 @@ import numpy as np
 
 from pycount import config
 from pycount.data import readers as datasets
+from pycount.data.annotations import few
 from pycount.data.images import IMAGE_SUFFIXES, read_in_range
 from pycount.data.layout import mask_bases, refuse_broken_link, split_folders
 from pycount.device import set_device
@@ -57,7 +58,10 @@ def _earlier_heatmaps(out: Path) -> set[str]:
     for table in ("counts.csv", "counts.partial.csv"):
         try:
             with open(out / table, encoding="utf-8", newline="") as f:
-                names |= {r.get("heatmap") or "" for r in csv.DictReader(f)}
+                rows = csv.DictReader(f)
+                if rows.fieldnames != list(FIELDS):     # not a table pycount wrote (a user's)
+                    continue
+                names |= {r.get("heatmap") or "" for r in rows}
         except (OSError, UnicodeDecodeError, csv.Error):
             continue
     return {n for n in names if n and Path(n).name == n}
@@ -426,12 +430,19 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
         done = True
     finally:
         # an earlier count's heatmaps that no row of this one has (images not reached, or not
-        # in this count: 27 of 30 stayed beside a table of 3); files it did not list stay
-        for name in earlier - set(names[:len(rows)]):
+        # in this count: 27 of 30 stayed beside a table of 3); files it did not list stay, and
+        # so does a file being counted now (a heatmap given as an image)
+        counted = {_resolved(p) for p in paths}
+        gone = [n for n in sorted(earlier - set(names[:len(rows)]))
+                if (out / n).is_file() and _resolved(out / n) not in counted]
+        for name in gone:
             try:
-                (out / name).unlink(missing_ok=True)
+                (out / name).unlink()
             except OSError:
                 pass
+        if gone:
+            print(f"note: removed {len(gone)} heatmap(s) of an earlier count from {out} "
+                  f"({few(gone)}): not of these images", file=sys.stderr)
         try:
             _write_counts(out, rows, done, len(paths))
         except OSError as e:            # (a full disk): say so without hiding why the count stopped

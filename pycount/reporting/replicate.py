@@ -277,7 +277,7 @@ def _call(argv: list[str], log, env: dict) -> int:
     the process to finish (subprocess.call killed it after 0.25 s, before its snapshot) and
     raises the KeyboardInterrupt again."""
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             cwd=config.ROOT, env=env, start_new_session=True)
+                             cwd=config.home(), env=env, start_new_session=True)
     try:
         return child.wait()
     except KeyboardInterrupt as stop:

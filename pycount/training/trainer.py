@@ -131,6 +131,8 @@ class Trainer:
         for path in (self.train_lmdb, self.val_lmdb):
             stored = lmdbio.read_manifest(path).get("stored_patch")
             if stored not in (None, side):
+                if self.ds.own:     # its patch follows its marks: edited since make prepare?
+                    self._check_sources()
                 raise TrainError(f"{path} holds {stored} px patches but {self.model.name} on "
                                  f"{self.ds.tag} expects {side} px; run `make "
                                  f"prepare` with the same DATASET/PATCH/SIZE as `make train`")
@@ -294,11 +296,9 @@ class Trainer:
         """Train to max_iter; resume from the run's last snapshot unless resume=False, which
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
-        # the files first: an own folder's settings follow its marks, so an edited annotation
-        # changes the patch it infers, which the LMDB's patch check blamed on PATCH=/SIZE=
-        self._check_sources()
         self._check_lmdb_patch()
         self._check_classes()
+        self._check_sources()
         self._say_passes()
         pretrained = self._pretrained()
         plan = self._plan()
