@@ -912,6 +912,22 @@ def test_the_protocol_takes_a_folder(tmp_path, workdirs):
     assert protocol.pending(ds, "fcrn", [4], [1]) == [(4, 1, True)]
 
 
+def test_the_printed_split_of_a_protocol_draw_is_the_one_prepare_draws(tmp_path, workdirs):
+    """TRAIN_N on an own folder: the settings' table said "1 of the training images validate"
+    (one per 20) where prepare.split drew n_val of the images left over (helper-47)."""
+    folder = make_folder(tmp_path / "cells", n=12)
+    said = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)), train_n=4, seed=2),
+                         say=said.append)
+    split = prepare.split(ds)
+    assert len(split["train"]) == 4 and not set(split["val"]) & set(split["train"])
+    line = next(x for x in "\n".join(said).splitlines() if x.strip().startswith("split"))
+    assert f"; {len(split['val'])} of the training images validate (TRAIN_N=4 of them drawn " \
+           f"with seed 2 are trained on" in line, line
+    plain = owndata.resolve(config.dataset(str(folder)), say=lambda _: None)
+    assert len(prepare.split(plain)["val"]) == prepare.val_count(plain, 10) == 1
+
+
 def test_eval_refuses_test_images_the_run_trained_on_and_takes_images_without_cells(
         tmp_path, workdirs, capsys):
     """Images added to a folder after training move its seeded split: eval refuses to score the

@@ -384,6 +384,9 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     drawn = (f"the images of the folder's {test_part}/ subfolder"
              if published else f"a seeded draw (seed {config.SPLIT_SEED}) of {len(test)} test "
                                f"images")
+    if ds.train_n:          # the protocol's draw (prepare.split): N trained, monitors left over
+        capped = (f" (TRAIN_N={ds.train_n} of them drawn with seed {ds.seed} are trained on; "
+                  f"the {n_val} validate from the rest)")
     note("split", f"{len(train)}/{len(test)}", f"train/test images, {drawn}; {n_val} of the "
          f"training images validate{capped}")
 

@@ -211,8 +211,7 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
                                         f"{ds.name} has {len(train)} training images")
         picked = np.random.default_rng(ds.seed).choice(train, size=ds.train_n, replace=False)
         rest = [i for i in train if i not in set(picked)]
-        n_val = min(ds.n_val, len(rest))
-        val = sorted(rng.choice(rest, size=n_val, replace=False).tolist())
+        val = sorted(rng.choice(rest, size=val_count(ds, len(train)), replace=False).tolist())
         return {"train": sorted(picked.tolist()), "val": val, "test": test}
     val = sorted(rng.choice(train, size=val_count(ds, len(train)), replace=False).tolist())
     return {"train": [i for i in train if i not in val], "val": val, "test": test}
@@ -221,7 +220,11 @@ def split(ds: config.DatasetConfig, data_root=None) -> dict[str, list[str]]:
 def val_count(ds: config.DatasetConfig, n_train: int) -> int:
     """How many of `n_train` training images are held out to monitor training: the dataset's
     n_val, at most a quarter of them; for an own folder whose pycount.toml does not set n_val,
-    one per config.OWN_TRAIN_PER_VAL, from config.OWN_MIN_N_VAL to config.OWN_N_VAL."""
+    one per config.OWN_TRAIN_PER_VAL, from config.OWN_MIN_N_VAL to config.OWN_N_VAL. With TRAIN_N
+    (the protocol's N drawn images), the dataset's n_val of the training images left over: they
+    cost the N nothing."""
+    if ds.train_n:
+        return max(0, min(ds.n_val, n_train - ds.train_n))
     if ds.own and "n_val" not in ds.spec:
         return min(config.OWN_N_VAL, max(config.OWN_MIN_N_VAL,
                                           n_train // config.OWN_TRAIN_PER_VAL))
