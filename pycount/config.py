@@ -1113,7 +1113,9 @@ OWN_ONE_IMAGE_SHARE = 0.5
 OWN_CLASS_HEADROOM = 2.0
 OWN_CLASS_MARGIN = 10
 # Limits on what an own folder's pycount.toml or the command line may set (pycount.data.owndata):
-OWN_NAME_PATTERN = r"[\w-][\w.-]*"  # name: it becomes a folder and file name under data/, runs/
+# name: it becomes a folder and file name under data/, runs/; spaces inside, as a folder's own
+# name may hold them (a folder "my cells" is taken by its name as it is)
+OWN_NAME_PATTERN = r"[\w-](?:[\w .-]*[\w.-])?"
 OWN_NAME_MAX = 100             # characters of that name (file names stop at 255 bytes)
 OWN_MIN_TRAIN_IMAGES = 2       # one image to train on, one to validate (the rest of `test`)
 OWN_MIN_IMAGES = OWN_MIN_TRAIN_IMAGES + 1   # annotated images a folder needs: and one to test

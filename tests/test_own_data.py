@@ -509,7 +509,8 @@ def test_a_bad_patch_on_the_command_line_exits_2_with_one_line(tmp_path, workdir
     assert not (workdirs / "data" / "lmdb").exists()
 
 
-@pytest.mark.parametrize("name", ["../../etc", "a/b", ".hidden", "two words", "x" * 101, ""])
+@pytest.mark.parametrize("name", ["../../etc", "a/b", ".hidden", " lead", "trail ", "x" * 101,
+                                  ""])
 def test_a_dataset_name_that_is_no_plain_file_name_is_refused(tmp_path, workdirs, name):
     folder = make_folder(tmp_path / "f", n=4)
     toml = folder / "pycount.toml"
@@ -518,8 +519,9 @@ def test_a_dataset_name_that_is_no_plain_file_name_is_refused(tmp_path, workdirs
         resolved(folder)
     assert str(err.value) == (
         f"{toml}: name = {name!r} is not valid: the name becomes a folder under data/ and runs/, "
-        f"so use letters, digits, '-', '_' and '.' only, not starting with '.' (at most "
-        f"{config.OWN_NAME_MAX} characters), e.g. name = \"mouse-liver\"")
+        f"so use letters, digits, '-', '_', '.' and spaces only, not starting with '.' or a "
+        f"space nor ending with a space (at most {config.OWN_NAME_MAX} characters), e.g. name = "
+        f"\"mouse-liver\"")
     assert sorted(p.name for p in workdirs.iterdir()) == ["f"]      # nothing written anywhere
 
 
@@ -528,6 +530,11 @@ def test_a_plain_dataset_name_is_taken(tmp_path, workdirs):
     (folder / "pycount.toml").write_text('name = "mouse-liver_2.v1"\n')
     assert resolved(folder).name == "mouse-liver_2.v1"
     assert (workdirs / "data" / "own" / "mouse-liver_2.v1.json").is_file()
+    # spaces inside, as a folder's own name may hold them (helper-44: refused in the file,
+    # taken from the folder)
+    (folder / "pycount.toml").write_text('name = "mouse liver 2"\n')
+    assert resolved(folder).name == "mouse liver 2"
+    assert (workdirs / "data" / "own" / "mouse liver 2.json").is_file()
 
 
 def test_a_second_folder_of_the_same_name_is_refused_naming_both(tmp_path, workdirs, capsys):

@@ -268,8 +268,9 @@ def _check_settings(ds: config.DatasetConfig, root: Path) -> None:
         if len(name) > config.OWN_NAME_MAX or not re.fullmatch(config.OWN_NAME_PATTERN, name):
             raise DatasetError(
                 f"{spec_file}: name = {name!r} is not valid: the name becomes a folder under "
-                f"data/ and runs/, so use letters, digits, '-', '_' and '.' only, not starting "
-                f"with '.' (at most {config.OWN_NAME_MAX} characters), e.g. name = \"mouse-liver\"")
+                f"data/ and runs/, so use letters, digits, '-', '_', '.' and spaces only, not "
+                f"starting with '.' or a space nor ending with a space (at most "
+                f"{config.OWN_NAME_MAX} characters), e.g. name = \"mouse-liver\"")
     if ds.n_val < config.OWN_MIN_N_VAL:
         raise DatasetError(
             f"{spec_file}: n_val = {ds.n_val} is not valid: at least {config.OWN_MIN_N_VAL} "
