@@ -69,6 +69,11 @@ READS_protocol := NS SEEDS JOBS ITERS DATASET MODEL $(DATASET_SETTINGS)
 READS_audit-gpu := ITERS TEST_IMAGES GPU DATASETS MODELS
 CHECKED_GOALS := prepare train eval demo count audit protocol audit-gpu
 readers_of = $(foreach g,$(CHECKED_GOALS),$(if $(filter $(1),$(READS_$(g))),make $(g)))
+# make gpu-check compares a GPU with the CPU: a negative GPU= (the CPU) is refused before its
+# prepare step runs (bench.gpu_check takes one for a CPU self-test of the script)
+$(if $(and $(filter gpu-check,$(MAKECMDGOALS)),$(filter -%,$(strip $(GPU)))),$(error GPU=$(strip \
+  $(GPU)) is the CPU: make gpu-check trains on a GPU and compares it with the CPU; give the GPU's \
+  id (GPU=0) or leave GPU= out))
 ifneq ($(MAKECMDGOALS),)
 ifeq ($(filter-out $(CHECKED_GOALS),$(MAKECMDGOALS)),)
 IGNORED := $(filter-out $(foreach g,$(MAKECMDGOALS),$(READS_$(g))),$(filter $(SPECIFIC),$(GIVEN)))
@@ -113,8 +118,6 @@ cuda-check: setup                         ## CI: the CUDA variant compiles (sm_9
 	  && PYCOUNT_CUDA_BUILD=$$build $(PY) -m pytest -q tests/test_cuda_build.py
 
 gpu-check: prepare                         ## on a GPU: train ITERS there, CPU/GPU forward agree to 1e-4
-	$(if $(filter -1,$(GPU)),$(error GPU=-1 is the CPU: make gpu-check trains on a GPU and compares \
-	  it with the CPU; give the GPU's id (GPU=0) or leave GPU= out))
 	$(PY) -m bench.gpu_check $(call opt,DATASET,--dataset) $(call opt,MODEL,--model) \
 	  $(call opt,ITERS,--iters) $(call opt,GPU,--gpu)
 

@@ -427,6 +427,20 @@ def test_a_count_into_a_used_folder_leaves_only_its_own_heatmaps(run, images, tm
     assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
                      str(out)]) == 0
     assert (out / "mine_heatmap.png").is_file()
+    # a table with pycount's header names only heatmaps to remove (a hand-edited one named a
+    # report and the lock; helper-49), and a name in another case is this count's own heatmap
+    # on a case-insensitive disk (macOS, a USB stick): kept
+    from pycount.inference.count import FIELDS
+    (out / "report.docx").write_text("the lab's")
+    with open(out / "counts.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        for name in ("report.docx", ".count.lock", "GREY_heatmap.png", "x" * 300 + "_heatmap.png"):
+            w.writerow({"file": "f", "heatmap": name})
+    (out / "GREY_heatmap.png").write_bytes(b"as if the same file")
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
+                     str(out)]) == 0
+    assert (out / "report.docx").is_file() and (out / "GREY_heatmap.png").is_file()
 
 
 def test_a_negative_count_is_marked_suspect(run, images, tmp_path, monkeypatch, capsys):

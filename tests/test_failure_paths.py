@@ -212,8 +212,10 @@ def test_make_gpu_check_refuses_the_cpu_and_passes_the_gpu_it_is_given(tmp_path)
     def dry(*words):
         return subprocess.run(["make", "-s", "-n", *words, f"VENV={tmp_path / 'venv'}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
-    cpu = dry("gpu-check", "GPU=-1")
-    assert cpu.returncode != 0 and "GPU=-1 is the CPU: make gpu-check trains on a GPU" in cpu.stderr
+    for cpu in ("-1", "-2", "-01"):                      # before its prepare step (helper-49)
+        said = dry("gpu-check", f"GPU={cpu}")
+        assert said.returncode != 0 and said.stdout == ""
+        assert f"GPU={cpu} is the CPU: make gpu-check trains on a GPU" in said.stderr
     assert "--gpu '1'" in dry("gpu-check", "GPU=1").stdout
     assert "--gpu" not in dry("gpu-check").stdout.split("gpu_check", 1)[1].split("\n\n")[0]
     assert "replicate --gpu '-1'" in dry("audit-gpu", "GPU=-1", "ITERS=2").stdout

@@ -449,6 +449,28 @@ def test_rgba_tiffs_that_libtiff_reads_right_stay_read_where_tifffile_lacks_the_
         np.testing.assert_array_equal(images.decoded_pixels(tmp_path / name), pixels)
 
 
+def test_grey_plus_alpha_in_planes_is_not_read_darkened_where_tifffile_lacks_the_codec(
+        tmp_path, monkeypatch):
+    """8-bit grey + unassociated alpha in separate planes, in a compression tifffile lacks: cv2
+    returned the grey alone, multiplied by the alpha (235 read as 52; helper-49). Named (a
+    missing codec simulated on a ZIP file)."""
+    grey = np.full((20, 24), 235, np.uint8)
+    path = tmp_path / "ga.tif"
+    tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 57)]), photometric="minisblack",
+                     planarconfig="separate", extrasamples=["unassalpha"], compression="zlib")
+
+    def no_codec(page, *a, **k):
+        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    with pytest.raises(DatasetError) as err:
+        images.decoded_pixels(path)
+    assert str(err.value) == (
+        f"cannot decode {path}: it holds grey and an alpha channel in separate planes, and the "
+        f"only reader here of its ADOBE_DEFLATE compression darkens the grey by the alpha; save "
+        f"it without the alpha channel (Fiji: Image > Type > 8-bit) or uncompressed, or remove "
+        f"it")
+
+
 def test_a_16bit_grey_plus_alpha_tiff_is_not_read_cut_to_8_bits(tmp_path, monkeypatch):
     """Where tifffile lacks the codec (LZW), cv2 read a 16-bit grey + alpha TIFF at 8 bits: a
     pixel of 5200 came back as 20 (helper-46). Named instead (a missing codec simulated)."""

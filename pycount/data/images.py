@@ -214,12 +214,19 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
             # right for 8-bit planar strips and RGBA, save for the alpha it multiplies the
             # colours by
             data, bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True
+            fix = ("save it without the alpha channel (Fiji: Image > Type > {}) or uncompressed, "
+                   "or remove it")
             if data is not None and tiff.unassociated and data.ndim == 3 and \
                     data.shape[2] == 4 and (data[..., 3] < 255).any():
                 raise fail(f"its alpha channel is not opaque everywhere, and the only reader "
                            f"here of its {lacking} compression darkens the colours by it",
-                           "save it without the alpha channel (Fiji: Image > Type > RGB Color) "
-                           "or uncompressed, or remove it")
+                           fix.format("RGB Color"))
+            if data is not None and tiff.unassociated and data.ndim == 2:
+                # grey + alpha in planes: the grey comes back alone, already multiplied by an
+                # alpha that cannot be looked at
+                raise fail(f"it holds grey and an alpha channel in separate planes, and the only "
+                           f"reader here of its {lacking} compression darkens the grey by the "
+                           f"alpha", fix.format("8-bit"))
     if data is None and lacking:
         kind = ("channels in separate planes" if tiff.planar else
                 {1: "grey", 2: "grey + alpha", 3: "RGB"}.get(tiff.channels, "RGBA"))

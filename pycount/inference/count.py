@@ -64,7 +64,10 @@ def _earlier_heatmaps(out: Path) -> set[str]:
                 names |= {r.get("heatmap") or "" for r in rows}
         except (OSError, UnicodeDecodeError, csv.Error):
             continue
-    return {n for n in names if n and Path(n).name == n}
+    # (only heatmap names: a hand-edited table naming report.docx or .count.lock names no
+    # file of a count's to remove)
+    return {n for n in names if n and Path(n).name == n and n.endswith("_heatmap.png")
+            and len(n.encode()) <= 255}
 
 
 def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
@@ -401,9 +404,9 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
     # an earlier count's table goes before the first new heatmap: a count killed outright
     # (SIGKILL, a machine lost) then leaves no counts.csv that the new heatmaps contradict
     earlier = _earlier_heatmaps(out)
-    (out / "counts.csv").unlink(missing_ok=True)
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
+    (out / "counts.csv").unlink(missing_ok=True)   # (after the net loads: a failed load keeps it)
     rows, names = [], _heatmap_names(paths)
     done = False
     try:
@@ -432,12 +435,16 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
         # an earlier count's heatmaps that no row of this one has (images not reached, or not
         # in this count: 27 of 30 stayed beside a table of 3); files it did not list stay, and
         # so does a file being counted now (a heatmap given as an image)
+        # (names compared in any case: on a case-insensitive disk, macOS's or a USB stick's,
+        # Well1_heatmap.png of the earlier count is this count's well1_heatmap.png)
         counted = {_resolved(p) for p in paths}
-        gone = [n for n in sorted(earlier - set(names[:len(rows)]))
-                if (out / n).is_file() and _resolved(out / n) not in counted]
-        for name in gone:
+        mine = {n.lower() for n in names[:len(rows)]}
+        gone = []
+        for name in sorted(n for n in earlier if n.lower() not in mine):
             try:
-                (out / name).unlink()
+                if (out / name).is_file() and _resolved(out / name) not in counted:
+                    (out / name).unlink()
+                    gone.append(name)
             except OSError:
                 pass
         if gone:

@@ -165,6 +165,8 @@ def run(gpu: int = 0, iters: int | None = None, datasets=DATASETS, models=None,
     # an empty name (`DATASETS=bacterial,`: the comma-separated lists are split as given) is none
     datasets = [d for d in datasets if d]
     models = [m for m in models if m] if models is not None else None
+    # the steps run in config.home(): a relative DATA_ROOT is this folder's
+    data_root = str(Path(data_root).absolute()) if data_root else data_root
     check_cells(datasets, models)
     log_dir = config.runs_dir() / "replicate" / "logs"
     try:

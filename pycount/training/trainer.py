@@ -155,6 +155,8 @@ class Trainer:
             hist = (lmdbio.read_manifest(path) or {}).get("count_histogram") or {}
             most = max((int(k) for k in hist), default=0)
             if most >= classes:
+                if self.ds.own:     # its max_patch_count follows its marks: edited since?
+                    self._check_sources()
                 where = (f"max_patch_count = {most} or more in {self.ds.subdir}/pycount.toml"
                          if self.ds.own else "its max_patch_count in pycount/config.py")
                 raise TrainError(
