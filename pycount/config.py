@@ -801,7 +801,9 @@ MODELS["fcrn-ctx"] = replace(
 # context) must then be multiples of 16. Measured 2026-12-04 (nuclei, sigma 2, 8,000 its, 4,186 s):
 # 32.78 +- 28.26, MRE 0.193, against fcrn 35.59 paired -2.8 +- 2.68 (closer on 26 of 50) and
 # fcrn-ctx's 32.73 (sigma 3) / 33.95 (sigma 2), unpaired: the wider view gains nothing measurable.
-# Kept as a study model only (docs/density-model.md).
+# With ZOOM=0.1 (2026-12-06, 8,097 s at one thread): 31.01 +- 27.28 against fcrn-ctx ZOOM=0.1's
+# 30.65, paired +0.35 +- 2.42 (closer on 24 of 50). Kept as a study model only
+# (docs/density-model.md).
 MODELS["fcrn-ctx5"] = replace(
     MODELS["fcrn-ctx"], name="fcrn-ctx5", widths=(16, 32, 64, 128, 256),
     description="fcrn-ctx with a fifth level (16-...-256): receptive field 236 px")
