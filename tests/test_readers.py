@@ -398,6 +398,14 @@ def test_an_rgba_tiff_is_read_with_its_colours_not_darkened_by_its_alpha(tmp_pat
             f"remove it")
 
 
+def _without_a_codec(monkeypatch):
+    """tifffile as it reads a compression it has no codec for without imagecodecs (LZW here):
+    every page raises as it does then (simulated on ZIP files, which the tests can write)."""
+    def no_codec(page, *a, **k):
+        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+
+
 def test_a_planar_tiff_in_a_compression_tifffile_lacks_is_read_by_libtiff(tmp_path,
                                                                           monkeypatch):
     """A planar 8-bit RGB TIFF in LZW (Bio-Formats' and OME exports) was "corrupt or not an
@@ -406,14 +414,10 @@ def test_a_planar_tiff_in_a_compression_tifffile_lacks_is_read_by_libtiff(tmp_pa
     their compression (a missing codec simulated on a ZIP file)."""
     rgb = _rgb_with_a_square()
     path = tmp_path / "planar.tif"
-    real = tifffile.TiffPage.asarray
-
-    def no_codec(page, *a, **k):
-        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
     for tile in (None, (16, 16)):
         tifffile.imwrite(path, np.moveaxis(rgb, -1, 0), photometric="rgb",
                          planarconfig="separate", compression="zlib", tile=tile)
-        monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+        _without_a_codec(monkeypatch)
         if tile is None:
             np.testing.assert_array_equal(images.decoded_pixels(path), rgb)
         else:
@@ -423,7 +427,7 @@ def test_a_planar_tiff_in_a_compression_tifffile_lacks_is_read_by_libtiff(tmp_pa
                 f"cannot decode {path}: its ADOBE_DEFLATE compression is not read here for a "
                 f"TIFF laid out as this one (channels in separate planes, in tiles, 8-bit); save it "
                 f"uncompressed or with ZIP (Deflate) compression, or remove it")
-        monkeypatch.setattr(tifffile.TiffPage, "asarray", real)
+        monkeypatch.undo()                     # tifffile's own codec reads it
         np.testing.assert_array_equal(images.decoded_pixels(path), rgb)
 
 
@@ -432,8 +436,6 @@ def test_rgba_tiffs_that_libtiff_reads_right_stay_read_where_tifffile_lacks_the_
     """libtiff multiplies colours by an unassociated alpha at 8 bits only: 16-bit RGBA in LZW,
     and 8-bit RGBA in tiles with an opaque alpha, read right through cv2 and were refused by the
     first version of the alpha rule (helper-48; a missing codec simulated on ZIP files)."""
-    def no_codec(page, *a, **k):
-        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
     rng = np.random.default_rng(5)
     deep = rng.integers(0, 65535, (32, 48, 4), dtype=np.uint16)
     deep[..., 3] = 30000
@@ -444,7 +446,7 @@ def test_rgba_tiffs_that_libtiff_reads_right_stay_read_where_tifffile_lacks_the_
                      extrasamples=["unassalpha"], compression="zlib", tile=(16, 16))
     want = {"deep.tif": images.decoded_pixels(tmp_path / "deep.tif"),
             "tiles.tif": _rgb_with_a_square()}
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    _without_a_codec(monkeypatch)
     for name, pixels in want.items():
         np.testing.assert_array_equal(images.decoded_pixels(tmp_path / name), pixels)
 
@@ -459,9 +461,7 @@ def test_grey_plus_alpha_in_planes_is_not_read_darkened_where_tifffile_lacks_the
     tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 57)]), photometric="minisblack",
                      planarconfig="separate", extrasamples=["unassalpha"], compression="zlib")
 
-    def no_codec(page, *a, **k):
-        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    _without_a_codec(monkeypatch)
     with pytest.raises(DatasetError) as err:
         images.decoded_pixels(path)
     assert str(err.value) == (
@@ -479,9 +479,7 @@ def test_a_16bit_grey_plus_alpha_tiff_is_not_read_cut_to_8_bits(tmp_path, monkey
     tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 65535)], -1),
                      photometric="minisblack", extrasamples=["unassalpha"], compression="zlib")
 
-    def no_codec(page, *a, **k):
-        raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
-    monkeypatch.setattr(tifffile.TiffPage, "asarray", no_codec)
+    _without_a_codec(monkeypatch)
     with pytest.raises(DatasetError) as err:
         images.decoded_pixels(path)
     assert str(err.value) == (

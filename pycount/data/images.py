@@ -161,13 +161,9 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
                     raise fail("the PNG file ends before its IEND chunk (it was cut short, e.g. "
                                "by an interrupted copy or download)")
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise fail(f"it is a link that leads back to itself (a loop, through "
-                       f"{os.readlink(path)})", "point it at the image, or remove the link"
-                       ) from None
-        if path.is_symlink() and not path.exists():
-            raise fail(f"it is a broken link (to {os.readlink(path)}, which does not exist)",
-                       "restore the file it points to, or remove the link") from None
+        link = dead_link(path)
+        if link:
+            raise fail(f"it is {link[0]}", link[1]) from None
         raise fail(f"the file cannot be read ({e.strerror or e})") from None
     if head == b"GIF8":                      # GIF87a, GIF89a: no suffix of IMAGE_SUFFIXES
         raise fail(f"GIF is not a supported format ({FORMATS} are)", "convert it to PNG or TIFF")
@@ -248,6 +244,21 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
         raise fail(f"{bad} of its {data.size} pixel values are NaN or infinite", "replace them "
                    "(Fiji: Process > Math > Remove NaNs) and save it again, or remove it")
     return data, bgr
+
+
+def dead_link(path: Path) -> tuple[str, str] | None:
+    """(what it is, the fix) of a symbolic link that leads to no file: to one that does not exist,
+    or back to itself (a loop); None for anything else."""
+    if not (path.is_symlink() and not path.exists()):
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return (f"a link that leads back to itself (a loop, through {os.readlink(path)})",
+                    "point it at the file, or remove the link")
+    return (f"a broken link (to {os.readlink(path)}, which does not exist)",
+            "restore the file it points to, or remove the link")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@ and annotations kept in two subfolders (split_folders), published train/ + test/
 (split_parts), and the checks of the folder and its files."""
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
 from pycount.data.annotations import ANNOTATION_KINDS, few, note, recorded_image, set_file
-from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
+from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, dead_link
 from pycount.errors import DatasetError
 
 # --- checks of the folder and its files ------------------------------------------------------------
@@ -30,16 +29,9 @@ def require_dir(root) -> Path:
 def refuse_broken_link(path: Path) -> None:
     """DatasetError for a symbolic link to nothing: it is no file, so a listing would skip it
     and report its partner as unpaired."""
-    if path.is_symlink() and not path.exists():
-        try:
-            os.stat(path)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise DatasetError(f"{path} is a link that leads back to itself (a loop, through "
-                                   f"{os.readlink(path)}); point it at the file, or remove the "
-                                   f"link") from None
-        raise DatasetError(f"{path} is a broken link (to {os.readlink(path)}, which does not "
-                           "exist); restore the file it points to, or remove the link")
+    link = dead_link(path)
+    if link:
+        raise DatasetError(f"{path} is {link[0]}; {link[1]}")
 
 
 # --- pairing: any images, each with an annotation of its stem ----------------------------------------

@@ -680,7 +680,7 @@ def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -
               if records else "")
     say(f"  {'iterations':<15} {solver.max_iter:>8}  {model.name}'s default, as for the named "
         f"datasets{passes} (ITERS= overrides)")
-    return config.schedule(model, ds)
+    return solver.max_iter
 
 
 def record_in_run(run: Path, ds: config.DatasetConfig) -> None:
