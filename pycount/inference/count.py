@@ -34,17 +34,18 @@ from pycount.util.runlock import OutLock
 # heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error",
           "heatmap"]
+# the headers of a table count wrote: today's, and the one before the heatmap column
+_HEADERS = (FIELDS, FIELDS[:-1])
 
 
 def is_count_output(folder: Path) -> bool:
     """Whether `folder` holds an earlier `pycount count`'s output (counts.csv or
     counts.partial.csv beginning with its header, or the header before the heatmap column):
     its heatmaps are no cell images."""
-    heads = (",".join(FIELDS), ",".join(FIELDS[:-1]))
     for name in ("counts.csv", "counts.partial.csv"):
         try:
             with open(folder / name, encoding="utf-8") as f:
-                if f.readline().strip() in heads:
+                if f.readline().strip().split(",") in _HEADERS:
                     return True
         except (OSError, UnicodeDecodeError):
             continue
@@ -59,7 +60,7 @@ def _earlier_heatmaps(out: Path) -> set[str]:
         try:
             with open(out / table, encoding="utf-8", newline="") as f:
                 rows = csv.DictReader(f)
-                if rows.fieldnames != list(FIELDS):     # not a table pycount wrote (a user's)
+                if rows.fieldnames not in _HEADERS:     # not a table pycount wrote (a user's)
                     continue
                 names |= {r.get("heatmap") or "" for r in rows}
         except (OSError, UnicodeDecodeError, csv.Error):
