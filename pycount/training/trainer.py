@@ -131,8 +131,6 @@ class Trainer:
         for path in (self.train_lmdb, self.val_lmdb):
             stored = lmdbio.read_manifest(path).get("stored_patch")
             if stored not in (None, side):
-                if self.ds.own:     # its patch follows its marks: edited since make prepare?
-                    self._check_sources()
                 raise TrainError(f"{path} holds {stored} px patches but {self.model.name} on "
                                  f"{self.ds.tag} expects {side} px; run `make "
                                  f"prepare` with the same DATASET/PATCH/SIZE as `make train`")
@@ -155,8 +153,6 @@ class Trainer:
             hist = (lmdbio.read_manifest(path) or {}).get("count_histogram") or {}
             most = max((int(k) for k in hist), default=0)
             if most >= classes:
-                if self.ds.own:     # its max_patch_count follows its marks: edited since?
-                    self._check_sources()
                 where = (f"max_patch_count = {most} or more in {self.ds.subdir}/pycount.toml"
                          if self.ds.own else "its max_patch_count in pycount/config.py")
                 raise TrainError(
@@ -298,9 +294,11 @@ class Trainer:
         """Train to max_iter; resume from the run's last snapshot unless resume=False, which
         first removes everything the previous run wrote (RESUME=0)."""
         caffe = set_device(self.gpu)
+        # the sources first: an own folder's patch and max_patch_count follow its marks, so
+        # marks edited since `make prepare` are named before the checks they would fail
+        self._check_sources()
         self._check_lmdb_patch()
         self._check_classes()
-        self._check_sources()
         self._say_passes()
         pretrained = self._pretrained()
         plan = self._plan()
