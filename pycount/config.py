@@ -1266,7 +1266,11 @@ def read_spec(folder: Path) -> dict:
         return {}
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig")
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        if not utf16 and b"\x00" in raw:       # no TOML text holds a NUL byte
+            raise ConfigError(f"{path}: byte {raw.index(0)} is a NUL: UTF-16 text without its "
+                              f"byte-order mark, or no text at all; save it as UTF-8")
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror or e}); make it readable, or "
                           f"remove it") from None

@@ -264,6 +264,15 @@ def test_a_spec_file_in_utf16_is_read_and_one_in_a_legacy_encoding_named(tmp_pat
     assert err.rstrip().endswith("save it as UTF-8") and "Traceback" not in err
 
 
+def test_a_spec_file_in_utf16_without_its_mark_is_named(tmp_path, workdirs, capsys):
+    """UTF-16 without the byte-order mark (some tools write it so) decoded as UTF-8 with a NUL
+    after every letter, and tomllib's complaint named no encoding."""
+    folder = own_folder(tmp_path / "f", spec="patch = 40\n".encode("utf-16-le"))
+    err = refused(capsys, "--dataset", str(folder))
+    assert (f"{folder / config.SPEC_FILE}: byte 1 is a NUL: UTF-16 text without its byte-order "
+            f"mark, or no text at all; save it as UTF-8") in err and "Traceback" not in err
+
+
 def test_a_patch_resize_beyond_the_window_limit_is_refused(workdirs, capsys):
     """SIZE=99999 asked cv2 for 30 GB to resize the first patch; PATCH= and CROP= of a named set
     take the own folders' ceiling too."""
