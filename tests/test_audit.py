@@ -301,6 +301,45 @@ def test_the_record_keeps_a_cell_whose_run_folder_is_gone(tmp_path):
         audit.build(runs, record_path=rec)
 
 
+def test_a_recorded_cell_whose_folder_is_trained_again_shows_the_training(tmp_path):
+    """make train (RESUME=0, or a resumed training) removes the run's metrics.json: until make
+    eval ends, the folder holds another net than the record counted, and the cell showed the
+    record's number as "its run folder is not on this machine" (helper-50). The record stands
+    only where the folder's weights are the ones it counted; a record rebuilt without its run
+    folder says where it came from."""
+    runs, rec = tmp_path / "runs", tmp_path / "results.json"
+    _fake_run(runs, "bacterial/alexnet", mae=8.0, model_sha256="a" * 64)
+    run = runs / "bacterial" / "alexnet"
+    (run / "train.json").write_text(json.dumps({"iterations": 6000, "model_sha256": "a" * 64}))
+    audit.record(audit.build(runs, record_path=rec), rec)
+
+    def cell():
+        report = audit.build(runs, record_path=rec)
+        return {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"][
+            "bacterial"]
+    (run / "metrics.json").unlink()                  # the same weights, evaluation removed
+    assert cell()["ours"]["mae"] == 8.0 and cell()["note"] == render.RECORDED
+    (run / "train.json").unlink()                    # trained again: under way
+    (run / "train_log.csv").write_text("iter,loss,lr,seconds,val_mae\n0,6.6,0.001,0,4.9\n"
+                                       "40,2.7,0.001,80,\n")
+    assert cell()["ours"] is None and cell()["note"].startswith(
+        "training in progress: iteration 40"), cell()["note"]
+    (run / "train.json").write_text(json.dumps({"iterations": 6000, "model_sha256": "c" * 64}))
+    (run / "model.caffemodel").write_bytes(b"weights")
+    assert cell()["ours"] is None and cell()["note"].startswith("trained, not evaluated")
+
+    import shutil
+    shutil.rmtree(run)                               # gone; a record copied back by hand
+    doc = json.loads(rec.read_text())
+    doc["runs"]["bacterial/alexnet"]["source"] = "reconstructed from an earlier audit page"
+    rec.write_text(json.dumps(doc))
+    assert cell()["ours"]["mae"] == 8.0
+    md = render.to_markdown(render.to_blocks(audit.build(runs, record_path=rec)))
+    assert "recorded result (reconstructed, see below)" in md
+    assert ("AlexNet(R) · Bacterial (bacterial/alexnet): reconstructed from an earlier audit "
+            "page.") in md
+
+
 WHOLE = {"mre": 0.1, "mae": 12.0, "mae_std": 1.0, "baseline_mae": 40.0, "n_images": 10}
 
 

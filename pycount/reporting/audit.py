@@ -396,6 +396,19 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
     tried_file = shown(Path(tried_path or config.AUDIT_TRIED))
     found = {k: {**e["metrics"], "recorded": True} for k, e in kept.items()}
     trains = {k: e.get("train") or {} for k, e in kept.items()}
+    sources = {k: e["source"] for k, e in kept.items() if isinstance(e.get("source"), str)}
+    for key in kept:
+        # a recorded run's folder here without its metrics.json: trained again since the
+        # record (make train removes the evaluation), or under way; the record is of an earlier
+        # net unless the folder's weights are the ones it counted. The cell says what the folder
+        # holds (in training, trained and not evaluated), not the earlier net's number.
+        run = runs_dir / key
+        if (run / "metrics.json").exists() or not ((run / "train.json").is_file()
+                                                   or _progress(run)):
+            continue
+        sha = found[key].get("model_sha256")
+        if not (isinstance(sha, str) and sha == _train_info(run).get("model_sha256")):
+            del found[key], trains[key]
     for p in sorted(runs_dir.glob("*/*/metrics.json")):
         key = p.parent.relative_to(runs_dir).as_posix()
         found[key], trains[key] = _read(p), _train_info(p.parent)
@@ -462,6 +475,8 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
                             cell["note"] = "metrics.json says {}/{}({})".format(*said)
                         elif "recorded" in m:
                             cell["note"] = RECORDED
+                            if key in sources:    # no run folder kept: values copied back
+                                cell["source"] = sources[key]
                 cell["mark"] = _mark(cell, col)
                 cells[col.folder] = cell
             rows.append({"label": r.label, "model": r.model, "head": r.head,

@@ -93,7 +93,7 @@ def _short(cell: dict) -> str:
     if needs:
         return NEEDS[needs]
     if cell["note"] == RECORDED:
-        return "recorded result"
+        return "recorded result" + (" (reconstructed, see below)" if cell.get("source") else "")
     if cell["run"] is None:
         return "not in pycount (see below)"
     return cell["note"]
@@ -262,6 +262,13 @@ def to_blocks(report: dict) -> list[tuple]:
                 [str(cell["train"].get("commit", "?"))],
                 [str(cell["train"].get("settings", ""))]] for label, c, cell in runs])
               if runs else ("p", "No paper cell has a run yet."))
+    rebuilt = [(label, c, cell) for label, c, cell in runs if cell.get("source")]
+    if rebuilt:
+        b.append(("p", "Reconstructed records, whose per-image counts and weights were not kept "
+                       "(their numbers cannot be recomputed from the record; `make train` and "
+                       "`make eval` at the commit named regenerate them): " + "; ".join(
+                           f"{label} · {c.label} ({cell['run']}): {cell['source']}"
+                           for label, c, cell in rebuilt) + "."))
     if curves(report):
         missing = _curveless(report)
         b += [("p", "Validation curves of the filled cells' trainings (patch MAE on the held-out "
