@@ -48,3 +48,22 @@ def test_metrics_md_names_the_runs_variant(tmp_path):
     assert figures.write_metrics(tmp_path, m).startswith("# nuclei-zoom0.1 / fcrn-ctx (R)\n")
     del m["dataset_tag"]                   # an evaluation from before the tag was kept
     assert figures.write_metrics(tmp_path, m).startswith("# nuclei / fcrn-ctx (R)\n")
+
+
+def test_metrics_md_says_how_a_classic_method_counts(tmp_path):
+    """Table 4's methods count with their own density or detections: metrics.md described them
+    as patch counters (griddata of patch counts) with a "non-overlapping tiles" row that only
+    repeated the count (helper-50)."""
+    from pycount.evaluation import figures
+    m = dict(dataset="nuclei", model="lecount", family="lecount", head="R", density=False,
+             patch=60, stride=30, mre=0.68, mae=76.94, mae_std=76.54, tiling_mre=0.68,
+             tiling_mae=76.94, tiling_mae_std=76.54, baseline_mae=159.7, baseline_mre=7.4,
+             baseline_mae_std=167.2, train_mean_count=284.7, n_images=50)
+    md = figures.write_metrics(tmp_path, m)
+    assert "sum of the per-pixel density" in md and "griddata" not in md and "tiles" not in md
+    del m["family"]                        # an evaluation from before the family was kept
+    assert "sum of the per-pixel density" in figures.write_metrics(tmp_path, m)
+    md = figures.write_metrics(tmp_path, dict(m, model="ledetect", family="ledetect"))
+    assert "number of the regions the detector selects" in md and "tiles" not in md
+    md = figures.write_metrics(tmp_path, dict(m, model="alexnet", family="alexnet"))
+    assert "integral of the griddata density heatmap" in md and "non-overlapping tiles" in md

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pycount import config
 from pycount.errors import RunError
 from pycount.evaluation.metrics import partial
 from pycount.util import atomic
@@ -32,7 +33,7 @@ def metrics_table(metrics: dict) -> str:
     name = f"{metrics.get('model', 'model')}({metrics.get('head', 'R')})"
     lines = ["| estimator | MRE | MAE ± std |", "|---|---:|---:|",
              f"| {name} | {metrics['mre']:.4f} | {metrics['mae']:.2f} ± {metrics['mae_std']:.2f} |"]
-    if "tiling_mae" in metrics and not metrics.get("density"):
+    if "tiling_mae" in metrics and not metrics.get("density") and not _classic(metrics):
         lines.append(f"| {name}, non-overlapping tiles | {metrics['tiling_mre']:.4f} | "
                      f"{metrics['tiling_mae']:.2f} ± {metrics['tiling_mae_std']:.2f} |")
     if "expected_mae" in metrics:
@@ -47,10 +48,24 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+# how each of Table 4's methods counts an image (pycount.inference.classic)
+CLASSIC_COUNT = {"lecount": "count = sum of the per-pixel density, a linear map of the image's "
+                            "quantised dense descriptors",
+                 "ledetect": "count = number of the regions the detector selects"}
+
+
+def _classic(metrics: dict) -> str:
+    """The classic family a metrics.json's model is ("" for a net): its family where recorded,
+    else its model name (the classic models are named after their families)."""
+    family = metrics.get("family") or metrics.get("model")
+    return family if family in config.CLASSIC_FAMILIES else ""
+
+
 def write_metrics(run: Path, metrics: dict) -> str:
     """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
     run = Path(run)
-    how = (f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
+    how = (CLASSIC_COUNT[_classic(metrics)] if _classic(metrics) else
+           f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
            f"griddata density heatmap" if not metrics.get("density") else
            "count = sum of the predicted density map (crops at half stride, averaged where "
            "they overlap)")

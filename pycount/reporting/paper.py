@@ -14,7 +14,7 @@ CITATION = ("Xue, Ray, Hugh, Bigras: Cell Counting by Regression Using Convoluti
             "pp. 274-290")
 # Page numbers are those of the published volume; the text extract we check against has none.
 SOURCES = {1: "Table 1", 2: "Table 2, p. 285 of LNCS 9913", 3: "Table 3, p. 285 of LNCS 9913",
-           4: "Table 4, p. 287 of LNCS 9913"}
+           4: "Table 4, p. 286 of LNCS 9913"}
 TITLES = {2: "classification (C) vs regression (R) heads",
           3: "ResNet depth (regression head)",
           4: "comparison with other methods (The proposed = ResNet-152(R))"}
