@@ -594,11 +594,22 @@ def test_eval_counts_a_finished_run_of_its_settings_and_skips_a_damaged_fig7_sib
     m = evaluate.evaluate(ds, model, heatmaps=0)
     assert m["n_images"] == len(ids) and json.loads((run / "metrics.json").read_text())["mae"] == \
         pytest.approx(m["mae"])
-    assert (run.parent / "fig7.png").is_file() and sorted(drawn) == [run.name, "good-run"]
+    assert (run.parent / "fig7.png").is_file() and sorted(drawn) == [run.name]
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert notes == [f"note: Fig. 7 leaves out bad-run: {bad / 'predictions.csv'} is unreadable "
                      f"or damaged (ValueError(\"could not convert string to float: 'abc'\")); "
-                     f"evaluate its run again (make eval) to write it anew"]
+                     f"evaluate its run again (make eval) to write it anew",
+                     f"note: Fig. 7 leaves out good-run: its test images or their true counts "
+                     f"differ from {run.name}'s (the latest evaluation); make eval for good-run "
+                     f"counts it against today's"]
+    # good-run counted against the truths of today's evaluation: drawn beside it (helper-50:
+    # every run was drawn against the first run's truths, one read by an earlier pycount)
+    truths = [r.split(",")[1] for r in (run / "predictions.csv").read_text().splitlines()[1:]]
+    (good / "predictions.csv").write_text("id,true,predicted,tiling,abs_error\n" + "".join(
+        f"{i},{t},2,2,1\n" for i, t in zip(ids, truths)))
+    drawn.clear()
+    assert evaluate.write_fig7(run.parent) == run.parent / "fig7.png"
+    assert sorted(drawn) == [run.name, "good-run"]
 
 
 def test_an_eval_stopped_among_its_writes_leaves_no_mix_of_two(tiny, monkeypatch):

@@ -273,9 +273,11 @@ def _summarize(rows: list[dict], train_mean: float) -> dict:
 
 def write_fig7(dataset_runs: Path) -> Path | None:
     """Fig. 7 for a dataset: every evaluated run's estimate per test image, beside the truth
-    (a run whose predictions.csv has no whole evaluation's metrics.json beside it: left out)."""
+    (a run whose predictions.csv has no whole evaluation's metrics.json beside it: left out).
+    The truth drawn is the latest evaluation's; a run evaluated on other images, or against
+    other true counts (an earlier pycount read the marks otherwise), is left out and named."""
     import json
-    cols = {}
+    cols, when = {}, {}
     for f in sorted(Path(dataset_runs).glob("*/predictions.csv")):
         try:
             m = json.loads((f.parent / "metrics.json").read_text())
@@ -286,12 +288,21 @@ def write_fig7(dataset_runs: Path) -> Path | None:
             continue
         try:
             cols[f.parent.name] = report.read_predictions(f)
+            when[f.parent.name] = (f.parent / "metrics.json").stat().st_mtime
         except PycountError as e:     # another run's damaged file: that run is left out
             print(f"note: Fig. 7 leaves out {f.parent.name}: {e}", flush=True)
     if not cols:
         return None
-    ref = next(iter(cols.values()))
-    same = {name: c["predicted"] for name, c in cols.items() if c["id"] == ref["id"]}
+    latest = max(cols, key=lambda name: (when[name], name))
+    ref = cols[latest]
+    same = {}
+    for name, c in cols.items():
+        if c["id"] == ref["id"] and np.array_equal(c["true"], ref["true"]):
+            same[name] = c["predicted"]
+        else:
+            print(f"note: Fig. 7 leaves out {name}: its test images or their true counts differ "
+                  f"from {latest}'s (the latest evaluation); make eval for {name} counts it "
+                  f"against today's", flush=True)
     path = Path(dataset_runs) / "fig7.png"
     report.save_fig7(path, ref["id"], ref["true"], same,
                      f"{Path(dataset_runs).name}: estimated vs true count per test image")
