@@ -730,6 +730,40 @@ def test_a_protocol_row_names_the_seeds_it_pools(tmp_path):
         (32, "over 4 seeds (1-3, 7)", 2.4, round(float(np.std([2.0, 2.4, 2.2, 3.0], ddof=1)), 3))]
 
 
+def test_a_protocol_row_pools_the_recorded_seeds_whose_folders_are_gone(tmp_path):
+    """The record keeps every seed's run of the N = 50 protocol, but the protocol row read only
+    the folders on the disk, so with them gone the audit showed no row of ours beside the
+    published N = 50 figures (helper-50). Recorded seeds pool with the folders', named."""
+    import shutil
+    runs, rec = tmp_path / "runs", tmp_path / "results.json"
+    for seed, mae in ((1, 2.0), (2, 2.4), (3, 2.2)):
+        _fake_run(runs, f"bacterial-n50-seed{seed}/fcrn", dataset="bacterial", train_n=50,
+                  seed=seed, mae=mae, density=True)
+    audit.record(audit.build(runs, record_path=rec), rec)
+    shutil.rmtree(runs / "bacterial-n50-seed1")
+    rows = [r for r in audit.build(runs, record_path=rec)["density"]
+            if r["what"] == "pycount fcrn"]
+    # (the folders' fake runs name no settings, so they count as trained with older ones)
+    assert [(r["n"], r["spread"], round(r["mae"], 3)) for r in rows] == [
+        (50, "over 1 seeds (1)", 2.0)]
+    assert rows[0]["source"].endswith("(seeds 1 recorded: docs/audit/results.json)")
+    for seed in (2, 3):
+        shutil.rmtree(runs / f"bacterial-n50-seed{seed}")
+    rows = [r for r in audit.build(runs, record_path=rec)["density"]
+            if r["what"] == "pycount fcrn"]
+    assert [(r["n"], r["spread"], round(r["mae"], 3)) for r in rows] == [
+        (50, "over 3 seeds (1-3)", 2.2)]
+    assert rows[0]["source"].endswith("(seeds 1-3 recorded: docs/audit/results.json)")
+    assert not [r for r in audit.build(runs)["density"] if r["what"] == "pycount fcrn"]
+    doc = json.loads(rec.read_text())           # one recorded with a net unlike today's
+    doc["runs"]["bacterial-n50-seed3/fcrn"]["train"]["settings"] = "fcrn-old | sigma 9"
+    rec.write_text(json.dumps(doc))
+    rows = [r for r in audit.build(runs, record_path=rec)["density"]
+            if r["what"] == "pycount fcrn"]
+    assert (rows[0]["spread"], round(rows[0]["mae"], 3)) == ("over 2 seeds (1-2)", 2.2)
+    assert "(seeds 3 trained with older settings" in rows[0]["source"]
+
+
 def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
     """Each run whose cell is outside ±15 % gets its lines from the tried file, or a line saying
     none is recorded; a run within the tolerance is not listed even when the file has lines."""

@@ -565,8 +565,18 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
             for settings, said in variants:
                 ds = config.with_overrides(config.dataset(col.folder), **settings)
                 rows += _density_rows(found, runs_dir, trains, ds, model, said)
-            for p in protocol.summarize(col.folder, model, runs_dir):
-                old = p["stale_seeds"]
+            kept = {}                   # the recorded seeds, each checked as _density_rows does
+            for k, m in found.items():
+                if "recorded" in m and "error" not in m and k.endswith("/" + model):
+                    try:
+                        seeded = config.with_overrides(config.dataset(col.folder),
+                                                       train_n=int(m["train_n"]),
+                                                       seed=int(m["seed"]))
+                    except (PycountError, KeyError, TypeError, ValueError):
+                        continue
+                    kept[k] = {**m, "stale": _recorded_stale(k, trains, seeded)}
+            for p in protocol.summarize(col.folder, model, runs_dir, recorded=kept):
+                old, rec = p["stale_seeds"], p["recorded_seeds"]
                 rows.append({"dataset": col.folder, "what": f"pycount {model}",
                              "n": p["train_n"], "mae": p["mae_mean"], "std": p["mae_std"],
                              "spread": f"over {len(p['seeds'])} seeds "
@@ -574,7 +584,9 @@ def _density(found: dict, runs_dir: Path, trains: dict | None = None) -> list[di
                              "source": f"{col.folder}-n{p['train_n']}-seed*/{model}" + (
                                  f" (seeds {', '.join(map(str, old))} trained with older "
                                  f"settings: `make protocol DATASET={col.folder} MODEL={model}` "
-                                 f"retrains them)" if old else "")})
+                                 f"retrains them)" if old else "") + (
+                                 f" (seeds {_numbers(rec)} recorded: docs/audit/results.json)"
+                                 if rec else "")})
     return rows
 
 

@@ -8,6 +8,7 @@ shows the result beside the published numbers.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
@@ -72,34 +73,46 @@ def stale(run: Path, dataset: str | config.DatasetConfig, model: str, n: int,
 
 
 def summarize(dataset: str | config.DatasetConfig, model: str,
-              runs_dir: Path | None = None, ns=None, seeds=None) -> list[dict]:
+              runs_dir: Path | None = None, ns=None, seeds=None,
+              recorded: dict | None = None) -> list[dict]:
     """Per N: the seeds found, each seed's MAE, their mean and (sample) std, and the seeds whose
     run was trained with other settings than today's (`stale_seeds`; `run` retrains them).
     A seed whose metrics.json is unreadable or holds no numbers is left out of its N, the others
     kept (`make audit` lists the damaged file under its other runs). With `ns` / `seeds`, only
-    those (what `make protocol` was asked for; other seeds' runs on the disk stay out)."""
+    those (what `make protocol` was asked for; other seeds' runs on the disk stay out).
+    `recorded` ({"<dataset>/<run>": metrics}, the audit's record): a seed whose run folder is
+    gone counts from its record, named in `recorded_seeds`; its metrics' "stale" (the audit's
+    check of the net its record names) puts it among the stale seeds."""
     runs_dir = Path(runs_dir or config.runs_dir())
     ds = _as_dataset(dataset)
     dataset = ds.name
     by_n: dict[int, dict[int, dict]] = {}
     old: dict[int, list[int]] = {}
-    for f in sorted(runs_dir.glob(f"{glob.escape(ds.tag)}-n*-seed*/{glob.escape(model)}/"
-                                  f"metrics.json")):
-        m = _metrics(f)
+    kept: dict[int, list[int]] = {}
+    found = [(f.parent, _metrics(f)) for f in sorted(runs_dir.glob(
+        f"{glob.escape(ds.tag)}-n*-seed*/{glob.escape(model)}/metrics.json"))]
+    for key, m in sorted((recorded or {}).items()):
+        run = runs_dir / key
+        if (fnmatch.fnmatchcase(key, f"{glob.escape(ds.tag)}-n*-seed*/{glob.escape(model)}")
+                and not run.exists()):
+            found.append((run, _checked(dict(m))))
+    for folder, m in found:
         if m is None:
             continue
         n, seed = m["train_n"], m["seed"]
         if (ns is not None and n not in ns) or (seeds is not None and seed not in seeds):
             continue
         try:    # not another draw of the (N, seed) run (RESPLIT=: -split<s>), nor a copy
-            if f.parent.parent.name != config.with_overrides(ds, train_n=n, seed=seed).tag:
+            if folder.parent.name != config.with_overrides(ds, train_n=n, seed=seed).tag:
                 continue
         except PycountError:        # an N this dataset cannot draw: a damaged metrics.json
             continue
         if m.get("dataset") == dataset and n:
             by_n.setdefault(n, {})[seed] = m
-            if stale(f.parent, ds, model, n, seed):
+            if stale(folder, ds, model, n, seed) if folder.exists() else m.get("stale"):
                 old.setdefault(n, []).append(seed)
+            elif not folder.exists():
+                kept.setdefault(n, []).append(seed)
     out = []
     for n in sorted(by_n):
         # the mean is over the seeds of today's settings; over all, flagged, when none is
@@ -112,7 +125,8 @@ def summarize(dataset: str | config.DatasetConfig, model: str,
                     "mae_std": float(maes.std(ddof=1)) if len(maes) > 1 else None,
                     "mre_mean": float(np.mean([by_n[n][s]["mre"] for s in current])),
                     "stale_seeds": stale_seeds,
-                    "stale_mae": {str(s): round(by_n[n][s]["mae"], 4) for s in stale_seeds}})
+                    "stale_mae": {str(s): round(by_n[n][s]["mae"], 4) for s in stale_seeds},
+                    "recorded_seeds": sorted(s for s in kept.get(n, []) if s in current)})
     return out
 
 
@@ -121,9 +135,18 @@ def _metrics(path: Path) -> dict | None:
     or None when it is unreadable, not a JSON object or lacks one of them."""
     try:
         m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return _checked(m)
+
+
+def _checked(m) -> dict | None:
+    """Metrics (a metrics.json's, or a recorded run's) with train_n, seed, mae and mre checked;
+    None as _metrics."""
+    try:
         m["train_n"], m["seed"] = int(m["train_n"]), int(m["seed"])
         m["mae"], m["mre"] = _number(m["mae"]), _number(m["mre"])
-    except (OSError, ValueError, KeyError, TypeError, IndexError, OverflowError):
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):
         return None
     # a partial evaluation (TEST_IMAGES=, as a dry run) is no result: measured again
     return None if partial(m) else m
