@@ -418,3 +418,39 @@ def test_a_finished_runs_lost_best_model_is_named_not_claimed(tiny):
     from pycount.inference.run import load_run
     with pytest.raises(RunError, match="is missing from a finished run"):
         load_run(run)
+
+
+# ------------------------------------------------------------------- the multistep schedule
+
+def test_iters_that_move_the_steps_resume_at_the_rate_of_todays_schedule(tiny, monkeypatch):
+    """fcrn's multistep schedule moves its steps with ITERS= (27 and 35 of 40 iterations, 54 and
+    70 of 80); Caffe keeps the count of steps passed in the solverstate and only counts it up,
+    so a finished 40-iteration run resumed with ITERS=80 trained iterations 40-80 at 1/100 of
+    its base rate while the log said the base rate (helper-51). The restored solver holds the
+    count today's steps give at iteration 40: none."""
+    from caffe.proto import caffe_pb2
+    ds, _ = tiny
+    ds = dataclasses.replace(ds, crop=64, crop_stride=64, rot_step=90)
+    base = config.model("fcrn")
+    solver = dataclasses.replace(base.solver, batch=8, max_iter=40, test_interval=20, snapshot=20,
+                                 stepvalues=(27, 35), average_after=0)
+    model = dataclasses.replace(base, widths=(8, 16, 32, 64), solver=solver)
+    prepare.prepare(ds, model=model)
+    train.Trainer(ds, model).train(resume=False)
+    snaps = config.run_dir(ds, model) / "snapshots"
+    state = caffe_pb2.SolverState()
+    state.ParseFromString((snaps / "snap_iter_40.solverstate").read_bytes())
+    assert (state.iter, state.current_step) == (40, 2)
+    restored = []
+    real = train.restore_solver
+
+    def spy(solver, solverstate, caffemodel, iteration=None, stepvalues=None):
+        real(solver, solverstate, caffemodel, iteration, stepvalues)
+        solver.snapshot()                  # the state as Caffe holds it now: iteration 40's
+        state.ParseFromString(solverstate.read_bytes())
+        restored.append((stepvalues, state.iter, state.current_step))
+    monkeypatch.setattr(train, "restore_solver", spy)
+    trainer = train.Trainer(ds, model, max_iter=80)
+    assert trainer.model.solver.stepvalues == (54, 70)
+    trainer.train(resume=True)
+    assert restored == [((54, 70), 40, 0)]

@@ -29,11 +29,16 @@ def read_latest(latest: Path) -> dict:
     return state
 
 
-def restore_solver(solver, solverstate: Path, caffemodel: Path, iteration: int | None = None
-                   ) -> None:
+def restore_solver(solver, solverstate: Path, caffemodel: Path, iteration: int | None = None,
+                   stepvalues: tuple[int, ...] | None = None) -> None:
     """solver.restore() with the solverstate's weights file pointed at `caffemodel`: Caffe stores
     the absolute path it wrote, and aborts (a glog CHECK) when the folder has moved since.
-    `iteration`: the one latest.json gives the pair (None: an older latest.json without it)."""
+    `iteration`: the one latest.json gives the pair (None: an older latest.json without it).
+    `stepvalues`: today's multistep schedule (None for the other policies). Caffe keeps the
+    count of steps passed in the solverstate and only ever counts it up, so a run resumed with
+    its steps moved (ITERS=: SolverConfig.stretched) trained on at the old schedule's rate, 100x
+    below the one its log showed when the old steps lay behind it; the count is set from
+    today's steps, as a run on today's schedule would hold it at this iteration."""
     from caffe.proto import caffe_pb2
     state = caffe_pb2.SolverState()
     try:
@@ -45,8 +50,15 @@ def restore_solver(solver, solverstate: Path, caffemodel: Path, iteration: int |
                          f"again with RESUME=0")
     check_solver_history(solver, state, solverstate, iteration)
     check_snapshot_weights(solver.net, caffemodel)
-    if state.learned_net != str(caffemodel.resolve()):
-        state.learned_net = str(caffemodel.resolve())
+    changed = state.learned_net != str(caffemodel.resolve())
+    state.learned_net = str(caffemodel.resolve())
+    if stepvalues is not None:
+        # (SGDSolver::GetLearningRate counts a step at the first iteration >= its value: after
+        # `iter` iterations the count is that of the steps below it)
+        step = sum(state.iter > v for v in stepvalues)
+        changed |= state.current_step != step
+        state.current_step = step
+    if changed:
         fixed = solverstate.with_name(".restore.solverstate")
         fixed.write_bytes(state.SerializeToString())
         try:

@@ -574,7 +574,8 @@ class _Session:
                                  f"incomplete: train it again with RESUME=0")
         self.state.update({k: p.name for k, p in files.items()})
         restore_solver(self.solver, files["solverstate"], files["caffemodel"],
-                       self.state.get("iter"))
+                       self.state.get("iter"), self.s.stepvalues
+                       if self.s.lr_policy == "multistep" else None)
         if self.average is not None and self.state.get("average"):
             self.average.load(self.snaps / Path(self.state["average"]).name)
         if self.average is not None:
