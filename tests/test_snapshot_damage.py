@@ -454,3 +454,31 @@ def test_iters_that_move_the_steps_resume_at_the_rate_of_todays_schedule(tiny, m
     assert trainer.model.solver.stepvalues == (54, 70)
     trainer.train(resume=True)
     assert restored == [((54, 70), 40, 0)]
+
+
+# ------------------------------------------------------------------------- the weights kept
+
+def test_a_stop_while_the_best_weights_are_written_keeps_the_record_of_the_file(tiny,
+                                                                               monkeypatch):
+    """The best validation was recorded before model.caffemodel was written: a Ctrl-C or SIGTERM
+    during the write kept the earlier file (the write is atomic) while latest.json, and after the
+    resume train.json, named the new best, so the weights kept were not the ones their record
+    described (helper-51). The record follows the file."""
+    ds, model = tiny
+    prepare.prepare(ds)
+    scores = {30: 5.0, 60: 4.0}               # iteration 30, then a better 60
+    monkeypatch.setattr(train._Session, "validate",
+                        lambda self: scores.get(self.solver.iter, 9.0))
+    real, saves = train._save_weights, []
+
+    def save(net, path):
+        saves.append(path.name)
+        if len(saves) == 2:                  # the signal lands while the better 60 is written
+            raise KeyboardInterrupt
+        real(net, path)
+    monkeypatch.setattr(train, "_save_weights", save)
+    with pytest.raises(KeyboardInterrupt):
+        train.Trainer(ds, model).train(resume=False)
+    latest = json.loads((config.run_dir(ds, model) / "snapshots" / "latest.json").read_text())
+    assert saves == ["model.caffemodel"] * 2
+    assert (latest["best_iter"], latest["best_val_mae"]) == (30, 5.0)

@@ -679,10 +679,12 @@ class _Session:
             val_mae = self.validate()
             self.state["validated"] = it         # (in the next snapshot's latest.json)
             better = val_mae < self.state["best_val_mae"]
-            if better:
-                self.state.update(best_val_mae=val_mae, best_iter=it)
             if t.model.keep == "last" or (better and t.model.keep == "best"):
                 _save_weights(self.val_net, t.run / "model.caffemodel")
+            # recorded once the file is written: a stop during the write keeps the earlier
+            # file (atomic.replacing), and the record that latest.json takes then describes it
+            if better:
+                self.state.update(best_val_mae=val_mae, best_iter=it)
         return val_mae
 
     def log_row(self, val_mae: float | None = None) -> float:
