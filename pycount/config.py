@@ -722,6 +722,12 @@ TTA_TRANSFORMS = {
     4: ((False, 0), (False, 1), (False, 2), (False, 3)),
     8: tuple((m, k) for m in (False, True) for k in range(4)),
 }
+# Augmentation beyond the paper's rotations (its Sect. 2.2 names only those): Caffe's random
+# mirror of each training patch (transform_param mirror) for the patch nets trained whole
+# (AlexNet, a ResNet with FINETUNE=all); a mirrored patch holds the same count. Not with a frozen
+# trunk, whose features are computed once per patch and cached (pycount.training.features).
+# False trains on the rotations alone, as the paper describes.
+TRAIN_MIRROR = True
 # Solver choices (the paper states none): plain SGD with momentum 0.9, a step decay x0.1 at two
 # thirds of the run, and the gradient's L2 norm clipped at 10, which keeps from-scratch training
 # with the Euclidean loss from diverging in its first iterations. Small batches (16) reached a lower

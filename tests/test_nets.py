@@ -110,6 +110,24 @@ def test_train_val_net_reads_the_lmdb_and_computes_the_loss(tmp_path, encoded):
     assert np.allclose(net.blobs["data"].data, nets.preprocess(first, plan.model, plan.dataset), atol=1e-5)
 
 
+def test_training_patches_are_mirrored_as_config_says_and_never_for_a_frozen_trunk(monkeypatch):
+    """Random mirroring is augmentation beyond the paper's rotations: one setting
+    (config.TRAIN_MIRROR) says it, the TRAIN Data layer follows it, TEST never mirrors, and a
+    frozen trunk (features cached per patch) never does (helper-51: it was unstated)."""
+    plan = nets.default_plan("nuclei", "alexnet")
+
+    def mirrored():
+        text = nets.net_prototxt(plan, "train_val")
+        return text.count("mirror: true"), text.count("mirror: false")
+    assert mirrored() == (1, 1)                      # TRAIN mirrors, TEST does not
+    monkeypatch.setattr(config, "TRAIN_MIRROR", False)
+    assert mirrored() == (0, 2)
+    monkeypatch.setattr(config, "TRAIN_MIRROR", True)
+    frozen = nets.default_plan("nuclei", "resnet50")
+    assert frozen.model.finetune == "head"
+    assert "mirror: true" not in nets.net_prototxt(frozen, "train_val")
+
+
 def test_alexnet_adaptation_is_stated_in_the_net_name():
     small = nets.default_plan("synthetic", "alexnet")
     assert "adapted" in nets.net_prototxt(small, "deploy").splitlines()[0]

@@ -327,9 +327,9 @@ def input_transform(model: config.ModelConfig, ds: config.DatasetConfig) -> tupl
 
 def _transform(plan: NetPlan, train: bool) -> dict:
     mean, scale = input_transform(plan.model, plan.dataset)
-    # no mirroring with a frozen trunk: its features are computed once per patch and cached
-    # (pycount.training.features), and rotations already augment
-    t = dict(mean_value=list(mean), mirror=train and plan.model.finetune != "head")
+    # (config.TRAIN_MIRROR: never with a frozen trunk, whose features are cached)
+    t = dict(mean_value=list(mean),
+             mirror=train and config.TRAIN_MIRROR and plan.model.finetune != "head")
     if scale != 1.0:
         t["scale"] = scale
     return t
