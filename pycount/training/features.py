@@ -5,8 +5,9 @@ change, so running it at every iteration recomputes the same numbers. Here the t
 over the training LMDB (in its key order, which is the order Caffe's Data layer reads), its output
 is cached on disk under a key of (trunk weights, LMDB fingerprint, net), and a head-only net, cut
 from the same train_val prototxt so the head is defined exactly once, trains on the cached rows.
-The head sees the same batches in the same order as the plain solver would, so its weights match
-the plain solver's (tests/test_features.py).
+The head sees the same batches in the same order as the plain solver would (the trainer feeds
+iteration i the batch i + 1, the Data layer's after the curve's starting point read batch 0), so
+its weights match the plain solver's (tests/test_features.py).
 """
 from __future__ import annotations
 

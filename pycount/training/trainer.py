@@ -275,8 +275,11 @@ class Trainer:
                 files["solver"], head_net.resolve(), self.run / "head_solver.prototxt")))
 
             def step(k):
+                # iteration i reads batch i + 1, as the plain solver's Data layer does after
+                # the curve's starting point read batch 0 (_continue_data on a resume)
                 for _ in range(k):
-                    features.feed(solver.net, feats, labels, solver.iter * self.model.solver.batch)
+                    features.feed(solver.net, feats, labels,
+                                  (solver.iter + 1) * self.model.solver.batch)
                     solver.step(1)
             features.feed(solver.net, feats, labels, 0)   # so that a forward() sees batch 0
             self.init_mode = "head on cached trunk features"
