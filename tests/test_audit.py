@@ -1,6 +1,7 @@
 """The audit: the paper's numbers as printed, and the report built from fake runs."""
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -798,11 +799,26 @@ def test_cells_outside_the_tolerance_say_what_was_tried(tmp_path):
     ('["nuclei/alexnet"]\ntried = ["ok", 3]\n', r'\["nuclei/alexnet"\] needs tried'),
     ('[alexnet]\ntried = ["x"]\n', r'\["alexnet"\] is not a run'),
 ])
-def test_a_damaged_tried_file_is_a_named_error(text, why, tmp_path):
+@pytest.mark.parametrize("python", ["3.11", "3.10"])
+def test_a_damaged_tried_file_is_a_named_error(text, why, python, tmp_path, monkeypatch):
+    if python == "3.10":                       # no tomllib: the audit's own reader
+        monkeypatch.setitem(sys.modules, "tomllib", None)
     tried = tmp_path / "tried.toml"
     tried.write_text(text)
     with pytest.raises(config.ConfigError, match=f"tried.toml: .*{why}"):
         audit.build(tmp_path, tried_path=tried)
+
+
+def test_the_committed_tried_file_reads_alike_without_tomllib(monkeypatch):
+    """Python 3.10 (Ubuntu 22.04's, which the README names) has no tomllib: make audit stopped
+    there with a ModuleNotFoundError traceback (helper-52). Its own reader of the file's layout
+    gives what tomllib gives."""
+    import tomllib
+    path = config.AUDIT_TRIED
+    want = tomllib.loads(path.read_text(encoding="utf-8"))
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    assert audit._parse_tried(path.read_text(encoding="utf-8")) == want and len(want) >= 5
+    assert audit.read_tried(path) == {k: v["tried"] for k, v in want.items()}
 
 
 def test_the_committed_tried_file_covers_every_recorded_cell_outside_the_tolerance(tmp_path):

@@ -305,18 +305,63 @@ def _images_ok(images) -> bool:
         for v in images.values())
 
 
+def _parse_tried(text: str) -> dict:
+    """The tried file: TOML (tomllib, Python >= 3.11); on 3.10 (Ubuntu 22.04's) its own layout
+    read line by line: `["<dataset>/<run>"]` tables, each `tried = [` then one "string," per line
+    and `]`. ValueError for anything else."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        pass
+    else:
+        return tomllib.loads(text)
+    import ast
+
+    def literal(value: str, n: int):
+        try:
+            return ast.literal_eval(value)
+        except SyntaxError as e:
+            raise ValueError(f"line {n}: {e.msg}") from None
+    out, table, items = {}, None, None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if items is not None:                       # inside a table's list
+            if line == "]":
+                out[table]["tried"], items = items, None
+            elif line and not line.startswith("#"):
+                items.append(literal(line.removesuffix(","), n))
+        elif not line or line.startswith("#"):
+            continue
+        elif line.startswith("[") and line.endswith("]"):
+            name = line[1:-1].strip()
+            table = name if re.fullmatch(r"[\w-]+", name) else literal(name, n)   # bare or quoted
+            if not isinstance(table, str) or table in out:
+                raise ValueError(f"line {n}: a table named twice or not by a string")
+            out[table] = {}
+        elif table is not None and re.fullmatch(r"tried\s*=.*", line):
+            value = line.partition("=")[2].strip()
+            if value == "[":
+                items = []
+            else:
+                out[table]["tried"] = literal(value, n)
+        else:
+            raise ValueError(f"line {n}: expected a [\"<dataset>/<run>\"] table or `tried = [`")
+    if items is not None:
+        raise ValueError("the last list is not closed by `]`")
+    return out
+
+
 def read_tried(path) -> dict[str, list[str]]:
     """What was tried for the cells outside the tolerance: {"<dataset>/<run>": [line, ...]} from
     the TOML file at `path` (config.AUDIT_TRIED; {} when there is none). Each entry is a table
     named after its run, holding `tried`, a list of strings. A damaged file is an error naming it
     and what is wrong, never a silently shorter page."""
-    import tomllib
     path = Path(path)
     if not path.exists():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        data = _parse_tried(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:     # TOMLDecodeError is a ValueError
         raise config.ConfigError(f"{path}: not readable as TOML ({e}); fix it or restore it "
                                  f"with `git checkout -- {path.name}` in its folder") from None
     out, wrong = {}, []
