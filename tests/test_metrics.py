@@ -67,3 +67,10 @@ def test_metrics_md_says_how_a_classic_method_counts(tmp_path):
     assert "number of the regions the detector selects" in md and "tiles" not in md
     md = figures.write_metrics(tmp_path, dict(m, model="alexnet", family="alexnet"))
     assert "integral of the griddata density heatmap" in md and "non-overlapping tiles" in md
+    # the density models: fcrn by crops, fcrn-ctx (trained with context) whole images at once
+    # (its metrics.md said crops at half stride; helper-52)
+    dense = dict(m, family="fcrn", density=True)
+    assert "crops at half stride" in figures.write_metrics(tmp_path, dict(dense, model="fcrn"))
+    for said in ({"context": 32}, {}):       # recorded, or (older evaluations) the model's
+        md = figures.write_metrics(tmp_path, dict(dense, model="fcrn-ctx", **said))
+        assert "whole image in one pass" in md and "half stride" not in md

@@ -113,8 +113,8 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                            f"not numbers (a training that diverged, or a damaged file); train it "
                            f"again (make train ... RESUME=0)")
         out = _summarize(rows, float(np.mean(train_counts)))
-        out.update(dataset=ds.name, model=model.name, family=model.family, head=head,
-                   patch=ds.patch, stride=ds.stride,
+        out.update(dataset=ds.name, model=model.name, family=model.family, context=model.context,
+                   head=head, patch=ds.patch, stride=ds.stride,
                    density=model.density, dataset_tag=ds.tag, train_n=ds.train_n, seed=ds.seed,
                    backend=backend + (" shared" if shared else ""), tta=getattr(predict, "tta", 1),
                    test_images_of=n_test, iterations=info.get("iterations"))

@@ -61,12 +61,24 @@ def _classic(metrics: dict) -> str:
     return family if family in config.CLASSIC_FAMILIES else ""
 
 
+def _context(metrics: dict) -> int:
+    """The px of context a density model was trained with (its whole-image regime): as its
+    metrics.json records it, else its model's today (evaluations from before it was kept)."""
+    if isinstance(metrics.get("context"), int):
+        return metrics["context"]
+    model = config.MODELS.get(metrics.get("model"))
+    return model.context if model else 0
+
+
 def write_metrics(run: Path, metrics: dict) -> str:
     """metrics.json (read by later tools and audits) and metrics.md; returns the Markdown."""
     run = Path(run)
     how = (CLASSIC_COUNT[_classic(metrics)] if _classic(metrics) else
            f"patch {metrics['patch']}, stride {metrics['stride']}; count = integral of the "
            f"griddata density heatmap" if not metrics.get("density") else
+           f"count = sum of the predicted density map of the whole image in one pass, padded "
+           f"by the context the net was trained with (side-by-side tiles with that context for "
+           f"images above {config.DENSITY_WHOLE_MAX_PX:,} px)" if _context(metrics) else
            "count = sum of the predicted density map (crops at half stride, averaged where "
            "they overlap)")
     # the run's folder name: a variant's settings (nuclei-zoom0.1, a MARKER= tag) show
