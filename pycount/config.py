@@ -400,6 +400,12 @@ TEST_SHARE = 10 / 55
 # from the mean the nets subtract (a named set's config, an own folder's inferred or set
 # mean_rgb): the wrong images, or a stain unlike the set's
 MEAN_BGR_WARN = 25
+# The version of what prepare writes into an LMDB (patches, crops, density targets) beyond the
+# settings its fingerprint holds: raise it in the commit that changes how they are cut or
+# computed, and every LMDB written before is then found out of date and written again, where it
+# would otherwise be reused as current. At 1 it adds nothing to the fingerprint (the LMDBs
+# written so far stay current).
+LMDB_FORMAT = 1
 
 
 # The settings a run records in its train.json and with_overrides takes back (pycount.inference.run),

@@ -1055,6 +1055,29 @@ def test_files_touched_but_unchanged_since_prepare_do_not_stop_a_training(tmp_pa
 
 
 
+@pytest.mark.parametrize("model", ["fcrn", "alexnet-lite"])
+def test_marks_of_a_monitor_image_edited_since_prepare_stop_every_training(tmp_path, workdirs,
+                                                                          capsys, model):
+    """A training checking its LMDBs renewed the training LMDB's stamp before it found the
+    validation one stale: the first `make train` was refused, the second trained on the old
+    marks of the monitor images (helper-53). Both are refused until `make prepare`."""
+    folder = make_folder(tmp_path / "cells", n=7, side=64, spacing=8)
+    args = ["--dataset", str(folder), "--model", model]
+    assert cli.main(["prepare", *args]) == 0
+    ds = resolved(folder)
+    val = (config.density_lmdbs(ds, "val")[0] if model == "fcrn"
+           else config.lmdb_dir(ds) / "val_lmdb")
+    marks = folder / f"{lmdbio.read_manifest(val)['images'][0]}.csv"
+    lines = marks.read_text().splitlines()
+    marks.write_text("\n".join(lines[:len(lines) // 2]) + "\n")
+    for _ in range(2):
+        capsys.readouterr()
+        assert cli.main(["train", *args, "--iters", "2"]) == 2
+        assert "is older than cells's images or annotations" in capsys.readouterr().err
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+
+
 def test_zoom_on_a_folder_with_images_smaller_than_a_crop(tmp_path, workdirs):
     """ZOOM= shrinks each training image by 1/(1+z): a 30 px image (padded to the 72 px crop)
     shrunk to 48 px was a ValueError from the window grid. A size at which an image holds no crop

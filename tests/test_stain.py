@@ -207,3 +207,54 @@ def test_stain_normalising_grey_or_unstained_images_is_refused_with_the_fix():
     for sample in (grey, glass):
         with pytest.raises(DatasetError, match="STAIN=macenko cannot normalise .*drop STAIN="):
             prepare.stain_normalised(ds, {"train": [sample], "val": [], "test": []})
+
+
+def test_an_own_folders_small_images_are_normalised_before_they_are_padded(workdirs, tmp_path):
+    """Images smaller than a patch were padded before prepare normalised them, so the padding
+    entered the stain target and each small image's statistics, and was recoloured, while
+    counting normalises an image and then pads it: the same image read two ways (helper-53).
+    The target is the unpadded training images', and make eval counts a small test image as
+    `pycount count` does."""
+    pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+    import csv
+
+    import cv2
+    from pycount import cli
+    folder = tmp_path / "he"
+    folder.mkdir()
+    (folder / "pycount.toml").write_text("patch = 40\nstride = 20\nrot_step = 90\n")
+
+    def write(name, side, seed):
+        rgb = _he_like(seed, side)
+        cv2.imwrite(str(folder / f"{name}.png"), rgb[..., ::-1])
+        marks = np.random.default_rng(seed).uniform(2, side - 2, (side // 6, 2))
+        (folder / f"{name}.csv").write_text("x,y\n" + "".join(f"{x:.1f},{y:.1f}\n"
+                                                              for x, y in marks))
+    names = [f"i{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):
+        write(name, 96, i)
+    ds = config.dataset(str(folder))
+    ids = prepare.split(ds)
+    small = (ids["train"][0], ids["test"][0])
+    for name in small:                       # smaller than the 40 px patch
+        write(name, 30, names.index(name))
+    args = ["--dataset", str(folder), "--model", "alexnet-lite", "--stain-norm", "reinhard"]
+    assert cli.main(["prepare", *args]) == 0
+    from pycount.data import owndata
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(folder)),
+                                               stain_norm="reinhard"), say=lambda _: None)
+    manifest = lmdbio.read_manifest(config.lmdb_dir(ds) / "train_lmdb")
+    unpadded = [s.image for s in prepare.load(ds, ids["train"])]
+    assert min(min(im.shape[:2]) for im in unpadded) == 30
+    np.testing.assert_allclose(manifest["stain_ref"],
+                               np.round(stain.target("reinhard", unpadded), 4).ravel())
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    assert cli.main(["eval", *args]) == 0
+    run = config.run_dir(ds, config.model("alexnet-lite"))
+    evaluated = {r["id"]: float(r["predicted"]) for r in csv.DictReader(
+        open(run / "predictions.csv"))}
+    out = tmp_path / "counted"
+    assert cli.main(["count", str(folder / f"{small[1]}.png"), "--run", str(run),
+                     "--out", str(out)]) in (0, 1)
+    (row,) = csv.DictReader(open(out / "counts.csv"))
+    assert float(row["count"]) == pytest.approx(evaluated[small[1]], abs=2e-3)

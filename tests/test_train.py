@@ -729,6 +729,21 @@ def test_prepare_writes_a_damaged_lmdb_again_instead_of_reusing_it(tiny, damage,
     assert train.Trainer(ds, model, max_iter=20).train(resume=False)["iterations"] == 20
 
 
+def test_a_new_lmdb_format_writes_the_earlier_lmdbs_again(tiny, monkeypatch, capsys):
+    """The fingerprint held the settings and the images, not how prepare cuts them: a change to
+    the patches or targets left the LMDBs written before reused as current (helper-53).
+    config.LMDB_FORMAT raised makes them out of date; at 1 the fingerprints are as before."""
+    ds, _ = tiny
+    first = prepare.prepare(ds)["train"]["fingerprint"]
+    capsys.readouterr()
+    assert prepare.prepare(ds)["train"]["fingerprint"] == first
+    assert "up to date" in capsys.readouterr().out
+    monkeypatch.setattr(config, "LMDB_FORMAT", 2)
+    again = prepare.prepare(ds)
+    assert again["train"]["fingerprint"] != first and "up to date" not in capsys.readouterr().out
+    assert again["val"]["records"] > 0
+
+
 def test_the_prepare_hint_repeats_the_settings(workdirs):
     ds = config.with_overrides(config.dataset("synthetic"), patch=48, stride=24)
     with pytest.raises(train.TrainError, match="make prepare DATASET=synthetic PATCH=48 STRIDE=24`"):

@@ -71,6 +71,16 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
     return samples
 
 
+def padded(ds: config.DatasetConfig, loaded: dict[str, list], side: int) -> dict[str, list]:
+    """load_split's parts with an own folder's images smaller than `side` padded (pad_small),
+    after stain normalisation: normalising a padded image counted the padding into its stain
+    statistics and recoloured it, unlike counting, which normalises the image and then pads it
+    (helper-53)."""
+    if not ds.pad:
+        return loaded
+    return {part: pad_small(samples, side, ds, part) for part, samples in loaded.items()}
+
+
 def pad_small(samples, side: int, ds: config.DatasetConfig, part: str = ""
               ) -> list[datasets.Sample]:
     """An own folder's images smaller than `side` (a patch or crop), padded at the bottom and
@@ -111,9 +121,12 @@ def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
 def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
                ) -> tuple[dict[str, list[str]], dict[str, list]]:
     """The split's ids and every part's images, all read and checked before anything is written
-    (a bad test image stops `prepare` now, not `eval` after a long training)."""
+    (a bad test image stops `prepare` now, not `eval` after a long training). With `side`, an
+    image smaller than that is refused, or (an own folder) left as it is for `padded`, which
+    pads it once any stain normalisation is done, the order counting follows."""
     ids = split(ds, data_root)
-    loaded = {part: load(ds, ids[part], data_root, side, test=part == "test", part=part)
+    loaded = {part: load(ds, ids[part], data_root, None if ds.pad else side,
+                         test=part == "test", part=part)
               for part in ("train", "val", "test")}
     if 0 < ds.scale < 1:
         warn_close_cells(ds, loaded["train"])
@@ -297,7 +310,8 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
     ids, loaded = load_split(ds, data_root, side=ds.crop)
     loaded, normalised = stain_normalised(ds, loaded)
-    out = {}
+    loaded = padded(ds, loaded, ds.crop)
+    out, current = {}, {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
         samples = loaded[part]
         settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "crop": ds.crop,
@@ -310,7 +324,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
             settings["zoom"] = ds.zoom
         if m:                                   # (likewise)
             settings.update(context=m, fill=list(_context_fill(ds, model)))
-        fp = lmdbio.fingerprint(settings)
+        fp = lmdbio.fingerprint(_formatted(settings))
         dest, targets = config.density_lmdbs(ds, part, m)
         for d in (dest, targets):
             lmdbio.remove_stale_partials(d)
@@ -320,7 +334,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
             if not reuse_only:
                 print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} crops), "
                       f"reused")
-            out[part] = _restamp(dest, stamp)
+            current[part] = dest
             continue
         if reuse_only:
             return None
@@ -340,7 +354,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
         out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop + 2 * m,
                                       seed=config.SPLIT_SEED, manifest=manifest, targets=targets,
                                       label=f"{ds.tag} {part} crops + density targets")
-    return out
+    return _restamped(out, current, stamp)
 
 
 def _check_not_read(ds: config.DatasetConfig, dest: Path) -> None:
@@ -391,7 +405,8 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
     ids, loaded = load_split(ds, data_root, side=ds.patch)
     loaded, normalised = stain_normalised(ds, loaded)
-    out = {}
+    loaded = padded(ds, loaded, ds.patch)
+    out, current = {}, {}
     for part, rot_step in (("train", ds.rot_step), ("val", 0)):
         samples = loaded[part]
         settings = {"dataset": ds.name, "variant": ds.variant, "part": part, "patch": ds.patch,
@@ -401,14 +416,14 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         keep = ds.train_patches if part == "train" else 0
         if keep:                                # (only then: other fingerprints stay as they were)
             settings["train_patches"] = keep
-        fp = lmdbio.fingerprint(settings)
+        fp = lmdbio.fingerprint(_formatted(settings))
         dest = config.lmdb_dir(ds) / f"{part}_lmdb"
         lmdbio.remove_stale_partials(dest)
         if not force and lmdbio.is_current(dest, fp, whole=not reuse_only):
             if not reuse_only:
                 print(f"{dest}: up to date ({lmdbio.read_manifest(dest)['records']} patches), "
                       f"reused")
-            out[part] = _restamp(dest, stamp)
+            current[part] = dest
             continue
         if reuse_only:
             return None
@@ -429,7 +444,23 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
                      "pycount.toml" if ds.own else "pycount/config.py")
             print(f"warning: mean BGR of these patches {measured.round(1).tolist()} is far from "
                   f"the nets' mean {list(ds.mean_bgr)} ({where})")
-    return out
+    return _restamped(out, current, stamp)
+
+
+def _formatted(settings: dict) -> dict:
+    """An LMDB's settings with the format of what prepare writes (config.LMDB_FORMAT), from 2 on:
+    a change to how patches, crops or targets are cut makes the earlier LMDBs out of date."""
+    return dict(settings, format=config.LMDB_FORMAT) if config.LMDB_FORMAT > 1 else settings
+
+
+def _restamped(out: dict, current: dict, stamp: dict) -> dict:
+    """`out` with the reused LMDBs' manifests (`current`: part -> folder), their stamps renewed
+    only now, once every part was found current or written: with reuse_only, a training LMDB
+    restamped before the validation one was found stale (None returned) made the next `make
+    train` take the stale validation LMDB for current (helper-53)."""
+    for part, dest in current.items():
+        out[part] = _restamp(dest, stamp)
+    return {part: out[part] for part in ("train", "val") if part in out}
 
 
 def _restamp(dest: Path, stamp: dict) -> dict:

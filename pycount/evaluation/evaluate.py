@@ -71,8 +71,14 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
         _keep_full_result(run, info_file, test_images, n_test)
     train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
     # every test image checked before any is counted (a density model counts any size)
-    test = prepare.load(ds, ids["test"], data_root, side=None if model.density else ds.patch,
-                        test=True, part="test")
+    # (an own folder's image smaller than a patch is counted as `pycount count` counts it: a
+    # patch net's predictor normalises its stain, then pads it, and Fig. 6 draws it padded; the
+    # classic methods read it as it is, as in their fitting)
+    test = prepare.load(ds, ids["test"], data_root,
+                        side=None if model.density or ds.pad else ds.patch, test=True,
+                        part="test")
+    drawn = (prepare.pad_small(test, ds.patch, ds, "test")
+             if ds.pad and not (model.density or model.classic) else test)
     if not any(s.count > 0 for s in test):
         shown = ", ".join(s.id for s in test[:5]) + (", ..." if len(test) > 5 else "")
         raise config.ConfigError(
@@ -103,7 +109,7 @@ def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R
                     if expected:
                         rows[-1]["expected"] = expected.count_image(s.image).count
                     if i < heatmaps and np.isfinite(r.count):
-                        _save_heatmap(heat / f"{s.id}.png", s, r, model, ds)
+                        _save_heatmap(heat / f"{s.id}.png", drawn[i], r, model, ds)
                     bar.update(1)
         lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
         if lost:                        # NaN weights: a metrics.json of nan is no result
