@@ -61,16 +61,25 @@ def summary(images: dict[str, tuple[float, float]]) -> dict:
             "slope": round(float(np.polyfit(t, p, 1)[0]), 3) if len(set(t)) > 1 else None}
 
 
-def compare(base: dict, other: dict) -> dict:
-    """Paired |error| difference (other − base) on the images both tested."""
+def shared(base: dict, other: dict) -> list[str]:
+    """The test images both runs counted."""
     ids = sorted(set(base["images"]) & set(other["images"]))
     if not ids:
         raise SystemExit("paired: the two runs share no test image (different splits?)")
+    return ids
+
+
+def compare(base: dict, other: dict) -> dict:
+    """Paired |error| difference (other − base) on the images both tested; `truths differ`:
+    on how many of them the two runs were scored against other true counts (evaluated by
+    pycounts that read the marks otherwise), each run's |error| against its own."""
+    ids = shared(base, other)
     d = np.array([abs(other["images"][i][1] - other["images"][i][0])
                   - abs(base["images"][i][1] - base["images"][i][0]) for i in ids])
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    apart = sum(abs(other["images"][i][0] - base["images"][i][0]) > 1e-9 for i in ids)
     return {"shared images": len(ids), "paired diff": round(float(d.mean()), 2),
-            "s.e.": round(se, 2), "closer on": int((d < 0).sum())}
+            "s.e.": round(se, 2), "closer on": int((d < 0).sum()), "truths differ": int(apart)}
 
 
 def main(argv=None) -> int:
@@ -82,12 +91,24 @@ def main(argv=None) -> int:
                     "the baseline's summary and counts alone, kept for later pairing")
     args = ap.parse_args(argv)
     base_label, base = load(args.baseline)
-    runs = dict([load(s) for s in args.runs])
+    loaded = [load(s) for s in args.runs]
+    labels = [base_label] + [label for label, _ in loaded]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:                   # the later run would replace the other's kept counts
+        raise SystemExit(f"paired: the label {twice[0]!r} is given twice; name each run once "
+                         f"(label=RUN_DIR)")
     rows, kept = [], {base_label: base}
     rows.append({"run": f"{base_label} (baseline)", **summary(base["images"]),
                  "source": base["source"]})
-    for label, r in runs.items():
-        rows.append({"run": label, **summary(r["images"]), **compare(base, r),
+    for label, r in loaded:
+        # the run's summary over the images the pairing uses, so that its MAE and its paired
+        # difference describe the same images
+        both = shared(base, r)
+        c = compare(base, r)
+        if c["truths differ"]:
+            print(f"note: {label}: {c['truths differ']} of the shared images were scored "
+                  f"against other true counts than the baseline's (evaluated by another pycount)")
+        rows.append({"run": label, **summary({i: r["images"][i] for i in both}), **c,
                      "source": r["source"]})
         kept[label] = r
     kept_runs = {k: {"source": v["source"], "metrics": v["metrics"],
@@ -97,6 +118,8 @@ def main(argv=None) -> int:
         f"paired-{args.label}", rows, extra={"runs": kept_runs},
         note="\npaired diff: mean over the shared test images of |error| of the run minus "
              "|error| of the baseline (negative: the run is closer), with its standard error; "
+             "a run's MAE, std, MRE and slope are over those shared images; truths differ: "
+             "shared images scored against other true counts than the baseline's; "
              "slope: of the least-squares line of counted on true. Every run's per-image counts "
              "are in the JSON beside this file (`--baseline label=<it>#<run>` pairs with "
              "them later).\n")

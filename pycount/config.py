@@ -130,10 +130,11 @@ class DatasetConfig:
     # cells over-counted more, mean error -3.2 -> +9.8 (bench/results/2026-12-06-vm-paired-
     # nuclei-zoom-scale2.md). ZOOM=0.1: 30.65, paired -3.30 +- 2.73 (closer on 27 of 50;
     # 2026-12-06-vm-paired-nuclei-zoom01.md); on RESPLIT=3 -1.71 +- 1.61 and RESPLIT=4 -0.48 +-
-    # 1.47 (-split3-zoom01.md, -split4-zoom01.md): over the three splits -1.83 +- 1.16 per image
-    # (closer on 82 of 150), 1.6 standard errors, and it triples the crops; with RESPLIT=2638
-    # (-5.40 +- 2.78, -split2638-zoom01.md) over four splits -2.72 +- 1.11 (2.4 standard errors,
-    # lower on all four). fcrn (no context) on the recorded split: 35.40 against 35.59, paired
+    # 1.47 (-split3-zoom01.md, -split4-zoom01.md): over the three splits -1.83 per image (closer
+    # on 82 of 150), and it triples the crops; with RESPLIT=2638 (-5.40 +- 2.78,
+    # -split2638-zoom01.md) over four splits -2.72 per image, lower on all four, standard error
+    # 1.41 with each image counted once (1.9 standard errors; 1.06 over the split means, 3 df;
+    # bench/results/2026-12-06-vm-pooled-nuclei-zoom01-four-splits.md). fcrn (no context) on the recorded split: 35.40 against 35.59, paired
     # -0.19 +- 1.59 (2026-12-06-vm-paired-nuclei-zoom01-fcrn.md): the gain is fcrn-ctx's. On
     # bacterial (fcrn, all 100 training images) ZOOM=0.1 costs: 2.69 against 2.19, paired +0.50 +-
     # 0.22 (closer on 47 of 100; 2026-12-06-vm-paired-bacterial-zoom01.md). 0 stays the default
@@ -377,8 +378,9 @@ AUDIT_RECORD = ROOT / "docs" / "audit" / "results.json"
 AUDIT_TRIED = ROOT / "docs" / "audit" / "tried.toml"
 # Settings a density study kept as helping beyond split noise without becoming the dataset's
 # default: the audit's density table gives each model's runs at them rows of their own (per
-# image, and over splits where RESPLIT= runs at them exist). Nuclei: ZOOM=0.1, -2.72 +- 1.11 per
-# image over four splits for fcrn-ctx (DatasetConfig.zoom)
+# image, and over splits where RESPLIT= runs at them exist). Nuclei: ZOOM=0.1, -2.72 per image
+# over four splits for fcrn-ctx, lower on all four, 1.9 standard errors with each image counted
+# once (DatasetConfig.zoom)
 AUDIT_DENSITY_VARIANTS = {"nuclei": ({"zoom": 0.1},)}
 
 # The dataset whose nets are committed under prototxt/ (pycount.nets.builders.committed_plans)

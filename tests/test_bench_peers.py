@@ -177,6 +177,11 @@ def test_count_stage_rows_and_report(tmp_path):
                               "gemm": {}, "prepare": [], "forward": [], "train": [],
                               "count": rows, "memory": []})
     assert "| 128x128, fcrn |" in md and "Training with a frozen trunk" not in md
+    # the per-window net's ratio also without the heatmaps (scipy's griddata on PyTorch's side)
+    fill, grid = (float(v) for v in win["heatmap_s (pycount fill / torch griddata)"].split(" / "))
+    assert win["net_only_best_over_torch"] == pytest.approx(
+        (win["pycount_best_s"] - fill) / (win["torch_s"] - grid), abs=0.05)
+    assert "nets only (heatmap" in md and "net_only_best_over_torch" not in dens
 
 
 def test_results_of_the_same_day_are_kept_side_by_side(tmp_path, monkeypatch):

@@ -57,3 +57,22 @@ def test_unusable_inputs_are_named(tmp_path):
     a = {"images": {"x": (1.0, 2.0)}}
     with pytest.raises(SystemExit, match="share no test image"):
         paired.compare(a, {"images": {"y": (1.0, 1.0)}})
+
+
+def test_a_run_is_summarised_on_the_shared_images_and_truths_that_differ_are_counted(
+        tmp_path, monkeypatch, capsys):
+    """A run's MAE covered all its images while its paired difference covered only those it
+    shares with the baseline; two runs scored against other true counts (an earlier pycount
+    read img12 as 171 marks, 170 since) were paired without a word; and a label given twice
+    replaced the other run's kept counts (helper-54)."""
+    monkeypatch.setattr(stages, "RESULTS", tmp_path / "results")
+    base = _run(tmp_path / "base", [("a", 100, 110), ("b", 50, 40)])
+    var = _run(tmp_path / "var", [("a", 101, 104), ("b", 50, 45), ("z", 9, 209)])
+    assert paired.main(["--label", "t", "--baseline", f"base={base}", f"v={var}"]) == 0
+    row = json.loads(next((tmp_path / "results").glob("*paired-t.json")).read_text())["rows"][1]
+    assert (row["images"], row["MAE"], row["shared images"]) == (2, 4.0, 2)
+    assert row["truths differ"] == 1
+    assert "1 of the shared images were scored against other true counts" in \
+        capsys.readouterr().out
+    with pytest.raises(SystemExit, match="the label 'base' is given twice"):
+        paired.main(["--label", "t2", "--baseline", f"base={base}", f"base={var}"])
