@@ -134,8 +134,11 @@ class DatasetConfig:
     # on 82 of 150), and it triples the crops; with RESPLIT=2638 (-5.40 +- 2.78,
     # -split2638-zoom01.md) over four splits -2.72 per image, lower on all four, standard error
     # 1.41 with each image counted once (1.9 standard errors; 1.06 over the split means, 3 df;
-    # bench/results/2026-12-06-vm-pooled-nuclei-zoom01-four-splits.md). fcrn (no context) on the recorded split: 35.40 against 35.59, paired
-    # -0.19 +- 1.59 (2026-12-06-vm-paired-nuclei-zoom01-fcrn.md): the gain is fcrn-ctx's. On
+    # bench/results/2026-12-06-vm-pooled-nuclei-zoom01-four-splits.md). Twice the iterations at
+    # ZOOM=0.1 (16,000: 4.3 passes over its crops) count 31.82, paired +1.15 +- 1.95 (closer on
+    # 25 of 50; -ctx-zoom01-16k.md): the zoomed set is not under-trained at 8,000. fcrn (no
+    # context) on the recorded split: 35.40 against 35.59, paired -0.19 +- 1.59
+    # (2026-12-06-vm-paired-nuclei-zoom01-fcrn.md): the gain is fcrn-ctx's. On
     # bacterial (fcrn, all 100 training images) ZOOM=0.1 costs: 2.69 against 2.19, paired +0.50 +-
     # 0.22 (closer on 47 of 100; 2026-12-06-vm-paired-bacterial-zoom01.md). 0 stays the default
     # for now: 0.1 for nuclei retags every nuclei run recorded at 0 (docs/density-model.md).
