@@ -533,11 +533,21 @@ def build(runs_dir=None, record_path=None, data_root=None, tried_path=None) -> d
         ok = [found[k] for k in keys]
         truths = [kept[k].get("images") if "recorded" in found[k] else _per_image(runs_dir / k)
                   for k in keys]
+        by_range: dict[tuple, list[str]] = {}
+        for k, t in zip(keys, truths):
+            if t:
+                by_range.setdefault(_count_range(t), []).append(k)
+        ranges = sorted(by_range)
+        most = max(ranges, key=lambda r: (len(by_range[r]), r)) if ranges else None
         datasets.append({"folder": col.folder, "label": col.label,
                          "paper": PAPER_DATASETS[col.paper], "runs": len(ok),
                          "n_images": sorted({m["n_images"] for m in ok}),
                          "baseline_mae": sorted({round(m["baseline_mae"], 4) for m in ok}),
-                         "test_counts": sorted({_count_range(t) for t in truths if t})})
+                         "test_counts": ranges,
+                         # the runs behind a figure other than most runs' (another split, or
+                         # true counts read otherwise by the pycount that evaluated them)
+                         "test_counts_runs": [[] if r == most else sorted(by_range[r])
+                                              for r in ranges]})
     other = [{**m, "run": k + (" (recorded)" if "recorded" in m else "")}
              for k, m in found.items() if k not in mapped]
     return {"runs_dir": str(runs_dir), "citation": CITATION, "tables": tables,
