@@ -955,7 +955,10 @@ def density_whole_max_px(m: "ModelConfig") -> int:
 # The paper's ResNets: He et al.'s ImageNet models, trunk frozen, a new 1-output (R) or K-class (C)
 # head fine-tuned. A frozen trunk makes the problem a linear (R) or softmax (C) regression on the
 # pool5 features, so a larger base_lr is safe; pycount.training.features caches them, and the
-# head trains on them.
+# head trains on them. Input: the native patches, as for AlexNet (the paper cuts them to avoid
+# resizing, its Sect. 2.2): the trunk's strides leave 2x2 of res5c at 40 and 60 px and 7x7 at
+# Ki67's 200 px, and pool5 pools globally (not the 7x7 window of 224 px inputs), so one trunk
+# reads every patch size; SIZE=224 resizes the patches as ImageNet's inputs were.
 for _depth in (50, 101, 152):
     MODELS[f"resnet{_depth}"] = ModelConfig(
         name=f"resnet{_depth}", family="resnet", depth=_depth,
