@@ -657,3 +657,23 @@ def test_a_nuclei_image_without_its_marks_asks_for_the_release_file_not_a_deleti
     with pytest.raises(DatasetError, match=r"img5_detection.mat; restore it from the "
                                            r"CRCHistoPhenotypes release \(the recorded split"):
         read("crc_nuclei", tmp_path)
+
+
+def test_an_image_larger_than_opencv_reads_is_named_not_a_traceback(tmp_path):
+    """A header of over 2^30 pixels (a whole slide, or a damaged header) made cv2.imread raise
+    cv2.error, a traceback that stopped `pycount count` before the next image and `prepare`
+    (helper-55). It is a DatasetError naming the file and the fix, as any undecodable image."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2,
+                                                              0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    path = tmp_path / "slide.png"
+    path.write_bytes(png)
+    with pytest.raises(DatasetError, match=r"cannot decode .*slide\.png: its header gives more "
+                                           r"pixels than OpenCV reads .* cut it into tiles"):
+        images.decode_file(path)

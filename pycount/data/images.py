@@ -148,6 +148,16 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     NaN or infinite values, or pixels that are no intensities (complex)."""
     def fail(why, fix="replace or remove it"):
         return DatasetError(f"cannot decode {what}{path}: {why}; {fix}")
+
+    def imread():
+        try:
+            return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error as e:      # OpenCV refuses a header of over 2^30 pixels with an error
+            if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+                raise fail("its header gives more pixels than OpenCV reads (2^30, e.g. 32768 x "
+                           "32768): an image that large, or a damaged header",
+                           "cut it into tiles, or shrink it, or remove it") from None
+            raise fail(f"OpenCV cannot read it ({str(e).strip().splitlines()[-1]})") from None
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -181,7 +191,7 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     # one read to the next (16-bit, float) or are wrong (tiled); and it multiplies the colours of
     # an 8-bit RGBA TIFF by an unassociated alpha (libtiff's RGBA reader): tifffile reads those
     first = tiff.planar or (tiff.unassociated and tiff.channels >= 4 and tiff.bits == 8)
-    data, bgr, pages = (None if first else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)), True, 1
+    data, bgr, pages = (None if first else imread()), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
             pages = tiff.pages or cv2.imcount(str(path))
@@ -209,7 +219,7 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
             # a compression tifffile has no codec for here (LZW, JPEG, ZSTD): libtiff's (cv2),
             # right for 8-bit planar strips and RGBA, save for the alpha it multiplies the
             # colours by
-            data, bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED), True
+            data, bgr = imread(), True
             fix = ("save it without the alpha channel (Fiji: Image > Type > {}) or uncompressed, "
                    "or remove it")
             if data is not None and tiff.unassociated and data.ndim == 3 and \
