@@ -51,6 +51,11 @@ UNKNOWN := $(filter-out $(SETTINGS) $(ENVIRONMENT),$(GIVEN))
 $(if $(UNKNOWN),$(error $(firstword $(UNKNOWN)) is not a setting of this Makefile (nothing \
   reads it); the settings are: $(SETTINGS). An environment variable goes before make: \
   VAR=value make TARGET))
+# A setting given without a value (ITERS=$N with N unset in a script) meant its default: a full
+# schedule where a short training was meant, RUN= the demo's run.
+EMPTY := $(strip $(foreach v,$(filter $(SETTINGS),$(GIVEN)),$(if $(strip $($(v))),,$(v))))
+$(if $(EMPTY),$(error $(firstword $(EMPTY))= is empty: give it a value, or leave it out for its \
+  default))
 # Settings that only some targets read (`make eval RUN=...` evaluated the default run folder, not
 # RUN's; `make audit OUT=...` wrote to runs/audit): one given to targets none of which reads it
 # stops them. READS_<target>: what each checked target reads of SPECIFIC; a command with a goal
@@ -67,7 +72,10 @@ READS_audit := OUT
 # ITERS and the dataset settings: refused by its recipe, saying why
 READS_protocol := NS SEEDS JOBS ITERS DATASET MODEL $(DATASET_SETTINGS)
 READS_audit-gpu := ITERS TEST_IMAGES GPU DATASETS MODELS
-CHECKED_GOALS := prepare train eval demo count audit protocol audit-gpu
+# make clean reads none: `make clean DATASET=x` removed every dataset's data and runs
+READS_clean :=
+READS_distclean :=
+CHECKED_GOALS := prepare train eval demo count audit protocol audit-gpu clean distclean
 readers_of = $(foreach g,$(CHECKED_GOALS),$(if $(filter $(1),$(READS_$(g))),make $(g)))
 # make gpu-check compares a GPU with the CPU: a negative GPU= (the CPU) is refused before its
 # prepare step runs (bench.gpu_check takes one for a CPU self-test of the script)
@@ -210,6 +218,8 @@ prototxt: setup                            ## rewrite the committed prototxt/ tr
 	$(PYCOUNT) prototxt
 
 clean:                                     ## generated data, LMDBs and runs (not the venv)
+	@echo "make clean: removing data/ (every dataset's LMDBs and generated images) and runs/ (every run)"
+	$(if $(PYCOUNT_RUNS)$(PYCOUNT_DATA),@echo "make clean: the folders of PYCOUNT_RUNS / PYCOUNT_DATA are left as they are:$(if $(PYCOUNT_RUNS), $(PYCOUNT_RUNS))$(if $(PYCOUNT_DATA), $(PYCOUNT_DATA))")
 	rm -rf data runs
 
 distclean: clean

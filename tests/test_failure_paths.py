@@ -254,6 +254,31 @@ def test_make_refuses_a_setting_none_of_its_targets_reads(goals, given, readers,
     assert audit.returncode == 0 and f"--out '{tmp_path / 'my report'}'" in audit.stdout
 
 
+def test_make_clean_reads_no_setting_and_an_empty_setting_is_refused(tmp_path):
+    """`make clean DATASET=x` removed every dataset's data and every run (clean was not among
+    the checked goals), and ITERS= left empty (an unset $N in a script) trained the full
+    schedule, RUN= empty counted with the demo's run (helper-55). Both stop at once; make clean
+    says what it removes and that PYCOUNT_RUNS / PYCOUNT_DATA folders stay. (All dry runs.)"""
+    def dry(*words, env=None):
+        return subprocess.run(["make", "-s", "-n", *words], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env=env)
+    for given in ("DATASET=x", "MODEL=fcrn", "RUN=runs/x/fcrn"):
+        p = dry("clean", given)
+        assert p.returncode != 0 and p.stdout == "", p.stdout
+        assert f"{given.split('=')[0]}= is not read by make clean" in p.stderr
+    assert dry("distclean", "DATASET=x", f"VENV={tmp_path / 'v'}").returncode != 0
+    for words in (("train", "DATASET=synthetic", "ITERS="), ("count", "RUN="),
+                  ("eval", "DATASET=")):
+        p = dry(*words, f"VENV={tmp_path / 'venv'}")
+        empty = next(w for w in words if w.endswith("="))
+        assert p.returncode != 0 and f"{empty} is empty: give it a value" in p.stderr, p.stderr
+    import os
+    env = {**os.environ, "PYCOUNT_RUNS": str(tmp_path / "mine")}
+    p = dry("clean", env=env)
+    assert p.returncode == 0 and "rm -rf data runs" in p.stdout
+    assert f"left as they are: {tmp_path / 'mine'}" in p.stdout
+
+
 @pytest.mark.parametrize("given", ["ZOOM=0.25", "SIGMA=2", "RESPLIT=1"])
 def test_make_protocol_refuses_the_settings_it_would_drop(given, tmp_path):
     """make protocol passes only DATASET, MODEL, NS, SEEDS, JOBS: ZOOM= (or SIGMA=, ...) was
@@ -719,7 +744,8 @@ def test_every_variable_the_makefile_reads_is_a_setting_it_accepts():
         re.findall(r"\$\(([A-Z][A-Z_]*)\)", text))
     internal = {"ARGS", "CHECK", "COUNT_ARGS", "MODEL_ARGS", "PY", "PYCOUNT", "SHELL", "SETTINGS",
                 "ENVIRONMENT", "GIVEN", "UNKNOWN", "MAKE", "DATASET_SETTINGS", "SPECIFIC",
-                "CHECKED_GOALS", "IGNORED", "MAKECMDGOALS", "RUN_SETTINGS"}
+                "CHECKED_GOALS", "IGNORED", "MAKECMDGOALS", "RUN_SETTINGS", "EMPTY",
+                "PYCOUNT_RUNS", "PYCOUNT_DATA"}   # (the last two: environment, named by clean)
 
     def listed(name):       # a variable's words, the lists it names expanded
         words = re.search(rf"^{name} := (.*?)\n(?=\S)", text, re.S | re.M).group(1)
