@@ -872,3 +872,18 @@ def test_a_deploy_or_model_changed_since_training_is_refused_by_count_and_eval(t
         evaluate.evaluate(ds, model)
     weights.write_bytes(kept)
     assert cli.main(["count", str(folder), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+
+
+def test_a_run_being_trained_further_is_counted_with_a_note(run, images, tmp_path, capsys):
+    """make eval refuses a run while a training holds it; pycount count went on with the last
+    session's weights without a word (helper-55). It counts, and says so."""
+    from pycount.util.runlock import RunLock
+    files = [str(images / "grey.tif")]
+    lock = RunLock(run)                       # a make train of the run under way
+    try:
+        assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    finally:
+        lock.release()
+    assert f"note: {run} is being trained further now" in capsys.readouterr().out
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o2")]) == 0
+    assert "being trained" not in capsys.readouterr().out

@@ -251,6 +251,23 @@ def test_a_resume_on_data_prepare_rewrote_since_is_refused_and_prepare_waits_for
                                            f"{runlock.readers_file(lmdb)}\\)"):
         prepare.prepare(ds, force=True)
     reading.release()
+    # a training that begins to read it while prepare writes it: checked again before the new
+    # database replaces the old (prepare swapped it in under the training: helper-55)
+    real, held = lmdbio.write_lmdb, []
+
+    def write_while_a_training_starts(dest, *args, **kw):
+        if Path(dest) == lmdb:
+            held.append(runlock.ReadersLock([lmdb]))
+        return real(dest, *args, **kw)
+    before = lmdbio.read_manifest(lmdb)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lmdbio, "write_lmdb", write_while_a_training_starts)
+        with pytest.raises(DatasetError, match=f"{lmdb} is read by a training now"):
+            prepare.prepare(ds, force=True)
+    held.pop().release()
+    assert lmdbio.read_manifest(lmdb) == before                   # the old one stands
+    assert not [p for p in lmdb.parent.iterdir() if p.name.startswith(".")
+                and "train_lmdb" in p.name and "readers" not in p.name]    # no temporary left
     other = runlock.ReadersLock([lmdb.parent / "another_lmdb"])   # another model's LMDB
     prepare.prepare(ds, force=True)
     other.release()
@@ -896,6 +913,32 @@ def test_a_refused_training_leaves_the_run_unlocked(tiny):
     with pytest.raises(train.TrainError, match="more than ITERS=20") as refused:
         train.Trainer(ds, model, max_iter=20).train()
     assert refused.value is not None and not in_training(run)
+    assert train.Trainer(ds, model, max_iter=40).train()["iterations"] == 40
+
+
+def test_an_evaluation_and_a_training_of_one_run_exclude_each_other(tiny):
+    """make eval took no lock: a second evaluation (TEST_IMAGES=) ran beside the first and the
+    last to end stayed, and a training begun during an evaluation left its metrics beside newer
+    weights (helper-55). An evaluation holds <run>/.eval.lock: a second one and a training wait
+    for it, and the run is left unlocked after each refusal."""
+    from pycount.errors import RunError
+    from pycount.evaluation import evaluate
+    from pycount.util.runlock import EvalLock, in_evaluation, in_training
+    ds, model = tiny
+    prepare.prepare(ds)
+    train.Trainer(ds, model, max_iter=30).train(resume=False)
+    run = config.run_dir(ds, model)
+    held = EvalLock(run)                     # an evaluation under way
+    assert in_evaluation(run)
+    with pytest.raises(train.TrainError, match=r"is being evaluated now \(a make eval holds "
+                                               r".*\.eval\.lock\): training it would change"):
+        train.Trainer(ds, model, max_iter=40).train()
+    assert not in_training(run)
+    with pytest.raises(RunError, match="is being evaluated now"):
+        evaluate.evaluate(ds, model, heatmaps=0)
+    held.release()
+    assert evaluate.evaluate(ds, model, heatmaps=0)["n_images"] == len(ds.test_ids)
+    assert not in_evaluation(run)
     assert train.Trainer(ds, model, max_iter=40).train()["iterations"] == 40
 
 

@@ -193,7 +193,7 @@ def fingerprint(obj) -> str:
 def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
                seed: int, manifest: dict, label: str = "writing LMDB", encoded: bool = False,
                bytes_per_record: float | None = None, targets: Path | None = None,
-               keep: int = 0) -> dict:
+               keep: int = 0, before_swap=None) -> dict:
     """Write up to n_max (patch, count) records to `dest` in a seeded shuffled key order.
 
     With `keep` > 0 only the records whose shuffled key is below `keep` are stored: the first
@@ -207,6 +207,10 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     With `targets`, records are (patch, count, H x W float map) and the maps go to a second LMDB
     there, under the same keys: Caffe's two Data layers then read them in lockstep. Both carry the
     same manifest (fingerprint included); the pair is replaced only once both are complete.
+
+    `before_swap`: called once the new database is complete, before it replaces the old; what it
+    raises leaves the old in place and the new one removed (prepare: a training that began to
+    read `dest` while it was written).
 
     Returns the manifest written beside the data: the caller's entries plus the number of records,
     the count histogram and the per-channel mean (BGR) of the patches.
@@ -265,6 +269,12 @@ def write_lmdb(dest: Path, records: Iterable[tuple], n_max: int, patch: int,
     except BaseException:
         _remove(tmps)
         raise
+    if before_swap is not None:         # (a training that began to read `dest` meanwhile)
+        try:
+            before_swap()
+        except BaseException:
+            _remove(tmps)
+            raise
     # the old databases go only once the new ones are complete; the targets first, so that a
     # crash in between leaves a pair whose fingerprints differ (is_current then says so)
     for tmp, d in reversed(list(zip(tmps, dests))):

@@ -353,7 +353,8 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
                         split={k: v for k, v in ids.items()}, source_stamp=stamp)
         out[part] = lmdbio.write_lmdb(dest, records, n_max=n_max, patch=ds.crop + 2 * m,
                                       seed=config.SPLIT_SEED, manifest=manifest, targets=targets,
-                                      label=f"{ds.tag} {part} crops + density targets")
+                                      label=f"{ds.tag} {part} crops + density targets",
+                                      before_swap=lambda dest=dest: _check_not_read(ds, dest))
     return _restamped(out, current, stamp)
 
 
@@ -437,7 +438,8 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
         out[part] = lmdbio.write_lmdb(dest, _records(samples, ds, rot_step), n_max=n_max,
                                       patch=ds.input_size, seed=config.SPLIT_SEED, manifest=manifest,
                                       label=f"{ds.tag} {part} patches", encoded=ds.encoded,
-                                      bytes_per_record=per_record, keep=keep)
+                                      bytes_per_record=per_record, keep=keep,
+                                      before_swap=lambda dest=dest: _check_not_read(ds, dest))
         measured = np.array(out[part]["mean_bgr"])
         if np.abs(measured - np.array(ds.mean_bgr)).max() > config.MEAN_BGR_WARN:
             where = ("the mean of the training images' pixels, or mean_rgb in its "

@@ -16,16 +16,33 @@ from pycount.evaluation import metrics
 from pycount.inference.engines import resolve
 from pycount.inference.predictors import make_predictor
 from pycount.inference.run import finished_files, read_train_info, with_run_reading, with_run_stain
-from pycount.util.runlock import LOCK_FILE, in_training
+from pycount.util.runlock import LOCK_FILE, EvalLock, in_training
 from pycount.evaluation import figures as report
 from pycount.util import atomic
 from pycount.util.progress import Progress
 
 
 def evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
-             data_root=None, gpu: int = -1, run: Path | None = None,
-             heatmaps: int = config.EVAL_HEATMAPS, backend: str | None = None, shared: bool = False,
-             tta: int | None = None, test_images: int | None = None) -> dict:
+             data_root=None, gpu: int = -1, run: Path | None = None, **kwargs) -> dict:
+    """_evaluate (below) holding the run's EvalLock: one evaluation at a time, and no training
+    of the run while it counts."""
+    run = Path(run or config.run_dir(ds, model, head))
+    try:
+        lock = EvalLock(run) if run.is_dir() else None    # (a missing run: _evaluate names it)
+    except OSError:                 # a folder it cannot write into: _evaluate names that too
+        lock = None
+    try:
+        return _evaluate(ds, model, head, data_root, gpu, run, **kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "R",
+              data_root=None, gpu: int = -1, run: Path | None = None,
+              heatmaps: int = config.EVAL_HEATMAPS, backend: str | None = None,
+              shared: bool = False, tta: int | None = None,
+              test_images: int | None = None) -> dict:
     """Count the test images, write predictions.csv, metrics.json/.md and heatmaps/.
 
     test_images: count only the first that many test images (a quick look, or a dry run of

@@ -29,7 +29,7 @@ from pycount.inference.run import Run, load_run
 from pycount.util import atomic
 from pycount.util.interrupt import sigterm_as_interrupt
 from pycount.util.progress import Progress
-from pycount.util.runlock import OutLock
+from pycount.util.runlock import OutLock, in_training
 
 # heatmap: the row's heatmap file in the output folder (two images of one name get name-2, ...)
 FIELDS = ["file", "count", "tiling_count", "width", "height", "seconds", "status", "error",
@@ -365,6 +365,9 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out=config.DEFAULT_COUNT_
           batch: int | None = None, shared: bool = False, tta: int | None = None) -> int:
     """The `pycount count` command; returns the exit status (0: all counted, 1: some failed)."""
     run = load_run(run)
+    if in_training(run.path):       # (eval refuses such a run; a count may go on, but says so)
+        print(f"note: {run.path} is being trained further now: these counts use the weights "
+              f"of its last finished training, which change when this one ends", flush=True)
     if expected and run.head != "C":
         raise config.ConfigError(f"--expected reads the classification head's expected count; "
                                  f"{run.path} is a run of the {run.head} head (drop --expected)")

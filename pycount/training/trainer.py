@@ -32,7 +32,7 @@ from pycount.data.commands import dataset_words
 from pycount.data import sources
 from pycount.nets import builders as nets
 from pycount.util import provenance
-from pycount.util.runlock import ReadersLock, RunLock
+from pycount.util.runlock import EVAL_LOCK, ReadersLock, RunLock, in_evaluation
 from pycount.util.interrupt import stop_once
 from pycount.util.progress import Progress
 from pycount.device import set_device
@@ -308,6 +308,11 @@ class Trainer:
         snaps = self.run / "snapshots"
         self._check_writable()
         lock = RunLock(self.run)
+        if in_evaluation(self.run):         # (taken first, checked after: one of the two sees it)
+            lock.release()
+            raise TrainError(f"{self.run} is being evaluated now (a make eval holds "
+                             f"{self.run / EVAL_LOCK}): training it would change the weights "
+                             f"it counts with; wait for it to end, then train")
         reading = ReadersLock(p for p in (self.train_lmdb, self.val_lmdb, self.train_targets,
                                           self.val_targets) if p is not None)
         try:                        # released whatever stops the training, a refusal included

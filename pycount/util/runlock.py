@@ -8,6 +8,8 @@
   (MARK) to say that its training takes these; a training of an older pycount leaves the file
   unmarked and may read any LMDB of its dataset (reads_unknown).
 - OutLock: one `pycount count` at a time writing into an output folder (<out>/.count.lock).
+- EvalLock: one `make eval` at a time in a run folder (<run>/.eval.lock); in_evaluation asks
+  whether one holds it (a training then waits for it to end).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pycount.errors import RunError, TrainError
 
 LOCK_FILE = ".train.lock"           # in the run folder, held by RunLock
 COUNT_LOCK = ".count.lock"          # in a count's output folder, held by OutLock
+EVAL_LOCK = ".eval.lock"            # in the run folder, held by EvalLock
 MARK = "lmdbs held by ReadersLock\n"
 
 
@@ -132,6 +135,27 @@ class OutLock:
             raise RunError(f"another pycount count is writing into {out} now (it holds "
                            f"{Path(out) / COUNT_LOCK}); wait for it to end, or give --out "
                            f"(OUT=) another folder")
+
+    def release(self) -> None:
+        self.file.close()
+
+
+def in_evaluation(run: Path) -> bool:
+    """Whether a `make eval` is counting with `run`'s weights now."""
+    return _held(Path(run) / EVAL_LOCK, shared=True)
+
+
+class EvalLock:
+    """One evaluation at a time in a run folder: an exclusive lock on <run>/.eval.lock, released
+    when the process ends however it ends. Two evaluations at once left the last to end in
+    place (a TEST_IMAGES= one over the full one), and a training begun during one left its
+    metrics beside newer weights (helper-55); a training refuses while one holds it."""
+
+    def __init__(self, run: Path):
+        self.file = _lock_now(Path(run) / EVAL_LOCK)
+        if self.file is None:
+            raise RunError(f"{run} is being evaluated now (a make eval holds "
+                           f"{Path(run) / EVAL_LOCK}); wait for it to end")
 
     def release(self) -> None:
         self.file.close()
