@@ -301,3 +301,17 @@ def test_a_data_root_that_is_the_release_folder_itself_is_read(tmp_path):
     other = tmp_path / "cells"
     other.mkdir()
     assert prepare.dataset_root(ds, other) == other / ds.subdir
+
+
+def test_a_generated_set_is_readable_as_a_folder_mkdir_makes(tmp_path):
+    """The set is written into a tempfile.mkdtemp folder (mode 0700) and renamed into place: it
+    stayed readable by its owner only (helper-55); it gets the mode mkdir gives under the umask."""
+    import os
+    import stat
+    from pycount.data import synthetic
+    mask = os.umask(0o022)
+    try:
+        out = synthetic.generate_synthetic(tmp_path / "synthetic", n_images=2, size=64)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755

@@ -186,6 +186,7 @@ def _write_set(out_dir, stamp: dict, names: list[str], n_images: int, write_imag
             shutil.rmtree(old, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-",
                                 dir=out_dir.parent))
+    atomic.open_as_mkdir(tmp)       # it becomes the data folder: readable as mkdir makes one
     try:
         if progress is not None:
             progress(0, n_images)              # before the first image: a bar's clock starts here

@@ -217,3 +217,12 @@ def replace_dir(tmp, dest) -> None:
         raise OSError(errno.EBUSY, f"{dest} kept being replaced by other processes", str(dest))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def open_as_mkdir(folder: Path) -> None:
+    """A folder made by tempfile.mkdtemp (mode 0700) given the mode mkdir gives one under the
+    process's umask: one that is renamed into place as data others read (the synthetic set was
+    left readable by its owner only; helper-55)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
