@@ -69,17 +69,24 @@ def shared(base: dict, other: dict) -> list[str]:
     return ids
 
 
+def differences(base: dict, other: dict) -> tuple[dict[str, float], list[str]]:
+    """Per shared image, |error| of `other` minus |error| of `base` (each against its own true
+    count), and the shared images whose true counts differ between the two runs (evaluated by
+    pycounts that read the marks otherwise)."""
+    ids = shared(base, other)
+    d = {i: abs(other["images"][i][1] - other["images"][i][0])
+         - abs(base["images"][i][1] - base["images"][i][0]) for i in ids}
+    return d, [i for i in ids if abs(other["images"][i][0] - base["images"][i][0]) > 1e-9]
+
+
 def compare(base: dict, other: dict) -> dict:
     """Paired |error| difference (other − base) on the images both tested; `truths differ`:
-    on how many of them the two runs were scored against other true counts (evaluated by
-    pycounts that read the marks otherwise), each run's |error| against its own."""
-    ids = shared(base, other)
-    d = np.array([abs(other["images"][i][1] - other["images"][i][0])
-                  - abs(base["images"][i][1] - base["images"][i][0]) for i in ids])
+    see differences."""
+    diffs, apart = differences(base, other)
+    d = np.array(list(diffs.values()))
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    apart = sum(abs(other["images"][i][0] - base["images"][i][0]) > 1e-9 for i in ids)
-    return {"shared images": len(ids), "paired diff": round(float(d.mean()), 2),
-            "s.e.": round(se, 2), "closer on": int((d < 0).sum()), "truths differ": int(apart)}
+    return {"shared images": len(d), "paired diff": round(float(d.mean()), 2),
+            "s.e.": round(se, 2), "closer on": int((d < 0).sum()), "truths differ": len(apart)}
 
 
 def main(argv=None) -> int:

@@ -17,33 +17,24 @@ the mean over every (split, image) pair, and three standard errors of it:
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
-from bench import stages
+from bench import paired, stages
 
 
 def differences(spec: str) -> tuple[str, dict[str, float]]:
-    """`file.json#base:variant` -> (the spec, {image id: |err variant| − |err base|}). The two
-    runs must agree on each shared image's true count."""
+    """`file.json#base:variant` -> (the spec, {image id: |err variant| − |err base|}), the two
+    runs read and paired as bench.paired reads and pairs them; a note where their true counts
+    differ."""
     path, _, pair = spec.partition("#")
     base, _, variant = pair.partition(":")
-    try:
-        runs = json.loads(Path(path).read_text())["runs"]
-        b, v = runs[base]["images"], runs[variant]["images"]
-    except (OSError, ValueError, KeyError) as e:
-        raise SystemExit(f"pooled: {spec}: not a bench.paired results file keeping runs "
-                         f"{base!r} and {variant!r} ({e!r})")
-    shared = sorted(set(b) & set(v))
-    if not shared:
-        raise SystemExit(f"pooled: {spec}: the two runs share no test image")
-    apart = [i for i in shared if abs(b[i][0] - v[i][0]) > 1e-9]
+    diffs, apart = paired.differences(paired.load(f"{path}#{base}")[1],
+                                      paired.load(f"{path}#{variant}")[1])
     if apart:
         print(f"note: {spec}: the true counts of {len(apart)} image(s) differ between the two "
               f"runs ({', '.join(apart[:3])}): the runs were evaluated by different pycounts")
-    return spec, {i: abs(v[i][1] - v[i][0]) - abs(b[i][1] - b[i][0]) for i in shared}
+    return spec, diffs
 
 
 def pool(splits: list[dict[str, float]]) -> dict:

@@ -76,3 +76,24 @@ def test_a_run_is_summarised_on_the_shared_images_and_truths_that_differ_are_cou
         capsys.readouterr().out
     with pytest.raises(SystemExit, match="the label 'base' is given twice"):
         paired.main(["--label", "t2", "--baseline", f"base={base}", f"base={var}"])
+
+
+def test_pooling_over_splits_counts_an_image_tested_twice_once(tmp_path, monkeypatch):
+    """bench.pooled: the pairs of several splits pooled, with the standard error grouped by
+    image (an image in two splits is one unit) beside the naive one and the splits' means'."""
+    from bench import pooled
+    monkeypatch.setattr(stages, "RESULTS", tmp_path / "results")
+    specs = []
+    for k, rows in enumerate(([("a", 10, 14, 11), ("b", 20, 25, 20)],
+                              [("a", 10, 15, 12), ("c", 30, 30, 33)])):
+        base = _run(tmp_path / f"b{k}", [(i, t, p) for i, t, p, _ in rows])
+        var = _run(tmp_path / f"v{k}", [(i, t, q) for i, t, _, q in rows])
+        assert paired.main(["--label", f"s{k}", "--baseline", f"base={base}", f"var={var}"]) == 0
+        specs.append(f"{next((tmp_path / 'results').glob(f'*paired-s{k}.json'))}#base:var")
+    found = [pooled.differences(s)[1] for s in specs]
+    assert found == [{"a": -3.0, "b": -5.0}, {"a": -3.0, "c": 3.0}]
+    p = pooled.pool(found)
+    assert (p["pairs"], p["images"], p["paired diff"], p["closer on"]) == (4, 3, -2.0, 3)
+    # by image: a's two deviations (-1, -1) summed, b's -3, c's +5
+    assert p["s.e. by image"] == round((3 / 2 * (4 + 9 + 25)) ** 0.5 / 4, 2)
+    assert (p["split means"], p["s.e. by split"], p["df by split"]) == (-2.0, 2.0, 1)
