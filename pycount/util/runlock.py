@@ -124,20 +124,29 @@ class RunLock:
         self.file.close()
 
 
-class OutLock:
-    """One `pycount count` at a time writing into an output folder: an exclusive lock on
-    <out>/.count.lock, released when the process ends however it ends. Two counts into one
-    folder overwrote each other's counts.csv and heatmaps, each saying it had written them."""
+class _Exclusive:
+    """An exclusive lock on a file, taken without waiting (RunError `busy` where another process
+    holds it) and released when the process ends however it ends."""
 
-    def __init__(self, out: Path):
-        self.file = _lock_now(Path(out) / COUNT_LOCK)
+    def __init__(self, path: Path, busy: str):
+        self.file = _lock_now(path)
         if self.file is None:
-            raise RunError(f"another pycount count is writing into {out} now (it holds "
-                           f"{Path(out) / COUNT_LOCK}); wait for it to end, or give --out "
-                           f"(OUT=) another folder")
+            raise RunError(busy)
 
     def release(self) -> None:
         self.file.close()
+
+
+class OutLock(_Exclusive):
+    """One `pycount count` at a time writing into an output folder: an exclusive lock on
+    <out>/.count.lock. Two counts into one folder overwrote each other's counts.csv and
+    heatmaps, each saying it had written them."""
+
+    def __init__(self, out: Path):
+        super().__init__(Path(out) / COUNT_LOCK,
+                         f"another pycount count is writing into {out} now (it holds "
+                         f"{Path(out) / COUNT_LOCK}); wait for it to end, or give --out "
+                         f"(OUT=) another folder")
 
 
 def in_evaluation(run: Path) -> bool:
@@ -145,17 +154,13 @@ def in_evaluation(run: Path) -> bool:
     return _held(Path(run) / EVAL_LOCK, shared=True)
 
 
-class EvalLock:
-    """One evaluation at a time in a run folder: an exclusive lock on <run>/.eval.lock, released
-    when the process ends however it ends. Two evaluations at once left the last to end in
-    place (a TEST_IMAGES= one over the full one), and a training begun during one left its
-    metrics beside newer weights (helper-55); a training refuses while one holds it."""
+class EvalLock(_Exclusive):
+    """One evaluation at a time in a run folder: an exclusive lock on <run>/.eval.lock. Two
+    evaluations at once left the last to end in place (a TEST_IMAGES= one over the full one),
+    and a training begun during one left its metrics beside newer weights (helper-55); a
+    training refuses while one holds it."""
 
     def __init__(self, run: Path):
-        self.file = _lock_now(Path(run) / EVAL_LOCK)
-        if self.file is None:
-            raise RunError(f"{run} is being evaluated now (a make eval holds "
-                           f"{Path(run) / EVAL_LOCK}); wait for it to end")
-
-    def release(self) -> None:
-        self.file.close()
+        super().__init__(Path(run) / EVAL_LOCK,
+                         f"{run} is being evaluated now (a make eval holds "
+                         f"{Path(run) / EVAL_LOCK}); wait for it to end")
