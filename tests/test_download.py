@@ -68,9 +68,18 @@ def test_a_data_root_that_is_the_release_itself_is_reused_and_verified(toy, monk
 
 
 def test_fetch_local_archive_without_top_folder(toy):
+    """An archive without a top folder unpacks straight into the temporary folder, which is then
+    renamed into place: it gets the mode mkdir gives under the umask (mkdtemp's is 0700), as a
+    wrapped release's folder does."""
     make_zip, root = toy
-    dest = download.fetch("toy", root, archive=make_zip(top=""))
+    mask = os.umask(0o022)
+    try:
+        dest = download.fetch("toy", root, archive=make_zip(top=""))
+        wrapped = download.fetch("toy", root / "w", archive=make_zip())
+    finally:
+        os.umask(mask)
     assert download.verify("toy", dest) == []
+    assert (dest.stat().st_mode & 0o777) == 0o755 == (wrapped.stat().st_mode & 0o777)
 
 
 def test_fetch_tar_archive(toy, tmp_path):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pycount import config
 from pycount.errors import DownloadError, make_arg  # noqa: F401 (re-exported)
+from pycount.util.atomic import open_as_mkdir
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 MAX_LISTED = 10          # problems named in one error message
@@ -395,6 +396,8 @@ def fetch(dataset: str, data_root, url: str | None = None, archive=None,
                                 f"({_problems(len(problems))}):\n{_summary(problems)}\n"
                                 f"Download it again, or fetch it by hand:\n"
                                 f"{manual_instructions(dataset, root)}")
+        if found == work:            # unpacked at the archive's top level: mkdtemp's 0700
+            open_as_mkdir(found)
         try:
             os.rename(found, dest)   # same filesystem (work is inside root): atomic
         except OSError:
