@@ -28,6 +28,14 @@ EVAL_HEATMAPS = 8   # `make eval` draws the Fig. 6 heatmaps of the first this ma
 # the tallest heatmap figure `pycount count` draws, in inches (7 wide): a 20 x 5,000 px image
 # asked matplotlib for a 1,500-inch figure, which it refuses (more than 2^16 px at 100 dpi)
 OVERLAY_MAX_HEIGHT_IN = 40
+# the heatmap figure draws the image and its density at most this many pixels on their longer
+# side (area-averaged, which keeps cells / px^2): the figure is ~700 px wide, and an 8,192 px image
+# drawn as it is asked matplotlib for 512 MiB of float64 and failed on a 2.5 GB address limit
+OVERLAY_MAX_PX = 1400
+# a patch model cuts and predicts an image's sliding windows this many at a time: the whole stack
+# of a 4,096 px image's 200 px windows (Ki67's patch, stride 50) was 0.75 GB before the predictor
+# resized a second copy of it
+COUNT_WINDOW_CHUNK = 1024
 # progress bars off a terminal (logs, CI): a line every tenth of the work, and at least this often
 PROGRESS_LOG_SECONDS = 300
 # share of a patch model's count of one image that its windows take in the progress shown inside

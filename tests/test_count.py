@@ -887,3 +887,99 @@ def test_a_run_being_trained_further_is_counted_with_a_note(run, images, tmp_pat
     assert f"note: {run} is being trained further now" in capsys.readouterr().out
     assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o2")]) == 0
     assert "being trained" not in capsys.readouterr().out
+
+
+def test_windows_are_cut_and_predicted_a_chunk_at_a_time(monkeypatch):
+    """A large image's windows are never stacked all at once (config.COUNT_WINDOW_CHUNK): the
+    predictor sees at most a chunk, and the counts are those of one whole stack."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (230, 310, 3), dtype=np.uint8)
+    seen = []
+
+    def predict(stack):
+        seen.append(len(stack))
+        return stack.reshape(len(stack), -1).mean(axis=1) / 50.0
+
+    whole = density.count_image(image, 40, 20, predict)
+    assert seen == [len(whole.patch_counts)] and seen[0] > 100
+    seen.clear()
+    monkeypatch.setattr(config, "COUNT_WINDOW_CHUNK", 37)
+    chunked = density.count_image(image, 40, 20, predict)
+    assert max(seen) == 37 and sum(seen) == len(whole.patch_counts)
+    assert np.array_equal(chunked.patch_counts, whole.patch_counts)
+    assert chunked.count == whole.count and chunked.tiling_count == whole.tiling_count
+
+
+def test_a_large_images_figure_is_drawn_small(run, tmp_path, monkeypatch):
+    """The heatmap figure of an image above config.OVERLAY_MAX_PX is drawn from an area-averaged
+    copy (a full-size 8,192 px draw needed 512 MiB): same figure size, and the colour bar's scale
+    (cells / px^2 of the image) kept."""
+    from pycount.inference import count as counting
+    drawn = []
+    real_imshow = __import__("matplotlib.axes", fromlist=["Axes"]).Axes.imshow
+
+    def imshow(self, X, *args, **kwargs):
+        drawn.append(np.asarray(X))
+        return real_imshow(self, X, *args, **kwargs)
+    monkeypatch.setattr("matplotlib.axes.Axes.imshow", imshow)
+    monkeypatch.setattr(config, "OVERLAY_MAX_PX", 100)
+    image = np.zeros((300, 200, 3), np.uint8)
+    heat = np.full((300, 200), 0.02)
+    heat[:150] = 0.04
+    counting.save_overlay(tmp_path / "h.png", image, heat, "t")
+    assert [a.shape[:2] for a in drawn] == [(100, 67), (100, 67)]
+    assert np.isclose(drawn[1].max(), 0.04) and np.isclose(drawn[1].min(), 0.02)
+    assert np.isclose(drawn[1].mean(), heat.mean(), rtol=0.02)
+
+
+def test_an_image_too_large_for_memory_fails_by_name_and_the_rest_count(run, images, tmp_path,
+                                                                       monkeypatch):
+    from pycount.inference import count as counting
+    real = counting.count_file
+
+    def no_memory_for_grey(path, *args, **kwargs):
+        if path.name == "grey.tif":
+            raise MemoryError("Unable to allocate 512. MiB")
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(counting, "count_file", no_memory_for_grey)
+    out = tmp_path / "out"
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(open(out / "counts.csv"))}
+    assert rows["grey.tif"]["status"] == "failed"
+    assert rows["grey.tif"]["error"].startswith("not enough memory to count it (Unable to "
+                                                "allocate 512. MiB): count it on a machine")
+    assert rows["rgba.PNG"]["status"] == "ok"
+
+
+def test_a_count_stopped_by_an_error_says_so_not_interrupted(run, images, tmp_path, monkeypatch,
+                                                            capsys):
+    from pycount.inference import count as counting
+    real, calls = counting.count_file, []
+
+    def fail_at_the_third(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise RuntimeError("a bug")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(counting, "count_file", fail_at_the_third)
+    with pytest.raises(RuntimeError):
+        counting.count([str(images)], run=str(run), out=str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert "stopped by an error (RuntimeError): 2 of 3 images counted" in err
+    assert "interrupted" not in err
+
+
+def test_an_earlier_partial_table_and_dead_writers_temporaries_go(run, images, tmp_path):
+    """A count killed outright leaves counts.partial.csv (naming heatmaps the next count
+    overwrites) and half-written `.NAME.tmp-PID.png` files: the next count removes both."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "counts.partial.csv").write_text("file,count\nother/grey.tif,261.7\n")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = out / f".grey_heatmap.tmp-{dead}.png"
+    stale.write_bytes(b"half a png")
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run),
+                     "--out", str(out)]) == 0
+    assert not (out / "counts.partial.csv").exists() and not stale.exists()
+    assert (out / "counts.csv").is_file()

@@ -207,7 +207,13 @@ def save_overlay(path: Path, image: np.ndarray, heatmap: np.ndarray, title: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import warnings
+    import cv2
     h, w = heatmap.shape
+    scale = config.OVERLAY_MAX_PX / max(h, w)
+    if scale < 1:           # area averages: the density keeps its cells / px^2 of the image
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_AREA)
+        heatmap = cv2.resize(heatmap.astype(np.float32), size, interpolation=cv2.INTER_AREA)
     with warnings.catch_warnings():
         # a file name in a script the font lacks (CJK, ...) is drawn as boxes: said once per
         # image on stderr, twice, between the progress lines
@@ -320,10 +326,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                              "seconds": f"{r['seconds']:.3f}"})
 
 
-def _write_counts(out: Path, rows: list[dict], done: bool, total: int) -> None:
-    """counts.csv once every image is counted (or failed by name); an interrupted run keeps what
-    it counted in counts.partial.csv instead, and an earlier counts.csv, which the new heatmaps
-    no longer match, is removed."""
+def _write_counts(out: Path, rows: list[dict], done: bool, total: int,
+                  stopped: BaseException | None = None) -> None:
+    """counts.csv once every image is counted (or failed by name); a run interrupted (or stopped
+    by an error, `stopped`) keeps what it counted in counts.partial.csv instead, and an earlier
+    counts.csv, which the new heatmaps no longer match, is removed."""
     final, partial = out / "counts.csv", out / "counts.partial.csv"
     if done:
         write_csv(final, rows)
@@ -331,7 +338,9 @@ def _write_counts(out: Path, rows: list[dict], done: bool, total: int) -> None:
         return
     final.unlink(missing_ok=True)
     write_csv(partial, rows)
-    print(f"\ninterrupted: {len(rows)} of {total} images counted, kept in {partial} (counts.csv "
+    how = ("interrupted" if stopped is None or isinstance(stopped, KeyboardInterrupt) else
+           f"stopped by an error ({type(stopped).__name__})")
+    print(f"\n{how}: {len(rows)} of {total} images counted, kept in {partial} (counts.csv "
           f"is written only when every image is done)", file=sys.stderr)
 
 
@@ -397,6 +406,7 @@ def count(inputs, run, backend: str = DEFAULT_BACKEND, out=config.DEFAULT_COUNT_
     _make_out(out)
     lock = OutLock(out)                 # two counts into one folder: the second stops here
     try:
+        atomic.remove_stale_temps(out)  # half-written heatmaps of a count killed outright
         return _count_into(out, paths, run, backend, batch, expected, shared, tta)
     finally:
         lock.release()
@@ -411,8 +421,10 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
     predict = make_predictor(backend, (run.deploy, run.weights), run.model, run.ds, run.head,
                              batch=batch, expected=expected, shared=shared, tta=tta)
     (out / "counts.csv").unlink(missing_ok=True)   # (after the net loads: a failed load keeps it)
+    # and an interrupted count's table: its rows name heatmaps that this count overwrites
+    (out / "counts.partial.csv").unlink(missing_ok=True)
     rows, names = [], _heatmap_names(paths)
-    done = False
+    done, stopped = False, None
     try:
         with sigterm_as_interrupt(), \
                 Progress(len(paths), f"counting with {run.path} ({backend})", "images") as bar:
@@ -422,19 +434,25 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                     with bar.item(path.name):
                         rows.append({**count_file(path, run, predict, out / name),
                                      "heatmap": name})
-                except (DatasetError, OSError, ValueError) as e:
+                except (DatasetError, OSError, ValueError, MemoryError) as e:
                     if atomic.no_room(e):                  # not the image's fault
                         raise RunError(atomic.cannot_write(
                             str(out / name), e, out,
                             "give --out (OUT=) a folder on another disk")) from None
                     (out / name).unlink(missing_ok=True)     # not an earlier count's heatmap
                     error = (f"no such file: {path}; check the path" if
-                             isinstance(e, FileNotFoundError) else str(e))
+                             isinstance(e, FileNotFoundError) else
+                             f"not enough memory to count it ({e}): count it on a machine "
+                             f"with more, or cut it into tiles" if isinstance(e, MemoryError)
+                             else str(e))
                     rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
                                  "status": "failed", "error": error, "heatmap": ""})
                 bar.update(1)
         done = True
+    except BaseException as e:          # what stopped it, for the partial table's line
+        stopped = e
+        raise
     finally:
         # an earlier count's heatmaps that no row of this one has (images not reached, or not
         # in this count: 27 of 30 stayed beside a table of 3); files it did not list stay, and
@@ -455,7 +473,7 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
             print(f"note: removed {len(gone)} heatmap(s) of an earlier count from {out} "
                   f"({few(gone)}): not of these images", file=sys.stderr)
         try:
-            _write_counts(out, rows, done, len(paths))
+            _write_counts(out, rows, done, len(paths), stopped)
         except OSError as e:            # (a full disk): say so without hiding why the count stopped
             print(f"\ncould not write the counts into {out} ({e.strerror or e}); "
                   f"{len(rows)} images were counted", file=sys.stderr)

@@ -37,6 +37,21 @@ def window_stack(image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarr
     return np.stack([image[y:y + patch, x:x + patch] for x, y in origins])
 
 
+def predict_windows(image: np.ndarray, origins: np.ndarray, patch: int,
+                    predict: Predictor) -> np.ndarray:
+    """`predict` of the windows at `origins`, cut and predicted config.COUNT_WINDOW_CHUNK at a
+    time (a large image's whole stack would hold every window at once), each chunk its share of
+    the progress shown."""
+    origins = np.asarray(origins)
+    step = config.COUNT_WINDOW_CHUNK
+    parts = []
+    for i in range(0, len(origins), step):
+        with progress.span(i / len(origins), min(i + step, len(origins)) / len(origins)):
+            parts.append(np.asarray(predict(window_stack(image, origins[i:i + step], patch)),
+                                    np.float64))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def _linear_on_triangles(shape: tuple[int, int], centres: np.ndarray,
                          values: np.ndarray) -> np.ndarray:
     """What griddata(method="linear") computes, pixel for pixel, without its per-pixel point
@@ -117,7 +132,7 @@ def tiling_estimate(shape: tuple[int, int], origins: np.ndarray, counts: np.ndar
     if missing:
         if predict is None or image is None:
             raise ValueError("tiles missing from the sliding-window grid and no predictor given")
-        known.update(zip(missing, predict(window_stack(image, np.array(missing), patch))))
+        known.update(zip(missing, predict_windows(image, np.array(missing), patch, predict)))
     weights = np.outer(wy, wx).ravel()
     return float(sum(known[t] * wt for t, wt in zip(tiles, weights)))
 
@@ -130,7 +145,7 @@ def count_image(image: np.ndarray, patch: int, stride: int, predict: Predictor) 
         if hasattr(predict, "predict_windows"):    # shared.SharedPredictor: trunk run once
             counts = np.asarray(predict.predict_windows(image, origins, patch), np.float64)
         else:
-            counts = np.asarray(predict(window_stack(image, origins, patch)), np.float64)
+            counts = predict_windows(image, origins, patch, predict)
     centres = patches.patch_centres(origins, patch)
     heat = density_map((h, w), centres, counts, patch)
     with progress.span(config.PROGRESS_WINDOWS_SHARE, 1.0):

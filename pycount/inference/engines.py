@@ -58,12 +58,12 @@ class Predictor:
         """The net's raw outputs: N regressed counts (R) or N x K class probabilities (C)."""
         rgb = np.asarray(rgb)
         side = self.ds.input_size
-        if rgb.shape[1:3] != (side, side):
-            rgb = np.stack([patches.resize_patch(p, side) for p in rgb])
         chunks = []
         for i in range(0, len(rgb), self.batch):
-            chunks.append(np.asarray(self._forward(nets.preprocess(rgb[i:i + self.batch],
-                                                                   self.model, self.ds)),
+            part = rgb[i:i + self.batch]
+            if part.shape[1:3] != (side, side):      # a batch at a time: never a second stack
+                part = np.stack([patches.resize_patch(p, side) for p in part])
+            chunks.append(np.asarray(self._forward(nets.preprocess(part, self.model, self.ds)),
                                      np.float64))
             progress.step(i + len(chunks[-1]), len(rgb))
         if not chunks:

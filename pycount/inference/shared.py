@@ -203,13 +203,13 @@ class SharedPredictor(backends.Predictor):
         if patch != self.ds.patch:
             raise ValueError(f"windows of {patch} px, but the net was trained on {self.ds.patch}")
         origins = np.asarray(origins)
-        from pycount.inference.density import window_stack
+        from pycount.inference.density import predict_windows, window_stack
         side = self.ds.input_size / self.ds.patch
         if isinstance(self.plain, backends.CaffeBackend) \
                 and image.shape[0] * image.shape[1] * side ** 2 > self.caffe_max_pixels:
             # pycaffe keeps every blob of the net (config.SHARED_CAFFE_MAX_PIXELS)
             self.last_check = {"shared_used": False, "reason": "image too large for pycaffe"}
-            return self(window_stack(image, origins, patch))
+            return predict_windows(image, origins, patch, self)
         counts = self.to_counts(self.window_outputs(image, origins))
         if self.tolerance is None:
             return counts
