@@ -4,6 +4,7 @@ import csv
 import re
 import shutil
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -983,3 +984,41 @@ def test_an_earlier_partial_table_and_dead_writers_temporaries_go(run, images, t
                      "--out", str(out)]) == 0
     assert not (out / "counts.partial.csv").exists() and not stale.exists()
     assert (out / "counts.csv").is_file()
+
+
+def test_an_image_whose_name_is_not_utf8_is_counted_and_named(run, tmp_path, capsys):
+    """A name written on another system (bytes that are not UTF-8): OpenCV 4.10 crashed the
+    process (exit 139) on it, even beside the folder being counted (the dot-mask scan). It is
+    counted from its bytes and named with \\x escapes in counts.csv and on screen."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image = np.random.default_rng(4).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/bad\xffname.png")
+    Path(odd).write_bytes(png)
+    sub = os.fsencode(str(folder)) + b"/sub"
+    os.mkdir(sub)
+    Path(os.fsdecode(sub + b"/w\xff.png")).write_bytes(png)
+    Path(os.fsdecode(sub + b"/w\xff_dots.png")).write_bytes(
+        cv2.imencode(".png", np.zeros((80, 80), np.uint8))[1].tobytes())
+    (folder / "ok.png").write_bytes(png)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "pycount", "count", str(folder), "--run",
+                           str(run), "--out", str(out)], capture_output=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")[-2000:]
+    rows = list(csv.DictReader(open(out / "counts.csv", encoding="utf-8")))
+    by_name = {Path(r["file"]).name: r for r in rows}
+    assert set(by_name) == {"bad\\xffname.png", "ok.png"}
+    assert by_name["bad\\xffname.png"]["count"] == by_name["ok.png"]["count"]
+    assert (out / by_name["bad\\xffname.png"]["heatmap"]).is_file()
+
+
+def test_a_run_folder_whose_path_is_not_utf8_is_refused_by_name(run, images, tmp_path):
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/r_bad\xff"))
+    shutil.copytree(run, odd)
+    done = subprocess.run([sys.executable, "-m", "pycount", "count", str(images / "grey.tif"),
+                           "--run", str(odd), "--out", str(tmp_path / "out")],
+                          capture_output=True, cwd=ROOT)
+    err = done.stderr.decode("utf-8")
+    assert done.returncode == 2 and "Traceback" not in err
+    assert "r_bad\\xff has a path that is not valid UTF-8" in err and "rename the folder" in err

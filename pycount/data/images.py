@@ -140,6 +140,31 @@ def _jpeg_complete(data: bytes) -> bool:
     return False
 
 
+def cv2_read(path, flags: int):
+    """cv2.imread, or, for a path OpenCV cannot be handed (not valid UTF-8: a name written on
+    another system; cv2 4.10 crashed the process on one), the same decoder fed the file's bytes."""
+    name = str(path)
+    if opencv_can_open(name):
+        return cv2.imread(name, flags)
+    return cv2.imdecode(np.frombuffer(Path(path).read_bytes(), np.uint8), flags)
+
+
+def opencv_can_open(name: str) -> bool:
+    """Whether OpenCV can be given this path by name: a name that is not valid UTF-8 (Python
+    holds it with surrogate escapes) cannot."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(path) -> str:
+    """A path as text that can be printed and written to a UTF-8 file: the bytes of a name that
+    is not valid UTF-8 as \\xNN escapes (bad\\xffname.png), every other name as it is."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     """(pixels, bgr) of one image file as stored (any depth and channels; bgr: cv2's channel
     order, else tifffile's RGB). DatasetError "cannot decode <what><path>: ..." when the file is
@@ -151,7 +176,7 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
 
     def imread():
         try:
-            return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            return cv2_read(path, cv2.IMREAD_UNCHANGED)
         except cv2.error as e:      # OpenCV refuses a header of over 2^30 pixels with an error
             if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
                 raise fail("its header gives more pixels than OpenCV reads (2^30, e.g. 32768 x "
@@ -194,7 +219,8 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     data, bgr, pages = (None if first else imread()), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
-            pages = tiff.pages or cv2.imcount(str(path))
+            pages = tiff.pages or (cv2.imcount(str(path)) if opencv_can_open(str(path))
+                                   else len(tifffile.TiffFile(path).pages))
         except cv2.error:                    # it decoded, so it has one page at least
             pages = 1
     deep = data is not None and tiff.channels == 2 and tiff.bits > 8  # cv2 cuts grey + alpha to 8 bits

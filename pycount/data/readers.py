@@ -33,7 +33,7 @@ import numpy as np
 import scipy.io
 
 from pycount.data.annotations import note, read_annotation, read_centres_csv
-from pycount.data.images import IMAGE_SUFFIXES, read_any_image, read_in_range
+from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_any_image, read_in_range
 from pycount.data.layout import refuse_broken_link, require_dir, folder_pairs
 from pycount.errors import DatasetError
 
@@ -195,7 +195,7 @@ def _imread_rgb(path: Path) -> np.ndarray:
     refuse_broken_link(path)
     with open(path, "rb"):
         pass
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = cv2_read(path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"cannot decode {path}: the file is corrupt or not an image; "
                            f"replace it from the original release {_regen_note(path.parent)}"

@@ -19,7 +19,7 @@ import numpy as np
 from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.annotations import few
-from pycount.data.images import IMAGE_SUFFIXES, read_in_range
+from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_in_range, shown
 from pycount.data.layout import mask_bases, refuse_broken_link, split_folders
 from pycount.device import set_device
 from pycount.errors import DatasetError, RunError
@@ -107,8 +107,8 @@ def _looks_like_a_mask(path: Path) -> bool:
     not a photo that merely has a mask's name (well_dots.png beside well.png)."""
     import cv2
     try:
-        data = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    except cv2.error:
+        data = cv2_read(path, cv2.IMREAD_GRAYSCALE)
+    except (cv2.error, OSError):
         return False
     return data is not None and np.count_nonzero(data) <= config.MASK_MAX_ON_SHARE * data.size
 
@@ -191,7 +191,7 @@ def _heatmap_names(paths: list[Path]) -> list[str]:
     """<stem>_heatmap.png, made unique when two inputs share a stem."""
     names, used = [], set()
     for p in paths:
-        base = p.stem or p.name
+        base = shown(p.stem or p.name)     # the name written in counts.csv, as on disk
         name, k = base, 1
         while name in used:
             k += 1
@@ -284,10 +284,10 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
               f"patches: counted padded to {hw}x{hh} px with the mean colour, as its training "
               f"images were", file=sys.stderr)
     if heatmap is not None:
-        shown = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if padded else image
-        save_overlay(heatmap, shown, r.heatmap, f"{path.name}: {r.count:.1f} cells "
+        drawn = np.pad(image, ((0, hh - h), (0, hw - w), (0, 0))) if padded else image
+        save_overlay(heatmap, drawn, r.heatmap, f"{shown(path.name)}: {r.count:.1f} cells "
                      f"({run.model.name}-{run.head}, {run.ds.tag})")
-    row = {"file": str(path), "count": r.count, "tiling_count": r.tiling_count, "width": w0,
+    row = {"file": shown(path), "count": r.count, "tiling_count": r.tiling_count, "width": w0,
            "height": h0, "seconds": seconds, "status": "ok", "error": ""}
     if r.count < config.SUSPECT_BELOW:  # fewer than no cells, beyond an empty field's noise
         row.update(status="suspect", error=(
@@ -317,7 +317,7 @@ def count_file(path: Path, run: Run, predict, heatmap: Path | None = None) -> di
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    with atomic.replacing(path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic.replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         writer.writeheader()
         for r in rows:
@@ -445,9 +445,9 @@ def _count_into(out: Path, paths: list[Path], run, backend: str, batch, expected
                              f"not enough memory to count it ({e}): count it on a machine "
                              f"with more, or cut it into tiles" if isinstance(e, MemoryError)
                              else str(e))
-                    rows.append({"file": str(path), "count": "", "tiling_count": "", "width": "",
+                    rows.append({"file": shown(path), "count": "", "tiling_count": "", "width": "",
                                  "height": "", "seconds": time.monotonic() - start,
-                                 "status": "failed", "error": error, "heatmap": ""})
+                                 "status": "failed", "error": shown(error), "heatmap": ""})
                 bar.update(1)
         done = True
     except BaseException as e:          # what stopped it, for the partial table's line

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycount import config
+from pycount.data.images import opencv_can_open, shown
 from pycount.errors import PycountError, RunError
 from pycount.util.atomic import sha256_of
 
@@ -69,6 +70,10 @@ def load_run(path) -> Run:
                           if there is not None and there.is_dir() else
                           "check the path, or train a model first (make train DATASET=... "
                           "MODEL=...)"))
+    if not opencv_can_open(str(path.absolute())):      # Caffe and cv2 take the files by name
+        raise RunError(f"the run folder {shown(path.absolute())} has a path that is "
+                       f"not valid UTF-8, which Caffe and OpenCV cannot open (OpenCV 4.10 "
+                       f"crashes): rename the folder, or the one above it that has the odd name")
     info = read_train_info(info_file)
     if info is None:
         raise _missing(info_file, path)
