@@ -32,6 +32,10 @@ OVERLAY_MAX_HEIGHT_IN = 40
 # side (area-averaged, which keeps cells / px^2): the figure is ~700 px wide, and an 8,192 px image
 # drawn as it is asked matplotlib for 512 MiB of float64 and failed on a 2.5 GB address limit
 OVERLAY_MAX_PX = 1400
+# the longest heatmap file name `pycount count` writes, in bytes: a file name holds 255 on Linux
+# and macOS, and the temporary it is written as first adds ~15 (a 244-byte image name stopped the
+# count with "File name too long"); a longer image name is cut, with a hash of it kept
+HEATMAP_NAME_MAX_BYTES = 224
 # a patch model cuts and predicts an image's sliding windows this many at a time: the whole stack
 # of a 4,096 px image's 200 px windows (Ki67's patch, stride 50) was 0.75 GB before the predictor
 # resized a second copy of it

@@ -142,6 +142,25 @@ def test_an_image_of_another_bit_depth_is_counted_and_marked_suspect(run, tmp_pa
         "were saved (count "), row["error"]
 
 
+def test_a_one_bit_image_is_marked_suspect_as_its_own_depth(run, tmp_path):
+    """A 1-bit PNG or TIFF (a mask, a thresholded image) is widened to 8-bit values by the
+    reader, so its dtype said 8-bit and it counted as "ok" (544 cells where the image in shades
+    counted 262, in a review); the file's own bits per sample now mark it."""
+    mask = (np.random.default_rng(5).random((70, 90)) > 0.5).astype(np.uint8) * 255
+    cv2.imwrite(str(tmp_path / "one.png"), mask, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    tifffile.imwrite(tmp_path / "one.tif", mask > 0)
+    cv2.imwrite(str(tmp_path / "eight.png"), mask)
+    out = tmp_path / "out"
+    assert cli.main(["count", *(str(tmp_path / n) for n in ("one.png", "one.tif", "eight.png")),
+                     "--run", str(run), "--out", str(out)]) == 1
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(open(out / "counts.csv"))}
+    for name in ("one.png", "one.tif"):
+        assert rows[name]["status"] == "suspect" and rows[name]["error"].startswith(
+            "a 1-bit image, where the run's training images were 8-bit: it holds only 2 levels "
+            "of intensity"), rows[name]["error"]
+    assert rows["eight.png"]["status"] == "ok"
+
+
 def test_caffe_backend_gives_the_same_counts(run, images, tmp_path):
     files = [str(images / "grey.tif")]
     for backend in ("cv2", "caffe"):
@@ -243,7 +262,7 @@ def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_pat
             f"{n} ({n} in {top / 'images'}): name the folder to count, or --recursive"
             in capsys.readouterr().err)
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o"),
-                     "--recursive"]) in (0, 1)
+                     "--recursive"]) == 1                  # corrupt.png fails
     assert len((tmp_path / "o" / "counts.csv").read_text().splitlines()) == n + 1
 
 
@@ -278,7 +297,7 @@ def test_a_second_count_into_the_same_folder_stops(run, images, tmp_path, capsys
         assert not (out / "counts.csv").exists()
     finally:
         held.release()
-    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) in (0, 1)
+    assert cli.main(["count", str(images), "--run", str(run), "--out", str(out)]) == 1
     assert (out / "counts.csv").is_file()
 
 
@@ -295,15 +314,23 @@ def test_a_missing_run_file_is_named_with_the_fix(run, images, missing, capsys):
 
 
 @pytest.mark.parametrize("backend", ["cv2", "caffe"])
-@pytest.mark.parametrize("damage", ["truncated", "other net"])
+@pytest.mark.parametrize("damage", ["truncated", "other net", "a layer missing"])
 def test_a_damaged_caffemodel_is_one_message_not_an_abort(run, images, backend, damage, tmp_path):
     """A truncated model.caffemodel, or another net's, gave a cv2.error traceback or a glog
     abort (exit 134); now the file is checked before Caffe sees it (#21.3). In a subprocess, as
-    a user runs it: an abort would kill it."""
+    a user runs it: an abort would kill it. A file lacking one layer (the other head's file)
+    counted with that layer's random filler values through Caffe."""
     weights = run / "model.caffemodel"
     if damage == "truncated":
         data = weights.read_bytes()
         weights.write_bytes(data[:len(data) // 2])
+    elif damage == "a layer missing":
+        from caffe.proto import caffe_pb2
+        param = caffe_pb2.NetParameter()
+        param.ParseFromString(weights.read_bytes())
+        last = max(i for i, layer in enumerate(param.layer) if layer.blobs)
+        del param.layer[last]
+        weights.write_bytes(param.SerializeToString())
     else:
         other = tmp_path / "other.prototxt"
         other.write_text(nets.net_prototxt(nets.default_plan("synthetic", "alexnet", "R"),
@@ -795,6 +822,8 @@ def test_a_run_being_trained_says_so(run, images, tmp_path, capsys):
     ({"model": "fcrn"}, "is the net of alexnet-lite (R head), but"),
     ({"model": "alexnet"}, "is the net of alexnet-lite (R head), but"),
     ({"head": "C"}, "says alexnet-lite (C head)"),
+    ({"patch": 48}, "is the net of 40 px patches read at 40x40 px, but"),
+    ({"size": 64}, "says 40 px patches read at 64 px"),
 ])
 def test_a_train_json_naming_another_net_is_refused_before_caffe(run, images, edit, said,
                                                                   tmp_path):
@@ -1022,3 +1051,25 @@ def test_a_run_folder_whose_path_is_not_utf8_is_refused_by_name(run, images, tmp
     err = done.stderr.decode("utf-8")
     assert done.returncode == 2 and "Traceback" not in err
     assert "r_bad\\xff has a path that is not valid UTF-8" in err and "rename the folder" in err
+
+
+def test_an_image_with_a_very_long_name_gets_a_heatmap_name_that_fits(run, tmp_path):
+    """A 250-character image name (or ~81 CJK characters) plus "_heatmap.png" is over the 255
+    bytes a file name holds: the count stopped with a traceback and left the output folder
+    unusable. The heatmap's name is cut, keeping a hash, and two such names stay apart."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    png = cv2.imencode(".png", np.random.default_rng(6).integers(
+        0, 256, (60, 60, 3), dtype=np.uint8))[1].tobytes()
+    longs = ["a" * 246 + "1.png", "a" * 246 + "2.png", "細胞" * 40 + ".png"]
+    for name in longs + ["ok.png"]:
+        (folder / name).write_bytes(png)
+    out = tmp_path / "out"
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "counts.csv", encoding="utf-8")))
+    heatmaps = [r["heatmap"] for r in rows]
+    assert len(rows) == 4 and len(set(heatmaps)) == 4
+    assert all(len(h.encode()) <= config.HEATMAP_NAME_MAX_BYTES and (out / h).is_file()
+               for h in heatmaps)
+    assert "ok_heatmap.png" in heatmaps
+    assert cli.main(["count", str(folder), "--run", str(run), "--out", str(out)]) == 0

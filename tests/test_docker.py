@@ -169,6 +169,15 @@ def test_runs_made_in_the_image_name_the_commit_it_was_built_from(tmp_path, monk
     assert provenance.commit() == "unknown"
     monkeypatch.setenv("PYCOUNT_COMMIT", "0123456789ab")
     assert provenance.commit() == "0123456789ab"
+    # installed inside another project's git repository: not that repository's commit
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "lab"], check=True)
+    (tmp_path / "site-packages").mkdir()
+    monkeypatch.setattr(provenance, "_ROOT", tmp_path / "site-packages")
+    assert provenance.commit() == "0123456789ab"
+    monkeypatch.setattr(provenance, "_ROOT", tmp_path)           # (the repository itself)
+    assert re.fullmatch(r"[0-9a-f]{12}", provenance.commit())
     out = subprocess.run(["bash", "-c", f'source <(sed -n "/^commit() {{/,/^}}/p" {ROOT}/tools/docker.sh); '
                           f'root={ROOT}; commit'], capture_output=True, text=True, check=True).stdout.strip()
     if (ROOT / ".git").exists():           # a checkout (not the image): both read git

@@ -43,12 +43,14 @@ def to_uint8(data: np.ndarray, depth_range: Sequence[float] = ()) -> np.ndarray:
 
 
 def outside_range(data: np.ndarray, depth_range: Sequence[float] = (),
-                  dtypes: Sequence[str] = ()) -> str:
+                  dtypes: Sequence[str] = (), kind: str = "") -> str:
     """"" when a deeper image's raw values lie mostly within depth_range (or there is none, or the
-    image is 8-bit) and its kind of values is one of `dtypes` (the training images' kinds; ()
-    unknown); else what is wrong, in words (config.DEPTH_OUTSIDE_WARN)."""
-    if dtypes and str(data.dtype) not in dtypes:
-        return _other_depth(str(data.dtype), tuple(dtypes), tuple(depth_range))
+    image is 8-bit) and its kind of values (`kind`, else its dtype's name) is one of `dtypes` (the
+    training images' kinds; () unknown); else what is wrong, in words
+    (config.DEPTH_OUTSIDE_WARN)."""
+    kind = kind or str(data.dtype)
+    if dtypes and kind not in dtypes:
+        return _other_depth(kind, tuple(dtypes), tuple(depth_range))
     if data.dtype == np.uint8 or len(depth_range) != 2:
         return ""
     lo, hi = depth_range
@@ -66,14 +68,20 @@ def _bits(dtype: str) -> str:
     """A numpy dtype's name in a user's words: "16-bit", "32-bit float"."""
     if dtype.startswith("float"):
         return f"{dtype[len('float'):]}-bit float"
-    return {"uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
+    if dtype == "bool":
+        return "1-bit"
+    return {"uint2": "2-bit", "uint4": "4-bit",
+            "uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
             "uint32": "32-bit", "int32": "32-bit signed"}.get(dtype, dtype)
 
 
 def _other_depth(dtype: str, dtypes: tuple, depth_range: tuple) -> str:
     """An image of another kind of values than the training images': how it reads differently."""
     trained = " and ".join(_bits(d) for d in dtypes)
-    if dtype == "uint8":
+    if _bits(dtype) in ("1-bit", "2-bit", "4-bit"):
+        how = (f"it holds only {2 ** int(_bits(dtype)[0])} levels of intensity (a mask or a "
+               f"thresholded image?), where the training images held the shades of a micrograph")
+    elif dtype == "uint8":
         how = (f"its values are read as they are, where the training images' went through "
                f"{list(depth_range)} (depth_range) to 8 bits" if len(depth_range) == 2 else
                "its values are read as they are, where each training image was stretched to 8 "
@@ -361,10 +369,30 @@ def read_any_image(path: Path, depth_range: Sequence[float] = ()) -> np.ndarray:
     return to_rgb8(decoded_pixels(path), depth_range)
 
 
+def stored_bits(path: Path) -> int:
+    """The bits per sample of a grey PNG or TIFF that stores fewer than 8 (1, 2 or 4: a black-and-
+    white mask, a thresholded or posterised image), which OpenCV widens to 8-bit values so that
+    its dtype no longer tells; 0 for anything else (a palette PNG's bits index its colours)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return 0
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        bits, colour = head[24], head[25]
+        return bits if colour == 0 and bits < 8 else 0        # (grey + alpha: 8 bits at least)
+    if head[:4] in _TIFF_MAGIC:
+        tiff = _tiff_head(path)
+        return tiff.bits if tiff.grey and 0 < tiff.bits < 8 else 0
+    return 0
+
+
 def read_in_range(path: Path, depth_range: Sequence[float] = (),
                   dtypes: Sequence[str] = ()) -> tuple[np.ndarray, str]:
     """(read_any_image's RGB, outside_range's words on its raw values): an image read through
     its dataset's depth_range, and whether that range (and `dtypes`, the kinds of values its
-    training images had) suits it."""
+    training images had; an image of fewer than 8 bits is of its own kind) suits it."""
     raw = decoded_pixels(path)
-    return to_rgb8(raw, depth_range), outside_range(raw, depth_range, dtypes)
+    bits = 1 if raw.dtype == bool else stored_bits(path)
+    kind = "bool" if bits == 1 else f"uint{bits}" if bits else ""
+    return to_rgb8(raw, depth_range), outside_range(raw, depth_range, dtypes, kind)

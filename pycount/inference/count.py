@@ -9,6 +9,7 @@ or counted is reported by name and skipped, an image counted more than a cell be
 from __future__ import annotations
 
 import csv
+import hashlib
 import sys
 from collections import Counter
 import time
@@ -188,10 +189,16 @@ def _check_out(out: Path, inputs, names: list[str]) -> None:
 
 
 def _heatmap_names(paths: list[Path]) -> list[str]:
-    """<stem>_heatmap.png, made unique when two inputs share a stem."""
+    """<stem>_heatmap.png, made unique when two inputs share a stem; a stem too long for a file
+    name with that ending (and the temporary's around it) is cut, with 8 hex digits of its hash
+    so that two long names that begin alike stay apart."""
     names, used = [], set()
+    room = config.HEATMAP_NAME_MAX_BYTES - len("_heatmap.png")
     for p in paths:
         base = shown(p.stem or p.name)     # the name written in counts.csv, as on disk
+        if len(base.encode()) > room:
+            digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+            base = base.encode()[:room - 9].decode("utf-8", "ignore") + "-" + digest
         name, k = base, 1
         while name in used:
             k += 1

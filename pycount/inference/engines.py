@@ -125,7 +125,15 @@ def read_caffemodel(weights) -> dict[str, list[np.ndarray]]:
 
 
 def copy_weights(net, arrays: dict[str, list[np.ndarray]], weights) -> None:
-    """Copy weights (read_caffemodel's dict) into a pycaffe net, every shape checked first."""
+    """Copy weights (read_caffemodel's dict) into a pycaffe net, every shape checked first;
+    every layer of the net with weights must be in the file (one left out would count with its
+    filler's random values: another net's file, e.g. the other head's, in a run from before
+    train.json recorded the model's sha256)."""
+    missing = [name for name in net.params if name not in arrays]
+    if missing and len(missing) < len(net.params):
+        raise _unreadable(weights, "this net", f"the file lacks the weights of layer "
+                          f"{missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1
+                                             else ""))
     copied = 0
     for name, blobs in net.params.items():
         if name not in arrays:

@@ -102,7 +102,7 @@ def load_run(path) -> Run:
                        ) from None
     files = finished_files(path, m, info)
     if not m.classic:
-        _check_deploy_is_the_model(files[0], m, head, info_file)
+        _check_deploy_is_the_model(files[0], m, head, info_file, ds)
     done = info.get("iterations")
     return Run(path, files[0], files[-1], m, ds, head,
                done if isinstance(done, int) and not isinstance(done, bool) else None,
@@ -111,20 +111,22 @@ def load_run(path) -> Run:
 
 # the name pycount.nets gives a deploy net: "<model>-<head>-p<patch> | ..." (patch models) or
 # "<model>-density-c<crop> | ..." (density models)
-_NET_NAME = re.compile(r'^name:\s*"([\w.-]+?)-(?:(R|C)-p\d+|density-c\d+)\b')
+_NET_NAME = re.compile(r'^name:\s*"([\w.-]+?)-(?:(R|C)-p(\d+)|density-c\d+)\b')
 
 
 def _check_deploy_is_the_model(deploy: Path, m: config.ModelConfig, head: str,
-                               info_file: Path) -> None:
+                               info_file: Path, ds: config.DatasetConfig) -> None:
     """RunError when the deploy net is named as another model's or head's than train.json
-    says (a train.json edited, or copied from another run): counting would build the engine
-    for the wrong net, and Caffe aborts on the mismatch (an InnerProduct's input size). A
-    deploy named otherwise (not by pycount.nets) is not judged here."""
+    says, or a patch model's net takes another patch or input size than train.json's (a
+    train.json edited, or copied from another run): counting would build the engine for the
+    wrong net, and Caffe aborts on the mismatch (an InnerProduct's input size). A deploy named
+    otherwise (not by pycount.nets) is not judged here."""
     try:
         with open(deploy, encoding="utf-8", errors="replace") as f:
-            first = f.readline()
+            text = f.read()
     except OSError:
         return                          # (the engines' own check names an unreadable file)
+    first = text.split("\n", 1)[0]
     found = _NET_NAME.match(first)
     if not found:
         return
@@ -136,6 +138,17 @@ def _check_deploy_is_the_model(deploy: Path, m: config.ModelConfig, head: str,
         raise RunError(f"{deploy} is the net of {said}, but {info_file} says {says}: the run "
                        f"folder's files come from different trainings; copy the run folder "
                        f"again whole, or train it again")
+    if found.group(3) is None:          # a density net takes any image size
+        return
+    dims = [int(d) for d in re.findall(r"dim:\s*(\d+)", text)[:4]]
+    side = dims[2:4] if len(dims) == 4 else None
+    if int(found.group(3)) != ds.patch or (side and side != [ds.input_size] * 2):
+        raise RunError(f"{deploy} is the net of {found.group(3)} px patches"
+                       + (f" read at {side[0]}x{side[1]} px" if side else "")
+                       + f", but {info_file} says {ds.patch} px patches read at {ds.input_size} "
+                       f"px: the run folder's files come from different trainings (or "
+                       f"train.json was edited); copy the run folder again whole, or train it "
+                       f"again")
 
 
 def with_run_stain(ds: config.DatasetConfig, info: dict | None, source: Path
