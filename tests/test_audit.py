@@ -10,7 +10,9 @@ import pytest
 from pycount import config
 from pycount.reporting import audit, paper, render
 
-PAPER_TXT = Path("/work/shared/paper/xue2016-cell-counting-by-regression.txt")
+# the checkout's ../shared, as conftest.SHARED: CI clones beside it
+PAPER_TXT = (Path(__file__).resolve().parents[2] / "shared" / "paper"
+             / "xue2016-cell-counting-by-regression.txt")
 VALUE = r"\d+\.\d+(?:\s*±\s*\d+\.\d+)?"
 
 

@@ -31,6 +31,31 @@ def test_uniform_density_integrates_to_the_true_count(h, w, patch, stride):
     assert result.tiling_count == pytest.approx(len(centres), rel=0.01)
 
 
+def test_the_tiling_estimate_predicts_the_tiles_the_grid_lacks():
+    """A stride that does not divide the patch (40 px patches at stride 15): most tiles of the
+    non-overlapping tiling are not sliding windows, and are predicted on their own. A 'net' that
+    reads each window's origin from its pixels gives every window's true count, so both
+    estimates must come to the image's count."""
+    h, w, patch, stride = 301, 257, 40, 15
+    ys, xs = np.mgrid[1:h:5, 1:w:5]          # 8 x 8 cells in every 40 px window, at any offset
+    centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(float)
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx % 256, yy % 256, (xx // 256) * 16 + yy // 256], -1).astype(np.uint8)
+
+    def predict(stack):
+        x = stack[:, 0, 0, 0].astype(int) + 256 * (stack[:, 0, 0, 2].astype(int) // 16)
+        y = stack[:, 0, 0, 1].astype(int) + 256 * (stack[:, 0, 0, 2].astype(int) % 16)
+        return np.array([patches.count_in_window(centres, a, b, patch) for a, b in zip(x, y)],
+                        float)
+    origins = patches.grid(h, w, patch, stride)
+    tiles = {(int(x), int(y)) for y in patches.grid_origins(h, patch, patch)
+             for x in patches.grid_origins(w, patch, patch)}
+    assert len(tiles - {(int(x), int(y)) for x, y in origins}) > len(tiles) // 2
+    result = density.count_image(image, patch, stride, predict)
+    assert result.tiling_count == pytest.approx(len(centres), rel=0.01)
+    assert result.count == pytest.approx(len(centres), rel=0.01)
+
+
 def test_constructed_patch_counts_give_the_expected_integral():
     # a 4 x 4 grid of patch centres carrying a linear ramp of counts on a 100 x 100 image
     patch = 40

@@ -775,11 +775,15 @@ def test_a_run_at_another_scale_counts_new_images_at_it(tmp_path, workdirs, caps
     assert len(preds) == 2 and f",{len(lattice(64, 8))}," in preds[1] + ","  # the dots, all kept
     heatmap = cv2.imread(str(next((run / "heatmaps").glob("*.png"))))
     assert heatmap is not None
-    shutil.copy(folder / "i00.png", tmp_path / "new.png")
+    from csv import DictReader
+    (evaluated,) = DictReader(open(run / "predictions.csv"))
+    test_id, predicted = evaluated["id"], evaluated["predicted"]
+    shutil.copy(folder / f"{test_id}.png", tmp_path / "new.png")   # eval's test image, counted
     assert cli.main(["count", str(tmp_path / "new.png"), "--run", str(run), "--out",
                      str(tmp_path / "out"), "--tta", "1"]) == 0
     row = (tmp_path / "out" / "counts.csv").read_text().splitlines()[1].split(",")
     assert row[3:5] == ["64", "64"]                    # width, height of the file
+    assert float(row[1]) == pytest.approx(float(predicted), abs=2e-3)   # read at scale 2 too
     capsys.readouterr()
     shutil.copytree(run, workdirs / "runs" / "cells" / "fcrn")     # moved to scale 1's place
     assert cli.main(["eval", "--dataset", str(folder), "--model", "fcrn", "--tta", "1"]) != 0

@@ -9,10 +9,13 @@ def _last_line(stream):
     return stream.getvalue().strip().splitlines()[-1]
 
 
-def test_resumed_bar_rate_and_eta_cover_only_this_session():
+def test_resumed_bar_rate_and_eta_cover_only_this_session(monkeypatch):
+    from pycount.util import progress
+    clock = [200.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     out = io.StringIO()
     with Progress(1000, "training", "iter", stream=out, done=500) as bar:
-        bar.start -= 10.0                     # as if 10 s had passed since the bar began
+        clock[0] += 10.0                      # 10 s since the bar began
         bar.update(100, loss=0.5)
     line = _last_line(out)
     assert line.startswith("training: 600/1000 iter ( 60%)")

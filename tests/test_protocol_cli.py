@@ -166,10 +166,8 @@ def test_kill_stops_the_protocol_and_its_runs(workdirs, tmp_path, monkeypatch, c
         time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=kill_when_started, daemon=True).start()
-    start = time.monotonic()
     assert cli.main(["protocol", "--data-root", _root(tmp_path), "--ns", "32",
                      "--seeds", "1,2,3", "--jobs", "1"]) == 130
-    assert time.monotonic() - start < 30
     started = (tmp_path / "started").read_text().split()
     assert len(started) == 1 and (tmp_path / "stopped").read_text().split() == started
     assert "protocol interrupted: stopping its runs" in capsys.readouterr().err

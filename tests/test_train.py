@@ -19,7 +19,6 @@ pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
 from pycount import config, device  # noqa: E402
 from pycount.evaluation import evaluate
 from pycount.data import lmdbio
-from pycount.data import patches
 from pycount.data import prepare
 from pycount.training import trainer as train
 from pycount.util import atomic
@@ -33,11 +32,17 @@ def test_prepare_writes_exact_labels_and_reuses(tiny):
     samples = prepare.load(ds, ids["train"])
     # every training patch at 0/90/180/270 degrees: 12 x 12 windows x 4 angles per image
     assert manifests["train"]["records"] == len(samples) * 144 * 4
-    # the label histogram equals a brute-force count over the grid, 4 times (exact rotations)
+    # the label histogram equals a brute-force count over the 12 x 12 windows of 40 px at
+    # stride 20 (written out here, not with pycount.patches), 4 times (exact rotations)
     expected = {}
     for s in samples:
-        for c in patches.counts_on_grid(s.centres, patches.grid(256, 256, 40, 20), 40):
-            expected[str(c)] = expected.get(str(c), 0) + 4
+        xy = np.asarray(s.centres, float) + 0.5        # pixel i spans [i - 0.5, i + 0.5)
+        starts = list(range(0, 256 - 40, 20)) + [256 - 40]   # the last flush with the edge
+        for y0 in starts:
+            for x0 in starts:
+                c = int(np.sum((xy[:, 0] >= x0) & (xy[:, 0] < x0 + 40)
+                               & (xy[:, 1] >= y0) & (xy[:, 1] < y0 + 40)))
+                expected[str(c)] = expected.get(str(c), 0) + 4
     assert manifests["train"]["count_histogram"] == dict(sorted(expected.items(),
                                                                 key=lambda kv: int(kv[0])))
     lmdb_path = config.lmdb_dir(ds) / "train_lmdb"
@@ -124,6 +129,14 @@ def test_loss_falls_and_training_resumes(tiny):
     assert [r["id"] for r in preds] == ["009", "010", "011", "012"]
     errors = [abs(float(r["predicted"]) - float(r["true"])) for r in preds]
     assert np.mean(errors) == pytest.approx(saved["mae"], abs=1e-3)
+    # the baseline: always the mean count of the images the run learned from (train + monitor),
+    # never of the test images
+    ids = prepare.split(ds)
+    learned = [len(s.centres) for s in prepare.load(ds, ids["train"] + ids["val"])]
+    assert len(learned) == 8 and saved["train_mean_count"] == pytest.approx(np.mean(learned))
+    truth = np.array([float(r["true"]) for r in preds])
+    assert saved["baseline_mae"] == pytest.approx(np.abs(truth - np.mean(learned)).mean())
+    assert np.mean(learned) != pytest.approx(truth.mean())
     assert len(list((run / "heatmaps").glob("*.png"))) == 4
     assert (run.parent / "fig7.png").exists() and "MAE" in (run / "metrics.md").read_text()
 
