@@ -915,3 +915,19 @@ def test_runs_named_one_level_too_deep_are_refused_not_reported_empty(tmp_path, 
     given = runs / "bacterial" if level == "dataset" else runs / "bacterial" / "alexnet"
     with pytest.raises(config.ConfigError, match=f"not a runs folder: .*here {runs}$"):
         audit.build(given)
+
+
+@pytest.mark.parametrize("mae,mark", [(10.0, "within ±15%"), (11.0, "outside ±15%"),
+                                      (7.5, "outside ±15%")])
+def test_a_cell_is_within_the_tolerance_only_inside_15_percent(tmp_path, monkeypatch, mae, mark):
+    """The paper's AlexNet(R) bacterial MAE is 9.2591: 10.0 is 1.080 of it, 11.0 is 1.188 and 7.5
+    is 0.810 (a doubled tolerance passed every test; helper-58)."""
+    from pycount.nets import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=mae)
+    report = audit.build(runs, data_root=tmp_path / "data")
+    cell = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"]["bacterial"]
+    assert cell["ratio"] == pytest.approx(mae / 9.2591)
+    md = audit.write(report)["md"].read_text()
+    assert f"ratio {mae / 9.2591:.2f}: {mark}" in md

@@ -25,7 +25,12 @@ def test_summary_holds_the_mean_count_baseline():
     # baseline errors |100-90|, |200-90|, |50-90|, |10-90| = 10, 110, 40, 80 -> mean 60
     assert s["baseline_mae"] == pytest.approx(60.0)
     assert s["n_images"] == 4 and s["mae"] == pytest.approx(6.25)
-    assert {"mae", "mae_std", "mre", "baseline_mae", "n_images"} <= set(s)
+    # every headline key is the run's, not the baseline's (helper-58: swapping them passed)
+    assert s["mre"] == pytest.approx(0.0625) and s["mae_std"] == pytest.approx(17.1875 ** 0.5)
+    # baseline |errors| 10, 110, 40, 80: deviations from 60 squared 2500, 2500, 400, 400 -> 1450
+    assert s["baseline_mae_std"] == pytest.approx(1450 ** 0.5)
+    # 10/100 + 110/200 + 40/50 + 80/10 = 0.1 + 0.55 + 0.8 + 8 = 9.45, / 4
+    assert s["baseline_mre"] == pytest.approx(9.45 / 4) and s["train_mean_count"] == 90.0
 
 
 def test_mre_is_over_the_images_that_hold_cells():

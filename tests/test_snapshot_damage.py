@@ -482,3 +482,20 @@ def test_a_stop_while_the_best_weights_are_written_keeps_the_record_of_the_file(
     latest = json.loads((config.run_dir(ds, model) / "snapshots" / "latest.json").read_text())
     assert saves == ["model.caffemodel"] * 2
     assert (latest["best_iter"], latest["best_val_mae"]) == (30, 5.0)
+
+
+@pytest.mark.parametrize("drop", ["solverstate", "caffemodel", "best_iter", None])
+def test_a_latest_json_lacking_any_key_is_refused_by_name(tmp_path, drop):
+    """latest.json without its caffemodel or best_iter passed the check and failed later with a
+    KeyError traceback (for best_iter only at the end of the resumed training; helper-58)."""
+    from pycount.training import snapshots
+    whole = {"solverstate": "snap_iter_30.solverstate", "caffemodel": "snap_iter_30.caffemodel",
+             "best_iter": 20, "best_val_mae": 1.5, "iter": 30}
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps({k: v for k, v in whole.items() if k != drop}))
+    if drop is None:
+        assert snapshots.read_latest(path) == whole
+        return
+    with pytest.raises(TrainError, match=r"latest.json is corrupt or incomplete; its snapshots "
+                                         r"cannot be resumed: train again with RESUME=0"):
+        snapshots.read_latest(path)
