@@ -1169,3 +1169,20 @@ def test_a_spec_files_zoom_beside_rot_0_or_a_window_given(tmp_path, workdirs, ca
     for given, tag in ((dict(crop=64), "f-crop64-s"), (dict(zoom=0.0), "f-zoom0"),
                        (dict(zoom=0.0, sigma=6.0), "f-sigma6-zoom0")):
         assert resolved(folder, **given).tag.startswith(tag)
+
+
+def test_the_test_images_never_set_the_training_settings(tmp_path):
+    """The cell spacing behind patch, sigma and crop is the training images' own: six 120 px
+    images at spacing 10 to train on, two 600 px images at spacing 6 held out for the test
+    (measuring over all eight gave 28 px patches and sigma 1.0; helper-58). The same folder
+    without the dense pair gives the same settings."""
+    folder = make_folder(tmp_path / "cells", n=6, side=120, spacing=10)
+    dense = make_folder(tmp_path / "dense", n=2, side=600, spacing=6)
+    for f in sorted(dense.iterdir()):
+        f.rename(folder / f.name.replace("i00", "i06").replace("i01", "i07"))
+    (folder / "pycount.toml").write_text('test = ["i06", "i07"]\n')
+    ds = resolved(folder)
+    alone = make_folder(tmp_path / "alone", n=6, side=120, spacing=10)
+    (alone / "pycount.toml").write_text('test = ["i04", "i05"]\n')
+    ref = resolved(alone)
+    assert (ds.patch, ds.sigma, ds.crop) == (ref.patch, ref.sigma, ref.crop) == (44, 1.5, 72)
