@@ -1171,7 +1171,7 @@ def test_a_spec_files_zoom_beside_rot_0_or_a_window_given(tmp_path, workdirs, ca
         assert resolved(folder, **given).tag.startswith(tag)
 
 
-def test_the_test_images_never_set_the_training_settings(tmp_path):
+def test_the_test_images_never_set_the_training_settings(tmp_path, workdirs):
     """The cell spacing behind patch, sigma and crop is the training images' own: six 120 px
     images at spacing 10 to train on, two 600 px images at spacing 6 held out for the test
     (measuring over all eight gave 28 px patches and sigma 1.0; helper-58). The same folder
