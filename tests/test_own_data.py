@@ -1186,3 +1186,11 @@ def test_the_test_images_never_set_the_training_settings(tmp_path, workdirs):
     (alone / "pycount.toml").write_text('test = ["i04", "i05"]\n')
     ref = resolved(alone)
     assert (ds.patch, ds.sigma, ds.crop) == (ref.patch, ref.sigma, ref.crop) == (44, 1.5, 72)
+
+
+def test_widely_spaced_cells_get_the_largest_windows_not_more(tmp_path, workdirs):
+    """Cells 60 px apart on 600 px images: the spacing rule asks for windows beyond the largest
+    pycount cuts, so patch, crop and sigma stop at their bounds (dropping either clamp gave
+    272 px patches, 448 px crops and sigma 10; helper-58)."""
+    ds = resolved(make_folder(tmp_path / "sparse", n=8, side=600, spacing=60))
+    assert (ds.patch, ds.crop, ds.sigma, ds.stride) == (256, 192, 8.0, 128)
