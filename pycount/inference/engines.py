@@ -9,7 +9,6 @@ predictor a run asks for); tests/test_backends.py checks that they agree on ever
 from __future__ import annotations
 
 import importlib
-import re
 import tempfile
 from pathlib import Path
 
@@ -215,15 +214,15 @@ class Cv2DnnBackend(Predictor):
 
     def __init__(self, deploy, weights, model, ds, head, batch: int | None = None, expected: bool = False):
         import cv2
-        from pycount.nets.check import check_deploy
+        from pycount.nets.check import check_deploy, input_dims
         super().__init__(model, ds, head, batch, expected)
         check_deploy(deploy)
         try:
             self.net = cv2.dnn.readNetFromCaffe(str(deploy), str(weights))
             # OpenCV checks the weights' shapes only when it builds the layers: one forward of
             # the declared input now, rather than a cv2.error in the middle of counting
-            dims = [int(d) for d in re.findall(r"dim:\s*(\d+)", Path(deploy).read_text())[:4]]
-            if len(dims) == 4:
+            dims = input_dims(Path(deploy).read_text())
+            if dims:
                 self.net.setInput(np.zeros([1] + dims[1:], np.float32))
                 self.net.forward()
         except cv2.error as e:

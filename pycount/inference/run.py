@@ -13,6 +13,7 @@ from pathlib import Path
 from pycount import config
 from pycount.data.images import opencv_can_open, shown
 from pycount.errors import PycountError, RunError
+from pycount.nets.check import input_dims
 from pycount.util.atomic import sha256_of
 
 
@@ -140,8 +141,7 @@ def _check_deploy_is_the_model(deploy: Path, m: config.ModelConfig, head: str,
                        f"again whole, or train it again")
     if found.group(3) is None:          # a density net takes any image size
         return
-    dims = [int(d) for d in re.findall(r"dim:\s*(\d+)", text)[:4]]
-    side = dims[2:4] if len(dims) == 4 else None
+    side = input_dims(text)[2:4]
     if int(found.group(3)) != ds.patch or (side and side != [ds.input_size] * 2):
         raise RunError(f"{deploy} is the net of {found.group(3)} px patches"
                        + (f" read at {side[0]}x{side[1]} px" if side else "")

@@ -3,6 +3,7 @@
 layer makes, and OpenCV fails only at the first forward. RunError names the file and the fix."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pycount.errors import RunError
@@ -20,6 +21,13 @@ def _included(layer) -> bool:
         return False
     return not layer.include or any(not r.HasField("phase") or r.phase == test
                                     for r in layer.include)
+
+
+def input_dims(text: str) -> list[int]:
+    """The input shape a deploy prototxt's text declares (its first four `dim:` values, batch
+    first); [] where it declares fewer."""
+    dims = [int(d) for d in re.findall(r"dim:\s*(\d+)", text)[:4]]
+    return dims if len(dims) == 4 else []
 
 
 def check_deploy(path, layer_types=None) -> None:
