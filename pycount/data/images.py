@@ -64,22 +64,26 @@ def outside_range(data: np.ndarray, depth_range: Sequence[float] = (),
             f"exposure; save it like the training images")
 
 
+# the kinds of values read_in_range gives an image stored with fewer than 8 bits per sample
+# (OpenCV widens them to uint8), with those bits
+_FEW_BITS = {"bool": 1, "uint2": 2, "uint4": 4}
+
+
 def _bits(dtype: str) -> str:
     """A numpy dtype's name in a user's words: "16-bit", "32-bit float"."""
     if dtype.startswith("float"):
         return f"{dtype[len('float'):]}-bit float"
-    if dtype == "bool":
-        return "1-bit"
-    return {"uint2": "2-bit", "uint4": "4-bit",
-            "uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
+    if dtype in _FEW_BITS:
+        return f"{_FEW_BITS[dtype]}-bit"
+    return {"uint8": "8-bit", "uint16": "16-bit", "int16": "16-bit signed",
             "uint32": "32-bit", "int32": "32-bit signed"}.get(dtype, dtype)
 
 
 def _other_depth(dtype: str, dtypes: tuple, depth_range: tuple) -> str:
     """An image of another kind of values than the training images': how it reads differently."""
     trained = " and ".join(_bits(d) for d in dtypes)
-    if _bits(dtype) in ("1-bit", "2-bit", "4-bit"):
-        how = (f"it holds only {2 ** int(_bits(dtype)[0])} levels of intensity (a mask or a "
+    if dtype in _FEW_BITS:
+        how = (f"it holds only {2 ** _FEW_BITS[dtype]} levels of intensity (a mask or a "
                f"thresholded image?), where the training images held the shades of a micrograph")
     elif dtype == "uint8":
         how = (f"its values are read as they are, where the training images' went through "
@@ -227,8 +231,9 @@ def decode_file(path: Path, what: str = "") -> tuple[np.ndarray, bool]:
     data, bgr, pages = (None if first else imread()), True, 1
     if data is not None and head in _TIFF_MAGIC:
         try:
-            pages = tiff.pages or (cv2.imcount(str(path)) if opencv_can_open(str(path))
-                                   else len(tifffile.TiffFile(path).pages))
+            # (tiff.pages is 0 only where tifffile could not parse the file, so OpenCV counts;
+            # it cannot be handed a name that is not UTF-8)
+            pages = tiff.pages or (cv2.imcount(str(path)) if opencv_can_open(str(path)) else 1)
         except cv2.error:                    # it decoded, so it has one page at least
             pages = 1
     deep = data is not None and tiff.channels == 2 and tiff.bits > 8  # cv2 cuts grey + alpha to 8 bits
