@@ -13,6 +13,15 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture
+def dead_pid() -> str:
+    """The process id of a process that has ended, as a writer killed outright leaves in the
+    names of its temporaries."""
+    import subprocess
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
 def workdirs(tmp_path, monkeypatch):
     """Data and runs under a temporary folder, never the user's data/ and runs/."""
     monkeypatch.setenv("PYCOUNT_DATA", str(tmp_path / "data"))

@@ -105,11 +105,8 @@ def test_reserve_raises_for_lack_of_room_only(tmp_path, monkeypatch):
         assert not list(tmp_path.iterdir())
 
 
-def test_stale_temporaries_go_and_a_live_writers_stay(tmp_path):
-    import subprocess
-    import sys
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+def test_stale_temporaries_go_and_a_live_writers_stay(tmp_path, dead_pid):
+    dead = dead_pid
     names = [f".metrics.tmp-{dead}.json", f".metrics.tmp-{os.getpid()}.json",
              f".reserve-{dead}-0", "metrics.json"]
     for n in names:

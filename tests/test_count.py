@@ -944,9 +944,10 @@ def test_a_large_images_figure_is_drawn_small(run, tmp_path, monkeypatch):
     """The heatmap figure of an image above config.OVERLAY_MAX_PX is drawn from an area-averaged
     copy (a full-size 8,192 px draw needed 512 MiB): same figure size, and the colour bar's scale
     (cells / px^2 of the image) kept."""
+    import matplotlib.axes
     from pycount.inference import count as counting
     drawn = []
-    real_imshow = __import__("matplotlib.axes", fromlist=["Axes"]).Axes.imshow
+    real_imshow = matplotlib.axes.Axes.imshow
 
     def imshow(self, X, *args, **kwargs):
         drawn.append(np.asarray(X))
@@ -999,15 +1000,14 @@ def test_a_count_stopped_by_an_error_says_so_not_interrupted(run, images, tmp_pa
     assert "interrupted" not in err
 
 
-def test_an_earlier_partial_table_and_dead_writers_temporaries_go(run, images, tmp_path):
+def test_an_earlier_partial_table_and_dead_writers_temporaries_go(run, images, tmp_path,
+                                                                  dead_pid):
     """A count killed outright leaves counts.partial.csv (naming heatmaps the next count
     overwrites) and half-written `.NAME.tmp-PID.png` files: the next count removes both."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "counts.partial.csv").write_text("file,count\nother/grey.tif,261.7\n")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    stale = out / f".grey_heatmap.tmp-{dead}.png"
+    stale = out / f".grey_heatmap.tmp-{dead_pid}.png"
     stale.write_bytes(b"half a png")
     assert cli.main(["count", str(images / "grey.tif"), "--run", str(run),
                      "--out", str(out)]) == 0

@@ -84,7 +84,7 @@ def test_deterministic_and_seed_dependent(tmp_path):
     assert all(d[name] == a[name] for name in d if name.endswith(".png"))
 
 
-def test_reuse_and_regenerate(tmp_path):
+def test_reuse_and_regenerate(tmp_path, dead_pid):
     out = tmp_path / "syn"
     calls = []
     generate_synthetic(out, n_images=2, seed=0, progress=lambda i, n: calls.append((i, n)), **SMALL)
@@ -112,10 +112,7 @@ def test_reuse_and_regenerate(tmp_path):
 
     # the half-written folder of a generation killed outright goes with the next generation;
     # that of one still running (this process's id) stays
-    import subprocess
-    import sys
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = dead_pid
     (tmp_path / f".syn.tmp-{dead}-abc").mkdir()
     (tmp_path / f".syn.tmp-{dead}-abc" / "001cell.png").write_bytes(b"half")
     import os

@@ -361,13 +361,10 @@ def test_a_release_folder_that_is_a_broken_link_is_named_before_fetching(toy):
     assert leftovers(root) == []
 
 
-def test_the_temporaries_of_a_fetch_killed_outright_are_removed(toy):
-    import subprocess
-    import sys
+def test_the_temporaries_of_a_fetch_killed_outright_are_removed(toy, dead_pid):
     make_zip, root = toy
     root.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = dead_pid
     old = [root / f".toy-{dead}-abc.download", root / f".toy-{dead}-def.unpack",
            root / f".toy-{os.getpid()}-new.download"]
     old[0].write_bytes(b"part of an archive")
