@@ -442,6 +442,19 @@ def test_the_split_to_split_spread_is_a_density_row(tmp_path):
                 and "splits" in r["spread"]]
 
 
+def test_a_lone_resplit_run_gives_no_spread(tmp_path):
+    """A spread needs two splits: one RESPLIT run and no run on the recorded split gives no row
+    (a sample std of one MAE is no number)."""
+    record = tmp_path / "results.json"
+    record.write_text(json.dumps({"runs": {"nuclei-split1/fcrn": {
+        "metrics": dict(dataset="nuclei", model="fcrn", head="R", density=True, mae=30.0,
+                        mae_std=1.0, mre=0.1, baseline_mae=150.0, n_images=50),
+        "train": {}}}}))
+    (tmp_path / "runs").mkdir()
+    rows = audit.build(tmp_path / "runs", record_path=record)["density"]
+    assert [r for r in rows if r["what"].startswith("pycount")] == []
+
+
 def test_the_split_spread_pools_only_runs_with_the_same_settings(tmp_path):
     """A split run trained with other settings (e.g. before nuclei's sigma changed) is left out
     of the spread and named; a recorded run whose settings are not today's says it is stale."""
@@ -905,6 +918,25 @@ def test_a_run_trained_short_of_its_schedule_is_marked_not_taken_for_a_reproduct
     cell = {r["label"]: r for r in audit.build(runs)["tables"][0]["rows"]}["AlexNet(R)"]["cells"]
     assert cell["bacterial"]["ours"] is None and "has no train.json beside it" in \
         cell["bacterial"]["note"]
+
+
+def test_a_perfect_run_is_a_number_and_a_stand_in_cell_says_so(tmp_path, monkeypatch):
+    """A run of MAE 0 has ratio 0: a number outside the tolerance, not a missing cell. A cell of
+    Ki67-synthetic (our stand-in for the paper's private Ki67) is marked stand-in, never within
+    or outside the paper's number, and missing (stand-in) without a run."""
+    from pycount.nets import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")
+    runs = tmp_path / "runs"
+    _fake_run(runs, "bacterial/alexnet", mae=0.0, mae_std=0.0, mre=0.0)
+    _fake_run(runs, "ki67-synthetic/alexnet", mae=0.0, mae_std=0.0, mre=0.0)
+    report = audit.build(runs, data_root=tmp_path / "data")
+    rows = {r["label"]: r for r in report["tables"][0]["rows"]}
+    cells = rows["AlexNet(R)"]["cells"]
+    assert (cells["bacterial"]["ratio"], cells["bacterial"]["mark"]) == (0.0, "outside ±15%")
+    assert (cells["ki67-synthetic"]["ratio"], cells["ki67-synthetic"]["mark"]) == (0.0, "stand-in")
+    assert rows["AlexNet(C)"]["cells"]["ki67-synthetic"]["mark"] == "missing (stand-in)"
+    md = audit.write(report)["md"].read_text()
+    assert "ratio 0.00: outside ±15%" in md and "ratio 0.00: stand-in" in md
 
 
 @pytest.mark.parametrize("level", ["dataset", "run"])

@@ -399,6 +399,17 @@ def test_weight_average_is_the_running_mean_and_leaves_the_net_as_it_was(dtiny, 
         other.load(tmp_path / "a.npz")
 
 
+def test_a_weight_average_of_no_iteration_leaves_the_net_its_own_weights():
+    """Validation before averaging has begun goes through applied() with nothing added: the
+    net keeps its own weights there, not 0 / 0 (NaN weights and a NaN validation MAE)."""
+    from types import SimpleNamespace
+    blob = SimpleNamespace(data=np.array([1.0, -2.0, 3.0], np.float32))
+    avg = train.WeightAverage(SimpleNamespace(params={"conv1": [blob]}), start=100)
+    with avg.applied():
+        np.testing.assert_array_equal(blob.data, [1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(blob.data, [1.0, -2.0, 3.0])
+
+
 def test_training_keeps_the_averaged_weights_and_resumes_the_average(dtiny):
     import caffe
     ds, model = dtiny

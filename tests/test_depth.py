@@ -91,6 +91,22 @@ def test_the_spec_file_sets_the_range_or_asks_for_each_images_own(tmp_path, work
             config.dataset(str(folder))
 
 
+def test_flat_16_bit_images_are_each_stretched_on_their_own(tmp_path, workdirs):
+    """Training images of one raw value (1000 everywhere: lo = hi) give no range to map them
+    through (it would divide by zero): each is stretched on its own, black, and a line says
+    why."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"f{i:02d}.png"), np.full((64, 64), 1000, np.uint16))
+        (folder / f"f{i:02d}.csv").write_text("x,y\n10,10\n30,30\n")
+    said = []
+    ds = resolved(folder, said.append)
+    assert (ds.depth_range, ds.mean_bgr) == ((), (0.0, 0.0, 0.0))
+    assert (f"  depth_range     per image  flat images: each deeper image is stretched on its own "
+            f"(depth_range = [low, high] in {folder / 'pycount.toml'} sets one)") in said, said
+
+
 def test_8_bit_images_are_untouched_and_mixed_depths_stretch_each_image(tmp_path, workdirs):
     folder = make_folder16(tmp_path / "fluo")
     said = []
@@ -250,6 +266,24 @@ def test_a_spec_range_that_leaves_the_training_images_blank_is_refused(tmp_path,
         config.dataset(str(folder))
     (folder / "pycount.toml").write_text("depth_range = [0, 65535]\n")   # dim, but not blank
     assert resolved(folder).depth_range == (0.0, 65535.0)
+
+
+def test_a_spec_range_that_leaves_some_training_images_blank_names_them(tmp_path, workdirs):
+    """depth_range = [0, 255] over images of raw values 100 and 104 keeps their 4 grey levels;
+    images of 100 and 103 get 3, fewer than 4: named in a warning, not refused while others
+    keep their contrast."""
+    folder = tmp_path / "dim"
+    folder.mkdir()
+    for name, top in (("c00", 104), ("c01", 104), ("c02", 104), ("d00", 103), ("d01", 103)):
+        img = np.full((64, 64), 100, np.uint16)
+        img[:, 32:] = top
+        cv2.imwrite(str(folder / f"{name}.png"), img)
+        (folder / f"{name}.csv").write_text("x,y\n10,10\n30,30\n")
+    (folder / "pycount.toml").write_text('depth_range = [0, 255]\ntest = ["c02"]\n')
+    said = []
+    assert resolved(folder, said.append).depth_range == (0.0, 255.0)
+    assert ("  warning: depth_range = [0.0, 255.0] leaves 2 of the 4 training images without "
+            "contrast (d00, d01); their values lie in [100.0, 104.0]") in said, said
 
 
 def test_float_images_of_tiny_values_keep_their_range(tmp_path, workdirs):

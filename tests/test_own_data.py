@@ -125,6 +125,34 @@ def test_settings_inferred_from_the_spacing_the_colour_and_the_split(tmp_path, w
     assert "mean colour of the training images" in text
 
 
+def test_the_spacing_is_the_median_dots_and_the_classes_the_densest_images(tmp_path, workdirs):
+    """Four training images of cells 10 px apart (576 dots) and three of cells 40 px apart (27
+    dots): the spacing is the median dot's, 10 px (their mean, 11.3 px, gave patch 52, sigma 2
+    and crop 88), and the C head's classes follow the densest image: 2 x 144 / 120^2 x 44^2 =
+    38.7 -> 39, + 10 (the sparsest image's 9 dots gave 3 + 10)."""
+    folder = make_folder(tmp_path / "f", n=9)
+    for i in (6, 7, 8):
+        (folder / f"i{i:02d}.csv").write_text(
+            "x,y\n" + "".join(f"{x},{y}\n" for x, y in lattice(120, 40)))
+    (folder / "pycount.toml").write_text('test = ["i00", "i01"]\n')
+    lines = []
+    ds = owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert (ds.patch, ds.stride, ds.sigma, ds.crop, ds.max_patch_count) == (44, 22, 1.5, 72, 49)
+    assert ("  cell spacing        10.0 px  median distance of a dot to its nearest neighbour "
+            "(603 dots in 7 training images)") in lines, lines
+
+
+def test_the_mean_colour_weighs_each_training_image_by_its_pixels(tmp_path, workdirs):
+    """Four 120 px training images of RGB (10, 20, 30) and one 240 px image of (50, 60, 70): as
+    many pixels each way, so the mean is halfway, (30, 40, 50), given as B, G, R (the mean of
+    the five images' means gave (38, 28, 18))."""
+    folder = make_folder(tmp_path / "f", n=7)
+    cv2.imwrite(str(folder / "i06.png"), np.full((240, 240, 3), (70, 60, 50), np.uint8))  # BGR
+    (folder / "i06.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in lattice(240, 10)))
+    (folder / "pycount.toml").write_text('test = ["i00", "i01"]\n')
+    assert resolved(folder).mean_bgr == (50.0, 40.0, 30.0)
+
+
 def _mark_twice(folder, name, k, shift=0.3):
     """The first k marks of `name`'s CSV marked a second time, `shift` px off (a double click)."""
     csv_file = folder / f"{name}.csv"
@@ -185,6 +213,24 @@ def test_a_few_double_clicks_are_named_and_leave_the_spacing_as_it_is(tmp_path, 
     assert ("warning: 6 of the 1587 marks in " in text and "lie within 1 px of another mark "
             "(i03.csv 6)" in text and "each pair counts as two cells: remove the second mark of "
             "each from those files" in text), text
+
+
+def test_double_clicks_up_to_5_percent_of_the_marks_are_named_and_more_refused(tmp_path,
+                                                                               workdirs):
+    """Six 130 px images of 169 marks each: 26 double clicks make 52 of the 1040 marks, 5.0 %
+    exactly, named in a warning; one more makes 54 of 1041, over 5 %, refused."""
+    folder = make_folder(tmp_path / "f", n=6, side=130)
+    _mark_twice(folder, "i00", 26)
+    lines = []
+    owndata.resolve(config.dataset(str(folder)), say=lines.append)
+    assert any(line.startswith(f"  warning: 52 of the 1040 marks in {folder} lie within 1 px of "
+                               f"another mark (i00.csv 52)") for line in lines), lines
+    _mark_twice(folder, "i01", 1)
+    with pytest.raises(DatasetError) as refused:
+        resolved(folder)
+    assert str(refused.value).startswith(f"54 of the 1041 marks in {folder} lie within 1 px of "
+                                         f"another mark (i00.csv 52, i01.csv 2): one cell "
+                                         f"marked twice"), str(refused.value)
 
 
 def test_one_large_image_among_small_ones_is_named(tmp_path, workdirs):
@@ -328,6 +374,17 @@ def test_patch_and_crop_adapt_to_small_images(tmp_path, workdirs):
     # d = 40 asks for 180 px patches and 192 px crops; the 100 px images cap both
     ds = resolved(make_folder(tmp_path / "f", n=5, side=100, spacing=40))
     assert (ds.patch, ds.crop) == (100, 96)
+
+
+def test_tiny_images_get_the_smallest_windows_and_sigma_the_rules_allow(tmp_path, workdirs):
+    """20 px images of cells 4 px apart: 4.5 x 4 = 18 -> 16 px patches, 7.5 x 4 = 30 -> 32 px
+    crops and 4 / 6 -> 0.5 px sigma, each below its floor (24, 48 and 1 px): the floors, the
+    images padded to them, not windows cut to the 20 px the images hold. Images of the patch
+    floor's 24 px still cut a larger patch to them (6 px apart: 27 -> 28 px, cut to 24)."""
+    ds = resolved(make_folder(tmp_path / "f", n=8, side=20, spacing=4))
+    assert (ds.patch, ds.stride, ds.crop, ds.sigma) == (24, 12, 48, 1.0)
+    ds = resolved(make_folder(tmp_path / "g", n=8, side=24, spacing=6))
+    assert (ds.patch, ds.crop) == (24, 48)
 
 
 def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path, workdirs, capsys):
@@ -497,6 +554,23 @@ def test_patch_and_crop_limits_admit_their_bounds(tmp_path, workdirs, monkeypatc
     assert resolved(tiny, patch=config.OWN_PATCH_RANGE[0]).patch == config.OWN_PATCH_RANGE[0]
     with pytest.raises(DatasetError, match="use a patch of 8 to 24 px"):
         resolved(tiny, patch=28)
+
+
+def test_the_window_limit_is_the_longer_side_of_the_largest_image(tmp_path, workdirs):
+    """Images 200 px wide and 100 px high: a patch up to 200 px still holds image in each row of
+    windows; a larger one only padding."""
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    dots = [(x, y) for y in range(3, 99, 10) for x in range(3, 199, 10)]
+    for i in range(4):
+        cv2.imwrite(str(folder / f"i{i:02d}.png"), np.full((100, 200, 3), 90, np.uint8))
+        (folder / f"i{i:02d}.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in dots))
+    assert resolved(folder, patch=150).patch == 150 and resolved(folder, patch=200).patch == 200
+    with pytest.raises(DatasetError) as err:
+        resolved(folder, patch=201)
+    assert str(err.value) == ("PATCH=201 (--patch) is not valid: use a patch of 8 to 200 px (a "
+                              "window larger than the largest image, 200 px, holds only "
+                              "padding), or leave it out to have it inferred")
 
 
 def test_a_bad_patch_on_the_command_line_exits_2_with_one_line(tmp_path, workdirs, capsys):

@@ -353,6 +353,14 @@ def test_a_class_count_beyond_the_patch_pixels_is_refused(tmp_path, workdirs):
                                      f"is more cells than a 40 px patch has pixels (1600)")
     (folder / "pycount.toml").write_text("patch = 40\nmax_patch_count = 1600\n")
     assert resolved(folder).max_patch_count == 1600
+    # one class more than the patch has pixels: refused, the whole message
+    (folder / "pycount.toml").write_text("patch = 40\nmax_patch_count = 1601\n")
+    with pytest.raises(DatasetError) as err:
+        resolved(folder)
+    assert str(err.value) == (f"{folder / 'pycount.toml'}: max_patch_count = 1601 is more cells "
+                              f"than a 40 px patch has pixels (1600): the C head would get a "
+                              f"class for each; remove it to have it inferred (2 times the "
+                              f"densest training image's cells per patch area, plus 10)")
 
 
 def test_zoom_widening_sigma_beyond_an_own_folders_crop_is_refused(tmp_path, workdirs, capsys):

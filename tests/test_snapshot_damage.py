@@ -360,6 +360,62 @@ def test_a_solverstate_with_old_style_shapes_that_fit_resumes(tiny):
         == 10
 
 
+def _one_layer_net():
+    """A stand-in for a Caffe net of one layer, conv1, of one 2 x 2 blob (4 values)."""
+    from types import SimpleNamespace
+    return SimpleNamespace(params={"conv1": [SimpleNamespace(data=np.zeros((2, 2), np.float32),
+                                                             shape=(2, 2))]})
+
+
+def test_a_caffemodel_layer_of_another_size_is_refused(tmp_path):
+    """Each layer's blobs are matched to the net's by their sizes: Caffe took 3 values for 4."""
+    from caffe.proto import caffe_pb2
+    from pycount.training import snapshots
+    param = caffe_pb2.NetParameter()
+    layer = param.layer.add()
+    layer.name = "conv1"
+    layer.blobs.add().data.extend([0.5] * 3)
+    path = tmp_path / "snap_iter_30.caffemodel"
+    path.write_bytes(param.SerializeToString())
+    with pytest.raises(TrainError) as err:
+        snapshots.check_snapshot_weights(_one_layer_net(), path)
+    assert str(err.value) == (f"{path}: layer 'conv1' holds [3] values, the net [4]: written by "
+                              f"another net; train again with RESUME=0")
+    layer.blobs[0].data.append(0.5)                 # all 4: taken
+    path.write_bytes(param.SerializeToString())
+    snapshots.check_snapshot_weights(_one_layer_net(), path)
+
+
+def test_a_solverstate_of_a_later_iteration_or_a_diff_cut_short_is_refused(tmp_path):
+    """A solverstate at iteration 40 beside latest.json's 30 is a mixed-up pair as well as one
+    at 20; a history blob whose diff holds 3 of its 4 values is damaged (no diff, or all 4,
+    is whole)."""
+    from types import SimpleNamespace
+
+    from caffe.proto import caffe_pb2
+    from pycount.training import snapshots
+    path = tmp_path / "snap_iter_30.solverstate"
+    state = caffe_pb2.SolverState(iter=40)
+    blob = state.history.add()
+    blob.shape.dim.extend([2, 2])
+    blob.data.extend([0.0] * 4)
+    solver = SimpleNamespace(net=_one_layer_net())
+    with pytest.raises(TrainError) as err:
+        snapshots.check_solver_history(solver, state, path, 30)
+    assert str(err.value) == (f"{path} is the solver's state at iteration 40, but "
+                              f"{tmp_path / 'latest.json'} names it with the weights of "
+                              f"iteration 30: the pair is mixed up; train again with RESUME=0")
+    state.iter = 30
+    snapshots.check_solver_history(solver, state, path, 30)
+    blob.diff.extend([0.0] * 3)
+    with pytest.raises(TrainError) as err:
+        snapshots.check_solver_history(solver, state, path, 30)
+    assert str(err.value) == (f"{path}: history blob 0 holds 3 gradient values (diff) for the "
+                              f"4 of blob 0 of layer 'conv1': damaged; train again with RESUME=0")
+    blob.diff.append(0.0)
+    snapshots.check_solver_history(solver, state, path, 30)
+
+
 # ------------------------------------------------------------ a finished run's model lost since
 
 def _set_best(snaps, best_iter: int) -> None:

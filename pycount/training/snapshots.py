@@ -108,7 +108,9 @@ def check_solver_history(solver, state, solverstate: Path, iteration: int | None
         values = len(blob.double_data) or len(blob.data)
         diffs = len(blob.double_diff) or len(blob.diff)
         if values != count or diffs not in (0, count):
-            raise TrainError(f"{solverstate}: history blob {k} holds {values} values for the "
+            what = (f"{values} values" if values != count
+                    else f"{diffs} gradient values (diff)")
+            raise TrainError(f"{solverstate}: history blob {k} holds {what} for the "
                              f"{count} of blob {i} of layer {name!r}: damaged; {again}")
 
 
