@@ -111,3 +111,53 @@ def test_triangle_fill_on_scattered_points_matches_griddata():
     assert np.array_equal(np.isnan(fast), np.isnan(ref))      # the same hull
     inside = ~np.isnan(ref)
     np.testing.assert_allclose(fast[inside], ref[inside], rtol=1e-10, atol=1e-12)
+
+
+def test_windows_are_predicted_in_chunks_without_losing_any(monkeypatch):
+    # 7 windows in chunks of 3: every window predicted once, in order
+    from pycount import config
+    monkeypatch.setattr(config, "COUNT_WINDOW_CHUNK", 3)
+    image = np.arange(10, dtype=np.uint8).reshape(1, 10, 1).repeat(4, 0)   # pixel value = x
+    origins = np.array([[x, 0] for x in range(7)])
+    got = density.predict_windows(image, origins, 4, lambda stack: stack[:, 0, 0, 0] * 10.0)
+    assert got.tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert density.predict_windows(image, origins[:0], 4, lambda s: s[:, 0, 0, 0]).shape == (0,)
+
+
+def test_one_column_of_patches_takes_the_nearest_value():
+    # an image as wide as the patch: the centres lie on one vertical line, no 2-D hull
+    patch = 40
+    origins = patches.grid(100, 40, patch, 20)                   # y0 = 0, 20, 40, 60 at x0 = 0
+    centres = patches.patch_centres(origins, patch)
+    counts = np.array([1.0, 2.0, 4.0, 8.0])
+    heat = density.density_map((100, 40), centres, counts, patch)
+    # rows 0-29 nearest to y = 19.5, 30-49 to 39.5, 50-69 to 59.5, 70-99 to 79.5
+    rows = np.repeat([1.0, 2.0, 4.0, 8.0], [30, 20, 20, 30]) / patch**2
+    assert np.allclose(heat, rows[:, None] * np.ones((1, 40)))
+    assert heat.sum() == pytest.approx((30 * 1 + 20 * 2 + 20 * 4 + 30 * 8) * 40 / patch**2)
+
+
+def test_tiling_weights_each_tile_by_its_own_place():
+    # 100 x 60 image, 40 px tiles: x0 = 0, 20 (weights 1, 0.5); y0 = 0, 40, 60 (1, 1, 0.5)
+    origins = np.array([[0, 0], [20, 0], [0, 40], [20, 40], [0, 60], [20, 60]])
+    counts = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    # 1*1 + 2*0.5 + 4*1 + 8*0.5 + 16*0.5 + 32*0.25
+    assert density.tiling_estimate((100, 60), origins, counts, 40) == pytest.approx(26.0)
+    # a tile the grid lacks cannot be guessed without a predictor
+    with pytest.raises(ValueError, match="no predictor"):
+        density.tiling_estimate((100, 60), origins[1:], counts[1:], 40,
+                                image=np.zeros((100, 60, 3), np.uint8))
+
+
+def test_patch_counts_sit_at_the_patch_centres():
+    """A 'net' whose count grows with the window's x0 (read from its first pixel): inside the
+    centres' hull the heatmap is the linear ramp through the values at x0 + (p - 1) / 2."""
+    h, w, patch, stride = 100, 120, 40, 20
+    image = np.zeros((h, w, 3), np.uint8)
+    image[..., 0] = np.arange(w, dtype=np.uint8)
+    result = density.count_image(image, patch, stride, lambda s: 1.0 + s[:, 0, 0, 0] / 10.0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    c = (patch - 1) / 2.0
+    inside = (xx >= c) & (xx <= w - 1 - c) & (yy >= c) & (yy <= h - 1 - c)
+    ramp = (1.0 + (xx - c) / 10.0) / patch**2
+    np.testing.assert_allclose(result.heatmap[inside], ramp[inside], rtol=1e-9)

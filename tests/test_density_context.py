@@ -175,3 +175,117 @@ def test_a_deeper_net_needs_inputs_on_its_pooling_grid_and_counts_whole_images(w
     net.reshape()
     out = net.forward(data=np.zeros((1, 3, side, side), np.float32))
     assert next(iter(out.values())).shape[-2:] == (side, side)
+
+
+# --------------------------------------------------------------------------- fullconv's stitching
+class _ShiftNet:
+    """A stand-in for a density net, as a backend: its 'density' at (y, x) is the preprocessed
+    blue channel `shift` px to the left (0 beyond the input's edge)."""
+    shift = 0
+
+    def __init__(self, *args):
+        pass
+
+    def _forward(self, blob):
+        out = np.zeros((blob.shape[0], 1) + blob.shape[2:], np.float32)
+        out[:, 0, :, self.shift:] = blob[:, 0, :, :blob.shape[3] - self.shift]
+        return out
+
+
+def _predictor(monkeypatch, shift, context, whole=None, tta=1):
+    from pycount.inference import fullconv
+    net = type("Net", (_ShiftNet,), {"shift": shift})
+    monkeypatch.setitem(fullconv.backends.BACKENDS, "cv2", net)
+    ds = config.dataset("synthetic")                              # crop 64, mean BGR (85, .5, .5)
+    model = dataclasses.replace(config.model("fcrn"), context=context)
+    return fullconv.DensityPredictor("deploy", "weights", model, ds, engine="cv2", whole=whole,
+                                     tta=tta)
+
+
+def _blue(rgb):
+    """The net's blue input channel, worked out by hand: (B - 85) / 64."""
+    return (rgb[..., 2].astype(np.float64) - 85.0) / 64.0
+
+
+@pytest.mark.parametrize("shape", [(70, 90), (40, 150)])
+@pytest.mark.parametrize("context, whole, tta", [(0, None, 1), (0, None, 8), (0, True, 4),
+                                                 (20, None, 1), (20, False, 8)])
+def test_the_density_is_stitched_back_onto_its_pixels(monkeypatch, shape, context, whole, tta):
+    """A net whose output at each pixel is its own input there: by crops (each pixel the mean of
+    the crops covering it, an image smaller than a crop padded), in one pass, and under test-time
+    flips and turns, the density is the input channel in place."""
+    rgb = np.random.default_rng(4).integers(0, 256, shape + (3,), dtype=np.uint8)
+    p = _predictor(monkeypatch, 0, context, whole, tta)
+    d = p.density(rgb)
+    assert d.shape == shape
+    np.testing.assert_allclose(d, _blue(rgb), atol=1e-6)
+    assert p.count_image(rgb).count == pytest.approx(_blue(rgb).sum(), abs=1e-3)
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_context_and_padding_reach_the_net_where_the_image_is(monkeypatch, whole):
+    """A net that looks 2 px to its left: with 20 px of context, every kept pixel sees the image
+    2 px to its left, and the first two columns the padding, the dataset's mean colour (0 once
+    preprocessed), in one pass and by crops alike."""
+    rgb = np.random.default_rng(6).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    d = _predictor(monkeypatch, 2, 20, whole).density(rgb)
+    expected = np.zeros((70, 90))
+    expected[:, 2:] = _blue(rgb)[:, :-2]
+    np.testing.assert_allclose(d, expected, atol=1e-6)
+
+
+def test_a_large_image_goes_by_tiles_with_its_context(monkeypatch):
+    from pycount.inference import fullconv
+    monkeypatch.setattr(config, "density_whole_max_px", lambda model: 2000)
+    monkeypatch.setattr(config, "DENSITY_TILE", 32)
+    rgb = np.random.default_rng(8).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    p = _predictor(monkeypatch, 2, 20)
+    assert not fullconv.in_one_pass(p.model, 70, 90)
+    expected = np.zeros((70, 90))
+    expected[:, 2:] = _blue(rgb)[:, :-2]
+    np.testing.assert_allclose(p.density(rgb), expected, atol=1e-6)
+
+
+def test_the_one_pass_padding_is_the_context_rounded_up_to_the_pooling_grid():
+    from pycount.inference import fullconv
+    base = config.model("fcrn")                                  # 4 levels: a grid of 8 px
+    assert [fullconv.context_lead(dataclasses.replace(base, context=c)) for c in (0, 8, 20, 32)] \
+        == [0, 8, 24, 32]
+    model = dataclasses.replace(base, context=20)
+    limit = config.density_whole_max_px(model)
+    # padded by 24 px on each side, exactly at the limit: one pass; a column more: tiles
+    f = next(f for f in range(1000, 3000) if limit % f == 0)
+    h, w = f - 48, limit // f - 48
+    assert fullconv.in_one_pass(model, h, w) and not fullconv.in_one_pass(model, h, w + 1)
+    # the padding counts: an image under the limit whose padded size is over it goes by tiles
+    side = int(np.sqrt(limit)) - 10
+    assert not fullconv.in_one_pass(model, side, side)
+
+
+@pytest.mark.parametrize("context, tta, large, blobs", [
+    # 70 + 2 * 24 and 90 + 2 * 24, up to the 8 px grid; a quarter turn swaps the sides
+    (20, None, False, [(1, 120, 144)] * 4 + [(1, 144, 120)] * 4),
+    (20, 4, False, [(1, 120, 144)] * 2 + [(1, 144, 120)] * 2),
+    (0, 1, False, [(12, 64, 64)]),                   # 64 px crops at stride 32: 3 rows of 4
+    (0, 1, True, [(12, 64, 64)]),                    # however large the image
+])
+def test_the_net_sees_the_inputs_of_its_counting_regime(monkeypatch, context, tta, large, blobs):
+    """A context model counts in one pass (the image with the context, rounded up to the
+    pooling grid, around it), under each of its test-time transforms; a plain model by crops of
+    its training size at half their stride. Recorded: the blobs the net is given."""
+    if large:
+        monkeypatch.setattr(config, "density_whole_max_px", lambda model: 2000)
+    seen = []
+
+    class Recorder(_ShiftNet):
+        def _forward(self, blob):
+            seen.append((blob.shape[0],) + blob.shape[2:])
+            return super()._forward(blob)
+    from pycount.inference import fullconv
+    monkeypatch.setitem(fullconv.backends.BACKENDS, "cv2", Recorder)
+    ds = config.dataset("synthetic")
+    model = dataclasses.replace(config.model("fcrn"), context=context, tta=8)
+    p = fullconv.DensityPredictor("deploy", "weights", model, ds, engine="cv2", tta=tta)
+    shape = (70, 90) if context else (128, 160)
+    p.density(np.zeros(shape + (3,), np.uint8))
+    assert sorted(seen) == sorted(blobs)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pycount.data.patches import (count_in_window, count_training_patches, counts_on_grid, grid,
-                                  grid_origins, patch_centres, rotated_patch, training_patches)
+                                  grid_origins, pad_to, patch_centres, resize_patch, rotated_patch,
+                                  training_patches)
 
 GRID_CASES = [(256, 256, 40, 20), (500, 500, 60, 30), (257, 301, 40, 20),
               (40, 40, 40, 20), (45, 120, 45, 7), (100, 63, 30, 30)]  # full coverage needs stride <= patch
@@ -33,10 +34,13 @@ def test_grid_origins_values_and_errors():
     assert grid_origins(101, 40, 20).tolist() == [0, 20, 40, 60, 61]
     assert grid_origins(40, 40, 5).tolist() == [0]
     assert grid_origins(100, 30, 50).tolist() == [0, 50, 70]  # stride > patch: gaps, but both ends reached
+    assert grid_origins(45, 40, 1).tolist() == [0, 1, 2, 3, 4, 5]  # no window starts past the end
     with pytest.raises(ValueError, match="exceeds"):
         grid_origins(30, 40, 20)
     with pytest.raises(ValueError, match="positive"):
         grid_origins(100, 40, 0)
+    with pytest.raises(ValueError, match="positive"):
+        grid_origins(100, 0, 20)
 
 
 def test_patch_centres():
@@ -137,7 +141,7 @@ def test_rotation_direction_matches_cv2():
     image = rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)
     cx = cy = 59.5
     patch = 40
-    for angle in (30.0, 45.0, 300.0):
+    for angle in (30.0, 45.0, 80.0, 300.0):  # 80: close to a quarter turn, but not one
         m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
         m[:, 2] += (patch - 1) / 2.0 - np.array([cx, cy])
         ref = cv2.warpAffine(image, m, (patch, patch), flags=cv2.INTER_LINEAR)
@@ -149,6 +153,24 @@ def test_rotation_direction_matches_cv2():
     q = _map_to_patch(cell, cx, cy, 40, 60)[0]
     assert q[1] < 19.5 - 12  # moved up
     assert rotated_patch(image, cell, cx, cy, 40, 60)[1] == 1
+
+
+def test_rotated_label_keeps_the_border_rule():
+    """At a general angle a cell counts iff its rotated position (u, v) in the patch satisfies
+    -0.5 <= u < p - 0.5 (same for v), as for unrotated windows. Cells are placed at chosen patch
+    positions by inverting the rotation by hand."""
+    patch, cx, cy, angle = 40, 99.5, 99.5, 30.0
+    image = np.zeros((200, 200, 3), np.uint8)
+    t = np.deg2rad(angle)
+    c = (patch - 1) / 2.0
+    for (u, v), inside in [((-0.4, 10.0), True), ((10.0, -0.4), True), ((39.4, 10.0), True),
+                           ((-0.6, 10.0), False), ((10.0, -0.6), False), ((39.6, 10.0), False),
+                           ((10.0, 39.6), False)]:
+        # inverse of u = c + cos*dx + sin*dy, v = c - sin*dx + cos*dy
+        dx = np.cos(t) * (u - c) - np.sin(t) * (v - c)
+        dy = np.sin(t) * (u - c) + np.cos(t) * (v - c)
+        cell = np.array([[cx + dx, cy + dy]])
+        assert rotated_patch(image, cell, cx, cy, patch, angle)[1] == int(inside), (u, v)
 
 
 # --------------------------------------------------------------------------- rot90 path
@@ -179,6 +201,43 @@ def test_rot90_exact_pixels_and_label(angle, k):
         assert np.abs(pixels.astype(int) - ref).max() <= 1
 
 
+def test_quarter_turn_off_the_pixel_grid_is_warped_not_cut():
+    """A quarter turn whose window is half a pixel off the grid in x or y has no exact cut:
+    it must be interpolated like any other angle (cv2's own rotation about the centre)."""
+    rng = np.random.default_rng(9)
+    image = rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    patch = 40
+    for cx, cy in [(59.5, 60.0), (60.0, 59.5)]:
+        m = cv2.getRotationMatrix2D((cx, cy), 90.0, 1.0)
+        m[:, 2] += (patch - 1) / 2.0 - np.array([cx, cy])
+        ref = cv2.warpAffine(image, m, (patch, patch), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        pixels, _ = rotated_patch(image, np.empty((0, 2)), cx, cy, patch, 90)
+        assert np.array_equal(pixels, ref), (cx, cy)
+
+
+def test_quarter_turns_keep_the_count_of_marks_on_window_edges():
+    """A mark exactly on a window's left or top edge is inside it (and outside the window
+    before it); a quarter turn holds the same pixels, so every turn keeps that count."""
+    height = width = 60
+    patch = 20
+    centres = np.array([[19.5, 5.0], [30.0, 39.5], [-0.5, -0.5], [39.5, 19.5], [50.0, 50.0]])
+    image = np.zeros((height, width, 3), np.uint8)
+    origins = grid(height, width, patch, patch)
+    items = list(training_patches(image, centres, patch, patch, 90))
+    assert len(items) == 4 * len(origins)
+    for _, count, idx, angle in items:
+        x0, y0 = origins[idx]
+        assert count == _brute_count(centres, x0, y0, patch), (x0, y0, angle)
+    for x0, y0 in origins:
+        cx, cy = patch_centres(np.array([x0, y0]), patch)
+        for angle in (90, 180, 270):
+            assert rotated_patch(image, centres, cx, cy, patch, angle)[1] == \
+                _brute_count(centres, x0, y0, patch), (x0, y0, angle)
+    # one mark in each of the windows at (20, 0), (20, 40), (0, 0), (40, 20) and (40, 40)
+    assert sorted(count for _, count, _, a in items if a == 0.0) == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
 # --------------------------------------------------------------------------- border and training stream
 def test_border_patch_refused_at_30_degrees():
     image = np.zeros((200, 200, 3), np.uint8)
@@ -189,6 +248,11 @@ def test_border_patch_refused_at_30_degrees():
     # smallest inset that fits: half-extent 20 * (cos30 + sin30) = 27.32 => centre >= 26.82
     assert rotated_patch(image, np.empty((0, 2)), 26.5, 100, 40, 30) is None
     assert rotated_patch(image, np.empty((0, 2)), 27.0, 100, 40, 30) is not None
+    # and at the right and bottom edges: centre <= 199.5 - 27.32 = 172.18
+    assert rotated_patch(image, np.empty((0, 2)), 172.5, 100, 40, 30) is None
+    assert rotated_patch(image, np.empty((0, 2)), 172.0, 100, 40, 30) is not None
+    assert rotated_patch(image, np.empty((0, 2)), 100, 172.5, 40, 30) is None
+    assert rotated_patch(image, np.empty((0, 2)), 100, 172.0, 40, 30) is not None
 
 
 @pytest.mark.parametrize("height,width,patch,stride,rot_step",
@@ -213,3 +277,35 @@ def test_training_patches_stream(height, width, patch, stride, rot_step):
     expected = {0.0} if rot_step in (0, 360) else set(np.arange(0, 360, rot_step).tolist())
     assert angles <= expected and 0.0 in angles
     assert {i for _, _, i, a in items if a == 0.0} == set(range(len(origins)))
+
+
+def test_training_patches_of_a_grey_image_stay_grey():
+    image = np.random.default_rng(2).integers(0, 256, (60, 60), dtype=np.uint8)
+    items = list(training_patches(image, np.array([[30.0, 30.0]]), 20, 20, 45))
+    assert {a for *_, a in items} == set(np.arange(0, 360, 45).tolist())
+    assert all(pixels.shape == (20, 20) for pixels, *_ in items)
+
+
+# --------------------------------------------------------------------------- padding and resizing
+def test_pad_to_pads_bottom_and_right_with_the_fill():
+    image = np.full((5, 8, 3), 7, np.uint8)
+    out = pad_to(image, 10, (1, 2, 3))
+    assert out.shape == (10, 10, 3)
+    assert (out[:5, :8] == 7).all()                               # pixels do not move
+    assert (out[5:] == (1, 2, 3)).all() and (out[:, 8:] == (1, 2, 3)).all()
+    # only the short side grows
+    tall = pad_to(np.full((12, 5, 3), 7, np.uint8), 10, (1, 2, 3))
+    assert tall.shape == (12, 10, 3) and (tall[:, :5] == 7).all()
+    assert (tall[:, 5:] == (1, 2, 3)).all()
+    # a grey image takes the first fill value
+    grey = pad_to(np.full((5, 8), 7, np.uint8), 10, (9, 2, 3))
+    assert grey.shape == (10, 10) and (grey[5:] == 9).all() and (grey[:, 8:] == 9).all()
+    # large enough: unchanged
+    assert pad_to(image, 5, (1, 2, 3)) is image
+
+
+def test_resize_patch_is_bilinear():
+    pixels = np.array([[0, 100], [0, 100]], np.uint8)
+    # pixel centres: output x -> input (x + 0.5) / 2 - 0.5, clamped: 0, 0.25, 0.75, 1
+    assert resize_patch(pixels, 4).tolist() == [[0, 25, 75, 100]] * 4
+    assert np.array_equal(resize_patch(pixels, 2), pixels)

@@ -677,3 +677,75 @@ def test_an_image_larger_than_opencv_reads_is_named_not_a_traceback(tmp_path):
     with pytest.raises(DatasetError, match=r"cannot decode .*slide\.png: its header gives more "
                                            r"pixels than OpenCV reads .* cut it into tiles"):
         images.decode_file(path)
+
+
+# --- marks at the edges, dot images, ids, sizes -------------------------------------------------------
+
+def test_crc_border_clicks_within_a_pixel_are_moved_onto_the_edge(tmp_path):
+    folder = tmp_path / "Detection" / "img1"
+    folder.mkdir(parents=True)
+    write_rgb(folder / "img1.bmp", np.zeros((20, 30, 3), np.uint8))
+    # 1-based (31.3, 6) and (5, -0.4) are 0-based (30.3, 5) and (4, -1.4): 0.8 and 0.9 px beyond
+    # the right and top edges (x < 29.5, y >= -0.5), moved onto the last column and the first row
+    mat = folder / "img1_detection.mat"
+    scipy.io.savemat(mat, {"detection": np.array([[31.3, 6.0], [5.0, -0.4]])})
+    np.testing.assert_array_equal(datasets.read_crc_nuclei(tmp_path)[0].centres,
+                                  [[29.0, 5.0], [4.0, 0.0]])
+    # 1.1 px beyond the right edge is no border click
+    scipy.io.savemat(mat, {"detection": np.array([[31.6, 6.0]])})
+    with pytest.raises(DatasetError, match="img1_detection.mat"):
+        datasets.read_crc_nuclei(tmp_path)
+    # a detection of three columns is not K x 2 (x, y)
+    scipy.io.savemat(mat, {"detection": np.array([[5.0, 6.0, 7.0], [1.0, 2.0, 3.0]])})
+    with pytest.raises(DatasetError, match="expected K x 2"):
+        datasets.read_crc_nuclei(tmp_path)
+
+
+def test_crc_ids_are_image_numbers_and_each_number_is_one_image(tmp_path):
+    for name in ("img05", "img12"):
+        folder = tmp_path / "Detection" / name
+        folder.mkdir(parents=True)
+        write_rgb(folder / f"{name}.bmp", np.zeros((10, 10, 3), np.uint8))
+        scipy.io.savemat(folder / f"{name}_detection.mat", {"detection": np.array([[3.0, 3.0]])})
+    assert [s.id for s in datasets.read_crc_nuclei(tmp_path)] == ["5", "12"]
+    folder = tmp_path / "Detection" / "img5"          # img5 beside img05: which one is image 5?
+    folder.mkdir()
+    write_rgb(folder / "img5.bmp", np.zeros((10, 10, 3), np.uint8))
+    scipy.io.savemat(folder / "img5_detection.mat", {"detection": np.array([[4.0, 4.0]])})
+    with pytest.raises(DatasetError, match="both image 5"):
+        datasets.read_crc_nuclei(tmp_path)
+
+
+def test_dots_are_red_pixels_at_or_above_half_intensity():
+    dots = np.zeros((4, 6, 3), np.uint8)
+    dots[0, 1] = (128, 0, 0)        # red at half intensity: a dot
+    dots[1, 5] = (255, 127, 127)    # pinkish red: a dot
+    dots[2, 0] = (127, 0, 0)        # too dark
+    dots[3, 2] = (255, 128, 0)      # orange: not a dot
+    dots[3, 4] = (255, 0, 128)      # magenta: not a dot
+    dots[2, 3] = (255, 255, 255)    # white: not a dot
+    np.testing.assert_array_equal(datasets.dots_to_centres(dots), [[1, 0], [5, 1]])
+
+
+def test_vgg_reader_skips_the_metadata_files_a_mac_leaves(tmp_path):
+    write_rgb(tmp_path / "001cell.png", np.zeros((8, 8, 3), np.uint8))
+    dots = np.zeros((8, 8, 3), np.uint8)
+    dots[2, 5] = (255, 0, 0)
+    write_rgb(tmp_path / "001dots.png", dots)
+    (tmp_path / "._001cell.png").write_bytes(b"\x00\x05\x16\x07 not an image")
+    (s,) = read("vgg_cells", tmp_path)
+    assert s.id == "001" and s.centres.tolist() == [[5.0, 2.0]]
+
+
+def test_scaled_size_rounds_each_side_and_keeps_at_least_a_pixel():
+    assert datasets.scaled_size(70, 41, 0.34) == (24, 14)      # 23.8 and 13.94, rounded
+    assert datasets.scaled_size(40, 30, 0.01) == (1, 1)        # 0.4 and 0.3: at least a pixel
+    assert datasets.scaled_size(40, 30, 0) == (40, 30) == datasets.scaled_size(40, 30, 1)
+
+
+def test_rescale_moves_dots_by_each_side_own_factor():
+    # 41 x 60 halved: 20 rows (20.5 rounded to even) and 30 columns, so y scales by 20/41, x by 1/2
+    img = np.zeros((41, 60, 3), np.uint8)
+    small = datasets.rescale(datasets.Sample("a", img, np.array([[50.5, 30.5]])), 0.5)
+    assert small.image.shape == (20, 30, 3)
+    np.testing.assert_allclose(small.centres, [[51 * 0.5 - 0.5, 31 * 20 / 41 - 0.5]])
