@@ -261,6 +261,10 @@ def test_a_release_file_changed_since_unpacking_is_refused_not_read_as_few_cells
     with pytest.raises(DatasetError, match=rf"{dots} differs from the published bacterial "
                                            rf"release .* --verify-only"):
         prepare.load(ds, ["010", "011"], copy.parent)
+    # every image of the folder (ids None, as bench.nuclei_marks reads them): checked alike (it
+    # raised a TypeError iterating None)
+    with pytest.raises(DatasetError, match=rf"{dots} differs from the published bacterial"):
+        prepare.load(ds, None, copy.parent)
     assert prepare.load(ds, ["011"], copy.parent)[0].count > 0     # the others still read
 
 
