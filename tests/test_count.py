@@ -1073,3 +1073,115 @@ def test_an_image_with_a_very_long_name_gets_a_heatmap_name_that_fits(run, tmp_p
                for h in heatmaps)
     assert "ok_heatmap.png" in heatmaps
     assert cli.main(["count", str(folder), "--run", str(run), "--out", str(out)]) == 0
+
+
+def _counting_as(monkeypatch, count_of):
+    """pycount count's engine replaced: count_of(image) is each image's count (its tiling
+    estimate and heatmap the real engine's)."""
+    import dataclasses
+    from pycount.inference import count as counting
+    real = counting.make_predictor
+
+    class Fixed:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def count_image(self, image):
+            return dataclasses.replace(self.inner.count_image(image), count=count_of(image))
+    monkeypatch.setattr(counting, "make_predictor", lambda *a, **k: Fixed(real(*a, **k)))
+
+
+def test_an_infinite_count_fails_by_name(run, images, tmp_path, monkeypatch):
+    _counting_as(monkeypatch, lambda image: float("inf") if image.shape[1] == 90 else 3.0)
+    files = [str(images / "grey.tif"), str(images / "rgba.PNG")]
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
+    assert rows[files[0]]["status"] == "failed" and rows[files[0]]["count"] == ""
+    assert rows[files[0]]["error"].startswith("the count is not a number (inf)")
+    assert rows[files[1]]["status"] == "ok"
+
+
+def test_counts_csv_keeps_ten_digits_and_a_count_just_below_minus_one_is_suspect(
+        run, images, tmp_path, monkeypatch):
+    _counting_as(monkeypatch, lambda image: -1.25 if image.shape[1] == 90 else 123.456789)
+    files = [str(images / "grey.tif"), str(images / "rgba.PNG")]
+    assert cli.main(["count", *files, "--run", str(run), "--out", str(tmp_path / "o")]) == 1
+    rows = {r["file"]: r for r in csv.DictReader(open(tmp_path / "o" / "counts.csv"))}
+    assert rows[files[1]]["count"] == "123.456789" and rows[files[1]]["status"] == "ok"
+    assert rows[files[0]]["count"] == "-1.25" and rows[files[0]]["status"] == "suspect"
+
+
+def test_a_folders_images_are_found_once_in_natural_order_hidden_ones_left_out(tmp_path):
+    from pycount.inference import count as counting
+    for name in ("img10.png", "img2.png", ".hidden.png", "img1.PNG"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8, 3), 90, np.uint8))
+    found = counting.find_images([tmp_path, tmp_path / "img2.png"])
+    assert [p.name for p in found] == ["img1.PNG", "img2.png", "img10.png"]
+
+
+def test_only_heatmaps_named_in_a_table_pycount_wrote_are_earlier_heatmaps(tmp_path):
+    from pycount.inference import count as counting
+    header = ",".join(counting.FIELDS)
+    (tmp_path / "counts.csv").write_text(
+        f"{header}\na.png,1,1,8,8,0.1,ok,,a_heatmap.png\nb.png,1,1,8,8,0.1,ok,,notes.txt\n")
+    # a table of the user's own, not pycount's: what it names is not pycount's to remove
+    (tmp_path / "counts.partial.csv").write_text("file,heatmap\nc.png,c_heatmap.png\n")
+    assert counting._earlier_heatmaps(tmp_path) == {"a_heatmap.png"}
+    # a table of a count before the heatmap column is a count's output too
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "counts.csv").write_text(",".join(counting.FIELDS[:-1]) + "\n")
+    assert counting.is_count_output(old) and not counting.is_count_output(tmp_path / "none")
+
+
+def test_grey_is_all_three_channels_alike_and_a_named_sets_run_is_not_judged_by_it():
+    from pycount.inference import count as counting
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    rgb[..., :2] = 100
+    rgb[..., 2] = 200                               # R = G, B apart: colour
+    assert not counting.is_grey(rgb)
+    assert counting.is_grey(np.full((10, 10, 3), 100, np.uint8))
+    # a named set's run (its fixed mean) is judged on neither colour nor grey
+    assert counting.trained_grey(config.dataset("synthetic")) is None
+
+
+def test_an_own_runs_small_image_is_judged_dense_over_the_patch_it_is_padded_to(
+        run, tmp_path, monkeypatch):
+    from pycount.inference.run import load_run
+    _as_own_run(run)
+    ds = load_run(run).ds
+    per_px = config.SUSPECT_DENSITY * ds.max_patch_count / ds.patch ** 2
+    h = ds.patch - 10
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.full((h, 60, 3), (30, 60, 90), np.uint8))    # colour, as trained
+    # 0.9 of the most over the padded patch x 60 px: more than over its own h x 60 px
+    _counting_as(monkeypatch, lambda image: 0.9 * per_px * ds.patch * 60)
+    assert 0.9 * ds.patch > h
+    assert cli.main(["count", str(small), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "o" / "counts.csv")))
+    assert row["status"] == "ok", row["error"]
+
+
+def test_a_scaled_runs_row_gives_the_files_own_size(run, tmp_path):
+    import dataclasses
+    ds = _as_own_run(run)
+    (run / "dataset.json").write_text(config.dataset_to_json(dataclasses.replace(ds, scale=0.5)))
+    image = tmp_path / "big.png"
+    cv2.imwrite(str(image), np.full((100, 120, 3), (30, 60, 90), np.uint8))
+    assert cli.main(["count", str(image), "--run", str(run), "--out", str(tmp_path / "o")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "o" / "counts.csv")))
+    assert (row["width"], row["height"]) == ("120", "100")     # as on disk, not as counted
+
+
+def test_a_counts_csv_that_cannot_be_written_is_an_error_not_success(run, images, tmp_path,
+                                                                     monkeypatch, capsys):
+    import errno
+    from pycount.inference import count as counting
+
+    def refused(path, rows):
+        raise OSError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr(counting, "write_csv", refused)
+    out = tmp_path / "o"
+    assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
+                     str(out)]) == 2
+    assert "counts.csv" in capsys.readouterr().err and not (out / "counts.csv").exists()

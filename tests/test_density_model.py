@@ -252,6 +252,85 @@ def test_a_half_replaced_pair_is_refused(dtiny):
         train.Trainer(ds, model)._check_lmdb_patch()
 
 
+def test_validation_crops_and_their_targets_come_from_the_same_window(dtiny):
+    ds, model = dtiny
+    # a 64 x 128 image (2 windows side by side); cells in the right window only
+    image = np.zeros((64, 128, 3), np.uint8)
+    image[:, 64:] = 255
+    centres = np.array([[90.0, 20.0], [100.0, 40.0], [80.0, 30.0]])
+    s = prepare.datasets.Sample("x", image, centres)
+    crops = list(prepare._plain_crops([s], ds, model))
+    assert [(p.shape, c) for p, c, _ in crops] == [((64, 64, 3), 0), ((64, 64, 3), 3)]
+    assert crops[1][0].min() == 255 and crops[0][0].max() == 0
+    assert crops[1][2].sum() == pytest.approx(3.0, abs=1e-3)
+    assert crops[0][2].shape == (64, 64) and crops[0][2].sum() == pytest.approx(0.0, abs=1e-3)
+    # with 8 px of context: 80 px crops, the mean colour (RGB) beyond the image's edge
+    ctx = dataclasses.replace(model, context=8)
+    ds = dataclasses.replace(ds, mean_bgr=(10.0, 20.0, 30.0))
+    crops = list(prepare._plain_crops([s], ds, ctx))
+    assert [p.shape for p, _, _ in crops] == [(80, 80, 3)] * 2
+    assert crops[0][0][0, 0].tolist() == [30, 20, 10] and crops[0][0][8, 8].tolist() == [0, 0, 0]
+
+
+def test_training_crop_labels_are_the_rounded_sum_of_their_targets(dtiny):
+    ds, model = dtiny
+    # a cell 2 px left of the border between two 64 px windows: about 0.77 of it in the left
+    # one, whose label is then 1 (rounded), not 0 (cut off)
+    s = prepare.datasets.Sample("x", np.zeros((64, 128, 3), np.uint8), np.array([[62.0, 32.0]]))
+    recs = list(prepare._density_records([s], ds, 90, model))
+    sums = [float(d.sum()) for _, _, d in recs]
+    assert any(0.6 < v < 0.9 for v in sums), sums
+    assert [c for _, c, _ in recs] == [int(v + 0.5) for v in sums]
+
+
+def test_a_damaged_target_lmdb_is_written_again(dtiny, capsys):
+    ds, model = dtiny
+    prepare.prepare(ds, model=model)
+    _, targets = config.density_lmdbs(ds, "val")
+    data = targets / "data.mdb"
+    data.write_bytes(data.read_bytes()[:4096])             # cut short
+    capsys.readouterr()
+    prepare.prepare(ds, model=model)
+    assert "writing it again" in capsys.readouterr().out
+    lmdbio.check_whole(targets)
+
+
+def test_validation_crops_count_the_sums_of_their_targets(tmp_path):
+    from pycount.training import validation
+    recs = [(np.full((6, 6, 3), c, np.uint8), c, np.full((6, 6), c / 36, np.float32))
+            for c in range(7)]
+    lmdbio.write_lmdb(tmp_path / "img", iter(recs), n_max=7, patch=6, seed=0, manifest={},
+                      targets=tmp_path / "tgt")
+    rgb, true = validation.load_val_crops(tmp_path / "img", tmp_path / "tgt", limit=5)
+    assert len(rgb) == 5
+    # each crop with its own count: its pixels hold it too
+    assert true == pytest.approx([float(p[0, 0, 0]) for p in rgb], abs=1e-4)
+    # targets with fewer records than the crops: refused
+    lmdbio.write_lmdb(tmp_path / "few", iter(recs[:3]), n_max=3, patch=6, seed=0, manifest={},
+                      targets=tmp_path / "few_tgt")
+    with pytest.raises(train.TrainError, match="do not match"):
+        validation.load_val_crops(tmp_path / "img", tmp_path / "few_tgt")
+
+
+def test_validation_density_sums_leave_out_the_context_and_keep_the_order(monkeypatch, dtiny):
+    from pycount.training import validation
+    ds, model = dtiny
+    ctx = dataclasses.replace(model, context=8)
+
+    class Stub:
+        # each crop's map: 32 x 32 of the value of its first pixel (RGB, not preprocessed)
+        @staticmethod
+        def _forward(x):
+            return np.ones((len(x), 1, 32, 32)) * x[:, 0, 0, 0][:, None, None, None]
+    monkeypatch.setattr(validation.CaffeBackend, "from_net", lambda *a: Stub)
+    monkeypatch.setattr(validation.nets, "preprocess", lambda rgb, m, d: rgb)
+    rgb = np.stack([np.full((32, 32, 3), k, np.uint8) for k in range(5)])
+    sums = validation.predict_density_sums(None, rgb, ctx, ds, batch=2)
+    assert sums.tolist() == [k * 16 * 16 for k in range(5)]     # the central 16 x 16 only
+    sums = validation.predict_density_sums(None, rgb, model, ds, batch=2)
+    assert sums.tolist() == [k * 32 * 32 for k in range(5)]
+
+
 def test_protocol_split_draws_n_training_images_per_seed():
     ds = config.dataset("bacterial")
     a = prepare.split(config.with_overrides(ds, train_n=32, seed=1), "unused")

@@ -677,6 +677,110 @@ def test_an_eval_stopped_among_its_writes_leaves_no_mix_of_two(tiny, monkeypatch
     assert not dead.exists() and not list(run.glob(".heatmaps.*"))
 
 
+def _stub_counts(monkeypatch, counts):
+    """eval's engine replaced: image i of the test set counted counts[i], its tiling estimate
+    one less."""
+    import types
+    from pycount.evaluation import evaluate
+    seen = []
+
+    class Counter:
+        def count_image(self, image):
+            seen.append(1)
+            c = counts[(len(seen) - 1) % len(counts)]
+            return types.SimpleNamespace(count=c, tiling_count=c - 1, heatmap=np.zeros((4, 4)))
+    monkeypatch.setattr(evaluate, "make_predictor", lambda *a, **k: Counter())
+    monkeypatch.setattr(evaluate, "_save_heatmap", lambda path, *a: path.write_bytes(b"png"))
+    return evaluate
+
+
+def test_eval_test_images_counts_at_least_one_and_all_of_them_is_a_full_result(tiny,
+                                                                               monkeypatch):
+    ds, model = tiny
+    run = _finished_run_of_placeholders(ds, model)
+    evaluate = _stub_counts(monkeypatch, [7.0])
+    with pytest.raises(config.ConfigError, match="TEST_IMAGES=0: count at least 1"):
+        evaluate.evaluate(ds, model, test_images=0)
+    _nothing_written(run)
+    evaluate.evaluate(ds, model)
+    # TEST_IMAGES= all 4 test images: no partial evaluation, so not refused beside the full one
+    m = evaluate.evaluate(ds, model, test_images=4)
+    assert (m["n_images"], m["test_images_of"]) == (4, 4)
+    # a partial evaluation replaces another partial one (only a full one is kept)
+    (run / "metrics.json").unlink()
+    assert evaluate.evaluate(ds, model, test_images=2)["n_images"] == 2
+    m = evaluate.evaluate(ds, model, test_images=3)
+    assert (m["n_images"], m["test_images_of"]) == (3, 4)
+    # a full evaluation of an earlier training (older than train.json) is no reason to refuse
+    evaluate.evaluate(ds, model)
+    os.utime(run / "train.json", (time.time() + 5, time.time() + 5))
+    assert evaluate.evaluate(ds, model, test_images=2)["n_images"] == 2
+
+
+def test_eval_baseline_is_the_mean_count_of_the_training_and_validation_images(tiny,
+                                                                              monkeypatch):
+    ds, model = tiny
+    _finished_run_of_placeholders(ds, model)
+    evaluate = _stub_counts(monkeypatch, [7.0])
+    # the 8 training images of the split (6 trained on, 2 validated on), counted by their marks
+    train = [s.count for s in prepare.load(ds, list(ds.train_ids))]
+    test = [s.count for s in prepare.load(ds, list(ds.test_ids))]
+    assert len(train) == 8
+    m = evaluate.evaluate(ds, model)
+    assert m["train_mean_count"] == pytest.approx(np.mean(train))
+    assert m["baseline_mae"] == pytest.approx(np.mean(np.abs(np.array(test) - np.mean(train))))
+    assert m["mae"] == pytest.approx(np.mean(np.abs(np.array(test) - 7.0)))
+    # the tiling estimate's errors, relative to the true counts
+    assert m["tiling_mae"] == pytest.approx(np.mean(np.abs(np.array(test) - 6.0)))
+    assert m["tiling_mre"] == pytest.approx(np.mean(np.abs(np.array(test) - 6.0) / test))
+
+
+def test_eval_of_a_run_that_counts_an_infinity_writes_no_metrics(tiny, monkeypatch):
+    ds, model = tiny
+    run = _finished_run_of_placeholders(ds, model)
+    evaluate = _stub_counts(monkeypatch, [7.0, float("inf")])
+    with pytest.raises(errors.RunError, match="as NaN or infinite"):
+        evaluate.evaluate(ds, model)
+    assert not (run / "metrics.json").exists()
+
+
+def test_eval_of_a_classic_run_ignores_the_patch_settings(tiny, monkeypatch):
+    # a classic method tiles no patches: PATCH= differing from its train.json is no other training
+    ds, _ = tiny
+    model = config.model("lecount")
+    run = _finished_run_of_placeholders(ds, model)
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps(dict(info, patch=ds.patch + 8)))
+    evaluate = _stub_counts(monkeypatch, [7.0])
+    assert evaluate.evaluate(ds, model)["n_images"] == 4
+
+
+def test_eval_of_a_c_head_reports_the_expected_count_beside_the_most_probable(tiny,
+                                                                             monkeypatch):
+    import types
+    from pycount.evaluation import evaluate
+    ds, model = tiny
+    run = config.run_dir(ds, model, "C")
+    run.mkdir(parents=True)
+    for name in config.run_files(model):
+        (run / name).write_text("placeholder\n")
+    (run / "train.json").write_text(json.dumps({
+        "dataset": ds.name, "model": model.name, "head": "C", "patch": ds.patch,
+        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+
+    def predictor(*a, expected=False, **k):
+        c = 5.0 if expected else 7.0         # the expected count, the most probable class
+        return types.SimpleNamespace(count_image=lambda image: types.SimpleNamespace(
+            count=c, tiling_count=c, heatmap=np.zeros((4, 4))))
+    monkeypatch.setattr(evaluate, "make_predictor", predictor)
+    monkeypatch.setattr(evaluate, "_save_heatmap", lambda path, *a: path.write_bytes(b"png"))
+    m = evaluate.evaluate(ds, model, head="C")
+    test = np.array([s.count for s in prepare.load(ds, list(ds.test_ids))], float)
+    assert m["mae"] == pytest.approx(np.mean(np.abs(test - 7.0)))
+    assert m["expected_mae"] == pytest.approx(np.mean(np.abs(test - 5.0)))
+    assert m["expected_mre"] == pytest.approx(np.mean(np.abs(test - 5.0) / test))
+
+
 @pytest.mark.parametrize("text", ["", "id,true\n", "id,true,predicted\nx,1,\n",
                                   "id,true,predicted\nx,1\n", b"\xff\xfe\x00"])
 def test_read_predictions_names_a_damaged_file(text, tmp_path):

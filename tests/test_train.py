@@ -62,6 +62,87 @@ def test_size_variant_writes_resized_patches_in_its_own_folder(tiny):
     assert rgb.shape == (48, 48, 3)
 
 
+def test_small_images_are_padded_in_the_mean_colour_and_a_narrow_one_is_refused():
+    ds = dataclasses.replace(config.dataset("synthetic"), mean_bgr=(10.0, 20.0, 30.0))
+    sample = prepare.datasets.Sample
+    wide = sample("w", np.full((30, 50, 3), 99, np.uint8), np.zeros((0, 2)))    # 50 x 30 px
+    big = sample("b", np.full((50, 50, 3), 99, np.uint8), np.zeros((0, 2)))
+    out = prepare.pad_small([wide, big], 40, ds)
+    assert out[1] is big                                   # large enough: as it was
+    assert out[0].image.shape == (40, 50, 3)               # only the short side padded
+    assert out[0].image[39, 0].tolist() == [30, 20, 10]    # the mean colour, in RGB
+    assert out[0].image[29, 0].tolist() == [99, 99, 99]
+    # without padding an image short on one side is refused, naming its size
+    with pytest.raises(prepare.DatasetError, match="the image is 50x30 px, smaller than"):
+        prepare.check_sizes([wide], 40, ds)
+    prepare.check_sizes([big], 40, ds)
+
+
+def test_validation_images_held_out_and_split_draws():
+    ds = config.dataset("synthetic")                       # n_val 5
+    # at most a quarter of the training images
+    assert [prepare.val_count(ds, n) for n in (3, 12, 16, 40)] == [1, 3, 4, 5]
+    # TRAIN_N: the training images left over, at most n_val
+    assert prepare.val_count(dataclasses.replace(ds, train_n=10), 12) == 2
+    # TRAIN_N taking every training image leaves none to validate on: refused
+    eight = dataclasses.replace(ds, train_ids=tuple(f"{i:03d}" for i in range(1, 9)), train_n=8)
+    with pytest.raises(prepare.DatasetError, match="TRAIN_N=8 leaves no image"):
+        prepare.split(eight, "unused")
+    # 10 in 55 test images, rounded: 25 images give 4.5 -> 5
+    train, test = prepare.draw_split([f"{i:02d}" for i in range(25)])
+    assert len(test) == 5 and len(train) == 20
+    # RESPLIT: the training images are the pool's first ones in the seeded permutation
+    pool = [f"{i:02d}" for i in range(10)]
+    order = np.random.default_rng(7).permutation(10)
+    a, b = prepare.redraw(pool[:7], pool[7:], 7)
+    assert a == sorted(pool[i] for i in order[:7]) and b == sorted(pool[i] for i in order[7:])
+
+
+def test_the_source_fingerprint_changes_with_the_marks_alone():
+    # an annotation edited (same pixels) must make the LMDB out of date
+    image = np.zeros((8, 8, 3), np.uint8)
+    a = prepare.datasets.Sample("1", image, np.array([[2.0, 3.0]]))
+    b = prepare.datasets.Sample("1", image, np.array([[2.0, 4.0]]))
+    assert prepare.content_hash([a]) != prepare.content_hash([b])
+
+
+def test_train_patches_cuts_the_training_lmdb_only(tiny):
+    ds, _ = tiny
+    manifests = prepare.prepare(dataclasses.replace(ds, train_patches=50))
+    assert manifests["train"]["records"] == 50
+    # 2 validation images x 12 x 12 windows, unrotated, all kept
+    assert manifests["val"]["records"] == 2 * 144 and "patches_cut" not in manifests["val"]
+
+
+def test_validation_reads_the_first_patches_in_key_order_and_refuses_an_empty_lmdb(tmp_path):
+    from pycount.training import validation
+    recs = [(np.full((6, 6, 3), i, np.uint8), i) for i in range(10)]
+    lmdbio.write_lmdb(tmp_path / "val", iter(recs), n_max=10, patch=6, seed=1, manifest={})
+    keys = sorted(k for k, _, _ in lmdbio.read_lmdb(tmp_path / "val"))
+    first = [int(k) for k in keys[:4]]          # record i went under the key of perm[i]
+    order = np.argsort(np.random.default_rng(1).permutation(10))
+    x, y = validation.load_val_patches(tmp_path / "val", limit=4)
+    assert x.shape == (4, 6, 6, 3) and y.tolist() == [float(order[k]) for k in first]
+    assert [int(p[0, 0, 0]) for p in x] == [int(order[k]) for k in first]   # pixels with labels
+    assert len(validation.load_val_patches(tmp_path / "val")[1]) == 10
+    lmdbio.write_lmdb(tmp_path / "empty", iter([]), n_max=0, patch=6, seed=1, manifest={})
+    with pytest.raises(train.TrainError, match="the validation LMDB is empty"):
+        validation.load_val_patches(tmp_path / "empty")
+
+
+def test_validation_predicts_patches_with_the_runs_head(monkeypatch, tiny):
+    from pycount.training import validation
+    ds, model = tiny
+    asked = []
+
+    def from_net(net, model, ds, head, batch):
+        asked.append((head, batch))
+        return lambda rgb: np.full(len(rgb), 2.0)
+    monkeypatch.setattr(validation.CaffeBackend, "from_net", from_net)
+    out = validation.predict_patches(None, np.zeros((3, 6, 6, 3), np.uint8), model, ds, "C")
+    assert out.tolist() == [2.0] * 3 and asked == [("C", 256)]
+
+
 def test_a_cut_training_lmdb_holds_the_first_patches_read_and_training_says_so(tiny, capsys):
     ds, model = tiny
     whole = prepare.prepare(ds)["train"]
