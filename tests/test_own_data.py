@@ -1268,3 +1268,17 @@ def test_widely_spaced_cells_get_the_largest_windows_not_more(tmp_path, workdirs
     272 px patches, 448 px crops and sigma 10; helper-58)."""
     ds = resolved(make_folder(tmp_path / "sparse", n=8, side=600, spacing=60))
     assert (ds.patch, ds.crop, ds.sigma, ds.stride) == (256, 192, 8.0, 128)
+
+
+def test_a_stain_jitter_edited_in_the_spec_writes_the_crops_again(tmp_path, workdirs):
+    """hed_jitter in pycount.toml is the folder's own default, so editing it changes no folder
+    name: only the LMDB fingerprint tells the jittered crops of 0.1 from those of 0.2."""
+    folder = make_folder(tmp_path / "he", n=6)
+    model = config.model("fcrn")
+    fingerprints = []
+    for hed in (0.1, 0.2):
+        (folder / "pycount.toml").write_text(f"hed_jitter = {hed}\n")
+        ds = resolved(folder)
+        assert ds.hed_jitter == hed and ds.variant == ""
+        fingerprints.append(prepare.prepare(ds, model=model)["train"]["fingerprint"])
+    assert fingerprints[0] != fingerprints[1]
