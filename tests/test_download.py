@@ -384,3 +384,119 @@ def test_an_archive_cut_short_is_called_so(toy, tmp_path):
     with pytest.raises(download.DownloadError, match="archive /dev/null is not a file"):
         download.fetch("toy", root, archive="/dev/null")
     assert leftovers(root) == []
+
+
+def test_a_release_file_changed_since_unpacking_is_refused_before_use(toy, monkeypatch):
+    """check_release: a listed file of an image that differs from the release stops prepare and
+    eval; one missing or unreadable is left to the readers, which name it."""
+    from pycount.errors import DatasetError
+    make_zip, root = toy
+    monkeypatch.setitem(download.RELEASE_FILES, "toy", ("{id}cell.png", "{id}dots.png"))
+    dest = download.fetch("toy", root, archive=make_zip())
+    download.check_release("toy", dest, ["001"])                  # as released: fine
+    (dest / "001dots.png").write_bytes(b"dots 0ne")               # saved again, changed
+    with pytest.raises(DatasetError, match="001dots.png differs from the published toy release"):
+        download.check_release("toy", dest, ["001"])
+    (dest / "001dots.png").unlink()
+    download.check_release("toy", dest, ["001"])                  # missing: the readers' to say
+    real = download._sha256
+
+    def sha(path):
+        if path.name == "001cell.png":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+    monkeypatch.setattr(download, "_sha256", sha)
+    download.check_release("toy", dest, ["001"])                  # unreadable: likewise
+
+
+def test_a_manifest_in_binary_mode_with_blank_lines_is_read(toy):
+    """`sha256sum -b` marks each path with '*'; a blank line is no entry."""
+    make_zip, root = toy
+    (download.MANIFEST_DIR / "toy.sha256").write_text("\n".join(
+        f"{hashlib.sha256(data).hexdigest()} *{rel}\n" for rel, data in sorted(FILES.items())))
+    assert sorted(download.manifest("toy")) == ["001cell.png", "001dots.png", "sub/notes.txt"]
+    dest = download.fetch("toy", root, archive=make_zip())
+    assert download.verify("toy", dest) == []
+
+
+@pytest.mark.parametrize("has_filter", [True, False])
+def test_a_tar_holding_a_link_is_refused(toy, tmp_path, monkeypatch, has_filter):
+    make_zip, root = toy
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    evil = tmp_path / "links.tar"
+    with tarfile.open(evil, "w") as t:
+        for rel, data in FILES.items():
+            (tmp_path / "f").write_bytes(data)
+            t.add(tmp_path / "f", arcname=f"cells/{rel}")
+        link = tarfile.TarInfo("cells/passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(link)
+    with pytest.raises(download.DownloadError):
+        download.fetch("toy", root, archive=evil)
+    assert not (root / "toy_cells").exists() and leftovers(root) == []
+
+
+def test_a_zip_with_a_damaged_member_is_refused_with_instructions(toy):
+    make_zip, root = toy
+    good = make_zip()
+    bad = good.with_name("crc.zip")
+    data = good.read_bytes()
+    assert data.count(b"cell one") == 1                     # stored, not compressed
+    bad.write_bytes(data.replace(b"cell one", b"cell 0ne"))   # its CRC no longer matches
+    with pytest.raises(download.DownloadError, match="could not unpack .*crc.zip"):
+        download.fetch("toy", root, archive=bad)
+    assert leftovers(root) == [] and not (root / "toy_cells").exists()
+
+
+def test_a_malformed_url_gives_manual_instructions(toy):
+    _, root = toy
+    with pytest.raises(download.DownloadError, match="could not download toy.zip"):
+        download.fetch("toy", root, url="toy.zip")              # no scheme
+    assert not root.exists()
+
+
+def test_a_download_cut_short_is_called_so(toy, monkeypatch):
+    import io
+    make_zip, root = toy
+    whole = make_zip().read_bytes()
+
+    class Short(io.BytesIO):                # the connection closes half-way
+        headers = {"Content-Length": str(len(whole))}
+    monkeypatch.setattr(download.urllib.request, "urlopen",
+                        lambda url, timeout: Short(whole[:len(whole) // 2]))
+    with pytest.raises(download.DownloadError, match=f"could not download .*: connection closed "
+                                                     f"after {len(whole) // 2} of {len(whole)}"):
+        download.fetch("toy", root, progress=False)
+    assert not root.exists()
+
+
+def test_a_deeper_copy_of_a_release_file_does_not_hide_the_release(toy):
+    make_zip, root = toy
+    files = dict(FILES, **{"old/001cell.png": b"cell one"})
+    dest = download.fetch("toy", root, archive=make_zip("nested.zip", files))
+    assert dest == root / "toy_cells" and (dest / "001dots.png").is_file()
+
+
+def test_only_temporaries_of_a_dead_fetch_are_removed(toy, dead_pid):
+    make_zip, root = toy
+    root.mkdir()
+    mine = root / f".toy-{dead_pid}-notes.txt"               # a user's file, not a fetch's
+    mine.write_text("keep")
+    download.fetch("toy", root, archive=make_zip())
+    assert mine.read_text() == "keep"
+
+
+def test_a_data_root_that_cannot_be_made_leaves_no_parents(toy, tmp_path, monkeypatch):
+    make_zip, _ = toy
+    root = tmp_path / "new" / "parents" / "data"
+    real = os.mkdir
+
+    def mkdir(path, *a, **k):               # no permission for the last folder, once its
+        if Path(path) == root and root.parent.is_dir():         # parents are made
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    with pytest.raises(download.DownloadError, match=f"DATA_ROOT {root} cannot be written"):
+        download.fetch("toy", root, archive=make_zip())
+    assert not (tmp_path / "new").exists()
