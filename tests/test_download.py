@@ -286,16 +286,21 @@ def test_a_damaged_release_folder_is_named_and_kept(toy, damage):
     assert download.verify("toy", dest) != []
 
 
-def test_an_unreadable_file_is_named_and_the_rest_checked(toy, monkeypatch):
-    make_zip, root = toy
-    dest = download.fetch("toy", root, archive=make_zip())
+def _unreadable(monkeypatch, name):
+    """The release file `name` cannot be read (its checksum raises EACCES); the others can."""
     real = download._sha256
 
     def sha(path):
-        if path.name == "001dots.png":
+        if path.name == name:
             raise PermissionError(13, "Permission denied")
         return real(path)
     monkeypatch.setattr(download, "_sha256", sha)
+
+
+def test_an_unreadable_file_is_named_and_the_rest_checked(toy, monkeypatch):
+    make_zip, root = toy
+    dest = download.fetch("toy", root, archive=make_zip())
+    _unreadable(monkeypatch, "001dots.png")
     assert download.verify("toy", dest) == ["unreadable: 001dots.png (Permission denied)"]
 
 
@@ -399,13 +404,7 @@ def test_a_release_file_changed_since_unpacking_is_refused_before_use(toy, monke
         download.check_release("toy", dest, ["001"])
     (dest / "001dots.png").unlink()
     download.check_release("toy", dest, ["001"])                  # missing: the readers' to say
-    real = download._sha256
-
-    def sha(path):
-        if path.name == "001cell.png":
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-    monkeypatch.setattr(download, "_sha256", sha)
+    _unreadable(monkeypatch, "001cell.png")
     download.check_release("toy", dest, ["001"])                  # unreadable: likewise
 
 

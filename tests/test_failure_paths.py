@@ -566,16 +566,16 @@ def test_eval_names_where_a_misplaced_run_belongs(workdirs, monkeypatch, capsys)
     assert f"Move it to {workdirs / 'runs' / 'synthetic' / 'alexnet-lite-C'}, where" in err
 
 
-def _finished_run_of_placeholders(ds, model):
+def _finished_run_of_placeholders(ds, model, head="R"):
     """A run folder as a finished training of `model` on `ds` leaves it (train.json of its
     settings, 60 iterations), its net and weights files placeholders for a test's stand-in
     engine."""
-    run = config.run_dir(ds, model)
+    run = config.run_dir(ds, model, head)
     run.mkdir(parents=True)
     for name in config.run_files(model):
         (run / name).write_text("placeholder\n")
     (run / "train.json").write_text(json.dumps({
-        "dataset": ds.name, "model": model.name, "head": "R", "patch": ds.patch,
+        "dataset": ds.name, "model": model.name, "head": head, "patch": ds.patch,
         "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
     return run
 
@@ -760,13 +760,7 @@ def test_eval_of_a_c_head_reports_the_expected_count_beside_the_most_probable(ti
     import types
     from pycount.evaluation import evaluate
     ds, model = tiny
-    run = config.run_dir(ds, model, "C")
-    run.mkdir(parents=True)
-    for name in config.run_files(model):
-        (run / name).write_text("placeholder\n")
-    (run / "train.json").write_text(json.dumps({
-        "dataset": ds.name, "model": model.name, "head": "C", "patch": ds.patch,
-        "stride": ds.stride, "size": ds.size, "rot_step": ds.rot_step, "iterations": 60}))
+    _finished_run_of_placeholders(ds, model, "C")
 
     def predictor(*a, expected=False, **k):
         c = 5.0 if expected else 7.0         # the expected count, the most probable class
