@@ -62,8 +62,7 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
     from pycount.data import download
     if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
         # a named public release (not the private ki67 set): as published
-        download.check_release(ds.name, dataset_root(ds, data_root),
-                               [s.id for s in samples] if ids is None else ids)
+        download.check_release(ds.name, dataset_root(ds, data_root), [s.id for s in samples])
     samples = [datasets.rescale(s, ds.scale) for s in samples]    # SCALE=: as counting reads them
     if side and ds.pad:
         return pad_small(samples, side, ds, part)
