@@ -417,7 +417,9 @@ def bench_memory(data_root=None) -> list[dict]:
 def summary(res: dict) -> str:
     """The Markdown report: ratios first, then every table."""
     lines = [f"# pycount benchmark beside PyTorch and cv2.dnn ({res['utc'][:10]}, "
-             f"{res['machine']['host']}, {res['machine']['cpus']} CPUs, no GPU)", ""]
+             f"{res['machine']['host']}, {res['machine']['cpus']} CPUs"
+             f"{' (' + res['machine']['cpu'] + ')' if res['machine'].get('cpu') else ''}, "
+             f"no GPU)", ""]
     g = res.get("gemm") or {}
     if g:
         lines += [f"Machine limit: float32 GEMM {g['peak_gflops']} GFLOP/s "

@@ -208,3 +208,18 @@ def test_results_carry_extra_json_keys_and_a_note_after_the_table(tmp_path, monk
     # a note without its own blank line is still a paragraph, not a row of the table
     md = stages.write_results("kept", [{"a": 1}], note="the note")
     assert md.read_text().endswith("| 1 |\n\nthe note")
+
+
+def test_results_name_the_cpu_kind_they_were_measured_on():
+    """Two CPU kinds behind one host name measure rates up to 2x apart: the record says which."""
+    from bench import stages
+    intel = ("processor\t: 0\nmodel name\t: Intel Xeon Gold\nflags\t\t: fpu sse avx avx2 avx512f\n"
+             "processor\t: 1\nmodel name\t: Intel Xeon Gold\nflags\t\t: fpu sse avx avx2 avx512f\n")
+    assert stages.cpu_kind(intel) == "Intel Xeon Gold, AVX-512"
+    assert stages.cpu_kind("model name : AMD EPYC\nflags : sse avx avx2 fma\n") == "AMD EPYC, AVX2"
+    assert stages.cpu_kind("model name : Old\nflags : sse sse2\n") == "Old"
+    assert "cpu" in stages.machine()
+    md = bench_peers.summary({"utc": "2026-01-01T00:00:00", "machine": {
+        "host": "h", "cpus": 2, "cpu": "AMD EPYC, AVX2"}, "gemm": {}, "prepare": [],
+        "forward": [], "train": [], "count": [], "memory": []})
+    assert md.splitlines()[0].endswith("(2026-01-01, h, 2 CPUs (AMD EPYC, AVX2), no GPU)")
