@@ -7,10 +7,14 @@ import pytest
 
 caffe = pytest.importorskip("caffe")
 
+from caffe.proto import caffe_pb2  # noqa: E402
+
 from pycount.inference import engines as backends  # noqa: E402
 from pycount import config
+from pycount.errors import RunError
 from pycount.nets import builders as nets
-from pycount.inference import predictors
+from pycount.inference import density, predictors
+from pycount.util import progress
 
 
 def random_caffemodel(deploy, out, seed=0):
@@ -151,3 +155,85 @@ def test_auto_falls_back_to_cv2_without_pycaffe(monkeypatch):
                                                      r"module named 'caffe'\); build it with"):
             backends.resolve(name, config.MODELS["resnet50"], gpu)
     assert backends.resolve("cv2", config.MODELS["resnet50"]) == "cv2"
+
+
+def test_auto_batch_is_about_160k_input_pixels_and_between_4_and_256():
+    assert [backends.auto_batch(side) for side in (10, 25, 26, 40, 60, 200, 400)] == \
+        [256, 256, 236, 100, 44, 4, 4]
+
+
+def test_a_head_that_is_neither_r_nor_c_is_refused():
+    plan = nets.default_plan("synthetic", "alexnet-lite")
+    with pytest.raises(config.ConfigError, match="unknown head 'X'; valid: R, C"):
+        backends.Predictor(plan.model, plan.dataset, "X")
+
+
+def test_a_batch_below_one_counts_a_patch_at_a_time_and_no_patches_is_refused(tmp_path):
+    plan = nets.default_plan("synthetic", "alexnet-lite")
+    deploy, weights = _write_net(plan, tmp_path)
+    args = (deploy, weights, plan.model, plan.dataset, "R")
+    one = backends.Cv2DnnBackend(*args, batch=0)
+    rgb = _patches(plan, 3)
+    assert one.batch == 1
+    np.testing.assert_allclose(one(rgb), backends.Cv2DnnBackend(*args)(rgb), rtol=1e-5)
+    with pytest.raises(ValueError, match="no patches to predict"):
+        one(rgb[:0])
+
+
+def test_an_image_is_counted_with_windows_at_the_datasets_stride(tmp_path):
+    plan = nets.default_plan("synthetic", "alexnet-lite")
+    deploy, weights = _write_net(plan, tmp_path)
+    predict = backends.Cv2DnnBackend(deploy, weights, plan.model, plan.dataset, "R")
+    image = np.random.default_rng(2).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    r = predict.count_image(image)
+    assert (plan.dataset.patch, plan.dataset.stride) == (40, 20)
+    assert r.patch_counts.shape == (3 * 4,)
+    assert r.count == density.count_image(image, 40, 20, predict).count
+
+
+def test_a_caffemodel_of_v1_layers_with_legacy_blob_dimensions_is_read(tmp_path):
+    param = caffe_pb2.NetParameter()
+    layer = param.layers.add(name="conv1")
+    blob = layer.blobs.add(num=2, channels=3, height=1, width=1)
+    blob.data.extend(range(6))
+    path = tmp_path / "v1.caffemodel"
+    path.write_bytes(param.SerializeToString())
+    arrays = backends.read_caffemodel(path)
+    assert list(arrays) == ["conv1"] and arrays["conv1"][0].shape == (2, 3, 1, 1)
+    np.testing.assert_array_equal(arrays["conv1"][0].ravel(), np.arange(6, dtype=np.float32))
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda a: {**a, "conv1": a["conv1"][:1]}, "layer conv1 has 1 weight blobs, the net 2"),
+    (lambda a: {**a, "fc6": [a["fc6"][0].ravel()[:-1], a["fc6"][1]]},
+     r"layer fc6 blob 0 holds \d+ values, the net needs \d+"),
+    (lambda a: {f"other_{name}": blobs for name, blobs in a.items()},
+     "no layer of the net is in the file"),
+    (lambda a: {name: blobs for name, blobs in a.items() if name != "fc7"},
+     "the file lacks the weights of layer fc7. The file is truncated")],
+    ids=["a-blob-fewer", "a-blob-of-another-size", "no-layer-of-the-net", "one-layer-lacking"])
+def test_weights_that_do_not_fit_the_net_are_refused_before_caffe_copies_them(edit, needle,
+                                                                              tmp_path):
+    plan = nets.default_plan("synthetic", "alexnet-lite")
+    deploy, weights = _write_net(plan, tmp_path)
+    net = caffe.Net(str(deploy), caffe.TEST)
+    with pytest.raises(RunError, match=f"{weights} cannot be used with this net: {needle}"):
+        backends.copy_weights(net, edit(backends.read_caffemodel(weights)), weights)
+
+
+def test_a_classic_method_refuses_every_net_engine():
+    model = config.model("lecount")
+    assert backends.resolve(backends.CLASSIC_ENGINE, model) == backends.CLASSIC_ENGINE
+    for name in backends.BACKENDS:
+        with pytest.raises(config.ConfigError, match=f"drop --backend {name} \\(BACKEND=\\)"):
+            backends.resolve(name, model)
+
+
+def test_counting_reports_the_share_of_patches_done_after_each_batch(tmp_path):
+    plan = nets.default_plan("synthetic", "alexnet-lite")
+    deploy, weights = _write_net(plan, tmp_path)
+    predict = backends.Cv2DnnBackend(deploy, weights, plan.model, plan.dataset, "R", batch=2)
+    shares = []
+    with progress.within(shares.append):
+        predict(_patches(plan, 5))
+    assert shares == [0.4, 0.8, 1.0]

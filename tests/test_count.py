@@ -1,6 +1,7 @@
 """`pycount count` on a run folder made in tmp (alexnet-lite, random weights): any image format,
 corrupt files reported and skipped, exit statuses, counts equal to pycount.density's."""
 import csv
+import dataclasses
 import re
 import shutil
 import json
@@ -18,7 +19,10 @@ pytest.importorskip("caffe")
 
 from pycount import cli, config  # noqa: E402
 from pycount.data.images import read_any_image
+from pycount.errors import RunError
 from pycount.inference import density
+from pycount.inference.run import (load_run, resume_command, run_max_iter, with_run_reading,
+                                   with_run_stain)
 from pycount.nets import builders as nets
 from pycount.util import atomic
 from pycount.inference import predictors
@@ -1185,3 +1189,103 @@ def test_a_counts_csv_that_cannot_be_written_is_an_error_not_success(run, images
     assert cli.main(["count", str(images / "grey.tif"), "--run", str(run), "--out",
                      str(out)]) == 2
     assert "counts.csv" in capsys.readouterr().err and not (out / "counts.csv").exists()
+
+
+def test_a_run_is_short_below_half_its_schedule_and_never_without_one(run):
+    loaded = load_run(run)
+    assert loaded.iterations is None and loaded.short_note() == ""
+    half = dataclasses.replace(loaded, iterations=500, schedule=1000)
+    assert config.SHORT_TRAINING == 0.5 and half.short_note() == ""
+    assert dataclasses.replace(half, iterations=499).short_note() == (
+        "; run was trained 499 of alexnet-lite's 1,000 iterations (ITERS=): a short training "
+        "counts poorly")
+    assert dataclasses.replace(half, schedule=None).short_note() == ""
+
+
+@pytest.mark.parametrize("recorded,iterations", [(60, 60), (True, None), ("60", None)])
+def test_only_a_whole_number_of_iterations_is_taken_from_train_json(run, recorded, iterations):
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "iterations": recorded}))
+    assert load_run(run).iterations == iterations
+
+
+def test_a_train_json_naming_no_head_is_a_regression_run(run):
+    info = json.loads((run / "train.json").read_text())
+    del info["head"]
+    (run / "train.json").write_text(json.dumps(info))
+    assert load_run(run).head == "R"
+
+
+def test_only_a_missing_runs_slash_path_is_looked_for_in_pycount_runs(workdirs, monkeypatch):
+    (config.runs_dir() / "synthetic" / "alexnet-lite").mkdir(parents=True)
+    (workdirs / "elsewhere").mkdir()
+    monkeypatch.chdir(workdirs / "elsewhere")
+    with pytest.raises(RunError) as e:
+        load_run(Path("runs/synthetic/alexnet-lite"))
+    assert str(e.value) == (f"no run folder runs/synthetic/alexnet-lite: the runs are in "
+                            f"{config.runs_dir()} (PYCOUNT_RUNS): "
+                            f"RUN={config.runs_dir() / 'synthetic' / 'alexnet-lite'}")
+    with pytest.raises(RunError) as e:
+        load_run(Path("old/synthetic/alexnet-lite"))
+    assert str(e.value).startswith("no run folder old/synthetic/alexnet-lite: check the path")
+
+
+def test_a_train_json_of_another_patch_read_at_the_nets_size_is_refused(run):
+    """PATCH=48 SIZE=40 gives the same 40 px input as the net's own 40 px patches: the net's
+    name still says which patch it was trained on."""
+    info = json.loads((run / "train.json").read_text())
+    (run / "train.json").write_text(json.dumps({**info, "patch": 48, "size": 40}))
+    with pytest.raises(RunError, match=r"is the net of 40 px patches read at 40x40 px, but .* "
+                                       r"says 48 px patches read at 40 px"):
+        load_run(run)
+
+
+def test_counting_takes_the_stain_normalisation_the_run_was_trained_with(tmp_path):
+    plain = config.dataset("nuclei")
+    reinhard = config.with_overrides(plain, stain_norm="reinhard")
+    info = tmp_path / "train.json"
+    with pytest.raises(RunError, match="was trained with stain normalisation 'none', not "
+                                       "'reinhard'; count with STAIN=none"):
+        with_run_stain(reinhard, {}, info)
+    with pytest.raises(RunError, match="trained with stain normalisation 'reinhard', not "
+                                       "'none'; count with STAIN=reinhard"):
+        with_run_stain(plain, {"stain_norm": "reinhard", "stain_ref": [1] * 6}, info)
+    for ref in ([1.0] * 5, [1.0] * 8, "1,2,3,4,5,6"):
+        with pytest.raises(RunError, match="has no valid stain_ref for its stain normalisation "
+                                           "'reinhard'; re-run make train"):
+            with_run_stain(reinhard, {"stain_norm": "reinhard", "stain_ref": ref}, info)
+    assert with_run_stain(reinhard, {"stain_norm": "reinhard", "stain_ref": list(range(6))},
+                          info).stain_ref == (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
+    assert with_run_stain(plain, {}, info) is plain
+
+
+def test_an_own_run_recorded_without_a_mean_colour_keeps_todays(run, capsys):
+    ds = _as_own_run(run)
+    recorded = json.loads((run / "dataset.json").read_text())
+    (run / "dataset.json").write_text(json.dumps({**recorded, "mean_bgr": []}))
+    assert with_run_reading(ds, run) == ds
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("sigma,tag,said", [
+    (5, "nuclei-sigma5", "make train DATASET=nuclei SIGMA=5 MODEL=fcrn"),
+    (True, "nuclei", "make train DATASET=nuclei MODEL=fcrn")])
+def test_the_resume_command_reads_a_whole_number_as_a_float_setting_but_not_a_bool(
+        tmp_path, sigma, tag, said):
+    info = {"dataset": "nuclei", "model": "fcrn", "dataset_tag": tag, "sigma": sigma}
+    assert resume_command(tmp_path, info) == said
+
+
+def test_a_runs_iterations_are_its_solvers_max_iter_line(tmp_path):
+    assert run_max_iter(tmp_path) is None
+    (tmp_path / "solver.prototxt").write_text('net: "train_val.prototxt"\nbase_lr: 0.01\n')
+    assert run_max_iter(tmp_path) is None
+    (tmp_path / "solver.prototxt").write_text("# max_iter: 100 before ITERS=\nmax_iter: 300\n")
+    assert run_max_iter(tmp_path) == 300
+
+
+def test_a_folder_in_place_of_a_run_file_is_named_missing(run):
+    (run / "model.caffemodel").unlink()
+    (run / "model.caffemodel").mkdir()
+    with pytest.raises(RunError, match=f"{run / 'model.caffemodel'} is missing"):
+        load_run(run)

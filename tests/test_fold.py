@@ -10,6 +10,7 @@ caffe = pytest.importorskip("caffe")
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
+from pycount import config  # noqa: E402
 from pycount.inference import engines  # noqa: E402
 from pycount.nets import builders as nets  # noqa: E402
 from pycount.nets import fold  # noqa: E402
@@ -100,12 +101,89 @@ def test_chains_that_are_not_in_place_or_not_adjacent_stay(tmp_path):
     assert fold.foldable(param) == []             # a layer between convolution and BatchNorm
 
 
+def _retype(index, kind):
+    def edit(param):
+        param.layer[index].type = kind
+    return edit
+
+
+def _rewire(index, field, blob):
+    def edit(param):
+        getattr(param.layer[index], field)[0] = blob
+    return edit
+
+
+def _scale_param(**fields):
+    def edit(param):
+        for key, value in fields.items():
+            setattr(param.layer[2].scale_param, key, value)
+    return edit
+
+
+def _second_top(param):
+    param.layer[0].top.append("c1b")
+
+
+@pytest.mark.parametrize("edit", [
+    _retype(0, "Deconvolution"), _retype(1, "ReLU"), _retype(2, "Bias"),
+    _rewire(1, "bottom", "data"), _rewire(1, "top", "n1"), _rewire(2, "bottom", "data"),
+    _scale_param(axis=0), _scale_param(num_axes=2), _second_top],
+    ids=["not-conv", "not-batchnorm", "not-scale", "bn-reads-elsewhere", "bn-writes-elsewhere",
+         "scale-reads-elsewhere", "scale-axis-0", "scale-two-axes", "conv-two-tops"])
+def test_each_part_of_the_rule_must_hold_for_a_chain_to_fold(edit, tmp_path):
+    """Only Convolution -> BatchNorm -> Scale, all in place on the convolution's one top, with a
+    per-channel Scale, is one affine map per channel; any other shape stays as it is."""
+    param = _param(_small(tmp_path)[0])
+    edit(param)
+    assert fold.foldable(param) == []
+
+
+def test_a_chain_at_the_end_of_the_net_folds(tmp_path):
+    param = _param(_small(tmp_path)[0])
+    del param.layer[3:]                           # c1, bn1, sc1: the net ends with the chain
+    assert fold.foldable(param) == [(0, 1, 2)]
+    folded, _ = fold.fold(param, engines.read_caffemodel(tmp_path / "small.caffemodel"))
+    assert [layer.name for layer in folded.layer] == ["c1"]
+
+
+def test_a_v1_prototxt_is_refused_with_the_upgrade_tool_named():
+    param = text_format.Parse('layers { name: "c1" type: CONVOLUTION bottom: "data" top: "c1" }',
+                              caffe_pb2.NetParameter())
+    with pytest.raises(ValueError, match="upgrade_net_proto_text"):
+        fold.foldable(param)
+
+
+def test_folding_leaves_the_callers_net_and_weights_as_they_were(tmp_path):
+    deploy, weights = _small(tmp_path, bias="false")
+    param, arrays = _param(deploy), engines.read_caffemodel(weights)
+    before = {name: [a.copy() for a in blobs] for name, blobs in arrays.items()}
+    folded, new = fold.fold(param, arrays)
+    assert [layer.name for layer in param.layer] == ["c1", "bn1", "sc1", "r1", "c2", "bn2", "sc2"]
+    assert param.layer[0].convolution_param.bias_term is False
+    assert folded.layer[0].convolution_param.bias_term is True and len(new["c1"]) == 2
+    assert sorted(arrays) == sorted(before) and all(
+        np.array_equal(a, b) for name in before for a, b in zip(arrays[name], before[name]))
+    assert sorted(new) == sorted(arrays.keys() - {"bn1", "sc1"})     # the folded layers go
+    assert new["c2"] is arrays["c2"]              # untouched layers are shared, not copied
+
+
 def test_missing_weights_for_a_chain_are_named(tmp_path):
     deploy, weights = _small(tmp_path)
     arrays = engines.read_caffemodel(weights)
     del arrays["bn1"]
     with pytest.raises(ValueError, match="bn1"):
         fold.fold(_param(deploy), arrays)
+
+
+def test_the_caffe_engine_folds_as_config_says_unless_told(tmp_path, monkeypatch):
+    deploy, weights = _small(tmp_path)
+    plan = nets.default_plan("bacterial", "resnet50")
+    args = (deploy, weights, plan.model, plan.dataset, "R")
+    monkeypatch.setattr(config, "FOLD_BATCHNORM", True)
+    assert "bn1" not in engines.CaffeBackend(*args).net._layer_names
+    monkeypatch.setattr(config, "FOLD_BATCHNORM", False)
+    assert "bn1" in engines.CaffeBackend(*args).net._layer_names
+    assert "bn1" not in engines.CaffeBackend(*args, fold=True).net._layer_names
 
 
 def test_unfolded_engine_keeps_the_deploy_net(tmp_path):

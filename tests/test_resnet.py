@@ -279,6 +279,51 @@ def test_resolve_accepts_the_release_and_remembers_the_check(tiny_release, monke
     assert len(hashed) == 2
 
 
+def test_a_model_without_pretrained_weights_has_none_to_resolve(tiny_release):
+    model, _, _ = tiny_release
+    with pytest.raises(weights.WeightsError, match="resnet50 starts from no pretrained weights"):
+        weights.resolve(dataclasses.replace(model, weights=""))
+
+
+def test_a_stand_in_listed_under_a_name_of_its_own_is_taken(tiny_release):
+    model, path, _ = tiny_release
+    fake = b"random parameters of a net with no release"
+    other = path.with_name("other.caffemodel")
+    other.write_bytes(fake)
+    (path.parent / weights.STAND_IN_LIST).write_text(json.dumps(
+        {"other.caffemodel": [len(fake), hashlib.sha256(fake).hexdigest()]}))
+    assert weights.resolve(dataclasses.replace(model, weights="other.caffemodel")) == other
+    assert weights.is_stand_in(other)
+    # the same name outside the weights folder is no stand-in
+    assert not weights.is_stand_in(path.parent / "copy" / "other.caffemodel")
+
+
+def test_a_checked_stand_in_is_not_taken_for_the_release_once_unlisted(tiny_release):
+    """The stamp of a check records the sha256 it was checked against: a stand-in accepted for
+    a dry run is hashed again, and refused, once stand-in.json no longer lists it."""
+    model, path, _ = tiny_release
+    fake = b"random parameters of the same net"
+    path.write_bytes(fake)
+    listed = path.parent / weights.STAND_IN_LIST
+    listed.write_text(json.dumps({"tiny.caffemodel": [len(fake),
+                                                      hashlib.sha256(fake).hexdigest()]}))
+    assert weights.resolve(model) == path
+    assert path.with_name("tiny.caffemodel.sha256-ok").exists()
+    listed.unlink()
+    with pytest.raises(weights.WeightsError, match="not the released tiny.caffemodel"):
+        weights.resolve(model)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"tiny.caffemodel": 5}',
+                                  '{"tiny.caffemodel": ["many", "0"]}'])
+def test_a_damaged_stand_in_list_is_named_with_the_fix(tiny_release, text):
+    model, path, content = tiny_release
+    path.write_bytes(content)
+    (path.parent / weights.STAND_IN_LIST).write_text(text)
+    with pytest.raises(weights.WeightsError, match="stand-in.json is damaged: delete it"):
+        weights.resolve(model)
+
+
 def _edited(path, tmp_path, edit, name):
     """A copy of the caffemodel at `path` with `edit(NetParameter)` applied."""
     msg = caffe_pb2.NetParameter()
@@ -330,6 +375,70 @@ def test_a_caffemodel_that_does_not_fit_the_net_is_refused_before_caffe_reads_it
     net = _net(nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path)
     with pytest.raises(weights.WeightsError, match=needle):
         weights.init_from_pretrained(net, bad)
+
+
+def _conv1_without_bias(msg):
+    del next(layer for layer in msg.layer if layer.name == "conv1").blobs[1]
+
+
+def test_a_layer_with_a_blob_fewer_than_the_net_is_refused(pretrained, tmp_path):
+    """Caffe aborts the process on a layer with another number of blobs (net.cpp: Incompatible
+    number of blobs); the check names it first."""
+    caffe.set_mode_cpu()
+    bad = _edited(pretrained[0], tmp_path, _conv1_without_bias, "bad.caffemodel")
+    net = _net(nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path)
+    with pytest.raises(weights.WeightsError, match="layer conv1 holds blobs of 64x3x7x7 where the "
+                                                   "net has 64x3x7x7, 64"):
+        weights.check_fits(net, bad)
+
+
+@pytest.mark.parametrize("kind", ["prototxt", "name not utf-8"])
+def test_a_file_that_is_no_caffemodel_is_named_unreadable(pretrained, tmp_path, kind):
+    """A prototxt put where the caffemodel goes (its text reads as protobuf wire types that do
+    not exist), or a layer name that is no text: unreadable, not "a file of another net"."""
+    caffe.set_mode_cpu()
+    text = nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy")
+    bad = tmp_path / "ResNet-50-model.caffemodel"
+    if kind == "prototxt":
+        bad.write_text(text)
+    else:
+        data = pretrained[0].read_bytes()
+        assert b"\n\x05conv1" in data
+        bad.write_bytes(data.replace(b"\n\x05conv1", b"\n\x05\xffonv1", 1))
+    with pytest.raises(weights.WeightsError, match="not a readable caffemodel"):
+        weights.check_fits(_net(text, tmp_path), bad)
+
+
+def _fixed_width_fields(msg):
+    """What a caffemodel Caffe saved from a training net holds besides: a loss layer's
+    loss_weight (a fixed32 field of the layer), and here a fixed64 field in a blob."""
+    conv1 = next(layer for layer in msg.layer if layer.name == "conv1")
+    conv1.loss_weight.append(0.5)
+    conv1.blobs[0].MergeFromString(bytes([15 << 3 | 1]) + bytes(range(8)))
+
+
+def _legacy_bias(msg):
+    """conv1's bias as files before N-d blobs stored it: 1 x 1 x 1 x 64."""
+    blob = next(layer for layer in msg.layer if layer.name == "conv1").blobs[1]
+    (n,) = blob.shape.dim
+    blob.ClearField("shape")
+    blob.num, blob.channels, blob.height, blob.width = 1, 1, 1, n
+
+
+@pytest.mark.parametrize("edit", [_fixed_width_fields, _legacy_bias])
+def test_fixed_width_fields_and_legacy_bias_dimensions_are_read_as_caffe_reads_them(
+        pretrained, tmp_path, edit):
+    caffe.set_mode_cpu()
+    path, source = pretrained
+    other = _edited(path, tmp_path, edit, "other.caffemodel")
+    shapes = weights.blob_shapes(other)
+    assert shapes["conv1"] == ([((64, 3, 7, 7), False), ((64,), False)]
+                               if edit is _fixed_width_fields else
+                               [((64, 3, 7, 7), False), ((1, 1, 1, 64), True)])
+    assert shapes["fc1000"] == [((1000, 2048), False), ((1000,), False)]
+    net = _net(nets.net_prototxt(nets.default_plan("bacterial", "resnet50"), "deploy"), tmp_path)
+    weights.init_from_pretrained(net, other)
+    assert np.array_equal(net.params["conv1"][1].data, source["conv1"][1])
 
 
 def test_legacy_blob_dimensions_fit_as_caffe_reads_them(pretrained, tmp_path):
