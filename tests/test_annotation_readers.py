@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import shutil
+import struct
 
 import cv2
 import numpy as np
@@ -214,6 +215,30 @@ def test_qupath_geometry_collections_read_by_the_same_rules(tmp_path):
     ]))
     np.testing.assert_allclose(annotations.read_qupath_geojson(p), [
         [3, 4], [1, 1], [2, 2], [11.5, 11.5], [3, 4], [1, 1], [2, 2]])
+
+
+def test_a_multipolygon_is_centred_by_its_parts_areas_whatever_their_winding(tmp_path):
+    """Other tools than QuPath do not keep one winding: a part drawn clockwise weighs by its
+    area as one drawn anticlockwise."""
+    big, small = square(0, 0, 10), square(20, 0, 2)[::-1]      # 100 px at (5, 5), 4 at (21, 1)
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([detection_feature([[big], [small]], kind="MultiPolygon")]))
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p),
+                               [[(100 * 5 + 4 * 21) / 104 - 0.5, (100 * 5 + 4 * 1) / 104 - 0.5]])
+
+
+def test_a_polygon_with_a_hole_is_centred_by_its_exterior_ring(tmp_path):
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([detection_feature([square(0, 0, 10), square(6, 6, 2)])]))
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[4.5, 4.5]])
+
+
+def test_a_geometry_type_that_is_not_a_name_is_refused_by_name(tmp_path):
+    p = tmp_path / "img.geojson"
+    p.write_text(qupath_geojson([detection_feature([1.5, 2.5], kind=["Point"])]))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{p}: feature 1 of 1 has a ['Point'] geometry, which marks no cell")):
+        annotations.read_qupath_geojson(p)
 
 
 def test_qupath_a_line_counts_nothing_drawn_and_is_refused_detected(tmp_path):
@@ -499,6 +524,47 @@ def test_a_line_without_numbers_is_quoted_as_written(tmp_path):
                                   f"delete that line")
 
 
+def test_csv_commas_that_may_separate_thousands_of_a_three_digit_number_are_refused(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("x\ty\n123,456\t12\n")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{p} writes '123,456', which may be a decimal comma or a thousands separator "
+            f"(123.456 or 123456)")):
+        annotations.read_centres_csv(p)
+
+
+def test_a_semicolon_in_a_comma_separated_header_does_not_separate(tmp_path):
+    """The header line's commas make it comma-separated, whatever a column's name holds."""
+    p = tmp_path / "a.csv"
+    p.write_text("x,y,note (cell;nucleus)\n12,7,a\n3.5,40,b\n")
+    np.testing.assert_allclose(annotations.read_centres_csv(p), [[12, 7], [3.5, 40]])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_csv_coordinates_that_are_not_finite_are_refused_by_line(tmp_path, value):
+    p = tmp_path / "a.csv"
+    p.write_text(f"x,y\n1,2\n{value},3\n")
+    with pytest.raises(DatasetError) as refused:
+        annotations.read_centres_csv(p)
+    assert str(refused.value) == (f"{p}, line 3: '{value},3' has no numeric x,y values; fix or "
+                                  f"delete that line")
+
+
+def test_a_csv_marker_needs_a_class_column_and_matches_it_without_spaces(tmp_path):
+    """A marker chooses a table's rows by their class (spaces around it not counted); a table
+    without a class column cannot be chosen from: refused, naming the columns looked for."""
+    p = tmp_path / "a.csv"
+    p.write_text("x,y,Class\n12,7,Positive \n3,4,Negative\n5,6, Positive\n")
+    np.testing.assert_allclose(annotations.read_centres_csv(p, "Positive"), [[12, 7], [5, 6]])
+    p.write_text("x,y\n12,7\n")
+    with pytest.raises(DatasetError) as refused:
+        annotations.read_centres_csv(p, "Positive")
+    assert str(refused.value) == (
+        f"{p} has no class column (Classification, Class, class, label) for the marker "
+        f"'Positive' to choose its rows by; leave the marker out (every row counts), or export "
+        f"the table with the cells' classes")
+
+
 def test_qupath_measurement_table_in_pixels_reads_and_in_microns_is_refused(tmp_path):
     """QuPath's detection measurements exported as a table (tab-separated, .tsv): centroids in
     px are its continuous coordinates (pixel centres at k + 0.5, as in its GeoJSON); in µm they
@@ -573,6 +639,53 @@ def test_imagej_roi_points_counters_and_outlines(tmp_path):
     p.write_bytes(b"PK\x03\x04 not a roi")
     with pytest.raises(DatasetError, match="no 'Iout' header"):
         annotations.read_imagej_roi(p)
+
+
+def test_imagej_roi_sub_pixel_vertices_are_read_from_version_222(tmp_path):
+    """ImageJ writes sub-pixel vertices from ROI version 222 on; an older file's flag is not
+    read, its integer vertices are."""
+    p = tmp_path / "img.roi"
+    roi = bytearray(_imagej_roi(7, [30, 34, 34, 30], [5, 5, 9, 9],
+                                floats=([30.0, 34.5, 34.5, 30.0], [5.0, 5.0, 9.0, 9.0])))
+    roi[4:6] = struct.pack(">h", 222)
+    p.write_bytes(bytes(roi))
+    np.testing.assert_allclose(annotations.read_imagej_roi(p), [[31.75, 6.5]])
+    roi[4:6] = struct.pack(">h", 221)
+    p.write_bytes(bytes(roi))
+    np.testing.assert_allclose(annotations.read_imagej_roi(p), [[31.5, 6.5]])
+
+
+def test_imagej_multi_point_counters_of_a_stack_are_chosen_by_their_low_byte(tmp_path):
+    """A point set on a stack keeps its slice above the counter's byte (position << 8)."""
+    p = tmp_path / "img.roi"
+    p.write_bytes(_imagej_roi(10, [12, 3, 30], [7, 40, 2],
+                              counters=[(1 << 8) | 0, (2 << 8) | 1, (3 << 8) | 1]))
+    np.testing.assert_array_equal(annotations.read_imagej_roi(p, marker="1"), [[3, 40], [30, 2]])
+    np.testing.assert_array_equal(annotations.read_imagej_roi(p, marker="0"), [[12, 7]])
+
+
+def test_an_outline_without_area_is_one_cell_at_its_vertices_mean(tmp_path):
+    """A polygon along a line (two clicks, or collinear ones) has no area centroid: the mean
+    of its vertices, not NaN."""
+    p = tmp_path / "img.json"
+    p.write_text(json.dumps({"shapes": [{"label": "c", "points": [[10, 10], [20, 10], [30, 10]],
+                                         "shape_type": "polygon"}]}))
+    np.testing.assert_allclose(annotations.read_qupath_geojson(p), [[19.5, 9.5]])
+    q = tmp_path / "line.roi"
+    q.write_bytes(_imagej_roi(0, [10, 20], [4, 4]))
+    np.testing.assert_allclose(annotations.read_imagej_roi(q), [[14.5, 3.5]])
+
+
+def test_a_composite_imagej_roi_is_refused_not_read_at_its_bounds_centre(tmp_path):
+    """A composite ROI (shapes combined, type rectangle with a shape array) is no one cell."""
+    roi = bytearray(_imagej_roi(1, [40, 45], [40, 47]))
+    roi[36:40] = struct.pack(">i", 12)                            # its shape array's length
+    p = tmp_path / "img.roi"
+    p.write_bytes(bytes(roi))
+    with pytest.raises(DatasetError) as err:
+        annotations.read_imagej_roi(p)
+    assert str(err.value) == (f"{p} is a composite ROI; save its parts as ROIs of their own (one "
+                              f"per cell)")
 
 
 def test_labelme_shapes_beside_their_image(tmp_path):
@@ -762,6 +875,19 @@ def test_marks_made_on_an_image_of_another_size_are_refused(tmp_path):
     with pytest.raises(DatasetError, match="made on a 600x60 px image \\(its width and height "
                                            "for a.png\\)"):
         readers.read("folder", coco)
+
+
+def test_a_jpeg_annotated_at_another_size_not_swapped_is_named_resized(tmp_path):
+    """Only sides swapped are a JPEG shown turned by its EXIF orientation; a JPEG of other
+    sides was resized or replaced."""
+    _img(tmp_path / "img.jpg", (120, 160, 3))
+    (tmp_path / "img.json").write_text(json.dumps({
+        "shapes": [{"label": "c", "points": [[10.5, 12.5]], "shape_type": "point"}],
+        "imagePath": "img.jpg", "imageWidth": 80, "imageHeight": 60}))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'img.jpg'} is 160x120 px: it was resized, cropped or replaced after "
+            f"annotating")):
+        readers.read("folder", tmp_path)
 
 
 # --- the folder layout -------------------------------------------------------------------------------
@@ -958,6 +1084,32 @@ def test_an_annotation_named_after_the_images_whole_file_name_pairs(tmp_path):
     assert layout.folder_pairs(tmp_path)["b.png"][1].name == "b.png.csv"
 
 
+def test_an_annotation_named_after_an_image_name_in_capitals_pairs(tmp_path):
+    """IMG1.PNG.csv: a camera's or Windows tool's capital suffix is the image's suffix too."""
+    _img(tmp_path / "img1.PNG")
+    (tmp_path / "img1.PNG.csv").write_text("x,y\n1,2\n")
+    assert {k: v[1].name for k, v in layout.folder_pairs(tmp_path).items()} == {
+        "img1": "img1.PNG.csv"}
+
+
+def test_images_named_dots_and_cell_are_images_not_a_mask_of_one_another(tmp_path):
+    """"dots" alone names no image (nothing is left when it is taken off): dots.png is an
+    image with its own annotation, not the dot mask of cell.png (VGG's NNNdots/NNNcell)."""
+    _annotated(tmp_path, ["dots", "cell"])
+    assert {k: v[1].name for k, v in layout.folder_pairs(tmp_path).items()} == {
+        "cell": "cell.csv", "dots": "dots.csv"}
+
+
+def test_hidden_files_a_mac_leaves_beside_the_images_are_not_read(tmp_path):
+    """macOS writes ._NAME (AppleDouble) beside each file on a shared drive: no image, no
+    annotation, and no 'image without annotation'."""
+    _annotated(tmp_path, ["img"])
+    for name in ("._img.png", "._img.csv"):
+        (tmp_path / name).write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X" + bytes(40))
+    assert {k: (v[0].name, v[1].name) for k, v in layout.folder_pairs(tmp_path).items()} == {
+        "img": ("img.png", "img.csv")}
+
+
 def test_folder_names_the_image_without_annotation(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
@@ -1113,6 +1265,22 @@ def test_a_whole_sets_file_naming_images_the_folder_lacks_says_so_once(tmp_path,
         layout.folder_pairs(coco)
 
 
+def test_a_whole_sets_entry_of_the_image_in_another_format_is_read_for_it(tmp_path):
+    """An image annotated as TIFF and converted to PNG since keeps its stem: the file's
+    entry for a.tif gives a.png its marks (not 0 cells)."""
+    _img(tmp_path / "a.png", (60, 60, 3))
+    (tmp_path / "instances_default.json").write_text(_coco_json(["a.tif"], [(1, 1, 10, 10),
+                                                                            (1, 1, 30, 20)]))
+    assert {s.id: s.centres.tolist() for s in readers.read("folder", tmp_path)} == {
+        "a": [[11.5, 11.5], [31.5, 21.5]]}
+
+
+def test_few_names_the_rest_only_beyond_those_shown():
+    assert annotations.few(["a", "b", "c"], 3) == "a, b, c"
+    assert annotations.few(["a", "b", "c", "d"], 3) == "a, b, c and 1 more"
+    assert annotations.few([]) == ""
+
+
 def test_coco_annotations_of_an_unlisted_category_or_image_are_refused(tmp_path):
     """A category_id that the file's categories do not list (a class taken out of the list)
     or an image_id that its images do not: refused naming the file, the entry and the id. A
@@ -1201,6 +1369,35 @@ def _voc_xml(image: str, boxes=()) -> str:
 """
 
 
+def test_a_pascal_voc_file_without_the_marker_records_the_names_it_has(tmp_path):
+    """0 cells of a marker no object has, and its names kept for owndata to name where no
+    file of the folder has the marker (classes_without)."""
+    p = tmp_path / "img.xml"
+    p.write_text(_voc_xml("img.png", [(1, 1, 9, 9)]).replace("<name>cell</name>",
+                                                             "<name>RBC</name>"))
+    assert annotations.read_cellcounter_xml(p, "Eosinophil").shape == (0, 2)
+    assert annotations.classes_without("Eosinophil") == ["RBC"]
+
+
+def test_a_recorded_image_path_of_windows_is_cut_to_its_file_name(tmp_path):
+    """Cell Counter records the title, LabelImg the path it opened, with \\ on Windows: the
+    name after the last \\ or / is the image, and another image of the folder is refused."""
+    p = tmp_path / "a.xml"
+    p.write_text(cellcounter_xml({1: [(5, 5)]}, "C:\\Users\\lab\\scans\\img3.png"))
+    assert annotations.recorded_image(p) == ("Image_Filename", "img3.png")
+    p.write_text(_voc_xml("/home/lab/voc/JPEGImages/img3.png"))
+    assert annotations.recorded_image(p) == ("filename", "img3.png")
+    p.unlink()
+    for i in (1, 3):
+        _img(tmp_path / f"img{i}.png")
+    (tmp_path / "img1.xml").write_text(cellcounter_xml({1: [(5, 5)]}, "D:\\data\\img3.png"))
+    (tmp_path / "img3.xml").write_text(cellcounter_xml({1: [(7, 7)]}, "img3.png"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'img1.xml'} is named after img1.png, but records its marks as made on "
+            f"img3.png (<Image_Filename>img3.png</Image_Filename>), another image")):
+        layout.folder_pairs(tmp_path)
+
+
 def test_a_pascal_voc_file_without_objects_is_an_image_of_no_cell(tmp_path):
     """CVAT's VOC export writes an image without boxes as an <annotation> of no <object>: 0
     cells, with a marker too (no names to choose among); its <filename> is checked as Cell
@@ -1285,6 +1482,79 @@ def test_test_images_without_training_images_are_refused(tmp_path, workdirs, cap
             f"{kinds / 'images'} has no train/ subfolder beside test/: pycount would train on "
             f"the 4 images of test/")):
         layout.folder_layout(kinds)
+
+
+def test_a_published_split_beside_another_folder_of_images_is_refused_naming_them(tmp_path):
+    """train/ + test/ + a third folder of annotated images: not a published split (its third
+    folder's images would be trained on unasked), refused naming the subfolders."""
+    _annotated(tmp_path / "train", ["a", "b"])
+    _annotated(tmp_path / "test", ["c"])
+    _annotated(tmp_path / "unsure", ["d"])
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path} holds no images itself but 3 subfolders with images or annotations "
+            f"(test, train, unsure); keep the images")):
+        layout.folder_layout(tmp_path)
+
+
+def test_a_hidden_folder_beside_a_published_split_is_not_a_part_of_it(tmp_path):
+    """.ipynb_checkpoints/, .thumbnails/ beside train/ + test/: the split is read as it is."""
+    _annotated(tmp_path / "train", ["a", "b"])
+    _annotated(tmp_path / "test", ["c"])
+    _annotated(tmp_path / ".thumbnails", ["a", "c"])
+    pairs, test, label = layout.folder_layout(tmp_path)
+    assert sorted(pairs) == ["a", "b", "c"] and test == ("c",) and label == "test"
+
+
+def test_the_published_test_parts_folder_name_is_given_as_written(tmp_path):
+    _annotated(tmp_path / "Training", ["a", "b"])
+    _annotated(tmp_path / "Testing", ["c", "d"])
+    pairs, test, label = layout.folder_layout(tmp_path)
+    assert sorted(pairs) == ["a", "b", "c", "d"] and test == ("c", "d") and label == "Testing"
+
+
+def test_kinds_folders_of_other_subfolders_than_a_split_are_not_read_as_one(tmp_path):
+    """images/p1/ + labels/p1/ (a subfolder per patient, not train/ + test/), or the split
+    kept inside each kind beside a third folder: no layout pycount reads, named as no
+    annotated image found, not a traceback or a part of the folder left out unsaid."""
+    patients = tmp_path / "patients"
+    kinds = tmp_path / "kinds"
+    for root, parts in ((patients, ("p1", "p2")), (kinds, ("train", "test"))):
+        for part, name in zip(parts, ("a", "b")):
+            (root / "images" / part).mkdir(parents=True)
+            _img(root / "images" / part / f"{name}.png")
+            (root / "labels" / part).mkdir(parents=True)
+            (root / "labels" / part / f"{name}.csv").write_text("x,y\n1,2\n")
+    _annotated(kinds / "thumbs", ["c"])
+    for root in (patients, kinds):
+        assert layout.folder_layout(root) == ({}, (), "")
+        with pytest.raises(DatasetError, match=re.escape(f"no annotated images found in {root};")):
+            readers.read("folder", root)
+
+
+def test_a_sets_annotation_file_beside_two_folders_of_images_reads_neither(tmp_path, capsys):
+    """annotations.xml beside images/ and more/: which folder it annotates cannot be told, so
+    neither is read as its images (not the first, the other left out unsaid), and the refusal
+    says so, where it was a note that the folder "holds its annotated images itself" and then
+    "no annotated images found"."""
+    for folder, name in (("images", "a"), ("more", "b")):
+        (tmp_path / folder).mkdir()
+        _img(tmp_path / folder / f"{name}.png", (60, 60, 3))
+    (tmp_path / "annotations.xml").write_text(_cvat_xml({"a.png": [(10.5, 12.5)],
+                                                         "b.png": [(5.5, 5.5)]}))
+    with pytest.raises(DatasetError, match=r"holds annotations \(annotations\.xml\) but no "
+                       r"image, and images in 2 subfolders \(images/, more/\): which of them"):
+        layout.folder_layout(tmp_path)
+    with pytest.raises(DatasetError, match="keep only that folder beside them"):
+        readers.read("folder", tmp_path)
+    assert "holds its annotated images itself" not in capsys.readouterr().err
+
+
+def test_a_cvat_export_beside_its_images_folder_says_no_folder_is_left_unread(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    _img(tmp_path / "images" / "a.png", (60, 60, 3))
+    (tmp_path / "annotations.xml").write_text(_cvat_xml({"a.png": [(10.5, 12.5)]}))
+    assert [(s.id, s.count) for s in readers.read("folder", tmp_path)] == [("a", 1)]
+    assert capsys.readouterr().err == ""
 
 
 def test_an_empty_test_folder_is_noted_and_the_test_images_drawn(tmp_path, capsys):

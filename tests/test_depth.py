@@ -295,3 +295,36 @@ def test_float_images_of_tiny_values_keep_their_range(tmp_path, workdirs):
         p.unlink()
     ds = resolved(folder)
     assert len(ds.depth_range) == 2 and 0 < ds.depth_range[0] < ds.depth_range[1] < 1e-4
+
+
+def test_a_range_of_no_width_or_a_near_flat_image_stretches_each_image_on_its_own():
+    """A depth_range whose ends meet maps nothing: the image's own stretch instead. An image
+    whose percentiles meet (a flat field, two odd pixels) spans its minimum to its maximum."""
+    data = np.full((100, 100), 1000, np.uint16)
+    data[0, 0], data[0, 1] = 0, 5000
+    expected = np.full((100, 100), 51, np.uint8)                # 1000 of 0..5000
+    expected[0, 0], expected[0, 1] = 0, 255
+    np.testing.assert_array_equal(images.to_uint8(data), expected)
+    np.testing.assert_array_equal(images.to_uint8(data, (1000, 1000)), expected)
+
+
+def test_values_on_the_ends_of_the_range_lie_within_it_and_a_quarter_outside_is_no_warning():
+    rng = np.array([[0, 0, 0, 4095]], np.uint16)
+    assert images.outside_range(rng, (0, 4095)) == ""
+    quarter = np.array([[50, 500, 600, 700]], np.uint16)      # config.DEPTH_OUTSIDE_WARN
+    assert images.outside_range(quarter, (100, 1000)) == ""
+    half = np.array([[50, 60, 600, 700]], np.uint16)
+    assert images.outside_range(half, (100, 1000)).startswith(
+        "50% below 100 of its uint16 values lie outside the range [100, 1000] its dataset's "
+        "training images span (depth_range), so it reads as mostly black")
+    # 8-bit values are read as they are, whatever the range: nothing to say
+    assert images.outside_range(np.full((2, 2), 255, np.uint8), (0, 100)) == ""
+
+
+def test_an_image_of_fewer_bits_than_the_training_images_names_its_levels():
+    data = np.zeros((2, 2), np.uint8)
+    assert images.outside_range(data, (), ("uint8",), "uint4") == (
+        "a 4-bit image, where the run's training images were 8-bit: it holds only 16 levels of "
+        "intensity (a mask or a thresholded image?), where the training images held the shades "
+        "of a micrograph, so it reads otherwise than they did; save it as they were saved")
+    assert "it holds only 2 levels" in images.outside_range(data, (), ("uint16",), "bool")

@@ -1,5 +1,7 @@
 """Tests for the dataset readers (real CRC nuclei and VGG cells, generic folders), their validation,
 the layout dispatcher, and the Ki67-like synthetic generator."""
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -540,6 +542,99 @@ def test_a_broken_link_is_named_as_one(generic_set):
     with pytest.raises(DatasetError) as err:              # the reader `pycount count` uses
         images.read_any_image(generic_set / "003.png")
     assert str(err.value) == f"cannot decode {message.replace(' is a ', ': it is a ', 1)}"
+
+
+def test_a_jpeg_with_stray_bytes_between_its_segments_reads(tmp_path):
+    """libjpeg skips bytes between segments (with a warning): the file is whole, not cut."""
+    body = cv2.imencode(".jpg", _textured())[1].tobytes()
+    at = 4 + int.from_bytes(body[4:6], "big")                 # after SOI and APP0
+    path = tmp_path / "x.jpg"
+    path.write_bytes(body[:at] + b"\x00\x00" + body[at:])
+    np.testing.assert_array_equal(images.read_any_image(path),
+                                  cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8),
+                                                            cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+
+
+def test_a_fill_byte_before_a_segment_does_not_lose_the_walk_through_a_cut_jpeg(tmp_path):
+    """FF FF E1: a fill byte, then the APP1 marker; walked as one, the thumbnail's FF D9 inside
+    that segment is skipped with it and the cut is still found."""
+    thumb = cv2.imencode(".jpg", _textured(8, 8))[1].tobytes()
+    body = cv2.imencode(".jpg", _textured())[1].tobytes()
+    exif = b"Exif\x00\x00" + thumb
+    data = body[:2] + b"\xff\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + body[2:]
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    assert images.read_any_image(path).shape == (60, 80, 3)
+    path.write_bytes(data[:len(data) - len(body) // 2])
+    with pytest.raises(DatasetError, match="ends before its end-of-image marker"):
+        images.read_any_image(path)
+
+
+def test_grey_plus_associated_alpha_reads_as_grey(tmp_path):
+    grey = np.linspace(0, 255, 120).reshape(10, 12).astype(np.uint8)
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 255)], -1),
+                     photometric="minisblack", extrasamples=["assocalpha"])
+    np.testing.assert_array_equal(images.read_any_image(path), np.repeat(grey[..., None], 3, 2))
+
+
+@pytest.mark.parametrize("photometric, extra, n", [
+    ("minisblack", ["unassalpha", "unspecified"], 2), ("miniswhite", [], 3)])
+def test_grey_channels_beside_an_alpha_or_stored_white_on_black_are_refused(tmp_path, photometric,
+                                                                           extra, n):
+    """Two grey channels and an alpha; three stored min-is-white: not one grey image either."""
+    grey = np.linspace(0, 255, 120).reshape(10, 12).astype(np.uint8)
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.stack([grey, np.full_like(grey, 255), grey], -1),
+                     photometric=photometric, planarconfig="contig", extrasamples=extra or None)
+    with pytest.raises(DatasetError) as err:
+        images.decoded_pixels(path)
+    assert str(err.value).startswith(f"cannot decode {path}: it has {n} channels stored as grey "
+                                     f"values, not as RGB")
+
+
+def test_a_one_bit_grey_plus_alpha_tiff_reads_as_a_mask_of_its_own_kind(tmp_path):
+    """tifffile gives 1-bit planes as booleans: intensities (0, 255), of the kind "bool"."""
+    mask = np.eye(10, 12, dtype=bool)
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, np.stack([mask, np.ones_like(mask)]), photometric="minisblack",
+                     planarconfig="separate", extrasamples=["unassalpha"])
+    image, why = images.read_in_range(path, (), ("uint8",))
+    np.testing.assert_array_equal(image, np.repeat(mask[..., None] * np.uint8(255), 3, 2))
+    assert why.startswith("a 1-bit image, where the run's training images were 8-bit: it holds "
+                          "only 2 levels")
+
+
+def _png(bits: int, colour: int, palette: bytes = b"") -> bytes:
+    """A 12 x 10 PNG of `bits` per sample of colour type `colour` (0 grey, 3 palette)."""
+    def chunk(tag, body):
+        return (struct.pack(">I", len(body)) + tag + body
+                + struct.pack(">I", zlib.crc32(tag + body)))
+    rows = b"".join(b"\x00" + bytes([0x12] * (12 * bits // 8)) for _ in range(10))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12, 10, bits, colour,
+                                                               0, 0, 0))
+            + (chunk(b"PLTE", palette) if palette else b"") + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def test_a_palette_png_of_4_bits_is_read_as_8_bit_colour_and_a_grey_one_as_4_bits(tmp_path):
+    """A palette's bits index its colours: its image is of 8-bit values as any RGB's."""
+    (tmp_path / "pal.png").write_bytes(_png(4, 3, bytes(range(48))))
+    (tmp_path / "grey.png").write_bytes(_png(4, 0))
+    assert images.stored_bits(tmp_path / "pal.png") == 0
+    assert images.read_in_range(tmp_path / "pal.png", (), ("uint8",))[1] == ""
+    assert images.stored_bits(tmp_path / "grey.png") == 4
+
+
+def test_an_image_linked_to_its_file_is_read_as_it(generic_set):
+    """A symbolic link to an image (a set shared between folders): no broken link."""
+    (generic_set.parent / "store").mkdir()
+    write_rgb(generic_set.parent / "store" / "002.png", _textured(10, 12))
+    (generic_set / "002.png").unlink()
+    (generic_set / "002.png").symlink_to(generic_set.parent / "store" / "002.png")
+    samples = read_generic(generic_set)
+    np.testing.assert_array_equal(samples[1].image, _textured(10, 12))
+    assert images.dead_link(generic_set / "002.png") is None
 
 
 @pytest.mark.parametrize("x, y", [(12.0, 3.0), (-0.6, 3.0), (4.0, 9.51), (float("nan"), 1.0)])

@@ -222,6 +222,13 @@ def _units(root: Path) -> list[tuple[str, str, dict]]:
     pairs = folder_pairs_in(root)
     if _entries(root) and split_folders(root) is None:     # the folder's own files are the set
         aside = [d for d in visible_subfolders(root) if _has_images(d)]
+        if aside and not _has_images(root):   # annotations here, their images in 2+ folders
+            raise DatasetError(
+                f"{root} holds annotations ({few(p.name for p in _entries(root))}) but no "
+                f"image, and images in {len(aside)} subfolders "
+                f"({few(d.name + '/' for d in aside)}): which of them the annotations are of "
+                f"cannot be told; keep only that folder beside them (as images/), or move its "
+                f"images up beside them")
         if aside:                       # e.g. a test/ beside the images: not read, say so
             note(f"{root} holds its annotated images itself, so its subfolders "
                  f"{few(d.name + '/' for d in aside)} are not read (their images are neither "
