@@ -77,6 +77,9 @@ def fit_mesa(word_maps, targets, k1: int, lam: float, max_rounds: int = 100, tol
     """Cutting-plane L1-regularised MESA fit of one weight per code word; returns (w, info).
 
     cell > 1 restricts the boxes to a grid of cell x cell px (the search then costs 1/cell^3)."""
+    if max_rounds < 1:        # no round: no linear program solved, so no weights to return
+        raise ValueError(f"the MESA fit needs at least one round, not {max_rounds} "
+                         f"(Le.count's mesa_rounds >= 1)")
     n = len(word_maps)
     rows, rhs, owner = [], [], []
 
