@@ -963,3 +963,113 @@ def test_a_cell_is_within_the_tolerance_only_inside_15_percent(tmp_path, monkeyp
     assert cell["ratio"] == pytest.approx(mae / 9.2591)
     md = audit.write(report)["md"].read_text()
     assert f"ratio {mae / 9.2591:.2f}: {mark}" in md
+
+
+def test_the_runs_table_names_the_weights_counted_and_the_wall_time():
+    """A best validation at iteration 0 is a kept iteration (not "?"); a fitted classic method
+    (0 iterations, no validation) is "the fitted model"; no best validation otherwise is "?".
+    A wall time of an hour or more is in hours, a shorter one (0 s too) in minutes."""
+    assert render._kept({"iterations": 20, "best_iter": 0, "best_val": 1.25}) == \
+        "iteration 0 (validation patch MAE 1.25)"
+    assert render._kept({"iterations": 20, "best_iter": 10, "best_val": 0.123456}) == \
+        "iteration 10 (validation patch MAE 0.123)"
+    assert render._kept({"iterations": 0, "best_iter": -1, "best_val": None}) == \
+        "the fitted model"
+    assert render._kept({"iterations": 1}) == "?"
+    assert render._kept({"iterations": 20, "best_iter": -1, "best_val": 1.0}) == "?"
+    assert [render.wall_time(s) for s in (None, 0, 90, 3599, 3600, 9000)] == \
+        ["?", "0.0 min", "1.5 min", "60.0 min", "1.00 h", "2.50 h"]
+
+
+def test_the_tally_counts_the_cells_within_and_what_the_others_wait_for(tmp_path, monkeypatch):
+    """Only the cells within ±15% are counted as within; the cells without a number are counted
+    per need, the most first, "needs" for one and "need" for more."""
+    from pycount.nets import weights
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "weights")    # no ResNet weights
+    data = tmp_path / "data"                                # nuclei's release only
+    (data / config.dataset("nuclei").subdir).mkdir(parents=True)
+    runs, rec = tmp_path / "runs", tmp_path / "absent.json"
+    _fake_run(runs, "bacterial/alexnet", mae=20.0)                   # 2.16 x the paper's
+    first, second = render.tally(audit.build(runs, data_root=data, record_path=rec))
+    assert first.startswith("1 of the 30 paper cells that pycount models have our number "
+                            "(0 within ±15% of the paper's MAE), and ")
+    assert second == ("Of the cells without a number, 24 need ImageNet weights, 8 can be trained "
+                      "here, 7 need a dataset that is not here: see \"Filling the missing "
+                      "cells\" below.")
+    _fake_run(runs, "bacterial/lecount", mae=6.5)                    # 1.01 x
+    first, _ = render.tally(audit.build(runs, data_root=data, record_path=rec))
+    assert first.startswith("2 of the 30 paper cells that pycount models have our number "
+                            "(1 within ±15% of the paper's MAE), and ")
+
+
+def test_a_row_pycount_does_not_model_is_listed_once_even_with_every_cell_filled():
+    """Table 4's DeepFeat fills no column: it is said once under "Filling the missing cells",
+    and is said there even when no modelled cell is missing."""
+    cells = {c.folder: {"run": None, "ours": None, "note": "not implemented: why"}
+             for c in render.COLUMNS}
+    report = {"tables": [{"table": 4, "rows": [{"label": "DeepFeat [24]", "model": None,
+                                                "head": "R", "cells": cells}]}]}
+    md = render.to_markdown(render._filling(report))
+    assert md.count("DeepFeat [24]: not implemented: why.") == 1
+    assert "### Rows pycount does not model" in md and "None is missing." not in md
+
+
+def test_a_cell_in_training_is_listed_as_trainable_here_with_its_state(tmp_path):
+    runs = tmp_path / "runs"
+    run = runs / "nuclei" / "alexnet"
+    (run / "snapshots").mkdir(parents=True)
+    full = config.model("alexnet", config.dataset("nuclei")).solver.max_iter
+    (run / "solver.prototxt").write_text(f'net: "x"\nmax_iter: {full}\nbase_lr: 0.001\n')
+    (run / "train_log.csv").write_text("iter,loss,lr,seconds,val_mae\n0,9.1,0.001,0,4.5\n")
+    report = audit.build(runs, record_path=tmp_path / "absent.json")
+    note = {r["label"]: r for r in report["tables"][0]["rows"]}["AlexNet(R)"]["cells"][
+        "nuclei"]["note"]
+    md = render.to_markdown(render.to_blocks(report))
+    here = md[md.index("### Trainable on this machine"):]
+    here = here[:here.index("\n\n###")]
+    assert f"| nuclei/alexnet | Table 2 AlexNet(R) · Nuclei | {note} |" in here
+
+
+def test_the_runs_outside_the_tolerance_are_listed_in_the_order_of_their_names(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "nuclei/alexnet", mae=40.0, n_images=50)        # Table 2, 2.15 x
+    _fake_run(runs, "bacterial/lecount", mae=3.0)                    # Table 4, 0.47 x
+    md = render.to_markdown(render.to_blocks(audit.build(
+        runs, record_path=tmp_path / "absent.json")))
+    assert md.index("### bacterial/lecount: ratio") < md.index("### nuclei/alexnet: ratio")
+
+
+def test_markdown_and_html_escape_what_a_cell_or_line_holds(tmp_path):
+    """A "|" in a table cell would split the Markdown row; "<" and "&" in a note are text in the
+    HTML page, and `code` is a code span in it."""
+    blocks = [("h1", "A <title>"), ("p", "run `make eval` & see <b>x</b>"),
+              ("table", ["what"], [[["a | b", "c"]]])]
+    md = render.to_markdown(blocks)
+    assert "| a \\| b · c |" in md.splitlines()
+    page = render.to_html(blocks, tmp_path)
+    assert "<title>A &lt;title&gt;</title>" in page
+    assert "<p>run <code>make eval</code> &amp; see &lt;b&gt;x&lt;/b&gt;</p>" in page
+    assert "<td>a | b<br>c</td>" in page
+
+
+def test_a_run_shared_by_two_tables_has_one_validation_curve(tmp_path):
+    """Table 2's ResNet(R) and Table 3's ResNet-50(R) are one run: validation.png draws its curve
+    once."""
+    runs = tmp_path / "runs"
+    _fake_run(runs, "nuclei/resnet50", mae=17.0, n_images=50)
+    (runs / "nuclei" / "resnet50" / "train.json").write_text(json.dumps(
+        {"iterations": 2000, "best_iter": 2000, "best_val_patch_mae": 0.7}))
+    (runs / "nuclei" / "resnet50" / "train_log.csv").write_text(
+        "iter,loss,lr,seconds,val_mae\n1000,1.1,0.001,900,0.8\n2000,0.9,0.001,1800,0.7\n")
+    report = audit.build(runs, record_path=tmp_path / "absent.json")
+    assert [label for label, _ in render.curves(report)] == ["ResNet(R) nuclei"]
+
+
+def test_the_published_density_counters_and_the_rows_without_a_run():
+    """FCRN-A is reported at N = 32 training images, Count-ception at N = 50 (mean ± std over the
+    draws); a row pycount does not model has no run folder."""
+    assert paper.PUBLISHED_DENSITY == (
+        ("FCRN-A (Xie, Noble & Zisserman 2016)", "bacterial", 32, 2.9, 0.2),
+        ("Count-ception (Cohen et al. 2017)", "bacterial", 50, 2.3, 0.4))
+    rows = {(r.table, r.label): r for r in paper.PAPER}
+    assert rows[(4, "DeepFeat [24]")].run is None and rows[(4, "Le.detect [5]")].run == "ledetect"

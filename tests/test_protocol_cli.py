@@ -2,13 +2,16 @@
 folders are named before or instead of a training; no (N, seed) run is started here."""
 import dataclasses
 import json
+import os
+import signal
 import sys
 
 import pytest
 
-from pycount import cli, config
+from pycount import cli, config, errors
 from pycount.nets import builders as nets
 from pycount.training import protocol
+from pycount.util import interrupt
 
 
 @pytest.fixture
@@ -278,3 +281,107 @@ def test_the_table_is_of_the_ns_and_seeds_asked_for(tmp_path, workdirs):
     assert (row["train_n"], row["seeds"], row["mae_mean"]) == (2, [1, 2], 3.0)
     rows = protocol.summarize(ds, "fcrn")
     assert [(r["train_n"], r["seeds"]) for r in rows] == [(2, [1, 2, 7]), (3, [1])]
+
+
+def _lecount_run(seed, mae, dataset="bacterial", n=32):
+    """A protocol run of Le.count (no net: never stale) evaluated at `mae`."""
+    d = config.with_overrides(config.dataset("bacterial"), train_n=n, seed=seed)
+    run = config.run_dir(d, config.model("lecount", d))
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"dataset": dataset, "train_n": n,
+                                                  "seed": seed, "mae": mae, "mre": mae / 100}))
+    return run
+
+
+def test_the_summary_takes_a_runs_own_metrics_before_its_record_and_only_its_datasets(workdirs):
+    """A recorded seed counts only when its run folder is gone (the folder's evaluation is the
+    newer); a metrics.json of another dataset in the folder is no seed of this one."""
+    _lecount_run(1, 2.0)
+    _lecount_run(2, 4.0, dataset="nuclei")
+    rec = {"train_n": 32, "mae": 9.0, "mre": 0.09, "dataset": "bacterial"}
+    row, = protocol.summarize("bacterial", "lecount", recorded={
+        "bacterial-n32-seed1/lecount": dict(rec, seed=1),
+        "bacterial-n32-seed3/lecount": dict(rec, seed=3, mae=5.0),
+        "bacterial-n32-seed4/lecount": dict(rec, seed=4, mae=7.0, stale=True)})
+    assert (row["seeds"], row["mae_per_seed"], row["recorded_seeds"]) == ([1, 3], [2.0, 5.0], [3])
+    assert row["mae_mean"] == 3.5 and row["mre_mean"] == pytest.approx(0.055)
+    assert row["mae_std"] == pytest.approx(2.1213203)               # sample std of 2 and 5
+    assert (row["stale_seeds"], row["stale_mae"]) == ([4], {"4": 7.0})
+
+
+def test_seed_0_is_a_draw():
+    assert protocol.check_sweep([32, 50, 32], [0, 1, 0], 1) == ([32, 50], [0, 1])
+
+
+def test_a_training_is_complete_only_with_its_weights_kept(tmp_path):
+    """Only then is a run with a damaged metrics.json evaluated again rather than trained on."""
+    ds = config.dataset("bacterial")
+    full = config.model("fcrn", ds).solver.max_iter
+    (tmp_path / "train.json").write_text(json.dumps({"iterations": full}))
+    assert not protocol._trained(tmp_path, ds, "fcrn")
+    (tmp_path / "model.caffemodel").write_bytes(b"weights")
+    assert protocol._trained(tmp_path, ds, "fcrn")
+    (tmp_path / "train.json").write_text(json.dumps({"iterations": full, "interrupted": True}))
+    assert not protocol._trained(tmp_path, ds, "fcrn")
+
+
+def test_a_retrained_run_restarts_its_training_only(tmp_path):
+    """--restart goes to `pycount train` alone (prepare and eval have no such option), with the
+    run's N and seed on every step."""
+    class Children:
+        argv, envs = [], []
+
+        def call(self, argv, **kwargs):
+            self.argv.append(argv[3:])
+            self.envs.append(kwargs["env"])
+            return 0
+    children = Children()
+    assert protocol._job(["--dataset", "bacterial"], 32, 4, True, 1, tmp_path,
+                         children=children)[:3] == (32, 4, "ok")
+    run = ["--dataset", "bacterial", "--train-n", "32", "--seed", "4"]
+    assert children.argv == [["prepare", *run], ["train", *run, "--restart"], ["eval", *run]]
+    # each step stops when the protocol dies, and has the BLAS threads it was given
+    assert {(env[interrupt.PARENT_ENV], env["OPENBLAS_NUM_THREADS"]) for env in children.envs} \
+        == {(str(os.getpid()), "1")}
+
+
+def test_no_run_starts_once_the_protocol_is_stopping():
+    children = protocol._Children()
+    children.stop()
+    assert children.call([sys.executable, "-c", "raise SystemExit(3)"]) == -signal.SIGTERM
+
+
+def test_a_protocol_with_every_run_done_needs_no_release_and_reports_only_what_was_asked(
+        jobs, tmp_path, capsys):
+    """Nothing to train: a DATA_ROOT without the release is no error; the summary written is of
+    the seeds asked for, not of every seed on the disk."""
+    _lecount_run(1, 2.0)
+    _lecount_run(2, 4.0)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["protocol", "--model", "lecount", "--data-root", str(empty), "--ns", "32",
+                     "--seeds", "1"]) == 0
+    assert jobs == []
+    rows = json.loads((config.runs_dir() / "protocol" / "bacterial-lecount.json").read_text())
+    assert [(r["train_n"], r["seeds"], r["mae_mean"]) for r in rows] == [(32, [1], 2.0)]
+
+
+def test_a_failed_run_fails_the_protocol_after_its_summary(monkeypatch, tmp_path, workdirs):
+    monkeypatch.setattr(protocol, "_job", lambda base, n, seed, *a: (
+        n, seed, "train failed (exit 2); see its log" if seed == 2 else "ok", 0.0))
+    with pytest.raises(errors.TrainError, match=r"^train failed \(exit 2\); see its log$"):
+        protocol.run("bacterial", "lecount", ns=(32,), seeds=(1, 2), data_root=_root(tmp_path))
+    assert (config.runs_dir() / "protocol" / "bacterial-lecount.md").is_file()
+
+
+def test_a_run_trained_again_from_scratch_loses_its_old_metrics_first(jobs, tmp_path):
+    """Its MAE went with the weights the retraining replaces: a retraining stopped midway left
+    it, and the next protocol took the run for evaluated and resumed it."""
+    pytest.importorskip("caffe")            # stale() compares prototxts only with Caffe built
+    ds = _own_folder_with_iters(tmp_path / "own", iters=30)
+    run = _write_run(ds, 2, 1, solver_iters=20)            # trained when pycount.toml said 20
+    (run / "metrics.json").write_text(json.dumps({"dataset": ds.name, "train_n": 2, "seed": 1,
+                                                  "mae": 2.0, "mre": 0.1}))
+    protocol.run(str(tmp_path / "own"), "fcrn", ns=(2,), seeds=(1,))
+    assert jobs == [(2, 1, ("prepare", "train", "eval"))]
+    assert not (run / "metrics.json").exists()

@@ -502,3 +502,143 @@ def test_the_sweeps_steps_run_where_the_runs_go(tmp_path, monkeypatch):
         assert replicate._call([sys.executable, "-c", "import os; print(os.getcwd())"], log,
                                dict(os.environ)) == 0
     assert (tmp_path / "log").read_text().strip() == str(work)
+
+
+@pytest.mark.parametrize("text, partial", [
+    ('{"n_images": 2, "test_images_of": 100}', True), ('{"n_images": 100, "test_images_of": 100}',
+                                                       False),
+    ("[2, 100]", False), ('"2 of 100"', False), ("{not json", False), (None, False)])
+def test_only_a_readable_partial_evaluation_is_counted_again(tmp_path, text, partial):
+    """A metrics.json of another JSON type, damaged or missing is no partial evaluation (the
+    audit names it): the sweep neither crashes on it nor takes it for TEST_IMAGES='s."""
+    f = tmp_path / "metrics.json"
+    if text is not None:
+        f.write_text(text)
+    assert replicate._partial(f) is partial
+
+
+def test_a_dry_run_trains_a_cell_trained_exactly_iters_but_not_evaluated_in_full(
+        monkeypatch, tmp_path, workdirs):
+    """A run stopped between its training to ITERS and its evaluation goes through every step
+    again (its training has nothing left to do), not as "trained further than ITERS"."""
+    ds = config.dataset("bacterial")
+    run = config.run_dir(ds, config.model("alexnet", ds), "R")
+    run.mkdir(parents=True)
+    (run / "train.json").write_text('{"iterations": 2}')
+    ran = []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: ran.append((m, h, a[-1])) or "ok")
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a, **k: None)  # weights "there"
+    rows = replicate.run(gpu=-1, iters=2, datasets=("bacterial",), models=("alexnet",),
+                         data_root=_data_root(tmp_path))
+    assert {(r["model"], r["head"]): r["status"] for r in rows} == {("alexnet", "R"): "ok",
+                                                                     ("alexnet", "C"): "ok"}
+    assert sorted(ran) == [("alexnet", "C", replicate.STEPS), ("alexnet", "R", replicate.STEPS)]
+
+
+def test_a_dry_run_takes_an_evaluation_as_new_as_its_training_for_done(monkeypatch, tmp_path,
+                                                                       workdirs):
+    """metrics.json and train.json of the same time (a coarse clock) is an evaluation of that
+    training: done, not evaluated again."""
+    ds = config.dataset("bacterial")
+    run = config.run_dir(ds, config.model("alexnet", ds), "R")
+    run.mkdir(parents=True)
+    (run / "train.json").write_text('{"iterations": 500}')
+    (run / "metrics.json").write_text("{}")
+    t = (run / "train.json").stat().st_mtime
+    os.utime(run / "metrics.json", (t, t))
+    assert replicate._dry_run("bacterial", "alexnet", "R", 20) == (
+        "done before: trained 500 iterations already, more than ITERS=20 (a dry run leaves "
+        "longer trainings as they are)", ())
+
+
+@pytest.mark.parametrize("text, iters", [('{"iterations": 20}', 20), ('{"iterations": true}', 0),
+                                         ('{"iterations": "20"}', 0), ('{"iterations": 2.0}', 0),
+                                         ("[20]", 0), ("{not json", 0), ("{}", 0)])
+def test_the_iterations_a_cell_has_trained_are_a_whole_number_or_none(workdirs, text, iters):
+    """A train.json whose iterations are no whole number (true is not 1) counts as none trained:
+    a dry run of ITERS=1 did not take it for a cell trained and done."""
+    ds = config.dataset("bacterial")
+    run = config.run_dir(ds, config.model("alexnet", ds), "R")
+    run.mkdir(parents=True)
+    (run / "train.json").write_text(text)
+    assert replicate._iterations("bacterial", "alexnet", "R") == iters
+
+
+def test_a_relative_data_root_reaches_the_steps_as_an_absolute_path_and_the_gpu_is_asked_once(
+        monkeypatch, tmp_path, workdirs):
+    """The steps run in the project's folder: DATA_ROOT=datasets given from another folder is
+    passed to them as that folder's datasets. The GPU is asked for once, not per cell."""
+    _data_root(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    seen, asked = [], []
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, gpu, iters, root, *a:
+                        seen.append((m, root)) or "ok")
+    monkeypatch.setattr(replicate, "check_gpu", asked.append)
+    replicate.run(gpu=3, datasets=("bacterial",), models=("lecount", "ledetect"),
+                  data_root="datasets")
+    assert seen == [("lecount", str(tmp_path / "datasets")),
+                    ("ledetect", str(tmp_path / "datasets"))]
+    assert asked == [3]
+
+
+def test_a_dry_runs_note_goes_with_a_cell_that_ran_not_with_one_that_failed(monkeypatch,
+                                                                          tmp_path, workdirs):
+    ds = config.dataset("bacterial")
+    run = config.run_dir(ds, config.model("alexnet", ds), "R")
+    run.mkdir(parents=True)
+    (run / "train.json").write_text('{"iterations": 500}')
+    monkeypatch.setattr(replicate, "_cell", lambda d, m, h, *a: "failed at eval (exit 2)"
+                        if h == "R" else "ok")
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda *a, **k: None)  # weights "there"
+    with pytest.raises(errors.TrainError) as failed:
+        replicate.run(gpu=-1, iters=20, datasets=("bacterial",), models=("alexnet",),
+                      data_root=_data_root(tmp_path))
+    assert str(failed.value) == "1 cell(s) failed: bacterial alexnet(R): failed at eval (exit 2)"
+
+
+def test_a_sweep_with_no_runnable_cell_names_up_to_three_reasons(monkeypatch, tmp_path,
+                                                                 workdirs):
+    monkeypatch.setattr(replicate, "_cell", lambda *a: pytest.fail("a cell ran"))
+    monkeypatch.setattr("pycount.reporting.audit.why_not", lambda d, *a, **k: f"no {d} here")
+    with pytest.raises(errors.TrainError) as none:
+        replicate.run(gpu=-1, datasets=("bacterial", "nuclei", "ki67"), models=("lecount",))
+    assert str(none.value) == ("none of the 3 paper cells can run here: no bacterial here; "
+                               "no nuclei here; no ki67 here")
+    with pytest.raises(errors.TrainError) as none:
+        replicate.run(gpu=-1, models=("lecount",))
+    assert str(none.value) == ("none of the 4 paper cells can run here: no bacterial here; "
+                               "no nuclei here; no ki67 here; ...")
+
+
+def test_each_step_of_a_cell_is_told_its_settings(monkeypatch, tmp_path):
+    """prepare, train and eval each get the cell's dataset, model and DATA_ROOT; train and eval
+    its head and GPU (a classic method, fitted on the CPU, none of them), train ITERS= and eval
+    TEST_IMAGES=."""
+    seen = []
+    monkeypatch.setattr(replicate, "_call", lambda argv, log, env: seen.append(argv[3:]) or 0)
+    root = tmp_path / "data"
+    status = replicate._cell("bacterial", "alexnet", "C", 1, 20, root, tmp_path, 5)
+    cell = ["--dataset", "bacterial", "--model", "alexnet", "--data-root", str(root)]
+    assert seen == [["prepare", *cell], ["train", *cell, "--head", "C", "--gpu", "1", "--iters",
+                                         "20"],
+                    ["eval", *cell, "--head", "C", "--gpu", "1", "--test-images", "5"]]
+    assert status.startswith("ok (") and status.endswith(" min)")
+    seen.clear()
+    replicate._cell("bacterial", "lecount", "R", 1, None, None, tmp_path)
+    cell = ["--dataset", "bacterial", "--model", "lecount"]
+    assert seen == [["prepare", *cell], ["train", *cell], ["eval", *cell]]
+
+
+def test_the_sweeps_steps_run_in_the_checkout_from_any_folder(tmp_path, monkeypatch):
+    """From a checkout (a Makefile beside the package), each step runs in it, where its runs/
+    and data/ are, whatever folder the sweep was started in."""
+    checkout, work = tmp_path / "checkout", tmp_path / "work"
+    checkout.mkdir()
+    (checkout / "Makefile").write_text("")
+    work.mkdir()
+    monkeypatch.setattr(config, "ROOT", checkout)
+    monkeypatch.chdir(work)
+    with open(tmp_path / "log", "w") as log:
+        assert replicate._call([sys.executable, "-c", "import os; print(os.getcwd())"], log,
+                               dict(os.environ)) == 0
+    assert (tmp_path / "log").read_text().strip() == str(checkout)
