@@ -1,5 +1,6 @@
 """Tests for pycount.datasets: synthetic generation, reading the VGG-cells layout, error reporting."""
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -7,10 +8,10 @@ import numpy as np
 import pytest
 
 from pycount import config
-from pycount.data import prepare
+from pycount.data import prepare, synthetic
 from pycount.data.readers import Sample, read_vgg_cells
 from pycount.errors import DatasetError
-from pycount.data.synthetic import generate_synthetic, synthesize_image
+from pycount.data.synthetic import generate_ki67_synthetic, generate_synthetic, synthesize_image
 
 REAL_ROOT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vgg_cells"
 SMALL = dict(count_range=(20, 60), size=128)  # small images keep the generator tests fast
@@ -128,6 +129,67 @@ def test_refuses_to_overwrite_foreign_folder(tmp_path):
     with pytest.raises(DatasetError, match="synthetic.json"):
         generate_synthetic(out, n_images=1, **SMALL)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("generate,size", [(generate_synthetic, 16),
+                                           (generate_ki67_synthetic, (200, 240))])
+@pytest.mark.parametrize("count_range", [(0, 5), (6, 5)])
+def test_a_count_range_that_is_not_one_or_more_low_to_high_is_refused(tmp_path, generate, size,
+                                                                     count_range):
+    with pytest.raises(ValueError, match=r"count_range must satisfy 1 <= low <= high, got "
+                       + re.escape(str(count_range))):
+        generate(tmp_path / "s", n_images=1, count_range=count_range, size=size)
+    assert not (tmp_path / "s").exists()
+
+
+def test_more_cells_than_pixels_or_a_ki67_image_narrower_than_a_nucleus_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="count_range high 17 exceeds the 4x4 pixels"):
+        generate_synthetic(tmp_path / "s", n_images=1, count_range=(1, 17), size=4)
+    with pytest.raises(ValueError, match="a 32x400 image cannot hold 1 nuclei"):
+        generate_ki67_synthetic(tmp_path / "k", n_images=1, count_range=(1, 1), size=(32, 400))
+    # 62 nuclei of 9 px apart want 62 x 81 px, more than half of 100 x 100 (61 would fit)
+    with pytest.raises(ValueError, match="a 100x100 image cannot hold 62 nuclei 9 px apart; "
+                       "lower count_range or enlarge size"):
+        generate_ki67_synthetic(tmp_path / "k", n_images=1, count_range=(1, 62), size=(100, 100))
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_an_empty_folder_is_generated_into(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    generate_synthetic(out, n_images=1, **SMALL)
+    assert sorted(p.name for p in out.iterdir()) == ["001cell.png", "001dots.png",
+                                                     "synthetic.json"]
+
+
+def test_an_image_that_cannot_be_written_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic.cv2, "imwrite", lambda *a: False)
+    with pytest.raises(DatasetError, match=r"could not write .*001cell\.png; check disk space"):
+        generate_synthetic(tmp_path / "s", n_images=2, **SMALL)
+    assert sorted(tmp_path.iterdir()) == []           # no half-written temporary folder
+
+
+def test_every_cell_gets_its_own_centre_pixel_even_when_crowded():
+    for n in (200, 256):                          # 256: every pixel of a 16 x 16 image
+        _, centres = synthetic.synthesize_image(np.random.default_rng(n), n, size=16)
+        assert len(np.unique(centres, axis=0)) == n
+
+
+def test_saturated_nuclei_clip_at_full_brightness(monkeypatch):
+    monkeypatch.setattr(synthetic, "CELL_GAIN", 50.0)
+    image, centres = synthetic.synthesize_image(np.random.default_rng(0), 30, size=64)
+    xy = centres.astype(int)
+    assert (image[xy[:, 1], xy[:, 0], 2] == 255).all()
+
+
+def test_texture_noise_spans_zero_to_one_and_a_nucleus_fits_its_canvas():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        noise = synthetic._value_noise(rng, 23, 31, 3)
+        assert noise.shape == (23, 31) and noise.min() == 0 and noise.max() == pytest.approx(1)
+        mask = synthetic._cell_mask(rng, 6.0)
+        assert mask.max() == 1
+        assert (mask[[0, -1]] == 0).all() and (mask[:, [0, -1]] == 0).all()   # not cut square
 
 
 # --- reading ----------------------------------------------------------------------------------------

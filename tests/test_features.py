@@ -1,10 +1,15 @@
 """Paper mode: training the head on cached trunk features equals the plain solver."""
 import dataclasses
+import os
+import re
 
 import numpy as np
 import pytest
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
 from pycount import config  # noqa: E402
 from pycount.training import features
 from pycount.data import lmdbio
@@ -172,3 +177,77 @@ def test_a_run_from_stand_in_weights_says_so(tiny, paper_mode, monkeypatch):
     longer = dataclasses.replace(model, solver=dataclasses.replace(model.solver, max_iter=4))
     resumed = train.Trainer(ds, longer, max_iter=4).train(resume=True)
     assert resumed["iterations"] == 4 and resumed["weights_stand_in"] is True
+
+
+def test_the_cache_key_changes_with_the_weights_the_lmdb_and_the_net(tmp_path):
+    weights, deploy, lmdb = tmp_path / "w.caffemodel", tmp_path / "deploy.prototxt", tmp_path / "l"
+    weights.write_bytes(b"weights")
+    deploy.write_text('name: "net"\n')
+    lmdb.mkdir()
+    lmdbio.write_manifest(lmdb, {"fingerprint": "abc", "records": 24})
+    key = features.cache_key(weights, lmdb, deploy)
+    assert len(key) == 20 and features.cache_key(weights, lmdb, deploy) == key
+    deploy.write_text('name: "another net"\n')
+    assert features.cache_key(weights, lmdb, deploy) != key
+    deploy.write_text('name: "net"\n')
+    lmdbio.write_manifest(lmdb, {"fingerprint": "abd", "records": 24})
+    assert features.cache_key(weights, lmdb, deploy) != key
+    lmdbio.write_manifest(lmdb, {"fingerprint": "abc", "records": 24})
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1))   # the same size, written again
+    assert features.cache_key(weights, lmdb, deploy) != key
+
+
+def test_the_smallest_whole_cache_that_holds_the_rows_serves(tmp_path):
+    """A cache of N rows is features-KEY-N.npy with labels-KEY-N.npy (no -N: every record); one
+    without its labels (cut short by a kill) or a stray file does not serve."""
+    key = "k" * 20
+
+    def cache(tail, rows, labels=True):
+        np.save(tmp_path / f"features-{key}{tail}.npy", np.full((rows, 2), rows, np.float32))
+        if labels:
+            np.save(tmp_path / f"labels-{key}{tail}.npy", np.arange(rows, dtype=np.float32))
+    cache("", 24)
+    cache("-10", 10)
+    cache("-12", 12, labels=False)
+    (tmp_path / f"features-{key}.old.npy").write_bytes(b"stray")
+    for rows, held in ((8, 10), (10, 10), (11, 24), (24, 24), (99, 24)):   # no -N: all there is
+        feats, labels = features._cached(tmp_path, key, rows)
+        assert feats.shape == (held, 2) and (feats == held).all() and len(labels) == held
+    assert features._cached(tmp_path, "j" * 20, 1) is None
+
+
+def test_a_train_val_without_a_head_is_named(tmp_path):
+    net = tmp_path / "train_val.prototxt"
+    net.write_text('name: "trunk"\nlayer { name: "fc6" type: "InnerProduct" bottom: "pool5" '
+                   'top: "fc6" }\nlayer { name: "count" type: "InnerProduct" bottom: "fc6" '
+                   'top: "count" }\n')
+    assert features.head_bottom(net) == "fc6"
+    net.write_text(net.read_text().replace('name: "count"', 'name: "fc7"'))
+    with pytest.raises(ValueError, match=re.escape(f"{net}: no head layer named count or score")):
+        features.head_bottom(net)
+
+
+def test_the_head_solver_trains_the_head_net_and_never_tests(tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "/run/train_val.prototxt"\nbase_lr: 0.01\nmax_iter: 60\ntest_iter: 1\n'
+                      'test_interval: 61\ntest_initialization: false\n')
+    out = features.write_solver(solver, tmp_path / "head.prototxt",
+                                tmp_path / "head_solver.prototxt")
+    sp = text_format.Merge(out.read_text(), caffe_pb2.SolverParameter())
+    assert sp.net == str(tmp_path / "head.prototxt")
+    assert (sp.base_lr, sp.max_iter) == (pytest.approx(0.01), 60)
+    assert not (sp.test_iter or sp.HasField("test_interval")
+                or sp.HasField("test_initialization"))
+
+
+def test_a_trunk_pass_that_fails_leaves_no_cache_behind(paper_mode, monkeypatch):
+    plan, files, weights, tmp = paper_mode
+
+    def failing(*args):
+        raise MemoryError("out of memory")
+    monkeypatch.setattr(features.nets, "preprocess", failing)
+    with pytest.raises(MemoryError):
+        features.trunk_features(files["deploy"], weights, tmp / "train", plan.model,
+                                plan.dataset, tmp / "cache")
+    assert list((tmp / "cache").iterdir()) == []

@@ -1,10 +1,14 @@
 """Generated nets: committed prototxts are current, every net parses in Caffe, output shapes."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 
 caffe = pytest.importorskip("caffe", reason="run `make setup` to build Caffe")
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
 from pycount import config  # noqa: E402
 from pycount.data import lmdbio
 from pycount.nets import builders as nets
@@ -146,3 +150,85 @@ def test_solver_settings_per_model_and_dataset():
     assert config.model("resnet152", ki67).solver.batch == 8
     tv = (config.PROTOTXT_DIR / "ki67" / "alexnet" / "train_val.prototxt").read_text()
     assert "batch_size: 8" in tv and "batch_size: 32" not in tv
+
+
+def _layers(plan, phase="deploy"):
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(nets.net_prototxt(plan, phase), net)
+    return {layer.name: layer for layer in net.layer}
+
+
+@pytest.mark.parametrize("side,kernel,stride,words", [(127, 5, 1, "5x5 stride 1 pad 2"),
+                                                      (128, 11, 4, "11x11 stride 4")])
+def test_alexnet_takes_bvlc_conv1_from_a_128_px_patch_on(side, kernel, stride, words):
+    base = nets.default_plan("synthetic", "alexnet")
+    plan = dataclasses.replace(base, dataset=dataclasses.replace(base.dataset, size=side))
+    conv1 = _layers(plan)["conv1"].convolution_param
+    assert (list(conv1.kernel_size), list(conv1.stride)) == ([kernel], [stride])
+    assert words in nets.net_prototxt(plan, "deploy").splitlines()[0]
+
+
+def test_a_narrow_alexnet_keeps_eight_channels_per_convolution():
+    base = nets.default_plan("synthetic", "alexnet-lite")
+    plan = dataclasses.replace(base, model=dataclasses.replace(base.model, width=0.02))
+    layers = _layers(plan)
+    assert [layers[f"conv{i}"].convolution_param.num_output for i in range(1, 6)] == [8] * 5
+
+
+def test_a_resnet_from_scratch_learns_its_batch_statistics_and_deploys_with_them():
+    base = nets.default_plan("synthetic", "resnet50")
+    plan = dataclasses.replace(base, model=dataclasses.replace(base.model, finetune="scratch"))
+    for phase, frozen in (("train_val", False), ("deploy", True)):
+        bns = [layer for layer in _layers(plan, phase).values() if layer.type == "BatchNorm"]
+        assert len(bns) == 53
+        assert {(bn.batch_norm_param.HasField("use_global_stats")
+                 and bn.batch_norm_param.use_global_stats) for bn in bns} == {frozen}
+    # a pretrained trunk keeps ImageNet's statistics in training too
+    assert all(layer.batch_norm_param.use_global_stats for layer in _layers(base, "train_val")
+               .values() if layer.type == "BatchNorm")
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(depth=34), "ResNet depth 34 is not one of 50, 101, 152"),
+    (dict(finetune="some"), "unknown finetune 'some'; valid: head, all, scratch")])
+def test_a_resnet_of_another_depth_or_training_is_refused_by_name(change, needle):
+    base = nets.default_plan("synthetic", "resnet50")
+    plan = dataclasses.replace(base, model=dataclasses.replace(base.model, **change))
+    with pytest.raises(config.ConfigError, match=re.escape(needle)):
+        nets.net_prototxt(plan, "deploy")
+
+
+def test_a_density_crop_off_the_pooling_grid_is_refused_with_a_crop_that_fits():
+    plan = nets.default_plan("nuclei", "fcrn")
+    grid = 2 ** (len(plan.model.widths) - 1)
+    for crop, fits in ((grid // 2 - 1, grid), (5 * grid + 1, 5 * grid)):
+        bad = dataclasses.replace(plan, dataset=dataclasses.replace(plan.dataset, crop=crop))
+        with pytest.raises(config.ConfigError, match=rf"must be a multiple of {grid}: use CROP= a "
+                           rf"multiple of {grid}, e.g. {fits}$"):
+            nets.net_prototxt(bad, "train_val")
+    with pytest.raises(config.ConfigError, match=r"predicts a density map: it has no C head "
+                       r"\(use HEAD=R\)"):
+        nets.net_prototxt(dataclasses.replace(plan, head="C"), "deploy")
+
+
+def test_a_runs_own_classification_net_has_a_score_per_count(workdirs):
+    ds, model = config.dataset("synthetic"), config.model("alexnet-lite")
+    plan = nets.run_plan(ds, model, "C")
+    assert plan.n_classes == config.n_classes(ds) > 1
+    assert _layers(plan)["score"].inner_product_param.num_output == config.n_classes(ds)
+    assert plan.train_source == str((config.lmdb_dir(ds) / "train_lmdb").resolve())
+    assert nets.run_plan(ds, model).n_classes == 0
+
+
+def test_comparable_drops_only_the_nets_name_line_and_the_folders():
+    assert nets.comparable('name: "alexnet | adapted"\nsource: "/a/b/train_lmdb"') == \
+        'source: "train_lmdb"'
+    assert nets.comparable('net: "/run/train_val.prototxt"\nbase_lr: 0.01') == \
+        'net: "train_val.prototxt"\nbase_lr: 0.01'
+
+
+def test_drift_without_caffe_compares_nothing(tmp_path, monkeypatch):
+    def no_caffe():
+        raise ImportError("No module named 'caffe'")
+    monkeypatch.setattr(nets, "_caffe", no_caffe)
+    assert nets.drift(tmp_path, nets.default_plan("synthetic", "alexnet-lite")) == []

@@ -736,6 +736,15 @@ def test_ki67_looks_like_ihc():
     assert brown.sum() > 10 and blue.sum() > 10 and (brown | blue).mean() > 0.9
 
 
+def test_ki67_centres_lie_in_the_image_and_keep_their_distance():
+    for seed in range(3):
+        _, centres = synthetic.synthesize_ki67_image(np.random.default_rng(seed), 200, (150, 170))
+        assert len(centres) == 200
+        assert centres.min() >= 0 and (centres.max(axis=0) < (170, 150)).all()
+        d = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+        assert d[np.triu_indices(200, 1)].min() >= synthetic.KI67_MIN_DIST
+
+
 def test_ki67_full_size(tmp_path):
     # the paper's densest Ki67 image at full size (how long it takes is not a test's business)
     out = generate_ki67_synthetic(tmp_path / "full", n_images=1, seed=0, count_range=(4808, 4808))

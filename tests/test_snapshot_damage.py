@@ -20,7 +20,7 @@ from pycount import config  # noqa: E402
 from pycount.data import prepare
 from pycount.errors import TrainError
 from pycount.training import trainer as train
-from pycount.training.runlog import plot_log
+from pycount.training.runlog import plot_log, trim_log
 
 
 # ---------------------------------------------------------------------------- the weight average
@@ -247,6 +247,52 @@ def test_the_plot_draws_the_rows_that_parse_and_notes_a_log_it_cannot_read(tmp_p
     plot_log(log, png)
     assert not png.exists()
     assert f"note: {png} was not drawn" in capsys.readouterr().out
+
+
+def test_trim_log_keeps_the_whole_rows_up_to_the_snapshot_and_returns_their_time(tmp_path):
+    """The rows past the snapshot go, and so do rows not as the trainer writes them (an
+    iteration that is not a count, a field too many); the seconds of the last row kept are
+    where the resumed training's clock goes on."""
+    log = tmp_path / "train_log.csv"
+    assert trim_log(log, 30) == 0.0 and not log.exists()        # a first training: no time yet
+    head = "iter,loss,lr,seconds,val_mae\n"
+    kept = "0,2.0,0.01,1.5,3.0\n20,1.0,0.01,4.5,\n30,0.8,0.001,6.25,2.0\n"
+    log.write_text(head + "0,2.0,0.01,1.5,3.0\n-5,1.1,0.01,2.0,\n20,1.0,0.01,4.5,\n"
+                   "25,0.9,0.01,5.0,1.0,7\n30,0.8,0.001,6.25,2.0\n40,0.5,0.001,9.0,1.0\n")
+    assert trim_log(log, 30) == 6.25
+    assert log.read_text() == head + kept
+    assert trim_log(log, 30) == 6.25 and log.read_text() == head + kept
+    log.write_text(head + "x1,0.7,0.01,7.0,\n")
+    assert trim_log(log, 30) == 0.0 and log.read_text() == head
+    log.write_text("")
+    assert trim_log(log, 30) == 0.0 and log.read_text() == ""
+
+
+@pytest.mark.parametrize("text", ["iter,loss,lr,seconds\n0,2.0,0.01,1.5\n",
+                                  "iter,loss,lr,seconds,val_mae,note\n0,2.0,0.01,1.5,,\n",
+                                  "iter,lr,loss,seconds,val_mae\n0,0.01,2.0,1.5,\n"])
+def test_trim_log_refuses_a_header_that_is_not_pycounts_and_leaves_the_log(tmp_path, text):
+    log = tmp_path / "train_log.csv"
+    log.write_text(text)
+    with pytest.raises(TrainError, match=re.escape(str(log)) + " does not start with pycount's "
+                       r"header \(iter,loss,lr,seconds,val_mae\); delete it to resume"):
+        trim_log(log, 30)
+    assert log.read_text() == text
+
+
+def test_trim_log_names_a_log_that_is_not_text(tmp_path):
+    log = tmp_path / "train_log.csv"
+    log.write_bytes(b"iter,loss,lr,seconds,val_mae\n0,\xff\xfe,0.01,1.5,\n")
+    with pytest.raises(TrainError, match=re.escape(str(log)) + r" is damaged "
+                       r"\(UnicodeDecodeError\); delete it to resume"):
+        trim_log(log, 30)
+
+
+def test_a_log_without_a_whole_row_draws_nothing_and_says_nothing(tmp_path, capsys):
+    log, png = tmp_path / "train_log.csv", tmp_path / "loss.png"
+    log.write_text("iter,loss,lr,seconds,val_mae\n0,2.0,0.01\n")
+    plot_log(log, png)
+    assert not png.exists() and capsys.readouterr().out == ""
 
 
 # ---------------------------------------------------------------------------- the solverstate

@@ -46,6 +46,35 @@ def test_jitter_moves_each_stain_within_its_bounds():
     assert (a[..., 3] == 7).all()
 
 
+def test_black_pixels_and_amounts_past_the_ends_stay_in_range():
+    # a 0 is read as a count of 1 (optical density log10(255)), not as an endless density
+    black = stain.to_stains(np.zeros((1, 1, 3), np.uint8))
+    np.testing.assert_array_equal(black, stain.to_stains(np.ones((1, 1, 3), np.uint8)))
+    assert np.isfinite(black).all()
+    np.testing.assert_allclose(stain._optical_density(np.zeros((1, 1, 3), np.uint8)),
+                               np.log10(255.0))           # so in Macenko's unmixing too
+    # negative amounts (a jitter's shift past no stain) are white, too much stain is black:
+    # clipped, not wrapped around in uint8
+    np.testing.assert_array_equal(stain.from_stains(np.full((1, 2, 3), -0.5)), 255)
+    np.testing.assert_array_equal(stain.from_stains(np.full((1, 2, 3), 9.0)), 0)
+
+
+def test_jitter_scales_each_stain_both_ways_and_shifts_it():
+    """The fit of test_jitter_moves_each_stain_within_its_bounds over many draws: the scale
+    goes below and above 1, and the shift is not always ~0."""
+    img = _he_like(4)
+    before = stain.to_stains(img).reshape(-1, 3)
+    mean = before.mean(axis=0)
+    fits = []
+    for seed in range(12):
+        after = stain.to_stains(stain.hed_jitter(img, 0.2, np.random.default_rng(seed)))
+        fits += [np.polyfit(before[:, c], after.reshape(-1, 3)[:, c], 1) / (1, mean[c])
+                 for c in range(2)]
+    scales, shifts = np.array(fits).T
+    assert scales.min() < 0.9 and scales.max() > 1.1
+    assert np.abs(shifts).max() > 0.1
+
+
 def test_hed_is_a_variant_with_its_own_folders_and_is_checked():
     ds = config.dataset("nuclei")
     jittered = config.with_overrides(ds, hed_jitter=0.2)
@@ -101,6 +130,47 @@ def test_reinhard_gives_every_image_the_targets_colour_statistics():
         stain.reinhard(pale[..., 0], ref)
 
 
+def test_lab_stats_are_the_mean_and_population_spread_and_the_target_their_average():
+    # one black and one white pixel: L* 0 and 100, so mean 50 and spread 50 (not 70.7, the
+    # sample spread); a* and b* 0 for both
+    bw = np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)
+    np.testing.assert_allclose(stain.lab_stats(bw), [[50, 0, 0], [50, 0, 0]], atol=0.01)
+    # the target is the mean of every image's statistics, whatever their number
+    images = [_he_like(2), _he_like(5), stain.from_stains(stain.to_stains(_he_like(3)) * 1.6)]
+    np.testing.assert_allclose(stain.reinhard_reference(images),
+                               np.mean([stain.lab_stats(im) for im in images], axis=0))
+    assert not np.allclose(stain.reinhard_reference(images),
+                           np.median([stain.lab_stats(im) for im in images], axis=0))
+
+
+@pytest.mark.parametrize("method", ["reinhard", "macenko"])
+def test_an_unknown_normalisation_is_refused_by_name(method):
+    img = _he_like()
+    ref = stain.target(method, [img])
+    assert stain.normalise(method, img, ref).shape == img.shape
+    with pytest.raises(ValueError, match="unknown stain normalisation 'vahadane'"):
+        stain.target("vahadane", [img])
+    with pytest.raises(ValueError, match="unknown stain normalisation 'vahadane'"):
+        stain.normalise("vahadane", img, ref)
+
+
+@pytest.mark.parametrize("method", ["reinhard", "macenko"])
+def test_stain_normalising_two_channels_is_refused_as_not_rgb(method):
+    ref = stain.target(method, [_he_like()])
+    grey_alpha = np.dstack([np.full((8, 8), 90, np.uint8), np.full((8, 8), 255, np.uint8)])
+    with pytest.raises(ValueError, match=r"needs an RGB image, got shape \(8, 8, 2\)"):
+        stain.normalise(method, grey_alpha, ref)
+
+
+@pytest.mark.parametrize("method", ["reinhard", "macenko"])
+def test_a_16_bit_image_is_normalised_as_its_8_bit_twin(method):
+    img = _he_like(6)
+    ref = stain.target(method, [_he_like(7)])
+    wide = img.astype(np.uint16) * 257                   # 255 -> 65535: the same colours
+    np.testing.assert_array_equal(stain.normalise(method, wide, ref),
+                                  stain.normalise(method, img, ref))
+
+
 def _tissue(stains, h_scale, seed, side=64):
     """Tissue with haematoxylin everywhere (0.2-0.8), eosin 0.05-0.6, and a white band (glass) on
     top, stained with the given unit stain vectors (rows H, E), H's amount scaled."""
@@ -133,6 +203,57 @@ def test_macenko_makes_one_tissue_stained_two_ways_alike_and_keeps_glass_white()
     # too few stained pixels: the image as it is
     glass = np.full((32, 32, 3), 250, np.uint8)
     assert stain.macenko(glass, ref) is glass
+
+
+def test_reinhard_to_an_images_own_statistics_gives_it_back():
+    img = _tissue(np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]) / np.linalg.norm(
+        [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]], axis=1, keepdims=True), 1.0, 3)
+    out = stain.reinhard(img, stain.lab_stats(img))
+    assert np.abs(out.astype(int) - img).max() <= 1
+    assert (out[:16] == 255).all()                      # the white band stays white
+
+
+def test_macenko_needs_enough_pixels_stained_in_every_channel():
+    """MACENKO_MIN_PIXELS pixels of optical density above MACENKO_OD_MIN in R, G and B; fewer,
+    or pale pixels that only one channel sees, leave an image as it is."""
+    ref = stain.target("macenko", [_he_like(8)])
+    n = config.MACENKO_MIN_PIXELS
+    rng = np.random.default_rng(9)
+    img = np.full((20, 20, 3), 255, np.uint8)
+    img.reshape(-1, 3)[:n] = stain.from_stains(np.stack(
+        [rng.uniform(0.5, 0.9, n), rng.uniform(0.3, 0.6, n), np.zeros(n)], axis=-1))
+    assert stain.macenko_stains(img) is not None
+    img.reshape(-1, 3)[n - 1] = 255                       # one pixel fewer
+    assert stain.macenko_stains(img) is None and stain.macenko(img, ref) is img
+    pale = np.full((20, 20, 3), 255, np.uint8)            # pink: only green absorbs (OD 0.3)
+    pale[:10] = np.rint(255 * 10.0 ** -np.array([0.05, 0.3, 0.05]))
+    pale[:10, :, 1] += np.arange(10, dtype=np.uint8)[:, None]   # not all one colour
+    assert stain.macenko_stains(pale) is None and stain.macenko(pale, ref) is pale
+
+
+def test_a_macenko_target_of_unstained_images_only_is_refused():
+    glass = np.full((32, 32, 3), 250, np.uint8)
+    with pytest.raises(ValueError, match="no image has enough stained pixels for Macenko"):
+        stain.target("macenko", [glass, glass])
+
+
+def test_the_macenko_target_is_the_unit_mean_colour_and_the_median_high_amount():
+    def unit(v):
+        v = np.asarray(v, float)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    images = [_tissue(unit([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]), 1.0, 0),
+              _tissue(unit([[0.55, 0.75, 0.37], [0.15, 0.95, 0.25]]), 1.5, 1),
+              _tissue(unit([[0.75, 0.60, 0.25], [0.30, 0.90, 0.10]]), 3.0, 2),
+              np.full((32, 32, 3), 250, np.uint8)]                # glass: left out
+    found = [stain.macenko_stains(im) for im in images[:3]]
+    mean = np.mean([s for s, _ in found], axis=0)
+    assert np.linalg.norm(mean, axis=1).min() < 0.999          # the mean of units is shorter
+    highs = np.array([a for _, a in found])
+    assert not np.allclose(np.median(highs, axis=0), highs.mean(axis=0))
+    ref = stain.target("macenko", images)
+    np.testing.assert_allclose(ref[:6], (mean / np.linalg.norm(mean, axis=1, keepdims=True))
+                               .ravel())
+    np.testing.assert_allclose(ref[6:], np.median(highs, axis=0))
 
 
 def test_stain_is_a_variant_with_its_own_folders_and_is_checked():
