@@ -3,6 +3,7 @@ every stage, written to bench/results/. Measurement code, kept out of the produc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -59,9 +60,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     what = args.what or "all"
     if what == "all":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             sys.exit("pycount bench: PyTorch (the peer) is missing; `make bench` installs it "
                      "from bench-requirements.txt")
         from bench import peers

@@ -223,3 +223,16 @@ def test_results_name_the_cpu_kind_they_were_measured_on():
         "host": "h", "cpus": 2, "cpu": "AMD EPYC, AVX2"}, "gemm": {}, "prepare": [],
         "forward": [], "train": [], "count": [], "memory": []})
     assert md.splitlines()[0].endswith("(2026-01-01, h, 2 CPUs (AMD EPYC, AVX2), no GPU)")
+
+
+def test_make_bench_without_pytorch_names_what_installs_it(monkeypatch):
+    """The peer missing stops `pycount bench all` with one line naming the fix, before any stage."""
+    import importlib.util
+    from bench import cli as bench_cli
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else find(name, *a))
+    monkeypatch.setattr(bench_peers, "run_all", lambda *a, **k: pytest.fail("a stage ran"))
+    with pytest.raises(SystemExit, match="PyTorch \\(the peer\\) is missing; `make bench` "
+                       "installs it from bench-requirements.txt"):
+        bench_cli.main(["all", "--stages", "gemm"])
