@@ -487,21 +487,27 @@ def test_ctrl_c_twice_still_waits_for_the_snapshot(sweep):
     assert out.count("interrupted at train") == 1
 
 
-def test_the_sweeps_steps_run_where_the_runs_go(tmp_path, monkeypatch):
+@pytest.mark.parametrize("checkout", [False, True], ids=["installed", "checkout"])
+def test_the_sweeps_steps_run_where_the_runs_go(checkout, tmp_path, monkeypatch):
     """Each step ran in config.ROOT: for an installed package (site-packages) its runs/ and data/
-    went there while the sweep's audit read those of the working folder (helper-48)."""
+    went there while the sweep's audit read those of the working folder (helper-48); so an
+    installed package's steps run in the working folder. From a checkout (a Makefile beside the
+    package), each step runs in it, where its runs/ and data/ are, whatever folder the sweep was
+    started in."""
     import sys
     from pycount import config
     from pycount.reporting import replicate
-    site, work = tmp_path / "site-packages", tmp_path / "work"
-    site.mkdir()
+    root, work = tmp_path / ("checkout" if checkout else "site-packages"), tmp_path / "work"
+    root.mkdir()
+    if checkout:
+        (root / "Makefile").write_text("")
     work.mkdir()
-    monkeypatch.setattr(config, "ROOT", site)
+    monkeypatch.setattr(config, "ROOT", root)
     monkeypatch.chdir(work)
     with open(tmp_path / "log", "w") as log:
         assert replicate._call([sys.executable, "-c", "import os; print(os.getcwd())"], log,
                                dict(os.environ)) == 0
-    assert (tmp_path / "log").read_text().strip() == str(work)
+    assert (tmp_path / "log").read_text().strip() == str(root if checkout else work)
 
 
 @pytest.mark.parametrize("text, partial", [
@@ -627,18 +633,3 @@ def test_each_step_of_a_cell_is_told_its_settings(monkeypatch, tmp_path):
     replicate._cell("bacterial", "lecount", "R", 1, None, None, tmp_path)
     cell = ["--dataset", "bacterial", "--model", "lecount"]
     assert seen == [["prepare", *cell], ["train", *cell], ["eval", *cell]]
-
-
-def test_the_sweeps_steps_run_in_the_checkout_from_any_folder(tmp_path, monkeypatch):
-    """From a checkout (a Makefile beside the package), each step runs in it, where its runs/
-    and data/ are, whatever folder the sweep was started in."""
-    checkout, work = tmp_path / "checkout", tmp_path / "work"
-    checkout.mkdir()
-    (checkout / "Makefile").write_text("")
-    work.mkdir()
-    monkeypatch.setattr(config, "ROOT", checkout)
-    monkeypatch.chdir(work)
-    with open(tmp_path / "log", "w") as log:
-        assert replicate._call([sys.executable, "-c", "import os; print(os.getcwd())"], log,
-                               dict(os.environ)) == 0
-    assert (tmp_path / "log").read_text().strip() == str(checkout)
