@@ -27,6 +27,11 @@ Variants:
   vgg-adi-layout       VGG cells cut to 150x150 px laid out as the adipocyte release
                        (countception's adipocyte_data): images/X.jpeg and a JPEG centroid mask of
                        the same name in annotations/
+  vgg-mixed-sizes      each VGG image cut to a seeded window of its own size (sides 48-256 px,
+                       any aspect: 2 to ~170 cells, some images smaller than the patch), dots as
+                       `NAME.csv`: a folder whose images differ in size and density, as a lab's
+                       fields of view cropped by hand do
+  nuclei-mixed-sizes   the same with the CRCHistoPhenotypes H&E images (sides 72-500 px)
 """
 from __future__ import annotations
 
@@ -50,7 +55,8 @@ SHARED = config.ROOT.parent / "shared" / "datasets"
 NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-small-grey16": "bacterial", "vgg-geojson": "bacterial",
          "vgg-up2-geojson": "bacterial", "nuclei-mbm-names": "nuclei",
-         "vgg-adi-layout": "bacterial"}
+         "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
+         "nuclei-mixed-sizes": "nuclei"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -146,10 +152,34 @@ def make_vgg_adi_layout(out: Path, side: int = 150) -> None:
                     _dot_mask((side, side), s.centres[keep]))
 
 
+def _windows(samples, low: int, seed: int):
+    """(id, window image, centres inside it in the window's pixels) of each sample: a window of
+    seeded sides in [low, the image's side], at a seeded place."""
+    rng = np.random.default_rng(seed)
+    for s in samples:
+        h, w = s.image.shape[:2]
+        ww, wh = int(rng.integers(low, w + 1)), int(rng.integers(low, h + 1))
+        x0, y0 = int(rng.integers(0, w - ww + 1)), int(rng.integers(0, h - wh + 1))
+        c = s.centres - (x0, y0)
+        keep = (c[:, 0] >= -0.5) & (c[:, 0] < ww - 0.5) & (c[:, 1] >= -0.5) & (c[:, 1] < wh - 0.5)
+        yield s.id, np.ascontiguousarray(s.image[y0:y0 + wh, x0:x0 + ww]), c[keep]
+
+
+def make_mixed_sizes(out: Path, samples, low: int) -> None:
+    for name, img, centres in _windows(samples, low, seed=25):
+        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        h, w = img.shape[:2]
+        _csv(out / f"{name}.csv", np.clip(centres, 0, [w - 1, h - 1]))
+
+
 MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cellcounter,
           "vgg-small-grey16": make_vgg_small_grey16, "vgg-geojson": make_vgg_geojson,
           "vgg-up2-geojson": lambda out: make_vgg_geojson(out, factor=2),
-          "nuclei-mbm-names": make_nuclei_mbm_names, "vgg-adi-layout": make_vgg_adi_layout}
+          "nuclei-mbm-names": make_nuclei_mbm_names, "vgg-adi-layout": make_vgg_adi_layout,
+          "vgg-mixed-sizes": lambda out: make_mixed_sizes(
+              out, readers.read_vgg_cells(SHARED / "vgg_cells"), low=48),
+          "nuclei-mixed-sizes": lambda out: make_mixed_sizes(
+              out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72)}
 
 
 def build(variant: str, root: Path) -> Path:

@@ -114,6 +114,33 @@ def test_release_layout_variants_read_back_every_cell(tmp_path):
         assert got[s.id].count == inside and got[s.id].image.shape == (150, 150, 3)
 
 
+
+@needs_shared
+@pytest.mark.parametrize("variant, low", [("vgg-mixed-sizes", 48), ("nuclei-mixed-sizes", 72)])
+def test_mixed_size_variants_keep_the_cells_of_each_window(tmp_path, variant, low):
+    """Each image is a window of its source at a seeded place and size: the cells read back are
+    the source's cells inside that window, moved by its corner, and the sizes differ."""
+    src = {s.id: s for s in (readers.read_vgg_cells(SHARED / "vgg_cells") if low == 48 else
+                             readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"))}
+    got = readers.read_folder(check.build(variant, tmp_path))
+    assert {s.id for s in got} == set(src)
+    sizes = {s.image.shape[:2] for s in got}
+    assert len(sizes) > len(got) // 2
+    for s in got:
+        full = src[s.id].image
+        h, w = s.image.shape[:2]
+        assert low <= h <= full.shape[0] and low <= w <= full.shape[1]
+        # find the window's corner by matching its pixels in the source
+        hit = cv2.matchTemplate(full, s.image, cv2.TM_SQDIFF)
+        y0, x0 = np.unravel_index(np.argmin(hit), hit.shape)
+        assert np.array_equal(full[y0:y0 + h, x0:x0 + w], s.image)
+        c = src[s.id].centres - (x0, y0)
+        inside = (c[:, 0] >= -0.5) & (c[:, 0] < w - 0.5) & (c[:, 1] >= -0.5) & (c[:, 1] < h - 0.5)
+        assert s.count == inside.sum()
+        np.testing.assert_allclose(np.sort(s.centres, axis=0),
+                                   np.sort(np.clip(c[inside], 0, [w - 1, h - 1]), axis=0),
+                                   atol=0.006)
+
 # --- settings no training can use: refused, named, before anything is written -------------------
 
 def own_folder(root, n=6, side=120, spacing=10, spec=""):
