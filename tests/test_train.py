@@ -178,7 +178,9 @@ def test_loss_falls_and_training_resumes(tiny):
     (run / "snapshots" / "snap_iter_50.solverstate").write_bytes(b"\x00partial")
     # a run killed after that snapshot had logged rows past it, the last one cut short
     first_seconds = float(list(csv.DictReader(open(run / "train_log.csv")))[-1]["seconds"])
-    assert first_seconds == pytest.approx(first["seconds"], abs=0.2)
+    # train.json's time is the log's last row's plus the final snapshot's writing: close on a
+    # quiet machine, up to a second or so beside other jobs, never less
+    assert -0.1 <= first["seconds"] - first_seconds <= max(0.2, 0.25 * first["seconds"])
     with open(run / "train_log.csv", "a") as f:
         f.write("60,1.5,0.001,999.0,\n80,1.2,0.0")
     # a second call continues from the snapshot to max_iter instead of starting again
@@ -193,7 +195,8 @@ def test_loss_falls_and_training_resumes(tiny):
     assert seconds == sorted(seconds) and 999.0 not in seconds
     assert second["seconds"] == pytest.approx(first_seconds + second["seconds_this_session"],
                                               abs=0.2)
-    assert seconds[-1] == pytest.approx(second["seconds"], abs=0.2)
+    assert (-0.1 <= second["seconds"] - seconds[-1]
+            <= max(0.2, 0.25 * second["seconds_this_session"]))
     losses = np.array([float(r["loss"]) for r in rows])
     assert losses[-2:].mean() < 0.5 * losses[0], f"loss did not fall: {losses}"
     vals = [float(r["val_mae"]) for r in rows if r["val_mae"]]

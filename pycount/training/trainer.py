@@ -670,7 +670,8 @@ class _Session:
             self.validate_and_keep()
             best = self.state["best_iter"]
             if not (t.run / "model.caffemodel").exists() and best == solver.iter:
-                _save_weights(self.val_net, t.run / "model.caffemodel")  # the best: these
+                with self._kept_weights():                  # the best: these, averaged as
+                    _save_weights(self.val_net, t.run / "model.caffemodel")  # validated
             if not (t.run / "model.caffemodel").exists():
                 raise TrainError(
                     f"{t.run / 'model.caffemodel'} is missing or damaged: the weights it kept "
@@ -679,11 +680,16 @@ class _Session:
                     f"snapshot (iteration {solver.iter}); RESUME=0 trains it again")
             self.snapshot()
 
+    def _kept_weights(self):
+        """The weights validation sees and model.caffemodel keeps: the mean weights once
+        averaging has begun (a context), the solver's own before."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     def validate_and_keep(self) -> float:
         """Validation MAE now; model.caffemodel updated as the model's `keep` says. Once
         averaging has begun, validation and the kept weights see the mean weights."""
         t, it = self.t, self.solver.iter
-        with (self.average.applied() if self.average is not None else contextlib.nullcontext()):
+        with self._kept_weights():
             val_mae = self.validate()
             self.state["validated"] = it         # (in the next snapshot's latest.json)
             better = val_mae < self.state["best_val_mae"]
