@@ -28,7 +28,7 @@ Variants:
                        (countception's adipocyte_data): images/X.jpeg and a JPEG centroid mask of
                        the same name in annotations/
   vgg-mixed-sizes      each VGG image cut to a seeded window of its own size (sides 48-256 px,
-                       any aspect: 2 to ~170 cells, some images smaller than the patch), dots as
+                       any aspect: 4 to 205 cells, 33 images smaller than the crop), dots as
                        `NAME.csv`: a folder whose images differ in size and density, as a lab's
                        fields of view cropped by hand do
   nuclei-mixed-sizes   the same with the CRCHistoPhenotypes H&E images (sides 72-500 px)
