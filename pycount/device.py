@@ -14,7 +14,11 @@ def cuda_devices() -> tuple[bool, int, str]:
     import subprocess
     import caffe
     so = Path(caffe._caffe.__file__)
-    libs = subprocess.run(["ldd", str(so)], capture_output=True, text=True).stdout
+    try:
+        libs = subprocess.run(["ldd", str(so)], capture_output=True, text=True).stdout
+    except OSError as e:        # a stripped container without libc-bin's ldd
+        return False, 0, (f"whether this Caffe build has CUDA cannot be told: `ldd` cannot be "
+                          f"run ({e.strerror}); install it (Debian's libc-bin), or use GPU=-1")
     if "libcudart" not in libs:
         return False, 0, (f"this Caffe build is CPU-only ({so.parent.parent.parent.parent.name}); "
                           f"build the CUDA variant with `make caffe WITH_CUDA=1`")

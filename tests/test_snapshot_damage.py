@@ -601,3 +601,232 @@ def test_a_latest_json_lacking_any_key_is_refused_by_name(tmp_path, drop):
     with pytest.raises(TrainError, match=r"latest.json is corrupt or incomplete; its snapshots "
                                          r"cannot be resumed: train again with RESUME=0"):
         snapshots.read_latest(path)
+
+
+# ------------------------------------------- snapshots.py on stand-ins (no training, no Caffe net)
+
+def _blob(shape, values=None, diff=0, double=False):
+    from caffe.proto import caffe_pb2
+    blob = caffe_pb2.BlobProto()
+    blob.shape.dim.extend(shape)
+    n = int(np.prod(shape)) if values is None else values
+    (blob.double_data if double else blob.data).extend([0.0] * n)
+    (blob.double_diff if double else blob.diff).extend([0.0] * diff)
+    return blob
+
+
+def _net(*shapes):
+    """A stand-in Caffe net: layer l0, l1, ... of one blob each, of these shapes."""
+    from types import SimpleNamespace
+    return SimpleNamespace(params={f"l{k}": [SimpleNamespace(data=np.zeros(s, np.float32),
+                                                             shape=s)]
+                                   for k, s in enumerate(shapes)})
+
+
+class _Solver:
+    """A stand-in solver: its net, and what restore() was given (the path, and the state the
+    file held then)."""
+
+    def __init__(self, net):
+        self.net, self.restored = net, []
+
+    def restore(self, path):
+        from caffe.proto import caffe_pb2
+        state = caffe_pb2.SolverState()
+        state.ParseFromString(open(path, "rb").read())
+        self.restored.append((path, state.learned_net, state.current_step))
+
+
+class AdamSolver(_Solver):
+    pass
+
+
+class AdaDeltaSolver(_Solver):
+    pass
+
+
+def _weights(path, sizes: dict):
+    from caffe.proto import caffe_pb2
+    param = caffe_pb2.NetParameter()
+    for name, blob_sizes in sizes.items():
+        layer = param.layer.add()
+        layer.name = name
+        for n in blob_sizes:
+            layer.blobs.add().data.extend([0.5] * n)
+    path.write_bytes(param.SerializeToString())
+    return path
+
+
+def _pair(folder, learned_net, it=30, current_step=0):
+    """A solverstate of l0 (2 x 2) at iteration `it`, and the caffemodel it belongs to."""
+    from caffe.proto import caffe_pb2
+    model = _weights(folder / f"snap_iter_{it}.caffemodel", {"l0": [4]})
+    state = caffe_pb2.SolverState(iter=it, current_step=current_step,
+                                  learned_net=learned_net or str(model.resolve()))
+    state.history.append(_blob((2, 2)))
+    path = folder / f"snap_iter_{it}.solverstate"
+    path.write_bytes(state.SerializeToString())
+    return path, model
+
+
+@pytest.mark.parametrize("best, kept", [(None, float("inf")), (2.5, 2.5), (3, 3)])
+def test_latest_json_without_a_validation_yet_keeps_every_later_one(tmp_path, best, kept):
+    """best_val_mae null (no validation before the snapshot) reads as infinity, which the
+    first validation beats; an older latest.json without "iter" is taken."""
+    from pycount.training import snapshots
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps({"solverstate": "s", "caffemodel": "c", "best_iter": 0,
+                                "best_val_mae": best}))
+    assert snapshots.read_latest(path) == {"solverstate": "s", "caffemodel": "c",
+                                           "best_iter": 0, "best_val_mae": kept}
+
+
+@pytest.mark.parametrize("text", ["{", "", "[1, 2]", '{"solverstate": "s", "caffemodel": 5, '
+                                  '"best_iter": 0, "best_val_mae": 1.0}',
+                                  '{"solverstate": "s", "caffemodel": "c", "best_iter": 0, '
+                                  '"best_val_mae": 1.0, "iter": "30"}'])
+def test_latest_json_that_is_not_a_record_is_refused(tmp_path, text):
+    from pycount.training import snapshots
+    path = tmp_path / "latest.json"
+    path.write_text(text)
+    with pytest.raises(TrainError) as err:
+        snapshots.read_latest(path)
+    assert str(err.value) == (f"{path} is corrupt or incomplete; its snapshots cannot be "
+                              f"resumed: train again with RESUME=0")
+
+
+def test_a_pair_where_it_was_written_is_restored_as_it_is(tmp_path):
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, None, it=35, current_step=1)
+    solver = _Solver(_net((2, 2)))
+    snapshots.restore_solver(solver, state, model, 35, stepvalues=(27, 35))
+    assert solver.restored == [(str(state), str(model.resolve()), 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name, state.name]
+
+
+def test_a_moved_pair_is_restored_with_the_weights_where_they_are_now(tmp_path):
+    """The solverstate names the caffemodel by the absolute path Caffe wrote; from a folder
+    moved since, a copy naming the file where it is now is restored, then removed."""
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, "/gone/snap_iter_30.caffemodel", it=30, current_step=1)
+    solver = _Solver(_net((2, 2)))
+    snapshots.restore_solver(solver, state, model, 30, stepvalues=(27, 35))  # 1 step passed
+    assert solver.restored == [(str(tmp_path / ".restore.solverstate"),
+                                str(model.resolve()), 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name, state.name]
+    from caffe.proto import caffe_pb2
+    kept = caffe_pb2.SolverState()
+    kept.ParseFromString(state.read_bytes())
+    assert kept.learned_net == "/gone/snap_iter_30.caffemodel"       # the snapshot untouched
+
+
+@pytest.mark.parametrize("it, steps, passed", [(35, (27, 35), 1), (36, (27, 35), 2),
+                                               (27, (27, 35), 0), (10, (27, 35), 0),
+                                               (40, (54, 70), 0)])
+def test_the_count_of_steps_passed_is_todays_schedules(tmp_path, it, steps, passed):
+    """(Caffe counts a step at the first iteration >= its value: after `it` iterations, those
+    below it.)"""
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, None, it=it, current_step=2)
+    solver = _Solver(_net((2, 2)))
+    snapshots.restore_solver(solver, state, model, it, stepvalues=steps)
+    restored = [(str(state), str(model.resolve()), 2)] if passed == 2 else \
+        [(str(tmp_path / ".restore.solverstate"), str(model.resolve()), passed)]
+    assert solver.restored == restored
+
+
+def test_an_empty_solverstate_is_refused_by_name(tmp_path):
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, None)
+    state.write_bytes(b"")
+    solver = _Solver(_net((2, 2)))
+    with pytest.raises(TrainError) as err:
+        snapshots.restore_solver(solver, state, model, 30)
+    assert str(err.value) == (f"{state} is empty or incomplete (no solver history); train "
+                              f"again with RESUME=0")
+    assert solver.restored == []
+
+
+def test_an_older_latest_json_gives_no_iteration_to_match(tmp_path):
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, None, it=30)
+    solver = _Solver(_net((2, 2)))
+    snapshots.restore_solver(solver, state, model, None)
+    assert solver.restored == [(str(state), str(model.resolve()), 0)]
+
+
+def test_weights_of_another_net_are_refused_before_the_solver_is_restored(tmp_path):
+    from pycount.training import snapshots
+    state, model = _pair(tmp_path, None)
+    _weights(model, {"l0": [3]})
+    solver = _Solver(_net((2, 2)))
+    with pytest.raises(TrainError) as err:
+        snapshots.restore_solver(solver, state, model, 30)
+    assert str(err.value) == (f"{model}: layer 'l0' holds [3] values, the net [4]: written by "
+                              f"another net; train again with RESUME=0")
+    assert solver.restored == []
+
+
+def test_weights_lacking_a_layer_are_refused_by_its_name(tmp_path):
+    from pycount.training import snapshots
+    model = _weights(tmp_path / "snap_iter_30.caffemodel", {"l0": [4]})
+    with pytest.raises(TrainError) as err:
+        snapshots.check_snapshot_weights(_net((2, 2), (3,)), model)
+    assert str(err.value) == (f"{model} has no weights for layer 'l1': it was written by "
+                              f"another net or is incomplete; train again with RESUME=0")
+
+
+@pytest.mark.parametrize("kind", [AdamSolver, AdaDeltaSolver])
+def test_two_moment_solvers_keep_two_histories_per_blob(tmp_path, kind):
+    """Adam's and AdaDelta's history: all the first moments, then all the second ones."""
+    from caffe.proto import caffe_pb2
+    from pycount.training import snapshots
+    path = tmp_path / "snap_iter_30.solverstate"
+    solver = kind(_net((2, 2), (3,)))
+    state = caffe_pb2.SolverState(iter=30)
+    state.history.extend([_blob((2, 2)), _blob((3,)), _blob((2, 2)), _blob((3,))])
+    snapshots.check_solver_history(solver, state, path, 30)
+    del state.history[2:]
+    with pytest.raises(TrainError) as err:
+        snapshots.check_solver_history(solver, state, path, 30)
+    assert str(err.value) == (f"{path} holds 2 history blobs, where the {kind.__name__} of this "
+                              f"net keeps 4 (2 for each of its 2 parameter blobs): written by "
+                              f"another net or solver, or damaged; train again with RESUME=0")
+
+
+def test_a_solverstate_in_double_precision_is_read_as_such(tmp_path):
+    from caffe.proto import caffe_pb2
+    from pycount.training import snapshots
+    path = tmp_path / "snap_iter_30.solverstate"
+    solver = _Solver(_net((2, 2)))
+    state = caffe_pb2.SolverState(iter=30)
+    state.history.append(_blob((2, 2), double=True, diff=4))
+    snapshots.check_solver_history(solver, state, path, 30)
+    del state.history[0].double_diff[-1]
+    with pytest.raises(TrainError) as err:
+        snapshots.check_solver_history(solver, state, path, 30)
+    assert str(err.value) == (f"{path}: history blob 0 holds 3 gradient values (diff) for the "
+                              f"4 of blob 0 of layer 'l0': damaged; train again with RESUME=0")
+
+
+def test_an_old_style_shape_is_read_from_whichever_of_its_axes_are_set(tmp_path):
+    """num, channels, height, width default to 0 (caffe.proto): one set is enough for the blob
+    to be in the old form, which Caffe then reads whole."""
+    from caffe.proto import caffe_pb2
+    from pycount.training import snapshots
+    path = tmp_path / "snap_iter_30.solverstate"
+    solver = _Solver(_net((2, 2)))
+    state = caffe_pb2.SolverState(iter=30)
+    blob = state.history.add()
+    blob.height, blob.width = 2, 2
+    blob.data.extend([0.0] * 4)
+    with pytest.raises(TrainError) as err:
+        snapshots.check_solver_history(solver, state, path, 30)
+    assert str(err.value) == (f"{path}: history blob 0 is (0, 0, 2, 2), where blob 0 of layer "
+                              f"'l0' is (1, 1, 2, 2): written by another net, or damaged; "
+                              f"train again with RESUME=0")
+    blob.num, blob.channels = 1, 1
+    snapshots.check_solver_history(solver, state, path, 30)
+    solver = _Solver(_net((4,)))
+    blob.num, blob.channels, blob.height, blob.width = 1, 1, 1, 4
+    snapshots.check_solver_history(solver, state, path, 30)      # (4,) as (1, 1, 1, 4)
