@@ -61,6 +61,9 @@ def test_a_stop_answered_once_ignores_the_next_until_the_block_is_left(handlers)
 
 
 def test_a_first_ctrl_c_stops_once_too(handlers):
+    # Python's own Ctrl-C handler, as in a foreground process (pytest run as a background job,
+    # `pytest &`, starts with SIGINT ignored, which stop_once rightly leaves alone)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt) as stop:
         with interrupt.stop_once():
             try:
