@@ -114,14 +114,14 @@ def test_release_layout_variants_read_back_every_cell(tmp_path):
         assert got[s.id].count == inside and got[s.id].image.shape == (150, 150, 3)
 
 
-
 @needs_shared
-@pytest.mark.parametrize("variant, low", [("vgg-mixed-sizes", 48), ("nuclei-mixed-sizes", 72)])
-def test_mixed_size_variants_keep_the_cells_of_each_window(tmp_path, variant, low):
+@pytest.mark.parametrize("variant, low, read, source", [
+    ("vgg-mixed-sizes", 48, readers.read_vgg_cells, "vgg_cells"),
+    ("nuclei-mixed-sizes", 72, readers.read_crc_nuclei, "CRCHistoPhenotypes_2016_04_28")])
+def test_mixed_size_variants_keep_the_cells_of_each_window(tmp_path, variant, low, read, source):
     """Each image is a window of its source at a seeded place and size: the cells read back are
     the source's cells inside that window, moved by its corner, and the sizes differ."""
-    src = {s.id: s for s in (readers.read_vgg_cells(SHARED / "vgg_cells") if low == 48 else
-                             readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"))}
+    src = {s.id: s for s in read(SHARED / source)}
     got = readers.read_folder(check.build(variant, tmp_path))
     assert {s.id for s in got} == set(src)
     sizes = {s.image.shape[:2] for s in got}

@@ -18,17 +18,22 @@ def _git(repo: Path, *args) -> str:
                            *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _repo(repo: Path, name: str, text: str) -> Path:
+    """A new git repository at `repo` whose one commit holds the file `name`."""
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / name).write_text(text)
+    _git(repo, "add", name)
+    _git(repo, "commit", "-q", "-m", "one")
+    return repo
+
+
 @pytest.fixture
 def checkout(tmp_path, monkeypatch):
     """A git checkout with one committed file, taken for pycount's own; its short commit."""
     if shutil.which("git") is None:
         pytest.skip("no git here (the Docker image has none)")
-    repo = tmp_path / "pycount"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    (repo / "tracked.py").write_text("x = 1\n")
-    _git(repo, "add", "tracked.py")
-    _git(repo, "commit", "-q", "-m", "one")
+    repo = _repo(tmp_path / "pycount", "tracked.py", "x = 1\n")
     monkeypatch.setattr(provenance, "_ROOT", repo)
     monkeypatch.setenv("PYCOUNT_COMMIT", "fallback0000")
     sha = _git(repo, "rev-parse", "HEAD")
@@ -66,13 +71,7 @@ def test_the_dirty_check_reads_the_checkout_not_the_working_folder(checkout, tmp
                                                                     monkeypatch):
     """commit() is called from wherever pycount runs: a clean folder elsewhere is not asked."""
     repo, short = checkout
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    _git(elsewhere, "init", "-q")
-    (elsewhere / "a").write_text("1")
-    _git(elsewhere, "add", "a")
-    _git(elsewhere, "commit", "-q", "-m", "x")
-    monkeypatch.chdir(elsewhere)
+    monkeypatch.chdir(_repo(tmp_path / "elsewhere", "a", "1"))
     assert provenance.commit() == short
     (repo / "tracked.py").write_text("x = 3\n")
     assert provenance.commit() == short + "+changes"
