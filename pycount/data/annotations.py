@@ -1,5 +1,5 @@
 """Annotation files: the per-image formats of the folder layout (CSV/TSV tables, ImageJ .roi/.zip,
-Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, dot masks), the files of a whole
+Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 point lists, dot masks), the files of a whole
 set's annotations (CVAT XML, COCO JSON), and read_annotation, which reads one of them by kind."""
 from __future__ import annotations
 
@@ -607,6 +607,58 @@ def read_qupath_geojson(path: Path, marker: str = "", shape=None, image=None) ->
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
+def read_hdf5_points(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of an HDF5 file of point lists, such as BCData's (one dataset,
+    "coordinates"). Every dataset of N x 2 numbers in it is one list of (x, y) rows, taken as
+    0-based pixel coordinates as the CSV reader takes them; an empty dataset is a list of no
+    cell. A file of several lists (one per class: "positive", "negative") counts them all, or
+    the one `marker` names (by its name or its path in the file); a file without that list is
+    an image of no such cell (0 cells; marker_absent)."""
+    try:
+        import h5py
+    except ImportError:
+        raise DatasetError(f"{path} is an HDF5 file, which pycount reads with the h5py package, "
+                           f"not installed here: install pycount's requirements (make setup, or "
+                           f"pip install -r requirements.txt)") from None
+    lists: dict[str, np.ndarray] = {}
+    other: list[str] = []
+
+    def visit(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Dataset):
+            return
+        shape, numeric = obj.shape, obj.dtype.kind in "iuf"
+        if numeric and (shape is None or 0 in shape) and len(shape or ()) <= 2:
+            lists[name] = np.empty((0, 2))           # no cell (an empty or null dataset)
+        elif numeric and len(shape) == 2 and shape[1] == 2:
+            lists[name] = np.asarray(obj[()], np.float64)
+        else:
+            other.append(f"{name} ({' x '.join(map(str, shape or ())) or 'scalar'} "
+                         f"{obj.dtype})")
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as e:           # not HDF5, cut short, or unreadable
+        raise DatasetError(f"cannot read {path} as an HDF5 file ({e}); save its point list "
+                           f"again (or as a CSV with header x,y)") from None
+    if not lists:
+        raise DatasetError(
+            f"{path} holds no list of points (a dataset of N rows of x, y): its datasets are "
+            f"{few(other) or 'none'}" + (" (2 x N: the points as columns; store them as rows)"
+                                          if any(" (2 x " in o for o in other) else "")
+            + "; save the points as an N x 2 dataset, e.g. 'coordinates' as BCData does")
+    for name, xy in lists.items():
+        bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
+        if len(bad):
+            raise DatasetError(f"{path}: row {bad[0] + 1} of its dataset {name!r} is not a "
+                               f"number ({xy[bad[0]].tolist()}); correct or delete that point")
+    if marker:
+        chosen = [xy for name, xy in lists.items() if marker in (name, name.rsplit("/", 1)[-1])]
+        if not chosen:                        # an image of no such cell: 0 (classes_without)
+            marker_absent(marker, lists)
+        return np.concatenate(chosen or [np.empty((0, 2))])
+    return np.concatenate(list(lists.values()))
+
+
 def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     """(N, 2) centres of a dot-mask image (any colour, any bit depth; an alpha channel is
     ignored). With `shape`, the mask must be the image's size. Dots of one pixel, as the VGG
@@ -731,7 +783,7 @@ def split_blob(pixels: np.ndarray, k: int) -> np.ndarray:
 
 ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",
                     ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
-                    ".roi": "ImageJ ROI", ".zip": "ImageJ ROI"}
+                    ".roi": "ImageJ ROI", ".zip": "ImageJ ROI", ".h5": "HDF5", ".hdf5": "HDF5"}
 
 
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
@@ -896,4 +948,6 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
         return read_qupath_geojson(path, marker, shape, image)
     if kind == "ImageJ ROI":
         return read_imagej_roi(path, marker)
+    if kind == "HDF5":
+        return read_hdf5_points(path, marker)
     return read_dot_mask(path, shape)

@@ -4,6 +4,7 @@ and annotations kept in two subfolders (split_folders), published train/ + test/
 (split_parts), and the checks of the folder and its files."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -126,7 +127,8 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
     images; None where root holds its files itself. Any other arrangement of subfolders is a
     DatasetError that names them and the layouts read. Also the export of an annotation tool
     that writes one file of the whole set's annotations beside a folder of the images (CVAT:
-    annotations.xml + images/): (that folder, root)."""
+    annotations.xml + images/): (that folder, root). The annotations folder may also keep one
+    subfolder per class (class_folders), where it is named like one."""
     entries = _entries(root)
     if entries:
         if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries) \
@@ -135,6 +137,11 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
         holding = [d for d in visible_subfolders(root) if _has_images(d)]
         return (holding[0], root) if len(holding) == 1 else None
     subs = [d for d in visible_subfolders(root) if _entries(d)]
+    if len(subs) == 1 and _has_images(subs[0]):  # images/ beside annotations/<class>/
+        by_class = [d for d in visible_subfolders(root) if d != subs[0] and class_folders(d)
+                    and _folder_key(d.name) in ANNOTATION_FOLDERS]
+        if len(by_class) == 1:
+            return subs[0], by_class[0]
     if not subs:
         return None
     together = f"keep the images and their annotations together in {root}"
@@ -292,8 +299,102 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
     return folder_layout(root)[0]
 
 
+# --- annotations kept by class: annotations/positive/NAME.h5 + annotations/negative/NAME.h5 ------------
+
+CLASS_FOLDERS = "class folders"     # the kind (its start) of an image's annotation kept so
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The class subfolders of an annotations' folder that keeps each class's marks in a
+    subfolder of its own, one file per image in each (BCData: annotations/train/positive/ and
+    negative/): a folder of no image or annotation itself whose subfolders hold annotations (or
+    dot masks) and no further subfolder, named as no split part is; [] for any other folder."""
+    if _entries(folder):
+        return []
+    subs = visible_subfolders(folder)
+    if not subs or any(visible_subfolders(d) or _folder_key(d.name) in SPLIT_FOLDERS
+                       for d in subs):
+        return []
+    return subs if any(_entries(d) for d in subs) else []
+
+
+def _pairs_by_class(image_dir: Path, note_dir: Path, classes: list[Path]
+                    ) -> dict[str, tuple[Path, Path, str]]:
+    """The images of image_dir paired with the class folders of note_dir: each image's
+    annotation is note_dir itself, of kind "class folders of <formats>" (class_files finds the
+    files). Each class folder's files are paired as a folder's are (a file without its image or
+    two files for one image refused, naming them); an image needs a file in one class folder at
+    least, and one missing from a class folder has no cell of that class (said in a note)."""
+    images = _images_by_stem(_entries(image_dir))
+    files = _visible_files(image_dir)
+    held: dict[str, list[str]] = {}
+    kinds = set()
+    for d in classes:
+        notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(d)]
+        for stem, (_, _, kind) in _paired(images, notes, image_dir, files, d,
+                                          every=False).items():
+            held.setdefault(stem, []).append(d.name)
+            kinds.add(kind)
+    names = ", ".join(d.name + "/" for d in classes)
+    for stem, image in images.items():
+        if stem not in held:
+            raise DatasetError(f"{image} has no annotation in any of the class folders of "
+                               f"{note_dir} ({names}); add one named after it ({stem}.csv, "
+                               f"{stem}.h5, ...) to the folder of its cells' class, or remove "
+                               f"the image")
+    for d in classes:
+        lacking = [stem for stem in images if d.name not in held[stem]]
+        if lacking:
+            note(f"{d} holds no file for {len(lacking)} of the {len(images)} images of "
+                 f"{image_dir} ({few(lacking)}): each is counted as having no {d.name} cell")
+    kind = f"{CLASS_FOLDERS} of {', '.join(sorted(kinds))}"
+    return {stem: (images[stem], note_dir, kind) for stem in images}
+
+
+def _subfolder_times(folder: Path) -> tuple:
+    return tuple(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(folder)
+                        if e.is_dir()))
+
+
+@functools.lru_cache(maxsize=16)
+def _class_index(folder: str, times: tuple) -> dict[str, list[tuple[str, Path, str]]]:
+    """{image stem: [(class, file, kind)]} of a folder of class folders; `times`: its
+    subfolders' modification times, so that a file added, removed or renamed is seen."""
+    index: dict[str, list[tuple[str, Path, str]]] = {}
+    for d in class_folders(Path(folder)):
+        for p in _entries(d):
+            kind = ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")
+            for key in dict.fromkeys(_annotation_keys(p.stem)):
+                index.setdefault(key, []).append((d.name, p, kind))
+    return index
+
+
+def class_names(folder: Path) -> list[str]:
+    """The classes (subfolder names) of a folder of class folders."""
+    return [d.name for d in class_folders(Path(folder))]
+
+
+def class_files(folder: Path, image: Path) -> list[tuple[str, Path, str]]:
+    """[(class, file, kind)] of the image's annotation files in a folder of class folders (as
+    _pairs_by_class paired them: at most one per class)."""
+    folder = Path(folder)
+    return _class_index(str(folder), _subfolder_times(folder)).get(Path(image).stem, [])
+
+
+def annotation_paths(annotation: Path, kind: str, image: Path) -> list[Path]:
+    """The files an image's annotation (as folder_pairs pairs it) is read from: the one file,
+    or the image's files in a folder of class folders."""
+    if kind.startswith(CLASS_FOLDERS):
+        return [p for _, p, _ in class_files(annotation, image)]
+    return [Path(annotation)]
+
+
 def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path, str]]:
-    """The images of one folder paired with the annotations of another (dot masks of any name)."""
+    """The images of one folder paired with the annotations of another (dot masks of any name),
+    or with its class folders (_pairs_by_class)."""
+    classes = class_folders(note_dir)
+    if classes:
+        return _pairs_by_class(image_dir, note_dir, classes)
     images = _images_by_stem(_entries(image_dir))
     notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(note_dir)]
     return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
@@ -330,7 +431,8 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
 
 
 def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
-            files: list[Path], note_dir: Path | None = None) -> dict[str, tuple[Path, Path, str]]:
+            files: list[Path], note_dir: Path | None = None,
+            every: bool = True) -> dict[str, tuple[Path, Path, str]]:
     """folder_pairs' pairing of the images (by stem) with their annotations (path, kind); `root`
     and `files`: the images' folder and its files, `note_dir` the annotations' where they are
     kept apart, for the messages. A file of the whole set's annotations may name images the
@@ -338,7 +440,8 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     is a file of its own, there for that image only (a renamed or missing image; deleting it
     is the fix); an export lists every image of its task, of which a folder often holds a
     part (images left out on purpose), and its entries cannot be taken out without editing
-    the tool's file. An image without an entry is refused all the same."""
+    the tool's file. An image without an entry is refused all the same (`every`; else left
+    out of the pairs: a class folder holds the files of its class's images)."""
     found: dict[str, list[tuple[Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
@@ -371,6 +474,8 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                "image or remove the annotation")
         found.setdefault(owners[0], []).append((p, kind))
     for stem, image in images.items():
+        if stem not in found and not every:
+            continue
         if stem not in found:
             where = f" to {note_dir}" if note_dir else ""
             raise DatasetError(f"{image} has no annotation; add one named after it{where}: "
@@ -379,7 +484,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
         if len(found[stem]) > 1:
             raise DatasetError(f"{image} has {len(found[stem])} annotations "
                                f"({', '.join(str(p) for p, _ in found[stem])}); keep one of them")
-    pairs = {stem: (images[stem], *found[stem][0]) for stem in images}
+    pairs = {stem: (images[stem], *found[stem][0]) for stem in images if stem in found}
     _check_recorded(pairs, images, root)
     return pairs
 

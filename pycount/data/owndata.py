@@ -26,9 +26,9 @@ import numpy as np
 from pycount import config
 from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
-from pycount.data.annotations import classes_without, few, read_annotation
+from pycount.data.annotations import classes_without, few
 from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
-from pycount.data.layout import visible_subfolders, folder_layout
+from pycount.data.layout import annotation_paths, folder_layout, visible_subfolders
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
@@ -150,7 +150,8 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
     out, fresh = {}, {}
     for i, (image_path, note, kind) in pairs.items():
         # (with a marker: its count, and the spacing of every mark: ":nn-all")
-        key = _file_key(image_path, note) + (f":{marker}:nn-all" if marker else ":")
+        key = _file_key(image_path, *annotation_paths(note, kind, image_path)) + (
+            f":{marker}:nn-all" if marker else ":")
         hit = cache.get(i)
         if hit and hit.get("key") == key and {"depth", "twice"} <= set(hit.get("stats", {})):
             out[i] = ImageStats(**hit["stats"])
@@ -159,8 +160,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             band = depth_percentiles(raw) if raw.dtype != np.uint8 else ()
             image = to_rgb8(raw, band)             # as stretched on its own (band, or flat)
             def marks(m: str) -> np.ndarray:      # as the readers count them
-                return readers.counted_centres(
-                    read_annotation(note, kind, image.shape, m, image_path), image.shape, note)
+                return readers.read_marks(note, kind, image.shape, m, image_path)
             centres = marks(marker)
             everyone = marks("") if marker else centres
             # the cell spacing over every marked cell, whatever the marker counted: the windows

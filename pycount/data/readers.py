@@ -34,7 +34,8 @@ import scipy.io
 
 from pycount.data.annotations import note, read_annotation, read_centres_csv
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_any_image, read_in_range
-from pycount.data.layout import refuse_broken_link, require_dir, folder_pairs
+from pycount.data.layout import (CLASS_FOLDERS, class_files, class_names, folder_pairs,
+                                 refuse_broken_link, require_dir)
 from pycount.errors import DatasetError
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays have no scalar equality
@@ -143,6 +144,26 @@ def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_pa
     return Sample(id=i, image=image, centres=counted_centres(centres, image.shape, path, tolerance,
                                                              repeats),
                   source=str(image_path))
+
+
+def read_marks(annotation: Path, kind: str, shape, marker: str = "", image: Path | None = None,
+               repeats: dict | None = None) -> np.ndarray:
+    """The marks of an image as folder_pairs pairs it with its annotation, as the readers count
+    them (counted_centres): one file's (read_annotation), or, for a folder of class folders,
+    each class's file read and checked on its own, the classes counted together (a place
+    marked in two classes once) or the one `marker` names (a class folder's name)."""
+    if not kind.startswith(CLASS_FOLDERS):
+        return counted_centres(read_annotation(annotation, kind, shape, marker, image), shape,
+                               annotation, repeats=repeats)
+    if marker and marker not in class_names(annotation):
+        raise DatasetError(f"{annotation} has no class folder {marker!r} (its classes: "
+                           f"{', '.join(class_names(annotation))}); choose one of them (MARKER=, "
+                           f"or marker in pycount.toml), or leave it out to count all")
+    parts = [counted_centres(read_annotation(p, k, shape, "", image), shape, p, repeats=repeats)
+             for c, p, k in class_files(annotation, image) if not marker or c == marker]
+    # a mark at the very place of one of another class: one cell given two classes, counted once
+    return counted_centres(np.concatenate(parts or [np.empty((0, 2))]), shape, annotation,
+                           repeats=repeats)
 
 
 # --- vgg_cells ---------------------------------------------------------------------------------------
@@ -364,9 +385,8 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
         image, why = read_in_range(image_path, depth_range, dtypes)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
-        samples.append(_sample(i, image, read_annotation(annotation, kind, image.shape, marker,
-                                                         image_path), annotation,
-                               image_path, repeats=repeats))
+        samples.append(Sample(id=i, image=image, centres=read_marks(
+            annotation, kind, image.shape, marker, image_path, repeats), source=str(image_path)))
     _say_repeats(repeats)
     return samples
 
