@@ -32,6 +32,13 @@ Variants:
                        `NAME.csv`: a folder whose images differ in size and density, as a lab's
                        fields of view cropped by hand do
   nuclei-mixed-sizes   the same with the CRCHistoPhenotypes H&E images (sides 72-500 px)
+  nuclei-bcdata        CRCHistoPhenotypes H&E laid out as BCData (the public Ki67 set) ships:
+                       images/{train,validation,test}/N.png (60/10/30 seeded, numbering restarted
+                       in each part) and annotations/<part>/<class>/N.h5, an HDF5 dataset
+                       `coordinates` per class: the release's four classes (epithelial,
+                       fibroblast, inflammatory, others) and `unclassified` for the detected
+                       nuclei without a class, so that all classes together are the detection
+                       marks of the named set (MARKER=inflammatory counts that class alone)
 """
 from __future__ import annotations
 
@@ -56,7 +63,7 @@ NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-small-grey16": "bacterial", "vgg-geojson": "bacterial",
          "vgg-up2-geojson": "bacterial", "nuclei-mbm-names": "nuclei",
          "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
-         "nuclei-mixed-sizes": "nuclei"}
+         "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -172,6 +179,42 @@ def make_mixed_sizes(out: Path, samples, low: int) -> None:
         _csv(out / f"{name}.csv", np.clip(centres, 0, [w - 1, h - 1]))
 
 
+CRC_CLASSES = ("epithelial", "fibroblast", "inflammatory", "others")
+
+
+def make_nuclei_bcdata(out: Path) -> None:
+    import h5py
+    import scipy.io
+    release = SHARED / "CRCHistoPhenotypes_2016_04_28"
+    samples = readers.read_crc_nuclei(release)
+    order = np.random.default_rng(25).permutation(len(samples))
+    parts = {"train": order[:60], "validation": order[60:70], "test": order[70:]}
+    for part, picks in parts.items():
+        (out / "images" / part).mkdir(parents=True)
+        for k, pick in enumerate(sorted(picks)):
+            s = samples[pick]
+            cv2.imwrite(str(out / "images" / part / f"{k}.png"),
+                        cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+            left = np.ones(len(s.centres), bool)     # detected nuclei not yet given a class
+            lists = {}
+            for cls in CRC_CLASSES:
+                m = scipy.io.loadmat(str(release / "Classification" / f"img{s.id}" /
+                                         f"img{s.id}_{cls}.mat"))["detection"]
+                m = np.asarray(m, np.float64).reshape(-1, 2) - 1.0
+                # a class's nuclei are detection marks (the same coordinates): keep the reader's
+                # copies of them (moved onto the edge where beyond it), so that all classes
+                # together are the detection marks as the named set counts them
+                at = [int(np.argmin(np.abs(s.centres - p).sum(axis=1))) for p in m]
+                lists[cls] = s.centres[at]
+                left[at] = False
+            lists["unclassified"] = s.centres[left]
+            for cls, xy in lists.items():
+                d = out / "annotations" / part / cls
+                d.mkdir(parents=True, exist_ok=True)
+                with h5py.File(d / f"{k}.h5", "w") as f:
+                    f["coordinates"] = xy
+
+
 MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cellcounter,
           "vgg-small-grey16": make_vgg_small_grey16, "vgg-geojson": make_vgg_geojson,
           "vgg-up2-geojson": lambda out: make_vgg_geojson(out, factor=2),
@@ -179,7 +222,8 @@ MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cel
           "vgg-mixed-sizes": lambda out: make_mixed_sizes(
               out, readers.read_vgg_cells(SHARED / "vgg_cells"), low=48),
           "nuclei-mixed-sizes": lambda out: make_mixed_sizes(
-              out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72)}
+              out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72),
+          "nuclei-bcdata": make_nuclei_bcdata}
 
 
 def build(variant: str, root: Path) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from conftest import SHARED
 from bench import owndata_check as check
 from pycount import cli, config
-from pycount.data import owndata, readers
+from pycount.data import layout, owndata, readers
 from pycount.errors import ConfigError, DatasetError
 
 needs_shared = pytest.mark.skipif(not (SHARED / "vgg_cells").is_dir(),
@@ -112,6 +112,31 @@ def test_release_layout_variants_read_back_every_cell(tmp_path):
     for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
         inside = ((s.centres < 149.5).all(axis=1)).sum()
         assert got[s.id].count == inside and got[s.id].image.shape == (150, 150, 3)
+
+
+@needs_shared
+def test_bcdata_variant_keeps_every_nucleus_and_its_class(tmp_path):
+    """The CRC images in BCData's layout: 60/10/30 images in train/, validation/ and test/, the
+    five class folders together count exactly the detection marks of each image, and one class
+    alone the release's own list of it."""
+    import scipy.io
+    release = SHARED / "CRCHistoPhenotypes_2016_04_28"
+    src = {s.image.tobytes(): s for s in readers.read_crc_nuclei(release)}
+    root = check.build("nuclei-bcdata", tmp_path)
+    pairs, test, label = layout.folder_layout(root)
+    assert (len(pairs), len(test), label) == (100, 30, "test")
+    assert len([i for i in pairs if i.startswith("validation_")]) == 10
+    every = readers.read_folder(root)
+    inflamed = {s.id: s.count for s in readers.read_folder(root, marker="inflammatory")}
+    assert {s.id for s in every} == set(pairs)
+    for s in every:
+        original = src.pop(s.image.tobytes())          # each image once, as it was
+        assert s.count == original.count
+        assert sorted(map(tuple, s.centres)) == sorted(map(tuple, original.centres))
+        mat = scipy.io.loadmat(str(release / "Classification" / f"img{original.id}" /
+                                   f"img{original.id}_inflammatory.mat"))["detection"]
+        assert inflamed[s.id] == len(np.unique(np.asarray(mat).reshape(-1, 2), axis=0))
+    assert not src
 
 
 @needs_shared
