@@ -1205,6 +1205,10 @@ ZOOM_LIMITS = (0.05, 1.0)
 MASK_MAX_ON_SHARE = 0.25
 MASK_MAX_BLOB_AREA = 256
 MASK_MAX_BLOB_DOTS = 20
+# A mask whose values (two at least) are each one 8-connected region, but for this share of
+# them in two or more pieces (a cell cut by a brush stroke), is read as instance labels, one cell
+# per value (annotations.label_centres): Cellpose's, StarDist's and other segmentations' masks
+MASK_LABEL_SPARE = 0.05
 # A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
 # at most this many rounds (a blob of a few dots settles in 2-5)
 MASK_SPLIT_ROUNDS = 20

@@ -667,17 +667,59 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     one cell per blob, at its centroid, and a blob of k touching discs (disc_counts: by its area
     where the discs are of one size, by its shape and depth where they differ) k cells, at the
     centres of k clusters of its pixels (split_blob). A JPEG mask's compression
-    noise is dropped: its pixels count from half its maximum."""
+    noise is dropped: its pixels count from half its maximum. A mask of instance labels (each
+    cell a region of a value of its own, as Cellpose, StarDist and segmentation tools save
+    them): one cell per label, at its centroid (label_centres)."""
     data, _ = decode_file(Path(path), "the dot mask ")
-    if data.ndim == 3:
-        data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
-        data = data.max(axis=2)
     if shape is not None and data.shape[:2] != tuple(shape[:2]):
         raise DatasetError(f"the dot mask {path} is {data.shape[1]}x{data.shape[0]} px but its image is "
                            f"{shape[1]}x{shape[0]}; a mask must have its image's size")
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg"):   # (no label survives JPEG)
+        labelled = label_centres(data)
+        if labelled is not None:
+            return labelled
+    if data.ndim == 3:
+        data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
+        data = data.max(axis=2)
     on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
         else data != 0
     return mask_centres(on, path)
+
+
+def label_centres(data: np.ndarray) -> np.ndarray | None:
+    """(N, 2) x, y centroids of the cells of an instance-label mask, or None for a mask that is
+    not one. A label mask gives each cell a value of its own (grey, 8 to 32 bits; or a colour
+    of its own), so that touching cells stay apart. It is told by its content, not its name:
+    two values at least, and each value one 8-connected region (config.MASK_LABEL_SPARE of the
+    values may be in two pieces: a cell cut by the image's edge or a brush stroke). A dot mask
+    is not so: its one value (or its few, a colour per class) marks many dots, and the
+    anti-aliased rims of drawn discs repeat their values from disc to disc."""
+    if data.dtype.kind not in "ui":
+        return None
+    if data.ndim == 3:                        # a colour per cell: the colour as one number
+        chans = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
+        data = sum(chans[..., c].astype(np.int64) << (16 * c) for c in range(chans.shape[2]))
+    on = data != 0
+    marked = data[on]
+    values = np.unique(marked)
+    if len(values) < 2 or len(marked) == on.size:   # one value, or no background (0)
+        return None
+    lab = np.zeros(data.shape, np.int32)
+    lab[on] = np.searchsorted(values, marked) + 1
+    from scipy import ndimage
+    allowed = len(values) * (1 + config.MASK_LABEL_SPARE)
+    pieces = 0
+    eight = np.ones((3, 3), bool)
+    for i, box in enumerate(ndimage.find_objects(lab), 1):
+        if box is not None:
+            pieces += ndimage.label(lab[box] == i, structure=eight)[1]
+            if pieces > allowed:              # values that mark many places: dots
+                return None
+    ys, xs = np.nonzero(lab)
+    n = np.bincount(lab[ys, xs], minlength=len(values) + 1)[1:]
+    cx = np.bincount(lab[ys, xs], weights=xs, minlength=len(values) + 1)[1:] / n
+    cy = np.bincount(lab[ys, xs], weights=ys, minlength=len(values) + 1)[1:] / n
+    return np.stack([cx, cy], axis=1)
 
 
 def mask_centres(on: np.ndarray, source="") -> np.ndarray:
@@ -688,7 +730,8 @@ def mask_centres(on: np.ndarray, source="") -> np.ndarray:
     pixels = np.stack([xs, ys], axis=1).astype(np.float64)
     mask = f"the dot mask{f' {source}' if source else ''}"
     fix = ("a dot mask marks each cell with one pixel or a small dot on a black background: mark "
-           "the cell centres instead, or give them as a CSV (x,y)")
+           "the cell centres instead, or give them as a CSV (x,y); a segmentation is read as a "
+           "mask of labels, each cell a value of its own (as Cellpose's _cp_masks.png)")
     if len(pixels) > config.MASK_MAX_ON_SHARE * on.size:
         raise DatasetError(f"{mask} marks {len(pixels) / on.size:.0%} of its pixels (is it "
                            f"inverted, or a filled region?); {fix}")

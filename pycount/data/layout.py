@@ -37,7 +37,9 @@ def refuse_broken_link(path: Path) -> None:
 
 # --- pairing: any images, each with an annotation of its stem ----------------------------------------
 
-MASK_TAILS = ("_dots", "-dots", "dots")  # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks
+# NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks; NAME_cp_masks.png (Cellpose's export),
+# NAME_masks.png (its training folders' name), NAME_mask.png: label masks, read as dot masks are
+MASK_TAILS = ("_dots", "-dots", "dots", "_cp_masks", "_masks", "-masks", "_mask", "-mask")
 
 
 def _annotation_keys(stem: str) -> list[str]:
@@ -61,8 +63,9 @@ def _with_ome(keys: list[str]) -> list[str]:
 
 def mask_bases(stem: str) -> list[str]:
     """The image stems a dot mask's stem may name: "dots" taken off its end (NAME_dots,
-    NAME-dots, NAMEdots; the VGG's NNNdots for NNNcell) or out of its middle (the MBM release's
-    NAME_dots_000 for NAME_000); [] for a stem without it."""
+    NAME-dots, NAMEdots; the VGG's NNNdots for NNNcell; a label mask's "_masks", "_cp_masks",
+    "_mask") or out of its middle (the MBM release's NAME_dots_000 for NAME_000); [] for a stem
+    without it."""
     low, keys = stem.lower(), []
     for tail in MASK_TAILS:
         if low.endswith(tail) and len(stem) > len(tail):

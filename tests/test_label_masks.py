@@ -1,0 +1,116 @@
+"""Instance-label masks (Cellpose's NAME_cp_masks.png, a training folder's NAME_masks.png,
+StarDist's masks/NAME.tif): one cell per label at its centroid, touching cells apart; masks of
+dots keep the dot rules."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pycount.data import annotations, layout, readers
+
+SQUARE = 6      # side of each labelled cell
+
+
+def tiled_labels(rows=3, cols=4, side=SQUARE, gap=0, dtype=np.uint16, offset=(5, 7)):
+    """rows x cols square cells of `side` px, `gap` px apart (0: touching), labelled 1, 2, ...
+    row by row; their exact centroids."""
+    h = offset[1] + rows * (side + gap) + 5
+    w = offset[0] + cols * (side + gap) + 5
+    out = np.zeros((h, w), dtype)
+    centres = []
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0 = offset[0] + c * (side + gap), offset[1] + r * (side + gap)
+            out[y0:y0 + side, x0:x0 + side] = r * cols + c + 1
+            centres.append((x0 + (side - 1) / 2, y0 + (side - 1) / 2))
+    return out, np.array(centres)
+
+
+def test_touching_cells_of_a_label_mask_are_one_each_at_their_centroids(tmp_path):
+    labels, centres = tiled_labels()
+    path = tmp_path / "a_cp_masks.png"
+    cv2.imwrite(str(path), labels)
+    got = annotations.read_dot_mask(path, labels.shape)
+    assert got.tolist() == centres.tolist()
+
+
+def test_labels_beyond_255_in_16_bits_and_gaps_in_the_numbering(tmp_path):
+    labels, centres = tiled_labels(rows=20, cols=20, side=3, gap=1)
+    labels[labels > 0] = labels[labels > 0] * 3 + 100        # 103 ... 1300, not consecutive
+    path = tmp_path / "b_masks.tif"
+    cv2.imwrite(str(path), labels)
+    got = annotations.read_dot_mask(path)
+    assert len(got) == 400 and got.tolist() == centres.tolist()
+
+
+def test_a_colour_per_cell_is_a_label_each(tmp_path):
+    labels, centres = tiled_labels(rows=2, cols=3)
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0],
+                        [0, 255, 255], [255, 0, 255]], np.uint8)      # 0: background
+    path = tmp_path / "c_mask.png"
+    cv2.imwrite(str(path), colours[labels])
+    assert sorted(annotations.read_dot_mask(path).tolist()) == sorted(centres.tolist())
+
+
+def test_a_few_labels_in_two_pieces_are_still_labels_one_cell_each(tmp_path):
+    labels, _ = tiled_labels(rows=5, cols=8, gap=2)
+    labels[labels == 40] = 0
+    labels[0:2, 0:2] = 39                 # label 39 in two pieces: 1 of 39 labels (< 5 %)
+    got = annotations.read_dot_mask(_write(tmp_path / "d_masks.png", labels))
+    assert len(got) == 39
+
+
+def _write(path, data):
+    cv2.imwrite(str(path), data)
+    return path
+
+
+def test_masks_of_dots_keep_the_dot_rules(tmp_path):
+    """Dots of two colours (a class each): every dot a cell, not two labels; anti-aliased discs
+    (their rims' values repeat from disc to disc): one cell per disc, not one per value."""
+    dots = np.zeros((40, 60, 3), np.uint8)
+    dots[5:35:6, 4:56:8] = (0, 0, 255)                        # 5 x 7 red dots
+    dots[8:38:6, 7:57:8] = (0, 255, 0)                        # 5 x 7 green dots
+    assert len(annotations.read_dot_mask(_write(tmp_path / "e_dots.png", dots))) == 70
+    discs = np.zeros((80, 80), np.uint8)
+    for y in range(10, 80, 20):
+        for x in range(10, 80, 20):
+            cv2.circle(discs, (x, y), 3, 255, -1, lineType=cv2.LINE_AA)
+    assert len(np.unique(discs)) > 3                          # many values, all repeated
+    assert len(annotations.read_dot_mask(_write(tmp_path / "f_dots.png", discs))) == 16
+    one = np.zeros((20, 20), np.uint16)
+    one[3, 4] = one[10, 12] = 1                               # one value: dots, two cells
+    assert annotations.read_dot_mask(_write(tmp_path / "g.png", one)).tolist() == [
+        [4, 3], [12, 10]]
+
+
+def test_label_masks_pair_with_their_images_by_the_tools_names(tmp_path):
+    labels, centres = tiled_labels()
+    h, w = labels.shape
+    for name, mask in (("a", "a_cp_masks.png"), ("b", "b_masks.tif"), ("c", "c-mask.png")):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((h, w, 3), np.uint8))
+        cv2.imwrite(str(tmp_path / mask), labels)
+    pairs = layout.folder_pairs(tmp_path)
+    assert {k: (v[1].name, v[2]) for k, v in pairs.items()} == {
+        "a": ("a_cp_masks.png", "dot mask"), "b": ("b_masks.tif", "dot mask"),
+        "c": ("c-mask.png", "dot mask")}
+    for s in readers.read_folder(tmp_path):
+        assert s.centres.tolist() == centres.tolist()
+
+
+def test_a_stardist_layout_reads_label_tiffs_named_as_their_images(tmp_path):
+    labels, centres = tiled_labels(rows=4, cols=4)
+    for d in ("images", "masks"):
+        (tmp_path / d).mkdir()
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / "images" / f"{k}.tif"), np.zeros(labels.shape, np.uint8))
+        cv2.imwrite(str(tmp_path / "masks" / f"{k}.tif"), labels)
+    got = readers.read_folder(tmp_path)
+    assert [len(s.centres) for s in got] == [16, 16, 16]
+
+
+def test_a_float_mask_or_one_without_background_is_no_label_mask():
+    labels, _ = tiled_labels(dtype=np.float32)
+    assert annotations.label_centres(labels) is None
+    labels, _ = tiled_labels()
+    assert annotations.label_centres(labels + 1) is None     # no 0: nothing is background
