@@ -1,6 +1,7 @@
 """Annotation files: the per-image formats of the folder layout (CSV/TSV tables, ImageJ .roi/.zip,
-Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 point lists, dot masks), the files of a whole
-set's annotations (CVAT XML, COCO JSON), and read_annotation, which reads one of them by kind."""
+Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 point lists, dot masks),
+the files of a whole set's annotations (CVAT XML, COCO JSON, VIA JSON/CSV), and
+read_annotation, which reads one of them by kind."""
 from __future__ import annotations
 
 import csv
@@ -830,13 +831,114 @@ ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or 
 
 
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
-SET_KINDS = ("CVAT XML", "COCO JSON")
+SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV")
+
+# The header of the VGG Image Annotator's (VIA 2) CSV export: one row per region, the shape and
+# the attributes as JSON in their cells
+VIA_CSV_HEADER = ("filename", "file_size", "file_attributes", "region_count", "region_id",
+                  "region_shape_attributes", "region_attributes")
+
+
+def _via_label(attributes) -> str:
+    """A VIA region's class, for a marker to choose: its attribute values that are set (a text
+    or a dropdown's value; a checkbox's ticked options), joined by ", " where several are."""
+    if not isinstance(attributes, dict):
+        return ""
+    said = []
+    for value in attributes.values():
+        if isinstance(value, dict):        # checkboxes: {option: true}
+            said += [str(k) for k, on in value.items() if on]
+        elif value not in (None, ""):
+            said.append(str(value))
+    return ", ".join(said)
+
+
+def _via_points(shape: dict) -> list[tuple[float, float]]:
+    """The cell(s) of one VIA region: a point, a circle's or an ellipse's centre, a rectangle's
+    centre, a polygon's area centroid; [] for a polyline (no cell). Coordinates as stored."""
+    name = shape.get("name")
+    if name == "point" or name in ("circle", "ellipse"):
+        return [(float(shape["cx"]), float(shape["cy"]))]
+    if name == "rect":
+        return [(float(shape["x"]) + float(shape["width"]) / 2,
+                 float(shape["y"]) + float(shape["height"]) / 2)]
+    if name == "polygon":
+        xy = _outline_centroid(np.asarray(shape["all_points_x"], np.float64),
+                               np.asarray(shape["all_points_y"], np.float64))
+        return [(float(xy[0]), float(xy[1]))]
+    if name == "polyline":
+        return []
+    raise ValueError(f"a region of shape {name!r}")
+
+
+def _via_index(p: Path, entries: list[tuple[str, list]]) -> dict:
+    """{image file name: [(label, x, y)]} of VIA entries [(file name, [(shape, attributes)])];
+    VIA's continuous coordinates, shifted by -0.5 as CVAT's and COCO's are."""
+    out: dict[str, list] = {}
+    for name, regions in entries:
+        marks = out.setdefault(Path(name).name, [])
+        for n, (shape, attributes) in enumerate(regions, 1):
+            try:
+                pts = _via_points(shape)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise DatasetError(f"{p}: region {n} of {name!r} cannot be read as a cell ({e!r}; "
+                                   f"its shape: {_brief(shape, 80)}); draw cells as points, "
+                                   f"circles, rectangles or polygons and export again") from None
+            label = _via_label(attributes)
+            marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
+    return out
+
+
+def _via_json(doc) -> list[tuple[str, list]] | None:
+    """[(file name, [(shape, attributes)])] of a VIA 2 JSON export or project file (VIA 1's
+    regions, a dict by number, too); None for any other JSON."""
+    if isinstance(doc, dict) and isinstance(doc.get("_via_img_metadata"), dict):
+        doc = doc["_via_img_metadata"]                 # a VIA 2 project file
+    if not (isinstance(doc, dict) and doc and all(
+            isinstance(v, dict) and "filename" in v and "regions" in v for v in doc.values())):
+        return None
+    entries = []
+    for v in doc.values():
+        regions = v["regions"]
+        regions = list(regions.values()) if isinstance(regions, dict) else regions
+        if not isinstance(regions, list):
+            regions = []
+        entries.append((str(v["filename"]), [
+            (r.get("shape_attributes"), r.get("region_attributes")) if isinstance(r, dict)
+            else (r, None) for r in regions]))
+    return entries
+
+
+def _via_csv(p: Path) -> list[tuple[str, list]] | None:
+    """The entries (_via_json) of a VIA 2 CSV export; None for any other CSV."""
+    import json
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if not rows or tuple(h.strip() for h in rows[0]) != VIA_CSV_HEADER:
+        return None
+    entries: dict[str, list] = {}
+    for n, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        try:
+            name, shape, attributes = row[0], json.loads(row[5] or "{}"), json.loads(row[6] or "{}")
+        except (IndexError, ValueError):
+            raise DatasetError(f"{p}: line {n} is not a row of VIA's CSV export (a shape and "
+                               f"attributes in JSON); export it again") from None
+        regions = entries.setdefault(name, [])
+        if shape:                                   # {}: an image without regions
+            regions.append((shape, attributes))
+    return list(entries.items())
 
 
 def set_file(path: Path) -> tuple[str, list[str]] | None:
     """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
-    CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image) or a
-    COCO file ("images" and "annotations" lists); None for any other file."""
+    CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image), a
+    COCO file ("images" and "annotations" lists), or a VGG Image Annotator (VIA 2) export or
+    project, in JSON or CSV; None for any other file."""
     index = _set_index(str(path), *_stamp(path)) if path.is_file() else None
     return None if index is None else (index[0], sorted(index[1]))
 
@@ -856,6 +958,9 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
     category taken out of the list (a class of no cell, merged or dropped by an editing script)
     would otherwise count as cells, and the marks of an unlisted image belong to no file."""
     p = Path(path)
+    if p.suffix.lower() in (".csv", ".tsv"):
+        entries = _via_csv(p)
+        return None if entries is None else ("VIA CSV", _via_index(p, entries), {})
     if p.suffix.lower() == ".xml":
         import xml.etree.ElementTree as ET
         try:
@@ -909,6 +1014,9 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                                f"encoding, e.g. Windows-1252); save it as UTF-8") from None
         except (OSError, ValueError):
             return None
+        entries = _via_json(doc)
+        if entries is not None:
+            return "VIA JSON", _via_index(p, entries), {}
         if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
                 and isinstance(doc.get("annotations"), list)):
             return None
@@ -969,7 +1077,7 @@ def _set_centres(path: Path, kind: str, image: Path, marker: str = "",
                             shape, image)
     if marker and not any(label == marker for label, _, _ in
                           (m for v in index.values() for m in v)):
-        labels = sorted({label for v in index.values() for label, _, _ in v})
+        labels = sorted({label for v in index.values() for label, _, _ in v} - {""})
         raise DatasetError(f"{path} has no label {marker!r} (its labels: "
                            f"{', '.join(labels) or 'none'}); choose one of them (MARKER=, or "
                            f"marker in pycount.toml), or leave it out to count all")

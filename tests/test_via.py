@@ -1,0 +1,116 @@
+"""The VGG Image Annotator (VIA 2): its JSON export, its project file and its CSV export, one
+file for the whole set beside the images, written here the way VIA writes them."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pycount.data import layout, readers
+from pycount.errors import DatasetError
+
+# a.png: two points (one positive, one negative), a rectangle and a polygon; b.png: a circle,
+# an ellipse and a polyline (no cell); c.png: no region
+REGIONS = {
+    "a.png": [({"name": "point", "cx": 10, "cy": 12}, {"type": "positive"}),
+              ({"name": "point", "cx": 20, "cy": 22}, {"type": "negative"}),
+              ({"name": "rect", "x": 30, "y": 30, "width": 10, "height": 6},
+               {"type": "negative"}),
+              ({"name": "polygon", "all_points_x": [0, 10, 10, 0],
+                "all_points_y": [0, 0, 10, 10]}, {"type": "positive"})],
+    "b.png": [({"name": "circle", "cx": 50, "cy": 5, "r": 3}, {"type": "positive"}),
+              ({"name": "ellipse", "cx": 40, "cy": 45, "rx": 3, "ry": 2, "theta": 0.3},
+               {"type": ""}),
+              ({"name": "polyline", "all_points_x": [1, 5], "all_points_y": [1, 5]}, {})],
+    "c.png": []}
+# each region's cell, -0.5 px (VIA's coordinates are continuous)
+WANT = {"a": [[9.5, 11.5], [19.5, 21.5], [34.5, 32.5], [4.5, 4.5]],
+        "b": [[49.5, 4.5], [39.5, 44.5]], "c": []}
+
+
+def images(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in REGIONS:
+        cv2.imwrite(str(folder / name), np.zeros((60, 60, 3), np.uint8))
+    return folder
+
+
+def via_json(regions_as_dict=False) -> dict:
+    """VIA 2's "Export Annotations (as json)": entries keyed by file name and size (VIA 1: the
+    regions a dict by number)."""
+    doc = {}
+    for name, regions in REGIONS.items():
+        listed = [{"shape_attributes": s, "region_attributes": a} for s, a in regions]
+        doc[f"{name}1234"] = {"filename": name, "size": 1234, "file_attributes": {},
+                              "regions": {str(k): r for k, r in enumerate(listed)}
+                              if regions_as_dict else listed}
+    return doc
+
+
+def got(folder, marker=""):
+    return {s.id: s.centres.tolist() for s in readers.read_folder(folder, marker=marker)}
+
+
+@pytest.mark.parametrize("form", ["export", "project", "via1"])
+def test_a_via_json_gives_each_image_its_regions(tmp_path, form):
+    folder = images(tmp_path / "set")
+    doc = via_json(regions_as_dict=form == "via1")
+    if form == "project":
+        doc = {"_via_settings": {}, "_via_img_metadata": doc, "_via_attributes": {}}
+    (folder / "via_region_data.json").write_text(json.dumps(doc))
+    assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
+        "abc", "VIA JSON")
+    assert got(folder) == WANT
+    assert {k: len(v) for k, v in got(folder, "positive").items()} == {"a": 2, "b": 1, "c": 0}
+    with pytest.raises(DatasetError, match=r"has no label 'Ki67' \(its labels: negative, "
+                                           r"positive\)"):
+        got(folder, "Ki67")
+
+
+def test_the_via_csv_export_reads_as_its_json(tmp_path):
+    folder = images(tmp_path / "set")
+    with open(folder / "cells_csv.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "file_size", "file_attributes", "region_count", "region_id",
+                    "region_shape_attributes", "region_attributes"])
+        for name, regions in REGIONS.items():
+            for k, (shape, attributes) in enumerate(regions):
+                w.writerow([name, 1234, "{}", len(regions), k, json.dumps(shape),
+                            json.dumps(attributes)])
+            if not regions:                            # VIA writes an image without regions so
+                w.writerow([name, 1234, "{}", 0, 0, "{}", "{}"])
+    assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
+        "abc", "VIA CSV")
+    assert got(folder) == WANT
+    assert {k: len(v) for k, v in got(folder, "negative").items()} == {"a": 2, "b": 0, "c": 0}
+
+
+def test_checkbox_attributes_are_the_options_ticked(tmp_path):
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    doc["a.png1234"]["regions"][0]["region_attributes"] = {"type": {"mitosis": True,
+                                                                    "other": False}}
+    (folder / "via.json").write_text(json.dumps(doc))
+    assert got(folder, "mitosis") == {"a": [[9.5, 11.5]], "b": [], "c": []}
+
+
+def test_a_region_that_is_no_cell_shape_is_named(tmp_path):
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    doc["b.png1234"]["regions"][0]["shape_attributes"] = {"name": "point", "cx": "near"}
+    (folder / "via.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"via\.json: region 1 of 'b\.png' cannot be read as "
+                                           r"a cell .*draw cells as points"):
+        got(folder)
+
+
+def test_an_image_the_via_file_does_not_list_has_no_annotation(tmp_path):
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    del doc["c.png1234"]
+    (folder / "via.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"c\.png has no annotation"):
+        layout.folder_pairs(folder)
