@@ -214,3 +214,55 @@ def test_a_place_marked_in_two_classes_is_one_cell_of_each(tmp_path, capsys):
     assert got == {"": 4, "positive": 2, "negative": 3}
     assert "annotations/test: 1 mark repeats another mark's exact position" in \
         capsys.readouterr().err
+
+
+# --- MATLAB point lists -------------------------------------------------------------------------
+
+def mat73(path, **lists):
+    """A MATLAB -v7.3 file as MATLAB writes one: HDF5 behind a 512-byte MAT header, each
+    matrix stored transposed, an empty one as [0 0] marked MATLAB_empty."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, xy in lists.items():
+            xy = np.asarray(xy, np.float64).reshape(-1, 2)
+            if len(xy):
+                f[name] = xy.T
+                f[name].attrs["MATLAB_class"] = np.bytes_("double")
+            else:
+                f[name] = np.zeros(2, np.uint64)
+                f[name].attrs["MATLAB_empty"] = np.uint8(1)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, HDF5 schema 1.00 .".ljust(116)
+    with open(path, "r+b") as f:
+        f.write(header + bytes(8) + b"\x00\x02" + b"IM")
+    return path
+
+
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_matlab_point_lists_are_1_based_and_a_marker_picks_one(tmp_path, version):
+    import scipy.io
+    lists = {"positive": [[1, 1], [10.5, 20]], "negative": [[5, 6]], "mitosis": np.zeros((0, 2))}
+    path = tmp_path / "img1.mat"
+    if version == "5":
+        scipy.io.savemat(path, {**lists, "note": "marked by AB"})
+    else:
+        mat73(path, **lists)
+    assert annotations.ANNOTATION_KINDS[".mat"] == "MATLAB"
+    got = annotations.read_annotation(path, "MATLAB")
+    assert sorted(got.tolist()) == [[0, 0], [4, 5], [9.5, 19]]
+    assert annotations.read_annotation(path, "MATLAB", marker="positive").tolist() == [
+        [0, 0], [9.5, 19]]
+    assert annotations.read_annotation(path, "MATLAB", marker="mitosis").shape == (0, 2)
+    cv2.imwrite(str(tmp_path / "img1.png"), np.zeros((30, 30, 3), np.uint8))
+    assert layout.folder_pairs(tmp_path) == {"img1": (tmp_path / "img1.png", path, "MATLAB")}
+
+
+def test_a_matlab_file_without_a_point_list_names_its_variables(tmp_path):
+    import scipy.io
+    path = tmp_path / "a.mat"
+    scipy.io.savemat(path, {"xs": np.arange(5.0), "image": np.zeros((4, 4, 3))})
+    with pytest.raises(DatasetError, match=r"a\.mat holds no list of points \(a variable of N "
+                                           r"rows of x, y\): its variables are .*image "
+                                           r"\(4 x 4 x 3 float64\).*save\(file, 'points'\)"):
+        annotations.read_mat_points(path)
+    path.write_bytes(b"not a MATLAB file at all" * 10)
+    with pytest.raises(DatasetError, match=r"cannot read .*a\.mat as a MATLAB file"):
+        annotations.read_mat_points(path)

@@ -1,6 +1,6 @@
 """Annotation files: the per-image formats of the folder layout (CSV/TSV tables, ImageJ .roi/.zip,
-Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 point lists, dot masks),
-the files of a whole set's annotations (CVAT XML, COCO JSON, VIA JSON/CSV), and
+Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 and MATLAB point lists,
+dot masks), the files of a whole set's annotations (CVAT XML, COCO JSON, VIA JSON/CSV), and
 read_annotation, which reads one of them by kind."""
 from __future__ import annotations
 
@@ -615,6 +615,46 @@ def read_hdf5_points(path: Path, marker: str = "") -> np.ndarray:
     cell. A file of several lists (one per class: "positive", "negative") counts them all, or
     the one `marker` names (by its name or its path in the file); a file without that list is
     an image of no such cell (0 cells; marker_absent)."""
+    lists, other = _hdf5_lists(path)
+    return _chosen_points(path, lists, other, marker, "dataset",
+                          "save the points as an N x 2 dataset, e.g. 'coordinates' as BCData does")
+
+
+def read_mat_points(path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of a MATLAB file of point lists (NAME.mat): every variable that is an
+    N x 2 matrix of numbers is one list of (x, y) rows in MATLAB's 1-based pixel coordinates,
+    made 0-based (as the CRCHistoPhenotypes release stores its nuclei); an empty matrix is a
+    list of no cell. Several lists count together, or the one `marker` names; a file without
+    it is an image of no such cell. Files saved with -v7.3 (HDF5) are read too."""
+    import scipy.io
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except NotImplementedError:              # -v7.3: HDF5, each matrix stored transposed
+        lists, other = _hdf5_lists(path, matlab=True)
+    except Exception as e:  # scipy raises assorted types (MatReadError, ValueError) on bad files
+        raise DatasetError(f"cannot read {path} as a MATLAB file ({e}); save it again from "
+                           f"MATLAB, or the points as a CSV with header x,y") from None
+    else:
+        lists, other = {}, []
+        for name, value in mat.items():
+            if name.startswith("__"):
+                continue
+            a = np.asarray(value)
+            if a.dtype.kind in "iuf" and a.size == 0:
+                lists[name] = np.empty((0, 2))
+            elif a.dtype.kind in "iuf" and a.ndim == 2 and a.shape[1] == 2:
+                lists[name] = a.astype(np.float64)
+            else:
+                other.append(f"{name} ({' x '.join(map(str, a.shape))} {a.dtype})")
+    xy = _chosen_points(path, lists, other, marker, "variable",
+                        "save the points as an N x 2 matrix: save(file, 'points')")
+    return xy - 1.0
+
+
+def _hdf5_lists(path: Path, matlab: bool = False) -> tuple[dict[str, np.ndarray], list[str]]:
+    """({name: (N, 2) points} of an HDF5 file's N x 2 numeric datasets (empty ones: no point),
+    [its other datasets, described]); `matlab`: a MATLAB -v7.3 file, whose matrices are stored
+    transposed (2 x N) and whose empty ones are marked by a MATLAB_empty attribute."""
     try:
         import h5py
     except ImportError:
@@ -625,13 +665,18 @@ def read_hdf5_points(path: Path, marker: str = "") -> np.ndarray:
     other: list[str] = []
 
     def visit(name: str, obj) -> None:
-        if not isinstance(obj, h5py.Dataset):
+        if not isinstance(obj, h5py.Dataset) or (matlab and name.startswith("#refs#")):
             return
         shape, numeric = obj.shape, obj.dtype.kind in "iuf"
+        if matlab and numeric and obj.attrs.get("MATLAB_empty", 0):
+            shape = (0,)
+        elif matlab and shape is not None:
+            shape = shape[::-1]
         if numeric and (shape is None or 0 in shape) and len(shape or ()) <= 2:
             lists[name] = np.empty((0, 2))           # no cell (an empty or null dataset)
         elif numeric and len(shape) == 2 and shape[1] == 2:
-            lists[name] = np.asarray(obj[()], np.float64)
+            data = np.asarray(obj[()], np.float64)
+            lists[name] = data.T if matlab else data
         else:
             other.append(f"{name} ({' x '.join(map(str, shape or ())) or 'scalar'} "
                          f"{obj.dtype})")
@@ -641,16 +686,24 @@ def read_hdf5_points(path: Path, marker: str = "") -> np.ndarray:
     except OSError as e:           # not HDF5, cut short, or unreadable
         raise DatasetError(f"cannot read {path} as an HDF5 file ({e}); save its point list "
                            f"again (or as a CSV with header x,y)") from None
+    return lists, other
+
+
+def _chosen_points(path: Path, lists: dict[str, np.ndarray], other: list[str], marker: str,
+                   what: str, fix: str) -> np.ndarray:
+    """The points of a file of point lists (HDF5, MATLAB): all lists, or the one `marker` names
+    (by name, or the last part of its path); a file without any list, or a point that is not a
+    number, refused naming `what` holds it."""
     if not lists:
         raise DatasetError(
-            f"{path} holds no list of points (a dataset of N rows of x, y): its datasets are "
+            f"{path} holds no list of points (a {what} of N rows of x, y): its {what}s are "
             f"{few(other) or 'none'}" + (" (2 x N: the points as columns; store them as rows)"
                                           if any(" (2 x " in o for o in other) else "")
-            + "; save the points as an N x 2 dataset, e.g. 'coordinates' as BCData does")
+            + f"; {fix}")
     for name, xy in lists.items():
         bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
         if len(bad):
-            raise DatasetError(f"{path}: row {bad[0] + 1} of its dataset {name!r} is not a "
+            raise DatasetError(f"{path}: row {bad[0] + 1} of its {what} {name!r} is not a "
                                f"number ({xy[bad[0]].tolist()}); correct or delete that point")
     if marker:
         chosen = [xy for name, xy in lists.items() if marker in (name, name.rsplit("/", 1)[-1])]
@@ -827,7 +880,8 @@ def split_blob(pixels: np.ndarray, k: int) -> np.ndarray:
 
 ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",
                     ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
-                    ".roi": "ImageJ ROI", ".zip": "ImageJ ROI", ".h5": "HDF5", ".hdf5": "HDF5"}
+                    ".roi": "ImageJ ROI", ".zip": "ImageJ ROI", ".h5": "HDF5", ".hdf5": "HDF5",
+                    ".mat": "MATLAB"}
 
 
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
@@ -1101,4 +1155,6 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
         return read_imagej_roi(path, marker)
     if kind == "HDF5":
         return read_hdf5_points(path, marker)
+    if kind == "MATLAB":
+        return read_mat_points(path, marker)
     return read_dot_mask(path, shape)
