@@ -251,13 +251,16 @@ def run(variant: str, model: str, root: Path, extra: list[str]) -> dict:
         subprocess.run(py + [step, "--dataset", str(folder), "--model", model] + extra,
                        check=True, cwd=config.ROOT)
         seconds[step] = round(time.time() - t)
-    run_dir = config.runs_dir() / variant / model
+    # the run just evaluated: runs/<variant>/<model>, or the tagged folder beside it that the
+    # extra settings name (MARKER=x: <variant>-marker-x)
+    run_dir = max(config.runs_dir().glob(f"{variant}*/{model}/metrics.json"),
+                  key=lambda p: p.stat().st_mtime).parent
     m = json.loads((run_dir / "metrics.json").read_text())
     ds = json.loads((run_dir / "dataset.json").read_text())
     trained = json.loads((run_dir / "train.json").read_text())   # the training's own time:
     # a second call finds the run trained and only re-evaluates it
     keys = ("scale", "patch", "stride", "sigma", "crop", "crop_stride")
-    return {"variant": variant, "model": model, "images": len(folder_pairs(folder)),
+    return {"variant": run_dir.parent.name, "model": model, "images": len(folder_pairs(folder)),
             "settings": ", ".join(f"{k} {ds[k]:g}" if isinstance(ds[k], float) else f"{k} {ds[k]}"
                                   for k in keys if k in ds and (k != "scale" or ds[k] != 1)),
             "train s": round(trained["seconds"]), "iterations": trained["iterations"],
