@@ -266,3 +266,20 @@ def test_a_matlab_file_without_a_point_list_names_its_variables(tmp_path):
     path.write_bytes(b"not a MATLAB file at all" * 10)
     with pytest.raises(DatasetError, match=r"cannot read .*a\.mat as a MATLAB file"):
         annotations.read_mat_points(path)
+
+
+def test_class_folders_without_files_or_two_folders_of_them_are_named(tmp_path):
+    """images/ + labels/{a,b}/ with nothing in a/ and b/ yet: each image is named as having no
+    file in any class folder; beside a second such folder (masks/{x}/), which of the two holds
+    the annotations cannot be told: no image is read as annotated."""
+    for d in ("images", "labels/a", "labels/b"):
+        (tmp_path / d).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images" / "s1.png"), np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"s1\.png has no annotation in any of the class "
+                                           r"folders of .*labels \(a/, b/\)"):
+        layout.folder_pairs(tmp_path)
+    (tmp_path / "labels" / "a" / "s1.csv").write_text("x,y\n3,4\n")
+    assert len(layout.folder_pairs(tmp_path)) == 1
+    (tmp_path / "masks" / "x").mkdir(parents=True)
+    (tmp_path / "masks" / "x" / "s1.csv").write_text("x,y\n3,4\n")
+    assert layout.folder_pairs(tmp_path) == {}

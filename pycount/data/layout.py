@@ -311,14 +311,15 @@ def class_folders(folder: Path) -> list[Path]:
     """The class subfolders of an annotations' folder that keeps each class's marks in a
     subfolder of its own, one file per image in each (BCData: annotations/train/positive/ and
     negative/): a folder of no image or annotation itself whose subfolders hold annotations (or
-    dot masks) and no further subfolder, named as no split part is; [] for any other folder."""
+    dot masks; empty ones say which images lack a file) and no further subfolder, named as no
+    split part is; [] for any other folder."""
     if _entries(folder):
         return []
     subs = visible_subfolders(folder)
     if not subs or any(visible_subfolders(d) or _folder_key(d.name) in SPLIT_FOLDERS
                        for d in subs):
         return []
-    return subs if any(_entries(d) for d in subs) else []
+    return subs
 
 
 def _pairs_by_class(image_dir: Path, note_dir: Path, classes: list[Path]
