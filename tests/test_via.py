@@ -114,3 +114,58 @@ def test_an_image_the_via_file_does_not_list_has_no_annotation(tmp_path):
     (folder / "via.json").write_text(json.dumps(doc))
     with pytest.raises(DatasetError, match=r"c\.png has no annotation"):
         layout.folder_pairs(folder)
+
+
+# --- Label Studio ---------------------------------------------------------------------------------
+
+def ls_result(kind, value, w=60, h=60):
+    return {"original_width": w, "original_height": h, "image_rotation": 0, "value": value,
+            "id": "r", "from_name": "tag", "to_name": "image", "type": kind}
+
+
+def label_studio() -> list:
+    """Label Studio's JSON export of three tasks (percent coordinates, upload prefixes)."""
+    a = [ls_result("keypointlabels", {"x": 50, "y": 25, "width": 1,
+                                      "keypointlabels": ["positive"]}),
+         ls_result("rectanglelabels", {"x": 10, "y": 20, "width": 20, "height": 10,
+                                       "rotation": 0, "rectanglelabels": ["negative"]}),
+         ls_result("polygonlabels", {"points": [[0, 0], [50, 0], [50, 50], [0, 50]],
+                                     "polygonlabels": ["positive"]}),
+         ls_result("choices", {"choices": ["good image"]})]
+    b = [ls_result("ellipselabels", {"x": 10, "y": 90, "radiusX": 2, "radiusY": 2,
+                                     "rotation": 0, "ellipselabels": ["positive"]}),
+         ls_result("rectanglelabels", {"x": 50, "y": 50, "width": 10, "height": 20,
+                                       "rotation": 90, "rectanglelabels": ["negative"]})]
+    return [{"id": 1, "data": {"image": "/data/upload/3/1a2b3c4d-a.png"},
+             "annotations": [{"id": 1, "result": a, "was_cancelled": False}]},
+            {"id": 2, "data": {"image": "s3://bucket/b.png?X-Amz=1"},
+             "annotations": [{"id": 2, "result": [], "was_cancelled": True},
+                             {"id": 3, "result": b, "was_cancelled": False}]},
+            {"id": 3, "data": {"image": "/data/upload/3/99aa00ff-c.png"}, "annotations": []}]
+
+
+def test_label_studio_json_in_percent_of_the_image(tmp_path):
+    folder = images(tmp_path / "set")
+    (folder / "project-3-at-2026.json").write_text(json.dumps(label_studio()))
+    assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
+        "abc", "Label Studio JSON")
+    # a: (30, 15), the box's centre (12, 15), the square's centroid (15, 15); b: (6, 54) and a
+    # 6 x 12 px box turned by 90 degrees about its corner (30, 30): centre (24, 33); -0.5 each
+    assert got(folder) == {"a": [[29.5, 14.5], [11.5, 14.5], [14.5, 14.5]],
+                           "b": [[5.5, 53.5], [23.5, 32.5]], "c": []}
+    assert {k: len(v) for k, v in got(folder, "positive").items()} == {"a": 2, "b": 1, "c": 0}
+
+
+def test_label_studio_size_and_several_annotations_are_said(tmp_path, capsys):
+    folder = images(tmp_path / "set")
+    tasks = label_studio()
+    tasks[1]["annotations"][0]["was_cancelled"] = False     # two annotations of b: the first
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    assert got(folder)["b"] == []
+    assert "1 task(s) have more than one annotation (b.png): the first" in capsys.readouterr().err
+    for r in tasks[0]["annotations"][0]["result"]:
+        r["original_width"] = 120                       # annotated on a wider copy of a.png
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    with pytest.raises(DatasetError, match=r"ls\.json was made on a 120x60 px image \(its "
+                                           r"original_width and original_height for a\.png\)"):
+        got(folder)

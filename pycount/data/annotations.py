@@ -1,7 +1,7 @@
 """Annotation files: the per-image formats of the folder layout (CSV/TSV tables, ImageJ .roi/.zip,
 Pascal VOC and Cell Counter XML, QuPath GeoJSON, LabelMe JSON, HDF5 and MATLAB point lists,
-dot masks), the files of a whole set's annotations (CVAT XML, COCO JSON, VIA JSON/CSV), and
-read_annotation, which reads one of them by kind."""
+dot masks), the files of a whole set's annotations (CVAT XML, COCO JSON, VIA JSON/CSV, Label
+Studio JSON), and read_annotation, which reads one of them by kind."""
 from __future__ import annotations
 
 import csv
@@ -885,7 +885,7 @@ ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or 
 
 
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
-SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV")
+SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV", "Label Studio JSON")
 
 # The header of the VGG Image Annotator's (VIA 2) CSV export: one row per region, the shape and
 # the attributes as JSON in their cells
@@ -963,6 +963,73 @@ def _via_json(doc) -> list[tuple[str, list]] | None:
     return entries
 
 
+def _is_label_studio(doc) -> bool:
+    """Label Studio's JSON export: a list of tasks, each with its "data" and its "annotations"
+    (older versions: "completions")."""
+    return isinstance(doc, list) and bool(doc) and all(
+        isinstance(t, dict) and isinstance(t.get("data"), dict)
+        and isinstance(t.get("annotations", t.get("completions")), list) for t in doc)
+
+
+# Label Studio prefixes each uploaded file's name with 8 hex digits and a hyphen
+_LS_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
+
+
+def _label_studio_cell(value: dict, kind: str, w: float, h: float) -> tuple[float, float] | None:
+    """The cell of one Label Studio result (its value in percent of the image's width and
+    height): a keypoint, an ellipse's centre, a rectangle's centre (turned by its rotation about
+    its top-left corner), a polygon's area centroid; None for a result of no shape (a choice,
+    a text area)."""
+    shape = kind.replace("labels", "")
+    if shape in ("keypoint", "ellipse"):
+        return value["x"] * w / 100, value["y"] * h / 100
+    if shape == "rectangle":
+        a = math.radians(float(value.get("rotation", 0) or 0))
+        dx, dy = value["width"] * w / 200, value["height"] * h / 200
+        return (value["x"] * w / 100 + dx * math.cos(a) - dy * math.sin(a),
+                value["y"] * h / 100 + dx * math.sin(a) + dy * math.cos(a))
+    if shape == "polygon":
+        xy = np.asarray(value["points"], np.float64).reshape(-1, 2) * (w / 100, h / 100)
+        return tuple(_outline_centroid(xy[:, 0], xy[:, 1]))
+    return None
+
+
+def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
+    """({image file name: [(label, x, y)]}, {name: (width, height)}) of a Label Studio JSON
+    export: each task's image by its file name (the upload prefix taken off), the results of its
+    first annotation that was not cancelled (several: said in a note), -0.5 px as the other
+    tools' continuous coordinates; a marker chooses the results' labels."""
+    out, sizes, several = {}, {}, []
+    for n, task in enumerate(doc, 1):
+        source = next((v for v in task["data"].values() if isinstance(v, str)), "")
+        name = Path(source.split("?")[0]).name
+        name = _LS_UPLOAD.sub(r"\1", name)
+        kept = [a for a in task.get("annotations", task.get("completions")) or []
+                if isinstance(a, dict) and not a.get("was_cancelled")]
+        if len(kept) > 1:
+            several.append(name)
+        marks = out.setdefault(name, [])
+        for k, r in enumerate(kept[0].get("result", []) if kept else [], 1):
+            try:
+                w, h = float(r["original_width"]), float(r["original_height"])
+                cell = _label_studio_cell(r["value"], str(r.get("type", "")), w, h)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise DatasetError(f"{p}: result {k} of task {n} ({name}) cannot be read as a "
+                                   f"cell ({e!r}: {_brief(r, 80)}); export the project again "
+                                   f"(JSON), or as COCO") from None
+            if cell is None:
+                continue
+            sizes[name] = (w, h)
+            value = r["value"]
+            labels = next((v for key, v in value.items() if key.endswith("labels")
+                           and isinstance(v, list)), [])
+            marks.append((", ".join(map(str, labels)), cell[0] - 0.5, cell[1] - 0.5))
+    if several:
+        note(f"{p}: {len(several)} task(s) have more than one annotation ({few(several)}): the "
+             f"first of each is read")
+    return out, sizes
+
+
 def _via_csv(p: Path) -> list[tuple[str, list]] | None:
     """The entries (_via_json) of a VIA 2 CSV export; None for any other CSV."""
     import json
@@ -991,8 +1058,8 @@ def _via_csv(p: Path) -> list[tuple[str, list]] | None:
 def set_file(path: Path) -> tuple[str, list[str]] | None:
     """(kind, the image file names it annotates) of a file holding a whole set's annotations: a
     CVAT export ("CVAT for images 1.1": <annotations> with an <image name=...> per image), a
-    COCO file ("images" and "annotations" lists), or a VGG Image Annotator (VIA 2) export or
-    project, in JSON or CSV; None for any other file."""
+    COCO file ("images" and "annotations" lists), a VGG Image Annotator (VIA 2) export or
+    project, in JSON or CSV, or a Label Studio JSON export; None for any other file."""
     index = _set_index(str(path), *_stamp(path)) if path.is_file() else None
     return None if index is None else (index[0], sorted(index[1]))
 
@@ -1071,6 +1138,8 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
         entries = _via_json(doc)
         if entries is not None:
             return "VIA JSON", _via_index(p, entries), {}
+        if _is_label_studio(doc):
+            return ("Label Studio JSON", *_label_studio_index(p, doc))
         if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
                 and isinstance(doc.get("annotations"), list)):
             return None
@@ -1126,9 +1195,10 @@ def _set_centres(path: Path, kind: str, image: Path, marker: str = "",
         (k for k in index if Path(k).stem == Path(image_name).stem), None)
     marks = index.get(entry, [])
     if entry is not None:
-        check_recorded_size(path, sizes.get(entry), f"width and height for {entry}" if
-                            kind == "COCO JSON" else f"<image> width and height for {entry}",
-                            shape, image)
+        fields = {"COCO JSON": f"width and height for {entry}",
+                  "Label Studio JSON": f"original_width and original_height for {entry}"}
+        check_recorded_size(path, sizes.get(entry), fields.get(
+            kind, f"<image> width and height for {entry}"), shape, image)
     if marker and not any(label == marker for label, _, _ in
                           (m for v in index.values() for m in v)):
         labels = sorted({label for v in index.values() for label, _, _ in v} - {""})
