@@ -1648,3 +1648,17 @@ def test_an_ome_tiff_pairs_with_the_annotation_of_its_name(tmp_path):
         "a.ome": "a_dots.png", "B.OME": "B_dots.png", "c.ome": "c_dots.png"}
     assert {s.id: s.count for s in readers.read("folder", other)} == {"a.ome": 1, "B.OME": 2,
                                                                        "c.ome": 3}
+
+
+def test_an_annotation_in_a_format_not_read_is_named_with_its_way_in(tmp_path):
+    """img.tif beside img.txt (ImageJ's XY coordinates) and img_seg.npy (Cellpose's own file):
+    the refusal names both and how each is read, where it said only "has no annotation"."""
+    cv2.imwrite(str(tmp_path / "img.tif"), np.zeros((10, 10), np.uint8))
+    (tmp_path / "img.txt").write_text("X\tY\n1\t2\n")
+    (tmp_path / "img_seg.npy").write_bytes(b"\x93NUMPY")
+    (tmp_path / "notes.txt").write_text("stained 2026-11-30\n")
+    with pytest.raises(DatasetError, match=r"img\.tif has no annotation \(img\.txt, img_seg\.npy "
+                                           r"are in no format read here: a table of x,y is read "
+                                           r"as img\.csv, and a segmentation as a label mask "
+                                           r"img_masks\.png\); add one"):
+        layout.folder_pairs(tmp_path)

@@ -482,7 +482,15 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             continue
         if stem not in found:
             where = f" to {note_dir}" if note_dir else ""
-            raise DatasetError(f"{image} has no annotation; add one named after it{where}: "
+            # a file of its name in a format not read (ImageJ's XY coordinates as .txt, a
+            # Results table saved as .xls, a Cellpose _seg.npy): named, with its way in
+            unread = sorted(q.name for q in _visible_files(note_dir or root)
+                            if q.stem in (stem, f"{stem}_seg") and q != image
+                            and q.suffix.lower() not in IMAGE_SUFFIXES)
+            hint = (f" ({', '.join(unread)} {'is' if len(unread) == 1 else 'are'} in no format "
+                    f"read here: a table of x,y is read as {stem}.csv, and a segmentation as a "
+                    f"label mask {stem}_masks.png)") if unread else ""
+            raise DatasetError(f"{image} has no annotation{hint}; add one named after it{where}: "
                                f"{stem}.csv (x,y), {stem}.xml (Cell Counter), {stem}.geojson "
                                f"(QuPath) or a dot mask {stem}_dots.png, or remove the image")
         if len(found[stem]) > 1:
