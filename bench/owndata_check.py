@@ -39,6 +39,9 @@ Variants:
                        fibroblast, inflammatory, others) and `unclassified` for the detected
                        nuclei without a class, so that all classes together are the detection
                        marks of the named set (MARKER=inflammatory counts that class alone)
+  vgg-cellpose-masks   VGG cells with a segmentation as Cellpose exports it, NAME_cp_masks.png:
+                       16-bit instance labels, each cell the pixels within 4 px of its dot nearer
+                       to it than to another (touching cells meet between their dots)
 """
 from __future__ import annotations
 
@@ -63,7 +66,8 @@ NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-small-grey16": "bacterial", "vgg-geojson": "bacterial",
          "vgg-up2-geojson": "bacterial", "nuclei-mbm-names": "nuclei",
          "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
-         "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei"}
+         "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei",
+         "vgg-cellpose-masks": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -140,6 +144,27 @@ def _dot_mask(shape, centres: np.ndarray) -> np.ndarray:
     xy = np.clip(np.round(centres).astype(int), 0, [w - 1, h - 1])
     mask[xy[:, 1], xy[:, 0]] = 255
     return mask
+
+
+def label_mask(shape, centres: np.ndarray, radius: float) -> np.ndarray:
+    """A mask of instance labels as a segmentation tool saves one: each cell (a dot's pixel)
+    the pixels within `radius` of it that lie nearer to it than to any other dot, labelled
+    1, 2, ... (uint16); touching cells meet at the line between their dots."""
+    h, w = shape[:2]
+    xy = np.unique(np.clip(np.round(centres).astype(int), 0, [w - 1, h - 1]), axis=0)
+    seeds = np.full((h, w), 255, np.uint8)
+    seeds[xy[:, 1], xy[:, 0]] = 0
+    dist, nearest = cv2.distanceTransformWithLabels(seeds, cv2.DIST_L2, 5,
+                                                    labelType=cv2.DIST_LABEL_PIXEL)
+    ids = np.zeros(nearest.max() + 1, np.uint16)      # the transform's label -> the dot's
+    ids[nearest[xy[:, 1], xy[:, 0]]] = np.arange(1, len(xy) + 1)
+    return np.where(dist <= radius, ids[nearest], 0).astype(np.uint16)
+
+
+def make_vgg_cellpose_masks(out: Path) -> None:
+    for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
+        cv2.imwrite(str(out / f"{s.id}.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / f"{s.id}_cp_masks.png"), label_mask(s.image.shape, s.centres, 4))
 
 
 def make_nuclei_mbm_names(out: Path) -> None:
@@ -223,7 +248,7 @@ MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cel
               out, readers.read_vgg_cells(SHARED / "vgg_cells"), low=48),
           "nuclei-mixed-sizes": lambda out: make_mixed_sizes(
               out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72),
-          "nuclei-bcdata": make_nuclei_bcdata}
+          "nuclei-bcdata": make_nuclei_bcdata, "vgg-cellpose-masks": make_vgg_cellpose_masks}
 
 
 def build(variant: str, root: Path) -> Path:

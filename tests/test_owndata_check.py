@@ -424,3 +424,19 @@ def test_zoom_widening_sigma_beyond_an_own_folders_crop_is_refused(tmp_path, wor
     assert "ZOOM=1 widens SIGMA=10 (--sigma) to 20 px in its enlarged crops" in err
     assert "too wide for CROP=48 (--crop)" in err
     resolved(folder, zoom=1.0, sigma=5.0, crop=48)          # 10 px: a quarter of 48 fits 12
+
+
+@needs_shared
+def test_cellpose_mask_variant_counts_each_dot_as_one_labelled_cell(tmp_path):
+    """Each VGG image's label mask holds one label per distinct dot pixel, each one region
+    around its dot, and the folder reads back exactly that many cells, each within 3 px of
+    its dot (a cell cut by a neighbour or the image's edge has its centroid off the dot)."""
+    folder = check.build("vgg-cellpose-masks", tmp_path)
+    src = {s.id: s for s in readers.read_vgg_cells(SHARED / "vgg_cells")}
+    got = {s.id: s for s in readers.read_folder(folder)}
+    assert set(got) == set(src)
+    for i, s in src.items():
+        pixels = np.unique(np.clip(np.round(s.centres).astype(int), 0, 255), axis=0)
+        assert got[i].count == len(pixels)
+        d = np.sqrt(((got[i].centres[:, None] - pixels[None]) ** 2).sum(axis=2)).min(axis=1)
+        assert d.max() <= 3
