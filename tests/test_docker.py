@@ -3,6 +3,7 @@ same script as `make caffe`, with CUDA, from a base that can be swapped, in an o
 the Caffe layer cached across code changes, and runs as a non-root user. `make docker-test`
 builds and runs the image for real (docs/docker.md)."""
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -169,7 +170,16 @@ def test_runs_made_in_the_image_name_the_commit_it_was_built_from(tmp_path, monk
     assert provenance.commit() == "unknown"
     monkeypatch.setenv("PYCOUNT_COMMIT", "0123456789ab")
     assert provenance.commit() == "0123456789ab"
-    # installed inside another project's git repository: not that repository's commit
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="makes git repositories: needs git "
+                    "(the image has none)")
+def test_the_commit_is_not_that_of_a_repository_pycount_is_installed_in(tmp_path, monkeypatch):
+    """Installed inside another project's git repository: PYCOUNT_COMMIT, not that repository's
+    commit; and tools/docker.sh's commit() writes what provenance.commit() does."""
+    from pycount.util import provenance
+    here = provenance.commit()
+    monkeypatch.setenv("PYCOUNT_COMMIT", "0123456789ab")
     git = ["git", "-C", str(tmp_path), "-c", "user.email=a@b", "-c", "user.name=a"]
     subprocess.run(git + ["init", "-q"], check=True)
     subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "lab"], check=True)
