@@ -85,6 +85,32 @@ def test_without_h5py_the_file_and_the_fix_are_named(tmp_path, monkeypatch):
         annotations.read_hdf5_points(path)
 
 
+def test_only_numeric_n_x_2_or_empty_datasets_are_point_lists(tmp_path):
+    """Texts in N x 2 are no points; an empty 2-D dataset of any width is a list of no cell,
+    an empty 3-D stack no list at all; an infinite coordinate is refused as a NaN is."""
+    path = h5(tmp_path / "s.h5", coordinates=[[1, 2], [3, 4]],
+              names=np.array([[b"a", b"b"], [b"c", b"d"]]))
+    assert annotations.read_hdf5_points(path).tolist() == [[1, 2], [3, 4]]
+    assert annotations.read_hdf5_points(h5(tmp_path / "e.h5", none=np.zeros((0, 3)))).shape \
+        == (0, 2)
+    with pytest.raises(DatasetError, match=r"z\.h5 holds no list of points .*its datasets are "
+                                           r"stack \(0 x 3 x 3 float64\)"):
+        annotations.read_hdf5_points(h5(tmp_path / "z.h5", stack=np.zeros((0, 3, 3))))
+    path = h5(tmp_path / "i.h5", coordinates=[[1, 2], [np.inf, 5]])
+    with pytest.raises(DatasetError, match=r"i\.h5: row 2 of its dataset 'coordinates' is not "
+                                           r"a number \(\[inf, 5\.0\]\)"):
+        annotations.read_hdf5_points(path)
+
+
+def test_a_marker_takes_every_list_of_its_name_in_any_group(tmp_path):
+    path = h5(tmp_path / "g.h5")
+    with h5py.File(path, "a") as f:
+        f.create_group("tile1")["positive"] = [[1, 1]]
+        f.create_group("tile2")["positive"] = [[2, 2], [3, 3]]
+        f["tile2"]["negative"] = [[4, 4]]
+    assert annotations.read_hdf5_points(path, "positive").tolist() == [[1, 1], [2, 2], [3, 3]]
+
+
 # --- class folders -------------------------------------------------------------------------------
 
 def bcdata(root, parts=(("train", 6), ("validation", 2), ("test", 3)), side=64, drop=()):
@@ -216,6 +242,23 @@ def test_a_place_marked_in_two_classes_is_one_cell_of_each(tmp_path, capsys):
         capsys.readouterr().err
 
 
+def test_each_class_file_is_checked_and_a_class_without_its_file_counts_0(tmp_path, capsys):
+    """A marker whose class folder lacks an image's file: 0 cells; a mark repeated within one
+    class file and a mark outside the image are named by that class file."""
+    root = bcdata(tmp_path / "B", parts=(("train", 3), ("test", 2)),
+                  drop={("train", "negative", 2)})
+    got = {s.id: len(s.centres) for s in readers.read_folder(root, marker="negative")}
+    assert (got["train_2"], got["train_1"]) == (0, 3)
+    h5(root / "annotations/test/positive/1.h5", coordinates=[[4, 5], [4, 5], [9, 9]])
+    assert {s.id: s.count for s in readers.read_folder(root)}["test_1"] == 2 + 3
+    assert "annotations/test/positive/1.h5: 1 mark repeats another mark's exact position" in \
+        capsys.readouterr().err
+    h5(root / "annotations/test/negative/1.h5", coordinates=[[70, 5]])
+    with pytest.raises(DatasetError, match=r"annotations/test/negative/1\.h5: cell centre 1 at "
+                                           r"0-based \(x, y\) = \(70, 5\) lies outside"):
+        readers.read_folder(root)
+
+
 # --- MATLAB point lists -------------------------------------------------------------------------
 
 def mat73(path, **lists):
@@ -283,3 +326,23 @@ def test_class_folders_without_files_or_two_folders_of_them_are_named(tmp_path):
     (tmp_path / "masks" / "x").mkdir(parents=True)
     (tmp_path / "masks" / "x" / "s1.csv").write_text("x,y\n3,4\n")
     assert layout.folder_pairs(tmp_path) == {}
+
+
+def test_a_matlab_file_of_no_list_or_of_other_arrays(tmp_path):
+    """An empty text or a 3-D array is no point list; MATLAB -v7.3's empty matrix is a list
+    of no cell, and its #refs# (the contents of cell arrays) holds none."""
+    import scipy.io
+    path = tmp_path / "n.mat"
+    scipy.io.savemat(path, {"note": ""})
+    with pytest.raises(DatasetError, match=r"n\.mat holds no list of points"):
+        annotations.read_mat_points(path)
+    scipy.io.savemat(path, {"points": [[1, 2]], "stack": np.zeros((2, 3, 2))})
+    assert annotations.read_mat_points(path).tolist() == [[0, 1]]
+    assert annotations.read_mat_points(mat73(tmp_path / "e.mat", mitosis=[])).shape == (0, 2)
+    path = mat73(tmp_path / "r.mat", positive=[[1, 1]])
+    with h5py.File(path, "a") as f:
+        refs = f.create_group("#refs#")
+        refs["a"] = np.zeros(2, np.uint64)
+        refs["a"].attrs["MATLAB_empty"] = np.uint8(1)
+        refs["b"] = np.array([[5.0], [6.0]])                # a 1 x 2 matrix inside a cell
+    assert annotations.read_mat_points(path).tolist() == [[0, 0]]

@@ -114,3 +114,33 @@ def test_a_float_mask_or_one_without_background_is_no_label_mask():
     assert annotations.label_centres(labels) is None
     labels, _ = tiled_labels()
     assert annotations.label_centres(labels + 1) is None     # no 0: nothing is background
+
+
+def test_signed_and_16_bit_colour_labels_are_labels():
+    """32-bit signed labels (a segmentation saved as int32) and a colour per cell in 16 bits a
+    channel, whose colours (256, 0, 0) and (0, 1, 0) differ (not one number)."""
+    labels, centres = tiled_labels()
+    assert annotations.label_centres(labels.astype(np.int32)).tolist() == centres.tolist()
+    two = np.zeros((10, 12, 3), np.uint16)
+    two[2:6, 2:6] = (256, 0, 0)
+    two[2:6, 6:10] = (0, 1, 0)                               # touching the first
+    assert annotations.label_centres(two).tolist() == [[3.5, 3.5], [7.5, 3.5]]
+
+
+def test_labels_in_pieces_up_to_the_spare_share_and_diagonal_pixels_are_one_piece(tmp_path):
+    labels, _ = tiled_labels(rows=4, cols=5, gap=2)
+    labels[0:2, 0:2] = 20                 # 21 pieces of 20 labels: exactly the 5 % spare
+    assert len(annotations.read_dot_mask(_write(tmp_path / "h_masks.png", labels))) == 20
+    diagonal = np.zeros((20, 20), np.uint8)
+    for k, (x, y) in enumerate(((2, 2), (10, 2), (2, 10), (10, 10)), 1):
+        diagonal[[y, y + 1, y + 2], [x, x + 1, x + 2]] = k   # 8-connected: one region each
+    assert annotations.label_centres(diagonal).tolist() == [[3, 3], [11, 3], [3, 11], [11, 11]]
+
+
+def test_a_jpeg_dot_mask_is_never_read_as_labels(tmp_path):
+    """JPEG noise gives a dot's rim values of their own: still one dot, one cell."""
+    mask = np.zeros((32, 32), np.uint8)
+    mask[16, 16] = 255
+    path = tmp_path / "i_dots.jpg"
+    cv2.imwrite(str(path), mask, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert annotations.read_dot_mask(path).tolist() == [[16, 16]]

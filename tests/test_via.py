@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pycount.data import layout, readers
+from pycount.data import annotations, layout, readers
 from pycount.errors import DatasetError
 
 # a.png: two points (one positive, one negative), a rectangle and a polygon; b.png: a circle,
@@ -144,15 +144,18 @@ def label_studio() -> list:
             {"id": 3, "data": {"image": "/data/upload/3/99aa00ff-c.png"}, "annotations": []}]
 
 
+# a: (30, 15), the box's centre (12, 15), the square's centroid (15, 15); b: (6, 54) and a
+# 6 x 12 px box turned by 90 degrees about its corner (30, 30): centre (24, 33); -0.5 each
+WANT_LS = {"a": [[29.5, 14.5], [11.5, 14.5], [14.5, 14.5]], "b": [[5.5, 53.5], [23.5, 32.5]],
+           "c": []}
+
+
 def test_label_studio_json_in_percent_of_the_image(tmp_path):
     folder = images(tmp_path / "set")
     (folder / "project-3-at-2026.json").write_text(json.dumps(label_studio()))
     assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
         "abc", "Label Studio JSON")
-    # a: (30, 15), the box's centre (12, 15), the square's centroid (15, 15); b: (6, 54) and a
-    # 6 x 12 px box turned by 90 degrees about its corner (30, 30): centre (24, 33); -0.5 each
-    assert got(folder) == {"a": [[29.5, 14.5], [11.5, 14.5], [14.5, 14.5]],
-                           "b": [[5.5, 53.5], [23.5, 32.5]], "c": []}
+    assert got(folder) == WANT_LS
     assert {k: len(v) for k, v in got(folder, "positive").items()} == {"a": 2, "b": 1, "c": 0}
 
 
@@ -169,3 +172,122 @@ def test_label_studio_size_and_several_annotations_are_said(tmp_path, capsys):
     with pytest.raises(DatasetError, match=r"ls\.json was made on a 120x60 px image \(its "
                                            r"original_width and original_height for a\.png\)"):
         got(folder)
+
+
+def test_region_attributes_missing_empty_or_several_and_an_uneven_polygon(tmp_path):
+    """A region without attributes has no class; several set values are one class, joined by
+    ", " (an empty one left out); a 20 x 10 polygon's centroid is (10, 5)."""
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    regions = doc["a.png1234"]["regions"]
+    del regions[0]["region_attributes"]
+    regions[1]["region_attributes"] = {"type": "negative", "stain": "Ki67", "note": ""}
+    regions[3]["shape_attributes"] = {"name": "polygon", "all_points_x": [0, 20, 20, 0],
+                                      "all_points_y": [0, 0, 10, 10]}
+    (folder / "via.json").write_text(json.dumps(doc))
+    assert got(folder)["a"] == [[9.5, 11.5], [19.5, 21.5], [34.5, 32.5], [9.5, 4.5]]
+    assert got(folder, "negative, Ki67") == {"a": [[19.5, 21.5]], "b": [], "c": []}
+
+
+def test_a_region_of_a_shape_of_no_cell_is_refused_and_no_regions_are_none(tmp_path):
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    doc["c.png1234"]["regions"] = None
+    (folder / "via.json").write_text(json.dumps(doc))
+    assert got(folder) == WANT
+    doc["b.png1234"]["regions"][0]["shape_attributes"] = {"name": "line", "x1": 1, "y1": 2}
+    (folder / "via.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"region 1 of 'b\.png' cannot be read as a cell "
+                                           r"\(ValueError\(\"a region of shape 'line'\"\)"):
+        got(folder)
+
+
+def test_a_via_file_name_given_as_an_address_is_its_file_name(tmp_path):
+    folder = images(tmp_path / "set")
+    doc = via_json()
+    doc["a.png1234"]["filename"] = "https://lab.example.org/slides/a.png"
+    (folder / "via.json").write_text(json.dumps(doc))
+    assert annotations.set_file(folder / "via.json") == ("VIA JSON", ["a.png", "b.png", "c.png"])
+    assert got(folder) == WANT
+
+
+def test_json_and_csv_files_of_other_shapes_are_no_set_files(tmp_path):
+    for k, doc in enumerate(({}, [], {"k": {"filename": "a.png"}}, [{"annotations": []}])):
+        (tmp_path / f"{k}.json").write_text(json.dumps(doc))
+        assert annotations.set_file(tmp_path / f"{k}.json") is None, doc
+    (tmp_path / "empty.csv").write_text("")
+    assert annotations.set_file(tmp_path / "empty.csv") is None
+
+
+def test_a_via_csv_as_a_spreadsheet_saves_it(tmp_path):
+    """A header with a space after each comma, a blank line, an image's empty shape cells; a
+    row whose shape is no JSON is named by its line."""
+    folder = images(tmp_path / "set")
+    lines = [", ".join(annotations.VIA_CSV_HEADER)]
+    for name, regions in REGIONS.items():
+        for k, (shape, attributes) in enumerate(regions):
+            lines.append(",".join([name, "1234", '"{}"', str(len(regions)), str(k),
+                                   '"' + json.dumps(shape).replace('"', '""') + '"',
+                                   '"' + json.dumps(attributes).replace('"', '""') + '"']))
+    lines += ["", "c.png,1234,,0,0,,"]
+    (folder / "via.csv").write_text("\n".join(lines) + "\n")
+    assert got(folder) == WANT
+    for bad in ('a.png,1234,"{}",4,1,"{not json",""', "a.png,1234,{}"):  # no JSON; cut short
+        lines[2] = bad
+        (folder / "via.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(DatasetError, match=r"via\.csv: line 3 is not a row of VIA's CSV "
+                                               r"export"):
+            got(folder)
+
+
+def test_label_studio_on_an_image_wider_than_high(tmp_path):
+    """Percent of the width for x, of the height for y (an 80 x 40 px image); a rectangle
+    without a rotation is not turned; the image's address need not be the task's first data
+    field, and a file name holding 8 hex digits and a hyphen is no upload prefix there."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "slide_2026abcd-w.png"), np.zeros((40, 80, 3), np.uint8))
+    result = [ls_result("keypointlabels", {"x": 50, "y": 50, "width": 1,
+                                           "keypointlabels": ["positive"]}, 80, 40),
+              ls_result("rectanglelabels", {"x": 10, "y": 10, "width": 20, "height": 20,
+                                            "rectanglelabels": ["negative"]}, 80, 40),
+              ls_result("polygonlabels", {"points": [[0, 0], [50, 0], [50, 50], [0, 50]],
+                                          "polygonlabels": ["positive"]}, 80, 40)]
+    tasks = [{"id": 1, "data": {"n": 3, "image": "s3://bucket/cells/slide_2026abcd-w.png"},
+              "annotations": [{"id": 1, "result": result, "was_cancelled": False}]}]
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    # (40, 20); a 16 x 8 px box from (8, 4): (16, 8); a 40 x 20 px square: (20, 10); -0.5 each
+    assert got(folder) == {"slide_2026abcd-w": [[39.5, 19.5], [15.5, 7.5], [19.5, 9.5]]}
+
+
+def test_label_studio_completions_of_older_versions_and_a_result_without_x(tmp_path):
+    folder = images(tmp_path / "set")
+    tasks = label_studio()
+    for t in tasks:
+        t["completions"] = t.pop("annotations")
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    assert got(folder) == WANT_LS
+    del tasks[0]["completions"][0]["result"][1]["value"]["x"]
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    with pytest.raises(DatasetError, match=r"ls\.json: result 2 of task 1 \(a\.png\) cannot be "
+                                           r"read as a cell \(KeyError\('x'\)"):
+        got(folder)
+
+
+def test_label_studio_prefixes_only_uploads_and_passes_over_whole_image_results(tmp_path):
+    """A stored file whose name starts as an upload prefix does (a date: 20261207-) keeps its
+    name; a Choices result of the whole image (no size recorded) is no cell and no error."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("20261207-a.png", "b.png"):
+        cv2.imwrite(str(folder / name), np.zeros((60, 60, 3), np.uint8))
+    tasks = label_studio()[:2]
+    tasks[0]["data"]["image"] = "s3://bucket/slides/20261207-a.png"
+    tasks[1]["data"]["image"] = "/data/upload/3/0badcafe-b.png"
+    tasks[0]["annotations"][0]["result"][3] = {
+        "value": {"choices": ["good image"]}, "id": "c", "from_name": "quality",
+        "to_name": "image", "type": "choices"}
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    assert annotations.set_file(folder / "ls.json") == ("Label Studio JSON",
+                                                        ["20261207-a.png", "b.png"])
+    assert got(folder) == {"20261207-a": WANT_LS["a"], "b": WANT_LS["b"]}

@@ -971,8 +971,10 @@ def _is_label_studio(doc) -> bool:
         and isinstance(t.get("annotations", t.get("completions")), list) for t in doc)
 
 
-# Label Studio prefixes each uploaded file's name with 8 hex digits and a hyphen
+# Label Studio prefixes the name of each file uploaded to it (kept under /data/upload/) with
+# 8 hex digits and a hyphen; files in cloud or local storage keep their names
 _LS_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
+_LS_SHAPES = ("keypoint", "ellipse", "rectangle", "polygon")
 
 
 def _label_studio_cell(value: dict, kind: str, w: float, h: float) -> tuple[float, float] | None:
@@ -998,18 +1000,23 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
     """({image file name: [(label, x, y)]}, {name: (width, height)}) of a Label Studio JSON
     export: each task's image by its file name (the upload prefix taken off), the results of its
     first annotation that was not cancelled (several: said in a note), -0.5 px as the other
-    tools' continuous coordinates; a marker chooses the results' labels."""
+    tools' continuous coordinates; a marker chooses the results' labels. Results of no shape
+    (choices, text areas: of the whole image, with no size recorded) are passed over."""
     out, sizes, several = {}, {}, []
     for n, task in enumerate(doc, 1):
         source = next((v for v in task["data"].values() if isinstance(v, str)), "")
         name = Path(source.split("?")[0]).name
-        name = _LS_UPLOAD.sub(r"\1", name)
+        if "/data/upload/" in source:
+            name = _LS_UPLOAD.sub(r"\1", name)
         kept = [a for a in task.get("annotations", task.get("completions")) or []
                 if isinstance(a, dict) and not a.get("was_cancelled")]
         if len(kept) > 1:
             several.append(name)
         marks = out.setdefault(name, [])
         for k, r in enumerate(kept[0].get("result", []) if kept else [], 1):
+            if isinstance(r, dict) and str(r.get("type", "")).replace("labels", "") \
+                    not in _LS_SHAPES:
+                continue                      # a choice, a text area: whole-image, no cell
             try:
                 w, h = float(r["original_width"]), float(r["original_height"])
                 cell = _label_studio_cell(r["value"], str(r.get("type", "")), w, h)
