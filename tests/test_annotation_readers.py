@@ -960,7 +960,7 @@ def test_folder_pairs_each_format_by_name_and_reads_exact_counts(tmp_path):
 
     pairs = layout.folder_pairs(tmp_path)
     assert {k: (v[1].name, v[2]) for k, v in pairs.items()} == {
-        "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "XML (Cell Counter or Pascal VOC)"),
+        "a": ("a.csv", "CSV"), "b": ("CellCounter_b.xml", "XML (Cell Counter, Pascal VOC or ImageScope)"),
         "c": ("c.geojson", "QuPath GeoJSON"), "d": ("d_dots.png", "dot mask"),
         "007cell": ("007dots.png", "dot mask")}
     samples = readers.read("folder", tmp_path)
@@ -1123,8 +1123,8 @@ def test_folder_names_an_orphan_or_a_second_annotation(tmp_path):
     _img(tmp_path / "a.png")
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
     (tmp_path / "b.xml").write_text(cellcounter_xml({1: []}))
-    with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(XML \\(Cell Counter or Pascal "
-                                           "VOC\\)\\) has no "
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'b.xml'} \\(XML \\(Cell Counter, Pascal "
+                                           "VOC or ImageScope\\)\\) has no "
                                            "image of the same name"):
         layout.folder_pairs(tmp_path)
     (tmp_path / "b.xml").rename(tmp_path / "a.xml")
@@ -1662,3 +1662,48 @@ def test_an_annotation_in_a_format_not_read_is_named_with_its_way_in(tmp_path):
                                            r"as img\.csv, and a segmentation as a label mask "
                                            r"img_masks\.png\); add one"):
         layout.folder_pairs(tmp_path)
+
+
+IMAGESCOPE = """<?xml version="1.0"?>
+<Annotations MicronsPerPixel="0.252100">
+<Annotation Id="1" Name="" ReadOnly="0" Type="4" LineColor="65280" Visible="1">
+<Attributes><Attribute Name="Description" Id="0" Value="epithelial"/></Attributes>
+<Regions>
+<RegionAttributeHeaders><AttributeHeader Id="9999" Name="Region" ColumnWidth="-1"/>
+</RegionAttributeHeaders>
+<Region Id="1" Type="0" NegativeROA="0" Text=""><Attributes/><Vertices>
+<Vertex X="10" Y="10" Z="0"/><Vertex X="20" Y="10" Z="0"/><Vertex X="20" Y="16" Z="0"/>
+<Vertex X="10" Y="16" Z="0"/></Vertices></Region>
+<Region Id="2" Type="2" NegativeROA="0"><Attributes/><Vertices>
+<Vertex X="30" Y="40" Z="0"/><Vertex X="36" Y="44" Z="0"/></Vertices></Region>
+<Region Id="3" Type="0" NegativeROA="1"><Attributes/><Vertices>
+<Vertex X="0" Y="0" Z="0"/><Vertex X="50" Y="0" Z="0"/><Vertex X="50" Y="50" Z="0"/>
+</Vertices></Region>
+</Regions><Plots/></Annotation>
+<Annotation Id="2" Name="lymphocyte" Type="4"><Attributes/><Regions>
+<Region Id="1" Type="5"><Vertices><Vertex X="44.5" Y="7.25" Z="0"/></Vertices></Region>
+</Regions></Annotation>
+</Annotations>
+"""
+
+
+def test_imagescope_regions_are_cells_at_their_centroids_by_layer(tmp_path):
+    """Aperio ImageScope's XML (MoNuSeg writes its nuclei so): an outline at its area centroid,
+    a two-vertex ellipse at its middle, a point as it is, an excluding region none; a marker
+    picks layers by Id, Name or attribute value, and a file without that layer counts 0."""
+    _img(tmp_path / "TCGA-1.tif", (60, 60, 3))
+    (tmp_path / "TCGA-1.xml").write_text(IMAGESCOPE)
+    assert {k: v[2] for k, v in layout.folder_pairs(tmp_path).items()} == {
+        "TCGA-1": "XML (Cell Counter, Pascal VOC or ImageScope)"}
+    got = readers.read("folder", tmp_path)[0].centres.tolist()
+    assert got == [[15, 13], [33, 42], [44.5, 7.25]]
+    path = tmp_path / "TCGA-1.xml"
+    assert annotations.read_cellcounter_xml(path, "epithelial").tolist() == [[15, 13], [33, 42]]
+    assert annotations.read_cellcounter_xml(path, "2").tolist() == [[44.5, 7.25]]
+    assert annotations.read_cellcounter_xml(path, "Lymphocyte").tolist() == [[44.5, 7.25]]
+    assert annotations.read_cellcounter_xml(path, "mitosis").shape == (0, 2)
+    assert "2 (lymphocyte)" in annotations.classes_without("mitosis")
+    path.write_text(IMAGESCOPE.replace('<Vertex X="36"', '<Vertex X="far"'))
+    with pytest.raises(DatasetError, match=r"TCGA-1\.xml: region 2 of layer 1 has a <Vertex> "
+                                           r"without numeric X, Y"):
+        annotations.read_cellcounter_xml(path)

@@ -323,12 +323,14 @@ def read_cellcounter_xml(path: Path, marker: str = "", shape=None, image=None) -
                            "Cell Counter's 'Save Markers'") from None
     if root.tag == "annotation":             # Pascal VOC; without <object>: an image of no cell
         return _voc_centres(root, path, marker, shape, image)
+    if root.tag == "Annotations":            # Aperio ImageScope
+        return _imagescope_centres(root, path, marker)
     data = root.find("Marker_Data")
     if root.tag != "CellCounter_Marker_File" or data is None:
         raise DatasetError(f"{path} is XML but not a Cell Counter marker file (root <{root.tag}>, "
                            "expected <CellCounter_Marker_File> with <Marker_Data>) nor a Pascal VOC "
-                           "annotation (<annotation>); save the markers with Fiji's "
-                           "Cell Counter ('Save Markers')")
+                           "annotation (<annotation>) nor Aperio ImageScope's (<Annotations>); "
+                           "save the markers with Fiji's Cell Counter ('Save Markers')")
     centres, types = [], []
     for mtype in data.iter("Marker_Type"):
         number, name = (mtype.findtext("Type") or "").strip(), (mtype.findtext("Name") or "").strip()
@@ -346,6 +348,40 @@ def read_cellcounter_xml(path: Path, marker: str = "", shape=None, image=None) -
         raise DatasetError(f"{path} has no marker type {marker!r} (its types: {names}); choose one "
                            "of them (MARKER=, or marker in pycount.toml), or leave it out to count "
                            "all")
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
+def _imagescope_centres(root, path: Path, marker: str = "") -> np.ndarray:
+    """(N, 2) centres of an Aperio ImageScope annotation file (<Annotations>, one <Annotation>
+    layer each with <Regions>; MoNuSeg's nuclei are written so): each <Region> is a cell, at its
+    <Vertices>' area centroid (an outline), their middle (two: an ellipse's or a box's corners)
+    or the vertex itself (a point); a region that excludes (NegativeROA="1") is none. Pixel
+    coordinates of the image, as stored. `marker`: the layers of that Id, Name or attribute value
+    ("" = all); a file without such a layer is an image of no such cell (marker_absent)."""
+    centres, layers, chosen = [], [], 0
+    for n, layer in enumerate(root.iter("Annotation"), 1):
+        said = [v for v in (layer.get("Name"), *(a.get("Value") for a in layer.iter("Attribute")))
+                if v]
+        layers.append(f"{layer.get('Id', n)}" + (f" ({', '.join(said)})" if said else ""))
+        if not _matches(marker, layer.get("Id", str(n)), *said):
+            continue
+        chosen += 1
+        for k, region in enumerate(layer.iter("Region"), 1):
+            if region.get("NegativeROA") == "1":
+                continue
+            try:
+                xy = np.array([(float(v.get("X")), float(v.get("Y")))
+                               for v in region.iter("Vertex")], np.float64).reshape(-1, 2)
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}: region {region.get('Id', k)} of layer "
+                                   f"{layer.get('Id', n)} has a <Vertex> without numeric X, Y; "
+                                   f"save the annotations again from ImageScope") from None
+            if len(xy) == 0:
+                continue
+            centres.append(xy[0] if len(xy) == 1 else xy.mean(axis=0) if len(xy) == 2
+                           else _outline_centroid(xy[:, 0], xy[:, 1]))
+    if marker and not chosen:                # an image of no such cell: 0 (classes_without)
+        marker_absent(marker, layers)
     return np.array(centres, np.float64).reshape(-1, 2)
 
 
@@ -878,7 +914,8 @@ def split_blob(pixels: np.ndarray, k: int) -> np.ndarray:
     return centres
 
 
-ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV", ".xml": "XML (Cell Counter or Pascal VOC)",
+ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV",
+                    ".xml": "XML (Cell Counter, Pascal VOC or ImageScope)",
                     ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
                     ".roi": "ImageJ ROI", ".zip": "ImageJ ROI", ".h5": "HDF5", ".hdf5": "HDF5",
                     ".mat": "MATLAB"}
