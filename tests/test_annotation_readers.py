@@ -1701,6 +1701,7 @@ def test_imagescope_regions_are_cells_at_their_centroids_by_layer(tmp_path):
     assert annotations.read_cellcounter_xml(path, "epithelial").tolist() == [[15, 13], [33, 42]]
     assert annotations.read_cellcounter_xml(path, "2").tolist() == [[44.5, 7.25]]
     assert annotations.read_cellcounter_xml(path, "Lymphocyte").tolist() == [[44.5, 7.25]]
+    assert annotations.classes_without("Lymphocyte") == []     # found: not noted as absent
     assert annotations.read_cellcounter_xml(path, "mitosis").shape == (0, 2)
     assert "2 (lymphocyte)" in annotations.classes_without("mitosis")
     path.write_text(IMAGESCOPE.replace('<Vertex X="36"', '<Vertex X="far"'))

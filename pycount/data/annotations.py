@@ -376,10 +376,8 @@ def _imagescope_centres(root, path: Path, marker: str = "") -> np.ndarray:
                 raise DatasetError(f"{path}: region {region.get('Id', k)} of layer "
                                    f"{layer.get('Id', n)} has a <Vertex> without numeric X, Y; "
                                    f"save the annotations again from ImageScope") from None
-            if len(xy) == 0:
-                continue
-            centres.append(xy[0] if len(xy) == 1 else xy.mean(axis=0) if len(xy) == 2
-                           else _outline_centroid(xy[:, 0], xy[:, 1]))
+            if len(xy):           # (one or two vertices: no area, their mean)
+                centres.append(_outline_centroid(xy[:, 0], xy[:, 1]))
     if marker and not chosen:                # an image of no such cell: 0 (classes_without)
         marker_absent(marker, layers)
     return np.array(centres, np.float64).reshape(-1, 2)
