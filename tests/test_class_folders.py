@@ -346,3 +346,25 @@ def test_a_matlab_file_of_no_list_or_of_other_arrays(tmp_path):
         refs["a"].attrs["MATLAB_empty"] = np.uint8(1)
         refs["b"] = np.array([[5.0], [6.0]])                # a 1 x 2 matrix inside a cell
     assert annotations.read_mat_points(path).tolist() == [[0, 0]]
+
+
+def test_prepare_names_the_classes_and_an_empty_image_by_its_own_name(tmp_path, workdirs):
+    """The summary lists the class folders and what is counted; an image of no mark among
+    crowded ones is named by its image (its annotation is the folder of class folders)."""
+    root = bcdata(tmp_path / "BCData", parts=(("train", 8), ("test", 3)))
+    grid = np.stack(np.meshgrid(np.arange(2, 62, 6), np.arange(2, 62, 6)), axis=-1)
+    for part, n in (("train", 8), ("test", 3)):      # 50 cells of each class per image
+        for k in range(n):
+            for cls, xy in (("positive", grid[::2]), ("negative", grid[1::2])):
+                h5(root / "annotations" / part / cls / f"{k}.h5",
+                   coordinates=xy.reshape(-1, 2) if (part, k) != ("train", 5) else np.zeros(0))
+    said = []
+    owndata.resolve(config.dataset(str(root)), say=said.append)
+    text = "\n".join(said)
+    assert "  classes: negative, positive (a subfolder each); every class counted " \
+           "(MARKER=<class> counts one)" in text
+    assert "  note: 5.png marks no cell where the folder's images mark" in text
+    said.clear()
+    owndata.resolve(config.with_overrides(config.dataset(str(root)), marker="negative"),
+                    say=said.append)
+    assert "; MARKER= counts 'negative' alone" in "\n".join(said)

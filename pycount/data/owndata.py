@@ -28,7 +28,8 @@ from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
 from pycount.data.annotations import classes_without, few
 from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
-from pycount.data.layout import annotation_paths, folder_layout, visible_subfolders
+from pycount.data.layout import (CLASS_FOLDERS, annotation_paths, class_names, folder_layout,
+                                 visible_subfolders)
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
@@ -348,12 +349,20 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
             f"its header x,y, a wrong marker or class), or add annotated images")
     lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
+    by_class = sorted({c for _, note_dir, kind in pairs.values() if kind.startswith(CLASS_FOLDERS)
+                       for c in class_names(note_dir)})
+    if by_class:
+        lines.append(f"  classes: {', '.join(by_class)} (a subfolder each); " + (
+            f"{chooser} counts {ds.marker!r} alone" if ds.marker else
+            "every class counted (MARKER=<class> counts one)"))
     typical = float(np.median([stats[i].count for i in ids]))
     empty = [i for i in ids if stats[i].count == 0]
     if empty and not ds.marker and typical >= config.OWN_EMPTY_AMONG:
         # every mark counted: an image of no cell among crowded ones is more often an export
-        # that lost its marks than an empty field (both train as it says: no cells)
-        lines.append(f"  note: {few(pairs[i][1].name for i in empty)} mark{'s' if len(empty) == 1 else ''} "
+        # that lost its marks than an empty field (both train as it says: no cells); named by
+        # its annotation file (by its image where the annotation is a folder of class folders)
+        files = [pairs[i][0 if pairs[i][2].startswith(CLASS_FOLDERS) else 1].name for i in empty]
+        lines.append(f"  note: {few(files)} mark{'s' if len(empty) == 1 else ''} "
                      f"no cell where the folder's images mark {typical:g} in the median: an "
                      f"empty field, or a file that lost its marks (a CSV of only its header)? "
                      f"{'It trains' if len(empty) == 1 else 'They train'} as "
