@@ -364,6 +364,11 @@ def test_prepare_names_the_classes_and_an_empty_image_by_its_own_name(tmp_path, 
     assert "  classes: negative, positive (a subfolder each); every class counted " \
            "(MARKER=<class> counts one)" in text
     assert "  note: 5.png marks no cell where the folder's images mark" in text
+    h5(root / "annotations/train/positive/3.h5",           # a mark clicked twice, 0.5 px apart
+       coordinates=np.concatenate([grid[::2].reshape(-1, 2), [[2.5, 2]]]))
+    said.clear()
+    owndata.resolve(config.dataset(str(root)), say=said.append)
+    assert "within 1 px of another mark (3.png 2)" in "\n".join(said)
     said.clear()
     owndata.resolve(config.with_overrides(config.dataset(str(root)), marker="negative"),
                     say=said.append)

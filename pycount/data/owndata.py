@@ -359,9 +359,8 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     empty = [i for i in ids if stats[i].count == 0]
     if empty and not ds.marker and typical >= config.OWN_EMPTY_AMONG:
         # every mark counted: an image of no cell among crowded ones is more often an export
-        # that lost its marks than an empty field (both train as it says: no cells); named by
-        # its annotation file (by its image where the annotation is a folder of class folders)
-        files = [pairs[i][0 if pairs[i][2].startswith(CLASS_FOLDERS) else 1].name for i in empty]
+        # that lost its marks than an empty field (both train as it says: no cells)
+        files = [_named(pairs[i]) for i in empty]
         lines.append(f"  note: {few(files)} mark{'s' if len(empty) == 1 else ''} "
                      f"no cell where the folder's images mark {typical:g} in the median: an "
                      f"empty field, or a file that lost its marks (a CSV of only its header)? "
@@ -536,6 +535,13 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     return out
 
 
+def _named(pair: tuple[Path, Path, str]) -> str:
+    """How a message names an image's marks: its annotation file's name, or the image's where
+    the annotation is a folder of class folders (one file per class)."""
+    image, annotation, kind = pair
+    return (image if kind.startswith(CLASS_FOLDERS) else annotation).name
+
+
 def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None:
     """Counted marks within config.OWN_DUPLICATE_PX of another, in every image of the folder:
     named in a warning, or refused above config.OWN_DUPLICATE_REFUSE of all counted marks."""
@@ -544,7 +550,7 @@ def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None
     if not twice:
         return
     n, total = sum(twice.values()), sum(s.count for s in stats.values())
-    shown = ", ".join(f"{pairs[i][1].name} {k}" for i, k in list(twice.items())[:3])
+    shown = ", ".join(f"{_named(pairs[i])} {k}" for i, k in list(twice.items())[:3])
     more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
     where = (f"{n} of the {total} marks in {root} lie within {config.OWN_DUPLICATE_PX:g} px of "
              f"another mark ({shown}{more}): one cell marked twice (a double click, or "
