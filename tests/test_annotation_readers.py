@@ -560,8 +560,8 @@ def test_a_csv_marker_needs_a_class_column_and_matches_it_without_spaces(tmp_pat
     with pytest.raises(DatasetError) as refused:
         annotations.read_centres_csv(p, "Positive")
     assert str(refused.value) == (
-        f"{p} has no class column (Classification, Class, class, label) for the marker "
-        f"'Positive' to choose its rows by; leave the marker out (every row counts), or export "
+        f"{p} has no class column (Classification, Class, class, label, main_classification) "
+        f"for the marker 'Positive' to choose its rows by; leave the marker out (every row counts), or export "
         f"the table with the cells' classes")
 
 
@@ -1708,3 +1708,24 @@ def test_imagescope_regions_are_cells_at_their_centroids_by_layer(tmp_path):
     with pytest.raises(DatasetError, match=r"TCGA-1\.xml: region 2 of layer 1 has a <Vertex> "
                                            r"without numeric X, Y"):
         annotations.read_cellcounter_xml(path)
+
+
+def test_a_table_of_boxes_counts_one_cell_per_box_at_its_centre(tmp_path):
+    """Corners (NuCLS's tables, object detectors' exports: xmin, ymin, xmax, ymax) and ImageJ's
+    bounding rectangles (Results' BX, BY, Width, Height: continuous, -0.5); a marker chooses
+    NuCLS's rows by main_classification; X, Y win over a bounding rectangle."""
+    nucls = tmp_path / "fov1.csv"
+    nucls.write_text("raw_classification,main_classification,super_classification,type,"
+                     "xmin,ymin,xmax,ymax,coords_x,coords_y\n"
+                     'tumor,tumor_nonMitotic,tumor_any,rectangle,10,20,20,26,"10,20","20,26"\n'
+                     'lymphocyte,nonTILnonMQ_stromal,sTIL,rectangle,30,5,35,9,"30,35","5,9"\n')
+    assert annotations.read_centres_csv(nucls).tolist() == [[15, 23], [32.5, 7]]
+    assert annotations.read_centres_csv(nucls, "tumor_nonMitotic").tolist() == [[15, 23]]
+    imagej = tmp_path / "r.csv"
+    imagej.write_text(" ,Area,BX,BY,Width,Height\n1,24,10,20,6,4\n2,9,0,0,3,3\n")
+    assert annotations.read_centres_csv(imagej).tolist() == [[12.5, 21.5], [1, 1]]
+    imagej.write_text(" ,X,Y,BX,BY,Width,Height\n1,13,22,10,20,6,4\n")
+    assert annotations.read_centres_csv(imagej).tolist() == [[13, 22]]
+    imagej.write_text(" ,BX,BY,Width,Height\n1,10,twenty,6,4\n")
+    with pytest.raises(DatasetError, match=r"r\.csv, line 2: .* has no numeric BX,BY,Width,Height"):
+        annotations.read_centres_csv(imagej)

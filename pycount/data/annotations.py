@@ -22,8 +22,9 @@ from pycount.data.images import decode_file
 from pycount.errors import DatasetError
 
 # A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
-# "Classification" since; a napari points layer's property): what a marker chooses rows by
-CLASS_COLUMNS = ("Classification", "Class", "class", "label")
+# "Classification" since; a napari points layer's property; NuCLS's nucleus classes): what a
+# marker chooses rows by
+CLASS_COLUMNS = ("Classification", "Class", "class", "label", "main_classification")
 
 # The notes said so far: one command pairs a folder and reads its files more than once (owndata
 # measures them, then the reader reads them), and each pass would say the same note again
@@ -116,6 +117,11 @@ def _decimal_comma(path: Path, sep: str, fields: list[str]) -> bool:
     return True
 
 
+# A table of boxes instead of points (each box one cell, at its centre): corners (NuCLS, the
+# detections of object-detection tools), or ImageJ's bounding rectangles (Results' BX, BY)
+BOX_COLUMNS = (("xmin", "ymin", "xmax", "ymax"), ("BX", "BY", "Width", "Height"))
+
+
 def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     """(N, 2) float64 centres from a CSV with columns x and y (or X and Y, as in an ImageJ Results table,
     whose other columns - the unnamed row number, Area, Mean, ... - are ignored; or napari's points
@@ -139,15 +145,22 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
     # skipinitialspace: a space after the separator ('"x", "y"', "12, 7") is no part of a field
     rows = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
     header = [name.strip() for name in next(rows, [])]
-    shift = 0.0
+    shift, cols, form = 0.0, [], "point"
     for names in (("x", "y"), ("X", "Y"), ("axis-1", "axis-0"),   # napari: axis-0 is the row
                   ("Centroid X px", "Centroid Y px")):            # QuPath's measurement table
         if set(names) <= set(header):
-            ix, iy = (header.index(n) for n in names)
+            cols = [header.index(n) for n in names]
             # QuPath's coordinates are continuous, pixel k spanning [k, k+1): its centre k + 0.5
             shift = 0.5 if names[0].startswith("Centroid") else 0.0
             break
     else:
+        box = next((b for b in BOX_COLUMNS if set(b) <= set(header)), None)
+        if box is not None:         # a table of boxes: each box one cell, at its centre
+            cols = [header.index(n) for n in box]
+            # corners in pixels (NuCLS, detection exports), or ImageJ's bounding rectangle in
+            # its continuous coordinates (as QuPath's: shifted)
+            form, shift = ("corners", 0.0) if box[2] == "xmax" else ("rectangle", 0.5)
+    if not cols:
         unit = next((h[len("Centroid X "):] for h in header if h.startswith("Centroid X ")), None)
         if unit is not None:
             raise DatasetError(f"{path} gives QuPath's centroids in {unit}, "
@@ -156,7 +169,8 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
                                f"set), or the objects as GeoJSON")
         raise DatasetError(f"{path} has header {sep.join(header)!r} without x and y columns; expected the "
                            "header line 'x,y' (0-based pixel coordinates), an ImageJ Results table with "
-                           "X and Y columns or a napari points layer saved as CSV (axis-0, axis-1)")
+                           "X and Y columns (or BX, BY, Width, Height), a napari points layer saved as "
+                           "CSV (axis-0, axis-1) or boxes (xmin, ymin, xmax, ymax)")
     ic = next((header.index(c) for c in CLASS_COLUMNS if c in header), None)
     if marker and ic is None:
         raise DatasetError(f"{path} has no class column ({', '.join(CLASS_COLUMNS)}) for the "
@@ -167,19 +181,21 @@ def read_centres_csv(path: Path, marker: str = "") -> np.ndarray:
                            f"(header {','.join(header)!r}: a z-stack or a time series); pycount "
                            f"reads 2-D images: save the points of one 2-D image's layer")
     table = [(rows.line_num, row) for row in rows if any(field.strip() for field in row)]
-    comma = _decimal_comma(path, sep, [row[i].strip() for _, row in table for i in (ix, iy)
+    comma = _decimal_comma(path, sep, [row[i].strip() for _, row in table for i in cols
                                        if i < len(row)])
     lines = [line.rstrip("\r") for line in text.split("\n")]   # as csv counts line_num
     centres = []
     for line_num, row in table:
         try:
-            x, y = (float(row[i].strip().replace(",", ".") if comma else row[i])
-                    for i in (ix, iy))
+            v = [float(row[i].strip().replace(",", ".") if comma else row[i]) for i in cols]
+            x, y = ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2) if form == "corners" else \
+                (v[0] + v[2] / 2, v[1] + v[3] / 2) if form == "rectangle" else v
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise ValueError
         except (ValueError, IndexError):
             raise DatasetError(f"{path}, line {line_num}: {lines[line_num - 1]!r} has no numeric "
-                               f"{header[ix]},{header[iy]} values; fix or delete that line") from None
+                               f"{','.join(header[i] for i in cols)} values; fix or delete that "
+                               f"line") from None
         if marker and (row[ic].strip() if ic < len(row) else "") != marker:
             continue
         centres.append((x - shift, y - shift))
