@@ -820,9 +820,10 @@ def label_centres(data: np.ndarray) -> np.ndarray | None:
             if pieces > allowed:              # values that mark many places: dots
                 return None
     ys, xs = np.nonzero(lab)
-    n = np.bincount(lab[ys, xs], minlength=len(values) + 1)[1:]
-    cx = np.bincount(lab[ys, xs], weights=xs, minlength=len(values) + 1)[1:] / n
-    cy = np.bincount(lab[ys, xs], weights=ys, minlength=len(values) + 1)[1:] / n
+    of = lab[ys, xs]                          # each labelled pixel's label
+    n = np.bincount(of, minlength=len(values) + 1)[1:]
+    cx = np.bincount(of, weights=xs, minlength=len(values) + 1)[1:] / n
+    cy = np.bincount(of, weights=ys, minlength=len(values) + 1)[1:] / n
     return np.stack([cx, cy], axis=1)
 
 
@@ -962,7 +963,7 @@ def _via_points(shape: dict) -> list[tuple[float, float]]:
     """The cell(s) of one VIA region: a point, a circle's or an ellipse's centre, a rectangle's
     centre, a polygon's area centroid; [] for a polyline (no cell). Coordinates as stored."""
     name = shape.get("name")
-    if name == "point" or name in ("circle", "ellipse"):
+    if name in ("point", "circle", "ellipse"):
         return [(float(shape["cx"]), float(shape["cy"]))]
     if name == "rect":
         return [(float(shape["x"]) + float(shape["width"]) / 2,
@@ -1028,12 +1029,10 @@ _LS_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
 _LS_SHAPES = ("keypoint", "ellipse", "rectangle", "polygon")
 
 
-def _label_studio_cell(value: dict, kind: str, w: float, h: float) -> tuple[float, float] | None:
-    """The cell of one Label Studio result (its value in percent of the image's width and
-    height): a keypoint, an ellipse's centre, a rectangle's centre (turned by its rotation about
-    its top-left corner), a polygon's area centroid; None for a result of no shape (a choice,
-    a text area)."""
-    shape = kind.replace("labels", "")
+def _label_studio_cell(value: dict, shape: str, w: float, h: float) -> tuple[float, float]:
+    """The cell of one Label Studio result of one of _LS_SHAPES (its value in percent of the
+    image's width and height): a keypoint, an ellipse's centre, a rectangle's centre (turned by
+    its rotation about its top-left corner), a polygon's area centroid."""
     if shape in ("keypoint", "ellipse"):
         return value["x"] * w / 100, value["y"] * h / 100
     if shape == "rectangle":
@@ -1041,10 +1040,8 @@ def _label_studio_cell(value: dict, kind: str, w: float, h: float) -> tuple[floa
         dx, dy = value["width"] * w / 200, value["height"] * h / 200
         return (value["x"] * w / 100 + dx * math.cos(a) - dy * math.sin(a),
                 value["y"] * h / 100 + dx * math.sin(a) + dy * math.cos(a))
-    if shape == "polygon":
-        xy = np.asarray(value["points"], np.float64).reshape(-1, 2) * (w / 100, h / 100)
-        return tuple(_outline_centroid(xy[:, 0], xy[:, 1]))
-    return None
+    xy = np.asarray(value["points"], np.float64).reshape(-1, 2) * (w / 100, h / 100)
+    return tuple(_outline_centroid(xy[:, 0], xy[:, 1]))      # a polygon
 
 
 def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
@@ -1065,18 +1062,16 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
             several.append(name)
         marks = out.setdefault(name, [])
         for k, r in enumerate(kept[0].get("result", []) if kept else [], 1):
-            if isinstance(r, dict) and str(r.get("type", "")).replace("labels", "") \
-                    not in _LS_SHAPES:
+            shape = str(r.get("type", "")).replace("labels", "") if isinstance(r, dict) else ""
+            if isinstance(r, dict) and shape not in _LS_SHAPES:
                 continue                      # a choice, a text area: whole-image, no cell
             try:
                 w, h = float(r["original_width"]), float(r["original_height"])
-                cell = _label_studio_cell(r["value"], str(r.get("type", "")), w, h)
+                cell = _label_studio_cell(r["value"], shape, w, h)
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise DatasetError(f"{p}: result {k} of task {n} ({name}) cannot be read as a "
                                    f"cell ({e!r}: {_brief(r, 80)}); export the project again "
                                    f"(JSON), or as COCO") from None
-            if cell is None:
-                continue
             sizes[name] = (w, h)
             value = r["value"]
             labels = next((v for key, v in value.items() if key.endswith("labels")
