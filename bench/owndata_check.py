@@ -42,11 +42,18 @@ Variants:
   vgg-cellpose-masks   VGG cells with a segmentation as Cellpose exports it, NAME_cp_masks.png:
                        16-bit instance labels, each cell the pixels within 4 px of its dot nearer
                        to it than to another (touching cells meet between their dots)
+  nuclei-release-folders  the CRCHistoPhenotypes release's Detection folder as downloaded: one
+                       folder per image, imgN/imgN.bmp + imgN_detection.mat (1-based MATLAB rows;
+                       "detection" read as the one class in the files' names)
+  vgg-dsb-masks        VGG cells laid out as DSB 2018 (the Data Science Bowl nuclei) ships:
+                       <id>/images/<id>.png + <id>/masks/<n>.png, one binary mask per cell (the
+                       cells of vgg-cellpose-masks, each a file of its own)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -67,7 +74,8 @@ NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-up2-geojson": "bacterial", "nuclei-mbm-names": "nuclei",
          "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
          "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei",
-         "vgg-cellpose-masks": "bacterial"}
+         "vgg-cellpose-masks": "bacterial", "nuclei-release-folders": "nuclei",
+         "vgg-dsb-masks": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -167,6 +175,24 @@ def make_vgg_cellpose_masks(out: Path) -> None:
         cv2.imwrite(str(out / f"{s.id}_cp_masks.png"), label_mask(s.image.shape, s.centres, 4))
 
 
+def make_vgg_dsb_masks(out: Path) -> None:
+    for s in readers.read_vgg_cells(SHARED / "vgg_cells"):
+        (out / s.id / "images").mkdir(parents=True)
+        (out / s.id / "masks").mkdir()
+        cv2.imwrite(str(out / s.id / "images" / f"{s.id}.png"),
+                    cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        labels = label_mask(s.image.shape, s.centres, 4)
+        for k in range(1, int(labels.max()) + 1):
+            cv2.imwrite(str(out / s.id / "masks" / f"{s.id}-{k:04d}.png"),
+                        np.where(labels == k, 255, 0).astype(np.uint8))
+
+
+def make_nuclei_release_folders(out: Path) -> None:
+    detection = SHARED / "CRCHistoPhenotypes_2016_04_28" / "Detection"
+    for d in sorted(p for p in detection.iterdir() if p.is_dir()):
+        shutil.copytree(d, out / d.name)
+
+
 def make_nuclei_mbm_names(out: Path) -> None:
     for s in readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"):
         cv2.imwrite(str(out / f"{s.id}_000.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
@@ -248,7 +274,9 @@ MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cel
               out, readers.read_vgg_cells(SHARED / "vgg_cells"), low=48),
           "nuclei-mixed-sizes": lambda out: make_mixed_sizes(
               out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72),
-          "nuclei-bcdata": make_nuclei_bcdata, "vgg-cellpose-masks": make_vgg_cellpose_masks}
+          "nuclei-bcdata": make_nuclei_bcdata, "vgg-cellpose-masks": make_vgg_cellpose_masks,
+          "nuclei-release-folders": make_nuclei_release_folders,
+          "vgg-dsb-masks": make_vgg_dsb_masks}
 
 
 def build(variant: str, root: Path) -> Path:

@@ -1209,6 +1209,10 @@ MASK_MAX_BLOB_DOTS = 20
 # them in two or more pieces (a cell cut by a brush stroke), is read as instance labels, one cell
 # per value (annotations.label_centres): Cellpose's, StarDist's and other segmentations' masks
 MASK_LABEL_SPARE = 0.05
+# A cell centre at most this far (px) beyond an image's edge is a click on its border (or a
+# centroid rounded past it), moved onto the edge pixel and counted, with a note; one farther out
+# is refused. The CRC release has 5 centres up to 0.73 px out (0.27 in its 1-based coordinates)
+EDGE_TOLERANCE_PX = 1.0
 # A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
 # at most this many rounds (a blob of a few dots settles in 2-5)
 MASK_SPLIT_ROUNDS = 20

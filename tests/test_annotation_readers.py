@@ -1201,7 +1201,10 @@ def test_a_qupath_point_on_the_far_edge_is_the_last_pixel(tmp_path):
          point_feature("Point", [20.0, 20.0])]))
     sample, = readers.read_folder(tmp_path)
     np.testing.assert_allclose(sample.centres, [[49, 2.5], [-0.5, 39], [19.5, 19.5]])
+    # a point a hair past it: a click on the border, counted on the edge pixel
     (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [50.25, 3.0])]))
+    assert readers.read_folder(tmp_path)[0].centres.tolist() == [[49, 2.5]]
+    (tmp_path / "a.geojson").write_text(qupath_geojson([point_feature("Point", [51.75, 3.0])]))
     with pytest.raises(DatasetError, match=r"outside the 50x40 image \(x must be in \[-0.5, 49.5\]"):
         readers.read_folder(tmp_path)
 

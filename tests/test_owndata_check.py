@@ -440,3 +440,26 @@ def test_cellpose_mask_variant_counts_each_dot_as_one_labelled_cell(tmp_path):
         assert got[i].count == len(pixels)
         d = np.sqrt(((got[i].centres[:, None] - pixels[None]) ** 2).sum(axis=2)).min(axis=1)
         assert d.max() <= 3
+
+
+def test_dsb_variant_is_one_mask_file_per_labelled_cell(tmp_path):
+    """Each VGG image becomes <id>/images/<id>.png + <id>/masks/, one file per cell of the
+    Cellpose variant's labels, and reads back those cells at the labels' centroids."""
+    folder = check.build("vgg-dsb-masks", tmp_path)
+    labelled = {s.id: s for s in readers.read_folder(check.build("vgg-cellpose-masks", tmp_path))}
+    got = {s.id: s for s in readers.read_folder(folder)}
+    assert set(got) == set(labelled)
+    assert sorted(p.name for p in (folder / "001").iterdir()) == ["images", "masks"]
+    for i, s in got.items():
+        assert len(list((folder / i / "masks").iterdir())) == s.count == labelled[i].count
+        np.testing.assert_allclose(np.sort(s.centres, axis=0), np.sort(labelled[i].centres, axis=0))
+
+
+def test_release_folders_variant_reads_as_the_named_nuclei_set(tmp_path):
+    """The Detection folder read as a lab's own folder gives the named set's images and marks
+    (its marks a hair beyond the edge counted on it, as the named reader does)."""
+    got = {s.id: s for s in readers.read_folder(check.build("nuclei-release-folders", tmp_path))}
+    named = readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28")
+    assert set(got) == {f"img{s.id}" for s in named}
+    for s in named:
+        np.testing.assert_array_equal(got[f"img{s.id}"].centres, s.centres)

@@ -790,6 +790,26 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     return mask_centres(on, path)
 
 
+def read_object_masks(paths, shape=None) -> np.ndarray:
+    """(N, 2) centres of an image's object masks, one file per cell (DSB 2018's masks/): each
+    mask's marked pixels (any non-zero value, any channel but alpha) at their centroid, one cell
+    however many pieces it is in; a mask of no marked pixel is none. With `shape`, every mask
+    must be the image's size."""
+    centres = []
+    for path in paths:
+        data, _ = decode_file(Path(path), "the object mask ")
+        if shape is not None and data.shape[:2] != tuple(shape[:2]):
+            raise DatasetError(f"the object mask {path} is {data.shape[1]}x{data.shape[0]} px but "
+                               f"its image is {shape[1]}x{shape[0]}; a mask must have its image's "
+                               f"size")
+        if data.ndim == 3:
+            data = (data[..., :3] if data.shape[2] >= 3 else data[..., :1]).max(axis=2)
+        ys, xs = np.nonzero(data)
+        if len(xs):
+            centres.append((xs.mean(), ys.mean()))
+    return np.asarray(centres, np.float64).reshape(-1, 2)
+
+
 def label_centres(data: np.ndarray) -> np.ndarray | None:
     """(N, 2) x, y centroids of the cells of an instance-label mask, or None for a mask that is
     not one. A label mask gives each cell a value of its own (grey, 8 to 32 bits; or a colour

@@ -380,28 +380,165 @@ def class_names(folder: Path) -> list[str]:
 
 def class_files(folder: Path, image: Path) -> list[tuple[str, Path, str]]:
     """[(class, file, kind)] of the image's annotation files in a folder of class folders (as
-    _pairs_by_class paired them: at most one per class)."""
-    folder = Path(folder)
-    return _class_index(str(folder), _subfolder_times(folder)).get(Path(image).stem, [])
+    _pairs_by_class paired them: at most one per class), or named after it by class in the
+    folder (img1_positive.csv, as _paired paired them)."""
+    folder, image = Path(folder), Path(image)
+    if class_folders(folder):
+        return _class_index(str(folder), _subfolder_times(folder)).get(image.stem, [])
+    times = (folder.stat().st_mtime_ns, image.parent.stat().st_mtime_ns)
+    return _class_file_index(str(folder), str(image.parent), times).get(image.stem, [])
 
 
 def annotation_paths(annotation: Path, kind: str, image: Path) -> list[Path]:
     """The files an image's annotation (as folder_pairs pairs it) is read from: the one file,
-    or the image's files in a folder of class folders."""
-    if kind.startswith(CLASS_FOLDERS):
+    the image's files in a folder of class folders or named by class, or its object masks."""
+    if kind.startswith((CLASS_FOLDERS, CLASS_FILES)):
         return [p for _, p, _ in class_files(annotation, image)]
+    if kind == OBJECT_MASKS:
+        return object_masks(annotation)
     return [Path(annotation)]
+
+
+# --- classes in file names: img1.png beside img1_positive.csv and img1_negative.csv ------------------
+
+CLASS_FILES = "class files"         # the kind (its start) of an image's annotation kept so
+
+
+def _class_of(stem: str, images) -> tuple[str, str] | None:
+    """(image stem, class) of an annotation stem made of an image's stem, "_" or "-" and a
+    class (img1_positive for img1; the CRC release's img1_epithelial.mat, its
+    img1_detection.mat): the longest image stem that fits; None where none does."""
+    cuts = [i for i, ch in enumerate(stem) if ch in "_-" and 0 < i < len(stem) - 1
+            and stem[:i] in images]
+    return (stem[:cuts[-1]], stem[cuts[-1] + 1:]) if cuts else None
+
+
+def _check_class_files(image: Path, files: list[tuple[str, Path, str]],
+                       own: list[tuple[Path, str]]) -> None:
+    """An image's class files (_paired), refused where they are not one file per class, or
+    where the image also has an annotation of its own name: which of them holds its cells cannot
+    be told."""
+    names = few(p.name for _, p, _ in files)
+    if own:
+        raise DatasetError(f"{image} has an annotation of its own name ({own[0][0].name}) and "
+                           f"files named after it by class ({names}); keep the one, or the "
+                           f"class files only (img_<class>.csv: one per class, every class "
+                           f"counted unless MARKER= names one)")
+    seen: dict[str, Path] = {}
+    for c, p, _ in files:
+        if c in seen:
+            raise DatasetError(f"{seen[c]} and {p} are two files of the class {c!r} of {image}; "
+                               f"keep one of them")
+        seen[c] = p
+
+
+@functools.lru_cache(maxsize=16)
+def _class_file_index(folder: str, image_dir: str, times: tuple
+                      ) -> dict[str, list[tuple[str, Path, str]]]:
+    """{image stem: [(class, file, kind)]} of the class files (_class_of) in `folder` of the
+    images in `image_dir`; `times`: both folders' modification times, so that a file added,
+    removed or renamed is seen."""
+    stems = _images_by_stem(_entries(Path(image_dir)))
+    index: dict[str, list[tuple[str, Path, str]]] = {}
+    for p in _entries(Path(folder)):
+        kind = ANNOTATION_KINDS.get(p.suffix.lower())
+        if kind is None or any(k in stems for k in _annotation_keys(p.stem)):
+            continue                         # an image, or the annotation of another image
+        fits = _class_of(p.stem, stems)
+        if fits:
+            index.setdefault(fits[0], []).append((fits[1], p, kind))
+    return index
+
+
+def image_classes(annotation: Path, kind: str, image: Path) -> list[str]:
+    """The classes of an image's annotation: a folder of class folders' (every class folder), or
+    the classes of the files named after the image by class; [] for any other annotation."""
+    if kind.startswith(CLASS_FOLDERS):
+        return class_names(annotation)
+    if kind.startswith(CLASS_FILES):
+        return [c for c, _, _ in class_files(annotation, image)]
+    return []
 
 
 def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path, str]]:
     """The images of one folder paired with the annotations of another (dot masks of any name),
-    or with its class folders (_pairs_by_class)."""
+    with its class folders (_pairs_by_class), or, for one image, with a folder of its object
+    masks (_object_masks_of)."""
     classes = class_folders(note_dir)
     if classes:
         return _pairs_by_class(image_dir, note_dir, classes)
     images = _images_by_stem(_entries(image_dir))
+    if _object_masks_of(images, note_dir):
+        (stem, image), = images.items()
+        return {stem: (image, note_dir, OBJECT_MASKS)}
     notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(note_dir)]
     return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
+
+
+# --- one image a folder: img1/img1.bmp + img1/img1_detection.mat; <id>/images/ + <id>/masks/ ------------
+
+OBJECT_MASKS = "object masks"       # the kind of an annotation that is a folder of one mask per cell
+
+
+def object_masks(folder: Path) -> list[Path]:
+    """The mask files of a folder of object masks (one image file per cell), in name order."""
+    return [p for p in _entries(Path(folder)) if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _object_masks_of(images: dict[str, Path], note_dir: Path) -> bool:
+    """Whether note_dir holds the object masks of the one image of `images`: one image file per
+    cell (DSB 2018's <id>/masks/, as segmentation sets ship their instances), none of them named
+    after the image (its dot mask), and nothing else; two masks at least, or a folder named
+    masks/ (an image of one cell)."""
+    files = _entries(note_dir)
+    if len(images) != 1 or not files or any(p.suffix.lower() not in IMAGE_SUFFIXES
+                                            for p in files):
+        return False
+    stem = next(iter(images))
+    if any(stem in _annotation_keys(p.stem) for p in files):
+        return False
+    return len(files) >= 2 or _folder_key(note_dir.name) in ("masks", "mask")
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether a folder holds images, itself or in a subfolder (<id>/images/)."""
+    return _has_images(folder) or any(_has_images(d) for d in visible_subfolders(folder))
+
+
+def image_folders(root: Path) -> list[Path]:
+    """The subfolders of a folder kept one folder per image (the CRC release's
+    Detection/img1/img1.bmp + img1_detection.mat; DSB 2018's <id>/images/<id>.png +
+    <id>/masks/) or per group of images (a slide's, a patient's): a folder of no image or
+    annotation itself, whose subfolders (two at least, none named as annotations' folders are)
+    each hold images, each laid out as a dataset folder is (folder_pairs_in), and most of them
+    annotations (both of two: else one may be the other's dot masks; one folder lacking its
+    annotation is named by folder_pairs_in); [] for any other folder."""
+    if _entries(root):
+        return []
+    every = visible_subfolders(root)
+    subs = [d for d in every if _holds_images(d) or _entries(d)]
+    if len(subs) < 2 or any(_folder_key(d.name) in ANNOTATION_FOLDERS
+                            or _folder_key(d.name) in SPLIT_FOLDERS for d in every) \
+            or not all(_holds_images(d) for d in subs):
+        return []
+
+    def annotated(d: Path) -> bool:          # annotations beside its images, or kept apart
+        inner = visible_subfolders(d)        # in an annotations' folder (<id>/masks/)
+        return any(p.suffix.lower() in ANNOTATION_KINDS for p in _entries(d)) or (
+            len(inner) == 2 and any(_folder_key(e.name) in ANNOTATION_FOLDERS for e in inner))
+    held = sum(annotated(d) for d in subs)
+    if held * 2 <= len(subs) or (len(subs) == 2 and held < 2):
+        return []                            # folders of images alone: none of this layout
+    return subs
+
+
+def _pairs_of_folders(folders: list[Path]) -> dict[str, tuple[Path, Path, str]]:
+    """The pairs of each image folder (image_folders), pooled; where a stem is in two of them,
+    every id carries its folder's name (slide1_001)."""
+    units = [(d.name, folder_pairs_in(d)) for d in folders]
+    stems = [i for _, pairs in units for i in pairs]
+    prefix = len(set(stems)) < len(stems)
+    return {(f"{name}_{i}" if prefix else i): v for name, pairs in units for i, v in pairs.items()}
 
 
 def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
@@ -414,6 +551,9 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     needs exactly one annotation and every annotation its image, else DatasetError names the
     file."""
     root = require_dir(root)
+    folders = image_folders(root)
+    if folders:
+        return _pairs_of_folders(folders)
     split = split_folders(root)
     if split:
         return _pairs_apart(*split)
@@ -447,8 +587,13 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     the tool's file. An image without an entry is refused all the same (`every`; else left
     out of the pairs: a class folder holds the files of its class's images)."""
     found: dict[str, list[tuple[Path, str]]] = {}
+    classed: dict[str, list[tuple[str, Path, str]]] = {}
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
+        fits = None if owners or kind == "dot mask" or not every else _class_of(p.stem, images)
+        if fits:                             # img1_positive.csv: img1's positive cells
+            classed.setdefault(fits[0], []).append((fits[1], p, kind))
+            continue
         whole = None if owners or kind == "dot mask" else set_file(p)
         if whole is not None:                # one file of the whole set's annotations
             for name in whole[1]:
@@ -477,6 +622,10 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                f"{(mask_bases(p.stem) or [p.stem])[0] if kind == 'dot mask' else p.stem}.png); add the "
                                "image or remove the annotation")
         found.setdefault(owners[0], []).append((p, kind))
+    for stem, files in classed.items():
+        _check_class_files(images[stem], files, found.get(stem, []))
+        found[stem] = [(note_dir or root,
+                        f"{CLASS_FILES} of {', '.join(sorted({k for _, _, k in files}))}")]
     for stem, image in images.items():
         if stem not in found and not every:
             continue

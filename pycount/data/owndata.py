@@ -28,8 +28,8 @@ from pycount.data import density_targets, lmdbio, patches, prepare
 from pycount.data import readers
 from pycount.data.annotations import classes_without, few
 from pycount.data.images import decoded_pixels, to_rgb8, depth_percentiles
-from pycount.data.layout import (CLASS_FOLDERS, annotation_paths, class_names, folder_layout,
-                                 visible_subfolders)
+from pycount.data.layout import (CLASS_FILES, CLASS_FOLDERS, OBJECT_MASKS, annotation_paths,
+                                 folder_layout, image_classes, visible_subfolders)
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
@@ -335,9 +335,10 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     kinds = sorted({k for _, _, k in pairs.values()})
     fresh = config.folder_dataset(ds.subdir)     # the folder as its pycount.toml sets it
     chooser = root / config.SPEC_FILE if ds.marker == fresh.marker else "MARKER="
-    if ds.marker and kinds == ["dot mask"]:
+    if ds.marker and set(kinds) <= {"dot mask", OBJECT_MASKS}:
         raise DatasetError(f"{chooser} chooses the marker {ds.marker!r}, but {root}'s annotations "
-                           f"(dot masks) have no marker types or classes: every mark counts; "
+                           f"({' and '.join(k if k.endswith('s') else k + 's' for k in kinds)}) have no marker "
+                           f"types or classes: every mark counts; "
                            f"leave the marker out")
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
@@ -349,10 +350,12 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
             f"its header x,y, a wrong marker or class), or add annotated images")
     lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
-    by_class = sorted({c for _, note_dir, kind in pairs.values() if kind.startswith(CLASS_FOLDERS)
-                       for c in class_names(note_dir)})
+    by_class = sorted({c for image, note_dir, kind in pairs.values()
+                       for c in image_classes(note_dir, kind, image)})
     if by_class:
-        lines.append(f"  classes: {', '.join(by_class)} (a subfolder each); " + (
+        kept = ("a subfolder each" if any(k.startswith(CLASS_FOLDERS) for k in kinds) else
+                "in the files' names")
+        lines.append(f"  classes: {', '.join(by_class)} ({kept}); " + (
             f"{chooser} counts {ds.marker!r} alone" if ds.marker else
             "every class counted (MARKER=<class> counts one)"))
     typical = float(np.median([stats[i].count for i in ids]))
@@ -539,7 +542,8 @@ def _named(pair: tuple[Path, Path, str]) -> str:
     """How a message names an image's marks: its annotation file's name, or the image's where
     the annotation is a folder of class folders (one file per class)."""
     image, annotation, kind = pair
-    return (image if kind.startswith(CLASS_FOLDERS) else annotation).name
+    return (image if kind.startswith((CLASS_FOLDERS, CLASS_FILES)) or kind == OBJECT_MASKS
+            else annotation).name
 
 
 def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None:

@@ -32,10 +32,13 @@ import cv2
 import numpy as np
 import scipy.io
 
-from pycount.data.annotations import note, read_annotation, read_centres_csv
+from pycount import config
+from pycount.data.annotations import (marker_absent, note, read_annotation, read_centres_csv,
+                                      read_object_masks)
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_any_image, read_in_range
-from pycount.data.layout import (CLASS_FOLDERS, class_files, class_names, folder_pairs,
-                                 refuse_broken_link, require_dir)
+from pycount.data.layout import (CLASS_FILES, CLASS_FOLDERS, OBJECT_MASKS, class_files,
+                                 class_names, folder_pairs, object_masks, refuse_broken_link,
+                                 require_dir)
 from pycount.errors import DatasetError
 
 @dataclass(frozen=True, eq=False)  # eq=False: numpy arrays have no scalar equality
@@ -53,9 +56,6 @@ class Sample:
 # ----------------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------------
-
-CRC_EDGE_TOLERANCE = 1.0  # px; the CRC release has 5 centres up to 0.35 px beyond the image edge
-
 
 def natural_key(name: str) -> list:
     """Sort key putting "img2" before "img10": digit runs compare as numbers."""
@@ -146,21 +146,41 @@ def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_pa
                   source=str(image_path))
 
 
+def _counted(centres, shape, path: Path, repeats: dict | None) -> np.ndarray:
+    """counted_centres of one annotation of the folder layout: marks at most
+    config.EDGE_TOLERANCE_PX beyond the image's edge moved onto it, said in a note."""
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    h, w = shape[:2]
+    past = ((centres < -0.5) | (centres > np.array([w, h]) - 0.5)).any(axis=1)
+    out = counted_centres(centres, shape, path, config.EDGE_TOLERANCE_PX, repeats)
+    if past.any():                         # (all within the tolerance, or refused above)
+        note(f"{path}: {int(past.sum())} mark(s) up to {config.EDGE_TOLERANCE_PX:g} px beyond the "
+             f"image's edge, each counted on the edge pixel next to it")
+    return out
+
+
 def read_marks(annotation: Path, kind: str, shape, marker: str = "", image: Path | None = None,
                repeats: dict | None = None) -> np.ndarray:
     """The marks of an image as folder_pairs pairs it with its annotation, as the readers count
     them (counted_centres): one file's (read_annotation), or, for a folder of class folders,
     each class's file read and checked on its own, the classes counted together (a place
     marked in two classes once) or the one `marker` names (a class folder's name)."""
-    if not kind.startswith(CLASS_FOLDERS):
-        return counted_centres(read_annotation(annotation, kind, shape, marker, image), shape,
-                               annotation, repeats=repeats)
-    if marker and marker not in class_names(annotation):
+    if kind == OBJECT_MASKS:
+        return _counted(read_object_masks(object_masks(annotation), shape), shape, annotation,
+                        repeats)
+    if not kind.startswith((CLASS_FOLDERS, CLASS_FILES)):
+        return _counted(read_annotation(annotation, kind, shape, marker, image), shape,
+                        annotation, repeats)
+    files = class_files(annotation, image)
+    if marker and kind.startswith(CLASS_FOLDERS) and marker not in class_names(annotation):
         raise DatasetError(f"{annotation} has no class folder {marker!r} (its classes: "
                            f"{', '.join(class_names(annotation))}); choose one of them (MARKER=, "
                            f"or marker in pycount.toml), or leave it out to count all")
-    parts = [counted_centres(read_annotation(p, k, shape, "", image), shape, p, repeats=repeats)
-             for c, p, k in class_files(annotation, image) if not marker or c == marker]
+    if marker and not any(c == marker for c, _, _ in files):
+        # (files named by class: an image without that class's file has none of its cells)
+        marker_absent(marker, [c for c, _, _ in files])
+    parts = [_counted(read_annotation(p, k, shape, "", image), shape, p, repeats)
+             for c, p, k in files if not marker or c == marker]
     # a mark at the very place of one of another class: one cell given two classes, counted once
     return counted_centres(np.concatenate(parts or [np.empty((0, 2))]), shape, annotation,
                            repeats=repeats)
@@ -304,7 +324,7 @@ def read_crc_nuclei(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     """Read the CRCHistoPhenotypes detection set; ``root`` is the release folder (holding Detection/).
 
     Ids are the image numbers as strings, "1" .. "100", sorted numerically. Centres are converted from
-    1-based MATLAB coordinates to 0-based by subtracting 1; centres at most CRC_EDGE_TOLERANCE px beyond
+    1-based MATLAB coordinates to 0-based by subtracting 1; centres at most config.EDGE_TOLERANCE_PX px beyond
     the image edge (5 clicks on the border in the release) are moved onto the edge pixel."""
     root = require_dir(root)
     detection = root / "Detection"
@@ -319,7 +339,7 @@ def read_crc_nuclei(root, ids: Optional[Sequence[str]] = None) -> list[Sample]:
     for i in _select(pairs, ids, lambda i: detection / f"img{i}" / f"img{i}.bmp"):
         image_path, mat_path = pairs[i]
         samples.append(_sample(i, _imread_rgb(image_path), _read_detection_mat(mat_path), mat_path,
-                               image_path, CRC_EDGE_TOLERANCE, repeats))
+                               image_path, config.EDGE_TOLERANCE_PX, repeats))
     _say_repeats(repeats)
     return samples
 
