@@ -956,6 +956,163 @@ ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV",
                     ".mat": "MATLAB"}
 
 
+# A .txt beside an image is an annotation where its content says so (annotation_kind): numbers
+# only (ImageJ's XY coordinates, YOLO labels) or a table whose header names its coordinates;
+# any other .txt (a readme, YOLO's classes.txt) is no annotation, and is not refused as one
+TEXT = "text (XY or YOLO)"
+_TABLE_HEADS = {"x", "y", "axis-0", "axis-1", "xmin", "bx", "centroid x px", "centroid x µm",
+                "centroid x um"}
+
+
+def annotation_kind(path: Path) -> str | None:
+    """The kind of annotation a file is by its suffix (ANNOTATION_KINDS), or, for a .txt, by its
+    content: TEXT (rows of numbers; an empty file too: YOLO's label file of an image of no
+    object), CSV (a table whose header names x, y or like columns: an ImageJ Results table or
+    QuPath measurements saved as text), None (a readme, a list of class names)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix != ".txt":
+        return ANNOTATION_KINDS.get(suffix)
+    try:
+        return _text_kind(str(path), *_stamp(path))
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_kind(path: str, mtime_ns: int, size: int) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(4096).decode("utf-8-sig", errors="replace")
+    first = next((line for line in head.splitlines() if line.strip()), None)
+    if first is None:
+        return TEXT
+    fields = re.split(r"[\s,;]+", first.strip())
+    if all(_is_number(v) for v in fields):
+        return TEXT
+    names = {v.strip().strip('"').lower() for v in re.split(r"[\t,;]", first)}
+    return "CSV" if names & _TABLE_HEADS else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _yolo_names(path: Path) -> list[str]:
+    """The class names of a YOLO label file: LabelImg's classes.txt beside it (one per line), or
+    the `names` of a data.yaml (Ultralytics, Roboflow) beside it or up to three folders above, as
+    a list (`[a, b]` or `- a` lines) or a mapping (`0: a` lines); [] where neither is found."""
+    folder = Path(path).parent
+    listed = folder / "classes.txt"
+    if listed.is_file():
+        return [line.strip() for line in listed.read_text(errors="replace").splitlines()
+                if line.strip()]
+    for d in [folder, *list(folder.parents)[:3]]:
+        for name in ("data.yaml", "data.yml"):
+            if (d / name).is_file():
+                return _yaml_names((d / name).read_text(errors="replace"))
+    return []
+
+
+def _yaml_names(text: str) -> list[str]:
+    """The `names:` of a YOLO data.yaml (the forms its writers use), without a YAML library."""
+    lines = text.splitlines()
+    at = next((i for i, line in enumerate(lines) if re.match(r"names\s*:", line)), None)
+    if at is None:
+        return []
+    rest = lines[at].split(":", 1)[1].strip()
+    unquote = lambda v: v.strip().strip("'\"")                       # noqa: E731
+    if rest.startswith("["):
+        return [unquote(v) for v in rest.strip("[]").split(",") if v.strip()]
+    names = {}
+    for line in lines[at + 1:]:
+        if not line.startswith((" ", "\t")) or not line.strip():
+            break
+        item = line.strip()
+        if item.startswith("-"):
+            names[len(names)] = unquote(item[1:])
+        elif ":" in item:
+            k, v = item.split(":", 1)
+            if k.strip().isdigit():
+                names[int(k)] = unquote(v)
+    return [names[k] for k in sorted(names)]
+
+
+def read_text_points(path: Path, marker: str = "", shape=None) -> np.ndarray:
+    """(N, 2) centres of a .txt of numbers (annotation_kind TEXT), told by its rows: two numbers
+    a row, x and y (ImageJ's File > Save As > XY Coordinates of a point selection: 0-based
+    pixels, as its point tool reports them); or YOLO labels, a class number and then fractions
+    of the image's width and height: 5 numbers a box (its centre is the cell), 7 or more a
+    polygon (YOLO's segmentation labels: its area centroid), shifted by -0.5 px (continuous
+    coordinates). `marker` chooses a YOLO class by number or by name (classes.txt or
+    data.yaml's names)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read {path} ({e}); a text file of x y rows or YOLO labels "
+                           f"is expected") from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append((n, [float(v) for v in re.split(r"[\s,;]+", line.strip())]))
+            except ValueError:
+                raise DatasetError(f"{path}, line {n}: {line.strip()[:60]!r} is not a row of "
+                                   f"numbers; a text annotation holds x y rows (ImageJ's XY "
+                                   f"coordinates) or YOLO labels (class cx cy w h)") from None
+    if not rows:
+        return np.empty((0, 2))
+
+    def yolo(values: list[float]) -> bool:
+        return ((len(values) == 5 or (len(values) >= 7 and len(values) % 2)) and
+                values[0] >= 0 and values[0] == int(values[0]) and
+                all(0 <= v <= 1 for v in values[1:]))
+    if all(len(v) == 2 for _, v in rows):
+        if marker:
+            raise DatasetError(f"{path} holds x y rows (no classes), but the marker {marker!r} "
+                               f"is chosen; leave the marker out")
+        return np.array([v for _, v in rows], np.float64)
+    bad = next(((n, v) for n, v in rows if not yolo(v)), None)
+    if bad is not None:
+        n, v = bad
+        raise DatasetError(f"{path}, line {n}: {len(v)} numbers, neither x y (two a row: ImageJ's "
+                           f"XY coordinates) nor a YOLO label (a class number, then 4 fractions "
+                           f"of the image's size for a box, or 6 or more for a polygon); "
+                           f"{'three numbers a row are ImageJ XY coordinates of a whole image with pixel values: save the point selection instead, ' if len(v) == 3 else ''}"
+                           f"every row must be one of these")
+    if shape is None:
+        raise DatasetError(f"{path}: YOLO labels need their image's size")
+    h, w = shape[:2]
+    names = _yolo_names(path)
+    wanted = None
+    if marker:
+        if marker.isdigit():
+            wanted = int(marker)
+        elif marker in names:
+            wanted = names.index(marker)
+        else:
+            raise DatasetError(f"{path}: the marker {marker!r} is no class number and no class "
+                               f"name of its labels ({', '.join(names) if names else 'no classes.txt or data.yaml names them'}); "
+                               f"choose a class by its number (MARKER=0) or by a name that "
+                               f"classes.txt or data.yaml gives")
+    centres, seen = [], set()
+    for _, v in rows:
+        seen.add(int(v[0]))
+        if wanted is not None and int(v[0]) != wanted:
+            continue
+        if len(v) == 5:
+            cx, cy = v[1], v[2]
+        else:
+            cx, cy = _centroid([[[x, y] for x, y in zip(v[1::2], v[2::2])]])
+        centres.append((cx * w - 0.5, cy * h - 0.5))
+    if wanted is not None and wanted not in seen:
+        marker_absent(marker, [names[c] if c < len(names) else str(c) for c in sorted(seen)])
+    return np.array(centres, np.float64).reshape(-1, 2)
+
+
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
 SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV", "Label Studio JSON")
 
@@ -1300,4 +1457,6 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
         return read_hdf5_points(path, marker)
     if kind == "MATLAB":
         return read_mat_points(path, marker)
+    if kind == TEXT:
+        return read_text_points(path, marker, shape)
     return read_dot_mask(path, shape)

@@ -8,9 +8,12 @@ import functools
 import os
 from pathlib import Path
 
-from pycount.data.annotations import ANNOTATION_KINDS, few, note, recorded_image, set_file
+from pycount.data.annotations import ANNOTATION_KINDS, annotation_kind, few, note, recorded_image, set_file
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, dead_link
 from pycount.errors import DatasetError
+
+# the suffixes of the files that may be annotations (a .txt: as its content says)
+ANNOTATION_SUFFIXES = frozenset(ANNOTATION_KINDS) | {".txt"}
 
 # --- checks of the folder and its files ------------------------------------------------------------
 
@@ -38,8 +41,10 @@ def refuse_broken_link(path: Path) -> None:
 # --- pairing: any images, each with an annotation of its stem ----------------------------------------
 
 # NAME_dots.png, NAME-dots.png, NAMEdots.png: dot masks; NAME_cp_masks.png (Cellpose's export),
-# NAME_masks.png (its training folders' name), NAME_mask.png: label masks, read as dot masks are
-MASK_TAILS = ("_dots", "-dots", "dots", "_cp_masks", "_masks", "-masks", "_mask", "-mask")
+# NAME_masks.png (its training folders' name), NAME_mask.png, NAME_label.tiff: label masks, read
+# as dot masks are
+MASK_TAILS = ("_dots", "-dots", "dots", "_cp_masks", "_masks", "-masks", "_mask", "-mask",
+              "_label", "-label")     # NAME_label.tiff: the NeurIPS 2022 cell segmentation set's
 
 
 def _annotation_keys(stem: str) -> list[str]:
@@ -91,7 +96,7 @@ def _visible_files(folder: Path) -> list[Path]:
     """A folder's files, hidden ones left out; a broken link to an image or annotation refused."""
     listed = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
     for p in listed:
-        if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS:
+        if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_SUFFIXES:
             refuse_broken_link(p)
     return [p for p in listed if p.is_file()]
 
@@ -99,7 +104,7 @@ def _visible_files(folder: Path) -> list[Path]:
 def _entries(folder: Path) -> list[Path]:
     """A folder's images and annotations (_visible_files)."""
     return [p for p in _visible_files(folder)
-            if p.suffix.lower() in IMAGE_SUFFIXES or p.suffix.lower() in ANNOTATION_KINDS]
+            if p.suffix.lower() in IMAGE_SUFFIXES or annotation_kind(p)]
 
 
 def visible_subfolders(folder: Path) -> list[Path]:
@@ -334,7 +339,7 @@ def _pairs_by_class(image_dir: Path, note_dir: Path, classes: list[Path]
     held: dict[str, list[str]] = {}
     kinds = set()
     for d in classes:
-        notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(d)]
+        notes = [(p, annotation_kind(p) or "dot mask") for p in _entries(d)]
         for stem, (_, _, kind) in _paired(images, notes, image_dir, files, d,
                                           every=False).items():
             held.setdefault(stem, []).append(d.name)
@@ -367,7 +372,7 @@ def _class_index(folder: str, times: tuple) -> dict[str, list[tuple[str, Path, s
     index: dict[str, list[tuple[str, Path, str]]] = {}
     for d in class_folders(Path(folder)):
         for p in _entries(d):
-            kind = ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")
+            kind = annotation_kind(p) or "dot mask"
             for key in dict.fromkeys(_annotation_keys(p.stem)):
                 index.setdefault(key, []).append((d.name, p, kind))
     return index
@@ -441,7 +446,7 @@ def _class_file_index(folder: str, image_dir: str, times: tuple
     stems = _images_by_stem(_entries(Path(image_dir)))
     index: dict[str, list[tuple[str, Path, str]]] = {}
     for p in _entries(Path(folder)):
-        kind = ANNOTATION_KINDS.get(p.suffix.lower())
+        kind = annotation_kind(p)
         if kind is None or any(k in stems for k in _annotation_keys(p.stem)):
             continue                         # an image, or the annotation of another image
         fits = _class_of(p.stem, stems)
@@ -471,7 +476,7 @@ def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path,
     if _object_masks_of(images, note_dir):
         (stem, image), = images.items()
         return {stem: (image, note_dir, OBJECT_MASKS)}
-    notes = [(p, ANNOTATION_KINDS.get(p.suffix.lower(), "dot mask")) for p in _entries(note_dir)]
+    notes = [(p, annotation_kind(p) or "dot mask") for p in _entries(note_dir)]
     return _paired(images, notes, image_dir, _visible_files(image_dir), note_dir)
 
 
@@ -524,7 +529,7 @@ def image_folders(root: Path) -> list[Path]:
 
     def annotated(d: Path) -> bool:          # annotations beside its images, or kept apart
         inner = visible_subfolders(d)        # in an annotations' folder (<id>/masks/)
-        return any(p.suffix.lower() in ANNOTATION_KINDS for p in _entries(d)) or (
+        return any(annotation_kind(p) for p in _entries(d)) or (
             len(inner) == 2 and any(_folder_key(e.name) in ANNOTATION_FOLDERS for e in inner))
     held = sum(annotated(d) for d in subs)
     if held * 2 <= len(subs) or (len(subs) == 2 and held < 2):
@@ -563,8 +568,7 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
             return folder_pairs(holding[0])
     files = _visible_files(root)
     images = _images_by_stem(files)
-    notes = [(p, ANNOTATION_KINDS[p.suffix.lower()]) for p in files
-             if p.suffix.lower() in ANNOTATION_KINDS]
+    notes = [(p, kind) for p in files if (kind := annotation_kind(p))]
     # a dot mask is an image file whose stem, "dots" taken off (mask_bases), names another image
     for stem, p in list(images.items()):
         owners = [k for k in mask_bases(stem) if k in images and k != stem]
@@ -637,8 +641,8 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                             if q.stem in (stem, f"{stem}_seg") and q != image
                             and q.suffix.lower() not in IMAGE_SUFFIXES)
             hint = (f" ({', '.join(unread)} {'is' if len(unread) == 1 else 'are'} in no format "
-                    f"read here: a table of x,y is read as {stem}.csv, and a segmentation as a "
-                    f"label mask {stem}_masks.png)") if unread else ""
+                    f"read here: a table of x,y is read as {stem}.csv (or .txt, with a header line "
+                    f"naming x and y), and a segmentation as a label mask {stem}_masks.png)") if unread else ""
             raise DatasetError(f"{image} has no annotation{hint}; add one named after it{where}: "
                                f"{stem}.csv (x,y), {stem}.xml (Cell Counter), {stem}.geojson "
                                f"(QuPath) or a dot mask {stem}_dots.png, or remove the image")
