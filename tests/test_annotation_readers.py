@@ -1655,13 +1655,13 @@ def test_an_ome_tiff_pairs_with_the_annotation_of_its_name(tmp_path):
 
 def test_an_annotation_in_a_format_not_read_is_named_with_its_way_in(tmp_path):
     """img.tif beside img.txt (a table of no coordinates: ImageJ's measurements without
-    centroids) and img_seg.npy (Cellpose's own file): the refusal names both and how each is
+    centroids) and img.xls (a Results table saved so): the refusal names both and how each is
     read, where it said only "has no annotation"."""
     cv2.imwrite(str(tmp_path / "img.tif"), np.zeros((10, 10), np.uint8))
     (tmp_path / "img.txt").write_text(" \tArea\tMean\n1\t20\t3.5\n")
-    (tmp_path / "img_seg.npy").write_bytes(b"\x93NUMPY")
+    (tmp_path / "img.xls").write_text(" \tX\tY\n1\t2\t3\n")
     (tmp_path / "notes.txt").write_text("stained 2026-11-30\n")
-    with pytest.raises(DatasetError, match=r"img\.tif has no annotation \(img\.txt, img_seg\.npy "
+    with pytest.raises(DatasetError, match=r"img\.tif has no annotation \(img\.txt, img\.xls "
                                            r"are in no format read here: a table of x,y is read "
                                            r"as img\.csv \(or \.txt, with a header line naming x "
                                            r"and y\), and a segmentation as a label mask "

@@ -1,12 +1,14 @@
 """Instance-label masks (Cellpose's NAME_cp_masks.png, a training folder's NAME_masks.png,
-StarDist's masks/NAME.tif): one cell per label at its centroid, touching cells apart; masks of
-dots keep the dot rules."""
+StarDist's masks/NAME.tif; Cellpose's own NAME_seg.npy): one cell per label at its centroid,
+touching cells apart; masks of dots keep the dot rules."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from pycount.data import annotations, layout, readers
+from pycount.errors import DatasetError
 
 SQUARE = 6      # side of each labelled cell
 
@@ -144,3 +146,72 @@ def test_a_jpeg_dot_mask_is_never_read_as_labels(tmp_path):
     path = tmp_path / "i_dots.jpg"
     cv2.imwrite(str(path), mask, [cv2.IMWRITE_JPEG_QUALITY, 100])
     assert annotations.read_dot_mask(path).tolist() == [[16, 16]]
+
+
+# --- Cellpose's own file, NAME_seg.npy -----------------------------------------------------------
+
+def _seg(path, masks, **more):
+    """A _seg.npy as Cellpose's GUI saves one: numpy.save of a dict."""
+    flows = [np.zeros(masks.shape + (3,), np.uint8), np.zeros((2,) + masks.shape, np.float32)]
+    np.save(path, {"outlines": np.zeros_like(masks), "masks": masks, "chan_choose": [0, 0],
+                   "ismanual": np.zeros(int(masks.max()), bool), "filename": str(path),
+                   "flows": flows, "est_diam": np.float64(17.0), **more}, allow_pickle=True)
+    return path
+
+
+def test_a_cellpose_seg_file_counts_each_label_at_its_centroid(tmp_path):
+    cv2.imwrite(str(tmp_path / "img.png"), np.zeros((20, 30, 3), np.uint8))
+    masks = np.zeros((20, 30), np.uint16)
+    masks[2:5, 2:5] = 1
+    masks[10:14, 20:24] = 7
+    masks[10:14, 24:26] = 3                     # touching 7: its own cell
+    _seg(tmp_path / "img_seg.npy", masks)
+    assert layout.folder_pairs(tmp_path)["img"][2] == annotations.CELLPOSE
+    s, = readers.read_folder(tmp_path)
+    np.testing.assert_allclose(s.centres, [[3, 3], [24.5, 11.5], [21.5, 11.5]])
+
+
+def test_a_seg_file_that_would_run_code_is_not_loaded(tmp_path):
+    """A pickle may call any function on loading; only arrays and plain containers are let in,
+    so this file's os.system is refused, not run."""
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+    path = tmp_path / "a_seg.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False,
+                                                 "shape": ()})
+        pickle.dump(np.array({"masks": Evil()}, dtype=object), f)
+    with pytest.raises(DatasetError, match=r"cannot read .*a_seg\.npy as Cellpose's _seg\.npy: "
+                                           r"it holds objects other than arrays \(posix\.system|"
+                                           r"os\.system"):
+        annotations.read_cellpose_seg(path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_seg_files_of_the_wrong_size_or_depth_or_no_masks_are_named(tmp_path):
+    path = _seg(tmp_path / "b_seg.npy", np.zeros((20, 30), np.uint16))
+    with pytest.raises(DatasetError, match=r"b_seg\.npy: its masks are 30x20 px but its image "
+                                           r"is 40x20"):
+        annotations.read_cellpose_seg(path, (20, 40, 3))
+    assert annotations.read_cellpose_seg(path, (20, 30, 3)).shape == (0, 2)
+    _seg(path, np.zeros((3, 20, 30), np.uint16))
+    with pytest.raises(DatasetError, match=r"not one 2-D image of labels"):
+        annotations.read_cellpose_seg(path)
+    np.save(path, {"outlines": np.zeros((2, 2))}, allow_pickle=True)
+    with pytest.raises(DatasetError, match=r"holds no dict with the array 'masks'.*b_cp_masks\.png"):
+        annotations.read_cellpose_seg(path)
+    path.write_bytes(b"not numpy")
+    with pytest.raises(DatasetError, match=r"is not a numpy file that Cellpose wrote"):
+        annotations.read_cellpose_seg(path)
+
+
+def test_another_npy_beside_the_images_is_no_annotation(tmp_path):
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.zeros((10, 10, 3), np.uint8))
+        (tmp_path / f"{name}.csv").write_text("x,y\n1,2\n")
+    np.save(tmp_path / "features.npy", np.zeros(3))
+    assert sorted(layout.folder_pairs(tmp_path)) == ["a", "b"]

@@ -8,6 +8,7 @@ import csv
 import functools
 import io
 import math
+import pickle
 import re
 import sys
 from collections import Counter
@@ -964,13 +965,19 @@ _TABLE_HEADS = {"x", "y", "axis-0", "axis-1", "xmin", "bx", "centroid x px", "ce
                 "centroid x um"}
 
 
+CELLPOSE = "Cellpose _seg.npy"
+
+
 def annotation_kind(path: Path) -> str | None:
     """The kind of annotation a file is by its suffix (ANNOTATION_KINDS), or, for a .txt, by its
     content: TEXT (rows of numbers; an empty file too: YOLO's label file of an image of no
     object), CSV (a table whose header names x, y or like columns: an ImageJ Results table or
-    QuPath measurements saved as text), None (a readme, a list of class names)."""
+    QuPath measurements saved as text), None (a readme, a list of class names); a .npy: CELLPOSE
+    where it is named NAME_seg.npy."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".npy":                     # Cellpose's NAME_seg.npy; any other array is none
+        return CELLPOSE if path.name.lower().endswith("_seg.npy") else None
     if suffix != ".txt":
         return ANNOTATION_KINDS.get(suffix)
     try:
@@ -1038,6 +1045,58 @@ def _yaml_names(text: str) -> list[str]:
             if k.strip().isdigit():
                 names[int(k)] = unquote(v)
     return [names[k] for k in sorted(names)]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler of numpy arrays and plain containers only: a Cellpose _seg.npy is a pickled
+    dict, and a pickle may call anything, so nothing else it names is loaded."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "slice"),
+               ("numpy.core.numeric", "_frombuffer"), ("collections", "OrderedDict")}
+
+    def find_class(self, module, name):
+        module = module.replace("numpy._core", "numpy.core")     # pickled by numpy 2
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cellpose_seg(path: Path, shape=None) -> np.ndarray:
+    """(N, 2) centres of the cells of a Cellpose GUI file NAME_seg.npy (a dict saved by
+    numpy.save): its `masks`, instance labels (0 background), one cell per label at its
+    centroid. Read without running the pickle: only arrays and plain containers are loaded."""
+    path = Path(path)
+    why = None
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            _, _, dtype = np.lib.format._read_array_header(f, version)
+            seg = _ArraysOnly(f).load() if dtype.hasobject else None
+    except pickle.UnpicklingError as e:
+        why = f"it holds objects other than arrays ({e}), which pycount does not load"
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, ImportError) as e:
+        why = f"it is not a numpy file that Cellpose wrote ({type(e).__name__}: {e})"
+    else:
+        seg = seg.item() if isinstance(seg, np.ndarray) and seg.shape == () else seg
+        if not isinstance(seg, dict) or not isinstance(seg.get("masks"), np.ndarray):
+            why = "it holds no dict with the array 'masks'"
+    if why:
+        raise DatasetError(f"cannot read {path} as Cellpose's _seg.npy: {why}; save the masks "
+                           f"from Cellpose as {path.name[:-len('_seg.npy')]}_cp_masks.png "
+                           f"(File > Save masks as PNG) and give that file instead")
+    masks = seg["masks"]
+    if masks.ndim != 2 or masks.dtype.kind not in "ui":
+        raise DatasetError(f"{path}: its masks are {masks.dtype} of shape {masks.shape}, not one "
+                           f"2-D image of labels (a 3-D segmentation?); pycount counts 2-D images")
+    if shape is not None and masks.shape != tuple(shape[:2]):
+        raise DatasetError(f"{path}: its masks are {masks.shape[1]}x{masks.shape[0]} px but its "
+                           f"image is {shape[1]}x{shape[0]}; the masks must be of that image")
+    ys, xs = np.nonzero(masks)
+    if not len(xs):
+        return np.empty((0, 2))
+    _, label = np.unique(masks[ys, xs], return_inverse=True)
+    n = np.bincount(label)
+    return np.stack([np.bincount(label, xs) / n, np.bincount(label, ys) / n], axis=1)
 
 
 def read_text_points(path: Path, marker: str = "", shape=None) -> np.ndarray:
@@ -1459,4 +1518,6 @@ def read_annotation(path: Path, kind: str, shape=None, marker: str = "",
         return read_mat_points(path, marker)
     if kind == TEXT:
         return read_text_points(path, marker, shape)
+    if kind == CELLPOSE:
+        return read_cellpose_seg(path, shape)
     return read_dot_mask(path, shape)

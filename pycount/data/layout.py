@@ -13,7 +13,7 @@ from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, d
 from pycount.errors import DatasetError
 
 # the suffixes of the files that may be annotations (a .txt: as its content says)
-ANNOTATION_SUFFIXES = frozenset(ANNOTATION_KINDS) | {".txt"}
+ANNOTATION_SUFFIXES = frozenset(ANNOTATION_KINDS) | {".txt", ".npy"}
 
 # --- checks of the folder and its files ------------------------------------------------------------
 
@@ -44,7 +44,8 @@ def refuse_broken_link(path: Path) -> None:
 # NAME_masks.png (its training folders' name), NAME_mask.png, NAME_label.tiff: label masks, read
 # as dot masks are
 MASK_TAILS = ("_dots", "-dots", "dots", "_cp_masks", "_masks", "-masks", "_mask", "-mask",
-              "_label", "-label")     # NAME_label.tiff: the NeurIPS 2022 cell segmentation set's
+              "_label", "-label",     # NAME_label.tiff: the NeurIPS 2022 cell segmentation set's
+              "_seg")                 # Cellpose's NAME_seg.npy (and a NAME_seg.png mask)
 
 
 def _annotation_keys(stem: str) -> list[str]:
@@ -635,10 +636,10 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             continue
         if stem not in found:
             where = f" to {note_dir}" if note_dir else ""
-            # a file of its name in a format not read (ImageJ's XY coordinates as .txt, a
-            # Results table saved as .xls, a Cellpose _seg.npy): named, with its way in
+            # a file of its name in a format not read (a .txt table of no coordinates, a
+            # Results table saved as .xls): named, with its way in
             unread = sorted(q.name for q in _visible_files(note_dir or root)
-                            if q.stem in (stem, f"{stem}_seg") and q != image
+                            if q.stem == stem and q != image
                             and q.suffix.lower() not in IMAGE_SUFFIXES)
             hint = (f" ({', '.join(unread)} {'is' if len(unread) == 1 else 'are'} in no format "
                     f"read here: a table of x,y is read as {stem}.csv (or .txt, with a header line "
