@@ -215,3 +215,19 @@ def test_another_npy_beside_the_images_is_no_annotation(tmp_path):
         (tmp_path / f"{name}.csv").write_text("x,y\n1,2\n")
     np.save(tmp_path / "features.npy", np.zeros(3))
     assert sorted(layout.folder_pairs(tmp_path)) == ["a", "b"]
+
+
+def test_prepare_names_a_folder_of_masks_as_dot_or_label_masks(tmp_path, workdirs):
+    """A mask is told dots or labels when it is read, so prepare's summary does not call a
+    folder of Cellpose label masks "dot mask"."""
+    from pycount import config
+    from pycount.data import owndata
+    labels, _ = tiled_labels()
+    root = tmp_path / "cells"
+    root.mkdir()
+    for name in ("a", "b", "c"):
+        cv2.imwrite(str(root / f"{name}.png"), np.zeros(labels.shape + (3,), np.uint8))
+        cv2.imwrite(str(root / f"{name}_cp_masks.png"), labels)
+    said = []
+    owndata.resolve(config.dataset(str(root)), say=said.append)
+    assert said[0] == f"cells: 3 annotated images (dot or label mask) in {root}"

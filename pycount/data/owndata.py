@@ -349,7 +349,9 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
             f"{root}: none of the {len(tr)} training images has an annotated cell{chosen}, and a "
             f"counter cannot learn from zero cells; check the annotation files (a CSV of only "
             f"its header x,y, a wrong marker or class), or add annotated images")
-    lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(kinds)}) in {root}"]
+    # (a mask's content tells dots from labels when it is read: named as either here)
+    shown = [{"dot mask": "dot or label mask"}.get(k, k) for k in kinds]
+    lines = [f"{ds.name}: {len(ids)} annotated images ({', '.join(shown)}) in {root}"]
     by_class = sorted({c for image, note_dir, kind in pairs.values()
                        for c in image_classes(note_dir, kind, image)})
     if by_class:
