@@ -290,3 +290,35 @@ def test_label_studio_prefixes_only_uploads_and_passes_over_whole_image_results(
     assert annotations.set_file(folder / "ls.json") == ("Label Studio JSON",
                                                         ["20261207-a.png", "b.png"])
     assert got(folder) == {"20261207-a": WANT_LS["a"], "b": WANT_LS["b"]}
+
+
+def label_studio_min() -> list:
+    """The same three tasks as Label Studio's JSON-MIN export writes them: the image's path and,
+    under each tag's name, its regions (the value's fields beside the image's size)."""
+    def region(value, w=60, h=60):
+        return {**value, "original_width": w, "original_height": h}
+    return [{"image": "/data/upload/3/1a2b3c4d-a.png", "id": 1, "annotator": 1,
+             "kp": [region({"x": 50, "y": 25, "width": 1, "keypointlabels": ["positive"]})],
+             "box": [region({"x": 10, "y": 20, "width": 20, "height": 10, "rotation": 0,
+                             "rectanglelabels": ["negative"]})],
+             "outline": [region({"points": [[0, 0], [50, 0], [50, 50], [0, 50]],
+                                 "polygonlabels": ["positive"]})],
+             "quality": "good image", "lead_time": 12.5},
+            {"image": "s3://bucket/b.png?X-Amz=1", "id": 2,
+             "blob": [region({"x": 10, "y": 90, "radiusX": 2, "radiusY": 2, "rotation": 0})],
+             "box": [region({"x": 50, "y": 50, "width": 10, "height": 20, "rotation": 90,
+                             "rectanglelabels": ["negative"]})]},
+            {"image": "/data/upload/3/99aa00ff-c.png", "id": 3}]
+
+
+def test_label_studio_json_min_reads_as_its_json_export(tmp_path):
+    """JSON-MIN gives the JSON export's cells (an ellipse without labels told by its radius),
+    and a marker chooses labels as there."""
+    folder = images(tmp_path / "set")
+    (folder / "project-3-min.json").write_text(json.dumps(label_studio_min()))
+    assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
+        "abc", "Label Studio JSON")
+    assert got(folder) == WANT_LS
+    assert {k: len(v) for k, v in got(folder, "negative").items()} == {"a": 1, "b": 1, "c": 0}
+    # a list of plain records (no regions anywhere) is no Label Studio file
+    assert annotations._label_studio_min([{"image": "a.png", "id": 1}]) is None

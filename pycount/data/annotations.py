@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pycount import config
-from pycount.data.images import decode_file
+from pycount.data.images import IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, decode_file
 from pycount.errors import DatasetError
 
 # A table's column of each row's class (QuPath's measurement tables: "Class" up to 0.3,
@@ -1259,6 +1259,44 @@ def _is_label_studio(doc) -> bool:
         and isinstance(t.get("annotations", t.get("completions")), list) for t in doc)
 
 
+def _label_studio_min(doc) -> list | None:
+    """Label Studio's JSON-MIN export (a list of tasks, each its image's path and, under each
+    labelling tag's name, the regions drawn: x, y, ... beside the size of the image and the
+    labels) in the form of its JSON export (_label_studio_index reads both); None for any other
+    document. A region's shape is its labels' key's (keypointlabels, ...) or, for a tag without
+    labels, its fields' (points: a polygon, radiusX: an ellipse, height: a rectangle, else a
+    keypoint)."""
+    def regions(task) -> dict:
+        return {k: v for k, v in task.items() if isinstance(v, list) and v and all(
+            isinstance(r, dict) and ("x" in r or "points" in r) and "original_width" in r
+            for r in v)}
+    if not (isinstance(doc, list) and doc and all(isinstance(t, dict) for t in doc)) or any(
+            {"data", "annotations", "completions"} & set(t) for t in doc) or not any(
+            regions(t) for t in doc):
+        return None
+    tasks = []
+    for t in doc:
+        image = t.get("image") if isinstance(t.get("image"), str) else next(
+            (v for v in t.values() if isinstance(v, str)
+             and Path(v.split("?")[0]).suffix.lower() in IMAGE_SUFFIXES + OTHER_IMAGE_SUFFIXES),
+            None)
+        if image is None:
+            return None
+        result = []
+        for found in regions(t).values():
+            for r in found:
+                labels = next((k for k, v in r.items() if k.endswith("labels")
+                               and isinstance(v, list)), "")
+                shape = labels[:-len("labels")] if labels[:-len("labels")] in _LS_SHAPES else (
+                    "polygon" if "points" in r else "ellipse" if "radiusX" in r else
+                    "rectangle" if "height" in r else "keypoint")
+                result.append({"type": shape + "labels", "value": r,
+                               "original_width": r.get("original_width"),
+                               "original_height": r.get("original_height")})
+        tasks.append({"data": {"image": image}, "annotations": [{"result": result}]})
+    return tasks
+
+
 # Label Studio prefixes the name of each file uploaded to it (kept under /data/upload/) with
 # 8 hex digits and a hyphen; files in cloud or local storage keep their names
 _LS_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
@@ -1429,6 +1467,9 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
             return "VIA JSON", _via_index(p, entries), {}
         if _is_label_studio(doc):
             return ("Label Studio JSON", *_label_studio_index(p, doc))
+        tasks = _label_studio_min(doc)
+        if tasks is not None:
+            return ("Label Studio JSON", *_label_studio_index(p, tasks))
         if not (isinstance(doc, dict) and isinstance(doc.get("images"), list)
                 and isinstance(doc.get("annotations"), list)):
             return None
