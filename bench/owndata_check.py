@@ -45,6 +45,10 @@ Variants:
   nuclei-release-folders  the CRCHistoPhenotypes release's Detection folder as downloaded: one
                        folder per image, imgN/imgN.bmp + imgN_detection.mat (1-based MATLAB rows;
                        "detection" read as the one class in the files' names)
+  vgg-roboflow-yolo    VGG cells as a Roboflow export in YOLO format: train/ valid/ test/ (70/20/10,
+                       seeded), each images/NAME_png.rf.<hash>.jpg (JPEG, quality 95) +
+                       labels/NAME_png.rf.<hash>.txt, one 8 px box per cell (class 0, centre and
+                       size as fractions of the image), data.yaml and a README.roboflow.txt
   vgg-dsb-masks        VGG cells laid out as DSB 2018 (the Data Science Bowl nuclei) ships:
                        <id>/images/<id>.png + <id>/masks/<n>.png, one binary mask per cell (the
                        cells of vgg-cellpose-masks, each a file of its own)
@@ -75,7 +79,7 @@ NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
          "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei",
          "vgg-cellpose-masks": "bacterial", "nuclei-release-folders": "nuclei",
-         "vgg-dsb-masks": "bacterial"}
+         "vgg-dsb-masks": "bacterial", "vgg-roboflow-yolo": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -187,6 +191,29 @@ def make_vgg_dsb_masks(out: Path) -> None:
                         np.where(labels == k, 255, 0).astype(np.uint8))
 
 
+def make_vgg_roboflow_yolo(out: Path) -> None:
+    import hashlib
+    samples = readers.read_vgg_cells(SHARED / "vgg_cells")
+    order = np.random.default_rng(2016).permutation(len(samples))
+    cut = [int(0.7 * len(samples)), int(0.9 * len(samples))]
+    (out / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\n"
+                                   "test: ../test/images\n\nnc: 1\nnames: ['cell']\n")
+    (out / "README.roboflow.txt").write_text("\nCells - v1\n\nThis dataset was exported in "
+                                             "YOLO format.\n")
+    for part, picks in zip(("train", "valid", "test"), np.split(order, cut)):
+        for pick in picks:
+            s = samples[pick]
+            stem = f"{s.id}_png.rf.{hashlib.sha1(s.id.encode()).hexdigest()[:20]}"
+            for d in ("images", "labels"):
+                (out / part / d).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / part / "images" / f"{stem}.jpg"),
+                        cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            h, w = s.image.shape[:2]
+            rows = [f"0 {(x + 0.5) / w:.6f} {(y + 0.5) / h:.6f} {8 / w:.6f} {8 / h:.6f}"
+                    for x, y in s.centres]
+            (out / part / "labels" / f"{stem}.txt").write_text("\n".join(rows) + "\n")
+
+
 def make_nuclei_release_folders(out: Path) -> None:
     detection = SHARED / "CRCHistoPhenotypes_2016_04_28" / "Detection"
     for d in sorted(p for p in detection.iterdir() if p.is_dir()):
@@ -276,7 +303,7 @@ MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cel
               out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72),
           "nuclei-bcdata": make_nuclei_bcdata, "vgg-cellpose-masks": make_vgg_cellpose_masks,
           "nuclei-release-folders": make_nuclei_release_folders,
-          "vgg-dsb-masks": make_vgg_dsb_masks}
+          "vgg-dsb-masks": make_vgg_dsb_masks, "vgg-roboflow-yolo": make_vgg_roboflow_yolo}
 
 
 def build(variant: str, root: Path) -> Path:

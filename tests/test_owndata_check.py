@@ -463,3 +463,15 @@ def test_release_folders_variant_reads_as_the_named_nuclei_set(tmp_path):
     assert set(got) == {f"img{s.id}" for s in named}
     for s in named:
         np.testing.assert_array_equal(got[f"img{s.id}"].centres, s.centres)
+
+
+def test_roboflow_yolo_variant_reads_back_every_dot_with_its_split(tmp_path):
+    """Train/valid/test as Roboflow writes them: the test part is the published test set, and
+    each image's YOLO boxes read back at its dots (within the 6 decimals the labels keep)."""
+    folder = check.build("vgg-roboflow-yolo", tmp_path)
+    pairs, held, label = layout.folder_layout(folder)
+    assert len(pairs) == 200 and len(held) == 20 and label == "test"
+    src = {s.id: s for s in readers.read_vgg_cells(SHARED / "vgg_cells")}
+    for s in readers.read_folder(folder):
+        want = src[s.id.split("_png")[0]].centres
+        np.testing.assert_allclose(s.centres, want, atol=1e-3)
