@@ -33,9 +33,10 @@ from pycount.data.layout import (CLASS_FILES, CLASS_FOLDERS, OBJECT_MASKS, annot
 from pycount.errors import DatasetError
 from pycount.util import atomic
 
-# the measured images' record (data/own/NAME.json): 3 since a dot mask's touching discs are k
-# cells at k places (2: counted as the readers count marks; 1: as written)
-CACHE_VERSION = 3
+# the measured images' record (data/own/NAME.json): 4 since marks a pixel apart that read as a
+# hair less are not taken for one cell marked twice (3: a dot mask's touching discs are k cells
+# at k places; 2: counted as the readers count marks; 1: as written)
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -168,7 +169,10 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
             # and sigma follow the cells' size and packing, not how many are of the type counted
             # (Ki67-positive nuclei among the negative ones are as large and packed as they are)
             nn = np.round(prepare.nearest_distances(everyone), 1).tolist()
-            twice = int(np.sum(prepare.nearest_distances(centres) < config.OWN_DUPLICATE_PX))
+            # (to 1/100 px: marks on neighbouring pixels kept as fractions of the image, YOLO's,
+            # lie 0.99999 px apart, and are two cells, as they are at 1.0)
+            twice = int(np.sum(np.round(prepare.nearest_distances(centres), 2)
+                               < config.OWN_DUPLICATE_PX))
             depth = {}
             if band:
                 lo, hi = band
