@@ -8,7 +8,8 @@ import functools
 import os
 from pathlib import Path
 
-from pycount.data.annotations import ANNOTATION_KINDS, annotation_kind, few, note, recorded_image, set_file
+from pycount.data.annotations import (ANNOTATION_KINDS, annotation_kind, few, note, recorded_image,
+                                      set_file)
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, dead_link
 from pycount.errors import DatasetError
 

@@ -340,9 +340,9 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     fresh = config.folder_dataset(ds.subdir)     # the folder as its pycount.toml sets it
     chooser = root / config.SPEC_FILE if ds.marker == fresh.marker else "MARKER="
     if ds.marker and set(kinds) <= {"dot mask", OBJECT_MASKS}:
+        plural = " and ".join(k if k.endswith("s") else k + "s" for k in kinds)
         raise DatasetError(f"{chooser} chooses the marker {ds.marker!r}, but {root}'s annotations "
-                           f"({' and '.join(k if k.endswith('s') else k + 's' for k in kinds)}) have no marker "
-                           f"types or classes: every mark counts; "
+                           f"({plural}) have no marker types or classes: every mark counts; "
                            f"leave the marker out")
     tr = [stats[i] for i in train]
     if not sum(s.count for s in tr):
