@@ -322,3 +322,51 @@ def test_label_studio_json_min_reads_as_its_json_export(tmp_path):
     assert {k: len(v) for k, v in got(folder, "negative").items()} == {"a": 1, "b": 1, "c": 0}
     # a list of plain records (no regions anywhere) is no Label Studio file
     assert annotations._label_studio_min([{"image": "a.png", "id": 1}]) is None
+
+
+# --- VIA 3 ------------------------------------------------------------------------------------------
+
+def via3_project() -> dict:
+    """The regions of REGIONS as VIA 3 saves a project: files, one view each, a radio attribute
+    "type" whose options are ids, each region a list led by its shape's number."""
+    xy = {"point": lambda r: [1, r["cx"], r["cy"]],
+          "rect": lambda r: [2, r["x"], r["y"], r["width"], r["height"]],
+          "circle": lambda r: [3, r["cx"], r["cy"], r["r"]],
+          "ellipse": lambda r: [4, r["cx"], r["cy"], r["rx"], r["ry"]],
+          "polyline": lambda r: [6] + [v for p in zip(r["all_points_x"], r["all_points_y"])
+                                       for v in p],
+          "polygon": lambda r: [7] + [v for p in zip(r["all_points_x"], r["all_points_y"])
+                                      for v in p]}
+    option = {"positive": "0", "negative": "1"}
+    doc = {"project": {"pid": "__VIA_PROJECT_ID__", "pname": "cells"}, "config": {},
+           "attribute": {"1": {"aname": "type", "anchor_id": "FILE1_Z0_XY1", "type": 3,
+                               "options": {"0": "positive", "1": "negative"}}},
+           "file": {}, "view": {}, "metadata": {}}
+    for k, (name, regions) in enumerate(REGIONS.items(), 1):
+        doc["file"][str(k)] = {"fid": str(k), "fname": name, "type": 2, "loc": 1, "src": ""}
+        doc["view"][str(k)] = {"fid_list": [str(k)]}
+        doc["metadata"][f"{k}_file"] = {"vid": str(k), "flg": 0, "z": [], "xy": [],
+                                        "av": {"1": "0"}}     # of the whole file: no cell
+        for n, (shape, attributes) in enumerate(regions):
+            kind = attributes.get("type") if attributes else ""
+            doc["metadata"][f"{k}_{n}"] = {"vid": str(k), "flg": 0, "z": [],
+                                           "xy": xy[shape["name"]](shape),
+                                           "av": {"1": option[kind]} if kind else {}}
+    doc["metadata"]["1_clip"] = {"vid": "1", "flg": 0, "z": [1.5, 2.0], "xy": [1, 3, 3],
+                                 "av": {}}                    # a time span: no cell
+    return doc
+
+
+def test_a_via3_project_reads_as_via2_does(tmp_path):
+    folder = images(tmp_path / "set")
+    (folder / "cells_via3.json").write_text(json.dumps(via3_project()))
+    assert {k: v[2] for k, v in layout.folder_pairs(folder).items()} == dict.fromkeys(
+        "abc", "VIA JSON")
+    assert got(folder) == WANT
+    assert {k: len(v) for k, v in got(folder, "positive").items()} == {"a": 2, "b": 1, "c": 0}
+    doc = via3_project()
+    doc["metadata"]["1_0"]["xy"] = [8, 1, 5, 9, 2, 16, 5, 9, 8]
+    (folder / "cells_via3.json").write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=r"region 1 of 'a\.png' cannot be read as a cell .*"
+                                           r"extreme rectangle"):
+        got(folder)

@@ -1251,6 +1251,49 @@ def _via_json(doc) -> list[tuple[str, list]] | None:
     return entries
 
 
+def _via3_json(doc) -> list[tuple[str, list]] | None:
+    """The entries (_via_json's form) of a VIA 3 project (its "file", "view" and "metadata":
+    each region a list, its shape's number first: 1 point, 2 rectangle, 3 circle, 4 ellipse,
+    5 line, 6 polyline, 7 polygon, 8 and 9 the extreme rectangle and circle; its attribute
+    values under "av", options named by "attribute"); None for any other JSON.
+    Regions of a time span (a video's: "z" not empty) and of a whole file (no "xy") are none."""
+    if not (isinstance(doc, dict) and all(isinstance(doc.get(k), dict)
+                                          for k in ("file", "view", "metadata"))):
+        return None
+    files = {fid: str(f.get("fname", fid)) for fid, f in doc["file"].items()
+             if isinstance(f, dict)}
+    views = {vid: files.get(str((v.get("fid_list") or [None])[0]))
+             for vid, v in doc["view"].items() if isinstance(v, dict)}
+    options = {aid: a.get("options") or {} for aid, a in (doc.get("attribute") or {}).items()
+               if isinstance(a, dict)}
+    entries: dict[str, list] = {name: [] for name in files.values()}
+    for m in doc["metadata"].values():
+        if not isinstance(m, dict) or m.get("z") or not m.get("xy"):
+            continue
+        name = views.get(str(m.get("vid")))
+        if name is None:
+            continue
+        xy = m["xy"]
+        # (extreme rectangles and circles, drawn by points on their outline: refused by
+        # _via_points with the shapes it reads, as any other it does not know)
+        kind = {1: "point", 2: "rect", 3: "circle", 4: "ellipse", 5: "polyline", 6: "polyline",
+                7: "polygon", 8: "extreme rectangle", 9: "extreme circle"}.get(xy[0], str(xy[0]))
+        if kind in ("point", "circle", "ellipse"):
+            shape = {"name": kind, "cx": xy[1], "cy": xy[2]}
+        elif kind == "rect":
+            shape = {"name": "rect", "x": xy[1], "y": xy[2], "width": xy[3], "height": xy[4]}
+        elif kind == "polygon":
+            shape = {"name": "polygon", "all_points_x": xy[1::2], "all_points_y": xy[2::2]}
+        else:
+            shape = {"name": kind}
+        av = m.get("av") if isinstance(m.get("av"), dict) else {}
+        # an option's id -> its name, where the attribute lists options (a dropdown, radio)
+        named = {aid: ", ".join(str(options.get(aid, {}).get(v, v)) for v in str(value).split(","))
+                 for aid, value in av.items() if value not in (None, "")}
+        entries[name].append((shape, named))
+    return list(entries.items())
+
+
 def _is_label_studio(doc) -> bool:
     """Label Studio's JSON export: a list of tasks, each with its "data" and its "annotations"
     (older versions: "completions")."""
@@ -1463,6 +1506,8 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
         except (OSError, ValueError):
             return None
         entries = _via_json(doc)
+        if entries is None:
+            entries = _via3_json(doc)
         if entries is not None:
             return "VIA JSON", _via_index(p, entries), {}
         if _is_label_studio(doc):
