@@ -164,3 +164,18 @@ def test_yolo_marks_a_pixel_apart_are_two_cells_not_one_marked_twice(tmp_path, w
     with pytest.raises(DatasetError, match=r"2 of the 13 marks in .* lie within 1 px of "
                                            r"another mark \(0\.txt 2\)"):   # 0.256 px apart
         owndata.resolve(config.dataset(str(root)), say=lambda _: None)
+
+
+def test_text_files_of_numbers_named_after_no_image_are_passed_over(tmp_path, capsys):
+    """pixel_size.txt ("0.325 0.325") beside the images is named after none of them: noted and
+    not read, where an annotation of another kind without its image is refused; a column of
+    single numbers (counts.txt) is no annotation at all."""
+    for name in ("a", "b"):
+        _img(tmp_path / f"{name}.png")
+        _txt(tmp_path / f"{name}.txt", "1 2\n3 4\n")
+    _txt(tmp_path / "pixel_size.txt", "0.325 0.325\n")
+    _txt(tmp_path / "counts.txt", "2\n2\n")
+    assert sorted(layout.folder_pairs(tmp_path)) == ["a", "b"]
+    err = capsys.readouterr().err
+    assert "pixel_size.txt is named after no image" in err and "counts.txt" not in err
+    assert annotations.annotation_kind(tmp_path / "counts.txt") is None

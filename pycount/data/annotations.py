@@ -995,7 +995,7 @@ def _text_kind(path: str, mtime_ns: int, size: int) -> str | None:
         return TEXT
     fields = re.split(r"[\s,;]+", first.strip())
     if all(_is_number(v) for v in fields):
-        return TEXT
+        return TEXT if len(fields) >= 2 else None      # (a list of numbers: counts, sizes)
     names = {v.strip().strip('"').lower() for v in re.split(r"[\t,;]", first)}
     return "CSV" if names & _TABLE_HEADS else None
 

@@ -8,8 +8,8 @@ import functools
 import os
 from pathlib import Path
 
-from pycount.data.annotations import (ANNOTATION_KINDS, annotation_kind, few, note, recorded_image,
-                                      set_file)
+from pycount.data.annotations import (ANNOTATION_KINDS, TEXT, annotation_kind, few, note,
+                                      recorded_image, set_file)
 from pycount.data.images import FORMATS, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES, dead_link
 from pycount.errors import DatasetError
 
@@ -611,6 +611,9 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                      f"({few(missing)}): their entries are not read; add the images to count "
                      f"them")
             continue
+        if not owners and kind == TEXT:      # a .txt of numbers named after no image (a
+            note(f"{p} is named after no image of {root}: not read as an annotation")
+            continue                         # pixel size, a log): not taken for one
         unread = [q for q in files if q.suffix.lower() in OTHER_IMAGE_SUFFIXES
                   and q.stem in _annotation_keys(p.stem)] if not owners else []
         if unread:                           # its name is right, its format not
