@@ -226,6 +226,22 @@ def test_the_dot_masks_of_an_annotated_folder_are_not_counted(run, tmp_path, cap
                      "--out", str(tmp_path / "o3")]) == 0
     counted = [Path(r["file"]) for r in csv.DictReader(open(tmp_path / "o3" / "counts.csv"))]
     assert counted == [apart / "images" / "x.png", apart / "images" / "y.png"]
+    # DSB 2018's layout, one folder per image: <id>/images/<id>.png + <id>/masks/, a mask per
+    # cell (none named as the image), counted recursively: the images only
+    dsb = tmp_path / "dsb"
+    for i in ("p1", "p2"):
+        (dsb / i / "images").mkdir(parents=True)
+        (dsb / i / "masks").mkdir()
+        cv2.imwrite(str(dsb / i / "images" / f"{i}.png"),
+                    rng.integers(0, 256, (60, 60, 3), dtype=np.uint8))
+        for k in range(3):
+            mask = np.zeros((60, 60), np.uint8)
+            mask[10 * k: 10 * k + 4, 5:9] = 255
+            cv2.imwrite(str(dsb / i / "masks" / f"m{k}.png"), mask)
+    assert cli.main(["count", str(dsb), "--recursive", "--run", str(run),
+                     "--out", str(tmp_path / "o4")]) == 0
+    counted = [Path(r["file"]) for r in csv.DictReader(open(tmp_path / "o4" / "counts.csv"))]
+    assert counted == [dsb / "p1" / "images" / "p1.png", dsb / "p2" / "images" / "p2.png"]
 
 
 def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):

@@ -507,6 +507,19 @@ def _object_masks_of(images: dict[str, Path], note_dir: Path) -> bool:
     return len(files) >= 2 or _folder_key(note_dir.name) in ("masks", "mask")
 
 
+def object_masks_owner(folder: Path) -> Path | None:
+    """The image whose object masks `folder` holds (DSB 2018's <id>/masks/ beside
+    <id>/images/<id>.png, as _pairs_apart pairs them); None for any other folder."""
+    try:
+        pair = split_folders(Path(folder).parent)
+        if not pair or pair[1] != Path(folder):
+            return None
+        images = _images_by_stem(_entries(pair[0]))
+    except (DatasetError, OSError):
+        return None
+    return next(iter(images.values())) if _object_masks_of(images, Path(folder)) else None
+
+
 def _holds_images(folder: Path) -> bool:
     """Whether a folder holds images, itself or in a subfolder (<id>/images/)."""
     return _has_images(folder) or any(_has_images(d) for d in visible_subfolders(folder))

@@ -21,7 +21,8 @@ from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.annotations import few
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_in_range, shown
-from pycount.data.layout import mask_bases, refuse_broken_link, split_folders
+from pycount.data.layout import (mask_bases, object_masks_owner, refuse_broken_link,
+                                 split_folders)
 from pycount.device import set_device
 from pycount.errors import DatasetError, RunError
 from pycount.inference.engines import DEFAULT_BACKEND, resolve
@@ -76,10 +77,12 @@ def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
     """The files among `files` that are dot masks of another of them (by the folder layout's
     mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside NNNcell; or NAME.png in
     the dots/ folder beside the images/ one that holds NAME.png, a recursive count of such a
-    set) and mostly black: an annotated folder's marks, not images to count; each as (mask,
-    its image)."""
+    set; or any file of the masks/ folder beside the images/ folder of one image, DSB 2018's
+    object masks) and mostly black: an annotated folder's marks, not images to count; each as
+    (mask, its image)."""
     stems = {(f.parent, f.stem): f for f in files}
     apart: dict[Path, Path | None] = {}
+    owners: dict[Path, Path | None] = {}
 
     def images_of(folder: Path) -> Path | None:
         """The images folder beside `folder` where the two are a dataset's images/ + dots/."""
@@ -98,6 +101,10 @@ def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
         if beside is not None:              # in the annotations folder of images/ + dots/
             image = next((stems[(beside, b)] for b in [f.stem, *mask_bases(f.stem)]
                           if (beside, b) in stems), None)
+            if image is None:               # one of an image's object masks (<id>/masks/)
+                if f.parent not in owners:
+                    owners[f.parent] = object_masks_owner(f.parent)
+                image = owners[f.parent]
         if image is not None and _looks_like_a_mask(f):
             out.append((f, image))
     return out
