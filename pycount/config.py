@@ -1241,6 +1241,13 @@ MASK_ONE_SIZE_BAND = 1.5
 MASK_SEVERAL_SPREAD = 1.3
 MASK_SEVERAL_FILL = 1.4
 MASK_MIN_SINGLES = 0.25
+# A binary mask whose blobs are as deep as a disc of radius MASK_REGION_DEPTH px or more (their
+# median) and not of one size (their single-looking ones, as above; or few look single) is a
+# segmentation of whole cells, not dots: each 8-connected region is one cell, at its centroid,
+# whatever its shape (an elongated nucleus looks spread and heaped, and was read as two). The
+# discs of every dot mask measured (bench.mask_discs: radius 1-5, 1.2-5.2 deep) lie below it;
+# touching cells that a binary segmentation merged stay one, as it drew them.
+MASK_REGION_DEPTH = 7.0
 
 
 def own_record(name: str) -> Path:

@@ -231,3 +231,38 @@ def test_prepare_names_a_folder_of_masks_as_dot_or_label_masks(tmp_path, workdir
     said = []
     owndata.resolve(config.dataset(str(root)), say=said.append)
     assert said[0] == f"cells: 3 annotated images (dot or label mask) in {root}"
+
+
+# --- binary segmentations of whole cells --------------------------------------------------------
+
+def _ellipses(rng, n=40, lo=9, hi=16, side=600):
+    """A binary mask of n separate filled ellipses (semi-axes lo-hi px, aspect 0.55-1, any
+    angle): nuclei as a threshold or a segmentation tool leaves them."""
+    mask, placed = np.zeros((side, side), np.uint8), []
+    while len(placed) < n:
+        c, r = rng.integers(25, side - 25, 2), int(rng.integers(lo, hi))
+        if all(np.hypot(*(c - p)) > r + q + 3 for p, q in placed):
+            placed.append((c, r))
+            cv2.ellipse(mask, (int(c[0]), int(c[1])), (r, int(r * rng.uniform(0.55, 1.0))),
+                        float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    return mask
+
+
+def test_a_binary_segmentation_of_large_cells_is_a_cell_per_region(tmp_path):
+    """Cells 18-32 px across, elongated and of many sizes: each region one cell (the disc rules
+    read 51 of these 40, splitting the elongated ones); discs of one large brush, some touching
+    in pairs, still count two a pair."""
+    path = tmp_path / "seg_mask.png"
+    cv2.imwrite(str(path), _ellipses(np.random.default_rng(1)))
+    assert len(annotations.read_dot_mask(path)) == 40
+    discs = np.zeros((600, 600), np.uint8)
+    drawn = 0
+    for k in range(30):
+        x, y = 50 + 100 * (k % 6), 50 + 110 * (k // 6)
+        cv2.circle(discs, (x, y), 8, 255, -1)
+        drawn += 1
+        if k % 3 == 0:
+            cv2.circle(discs, (x + 15, y), 8, 255, -1)
+            drawn += 1
+    cv2.imwrite(str(path), discs)
+    assert drawn == 40 and len(annotations.read_dot_mask(path)) == 40

@@ -904,12 +904,17 @@ def disc_counts(on: np.ndarray, pixels: np.ndarray, blob: np.ndarray, centroids:
     spread = (far + 0.5) / np.sqrt(areas / np.pi) >= config.MASK_SEVERAL_SPREAD     # a row
     fill = areas / (np.pi * np.maximum(deepest, 1.0) ** 2) >= config.MASK_SEVERAL_FILL  # a heap
     single = ~(spread | fill)         # else may be several discs (or one of an even brush)
-    if np.mean(single) < config.MASK_MIN_SINGLES:     # few look single: shapes say little
-        return np.maximum(1, np.round(areas / float(np.median(areas)))).astype(int)
+    few = np.mean(single) < config.MASK_MIN_SINGLES
     ones = areas[single]
-    middle = float(np.median(ones))
+    middle = float(np.median(ones)) if len(ones) else 0.0
     band = config.MASK_ONE_SIZE_BAND
-    if np.mean((ones >= middle / band) & (ones <= middle * band)) >= config.MASK_ONE_SIZE_SHARE:
+    one_size = not few and np.mean((ones >= middle / band) & (ones <= middle * band)) \
+        >= config.MASK_ONE_SIZE_SHARE
+    if float(np.median(deepest)) >= config.MASK_REGION_DEPTH and not one_size:
+        return np.ones(len(areas), int)   # a segmentation of whole cells: a region each
+    if few:                                         # few look single: shapes say little
+        return np.maximum(1, np.round(areas / float(np.median(areas)))).astype(int)
+    if one_size:
         # (the single discs' area: where touching groups outnumber them, the median blob is a
         # group, and every group read as one cell)
         return np.maximum(1, np.round(areas / middle)).astype(int)
