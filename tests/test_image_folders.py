@@ -4,13 +4,15 @@ in the files' names), DSB 2018's <id>/images/<id>.png + <id>/masks/*.png (one ma
 and marks a hair beyond the image's edge. Files written here the way those releases write them."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
 import scipy.io
 
 from pycount import cli, config
-from pycount.data import layout, owndata, readers
+from pycount.data import annotations, layout, owndata, readers
 from pycount.errors import DatasetError
 
 
@@ -239,3 +241,219 @@ def test_a_mark_up_to_a_pixel_beyond_the_edge_counts_on_it(tmp_path, capsys):
     _csv(tmp_path / "a.csv", [(41.1, 3)])
     with pytest.raises(DatasetError, match=r"a\.csv: cell centre 1 .* lies outside the 40x30"):
         readers.read_folder(tmp_path)
+
+
+# --- the rules of the layouts, one case each (mutation tests) ---------------------------------------
+
+def test_root_files_of_its_own_keep_its_subfolders_out_of_the_pairs(tmp_path):
+    """A folder with images and annotations of its own is no folder of image folders: its own
+    pairs are read, the subfolders' are not."""
+    _img(tmp_path / "a.png")
+    _csv(tmp_path / "a.csv", [(1, 1)])
+    for s in ("x", "y"):
+        _img(tmp_path / s / f"{s}.png")
+        _csv(tmp_path / s / f"{s}.csv", [(2, 2)])
+    assert sorted(layout.folder_pairs(tmp_path)) == ["a"]
+
+
+@pytest.mark.parametrize("third", ["dots", "notes"])
+def test_a_subfolder_named_as_annotations_or_of_no_image_is_no_image_folder(tmp_path, third):
+    """a/ and b/ each hold an image and its CSV; a third subfolder named as annotations' folders
+    are (dots/, though it holds an image and a CSV too) or one of annotations alone (notes/) keeps
+    the folder from being read as image folders: refused, naming the three."""
+    for s in ("a", "b"):
+        _img(tmp_path / s / f"{s}.png")
+        _csv(tmp_path / s / f"{s}.csv", [(2, 2)])
+    if third == "dots":
+        _img(tmp_path / "dots" / "c.png")
+    _csv(tmp_path / third / "c.csv", [(3, 3)])
+    with pytest.raises(DatasetError, match=rf"holds no images itself but 3 subfolders with images "
+                                           rf"or annotations \(a, b, {third}\)"):
+        layout.folder_pairs(tmp_path)
+
+
+def test_image_folders_need_more_than_half_of_them_annotated(tmp_path):
+    """Four folders of images, two of them with annotations: half is not most, so they are not
+    image folders (the refusal names the four), not read as two pairs and two unannotated."""
+    for s in ("a", "b"):
+        _img(tmp_path / s / f"{s}.png")
+        _csv(tmp_path / s / f"{s}.csv", [(2, 2)])
+    for s in ("c", "e"):
+        _img(tmp_path / s / f"{s}.png")
+    with pytest.raises(DatasetError, match=r"holds no images itself but 4 subfolders with images "
+                                           r"or annotations \(a, b, c, e\)"):
+        layout.folder_pairs(tmp_path)
+
+
+def test_object_masks_are_told_from_dot_masks_by_name_and_number(tmp_path):
+    """One image, labels/ of two masks not named after it: its object masks, a cell each; masks/
+    of one mask: one cell; masks/ holding a mask named after the image: that image's label mask
+    (two labels: two cells), not one object; dots/ of one mask of another name: no object mask
+    but a dot mask without its image."""
+    _img(tmp_path / "two" / "images" / "a.png")
+    _disc(tmp_path / "two" / "labels" / "1.png", (5, 5))
+    _disc(tmp_path / "two" / "labels" / "2.png", (20, 9))
+    assert layout.folder_pairs(tmp_path / "two")["a"][1:] == (tmp_path / "two" / "labels",
+                                                              "object masks")
+    assert readers.read_folder(tmp_path / "two")[0].centres.tolist() == [[5, 5], [20, 9]]
+    _img(tmp_path / "one" / "images" / "a.png")
+    _disc(tmp_path / "one" / "masks" / "1.png", (5, 5))
+    assert readers.read_folder(tmp_path / "one")[0].centres.tolist() == [[5, 5]]
+    _img(tmp_path / "own" / "images" / "a.png")
+    lab = np.zeros((30, 40), np.uint16)
+    lab[2:6, 2:6], lab[10:14, 20:24] = 1, 2
+    (tmp_path / "own" / "masks").mkdir()
+    cv2.imwrite(str(tmp_path / "own" / "masks" / "a.png"), lab)
+    assert layout.folder_pairs(tmp_path / "own")["a"][2] == "dot mask"
+    assert readers.read_folder(tmp_path / "own")[0].centres.tolist() == [[3.5, 3.5], [21.5, 11.5]]
+    _img(tmp_path / "dot" / "images" / "a.png")
+    _disc(tmp_path / "dot" / "dots" / "x.png", (5, 5))
+    with pytest.raises(DatasetError, match=r"dots/x\.png \(dot mask\) has no image of the same name"):
+        layout.folder_pairs(tmp_path / "dot")
+
+
+@pytest.mark.parametrize("case", ["two images", "a csv among the masks"])
+def test_masks_beside_two_images_or_other_files_are_no_object_masks(tmp_path, case):
+    """Object masks are one image's: beside two images, or with a CSV among them, the masks are
+    dot masks that name no image, refused as such."""
+    _img(tmp_path / "images" / "a.png")
+    if case == "two images":
+        _img(tmp_path / "images" / "b.png")
+    else:
+        _csv(tmp_path / "masks" / "notes.csv", [(1, 1)])
+    _disc(tmp_path / "masks" / "1.png", (5, 5))
+    _disc(tmp_path / "masks" / "2.png", (9, 9))
+    with pytest.raises(DatasetError, match=r"masks/1\.png \(dot mask\) has no image of the same "
+                                           r"name"):
+        layout.folder_pairs(tmp_path)
+
+
+def test_class_files_kept_apart_from_their_images(tmp_path):
+    """images/a.png + labels/a_pos.csv + labels/a_neg.csv: the classes of a in labels/, read from
+    there; an image added to images/ later (a_pos.png) takes a_pos.csv as its own, and a's class
+    files no longer count it."""
+    _img(tmp_path / "images" / "a.png")
+    _csv(tmp_path / "labels" / "a_pos.csv", [(2, 2), (3, 3)])
+    _csv(tmp_path / "labels" / "a_neg.csv", [(9, 9)])
+    _img(tmp_path / "images" / "b.png")
+    _csv(tmp_path / "labels" / "b_pos.csv", [(2, 2)])
+    pairs = layout.folder_pairs(tmp_path)
+    assert pairs["a"][1:] == (tmp_path / "labels", "class files of CSV")
+    assert {s.id: len(s.centres) for s in readers.read_folder(tmp_path)} == {"a": 3, "b": 1}
+    image = tmp_path / "images" / "a.png"
+    assert [c for c, _, _ in layout.class_files(tmp_path / "labels", image)] == ["neg", "pos"]
+    before = (tmp_path / "images").stat().st_mtime_ns
+    _img(tmp_path / "images" / "a_pos.png")
+    os.utime(tmp_path / "images", ns=(before + 10**9, before + 10**9))   # as a later edit moves it
+    assert [c for c, _, _ in layout.class_files(tmp_path / "labels", image)] == ["neg"]
+
+
+def test_only_annotations_named_by_class_are_class_files(tmp_path):
+    """img1_notes.txt (a note, no annotation) beside img1's class files is no class of it; a_.csv
+    (nothing after the "_") is no class file of a but an annotation without its image."""
+    _img(tmp_path / "img1.png")
+    _csv(tmp_path / "img1_positive.csv", [(1, 1)])
+    _csv(tmp_path / "img1_negative.csv", [(5, 5)])
+    (tmp_path / "img1_notes.txt").write_text("Counted by A. in 2016.\n")
+    assert [c for c, _, _ in layout.class_files(tmp_path, tmp_path / "img1.png")] == [
+        "negative", "positive"]
+    assert [len(s.centres) for s in readers.read_folder(tmp_path)] == [2]
+    _img(tmp_path / "a.png")
+    _csv(tmp_path / "a_.csv", [(1, 1)])
+    with pytest.raises(DatasetError, match=r"a_\.csv \(CSV\) has no image of the same name"):
+        layout.folder_pairs(tmp_path)
+
+
+def test_files_named_by_class_in_a_class_folder_or_dot_masks_are_no_class_files(tmp_path):
+    """Within a class folder (positive/img1_x.csv) and for dot masks (dots/img1_x.png) a name of
+    image, "_" and more is no class file: each is refused as an annotation without its image."""
+    _img(tmp_path / "cf" / "images" / "img1.png")
+    _csv(tmp_path / "cf" / "annotations" / "positive" / "img1_x.csv", [(2, 2)])
+    _csv(tmp_path / "cf" / "annotations" / "negative" / "img1.csv", [(3, 3)])
+    with pytest.raises(DatasetError, match=r"positive/img1_x\.csv \(CSV\) has no image of the "
+                                           r"same name"):
+        layout.folder_pairs(tmp_path / "cf")
+    _img(tmp_path / "dm" / "images" / "img1.png")
+    _disc(tmp_path / "dm" / "dots" / "img1_x.png", (5, 5))
+    with pytest.raises(DatasetError, match=r"dots/img1_x\.png \(dot mask\) has no image of the "
+                                           r"same name"):
+        layout.folder_pairs(tmp_path / "dm")
+
+
+def test_the_classes_of_an_image_in_class_folders_are_every_class_folder(tmp_path):
+    """image_classes of a folder of class folders: every class folder, also one that holds no
+    file of this image."""
+    _img(tmp_path / "images" / "a.png")
+    _img(tmp_path / "images" / "b.png")
+    _csv(tmp_path / "annotations" / "positive" / "a.csv", [(2, 2)])
+    _csv(tmp_path / "annotations" / "positive" / "b.csv", [(2, 2)])
+    _csv(tmp_path / "annotations" / "negative" / "b.csv", [(4, 4)])
+    image, note, kind = layout.folder_pairs(tmp_path)["a"]
+    assert layout.image_classes(note, kind, image) == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("name", ["a.txt", "a_seg.npy"])
+def test_a_broken_link_to_a_text_or_seg_annotation_is_refused(tmp_path, name):
+    _img(tmp_path / "a.png")
+    (tmp_path / name).symlink_to(tmp_path / "gone" / name)
+    with pytest.raises(DatasetError, match=rf"{name.replace('.', r'[.]')} is "):
+        layout.folder_pairs(tmp_path)
+
+
+def test_a_mark_on_the_edge_or_inside_is_not_said_to_be_beyond_it(tmp_path, capsys):
+    """x = -0.5 and x = W - 0.5 (continuous coordinates' edges), and x between H and W of a wide
+    image, are in the image: no note of marks beyond its edge."""
+    _img(tmp_path / "a.png")                                    # 40x30
+    _csv(tmp_path / "a.csv", [(-0.5, 3), (-0.3, 4), (39.5, 29.5), (35, 10)])
+    s, = readers.read_folder(tmp_path)
+    assert s.centres.tolist() == [[-0.5, 3], [-0.3, 4], [39, 29], [35, 10]]
+    assert "beyond the image's edge" not in capsys.readouterr().err
+
+
+def test_object_masks_in_colour_count_any_channel_but_alpha(tmp_path):
+    """A mask marked in green only (not its first channel) is a cell; an opaque alpha channel
+    marks nothing: the cell is at its disc's centre, not the image's."""
+    green = np.zeros((30, 40, 3), np.uint8)
+    cv2.circle(green, (8, 6), 3, (0, 255, 0), -1)
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 3] = 255
+    cv2.circle(rgba, (30, 20), 3, (255, 255, 255, 255), -1)
+    paths = [tmp_path / "g.png", tmp_path / "rgba.png"]
+    cv2.imwrite(str(paths[0]), green)
+    cv2.imwrite(str(paths[1]), rgba)
+    assert annotations.read_object_masks(paths, (30, 40, 3)).tolist() == [[8, 6], [30, 20]]
+
+
+def test_prepare_names_an_image_of_no_cell_by_the_image_where_its_marks_are_many_files(
+        tmp_path, workdirs):
+    """Among crowded images, one of no cell is named in prepare's note: by its image's name where
+    its marks are files by class or object masks (no one file to name)."""
+    grid = [(3 + 7 * i, 3 + 5 * j) for i in range(5) for j in range(5)]       # 25 cells
+    for k in (1, 2):
+        _img(tmp_path / "cls" / f"i{k}.png")
+        _csv(tmp_path / "cls" / f"i{k}_pos.csv", grid)
+    _img(tmp_path / "cls" / "i3.png")
+    _csv(tmp_path / "cls" / "i3_pos.csv", [])
+    said = []
+    owndata.resolve(config.dataset(str(tmp_path / "cls")), say=said.append)
+    assert any("note: i3.png marks no cell" in line for line in said), said
+    root = dsb(tmp_path / "nuc", {"aaaa": grid, "bbbb": grid[1:] + [(36, 26)]})
+    _img(root / "cccc" / "images" / "cccc.png")
+    for n in range(2):
+        cv2.imwrite(str(_img(root / "cccc" / "masks" / f"{n}.png")), np.zeros((30, 40), np.uint8))
+    said = []
+    owndata.resolve(config.dataset(str(root)), say=said.append)
+    assert any("note: cccc.png marks no cell" in line for line in said), said
+
+
+def test_an_image_folder_of_an_empty_masks_folder_is_not_left_out_unsaid(tmp_path):
+    """DSB folders where two images' masks/ are empty (found by mutation testing: they were
+    left out of the pairs without a word, the set read as its third image alone): refused,
+    naming the folder and its image."""
+    root = dsb(tmp_path / "d", {"c": [(5, 5)]})
+    for i in ("a", "b"):
+        _img(root / i / "images" / f"{i}.png")
+        (root / i / "masks").mkdir()
+    with pytest.raises(DatasetError, match=r"d/a holds images/a\.png but no annotation that "
+                                           r"pycount reads \(an empty masks/ folder"):
+        layout.folder_pairs(root)

@@ -266,3 +266,49 @@ def test_a_binary_segmentation_of_large_cells_is_a_cell_per_region(tmp_path):
             drawn += 1
     cv2.imwrite(str(path), discs)
     assert drawn == 40 and len(annotations.read_dot_mask(path)) == 40
+
+
+def test_label_masks_named_with_a_hyphen_pair_too(tmp_path):
+    """NAME-label.tiff as NAME_label.tiff: the label mask of NAME."""
+    labels, centres = tiled_labels()
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros(labels.shape + (3,), np.uint8))
+    cv2.imwrite(str(tmp_path / "a-label.tiff"), labels)
+    assert layout.folder_pairs(tmp_path)["a"][1:] == (tmp_path / "a-label.tiff", "dot mask")
+    s, = readers.read_folder(tmp_path)
+    assert s.centres.tolist() == centres.tolist()
+
+
+def test_a_seg_file_that_would_eval_code_is_not_loaded(tmp_path):
+    """builtins.eval is no array: refused like os.system, nothing run."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (eval, (f"open({str(tmp_path / 'ran')!r}, 'w').close()",))
+    path = tmp_path / "a_seg.npy"
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False,
+                                                 "shape": ()})
+        pickle.dump(np.array({"masks": Evil()}, dtype=object), f)
+    with pytest.raises(DatasetError, match=r"it holds objects other than arrays \(builtins\.eval\)"):
+        annotations.read_cellpose_seg(path)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_seg_file_saved_by_numpy_2_is_read(tmp_path):
+    """numpy 2 pickles its arrays as numpy._core.multiarray._reconstruct: the same arrays."""
+    masks = np.zeros((20, 30), np.uint16)
+    masks[2:5, 2:5] = 1
+    path = _seg(tmp_path / "img_seg.npy", masks)
+    data = path.read_bytes()
+    if b"numpy._core." not in data:
+        path.write_bytes(data.replace(b"numpy.core.", b"numpy._core."))
+    assert b"numpy._core.multiarray" in path.read_bytes()
+    assert annotations.read_cellpose_seg(path).tolist() == [[3, 3]]
+
+
+def test_seg_masks_of_floats_are_no_labels(tmp_path):
+    path = _seg(tmp_path / "f_seg.npy", np.ones((20, 30), np.float32))
+    with pytest.raises(DatasetError, match=r"f_seg\.npy: its masks are float32 of shape \(20, 30\), "
+                                           r"not one 2-D image of labels"):
+        annotations.read_cellpose_seg(path)

@@ -5,6 +5,8 @@ classes.txt naming the classes), tables saved as text; any other .txt (a readme)
 annotation. Also the NeurIPS 2022 cell segmentation set's NAME_label.tiff masks."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -179,3 +181,97 @@ def test_text_files_of_numbers_named_after_no_image_are_passed_over(tmp_path, ca
     err = capsys.readouterr().err
     assert "pixel_size.txt is named after no image" in err and "counts.txt" not in err
     assert annotations.annotation_kind(tmp_path / "counts.txt") is None
+
+
+# --- one case each of the rules above (mutation tests) ---------------------------------------------
+
+@pytest.mark.parametrize("text, kind", [
+    ("3,4\n10,19\n", annotations.TEXT),                         # x,y rows: numbers all the same
+    ("\ufeff3\t4\n", annotations.TEXT),                          # a byte-order mark (Notepad)
+    ('"X"\t"Y"\n5\t6\n', "CSV"),                                  # a quoted header
+    ("Image\tCentroid X um\tCentroid Y um\na\t5\t6\n", "CSV"),    # QuPath's measurements
+    ("NaN\tNaN\n", None),                                         # not a finite number
+    ("inf 3\n", None)])
+def test_a_text_file_is_told_by_its_first_line(tmp_path, text, kind):
+    path = tmp_path / "a.txt"
+    path.write_text(text, encoding="utf-8")
+    assert annotations.annotation_kind(path) == kind
+
+
+def test_xy_coordinates_with_a_byte_order_mark_are_read(tmp_path):
+    _img(tmp_path / "a.png")
+    (tmp_path / "a.txt").write_text("\ufeff3\t4\n10\t19\n", encoding="utf-8")
+    s, = readers.read_folder(tmp_path)
+    assert s.centres.tolist() == [[3, 4], [10, 19]]
+
+
+def test_seg_file_names_in_any_case_are_cellpose_files():
+    assert annotations.annotation_kind(Path("a_SEG.npy")) == annotations.CELLPOSE
+    assert annotations.annotation_kind(Path("a_seg.NPY")) == annotations.CELLPOSE
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("0 0.1 0.1 0.2 0.1 0.2 0.2 0.1\n", r"line 1: 8 numbers, neither"),   # half a point more
+    ("-1 0.5 0.5 0.1 0.1\n", r"line 1: 5 numbers, neither"),               # no class -1
+    ("0.5 0.5 0.5 0.1 0.1\n", r"line 1: 5 numbers, neither")])             # no class 0.5
+def test_yolo_rows_need_a_class_number_and_whole_points(tmp_path, text, needle):
+    _img(tmp_path / "a.png")
+    _txt(tmp_path / "a.txt", text)
+    with pytest.raises(DatasetError, match=needle):
+        readers.read_folder(tmp_path)
+
+
+def test_a_triangle_and_a_polygon_on_the_image_edges_are_yolo_polygons(tmp_path):
+    """7 numbers (a class and three points) are a polygon; fractions 0 and 1 (the image's edges)
+    are in range: the whole image's polygon is a cell at its centre."""
+    _img(tmp_path / "a.png")                                   # 40 x 20
+    _txt(tmp_path / "a.txt", "0 0 0 0.75 0 0 0.75\n"           # centroid (0.25, 0.25)
+                             "0 0 0 1 0 1 1 0 1\n")            # centroid (0.5, 0.5)
+    s, = readers.read_folder(tmp_path)
+    np.testing.assert_allclose(s.centres, [[9.5, 4.5], [19.5, 9.5]])
+
+
+def test_an_empty_label_file_with_a_marker_is_an_image_of_no_cell(tmp_path):
+    for name in ("a", "b"):
+        _img(tmp_path / f"{name}.png")
+    _txt(tmp_path / "a.txt", "")
+    _txt(tmp_path / "b.txt", "0 0.5 0.5 0.1 0.1\n")
+    assert [len(s.centres) for s in readers.read_folder(tmp_path, marker="0")] == [0, 1]
+
+
+def test_yolo_labels_without_the_image_size_are_refused(tmp_path):
+    path = _txt(tmp_path / "a.txt", "0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DatasetError, match=r"a\.txt: YOLO labels need their image's size"):
+        annotations.read_text_points(path)
+
+
+def test_class_names_from_data_yaml_up_to_three_folders_above_or_data_yml(tmp_path):
+    """labels/ three folders below data.yaml: its names; four below: none; data.yml beside the
+    labels: its names; classes.txt's blank lines name no class."""
+    _txt(tmp_path / "data.yaml", "names: [a, b]\n")
+    assert annotations._yolo_names(tmp_path / "x" / "y" / "labels" / "1.txt") == ["a", "b"]
+    assert annotations._yolo_names(tmp_path / "w" / "x" / "y" / "labels" / "1.txt") == []
+    _txt(tmp_path / "p" / "data.yml", "names: [c]\n")
+    assert annotations._yolo_names(tmp_path / "p" / "1.txt") == ["c"]
+    _txt(tmp_path / "q" / "classes.txt", "positive\n\nnegative\n")
+    assert annotations._yolo_names(tmp_path / "q" / "1.txt") == ["positive", "negative"]
+
+
+@pytest.mark.parametrize("yaml, names", [
+    ("# class names:\nnames: [a, b]\n", ["a", "b"]),             # a comment is no key
+    ("names: [a, b, ]\n", ["a", "b"]),                           # a trailing comma
+    ("names:\n  # id: name\n  0: a\n  1: b\n", ["a", "b"]),      # a comment in the mapping
+    ("names:\n  1: b\n  0: a\n", ["a", "b"])])                   # by number, not by line
+def test_data_yaml_names_around_comments_and_out_of_order(yaml, names):
+    assert annotations._yaml_names(yaml) == names
+
+
+@pytest.mark.parametrize("yaml", [
+    "names:\n  - a\n\n  - b\n",                                  # a blank line in the list
+    "names: [a, b]  # class names\n",                            # a comment after the list
+    "names:\n  0: a  # background excluded\n  1: b\n"])
+def test_data_yaml_names_as_yaml_reads_them(yaml):
+    """YAML allows a blank line in a block list and a comment after a value (found by mutation
+    testing: the names stopped at the blank line, ["a"], and kept the comment, "b]  # class
+    names", "a  # background excluded")."""
+    assert annotations._yaml_names(yaml) == ["a", "b"]

@@ -1030,7 +1030,7 @@ def _yolo_names(path: Path) -> list[str]:
 
 def _yaml_names(text: str) -> list[str]:
     """The `names:` of a YOLO data.yaml (the forms its writers use), without a YAML library."""
-    lines = text.splitlines()
+    lines = [_uncommented(line) for line in text.splitlines()]
     at = next((i for i, line in enumerate(lines) if re.match(r"names\s*:", line)), None)
     if at is None:
         return []
@@ -1040,7 +1040,9 @@ def _yaml_names(text: str) -> list[str]:
         return [unquote(v) for v in rest.strip("[]").split(",") if v.strip()]
     names = {}
     for line in lines[at + 1:]:
-        if not line.startswith((" ", "\t")) or not line.strip():
+        if not line.strip():                 # a blank line (or a comment) within the block
+            continue
+        if not line.startswith((" ", "\t")):
             break
         item = line.strip()
         if item.startswith("-"):
@@ -1102,6 +1104,20 @@ def read_cellpose_seg(path: Path, shape=None) -> np.ndarray:
     _, label = np.unique(masks[ys, xs], return_inverse=True)
     n = np.bincount(label)
     return np.stack([np.bincount(label, xs) / n, np.bincount(label, ys) / n], axis=1)
+
+
+def _uncommented(line: str) -> str:
+    """A YAML line without its comment: from a # that starts the line or follows a space,
+    outside quotes, to the end."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line
 
 
 def read_text_points(path: Path, marker: str = "", shape=None) -> np.ndarray:

@@ -556,6 +556,13 @@ def _pairs_of_folders(folders: list[Path]) -> dict[str, tuple[Path, Path, str]]:
     """The pairs of each image folder (image_folders), pooled; where a stem is in two of them,
     every id carries its folder's name (slide1_001)."""
     units = [(d.name, folder_pairs_in(d)) for d in folders]
+    for d, (_, pairs) in zip(folders, units):
+        if not pairs:                        # its images, and no annotation read with them
+            shown = few(str(p.relative_to(d)) for p in sorted(d.rglob("*"))
+                        if p.suffix.lower() in IMAGE_SUFFIXES)
+            raise DatasetError(f"{d} holds {shown} but no annotation that pycount reads (an "
+                               f"empty masks/ folder, a file of another format?): each image "
+                               f"needs its annotation; add it, or remove the folder")
     stems = [i for _, pairs in units for i in pairs]
     prefix = len(set(stems)) < len(stems)
     return {(f"{name}_{i}" if prefix else i): v for name, pairs in units for i, v in pairs.items()}
