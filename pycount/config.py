@@ -1213,6 +1213,14 @@ MASK_LABEL_SPARE = 0.05
 # centroid rounded past it), moved onto the edge pixel and counted, with a note; one farther out
 # is refused. The CRC release has 5 centres up to 0.73 px out (0.27 in its 1-based coordinates)
 EDGE_TOLERANCE_PX = 1.0
+# Two classes of one image (class folders, classes in file names) whose marks coincide, at least
+# CLASS_SAME_SHARE of the fewer (CLASS_SAME_MIN or more) within CLASS_SAME_PX px of the other's,
+# mark the same cells (two annotators' files, one annotation saved twice): said in a note, as
+# every class counts. Kinds of cells lie a cell apart (BCData's positive and negative nuclei,
+# the CRC release's four classes: nearest marks 8-13 px apart)
+CLASS_SAME_PX = 3.0
+CLASS_SAME_SHARE = 0.5
+CLASS_SAME_MIN = 5
 # A blob of k touching dots is split into k cells by k-means on its pixels (annotations.split_blob),
 # at most this many rounds (a blob of a few dots settles in 2-5)
 MASK_SPLIT_ROUNDS = 20

@@ -457,3 +457,26 @@ def test_an_image_folder_of_an_empty_masks_folder_is_not_left_out_unsaid(tmp_pat
     with pytest.raises(DatasetError, match=r"d/a holds images/a\.png but no annotation that "
                                            r"pycount reads \(an empty masks/ folder"):
         layout.folder_pairs(root)
+
+
+def test_two_classes_marking_the_same_cells_are_said(tmp_path, capsys):
+    """img1_anna.csv and img1_ben.csv, two annotators' clicks on the same cells (1-2 px apart):
+    every class counts, so each cell counts twice, and a note says so, naming both; classes of
+    different cells (a cell apart) say nothing, nor does a marker that counts one."""
+    _img(tmp_path / "img1.png")
+    cells = [(5 + 6 * k, 5 + 4 * (k % 3)) for k in range(6)]
+    _csv(tmp_path / "img1_anna.csv", cells)
+    _csv(tmp_path / "img1_ben.csv", [(x + 1, y + 1) for x, y in cells])
+    s, = readers.read_folder(tmp_path)
+    assert len(s.centres) == 12
+    err = capsys.readouterr().err
+    assert ("the classes 'anna' and 'ben' mark the same cells in img1.png (100% of the fewer lie "
+            "within 3 px of the other's)") in err
+    readers.read_folder(tmp_path, marker="anna")
+    _csv(tmp_path / "img1_ben.csv", [(x + 3, y + 3) for x, y in cells])   # 4.2 px: other cells
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("img1.png", "img1_anna.csv", "img1_ben.csv"):
+        (other / name).write_bytes((tmp_path / name).read_bytes())
+    readers.read_folder(other)
+    assert "mark the same cells" not in capsys.readouterr().err

@@ -179,11 +179,40 @@ def read_marks(annotation: Path, kind: str, shape, marker: str = "", image: Path
     if marker and not any(c == marker for c, _, _ in files):
         # (files named by class: an image without that class's file has none of its cells)
         marker_absent(marker, [c for c, _, _ in files])
-    parts = [_counted(read_annotation(p, k, shape, "", image), shape, p, repeats)
-             for c, p, k in files if not marker or c == marker]
+    read = [(c, _counted(read_annotation(p, k, shape, "", image), shape, p, repeats))
+            for c, p, k in files if not marker or c == marker]
+    if not marker:
+        _say_same_cells(annotation, image, read)
+    parts = [marks for _, marks in read]
     # a mark at the very place of one of another class: one cell given two classes, counted once
     return counted_centres(np.concatenate(parts or [np.empty((0, 2))]), shape, annotation,
                            repeats=repeats)
+
+
+_SAME_SAID: set = set()
+
+
+def _say_same_cells(annotation: Path, image, read: list[tuple[str, np.ndarray]]) -> None:
+    """A note where two classes of an image mark the same cells (most marks of the one lie
+    within config.CLASS_SAME_PX of a mark of the other, config.CLASS_SAME_SHARE): copies of one
+    annotation, or two annotators' files named by class, which counted together count every
+    cell twice. Once per folder and pair of classes."""
+    from scipy.spatial import cKDTree
+    for i, (a, one) in enumerate(read):
+        for b, other in read[i + 1:]:
+            few_, many = (one, other) if len(one) <= len(other) else (other, one)
+            key = (str(annotation), a, b)
+            if len(few_) < config.CLASS_SAME_MIN or key in _SAME_SAID:
+                continue
+            near = cKDTree(many).query(few_, distance_upper_bound=config.CLASS_SAME_PX)[0]
+            share = float(np.mean(np.isfinite(near)))
+            if share >= config.CLASS_SAME_SHARE:
+                _SAME_SAID.add(key)
+                note(f"{annotation}: the classes {a!r} and {b!r} mark the same cells in "
+                     f"{Path(image).name} ({share:.0%} of the fewer lie within "
+                     f"{config.CLASS_SAME_PX:g} px of the other's): two annotators' files, or "
+                     f"one annotation twice? Every class is counted, so each such cell counts "
+                     f"twice; MARKER={a} (or {b}) counts one")
 
 
 # --- vgg_cells ---------------------------------------------------------------------------------------
