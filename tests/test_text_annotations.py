@@ -80,6 +80,7 @@ def test_a_roboflow_yolo_export_reads_with_its_split_and_class_names(tmp_path):
     ("names: [a, 'b c']\n", ["a", "b c"]),
     ("nc: 2\nnames:\n  - cell\n  - 'debris'\npath: x\n", ["cell", "debris"]),
     ("names:\n  0: nucleus\n  1: mitosis\n", ["nucleus", "mitosis"]),
+    ("names: {1: mitosis, 0: 'nucleus'}\n", ["nucleus", "mitosis"]),
     ("nc: 1\n", [])])
 def test_data_yaml_names_in_the_forms_its_writers_use(yaml, names):
     assert annotations._yaml_names(yaml) == names

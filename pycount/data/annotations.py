@@ -1015,7 +1015,8 @@ def _is_number(text: str) -> bool:
 def _yolo_names(path: Path) -> list[str]:
     """The class names of a YOLO label file: LabelImg's classes.txt beside it (one per line), or
     the `names` of a data.yaml (Ultralytics, Roboflow) beside it or up to three folders above, as
-    a list (`[a, b]` or `- a` lines) or a mapping (`0: a` lines); [] where neither is found."""
+    a list (`[a, b]` or `- a` lines) or a mapping (`0: a` lines, or `{0: a, 1: b}`); [] where
+    neither is found."""
     folder = Path(path).parent
     listed = folder / "classes.txt"
     if listed.is_file():
@@ -1038,6 +1039,10 @@ def _yaml_names(text: str) -> list[str]:
     unquote = lambda v: v.strip().strip("'\"")                       # noqa: E731
     if rest.startswith("["):
         return [unquote(v) for v in rest.strip("[]").split(",") if v.strip()]
+    if rest.startswith("{"):                 # {0: a, 1: b}
+        pairs = [v.split(":", 1) for v in rest.strip("{}").split(",") if ":" in v]
+        got = {int(k): unquote(v) for k, v in pairs if k.strip().isdigit()}
+        return [got[k] for k in sorted(got)]
     names = {}
     for line in lines[at + 1:]:
         if not line.strip():                 # a blank line (or a comment) within the block
