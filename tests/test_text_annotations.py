@@ -276,3 +276,13 @@ def test_data_yaml_names_as_yaml_reads_them(yaml):
     testing: the names stopped at the blank line, ["a"], and kept the comment, "b]  # class
     names", "a  # background excluded")."""
     assert annotations._yaml_names(yaml) == ["a", "b"]
+
+
+def test_a_yolo_polygon_row_longer_than_the_first_read_is_told_by_its_numbers(tmp_path):
+    """A polygon of many vertices makes a first row longer than the 4 kB read to tell a .txt,
+    here cut where a number's exponent begins (1e-05): still a row of numbers, so still a
+    YOLO annotation."""
+    row = "0 0.5 0.5" + " 0.5" * 1021 + " 1e-05 0.5" + " 0.25" * 600
+    assert row[4094:4096] == "1e"
+    _txt(tmp_path / "a.txt", row + "\n")
+    assert annotations.annotation_kind(tmp_path / "a.txt") == annotations.TEXT

@@ -994,11 +994,14 @@ def annotation_kind(path: Path) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _text_kind(path: str, mtime_ns: int, size: int) -> str | None:
     with open(path, "rb") as f:
-        head = f.read(4096).decode("utf-8-sig", errors="replace")
-    first = next((line for line in head.splitlines() if line.strip()), None)
+        raw = f.read(4096)
+    lines = raw.decode("utf-8-sig", errors="replace").splitlines()
+    first = next((line for line in lines if line.strip()), None)
     if first is None:
         return TEXT
     fields = re.split(r"[\s,;]+", first.strip())
+    if len(raw) == 4096 and first is lines[-1] and len(fields) > 2:
+        fields = fields[:-1]                 # a long row (a YOLO polygon) cut in a number
     if all(_is_number(v) for v in fields):
         return TEXT if len(fields) >= 2 else None      # (a list of numbers: counts, sizes)
     names = {v.strip().strip('"').lower() for v in re.split(r"[\t,;]", first)}
