@@ -480,3 +480,54 @@ def test_two_classes_marking_the_same_cells_are_said(tmp_path, capsys):
         (other / name).write_bytes((tmp_path / name).read_bytes())
     readers.read_folder(other)
     assert "mark the same cells" not in capsys.readouterr().err
+
+
+# --- the Fluorescent Neuronal Cells release's layouts ----------------------------------------------
+
+def _neurons(path, centres, shape=(120, 160)):
+    """A binary mask (0/255) of whole cells, discs of radius 9-11 around the centres, as the
+    FNC release's ground-truth masks draw its neurons."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.zeros(shape, np.uint8)
+    for k, (x, y) in enumerate(centres):
+        cv2.circle(mask, (x, y), 9 + k % 3, 255, -1)
+    cv2.imwrite(str(path), mask)
+
+
+NEURONS = {"Mar1": [(20, 20), (60, 30), (100, 80)], "Mar2": [(30, 90), (130, 30)],
+           "Mar3": [(20, 20), (60, 60), (100, 100), (140, 25)]}
+
+
+def test_fnc_v1_wrapper_folders_pair_images_and_masks(tmp_path):
+    """all_images/images/NAME.png beside all_masks/masks/NAME.png: each of the two folders the
+    one subfolder of a wrapper; the binary masks of whole cells count one per region."""
+    for name, centres in NEURONS.items():
+        _img(tmp_path / "all_images" / "images" / f"{name}.png", w=160, h=120)
+        _neurons(tmp_path / "all_masks" / "masks" / f"{name}.png", centres)
+    pairs = layout.folder_pairs(tmp_path)
+    assert {i: v[1].parent.name for i, v in pairs.items()} == dict.fromkeys(NEURONS, "masks")
+    got = {s.id: sorted(map(tuple, s.centres.round().astype(int).tolist()))
+           for s in readers.read_folder(tmp_path)}
+    assert got == {k: sorted(v) for k, v in NEURONS.items()}
+
+
+def test_fnc_v2_reads_one_format_of_its_ground_truths(tmp_path, capsys):
+    """trainval/ and test/, each images/ beside ground_truths/{masks,rle,pascal_voc,COCO}/ (the
+    same objects in four formats): the split is taken, the masks are read (rle/ holds pickles
+    pycount does not read), and a note says which format."""
+    for part, names in (("trainval", ["Mar1", "Mar2"]), ("test", ["Mar3"])):
+        for name in names:
+            _img(tmp_path / part / "images" / f"{name}.png", w=160, h=120)
+            _neurons(tmp_path / part / "ground_truths" / "masks" / f"{name}.png", NEURONS[name])
+            (tmp_path / part / "ground_truths" / "rle").mkdir(exist_ok=True)
+            (tmp_path / part / "ground_truths" / "rle" / f"{name}.pickle").write_bytes(b"\x80")
+            voc = tmp_path / part / "ground_truths" / "pascal_voc" / f"{name}.xml"
+            voc.parent.mkdir(exist_ok=True)
+            voc.write_text("<annotation><filename>x</filename></annotation>")
+    pairs, held, label = layout.folder_layout(tmp_path)
+    assert sorted(pairs) == ["Mar1", "Mar2", "Mar3"] and held == ("Mar3",) and label == "test"
+    assert {v[1].parent.name for v in pairs.values()} == {"masks"}
+    assert "ground_truths holds its annotations in 3 formats (masks/, pascal_voc/, rle/): masks/ " \
+           "is read" in capsys.readouterr().err
+    assert [s.count for s in readers.read_folder(tmp_path)] == [3, 2, 4]
+    assert layout.class_folders(tmp_path / "trainval" / "ground_truths") == []

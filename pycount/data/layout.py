@@ -89,7 +89,8 @@ def mask_bases(stem: str) -> list[str]:
 # The names a subfolder of annotations goes by where a folder keeps its images and their marks
 # apart (images/ + dots/, img/ + labels/, ...): compared in lower case, "_" and "-" alike
 ANNOTATION_FOLDERS = frozenset({"annotations", "annotation", "labels", "label", "dots", "dot",
-                                "points", "point", "gt", "groundtruth", "ground_truth", "markers",
+                                "points", "point", "gt", "groundtruth", "ground_truth",
+                                "groundtruths", "markers",
                                 "marks", "counts", "csv", "xml", "geojson", "masks", "dotmasks",
                                 "dot_masks"})
 
@@ -130,6 +131,20 @@ def _images_by_stem(files: list[Path]) -> dict[str, Path]:
     return images
 
 
+def _unwrapped(folder: Path) -> Path:
+    """The folder a wrapper folder leads to: one of no file of its own and a single subfolder
+    named as images or annotations are kept (FNC's all_images/images/, all_masks/masks/),
+    followed down two levels at most. (A subfolder of another name, images/batch1/, is a part
+    of the set, not its images.)"""
+    for _ in range(2):
+        inner = visible_subfolders(folder)
+        if _entries(folder) or len(inner) != 1 or not (
+                _folder_key(inner[0].name) in ANNOTATION_FOLDERS | IMAGE_FOLDERS):
+            break
+        folder = inner[0]
+    return folder
+
+
 def split_folders(root: Path) -> tuple[Path, Path] | None:
     """(images folder, annotations folder) of a folder that holds no image or annotation itself
     but keeps them in two subfolders (images/ + dots/, as many public sets and lab exports do):
@@ -146,9 +161,10 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
             return None
         holding = [d for d in visible_subfolders(root) if _has_images(d)]
         return (holding[0], root) if len(holding) == 1 else None
-    subs = [d for d in visible_subfolders(root) if _entries(d)]
-    if len(subs) == 1 and _has_images(subs[0]):  # images/ beside annotations/<class>/
-        by_class = [d for d in visible_subfolders(root) if d != subs[0] and class_folders(d)
+    subs = [d for d in map(_unwrapped, visible_subfolders(root)) if _entries(d)]
+    if len(subs) == 1 and _has_images(subs[0]):  # images/ beside annotations/<class>/, or
+        by_class = [d for d in visible_subfolders(root) if d != subs[0]    # ground_truths/<format>/
+                    and (class_folders(d) or format_folders(d))
                     and _folder_key(d.name) in ANNOTATION_FOLDERS]
         if len(by_class) == 1:
             return subs[0], by_class[0]
@@ -172,6 +188,9 @@ def split_folders(root: Path) -> tuple[Path, Path] | None:
                            f"labels/ or annotations/ (or {together})")
     return next(d for d in subs if d != notes[0]), notes[0]
 
+
+# The names a folder of the images goes by, where a wrapper folder holds it (_unwrapped)
+IMAGE_FOLDERS = frozenset({"images", "image", "imgs", "img"})
 
 # Subfolders that hold a published split: their images train (val/ among them: pycount draws
 # its own validation images from the training ones) or test. Compared as ANNOTATION_FOLDERS.
@@ -324,9 +343,32 @@ def class_folders(folder: Path) -> list[Path]:
         return []
     subs = visible_subfolders(folder)
     if not subs or any(visible_subfolders(d) or _folder_key(d.name) in SPLIT_FOLDERS
-                       for d in subs):
+                       for d in subs) or format_folders(folder):
         return []
     return subs
+
+
+# Subfolders of an annotations' folder that hold its annotations once per format (FNC v2's
+# ground_truths/{masks,rle,pascal_voc,COCO}/), told by their names (as _folder_key gives them)
+FORMAT_FOLDERS = ANNOTATION_FOLDERS | {"rle", "pascalvoc", "voc", "coco", "json", "yolo", "txt",
+                                       "mat", "h5", "hdf5", "roi", "instances", "semantic"}
+_POINT_FOLDERS = ("dots", "dot", "points", "point", "markers", "marks", "csv")
+
+
+def format_folders(folder: Path) -> list[Path]:
+    """The subfolders of an annotations' folder of no file of its own whose subfolders are all
+    named as formats are (FORMAT_FOLDERS), in the order _pairs_apart tries them: marks first
+    (dots/, points/, csv/), then masks, then the rest by name; [] for any other folder."""
+    if _entries(folder):
+        return []
+    subs = visible_subfolders(folder)
+    if not subs or not all(_folder_key(d.name) in FORMAT_FOLDERS for d in subs):
+        return []
+
+    def rank(d: Path) -> tuple:
+        key = _folder_key(d.name)
+        return (0 if key in _POINT_FOLDERS else 1 if key.startswith("mask") else 2, key)
+    return sorted(subs, key=rank)
 
 
 def _pairs_by_class(image_dir: Path, note_dir: Path, classes: list[Path]
@@ -474,6 +516,23 @@ def _pairs_apart(image_dir: Path, note_dir: Path) -> dict[str, tuple[Path, Path,
     classes = class_folders(note_dir)
     if classes:
         return _pairs_by_class(image_dir, note_dir, classes)
+    formats = format_folders(note_dir)
+    if formats:                              # the first format whose files pair with the images
+        refused = []
+        for d in formats:
+            try:
+                pairs = _pairs_apart(image_dir, d)
+            except DatasetError as e:
+                refused.append(e)
+                continue
+            if pairs:
+                if len(formats) > 1:
+                    note(f"{note_dir} holds its annotations in {len(formats)} formats "
+                         f"({', '.join(f.name + '/' for f in formats)}): {d.name}/ is read")
+                return pairs
+        if refused:
+            raise refused[0]
+        return {}
     images = _images_by_stem(_entries(image_dir))
     if _object_masks_of(images, note_dir):
         (stem, image), = images.items()
