@@ -238,6 +238,16 @@ def test_a_mark_up_to_a_pixel_beyond_the_edge_counts_on_it(tmp_path, capsys):
     s, = readers.read_folder(tmp_path)
     assert s.centres.tolist() == [[0, 3], [39, 29], [10, 10]]
     assert "a.csv: 2 mark(s) up to 1 px beyond the image's edge" in capsys.readouterr().err
+    # several files: one note for them all
+    _img(tmp_path / "b.png")
+    _csv(tmp_path / "b.csv", [(40.2, 3)])
+    readers.read_folder(tmp_path)
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: 3 marks in 2 files (a.csv (2), b.csv (1)) up to 1 px beyond their " \
+           f"images' edges, each counted on the edge pixel next to it" in err
+    assert err.count("beyond") == 1
+    (tmp_path / "b.png").unlink()
+    (tmp_path / "b.csv").unlink()
     _csv(tmp_path / "a.csv", [(41.1, 3)])
     with pytest.raises(DatasetError, match=r"a\.csv: cell centre 1 .* lies outside the 40x30"):
         readers.read_folder(tmp_path)

@@ -312,3 +312,19 @@ def test_seg_masks_of_floats_are_no_labels(tmp_path):
     with pytest.raises(DatasetError, match=r"f_seg\.npy: its masks are float32 of shape \(20, 30\), "
                                            r"not one 2-D image of labels"):
         annotations.read_cellpose_seg(path)
+
+
+def test_a_mask_of_two_values_without_0_reads_the_rarer_as_marks(tmp_path, capsys):
+    """ilastik's Simple Segmentation labels each pixel 1 or 2 (no 0): the rarer value is the
+    marks (it was refused as 'mostly marked'); a mask of three such values still is refused."""
+    mask = np.full((40, 60), 2, np.uint8)
+    for x, y in ((10, 10), (30, 20), (50, 30)):
+        mask[y - 1:y + 2, x - 1:x + 2] = 1
+    path = tmp_path / "a_mask.png"
+    cv2.imwrite(str(path), mask)
+    assert annotations.read_dot_mask(path).tolist() == [[10, 10], [30, 20], [50, 30]]
+    assert "two values, 1 and 2: the rarer, 1, is read as the marks" in capsys.readouterr().err
+    mask[0, 0] = 3
+    cv2.imwrite(str(path), mask)
+    with pytest.raises(DatasetError, match="marks 100% of its pixels"):
+        annotations.read_dot_mask(path)

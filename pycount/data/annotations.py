@@ -786,6 +786,13 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
     if data.ndim == 3:
         data = data[..., :3] if data.shape[2] >= 3 else data[..., :1]
         data = data.max(axis=2)
+    if data.size and data.min() > 0:         # no 0 anywhere: two values are two labels
+        values, counts = np.unique(data, return_counts=True)
+        if len(values) == 2:                 # (ilastik's Simple Segmentation: 1 and 2)
+            marks = values[int(np.argmin(counts))]
+            note(f"{path} has no 0 but two values, {values[0]} and {values[1]}: the rarer, "
+                 f"{marks}, is read as the marks, the other as background")
+            return mask_centres(data == marks, path)
     on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
         else data != 0
     return mask_centres(on, path)

@@ -184,6 +184,7 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
                                 image.reshape(-1, 3).mean(axis=0)[::-1].round(2).tolist(), depth,
                                 twice)
         fresh[i] = {"key": key, "stats": out[i].__dict__}
+    readers.say_edges()
     if moved is not None:
         _check_moved(name, root, moved, old, out)
     record.parent.mkdir(parents=True, exist_ok=True)

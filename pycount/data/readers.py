@@ -33,8 +33,8 @@ import numpy as np
 import scipy.io
 
 from pycount import config
-from pycount.data.annotations import (marker_absent, note, read_annotation, read_centres_csv,
-                                      read_object_masks)
+from pycount.data.annotations import (few, marker_absent, note, read_annotation,
+                                      read_centres_csv, read_object_masks)
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_any_image, read_in_range
 from pycount.data.layout import (CLASS_FILES, CLASS_FOLDERS, OBJECT_MASKS, class_files,
                                  class_names, folder_pairs, object_masks, refuse_broken_link,
@@ -146,17 +146,37 @@ def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_pa
                   source=str(image_path))
 
 
+# the files whose marks _counted moved onto their image's edge, since say_edges last said them
+_EDGES: dict[Path, int] = {}
+
+
 def _counted(centres, shape, path: Path, repeats: dict | None) -> np.ndarray:
     """counted_centres of one annotation of the folder layout: marks at most
-    config.EDGE_TOLERANCE_PX beyond the image's edge moved onto it, said in a note."""
+    config.EDGE_TOLERANCE_PX beyond the image's edge moved onto it, recorded for say_edges."""
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
     h, w = shape[:2]
     past = ((centres < -0.5) | (centres > np.array([w, h]) - 0.5)).any(axis=1)
     out = counted_centres(centres, shape, path, config.EDGE_TOLERANCE_PX, repeats)
     if past.any():                         # (all within the tolerance, or refused above)
-        note(f"{path}: {int(past.sum())} mark(s) up to {config.EDGE_TOLERANCE_PX:g} px beyond the "
-             f"image's edge, each counted on the edge pixel next to it")
+        _EDGES[Path(path)] = int(past.sum())
     return out
+
+
+def say_edges() -> None:
+    """One note for the files whose marks lay a hair beyond their image's edge (_counted), read
+    since the last call."""
+    if not _EDGES:
+        return
+    n, beyond = sum(_EDGES.values()), f"up to {config.EDGE_TOLERANCE_PX:g} px beyond"
+    if len(_EDGES) == 1:
+        (path, _), = _EDGES.items()
+        said = f"{path}: {n} mark(s) {beyond} the image's edge"
+    else:
+        files = [f"{p.name} ({k})" for p, k in _EDGES.items()]
+        said = (f"{os.path.commonpath([str(p.parent) for p in _EDGES])}: {n} marks in "
+                f"{len(_EDGES)} files ({few(files, 6)}) {beyond} their images' edges")
+    _EDGES.clear()
+    note(f"{said}, each counted on the edge pixel next to it")
 
 
 def read_marks(annotation: Path, kind: str, shape, marker: str = "", image: Path | None = None,
@@ -437,6 +457,7 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
         samples.append(Sample(id=i, image=image, centres=read_marks(
             annotation, kind, image.shape, marker, image_path, repeats), source=str(image_path)))
     _say_repeats(repeats)
+    say_edges()
     return samples
 
 
