@@ -541,3 +541,18 @@ def test_fnc_v2_reads_one_format_of_its_ground_truths(tmp_path, capsys):
            "is read" in capsys.readouterr().err
     assert [s.count for s in readers.read_folder(tmp_path)] == [3, 2, 4]
     assert layout.class_folders(tmp_path / "trainval" / "ground_truths") == []
+
+
+def test_a_release_of_several_sets_names_the_sets_to_give(tmp_path, workdirs):
+    """The CRC release's own root (Detection/, Classification/ and a Readme.txt): no set of its
+    own, and the refusal names the two subfolders that are, with the command's value."""
+    root = tmp_path / "CRCHistoPhenotypes_2016_04_28"
+    crc_detection(root / "Detection", 3)
+    crc_classification(root / "Classification")
+    (root / "Readme.txt").write_text("The dataset consists of 100 H&E stained images.\n")
+    with pytest.raises(DatasetError, match=r"found 0 annotated images itself, but its subfolders "
+                                           r"Classification/ \(3 images\), Detection/ \(3 images\) "
+                                           r"are each a folder of annotated images pycount reads: "
+                                           r"give one of them as the dataset \(DATASET=.*"
+                                           r"CRCHistoPhenotypes_2016_04_28/Classification\)"):
+        owndata.resolve(config.dataset(str(root)), say=lambda _: None)

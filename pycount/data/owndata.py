@@ -130,6 +130,20 @@ def _check_moved(name: str, root: Path, then: Path, old: dict,
         f"{config.own_record(name)} is enough: prepare rebuilds what changed)")
 
 
+def _datasets_within(root: Path) -> list[str]:
+    """The subfolders of `root` that are each a dataset folder of its own (a release of several
+    sets: the CRC release's Detection/ and Classification/), as "name/ (N images)"."""
+    found = []
+    for d in visible_subfolders(root):
+        try:
+            n = len(folder_layout(d)[0])
+        except (DatasetError, OSError):
+            continue
+        if n >= config.OWN_MIN_IMAGES:
+            found.append(f"{d.name}/ ({n} images)")
+    return found
+
+
 def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
              moved: Path | None = None) -> dict[str, ImageStats]:
     """Every annotated image's stats (`pairs`: the folder's, layout.folder_layout), reusing the
@@ -143,6 +157,11 @@ def _measure(root: Path, pairs: dict, marker: str, name: str, old: dict,
                 f"(+ test/); its subfolders "
                 f"{', '.join(subs[:4])}{', ...' if len(subs) > 4 else ''} are none of these: see "
                 f"docs/own-data.md)" if subs and not pairs else "")
+        sets = _datasets_within(root) if subs and not pairs else []
+        if sets:                              # a release of several sets (Detection/, ...)
+            read = (f" itself, but its subfolders {few(sets)} are each a folder of annotated "
+                    f"images pycount reads: give one of them as the dataset "
+                    f"(DATASET={root / sets[0].split(' ')[0]})")
         raise DatasetError(f"{root}: found {len(pairs)} annotated images{read}; a dataset needs "
                            f"at least {config.OWN_MIN_IMAGES} (training, validation, test)")
     record = config.own_record(name)
