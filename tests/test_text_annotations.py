@@ -286,3 +286,49 @@ def test_a_yolo_polygon_row_longer_than_the_first_read_is_told_by_its_numbers(tm
     assert row[4094:4096] == "1e"
     _txt(tmp_path / "a.txt", row + "\n")
     assert annotations.annotation_kind(tmp_path / "a.txt") == annotations.TEXT
+
+
+# --- one table of the whole set's marks ---------------------------------------------------------
+
+def test_a_table_of_the_whole_sets_marks_gives_each_image_its_rows(tmp_path, capsys):
+    """annotations.csv with filename, x, y (a path keeps its file name) beside the images; an
+    image without a row is an image of no cell, said in a note; a marker chooses by class."""
+    for name in ("a", "b", "c"):
+        _img(tmp_path / "images" / f"{name}.png")
+    _txt(tmp_path / "annotations.csv", "filename,x,y,class\n"
+                                       "a.png,3,4,pos\nC:\\\\data\\\\a.png,10,5,neg\n"
+                                       "images/b.png,7,8,pos\n")
+    pairs = layout.folder_pairs(tmp_path)
+    assert {k: v[2] for k, v in pairs.items()} == dict.fromkeys("abc", "CSV table")
+    got = {s.id: s.centres.tolist() for s in readers.read_folder(tmp_path)}
+    assert got == {"a": [[3, 4], [10, 5]], "b": [[7, 8]], "c": []}
+    assert "annotations.csv has no row for 1 of the 3 images" in capsys.readouterr().err
+    assert {s.id: s.count for s in readers.read_folder(tmp_path, marker="pos")} == {
+        "a": 1, "b": 1, "c": 0}
+
+
+def test_a_tensorflow_object_detection_csv_counts_a_cell_per_box(tmp_path):
+    """Roboflow's and LabelImg's TensorFlow CSV: filename, width, height, class, xmin, ymin,
+    xmax, ymax; a cell at each box's centre, the recorded size checked against the image."""
+    for name in ("a", "b", "c"):
+        _img(tmp_path / f"{name}.jpg")
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax",
+            "a.jpg,40,20,cell,0,0,10,10", "a.jpg,40,20,cell,20,4,30,14",
+            "b.jpg,40,20,cell,5,5,9,9", "c.jpg,40,20,debris,1,1,3,3"]
+    _txt(tmp_path / "_annotations.csv", "\n".join(rows) + "\n")
+    got = {s.id: s.centres.tolist() for s in readers.read_folder(tmp_path)}
+    assert got == {"a": [[5, 5], [25, 9]], "b": [[7, 7]], "c": [[2, 2]]}
+    rows[1:3] = [r.replace("a.jpg,40,20", "a.jpg,80,40") for r in rows[1:3]]
+    _txt(tmp_path / "_annotations.csv", "\n".join(rows) + "\n")
+    with pytest.raises(DatasetError, match=r"_annotations\.csv was made on a 80x40 px image "
+                                           r"\(its width and height for a\.jpg\)"):
+        readers.read_folder(tmp_path)
+
+
+def test_a_row_of_the_whole_sets_table_that_is_no_mark_is_named(tmp_path):
+    for name in ("a", "b", "c"):
+        _img(tmp_path / f"{name}.png")
+    _txt(tmp_path / "marks.csv", "image,x,y\na.png,1,2\nb.png,three,4\n")
+    with pytest.raises(DatasetError, match=r"marks\.csv, line 3: 'b\.png,three,4' is no row of an "
+                                           r"image's name and its mark's numbers \(x, y\)"):
+        layout.folder_pairs(tmp_path)

@@ -1209,7 +1209,7 @@ def read_text_points(path: Path, marker: str = "", shape=None) -> np.ndarray:
 
 
 # Files of a whole set's annotations, one entry per image file name (not named after an image)
-SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV", "Label Studio JSON")
+SET_KINDS = ("CVAT XML", "COCO JSON", "VIA JSON", "VIA CSV", "Label Studio JSON", "CSV table")
 
 # The header of the VGG Image Annotator's (VIA 2) CSV export: one row per region, the shape and
 # the attributes as JSON in their cells
@@ -1436,6 +1436,63 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
     return out, sizes
 
 
+# A table of the whole set's marks, a row each, names its image in one of these columns
+_IMAGE_COLUMNS = ("filename", "file_name", "file", "image", "image_name", "imagename", "img",
+                  "image_path", "path", "name")
+
+
+def _set_table(p: Path) -> tuple[dict, dict] | None:
+    """({image file name: [(label, x, y)]}, {name: (width, height)}) of a CSV of the whole
+    set's marks, a row each: a column naming the image (_IMAGE_COLUMNS: a path keeps its file
+    name) and the mark as x, y (0-based pixels, as the per-image tables) or a box's corners
+    xmin, ymin, xmax, ymax (its centre; TensorFlow's object-detection CSV, as Roboflow and
+    LabelImg's converters write it, with width, height and class); a class or label column
+    for a marker. None for any other CSV."""
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    first = text.split("\n", 1)[0]
+    sep = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True))
+    if not rows:
+        return None
+    header = [h.strip() for h in rows[0]]
+    low = [h.lower() for h in header]
+    name_col = next((low.index(c) for c in _IMAGE_COLUMNS if c in low), None)
+    if name_col is None:
+        return None
+    if {"xmin", "ymin", "xmax", "ymax"} <= set(low):
+        cols, form = [low.index(c) for c in ("xmin", "ymin", "xmax", "ymax")], "box"
+    elif {"x", "y"} <= set(low):
+        cols, form = [low.index("x"), low.index("y")], "point"
+    else:
+        return None
+    label_col = next((header.index(c) for c in CLASS_COLUMNS if c in header), None)
+    size_cols = [low.index(c) for c in ("width", "height") if c in low]
+    out: dict[str, list] = {}
+    sizes: dict[str, tuple] = {}
+    for n, row in enumerate(rows[1:], 2):
+        if not any(v.strip() for v in row):
+            continue
+        try:
+            name = Path(row[name_col].strip().replace("\\", "/")).name
+            v = [float(row[c]) for c in cols]
+        except (IndexError, ValueError):
+            raise DatasetError(f"{p}, line {n}: {sep.join(row)[:80]!r} is no row of an image's "
+                               f"name and its mark's numbers ({', '.join(header[c] for c in cols)}); "
+                               f"correct or delete the row") from None
+        x, y = ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2) if form == "box" else (v[0], v[1])
+        label = row[label_col].strip() if label_col is not None and label_col < len(row) else ""
+        out.setdefault(name, []).append((label, x, y))
+        if len(size_cols) == 2:
+            try:
+                sizes[name] = (float(row[size_cols[0]]), float(row[size_cols[1]]))
+            except (IndexError, ValueError):
+                pass
+    return out, sizes
+
+
 def _via_csv(p: Path) -> list[tuple[str, list]] | None:
     """The entries (_via_json) of a VIA 2 CSV export; None for any other CSV."""
     import json
@@ -1487,7 +1544,10 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
     p = Path(path)
     if p.suffix.lower() in (".csv", ".tsv"):
         entries = _via_csv(p)
-        return None if entries is None else ("VIA CSV", _via_index(p, entries), {})
+        if entries is not None:
+            return "VIA CSV", _via_index(p, entries), {}
+        table = _set_table(p)
+        return None if table is None else ("CSV table", *table)
     if p.suffix.lower() == ".xml":
         import xml.etree.ElementTree as ET
         try:
@@ -1607,7 +1667,8 @@ def _set_centres(path: Path, kind: str, image: Path, marker: str = "",
     marks = index.get(entry, [])
     if entry is not None:
         fields = {"COCO JSON": f"width and height for {entry}",
-                  "Label Studio JSON": f"original_width and original_height for {entry}"}
+                  "Label Studio JSON": f"original_width and original_height for {entry}",
+                  "CSV table": f"width and height for {entry}"}
         check_recorded_size(path, sizes.get(entry), fields.get(
             kind, f"<image> width and height for {entry}"), shape, image)
     if marker and not any(label == marker for label, _, _ in

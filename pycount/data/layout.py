@@ -673,6 +673,7 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
     out of the pairs: a class folder holds the files of its class's images)."""
     found: dict[str, list[tuple[Path, str]]] = {}
     classed: dict[str, list[tuple[str, Path, str]]] = {}
+    tables: list[Path] = []                  # CSV tables of the whole set's marks
     for p, kind in notes:
         owners = [k for k in _annotation_keys(p.stem) if k in images]
         fits = None if owners or kind == "dot mask" or not every else _class_of(p.stem, images)
@@ -681,6 +682,8 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
             continue
         whole = None if owners or kind == "dot mask" else set_file(p)
         if whole is not None:                # one file of the whole set's annotations
+            if whole[0] == "CSV table":
+                tables.append(p)
             for name in whole[1]:
                 if Path(name).stem in images:
                     found.setdefault(Path(name).stem, []).append((p, whole[0]))
@@ -710,6 +713,13 @@ def _paired(images: dict[str, Path], notes: list[tuple[Path, str]], root: Path,
                                f"{(mask_bases(p.stem) or [p.stem])[0] if kind == 'dot mask' else p.stem}.png); add the "
                                "image or remove the annotation")
         found.setdefault(owners[0], []).append((p, kind))
+    if len(tables) == 1:                     # a table lists marks: an image of no cell has no row
+        unlisted = [stem for stem in images if stem not in found and stem not in classed]
+        for stem in unlisted:
+            found[stem] = [(tables[0], "CSV table")]
+        if unlisted:
+            note(f"{tables[0]} has no row for {len(unlisted)} of the {len(images)} images of "
+                 f"{root} ({few(unlisted)}): each is read as an image of no cell")
     for stem, files in classed.items():
         _check_class_files(images[stem], files, found.get(stem, []))
         found[stem] = [(note_dir or root,
