@@ -33,8 +33,8 @@ import numpy as np
 import scipy.io
 
 from pycount import config
-from pycount.data.annotations import (few, marker_absent, note, read_annotation,
-                                      read_centres_csv, read_object_masks)
+from pycount.data.annotations import (marker_absent, note, read_annotation, read_centres_csv,
+                                      read_object_masks)
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_any_image, read_in_range
 from pycount.data.layout import (CLASS_FILES, CLASS_FOLDERS, OBJECT_MASKS, class_files,
                                  class_names, folder_pairs, object_masks, refuse_broken_link,
@@ -74,13 +74,15 @@ def _select(pairs: dict, ids: Optional[Sequence[str]], expected: Callable[[str],
     return list(ids)
 
 
-def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0) -> np.ndarray:
+def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0,
+                  moved: dict | None = None) -> np.ndarray:
     """Centres inside the image, as the patch code counts them: -0.5 <= x < W-0.5, -0.5 <= y < H-0.5.
 
     A centre exactly on the right or bottom edge (x = W-0.5: QuPath's x = W, its continuous
     coordinates' edge, as x = 0 is the left one) is moved onto the last pixel. Centres at most
     `tolerance` px beyond an edge (annotation clicks on the border) are moved onto the nearest edge
-    pixel; any other centre outside (or not finite) raises DatasetError naming `path`."""
+    pixel (with `moved`, how many is recorded under `path` for say_edges); any other centre
+    outside (or not finite) raises DatasetError naming `path`."""
     h, w = shape[:2]
     limit = np.array([w, h], np.float64) - 0.5
     centres = np.where(centres == limit, limit - 0.5, centres)
@@ -89,6 +91,8 @@ def check_centres(centres: np.ndarray, shape, path: Path, tolerance: float = 0.0
         near = outside & (centres >= -0.5 - tolerance) & (centres < limit + tolerance)
         centres = np.where(near, np.clip(centres, 0, limit - 0.5), centres)
         outside &= ~near
+        if moved is not None and near.any():
+            moved[Path(path)] = int(near.any(axis=1).sum())
     bad = np.nonzero(outside.any(axis=1))[0]
     if len(bad):
         x, y = centres[bad[0]]
@@ -110,32 +114,37 @@ def drop_repeats(centres: np.ndarray) -> np.ndarray:
     return centres if len(first) == len(centres) else centres[np.sort(first)]
 
 
+def _in_files(counts: dict[Path, int], one: str, several: str) -> str:
+    """Where and how many marks of a reading's files (counts: file -> marks) something befell:
+    "<file>: N <one>" for one file, "<their folder>: N marks in K files (a.csv (2), ...)
+    <several>" for more."""
+    n = sum(counts.values())
+    if len(counts) == 1:
+        return f"{next(iter(counts))}: {n} {one}"
+    files = [f"{p.name} ({k})" for p, k in counts.items()]
+    return (f"{os.path.commonpath([str(p.parent) for p in counts])}: {n} marks in {len(counts)} "
+            f"files ({', '.join(files[:6])}{', ...' if len(files) > 6 else ''}) {several}")
+
+
 def _say_repeats(repeats: dict[Path, int]) -> None:
     """One note for the files of a reading whose repeated marks drop_repeats counted once."""
-    if not repeats:
-        return
-    n = sum(repeats.values())
-    if len(repeats) == 1:
-        (path, _), = repeats.items()
-        where = f"{path}: {n} {'mark repeats' if n == 1 else 'marks repeat'}"
-    else:
-        files = [f"{p.name} ({k})" for p, k in repeats.items()]
-        where = (f"{os.path.commonpath([str(p.parent) for p in repeats])}: {n} marks in "
-                 f"{len(repeats)} files ({', '.join(files[:6])}{', ...' if len(files) > 6 else ''})"
-                 f" repeat")
-    note(f"{where} another mark's exact position; each position is counted once")
+    if repeats:
+        one = "mark repeats" if sum(repeats.values()) == 1 else "marks repeat"
+        note(f"{_in_files(repeats, one, 'repeat')} another mark's exact position; each position "
+             f"is counted once")
 
 
 def counted_centres(centres, shape, path: Path, tolerance: float = 0.0,
-                    repeats: dict | None = None) -> np.ndarray:
+                    repeats: dict | None = None, moved: dict | None = None) -> np.ndarray:
     """The marks of an annotation file as the readers count them: each exact position once
     (drop_repeats), then checked inside the image (check_centres). With `repeats`, how many were
-    dropped is recorded under `path` for _say_repeats."""
+    dropped is recorded under `path` for _say_repeats; with `moved`, how many the tolerance
+    moved onto the edge, for say_edges."""
     centres = np.asarray(centres, np.float64).reshape(-1, 2)
     kept = drop_repeats(centres)                # as written: two marks that the edge tolerance
     if len(kept) < len(centres) and repeats is not None:     # moves onto one pixel stay two
         repeats[Path(path)] = len(centres) - len(kept)
-    return check_centres(kept, shape, path, tolerance)
+    return check_centres(kept, shape, path, tolerance, moved)
 
 
 def _sample(i: str, image: np.ndarray, centres: np.ndarray, path: Path, image_path: Path,
@@ -153,30 +162,18 @@ _EDGES: dict[Path, int] = {}
 def _counted(centres, shape, path: Path, repeats: dict | None) -> np.ndarray:
     """counted_centres of one annotation of the folder layout: marks at most
     config.EDGE_TOLERANCE_PX beyond the image's edge moved onto it, recorded for say_edges."""
-    centres = np.asarray(centres, np.float64).reshape(-1, 2)
-    h, w = shape[:2]
-    past = ((centres < -0.5) | (centres > np.array([w, h]) - 0.5)).any(axis=1)
-    out = counted_centres(centres, shape, path, config.EDGE_TOLERANCE_PX, repeats)
-    if past.any():                         # (all within the tolerance, or refused above)
-        _EDGES[Path(path)] = int(past.sum())
-    return out
+    return counted_centres(centres, shape, path, config.EDGE_TOLERANCE_PX, repeats, _EDGES)
 
 
 def say_edges() -> None:
     """One note for the files whose marks lay a hair beyond their image's edge (_counted), read
     since the last call."""
-    if not _EDGES:
-        return
-    n, beyond = sum(_EDGES.values()), f"up to {config.EDGE_TOLERANCE_PX:g} px beyond"
-    if len(_EDGES) == 1:
-        (path, _), = _EDGES.items()
-        said = f"{path}: {n} mark(s) {beyond} the image's edge"
-    else:
-        files = [f"{p.name} ({k})" for p, k in _EDGES.items()]
-        said = (f"{os.path.commonpath([str(p.parent) for p in _EDGES])}: {n} marks in "
-                f"{len(_EDGES)} files ({few(files, 6)}) {beyond} their images' edges")
-    _EDGES.clear()
-    note(f"{said}, each counted on the edge pixel next to it")
+    if _EDGES:
+        beyond = f"up to {config.EDGE_TOLERANCE_PX:g} px beyond"
+        said = _in_files(_EDGES, f"mark(s) {beyond} the image's edge",
+                         f"{beyond} their images' edges")
+        _EDGES.clear()
+        note(f"{said}, each counted on the edge pixel next to it")
 
 
 def read_marks(annotation: Path, kind: str, shape, marker: str = "", image: Path | None = None,
