@@ -566,14 +566,12 @@ def _object_masks_of(images: dict[str, Path], note_dir: Path) -> bool:
     return len(files) >= 2 or _folder_key(note_dir.name) in ("masks", "mask")
 
 
-def object_masks_owner(folder: Path) -> Path | None:
-    """The image whose object masks `folder` holds (DSB 2018's <id>/masks/ beside
-    <id>/images/<id>.png, as _pairs_apart pairs them); None for any other folder."""
+def object_masks_owner(image_dir: Path, folder: Path) -> Path | None:
+    """The image whose object masks `folder` holds, the annotations' folder beside `image_dir`
+    (split_folders: DSB 2018's <id>/masks/ beside <id>/images/<id>.png, as _pairs_apart pairs
+    them); None where it holds none."""
     try:
-        pair = split_folders(Path(folder).parent)
-        if not pair or pair[1] != Path(folder):
-            return None
-        images = _images_by_stem(_entries(pair[0]))
+        images = _images_by_stem(_entries(Path(image_dir)))
     except (DatasetError, OSError):
         return None
     return next(iter(images.values())) if _object_masks_of(images, Path(folder)) else None

@@ -103,7 +103,7 @@ def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
                           if (beside, b) in stems), None)
             if image is None:               # one of an image's object masks (<id>/masks/)
                 if f.parent not in owners:
-                    owners[f.parent] = object_masks_owner(f.parent)
+                    owners[f.parent] = object_masks_owner(beside, f.parent)
                 image = owners[f.parent]
         if image is not None and _looks_like_a_mask(f):
             out.append((f, image))
