@@ -52,6 +52,11 @@ Variants:
   vgg-dsb-masks        VGG cells laid out as DSB 2018 (the Data Science Bowl nuclei) ships:
                        <id>/images/<id>.png + <id>/masks/<n>.png, one binary mask per cell (the
                        cells of vgg-cellpose-masks, each a file of its own)
+  vgg-ctc-layout       VGG cells laid out as a Cell Tracking Challenge training set: two
+                       "sequences" 01/ and 02/ of 16-bit grey frames t000.tif ... (images 001-100
+                       and 101-200), each frame's cells as tracking markers in
+                       01_GT/TRA/man_track000.tif (uint16 labels, the cells of
+                       vgg-cellpose-masks), the lineage file man_track.txt beside them; 02/ tests
 """
 from __future__ import annotations
 
@@ -79,7 +84,8 @@ NAMED = {"vgg-2x2-csv": "bacterial", "nuclei-cellcounter": "nuclei",
          "vgg-adi-layout": "bacterial", "vgg-mixed-sizes": "bacterial",
          "nuclei-mixed-sizes": "nuclei", "nuclei-bcdata": "nuclei",
          "vgg-cellpose-masks": "bacterial", "nuclei-release-folders": "nuclei",
-         "vgg-dsb-masks": "bacterial", "vgg-roboflow-yolo": "bacterial"}
+         "vgg-dsb-masks": "bacterial", "vgg-roboflow-yolo": "bacterial",
+         "vgg-ctc-layout": "bacterial"}
 
 
 def _csv(path: Path, centres: np.ndarray) -> None:
@@ -189,6 +195,20 @@ def make_vgg_dsb_masks(out: Path) -> None:
         for k in range(1, int(labels.max()) + 1):
             cv2.imwrite(str(out / s.id / "masks" / f"{s.id}-{k:04d}.png"),
                         np.where(labels == k, 255, 0).astype(np.uint8))
+
+
+def make_vgg_ctc_layout(out: Path) -> None:
+    samples = readers.read_vgg_cells(SHARED / "vgg_cells")
+    for seq, part in (("01", samples[:100]), ("02", samples[100:])):
+        (out / seq).mkdir()
+        (out / f"{seq}_GT" / "TRA").mkdir(parents=True)
+        for t, s in enumerate(part):
+            grey = cv2.cvtColor(s.image, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+            cv2.imwrite(str(out / seq / f"t{t:03d}.tif"), grey)
+            cv2.imwrite(str(out / f"{seq}_GT" / "TRA" / f"man_track{t:03d}.tif"),
+                        label_mask(s.image.shape, s.centres, 4))
+        (out / f"{seq}_GT" / "TRA" / "man_track.txt").write_text(
+            "".join(f"{k} 0 {len(part) - 1} 0\n" for k in range(1, 11)))
 
 
 def make_vgg_roboflow_yolo(out: Path) -> None:
@@ -303,7 +323,8 @@ MAKERS = {"vgg-2x2-csv": make_vgg_2x2_csv, "nuclei-cellcounter": make_nuclei_cel
               out, readers.read_crc_nuclei(SHARED / "CRCHistoPhenotypes_2016_04_28"), low=72),
           "nuclei-bcdata": make_nuclei_bcdata, "vgg-cellpose-masks": make_vgg_cellpose_masks,
           "nuclei-release-folders": make_nuclei_release_folders,
-          "vgg-dsb-masks": make_vgg_dsb_masks, "vgg-roboflow-yolo": make_vgg_roboflow_yolo}
+          "vgg-dsb-masks": make_vgg_dsb_masks, "vgg-roboflow-yolo": make_vgg_roboflow_yolo,
+          "vgg-ctc-layout": make_vgg_ctc_layout}
 
 
 def build(variant: str, root: Path) -> Path:

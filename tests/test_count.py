@@ -242,6 +242,23 @@ def test_the_dot_masks_of_an_annotated_folder_are_not_counted(run, tmp_path, cap
                      "--out", str(tmp_path / "o4")]) == 0
     counted = [Path(r["file"]) for r in csv.DictReader(open(tmp_path / "o4" / "counts.csv"))]
     assert counted == [dsb / "p1" / "images" / "p1.png", dsb / "p2" / "images" / "p2.png"]
+    # the Cell Tracking Challenge's layout: 01/t000.tif beside 01_GT/TRA/man_track000.tif (a
+    # label per cell) and 01_GT/SEG/man_seg000.tif: the frames only
+    ctc = tmp_path / "ctc"
+    for sub in ("01", "01_GT/TRA", "01_GT/SEG"):
+        (ctc / sub).mkdir(parents=True)
+    for t in range(2):
+        cv2.imwrite(str(ctc / "01" / f"t{t:03d}.tif"),
+                    rng.integers(0, 256, (60, 60), dtype=np.uint8))
+        labels = np.zeros((60, 60), np.uint16)
+        for k in range(3):
+            labels[10 * k: 10 * k + 4, 5:9] = k + 1
+        cv2.imwrite(str(ctc / "01_GT" / "TRA" / f"man_track{t:03d}.tif"), labels)
+        cv2.imwrite(str(ctc / "01_GT" / "SEG" / f"man_seg{t:03d}.tif"), labels)
+    assert cli.main(["count", str(ctc), "--recursive", "--run", str(run),
+                     "--out", str(tmp_path / "o5")]) == 0
+    counted = [Path(r["file"]) for r in csv.DictReader(open(tmp_path / "o5" / "counts.csv"))]
+    assert counted == [ctc / "01" / "t000.tif", ctc / "01" / "t001.tif"]
 
 
 def test_a_broken_link_in_a_folder_fails_by_name(run, images, tmp_path, capsys):

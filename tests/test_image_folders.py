@@ -556,3 +556,104 @@ def test_a_release_of_several_sets_names_the_sets_to_give(tmp_path, workdirs):
                                            r"give one of them as the dataset \(DATASET=.*"
                                            r"CRCHistoPhenotypes_2016_04_28/Classification\)"):
         owndata.resolve(config.dataset(str(root)), say=lambda _: None)
+
+
+# --- the Cell Tracking Challenge's layout ------------------------------------------------------------
+
+def ctc(root, frames={"01": 4, "02": 3}, marks=("_GT", "TRA", "man_track"), skip=()):
+    """NN/tTTT.tif (16-bit grey) + NN<tail>/<sub>/<prefix>TTT.tif (uint16 labels): frame t of a
+    sequence holds t + 2 cells, labelled 1..t+2 (a label each, 4x4 px); frames in `skip` have no
+    mask; the lineage file man_track.txt beside the masks."""
+    import tifffile
+    tail, sub, prefix = marks
+    for seq, n in frames.items():
+        (root / seq).mkdir(parents=True)
+        (root / f"{seq}{tail}" / sub).mkdir(parents=True)
+        (root / f"{seq}{tail}" / sub / "man_track.txt").write_text("1 0 3 0\n2 1 3 0\n")
+        for t in range(n):
+            tifffile.imwrite(root / seq / f"t{t:03d}.tif",
+                             np.full((50, 40), 1000 * (t + 1), np.uint16))
+            if t in skip:
+                continue
+            labels = np.zeros((50, 40), np.uint16)
+            for k in range(t + 2):
+                labels[2 + 6 * k: 6 + 6 * k, 10:14] = 7 * k + 3     # any label values
+            tifffile.imwrite(root / f"{seq}{tail}" / sub / f"{prefix}{t:03d}.tif", labels)
+    return root
+
+
+def test_ctc_sequences_pair_frames_with_their_markers_and_the_last_one_tests(tmp_path, capsys):
+    root = ctc(tmp_path / "Fluo-N2DH-X")
+    # the gold truth's partial segmentation beside the markers is not read
+    import tifffile
+    (root / "01_GT" / "SEG").mkdir()
+    tifffile.imwrite(root / "01_GT" / "SEG" / "man_seg002.tif", np.ones((50, 40), np.uint16))
+    pairs, held, label = layout.folder_layout(root)
+    assert sorted(pairs) == [f"01_t00{t}" for t in range(4)] + [f"02_t00{t}" for t in range(3)]
+    assert held == ("02_t000", "02_t001", "02_t002") and label == "02"
+    assert pairs["01_t002"][:2] == (root / "01" / "t002.tif",
+                                    root / "01_GT" / "TRA" / "man_track002.tif")
+    counts = {s.id: s.count for s in readers.read_folder(root)}
+    assert counts == {f"{q}_t00{t}": t + 2 for q, n in (("01", 4), ("02", 3)) for t in range(n)}
+    err = capsys.readouterr().err
+    assert "Cell Tracking Challenge's layout" in err and "the frames of 02/ are the test" in err
+
+
+def test_one_ctc_sequence_tests_on_its_last_frames(tmp_path):
+    root = ctc(tmp_path / "seq", frames={"01": 11})
+    pairs, held, label = layout.folder_layout(root)
+    assert sorted(pairs) == [f"t{t:03d}" for t in range(11)]
+    assert held == ("t009", "t010") and label == "01"    # round(11 x 10 / 55) = 2
+    train, test = owndata.draw_split(sorted(pairs), held)
+    assert train == [f"t{t:03d}" for t in range(9)] and test == ["t009", "t010"]
+
+
+def test_ctc_silver_truth_and_frames_without_a_mask(tmp_path, capsys):
+    root = ctc(tmp_path / "st", frames={"01": 5, "02": 4}, marks=("_ST", "SEG", "man_seg"),
+               skip=(1,))
+    pairs, held, _ = layout.folder_layout(root)
+    assert sorted(pairs) == ["01_t000", "01_t002", "01_t003", "01_t004",
+                             "02_t000", "02_t002", "02_t003"]
+    assert pairs["02_t003"][1] == root / "02_ST" / "SEG" / "man_seg003.tif"
+    err = capsys.readouterr().err
+    assert "01/: 4 frames marked by 01_ST/SEG/ (1 frame without a mask there not read: " \
+           "t001.tif)" in err
+
+
+def test_a_ctc_sequence_without_marks_is_said_and_left_out(tmp_path, capsys):
+    root = ctc(tmp_path / "half", frames={"01": 3})
+    (root / "02").mkdir()
+    cv2.imwrite(str(root / "02" / "t000.tif"), np.zeros((50, 40), np.uint8))
+    pairs, held, _ = layout.folder_layout(root)
+    assert sorted(pairs) == ["t000", "t001", "t002"] and held == ("t002",)
+    assert "02/ has no marks (no 02_GT/TRA/ or 02_ST/SEG/): its frames are not read" \
+        in capsys.readouterr().err
+
+
+def test_ctc_masks_of_no_frame_number_are_refused_naming_the_sequences(tmp_path):
+    root = ctc(tmp_path / "off", frames={"01": 2})
+    for t in range(2):
+        (root / "01" / f"t{t:03d}.tif").rename(root / "01" / f"t{t + 5:03d}.tif")
+    with pytest.raises(DatasetError, match=r"no frame of its sequences has a mask of the same "
+                                           r"number: 01/: 0 frames marked by 01_GT/TRA/ \(2 "
+                                           r"frames without a mask there not read"):
+        layout.folder_layout(root)
+
+
+def test_a_folder_of_numbered_folders_and_others_is_no_ctc_layout(tmp_path):
+    root = ctc(tmp_path / "mixed", frames={"01": 2})
+    _img(root / "extra" / "a.png")
+    assert layout.ctc_sequences(root) == []
+    assert layout.ctc_sequences(ctc(tmp_path / "ok", frames={"01": 2})) != []
+    assert layout.ctc_frame(tmp_path / "ok" / "01_GT" / "TRA" / "man_track001.tif") \
+        == tmp_path / "ok" / "01" / "t001.tif"
+    assert layout.ctc_frame(tmp_path / "ok" / "01_GT" / "TRA" / "man_track009.tif") is None
+
+
+def test_a_ctc_folder_trains_through_prepare(tmp_path, workdirs):
+    root = ctc(tmp_path / "Fluo-N2DH-Y", frames={"01": 4, "02": 2})
+    said = []
+    ds = owndata.resolve(config.dataset(str(root)), say=said.append)
+    assert ds.test_ids == ("02_t000", "02_t001") and len(ds.train_ids) == 4
+    assert "the images of the folder's 02/ subfolder" in "\n".join(said)
+    assert cli.main(["prepare", "--dataset", str(root), "--model", "fcrn"]) == 0

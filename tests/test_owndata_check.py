@@ -475,3 +475,20 @@ def test_roboflow_yolo_variant_reads_back_every_dot_with_its_split(tmp_path):
     for s in readers.read_folder(folder):
         want = src[s.id.split("_png")[0]].centres
         np.testing.assert_allclose(s.centres, want, atol=1e-3)
+
+
+@needs_shared
+def test_ctc_variant_tests_on_its_second_sequence_with_the_labels_cells(tmp_path):
+    """Two sequences of 100 frames: 02/'s frames are the test part, and every frame reads back
+    the cells of the Cellpose variant's labels of its VGG image (frame t of 01/ is image t + 1,
+    of 02/ image t + 101)."""
+    folder = check.build("vgg-ctc-layout", tmp_path)
+    pairs, held, label = layout.folder_layout(folder)
+    assert len(pairs) == 200 and label == "02"
+    assert held == tuple(f"02_t{t:03d}" for t in range(100))
+    labelled = {s.id: s for s in readers.read_folder(check.build("vgg-cellpose-masks", tmp_path))}
+    for s in readers.read_folder(folder):
+        seq, t = s.id.split("_t")
+        src = labelled[f"{int(t) + 1 + (100 if seq == '02' else 0):03d}"]
+        assert s.image.shape[:2] == src.image.shape[:2]
+        np.testing.assert_allclose(np.sort(s.centres, axis=0), np.sort(src.centres, axis=0))

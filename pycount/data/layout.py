@@ -248,6 +248,9 @@ def _units(root: Path) -> list[tuple[str, str, dict]]:
     layout: the folder itself (part "", label ""), each part of a published split
     (split_parts), or each part kept inside the images' and annotations' folders (_kind_first);
     label: the part's folder name. A split's parts checked by _check_split."""
+    sequences = ctc_sequences(root)
+    if sequences:
+        return _check_split(root, _ctc_units(root, sequences))
     parts = split_parts(root)
     if parts is not None:
         return _check_split(root, [(p, d.name, d, folder_pairs_in(d)) for p, d in parts])
@@ -326,6 +329,114 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
     and their annotations as folder_pairs_in reads a folder, in the folder itself or in each part
     of a published split."""
     return folder_layout(root)[0]
+
+
+# --- the Cell Tracking Challenge's layout: 01/t000.tif + 01_GT/TRA/man_track000.tif ------------------
+
+# Where a sequence NN/ of the challenge's training download keeps its frames' marks, in the order
+# read: the gold truth's tracking markers (NN_GT/TRA/: every cell of every frame, a label each),
+# the silver truth's segmentation (NN_ST/SEG/: every frame, computed), the gold truth's
+# segmentation (NN_GT/SEG/: some frames, some of their cells outlined); (folder tail, subfolder,
+# the mask files' name before the frame's number)
+CTC_MARKS = (("_GT", "TRA", "man_track"), ("_ST", "SEG", "man_seg"), ("_GT", "SEG", "man_seg"))
+
+
+def _numbered(folder: Path, prefix: str) -> dict[str, Path]:
+    """{the number: the image} of the images of `folder` named prefix + digits (t000, man_track000)."""
+    return {p.stem[len(prefix):]: p for p in _entries(folder)
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.startswith(prefix)
+            and p.stem[len(prefix):].isdigit()}
+
+
+def ctc_marks(sequence: Path) -> tuple[Path, str] | None:
+    """(the folder, the files' name before the number) of the marks of a sequence folder of the
+    Cell Tracking Challenge (CTC_MARKS: the first of them beside it that holds any), or None."""
+    for tail, sub, prefix in CTC_MARKS:
+        folder = sequence.parent / (sequence.name + tail) / sub
+        if folder.is_dir() and _numbered(folder, prefix):
+            return folder, prefix
+    return None
+
+
+def ctc_sequences(root: Path) -> list[tuple[Path, tuple[Path, str] | None]]:
+    """[(sequence folder, its marks: ctc_marks)] of a folder laid out as the Cell Tracking
+    Challenge ships its training sets (Fluo-N2DH-GOWT1/: 01/ and 02/ of frames t000.tif ...,
+    01_GT/TRA/man_track000.tif ... beside them, 01_ST/SEG/ in later editions): every subfolder a
+    sequence of numbered frames (a name of digits) or one of their marks' folders (the
+    sequence's name + _GT, _ST, _RES), and one sequence at least with marks; [] for any other
+    folder."""
+    if _entries(root):
+        return []
+    subs = visible_subfolders(root)
+    sequences = [d for d in subs if d.name.isdigit()]
+    tails = {f"{d.name}{t}" for d in sequences for t in ("_GT", "_ST", "_RES")}
+    if not sequences or any(d.name not in tails and d not in sequences for d in subs) \
+            or not all(_numbered(d, "t") for d in sequences):
+        return []
+    found = [(d, ctc_marks(d)) for d in sequences]
+    return found if any(m for _, m in found) else []
+
+
+def ctc_frame(mark: Path) -> Path | None:
+    """The frame a mask file of a Cell Tracking Challenge marks' folder marks (01_GT/TRA/man_track
+    000.tif: 01/t000.tif), where it is one; None for any other file."""
+    mark = Path(mark)
+    for tail, sub, prefix in CTC_MARKS:
+        seq = mark.parent.parent.name
+        if mark.parent.name == sub and seq.endswith(tail) and mark.stem.startswith(prefix):
+            number = mark.stem[len(prefix):]
+            frame = _numbered(mark.parent.parent.parent / seq[:-len(tail)], "t").get(number)
+            if number.isdigit() and frame is not None:
+                return frame
+    return None
+
+
+def _ctc_units(root: Path, sequences: list[tuple[Path, tuple[Path, str] | None]]
+               ) -> list[tuple[str, str, Path, dict]]:
+    """_units' parts of a Cell Tracking Challenge folder (ctc_sequences): each frame with its
+    marks' label mask (one cell per label), kind "dot mask" (read_dot_mask tells labels by
+    content). The frames of a sequence are near copies of one another, so no frame is tested
+    beside its neighbours: the last sequence tests and the others train, or, of a single
+    sequence, its last frames (config.TEST_SHARE of them) test."""
+    from pycount import config
+    units, lines = [], []
+    for seq, marks in sequences:
+        if marks is None:
+            lines.append(f"{seq.name}/ has no marks (no {seq.name}_GT/TRA/ or {seq.name}_ST/SEG/): "
+                         f"its frames are not read")
+            continue
+        folder, prefix = marks
+        frames, masks = _numbered(seq, "t"), _numbered(folder, prefix)
+        pairs = {frames[n].stem: (frames[n], masks[n], "dot mask")
+                 for n in sorted(frames, key=int) if n in masks}
+        unmarked = [frames[n].name for n in sorted(frames, key=int) if n not in masks]
+        line = f"{seq.name}/: {len(pairs)} frames marked by {folder.relative_to(root)}/"
+        if unmarked:
+            line += (f" ({len(unmarked)} frame{'s' if len(unmarked) > 1 else ''} without a "
+                     f"mask there not read: {few(unmarked)})")
+        lines.append(line)
+        units.append((seq.name, seq, pairs))
+    units = [u for u in units if u[2]]
+    if not units:
+        raise DatasetError(f"{root} is laid out as the Cell Tracking Challenge's sets, but no frame "
+                           f"of its sequences has a mask of the same number: "
+                           + "; ".join(lines))
+    if len(units) > 1:
+        parts = [("train", name, d, pairs) for name, d, pairs in units[:-1]]
+        parts.append(("test", *units[-1]))
+        how = f"the frames of {units[-1][0]}/ are the test images, the others' train"
+    else:
+        name, d, pairs = units[0]
+        ids = list(pairs)
+        n_test = max(1, round(len(ids) * config.TEST_SHARE))
+        parts = [("train", name, d, {i: pairs[i] for i in ids[:-n_test]}),
+                 ("test", name, d, {i: pairs[i] for i in ids[-n_test:]})]
+        how = (f"its last {n_test} frames are the test images" if n_test > 1 else
+               "its last frame is the test image") + ", the ones before train"
+    note(f"{root}: the Cell Tracking Challenge's layout; " + "; ".join(lines) + f"; {how} (a "
+         f"sequence's frames are near copies of each other, so none is tested beside its "
+         f"neighbours; `test` in {config.SPEC_FILE} chooses others)")
+    return parts
 
 
 # --- annotations kept by class: annotations/positive/NAME.h5 + annotations/negative/NAME.h5 ------------

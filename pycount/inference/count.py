@@ -21,7 +21,7 @@ from pycount import config
 from pycount.data import readers as datasets
 from pycount.data.annotations import few
 from pycount.data.images import IMAGE_SUFFIXES, cv2_read, read_in_range, shown
-from pycount.data.layout import (mask_bases, object_masks_owner, refuse_broken_link,
+from pycount.data.layout import (ctc_frame, mask_bases, object_masks_owner, refuse_broken_link,
                                  split_folders)
 from pycount.device import set_device
 from pycount.errors import DatasetError, RunError
@@ -78,9 +78,11 @@ def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
     mask names: NAME_dots.png beside NAME.png, the VGG's NNNdots beside NNNcell; or NAME.png in
     the dots/ folder beside the images/ one that holds NAME.png, a recursive count of such a
     set; or any file of the masks/ folder beside the images/ folder of one image, DSB 2018's
-    object masks) and mostly black: an annotated folder's marks, not images to count; each as
+    object masks; or a Cell Tracking Challenge frame's marks, 01_GT/TRA/man_track000.tif of
+    01/t000.tif) and mostly black: an annotated folder's marks, not images to count; each as
     (mask, its image)."""
     stems = {(f.parent, f.stem): f for f in files}
+    listed = set(files)
     apart: dict[Path, Path | None] = {}
     owners: dict[Path, Path | None] = {}
 
@@ -105,6 +107,9 @@ def dot_masks(files: list[Path]) -> list[tuple[Path, Path]]:
                 if f.parent not in owners:
                     owners[f.parent] = object_masks_owner(beside, f.parent)
                 image = owners[f.parent]
+        if image is None:                   # a Cell Tracking Challenge frame's marks
+            frame = ctc_frame(f)                # (01_GT/TRA/man_track000.tif of 01/t000.tif)
+            image = frame if frame in listed else None
         if image is not None and _looks_like_a_mask(f):
             out.append((f, image))
     return out
