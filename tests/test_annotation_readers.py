@@ -1284,6 +1284,42 @@ def test_few_names_the_rest_only_beyond_those_shown():
     assert annotations.few([]) == ""
 
 
+def test_coco_run_length_masks_count_a_cell_each_at_their_centroid(tmp_path, capsys):
+    """Masks as COCO run lengths (CVAT writes each brush mask so, with iscrowd 1, and no bbox
+    in some converters' files): COCO's compressed string (the two below written by pycocotools
+    2.0 for a 40x30 mask: a 6x4 block at x 10-15, y 5-8; and that block with a 3x7 one at x
+    30-32, y 20-26) or the plain list of runs; one cell each at the centroid of its pixels. An
+    empty mask and an annotation of no position are not counted, said in one note; runs that
+    do not fill the mask are refused."""
+    import json
+    _img(tmp_path / "a.png", (30, 40, 3))
+    block = [605, 4, 26, 4, 26, 4, 26, 4, 26, 4, 26, 4, 441]       # x 20-25, y 5-8
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 1,
+             "segmentation": {"size": [30, 40], "counts": "a94j0000000000[f0"}},
+            {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 1,
+             "segmentation": {"size": [30, 40], "counts": "a94j0000000000c=3ZB000n5"}},
+            {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1,
+             "segmentation": {"size": [30, 40], "counts": block}},
+            {"id": 4, "image_id": 1, "category_id": 1, "iscrowd": 1,
+             "segmentation": {"size": [30, 40], "counts": [1200]}},
+            {"id": 5, "image_id": 1, "category_id": 1, "area": 0}]
+    p = tmp_path / "instances_default.json"
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+           "categories": [{"id": 1, "name": "cell"}], "annotations": anns}
+    p.write_text(json.dumps(doc))
+    got = readers.read("folder", tmp_path)[0].centres
+    np.testing.assert_allclose(got, [[12.5, 6.5], [(24 * 12.5 + 21 * 31) / 45,
+                                                   (24 * 6.5 + 21 * 23) / 45], [22.5, 6.5]])
+    assert (f"{p}: 2 of its 5 annotations have no position (1 neither keypoints, bbox nor "
+            f"segmentation, 1 an empty mask): not counted") in capsys.readouterr().err
+    anns[2]["segmentation"]["counts"] = block[:-1]
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match=re.escape(f"{p} is a COCO file with an entry pycount "
+                                                     f"cannot read (ValueError('run lengths "
+                                                     f"summing to 759 for a 40x30 mask')")):
+        readers.read("folder", tmp_path)
+
+
 def test_coco_annotations_of_an_unlisted_category_or_image_are_refused(tmp_path):
     """A category_id that the file's categories do not list (a class taken out of the list)
     or an image_id that its images do not: refused naming the file, the entry and the id. A

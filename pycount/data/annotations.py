@@ -287,6 +287,49 @@ def read_imagej_roi(path: Path, marker: str = "") -> np.ndarray:
     return np.array(out, np.float64).reshape(-1, 2)
 
 
+def _rle_counts(counts) -> list[int]:
+    """The run lengths of a COCO run-length mask: a list as is, or COCO's compressed string
+    (each run a variable-length number in characters of 5 bits from "0", a sixth bit saying
+    another follows, a fifth-bit sign on the last; from the third run on, the difference to
+    the run two before it)."""
+    if not isinstance(counts, str):
+        return [int(c) for c in counts]
+    runs, pos = [], 0
+    while pos < len(counts):
+        value = shift = 0
+        while True:
+            c = ord(counts[pos]) - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"{counts[pos]!r} in a compressed RLE")
+            value |= (c & 0x1F) << shift
+            pos, shift = pos + 1, shift + 5
+            if not c & 0x20:
+                if c & 0x10:
+                    value -= 1 << shift
+                break
+            if pos >= len(counts):
+                raise ValueError("a compressed RLE cut short")
+        runs.append(value + (runs[-2] if len(runs) > 2 else 0))
+    return runs
+
+
+def rle_centroid(segmentation: dict) -> tuple[float, float] | None:
+    """x, y (0-based pixel indices) of the centroid of a COCO run-length mask, {"size": [h, w],
+    "counts": runs or their compressed string}: the runs alternate unmarked and marked pixels,
+    column by column from the top left, starting with unmarked ones; None where none is
+    marked. ValueError for runs that do not fill the mask's size."""
+    h, w = (int(v) for v in segmentation["size"])
+    runs = np.asarray(_rle_counts(segmentation["counts"]), np.int64)
+    if (runs < 0).any() or runs.sum() != h * w:
+        raise ValueError(f"run lengths summing to {runs.sum()} for a {w}x{h} mask")
+    ends = np.cumsum(runs)
+    starts, stops = (ends - runs)[1::2], ends[1::2]     # the marked runs' pixel ranges
+    if not len(starts) or not (stops - starts).sum():
+        return None
+    flat = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
+    return float((flat // h).mean()), float((flat % h).mean())
+
+
 def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The area centroid of a closed outline (the vertex mean of one without area)."""
     x1, y1 = np.roll(xs, -1), np.roll(ys, -1)
@@ -1620,6 +1663,7 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                      for im in doc["images"]}
             cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories") or []}
             out = {n: [] for n in names.values()}
+            blank = unplaced = 0
             for n, a in enumerate(doc["annotations"], 1):
                 entry = f"{p}: annotation {n} of {len(doc['annotations'])}" + (
                     f" (id {a['id']})" if isinstance(a, dict) and "id" in a else "")
@@ -1644,13 +1688,24 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                 elif isinstance(a.get("segmentation"), list) and a["segmentation"]:
                     xy = np.asarray(a["segmentation"][0], np.float64).reshape(-1, 2)
                     pts = [tuple(_outline_centroid(xy[:, 0], xy[:, 1]))]
+                elif isinstance(a.get("segmentation"), dict):  # a run-length mask (CVAT's
+                    centre = rle_centroid(a["segmentation"])  # masks, iscrowd 1)
+                    pts = [(centre[0] + 0.5, centre[1] + 0.5)] if centre else []
+                    blank += centre is None
                 else:
+                    unplaced += 1
                     continue
                 out[names[a["image_id"]]] += [(label, float(x) - 0.5, float(y) - 0.5)
                                               for x, y in pts]
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
             raise DatasetError(f"{p} is a COCO file with an entry pycount cannot read ({e!r}); "
                                f"export it again") from None
+        if unplaced or blank:
+            note(f"{p}: {unplaced + blank} of its {len(doc['annotations'])} annotations have no "
+                 f"position (" + ", ".join(
+                     w for w in (f"{unplaced} neither keypoints, bbox nor segmentation"
+                                 if unplaced else "", f"{blank} an empty mask" if blank else "")
+                     if w) + "): not counted")
         return "COCO JSON", out, sizes
     return None
 
