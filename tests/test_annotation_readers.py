@@ -792,13 +792,19 @@ def test_one_file_of_the_whole_sets_annotations_cvat_and_coco(tmp_path):
     _img(coco / "c.png", (60, 60, 3))
     with pytest.raises(DatasetError, match="c.png has no annotation"):
         layout.folder_pairs(coco)
-    # a brush mask is a cell pycount cannot place: refused, not dropped
     text = (cvat / "annotations.xml").read_text()
     (cvat / "annotations.xml").write_text(text.replace(
-        '<image id="2"', '<image id="3" name="a.png"><mask label="pos" rle="1,2" left="1" top="1" '
-        'width="2" height="1"/></image><image id="2"').replace(
+        '<image id="2"', '<image id="3" name="a.png"><mask label="pos" rle="1, 2, 2, 1" left="41" '
+        'top="51" width="3" height="2"/></image><image id="2"').replace(
         '<image id="0" name="a.png"', '<image id="0" name="x.png"'))
-    with pytest.raises(DatasetError, match="has a <mask> \\(a brush-drawn shape\\)"):
+    # a brush mask, run lengths row by row over its box (CVAT 2's export), is a cell at the
+    # centroid of its pixels: this 3x2 box at (41, 51) marks its 2nd, 3rd and 6th pixel
+    got = {s.id: s.centres.tolist() for s in readers.read("folder", cvat)}
+    assert got["a"] == [[41 + 5 / 3, 51 + 1 / 3]]
+    (cvat / "annotations.xml").write_text((cvat / "annotations.xml").read_text().replace(
+        'rle="1, 2, 2, 1"', 'rle="1, 2, 2"'))
+    with pytest.raises(DatasetError, match=re.escape(
+            "has runs that do not fill its box (run lengths summing to 5 for a mask of 6 pixels)")):
         layout.folder_pairs(cvat)
     (cvat / "annotations.xml").write_text(text)
     # CVAT's export with the images: annotations.xml beside images/
@@ -1316,7 +1322,7 @@ def test_coco_run_length_masks_count_a_cell_each_at_their_centroid(tmp_path, cap
     p.write_text(json.dumps(doc))
     with pytest.raises(DatasetError, match=re.escape(f"{p} is a COCO file with an entry pycount "
                                                      f"cannot read (ValueError('run lengths "
-                                                     f"summing to 759 for a 40x30 mask')")):
+                                                     f"summing to 759 for a mask of 1200 pixels')")):
         readers.read("folder", tmp_path)
 
 

@@ -313,21 +313,25 @@ def _rle_counts(counts) -> list[int]:
     return runs
 
 
+def _marked(runs, size: int) -> np.ndarray:
+    """The flat indices of the marked pixels of a mask of `size` pixels given as run lengths
+    that alternate unmarked and marked pixels, unmarked first. ValueError for runs that do
+    not fill the mask."""
+    runs = np.asarray(runs, np.int64)
+    if (runs < 0).any() or runs.sum() != size:
+        raise ValueError(f"run lengths summing to {runs.sum()} for a mask of {size} pixels")
+    ends = np.cumsum(runs)
+    return np.concatenate([np.arange(0)] + [np.arange(a, b) for a, b in
+                                            zip((ends - runs)[1::2], ends[1::2])])
+
+
 def rle_centroid(segmentation: dict) -> tuple[float, float] | None:
     """x, y (0-based pixel indices) of the centroid of a COCO run-length mask, {"size": [h, w],
-    "counts": runs or their compressed string}: the runs alternate unmarked and marked pixels,
-    column by column from the top left, starting with unmarked ones; None where none is
-    marked. ValueError for runs that do not fill the mask's size."""
+    "counts": runs or their compressed string}: runs over the pixels column by column from the
+    top left; None where none is marked."""
     h, w = (int(v) for v in segmentation["size"])
-    runs = np.asarray(_rle_counts(segmentation["counts"]), np.int64)
-    if (runs < 0).any() or runs.sum() != h * w:
-        raise ValueError(f"run lengths summing to {runs.sum()} for a {w}x{h} mask")
-    ends = np.cumsum(runs)
-    starts, stops = (ends - runs)[1::2], ends[1::2]     # the marked runs' pixel ranges
-    if not len(starts) or not (stops - starts).sum():
-        return None
-    flat = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
-    return float((flat // h).mean()), float((flat % h).mean())
+    flat = _marked(_rle_counts(segmentation["counts"]), h * w)
+    return (float((flat // h).mean()), float((flat % h).mean())) if len(flat) else None
 
 
 def _outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -1621,16 +1625,20 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                                          (float(shape.get("ytl")) + float(shape.get("ybr"))) / 2]])
                     elif shape.tag == "ellipse":
                         pts = np.array([[float(shape.get("cx")), float(shape.get("cy"))]])
-                    elif shape.tag == "mask":
-                        raise DatasetError(f"{p}: image {img.get('name')!r} has a <mask> (a "
-                                           f"brush-drawn shape); export the set with polygons "
-                                           f"or points (draw cells as points, boxes or "
-                                           f"polygons), or as COCO")
+                    elif shape.tag == "mask":        # a brush-drawn cell: run lengths over
+                        w = int(shape.get("width"))      # its box, row by row
+                        flat = _marked([int(v) for v in shape.get("rle").split(",")],
+                                       w * int(shape.get("height")))
+                        pts = np.array([[float(shape.get("left")) + (flat % w).mean() + 0.5,
+                                         float(shape.get("top")) + (flat // w).mean() + 0.5]]
+                                       ) if len(flat) else np.empty((0, 2))
                     else:
                         continue                     # a tag, a polyline: no cell
-                except (TypeError, ValueError, IndexError):
+                except (TypeError, ValueError, IndexError, AttributeError) as e:
+                    what = f"runs that do not fill its box ({e})" if "run lengths" in str(e) \
+                        else "no numeric coordinates"
                     raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
-                                       f"no numeric coordinates; export it again") from None
+                                       f"{what}; export it again") from None
                 marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
             out[Path(img.get("name", "")).name] = marks
             sizes[Path(img.get("name", "")).name] = (img.get("width"), img.get("height"))
