@@ -657,3 +657,34 @@ def test_a_ctc_folder_trains_through_prepare(tmp_path, workdirs):
     assert ds.test_ids == ("02_t000", "02_t001") and len(ds.train_ids) == 4
     assert "the images of the folder's 02/ subfolder" in "\n".join(said)
     assert cli.main(["prepare", "--dataset", str(root), "--model", "fcrn"]) == 0
+
+
+# --- Arteta et al.'s HeLa set: trainPhasecontrast/ + testPhasecontrast/, imNN.pgm + imNN.mat -----------
+
+def test_hela_phasecontrast_release_reads_as_its_split(tmp_path):
+    """CellDetect_v1.0's phasecontrast/: trainPhasecontrast/ and testPhasecontrast/, each of
+    grey PGM images imNN.pgm beside MATLAB files imNN.mat of a gt matrix (1-based x, y rows);
+    an empty outPhasecontrast/ beside them (the detector's output folder) is no part."""
+    root = tmp_path / "phasecontrast"
+    for part, n in (("trainPhasecontrast", 3), ("testPhasecontrast", 2)):
+        for k in range(1, n + 1):
+            (root / part).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / part / f"im{k:02d}.pgm"), np.full((30, 40), 90, np.uint8))
+            _mat(root / part / f"im{k:02d}.mat", gt=[[5 + 3 * j, 7] for j in range(k)])
+    (root / "outPhasecontrast").mkdir()
+    pairs, held, label = layout.folder_layout(root)
+    assert held == ("testPhasecontrast_im01", "testPhasecontrast_im02")
+    assert label == "testPhasecontrast" and len(pairs) == 5
+    samples = {s.id: s for s in readers.read_folder(root)}
+    assert samples["trainPhasecontrast_im03"].centres.tolist() == [[4, 6], [7, 6], [10, 6]]
+    assert samples["testPhasecontrast_im01"].image.shape == (30, 40, 3)
+
+
+@pytest.mark.parametrize("name, part", [
+    ("train", "train"), ("trainPhasecontrast", "train"), ("TrainingSet", "train"),
+    ("train_images", "train"), ("val2017", "train"), ("test-set", "test"),
+    ("testPhasecontrast", "test"), ("Test", "test"), ("validation", "train"),
+    ("tests", None), ("trainee", None), ("TRAINSET", None), ("contest", None),
+    ("images", None)])
+def test_split_part_names(name, part):
+    assert layout.split_part(name) == part

@@ -530,7 +530,7 @@ def test_a_gif_is_named_as_an_unsupported_format(tmp_path):
     with pytest.raises(DatasetError) as err:
         images.read_any_image(path)                    # `pycount count x.gif` reads it so
     assert str(err.value) == (f"cannot decode {path}: GIF is not a supported format (PNG, JPEG, "
-                              "TIFF and BMP are); convert it to PNG or TIFF")
+                              "TIFF, BMP and PGM/PPM are); convert it to PNG or TIFF")
 
 
 def test_a_broken_link_is_named_as_one(generic_set):

@@ -18,8 +18,9 @@ import tifffile
 from pycount import config
 from pycount.errors import DatasetError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # generic layout, any case
-FORMATS = "PNG, JPEG, TIFF and BMP"     # what IMAGE_SUFFIXES name, for messages
+# (.pgm/.ppm: Netpbm, as the HeLa phase-contrast set of Arteta et al.'s cell detection ships)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm")  # any case
+FORMATS = "PNG, JPEG, TIFF, BMP and PGM/PPM"     # what IMAGE_SUFFIXES name, for messages
 OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".jp2", ".heic", ".czi", ".nd2", ".lif")  # not read
 
 

@@ -204,6 +204,27 @@ def _folder_key(name: str) -> str:
     return low if low in SPLIT_FOLDERS or low in ANNOTATION_FOLDERS else low.replace("_", "")
 
 
+def split_part(name: str) -> str | None:
+    """The part, "train" or "test", that a subfolder's name says it holds: a name of
+    SPLIT_FOLDERS, or one of them followed by more of its own after a word boundary
+    (trainPhasecontrast/ + testPhasecontrast/, as Arteta et al.'s HeLa set ships; train_images/,
+    val2017/); None for any other name (tests/, trainee/)."""
+    key = _folder_key(name)
+    if key in SPLIT_FOLDERS:
+        return SPLIT_FOLDERS[key]
+    for word in sorted((w for w in SPLIT_FOLDERS if "_" not in w), key=len, reverse=True):
+        head, rest = name[:len(word)], name[len(word):]
+        if head.lower() == word and rest and (
+                not rest[0].isalpha() or rest[0].isupper() and not head.isupper()):
+            return SPLIT_FOLDERS[word]
+    return None
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether a folder holds a visible file, itself or in a subfolder."""
+    return any(not p.name.startswith(".") and p.is_file() for p in folder.rglob("*"))
+
+
 def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     """[(part, folder)] of a folder whose subfolders hold a published split (train/ + test/,
     trainval/ + test/, train/ + val/ + test/; each of them laid out as folder_pairs reads a
@@ -212,7 +233,8 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     split too, so that _check_split refuses it rather than train on the test images."""
     if _entries(root):
         return None
-    parts = [(SPLIT_FOLDERS.get(_folder_key(d.name)), d) for d in visible_subfolders(root)]
+    parts = [(split_part(d.name), d) for d in visible_subfolders(root)
+             if split_part(d.name) or _holds_files(d)]   # (an empty out/ beside them: none)
     if not parts or any(p is None for p, _ in parts):
         return None
     return parts
@@ -453,7 +475,7 @@ def class_folders(folder: Path) -> list[Path]:
     if _entries(folder):
         return []
     subs = visible_subfolders(folder)
-    if not subs or any(visible_subfolders(d) or _folder_key(d.name) in SPLIT_FOLDERS
+    if not subs or any(visible_subfolders(d) or split_part(d.name)
                        for d in subs) or format_folders(folder):
         return []
     return subs
@@ -706,7 +728,7 @@ def image_folders(root: Path) -> list[Path]:
     every = visible_subfolders(root)
     subs = [d for d in every if _holds_images(d) or _entries(d)]
     if len(subs) < 2 or any(_folder_key(d.name) in ANNOTATION_FOLDERS
-                            or _folder_key(d.name) in SPLIT_FOLDERS for d in every) \
+                            or split_part(d.name) for d in every) \
             or not all(_holds_images(d) for d in subs):
         return []
 
