@@ -1162,8 +1162,8 @@ def test_folder_names_an_image_in_an_unsupported_format(tmp_path):
     with pytest.raises(DatasetError) as err:
         layout.folder_pairs(tmp_path)
     assert str(err.value) == (f"{tmp_path / 'b.csv'} (CSV) has no image of the same name in "
-                              f"{tmp_path}: b.gif is not in a supported format (PNG, JPEG, TIFF "
-                              "and BMP); convert it to PNG or TIFF")
+                              f"{tmp_path}: b.gif is not in a supported format (PNG, JPEG, TIFF, "
+                              "BMP and PGM/PPM); convert it to PNG or TIFF")
 
 
 def test_folder_names_two_images_of_the_same_name(tmp_path):

@@ -3,6 +3,7 @@
 "coordinates"), read with h5py files written here the way that release writes them."""
 from __future__ import annotations
 
+import os
 import sys
 
 import cv2
@@ -350,7 +351,8 @@ def test_a_matlab_file_of_no_list_or_of_other_arrays(tmp_path):
 
 def test_prepare_names_the_classes_and_an_empty_image_by_its_own_name(tmp_path, workdirs):
     """The summary lists the class folders and what is counted; an image of no mark among
-    crowded ones is named by its image (its annotation is the folder of class folders)."""
+    crowded ones is named by its image (its annotation is the folder of class folders), by its
+    path in the dataset folder."""
     root = bcdata(tmp_path / "BCData", parts=(("train", 8), ("test", 3)))
     grid = np.stack(np.meshgrid(np.arange(2, 62, 6), np.arange(2, 62, 6)), axis=-1)
     for part, n in (("train", 8), ("test", 3)):      # 50 cells of each class per image
@@ -363,12 +365,13 @@ def test_prepare_names_the_classes_and_an_empty_image_by_its_own_name(tmp_path, 
     text = "\n".join(said)
     assert "  classes: negative, positive (a subfolder each); every class counted " \
            "(MARKER=<class> counts one)" in text
-    assert "  note: 5.png marks no cell where the folder's images mark" in text
+    assert f"  note: images{os.sep}train{os.sep}5.png marks no cell where the folder's images " \
+           f"mark" in text
     h5(root / "annotations/train/positive/3.h5",           # a mark clicked twice, 0.5 px apart
        coordinates=np.concatenate([grid[::2].reshape(-1, 2), [[2.5, 2]]]))
     said.clear()
     owndata.resolve(config.dataset(str(root)), say=said.append)
-    assert "within 1 px of another mark (3.png 2)" in "\n".join(said)
+    assert f"within 1 px of another mark (images{os.sep}train{os.sep}3.png 2)" in "\n".join(said)
     said.clear()
     owndata.resolve(config.with_overrides(config.dataset(str(root)), marker="negative"),
                     say=said.append)

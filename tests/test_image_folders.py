@@ -453,7 +453,7 @@ def test_prepare_names_an_image_of_no_cell_by_the_image_where_its_marks_are_many
         cv2.imwrite(str(_img(root / "cccc" / "masks" / f"{n}.png")), np.zeros((30, 40), np.uint8))
     said = []
     owndata.resolve(config.dataset(str(root)), say=said.append)
-    assert any("note: cccc.png marks no cell" in line for line in said), said
+    assert any("note: cccc/images/cccc.png marks no cell" in line for line in said), said
 
 
 def test_an_image_folder_of_an_empty_masks_folder_is_not_left_out_unsaid(tmp_path):
@@ -688,3 +688,18 @@ def test_hela_phasecontrast_release_reads_as_its_split(tmp_path):
     ("images", None)])
 def test_split_part_names(name, part):
     assert layout.split_part(name) == part
+
+
+def test_marks_twice_in_one_part_of_a_split_name_the_file_by_its_part(tmp_path, workdirs):
+    """train/im01.csv and test/im01.csv: the warning of a cell marked twice names the file with
+    its part's folder, not an im01.csv that both parts hold."""
+    grid = [(3 + 7 * i, 3 + 5 * j) for i in range(5) for j in range(5)]
+    for part in ("train", "test"):
+        for k in (1, 2):
+            _img(tmp_path / "set" / part / f"im0{k}.png")
+            _csv(tmp_path / "set" / part / f"im0{k}.csv",
+                 grid + [(3.4, 3.2)] if (part, k) == ("train", 1) else grid)
+    said = []
+    owndata.resolve(config.dataset(str(tmp_path / "set")), say=said.append)
+    line = next(line for line in said if "lie within" in line)
+    assert f"(train{os.sep}im01.csv 2)" in line, line

@@ -389,7 +389,7 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     if empty and not ds.marker and typical >= config.OWN_EMPTY_AMONG:
         # every mark counted: an image of no cell among crowded ones is more often an export
         # that lost its marks than an empty field (both train as it says: no cells)
-        files = [_named(pairs[i]) for i in empty]
+        files = [_named(pairs[i], root) for i in empty]
         lines.append(f"  note: {few(files)} mark{'s' if len(empty) == 1 else ''} "
                      f"no cell where the folder's images mark {typical:g} in the median: an "
                      f"empty field, or a file that lost its marks (a CSV of only its header)? "
@@ -564,12 +564,17 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     return out
 
 
-def _named(pair: tuple[Path, Path, str]) -> str:
-    """How a message names an image's marks: its annotation file's name, or the image's where
-    the annotation is a folder of class folders (one file per class)."""
+def _named(pair: tuple[Path, Path, str], root: Path) -> str:
+    """How a message names an image's marks: its annotation file, or the image where the
+    annotation is a folder (of class folders, class files or object masks), by its path within
+    the dataset folder `root` (two parts of a split may each hold an im10.mat)."""
     image, annotation, kind = pair
-    return (image if kind.startswith((CLASS_FOLDERS, CLASS_FILES)) or kind == OBJECT_MASKS
-            else annotation).name
+    path = (image if kind.startswith((CLASS_FOLDERS, CLASS_FILES)) or kind == OBJECT_MASKS
+            else annotation)
+    try:
+        return str(path.relative_to(root))
+    except ValueError:                       # (a file of the whole set beside a linked folder)
+        return path.name
 
 
 def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None:
@@ -580,7 +585,7 @@ def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None
     if not twice:
         return
     n, total = sum(twice.values()), sum(s.count for s in stats.values())
-    shown = ", ".join(f"{_named(pairs[i])} {k}" for i, k in list(twice.items())[:3])
+    shown = ", ".join(f"{_named(pairs[i], root)} {k}" for i, k in list(twice.items())[:3])
     more = f" and {len(twice) - 3} more" if len(twice) > 3 else ""
     where = (f"{n} of the {total} marks in {root} lie within {config.OWN_DUPLICATE_PX:g} px of "
              f"another mark ({shown}{more}): one cell marked twice (a double click, or "
