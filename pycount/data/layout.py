@@ -404,12 +404,14 @@ def ctc_frame(mark: Path) -> Path | None:
     000.tif: 01/t000.tif), where it is one; None for any other file."""
     mark = Path(mark)
     for tail, sub, prefix in CTC_MARKS:
-        seq = mark.parent.parent.name
-        if mark.parent.name == sub and seq.endswith(tail) and mark.stem.startswith(prefix):
-            number = mark.stem[len(prefix):]
-            frame = _numbered(mark.parent.parent.parent / seq[:-len(tail)], "t").get(number)
-            if number.isdigit() and frame is not None:
-                return frame
+        seq, number = mark.parent.parent.name, mark.stem[len(prefix):]
+        if mark.parent.name == sub and seq.endswith(tail) and mark.stem.startswith(prefix) \
+                and number.isdigit():            # (a look per suffix, not a listing per mask)
+            frames = mark.parent.parent.parent / seq[:-len(tail)]
+            for sfx in IMAGE_SUFFIXES:
+                for frame in (frames / f"t{number}{sfx}", frames / f"t{number}{sfx.upper()}"):
+                    if frame.is_file():
+                        return frame
     return None
 
 
