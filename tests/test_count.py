@@ -295,7 +295,7 @@ def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_pat
     shutil.copytree(images, top / "images")
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o")]) == 2
     n = len([f for f in (top / "images").iterdir() if f.suffix != ".txt"])
-    assert (f"no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.bmp) in {top}; its subfolders hold "
+    assert (f"no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.bmp, *.pgm, *.ppm) in {top}; its subfolders hold "
             f"{n} ({n} in {top / 'images'}): name the folder to count, or --recursive"
             in capsys.readouterr().err)
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o"),
