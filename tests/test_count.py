@@ -295,8 +295,9 @@ def test_a_folder_whose_images_lie_in_subfolders_names_them(run, images, tmp_pat
     shutil.copytree(images, top / "images")
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o")]) == 2
     n = len([f for f in (top / "images").iterdir() if f.suffix != ".txt"])
-    assert (f"no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.bmp, *.pgm, *.ppm) in {top}; its subfolders hold "
-            f"{n} ({n} in {top / 'images'}): name the folder to count, or --recursive"
+    assert (f"no images (*.png, *.jpg, *.jpeg, *.tif, *.tiff, *.bmp, *.pgm, *.ppm) in {top}; "
+            f"its subfolders hold {n} ({n} in {top / 'images'}): name the folder to count, or "
+            f"--recursive"
             in capsys.readouterr().err)
     assert cli.main(["count", str(top), "--run", str(run), "--out", str(tmp_path / "o"),
                      "--recursive"]) == 1                  # corrupt.png fails

@@ -5,6 +5,7 @@ and marks a hair beyond the image's edge. Files written here the way those relea
 from __future__ import annotations
 
 import os
+import re
 
 import cv2
 import numpy as np
@@ -703,3 +704,15 @@ def test_marks_twice_in_one_part_of_a_split_name_the_file_by_its_part(tmp_path, 
     owndata.resolve(config.dataset(str(tmp_path / "set")), say=said.append)
     line = next(line for line in said if "lie within" in line)
     assert f"(train{os.sep}im01.csv 2)" in line, line
+
+
+@pytest.mark.parametrize("part", ["01", "01_GT", "01_GT/TRA", "02_ST/SEG"])
+def test_a_part_of_a_ctc_set_given_as_the_dataset_names_the_set(tmp_path, part):
+    root = ctc(tmp_path / "Fluo-N2DH-Z", frames={"01": 2, "02": 2})
+    if part.startswith("02_ST"):
+        ctc(tmp_path / "st", frames={"01": 2, "02": 2}, marks=("_ST", "SEG", "man_seg"))
+        root = tmp_path / "st"
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{root / part} is a part of a Cell Tracking Challenge set, whose frames and marks "
+            f"lie in folders beside each other: give the set's folder, {root}, as the dataset")):
+        layout.folder_pairs(root / part)

@@ -415,6 +415,20 @@ def ctc_frame(mark: Path) -> Path | None:
     return None
 
 
+def _refuse_ctc_part(folder: Path) -> None:
+    """DatasetError where `folder` is a part of a Cell Tracking Challenge set given as the dataset:
+    a sequence (01/, its marks beside it in 01_GT/) or one of its marks' folders (01_GT/TRA/, or
+    01_GT/ itself), whose images would be read as images without marks, or marks as images."""
+    sets = [folder.parent] if folder.name.isdigit() and ctc_marks(folder) else [
+        up.parent for up in (folder, folder.parent) if any(
+            up.name.endswith(t) and up.name[:-len(t)].isdigit() for t in ("_GT", "_ST", "_RES"))]
+    if sets and ctc_sequences(sets[0]):
+        raise DatasetError(f"{folder} is a part of a Cell Tracking Challenge set, whose frames "
+                           f"and marks lie in folders beside each other: give the set's folder, "
+                           f"{sets[0]}, as the dataset (its sequences' frames are paired with "
+                           f"their marks)")
+
+
 def _ctc_units(root: Path, sequences: list[tuple[Path, tuple[Path, str] | None]]
                ) -> list[tuple[str, str, Path, dict]]:
     """_units' parts of a Cell Tracking Challenge folder (ctc_sequences): each frame with its
@@ -770,6 +784,7 @@ def folder_pairs_in(root) -> dict[str, tuple[Path, Path, str]]:
     needs exactly one annotation and every annotation its image, else DatasetError names the
     file."""
     root = require_dir(root)
+    _refuse_ctc_part(root)
     folders = image_folders(root)
     if folders:
         return _pairs_of_folders(folders)
