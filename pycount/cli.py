@@ -350,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
         model = config.model(args.model, ds) if args.model else None
         _check_stain(ds, model)
         if model is not None and model.classic:
-            prepare.load_split(ds, args.data_root)          # every image read and checked
+            prepare.load_split(ds, args.data_root, keep=())  # every image read and checked
             print(f"{model.name} reads the images themselves: no LMDB to prepare")
             return 0
         from pycount.util.interrupt import sigterm_as_interrupt

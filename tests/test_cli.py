@@ -219,11 +219,11 @@ def test_prepare_passes_force_and_a_classic_method_writes_no_lmdb(monkeypatch, w
     from pycount.data import prepare
     calls = []
     monkeypatch.setattr(prepare, "prepare", lambda ds, root, force, model: calls.append(force))
-    monkeypatch.setattr(prepare, "load_split", lambda ds, root: calls.append("read"))
+    monkeypatch.setattr(prepare, "load_split", lambda ds, root, keep: calls.append(keep))
     assert cli.main(["prepare", "--force"]) == 0
     assert cli.main(["prepare"]) == 0
     assert cli.main(["prepare", "--model", "lecount"]) == 0
-    assert calls == [True, False, "read"]
+    assert calls == [True, False, ()]            # every image read and checked, none kept
     assert "lecount reads the images themselves: no LMDB to prepare" in capsys.readouterr().out
 
 

@@ -5,6 +5,7 @@ prepare -> train -> eval -> count through the command line, counting without the
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -397,6 +398,32 @@ def test_images_smaller_than_the_patch_are_padded_with_the_mean_colour(tmp_path,
     # prepare names the part each note is of (it notes each part once)
     prepare.load(ds, ["i01", "i02"], side=ds.patch, part="val")
     assert "2 validation image(s) smaller than 44 px padded" in capsys.readouterr().out
+
+
+def test_prepare_checks_the_test_images_one_at_a_time_and_keeps_none(tmp_path, workdirs,
+                                                                     monkeypatch, capsys):
+    """An own folder's images are read lazily (iter_folder: one decoded per sample asked for);
+    prepare reads the test images so, checking each (a broken one refused by name, a small one
+    said to be padded), and keeps none of them."""
+    folder = make_folder(tmp_path / "f", n=8, side=120, small=("i07",))
+    (folder / "pycount.toml").write_text('test = ["i06", "i07"]\n')
+    ds = resolved(folder)
+    decoded = []
+    real = readers.read_in_range
+    monkeypatch.setattr(readers, "read_in_range",
+                        lambda path, *a: decoded.append(path) or real(path, *a))
+    stream = readers.iter_folder(folder, ["i00", "i01", "i02"])
+    assert next(stream).id == "i00" and decoded == [folder / "i00.png"]
+    decoded.clear()
+    ids, loaded = prepare.load_split(ds, side=ds.crop, keep=("train", "val"))
+    assert loaded["test"] == [] and ids["test"] == ["i06", "i07"]
+    assert len(loaded["train"]) + len(loaded["val"]) == 6 and len(decoded) == 8
+    assert "1 test image(s) smaller than 72 px padded" in capsys.readouterr().out
+    # (eval's mean-count baseline takes the training images' counts so)
+    assert prepare.check(ds, ["i00", "i07"]) == [s.count for s in prepare.load(ds, ["i00", "i07"])]
+    (folder / "i06.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=re.escape(f"cannot decode {folder / 'i06.png'}")):
+        prepare.load_split(ds, side=ds.crop, keep=("train", "val"))
 
 
 def test_the_crop_stride_is_the_smallest_multiple_of_8_within_the_crop_budget(tmp_path, workdirs,

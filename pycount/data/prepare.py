@@ -71,6 +71,29 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
     return samples
 
 
+def check(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
+          test: bool = False, part: str = "") -> list[int]:
+    """The cell counts of the images `ids`, each read and checked as `load` does (its marks, and
+    with `side` its size: refused, or for an own folder, said to be padded), holding one at a
+    time where the reader can (an own folder's)."""
+    if ds.layout != "folder":
+        return [s.count for s in load(ds, ids, data_root, None if ds.pad else side, test=test,
+                                      part=part)]
+    small, counts = [], []
+    for s in datasets.iter_folder(dataset_root(ds, data_root), ids, marker=ds.marker,
+                                  depth_range=ds.depth_range,
+                                  dtypes=ds.image_dtypes if test else ()):
+        s = datasets.rescale(s, ds.scale)
+        counts.append(s.count)
+        if side and not ds.pad:
+            check_sizes([s], side, ds)
+        elif side and min(s.image.shape[:2]) < side:
+            small.append(s)                  # (small: kept only to be named as padded)
+    if small:
+        pad_small(small, side, ds, part)
+    return counts
+
+
 def padded(ds: config.DatasetConfig, loaded: dict[str, list], side: int) -> dict[str, list]:
     """load_split's parts with an own folder's images smaller than `side` padded (pad_small),
     after stain normalisation: normalising a padded image counted the padding into its stain
@@ -118,16 +141,25 @@ def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:
                 f"the dataset")
 
 
-def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
+def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None,
+               keep: tuple[str, ...] = ("train", "val", "test")
                ) -> tuple[dict[str, list[str]], dict[str, list]]:
     """The split's ids and every part's images, all read and checked before anything is written
     (a bad test image stops `prepare` now, not `eval` after a long training). With `side`, an
     image smaller than that is refused, or (an own folder) left as it is for `padded`, which
-    pads it once any stain normalisation is done, the order counting follows."""
+    pads it once any stain normalisation is done, the order counting follows. The parts not in
+    `keep` are read and checked all the same, an image at a time, and come back empty: prepare
+    writes no test image, and holding them all (half a Cell Tracking Challenge set) doubled
+    the memory it needs."""
     ids = split(ds, data_root)
-    loaded = {part: load(ds, ids[part], data_root, None if ds.pad else side,
-                         test=part == "test", part=part)
-              for part in ("train", "val", "test")}
+    loaded = {}
+    for part in ("train", "val", "test"):
+        if part in keep:
+            loaded[part] = load(ds, ids[part], data_root, None if ds.pad else side,
+                                test=part == "test", part=part)
+        else:
+            check(ds, ids[part], data_root, side, test=part == "test", part=part)
+            loaded[part] = []
     if 0 < ds.scale < 1:
         warn_close_cells(ds, loaded["train"])
     return ids, loaded
@@ -308,7 +340,7 @@ def prepare_density(ds: config.DatasetConfig, data_root=None, force: bool = Fals
     model = model or config.MODELS["fcrn"]
     m = model.context
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
-    ids, loaded = load_split(ds, data_root, side=ds.crop)
+    ids, loaded = load_split(ds, data_root, side=ds.crop, keep=("train", "val"))
     loaded, normalised = stain_normalised(ds, loaded)
     loaded = padded(ds, loaded, ds.crop)
     out, current = {}, {}
@@ -404,7 +436,7 @@ def prepare(ds: config.DatasetConfig, data_root=None, force: bool = False,
     if model is not None and model.density:
         return prepare_density(ds, data_root, force, model, reuse_only)
     stamp = sources.stamp(dataset_root(ds, data_root))   # before reading: a later edit shows
-    ids, loaded = load_split(ds, data_root, side=ds.patch)
+    ids, loaded = load_split(ds, data_root, side=ds.patch, keep=("train", "val"))
     loaded, normalised = stain_normalised(ds, loaded)
     loaded = padded(ds, loaded, ds.patch)
     out, current = {}, {}

@@ -439,23 +439,30 @@ def read_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
     the Cell Counter type or QuPath class to count ("" = all); depth_range: see to_uint8; with
     `dtypes` (the training images' kinds of values), an image of another kind is warned about as
     `pycount count` flags it."""
+    return list(iter_folder(root, ids, marker, depth_range, dtypes))
+
+
+def iter_folder(root, ids: Optional[Sequence[str]] = None, marker: str = "",
+                depth_range: Sequence[float] = (), dtypes: Sequence[str] = ()):
+    """read_folder's samples one at a time, each read when it is asked for (a caller that checks
+    the images and keeps none holds one at a time); the notes of the whole reading once the last
+    is read."""
     root = require_dir(root)
     pairs = folder_pairs(root)
     if not pairs:
         raise DatasetError(f"no annotated images found in {root}; expected images (.png .jpg .tif) "
                            "each with an annotation of the same name: NAME.csv (x,y), NAME.xml (Cell "
                            "Counter), NAME.geojson (QuPath) or NAME_dots.png (one pixel per cell)")
-    samples, repeats = [], {}
+    repeats = {}
     for i in _select(pairs, ids, lambda i: root / f"{i}.png"):
         image_path, annotation, kind = pairs[i]
         image, why = read_in_range(image_path, depth_range, dtypes)
         if why:
             print(f"warning: {image_path}: {why}", file=sys.stderr)
-        samples.append(Sample(id=i, image=image, centres=read_marks(
-            annotation, kind, image.shape, marker, image_path, repeats), source=str(image_path)))
+        yield Sample(id=i, image=image, centres=read_marks(
+            annotation, kind, image.shape, marker, image_path, repeats), source=str(image_path))
     _say_repeats(repeats)
     say_edges()
-    return samples
 
 
 def scaled_size(width: int, height: int, factor: float) -> tuple[int, int]:

@@ -86,7 +86,7 @@ def _evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "
     _check_unseen(info, info_file, ds, ids["test"])
     if test_images is not None and test_images < n_test:
         _keep_full_result(run, info_file, test_images, n_test)
-    train_counts = [s.count for s in prepare.load(ds, ids["train"] + ids["val"], data_root)]
+    train_counts = prepare.check(ds, ids["train"] + ids["val"], data_root)   # (one at a time)
     # every test image checked before any is counted (a density model counts any size)
     # (an own folder's image smaller than a patch is counted as `pycount count` counts it: a
     # patch net's predictor normalises its stain, then pads it, and Fig. 6 draws it padded; the
