@@ -1118,7 +1118,10 @@ OWN_CROP_BUDGET = 40_000
 # passes over their crops: bacterial 2.19 against 2.72 at 2,000 iterations, nuclei 38.6 against
 # 47.3 at 4,000 (sigma 3). Until 2026-12-03 the rule was 3.2 passes in [2,000, the default], which
 # gave a nuclei-like folder 3,000 iterations (48.67, docs/own-data.md) and most folders fewer
-# than the named sets'.
+# than the named sets'. Nor does a folder of few images over-train at it (2026-12-07, paired
+# against ITERS 2,000 on the named sets' test images): VGG 001-004 (3 trained on, 54 passes)
+# 3.48 against 4.06, +0.57 +- 0.42 for 2,000; 10 nuclei images (9 trained on, 9 passes) 65.35
+# against 84.87, +19.5 +- 8.0 (bench/results/2026-12-07-vm-paired-own-{vgg4,nuclei10}-iters.md).
 # scale: an own folder's images are read smaller when its cells lie more than OWN_SCALE_ABOVE px
 # apart, by the factor that puts them OWN_SCALE_TO px apart (config.DatasetConfig.scale). The
 # rules above were made at d = 8.5 and 13.4 px. Off (inf): measured 2026-12-05 (fcrn, the VGG
