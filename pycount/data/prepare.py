@@ -51,19 +51,32 @@ def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) 
     return root
 
 
+def _read(ds: config.DatasetConfig, ids, data_root=None, test: bool = False):
+    """The samples `ids` as the dataset's reader gives them, each at SCALE= (as counting reads
+    them), one at a time where the reader reads so (an own folder's, readers.iter_folder). Test
+    images (`test`) of another bit depth than the training images' are warned about, as
+    `pycount count` flags them."""
+    root = dataset_root(ds, data_root)
+    dtypes = ds.image_dtypes if test else ()
+    if ds.layout == "folder":
+        samples = datasets.iter_folder(root, ids, marker=ds.marker, depth_range=ds.depth_range,
+                                       dtypes=dtypes)
+    else:
+        samples = datasets.read(ds.layout, root, ids, marker=ds.marker,
+                                depth_range=ds.depth_range, dtypes=dtypes)
+        from pycount.data import download
+        if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
+            # a named public release (not the private ki67 set): as published
+            download.check_release(ds.name, root, [s.id for s in samples])
+    return (datasets.rescale(s, ds.scale) for s in samples)
+
+
 def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
          test: bool = False, part: str = "") -> list[datasets.Sample]:
     """The images `ids` with their centres; with `side`, each checked to be at least that many
-    pixels on both sides (a patch or crop), or a DatasetError names the first that is not. Test
-    images (`test`) of another bit depth than the training images' are warned about, as
-    `pycount count` flags them."""
-    samples = datasets.read(ds.layout, dataset_root(ds, data_root), ids, marker=ds.marker,
-                            depth_range=ds.depth_range, dtypes=ds.image_dtypes if test else ())
-    from pycount.data import download
-    if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
-        # a named public release (not the private ki67 set): as published
-        download.check_release(ds.name, dataset_root(ds, data_root), [s.id for s in samples])
-    samples = [datasets.rescale(s, ds.scale) for s in samples]    # SCALE=: as counting reads them
+    pixels on both sides (a patch or crop), or a DatasetError names the first that is not (an
+    own folder's: padded, pad_small). Test images: see _read."""
+    samples = list(_read(ds, ids, data_root, test))
     if side and ds.pad:
         return pad_small(samples, side, ds, part)
     if side:
@@ -74,16 +87,10 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
 def check(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
           test: bool = False, part: str = "") -> list[int]:
     """The cell counts of the images `ids`, each read and checked as `load` does (its marks, and
-    with `side` its size: refused, or for an own folder, said to be padded), holding one at a
-    time where the reader can (an own folder's)."""
-    if ds.layout != "folder":
-        return [s.count for s in load(ds, ids, data_root, None if ds.pad else side, test=test,
-                                      part=part)]
+    with `side` its size: refused, or for an own folder, said to be padded), none kept: one
+    image is held at a time where the reader reads so (_read)."""
     small, counts = [], []
-    for s in datasets.iter_folder(dataset_root(ds, data_root), ids, marker=ds.marker,
-                                  depth_range=ds.depth_range,
-                                  dtypes=ds.image_dtypes if test else ()):
-        s = datasets.rescale(s, ds.scale)
+    for s in _read(ds, ids, data_root, test):
         counts.append(s.count)
         if side and not ds.pad:
             check_sizes([s], side, ds)
@@ -148,9 +155,9 @@ def load_split(ds: config.DatasetConfig, data_root=None, side: int | None = None
     (a bad test image stops `prepare` now, not `eval` after a long training). With `side`, an
     image smaller than that is refused, or (an own folder) left as it is for `padded`, which
     pads it once any stain normalisation is done, the order counting follows. The parts not in
-    `keep` are read and checked all the same, an image at a time, and come back empty: prepare
-    writes no test image, and holding them all (half a Cell Tracking Challenge set) doubled
-    the memory it needs."""
+    `keep` are read and checked all the same, an image at a time (check), and come back empty:
+    prepare writes no test image, and held them all beside the training images for nothing
+    (the second half of a Cell Tracking Challenge set)."""
     ids = split(ds, data_root)
     loaded = {}
     for part in ("train", "val", "test"):
