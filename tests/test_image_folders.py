@@ -716,3 +716,37 @@ def test_a_part_of_a_ctc_set_given_as_the_dataset_names_the_set(tmp_path, part):
             f"{root / part} is a part of a Cell Tracking Challenge set, whose frames and marks "
             f"lie in folders beside each other: give the set's folder, {root}, as the dataset")):
         layout.folder_pairs(root / part)
+
+
+# --- more releases as downloaded: DCC, PSU -------------------------------------------------------------
+
+def test_dcc_release_reads_as_its_split_with_jpeg_dot_masks(tmp_path):
+    """The Dublin Cell Counting release: trainval/ and test/, each images/NNN.jpg beside GT/NNN.jpg,
+    a JPEG of red dots on black named as its image; the dots read back one cell each despite
+    the JPEG's blur, and test/ is the published test part."""
+    root = tmp_path / "DCCData"
+    for part, n in (("trainval", 3), ("test", 2)):
+        for k in range(n):
+            _img(root / part / "images" / f"{k:03d}.jpg", w=100, h=80)
+            mask = np.zeros((80, 100, 3), np.uint8)
+            for j in range(k + 3):
+                mask[10 + 12 * j, 20 + 9 * j] = (0, 0, 255)
+            (root / part / "GT").mkdir(exist_ok=True)
+            cv2.imwrite(str(root / part / "GT" / f"{k:03d}.jpg"), mask)
+    pairs, held, label = layout.folder_layout(root)
+    assert held == ("test_000", "test_001") and label == "test"
+    counts = {s.id: s.count for s in readers.read_folder(root)}
+    assert counts == {"trainval_000": 3, "trainval_001": 4, "trainval_002": 5,
+                      "test_000": 3, "test_001": 4}
+
+
+def test_psu_release_folders_of_jpeg_images_read_as_the_crc_release(tmp_path):
+    """The PSU nuclei release keeps the CRC release's layout with JPEG images:
+    imgN/imgN.jpg + imgN/imgN_detection.mat (1-based rows)."""
+    for k in (1, 2, 3):
+        _img(tmp_path / "PSU_dataset" / f"img{k}" / f"img{k}.jpg")
+        _mat(tmp_path / "PSU_dataset" / f"img{k}" / f"img{k}_detection.mat",
+             detection=[[3 + 4 * j, 6] for j in range(k)])
+    samples = readers.read_folder(tmp_path / "PSU_dataset")
+    assert [s.id for s in samples] == ["img1", "img2", "img3"]
+    assert samples[2].centres.tolist() == [[2, 5], [6, 5], [10, 5]]
