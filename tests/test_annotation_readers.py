@@ -1776,3 +1776,55 @@ def test_a_table_of_boxes_counts_one_cell_per_box_at_its_centre(tmp_path):
     imagej.write_text(" ,BX,BY,Width,Height\n1,10,twenty,6,4\n")
     with pytest.raises(DatasetError, match=r"r\.csv, line 2: .* has no numeric BX,BY,Width,Height"):
         annotations.read_centres_csv(imagej)
+
+
+# --- mutation tests (helper-73): COCO run lengths and CVAT brush masks at their edges --------------
+
+def _coco_rle(tmp_path, *counts):
+    """A 40x30 a.png and a COCO file of one run-length mask annotation per `counts`."""
+    _img(tmp_path / "a.png", (30, 40, 3))
+    p = tmp_path / "instances_default.json"
+    p.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+        "categories": [{"id": 1, "name": "cell"}],
+        "annotations": [{"id": k, "image_id": 1, "category_id": 1, "iscrowd": 1,
+                         "segmentation": {"size": [30, 40], "counts": c}}
+                        for k, c in enumerate(counts, 1)]}))
+    return p
+
+
+def test_coco_empty_masks_alone_are_said_in_the_note(tmp_path, capsys):
+    """An empty run-length mask and no annotation of no position: the note says the empty mask
+    alone (it was said only beside an annotation of no position)."""
+    block = [605, 4, 26, 4, 26, 4, 26, 4, 26, 4, 26, 4, 441]       # x 20-25, y 5-8
+    p = _coco_rle(tmp_path, block, [1200])
+    assert readers.read("folder", tmp_path)[0].centres.tolist() == [[22.5, 6.5]]
+    assert (f"{p}: 1 of its 2 annotations have no position (1 an empty mask): not counted"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("counts, error", [
+    ("a94j~", "ValueError(\"'~' in a compressed RLE\")"),
+    ("a94j0000000000[", "ValueError('a compressed RLE cut short')"),
+    ([-5, 1205], "ValueError('a negative run length, -5')")])
+def test_coco_run_lengths_that_are_no_mask_are_refused(tmp_path, counts, error):
+    """A compressed string with a character out of COCO's 64 ('~'), or cut within a run (its
+    last character saying another follows); a negative run in a list (whose sum may still be
+    the mask's size): refused, the file named, not read as some other mask."""
+    p = _coco_rle(tmp_path, counts)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{p} is a COCO file with an entry pycount cannot read ({error}")):
+        readers.read("folder", tmp_path)
+
+
+def test_an_empty_cvat_brush_mask_is_no_cell(tmp_path):
+    """A CVAT <mask> of no marked pixel (its runs one unmarked run over the box) is no cell; a
+    point beside it is."""
+    _img(tmp_path / "a.png", (60, 60, 3))
+    (tmp_path / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>'
+        '<image id="0" name="a.png" width="60" height="60">'
+        '<mask label="pos" rle="6" left="41" top="51" width="3" height="2"/>'
+        '<points label="pos" points="10.5,12.5"/></image></annotations>')
+    assert readers.read("folder", tmp_path)[0].centres.tolist() == [[10, 12]]
+

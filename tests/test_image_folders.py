@@ -750,3 +750,148 @@ def test_psu_release_folders_of_jpeg_images_read_as_the_crc_release(tmp_path):
     samples = readers.read_folder(tmp_path / "PSU_dataset")
     assert [s.id for s in samples] == ["img1", "img2", "img3"]
     assert samples[2].centres.tolist() == [[2, 5], [6, 5], [10, 5]]
+
+
+# --- mutation tests (helper-73): the split's folders of no file, the CTC layout's edges ----------------
+
+def test_a_folder_beside_the_split_is_left_out_only_where_it_holds_no_visible_file(tmp_path):
+    """split_parts: an out/ beside train/ + test/ that holds only a hidden file and empty
+    subfolders is no part (the split is read); one that holds a file, if only in a subfolder of
+    its own, is a folder of another kind beside them, and the folder is no split."""
+    root = tmp_path / "set"
+    for part in ("train", "test"):
+        _img(root / part / "a.png")
+        _csv(root / part / "a.csv", [(5, 5)])
+    (root / "out" / "run" / "logs").mkdir(parents=True)
+    (root / "out" / ".DS_Store").write_text("finder")
+    assert layout.split_parts(root) == [("test", root / "test"), ("train", root / "train")]
+    (root / "out" / "run" / "log.txt").write_text("epoch 1")
+    assert layout.split_parts(root) is None
+    (tmp_path / "empty" / "out").mkdir(parents=True)            # no part at all: no split
+    assert layout.split_parts(tmp_path / "empty") is None
+
+
+def test_ctc_marks_read_in_their_order_and_only_a_folder_that_holds_marks(tmp_path, capsys):
+    """Both the gold truth's markers (01_GT/TRA/) and the silver truth's segmentation
+    (01_ST/SEG/): the markers are read; a 02_GT/TRA/ of no mask (man_track.txt alone) is passed
+    over for 02_ST/SEG/; a participant's results (01_RES/) beside them are no other folder."""
+    root = ctc(tmp_path / "both", frames={"01": 2, "02": 2}, marks=("_ST", "SEG", "man_seg"))
+    ctc(tmp_path / "gt", frames={"01": 2}, marks=("_GT", "TRA", "man_track"))
+    (tmp_path / "gt" / "01_GT").rename(root / "01_GT")
+    (root / "02_GT" / "TRA").mkdir(parents=True)
+    (root / "02_GT" / "TRA" / "man_track.txt").write_text("1 0 1 0\n")
+    (root / "01_RES").mkdir()
+    (root / "01_RES" / "mask000.tif").write_bytes((root / "01_ST" / "SEG" / "man_seg000.tif")
+                                                  .read_bytes())
+    assert [(d.name, m and (m[0].relative_to(root).as_posix(), m[1]))
+            for d, m in layout.ctc_sequences(root)] == [("01", ("01_GT/TRA", "man_track")),
+                                                          ("02", ("02_ST/SEG", "man_seg"))]
+    pairs, held, _ = layout.folder_layout(root)
+    assert pairs["01_t001"][1] == root / "01_GT" / "TRA" / "man_track001.tif"
+    assert pairs["02_t001"][1] == root / "02_ST" / "SEG" / "man_seg001.tif"
+    assert "01/: 2 frames marked by 01_GT/TRA/; 02/: 2 frames marked by 02_ST/SEG/;" \
+        in capsys.readouterr().err
+
+
+def test_ctc_files_not_named_as_frames_are_not_frames(tmp_path, capsys):
+    """A sequence's folder may hold other files: an image whose name starts with t but has no
+    number (thumbnail.png) and a numbered file that is no image (t002.csv) are neither frames
+    nor frames without a mask."""
+    root = ctc(tmp_path / "set", frames={"01": 2, "02": 2})
+    _img(root / "01" / "thumbnail.png")
+    _csv(root / "01" / "t002.csv", [(5, 5)])
+    pairs, held, _ = layout.folder_layout(root)
+    assert sorted(pairs) == ["01_t000", "01_t001", "02_t000", "02_t001"]
+    assert "01/: 2 frames marked by 01_GT/TRA/; 02/: 2 frames marked by 02_GT/TRA/;" \
+        in capsys.readouterr().err
+
+
+def test_a_folder_of_no_ctc_set_is_read_whatever_its_parts_names(tmp_path):
+    """Not a CTC layout: an image at the top beside the sequences (a readme is no matter), a
+    numbered folder of no frames, or numbered frames of no marks; and a folder named as a marks folder (07_GT/) whose parent is no CTC set is a
+    folder of annotated images like any other, not refused as a part of one."""
+    root = ctc(tmp_path / "set", frames={"01": 2})
+    (root / "03").mkdir()
+    (root / "03" / "notes.txt").write_text("not imaged")
+    assert layout.ctc_sequences(root) == []
+    (root / "03" / "notes.txt").unlink()
+    (root / "03").rmdir()
+    assert [d.name for d, _ in layout.ctc_sequences(root)] == ["01"]
+    (root / "readme.txt").write_text("Fluo-N2DH-X")           # (no image: still the layout)
+    assert [d.name for d, _ in layout.ctc_sequences(root)] == ["01"]
+    _img(root / "overview.png")
+    assert layout.ctc_sequences(root) == []
+    frames = tmp_path / "frames"                    # numbered frames, and no marks beside them
+    _img(frames / "01" / "t000.tif")
+    assert layout.ctc_sequences(frames) == []
+    _img(tmp_path / "07_GT" / "a.png")
+    _csv(tmp_path / "07_GT" / "a.csv", [(5, 5), (9, 9)])
+    assert {k: v[1].name for k, v in layout.folder_pairs(tmp_path / "07_GT").items()} == \
+        {"a": "a.csv"}
+
+
+def test_a_ctc_sequence_of_no_marks_given_alone_is_no_part_refused(tmp_path):
+    """A numbered folder of frames with no marks beside it (02/ where only 01/ has 01_GT/), given
+    as the dataset, is a folder of images without annotations, not a part of the set that the
+    set's folder would read: it is not refused as one."""
+    root = ctc(tmp_path / "half", frames={"01": 2})
+    _img(root / "02" / "t000.tif")
+    with pytest.raises(DatasetError) as refused:
+        layout.folder_pairs(root / "02")
+    assert "is a part of a Cell Tracking Challenge set" not in str(refused.value)
+
+
+def test_ctc_frame_of_a_marks_file_only(tmp_path):
+    """ctc_frame: the frame of a mask of NN_GT/TRA/, NN_ST/SEG/ or NN_GT/SEG/ of the same
+    number, its suffix in either case (t001.TIF); none for a mask of another folder's tail
+    (01_XX/TRA/) or subfolder (01_GT/XYZ/), or of no number (man_track_old.tif)."""
+    root = ctc(tmp_path / "set", frames={"01": 2})
+    (root / "01" / "t001.tif").rename(root / "01" / "t001.TIF")
+    _img(root / "01" / "t_old.tif")
+    tra = root / "01_GT" / "TRA"
+    assert layout.ctc_frame(tra / "man_track000.tif") == root / "01" / "t000.tif"
+    assert layout.ctc_frame(tra / "man_track001.tif") == root / "01" / "t001.TIF"
+    assert layout.ctc_frame(root / "01_ST" / "SEG" / "man_seg000.tif") == root / "01" / "t000.tif"
+    for mark in ("01_XX/TRA/man_track000.tif", "01_GT/XYZ/man_track000.tif",
+                 "01_GT/TRA/man_track_old.tif", "01_GT/TRA/man_seg000.tif"):
+        assert layout.ctc_frame(root / mark) is None, mark
+
+
+def test_ctc_masks_are_left_out_of_a_count_only_beside_their_frames(tmp_path):
+    """count's dot_masks: a CTC mask is its frame's marks where the frame is counted too (a
+    recursive count of the set); the marks folder counted alone is counted as it is."""
+    from pycount.inference import count
+    root = ctc(tmp_path / "set", frames={"01": 2})
+    tra = root / "01_GT" / "TRA"
+    masks = [tra / "man_track000.tif", tra / "man_track001.tif"]
+    assert count.dot_masks(masks) == []
+    assert count.dot_masks([root / "01" / "t000.tif", *masks]) == [
+        (tra / "man_track000.tif", root / "01" / "t000.tif")]
+
+
+@pytest.mark.parametrize("n, test, how", [
+    (5, 1, "its last frame is the test image"), (11, 2, "its last 2 frames are the test images"),
+    (14, 3, "its last 3 frames are the test images")])
+def test_one_ctc_sequence_tests_its_rounded_share_of_frames(tmp_path, capsys, n, test, how):
+    """A single sequence's last round(n x 10 / 55) frames test, at least one: 5 -> 1 (0.91),
+    11 -> 2, 14 -> 3 (2.55), said in the note."""
+    root = ctc(tmp_path / "seq", frames={"01": n})
+    pairs, held, _ = layout.folder_layout(root)
+    assert held == tuple(f"t{t:03d}" for t in range(n - test, n))
+    assert f"{how}, the ones before train" in capsys.readouterr().err
+
+
+def test_a_message_names_marks_kept_in_a_folder_by_their_image(tmp_path):
+    """owndata._named: an image whose marks are a folder (class folders, class files, DSB's
+    object masks) is named by its image, others by their annotation file; by the path within
+    the dataset folder, or the bare name of a file outside it."""
+    root = tmp_path / "set"
+    image = root / "p1" / "images" / "p1.png"
+    for kind, annotation, named in (
+            (layout.OBJECT_MASKS, root / "p1" / "masks", f"p1{os.sep}images{os.sep}p1.png"),
+            (layout.CLASS_FILES + " (positive, negative)", root / "p1",
+             f"p1{os.sep}images{os.sep}p1.png"),
+            (layout.CLASS_FOLDERS, root / "annotations", f"p1{os.sep}images{os.sep}p1.png"),
+            ("CSV", root / "p1" / "images" / "p1.csv", f"p1{os.sep}images{os.sep}p1.csv"),
+            ("COCO JSON", tmp_path / "coco.json", "coco.json")):
+        assert owndata._named((image, annotation, kind), root) == named, kind

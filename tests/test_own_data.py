@@ -1309,3 +1309,54 @@ def test_a_stain_jitter_edited_in_the_spec_writes_the_crops_again(tmp_path, work
         assert ds.hed_jitter == hed and ds.variant == ""
         fingerprints.append(prepare.prepare(ds, model=model)["train"]["fingerprint"])
     assert fingerprints[0] != fingerprints[1]
+
+
+def test_prepare_warns_of_a_test_image_of_another_bit_depth_it_does_not_keep(tmp_path, workdirs,
+                                                                             capsys):
+    """load_split reads the test part it does not keep (check) as it reads one it keeps: a test
+    image of another bit depth than the training images' is warned about, by name, as `pycount
+    count` flags it; a training image is compared with nothing."""
+    folder = make_folder(tmp_path / "f", n=8, side=120)
+    (folder / "pycount.toml").write_text('test = ["i06", "i07"]\n')
+    cv2.imwrite(str(folder / "i07.png"), np.full((120, 120), 3000, np.uint16))
+    ds = resolved(folder)
+    assert ds.image_dtypes == ("uint8",)
+    ids, loaded = prepare.load_split(ds, side=ds.crop, keep=("train", "val"))
+    assert loaded["test"] == [] and ids["test"] == ["i06", "i07"]
+    err = capsys.readouterr().err
+    assert f"warning: {folder / 'i07.png'}: " in err and "16-bit" in err, err
+    assert "i06.png" not in err
+
+
+def test_prepare_reads_an_own_folder_one_image_when_asked_for(tmp_path, workdirs, monkeypatch):
+    """prepare._read gives an own folder's samples lazily (readers.iter_folder): no image
+    decoded until one is asked for, then that one alone; not the part read whole first."""
+    ds = resolved(make_folder(tmp_path / "f", n=8, side=120))
+    decoded = []
+    real = readers.read_in_range
+    monkeypatch.setattr(readers, "read_in_range",
+                        lambda path, *a: decoded.append(path.name) or real(path, *a))
+    stream = prepare._read(ds, ["i00", "i01", "i02"])
+    assert decoded == []
+    first = next(stream)
+    assert first.id == "i00" and decoded == ["i00.png"]
+    assert first.source == str(tmp_path / "f" / "i00.png")        # the image, not its marks
+    assert [s.id for s in stream] == ["i01", "i02"] and len(decoded) == 3
+
+
+def test_load_split_leaves_an_own_folders_small_training_image_for_padded(tmp_path, workdirs,
+                                                                          capsys):
+    """load_split keeps an own folder's training image smaller than the crop as it is (padded
+    pads it, after any stain normalisation: helper-53), and says nothing of padding until
+    then."""
+    folder = make_folder(tmp_path / "f", n=8, side=120, small=("i01",))
+    (folder / "pycount.toml").write_text('test = ["i06", "i07"]\n')
+    ds = resolved(folder)
+    ids, loaded = prepare.load_split(ds, side=ds.crop)
+    small = [s for part in ("train", "val") for s in loaded[part] if s.id == "i01"]
+    assert len(small) == 1 and small[0].image.shape == (30, 30, 3)
+    assert "padded" not in capsys.readouterr().out
+    out = prepare.padded(ds, loaded, ds.crop)
+    assert [s.image.shape for part in ("train", "val") for s in out[part] if s.id == "i01"] \
+        == [(ds.crop, ds.crop, 3)]
+    assert f"image(s) smaller than {ds.crop} px padded" in capsys.readouterr().out

@@ -442,6 +442,7 @@ def test_cellpose_mask_variant_counts_each_dot_as_one_labelled_cell(tmp_path):
         assert d.max() <= 3
 
 
+@needs_shared
 def test_dsb_variant_is_one_mask_file_per_labelled_cell(tmp_path):
     """Each VGG image becomes <id>/images/<id>.png + <id>/masks/, one file per cell of the
     Cellpose variant's labels, and reads back those cells at the labels' centroids."""
@@ -455,6 +456,7 @@ def test_dsb_variant_is_one_mask_file_per_labelled_cell(tmp_path):
         np.testing.assert_allclose(np.sort(s.centres, axis=0), np.sort(labelled[i].centres, axis=0))
 
 
+@needs_shared
 def test_release_folders_variant_reads_as_the_named_nuclei_set(tmp_path):
     """The Detection folder read as a lab's own folder gives the named set's images and marks
     (its marks a hair beyond the edge counted on it, as the named reader does)."""
@@ -465,6 +467,7 @@ def test_release_folders_variant_reads_as_the_named_nuclei_set(tmp_path):
         np.testing.assert_array_equal(got[f"img{s.id}"].centres, s.centres)
 
 
+@needs_shared
 def test_roboflow_yolo_variant_reads_back_every_dot_with_its_split(tmp_path):
     """Train/valid/test as Roboflow writes them: the test part is the published test set, and
     each image's YOLO boxes read back at its dots (within the 6 decimals the labels keep)."""

@@ -318,7 +318,9 @@ def _marked(runs, size: int) -> np.ndarray:
     that alternate unmarked and marked pixels, unmarked first. ValueError for runs that do
     not fill the mask."""
     runs = np.asarray(runs, np.int64)
-    if (runs < 0).any() or runs.sum() != size:
+    if (runs < 0).any():
+        raise ValueError(f"a negative run length, {runs[runs < 0][0]}")
+    if runs.sum() != size:
         raise ValueError(f"run lengths summing to {runs.sum()} for a mask of {size} pixels")
     ends = np.cumsum(runs)
     return np.concatenate([np.arange(0)] + [np.arange(a, b) for a, b in
@@ -1635,7 +1637,7 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                     else:
                         continue                     # a tag, a polyline: no cell
                 except (TypeError, ValueError, IndexError, AttributeError) as e:
-                    what = f"runs that do not fill its box ({e})" if "run lengths" in str(e) \
+                    what = f"runs that do not fill its box ({e})" if "run length" in str(e) \
                         else "no numeric coordinates"
                     raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
                                        f"{what}; export it again") from None
