@@ -1628,19 +1628,22 @@ def _set_index(path: str, mtime_ns: int, size: int) -> tuple[str, dict, dict] | 
                     elif shape.tag == "ellipse":
                         pts = np.array([[float(shape.get("cx")), float(shape.get("cy"))]])
                     elif shape.tag == "mask":        # a brush-drawn cell: run lengths over
-                        w = int(shape.get("width"))      # its box, row by row
-                        flat = _marked([int(v) for v in shape.get("rle").split(",")],
-                                       w * int(shape.get("height")))
+                        w, h = int(shape.get("width")), int(shape.get("height"))  # its box,
+                        runs = [int(v) for v in shape.get("rle").split(",")]      # row by row
+                        try:
+                            flat = _marked(runs, w * h)
+                        except ValueError as e:
+                            raise DatasetError(
+                                f"{p}: a <mask> of image {img.get('name')!r} has runs that do "
+                                f"not fill its box ({e}); export it again") from None
                         pts = np.array([[float(shape.get("left")) + (flat % w).mean() + 0.5,
                                          float(shape.get("top")) + (flat // w).mean() + 0.5]]
                                        ) if len(flat) else np.empty((0, 2))
                     else:
                         continue                     # a tag, a polyline: no cell
-                except (TypeError, ValueError, IndexError, AttributeError) as e:
-                    what = f"runs that do not fill its box ({e})" if "run length" in str(e) \
-                        else "no numeric coordinates"
+                except (TypeError, ValueError, IndexError, AttributeError):
                     raise DatasetError(f"{p}: a <{shape.tag}> of image {img.get('name')!r} has "
-                                       f"{what}; export it again") from None
+                                       f"no numeric coordinates; export it again") from None
                 marks += [(label, x - 0.5, y - 0.5) for x, y in pts]
             out[Path(img.get("name", "")).name] = marks
             sizes[Path(img.get("name", "")).name] = (img.get("width"), img.get("height"))

@@ -233,8 +233,8 @@ def split_parts(root: Path) -> list[tuple[str, Path]] | None:
     split too, so that _check_split refuses it rather than train on the test images."""
     if _entries(root):
         return None
-    parts = [(split_part(d.name), d) for d in visible_subfolders(root)
-             if split_part(d.name) or _holds_files(d)]   # (an empty out/ beside them: none)
+    named = [(split_part(d.name), d) for d in visible_subfolders(root)]
+    parts = [(p, d) for p, d in named if p or _holds_files(d)]   # (an empty out/ beside: none)
     if not parts or any(p is None for p, _ in parts):
         return None
     return parts
@@ -361,6 +361,8 @@ def folder_pairs(root) -> dict[str, tuple[Path, Path, str]]:
 # segmentation (NN_GT/SEG/: some frames, some of their cells outlined); (folder tail, subfolder,
 # the mask files' name before the frame's number)
 CTC_MARKS = (("_GT", "TRA", "man_track"), ("_ST", "SEG", "man_seg"), ("_GT", "SEG", "man_seg"))
+# the tails of the folders a sequence NN/ has beside it: its marks' and a tracker's results (NN_RES/)
+CTC_TAILS = ("_GT", "_ST", "_RES")
 
 
 def _numbered(folder: Path, prefix: str) -> dict[str, Path]:
@@ -391,7 +393,7 @@ def ctc_sequences(root: Path) -> list[tuple[Path, tuple[Path, str] | None]]:
         return []
     subs = visible_subfolders(root)
     sequences = [d for d in subs if d.name.isdigit()]
-    tails = {f"{d.name}{t}" for d in sequences for t in ("_GT", "_ST", "_RES")}
+    tails = {f"{d.name}{t}" for d in sequences for t in CTC_TAILS}
     if not sequences or any(d.name not in tails and d not in sequences for d in subs) \
             or not all(_numbered(d, "t") for d in sequences):
         return []
@@ -421,7 +423,7 @@ def _refuse_ctc_part(folder: Path) -> None:
     01_GT/ itself), whose images would be read as images without marks, or marks as images."""
     sets = [folder.parent] if folder.name.isdigit() and ctc_marks(folder) else [
         up.parent for up in (folder, folder.parent) if any(
-            up.name.endswith(t) and up.name[:-len(t)].isdigit() for t in ("_GT", "_ST", "_RES"))]
+            up.name.endswith(t) and up.name[:-len(t)].isdigit() for t in CTC_TAILS)]
     if sets and ctc_sequences(sets[0]):
         raise DatasetError(f"{folder} is a part of a Cell Tracking Challenge set, whose frames "
                            f"and marks lie in folders beside each other: give the set's folder, "
@@ -445,9 +447,9 @@ def _ctc_units(root: Path, sequences: list[tuple[Path, tuple[Path, str] | None]]
             continue
         folder, prefix = marks
         frames, masks = _numbered(seq, "t"), _numbered(folder, prefix)
-        pairs = {frames[n].stem: (frames[n], masks[n], "dot mask")
-                 for n in sorted(frames, key=int) if n in masks}
-        unmarked = [frames[n].name for n in sorted(frames, key=int) if n not in masks]
+        order = sorted(frames, key=int)
+        pairs = {frames[n].stem: (frames[n], masks[n], "dot mask") for n in order if n in masks}
+        unmarked = [frames[n].name for n in order if n not in masks]
         line = f"{seq.name}/: {len(pairs)} frames marked by {folder.relative_to(root)}/"
         if unmarked:
             line += (f" ({len(unmarked)} frame{'s' if len(unmarked) > 1 else ''} without a "
