@@ -83,7 +83,7 @@ def test_a_roboflow_yolo_export_reads_with_its_split_and_class_names(tmp_path):
     ("names: {1: mitosis, 0: 'nucleus'}\n", ["nucleus", "mitosis"]),
     ("nc: 1\n", [])])
 def test_data_yaml_names_in_the_forms_its_writers_use(yaml, names):
-    assert annotations._yaml_names(yaml) == names
+    assert annotations.tables._yaml_names(yaml) == names
 
 
 def test_labelimg_classes_txt_names_the_classes_and_is_no_annotation(tmp_path):
@@ -243,12 +243,12 @@ def test_class_names_from_data_yaml_up_to_three_folders_above_or_data_yml(tmp_pa
     """labels/ three folders below data.yaml: its names; four below: none; data.yml beside the
     labels: its names; classes.txt's blank lines name no class."""
     _txt(tmp_path / "data.yaml", "names: [a, b]\n")
-    assert annotations._yolo_names(tmp_path / "x" / "y" / "labels" / "1.txt") == ["a", "b"]
-    assert annotations._yolo_names(tmp_path / "w" / "x" / "y" / "labels" / "1.txt") == []
+    assert annotations.tables._yolo_names(tmp_path / "x" / "y" / "labels" / "1.txt") == ["a", "b"]
+    assert annotations.tables._yolo_names(tmp_path / "w" / "x" / "y" / "labels" / "1.txt") == []
     _txt(tmp_path / "p" / "data.yml", "names: [c]\n")
-    assert annotations._yolo_names(tmp_path / "p" / "1.txt") == ["c"]
+    assert annotations.tables._yolo_names(tmp_path / "p" / "1.txt") == ["c"]
     _txt(tmp_path / "q" / "classes.txt", "positive\n\nnegative\n")
-    assert annotations._yolo_names(tmp_path / "q" / "1.txt") == ["positive", "negative"]
+    assert annotations.tables._yolo_names(tmp_path / "q" / "1.txt") == ["positive", "negative"]
 
 
 @pytest.mark.parametrize("yaml, names", [
@@ -257,7 +257,7 @@ def test_class_names_from_data_yaml_up_to_three_folders_above_or_data_yml(tmp_pa
     ("names:\n  # id: name\n  0: a\n  1: b\n", ["a", "b"]),      # a comment in the mapping
     ("names:\n  1: b\n  0: a\n", ["a", "b"])])                   # by number, not by line
 def test_data_yaml_names_around_comments_and_out_of_order(yaml, names):
-    assert annotations._yaml_names(yaml) == names
+    assert annotations.tables._yaml_names(yaml) == names
 
 
 @pytest.mark.parametrize("yaml", [
@@ -268,7 +268,7 @@ def test_data_yaml_names_as_yaml_reads_them(yaml):
     """YAML allows a blank line in a block list and a comment after a value (found by mutation
     testing: the names stopped at the blank line, ["a"], and kept the comment, "b]  # class
     names", "a  # background excluded")."""
-    assert annotations._yaml_names(yaml) == ["a", "b"]
+    assert annotations.tables._yaml_names(yaml) == ["a", "b"]
 
 
 def test_a_yolo_polygon_row_longer_than_the_first_read_is_told_by_its_numbers(tmp_path):

@@ -321,7 +321,7 @@ def test_label_studio_json_min_reads_as_its_json_export(tmp_path):
     assert got(folder) == WANT_LS
     assert {k: len(v) for k, v in got(folder, "negative").items()} == {"a": 1, "b": 1, "c": 0}
     # a list of plain records (no regions anywhere) is no Label Studio file
-    assert annotations._label_studio_min([{"image": "a.png", "id": 1}]) is None
+    assert annotations.setfiles._label_studio_min([{"image": "a.png", "id": 1}]) is None
 
 
 # --- VIA 3 ------------------------------------------------------------------------------------------
