@@ -90,14 +90,24 @@ def matches(wanted: str, *names) -> bool:
                              for n in names)
 
 
-def outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """The area centroid of a closed outline (the vertex mean of one without area)."""
-    x1, y1 = np.roll(xs, -1), np.roll(ys, -1)
-    cross = xs * y1 - x1 * ys
+def _shoelace(xy: np.ndarray) -> tuple[float, np.ndarray]:
+    """(|area|, area centroid) of the closed outline through the (N, 2) vertices `xy`, by the
+    shoelace formula taken relative to the first vertex (slide coordinates are large); area 0
+    for an outline that encloses none."""
+    x, y = (xy - xy[0]).T
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    cross = x * y1 - x1 * y
     area = cross.sum() / 2
     if abs(area) < 1e-9:
-        return np.array([xs.mean(), ys.mean()])
-    return np.array([((xs + x1) * cross).sum(), ((ys + y1) * cross).sum()]) / (6 * area)
+        return 0.0, xy.mean(axis=0)
+    return abs(area), xy[0] + np.array([((x + x1) * cross).sum(),
+                                        ((y + y1) * cross).sum()]) / (6 * area)
+
+
+def outline_centroid(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The area centroid of a closed outline (the vertex mean of one without area)."""
+    xy = np.stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)], axis=1)
+    return _shoelace(xy)[1]
 
 
 def brief(value, limit: int = 40) -> str:
@@ -126,20 +136,16 @@ def rings_centroid(rings) -> tuple[float, float]:
         if len(xy) > 1 and (xy[0] == xy[-1]).all():
             xy = xy[:-1]                     # GeoJSON closes a ring by repeating its first vertex
         vertices.append(xy)
-        x, y = (xy - xy[0]).T                # relative to a vertex: slide coordinates are large
-        x1, y1 = np.roll(x, -1), np.roll(y, -1)
-        cross = x * y1 - x1 * y
-        area = cross.sum() / 2
-        if abs(area) > 1e-9:
-            parts.append((abs(area), xy[0] + np.array([((x + x1) * cross).sum(),
-                                                       ((y + y1) * cross).sum()]) / (6 * area)))
+        area, centre = _shoelace(xy)
+        if area:
+            parts.append((area, centre))
     if not parts:
         return tuple(np.concatenate(vertices).mean(axis=0))
     areas = np.array([a for a, _ in parts])
     return tuple(np.array([c for _, c in parts]).T @ areas / areas.sum())
 
 
-
 def file_stamp(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size) of a file: the key of the caches of what a file holds."""
     st = path.stat()
     return st.st_mtime_ns, st.st_size
