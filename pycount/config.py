@@ -1212,6 +1212,11 @@ MASK_MAX_BLOB_DOTS = 20
 # them in two or more pieces (a cell cut by a brush stroke), is read as instance labels, one cell
 # per value (annotations.label_centres): Cellpose's, StarDist's and other segmentations' masks
 MASK_LABEL_SPARE = 0.05
+# A lossless mask without 0 holding 3 to MASK_CLASS_VALUES_MAX values is a pixel classifier's
+# segmentation (ilastik's Simple Segmentation: a value per class, background included),
+# refused naming its values: two such values are read (the rarer the marks), more say
+# neither which class is the cells nor where touching cells part
+MASK_CLASS_VALUES_MAX = 16
 # A cell centre at most this far (px) beyond an image's edge is a click on its border (or a
 # centroid rounded past it), moved onto the edge pixel and counted, with a note; one farther out
 # is refused. The CRC release has 5 centres up to 0.73 px out (0.27 in its 1-based coordinates)

@@ -316,7 +316,9 @@ def test_seg_masks_of_floats_are_no_labels(tmp_path):
 
 def test_a_mask_of_two_values_without_0_reads_the_rarer_as_marks(tmp_path, capsys):
     """ilastik's Simple Segmentation labels each pixel 1 or 2 (no 0): the rarer value is the
-    marks (it was refused as 'mostly marked'); a mask of three such values still is refused."""
+    marks (it was refused as 'mostly marked'); a mask of three such values (three classes) is
+    refused naming its values and what to export instead (it read 'marks 100% of its pixels (is
+    it inverted...)')."""
     mask = np.full((40, 60), 2, np.uint8)
     for x, y in ((10, 10), (30, 20), (50, 30)):
         mask[y - 1:y + 2, x - 1:x + 2] = 1
@@ -325,6 +327,13 @@ def test_a_mask_of_two_values_without_0_reads_the_rarer_as_marks(tmp_path, capsy
     assert annotations.read_dot_mask(path).tolist() == [[10, 10], [30, 20], [50, 30]]
     assert "two values, 1 and 2: the rarer, 1, is read as the marks" in capsys.readouterr().err
     mask[0, 0] = 3
+    cv2.imwrite(str(path), mask)
+    with pytest.raises(DatasetError, match=r"a_mask\.png has no 0 but 3 values \(1, 2, 3\), each "
+                                           r"pixel one of a few classes .* ilastik's Simple "
+                                           r"Segmentation .*an object label image"):
+        annotations.read_dot_mask(path)
+    # many values without 0 (no classifier's classes): the rules of a dot mask, as before
+    mask[:] = np.arange(60, dtype=np.uint8)[None] + 1
     cv2.imwrite(str(path), mask)
     with pytest.raises(DatasetError, match="marks 100% of its pixels"):
         annotations.read_dot_mask(path)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from pycount import config
-from pycount.data.annotations.common import note
+from pycount.data.annotations.common import few, note
 from pycount.data.images import decode_file
 from pycount.errors import DatasetError
 
@@ -91,6 +91,15 @@ def read_dot_mask(path: Path, shape=None) -> np.ndarray:
             note(f"{path} has no 0 but two values, {values[0]} and {values[1]}: the rarer, "
                  f"{marks}, is read as the marks, the other as background")
             return mask_centres(data == marks, path)
+        lossless = Path(path).suffix.lower() not in (".jpg", ".jpeg")
+        if lossless and 2 < len(values) <= config.MASK_CLASS_VALUES_MAX:
+            raise DatasetError(
+                f"{path} has no 0 but {len(values)} values ({few(values.tolist())}), each pixel "
+                f"one of a few classes (a pixel classifier's segmentation, as ilastik's Simple "
+                f"Segmentation exports it): which value is the cells, and where touching cells "
+                f"part, it does not say; export the cells as objects (an object label image, 0 "
+                f"background and a value per cell: ilastik's Object Classification), their "
+                f"centres (a CSV of x,y), or a segmentation of two labels, cells and background")
     on = data >= max(1, int(data.max()) // 2) if Path(path).suffix.lower() in (".jpg", ".jpeg") \
         else data != 0
     return mask_centres(on, path)
