@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import weakref
 
 import cv2
 import numpy as np
@@ -424,6 +425,37 @@ def test_prepare_checks_the_test_images_one_at_a_time_and_keeps_none(tmp_path, w
     (folder / "i06.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=re.escape(f"cannot decode {folder / 'i06.png'}")):
         prepare.load_split(ds, side=ds.crop, keep=("train", "val"))
+
+
+def test_eval_holds_one_test_image_at_a_time(tmp_path, workdirs, monkeypatch, capsys):
+    """eval reads and checks every test image first, then reads each again as it counts it:
+    never more than the image counted and the one read after it are held (it held all of
+    them, 6 here), and the counts are those of the images as they are."""
+    folder = make_folder(tmp_path / "cells", n=10, side=64, spacing=8, small=("i09",))
+    test = [f"i{i:02d}" for i in range(4, 10)]
+    (folder / "pycount.toml").write_text("test = [" + ", ".join(f'"{i}"' for i in test) + "]\n")
+    args = ["--dataset", str(folder), "--model", "fcrn"]
+    assert cli.main(["prepare", *args]) == 0
+    assert cli.main(["train", *args, "--iters", "2"]) == 0
+    capsys.readouterr()
+    held, most = [], []
+    real = readers.read_in_range
+
+    def reading(path, *a):
+        image, why = real(path, *a)
+        most.append(sum(r() is not None for r in held))       # images alive as this one is read
+        held.append(weakref.ref(image))
+        return image, why
+    monkeypatch.setattr(readers, "read_in_range", reading)
+    assert cli.main(["eval", *args, "--tta", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cells: 6 test images, fcrn(R)" in out
+    assert len(held) == 4 + 2 * 6          # the training images' counts, then the test images twice
+    assert max(most) <= 1, most
+    rows = (workdirs / "runs" / "cells" / "fcrn" / "predictions.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == test
+    assert [float(r.split(",")[1]) for r in rows[1:]] == [
+        len(lattice(30 if i == "i09" else 64, 8)) for i in test]
 
 
 def test_the_crop_stride_is_the_smallest_multiple_of_8_within_the_crop_budget(tmp_path, workdirs,

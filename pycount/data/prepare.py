@@ -84,6 +84,13 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
     return samples
 
 
+def stream(ds: config.DatasetConfig, ids, data_root=None):
+    """The samples `ids` one at a time where the reader reads so (_read), unchecked and without
+    _read's warnings: the second reading of images that `check` has read and checked (eval
+    counts its test images so, holding one at a time)."""
+    return _read(ds, ids, data_root)
+
+
 def check(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
           test: bool = False, part: str = "") -> list[int]:
     """The cell counts of the images `ids`, each read and checked as `load` does (its marks, and
@@ -116,21 +123,28 @@ def pad_small(samples, side: int, ds: config.DatasetConfig, part: str = ""
     """An own folder's images smaller than `side` (a patch or crop), padded at the bottom and
     right with the dataset's mean colour: the centres keep their coordinates, and the padding
     holds no cell (so it teaches the nets that the mean colour is background)."""
-    fill = tuple(float(v) for v in ds.mean_bgr[::-1]) if ds.mean_bgr else (0.0, 0.0, 0.0)
     out, padded = [], []
     for s in samples:
         h, w = s.image.shape[:2]
-        if h >= side and w >= side:
-            out.append(s)
-            continue
-        padded.append(f"{s.id} ({w}x{h})")
-        out.append(dataclasses.replace(s, image=patches.pad_to(s.image, side, fill)))
+        if h < side or w < side:
+            padded.append(f"{s.id} ({w}x{h})")
+        out.append(pad_sample(s, side, ds))
     if padded:
         print(f"{len(padded)} {PART_NAMES.get(part, part) + ' ' if part else ''}image(s) "
               f"smaller than {side} px padded with the mean colour to "
               f"{side} px (bottom, right): {', '.join(padded[:5])}"
               + (", ..." if len(padded) > 5 else ""))
     return out
+
+
+def pad_sample(s: datasets.Sample, side: int, ds: config.DatasetConfig) -> datasets.Sample:
+    """The sample, its image padded to `side` at the bottom and right with the dataset's mean
+    colour where it is smaller (pad_small's rule, unsaid); as it is otherwise."""
+    h, w = s.image.shape[:2]
+    if h >= side and w >= side:
+        return s
+    fill = tuple(float(v) for v in ds.mean_bgr[::-1]) if ds.mean_bgr else (0.0, 0.0, 0.0)
+    return dataclasses.replace(s, image=patches.pad_to(s.image, side, fill))
 
 
 def check_sizes(samples, side: int, ds: config.DatasetConfig) -> None:

@@ -87,21 +87,21 @@ def _evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "
     if test_images is not None and test_images < n_test:
         _keep_full_result(run, info_file, test_images, n_test)
     train_counts = prepare.check(ds, ids["train"] + ids["val"], data_root)   # (one at a time)
-    # every test image checked before any is counted (a density model counts any size)
+    # every test image read and checked before any is counted, then read again as it is
+    # counted: an evaluation holds one test image at a time, however many there are
     # (an own folder's image smaller than a patch is counted as `pycount count` counts it: a
-    # patch net's predictor normalises its stain, then pads it, and Fig. 6 draws it padded; the
-    # classic methods read it as it is, as in their fitting)
-    test = prepare.load(ds, ids["test"], data_root,
-                        side=None if model.density or ds.pad else ds.patch, test=True,
-                        part="test")
-    drawn = (prepare.pad_small(test, ds.patch, ds, "test")
-             if ds.pad and not (model.density or model.classic) else test)
-    if not any(s.count > 0 for s in test):
-        shown = ", ".join(s.id for s in test[:5]) + (", ..." if len(test) > 5 else "")
+    # patch net's predictor normalises its stain, then pads it, and Fig. 6 draws it padded, as
+    # check says; the classic methods read it as it is, as in their fitting)
+    patch_net = not (model.density or model.classic)
+    side = None if model.density or (ds.pad and not patch_net) else ds.patch
+    true_counts = prepare.check(ds, ids["test"], data_root, side=side, test=True, part="test")
+    if not any(c > 0 for c in true_counts):
+        shown = ", ".join(ids["test"][:5]) + (", ..." if len(ids["test"]) > 5 else "")
         raise config.ConfigError(
-            f"none of {ds.name}'s {len(test)} test images holds a cell ({shown}), so there is "
-            f"no error to measure a counter by; put test images with cells in its test set "
-            f"(`test = [...]` in pycount.toml beside an own folder's images, docs/own-data.md)")
+            f"none of {ds.name}'s {len(ids['test'])} test images holds a cell ({shown}), so "
+            f"there is no error to measure a counter by; put test images with cells in its test "
+            f"set (`test = [...]` in pycount.toml beside an own folder's images, "
+            f"docs/own-data.md)")
 
     rows = []
     # this evaluation's heatmaps are drawn into a folder of its own and put in place with its
@@ -117,8 +117,8 @@ def _evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "
             for folder in (run, run.parent):
                 atomic.remove_stale_temps(folder)
             heat.mkdir()
-            with Progress(len(test), f"counting {ds.name} test images", "images") as bar:
-                for i, s in enumerate(test):
+            with Progress(len(ids["test"]), f"counting {ds.name} test images", "images") as bar:
+                for i, s in enumerate(prepare.stream(ds, ids["test"], data_root)):
                     with bar.item(s.id):
                         r = predict.count_image(s.image)
                     rows.append({"id": s.id, "true": s.count, "predicted": r.count,
@@ -126,7 +126,9 @@ def _evaluate(ds: config.DatasetConfig, model: config.ModelConfig, head: str = "
                     if expected:
                         rows[-1]["expected"] = expected.count_image(s.image).count
                     if i < heatmaps and np.isfinite(r.count):
-                        _save_heatmap(heat / f"{s.id}.png", drawn[i], r, model, ds)
+                        drawn = prepare.pad_sample(s, ds.patch, ds) if ds.pad and patch_net \
+                            else s
+                        _save_heatmap(heat / f"{s.id}.png", drawn, r, model, ds)
                     bar.update(1)
         lost = [r["id"] for r in rows if not np.isfinite(r["predicted"])]
         if lost:                        # NaN weights: a metrics.json of nan is no result
