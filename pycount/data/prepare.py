@@ -51,11 +51,13 @@ def dataset_root(ds: config.DatasetConfig, data_root: str | Path | None = None) 
     return root
 
 
-def _read(ds: config.DatasetConfig, ids, data_root=None, test: bool = False):
+def _read(ds: config.DatasetConfig, ids, data_root=None, test: bool = False,
+          verify: bool = True):
     """The samples `ids` as the dataset's reader gives them, each at SCALE= (as counting reads
     them), one at a time where the reader reads so (an own folder's, readers.iter_folder). Test
     images (`test`) of another bit depth than the training images' are warned about, as
-    `pycount count` flags them."""
+    `pycount count` flags them. A named public release's files are checked against its
+    manifest (`verify`: False for a second reading of files checked once)."""
     root = dataset_root(ds, data_root)
     dtypes = ds.image_dtypes if test else ()
     if ds.layout == "folder":
@@ -65,7 +67,7 @@ def _read(ds: config.DatasetConfig, ids, data_root=None, test: bool = False):
         samples = datasets.read(ds.layout, root, ids, marker=ds.marker,
                                 depth_range=ds.depth_range, dtypes=dtypes)
         from pycount.data import download
-        if not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
+        if verify and not ds.generated and not ds.own and ds.name in download.RELEASE_FILES:
             # a named public release (not the private ki67 set): as published
             download.check_release(ds.name, root, [s.id for s in samples])
     return (datasets.rescale(s, ds.scale) for s in samples)
@@ -86,9 +88,9 @@ def load(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
 
 def stream(ds: config.DatasetConfig, ids, data_root=None):
     """The samples `ids` one at a time where the reader reads so (_read), unchecked and without
-    _read's warnings: the second reading of images that `check` has read and checked (eval
-    counts its test images so, holding one at a time)."""
-    return _read(ds, ids, data_root)
+    _read's warnings or its release check: the second reading of images that `check` has read
+    and checked (eval counts its test images so, holding one at a time)."""
+    return _read(ds, ids, data_root, verify=False)
 
 
 def check(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None,
@@ -102,9 +104,8 @@ def check(ds: config.DatasetConfig, ids, data_root=None, side: int | None = None
         if side and not ds.pad:
             check_sizes([s], side, ds)
         elif side and min(s.image.shape[:2]) < side:
-            small.append(s)                  # (small: kept only to be named as padded)
-    if small:
-        pad_small(small, side, ds, part)
+            small.append(_size_label(s))
+    _say_padded(small, side, part)
     return counts
 
 
@@ -123,18 +124,23 @@ def pad_small(samples, side: int, ds: config.DatasetConfig, part: str = ""
     """An own folder's images smaller than `side` (a patch or crop), padded at the bottom and
     right with the dataset's mean colour: the centres keep their coordinates, and the padding
     holds no cell (so it teaches the nets that the mean colour is background)."""
-    out, padded = [], []
-    for s in samples:
-        h, w = s.image.shape[:2]
-        if h < side or w < side:
-            padded.append(f"{s.id} ({w}x{h})")
-        out.append(pad_sample(s, side, ds))
-    if padded:
-        print(f"{len(padded)} {PART_NAMES.get(part, part) + ' ' if part else ''}image(s) "
+    _say_padded([_size_label(s) for s in samples if min(s.image.shape[:2]) < side], side, part)
+    return [pad_sample(s, side, ds) for s in samples]
+
+
+def _size_label(s: datasets.Sample) -> str:
+    """"id (WxH)": an image as the padding note names it."""
+    h, w = s.image.shape[:2]
+    return f"{s.id} ({w}x{h})"
+
+
+def _say_padded(labels: list[str], side: int, part: str = "") -> None:
+    """The one line that names the images (their _size_label) padded to `side`; none if none."""
+    if labels:
+        print(f"{len(labels)} {PART_NAMES.get(part, part) + ' ' if part else ''}image(s) "
               f"smaller than {side} px padded with the mean colour to "
-              f"{side} px (bottom, right): {', '.join(padded[:5])}"
-              + (", ..." if len(padded) > 5 else ""))
-    return out
+              f"{side} px (bottom, right): {', '.join(labels[:5])}"
+              + (", ..." if len(labels) > 5 else ""))
 
 
 def pad_sample(s: datasets.Sample, side: int, ds: config.DatasetConfig) -> datasets.Sample:

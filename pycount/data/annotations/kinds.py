@@ -18,7 +18,6 @@ from pycount.data.annotations.tables import read_centres_csv, read_text_points
 from pycount.data.annotations.xmlfiles import read_cellcounter_xml
 
 
-
 ANNOTATION_KINDS = {".csv": "CSV", ".tsv": "CSV",
                     ".xml": "XML (Cell Counter, Pascal VOC or ImageScope)",
                     ".geojson": "QuPath GeoJSON", ".json": "JSON (QuPath GeoJSON or LabelMe)",
