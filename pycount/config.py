@@ -130,7 +130,8 @@ class DatasetConfig:
     # 47.27 without, a paired difference of -3.3 +- 2.3 (s.e.) better on 24 of 50 images, and a
     # worse validation patch MAE (2.18 against 1.89): no clear gain, so 0 stays the default. At
     # the default sigma 2 and the full 8,000 iterations (2026-12-03): 34.91 against 35.59, paired
-    # -0.68 +- 1.71, closer on 28 of 50: still none.
+    # -0.68 +- 1.71, closer on 28 of 50: still none. An own folder's is inferred from its colour
+    # (OWN_HED_JITTER; OWN_INFERRED until owndata.resolve has).
     hed_jitter: float = 0.0
     # Scale augmentation of the density models' training crops (ZOOM=z; 0: none): besides each
     # training image as it is, crops are cut from it resized by 1 / (1 + z) and by 1 + z, its
@@ -503,7 +504,7 @@ def check_augmented_rotation(ds: DatasetConfig) -> None:
     """A density model's training crops with a zoom or stain jitter that a pycount.toml sets and
     ROT=0 turns off: refused (with_overrides refuses ZOOM= and HED= given with ROT=0 alike)."""
     for k in ("zoom", "hed_jitter"):
-        if getattr(ds, k) and ds.rot_step == 0:
+        if getattr(ds, k) > 0 and ds.rot_step == 0:     # (an own folder's OWN_INFERRED: not set)
             raise ConfigError(_rotation_needed(ds, own_setting(ds, k),
                                                f"set {MAKE_VARS[k]}=0", True))
 
@@ -1076,7 +1077,7 @@ SPEC_KEYS = {  # key: (type, meaning)
     "zoom": (float, "density models: the training crops also cut from each image at 1/(1+zoom) "
                     "and 1+zoom times its size (ZOOM=); default: 0, none"),
     "hed_jitter": (float, "H&E stain jitter of the training crops, a strength below 1 (HED=); "
-                          "default: 0, none"),
+                          "default: 0.2 on stained brightfield images, else 0 (none)"),
 }
 OWN_ROT_STEP = 30     # the paper's rotation step, for every dataset
 # ROT= and `rot_step` in pycount.toml are below this (0: none): a step of a whole turn or more
@@ -1133,6 +1134,21 @@ OWN_CROP_BUDGET = 40_000
 # higher magnification holds, which an enlarged image does not, and that was not measured.
 OWN_SCALE_ABOVE = math.inf
 OWN_SCALE_TO = 13.4
+# hed_jitter: an own folder of stained brightfield images (H&E, IHC: the training images' mean
+# colour bright and its channels apart) has its density models' training crops stain-jittered by
+# OWN_HED_JITTER unless its pycount.toml or HED= says otherwise; a dark folder (fluorescence) or a
+# grey one (channels alike: phase contrast, unstained) none, nor one trained without rotations.
+# Measured (fcrn, 8,000 its, one thread, paired per test image against no jitter; docs/own-data.md):
+# nuclei folders of 9 training images -8.63 +- 6.41 and, a second draw, -9.49 +- 6.56; of 19,
+# -5.96 +- 2.56 (closer on 29 of 50); 45 (the named set, sigma 2) -0.68 +- 1.71: it helps a
+# folder of few images and costs a larger one nothing. An IHC stand-in (the Ki67 synthetic's
+# DAB and haematoxylin, 12 images of 640 px trained on, 20 test): 1.50 against 2.02, -0.52 +-
+# 0.27, closer on 15 of 20 (bench/results/2026-12-07-vm-paired-own-ki67s12-hed.md). Only 0 and
+# 0.2 were measured. Nuclei's mean colour: 203, channels 39 apart; the stand-in's 212, 14; VGG 30.
+OWN_HED_JITTER = 0.2
+OWN_BRIGHTFIELD_MIN = 128.0    # the mean colour's average channel (8-bit) from which it is bright
+OWN_STAIN_SPREAD_MIN = 6.0     # its channels' spread (largest - smallest) from which it is stained
+OWN_INFERRED = -1.0            # hed_jitter of a folder whose pycount.toml leaves it to be inferred
 OWN_ENCODE_ABOVE = 4 << 30     # bytes of raw patches above which the patch LMDB stores PNGs
 OWN_FALLBACK_SPACING = 10.0    # px, when no training image has two dots
 # Marks at the very same position are counted once by every reader (readers.drop_repeats: a
@@ -1451,7 +1467,7 @@ def folder_dataset(path) -> DatasetConfig:
         marker=str(spec.get("marker", "")), iters=spec.get("iters", 0),
         depth_range=tuple(float(v) for v in spec.get("depth_range", ())),
         scale=float(spec.get("scale", 0.0)), zoom=float(spec.get("zoom", 0.0)),
-        hed_jitter=float(spec.get("hed_jitter", 0.0)),
+        hed_jitter=float(spec.get("hed_jitter", OWN_INFERRED)),    # (owndata.resolve infers it)
         spec=tuple(sorted(spec)), description=f"own images in {root}")
 
 

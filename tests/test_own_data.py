@@ -31,12 +31,12 @@ def lattice(side: int, spacing: int, offset: int = 3) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
-def make_folder(root, n=8, side=120, spacing=10, small=()):
-    """n constant-colour PNG images with x,y CSVs; the ids in `small` are 30x30 px."""
+def make_folder(root, n=8, side=120, spacing=10, small=(), colour=COLOUR):
+    """n constant-colour PNG images (RGB `colour`) with x,y CSVs; the ids in `small` are 30x30 px."""
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         s = 30 if f"i{i:02d}" in small else side
-        img = np.zeros((s, s, 3), np.uint8) + np.array(COLOUR[::-1], np.uint8)   # BGR on disk
+        img = np.zeros((s, s, 3), np.uint8) + np.array(colour[::-1], np.uint8)   # BGR on disk
         cv2.imwrite(str(root / f"i{i:02d}.png"), img)
         c = lattice(s, spacing)
         (root / f"i{i:02d}.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in c))
@@ -1268,6 +1268,56 @@ def test_zoom_and_stain_jitter_in_the_spec_file(tmp_path, workdirs):
     with pytest.raises(ConfigError, match=f"{toml}: zoom = 0.5 narrows sigma = 0.6 to 0.4 px in "
                                           f"the shrunken crops, below 0.5 px"):
         config.dataset(str(folder))
+
+
+def test_stained_brightfield_folders_get_the_stain_jitter(tmp_path, workdirs, capsys):
+    """hed_jitter left out of pycount.toml is inferred from the training images' mean colour:
+    OWN_HED_JITTER for bright, coloured images (the nuclei release's mean colour), none for dark
+    (the VGG cells' fluorescence blue) or grey ones, nor without rotations; said with the reason.
+    It is the folder's own default (no tag); HED=0 turns it off and tags the run, as does a
+    pycount.toml's 0 without a tag; ROT=0 alone is not refused for it and tags the rotation only;
+    the density LMDB's crops are jittered."""
+    he = make_folder(tmp_path / "he", n=6, colour=(212, 179, 218))
+    lines = []
+    ds = owndata.resolve(config.with_overrides(config.dataset(str(he))), say=lines.append)
+    assert (ds.hed_jitter, ds.tag) == (config.OWN_HED_JITTER, "he") == (0.2, "he")
+    [said] = [line for line in lines if line.split()[0] == "hed_jitter"]
+    assert said.split(None, 2)[:2] == ["hed_jitter", "0.2"]
+    assert "stained brightfield images (mean colour 203 of 255, its channels 39 apart)" in said
+    assert "(HED=0 turns it off)" in said
+    assert resolved(he, hed_jitter=0.2).tag == "he"
+    assert resolved(he, hed_jitter=0.0).tag == "he-hed0"
+    assert dataset_words(resolved(he, hed_jitter=0.0)) == f"DATASET={he} HED=0"
+    assert dataset_words(ds) == f"DATASET={he}"
+    unrotated = config.with_overrides(config.dataset(str(he)), rot_step=0)
+    config.check_augmented_rotation(unrotated)                # nothing set: nothing refused
+    rot0 = owndata.resolve(unrotated, say=lines.append)
+    assert (rot0.hed_jitter, rot0.variant) == (0.0, "p44-s22-r0")
+    assert any("none: the training crops are taken as they are (no rotation)" in line
+               for line in lines)
+
+    assert cli.main(["prepare", "--dataset", str(he), "--model", "fcrn"]) == 0
+    capsys.readouterr()
+    jittered = lmdbio.read_manifest(config.density_lmdbs(ds, "train")[0])["fingerprint"]
+    plain = prepare.prepare(resolved(he, hed_jitter=0.0), model=config.model("fcrn"))
+    assert plain["train"]["fingerprint"] != jittered
+
+    (he / "pycount.toml").write_text("hed_jitter = 0\n")
+    mine = resolved(he)
+    assert (mine.hed_jitter, mine.tag) == (0.0, "he")
+    assert resolved(he, hed_jitter=0.2).tag == "he-hed0.2"
+
+    for name, colour, why in (("dark", (0, 0, 90), "none: dark images (mean colour 30 of 255"),
+                              ("grey", (200, 203, 200), "none: grey images (mean colour 201 of "
+                                                        "255, its channels 3 apart)")):
+        lines.clear()
+        other = owndata.resolve(config.dataset(str(make_folder(tmp_path / name, n=6,
+                                                                colour=colour))),
+                                say=lines.append)
+        assert (other.hed_jitter, other.tag) == (0.0, name)
+        assert any(line.split(None, 2)[:2] == ["hed_jitter", "0"] and why in line
+                   for line in lines), lines
+        assert resolved(tmp_path / name, hed_jitter=0.2).tag == f"{name}-hed0.2"
 
 
 def test_a_spec_files_zoom_beside_rot_0_or_a_window_given(tmp_path, workdirs, capsys):

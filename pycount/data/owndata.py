@@ -503,12 +503,10 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
          f"(here {n_crops(crop, crop_stride):,}, counting the images kept aside to monitor "
          f"training)", " px")
 
-    for key, var, what in (("zoom", "ZOOM", "density models' crops also cut at 1/(1+zoom) and "
-                                           "1+zoom times each image's size"),
-                           ("hed_jitter", "HED", "H&E stain jitter of the training crops")):
-        if getattr(ds, key):            # never inferred: shown where pycount.toml or a VAR= set it
-            src = "pycount.toml" if from_spec(key) else f"{var}= given"
-            lines.append(f"  {key:<15} {getattr(ds, key):>8g}  {src}: {what}")
+    if ds.zoom:                         # never inferred: shown where pycount.toml or ZOOM= set it
+        lines.append(f"  {'zoom':<15} {ds.zoom:>8g}  "
+                     f"{'pycount.toml' if from_spec('zoom') else 'ZOOM= given'}: density models' "
+                     f"crops also cut at 1/(1+zoom) and 1+zoom times each image's size")
 
     # one image much larger than the others: the nets learn mostly from it, which a lab should
     # know (its tissue, stain or cells stand for the folder). By area, which the crops and the
@@ -525,8 +523,15 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
     mean = tuple(float(v) for v in np.round(
         (np.array([_mean_bgr(s, depth_range) for s in tr]) * pixels[:, None]).sum(0)
         / pixels.sum(), 1))
-    mean = ds.mean_bgr or mean
+    measured, mean = mean, ds.mean_bgr or mean
     note("mean_bgr", list(mean), "mean colour of the training images' pixels (B, G, R)")
+    # the stain jitter, from the colour measured whatever mean_rgb the nets subtract
+    hed, why = stain_jitter(ds.hed_jitter, ds.rot_step, measured)
+    if ds.hed_jitter >= 0:               # given: pycount.toml's, or HED=
+        why = ("pycount.toml" if from_spec("hed_jitter") else "HED= given") + (
+            ": H&E stain jitter of the density models' training crops" if hed else ": none")
+    lines.append(f"  {'hed_jitter':<15} {hed:>8g}  {why}")
+    hed_reference = stain_jitter(fresh.hed_jitter, ds.rot_step, measured)[0]
 
     # the C head's classes (config.OWN_CLASS_HEADROOM, OWN_CLASS_MARGIN)
     dens = max(s.count / (s.width * s.height) for s in tr)
@@ -555,10 +560,10 @@ def resolve(ds: config.DatasetConfig, say=print, checks: bool = True) -> config.
                   crop_stride=crop_stride, mean_bgr=mean, max_patch_count=mpc, encoded=encoded,
                   train_ids=tuple(train), test_ids=tuple(test), depth_range=depth_range,
                   image_dtypes=tuple(sorted({s.depth.get("dtype", "uint8") for s in tr})),
-                  scale=scale)
+                  scale=scale, hed_jitter=hed)
     # the dataset's own defaults (what PATCH=, STRIDE=, ... are tagged against): the inferred
     # or pycount.toml values, not the command line's
-    out = replace(out, defaults=_defaults(ds, out, fresh))
+    out = replace(out, defaults=_defaults(ds, out, fresh, hed_reference))
     for line in lines:
         say(line)
     return out
@@ -676,6 +681,27 @@ def _check_contrast(depth_range, deep: list[ImageStats], root: Path, lines) -> N
                  f"{', ...' if len(flat) > 5 else ''}); their values lie in {span}")
 
 
+def stain_jitter(given: float, rot_step: int, mean_bgr) -> tuple[float, str]:
+    """The stain jitter of a folder's density training crops, and why: `given` (pycount.toml's
+    or HED=) where it is not config.OWN_INFERRED; else config.OWN_HED_JITTER for stained
+    brightfield images (the training images' mean colour, `mean_bgr`, bright and not grey), 0 for
+    any other and where the crops are not rotated (rot_step 0: taken as they are)."""
+    if given >= 0:
+        return given, ""
+    bright, spread = float(np.mean(mean_bgr)), float(np.ptp(mean_bgr))
+    colour = f"mean colour {bright:.0f} of 255, its channels {spread:.0f} apart"
+    if not rot_step:
+        return 0.0, "none: the training crops are taken as they are (no rotation)"
+    if bright < config.OWN_BRIGHTFIELD_MIN:
+        return 0.0, (f"none: dark images ({colour}), not stained brightfield (H&E, IHC) ones "
+                     f"(HED= sets it)")
+    if spread < config.OWN_STAIN_SPREAD_MIN:
+        return 0.0, f"none: grey images ({colour}), not stained ones (HED= sets it)"
+    return config.OWN_HED_JITTER, (f"stained brightfield images ({colour}): their H&E and DAB "
+                                   f"amounts jittered in the density models' training crops "
+                                   f"(HED=0 turns it off)")
+
+
 def _mean_bgr(s: ImageStats, depth_range: tuple) -> list:
     """An image's mean colour (B, G, R) as the nets see it: a deeper image's raw mean mapped
     through the dataset's depth_range (clipping aside), else as measured."""
@@ -692,11 +718,13 @@ DEFAULT_KEYS = ("patch", "stride", "rot_step", "sigma", "crop", "crop_stride", "
 
 
 def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
-              fresh: config.DatasetConfig) -> tuple:
+              fresh: config.DatasetConfig, hed_reference: float) -> tuple:
     """DEFAULT_KEYS as the folder gets them with nothing set on the command line: inferred, or
     its pycount.toml's (`given`: the dataset as asked, `out`: resolved, `fresh`: the folder as
     its pycount.toml alone sets it). The windows' at the scale asked (SCALE= alone tags a run with
-    the scale, not with the patch and crop that follow from it); the scale's without SCALE=."""
+    the scale, not with the patch and crop that follow from it); the scale's without SCALE=; the
+    stain jitter's at the rotation asked (`hed_reference`: ROT=0 alone turns an inferred jitter
+    off, and tags a run with the rotation only)."""
     mine = tuple(getattr(out, k) for k in DEFAULT_KEYS)
     same = [getattr(given, k) == getattr(fresh, k) for k in DEFAULT_KEYS]
     if all(same):
@@ -706,7 +734,7 @@ def _defaults(given: config.DatasetConfig, out: config.DatasetConfig,
         getattr(resolve(replace(fresh, scale=given.scale), say=quiet, checks=False), k)
         for k in DEFAULT_KEYS[:6])
     scale = out.scale if same[6] else resolve(fresh, say=quiet, checks=False).scale
-    return (*windows, scale, fresh.marker, fresh.hed_jitter, fresh.zoom)
+    return (*windows, scale, fresh.marker, hed_reference, fresh.zoom)
 
 
 def iterations(ds: config.DatasetConfig, model: config.ModelConfig, say=print) -> int | None:
