@@ -178,6 +178,40 @@ def test_label_studio_size_and_several_annotations_are_said(tmp_path, capsys):
         got(folder)
 
 
+def test_label_studio_results_without_the_image_size_are_placed_on_the_image(tmp_path, capsys):
+    """Results without original_width and original_height (imported through the API, or from
+    before Label Studio 1.0) are placed on the image's own size, said once: on the 60 px
+    images the same cells as with it; on a 120 x 40 px image a keypoint, a polygon and a box
+    turned by 90 degrees scale along each side (refused before: KeyError('original_width')).
+    A task with one sized result takes that size for the others, and is checked against it."""
+    folder = images(tmp_path / "set")
+    tasks = label_studio()
+    for task in tasks:
+        for r in (task["annotations"] or [{}])[-1].get("result", []):
+            del r["original_width"], r["original_height"]
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    assert got(folder) == WANT_LS
+    assert ("ls.json: the results of 2 task(s) record no image size (a.png, b.png; annotations "
+            "imported through the API") in capsys.readouterr().err
+
+    cv2.imwrite(str(folder / "b.png"), np.zeros((40, 120, 3), np.uint8))
+    tasks[1]["annotations"][1]["result"] = [
+        {"type": "keypointlabels", "value": {"x": 50, "y": 25, "keypointlabels": ["p"]}},
+        {"type": "polygonlabels", "value": {"points": [[0, 0], [50, 0], [50, 50], [0, 50]],
+                                            "polygonlabels": ["p"]}},
+        {"type": "rectanglelabels", "value": {"x": 50, "y": 50, "width": 10, "height": 20,
+                                              "rotation": 90, "rectanglelabels": ["n"]}}]
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    # (60, 10); the centroid (30, 10); a 12 x 8 px box turned about its corner (60, 20):
+    # centre (60 - 4, 20 + 6)
+    assert got(folder)["b"] == [[59.5, 9.5], [29.5, 9.5], [55.5, 25.5]]
+    tasks[1]["annotations"][1]["result"][2].update(original_width=60, original_height=60)
+    (folder / "ls.json").write_text(json.dumps(tasks))
+    with pytest.raises(DatasetError, match=r"ls\.json was made on a 60x60 px image \(its "
+                                           r"original_width and original_height for b\.png\)"):
+        got(folder)
+
+
 def test_region_attributes_missing_empty_or_several_and_an_uneven_polygon(tmp_path):
     """A region without attributes has no class; several set values are one class, joined by
     ", " (an empty one left out); a 20 x 10 polygon's centroid is (10, 5)."""

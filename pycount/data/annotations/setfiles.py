@@ -210,13 +210,26 @@ def _label_studio_cell(value: dict, shape: str, w: float, h: float) -> tuple[flo
     return tuple(outline_centroid(xy[:, 0], xy[:, 1]))      # a polygon
 
 
+def _label_studio_unsized(value: dict, shape: str) -> tuple[tuple, tuple]:
+    """A result recorded without the image's size, as the two points A, B whose sum, scaled by
+    the image's width and height (w A + h B), is its cell (set_centres): every shape's centre is
+    linear in the sides (a polygon's centroid moves with the axes it is scaled along)."""
+    if shape == "polygon":
+        cx, cy = _label_studio_cell(value, shape, 1.0, 1.0)
+        return (cx, 0.0), (0.0, cy)
+    return _label_studio_cell(value, shape, 1.0, 0.0), _label_studio_cell(value, shape, 0.0, 1.0)
+
+
 def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
     """({image file name: [(label, x, y)]}, {name: (width, height)}) of a Label Studio JSON
     export: each task's image by its file name (the upload prefix taken off), the results of its
     first annotation that was not cancelled (several: said in a note), -0.5 px as the other
     tools' continuous coordinates; a marker chooses the results' labels. Results of no shape
-    (choices, text areas: of the whole image, with no size recorded) are passed over."""
-    out, sizes, several = {}, {}, []
+    (choices, text areas: of the whole image, with no size recorded) are passed over. A result
+    without original_width and original_height (imported through the API and not edited since,
+    or exported before Label Studio 1.0) takes its task's other results' size, else the image's
+    own: x and y are then (A, B) of _label_studio_unsized, and set_centres places it."""
+    out, sizes, several, unsized = {}, {}, [], []
     for n, task in enumerate(doc, 1):
         source = next((v for v in task["data"].values() if isinstance(v, str)), "")
         name = Path(source.split("?")[0]).name
@@ -227,25 +240,42 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
         if len(kept) > 1:
             several.append(name)
         marks = out.setdefault(name, [])
-        for k, r in enumerate(kept[0].get("result", []) if kept else [], 1):
+        results = kept[0].get("result", []) if kept else []
+        sized = next(((r["original_width"], r["original_height"]) for r in results
+                      if isinstance(r, dict) and r.get("original_width") is not None
+                      and r.get("original_height") is not None), None)
+        for k, r in enumerate(results, 1):
             shape = str(r.get("type", "")).replace("labels", "") if isinstance(r, dict) else ""
             if isinstance(r, dict) and shape not in _LS_SHAPES:
                 continue                      # a choice, a text area: whole-image, no cell
             try:
-                w, h = float(r["original_width"]), float(r["original_height"])
-                cell = _label_studio_cell(r["value"], shape, w, h)
+                if sized is None:             # placed on the image's own size (set_centres)
+                    cell = _label_studio_unsized(r["value"], shape)
+                else:
+                    w, h = (float(v) for v in sized)
+                    cell = _label_studio_cell(r["value"], shape, w, h)
+                    sizes[name] = (w, h)
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise DatasetError(f"{p}: result {k} of task {n} ({name}) cannot be read as a "
                                    f"cell ({e!r}: {brief(r, 80)}); export the project again "
                                    f"(JSON), or as COCO") from None
-            sizes[name] = (w, h)
             value = r["value"]
             labels = next((v for key, v in value.items() if key.endswith("labels")
                            and isinstance(v, list)), [])
-            marks.append((", ".join(map(str, labels)), cell[0] - 0.5, cell[1] - 0.5))
+            if sized is None:
+                marks.append((", ".join(map(str, labels)), *cell))
+                if not unsized or unsized[-1] != name:
+                    unsized.append(name)
+            else:
+                marks.append((", ".join(map(str, labels)), cell[0] - 0.5, cell[1] - 0.5))
     if several:
         note(f"{p}: {len(several)} task(s) have more than one annotation ({few(several)}): the "
              f"first of each is read")
+    if unsized:
+        note(f"{p}: the results of {len(unsized)} task(s) record no image size ({few(unsized)}; "
+             f"annotations imported through the API and not edited since, or an export from "
+             f"before Label Studio 1.0): their positions, in percent, are taken on the images' "
+             f"own sizes")
     return out, sizes
 
 
@@ -504,5 +534,10 @@ def set_centres(path: Path, kind: str, image: Path, marker: str = "",
         raise DatasetError(f"{path} has no label {marker!r} (its labels: "
                            f"{', '.join(labels) or 'none'}); choose one of them (MARKER=, or "
                            f"marker in pycount.toml), or leave it out to count all")
+    if shape is not None:     # a Label Studio result without the image's size: on the image's
+        side = np.array([shape[1], shape[0]], np.float64)
+        marks = [(label, *(x[0] * side[0] + y[0] * side[1] - 0.5,
+                           x[1] * side[0] + y[1] * side[1] - 0.5))
+                 if isinstance(x, tuple) else (label, x, y) for label, x, y in marks]
     return np.array([(x, y) for label, x, y in marks if not marker or label == marker],
                     np.float64).reshape(-1, 2)
