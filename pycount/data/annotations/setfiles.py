@@ -249,6 +249,9 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
             if isinstance(r, dict) and shape not in _LS_SHAPES:
                 continue                      # a choice, a text area: whole-image, no cell
             try:
+                own = (r.get("original_width"), r.get("original_height"))
+                if None not in own:           # its own size, else its task's other results'
+                    sized = own
                 if sized is None:             # placed on the image's own size (set_centres)
                     cell = _label_studio_unsized(r["value"], shape)
                 else:
@@ -534,7 +537,7 @@ def set_centres(path: Path, kind: str, image: Path, marker: str = "",
         raise DatasetError(f"{path} has no label {marker!r} (its labels: "
                            f"{', '.join(labels) or 'none'}); choose one of them (MARKER=, or "
                            f"marker in pycount.toml), or leave it out to count all")
-    if shape is not None:     # a Label Studio result without the image's size: on the image's
+    if shape is not None:     # Label Studio results that record no size: on this image's
         side = np.array([shape[1], shape[0]], np.float64)
         marks = [(label, *(x[0] * side[0] + y[0] * side[1] - 0.5,
                            x[1] * side[0] + y[1] * side[1] - 0.5))
