@@ -1140,7 +1140,8 @@ OWN_SCALE_TO = 13.4
 # grey one (channels alike: phase contrast, unstained) none, nor one trained without rotations.
 # Measured (fcrn, 8,000 its, one thread, paired per test image against no jitter; docs/own-data.md):
 # nuclei folders of 9 training images -8.63 +- 6.41 and, a second draw, -9.49 +- 6.56; of 19,
-# -5.96 +- 2.56 (closer on 29 of 50); 45 (the named set, sigma 2) -0.68 +- 1.71: it helps a
+# -5.96 +- 2.56 (closer on 29 of 50); of 29, -2.61 +- 1.26 (27 of 50); 45 (the named set,
+# sigma 2) -0.68 +- 1.71: the gain shrinks with the folder's size, and it helps a
 # folder of few images and costs a larger one nothing. An IHC stand-in (the Ki67 synthetic's
 # DAB and haematoxylin, 12 images of 640 px trained on, 20 test): 1.50 against 2.02, -0.52 +-
 # 0.27, closer on 15 of 20 (bench/results/2026-12-07-vm-paired-own-ki67s12-hed.md). Only 0 and
