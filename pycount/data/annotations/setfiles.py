@@ -241,17 +241,16 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
             several.append(name)
         marks = out.setdefault(name, [])
         results = kept[0].get("result", []) if kept else []
-        sized = next(((r["original_width"], r["original_height"]) for r in results
-                      if isinstance(r, dict) and r.get("original_width") is not None
-                      and r.get("original_height") is not None), None)
+        recorded = next(((r["original_width"], r["original_height"]) for r in results
+                         if isinstance(r, dict) and r.get("original_width") is not None
+                         and r.get("original_height") is not None), None)
         for k, r in enumerate(results, 1):
             shape = str(r.get("type", "")).replace("labels", "") if isinstance(r, dict) else ""
             if isinstance(r, dict) and shape not in _LS_SHAPES:
                 continue                      # a choice, a text area: whole-image, no cell
             try:
                 own = (r.get("original_width"), r.get("original_height"))
-                if None not in own:           # its own size, else its task's other results'
-                    sized = own
+                sized = own if None not in own else recorded    # else its task's others'
                 if sized is None:             # placed on the image's own size (set_centres)
                     cell = _label_studio_unsized(r["value"], shape)
                 else:
