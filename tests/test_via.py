@@ -358,6 +358,25 @@ def test_label_studio_json_min_reads_as_its_json_export(tmp_path):
     assert annotations.setfiles._label_studio_min([{"image": "a.png", "id": 1}]) is None
 
 
+def test_label_studio_json_min_without_the_image_size(tmp_path, capsys):
+    """JSON-MIN of annotations imported through the API records no image size: told by its
+    labels, its regions are placed on the images' own sizes (the ellipse of a tag without labels
+    too), with the note; it was no Label Studio file before. Regions with neither a size nor
+    labels anywhere are no Label Studio file still."""
+    folder = images(tmp_path / "set")
+    tasks = label_studio_min()
+    for task in tasks:
+        for v in task.values():
+            for r in v if isinstance(v, list) else []:
+                del r["original_width"], r["original_height"]
+    (folder / "project-3-min.json").write_text(json.dumps(tasks))
+    assert got(folder) == WANT_LS
+    assert "the results of 2 task(s) record no image size (a.png, b.png;" in (
+        capsys.readouterr().err)
+    bare = [{"image": "a.png", "id": 1, "kp": [{"x": 50, "y": 25, "width": 1}]}]
+    assert annotations.setfiles._label_studio_min(bare) is None
+
+
 # --- VIA 3 ------------------------------------------------------------------------------------------
 
 def via3_project() -> dict:

@@ -155,14 +155,19 @@ def _label_studio_min(doc) -> list | None:
     labels) in the form of its JSON export (_label_studio_index reads both); None for any other
     document. A region's shape is its labels' key's (keypointlabels, ...) or, for a tag without
     labels, its fields' (points: a polygon, radiusX: an ellipse, height: a rectangle, else a
-    keypoint)."""
+    keypoint). The document is told by a region that records the image's size or carries labels
+    (a labels key: keypointlabels, ...); regions recorded without either (imported through the
+    API, of a tag without labels) are then read too, placed on the image's own size."""
     def regions(task) -> dict:
         return {k: v for k, v in task.items() if isinstance(v, list) and v and all(
-            isinstance(r, dict) and ("x" in r or "points" in r) and "original_width" in r
-            for r in v)}
+            isinstance(r, dict) and ("x" in r or "points" in r) for r in v)}
+
+    def told(found) -> bool:
+        return any("original_width" in r or any(
+            k.endswith("labels") and isinstance(v, list) for k, v in r.items()) for r in found)
     if not (isinstance(doc, list) and doc and all(isinstance(t, dict) for t in doc)) or any(
             {"data", "annotations", "completions"} & set(t) for t in doc) or not any(
-            regions(t) for t in doc):
+            told(v) for t in doc for v in regions(t).values()):
         return None
     tasks = []
     for t in doc:
