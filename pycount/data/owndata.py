@@ -605,14 +605,21 @@ def _check_duplicates(root: Path, stats: dict, pairs: dict, lines: list) -> None
 def _scale(given: float, spacing: float, measured: bool) -> tuple[float, str]:
     """The factor every image is read at, and why: the one given, else 1 unless the cells lie
     further apart than config.OWN_SCALE_ABOVE (a higher magnification than the settings were
-    made for), when the images shrink to put them config.OWN_SCALE_TO apart (2 digits)."""
+    made for), when the images shrink to put them config.OWN_SCALE_TO apart (2 digits); beyond
+    config.OWN_SCALE_HINT_ABOVE px the reason proposes that factor."""
     if given:
         return given, ""
+    factor = max(config.SCALE_LIMITS[0], float(f"{config.OWN_SCALE_TO / spacing:.2g}")) if (
+        spacing > 0) else 1.0
     if not measured or spacing <= config.OWN_SCALE_ABOVE:
         within = (f": cells {spacing:.1f} px apart, within the {config.OWN_SCALE_ABOVE:g} px the "
                   f"settings are made for" if math.isfinite(config.OWN_SCALE_ABOVE) else "")
+        if measured and spacing > config.OWN_SCALE_HINT_ABOVE and factor < 1:
+            return 1.0, (f"the images as they are; cells {spacing:.1f} px apart: SCALE={factor:g} "
+                         f"would read them ~{config.OWN_SCALE_TO:g} px apart, {1 / factor ** 2:.1f}x "
+                         f"fewer pixels to train and count, at the same error where measured "
+                         f"(larger cells; docs/own-data.md)")
         return 1.0, f"the images as they are{within} (SCALE= reads them resized)"
-    factor = max(config.SCALE_LIMITS[0], float(f"{config.OWN_SCALE_TO / spacing:.2g}"))
     return factor, (f"cells {spacing:.1f} px apart, more than {config.OWN_SCALE_ABOVE:g} px: "
                     f"every image read at this size, to put them ~{config.OWN_SCALE_TO:g} px "
                     f"apart (the settings' range; {1 / factor ** 2:.1f}x fewer pixels to train "
