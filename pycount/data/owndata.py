@@ -615,10 +615,11 @@ def _scale(given: float, spacing: float, measured: bool) -> tuple[float, str]:
         within = (f": cells {spacing:.1f} px apart, within the {config.OWN_SCALE_ABOVE:g} px the "
                   f"settings are made for" if math.isfinite(config.OWN_SCALE_ABOVE) else "")
         if measured and spacing > config.OWN_SCALE_HINT_ABOVE and factor < 1:
-            return 1.0, (f"the images as they are; cells {spacing:.1f} px apart: SCALE={factor:g} "
-                         f"would read them ~{config.OWN_SCALE_TO:g} px apart, {1 / factor ** 2:.1f}x "
-                         f"fewer pixels to train and count, at the same error where measured "
-                         f"(larger cells; docs/own-data.md)")
+            return 1.0, (f"the images as they are; cells {spacing:.1f} px apart: if they are "
+                         f"large (not small and sparse), SCALE={factor:g} would read them "
+                         f"~{config.OWN_SCALE_TO:g} px apart, {1 / factor ** 2:.1f}x fewer pixels "
+                         f"to train and count, at the same error where measured "
+                         f"(docs/own-data.md)")
         return 1.0, f"the images as they are{within} (SCALE= reads them resized)"
     return factor, (f"cells {spacing:.1f} px apart, more than {config.OWN_SCALE_ABOVE:g} px: "
                     f"every image read at this size, to put them ~{config.OWN_SCALE_TO:g} px "
