@@ -149,6 +149,12 @@ def _is_label_studio(doc) -> bool:
         and isinstance(t.get("annotations", t.get("completions")), list) for t in doc)
 
 
+def _ls_labels_key(region: dict) -> str:
+    """The key of a Label Studio region's labels (keypointlabels, rectanglelabels, ...: the one
+    that ends in "labels" and holds a list), "" where it has none."""
+    return next((k for k, v in region.items() if k.endswith("labels") and isinstance(v, list)), "")
+
+
 def _label_studio_min(doc) -> list | None:
     """Label Studio's JSON-MIN export (a list of tasks, each its image's path and, under each
     labelling tag's name, the regions drawn: x, y, ... beside the size of the image and the
@@ -163,8 +169,7 @@ def _label_studio_min(doc) -> list | None:
             isinstance(r, dict) and ("x" in r or "points" in r) for r in v)}
 
     def told(found) -> bool:
-        return any("original_width" in r or any(
-            k.endswith("labels") and isinstance(v, list) for k, v in r.items()) for r in found)
+        return any("original_width" in r or _ls_labels_key(r) for r in found)
     if not (isinstance(doc, list) and doc and all(isinstance(t, dict) for t in doc)) or any(
             {"data", "annotations", "completions"} & set(t) for t in doc) or not any(
             told(v) for t in doc for v in regions(t).values()):
@@ -180,8 +185,7 @@ def _label_studio_min(doc) -> list | None:
         result = []
         for found in regions(t).values():
             for r in found:
-                labels = next((k for k, v in r.items() if k.endswith("labels")
-                               and isinstance(v, list)), "")
+                labels = _ls_labels_key(r)
                 shape = labels[:-len("labels")] if labels[:-len("labels")] in _LS_SHAPES else (
                     "polygon" if "points" in r else "ellipse" if "radiusX" in r else
                     "rectangle" if "height" in r else "keypoint")
@@ -267,8 +271,8 @@ def _label_studio_index(p: Path, doc: list) -> tuple[dict, dict]:
                                    f"cell ({e!r}: {brief(r, 80)}); export the project again "
                                    f"(JSON), or as COCO") from None
             value = r["value"]
-            labels = next((v for key, v in value.items() if key.endswith("labels")
-                           and isinstance(v, list)), [])
+            key = _ls_labels_key(value)
+            labels = value[key] if key else []
             if sized is None:
                 marks.append((", ".join(map(str, labels)), *cell))
                 if not unsized or unsized[-1] != name:
